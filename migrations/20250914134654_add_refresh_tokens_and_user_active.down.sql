@@ -1,0 +1,2 @@
+DROP TABLE refresh_tokens;
+ALTER TABLE users DROP COLUMN active;

@@ -1,0 +1,20 @@
+import { DbError } from '../errors.js';
+
+/**
+ * Runs a command's main function and turns a failure into one line on stderr and exit code 1,
+ * so scripts and CI see a plain message rather than a stack trace. `DEBUG=1` shows the stack.
+ */
+export function runCli(main: (args: string[]) => Promise<void>): void {
+  main(process.argv.slice(2)).then(
+    () => {
+      process.exitCode = process.exitCode ?? 0;
+    },
+    (error: unknown) => {
+      const message = error instanceof Error ? error.message : String(error);
+      const code = error instanceof DbError ? ` [${error.code}]` : '';
+      process.stderr.write(`error${code}: ${message}\n`);
+      if (process.env.DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

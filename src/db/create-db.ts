@@ -1,0 +1,48 @@
+import { Kysely, PostgresDialect } from 'kysely';
+import type { DB } from '../../generated/db.js';
+import { type DbConfig, loadDbConfig, resolveDbConfig } from './db-config.js';
+import { createTunedPool, type PoolErrorListener, type TunedPool } from './tuned-pool.js';
+
+export interface CreateDbOptions {
+  /** Called when an idle connection is lost or a refill fails; defaults to a line on stderr. */
+  onPoolError?: PoolErrorListener;
+}
+
+const tunedPools = new WeakMap<Kysely<DB>, TunedPool>();
+
+/**
+ * Creates the `Kysely<DB>` that every query function takes first, on one tuned `pg` pool.
+ * Without a config it reads the environment (see {@link loadDbConfig}); a partial config
+ * fills the rest from the defaults. `await db.destroy()` closes every connection.
+ *
+ * @example
+ * const db = createDb() // DATABASE_URL, DB_MAX_CONNECTIONS=10, DB_MIN_CONNECTIONS=2, DB_ACQUIRE_TIMEOUT=30
+ * const user = await users.findByEmail(db, 'kenn@example.org')
+ * await db.destroy()
+ */
+export function createDb(
+  config?: Partial<DbConfig> & { databaseUrl: string },
+  options: CreateDbOptions = {},
+): Kysely<DB> {
+  const resolved = config === undefined ? loadDbConfig() : resolveDbConfig(config);
+  const tuned = createTunedPool(resolved, options.onPoolError);
+  const db = new Kysely<DB>({
+    dialect: new PostgresDialect({ pool: { connect: tuned.connect, end: tuned.end } }),
+  });
+  tunedPools.set(db, tuned);
+  return db;
+}
+
+/**
+ * The tuned pool behind a `Kysely` made by {@link createDb}: wait for its minimum connections
+ * at start-up, or read its statistics.
+ *
+ * @example
+ * const db = createDb()
+ * await poolOf(db).ready() // fail fast at start-up if the database is unreachable
+ */
+export function poolOf(db: Kysely<DB>): TunedPool {
+  const tuned = tunedPools.get(db);
+  if (!tuned) throw new TypeError('poolOf() takes a Kysely instance made by createDb()');
+  return tuned;
+}

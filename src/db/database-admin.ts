@@ -1,0 +1,68 @@
+import pg from 'pg';
+
+/** The database a URL names, and the URL of the same server's `postgres` maintenance database. */
+export function splitDatabaseUrl(databaseUrl: string): { database: string; maintenanceUrl: string; host: string } {
+  const url = new URL(databaseUrl);
+  const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  if (!database) throw new Error('The database URL names no database');
+  const maintenance = new URL(url);
+  maintenance.pathname = '/postgres';
+  return { database, maintenanceUrl: maintenance.toString(), host: url.hostname };
+}
+
+/** True for loopback hosts and Unix sockets: the only servers a reset may wipe without --force. */
+export function isLocalDatabaseUrl(databaseUrl: string): boolean {
+  const host = new URL(databaseUrl).hostname.replace(/^\[|\]$/g, '');
+  return host === '' || host === 'localhost' || host === '::1' || /^127\./.test(host) || host.startsWith('/');
+}
+
+/**
+ * Runs `work` on a connection to the server's `postgres` database, for statements that
+ * cannot run inside the database they act on (CREATE/DROP DATABASE).
+ */
+export async function withMaintenanceClient<T>(databaseUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+  const client = new pg.Client({ connectionString: splitDatabaseUrl(databaseUrl).maintenanceUrl });
+  client.on('error', () => undefined);
+  await client.connect();
+  try {
+    return await work(client);
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+/**
+ * Creates the database the URL names unless it exists; returns whether it created it.
+ *
+ * @example
+ * await ensureDatabase('postgresql://postgres:postgres@127.0.0.1:54320/kennwilliamson')
+ */
+export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
+  const { database } = splitDatabaseUrl(databaseUrl);
+  return withMaintenanceClient(databaseUrl, async (client) => {
+    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
+    if (rowCount) return false;
+    try {
+      await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}`);
+      return true;
+    } catch (error) {
+      // 42P04 duplicate_database: a concurrent caller created it first.
+      if ((error as { code?: string }).code === '42P04') return false;
+      throw error;
+    }
+  });
+}
+
+/**
+ * Drops the database the URL names (disconnecting its sessions) and creates it empty.
+ *
+ * @example
+ * await recreateDatabase(url) // then migrate
+ */
+export async function recreateDatabase(databaseUrl: string): Promise<void> {
+  const { database } = splitDatabaseUrl(databaseUrl);
+  await withMaintenanceClient(databaseUrl, async (client) => {
+    await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(database)} WITH (FORCE)`);
+    await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}`);
+  });
+}

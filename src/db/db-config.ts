@@ -1,0 +1,91 @@
+import { ConfigError } from '../errors.js';
+
+/** Settings of the connection pool. Every field has the default the design names. */
+export interface DbConfig {
+  /** `postgresql://user:password@host:port/database`. */
+  databaseUrl: string;
+  /** Most connections the pool opens (`DB_MAX_CONNECTIONS`, default 10). */
+  maxConnections: number;
+  /** Connections opened at start-up and kept open (`DB_MIN_CONNECTIONS`, default 2). */
+  minConnections: number;
+  /** Longest wait for a free connection before {@link PoolTimeoutError} (`DB_ACQUIRE_TIMEOUT` in seconds, default 30). */
+  acquireTimeoutMs: number;
+  /** Shown in `pg_stat_activity`, so operators can tell this pool's connections apart. */
+  applicationName: string;
+  /** Idle connections above the minimum are closed after this long. */
+  idleTimeoutMs: number;
+}
+
+export const defaultDbConfig = {
+  maxConnections: 10,
+  minConnections: 2,
+  acquireTimeoutMs: 30_000,
+  applicationName: 'kennwilliamson-db',
+  idleTimeoutMs: 30_000,
+} as const satisfies Omit<DbConfig, 'databaseUrl'>;
+
+function readInteger(env: NodeJS.ProcessEnv, variable: string, min: number): number | undefined {
+  const raw = env[variable];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  if (!/^\d+$/.test(raw.trim())) {
+    throw new ConfigError(variable, `${variable} must be a whole number, got '${raw}'`);
+  }
+  const value = Number(raw.trim());
+  if (value < min) throw new ConfigError(variable, `${variable} must be at least ${min}, got ${value}`);
+  return value;
+}
+
+/**
+ * Reads the pool settings from the environment (`DATABASE_URL`, `DB_MAX_CONNECTIONS`,
+ * `DB_MIN_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT` in seconds) and checks them, so a bad value
+ * fails at start-up with a message naming the variable instead of at the first query.
+ *
+ * @example
+ * const config = loadDbConfig(process.env) // throws ConfigError('DB_MIN_CONNECTIONS', …) when min > max
+ */
+export function loadDbConfig(env: NodeJS.ProcessEnv = process.env): DbConfig {
+  const databaseUrl = env.DATABASE_URL?.trim();
+  if (!databaseUrl) throw new ConfigError('DATABASE_URL', 'DATABASE_URL is not set');
+  const seconds = readInteger(env, 'DB_ACQUIRE_TIMEOUT', 1);
+  return resolveDbConfig({
+    databaseUrl,
+    maxConnections: readInteger(env, 'DB_MAX_CONNECTIONS', 1),
+    minConnections: readInteger(env, 'DB_MIN_CONNECTIONS', 0),
+    acquireTimeoutMs: seconds === undefined ? undefined : seconds * 1000,
+  });
+}
+
+/** Fills defaults and checks the settings that depend on each other or on the URL. */
+export function resolveDbConfig(partial: Partial<DbConfig> & { databaseUrl: string }): DbConfig {
+  const config: DbConfig = { ...defaultDbConfig, ...withoutUndefined(partial), databaseUrl: partial.databaseUrl };
+  try {
+    const url = new URL(config.databaseUrl);
+    if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') throw new Error('protocol');
+  } catch {
+    // The URL may hold a password: name the variable, never echo the value.
+    throw new ConfigError('DATABASE_URL', 'DATABASE_URL must be a postgres:// or postgresql:// URL');
+  }
+  for (const [variable, value] of [
+    ['DB_MAX_CONNECTIONS', config.maxConnections],
+    ['DB_MIN_CONNECTIONS', config.minConnections],
+    ['DB_ACQUIRE_TIMEOUT', config.acquireTimeoutMs],
+  ] as const) {
+    if (!Number.isSafeInteger(value) || value < 0) {
+      throw new ConfigError(variable, `${variable} must be a whole number, got ${value}`);
+    }
+  }
+  if (config.maxConnections < 1) {
+    throw new ConfigError('DB_MAX_CONNECTIONS', `DB_MAX_CONNECTIONS must be at least 1, got ${config.maxConnections}`);
+  }
+  if (config.minConnections > config.maxConnections) {
+    throw new ConfigError(
+      'DB_MIN_CONNECTIONS',
+      `DB_MIN_CONNECTIONS (${config.minConnections}) must not exceed DB_MAX_CONNECTIONS (${config.maxConnections})`,
+    );
+  }
+  return config;
+}
+
+function withoutUndefined<T extends object>(value: T): Partial<T> {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

@@ -1,0 +1,158 @@
+import pg from 'pg';
+import { PoolTimeoutError } from '../errors.js';
+import type { DbConfig } from './db-config.js';
+
+/** Told about connections lost while idle, and about failed attempts to refill the pool. */
+export type PoolErrorListener = (message: string, error: unknown) => void;
+
+/** What Kysely's `PostgresDialect` needs from a pool, plus the tuned behaviour. */
+export interface TunedPool {
+  /** The underlying `pg` pool, for statistics. Do not end it directly; call {@link TunedPool.end}. */
+  readonly pool: pg.Pool;
+  /** Checks out a connection, or throws {@link PoolTimeoutError} after the acquire timeout. */
+  connect(): Promise<pg.PoolClient>;
+  /**
+   * Resolves once the pool holds at least the configured minimum of open connections; rejects
+   * with the error of the next failed attempt (the pool keeps retrying in the background).
+   */
+  ready(): Promise<void>;
+  /** Stops refilling and closes every connection. */
+  end(): Promise<void>;
+}
+
+const maxRefillDelayMs = 5_000;
+
+/**
+ * A `pg` pool that opens `minConnections` at start-up and keeps them: when the server drops
+ * connections it refills to the minimum in the background (with backoff while the server is
+ * down), and a checkout that waits longer than `acquireTimeoutMs` fails with a typed error
+ * instead of hanging.
+ *
+ * @example
+ * const tuned = createTunedPool(loadDbConfig())
+ * await tuned.ready() // two connections are open
+ * const client = await tuned.connect()
+ * client.release()
+ */
+export function createTunedPool(config: DbConfig, onError: PoolErrorListener = warnOnStderr): TunedPool {
+  const pool = new pg.Pool({
+    connectionString: config.databaseUrl,
+    max: config.maxConnections,
+    min: config.minConnections,
+    idleTimeoutMillis: config.idleTimeoutMs,
+    // Our own timer in connect() decides the acquire timeout; this only stops a hung TCP
+    // connect from outliving it.
+    connectionTimeoutMillis: config.acquireTimeoutMs + 1_000,
+    application_name: config.applicationName,
+  });
+
+  let ending = false;
+  let refilling: Promise<void> | undefined;
+  let refillTimer: NodeJS.Timeout | undefined;
+  let failedRefills = 0;
+  let readyWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
+
+  const isFull = () => pool.totalCount >= config.minConnections;
+
+  const connect = async (): Promise<pg.PoolClient> => {
+    const started = Date.now();
+    let timer: NodeJS.Timeout | undefined;
+    const checkout = pool.connect();
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        // The queued request may still get a connection later: hand it straight back.
+        checkout.then((client) => client.release(), () => undefined);
+        reject(
+          new PoolTimeoutError(
+            Date.now() - started,
+            config.maxConnections,
+            pool.totalCount - pool.idleCount,
+            pool.waitingCount,
+          ),
+        );
+      }, config.acquireTimeoutMs);
+    });
+    try {
+      return await Promise.race([checkout, timeout]);
+    } finally {
+      clearTimeout(timer);
+    }
+  };
+
+  // Checking out `min` connections at once forces the pool to open the missing ones; the
+  // released connections then stay, because pg-pool never idles out its last `min`.
+  const refill = async (): Promise<void> => {
+    while (!ending && !isFull()) {
+      const clients = await Promise.allSettled(Array.from({ length: config.minConnections }, () => connect()));
+      for (const result of clients) if (result.status === 'fulfilled') result.value.release();
+      const failure = clients.find((result) => result.status === 'rejected');
+      if (failure) throw failure.reason;
+    }
+  };
+
+  const scheduleRefill = (delayMs: number): void => {
+    if (ending || refilling || refillTimer || isFull()) {
+      if (isFull()) settleReady();
+      return;
+    }
+    refillTimer = setTimeout(() => {
+      refillTimer = undefined;
+      refilling = refill()
+        .then(() => {
+          failedRefills = 0;
+          settleReady();
+        })
+        .catch((error: unknown) => {
+          failedRefills += 1;
+          settleReady(error);
+          onError('could not refill the connection pool; retrying', error);
+        })
+        .finally(() => {
+          refilling = undefined;
+          if (!isFull()) scheduleRefill(Math.min(100 * 2 ** failedRefills, maxRefillDelayMs));
+        });
+    }, delayMs);
+    refillTimer.unref();
+  };
+
+  const settleReady = (error?: unknown): void => {
+    const waiters = readyWaiters;
+    readyWaiters = [];
+    for (const waiter of waiters) {
+      if (error === undefined) waiter.resolve();
+      else waiter.reject(error);
+    }
+  };
+
+  // An idle connection the server closed emits 'error' on the pool; without a listener Node
+  // would crash the process. pg-pool has already discarded it; we only refill.
+  pool.on('error', (error) => {
+    if (!ending) onError('an idle database connection was lost', error);
+  });
+  pool.on('remove', () => scheduleRefill(0));
+  scheduleRefill(0);
+
+  return {
+    pool,
+    connect,
+    ready: () =>
+      isFull() && !refilling
+        ? Promise.resolve()
+        : new Promise<void>((resolve, reject) => {
+            readyWaiters.push({ resolve, reject });
+            scheduleRefill(0);
+          }),
+    end: async () => {
+      ending = true;
+      clearTimeout(refillTimer);
+      settleReady();
+      await refilling;
+      await pool.end();
+    },
+  };
+}
+
+function warnOnStderr(message: string, error: unknown): void {
+  const reason = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`[@kennwilliamson/db] ${message}: ${reason}\n`);
+}

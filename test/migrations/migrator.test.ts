@@ -1,0 +1,205 @@
+import { spawn } from 'node:child_process';
+import { cp, mkdtemp, readdir, rm, unlink, writeFile, appendFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MigrationChecksumError, MigrationError, MigrationMissingError } from '../../src/errors.js';
+import { checksumOf } from '../../src/migrations/migration-files.js';
+import { defaultMigrationsDir, migrate, migrateDown, migrationStatus } from '../../src/migrations/migrator.js';
+import { packageRoot } from '../../src/package-root.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { readFile } from 'node:fs/promises';
+
+const names = [
+  '20250914134643_initial_schema',
+  '20250914134654_add_refresh_tokens_and_user_active',
+  '20250914134703_add_phrases_system',
+];
+
+let database: TestDatabase;
+let migrationsDir: string;
+
+beforeEach(async () => {
+  database = await createTestDatabase({ empty: true });
+  migrationsDir = await mkdtemp(path.join(os.tmpdir(), 'kw-migrations-'));
+  await cp(defaultMigrationsDir(), migrationsDir, { recursive: true });
+});
+
+afterEach(async () => {
+  await database.drop();
+  await rm(migrationsDir, { recursive: true, force: true });
+});
+
+async function query<T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> {
+  const client = new pg.Client({ connectionString: database.url });
+  await client.connect();
+  try {
+    return (await client.query<T>(sql, params)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+async function recorded(): Promise<string[]> {
+  return (await query<{ name: string }>('SELECT name FROM schema_migrations ORDER BY name')).map((row) => row.name);
+}
+
+async function tableExists(table: string): Promise<boolean> {
+  const [row] = await query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [table]);
+  return row!.exists;
+}
+
+describe('migrate', () => {
+  it('applies every migration in order and records name, checksum, applied time and duration', async () => {
+    const lines: string[] = [];
+    const runs = await migrate({ databaseUrl: database.url, migrationsDir, log: (line) => lines.push(line) });
+
+    expect(runs.map((run) => run.name)).toEqual(names);
+    expect(lines.filter((line) => line.startsWith('applied'))).toHaveLength(3);
+    expect(lines[0]).toMatch(/^applied 20250914134643_initial_schema \(\d+ ms\)$/);
+    const rows = await query<{ name: string; checksum: string; applied_at: Date; duration_ms: number }>(
+      'SELECT * FROM schema_migrations ORDER BY name',
+    );
+    expect(rows.map((row) => row.name)).toEqual(names);
+    const first = await readFile(path.join(migrationsDir, `${names[0]}.up.sql`));
+    expect(rows[0]!.checksum).toBe(checksumOf(first));
+    expect(rows[0]!.applied_at).toBeInstanceOf(Date);
+    expect(rows.every((row) => row.duration_ms >= 0)).toBe(true);
+  });
+
+  it('does nothing when every migration is applied', async () => {
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    expect(await migrate({ databaseUrl: database.url, migrationsDir })).toEqual([]);
+  });
+
+  it('applies each migration exactly once when 8 `npm run migrate` processes start together', async () => {
+    const cli = path.join(packageRoot(), 'src', 'cli', 'migrate.ts');
+    const results = await Promise.all(
+      Array.from(
+        { length: 8 },
+        () =>
+          new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
+            const child = spawn(process.execPath, ['--import', 'tsx', cli], {
+              cwd: packageRoot(),
+              env: { ...process.env, DATABASE_URL: database.url },
+            });
+            let stdout = '';
+            let stderr = '';
+            child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+            child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+            child.on('close', (code) => resolve({ code, stdout, stderr }));
+          }),
+      ),
+    );
+
+    for (const result of results) expect(result, result.stderr).toMatchObject({ code: 0 });
+    const applyLines = results.flatMap((result) => result.stdout.split('\n').filter((line) => line.startsWith('applied ')));
+    expect(applyLines.map((line) => line.split(' ')[1]).sort()).toEqual(names);
+    expect(await recorded()).toEqual(names);
+  });
+
+  it('stops before applying anything when an applied migration file has changed, naming the file', async () => {
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    await migrateDown({ databaseUrl: database.url, migrationsDir });
+    await appendFile(path.join(migrationsDir, `${names[0]}.up.sql`), '\n-- edited after it was applied\n');
+
+    const run = migrate({ databaseUrl: database.url, migrationsDir });
+
+    await expect(run).rejects.toBeInstanceOf(MigrationChecksumError);
+    await expect(run).rejects.toThrow(`${names[0]}.up.sql`);
+    expect(await recorded()).toEqual(names.slice(0, 2));
+    expect(await tableExists('phrases')).toBe(false);
+  });
+
+  it('refuses to run when a recorded migration file is missing', async () => {
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    await unlink(path.join(migrationsDir, `${names[1]}.up.sql`));
+
+    await expect(migrate({ databaseUrl: database.url, migrationsDir })).rejects.toThrow(MigrationMissingError);
+    await expect(migrate({ databaseUrl: database.url, migrationsDir })).rejects.toThrow(names[1]);
+  });
+
+  it('rolls a failed migration back completely and names the file, the line and PostgreSQL’s message', async () => {
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    const broken = '20990101000000_broken';
+    await writeFile(
+      path.join(migrationsDir, `${broken}.up.sql`),
+      [
+        '-- creates a table, then fails',
+        'CREATE TABLE half_done (id int);',
+        '',
+        'INSERT INTO half_done VALUES (1);',
+        'SELECT *',
+        '  FROM table_that_does_not_exist;',
+      ].join('\n'),
+    );
+    await writeFile(path.join(migrationsDir, `${broken}.down.sql`), 'DROP TABLE half_done;');
+
+    const error = await migrate({ databaseUrl: database.url, migrationsDir }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(MigrationError);
+    const failure = error as MigrationError;
+    expect(failure.file).toBe(`${broken}.up.sql`);
+    expect(failure.line).toBe(6);
+    expect(failure.message).toContain(`${broken}.up.sql failed at line 6`);
+    expect(failure.message).toContain('relation "table_that_does_not_exist" does not exist');
+    expect((failure.cause as { code?: string }).code).toBe('42P01');
+    expect(await tableExists('half_done')).toBe(false);
+    expect(await recorded()).toEqual(names);
+  });
+
+  it('names the line of a statement that fails without a position', async () => {
+    const broken = '20990101000000_duplicate_role';
+    await writeFile(
+      path.join(migrationsDir, `${broken}.up.sql`),
+      "SELECT 1;\n\nINSERT INTO roles (name) VALUES ('admin');\n",
+    );
+    await writeFile(path.join(migrationsDir, `${broken}.down.sql`), '');
+
+    const error = (await migrate({ databaseUrl: database.url, migrationsDir }).catch((e: unknown) => e)) as MigrationError;
+
+    expect(error).toBeInstanceOf(MigrationError);
+    expect(error.line).toBe(3);
+    expect(error.message).toContain('duplicate key value violates unique constraint "roles_name_key"');
+    expect(await recorded()).toEqual(names);
+  });
+});
+
+describe('migrateDown', () => {
+  it('reverts the last migration, or back to and including a named one', async () => {
+    await migrate({ databaseUrl: database.url, migrationsDir });
+
+    const last = await migrateDown({ databaseUrl: database.url, migrationsDir });
+    expect(last.map((run) => run.name)).toEqual([names[2]]);
+    expect(await tableExists('phrases')).toBe(false);
+
+    const rest = await migrateDown({ databaseUrl: database.url, migrationsDir, to: names[0] });
+    expect(rest.map((run) => run.name)).toEqual([names[1], names[0]]);
+    expect(await recorded()).toEqual([]);
+    expect(await tableExists('users')).toBe(false);
+  });
+});
+
+describe('migrationStatus', () => {
+  it('lists applied, pending and changed migrations', async () => {
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    await migrateDown({ databaseUrl: database.url, migrationsDir });
+    await appendFile(path.join(migrationsDir, `${names[1]}.up.sql`), '\n-- changed\n');
+
+    const states = await migrationStatus({ databaseUrl: database.url, migrationsDir });
+
+    expect(states.map((m) => [m.name, m.state])).toEqual([
+      [names[0], 'applied'],
+      [names[1], 'changed'],
+      [names[2], 'pending'],
+    ]);
+    expect(states[0]!.appliedAt).toBeInstanceOf(Date);
+  });
+
+  it('reports every migration pending on a database never migrated', async () => {
+    const states = await migrationStatus({ databaseUrl: database.url, migrationsDir });
+    expect(states.map((m) => m.state)).toEqual(['pending', 'pending', 'pending']);
+    expect((await readdir(migrationsDir)).length).toBe(6);
+  });
+});

@@ -1,0 +1,119 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import type { TestProject } from 'vitest/node';
+import { ensureDatabase, withMaintenanceClient } from '../../src/db/database-admin.js';
+import { startEmbeddedServer, stopEmbeddedServer } from '../../src/embedded/embedded-server.js';
+import { migrate } from '../../src/migrations/migrator.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** A URL of the test server; the database part is replaced per test file. */
+    serverUrl: string;
+    /** A database migrated to the latest schema, cloned by each test file. */
+    templateDatabase: string;
+    /** Prefix of every database this run creates, so teardown drops exactly those. */
+    databasePrefix: string;
+    /** Which server the run uses: 'env', 'testcontainers' or 'embedded'. */
+    serverKind: string;
+  }
+}
+
+const composeImage = 'ghcr.io/fboulnois/pg_uuidv7:1.6.0';
+
+interface TestServer {
+  kind: string;
+  url: string;
+  stop: () => Promise<void>;
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+async function dockerAnswers(): Promise<boolean> {
+  try {
+    const { getContainerRuntimeClient } = await import('testcontainers');
+    const probe = getContainerRuntimeClient().then(() => true, () => false);
+    const giveUp = new Promise<boolean>((resolve) => setTimeout(() => resolve(false), 5_000).unref());
+    return await Promise.race([probe, giveUp]);
+  } catch {
+    return false;
+  }
+}
+
+// One server for the whole run, in the order the README gives: an existing server, a
+// container of the docker-compose image, or a throwaway embedded PostgreSQL 17.
+async function startTestServer(): Promise<TestServer> {
+  const existing = process.env.TEST_DATABASE_URL?.trim();
+  if (existing) return { kind: 'env', url: existing, stop: async () => undefined };
+
+  if (await dockerAnswers()) {
+    const { PostgreSqlContainer } = await import('@testcontainers/postgresql');
+    const container = await new PostgreSqlContainer(composeImage).start();
+    return { kind: 'testcontainers', url: container.getConnectionUri(), stop: async () => void (await container.stop()) };
+  }
+
+  const dataRoot = await mkdtemp(path.join(os.tmpdir(), 'kw-db-test-'));
+  const options = {
+    dataDir: path.join(dataRoot, 'data'),
+    port: await freePort(),
+    user: 'postgres',
+    password: 'postgres',
+    database: 'postgres',
+    // A throwaway cluster: durability buys nothing here, and costs seconds.
+    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '300' },
+  };
+  const { url } = await startEmbeddedServer(options);
+  return {
+    kind: 'embedded',
+    url,
+    stop: async () => {
+      await stopEmbeddedServer(options.dataDir);
+      await rm(dataRoot, { recursive: true, force: true });
+    },
+  };
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const server = await startTestServer();
+  const databasePrefix = `kw_${process.pid}_${Date.now().toString(36)}_`;
+  const templateDatabase = `${databasePrefix}template`;
+  const templateUrl = new URL(server.url);
+  templateUrl.pathname = `/${templateDatabase}`;
+  try {
+    await ensureDatabase(templateUrl.toString());
+    await migrate({ databaseUrl: templateUrl.toString() });
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
+  project.provide('serverUrl', server.url);
+  project.provide('templateDatabase', templateDatabase);
+  project.provide('databasePrefix', databasePrefix);
+  project.provide('serverKind', server.kind);
+
+  return async () => {
+    if (server.kind === 'env') {
+      // Leave an existing server as we found it.
+      await withMaintenanceClient(server.url, async (client) => {
+        const { rows } = await client.query<{ datname: string }>(
+          'SELECT datname FROM pg_database WHERE starts_with(datname, $1)',
+          [databasePrefix],
+        );
+        for (const { datname } of rows) {
+          await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(datname)} WITH (FORCE)`);
+        }
+      });
+    }
+    await server.stop();
+  };
+}

@@ -1,0 +1,66 @@
+import { randomBytes } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import { afterAll, beforeAll, inject } from 'vitest';
+import type { DB } from '../../generated/db.js';
+import { createDb } from '../../src/db/create-db.js';
+import { withMaintenanceClient } from '../../src/db/database-admin.js';
+
+/** A database of this test run's server, dropped with {@link TestDatabase.drop}. */
+export interface TestDatabase {
+  name: string;
+  url: string;
+  drop: () => Promise<void>;
+}
+
+function urlFor(database: string): string {
+  const url = new URL(inject('serverUrl'));
+  url.pathname = `/${database}`;
+  return url.toString();
+}
+
+/**
+ * Creates a database for one test file: a clone of the migrated template (fast, isolated,
+ * so files run in parallel), or with `empty: true` a database with no schema, for migration tests.
+ */
+export async function createTestDatabase(options: { empty?: boolean } = {}): Promise<TestDatabase> {
+  const name = `${inject('databasePrefix')}${randomBytes(6).toString('hex')}`;
+  await withMaintenanceClient(inject('serverUrl'), async (client) => {
+    const template = options.empty ? 'template0' : inject('templateDatabase');
+    await client.query(`CREATE DATABASE ${client.escapeIdentifier(name)} TEMPLATE ${client.escapeIdentifier(template)}`);
+  });
+  return {
+    name,
+    url: urlFor(name),
+    drop: () =>
+      withMaintenanceClient(inject('serverUrl'), async (client) => {
+        await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`);
+      }),
+  };
+}
+
+/**
+ * Gives a test file its own migrated database and a `Kysely<DB>` on it, both cleaned up
+ * after the file. Read `.db` inside tests and hooks, not at module load.
+ */
+export function useTestDatabase(): { readonly db: Kysely<DB>; readonly url: string } {
+  let database: TestDatabase | undefined;
+  let db: Kysely<DB> | undefined;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    db = createDb({ databaseUrl: database.url, minConnections: 0 });
+  });
+  afterAll(async () => {
+    await db?.destroy();
+    await database?.drop();
+  });
+  return {
+    get db() {
+      if (!db) throw new Error('useTestDatabase(): the database exists only inside tests and hooks');
+      return db;
+    },
+    get url() {
+      if (!database) throw new Error('useTestDatabase(): the database exists only inside tests and hooks');
+      return database.url;
+    },
+  };
+}
