@@ -10,6 +10,22 @@ export interface CreateDbOptions {
 
 const tunedPools = new WeakMap<Kysely<DB>, TunedPool>();
 
+// Kysely starts its driver on the first query and skips the driver's destroy if none ran,
+// yet the pool opened its minimum connections at creation: destroy() must always close them.
+class TunedKysely extends Kysely<DB> {
+  readonly #tuned: TunedPool;
+
+  constructor(tuned: TunedPool) {
+    super({ dialect: new PostgresDialect({ pool: { connect: tuned.connect, end: tuned.end } }) });
+    this.#tuned = tuned;
+  }
+
+  override async destroy(): Promise<void> {
+    await super.destroy();
+    await this.#tuned.end();
+  }
+}
+
 /**
  * Creates the `Kysely<DB>` that every query function takes first, on one tuned `pg` pool.
  * Without a config it reads the environment (see {@link loadDbConfig}); a partial config
@@ -26,9 +42,7 @@ export function createDb(
 ): Kysely<DB> {
   const resolved = config === undefined ? loadDbConfig() : resolveDbConfig(config);
   const tuned = createTunedPool(resolved, options.onPoolError);
-  const db = new Kysely<DB>({
-    dialect: new PostgresDialect({ pool: { connect: tuned.connect, end: tuned.end } }),
-  });
+  const db = new TunedKysely(tuned);
   tunedPools.set(db, tuned);
   return db;
 }

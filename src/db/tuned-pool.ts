@@ -16,7 +16,7 @@ export interface TunedPool {
    * with the error of the next failed attempt (the pool keeps retrying in the background).
    */
   ready(): Promise<void>;
-  /** Stops refilling and closes every connection. */
+  /** Stops refilling and closes every connection; later calls return the same promise. */
   end(): Promise<void>;
 }
 
@@ -47,6 +47,7 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
   });
 
   let ending = false;
+  let ended: Promise<void> | undefined;
   let refilling: Promise<void> | undefined;
   let refillTimer: NodeJS.Timeout | undefined;
   let failedRefills = 0;
@@ -129,6 +130,11 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
   pool.on('error', (error) => {
     if (!ending) onError('an idle database connection was lost', error);
   });
+  // pg-pool listens for errors only on idle connections. A connection the server drops while
+  // checked out (even between two queries of a transaction) would emit an unhandled 'error'
+  // and crash the process; the failing query already reports it, and pg-pool discards the
+  // broken connection when it is released.
+  pool.on('connect', (client) => client.on('error', () => undefined));
   pool.on('remove', () => scheduleRefill(0));
   scheduleRefill(0);
 
@@ -142,13 +148,14 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
             readyWaiters.push({ resolve, reject });
             scheduleRefill(0);
           }),
-    end: async () => {
-      ending = true;
-      clearTimeout(refillTimer);
-      settleReady();
-      await refilling;
-      await pool.end();
-    },
+    end: () =>
+      (ended ??= (async () => {
+        ending = true;
+        clearTimeout(refillTimer);
+        settleReady();
+        await refilling;
+        await pool.end();
+      })()),
   };
 }
 

@@ -46,7 +46,7 @@ export function defaultMigrationsDir(): string {
 }
 
 /**
- * Applies every pending migration, oldest first, each in its own transaction together with
+ * Applies every pending migration (or those up to and including `to`), oldest first, each in its own transaction together with
  * its record, while holding the migration lock; concurrent callers wait and then find
  * nothing left to do. Refuses to start if an applied migration's file was changed or removed.
  * Services may call it at start-up.
@@ -55,9 +55,9 @@ export function defaultMigrationsDir(): string {
  * const applied = await migrate({ databaseUrl: process.env.DATABASE_URL!, log: console.log })
  * // applied 20250914134643_initial_schema (41 ms) …
  */
-export async function migrate(options: MigratorOptions): Promise<MigrationRun[]> {
+export async function migrate(options: MigratorOptions & { to?: string }): Promise<MigrationRun[]> {
   return withMigrator(options, async (umzug, runs) => {
-    await umzug.up();
+    await umzug.up(options.to === undefined ? {} : { to: options.to });
     return runs;
   });
 }

@@ -1,5 +1,4 @@
-import { spawn } from 'node:child_process';
-import { cp, mkdtemp, readdir, rm, unlink, writeFile, appendFile } from 'node:fs/promises';
+import { appendFile, cp, mkdtemp, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -7,9 +6,8 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MigrationChecksumError, MigrationError, MigrationMissingError } from '../../src/errors.js';
 import { checksumOf } from '../../src/migrations/migration-files.js';
 import { defaultMigrationsDir, migrate, migrateDown, migrationStatus } from '../../src/migrations/migrator.js';
-import { packageRoot } from '../../src/package-root.js';
+import { runCli } from '../support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
-import { readFile } from 'node:fs/promises';
 
 const names = [
   '20250914134643_initial_schema',
@@ -74,23 +72,8 @@ describe('migrate', () => {
   });
 
   it('applies each migration exactly once when 8 `npm run migrate` processes start together', async () => {
-    const cli = path.join(packageRoot(), 'src', 'cli', 'migrate.ts');
     const results = await Promise.all(
-      Array.from(
-        { length: 8 },
-        () =>
-          new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve) => {
-            const child = spawn(process.execPath, ['--import', 'tsx', cli], {
-              cwd: packageRoot(),
-              env: { ...process.env, DATABASE_URL: database.url },
-            });
-            let stdout = '';
-            let stderr = '';
-            child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-            child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-            child.on('close', (code) => resolve({ code, stdout, stderr }));
-          }),
-      ),
+      Array.from({ length: 8 }, () => runCli('migrate', [], { DATABASE_URL: database.url })),
     );
 
     for (const result of results) expect(result, result.stderr).toMatchObject({ code: 0 });

@@ -1,11 +1,11 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
 import { ensureDatabase, withMaintenanceClient } from '../../src/db/database-admin.js';
 import { startEmbeddedServer, stopEmbeddedServer } from '../../src/embedded/embedded-server.js';
 import { migrate } from '../../src/migrations/migrator.js';
+import { freePort } from './free-port.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -26,17 +26,6 @@ interface TestServer {
   kind: string;
   url: string;
   stop: () => Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }
 
 async function dockerAnswers(): Promise<boolean> {

@@ -1,0 +1,14 @@
+// The public API of @kennwilliamson/db. Nothing else is exported.
+export type { DB } from '../generated/db.js';
+export { createDb, poolOf, type CreateDbOptions } from './db/create-db.js';
+export { loadDbConfig, type DbConfig } from './db/db-config.js';
+export type { TunedPool, PoolErrorListener } from './db/tuned-pool.js';
+export * from './errors.js';
+export {
+  migrate,
+  migrateDown,
+  migrationStatus,
+  type MigrationRun,
+  type MigrationState,
+  type MigratorOptions,
+} from './migrations/migrator.js';

@@ -1,0 +1,59 @@
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { runCli } from '../support/run-cli.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+
+describe('npm run db:reset', () => {
+  let database: TestDatabase;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+  afterAll(async () => database.drop());
+
+  it('refuses a non-local host without --force, and never prints the password', async () => {
+    const result = await runCli('db-reset', [], { DATABASE_URL: 'postgresql://app:hunter2-secret@db.example.com:5432/prod' });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("refusing to reset a database on the non-local host 'db.example.com'");
+    expect(result.stderr + result.stdout).not.toContain('hunter2-secret');
+  });
+
+  it('drops, recreates and migrates a local database', async () => {
+    const client = new pg.Client({ connectionString: database.url });
+    await client.connect();
+    await client.query("INSERT INTO users (email, password_hash, display_name, slug) VALUES ('gone@example.org', 'h', 'Gone', 'gone')");
+    await client.end();
+
+    const result = await runCli('db-reset', [], { DATABASE_URL: database.url });
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('3 migration(s) applied.');
+    const after = new pg.Client({ connectionString: database.url });
+    await after.connect();
+    const { rows } = await after.query("SELECT count(*)::int AS n FROM users WHERE email = 'gone@example.org'");
+    const { rows: migrations } = await after.query('SELECT count(*)::int AS n FROM schema_migrations');
+    await after.end();
+    expect(rows[0]).toEqual({ n: 0 });
+    expect(migrations[0]).toEqual({ n: 3 });
+  });
+});
+
+describe('npm run migrate', () => {
+  let database: TestDatabase;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+  afterAll(async () => database.drop());
+
+  it('status lists the three applied migrations', async () => {
+    const result = await runCli('migrate', ['status'], { DATABASE_URL: database.url });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^applied +20250914134643_initial_schema applied .+ in \d+ ms$/m);
+    expect(result.stdout).toContain('3 applied, 0 pending, 0 changed, 0 missing');
+  });
+
+  it('fails with a message on an unknown command', async () => {
+    const result = await runCli('migrate', ['sideways'], { DATABASE_URL: database.url });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("unknown command 'sideways'");
+  });
+});

@@ -1,0 +1,160 @@
+import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb, poolOf } from '../../src/db/create-db.js';
+import { PoolTimeoutError } from '../../src/errors.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+
+let database: TestDatabase;
+let observer: pg.Client;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  observer = new pg.Client({ connectionString: database.url });
+  await observer.connect();
+});
+
+afterAll(async () => {
+  await observer.end();
+  await database.drop();
+});
+
+const uniqueName = () => `pool-test-${randomBytes(4).toString('hex')}`;
+
+async function serverConnections(applicationName: string): Promise<number> {
+  const { rows } = await observer.query<{ n: number }>(
+    'SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1',
+    [applicationName],
+  );
+  return rows[0]!.n;
+}
+
+async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+describe('createDb', () => {
+  it('opens the minimum connections at start-up and keeps them when the pool goes idle', async () => {
+    const applicationName = uniqueName();
+    const db = createDb({ databaseUrl: database.url, minConnections: 2, idleTimeoutMs: 100, applicationName });
+    try {
+      await poolOf(db).ready();
+      expect(await serverConnections(applicationName)).toBe(2);
+
+      await Promise.all(Array.from({ length: 6 }, () => sql`SELECT pg_sleep(0.05)`.execute(db)));
+      expect(await serverConnections(applicationName)).toBeGreaterThan(2);
+
+      await eventually(async () => (await serverConnections(applicationName)) === 2);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(await serverConnections(applicationName)).toBe(2);
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it('recovers after the server drops its connections and refills to the minimum', async () => {
+    const applicationName = uniqueName();
+    const db = createDb({ databaseUrl: database.url, minConnections: 2, applicationName }, { onPoolError: () => undefined });
+    try {
+      await poolOf(db).ready();
+      const before = await observer.query<{ pid: number }>(
+        'SELECT pid FROM pg_stat_activity WHERE application_name = $1',
+        [applicationName],
+      );
+      await observer.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [
+        applicationName,
+      ]);
+
+      await eventually(async () => {
+        const { rows } = await observer.query<{ pid: number }>(
+          'SELECT pid FROM pg_stat_activity WHERE application_name = $1',
+          [applicationName],
+        );
+        return rows.length === 2 && rows.every((row) => !before.rows.some((old) => old.pid === row.pid));
+      });
+      const { rows } = await sql<{ ok: number }>`SELECT 1 AS ok`.execute(db);
+      expect(rows).toEqual([{ ok: 1 }]);
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it('throws a PoolTimeoutError naming pool size and wait when no connection frees up, instead of hanging', async () => {
+    const db = createDb({ databaseUrl: database.url, maxConnections: 1, minConnections: 0, acquireTimeoutMs: 300 });
+    let finish!: () => void;
+    const held = new Promise<void>((resolve) => (finish = resolve));
+    try {
+      const holder = db.transaction().execute(async (trx) => {
+        await sql`SELECT 1`.execute(trx);
+        await held;
+      });
+      await eventually(async () => poolOf(db).pool.idleCount === 0 && poolOf(db).pool.totalCount === 1);
+
+      const started = Date.now();
+      const error = await sql`SELECT 1`.execute(db).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(PoolTimeoutError);
+      const timeout = error as PoolTimeoutError;
+      expect(timeout.message).toMatch(/^Timed out after \d+ ms waiting for a database connection \(pool max 1, 1 in use/);
+      expect(timeout.waitedMs).toBeGreaterThanOrEqual(300);
+      expect(Date.now() - started).toBeLessThan(5_000);
+
+      finish();
+      await holder;
+      const { rows } = await sql<{ ok: number }>`SELECT 1 AS ok`.execute(db);
+      expect(rows).toEqual([{ ok: 1 }]);
+    } finally {
+      finish();
+      await db.destroy();
+    }
+  });
+
+  it('survives the server dropping a connection in the middle of a transaction', async () => {
+    const applicationName = uniqueName();
+    const db = createDb({ databaseUrl: database.url, minConnections: 1, applicationName });
+    try {
+      const failed = await db
+        .transaction()
+        .execute(async (trx) => {
+          const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx);
+          await observer.query('SELECT pg_terminate_backend($1)', [rows[0]!.pid]);
+          await new Promise((resolve) => setTimeout(resolve, 100)); // the termination arrives between queries
+          await sql`SELECT 1`.execute(trx);
+        })
+        .catch((e: unknown) => e);
+
+      expect(failed).toBeInstanceOf(Error);
+      const { rows } = await sql<{ ok: number }>`SELECT 1 AS ok`.execute(db);
+      expect(rows).toEqual([{ ok: 1 }]);
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it('closes every connection on destroy()', async () => {
+    const applicationName = uniqueName();
+    const db = createDb({ databaseUrl: database.url, minConnections: 3, applicationName });
+    await poolOf(db).ready();
+    expect(await serverConnections(applicationName)).toBe(3);
+
+    await db.destroy();
+
+    await eventually(async () => (await serverConnections(applicationName)) === 0);
+  });
+
+  it('rejects ready() when the server cannot be reached', async () => {
+    const unreachable = new URL(database.url);
+    unreachable.port = '1';
+    const db = createDb({ databaseUrl: unreachable.toString(), acquireTimeoutMs: 1_000 }, { onPoolError: () => undefined });
+    try {
+      await expect(poolOf(db).ready()).rejects.toThrow(/ECONNREFUSED|connect/);
+    } finally {
+      await db.destroy();
+    }
+  });
+});

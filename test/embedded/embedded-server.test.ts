@@ -1,0 +1,52 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  isEmbeddedServerRunning,
+  startEmbeddedServer,
+  stopEmbeddedServer,
+} from '../../src/embedded/embedded-server.js';
+import { freePort } from '../support/free-port.js';
+
+describe('the embedded PostgreSQL 17', async () => {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'kw-embedded-'));
+  const options = {
+    dataDir: path.join(root, 'postgres'),
+    port: await freePort(),
+    user: 'postgres',
+    password: 'postgres',
+    database: 'kennwilliamson',
+  };
+
+  afterAll(async () => {
+    await stopEmbeddedServer(options.dataDir).catch(() => undefined);
+    await rm(root, { recursive: true, force: true });
+  });
+
+  it('starts detached on 127.0.0.1, creates the database, and reports an already running server', async () => {
+    const first = await startEmbeddedServer(options);
+    expect(first).toEqual({
+      url: `postgresql://postgres:postgres@127.0.0.1:${options.port}/kennwilliamson`,
+      alreadyRunning: false,
+    });
+
+    const client = new pg.Client({ connectionString: first.url });
+    await client.connect();
+    const { rows } = await client.query<{ version: string; listen: string }>(
+      "SELECT current_setting('server_version') AS version, current_setting('listen_addresses') AS listen",
+    );
+    await client.end();
+    expect(rows[0]!.version).toMatch(/^17\./);
+    expect(rows[0]!.listen).toBe('127.0.0.1');
+
+    expect(await startEmbeddedServer(options)).toMatchObject({ alreadyRunning: true });
+  });
+
+  it('stops, and stopping again is a no-op', async () => {
+    expect(await stopEmbeddedServer(options.dataDir)).toBe(true);
+    expect(await isEmbeddedServerRunning(options.dataDir)).toBe(false);
+    expect(await stopEmbeddedServer(options.dataDir)).toBe(false);
+  });
+});

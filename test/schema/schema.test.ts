@@ -1,0 +1,148 @@
+import { sql } from 'kysely';
+import { describe, expect, it } from 'vitest';
+import { useTestDatabase } from '../support/test-database.js';
+
+const testDb = useTestDatabase();
+
+async function rows<T>(query: ReturnType<typeof sql<T>>): Promise<T[]> {
+  return (await query.execute(testDb.db)).rows;
+}
+
+async function insertUser(email: string, slug: string) {
+  return sql`INSERT INTO users (email, password_hash, display_name, slug)
+             VALUES (${email}, 'hash', 'Someone', ${slug}) RETURNING id`.execute(testDb.db);
+}
+
+describe('uuid_generate_v7()', () => {
+  it('sets version 7 and variant 10 and embeds the current Unix time in milliseconds', async () => {
+    const before = Date.now();
+    const ids = await rows<{ id: string }>(sql`SELECT uuid_generate_v7()::text AS id FROM generate_series(1, 100)`);
+    const after = Date.now();
+
+    for (const { id } of ids) {
+      const hex = id.replace(/-/g, '');
+      expect(hex[12]).toBe('7');
+      expect(Number.parseInt(hex[16]!, 16) >> 2).toBe(0b10);
+      const millis = Number.parseInt(hex.slice(0, 12), 16);
+      expect(millis).toBeGreaterThanOrEqual(before - 1_000);
+      expect(millis).toBeLessThanOrEqual(after + 1_000);
+    }
+    expect(new Set(ids.map((row) => row.id)).size).toBe(100);
+  });
+
+  it('gives ids that sort by creation time', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 50; i++) {
+      const [row] = await rows<{ id: string }>(sql`SELECT uuid_generate_v7()::text AS id`);
+      ids.push(row!.id);
+    }
+    expect([...ids].sort()).toEqual(ids);
+  });
+
+  it('is the default of every single-column uuid primary key', async () => {
+    const keys = await rows<{ table_name: string; column_default: string | null }>(sql`
+      SELECT c.table_name, c.column_default
+      FROM information_schema.table_constraints t
+      JOIN information_schema.key_column_usage k USING (constraint_schema, constraint_name, table_name)
+      JOIN information_schema.columns c ON c.table_schema = t.table_schema AND c.table_name = t.table_name
+        AND c.column_name = k.column_name
+      WHERE t.constraint_type = 'PRIMARY KEY' AND t.table_schema = 'public' AND c.data_type = 'uuid'
+        AND (SELECT count(*) FROM information_schema.key_column_usage k2
+             WHERE k2.constraint_name = t.constraint_name AND k2.table_name = t.table_name) = 1`);
+    expect(keys.length).toBeGreaterThanOrEqual(6);
+    for (const key of keys) expect(key, key.table_name).toMatchObject({ column_default: 'uuid_generate_v7()' });
+  });
+});
+
+describe('updated_at', () => {
+  it('has an update_updated_at_column() trigger on every table that has the column', async () => {
+    const missing = await rows<{ table_name: string }>(sql`
+      SELECT c.table_name
+      FROM information_schema.columns c
+      JOIN information_schema.tables t USING (table_schema, table_name)
+      WHERE c.table_schema = 'public' AND c.column_name = 'updated_at' AND t.table_type = 'BASE TABLE'
+        AND NOT EXISTS (
+          SELECT 1 FROM pg_trigger tr
+          JOIN pg_proc p ON p.oid = tr.tgfoid
+          WHERE tr.tgrelid = format('%I.%I', c.table_schema, c.table_name)::regclass
+            AND p.proname = 'update_updated_at_column' AND NOT tr.tgisinternal
+            AND tr.tgenabled <> 'D' AND (tr.tgtype & 16) <> 0 -- fires on UPDATE
+        )`);
+    expect(missing).toEqual([]);
+  });
+
+  it('is set by the database on every update while created_at stays', async () => {
+    const { rows: created } = await insertUser('stamp@example.org', 'stamp');
+    const id = (created[0] as { id: string }).id;
+    const [before] = await rows<{ created_at: Date; updated_at: Date }>(
+      sql`SELECT created_at, updated_at FROM users WHERE id = ${id}`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    await sql`UPDATE users SET display_name = 'Renamed' WHERE id = ${id}`.execute(testDb.db);
+    const [after] = await rows<{ created_at: Date; updated_at: Date }>(
+      sql`SELECT created_at, updated_at FROM users WHERE id = ${id}`,
+    );
+    expect(after!.created_at).toEqual(before!.created_at);
+    expect(after!.updated_at.getTime()).toBeGreaterThan(before!.updated_at.getTime());
+  });
+
+  it('is a NOT NULL timestamptz defaulting to now(), as is created_at, on every table', async () => {
+    const columns = await rows<{ table_name: string; column_name: string; data_type: string; is_nullable: string; column_default: string }>(sql`
+      SELECT table_name, column_name, data_type, is_nullable, column_default
+      FROM information_schema.columns
+      WHERE table_schema = 'public' AND column_name IN ('created_at', 'updated_at') AND table_name <> 'schema_migrations'`);
+    expect(columns.length).toBe(16);
+    for (const column of columns) {
+      expect(column, `${column.table_name}.${column.column_name}`).toMatchObject({
+        data_type: 'timestamp with time zone',
+        is_nullable: 'NO',
+        column_default: 'now()',
+      });
+    }
+  });
+});
+
+describe('integrity in the schema', () => {
+  it('keeps email unique regardless of case', async () => {
+    await insertUser('Case@Example.org', 'case-one');
+    await expect(insertUser('case@example.ORG', 'case-two')).rejects.toMatchObject({
+      code: '23505',
+      constraint: 'users_email_key',
+    });
+  });
+
+  it('keeps slugs unique and well-formed', async () => {
+    await insertUser('slug1@example.org', 'taken');
+    await expect(insertUser('slug2@example.org', 'taken')).rejects.toMatchObject({ constraint: 'users_slug_key' });
+    await expect(insertUser('slug3@example.org', 'Not A Slug')).rejects.toMatchObject({
+      code: '23514',
+      constraint: 'users_slug_format',
+    });
+  });
+
+  it('rejects blank text, overlong phrases and unknown statuses', async () => {
+    await expect(sql`INSERT INTO phrases (phrase_text) VALUES ('   ')`.execute(testDb.db)).rejects.toMatchObject({
+      constraint: 'phrases_phrase_text_length',
+    });
+    await expect(
+      sql`INSERT INTO phrases (phrase_text) VALUES (${'x'.repeat(501)})`.execute(testDb.db),
+    ).rejects.toMatchObject({ constraint: 'phrases_phrase_text_length' });
+    const { rows: user } = await insertUser('status@example.org', 'status');
+    await expect(
+      sql`INSERT INTO phrase_suggestions (user_id, phrase_text, status, reviewed_at)
+          VALUES (${(user[0] as { id: string }).id}, 'A fine phrase', 'maybe', now())`.execute(testDb.db),
+    ).rejects.toMatchObject({ constraint: 'phrase_suggestions_status_values' });
+  });
+
+  it('seeds the user and admin roles and ten phrases owned by an inactive system user', async () => {
+    expect((await rows<{ name: string }>(sql`SELECT name FROM roles ORDER BY name`)).map((r) => r.name)).toEqual([
+      'admin',
+      'user',
+    ]);
+    const [seed] = await rows<{ phrases: number; active: boolean }>(sql`
+      SELECT count(p.id)::int AS phrases, u.active
+      FROM users u JOIN phrases p ON p.created_by = u.id
+      WHERE u.slug = 'system' GROUP BY u.active`);
+    expect(seed).toEqual({ phrases: 10, active: false });
+  });
+});
