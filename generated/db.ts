@@ -9,8 +9,6 @@ export type Generated<T> = T extends ColumnType<infer S, infer I, infer U>
   ? ColumnType<S, I | undefined, U>
   : ColumnType<T, T | undefined, T>;
 
-export type Int8 = ColumnType<string, bigint | number | string, bigint | number | string>;
-
 export type Json = JsonValue;
 
 export type JsonArray = JsonValue[];
@@ -38,7 +36,7 @@ export interface Phrases {
   active: Generated<boolean>;
   created_at: Generated<Timestamp>;
   created_by: string | null;
-  draw_no: Generated<Int8>;
+  draw_no: Generated<number>;
   id: Generated<string>;
   phrase_text: string;
   updated_at: Generated<Timestamp>;

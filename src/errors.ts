@@ -128,6 +128,8 @@ export class ConflictError extends DbError {
 
 /** Details PostgreSQL reports with an integrity violation. */
 export interface IntegrityDetails {
+  /** PostgreSQL's SQLSTATE, e.g. `23505`. */
+  sqlState: string;
   constraint: string | undefined;
   table: string | undefined;
   column: string | undefined;
@@ -136,12 +138,14 @@ export interface IntegrityDetails {
 /** Base of the errors PostgreSQL raises for SQLSTATE class 23 (integrity constraint violation). */
 export class IntegrityError extends DbError {
   override readonly code: string = 'INTEGRITY';
+  readonly sqlState: string;
   readonly constraint: string | undefined;
   readonly table: string | undefined;
   readonly column: string | undefined;
 
   constructor(message: string, details: IntegrityDetails, options?: { cause?: unknown }) {
     super(message, options);
+    this.sqlState = details.sqlState;
     this.constraint = details.constraint;
     this.table = details.table;
     this.column = details.column;
@@ -254,6 +258,7 @@ export function mapDatabaseError(error: unknown): unknown {
   if (error instanceof DbError || typeof error !== 'object' || error === null) return error;
   const fields = error as PgErrorFields;
   const details: IntegrityDetails = {
+    sqlState: String(fields.code),
     constraint: pgField(fields.constraint),
     table: pgField(fields.table),
     column: pgField(fields.column),

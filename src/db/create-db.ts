@@ -1,4 +1,6 @@
-import { Kysely, PostgresDialect } from 'kysely';
+import { Kysely, PostgresDialect, type PostgresPoolClient } from 'kysely';
+import type pg from 'pg';
+import { mapDatabaseError } from '../errors.js';
 import type { DB } from '../../generated/db.js';
 import { type DbConfig, loadDbConfig, resolveDbConfig } from './db-config.js';
 import { createTunedPool, type PoolErrorListener, type TunedPool } from './tuned-pool.js';
@@ -10,13 +12,26 @@ export interface CreateDbOptions {
 
 const tunedPools = new WeakMap<Kysely<DB>, TunedPool>();
 
+// Every statement Kysely runs goes through here, which makes this the one place where
+// PostgreSQL errors become typed errors (by SQLSTATE, see mapDatabaseError).
+function mapErrorsOf(client: pg.PoolClient): PostgresPoolClient {
+  return {
+    query: ((sqlText: string, parameters: unknown[]) =>
+      client.query(sqlText, parameters).catch((error: unknown) => {
+        throw mapDatabaseError(error);
+      })) as unknown as PostgresPoolClient['query'], // no cursor form: the dialect has no cursor configured
+
+    release: () => client.release(),
+  };
+}
+
 // Kysely starts its driver on the first query and skips the driver's destroy if none ran,
 // yet the pool opened its minimum connections at creation: destroy() must always close them.
 class TunedKysely extends Kysely<DB> {
   readonly #tuned: TunedPool;
 
   constructor(tuned: TunedPool) {
-    super({ dialect: new PostgresDialect({ pool: { connect: tuned.connect, end: tuned.end } }) });
+    super({ dialect: new PostgresDialect({ pool: { connect: async () => mapErrorsOf(await tuned.connect()), end: tuned.end } }) });
     this.#tuned = tuned;
   }
 

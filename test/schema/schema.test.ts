@@ -106,7 +106,7 @@ describe('integrity in the schema', () => {
   it('keeps email unique regardless of case', async () => {
     await insertUser('Case@Example.org', 'case-one');
     await expect(insertUser('case@example.ORG', 'case-two')).rejects.toMatchObject({
-      code: '23505',
+      sqlState: '23505',
       constraint: 'users_email_key',
     });
   });
@@ -115,7 +115,7 @@ describe('integrity in the schema', () => {
     await insertUser('slug1@example.org', 'taken');
     await expect(insertUser('slug2@example.org', 'taken')).rejects.toMatchObject({ constraint: 'users_slug_key' });
     await expect(insertUser('slug3@example.org', 'Not A Slug')).rejects.toMatchObject({
-      code: '23514',
+      sqlState: '23514',
       constraint: 'users_slug_format',
     });
   });

@@ -1,0 +1,224 @@
+import { type Kysely, type Selectable, sql } from 'kysely';
+import type { DB, Users } from '../../generated/db.js';
+import { inTransaction } from '../db/in-transaction.js';
+import { NotFoundError, ValidationError } from '../errors.js';
+import {
+  limits,
+  requireBoolean,
+  requireEmail,
+  requireSlug,
+  requireText,
+  requireUuid,
+} from '../validation.js';
+import type { CamelCased } from './camel-cased.js';
+
+/** A user as services see it; the password hash only comes with {@link findByEmail}. */
+export type User = CamelCased<Omit<Selectable<Users>, 'password_hash'>>;
+
+/** A user with the stored password hash, for verifying a login. */
+export type UserWithPasswordHash = User & { passwordHash: string };
+
+/** The roles the schema seeds. */
+export type RoleName = 'user' | 'admin' | (string & {});
+
+export interface NewUser {
+  email: string;
+  /** A hash from the service's password hasher (argon2, bcrypt, …); never a password. */
+  passwordHash: string;
+  displayName: string;
+  slug: string;
+}
+
+const userColumns = [
+  'users.id',
+  'users.email',
+  'users.display_name as displayName',
+  'users.slug',
+  'users.active',
+  'users.created_at as createdAt',
+  'users.updated_at as updatedAt',
+] as const;
+
+/**
+ * Creates a user holding the `user` role, in one transaction. A taken email (in any case)
+ * or slug fails with `UniqueViolationError` whose `field` says which.
+ *
+ * @example
+ * const user = await users.create(db, { email: 'kenn@example.org', passwordHash, displayName: 'Kenn', slug: 'kenn' })
+ */
+export async function create(db: Kysely<DB>, input: NewUser): Promise<User> {
+  const row = {
+    email: requireEmail(input.email),
+    password_hash: requireText('passwordHash', input.passwordHash, limits.passwordHashLength),
+    display_name: requireText('displayName', input.displayName, limits.displayNameLength),
+    slug: requireSlug(input.slug),
+  };
+  return inTransaction(db, async (trx) => {
+    const user = await trx.insertInto('users').values(row).returning(userColumns).executeTakeFirstOrThrow();
+    await trx
+      .insertInto('user_roles')
+      .columns(['user_id', 'role_id'])
+      .expression((eb) => eb.selectFrom('roles').select([eb.val(user.id).as('user_id'), 'id']).where('name', '=', 'user'))
+      .execute();
+    return user;
+  });
+}
+
+/** The user with this id, or null. @example await users.findById(db, id) */
+export async function findById(db: Kysely<DB>, userId: string): Promise<User | null> {
+  const id = requireUuid('userId', userId);
+  return (await db.selectFrom('users').select(userColumns).where('id', '=', id).executeTakeFirst()) ?? null;
+}
+
+/**
+ * The user with this email in any letter case, with the password hash, for a login; or null.
+ *
+ * @example
+ * const user = await users.findByEmail(db, 'Kenn@Example.org')
+ * if (!user || !user.active || !(await verify(user.passwordHash, password))) throw unauthorized()
+ */
+export async function findByEmail(db: Kysely<DB>, email: string): Promise<UserWithPasswordHash | null> {
+  const address = requireEmail(email);
+  const user = await db
+    .selectFrom('users')
+    .select([...userColumns, 'users.password_hash as passwordHash'])
+    // lower() on both sides, as in the unique index users_email_key, which this lookup uses.
+    .where(sql`lower(email)`, '=', sql<string>`lower(${address})`)
+    .executeTakeFirst();
+  return user ?? null;
+}
+
+/** The user with this slug (their public page), or null. @example await users.findBySlug(db, 'kenn') */
+export async function findBySlug(db: Kysely<DB>, slug: string): Promise<User | null> {
+  const value = requireSlug(slug);
+  return (await db.selectFrom('users').select(userColumns).where('slug', '=', value).executeTakeFirst()) ?? null;
+}
+
+/**
+ * Changes the display name and/or slug; a taken slug fails with `UniqueViolationError`
+ * (`field: 'slug'`), an unknown user with `NotFoundError`.
+ *
+ * @example await users.updateProfile(db, userId, { displayName: 'Kenn W.', slug: 'kenn-w' })
+ */
+export async function updateProfile(
+  db: Kysely<DB>,
+  userId: string,
+  changes: { displayName?: string; slug?: string },
+): Promise<User> {
+  const id = requireUuid('userId', userId);
+  const set: { display_name?: string; slug?: string } = {};
+  if (changes.displayName !== undefined) {
+    set.display_name = requireText('displayName', changes.displayName, limits.displayNameLength);
+  }
+  if (changes.slug !== undefined) set.slug = requireSlug(changes.slug);
+  if (Object.keys(set).length === 0) throw new ValidationError('changes', 'name at least one of displayName, slug');
+  const user = await db.updateTable('users').set(set).where('id', '=', id).returning(userColumns).executeTakeFirst();
+  if (!user) throw new NotFoundError('user');
+  return user;
+}
+
+/** Stores a new password hash. @example await users.updatePassword(db, userId, await hash(newPassword)) */
+export async function updatePassword(db: Kysely<DB>, userId: string, passwordHash: string): Promise<void> {
+  const id = requireUuid('userId', userId);
+  const hash = requireText('passwordHash', passwordHash, limits.passwordHashLength);
+  const result = await db.updateTable('users').set({ password_hash: hash }).where('id', '=', id).executeTakeFirst();
+  if (result.numUpdatedRows === 0n) throw new NotFoundError('user');
+}
+
+/**
+ * Activates or deactivates a user. Deactivating revokes every live refresh token of the
+ * user (reason `deactivated`) in the same transaction, so no session outlives it.
+ *
+ * @example await users.setActive(db, userId, false)
+ */
+export async function setActive(db: Kysely<DB>, userId: string, active: boolean): Promise<User> {
+  const id = requireUuid('userId', userId);
+  const value = requireBoolean('active', active);
+  return inTransaction(db, async (trx) => {
+    const user = await trx
+      .updateTable('users')
+      .set({ active: value })
+      .where('id', '=', id)
+      .returning(userColumns)
+      .executeTakeFirst();
+    if (!user) throw new NotFoundError('user');
+    if (!value) {
+      await trx
+        .updateTable('refresh_tokens')
+        .set({ revoked_at: sql`now()`, revoked_reason: 'deactivated' })
+        .where('user_id', '=', id)
+        .where('revoked_at', 'is', null)
+        .execute();
+    }
+    return user;
+  });
+}
+
+/**
+ * Whether nobody (other than `excludeUserId`, the user editing their own profile) has this slug.
+ *
+ * @example await users.isSlugAvailable(db, 'kenn', { excludeUserId: me.id })
+ */
+export async function isSlugAvailable(
+  db: Kysely<DB>,
+  slug: string,
+  options: { excludeUserId?: string } = {},
+): Promise<boolean> {
+  const value = requireSlug(slug);
+  let query = db.selectFrom('users').select('id').where('slug', '=', value);
+  if (options.excludeUserId !== undefined) query = query.where('id', '<>', requireUuid('excludeUserId', options.excludeUserId));
+  return (await query.executeTakeFirst()) === undefined;
+}
+
+/** The names of the user's roles, sorted. @example (await users.getRoles(db, id)).includes('admin') */
+export async function getRoles(db: Kysely<DB>, userId: string): Promise<RoleName[]> {
+  const id = requireUuid('userId', userId);
+  const rows = await db
+    .selectFrom('user_roles')
+    .innerJoin('roles', 'roles.id', 'user_roles.role_id')
+    .select('roles.name')
+    .where('user_roles.user_id', '=', id)
+    .orderBy('roles.name')
+    .execute();
+  return rows.map((row) => row.name);
+}
+
+/**
+ * Grants a role (idempotent), recording who granted it. Authorising the grant is the
+ * service's decision. An unknown role or user is `NotFoundError`.
+ *
+ * @example await users.grantRole(db, userId, 'admin', { grantedBy: adminId })
+ */
+export async function grantRole(
+  db: Kysely<DB>,
+  userId: string,
+  role: RoleName,
+  options: { grantedBy?: string | null } = {},
+): Promise<void> {
+  const id = requireUuid('userId', userId);
+  const name = requireText('role', role, 50);
+  const grantedBy = options.grantedBy == null ? null : requireUuid('grantedBy', options.grantedBy);
+  await inTransaction(db, async (trx) => {
+    const found = await trx.selectFrom('roles').select('id').where('name', '=', name).executeTakeFirst();
+    if (!found) throw new NotFoundError('role');
+    const user = await trx.selectFrom('users').select('id').where('id', '=', id).executeTakeFirst();
+    if (!user) throw new NotFoundError('user');
+    await trx
+      .insertInto('user_roles')
+      .values({ user_id: id, role_id: found.id, granted_by: grantedBy })
+      .onConflict((oc) => oc.columns(['user_id', 'role_id']).doNothing())
+      .execute();
+  });
+}
+
+/** Revokes a role; returns whether the user held it. @example await users.revokeRole(db, userId, 'admin') */
+export async function revokeRole(db: Kysely<DB>, userId: string, role: RoleName): Promise<boolean> {
+  const id = requireUuid('userId', userId);
+  const name = requireText('role', role, 50);
+  const result = await db
+    .deleteFrom('user_roles')
+    .where('user_id', '=', id)
+    .where('role_id', '=', (eb) => eb.selectFrom('roles').select('id').where('name', '=', name))
+    .executeTakeFirst();
+  return result.numDeletedRows > 0n;
+}

@@ -1,0 +1,115 @@
+import { ValidationError } from './errors.js';
+
+/**
+ * Input checks that run before any query, so bad input never reaches the database and the
+ * caller learns which field was wrong. Each returns the value in the form the queries use
+ * (trimmed, lower-cased where that is the canonical form). The schema enforces the same
+ * rules again with CHECK constraints.
+ */
+
+const uuidPattern = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+// Deliberately loose (one @, no spaces, a dot in the domain): the only real check of an
+// address is a mail that arrives.
+const emailPattern = /^[^@\s]+@[^@\s]+\.[^@\s]+$/;
+const slugPattern = /^[a-z0-9]+(-[a-z0-9]+)*$/;
+
+export const limits = {
+  emailLength: 254,
+  displayNameLength: 100,
+  slugLength: 50,
+  passwordHashLength: 512,
+  phraseLength: 500,
+  reasonLength: 500,
+  notesLength: 2000,
+  searchLength: 200,
+  pageSize: 100,
+} as const;
+
+/** A UUID in canonical 8-4-4-4-12 form, lower-cased. @example requireUuid('userId', id) */
+export function requireUuid(field: string, value: unknown): string {
+  if (typeof value !== 'string' || !uuidPattern.test(value)) {
+    throw new ValidationError(field, 'must be a UUID');
+  }
+  return value.toLowerCase();
+}
+
+/**
+ * Non-blank text of at most `maxLength` characters, trimmed.
+ * @example requireText('text', input, limits.phraseLength)
+ */
+export function requireText(field: string, value: unknown, maxLength: number): string {
+  if (typeof value !== 'string') throw new ValidationError(field, 'must be text');
+  const trimmed = value.trim();
+  if (trimmed === '') throw new ValidationError(field, 'must not be blank');
+  if ([...trimmed].length > maxLength) throw new ValidationError(field, `must be at most ${maxLength} characters`);
+  return trimmed;
+}
+
+/** Like {@link requireText}, but `null`/`undefined` pass through as `null`. */
+export function optionalText(field: string, value: unknown, maxLength: number): string | null {
+  return value === undefined || value === null ? null : requireText(field, value, maxLength);
+}
+
+/** An email address, trimmed; its case is kept for display, uniqueness ignores it. @example requireEmail(input.email) */
+export function requireEmail(value: unknown): string {
+  const email = requireText('email', value, limits.emailLength);
+  if (!emailPattern.test(email)) throw new ValidationError('email', 'must be an email address');
+  return email;
+}
+
+/** A URL slug: lower-case letters and digits in dash-separated groups. @example requireSlug('kenn-w') */
+export function requireSlug(value: unknown): string {
+  const slug = requireText('slug', value, limits.slugLength);
+  if (!slugPattern.test(slug)) {
+    throw new ValidationError('slug', 'must be lower-case letters and digits separated by single dashes');
+  }
+  return slug;
+}
+
+/** A page size from 1 to 100 (default 20). @example requireLimit(options.limit) */
+export function requireLimit(value: unknown, fallback = 20): number {
+  if (value === undefined) return fallback;
+  if (!Number.isInteger(value) || (value as number) < 1 || (value as number) > limits.pageSize) {
+    throw new ValidationError('limit', `must be a whole number from 1 to ${limits.pageSize}`);
+  }
+  return value as number;
+}
+
+/** A row offset of 0 or more (default 0). @example requireOffset(options.offset) */
+export function requireOffset(value: unknown): number {
+  if (value === undefined) return 0;
+  if (!Number.isInteger(value) || (value as number) < 0) {
+    throw new ValidationError('offset', 'must be a whole number of 0 or more');
+  }
+  return value as number;
+}
+
+/** A valid `Date`. @example requireDate('resetAt', input.resetAt) */
+export function requireDate(field: string, value: unknown): Date {
+  if (!(value instanceof Date) || Number.isNaN(value.getTime())) throw new ValidationError(field, 'must be a valid Date');
+  return value;
+}
+
+/** A whole number of seconds within the given range. @example requireSeconds('reuseGraceSeconds', 10, 0) */
+export function requireSeconds(field: string, value: unknown, min: number, max = 10 * 365 * 24 * 3600): number {
+  if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) {
+    throw new ValidationError(field, `must be a whole number of seconds from ${min} to ${max}`);
+  }
+  return value as number;
+}
+
+/** A boolean. @example requireBoolean('active', active) */
+export function requireBoolean(field: string, value: unknown): boolean {
+  if (typeof value !== 'boolean') throw new ValidationError(field, 'must be true or false');
+  return value;
+}
+
+/**
+ * Escapes `%`, `_` and `\` so user text matches literally inside a LIKE/ILIKE pattern
+ * (PostgreSQL's default escape character is the backslash).
+ *
+ * @example `%${escapeLikePattern('100%_done')}%` // '%100\\%\\_done%'
+ */
+export function escapeLikePattern(text: string): string {
+  return text.replace(/[\\%_]/g, (ch) => `\\${ch}`);
+}
