@@ -1,0 +1,150 @@
+import type { Kysely, Selectable } from 'kysely';
+import type { DB, IncidentTimers } from '../../generated/db.js';
+import { ForeignKeyViolationError, NotFoundError, ValidationError } from '../errors.js';
+import { limits, requireDate, requireLimit, requireOffset, requireSlug, requireUuid } from '../validation.js';
+import type { CamelCased } from './camel-cased.js';
+
+/** A "days since the last incident" timer: counting from `resetAt`. */
+export type IncidentTimer = CamelCased<Selectable<IncidentTimers>>;
+
+/** The public page's timer and whose it is. */
+export interface PublicTimer {
+  timer: IncidentTimer;
+  displayName: string;
+}
+
+/** Names one timer of one user: every change is scoped to the owner. */
+export interface TimerRef {
+  id: string;
+  userId: string;
+}
+
+const timerColumns = [
+  'incident_timers.id',
+  'incident_timers.user_id as userId',
+  'incident_timers.reset_at as resetAt',
+  'incident_timers.notes',
+  'incident_timers.created_at as createdAt',
+  'incident_timers.updated_at as updatedAt',
+] as const;
+
+// Notes come from a text area: blank means "no notes".
+function normaliseNotes(value: unknown): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string') throw new ValidationError('notes', 'must be text');
+  const notes = value.trim();
+  if ([...notes].length > limits.notesLength) throw new ValidationError('notes', `must be at most ${limits.notesLength} characters`);
+  return notes === '' ? null : notes;
+}
+
+/**
+ * Starts a timer for a user, from `resetAt` (default: now, by the database clock).
+ * An unknown user is `NotFoundError`.
+ *
+ * @example const timer = await incidentTimers.create(db, { userId, notes: 'Deploy went fine' })
+ */
+export async function create(
+  db: Kysely<DB>,
+  input: { userId: string; resetAt?: Date; notes?: string | null },
+): Promise<IncidentTimer> {
+  const row = {
+    user_id: requireUuid('userId', input.userId),
+    notes: normaliseNotes(input.notes),
+    ...(input.resetAt === undefined ? {} : { reset_at: requireDate('resetAt', input.resetAt) }),
+  };
+  try {
+    return await db.insertInto('incident_timers').values(row).returning(timerColumns).executeTakeFirstOrThrow();
+  } catch (error) {
+    if (error instanceof ForeignKeyViolationError) throw new NotFoundError('user', { cause: error });
+    throw error;
+  }
+}
+
+/**
+ * The user's timers, most recently reset first.
+ *
+ * @example const timers = await incidentTimers.listForUser(db, userId, { limit: 10 })
+ */
+export async function listForUser(
+  db: Kysely<DB>,
+  userId: string,
+  options: { limit?: number; offset?: number } = {},
+): Promise<IncidentTimer[]> {
+  const id = requireUuid('userId', userId);
+  const limit = requireLimit(options.limit, 100);
+  const offset = requireOffset(options.offset);
+  return db
+    .selectFrom('incident_timers')
+    .select(timerColumns)
+    .where('user_id', '=', id)
+    .orderBy('reset_at', 'desc')
+    .orderBy('id', 'desc')
+    .limit(limit)
+    .offset(offset)
+    .execute();
+}
+
+/**
+ * The public page of the user with this slug: their most recently reset timer and their
+ * display name; null when the slug is unknown, the user is inactive, or has no timer.
+ *
+ * @example
+ * const page = await incidentTimers.latestPublicBySlug(db, 'kenn')
+ * // { timer: { resetAt, notes, … }, displayName: 'Kenn' } | null
+ */
+export async function latestPublicBySlug(db: Kysely<DB>, slug: string): Promise<PublicTimer | null> {
+  const value = requireSlug(slug);
+  const row = await db
+    .selectFrom('users')
+    .innerJoin('incident_timers', 'incident_timers.user_id', 'users.id')
+    .select([...timerColumns, 'users.display_name as displayName'])
+    .where('users.slug', '=', value)
+    .where('users.active', '=', true)
+    .orderBy('incident_timers.reset_at', 'desc')
+    .orderBy('incident_timers.id', 'desc')
+    .limit(1)
+    .executeTakeFirst();
+  if (!row) return null;
+  const { displayName, ...timer } = row;
+  return { timer, displayName };
+}
+
+/**
+ * Changes the reset time and/or notes of the caller's own timer (`notes: null` clears them).
+ * Another user's timer is `NotFoundError`, and nothing changes.
+ *
+ * @example await incidentTimers.update(db, { id: timerId, userId: me.id }, { resetAt: new Date() })
+ */
+export async function update(
+  db: Kysely<DB>,
+  ref: TimerRef,
+  changes: { resetAt?: Date; notes?: string | null },
+): Promise<IncidentTimer> {
+  const id = requireUuid('id', ref.id);
+  const userId = requireUuid('userId', ref.userId);
+  const set: { reset_at?: Date; notes?: string | null } = {};
+  if (changes.resetAt !== undefined) set.reset_at = requireDate('resetAt', changes.resetAt);
+  if (changes.notes !== undefined) set.notes = normaliseNotes(changes.notes);
+  if (Object.keys(set).length === 0) throw new ValidationError('changes', 'name at least one of resetAt, notes');
+  const timer = await db
+    .updateTable('incident_timers')
+    .set(set)
+    .where('id', '=', id)
+    .where('user_id', '=', userId)
+    .returning(timerColumns)
+    .executeTakeFirst();
+  if (!timer) throw new NotFoundError('incident timer');
+  return timer;
+}
+
+/**
+ * Deletes the caller's own timer; another user's timer is `NotFoundError`, and stays.
+ *
+ * @example await incidentTimers.remove(db, { id: timerId, userId: me.id })
+ */
+export async function remove(db: Kysely<DB>, ref: TimerRef): Promise<void> {
+  const id = requireUuid('id', ref.id);
+  const userId = requireUuid('userId', ref.userId);
+  const result = await db.deleteFrom('incident_timers').where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
+  if (result.numDeletedRows === 0n) throw new NotFoundError('incident timer');
+}
