@@ -1,4 +1,4 @@
-import { Kysely, PostgresDialect, type PostgresPoolClient } from 'kysely';
+import { Kysely, type LogConfig, PostgresDialect, type PostgresPoolClient } from 'kysely';
 import type pg from 'pg';
 import { mapDatabaseError } from '../errors.js';
 import type { DB } from '../../generated/db.js';
@@ -8,13 +8,31 @@ import { createTunedPool, type PoolErrorListener, type TunedPool } from './tuned
 export interface CreateDbOptions {
   /** Called when an idle connection is lost or a refill fails; defaults to a line on stderr. */
   onPoolError?: PoolErrorListener;
+  /**
+   * Kysely's query log. Log `event.query.sql` only: parameters can hold password hashes and
+   * token hashes, which must not reach a log line.
+   */
+  log?: LogConfig;
 }
 
 const tunedPools = new WeakMap<Kysely<DB>, TunedPool>();
 
 // Every statement Kysely runs goes through here, which makes this the one place where
 // PostgreSQL errors become typed errors (by SQLSTATE, see mapDatabaseError).
+// One wrapper per pg client, kept for the client's life: Kysely caches its connection object
+// by the client it is handed, and a new wrapper per checkout would defeat that cache.
+const errorMappingClients = new WeakMap<pg.PoolClient, PostgresPoolClient>();
+
 function mapErrorsOf(client: pg.PoolClient): PostgresPoolClient {
+  let wrapper = errorMappingClients.get(client);
+  if (wrapper === undefined) {
+    wrapper = errorMappingWrapper(client);
+    errorMappingClients.set(client, wrapper);
+  }
+  return wrapper;
+}
+
+function errorMappingWrapper(client: pg.PoolClient): PostgresPoolClient {
   return {
     query: ((sqlText: string, parameters: unknown[]) =>
       client.query(sqlText, parameters).catch((error: unknown) => {
@@ -30,8 +48,11 @@ function mapErrorsOf(client: pg.PoolClient): PostgresPoolClient {
 class TunedKysely extends Kysely<DB> {
   readonly #tuned: TunedPool;
 
-  constructor(tuned: TunedPool) {
-    super({ dialect: new PostgresDialect({ pool: { connect: async () => mapErrorsOf(await tuned.connect()), end: tuned.end } }) });
+  constructor(tuned: TunedPool, log: LogConfig | undefined) {
+    super({
+      dialect: new PostgresDialect({ pool: { connect: async () => mapErrorsOf(await tuned.connect()), end: tuned.end } }),
+      ...(log === undefined ? {} : { log }),
+    });
     this.#tuned = tuned;
   }
 
@@ -57,7 +78,7 @@ export function createDb(
 ): Kysely<DB> {
   const resolved = config === undefined ? loadDbConfig() : resolveDbConfig(config);
   const tuned = createTunedPool(resolved, options.onPoolError);
-  const db = new TunedKysely(tuned);
+  const db = new TunedKysely(tuned, options.log);
   tunedPools.set(db, tuned);
   return db;
 }

@@ -1,5 +1,6 @@
 import type { Kysely, Selectable } from 'kysely';
 import type { DB, IncidentTimers } from '../../generated/db.js';
+import { prepareQuery } from '../db/prepared-query.js';
 import { ForeignKeyViolationError, NotFoundError, ValidationError } from '../errors.js';
 import { limits, requireDate, requireLimit, requireOffset, requireSlug, requireUuid } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
@@ -84,6 +85,19 @@ export async function listForUser(
     .execute();
 }
 
+// The public page is the most visited query: built and compiled once (see prepareQuery).
+const latestPublic = prepareQuery((db, p: { slug: string }) =>
+  db
+    .selectFrom('users')
+    .innerJoin('incident_timers', 'incident_timers.user_id', 'users.id')
+    .select([...timerColumns, 'users.display_name as displayName'])
+    .where('users.slug', '=', p.slug)
+    .where('users.active', '=', true)
+    .orderBy('incident_timers.reset_at', 'desc')
+    .orderBy('incident_timers.id', 'desc')
+    .limit(1),
+);
+
 /**
  * The public page of the user with this slug: their most recently reset timer and their
  * display name; null when the slug is unknown, the user is inactive, or has no timer.
@@ -94,16 +108,7 @@ export async function listForUser(
  */
 export async function latestPublicBySlug(db: Kysely<DB>, slug: string): Promise<PublicTimer | null> {
   const value = requireSlug(slug);
-  const row = await db
-    .selectFrom('users')
-    .innerJoin('incident_timers', 'incident_timers.user_id', 'users.id')
-    .select([...timerColumns, 'users.display_name as displayName'])
-    .where('users.slug', '=', value)
-    .where('users.active', '=', true)
-    .orderBy('incident_timers.reset_at', 'desc')
-    .orderBy('incident_timers.id', 'desc')
-    .limit(1)
-    .executeTakeFirst();
+  const row = (await latestPublic.execute(db, { slug: value })).rows[0];
   if (!row) return null;
   const { displayName, ...timer } = row;
   return { timer, displayName };

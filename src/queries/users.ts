@@ -1,6 +1,7 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, Users } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
+import { prepareQuery } from '../db/prepared-query.js';
 import { NotFoundError, ValidationError } from '../errors.js';
 import {
   limits,
@@ -39,6 +40,19 @@ const userColumns = [
   'users.updated_at as updatedAt',
 ] as const;
 
+// Lookups run on every request: built and compiled once (see prepareQuery).
+const byId = prepareQuery((db, p: { id: string }) => db.selectFrom('users').select(userColumns).where('id', '=', p.id));
+const bySlug = prepareQuery((db, p: { slug: string }) =>
+  db.selectFrom('users').select(userColumns).where('slug', '=', p.slug),
+);
+const byEmail = prepareQuery((db, p: { address: string }) =>
+  db
+    .selectFrom('users')
+    .select([...userColumns, 'users.password_hash as passwordHash'])
+    // lower() on both sides, as in the unique index users_email_key, which this lookup uses.
+    .where(sql`lower(email)`, '=', sql<string>`lower(${p.address})`),
+);
+
 /**
  * Creates a user holding the `user` role, in one transaction. A taken email (in any case)
  * or slug fails with `UniqueViolationError` whose `field` says which.
@@ -67,7 +81,7 @@ export async function create(db: Kysely<DB>, input: NewUser): Promise<User> {
 /** The user with this id, or null. @example await users.findById(db, id) */
 export async function findById(db: Kysely<DB>, userId: string): Promise<User | null> {
   const id = requireUuid('userId', userId);
-  return (await db.selectFrom('users').select(userColumns).where('id', '=', id).executeTakeFirst()) ?? null;
+  return (await byId.execute(db, { id })).rows[0] ?? null;
 }
 
 /**
@@ -79,19 +93,13 @@ export async function findById(db: Kysely<DB>, userId: string): Promise<User | n
  */
 export async function findByEmail(db: Kysely<DB>, email: string): Promise<UserWithPasswordHash | null> {
   const address = requireEmail(email);
-  const user = await db
-    .selectFrom('users')
-    .select([...userColumns, 'users.password_hash as passwordHash'])
-    // lower() on both sides, as in the unique index users_email_key, which this lookup uses.
-    .where(sql`lower(email)`, '=', sql<string>`lower(${address})`)
-    .executeTakeFirst();
-  return user ?? null;
+  return (await byEmail.execute(db, { address })).rows[0] ?? null;
 }
 
 /** The user with this slug (their public page), or null. @example await users.findBySlug(db, 'kenn') */
 export async function findBySlug(db: Kysely<DB>, slug: string): Promise<User | null> {
   const value = requireSlug(slug);
-  return (await db.selectFrom('users').select(userColumns).where('slug', '=', value).executeTakeFirst()) ?? null;
+  return (await bySlug.execute(db, { slug: value })).rows[0] ?? null;
 }
 
 /**

@@ -1,0 +1,62 @@
+import type { Kysely } from 'kysely';
+import { describe, expect, it } from 'vitest';
+import type { DB } from '../../generated/db.js';
+import { createDb } from '../../src/db/create-db.js';
+import { prepareQuery } from '../../src/db/prepared-query.js';
+import { newUser } from '../support/factories.js';
+import { useTestDatabase } from '../support/test-database.js';
+
+const testDb = useTestDatabase();
+
+function loggingDb(statements: string[]): Kysely<DB> {
+  return createDb(
+    { databaseUrl: testDb.url, minConnections: 0 },
+    { log: (event) => void (event.level === 'query' && statements.push(event.query.sql)) },
+  );
+}
+
+describe('prepareQuery', () => {
+  it('compiles once and runs the same SQL with each call’s values', async () => {
+    const byEmail = prepareQuery((db, p: { email: string; limit: number }) =>
+      db.selectFrom('users').select(['id', 'email']).where('email', '=', p.email).limit(p.limit),
+    );
+    const a = await newUser(testDb.db);
+    const b = await newUser(testDb.db);
+    const statements: string[] = [];
+    const db = loggingDb(statements);
+    try {
+      expect((await byEmail.execute(db, { email: a.email, limit: 1 })).rows).toEqual([{ id: a.id, email: a.email }]);
+      expect((await byEmail.execute(db, { email: b.email, limit: 1 })).rows).toEqual([{ id: b.id, email: b.email }]);
+      expect((await byEmail.execute(db, { email: 'nobody@example.org', limit: 1 })).rows).toEqual([]);
+    } finally {
+      await db.destroy();
+    }
+    expect(new Set(statements)).toEqual(new Set(['select "id", "email" from "users" where "email" = $1 limit $2']));
+  });
+
+  it('keeps constant values of the builder as they were', async () => {
+    const active = prepareQuery((db, p: { id: string }) =>
+      db.selectFrom('users').select('id').where('id', '=', p.id).where('active', '=', true),
+    );
+    const user = await newUser(testDb.db);
+    expect((await active.execute(testDb.db, { id: user.id })).rows).toEqual([{ id: user.id }]);
+  });
+
+  it('runs inside a caller’s transaction', async () => {
+    const byId = prepareQuery((db, p: { id: string }) => db.selectFrom('users').select('display_name').where('id', '=', p.id));
+    const user = await newUser(testDb.db);
+    await testDb.db.transaction().execute(async (trx) => {
+      await trx.updateTable('users').set({ display_name: 'Inside' }).where('id', '=', user.id).execute();
+      expect((await byId.execute(trx, { id: user.id })).rows).toEqual([{ display_name: 'Inside' }]);
+    });
+  });
+
+  it('refuses a builder that uses a parameter for the query’s shape rather than as a value', async () => {
+    const misuse = prepareQuery((db, p: { column: string }) =>
+      db.selectFrom('users').select('id').where(p.column === 'email' ? 'email' : 'slug', '=', 'x'),
+    );
+    await expect(misuse.execute(testDb.db, { column: 'email' })).rejects.toThrow(
+      "prepareQuery: parameter 'column' was not used as a value",
+    );
+  });
+});
