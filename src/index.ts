@@ -12,3 +12,5 @@ export {
   type MigrationState,
   type MigratorOptions,
 } from './migrations/migrator.js';
+export * as users from './queries/users.js';
+export * as incidentTimers from './queries/incident-timers.js';

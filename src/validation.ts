@@ -41,7 +41,10 @@ export function requireText(field: string, value: unknown, maxLength: number): s
   if (typeof value !== 'string') throw new ValidationError(field, 'must be text');
   const trimmed = value.trim();
   if (trimmed === '') throw new ValidationError(field, 'must not be blank');
-  if ([...trimmed].length > maxLength) throw new ValidationError(field, `must be at most ${maxLength} characters`);
+  // Length in characters (code points), counted only when UTF-16 units could exceed it.
+  if (trimmed.length > maxLength && [...trimmed].length > maxLength) {
+    throw new ValidationError(field, `must be at most ${maxLength} characters`);
+  }
   return trimmed;
 }
 

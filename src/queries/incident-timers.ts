@@ -34,7 +34,7 @@ function normaliseNotes(value: unknown): string | null {
   if (value === undefined || value === null) return null;
   if (typeof value !== 'string') throw new ValidationError('notes', 'must be text');
   const notes = value.trim();
-  if ([...notes].length > limits.notesLength) throw new ValidationError('notes', `must be at most ${limits.notesLength} characters`);
+  if (notes.length > limits.notesLength && [...notes].length > limits.notesLength) throw new ValidationError('notes', `must be at most ${limits.notesLength} characters`);
   return notes === '' ? null : notes;
 }
 

@@ -1,0 +1,53 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { ensureDatabase } from '../src/db/database-admin.js';
+import { startEmbeddedServer, stopEmbeddedServer } from '../src/embedded/embedded-server.js';
+import { migrate } from '../src/migrations/migrator.js';
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * The database the benchmark runs against: `BENCH_DATABASE_URL` (recreated empty? no: it
+ * must be an empty database you can spare), or a throwaway embedded PostgreSQL 17 that is
+ * removed afterwards. Migrated to the latest schema.
+ */
+export async function startBenchDatabase(log: (line: string) => void): Promise<{ url: string; stop: () => Promise<void> }> {
+  const existing = process.env.BENCH_DATABASE_URL?.trim();
+  if (existing) {
+    await ensureDatabase(existing);
+    await migrate({ databaseUrl: existing });
+    return { url: existing, stop: async () => undefined };
+  }
+  const root = await mkdtemp(path.join(os.tmpdir(), 'kw-bench-'));
+  const dataDir = path.join(root, 'data');
+  log(`starting a throwaway embedded PostgreSQL 17 in ${dataDir}`);
+  const { url } = await startEmbeddedServer({
+    dataDir,
+    port: await freePort(),
+    user: 'postgres',
+    password: 'postgres',
+    database: 'kennwilliamson_bench',
+    // Commits still go through the WAL, but are not waited for: the benchmark measures the
+    // data layer's own cost, which a 1-2 ms disk flush per commit would drown.
+    settings: { synchronous_commit: 'off', shared_buffers: '512MB', max_connections: '100' },
+  });
+  await migrate({ databaseUrl: url });
+  return {
+    url,
+    stop: async () => {
+      await stopEmbeddedServer(dataDir);
+      await rm(root, { recursive: true, force: true });
+    },
+  };
+}

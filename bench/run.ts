@@ -1,0 +1,159 @@
+import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { createDb } from '../src/db/create-db.js';
+import { packageRoot } from '../src/package-root.js';
+import { type BenchContext } from './bench-context.js';
+import { startBenchDatabase } from './bench-database.js';
+import { explainStatements, type PlanSummary } from './explain.js';
+import { compare, type Measurement } from './measure.js';
+import { benchOperations } from './operations.js';
+import { scale, seedBase, seedRefreshTokens } from './seed.js';
+
+const concurrency = 10;
+const sliceMs = Number(process.env.BENCH_SLICE_MS ?? 1_000);
+const slices = Number(process.env.BENCH_SLICES ?? 4);
+const libraryApplicationName = 'kennwilliamson-db-bench';
+
+const log = (line: string) => console.log(line);
+
+interface OperationResult {
+  library: Measurement;
+  raw: Measurement;
+  ratio: number;
+}
+
+async function loadContext(db: BenchContext['db'], pool: pg.Pool): Promise<BenchContext> {
+  const users = await pool.query<{ id: string; email: string; slug: string }>(
+    "SELECT id, email, slug FROM users WHERE slug LIKE 'bench-%'",
+  );
+  const excluders = await pool.query<{ id: string }>(
+    `SELECT id FROM users WHERE slug IN (SELECT 'bench-' || i FROM generate_series(1, ${scale.excluders}) i)`,
+  );
+  const admin = await pool.query<{ id: string }>("SELECT id FROM users WHERE slug = 'bench-1'");
+  const pending = await pool.query<{ id: string }>(
+    "SELECT id FROM phrase_suggestions WHERE status = 'pending' ORDER BY random()",
+  );
+  return {
+    db,
+    pool,
+    emails: users.rows.map((u) => u.email),
+    slugs: users.rows.map((u) => u.slug),
+    userIds: users.rows.map((u) => u.id),
+    excluderIds: excluders.rows.map((u) => u.id),
+    adminId: admin.rows[0]!.id,
+    pendingSuggestionIds: pending.rows.map((s) => s.id),
+  };
+}
+
+/** Samples the library pool's server connections while `work` runs; returns the maximum seen. */
+async function peakConnections<T>(observer: pg.Client, work: () => Promise<T>): Promise<{ result: T; peak: number }> {
+  let peak = 0;
+  let running = true;
+  const sampler = (async () => {
+    while (running) {
+      const { rows } = await observer.query<{ n: number }>(
+        'SELECT count(*)::int AS n FROM pg_stat_activity WHERE application_name = $1',
+        [libraryApplicationName],
+      );
+      peak = Math.max(peak, rows[0]!.n);
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  })();
+  try {
+    return { result: await work(), peak };
+  } finally {
+    running = false;
+    await sampler;
+  }
+}
+
+function printTable(results: Record<string, OperationResult>, plans: Record<string, PlanSummary>): void {
+  const header = ['operation', 'library ops/s', 'p50 ms', 'p99 ms', 'raw ops/s', 'p50 ms', 'p99 ms', 'ratio', 'index'];
+  const rows = Object.entries(results).map(([name, r]) => [
+    name,
+    String(r.library.opsPerSec),
+    r.library.p50Ms.toFixed(3),
+    r.library.p99Ms.toFixed(3),
+    String(r.raw.opsPerSec),
+    r.raw.p50Ms.toFixed(3),
+    r.raw.p99Ms.toFixed(3),
+    `${r.ratio.toFixed(2)}x`,
+    plans[name]?.usesIndex ? 'yes' : `NO (${plans[name]?.seqScans.join(', ') || 'no index used'})`,
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+  const line = (cells: string[]) => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
+  console.log(line(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const row of rows) console.log(line(row));
+}
+
+async function main(): Promise<void> {
+  const server = await startBenchDatabase(log);
+  // The hand-written side gets the same pool settings as the library's: size and acquire timeout.
+  const pool = new pg.Pool({ connectionString: server.url, max: concurrency, min: 2, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 30_000 });
+  const db = createDb({ databaseUrl: server.url, maxConnections: concurrency, applicationName: libraryApplicationName });
+  const observer = new pg.Client({ connectionString: server.url });
+  await observer.connect();
+  try {
+    await seedBase(observer, log);
+    const ctx = await loadContext(db, pool);
+    const postgres = (await observer.query<{ v: string }>('SHOW server_version')).rows[0]!.v;
+    const results: Record<string, OperationResult> = {};
+    const plans: Record<string, PlanSummary> = {};
+    let peak = 0;
+
+    await seedRefreshTokens(observer, scale.refreshTokensSmall + 1, scale.refreshTokens - scale.refreshTokensSmall, log);
+    await observer.query('ANALYZE');
+
+    for (const op of benchOperations()) {
+      log(`measuring ${op.name}…`);
+      const statements: Array<{ sql: string; parameters: readonly unknown[] }> = [];
+      const capture = createDb(
+        { databaseUrl: server.url, maxConnections: 1, minConnections: 0 },
+        { log: (event) => void (event.level === 'query' && statements.push(event.query)) },
+      );
+      await op.library({ ...ctx, db: capture }, 0);
+      await capture.destroy();
+      plans[op.name] = await explainStatements(observer, statements);
+
+      const measured = await peakConnections(observer, () =>
+        compare(
+          (worker) => op.library(ctx, worker),
+          (worker) => op.raw(ctx, worker),
+          { concurrency, sliceMs, slices },
+        ),
+      );
+      results[op.name] = measured.result;
+      peak = Math.max(peak, measured.peak);
+    }
+
+    console.log('');
+    printTable(results, plans);
+    console.log('');
+    console.log(`server connections of the library pool during the run: at most ${peak} (pool max ${concurrency})`);
+
+    const report = {
+      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
+      postgres,
+      operations: results,
+      plans,
+      peakLibraryConnections: peak,
+      settings: { concurrency, sliceMs, slices, scale },
+    };
+    const file = path.join(packageRoot(), 'bench', 'results.json');
+    await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+    console.log(`results written to ${path.relative(process.cwd(), file)}`);
+  } finally {
+    await observer.end();
+    await db.destroy();
+    await pool.end();
+    await server.stop();
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});
