@@ -14,3 +14,4 @@ export {
 } from './migrations/migrator.js';
 export * as users from './queries/users.js';
 export * as incidentTimers from './queries/incident-timers.js';
+export * as refreshTokens from './queries/refresh-tokens.js';

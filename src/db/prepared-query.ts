@@ -8,6 +8,10 @@ class Placeholder {
 
 type Slot = { name: string } | { value: unknown };
 
+// Inferring the row type from the builder as a whole (rather than from `Compilable<R>` in
+// the parameter's position) survives deep builders such as multi-CTE statements.
+type ResultOf<Q> = Q extends Compilable<infer R> ? R : never;
+
 /** A query built and compiled once, executed many times with new parameter values. */
 export interface PreparedQuery<P, R> {
   /** Runs the query on `db` (or a transaction) with these parameter values. */
@@ -25,9 +29,10 @@ export interface PreparedQuery<P, R> {
  * const byId = prepareQuery((db, p: { id: string }) => db.selectFrom('users').select(['id', 'email']).where('id', '=', p.id))
  * const { rows } = await byId.execute(db, { id }) // SELECT "id", "email" FROM "users" WHERE "id" = $1
  */
-export function prepareQuery<P extends Record<string, unknown>, R>(
-  build: (db: Kysely<DB>, params: P) => Compilable<R>,
-): PreparedQuery<P, R> {
+export function prepareQuery<P extends object, Q extends Compilable<unknown>>(
+  build: (db: Kysely<DB>, params: P) => Q,
+): PreparedQuery<P, ResultOf<Q>> {
+  type R = ResultOf<Q>;
   let compiled: CompiledQuery<R> | undefined;
   let slots: Slot[] = [];
 
@@ -40,7 +45,7 @@ export function prepareQuery<P extends Record<string, unknown>, R>(
         return new Placeholder(name);
       },
     });
-    const query = build(db, placeholders).compile();
+    const query = build(db, placeholders).compile() as CompiledQuery<R>;
     slots = query.parameters.map((value) => (value instanceof Placeholder ? { name: value.name } : { value }));
     const bound = new Set(slots.flatMap((slot) => ('name' in slot ? [slot.name] : [])));
     for (const name of used) {
@@ -52,7 +57,7 @@ export function prepareQuery<P extends Record<string, unknown>, R>(
   return {
     async execute(db, params) {
       compiled ??= compile(db);
-      const parameters = slots.map((slot) => ('name' in slot ? params[slot.name] : slot.value));
+      const parameters = slots.map((slot) => ('name' in slot ? params[slot.name as keyof P] : slot.value));
       return db.executeQuery<R>({ ...compiled, parameters });
     },
   };
