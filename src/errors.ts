@@ -276,3 +276,95 @@ export function mapDatabaseError(error: unknown): unknown {
       return error;
   }
 }
+
+/**
+ * A backup could not be made. `tool` names the program that failed (`pg_dump`,
+ * `pg_restore`), and the message carries that program's own words.
+ */
+export class BackupError extends DbError {
+  override readonly code = 'BACKUP_FAILED';
+
+  constructor(
+    message: string,
+    readonly tool?: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** A restore was refused or failed; the database was left as it was. */
+export class RestoreError extends DbError {
+  override readonly code = 'RESTORE_FAILED';
+}
+
+/** A file does not match the SHA-256 recorded in its `.sha256` file beside it. */
+export class ChecksumMismatchError extends DbError {
+  override readonly code = 'CHECKSUM_MISMATCH';
+
+  constructor(
+    readonly file: string,
+    readonly expected: string,
+    readonly actual: string,
+  ) {
+    super(
+      `Checksum mismatch: ${file} has SHA-256 ${actual.slice(0, 12)}…, its .sha256 file says ` +
+        `${expected.slice(0, 12)}…; the file is damaged or not the one the checksum was made for`,
+    );
+  }
+}
+
+/**
+ * No usable PostgreSQL client program was found: none at all, or none whose major version
+ * is at least `neededMajor`. `found` lists what was looked at, as `15 at /usr/bin/pg_dump`.
+ */
+export class PgToolNotFoundError extends DbError {
+  override readonly code = 'PG_TOOL_NOT_FOUND';
+
+  constructor(
+    readonly tool: string,
+    readonly neededMajor: number | undefined,
+    readonly found: readonly string[],
+    readonly lookedAt: string,
+  ) {
+    super(
+      found.length === 0
+        ? `no ${tool} found (looked at ${lookedAt}); install the PostgreSQL client tools` +
+            `${neededMajor === undefined ? '' : ` ${neededMajor} or newer`}`
+        : `needs ${tool} >= ${neededMajor ?? '?'}, found ${found.join(', ')}; install the PostgreSQL ` +
+            `${neededMajor ?? ''} client tools or point ${tool.toUpperCase()} at a newer ${tool}`,
+    );
+  }
+}
+
+/**
+ * Copying a backup from another host failed. `reason` says why in a word, for callers that
+ * want to react (`key`: the SSH key cannot be used; `host-key`: the host is not in
+ * known_hosts or its key changed; `auth`: the login was refused; `connect`: the host
+ * cannot be reached; `not-found`: no such remote file; `checksum`: the copy does not match;
+ * `exists`: the file is already in the backup folder; `transfer`: anything else).
+ */
+export class DownloadError extends DbError {
+  override readonly code = 'DOWNLOAD_FAILED';
+
+  constructor(
+    readonly reason: 'key' | 'host-key' | 'auth' | 'connect' | 'not-found' | 'checksum' | 'exists' | 'transfer',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/** The application role cannot be made least-privileged (it is a superuser, owns objects, …). */
+export class AppRoleError extends DbError {
+  override readonly code = 'APP_ROLE_INVALID';
+
+  constructor(
+    readonly role: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}

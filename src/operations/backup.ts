@@ -1,0 +1,184 @@
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import pg from 'pg';
+import { BackupError } from '../errors.js';
+import { backupFileName } from './backup-name.js';
+import { pruneBackups } from './backup-retention.js';
+import { writeChecksumFile } from './checksum-file.js';
+import { libpqConnection } from './libpq-connection.js';
+import { spawnPgTool, toolErrorText } from './pg-tool-process.js';
+import { findPgTool, type FindPgToolOptions, type PgTool } from './pg-tools.js';
+import { byteProgress, formatBytes } from './progress-reporter.js';
+import { publishFile } from './publish-file.js';
+import { verifyArchive } from './verify-archive.js';
+import { writeStreamToFile } from './write-stream-to-file.js';
+
+/** What {@link backupDatabase} backs up, where to, and how many to keep. */
+export interface BackupOptions {
+  /** The database to dump (its password is handed to pg_dump through the environment only). */
+  databaseUrl: string;
+  /** Folder of the backups; created if missing. */
+  backupDir: string;
+  /** The `<env>` in `kennwilliamson_<env>_<timestamp>.dump`; retention only counts this environment's files. */
+  environment: string;
+  /** Keep the newest this many backups of the environment (at least 1), deleting older ones after this one is verified. */
+  keep: number;
+  /** Receives progress lines (tables dumped, bytes written, verification). */
+  log?: (line: string) => void;
+  /** Aborting stops pg_dump and removes the temporary file. */
+  signal?: AbortSignal;
+  /** Where to look for pg_dump and pg_restore (tests narrow it); see `findPgTool`. */
+  toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'preferDir'>;
+}
+
+/** A verified backup. */
+export interface BackupResult {
+  /** Absolute path of the `.dump` file. */
+  file: string;
+  /** Absolute path of the `.sha256` file beside it. */
+  checksumFile: string;
+  sha256: string;
+  bytes: number;
+  /** Tables whose data the archive holds (from `pg_restore --list`). */
+  tables: number;
+  /** The pg_dump that made it, as `15.18 at /usr/lib/postgresql/15/bin/pg_dump`. */
+  pgDump: string;
+  /** Older backups removed by retention. */
+  deleted: string[];
+}
+
+interface ServerFacts {
+  major: number;
+  tables: number;
+}
+
+// The server's major version decides which pg_dump fits. When even this connection fails
+// (wrong password, server down) the facts stay unknown and pg_dump is run anyway, so the
+// person sees pg_dump's own account of the failure, as with any other pg_dump error.
+async function serverFacts(databaseUrl: string): Promise<ServerFacts | undefined> {
+  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 10_000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const { rows } = await client.query<ServerFacts>(
+      `SELECT current_setting('server_version_num')::int / 10000 AS major,
+              (SELECT count(*)::int FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                  AND n.nspname NOT LIKE 'pg\\_toast%') AS tables`,
+    );
+    return rows[0];
+  } catch {
+    return undefined;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+async function runPgDump(
+  pgDump: PgTool,
+  databaseUrl: string,
+  temporary: string,
+  tables: number | undefined,
+  log: (line: string) => void,
+  signal: AbortSignal | undefined,
+): Promise<{ bytes: number; sha256: string }> {
+  const connection = libpqConnection(databaseUrl, { inContainer: pgDump.inContainer });
+  let dumped = 0;
+  const { child, exited } = spawnPgTool(
+    pgDump,
+    // --no-password: never wait for a password prompt; fail at once instead.
+    ['--format=custom', '--verbose', '--no-password', ...connection.args],
+    {
+      env: connection.env,
+      stdio: ['ignore', 'pipe'],
+      ...(signal ? { signal } : {}),
+      onStderrLine: (line) => {
+        const table = /dumping contents of table "([^"]+)"/.exec(line)?.[1];
+        if (table) log(`dumping table ${table} (${++dumped}${tables ? ` of ${tables}` : ''})`);
+      },
+    },
+  );
+  const written = writeStreamToFile(child.stdout!, temporary, {
+    onBytes: byteProgress('written', undefined, log),
+    ...(signal ? { signal } : {}),
+  }).then(
+    (result) => ({ result }),
+    (error: Error) => {
+      // Disk full or similar: stop pg_dump rather than let it block on a full pipe.
+      child.kill('SIGTERM');
+      return { error };
+    },
+  );
+  const [outcome, exit] = await Promise.all([written, exited]);
+  signal?.throwIfAborted();
+  if (exit.spawnError) {
+    throw new BackupError(`could not run pg_dump at ${pgDump.location}: ${exit.spawnError.message}`, 'pg_dump', { cause: exit.spawnError });
+  }
+  if (exit.code !== 0) {
+    const reason = 'error' in outcome ? `writing the backup failed: ${outcome.error.message}` : toolErrorText(exit.stderr);
+    throw new BackupError(`pg_dump failed (exit ${exit.code ?? exit.signal}) for ${connection.description}:\n${reason}`, 'pg_dump');
+  }
+  if ('error' in outcome) {
+    throw new BackupError(`writing the backup failed: ${outcome.error.message}`, 'pg_dump', { cause: outcome.error });
+  }
+  return outcome.result;
+}
+
+/**
+ * Backs up one database with `pg_dump --format=custom` into
+ * `<backupDir>/kennwilliamson_<environment>_<UTC timestamp>.dump` plus a `.sha256` beside it,
+ * never leaving a half-written file under a final name: pg_dump writes to a temporary dot
+ * file, `pg_restore` then reads the whole archive back, the file is fsynced and only then
+ * linked to its final name. On any failure (wrong password, server down, disk full, pg_dump
+ * too old) it throws {@link BackupError} with pg_dump's own message and leaves neither a
+ * temporary nor a final file. Older backups of the environment beyond `keep` are deleted only
+ * after the new one is verified.
+ *
+ * @example
+ * const { file } = await backupDatabase({ databaseUrl, backupDir: 'backups', environment: 'production', keep: 14, log: console.error })
+ * // file: /srv/app/backups/kennwilliamson_production_20250914T134643.512Z.dump
+ */
+export async function backupDatabase(options: BackupOptions): Promise<BackupResult> {
+  const log = options.log ?? (() => undefined);
+  const facts = await serverFacts(options.databaseUrl);
+  const pgDump = await findPgTool('pg_dump', { ...options.toolSearch, ...(facts ? { minMajor: facts.major } : {}) });
+  log(`using pg_dump ${pgDump.version} at ${pgDump.location}${facts ? ` for a PostgreSQL ${facts.major} server` : ''}`);
+
+  await mkdir(options.backupDir, { recursive: true });
+  const name = backupFileName(options.environment, new Date());
+  const file = path.join(path.resolve(options.backupDir), name);
+  if (existsSync(file)) throw new BackupError(`${file} already exists`);
+  // A dot name that no retention pattern or restore listing matches, unique per process.
+  const temporary = path.join(path.dirname(file), `.${name}.${process.pid}.tmp`);
+
+  let published = false;
+  try {
+    const { bytes, sha256 } = await runPgDump(pgDump, options.databaseUrl, temporary, facts?.tables, log, options.signal);
+    log(`wrote ${formatBytes(bytes)}; verifying with pg_restore`);
+    const pgRestore = await findPgTool('pg_restore', {
+      ...options.toolSearch,
+      minMajor: pgDump.major,
+      ...(pgDump.inContainer ? {} : { preferDir: path.dirname(pgDump.location) }),
+    });
+    const { tables } = await verifyArchive(pgRestore, temporary, { ...(options.signal ? { signal: options.signal } : {}) }).catch(
+      (error: Error) => {
+        throw new BackupError(`the new backup does not read back: ${error.message}`, 'pg_restore', { cause: error });
+      },
+    );
+    await publishFile(temporary, file);
+    published = true;
+    const checksumFile = await writeChecksumFile(file, sha256);
+    log(`backup verified: ${file} (${formatBytes(bytes)}, ${tables} tables, sha256 ${sha256.slice(0, 12)}…)`);
+
+    const deleted = await pruneBackups({ backupDir: path.dirname(file), environment: options.environment, keep: options.keep });
+    for (const old of deleted) log(`deleted old backup ${old} (keeping the newest ${options.keep})`);
+    return { file, checksumFile, sha256, bytes, tables, pgDump: `${pgDump.version} at ${pgDump.location}`, deleted };
+  } catch (error) {
+    await rm(temporary, { force: true });
+    // A dump without its checksum breaks the promise "a backup is a .dump plus its .sha256".
+    if (published) await rm(file, { force: true });
+    if (options.signal?.aborted) throw new BackupError('backup interrupted; no file was kept', undefined, { cause: error });
+    throw error;
+  }
+}
