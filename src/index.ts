@@ -15,3 +15,5 @@ export {
 export * as users from './queries/users.js';
 export * as incidentTimers from './queries/incident-timers.js';
 export * as refreshTokens from './queries/refresh-tokens.js';
+export * as phrases from './queries/phrases.js';
+export * as phraseSuggestions from './queries/phrase-suggestions.js';
