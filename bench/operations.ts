@@ -1,6 +1,7 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { incidentTimers, phraseSuggestions, phrases, refreshTokens, users } from '../src/index.js';
 import type { BenchContext } from './bench-context.js';
-import { pick } from './bench-context.js';
-import { incidentTimers, users } from '../src/index.js';
+import { pick, suggestionTaker } from './bench-context.js';
 
 /** One hot path, done by the library and by hand-written SQL on raw `pg`. */
 export interface BenchOperation {
@@ -9,10 +10,185 @@ export interface BenchOperation {
   raw: (ctx: BenchContext, worker: number) => Promise<unknown>;
 }
 
+function newToken(): { token: string; hash: Buffer } {
+  const bytes = randomBytes(32);
+  return { token: bytes.toString('base64url'), hash: createHash('sha256').update(bytes).digest() };
+}
+
+function hashOf(token: string): Buffer {
+  return createHash('sha256').update(Buffer.from(token, 'base64url')).digest();
+}
+
+// The same rotation, written by hand: lock the owner, lock the presented token, revoke it and
+// insert its child in one statement, and return the token's state.
+const rawRotateSql = `
+  WITH owner AS (
+    SELECT u.id, u.active FROM users u
+    WHERE u.id = (SELECT user_id FROM refresh_tokens WHERE token_hash = $1)
+    FOR SHARE
+  ), presented AS (
+    SELECT t.id, t.user_id, t.family_id, t.revoked_reason, o.active,
+           t.family_expires_at <= now() AS family_expired, t.expires_at <= now() AS expired,
+           t.revoked_at > now() - make_interval(secs => $2) AS revoked_within_grace,
+           o.active AND t.revoked_at IS NULL AND t.expires_at > now() AND t.family_expires_at > now() AS rotatable
+    FROM refresh_tokens t JOIN owner o ON o.id = t.user_id
+    WHERE t.token_hash = $1
+    FOR UPDATE OF t
+  ), revoked AS (
+    UPDATE refresh_tokens SET revoked_at = now(), revoked_reason = 'rotated', last_used_at = now()
+    WHERE id = (SELECT id FROM presented WHERE rotatable)
+    RETURNING id, user_id, family_id, created_at, expires_at, family_expires_at, family_created_at, device_info
+  ), child AS (
+    INSERT INTO refresh_tokens (user_id, token_hash, family_id, parent_id, expires_at, family_expires_at,
+                                family_created_at, device_info, last_used_at)
+    SELECT user_id, $3, family_id, id, least(now() + (expires_at - created_at), family_expires_at),
+           family_expires_at, family_created_at, coalesce($4::jsonb, device_info), now()
+    FROM revoked
+    RETURNING expires_at
+  )
+  SELECT p.*, (SELECT expires_at FROM child) AS child_expires_at FROM presented p`;
+
+const rawIssueSql = `
+  INSERT INTO refresh_tokens (user_id, token_hash, family_id, expires_at, family_expires_at, device_info)
+  SELECT id, $2, uuid_generate_v7(), now() + make_interval(secs => $3), now() + make_interval(secs => $4), $5::jsonb
+  FROM (SELECT id FROM users WHERE id = $1 AND active FOR SHARE) AS owner
+  RETURNING family_id AS "familyId", expires_at AS "expiresAt"`;
+
+/** Each worker rotates its own chain of tokens, one chain per side. */
+export function tokenChains(count: number): { library: string[]; raw: string[] } {
+  return { library: new Array<string>(count).fill(''), raw: new Array<string>(count).fill('') };
+}
+
+const phraseColumnsSql = `p.id, p.phrase_text AS text, p.active, p.created_by AS "createdBy", p.created_at AS "createdAt", p.updated_at AS "updatedAt"`;
+
+// Rejection sampling by hand: 64 uniform draw numbers, the first that hits an eligible phrase.
+const rawRandomSql = `
+  SELECT ${phraseColumnsSql}
+  FROM unnest(array(SELECT random() FROM generate_series(1, 64))) WITH ORDINALITY AS c (f, ord)
+  JOIN phrases p ON p.draw_no = 1 + floor(c.f * (SELECT max(draw_no) FROM phrases))::int
+  WHERE p.active
+    AND NOT EXISTS (SELECT 1 FROM user_excluded_phrases e WHERE e.user_id = $1 AND e.phrase_id = p.id OFFSET 0)
+  ORDER BY c.ord
+  LIMIT 1`;
+
+/** The textbook query the O(log n) draw replaces, over the same rows. */
+export const orderByRandomSql = `
+  SELECT ${phraseColumnsSql}
+  FROM phrases p
+  WHERE p.active AND NOT EXISTS (SELECT 1 FROM user_excluded_phrases e WHERE e.user_id = $1 AND e.phrase_id = p.id)
+  ORDER BY random()
+  LIMIT 1`;
+
+const rawListSql = `
+  SELECT page.*, e.user_id IS NOT NULL AS excluded
+  FROM (
+    SELECT ${phraseColumnsSql}, count(*) OVER () AS total
+    FROM phrases p
+    WHERE p.active AND p.phrase_text ILIKE $2
+    ORDER BY p.phrase_text, p.id
+    LIMIT $3 OFFSET $4
+  ) AS page
+  LEFT JOIN user_excluded_phrases e ON e.phrase_id = page.id AND e.user_id = $1
+  ORDER BY page.text, page.id`;
+
+const rawLockSuggestionSql = `
+  SELECT user_id, phrase_text, status FROM phrase_suggestions s
+  WHERE s.id = $1 AND EXISTS (
+    SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id JOIN users u ON u.id = ur.user_id
+    WHERE ur.user_id = $2 AND r.name = 'admin' AND u.active)
+  FOR UPDATE`;
+
+const rawApproveSql = `
+  WITH created AS (
+    INSERT INTO phrases (phrase_text, created_by) VALUES ($3, $4)
+    RETURNING id, phrase_text AS text, active, created_by AS "createdBy", created_at AS "createdAt", updated_at AS "updatedAt"
+  )
+  UPDATE phrase_suggestions SET status = 'approved', reviewed_by = $2, reviewed_at = now(), review_reason = NULL,
+         phrase_id = created.id
+  FROM created
+  WHERE phrase_suggestions.id = $1
+  RETURNING created.*`;
+
+// Searches a user might type: two words of the seeded texts, about 1 % of the phrases each.
+const searchWords = ['keep', 'going', 'steady', 'calm', 'build', 'focus', 'learn', 'rest', 'ship', 'care'];
+const searchTerms = searchWords.flatMap((a) => searchWords.map((b) => `${a} and ${b}`));
+
 const userColumnsSql = `id, email, display_name AS "displayName", slug, active, created_at AS "createdAt", updated_at AS "updatedAt"`;
 
-export function benchOperations(): BenchOperation[] {
+export function benchOperations(
+  chains: { library: string[]; raw: string[] },
+  pendingSuggestionIds: string[],
+): BenchOperation[] {
+  const nextSuggestion = suggestionTaker(pendingSuggestionIds);
   return [
+    {
+      name: 'refreshTokens.rotate',
+      library: async (ctx, worker) => {
+        const next = await refreshTokens.rotate(ctx.db, chains.library[worker]!);
+        chains.library[worker] = next.token;
+      },
+      raw: async (ctx, worker) => {
+        const next = newToken();
+        const { rows } = await ctx.pool.query(rawRotateSql, [hashOf(chains.raw[worker]!), 10, next.hash, null]);
+        if (!rows[0]?.child_expires_at) throw new Error('raw rotation failed');
+        chains.raw[worker] = next.token;
+      },
+    },
+    {
+      name: 'refreshTokens.issue',
+      library: (ctx) => refreshTokens.issue(ctx.db, { userId: pick(ctx.userIds), deviceInfo: { userAgent: 'bench' } }),
+      raw: async (ctx) => {
+        const { token, hash } = newToken();
+        const { rows } = await ctx.pool.query(rawIssueSql, [
+          pick(ctx.userIds),
+          hash,
+          7 * 86_400,
+          30 * 86_400,
+          JSON.stringify({ userAgent: 'bench' }),
+        ]);
+        if (!rows[0]) throw new Error('user inactive');
+        return { token, ...rows[0] };
+      },
+    },
+    {
+      name: 'phrases.randomForUser',
+      library: (ctx) => phrases.randomForUser(ctx.db, pick(ctx.excluderIds)),
+      raw: async (ctx) => {
+        const userId = pick(ctx.excluderIds);
+        const { rows } = await ctx.pool.query(rawRandomSql, [userId]);
+        return rows[0] ?? (await ctx.pool.query(orderByRandomSql, [userId])).rows[0] ?? null;
+      },
+    },
+    {
+      name: 'phrases.listForUser (search)',
+      library: (ctx) => phrases.listForUser(ctx.db, pick(ctx.excluderIds), { search: pick(searchTerms), limit: 20 }),
+      raw: async (ctx) => {
+        const { rows } = await ctx.pool.query(rawListSql, [pick(ctx.excluderIds), `%${pick(searchTerms)}%`, 20, 0]);
+        return { items: rows.map(({ total: _total, ...item }) => item), total: Number(rows[0]?.total ?? 0) };
+      },
+    },
+    {
+      name: 'phraseSuggestions.approve',
+      library: (ctx) => phraseSuggestions.approve(ctx.db, { suggestionId: nextSuggestion(), adminId: ctx.adminId }),
+      raw: async (ctx) => {
+        const suggestionId = nextSuggestion();
+        const client = await ctx.pool.connect();
+        try {
+          await client.query('BEGIN');
+          const { rows } = await client.query(rawLockSuggestionSql, [suggestionId, ctx.adminId]);
+          const suggestion = rows[0];
+          if (!suggestion || suggestion.status !== 'pending') throw new Error('suggestion not pending');
+          const created = await client.query(rawApproveSql, [suggestionId, ctx.adminId, suggestion.phrase_text, suggestion.user_id]);
+          await client.query('COMMIT');
+          return created.rows[0];
+        } catch (error) {
+          await client.query('ROLLBACK');
+          throw error;
+        } finally {
+          client.release();
+        }
+      },
+    },
     {
       name: 'users.findByEmail',
       library: (ctx) => users.findByEmail(ctx.db, pick(ctx.emails)),

@@ -4,17 +4,23 @@ import path from 'node:path';
 import pg from 'pg';
 import { createDb } from '../src/db/create-db.js';
 import { packageRoot } from '../src/package-root.js';
-import { type BenchContext } from './bench-context.js';
+import { type BenchContext, pick } from './bench-context.js';
 import { startBenchDatabase } from './bench-database.js';
 import { explainStatements, type PlanSummary } from './explain.js';
-import { compare, type Measurement } from './measure.js';
-import { benchOperations } from './operations.js';
+import { compare, measure, type Measurement } from './measure.js';
+import { benchOperations, orderByRandomSql, tokenChains } from './operations.js';
+import { refreshTokens } from '../src/index.js';
 import { scale, seedBase, seedRefreshTokens } from './seed.js';
 
 const concurrency = 10;
 const sliceMs = Number(process.env.BENCH_SLICE_MS ?? 1_000);
 const slices = Number(process.env.BENCH_SLICES ?? 4);
 const libraryApplicationName = 'kennwilliamson-db-bench';
+const growthMs = Number(process.env.BENCH_GROWTH_MS ?? 3_000);
+
+async function countTokens(client: pg.Client): Promise<number> {
+  return (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM refresh_tokens')).rows[0]!.n;
+}
 
 const log = (line: string) => console.log(line);
 
@@ -104,10 +110,25 @@ async function main(): Promise<void> {
     const plans: Record<string, PlanSummary> = {};
     let peak = 0;
 
+    // Every worker of each side rotates its own token chain, started by a fresh login.
+    const chains = tokenChains(concurrency);
+    const startChains = async () => {
+      for (let worker = 0; worker < concurrency; worker++) {
+        chains.library[worker] = (await refreshTokens.issue(db, { userId: ctx.userIds[worker]! })).token;
+        chains.raw[worker] = (await refreshTokens.issue(db, { userId: ctx.userIds[concurrency + worker]! })).token;
+      }
+    };
+    await startChains();
+    const rotateLibrary = benchOperations(chains, []).find((op) => op.name === 'refreshTokens.rotate')!.library;
+    const small = await countTokens(observer);
+    log(`measuring refreshTokens.rotate with ${small.toLocaleString('en-US')} refresh tokens…`);
+    const rotateSmall = await measure((worker) => rotateLibrary(ctx, worker), { concurrency, durationMs: growthMs });
+
     await seedRefreshTokens(observer, scale.refreshTokensSmall + 1, scale.refreshTokens - scale.refreshTokensSmall, log);
     await observer.query('ANALYZE');
+    await startChains();
 
-    for (const op of benchOperations()) {
+    for (const op of benchOperations(chains, ctx.pendingSuggestionIds)) {
       log(`measuring ${op.name}…`);
       const statements: Array<{ sql: string; parameters: readonly unknown[] }> = [];
       const capture = createDb(
@@ -129,10 +150,40 @@ async function main(): Promise<void> {
       peak = Math.max(peak, measured.peak);
     }
 
+    log('measuring ORDER BY random() LIMIT 1 over the same rows as phrases.randomForUser…');
+    const orderByRandom = await measure(
+      async () => pool.query(orderByRandomSql, [pick(ctx.excluderIds)]),
+      { concurrency, durationMs: growthMs },
+    );
+    const random = results['phrases.randomForUser']!;
+    const randomVsOrderBy = {
+      orderByRandom,
+      speedup: Number((random.library.opsPerSec / orderByRandom.opsPerSec).toFixed(1)),
+      p50Speedup: Number((orderByRandom.p50Ms / random.library.p50Ms).toFixed(1)),
+    };
+
+    const large = await countTokens(observer);
+    log(`measuring refreshTokens.rotate with ${large.toLocaleString('en-US')} refresh tokens…`);
+    const rotateLarge = await measure((worker) => rotateLibrary(ctx, worker), { concurrency, durationMs: growthMs });
+    const rotateGrowth = {
+      small: { rows: small, ...rotateSmall },
+      large: { rows: large, ...rotateLarge },
+      ratio: Number((rotateLarge.opsPerSec / rotateSmall.opsPerSec).toFixed(3)),
+    };
+
     console.log('');
     printTable(results, plans);
     console.log('');
     console.log(`server connections of the library pool during the run: at most ${peak} (pool max ${concurrency})`);
+    console.log(
+      `phrases.randomForUser: p50 ${random.library.p50Ms} ms (target ≤ 1 ms); ORDER BY random() LIMIT 1: ` +
+        `${orderByRandom.opsPerSec} ops/s, p50 ${orderByRandom.p50Ms} ms; ` +
+        `${randomVsOrderBy.speedup}x the throughput, ${randomVsOrderBy.p50Speedup}x lower p50 (target ≥ 20x)`,
+    );
+    console.log(
+      `refreshTokens.rotate as the table grows: ${rotateSmall.opsPerSec} ops/s at ${small.toLocaleString('en-US')} rows, ` +
+        `${rotateLarge.opsPerSec} ops/s at ${large.toLocaleString('en-US')} rows (${rotateGrowth.ratio.toFixed(2)}x; target within 20%)`,
+    );
 
     const report = {
       machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
@@ -140,6 +191,8 @@ async function main(): Promise<void> {
       operations: results,
       plans,
       peakLibraryConnections: peak,
+      rotateGrowth,
+      randomVsOrderBy,
       settings: { concurrency, sliceMs, slices, scale },
     };
     const file = path.join(packageRoot(), 'bench', 'results.json');

@@ -16,6 +16,11 @@ CREATE TABLE phrases (
   CONSTRAINT phrases_draw_no_key UNIQUE (draw_no)
 );
 CREATE INDEX phrases_created_by_idx ON phrases (created_by) WHERE created_by IS NOT NULL;
+-- Search is a case-insensitive substring match (ILIKE '%…%'), which no B-tree can serve;
+-- trigrams let it use an index at 100,000 phrases. pg_trgm is a trusted extension, so the
+-- database owner may create it without being a superuser.
+CREATE EXTENSION IF NOT EXISTS pg_trgm;
+CREATE INDEX phrases_phrase_text_trgm_idx ON phrases USING gin (phrase_text gin_trgm_ops);
 CREATE TRIGGER phrases_updated_at BEFORE UPDATE ON phrases
   FOR EACH ROW EXECUTE FUNCTION update_updated_at_column();
 

@@ -5,6 +5,7 @@ import type { TestProject } from 'vitest/node';
 import { ensureDatabase, withMaintenanceClient } from '../../src/db/database-admin.js';
 import { startEmbeddedServer, stopEmbeddedServer } from '../../src/embedded/embedded-server.js';
 import { migrate } from '../../src/migrations/migrator.js';
+import { bundleCliCommands } from './cli-bundle.js';
 import { freePort } from './free-port.js';
 
 declare module 'vitest' {
@@ -17,6 +18,8 @@ declare module 'vitest' {
     databasePrefix: string;
     /** Which server the run uses: 'env', 'testcontainers' or 'embedded'. */
     serverKind: string;
+    /** Folder of the bundled `src/cli/` commands (see bundleCliCommands). */
+    cliDir: string;
   }
 }
 
@@ -73,6 +76,8 @@ async function startTestServer(): Promise<TestServer> {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  const cliDir = await bundleCliCommands();
+  project.provide('cliDir', cliDir);
   const server = await startTestServer();
   const databasePrefix = `kw_${process.pid}_${Date.now().toString(36)}_`;
   const templateDatabase = `${databasePrefix}template`;
@@ -104,5 +109,6 @@ export default async function setup(project: TestProject): Promise<() => Promise
       });
     }
     await server.stop();
+    await rm(cliDir, { recursive: true, force: true });
   };
 }

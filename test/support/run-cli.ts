@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
 import path from 'node:path';
+import { inject } from 'vitest';
 import { packageRoot } from '../../src/package-root.js';
 
 export interface CliResult {
@@ -8,10 +9,15 @@ export interface CliResult {
   stderr: string;
 }
 
+// The command, bundled once per test run by the global setup.
+function commandPath(command: string): string {
+  return path.join(inject('cliDir'), `${command}.mjs`);
+}
+
 /** Runs one of the commands in `src/cli/` as `npm run` would, in its own process. */
 export function runCli(command: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', path.join(packageRoot(), 'src', 'cli', `${command}.ts`), ...args], {
+    const child = spawn(process.execPath, [commandPath(command), ...args], {
       cwd: packageRoot(),
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -30,7 +36,7 @@ export function runCli(command: string, args: string[] = [], env: NodeJS.Process
  */
 export function runCliInTerminal(command: string, args: string[], env: NodeJS.ProcessEnv, input: string): Promise<CliResult> {
   const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
-  const line = [process.execPath, '--import', 'tsx', path.join(packageRoot(), 'src', 'cli', `${command}.ts`), ...args].map(quote).join(' ');
+  const line = [process.execPath, commandPath(command), ...args].map(quote).join(' ');
   return new Promise((resolve) => {
     const child = spawn('script', ['--quiet', '--return', '--command', line, '/dev/null'], {
       cwd: packageRoot(),
