@@ -145,29 +145,34 @@ export async function issue(db: Kysely<DB>, input: NewRefreshToken): Promise<Iss
   const absoluteTtl = requireSeconds('absoluteTtlSeconds', input.absoluteTtlSeconds ?? defaults.absoluteTtlSeconds, 1);
   requireAbsoluteAtLeastSliding(slidingTtl, absoluteTtl);
   const { token, hash } = newToken();
-  const row = await db
-    .with('owner', (qb) =>
-      qb.selectFrom('users').select('users.id').where('users.id', '=', userId).where('users.active', '=', true).forShare(),
-    )
-    .insertInto('refresh_tokens')
-    .columns(['user_id', 'token_hash', 'family_id', 'expires_at', 'family_expires_at', 'device_info'])
-    .expression((eb) =>
-      eb
-        .selectFrom('owner')
-        .select([
-          'owner.id',
-          sql<Buffer>`cast(${hash} as bytea)`.as('token_hash'),
-          sql<string>`uuid_generate_v7()`.as('family_id'),
-          sql<Date>`now() + make_interval(secs => ${slidingTtl})`.as('expires_at'),
-          sql<Date>`now() + make_interval(secs => ${absoluteTtl})`.as('family_expires_at'),
-          sql<DeviceInfo | null>`cast(${deviceInfo} as jsonb)`.as('device_info'),
-        ]),
-    )
-    .returning(['refresh_tokens.family_id as familyId', 'refresh_tokens.expires_at as expiresAt'])
-    .executeTakeFirst();
+  const [row] = (await issueStatement.execute(db, { userId, hash, slidingTtl, absoluteTtl, deviceInfo })).rows;
   if (!row) throw new UserInactiveError();
   return { token, ...row };
 }
+
+// Every login runs it: built and compiled once (see prepareQuery).
+const issueStatement = prepareQuery(
+  (db, p: { userId: string; hash: Buffer; slidingTtl: number; absoluteTtl: number; deviceInfo: string | null }) =>
+    db
+      .with('owner', (qb) =>
+        qb.selectFrom('users').select('users.id').where('users.id', '=', p.userId).where('users.active', '=', true).forShare(),
+      )
+      .insertInto('refresh_tokens')
+      .columns(['user_id', 'token_hash', 'family_id', 'expires_at', 'family_expires_at', 'device_info'])
+      .expression((eb) =>
+        eb
+          .selectFrom('owner')
+          .select([
+            'owner.id',
+            sql<Buffer>`cast(${p.hash} as bytea)`.as('token_hash'),
+            sql<string>`uuid_generate_v7()`.as('family_id'),
+            sql<Date>`now() + make_interval(secs => ${p.slidingTtl})`.as('expires_at'),
+            sql<Date>`now() + make_interval(secs => ${p.absoluteTtl})`.as('family_expires_at'),
+            sql<DeviceInfo | null>`cast(${p.deviceInfo} as jsonb)`.as('device_info'),
+          ]),
+      )
+      .returning(['refresh_tokens.family_id as familyId', 'refresh_tokens.expires_at as expiresAt']),
+);
 
 /**
  * Exchanges a refresh token for a new one in the same family; the family's expiry slides

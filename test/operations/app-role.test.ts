@@ -5,6 +5,8 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureAppRole } from '../../src/db/app-role.js';
+import { createDb } from '../../src/db/create-db.js';
+import { incidentTimers, phraseSuggestions, phrases, refreshTokens, users } from '../../src/index.js';
 import { withMaintenanceClient } from '../../src/db/database-admin.js';
 import { AppRoleError } from '../../src/errors.js';
 import { defaultMigrationsDir, migrate, migrateDown } from '../../src/migrations/migrator.js';
@@ -196,7 +198,64 @@ describe('the application role made by npm run db:setup', () => {
     await asRole(database.url, (client) => client.query('DROP TABLE owned_by_app'));
   });
 
-  // TODO(lead): once src/queries/* exist, run every query module on createDb({ databaseUrl: appRoleUrl(database.url, user, password) })
-  // here, to show the services need nothing beyond these privileges.
-  it.todo('runs every query module as the application role');
+  it('runs every function of every query module, needing nothing beyond these privileges', async () => {
+    await ensureAppRole({ databaseUrl: database.url, user, password });
+    const db = createDb({ databaseUrl: appUrl, minConnections: 0 });
+    try {
+      // users
+      const member = await users.create(db, { email: 'member@example.org', passwordHash: 'h', displayName: 'Member', slug: 'member' });
+      const admin = await users.create(db, { email: 'boss@example.org', passwordHash: 'h', displayName: 'Boss', slug: 'boss' });
+      await users.grantRole(db, admin.id, 'admin');
+      await users.grantRole(db, member.id, 'admin', { grantedBy: admin.id });
+      expect(await users.revokeRole(db, member.id, 'admin')).toBe(true);
+      expect(await users.getRoles(db, admin.id)).toEqual(['admin', 'user']);
+      expect(await users.findById(db, member.id)).toMatchObject({ slug: 'member' });
+      expect(await users.findByEmail(db, 'MEMBER@example.org')).toMatchObject({ id: member.id });
+      expect(await users.findBySlug(db, 'boss')).toMatchObject({ id: admin.id });
+      await users.updateProfile(db, member.id, { displayName: 'Member Ü' });
+      await users.updatePassword(db, member.id, 'h2');
+      expect(await users.isSlugAvailable(db, 'member', { excludeUserId: member.id })).toBe(true);
+
+      // refreshTokens
+      const login = await refreshTokens.issue(db, { userId: member.id, deviceInfo: { userAgent: 'app-role test' } });
+      const rotated = await refreshTokens.rotate(db, login.token);
+      expect(await refreshTokens.listSessions(db, member.id)).toHaveLength(1);
+      expect(await refreshTokens.revoke(db, rotated.token)).toBe(true);
+      await refreshTokens.issue(db, { userId: member.id });
+      expect(await refreshTokens.revokeAllForUser(db, member.id)).toBe(1);
+      expect(await refreshTokens.purgeExpired(db)).toBeGreaterThanOrEqual(0);
+
+      // incidentTimers
+      const timer = await incidentTimers.create(db, { userId: member.id, notes: 'first' });
+      await incidentTimers.update(db, { id: timer.id, userId: member.id }, { notes: 'second' });
+      expect(await incidentTimers.listForUser(db, member.id)).toHaveLength(1);
+      expect(await incidentTimers.latestPublicBySlug(db, 'member')).toMatchObject({ displayName: 'Member Ü' });
+      await incidentTimers.remove(db, { id: timer.id, userId: member.id });
+
+      // phrases
+      const phrase = await phrases.create(db, { text: 'Made by the app role', createdBy: admin.id });
+      await phrases.update(db, { phraseId: phrase.id, adminId: admin.id }, { text: 'Edited by the app role' });
+      await phrases.exclude(db, member.id, phrase.id);
+      expect(await phrases.listExcluded(db, member.id)).toMatchObject({ total: 1 });
+      await phrases.include(db, member.id, phrase.id);
+      expect(await phrases.randomForUser(db, member.id)).not.toBeNull();
+      expect(await phrases.randomForSlug(db, 'member')).not.toBeNull();
+      expect((await phrases.listForUser(db, member.id, { search: 'app role' })).total).toBe(1);
+      expect((await phrases.list(db, admin.id)).total).toBeGreaterThan(10);
+      expect((await phrases.count(db)).active).toBeGreaterThan(10);
+
+      // phraseSuggestions
+      const first = await phraseSuggestions.submit(db, member.id, 'A suggestion to approve');
+      const second = await phraseSuggestions.submit(db, member.id, 'A suggestion to reject');
+      expect(await phraseSuggestions.countPending(db)).toBe(2);
+      expect((await phraseSuggestions.listPending(db, admin.id)).total).toBe(2);
+      await phraseSuggestions.approve(db, { suggestionId: first.id, adminId: admin.id, reason: 'Lovely' });
+      await phraseSuggestions.reject(db, { suggestionId: second.id, adminId: admin.id });
+      expect((await phraseSuggestions.listForUser(db, member.id)).total).toBe(2);
+
+      await users.setActive(db, member.id, false);
+    } finally {
+      await db.destroy();
+    }
+  });
 });
