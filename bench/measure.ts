@@ -76,9 +76,12 @@ export async function compare(
 }
 
 /** Measures one side alone, for baselines and growth checks. */
-export async function measure(work: Work, options: { concurrency: number; durationMs: number }): Promise<Measurement> {
+export async function measure(
+  work: Work,
+  options: { concurrency: number; durationMs: number; warmUpMs?: number },
+): Promise<Measurement> {
   const tally = newTally();
-  await runSlice(work, options.concurrency, Math.min(500, options.durationMs / 4));
+  await runSlice(work, options.concurrency, options.warmUpMs ?? Math.min(500, options.durationMs / 4));
   await runSlice(work, options.concurrency, options.durationMs, tally);
   return summarise(tally);
 }
