@@ -1,26 +1,15 @@
 import { mkdtemp, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { ensureDatabase } from '../src/db/database-admin.js';
 import { startEmbeddedServer, stopEmbeddedServer } from '../src/embedded/embedded-server.js';
+import { freePort } from '../src/embedded/free-port.js';
 import { migrate } from '../src/migrations/migrator.js';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
 /**
- * The database the benchmark runs against: `BENCH_DATABASE_URL` (recreated empty? no: it
- * must be an empty database you can spare), or a throwaway embedded PostgreSQL 17 that is
- * removed afterwards. Migrated to the latest schema.
+ * The database the benchmark runs against: `BENCH_DATABASE_URL` (an empty database you can
+ * spare: the benchmark fills it), or a throwaway embedded PostgreSQL 17 that is removed
+ * afterwards. Migrated to the latest schema.
  */
 export async function startBenchDatabase(log: (line: string) => void): Promise<{ url: string; stop: () => Promise<void> }> {
   const existing = process.env.BENCH_DATABASE_URL?.trim();

@@ -21,7 +21,26 @@ export function isLocalDatabaseUrl(databaseUrl: string): boolean {
  * cannot run inside the database they act on (CREATE/DROP DATABASE).
  */
 export async function withMaintenanceClient<T>(databaseUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: splitDatabaseUrl(databaseUrl).maintenanceUrl });
+  return withClient(splitDatabaseUrl(databaseUrl).maintenanceUrl, work);
+}
+
+/**
+ * Runs `work` on one connection of its own (not from a pool), closed afterwards whatever
+ * happens: for migrations, which hold a session-level lock, and for maintenance statements.
+ *
+ * @example await withClient(url, (client) => client.query('SELECT 1'), 'kennwilliamson-migrate')
+ */
+export async function withClient<T>(
+  databaseUrl: string,
+  work: (client: pg.Client) => Promise<T>,
+  applicationName?: string,
+): Promise<T> {
+  const client = new pg.Client({
+    connectionString: databaseUrl,
+    ...(applicationName === undefined ? {} : { application_name: applicationName }),
+  });
+  // A dropped connection surfaces as the failing query's error; this only keeps the
+  // client's 'error' event from crashing the process.
   client.on('error', () => undefined);
   await client.connect();
   try {

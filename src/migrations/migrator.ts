@@ -1,7 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
 import { Umzug } from 'umzug';
+import { withClient } from '../db/database-admin.js';
 import { MigrationChecksumError, MigrationError, MigrationMissingError } from '../errors.js';
 import { packageRoot } from '../package-root.js';
 import { migrationLockKey, withAdvisoryLock } from './advisory-lock.js';
@@ -39,6 +40,7 @@ export interface MigrationState {
 }
 
 const storage = new PostgresMigrationStorage();
+const migratorApplicationName = 'kennwilliamson-migrate';
 
 /** The migrations folder shipped with this package. */
 export function defaultMigrationsDir(): string {
@@ -86,13 +88,14 @@ export async function migrateDown(options: MigratorOptions & { to?: string | 0 }
  */
 export async function migrationStatus(options: MigratorOptions): Promise<MigrationState[]> {
   const files = await listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir());
-  return withClient(options.databaseUrl, async (client) => {
+  const readStatus = async (client: pg.Client) => {
     const { rows } = await client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [
       migrationsTable,
     ]);
     const applied = rows[0]?.exists ? await storage.applied(client) : [];
     return compareWithFiles(files, applied);
-  });
+  };
+  return withClient(options.databaseUrl, readStatus, migratorApplicationName);
 }
 
 function compareWithFiles(files: MigrationFile[], applied: AppliedMigration[]): MigrationState[] {
@@ -120,19 +123,6 @@ function assertHistoryIntact(files: MigrationFile[], applied: AppliedMigration[]
   }
 }
 
-async function withClient<T>(databaseUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: databaseUrl, application_name: 'kennwilliamson-migrate' });
-  // A dropped connection surfaces as the failing query's error; this only keeps the
-  // client's 'error' event from crashing the process.
-  client.on('error', () => undefined);
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end().catch(() => undefined);
-  }
-}
-
 type MigrationUmzug = Umzug<MigrationContext>;
 
 async function withMigrator<T>(
@@ -141,7 +131,7 @@ async function withMigrator<T>(
 ): Promise<T> {
   const files = await listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir());
   const log = options.log ?? (() => undefined);
-  return withClient(options.databaseUrl, (client) =>
+  const migrateWithLock = (client: pg.Client) =>
     withAdvisoryLock(
       client,
       migrationLockKey,
@@ -162,8 +152,8 @@ async function withMigrator<T>(
         }
       },
       () => log('waiting for another migration run to finish…'),
-    ),
-  );
+    );
+  return withClient(options.databaseUrl, migrateWithLock, migratorApplicationName);
 }
 
 // Each migration and its record share one transaction: BEGIN when Umzug announces the

@@ -5,7 +5,8 @@ import { prepareQuery } from '../db/prepared-query.js';
 import { ConflictError, ForeignKeyViolationError, NotFoundError } from '../errors.js';
 import { limits, optionalText, requireLimit, requireOffset, requireText, requireUuid } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
-import type { Page, Phrase } from './phrases.js';
+import { type Page, pageOf } from './page.js';
+import type { Phrase } from './phrases.js';
 import { holdsRole, requireRole } from './require-role.js';
 
 /**
@@ -48,18 +49,6 @@ const suggestionColumns = [
   'phrase_suggestions.created_at as createdAt',
   'phrase_suggestions.updated_at as updatedAt',
 ] as const;
-
-// See phrases.ts: a page's rows carry the total (count(*) OVER ()); only a page past the end
-// needs a separate count.
-async function pageOf<T>(
-  rows: (T & { total: string | number | bigint })[],
-  offset: number,
-  countAll: () => Promise<number>,
-): Promise<Page<T>> {
-  const first = rows[0];
-  const total = first !== undefined ? Number(first.total) : offset === 0 ? 0 : await countAll();
-  return { items: rows.map(({ total: _total, ...item }) => item as T), total };
-}
 
 /**
  * Records a pending suggestion by the user. An unknown user is `NotFoundError`.

@@ -14,6 +14,7 @@ import {
   requireUuid,
 } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
+import { type Page, pageOf } from './page.js';
 import { requireRole } from './require-role.js';
 
 /**
@@ -34,11 +35,7 @@ export type PhraseForUser = Phrase & { excluded: boolean };
 /** A phrase the user excluded, with when. */
 export type ExcludedPhrase = Phrase & { excludedAt: Date };
 
-/** One page of a list, with the number of matches across all pages. */
-export interface Page<T> {
-  items: T[];
-  total: number;
-}
+export type { Page } from './page.js';
 
 export interface ListOptions {
   /** Case-insensitive substring; `%`, `_` and `\` match literally. Blank means no filter. */
@@ -184,18 +181,6 @@ function searchPattern(search: unknown): string | null {
     throw new ValidationError('search', `must be at most ${limits.searchLength} characters`);
   }
   return `%${escapeLikePattern(text)}%`;
-}
-
-// A page's rows carry the total of all matches (count(*) OVER ()), so one scan serves both;
-// only a page past the end, which has no row to carry it, costs a second query.
-async function pageOf<T>(
-  rows: (T & { total: string | number | bigint })[],
-  offset: number,
-  countAll: () => Promise<number>,
-): Promise<Page<T>> {
-  const first = rows[0];
-  const total = first !== undefined ? Number(first.total) : offset === 0 ? 0 : await countAll();
-  return { items: rows.map(({ total: _total, ...item }) => item as T), total };
 }
 
 // The active phrases, matching the ILIKE pattern when there is one.

@@ -8,7 +8,7 @@ import {
   startEmbeddedServer,
   stopEmbeddedServer,
 } from '../../src/embedded/embedded-server.js';
-import { freePort } from '../support/free-port.js';
+import { freePort } from '../../src/embedded/free-port.js';
 
 describe('the embedded PostgreSQL 17', async () => {
   const root = await mkdtemp(path.join(os.tmpdir(), 'kw-embedded-'));

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BackupError } from '../../src/errors.js';
 import { backupDatabase } from '../../src/operations/backup.js';
-import { freePort } from '../support/free-port.js';
+import { freePort } from '../../src/embedded/free-port.js';
 import { debianPostgresPrograms, startDebianPostgres, type DebianPostgres } from '../support/debian-postgres.js';
 import { toolsAvailable } from '../support/required-tools.js';
 import { runCli } from '../support/run-cli.js';

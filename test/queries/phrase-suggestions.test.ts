@@ -1,11 +1,11 @@
-import { Kysely, PostgresDialect, sql } from 'kysely';
+import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
-import type { DB } from '../../generated/db.js';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
 import * as phraseSuggestions from '../../src/queries/phrase-suggestions.js';
 import * as phrases from '../../src/queries/phrases.js';
 import * as users from '../../src/queries/users.js';
 import { newAdmin, newUser } from '../support/factories.js';
+import { offlineDb } from '../support/offline-db.js';
 import { useTestDatabase } from '../support/test-database.js';
 
 const testDb = useTestDatabase();
@@ -13,17 +13,7 @@ const testDb = useTestDatabase();
 const unknownId = '01890000-0000-7000-8000-000000000000';
 const token = () => Math.random().toString(36).slice(2, 10);
 
-// A Kysely whose every query fails: a ValidationError from it proves no query was attempted.
-const offline = new Kysely<DB>({
-  dialect: new PostgresDialect({
-    pool: {
-      connect: async () => {
-        throw new Error('a query reached the database');
-      },
-      end: async () => undefined,
-    },
-  }),
-});
+const offline = offlineDb;
 
 class Rollback extends Error {}
 

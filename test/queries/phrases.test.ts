@@ -1,11 +1,11 @@
-import { CompiledQuery, Kysely, PostgresDialect, sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { DB } from '../../generated/db.js';
 import { createDb } from '../../src/db/create-db.js';
 import { ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
 import * as phrases from '../../src/queries/phrases.js';
 import * as users from '../../src/queries/users.js';
 import { newAdmin, newUser } from '../support/factories.js';
+import { offlineDb } from '../support/offline-db.js';
 import { useTestDatabase } from '../support/test-database.js';
 
 const testDb = useTestDatabase();
@@ -13,17 +13,7 @@ const testDb = useTestDatabase();
 const unknownId = '01890000-0000-7000-8000-000000000000';
 const token = () => Math.random().toString(36).slice(2, 10);
 
-// A Kysely whose every query fails: a ValidationError from it proves no query was attempted.
-const offline = new Kysely<DB>({
-  dialect: new PostgresDialect({
-    pool: {
-      connect: async () => {
-        throw new Error('a query reached the database');
-      },
-      end: async () => undefined,
-    },
-  }),
-});
+const offline = offlineDb;
 
 // The admin who makes the phrases that tests need as material.
 let editor: users.User;

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { withMaintenanceClient } from '../../src/db/database-admin.js';
 import { startEmbeddedServer, stopEmbeddedServer } from '../../src/embedded/embedded-server.js';
 import { migrate } from '../../src/migrations/migrator.js';
-import { freePort } from './free-port.js';
+import { freePort } from '../../src/embedded/free-port.js';
 
 /**
  * Debian's PostgreSQL 15, the one server on these machines that the available pg_dump (15)

@@ -6,7 +6,7 @@ import { ensureDatabase, withMaintenanceClient } from '../../src/db/database-adm
 import { startEmbeddedServer, stopEmbeddedServer } from '../../src/embedded/embedded-server.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { bundleCliCommands } from './cli-bundle.js';
-import { freePort } from './free-port.js';
+import { freePort } from '../../src/embedded/free-port.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
