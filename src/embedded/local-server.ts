@@ -3,8 +3,9 @@ import { packageRoot } from '../package-root.js';
 import { embeddedDatabaseUrl, type EmbeddedServerOptions } from './embedded-server.js';
 
 /**
- * The development server `npm run db:start` manages: data in `.data/postgres` (git-ignored),
- * on 127.0.0.1 at `EMBEDDED_PG_PORT` (default 54320, away from a system server on 5432).
+ * The development server `npm run db:start` manages: data in `.data/postgres` (git-ignored;
+ * `EMBEDDED_PG_DATA_DIR` moves it), on 127.0.0.1 at `EMBEDDED_PG_PORT` (default 54320, away
+ * from a system server on 5432).
  */
 export function localServerOptions(env: NodeJS.ProcessEnv = process.env): EmbeddedServerOptions {
   const port = Number(env.EMBEDDED_PG_PORT ?? 54320);
@@ -12,7 +13,7 @@ export function localServerOptions(env: NodeJS.ProcessEnv = process.env): Embedd
     throw new Error(`EMBEDDED_PG_PORT must be a port number, got '${env.EMBEDDED_PG_PORT}'`);
   }
   return {
-    dataDir: path.join(packageRoot(), '.data', 'postgres'),
+    dataDir: env.EMBEDDED_PG_DATA_DIR?.trim() || path.join(packageRoot(), '.data', 'postgres'),
     port,
     user: 'postgres',
     password: 'postgres',

@@ -15,9 +15,15 @@ function commandPath(command: string): string {
 }
 
 /** Runs one of the commands in `src/cli/` as `npm run` would, in its own process. */
-export function runCli(command: string, args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+export function runCli(
+  command: string,
+  args: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+  account: { uid?: number; gid?: number } = {},
+): Promise<CliResult> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [commandPath(command), ...args], {
+      ...account,
       cwd: packageRoot(),
       env: { ...process.env, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
