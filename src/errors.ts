@@ -256,7 +256,12 @@ function pgField(value: unknown): string | undefined {
  */
 export function mapDatabaseError(error: unknown): unknown {
   if (error instanceof DbError || typeof error !== 'object' || error === null) return error;
-  const fields = error as PgErrorFields;
+  const fields = error as PgErrorFields & { detail?: unknown };
+  // "Failing row contains (…)" repeats the whole row, password hash included; the error
+  // travels on as `cause` and may be logged, so that part goes.
+  if (typeof fields.detail === 'string' && fields.detail.startsWith('Failing row contains')) {
+    fields.detail = 'Failing row contains (values withheld)';
+  }
   const details: IntegrityDetails = {
     sqlState: String(fields.code),
     constraint: pgField(fields.constraint),

@@ -12,7 +12,7 @@ const contract = {
 
 describe('the package entry', () => {
   it.each(Object.entries(contract))('exports the %s namespace with its functions', (namespace, functions) => {
-    const exported = (api as Record<string, Record<string, unknown>>)[namespace]!;
+    const exported = (api as unknown as Record<string, Record<string, unknown>>)[namespace]!;
     for (const name of functions) expect(typeof exported[name], `${namespace}.${name}`).toBe('function');
   });
 

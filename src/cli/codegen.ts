@@ -7,7 +7,18 @@ import { runCli } from './run-cli.js';
 
 // Regenerates generated/db.ts from the live schema, or with --verify fails when the committed
 // file differs from it. The URL goes through the environment, never the command line.
+const usage = `Usage: npm run codegen [-- --verify]   (npm run codegen:check is the same with --verify)
+
+Regenerates generated/db.ts from the live, migrated database with kysely-codegen (the
+schema_migrations table excluded); with --verify, fails when the committed file differs.
+Other arguments go to kysely-codegen.
+
+Environment:
+  DATABASE_URL       the database to read (default: the local embedded server)
+`;
+
 runCli(async (args) => {
+  if (args.includes('--help') || args.includes('-h')) return void console.log(usage);
   const root = packageRoot();
   const result = spawnSync(
     path.join(root, 'node_modules', '.bin', 'kysely-codegen'),

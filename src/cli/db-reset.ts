@@ -1,4 +1,4 @@
-import { isLocalDatabaseUrl, recreateDatabase } from '../db/database-admin.js';
+import { databaseHosts, isLocalDatabaseUrl, isLocalHost, recreateDatabase } from '../db/database-admin.js';
 import { startEmbeddedServer } from '../embedded/embedded-server.js';
 import { cliDatabaseUrl, localServerOptions } from '../embedded/local-server.js';
 import { migrate } from '../migrations/migrator.js';
@@ -19,7 +19,7 @@ runCli(async (args) => {
   const databaseUrl = cliDatabaseUrl();
   if (!isLocalDatabaseUrl(databaseUrl) && !args.includes('--force')) {
     throw new Error(
-      `refusing to reset a database on the non-local host '${new URL(databaseUrl).hostname}'; pass --force if you mean it`,
+      `refusing to reset a database on the non-local host '${databaseHosts(databaseUrl).filter((host) => !isLocalHost(host)).join(', ')}'; pass --force if you mean it`,
     );
   }
   if (!process.env.DATABASE_URL) await startEmbeddedServer(localServerOptions(), log);

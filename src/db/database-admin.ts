@@ -10,10 +10,33 @@ export function splitDatabaseUrl(databaseUrl: string): { database: string; maint
   return { database, maintenanceUrl: maintenance.toString(), host: url.hostname };
 }
 
-/** True for loopback hosts and Unix sockets: the only servers a reset may wipe without --force. */
+/**
+ * Every host the URL can reach: its own, and `?host=` / `?hostaddr=` (comma lists included),
+ * which libpq and pg let override it. An empty list means the default Unix socket.
+ *
+ * @example databaseHosts('postgresql://u:p@127.0.0.1/db?host=db.example.com') // ['127.0.0.1', 'db.example.com']
+ */
+export function databaseHosts(databaseUrl: string): string[] {
+  const url = new URL(databaseUrl);
+  return [url.hostname, ...url.searchParams.getAll('host'), ...url.searchParams.getAll('hostaddr')]
+    .flatMap((value) => decodeURIComponent(value).split(','))
+    .map((host) => host.trim().replace(/^\[|\]$/g, ''))
+    .filter((host) => host !== '');
+}
+
+/** A loopback address or a Unix socket folder. */
+export function isLocalHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host) || host.startsWith('/');
+}
+
+/**
+ * True when every host the URL can reach is local ({@link isLocalHost}): the only servers a
+ * reset or restore may wipe without --force.
+ *
+ * @example isLocalDatabaseUrl('postgresql://u:p@127.0.0.1/db?host=db.example.com') // false
+ */
 export function isLocalDatabaseUrl(databaseUrl: string): boolean {
-  const host = new URL(databaseUrl).hostname.replace(/^\[|\]$/g, '');
-  return host === '' || host === 'localhost' || host === '::1' || /^127\./.test(host) || host.startsWith('/');
+  return databaseHosts(databaseUrl).every(isLocalHost);
 }
 
 /**

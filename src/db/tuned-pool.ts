@@ -137,7 +137,9 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
     pool,
     connect,
     ready: () =>
-      isFull() && !refilling
+      ending
+        ? Promise.reject(new Error('the pool has been ended'))
+        : isFull() && !refilling
         ? Promise.resolve()
         : new Promise<void>((resolve, reject) => {
             readyWaiters.push({ resolve, reject });
@@ -147,7 +149,7 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
       (ended ??= (async () => {
         ending = true;
         clearTimeout(refillTimer);
-        settleReady();
+        settleReady(new Error('the pool was ended before it was ready'));
         await refilling;
         await pool.end();
       })()),

@@ -153,6 +153,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
   const temporary = path.join(path.dirname(file), `.${name}.${process.pid}.tmp`);
 
   let published = false;
+  let verified: Omit<BackupResult, 'deleted'>;
   try {
     const { bytes, sha256 } = await runPgDump(pgDump, options.databaseUrl, temporary, facts?.tables, log, options.signal);
     log(`wrote ${formatBytes(bytes)}; verifying with pg_restore`);
@@ -170,15 +171,26 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
     published = true;
     const checksumFile = await writeChecksumFile(file, sha256);
     log(`backup verified: ${file} (${formatBytes(bytes)}, ${tables} tables, sha256 ${sha256.slice(0, 12)}…)`);
-
-    const deleted = await pruneBackups({ backupDir: path.dirname(file), environment: options.environment, keep: options.keep });
-    for (const old of deleted) log(`deleted old backup ${old} (keeping the newest ${options.keep})`);
-    return { file, checksumFile, sha256, bytes, tables, pgDump: `${pgDump.version} at ${pgDump.location}`, deleted };
+    verified = { file, checksumFile, sha256, bytes, tables, pgDump: `${pgDump.version} at ${pgDump.location}` };
   } catch (error) {
     await rm(temporary, { force: true });
     // A dump without its checksum breaks the promise "a backup is a .dump plus its .sha256".
     if (published) await rm(file, { force: true });
     if (options.signal?.aborted) throw new BackupError('backup interrupted; no file was kept', undefined, { cause: error });
     throw error;
+  }
+
+  // Outside the try: the new backup is complete and verified, so a failure to delete old
+  // ones must never take it with them. It fails the command, naming what was kept.
+  try {
+    const deleted = await pruneBackups({ backupDir: path.dirname(file), environment: options.environment, keep: options.keep });
+    for (const old of deleted) log(`deleted old backup ${old} (keeping the newest ${options.keep})`);
+    return { ...verified, deleted };
+  } catch (error) {
+    throw new BackupError(
+      `the backup ${file} is complete and verified, but deleting older backups failed: ${(error as Error).message}`,
+      undefined,
+      { cause: error },
+    );
   }
 }

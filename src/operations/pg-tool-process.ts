@@ -77,7 +77,7 @@ export function spawnPgTool(tool: PgTool, args: string[], options: SpawnPgToolOp
 }
 
 /**
- * The lines of a program's stderr worth showing a person: its errors, details and hints
+ * The lines of a program's stderr worth showing a person: its errors and hints
  * (`pg_dump: error: …`, `psql:<stdin>:12: ERROR: …`) with libpq's indented continuation
  * lines, without the `--verbose` chatter; the last lines when it printed none of those.
  *
@@ -90,7 +90,10 @@ export function toolErrorText(stderr: string): string {
   const kept: string[] = [];
   let keeping = false;
   for (const line of lines) {
-    if (/(^|: )(error|fatal|detail|hint|ERROR|FATAL|DETAIL|HINT|LINE \d+)(:|\s)/.test(line)) keeping = true;
+    // DETAIL ("Failing row contains (…)"), LINE n (the statement's text) and CONTEXT can
+    // repeat row values, password hashes among them: never shown, continuation lines neither.
+    if (/(^|: )(detail|DETAIL|LINE \d+|CONTEXT)(:|\s)/.test(line)) keeping = false;
+    else if (/(^|: )(error|fatal|hint|ERROR|FATAL|HINT)(:|\s)/.test(line)) keeping = true;
     else if (!/^\s/.test(line)) keeping = false;
     if (keeping) kept.push(line);
   }

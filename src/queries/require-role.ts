@@ -34,9 +34,9 @@ const roleCheck = prepareQuery((db, p: { userId: string; role: string }) =>
 
 /**
  * Throws `ForbiddenError` unless the user exists, is active and holds `role`. Run it inside the
- * transaction whose work it guards, before that work, so the role is checked by the same
- * transaction that acts on it; under READ COMMITTED a revocation that commits after this
- * statement orders after the guarded work, as if it had come a moment later. An unknown or
+ * transaction whose work it guards, before that work, so that check and work commit together.
+ * It takes no lock: a revocation committed while the guarded work is still running does not
+ * stop that work (the grant was valid when it started), and applies from the next call. An unknown or
  * deactivated user is Forbidden, not NotFound: the caller learns nothing about other users.
  * Callers validate the id under their own field name first (`adminId`, `createdBy`).
  *

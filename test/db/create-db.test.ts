@@ -46,8 +46,18 @@ describe('createDb', () => {
       await poolOf(db).ready();
       expect(await serverConnections(applicationName)).toBe(2);
 
-      await Promise.all(Array.from({ length: 6 }, () => sql`SELECT pg_sleep(0.05)`.execute(db)));
-      expect(await serverConnections(applicationName)).toBeGreaterThan(2);
+      // Six transactions held open at once need six connections; count them while held.
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const holders = Array.from({ length: 6 }, () =>
+        db.transaction().execute(async (trx) => {
+          await sql`SELECT 1`.execute(trx);
+          await held;
+        }),
+      );
+      await eventually(async () => (await serverConnections(applicationName)) === 6);
+      release();
+      await Promise.all(holders);
 
       await eventually(async () => (await serverConnections(applicationName)) === 2);
       await new Promise((resolve) => setTimeout(resolve, 300));
@@ -101,7 +111,7 @@ describe('createDb', () => {
       expect(error).toBeInstanceOf(PoolTimeoutError);
       const timeout = error as PoolTimeoutError;
       expect(timeout.message).toMatch(/^Timed out after \d+ ms waiting for a database connection \(pool max 1, 1 in use/);
-      expect(timeout.waitedMs).toBeGreaterThanOrEqual(300);
+      expect(timeout.waitedMs).toBeGreaterThanOrEqual(295); // timers and clocks may differ by a millisecond or so
       expect(Date.now() - started).toBeLessThan(5_000);
 
       finish();
@@ -145,6 +155,12 @@ describe('createDb', () => {
     await db.destroy();
 
     await eventually(async () => (await serverConnections(applicationName)) === 0);
+  });
+
+  it('rejects ready() once the pool has been destroyed, rather than reporting it ready', async () => {
+    const db = createDb({ databaseUrl: database.url, minConnections: 1 });
+    await db.destroy();
+    await expect(poolOf(db).ready()).rejects.toThrow('the pool has been ended');
   });
 
   it('rejects ready() when the server cannot be reached', async () => {

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -75,6 +75,23 @@ describe.skipIf(!available)('npm run db:backup', () => {
       [old[2]!, `${old[2]}.sha256`, path.basename(result.file), path.basename(result.checksumFile), ...others].sort(),
     );
     expect(lines).toContain(`deleted old backup ${old[0]} (keeping the newest 2)`);
+  });
+
+  it('keeps the new, verified backup when deleting older ones fails', async () => {
+    // A folder under a backup's name: deleting it fails the way a file we may not delete would.
+    const stuck = 'kennwilliamson_development_20240101T000000.000Z.dump';
+    await mkdir(path.join(backupDir, stuck));
+
+    const error = await backupDatabase({ databaseUrl, backupDir, environment: 'development', keep: 1, log: () => undefined }).catch(
+      (e: unknown) => e,
+    );
+
+    expect(error).toBeInstanceOf(BackupError);
+    expect((error as Error).message).toMatch(/is complete and verified, but deleting older backups failed/);
+    const kept = (await readdir(backupDir)).filter((name) => name !== stuck);
+    expect(kept).toHaveLength(2);
+    expect(kept.some((name) => backupName.test(name))).toBe(true);
+    expect(kept.some((name) => name.endsWith('.dump.sha256'))).toBe(true);
   });
 
   it('refuses a BACKUP_KEEP below 1 before dumping anything', async () => {
