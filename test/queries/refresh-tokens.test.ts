@@ -614,6 +614,290 @@ describe('refreshTokens.rotate under real concurrency', () => {
 });
 
 // Deterministic races: a test-only trigger makes the insert of a token whose device info says
+// { slow: true } wait on an advisory lock the test holds, so the issue or rotation stops with
+// its locks taken and its new token not yet committed. The test then starts the revocation,
+// waits until it is blocked behind those locks (or, were the locking broken, finished), and
+// only then lets the insert go on.
+describe('refreshTokens revocations that meet an issue or rotation in flight', () => {
+  const gateKey = 73_100_042;
+
+  beforeAll(async () => {
+    await sql`CREATE FUNCTION test_slow_token_insert() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        IF NEW.device_info ->> 'slow' = 'true' THEN PERFORM pg_advisory_xact_lock(${sql.lit(gateKey)}); END IF;
+        RETURN NEW;
+      END $fn$`.execute(testDb.db);
+    await sql`CREATE TRIGGER test_slow_token_insert BEFORE INSERT ON refresh_tokens
+      FOR EACH ROW EXECUTE FUNCTION test_slow_token_insert()`.execute(testDb.db);
+  });
+  afterAll(async () => {
+    await sql`DROP TRIGGER test_slow_token_insert ON refresh_tokens`.execute(testDb.db);
+    await sql`DROP FUNCTION test_slow_token_insert()`.execute(testDb.db);
+  });
+
+  const slow = { slow: true };
+
+  async function waitingOn(kind: 'advisory' | 'row'): Promise<number> {
+    const { rows } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE datname = current_database() AND wait_event_type = 'Lock'
+        AND (wait_event = 'advisory') = ${kind === 'advisory'}`.execute(testDb.db);
+    return rows[0]!.n;
+  }
+
+  async function until(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    while (!(await check())) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+
+  /** Runs `revocation` while `inFlight` holds its locks with its new token not yet inserted. */
+  async function whileInserting(inFlight: () => Promise<unknown>, revocation: () => Promise<unknown>) {
+    const gate = new pg.Client({ connectionString: testDb.url });
+    await gate.connect();
+    await gate.query('SELECT pg_advisory_lock($1)', [gateKey]);
+    let first: Promise<unknown> | undefined;
+    let second: Promise<unknown> | undefined;
+    try {
+      first = inFlight();
+      first.catch(() => undefined);
+      await until(async () => (await waitingOn('advisory')) > 0, 'the insert waits at the gate');
+      let settled = false;
+      second = revocation().finally(() => (settled = true));
+      second.catch(() => undefined);
+      await until(async () => settled || (await waitingOn('row')) > 0, 'the revocation waits for the in-flight locks');
+    } finally {
+      await gate.query('SELECT pg_advisory_unlock($1)', [gateKey]);
+      await gate.end();
+    }
+    return Promise.allSettled([first, second]);
+  }
+
+  async function rotatedPair(userId: string) {
+    const issued = await refreshTokens.issue(testDb.db, { userId });
+    const rotated = await refreshTokens.rotate(testDb.db, issued.token);
+    return { old: issued.token, current: rotated.token, familyId: issued.familyId };
+  }
+
+  it('revokes the whole family for reuse when a rotated token comes back after the grace, and commits it', async () => {
+    const user = await newUser(testDb.db);
+    const other = await refreshTokens.issue(testDb.db, { userId: user.id }); // another device
+    const { old, current, familyId } = await rotatedPair(user.id);
+    await revokedAgo(old, 11);
+
+    const error = await refreshTokens.rotate(testDb.db, old).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TokenReusedError);
+    expect(error).toMatchObject({ familyId, code: 'TOKEN_REUSED' });
+    expect(await familyRows(familyId)).toEqual([
+      expect.objectContaining({ revoked_reason: 'rotated' }),
+      expect.objectContaining({ revoked_reason: 'reuse' }),
+    ]);
+    // The legitimate holder of the newest token is logged out too; the other device is not.
+    await expect(refreshTokens.rotate(testDb.db, current)).rejects.toBeInstanceOf(TokenReusedError);
+    expect((await rowOf(other.token)).revoked_at).toBeNull();
+  });
+
+  it('gives a token rotated less than the grace ago another token of the same family', async () => {
+    const user = await newUser(testDb.db);
+    const { old, current, familyId } = await rotatedPair(user.id);
+    await revokedAgo(old, 4);
+    const again = await refreshTokens.rotate(testDb.db, old, { reuseGraceSeconds: 5, deviceInfo: { tab: 2 } });
+    expect(again).toMatchObject({ userId: user.id, familyId });
+    expect(again.token).not.toBe(current);
+    const sibling = await rowOf(again.token);
+    expect(sibling).toMatchObject({ parent_id: (await rowOf(old)).id, revoked_at: null, device_info: { tab: 2 } });
+    expect(secondsBetween(sibling.expires_at, sibling.created_at)).toBe(7 * day);
+    // Both tabs keep working.
+    expect((await rowOf(current)).revoked_at).toBeNull();
+    await refreshTokens.rotate(testDb.db, current);
+    await refreshTokens.rotate(testDb.db, again.token);
+  });
+
+  it('treats a token rotated more than the grace ago as reuse (boundary)', async () => {
+    const user = await newUser(testDb.db);
+    const { old, familyId } = await rotatedPair(user.id);
+    await revokedAgo(old, 6);
+    await expect(refreshTokens.rotate(testDb.db, old, { reuseGraceSeconds: 5 })).rejects.toBeInstanceOf(TokenReusedError);
+    expect(await liveCount({ familyId })).toBe(0);
+  });
+
+  it('gives no grace at all with reuseGraceSeconds 0, from configure or per call', async () => {
+    const user = await newUser(testDb.db);
+    const a = await rotatedPair(user.id);
+    await expect(refreshTokens.rotate(testDb.db, a.old, { reuseGraceSeconds: 0 })).rejects.toBeInstanceOf(TokenReusedError);
+    refreshTokens.configure({ reuseGraceSeconds: 0 });
+    const b = await rotatedPair(user.id);
+    await expect(refreshTokens.rotate(testDb.db, b.old)).rejects.toBeInstanceOf(TokenReusedError);
+    expect(await liveCount({ familyId: b.familyId })).toBe(0);
+  });
+
+  it('gives no grace to a token revoked by logout, even right away', async () => {
+    const user = await newUser(testDb.db);
+    const issued = await refreshTokens.issue(testDb.db, { userId: user.id });
+    expect(await refreshTokens.revoke(testDb.db, issued.token)).toBe(true);
+    await expect(refreshTokens.rotate(testDb.db, issued.token)).rejects.toBeInstanceOf(TokenReusedError);
+  });
+
+  it('gives no grace to a rotated token whose family was since revoked by logout or reuse', async () => {
+    const user = await newUser(testDb.db);
+    const loggedOut = await rotatedPair(user.id);
+    await refreshTokens.revoke(testDb.db, loggedOut.current);
+    await expect(refreshTokens.rotate(testDb.db, loggedOut.old)).rejects.toBeInstanceOf(TokenReusedError);
+    expect(await liveCount({ familyId: loggedOut.familyId })).toBe(0);
+
+    const reused = await rotatedPair(user.id);
+    await expect(refreshTokens.rotate(testDb.db, reused.current)).resolves.toBeDefined();
+    await expect(refreshTokens.rotate(testDb.db, reused.current, { reuseGraceSeconds: 0 })).rejects.toBeInstanceOf(
+      TokenReusedError,
+    );
+    // reused.old was rotated within the grace, but its family is now revoked for reuse.
+    await expect(refreshTokens.rotate(testDb.db, reused.old)).rejects.toBeInstanceOf(TokenReusedError);
+    expect(await liveCount({ familyId: reused.familyId })).toBe(0);
+  });
+
+  it('gives a token revoked for reuse no grace', async () => {
+    const user = await newUser(testDb.db);
+    const { current } = await rotatedPair(user.id);
+    await sql`UPDATE refresh_tokens SET revoked_at = now(), revoked_reason = 'reuse' WHERE token_hash = ${hashOf(current)}`.execute(
+      testDb.db,
+    );
+    await expect(refreshTokens.rotate(testDb.db, current)).rejects.toBeInstanceOf(TokenReusedError);
+  });
+});
+
+describe('refreshTokens and users.setActive', () => {
+  it('a deactivated user’s tokens fail with UserInactiveError and no new token is issued', async () => {
+    const user = await newUser(testDb.db);
+    const issued = await refreshTokens.issue(testDb.db, { userId: user.id });
+    const rotated = await refreshTokens.rotate(testDb.db, (await refreshTokens.issue(testDb.db, { userId: user.id })).token);
+    await users.setActive(testDb.db, user.id, false);
+
+    expect(await liveCount({ userId: user.id })).toBe(0);
+    expect((await rowOf(issued.token)).revoked_reason).toBe('deactivated');
+    await expect(refreshTokens.rotate(testDb.db, issued.token)).rejects.toBeInstanceOf(UserInactiveError);
+    await expect(refreshTokens.rotate(testDb.db, rotated.token)).rejects.toBeInstanceOf(UserInactiveError);
+    await expect(refreshTokens.issue(testDb.db, { userId: user.id })).rejects.toBeInstanceOf(UserInactiveError);
+    expect(await liveCount({ userId: user.id })).toBe(0);
+  });
+
+  it('a token revoked by deactivation counts as reuse once the user is reactivated', async () => {
+    const user = await newUser(testDb.db);
+    const issued = await refreshTokens.issue(testDb.db, { userId: user.id });
+    await users.setActive(testDb.db, user.id, false);
+    await users.setActive(testDb.db, user.id, true);
+    await expect(refreshTokens.rotate(testDb.db, issued.token)).rejects.toBeInstanceOf(TokenReusedError);
+    await expect(refreshTokens.issue(testDb.db, { userId: user.id })).resolves.toBeDefined();
+  });
+});
+
+describe('refreshTokens never expose a raw token', () => {
+  it('sends no raw token to the database, stores none, and puts none in an error', async () => {
+    const user = await newUser(testDb.db);
+    const seen: string[] = [];
+    const errors: unknown[] = [];
+    const recorded = await sentToDatabase(async () => {
+      const issued = await refreshTokens.issue(testDb.db, { userId: user.id });
+      const rotated = await refreshTokens.rotate(testDb.db, issued.token);
+      seen.push(issued.token, rotated.token);
+      errors.push(await refreshTokens.rotate(testDb.db, issued.token, { reuseGraceSeconds: 0 }).catch((e: unknown) => e));
+      const second = await refreshTokens.issue(testDb.db, { userId: user.id });
+      seen.push(second.token);
+      await sql`UPDATE refresh_tokens SET expires_at = now() - interval '1 second' WHERE family_id = ${second.familyId}`.execute(
+        testDb.db,
+      );
+      errors.push(await refreshTokens.rotate(testDb.db, second.token).catch((e: unknown) => e));
+      await refreshTokens.revoke(testDb.db, second.token);
+      const unknown = Buffer.alloc(32, 9).toString('base64url');
+      seen.push(unknown);
+      errors.push(await refreshTokens.rotate(testDb.db, unknown).catch((e: unknown) => e));
+    });
+    expect(recorded.error).toBeUndefined();
+    expect(errors.map((e) => (e as DbError).code)).toEqual(['TOKEN_REUSED', 'TOKEN_EXPIRED', 'TOKEN_INVALID']);
+
+    const { rows } = await sql<{ line: string }>`
+      SELECT row_to_json(t)::text AS line FROM refresh_tokens t WHERE user_id = ${user.id}`.execute(testDb.db);
+    const stored = rows.map((row) => row.line).join('\n');
+    for (const token of seen) {
+      const forms = [token, Buffer.from(token, 'base64url').toString('hex'), Buffer.from(token, 'base64url').toString('base64')];
+      for (const form of forms) {
+        expect(recorded.text).not.toContain(form);
+        expect(stored).not.toContain(form);
+        for (const error of errors) {
+          expect(String((error as Error).message)).not.toContain(form);
+          expect(JSON.stringify(error)).not.toContain(form);
+        }
+      }
+    }
+    expect(stored).toContain(hashOf(seen[0]!).toString('hex'));
+  });
+});
+
+describe('refreshTokens.rotate under real concurrency', () => {
+  async function fiftyAtOnce(token: string, reuseGraceSeconds: number) {
+    // Warm the pool so the 50 calls meet at the row lock, not at connection setup.
+    await Promise.all(Array.from({ length: 50 }, () => sql`SELECT 1`.execute(wideDb)));
+    return Promise.allSettled(Array.from({ length: 50 }, () => refreshTokens.rotate(wideDb, token, { reuseGraceSeconds })));
+  }
+
+  async function expectPoolHealthy() {
+    const { pool } = poolOf(wideDb);
+    expect(pool.waitingCount).toBe(0);
+    expect(pool.idleCount).toBe(pool.totalCount);
+    const { rows } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE datname = current_database() AND state LIKE 'idle in transaction%'`.execute(wideDb);
+    expect(rows[0]!.n).toBe(0);
+    await expect(sql`SELECT 1`.execute(wideDb)).resolves.toBeDefined();
+  }
+
+  it('with grace 0: exactly one of 50 rotations succeeds, 49 are reuse, the family ends revoked', async () => {
+    const user = await newUser(testDb.db);
+    const issued = await refreshTokens.issue(testDb.db, { userId: user.id });
+    const results = await fiftyAtOnce(issued.token, 0);
+
+    const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as unknown] : []));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    expect(failures).toHaveLength(49);
+    for (const failure of failures) expect(failure).toBeInstanceOf(TokenReusedError);
+    // The winner's child was revoked for reuse by the losers.
+    expect(await liveCount({ familyId: issued.familyId })).toBe(0);
+    expect((await familyRows(issued.familyId)).map((row) => row.revoked_reason)).toEqual(['rotated', 'reuse']);
+    await expectPoolHealthy();
+  });
+
+  it('with grace 10 s: all 50 rotations succeed with 50 distinct tokens of the same family', async () => {
+    const user = await newUser(testDb.db);
+    const issued = await refreshTokens.issue(testDb.db, { userId: user.id });
+    const results = await fiftyAtOnce(issued.token, 10);
+
+    const successes = results.flatMap((r) => (r.status === 'fulfilled' ? [r.value] : []));
+    expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
+    expect(new Set(successes.map((s) => s.token)).size).toBe(50);
+    expect(new Set(successes.map((s) => s.familyId))).toEqual(new Set([issued.familyId]));
+    expect(await liveCount({ familyId: issued.familyId })).toBe(50);
+    await expectPoolHealthy();
+  });
+
+  it('a rotation racing users.setActive(false) never leaves a live token and never deadlocks', async () => {
+    const tokens = await Promise.all(
+      Array.from({ length: 20 }, async () => {
+        const user = await newUser(testDb.db);
+        return { user, token: (await refreshTokens.issue(testDb.db, { userId: user.id })).token };
+      }),
+    );
+    const outcomes = await Promise.allSettled(
+      tokens.flatMap(({ user, token }) => [refreshTokens.rotate(wideDb, token), users.setActive(wideDb, user.id, false)]),
+    );
+    for (const outcome of outcomes) {
+      if (outcome.status === 'rejected') expect(outcome.reason).toBeInstanceOf(UserInactiveError);
+    }
+    for (const { user } of tokens) expect(await liveCount({ userId: user.id })).toBe(0);
+  });
+});
+
+// Deterministic races: a test-only trigger makes the insert of a token whose device info says
 // { slow: true } sleep, so a revocation is sure to start while an issue or rotation holds its
 // locks and has not committed its new token yet.
 describe('refreshTokens revocations that meet an issue or rotation in flight', () => {
