@@ -2,12 +2,11 @@ import { randomBytes } from 'node:crypto';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureAppRole } from '../../src/db/app-role.js';
 import { createDb } from '../../src/db/create-db.js';
 import { incidentTimers, phraseSuggestions, phrases, refreshTokens, users } from '../../src/index.js';
-import { withMaintenanceClient } from '../../src/db/database-admin.js';
+import { withClient, withMaintenanceClient } from '../../src/db/database-admin.js';
 import { AppRoleError } from '../../src/errors.js';
 import { defaultMigrationsDir, migrate, migrateDown } from '../../src/migrations/migrator.js';
 import { runCli } from '../support/run-cli.js';
@@ -24,15 +23,7 @@ export function appRoleUrl(ownerUrl: string, user: string, password: string): st
   return url.toString();
 }
 
-async function asRole<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
+const asRole = withClient;
 
 async function sqlstateOf(promise: Promise<unknown>): Promise<string | undefined> {
   return promise.then(

@@ -1,4 +1,4 @@
-import pg from 'pg';
+import { withClient } from '../../src/db/database-admin.js';
 
 /** Every table of the schema, the migrations record included. */
 export const everyTable = [
@@ -13,15 +13,6 @@ export const everyTable = [
   'schema_migrations',
 ] as const;
 
-async function withClient<T>(url: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    return await work(client);
-  } finally {
-    await client.end();
-  }
-}
 
 /**
  * Puts rows in every table: thousands of users with Unicode names (accents, CJK, Arabic,
