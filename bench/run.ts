@@ -134,7 +134,12 @@ async function main(): Promise<void> {
     await settle(observer, log);
     await startChains();
 
-    for (const op of benchOperations(chains, ctx.pendingSuggestionIds)) {
+    // BENCH_ONLY=name,name measures just those operations (the checks below the table still run).
+    const only = process.env.BENCH_ONLY?.split(',').map((name) => name.trim()).filter(Boolean);
+    const operations = benchOperations(chains, ctx.pendingSuggestionIds).filter(
+      (op) => !only?.length || only.includes(op.name) || op.name === 'phrases.randomForUser',
+    );
+    for (const op of operations) {
       log(`measuring ${op.name}…`);
       const statements: Array<{ sql: string; parameters: readonly unknown[] }> = [];
       const capture = createDb(
