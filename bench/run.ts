@@ -13,8 +13,8 @@ import { phrases, refreshTokens } from '../src/index.js';
 import { scale, seedBase, seedRefreshTokens, settle } from './seed.js';
 
 const concurrency = 10;
-const sliceMs = Number(process.env.BENCH_SLICE_MS ?? 1_000);
-const slices = Number(process.env.BENCH_SLICES ?? 6);
+const sliceMs = Number(process.env.BENCH_SLICE_MS ?? 500);
+const slices = Number(process.env.BENCH_SLICES ?? 12);
 const libraryApplicationName = 'kennwilliamson-db-bench';
 const growthMs = Number(process.env.BENCH_GROWTH_MS ?? 3_000);
 
