@@ -1,4 +1,4 @@
-import { Kysely, type LogConfig, PostgresDialect, type PostgresPoolClient } from 'kysely';
+import { Kysely, type LogConfig, PostgresDialect, type PostgresPoolClient, type QueryResult } from 'kysely';
 import type pg from 'pg';
 import { mapDatabaseError } from '../errors.js';
 import type { DB } from '../../generated/db.js';
@@ -16,6 +16,39 @@ export interface CreateDbOptions {
 }
 
 const tunedPools = new WeakMap<Kysely<DB>, TunedPool>();
+
+/** Runs compiled SQL on a pooled connection, as Kysely would, minus Kysely's executor layers. */
+export type DirectQueryRunner = <R>(sqlText: string, parameters: readonly unknown[]) => Promise<QueryResult<R>>;
+
+const directRunners = new WeakMap<Kysely<DB>, DirectQueryRunner>();
+
+/**
+ * The direct runner of a `Kysely` made by {@link createDb}, for statements compiled once
+ * (see prepareQuery): checkout, query, release, errors mapped, and nothing else on the hot
+ * path. Undefined for a transaction (its statements must use its own connection) and when
+ * Kysely's query log is on (which would not see these statements).
+ */
+export function directQueryRunner(db: Kysely<DB>): DirectQueryRunner | undefined {
+  return directRunners.get(db);
+}
+
+function createDirectRunner(tuned: TunedPool): DirectQueryRunner {
+  return async <R>(sqlText: string, parameters: readonly unknown[]) => {
+    const client = await tuned.connect();
+    try {
+      const result = await client.query(sqlText, parameters as unknown[]);
+      const counted = result.command === 'INSERT' || result.command === 'UPDATE' || result.command === 'DELETE';
+      return {
+        rows: (result.rows ?? []) as R[],
+        ...(counted && result.rowCount !== null ? { numAffectedRows: BigInt(result.rowCount) } : {}),
+      };
+    } catch (error) {
+      throw mapDatabaseError(error);
+    } finally {
+      client.release();
+    }
+  };
+}
 
 // Every statement Kysely runs goes through here, which makes this the one place where
 // PostgreSQL errors become typed errors (by SQLSTATE, see mapDatabaseError).
@@ -80,6 +113,7 @@ export function createDb(
   const tuned = createTunedPool(resolved, options.onPoolError);
   const db = new TunedKysely(tuned, options.log);
   tunedPools.set(db, tuned);
+  if (options.log === undefined) directRunners.set(db, createDirectRunner(tuned));
   return db;
 }
 

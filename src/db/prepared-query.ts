@@ -1,5 +1,6 @@
 import { type Compilable, type CompiledQuery, type Kysely, type QueryResult } from 'kysely';
 import type { DB } from '../../generated/db.js';
+import { directQueryRunner } from './create-db.js';
 
 /** Stands in for a parameter while the query is built once; its position is what we keep. */
 class Placeholder {
@@ -21,7 +22,9 @@ export interface PreparedQuery<P, R> {
 /**
  * Builds a Kysely query once and reuses its compiled SQL on every call, so hot paths keep
  * the generated types and Kysely's builder but skip building and compiling the same query
- * again (most of Kysely's cost over hand-written SQL on `pg`). The builder may use each
+ * again (most of Kysely's cost over hand-written SQL on `pg`). On a `Kysely` from createDb
+ * (not a transaction) the SQL runs straight on the tuned pool, past Kysely's executor
+ * layers, with the same checkout, error mapping and result shape. The builder may use each
  * parameter only where a value goes (`where('id', '=', p.id)`, `sql\`lower(${p.email})\``,
  * `.limit(p.limit)`), never to decide the query's shape: it runs once, with placeholders.
  *
@@ -58,7 +61,8 @@ export function prepareQuery<P extends object, Q extends Compilable<unknown>>(
     async execute(db, params) {
       compiled ??= compile(db);
       const parameters = slots.map((slot) => ('name' in slot ? params[slot.name as keyof P] : slot.value));
-      return db.executeQuery<R>({ ...compiled, parameters });
+      const direct = directQueryRunner(db);
+      return direct ? direct<R>(compiled.sql, parameters) : db.executeQuery<R>({ ...compiled, parameters });
     },
   };
 }

@@ -1,7 +1,8 @@
-import type { Kysely } from 'kysely';
+import { type Kysely, sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
-import { createDb } from '../../src/db/create-db.js';
+import { createDb, directQueryRunner } from '../../src/db/create-db.js';
+import { PoolTimeoutError, UniqueViolationError } from '../../src/errors.js';
 import { prepareQuery } from '../../src/db/prepared-query.js';
 import { newUser } from '../support/factories.js';
 import { useTestDatabase } from '../support/test-database.js';
@@ -49,6 +50,41 @@ describe('prepareQuery', () => {
       await trx.updateTable('users').set({ display_name: 'Inside' }).where('id', '=', user.id).execute();
       expect((await byId.execute(trx, { id: user.id })).rows).toEqual([{ display_name: 'Inside' }]);
     });
+  });
+
+  it('runs straight on the tuned pool with the same rows, mapped errors and acquire timeout', async () => {
+    const insertRole = prepareQuery((db, p: { name: string }) => db.insertInto('roles').values({ name: p.name }).returning('name'));
+    const db = createDb({ databaseUrl: testDb.url, maxConnections: 1, minConnections: 0, acquireTimeoutMs: 300 });
+    try {
+      expect(directQueryRunner(db)).toBeDefined();
+      const inserted = await insertRole.execute(db, { name: 'direct' });
+      expect(inserted).toEqual({ rows: [{ name: 'direct' }], numAffectedRows: 1n });
+      await expect(insertRole.execute(db, { name: 'direct' })).rejects.toBeInstanceOf(UniqueViolationError);
+
+      let release!: () => void;
+      const held = new Promise<void>((resolve) => (release = resolve));
+      const holder = db.transaction().execute(async (trx) => {
+        await sql`SELECT 1`.execute(trx);
+        await held;
+      });
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      await expect(insertRole.execute(db, { name: 'waits' })).rejects.toBeInstanceOf(PoolTimeoutError);
+      release();
+      await holder;
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it('goes through Kysely for a transaction and when the query log is on', async () => {
+    const statements: string[] = [];
+    const logging = loggingDb(statements);
+    try {
+      expect(directQueryRunner(logging)).toBeUndefined();
+      await testDb.db.transaction().execute(async (trx) => expect(directQueryRunner(trx)).toBeUndefined());
+    } finally {
+      await logging.destroy();
+    }
   });
 
   it('refuses a builder that uses a parameter for the query’s shape rather than as a value', async () => {
