@@ -1,4 +1,4 @@
-import pg from 'pg';
+import { withClient } from './database-admin.js';
 import { AppRoleError, ConfigError } from '../errors.js';
 import { migrationsTable } from '../migrations/migration-storage.js';
 import { scramSha256Verifier } from './scram-verifier.js';
@@ -76,79 +76,76 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<AppRoleRes
   }
   if (!options.password) throw new ConfigError('DB_APP_PASSWORD', 'DB_APP_PASSWORD must not be empty');
 
-  const client = new pg.Client({ connectionString: options.databaseUrl, connectionTimeoutMillis: 10_000 });
-  client.on('error', () => undefined);
-  await client.connect();
-  const role = client.escapeIdentifier(options.user);
-  try {
-    await client.query('BEGIN');
-    await client.query('SELECT pg_advisory_xact_lock($1)', [appRoleLockKey]);
-    const { rows: owner } = await client.query<{ current_user: string; database: string }>(
-      'SELECT current_user, current_database() AS database',
-    );
-    if (owner[0]!.current_user === options.user) {
-      throw new AppRoleError(options.user, `DB_APP_USER '${options.user}' is the owner connecting to set it up; the application role must be a different role`);
-    }
-    const { rows: existing } = await client.query<ExistingRole>(
-      'SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = $1',
-      [options.user],
-    );
-    const verifier = client.escapeLiteral(scramSha256Verifier(options.password));
-    const found = existing[0];
-    if (found?.rolsuper) {
-      throw new AppRoleError(options.user, `role '${options.user}' is a superuser, which no grant can restrict; choose another DB_APP_USER`);
-    }
-    if (!found) {
-      await client.query(`CREATE ROLE ${role} LOGIN NOCREATEDB NOCREATEROLE INHERIT PASSWORD ${verifier}`);
-    } else {
-      // Only name the attributes to take away: changing REPLICATION or BYPASSRLS needs more
-      // than CREATEROLE, so a role without them is not touched there.
-      const strip = [
-        found.rolcreatedb ? 'NOCREATEDB' : '',
-        found.rolcreaterole ? 'NOCREATEROLE' : '',
-        found.rolreplication ? 'NOREPLICATION' : '',
-        found.rolbypassrls ? 'NOBYPASSRLS' : '',
-      ].filter(Boolean);
-      await client.query(`ALTER ROLE ${role} LOGIN ${strip.join(' ')} PASSWORD ${verifier}`);
-    }
-
-    // Owning an object (or belonging to a role that does) carries DROP, ALTER and TRUNCATE.
-    const { rows: owning } = await client.query<{ what: string }>(
-      `SELECT 'database ' || datname AS what FROM pg_database
-         WHERE datname = current_database() AND pg_has_role($1, datdba, 'MEMBER')
-       UNION ALL
-       SELECT 'schema public' FROM pg_namespace WHERE nspname = 'public' AND pg_has_role($1, nspowner, 'MEMBER')
-       UNION ALL
-       SELECT 'relation ' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-         WHERE n.nspname = 'public' AND pg_has_role($1, c.relowner, 'MEMBER')
-       UNION ALL
-       SELECT 'function ' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-         WHERE n.nspname = 'public' AND pg_has_role($1, p.proowner, 'MEMBER')
-       LIMIT 5`,
-      [options.user],
-    );
-    if (owning.length > 0) {
-      throw new AppRoleError(
-        options.user,
-        `role '${options.user}' owns (or is a member of the owner of) ${owning.map((row) => row.what).join(', ')}; ` +
-          'it could drop or alter them, so it cannot be the application role',
+  return withClient(options.databaseUrl, async (client) => {
+    const role = client.escapeIdentifier(options.user);
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1)', [appRoleLockKey]);
+      const { rows: owner } = await client.query<{ current_user: string; database: string }>(
+        'SELECT current_user, current_database() AS database',
       );
-    }
+      if (owner[0]!.current_user === options.user) {
+        throw new AppRoleError(options.user, `DB_APP_USER '${options.user}' is the owner connecting to set it up; the application role must be a different role`);
+      }
+      const { rows: existing } = await client.query<ExistingRole>(
+        'SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = $1',
+        [options.user],
+      );
+      const verifier = client.escapeLiteral(scramSha256Verifier(options.password));
+      const found = existing[0];
+      if (found?.rolsuper) {
+        throw new AppRoleError(options.user, `role '${options.user}' is a superuser, which no grant can restrict; choose another DB_APP_USER`);
+      }
+      if (!found) {
+        await client.query(`CREATE ROLE ${role} LOGIN NOCREATEDB NOCREATEROLE INHERIT PASSWORD ${verifier}`);
+      } else {
+        // Only name the attributes to take away: changing REPLICATION or BYPASSRLS needs more
+        // than CREATEROLE, so a role without them is not touched there.
+        const strip = [
+          found.rolcreatedb ? 'NOCREATEDB' : '',
+          found.rolcreaterole ? 'NOCREATEROLE' : '',
+          found.rolreplication ? 'NOREPLICATION' : '',
+          found.rolbypassrls ? 'NOBYPASSRLS' : '',
+        ].filter(Boolean);
+        await client.query(`ALTER ROLE ${role} LOGIN ${strip.join(' ')} PASSWORD ${verifier}`);
+      }
 
-    const { rows: tables } = await client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [
-      `public.${migrationsTable}`,
-    ]);
-    for (const statement of grantStatements(role, client.escapeIdentifier(owner[0]!.database), tables[0]!.exists)) {
-      await client.query(statement);
+      // Owning an object (or belonging to a role that does) carries DROP, ALTER and TRUNCATE.
+      const { rows: owning } = await client.query<{ what: string }>(
+        `SELECT 'database ' || datname AS what FROM pg_database
+           WHERE datname = current_database() AND pg_has_role($1, datdba, 'MEMBER')
+         UNION ALL
+         SELECT 'schema public' FROM pg_namespace WHERE nspname = 'public' AND pg_has_role($1, nspowner, 'MEMBER')
+         UNION ALL
+         SELECT 'relation ' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE n.nspname = 'public' AND pg_has_role($1, c.relowner, 'MEMBER')
+         UNION ALL
+         SELECT 'function ' || p.proname FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+           WHERE n.nspname = 'public' AND pg_has_role($1, p.proowner, 'MEMBER')
+         LIMIT 5`,
+        [options.user],
+      );
+      if (owning.length > 0) {
+        throw new AppRoleError(
+          options.user,
+          `role '${options.user}' owns (or is a member of the owner of) ${owning.map((row) => row.what).join(', ')}; ` +
+            'it could drop or alter them, so it cannot be the application role',
+        );
+      }
+
+      const { rows: tables } = await client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [
+        `public.${migrationsTable}`,
+      ]);
+      for (const statement of grantStatements(role, client.escapeIdentifier(owner[0]!.database), tables[0]!.exists)) {
+        await client.query(statement);
+      }
+      await client.query('COMMIT');
+      return { created: !found };
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (error instanceof AppRoleError) throw error;
+      const message = error instanceof Error ? error.message : String(error);
+      throw new AppRoleError(options.user, `could not set up the application role '${options.user}': ${message}`, { cause: error });
     }
-    await client.query('COMMIT');
-    return { created: !found };
-  } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
-    if (error instanceof AppRoleError) throw error;
-    const message = error instanceof Error ? error.message : String(error);
-    throw new AppRoleError(options.user, `could not set up the application role '${options.user}': ${message}`, { cause: error });
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+  });
 }

@@ -5,9 +5,18 @@ export function splitDatabaseUrl(databaseUrl: string): { database: string; maint
   const url = new URL(databaseUrl);
   const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
   if (!database) throw new Error('The database URL names no database');
-  const maintenance = new URL(url);
-  maintenance.pathname = '/postgres';
-  return { database, maintenanceUrl: maintenance.toString(), host: url.hostname };
+  return { database, maintenanceUrl: databaseUrlWith(databaseUrl, 'postgres'), host: url.hostname };
+}
+
+/**
+ * The same server URL (credentials and parameters kept) naming another database.
+ *
+ * @example databaseUrlWith('postgresql://u:p@127.0.0.1:5432/app', 'postgres') // 'postgresql://u:p@127.0.0.1:5432/postgres'
+ */
+export function databaseUrlWith(databaseUrl: string, database: string): string {
+  const url = new URL(databaseUrl);
+  url.pathname = `/${encodeURIComponent(database)}`;
+  return url.toString();
 }
 
 /**
@@ -60,6 +69,8 @@ export async function withClient<T>(
 ): Promise<T> {
   const client = new pg.Client({
     connectionString: databaseUrl,
+    // A one-off connection should fail, not hang, when the server does not answer.
+    connectionTimeoutMillis: 10_000,
     ...(applicationName === undefined ? {} : { application_name: applicationName }),
   });
   // A dropped connection surfaces as the failing query's error; this only keeps the

@@ -1,7 +1,8 @@
 import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
-import pg from 'pg';
+import type pg from 'pg';
+import { withClient } from '../db/database-admin.js';
 import { BackupError } from '../errors.js';
 import { backupFileName } from './backup-name.js';
 import { pruneBackups } from './backup-retention.js';
@@ -57,22 +58,16 @@ interface ServerFacts {
 // (wrong password, server down) the facts stay unknown and pg_dump is run anyway, so the
 // person sees pg_dump's own account of the failure, as with any other pg_dump error.
 async function serverFacts(databaseUrl: string): Promise<ServerFacts | undefined> {
-  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 10_000 });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
-    const { rows } = await client.query<ServerFacts>(
-      `SELECT current_setting('server_version_num')::int / 10000 AS major,
-              (SELECT count(*)::int FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                  AND n.nspname NOT LIKE 'pg\\_toast%') AS tables`,
-    );
-    return rows[0];
-  } catch {
-    return undefined;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+  const query = async (client: pg.Client) =>
+    (
+      await client.query<ServerFacts>(
+        `SELECT current_setting('server_version_num')::int / 10000 AS major,
+                (SELECT count(*)::int FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                  WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                    AND n.nspname NOT LIKE 'pg\\_toast%') AS tables`,
+      )
+    ).rows[0];
+  return withClient(databaseUrl, query).catch(() => undefined);
 }
 
 async function runPgDump(

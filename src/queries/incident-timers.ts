@@ -1,9 +1,10 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, IncidentTimers } from '../../generated/db.js';
 import { prepareQuery } from '../db/prepared-query.js';
-import { ForeignKeyViolationError, NotFoundError, ValidationError } from '../errors.js';
+import { NotFoundError, ValidationError } from '../errors.js';
 import { limits, requireDate, requireLimit, requireOffset, requireSlug, requireUuid } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
+import { notFoundOnMissingReference } from './missing-reference.js';
 
 /** A "days since the last incident" timer: counting from `resetAt`. */
 export type IncidentTimer = CamelCased<Selectable<IncidentTimers>>;
@@ -53,12 +54,12 @@ export async function create(
     notes: normaliseNotes(input.notes),
     ...(input.resetAt === undefined ? {} : { reset_at: requireDate('resetAt', input.resetAt) }),
   };
-  try {
-    return await db.insertInto('incident_timers').values(row).returning(timerColumns).executeTakeFirstOrThrow();
-  } catch (error) {
-    if (error instanceof ForeignKeyViolationError) throw new NotFoundError('user', { cause: error });
-    throw error;
-  }
+  return db
+    .insertInto('incident_timers')
+    .values(row)
+    .returning(timerColumns)
+    .executeTakeFirstOrThrow()
+    .catch(notFoundOnMissingReference('user'));
 }
 
 /**

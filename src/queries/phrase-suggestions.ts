@@ -2,9 +2,10 @@ import { type Kysely, type Selectable, type Transaction, sql } from 'kysely';
 import type { DB, PhraseSuggestions } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
 import { prepareQuery } from '../db/prepared-query.js';
-import { ConflictError, ForeignKeyViolationError, NotFoundError } from '../errors.js';
+import { ConflictError, NotFoundError } from '../errors.js';
 import { limits, optionalText, requireLimit, requireOffset, requireText, requireUuid } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
+import { notFoundOnMissingReference } from './missing-reference.js';
 import { type Page, pageOf } from './page.js';
 import type { Phrase } from './phrases.js';
 import { holdsRole, requireRole } from './require-role.js';
@@ -58,12 +59,12 @@ const suggestionColumns = [
  */
 export async function submit(db: Kysely<DB>, userId: string, text: string): Promise<PhraseSuggestion> {
   const row = { user_id: requireUuid('userId', userId), phrase_text: requireText('text', text, limits.phraseLength) };
-  try {
-    return await db.insertInto('phrase_suggestions').values(row).returning(suggestionColumns).executeTakeFirstOrThrow();
-  } catch (error) {
-    if (error instanceof ForeignKeyViolationError) throw new NotFoundError('user', { cause: error });
-    throw error;
-  }
+  return db
+    .insertInto('phrase_suggestions')
+    .values(row)
+    .returning(suggestionColumns)
+    .executeTakeFirstOrThrow()
+    .catch(notFoundOnMissingReference('user'));
 }
 
 /**

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb, poolOf } from '../../src/db/create-db.js';
 import { PoolTimeoutError } from '../../src/errors.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { eventually } from '../support/eventually.js';
 
 let database: TestDatabase;
 let observer: pg.Client;
@@ -28,14 +29,6 @@ async function serverConnections(applicationName: string): Promise<number> {
     [applicationName],
   );
   return rows[0]!.n;
-}
-
-async function eventually(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
 }
 
 describe('createDb', () => {

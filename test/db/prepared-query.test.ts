@@ -1,11 +1,12 @@
 import { type Kysely, sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
-import { createDb, directQueryRunner } from '../../src/db/create-db.js';
+import { createDb, directQueryRunner, poolOf } from '../../src/db/create-db.js';
 import { PoolTimeoutError, UniqueViolationError } from '../../src/errors.js';
 import { prepareQuery } from '../../src/db/prepared-query.js';
 import { newUser } from '../support/factories.js';
 import { useTestDatabase } from '../support/test-database.js';
+import { eventually } from '../support/eventually.js';
 
 const testDb = useTestDatabase();
 
@@ -67,7 +68,7 @@ describe('prepareQuery', () => {
         await sql`SELECT 1`.execute(trx);
         await held;
       });
-      await new Promise((resolve) => setTimeout(resolve, 50));
+      await eventually(() => poolOf(db).pool.totalCount === 1 && poolOf(db).pool.idleCount === 0, 'the transaction holds the only connection');
       await expect(insertRole.execute(db, { name: 'waits' })).rejects.toBeInstanceOf(PoolTimeoutError);
       release();
       await holder;

@@ -7,6 +7,7 @@ import * as users from '../../src/queries/users.js';
 import { newAdmin, newUser } from '../support/factories.js';
 import { offlineDb } from '../support/offline-db.js';
 import { useTestDatabase } from '../support/test-database.js';
+import { eventually } from '../support/eventually.js';
 
 const testDb = useTestDatabase();
 
@@ -197,14 +198,12 @@ describe('phraseSuggestions.approve', () => {
       .catch((error: unknown) => error);
 
     // Wait until the second call is blocked on the first one's row lock, not merely slow.
-    const deadline = Date.now() + 10_000;
-    for (let waiting = false; !waiting; await new Promise((resolve) => setTimeout(resolve, 5))) {
-      if (Date.now() > deadline) throw new Error('the second decision never waited for the row lock');
+    await eventually(async () => {
       const { rows } = await sql<{ n: string }>`
         SELECT count(*) AS n FROM pg_stat_activity
         WHERE datname = current_database() AND wait_event_type = 'Lock'`.execute(testDb.db);
-      waiting = rows[0]!.n === '1';
-    }
+      return rows[0]!.n === '1';
+    }, 'the second decision waits for the row lock');
     commit();
     expect(await first).toMatchObject({ text: suggestion.text });
     expect(await second).toBeInstanceOf(ConflictError);

@@ -16,6 +16,7 @@ import * as refreshTokens from '../../src/queries/refresh-tokens.js';
 import * as users from '../../src/queries/users.js';
 import { newUser } from '../support/factories.js';
 import { useTestDatabase } from '../support/test-database.js';
+import { eventually } from '../support/eventually.js';
 
 const testDb = useTestDatabase();
 const unknownId = '01890000-0000-7000-8000-000000000000';
@@ -645,14 +646,6 @@ describe('refreshTokens revocations that meet an issue or rotation in flight', (
     return rows[0]!.n;
   }
 
-  async function until(check: () => Promise<boolean> | boolean, what: string): Promise<void> {
-    const deadline = Date.now() + 10_000;
-    while (!(await check())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-      await new Promise((resolve) => setTimeout(resolve, 5));
-    }
-  }
-
   /** Runs `revocation` while `inFlight` holds its locks with its new token not yet inserted. */
   async function whileInserting(inFlight: () => Promise<unknown>, revocation: () => Promise<unknown>) {
     const gate = new pg.Client({ connectionString: testDb.url });
@@ -663,11 +656,11 @@ describe('refreshTokens revocations that meet an issue or rotation in flight', (
     try {
       first = inFlight();
       first.catch(() => undefined);
-      await until(async () => (await waitingOn('advisory')) > 0, 'the insert waits at the gate');
+      await eventually(async () => (await waitingOn('advisory')) > 0, 'the insert waits at the gate');
       let settled = false;
       second = revocation().finally(() => (settled = true));
       second.catch(() => undefined);
-      await until(async () => settled || (await waitingOn('row')) > 0, 'the revocation waits for the in-flight locks');
+      await eventually(async () => settled || (await waitingOn('row')) > 0, 'the revocation waits for the in-flight locks');
     } finally {
       await gate.query('SELECT pg_advisory_unlock($1)', [gateKey]);
       await gate.end();

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { withMaintenanceClient } from '../../src/db/database-admin.js';
+import { databaseUrlWith, withMaintenanceClient } from '../../src/db/database-admin.js';
 import { startEmbeddedServer, stopEmbeddedServer } from '../../src/embedded/embedded-server.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { freePort } from '../../src/embedded/free-port.js';
@@ -51,11 +51,7 @@ export async function startDebianPostgres(): Promise<DebianPostgres> {
     settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' },
   };
   const { url } = await startEmbeddedServer(options);
-  const urlOf = (database: string) => {
-    const next = new URL(url);
-    next.pathname = `/${database}`;
-    return next.toString();
-  };
+  const urlOf = (database: string) => databaseUrlWith(url, database);
   const template = 'kw_template';
   await withMaintenanceClient(url, (client) => client.query(`CREATE DATABASE ${template}`));
   await migrate({ databaseUrl: urlOf(template) });

@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { ensureDatabase, withMaintenanceClient } from '../../src/db/database-admin.js';
+import { databaseUrlWith, ensureDatabase, withMaintenanceClient } from '../../src/db/database-admin.js';
 import { startEmbeddedServer, stopEmbeddedServer } from '../../src/embedded/embedded-server.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { bundleCliCommands } from './cli-bundle.js';
@@ -81,11 +81,10 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const server = await startTestServer();
   const databasePrefix = `kw_${process.pid}_${Date.now().toString(36)}_`;
   const templateDatabase = `${databasePrefix}template`;
-  const templateUrl = new URL(server.url);
-  templateUrl.pathname = `/${templateDatabase}`;
+  const templateUrl = databaseUrlWith(server.url, templateDatabase);
   try {
-    await ensureDatabase(templateUrl.toString());
-    await migrate({ databaseUrl: templateUrl.toString() });
+    await ensureDatabase(templateUrl);
+    await migrate({ databaseUrl: templateUrl });
   } catch (error) {
     await server.stop();
     throw error;

@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import { afterAll, beforeAll, inject } from 'vitest';
 import type { DB } from '../../generated/db.js';
 import { createDb } from '../../src/db/create-db.js';
-import { withMaintenanceClient } from '../../src/db/database-admin.js';
+import { databaseUrlWith, withMaintenanceClient } from '../../src/db/database-admin.js';
 
 /** A database of this test run's server, dropped with {@link TestDatabase.drop}. */
 export interface TestDatabase {
@@ -12,11 +12,6 @@ export interface TestDatabase {
   drop: () => Promise<void>;
 }
 
-function urlFor(database: string): string {
-  const url = new URL(inject('serverUrl'));
-  url.pathname = `/${database}`;
-  return url.toString();
-}
 
 /**
  * Creates a database for one test file: a clone of the migrated template (fast, isolated,
@@ -30,7 +25,7 @@ export async function createTestDatabase(options: { empty?: boolean } = {}): Pro
   });
   return {
     name,
-    url: urlFor(name),
+    url: databaseUrlWith(inject('serverUrl'), name),
     drop: () =>
       withMaintenanceClient(inject('serverUrl'), async (client) => {
         await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`);
