@@ -87,6 +87,14 @@ export function requireOffset(value: unknown): number {
   return value as number;
 }
 
+/**
+ * A page's `limit` and `offset`, checked (see {@link requireLimit}, {@link requireOffset}).
+ * @example const { limit, offset } = requirePage(options)
+ */
+export function requirePage(options: { limit?: unknown; offset?: unknown }, fallbackLimit = 20): { limit: number; offset: number } {
+  return { limit: requireLimit(options.limit, fallbackLimit), offset: requireOffset(options.offset) };
+}
+
 /** A valid `Date`. @example requireDate('resetAt', input.resetAt) */
 export function requireDate(field: string, value: unknown): Date {
   if (!(value instanceof Date) || Number.isNaN(value.getTime())) throw new ValidationError(field, 'must be a valid Date');

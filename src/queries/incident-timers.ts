@@ -2,7 +2,8 @@ import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, IncidentTimers } from '../../generated/db.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { NotFoundError, ValidationError } from '../errors.js';
-import { limits, requireDate, requireLimit, requireOffset, requireSlug, requireUuid } from '../validation.js';
+import { limits, requireDate, requirePage, requireSlug, requireUuid } from '../validation.js';
+import type { PageOptions } from './page.js';
 import type { CamelCased } from './camel-cased.js';
 import { notFoundOnMissingReference } from './missing-reference.js';
 
@@ -70,11 +71,10 @@ export async function create(
 export async function listForUser(
   db: Kysely<DB>,
   userId: string,
-  options: { limit?: number; offset?: number } = {},
+  options: PageOptions = {},
 ): Promise<IncidentTimer[]> {
   const id = requireUuid('userId', userId);
-  const limit = requireLimit(options.limit, 100);
-  const offset = requireOffset(options.offset);
+  const { limit, offset } = requirePage(options, 100);
   return db
     .selectFrom('incident_timers')
     .select(timerColumns)

@@ -1,3 +1,9 @@
+/** Which page of a list: `limit` 1 to 100 (default 20), `offset` 0 or more (default 0). */
+export interface PageOptions {
+  limit?: number;
+  offset?: number;
+}
+
 /** One page of a list, with the number of matches across all pages. */
 export interface Page<T> {
   items: T[];

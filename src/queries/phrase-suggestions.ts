@@ -3,10 +3,10 @@ import type { DB, PhraseSuggestions } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { ConflictError, NotFoundError } from '../errors.js';
-import { limits, optionalText, requireLimit, requireOffset, requireText, requireUuid } from '../validation.js';
+import { limits, optionalText, requirePage, requireText, requireUuid } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
 import { notFoundOnMissingReference } from './missing-reference.js';
-import { type Page, pageOf } from './page.js';
+import { type Page, type PageOptions, pageOf } from './page.js';
 import type { Phrase } from './phrases.js';
 import { holdsRole, requireRole } from './require-role.js';
 
@@ -77,11 +77,10 @@ export async function submit(db: Kysely<DB>, userId: string, text: string): Prom
 export async function listForUser(
   db: Kysely<DB>,
   userId: string,
-  options: { limit?: number; offset?: number } = {},
+  options: PageOptions = {},
 ): Promise<Page<PhraseSuggestion>> {
   const id = requireUuid('userId', userId);
-  const limit = requireLimit(options.limit);
-  const offset = requireOffset(options.offset);
+  const { limit, offset } = requirePage(options);
   const own = db.selectFrom('phrase_suggestions').where('phrase_suggestions.user_id', '=', id);
   const rows = await own
     .select([...suggestionColumns, sql<string>`count(*) over ()`.as('total')])
@@ -107,11 +106,10 @@ export async function listForUser(
 export async function listPending(
   db: Kysely<DB>,
   adminId: string,
-  options: { limit?: number; offset?: number } = {},
+  options: PageOptions = {},
 ): Promise<Page<PendingSuggestion>> {
   const id = requireUuid('adminId', adminId);
-  const limit = requireLimit(options.limit);
-  const offset = requireOffset(options.offset);
+  const { limit, offset } = requirePage(options);
   return inTransaction(db, async (trx) => {
     await requireRole(trx, id, 'admin');
     const pending = trx.selectFrom('phrase_suggestions').where('phrase_suggestions.status', '=', 'pending');

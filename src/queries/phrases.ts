@@ -7,14 +7,13 @@ import {
   escapeLikePattern,
   limits,
   requireBoolean,
-  requireLimit,
-  requireOffset,
+  requirePage,
   requireSlug,
   requireText,
   requireUuid,
 } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
-import { type Page, pageOf } from './page.js';
+import { type Page, type PageOptions, pageOf } from './page.js';
 import { requireRole } from './require-role.js';
 
 /**
@@ -35,15 +34,11 @@ export type PhraseForUser = Phrase & { excluded: boolean };
 /** A phrase the user excluded, with when. */
 export type ExcludedPhrase = Phrase & { excludedAt: Date };
 
-export type { Page } from './page.js';
+export type { Page, PageOptions } from './page.js';
 
-export interface ListOptions {
+export interface ListOptions extends PageOptions {
   /** Case-insensitive substring; `%`, `_` and `\` match literally. Blank means no filter. */
   search?: string;
-  /** 1 to 100, default 20. */
-  limit?: number;
-  /** 0 or more, default 0. */
-  offset?: number;
 }
 
 export interface AdminListOptions extends ListOptions {
@@ -241,8 +236,7 @@ export async function listForUser(
 ): Promise<Page<PhraseForUser>> {
   const id = requireUuid('userId', userId);
   const pattern = searchPattern(options.search);
-  const limit = requireLimit(options.limit);
-  const offset = requireOffset(options.offset);
+  const { limit, offset } = requirePage(options);
   const { rows } =
     pattern === null
       ? await userPage.execute(db, { userId: id, limit, offset })
@@ -315,11 +309,10 @@ export async function include(db: Kysely<DB>, userId: string, phraseId: string):
 export async function listExcluded(
   db: Kysely<DB>,
   userId: string,
-  options: { limit?: number; offset?: number } = {},
+  options: PageOptions = {},
 ): Promise<Page<ExcludedPhrase>> {
   const id = requireUuid('userId', userId);
-  const limit = requireLimit(options.limit);
-  const offset = requireOffset(options.offset);
+  const { limit, offset } = requirePage(options);
   const excluded = db
     .selectFrom('user_excluded_phrases as e')
     .innerJoin('phrases', 'phrases.id', 'e.phrase_id')
@@ -398,8 +391,7 @@ export async function update(
 export async function list(db: Kysely<DB>, adminId: string, options: AdminListOptions = {}): Promise<Page<Phrase>> {
   const id = requireUuid('adminId', adminId);
   const pattern = searchPattern(options.search);
-  const limit = requireLimit(options.limit);
-  const offset = requireOffset(options.offset);
+  const { limit, offset } = requirePage(options);
   const includeInactive = options.includeInactive === undefined ? true : requireBoolean('includeInactive', options.includeInactive);
   return inTransaction(db, async (trx) => {
     await requireRole(trx, id, 'admin');
