@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ensureDatabase } from '../src/db/database-admin.js';
+import { ensureDatabase } from '../src/provisioning/database-admin.js';
 import { startEmbeddedServer, stopEmbeddedServer } from '../src/embedded/embedded-server.js';
 import { freePort } from '../src/embedded/free-port.js';
 import { migrate } from '../src/migrations/migrator.js';

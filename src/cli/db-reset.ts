@@ -1,4 +1,4 @@
-import { databaseHosts, isLocalDatabaseUrl, isLocalHost, recreateDatabase } from '../db/database-admin.js';
+import { databaseHosts, isLocalDatabaseUrl, isLocalHost, recreateDatabase } from '../provisioning/database-admin.js';
 import { startEmbeddedServer } from '../embedded/embedded-server.js';
 import { cliDatabaseUrl, localServerOptions } from '../embedded/local-server.js';
 import { migrate } from '../migrations/migrator.js';

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { isLocalDatabaseUrl } from '../db/database-admin.js';
+import { isLocalDatabaseUrl } from '../provisioning/database-admin.js';
 import { startEmbeddedServer } from '../embedded/embedded-server.js';
 import { cliDatabaseUrl, localServerOptions } from '../embedded/local-server.js';
 import { RestoreError } from '../errors.js';

@@ -1,5 +1,5 @@
-import { ensureAppRole } from '../db/app-role.js';
-import { ensureDatabase } from '../db/database-admin.js';
+import { ensureAppRole } from '../provisioning/app-role.js';
+import { ensureDatabase } from '../provisioning/database-admin.js';
 import { startEmbeddedServer } from '../embedded/embedded-server.js';
 import { cliDatabaseUrl, localServerOptions } from '../embedded/local-server.js';
 import { ConfigError } from '../errors.js';

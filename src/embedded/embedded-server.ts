@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { ensureDatabase } from '../db/database-admin.js';
+import { ensureDatabase } from '../provisioning/database-admin.js';
 
 const execFile = promisify(execFileCallback);
 

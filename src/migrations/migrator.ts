@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import { Umzug } from 'umzug';
-import { withClient } from '../db/database-admin.js';
+import { withClient } from '../db/with-client.js';
 import { MigrationChecksumError, MigrationError, MigrationMissingError } from '../errors.js';
 import { packageRoot } from '../package-root.js';
 import { migrationLockKey, withAdvisoryLock } from './advisory-lock.js';

@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
-import { withClient } from '../db/database-admin.js';
+import { withClient } from '../db/with-client.js';
 import { BackupError } from '../errors.js';
 import { backupFileName } from './backup-name.js';
 import { pruneBackups } from './backup-retention.js';

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import { recreateDatabase } from '../../src/db/database-admin.js';
+import { recreateDatabase } from '../../src/provisioning/database-admin.js';
 import { RestoreError } from '../../src/errors.js';
 import { backupDatabase, type BackupResult } from '../../src/operations/backup.js';
 import { restoreDatabase } from '../../src/operations/restore.js';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { databaseUrlWith, withMaintenanceClient } from '../../src/db/database-admin.js';
+import { databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
 import { startEmbeddedServer, stopEmbeddedServer } from '../../src/embedded/embedded-server.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { freePort } from '../../src/embedded/free-port.js';

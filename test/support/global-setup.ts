@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { databaseUrlWith, ensureDatabase, withMaintenanceClient } from '../../src/db/database-admin.js';
+import { databaseUrlWith, ensureDatabase, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
 import { startEmbeddedServer, stopEmbeddedServer } from '../../src/embedded/embedded-server.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { bundleCliCommands } from './cli-bundle.js';

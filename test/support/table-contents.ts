@@ -1,4 +1,4 @@
-import { withClient } from '../../src/db/database-admin.js';
+import { withClient } from '../../src/db/with-client.js';
 
 /** Every table of the schema, the migrations record included. */
 export const everyTable = [

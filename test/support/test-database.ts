@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely';
 import { afterAll, beforeAll, inject } from 'vitest';
 import type { DB } from '../../generated/db.js';
 import { createDb } from '../../src/db/create-db.js';
-import { databaseUrlWith, withMaintenanceClient } from '../../src/db/database-admin.js';
+import { databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
 
 /** A database of this test run's server, dropped with {@link TestDatabase.drop}. */
 export interface TestDatabase {

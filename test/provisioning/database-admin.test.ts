@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { isLocalDatabaseUrl } from '../../src/db/database-admin.js';
+import { isLocalDatabaseUrl } from '../../src/provisioning/database-admin.js';
 
 describe('isLocalDatabaseUrl', () => {
   it.each([

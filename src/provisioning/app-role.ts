@@ -1,4 +1,4 @@
-import { withClient } from './database-admin.js';
+import { withClient } from '../db/with-client.js';
 import { AppRoleError, ConfigError } from '../errors.js';
 import { migrationsTable } from '../migrations/migration-storage.js';
 import { scramSha256Verifier } from './scram-verifier.js';
