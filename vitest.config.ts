@@ -1,13 +1,29 @@
+import { existsSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
+import { pgBouncerPath } from './test/support/pgbouncer.js';
+
+const common = {
+  // One PostgreSQL for the run, migrated once into a template; each file clones its own database.
+  globalSetup: ['test/support/global-setup.ts'],
+  testTimeout: 30_000,
+  hookTimeout: 120_000,
+};
+
+// The query modules run a second time through PgBouncer in transaction mode, as services do.
+// CI installs PgBouncer and always runs this pass; without PgBouncer (and without CI) it is left out.
+const ci = Boolean(process.env.CI) && process.env.CI !== 'false' && process.env.CI !== '0';
+const withPooler = ci || existsSync(pgBouncerPath);
+if (!withPooler) console.warn(`[vitest.config] ${pgBouncerPath} not found: the pooler pass is skipped (apt-get install pgbouncer)`);
 
 export default defineConfig({
   test: {
-    include: ['test/**/*.test.ts'],
-    // One PostgreSQL for the run, migrated once into a template; each file clones its own database.
-    globalSetup: ['test/support/global-setup.ts'],
-    testTimeout: 30_000,
-    hookTimeout: 120_000,
     // The tests wait on PostgreSQL far more than on the CPU: more workers than cores pays off.
     maxWorkers: 4,
+    projects: [
+      { test: { ...common, name: 'direct', include: ['test/**/*.test.ts'] } },
+      ...(withPooler
+        ? [{ test: { ...common, name: 'pooler', include: ['test/queries/**/*.test.ts'], provide: { viaPooler: true } } }]
+        : []),
+    ],
   },
 });

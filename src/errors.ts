@@ -88,6 +88,64 @@ export class MigrationMissingError extends DbError {
   }
 }
 
+/** Who holds the migration lock, as far as `pg_stat_activity` tells. */
+export interface MigrationLockHolder {
+  /** The server process (behind a pooler: the server connection's backend). */
+  pid: number;
+  applicationName: string;
+  /** When the holder's transaction began, i.e. since when it has held the lock. */
+  since?: Date;
+}
+
+function describeHolder(holder: MigrationLockHolder | undefined): string {
+  if (holder === undefined) return 'held by a session that has since ended or is not visible to this role';
+  const since = holder.since ? ` since ${holder.since.toISOString()}` : '';
+  return `held by pid ${holder.pid} (application '${holder.applicationName}')${since}`;
+}
+
+/** Another migration run held the lock for longer than the lock timeout. */
+export class MigrationLockTimeoutError extends DbError {
+  override readonly code = 'MIGRATION_LOCK_TIMEOUT';
+
+  constructor(
+    readonly waitedMs: number,
+    readonly holder: MigrationLockHolder | undefined,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `Timed out after ${waitedMs} ms waiting for the migration lock, ${describeHolder(holder)}. ` +
+        'Another migration run is in progress (or stuck); raise MIGRATION_LOCK_TIMEOUT to wait longer.',
+      options,
+    );
+  }
+}
+
+/** The connection holding the migration lock was lost mid-run; the current migration was rolled back. */
+export class MigrationLockLostError extends DbError {
+  override readonly code = 'MIGRATION_LOCK_LOST';
+
+  constructor(options?: { cause?: unknown }) {
+    super('The connection holding the migration lock was lost; the current migration was rolled back. Run the migrations again.', options);
+  }
+}
+
+/** The role migrating cannot create objects: migrations need the owner's (direct) URL. */
+export class MigrationPermissionError extends DbError {
+  override readonly code = 'MIGRATION_PERMISSION';
+
+  constructor(
+    readonly role: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `Role '${role}' cannot create objects in the schema, so it cannot run migrations. ` +
+        'Migrations need the database owner: set MIGRATION_DATABASE_URL to the owner\'s direct connection ' +
+        '(DATABASE_URL is what services query with, usually the application role through a pooler).',
+      options,
+    );
+  }
+}
+
 /** Input was rejected before any query ran; `field` names the offending input. */
 export class ValidationError extends DbError {
   override readonly code = 'VALIDATION';

@@ -10,6 +10,8 @@ export interface MigrationFile {
   downPath: string;
   /** SHA-256 (hex) of the up file, recorded when the migration is applied. */
   checksum: string;
+  /** The up file's SQL: the very bytes that were checksummed, so what runs is what is recorded. */
+  upSql: string;
 }
 
 const upSuffix = '.up.sql';
@@ -21,7 +23,8 @@ export function checksumOf(sql: string | Buffer): string {
 
 /**
  * Lists the migrations in `dir`, oldest first (names start with a UTC timestamp, so name
- * order is time order), with the checksum of each up file.
+ * order is time order), with each up file read once: its checksum and its SQL come from the
+ * same read, so a file edited during a run cannot be recorded under another file's checksum.
  *
  * @example
  * const files = await listMigrationFiles('migrations') // [{ name: '20250914134643_initial_schema', … }]
@@ -34,11 +37,13 @@ export async function listMigrationFiles(dir: string): Promise<MigrationFile[]> 
   return Promise.all(
     names.map(async (name) => {
       const upPath = path.join(dir, `${name}${upSuffix}`);
+      const bytes = await readFile(upPath);
       return {
         name,
         upPath,
         downPath: path.join(dir, `${name}.down.sql`),
-        checksum: checksumOf(await readFile(upPath)),
+        checksum: checksumOf(bytes),
+        upSql: bytes.toString('utf8'),
       };
     }),
   );

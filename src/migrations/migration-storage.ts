@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { UmzugStorage } from 'umzug';
 
@@ -9,7 +10,10 @@ export interface MigrationContext {
   client: pg.ClientBase;
   /** Checksums of the migration files by name, recorded with each applied migration. */
   checksums: ReadonlyMap<string, string>;
-  /** When the current migration's transaction began, for its recorded duration. */
+  /**
+   * When the current migration's transaction began (`performance.now()`, a monotonic clock:
+   * a wall clock stepped backwards would record a negative duration, which the CHECK refuses).
+   */
   startedAt?: number;
 }
 
@@ -51,7 +55,7 @@ export class PostgresMigrationStorage implements UmzugStorage<MigrationContext> 
   }
 
   async logMigration({ name, context }: { name: string; context: MigrationContext }): Promise<void> {
-    const durationMs = context.startedAt === undefined ? 0 : Date.now() - context.startedAt;
+    const durationMs = context.startedAt === undefined ? 0 : Math.round(performance.now() - context.startedAt);
     await context.client.query(
       `INSERT INTO ${migrationsTable} (name, checksum, duration_ms) VALUES ($1, $2, $3)`,
       [name, context.checksums.get(name), durationMs],

@@ -1,11 +1,13 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import { Umzug } from 'umzug';
 import { withClient } from '../db/with-client.js';
-import { MigrationChecksumError, MigrationError, MigrationMissingError } from '../errors.js';
+import { MigrationChecksumError, MigrationError, MigrationMissingError, MigrationPermissionError } from '../errors.js';
 import { packageRoot } from '../package-root.js';
-import { migrationLockKey, withAdvisoryLock } from './advisory-lock.js';
+import { type MigrationLock, withMigrationLock } from './migration-lock.js';
+import { migrationDatabaseUrl, migrationLockTimeoutMs } from './migration-settings.js';
 import { listMigrationFiles, type MigrationFile } from './migration-files.js';
 import {
   type AppliedMigration,
@@ -16,12 +18,21 @@ import {
 import { lineOfPosition, splitSqlStatements } from './sql-statements.js';
 
 export interface MigratorOptions {
-  /** The database to migrate, as the owner role (migrations create and alter tables). */
-  databaseUrl: string;
-  /** Folder of `<name>.up.sql` / `<name>.down.sql` pairs; defaults to this package's `migrations/`. */
+  /**
+   * The database to migrate, as its owner (migrations create and alter tables). Default:
+   * `MIGRATION_DATABASE_URL`, else `DATABASE_URL`. Through a transaction-mode pooler works too.
+   */
+  databaseUrl?: string;
+  /**
+   * Folder of `<name>.up.sql` / `<name>.down.sql` pairs; defaults to this package's own
+   * `migrations/`. A service that bundles this library (esbuild, webpack) must copy that
+   * folder and pass its path here, since the bundle no longer sits inside the package.
+   */
   migrationsDir?: string;
   /** Receives one line per event (applied, reverted, waiting for the lock). Silent by default. */
   log?: (line: string) => void;
+  /** Longest wait for another run's lock (default: `MIGRATION_LOCK_TIMEOUT` seconds, else 5 minutes). */
+  lockTimeoutMs?: number;
 }
 
 /** A migration applied or reverted by one run, with how long its transaction took. */
@@ -54,7 +65,7 @@ export function defaultMigrationsDir(): string {
  * Services may call it at start-up.
  *
  * @example
- * const applied = await migrate({ databaseUrl: process.env.DATABASE_URL!, log: console.log })
+ * const applied = await migrate({ log: console.log }) // MIGRATION_DATABASE_URL, else DATABASE_URL
  * // applied 20250914134643_initial_schema (41 ms) …
  */
 export async function migrate(options: MigratorOptions & { to?: string }): Promise<MigrationRun[]> {
@@ -95,7 +106,7 @@ export async function migrationStatus(options: MigratorOptions): Promise<Migrati
     const applied = rows[0]?.exists ? await storage.applied(client) : [];
     return compareWithFiles(files, applied);
   };
-  return withClient(options.databaseUrl, readStatus, migratorApplicationName);
+  return withClient(options.databaseUrl ?? migrationDatabaseUrl(), readStatus, migratorApplicationName);
 }
 
 function compareWithFiles(files: MigrationFile[], applied: AppliedMigration[]): MigrationState[] {
@@ -129,13 +140,18 @@ async function withMigrator<T>(
   options: MigratorOptions,
   command: (umzug: MigrationUmzug, runs: MigrationRun[]) => Promise<T>,
 ): Promise<T> {
+  const databaseUrl = options.databaseUrl ?? migrationDatabaseUrl();
+  const timeoutMs = options.lockTimeoutMs ?? migrationLockTimeoutMs();
   const files = await listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir());
   const log = options.log ?? (() => undefined);
-  const migrateWithLock = (client: pg.Client) =>
-    withAdvisoryLock(
-      client,
-      migrationLockKey,
-      async () => {
+  const onWait = (holder: { pid: number; applicationName: string } | undefined) =>
+    log(`waiting for another migration run to finish${holder ? ` (pid ${holder.pid}, ${holder.applicationName})` : ''}…`);
+
+  return withMigrationLock({ databaseUrl, timeoutMs, onWait }, (lock) =>
+    withClient(
+      databaseUrl,
+      async (client) => {
+        await assertCanMigrate(client);
         await storage.ensureTable(client);
         assertHistoryIntact(files, await storage.applied(client));
         const context: MigrationContext = {
@@ -143,7 +159,7 @@ async function withMigrator<T>(
           checksums: new Map(files.map((file) => [file.name, file.checksum])),
         };
         const runs: MigrationRun[] = [];
-        const umzug = createUmzug(files, context, storage, runs, log);
+        const umzug = createUmzug(files, context, storage, runs, log, lock);
         try {
           return await command(umzug, runs);
         } catch (error) {
@@ -151,9 +167,19 @@ async function withMigrator<T>(
           throw unwrapUmzugError(error);
         }
       },
-      () => log('waiting for another migration run to finish…'),
-    );
-  return withClient(options.databaseUrl, migrateWithLock, migratorApplicationName);
+      migratorApplicationName,
+    ),
+  );
+}
+
+// The application role (least privilege, what services query with) cannot create anything;
+// say which URL is needed instead of failing later on the first CREATE.
+async function assertCanMigrate(client: pg.ClientBase): Promise<void> {
+  const { rows } = await client.query<{ role: string; can_create: boolean }>(
+    "SELECT current_user AS role, has_schema_privilege(current_schema(), 'CREATE') AS can_create",
+  );
+  const row = rows[0]!;
+  if (!row.can_create) throw new MigrationPermissionError(row.role);
 }
 
 // Each migration and its record share one transaction: BEGIN when Umzug announces the
@@ -164,6 +190,7 @@ function createUmzug(
   migrationStorage: PostgresMigrationStorage,
   runs: MigrationRun[],
   log: (line: string) => void,
+  lock: MigrationLock,
 ): MigrationUmzug {
   const umzug = new Umzug<MigrationContext>({
     context,
@@ -172,17 +199,22 @@ function createUmzug(
     migrations: files.map((file) => ({
       name: file.name,
       path: file.upPath,
-      up: ({ context: ctx }) => runScript(ctx.client, file.upPath),
-      down: ({ context: ctx }) => runScript(ctx.client, file.downPath),
+      up: ({ context: ctx }) => runScript(ctx.client, path.basename(file.upPath), file.upSql),
+      down: async ({ context: ctx }) => runScript(ctx.client, path.basename(file.downPath), await readFile(file.downPath, 'utf8')),
     })),
   });
   const begin = async ({ context: ctx }: { context: MigrationContext }) => {
-    await ctx.client.query('BEGIN');
-    ctx.startedAt = Date.now();
+    ctx.startedAt = performance.now();
+    // SET LOCAL, not SET: it ends with the transaction, so nothing stays on a pooled session.
+    // If this process dies mid-statement, the server notices within a second and rolls back,
+    // instead of finishing a long statement for nobody.
+    await ctx.client.query("BEGIN; SET LOCAL client_connection_check_interval = '1s'");
   };
   const commit = (verb: string) => async ({ name, context: ctx }: { name: string; context: MigrationContext }) => {
+    // Never commit a migration whose lock is gone: another run may have started it too.
+    await lock.assertHeld();
     await ctx.client.query('COMMIT');
-    const durationMs = Date.now() - (ctx.startedAt ?? Date.now());
+    const durationMs = Math.round(performance.now() - (ctx.startedAt ?? performance.now()));
     ctx.startedAt = undefined;
     runs.push({ name, durationMs });
     log(`${verb} ${name} (${durationMs} ms)`);
@@ -194,8 +226,7 @@ function createUmzug(
   return umzug;
 }
 
-async function runScript(client: pg.ClientBase, file: string): Promise<void> {
-  const sql = await readFile(file, 'utf8');
+async function runScript(client: pg.ClientBase, file: string, sql: string): Promise<void> {
   for (const statement of splitSqlStatements(sql)) {
     try {
       await client.query(statement.text);
@@ -203,7 +234,7 @@ async function runScript(client: pg.ClientBase, file: string): Promise<void> {
       const pgError = error as { message?: string; position?: string };
       const position = Number(pgError.position);
       const line = statement.line + (position > 0 ? lineOfPosition(statement.text, position) - 1 : 0);
-      throw new MigrationError(path.basename(file), line, pgError.message ?? String(error), { cause: error });
+      throw new MigrationError(file, line, pgError.message ?? String(error), { cause: error });
     }
   }
 }

@@ -51,9 +51,18 @@ describe('npm run migrate', () => {
     expect(result.stdout).toContain('3 applied, 0 pending, 0 changed, 0 missing');
   });
 
-  it('fails with a message on an unknown command', async () => {
+  it('fails with a message on an unknown action', async () => {
     const result = await runCli('migrate', ['sideways'], { DATABASE_URL: database.url });
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain("unknown command 'sideways'");
+    expect(result.stderr).toContain("unknown migrate action 'sideways'");
+  });
+
+  it('migrates with MIGRATION_DATABASE_URL when both URLs are set', async () => {
+    const result = await runCli('migrate', ['status'], {
+      MIGRATION_DATABASE_URL: database.url,
+      DATABASE_URL: 'postgresql://app:app-secret@127.0.0.1:1/unreachable',
+    });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('3 applied, 0 pending, 0 changed, 0 missing');
   });
 });

@@ -648,7 +648,7 @@ describe('refreshTokens revocations that meet an issue or rotation in flight', (
 
   /** Runs `revocation` while `inFlight` holds its locks with its new token not yet inserted. */
   async function whileInserting(inFlight: () => Promise<unknown>, revocation: () => Promise<unknown>) {
-    const gate = new pg.Client({ connectionString: testDb.url });
+    const gate = new pg.Client({ connectionString: testDb.directUrl });
     await gate.connect();
     await gate.query('SELECT pg_advisory_lock($1)', [gateKey]);
     let first: Promise<unknown> | undefined;

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -7,6 +8,7 @@ import { startEmbeddedServer, stopEmbeddedServer } from '../../src/embedded/embe
 import { migrate } from '../../src/migrations/migrator.js';
 import { bundleCliCommands } from './cli-bundle.js';
 import { freePort } from '../../src/embedded/free-port.js';
+import { pgBouncerPath, startPgBouncer } from './pgbouncer.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -20,6 +22,10 @@ declare module 'vitest' {
     serverKind: string;
     /** Folder of the bundled `src/cli/` commands (see bundleCliCommands). */
     cliDir: string;
+    /** The server URL pointed at PgBouncer (transaction mode) in front of the test server. */
+    poolerUrl: string;
+    /** Set by the `pooler` project: the library under test connects through PgBouncer. */
+    viaPooler: boolean;
   }
 }
 
@@ -75,39 +81,78 @@ async function startTestServer(): Promise<TestServer> {
   };
 }
 
-export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+interface SharedRun {
+  cliDir: string;
+  server: TestServer;
+  poolerUrl: string;
+  databasePrefix: string;
+  templateDatabase: string;
+  stop: () => Promise<void>;
+}
+
+// Vitest runs the global setup once per project (direct, pooler); both share one server,
+// one PgBouncer and one template, started by the first and stopped by the last teardown.
+const shared = globalThis as { kwTestRun?: { run: Promise<SharedRun>; users: number } };
+
+async function startRun(): Promise<SharedRun> {
   const cliDir = await bundleCliCommands();
-  project.provide('cliDir', cliDir);
   const server = await startTestServer();
   const databasePrefix = `kw_${process.pid}_${Date.now().toString(36)}_`;
   const templateDatabase = `${databasePrefix}template`;
   const templateUrl = databaseUrlWith(server.url, templateDatabase);
+  let pooler: Awaited<ReturnType<typeof startPgBouncer>> | undefined;
   try {
     await ensureDatabase(templateUrl);
     await migrate({ databaseUrl: templateUrl });
+    // CI installs PgBouncer (.ci/run) and must run the pooler pass; elsewhere the pooler
+    // project is left out when PgBouncer is missing (see vitest.config.ts).
+    if (existsSync(pgBouncerPath)) pooler = await startPgBouncer({ serverUrl: server.url });
   } catch (error) {
     await server.stop();
     throw error;
   }
-  project.provide('serverUrl', server.url);
-  project.provide('templateDatabase', templateDatabase);
-  project.provide('databasePrefix', databasePrefix);
-  project.provide('serverKind', server.kind);
+  return {
+    cliDir,
+    server,
+    poolerUrl: pooler ? pooler.url(server.url) : '',
+    databasePrefix,
+    templateDatabase,
+    stop: async () => {
+      await pooler?.stop();
+      if (server.kind === 'env') {
+        // Leave an existing server as we found it.
+        await withMaintenanceClient(server.url, async (client) => {
+          const { rows } = await client.query<{ datname: string }>(
+            'SELECT datname FROM pg_database WHERE starts_with(datname, $1)',
+            [databasePrefix],
+          );
+          for (const { datname } of rows) {
+            await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(datname)} WITH (FORCE)`);
+          }
+        });
+      }
+      await server.stop();
+      await rm(cliDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export default async function setup(project: TestProject): Promise<() => Promise<void>> {
+  shared.kwTestRun ??= { run: startRun(), users: 0 };
+  shared.kwTestRun.users += 1;
+  const run = await shared.kwTestRun.run;
+  project.provide('cliDir', run.cliDir);
+  project.provide('serverUrl', run.server.url);
+  project.provide('templateDatabase', run.templateDatabase);
+  project.provide('databasePrefix', run.databasePrefix);
+  project.provide('serverKind', run.server.kind);
+  project.provide('poolerUrl', run.poolerUrl);
 
   return async () => {
-    if (server.kind === 'env') {
-      // Leave an existing server as we found it.
-      await withMaintenanceClient(server.url, async (client) => {
-        const { rows } = await client.query<{ datname: string }>(
-          'SELECT datname FROM pg_database WHERE starts_with(datname, $1)',
-          [databasePrefix],
-        );
-        for (const { datname } of rows) {
-          await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(datname)} WITH (FORCE)`);
-        }
-      });
-    }
-    await server.stop();
-    await rm(cliDir, { recursive: true, force: true });
+    const state = shared.kwTestRun!;
+    state.users -= 1;
+    if (state.users > 0) return;
+    shared.kwTestRun = undefined;
+    await run.stop();
   };
 }

@@ -9,12 +9,18 @@ export interface CliResult {
   stderr: string;
 }
 
-// The command, bundled once per test run by the global setup.
-function commandPath(command: string): string {
-  return path.join(inject('cliDir'), `${command}.mjs`);
+// The npm scripts' entry, bundled once per test run by the global setup.
+function entryPath(): string {
+  return path.join(inject('cliDir'), 'dev.mjs');
 }
 
-/** Runs one of the commands in `src/cli/` as `npm run` would, in its own process. */
+// Tests name commands after their npm scripts (db:backup is 'db-backup'); the entry takes
+// the sub-command ('backup').
+function subcommand(command: string): string {
+  return command.replace(/^db-/, '');
+}
+
+/** Runs one of the npm scripts' commands (`migrate`, `db-setup`, …) as `npm run` would, in its own process. */
 export function runCli(
   command: string,
   args: string[] = [],
@@ -22,7 +28,7 @@ export function runCli(
   account: { uid?: number; gid?: number } = {},
 ): Promise<CliResult> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [commandPath(command), ...args], {
+    const child = spawn(process.execPath, [entryPath(), subcommand(command), ...args], {
       ...account,
       cwd: packageRoot(),
       env: { ...process.env, ...env },
@@ -42,7 +48,7 @@ export function runCli(
  */
 export function runCliInTerminal(command: string, args: string[], env: NodeJS.ProcessEnv, input: string): Promise<CliResult> {
   const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
-  const line = [process.execPath, commandPath(command), ...args].map(quote).join(' ');
+  const line = [process.execPath, entryPath(), subcommand(command), ...args].map(quote).join(' ');
   return new Promise((resolve) => {
     const child = spawn('script', ['--quiet', '--return', '--command', line, '/dev/null'], {
       cwd: packageRoot(),

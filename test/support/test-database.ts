@@ -34,15 +34,28 @@ export async function createTestDatabase(options: { empty?: boolean } = {}): Pro
 }
 
 /**
- * Gives a test file its own migrated database and a `Kysely<DB>` on it, both cleaned up
- * after the file. Read `.db` inside tests and hooks, not at module load.
+ * The URL the library under test connects with: through PgBouncer in the `pooler` project
+ * (as services connect), directly otherwise.
  */
-export function useTestDatabase(): { readonly db: Kysely<DB>; readonly url: string } {
+export function libraryUrl(database: TestDatabase): string {
+  if (!inject('viaPooler')) return database.url;
+  const poolerUrl = inject('poolerUrl');
+  if (!poolerUrl) throw new Error('the pooler project needs PgBouncer (/usr/sbin/pgbouncer; apt-get install pgbouncer)');
+  return databaseUrlWith(poolerUrl, database.name);
+}
+
+/**
+ * Gives a test file its own migrated database and a `Kysely<DB>` on it, both cleaned up
+ * after the file. `url` is what the library connects with (through PgBouncer in the pooler
+ * project); `directUrl` is the server itself, for test scaffolding that holds session state
+ * (a session advisory lock gating a race). Read them inside tests and hooks, not at module load.
+ */
+export function useTestDatabase(): { readonly db: Kysely<DB>; readonly url: string; readonly directUrl: string } {
   let database: TestDatabase | undefined;
   let db: Kysely<DB> | undefined;
   beforeAll(async () => {
     database = await createTestDatabase();
-    db = createDb({ databaseUrl: database.url, minConnections: 0 });
+    db = createDb({ databaseUrl: libraryUrl(database), minConnections: 0 });
   });
   afterAll(async () => {
     await db?.destroy();
@@ -54,6 +67,10 @@ export function useTestDatabase(): { readonly db: Kysely<DB>; readonly url: stri
       return db;
     },
     get url() {
+      if (!database) throw new Error('useTestDatabase(): the database exists only inside tests and hooks');
+      return libraryUrl(database);
+    },
+    get directUrl() {
       if (!database) throw new Error('useTestDatabase(): the database exists only inside tests and hooks');
       return database.url;
     },

@@ -1,0 +1,68 @@
+import { ConfigError } from '../../errors.js';
+import { backupSettings } from '../../operations/backup-settings.js';
+import { defaultRemoteBackupDir, downloadBackup } from '../../operations/download-backup.js';
+import type { Command } from '../command.js';
+import { interruptSignal } from '../interrupt-signal.js';
+
+const usage = `Usage: kennwilliamson-db download-backup HOST FILE [--key PATH] [--user NAME] [--port N] [--remote-dir DIR]
+
+Copies the backup FILE (and FILE.sha256, when the host has one) from the backup folder on
+HOST into BACKUP_DIR over SSH: into FILE.part first, checked against the remote size and
+checksum, then renamed. HOST 'localhost' copies from the folder on this machine instead.
+
+SSH never prompts (BatchMode) and checks the host key strictly: a host that is not in
+known_hosts is refused, not trusted on first use. Add it once after checking its
+fingerprint: ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts. HOST may be user@host or an
+alias from ~/.ssh/config.
+
+Options (and the variables they override):
+  --key PATH        private key to log in with       BACKUP_SSH_KEY
+  --user NAME       remote user                      BACKUP_SSH_USER
+  --port N          SSH port (default 22)            BACKUP_SSH_PORT
+  --remote-dir DIR  folder on HOST                   BACKUP_REMOTE_DIR (default ${defaultRemoteBackupDir})
+
+Environment:
+  BACKUP_DIR              local folder of the backups (default ./backups)
+  BACKUP_SSH_KNOWN_HOSTS  known_hosts file to use instead of ~/.ssh/known_hosts
+`;
+
+/** `kennwilliamson-db download-backup`: copy a backup from a server over SSH, verified. */
+export const downloadBackupCommand: Command = {
+  name: 'download-backup',
+  summary: 'copy a backup (and its .sha256) from a server over SSH, verified',
+  usage,
+  options: {
+    key: { type: 'string' },
+    user: { type: 'string' },
+    port: { type: 'string' },
+    'remote-dir': { type: 'string' },
+  },
+  positionals: { min: 2, max: 2 },
+  async run({ values, positionals }) {
+    const [host, file] = positionals as [string, string];
+    const setting = (option: string, variable: string) =>
+      (values[option] as string | undefined) ?? (process.env[variable]?.trim() || undefined);
+    const key = setting('key', 'BACKUP_SSH_KEY');
+    const user = setting('user', 'BACKUP_SSH_USER');
+    const remoteDir = setting('remote-dir', 'BACKUP_REMOTE_DIR');
+    const rawPort = setting('port', 'BACKUP_SSH_PORT');
+    const port = rawPort === undefined ? undefined : Number(rawPort);
+    if (port !== undefined && !(Number.isInteger(port) && port >= 1 && port <= 65535)) {
+      throw new ConfigError('BACKUP_SSH_PORT', `the SSH port must be a number from 1 to 65535, got '${rawPort}'`);
+    }
+    const knownHostsFile = process.env.BACKUP_SSH_KNOWN_HOSTS?.trim();
+    const result = await downloadBackup({
+      host,
+      file,
+      backupDir: backupSettings().backupDir,
+      ...(remoteDir ? { remoteDir } : {}),
+      ...(key ? { key } : {}),
+      ...(user ? { user } : {}),
+      ...(port === undefined ? {} : { port }),
+      ...(knownHostsFile ? { knownHostsFile } : {}),
+      log: (line) => console.error(line),
+      signal: interruptSignal(),
+    });
+    console.log(result.file);
+  },
+};

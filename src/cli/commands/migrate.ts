@@ -1,0 +1,78 @@
+import { ConfigError } from '../../errors.js';
+import { createMigration } from '../../migrations/create-migration.js';
+import { defaultMigrationsDir, migrate, migrateDown, migrationStatus } from '../../migrations/migrator.js';
+import { migrationDatabaseUrl } from '../../migrations/migration-settings.js';
+import type { Command } from '../command.js';
+
+const usage = `Usage: kennwilliamson-db migrate [up | down [--to NAME] | status | create NAME] [options]
+
+  up                 apply every pending migration (the default), each in its own
+                     transaction with its record, under the migration lock
+  down [--to NAME]   revert the last migration, or every one back to and including NAME
+                     (--to 0 reverts all)
+  status             list applied, pending, changed and missing migrations; exits 1 when
+                     an applied file was changed or removed
+  create NAME        write <migrations-dir>/<UTC timestamp>_NAME.up.sql and .down.sql
+
+Options:
+  --to NAME               with down: how far to revert
+  --migrations-dir DIR    folder of the migrations (default: the one shipped in this package)
+
+Environment:
+  MIGRATION_DATABASE_URL  the owner's (direct) connection to migrate with; else DATABASE_URL
+  MIGRATION_LOCK_TIMEOUT  seconds to wait for another migration run (default 300)
+`;
+
+/** `kennwilliamson-db migrate`: apply, revert, list or create migrations. */
+export const migrateCommand: Command = {
+  name: 'migrate',
+  summary: 'apply, revert, list or create migrations (up, down, status, create)',
+  usage,
+  options: { to: { type: 'string' }, 'migrations-dir': { type: 'string' } },
+  positionals: { min: 0, max: 2 },
+  async run({ values, positionals }) {
+    const [action = 'up', argument] = positionals;
+    const migrationsDir = (values['migrations-dir'] as string | undefined) ?? defaultMigrationsDir();
+    if (action !== 'create' && argument !== undefined) throw new ConfigError('arguments', `unexpected argument '${argument}'\n\n${usage}`);
+    if (action !== 'down' && values.to !== undefined) throw new ConfigError('--to', `--to applies to down only\n\n${usage}`);
+    const options = { migrationsDir, log: (line: string) => console.log(line) };
+    switch (action) {
+      case 'up': {
+        const runs = await migrate({ ...options, databaseUrl: migrationDatabaseUrl() });
+        console.log(runs.length === 0 ? 'Nothing to apply: the database is up to date.' : `${runs.length} migration(s) applied.`);
+        return;
+      }
+      case 'down': {
+        const to = values.to as string | undefined;
+        const runs = await migrateDown({
+          ...options,
+          databaseUrl: migrationDatabaseUrl(),
+          ...(to === undefined ? {} : { to: to === '0' ? 0 : to }),
+        });
+        console.log(runs.length === 0 ? 'Nothing to revert.' : `${runs.length} migration(s) reverted.`);
+        return;
+      }
+      case 'status': {
+        const states = await migrationStatus({ ...options, databaseUrl: migrationDatabaseUrl() });
+        for (const m of states) {
+          const when = m.appliedAt ? ` applied ${m.appliedAt.toISOString()} in ${m.durationMs} ms` : '';
+          console.log(`${m.state.padEnd(8)} ${m.name}${when}`);
+        }
+        const counts = ['applied', 'pending', 'changed', 'missing'].map(
+          (state) => `${states.filter((m) => m.state === state).length} ${state}`,
+        );
+        console.log(counts.join(', '));
+        if (states.some((m) => m.state === 'changed' || m.state === 'missing')) process.exitCode = 1;
+        return;
+      }
+      case 'create': {
+        if (!argument) throw new ConfigError('NAME', `create needs a NAME, e.g. migrate create add_timer_labels\n\n${usage}`);
+        const { upPath, downPath } = await createMigration(migrationsDir, argument);
+        console.log(`created ${upPath}\ncreated ${downPath}`);
+        return;
+      }
+      default:
+        throw new ConfigError('arguments', `unknown migrate action '${action}'\n\n${usage}`);
+    }
+  },
+};

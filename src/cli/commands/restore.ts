@@ -1,0 +1,80 @@
+import path from 'node:path';
+import { createInterface } from 'node:readline/promises';
+import { RestoreError } from '../../errors.js';
+import { migrationDatabaseUrl } from '../../migrations/migration-settings.js';
+import { libpqConnection } from '../../operations/libpq-connection.js';
+import { formatBytes } from '../../operations/progress-reporter.js';
+import { restoreDatabase } from '../../operations/restore.js';
+import { verifyBackupFile } from '../../operations/verify-backup-file.js';
+import { isLocalDatabaseUrl } from '../../provisioning/database-admin.js';
+import type { Command } from '../command.js';
+import { interruptSignal } from '../interrupt-signal.js';
+
+const usage = `Usage: kennwilliamson-db restore FILE [--yes] [--force]
+
+Replaces everything in the database's public schema with the backup FILE: a pg_dump custom
+archive (.dump, from the backup command) or a gzip-compressed plain SQL dump (.sql.gz).
+
+Before touching the database it checks FILE against FILE.sha256 (when present) and reads it
+back whole; a damaged file is refused. The restore runs in one transaction: if any
+statement fails, everything is rolled back and the old data stays as it was. Objects end
+up owned by the connecting user (the owner); grants in the backup (the application role's)
+need their roles to exist (run setup with DB_APP_USER first on a new server).
+
+Options:
+  --yes, -y  do not ask for confirmation (required when there is no terminal)
+  --force    allow a database on a non-local host
+
+Environment:
+  MIGRATION_DATABASE_URL  the database to restore into, as its owner (else DATABASE_URL)
+  PG_RESTORE              pg_restore to use (default: PATH, then /usr/lib/postgresql/*/bin)
+  PSQL                    psql to use (likewise)
+`;
+
+async function confirm(question: string): Promise<boolean> {
+  const prompt = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return (await prompt.question(question)).trim().toLowerCase() === 'yes';
+  } finally {
+    prompt.close();
+  }
+}
+
+/** `kennwilliamson-db restore`: replace the database with a backup, all or nothing. */
+export const restoreCommand: Command = {
+  name: 'restore',
+  summary: 'replace the database with a backup, all or nothing',
+  usage,
+  options: { yes: { type: 'boolean', short: 'y' }, force: { type: 'boolean' } },
+  positionals: { min: 1, max: 1 },
+  async run({ values, positionals }) {
+    const file = positionals[0]!;
+    const yes = values.yes === true;
+    const databaseUrl = migrationDatabaseUrl();
+    const { host, port, database } = libpqConnection(databaseUrl);
+    if (!isLocalDatabaseUrl(databaseUrl) && values.force !== true) {
+      throw new RestoreError(`refusing to restore into a database on the non-local host '${host}'; pass --force if you mean it`);
+    }
+    if (!yes && !process.stdin.isTTY) {
+      throw new RestoreError(`refusing to restore into '${database}' on ${host} without confirmation: there is no terminal to ask on; pass --yes`);
+    }
+
+    const signal = interruptSignal();
+    const log = (line: string) => console.error(line);
+    const backup = await verifyBackupFile(file, { signal });
+    log(
+      `${path.basename(backup.file)}: ${formatBytes(backup.bytes)}, ` +
+        `${backup.format === 'custom' ? `pg_dump archive with ${backup.tables} tables` : 'gzip-compressed SQL'}, ` +
+        (backup.checksum === 'verified' ? 'checksum verified' : 'no .sha256 beside it (not checksum-verified)'),
+    );
+    if (!yes) {
+      const answer = await confirm(
+        `This REPLACES ALL DATA in database '${database}' on ${host}:${port} with ${path.basename(backup.file)}.\n` +
+          `Type 'yes' to restore: `,
+      );
+      if (!answer) throw new RestoreError('not confirmed; the database was not touched');
+    }
+    const { tables } = await restoreDatabase({ databaseUrl, backup, log, signal });
+    console.log(`Restored ${path.basename(backup.file)} (${tables} tables) into '${database}' on ${host}.`);
+  },
+};

@@ -1,0 +1,136 @@
+import { performance } from 'node:perf_hooks';
+import pg from 'pg';
+import { MigrationLockLostError, MigrationLockTimeoutError, type MigrationLockHolder } from '../errors.js';
+
+/** One key for every migration run against a database, whichever process starts it. */
+export const migrationLockKey = '7259133420415466853';
+
+/** Shown in `pg_stat_activity` for the connection that holds (or waits for) the lock. */
+export const migrationLockApplicationName = 'kennwilliamson-migrate-lock';
+
+/** How long a migrator waits for another run to finish before giving up, by default. */
+export const defaultLockTimeoutMs = 5 * 60_000;
+
+/** The held migration lock, as {@link withMigrationLock} hands it to its work. */
+export interface MigrationLock {
+  /**
+   * Throws {@link MigrationLockLostError} when the connection holding the lock is gone, so a
+   * migration is rolled back rather than committed without the lock.
+   */
+  assertHeld(): Promise<void>;
+}
+
+export interface MigrationLockOptions {
+  databaseUrl: string;
+  /** Longest wait for another run's lock; then {@link MigrationLockTimeoutError} naming the holder. */
+  timeoutMs: number;
+  /** Told once when another run holds the lock, with who holds it. */
+  onWait?: (holder: MigrationLockHolder | undefined) => void;
+}
+
+// A transaction-scoped advisory lock in a transaction that stays open for the whole run,
+// on a connection of its own. A session lock (pg_advisory_lock) would break behind a
+// transaction-mode pooler: the pooler hands each statement to whichever server connection is
+// free, so the lock and its unlock land on different sessions and the lock outlives the run.
+// An open transaction pins one server connection in every pooler, and the lock ends with
+// that transaction: at COMMIT, or when the process dies and the server (or pooler) drops it.
+// The holder sits idle in its transaction while the work runs on another connection, so it
+// also releases at once when the process is killed, whatever statement the work is in.
+const lockSql = 'SELECT pg_try_advisory_xact_lock($1::bigint) AS locked';
+const waitSql = 'SELECT pg_advisory_xact_lock($1::bigint)';
+
+/**
+ * Runs `work` while this process holds the migration lock of the database. Concurrent
+ * migrators queue; a wait longer than `timeoutMs` fails with an error naming the holder's
+ * pid, application and since when it has held the lock. Safe through PgBouncer, RDS Proxy
+ * or Supavisor in transaction mode as well as on a direct connection.
+ *
+ * @example
+ * await withMigrationLock({ databaseUrl, timeoutMs: 60_000 }, async (lock) => {
+ *   // … BEGIN; migration; record; await lock.assertHeld(); COMMIT …
+ * })
+ */
+export async function withMigrationLock<T>(
+  options: MigrationLockOptions,
+  work: (lock: MigrationLock) => Promise<T>,
+): Promise<T> {
+  const holder = new pg.Client({
+    connectionString: options.databaseUrl,
+    connectionTimeoutMillis: 10_000,
+    application_name: migrationLockApplicationName,
+  });
+  let lost: unknown;
+  holder.on('error', (error) => (lost ??= error));
+  await holder.connect();
+  try {
+    await holder.query('BEGIN');
+    // The server must not end this transaction for idling while the work runs elsewhere,
+    // and must notice within a second when this process is gone while it waits for the lock.
+    await holder.query("SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL client_connection_check_interval = '1s'");
+    const { rows } = await holder.query<{ locked: boolean }>(lockSql, [migrationLockKey]);
+    if (!rows[0]?.locked) await waitForLock(holder, options);
+
+    const result = await work({
+      assertHeld: async () => {
+        try {
+          if (lost !== undefined) throw lost;
+          await holder.query('SELECT 1');
+        } catch (error) {
+          throw new MigrationLockLostError({ cause: error });
+        }
+      },
+    });
+    await holder.query('COMMIT');
+    return result;
+  } finally {
+    // Ending the connection ends its transaction, and with it the lock, in every case.
+    await holder.end().catch(() => undefined);
+  }
+}
+
+async function waitForLock(holder: pg.Client, options: MigrationLockOptions): Promise<void> {
+  options.onWait?.(await currentHolder(options.databaseUrl));
+  const started = performance.now();
+  // lock_timeout bounds the wait on the server itself; 0 would mean forever.
+  await holder.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(options.timeoutMs))}`);
+  try {
+    await holder.query(waitSql, [migrationLockKey]);
+  } catch (error) {
+    if ((error as { code?: string }).code !== '55P03') throw error;
+    throw new MigrationLockTimeoutError(Math.round(performance.now() - started), await currentHolder(options.databaseUrl), {
+      cause: error,
+    });
+  }
+}
+
+/**
+ * Who holds the migration lock, read from `pg_locks` and `pg_stat_activity` on a connection
+ * of its own (the waiting one is inside an aborted transaction by then). A bigint advisory
+ * key appears as its high and low 32 bits in `classid` and `objid`, with `objsubid` 1.
+ */
+export async function currentHolder(databaseUrl: string): Promise<MigrationLockHolder | undefined> {
+  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 10_000 });
+  client.on('error', () => undefined);
+  try {
+    await client.connect();
+    const { rows } = await client.query<{ pid: number; application_name: string | null; since: Date | null }>(
+      `SELECT a.pid, a.application_name, coalesce(a.xact_start, a.backend_start) AS since
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+        WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+          AND l.classid = (($1::bigint >> 32) & 4294967295)::bigint::oid
+          AND l.objid = ($1::bigint & 4294967295)::bigint::oid
+          AND l.objsubid = 1
+        LIMIT 1`,
+      [migrationLockKey],
+    );
+    const row = rows[0];
+    return row === undefined
+      ? undefined
+      : { pid: row.pid, applicationName: row.application_name ?? '', since: row.since ?? undefined };
+  } catch {
+    // Naming the holder is a courtesy; failing to read it must not hide the real error.
+    return undefined;
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}

@@ -1,0 +1,10 @@
+// The `@kennwilliamson/db/operations` entry: what the bin's backup, restore, download-backup
+// and setup commands do, for services and scripts that drive them from code. Kept apart from
+// the main entry so that importing the query layer loads none of it.
+export { backupDatabase, type BackupOptions, type BackupResult } from './backup.js';
+export { backupSettings, type BackupSettings } from './backup-settings.js';
+export { downloadBackup, type DownloadOptions, type DownloadResult } from './download-backup.js';
+export { restoreDatabase, type RestoreOptions, type RestoreResult } from './restore.js';
+export { verifyBackupFile, type VerifiedBackup } from './verify-backup-file.js';
+export { ensureAppRole, type AppRoleOptions, type AppRoleResult } from '../provisioning/app-role.js';
+export { ensureDatabase } from '../provisioning/database-admin.js';

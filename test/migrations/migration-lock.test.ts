@@ -1,0 +1,188 @@
+import { randomBytes } from 'node:crypto';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import pg from 'pg';
+import { afterEach, beforeEach, describe, expect, it, inject, vi } from 'vitest';
+import { MigrationLockTimeoutError, MigrationPermissionError } from '../../src/errors.js';
+import { checksumOf } from '../../src/migrations/migration-files.js';
+import { migrationLockKey } from '../../src/migrations/migration-lock.js';
+import { defaultMigrationsDir, migrate, migrationStatus } from '../../src/migrations/migrator.js';
+import { withClient } from '../../src/db/with-client.js';
+import { databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
+import { eventually } from '../support/eventually.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { packageRoot } from '../../src/package-root.js';
+
+let database: TestDatabase;
+let migrationsDir: string;
+
+beforeEach(async () => {
+  database = await createTestDatabase({ empty: true });
+  migrationsDir = await mkdtemp(path.join(os.tmpdir(), 'kw-migrations-'));
+  await cp(defaultMigrationsDir(), migrationsDir, { recursive: true });
+});
+
+afterEach(async () => {
+  vi.useRealTimers();
+  await database.drop();
+  await rm(migrationsDir, { recursive: true, force: true });
+});
+
+/** Another session holding the migration lock, as a running migrator would, until `release`. */
+async function holdMigrationLock(applicationName: string): Promise<{ pid: number; release: () => Promise<void> }> {
+  const client = new pg.Client({ connectionString: database.url, application_name: applicationName });
+  await client.connect();
+  await client.query('BEGIN');
+  await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [migrationLockKey]);
+  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  return { pid: rows[0]!.pid, release: () => client.end() };
+}
+
+async function one<T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T | undefined> {
+  return withClient(database.url, async (client) => (await client.query<T>(sql, params)).rows[0]);
+}
+
+const lockWaiters = () =>
+  one<{ count: number }>(
+    "SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = 'kennwilliamson-migrate-lock' AND wait_event_type = 'Lock'",
+  ).then((row) => row!.count);
+
+describe('the migration lock', () => {
+  it('gives up after the lock timeout, naming the pid, the application and since when the holder has held it', async () => {
+    const holder = await holdMigrationLock('release-step-on-host-a');
+    try {
+      const error = (await migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 300 }).catch((e: unknown) => e)) as MigrationLockTimeoutError;
+
+      expect(error).toBeInstanceOf(MigrationLockTimeoutError);
+      expect(error.holder).toMatchObject({ pid: holder.pid, applicationName: 'release-step-on-host-a' });
+      expect(error.holder?.since).toBeInstanceOf(Date);
+      expect(error.message).toContain(`pid ${holder.pid} (application 'release-step-on-host-a') since `);
+      expect((error.cause as { code?: string }).code).toBe('55P03');
+      expect(await one("SELECT to_regclass('users') AS users")).toEqual({ users: null });
+    } finally {
+      await holder.release();
+    }
+  });
+
+  it('waits for a running migrator, says who it waits for, then applies what is left', async () => {
+    const holder = await holdMigrationLock('first-migrator');
+    const lines: string[] = [];
+    const run = migrate({ databaseUrl: database.url, migrationsDir, log: (line) => lines.push(line) });
+    await eventually(async () => (await lockWaiters()) === 1, 'the migrator waits for the lock');
+    expect(lines).toEqual([`waiting for another migration run to finish (pid ${holder.pid}, first-migrator)…`]);
+
+    await holder.release();
+
+    expect((await run).length).toBeGreaterThan(0);
+    expect(await one("SELECT to_regclass('users') IS NOT NULL AS users")).toEqual({ users: true });
+  });
+
+  it('is released within seconds when a migrator is killed in the middle of a long statement', async () => {
+    const slow = '20990101000000_slow';
+    await writeFile(path.join(migrationsDir, `${slow}.up.sql`), 'SELECT pg_sleep(60);\n');
+    await writeFile(path.join(migrationsDir, `${slow}.down.sql`), '');
+    const child = spawn(process.execPath, [path.join(inject('cliDir'), 'dev.mjs'), 'migrate', '--migrations-dir', migrationsDir], {
+      cwd: packageRoot(),
+      env: { ...process.env, MIGRATION_DATABASE_URL: database.url },
+      stdio: 'ignore',
+    });
+    const sleeping = () =>
+      one<{ count: number }>("SELECT count(*)::int AS count FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'").then(
+        (row) => row!.count,
+      );
+    await eventually(async () => (await sleeping()) === 1, 'the migrator runs the long statement', { timeoutMs: 20_000 });
+
+    child.kill('SIGKILL');
+
+    // Without client_connection_check_interval the server would finish the 60 s sleep for
+    // nobody, holding the migration's locks (and, with a session lock, the migration lock).
+    await eventually(async () => (await sleeping()) === 0, 'the server abandons the statement', { timeoutMs: 10_000 });
+    await eventually(
+      async () => (await one<{ free: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS free', [migrationLockKey]))!.free,
+      'the migration lock is free',
+      { timeoutMs: 5_000 },
+    );
+    await rm(path.join(migrationsDir, `${slow}.up.sql`));
+    await rm(path.join(migrationsDir, `${slow}.down.sql`));
+    expect((await migrationStatus({ databaseUrl: database.url, migrationsDir })).every((m) => m.state === 'applied')).toBe(true);
+  });
+});
+
+describe('a migration run', () => {
+  it('runs and records the SQL it read once, even if the file changes while it waits for the lock', async () => {
+    const name = '20990101000000_edited_while_waiting';
+    const file = path.join(migrationsDir, `${name}.up.sql`);
+    const original = 'CREATE TABLE before_edit (id int);\n';
+    await writeFile(file, original);
+    await writeFile(path.join(migrationsDir, `${name}.down.sql`), 'DROP TABLE before_edit;\n');
+    const holder = await holdMigrationLock('first-migrator');
+    const run = migrate({ databaseUrl: database.url, migrationsDir });
+    await eventually(async () => (await lockWaiters()) === 1, 'the migrator waits for the lock');
+
+    await writeFile(file, 'CREATE TABLE after_edit (id int);\n');
+    await holder.release();
+    await run;
+
+    expect(await one("SELECT to_regclass('before_edit') IS NOT NULL AS before, to_regclass('after_edit') IS NOT NULL AS after")).toEqual({
+      before: true,
+      after: false,
+    });
+    expect(await one('SELECT checksum FROM schema_migrations WHERE name = $1', [name])).toEqual({ checksum: checksumOf(original) });
+    expect((await migrationStatus({ databaseUrl: database.url, migrationsDir })).find((m) => m.name === name)?.state).toBe('changed');
+  });
+
+  it('records a non-negative duration when the wall clock steps backwards during a migration', async () => {
+    const name = '20990101000000_clock_step';
+    await writeFile(path.join(migrationsDir, `${name}.up.sql`), 'SELECT pg_sleep(0.3);\n');
+    await writeFile(path.join(migrationsDir, `${name}.down.sql`), '');
+    await migrate({ databaseUrl: database.url, migrationsDir, to: (await migrationStatus({ databaseUrl: database.url, migrationsDir }))[0]!.name });
+    vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
+    const run = migrate({ databaseUrl: database.url, migrationsDir });
+    await eventually(
+      async () => (await one<{ count: number }>("SELECT count(*)::int AS count FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(0.3)%'"))!.count === 1,
+      'the migration runs',
+    );
+
+    vi.setSystemTime(Date.now() - 3_600_000); // an NTP step an hour back
+
+    await run;
+    const row = await one<{ duration_ms: number }>('SELECT duration_ms FROM schema_migrations WHERE name = $1', [name]);
+    expect(row!.duration_ms).toBeGreaterThanOrEqual(250);
+  });
+});
+
+describe('the migration URL', () => {
+  it('refuses a role that cannot create tables, saying that migrations need the owner’s URL', async () => {
+    const role = `kw_app_${randomBytes(4).toString('hex')}`;
+    await withClient(database.url, async (client) => {
+      await client.query(`CREATE ROLE ${role} LOGIN PASSWORD 'app-password'`);
+      await client.query(`REVOKE CREATE ON SCHEMA public FROM PUBLIC`);
+    });
+    try {
+      const url = new URL(database.url);
+      url.username = role;
+      url.password = 'app-password';
+
+      const error = await migrate({ databaseUrl: url.toString(), migrationsDir }).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(MigrationPermissionError);
+      expect((error as Error).message).toContain(`Role '${role}' cannot create objects`);
+      expect((error as Error).message).toContain('MIGRATION_DATABASE_URL');
+    } finally {
+      await withMaintenanceClient(inject('serverUrl'), (client) => client.query(`DROP ROLE ${role}`));
+    }
+  });
+
+  it('defaults to MIGRATION_DATABASE_URL over DATABASE_URL', async () => {
+    vi.stubEnv('MIGRATION_DATABASE_URL', database.url);
+    vi.stubEnv('DATABASE_URL', databaseUrlWith(database.url, 'no_such_database'));
+    try {
+      const runs = await migrate({ migrationsDir });
+      expect(runs.length).toBeGreaterThan(0);
+    } finally {
+      vi.unstubAllEnvs();
+    }
+  });
+});
