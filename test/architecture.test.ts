@@ -1,0 +1,110 @@
+import { readdirSync, readFileSync } from 'node:fs';
+import { builtinModules } from 'node:module';
+import path from 'node:path';
+import ts from 'typescript';
+import { describe, expect, it } from 'vitest';
+import { packageRoot } from '../src/package-root.js';
+
+const root = packageRoot();
+const src = path.join(root, 'src');
+const manifest = JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8')) as {
+  dependencies: Record<string, string>;
+  peerDependencies: Record<string, string>;
+};
+
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? sourceFiles(path.join(dir, entry.name)) : entry.name.endsWith('.ts') ? [path.join(dir, entry.name)] : [],
+  );
+}
+
+function importsOf(file: string): string[] {
+  const text = readFileSync(file, 'utf8');
+  return [...text.matchAll(/^\s*(?:import|export)\b[^'"`;]*?from\s+'([^']+)'|^\s*import\s+'([^']+)'|\bimport\('([^']+)'\)/gm)].map(
+    (match) => (match[1] ?? match[2] ?? match[3])!,
+  );
+}
+
+// The folder (or, at the top of src/, the file) a module belongs to: the unit of the architecture.
+function unitOf(file: string): string {
+  const relative = path.relative(src, file).split(path.sep);
+  if (relative.length === 1) return relative[0]!.replace(/\.ts$/, '');
+  return relative[0] === 'cli' && relative[1] === 'dev' ? 'cli/dev' : relative[0]!;
+}
+
+const files = sourceFiles(src);
+const build = ts.readConfigFile(path.join(root, 'tsconfig.build.json'), ts.sys.readFile).config as { exclude: string[] };
+const excluded = build.exclude.map((folder) => path.join(root, folder) + path.sep);
+const shipped = files.filter((file) => !excluded.some((folder) => file.startsWith(folder)));
+
+describe('the architecture', () => {
+  it('has no import cycle between folders', () => {
+    const edges = new Map<string, Set<string>>();
+    for (const file of files) {
+      for (const specifier of importsOf(file).filter((s) => s.startsWith('.'))) {
+        const target = path.resolve(path.dirname(file), specifier).replace(/\.js$/, '.ts');
+        if (!target.startsWith(src)) continue;
+        const [from, to] = [unitOf(file), unitOf(target)];
+        if (from !== to && from !== 'index' && to !== 'index') (edges.get(from) ?? edges.set(from, new Set()).get(from)!).add(to);
+      }
+    }
+    const cycles: string[] = [];
+    const visit = (unit: string, trail: string[]) => {
+      if (trail.includes(unit)) return void cycles.push([...trail.slice(trail.indexOf(unit)), unit].join(' → '));
+      for (const next of edges.get(unit) ?? []) visit(next, [...trail, unit]);
+    };
+    for (const unit of edges.keys()) visit(unit, []);
+    expect(cycles).toEqual([]);
+  });
+
+  it('keeps src/db to the runtime: it imports from no folder but itself, errors and the generated types', () => {
+    const outside = files
+      .filter((file) => unitOf(file) === 'db')
+      .flatMap((file) =>
+        importsOf(file)
+          .filter((specifier) => specifier.startsWith('.'))
+          .map((specifier) => path.resolve(path.dirname(file), specifier).replace(/\.js$/, '.ts'))
+          .filter((target) => target.startsWith(src) && !['db', 'errors'].includes(unitOf(target)))
+          .map((target) => `${path.relative(root, file)} imports ${path.relative(root, target)}`),
+      );
+    expect(outside).toEqual([]);
+  });
+
+  it('ships no file that imports a devDependency or a file that is not shipped', () => {
+    const allowed = new Set([...Object.keys(manifest.dependencies), ...Object.keys(manifest.peerDependencies), ...builtinModules]);
+    const offending = shipped.flatMap((file) =>
+      importsOf(file).flatMap((specifier) => {
+        if (specifier.startsWith('.')) {
+          const target = path.resolve(path.dirname(file), specifier).replace(/\.js$/, '.ts');
+          const ok = target.startsWith(path.join(root, 'generated')) || shipped.includes(target);
+          return ok ? [] : [`${path.relative(root, file)} imports unshipped ${specifier}`];
+        }
+        if (specifier.startsWith('node:')) return [];
+        const name = specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0]!;
+        return allowed.has(name) ? [] : [`${path.relative(root, file)} imports ${name}`];
+      }),
+    );
+    expect(shipped.length).toBeGreaterThan(20);
+    expect(offending).toEqual([]);
+  });
+
+  // Behind a transaction-mode pooler every statement may run on another server session:
+  // session state set by one call would leak to, or be missing for, the next.
+  it('keeps session state out of the runtime path (src/db, src/queries)', () => {
+    const sessionState = [
+      /['"`]\s*SET\s+(?!LOCAL\b)[a-z_]+\s*(=|TO\b)/i,
+      /\bpg_advisory_(?:un)?lock(?:_shared)?\s*\(/i,
+      /['"`]\s*(?:UN)?LISTEN\b/i,
+      /\bCREATE\s+(?:GLOBAL\s+|LOCAL\s+)?TEMP(?:ORARY)?\b/i,
+      /\bset_config\s*\([^)]*,\s*false\s*\)/i,
+    ];
+    const runtime = files.filter((file) => ['db', 'queries'].includes(unitOf(file)));
+    const found = runtime.flatMap((file) =>
+      readFileSync(file, 'utf8')
+        .split('\n')
+        .flatMap((line, index) => (sessionState.some((pattern) => pattern.test(line)) ? [`${path.relative(root, file)}:${index + 1}: ${line.trim()}`] : [])),
+    );
+    expect(runtime.length).toBeGreaterThan(10);
+    expect(found).toEqual([]);
+  });
+});

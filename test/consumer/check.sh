@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# The package as a service sees it: `npm pack`, then the tarball installed into a scratch
+# service outside the repository with its own kysely (another 0.28 patch), and:
+#   - the bin (plain node): setup, migrate, migrate status, --help;
+#   - import from ESM and require() from CommonJS, one copy of kysely;
+#   - a strict TypeScript service (nodenext, skipLibCheck false) passing its own
+#     Transaction<DB> to the query functions type-checks, then runs against the database.
+# Needs a PostgreSQL: CONSUMER_DATABASE_URL names a database to create and drop (default: a
+# scratch database on the embedded server that `npm run db:setup` starts).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+repo=$PWD
+service_kysely=${CONSUMER_KYSELY_VERSION:-0.28.18}
+
+work=$(mktemp -d "${TMPDIR:-/tmp}/kw-consumer-XXXXXX")
+database_url=${CONSUMER_DATABASE_URL:-postgresql://postgres:postgres@127.0.0.1:${EMBEDDED_PG_PORT:-54320}/kw_consumer_$$}
+cleanup() {
+  (cd "$work/service" 2>/dev/null && DATABASE_URL=$database_url node drop-database.mjs) || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+echo "consumer check: packing"
+tarball=$(npm pack --silent --pack-destination "$work" | tail -n 1)
+cp -r "$repo/test/consumer/service" "$work/service"
+types_node=$(node -p "require('./package.json').devDependencies['@types/node']")
+typescript=$(node -p "require('./package.json').devDependencies.typescript")
+cd "$work/service"
+cat > package.json <<JSON
+{
+  "name": "scratch-service",
+  "private": true,
+  "type": "module",
+  "dependencies": {
+    "@kennwilliamson/db": "file:../$tarball",
+    "kysely": "$service_kysely"
+  },
+  "devDependencies": {
+    "@types/node": "$types_node",
+    "typescript": "$typescript"
+  }
+}
+JSON
+cat > drop-database.mjs <<'JS'
+import pg from 'pg';
+const url = new URL(process.env.DATABASE_URL);
+const name = decodeURIComponent(url.pathname.slice(1));
+url.pathname = '/postgres';
+const client = new pg.Client({ connectionString: url.toString() });
+await client.connect();
+await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`);
+await client.end();
+JS
+
+echo "consumer check: installing $tarball with kysely@$service_kysely"
+npm install --no-audit --no-fund --loglevel=error
+test ! -e node_modules/tsx || { echo 'tsx was installed with the package'; exit 1; }
+
+echo "consumer check: the bin"
+bin=node_modules/.bin/kennwilliamson-db
+"$bin" --help | grep -q '^  migrate '
+"$bin" migrate --help | grep -q '^Usage: kennwilliamson-db migrate'
+MIGRATION_DATABASE_URL=$database_url DATABASE_URL= "$bin" setup
+MIGRATION_DATABASE_URL=$database_url "$bin" migrate | grep -q 'Nothing to apply'
+status=$(MIGRATION_DATABASE_URL=$database_url "$bin" migrate status)
+echo "$status"
+echo "$status" | grep -Eq '^[0-9]+ applied, 0 pending, 0 changed, 0 missing$'
+
+echo "consumer check: ESM and CommonJS"
+SERVICE_KYSELY_VERSION=$service_kysely node import-check.mjs
+node require-check.cjs
+
+echo "consumer check: a strict TypeScript service with its own Transaction<DB>"
+npx tsc -p tsconfig.json
+DATABASE_URL=$database_url node dist/service.js
+echo "consumer check: passed"
