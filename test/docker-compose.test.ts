@@ -14,6 +14,7 @@ interface ComposeFile {
       volumes: string[];
       healthcheck: { test: string[] };
       environment: Record<string, string>;
+      depends_on: Record<string, { condition: string }>;
     }
   >;
   volumes: Record<string, unknown>;
@@ -41,5 +42,33 @@ describe('docker-compose.yml', async () => {
 
   it('checks health with pg_isready', () => {
     expect(postgres.healthcheck.test.join(' ')).toContain('pg_isready');
+  });
+
+  describe('the pgbouncer service', () => {
+    const pgbouncer = compose.services.pgbouncer!;
+
+    it('is a maintained image pinned to a PgBouncer version of at least 1.21', () => {
+      const [, version] = /^edoburu\/pgbouncer:v?(\d+\.\d+)\.\d+(?:-p\d+)?$/.exec(pgbouncer.image) ?? [];
+      expect(version, pgbouncer.image).toBeDefined();
+      const [major, minor] = version!.split('.').map(Number) as [number, number];
+      expect(major > 1 || minor >= 21).toBe(true);
+    });
+
+    it('pools in transaction mode in front of the postgres service, once it is healthy', () => {
+      expect(pgbouncer.environment.POOL_MODE).toBe('transaction');
+      expect(pgbouncer.environment.DB_HOST).toBe('postgres');
+      expect(pgbouncer.depends_on).toEqual({ postgres: { condition: 'service_healthy' } });
+    });
+
+    it('lets services in as the application role, not the owner', () => {
+      expect(pgbouncer.environment.DB_USER).toContain('DB_APP_USER');
+      expect(pgbouncer.environment.DB_USER).not.toContain('POSTGRES_USER');
+      expect(pgbouncer.environment.AUTH_TYPE).toBe('scram-sha-256');
+    });
+
+    it('publishes its port on 127.0.0.1 only, apart from the server’s', () => {
+      expect(pgbouncer.ports).toEqual(['127.0.0.1:${PGBOUNCER_PORT:-6432}:6432']);
+      expect(pgbouncer.ports[0]).not.toBe(postgres.ports[0]);
+    });
   });
 });
