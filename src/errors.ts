@@ -6,10 +6,17 @@
  * connection passwords.
  */
 
+import { NoResultError } from 'kysely';
+
 /** Base class of every error this package throws. */
 export class DbError extends Error {
   /** A stable, machine-readable name for the failure (for logs and API responses). */
   readonly code: string = 'DB_ERROR';
+  /**
+   * Whether running the same operation again may succeed: a lost connection, a deadlock, a
+   * serialization failure or a lock not available. See {@link isRetryable}.
+   */
+  readonly retryable: boolean = false;
 
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
@@ -45,6 +52,125 @@ export class PoolTimeoutError extends DbError {
         `(pool max ${maxConnections}, ${inUse} in use, ${waiting} waiting)`,
       options,
     );
+  }
+}
+
+/** The pool was ended (`db.destroy()`): it hands out no connection and will never be ready. */
+export class PoolClosedError extends DbError {
+  override readonly code = 'POOL_CLOSED';
+}
+
+/**
+ * The database could not be reached, or the connection was lost: refused or reset, closed by
+ * the server (SQLSTATE 57P01 terminated by an administrator, 57P02 crash, 57P03 starting up or
+ * shutting down, class 08), or ended in the middle of a query. Retryable; `reason` is the
+ * SQLSTATE, the system error code (`ECONNREFUSED`) or `terminated`. The server's address
+ * stays in `cause` only.
+ */
+export class ConnectionError extends DbError {
+  override readonly code = 'CONNECTION_FAILED';
+  override readonly retryable = true;
+
+  constructor(
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`The database connection failed (${reason}); the operation may be retried`, options);
+  }
+}
+
+/** SQLSTATE 40P01: PostgreSQL broke a deadlock by cancelling this transaction. Retry the whole transaction. */
+export class DeadlockError extends DbError {
+  override readonly code = 'DEADLOCK';
+  override readonly retryable = true;
+  readonly sqlState = '40P01';
+
+  constructor(options?: { cause?: unknown }) {
+    super('The transaction was cancelled to break a deadlock; retry it', options);
+  }
+}
+
+/** SQLSTATE 40001: a concurrent transaction changed what this one read. Retry the whole transaction. */
+export class SerializationError extends DbError {
+  override readonly code = 'SERIALIZATION_FAILURE';
+  override readonly retryable = true;
+  readonly sqlState = '40001';
+
+  constructor(options?: { cause?: unknown }) {
+    super('The transaction could not be serialized with a concurrent one; retry it', options);
+  }
+}
+
+/** SQLSTATE 55P03: a lock was not available (`NOWAIT` or `lock_timeout`). Retryable. */
+export class LockNotAvailableError extends DbError {
+  override readonly code = 'LOCK_NOT_AVAILABLE';
+  override readonly retryable = true;
+  readonly sqlState = '55P03';
+
+  constructor(options?: { cause?: unknown }) {
+    super('A lock was not available in time', options);
+  }
+}
+
+/**
+ * SQLSTATE 57014: the statement was cancelled, by `statement_timeout` or by a cancel request.
+ * Not retryable: the same statement would meet the same timeout.
+ */
+export class QueryCanceledError extends DbError {
+  override readonly code = 'QUERY_CANCELED';
+  readonly sqlState = '57014';
+
+  constructor(options?: { cause?: unknown }) {
+    super('The statement was cancelled (statement timeout or cancel request)', options);
+  }
+}
+
+/**
+ * SQLSTATE class 22 (data exception): PostgreSQL rejected a value, e.g. 22P02 invalid text
+ * for its type, 22003 a number out of range, 22021 a NUL character. The message never
+ * repeats the value (PostgreSQL's own message, which may, stays in `cause`).
+ */
+export class DataExceptionError extends DbError {
+  override readonly code = 'DATA_EXCEPTION';
+
+  constructor(
+    readonly sqlState: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`PostgreSQL rejected a value (SQLSTATE ${sqlState})`, options);
+  }
+}
+
+/**
+ * SQLSTATE 25P02: an earlier statement of this transaction failed, so PostgreSQL ignores every
+ * further statement until the transaction ends. Roll it back; to carry on after an expected
+ * failure (say a `UniqueViolationError`), run that step under `withSavepoint`.
+ */
+export class TransactionAbortedError extends DbError {
+  override readonly code = 'TRANSACTION_ABORTED';
+  readonly sqlState = '25P02';
+
+  constructor(options?: { cause?: unknown }) {
+    super(
+      'The transaction was aborted by an earlier error; roll it back, or run the failing step under withSavepoint',
+      options,
+    );
+  }
+}
+
+/**
+ * Any other failure of the database or its driver: an SQLSTATE without a class of its own
+ * (`sqlState` says which; PostgreSQL's message is kept), or an error with no SQLSTATE at all.
+ */
+export class DatabaseError extends DbError {
+  override readonly code = 'DATABASE_ERROR';
+
+  constructor(
+    readonly sqlState: string | undefined,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
   }
 }
 
@@ -298,35 +424,108 @@ interface PgErrorFields {
   constraint?: unknown;
   table?: unknown;
   column?: unknown;
+  detail?: unknown;
+  message?: unknown;
 }
 
 function pgField(value: unknown): string | undefined {
   return typeof value === 'string' ? value : undefined;
 }
 
+const sqlStatePattern = /^[0-9A-Z]{5}$/;
+
+// System errors of a socket that never connected or broke: the server is down, restarting or
+// unreachable, or the network dropped the connection.
+const connectionErrnos = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EHOSTUNREACH',
+  'EHOSTDOWN',
+  'ENETUNREACH',
+  'ENETDOWN',
+  'ENOTFOUND',
+  'EAI_AGAIN',
+  'ENOENT', // a Unix socket path that does not exist: no server is listening there
+]);
+
+// SQLSTATEs that end the session: 57P01 admin shutdown or pg_terminate_backend, 57P02 crash
+// shutdown, 57P03 cannot connect now (starting up, shutting down), 57P05 idle session timeout,
+// 53300 too many connections; class 08 is "connection exception".
+const connectionSqlStates = new Set(['57P01', '57P02', '57P03', '57P05', '53300']);
+
+// pg raises these without a code when the socket closes under a query or a client is used after
+// its connection broke. They are pg's own fixed texts, not PostgreSQL's (which are localised and
+// mapped by SQLSTATE only).
+const connectionMessages = [
+  'Connection terminated unexpectedly',
+  'Connection terminated',
+  'Connection terminated due to connection timeout',
+  'Client has encountered a connection error and is not queryable',
+  'Client was closed and is not queryable',
+  'timeout expired',
+];
+
+// "Failing row contains (…)" repeats the whole row, password hash included, and "Key
+// (lower(email))=(kenn@example.org) already exists" the value of a unique or foreign key; the
+// error travels on as `cause` and may be logged, so the values go.
+function scrubDetail(fields: PgErrorFields): void {
+  const detail = fields.detail;
+  if (typeof detail !== 'string') return;
+  if (detail.startsWith('Failing row contains')) {
+    fields.detail = 'Failing row contains (values withheld)';
+  } else if (detail.startsWith('Key (')) {
+    const scrubbed = detail.replace(/^Key \((.*?)\)=\(.*\)( [^()]*)$/s, 'Key ($1)=(values withheld)$2');
+    fields.detail = scrubbed === detail ? 'Key (values withheld)' : scrubbed;
+  }
+}
+
 /**
- * Turns an error thrown by `pg` into this package's typed error, by SQLSTATE only; anything it
- * does not recognise is returned unchanged so nothing is hidden.
+ * Turns any error from `pg`, pg-pool or Kysely into this package's typed error, by SQLSTATE
+ * (or, for a socket, by system error code), keeping the original as `cause`:
+ * - class 23: `UniqueViolationError`, `ForeignKeyViolationError`, `NotNullViolationError`,
+ *   `CheckViolationError` (other codes of the class: `IntegrityError`);
+ * - 40P01 `DeadlockError`, 40001 `SerializationError`, 55P03 `LockNotAvailableError`
+ *   (all three retryable), 57014 `QueryCanceledError`, 25P02 `TransactionAbortedError`,
+ *   class 22 `DataExceptionError`;
+ * - a lost or refused connection: `ConnectionError` (retryable);
+ * - Kysely's `NoResultError`: `NotFoundError` (entity `row`);
+ * - anything else: `DatabaseError`. A `DbError` is returned as it is.
  *
  * @example
  * try { await db.insertInto('users').values(row).execute() }
  * catch (err) { throw mapDatabaseError(err) } // UniqueViolationError { field: 'email' }
  */
-export function mapDatabaseError(error: unknown): unknown {
-  if (error instanceof DbError || typeof error !== 'object' || error === null) return error;
-  const fields = error as PgErrorFields & { detail?: unknown };
-  // "Failing row contains (…)" repeats the whole row, password hash included; the error
-  // travels on as `cause` and may be logged, so that part goes.
-  if (typeof fields.detail === 'string' && fields.detail.startsWith('Failing row contains')) {
-    fields.detail = 'Failing row contains (values withheld)';
+export function mapDatabaseError(error: unknown): DbError {
+  if (error instanceof DbError) return error;
+  if (error instanceof NoResultError) return new NotFoundError('row', { cause: error });
+  if (typeof error !== 'object' || error === null) {
+    return new DatabaseError(undefined, 'The database call failed', { cause: error });
   }
+  const fields = error as PgErrorFields;
+  scrubDetail(fields);
+  const code = pgField(fields.code);
+  const sqlState = code !== undefined && sqlStatePattern.test(code) ? code : undefined;
+  const message = pgField(fields.message) ?? '';
+
+  if (code !== undefined && connectionErrnos.has(code)) return new ConnectionError(code, { cause: error });
+  if (sqlState === undefined) {
+    if (connectionMessages.includes(message)) return new ConnectionError('terminated', { cause: error });
+    return new DatabaseError(undefined, `The database call failed: ${message || 'unknown error'}`, { cause: error });
+  }
+  if (connectionSqlStates.has(sqlState) || sqlState.startsWith('08')) {
+    return new ConnectionError(sqlState, { cause: error });
+  }
+
   const details: IntegrityDetails = {
-    sqlState: String(fields.code),
+    sqlState,
     constraint: pgField(fields.constraint),
     table: pgField(fields.table),
     column: pgField(fields.column),
   };
-  switch (fields.code) {
+  switch (sqlState) {
     case '23505':
       return new UniqueViolationError(details, { cause: error });
     case '23503':
@@ -335,9 +534,39 @@ export function mapDatabaseError(error: unknown): unknown {
       return new NotNullViolationError(details, { cause: error });
     case '23514':
       return new CheckViolationError(details, { cause: error });
-    default:
-      return error;
+    case '40P01':
+      return new DeadlockError({ cause: error });
+    case '40001':
+      return new SerializationError({ cause: error });
+    case '55P03':
+      return new LockNotAvailableError({ cause: error });
+    case '57014':
+      return new QueryCanceledError({ cause: error });
+    case '25P02':
+      return new TransactionAbortedError({ cause: error });
   }
+  if (sqlState.startsWith('23')) {
+    return new IntegrityError(`Integrity constraint violated (SQLSTATE ${sqlState})`, details, { cause: error });
+  }
+  if (sqlState.startsWith('22')) return new DataExceptionError(sqlState, { cause: error });
+  return new DatabaseError(sqlState, `${message} (SQLSTATE ${sqlState})`, { cause: error });
+}
+
+/**
+ * Whether running the failed operation again may succeed: true for a `DbError` marked
+ * `retryable` (`ConnectionError`, `DeadlockError`, `SerializationError`,
+ * `LockNotAvailableError`), false for everything else. Retry the whole transaction, not the
+ * one statement, and only work that is safe to repeat: a connection lost during `COMMIT` may
+ * have committed.
+ *
+ * @example
+ * for (let attempt = 1; ; attempt++) {
+ *   try { return await users.setActive(db, id, false) }
+ *   catch (error) { if (!isRetryable(error) || attempt === 3) throw error }
+ * }
+ */
+export function isRetryable(error: unknown): boolean {
+  return error instanceof DbError && error.retryable;
 }
 
 /**

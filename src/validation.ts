@@ -33,13 +33,34 @@ export function requireUuid(field: string, value: unknown): string {
   return value.toLowerCase();
 }
 
+// A UTF-16 surrogate without its partner: not a character, so it has no UTF-8 form (pg would
+// store U+FFFD instead, and jsonb rejects its \uD800 escape).
+const loneSurrogate = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+
+/** Whether PostgreSQL can store `text` exactly as given (see {@link requireStorableText}). @example isStorableText(key) */
+export function isStorableText(text: string): boolean {
+  return !text.includes('\u0000') && !loneSurrogate.test(text);
+}
+
 /**
- * Non-blank text of at most `maxLength` characters, trimmed.
+ * Throws unless PostgreSQL can store `text` exactly as given: no NUL character (text and
+ * jsonb cannot hold one: SQLSTATE 22021) and no lone surrogate.
+ * @example requireStorableText('notes', notes)
+ */
+export function requireStorableText(field: string, text: string): string {
+  if (text.includes('\u0000')) throw new ValidationError(field, 'must not contain a NUL character (\\u0000)');
+  if (loneSurrogate.test(text)) throw new ValidationError(field, 'must be well-formed Unicode (a lone surrogate)');
+  return text;
+}
+
+/**
+ * Non-blank text of at most `maxLength` characters, trimmed, that PostgreSQL can store
+ * (see {@link requireStorableText}).
  * @example requireText('text', input, limits.phraseLength)
  */
 export function requireText(field: string, value: unknown, maxLength: number): string {
   if (typeof value !== 'string') throw new ValidationError(field, 'must be text');
-  const trimmed = value.trim();
+  const trimmed = requireStorableText(field, value).trim();
   if (trimmed === '') throw new ValidationError(field, 'must not be blank');
   // Length in characters (code points), counted only when UTF-16 units could exceed it.
   if (trimmed.length > maxLength && [...trimmed].length > maxLength) {
@@ -78,11 +99,15 @@ export function requireLimit(value: unknown, fallback = 20): number {
   return value as number;
 }
 
-/** A row offset of 0 or more (default 0). @example requireOffset(options.offset) */
+/**
+ * A row offset of 0 or more (default 0). Safe integers only: PostgreSQL's OFFSET is a bigint,
+ * and pg sends `1e21` as text that is no integer at all, while `2**63` overflows it.
+ * @example requireOffset(options.offset)
+ */
 export function requireOffset(value: unknown): number {
   if (value === undefined) return 0;
-  if (!Number.isInteger(value) || (value as number) < 0) {
-    throw new ValidationError('offset', 'must be a whole number of 0 or more');
+  if (!Number.isSafeInteger(value) || (value as number) < 0) {
+    throw new ValidationError('offset', `must be a whole number from 0 to ${Number.MAX_SAFE_INTEGER}`);
   }
   return value as number;
 }
@@ -95,9 +120,45 @@ export function requirePage(options: { limit?: unknown; offset?: unknown }, fall
   return { limit: requireLimit(options.limit, fallbackLimit), offset: requireOffset(options.offset) };
 }
 
-/** A valid `Date`. @example requireDate('resetAt', input.resetAt) */
+// timestamptz runs from 4714-11-24 00:00 UTC BC (Julian day 0; year -4713 in JavaScript's
+// proleptic Gregorian calendar) to 294276 AD. JavaScript's own dates end in 275760 AD, so only
+// the lower bound can be crossed.
+const earliestTimestamp = Date.UTC(-4713, 10, 24);
+
+/**
+ * A valid `Date` within PostgreSQL's `timestamptz` range (4713 BC to 294276 AD).
+ * @example requireDate('resetAt', input.resetAt)
+ */
 export function requireDate(field: string, value: unknown): Date {
   if (!(value instanceof Date) || Number.isNaN(value.getTime())) throw new ValidationError(field, 'must be a valid Date');
+  if (value.getTime() < earliestTimestamp) {
+    throw new ValidationError(field, 'must lie between 4713 BC and 294276 AD (the range of timestamptz)');
+  }
+  return value;
+}
+
+/**
+ * The options object of a call: omitted (`undefined`) means none; anything else must be an
+ * object, so `null` or a string is a `ValidationError` rather than a `TypeError`.
+ * @example const { limit, offset } = requirePage(requireOptions('options', options))
+ */
+export function requireOptions<T extends object>(field: string, value: T | undefined | null): Partial<T> {
+  if (value === undefined) return {};
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ValidationError(field, 'must be an object or omitted');
+  }
+  return value;
+}
+
+/**
+ * A required input object (a new row, a set of changes, a reference): `null`, `undefined` or a
+ * non-object is a `ValidationError` naming the argument.
+ * @example const input = requireInput('input', newUser)
+ */
+export function requireInput<T extends object>(field: string, value: T | undefined | null): T {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new ValidationError(field, 'must be an object');
+  }
   return value;
 }
 

@@ -17,10 +17,10 @@ describe('the package entry', () => {
   });
 
   it('exports the pool, the migrator and the typed errors', () => {
-    for (const name of ['createDb', 'poolOf', 'loadDbConfig', 'migrate', 'migrateDown', 'migrationStatus', 'mapDatabaseError']) {
+    for (const name of ['createDb', 'poolOf', 'loadDbConfig', 'migrate', 'migrateDown', 'migrationStatus', 'mapDatabaseError', 'isRetryable', 'withSavepoint']) {
       expect(typeof (api as Record<string, unknown>)[name], name).toBe('function');
     }
-    for (const error of [api.NotFoundError, api.UniqueViolationError, api.ForbiddenError, api.ConflictError, api.TokenReusedError, api.PoolTimeoutError]) {
+    for (const error of [api.NotFoundError, api.UniqueViolationError, api.ForbiddenError, api.ConflictError, api.TokenReusedError, api.PoolTimeoutError, api.PoolClosedError, api.ConnectionError, api.DeadlockError, api.SerializationError, api.LockNotAvailableError, api.QueryCanceledError, api.DataExceptionError, api.TransactionAbortedError, api.DatabaseError]) {
       expect(error.prototype).toBeInstanceOf(api.DbError);
     }
   });

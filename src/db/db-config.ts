@@ -74,6 +74,10 @@ export function resolveDbConfig(partial: Partial<DbConfig> & { databaseUrl: stri
       throw new ConfigError(variable, `${variable} must be a whole number, got ${value}`);
     }
   }
+  // pg-pool reads a connection timeout of 0 as "wait forever", which is what the timeout exists to prevent.
+  if (config.acquireTimeoutMs < 1) {
+    throw new ConfigError('DB_ACQUIRE_TIMEOUT', `DB_ACQUIRE_TIMEOUT must be at least 1 ms, got ${config.acquireTimeoutMs}`);
+  }
   if (config.maxConnections < 1) {
     throw new ConfigError('DB_MAX_CONNECTIONS', `DB_MAX_CONNECTIONS must be at least 1, got ${config.maxConnections}`);
   }

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { PoolTimeoutError } from '../errors.js';
+import { mapDatabaseError, PoolClosedError, PoolTimeoutError } from '../errors.js';
 import type { DbConfig } from './db-config.js';
 
 /** Told about connections lost while idle, and about failed attempts to refill the pool. */
@@ -14,7 +14,8 @@ export interface TunedPool {
   connect(): Promise<pg.PoolClient>;
   /**
    * Resolves once the pool holds at least the configured minimum of open connections; rejects
-   * with the error of the next failed attempt (the pool keeps retrying in the background).
+   * with the error of the next failed attempt (a `ConnectionError`; the pool keeps retrying in
+   * the background), or with `PoolClosedError` once the pool is ended.
    */
   ready(): Promise<void>;
   /** Stops refilling and closes every connection; later calls return the same promise. */
@@ -64,7 +65,11 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
     const started = performance.now();
     return pool.connect().catch((error: unknown) => {
       const waitedMs = Math.round(performance.now() - started);
-      if (waitedMs < config.acquireTimeoutMs - timerSlackMs) throw error;
+      // Sooner than the timeout: the server refused or dropped the new connection, or the pool
+      // was ended (ConnectionError, PoolClosedError).
+      if (waitedMs < config.acquireTimeoutMs - timerSlackMs) {
+        throw ending ? new PoolClosedError('the pool has been ended', { cause: error }) : mapDatabaseError(error);
+      }
       throw new PoolTimeoutError(
         waitedMs,
         config.maxConnections,
@@ -138,7 +143,7 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
     connect,
     ready: () =>
       ending
-        ? Promise.reject(new Error('the pool has been ended'))
+        ? Promise.reject(new PoolClosedError('the pool has been ended'))
         : isFull() && !refilling
         ? Promise.resolve()
         : new Promise<void>((resolve, reject) => {
@@ -149,7 +154,7 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
       (ended ??= (async () => {
         ending = true;
         clearTimeout(refillTimer);
-        settleReady(new Error('the pool was ended before it was ready'));
+        settleReady(new PoolClosedError('the pool was ended before it was ready'));
         await refilling;
         await pool.end();
       })()),

@@ -2,10 +2,22 @@ import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, IncidentTimers } from '../../generated/db.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { NotFoundError, ValidationError } from '../errors.js';
-import { limits, requireDate, requirePage, requireSlug, requireUuid } from '../validation.js';
-import type { PageOptions } from './page.js';
+import {
+  limits,
+  requireDate,
+  requireInput,
+  requireOptions,
+  requirePage,
+  requireSlug,
+  requireStorableText,
+  requireUuid,
+} from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
 import { notFoundOnMissingReference } from './missing-reference.js';
+import { noRowReturned } from './no-row-returned.js';
+import { type Page, type PageOptions, pageOf } from './page.js';
+
+export type { Page, PageOptions } from './page.js';
 
 /** A "days since the last incident" timer: counting from `resetAt`. */
 export type IncidentTimer = CamelCased<Selectable<IncidentTimers>>;
@@ -35,7 +47,7 @@ const timerColumns = [
 function normaliseNotes(value: unknown): string | null {
   if (value === undefined || value === null) return null;
   if (typeof value !== 'string') throw new ValidationError('notes', 'must be text');
-  const notes = value.trim();
+  const notes = requireStorableText('notes', value).trim();
   if (notes.length > limits.notesLength && [...notes].length > limits.notesLength) throw new ValidationError('notes', `must be at most ${limits.notesLength} characters`);
   return notes === '' ? null : notes;
 }
@@ -48,8 +60,9 @@ function normaliseNotes(value: unknown): string | null {
  */
 export async function create(
   db: Kysely<DB>,
-  input: { userId: string; resetAt?: Date; notes?: string | null },
+  newTimer: { userId: string; resetAt?: Date; notes?: string | null },
 ): Promise<IncidentTimer> {
+  const input = requireInput('input', newTimer);
   const row = {
     user_id: requireUuid('userId', input.userId),
     notes: normaliseNotes(input.notes),
@@ -59,31 +72,35 @@ export async function create(
     .insertInto('incident_timers')
     .values(row)
     .returning(timerColumns)
-    .executeTakeFirstOrThrow()
+    .executeTakeFirstOrThrow(noRowReturned)
     .catch(notFoundOnMissingReference('user'));
 }
 
 /**
- * The user's timers, most recently reset first.
+ * One page of the user's timers, most recently reset first, and their number (`limit` 1 to
+ * 100, default 20, as every list).
  *
- * @example const timers = await incidentTimers.listForUser(db, userId, { limit: 10 })
+ * @example const { items, total } = await incidentTimers.listForUser(db, userId, { limit: 10 })
  */
 export async function listForUser(
   db: Kysely<DB>,
   userId: string,
-  options: PageOptions = {},
-): Promise<IncidentTimer[]> {
+  options?: PageOptions,
+): Promise<Page<IncidentTimer>> {
   const id = requireUuid('userId', userId);
-  const { limit, offset } = requirePage(options, 100);
-  return db
-    .selectFrom('incident_timers')
-    .select(timerColumns)
-    .where('user_id', '=', id)
+  const { limit, offset } = requirePage(requireOptions('options', options));
+  const own = db.selectFrom('incident_timers').where('user_id', '=', id);
+  const rows = await own
+    .select([...timerColumns, sql<string>`count(*) over ()`.as('total')])
     .orderBy('reset_at', 'desc')
     .orderBy('id', 'desc')
     .limit(limit)
     .offset(offset)
     .execute();
+  return pageOf(rows, offset, async () => {
+    const { n } = await own.select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow(noRowReturned);
+    return Number(n);
+  });
 }
 
 // The public page is the most visited query: built and compiled once (see prepareQuery).
@@ -124,24 +141,26 @@ export async function latestPublicBySlug(db: Kysely<DB>, slug: string): Promise<
  */
 export async function update(
   db: Kysely<DB>,
-  ref: TimerRef,
-  changes: { resetAt?: Date; notes?: string | null },
+  timer: TimerRef,
+  timerChanges: { resetAt?: Date; notes?: string | null },
 ): Promise<IncidentTimer> {
+  const ref = requireInput('ref', timer);
+  const changes = requireInput('changes', timerChanges);
   const id = requireUuid('id', ref.id);
   const userId = requireUuid('userId', ref.userId);
   const set: { reset_at?: Date; notes?: string | null } = {};
   if (changes.resetAt !== undefined) set.reset_at = requireDate('resetAt', changes.resetAt);
   if (changes.notes !== undefined) set.notes = normaliseNotes(changes.notes);
   if (Object.keys(set).length === 0) throw new ValidationError('changes', 'name at least one of resetAt, notes');
-  const timer = await db
+  const updated = await db
     .updateTable('incident_timers')
     .set(set)
     .where('id', '=', id)
     .where('user_id', '=', userId)
     .returning(timerColumns)
     .executeTakeFirst();
-  if (!timer) throw new NotFoundError('incident timer');
-  return timer;
+  if (!updated) throw new NotFoundError('incident timer');
+  return updated;
 }
 
 /**
@@ -149,7 +168,8 @@ export async function update(
  *
  * @example await incidentTimers.remove(db, { id: timerId, userId: me.id })
  */
-export async function remove(db: Kysely<DB>, ref: TimerRef): Promise<void> {
+export async function remove(db: Kysely<DB>, timer: TimerRef): Promise<void> {
+  const ref = requireInput('ref', timer);
   const id = requireUuid('id', ref.id);
   const userId = requireUuid('userId', ref.userId);
   const result = await db.deleteFrom('incident_timers').where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();

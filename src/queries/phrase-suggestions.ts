@@ -3,8 +3,9 @@ import type { DB, PhraseSuggestions } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { ConflictError, NotFoundError } from '../errors.js';
-import { limits, optionalText, requirePage, requireText, requireUuid } from '../validation.js';
+import { limits, optionalText, requireInput, requireOptions, requirePage, requireText, requireUuid } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
+import { noRowReturned } from './no-row-returned.js';
 import { notFoundOnMissingReference } from './missing-reference.js';
 import { type Page, type PageOptions, pageOf } from './page.js';
 import type { Phrase } from './phrases.js';
@@ -63,7 +64,7 @@ export async function submit(db: Kysely<DB>, userId: string, text: string): Prom
     .insertInto('phrase_suggestions')
     .values(row)
     .returning(suggestionColumns)
-    .executeTakeFirstOrThrow()
+    .executeTakeFirstOrThrow(noRowReturned)
     .catch(notFoundOnMissingReference('user'));
 }
 
@@ -77,10 +78,10 @@ export async function submit(db: Kysely<DB>, userId: string, text: string): Prom
 export async function listForUser(
   db: Kysely<DB>,
   userId: string,
-  options: PageOptions = {},
+  options?: PageOptions,
 ): Promise<Page<PhraseSuggestion>> {
   const id = requireUuid('userId', userId);
-  const { limit, offset } = requirePage(options);
+  const { limit, offset } = requirePage(requireOptions('options', options));
   const own = db.selectFrom('phrase_suggestions').where('phrase_suggestions.user_id', '=', id);
   const rows = await own
     .select([...suggestionColumns, sql<string>`count(*) over ()`.as('total')])
@@ -90,7 +91,7 @@ export async function listForUser(
     .offset(offset)
     .execute();
   return pageOf(rows, offset, async () => {
-    const { n } = await own.select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+    const { n } = await own.select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow(noRowReturned);
     return Number(n);
   });
 }
@@ -106,10 +107,10 @@ export async function listForUser(
 export async function listPending(
   db: Kysely<DB>,
   adminId: string,
-  options: PageOptions = {},
+  options?: PageOptions,
 ): Promise<Page<PendingSuggestion>> {
   const id = requireUuid('adminId', adminId);
-  const { limit, offset } = requirePage(options);
+  const { limit, offset } = requirePage(requireOptions('options', options));
   return inTransaction(db, async (trx) => {
     await requireRole(trx, id, 'admin');
     const pending = trx.selectFrom('phrase_suggestions').where('phrase_suggestions.status', '=', 'pending');
@@ -127,7 +128,7 @@ export async function listPending(
       .offset(offset)
       .execute();
     return pageOf(rows, offset, async () => {
-      const { n } = await pending.select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+      const { n } = await pending.select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow(noRowReturned);
       return Number(n);
     });
   });
@@ -207,7 +208,8 @@ async function lockPending(trx: Transaction<DB>, suggestionId: string, adminId: 
  * @example
  * const phrase = await phraseSuggestions.approve(db, { suggestionId, adminId, reason: 'Lovely' })
  */
-export async function approve(db: Kysely<DB>, decision: Decision): Promise<Phrase> {
+export async function approve(db: Kysely<DB>, reviewed: Decision): Promise<Phrase> {
+  const decision = requireInput('decision', reviewed);
   const suggestionId = requireUuid('suggestionId', decision.suggestionId);
   const adminId = requireUuid('adminId', decision.adminId);
   const reason = optionalText('reason', decision.reason, limits.reasonLength);
@@ -231,7 +233,8 @@ export async function approve(db: Kysely<DB>, decision: Decision): Promise<Phras
  * @example
  * await phraseSuggestions.reject(db, { suggestionId, adminId, reason: 'Already have this one' })
  */
-export async function reject(db: Kysely<DB>, decision: Decision): Promise<PhraseSuggestion> {
+export async function reject(db: Kysely<DB>, reviewed: Decision): Promise<PhraseSuggestion> {
+  const decision = requireInput('decision', reviewed);
   const suggestionId = requireUuid('suggestionId', decision.suggestionId);
   const adminId = requireUuid('adminId', decision.adminId);
   const reason = optionalText('reason', decision.reason, limits.reasonLength);
@@ -247,6 +250,6 @@ export async function countPending(db: Kysely<DB>): Promise<number> {
     .selectFrom('phrase_suggestions')
     .select((eb) => eb.fn.countAll<string>().as('n'))
     .where('status', '=', 'pending')
-    .executeTakeFirstOrThrow();
+    .executeTakeFirstOrThrow(noRowReturned);
   return Number(n);
 }

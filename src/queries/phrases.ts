@@ -7,12 +7,16 @@ import {
   escapeLikePattern,
   limits,
   requireBoolean,
+  requireInput,
+  requireOptions,
   requirePage,
   requireSlug,
+  requireStorableText,
   requireText,
   requireUuid,
 } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
+import { noRowReturned } from './no-row-returned.js';
 import { type Page, type PageOptions, pageOf } from './page.js';
 import { requireRole } from './require-role.js';
 
@@ -170,7 +174,7 @@ export async function randomForSlug(db: Kysely<DB>, slug: string): Promise<Phras
 function searchPattern(search: unknown): string | null {
   if (search === undefined || search === null) return null;
   if (typeof search !== 'string') throw new ValidationError('search', 'must be text');
-  const text = search.trim();
+  const text = requireStorableText('search', search).trim();
   if (text === '') return null;
   if ([...text].length > limits.searchLength) {
     throw new ValidationError('search', `must be at most ${limits.searchLength} characters`);
@@ -232,9 +236,10 @@ const userPageMatching = prepareQuery((db, p: { userId: string; pattern: string;
 export async function listForUser(
   db: Kysely<DB>,
   userId: string,
-  options: ListOptions = {},
+  listOptions?: ListOptions,
 ): Promise<Page<PhraseForUser>> {
   const id = requireUuid('userId', userId);
+  const options = requireOptions('options', listOptions);
   const pattern = searchPattern(options.search);
   const { limit, offset } = requirePage(options);
   const { rows } =
@@ -244,7 +249,7 @@ export async function listForUser(
   return pageOf(rows, offset, async () => {
     const { n } = await activeMatching(db, pattern)
       .select((eb) => eb.fn.countAll<string>().as('n'))
-      .executeTakeFirstOrThrow();
+      .executeTakeFirstOrThrow(noRowReturned);
     return Number(n);
   });
 }
@@ -278,7 +283,7 @@ export async function exclude(db: Kysely<DB>, userId: string, phraseId: string):
       exists(selectFrom('users').select('users.id').where('users.id', '=', uid)).as('user'),
       exists(selectFrom('phrases').select('phrases.id').where('phrases.id', '=', pid)).as('phrase'),
     ])
-    .executeTakeFirstOrThrow();
+    .executeTakeFirstOrThrow(noRowReturned);
   if (!found.user) throw new NotFoundError('user');
   if (!found.phrase) throw new NotFoundError('phrase');
 }
@@ -309,10 +314,10 @@ export async function include(db: Kysely<DB>, userId: string, phraseId: string):
 export async function listExcluded(
   db: Kysely<DB>,
   userId: string,
-  options: PageOptions = {},
+  options?: PageOptions,
 ): Promise<Page<ExcludedPhrase>> {
   const id = requireUuid('userId', userId);
-  const { limit, offset } = requirePage(options);
+  const { limit, offset } = requirePage(requireOptions('options', options));
   const excluded = db
     .selectFrom('user_excluded_phrases as e')
     .innerJoin('phrases', 'phrases.id', 'e.phrase_id')
@@ -325,7 +330,7 @@ export async function listExcluded(
     .offset(offset)
     .execute();
   return pageOf(rows, offset, async () => {
-    const { n } = await excluded.select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+    const { n } = await excluded.select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow(noRowReturned);
     return Number(n);
   });
 }
@@ -337,14 +342,15 @@ export async function listExcluded(
  * @example
  * const phrase = await phrases.create(db, { text: 'Ship it.', createdBy: adminId })
  */
-export async function create(db: Kysely<DB>, input: NewPhrase): Promise<Phrase> {
+export async function create(db: Kysely<DB>, newPhrase: NewPhrase): Promise<Phrase> {
+  const input = requireInput('input', newPhrase);
   const row = {
     phrase_text: requireText('text', input.text, limits.phraseLength),
     created_by: requireUuid('createdBy', input.createdBy),
   };
   return inTransaction(db, async (trx) => {
     await requireRole(trx, row.created_by, 'admin');
-    return trx.insertInto('phrases').values(row).returning(phraseColumns).executeTakeFirstOrThrow();
+    return trx.insertInto('phrases').values(row).returning(phraseColumns).executeTakeFirstOrThrow(noRowReturned);
   });
 }
 
@@ -358,9 +364,11 @@ export async function create(db: Kysely<DB>, input: NewPhrase): Promise<Phrase> 
  */
 export async function update(
   db: Kysely<DB>,
-  target: { phraseId: string; adminId: string },
-  changes: { text?: string; active?: boolean },
+  phrase: { phraseId: string; adminId: string },
+  phraseChanges: { text?: string; active?: boolean },
 ): Promise<Phrase> {
+  const target = requireInput('target', phrase);
+  const changes = requireInput('changes', phraseChanges);
   const phraseId = requireUuid('phraseId', target.phraseId);
   const adminId = requireUuid('adminId', target.adminId);
   const set: { phrase_text?: string; active?: boolean } = {};
@@ -369,14 +377,14 @@ export async function update(
   if (Object.keys(set).length === 0) throw new ValidationError('changes', 'name at least one of text, active');
   return inTransaction(db, async (trx) => {
     await requireRole(trx, adminId, 'admin');
-    const phrase = await trx
+    const updated = await trx
       .updateTable('phrases')
       .set(set)
       .where('id', '=', phraseId)
       .returning(phraseColumns)
       .executeTakeFirst();
-    if (!phrase) throw new NotFoundError('phrase');
-    return phrase;
+    if (!updated) throw new NotFoundError('phrase');
+    return updated;
   });
 }
 
@@ -388,8 +396,9 @@ export async function update(
  * @example
  * const { items, total } = await phrases.list(db, adminId, { search: 'habit', includeInactive: false })
  */
-export async function list(db: Kysely<DB>, adminId: string, options: AdminListOptions = {}): Promise<Page<Phrase>> {
+export async function list(db: Kysely<DB>, adminId: string, listOptions?: AdminListOptions): Promise<Page<Phrase>> {
   const id = requireUuid('adminId', adminId);
+  const options = requireOptions('options', listOptions);
   const pattern = searchPattern(options.search);
   const { limit, offset } = requirePage(options);
   const includeInactive = options.includeInactive === undefined ? true : requireBoolean('includeInactive', options.includeInactive);
@@ -407,7 +416,7 @@ export async function list(db: Kysely<DB>, adminId: string, options: AdminListOp
       .offset(offset)
       .execute();
     return pageOf(rows, offset, async () => {
-      const { n } = await matches.select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow();
+      const { n } = await matches.select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow(noRowReturned);
       return Number(n);
     });
   });
@@ -427,6 +436,6 @@ export async function count(db: Kysely<DB>): Promise<{ total: number; active: nu
       eb.fn.countAll<string>().as('total'),
       sql<string>`count(*) filter (where active)`.as('active'),
     ])
-    .executeTakeFirstOrThrow();
+    .executeTakeFirstOrThrow(noRowReturned);
   return { total: Number(row.total), active: Number(row.active) };
 }

@@ -10,7 +10,7 @@ import {
   UserInactiveError,
   ValidationError,
 } from '../errors.js';
-import { requireSeconds, requireUuid } from '../validation.js';
+import { isStorableText, requireInput, requireOptions, requireSeconds, requireUuid } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
 
 /**
@@ -85,7 +85,7 @@ export type Session = Pick<CamelCased<Selectable<RefreshTokens>>, 'familyId' | '
   createdAt: Date;
 };
 
-type RevokedReason = 'rotated' | 'reuse' | 'logout' | 'deactivated' | 'admin';
+type RevokedReason = 'rotated' | 'reuse' | 'logout' | 'deactivated' | 'admin' | 'password_changed';
 
 const day = 24 * 3600;
 const builtInDefaults: Readonly<RefreshTokenDefaults> = Object.freeze({
@@ -109,7 +109,8 @@ const maxBatchSize = 10_000;
  *
  * @example refreshTokens.configure({ slidingTtlSeconds: 24 * 3600, reuseGraceSeconds: 5 })
  */
-export function configure(options: Partial<RefreshTokenDefaults>): Readonly<RefreshTokenDefaults> {
+export function configure(changes: Partial<RefreshTokenDefaults>): Readonly<RefreshTokenDefaults> {
+  const options = requireOptions('options', changes);
   const next = {
     slidingTtlSeconds: requireSeconds('slidingTtlSeconds', options.slidingTtlSeconds ?? defaults.slidingTtlSeconds, 1),
     absoluteTtlSeconds: requireSeconds('absoluteTtlSeconds', options.absoluteTtlSeconds ?? defaults.absoluteTtlSeconds, 1),
@@ -138,7 +139,8 @@ export function configure(options: Partial<RefreshTokenDefaults>): Readonly<Refr
  * // SQL: with "owner" as (select "users"."id" from "users" where "users"."id" = $1 and "users"."active" = true for share)
  * //      insert into "refresh_tokens" (…) select … from "owner" returning …
  */
-export async function issue(db: Kysely<DB>, input: NewRefreshToken): Promise<IssuedToken> {
+export async function issue(db: Kysely<DB>, login: NewRefreshToken): Promise<IssuedToken> {
+  const input = requireInput('input', login);
   const userId = requireUuid('userId', input.userId);
   const deviceInfo = deviceInfoJson(input.deviceInfo);
   const slidingTtl = requireSeconds('slidingTtlSeconds', input.slidingTtlSeconds ?? defaults.slidingTtlSeconds, 1);
@@ -186,9 +188,11 @@ const issueStatement = prepareQuery(
  *   (reason `reuse`) and that revocation is committed before the error is thrown. The one
  *   exception is the grace: a token revoked *by rotation* less than `reuseGraceSeconds` ago,
  *   in a family that still has a live token, yields another fresh token (two tabs refreshing
- *   at once). Tokens revoked for reuse, logout or deactivation, or whose family has been
- *   revoked since, get no grace. A token revoked by deactivation and presented after the
- *   user was reactivated counts as reuse: that session has ended.
+ *   at once). Tokens revoked for reuse, logout, deactivation or a password change, or whose
+ *   family has been revoked since, get no grace. A token revoked by deactivation and presented
+ *   after the user was reactivated, or revoked by `users.updatePassword` and presented later,
+ *   counts as reuse, as a logged-out token does: that session has ended (its family is
+ *   already revoked, so the reuse revocation changes nothing more).
  *
  * `db` must be the root `Kysely`, not a transaction (`ValidationError` on field `db`
  * otherwise): the function commits the reuse revocation itself even though it then throws,
@@ -210,7 +214,7 @@ const issueStatement = prepareQuery(
  * //      "revoked" as (update "refresh_tokens" … returning …), "child" as (insert into "refresh_tokens" … returning …)
  * //      select … from "presented"
  */
-export async function rotate(db: Kysely<DB>, token: string, options: RotateOptions = {}): Promise<RotatedToken> {
+export async function rotate(db: Kysely<DB>, token: string, rotateOptions?: RotateOptions): Promise<RotatedToken> {
   if (db.isTransaction) {
     throw new ValidationError(
       'db',
@@ -218,6 +222,7 @@ export async function rotate(db: Kysely<DB>, token: string, options: RotateOptio
     );
   }
   const presentedHash = hashOf(token);
+  const options = requireOptions('options', rotateOptions);
   const deviceInfo = deviceInfoJson(options.deviceInfo);
   const grace = requireSeconds('reuseGraceSeconds', options.reuseGraceSeconds ?? defaults.reuseGraceSeconds, 0);
   const next = newToken();
@@ -329,7 +334,8 @@ export async function listSessions(db: Kysely<DB>, userId: string): Promise<Sess
  *
  * @example const deleted = await refreshTokens.purgeExpired(db, { batchSize: 5000 }) // nightly job
  */
-export async function purgeExpired(db: Kysely<DB>, options: PurgeOptions = {}): Promise<number> {
+export async function purgeExpired(db: Kysely<DB>, purgeOptions?: PurgeOptions): Promise<number> {
+  const options = requireOptions('options', purgeOptions);
   const batchSize = options.batchSize ?? 1000;
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > maxBatchSize) {
     throw new ValidationError('batchSize', `must be a whole number from 1 to ${maxBatchSize}`);
@@ -476,7 +482,7 @@ const rotateStatement = prepareQuery((db, p: RotateParams) =>
 /**
  * The grace path of {@link rotate}, in its own transaction: with the user row locked (so no
  * revocation is in flight), adds a sibling to the family if the presented token is still
- * within the grace and the family still has a live token. Returns the sibling's expiry,
+ * within the grace and the family still has a live token (unrevoked and unexpired). Returns the sibling's expiry,
  * `undefined` when the grace does not apply (then it is reuse), or `'inactive'`.
  */
 async function grantGrace(
@@ -516,7 +522,9 @@ async function grantGrace(
                 .selectFrom('refresh_tokens as live')
                 .select(sql`1`.as('one'))
                 .where('live.family_id', '=', familyId)
-                .where('live.revoked_at', 'is', null),
+                .where('live.revoked_at', 'is', null)
+                // An unrevoked token past its expiry no longer keeps the session alive.
+                .where('live.expires_at', '>', sql<Date>`now()`),
             ),
           ),
       )
@@ -573,7 +581,7 @@ function requireAbsoluteAtLeastSliding(slidingTtl: number, absoluteTtl: number):
 function deviceInfoJson(value: unknown): string | null {
   if (value === undefined || value === null) return null;
   if (!isPlainObject(value) || !isJsonValue(value, 0)) {
-    throw new ValidationError('deviceInfo', 'must be a plain JSON object');
+    throw new ValidationError('deviceInfo', 'must be a plain JSON object, its text without NUL characters or lone surrogates');
   }
   const text = JSON.stringify(value);
   if (text.length > deviceInfoMaxLength) {
@@ -588,16 +596,16 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return prototype === Object.prototype || prototype === null;
 }
 
-// jsonb cannot hold a NUL character, and JSON has no NaN, Infinity, undefined, Date or class
+// jsonb cannot hold a NUL character or a lone surrogate, and JSON has no NaN, Infinity, undefined, Date or class
 // instances: reject them here instead of failing in PostgreSQL or changing silently.
 function isJsonValue(value: unknown, depth: number): boolean {
   if (depth > deviceInfoMaxDepth) return false;
   if (value === null || typeof value === 'boolean') return true;
   if (typeof value === 'number') return Number.isFinite(value);
-  if (typeof value === 'string') return !value.includes('\u0000');
+  if (typeof value === 'string') return isStorableText(value);
   if (Array.isArray(value)) return value.every((item) => isJsonValue(item, depth + 1));
   if (isPlainObject(value)) {
-    return Object.entries(value).every(([key, item]) => !key.includes('\u0000') && isJsonValue(item, depth + 1));
+    return Object.entries(value).every(([key, item]) => isStorableText(key) && isJsonValue(item, depth + 1));
   }
   return false;
 }

@@ -7,11 +7,14 @@ import {
   limits,
   requireBoolean,
   requireEmail,
+  requireInput,
+  requireOptions,
   requireSlug,
   requireText,
   requireUuid,
 } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
+import { noRowReturned } from './no-row-returned.js';
 
 /** A user as services see it; the password hash only comes with {@link findByEmail}. */
 export type User = CamelCased<Omit<Selectable<Users>, 'password_hash'>>;
@@ -55,12 +58,16 @@ const byEmail = prepareQuery((db, p: { address: string }) =>
 
 /**
  * Creates a user holding the `user` role, in one transaction. A taken email (in any case)
- * or slug fails with `UniqueViolationError` whose `field` says which.
+ * or slug fails with `UniqueViolationError` whose `field` says which. Given a caller's
+ * transaction, that error leaves the transaction aborted (PostgreSQL's rule for any failed
+ * statement): to catch it and carry on in the same transaction, call it under
+ * `withSavepoint(trx, (sp) => users.create(sp, input))`.
  *
  * @example
  * const user = await users.create(db, { email: 'kenn@example.org', passwordHash, displayName: 'Kenn', slug: 'kenn' })
  */
-export async function create(db: Kysely<DB>, input: NewUser): Promise<User> {
+export async function create(db: Kysely<DB>, newUser: NewUser): Promise<User> {
+  const input = requireInput('input', newUser);
   const row = {
     email: requireEmail(input.email),
     password_hash: requireText('passwordHash', input.passwordHash, limits.passwordHashLength),
@@ -68,7 +75,7 @@ export async function create(db: Kysely<DB>, input: NewUser): Promise<User> {
     slug: requireSlug(input.slug),
   };
   return inTransaction(db, async (trx) => {
-    const user = await trx.insertInto('users').values(row).returning(userColumns).executeTakeFirstOrThrow();
+    const user = await trx.insertInto('users').values(row).returning(userColumns).executeTakeFirstOrThrow(noRowReturned);
     await trx
       .insertInto('user_roles')
       .columns(['user_id', 'role_id'])
@@ -111,9 +118,10 @@ export async function findBySlug(db: Kysely<DB>, slug: string): Promise<User | n
 export async function updateProfile(
   db: Kysely<DB>,
   userId: string,
-  changes: { displayName?: string; slug?: string },
+  profileChanges: { displayName?: string; slug?: string },
 ): Promise<User> {
   const id = requireUuid('userId', userId);
+  const changes = requireInput('changes', profileChanges);
   const set: { display_name?: string; slug?: string } = {};
   if (changes.displayName !== undefined) {
     set.display_name = requireText('displayName', changes.displayName, limits.displayNameLength);
@@ -125,12 +133,52 @@ export async function updateProfile(
   return user;
 }
 
-/** Stores a new password hash. @example await users.updatePassword(db, userId, await hash(newPassword)) */
-export async function updatePassword(db: Kysely<DB>, userId: string, passwordHash: string): Promise<void> {
+export interface UpdatePasswordOptions {
+  /** A token family (`familyId` of the session the change was made from) that stays logged in. */
+  keepFamilyId?: string;
+}
+
+/**
+ * Stores a new password hash and, in the same transaction, revokes every live session of the
+ * user (reason `password_changed`) except `keepFamilyId`'s, so that a stolen refresh token
+ * dies with the old password. Returns the number of sessions revoked; an unknown user is
+ * `NotFoundError`. The user row is updated first, which waits for every issue or rotation of
+ * this user in flight (they hold it `FOR SHARE`), and the tokens are read by a later statement,
+ * so a token such a rotation adds is revoked too (the lock order of refreshTokens). A revoked
+ * token presented later fails as a logged-out one does: `TokenReusedError`. Joins the caller's
+ * transaction.
+ *
+ * @example
+ * await users.updatePassword(db, userId, await hash(newPassword), { keepFamilyId: session.familyId })
+ */
+export async function updatePassword(
+  db: Kysely<DB>,
+  userId: string,
+  passwordHash: string,
+  options?: UpdatePasswordOptions,
+): Promise<number> {
   const id = requireUuid('userId', userId);
   const hash = requireText('passwordHash', passwordHash, limits.passwordHashLength);
-  const result = await db.updateTable('users').set({ password_hash: hash }).where('id', '=', id).executeTakeFirst();
-  if (result.numUpdatedRows === 0n) throw new NotFoundError('user');
+  const { keepFamilyId } = requireOptions('options', options);
+  const keep = keepFamilyId === undefined ? undefined : requireUuid('keepFamilyId', keepFamilyId);
+  return inTransaction(db, async (trx) => {
+    const user = await trx
+      .updateTable('users')
+      .set({ password_hash: hash })
+      .where('id', '=', id)
+      .returning('id')
+      .executeTakeFirst();
+    if (!user) throw new NotFoundError('user');
+    const revoked = await trx
+      .updateTable('refresh_tokens')
+      .set({ revoked_at: sql`now()`, revoked_reason: 'password_changed' })
+      .where('user_id', '=', id)
+      .where('revoked_at', 'is', null)
+      .$if(keep !== undefined, (qb) => qb.where('family_id', '<>', keep!))
+      .returning('family_id')
+      .execute();
+    return new Set(revoked.map((row) => row.family_id)).size;
+  });
 }
 
 /**
@@ -170,9 +218,10 @@ export async function setActive(db: Kysely<DB>, userId: string, active: boolean)
 export async function isSlugAvailable(
   db: Kysely<DB>,
   slug: string,
-  options: { excludeUserId?: string } = {},
+  slugOptions?: { excludeUserId?: string },
 ): Promise<boolean> {
   const value = requireSlug(slug);
+  const options = requireOptions('options', slugOptions);
   let query = db.selectFrom('users').select('id').where('slug', '=', value);
   if (options.excludeUserId !== undefined) query = query.where('id', '<>', requireUuid('excludeUserId', options.excludeUserId));
   return (await query.executeTakeFirst()) === undefined;
@@ -201,10 +250,11 @@ export async function grantRole(
   db: Kysely<DB>,
   userId: string,
   role: RoleName,
-  options: { grantedBy?: string | null } = {},
+  grantOptions?: { grantedBy?: string | null },
 ): Promise<void> {
   const id = requireUuid('userId', userId);
   const name = requireText('role', role, 50);
+  const options = requireOptions('options', grantOptions);
   const grantedBy = options.grantedBy == null ? null : requireUuid('grantedBy', options.grantedBy);
   await inTransaction(db, async (trx) => {
     const found = await trx.selectFrom('roles').select('id').where('name', '=', name).executeTakeFirst();

@@ -33,7 +33,7 @@ describe('npm run db:reset', () => {
     const { rows: migrations } = await after.query('SELECT count(*)::int AS n FROM schema_migrations');
     await after.end();
     expect(rows[0]).toEqual({ n: 0 });
-    expect(migrations[0]).toEqual({ n: 3 });
+    expect(migrations[0]).toEqual({ n: 4 });
   });
 });
 
@@ -44,11 +44,11 @@ describe('npm run migrate', () => {
   });
   afterAll(async () => database.drop());
 
-  it('status lists the three applied migrations', async () => {
+  it('status lists the four applied migrations', async () => {
     const result = await runCli('migrate', ['status'], { DATABASE_URL: database.url });
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/^applied +20250914134643_initial_schema applied .+ in \d+ ms$/m);
-    expect(result.stdout).toContain('3 applied, 0 pending, 0 changed, 0 missing');
+    expect(result.stdout).toContain('4 applied, 0 pending, 0 changed, 0 missing');
   });
 
   it('fails with a message on an unknown action', async () => {

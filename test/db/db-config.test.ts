@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { loadDbConfig } from '../../src/db/db-config.js';
+import { loadDbConfig, resolveDbConfig } from '../../src/db/db-config.js';
 import { ConfigError } from '../../src/errors.js';
 
 const url = 'postgresql://app:s3cret-password@db.internal:5432/kennwilliamson';
@@ -53,5 +53,20 @@ describe('loadDbConfig', () => {
     const error = configError({ DATABASE_URL: url, DB_MAX_CONNECTIONS: '2', DB_MIN_CONNECTIONS: '5' });
     expect(error.variable).toBe('DB_MIN_CONNECTIONS');
     expect(error.message).toBe('DB_MIN_CONNECTIONS (5) must not exceed DB_MAX_CONNECTIONS (2)');
+  });
+});
+
+describe('resolveDbConfig', () => {
+  it('refuses acquireTimeoutMs 0, which pg-pool would read as "wait forever", naming DB_ACQUIRE_TIMEOUT', () => {
+    const error = (() => {
+      try {
+        return resolveDbConfig({ databaseUrl: url, acquireTimeoutMs: 0 });
+      } catch (caught) {
+        return caught;
+      }
+    })();
+    expect(error).toBeInstanceOf(ConfigError);
+    expect(error).toMatchObject({ variable: 'DB_ACQUIRE_TIMEOUT' });
+    expect(resolveDbConfig({ databaseUrl: url, acquireTimeoutMs: 1 })).toMatchObject({ acquireTimeoutMs: 1 });
   });
 });

@@ -13,6 +13,7 @@ const names = [
   '20250914134643_initial_schema',
   '20250914134654_add_refresh_tokens_and_user_active',
   '20250914134703_add_phrases_system',
+  '20261126174308_add_password_changed_revoked_reason',
 ];
 
 let database: TestDatabase;
@@ -54,7 +55,7 @@ describe('migrate', () => {
     const runs = await migrate({ databaseUrl: database.url, migrationsDir, log: (line) => lines.push(line) });
 
     expect(runs.map((run) => run.name)).toEqual(names);
-    expect(lines.filter((line) => line.startsWith('applied'))).toHaveLength(3);
+    expect(lines.filter((line) => line.startsWith('applied'))).toHaveLength(names.length);
     expect(lines[0]).toMatch(/^applied 20250914134643_initial_schema \(\d+ ms\)$/);
     const rows = await query<{ name: string; checksum: string; applied_at: Date; duration_ms: number }>(
       'SELECT * FROM schema_migrations ORDER BY name',
@@ -84,7 +85,7 @@ describe('migrate', () => {
 
   it('stops before applying anything when an applied migration file has changed, naming the file', async () => {
     await migrate({ databaseUrl: database.url, migrationsDir });
-    await migrateDown({ databaseUrl: database.url, migrationsDir });
+    await migrateDown({ databaseUrl: database.url, migrationsDir, to: names[2] });
     await appendFile(path.join(migrationsDir, `${names[0]}.up.sql`), '\n-- edited after it was applied\n');
 
     const run = migrate({ databaseUrl: database.url, migrationsDir });
@@ -154,7 +155,11 @@ describe('migrateDown', () => {
     await migrate({ databaseUrl: database.url, migrationsDir });
 
     const last = await migrateDown({ databaseUrl: database.url, migrationsDir });
-    expect(last.map((run) => run.name)).toEqual([names[2]]);
+    expect(last.map((run) => run.name)).toEqual([names[3]]);
+    expect(await recorded()).toEqual(names.slice(0, 3));
+
+    const third = await migrateDown({ databaseUrl: database.url, migrationsDir });
+    expect(third.map((run) => run.name)).toEqual([names[2]]);
     expect(await tableExists('phrases')).toBe(false);
 
     const rest = await migrateDown({ databaseUrl: database.url, migrationsDir, to: names[0] });
@@ -175,14 +180,15 @@ describe('migrationStatus', () => {
     expect(states.map((m) => [m.name, m.state])).toEqual([
       [names[0], 'applied'],
       [names[1], 'changed'],
-      [names[2], 'pending'],
+      [names[2], 'applied'],
+      [names[3], 'pending'],
     ]);
     expect(states[0]!.appliedAt).toBeInstanceOf(Date);
   });
 
   it('reports every migration pending on a database never migrated', async () => {
     const states = await migrationStatus({ databaseUrl: database.url, migrationsDir });
-    expect(states.map((m) => m.state)).toEqual(['pending', 'pending', 'pending']);
-    expect((await readdir(migrationsDir)).length).toBe(6);
+    expect(states.map((m) => m.state)).toEqual(names.map(() => 'pending'));
+    expect((await readdir(migrationsDir)).length).toBe(2 * names.length);
   });
 });

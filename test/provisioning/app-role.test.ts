@@ -220,7 +220,7 @@ describe('the application role made by npm run db:setup', () => {
       // incidentTimers
       const timer = await incidentTimers.create(db, { userId: member.id, notes: 'first' });
       await incidentTimers.update(db, { id: timer.id, userId: member.id }, { notes: 'second' });
-      expect(await incidentTimers.listForUser(db, member.id)).toHaveLength(1);
+      expect(await incidentTimers.listForUser(db, member.id)).toMatchObject({ total: 1 });
       expect(await incidentTimers.latestPublicBySlug(db, 'member')).toMatchObject({ displayName: 'Member Ü' });
       await incidentTimers.remove(db, { id: timer.id, userId: member.id });
 

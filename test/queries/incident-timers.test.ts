@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import { NotFoundError, ValidationError } from '../../src/errors.js';
 import * as incidentTimers from '../../src/queries/incident-timers.js';
@@ -50,11 +51,28 @@ describe('incidentTimers.listForUser', () => {
     await incidentTimers.create(testDb.db, { userId: user.id, resetAt: new Date('2025-01-01T00:00:00Z') });
     await incidentTimers.create(testDb.db, { userId: user.id, resetAt: new Date('2025-03-01T00:00:00Z') });
     await incidentTimers.create(testDb.db, { userId: other.id });
-    const timers = await incidentTimers.listForUser(testDb.db, user.id);
-    expect(timers.map((t) => t.resetAt.toISOString())).toEqual(['2025-03-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z']);
-    expect(await incidentTimers.listForUser(testDb.db, user.id, { limit: 1, offset: 1 })).toHaveLength(1);
+    const { items, total } = await incidentTimers.listForUser(testDb.db, user.id);
+    expect(items.map((t) => t.resetAt.toISOString())).toEqual(['2025-03-01T00:00:00.000Z', '2025-01-01T00:00:00.000Z']);
+    expect(total).toBe(2);
+    const second = await incidentTimers.listForUser(testDb.db, user.id, { limit: 1, offset: 1 });
+    expect(second).toEqual({ items: [items[1]], total: 2 });
     await expect(incidentTimers.listForUser(testDb.db, user.id, { limit: 0 })).rejects.toMatchObject({ field: 'limit' });
     await expect(incidentTimers.listForUser(testDb.db, user.id, { offset: -1 })).rejects.toMatchObject({ field: 'offset' });
+  });
+
+  it('returns a page of 20 by default with the total of all the user’s timers, like every other list', async () => {
+    const user = await newUser(testDb.db);
+    await sql`INSERT INTO incident_timers (user_id, reset_at)
+              SELECT ${user.id}, timestamptz '2025-01-01' + make_interval(days => i) FROM generate_series(1, 25) AS i`.execute(
+      testDb.db,
+    );
+    const first = await incidentTimers.listForUser(testDb.db, user.id);
+    expect(first.items).toHaveLength(20);
+    expect(first.total).toBe(25);
+    expect(first.items[0]!.resetAt).toEqual(new Date('2025-01-26T00:00:00Z'));
+    expect(await incidentTimers.listForUser(testDb.db, user.id, { offset: 20 })).toMatchObject({ total: 25 });
+    expect((await incidentTimers.listForUser(testDb.db, user.id, { offset: 20 })).items).toHaveLength(5);
+    expect(await incidentTimers.listForUser(testDb.db, user.id, { offset: 40 })).toEqual({ items: [], total: 25 });
   });
 });
 
@@ -101,14 +119,14 @@ describe('incidentTimers.update / remove', () => {
     await expect(incidentTimers.remove(testDb.db, { id: timer.id, userId: intruder.id })).rejects.toBeInstanceOf(
       NotFoundError,
     );
-    expect(await incidentTimers.listForUser(testDb.db, owner.id)).toEqual([timer]);
+    expect(await incidentTimers.listForUser(testDb.db, owner.id)).toEqual({ items: [timer], total: 1 });
   });
 
   it('removes the owner’s timer', async () => {
     const user = await newUser(testDb.db);
     const timer = await incidentTimers.create(testDb.db, { userId: user.id });
     await incidentTimers.remove(testDb.db, { id: timer.id, userId: user.id });
-    expect(await incidentTimers.listForUser(testDb.db, user.id)).toEqual([]);
+    expect(await incidentTimers.listForUser(testDb.db, user.id)).toEqual({ items: [], total: 0 });
     await expect(incidentTimers.remove(testDb.db, { id: timer.id, userId: user.id })).rejects.toBeInstanceOf(NotFoundError);
   });
 

@@ -1,0 +1,40 @@
+import { type Kysely, sql, type Transaction } from 'kysely';
+import type { DB } from '../../generated/db.js';
+
+let savepoints = 0;
+
+/**
+ * Runs `work` so that its failure does not abort the caller's transaction. In PostgreSQL a
+ * failed statement aborts the whole transaction (every later statement fails with
+ * `TransactionAbortedError` until it rolls back), so catching, say, a `UniqueViolationError`
+ * from `users.create(trx, …)` and carrying on needs a savepoint: this one is released when
+ * `work` resolves and rolled back to (undoing only `work`'s changes) when it throws, and the
+ * error is rethrown for the caller to handle. Given the root `db`, it opens a transaction
+ * instead, so `work` is all-or-nothing either way. Costs two extra round trips in a
+ * transaction.
+ *
+ * @example
+ * await db.transaction().execute(async (trx) => {
+ *   const user = await withSavepoint(trx, (sp) => users.create(sp, input)).catch((error) => {
+ *     if (error instanceof UniqueViolationError) return users.findByEmail(trx, input.email)
+ *     throw error
+ *   })
+ *   await incidentTimers.create(trx, { userId: user!.id }) // the transaction is still usable
+ * })
+ */
+export async function withSavepoint<T>(db: Kysely<DB>, work: (trx: Transaction<DB>) => Promise<T>): Promise<T> {
+  if (!db.isTransaction) return db.transaction().execute(work);
+  const trx = db as Transaction<DB>;
+  // Unique per process, so nested savepoints never shadow each other.
+  const name = sql.id(`kw_savepoint_${++savepoints}`);
+  await sql`SAVEPOINT ${name}`.execute(trx);
+  let result: T;
+  try {
+    result = await work(trx);
+  } catch (error) {
+    await sql`ROLLBACK TO SAVEPOINT ${name}`.execute(trx);
+    throw error;
+  }
+  await sql`RELEASE SAVEPOINT ${name}`.execute(trx);
+  return result;
+}
