@@ -1,6 +1,26 @@
-import { sql } from 'kysely';
+import { NoResultError, sql } from 'kysely';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
-import { CheckViolationError, ForeignKeyViolationError, NotNullViolationError, UniqueViolationError } from '../src/errors.js';
+import {
+  CheckViolationError,
+  ConnectionError,
+  DatabaseError,
+  DataExceptionError,
+  DbError,
+  DeadlockError,
+  ForeignKeyViolationError,
+  isRetryable,
+  LockNotAvailableError,
+  mapDatabaseError,
+  NotFoundError,
+  NotNullViolationError,
+  QueryCanceledError,
+  SerializationError,
+  TransactionAbortedError,
+  UniqueViolationError,
+} from '../src/errors.js';
+import { noRowReturned } from '../src/queries/no-row-returned.js';
+import { eventually } from './support/eventually.js';
 import { useTestDatabase } from './support/test-database.js';
 
 const testDb = useTestDatabase();
@@ -38,5 +58,158 @@ describe('PostgreSQL errors, mapped by SQLSTATE', () => {
     const everything = JSON.stringify(check, Object.getOwnPropertyNames(check)) + JSON.stringify((check as Error).cause);
     expect(everything).not.toContain('do-not-log-me');
     expect((check as Error).message).not.toContain('do-not-log-me');
+  });
+});
+
+describe('PostgreSQL errors beyond integrity, mapped by SQLSTATE', () => {
+  async function lockWaiters(): Promise<number> {
+    const { rows } = await sql<{ n: number }>`
+      SELECT count(*)::int AS n FROM pg_stat_activity
+      WHERE datname = current_database() AND wait_event_type = 'Lock'`.execute(testDb.db);
+    return rows[0]!.n;
+  }
+
+  async function newRow(): Promise<string> {
+    const { rows } = await sql<{ id: string }>`
+      INSERT INTO roles (name) VALUES (${`role_${Array.from({ length: 12 }, () => 'abcdefghijklmnopqrstuvwxyz'[Math.floor(Math.random() * 26)]).join('')}`}) RETURNING id`.execute(testDb.db);
+    return rows[0]!.id;
+  }
+
+  it('a unique violation’s cause keeps the key’s columns but not its value (the email)', async () => {
+    await sql`INSERT INTO users (email, password_hash, display_name, slug) VALUES ('private.person@example.org', 'h', 'P', 'private-one')`.execute(testDb.db);
+    const unique = await failure(
+      sql`INSERT INTO users (email, password_hash, display_name, slug) VALUES ('Private.Person@example.org', 'h', 'P', 'private-two')`,
+    );
+    expect(unique).toBeInstanceOf(UniqueViolationError);
+    const cause = (unique as Error).cause as { detail?: string };
+    expect(cause.detail).toBe('Key (lower(email))=(values withheld) already exists.');
+    const everything = JSON.stringify(unique, Object.getOwnPropertyNames(unique)) + JSON.stringify(cause) + String(unique);
+    expect(everything.toLowerCase()).not.toContain('private.person');
+  });
+
+  it('40P01: a deadlock is a retryable DeadlockError', async () => {
+    const [a, b] = [await newRow(), await newRow()];
+    let holdsA!: () => void;
+    let holdsB!: () => void;
+    const aHeld = new Promise<void>((resolve) => (holdsA = resolve));
+    const bHeld = new Promise<void>((resolve) => (holdsB = resolve));
+    // Each transaction locks its first row, waits until the other holds its own, then asks for
+    // the other's: the second asks only once the first is seen waiting, so the cycle is certain.
+    const first = testDb.db.transaction().execute(async (trx) => {
+      await sql`SELECT id FROM roles WHERE id = ${a} FOR UPDATE`.execute(trx);
+      holdsA();
+      await bHeld;
+      await sql`SELECT id FROM roles WHERE id = ${b} FOR UPDATE`.execute(trx);
+    });
+    const second = testDb.db.transaction().execute(async (trx) => {
+      await sql`SELECT id FROM roles WHERE id = ${b} FOR UPDATE`.execute(trx);
+      holdsB();
+      await aHeld;
+      await eventually(async () => (await lockWaiters()) === 1, 'the first transaction waits for row b');
+      await sql`SELECT id FROM roles WHERE id = ${a} FOR UPDATE`.execute(trx);
+    });
+    const outcomes = await Promise.allSettled([first, second]);
+    const failures = outcomes.flatMap((outcome) => (outcome.status === 'rejected' ? [outcome.reason as unknown] : []));
+    expect(failures).toHaveLength(1);
+    expect(failures[0]).toBeInstanceOf(DeadlockError);
+    expect(failures[0]).toMatchObject({ sqlState: '40P01', retryable: true, cause: expect.objectContaining({ code: '40P01' }) });
+    expect(isRetryable(failures[0])).toBe(true);
+  });
+
+  it('40001: a serialization failure is a retryable SerializationError', async () => {
+    const id = await newRow();
+    const error = await testDb.db
+      .transaction()
+      .setIsolationLevel('repeatable read')
+      .execute(async (trx) => {
+        await sql`SELECT name FROM roles WHERE id = ${id}`.execute(trx); // takes the snapshot
+        await sql`UPDATE roles SET name = name || '_other' WHERE id = ${id}`.execute(testDb.db); // commits meanwhile
+        await sql`UPDATE roles SET name = name || '_mine' WHERE id = ${id}`.execute(trx);
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(SerializationError);
+    expect(error).toMatchObject({ sqlState: '40001', retryable: true });
+    expect(isRetryable(error)).toBe(true);
+  });
+
+  it('55P03: a lock not available (NOWAIT) is a retryable LockNotAvailableError', async () => {
+    const id = await newRow();
+    const error = await testDb.db
+      .transaction()
+      .execute(async (trx) => {
+        await sql`SELECT id FROM roles WHERE id = ${id} FOR UPDATE`.execute(trx);
+        return sql`SELECT id FROM roles WHERE id = ${id} FOR UPDATE NOWAIT`.execute(testDb.db).catch((e: unknown) => e);
+      });
+    expect(error).toBeInstanceOf(LockNotAvailableError);
+    expect(isRetryable(error)).toBe(true);
+  });
+
+  it('57014: a statement timeout is a QueryCanceledError, not retryable', async () => {
+    const error = await testDb.db
+      .transaction()
+      .execute(async (trx) => {
+        await sql`SET LOCAL statement_timeout = '20ms'`.execute(trx);
+        await sql`SELECT pg_sleep(5)`.execute(trx);
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(QueryCanceledError);
+    expect(error).toMatchObject({ sqlState: '57014', retryable: false });
+    expect(isRetryable(error)).toBe(false);
+  });
+
+  it('class 22 (22P02, 22003, 22021): a DataExceptionError whose message does not repeat the value', async () => {
+    const invalidText = await failure(sql`SELECT ${'secret-looking-value'}::uuid`);
+    expect(invalidText).toBeInstanceOf(DataExceptionError);
+    expect(invalidText).toMatchObject({ sqlState: '22P02', retryable: false });
+    expect((invalidText as Error).message).not.toContain('secret-looking-value');
+    expect(await failure(sql`SELECT ${'99999999999999999999999'}::bigint`)).toMatchObject({ sqlState: '22003' });
+    expect(await failure(sql`SELECT ${'nul \u0000 inside'}::text`)).toBeInstanceOf(DataExceptionError);
+  });
+
+  it('25P02: a statement after a caught error in the same transaction is a TransactionAbortedError', async () => {
+    const error = await testDb.db
+      .transaction()
+      .execute(async (trx) => {
+        await sql`SELECT 'x'::uuid`.execute(trx).catch(() => undefined);
+        await sql`SELECT 1`.execute(trx);
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(TransactionAbortedError);
+    expect((error as Error).message).toContain('withSavepoint');
+  });
+
+  it('any other SQLSTATE is a DatabaseError carrying it, with PostgreSQL’s message', async () => {
+    const error = await failure(sql`SELECT * FROM no_such_table`);
+    expect(error).toBeInstanceOf(DatabaseError);
+    expect(error).toMatchObject({ sqlState: '42P01', retryable: false });
+    expect((error as Error).message).toContain('no_such_table');
+  });
+
+  it('Kysely’s NoResultError is a NotFoundError, from mapDatabaseError and from noRowReturned', async () => {
+    const query = testDb.db.selectFrom('users').select('id').where('email', '=', 'nobody-at-all@example.org');
+    const kyselys = await query.executeTakeFirstOrThrow().catch((e: unknown) => e);
+    expect(kyselys).toBeInstanceOf(NoResultError);
+    expect(mapDatabaseError(kyselys)).toBeInstanceOf(NotFoundError);
+    expect(mapDatabaseError(kyselys)).toMatchObject({ entity: 'row', cause: kyselys });
+    const ours = await query.executeTakeFirstOrThrow(noRowReturned).catch((e: unknown) => e);
+    expect(ours).toBeInstanceOf(NotFoundError);
+    expect((ours as Error).cause).toBeInstanceOf(NoResultError);
+  });
+
+  it('maps whatever it is given to a DbError, and returns a DbError unchanged', () => {
+    const typed = new NotFoundError('user');
+    expect(mapDatabaseError(typed)).toBe(typed);
+    for (const thrown of [new TypeError('boom'), 'a string', undefined, 42, { code: 'XX' }]) {
+      const mapped = mapDatabaseError(thrown);
+      expect(mapped).toBeInstanceOf(DbError);
+      expect(mapped.cause).toBe(thrown);
+    }
+    expect(mapDatabaseError(new Error('Connection terminated unexpectedly'))).toBeInstanceOf(ConnectionError);
+    expect(mapDatabaseError(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }))).toMatchObject({
+      reason: 'ECONNREFUSED',
+      retryable: true,
+    });
+    expect(isRetryable(new Error('anything'))).toBe(false);
+    expect(isRetryable(new pg.DatabaseError('x', 0, 'error'))).toBe(false);
   });
 });

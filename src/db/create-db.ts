@@ -1,6 +1,6 @@
 import { Kysely, type LogConfig, PostgresDialect, type PostgresPoolClient, type QueryResult } from 'kysely';
 import type pg from 'pg';
-import { mapDatabaseError } from '../errors.js';
+import { ConnectionError, mapDatabaseError } from '../errors.js';
 import type { DB } from '../../generated/db.js';
 import { type DbConfig, loadDbConfig, resolveDbConfig } from './db-config.js';
 import { createTunedPool, type PoolErrorListener, type TunedPool } from './tuned-pool.js';
@@ -43,11 +43,20 @@ function createDirectRunner(tuned: TunedPool): DirectQueryRunner {
         ...(counted && result.rowCount !== null ? { numAffectedRows: BigInt(result.rowCount) } : {}),
       };
     } catch (error) {
-      throw mapDatabaseError(error);
+      throw mapClientError(client, error);
     } finally {
       client.release();
     }
   };
+}
+
+// A query can fail with the server's 57P01 before the socket's end reaches pg, which then
+// still counts the client as usable: released as it is, it would go back to the pool and fail
+// the next borrower (often the caller's retry). Ending it now makes pg-pool discard it on release.
+function mapClientError(client: pg.PoolClient, error: unknown): unknown {
+  const mapped = mapDatabaseError(error);
+  if (mapped instanceof ConnectionError) client.end().catch(() => undefined);
+  return mapped;
 }
 
 // Every statement Kysely runs goes through here, which makes this the one place where
@@ -69,7 +78,7 @@ function errorMappingWrapper(client: pg.PoolClient): PostgresPoolClient {
   return {
     query: ((sqlText: string, parameters: unknown[]) =>
       client.query(sqlText, parameters).catch((error: unknown) => {
-        throw mapDatabaseError(error);
+        throw mapClientError(client, error);
       })) as unknown as PostgresPoolClient['query'], // no cursor form: the dialect has no cursor configured
 
     release: () => client.release(),

@@ -1,0 +1,171 @@
+import { randomBytes } from 'node:crypto';
+import { createServer } from 'node:net';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb, poolOf } from '../../src/db/create-db.js';
+import { ConnectionError, DbError, isRetryable, PoolClosedError } from '../../src/errors.js';
+import * as refreshTokens from '../../src/queries/refresh-tokens.js';
+import * as users from '../../src/queries/users.js';
+import { eventually } from '../support/eventually.js';
+import { newUser } from '../support/factories.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+
+let database: TestDatabase;
+let observer: pg.Client;
+
+beforeAll(async () => {
+  database = await createTestDatabase();
+  observer = new pg.Client({ connectionString: database.url });
+  await observer.connect();
+});
+
+afterAll(async () => {
+  await observer.end();
+  await database.drop();
+});
+
+/** A port of 127.0.0.1 that nothing listens on: bound once by us, then closed. */
+async function closedPort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise<void>((resolve) => server.close(() => resolve()));
+  return port;
+}
+
+async function unreachableUrl(): Promise<string> {
+  const url = new URL(database.url);
+  url.hostname = '127.0.0.1';
+  url.port = String(await closedPort());
+  url.password = 'do-not-echo-this-password';
+  return url.toString();
+}
+
+const uniqueName = () => `conn-test-${randomBytes(4).toString('hex')}`;
+
+/** The pid of the one backend of `applicationName` whose state matches, once there is one. */
+async function backendOf(applicationName: string, condition: string): Promise<number> {
+  let pid: number | undefined;
+  await eventually(async () => {
+    const { rows } = await observer.query<{ pid: number }>(
+      `SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND ${condition}`,
+      [applicationName],
+    );
+    pid = rows[0]?.pid;
+    return pid !== undefined;
+  }, `a backend of ${applicationName} where ${condition}`);
+  return pid!;
+}
+
+function expectConnectionError(error: unknown, reason: string | RegExp): void {
+  expect(error).toBeInstanceOf(ConnectionError);
+  expect((error as ConnectionError).reason).toMatch(reason);
+  expect((error as ConnectionError).retryable).toBe(true);
+  expect(isRetryable(error)).toBe(true);
+  expect((error as Error).cause).toBeDefined();
+}
+
+describe('a refused connection (ECONNREFUSED)', () => {
+  it('is a retryable ConnectionError on the Kysely path, the direct path, a transaction and ready(), with no password in it', async () => {
+    const url = await unreachableUrl();
+    const starting = createDb({ databaseUrl: url, minConnections: 1, acquireTimeoutMs: 5_000 }, { onPoolError: () => undefined });
+    const notReady = await poolOf(starting).ready().catch((e: unknown) => e);
+    await starting.destroy();
+    const db = createDb({ databaseUrl: url, minConnections: 0, acquireTimeoutMs: 5_000 });
+    try {
+      const failures = await Promise.all([
+        notReady,
+        sql`SELECT 1`.execute(db).catch((e: unknown) => e),
+        users.findById(db, '01890000-0000-7000-8000-000000000000').catch((e: unknown) => e),
+        db.transaction().execute(async (trx) => sql`SELECT 1`.execute(trx)).catch((e: unknown) => e),
+      ]);
+      for (const failure of failures) {
+        expectConnectionError(failure, 'ECONNREFUSED');
+        expect(String(failure) + JSON.stringify(failure)).not.toContain('do-not-echo-this-password');
+      }
+    } finally {
+      await db.destroy();
+    }
+  });
+});
+
+describe('a connection the server terminates (57P01)', () => {
+  it('during a query on the Kysely path is a retryable ConnectionError, and the next query gets a live connection', async () => {
+    const applicationName = uniqueName();
+    const db = createDb({ databaseUrl: database.url, minConnections: 0, applicationName });
+    try {
+      const sleeping = sql`SELECT pg_sleep(60)`.execute(db).catch((e: unknown) => e);
+      const pid = await backendOf(applicationName, "state = 'active' AND query LIKE '%pg_sleep%'");
+      await observer.query('SELECT pg_terminate_backend($1)', [pid]);
+      // pg reports the server's 57P01 or, when the socket closes first, that the connection ended.
+      expectConnectionError(await sleeping, /^(57P01|terminated)$/);
+      expect(await sql<{ ok: number }>`SELECT 1 AS ok`.execute(db)).toMatchObject({ rows: [{ ok: 1 }] });
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it('during a prepared statement on the direct path is a retryable ConnectionError, and the retry succeeds', async () => {
+    const applicationName = uniqueName();
+    const db = createDb({ databaseUrl: database.url, minConnections: 0, applicationName });
+    const user = await newUser(db);
+    await observer.query('BEGIN');
+    try {
+      // The issue statement locks the user row FOR SHARE: it waits behind this lock.
+      await observer.query('SELECT id FROM users WHERE id = $1 FOR UPDATE', [user.id]);
+      const issuing = refreshTokens.issue(db, { userId: user.id }).catch((e: unknown) => e);
+      const pid = await backendOf(applicationName, "wait_event_type = 'Lock'");
+      await observer.query('SELECT pg_terminate_backend($1)', [pid]);
+      expectConnectionError(await issuing, /^(57P01|terminated)$/);
+      await observer.query('ROLLBACK');
+      // The broken connection is discarded, not handed to the retry.
+      await expect(refreshTokens.issue(db, { userId: user.id })).resolves.toMatchObject({ familyId: expect.any(String) });
+    } finally {
+      await observer.query('ROLLBACK');
+      await db.destroy();
+    }
+  });
+
+  it('between two queries of a transaction fails the next query with a ConnectionError', async () => {
+    const applicationName = uniqueName();
+    const db = createDb({ databaseUrl: database.url, minConnections: 0, applicationName });
+    try {
+      const failed = await db
+        .transaction()
+        .execute(async (trx) => {
+          const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx);
+          // With a timeout, pg_terminate_backend returns only once the backend has exited.
+          const { rows: done } = await observer.query<{ ok: boolean }>('SELECT pg_terminate_backend($1, 10000) AS ok', [rows[0]!.pid]);
+          expect(done[0]!.ok).toBe(true);
+          await sql`SELECT 1`.execute(trx);
+        })
+        .catch((e: unknown) => e);
+      expectConnectionError(failed, /^(57P01|terminated|EPIPE|ECONNRESET)$/);
+      expect(await sql<{ ok: number }>`SELECT 1 AS ok`.execute(db)).toMatchObject({ rows: [{ ok: 1 }] });
+    } finally {
+      await db.destroy();
+    }
+  });
+});
+
+describe('the ended pool', () => {
+  it('rejects ready() with PoolClosedError, whether ended before or while waiting', async () => {
+    const db = createDb({ databaseUrl: database.url, minConnections: 1 });
+    const waiting = poolOf(db).ready().catch((e: unknown) => e);
+    const ending = poolOf(db).end();
+    expect(await waiting).toBeInstanceOf(PoolClosedError);
+    await ending;
+    await expect(poolOf(db).ready()).rejects.toBeInstanceOf(PoolClosedError);
+    await db.destroy();
+  });
+
+  it('fails a checkout after end() with PoolClosedError', async () => {
+    const db = createDb({ databaseUrl: database.url, minConnections: 0 });
+    await poolOf(db).end();
+    const error = await poolOf(db).connect().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(PoolClosedError);
+    expect(error).toBeInstanceOf(DbError);
+    await db.destroy();
+  });
+});
