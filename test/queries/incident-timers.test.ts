@@ -44,6 +44,19 @@ describe('incidentTimers.create', () => {
   });
 });
 
+describe('incidentTimers dates at the edges', () => {
+  it('stores the first instant of timestamptz and JavaScript’s last date exactly, and refuses a millisecond earlier', async () => {
+    const user = await newUser(testDb.db);
+    const earliest = new Date(Date.UTC(-4713, 10, 24));
+    const latest = new Date(8.64e15);
+    expect((await incidentTimers.create(testDb.db, { userId: user.id, resetAt: earliest })).resetAt).toEqual(earliest);
+    expect((await incidentTimers.create(testDb.db, { userId: user.id, resetAt: latest })).resetAt).toEqual(latest);
+    await expect(
+      incidentTimers.create(testDb.db, { userId: user.id, resetAt: new Date(earliest.getTime() - 1) }),
+    ).rejects.toMatchObject({ field: 'resetAt' });
+  });
+});
+
 describe('incidentTimers.listForUser', () => {
   it('lists only the user’s timers, most recently reset first', async () => {
     const user = await newUser(testDb.db);
