@@ -474,6 +474,18 @@ describe('refreshTokens.rotate reuse detection', () => {
     expect(await liveCount({ familyId: reused.familyId })).toBe(0);
   });
 
+  it('gives no grace when the family’s only unrevoked token has expired: an expired token keeps no session alive', async () => {
+    const user = await newUser(testDb.db);
+    const { old, current, familyId } = await rotatedPair(user.id);
+    await revokedAgo(old, 2);
+    await sql`UPDATE refresh_tokens SET expires_at = now() - interval '1 second' WHERE token_hash = ${hashOf(current)}`.execute(
+      testDb.db,
+    );
+    await expect(refreshTokens.rotate(testDb.db, old, { reuseGraceSeconds: 10 })).rejects.toBeInstanceOf(TokenReusedError);
+    expect(await familyRows(familyId)).toHaveLength(2);
+    expect(await liveCount({ familyId })).toBe(0);
+  });
+
   it('gives a token revoked for reuse no grace', async () => {
     const user = await newUser(testDb.db);
     const { current } = await rotatedPair(user.id);
@@ -506,6 +518,110 @@ describe('refreshTokens and users.setActive', () => {
     await users.setActive(testDb.db, user.id, true);
     await expect(refreshTokens.rotate(testDb.db, issued.token)).rejects.toBeInstanceOf(TokenReusedError);
     await expect(refreshTokens.issue(testDb.db, { userId: user.id })).resolves.toBeDefined();
+  });
+});
+
+describe('users.updatePassword and sessions', () => {
+  async function passwordHashOf(userId: string): Promise<string> {
+    const { rows } = await sql<{ password_hash: string }>`SELECT password_hash FROM users WHERE id = ${userId}`.execute(testDb.db);
+    return rows[0]!.password_hash;
+  }
+
+  it('revokes every live session of the user (reason password_changed) with the new hash, and counts them', async () => {
+    const user = await newUser(testDb.db);
+    const bystander = await newUser(testDb.db);
+    const laptop = await refreshTokens.issue(testDb.db, { userId: user.id });
+    const phone = await refreshTokens.rotate(testDb.db, (await refreshTokens.issue(testDb.db, { userId: user.id })).token);
+    const theirs = await refreshTokens.issue(testDb.db, { userId: bystander.id });
+
+    expect(await users.updatePassword(testDb.db, user.id, 'new-hash')).toBe(2);
+
+    expect(await passwordHashOf(user.id)).toBe('new-hash');
+    expect(await liveCount({ userId: user.id })).toBe(0);
+    expect((await rowOf(laptop.token)).revoked_reason).toBe('password_changed');
+    expect((await rowOf(phone.token)).revoked_reason).toBe('password_changed');
+    expect((await rowOf(theirs.token)).revoked_at).toBeNull();
+    expect(await refreshTokens.listSessions(testDb.db, user.id)).toEqual([]);
+  });
+
+  it('keeps the session named by keepFamilyId, which goes on rotating', async () => {
+    const user = await newUser(testDb.db);
+    const current = await refreshTokens.issue(testDb.db, { userId: user.id });
+    const elsewhere = await refreshTokens.issue(testDb.db, { userId: user.id });
+
+    expect(await users.updatePassword(testDb.db, user.id, 'new-hash', { keepFamilyId: current.familyId })).toBe(1);
+
+    expect((await rowOf(current.token)).revoked_at).toBeNull();
+    expect((await rowOf(elsewhere.token)).revoked_reason).toBe('password_changed');
+    await expect(refreshTokens.rotate(testDb.db, current.token)).resolves.toMatchObject({ familyId: current.familyId });
+    await expect(users.updatePassword(testDb.db, user.id, 'h', { keepFamilyId: 'nope' })).rejects.toMatchObject({
+      field: 'keepFamilyId',
+    });
+  });
+
+  it('makes a token it revoked, presented later, fail as a logged-out one does: TokenReusedError, no new token', async () => {
+    const user = await newUser(testDb.db);
+    const issued = await refreshTokens.issue(testDb.db, { userId: user.id });
+    const loggedOut = await refreshTokens.issue(testDb.db, { userId: user.id });
+    await refreshTokens.revoke(testDb.db, loggedOut.token);
+    await users.updatePassword(testDb.db, user.id, 'new-hash');
+
+    for (const token of [issued.token, loggedOut.token]) {
+      await expect(refreshTokens.rotate(testDb.db, token)).rejects.toBeInstanceOf(TokenReusedError);
+    }
+    expect(await familyRows(issued.familyId)).toEqual([expect.objectContaining({ revoked_reason: 'password_changed' })]);
+    expect(await liveCount({ userId: user.id })).toBe(0);
+  });
+
+  it('joins the caller’s transaction: a rollback keeps the old hash and every session', async () => {
+    const user = await newUser(testDb.db);
+    const issued = await refreshTokens.issue(testDb.db, { userId: user.id });
+    const before = await passwordHashOf(user.id);
+    await testDb.db
+      .transaction()
+      .execute(async (trx) => {
+        await users.updatePassword(trx, user.id, 'new-hash');
+        throw new Error('the service failed later');
+      })
+      .catch(() => undefined);
+    expect(await passwordHashOf(user.id)).toBe(before);
+    expect((await rowOf(issued.token)).revoked_at).toBeNull();
+  });
+
+  it('refuses an unknown user with NotFound, revoking nothing', async () => {
+    await expect(users.updatePassword(testDb.db, unknownId, 'new-hash')).rejects.toMatchObject({ entity: 'user' });
+  });
+
+  it('a rotation that waits behind an uncommitted password change fails as reuse and leaves no live token', async () => {
+    const user = await newUser(testDb.db);
+    const issued = await refreshTokens.issue(testDb.db, { userId: user.id });
+    let commit!: () => void;
+    const committing = new Promise<void>((resolve) => (commit = resolve));
+    let changed!: () => void;
+    const hasChanged = new Promise<void>((resolve) => (changed = resolve));
+    const change = wideDb.transaction().execute(async (trx) => {
+      await users.updatePassword(trx, user.id, 'new-hash');
+      changed();
+      await committing;
+    });
+    await hasChanged;
+    let settled = false;
+    const rotation = refreshTokens.rotate(wideDb, issued.token).finally(() => (settled = true));
+    rotation.catch(() => undefined);
+    try {
+      await eventually(async () => {
+        const { rows } = await sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM pg_stat_activity
+          WHERE datname = current_database() AND wait_event_type = 'Lock'`.execute(testDb.db);
+        return settled || rows[0]!.n > 0;
+      }, 'the rotation waits for the user row');
+      expect(settled).toBe(false);
+    } finally {
+      commit();
+    }
+    await change;
+    await expect(rotation).rejects.toBeInstanceOf(TokenReusedError);
+    expect(await liveCount({ userId: user.id })).toBe(0);
   });
 });
 
@@ -733,6 +849,38 @@ describe('refreshTokens revocations that meet an issue or rotation in flight', (
     expect(rotation.status).toBe('fulfilled');
     expect(deactivation.status).toBe('fulfilled');
     expect(await liveCount({ userId: user.id })).toBe(0);
+  });
+
+  it('users.updatePassword during a rotation revokes the child that rotation adds', async () => {
+    const user = await newUser(testDb.db);
+    const { current, familyId } = await rotatedPair(user.id);
+    const [rotation, change] = await whileInserting(
+      () => refreshTokens.rotate(wideDb, current, { deviceInfo: slow }),
+      () => users.updatePassword(wideDb, user.id, 'new-hash'),
+    );
+    expect(rotation.status).toBe('fulfilled');
+    expect(change).toEqual({ status: 'fulfilled', value: 1 });
+    expect(await liveCount({ userId: user.id })).toBe(0);
+    const child = (await familyRows(familyId)).at(-1)!;
+    expect(child.revoked_reason).toBe('password_changed');
+    const { token } = (rotation as PromiseFulfilledResult<{ token: string }>).value;
+    await expect(refreshTokens.rotate(testDb.db, token)).rejects.toBeInstanceOf(TokenReusedError);
+  });
+
+  it('users.updatePassword keeping the rotating session revokes the others and leaves that rotation’s child live', async () => {
+    const user = await newUser(testDb.db);
+    const otherDevice = await refreshTokens.issue(testDb.db, { userId: user.id });
+    const { current, familyId } = await rotatedPair(user.id);
+    const [rotation, change] = await whileInserting(
+      () => refreshTokens.rotate(wideDb, current, { deviceInfo: slow }),
+      () => users.updatePassword(wideDb, user.id, 'new-hash', { keepFamilyId: familyId }),
+    );
+    expect(rotation.status).toBe('fulfilled');
+    expect(change).toEqual({ status: 'fulfilled', value: 1 });
+    expect((await rowOf(otherDevice.token)).revoked_reason).toBe('password_changed');
+    expect(await liveCount({ familyId })).toBe(1);
+    const { token } = (rotation as PromiseFulfilledResult<{ token: string }>).value;
+    await expect(refreshTokens.rotate(testDb.db, token)).resolves.toMatchObject({ familyId });
   });
 
   it('users.setActive(false) during an issue revokes the token being issued', async () => {
