@@ -346,7 +346,9 @@ describe('phrases admin: create / update / list / count', () => {
     await phrases.exclude(testDb.db, user.id, phrase.id);
     const renamed = await phrases.update(testDb.db, { phraseId: phrase.id, adminId: admin.id }, { text: `Renamed ${token()}` });
     expect(renamed).toMatchObject({ id: phrase.id, active: true, createdBy: phrase.createdBy });
-    expect(renamed.updatedAt.getTime()).toBeGreaterThanOrEqual(phrase.updatedAt.getTime());
+    const { rows: stamps } = await sql<{ bumped: boolean }>`
+      SELECT updated_at > created_at AS bumped FROM phrases WHERE id = ${phrase.id}`.execute(testDb.db);
+    expect(stamps).toEqual([{ bumped: true }]); // in the database's microseconds, not a Date's milliseconds
     const off = await phrases.update(testDb.db, { phraseId: phrase.id, adminId: admin.id }, { active: false });
     expect(off).toMatchObject({ text: renamed.text, active: false });
     expect((await phrases.listForUser(testDb.db, user.id, { search: renamed.text })).total).toBe(0);

@@ -78,7 +78,14 @@ describe('users.updateProfile / updatePassword', () => {
     const user = await newUser(testDb.db);
     const updated = await users.updateProfile(testDb.db, user.id, { displayName: 'New Name', slug: 'new-slug' });
     expect(updated).toMatchObject({ id: user.id, displayName: 'New Name', slug: 'new-slug' });
-    expect(updated.updatedAt.getTime()).toBeGreaterThanOrEqual(user.updatedAt.getTime());
+    // Compared in the database, at its microsecond precision: a Date has only milliseconds, and
+    // both statements may fall in the same one. The update's transaction starts later, so its
+    // now() is strictly later than the creation's.
+    const { rows } = await sql<{ bumped: boolean; returned: boolean }>`
+      SELECT updated_at > created_at AS bumped, date_trunc('milliseconds', updated_at) = ${updated.updatedAt} AS returned
+      FROM users WHERE id = ${user.id}`.execute(testDb.db);
+    expect(rows).toEqual([{ bumped: true, returned: true }]);
+    expect(updated.createdAt).toEqual(user.createdAt);
   });
 
   it('refuses a taken slug and an unknown user', async () => {
@@ -92,7 +99,7 @@ describe('users.updateProfile / updatePassword', () => {
 
   it('stores a new password hash', async () => {
     const user = await newUser(testDb.db);
-    await users.updatePassword(testDb.db, user.id, 'new-hash');
+    expect(await users.updatePassword(testDb.db, user.id, 'new-hash')).toBe(0);
     expect((await users.findByEmail(testDb.db, user.email))!.passwordHash).toBe('new-hash');
   });
 });
