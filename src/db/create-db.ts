@@ -1,6 +1,6 @@
 import { Kysely, type LogConfig, PostgresDialect, type PostgresPoolClient, type QueryResult } from 'kysely';
 import type pg from 'pg';
-import { ConnectionError, mapDatabaseError } from '../errors.js';
+import { ConnectionError, mapDatabaseError, ValidationError } from '../errors.js';
 import type { DB } from '../../generated/db.js';
 import { type DbConfig, loadDbConfig, resolveDbConfig } from './db-config.js';
 import { createTunedPool, type PoolErrorListener, type TunedPool } from './tuned-pool.js';
@@ -136,6 +136,6 @@ export function createDb(
  */
 export function poolOf(db: Kysely<DB>): TunedPool {
   const tuned = tunedPools.get(db);
-  if (!tuned) throw new TypeError('poolOf() takes a Kysely instance made by createDb()');
+  if (!tuned) throw new ValidationError('db', 'poolOf() takes a Kysely instance made by createDb()');
   return tuned;
 }

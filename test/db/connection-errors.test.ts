@@ -4,7 +4,8 @@ import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb, poolOf } from '../../src/db/create-db.js';
-import { ConnectionError, DbError, isRetryable, PoolClosedError } from '../../src/errors.js';
+import { ConnectionError, DbError, isRetryable, PoolClosedError, ValidationError } from '../../src/errors.js';
+import { offlineDb } from '../support/offline-db.js';
 import * as refreshTokens from '../../src/queries/refresh-tokens.js';
 import * as users from '../../src/queries/users.js';
 import { eventually } from '../support/eventually.js';
@@ -167,5 +168,12 @@ describe('the ended pool', () => {
     expect(error).toBeInstanceOf(PoolClosedError);
     expect(error).toBeInstanceOf(DbError);
     await db.destroy();
+  });
+});
+
+describe('poolOf', () => {
+  it('refuses a Kysely that createDb did not make with a ValidationError naming db', () => {
+    expect(() => poolOf(offlineDb)).toThrow(ValidationError);
+    expect(() => poolOf(offlineDb)).toThrow(expect.objectContaining({ field: 'db' }));
   });
 });
