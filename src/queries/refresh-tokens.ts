@@ -280,7 +280,7 @@ export async function revoke(db: Kysely<DB>, token: string): Promise<boolean> {
  * number of sessions (token families) that were live; 0 for an unknown user. Joins the
  * caller's transaction.
  *
- * @example const sessions = await refreshTokens.revokeAllForUser(db, userId) // after a password change
+ * @example const sessions = await refreshTokens.revokeAllForUser(db, userId) // "log out everywhere"
  */
 export async function revokeAllForUser(db: Kysely<DB>, userId: string): Promise<number> {
   const id = requireUuid('userId', userId);
