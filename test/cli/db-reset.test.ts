@@ -26,7 +26,7 @@ describe('npm run db:reset', () => {
     const result = await runCli('db-reset', [], { DATABASE_URL: database.url });
 
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toContain('3 migration(s) applied.');
+    expect(result.stdout).toContain('4 migration(s) applied.');
     const after = new pg.Client({ connectionString: database.url });
     await after.connect();
     const { rows } = await after.query("SELECT count(*)::int AS n FROM users WHERE email = 'gone@example.org'");
