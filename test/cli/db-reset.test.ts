@@ -63,6 +63,6 @@ describe('npm run migrate', () => {
       DATABASE_URL: 'postgresql://app:app-secret@127.0.0.1:1/unreachable',
     });
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toContain('3 applied, 0 pending, 0 changed, 0 missing');
+    expect(result.stdout).toContain('4 applied, 0 pending, 0 changed, 0 missing');
   });
 });
