@@ -150,6 +150,55 @@ describe('a connection the server terminates (57P01)', () => {
   });
 });
 
+describe('a storm of terminated connections under load', () => {
+  it('fails calls only with retryable ConnectionErrors, and the pool serves again afterwards', async () => {
+    const applicationName = uniqueName();
+    const db = createDb({ databaseUrl: database.url, maxConnections: 5, minConnections: 2, applicationName }, { onPoolError: () => undefined });
+    const user = await newUser(db);
+    const kills = 25;
+    let killed = 0;
+    let stop = false;
+    const failures: unknown[] = [];
+    let successes = 0;
+    // Ten workers mix the Kysely path, the direct path and transactions, until the killer is done.
+    const worker = async (n: number) => {
+      while (!stop) {
+        try {
+          if (n % 3 === 0) await users.findById(db, user.id);
+          else if (n % 3 === 1) await sql`SELECT pg_sleep(0.002)`.execute(db);
+          else await db.transaction().execute(async (trx) => {
+            await sql`SELECT 1`.execute(trx);
+            await users.getRoles(trx, user.id);
+          });
+          successes += 1;
+        } catch (error) {
+          failures.push(error);
+        }
+      }
+    };
+    const workers = Array.from({ length: 10 }, (_, n) => worker(n));
+    try {
+      while (killed < kills) {
+        const { rows } = await observer.query<{ n: number }>(
+          `SELECT count(pg_terminate_backend(pid))::int AS n FROM (
+             SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND state <> 'idle' LIMIT 1) AS busy`,
+          [applicationName],
+        );
+        killed += rows[0]!.n;
+      }
+    } finally {
+      stop = true;
+      await Promise.all(workers);
+    }
+    expect(failures.length).toBeGreaterThan(0);
+    const notConnectionErrors = failures.filter((failure) => !(failure instanceof ConnectionError));
+    expect(notConnectionErrors.map(String)).toEqual([]);
+    expect(failures.every(isRetryable)).toBe(true);
+    expect(await users.findById(db, user.id)).toMatchObject({ id: user.id });
+    await db.destroy();
+  });
+});
+
 describe('the ended pool', () => {
   it('rejects ready() with PoolClosedError, whether ended before or while waiting', async () => {
     const db = createDb({ databaseUrl: database.url, minConnections: 1 });
