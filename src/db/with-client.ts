@@ -1,4 +1,5 @@
 import pg from 'pg';
+import { mapDatabaseError } from '../errors.js';
 
 /**
  * Runs `work` on one connection of its own (not from a pool), closed afterwards whatever
@@ -20,7 +21,11 @@ export async function withClient<T>(
   // A dropped connection surfaces as the failing query's error; this only keeps the
   // client's 'error' event from crashing the process.
   client.on('error', () => undefined);
-  await client.connect();
+  // A refused, reset or unauthenticated connection is a typed, retryable-or-not DbError, as
+  // on the pool; errors of the work itself are the caller's to map.
+  await client.connect().catch((error: unknown) => {
+    throw mapDatabaseError(error);
+  });
   try {
     return await work(client);
   } finally {

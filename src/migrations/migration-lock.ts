@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { MigrationLockLostError, MigrationLockTimeoutError, type MigrationLockHolder } from '../errors.js';
+import { mapDatabaseError, MigrationLockLostError, MigrationLockTimeoutError, type MigrationLockHolder } from '../errors.js';
 
 /** One key for every migration run against a database, whichever process starts it. */
 export const migrationLockKey = '7259133420415466853';
@@ -61,7 +61,9 @@ export async function withMigrationLock<T>(
   });
   let lost: unknown;
   holder.on('error', (error) => (lost ??= error));
-  await holder.connect();
+  await holder.connect().catch((error: unknown) => {
+    throw mapDatabaseError(error);
+  });
   try {
     await holder.query('BEGIN');
     // The server must not end this transaction for idling while the work runs elsewhere,

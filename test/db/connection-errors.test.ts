@@ -5,6 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb, poolOf } from '../../src/db/create-db.js';
 import { ConnectionError, DbError, isRetryable, PoolClosedError, ValidationError } from '../../src/errors.js';
+import { migrate, migrationStatus } from '../../src/migrations/migrator.js';
 import { offlineDb } from '../support/offline-db.js';
 import * as refreshTokens from '../../src/queries/refresh-tokens.js';
 import * as users from '../../src/queries/users.js';
@@ -88,6 +89,12 @@ describe('a refused connection (ECONNREFUSED)', () => {
     } finally {
       await db.destroy();
     }
+  });
+
+  it('is a retryable ConnectionError from the migrator too, on its lock connection and its own', async () => {
+    const url = await unreachableUrl();
+    const failures = await Promise.all([migrate({ databaseUrl: url }).catch((e: unknown) => e), migrationStatus({ databaseUrl: url }).catch((e: unknown) => e)]);
+    for (const failure of failures) expectConnectionError(failure, 'ECONNREFUSED');
   });
 });
 
