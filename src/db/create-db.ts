@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { ConnectionError, mapDatabaseError, ValidationError } from '../errors.js';
 import type { DB } from '../../generated/db.js';
 import { type DbConfig, loadDbConfig, resolveDbConfig } from './db-config.js';
+import { statementNameOf } from './statement-names.js';
 import { createTunedPool, type PoolErrorListener, type TunedPool } from './tuned-pool.js';
 
 export interface CreateDbOptions {
@@ -15,32 +16,66 @@ export interface CreateDbOptions {
   log?: LogConfig;
 }
 
-const tunedPools = new WeakMap<Kysely<DB>, TunedPool>();
-
 /** Runs compiled SQL on a pooled connection, as Kysely would, minus Kysely's executor layers. */
 export type DirectQueryRunner = <R>(sqlText: string, parameters: readonly unknown[]) => Promise<QueryResult<R>>;
-
-const directRunners = new WeakMap<Kysely<DB>, DirectQueryRunner>();
 
 /**
  * The direct runner of a `Kysely` made by {@link createDb}, for statements compiled once
  * (see prepareQuery): checkout, query, release, errors mapped, and nothing else on the hot
- * path. Undefined for a transaction (its statements must use its own connection) and when
- * Kysely's query log is on (which would not see these statements).
+ * path. Undefined for any other instance: a transaction (its statements must use its own
+ * connection), `db.withPlugin(…)`/`db.withSchema(…)` (new instances, whose plugins must see
+ * every statement), and a `db` with Kysely's query log on (which would not see these).
  */
 export function directQueryRunner(db: Kysely<DB>): DirectQueryRunner | undefined {
-  return directRunners.get(db);
+  return db instanceof TunedKysely ? db.direct : undefined;
 }
+
+// Both the server losing a named statement (26000: the pooler sent us to another server
+// connection) and finding one already there (42P05: another client prepared it on this one)
+// fail before the statement runs: retrying it unnamed is safe outside a transaction.
+const lostStatementCodes = new Set(['26000', '42P05']);
+
+function lostNamedStatement(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && lostStatementCodes.has((error as { code?: unknown }).code as string);
+}
+
+/**
+ * Sends `sqlText` as a named statement when it was registered by prepareQuery and the pool
+ * allows names on this connection (parsed and planned once per connection: a Bind and an
+ * Execute from then on), else unnamed. When the server lost or mixed up a named statement, the
+ * pool stops naming statements, and outside a transaction the call is retried unnamed.
+ */
+async function sendStatement(
+  tuned: TunedPool,
+  client: pg.PoolClient,
+  sqlText: string,
+  parameters: unknown[],
+  inTransaction: boolean,
+): Promise<pg.QueryResult> {
+  const name = statementNameOf(sqlText);
+  if (name === undefined || !tuned.namesStatements(client)) return client.query(sqlText, parameters);
+  try {
+    return await client.query({ name, text: sqlText, values: parameters });
+  } catch (error) {
+    if (!lostNamedStatement(error)) throw error;
+    tuned.stopNamingStatements(error);
+    if (inTransaction) throw error;
+    return client.query(sqlText, parameters);
+  }
+}
+
+const countedCommands = new Set(['INSERT', 'UPDATE', 'DELETE', 'MERGE']);
 
 function createDirectRunner(tuned: TunedPool): DirectQueryRunner {
   return async <R>(sqlText: string, parameters: readonly unknown[]) => {
     const client = await tuned.connect();
     try {
-      const result = await client.query(sqlText, parameters as unknown[]);
-      const counted = result.command === 'INSERT' || result.command === 'UPDATE' || result.command === 'DELETE';
+      const result = await sendStatement(tuned, client, sqlText, parameters as unknown[], false);
       return {
         rows: (result.rows ?? []) as R[],
-        ...(counted && result.rowCount !== null ? { numAffectedRows: BigInt(result.rowCount) } : {}),
+        ...(countedCommands.has(result.command) && result.rowCount !== null
+          ? { numAffectedRows: BigInt(result.rowCount) }
+          : {}),
       };
     } catch (error) {
       throw mapClientError(client, error);
@@ -59,48 +94,75 @@ function mapClientError(client: pg.PoolClient, error: unknown): unknown {
   return mapped;
 }
 
-// Every statement Kysely runs goes through here, which makes this the one place where
-// PostgreSQL errors become typed errors (by SQLSTATE, see mapDatabaseError).
-// One wrapper per pg client, kept for the client's life: Kysely caches its connection object
-// by the client it is handed, and a new wrapper per checkout would defeat that cache.
-const errorMappingClients = new WeakMap<pg.PoolClient, PostgresPoolClient>();
+const transactionStart = /^\s*(begin|start\s+transaction)\b/i;
+const transactionEnd = /^\s*(commit|rollback|end|abort)\s*;?\s*$/i;
 
-function mapErrorsOf(client: pg.PoolClient): PostgresPoolClient {
-  let wrapper = errorMappingClients.get(client);
-  if (wrapper === undefined) {
-    wrapper = errorMappingWrapper(client);
-    errorMappingClients.set(client, wrapper);
-  }
-  return wrapper;
+// Every statement Kysely runs goes through here, which makes this the one place where
+// PostgreSQL errors become typed errors (by SQLSTATE, see mapDatabaseError). Statements that
+// prepareQuery compiled are sent named here too, in a transaction as well as outside one.
+function errorMappingWrapper(tuned: TunedPool, client: pg.PoolClient): PostgresPoolClient {
+  // Kysely opens and ends transactions with these statements on the connection it holds; a
+  // failed named statement inside one cannot be retried (the transaction is aborted).
+  let inTransaction = false;
+  return {
+    query: (async (sqlText: string, parameters: unknown[]) => {
+      if (sqlText.length < 40) {
+        if (transactionStart.test(sqlText)) inTransaction = true;
+        else if (transactionEnd.test(sqlText)) inTransaction = false;
+      }
+      try {
+        return await sendStatement(tuned, client, sqlText, parameters, inTransaction);
+      } catch (error) {
+        throw mapClientError(client, error);
+      }
+    }) as unknown as PostgresPoolClient['query'], // no cursor form: the dialect has no cursor configured
+
+    // Kysely passes `true` after a failed ROLLBACK: that connection may still be inside the
+    // transaction, and must be closed rather than handed to the next caller.
+    release: (destroy?: boolean) => {
+      inTransaction = false;
+      client.release(destroy === true ? true : undefined);
+    },
+  } as PostgresPoolClient;
 }
 
-function errorMappingWrapper(client: pg.PoolClient): PostgresPoolClient {
+// What Kysely's dialect needs from a pool. One wrapper per pg client, kept for the client's
+// life: Kysely caches its connection object by the client it is handed, and a new wrapper per
+// checkout would defeat that cache.
+function wrappingPool(tuned: TunedPool): { connect: () => Promise<PostgresPoolClient>; end: () => Promise<void> } {
+  const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>();
   return {
-    query: ((sqlText: string, parameters: unknown[]) =>
-      client.query(sqlText, parameters).catch((error: unknown) => {
-        throw mapClientError(client, error);
-      })) as unknown as PostgresPoolClient['query'], // no cursor form: the dialect has no cursor configured
-
-    release: () => client.release(),
+    connect: async () => {
+      const client = await tuned.connect();
+      let wrapper = wrappers.get(client);
+      if (wrapper === undefined) {
+        wrapper = errorMappingWrapper(tuned, client);
+        wrappers.set(client, wrapper);
+      }
+      return wrapper;
+    },
+    end: tuned.end,
   };
 }
 
 // Kysely starts its driver on the first query and skips the driver's destroy if none ran,
 // yet the pool opened its minimum connections at creation: destroy() must always close them.
 class TunedKysely extends Kysely<DB> {
-  readonly #tuned: TunedPool;
+  readonly tuned: TunedPool;
+  readonly direct: DirectQueryRunner | undefined;
 
   constructor(tuned: TunedPool, log: LogConfig | undefined) {
     super({
-      dialect: new PostgresDialect({ pool: { connect: async () => mapErrorsOf(await tuned.connect()), end: tuned.end } }),
+      dialect: new PostgresDialect({ pool: wrappingPool(tuned) }),
       ...(log === undefined ? {} : { log }),
     });
-    this.#tuned = tuned;
+    this.tuned = tuned;
+    this.direct = log === undefined ? createDirectRunner(tuned) : undefined;
   }
 
   override async destroy(): Promise<void> {
     await super.destroy();
-    await this.#tuned.end();
+    await this.tuned.end();
   }
 }
 
@@ -119,11 +181,7 @@ export function createDb(
   options: CreateDbOptions = {},
 ): Kysely<DB> {
   const resolved = config === undefined ? loadDbConfig() : resolveDbConfig(config);
-  const tuned = createTunedPool(resolved, options.onPoolError);
-  const db = new TunedKysely(tuned, options.log);
-  tunedPools.set(db, tuned);
-  if (options.log === undefined) directRunners.set(db, createDirectRunner(tuned));
-  return db;
+  return new TunedKysely(createTunedPool(resolved, options.onPoolError), options.log);
 }
 
 /**
@@ -135,7 +193,6 @@ export function createDb(
  * await poolOf(db).ready() // fail fast at start-up if the database is unreachable
  */
 export function poolOf(db: Kysely<DB>): TunedPool {
-  const tuned = tunedPools.get(db);
-  if (!tuned) throw new ValidationError('db', 'poolOf() takes a Kysely instance made by createDb()');
-  return tuned;
+  if (!(db instanceof TunedKysely)) throw new ValidationError('db', 'poolOf() takes a Kysely instance made by createDb()');
+  return db.tuned;
 }

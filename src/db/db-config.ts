@@ -14,7 +14,20 @@ export interface DbConfig {
   applicationName: string;
   /** Idle connections above the minimum are closed after this long. */
   idleTimeoutMs: number;
+  /**
+   * Named (server-side prepared) statements for the statements built with prepareQuery
+   * (`DB_PREPARED_STATEMENTS`, default `auto`): `auto` names them on connections that reach
+   * PostgreSQL itself and not on connections through a pooler (PgBouncer before 1.21 in
+   * transaction mode loses them), `on` always (PostgreSQL, or PgBouncer 1.21+ with
+   * `max_prepared_statements`), `off` never.
+   */
+  preparedStatements: PreparedStatementsMode;
 }
+
+/** See {@link DbConfig.preparedStatements}. */
+export type PreparedStatementsMode = 'auto' | 'on' | 'off';
+
+const preparedStatementsModes: readonly PreparedStatementsMode[] = ['auto', 'on', 'off'];
 
 export const defaultDbConfig = {
   maxConnections: 10,
@@ -22,7 +35,22 @@ export const defaultDbConfig = {
   acquireTimeoutMs: 30_000,
   applicationName: 'kennwilliamson-db',
   idleTimeoutMs: 30_000,
+  preparedStatements: 'auto',
 } as const satisfies Omit<DbConfig, 'databaseUrl'>;
+
+function readPreparedStatements(env: NodeJS.ProcessEnv): PreparedStatementsMode | undefined {
+  const raw = env.DB_PREPARED_STATEMENTS;
+  if (raw === undefined || raw.trim() === '') return undefined;
+  const value = raw.trim().toLowerCase();
+  if (!isPreparedStatementsMode(value)) {
+    throw new ConfigError('DB_PREPARED_STATEMENTS', `DB_PREPARED_STATEMENTS must be auto, on or off, got '${raw}'`);
+  }
+  return value;
+}
+
+function isPreparedStatementsMode(value: unknown): value is PreparedStatementsMode {
+  return preparedStatementsModes.includes(value as PreparedStatementsMode);
+}
 
 function readInteger(env: NodeJS.ProcessEnv, variable: string, min: number): number | undefined {
   const raw = env[variable];
@@ -37,7 +65,7 @@ function readInteger(env: NodeJS.ProcessEnv, variable: string, min: number): num
 
 /**
  * Reads the pool settings from the environment (`DATABASE_URL`, `DB_MAX_CONNECTIONS`,
- * `DB_MIN_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT` in seconds) and checks them, so a bad value
+ * `DB_MIN_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT` in seconds, `DB_PREPARED_STATEMENTS`) and checks them, so a bad value
  * fails at start-up with a message naming the variable instead of at the first query.
  *
  * @example
@@ -52,6 +80,7 @@ export function loadDbConfig(env: NodeJS.ProcessEnv = process.env): DbConfig {
     maxConnections: readInteger(env, 'DB_MAX_CONNECTIONS', 1),
     minConnections: readInteger(env, 'DB_MIN_CONNECTIONS', 0),
     acquireTimeoutMs: seconds === undefined ? undefined : seconds * 1000,
+    preparedStatements: readPreparedStatements(env),
   });
 }
 
@@ -85,6 +114,12 @@ export function resolveDbConfig(partial: Partial<DbConfig> & { databaseUrl: stri
     throw new ConfigError(
       'DB_MIN_CONNECTIONS',
       `DB_MIN_CONNECTIONS (${config.minConnections}) must not exceed DB_MAX_CONNECTIONS (${config.maxConnections})`,
+    );
+  }
+  if (!isPreparedStatementsMode(config.preparedStatements)) {
+    throw new ConfigError(
+      'DB_PREPARED_STATEMENTS',
+      `DB_PREPARED_STATEMENTS must be auto, on or off, got ${String(config.preparedStatements)}`,
     );
   }
   return config;

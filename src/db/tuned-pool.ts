@@ -20,6 +20,18 @@ export interface TunedPool {
   ready(): Promise<void>;
   /** Stops refilling and closes every connection; later calls return the same promise. */
   end(): Promise<void>;
+  /**
+   * Whether statements on this connection may be named (server-side prepared), as
+   * `preparedStatements` says: `auto` names them only on connections that reach PostgreSQL
+   * itself, which each new connection checks once.
+   */
+  namesStatements(client: pg.PoolClient): boolean;
+  /**
+   * Turns named statements off for the rest of the pool's life, after the server lost or
+   * mixed up one (SQLSTATE 26000 or 42P05: a pooler stands between); told to the error
+   * listener once.
+   */
+  stopNamingStatements(error: unknown): void;
 }
 
 const maxRefillDelayMs = 5_000;
@@ -39,6 +51,18 @@ const timerSlackMs = 5;
  * client.release()
  */
 export function createTunedPool(config: DbConfig, onError: PoolErrorListener = warnOnStderr): TunedPool {
+  // Connections on which named statements are safe: in `auto` mode, those whose server process
+  // is the one PostgreSQL announced at login. A pooler (PgBouncer, Odyssey, RDS Proxy…) makes
+  // up the process id and cancel key it hands its clients, so the two differ behind one; and
+  // behind a transaction-mode pooler consecutive statements of one client may run on different
+  // server connections, which do not hold each other's prepared statements.
+  const direct = new WeakSet<pg.ClientBase>();
+  let naming = config.preparedStatements !== 'off';
+  const probe = async (client: pg.ClientBase): Promise<void> => {
+    const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    if (rows[0]?.pid === (client as pg.ClientBase & { processID: number | null }).processID) direct.add(client);
+  };
+
   const pool = new pg.Pool({
     connectionString: config.databaseUrl,
     max: config.maxConnections,
@@ -46,6 +70,8 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
     idleTimeoutMillis: config.idleTimeoutMs,
     connectionTimeoutMillis: config.acquireTimeoutMs,
     application_name: config.applicationName,
+    // pg-pool awaits this hook before it hands a new connection out (the typings say void).
+    ...(config.preparedStatements === 'auto' ? { onConnect: probe as (client: pg.ClientBase) => void } : {}),
   });
 
   let ending = false;
@@ -80,11 +106,22 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
     });
   };
 
-  // Checking out `min` connections at once forces the pool to open the missing ones; the
-  // released connections then stay, because pg-pool never idles out its last `min`.
+  // Opens only the connections missing below the minimum, and never by waiting in the
+  // application's queue: pg-pool opens a connection at once (no queue) when none is idle and
+  // there is room, which min <= max guarantees for the missing ones. Idle connections are
+  // checked out as well, so that pg-pool opens new ones rather than handing those out; with a
+  // connection idle nobody waits, so those checkouts wait for nobody. The released connections
+  // stay, because pg-pool never idles out its last `min`.
   const refill = async (): Promise<void> => {
     while (!ending && !isFull()) {
-      const clients = await Promise.allSettled(Array.from({ length: config.minConnections }, () => connect()));
+      const missing = config.minConnections - pool.totalCount;
+      const idle = pool.waitingCount === 0 ? pool.idleCount : 0;
+      if (idle === 0 && pool.idleCount > 0) {
+        // Callers are being handed the idle ones (pg-pool does so on the next tick): look again then.
+        await new Promise((resolve) => setImmediate(resolve));
+        continue;
+      }
+      const clients = await Promise.allSettled(Array.from({ length: missing + idle }, () => connect()));
       for (const result of clients) if (result.status === 'fulfilled') result.value.release();
       const failure = clients.find((result) => result.status === 'rejected');
       if (failure) throw failure.reason;
@@ -158,6 +195,13 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
         await refilling;
         await pool.end();
       })()),
+    namesStatements: (client) =>
+      naming && (config.preparedStatements === 'on' || direct.has(client)),
+    stopNamingStatements: (error) => {
+      if (!naming) return;
+      naming = false;
+      onError('the server lost a named statement (a pooler between?); statements are no longer named', error);
+    },
   };
 }
 

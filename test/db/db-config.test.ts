@@ -21,7 +21,14 @@ describe('loadDbConfig', () => {
       maxConnections: 10,
       minConnections: 2,
       acquireTimeoutMs: 30_000,
+      preparedStatements: 'auto',
     });
+  });
+
+  it('reads DB_PREPARED_STATEMENTS as auto, on or off, in any case', () => {
+    expect(loadDbConfig({ DATABASE_URL: url, DB_PREPARED_STATEMENTS: 'off' }).preparedStatements).toBe('off');
+    expect(loadDbConfig({ DATABASE_URL: url, DB_PREPARED_STATEMENTS: ' On ' }).preparedStatements).toBe('on');
+    expect(loadDbConfig({ DATABASE_URL: url, DB_PREPARED_STATEMENTS: 'AUTO' }).preparedStatements).toBe('auto');
   });
 
   it('reads DB_MAX_CONNECTIONS, DB_MIN_CONNECTIONS and DB_ACQUIRE_TIMEOUT (seconds)', () => {
@@ -43,6 +50,8 @@ describe('loadDbConfig', () => {
     ['DB_ACQUIRE_TIMEOUT', '1.5'],
     ['DB_MAX_CONNECTIONS', '0'],
     ['DB_ACQUIRE_TIMEOUT', '0'],
+    ['DB_PREPARED_STATEMENTS', 'yes'],
+    ['DB_PREPARED_STATEMENTS', 'false'],
   ])('fails naming %s when it is %s', (variable, value) => {
     const error = configError({ DATABASE_URL: url, [variable]: value });
     expect(error.variable).toBe(variable);

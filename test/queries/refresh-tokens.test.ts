@@ -385,7 +385,9 @@ describe('refreshTokens.rotate', () => {
     const { error, calls } = await sentToDatabase(() => refreshTokens.rotate(testDb.db, issued.token));
     expect(error).toBeUndefined();
     expect(calls).toHaveLength(1);
-    const text = String(calls[0]![0]);
+    // Sent as a named statement ({ name, text, values }) on a direct connection, else as text.
+    const sent = calls[0]![0];
+    const text = typeof sent === 'string' ? sent : (sent as { text: string }).text;
     expect(text).toMatch(/^with "owner" as \(.*for share\), "presented" as \(.*for update of "t"\), "revoked" as \(update/);
     expect(text).toContain('where "t"."token_hash" = $');
   });
