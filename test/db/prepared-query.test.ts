@@ -1,5 +1,5 @@
-import { type Kysely, sql } from 'kysely';
-import { describe, expect, it } from 'vitest';
+import { CamelCasePlugin, type Kysely, sql } from 'kysely';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
 import { createDb, directQueryRunner, poolOf } from '../../src/db/create-db.js';
 import { PoolTimeoutError, UniqueViolationError } from '../../src/errors.js';
@@ -95,5 +95,48 @@ describe('prepareQuery', () => {
     await expect(misuse.execute(testDb.db, { column: 'email' })).rejects.toThrow(
       "prepareQuery: parameter 'column' was not used as a value",
     );
+  });
+});
+
+describe('prepareQuery with plugins or a schema', () => {
+  // A table of the same name in another schema, holding a different row for the same email:
+  // which row comes back shows which SQL ran.
+  const shadowName = 'In the shadow schema';
+  let email: string;
+  beforeAll(async () => {
+    const user = await newUser(testDb.db);
+    email = user.email;
+    await sql`CREATE SCHEMA shadow`.execute(testDb.db);
+    await sql`CREATE TABLE shadow.users (LIKE public.users INCLUDING DEFAULTS)`.execute(testDb.db);
+    await sql`INSERT INTO shadow.users SELECT * FROM public.users WHERE id = ${user.id}`.execute(testDb.db);
+    await sql`UPDATE shadow.users SET display_name = ${shadowName}`.execute(testDb.db);
+  });
+
+  const byEmail = () =>
+    prepareQuery((db, p: { email: string }) => db.selectFrom('users').select(['display_name']).where('email', '=', p.email));
+
+  it('honours a schema and a plugin whichever caller runs first: the plain instance first', async () => {
+    const query = byEmail();
+    const plain = (await query.execute(testDb.db, { email })).rows;
+    const shadowed = (await query.execute(testDb.db.withSchema('shadow'), { email })).rows;
+    const camel = (await query.execute(testDb.db.withPlugin(new CamelCasePlugin()), { email })).rows;
+    expect(plain).toEqual([{ display_name: expect.not.stringMatching(shadowName) }]);
+    expect(shadowed).toEqual([{ display_name: shadowName }]);
+    expect(camel).toEqual([{ displayName: plain[0]!.display_name }]);
+  });
+
+  it('honours a schema and a plugin whichever caller runs first: the schema and the plugin first', async () => {
+    const query = byEmail();
+    const shadowed = (await query.execute(testDb.db.withSchema('shadow'), { email })).rows;
+    const camel = (await query.execute(testDb.db.withPlugin(new CamelCasePlugin()), { email })).rows;
+    const plain = (await query.execute(testDb.db, { email })).rows;
+    expect(shadowed).toEqual([{ display_name: shadowName }]);
+    expect(plain).toEqual([{ display_name: expect.not.stringMatching(shadowName) }]);
+    expect(camel).toEqual([{ displayName: plain[0]!.display_name }]);
+    // …and in a transaction of an instance with a schema.
+    await testDb.db
+      .withSchema('shadow')
+      .transaction()
+      .execute(async (trx) => expect((await query.execute(trx, { email })).rows).toEqual([{ display_name: shadowName }]));
   });
 });
