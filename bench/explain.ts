@@ -4,30 +4,61 @@ import type pg from 'pg';
 const bigTables = ['users', 'phrases', 'user_excluded_phrases', 'refresh_tokens', 'phrase_suggestions', 'incident_timers', 'user_roles'];
 
 export interface PlanSummary {
+  /** True when neither plan scans a big table sequentially and the plans use an index. */
   usesIndex: boolean;
-  /** Index names the plans use, and big tables scanned sequentially. */
+  /** Index names the plans use, and big tables scanned sequentially, in the custom plan (planned with the values)… */
   indexes: string[];
   seqScans: string[];
+  /** …and in the generic plan (planned without them) that a named statement may switch to after five runs. */
+  generic: { indexes: string[]; seqScans: string[] };
 }
 
 const transactionControl = /^\s*(begin|commit|rollback|savepoint|release)/i;
 
-/** EXPLAINs each statement (with its parameters) and says whether the plans use indexes only. */
+function readPlan(lines: string[], indexes: Set<string>, seqScans: Set<string>): void {
+  for (const line of lines) {
+    const index = /Index (?:Only )?Scan(?: Backward)? using (\S+)|Bitmap Index Scan on (\S+)/.exec(line);
+    if (index) indexes.add(index[1] ?? index[2]!);
+    const seq = /Seq Scan on (\S+)/.exec(line);
+    if (seq && bigTables.includes(seq[1]!)) seqScans.add(seq[1]!);
+  }
+}
+
+/**
+ * EXPLAINs each statement twice: with its parameters (the custom plan) and, prepared, with
+ * `plan_cache_mode = force_generic_plan` (the plan a named statement may settle on), and says
+ * whether both use indexes only.
+ */
 export async function explainStatements(
   client: pg.ClientBase,
   statements: Array<{ sql: string; parameters: readonly unknown[] }>,
 ): Promise<PlanSummary> {
-  const indexes = new Set<string>();
-  const seqScans = new Set<string>();
+  const custom = { indexes: new Set<string>(), seqScans: new Set<string>() };
+  const generic = { indexes: new Set<string>(), seqScans: new Set<string>() };
   for (const statement of statements) {
     if (transactionControl.test(statement.sql)) continue;
-    const { rows } = await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN ${statement.sql}`, [...statement.parameters]);
-    for (const { 'QUERY PLAN': line } of rows) {
-      const index = /Index (?:Only )?Scan(?: Backward)? using (\S+)|Bitmap Index Scan on (\S+)/.exec(line);
-      if (index) indexes.add(index[1] ?? index[2]!);
-      const seq = /Seq Scan on (\S+)/.exec(line);
-      if (seq && bigTables.includes(seq[1]!)) seqScans.add(seq[1]!);
+    const plan = async (text: string) =>
+      (await client.query<{ 'QUERY PLAN': string }>(text, [...statement.parameters])).rows.map((row) => row['QUERY PLAN']);
+    readPlan(await plan(`EXPLAIN ${statement.sql}`), custom.indexes, custom.seqScans);
+    await client.query('BEGIN');
+    try {
+      await client.query('SET LOCAL plan_cache_mode = force_generic_plan');
+      await client.query(`PREPARE bench_generic AS ${statement.sql}`);
+      const placeholders = statement.parameters.map((_, i) => `$${i + 1}`).join(', ');
+      readPlan(
+        await plan(`EXPLAIN EXECUTE bench_generic${placeholders ? `(${placeholders})` : ''}`),
+        generic.indexes,
+        generic.seqScans,
+      );
+    } finally {
+      await client.query('ROLLBACK');
+      await client.query('DEALLOCATE ALL');
     }
   }
-  return { usesIndex: indexes.size > 0 && seqScans.size === 0, indexes: [...indexes], seqScans: [...seqScans] };
+  return {
+    usesIndex: custom.indexes.size > 0 && custom.seqScans.size === 0 && generic.indexes.size > 0 && generic.seqScans.size === 0,
+    indexes: [...custom.indexes],
+    seqScans: [...custom.seqScans],
+    generic: { indexes: [...generic.indexes], seqScans: [...generic.seqScans] },
+  };
 }

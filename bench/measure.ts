@@ -52,27 +52,23 @@ function summarise(tally: Tally): Measurement {
 }
 
 /**
- * Runs `library` and `raw` for the same total time with `concurrency` workers each,
- * alternating short slices (library, raw, raw, library, …) so that noise on this shared
- * machine falls on both sides alike. A warm-up slice of each is not counted.
+ * Runs every side for the same total time with `concurrency` workers each, in short slices
+ * whose order rotates from one round to the next (and reverses every other round), so that
+ * noise on this shared machine falls on every side alike. A warm-up slice of each is not counted.
  */
-export async function compare(
-  library: Work,
-  raw: Work,
+export async function compareSides<S extends string>(
+  sides: Record<S, Work>,
   options: { concurrency: number; sliceMs: number; slices: number },
-): Promise<{ library: Measurement; raw: Measurement; ratio: number }> {
-  const tallies = { library: newTally(), raw: newTally() };
-  await runSlice(library, options.concurrency, options.sliceMs / 2);
-  await runSlice(raw, options.concurrency, options.sliceMs / 2);
+): Promise<Record<S, Measurement>> {
+  const names = Object.keys(sides) as S[];
+  const tallies = Object.fromEntries(names.map((name) => [name, newTally()])) as Record<S, Tally>;
+  for (const name of names) await runSlice(sides[name], options.concurrency, options.sliceMs / 2);
   for (let slice = 0; slice < options.slices; slice++) {
-    // ABBA order: neither side always runs first or last.
-    const order = slice % 2 === 0 ? (['library', 'raw'] as const) : (['raw', 'library'] as const);
-    for (const side of order) {
-      await runSlice(side === 'library' ? library : raw, options.concurrency, options.sliceMs, tallies[side]);
-    }
+    const rotated = [...names.slice(slice % names.length), ...names.slice(0, slice % names.length)];
+    const order = slice % 2 === 0 ? rotated : rotated.reverse();
+    for (const name of order) await runSlice(sides[name], options.concurrency, options.sliceMs, tallies[name]);
   }
-  const result = { library: summarise(tallies.library), raw: summarise(tallies.raw) };
-  return { ...result, ratio: Number((result.library.opsPerSec / result.raw.opsPerSec).toFixed(3)) };
+  return Object.fromEntries(names.map((name) => [name, summarise(tallies[name])])) as Record<S, Measurement>;
 }
 
 /** Measures one side alone, for baselines and growth checks. */

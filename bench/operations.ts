@@ -1,13 +1,24 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { incidentTimers, phraseSuggestions, phrases, refreshTokens, users } from '../src/index.js';
 import type { BenchContext } from './bench-context.js';
+import type { SqlRunner } from './sql-runners.js';
 import { pick, suggestionTaker } from './bench-context.js';
 
-/** One hot path, done by the library and by hand-written SQL on raw `pg`. */
+/** The sides of a comparison: the library, and the same SQL by hand on three clients. */
+export const rawSides = ['raw', 'rawNamed', 'postgresJs'] as const;
+export type Side = 'library' | (typeof rawSides)[number];
+
+/** One hot path, done by the library, by hand-written SQL on a client, and by pgbench. */
 export interface BenchOperation {
   name: string;
   library: (ctx: BenchContext, worker: number) => Promise<unknown>;
-  raw: (ctx: BenchContext, worker: number) => Promise<unknown>;
+  /** The hand-written side; `side` picks the token chain (rotate) of that side. */
+  raw: (run: SqlRunner, ctx: BenchContext, worker: number, side: Side) => Promise<unknown>;
+  /**
+   * The same statements as a pgbench script (`-M prepared`): keys are drawn with `random()`
+   * and looked up in the bench_keys table (one more index probe than the other sides).
+   */
+  pgbench: string;
 }
 
 function newToken(): { token: string; hash: Buffer } {
@@ -55,8 +66,11 @@ const rawIssueSql = `
   RETURNING family_id AS "familyId", expires_at AS "expiresAt"`;
 
 /** Each worker rotates its own chain of tokens, one chain per side. */
-export function tokenChains(count: number): { library: string[]; raw: string[] } {
-  return { library: new Array<string>(count).fill(''), raw: new Array<string>(count).fill('') };
+export type TokenChains = Record<Side, string[]>;
+
+export function tokenChains(count: number): TokenChains {
+  const chain = () => new Array<string>(count).fill('');
+  return { library: chain(), raw: chain(), rawNamed: chain(), postgresJs: chain() };
 }
 
 const phraseColumnsSql = `p.id, p.phrase_text AS text, p.active, p.created_by AS "createdBy", p.created_at AS "createdAt", p.updated_at AS "updatedAt"`;
@@ -111,14 +125,37 @@ const rawApproveSql = `
 
 // Searches a user might type: two words of the seeded texts, about 1 % of the phrases each.
 const searchWords = ['keep', 'going', 'steady', 'calm', 'build', 'focus', 'learn', 'rest', 'ship', 'care'];
-const searchTerms = searchWords.flatMap((a) => searchWords.map((b) => `${a} and ${b}`));
+export const searchTerms = searchWords.flatMap((a) => searchWords.map((b) => `${a} and ${b}`));
 
 const userColumnsSql = `id, email, display_name AS "displayName", slug, active, created_at AS "createdAt", updated_at AS "updatedAt"`;
 
-export function benchOperations(
-  chains: { library: string[]; raw: string[] },
-  pendingSuggestionIds: string[],
-): BenchOperation[] {
+const findByEmailSql = `SELECT ${userColumnsSql}, password_hash AS "passwordHash" FROM users WHERE lower(email) = lower($1)`;
+
+const latestPublicSql = `
+  SELECT t.id, t.user_id AS "userId", t.reset_at AS "resetAt", t.notes, t.created_at AS "createdAt",
+         t.updated_at AS "updatedAt", u.display_name AS "displayName"
+  FROM users u JOIN incident_timers t ON t.user_id = u.id
+  WHERE u.slug = $1 AND u.active
+  ORDER BY t.reset_at DESC, t.id DESC LIMIT 1`;
+
+/** Rows pgbench's scripts draw their keys from (see {@link BenchOperation.pgbench}). */
+export const pgbenchKeys = {
+  /** Refresh tokens seeded live for pgbench's rotations, per client. */
+  rotationsPerClient: 4_000,
+  /** Pending suggestions set aside for pgbench's approvals, per client. */
+  approvalsPerClient: 2_000,
+} as const;
+
+const userKey = (variable: string) => `(SELECT id FROM bench_keys WHERE kind = 'u' AND n = :${variable})`;
+// -D n=0 on the command line; pgbench keeps a client's variables from one run of the script to the next.
+const nextN = '\\set n :n + 1';
+
+/** Replaces $1, $2… by pgbench expressions (each a variable or a SQL expression of them). */
+function pgbenchSql(sqlText: string, parameters: string[]): string {
+  return sqlText.replace(/\$(\d+)/g, (_, n: string) => parameters[Number(n) - 1]!).replace(/\s+/g, ' ').trim();
+}
+
+export function benchOperations(chains: TokenChains, pendingSuggestionIds: string[]): BenchOperation[] {
   const nextSuggestion = suggestionTaker(pendingSuggestionIds);
   return [
     {
@@ -127,96 +164,114 @@ export function benchOperations(
         const next = await refreshTokens.rotate(ctx.db, chains.library[worker]!);
         chains.library[worker] = next.token;
       },
-      raw: async (ctx, worker) => {
+      raw: async (run, _ctx, worker, side) => {
         const next = newToken();
-        const { rows } = await ctx.pool.query(rawRotateSql, [hashOf(chains.raw[worker]!), 10, next.hash, null]);
-        if (!rows[0]?.child_expires_at) throw new Error('raw rotation failed');
-        chains.raw[worker] = next.token;
+        const rows = await run.query(rawRotateSql, [hashOf(chains[side][worker]!), 10, next.hash, null]);
+        if (!rows[0]?.child_expires_at) throw new Error(`${side} rotation failed`);
+        chains[side][worker] = next.token;
       },
+      pgbench: [
+        nextN,
+        `${pgbenchSql(rawRotateSql, [
+          "sha256(('pgbench-rotate-' || :client_id || '-' || :n)::bytea)",
+          '10',
+          "sha256(('pgbench-rotated-' || :client_id || '-' || :n)::bytea)",
+          'NULL',
+        ])};`,
+      ].join('\n'),
     },
     {
       name: 'refreshTokens.issue',
       library: (ctx) => refreshTokens.issue(ctx.db, { userId: pick(ctx.userIds), deviceInfo: { userAgent: 'bench' } }),
-      raw: async (ctx) => {
+      raw: async (run, ctx) => {
         const { token, hash } = newToken();
-        const { rows } = await ctx.pool.query(rawIssueSql, [
-          pick(ctx.userIds),
-          hash,
-          7 * 86_400,
-          30 * 86_400,
-          JSON.stringify({ userAgent: 'bench' }),
-        ]);
+        const rows = await run.query(rawIssueSql, [pick(ctx.userIds), hash, 7 * 86_400, 30 * 86_400, JSON.stringify({ userAgent: 'bench' })]);
         if (!rows[0]) throw new Error('user inactive');
         return { token, ...rows[0] };
       },
+      pgbench: [
+        nextN,
+        '\\set i random(1, 10000)',
+        `${pgbenchSql(rawIssueSql, [
+          userKey('i'),
+          "sha256(('pgbench-issue-' || :client_id || '-' || :n)::bytea)",
+          '604800',
+          '2592000',
+          `'{"userAgent": "bench"}'`,
+        ])};`,
+      ].join('\n'),
     },
     {
       name: 'phrases.randomForUser',
       library: (ctx) => phrases.randomForUser(ctx.db, pick(ctx.excluderIds)),
-      raw: async (ctx) => {
+      raw: async (run, ctx) => {
         const userId = pick(ctx.excluderIds);
-        const { rows } = await ctx.pool.query(rawRandomSql, [userId]);
-        return rows[0] ?? (await ctx.pool.query(orderByRandomSql, [userId])).rows[0] ?? null;
+        const rows = await run.query(rawRandomSql, [userId]);
+        return rows[0] ?? (await run.query(orderByRandomSql, [userId]))[0] ?? null;
       },
+      pgbench: ['\\set i random(1, 10)', `${pgbenchSql(rawRandomSql, [userKey('i')])};`].join('\n'),
     },
     {
       name: 'phrases.listForUser (search)',
       library: (ctx) => phrases.listForUser(ctx.db, pick(ctx.excluderIds), { search: pick(searchTerms), limit: 20 }),
-      raw: async (ctx) => {
-        const { rows } = await ctx.pool.query(rawListSql, [pick(ctx.excluderIds), `%${pick(searchTerms)}%`, 20, 0]);
+      raw: async (run, ctx) => {
+        const rows = await run.query(rawListSql, [pick(ctx.excluderIds), `%${pick(searchTerms)}%`, 20, 0]);
         return { items: rows.map(({ total: _total, ...item }) => item), total: Number(rows[0]?.total ?? 0) };
       },
+      pgbench: [
+        '\\set i random(1, 10)',
+        `\\set t random(1, ${searchTerms.length})`,
+        `${pgbenchSql(rawListSql, [
+          userKey('i'),
+          `'%' || (ARRAY['${searchTerms.join("','")}'])[:t] || '%'`,
+          '20',
+          '0',
+        ])};`,
+      ].join('\n'),
     },
     {
       name: 'phraseSuggestions.approve',
       library: (ctx) => phraseSuggestions.approve(ctx.db, { suggestionId: nextSuggestion(), adminId: ctx.adminId }),
-      raw: async (ctx) => {
-        const suggestionId = nextSuggestion();
-        const client = await ctx.pool.connect();
-        try {
-          await client.query('BEGIN');
-          const { rows } = await client.query(rawLockSuggestionSql, [suggestionId, ctx.adminId]);
-          const suggestion = rows[0];
+      raw: (run, ctx) =>
+        run.transaction(async (query) => {
+          const suggestionId = nextSuggestion();
+          const [suggestion] = await query(rawLockSuggestionSql, [suggestionId, ctx.adminId]);
           if (!suggestion || suggestion.status !== 'pending') throw new Error('suggestion not pending');
-          const created = await client.query(rawApproveSql, [suggestionId, ctx.adminId, suggestion.phrase_text, suggestion.user_id]);
-          await client.query('COMMIT');
-          return created.rows[0];
-        } catch (error) {
-          await client.query('ROLLBACK');
-          throw error;
-        } finally {
-          client.release();
-        }
-      },
+          const [created] = await query(rawApproveSql, [suggestionId, ctx.adminId, suggestion.phrase_text, suggestion.user_id]);
+          return created;
+        }),
+      pgbench: [
+        nextN,
+        '\\set admin 1',
+        `\\set s :client_id * ${pgbenchKeys.approvalsPerClient} + :n`,
+        'BEGIN;',
+        `${pgbenchSql(rawLockSuggestionSql, ["(SELECT id FROM bench_keys WHERE kind = 's' AND n = :s)", userKey('admin')])}`,
+        '\\gset',
+        `${pgbenchSql(rawApproveSql, [
+          "(SELECT id FROM bench_keys WHERE kind = 's' AND n = :s)",
+          userKey('admin'),
+          ':phrase_text',
+          ':user_id',
+        ])};`,
+        'COMMIT;',
+      ].join('\n'),
     },
     {
       name: 'users.findByEmail',
       library: (ctx) => users.findByEmail(ctx.db, pick(ctx.emails)),
-      raw: async (ctx) =>
-        (
-          await ctx.pool.query(
-            `SELECT ${userColumnsSql}, password_hash AS "passwordHash" FROM users WHERE lower(email) = lower($1)`,
-            [pick(ctx.emails)],
-          )
-        ).rows[0] ?? null,
+      raw: async (run, ctx) => (await run.query(findByEmailSql, [pick(ctx.emails)]))[0] ?? null,
+      pgbench: ['\\set i random(1, 10000)', `${pgbenchSql(findByEmailSql, ["'bench-' || :i || '@example.org'"])};`].join('\n'),
     },
     {
       name: 'incidentTimers.latestPublicBySlug',
       library: (ctx) => incidentTimers.latestPublicBySlug(ctx.db, pick(ctx.slugs)),
-      raw: async (ctx) => {
-        const { rows } = await ctx.pool.query(
-          `SELECT t.id, t.user_id AS "userId", t.reset_at AS "resetAt", t.notes, t.created_at AS "createdAt",
-                  t.updated_at AS "updatedAt", u.display_name AS "displayName"
-           FROM users u JOIN incident_timers t ON t.user_id = u.id
-           WHERE u.slug = $1 AND u.active
-           ORDER BY t.reset_at DESC, t.id DESC LIMIT 1`,
-          [pick(ctx.slugs)],
-        );
-        const row = rows[0];
+      raw: async (run, ctx) => {
+        const [row] = await run.query(latestPublicSql, [pick(ctx.slugs)]);
         if (!row) return null;
         const { displayName, ...timer } = row;
         return { timer, displayName };
       },
+      pgbench: ['\\set i random(1, 10000)', `${pgbenchSql(latestPublicSql, ["'bench-' || :i"])};`].join('\n'),
     },
   ];
 }

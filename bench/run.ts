@@ -7,8 +7,12 @@ import { packageRoot } from '../src/package-root.js';
 import { type BenchContext, pick } from './bench-context.js';
 import { startBenchDatabase } from './bench-database.js';
 import { explainStatements, type PlanSummary } from './explain.js';
-import { compare, measure, type Measurement } from './measure.js';
-import { benchOperations, orderByRandomSql, tokenChains } from './operations.js';
+import { compareSides, measure, type Measurement } from './measure.js';
+import { benchOperations, orderByRandomSql, pgbenchKeys, type Side, searchTerms, tokenChains } from './operations.js';
+import { runPgbench } from './pgbench.js';
+import { pgNamed, pgUnnamed, postgresJs, type SqlRunner } from './sql-runners.js';
+import postgres from 'postgres';
+import { sql } from 'kysely';
 import { phrases, refreshTokens } from '../src/index.js';
 import { scale, seedBase, seedRefreshTokens, settle } from './seed.js';
 
@@ -23,12 +27,26 @@ async function countTokens(client: pg.Client): Promise<number> {
 }
 
 const log = (line: string) => console.log(line);
+const pgbenchSeconds = Number(process.env.BENCH_PGBENCH_SECONDS ?? 4);
 
 interface OperationResult {
   library: Measurement;
+  /** Hand-written SQL on `pg`, unnamed statements (`pool.query(text, values)`). */
   raw: Measurement;
+  /** The same on `pg` with named statements (`{ name, text, values }`). */
+  rawNamed: Measurement;
+  /** The same on postgres.js with its defaults (prepared statements). */
+  postgresJs: Measurement;
+  /** library / raw throughput. */
   ratio: number;
+  ratioVsRawNamed: number;
+  /** library / postgres.js throughput. */
+  ratioVsPostgresJs: number;
+  /** pgbench -M prepared with the same statements and clients: the server's ceiling. */
+  pgbenchPrepared: { tps: number; libraryShare: number };
 }
+
+const ratioOf = (a: Measurement, b: Measurement) => Number((a.opsPerSec / b.opsPerSec).toFixed(3));
 
 async function loadContext(db: BenchContext['db'], pool: pg.Pool): Promise<BenchContext> {
   const users = await pool.query<{ id: string; email: string; slug: string }>(
@@ -41,6 +59,16 @@ async function loadContext(db: BenchContext['db'], pool: pg.Pool): Promise<Bench
   const pending = await pool.query<{ id: string }>(
     "SELECT id FROM phrase_suggestions WHERE status = 'pending' ORDER BY random()",
   );
+  // The first ones go to pgbench's approvals, numbered per client; the Node sides take the rest.
+  await pool.query(`
+    CREATE TABLE IF NOT EXISTS bench_keys (kind "char", n int, id uuid NOT NULL, PRIMARY KEY (kind, n));
+    TRUNCATE bench_keys;
+    INSERT INTO bench_keys SELECT 'u', substr(slug, 7)::int, id FROM users WHERE slug LIKE 'bench-%';
+    ANALYZE bench_keys`);
+  await pool.query("INSERT INTO bench_keys SELECT 's', n, id FROM unnest($1::uuid[]) WITH ORDINALITY AS k (id, n)", [
+    pending.rows.slice(0, pgbenchKeys.approvalsPerClient * concurrency).map((s) => s.id),
+  ]);
+  await pool.query('ANALYZE bench_keys');
   return {
     db,
     pool,
@@ -49,7 +77,7 @@ async function loadContext(db: BenchContext['db'], pool: pg.Pool): Promise<Bench
     userIds: users.rows.map((u) => u.id),
     excluderIds: excluders.rows.map((u) => u.id),
     adminId: admin.rows[0]!.id,
-    pendingSuggestionIds: pending.rows.map((s) => s.id),
+    pendingSuggestionIds: pending.rows.map((s) => s.id).slice(pgbenchKeys.approvalsPerClient * concurrency),
   };
 }
 
@@ -76,17 +104,40 @@ async function peakConnections<T>(observer: pg.Client, work: () => Promise<T>): 
 }
 
 function printTable(results: Record<string, OperationResult>, plans: Record<string, PlanSummary>): void {
-  const header = ['operation', 'library ops/s', 'p50 ms', 'p99 ms', 'raw ops/s', 'p50 ms', 'p99 ms', 'ratio', 'index'];
+  const header = [
+    'operation',
+    'library ops/s',
+    'p50 ms',
+    'p99 ms',
+    'raw ops/s',
+    'named ops/s',
+    'pg.js ops/s',
+    'vs raw',
+    'vs named',
+    'vs pg.js',
+    'pgbench tps',
+    'share',
+    'index',
+  ];
+  const planCell = (plan: PlanSummary | undefined) => {
+    if (plan?.usesIndex) return 'yes';
+    const seq = [...new Set([...(plan?.seqScans ?? []), ...(plan?.generic.seqScans ?? [])])];
+    return `NO (${seq.join(', ') || 'no index used'})`;
+  };
   const rows = Object.entries(results).map(([name, r]) => [
     name,
     String(r.library.opsPerSec),
     r.library.p50Ms.toFixed(3),
     r.library.p99Ms.toFixed(3),
     String(r.raw.opsPerSec),
-    r.raw.p50Ms.toFixed(3),
-    r.raw.p99Ms.toFixed(3),
+    String(r.rawNamed.opsPerSec),
+    String(r.postgresJs.opsPerSec),
     `${r.ratio.toFixed(2)}x`,
-    plans[name]?.usesIndex ? 'yes' : `NO (${plans[name]?.seqScans.join(', ') || 'no index used'})`,
+    `${r.ratioVsRawNamed.toFixed(2)}x`,
+    `${r.ratioVsPostgresJs.toFixed(2)}x`,
+    String(r.pgbenchPrepared.tps),
+    `${Math.round(r.pgbenchPrepared.libraryShare * 100)}%`,
+    planCell(plans[name]),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
   const line = (cells: string[]) => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ');
@@ -95,27 +146,91 @@ function printTable(results: Record<string, OperationResult>, plans: Record<stri
   for (const row of rows) console.log(line(row));
 }
 
+/** The server settings that decide what a commit costs, as the run had them. */
+async function serverSettings(client: pg.Client): Promise<Record<string, string>> {
+  const { rows } = await client.query<{ name: string; setting: string; unit: string | null }>(
+    `SELECT name, setting, unit FROM pg_settings
+     WHERE name IN ('synchronous_commit', 'fsync', 'full_page_writes', 'wal_sync_method', 'shared_buffers', 'max_connections', 'plan_cache_mode')
+     ORDER BY name`,
+  );
+  return Object.fromEntries(rows.map((row) => [row.name, row.unit ? `${row.setting} ${row.unit}` : row.setting]));
+}
+
+/** Seeds live refresh tokens for pgbench's rotations: `pgbench-rotate-<client>-<n>`. */
+async function seedPgbenchTokens(client: pg.Client): Promise<void> {
+  await client.query(`
+    INSERT INTO refresh_tokens (user_id, token_hash, family_id, expires_at, family_expires_at, device_info)
+    SELECT k.id, sha256(('pgbench-rotate-' || c || '-' || j)::bytea), uuid_generate_v7(),
+           now() + interval '7 days', now() + interval '30 days', '{"userAgent": "pgbench"}'::jsonb
+    FROM generate_series(0, ${concurrency - 1}) c CROSS JOIN generate_series(1, ${pgbenchKeys.rotationsPerClient}) j
+    JOIN bench_keys k ON k.kind = 'u' AND k.n = 1 + (j * ${concurrency} + c) % ${scale.users}`);
+}
+
+interface StatementMemory {
+  namedStatements: number;
+  /** Bytes in the backend's CachedPlanSource, CachedPlanQuery and CachedPlan contexts. */
+  cachedPlanBytes: number;
+  /** Bytes in all of the backend's memory contexts. */
+  backendBytes: number;
+}
+
+/** Runs every operation once on one connection and reads what its server process holds. */
+async function statementMemory(
+  url: string,
+  mode: 'auto' | 'off',
+  ctx: BenchContext,
+  operations: ReturnType<typeof benchOperations>,
+  chains: ReturnType<typeof tokenChains>,
+): Promise<StatementMemory> {
+  const db = createDb({ databaseUrl: url, maxConnections: 1, minConnections: 0, preparedStatements: mode });
+  try {
+    chains.library[0] = (await refreshTokens.issue(db, { userId: ctx.userIds[0]! })).token;
+    for (const op of operations) await op.library({ ...ctx, db }, 0);
+    const { rows } = await sql<StatementMemory>`
+      SELECT (SELECT count(*) FROM pg_prepared_statements)::int AS "namedStatements",
+             (SELECT coalesce(sum(total_bytes), 0) FROM pg_backend_memory_contexts
+              WHERE name IN ('CachedPlanSource', 'CachedPlanQuery', 'CachedPlan'))::int AS "cachedPlanBytes",
+             (SELECT sum(total_bytes) FROM pg_backend_memory_contexts)::int AS "backendBytes"`.execute(db);
+    return rows[0]!;
+  } finally {
+    await db.destroy();
+  }
+}
+
 async function main(): Promise<void> {
   const server = await startBenchDatabase(log);
-  // The hand-written side gets the same pool settings as the library's: size and acquire timeout.
-  const pool = new pg.Pool({ connectionString: server.url, max: concurrency, min: 2, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 30_000 });
+  // The hand-written sides get the same pool settings as the library's: size and acquire timeout.
+  const pgPool = () =>
+    new pg.Pool({ connectionString: server.url, max: concurrency, min: 2, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 30_000 });
+  const pool = pgPool();
+  const namedPool = pgPool();
+  const postgresSql = postgres(server.url, { max: concurrency, onnotice: () => undefined });
+  const runners: Record<Exclude<Side, 'library'>, SqlRunner> = {
+    raw: pgUnnamed(pool),
+    rawNamed: pgNamed(namedPool),
+    postgresJs: postgresJs(postgresSql),
+  };
   const db = createDb({ databaseUrl: server.url, maxConnections: concurrency, applicationName: libraryApplicationName });
   const observer = new pg.Client({ connectionString: server.url });
   await observer.connect();
   try {
     await seedBase(observer, log);
     const ctx = await loadContext(db, pool);
-    const postgres = (await observer.query<{ v: string }>('SHOW server_version')).rows[0]!.v;
+    const postgresVersion = (await observer.query<{ v: string }>('SHOW server_version')).rows[0]!.v;
+    const settingsServer = await serverSettings(observer);
+    log(`server settings: ${JSON.stringify(settingsServer)}`);
     const results: Record<string, OperationResult> = {};
     const plans: Record<string, PlanSummary> = {};
     let peak = 0;
 
     // Every worker of each side rotates its own token chain, started by a fresh login.
     const chains = tokenChains(concurrency);
+    const sides = Object.keys(chains) as Side[];
     const startChains = async () => {
       for (let worker = 0; worker < concurrency; worker++) {
-        chains.library[worker] = (await refreshTokens.issue(db, { userId: ctx.userIds[worker]! })).token;
-        chains.raw[worker] = (await refreshTokens.issue(db, { userId: ctx.userIds[concurrency + worker]! })).token;
+        for (const [i, side] of sides.entries()) {
+          chains[side][worker] = (await refreshTokens.issue(db, { userId: ctx.userIds[i * concurrency + worker]! })).token;
+        }
       }
     };
     await startChains();
@@ -131,15 +246,17 @@ async function main(): Promise<void> {
     });
 
     await seedRefreshTokens(observer, scale.refreshTokensSmall + 1, scale.refreshTokens - scale.refreshTokensSmall, log);
+    await seedPgbenchTokens(observer);
     await settle(observer, log);
     await startChains();
 
     // BENCH_ONLY=name,name measures just those operations (the checks below the table still run).
     const only = process.env.BENCH_ONLY?.split(',').map((name) => name.trim()).filter(Boolean);
-    const operations = benchOperations(chains, ctx.pendingSuggestionIds).filter(
+    const operations = benchOperations(chains, ctx.pendingSuggestionIds);
+    const measured = operations.filter(
       (op) => !only?.length || only.includes(op.name) || op.name === 'phrases.randomForUser',
     );
-    for (const op of operations) {
+    for (const op of measured) {
       log(`measuring ${op.name}…`);
       const statements: Array<{ sql: string; parameters: readonly unknown[] }> = [];
       const capture = createDb(
@@ -150,15 +267,28 @@ async function main(): Promise<void> {
       await capture.destroy();
       plans[op.name] = await explainStatements(observer, statements);
 
-      const measured = await peakConnections(observer, () =>
-        compare(
-          (worker) => op.library(ctx, worker),
-          (worker) => op.raw(ctx, worker),
+      const run = await peakConnections(observer, () =>
+        compareSides(
+          {
+            library: (worker) => op.library(ctx, worker),
+            raw: (worker) => op.raw(runners.raw, ctx, worker, 'raw'),
+            rawNamed: (worker) => op.raw(runners.rawNamed, ctx, worker, 'rawNamed'),
+            postgresJs: (worker) => op.raw(runners.postgresJs, ctx, worker, 'postgresJs'),
+          },
           { concurrency, sliceMs, slices },
         ),
       );
-      results[op.name] = measured.result;
-      peak = Math.max(peak, measured.peak);
+      const m = run.result;
+      log(`  pgbench -M prepared, ${concurrency} clients, ${pgbenchSeconds} s…`);
+      const tps = await runPgbench(server.url, op.pgbench, { clients: concurrency, seconds: pgbenchSeconds });
+      results[op.name] = {
+        ...m,
+        ratio: ratioOf(m.library, m.raw),
+        ratioVsRawNamed: ratioOf(m.library, m.rawNamed),
+        ratioVsPostgresJs: ratioOf(m.library, m.postgresJs),
+        pgbenchPrepared: { tps, libraryShare: Number((m.library.opsPerSec / tps).toFixed(3)) },
+      };
+      peak = Math.max(peak, run.peak);
     }
 
     log('measuring ORDER BY random() LIMIT 1 over the same rows as phrases.randomForUser…');
@@ -181,6 +311,16 @@ async function main(): Promise<void> {
       p50Speedup: Number((orderByRandom.p50Ms / random.library.p50Ms).toFixed(1)),
     };
 
+    log('measuring phrases.listForUser (search) with one caller at a time, and a term that matches nothing…');
+    const searchAlone = await measure(
+      () => phrases.listForUser(db, pick(ctx.excluderIds), { search: pick(searchTerms), limit: 20 }),
+      { concurrency: 1, durationMs: growthMs },
+    );
+    const searchNoMatchAlone = await measure(
+      () => phrases.listForUser(db, pick(ctx.excluderIds), { search: 'quokka zebra', limit: 20 }),
+      { concurrency: 1, durationMs: growthMs },
+    );
+
     const large = await countTokens(observer);
     log(`measuring refreshTokens.rotate with ${large.toLocaleString('en-US')} refresh tokens…`);
     const rotateLarge = await measure((worker) => rotateLibrary(ctx, worker), {
@@ -194,9 +334,21 @@ async function main(): Promise<void> {
       ratio: Number((rotateLarge.opsPerSec / rotateSmall.opsPerSec).toFixed(3)),
     };
 
+    log('reading what named statements cost a server connection…');
+    const memory = {
+      named: await statementMemory(server.url, 'auto', ctx, operations, chains),
+      unnamed: await statementMemory(server.url, 'off', ctx, operations, chains),
+    };
+
     console.log('');
     printTable(results, plans);
     console.log('');
+    console.log(
+      'vs raw: library / pg unnamed; vs named: library / pg named statements; vs pg.js: library / postgres.js (prepared); ' +
+        `pgbench tps: pgbench -M prepared, same statements, ${concurrency} clients, ${pgbenchSeconds} s (the server's ceiling); ` +
+        'share: library / pgbench; index: custom and generic plans use indexes, no sequential scan of a big table',
+    );
+    console.log(`server: PostgreSQL ${postgresVersion}, ${JSON.stringify(settingsServer)}`);
     console.log(`server connections of the library pool during the run: at most ${peak} (pool max ${concurrency})`);
     console.log(
       `phrases.randomForUser: p50 ${randomAlone.p50Ms} ms one caller at a time, ${random.library.p50Ms} ms with ${concurrency} workers ` +
@@ -205,19 +357,31 @@ async function main(): Promise<void> {
         `${randomVsOrderBy.speedup}x the throughput, ${randomVsOrderBy.p50Speedup}x lower p50 (target ≥ 20x)`,
     );
     console.log(
+      `phrases.listForUser (search) one caller at a time: ${searchAlone.opsPerSec} ops/s, p50 ${searchAlone.p50Ms} ms, p99 ${searchAlone.p99Ms} ms ` +
+        `(target p50 ≤ 5 ms); a term that matches nothing: p50 ${searchNoMatchAlone.p50Ms} ms`,
+    );
+    console.log(
       `refreshTokens.rotate as the table grows: ${rotateSmall.opsPerSec} ops/s at ${small.toLocaleString('en-US')} rows, ` +
         `${rotateLarge.opsPerSec} ops/s at ${large.toLocaleString('en-US')} rows (${rotateGrowth.ratio.toFixed(2)}x; target within 20%)`,
     );
+    console.log(
+      `one server connection after every operation once: ${memory.named.namedStatements} named statements, ` +
+        `${(memory.named.cachedPlanBytes / 1024).toFixed(0)} KiB in cached-plan contexts, backend ${(memory.named.backendBytes / 1024).toFixed(0)} KiB; ` +
+        `unnamed: ${(memory.unnamed.cachedPlanBytes / 1024).toFixed(0)} KiB, backend ${(memory.unnamed.backendBytes / 1024).toFixed(0)} KiB`,
+    );
 
     const report = {
-      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version },
-      postgres,
+      machine: { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model ?? 'unknown', memoryGiB: Math.round(os.totalmem() / 2 ** 30), node: process.version, loadAverage: os.loadavg() },
+      postgres: postgresVersion,
       operations: results,
       plans,
       peakLibraryConnections: peak,
       rotateGrowth,
       randomVsOrderBy,
-      settings: { concurrency, sliceMs, slices, scale },
+      searchAlone,
+      searchNoMatchAlone,
+      statementMemory: memory,
+      settings: { concurrency, sliceMs, slices, pgbenchSeconds, scale, server: settingsServer },
     };
     const file = path.join(packageRoot(), 'bench', 'results.json');
     await writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
@@ -226,6 +390,8 @@ async function main(): Promise<void> {
     await observer.end();
     await db.destroy();
     await pool.end();
+    await namedPool.end();
+    await postgresSql.end();
     await server.stop();
   }
 }

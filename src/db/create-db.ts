@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { ConnectionError, mapDatabaseError, ValidationError } from '../errors.js';
 import type { DB } from '../../generated/db.js';
 import { type DbConfig, loadDbConfig, resolveDbConfig } from './db-config.js';
+import { runNamedStatement, type StatementResult } from './named-statement.js';
 import { statementNameOf } from './statement-names.js';
 import { createTunedPool, type PoolErrorListener, type TunedPool } from './tuned-pool.js';
 
@@ -51,11 +52,11 @@ async function sendStatement(
   sqlText: string,
   parameters: unknown[],
   inTransaction: boolean,
-): Promise<pg.QueryResult> {
+): Promise<StatementResult> {
   const name = statementNameOf(sqlText);
   if (name === undefined || !tuned.namesStatements(client)) return client.query(sqlText, parameters);
   try {
-    return await client.query({ name, text: sqlText, values: parameters });
+    return await runNamedStatement(client, name, sqlText, parameters);
   } catch (error) {
     if (!lostNamedStatement(error)) throw error;
     tuned.stopNamingStatements(error);

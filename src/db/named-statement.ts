@@ -1,0 +1,182 @@
+import { createRequire } from 'node:module';
+import pg from 'pg';
+
+// pg's own conversion of JavaScript values to parameters (Dates, Buffers, arrays, JSON), so a
+// named statement binds exactly what `client.query(text, values)` would.
+const { prepareValue } = createRequire(import.meta.url)('pg/lib/utils.js') as { prepareValue: (value: unknown) => unknown };
+
+/** What pg's connection offers a custom query (its `Submittable` protocol); only what we use. */
+interface ProtocolConnection {
+  parsedStatements: Record<string, string | undefined>;
+  submittedNamedStatements: Record<string, string | undefined>;
+  stream: { cork?: () => void; uncork?: () => void };
+  parse(message: { text: string; name: string; types: number[] }): void;
+  bind(message: { portal: string; statement: string; values: unknown[]; valueMapper: (value: unknown) => unknown }): void;
+  describe(message: { type: 'P'; name: string }): void;
+  execute(message: { portal: string; rows: number }): void;
+  sync(): void;
+}
+
+interface FieldDescription {
+  name: string;
+  dataTypeID: number;
+}
+
+/** How to turn a statement's raw rows into objects: learned from its RowDescription. */
+interface RowShape {
+  build: (values: Array<string | null>) => Record<string, unknown>;
+}
+
+/** The rows and command tag of a statement, shaped as pg's own results. */
+export interface StatementResult {
+  command: string;
+  rowCount: number | null;
+  rows: Array<Record<string, unknown>>;
+}
+
+// Row shapes per connection and statement: a connection learns a statement's shape when it
+// parses it, so a schema change between two connections' Parse never mixes up columns.
+const shapes = new WeakMap<object, Map<string, RowShape>>();
+
+const commandTag = /^([A-Za-z]+)(?: (\d+))?(?: (\d+))?/;
+
+/**
+ * A named statement as pg would send it, minus what pg repeats on every call: pg sends a
+ * Describe with every execution, so the server sends the row description again, and pg then
+ * rebuilds the row template and looks up every column's type parser (`addFields`) for each
+ * result. This sends Parse and Describe only the first time a connection runs the statement
+ * (pg's own bookkeeping of parsed statements says when), then Bind, Execute and Sync, and
+ * builds rows with a constructor made once per shape. It speaks pg's custom-query protocol
+ * (the one pg-cursor uses), so the client's queue, errors and statement bookkeeping are pg's.
+ *
+ * @example const { rows } = await runNamedStatement(client, 'kw_1a2b…', 'select "id" from "users" where "id" = $1', [id])
+ */
+export function runNamedStatement(
+  client: pg.ClientBase,
+  name: string,
+  text: string,
+  values: readonly unknown[],
+): Promise<StatementResult> {
+  return new Promise((resolve, reject) => {
+    // pg hands back the custom query itself (not a promise); the callback settles ours.
+    void client.query(new NamedStatementQuery(name, text, values, resolve, reject) as unknown as pg.QueryConfig);
+  });
+}
+
+class NamedStatementQuery {
+  // Read by pg's client: it records `name` → `text` as parsed when ParseComplete arrives.
+  readonly name: string;
+  readonly text: string;
+  readonly #values: readonly unknown[];
+  readonly #resolve: (result: StatementResult) => void;
+  readonly #reject: (error: unknown) => void;
+  #shapes: Map<string, RowShape> | undefined;
+  #shape: RowShape | undefined;
+  #describing = false;
+  #rows: Array<Record<string, unknown>> = [];
+  #command = '';
+  #rowCount: number | null = null;
+  #failed: unknown;
+  callback?: unknown;
+
+  constructor(
+    name: string,
+    text: string,
+    values: readonly unknown[],
+    resolve: (result: StatementResult) => void,
+    reject: (error: unknown) => void,
+  ) {
+    this.name = name;
+    this.text = text;
+    this.#values = values;
+    this.#resolve = resolve;
+    this.#reject = reject;
+    // pg wants a callback on a custom query; ours are resolve and reject.
+    this.callback = () => undefined;
+  }
+
+  submit(connection: ProtocolConnection): Error | null {
+    let known = shapes.get(connection);
+    if (known === undefined) shapes.set(connection, (known = new Map()));
+    this.#shapes = known;
+    const parsed = connection.parsedStatements[this.name] ?? connection.submittedNamedStatements[this.name];
+    if (parsed !== undefined && parsed !== this.text) {
+      return new Error(`Prepared statements must be unique - '${this.name}' was used for a different statement`);
+    }
+    this.#shape = parsed === undefined ? undefined : known.get(this.name);
+    this.#describing = this.#shape === undefined;
+    connection.stream.cork?.();
+    try {
+      if (parsed === undefined) {
+        connection.parse({ text: this.text, name: this.name, types: [] });
+        connection.submittedNamedStatements[this.name] = this.text;
+      }
+      connection.bind({ portal: '', statement: this.name, values: [...this.#values], valueMapper: prepareValue });
+      if (this.#describing) connection.describe({ type: 'P', name: '' });
+      connection.execute({ portal: '', rows: 0 });
+      connection.sync();
+    } catch (error) {
+      // A value pg cannot convert: nothing was sent yet but Parse; end the exchange cleanly.
+      this.#failed = error;
+      connection.sync();
+    } finally {
+      connection.stream.uncork?.();
+    }
+    return null;
+  }
+
+  handleRowDescription(message: { fields: FieldDescription[] }): void {
+    this.#shape = shapeOf(message.fields);
+  }
+
+  handleDataRow(message: { fields: Array<string | null> }): void {
+    if (this.#failed !== undefined) return;
+    try {
+      this.#rows.push(this.#shape!.build(message.fields));
+    } catch (error) {
+      this.#failed = error;
+    }
+  }
+
+  handleCommandComplete(message: { text: string }): void {
+    const match = commandTag.exec(message.text);
+    if (match) {
+      this.#command = match[1]!;
+      const count = match[3] ?? match[2];
+      this.#rowCount = count === undefined ? null : Number(count);
+    }
+  }
+
+  handleReadyForQuery(): void {
+    if (this.#failed !== undefined) return this.#reject(this.#failed);
+    // A statement that returns no rows answers Describe with NoData, which pg does not pass on.
+    this.#shape ??= shapeOf([]);
+    if (this.#describing) this.#shapes!.set(this.name, this.#shape);
+    this.#resolve({ command: this.#command, rowCount: this.#rowCount, rows: this.#rows });
+  }
+
+  handleError(error: unknown): void {
+    this.#reject(this.#failed ?? error);
+  }
+
+  handleEmptyQuery(): void {}
+
+  handlePortalSuspended(): void {}
+
+  handleCopyInResponse(connection: { sendCopyFail(message: string): void }): void {
+    connection.sendCopyFail('No source stream defined');
+  }
+
+  handleCopyData(): void {}
+}
+
+function shapeOf(fields: FieldDescription[]): RowShape {
+  const parsers = fields.map((field) => pg.types.getTypeParser(field.dataTypeID, 'text') as (value: string) => unknown);
+  // One object literal per shape, made once: every row of the statement gets the same hidden
+  // class, and no per-result template is spread into each row as pg does.
+  const body = `return (r) => ({ ${fields
+    .map((field, i) => `${JSON.stringify(field.name)}: r[${i}] === null ? null : p[${i}](r[${i}])`)
+    .join(', ')} });`;
+  const build = new Function('p', body)(parsers) as RowShape['build'];
+  return { build };
+}
