@@ -73,6 +73,56 @@ describe('named statements on a direct connection', () => {
     }
   });
 
+  it('gives the same rows, types and counts as unnamed statements, on the first run and the later ones', async () => {
+    const user = await newUser(testDb.db);
+    const typed = prepareQuery((db, p: { id: string; bytes: Buffer; json: string }) =>
+      db
+        .selectFrom('users')
+        .select([
+          'id',
+          'active',
+          'created_at',
+          sql<Buffer>`cast(${p.bytes} as bytea)`.as('bytes'),
+          sql<unknown>`cast(${p.json} as jsonb)`.as('json'),
+          sql<number | null>`null::int`.as('nothing'),
+          sql<string>`count(*) over ()`.as('total'),
+        ])
+        .where('id', '=', p.id),
+    );
+    const rename = prepareQuery((db, p: { id: string; name: string }) =>
+      db.updateTable('users').set({ display_name: p.name }).where('id', '=', p.id),
+    );
+    const params = { id: user.id, bytes: Buffer.from([0, 1, 254]), json: '{"a": [1, "x"]}' };
+    const named = singleConnectionDb(testDb.url);
+    const unnamed = singleConnectionDb(testDb.url, { preparedStatements: 'off' });
+    try {
+      for (let call = 0; call < 3; call++) {
+        const [a, b] = [await typed.execute(named, params), await typed.execute(unnamed, params)];
+        expect(a).toEqual(b);
+        expect(a.rows[0]).toMatchObject({ active: true, bytes: params.bytes, json: { a: [1, 'x'] }, nothing: null, total: '1' });
+        expect(a.rows[0]!.created_at).toBeInstanceOf(Date);
+        expect(await rename.execute(named, { id: user.id, name: `Renamed ${call}` })).toEqual({ rows: [], numAffectedRows: 1n });
+      }
+      expect((await preparedOn(named)).map((p) => p.executions)).toEqual([3, 3]);
+    } finally {
+      await named.destroy();
+      await unnamed.destroy();
+    }
+  });
+
+  it('keeps the connection usable after a value pg cannot send', async () => {
+    const user = await newUser(testDb.db);
+    const db = singleConnectionDb(testDb.url);
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    try {
+      await expect(displayNameById.execute(db, { id: circular as unknown as string })).rejects.toThrow();
+      expect((await displayNameById.execute(db, { id: user.id })).rows).toEqual([{ display_name: user.displayName }]);
+    } finally {
+      await db.destroy();
+    }
+  });
+
   it('sends nothing named with DB_PREPARED_STATEMENTS=off', async () => {
     const user = await newUser(testDb.db);
     const db = singleConnectionDb(testDb.url, { preparedStatements: 'off' });
