@@ -13,6 +13,14 @@ export interface PlanSummary {
   generic: { indexes: string[]; seqScans: string[] };
 }
 
+function literalOf(client: pg.ClientBase, value: unknown): string {
+  if (value === null || value === undefined) return 'NULL';
+  if (Buffer.isBuffer(value)) return `'\\x${value.toString('hex')}'`;
+  if (value instanceof Date) return client.escapeLiteral(value.toISOString());
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  return client.escapeLiteral(typeof value === 'string' ? value : JSON.stringify(value));
+}
+
 const transactionControl = /^\s*(begin|commit|rollback|savepoint|release)/i;
 
 function readPlan(lines: string[], indexes: Set<string>, seqScans: Set<string>): void {
@@ -44,9 +52,12 @@ export async function explainStatements(
     try {
       await client.query('SET LOCAL plan_cache_mode = force_generic_plan');
       await client.query(`PREPARE bench_generic AS ${statement.sql}`);
-      const placeholders = statement.parameters.map((_, i) => `$${i + 1}`).join(', ');
+      // EXECUTE takes no bind parameters: its arguments go in as literals.
+      const literals = statement.parameters.map((value) => literalOf(client, value)).join(', ');
       readPlan(
-        await plan(`EXPLAIN EXECUTE bench_generic${placeholders ? `(${placeholders})` : ''}`),
+        (await client.query<{ 'QUERY PLAN': string }>(`EXPLAIN EXECUTE bench_generic${literals ? `(${literals})` : ''}`)).rows.map(
+          (row) => row['QUERY PLAN'],
+        ),
         generic.indexes,
         generic.seqScans,
       );

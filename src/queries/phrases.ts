@@ -169,9 +169,22 @@ export async function randomForSlug(db: Kysely<DB>, slug: string): Promise<Phras
   return { id, text, active, createdBy, createdAt, updatedAt };
 }
 
-// A case-insensitive substring pattern for ILIKE, or null for no filter. The user's `%`, `_`
-// and `\` are escaped so they match literally (backslash is ILIKE's default escape).
-function searchPattern(search: unknown): string | null {
+/**
+ * A case-insensitive substring search: the ILIKE pattern of the whole text, and two anchors
+ * for the trigram index. The user's `%`, `_` and `\` are escaped so they match literally
+ * (backslash is ILIKE's default escape).
+ */
+interface Search {
+  pattern: string;
+  /** Patterns of the two longest words (of 3 or more characters) of the text, or the whole pattern. */
+  anchors: [string, string];
+}
+
+// The trigram index answers a pattern by intersecting the posting lists of all its trigrams,
+// and a common word ("and", "the") has a list as long as the table: "keep and going" spent
+// most of its time on "and". The index is asked for the two longest words only (both implied
+// by the whole text, so no match is lost), and the whole pattern then filters the candidates.
+function searchOf(search: unknown): Search | null {
   if (search === undefined || search === null) return null;
   if (typeof search !== 'string') throw new ValidationError('search', 'must be text');
   const text = requireStorableText('search', search).trim();
@@ -179,23 +192,37 @@ function searchPattern(search: unknown): string | null {
   if ([...text].length > limits.searchLength) {
     throw new ValidationError('search', `must be at most ${limits.searchLength} characters`);
   }
-  return `%${escapeLikePattern(text)}%`;
+  const pattern = `%${escapeLikePattern(text)}%`;
+  const words = text
+    .split(/\s+/)
+    .filter((word) => [...word].length >= 3)
+    .sort((a, b) => b.length - a.length)
+    .map((word) => `%${escapeLikePattern(word)}%`);
+  const first = words[0] ?? pattern;
+  return { pattern, anchors: [first, words[1] ?? first] };
 }
 
-// The active phrases, matching the ILIKE pattern when there is one.
-const activeMatching = (db: Kysely<DB>, pattern: string | null) =>
+// The active phrases, matching the search when there is one. The whole pattern is applied to
+// `phrase_text || ''`, which the index cannot serve, so the planner asks the index for the
+// anchors only.
+const activeMatching = (db: Kysely<DB>, search: Search | null) =>
   db
     .selectFrom('phrases')
     .where('phrases.active', '=', true)
-    .$if(pattern !== null, (qb) => qb.where('phrases.phrase_text', 'ilike', pattern!));
+    .$if(search !== null, (qb) =>
+      qb
+        .where('phrases.phrase_text', 'ilike', search!.anchors[0])
+        .where('phrases.phrase_text', 'ilike', search!.anchors[1])
+        .where(sql<string>`phrases.phrase_text || ''`, 'ilike', search!.pattern),
+    );
 
 // A page of active phrases with the user's excluded flag. The page is cut before the exclusions
 // are joined, so only its rows are looked up, and the total of matches rides along as
 // count(*) OVER () from the same scan.
-const userPageQuery = (db: Kysely<DB>, p: { userId: string; limit: number; offset: number }, pattern: string | null) =>
+const userPageQuery = (db: Kysely<DB>, p: { userId: string; limit: number; offset: number }, search: Search | null) =>
   db
     .selectFrom(
-      activeMatching(db, pattern)
+      activeMatching(db, search)
         .select([...phraseColumns, sql<string>`count(*) OVER ()`.as('total')])
         .orderBy('phrases.phrase_text')
         .orderBy('phrases.id')
@@ -219,8 +246,9 @@ const userPageQuery = (db: Kysely<DB>, p: { userId: string; limit: number; offse
 
 // A user's list is the other page everyone visits: built and compiled once per shape.
 const userPage = prepareQuery((db, p: { userId: string; limit: number; offset: number }) => userPageQuery(db, p, null));
-const userPageMatching = prepareQuery((db, p: { userId: string; pattern: string; limit: number; offset: number }) =>
-  userPageQuery(db, p, p.pattern),
+const userPageMatching = prepareQuery(
+  (db, p: { userId: string; pattern: string; first: string; second: string; limit: number; offset: number }) =>
+    userPageQuery(db, p, { pattern: p.pattern, anchors: [p.first, p.second] }),
 );
 
 /**
@@ -240,14 +268,21 @@ export async function listForUser(
 ): Promise<Page<PhraseForUser>> {
   const id = requireUuid('userId', userId);
   const options = requireOptions('options', listOptions);
-  const pattern = searchPattern(options.search);
+  const search = searchOf(options.search);
   const { limit, offset } = requirePage(options);
   const { rows } =
-    pattern === null
+    search === null
       ? await userPage.execute(db, { userId: id, limit, offset })
-      : await userPageMatching.execute(db, { userId: id, pattern, limit, offset });
+      : await userPageMatching.execute(db, {
+          userId: id,
+          pattern: search.pattern,
+          first: search.anchors[0],
+          second: search.anchors[1],
+          limit,
+          offset,
+        });
   return pageOf(rows, offset, async () => {
-    const { n } = await activeMatching(db, pattern)
+    const { n } = await activeMatching(db, search)
       .select((eb) => eb.fn.countAll<string>().as('n'))
       .executeTakeFirstOrThrow(noRowReturned);
     return Number(n);
@@ -399,7 +434,7 @@ export async function update(
 export async function list(db: Kysely<DB>, adminId: string, listOptions?: AdminListOptions): Promise<Page<Phrase>> {
   const id = requireUuid('adminId', adminId);
   const options = requireOptions('options', listOptions);
-  const pattern = searchPattern(options.search);
+  const pattern = searchOf(options.search)?.pattern ?? null;
   const { limit, offset } = requirePage(options);
   const includeInactive = options.includeInactive === undefined ? true : requireBoolean('includeInactive', options.includeInactive);
   return inTransaction(db, async (trx) => {
