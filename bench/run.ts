@@ -14,7 +14,7 @@ import { pgNamed, pgUnnamed, postgresJs, type SqlRunner } from './sql-runners.js
 import postgres from 'postgres';
 import { sql } from 'kysely';
 import { phrases, refreshTokens } from '../src/index.js';
-import { scale, seedBase, seedRefreshTokens, settle } from './seed.js';
+import { scale, seedBase, seedRealisticPhrases, seedRefreshTokens, settle } from './seed.js';
 
 const concurrency = 10;
 const sliceMs = Number(process.env.BENCH_SLICE_MS ?? 500);
@@ -216,7 +216,7 @@ async function main(): Promise<void> {
   try {
     await seedBase(observer, log);
     const ctx = await loadContext(db, pool);
-    const postgresVersion = (await observer.query<{ v: string }>('SHOW server_version')).rows[0]!.v;
+    const postgresVersion = (await observer.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
     const settingsServer = await serverSettings(observer);
     log(`server settings: ${JSON.stringify(settingsServer)}`);
     const results: Record<string, OperationResult> = {};
@@ -340,6 +340,16 @@ async function main(): Promise<void> {
       unnamed: await statementMemory(server.url, 'off', ctx, operations, chains),
     };
 
+    // Last, as it rewrites the phrases: the same search on varied texts.
+    log('rewriting the phrases as varied texts, and measuring the search on them…');
+    const realisticTerms = await seedRealisticPhrases(observer, log);
+    const searchVaried = () => phrases.listForUser(db, pick(ctx.excluderIds), { search: pick(realisticTerms), limit: 20 });
+    const searchRealistic = {
+      sampleTerms: realisticTerms.slice(0, 5),
+      alone: await measure(searchVaried, { concurrency: 1, durationMs: growthMs }),
+      workers: await measure(searchVaried, { concurrency, durationMs: growthMs }),
+    };
+
     console.log('');
     printTable(results, plans);
     console.log('');
@@ -361,6 +371,11 @@ async function main(): Promise<void> {
         `(target p50 ≤ 5 ms); a term that matches nothing: p50 ${searchNoMatchAlone.p50Ms} ms`,
     );
     console.log(
+      `phrases.listForUser (search) on varied texts (terms like '${searchRealistic.sampleTerms.slice(0, 2).join("', '")}'): ` +
+        `one caller p50 ${searchRealistic.alone.p50Ms} ms, p99 ${searchRealistic.alone.p99Ms} ms; ` +
+        `${concurrency} workers ${searchRealistic.workers.opsPerSec} ops/s, p50 ${searchRealistic.workers.p50Ms} ms`,
+    );
+    console.log(
       `refreshTokens.rotate as the table grows: ${rotateSmall.opsPerSec} ops/s at ${small.toLocaleString('en-US')} rows, ` +
         `${rotateLarge.opsPerSec} ops/s at ${large.toLocaleString('en-US')} rows (${rotateGrowth.ratio.toFixed(2)}x; target within 20%)`,
     );
@@ -380,6 +395,7 @@ async function main(): Promise<void> {
       randomVsOrderBy,
       searchAlone,
       searchNoMatchAlone,
+      searchRealistic,
       statementMemory: memory,
       settings: { concurrency, sliceMs, slices, pgbenchSeconds, scale, server: settingsServer },
     };

@@ -145,3 +145,47 @@ export async function seedRefreshTokens(
     from,
   );
 }
+
+// Words of everyday encouragement, for phrases that differ as people's own do.
+const vocabulary = `
+  about above after again always anchor ask attention back balance begin believe better bold
+  borrow brave breathe bridge bright build calm candle care carry change cheer choose clear
+  climb close comfort courage craft create curious dare day deep door dream early earn ease
+  effort embrace energy enough even every evening face faith fall family far fear field find
+  first focus follow forward free fresh friend garden gentle gift give glad goal good grace
+  grateful grow habit half hand happen heart help here hold honest hope hour humble idea
+  inside journey joy keep kind laugh learn least lesson light listen little look love make
+  matter mind moment morning move music near need new next night notice now open patience
+  path pause peace plan play practice present pride progress promise quiet rain reach ready
+  remember repair rest return rise river road room root seed serve share shine ship simple
+  slow small smile soft space speak spring stand start steady step still stone story strength
+  summer sun swim take talk teach thank today together tomorrow trust truth try turn wait
+  walk water wave welcome whole win wind wise wonder word work world write year yes young`
+  .trim()
+  .split(/\s+/);
+
+/**
+ * Rewrites every phrase as 4 to 11 words drawn at random from a vocabulary of about 250, as
+ * people's own phrases differ; the seeded texts share most of their words, which no real list
+ * does. Returns two-word search terms taken from the new texts, so that each matches something.
+ */
+export async function seedRealisticPhrases(client: pg.ClientBase, log: (line: string) => void): Promise<string[]> {
+  const t0 = performance.now();
+  await client.query(
+    `UPDATE phrases p SET phrase_text = initcap(w.text) || '.'
+     FROM (SELECT id, (SELECT string_agg(($1::text[])[1 + floor(random() * $2)::int], ' ')
+                       FROM generate_series(1, 4 + draw_no % 8)) AS text
+           FROM phrases) AS w
+     WHERE w.id = p.id`,
+    [vocabulary, vocabulary.length],
+  );
+  await client.query('VACUUM ANALYZE phrases');
+  const { rows } = await client.query<{ term: string }>(
+    `SELECT lower(words[k] || ' ' || words[k + 1]) AS term
+     FROM (SELECT regexp_split_to_array(rtrim(phrase_text, '.'), ' ') AS words FROM phrases TABLESAMPLE BERNOULLI (0.2)) s,
+          LATERAL (SELECT 1 + floor(random() * (array_length(words, 1) - 1))::int AS k) k
+     LIMIT 100`,
+  );
+  log(`  realistic phrases: done in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  return rows.map((row) => row.term);
+}

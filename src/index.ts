@@ -1,7 +1,7 @@
 // The public API of @kennwilliamson/db. Nothing else is exported.
 export type { DB } from '../generated/db.js';
 export { createDb, poolOf, type CreateDbOptions } from './db/create-db.js';
-export { loadDbConfig, type DbConfig } from './db/db-config.js';
+export { loadDbConfig, type DbConfig, type PreparedStatementsMode } from './db/db-config.js';
 export type { TunedPool, PoolErrorListener } from './db/tuned-pool.js';
 export { withSavepoint } from './db/with-savepoint.js';
 export * from './errors.js';

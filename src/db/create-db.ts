@@ -107,7 +107,7 @@ function errorMappingWrapper(tuned: TunedPool, client: pg.PoolClient): PostgresP
   let inTransaction = false;
   return {
     query: (async (sqlText: string, parameters: unknown[]) => {
-      if (sqlText.length < 40) {
+      if (sqlText.length < 80) {
         if (transactionStart.test(sqlText)) inTransaction = true;
         else if (transactionEnd.test(sqlText)) inTransaction = false;
       }
