@@ -145,18 +145,14 @@ describe('named statements behind PgBouncer 1.18 in transaction mode', () => {
   });
   afterAll(async () => bouncer?.stop());
 
-  const pooledUrl = () => {
-    const name = new URL(testDb.url).pathname.slice(1);
-    return bouncer.url(decodeURIComponent(name));
-  };
+  const pooledUrl = () => bouncer.url(testDb.directUrl);
 
   it('with the default (auto) sees the pooler, names nothing, and every hot path works under concurrency', async () => {
     const wide = await startPgBouncer({ serverUrl: inject('serverUrl'), poolSize: 3 });
     const poolErrors: string[] = [];
     const user = await newUser(testDb.db);
     const admin = await newAdmin(testDb.db);
-    const name = decodeURIComponent(new URL(testDb.url).pathname.slice(1));
-    const db = createDb({ databaseUrl: wide.url(name), maxConnections: 6 }, { onPoolError: (m) => poolErrors.push(m) });
+    const db = createDb({ databaseUrl: wide.url(testDb.directUrl), maxConnections: 6 }, { onPoolError: (m) => poolErrors.push(m) });
     try {
       await Promise.all(
         Array.from({ length: 6 }, async (_, worker) => {

@@ -14,7 +14,8 @@ import { useTestDatabase } from '../support/test-database.js';
 const testDb = useTestDatabase();
 
 async function preparedBy(work: (db: Kysely<DB>) => Promise<unknown>): Promise<string> {
-  const db = createDb({ databaseUrl: testDb.url, maxConnections: 1, minConnections: 0 });
+  // On the server itself, also in the pooler pass: this is what a direct connection sends.
+  const db = createDb({ databaseUrl: testDb.directUrl, maxConnections: 1, minConnections: 0 });
   try {
     await work(db);
     // Read on the same (only) connection; this statement is unnamed, so it is not listed.
