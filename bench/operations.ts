@@ -53,7 +53,7 @@ const rawRotateSql = `
     INSERT INTO refresh_tokens (user_id, token_hash, family_id, parent_id, expires_at, family_expires_at,
                                 family_created_at, device_info, last_used_at)
     SELECT user_id, $3, family_id, id, least(now() + (expires_at - created_at), family_expires_at),
-           family_expires_at, family_created_at, coalesce($4::jsonb, device_info), now()
+           family_expires_at, family_created_at, coalesce($4::text::jsonb, device_info), now()
     FROM revoked
     RETURNING expires_at
   )
@@ -61,7 +61,7 @@ const rawRotateSql = `
 
 const rawIssueSql = `
   INSERT INTO refresh_tokens (user_id, token_hash, family_id, expires_at, family_expires_at, device_info)
-  SELECT id, $2, uuid_generate_v7(), now() + make_interval(secs => $3), now() + make_interval(secs => $4), $5::jsonb
+  SELECT id, $2, uuid_generate_v7(), now() + make_interval(secs => $3), now() + make_interval(secs => $4), $5::text::jsonb
   FROM (SELECT id FROM users WHERE id = $1 AND active FOR SHARE) AS owner
   RETURNING family_id AS "familyId", expires_at AS "expiresAt"`;
 
