@@ -200,7 +200,7 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
     stopNamingStatements: (error) => {
       if (!naming) return;
       naming = false;
-      onError('the server lost a named statement (a pooler between?); statements are no longer named', error);
+      onError('the server was missing a named statement or already had it (a pooler in between?); statements are no longer named', error);
     },
   };
 }
