@@ -29,7 +29,8 @@ const asRole = withClient;
 async function sqlstateOf(promise: Promise<unknown>): Promise<string | undefined> {
   return promise.then(
     () => undefined,
-    (error: { code?: string }) => error.code,
+    // A connection refused at login comes mapped (DatabaseError.sqlState); a query's error raw.
+    (error: { code?: string; sqlState?: string }) => error.sqlState ?? error.code,
   );
 }
 
