@@ -188,6 +188,45 @@ export class MigrationError extends DbError {
   }
 }
 
+/**
+ * A no-transaction migration (`-- migrate:no-transaction`) failed part-way. The statements
+ * before the failing one took effect and stay; the migration is not recorded. `cleanup` says
+ * what may need undoing by hand before the next run (e.g. an INVALID index).
+ */
+export class MigrationPartiallyAppliedError extends MigrationError {
+  constructor(
+    file: string,
+    line: number | undefined,
+    databaseMessage: string,
+    /** How many of the file's statements succeeded (and stay applied) before the failure. */
+    readonly statementsApplied: number,
+    readonly cleanup: string,
+    options?: { cause?: unknown },
+  ) {
+    super(file, line, databaseMessage, options);
+    this.message +=
+      `. It ran without a transaction: the ${statementsApplied} statement(s) before it took effect and stay, ` +
+      `and the migration is not recorded. ${cleanup}`;
+  }
+}
+
+/**
+ * A migration file was refused before any of it ran (transaction control in a transactional
+ * file, a syntax error, `COPY … FROM stdin`, an unknown `-- migrate:` header); names file and line.
+ */
+export class MigrationScriptError extends DbError {
+  override readonly code = 'MIGRATION_REFUSED';
+
+  constructor(
+    readonly file: string,
+    readonly line: number | undefined,
+    readonly reason: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`Migration ${file}${line === undefined ? '' : ` line ${line}`}: ${reason}`, options);
+  }
+}
+
 /** An applied migration's file no longer matches the checksum recorded when it ran. */
 export class MigrationChecksumError extends DbError {
   override readonly code = 'MIGRATION_CHECKSUM_MISMATCH';

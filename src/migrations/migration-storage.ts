@@ -15,6 +15,11 @@ export interface MigrationContext {
    * a wall clock stepped backwards would record a negative duration, which the CHECK refuses).
    */
   startedAt?: number;
+  /**
+   * Set by a dry run: the applied migrations, read without creating the table, so that
+   * Umzug's list of pending migrations needs no `schema_migrations` on a new database.
+   */
+  applied?: readonly string[];
 }
 
 /** A row of {@link migrationsTable}. */
@@ -51,6 +56,7 @@ export class PostgresMigrationStorage implements UmzugStorage<MigrationContext> 
   }
 
   async executed({ context }: { context: MigrationContext }): Promise<string[]> {
+    if (context.applied !== undefined) return [...context.applied];
     return (await this.applied(context.client)).map((row) => row.name);
   }
 

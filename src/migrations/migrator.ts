@@ -1,10 +1,18 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type pg from 'pg';
+import pg from 'pg';
 import { Umzug } from 'umzug';
 import { withClient } from '../db/with-client.js';
-import { MigrationChecksumError, MigrationError, MigrationMissingError, MigrationPermissionError } from '../errors.js';
+import {
+  ConfigError,
+  MigrationChecksumError,
+  MigrationError,
+  MigrationMissingError,
+  MigrationPartiallyAppliedError,
+  MigrationPermissionError,
+  MigrationScriptError,
+} from '../errors.js';
 import { packageRoot } from '../package-root.js';
 import { type MigrationLock, withMigrationLock } from './migration-lock.js';
 import { migrationDatabaseUrl, migrationLockTimeoutMs } from './migration-settings.js';
@@ -15,7 +23,7 @@ import {
   migrationsTable,
   PostgresMigrationStorage,
 } from './migration-storage.js';
-import { lineOfPosition, splitSqlStatements } from './sql-statements.js';
+import { lineOfPosition, noTransactionHeader, parseMigrationScript, type MigrationScript } from './migration-script.js';
 
 export interface MigratorOptions {
   /**
@@ -33,6 +41,17 @@ export interface MigratorOptions {
   log?: (line: string) => void;
   /** Longest wait for another run's lock (default: `MIGRATION_LOCK_TIMEOUT` seconds, else 5 minutes). */
   lockTimeoutMs?: number;
+}
+
+/** A migration {@link migrate} would apply, as a dry run lists it. */
+export interface PlannedMigration {
+  name: string;
+  /** The up file, e.g. `20250914134643_initial_schema.up.sql`. */
+  file: string;
+  /** SHA-256 (hex) of the up file: what the run would record. */
+  checksum: string;
+  /** False for a `-- migrate:no-transaction` file, run statement by statement. */
+  transactional: boolean;
 }
 
 /** A migration applied or reverted by one run, with how long its transaction took. */
@@ -59,20 +78,57 @@ export function defaultMigrationsDir(): string {
 }
 
 /**
- * Applies every pending migration (or those up to and including `to`), oldest first, each in its own transaction together with
- * its record, while holding the migration lock; concurrent callers wait and then find
- * nothing left to do. Refuses to start if an applied migration's file was changed or removed.
+ * Applies every pending migration (or those up to and including `to`), oldest first, each in
+ * its own transaction together with its record (a `-- migrate:no-transaction` file runs
+ * statement by statement and is recorded once all succeeded), while holding the migration
+ * lock; concurrent callers wait and then find nothing left to do. Every pending file is read
+ * by PostgreSQL's parser first, so a refused file stops the run before anything is applied.
+ * Refuses to start if an applied migration's file was changed or removed.
+ * With `dryRun: true` it takes the lock, makes the same checks, and returns what would run
+ * without changing anything (not even creating `schema_migrations`).
  * Services may call it at start-up.
  *
  * @example
  * const applied = await migrate({ log: console.log }) // MIGRATION_DATABASE_URL, else DATABASE_URL
  * // applied 20250914134643_initial_schema (41 ms) …
+ * const plan = await migrate({ dryRun: true }) // [{ name, file, checksum, transactional }, …]
  */
-export async function migrate(options: MigratorOptions & { to?: string }): Promise<MigrationRun[]> {
-  return withMigrator(options, async (umzug, runs) => {
+export async function migrate(options: MigratorOptions & { to?: string; dryRun: true }): Promise<PlannedMigration[]>;
+export async function migrate(options?: MigratorOptions & { to?: string; dryRun?: false }): Promise<MigrationRun[]>;
+export async function migrate(
+  options: MigratorOptions & { to?: string; dryRun?: boolean } = {},
+): Promise<MigrationRun[] | PlannedMigration[]> {
+  return withMigrator(options, async ({ umzug, runs, files, scripts }) => {
+    const pending = await pendingUpTo(umzug, options.to);
+    // Read every file this run would apply before applying the first, so that one refused
+    // file does not leave the database half-way through a release.
+    for (const name of pending) await scripts.up(name);
+    if (options.dryRun) {
+      const byName = new Map(files.map((file) => [file.name, file]));
+      return Promise.all(
+        pending.map(async (name): Promise<PlannedMigration> => {
+          const file = byName.get(name)!;
+          return {
+            name,
+            file: path.basename(file.upPath),
+            checksum: file.checksum,
+            transactional: (await scripts.up(name)).transactional,
+          };
+        }),
+      );
+    }
     await umzug.up(options.to === undefined ? {} : { to: options.to });
     return runs;
-  });
+  }, { dryRun: options.dryRun === true });
+}
+
+// The names `umzug.up({ to })` would apply, in order; the same error as Umzug for an unknown `to`.
+async function pendingUpTo(umzug: MigrationUmzug, to: string | undefined): Promise<string[]> {
+  const pending = (await umzug.pending()).map((migration) => migration.name);
+  if (to === undefined) return pending;
+  const index = pending.indexOf(to);
+  if (index < 0) throw new ConfigError('to', `no pending migration is named ${to}`);
+  return pending.slice(0, index + 1);
 }
 
 /**
@@ -83,7 +139,7 @@ export async function migrate(options: MigratorOptions & { to?: string }): Promi
  * await migrateDown({ databaseUrl, to: '20250914134654_add_refresh_tokens_and_user_active' })
  */
 export async function migrateDown(options: MigratorOptions & { to?: string | 0 }): Promise<MigrationRun[]> {
-  return withMigrator(options, async (umzug, runs) => {
+  return withMigrator(options, async ({ umzug, runs }) => {
     await umzug.down(options.to === undefined ? {} : { to: options.to });
     return runs;
   });
@@ -100,10 +156,7 @@ export async function migrateDown(options: MigratorOptions & { to?: string | 0 }
 export async function migrationStatus(options: MigratorOptions): Promise<MigrationState[]> {
   const files = await listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir());
   const readStatus = async (client: pg.Client) => {
-    const { rows } = await client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [
-      migrationsTable,
-    ]);
-    const applied = rows[0]?.exists ? await storage.applied(client) : [];
+    const applied = (await migrationsTableExists(client)) ? await storage.applied(client) : [];
     return compareWithFiles(files, applied);
   };
   return withClient(options.databaseUrl ?? migrationDatabaseUrl(), readStatus, migratorApplicationName);
@@ -136,13 +189,48 @@ function assertHistoryIntact(files: MigrationFile[], applied: AppliedMigration[]
 
 type MigrationUmzug = Umzug<MigrationContext>;
 
+/** Each file read and parsed once per run, on first use. */
+interface MigrationScripts {
+  up(name: string): Promise<MigrationScript>;
+  down(name: string): Promise<MigrationScript>;
+}
+
+interface MigratorRun {
+  umzug: MigrationUmzug;
+  runs: MigrationRun[];
+  files: MigrationFile[];
+  scripts: MigrationScripts;
+}
+
+function migrationScripts(files: MigrationFile[]): MigrationScripts {
+  const byName = new Map(files.map((file) => [file.name, file]));
+  const cache = new Map<string, Promise<MigrationScript>>();
+  const load = (name: string, direction: 'up' | 'down') => {
+    const key = `${direction} ${name}`;
+    let script = cache.get(key);
+    if (script === undefined) {
+      const file = byName.get(name);
+      if (file === undefined) throw new MigrationMissingError(name);
+      script =
+        direction === 'up'
+          ? parseMigrationScript(path.basename(file.upPath), file.upSql)
+          : readFile(file.downPath, 'utf8').then((sql) => parseMigrationScript(path.basename(file.downPath), sql));
+      cache.set(key, script);
+    }
+    return script;
+  };
+  return { up: (name) => load(name, 'up'), down: (name) => load(name, 'down') };
+}
+
 async function withMigrator<T>(
   options: MigratorOptions,
-  command: (umzug: MigrationUmzug, runs: MigrationRun[]) => Promise<T>,
+  command: (run: MigratorRun) => Promise<T>,
+  { dryRun = false }: { dryRun?: boolean } = {},
 ): Promise<T> {
   const databaseUrl = options.databaseUrl ?? migrationDatabaseUrl();
   const timeoutMs = options.lockTimeoutMs ?? migrationLockTimeoutMs();
   const files = await listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir());
+  const scripts = migrationScripts(files);
   const log = options.log ?? (() => undefined);
   const onWait = (holder: { pid: number; applicationName: string } | undefined) =>
     log(`waiting for another migration run to finish${holder ? ` (pid ${holder.pid}, ${holder.applicationName})` : ''}…`);
@@ -152,16 +240,19 @@ async function withMigrator<T>(
       databaseUrl,
       async (client) => {
         await assertCanMigrate(client);
-        await storage.ensureTable(client);
-        assertHistoryIntact(files, await storage.applied(client));
+        // A dry run changes nothing: without the table, nothing has been applied yet.
+        if (!dryRun) await storage.ensureTable(client);
+        const applied = dryRun && !(await migrationsTableExists(client)) ? [] : await storage.applied(client);
+        assertHistoryIntact(files, applied);
         const context: MigrationContext = {
           client,
           checksums: new Map(files.map((file) => [file.name, file.checksum])),
+          ...(dryRun ? { applied: applied.map((row) => row.name) } : {}),
         };
         const runs: MigrationRun[] = [];
-        const umzug = createUmzug(files, context, storage, runs, log, lock);
+        const umzug = createUmzug(files, scripts, context, storage, runs, log, lock);
         try {
-          return await command(umzug, runs);
+          return await command({ umzug, runs, files, scripts });
         } catch (error) {
           if (context.startedAt !== undefined) await client.query('ROLLBACK').catch(() => undefined);
           throw unwrapUmzugError(error);
@@ -170,6 +261,11 @@ async function withMigrator<T>(
       migratorApplicationName,
     ),
   );
+}
+
+async function migrationsTableExists(client: pg.ClientBase): Promise<boolean> {
+  const { rows } = await client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [migrationsTable]);
+  return rows[0]?.exists === true;
 }
 
 // The application role (least privilege, what services query with) cannot create anything;
@@ -184,8 +280,11 @@ async function assertCanMigrate(client: pg.ClientBase): Promise<void> {
 
 // Each migration and its record share one transaction: BEGIN when Umzug announces the
 // migration, the SQL, the storage's INSERT (or DELETE), COMMIT when Umzug reports it done.
+// A no-transaction file runs its statements one by one in autocommit instead, and opens the
+// transaction only for its record, so it is recorded only once every statement succeeded.
 function createUmzug(
   files: MigrationFile[],
+  scripts: MigrationScripts,
   context: MigrationContext,
   migrationStorage: PostgresMigrationStorage,
   runs: MigrationRun[],
@@ -199,16 +298,21 @@ function createUmzug(
     migrations: files.map((file) => ({
       name: file.name,
       path: file.upPath,
-      up: ({ context: ctx }) => runScript(ctx.client, path.basename(file.upPath), file.upSql),
-      down: async ({ context: ctx }) => runScript(ctx.client, path.basename(file.downPath), await readFile(file.downPath, 'utf8')),
+      up: async ({ context: ctx }) => runScript(ctx.client, await scripts.up(file.name), lock),
+      down: async ({ context: ctx }) => runScript(ctx.client, await scripts.down(file.name), lock),
     })),
   });
-  const begin = async ({ context: ctx }: { context: MigrationContext }) => {
+  const begin = (direction: 'up' | 'down') => async ({ name, context: ctx }: { name: string; context: MigrationContext }) => {
     ctx.startedAt = performance.now();
+    const script = await scripts[direction](name);
+    if (!script.transactional) return;
     // SET LOCAL, not SET: it ends with the transaction, so nothing stays on a pooled session.
     // If this process dies mid-statement, the server notices within a second and rolls back,
-    // instead of finishing a long statement for nobody.
-    await ctx.client.query("BEGIN; SET LOCAL client_connection_check_interval = '1s'");
+    // instead of finishing a long statement for nobody. The file is read as the parser read
+    // it, with standard_conforming_strings on, whatever the database's default.
+    await ctx.client.query(
+      "BEGIN; SET LOCAL client_connection_check_interval = '1s'; SET LOCAL standard_conforming_strings = on",
+    );
   };
   const commit = (verb: string) => async ({ name, context: ctx }: { name: string; context: MigrationContext }) => {
     // Never commit a migration whose lock is gone: another run may have started it too.
@@ -219,28 +323,119 @@ function createUmzug(
     runs.push({ name, durationMs });
     log(`${verb} ${name} (${durationMs} ms)`);
   };
-  umzug.on('migrating', begin);
-  umzug.on('reverting', begin);
+  umzug.on('migrating', begin('up'));
+  umzug.on('reverting', begin('down'));
   umzug.on('migrated', commit('applied'));
   umzug.on('reverted', commit('reverted'));
   return umzug;
 }
 
-async function runScript(client: pg.ClientBase, file: string, sql: string): Promise<void> {
-  for (const statement of splitSqlStatements(sql)) {
+async function runScript(client: pg.ClientBase, script: MigrationScript, lock: MigrationLock): Promise<void> {
+  if (script.transactional) await runTransactional(client, script);
+  else await runWithoutTransaction(client, script, lock);
+}
+
+// The whole file as one simple-protocol query: the server itself finds the statements, and an
+// error's position counts from the start of the file. Without a position, the number of
+// statements the server completed tells which one failed.
+async function runTransactional(client: pg.ClientBase, script: MigrationScript): Promise<void> {
+  if (script.statements.length === 0) return;
+  const query = new StatementCountingQuery(script.sql);
+  try {
+    await query.run(client);
+  } catch (error) {
+    const position = Number((error as { position?: string }).position);
+    const line = position > 0 ? lineOfPosition(script.sql, position) : script.statements[query.completed]?.line;
+    throw migrationError(script.file, line, error);
+  }
+}
+
+async function runWithoutTransaction(client: pg.ClientBase, script: MigrationScript, lock: MigrationLock): Promise<void> {
+  // The parser split the file with standard_conforming_strings on; statements sent one at a
+  // time cannot change it for themselves (SET LOCAL needs a transaction, and a session SET
+  // would stay on a pooled connection), so a database that turns it off is refused.
+  const { rows } = await client.query<{ standard_conforming_strings: string }>('SHOW standard_conforming_strings');
+  if (rows[0]?.standard_conforming_strings !== 'on') {
+    throw new MigrationScriptError(
+      script.file,
+      1,
+      'standard_conforming_strings is off for this database or role; a no-transaction file is only run with it on (the default)',
+    );
+  }
+  for (const [index, statement] of script.statements.entries()) {
+    // The lock must still be ours before each step, not only at the record.
+    await lock.assertHeld();
     try {
       await client.query(statement.text);
     } catch (error) {
-      const pgError = error as { message?: string; position?: string };
-      const position = Number(pgError.position);
+      const position = Number((error as { position?: string }).position);
       const line = statement.line + (position > 0 ? lineOfPosition(statement.text, position) - 1 : 0);
-      throw new MigrationError(file, line, pgError.message ?? String(error), { cause: error });
+      throw new MigrationPartiallyAppliedError(
+        script.file,
+        line,
+        databaseMessage(error),
+        index,
+        cleanupAdvice(script, index),
+        { cause: error },
+      );
     }
+  }
+  // The record (the storage's INSERT or DELETE) and the lock check commit together.
+  await client.query('BEGIN');
+}
+
+function cleanupAdvice(script: MigrationScript, failedIndex: number): string {
+  const failed = script.statements[failedIndex]!;
+  const advice = [
+    'Undo or finish by hand what the earlier statements did, or make them idempotent (IF NOT EXISTS), before running it again.',
+  ];
+  if (failed.concurrentIndex !== undefined || script.statements.some((statement) => statement.concurrentIndex)) {
+    const name = failed.concurrentIndex ?? script.statements.find((statement) => statement.concurrentIndex)!.concurrentIndex!;
+    advice.push(
+      `A failed CREATE INDEX CONCURRENTLY leaves its index behind, INVALID (unused, yet maintained on every write), ` +
+        `and CREATE INDEX … IF NOT EXISTS would then skip it: find such indexes with ` +
+        `SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid; and drop them with DROP INDEX CONCURRENTLY ` +
+        `(here probably ${name}).`,
+    );
+  }
+  return advice.join(' ');
+}
+
+function databaseMessage(error: unknown): string {
+  return (error as { message?: string }).message ?? String(error);
+}
+
+function migrationError(file: string, line: number | undefined, error: unknown): MigrationError {
+  let message = databaseMessage(error);
+  // 25001: CREATE INDEX CONCURRENTLY, VACUUM and the like cannot run in a transaction.
+  if ((error as { code?: string }).code === '25001') {
+    message += `; put '${noTransactionHeader}' on the file's first line to run it outside a transaction`;
+  }
+  return new MigrationError(file, line, message, { cause: error });
+}
+
+// pg's Query, counting the statements of a multi-statement query that completed: each ends
+// with a CommandComplete message before the next starts, so on an error the count is the
+// index of the statement that failed.
+class StatementCountingQuery extends pg.Query {
+  completed = 0;
+
+  handleCommandComplete(...args: unknown[]): void {
+    this.completed += 1;
+    (pg.Query.prototype as unknown as { handleCommandComplete: (...a: unknown[]) => void }).handleCommandComplete.apply(this, args);
+  }
+
+  run(client: pg.ClientBase): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.on('error', reject);
+      this.on('end', () => resolve());
+      client.query(this);
+    });
   }
 }
 
 // Umzug wraps whatever a migration throws in its own error; ours already names file and line.
 function unwrapUmzugError(error: unknown): unknown {
   const cause = (error as { cause?: unknown } | undefined)?.cause;
-  return cause instanceof MigrationError ? cause : error;
+  return cause instanceof MigrationError || cause instanceof MigrationScriptError ? cause : error;
 }

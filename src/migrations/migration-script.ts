@@ -1,0 +1,202 @@
+import { loadModule, parseSync, scanSync, type Node, type RawStmt, type ScanToken } from 'libpg-query';
+import { MigrationScriptError } from '../errors.js';
+
+/** First line of a migration file that must run outside a transaction, statement by statement. */
+export const noTransactionHeader = '-- migrate:no-transaction';
+
+/** One statement of a migration file: its text (no trailing semicolon) and the 1-based line it starts on. */
+export interface MigrationStatement {
+  text: string;
+  line: number;
+  /** The parse node's type, e.g. `IndexStmt`, `CreateStmt`. */
+  kind: string;
+  /** For `CREATE INDEX CONCURRENTLY`: the index it builds, if named (a failure leaves it INVALID). */
+  concurrentIndex?: string;
+}
+
+/** A migration file checked by PostgreSQL's own parser, ready to run. */
+export interface MigrationScript {
+  file: string;
+  /** The whole file, sent as one query when transactional. */
+  sql: string;
+  /** False when the file starts with {@link noTransactionHeader}. */
+  transactional: boolean;
+  statements: MigrationStatement[];
+}
+
+// Statements that start, end or hand off a transaction. In a transactional file any of them
+// would end the migration's own transaction, so the rest and its record would autocommit.
+// SAVEPOINT, RELEASE and ROLLBACK TO stay inside the migration's transaction: allowed there.
+const endsTransaction = new Set([
+  'TRANS_STMT_BEGIN',
+  'TRANS_STMT_START',
+  'TRANS_STMT_COMMIT',
+  'TRANS_STMT_ROLLBACK',
+  'TRANS_STMT_PREPARE',
+  'TRANS_STMT_COMMIT_PREPARED',
+  'TRANS_STMT_ROLLBACK_PREPARED',
+]);
+
+let parserLoaded: Promise<void> | undefined;
+
+/**
+ * Reads a migration file with PostgreSQL's own parser (libpg_query compiled to WebAssembly,
+ * PostgreSQL 18's grammar, `standard_conforming_strings` on) and refuses it, naming file and
+ * line, before anything runs when it: has a syntax error; controls transactions in a
+ * transactional file (or at all in a no-transaction one); reads `COPY … FROM stdin`, whose
+ * data a migration cannot send; or has an unknown or misplaced `-- migrate:` header.
+ * The statements' boundaries are the server's own, so `BEGIN ATOMIC … END` bodies, dollar
+ * quotes, nested comments and `DATE'…'` literals stay whole.
+ *
+ * @example
+ * const script = await parseMigrationScript('20251126_add_index.up.sql',
+ *   '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY users_email ON users (email);\n')
+ * // { transactional: false, statements: [{ text: 'CREATE INDEX CONCURRENTLY …', line: 2, … }], … }
+ */
+export async function parseMigrationScript(file: string, sql: string): Promise<MigrationScript> {
+  parserLoaded ??= loadModule();
+  await parserLoaded;
+  const transactional = !hasNoTransactionHeader(file, sql);
+  const bytes = Buffer.from(sql, 'utf8');
+  const lineAtByte = (offset: number) => lineAt(bytes, offset);
+
+  let stmts: RawStmt[];
+  try {
+    stmts = sql.trim() === '' ? [] : (parseSync(sql).stmts ?? []);
+  } catch (error) {
+    const cursor = (error as { sqlDetails?: { cursorPosition?: number } }).sqlDetails?.cursorPosition;
+    const copy = copyFromStdinBefore(sql, cursor);
+    if (copy !== undefined) throw copyFromStdinError(file, lineAtByte(copy));
+    const line = cursor === undefined || cursor < 0 ? undefined : lineOfPosition(sql, cursor + 1);
+    throw new MigrationScriptError(file, line, (error as Error).message, { cause: error });
+  }
+
+  // Comments are tokens too; a statement starts at its first token that is not one.
+  const tokens = scanSync(sql).tokens.filter((token) => token.tokenName !== 'SQL_COMMENT' && token.tokenName !== 'C_COMMENT');
+  const statements = stmts.map((raw): MigrationStatement => {
+    const from = raw.stmt_location ?? 0;
+    const to = raw.stmt_len === undefined || raw.stmt_len === 0 ? bytes.length : from + raw.stmt_len;
+    const start = firstTokenAt(tokens, from) ?? from;
+    const node = raw.stmt as Node & Record<string, unknown>;
+    const kind = Object.keys(node)[0] ?? 'unknown';
+    const line = lineAtByte(start);
+    refuse(file, line, kind, node, transactional);
+    const index = (node as { IndexStmt?: { concurrent?: boolean; idxname?: string } }).IndexStmt;
+    return {
+      text: bytes.subarray(start, to).toString('utf8').trimEnd(),
+      line,
+      kind,
+      ...(index?.concurrent && index.idxname ? { concurrentIndex: index.idxname } : {}),
+    };
+  });
+  return { file, sql, transactional, statements };
+}
+
+/** The 1-based line of a 1-based character position (as PostgreSQL reports `position`) in `text`. */
+export function lineOfPosition(text: string, position: number): number {
+  let line = 1;
+  let seen = 0;
+  // Code points, not UTF-16 units: PostgreSQL counts characters.
+  for (const char of text) {
+    if (++seen >= position) break;
+    if (char === '\n') line++;
+  }
+  return line;
+}
+
+function hasNoTransactionHeader(file: string, sql: string): boolean {
+  const lines = sql.split('\n');
+  const first = (lines[0] ?? '').replace(/^\uFEFF/, '').trimEnd();
+  if (first === noTransactionHeader) {
+    return true;
+  }
+  // A misspelt header would silently run the file in a transaction, where CREATE INDEX
+  // CONCURRENTLY fails, or worse, a header on line 2 would be ignored: say so instead.
+  const directive = /^\s*--\s*migrate:/i;
+  const misplaced = lines.findIndex((text, index) => directive.test(text) && (index > 0 || text.trimEnd() !== noTransactionHeader));
+  if (misplaced >= 0) {
+    throw new MigrationScriptError(
+      file,
+      misplaced + 1,
+      `unknown or misplaced header '${lines[misplaced]!.trim()}': the only header is '${noTransactionHeader}', alone on the first line`,
+    );
+  }
+  return false;
+}
+
+function refuse(file: string, line: number, kind: string, node: Record<string, unknown>, transactional: boolean): void {
+  if (kind === 'TransactionStmt') {
+    const txKind = String((node.TransactionStmt as { kind?: string }).kind);
+    if (transactional && endsTransaction.has(txKind)) {
+      throw new MigrationScriptError(
+        file,
+        line,
+        'transaction control (BEGIN, COMMIT, ROLLBACK, END, START TRANSACTION, PREPARE TRANSACTION) is not allowed: ' +
+          'the migrator runs each file and its record in one transaction, which this would end. ' +
+          `Remove it, or make the file run outside a transaction with '${noTransactionHeader}' as its first line.`,
+      );
+    }
+    if (!transactional) {
+      throw new MigrationScriptError(
+        file,
+        line,
+        'transaction control is not allowed in a no-transaction file: each statement already commits on its own. ' +
+          'Statements that must succeed or fail together belong in a migration of their own without the header.',
+      );
+    }
+  }
+  if (kind === 'CopyStmt') {
+    const copy = node.CopyStmt as { is_from?: boolean; filename?: string; is_program?: boolean };
+    if (copy.is_from && copy.filename === undefined && !copy.is_program) throw copyFromStdinError(file, line);
+  }
+}
+
+function copyFromStdinError(file: string, line: number): MigrationScriptError {
+  return new MigrationScriptError(
+    file,
+    line,
+    'COPY … FROM stdin is not supported: its data is sent by a client such as psql, not read from the file. ' +
+      'Write the rows as INSERT … VALUES instead.',
+  );
+}
+
+// When the parser fails, the likeliest reason in a migration is COPY … FROM stdin followed
+// by its data rows (psql's format), which are not SQL. Scan the text before the error for it.
+function copyFromStdinBefore(sql: string, cursor: number | undefined): number | undefined {
+  if (cursor === undefined || cursor < 0) return undefined;
+  let tokens: ScanToken[];
+  try {
+    tokens = scanSync(Array.from(sql).slice(0, cursor).join('')).tokens;
+  } catch {
+    return undefined;
+  }
+  const words = tokens.filter((token) => token.tokenName !== 'SQL_COMMENT' && token.tokenName !== 'C_COMMENT');
+  let statementStart = true;
+  let copyAt: number | undefined;
+  let afterFrom = false;
+  let found: number | undefined;
+  for (const token of words) {
+    const word = token.text.toLowerCase();
+    if (word === ';') {
+      statementStart = true;
+      copyAt = undefined;
+      continue;
+    }
+    if (statementStart) copyAt = word === 'copy' ? token.start : undefined;
+    else if (copyAt !== undefined && afterFrom && word === 'stdin') found = copyAt;
+    afterFrom = copyAt !== undefined && word === 'from';
+    statementStart = false;
+  }
+  return found;
+}
+
+function firstTokenAt(tokens: ScanToken[], offset: number): number | undefined {
+  for (const token of tokens) if (token.start >= offset) return token.start;
+  return undefined;
+}
+
+function lineAt(bytes: Buffer, offset: number): number {
+  let line = 1;
+  for (let i = 0; i < Math.min(offset, bytes.length); i++) if (bytes[i] === 10) line++;
+  return line;
+}
