@@ -1,0 +1,129 @@
+import { describe, expect, it } from 'vitest';
+import { MigrationScriptError } from '../../src/errors.js';
+import { lineOfPosition, parseMigrationScript } from '../../src/migrations/migration-script.js';
+
+const statementsOf = async (sql: string) =>
+  (await parseMigrationScript('x.up.sql', `-- migrate:no-transaction\n${sql}`)).statements.map((s) => s.text);
+
+const refusal = (sql: string) => parseMigrationScript('20990101000000_x.up.sql', sql).catch((e: unknown) => e as MigrationScriptError);
+
+describe('parseMigrationScript: statement boundaries are PostgreSQL’s own', () => {
+  it('keeps a BEGIN ATOMIC … END function body whole', async () => {
+    const body = 'CREATE FUNCTION two() RETURNS int LANGUAGE sql\nBEGIN ATOMIC\n  SELECT 1;\n  SELECT 2;\nEND';
+    expect(await statementsOf(`${body};\nSELECT two();`)).toEqual([body, 'SELECT two()']);
+  });
+
+  it('reads DATE\'…\' as a typed literal, not an E\'\' string, so a backslash in the next string does not run on', async () => {
+    expect(await statementsOf("SELECT DATE'2025-01-01';\nSELECT 'C:\\';\nSELECT 3;")).toEqual([
+      "SELECT DATE'2025-01-01'",
+      "SELECT 'C:\\'",
+      'SELECT 3',
+    ]);
+  });
+
+  it('reads a$b$ as an identifier, not the start of a dollar quote', async () => {
+    expect(await statementsOf('SELECT 1 AS a$b$;\nSELECT 2 AS c;\nSELECT $b$;$b$;')).toEqual([
+      'SELECT 1 AS a$b$',
+      'SELECT 2 AS c',
+      'SELECT $b$;$b$',
+    ]);
+  });
+
+  it('reads strings with standard_conforming_strings on: a backslash escapes only in E\'\' strings', async () => {
+    expect(await statementsOf("SELECT 'a\\';\nSELECT E'b\\';';\nSELECT 3;")).toEqual(["SELECT 'a\\'", "SELECT E'b\\';'", 'SELECT 3']);
+  });
+
+  it('skips nested /* /* */ */ comments and semicolons inside strings, identifiers, comments and dollar quotes', async () => {
+    const script = await parseMigrationScript(
+      'x.up.sql',
+      [
+        '-- migrate:no-transaction',
+        '/* outer /* inner; */ still a comment; */',
+        "SELECT ';', 'it''s; fine';", // line 3
+        'SELECT 1 AS ";"; -- a comment; with a semicolon',
+        'DO $body$ BEGIN PERFORM 1; PERFORM $$;$$; END $body$;',
+        'SELECT 4',
+      ].join('\n'),
+    );
+    expect(script.statements.map((s) => [s.line, s.text])).toEqual([
+      [3, "SELECT ';', 'it''s; fine'"],
+      [4, 'SELECT 1 AS ";"'],
+      [5, 'DO $body$ BEGIN PERFORM 1; PERFORM $$;$$; END $body$'],
+      [6, 'SELECT 4'],
+    ]);
+  });
+
+  it('counts lines in characters across multi-byte text', async () => {
+    const script = await parseMigrationScript('x.up.sql', "-- migrate:no-transaction\nSELECT 'é ünïcode';\n\nSELECT '€';");
+    expect(script.statements.map((s) => [s.line, s.text])).toEqual([
+      [2, "SELECT 'é ünïcode'"],
+      [4, "SELECT '€'"],
+    ]);
+    expect(lineOfPosition("SELECT 'é';\nSELECT x", 13)).toBe(2);
+  });
+
+  it('tells a transactional file from one whose first line is the no-transaction header', async () => {
+    expect((await parseMigrationScript('a.up.sql', 'CREATE TABLE a (id int);')).transactional).toBe(true);
+    expect((await parseMigrationScript('b.up.sql', '-- migrate:no-transaction\r\nVACUUM')).transactional).toBe(false);
+    expect((await parseMigrationScript('c.up.sql', '-- only a comment\n')).statements).toEqual([]);
+  });
+
+  it('names the index a CREATE INDEX CONCURRENTLY builds', async () => {
+    const script = await parseMigrationScript('x.up.sql', '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY users_email ON users (email);');
+    expect(script.statements[0]).toMatchObject({ kind: 'IndexStmt', concurrentIndex: 'users_email', line: 2 });
+  });
+});
+
+describe('parseMigrationScript refuses a file before anything runs', () => {
+  it.each([
+    ['BEGIN;', 3],
+    ['COMMIT;', 3],
+    ['END;', 3],
+    ['ROLLBACK;', 3],
+    ['ABORT;', 3],
+    ['START TRANSACTION ISOLATION LEVEL SERIALIZABLE;', 3],
+    ["PREPARE TRANSACTION 'x';", 3],
+  ])('%s in a transactional file, naming file and line and pointing at the header', async (statement, line) => {
+    const error = await refusal(`CREATE TABLE a (id int);\n\n${statement}\nCREATE TABLE b (id int);`);
+    expect(error).toBeInstanceOf(MigrationScriptError);
+    expect(error).toMatchObject({ file: '20990101000000_x.up.sql', line });
+    expect(error.message).toContain(`20990101000000_x.up.sql line ${line}`);
+    expect(error.message).toContain('-- migrate:no-transaction');
+  });
+
+  it('allows BEGIN ATOMIC and savepoints in a transactional file: they cannot end its transaction', async () => {
+    const script = await parseMigrationScript(
+      'x.up.sql',
+      'CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; END;\nSAVEPOINT s;\nROLLBACK TO SAVEPOINT s;\nRELEASE SAVEPOINT s;',
+    );
+    expect(script.statements.map((s) => s.kind)).toEqual(['CreateFunctionStmt', 'TransactionStmt', 'TransactionStmt', 'TransactionStmt']);
+  });
+
+  it('refuses any transaction control in a no-transaction file', async () => {
+    const error = await refusal('-- migrate:no-transaction\nBEGIN;\nCREATE INDEX CONCURRENTLY i ON t (x);\nCOMMIT;');
+    expect(error).toBeInstanceOf(MigrationScriptError);
+    expect(error).toMatchObject({ line: 2 });
+  });
+
+  it('refuses COPY … FROM stdin with its data rows, naming the line of the COPY', async () => {
+    const error = await refusal('CREATE TABLE t (id int, v text);\nCOPY t (id, v) FROM stdin;\n1\tone\n2\ttwo\n\\.\n');
+    expect(error).toBeInstanceOf(MigrationScriptError);
+    expect(error).toMatchObject({ line: 2 });
+    expect(error.message).toContain('COPY … FROM stdin is not supported');
+    expect(await refusal('-- migrate:no-transaction\n\nCOPY t FROM STDIN;')).toMatchObject({ line: 3 });
+    // Reading a server-side file is not client data.
+    expect((await parseMigrationScript('x.up.sql', "COPY t FROM '/srv/data.csv' WITH (FORMAT csv);")).statements).toHaveLength(1);
+  });
+
+  it('refuses a syntax error with its line', async () => {
+    const error = await refusal('CREATE TABLE a (id int);\n\nCREATE TABLE b (id int,);\n');
+    expect(error).toBeInstanceOf(MigrationScriptError);
+    expect(error).toMatchObject({ line: 3 });
+    expect(error.message).toContain('syntax error');
+  });
+
+  it('refuses a misspelt or misplaced header instead of ignoring it', async () => {
+    expect(await refusal('-- migrate:no_transaction\nVACUUM;')).toMatchObject({ line: 1 });
+    expect(await refusal('-- adds an index\n-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (x);')).toMatchObject({ line: 2 });
+  });
+});

@@ -1,0 +1,212 @@
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MigrationError, MigrationPartiallyAppliedError, MigrationScriptError } from '../../src/errors.js';
+import { migrate, migrateDown } from '../../src/migrations/migrator.js';
+import { withClient } from '../../src/db/with-client.js';
+import { eventually } from '../support/eventually.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+
+let database: TestDatabase;
+let migrationsDir: string;
+
+beforeEach(async () => {
+  database = await createTestDatabase({ empty: true });
+  migrationsDir = await mkdtemp(path.join(os.tmpdir(), 'kw-migrations-'));
+});
+
+afterEach(async () => {
+  await database.drop();
+  await rm(migrationsDir, { recursive: true, force: true });
+});
+
+async function writeMigration(name: string, up: string[], down: string[] = ['SELECT 1;']): Promise<void> {
+  await writeFile(path.join(migrationsDir, `${name}.up.sql`), up.join('\n'));
+  await writeFile(path.join(migrationsDir, `${name}.down.sql`), down.join('\n'));
+}
+
+async function rows<T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> {
+  return withClient(database.url, async (client) => (await client.query<T>(sql, params)).rows);
+}
+
+const recorded = async () => (await rows<{ name: string }>('SELECT name FROM schema_migrations ORDER BY name')).map((r) => r.name);
+const index = async (name: string) =>
+  (
+    await rows<{ valid: boolean; ready: boolean }>(
+      'SELECT indisvalid AS valid, indisready AS ready FROM pg_index WHERE indexrelid = to_regclass($1)',
+      [name],
+    )
+  )[0];
+
+const table = '20990101000000_events';
+const createEvents = async (rowCount: number) =>
+  writeMigration(table, [
+    'CREATE TABLE events (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, account int NOT NULL, body text NOT NULL);',
+    `INSERT INTO events (account, body) SELECT n % 1000, md5(n::text) FROM generate_series(1, ${rowCount}) AS n;`,
+  ], ['DROP TABLE events;']);
+
+describe('a -- migrate:no-transaction migration', () => {
+  it('builds an index CONCURRENTLY while other sessions keep writing, holding the migration lock, and the index is valid', async () => {
+    await createEvents(20_000);
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    await writeMigration(
+      '20990101000001_index_events_by_account',
+      ['-- migrate:no-transaction', '-- Logins must not wait for this build.', 'CREATE INDEX CONCURRENTLY events_account ON events (account);'],
+      ['-- migrate:no-transaction', 'DROP INDEX CONCURRENTLY events_account;'],
+    );
+
+    // A writer with an open transaction on the table: CREATE INDEX CONCURRENTLY waits for it
+    // before its build, which gives the test a moment that is surely in the middle of the build.
+    const openWriter = new pg.Client({ connectionString: database.url });
+    await openWriter.connect();
+    await openWriter.query('BEGIN');
+    await openWriter.query("INSERT INTO events (account, body) VALUES (7, 'open writer')");
+    let settled = false;
+    const run = migrate({ databaseUrl: database.url, migrationsDir }).finally(() => (settled = true));
+    try {
+      await eventually(
+        async () =>
+          (
+            await rows(
+              "SELECT 1 FROM pg_stat_activity WHERE application_name = 'kennwilliamson-migrate' AND query LIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock'",
+            )
+          ).length === 1,
+        'CREATE INDEX CONCURRENTLY waits for the open writer',
+        { timeoutMs: 20_000 },
+      );
+      // Meanwhile other sessions write and commit (a plain CREATE INDEX would block them all),
+      const writers = await Promise.all(
+        Array.from({ length: 4 }, (_, w) =>
+          withClient(database.url, async (client) => {
+            for (let i = 0; i < 25; i++) {
+              await client.query("INSERT INTO events (account, body) VALUES ($1, 'during the build')", [w]);
+              await client.query("UPDATE events SET body = 'updated during the build' WHERE id = $1", [w * 100 + i + 1]);
+            }
+            return 25;
+          }),
+        ),
+      );
+      expect(writers.reduce((a, b) => a + b, 0)).toBe(100);
+      expect(settled).toBe(false);
+      // the migration lock stays held by the run, and its holder, idle in its transaction,
+      // has neither a transaction id nor a snapshot, so the build never waits for it.
+      const [holder] = await rows<{ xid: string | null; xmin: string | null; state: string }>(
+        `SELECT a.backend_xid AS xid, a.backend_xmin AS xmin, a.state FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
+          WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'kennwilliamson-migrate-lock'`,
+      );
+      expect(holder).toEqual({ xid: null, xmin: null, state: 'idle in transaction' });
+    } finally {
+      await openWriter.query('COMMIT');
+      await openWriter.end();
+    }
+    const runs = await run;
+
+    expect(runs.map((r) => r.name)).toEqual(['20990101000001_index_events_by_account']);
+    expect(await index('events_account')).toEqual({ valid: true, ready: true });
+    // The index holds the rows written during its build.
+    const [count] = await withClient(database.url, async (client) => {
+      await client.query('SET enable_seqscan = off');
+      return (await client.query<{ n: number }>("SELECT count(*)::int AS n FROM events WHERE account = 7 AND body = 'open writer'")).rows;
+    });
+    expect(count!.n).toBe(1);
+
+    const reverted = await migrateDown({ databaseUrl: database.url, migrationsDir });
+    expect(reverted.map((r) => r.name)).toEqual(['20990101000001_index_events_by_account']);
+    expect(await index('events_account')).toBeUndefined();
+  });
+
+  it('failing half-way keeps what ran, records nothing, names file and line, and says how to find the INVALID index', async () => {
+    await createEvents(2_000);
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    const name = '20990101000001_unique_bodies';
+    await writeMigration(name, [
+      '-- migrate:no-transaction',
+      'ALTER TABLE events ADD COLUMN note text;',
+      '',
+      '-- fails: the same body appears for several accounts',
+      'CREATE UNIQUE INDEX CONCURRENTLY events_account_unique',
+      '  ON events (account);',
+      'CREATE INDEX CONCURRENTLY events_note ON events (note);',
+    ]);
+
+    const error = (await migrate({ databaseUrl: database.url, migrationsDir }).catch((e: unknown) => e)) as MigrationPartiallyAppliedError;
+
+    expect(error).toBeInstanceOf(MigrationPartiallyAppliedError);
+    expect(error).toBeInstanceOf(MigrationError);
+    expect(error.file).toBe(`${name}.up.sql`);
+    expect(error.line).toBe(5);
+    expect(error.statementsApplied).toBe(1);
+    expect((error.cause as { code?: string }).code).toBe('23505');
+    expect(error.message).toContain(`${name}.up.sql failed at line 5`);
+    expect(error.message).toContain('INVALID');
+    expect(error.message).toContain('SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid');
+    expect(error.message).toContain('events_account_unique');
+    // The statement before the failure took effect; the failed build left an INVALID index; the one after never ran.
+    expect(await rows("SELECT 1 FROM information_schema.columns WHERE table_name = 'events' AND column_name = 'note'")).toHaveLength(1);
+    expect(await index('events_account_unique')).toMatchObject({ valid: false });
+    expect(await rows('SELECT indexrelid::regclass::text AS name FROM pg_index WHERE NOT indisvalid')).toEqual([
+      { name: 'events_account_unique' },
+    ]);
+    expect(await index('events_note')).toBeUndefined();
+    expect(await recorded()).toEqual([table]);
+    // The lock was released: the next run takes it and stops at the same place.
+    await expect(migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 2_000 })).rejects.toThrow(
+      /already exists/,
+    );
+  });
+
+  it('is refused on a database that turns standard_conforming_strings off, before any statement runs', async () => {
+    await withClient(database.url, (client) => client.query(`ALTER DATABASE ${client.escapeIdentifier(database.name)} SET standard_conforming_strings = off`));
+    await writeMigration('20990101000000_vacuum', ['-- migrate:no-transaction', 'CREATE TABLE t (id int);', 'VACUUM t;']);
+
+    const error = await migrate({ databaseUrl: database.url, migrationsDir }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(MigrationScriptError);
+    expect((error as Error).message).toContain('standard_conforming_strings');
+    expect(await rows("SELECT to_regclass('t') AS t")).toEqual([{ t: null }]);
+  });
+});
+
+describe('a transactional migration', () => {
+  it('runs as one query whatever the database’s standard_conforming_strings, storing backslashes as written', async () => {
+    await withClient(database.url, (client) => client.query(`ALTER DATABASE ${client.escapeIdentifier(database.name)} SET standard_conforming_strings = off`));
+    await writeMigration('20990101000000_paths', [
+      'CREATE TABLE paths (p text, d date);',
+      "INSERT INTO paths VALUES ('C:\\temp\\', DATE'2025-01-01');",
+      'CREATE FUNCTION path_count() RETURNS bigint LANGUAGE sql',
+      'BEGIN ATOMIC',
+      '  SELECT count(*) FROM paths;',
+      'END;',
+    ]);
+
+    await migrate({ databaseUrl: database.url, migrationsDir });
+
+    expect(await rows('SELECT p, path_count()::int AS n FROM paths')).toEqual([{ p: 'C:\\temp\\', n: 1 }]);
+  });
+
+  it('with COMMIT inside is refused before anything runs, also the pending migrations before it', async () => {
+    await writeMigration('20990101000000_first', ['CREATE TABLE first (id int);']);
+    await writeMigration('20990101000001_commits', ['CREATE TABLE a (id int);', 'COMMIT;', 'CREATE TABLE b (id int);']);
+
+    const error = (await migrate({ databaseUrl: database.url, migrationsDir }).catch((e: unknown) => e)) as MigrationScriptError;
+
+    expect(error).toBeInstanceOf(MigrationScriptError);
+    expect(error).toMatchObject({ file: '20990101000001_commits.up.sql', line: 2 });
+    expect(error.message).toContain('-- migrate:no-transaction');
+    expect(await rows("SELECT to_regclass('first') AS f, to_regclass('a') AS a")).toEqual([{ f: null, a: null }]);
+    expect(await recorded()).toEqual([]);
+  });
+
+  it('that needs to run outside a transaction fails pointing at the no-transaction header', async () => {
+    await writeMigration('20990101000000_index', ['CREATE TABLE t (id int);', 'CREATE INDEX CONCURRENTLY t_id ON t (id);']);
+
+    const error = (await migrate({ databaseUrl: database.url, migrationsDir }).catch((e: unknown) => e)) as MigrationError;
+
+    expect(error).toBeInstanceOf(MigrationError);
+    expect(error.line).toBe(2);
+    expect(error.message).toContain("put '-- migrate:no-transaction' on the file's first line");
+    expect(await rows("SELECT to_regclass('t') AS t")).toEqual([{ t: null }]);
+  });
+});
