@@ -5,7 +5,13 @@ import { lineOfPosition, parseMigrationScript } from '../../src/migrations/migra
 const statementsOf = async (sql: string) =>
   (await parseMigrationScript('x.up.sql', `-- migrate:no-transaction\n${sql}`)).statements.map((s) => s.text);
 
-const refusal = (sql: string) => parseMigrationScript('20990101000000_x.up.sql', sql).catch((e: unknown) => e as MigrationScriptError);
+const refusal = (sql: string): Promise<MigrationScriptError> =>
+  parseMigrationScript('20990101000000_x.up.sql', sql).then(
+    () => {
+      throw new Error('expected the file to be refused');
+    },
+    (e: unknown) => e as MigrationScriptError,
+  );
 
 describe('parseMigrationScript: statement boundaries are PostgreSQL’s own', () => {
   it('keeps a BEGIN ATOMIC … END function body whole', async () => {

@@ -4,10 +4,12 @@ import { defaultMigrationsDir, migrate, migrateDown, migrationStatus } from '../
 import { migrationDatabaseUrl } from '../../migrations/migration-settings.js';
 import type { Command } from '../command.js';
 
-const usage = `Usage: kennwilliamson-db migrate [up | down [--to NAME] | status | create NAME] [options]
+const usage = `Usage: kennwilliamson-db migrate [up [--dry-run] | down [--to NAME] | status | create NAME] [options]
 
   up                 apply every pending migration (the default), each in its own
-                     transaction with its record, under the migration lock
+                     transaction with its record, under the migration lock; a file whose
+                     first line is '-- migrate:no-transaction' runs statement by statement
+                     outside a transaction (CREATE INDEX CONCURRENTLY), recorded at the end
   down [--to NAME]   revert the last migration, or every one back to and including NAME
                      (--to 0 reverts all)
   status             list applied, pending, changed and missing migrations; exits 1 when
@@ -16,6 +18,9 @@ const usage = `Usage: kennwilliamson-db migrate [up | down [--to NAME] | status 
 
 Options:
   --to NAME               with down: how far to revert
+  --dry-run               with up: list what would run (file, checksum, transactional or
+                          not) under the lock, change nothing; exits 1 on a changed or
+                          missing applied file, as the real run would refuse
   --migrations-dir DIR    folder of the migrations (default: the one shipped in this package)
 
 Environment:
@@ -28,16 +33,25 @@ export const migrateCommand: Command = {
   name: 'migrate',
   summary: 'apply, revert, list or create migrations (up, down, status, create)',
   usage,
-  options: { to: { type: 'string' }, 'migrations-dir': { type: 'string' } },
+  options: { to: { type: 'string' }, 'migrations-dir': { type: 'string' }, 'dry-run': { type: 'boolean' } },
   positionals: { min: 0, max: 2 },
   async run({ values, positionals }) {
     const [action = 'up', argument] = positionals;
     const migrationsDir = (values['migrations-dir'] as string | undefined) ?? defaultMigrationsDir();
     if (action !== 'create' && argument !== undefined) throw new ConfigError('arguments', `unexpected argument '${argument}'\n\n${usage}`);
     if (action !== 'down' && values.to !== undefined) throw new ConfigError('--to', `--to applies to down only\n\n${usage}`);
+    if (action !== 'up' && values['dry-run']) throw new ConfigError('--dry-run', `--dry-run applies to up only\n\n${usage}`);
     const options = { migrationsDir, log: (line: string) => console.log(line) };
     switch (action) {
       case 'up': {
+        if (values['dry-run']) {
+          const plan = await migrate({ ...options, databaseUrl: migrationDatabaseUrl(), dryRun: true });
+          for (const step of plan) {
+            console.log(`would apply ${step.file}  sha256 ${step.checksum}  ${step.transactional ? 'transactional' : 'no-transaction'}`);
+          }
+          console.log(plan.length === 0 ? 'Dry run: nothing to apply, the database is up to date.' : `Dry run: ${plan.length} migration(s) would be applied; nothing was changed.`);
+          return;
+        }
         const runs = await migrate({ ...options, databaseUrl: migrationDatabaseUrl() });
         console.log(runs.length === 0 ? 'Nothing to apply: the database is up to date.' : `${runs.length} migration(s) applied.`);
         return;

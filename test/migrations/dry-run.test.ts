@@ -1,0 +1,121 @@
+import { appendFile, cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { MigrationChecksumError, MigrationLockTimeoutError } from '../../src/errors.js';
+import { checksumOf } from '../../src/migrations/migration-files.js';
+import { migrationLockKey } from '../../src/migrations/migration-lock.js';
+import { defaultMigrationsDir, migrate, migrateDown } from '../../src/migrations/migrator.js';
+import { withClient } from '../../src/db/with-client.js';
+import { runCli } from '../support/run-cli.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+
+const names = [
+  '20250914134643_initial_schema',
+  '20250914134654_add_refresh_tokens_and_user_active',
+  '20250914134703_add_phrases_system',
+];
+const indexMigration = '20990101000000_index_users_by_created_at';
+
+let database: TestDatabase;
+let migrationsDir: string;
+
+beforeEach(async () => {
+  database = await createTestDatabase({ empty: true });
+  migrationsDir = await mkdtemp(path.join(os.tmpdir(), 'kw-migrations-'));
+  await cp(defaultMigrationsDir(), migrationsDir, { recursive: true });
+  await writeFile(
+    path.join(migrationsDir, `${indexMigration}.up.sql`),
+    '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY users_created_at ON users (created_at);\n',
+  );
+  await writeFile(path.join(migrationsDir, `${indexMigration}.down.sql`), '-- migrate:no-transaction\nDROP INDEX CONCURRENTLY users_created_at;\n');
+});
+
+afterEach(async () => {
+  await database.drop();
+  await rm(migrationsDir, { recursive: true, force: true });
+});
+
+const relations = () =>
+  withClient(database.url, async (client) =>
+    (await client.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_class WHERE relnamespace = 'public'::regnamespace")).rows[0]!.n,
+  );
+
+const checksumOfFile = async (name: string) => checksumOf(await readFile(path.join(migrationsDir, `${name}.up.sql`)));
+
+describe('migrate({ dryRun: true })', () => {
+  it('lists in order what would run, with checksum and transactional or not, and changes nothing, not even schema_migrations', async () => {
+    const plan = await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true });
+
+    expect(plan).toEqual(
+      await Promise.all(
+        [...names, indexMigration].map(async (name) => ({
+          name,
+          file: `${name}.up.sql`,
+          checksum: await checksumOfFile(name),
+          transactional: name !== indexMigration,
+        })),
+      ),
+    );
+    expect(await relations()).toBe(0);
+  });
+
+  it('lists only what is pending, up to `to`', async () => {
+    await migrate({ databaseUrl: database.url, migrationsDir, to: names[0] });
+
+    const plan = await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, to: names[1] });
+
+    expect(plan.map((step) => step.name)).toEqual([names[1]]);
+    expect(await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true })).toHaveLength(3);
+  });
+
+  it('refuses a changed applied file as the real run would', async () => {
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    await migrateDown({ databaseUrl: database.url, migrationsDir });
+    await appendFile(path.join(migrationsDir, `${names[0]}.up.sql`), '\n-- edited after it was applied\n');
+
+    await expect(migrate({ databaseUrl: database.url, migrationsDir, dryRun: true })).rejects.toBeInstanceOf(MigrationChecksumError);
+  });
+
+  it('waits for the migration lock, so it reads a settled state', async () => {
+    const holder = new pg.Client({ connectionString: database.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_advisory_xact_lock($1::bigint)', [migrationLockKey]);
+      await expect(migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, lockTimeoutMs: 200 })).rejects.toBeInstanceOf(
+        MigrationLockTimeoutError,
+      );
+    } finally {
+      await holder.end();
+    }
+  });
+});
+
+describe('migrate up --dry-run', () => {
+  it('prints each file with its checksum and mode, exits 0, and leaves the database as it was', async () => {
+    await migrate({ databaseUrl: database.url, migrationsDir, to: names[1] });
+    const env = { MIGRATION_DATABASE_URL: database.url };
+
+    const result = await runCli('migrate', ['up', '--dry-run', '--migrations-dir', migrationsDir], env);
+
+    expect(result, result.stderr).toMatchObject({ code: 0 });
+    expect(result.stdout.split('\n').filter((line) => line.startsWith('would apply'))).toEqual([
+      `would apply ${names[2]}.up.sql  sha256 ${await checksumOfFile(names[2])}  transactional`,
+      `would apply ${indexMigration}.up.sql  sha256 ${await checksumOfFile(indexMigration)}  no-transaction`,
+    ]);
+    const recorded = await withClient(database.url, async (client) => (await client.query('SELECT name FROM schema_migrations')).rowCount);
+    expect(recorded).toBe(2);
+  });
+
+  it('exits 1 when an applied file was changed', async () => {
+    await migrate({ databaseUrl: database.url, migrationsDir, to: names[0] });
+    await appendFile(path.join(migrationsDir, `${names[0]}.up.sql`), '\n-- changed\n');
+
+    const result = await runCli('migrate', ['up', '--dry-run', '--migrations-dir', migrationsDir], { MIGRATION_DATABASE_URL: database.url });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('Checksum mismatch');
+  });
+});
