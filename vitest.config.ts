@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { defineConfig } from 'vitest/config';
 import { pgBouncerPath } from './test/support/pgbouncer.js';
+import { extraPostgresMajors, postgresMajorBinDir } from './test/support/postgres-majors.js';
 
 const common = {
   // One PostgreSQL for the run, migrated once into a template; each file clones its own database.
@@ -15,6 +16,20 @@ const ci = Boolean(process.env.CI) && process.env.CI !== 'false' && process.env.
 const withPooler = ci || existsSync(pgBouncerPath);
 if (!withPooler) console.warn(`[vitest.config] ${pgBouncerPath} not found: the pooler pass is skipped (apt-get install pgbouncer)`);
 
+// The schema, the migrator and the query modules run again on PostgreSQL 15 (Debian's) and
+// 18 (embedded, the native uuidv7() branch); everything runs on 17. CI has both and always
+// runs them; elsewhere a missing major is left out, saying so.
+const majorFiles = [
+  'test/schema/**/*.test.ts',
+  'test/queries/**/*.test.ts',
+  'test/migrations/{migrator,no-transaction,dry-run,round-trip}.test.ts',
+];
+const majors = extraPostgresMajors.filter((major) => {
+  const found = postgresMajorBinDir(major) !== undefined;
+  if (!found && !ci) console.warn(`[vitest.config] PostgreSQL ${major} not found: the pg${major} pass is skipped`);
+  return found || ci;
+});
+
 export default defineConfig({
   test: {
     // The tests wait on PostgreSQL far more than on the CPU: more workers than cores pays off.
@@ -24,6 +39,7 @@ export default defineConfig({
       ...(withPooler
         ? [{ test: { ...common, name: 'pooler', include: ['test/queries/**/*.test.ts'], provide: { viaPooler: true } } }]
         : []),
+      ...majors.map((major) => ({ test: { ...common, name: `pg${major}`, include: majorFiles, provide: { postgresMajor: major } } })),
     ],
   },
 });

@@ -62,7 +62,7 @@ describe('migrate({ dryRun: true })', () => {
   });
 
   it('lists only what is pending, up to `to`', async () => {
-    await migrate({ databaseUrl: database.url, migrationsDir, to: names[0] });
+    await migrate({ databaseUrl: database.url, migrationsDir, to: names[0]! });
 
     const plan = await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, to: names[1] });
 
@@ -102,7 +102,7 @@ describe('migrate up --dry-run', () => {
 
     expect(result, result.stderr).toMatchObject({ code: 0 });
     expect(result.stdout.split('\n').filter((line) => line.startsWith('would apply'))).toEqual([
-      `would apply ${names[2]}.up.sql  sha256 ${await checksumOfFile(names[2])}  transactional`,
+      `would apply ${names[2]}.up.sql  sha256 ${await checksumOfFile(names[2]!)}  transactional`,
       `would apply ${indexMigration}.up.sql  sha256 ${await checksumOfFile(indexMigration)}  no-transaction`,
     ]);
     const recorded = await withClient(database.url, async (client) => (await client.query('SELECT name FROM schema_migrations')).rowCount);
@@ -110,7 +110,7 @@ describe('migrate up --dry-run', () => {
   });
 
   it('exits 1 when an applied file was changed', async () => {
-    await migrate({ databaseUrl: database.url, migrationsDir, to: names[0] });
+    await migrate({ databaseUrl: database.url, migrationsDir, to: names[0]! });
     await appendFile(path.join(migrationsDir, `${names[0]}.up.sql`), '\n-- changed\n');
 
     const result = await runCli('migrate', ['up', '--dry-run', '--migrations-dir', migrationsDir], { MIGRATION_DATABASE_URL: database.url });

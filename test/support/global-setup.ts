@@ -9,6 +9,7 @@ import { migrate } from '../../src/migrations/migrator.js';
 import { bundleCliCommands } from './cli-bundle.js';
 import { freePort } from '../../src/embedded/free-port.js';
 import { pgBouncerPath, startPgBouncer } from './pgbouncer.js';
+import { type ExtraPostgresMajor, postgresMajorBinDir } from './postgres-majors.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {
@@ -26,6 +27,8 @@ declare module 'vitest' {
     poolerUrl: string;
     /** Set by the `pooler` project: the library under test connects through PgBouncer. */
     viaPooler: boolean;
+    /** Set by the `pg15` and `pg18` projects: the PostgreSQL major their server runs. */
+    postgresMajor: number;
   }
 }
 
@@ -59,7 +62,11 @@ async function startTestServer(): Promise<TestServer> {
     const container = await new PostgreSqlContainer(composeImage).start();
     return { kind: 'testcontainers', url: container.getConnectionUri(), stop: async () => void (await container.stop()) };
   }
+  return startLocalServer();
+}
 
+// A throwaway cluster of the embedded PostgreSQL 17, or of the installation in `binDir`.
+async function startLocalServer(binDir?: string): Promise<TestServer> {
   const dataRoot = await mkdtemp(path.join(os.tmpdir(), 'kw-db-test-'));
   const options = {
     dataDir: path.join(dataRoot, 'data'),
@@ -69,13 +76,14 @@ async function startTestServer(): Promise<TestServer> {
     database: 'postgres',
     // A throwaway cluster: durability buys nothing here, and costs seconds.
     settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '300' },
+    ...(binDir ? { binDir } : {}),
   };
   const { url } = await startEmbeddedServer(options);
   return {
     kind: 'embedded',
     url,
     stop: async () => {
-      await stopEmbeddedServer(options.dataDir);
+      await stopEmbeddedServer(options.dataDir, binDir ? { binDir } : {});
       await rm(dataRoot, { recursive: true, force: true });
     },
   };
@@ -87,12 +95,30 @@ interface SharedRun {
   poolerUrl: string;
   databasePrefix: string;
   templateDatabase: string;
+  /** The server of another PostgreSQL major, started (and migrated) on first use. */
+  serverOf: (major: ExtraPostgresMajor) => Promise<TestServer>;
   stop: () => Promise<void>;
 }
 
-// Vitest runs the global setup once per project (direct, pooler); both share one server,
-// one PgBouncer and one template, started by the first and stopped by the last teardown.
+// Vitest runs the global setup once per project (direct, pooler, pg15, pg18); they share one
+// server, one PgBouncer and one template, started by the first and stopped by the last
+// teardown. The pg15 and pg18 projects each add a server of their major, with its own template.
 const shared = globalThis as { kwTestRun?: { run: Promise<SharedRun>; users: number } };
+
+async function startMajorServer(major: ExtraPostgresMajor, templateDatabase: string): Promise<TestServer> {
+  const binDir = postgresMajorBinDir(major);
+  if (!binDir) throw new Error(`the pg${major} project needs PostgreSQL ${major} (see test/support/postgres-majors.ts)`);
+  const server = await startLocalServer(binDir);
+  try {
+    const templateUrl = databaseUrlWith(server.url, templateDatabase);
+    await ensureDatabase(templateUrl);
+    await migrate({ databaseUrl: templateUrl });
+  } catch (error) {
+    await server.stop();
+    throw error;
+  }
+  return server;
+}
 
 async function startRun(): Promise<SharedRun> {
   const cliDir = await bundleCliCommands();
@@ -111,14 +137,21 @@ async function startRun(): Promise<SharedRun> {
     await server.stop();
     throw error;
   }
+  const majors = new Map<ExtraPostgresMajor, Promise<TestServer>>();
   return {
     cliDir,
     server,
     poolerUrl: pooler ? pooler.url(server.url) : '',
     databasePrefix,
     templateDatabase,
+    serverOf: (major) => {
+      let started = majors.get(major);
+      if (!started) majors.set(major, (started = startMajorServer(major, templateDatabase)));
+      return started;
+    },
     stop: async () => {
       await pooler?.stop();
+      for (const started of majors.values()) await (await started.catch(() => undefined))?.stop();
       if (server.kind === 'env') {
         // Leave an existing server as we found it.
         await withMaintenanceClient(server.url, async (client) => {
@@ -141,12 +174,22 @@ export default async function setup(project: TestProject): Promise<() => Promise
   shared.kwTestRun ??= { run: startRun(), users: 0 };
   shared.kwTestRun.users += 1;
   const run = await shared.kwTestRun.run;
+  const majorOf = (of: TestProject) => of.config.provide?.postgresMajor as ExtraPostgresMajor | undefined;
+  // Start every project's server at once (initdb and the template's migration take seconds
+  // each), rather than one after the other as vitest sets the projects up.
+  for (const other of project.vitest.projects) {
+    const otherMajor = majorOf(other);
+    if (otherMajor !== undefined) run.serverOf(otherMajor).catch(() => undefined);
+  }
+  const major = majorOf(project);
+  const server = major === undefined ? run.server : await run.serverOf(major);
   project.provide('cliDir', run.cliDir);
-  project.provide('serverUrl', run.server.url);
+  project.provide('serverUrl', server.url);
   project.provide('templateDatabase', run.templateDatabase);
   project.provide('databasePrefix', run.databasePrefix);
-  project.provide('serverKind', run.server.kind);
-  project.provide('poolerUrl', run.poolerUrl);
+  project.provide('serverKind', server.kind);
+  // PgBouncer fronts the default server only.
+  project.provide('poolerUrl', major === undefined ? run.poolerUrl : '');
 
   return async () => {
     const state = shared.kwTestRun!;
