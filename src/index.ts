@@ -12,6 +12,7 @@ export {
   type MigrationRun,
   type MigrationState,
   type MigratorOptions,
+  type PlannedMigration,
 } from './migrations/migrator.js';
 export * as users from './queries/users.js';
 export * as incidentTimers from './queries/incident-timers.js';

@@ -34,7 +34,8 @@ export interface MigratorOptions {
   /**
    * Folder of `<name>.up.sql` / `<name>.down.sql` pairs; defaults to this package's own
    * `migrations/`. A service that bundles this library (esbuild, webpack) must copy that
-   * folder and pass its path here, since the bundle no longer sits inside the package.
+   * folder and pass its path here, since the bundle no longer sits inside the package, and
+   * keep `libpg-query` external: it loads its WebAssembly parser from its own folder.
    */
   migrationsDir?: string;
   /** Receives one line per event (applied, reverted, waiting for the lock). Silent by default. */

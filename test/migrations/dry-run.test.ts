@@ -78,6 +78,17 @@ describe('migrate({ dryRun: true })', () => {
     await expect(migrate({ databaseUrl: database.url, migrationsDir, dryRun: true })).rejects.toBeInstanceOf(MigrationChecksumError);
   });
 
+  it('refuses a pending file the real run would refuse, naming it', async () => {
+    await writeFile(path.join(migrationsDir, '20990101000001_commits.up.sql'), 'CREATE TABLE a (id int);\nCOMMIT;\n');
+    await writeFile(path.join(migrationsDir, '20990101000001_commits.down.sql'), 'DROP TABLE a;\n');
+
+    await expect(migrate({ databaseUrl: database.url, migrationsDir, dryRun: true })).rejects.toMatchObject({
+      name: 'MigrationScriptError',
+      file: '20990101000001_commits.up.sql',
+      line: 2,
+    });
+  });
+
   it('waits for the migration lock, so it reads a settled state', async () => {
     const holder = new pg.Client({ connectionString: database.url });
     await holder.connect();
