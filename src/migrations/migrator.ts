@@ -99,11 +99,13 @@ export async function migrate(options?: MigratorOptions & { to?: string; dryRun?
 export async function migrate(
   options: MigratorOptions & { to?: string; dryRun?: boolean } = {},
 ): Promise<MigrationRun[] | PlannedMigration[]> {
-  return withMigrator(options, async ({ umzug, runs, files, scripts }) => {
+  return withMigrator(options, async ({ umzug, runs, files, scripts, client }) => {
     const pending = await pendingUpTo(umzug, options.to);
     // Read every file this run would apply before applying the first, so that one refused
     // file does not leave the database half-way through a release.
-    for (const name of pending) await scripts.up(name);
+    const applying: MigrationScript[] = [];
+    for (const name of pending) applying.push(await scripts.up(name));
+    await assertCanRunWithoutTransaction(client, applying);
     if (options.dryRun) {
       const byName = new Map(files.map((file) => [file.name, file]));
       return Promise.all(
@@ -140,7 +142,13 @@ async function pendingUpTo(umzug: MigrationUmzug, to: string | undefined): Promi
  * await migrateDown({ databaseUrl, to: '20250914134654_add_refresh_tokens_and_user_active' })
  */
 export async function migrateDown(options: MigratorOptions & { to?: string | 0 }): Promise<MigrationRun[]> {
-  return withMigrator(options, async ({ umzug, runs }) => {
+  return withMigrator(options, async ({ umzug, runs, scripts, client }) => {
+    // As for up: every file this run would revert is read before the first is.
+    const executed = (await umzug.executed()).map((migration) => migration.name).reverse();
+    const to = options.to;
+    const count = to === undefined ? Math.min(1, executed.length) : to === 0 ? executed.length : executed.indexOf(to) + 1;
+    const reverting = await Promise.all(executed.slice(0, Math.max(0, count)).map((name) => scripts.down(name)));
+    await assertCanRunWithoutTransaction(client, reverting);
     await umzug.down(options.to === undefined ? {} : { to: options.to });
     return runs;
   });
@@ -197,6 +205,7 @@ interface MigrationScripts {
 }
 
 interface MigratorRun {
+  client: pg.ClientBase;
   umzug: MigrationUmzug;
   runs: MigrationRun[];
   files: MigrationFile[];
@@ -253,7 +262,7 @@ async function withMigrator<T>(
         const runs: MigrationRun[] = [];
         const umzug = createUmzug(files, scripts, context, storage, runs, log, lock);
         try {
-          return await command({ umzug, runs, files, scripts });
+          return await command({ client, umzug, runs, files, scripts });
         } catch (error) {
           if (context.startedAt !== undefined) await client.query('ROLLBACK').catch(() => undefined);
           throw unwrapUmzugError(error);
@@ -351,18 +360,23 @@ async function runTransactional(client: pg.ClientBase, script: MigrationScript):
   }
 }
 
-async function runWithoutTransaction(client: pg.ClientBase, script: MigrationScript, lock: MigrationLock): Promise<void> {
-  // The parser split the file with standard_conforming_strings on; statements sent one at a
-  // time cannot change it for themselves (SET LOCAL needs a transaction, and a session SET
-  // would stay on a pooled connection), so a database that turns it off is refused.
+// The parser split the file with standard_conforming_strings on; statements sent one at a
+// time cannot set it for themselves (SET LOCAL needs a transaction, and a session SET would
+// stay on a pooled connection), so a database or role that turns it off is refused.
+async function assertCanRunWithoutTransaction(client: pg.ClientBase, scripts: MigrationScript[]): Promise<void> {
+  const first = scripts.find((script) => !script.transactional);
+  if (first === undefined) return;
   const { rows } = await client.query<{ standard_conforming_strings: string }>('SHOW standard_conforming_strings');
   if (rows[0]?.standard_conforming_strings !== 'on') {
     throw new MigrationScriptError(
-      script.file,
+      first.file,
       1,
       'standard_conforming_strings is off for this database or role; a no-transaction file is only run with it on (the default)',
     );
   }
+}
+
+async function runWithoutTransaction(client: pg.ClientBase, script: MigrationScript, lock: MigrationLock): Promise<void> {
   for (const [index, statement] of script.statements.entries()) {
     // The lock must still be ours before each step, not only at the record.
     await lock.assertHeld();

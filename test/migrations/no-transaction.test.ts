@@ -159,13 +159,15 @@ describe('a -- migrate:no-transaction migration', () => {
 
   it('is refused on a database that turns standard_conforming_strings off, before any statement runs', async () => {
     await withClient(database.url, (client) => client.query(`ALTER DATABASE ${client.escapeIdentifier(database.name)} SET standard_conforming_strings = off`));
-    await writeMigration('20990101000000_vacuum', ['-- migrate:no-transaction', 'CREATE TABLE t (id int);', 'VACUUM t;']);
+    await writeMigration('20990101000000_first', ['CREATE TABLE first (id int);']);
+    await writeMigration('20990101000001_vacuum', ['-- migrate:no-transaction', 'CREATE TABLE t (id int);', 'VACUUM t;']);
 
     const error = await migrate({ databaseUrl: database.url, migrationsDir }).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(MigrationScriptError);
+    expect(error).toMatchObject({ file: '20990101000001_vacuum.up.sql' });
     expect((error as Error).message).toContain('standard_conforming_strings');
-    expect(await rows("SELECT to_regclass('t') AS t")).toEqual([{ t: null }]);
+    expect(await rows("SELECT to_regclass('first') AS f, to_regclass('t') AS t")).toEqual([{ f: null, t: null }]);
   });
 });
 
@@ -197,6 +199,19 @@ describe('a transactional migration', () => {
     expect(error.message).toContain('-- migrate:no-transaction');
     expect(await rows("SELECT to_regclass('first') AS f, to_regclass('a') AS a")).toEqual([{ f: null, a: null }]);
     expect(await recorded()).toEqual([]);
+  });
+
+  it('down file with COMMIT inside is refused before any migration is reverted', async () => {
+    await writeMigration('20990101000000_first', ['CREATE TABLE first (id int);'], ['DROP TABLE first;', 'COMMIT;']);
+    await writeMigration('20990101000001_second', ['CREATE TABLE second (id int);'], ['DROP TABLE second;']);
+    await migrate({ databaseUrl: database.url, migrationsDir });
+
+    const error = await migrateDown({ databaseUrl: database.url, migrationsDir, to: 0 }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(MigrationScriptError);
+    expect(error).toMatchObject({ file: '20990101000000_first.down.sql', line: 2 });
+    expect(await recorded()).toEqual(['20990101000000_first', '20990101000001_second']);
+    expect(await rows("SELECT to_regclass('second')::text AS s")).toEqual([{ s: 'second' }]);
   });
 
   it('that needs to run outside a transaction fails pointing at the no-transaction header', async () => {
