@@ -4,18 +4,16 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MigrationChecksumError, MigrationLockTimeoutError } from '../../src/errors.js';
-import { checksumOf } from '../../src/migrations/migration-files.js';
+import { checksumOf, listMigrationFiles } from '../../src/migrations/migration-files.js';
 import { migrationLockKey } from '../../src/migrations/migration-lock.js';
 import { defaultMigrationsDir, migrate, migrateDown } from '../../src/migrations/migrator.js';
 import { withClient } from '../../src/db/with-client.js';
 import { runCli } from '../support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
-const names = [
-  '20250914134643_initial_schema',
-  '20250914134654_add_refresh_tokens_and_user_active',
-  '20250914134703_add_phrases_system',
-];
+// The shipped migrations, oldest first, whatever their number.
+const names = (await listMigrationFiles(defaultMigrationsDir())).map((file) => file.name);
+const last = names.at(-1)!;
 const indexMigration = '20990101000000_index_users_by_created_at';
 
 let database: TestDatabase;
@@ -67,7 +65,7 @@ describe('migrate({ dryRun: true })', () => {
     const plan = await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, to: names[1] });
 
     expect(plan.map((step) => step.name)).toEqual([names[1]]);
-    expect(await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true })).toHaveLength(3);
+    expect(await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true })).toHaveLength(names.length);
   });
 
   it('refuses a changed applied file as the real run would', async () => {
@@ -106,18 +104,18 @@ describe('migrate({ dryRun: true })', () => {
 
 describe('migrate up --dry-run', () => {
   it('prints each file with its checksum and mode, exits 0, and leaves the database as it was', async () => {
-    await migrate({ databaseUrl: database.url, migrationsDir, to: names[1] });
+    await migrate({ databaseUrl: database.url, migrationsDir, to: names.at(-2)! });
     const env = { MIGRATION_DATABASE_URL: database.url };
 
     const result = await runCli('migrate', ['up', '--dry-run', '--migrations-dir', migrationsDir], env);
 
     expect(result, result.stderr).toMatchObject({ code: 0 });
     expect(result.stdout.split('\n').filter((line) => line.startsWith('would apply'))).toEqual([
-      `would apply ${names[2]}.up.sql  sha256 ${await checksumOfFile(names[2]!)}  transactional`,
+      `would apply ${last}.up.sql  sha256 ${await checksumOfFile(last)}  transactional`,
       `would apply ${indexMigration}.up.sql  sha256 ${await checksumOfFile(indexMigration)}  no-transaction`,
     ]);
     const recorded = await withClient(database.url, async (client) => (await client.query('SELECT name FROM schema_migrations')).rowCount);
-    expect(recorded).toBe(2);
+    expect(recorded).toBe(names.length - 1);
   });
 
   it('exits 1 when an applied file was changed', async () => {
