@@ -94,7 +94,8 @@ describe('a -- migrate:no-transaction migration', () => {
       // has neither a transaction id nor a snapshot, so the build never waits for it.
       const [holder] = await rows<{ xid: string | null; xmin: string | null; state: string }>(
         `SELECT a.backend_xid AS xid, a.backend_xmin AS xmin, a.state FROM pg_stat_activity a JOIN pg_locks l ON l.pid = a.pid
-          WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'kennwilliamson-migrate-lock'`,
+          WHERE l.locktype = 'advisory' AND l.granted AND a.application_name = 'kennwilliamson-migrate-lock'
+            AND a.datname = current_database()`,
       );
       expect(holder).toEqual({ xid: null, xmin: null, state: 'idle in transaction' });
     } finally {
