@@ -107,25 +107,20 @@ export async function migrate(
     for (const name of pending) applying.push(await scripts.up(name));
     await assertCanRunWithoutTransaction(client, applying);
     if (options.dryRun) {
-      const byName = new Map(files.map((file) => [file.name, file]));
-      return Promise.all(
-        pending.map(async (name): Promise<PlannedMigration> => {
-          const file = byName.get(name)!;
-          return {
-            name,
-            file: path.basename(file.upPath),
-            checksum: file.checksum,
-            transactional: (await scripts.up(name)).transactional,
-          };
-        }),
-      );
+      const checksums = new Map(files.map((file) => [file.name, file.checksum]));
+      return pending.map((name, index): PlannedMigration => ({
+        name,
+        file: applying[index]!.file,
+        checksum: checksums.get(name)!,
+        transactional: applying[index]!.transactional,
+      }));
     }
     await umzug.up(options.to === undefined ? {} : { to: options.to });
     return runs;
   }, { dryRun: options.dryRun === true });
 }
 
-// The names `umzug.up({ to })` would apply, in order; the same error as Umzug for an unknown `to`.
+// The names `umzug.up({ to })` would apply, in order; refused, as Umzug would, when `to` is not one of them.
 async function pendingUpTo(umzug: MigrationUmzug, to: string | undefined): Promise<string[]> {
   const pending = (await umzug.pending()).map((migration) => migration.name);
   if (to === undefined) return pending;
