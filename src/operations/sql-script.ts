@@ -325,7 +325,7 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
       yield part;
       // A consumer that only checks the script (or stopped early) leaves rows unread.
       for await (const _ of data) void _;
-    } else if (batch.length >= batchBytes) {
+    } else if (batch !== '' && batch.length >= batchBytes) {
       yield { kind: 'sql', text: batch, line: batchLine };
       batch = '';
     }
