@@ -275,8 +275,10 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
           i += 1;
           continue;
         }
-        if (words.length < 64) words.push(upper);
-        if (isRoutine()) {
+        // A COPY's column list can be long; FROM stdin comes after it.
+        if (words.length < 64 || words[0] === 'COPY') words.push(upper);
+        // As psql: BEGIN … END (and CASE … END within) of a routine body, outside parentheses.
+        if (isRoutine() && parenDepth === 0) {
           if (upper === 'BEGIN' || (upper === 'CASE' && beginDepth > 0)) beginDepth += 1;
           else if (upper === 'END' && beginDepth > 0) beginDepth -= 1;
         }

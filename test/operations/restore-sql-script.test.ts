@@ -198,7 +198,10 @@ describe('restoring plain SQL: never through psql, meta-commands refused', () =>
       "SELECT '\\! a', E'\\' \\! b', $$ \\! c $$, $x$ \\o d $x$, \"\\!\";\n" +
       '/* \\! e /* nested */ still comment */ SELECT 1; -- \\! f\n' +
       'COPY t (a) FROM stdin;\n\\!\tg\n\\.\n' +
-      '\\connect kennwilliamson\n\\c "kennwilliamson"\n';
+      '\\connect kennwilliamson\n\\c "kennwilliamson"\n' +
+      // A parameter named begin is not a body; a COPY of many columns still reads its rows.
+      'CREATE FUNCTION f(begin int) RETURNS int LANGUAGE sql RETURN 1;\nSELECT 2;\n' +
+      `COPY wide (${Array.from({ length: 80 }, (_, i) => `c${i}`).join(', ')}) FROM stdin;\n\\.\n`;
     expect(await refusal(sql, { database: 'kennwilliamson' })).toBe('accepted');
     const parts: string[] = [];
     for await (const part of sqlScriptParts(Readable.from([Buffer.from(sql)]), { database: 'kennwilliamson' })) {
@@ -209,6 +212,9 @@ describe('restoring plain SQL: never through psql, meta-commands refused', () =>
       "SELECT '\\! a', E'\\' \\! b', $$ \\! c $$, $x$ \\o d $x$, \"\\!\";",
       'SELECT 1;',
       'copy t',
+      'CREATE FUNCTION f(begin int) RETURNS int LANGUAGE sql RETURN 1;',
+      'SELECT 2;',
+      'copy wide',
     ]);
   });
 });
