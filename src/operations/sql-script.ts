@@ -117,7 +117,7 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
     if (first === 'COPY') {
       const from = words.indexOf('FROM');
       if (from === -1 || words[from + 1] !== 'STDIN') refuse('only COPY … FROM stdin, as pg_dump writes it, is allowed');
-      return /^\s*COPY\s+((?:"(?:[^"]|"")*"|[^\s("])+)/i.exec(statement.replace(/^(\s|--[^\n]*\n)*/, ''))?.[1] ?? '?';
+      return /^\s*COPY\s+((?:"(?:[^"]|"")*"|[^\s("])+)/i.exec(statement.slice(codeStart))?.[1] ?? '?';
     }
     return undefined;
   };
