@@ -49,13 +49,18 @@ COMMENT ON SCHEMA public IS 'standard public schema';
 `;
 
 // A server error, said without its DETAIL (which can hold row values, password hashes
-// among them) and located by line in the backup's SQL.
-function statementFailure(error: unknown, text: string, line: number): string {
-  const { message, code, position } = error as { message?: string; code?: string; position?: string };
-  const offset = Number(position);
-  const at = Number.isInteger(offset) && offset > 0 ? line + (text.slice(0, offset - 1).match(/\n/g)?.length ?? 0) : undefined;
+// among them).
+function serverFailure(error: unknown): string {
+  const { message, code } = error as { message?: string; code?: string };
   const fromServer = typeof error === 'object' && error !== null && 'severity' in error;
-  return `${fromServer ? 'ERROR: ' : ''}${message ?? String(error)}${code ? ` (SQLSTATE ${code})` : ''} at line ${at ?? line} of the backup's SQL`;
+  return `${fromServer ? 'ERROR: ' : ''}${message ?? String(error)}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}`;
+}
+
+// The same, located by line in the backup's SQL.
+function statementFailure(error: unknown, text: string, line: number): string {
+  const offset = Number((error as { position?: string }).position);
+  const at = Number.isInteger(offset) && offset > 0 ? line + (text.slice(0, offset - 1).match(/\n/g)?.length ?? 0) : line;
+  return `${serverFailure(error)} at line ${at} of the backup's SQL`;
 }
 
 /**
@@ -111,6 +116,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     sourceDone = async () => undefined;
   }
 
+  let connected = false;
   let sourceEnded = false;
   source.once('end', () => (sourceEnded = true));
   let tables = 0;
@@ -118,6 +124,15 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     await withClient(
       options.databaseUrl,
       async (client) => {
+        connected = true;
+        // The restore's own statements: their failure (a lock timeout on the old tables, a
+        // deferred constraint at COMMIT, a lost connection) rolls everything back too.
+        const step = (sql: string) =>
+          client.query(sql).catch((error: unknown) => {
+            throw new RestoreError(`restore failed and was rolled back; the database was not changed:\n${serverFailure(error)}`, {
+              cause: error,
+            });
+          });
         // Ctrl-C: stop reading and drop the connection; the server rolls the transaction back.
         const onAbort = () => {
           source.destroy(new Error('interrupted'));
@@ -125,8 +140,8 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         };
         signal?.addEventListener('abort', onAbort, { once: true });
         try {
-          await client.query('BEGIN');
-          await client.query(restorePrelude);
+          await step('BEGIN');
+          await step(restorePrelude);
           let parts = 0;
           for await (const part of sqlScriptParts(source, { database: target.database })) {
             signal?.throwIfAborted();
@@ -147,7 +162,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           if (parts === 0) throw new RestoreError("it holds no SQL statements");
           // Never COMMIT once interrupted, whatever was already sent.
           signal?.throwIfAborted();
-          await client.query('COMMIT');
+          await step('COMMIT');
         } catch (error) {
           await client.query('ROLLBACK').catch(() => undefined);
           throw error;
@@ -158,6 +173,13 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       'kennwilliamson-restore',
     );
   } catch (error) {
+    if (!connected) {
+      source.destroy();
+      throw new RestoreError(
+        `could not connect to ${target.description}: ${(error as Error).message}; the database was not touched`,
+        { cause: error },
+      );
+    }
     const ended = sourceEnded;
     // Stops pg_restore too, which would otherwise wait on a full pipe.
     source.destroy();

@@ -12,6 +12,7 @@ import { runCli } from '../support/run-cli.js';
 import { execute, fillEveryTable, tableContents } from '../support/table-contents.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 import { withClient } from '../../src/db/with-client.js';
+import { freePort } from '../../src/embedded/free-port.js';
 
 const key = 'Zq7Rb2Xk9PmT4Lw8Hc1Vn6Jd3Fs5Ga0YeUoIiKlMnBvCxAzQwErTyUiOpAsDfGh';
 
@@ -140,6 +141,18 @@ describe('restoring plain SQL: never through psql, meta-commands refused', () =>
     expect(existsSync(marker)).toBe(false);
     expect(await tableContents(database.url)).toEqual(before);
     await expect(execute(database.url, 'SELECT * FROM planted')).rejects.toThrow('does not exist');
+  });
+
+  it('says it could not connect, and that nothing was touched, when the server does not answer', async () => {
+    const file = await crafted('unreachable.sql.gz', 'SELECT 1;\n');
+    const port = await freePort();
+    const error = await restoreDatabase({
+      databaseUrl: `postgresql://postgres:pw@127.0.0.1:${port}/kennwilliamson`,
+      backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' },
+    }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toMatch(new RegExp(`^could not connect to postgres@127\\.0\\.0\\.1:${port}/kennwilliamson: .*; the database was not touched$`));
   });
 
   it('restores what pg_dump 18.3 writes (\\restrict, COPY data, BEGIN ATOMIC) into PostgreSQL 17', async () => {
