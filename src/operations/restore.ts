@@ -159,7 +159,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           }
           await sourceDone();
           // An empty script would leave an empty schema behind: never a restore's result.
-          if (parts === 0) throw new RestoreError("it holds no SQL statements");
+          if (parts === 0) throw new RestoreError('it holds no SQL statements');
           // Never COMMIT once interrupted, whatever was already sent.
           signal?.throwIfAborted();
           await step('COMMIT');
