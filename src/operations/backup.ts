@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
+import { databaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
 import { BackupError } from '../errors.js';
 import { backupFileName } from './backup-name.js';
@@ -136,9 +137,14 @@ async function runPgDump(
  */
 export async function backupDatabase(options: BackupOptions): Promise<BackupResult> {
   const log = options.log ?? (() => undefined);
+  // The server pg reaches with this URL (the version probe) is the one pg_dump is pointed at.
+  const target = databaseTarget(options.databaseUrl);
   const facts = await serverFacts(options.databaseUrl);
-  const pgDump = await findPgTool('pg_dump', { ...options.toolSearch, ...(facts ? { minMajor: facts.major } : {}) });
-  log(`using pg_dump ${pgDump.version} at ${pgDump.location}${facts ? ` for a PostgreSQL ${facts.major} server` : ''}`);
+  const pgDump = await findPgTool('pg_dump', { ...options.toolSearch, target, ...(facts ? { minMajor: facts.major } : {}) });
+  log(
+    `using pg_dump ${pgDump.version} at ${pgDump.location}` +
+      `${facts ? ` for the PostgreSQL ${facts.major} server` : ''} at ${target.description}`,
+  );
 
   await mkdir(options.backupDir, { recursive: true });
   const name = backupFileName(options.environment, new Date());

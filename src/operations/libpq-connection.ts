@@ -1,3 +1,4 @@
+import { databaseTarget, parsePostgresUrl, type DatabaseTarget } from '../db/database-target.js';
 import { ConfigError } from '../errors.js';
 
 /** How to point a PostgreSQL client program (pg_dump, pg_restore, psql) at a database. */
@@ -6,11 +7,10 @@ export interface LibpqConnection {
   args: string[];
   /** `PGPASSWORD`, `PGSSLMODE`, `PGCONNECT_TIMEOUT` …, added to the program's environment. */
   env: Record<string, string>;
-  /** `user@host:port/database`, for messages (no password). */
+  /** The server the URL reaches, as pg reaches it (see `databaseTarget`). */
+  target: DatabaseTarget;
+  /** `user@host:port/database` of that server, for messages (no password). */
   description: string;
-  host: string;
-  port: string;
-  database: string;
 }
 
 // URL query parameters that libpq also reads from the environment; anything else in the
@@ -26,37 +26,27 @@ const queryParameterVariables: Record<string, string> = {
 
 /**
  * Splits a `postgresql://` URL into separate command-line arguments and environment
- * variables for a libpq program. The password goes into `PGPASSWORD` in the child's
- * environment only, so it never shows in `ps`, on a command line or in a message.
- * `inContainer` connects as a program inside the docker-compose `postgres` container sees
- * the server: on its own port 5432 over loopback.
+ * variables for a libpq program. Host, port and user are those {@link databaseTarget}
+ * decides (the server pg reaches with the same URL and environment), passed explicitly so
+ * that libpq's own defaults (its Unix socket, `PGHOST`) cannot send the program elsewhere.
+ * The password goes into `PGPASSWORD` in the child's environment only, so it never shows
+ * in `ps`, on a command line or in a message. `inContainer` is for a program that
+ * `findPgTool` found in the docker-compose container because the URL reaches that
+ * container's published port: inside, the same server is on loopback port 5432.
  *
  * @example
  * const { args, env } = libpqConnection('postgresql://app:secret@127.0.0.1:5432/kennwilliamson')
  * // args: ['--host', '127.0.0.1', '--port', '5432', '--username', 'app', '--dbname', 'kennwilliamson']
  * // env:  { PGPASSWORD: 'secret', PGCONNECT_TIMEOUT: '10' }
  */
-export function libpqConnection(databaseUrl: string, options: { inContainer?: boolean } = {}): LibpqConnection {
-  let url: URL;
-  try {
-    url = new URL(databaseUrl);
-  } catch {
-    throw new ConfigError('DATABASE_URL', 'DATABASE_URL is not a valid postgresql:// URL');
-  }
-  if (url.protocol !== 'postgresql:' && url.protocol !== 'postgres:') {
-    throw new ConfigError('DATABASE_URL', `DATABASE_URL must start with postgresql://, not ${url.protocol}//`);
-  }
-  const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
-  if (!database) throw new ConfigError('DATABASE_URL', 'DATABASE_URL names no database');
-  const user = decodeURIComponent(url.username);
-  const password = decodeURIComponent(url.password);
-  // `postgresql://user@/db?host=/var/run/postgresql` names a Unix socket folder.
-  let host = url.hostname.replace(/^\[|\]$/g, '') || url.searchParams.get('host') || 'localhost';
-  let port = url.port || url.searchParams.get('port') || '5432';
-  if (options.inContainer) {
-    host = '127.0.0.1';
-    port = '5432';
-  }
+export function libpqConnection(
+  databaseUrl: string,
+  options: { inContainer?: boolean; env?: NodeJS.ProcessEnv } = {},
+): LibpqConnection {
+  const target = databaseTarget(databaseUrl, options.env ?? process.env);
+  const { url } = parsePostgresUrl(databaseUrl);
+  // As pg: `?password=` over the URL's own.
+  const password = url.searchParams.get('password') || decodeURIComponent(url.password);
 
   const env: Record<string, string> = { PGCONNECT_TIMEOUT: '10' };
   for (const [parameter, variable] of Object.entries(queryParameterVariables)) {
@@ -65,20 +55,14 @@ export function libpqConnection(databaseUrl: string, options: { inContainer?: bo
   }
   if (password) env.PGPASSWORD = password;
 
+  const [host, port] = options.inContainer ? ['127.0.0.1', '5432'] : [target.host, String(target.port)];
   const args = ['--host', host, '--port', port];
-  if (user) args.push('--username', user);
+  if (target.user) args.push('--username', target.user);
   // A database name containing '=' or starting with postgres:// would be read as a
   // connection string by libpq; ours never do, but refuse rather than guess.
-  if (database.includes('=') || /^postgres(ql)?:\/\//.test(database)) {
-    throw new ConfigError('DATABASE_URL', `database name '${database}' cannot be passed to the PostgreSQL tools`);
+  if (target.database.includes('=') || /^postgres(ql)?:\/\//.test(target.database)) {
+    throw new ConfigError('DATABASE_URL', `database name '${target.database}' cannot be passed to the PostgreSQL tools`);
   }
-  args.push('--dbname', database);
-  return {
-    args,
-    env,
-    description: `${user ? `${user}@` : ''}${host}:${port}/${database}`,
-    host,
-    port,
-    database,
-  };
+  args.push('--dbname', target.database);
+  return { args, env, target, description: target.description };
 }

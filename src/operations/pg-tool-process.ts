@@ -33,6 +33,12 @@ export interface SpawnPgToolOptions {
   signal?: AbortSignal;
 }
 
+// libpq variables that choose the server. The arguments (`libpqConnection`) name host,
+// port, user and database explicitly, as pg resolves them; these would still redirect a
+// program (`PGHOSTADDR` and a service's hostaddr win over --host) where pg, which ignores
+// them, would not go: the backup's version probe and pg_dump would see different servers.
+const routingVariables = ['PGHOST', 'PGHOSTADDR', 'PGPORT', 'PGUSER', 'PGDATABASE', 'PGSERVICE', 'PGSERVICEFILE'];
+
 /**
  * Starts a PostgreSQL client program found by `findPgTool`. For a program inside the
  * docker-compose container the variables are handed over by name (`-e PGPASSWORD`), so
@@ -47,8 +53,10 @@ export function spawnPgTool(tool: PgTool, args: string[], options: SpawnPgToolOp
   const commandArgs = tool.inContainer
     ? [...leading.slice(0, 3), ...Object.keys(variables).flatMap((name) => ['-e', name]), ...leading.slice(3), ...args]
     : [...leading, ...args];
+  const inherited = { ...process.env };
+  for (const name of routingVariables) delete inherited[name];
   const child = spawn(file!, commandArgs, {
-    env: { ...process.env, ...variables, LC_MESSAGES: 'C' },
+    env: { ...inherited, ...variables, LC_MESSAGES: 'C' },
     stdio: [...(options.stdio ?? ['ignore', 'ignore']), 'pipe'],
     ...(tool.inContainer ? { cwd: packageRoot() } : {}),
     ...(options.signal ? { signal: options.signal } : {}),

@@ -2,8 +2,10 @@ import { execFile } from 'node:child_process';
 import { constants } from 'node:fs';
 import { access, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
+import type { DatabaseTarget } from '../db/database-target.js';
 import { ConfigError, PgToolNotFoundError } from '../errors.js';
 import { packageRoot } from '../package-root.js';
+import { composeServiceMismatch, parseComposePort } from './compose-service.js';
 
 /** The PostgreSQL client programs the operations commands run. */
 export type PgToolName = 'pg_dump' | 'pg_restore' | 'psql';
@@ -35,18 +37,27 @@ export interface FindPgToolOptions {
   installationsDir?: string;
   /** Also try `docker compose exec -T postgres` when that service runs (default true). */
   docker?: boolean;
+  /**
+   * The server the program will connect to. The compose container's program reaches only
+   * the container's own server, so it is a candidate only when this is that server: a
+   * local host and the port the service publishes. Leave it out for a program that
+   * connects nowhere (pg_restore reading an archive).
+   */
+  target?: DatabaseTarget;
 }
 
 const versionTimeoutMs = 10_000;
 const composeService = 'postgres';
+/** The port the server listens on inside the compose container. */
+const composeContainerPort = 5432;
 
 function variableOf(name: PgToolName): string {
   return name.toUpperCase();
 }
 
-function run(file: string, args: string[], cwd?: string): Promise<string | undefined> {
+function run(file: string, args: string[], cwd?: string, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
   return new Promise((resolve) => {
-    execFile(file, args, { timeout: versionTimeoutMs, cwd, env: { ...process.env, LC_ALL: 'C' } }, (error, stdout) =>
+    execFile(file, args, { timeout: versionTimeoutMs, cwd, env: { ...env, LC_ALL: 'C' } }, (error, stdout) =>
       resolve(error ? undefined : stdout),
     );
   });
@@ -94,16 +105,26 @@ async function* candidatePaths(name: PgToolName, options: FindPgToolOptions): As
   }
 }
 
-async function composeServiceRuns(): Promise<boolean> {
-  const output = await run('docker', ['compose', 'ps', '--status', 'running', '--format', '{{.Service}}'], packageRoot());
+async function composeServiceRuns(env: NodeJS.ProcessEnv): Promise<boolean> {
+  const output = await run('docker', ['compose', 'ps', '--status', 'running', '--format', '{{.Service}}'], packageRoot(), env);
   return (output ?? '').split('\n').some((line) => line.trim() === composeService);
+}
+
+// Why the container's program cannot serve `target`, or undefined when it can. The
+// published address comes from `docker compose port`: the binding of the running service,
+// with POSTGRES_PORT, .env files and override files already applied.
+async function composeSkipReason(target: DatabaseTarget | undefined, env: NodeJS.ProcessEnv): Promise<string | undefined> {
+  if (!target) return undefined;
+  const output = await run('docker', ['compose', 'port', composeService, String(composeContainerPort)], packageRoot(), env);
+  return composeServiceMismatch(target, parseComposePort(output ?? ''));
 }
 
 /**
  * Finds a PostgreSQL client program whose major version is at least `minMajor`, looking in
  * this order: the variable named after it (`PG_DUMP`, `PG_RESTORE`, `PSQL`), `preferDir`,
  * `PATH`, `/usr/lib/postgresql/<major>/bin` (newest first), and last
- * `docker compose exec -T postgres <program>` when the compose service runs. pg_dump
+ * `docker compose exec -T postgres <program>` when the compose service runs and `target`
+ * is that service's published port (otherwise it is skipped, and the error says why). pg_dump
  * refuses to dump a server newer than itself, so the caller passes the server's major.
  * Throws {@link PgToolNotFoundError} naming the version needed and every version found.
  *
@@ -133,14 +154,22 @@ export async function findPgTool(name: PgToolName, options: FindPgToolOptions = 
     found.push(`${parsed.major} at ${file}`);
   }
 
-  if (options.docker !== false && (await composeServiceRuns())) {
-    const command = ['docker', 'compose', 'exec', '-T', composeService, name];
-    const parsed = parseVersion(await run(command[0]!, [...command.slice(1), '--version'], packageRoot()));
+  let lookedAt = `${variable}, PATH, ${options.installationsDir ?? '/usr/lib/postgresql'}/*/bin, docker compose service '${composeService}'`;
+  if (options.docker !== false && (await composeServiceRuns(env))) {
     const location = `docker compose service '${composeService}'`;
-    if (parsed && fits(parsed.major)) return { name, command, ...parsed, location, inContainer: true };
-    if (parsed) found.push(`${parsed.major} in ${location}`);
+    const skip = await composeSkipReason(options.target, env);
+    if (skip) {
+      // Its program would connect to the container's own server, not the one asked for.
+      // Said in the list of versions found, or (when there is none) where it looked.
+      if (found.length > 0) found.push(`${location} skipped: ${skip}`);
+      else lookedAt += ` (skipped: ${skip})`;
+    } else {
+      const command = ['docker', 'compose', 'exec', '-T', composeService, name];
+      const parsed = parseVersion(await run(command[0]!, [...command.slice(1), '--version'], packageRoot(), env));
+      if (parsed && fits(parsed.major)) return { name, command, ...parsed, location, inContainer: true };
+      if (parsed) found.push(`${parsed.major} in ${location}`);
+    }
   }
 
-  const lookedAt = `${variable}, PATH, ${options.installationsDir ?? '/usr/lib/postgresql'}/*/bin, docker compose service '${composeService}'`;
   throw new PgToolNotFoundError(name, options.minMajor, found, lookedAt);
 }

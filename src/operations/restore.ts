@@ -1,13 +1,15 @@
 import { createReadStream } from 'node:fs';
 import { open } from 'node:fs/promises';
-import type { Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { PassThrough, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { databaseTarget } from '../db/database-target.js';
+import { withClient } from '../db/with-client.js';
 import { RestoreError } from '../errors.js';
-import { libpqConnection } from './libpq-connection.js';
 import { type PgToolExit, spawnPgTool, toolErrorText } from './pg-tool-process.js';
 import { findPgTool, type FindPgToolOptions } from './pg-tools.js';
 import { byteProgress } from './progress-reporter.js';
+import { ScriptQuery } from './script-query.js';
+import { sqlScriptParts } from './sql-script.js';
 import type { VerifiedBackup } from './verify-backup-file.js';
 
 /** What {@link restoreDatabase} restores, and into which database. */
@@ -20,8 +22,8 @@ export interface RestoreOptions {
   log?: (line: string) => void;
   /** Aborting stops the restore before its COMMIT: the database stays as it was. */
   signal?: AbortSignal;
-  /** Where to look for psql (tests narrow it); see `findPgTool`. */
-  toolSearch?: Omit<FindPgToolOptions, 'minMajor'>;
+  /** Where to look for pg_restore when `backup` names none (tests narrow it); see `findPgTool`. */
+  toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'target'>;
 }
 
 /** A finished restore. */
@@ -31,59 +33,47 @@ export interface RestoreResult {
 }
 
 /**
- * Sent before the backup's SQL, in the same transaction. The backup replaces the whole
- * `public` schema, so objects a later migration added are gone too and `schema_migrations`
- * matches the tables again (a restore with `--clean` would drop and recreate only what the
- * backup holds). The schema is recreated as initdb makes it on PostgreSQL 15+; pg_dump
- * never creates `public` itself, but restores its grants (the application role's among them).
+ * Run first, in the restore's transaction. The backup replaces the whole `public` schema,
+ * so objects a later migration added are gone too and `schema_migrations` matches the
+ * tables again (a restore with `--clean` would drop and recreate only what the backup
+ * holds). The schema is recreated as initdb makes it on PostgreSQL 15+; pg_dump never
+ * creates `public` itself, but restores its grants (the application role's among them).
  * The lock timeout makes a restore fail clearly, rather than hang, while a session holds
  * locks on the old tables.
  */
-export const restorePrelude = `BEGIN;
-SET LOCAL lock_timeout = '30s';
+export const restorePrelude = `SET LOCAL lock_timeout = '30s';
 DROP SCHEMA IF EXISTS public CASCADE;
 CREATE SCHEMA public AUTHORIZATION pg_database_owner;
 GRANT USAGE ON SCHEMA public TO PUBLIC;
 COMMENT ON SCHEMA public IS 'standard public schema';
 `;
 
-// Yields the prelude, the backup's SQL (noting each table's COPY for progress), and COMMIT
-// only when the source ended cleanly: a source that fails halfway (pg_restore error, gzip
-// damage, Ctrl-C) throws before COMMIT, psql's stdin closes, and PostgreSQL rolls the
-// transaction back when psql disconnects.
-async function* restoreScript(
-  source: Readable,
-  sourceDone: () => Promise<void>,
-  onTable: (table: string) => void,
-  signal: AbortSignal | undefined,
-): AsyncGenerator<Buffer | string> {
-  yield restorePrelude;
-  let tail = '';
-  for await (const chunk of source as AsyncIterable<Buffer>) {
-    const text = tail + chunk.toString('latin1');
-    const lines = text.split('\n');
-    tail = lines.pop() ?? '';
-    for (const line of lines) {
-      const table = /^COPY (\S+)/.exec(line)?.[1];
-      if (table) onTable(table);
-    }
-    yield chunk;
-  }
-  await sourceDone();
-  // psql is already being killed on abort; never hand it a COMMIT regardless.
-  signal?.throwIfAborted();
-  yield '\nCOMMIT;\n';
+// A server error, said without its DETAIL (which can hold row values, password hashes
+// among them).
+function serverFailure(error: unknown): string {
+  const { message, code } = error as { message?: string; code?: string };
+  const fromServer = typeof error === 'object' && error !== null && 'severity' in error;
+  return `${fromServer ? 'ERROR: ' : ''}${message ?? String(error)}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}`;
+}
+
+// The same, located by line in the backup's SQL.
+function statementFailure(error: unknown, text: string, line: number): string {
+  const offset = Number((error as { position?: string }).position);
+  const at = Number.isInteger(offset) && offset > 0 ? line + (text.slice(0, offset - 1).match(/\n/g)?.length ?? 0) : line;
+  return `${serverFailure(error)} at line ${at} of the backup's SQL`;
 }
 
 /**
- * Restores a verified backup into a database, all or nothing: the backup's SQL (from
- * `pg_restore --no-owner` for a custom archive, gunzipped for `.sql.gz`) runs through
- * `psql` with `ON_ERROR_STOP` inside one transaction that first recreates the `public`
- * schema, and COMMIT is sent only after the whole backup went through. On any failure
- * (a statement fails halfway, pg_restore or gzip fails, the server goes away) it throws
- * {@link RestoreError} with psql's or pg_restore's message and the old data is untouched.
- * Objects are owned by the user of `databaseUrl` (the owner who runs migrations); grants,
- * including the application role's, are restored and need that role to exist.
+ * Restores a verified backup into a database, all or nothing, with no psql involved: the
+ * backup's SQL (from `pg_restore --file=- --no-owner` for a custom archive, which only
+ * reads the archive and connects nowhere; gunzipped for `.sql.gz`) is vetted by
+ * `sqlScriptParts` (no psql meta-command is ever run: `\!` and the like are refused) and
+ * sent over one connection inside one transaction that first recreates the `public`
+ * schema; COMMIT is sent only after the whole backup went through. On any failure (a
+ * statement fails halfway, pg_restore or gzip fails, the server goes away, Ctrl-C) it
+ * throws {@link RestoreError} and the old data is untouched. Objects are owned by the user
+ * of `databaseUrl` (the owner who runs migrations); grants, including the application
+ * role's, are restored and need that role to exist.
  *
  * @example
  * const backup = await verifyBackupFile(file)
@@ -92,33 +82,32 @@ async function* restoreScript(
 export async function restoreDatabase(options: RestoreOptions): Promise<RestoreResult> {
   const log = options.log ?? (() => undefined);
   const { backup, signal } = options;
-  const psql = await findPgTool('psql', options.toolSearch ?? {});
-  const connection = libpqConnection(options.databaseUrl, { inContainer: psql.inContainer });
-  log(`restoring ${backup.file} into ${connection.description} with psql ${psql.version} at ${psql.location}`);
-
-  const target = spawnPgTool(
-    psql,
-    ['--no-psqlrc', '--quiet', '--no-password', '--set=ON_ERROR_STOP=1', '--file=-', ...connection.args],
-    { env: connection.env, stdio: ['pipe', 'ignore'], ...(signal ? { signal } : {}) },
-  );
+  const target = databaseTarget(options.databaseUrl);
+  signal?.throwIfAborted();
 
   let source: Readable;
   let sourceDone: () => Promise<void>;
   let closeSource = async () => undefined as void;
   if (backup.format === 'custom') {
+    // Reads the archive only: the container's pg_restore would do as well as a local one.
     const pgRestore = backup.pgRestore ?? (await findPgTool('pg_restore', options.toolSearch ?? {}));
+    log(`restoring ${backup.file} into ${target.description}, read by pg_restore ${pgRestore.version} at ${pgRestore.location}`);
     const handle = await open(backup.file, 'r');
     closeSource = () => handle.close();
     const reader = spawnPgTool(pgRestore, ['--file=-', '--no-owner'], {
       stdio: [handle.fd, 'pipe'],
       ...(signal ? { signal } : {}),
     });
-    source = reader.child.stdout!;
+    // Read from now on: Node discards the unread output of a program that has exited, which
+    // pg_restore may do while the connection is still being opened.
+    source = reader.child.stdout!.pipe(new PassThrough());
+    reader.child.stdout!.on('error', (error) => source.destroy(error));
     sourceDone = async () => {
       const exit: PgToolExit = await reader.exited;
       if (exit.code !== 0) throw new RestoreError(`pg_restore failed while reading the backup:\n${toolErrorText(exit.stderr)}`);
     };
   } else {
+    log(`restoring ${backup.file} into ${target.description}`);
     const compressed = createReadStream(backup.file);
     const progress = byteProgress('read', backup.bytes, log);
     compressed.on('data', () => progress(compressed.bytesRead));
@@ -127,28 +116,98 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     sourceDone = async () => undefined;
   }
 
+  let connected = false;
+  let sourceEnded = false;
+  source.once('end', () => (sourceEnded = true));
   let tables = 0;
-  const onTable = (table: string) => log(`restoring table ${table} (${++tables}${backup.tables ? ` of ${backup.tables}` : ''})`);
-  const fed = pipeline(restoreScript(source, sourceDone, onTable, signal), target.child.stdin!).then(
-    () => undefined,
-    (error: Error) => error,
-  );
-  const [feedError, exit] = await Promise.all([fed, target.exited]);
-  await closeSource();
-
-  // psql's own error comes first: when a statement fails, psql stops and the feed then
-  // fails only because the pipe closed.
-  // An aborted program reports itself as a spawn error too: the interruption comes first.
-  if (signal?.aborted) throw new RestoreError('restore interrupted before its COMMIT; the database was not changed');
-  if (exit.spawnError) throw new RestoreError(`could not run psql at ${psql.location}: ${exit.spawnError.message}`);
-  if (exit.code !== 0) {
-    throw new RestoreError(
-      `restore failed and was rolled back; the database was not changed:\n${toolErrorText(exit.stderr) || `psql exited with ${exit.code ?? exit.signal}`}`,
+  try {
+    await withClient(
+      options.databaseUrl,
+      async (client) => {
+        connected = true;
+        // The restore's own statements: their failure (a lock timeout on the old tables, a
+        // deferred constraint at COMMIT, a lost connection) rolls everything back too.
+        const step = (sql: string) =>
+          client.query(sql).catch((error: unknown) => {
+            throw new RestoreError(`restore failed and was rolled back; the database was not changed:\n${serverFailure(error)}`, {
+              cause: error,
+            });
+          });
+        // Ctrl-C: stop reading and drop the connection; the server rolls the transaction back.
+        const onAbort = () => {
+          source.destroy(new Error('interrupted'));
+          void client.end().catch(() => undefined);
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
+        try {
+          await step('BEGIN');
+          await step(restorePrelude);
+          let parts = 0;
+          for await (const part of sqlScriptParts(source, { database: target.database })) {
+            signal?.throwIfAborted();
+            parts += 1;
+            if (part.kind === 'copy') log(`restoring table ${part.table} (${++tables}${backup.tables ? ` of ${backup.tables}` : ''})`);
+            const query = new ScriptQuery(part.text, part.kind === 'copy' ? part.data : undefined);
+            client.query(query);
+            await query.done.catch((error: unknown) => {
+              if (query.failedReading) throw error; // the backup's stream broke, not the server
+              throw new RestoreError(
+                `restore failed and was rolled back; the database was not changed:\n${statementFailure(error, part.text, part.line)}`,
+                { cause: error },
+              );
+            });
+          }
+          await sourceDone();
+          // An empty script would leave an empty schema behind: never a restore's result.
+          if (parts === 0) throw new RestoreError('it holds no SQL statements');
+          // Never COMMIT once interrupted, whatever was already sent.
+          signal?.throwIfAborted();
+          await step('COMMIT');
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        } finally {
+          signal?.removeEventListener('abort', onAbort);
+        }
+      },
+      'kennwilliamson-restore',
     );
-  }
-  if (feedError) {
-    const reason = feedError instanceof RestoreError ? feedError.message : `reading the backup failed: ${feedError.message}`;
-    throw new RestoreError(`${reason}\nthe restore was rolled back; the database was not changed`, { cause: feedError });
+  } catch (error) {
+    if (!connected) {
+      source.destroy();
+      throw new RestoreError(
+        `could not connect to ${target.description}: ${(error as Error).message}; the database was not touched`,
+        { cause: error },
+      );
+    }
+    const ended = sourceEnded;
+    // Stops pg_restore too, which would otherwise wait on a full pipe.
+    source.destroy();
+    // An aborted program or connection reports itself as some other failure: the interruption comes first.
+    if (signal?.aborted) throw new RestoreError('restore interrupted before its COMMIT; the database was not changed', { cause: error });
+    // When the stream ended by itself, a failed pg_restore is the cause: its account comes first.
+    const readFailure = ended
+      ? await sourceDone().then(
+          () => undefined,
+          (failure: unknown) => failure,
+        )
+      : undefined;
+    if (readFailure instanceof RestoreError) {
+      throw new RestoreError(`${readFailure.message}\nthe restore was rolled back; the database was not changed`, { cause: error });
+    }
+    if (error instanceof RestoreError) {
+      if (error.message.includes('the database was not changed')) throw error;
+      // Refused by the vetting (a meta-command, transaction control …) after earlier parts ran.
+      throw new RestoreError(`refusing to restore ${backup.file}: ${error.message}\nthe restore was rolled back; the database was not changed`, {
+        cause: error,
+      });
+    }
+    throw new RestoreError(
+      `reading the backup failed: ${(error as Error).message}\nthe restore was rolled back; the database was not changed`,
+      { cause: error },
+    );
+  } finally {
+    await closeSource();
   }
   log(`restored ${tables} tables from ${backup.file}`);
   return { tables };

@@ -1,6 +1,7 @@
 import { open } from 'node:fs/promises';
 import { spawnPgTool, toolErrorText } from './pg-tool-process.js';
 import type { PgTool } from './pg-tools.js';
+import { vetSqlScript } from './sql-script.js';
 
 /** What {@link verifyArchive} read. */
 export interface ArchiveContents {
@@ -11,39 +12,62 @@ export interface ArchiveContents {
 }
 
 // Runs pg_restore with the archive on its stdin (so a pg_restore inside the compose
-// container reads it too) and returns its stdout.
-async function pgRestoreRead(pgRestore: PgTool, file: string, args: string[], signal?: AbortSignal): Promise<string> {
+// container reads it too) and hands its stdout to `read`.
+async function pgRestoreRead<T>(
+  pgRestore: PgTool,
+  file: string,
+  args: string[],
+  read: (stdout: NodeJS.ReadableStream) => Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
   const handle = await open(file, 'r');
   try {
     const { child, exited } = spawnPgTool(pgRestore, args, {
       stdio: [handle.fd, 'pipe'],
       ...(signal ? { signal } : {}),
     });
-    let stdout = '';
-    child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    const exit = await exited;
+    const result = read(child.stdout!).then(
+      (value) => ({ value }),
+      (error: unknown) => {
+        child.kill('SIGTERM');
+        return { error };
+      },
+    );
+    const [outcome, exit] = await Promise.all([result, exited]);
     signal?.throwIfAborted();
     if (exit.spawnError) throw new Error(`could not run pg_restore at ${pgRestore.location}: ${exit.spawnError.message}`);
-    if (exit.code !== 0) throw new Error(`pg_restore ${pgRestore.version} cannot read it:\n${toolErrorText(exit.stderr)}`);
-    return stdout;
+    // pg_restore's own failure first (a cut-off archive also cuts off its SQL); a pg_restore
+    // stopped because its SQL was refused has no exit code, only the signal.
+    if (exit.code !== 0 && exit.code !== null) throw new Error(`pg_restore ${pgRestore.version} cannot read it:\n${toolErrorText(exit.stderr)}`);
+    if ('error' in outcome) throw outcome.error;
+    if (exit.code !== 0) throw new Error(`pg_restore ${pgRestore.version} ended by ${exit.signal}`);
+    return outcome.value;
   } finally {
     await handle.close();
   }
 }
 
+async function text(stdout: NodeJS.ReadableStream): Promise<string> {
+  let all = '';
+  for await (const chunk of stdout) all += chunk.toString();
+  return all;
+}
+
 /**
- * Checks that a custom-format archive reads back whole: `pg_restore --list` parses its table
- * of contents, then a restore into /dev/null reads and decompresses every data block (the
- * list alone never touches the data). Throws an Error carrying pg_restore's message
- * otherwise.
+ * Checks that a custom-format archive reads back whole and would restore: `pg_restore
+ * --list` parses its table of contents, then its SQL (`pg_restore --file=-`, which reads and
+ * decompresses every data block, which the list alone never touches) goes through the
+ * restore's vetting (`vetSqlScript`: no psql meta-commands, no transaction control).
+ * Throws a {@link RestoreError} when the vetting refuses it, an Error carrying pg_restore's
+ * message when it cannot read it.
  *
  * @example
  * const { tables } = await verifyArchive(await findPgTool('pg_restore'), 'backups/x.dump') // 9
  */
 export async function verifyArchive(pgRestore: PgTool, file: string, options: { signal?: AbortSignal } = {}): Promise<ArchiveContents> {
-  const list = await pgRestoreRead(pgRestore, file, ['--list'], options.signal);
+  const list = await pgRestoreRead(pgRestore, file, ['--list'], text, options.signal);
   const entries = list.split('\n').filter((line) => /^\d+;/.test(line));
   if (entries.length === 0) throw new Error('pg_restore --list found no entries in it');
-  await pgRestoreRead(pgRestore, file, ['--file=/dev/null'], options.signal);
+  await pgRestoreRead(pgRestore, file, ['--file=-', '--no-owner'], (stdout) => vetSqlScript(stdout as AsyncIterable<Buffer>), options.signal);
   return { entries: entries.length, tables: entries.filter((line) => / TABLE DATA /.test(line)).length };
 }

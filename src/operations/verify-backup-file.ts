@@ -7,6 +7,7 @@ import { createGunzip } from 'node:zlib';
 import { ChecksumMismatchError, RestoreError } from '../errors.js';
 import { verifyChecksumFile } from './checksum-file.js';
 import { findPgTool, type FindPgToolOptions, type PgTool } from './pg-tools.js';
+import { vetSqlScript } from './sql-script.js';
 import { verifyArchive } from './verify-archive.js';
 
 /** A backup file that passed every check a restore makes before touching the database. */
@@ -50,10 +51,11 @@ async function formatOf(file: string): Promise<VerifiedBackup['format'] | undefi
  */
 export async function verifyBackupFile(
   file: string,
-  options: { toolSearch?: Omit<FindPgToolOptions, 'minMajor'>; signal?: AbortSignal } = {},
+  options: { toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'target'>; signal?: AbortSignal; database?: string } = {},
 ): Promise<VerifiedBackup> {
   const absolute = path.resolve(file);
   const name = path.basename(absolute);
+  const database = options.database === undefined ? {} : { database: options.database };
   const refuse = (reason: string, cause?: unknown): never => {
     throw new RestoreError(`refusing to restore ${name}: ${reason}; the database was not touched`, { cause });
   };
@@ -75,7 +77,7 @@ export async function verifyBackupFile(
   if (format === 'custom') {
     const pgRestore = await findPgTool('pg_restore', options.toolSearch ?? {});
     const contents = await verifyArchive(pgRestore, absolute, options.signal ? { signal: options.signal } : {}).catch((error: Error) =>
-      refuse(`it is not a readable backup: ${error.message}`, error),
+      refuse(error instanceof RestoreError ? `it holds what a restore refuses: ${error.message}` : `it is not a readable backup: ${error.message}`, error),
     );
     return { ...verified, tables: contents.tables, pgRestore };
   }
@@ -83,5 +85,10 @@ export async function verifyBackupFile(
   await pipeline(createReadStream(absolute), createGunzip(), discard, options.signal ? { signal: options.signal } : {}).catch(
     (error: Error) => refuse(`it is not a readable gzip file: ${error.message}`, error),
   );
+  // Then its SQL through the restore's vetting: a file it would refuse halfway is refused now.
+  const sql = createReadStream(absolute).pipe(createGunzip());
+  await vetSqlScript(sql, database)
+    .catch((error: unknown) => refuse(`it holds what a restore refuses: ${(error as Error).message}`, error))
+    .finally(() => sql.destroy());
   return verified;
 }

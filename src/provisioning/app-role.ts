@@ -27,11 +27,17 @@ const appRoleLockKey = 0x6b77_6170; // 'kwap'
  * again converges on this set. Rows only (no TRUNCATE, REFERENCES, TRIGGER, MAINTAIN), the
  * sequences behind defaults, the functions, and no CREATE on the schema (also revoked from
  * PUBLIC, which PostgreSQL before 15 granted it), so DROP, TRUNCATE, ALTER and CREATE TABLE
- * are refused. The default privileges give the same rights on tables, sequences and
- * functions that the owner creates later, i.e. in later migrations.
+ * are refused. On the database only CONNECT: no CREATE (new schemas) and no TEMPORARY
+ * (temporary tables, which no query needs and which let a session fill the disk).
+ * PostgreSQL grants TEMPORARY to PUBLIC by default, so revoking it from the role alone would
+ * change nothing: it is revoked from PUBLIC, i.e. from every role but the owner (and
+ * superusers) in this database. The default privileges give the same rights on tables,
+ * sequences and functions that the owner creates later, i.e. in later migrations.
  */
 function grantStatements(role: string, database: string, hasMigrationsTable: boolean): string[] {
   return [
+    `REVOKE ALL ON DATABASE ${database} FROM ${role}`,
+    `REVOKE TEMPORARY ON DATABASE ${database} FROM PUBLIC`,
     `REVOKE ALL ON ALL TABLES IN SCHEMA public FROM ${role}`,
     `REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM ${role}`,
     `REVOKE ALL ON SCHEMA public FROM ${role}`,
@@ -49,6 +55,11 @@ function grantStatements(role: string, database: string, hasMigrationsTable: boo
   ];
 }
 
+// A role name as it can be typed in SQL: bare when that is unambiguous, quoted otherwise.
+function sqlName(name: string): string {
+  return /^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
+}
+
 interface ExistingRole {
   rolsuper: boolean;
   rolcreaterole: boolean;
@@ -63,7 +74,10 @@ interface ExistingRole {
  * create, alter, drop or truncate anything, including tables later migrations add (default
  * privileges of the owner that runs this, who must be the one that runs migrations).
  * Refuses a role that is a superuser, owns objects in the schema or the database, or is a
- * member of a role that does, since it would keep those powers. Idempotent: rerunning it
+ * member of a role that does, of a predefined role (`pg_execute_server_program`,
+ * `pg_read_all_data`, `pg_signal_backend` … every `pg_*` role) or of a role with attributes
+ * (superuser, CREATEROLE …), since it would keep those powers; the error names the
+ * membership. Idempotent: rerunning it
  * sets the password again and brings the grants back to exactly this set.
  *
  * @example
@@ -130,6 +144,29 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<AppRoleRes
           options.user,
           `role '${options.user}' owns (or is a member of the owner of) ${owning.map((row) => row.what).join(', ')}; ` +
             'it could drop or alter them, so it cannot be the application role',
+        );
+      }
+
+      // Membership carries a role's powers (inherited, or through SET ROLE): refuse every
+      // predefined role (pg_*, which give server-wide powers: running programs and reading or
+      // writing files on the server, reading or writing every table, signalling other
+      // sessions, checkpoints, subscriptions to other servers, maintenance locks, reserved
+      // connections, other sessions' statements and settings) and any role with attributes.
+      // pg_database_owner is the database's owner, refused above.
+      const { rows: memberOf } = await client.query<{ rolname: string }>(
+        `SELECT r.rolname FROM pg_roles r
+          WHERE r.rolname <> $1 AND r.rolname <> 'pg_database_owner' AND pg_has_role($1, r.oid, 'MEMBER')
+            AND (r.rolname LIKE 'pg\\_%' OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls)
+          ORDER BY r.rolname`,
+        [options.user],
+      );
+      if (memberOf.length > 0) {
+        const names = memberOf.map((row) => row.rolname);
+        throw new AppRoleError(
+          options.user,
+          `role '${options.user}' is a member of ${names.join(', ')}, which give${names.length === 1 ? 's' : ''} powers beyond rows ` +
+            `(predefined roles reach the whole server; the others carry role attributes); revoke the membership ` +
+            `(${names.map((name) => `REVOKE ${sqlName(name)} FROM ${options.user}`).join('; ')}) or choose another DB_APP_USER`,
         );
       }
 

@@ -1,52 +1,64 @@
 import type pg from 'pg';
+import { databaseTarget, isLocalHost, parsePostgresUrl, type DatabaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
+import { ConfigError } from '../errors.js';
+
+export { isLocalHost };
 
 /** The database a URL names, and the URL of the same server's `postgres` maintenance database. */
-export function splitDatabaseUrl(databaseUrl: string): { database: string; maintenanceUrl: string; host: string } {
-  const url = new URL(databaseUrl);
+export function splitDatabaseUrl(databaseUrl: string): { database: string; maintenanceUrl: string } {
+  const { url } = parsePostgresUrl(databaseUrl);
   const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
-  if (!database) throw new Error('The database URL names no database');
-  return { database, maintenanceUrl: databaseUrlWith(databaseUrl, 'postgres'), host: url.hostname };
+  if (!database) throw new ConfigError('DATABASE_URL', 'DATABASE_URL names no database');
+  return { database, maintenanceUrl: databaseUrlWith(databaseUrl, 'postgres') };
 }
 
 /**
- * The same server URL (credentials and parameters kept) naming another database.
+ * The same server URL (credentials and parameters kept) naming another database; a URL
+ * without a host (`postgresql://u:p@/db?host=/run/postgresql`) stays without one.
  *
  * @example databaseUrlWith('postgresql://u:p@127.0.0.1:5432/app', 'postgres') // 'postgresql://u:p@127.0.0.1:5432/postgres'
  */
 export function databaseUrlWith(databaseUrl: string, database: string): string {
-  const url = new URL(databaseUrl);
+  const { url, hostname } = parsePostgresUrl(databaseUrl);
   url.pathname = `/${encodeURIComponent(database)}`;
-  return url.toString();
+  const text = url.toString();
+  return hostname === '' && url.hostname === '___DUMMY___' ? text.replace('@___DUMMY___/', '@/') : text;
 }
 
 /**
- * Every host the URL can reach: its own, and `?host=` / `?hostaddr=` (comma lists included),
- * which libpq and pg let override it. An empty list means the default Unix socket.
+ * Refuses, unless `force`, a database that is not on this machine: the server the URL
+ * reaches, decided as pg decides it ({@link databaseTarget}: `?host=`, the URL's host,
+ * `PGHOST`, `localhost`), so a URL without a host and a remote `PGHOST` cannot slip past.
+ * Returns that server, for messages.
  *
- * @example databaseHosts('postgresql://u:p@127.0.0.1/db?host=db.example.com') // ['127.0.0.1', 'db.example.com']
+ * @example
+ * const target = requireLocalDatabase(url, { force: args.includes('--force'), action: 'reset' })
+ * // Error: refusing to reset a database on the non-local host 'db.example.org' (from PGHOST); pass --force if you mean it
  */
-export function databaseHosts(databaseUrl: string): string[] {
-  const url = new URL(databaseUrl);
-  return [url.hostname, ...url.searchParams.getAll('host'), ...url.searchParams.getAll('hostaddr')]
-    .flatMap((value) => decodeURIComponent(value).split(','))
-    .map((host) => host.trim().replace(/^\[|\]$/g, ''))
-    .filter((host) => host !== '');
-}
-
-/** A loopback address or a Unix socket folder. */
-export function isLocalHost(host: string): boolean {
-  return host === 'localhost' || host === '::1' || /^127\./.test(host) || host.startsWith('/');
+export function requireLocalDatabase(
+  databaseUrl: string,
+  options: { force: boolean; action: string; env?: NodeJS.ProcessEnv },
+): DatabaseTarget {
+  const target = databaseTarget(databaseUrl, options.env ?? process.env);
+  if (!isLocalHost(target.host) && !options.force) {
+    const from = target.hostFrom === 'url' ? '' : ` (from ${target.hostFrom === 'host parameter' ? "the URL's ?host=" : target.hostFrom})`;
+    throw new ConfigError(
+      'DATABASE_URL',
+      `refusing to ${options.action} a database on the non-local host '${target.host}'${from}; pass --force if you mean it`,
+    );
+  }
+  return target;
 }
 
 /**
- * True when every host the URL can reach is local ({@link isLocalHost}): the only servers a
- * reset or restore may wipe without --force.
+ * True when the server the URL reaches ({@link databaseTarget}) is on this machine
+ * ({@link isLocalHost}): the only servers a reset or restore may wipe without --force.
  *
  * @example isLocalDatabaseUrl('postgresql://u:p@127.0.0.1/db?host=db.example.com') // false
  */
-export function isLocalDatabaseUrl(databaseUrl: string): boolean {
-  return databaseHosts(databaseUrl).every(isLocalHost);
+export function isLocalDatabaseUrl(databaseUrl: string, env: NodeJS.ProcessEnv = process.env): boolean {
+  return isLocalHost(databaseTarget(databaseUrl, env).host);
 }
 
 /**

@@ -17,6 +17,14 @@ describe('npm run db:reset', () => {
     expect(result.stderr + result.stdout).not.toContain('hunter2-secret');
   });
 
+  // pg sends a URL without a host to PGHOST: the guard must see that server, not "no host".
+  it('refuses a URL without a host when PGHOST names a remote server, before connecting', async () => {
+    const result = await runCli('db-reset', [], { DATABASE_URL: 'postgresql://app:hunter2-secret@/kennwilliamson', PGHOST: 'db.invalid' });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("refusing to reset a database on the non-local host 'db.invalid' (from PGHOST); pass --force");
+    expect(result.stderr + result.stdout).not.toContain('hunter2-secret');
+  });
+
   it('drops, recreates and migrates a local database', async () => {
     const client = new pg.Client({ connectionString: database.url });
     await client.connect();

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, stat, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -14,6 +14,8 @@ import { runCli } from '../support/run-cli.js';
 
 describe('the embedded PostgreSQL 17', async () => {
   const root = await mkdtemp(path.join(os.tmpdir(), 'kw-embedded-'));
+  // The server runs as the 'postgres' account when this runs as root: let it into this folder.
+  await chmod(root, 0o711);
   const options = {
     dataDir: path.join(root, 'postgres'),
     port: await freePort(),
@@ -65,5 +67,40 @@ describe('the embedded PostgreSQL 17', async () => {
     expect((await runCli('db-start', [], env, account)).stdout).toContain('PostgreSQL is already running.');
     const stopped = await runCli('db-stop', [], env, account);
     expect(stopped.stdout).toContain('PostgreSQL stopped.');
+  });
+
+  // As root the server runs as 'postgres'. A folder closed to it (mktemp -d makes 0700 ones,
+  // /root is one) is the operator's to open: refused with the command, nothing chmod-ed.
+  describe.skipIf(process.getuid?.() !== 0)('as root, with a folder the postgres account cannot enter', () => {
+    const modes = async (paths: string[]) => Promise.all(paths.map(async (p) => (await stat(p)).mode & 0o7777));
+
+    it('refuses a data folder below it, naming the folder and the chmod that would open it, and changes no permission', async () => {
+      const closed = await mkdtemp(path.join(root, 'closed-'));
+      const watched = [closed, root, os.tmpdir(), '/'];
+      const before = await modes(watched);
+      const dataDir = path.join(closed, 'inner', 'postgres');
+
+      const error = await startEmbeddedServer({ ...options, dataDir, port: await freePort() }).catch((e: unknown) => e);
+
+      expect((error as Error).message).toContain(`cannot reach the folder of the data folder ${path.dirname(dataDir)}: ${closed} (mode 700, owner uid 0) lets no other account through`);
+      expect((error as Error).message).toContain(`No permission was changed.`);
+      expect((error as Error).message).toContain(`chmod o+x ${closed}`);
+      expect(await modes(watched)).toEqual(before);
+      expect(before[0]).toBe(0o700);
+    });
+
+    it('refuses binaries below it the same way', async () => {
+      const closed = await mkdtemp(path.join(root, 'closed-bin-'));
+      await mkdir(path.join(closed, 'bin'));
+      for (const program of ['postgres', 'pg_ctl', 'initdb']) {
+        await symlink(path.join('/usr/lib/postgresql/15/bin', program), path.join(closed, 'bin', program));
+      }
+
+      const error = await startEmbeddedServer({ ...options, binDir: path.join(closed, 'bin'), port: await freePort() }).catch((e: unknown) => e);
+
+      expect((error as Error).message).toContain(`cannot reach the PostgreSQL binary ${path.join(closed, 'bin', 'postgres')}`);
+      expect((error as Error).message).toContain(`chmod o+x ${closed}`);
+      expect(await modes([closed])).toEqual([0o700]);
+    });
   });
 });

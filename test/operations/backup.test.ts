@@ -59,6 +59,14 @@ describe.skipIf(!available)('npm run db:backup', () => {
     expect(result.stderr + result.stdout).not.toContain(server.password);
   });
 
+  // pg (the version probe) ignores these; pg_dump would obey them and go elsewhere.
+  it('dumps the server pg reaches, whatever PGHOSTADDR and PGSERVICE say', async () => {
+    const result = await runCli('db-backup', [], env({ PGHOSTADDR: '127.0.0.2', PGSERVICE: 'kw-no-such-service', PGPORT: '1' }));
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toContain(`for the PostgreSQL 15 server at postgres@127.0.0.1:${new URL(databaseUrl).port}/`);
+  });
+
   it('keeps the newest BACKUP_KEEP backups of its environment and leaves everything else alone', async () => {
     const old = ['20240101T000000.000Z', '20240102T000000.000Z', '20240103T000000.000Z'].map(
       (stamp) => `kennwilliamson_development_${stamp}.dump`,

@@ -138,6 +138,73 @@ describe('the application role made by npm run db:setup', () => {
     expect(owned).toEqual({ n: 0 });
   });
 
+  it('may not create schemas or temporary tables in the database, even after an explicit grant (42501)', async () => {
+    // TEMPORARY comes from PUBLIC by default; an explicit grant to the role is undone by the next db:setup.
+    await asRole(database.url, (client) => client.query(`GRANT CREATE, TEMPORARY ON DATABASE ${database.name} TO ${user}`));
+    await ensureAppRole({ databaseUrl: database.url, user, password });
+
+    await asRole(appUrl, async (client) => {
+      expect(await sqlstateOf(client.query('CREATE TEMP TABLE scratch (id int)'))).toBe('42501');
+      expect(await sqlstateOf(client.query('CREATE SCHEMA intruder'))).toBe('42501');
+    });
+    const privileges = await asRole(database.url, async (client) =>
+      (
+        await client.query(
+          `SELECT has_database_privilege($1, current_database(), 'CONNECT') AS connect,
+                  has_database_privilege($1, current_database(), 'CREATE') AS create,
+                  has_database_privilege($1, current_database(), 'TEMPORARY') AS temporary`,
+          [user],
+        )
+      ).rows[0],
+    );
+    expect(privileges).toEqual({ connect: true, create: false, temporary: false });
+  });
+
+  it('refuses a role that is a member of predefined roles with server-wide powers, naming the membership', async () => {
+    const direct = `kw_powers_${randomBytes(4).toString('hex')}`;
+    const group = `kw_group_${randomBytes(4).toString('hex')}`;
+    const indirect = `kw_indirect_${randomBytes(4).toString('hex')}`;
+    extraRoles.push(direct, indirect, group);
+    await asRole(database.url, async (client) => {
+      await client.query(`CREATE ROLE ${direct} LOGIN; GRANT pg_execute_server_program, pg_signal_backend TO ${direct}`);
+      await client.query(`CREATE ROLE ${group}; GRANT pg_read_all_data TO ${group}; CREATE ROLE ${indirect} LOGIN IN ROLE ${group}`);
+    });
+
+    const result = await runCli('db-setup', [], { DATABASE_URL: database.url, DB_APP_USER: direct, DB_APP_PASSWORD: 'x' });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`[APP_ROLE_INVALID]: role '${direct}' is a member of pg_execute_server_program, pg_signal_backend, which give powers beyond rows`);
+    expect(result.stderr).toContain(`REVOKE pg_execute_server_program FROM ${direct}; REVOKE pg_signal_backend FROM ${direct}`);
+    // Through another role as well: membership is transitive.
+    await expect(ensureAppRole({ databaseUrl: database.url, user: indirect, password: 'x' })).rejects.toThrow(
+      `role '${indirect}' is a member of pg_read_all_data, which gives powers beyond rows`,
+    );
+    // Nothing was granted to either: the refusal rolled everything back.
+    const granted = await asRole(database.url, async (client) =>
+      (await client.query("SELECT count(*)::int AS n FROM information_schema.role_table_grants WHERE grantee IN ($1, $2)", [direct, indirect])).rows[0],
+    );
+    expect(granted).toEqual({ n: 0 });
+  });
+
+  it('refuses a role that is a member of a role owning objects in the schema', async () => {
+    const owner = `kw_table_owner_${randomBytes(4).toString('hex')}`;
+    const member = `kw_member_${randomBytes(4).toString('hex')}`;
+    extraRoles.push(member, owner);
+    await asRole(database.url, async (client) => {
+      await client.query(`CREATE ROLE ${owner}; CREATE ROLE ${member} LOGIN IN ROLE ${owner}`);
+      await client.query(`CREATE TABLE owned_by_group (id int); ALTER TABLE owned_by_group OWNER TO ${owner}`);
+    });
+    try {
+      await expect(ensureAppRole({ databaseUrl: database.url, user: member, password: 'x' })).rejects.toThrow(
+        new AppRoleError(
+          member,
+          `role '${member}' owns (or is a member of the owner of) relation owned_by_group; it could drop or alter them, so it cannot be the application role`,
+        ),
+      );
+    } finally {
+      await asRole(database.url, (client) => client.query('DROP TABLE owned_by_group'));
+    }
+  });
+
   it('reads and writes a table that a later migration adds, through default privileges', async () => {
     await cp(defaultMigrationsDir(), migrationsDir, { recursive: true });
     await writeFile(

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { isLocalDatabaseUrl } from '../../src/provisioning/database-admin.js';
+import { ConfigError } from '../../src/errors.js';
+import { databaseUrlWith, isLocalDatabaseUrl, requireLocalDatabase } from '../../src/provisioning/database-admin.js';
 
 describe('isLocalDatabaseUrl', () => {
   it.each([
@@ -8,19 +9,46 @@ describe('isLocalDatabaseUrl', () => {
     'postgresql://u:p@[::1]/db',
     'postgresql:///db',
     'postgresql:///db?host=/var/run/postgresql',
+    'postgresql://u:p@/db?host=/var/run/postgresql',
+    // ?host= is where pg and libpq connect: the URL's own host is then not used.
+    'postgresql://u:p@db.example.com/db?host=127.0.0.1',
   ])('treats %s as local', (url) => {
-    expect(isLocalDatabaseUrl(url)).toBe(true);
+    expect(isLocalDatabaseUrl(url, {})).toBe(true);
   });
 
   it.each([
     'postgresql://u:p@db.example.com/db',
     'postgresql://u:p@10.0.0.5/db',
-    // libpq and pg let ?host= override the URL's host: the guard must not be fooled by it.
     'postgresql:///db?host=prod.example.com',
     'postgresql://u:p@127.0.0.1/db?host=prod.example.com',
-    'postgresql://u:p@127.0.0.1/db?hostaddr=192.0.2.10',
-    'postgresql://u:p@127.0.0.1/db?host=localhost,prod.example.com',
   ])('treats %s as non-local', (url) => {
-    expect(isLocalDatabaseUrl(url)).toBe(false);
+    expect(isLocalDatabaseUrl(url, {})).toBe(false);
+  });
+
+  it('follows PGHOST for a URL without a host, as pg does', () => {
+    expect(isLocalDatabaseUrl('postgresql:///kennwilliamson', { PGHOST: 'db.example.org' })).toBe(false);
+    expect(isLocalDatabaseUrl('postgresql:///kennwilliamson', { PGHOST: '/var/run/postgresql' })).toBe(true);
+    expect(isLocalDatabaseUrl('postgresql://127.0.0.1/kennwilliamson', { PGHOST: 'db.example.org' })).toBe(true);
+  });
+});
+
+describe('requireLocalDatabase', () => {
+  it('names the host and where it came from, and lets --force through', () => {
+    const url = 'postgresql://u:secret@/kennwilliamson';
+    const env = { PGHOST: 'db.example.org' };
+    expect(() => requireLocalDatabase(url, { force: false, action: 'reset', env })).toThrow(ConfigError);
+    expect(() => requireLocalDatabase(url, { force: false, action: 'reset', env })).toThrow(
+      "refusing to reset a database on the non-local host 'db.example.org' (from PGHOST); pass --force if you mean it",
+    );
+    expect(requireLocalDatabase(url, { force: true, action: 'reset', env })).toMatchObject({ host: 'db.example.org', database: 'kennwilliamson' });
+  });
+});
+
+describe('databaseUrlWith', () => {
+  it('keeps a URL without a host (a Unix socket in ?host=) without one', () => {
+    expect(databaseUrlWith('postgresql://u:p@/app?host=/var/run/postgresql', 'postgres')).toBe(
+      'postgresql://u:p@/postgres?host=/var/run/postgresql',
+    );
+    expect(databaseUrlWith('postgresql://u:p@127.0.0.1:5432/app', 'postgres')).toBe('postgresql://u:p@127.0.0.1:5432/postgres');
   });
 });

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
@@ -40,6 +40,8 @@ export interface DebianPostgres {
  */
 export async function startDebianPostgres(): Promise<DebianPostgres> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'kw-pg15-'));
+  // The server runs as the 'postgres' account when this runs as root: let it into this folder.
+  await chmod(root, 0o711);
   const password = `pg15-${randomBytes(8).toString('hex')}`;
   const options = {
     dataDir: path.join(root, 'data'),

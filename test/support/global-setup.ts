@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
@@ -68,6 +68,8 @@ async function startTestServer(): Promise<TestServer> {
 // A throwaway cluster of the embedded PostgreSQL 17, or of the installation in `binDir`.
 async function startLocalServer(binDir?: string): Promise<TestServer> {
   const dataRoot = await mkdtemp(path.join(os.tmpdir(), 'kw-db-test-'));
+  // The server runs as the 'postgres' account when this runs as root: let it into this folder.
+  await chmod(dataRoot, 0o711);
   const options = {
     dataDir: path.join(dataRoot, 'data'),
     port: await freePort(),

@@ -2,11 +2,10 @@ import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { RestoreError } from '../../errors.js';
 import { migrationDatabaseUrl } from '../../migrations/migration-settings.js';
-import { libpqConnection } from '../../operations/libpq-connection.js';
 import { formatBytes } from '../../operations/progress-reporter.js';
 import { restoreDatabase } from '../../operations/restore.js';
 import { verifyBackupFile } from '../../operations/verify-backup-file.js';
-import { isLocalDatabaseUrl } from '../../provisioning/database-admin.js';
+import { requireLocalDatabase } from '../../provisioning/database-admin.js';
 import type { Command } from '../command.js';
 import { interruptSignal } from '../interrupt-signal.js';
 
@@ -16,7 +15,8 @@ Replaces everything in the database's public schema with the backup FILE: a pg_d
 archive (.dump, from the backup command) or a gzip-compressed plain SQL dump (.sql.gz).
 
 Before touching the database it checks FILE against FILE.sha256 (when present) and reads it
-back whole; a damaged file is refused. The restore runs in one transaction: if any
+back whole; a damaged file is refused, and so is one holding psql meta-commands (\\! and the
+like: no psql is involved, and a backup made by pg_dump holds none). The restore runs in one transaction: if any
 statement fails, everything is rolled back and the old data stays as it was. Objects end
 up owned by the connecting user (the owner); grants in the backup (the application role's)
 need their roles to exist (run setup with DB_APP_USER first on a new server).
@@ -28,7 +28,6 @@ Options:
 Environment:
   MIGRATION_DATABASE_URL  the database to restore into, as its owner (else DATABASE_URL)
   PG_RESTORE              pg_restore to use (default: PATH, then /usr/lib/postgresql/*/bin)
-  PSQL                    psql to use (likewise)
 `;
 
 async function confirm(question: string): Promise<boolean> {
@@ -51,17 +50,14 @@ export const restoreCommand: Command = {
     const file = positionals[0]!;
     const yes = values.yes === true;
     const databaseUrl = migrationDatabaseUrl();
-    const { host, port, database } = libpqConnection(databaseUrl);
-    if (!isLocalDatabaseUrl(databaseUrl) && values.force !== true) {
-      throw new RestoreError(`refusing to restore into a database on the non-local host '${host}'; pass --force if you mean it`);
-    }
+    const { host, port, database } = requireLocalDatabase(databaseUrl, { force: values.force === true, action: 'restore into' });
     if (!yes && !process.stdin.isTTY) {
       throw new RestoreError(`refusing to restore into '${database}' on ${host} without confirmation: there is no terminal to ask on; pass --yes`);
     }
 
     const signal = interruptSignal();
     const log = (line: string) => console.error(line);
-    const backup = await verifyBackupFile(file, { signal });
+    const backup = await verifyBackupFile(file, { signal, database });
     log(
       `${path.basename(backup.file)}: ${formatBytes(backup.bytes)}, ` +
         `${backup.format === 'custom' ? `pg_dump archive with ${backup.tables} tables` : 'gzip-compressed SQL'}, ` +

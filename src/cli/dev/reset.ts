@@ -1,7 +1,6 @@
-import { ConfigError } from '../../errors.js';
 import { migrate } from '../../migrations/migrator.js';
 import { migrationDatabaseUrl } from '../../migrations/migration-settings.js';
-import { databaseHosts, isLocalDatabaseUrl, isLocalHost, recreateDatabase } from '../../provisioning/database-admin.js';
+import { recreateDatabase, requireLocalDatabase } from '../../provisioning/database-admin.js';
 import type { Command } from '../command.js';
 
 /** `npm run db:reset`: drop, recreate and migrate a (local) database. */
@@ -22,10 +21,7 @@ Environment:
   async run({ values }) {
     const log = (line: string) => console.log(line);
     const databaseUrl = migrationDatabaseUrl();
-    if (!isLocalDatabaseUrl(databaseUrl) && values.force !== true) {
-      const hosts = databaseHosts(databaseUrl).filter((host) => !isLocalHost(host)).join(', ');
-      throw new ConfigError('--force', `refusing to reset a database on the non-local host '${hosts}'; pass --force if you mean it`);
-    }
+    requireLocalDatabase(databaseUrl, { force: values.force === true, action: 'reset' });
     await recreateDatabase(databaseUrl);
     log('dropped and recreated the database');
     const runs = await migrate({ databaseUrl, log });

@@ -1,0 +1,112 @@
+import { ConfigError } from '../errors.js';
+
+/**
+ * The server a `postgresql://` URL reaches: decided once, the way pg reads the URL, and then
+ * handed to the PostgreSQL tools as explicit `--host`/`--port`/`--username`, so that pg (the
+ * migrator, the backup's version probe, `db:reset`) and libpq (pg_dump, pg_restore) reach
+ * the same server, and the local-host guards and every message name that server.
+ */
+export interface DatabaseTarget {
+  /** A host name, an IP address, or a Unix socket folder (starts with `/`). */
+  host: string;
+  port: number;
+  database: string;
+  /** The login role, when the URL or `PGUSER`/`USER` names one (else the tools use the OS account, as pg would). */
+  user: string | undefined;
+  /** Where the host came from: the URL's own host, its `?host=` parameter, `PGHOST`, or pg's default (`localhost`). */
+  hostFrom: 'url' | 'host parameter' | 'PGHOST' | 'default';
+  /** `user@host:port/database` for messages: never the password. */
+  description: string;
+}
+
+const refuse = (message: string): never => {
+  throw new ConfigError('DATABASE_URL', message);
+};
+
+/**
+ * Parses a `postgresql://` URL as pg does, including `postgresql://user:pw@/db?host=/socket`
+ * (no host before the path), which WHATWG's URL parser rejects: pg retries with a
+ * placeholder host, and so does this.
+ *
+ * @example parsePostgresUrl('postgresql://u:p@/db?host=/run/postgresql').hostname // ''
+ */
+export function parsePostgresUrl(databaseUrl: string): { url: URL; hostname: string } {
+  let url: URL;
+  let hostless = false;
+  try {
+    try {
+      url = new URL(databaseUrl);
+    } catch {
+      url = new URL(databaseUrl.replace('@/', '@___DUMMY___/'));
+      hostless = true;
+    }
+  } catch {
+    // Never echo the URL: it holds a password.
+    return refuse('DATABASE_URL is not a valid postgresql:// URL');
+  }
+  if (url.protocol !== 'postgresql:' && url.protocol !== 'postgres:') {
+    refuse(`DATABASE_URL must start with postgresql://, not ${url.protocol}//`);
+  }
+  const hostname = hostless ? '' : decodeURIComponent(url.hostname.replace(/^\[(.+)\]$/, '$1'));
+  return { url, hostname };
+}
+
+function nonEmpty(value: string | null | undefined): string | undefined {
+  return value === null || value === undefined || value === '' ? undefined : value;
+}
+
+/**
+ * Decides which server a URL reaches, exactly as pg does: `?host=` (the last one) over the
+ * URL's own host, then `PGHOST`, then `localhost`; `?port=` over the URL's port, then
+ * `PGPORT`, then 5432. (pg's default is `localhost` over TCP where libpq's is the Unix
+ * socket; the tools are given the result explicitly, so both reach the same server.)
+ * Refuses what pg and libpq would read differently: a comma list of hosts or ports (libpq
+ * tries each, pg none) and `hostaddr` (libpq connects there, pg ignores it).
+ *
+ * @example
+ * databaseTarget('postgresql:///kennwilliamson', { PGHOST: 'db.example.org' })
+ * // { host: 'db.example.org', port: 5432, database: 'kennwilliamson', hostFrom: 'PGHOST', … }
+ */
+export function databaseTarget(databaseUrl: string, env: NodeJS.ProcessEnv = process.env): DatabaseTarget {
+  const { url, hostname } = parsePostgresUrl(databaseUrl);
+  const query = (name: string) => nonEmpty(url.searchParams.getAll(name).at(-1));
+  if (url.searchParams.has('hostaddr')) {
+    refuse('DATABASE_URL sets hostaddr, which pg ignores and the PostgreSQL tools obey; put the address in the host instead');
+  }
+
+  let host: string;
+  let hostFrom: DatabaseTarget['hostFrom'];
+  const parameter = query('host');
+  const fromEnv = nonEmpty(env.PGHOST?.trim());
+  if (parameter !== undefined) [host, hostFrom] = [parameter, 'host parameter'];
+  else if (hostname !== '') [host, hostFrom] = [hostname, 'url'];
+  else if (fromEnv !== undefined) [host, hostFrom] = [fromEnv, 'PGHOST'];
+  else [host, hostFrom] = ['localhost', 'default'];
+  if (host.includes(',')) {
+    refuse(`DATABASE_URL (through its ${hostFrom}) lists several hosts; pg connects to one only, so name one`);
+  }
+
+  const portText = query('port') ?? nonEmpty(url.port) ?? nonEmpty(env.PGPORT?.trim()) ?? '5432';
+  const port = Number(portText);
+  if (!/^\d+$/.test(portText) || port < 1 || port > 65535) {
+    refuse(`the port of DATABASE_URL (or PGPORT) must be one number from 1 to 65535, got '${portText}'`);
+  }
+
+  const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
+  if (!database) refuse('DATABASE_URL names no database');
+  const user = nonEmpty(query('user') ?? decodeURIComponent(url.username)) ?? nonEmpty(env.PGUSER) ?? nonEmpty(env.USER);
+  const shownHost = host.includes(':') && !host.startsWith('/') ? `[${host}]` : host;
+  return {
+    host,
+    port,
+    database,
+    user,
+    hostFrom,
+    description: `${user ? `${user}@` : ''}${shownHost}:${port}/${database}`,
+  };
+}
+
+/** A loopback address, `localhost`, or a Unix socket folder. */
+export function isLocalHost(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\.\d+\.\d+\.\d+$/.test(host) || host.startsWith('/');
+}
