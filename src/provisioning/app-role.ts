@@ -11,6 +11,8 @@ export interface AppRoleOptions {
   user: string;
   /** `DB_APP_PASSWORD`: its password; sent to the server only as a SCRAM-SHA-256 verifier. */
   password: string;
+  /** Longest wait for a concurrent set-up or for locks on the tables it grants on (default 60 s). */
+  lockTimeoutMs?: number;
 }
 
 /** What {@link ensureAppRole} did. */
@@ -20,7 +22,7 @@ export interface AppRoleResult {
 }
 
 // Serialises concurrent db:setup runs: CREATE ROLE has no IF NOT EXISTS.
-const appRoleLockKey = 0x6b77_6170; // 'kwap'
+export const appRoleLockKey = 0x6b77_6170; // 'kwap'
 
 /**
  * The privileges, exactly: whatever the role held before is revoked first, so running it
@@ -94,6 +96,9 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<AppRoleRes
     const role = client.escapeIdentifier(options.user);
     try {
       await client.query('BEGIN');
+      // No wait without an end: a stuck concurrent set-up (or a long transaction on a table
+      // being granted on) fails this one with PostgreSQL's lock timeout instead of hanging.
+      await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000))}`);
       await client.query('SELECT pg_advisory_xact_lock($1)', [appRoleLockKey]);
       const { rows: owner } = await client.query<{ current_user: string; database: string }>(
         'SELECT current_user, current_database() AS database',

@@ -2,8 +2,9 @@ import { randomBytes } from 'node:crypto';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureAppRole } from '../../src/provisioning/app-role.js';
+import { appRoleLockKey, ensureAppRole } from '../../src/provisioning/app-role.js';
 import { createDb } from '../../src/db/create-db.js';
 import { incidentTimers, phraseSuggestions, phrases, refreshTokens, users } from '../../src/index.js';
 import { withClient } from '../../src/db/with-client.js';
@@ -240,6 +241,23 @@ describe('the application role made by npm run db:setup', () => {
     const result = await runCli('db-setup', [], { DATABASE_URL: database.url, DB_APP_USER: user, DB_APP_PASSWORD: '' });
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('[CONFIG_INVALID]: DB_APP_USER is set but DB_APP_PASSWORD is not');
+  });
+
+  it('gives up on a concurrent set-up that holds its lock too long, instead of waiting without end', async () => {
+    const holder = new pg.Client({ connectionString: database.url });
+    await holder.connect();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT pg_advisory_xact_lock($1)', [appRoleLockKey]);
+
+      const error = await ensureAppRole({ databaseUrl: database.url, user, password, lockTimeoutMs: 200 }).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(AppRoleError);
+      expect((error as Error).message).toContain('lock timeout');
+      expect(((error as Error).cause as { code?: string }).code).toBe('55P03');
+    } finally {
+      await holder.end();
+    }
   });
 
   it('refuses a role that owns a table or is a superuser, since no grant could restrict it', async () => {
