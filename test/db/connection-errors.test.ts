@@ -11,21 +11,15 @@ import * as refreshTokens from '../../src/queries/refresh-tokens.js';
 import * as users from '../../src/queries/users.js';
 import { eventually } from '../support/eventually.js';
 import { newUser } from '../support/factories.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { createObservedDatabase } from '../support/observed-database.js';
+import type { TestDatabase } from '../support/test-database.js';
 
 let database: TestDatabase;
 let observer: pg.Client;
+let remove: () => Promise<void>;
 
-beforeAll(async () => {
-  database = await createTestDatabase();
-  observer = new pg.Client({ connectionString: database.url });
-  await observer.connect();
-});
-
-afterAll(async () => {
-  await observer.end();
-  await database.drop();
-});
+beforeAll(async () => ({ database, observer, remove } = await createObservedDatabase()));
+afterAll(() => remove());
 
 /** A port of 127.0.0.1 that nothing listens on: bound once by us, then closed. */
 async function closedPort(): Promise<number> {

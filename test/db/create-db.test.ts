@@ -4,22 +4,16 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb, poolOf } from '../../src/db/create-db.js';
 import { ConnectionError, PoolClosedError, PoolTimeoutError } from '../../src/errors.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { createObservedDatabase } from '../support/observed-database.js';
+import type { TestDatabase } from '../support/test-database.js';
 import { eventually } from '../support/eventually.js';
 
 let database: TestDatabase;
 let observer: pg.Client;
+let remove: () => Promise<void>;
 
-beforeAll(async () => {
-  database = await createTestDatabase();
-  observer = new pg.Client({ connectionString: database.url });
-  await observer.connect();
-});
-
-afterAll(async () => {
-  await observer.end();
-  await database.drop();
-});
+beforeAll(async () => ({ database, observer, remove } = await createObservedDatabase()));
+afterAll(() => remove());
 
 const uniqueName = () => `pool-test-${randomBytes(4).toString('hex')}`;
 

@@ -1,5 +1,4 @@
-import { appendFile, cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -9,7 +8,8 @@ import { migrationLockKey } from '../../src/migrations/migration-lock.js';
 import { defaultMigrationsDir, migrate, migrateDown } from '../../src/migrations/migrator.js';
 import { withClient } from '../../src/db/with-client.js';
 import { runCli } from '../support/run-cli.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { createMigrationSandbox } from '../support/migration-sandbox.js';
+import type { TestDatabase } from '../support/test-database.js';
 
 // The shipped migrations, oldest first, whatever their number.
 const names = (await listMigrationFiles(defaultMigrationsDir())).map((file) => file.name);
@@ -18,11 +18,10 @@ const indexMigration = '20990101000000_index_users_by_created_at';
 
 let database: TestDatabase;
 let migrationsDir: string;
+let remove: () => Promise<void>;
 
 beforeEach(async () => {
-  database = await createTestDatabase({ empty: true });
-  migrationsDir = await mkdtemp(path.join(os.tmpdir(), 'kw-migrations-'));
-  await cp(defaultMigrationsDir(), migrationsDir, { recursive: true });
+  ({ database, migrationsDir, remove } = await createMigrationSandbox());
   await writeFile(
     path.join(migrationsDir, `${indexMigration}.up.sql`),
     '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY users_created_at ON users (created_at);\n',
@@ -31,8 +30,7 @@ beforeEach(async () => {
 });
 
 afterEach(async () => {
-  await database.drop();
-  await rm(migrationsDir, { recursive: true, force: true });
+  await remove();
 });
 
 const relations = () =>

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import pg from 'pg';
@@ -8,26 +7,25 @@ import { afterEach, beforeEach, describe, expect, it, inject, vi } from 'vitest'
 import { MigrationLockTimeoutError, MigrationPermissionError } from '../../src/errors.js';
 import { checksumOf } from '../../src/migrations/migration-files.js';
 import { migrationLockKey } from '../../src/migrations/migration-lock.js';
-import { defaultMigrationsDir, migrate, migrationStatus } from '../../src/migrations/migrator.js';
+import { migrate, migrationStatus } from '../../src/migrations/migrator.js';
 import { withClient } from '../../src/db/with-client.js';
 import { databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
 import { eventually } from '../support/eventually.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { createMigrationSandbox } from '../support/migration-sandbox.js';
+import type { TestDatabase } from '../support/test-database.js';
 import { packageRoot } from '../../src/package-root.js';
 
 let database: TestDatabase;
 let migrationsDir: string;
+let remove: () => Promise<void>;
 
 beforeEach(async () => {
-  database = await createTestDatabase({ empty: true });
-  migrationsDir = await mkdtemp(path.join(os.tmpdir(), 'kw-migrations-'));
-  await cp(defaultMigrationsDir(), migrationsDir, { recursive: true });
+  ({ database, migrationsDir, remove } = await createMigrationSandbox());
 });
 
 afterEach(async () => {
   vi.useRealTimers();
-  await database.drop();
-  await rm(migrationsDir, { recursive: true, force: true });
+  await remove();
 });
 
 /** Another session holding the migration lock, as a running migrator would, until `release`. */

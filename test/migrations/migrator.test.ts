@@ -1,13 +1,13 @@
-import { appendFile, cp, mkdtemp, readdir, readFile, rm, unlink, writeFile } from 'node:fs/promises';
-import os from 'node:os';
+import { appendFile, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MigrationChecksumError, MigrationError, MigrationMissingError } from '../../src/errors.js';
 import { checksumOf } from '../../src/migrations/migration-files.js';
-import { defaultMigrationsDir, migrate, migrateDown, migrationStatus } from '../../src/migrations/migrator.js';
+import { migrate, migrateDown, migrationStatus } from '../../src/migrations/migrator.js';
 import { runCli } from '../support/run-cli.js';
-import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { createMigrationSandbox } from '../support/migration-sandbox.js';
+import type { TestDatabase } from '../support/test-database.js';
 
 const names = [
   '20250914134643_initial_schema',
@@ -18,16 +18,14 @@ const names = [
 
 let database: TestDatabase;
 let migrationsDir: string;
+let remove: () => Promise<void>;
 
 beforeEach(async () => {
-  database = await createTestDatabase({ empty: true });
-  migrationsDir = await mkdtemp(path.join(os.tmpdir(), 'kw-migrations-'));
-  await cp(defaultMigrationsDir(), migrationsDir, { recursive: true });
+  ({ database, migrationsDir, remove } = await createMigrationSandbox());
 });
 
 afterEach(async () => {
-  await database.drop();
-  await rm(migrationsDir, { recursive: true, force: true });
+  await remove();
 });
 
 async function query<T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> {
