@@ -2,10 +2,11 @@ import { existsSync } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
-import { databaseTarget } from '../db/database-target.js';
+import { createGzip } from 'node:zlib';
+import { databaseTarget, type DatabaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
-import { BackupError } from '../errors.js';
-import { backupFileName } from './backup-name.js';
+import { BackupError, PgToolNotFoundError } from '../errors.js';
+import { backupFileName, type BackupFormat } from './backup-name.js';
 import { pruneBackups } from './backup-retention.js';
 import { writeChecksumFile } from './checksum-file.js';
 import { libpqConnection } from './libpq-connection.js';
@@ -14,6 +15,8 @@ import { findPgTool, type FindPgToolOptions, type PgTool } from './pg-tools.js';
 import { byteProgress, formatBytes } from './progress-reporter.js';
 import { publishFile } from './publish-file.js';
 import { verifyArchive } from './verify-archive.js';
+import { verifySqlDump } from './verify-sql-dump.js';
+import { startWasmPgDump, WasmPgDumpConnectError } from './wasm-pg-dump.js';
 import { writeStreamToFile } from './write-stream-to-file.js';
 
 /** What {@link backupDatabase} backs up, where to, and how many to keep. */
@@ -22,7 +25,7 @@ export interface BackupOptions {
   databaseUrl: string;
   /** Folder of the backups; created if missing. */
   backupDir: string;
-  /** The `<env>` in `kennwilliamson_<env>_<timestamp>.dump`; retention only counts this environment's files. */
+  /** The `<env>` in `kennwilliamson_<env>_<timestamp>.dump` (or `.sql.gz`); retention only counts this environment's files. */
   environment: string;
   /** Keep the newest this many backups of the environment (at least 1), deleting older ones after this one is verified. */
   keep: number;
@@ -36,15 +39,16 @@ export interface BackupOptions {
 
 /** A verified backup. */
 export interface BackupResult {
-  /** Absolute path of the `.dump` file. */
+  /** Absolute path of the backup: a `.dump` from a native pg_dump, a `.sql.gz` from the WebAssembly one. */
   file: string;
+  format: BackupFormat;
   /** Absolute path of the `.sha256` file beside it. */
   checksumFile: string;
   sha256: string;
   bytes: number;
-  /** Tables whose data the archive holds (from `pg_restore --list`). */
+  /** Tables whose data the backup holds (from `pg_restore --list`, or pg_dump's progress for `.sql.gz`). */
   tables: number;
-  /** The pg_dump that made it, as `15.18 at /usr/lib/postgresql/15/bin/pg_dump`. */
+  /** The pg_dump that made it: `15.18 at /usr/lib/postgresql/15/bin/pg_dump`, or `18.3 (WebAssembly, @electric-sql/pglite-tools 0.4.8)`. */
   pgDump: string;
   /** Older backups removed by retention. */
   deleted: string[];
@@ -121,15 +125,98 @@ async function runPgDump(
   return outcome.result;
 }
 
+// Plain SQL, because no pg_restore on these machines reads the custom archives of pg_dump
+// 18 (archive version 1.16). Objects are dumped without owners, as a custom archive is
+// restored (`pg_restore --no-owner`): they end up owned by whoever restores.
+const wasmPgDumpArgs = ['--format=plain', '--no-owner', '--verbose'];
+// zlib's fastest level: it keeps up with pg_dump on one core and still shrinks SQL about 4x.
+const gzipLevel = 1;
+
+async function runWasmPgDump(
+  fallback: PgToolNotFoundError,
+  facts: ServerFacts | undefined,
+  databaseUrl: string,
+  temporary: string,
+  log: (line: string) => void,
+  signal: AbortSignal | undefined,
+): Promise<{ bytes: number; sha256: string; tables: number; pgDump: string }> {
+  const connection = libpqConnection(databaseUrl);
+  let dumped = 0;
+  let pgDump = 'WebAssembly pg_dump';
+  const run = await startWasmPgDump({
+    connection,
+    args: wasmPgDumpArgs,
+    onVersion: (version) => {
+      pgDump = `${version.pgDump} (WebAssembly, ${version.package})`;
+      const found = fallback.found.length > 0 ? `found ${fallback.found.join(', ')}` : 'found none';
+      log(
+        `no native pg_dump fits${facts ? ` this PostgreSQL ${facts.major} server` : ''} (${found}); ` +
+          `using the WebAssembly pg_dump ${version.pgDump} of ${version.package}: plain SQL, gzip-compressed`,
+      );
+    },
+    onStderrLine: (line) => {
+      const table = /dumping contents of table "([^"]+)"/.exec(line)?.[1];
+      if (table) log(`dumping table ${table} (${++dumped}${facts ? ` of ${facts.tables}` : ''})`);
+    },
+    ...(signal ? { signal } : {}),
+  }).catch((error: Error) => {
+    if (error instanceof WasmPgDumpConnectError) {
+      throw new BackupError(`pg_dump could not connect to ${connection.description}: ${error.message}`, 'pg_dump', { cause: error });
+    }
+    throw new BackupError(`${error.message}`, 'pg_dump', { cause: error });
+  });
+  const written = writeStreamToFile(run.output.pipe(createGzip({ level: gzipLevel })), temporary, {
+    onBytes: byteProgress('written (compressed)', undefined, log),
+    ...(signal ? { signal } : {}),
+  }).then(
+    (result) => ({ result }),
+    (error: Error) => ({ error }),
+  );
+  const [outcome, exit] = await Promise.all([written, run.exited]);
+  signal?.throwIfAborted();
+  if (exit.code !== 0) {
+    const reason =
+      exit.code === null
+        ? 'error' in outcome
+          ? `writing the backup failed: ${outcome.error.message}`
+          : (exit.error?.message ?? 'pg_dump stopped')
+        : [toolErrorText(exit.stderr), exit.connectionError ? `(the connection: ${exit.connectionError})` : '']
+            .filter(Boolean)
+            .join('\n');
+    throw new BackupError(`pg_dump ${pgDump} failed (exit ${exit.code ?? 'none'}) for ${connection.description}:\n${reason}`, 'pg_dump', {
+      cause: exit.error,
+    });
+  }
+  if ('error' in outcome) {
+    throw new BackupError(`writing the backup failed: ${outcome.error.message}`, 'pg_dump', { cause: outcome.error });
+  }
+  return { ...outcome.result, tables: dumped, pgDump };
+}
+
+// A native pg_dump that fits the server, or why there is none (then the WebAssembly one runs).
+async function choosePgDump(
+  options: BackupOptions,
+  target: DatabaseTarget,
+  facts: ServerFacts | undefined,
+): Promise<PgTool | PgToolNotFoundError> {
+  return findPgTool('pg_dump', { ...options.toolSearch, target, ...(facts ? { minMajor: facts.major } : {}) }).catch((error: unknown) => {
+    if (error instanceof PgToolNotFoundError) return error;
+    throw error;
+  });
+}
+
 /**
- * Backs up one database with `pg_dump --format=custom` into
- * `<backupDir>/kennwilliamson_<environment>_<UTC timestamp>.dump` plus a `.sha256` beside it,
- * never leaving a half-written file under a final name: pg_dump writes to a temporary dot
- * file, `pg_restore` then reads the whole archive back, the file is fsynced and only then
- * linked to its final name. On any failure (wrong password, server down, disk full, pg_dump
- * too old) it throws {@link BackupError} with pg_dump's own message and leaves neither a
- * temporary nor a final file. Older backups of the environment beyond `keep` are deleted only
- * after the new one is verified.
+ * Backs up one database into `<backupDir>/kennwilliamson_<environment>_<UTC timestamp>.dump`
+ * (`pg_dump --format=custom`) plus a `.sha256` beside it, never leaving a half-written file
+ * under a final name: pg_dump writes to a temporary dot file, which is read back whole, then
+ * fsynced and only then linked to its final name. When no native pg_dump fits the server
+ * (none at least its major version in `PG_DUMP`, `PATH`, `/usr/lib/postgresql/<major>/bin`
+ * or the compose container), the WebAssembly pg_dump of `@electric-sql/pglite-tools` makes
+ * a gzip-compressed plain SQL dump instead, `….sql.gz`, checked by a full decompression and
+ * pg_dump's completion trailer; it says so through `log`. On any failure (wrong password,
+ * server down, disk full, Ctrl-C) it throws {@link BackupError} with pg_dump's, libpq's or
+ * Node's own message and leaves neither a temporary nor a final file. Older backups of the
+ * environment beyond `keep` are deleted only after the new one is verified.
  *
  * @example
  * const { file } = await backupDatabase({ databaseUrl, backupDir: 'backups', environment: 'production', keep: 14, log: console.error })
@@ -140,14 +227,18 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
   // The server pg reaches with this URL (the version probe) is the one pg_dump is pointed at.
   const target = databaseTarget(options.databaseUrl);
   const facts = await serverFacts(options.databaseUrl);
-  const pgDump = await findPgTool('pg_dump', { ...options.toolSearch, target, ...(facts ? { minMajor: facts.major } : {}) });
-  log(
-    `using pg_dump ${pgDump.version} at ${pgDump.location}` +
-      `${facts ? ` for the PostgreSQL ${facts.major} server` : ''} at ${target.description}`,
-  );
+  const pgDump = await choosePgDump(options, target, facts);
+  const native = !(pgDump instanceof PgToolNotFoundError);
+  if (native) {
+    log(
+      `using pg_dump ${pgDump.version} at ${pgDump.location}` +
+        `${facts ? ` for the PostgreSQL ${facts.major} server` : ''} at ${target.description}`,
+    );
+  }
+  const format: BackupFormat = native ? 'custom' : 'sql-gzip';
 
   await mkdir(options.backupDir, { recursive: true });
-  const name = backupFileName(options.environment, new Date());
+  const name = backupFileName(options.environment, new Date(), format);
   const file = path.join(path.resolve(options.backupDir), name);
   if (existsSync(file)) throw new BackupError(`${file} already exists`);
   // A dot name that no retention pattern or restore listing matches, unique per process.
@@ -156,23 +247,34 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
   let published = false;
   let verified: Omit<BackupResult, 'deleted'>;
   try {
-    const { bytes, sha256 } = await runPgDump(pgDump, options.databaseUrl, temporary, facts?.tables, log, options.signal);
-    log(`wrote ${formatBytes(bytes)}; verifying with pg_restore`);
-    const pgRestore = await findPgTool('pg_restore', {
-      ...options.toolSearch,
-      minMajor: pgDump.major,
-      ...(pgDump.inContainer ? {} : { preferDir: path.dirname(pgDump.location) }),
-    });
-    const { tables } = await verifyArchive(pgRestore, temporary, { ...(options.signal ? { signal: options.signal } : {}) }).catch(
-      (error: Error) => {
-        throw new BackupError(`the new backup does not read back: ${error.message}`, 'pg_restore', { cause: error });
-      },
-    );
+    let made: { bytes: number; sha256: string; tables: number; pgDump: string };
+    if (native) {
+      const { bytes, sha256 } = await runPgDump(pgDump, options.databaseUrl, temporary, facts?.tables, log, options.signal);
+      log(`wrote ${formatBytes(bytes)}; verifying with pg_restore`);
+      const pgRestore = await findPgTool('pg_restore', {
+        ...options.toolSearch,
+        minMajor: pgDump.major,
+        ...(pgDump.inContainer ? {} : { preferDir: path.dirname(pgDump.location) }),
+      });
+      const { tables } = await verifyArchive(pgRestore, temporary, { ...(options.signal ? { signal: options.signal } : {}) }).catch(
+        (error: Error) => {
+          throw new BackupError(`the new backup does not read back: ${error.message}`, 'pg_restore', { cause: error });
+        },
+      );
+      made = { bytes, sha256, tables, pgDump: `${pgDump.version} at ${pgDump.location}` };
+    } else {
+      made = await runWasmPgDump(pgDump, facts, options.databaseUrl, temporary, log, options.signal);
+      log(`wrote ${formatBytes(made.bytes)}; verifying: full decompression and pg_dump's completion trailer`);
+      const { sqlBytes } = await verifySqlDump(temporary, options.signal ? { signal: options.signal } : {}).catch((error: Error) => {
+        throw new BackupError(`the new backup does not read back: ${error.message}`, 'gzip', { cause: error });
+      });
+      log(`read back ${formatBytes(sqlBytes)} of SQL`);
+    }
     await publishFile(temporary, file);
     published = true;
-    const checksumFile = await writeChecksumFile(file, sha256);
-    log(`backup verified: ${file} (${formatBytes(bytes)}, ${tables} tables, sha256 ${sha256.slice(0, 12)}…)`);
-    verified = { file, checksumFile, sha256, bytes, tables, pgDump: `${pgDump.version} at ${pgDump.location}` };
+    const checksumFile = await writeChecksumFile(file, made.sha256);
+    log(`backup verified: ${file} (${formatBytes(made.bytes)}, ${made.tables} tables, sha256 ${made.sha256.slice(0, 12)}…)`);
+    verified = { file, format, checksumFile, sha256: made.sha256, bytes: made.bytes, tables: made.tables, pgDump: made.pgDump };
   } catch (error) {
     await rm(temporary, { force: true });
     // A dump without its checksum breaks the promise "a backup is a .dump plus its .sha256".

@@ -1,0 +1,122 @@
+/*
+ * Worker thread that owns the WebAssembly pg_dump's connection to the server: a plain TCP
+ * (or Unix-domain) socket. Bytes from the server go into a shared ByteRing that pg_dump's
+ * thread reads synchronously; bytes pg_dump sends arrive as messages on a MessagePort. Its
+ * own thread, so the socket keeps flowing while pg_dump's thread is blocked inside wasm and
+ * whatever the main thread does.
+ *
+ * workerData: PgSocketWorkerData. Messages to the parent: PgSocketEvent.
+ */
+import net from 'node:net';
+import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { ByteRingWriter, type ByteRingMemory } from './byte-ring.js';
+
+/** Where the socket worker connects, and the ring it fills. */
+export interface PgSocketWorkerData {
+  /** `{ host, port }` for TCP, `{ path }` for a Unix-domain socket. */
+  target: { host: string; port: number } | { path: string };
+  connectTimeoutMs: number;
+  ring: ByteRingMemory;
+}
+
+/** What the socket worker tells its parent. */
+export type PgSocketEvent =
+  | { type: 'connected' }
+  /** Node's own words: `connect ECONNREFUSED 127.0.0.1:5433`. */
+  | { type: 'connect-failed'; message: string; code?: string }
+  /** The connection ended; `error` when it broke rather than closed. */
+  | { type: 'closed'; error?: string };
+
+/** Sent to the socket worker: the port pg_dump's thread sends its bytes through. */
+export interface PgSocketAttach {
+  type: 'attach';
+  port: MessagePort;
+}
+
+function main(): void {
+  const data = workerData as PgSocketWorkerData;
+  const parent = parentPort!;
+  const ring = new ByteRingWriter(data.ring);
+  const socket = 'path' in data.target ? net.connect({ path: data.target.path }) : net.connect(data.target);
+  let connected = false;
+  let closedReported = false;
+  const report = (event: PgSocketEvent) => parent.postMessage(event);
+
+  const connectTimer = setTimeout(() => {
+    socket.destroy(Object.assign(new Error(`connect ETIMEDOUT after ${data.connectTimeoutMs / 1000} s`), { code: 'ETIMEDOUT' }));
+  }, data.connectTimeoutMs);
+  socket.setNoDelay(true);
+
+  socket.once('connect', () => {
+    clearTimeout(connectTimer);
+    connected = true;
+    report({ type: 'connected' });
+  });
+
+  // Server → pg_dump. What does not fit in the ring waits here, with the socket paused, so
+  // memory stays bounded whatever the speed of either side.
+  const pending: Uint8Array[] = [];
+  let draining = false;
+  let closed = false;
+  // Ends the ring once the connection closed and every byte made it in.
+  const endIfDone = () => {
+    if (closed && pending.length === 0 && !draining) ring.end();
+  };
+  const drain = async () => {
+    if (draining) return;
+    draining = true;
+    while (pending.length > 0) {
+      const chunk = pending[0]!;
+      const taken = ring.write(chunk);
+      if (taken === chunk.length) pending.shift();
+      else {
+        pending[0] = chunk.subarray(taken);
+        await ring.spaceFreed();
+      }
+    }
+    draining = false;
+    socket.resume();
+    endIfDone();
+  };
+  socket.on('data', (chunk: Buffer) => {
+    if (pending.length === 0) {
+      const taken = ring.write(chunk);
+      if (taken === chunk.length) return;
+      pending.push(chunk.subarray(taken));
+    } else {
+      pending.push(chunk);
+    }
+    socket.pause();
+    void drain();
+  });
+
+  const finish = (error?: Error) => {
+    if (closedReported) return;
+    closedReported = true;
+    closed = true;
+    report(error ? { type: 'closed', error: error.message } : { type: 'closed' });
+    endIfDone();
+  };
+  socket.on('error', (error: NodeJS.ErrnoException) => {
+    clearTimeout(connectTimer);
+    if (!connected) {
+      closedReported = true;
+      ring.end();
+      report({ type: 'connect-failed', message: error.message, ...(error.code ? { code: error.code } : {}) });
+      return;
+    }
+    finish(error);
+  });
+  socket.on('close', () => finish());
+
+  // pg_dump → server.
+  parent.on('message', (message: PgSocketAttach) => {
+    if (message.type !== 'attach') return;
+    message.port.on('message', (bytes: Uint8Array | 'end') => {
+      if (bytes === 'end') socket.end();
+      else socket.write(bytes);
+    });
+  });
+}
+
+main();

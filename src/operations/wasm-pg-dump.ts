@@ -1,0 +1,315 @@
+import os from 'node:os';
+import { Readable } from 'node:stream';
+import { MessageChannel, type Worker } from 'node:worker_threads';
+import { createByteRing } from './byte-ring.js';
+import type { LibpqConnection } from './libpq-connection.js';
+import { startModuleWorker } from './module-worker.js';
+import type { PgSocketAttach, PgSocketEvent, PgSocketWorkerData } from './pg-socket-worker.js';
+import { outputDevicePath, pgliteToolsPackage } from './pglite-pg-dump-module.js';
+import type { WasmPgDumpEvent, WasmPgDumpWorkerData } from './wasm-pg-dump-worker.js';
+
+/** Which WebAssembly pg_dump runs: `{ pgDump: '18.3', major: 18, package: '@electric-sql/pglite-tools 0.4.8' }`. */
+export interface WasmPgDumpVersion {
+  pgDump: string;
+  major: number;
+  package: string;
+}
+
+/** A WebAssembly pg_dump run that has connected to the server. */
+export interface WasmPgDumpRun {
+  version: WasmPgDumpVersion;
+  /** What pg_dump writes (`--file` points at it), as it comes; pg_dump waits while it is not read. */
+  output: Readable;
+  /** Resolves when pg_dump has ended and all its output was read; never rejects. */
+  exited: Promise<WasmPgDumpExit>;
+}
+
+/** How the WebAssembly pg_dump ended. */
+export interface WasmPgDumpExit {
+  /** pg_dump's exit code; null when it did not run to its end (failed to load, stopped). */
+  code: number | null;
+  stderr: string;
+  /** Why it did not run to its end. */
+  error?: Error;
+  /** The connection broke, in Node's words (`read ECONNRESET`). */
+  connectionError?: string;
+}
+
+/** Options of {@link startWasmPgDump}. */
+export interface WasmPgDumpOptions {
+  /** The server and database, as for the native programs; the password reaches pg_dump through its environment only. */
+  connection: LibpqConnection;
+  /** pg_dump's own options, e.g. `['--format=plain', '--verbose']`; the connection, `--no-password` and `--file` are added. */
+  args: string[];
+  /** Called with the version before the connection is known to work, so a notice can name it. */
+  onVersion?: (version: WasmPgDumpVersion) => void;
+  /** Each line pg_dump writes to stderr, as it comes (`--verbose` progress). */
+  onStderrLine?: (line: string) => void;
+  /** Aborting stops pg_dump and closes the connection at once. */
+  signal?: AbortSignal;
+}
+
+/** The server could not be reached; the message is Node's own (`connect ECONNREFUSED 127.0.0.1:5433`). */
+export class WasmPgDumpConnectError extends Error {
+  constructor(
+    message: string,
+    readonly code: string | undefined,
+  ) {
+    super(message);
+    this.name = 'WasmPgDumpConnectError';
+  }
+}
+
+// Output pg_dump may run ahead of its reader before it waits: memory stays bounded.
+const outputLimit = 8 * 1024 * 1024;
+// Server bytes not yet read by pg_dump; beyond this the socket is paused.
+const ringCapacity = 4 * 1024 * 1024;
+const tlsModes = new Set(['require', 'verify-ca', 'verify-full']);
+
+function parseVersion(stdout: string): WasmPgDumpVersion {
+  const { name, version } = pgliteToolsPackage();
+  const match = /\(PostgreSQL\)\s+(\d+)\.(\d+)/.exec(stdout);
+  if (!match) throw new Error(`the WebAssembly pg_dump of ${name} ${version} printed no version`);
+  return { pgDump: `${match[1]}.${match[2]}`, major: Number(match[1]), package: `${name} ${version}` };
+}
+
+function nextEvent<T>(worker: Worker, accept: (message: T) => boolean): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (message: T) => {
+      if (!accept(message)) return;
+      worker.off('message', onMessage);
+      worker.off('error', reject);
+      resolve(message);
+    };
+    worker.on('message', onMessage);
+    worker.once('error', reject);
+  });
+}
+
+/**
+ * The version of the WebAssembly pg_dump (runs `pg_dump --version` in a worker).
+ *
+ * @example
+ * await wasmPgDumpVersion() // { pgDump: '18.3', major: 18, package: '@electric-sql/pglite-tools 0.4.8' }
+ */
+export async function wasmPgDumpVersion(): Promise<WasmPgDumpVersion> {
+  const worker = startModuleWorker('wasm-pg-dump-worker', {
+    workerData: { args: ['--version'], env: {}, outputControl: new SharedArrayBuffer(4), outputLimit } satisfies WasmPgDumpWorkerData,
+  });
+  try {
+    const event = await nextEvent<WasmPgDumpEvent>(worker, (message) => message.type === 'exit' || message.type === 'failed');
+    if (event.type === 'failed') throw new Error(`the WebAssembly pg_dump does not start: ${event.message}`);
+    return parseVersion(event.type === 'exit' ? event.stdout : '');
+  } finally {
+    await worker.terminate();
+  }
+}
+
+/**
+ * Why the WebAssembly pg_dump must not be used for this connection, or undefined: the build
+ * has neither TLS nor GSSAPI encryption, so a connection that demands either is refused
+ * rather than made in the clear.
+ *
+ * @example
+ * wasmPgDumpRefusal(libpqConnection('postgresql://u:p@db.example.org/app?sslmode=require'))
+ * // 'the WebAssembly pg_dump has no TLS support and cannot honour sslmode=require; …'
+ */
+export function wasmPgDumpRefusal(connection: LibpqConnection, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const sslmode = connection.env.PGSSLMODE ?? env.PGSSLMODE;
+  if (sslmode && tlsModes.has(sslmode)) {
+    return (
+      `the WebAssembly pg_dump has no TLS support and cannot honour sslmode=${sslmode}; it is meant for local servers: ` +
+      `to back up over TLS, install PostgreSQL client tools (pg_dump) at least as new as the server`
+    );
+  }
+  if (env.PGGSSENCMODE === 'require') return 'the WebAssembly pg_dump has no GSSAPI encryption and cannot honour PGGSSENCMODE=require';
+  return undefined;
+}
+
+function socketTarget(connection: LibpqConnection): PgSocketWorkerData['target'] {
+  const { host, port } = connection.target;
+  // A host starting with '/' is the folder of a Unix-domain socket, as for libpq.
+  if (host.startsWith('/')) return { path: `${host}/.s.PGSQL.${port}` };
+  return { host, port };
+}
+
+function libpqEnvironment(connection: LibpqConnection): Record<string, string> {
+  const user = os.userInfo().username;
+  return {
+    // libpq's default user name, which a native pg_dump takes from the OS.
+    USER: user,
+    LOGNAME: user,
+    ...connection.env,
+    // The build has neither; never offer them (wasmPgDumpRefusal covers connections that demand them).
+    PGSSLMODE: 'disable',
+    PGGSSENCMODE: 'disable',
+  };
+}
+
+/**
+ * Starts the WebAssembly pg_dump of `@electric-sql/pglite-tools` against a real server, in
+ * two worker threads: one owns the socket and connects first, so a refused or unreachable
+ * server is reported in Node's own words ({@link WasmPgDumpConnectError}); the other runs
+ * pg_dump, whose libpq does the protocol and authentication itself (its errors come in
+ * libpq's words on stderr). The password reaches it through its environment with
+ * `--no-password`, never through its arguments. Resolves once connected; a connection that
+ * demands TLS is refused before anything starts.
+ *
+ * @example
+ * const run = await startWasmPgDump({ connection: libpqConnection(url), args: ['--format=plain', '--verbose'] })
+ * await pipeline(run.output, createGzip(), createWriteStream('dump.sql.gz'))
+ * const { code, stderr } = await run.exited
+ */
+export async function startWasmPgDump(options: WasmPgDumpOptions): Promise<WasmPgDumpRun> {
+  const { connection, signal } = options;
+  const refusal = wasmPgDumpRefusal(connection);
+  if (refusal) throw new Error(refusal);
+  signal?.throwIfAborted();
+
+  const ring = createByteRing(ringCapacity);
+  const timeoutSeconds = Number(connection.env.PGCONNECT_TIMEOUT ?? 10);
+  const socketWorker = startModuleWorker('pg-socket-worker', {
+    workerData: {
+      target: socketTarget(connection),
+      connectTimeoutMs: (timeoutSeconds > 0 ? timeoutSeconds : 10) * 1000,
+      ring,
+    } satisfies PgSocketWorkerData,
+  });
+  const channel = new MessageChannel();
+  const startGate = new SharedArrayBuffer(4);
+  const gate = new Int32Array(startGate);
+  const outputControl = new SharedArrayBuffer(4);
+  const inFlight = new Int32Array(outputControl);
+  const dumpWorker = startModuleWorker('wasm-pg-dump-worker', {
+    workerData: {
+      args: [...options.args, '--no-password', `--file=${outputDevicePath}`, ...connection.args],
+      env: libpqEnvironment(connection),
+      ring,
+      sendPort: channel.port2,
+      outputControl,
+      outputLimit,
+      startGate,
+    } satisfies WasmPgDumpWorkerData,
+    transferList: [channel.port2],
+  });
+  const openGate = (value: 1 | 2) => {
+    Atomics.store(gate, 0, value);
+    Atomics.notify(gate, 0);
+  };
+
+  let connectionError: string | undefined;
+  const socketClosed = nextEvent<PgSocketEvent>(socketWorker, (event) => {
+    if (event.type === 'closed' && event.error) connectionError = event.error;
+    return event.type === 'closed' || event.type === 'connect-failed';
+  }).catch(() => undefined);
+  const stopBoth = async () => {
+    openGate(2);
+    await Promise.all([dumpWorker.terminate(), socketWorker.terminate()]);
+  };
+  const abortStart = () => void stopBoth();
+  signal?.addEventListener('abort', abortStart, { once: true });
+
+  let version: WasmPgDumpVersion;
+  try {
+    const versionEvent = nextEvent<WasmPgDumpEvent>(dumpWorker, (event) => event.type === 'version' || event.type === 'failed').then(
+      (event) => {
+        if (event.type === 'failed') throw new Error(`the WebAssembly pg_dump does not start: ${event.message}`);
+        version = parseVersion(event.type === 'version' ? event.stdout : '');
+        options.onVersion?.(version);
+      },
+    );
+    const connected = nextEvent<PgSocketEvent>(socketWorker, (event) => event.type !== 'closed').then((event) => {
+      if (event.type === 'connect-failed') throw new WasmPgDumpConnectError(event.message, event.code);
+    });
+    // Both settle before either failure is thrown: the version (and its notice) comes first.
+    const [versionOutcome, connectOutcome] = await Promise.allSettled([versionEvent, connected]);
+    signal?.throwIfAborted();
+    if (versionOutcome.status === 'rejected') throw versionOutcome.reason;
+    if (connectOutcome.status === 'rejected') throw connectOutcome.reason;
+  } catch (error) {
+    signal?.removeEventListener('abort', abortStart);
+    await stopBoth();
+    throw error;
+  }
+  signal?.removeEventListener('abort', abortStart);
+  socketWorker.postMessage({ type: 'attach', port: channel.port1 } satisfies PgSocketAttach, [channel.port1]);
+
+  // Output in order, handed over as the reader asks for it. pg_dump's thread is told how
+  // much is still on its way, and waits while that is above outputLimit.
+  const queue: Uint8Array[] = [];
+  let outputEnded = false;
+  let delivered = false;
+  let wakeReader: (() => void) | undefined;
+  const wake = () => {
+    wakeReader?.();
+    wakeReader = undefined;
+  };
+  let markDrained: () => void;
+  const drained = new Promise<void>((resolve) => (markDrained = resolve));
+  let stderr = '';
+  let exitReported = false;
+  let settled = false;
+  let finished: (exit: WasmPgDumpExit) => void;
+  const exited = new Promise<WasmPgDumpExit>((resolve) => (finished = resolve));
+
+  const settle = async (exit: Omit<WasmPgDumpExit, 'stderr'>) => {
+    if (settled) return;
+    settled = true;
+    signal?.removeEventListener('abort', abortRun);
+    outputEnded = true;
+    wake();
+    await dumpWorker.terminate();
+    // pg_dump said goodbye and ended its side: let the socket close cleanly, briefly.
+    if (exit.code !== null) await Promise.race([socketClosed, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
+    await socketWorker.terminate();
+    finished({ ...exit, stderr, ...(connectionError ? { connectionError } : {}) });
+  };
+  const abortRun = () => void settle({ code: null, error: new Error('pg_dump was stopped') });
+  signal?.addEventListener('abort', abortRun, { once: true });
+
+  dumpWorker.on('message', (event: WasmPgDumpEvent) => {
+    if (event.type === 'stderr') {
+      stderr += `${event.line}\n`;
+      options.onStderrLine?.(event.line);
+    } else if (event.type === 'output') {
+      queue.push(event.chunk);
+      wake();
+    } else if (event.type === 'exit') {
+      exitReported = true;
+      outputEnded = true;
+      wake();
+      // `exited` means "ended, and all output delivered".
+      void drained.then(() => settle({ code: event.code }));
+    } else if (event.type === 'failed') {
+      void settle({ code: null, error: new Error(`the WebAssembly pg_dump failed: ${event.message}`) });
+    }
+  });
+  dumpWorker.on('error', (error) => void settle({ code: null, error }));
+  dumpWorker.on('exit', () => {
+    if (!exitReported) void settle({ code: null, error: new Error('the WebAssembly pg_dump thread ended unexpectedly') });
+  });
+  openGate(1);
+
+  async function* chunks(): AsyncGenerator<Uint8Array> {
+    for (;;) {
+      const chunk = queue.shift();
+      if (chunk) {
+        yield chunk;
+        Atomics.sub(inFlight, 0, chunk.length);
+        Atomics.notify(inFlight, 0);
+        continue;
+      }
+      if (outputEnded) break;
+      await new Promise<void>((resolve) => (wakeReader = resolve));
+    }
+    if (signal?.aborted) throw signal.reason;
+    delivered = true;
+    markDrained();
+  }
+  const output = Readable.from(chunks(), { objectMode: false, highWaterMark: 1024 * 1024 });
+  // A reader that gives up (disk full) must not leave pg_dump waiting for it.
+  output.once('close', () => {
+    if (!delivered) void settle({ code: null, error: new Error('the output of pg_dump was not read to its end') });
+  });
+  return { version: version!, output, exited };
+}
