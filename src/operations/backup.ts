@@ -165,7 +165,10 @@ async function runWasmPgDump(
     }
     throw new BackupError(`${error.message}`, 'pg_dump', { cause: error });
   });
-  const written = writeStreamToFile(run.output.pipe(createGzip({ level: gzipLevel })), temporary, {
+  const compressed = createGzip({ level: gzipLevel });
+  // pipe() does not pass errors on (an aborted run ends its output with one).
+  run.output.once('error', (error) => compressed.destroy(error));
+  const written = writeStreamToFile(run.output.pipe(compressed), temporary, {
     onBytes: byteProgress('written (compressed)', undefined, log),
     ...(signal ? { signal } : {}),
   }).then(

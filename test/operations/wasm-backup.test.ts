@@ -1,0 +1,186 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { BackupError } from '../../src/errors.js';
+import { backupDatabase } from '../../src/operations/backup.js';
+import { freePort } from '../../src/embedded/free-port.js';
+import { packageRoot } from '../../src/package-root.js';
+import { recreateDatabase } from '../../src/provisioning/database-admin.js';
+import { debianPostgresBinDir } from '../support/debian-postgres.js';
+import { eventually } from '../support/eventually.js';
+import { toolsAvailable } from '../support/required-tools.js';
+import { runCli } from '../support/run-cli.js';
+import { fillEveryTable, migrationsRecord, tableContents } from '../support/table-contents.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+
+// The run's shared server is PostgreSQL 17; these machines have only Debian's pg_dump 15
+// (and its psql, which restores). So db:backup falls back to the WebAssembly pg_dump.
+const available = toolsAvailable(
+  [path.join(debianPostgresBinDir, 'pg_dump'), path.join(debianPostgresBinDir, 'psql')],
+  'the WebAssembly backup tests (pg_dump 15, too old for the PostgreSQL 17 server, and psql to restore)',
+);
+const backupName = /^kennwilliamson_development_\d{8}T\d{6}\.\d{3}Z\.sql\.gz$/;
+
+// Library calls that must take the WebAssembly path whatever this machine has installed.
+const noNativePgDump = { env: { PATH: '' }, installationsDir: path.join(os.tmpdir(), 'kw-no-postgres-here'), docker: false };
+
+describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 installed (WebAssembly pg_dump)', () => {
+  let database: TestDatabase;
+  let roundTrip: TestDatabase;
+  let backupDir: string;
+
+  beforeAll(async () => {
+    [database, roundTrip] = await Promise.all([createTestDatabase(), createTestDatabase()]);
+    await fillEveryTable(roundTrip.url);
+  });
+  afterAll(async () => Promise.all([database?.drop(), roundTrip?.drop()]));
+
+  beforeEach(async (context) => {
+    backupDir = await mkdtemp(path.join(os.tmpdir(), 'kw-wasm-backups-'));
+    context.onTestFinished(() => rm(backupDir, { recursive: true, force: true }));
+  });
+
+  const env = (overrides: NodeJS.ProcessEnv = {}) => ({
+    DATABASE_URL: database.url,
+    BACKUP_DIR: backupDir,
+    BACKUP_ENV: '',
+    NODE_ENV: '',
+    BACKUP_KEEP: '',
+    PG_DUMP: '',
+    ...overrides,
+  });
+
+  it('round trip: backup, wipe, db:restore FILE --yes gives every table and the migrations record back unchanged', async () => {
+    const before = await tableContents(roundTrip.url);
+    const record = await migrationsRecord(roundTrip.url);
+    expect(before.users!.rows).toBe(601);
+
+    const made = await runCli('db-backup', [], env({ DATABASE_URL: roundTrip.url }));
+
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stderr).toMatch(
+      /no native pg_dump fits this PostgreSQL 17 server \(found 15 at \S+pg_dump.*\); using the WebAssembly pg_dump 18\.\d+ of @electric-sql\/pglite-tools \d+\.\d+\.\d+: plain SQL, gzip-compressed/,
+    );
+    expect(made.stderr).toMatch(/dumping table public\.users \(\d+ of 9\)/);
+    expect(made.stderr).toContain("verifying: full decompression and pg_dump's completion trailer");
+    const file = made.stdout.trim();
+    expect(path.basename(file)).toMatch(backupName);
+    expect((await readdir(backupDir)).sort()).toEqual([path.basename(file), `${path.basename(file)}.sha256`]);
+    const content = await readFile(file);
+    expect([...content.subarray(0, 2)]).toEqual([0x1f, 0x8b]);
+    expect(await readFile(`${file}.sha256`, 'utf8')).toBe(`${createHash('sha256').update(content).digest('hex')}  ${path.basename(file)}\n`);
+    expect((await stat(file)).mode & 0o077).toBe(0);
+
+    await recreateDatabase(roundTrip.url);
+    expect(await tableContents(roundTrip.url).catch((error: Error) => error.message)).toMatch(/relation "users" does not exist/);
+    const restored = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: roundTrip.url });
+
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.stderr).toContain('checksum verified');
+    expect(await tableContents(roundTrip.url)).toEqual(before);
+    expect(await migrationsRecord(roundTrip.url)).toEqual(record);
+  });
+
+  it("refuses a connection that demands TLS, which the WebAssembly pg_dump lacks, and leaves no file", async () => {
+    const url = new URL(database.url);
+    url.searchParams.set('sslmode', 'require');
+    const error = await backupDatabase({
+      databaseUrl: url.toString(),
+      backupDir,
+      environment: 'development',
+      keep: 1,
+      toolSearch: noNativePgDump,
+    }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(BackupError);
+    expect((error as Error).message).toMatch(/^the WebAssembly pg_dump has no TLS support and cannot honour sslmode=require/);
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it("reports a refused port in Node's words and leaves no file", async () => {
+    const url = new URL(database.url);
+    url.port = String(await freePort());
+    const lines: string[] = [];
+    const error = await backupDatabase({
+      databaseUrl: url.toString(),
+      backupDir,
+      environment: 'development',
+      keep: 1,
+      toolSearch: noNativePgDump,
+      log: (line) => lines.push(line),
+    }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(BackupError);
+    expect((error as Error).message).toBe(
+      `pg_dump could not connect to postgres@127.0.0.1:${url.port}/${database.name}: connect ECONNREFUSED 127.0.0.1:${url.port}`,
+    );
+    expect(lines[0]).toMatch(/^no native pg_dump fits \(found none\); using the WebAssembly pg_dump 18\./);
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it("reports a wrong password in libpq's words, never the password, and leaves no file", async () => {
+    const url = new URL(database.url);
+    url.password = 'not-the-password-4711';
+    const error = await backupDatabase({
+      databaseUrl: url.toString(),
+      backupDir,
+      environment: 'development',
+      keep: 1,
+      toolSearch: noNativePgDump,
+    }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(BackupError);
+    const message = (error as Error).message;
+    expect(message).toMatch(/^pg_dump 18\.\d+ \(WebAssembly, @electric-sql\/pglite-tools [\d.]+\) failed \(exit 1\)/);
+    expect(message).toContain(
+      `pg_dump: error: connection to server at "127.0.0.1", port ${url.port} failed: FATAL:  password authentication failed for user "postgres"`,
+    );
+    expect(message).not.toContain('not-the-password-4711');
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it('Ctrl-C while pg_dump waits for the server stops it and leaves no file', async () => {
+    // A session holding a lock on users makes pg_dump wait (for its LOCK TABLE) until we let
+    // go, which is only after the command exited: pg_dump's thread is blocked in wasm, so
+    // only the main thread, free to handle SIGINT, can end it.
+    const blocker = new pg.Client({ connectionString: database.url });
+    // Another session watches: inside the blocker's transaction pg_stat_activity would not change.
+    const observer = new pg.Client({ connectionString: database.url });
+    await Promise.all([blocker.connect(), observer.connect()]);
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
+      const child = spawn(process.execPath, [path.join(inject('cliDir'), 'db-backup.mjs')], {
+        cwd: packageRoot(),
+        env: { ...process.env, ...env() },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+      const waitingBackups = async () =>
+        (
+          await observer.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+             WHERE NOT l.granted AND l.relation = 'users'::regclass AND a.application_name = 'pg_dump'`,
+          )
+        ).rows[0]!.n;
+      await eventually(async () => (await waitingBackups()) === 1, "the backup's pg_dump waits for the lock", { timeoutMs: 20_000 });
+
+      child.kill('SIGINT');
+      const code = await closed;
+
+      expect(code, stderr).toBe(1);
+      expect(stderr).toContain('SIGINT: stopping and cleaning up');
+      expect(stderr).toContain('backup interrupted; no file was kept');
+      expect(await readdir(backupDir)).toEqual([]);
+    } finally {
+      await blocker.query('ROLLBACK');
+      await Promise.all([blocker.end(), observer.end()]);
+    }
+  });
+});
