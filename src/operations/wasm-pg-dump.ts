@@ -61,9 +61,9 @@ export class WasmPgDumpConnectError extends Error {
 }
 
 // Output pg_dump may run ahead of its reader before it waits: memory stays bounded.
-const outputLimit = 8 * 1024 * 1024;
+const outputLimit = 2 * 1024 * 1024;
 // Server bytes not yet read by pg_dump; beyond this the socket is paused.
-const ringCapacity = 4 * 1024 * 1024;
+const ringCapacity = 1024 * 1024;
 const tlsModes = new Set(['require', 'verify-ca', 'verify-full']);
 
 function parseVersion(stdout: string): WasmPgDumpVersion {
@@ -169,6 +169,7 @@ export async function startWasmPgDump(options: WasmPgDumpOptions): Promise<WasmP
   const ring = createByteRing(ringCapacity);
   const timeoutSeconds = Number(connection.env.PGCONNECT_TIMEOUT ?? 10);
   const socketWorker = startModuleWorker('pg-socket-worker', {
+    resourceLimits: { maxYoungGenerationSizeMb: 4 },
     workerData: {
       target: socketTarget(connection),
       connectTimeoutMs: (timeoutSeconds > 0 ? timeoutSeconds : 10) * 1000,
@@ -181,6 +182,7 @@ export async function startWasmPgDump(options: WasmPgDumpOptions): Promise<WasmP
   const outputControl = new SharedArrayBuffer(4);
   const inFlight = new Int32Array(outputControl);
   const dumpWorker = startModuleWorker('wasm-pg-dump-worker', {
+    resourceLimits: { maxYoungGenerationSizeMb: 4 },
     workerData: {
       args: [...options.args, '--no-password', `--file=${outputDevicePath}`, ...connection.args],
       env: libpqEnvironment(connection),
@@ -306,7 +308,7 @@ export async function startWasmPgDump(options: WasmPgDumpOptions): Promise<WasmP
     delivered = true;
     markDrained();
   }
-  const output = Readable.from(chunks(), { objectMode: false, highWaterMark: 1024 * 1024 });
+  const output = Readable.from(chunks(), { objectMode: false, highWaterMark: 256 * 1024 });
   // A reader that gives up (disk full) must not leave pg_dump waiting for it.
   output.once('close', () => {
     if (!delivered) void settle({ code: null, error: new Error('the output of pg_dump was not read to its end') });
