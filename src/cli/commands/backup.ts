@@ -13,7 +13,10 @@ only then renamed; on failure nothing is left behind. Then only the newest BACKU
 backups of <env> are kept. Progress goes to stderr; the new file's path to stdout.
 
 pg_dump must be at least the server's major version. It is looked for in PG_DUMP, PATH,
-/usr/lib/postgresql/*/bin, then the running docker compose service 'postgres'.
+/usr/lib/postgresql/*/bin, then the running docker compose service 'postgres'. When none
+fits, the WebAssembly pg_dump of @electric-sql/pglite-tools writes plain SQL, gzip-compressed
+(.sql.gz), checked by a full decompression and pg_dump's completion trailer (no TLS: local
+servers only).
 
 Environment:
   MIGRATION_DATABASE_URL  the database to back up, as its owner (else DATABASE_URL)
