@@ -154,7 +154,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
     try {
       await blocker.query('BEGIN');
       await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
-      const child = spawn(process.execPath, [path.join(inject('cliDir'), 'db-backup.mjs')], {
+      const child = spawn(process.execPath, [path.join(inject('cliDir'), 'dev.mjs'), 'backup'], {
         cwd: packageRoot(),
         env: { ...process.env, ...env() },
         stdio: ['ignore', 'pipe', 'pipe'],
