@@ -166,16 +166,16 @@ async function runWasmPgDump(
     throw new BackupError(`${error.message}`, 'pg_dump', { cause: error });
   });
   const compressed = createGzip({ level: gzipLevel });
-  // pipe() does not pass errors on (an aborted run ends its output with one).
-  run.output.once('error', (error) => compressed.destroy(error));
-  const written = writeStreamToFile(run.output.pipe(compressed), temporary, {
+  // A failed or aborted write ends in writeStreamToFile's error; the feeding side stops pg_dump.
+  const fed = run.pipeTo(compressed).catch((error: Error) => compressed.destroy(error));
+  const written = writeStreamToFile(compressed, temporary, {
     onBytes: byteProgress('written (compressed)', undefined, log),
     ...(signal ? { signal } : {}),
   }).then(
     (result) => ({ result }),
     (error: Error) => ({ error }),
   );
-  const [outcome, exit] = await Promise.all([written, run.exited]);
+  const [outcome, exit] = await Promise.all([written, run.exited, fed]);
   signal?.throwIfAborted();
   if (exit.code !== 0) {
     const reason =

@@ -37,7 +37,41 @@ function main(): void {
   const data = workerData as PgSocketWorkerData;
   const parent = parentPort!;
   const ring = new ByteRingWriter(data.ring);
-  const socket = 'path' in data.target ? net.connect({ path: data.target.path }) : net.connect(data.target);
+
+  // Server → pg_dump, through one reused read buffer (no allocation per read). What does not
+  // fit in the ring is copied aside and reading pauses until pg_dump took it: memory stays
+  // bounded whatever the speed of either side.
+  let pending: Buffer | undefined;
+  let draining = false;
+  let closed = false;
+  // Ends the ring once the connection closed and every byte made it in.
+  const endIfDone = () => {
+    if (closed && !pending && !draining) ring.end();
+  };
+  const drain = async () => {
+    if (draining) return;
+    draining = true;
+    while (pending) {
+      const taken = ring.write(pending);
+      pending = taken === pending.length ? undefined : pending.subarray(taken);
+      if (pending) await ring.spaceFreed();
+    }
+    draining = false;
+    socket.resume();
+    endIfDone();
+  };
+  const onread = {
+    buffer: Buffer.alloc(64 * 1024),
+    callback: (count: number, buffer: Uint8Array): boolean => {
+      const taken = ring.write(buffer.subarray(0, count));
+      if (taken === count) return true;
+      pending = Buffer.from(buffer.subarray(taken, count));
+      // Returning false pauses reading; drain() resumes it, so it must run after that pause.
+      setImmediate(() => void drain());
+      return false;
+    },
+  };
+  const socket = 'path' in data.target ? net.connect({ path: data.target.path, onread }) : net.connect({ ...data.target, onread });
   let connected = false;
   let closedReported = false;
   const report = (event: PgSocketEvent) => parent.postMessage(event);
@@ -51,43 +85,6 @@ function main(): void {
     clearTimeout(connectTimer);
     connected = true;
     report({ type: 'connected' });
-  });
-
-  // Server → pg_dump. What does not fit in the ring waits here, with the socket paused, so
-  // memory stays bounded whatever the speed of either side.
-  const pending: Uint8Array[] = [];
-  let draining = false;
-  let closed = false;
-  // Ends the ring once the connection closed and every byte made it in.
-  const endIfDone = () => {
-    if (closed && pending.length === 0 && !draining) ring.end();
-  };
-  const drain = async () => {
-    if (draining) return;
-    draining = true;
-    while (pending.length > 0) {
-      const chunk = pending[0]!;
-      const taken = ring.write(chunk);
-      if (taken === chunk.length) pending.shift();
-      else {
-        pending[0] = chunk.subarray(taken);
-        await ring.spaceFreed();
-      }
-    }
-    draining = false;
-    socket.resume();
-    endIfDone();
-  };
-  socket.on('data', (chunk: Buffer) => {
-    if (pending.length === 0) {
-      const taken = ring.write(chunk);
-      if (taken === chunk.length) return;
-      pending.push(chunk.subarray(taken));
-    } else {
-      pending.push(chunk);
-    }
-    socket.pause();
-    void drain();
   });
 
   const finish = (error?: Error) => {

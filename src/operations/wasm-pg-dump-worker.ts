@@ -6,7 +6,7 @@
  * workerData: WasmPgDumpWorkerData. Messages to the parent: WasmPgDumpEvent.
  */
 import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
-import { ByteRingReader, type ByteRingMemory } from './byte-ring.js';
+import { ByteRingReader, ByteRingWriter, type ByteRingMemory } from './byte-ring.js';
 import { createPgDumpModule, pgDumpStdout, runPgDumpMain } from './pglite-pg-dump-module.js';
 
 /** What the pg_dump worker runs. */
@@ -20,11 +20,10 @@ export interface WasmPgDumpWorkerData {
   /** Where pg_dump's bytes to the server go (to the socket worker). */
   sendPort?: MessagePort;
   /**
-   * Int32 slot 0: bytes of output posted but not yet taken by the parent. pg_dump waits
-   * while it exceeds `outputLimit`, so a slow disk slows pg_dump down instead of filling memory.
+   * Where the dump goes, for the parent to read; ended after pg_dump's last byte. pg_dump
+   * waits while it is full, so a slow disk slows pg_dump down instead of filling memory.
    */
-  outputControl: SharedArrayBuffer;
-  outputLimit: number;
+  output?: ByteRingMemory;
   /**
    * When given: first report the version (`--version` in a throwaway instance), then wait
    * until Int32 slot 0 turns 1 (the socket is connected: run `args`) or 2 (give up).
@@ -35,32 +34,23 @@ export interface WasmPgDumpWorkerData {
 /** What the pg_dump worker tells its parent. */
 export type WasmPgDumpEvent =
   | { type: 'stderr'; line: string }
-  | { type: 'output'; chunk: Uint8Array }
   | { type: 'version'; stdout: string }
   | { type: 'exit'; code: number; stdout: string }
   | { type: 'failed'; message: string };
 
-// Emscripten's stdio hands the device small writes; batching them keeps messages few.
-const chunkSize = 256 * 1024;
+// Emscripten's stdio hands the device small writes; batching them keeps ring operations few.
+const batchSize = 64 * 1024;
 
 async function main(): Promise<void> {
   const data = workerData as WasmPgDumpWorkerData;
   const parent = parentPort!;
-  const post = (event: WasmPgDumpEvent, transfer: ArrayBuffer[] = []) => parent.postMessage(event, transfer);
+  const post = (event: WasmPgDumpEvent) => parent.postMessage(event);
   const reader = data.ring ? new ByteRingReader(data.ring) : undefined;
-  const inFlight = new Int32Array(data.outputControl);
-
-  let buffer = new Uint8Array(chunkSize);
+  const output = data.output ? new ByteRingWriter(data.output) : undefined;
+  const batch = new Uint8Array(batchSize);
   let used = 0;
   const flush = () => {
-    if (used === 0) return;
-    for (let current = Atomics.load(inFlight, 0); current > data.outputLimit; current = Atomics.load(inFlight, 0)) {
-      Atomics.wait(inFlight, 0, current);
-    }
-    const chunk = buffer.subarray(0, used);
-    Atomics.add(inFlight, 0, used);
-    post({ type: 'output', chunk }, [chunk.buffer as ArrayBuffer]);
-    buffer = new Uint8Array(chunkSize);
+    output?.writeAll(batch.subarray(0, used));
     used = 0;
   };
 
@@ -88,11 +78,11 @@ async function main(): Promise<void> {
       output: (bytes) => {
         let offset = 0;
         while (offset < bytes.length) {
-          const count = Math.min(bytes.length - offset, chunkSize - used);
-          buffer.set(bytes.subarray(offset, offset + count), used);
+          const count = Math.min(bytes.length - offset, batchSize - used);
+          batch.set(bytes.subarray(offset, offset + count), used);
           used += count;
           offset += count;
-          if (used === chunkSize) flush();
+          if (used === batchSize) flush();
         }
       },
       stderrLine: (line) => post({ type: 'stderr', line }),
@@ -100,6 +90,7 @@ async function main(): Promise<void> {
     });
     const code = runPgDumpMain(module, data.args);
     flush();
+    output?.end();
     post({ type: 'exit', code, stdout: pgDumpStdout(module) });
   } catch (error) {
     post({ type: 'failed', message: error instanceof Error ? error.message : JSON.stringify(error) ?? String(error) });

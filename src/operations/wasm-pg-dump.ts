@@ -1,7 +1,7 @@
 import os from 'node:os';
-import { Readable } from 'node:stream';
+import type { Writable } from 'node:stream';
 import { MessageChannel, type Worker } from 'node:worker_threads';
-import { createByteRing } from './byte-ring.js';
+import { ByteRingReader, createByteRing } from './byte-ring.js';
 import type { LibpqConnection } from './libpq-connection.js';
 import { startModuleWorker } from './module-worker.js';
 import type { PgSocketAttach, PgSocketEvent, PgSocketWorkerData } from './pg-socket-worker.js';
@@ -18,9 +18,16 @@ export interface WasmPgDumpVersion {
 /** A WebAssembly pg_dump run that has connected to the server. */
 export interface WasmPgDumpRun {
   version: WasmPgDumpVersion;
-  /** What pg_dump writes (`--file` points at it), as it comes; pg_dump waits while it is not read. */
-  output: Readable;
-  /** Resolves when pg_dump has ended and all its output was read; never rejects. */
+  /**
+   * Writes what pg_dump writes (`--file` points at it) into `destination` as it comes, one
+   * chunk at a time through one reused buffer, and ends it after the last byte. pg_dump
+   * waits while `destination` is behind. The buffer is reused once a write's callback fired,
+   * which suits streams that are done with a chunk by then (zlib, files); one that keeps
+   * chunks (a PassThrough) must copy them. Resolves when everything was written; rejects when
+   * writing fails or the run is aborted, and pg_dump is then stopped. Call it once.
+   */
+  pipeTo: (destination: Writable) => Promise<void>;
+  /** Resolves when pg_dump has ended (its output may still be on its way to the destination); never rejects. */
   exited: Promise<WasmPgDumpExit>;
 }
 
@@ -60,10 +67,11 @@ export class WasmPgDumpConnectError extends Error {
   }
 }
 
-// Output pg_dump may run ahead of its reader before it waits: memory stays bounded.
-const outputLimit = 2 * 1024 * 1024;
-// Server bytes not yet read by pg_dump; beyond this the socket is paused.
+// Server bytes not yet read by pg_dump (beyond this the socket pauses), and output not yet
+// taken by the destination (beyond this pg_dump waits): all the memory the data passes through.
 const ringCapacity = 1024 * 1024;
+const outputCapacity = 1024 * 1024;
+const outputChunk = 256 * 1024;
 const tlsModes = new Set(['require', 'verify-ca', 'verify-full']);
 
 function parseVersion(stdout: string): WasmPgDumpVersion {
@@ -94,7 +102,7 @@ function nextEvent<T>(worker: Worker, accept: (message: T) => boolean): Promise<
  */
 export async function wasmPgDumpVersion(): Promise<WasmPgDumpVersion> {
   const worker = startModuleWorker('wasm-pg-dump-worker', {
-    workerData: { args: ['--version'], env: {}, outputControl: new SharedArrayBuffer(4), outputLimit } satisfies WasmPgDumpWorkerData,
+    workerData: { args: ['--version'], env: {} } satisfies WasmPgDumpWorkerData,
   });
   try {
     const event = await nextEvent<WasmPgDumpEvent>(worker, (message) => message.type === 'exit' || message.type === 'failed');
@@ -179,8 +187,7 @@ export async function startWasmPgDump(options: WasmPgDumpOptions): Promise<WasmP
   const channel = new MessageChannel();
   const startGate = new SharedArrayBuffer(4);
   const gate = new Int32Array(startGate);
-  const outputControl = new SharedArrayBuffer(4);
-  const inFlight = new Int32Array(outputControl);
+  const outputRing = createByteRing(outputCapacity);
   const dumpWorker = startModuleWorker('wasm-pg-dump-worker', {
     resourceLimits: { maxYoungGenerationSizeMb: 4 },
     workerData: {
@@ -188,8 +195,7 @@ export async function startWasmPgDump(options: WasmPgDumpOptions): Promise<WasmP
       env: libpqEnvironment(connection),
       ring,
       sendPort: channel.port2,
-      outputControl,
-      outputLimit,
+      output: outputRing,
       startGate,
     } satisfies WasmPgDumpWorkerData,
     transferList: [channel.port2],
@@ -236,18 +242,6 @@ export async function startWasmPgDump(options: WasmPgDumpOptions): Promise<WasmP
   signal?.removeEventListener('abort', abortStart);
   socketWorker.postMessage({ type: 'attach', port: channel.port1 } satisfies PgSocketAttach, [channel.port1]);
 
-  // Output in order, handed over as the reader asks for it. pg_dump's thread is told how
-  // much is still on its way, and waits while that is above outputLimit.
-  const queue: Uint8Array[] = [];
-  let outputEnded = false;
-  let delivered = false;
-  let wakeReader: (() => void) | undefined;
-  const wake = () => {
-    wakeReader?.();
-    wakeReader = undefined;
-  };
-  let markDrained: () => void;
-  const drained = new Promise<void>((resolve) => (markDrained = resolve));
   let stderr = '';
   let exitReported = false;
   let settled = false;
@@ -258,8 +252,6 @@ export async function startWasmPgDump(options: WasmPgDumpOptions): Promise<WasmP
     if (settled) return;
     settled = true;
     signal?.removeEventListener('abort', abortRun);
-    outputEnded = true;
-    wake();
     await dumpWorker.terminate();
     // pg_dump said goodbye and ended its side: let the socket close cleanly, briefly.
     if (exit.code !== null) await Promise.race([socketClosed, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
@@ -273,15 +265,9 @@ export async function startWasmPgDump(options: WasmPgDumpOptions): Promise<WasmP
     if (event.type === 'stderr') {
       stderr += `${event.line}\n`;
       options.onStderrLine?.(event.line);
-    } else if (event.type === 'output') {
-      queue.push(event.chunk);
-      wake();
     } else if (event.type === 'exit') {
       exitReported = true;
-      outputEnded = true;
-      wake();
-      // `exited` means "ended, and all output delivered".
-      void drained.then(() => settle({ code: event.code }));
+      void settle({ code: event.code });
     } else if (event.type === 'failed') {
       void settle({ code: null, error: new Error(`the WebAssembly pg_dump failed: ${event.message}`) });
     }
@@ -292,26 +278,27 @@ export async function startWasmPgDump(options: WasmPgDumpOptions): Promise<WasmP
   });
   openGate(1);
 
-  async function* chunks(): AsyncGenerator<Uint8Array> {
-    for (;;) {
-      const chunk = queue.shift();
-      if (chunk) {
-        yield chunk;
-        Atomics.sub(inFlight, 0, chunk.length);
-        Atomics.notify(inFlight, 0);
-        continue;
+  const pipeTo = async (destination: Writable): Promise<void> => {
+    // The ring is shared memory: it stays readable after pg_dump's thread is gone.
+    const reader = new ByteRingReader(outputRing);
+    const buffer = Buffer.allocUnsafe(outputChunk);
+    const write = (chunk: Buffer) =>
+      new Promise<void>((resolve, reject) => destination.write(chunk, (error) => (error ? reject(error) : resolve())));
+    try {
+      for (;;) {
+        signal?.throwIfAborted();
+        const count = reader.take(buffer);
+        // One write at a time: once its callback fired, the destination is done with the buffer.
+        if (count > 0) await write(buffer.subarray(0, count));
+        else if (reader.ended) break;
+        else if (settled) throw (await exited).error ?? new Error('pg_dump ended without finishing its output');
+        else await reader.dataArrived(250);
       }
-      if (outputEnded) break;
-      await new Promise<void>((resolve) => (wakeReader = resolve));
+      destination.end();
+    } catch (error) {
+      void settle({ code: null, error: error instanceof Error ? error : new Error(String(error)) });
+      throw error;
     }
-    if (signal?.aborted) throw signal.reason;
-    delivered = true;
-    markDrained();
-  }
-  const output = Readable.from(chunks(), { objectMode: false, highWaterMark: 256 * 1024 });
-  // A reader that gives up (disk full) must not leave pg_dump waiting for it.
-  output.once('close', () => {
-    if (!delivered) void settle({ code: null, error: new Error('the output of pg_dump was not read to its end') });
-  });
-  return { version: version!, output, exited };
+  };
+  return { version: version!, pipeTo, exited };
 }

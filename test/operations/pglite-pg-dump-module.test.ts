@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { buffer } from 'node:stream/consumers';
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { libpqConnection } from '../../src/operations/libpq-connection.js';
 import { pgliteToolsPackage } from '../../src/operations/pglite-pg-dump-module.js';
@@ -21,8 +21,16 @@ describe('the WebAssembly pg_dump of @electric-sql/pglite-tools', () => {
 
   async function dump(url: string): Promise<{ sql: string; code: number | null; stderr: string }> {
     const run = await startWasmPgDump({ connection: libpqConnection(url), args: ['--format=plain', '--no-owner'] });
-    const [sql, exit] = await Promise.all([buffer(run.output), run.exited]);
-    return { sql: sql.toString('utf8'), code: exit.code, stderr: exit.stderr };
+    // pipeTo reuses its buffer once a write's callback fired: keep copies.
+    const parts: Buffer[] = [];
+    const sink = new Writable({
+      write: (chunk: Buffer, _encoding, callback) => {
+        parts.push(Buffer.from(chunk));
+        callback();
+      },
+    });
+    const [exit] = await Promise.all([run.exited, run.pipeTo(sink)]);
+    return { sql: Buffer.concat(parts).toString('utf8'), code: exit.code, stderr: exit.stderr };
   }
 
   it('is installed at exactly the version package.json pins', () => {
