@@ -165,8 +165,8 @@ function libpqEnvironment(connection: LibpqConnection): Record<string, string> {
  *
  * @example
  * const run = await startWasmPgDump({ connection: libpqConnection(url), args: ['--format=plain', '--verbose'] })
- * await pipeline(run.output, createGzip(), createWriteStream('dump.sql.gz'))
- * const { code, stderr } = await run.exited
+ * const gzip = createGzip()
+ * const [{ code, stderr }] = await Promise.all([run.exited, run.pipeTo(gzip), pipeline(gzip, createWriteStream('dump.sql.gz'))])
  */
 export async function startWasmPgDump(options: WasmPgDumpOptions): Promise<WasmPgDumpRun> {
   const { connection, signal } = options;
@@ -206,6 +206,8 @@ export async function startWasmPgDump(options: WasmPgDumpOptions): Promise<WasmP
   };
 
   let connectionError: string | undefined;
+  // A thread that dies is reported through the exit (below), never as an unhandled 'error' event.
+  socketWorker.on('error', (error) => (connectionError ??= `the socket thread failed: ${error.message}`));
   const socketClosed = nextEvent<PgSocketEvent>(socketWorker, (event) => {
     if (event.type === 'closed' && event.error) connectionError = event.error;
     return event.type === 'closed' || event.type === 'connect-failed';
