@@ -81,16 +81,18 @@ function parseVersion(stdout: string): WasmPgDumpVersion {
   return { pgDump: `${match[1]}.${match[2]}`, major: Number(match[1]), package: `${name} ${version}` };
 }
 
+// The next message of `worker` that `accept`s; rejects when the thread fails or ends first
+// (stopped on Ctrl-C, say), so nobody waits for a message that cannot come.
 function nextEvent<T>(worker: Worker, accept: (message: T) => boolean): Promise<T> {
   return new Promise((resolve, reject) => {
-    const onMessage = (message: T) => {
-      if (!accept(message)) return;
-      worker.off('message', onMessage);
-      worker.off('error', reject);
-      resolve(message);
+    const onExit = () => done(() => reject(new Error('the thread ended')));
+    const onMessage = (message: T) => accept(message) && done(() => resolve(message));
+    const onError = (error: Error) => done(() => reject(error));
+    const done = (settle: () => void) => {
+      worker.off('message', onMessage).off('error', onError).off('exit', onExit);
+      settle();
     };
-    worker.on('message', onMessage);
-    worker.once('error', reject);
+    worker.on('message', onMessage).on('error', onError).on('exit', onExit);
   });
 }
 
