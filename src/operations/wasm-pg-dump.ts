@@ -144,7 +144,13 @@ function socketTarget(connection: LibpqConnection): PgSocketWorkerData['target']
 }
 
 function libpqEnvironment(connection: LibpqConnection): Record<string, string> {
-  const user = os.userInfo().username;
+  // os.userInfo() throws for a uid without a passwd entry (some containers).
+  let user = process.env.USER ?? 'postgres';
+  try {
+    user = os.userInfo().username;
+  } catch {
+    // keep the fallback
+  }
   return {
     // libpq's default user name, which a native pg_dump takes from the OS.
     USER: user,
