@@ -60,9 +60,16 @@ function main(): void {
     socket.resume();
     endIfDone();
   };
+  // Set once the server sent its first bytes (see the answer timeout below).
+  let answered = false;
+  let answerTimer: NodeJS.Timeout | undefined;
   const onread = {
     buffer: Buffer.alloc(64 * 1024),
     callback: (count: number, buffer: Uint8Array): boolean => {
+      if (!answered) {
+        answered = true;
+        clearTimeout(answerTimer);
+      }
       const taken = ring.write(buffer.subarray(0, count));
       if (taken === count) return true;
       pending = Buffer.from(buffer.subarray(taken, count));
@@ -106,12 +113,20 @@ function main(): void {
   });
   socket.on('close', () => finish());
 
-  // pg_dump → server.
+  // pg_dump → server. libpq's connect_timeout cannot work here (its poll always says
+  // ready, then its read waits), so the timeout also covers the server's first answer: a
+  // server that accepts connections but never answers fails like an unreachable one.
   parent.on('message', (message: PgSocketAttach) => {
     if (message.type !== 'attach') return;
     message.port.on('message', (bytes: Uint8Array | 'end') => {
-      if (bytes === 'end') socket.end();
-      else socket.write(bytes);
+      if (bytes === 'end') return void socket.end();
+      if (!answered && !answerTimer) {
+        answerTimer = setTimeout(() => {
+          const seconds = data.connectTimeoutMs / 1000;
+          socket.destroy(Object.assign(new Error(`the server did not answer within ${seconds} s (connect_timeout)`), { code: 'ETIMEDOUT' }));
+        }, data.connectTimeoutMs);
+      }
+      socket.write(bytes);
     });
   });
 }

@@ -1,13 +1,17 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { BackupError } from '../../src/errors.js';
 import { backupDatabase } from '../../src/operations/backup.js';
 import { freePort } from '../../src/embedded/free-port.js';
+import { libpqConnection } from '../../src/operations/libpq-connection.js';
+import { startWasmPgDump } from '../../src/operations/wasm-pg-dump.js';
 import { packageRoot } from '../../src/package-root.js';
 import { recreateDatabase } from '../../src/provisioning/database-admin.js';
 import { debianPostgresBinDir } from '../support/debian-postgres.js';
@@ -120,6 +124,26 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
     );
     expect(lines[0]).toMatch(/^no native pg_dump fits \(found none\); using the WebAssembly pg_dump 18\./);
     expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it('gives up on a server that accepts the connection but never answers, after connect_timeout', async () => {
+    // libpq's own connect_timeout cannot fire in this build (its poll always says ready).
+    // Called directly: backupDatabase would first spend its own 10 s asking the server's version.
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = new URL(database.url);
+      url.port = String((silent.address() as net.AddressInfo).port);
+      url.searchParams.set('connect_timeout', '1');
+      const run = await startWasmPgDump({ connection: libpqConnection(url.toString()), args: ['--format=plain'] });
+      const [exit] = await Promise.all([run.exited, run.pipeTo(new Writable({ write: (_chunk, _encoding, callback) => callback() }))]);
+
+      expect(exit.code).toBe(1);
+      expect(exit.stderr).toContain('server closed the connection unexpectedly');
+      expect(exit.connectionError).toBe('the server did not answer within 1 s (connect_timeout)');
+    } finally {
+      silent.close();
+    }
   });
 
   it("reports a wrong password in libpq's words, never the password, and leaves no file", async () => {
