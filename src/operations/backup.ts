@@ -5,7 +5,7 @@ import type pg from 'pg';
 import { createGzip } from 'node:zlib';
 import { databaseTarget, type DatabaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
-import { BackupError, PgToolNotFoundError } from '../errors.js';
+import { BackupError, PgToolNotFoundError, RestoreError } from '../errors.js';
 import { backupFileName, type BackupFormat } from './backup-name.js';
 import { pruneBackups } from './backup-retention.js';
 import { writeChecksumFile } from './checksum-file.js';
@@ -267,9 +267,10 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
       made = { bytes, sha256, tables, pgDump: `${pgDump.version} at ${pgDump.location}` };
     } else {
       made = await runWasmPgDump(pgDump, facts, options.databaseUrl, temporary, log, options.signal);
-      log(`wrote ${formatBytes(made.bytes)}; verifying: full decompression and pg_dump's completion trailer`);
+      log(`wrote ${formatBytes(made.bytes)}; verifying: full decompression, pg_dump's completion trailer, the restore's vetting`);
       const { sqlBytes } = await verifySqlDump(temporary, options.signal ? { signal: options.signal } : {}).catch((error: Error) => {
-        throw new BackupError(`the new backup does not read back: ${error.message}`, 'gzip', { cause: error });
+        const problem = error instanceof RestoreError ? 'holds what a restore refuses' : 'does not read back';
+        throw new BackupError(`the new backup ${problem}: ${error.message}`, 'gzip', { cause: error });
       });
       log(`read back ${formatBytes(sqlBytes)} of SQL`);
     }

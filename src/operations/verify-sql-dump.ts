@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
+import { RestoreError } from '../errors.js';
+import { vetSqlScript } from './sql-script.js';
 
 /** What {@link verifySqlDump} read. */
 export interface SqlDumpContents {
@@ -17,10 +17,11 @@ const trailer = '\n--\n-- PostgreSQL database dump complete\n--\n';
 const tailWindow = 4096;
 
 /**
- * Checks that a gzip-compressed plain-SQL dump reads back whole before it is published: a
- * full decompression (gzip checks its CRC and length at the end) and pg_dump's header and
- * completion trailer, so a truncated, damaged or half-written dump is refused. Throws an
- * Error saying what is wrong.
+ * Checks that a gzip-compressed plain-SQL dump reads back whole and would restore, before
+ * it is published, in one pass: a full decompression (gzip checks its CRC and length at the
+ * end), pg_dump's header and completion trailer (a truncated or half-written dump lacks
+ * it), and the restore's vetting of its SQL (`vetSqlScript`). Throws a
+ * {@link RestoreError} when the vetting refuses it, an Error saying what is wrong otherwise.
  *
  * @example
  * const { sqlBytes } = await verifySqlDump('backups/.kennwilliamson_development_20250914T134643.512Z.sql.gz.123.tmp')
@@ -29,19 +30,36 @@ export async function verifySqlDump(file: string, options: { signal?: AbortSigna
   let head: Buffer = Buffer.alloc(0);
   let tail: Buffer = Buffer.alloc(0);
   let sqlBytes = 0;
-  const inspect = new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      sqlBytes += chunk.length;
-      if (head.length < header.length) head = Buffer.concat([head, chunk.subarray(0, header.length - head.length)]);
-      tail = chunk.length >= tailWindow ? chunk.subarray(chunk.length - tailWindow) : Buffer.concat([tail, chunk]).subarray(-tailWindow);
-      callback();
-    },
-  });
-  await pipeline(createReadStream(file), createGunzip(), inspect, options.signal ? { signal: options.signal } : {}).catch(
-    (error: Error) => {
-      throw new Error(`it is not a whole gzip file: ${error.message}`, { cause: error });
-    },
-  );
+  let gzipError: Error | undefined;
+  const compressed = createReadStream(file, options.signal ? { signal: options.signal } : {});
+  const sql = compressed.pipe(createGunzip());
+  compressed.once('error', (error) => sql.destroy(error));
+  // Looks at the decompressed SQL on its way to the vetting.
+  async function* inspected(): AsyncGenerator<Buffer> {
+    try {
+      for await (const chunk of sql as AsyncIterable<Buffer>) {
+        sqlBytes += chunk.length;
+        if (head.length < header.length) head = Buffer.concat([head, chunk.subarray(0, header.length - head.length)]);
+        tail = chunk.length >= tailWindow ? chunk.subarray(chunk.length - tailWindow) : Buffer.concat([tail, chunk]).subarray(-tailWindow);
+        yield chunk;
+      }
+    } catch (error) {
+      gzipError = error as Error;
+      throw error;
+    }
+  }
+  try {
+    await vetSqlScript(inspected());
+  } catch (error) {
+    if (gzipError) throw new Error(`it is not a whole gzip file: ${gzipError.message}`, { cause: gzipError });
+    // A cut-off dump also ends in the middle of its SQL: say what is wrong with the file first.
+    if (!tail.toString('utf8').includes(trailer) && error instanceof RestoreError) {
+      throw new Error("it lacks pg_dump's completion trailer: the dump is cut short", { cause: error });
+    }
+    throw error;
+  } finally {
+    sql.destroy();
+  }
   if (head.toString('utf8') !== header) throw new Error('it does not start as a pg_dump plain-format dump');
   if (!tail.toString('utf8').includes(trailer)) throw new Error("it lacks pg_dump's completion trailer: the dump is cut short");
   return { sqlBytes };

@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { RestoreError } from '../../src/errors.js';
 import { verifySqlDump } from '../../src/operations/verify-sql-dump.js';
 
 const dumpSql = [
@@ -42,6 +43,11 @@ describe('verifySqlDump', () => {
     const gz = Buffer.from(gzipSync(dumpSql, { level: 0 }));
     gz[40]! ^= 0x01;
     await expect(verifySqlDump(await file(gz))).rejects.toThrow(/^it is not a whole gzip file: incorrect data check/);
+  });
+
+  it('refuses a dump the restore would refuse: a psql meta-command other than those pg_dump writes', async () => {
+    const hostile = dumpSql.replace('CREATE TABLE', '\\! touch /tmp/owned\nCREATE TABLE');
+    await expect(verifySqlDump(await file(gzipSync(hostile)))).rejects.toBeInstanceOf(RestoreError);
   });
 
   it('refuses gzip data that is not a pg_dump plain-format dump', async () => {

@@ -70,7 +70,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
       /no native pg_dump fits this PostgreSQL 17 server \(found 15 at \S+pg_dump.*\); using the WebAssembly pg_dump 18\.\d+ of @electric-sql\/pglite-tools \d+\.\d+\.\d+: plain SQL, gzip-compressed/,
     );
     expect(made.stderr).toMatch(/dumping table public\.users \(\d+ of 9\)/);
-    expect(made.stderr).toContain("verifying: full decompression and pg_dump's completion trailer");
+    expect(made.stderr).toContain("verifying: full decompression, pg_dump's completion trailer, the restore's vetting");
     const file = made.stdout.trim();
     expect(path.basename(file)).toMatch(backupName);
     expect((await readdir(backupDir)).sort()).toEqual([path.basename(file), `${path.basename(file)}.sha256`]);
