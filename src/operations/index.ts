@@ -2,6 +2,7 @@
 // and setup commands do, for services and scripts that drive them from code. Kept apart from
 // the main entry so that importing the query layer loads none of it.
 export { backupDatabase, type BackupOptions, type BackupResult } from './backup.js';
+export type { BackupFormat } from './backup-name.js';
 export { backupSettings, type BackupSettings } from './backup-settings.js';
 export { downloadBackup, type DownloadOptions, type DownloadResult } from './download-backup.js';
 export { restoreDatabase, type RestoreOptions, type RestoreResult } from './restore.js';
