@@ -14,8 +14,9 @@ const available = toolsAvailable(
   'the WebAssembly backup memory test (pg_dump 15, too old for the PostgreSQL 17 server)',
 );
 
-// About a million rows (~300 MB of SQL). WASM_BACKUP_TEST_ROWS changes it for a quicker or a bigger run.
-const rows = Number(process.env.WASM_BACKUP_TEST_ROWS ?? 1_000_000);
+// 400,000 rows (~120 MB of SQL) in `npm test`, where a million took 18 s of a busy suite; the
+// figures for a million: WASM_BACKUP_TEST_ROWS=1000000 npx vitest run --project direct test/operations/wasm-backup-memory.test.ts
+const rows = Number(process.env.WASM_BACKUP_TEST_ROWS ?? 400_000);
 
 // Loaded into the command's process: prints its peak resident memory (all threads) when it exits.
 const peakMemoryReporter = `data:text/javascript;base64,${Buffer.from(
@@ -81,6 +82,6 @@ describe.skipIf(!available)('db:backup with the WebAssembly pg_dump streams', ()
     // Holding the dump (or a copy of it in pg_dump's in-memory filesystem, or an unbounded
     // queue on either side of pg_dump) would grow memory by about its size or more; streaming
     // keeps the growth to fixed buffers (two 1 MB rings) and garbage not yet collected.
-    expect(growth).toBeLessThan(sqlBytes / 4);
+    expect(growth).toBeLessThan(sqlBytes / 2);
   });
 });
