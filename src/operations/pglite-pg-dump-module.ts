@@ -18,8 +18,10 @@ import { createRequire } from 'node:module';
  *    a socket; its `connect` does nothing and its `poll` always reports ready. So `read` must
  *    block until bytes arrive, and may return 0 only where libpq does not take 0 for end of
  *    stream (see ByteRingReader).
- * 4. Emscripten's `addFunction`, `FS.registerDevice`/`FS.makedev`/`FS.mkdev`, `ENV`,
- *    `callMain`, `print`/`printErr` and `thisProgram` work as in Emscripten 3.1.
+ * 4. The module keeps Emscripten's runtime exports: `addFunction` (to hand those callbacks
+ *    over), `FS.registerDevice`/`makedev`/`mkdev` (the output device), `FS.writeFile`/`chmod`,
+ *    `ENV` (libpq's environment: the password), `callMain`, and the `print`, `printErr`,
+ *    `thisProgram`, `locateFile` and `preRun` options.
  */
 
 /** The pinned package, for messages: `@electric-sql/pglite-tools 0.4.8`. */
@@ -160,8 +162,8 @@ export async function createPgDumpModule(host: PgDumpHost): Promise<PgDumpModule
   module._pgl_set_rw_cbs(read, write);
 
   // A character device whose writes go to the host as they happen, so the dump never
-  // accumulates in the in-memory filesystem. pg_dump asks for its position (ftello), so
-  // llseek answers that; it never seeks back in a plain-format dump.
+  // accumulates in the in-memory filesystem. llseek answers questions about the position
+  // (ftello) and refuses real seeks, which a plain-format dump never makes.
   const device = module.FS.makedev(64, 0);
   module.FS.registerDevice(device, {
     write: (_stream, buffer, offset, length) => {
