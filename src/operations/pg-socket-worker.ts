@@ -8,7 +8,7 @@
  * workerData: PgSocketWorkerData. Messages to the parent: PgSocketEvent.
  */
 import net from 'node:net';
-import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { ByteRingWriter, type ByteRingMemory } from './byte-ring.js';
 
 /** Where the socket worker connects, and the ring it fills. */
@@ -131,4 +131,5 @@ function main(): void {
   });
 }
 
-main();
+// Only as a worker thread: the types above are imported elsewhere, never this module's code.
+if (!isMainThread) main();

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import { createRequire } from 'node:module';
+import path from 'node:path';
 
 /*
  * Every use of @electric-sql/pglite-tools internals lives in this file; nothing else imports

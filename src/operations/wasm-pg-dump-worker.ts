@@ -5,7 +5,7 @@
  *
  * workerData: WasmPgDumpWorkerData. Messages to the parent: WasmPgDumpEvent.
  */
-import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+import { isMainThread, parentPort, workerData, type MessagePort } from 'node:worker_threads';
 import { ByteRingReader, ByteRingWriter, type ByteRingMemory } from './byte-ring.js';
 import { createPgDumpModule, pgDumpStdout, runPgDumpMain } from './pglite-pg-dump-module.js';
 
@@ -99,4 +99,5 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+// Only as a worker thread: the types above are imported elsewhere, never this module's code.
+if (!isMainThread) void main();
