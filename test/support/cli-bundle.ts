@@ -18,7 +18,10 @@ export async function bundleCliCommands(): Promise<string> {
     .filter((file) => file.endsWith('-worker.ts'))
     .map((file) => path.join(root, 'src', 'operations', file));
   await build({
-    entryPoints: [path.join(root, 'src', 'cli', 'dev', 'dev.ts'), ...workers].map((file) => ({ in: file, out: path.basename(file, '.ts') })),
+    entryPoints: [path.join(root, 'src', 'cli', 'dev', 'dev.ts'), ...workers].map((file) => ({
+      in: file,
+      out: path.basename(file, '.ts'),
+    })),
     outdir,
     bundle: true,
     platform: 'node',

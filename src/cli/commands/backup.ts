@@ -15,8 +15,8 @@ backups of <env> are kept. Progress goes to stderr; the new file's path to stdou
 pg_dump must be at least the server's major version. It is looked for in PG_DUMP, PATH,
 /usr/lib/postgresql/*/bin, then the running docker compose service 'postgres'. When none
 fits, the WebAssembly pg_dump of @electric-sql/pglite-tools writes plain SQL, gzip-compressed
-(.sql.gz), checked by a full decompression and pg_dump's completion trailer (no TLS: local
-servers only).
+(.sql.gz), checked by a full decompression, pg_dump's completion trailer and the restore's
+vetting (no TLS: local servers only).
 
 Environment:
   MIGRATION_DATABASE_URL  the database to back up, as its owner (else DATABASE_URL)
