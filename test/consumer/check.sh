@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The package as a service sees it: `npm pack`, then the tarball installed into a scratch
 # service outside the repository with its own kysely (another 0.28 patch), and:
-#   - the bin (plain node): setup, migrate, migrate status, --help;
+#   - the bin (plain node): setup, migrate, migrate status, backup, restore, --help;
 #   - import from ESM and require() from CommonJS, one copy of kysely;
 #   - a strict TypeScript service (nodenext, skipLibCheck false) passing its own
 #     Transaction<DB> to the query functions type-checks, then runs against the database.
@@ -65,6 +65,12 @@ MIGRATION_DATABASE_URL=$database_url "$bin" migrate | grep -q 'Nothing to apply'
 status=$(MIGRATION_DATABASE_URL=$database_url "$bin" migrate status)
 echo "$status"
 echo "$status" | grep -Eq '^[0-9]+ applied, 0 pending, 0 changed, 0 missing$'
+
+# The compiled backup (its worker threads resolve from dist) and restore, by the bin. With no
+# pg_dump >= the server's here, this is the WebAssembly pg_dump's plain-SQL path.
+backup=$(MIGRATION_DATABASE_URL=$database_url BACKUP_DIR="$work/backups" "$bin" backup)
+test -s "$backup" && test -s "$backup.sha256"
+MIGRATION_DATABASE_URL=$database_url "$bin" restore "$backup" --yes
 
 echo "consumer check: ESM and CommonJS"
 SERVICE_KYSELY_VERSION=$service_kysely node import-check.mjs
