@@ -93,7 +93,8 @@ export const orderByRandomSql = `
   ORDER BY random()
   LIMIT 1`;
 
-const rawListSql = `
+/** The phrase search as it was written before (one ILIKE of the whole pattern), for the raw sides. */
+export const rawListSql = `
   SELECT page.*, e.user_id IS NOT NULL AS excluded
   FROM (
     SELECT ${phraseColumnsSql}, count(*) OVER () AS total

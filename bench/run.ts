@@ -8,7 +8,7 @@ import { type BenchContext, pick } from './bench-context.js';
 import { startBenchDatabase } from './bench-database.js';
 import { explainStatements, type PlanSummary } from './explain.js';
 import { compareSides, measure, type Measurement } from './measure.js';
-import { benchOperations, orderByRandomSql, pgbenchKeys, type Side, searchTerms, tokenChains } from './operations.js';
+import { benchOperations, orderByRandomSql, pgbenchKeys, rawListSql, type Side, searchTerms, tokenChains } from './operations.js';
 import { runPgbench } from './pgbench.js';
 import { pgNamed, pgUnnamed, postgresJs, type SqlRunner } from './sql-runners.js';
 import postgres from 'postgres';
@@ -344,10 +344,15 @@ async function main(): Promise<void> {
     log('rewriting the phrases as varied texts, and measuring the search on them…');
     const realisticTerms = await seedRealisticPhrases(observer, log);
     const searchVaried = () => phrases.listForUser(db, pick(ctx.excluderIds), { search: pick(realisticTerms), limit: 20 });
+    // The SQL of before, unnamed on raw pg, over the same varied texts: what "today" does there.
+    const searchVariedRaw = () =>
+      ctx.pool.query(rawListSql, [pick(ctx.excluderIds), `%${pick(realisticTerms).replace(/[\\%_]/g, '\\$&')}%`, 20, 0]);
     const searchRealistic = {
       sampleTerms: realisticTerms.slice(0, 5),
       alone: await measure(searchVaried, { concurrency: 1, durationMs: growthMs }),
       workers: await measure(searchVaried, { concurrency, durationMs: growthMs }),
+      rawAlone: await measure(searchVariedRaw, { concurrency: 1, durationMs: growthMs }),
+      rawWorkers: await measure(searchVariedRaw, { concurrency, durationMs: growthMs }),
     };
 
     console.log('');
@@ -373,7 +378,9 @@ async function main(): Promise<void> {
     console.log(
       `phrases.listForUser (search) on varied texts (terms like '${searchRealistic.sampleTerms.slice(0, 2).join("', '")}'): ` +
         `one caller p50 ${searchRealistic.alone.p50Ms} ms, p99 ${searchRealistic.alone.p99Ms} ms; ` +
-        `${concurrency} workers ${searchRealistic.workers.opsPerSec} ops/s, p50 ${searchRealistic.workers.p50Ms} ms`,
+        `${concurrency} workers ${searchRealistic.workers.opsPerSec} ops/s, p50 ${searchRealistic.workers.p50Ms} ms; ` +
+        `the SQL of before on raw pg: one caller p50 ${searchRealistic.rawAlone.p50Ms} ms, ${concurrency} workers ` +
+        `${searchRealistic.rawWorkers.opsPerSec} ops/s (${(searchRealistic.workers.opsPerSec / searchRealistic.rawWorkers.opsPerSec).toFixed(2)}x; target ≥ 3x)`,
     );
     console.log(
       `refreshTokens.rotate as the table grows: ${rotateSmall.opsPerSec} ops/s at ${small.toLocaleString('en-US')} rows, ` +
