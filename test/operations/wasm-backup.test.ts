@@ -89,16 +89,21 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
     expect(await migrationsRecord(roundTrip.url)).toEqual(record);
   });
 
-  it("refuses a connection that demands TLS, which the WebAssembly pg_dump lacks, and leaves no file", async () => {
-    const url = new URL(database.url);
-    url.searchParams.set('sslmode', 'require');
-    const error = await backupDatabase({
+  // A backup with no native pg_dump to find, so the WebAssembly one runs; resolves to its error.
+  const wasmBackupOf = (url: URL, log?: (line: string) => void) =>
+    backupDatabase({
       databaseUrl: url.toString(),
       backupDir,
       environment: 'development',
       keep: 1,
       toolSearch: noNativePgDump,
+      ...(log ? { log } : {}),
     }).catch((e: unknown) => e);
+
+  it("refuses a connection that demands TLS, which the WebAssembly pg_dump lacks, and leaves no file", async () => {
+    const url = new URL(database.url);
+    url.searchParams.set('sslmode', 'require');
+    const error = await wasmBackupOf(url);
 
     expect(error).toBeInstanceOf(BackupError);
     expect((error as Error).message).toMatch(/^the WebAssembly pg_dump has no TLS support and cannot honour sslmode=require/);
@@ -109,14 +114,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
     const url = new URL(database.url);
     url.port = String(await freePort());
     const lines: string[] = [];
-    const error = await backupDatabase({
-      databaseUrl: url.toString(),
-      backupDir,
-      environment: 'development',
-      keep: 1,
-      toolSearch: noNativePgDump,
-      log: (line) => lines.push(line),
-    }).catch((e: unknown) => e);
+    const error = await wasmBackupOf(url, (line) => lines.push(line));
 
     expect(error).toBeInstanceOf(BackupError);
     expect((error as Error).message).toBe(
@@ -149,13 +147,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
   it("reports a wrong password in libpq's words, never the password, and leaves no file", async () => {
     const url = new URL(database.url);
     url.password = 'not-the-password-4711';
-    const error = await backupDatabase({
-      databaseUrl: url.toString(),
-      backupDir,
-      environment: 'development',
-      keep: 1,
-      toolSearch: noNativePgDump,
-    }).catch((e: unknown) => e);
+    const error = await wasmBackupOf(url);
 
     expect(error).toBeInstanceOf(BackupError);
     const message = (error as Error).message;
