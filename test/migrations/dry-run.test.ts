@@ -1,6 +1,5 @@
 import { appendFile, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { MigrationChecksumError, MigrationLockTimeoutError } from '../../src/errors.js';
 import { checksumOf, listMigrationFiles } from '../../src/migrations/migration-files.js';
@@ -8,6 +7,7 @@ import { migrationLockKey } from '../../src/migrations/migration-lock.js';
 import { defaultMigrationsDir, migrate, migrateDown } from '../../src/migrations/migrator.js';
 import { withClient } from '../../src/db/with-client.js';
 import { runCli } from '../support/run-cli.js';
+import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
 import { createMigrationSandbox } from '../support/migration-sandbox.js';
 import type { TestDatabase } from '../support/test-database.js';
 
@@ -86,16 +86,13 @@ describe('migrate({ dryRun: true })', () => {
   });
 
   it('waits for the migration lock, so it reads a settled state', async () => {
-    const holder = new pg.Client({ connectionString: database.url });
-    await holder.connect();
+    const holder = await holdAdvisoryLock(database.url, migrationLockKey);
     try {
-      await holder.query('BEGIN');
-      await holder.query('SELECT pg_advisory_xact_lock($1::bigint)', [migrationLockKey]);
       await expect(migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, lockTimeoutMs: 200 })).rejects.toBeInstanceOf(
         MigrationLockTimeoutError,
       );
     } finally {
-      await holder.end();
+      await holder.release();
     }
   });
 });

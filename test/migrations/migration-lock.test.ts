@@ -11,6 +11,7 @@ import { migrate, migrationStatus } from '../../src/migrations/migrator.js';
 import { withClient } from '../../src/db/with-client.js';
 import { databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
 import { eventually } from '../support/eventually.js';
+import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
 import { createMigrationSandbox } from '../support/migration-sandbox.js';
 import type { TestDatabase } from '../support/test-database.js';
 import { packageRoot } from '../../src/package-root.js';
@@ -29,14 +30,7 @@ afterEach(async () => {
 });
 
 /** Another session holding the migration lock, as a running migrator would, until `release`. */
-async function holdMigrationLock(applicationName: string): Promise<{ pid: number; release: () => Promise<void> }> {
-  const client = new pg.Client({ connectionString: database.url, application_name: applicationName });
-  await client.connect();
-  await client.query('BEGIN');
-  await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [migrationLockKey]);
-  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-  return { pid: rows[0]!.pid, release: () => client.end() };
-}
+const holdMigrationLock = (applicationName: string) => holdAdvisoryLock(database.url, migrationLockKey, applicationName);
 
 async function one<T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T | undefined> {
   return withClient(database.url, async (client) => (await client.query<T>(sql, params)).rows[0]);

@@ -2,7 +2,6 @@ import { randomBytes } from 'node:crypto';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appRoleLockKey, ensureAppRole } from '../../src/provisioning/app-role.js';
 import { createDb } from '../../src/db/create-db.js';
@@ -11,6 +10,7 @@ import { withClient } from '../../src/db/with-client.js';
 import { withMaintenanceClient } from '../../src/provisioning/database-admin.js';
 import { AppRoleError } from '../../src/errors.js';
 import { defaultMigrationsDir, migrate, migrateDown } from '../../src/migrations/migrator.js';
+import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
 import { runCli } from '../support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
@@ -244,19 +244,15 @@ describe('the application role made by npm run db:setup', () => {
   });
 
   it('gives up on a concurrent set-up that holds its lock too long, instead of waiting without end', async () => {
-    const holder = new pg.Client({ connectionString: database.url });
-    await holder.connect();
+    const holder = await holdAdvisoryLock(database.url, appRoleLockKey);
     try {
-      await holder.query('BEGIN');
-      await holder.query('SELECT pg_advisory_xact_lock($1)', [appRoleLockKey]);
-
       const error = await ensureAppRole({ databaseUrl: database.url, user, password, lockTimeoutMs: 200 }).catch((e: unknown) => e);
 
       expect(error).toBeInstanceOf(AppRoleError);
       expect((error as Error).message).toContain('lock timeout');
       expect(((error as Error).cause as { code?: string }).code).toBe('55P03');
     } finally {
-      await holder.end();
+      await holder.release();
     }
   });
 
