@@ -1,4 +1,5 @@
 import { ConfigError } from '../errors.js';
+import { parsePostgresUrl } from './database-target.js';
 
 /** Settings of the connection pool. Every field has the default the design names. */
 export interface DbConfig {
@@ -87,13 +88,8 @@ export function loadDbConfig(env: NodeJS.ProcessEnv = process.env): DbConfig {
 /** Fills defaults and checks the settings that depend on each other or on the URL. */
 export function resolveDbConfig(partial: Partial<DbConfig> & { databaseUrl: string }): DbConfig {
   const config: DbConfig = { ...defaultDbConfig, ...withoutUndefined(partial), databaseUrl: partial.databaseUrl };
-  try {
-    const url = new URL(config.databaseUrl);
-    if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:') throw new Error('protocol');
-  } catch {
-    // The URL may hold a password: name the variable, never echo the value.
-    throw new ConfigError('DATABASE_URL', 'DATABASE_URL must be a postgres:// or postgresql:// URL');
-  }
+  // Read as pg reads it (a host-less socket URL included); a ConfigError never echoes it.
+  parsePostgresUrl(config.databaseUrl);
   for (const [variable, value] of [
     ['DB_MAX_CONNECTIONS', config.maxConnections],
     ['DB_MIN_CONNECTIONS', config.minConnections],

@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
-import pg from 'pg';
-import { mapDatabaseError, MigrationLockLostError, MigrationLockTimeoutError, type MigrationLockHolder } from '../errors.js';
+import type pg from 'pg';
+import { withClient } from '../db/with-client.js';
+import { MigrationLockLostError, MigrationLockTimeoutError, type MigrationLockHolder } from '../errors.js';
 
 /** One key for every migration run against a database, whichever process starts it. */
 export const migrationLockKey = '7259133420415466853';
@@ -54,40 +55,35 @@ export async function withMigrationLock<T>(
   options: MigrationLockOptions,
   work: (lock: MigrationLock) => Promise<T>,
 ): Promise<T> {
-  const holder = new pg.Client({
-    connectionString: options.databaseUrl,
-    connectionTimeoutMillis: 10_000,
-    application_name: migrationLockApplicationName,
-  });
-  let lost: unknown;
-  holder.on('error', (error) => (lost ??= error));
-  await holder.connect().catch((error: unknown) => {
-    throw mapDatabaseError(error);
-  });
-  try {
-    await holder.query('BEGIN');
-    // The server must not end this transaction for idling while the work runs elsewhere,
-    // and must notice within a second when this process is gone while it waits for the lock.
-    await holder.query("SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL client_connection_check_interval = '1s'");
-    const { rows } = await holder.query<{ locked: boolean }>(lockSql, [migrationLockKey]);
-    if (!rows[0]?.locked) await waitForLock(holder, options);
+  // Ending the connection (as withClient always does) ends its transaction, and with it the
+  // lock, in every case.
+  return withClient(
+    options.databaseUrl,
+    async (holder) => {
+      let lost: unknown;
+      holder.on('error', (error) => (lost ??= error));
+      await holder.query('BEGIN');
+      // The server must not end this transaction for idling while the work runs elsewhere,
+      // and must notice within a second when this process is gone while it waits for the lock.
+      await holder.query("SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL client_connection_check_interval = '1s'");
+      const { rows } = await holder.query<{ locked: boolean }>(lockSql, [migrationLockKey]);
+      if (!rows[0]?.locked) await waitForLock(holder, options);
 
-    const result = await work({
-      assertHeld: async () => {
-        try {
-          if (lost !== undefined) throw lost;
-          await holder.query('SELECT 1');
-        } catch (error) {
-          throw new MigrationLockLostError({ cause: error });
-        }
-      },
-    });
-    await holder.query('COMMIT');
-    return result;
-  } finally {
-    // Ending the connection ends its transaction, and with it the lock, in every case.
-    await holder.end().catch(() => undefined);
-  }
+      const result = await work({
+        assertHeld: async () => {
+          try {
+            if (lost !== undefined) throw lost;
+            await holder.query('SELECT 1');
+          } catch (error) {
+            throw new MigrationLockLostError({ cause: error });
+          }
+        },
+      });
+      await holder.query('COMMIT');
+      return result;
+    },
+    migrationLockApplicationName,
+  );
 }
 
 async function waitForLock(holder: pg.Client, options: MigrationLockOptions): Promise<void> {
@@ -111,10 +107,7 @@ async function waitForLock(holder: pg.Client, options: MigrationLockOptions): Pr
  * key appears as its high and low 32 bits in `classid` and `objid`, with `objsubid` 1.
  */
 export async function currentHolder(databaseUrl: string): Promise<MigrationLockHolder | undefined> {
-  const client = new pg.Client({ connectionString: databaseUrl, connectionTimeoutMillis: 10_000 });
-  client.on('error', () => undefined);
-  try {
-    await client.connect();
+  const readHolder = async (client: pg.Client) => {
     const { rows } = await client.query<{ pid: number; application_name: string | null; since: Date | null }>(
       `SELECT a.pid, a.application_name, coalesce(a.xact_start, a.backend_start) AS since
          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
@@ -126,13 +119,8 @@ export async function currentHolder(databaseUrl: string): Promise<MigrationLockH
       [migrationLockKey],
     );
     const row = rows[0];
-    return row === undefined
-      ? undefined
-      : { pid: row.pid, applicationName: row.application_name ?? '', since: row.since ?? undefined };
-  } catch {
-    // Naming the holder is a courtesy; failing to read it must not hide the real error.
-    return undefined;
-  } finally {
-    await client.end().catch(() => undefined);
-  }
+    return row === undefined ? undefined : { pid: row.pid, applicationName: row.application_name ?? '', since: row.since ?? undefined };
+  };
+  // Naming the holder is a courtesy; failing to read it must not hide the real error.
+  return withClient(databaseUrl, readHolder).catch(() => undefined);
 }

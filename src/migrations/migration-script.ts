@@ -1,5 +1,6 @@
 import { loadModule, parseSync, scanSync, type Node, type RawStmt, type ScanToken } from 'libpg-query';
 import { MigrationScriptError } from '../errors.js';
+import { lineOfPosition } from '../sql-position.js';
 
 /** First line of a migration file that must run outside a transaction, statement by statement. */
 export const noTransactionHeader = '-- migrate:no-transaction';
@@ -90,18 +91,6 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
     };
   });
   return { file, sql, transactional, statements };
-}
-
-/** The 1-based line of a 1-based character position (as PostgreSQL reports `position`) in `text`. */
-export function lineOfPosition(text: string, position: number): number {
-  let line = 1;
-  let seen = 0;
-  // Code points, not UTF-16 units: PostgreSQL counts characters.
-  for (const char of text) {
-    if (++seen >= position) break;
-    if (char === '\n') line++;
-  }
-  return line;
 }
 
 function hasNoTransactionHeader(file: string, sql: string): boolean {

@@ -23,7 +23,8 @@ import {
   migrationsTable,
   PostgresMigrationStorage,
 } from './migration-storage.js';
-import { lineOfPosition, noTransactionHeader, parseMigrationScript, type MigrationScript } from './migration-script.js';
+import { lineOfPosition } from '../sql-position.js';
+import { noTransactionHeader, parseMigrationScript, type MigrationScript } from './migration-script.js';
 
 export interface MigratorOptions {
   /**

@@ -103,7 +103,21 @@ export function pgliteToolsPackage(): PgliteToolsPackage {
 
 type Factory = (overrides: Record<string, unknown>) => Promise<PgDumpModule>;
 
-async function loadFactory(distDir: string): Promise<Factory> {
+// One factory per thread: a backup instantiates pg_dump twice (--version, then the dump), and
+// the factory's source need be read, encoded and imported only once.
+const factories = new Map<string, Promise<Factory>>();
+
+function loadFactory(distDir: string): Promise<Factory> {
+  let factory = factories.get(distDir);
+  if (factory === undefined) {
+    factory = importFactory(distDir);
+    factory.catch(() => factories.delete(distDir));
+    factories.set(distDir, factory);
+  }
+  return factory;
+}
+
+async function importFactory(distDir: string): Promise<Factory> {
   const entry = readFileSync(path.join(distDir, 'pg_dump.js'), 'utf8');
   const chunk = /from\s*["']\.\/(chunk-[\w-]+\.js)["']/.exec(entry)?.[1];
   if (!chunk) throw new Error(`${distDir}/pg_dump.js no longer imports a chunk-*.js`);

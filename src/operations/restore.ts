@@ -4,6 +4,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { databaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
+import { lineOfPosition } from '../sql-position.js';
 import { RestoreError } from '../errors.js';
 import { type PgToolExit, spawnPgTool, toolErrorText } from './pg-tool-process.js';
 import { findPgTool, type FindPgToolOptions } from './pg-tools.js';
@@ -59,7 +60,7 @@ function serverFailure(error: unknown): string {
 // The same, located by line in the backup's SQL.
 function statementFailure(error: unknown, text: string, line: number): string {
   const offset = Number((error as { position?: string }).position);
-  const at = Number.isInteger(offset) && offset > 0 ? line + (text.slice(0, offset - 1).match(/\n/g)?.length ?? 0) : line;
+  const at = Number.isInteger(offset) && offset > 0 ? line + lineOfPosition(text, offset) - 1 : line;
   return `${serverFailure(error)} at line ${at} of the backup's SQL`;
 }
 

@@ -40,10 +40,13 @@ async function* linesOf(source: AsyncIterable<Buffer | string>): AsyncGenerator<
   if (pending.length > 0) yield pending;
 }
 
-const isEndOfCopy = (line: Buffer) => {
-  const text = line.toString('latin1');
-  return text === '\\.\n' || text === '\\.\r\n' || text === '\\.';
-};
+// `\.` alone on its line (LF, CRLF or at the very end), compared as bytes: this runs for every
+// COPY row of a restore.
+const isEndOfCopy = (line: Buffer) =>
+  line.length <= 4 &&
+  line[0] === 0x5c &&
+  line[1] === 0x2e &&
+  (line.length === 2 || (line.length === 3 && line[2] === 0x0a) || (line.length === 4 && line[2] === 0x0d && line[3] === 0x0a));
 
 /**
  * Reads a backup's SQL (pg_dump's plain format, or `pg_restore --file=-` of an archive) and

@@ -37,6 +37,11 @@ describe('loadDbConfig', () => {
     ).toMatchObject({ maxConnections: 4, minConnections: 1, acquireTimeoutMs: 5_000 });
   });
 
+  it('accepts a URL with no host before the path, for a Unix socket, as pg does', () => {
+    const socketUrl = 'postgresql://app:pw@/kennwilliamson?host=/run/postgresql';
+    expect(loadDbConfig({ DATABASE_URL: socketUrl }).databaseUrl).toBe(socketUrl);
+  });
+
   it('fails naming DATABASE_URL when it is missing or not a postgres URL, without echoing it', () => {
     expect(configError({}).variable).toBe('DATABASE_URL');
     const bad = configError({ DATABASE_URL: 'mysql://app:s3cret-password@db/x' });

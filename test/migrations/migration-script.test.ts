@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { MigrationScriptError } from '../../src/errors.js';
-import { lineOfPosition, parseMigrationScript } from '../../src/migrations/migration-script.js';
+import { parseMigrationScript } from '../../src/migrations/migration-script.js';
+import { lineOfPosition } from '../../src/sql-position.js';
 
 const statementsOf = async (sql: string) =>
   (await parseMigrationScript('x.up.sql', `-- migrate:no-transaction\n${sql}`)).statements.map((s) => s.text);
