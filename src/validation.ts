@@ -69,6 +69,17 @@ export function requireText(field: string, value: unknown, maxLength: number): s
   return trimmed;
 }
 
+/**
+ * Like {@link requireText}, but `null`, `undefined` and blank text mean "none" (`null`): for
+ * optional free text such as notes and search terms.
+ *
+ * @example textOrNull('notes', '  ', 1000) // null
+ */
+export function textOrNull(field: string, value: unknown, maxLength: number): string | null {
+  if (value === undefined || value === null || (typeof value === 'string' && value.trim() === '')) return null;
+  return requireText(field, value, maxLength);
+}
+
 /** Like {@link requireText}, but `null`/`undefined` pass through as `null`. */
 export function optionalText(field: string, value: unknown, maxLength: number): string | null {
   return value === undefined || value === null ? null : requireText(field, value, maxLength);

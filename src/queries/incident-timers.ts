@@ -9,7 +9,7 @@ import {
   requireOptions,
   requirePage,
   requireSlug,
-  requireStorableText,
+  textOrNull,
   requireUuid,
 } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
@@ -45,11 +45,7 @@ const timerColumns = [
 
 // Notes come from a text area: blank means "no notes".
 function normaliseNotes(value: unknown): string | null {
-  if (value === undefined || value === null) return null;
-  if (typeof value !== 'string') throw new ValidationError('notes', 'must be text');
-  const notes = requireStorableText('notes', value).trim();
-  if (notes.length > limits.notesLength && [...notes].length > limits.notesLength) throw new ValidationError('notes', `must be at most ${limits.notesLength} characters`);
-  return notes === '' ? null : notes;
+  return textOrNull('notes', value, limits.notesLength);
 }
 
 /**

@@ -11,7 +11,7 @@ import {
   requireOptions,
   requirePage,
   requireSlug,
-  requireStorableText,
+  textOrNull,
   requireText,
   requireUuid,
 } from '../validation.js';
@@ -185,13 +185,8 @@ interface Search {
 // most of its time on "and". The index is asked for the two longest words only (both implied
 // by the whole text, so no match is lost), and the whole pattern then filters the candidates.
 function searchOf(search: unknown): Search | null {
-  if (search === undefined || search === null) return null;
-  if (typeof search !== 'string') throw new ValidationError('search', 'must be text');
-  const text = requireStorableText('search', search).trim();
-  if (text === '') return null;
-  if ([...text].length > limits.searchLength) {
-    throw new ValidationError('search', `must be at most ${limits.searchLength} characters`);
-  }
+  const text = textOrNull('search', search, limits.searchLength);
+  if (text === null) return null;
   const pattern = `%${escapeLikePattern(text)}%`;
   const words = text
     .split(/\s+/)

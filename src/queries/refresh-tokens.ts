@@ -12,6 +12,7 @@ import {
 } from '../errors.js';
 import { isStorableText, requireInput, requireOptions, requireSeconds, requireUuid } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
+import { revokeLiveTokens, type RevokedReason, sessionCount } from './revoke-live-tokens.js';
 
 /**
  * Rolling refresh tokens with rotation and reuse detection. A family is one login on one
@@ -85,7 +86,6 @@ export type Session = Pick<CamelCased<Selectable<RefreshTokens>>, 'familyId' | '
   createdAt: Date;
 };
 
-type RevokedReason = 'rotated' | 'reuse' | 'logout' | 'deactivated' | 'admin' | 'password_changed';
 
 const day = 24 * 3600;
 const builtInDefaults: Readonly<RefreshTokenDefaults> = Object.freeze({
@@ -286,7 +286,7 @@ export async function revokeAllForUser(db: Kysely<DB>, userId: string): Promise<
   const id = requireUuid('userId', userId);
   return inTransaction(db, async (trx) => {
     const revoked = await revokeSessions(trx, { userId: id }, 'logout');
-    return new Set(revoked.map((row) => row.family_id)).size;
+    return sessionCount(revoked);
   });
 }
 
@@ -546,13 +546,7 @@ async function revokeSessions(
   reason: RevokedReason,
 ): Promise<Array<{ family_id: string }>> {
   await trx.selectFrom('users').select('id').where('id', '=', scope.userId).forNoKeyUpdate().execute();
-  let query = trx
-    .updateTable('refresh_tokens')
-    .set({ revoked_at: sql`now()`, revoked_reason: reason })
-    .where('user_id', '=', scope.userId)
-    .where('revoked_at', 'is', null);
-  if (scope.familyId !== undefined) query = query.where('family_id', '=', scope.familyId);
-  return query.returning('family_id').execute();
+  return revokeLiveTokens(trx, scope, reason);
 }
 
 function newToken(): { token: string; hash: Buffer } {

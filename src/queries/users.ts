@@ -15,6 +15,7 @@ import {
 } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
 import { noRowReturned } from './no-row-returned.js';
+import { revokeLiveTokens, sessionCount } from './revoke-live-tokens.js';
 
 /** A user as services see it; the password hash only comes with {@link findByEmail}. */
 export type User = CamelCased<Omit<Selectable<Users>, 'password_hash'>>;
@@ -169,15 +170,8 @@ export async function updatePassword(
       .returning('id')
       .executeTakeFirst();
     if (!user) throw new NotFoundError('user');
-    const revoked = await trx
-      .updateTable('refresh_tokens')
-      .set({ revoked_at: sql`now()`, revoked_reason: 'password_changed' })
-      .where('user_id', '=', id)
-      .where('revoked_at', 'is', null)
-      .$if(keep !== undefined, (qb) => qb.where('family_id', '<>', keep!))
-      .returning('family_id')
-      .execute();
-    return new Set(revoked.map((row) => row.family_id)).size;
+    const revoked = await revokeLiveTokens(trx, { userId: id, ...(keep === undefined ? {} : { exceptFamilyId: keep }) }, 'password_changed');
+    return sessionCount(revoked);
   });
 }
 
@@ -198,14 +192,7 @@ export async function setActive(db: Kysely<DB>, userId: string, active: boolean)
       .returning(userColumns)
       .executeTakeFirst();
     if (!user) throw new NotFoundError('user');
-    if (!value) {
-      await trx
-        .updateTable('refresh_tokens')
-        .set({ revoked_at: sql`now()`, revoked_reason: 'deactivated' })
-        .where('user_id', '=', id)
-        .where('revoked_at', 'is', null)
-        .execute();
-    }
+    if (!value) await revokeLiveTokens(trx, { userId: id }, 'deactivated');
     return user;
   });
 }
