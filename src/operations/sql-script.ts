@@ -13,11 +13,6 @@ export type SqlScriptPart =
 export interface SqlScriptOptions {
   /** The database restored into: the only one a `\connect` line may name (unchecked when left out, to vet a file alone). */
   database?: string;
-  /**
-   * Statements are gathered into queries of about this size; default 0: each statement (or
-   * each line's statements) alone, so that a failure names its line.
-   */
-  batchBytes?: number;
 }
 
 // Statements that would end, or split, the one transaction a restore runs in.
@@ -67,7 +62,6 @@ const isEndOfCopy = (line: Buffer) =>
  * }
  */
 export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, options: SqlScriptOptions): AsyncGenerator<SqlScriptPart> {
-  const batchBytes = options.batchBytes ?? 0;
   const lines = linesOf(source)[Symbol.asyncIterator]();
   const decoder = new TextDecoder('utf-8', { fatal: true });
   let lineNumber = 0;
@@ -330,7 +324,8 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
       yield part;
       // A consumer that only checks the script (or stopped early) leaves rows unread.
       for await (const _ of data) void _;
-    } else if (batch !== '' && batch.length >= batchBytes) {
+    } else if (batch !== '') {
+      // Each line's statements as one query, so that a failure names its line.
       yield { kind: 'sql', text: batch, line: batchLine };
       batch = '';
     }
@@ -354,7 +349,6 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
  * @example await vetSqlScript(createReadStream(file).pipe(createGunzip()))
  */
 export async function vetSqlScript(source: AsyncIterable<Buffer | string>, options: SqlScriptOptions = {}): Promise<void> {
-  for await (const part of sqlScriptParts(source, options)) {
-    if (part.kind === 'copy') for await (const _ of part.data) void _;
-  }
+  // sqlScriptParts reads (and checks) the COPY data a consumer leaves unread itself.
+  for await (const _ of sqlScriptParts(source, options)) void _;
 }

@@ -1,13 +1,9 @@
-import { createReadStream } from 'node:fs';
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import { ChecksumMismatchError, RestoreError } from '../errors.js';
 import { verifyChecksumFile } from './checksum-file.js';
 import { findPgTool, type FindPgToolOptions, type PgTool } from './pg-tools.js';
-import { vetSqlScript } from './sql-script.js';
+import { GzipReadError, vetGzippedSql } from './vet-gzipped-sql.js';
 import { verifyArchive } from './verify-archive.js';
 
 /** A backup file that passed every check a restore makes before touching the database. */
@@ -81,14 +77,15 @@ export async function verifyBackupFile(
     );
     return { ...verified, tables: contents.tables, pgRestore };
   }
-  const discard = new Writable({ write: (_chunk, _encoding, callback) => callback() });
-  await pipeline(createReadStream(absolute), createGunzip(), discard, options.signal ? { signal: options.signal } : {}).catch(
-    (error: Error) => refuse(`it is not a readable gzip file: ${error.message}`, error),
+  // One pass: gzip's CRC and length, and the SQL through the restore's vetting, so a file it
+  // would refuse halfway is refused now.
+  await vetGzippedSql(absolute, { ...database, ...(options.signal ? { signal: options.signal } : {}) }).catch((error: unknown) =>
+    refuse(
+      error instanceof GzipReadError
+        ? `it is not a readable gzip file: ${error.message}`
+        : `it holds what a restore refuses: ${(error as Error).message}`,
+      error instanceof GzipReadError ? error.cause : error,
+    ),
   );
-  // Then its SQL through the restore's vetting: a file it would refuse halfway is refused now.
-  const sql = createReadStream(absolute).pipe(createGunzip());
-  await vetSqlScript(sql, database)
-    .catch((error: unknown) => refuse(`it holds what a restore refuses: ${(error as Error).message}`, error))
-    .finally(() => sql.destroy());
   return verified;
 }

@@ -1,7 +1,5 @@
-import { createReadStream } from 'node:fs';
-import { createGunzip } from 'node:zlib';
 import { RestoreError } from '../errors.js';
-import { vetSqlScript } from './sql-script.js';
+import { GzipReadError, vetGzippedSql } from './vet-gzipped-sql.js';
 
 /** What {@link verifySqlDump} read. */
 export interface SqlDumpContents {
@@ -30,35 +28,21 @@ export async function verifySqlDump(file: string, options: { signal?: AbortSigna
   let head: Buffer = Buffer.alloc(0);
   let tail: Buffer = Buffer.alloc(0);
   let sqlBytes = 0;
-  let gzipError: Error | undefined;
-  const compressed = createReadStream(file, options.signal ? { signal: options.signal } : {});
-  const sql = compressed.pipe(createGunzip());
-  compressed.once('error', (error) => sql.destroy(error));
-  // Looks at the decompressed SQL on its way to the vetting.
-  async function* inspected(): AsyncGenerator<Buffer> {
-    try {
-      for await (const chunk of sql as AsyncIterable<Buffer>) {
-        sqlBytes += chunk.length;
-        if (head.length < header.length) head = Buffer.concat([head, chunk.subarray(0, header.length - head.length)]);
-        tail = chunk.length >= tailWindow ? chunk.subarray(chunk.length - tailWindow) : Buffer.concat([tail, chunk]).subarray(-tailWindow);
-        yield chunk;
-      }
-    } catch (error) {
-      gzipError = error as Error;
-      throw error;
-    }
-  }
+  // Looks at the decompressed SQL on its way to the vetting (and past a refusal, to the end).
+  const inspect = (chunk: Buffer) => {
+    sqlBytes += chunk.length;
+    if (head.length < header.length) head = Buffer.concat([head, chunk.subarray(0, header.length - head.length)]);
+    tail = chunk.length >= tailWindow ? chunk.subarray(chunk.length - tailWindow) : Buffer.concat([tail, chunk]).subarray(-tailWindow);
+  };
   try {
-    await vetSqlScript(inspected());
+    await vetGzippedSql(file, { ...options, inspect });
   } catch (error) {
-    if (gzipError) throw new Error(`it is not a whole gzip file: ${gzipError.message}`, { cause: gzipError });
+    if (error instanceof GzipReadError) throw new Error(`it is not a whole gzip file: ${error.message}`, { cause: error.cause });
     // A cut-off dump also ends in the middle of its SQL: say what is wrong with the file first.
     if (!tail.toString('utf8').includes(trailer) && error instanceof RestoreError) {
       throw new Error("it lacks pg_dump's completion trailer: the dump is cut short", { cause: error });
     }
     throw error;
-  } finally {
-    sql.destroy();
   }
   if (head.toString('utf8') !== header) throw new Error('it does not start as a pg_dump plain-format dump');
   if (!tail.toString('utf8').includes(trailer)) throw new Error("it lacks pg_dump's completion trailer: the dump is cut short");

@@ -50,6 +50,12 @@ describe('verifySqlDump', () => {
     await expect(verifySqlDump(await file(gzipSync(hostile)))).rejects.toBeInstanceOf(RestoreError);
   });
 
+  it('refuses a meta-command early in a large finished dump as what a restore refuses, not as a dump cut short', async () => {
+    const rows = Array.from({ length: 50_000 }, (_, i) => `${i}\n`).join('');
+    const large = dumpSql.replace('1\n2\n', rows).replace('CREATE TABLE', '\\! touch /tmp/owned\nCREATE TABLE');
+    await expect(verifySqlDump(await file(gzipSync(large)))).rejects.toBeInstanceOf(RestoreError);
+  });
+
   it('refuses gzip data that is not a pg_dump plain-format dump', async () => {
     await expect(verifySqlDump(await file(gzipSync(`SELECT 1;\n${dumpSql}`)))).rejects.toThrow('it does not start as a pg_dump plain-format dump');
   });
