@@ -49,6 +49,16 @@ GRANT USAGE ON SCHEMA public TO PUBLIC;
 COMMENT ON SCHEMA public IS 'standard public schema';
 `;
 
+// The restore's failures on the server side (a statement, BEGIN, COMMIT), already worded as
+// rolled back; anything else that stops a restore is worded where it is caught.
+const serverRefusals = new WeakSet<RestoreError>();
+
+function rolledBack(failure: string, cause: unknown): RestoreError {
+  const error = new RestoreError(`restore failed and was rolled back; the database was not changed:\n${failure}`, { cause });
+  serverRefusals.add(error);
+  return error;
+}
+
 // A server error, said without its DETAIL (which can hold row values, password hashes
 // among them).
 function serverFailure(error: unknown): string {
@@ -130,9 +140,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         // deferred constraint at COMMIT, a lost connection) rolls everything back too.
         const step = (sql: string) =>
           client.query(sql).catch((error: unknown) => {
-            throw new RestoreError(`restore failed and was rolled back; the database was not changed:\n${serverFailure(error)}`, {
-              cause: error,
-            });
+            throw rolledBack(serverFailure(error), error);
           });
         // Ctrl-C: stop reading and drop the connection; the server rolls the transaction back.
         const onAbort = () => {
@@ -152,10 +160,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             client.query(query);
             await query.done.catch((error: unknown) => {
               if (query.failedReading) throw error; // the backup's stream broke, not the server
-              throw new RestoreError(
-                `restore failed and was rolled back; the database was not changed:\n${statementFailure(error, part.text, part.line)}`,
-                { cause: error },
-              );
+              throw rolledBack(statementFailure(error, part.text, part.line), error);
             });
           }
           await sourceDone();
@@ -197,7 +202,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       throw new RestoreError(`${readFailure.message}\nthe restore was rolled back; the database was not changed`, { cause: error });
     }
     if (error instanceof RestoreError) {
-      if (error.message.includes('the database was not changed')) throw error;
+      if (serverRefusals.has(error)) throw error;
       // Refused by the vetting (a meta-command, transaction control …) after earlier parts ran.
       throw new RestoreError(`refusing to restore ${backup.file}: ${error.message}\nthe restore was rolled back; the database was not changed`, {
         cause: error,
