@@ -64,18 +64,22 @@ export class PoolClosedError extends DbError {
  * The database could not be reached, or the connection was lost: refused or reset, closed by
  * the server (SQLSTATE 57P01 terminated by an administrator, 57P02 crash, 57P03 starting up or
  * shutting down, class 08), or ended in the middle of a query. Retryable; `reason` is the
- * SQLSTATE, the system error code (`ECONNREFUSED`) or `terminated`. The server's address
- * stays in `cause` only.
+ * SQLSTATE, the system error code (`ECONNREFUSED`) or `terminated`. When a socket failed,
+ * `server` is the address and port it tried (`127.0.0.1:5433`), or the host name that did
+ * not resolve, and the message names it.
  */
 export class ConnectionError extends DbError {
   override readonly code = 'CONNECTION_FAILED';
   override readonly retryable = true;
+  readonly server: string | undefined;
 
   constructor(
     readonly reason: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; server?: string },
   ) {
-    super(`The database connection failed (${reason}); the operation may be retried`, options);
+    const to = options?.server === undefined ? '' : ` to ${options.server}`;
+    super(`The database connection${to} failed (${reason}); the operation may be retried`, options);
+    this.server = options?.server;
   }
 }
 
@@ -507,6 +511,23 @@ const connectionMessages = [
   'timeout expired',
 ];
 
+// What a failed socket tried: Node's system errors carry the address and port (or, when the
+// name did not resolve, the host name); a host with several addresses fails with an
+// AggregateError holding one such error per address. Never the URL, which holds a password.
+function socketPeer(error: object): string | undefined {
+  const one = (candidate: unknown): string | undefined => {
+    const { address, port, hostname } = (candidate ?? {}) as { address?: unknown; port?: unknown; hostname?: unknown };
+    if (typeof address === 'string') {
+      const host = address.includes(':') ? `[${address}]` : address;
+      return typeof port === 'number' ? `${host}:${port}` : host;
+    }
+    return typeof hostname === 'string' ? hostname : undefined;
+  };
+  const nested = (error as { errors?: unknown }).errors;
+  const peers = [...new Set((Array.isArray(nested) ? nested : [error]).map(one).filter((peer) => peer !== undefined))];
+  return peers.length === 0 ? one(error) : peers.join(' and ');
+}
+
 // "Failing row contains (…)" repeats the whole row, password hash included, and "Key
 // (lower(email))=(kenn@example.org) already exists" the value of a unique or foreign key; the
 // error travels on as `cause` and may be logged, so the values go.
@@ -549,7 +570,10 @@ export function mapDatabaseError(error: unknown): DbError {
   const sqlState = code !== undefined && sqlStatePattern.test(code) ? code : undefined;
   const message = pgField(fields.message) ?? '';
 
-  if (code !== undefined && connectionErrnos.has(code)) return new ConnectionError(code, { cause: error });
+  if (code !== undefined && connectionErrnos.has(code)) {
+    const server = socketPeer(error);
+    return new ConnectionError(code, { cause: error, ...(server === undefined ? {} : { server }) });
+  }
   if (sqlState === undefined) {
     if (connectionMessages.includes(message)) return new ConnectionError('terminated', { cause: error });
     return new DatabaseError(undefined, `The database call failed: ${message || 'unknown error'}`, { cause: error });

@@ -212,4 +212,18 @@ describe('PostgreSQL errors beyond integrity, mapped by SQLSTATE', () => {
     expect(isRetryable(new Error('anything'))).toBe(false);
     expect(isRetryable(new pg.DatabaseError('x', 0, 'error'))).toBe(false);
   });
+
+  // Node's socket errors say what was tried; a name with several addresses fails with one
+  // error per address, gathered in an AggregateError whose own message is empty.
+  it('names the address and port a failed socket tried, or the host name that did not resolve', () => {
+    const refused = (address: string, port: number) =>
+      Object.assign(new Error(`connect ECONNREFUSED ${address}:${port}`), { code: 'ECONNREFUSED', address, port });
+    const both = Object.assign(new AggregateError([refused('::1', 5433), refused('127.0.0.1', 5433)], ''), { code: 'ECONNREFUSED' });
+    expect(mapDatabaseError(both)).toMatchObject({
+      server: '[::1]:5433 and 127.0.0.1:5433',
+      message: 'The database connection to [::1]:5433 and 127.0.0.1:5433 failed (ECONNREFUSED); the operation may be retried',
+    });
+    const unknown = Object.assign(new Error('getaddrinfo ENOTFOUND db.internal'), { code: 'ENOTFOUND', hostname: 'db.internal' });
+    expect(mapDatabaseError(unknown).message).toBe('The database connection to db.internal failed (ENOTFOUND); the operation may be retried');
+  });
 });

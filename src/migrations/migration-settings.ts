@@ -1,20 +1,43 @@
+import { databaseTarget } from '../db/database-target.js';
 import { ConfigError } from '../errors.js';
 import { defaultLockTimeoutMs } from './migration-lock.js';
+
+/** The variable a URL of the operations commands comes from. */
+export type MigrationUrlVariable = 'MIGRATION_DATABASE_URL' | 'DATABASE_URL';
 
 /**
  * The URL migrations run with: `MIGRATION_DATABASE_URL`, the owner's direct connection, else
  * `DATABASE_URL`. Services query with `DATABASE_URL` (the application role, often through a
- * pooler); migrations, setup, backups and restores need the owner.
+ * pooler); migrations, setup, backups and restores need the owner, directly, and refuse a
+ * pooler (so the fallback works only where `DATABASE_URL` is itself a direct URL). The URL is
+ * checked here, so a bad one fails before any connection with a `ConfigError` naming the
+ * variable it came from (a bad port, a `#` that needs percent-encoding …).
  *
  * @example
  * migrationDatabaseUrl({ DATABASE_URL: appUrl, MIGRATION_DATABASE_URL: ownerUrl }) // ownerUrl
  */
 export function migrationDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string {
-  const url = env.MIGRATION_DATABASE_URL?.trim() || env.DATABASE_URL?.trim();
+  const migrationUrl = env.MIGRATION_DATABASE_URL?.trim();
+  const variable: MigrationUrlVariable = migrationUrl ? 'MIGRATION_DATABASE_URL' : 'DATABASE_URL';
+  const url = migrationUrl || env.DATABASE_URL?.trim();
   if (!url) {
     throw new ConfigError('MIGRATION_DATABASE_URL', 'neither MIGRATION_DATABASE_URL nor DATABASE_URL is set');
   }
+  databaseTarget(url, env, variable);
   return url;
+}
+
+/**
+ * Which variable holds `url`, for messages: `MIGRATION_DATABASE_URL`, or `DATABASE_URL`
+ * when the operations fell back to it (MIGRATION_DATABASE_URL unset); undefined for a URL
+ * that a caller passed in from elsewhere.
+ *
+ * @example migrationUrlVariable(url, { DATABASE_URL: url }) // 'DATABASE_URL'
+ */
+export function migrationUrlVariable(url: string, env: NodeJS.ProcessEnv = process.env): MigrationUrlVariable | undefined {
+  const migrationUrl = env.MIGRATION_DATABASE_URL?.trim();
+  if (migrationUrl) return migrationUrl === url.trim() ? 'MIGRATION_DATABASE_URL' : undefined;
+  return env.DATABASE_URL?.trim() === url.trim() ? 'DATABASE_URL' : undefined;
 }
 
 /**

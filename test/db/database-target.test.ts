@@ -59,6 +59,27 @@ describe('databaseTarget: the server a URL reaches, decided once', () => {
     expect(() => databaseTarget(url, {})).not.toThrow(/secret/);
   });
 
+  // Unencoded, these end the user information early: the rest of the password becomes a port
+  // (`Invalid URL`), a path or a fragment, and the host the user name (`ENOTFOUND`).
+  it.each([
+    ['postgresql://owner:12#secret@db.example.org/app', "holds a '#'"],
+    ['postgresql://owner:se#cret@db.example.org/app', "holds a '#'"],
+    ['postgresql://owner:12/secret@db.example.org/app', "has an '@' after its host part ended"],
+    ['postgresql://owner:12?secret@db.example.org/app', "has an '@' after its host part ended"],
+    ['postgresql://owner:secret@db.example.org:99999/app', 'the port of MIGRATION_DATABASE_URL must be one number from 1 to 65535'],
+    ['postgresql://owner:secret@db.example.org:54x/app', 'the port of MIGRATION_DATABASE_URL must be one number from 1 to 65535'],
+  ])('explains %s under the variable it came from, without echoing it', (url, message) => {
+    const attempt = () => databaseTarget(url, {}, 'MIGRATION_DATABASE_URL');
+    expect(attempt).toThrow(message);
+    expect(attempt).toThrow(expect.objectContaining({ variable: 'MIGRATION_DATABASE_URL' }));
+    expect(attempt).not.toThrow(/secret|(?<!MIGRATION_)DATABASE_URL/);
+  });
+
+  it('reads an @ in a query value (?user=a@b) and an encoded password as they are', () => {
+    expect(databaseTarget('postgresql://db.example.org/app?user=kenn@corp', {})).toMatchObject({ user: 'kenn@corp' });
+    expect(databaseTarget('postgresql://owner:12%23se%2Fc%3Fret@db.example.org/app', {})).toMatchObject({ host: 'db.example.org' });
+  });
+
   it('hands the libpq tools that same server explicitly, so PGHOST and libpq defaults cannot send them elsewhere', () => {
     const connection = libpqConnection('postgresql://app:pw@/kennwilliamson', { env: { PGHOST: 'db.example.org', PGPORT: '6432' } });
     expect(connection.args).toEqual(['--host', 'db.example.org', '--port', '6432', '--username', 'app', '--dbname', 'kennwilliamson']);
