@@ -315,6 +315,34 @@ export class MigrationPermissionError extends DbError {
   }
 }
 
+/**
+ * A backup, restore, setup or migration was refused because its URL reaches a connection
+ * pooler (the server process that answers is not the one PostgreSQL announced at login). A
+ * pooler in transaction mode hands the server connection to other clients afterwards, with
+ * whatever session settings the operation left on it. `variable` names where the URL came
+ * from, when known.
+ */
+export class DirectConnectionRequiredError extends DbError {
+  override readonly code = 'DIRECT_CONNECTION_REQUIRED';
+
+  constructor(
+    readonly operation: string,
+    readonly variable: string | undefined,
+  ) {
+    const through =
+      variable === 'DATABASE_URL'
+        ? `MIGRATION_DATABASE_URL is not set, and DATABASE_URL, which ${operation} falls back to, reaches a connection pooler: ` +
+          "that is the services' URL (usually the application role through PgBouncer), not the owner's direct connection"
+        : `${variable ?? 'its database URL'} reaches a connection pooler`;
+    super(
+      `${operation} refused: ${through} (the server process that answers is not the one PostgreSQL announced at login). ` +
+        'Backups, restores, setup and migrations never run through a pooler: in transaction mode it hands their server ' +
+        'connection to the services next, with the session settings left on it (pg_dump empties search_path, for one). ' +
+        "Set MIGRATION_DATABASE_URL to the owner's direct connection to PostgreSQL.",
+    );
+  }
+}
+
 /** Input was rejected before any query ran; `field` names the offending input. */
 export class ValidationError extends DbError {
   override readonly code = 'VALIDATION';

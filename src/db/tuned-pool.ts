@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { mapDatabaseError, PoolClosedError, PoolTimeoutError } from '../errors.js';
 import type { DbConfig } from './db-config.js';
+import { reachesServerDirectly } from './direct-connection.js';
 
 /** Told about connections lost while idle, and about failed attempts to refill the pool. */
 export type PoolErrorListener = (message: string, error: unknown) => void;
@@ -59,8 +60,7 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
   const direct = new WeakSet<pg.ClientBase>();
   let naming = config.preparedStatements !== 'off';
   const probe = async (client: pg.ClientBase): Promise<void> => {
-    const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-    if (rows[0]?.pid === (client as pg.ClientBase & { processID: number | null }).processID) direct.add(client);
+    if (await reachesServerDirectly(client)) direct.add(client);
   };
 
   const pool = new pg.Pool({

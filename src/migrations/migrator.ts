@@ -3,6 +3,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { Umzug } from 'umzug';
+import { requireDirectDatabase } from '../db/direct-connection.js';
 import { withClient } from '../db/with-client.js';
 import {
   ConfigError,
@@ -15,7 +16,7 @@ import {
 } from '../errors.js';
 import { packageRoot } from '../package-root.js';
 import { type MigrationLock, withMigrationLock } from './migration-lock.js';
-import { migrationDatabaseUrl, migrationLockTimeoutMs } from './migration-settings.js';
+import { migrationDatabaseUrl, migrationLockTimeoutMs, migrationUrlVariable } from './migration-settings.js';
 import { listMigrationFiles, type MigrationFile } from './migration-files.js';
 import {
   type AppliedMigration,
@@ -28,8 +29,10 @@ import { noTransactionHeader, parseMigrationScript, type MigrationScript } from 
 
 export interface MigratorOptions {
   /**
-   * The database to migrate, as its owner (migrations create and alter tables). Default:
-   * `MIGRATION_DATABASE_URL`, else `DATABASE_URL`. Through a transaction-mode pooler works too.
+   * The database to migrate, as its owner (migrations create and alter tables), directly:
+   * `migrate` and `migrateDown` refuse a connection pooler (`DirectConnectionRequiredError`),
+   * whose next clients would inherit what a migration leaves on the session. Default:
+   * `MIGRATION_DATABASE_URL`, else `DATABASE_URL`.
    */
   databaseUrl?: string;
   /**
@@ -240,6 +243,14 @@ async function withMigrator<T>(
   const log = options.log ?? (() => undefined);
   const onWait = (holder: { pid: number; applicationName: string } | undefined) =>
     log(`waiting for another migration run to finish${holder ? ` (pid ${holder.pid}, ${holder.applicationName})` : ''}…`);
+
+  // Before the lock, so a refused run never waits for another one. Through a pooler, the
+  // session settings a migration may leave (a `SET` in a file) would reach the services.
+  await requireDirectDatabase(databaseUrl, {
+    operation: 'migrate',
+    variable: migrationUrlVariable(databaseUrl),
+    applicationName: migratorApplicationName,
+  });
 
   return withMigrationLock({ databaseUrl, timeoutMs, onWait }, (lock) =>
     withClient(

@@ -5,7 +5,9 @@ import type pg from 'pg';
 import { createGzip } from 'node:zlib';
 import { databaseTarget, type DatabaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
-import { BackupError, PgToolNotFoundError, RestoreError } from '../errors.js';
+import { requireDirectConnection } from '../db/direct-connection.js';
+import { BackupError, DirectConnectionRequiredError, PgToolNotFoundError, RestoreError } from '../errors.js';
+import { migrationUrlVariable } from '../migrations/migration-settings.js';
 import { backupFileName, type BackupFormat } from './backup-name.js';
 import { pruneBackups } from './backup-retention.js';
 import { writeChecksumFile } from './checksum-file.js';
@@ -54,6 +56,8 @@ export interface BackupResult {
   deleted: string[];
 }
 
+const backupApplicationName = 'kennwilliamson-backup';
+
 interface ServerFacts {
   major: number;
   tables: number;
@@ -62,9 +66,12 @@ interface ServerFacts {
 // The server's major version decides which pg_dump fits. When even this connection fails
 // (wrong password, server down) the facts stay unknown and pg_dump is run anyway, so the
 // person sees pg_dump's own account of the failure, as with any other pg_dump error.
+// The same connection refuses a pooler first: pg_dump empties search_path for its session, and
+// a pooler in transaction mode would hand that server connection to the services.
 async function serverFacts(databaseUrl: string): Promise<ServerFacts | undefined> {
-  const query = async (client: pg.Client) =>
-    (
+  const query = async (client: pg.Client) => {
+    await requireDirectConnection(client, { operation: 'backup', variable: migrationUrlVariable(databaseUrl) });
+    return (
       await client.query<ServerFacts>(
         `SELECT current_setting('server_version_num')::int / 10000 AS major,
                 (SELECT count(*)::int FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
@@ -72,7 +79,11 @@ async function serverFacts(databaseUrl: string): Promise<ServerFacts | undefined
                     AND n.nspname NOT LIKE 'pg\\_toast%') AS tables`,
       )
     ).rows[0];
-  return withClient(databaseUrl, query).catch(() => undefined);
+  };
+  return withClient(databaseUrl, query, backupApplicationName).catch((error: unknown) => {
+    if (error instanceof DirectConnectionRequiredError) throw error;
+    return undefined;
+  });
 }
 
 async function runPgDump(
@@ -83,7 +94,7 @@ async function runPgDump(
   log: (line: string) => void,
   signal: AbortSignal | undefined,
 ): Promise<{ bytes: number; sha256: string }> {
-  const connection = libpqConnection(databaseUrl, { inContainer: pgDump.inContainer });
+  const connection = libpqConnection(databaseUrl, { inContainer: pgDump.inContainer, applicationName: backupApplicationName });
   let dumped = 0;
   const { child, exited } = spawnPgTool(
     pgDump,
@@ -140,7 +151,7 @@ async function runWasmPgDump(
   log: (line: string) => void,
   signal: AbortSignal | undefined,
 ): Promise<{ bytes: number; sha256: string; tables: number; pgDump: string }> {
-  const connection = libpqConnection(databaseUrl);
+  const connection = libpqConnection(databaseUrl, { applicationName: backupApplicationName });
   let dumped = 0;
   let pgDump = 'WebAssembly pg_dump';
   const run = await startWasmPgDump({

@@ -37,18 +37,20 @@ const queryParameterVariables: Record<string, string> = {
  * @example
  * const { args, env } = libpqConnection('postgresql://app:secret@127.0.0.1:5432/kennwilliamson')
  * // args: ['--host', '127.0.0.1', '--port', '5432', '--username', 'app', '--dbname', 'kennwilliamson']
- * // env:  { PGPASSWORD: 'secret', PGCONNECT_TIMEOUT: '10' }
+ * // env:  { PGPASSWORD: 'secret', PGCONNECT_TIMEOUT: '10', PGAPPNAME: 'kennwilliamson-db' }
  */
 export function libpqConnection(
   databaseUrl: string,
-  options: { inContainer?: boolean; env?: NodeJS.ProcessEnv } = {},
+  options: { inContainer?: boolean; env?: NodeJS.ProcessEnv; applicationName?: string } = {},
 ): LibpqConnection {
   const target = databaseTarget(databaseUrl, options.env ?? process.env);
   const { url } = parsePostgresUrl(databaseUrl);
   // As pg: `?password=` over the URL's own.
   const password = url.searchParams.get('password') || decodeURIComponent(url.password);
 
-  const env: Record<string, string> = { PGCONNECT_TIMEOUT: '10' };
+  // The program's connection names itself in pg_stat_activity, as every connection of the
+  // tools does; the URL's own `?application_name=` wins.
+  const env: Record<string, string> = { PGCONNECT_TIMEOUT: '10', PGAPPNAME: options.applicationName ?? 'kennwilliamson-db' };
   for (const [parameter, variable] of Object.entries(queryParameterVariables)) {
     const value = url.searchParams.get(parameter);
     if (value !== null) env[variable] = value;

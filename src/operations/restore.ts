@@ -5,7 +5,9 @@ import { createGunzip } from 'node:zlib';
 import { databaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
 import { lineOfPosition } from '../sql-position.js';
-import { RestoreError } from '../errors.js';
+import { requireDirectConnection } from '../db/direct-connection.js';
+import { DirectConnectionRequiredError, RestoreError } from '../errors.js';
+import { migrationUrlVariable } from '../migrations/migration-settings.js';
 import { type PgToolExit, spawnPgTool, toolErrorText } from './pg-tool-process.js';
 import { findPgTool, type FindPgToolOptions } from './pg-tools.js';
 import { byteProgress } from './progress-reporter.js';
@@ -135,6 +137,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     await withClient(
       options.databaseUrl,
       async (client) => {
+        await requireDirectConnection(client, { operation: 'restore', variable: migrationUrlVariable(options.databaseUrl) });
         connected = true;
         // The restore's own statements: their failure (a lock timeout on the old tables, a
         // deferred constraint at COMMIT, a lost connection) rolls everything back too.
@@ -179,6 +182,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       'kennwilliamson-restore',
     );
   } catch (error) {
+    if (error instanceof DirectConnectionRequiredError) {
+      source.destroy();
+      throw error;
+    }
     if (!connected) {
       source.destroy();
       throw new RestoreError(

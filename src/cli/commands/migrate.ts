@@ -24,7 +24,8 @@ Options:
   --migrations-dir DIR    folder of the migrations (default: the one shipped in this package)
 
 Environment:
-  MIGRATION_DATABASE_URL  the owner's (direct) connection to migrate with; else DATABASE_URL
+  MIGRATION_DATABASE_URL  the owner's direct connection to migrate with: up and down refuse
+                          a connection pooler (else DATABASE_URL, when that is direct)
   MIGRATION_LOCK_TIMEOUT  seconds to wait for another migration run (default 300)
 `;
 

@@ -1,7 +1,8 @@
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { RestoreError } from '../../errors.js';
-import { migrationDatabaseUrl } from '../../migrations/migration-settings.js';
+import { requireDirectDatabase } from '../../db/direct-connection.js';
+import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { formatBytes } from '../../operations/progress-reporter.js';
 import { restoreDatabase } from '../../operations/restore.js';
 import { verifyBackupFile } from '../../operations/verify-backup-file.js';
@@ -19,14 +20,15 @@ back whole; a damaged file is refused, and so is one holding psql meta-commands 
 like: no psql is involved, and a backup made by pg_dump holds none). The restore runs in one transaction: if any
 statement fails, everything is rolled back and the old data stays as it was. Objects end
 up owned by the connecting user (the owner); grants in the backup (the application role's)
-need their roles to exist (run setup with DB_APP_USER first on a new server).
+need their roles to exist (on a new server, run the provisioning step first: setup as admin).
 
 Options:
   --yes, -y  do not ask for confirmation (required when there is no terminal)
   --force    allow a database on a non-local host
 
 Environment:
-  MIGRATION_DATABASE_URL  the database to restore into, as its owner (else DATABASE_URL)
+  MIGRATION_DATABASE_URL  the database to restore into, as its owner, directly: a connection
+                          pooler is refused (else DATABASE_URL, when that is direct)
   PG_RESTORE              pg_restore to use (default: PATH, then /usr/lib/postgresql/*/bin)
 `;
 
@@ -54,6 +56,12 @@ export const restoreCommand: Command = {
     if (!yes && !process.stdin.isTTY) {
       throw new RestoreError(`refusing to restore into '${database}' on ${host} without confirmation: there is no terminal to ask on; pass --yes`);
     }
+    // Before reading a backup that may take minutes to check (restoreDatabase checks again).
+    await requireDirectDatabase(databaseUrl, {
+      operation: 'restore',
+      variable: migrationUrlVariable(databaseUrl),
+      applicationName: 'kennwilliamson-restore',
+    });
 
     const signal = interruptSignal();
     const log = (line: string) => console.error(line);

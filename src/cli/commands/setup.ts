@@ -1,6 +1,7 @@
-import { ConfigError } from '../../errors.js';
+import { requireDirectDatabase } from '../../db/direct-connection.js';
+import { ConfigError, DatabaseError } from '../../errors.js';
 import { migrate } from '../../migrations/migrator.js';
-import { migrationDatabaseUrl } from '../../migrations/migration-settings.js';
+import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { ensureAppRole } from '../../provisioning/app-role.js';
 import { ensureDatabase } from '../../provisioning/database-admin.js';
 import type { Command } from '../command.js';
@@ -14,7 +15,8 @@ functions, and cannot create, alter, drop or truncate anything, tables of later 
 included. Safe to run again, and from several machines at once.
 
 Environment:
-  MIGRATION_DATABASE_URL  the database, as its owner, directly (else DATABASE_URL)
+  MIGRATION_DATABASE_URL  the database, as its owner, directly: a connection pooler is
+                          refused (else DATABASE_URL, when that is direct)
   MIGRATION_LOCK_TIMEOUT  seconds to wait for another migration run (default 300)
   DB_APP_USER             name of the application role to create or update (with DB_APP_PASSWORD)
   DB_APP_PASSWORD         its password (sent to the server only as a SCRAM-SHA-256 verifier)
@@ -41,6 +43,14 @@ export const setupCommand: Command = {
     const log = (line: string) => console.log(line);
     const appRole = appRoleSettings(process.env);
     const databaseUrl = migrationDatabaseUrl();
+    // Before anything else; a database that does not exist yet is checked by migrate once created.
+    await requireDirectDatabase(databaseUrl, {
+      operation: 'setup',
+      variable: migrationUrlVariable(databaseUrl),
+      applicationName: 'kennwilliamson-setup',
+    }).catch((error: unknown) => {
+      if (!(error instanceof DatabaseError && error.sqlState === '3D000')) throw error;
+    });
     if (await ensureDatabase(databaseUrl)) log('created the database');
     const runs = await migrate({ databaseUrl, log });
     log(runs.length === 0 ? 'Database is up to date.' : `${runs.length} migration(s) applied.`);

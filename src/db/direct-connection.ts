@@ -1,0 +1,52 @@
+import type pg from 'pg';
+import { DirectConnectionRequiredError } from '../errors.js';
+import { withClient } from './with-client.js';
+
+/**
+ * Whether this connection reaches PostgreSQL itself rather than a pooler: the server process
+ * that answers (`pg_backend_pid()`) is the one PostgreSQL announced at login (BackendKeyData).
+ * A pooler (PgBouncer, Odyssey, RDS Proxy …) makes up the process id and cancel key it hands
+ * its clients, so the two differ behind one. One round trip. `DB_PREPARED_STATEMENTS=auto`
+ * decides with it, and so do the operations that must never run through a pooler.
+ *
+ * @example
+ * if (await reachesServerDirectly(client)) // named statements are safe here
+ */
+export async function reachesServerDirectly(client: pg.ClientBase): Promise<boolean> {
+  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  return rows[0]?.pid === (client as pg.ClientBase & { processID: number | null }).processID;
+}
+
+/**
+ * Refuses, with {@link DirectConnectionRequiredError}, to run `operation` (backup, restore,
+ * setup, migrate) on a connection that goes through a pooler. A pooler in transaction mode
+ * hands a server connection to the next client once a transaction ends, session settings
+ * and all, and these operations set some (pg_dump empties `search_path` with a session-level
+ * `set_config`; a migration may `SET` anything): the services would inherit them.
+ * `variable` names where the URL came from, for the message (`MIGRATION_DATABASE_URL`, or
+ * `DATABASE_URL` when the operation fell back to it).
+ *
+ * @example
+ * await requireDirectConnection(client, { operation: 'backup', variable: 'MIGRATION_DATABASE_URL' })
+ */
+export async function requireDirectConnection(
+  client: pg.ClientBase,
+  options: { operation: string; variable?: string | undefined },
+): Promise<void> {
+  if (!(await reachesServerDirectly(client))) throw new DirectConnectionRequiredError(options.operation, options.variable);
+}
+
+/**
+ * {@link requireDirectConnection} on a connection of its own, opened and closed for the
+ * check: for a command to refuse a pooler before it does anything else (a restore before it
+ * reads a large backup, a migration before it waits for the lock).
+ *
+ * @example
+ * await requireDirectDatabase(url, { operation: 'restore', variable: 'MIGRATION_DATABASE_URL', applicationName: 'kennwilliamson-restore' })
+ */
+export async function requireDirectDatabase(
+  databaseUrl: string,
+  options: { operation: string; variable?: string | undefined; applicationName: string },
+): Promise<void> {
+  await withClient(databaseUrl, (client) => requireDirectConnection(client, options), options.applicationName);
+}

@@ -1,0 +1,120 @@
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import type { Kysely } from 'kysely';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import type { DB } from '../../generated/db.js';
+import { createDb } from '../../src/db/create-db.js';
+import { withClient } from '../../src/db/with-client.js';
+import * as users from '../../src/queries/users.js';
+import { newUser } from '../support/factories.js';
+import { type PgBouncer, pgBouncerPath, startPgBouncer } from '../support/pgbouncer.js';
+import { toolsAvailable } from '../support/required-tools.js';
+import { runCli } from '../support/run-cli.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+
+// Issue 21: pg_dump empties search_path with a session-level set_config; PgBouncer in
+// transaction mode then handed that server connection to the services, whose queries failed
+// with `relation "users" does not exist` until the connections were terminated by hand.
+describe.skipIf(!toolsAvailable([pgBouncerPath], 'the refusals of a connection pooler'))(
+  'backup, restore, setup and migrate through PgBouncer in transaction mode',
+  () => {
+    let database: TestDatabase;
+    let pooler: PgBouncer;
+    let pooledUrl: string;
+    let backupDir: string;
+
+    beforeAll(async () => {
+      database = await createTestDatabase();
+      // Two server connections: whatever the operations would leave on one, the traffic meets.
+      pooler = await startPgBouncer({ serverUrl: inject('serverUrl'), poolSize: 2 });
+      pooledUrl = pooler.url(database.url);
+      backupDir = await mkdtemp(path.join(os.tmpdir(), 'kw-pooled-backups-'));
+    });
+    afterAll(async () => {
+      await pooler?.stop();
+      await database?.drop();
+      await rm(backupDir, { recursive: true, force: true });
+    });
+
+    const env = (overrides: NodeJS.ProcessEnv) => ({ DATABASE_URL: '', MIGRATION_DATABASE_URL: '', BACKUP_DIR: backupDir, ...overrides });
+
+    it('refuses a backup through the pooler, and service traffic running meanwhile sees no error', async () => {
+      const db: Kysely<DB> = createDb({ databaseUrl: pooledUrl, minConnections: 0, maxConnections: 4 });
+      try {
+        const { email } = await newUser(db);
+        const failures: unknown[] = [];
+        let served = 0;
+        let backingUp = true;
+        const worker = async () => {
+          while (backingUp) {
+            await users.findByEmail(db, email).then(
+              (user) => (user ? (served += 1) : failures.push(new Error('user not found'))),
+              (error: unknown) => failures.push(error),
+            );
+          }
+        };
+        const traffic = Promise.all(Array.from({ length: 4 }, worker));
+        const backup = await runCli('db-backup', [], env({ MIGRATION_DATABASE_URL: pooledUrl }));
+        const servedDuring = served;
+        // And afterwards: a session setting left on a pooled server connection would fail these.
+        for (let i = 0; i < 50; i += 1) {
+          await users.findByEmail(db, email).catch((error: unknown) => failures.push(error));
+        }
+        backingUp = false;
+        await traffic;
+
+        expect(backup.code, backup.stderr).toBe(1);
+        expect(backup.stderr).toContain('[DIRECT_CONNECTION_REQUIRED]');
+        expect(backup.stderr).toContain("Set MIGRATION_DATABASE_URL to the owner's direct connection");
+        expect(await readdir(backupDir)).toEqual([]);
+        expect(servedDuring).toBeGreaterThan(0);
+        expect(failures).toEqual([]);
+      } finally {
+        await db.destroy();
+      }
+    });
+
+    it('no longer falls back to a pooled DATABASE_URL, and says that MIGRATION_DATABASE_URL is missing', async () => {
+      const backup = await runCli('db-backup', [], env({ DATABASE_URL: pooledUrl }));
+      expect(backup.code, backup.stderr).toBe(1);
+      expect(backup.stderr).toContain('MIGRATION_DATABASE_URL is not set, and DATABASE_URL, which backup falls back to, reaches a connection pooler');
+      expect(await readdir(backupDir)).toEqual([]);
+    });
+
+    it('refuses a restore through the pooler before reading the backup', async () => {
+      // The file is never opened: the refusal comes first.
+      const restore = await runCli('db-restore', ['/nonexistent/backup.dump', '--yes'], env({ MIGRATION_DATABASE_URL: pooledUrl }));
+      expect(restore.code, restore.stderr).toBe(1);
+      expect(restore.stderr).toContain('[DIRECT_CONNECTION_REQUIRED]: restore refused: MIGRATION_DATABASE_URL reaches a connection pooler');
+    });
+
+    it('refuses setup through the pooler before it creates or changes anything', async () => {
+      const setup = await runCli('db-setup', [], env({ MIGRATION_DATABASE_URL: pooledUrl }));
+      expect(setup.code, setup.stderr).toBe(1);
+      expect(setup.stderr).toContain('[DIRECT_CONNECTION_REQUIRED]: setup refused: MIGRATION_DATABASE_URL reaches a connection pooler');
+      expect(setup.stdout).toBe('');
+    });
+
+    it('refuses migrate through the pooler, applying nothing', async () => {
+      const empty = await createTestDatabase({ empty: true });
+      try {
+        const migrate = await runCli('migrate', [], env({ MIGRATION_DATABASE_URL: pooler.url(empty.url) }));
+        expect(migrate.code, migrate.stderr).toBe(1);
+        expect(migrate.stderr).toContain('[DIRECT_CONNECTION_REQUIRED]: migrate refused: MIGRATION_DATABASE_URL reaches a connection pooler');
+        const tables = await withClient(empty.url, async (client) =>
+          (await client.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public'")).rows[0]!.n,
+        );
+        expect(tables).toBe(0);
+      } finally {
+        await empty.drop();
+      }
+    });
+
+    it('still backs up through the same server reached directly', async () => {
+      const backup = await runCli('db-backup', [], env({ MIGRATION_DATABASE_URL: database.url }));
+      expect(backup.code, backup.stderr).toBe(0);
+      expect(await readdir(backupDir)).toHaveLength(2);
+    });
+  },
+);
