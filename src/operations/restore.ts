@@ -73,7 +73,20 @@ function serverFailure(error: unknown): string {
 function statementFailure(error: unknown, text: string, line: number): string {
   const offset = Number((error as { position?: string }).position);
   const at = Number.isInteger(offset) && offset > 0 ? line + lineOfPosition(text, offset) - 1 : line;
-  return `${serverFailure(error)} at line ${at} of the backup's SQL`;
+  return `${serverFailure(error)} at line ${at} of the backup's SQL${missingRoleAdvice(error, text)}`;
+}
+
+// SQLSTATE 42704 (undefined object) from a GRANT, REVOKE or ALTER DEFAULT PRIVILEGES of the
+// backup: the objects are the backup's own, so what is missing is the role it grants to,
+// i.e. the application role on a server where it was never created.
+function missingRoleAdvice(error: unknown, text: string): string {
+  if ((error as { code?: string }).code !== '42704') return '';
+  const statement = text.replace(/^(?:\s+|--[^\n]*\n?)+/, '');
+  if (!/^(?:GRANT|REVOKE|ALTER\s+DEFAULT\s+PRIVILEGES)\b/i.test(statement)) return '';
+  return (
+    '\nthe backup grants privileges to a role this server does not have (on a new server: the application role, or the owner): ' +
+    'run the provisioning step (setup as admin, with DB_APP_USER) on this server first, then restore again'
+  );
 }
 
 /**

@@ -1,0 +1,142 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from '../../src/embedded/free-port.js';
+import { withClient } from '../../src/db/with-client.js';
+import { runCli } from '../support/run-cli.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+
+// Issue 21 §4: each message names what to fix. The commands run as the operator runs them,
+// in their own process; what they print on stderr is what is checked.
+describe('the messages of the operations commands', () => {
+  const migrate = (url: string, extra: NodeJS.ProcessEnv = {}) =>
+    runCli('migrate', [], { DATABASE_URL: '', MIGRATION_DATABASE_URL: url, ...extra });
+
+  it('names the host and port tried when the connection is refused (ECONNREFUSED)', async () => {
+    const port = await freePort();
+    const result = await migrate(`postgresql://owner:secret@127.0.0.1:${port}/kennwilliamson`);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`The database connection to 127.0.0.1:${port} failed (ECONNREFUSED)`);
+    expect(result.stderr).not.toContain('secret');
+  });
+
+  it('names the variable whose port is bad, instead of "Invalid URL"', async () => {
+    const result = await migrate('postgresql://owner:secret@127.0.0.1:99999/kennwilliamson');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('[CONFIG_INVALID]: the port of MIGRATION_DATABASE_URL must be one number from 1 to 65535');
+    expect(result.stderr).not.toContain('Invalid URL');
+    expect(result.stderr).not.toContain('secret');
+  });
+
+  it('reports a bad MIGRATION_DATABASE_URL under that name, not as DATABASE_URL', async () => {
+    const result = await migrate('postgresql://owner:secret@127.0.0.1:5432/', {
+      DATABASE_URL: 'postgresql://app:secret@127.0.0.1:6432/kennwilliamson',
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('[CONFIG_INVALID]: MIGRATION_DATABASE_URL names no database');
+    expect(result.stderr).not.toMatch(/(?<!MIGRATION_)DATABASE_URL/);
+  });
+
+  it('says to percent-encode a # in the password, instead of ENOTFOUND', async () => {
+    // Unencoded, the '#' starts a fragment: the host becomes 'owner' and the port '12'.
+    const result = await migrate('postgresql://owner:12#secret@127.0.0.1:5432/kennwilliamson');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("MIGRATION_DATABASE_URL holds a '#'");
+    expect(result.stderr).toContain("percent-encode it in the password or user name ('#' as %23");
+    expect(result.stderr).not.toContain('ENOTFOUND');
+    expect(result.stderr).not.toContain('secret');
+  });
+
+  describe('a restore onto a server that lacks the role the backup grants to', () => {
+    let database: TestDatabase;
+    let backupDir: string;
+    const role = `kw_gone_${randomBytes(4).toString('hex')}`;
+
+    beforeAll(async () => {
+      database = await createTestDatabase();
+      backupDir = await mkdtemp(path.join(os.tmpdir(), 'kw-missing-role-'));
+      await withClient(database.url, (client) => client.query(`CREATE ROLE ${role}; GRANT SELECT ON users TO ${role}`));
+    });
+    afterAll(async () => {
+      await database?.drop();
+      await withClient(database.url.replace(/\/[^/?]*(\?|$)/, '/postgres$1'), (client) => client.query(`DROP ROLE IF EXISTS ${role}`));
+      await rm(backupDir, { recursive: true, force: true });
+    });
+
+    it('says to run the provisioning step first', async () => {
+      const env = { DATABASE_URL: '', MIGRATION_DATABASE_URL: database.url, BACKUP_DIR: backupDir };
+      const backup = await runCli('db-backup', [], env);
+      expect(backup.code, backup.stderr).toBe(0);
+      // As on a new server: the role the backup grants to was never created.
+      await withClient(database.url, (client) => client.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`));
+
+      const restore = await runCli('db-restore', [backup.stdout.trim(), '--yes'], env);
+      expect(restore.code).toBe(1);
+      expect(restore.stderr).toContain(`role "${role}" does not exist`);
+      expect(restore.stderr).toContain('run the provisioning step (setup as admin, with DB_APP_USER) on this server first, then restore again');
+      expect(restore.stderr).toContain('the database was not changed');
+    });
+  });
+
+  describe('application_name', () => {
+    let database: TestDatabase;
+    let backupDir: string;
+
+    beforeAll(async () => {
+      database = await createTestDatabase();
+      backupDir = await mkdtemp(path.join(os.tmpdir(), 'kw-application-name-'));
+    });
+    afterAll(async () => {
+      await database?.drop();
+      await rm(backupDir, { recursive: true, force: true });
+    });
+
+    it('is set on every connection the commands open to the database', async () => {
+      const env = { DATABASE_URL: '', MIGRATION_DATABASE_URL: database.url, BACKUP_DIR: backupDir };
+      // The backup to restore is made before the recording starts, so it holds none of it.
+      const first = await runCli('db-backup', [], env);
+      expect(first.code, first.stderr).toBe(0);
+      // A login event trigger (PostgreSQL 17) records every connection to this database,
+      // pg_dump's included, in a schema the restore leaves alone.
+      await withClient(database.url, async (client) => {
+        const { rows } = await client.query<{ major: number }>("SELECT current_setting('server_version_num')::int / 10000 AS major");
+        expect(rows[0]!.major, 'login event triggers need PostgreSQL 17 or later').toBeGreaterThanOrEqual(17);
+        await client.query(`
+          CREATE SCHEMA observed;
+          CREATE TABLE observed.logins (application_name text NOT NULL);
+          CREATE FUNCTION observed.record_login() RETURNS event_trigger LANGUAGE plpgsql AS $$
+            BEGIN INSERT INTO observed.logins VALUES (current_setting('application_name')); END $$;
+          CREATE EVENT TRIGGER record_login ON login EXECUTE FUNCTION observed.record_login();`);
+      });
+
+      for (const [command, args] of [
+        ['migrate', []],
+        ['migrate', ['status']],
+        ['db-setup', []],
+        ['db-backup', []],
+        ['db-restore', [first.stdout.trim(), '--yes']],
+      ] as const) {
+        const result = await runCli(command, [...args], env);
+        expect(result.code, `${command}: ${result.stderr}`).toBe(0);
+      }
+
+      const names = await withClient(
+        database.url,
+        async (client) => {
+          await client.query('DROP EVENT TRIGGER record_login');
+          const { rows } = await client.query<{ application_name: string }>(
+            "SELECT application_name FROM observed.logins WHERE application_name <> 'the-test-itself'",
+          );
+          return rows.map((row) => row.application_name);
+        },
+        'the-test-itself',
+      );
+      expect(names.filter((name) => !name.startsWith('kennwilliamson-'))).toEqual([]);
+      expect(new Set(names)).toEqual(
+        new Set(['kennwilliamson-migrate', 'kennwilliamson-migrate-lock', 'kennwilliamson-setup', 'kennwilliamson-backup', 'kennwilliamson-restore']),
+      );
+    }, 120_000);
+  });
+});
