@@ -14,7 +14,8 @@ const usage = `Usage: kennwilliamson-db migrate [up [--dry-run] | down [--to NAM
                      (--to 0 reverts all)
   status             list applied, pending, changed and missing migrations; exits 1 when
                      an applied file was changed or removed
-  create NAME        write <migrations-dir>/<UTC timestamp>_NAME.up.sql and .down.sql
+  create NAME        write <migrations-dir>/<UTC timestamp>_NAME.up.sql and .down.sql; for
+                     the @kennwilliamson/db repository only (a folder in node_modules is refused)
 
 Options:
   --to NAME               with down: how far to revert
