@@ -251,7 +251,8 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
   }
   const format: BackupFormat = native ? 'custom' : 'sql-gzip';
 
-  await mkdir(options.backupDir, { recursive: true });
+  // Owner only, like the files in it: a backup holds password hashes.
+  await mkdir(options.backupDir, { recursive: true, mode: 0o700 });
   const name = backupFileName(options.environment, new Date(), format);
   const file = path.join(path.resolve(options.backupDir), name);
   if (existsSync(file)) throw new BackupError(`${file} already exists`);

@@ -206,7 +206,8 @@ export async function downloadBackup(options: DownloadOptions): Promise<Download
   const remotePath = path.posix.join(remoteDir, options.file);
   const isLocal = options.host === 'localhost';
 
-  await mkdir(options.backupDir, { recursive: true });
+  // Owner only, as for db:backup: a backup holds password hashes.
+  await mkdir(options.backupDir, { recursive: true, mode: 0o700 });
   const final = path.join(path.resolve(options.backupDir), options.file);
   if (existsSync(final)) throw new DownloadError('exists', `${final} already exists; remove it first to download it again`);
   const part = `${final}.part`;

@@ -58,6 +58,14 @@ describe.skipIf(!available)('npm run db:backup', () => {
     expect(result.stderr + result.stdout).not.toContain(server.password);
   });
 
+  it('creates a missing BACKUP_DIR, and its missing parents, readable by their owner only (0700)', async () => {
+    const nested = path.join(backupDir, 'new', 'backups');
+    // Under the usual umask 022, a plain mkdir makes 0755: every account could list the backups.
+    const result = await runCli('db-backup', [], env({ BACKUP_DIR: nested }));
+    expect(result.code, result.stderr).toBe(0);
+    for (const dir of [path.dirname(nested), nested]) expect(((await stat(dir)).mode & 0o777).toString(8)).toBe('700');
+  });
+
   // pg (the version probe) ignores these; pg_dump would obey them and go elsewhere.
   it('dumps the server pg reaches, whatever PGHOSTADDR and PGSERVICE say', async () => {
     const result = await runCli('db-backup', [], env({ PGHOSTADDR: '127.0.0.2', PGSERVICE: 'kw-no-such-service', PGPORT: '1' }));

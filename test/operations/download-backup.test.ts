@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -150,5 +150,11 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     expect(result).toMatchObject({ verified: true, sha256, bytes: content.length });
     expect((await readdir(backupDir)).sort()).toEqual([name, `${name}.sha256`]);
     await expect(downloadBackup({ host: 'localhost', file: name, backupDir, remoteDir })).rejects.toMatchObject({ reason: 'exists' });
+  });
+
+  it('creates a missing BACKUP_DIR readable by its owner only (0700)', async () => {
+    const missing = path.join(backupDir, 'new');
+    await downloadBackup({ host: 'localhost', file: name, backupDir: missing, remoteDir });
+    expect(((await stat(missing)).mode & 0o777).toString(8)).toBe('700');
   });
 });
