@@ -1,3 +1,5 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../package-root.js';
 import { embeddedDatabaseUrl, type EmbeddedServerOptions } from './embedded-server.js';
@@ -5,20 +7,59 @@ import { embeddedDatabaseUrl, type EmbeddedServerOptions } from './embedded-serv
 /**
  * The development server `npm run db:start` manages: data in `.data/postgres` (git-ignored;
  * `EMBEDDED_PG_DATA_DIR` moves it), on 127.0.0.1 at `EMBEDDED_PG_PORT` (default 54320, away
- * from a system server on 5432).
+ * from a system server on 5432), superuser `postgres` with the password of
+ * {@link localSuperuserPassword}.
  */
 export function localServerOptions(env: NodeJS.ProcessEnv = process.env): EmbeddedServerOptions {
   const port = Number(env.EMBEDDED_PG_PORT ?? 54320);
   if (!Number.isInteger(port) || port < 1 || port > 65535) {
     throw new Error(`EMBEDDED_PG_PORT must be a port number, got '${env.EMBEDDED_PG_PORT}'`);
   }
+  const dataDir = env.EMBEDDED_PG_DATA_DIR?.trim() || path.join(packageRoot(), '.data', 'postgres');
   return {
-    dataDir: env.EMBEDDED_PG_DATA_DIR?.trim() || path.join(packageRoot(), '.data', 'postgres'),
+    dataDir,
     port,
     user: 'postgres',
-    password: 'postgres',
+    password: localSuperuserPassword(dataDir),
     database: 'kennwilliamson',
   };
+}
+
+/** The file beside the data folder that keeps the local superuser's password: `.data/postgres.password`. */
+export function localPasswordFile(dataDir: string): string {
+  return `${path.resolve(dataDir)}.password`;
+}
+
+/**
+ * The local server's superuser password. The server listens on 127.0.0.1, where every
+ * account of the machine can reach it, and a superuser can run programs on the server
+ * (`COPY … FROM PROGRAM`) as the account it runs as: so not `postgres`, but a random
+ * password made when the cluster is made, kept in {@link localPasswordFile} (mode 0600,
+ * readable by whoever ran `db:setup`) and read from there every time. A cluster made before
+ * the file existed keeps the password it was made with, `postgres`.
+ *
+ * @example localSuperuserPassword('.data/postgres') // 'n4Qx…' (24 URL-safe characters)
+ */
+export function localSuperuserPassword(dataDir: string): string {
+  const file = localPasswordFile(dataDir);
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  if (existsSync(path.join(dataDir, 'PG_VERSION'))) return 'postgres';
+  // URL-safe, so the URL that db:setup prints needs no percent-encoding.
+  const password = randomBytes(18).toString('base64url');
+  mkdirSync(path.dirname(file), { recursive: true });
+  // Written whole under another name, then linked (which never replaces a file): two commands
+  // starting at once agree on one password, and neither reads a half-written file.
+  const temporary = `${file}.${process.pid}.tmp`;
+  writeFileSync(temporary, `${password}\n`, { mode: 0o600 });
+  try {
+    linkSync(temporary, file);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    return readFileSync(file, 'utf8').trim();
+  } finally {
+    rmSync(temporary, { force: true });
+  }
+  return password;
 }
 
 /** `DATABASE_URL` when set, else the URL of the local embedded server. */

@@ -13,7 +13,11 @@ repo=$PWD
 service_kysely=${CONSUMER_KYSELY_VERSION:-0.28.18}
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kw-consumer-XXXXXX")
-database_url=${CONSUMER_DATABASE_URL:-postgresql://postgres:postgres@127.0.0.1:${EMBEDDED_PG_PORT:-54320}/kw_consumer_$$}
+# The embedded server's superuser password is random, kept beside its data folder
+# (`postgres` for a cluster made before that); it is URL-safe.
+data_dir=${EMBEDDED_PG_DATA_DIR:-$repo/.data/postgres}
+local_password=$(cat "$data_dir.password" 2>/dev/null || echo postgres)
+database_url=${CONSUMER_DATABASE_URL:-postgresql://postgres:$local_password@127.0.0.1:${EMBEDDED_PG_PORT:-54320}/kw_consumer_$$}
 cleanup() {
   (cd "$work/service" 2>/dev/null && DATABASE_URL=$database_url node drop-database.mjs) || true
   rm -rf "$work"
