@@ -23,7 +23,11 @@ import { writeStreamToFile } from './write-stream-to-file.js';
 
 /** What {@link backupDatabase} backs up, where to, and how many to keep. */
 export interface BackupOptions {
-  /** The database to dump (its password is handed to pg_dump through the environment only). */
+  /**
+   * The database to dump, as its owner, directly (its password is handed to pg_dump through
+   * the environment only). A URL that reaches a connection pooler is refused with
+   * `DirectConnectionRequiredError` before pg_dump runs.
+   */
   databaseUrl: string;
   /** Folder of the backups; created if missing. */
   backupDir: string;

@@ -43,13 +43,13 @@ function reaches(host: string, bound: string): boolean {
  *
  * @example
  * composeServiceMismatch(databaseTarget('postgresql://u:p@127.0.0.1:54320/db'), [{ host: '127.0.0.1', port: 5432 }])
- * // 'DATABASE_URL reaches 127.0.0.1:54320, but the service publishes 127.0.0.1:5432'
+ * // 'the database URL reaches 127.0.0.1:54320, but the service publishes 127.0.0.1:5432'
  */
 export function composeServiceMismatch(target: DatabaseTarget, published: readonly PublishedPort[]): string | undefined {
   const reached = `${target.host.includes(':') ? `[${target.host}]` : target.host}:${target.port}`;
-  if (target.host.startsWith('/')) return `DATABASE_URL reaches the Unix socket in ${target.host}, not the service's published port`;
-  if (!isLocalHost(target.host)) return `DATABASE_URL reaches ${reached}, not this machine`;
-  if (published.length === 0) return `the service publishes no port for its server, so DATABASE_URL (${reached}) cannot be it`;
+  if (target.host.startsWith('/')) return `the database URL reaches the Unix socket in ${target.host}, not the service's published port`;
+  if (!isLocalHost(target.host)) return `the database URL reaches ${reached}, not this machine`;
+  if (published.length === 0) return `the service publishes no port for its server, so the database URL (${reached}) cannot be it`;
   if (published.some((address) => address.port === target.port && reaches(target.host, address.host))) return undefined;
-  return `DATABASE_URL reaches ${reached}, but the service publishes ${published.map(shown).join(', ')}`;
+  return `the database URL reaches ${reached}, but the service publishes ${published.map(shown).join(', ')}`;
 }

@@ -17,7 +17,10 @@ import type { VerifiedBackup } from './verify-backup-file.js';
 
 /** What {@link restoreDatabase} restores, and into which database. */
 export interface RestoreOptions {
-  /** The database whose `public` schema is replaced by the backup's. */
+  /**
+   * The database whose `public` schema is replaced by the backup's, as its owner, directly: a
+   * URL that reaches a connection pooler is refused with `DirectConnectionRequiredError`.
+   */
   databaseUrl: string;
   /** A backup checked by `verifyBackupFile`. */
   backup: VerifiedBackup;

@@ -43,10 +43,10 @@ describe('the docker-compose container is used only for its own server', () => {
     ['postgresql://kennwilliamson:pw@127.0.0.1:5432/kennwilliamson', undefined],
     ['postgresql://kennwilliamson:pw@localhost:5432/kennwilliamson', undefined],
     // The README's case: the embedded server while the compose service runs.
-    ['postgresql://postgres:postgres@127.0.0.1:54320/kennwilliamson', 'DATABASE_URL reaches 127.0.0.1:54320, but the service publishes 127.0.0.1:5432'],
-    ['postgresql://app:pw@db.example.org:5432/kennwilliamson', 'DATABASE_URL reaches db.example.org:5432, not this machine'],
-    ['postgresql://app:pw@127.0.0.2:5432/kennwilliamson', 'DATABASE_URL reaches 127.0.0.2:5432, but the service publishes 127.0.0.1:5432'],
-    ['postgresql://app:pw@/kennwilliamson?host=/var/run/postgresql', "DATABASE_URL reaches the Unix socket in /var/run/postgresql, not the service's published port"],
+    ['postgresql://postgres:postgres@127.0.0.1:54320/kennwilliamson', 'the database URL reaches 127.0.0.1:54320, but the service publishes 127.0.0.1:5432'],
+    ['postgresql://app:pw@db.example.org:5432/kennwilliamson', 'the database URL reaches db.example.org:5432, not this machine'],
+    ['postgresql://app:pw@127.0.0.2:5432/kennwilliamson', 'the database URL reaches 127.0.0.2:5432, but the service publishes 127.0.0.1:5432'],
+    ['postgresql://app:pw@/kennwilliamson?host=/var/run/postgresql', "the database URL reaches the Unix socket in /var/run/postgresql, not the service's published port"],
   ])('%s: %s', (url, reason) => {
     expect(composeServiceMismatch(databaseTarget(url, {}), published)).toBe(reason);
   });
@@ -55,7 +55,7 @@ describe('the docker-compose container is used only for its own server', () => {
     const moved = parseComposePort(await publishedByComposeFile({ POSTGRES_PORT: '6543' }));
     expect(composeServiceMismatch(databaseTarget('postgresql://u:p@127.0.0.1:6543/db', {}), moved)).toBeUndefined();
     expect(composeServiceMismatch(databaseTarget('postgresql://u:p@127.0.0.1:5432/db', {}), moved)).toBe(
-      'DATABASE_URL reaches 127.0.0.1:5432, but the service publishes 127.0.0.1:6543',
+      'the database URL reaches 127.0.0.1:5432, but the service publishes 127.0.0.1:6543',
     );
   });
 
@@ -98,14 +98,14 @@ esac
       const error = await findPgTool('pg_dump', { ...search, env, target: databaseTarget(url, {}) }).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(PgToolNotFoundError);
       expect((error as Error).message).toContain(
-        "docker compose service 'postgres' (skipped: DATABASE_URL reaches 127.0.0.1:54320, but the service publishes 127.0.0.1:5432)",
+        "docker compose service 'postgres' (skipped: the database URL reaches 127.0.0.1:54320, but the service publishes 127.0.0.1:5432)",
       );
     });
 
     it('skips it for a remote server', async () => {
       const url = 'postgresql://app:pw@db.example.org:5432/kennwilliamson';
       await expect(findPgTool('pg_dump', { ...search, env, target: databaseTarget(url, {}) })).rejects.toThrow(
-        'skipped: DATABASE_URL reaches db.example.org:5432, not this machine',
+        'skipped: the database URL reaches db.example.org:5432, not this machine',
       );
     });
   });
