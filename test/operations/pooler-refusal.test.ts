@@ -6,6 +6,10 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
 import { createDb } from '../../src/db/create-db.js';
 import { withClient } from '../../src/db/with-client.js';
+import { DirectConnectionRequiredError } from '../../src/errors.js';
+import { migrate } from '../../src/migrations/migrator.js';
+import { restoreDatabase } from '../../src/operations/restore.js';
+import { verifyBackupFile } from '../../src/operations/verify-backup-file.js';
 import * as users from '../../src/queries/users.js';
 import { newUser } from '../support/factories.js';
 import { type PgBouncer, pgBouncerPath, startPgBouncer } from '../support/pgbouncer.js';
@@ -115,6 +119,16 @@ describe.skipIf(!toolsAvailable([pgBouncerPath], 'the refusals of a connection p
       const backup = await runCli('db-backup', [], env({ MIGRATION_DATABASE_URL: database.url }));
       expect(backup.code, backup.stderr).toBe(0);
       expect(await readdir(backupDir)).toHaveLength(2);
+    });
+
+    it('refuses in the library too: restoreDatabase and migrate given a pooled URL', async () => {
+      const [file] = (await readdir(backupDir)).filter((name) => !name.endsWith('.sha256'));
+      const backup = await verifyBackupFile(path.join(backupDir, file!), { database: database.name });
+      await expect(restoreDatabase({ databaseUrl: pooledUrl, backup })).rejects.toBeInstanceOf(DirectConnectionRequiredError);
+      await expect(migrate({ databaseUrl: pooledUrl })).rejects.toMatchObject({
+        code: 'DIRECT_CONNECTION_REQUIRED',
+        message: expect.stringContaining('migrate refused: its database URL reaches a connection pooler'),
+      });
     });
   },
 );
