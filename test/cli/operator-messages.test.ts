@@ -77,7 +77,7 @@ describe('the messages of the operations commands', () => {
       expect(restore.stderr).toContain(`role "${role}" does not exist`);
       expect(restore.stderr).toContain('run the provisioning step (setup as admin, with DB_APP_USER) on this server first, then restore again');
       expect(restore.stderr).toContain('the database was not changed');
-    });
+    }, 120_000);
   });
 
   describe('application_name', () => {
