@@ -66,20 +66,27 @@ export class PoolClosedError extends DbError {
  * shutting down, class 08), or ended in the middle of a query. Retryable; `reason` is the
  * SQLSTATE, the system error code (`ECONNREFUSED`) or `terminated`. When a socket failed,
  * `server` is the address and port it tried (`127.0.0.1:5433`), or the host name that did
- * not resolve, and the message names it.
+ * not resolve, and the message names it. When the server or a pooler in front of
+ * it said why (PgBouncer's `query_wait_timeout`, `server login has been failing`,
+ * PostgreSQL's `the database system is starting up`), its own words are in the message as
+ * `serverMessage`, not only in `cause`: they are what an operator acts on.
  */
 export class ConnectionError extends DbError {
   override readonly code = 'CONNECTION_FAILED';
   override readonly retryable = true;
   readonly server: string | undefined;
+  /** What the server or pooler said, when it said something (a message with a SQLSTATE). */
+  readonly serverMessage: string | undefined;
 
   constructor(
     readonly reason: string,
-    options?: { cause?: unknown; server?: string },
+    options?: { cause?: unknown; server?: string; serverMessage?: string },
   ) {
     const to = options?.server === undefined ? '' : ` to ${options.server}`;
-    super(`The database connection${to} failed (${reason}); the operation may be retried`, options);
+    const said = options?.serverMessage ? `: ${options.serverMessage}` : '';
+    super(`The database connection${to} failed (${reason}${said}); the operation may be retried`, options);
     this.server = options?.server;
+    this.serverMessage = options?.serverMessage;
   }
 }
 
@@ -607,7 +614,9 @@ export function mapDatabaseError(error: unknown): DbError {
     return new DatabaseError(undefined, `The database call failed: ${message || 'unknown error'}`, { cause: error });
   }
   if (connectionSqlStates.has(sqlState) || sqlState.startsWith('08')) {
-    return new ConnectionError(sqlState, { cause: error });
+    // A message that comes with a SQLSTATE is the server's (or the pooler's) own: a fixed
+    // text without row values, so it may be shown.
+    return new ConnectionError(sqlState, { cause: error, ...(message ? { serverMessage: message } : {}) });
   }
 
   const details: IntegrityDetails = {
@@ -746,6 +755,24 @@ export class AppRoleError extends DbError {
   constructor(
     readonly role: string,
     message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+/**
+ * Set-up cannot go on with the role it was given: a privilege is missing (CREATEDB to create
+ * the database, CREATEROLE to create roles), or a role has powers it must not have. The
+ * message names what is missing and the statement that grants it.
+ */
+export class ProvisioningError extends DbError {
+  override readonly code = 'PROVISIONING_REFUSED';
+
+  constructor(
+    message: string,
+    /** The privilege or attribute that is missing or in the way (`CREATEDB`, `CREATEROLE`, `SUPERUSER` …), when one is. */
+    readonly privilege?: string,
     options?: { cause?: unknown },
   ) {
     super(message, options);

@@ -62,8 +62,22 @@ export function localSuperuserPassword(dataDir: string): string {
   return password;
 }
 
-/** `DATABASE_URL` when set, else the URL of the local embedded server. */
+/**
+ * The owner role of the local database (`DB_OWNER_USER`/`DB_OWNER_PASSWORD`, default
+ * `kennwilliamson`/`kennwilliamson`): not a superuser, so migrations, backups and restores on
+ * the embedded default run as production's do. `npm run db:setup` creates it.
+ */
+export function localOwner(env: NodeJS.ProcessEnv = process.env): { user: string; password: string } {
+  return { user: env.DB_OWNER_USER?.trim() || 'kennwilliamson', password: env.DB_OWNER_PASSWORD || 'kennwilliamson' };
+}
+
+/** The local database as its superuser (`postgres`, with its password from the data folder): for the admin step (`setup --admin`, `db:reset`) only. */
+export function localAdminUrl(env: NodeJS.ProcessEnv = process.env): string {
+  return embeddedDatabaseUrl(localServerOptions(env));
+}
+
+/** `DATABASE_URL` when set, else the local embedded database as its owner role (see {@link localOwner}). */
 export function cliDatabaseUrl(env: NodeJS.ProcessEnv = process.env): string {
   const url = env.DATABASE_URL?.trim();
-  return url ? url : embeddedDatabaseUrl(localServerOptions(env));
+  return url ? url : embeddedDatabaseUrl({ ...localServerOptions(env), ...localOwner(env) });
 }

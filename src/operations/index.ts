@@ -7,5 +7,6 @@ export { backupSettings, type BackupSettings } from './backup-settings.js';
 export { downloadBackup, type DownloadOptions, type DownloadResult } from './download-backup.js';
 export { restoreDatabase, type RestoreOptions, type RestoreResult } from './restore.js';
 export { verifyBackupFile, type VerifiedBackup } from './verify-backup-file.js';
-export { ensureAppRole, type AppRoleOptions, type AppRoleResult } from '../provisioning/app-role.js';
-export { ensureDatabase } from '../provisioning/database-admin.js';
+export { ensureAppRole, provisionAppRole, type AppRoleChange, type AppRoleOptions } from '../provisioning/app-role.js';
+export { provisionDatabase, type ProvisionOptions, type ProvisionResult, type RoleCredentials } from '../provisioning/provision-database.js';
+export { databaseUrlAs, ensureDatabase } from '../provisioning/database-admin.js';

@@ -1,25 +1,23 @@
+import type pg from 'pg';
 import { withClient } from '../db/with-client.js';
 import { AppRoleError, ConfigError } from '../errors.js';
 import { migrationsTable } from '../migrations/migration-storage.js';
+import { quoteName } from './database-admin.js';
+import { passwordUnchanged } from './password-unchanged.js';
 import { scramSha256Verifier } from './scram-verifier.js';
 
-/** The application login role to create or update. */
+/** The application login role whose grants to bring back to exactly the set below. */
 export interface AppRoleOptions {
   /** The database, connected to as its owner (the role that runs migrations). */
   databaseUrl: string;
-  /** `DB_APP_USER`: the role's name (lower-case letters, digits and `_`). */
+  /** `DB_APP_USER`: the role's name (lower-case letters, digits and `_`); `setup --admin` creates it. */
   user: string;
-  /** `DB_APP_PASSWORD`: its password; sent to the server only as a SCRAM-SHA-256 verifier. */
-  password: string;
   /** Longest wait for a concurrent set-up or for locks on the tables it grants on (default 60 s). */
   lockTimeoutMs?: number;
 }
 
-/** What {@link ensureAppRole} did. */
-export interface AppRoleResult {
-  /** False when the role existed and was brought up to date (password, grants). */
-  created: boolean;
-}
+/** What {@link provisionAppRole} did to the role itself. */
+export type AppRoleChange = 'created' | 'password set' | 'unchanged';
 
 // Serialises concurrent db:setup runs: CREATE ROLE has no IF NOT EXISTS.
 export const appRoleLockKey = 0x6b77_6170; // 'kwap'
@@ -57,11 +55,6 @@ function grantStatements(role: string, database: string, hasMigrationsTable: boo
   ];
 }
 
-// A role name as it can be typed in SQL: bare when that is unambiguous, quoted otherwise.
-function sqlName(name: string): string {
-  return /^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
-}
-
 interface ExistingRole {
   rolsuper: boolean;
   rolcreaterole: boolean;
@@ -70,27 +63,101 @@ interface ExistingRole {
   rolbypassrls: boolean;
 }
 
+/** Refuses a role name that is not lower-case letters, digits and `_`, naming the variable it came from. */
+export function requireRoleName(variable: string, name: string): void {
+  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name) || name.startsWith('pg_')) {
+    throw new ConfigError(variable, `${variable} must be lower-case letters, digits and '_' (at most 63, not starting with pg_), got '${name}'`);
+  }
+}
+
 /**
- * Creates (or updates) the least-privileged login role services connect as: it may read and
- * write rows of every table, use the sequences and functions, and nothing more; it cannot
- * create, alter, drop or truncate anything, including tables later migrations add (default
+ * The admin's half of the application role (`setup --admin`, as a superuser or a role with
+ * CREATEROLE): creates it as a plain login role with the password, or, when it exists, takes
+ * away attributes it must not have and sets the password only when it changed. The stored
+ * SCRAM verifier is checked against the password (its own salt and iterations), so an
+ * unchanged password keeps its verifier and a PgBouncer `auth_file` holding it keeps
+ * matching. The password reaches the server only as a verifier. Grants are
+ * {@link ensureAppRole}'s, which the owner runs.
+ *
+ * @example await provisionAppRole({ adminUrl, user: 'kennwilliamson_app', password }) // 'unchanged' the second time
+ */
+export async function provisionAppRole(options: { adminUrl: string; user: string; password: string }): Promise<AppRoleChange> {
+  const { adminUrl, user, password } = options;
+  requireRoleName('DB_APP_USER', user);
+  if (!password) throw new ConfigError('DB_APP_PASSWORD', 'DB_APP_PASSWORD must not be empty');
+  return withClient(
+    adminUrl,
+    async (client) => {
+      const role = client.escapeIdentifier(user);
+      try {
+        await client.query('BEGIN');
+        await client.query('SET LOCAL lock_timeout = 60000');
+        await client.query('SELECT pg_advisory_xact_lock($1)', [appRoleLockKey]);
+        const found = await existingRole(client, user);
+        if (found?.rolsuper) {
+          throw new AppRoleError(user, `role '${user}' is a superuser, which no grant can restrict; choose another DB_APP_USER`);
+        }
+        const verifier = () => client.escapeLiteral(scramSha256Verifier(password));
+        let change: AppRoleChange;
+        if (!found) {
+          await client.query(`CREATE ROLE ${role} LOGIN NOCREATEDB NOCREATEROLE INHERIT PASSWORD ${verifier()}`);
+          change = 'created';
+        } else {
+          // Only name the attributes to take away: changing REPLICATION or BYPASSRLS needs more
+          // than CREATEROLE, so a role without them is not touched there.
+          const strip = [
+            found.rolcreatedb ? 'NOCREATEDB' : '',
+            found.rolcreaterole ? 'NOCREATEROLE' : '',
+            found.rolreplication ? 'NOREPLICATION' : '',
+            found.rolbypassrls ? 'NOBYPASSRLS' : '',
+          ].filter(Boolean);
+          const unchanged = await passwordUnchanged(client, adminUrl, { user, password });
+          if (strip.length > 0 || !unchanged) {
+            await client.query(`ALTER ROLE ${role} LOGIN ${strip.join(' ')}${unchanged ? '' : ` PASSWORD ${verifier()}`}`);
+          }
+          change = unchanged ? 'unchanged' : 'password set';
+        }
+        await client.query('COMMIT');
+        return change;
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        if (error instanceof AppRoleError) throw error;
+        const message = error instanceof Error ? error.message : String(error);
+        const createRole = (error as { code?: string }).code === '42501' ? ' (creating or altering a role needs CREATEROLE, or a superuser)' : '';
+        throw new AppRoleError(user, `could not create or update the application role '${user}': ${message}${createRole}`, { cause: error });
+      }
+    },
+    'kennwilliamson-setup',
+  );
+}
+
+async function existingRole(client: pg.Client, user: string): Promise<ExistingRole | undefined> {
+  const { rows } = await client.query<ExistingRole>(
+    'SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = $1',
+    [user],
+  );
+  return rows[0];
+}
+
+/**
+ * The release step's half of the application role (run as the owner, who needs no
+ * CREATEROLE for it): brings its grants back to exactly this set. It may read and write rows
+ * of every table, use the sequences and functions, and nothing more; it cannot create,
+ * alter, drop or truncate anything, including tables later migrations add (default
  * privileges of the owner that runs this, who must be the one that runs migrations).
- * Refuses a role that is a superuser, owns objects in the schema or the database, or is a
- * member of a role that does, of a predefined role (`pg_execute_server_program`,
- * `pg_read_all_data`, `pg_signal_backend` … every `pg_*` role) or of a role with attributes
- * (superuser, CREATEROLE …), since it would keep those powers; the error names the
- * membership. Idempotent: rerunning it
- * sets the password again and brings the grants back to exactly this set.
+ * It creates no role and never touches a password: the role must exist (`setup --admin`
+ * creates it, see {@link provisionAppRole}). Refuses a role that is a superuser, owns
+ * objects in the schema or the database, or is a member of a role that does, of a
+ * predefined role (`pg_execute_server_program`, `pg_read_all_data`, `pg_signal_backend` …
+ * every `pg_*` role) or of a role with attributes (superuser, CREATEROLE …), since it would
+ * keep those powers; the error names the membership. Idempotent.
  *
  * @example
- * await ensureAppRole({ databaseUrl: ownerUrl, user: 'kennwilliamson_app', password: process.env.DB_APP_PASSWORD! })
+ * await ensureAppRole({ databaseUrl: ownerUrl, user: 'kennwilliamson_app' })
  * // services then connect with postgresql://kennwilliamson_app:…@host/kennwilliamson
  */
-export async function ensureAppRole(options: AppRoleOptions): Promise<AppRoleResult> {
-  if (!/^[a-z_][a-z0-9_]{0,62}$/.test(options.user)) {
-    throw new ConfigError('DB_APP_USER', `DB_APP_USER must be lower-case letters, digits and '_' (at most 63), got '${options.user}'`);
-  }
-  if (!options.password) throw new ConfigError('DB_APP_PASSWORD', 'DB_APP_PASSWORD must not be empty');
+export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
+  requireRoleName('DB_APP_USER', options.user);
 
   return withClient(options.databaseUrl, async (client) => {
     const role = client.escapeIdentifier(options.user);
@@ -106,27 +173,18 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<AppRoleRes
       if (owner[0]!.current_user === options.user) {
         throw new AppRoleError(options.user, `DB_APP_USER '${options.user}' is the owner connecting to set it up; the application role must be a different role`);
       }
-      const { rows: existing } = await client.query<ExistingRole>(
-        'SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = $1',
-        [options.user],
-      );
-      const verifier = client.escapeLiteral(scramSha256Verifier(options.password));
-      const found = existing[0];
-      if (found?.rolsuper) {
-        throw new AppRoleError(options.user, `role '${options.user}' is a superuser, which no grant can restrict; choose another DB_APP_USER`);
+      const { rows: existing } = await client.query<{ rolsuper: boolean }>('SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1', [
+        options.user,
+      ]);
+      if (!existing[0]) {
+        throw new AppRoleError(
+          options.user,
+          `role '${options.user}' does not exist; the release step creates no role and sets no password: ` +
+            'create it once with kennwilliamson-db setup --admin (ADMIN_DATABASE_URL, DB_APP_USER, DB_APP_PASSWORD)',
+        );
       }
-      if (!found) {
-        await client.query(`CREATE ROLE ${role} LOGIN NOCREATEDB NOCREATEROLE INHERIT PASSWORD ${verifier}`);
-      } else {
-        // Only name the attributes to take away: changing REPLICATION or BYPASSRLS needs more
-        // than CREATEROLE, so a role without them is not touched there.
-        const strip = [
-          found.rolcreatedb ? 'NOCREATEDB' : '',
-          found.rolcreaterole ? 'NOCREATEROLE' : '',
-          found.rolreplication ? 'NOREPLICATION' : '',
-          found.rolbypassrls ? 'NOBYPASSRLS' : '',
-        ].filter(Boolean);
-        await client.query(`ALTER ROLE ${role} LOGIN ${strip.join(' ')} PASSWORD ${verifier}`);
+      if (existing[0].rolsuper) {
+        throw new AppRoleError(options.user, `role '${options.user}' is a superuser, which no grant can restrict; choose another DB_APP_USER`);
       }
 
       // Owning an object (or belonging to a role that does) carries DROP, ALTER and TRUNCATE.
@@ -171,7 +229,7 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<AppRoleRes
           options.user,
           `role '${options.user}' is a member of ${names.join(', ')}, which give${names.length === 1 ? 's' : ''} powers beyond rows ` +
             `(predefined roles reach the whole server; the others carry role attributes); revoke the membership ` +
-            `(${names.map((name) => `REVOKE ${sqlName(name)} FROM ${options.user}`).join('; ')}) or choose another DB_APP_USER`,
+            `(${names.map((name) => `REVOKE ${quoteName(name)} FROM ${options.user}`).join('; ')}) or choose another DB_APP_USER`,
         );
       }
 
@@ -182,7 +240,6 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<AppRoleRes
         await client.query(statement);
       }
       await client.query('COMMIT');
-      return { created: !found };
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);
       if (error instanceof AppRoleError) throw error;

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { databaseTarget, isLocalHost, parsePostgresUrl, type DatabaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
-import { ConfigError } from '../errors.js';
+import { ConfigError, ProvisioningError } from '../errors.js';
 
 export { isLocalHost };
 
@@ -62,26 +62,96 @@ export function isLocalDatabaseUrl(databaseUrl: string, env: NodeJS.ProcessEnv =
 }
 
 /**
- * Runs `work` on a connection to the server's `postgres` database, for statements that
- * cannot run inside the database they act on (CREATE/DROP DATABASE).
+ * The same server URL (host, parameters and database kept) logging in as another role.
+ *
+ * @example databaseUrlAs('postgresql://postgres:pw@127.0.0.1/app', 'owner', 'secret') // 'postgresql://owner:secret@127.0.0.1/app'
+ */
+export function databaseUrlAs(databaseUrl: string, user: string, password: string): string {
+  const { url, hostname } = parsePostgresUrl(databaseUrl);
+  url.username = encodeURIComponent(user);
+  url.password = encodeURIComponent(password);
+  const text = url.toString();
+  return hostname === '' && url.hostname === '___DUMMY___' ? text.replace('@___DUMMY___/', '@/') : text;
+}
+
+// The maintenance databases tried, in order, for CREATE and DROP DATABASE: `postgres` may be
+// closed (REVOKE CONNECT ON DATABASE postgres FROM PUBLIC is common hardening), template1
+// exists on every cluster.
+const maintenanceDatabases = ['postgres', 'template1'];
+
+/**
+ * Runs `work` on a connection to a maintenance database of the same server (`postgres`, else
+ * `template1`), for statements that cannot run inside the database they act on (CREATE/DROP
+ * DATABASE). Only a refused connection (no CONNECT, or no such database) moves on to the next.
  */
 export async function withMaintenanceClient<T>(databaseUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
-  return withClient(splitDatabaseUrl(databaseUrl).maintenanceUrl, work);
+  let refused: unknown;
+  for (const maintenance of maintenanceDatabases) {
+    let connected = false;
+    try {
+      return await withClient(databaseUrlWith(databaseUrl, maintenance), (client) => {
+        connected = true;
+        return work(client);
+      });
+    } catch (error) {
+      // 42501: no CONNECT privilege; 3D000: no such database. Anything else is the answer.
+      if (connected || !['42501', '3D000'].includes(sqlStateOf(error) ?? '')) throw error;
+      refused ??= error;
+    }
+  }
+  throw refused;
+}
+
+function sqlStateOf(error: unknown): string | undefined {
+  const { sqlState, code } = error as { sqlState?: string; code?: string };
+  return sqlState ?? code;
+}
+
+/** Whether the URL's database exists: 3D000 at login says it does not (and the server said so only after the login succeeded). */
+async function databaseExists(databaseUrl: string): Promise<boolean> {
+  try {
+    await withClient(databaseUrl, async () => undefined, 'kennwilliamson-setup');
+    return true;
+  } catch (error) {
+    if (sqlStateOf(error) === '3D000') return false;
+    throw error;
+  }
 }
 
 /**
- * Creates the database the URL names unless it exists; returns whether it created it.
+ * Creates the database the URL names unless it exists; returns whether it created it. The
+ * database itself is tried first: only when it does not exist does this connect to a
+ * maintenance database (`postgres`, else `template1`) to create it, so set-up of an existing
+ * database works where `postgres` is closed to the role. A role that may not create
+ * databases is told so: {@link ProvisioningError} naming CREATEDB and the statement that
+ * grants it. With `owner`, a new database is created owned by that role.
  *
  * @example
  * await ensureDatabase('postgresql://postgres:postgres@127.0.0.1:54320/kennwilliamson')
  */
-export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
+export async function ensureDatabase(databaseUrl: string, options: { owner?: string } = {}): Promise<boolean> {
   const { database } = splitDatabaseUrl(databaseUrl);
+  if (await databaseExists(databaseUrl)) return false;
   return withMaintenanceClient(databaseUrl, async (client) => {
-    const { rowCount } = await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database]);
-    if (rowCount) return false;
+    const { rows } = await client.query<{ role: string; may: boolean; exists: boolean }>(
+      `SELECT current_user AS role, (rolsuper OR rolcreatedb) AS may,
+              EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1) AS exists
+         FROM pg_catalog.pg_roles WHERE rolname = current_user`,
+      [database],
+    );
+    const { role, may, exists } = rows[0]!;
+    if (exists) return false;
+    if (!may) {
+      throw new ProvisioningError(
+        `database '${database}' does not exist, and role '${role}' may not create it: it lacks CREATEDB. ` +
+          `Create it once as an admin (kennwilliamson-db setup --admin, with ADMIN_DATABASE_URL), ` +
+          `or let this role create databases: ALTER ROLE ${quoteName(role)} CREATEDB;`,
+        'CREATEDB',
+      );
+    }
     try {
-      await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}`);
+      const owner = options.owner ? ` OWNER ${client.escapeIdentifier(options.owner)}` : '';
+      await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}${owner}`);
       return true;
     } catch (error) {
       // 42P04 duplicate_database: a concurrent caller created it first.
@@ -91,16 +161,23 @@ export async function ensureDatabase(databaseUrl: string): Promise<boolean> {
   });
 }
 
+/** A role name as it can be typed in SQL: bare when that is unambiguous, quoted otherwise. */
+export function quoteName(name: string): string {
+  return /^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
+}
+
 /**
- * Drops the database the URL names (disconnecting its sessions) and creates it empty.
+ * Drops the database the URL names (disconnecting its sessions) and creates it empty, owned
+ * by `owner` when given (else by the role connecting).
  *
  * @example
- * await recreateDatabase(url) // then migrate
+ * await recreateDatabase(adminUrl, { owner: 'kennwilliamson' }) // then migrate as the owner
  */
-export async function recreateDatabase(databaseUrl: string): Promise<void> {
+export async function recreateDatabase(databaseUrl: string, options: { owner?: string } = {}): Promise<void> {
   const { database } = splitDatabaseUrl(databaseUrl);
   await withMaintenanceClient(databaseUrl, async (client) => {
     await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(database)} WITH (FORCE)`);
-    await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}`);
+    const owner = options.owner ? ` OWNER ${client.escapeIdentifier(options.owner)}` : '';
+    await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}${owner}`);
   });
 }

@@ -1,4 +1,4 @@
-import { createHash, createHmac, pbkdf2Sync, randomBytes } from 'node:crypto';
+import { createHash, createHmac, pbkdf2Sync, randomBytes, timingSafeEqual } from 'node:crypto';
 
 // The SASLprep steps that change a password's bytes (RFC 4013), as PostgreSQL, libpq and the
 // pg driver apply them before hashing, so the verifier matches what every client computes.
@@ -26,4 +26,24 @@ export function scramSha256Verifier(password: string, options: { iterations?: nu
   const storedKey = createHash('sha256').update(clientKey).digest();
   const serverKey = createHmac('sha256', salted).update('Server Key').digest();
   return `SCRAM-SHA-256$${iterations}:${salt.toString('base64')}$${storedKey.toString('base64')}:${serverKey.toString('base64')}`;
+}
+
+/**
+ * Whether `password` is the one a stored SCRAM-SHA-256 verifier was made from: the verifier
+ * is computed again with the stored salt and iteration count and compared in constant time.
+ * False for anything else (an md5 hash, no password). This is what lets set-up leave an
+ * unchanged password alone: writing it again would draw a new salt, and a PgBouncer
+ * `auth_file` holding the old verifier would stop matching.
+ *
+ * @example
+ * scramVerifierMatches('s3cret', rolpassword) // true: nothing to write
+ */
+export function scramVerifierMatches(password: string, stored: string | null | undefined): boolean {
+  const match = /^SCRAM-SHA-256\$(\d+):([A-Za-z0-9+/=]+)\$([A-Za-z0-9+/=]+):([A-Za-z0-9+/=]+)$/.exec(stored ?? '');
+  if (!match) return false;
+  const iterations = Number(match[1]);
+  if (!Number.isSafeInteger(iterations) || iterations < 1 || iterations > 10_000_000) return false;
+  const computed = Buffer.from(scramSha256Verifier(password, { iterations, salt: Buffer.from(match[2]!, 'base64') }));
+  const expected = Buffer.from(stored!);
+  return computed.length === expected.length && timingSafeEqual(computed, expected);
 }

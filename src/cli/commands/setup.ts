@@ -2,61 +2,112 @@ import { requireDirectDatabase } from '../../db/direct-connection.js';
 import { ConfigError, DatabaseError } from '../../errors.js';
 import { migrate } from '../../migrations/migrator.js';
 import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
-import { ensureAppRole } from '../../provisioning/app-role.js';
-import { ensureDatabase } from '../../provisioning/database-admin.js';
+import { ensureAppRole, provisionAppRole } from '../../provisioning/app-role.js';
+import { databaseUrlAs, ensureDatabase } from '../../provisioning/database-admin.js';
+import { provisionDatabase, type RoleCredentials } from '../../provisioning/provision-database.js';
 import type { Command } from '../command.js';
 
-const usage = `Usage: kennwilliamson-db setup
+const usage = `Usage: kennwilliamson-db setup [--admin]
 
-Makes the database ready and keeps its data: creates the database if it does not exist,
-applies pending migrations, and, when DB_APP_USER and DB_APP_PASSWORD are set, creates (or
-updates) that login role for the services: it may read and write rows, use sequences and
-functions, and cannot create, alter, drop or truncate anything, tables of later migrations
-included. Safe to run again, and from several machines at once.
+The release step (without --admin), as the database's owner: checks that the database
+exists, applies pending migrations, and, when DB_APP_USER is set, brings that role's grants
+back to exactly its set (rows only: no CREATE, DROP, ALTER or TRUNCATE, tables of later
+migrations included). It creates no role and sets no password, so the owner needs neither
+CREATEROLE nor, once the database exists, CREATEDB. Safe to run again, and from several
+machines at once.
+
+--admin, once per server (and again to change a password), as an admin (a superuser, or a
+role with CREATEDB and CREATEROLE): creates the database if missing and the owner role
+DB_OWNER_USER, makes it the owner of the database, of its public schema and of every object
+in it (handing over what another role, a superuser, owned), creates pg_uuidv7 where the
+server has it (only a superuser may), then runs the release step as that owner, and creates
+the application role DB_APP_USER with DB_APP_PASSWORD. A password is written only when it
+changed: the stored SCRAM verifier stays as it is otherwise.
+
+Options:
+  --admin                 the one-time provisioning step, with ADMIN_DATABASE_URL
 
 Environment:
-  MIGRATION_DATABASE_URL  the database, as its owner, directly: a connection pooler is
-                          refused (else DATABASE_URL, when that is direct)
+  MIGRATION_DATABASE_URL  the release step: the database, as its owner, directly: a connection
+                          pooler is refused (else DATABASE_URL, when that is direct)
+  ADMIN_DATABASE_URL      --admin: the database, as an admin, directly
+  DB_OWNER_USER           --admin: the owner role to create (not a superuser, no CREATEROLE)
+  DB_OWNER_PASSWORD       --admin: its password (sent to the server only as a SCRAM-SHA-256 verifier)
+  DB_APP_USER             the application role: created by --admin, its grants by both
+  DB_APP_PASSWORD         --admin: its password (sent only as a SCRAM-SHA-256 verifier)
   MIGRATION_LOCK_TIMEOUT  seconds to wait for another migration run (default 300)
-  DB_APP_USER             name of the application role to create or update (with DB_APP_PASSWORD)
-  DB_APP_PASSWORD         its password (sent to the server only as a SCRAM-SHA-256 verifier)
 `;
 
 // Both or neither: one without the other is a half-done configuration, not a choice.
-function appRoleSettings(env: NodeJS.ProcessEnv): { user: string; password: string } | undefined {
-  const user = env.DB_APP_USER?.trim();
-  const password = env.DB_APP_PASSWORD;
+function credentials(env: NodeJS.ProcessEnv, userVariable: string, passwordVariable: string): RoleCredentials | undefined {
+  const user = env[userVariable]?.trim();
+  const password = env[passwordVariable];
   if (!user && !password) return undefined;
-  if (!user) throw new ConfigError('DB_APP_USER', 'DB_APP_PASSWORD is set but DB_APP_USER is not; set both or neither');
-  if (!password) throw new ConfigError('DB_APP_PASSWORD', 'DB_APP_USER is set but DB_APP_PASSWORD is not; set both or neither');
+  if (!user) throw new ConfigError(userVariable, `${passwordVariable} is set but ${userVariable} is not; set both or neither`);
+  if (!password) throw new ConfigError(passwordVariable, `${userVariable} is set but ${passwordVariable} is not; set both or neither`);
   return { user, password };
 }
 
-/** `kennwilliamson-db setup`: database, migrations and application role, idempotently. */
+// Before anything else; a database that does not exist yet is checked by migrate once created.
+async function refusePooler(databaseUrl: string, variable: string | undefined): Promise<void> {
+  await requireDirectDatabase(databaseUrl, { operation: 'setup', variable, applicationName: 'kennwilliamson-setup' }).catch((error: unknown) => {
+    if (!(error instanceof DatabaseError && error.sqlState === '3D000')) throw error;
+  });
+}
+
+function adminDatabaseUrl(env: NodeJS.ProcessEnv): string {
+  const url = env.ADMIN_DATABASE_URL?.trim();
+  if (!url) {
+    throw new ConfigError('ADMIN_DATABASE_URL', 'setup --admin needs ADMIN_DATABASE_URL: the database, as a superuser (or a role with CREATEDB and CREATEROLE), directly');
+  }
+  return url;
+}
+
+/** `kennwilliamson-db setup`: the release step; with `--admin`, the one-time provisioning first. */
 export const setupCommand: Command = {
   name: 'setup',
-  summary: 'create the database if missing, migrate, and create or update the application role',
+  summary: 'release step: migrate and reapply the application role\'s grants (--admin: provision database and roles first)',
   usage,
-  options: {},
+  options: { admin: { type: 'boolean' } },
   positionals: { min: 0, max: 0 },
-  async run() {
+  async run({ values }) {
     const log = (line: string) => console.log(line);
-    const appRole = appRoleSettings(process.env);
-    const databaseUrl = migrationDatabaseUrl();
-    // Before anything else; a database that does not exist yet is checked by migrate once created.
-    await requireDirectDatabase(databaseUrl, {
-      operation: 'setup',
-      variable: migrationUrlVariable(databaseUrl),
-      applicationName: 'kennwilliamson-setup',
-    }).catch((error: unknown) => {
-      if (!(error instanceof DatabaseError && error.sqlState === '3D000')) throw error;
-    });
-    if (await ensureDatabase(databaseUrl)) log('created the database');
+    const env = process.env;
+    let databaseUrl: string;
+    let appUser = env.DB_APP_USER?.trim() || undefined;
+    let app: RoleCredentials | undefined;
+    if (values.admin === true) {
+      const adminUrl = adminDatabaseUrl(env);
+      const owner = credentials(env, 'DB_OWNER_USER', 'DB_OWNER_PASSWORD');
+      if (!owner) throw new ConfigError('DB_OWNER_USER', 'setup --admin needs DB_OWNER_USER and DB_OWNER_PASSWORD: the owner role migrations and restores run as');
+      app = credentials(env, 'DB_APP_USER', 'DB_APP_PASSWORD');
+      if (app?.user === owner.user) {
+        throw new ConfigError('DB_APP_USER', `DB_APP_USER and DB_OWNER_USER are both '${owner.user}'; the application role must be another role than the owner`);
+      }
+      await refusePooler(adminUrl, 'ADMIN_DATABASE_URL');
+      const provisioned = await provisionDatabase({ adminUrl, owner, log });
+      if (!provisioned.databaseCreated && provisioned.owner === 'unchanged' && provisioned.handedOver.length === 0) {
+        log(`the owner role '${owner.user}' owns the database and everything in it`);
+      }
+      // The release step runs as the owner, never as the admin: the objects it creates are the owner's.
+      databaseUrl = databaseUrlAs(adminUrl, owner.user, owner.password);
+      appUser = app?.user;
+    } else {
+      databaseUrl = migrationDatabaseUrl();
+      await refusePooler(databaseUrl, migrationUrlVariable(databaseUrl));
+      if (env.DB_APP_PASSWORD && appUser) log('DB_APP_PASSWORD is not used by the release step, which never sets a password (setup --admin does)');
+      if (await ensureDatabase(databaseUrl)) log('created the database');
+    }
+
     const runs = await migrate({ databaseUrl, log });
     log(runs.length === 0 ? 'Database is up to date.' : `${runs.length} migration(s) applied.`);
-    if (appRole) {
-      const { created } = await ensureAppRole({ databaseUrl, ...appRole });
-      log(`${created ? 'created' : 'updated'} the application role '${appRole.user}' (rows only: no CREATE, DROP, ALTER or TRUNCATE)`);
+    if (app) {
+      const change = await provisionAppRole({ adminUrl: adminDatabaseUrl(env), ...app });
+      log(change === 'unchanged' ? `the application role '${app.user}' exists, its password unchanged` : `${change === 'created' ? 'created' : 'set the password of'} the application role '${app.user}'`);
+    }
+    if (appUser) {
+      await ensureAppRole({ databaseUrl, user: appUser });
+      log(`granted the application role '${appUser}' rows only (no CREATE, DROP, ALTER or TRUNCATE)`);
     }
   },
 };

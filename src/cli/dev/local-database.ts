@@ -1,5 +1,5 @@
 import { startEmbeddedServer } from '../../embedded/embedded-server.js';
-import { cliDatabaseUrl, localServerOptions } from '../../embedded/local-server.js';
+import { cliDatabaseUrl, localAdminUrl, localOwner, localServerOptions } from '../../embedded/local-server.js';
 import type { Command } from '../command.js';
 
 /** Whether the environment names a database; if not, the repository's commands use the embedded one. */
@@ -10,10 +10,13 @@ export function databaseConfigured(env: NodeJS.ProcessEnv = process.env): boolea
 /**
  * The same command as the shipped bin runs, defaulting to the local embedded server when no
  * URL is set (starting it first when `start`), as `npm run db:setup` and friends promise.
+ * There, commands connect as the database's owner role (not the superuser), and with
+ * `admin` the command also gets the superuser's `ADMIN_DATABASE_URL` and runs as
+ * `--admin` (provisioning the owner role before it migrates as it).
  *
- * @example withLocalDatabase(setupCommand, { start: true, announce: true })
+ * @example withLocalDatabase(setupCommand, { start: true, announce: true, admin: true })
  */
-export function withLocalDatabase(command: Command, { start = false, announce = false } = {}): Command {
+export function withLocalDatabase(command: Command, { start = false, announce = false, admin = false } = {}): Command {
   return {
     ...command,
     async run(input) {
@@ -23,10 +26,19 @@ export function withLocalDatabase(command: Command, { start = false, announce = 
           const { alreadyRunning } = await startEmbeddedServer(localServerOptions(), (line) => console.log(line));
           if (!alreadyRunning) console.log('started the local PostgreSQL');
         }
+        const owner = localOwner();
         process.env.DATABASE_URL = cliDatabaseUrl();
+        if (admin) {
+          process.env.ADMIN_DATABASE_URL = localAdminUrl();
+          process.env.DB_OWNER_USER = owner.user;
+          process.env.DB_OWNER_PASSWORD = owner.password;
+        }
       }
-      await command.run(input);
-      if (local && announce) console.log(`DATABASE_URL=${process.env.DATABASE_URL}`);
+      await command.run(local && admin ? { ...input, values: { ...input.values, admin: true } } : input);
+      if (local && announce) {
+        console.log(`DATABASE_URL=${process.env.DATABASE_URL}`);
+        if (admin) console.log(`ADMIN_DATABASE_URL=${process.env.ADMIN_DATABASE_URL}   (the superuser: setup --admin only)`);
+      }
     },
   };
 }

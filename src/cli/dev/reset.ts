@@ -1,6 +1,8 @@
 import { migrate } from '../../migrations/migrator.js';
 import { migrationDatabaseUrl } from '../../migrations/migration-settings.js';
-import { recreateDatabase, requireLocalDatabase } from '../../provisioning/database-admin.js';
+import { ConfigError } from '../../errors.js';
+import { databaseUrlAs, recreateDatabase, requireLocalDatabase } from '../../provisioning/database-admin.js';
+import { provisionDatabase } from '../../provisioning/provision-database.js';
 import type { Command } from '../command.js';
 
 /** `npm run db:reset`: drop, recreate and migrate a (local) database. */
@@ -10,16 +12,32 @@ export const resetCommand: Command = {
   usage: `Usage: npm run db:reset [-- --force]   (or scripts/reset-db.sh [--force])
 
 Drops the database, creates it empty and applies every migration. ALL DATA IS LOST.
-Refuses a database on a non-local host unless --force is given.
+Refuses a database on a non-local host unless --force is given. On the local embedded
+server (and with --admin) the database is recreated by the superuser, owned by the owner
+role, and migrated as that role, as setup --admin does.
 
 Environment:
   MIGRATION_DATABASE_URL  the database to reset, as its owner (else DATABASE_URL; default:
-                          the local embedded server)
+                          the local embedded server); it needs CREATEDB without --admin
+  ADMIN_DATABASE_URL      --admin: the database, as an admin
+  DB_OWNER_USER           --admin: the owner role (with DB_OWNER_PASSWORD)
 `,
-  options: { force: { type: 'boolean' } },
+  options: { force: { type: 'boolean' }, admin: { type: 'boolean' } },
   positionals: { min: 0, max: 0 },
   async run({ values }) {
     const log = (line: string) => console.log(line);
+    if (values.admin === true) {
+      const adminUrl = process.env.ADMIN_DATABASE_URL?.trim();
+      const owner = { user: process.env.DB_OWNER_USER?.trim() ?? '', password: process.env.DB_OWNER_PASSWORD ?? '' };
+      if (!adminUrl) throw new ConfigError('ADMIN_DATABASE_URL', 'reset --admin needs ADMIN_DATABASE_URL');
+      requireLocalDatabase(adminUrl, { force: values.force === true, action: 'reset' });
+      await recreateDatabase(adminUrl);
+      log('dropped and recreated the database');
+      await provisionDatabase({ adminUrl, owner, log });
+      const runs = await migrate({ databaseUrl: databaseUrlAs(adminUrl, owner.user, owner.password), log });
+      log(`${runs.length} migration(s) applied.`);
+      return;
+    }
     const databaseUrl = migrationDatabaseUrl();
     requireLocalDatabase(databaseUrl, { force: values.force === true, action: 'reset' });
     await recreateDatabase(databaseUrl);

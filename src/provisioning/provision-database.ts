@@ -1,0 +1,251 @@
+import type pg from 'pg';
+import { withClient } from '../db/with-client.js';
+import { ConfigError, ProvisioningError } from '../errors.js';
+import { requireRoleName, type AppRoleChange } from './app-role.js';
+import { ensureDatabase, quoteName, splitDatabaseUrl } from './database-admin.js';
+import { passwordUnchanged } from './password-unchanged.js';
+import { powersBeyondDatabase } from './role-powers.js';
+import { scramSha256Verifier } from './scram-verifier.js';
+
+/** A login role and its password, as `DB_OWNER_USER`/`DB_OWNER_PASSWORD` or `DB_APP_USER`/`DB_APP_PASSWORD` give them. */
+export interface RoleCredentials {
+  user: string;
+  password: string;
+}
+
+/** What the one-time admin step provisions. */
+export interface ProvisionOptions {
+  /** An admin's direct URL (a superuser, or a role with CREATEDB and CREATEROLE), naming the database to provision. */
+  adminUrl: string;
+  /** The database's owner: the role migrations and restores run as (not a superuser, no CREATEROLE). */
+  owner: RoleCredentials;
+  /** Receives one line per change made. */
+  log?: (line: string) => void;
+  /** Longest wait for a concurrent set-up or for locks on the objects handed over (default 60 s). */
+  lockTimeoutMs?: number;
+}
+
+/** What {@link provisionDatabase} did. */
+export interface ProvisionResult {
+  databaseCreated: boolean;
+  owner: AppRoleChange;
+  /** Objects in `public` that another role owned and that now belong to the owner (`TABLE public.users` …). */
+  handedOver: string[];
+  /** Extensions that only a superuser may create, created here so that migrations need not. */
+  extensionsCreated: string[];
+}
+
+// Serialises concurrent admin steps: CREATE ROLE has no IF NOT EXISTS.
+export const provisionLockKey = 0x6b77_7076; // 'kwpv'
+
+// Extensions the migrations use that are not trusted (only a superuser may create them):
+// created here, before migrations run as the owner, where the server has them.
+const superuserExtensions = ['pg_uuidv7'];
+
+/**
+ * The one-time admin step (`kennwilliamson-db setup --admin`): run with an admin's URL, it
+ * creates the database if missing and the owner role with its password, and makes the owner the owner of the database, of the `public` schema (through
+ * `pg_database_owner`, as PostgreSQL 15 creates it and a restore recreates it) and of every
+ * object in it, so that migrations and restores run as that role and never as a superuser.
+ * A backup's SQL then runs with powers that end at the database: no program, file or role
+ * on the server is within its reach.
+ *
+ * - The owner is a plain login role: not a superuser, no CREATEROLE, CREATEDB, REPLICATION
+ *   or BYPASSRLS, and a member of no role that runs programs or touches the server's files.
+ *   An existing role with such attributes has them taken away; one that is a superuser or a
+ *   member of such a role is refused, naming the REVOKE that fixes it.
+ * - Objects in `public` owned by another role (an installation that migrated as a superuser)
+ *   are handed over with `ALTER … OWNER TO`, one by one (`REASSIGN OWNED` cannot move a
+ *   bootstrap superuser's objects); extension members stay the extension's.
+ * - Extensions only a superuser may create (pg_uuidv7, where the server has it) are created
+ *   here; trusted ones (pg_trgm) the owner's migrations create.
+ * - A password is written only when it changed: the stored SCRAM verifier is checked against
+ *   it with its own salt, so running this again keeps verifiers (and a PgBouncer auth_file).
+ * Idempotent, safe to run again and from several machines at once.
+ *
+ * @example
+ * await provisionDatabase({ adminUrl, owner: { user: 'kennwilliamson', password } })
+ * await migrate({ databaseUrl: databaseUrlAs(adminUrl, 'kennwilliamson', password) })
+ */
+export async function provisionDatabase(options: ProvisionOptions): Promise<ProvisionResult> {
+  const log = options.log ?? (() => undefined);
+  requireRoleName('DB_OWNER_USER', options.owner.user);
+  if (!options.owner.password) throw new ConfigError('DB_OWNER_PASSWORD', 'DB_OWNER_PASSWORD must not be empty');
+  const { database } = splitDatabaseUrl(options.adminUrl);
+
+  const databaseCreated = await ensureDatabase(options.adminUrl);
+  if (databaseCreated) log(`created the database '${database}'`);
+
+  return withClient(
+    options.adminUrl,
+    async (client) => {
+      try {
+        await client.query('BEGIN');
+        await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000))}`);
+        // Names in messages and statements are schema-qualified whatever the admin's search_path.
+        await client.query('SET LOCAL search_path = pg_catalog');
+        await client.query('SELECT pg_advisory_xact_lock($1)', [provisionLockKey]);
+        const admin = await requireAdmin(client, database);
+
+        const owner = await provisionOwner(client, options.owner, options.adminUrl);
+        if (owner !== 'unchanged') log(`${owner === 'created' ? 'created' : 'set the password of'} the owner role '${options.owner.user}'`);
+        const ownerName = client.escapeIdentifier(options.owner.user);
+        const { rows: current } = await client.query<{ owner: string; schema_owner: string | null }>(
+          `SELECT pg_get_userbyid(d.datdba) AS owner,
+                  (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public') AS schema_owner
+             FROM pg_database d WHERE d.datname = current_database()`,
+        );
+        if (current[0]!.owner !== options.owner.user) {
+          await client.query(`ALTER DATABASE ${client.escapeIdentifier(database)} OWNER TO ${ownerName}`);
+          log(`made '${options.owner.user}' the owner of the database '${database}' (was '${current[0]!.owner}')`);
+        }
+        // The schema a restore drops and recreates: owned by pg_database_owner, i.e. by whoever
+        // owns the database, as initdb makes it on PostgreSQL 15 and the restore recreates it.
+        if (current[0]!.schema_owner === null) {
+          await client.query('CREATE SCHEMA public AUTHORIZATION pg_database_owner');
+          log("created the schema 'public', owned by the database's owner");
+        } else if (current[0]!.schema_owner !== 'pg_database_owner') {
+          await client.query('ALTER SCHEMA public OWNER TO pg_database_owner');
+          log(`made the database's owner the owner of the schema 'public' (was '${current[0]!.schema_owner}')`);
+        }
+
+        const extensionsCreated = await createSuperuserExtensions(client, admin.superuser, log);
+        const handedOver = await handOver(client, options.owner.user);
+        if (handedOver.length > 0) log(`handed ${handedOver.length} object(s) in 'public' over to '${options.owner.user}': ${handedOver.join(', ')}`);
+
+        await client.query('COMMIT');
+        return { databaseCreated, owner, handedOver, extensionsCreated };
+      } catch (error) {
+        await client.query('ROLLBACK').catch(() => undefined);
+        if (error instanceof ProvisioningError || error instanceof ConfigError) throw error;
+        const message = error instanceof Error ? error.message : String(error);
+        throw new ProvisioningError(`could not provision the database '${database}': ${message}`, undefined, { cause: error });
+      }
+    },
+    'kennwilliamson-setup',
+  );
+}
+
+interface AdminRole {
+  name: string;
+  superuser: boolean;
+}
+
+// The admin must be able to create and alter roles and to give the database away; without
+// those powers the refusal names the attribute and the statement that grants it.
+async function requireAdmin(client: pg.Client, database: string): Promise<AdminRole> {
+  const { rows } = await client.query<{ name: string; rolsuper: boolean; rolcreaterole: boolean }>(
+    'SELECT rolname AS name, rolsuper, rolcreaterole FROM pg_roles WHERE rolname = current_user',
+  );
+  const { name, rolsuper, rolcreaterole } = rows[0]!;
+  if (!rolsuper && !rolcreaterole) {
+    throw new ProvisioningError(
+      `role '${name}' cannot provision '${database}': creating the owner and application roles needs CREATEROLE (or a superuser). ` +
+        `Run setup --admin with a superuser's ADMIN_DATABASE_URL, or grant it: ALTER ROLE ${quoteName(name)} CREATEROLE; ` +
+        '(on PostgreSQL 15 and older CREATEROLE is as good as superuser: keep it off every role that runs migrations, restores or services)',
+      'CREATEROLE',
+    );
+  }
+  return { name, superuser: rolsuper };
+}
+
+async function provisionOwner(client: pg.Client, owner: RoleCredentials, adminUrl: string): Promise<AppRoleChange> {
+  const role = client.escapeIdentifier(owner.user);
+  const { rows } = await client.query<{ rolsuper: boolean; strip: string[] }>(
+    `SELECT rolsuper,
+            array_remove(ARRAY[CASE WHEN rolcreatedb THEN 'NOCREATEDB' END, CASE WHEN rolcreaterole THEN 'NOCREATEROLE' END,
+                               CASE WHEN rolreplication THEN 'NOREPLICATION' END, CASE WHEN rolbypassrls THEN 'NOBYPASSRLS' END,
+                               CASE WHEN NOT rolcanlogin THEN 'LOGIN' END], NULL) AS strip
+       FROM pg_roles WHERE rolname = $1`,
+    [owner.user],
+  );
+  const verifier = () => client.escapeLiteral(scramSha256Verifier(owner.password));
+  const found = rows[0];
+  let change: AppRoleChange;
+  if (!found) {
+    await client.query(`CREATE ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD ${verifier()}`);
+    change = 'created';
+  } else {
+    if (found.rolsuper) {
+      throw new ProvisioningError(
+        `role '${owner.user}' is a superuser, so it cannot own the database: a backup restored as it could run programs on the server. ` +
+          `Choose another DB_OWNER_USER, or take the attribute away: ALTER ROLE ${quoteName(owner.user)} NOSUPERUSER;`,
+        'SUPERUSER',
+      );
+    }
+    const unchanged = await passwordUnchanged(client, adminUrl, owner);
+    if (found.strip.length > 0 || !unchanged) {
+      await client.query(`ALTER ROLE ${role} ${found.strip.join(' ')}${unchanged ? '' : ` PASSWORD ${verifier()}`}`);
+    }
+    change = unchanged ? 'unchanged' : 'password set';
+  }
+  // Attributes are gone now; what membership still carries cannot be taken away silently.
+  const powers = await powersBeyondDatabase(client, owner.user);
+  if (powers.length > 0) {
+    const roles = powers.map((power) => /^is a member of (\S+),/.exec(power)?.[1]).filter((name): name is string => Boolean(name));
+    throw new ProvisioningError(
+      `role '${owner.user}' cannot own the database: it ${powers.join('; it ')}, and a backup restored as it would have those powers. ` +
+        (roles.length > 0 ? `Revoke them: ${roles.map((name) => `REVOKE ${quoteName(name)} FROM ${quoteName(owner.user)};`).join(' ')}` : ''),
+    );
+  }
+  return change;
+}
+
+async function createSuperuserExtensions(client: pg.Client, superuser: boolean, log: (line: string) => void): Promise<string[]> {
+  const { rows } = await client.query<{ name: string }>(
+    `SELECT a.name FROM pg_available_extensions a
+      WHERE a.name = ANY ($1::text[]) AND a.installed_version IS NULL ORDER BY a.name`,
+    [superuserExtensions],
+  );
+  const created: string[] = [];
+  for (const { name } of rows) {
+    if (!superuser) {
+      log(`the server has the extension ${name}, which only a superuser may create: run setup --admin as a superuser once, or the first migration fails as the owner`);
+      continue;
+    }
+    await client.query(`CREATE EXTENSION IF NOT EXISTS ${client.escapeIdentifier(name)} SCHEMA public`);
+    log(`created the extension ${name} (only a superuser may)`);
+    created.push(name);
+  }
+  return created;
+}
+
+/**
+ * Hands every object in `public` that another role owns over to the owner, as ALTER …
+ * OWNER TO per object: indexes, constraints, triggers and the sequences a table owns follow
+ * their table; extension members stay the extension's.
+ */
+async function handOver(client: pg.Client, owner: string): Promise<string[]> {
+  const { rows } = await client.query<{ kind: string; name: string }>(
+    `WITH public_ns AS (SELECT oid FROM pg_namespace WHERE nspname = 'public'),
+          members AS (SELECT d.classid, d.objid FROM pg_depend d WHERE d.deptype = 'e')
+     SELECT kind, name FROM (
+       SELECT CASE c.relkind WHEN 'S' THEN 'SEQUENCE' WHEN 'v' THEN 'VIEW' WHEN 'm' THEN 'MATERIALIZED VIEW'
+                             WHEN 'f' THEN 'FOREIGN TABLE' WHEN 'c' THEN 'TYPE' ELSE 'TABLE' END AS kind,
+              c.oid::regclass::text AS name, c.relowner AS owner_oid
+         FROM pg_class c
+        WHERE c.relnamespace = (SELECT oid FROM public_ns) AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f', 'c')
+          AND NOT EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_class'::regclass AND m.objid = c.oid)
+          -- a sequence behind a serial or identity column follows its table
+          AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype IN ('a', 'i') AND c.relkind = 'S')
+       UNION ALL
+       SELECT CASE p.prokind WHEN 'p' THEN 'PROCEDURE' WHEN 'a' THEN 'AGGREGATE' ELSE 'FUNCTION' END,
+              p.oid::regprocedure::text, p.proowner
+         FROM pg_proc p
+        WHERE p.pronamespace = (SELECT oid FROM public_ns)
+          AND NOT EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_proc'::regclass AND m.objid = p.oid)
+       UNION ALL
+       SELECT CASE t.typtype WHEN 'd' THEN 'DOMAIN' ELSE 'TYPE' END, t.oid::regtype::text, t.typowner
+         FROM pg_type t
+        WHERE t.typnamespace = (SELECT oid FROM public_ns) AND t.typtype IN ('e', 'd', 'r')
+          AND NOT EXISTS (SELECT 1 FROM members m WHERE m.classid = 'pg_type'::regclass AND m.objid = t.oid)
+     ) o
+     WHERE o.owner_oid <> (SELECT oid FROM pg_roles WHERE rolname = $1)
+     ORDER BY kind, name`,
+    [owner],
+  );
+  for (const { kind, name } of rows) {
+    await client.query(`ALTER ${kind} ${name} OWNER TO ${client.escapeIdentifier(owner)}`);
+  }
+  return rows.map(({ kind, name }) => `${kind.toLowerCase()} ${name}`);
+}
