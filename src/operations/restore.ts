@@ -11,6 +11,7 @@ import { migrationUrlVariable } from '../migrations/migration-settings.js';
 import { type PgToolExit, spawnPgTool, toolErrorText } from './pg-tool-process.js';
 import { findPgTool, type FindPgToolOptions } from './pg-tools.js';
 import { byteProgress } from './progress-reporter.js';
+import { requireRestrictedSession, restoreSession, type RestoreOwner } from './restore-session.js';
 import { ScriptQuery } from './script-query.js';
 import { sqlScriptParts } from './sql-script.js';
 import type { VerifiedBackup } from './verify-backup-file.js';
@@ -30,6 +31,12 @@ export interface RestoreOptions {
   signal?: AbortSignal;
   /** Where to look for pg_restore when `backup` names none (tests narrow it); see `findPgTool`. */
   toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'target'>;
+  /**
+   * The database owner's password (and name, to check it), for when `databaseUrl` logs in as
+   * a role with powers beyond the database (a superuser): the restore then logs in as the
+   * owner instead, and refuses without it. See `restoreSession`.
+   */
+  owner?: RestoreOwner;
 }
 
 /** A finished restore. */
@@ -88,7 +95,7 @@ function missingRoleAdvice(error: unknown, text: string): string {
   if (!/^(?:GRANT|REVOKE|ALTER\s+DEFAULT\s+PRIVILEGES)\b/i.test(statement)) return '';
   return (
     '\nthe backup grants privileges to a role this server does not have (on a new server: the application role, or the owner): ' +
-    'run the provisioning step (setup as admin, with DB_APP_USER) on this server first, then restore again'
+    'run the provisioning step (setup --admin, with DB_APP_USER and DB_APP_PASSWORD) on this server first, then restore again'
   );
 }
 
@@ -100,9 +107,11 @@ function missingRoleAdvice(error: unknown, text: string): string {
  * sent over one connection inside one transaction that first recreates the `public`
  * schema; COMMIT is sent only after the whole backup went through. On any failure (a
  * statement fails halfway, pg_restore or gzip fails, the server goes away, Ctrl-C) it
- * throws {@link RestoreError} and the old data is untouched. Objects are owned by the user
- * of `databaseUrl` (the owner who runs migrations); grants, including the application
- * role's, are restored and need that role to exist.
+ * throws {@link RestoreError} and the old data is untouched. The SQL runs as a role whose
+ * powers end at the database (see `restoreSession`): the URL's own, or, when that is a
+ * superuser or the like, the database's owner given `owner.password`; otherwise it refuses
+ * before reading the backup. Objects are owned by that role (the owner who runs migrations);
+ * grants, including the application role's, are restored and need that role to exist.
  *
  * @example
  * const backup = await verifyBackupFile(file)
@@ -113,6 +122,12 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   const { backup, signal } = options;
   const target = databaseTarget(options.databaseUrl);
   signal?.throwIfAborted();
+  // Which role runs the backup's SQL, decided before anything of the backup is read: never
+  // one whose powers reach beyond the database (a superuser's reach the server's programs).
+  const session = await restoreSession(options.databaseUrl, options.owner);
+  if (session.insteadOf) {
+    log(`restoring as the database's owner '${session.role}', not as '${session.insteadOf}', whose powers reach beyond the database`);
+  }
 
   let source: Readable;
   let sourceDone: () => Promise<void>;
@@ -151,9 +166,11 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   let tables = 0;
   try {
     await withClient(
-      options.databaseUrl,
+      session.url,
       async (client) => {
         await requireDirectConnection(client, { operation: 'restore', variable: migrationUrlVariable(options.databaseUrl) });
+        // The same check on the session that runs the backup, before its first statement.
+        await requireRestrictedSession(client);
         connected = true;
         // The restore's own statements: their failure (a lock timeout on the old tables, a
         // deferred constraint at COMMIT, a lost connection) rolls everything back too.
@@ -204,6 +221,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     }
     if (!connected) {
       source.destroy();
+      if (error instanceof RestoreError) throw error;
       throw new RestoreError(
         `could not connect to ${target.description}: ${(error as Error).message}; the database was not touched`,
         { cause: error },

@@ -114,7 +114,7 @@ describe('restoring plain SQL: never through psql, meta-commands refused', () =>
     );
     const before = await tableContents(database.url);
 
-    const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: database.url });
+    const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: database.ownerUrl });
 
     expect(result.code).toBe(1);
     expect(result.stderr).toContain("line 3 of the backup's SQL: the psql meta-command '\\!' is not allowed");
@@ -131,7 +131,7 @@ describe('restoring plain SQL: never through psql, meta-commands refused', () =>
     const before = await tableContents(database.url);
 
     const error = await restoreDatabase({
-      databaseUrl: database.url,
+      databaseUrl: database.ownerUrl,
       backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' },
     }).catch((e: unknown) => e);
 
@@ -159,7 +159,7 @@ describe('restoring plain SQL: never through psql, meta-commands refused', () =>
     const target = await createTestDatabase();
     try {
       const file = await crafted('pg-dump-18.sql.gz', pgDump18Script);
-      const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.url });
+      const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.ownerUrl });
       expect(result.code, result.stderr).toBe(0);
       expect(result.stderr).toContain('restoring table public.notes (1)');
 

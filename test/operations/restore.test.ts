@@ -27,6 +27,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
   let workDir: string;
   let sourceUrl: string;
   let roundTripUrl: string;
+  let roundTripDatabase: string;
   let otherData: string;
   let backup: BackupResult;
   let sourceContents: Awaited<ReturnType<typeof tableContents>>;
@@ -38,7 +39,8 @@ describe.skipIf(!available)('npm run db:restore', () => {
     sourceUrl = server.urlOf(source);
     await fillEveryTable(sourceUrl);
     sourceContents = await tableContents(sourceUrl);
-    roundTripUrl = server.urlOf(await server.cloneDatabase(source));
+    roundTripDatabase = await server.cloneDatabase(source);
+    roundTripUrl = server.ownerUrlOf(roundTripDatabase);
     // A migrated database with rows of its own and a table a later migration added: data to lose.
     otherData = await server.createMigratedDatabase();
     await fillEveryTable(server.urlOf(otherData), { users: 30, tag: 'other' });
@@ -50,16 +52,16 @@ describe.skipIf(!available)('npm run db:restore', () => {
     await rm(workDir, { recursive: true, force: true });
   });
 
-  /** A copy of the database with other data, to restore into. */
+  /** A copy of the database with other data, to restore into, as its owner (not a superuser). */
   async function databaseWithOtherData(): Promise<string> {
-    return server.urlOf(await server.cloneDatabase(otherData));
+    return server.ownerUrlOf(await server.cloneDatabase(otherData));
   }
 
   async function filesIn(folder: string): Promise<string[]> {
     return (await readdir(folder)).sort();
   }
 
-  it('round trip: back up, wipe, restore gives every table and the migrations record back unchanged', async ({ expect }) => {
+  it('round trip: back up, wipe, restore (given the superuser, as the owner) gives every table and the migrations record back unchanged', async ({ expect }) => {
     const backupDir = path.join(workDir, 'round-trip');
     const made = await runCli('db-backup', [], { DATABASE_URL: roundTripUrl, BACKUP_DIR: backupDir, BACKUP_ENV: 'test' });
     expect(made.code, made.stderr).toBe(0);
@@ -68,16 +70,22 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect(sourceContents.users!.rows).toBe(601);
     expect(sourceContents.refresh_tokens!.rows).toBe(1200);
 
-    await recreateDatabase(roundTripUrl);
+    await recreateDatabase(server.urlOf(roundTripDatabase), { owner: server.owner.user });
     expect(await readdir(backupDir)).toHaveLength(2);
-    const restored = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: roundTripUrl });
+    // As the default set-up runs it: the URL is the superuser's; the SQL runs as the owner.
+    const restored = await runCli('db-restore', [file, '--yes'], {
+      DATABASE_URL: server.urlOf(roundTripDatabase),
+      DB_OWNER_PASSWORD: server.owner.password,
+    });
 
     expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.stderr).toContain(`restoring as the database's owner '${server.owner.user}', not as 'postgres'`);
     expect(restored.stderr).toContain('checksum verified');
     expect(restored.stderr).toMatch(/restoring table public\.users \(\d of 9\)/);
     expect(await tableContents(roundTripUrl)).toEqual(sourceContents);
     expect(await migrationsRecord(roundTripUrl)).toEqual(record);
     expect(restored.stderr + restored.stdout).not.toContain(server.password);
+    expect(restored.stderr + restored.stdout).not.toContain(server.owner.password);
   });
 
   it('replaces a database that moved on with exactly the backup, tables of later migrations included', async ({ expect }) => {

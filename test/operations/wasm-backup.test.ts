@@ -79,9 +79,9 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
     expect(await readFile(`${file}.sha256`, 'utf8')).toBe(`${createHash('sha256').update(content).digest('hex')}  ${path.basename(file)}\n`);
     expect((await stat(file)).mode & 0o077).toBe(0);
 
-    await recreateDatabase(roundTrip.url);
+    await recreateDatabase(roundTrip.url, { owner: inject('ownerUser') });
     expect(await tableContents(roundTrip.url).catch((error: Error) => error.message)).toMatch(/relation "users" does not exist/);
-    const restored = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: roundTrip.url });
+    const restored = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: roundTrip.ownerUrl });
 
     expect(restored.code, restored.stderr).toBe(0);
     expect(restored.stderr).toContain('checksum verified');

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
+import { databaseUrlAs, databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
+import { provisionDatabase } from '../../src/provisioning/provision-database.js';
 import { startEmbeddedServer, stopEmbeddedServer } from '../../src/embedded/embedded-server.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { freePort } from '../../src/embedded/free-port.js';
@@ -22,8 +23,12 @@ export const debianPostgresPrograms = ['initdb', 'pg_ctl', 'postgres', 'pg_dump'
 export interface DebianPostgres {
   /** The superuser's password: tests check it never shows in output. */
   password: string;
-  /** URL of a database on this server. */
+  /** URL of a database on this server, as the superuser. */
   urlOf: (database: string) => string;
+  /** The same, as the databases' owner role (not a superuser), as migrations, backups and restores connect. */
+  ownerUrlOf: (database: string) => string;
+  /** That owner role's name and password. */
+  owner: { user: string; password: string };
   /** Creates a database migrated to the latest schema (a clone of a template migrated once). */
   createMigratedDatabase: () => Promise<string>;
   /** Creates an empty database. */
@@ -54,17 +59,22 @@ export async function startDebianPostgres(): Promise<DebianPostgres> {
   };
   const { url } = await startEmbeddedServer(options);
   const urlOf = (database: string) => databaseUrlWith(url, database);
+  // As setup --admin leaves a server: databases owned by a non-superuser owner role, migrated as it.
+  const owner = { user: 'kw_owner', password: `owner-${randomBytes(8).toString('hex')}` };
+  const ownerUrlOf = (database: string) => databaseUrlAs(urlOf(database), owner.user, owner.password);
   const template = 'kw_template';
-  await withMaintenanceClient(url, (client) => client.query(`CREATE DATABASE ${template}`));
-  await migrate({ databaseUrl: urlOf(template) });
+  await provisionDatabase({ adminUrl: urlOf(template), owner });
+  await migrate({ databaseUrl: ownerUrlOf(template) });
   const create = async (from: string) => {
     const name = `kw_${randomBytes(5).toString('hex')}`;
-    await withMaintenanceClient(url, (client) => client.query(`CREATE DATABASE ${name} TEMPLATE ${from}`));
+    await withMaintenanceClient(url, (client) => client.query(`CREATE DATABASE ${name} TEMPLATE ${from} OWNER ${owner.user}`));
     return name;
   };
   return {
     password,
     urlOf,
+    ownerUrlOf,
+    owner,
     createMigratedDatabase: () => create(template),
     createEmptyDatabase: () => create('template0'),
     cloneDatabase: (database) => create(database),

@@ -3,7 +3,9 @@ import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { databaseUrlWith, ensureDatabase, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
+import { randomBytes } from 'node:crypto';
+import { databaseUrlAs, databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
+import { provisionDatabase, type RoleCredentials } from '../../src/provisioning/provision-database.js';
 import { startEmbeddedServer, stopEmbeddedServer } from '../../src/embedded/embedded-server.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { bundleCliCommands } from './cli-bundle.js';
@@ -29,6 +31,10 @@ declare module 'vitest' {
     viaPooler: boolean;
     /** Set by the `pg15` and `pg18` projects: the PostgreSQL major their server runs. */
     postgresMajor: number;
+    /** The databases' owner role (not a superuser), as `setup --admin` makes it: it owns the template, its clones and their objects. */
+    ownerUser: string;
+    /** Its password. */
+    ownerPassword: string;
   }
 }
 
@@ -97,6 +103,7 @@ interface SharedRun {
   poolerUrl: string;
   databasePrefix: string;
   templateDatabase: string;
+  owner: RoleCredentials;
   /** The server of another PostgreSQL major, started (and migrated) on first use. */
   serverOf: (major: ExtraPostgresMajor) => Promise<TestServer>;
   stop: () => Promise<void>;
@@ -107,14 +114,20 @@ interface SharedRun {
 // teardown. The pg15 and pg18 projects each add a server of their major, with its own template.
 const shared = globalThis as { kwTestRun?: { run: Promise<SharedRun>; users: number } };
 
-async function startMajorServer(major: ExtraPostgresMajor, templateDatabase: string): Promise<TestServer> {
+// The template as production has it: provisioned by the admin step (the superuser creates the
+// database and its non-superuser owner), then migrated as that owner, so every object the
+// tests clone belongs to the owner role, as the objects a restore replaces do.
+async function provisionTemplate(templateUrl: string, owner: RoleCredentials): Promise<void> {
+  await provisionDatabase({ adminUrl: templateUrl, owner });
+  await migrate({ databaseUrl: databaseUrlAs(templateUrl, owner.user, owner.password) });
+}
+
+async function startMajorServer(major: ExtraPostgresMajor, templateDatabase: string, owner: RoleCredentials): Promise<TestServer> {
   const binDir = postgresMajorBinDir(major);
   if (!binDir) throw new Error(`the pg${major} project needs PostgreSQL ${major} (see test/support/postgres-majors.ts)`);
   const server = await startLocalServer(binDir);
   try {
-    const templateUrl = databaseUrlWith(server.url, templateDatabase);
-    await ensureDatabase(templateUrl);
-    await migrate({ databaseUrl: templateUrl });
+    await provisionTemplate(databaseUrlWith(server.url, templateDatabase), owner);
   } catch (error) {
     await server.stop();
     throw error;
@@ -128,10 +141,11 @@ async function startRun(): Promise<SharedRun> {
   const databasePrefix = `kw_${process.pid}_${Date.now().toString(36)}_`;
   const templateDatabase = `${databasePrefix}template`;
   const templateUrl = databaseUrlWith(server.url, templateDatabase);
+  // Roles are cluster-wide: one of this run's own on a server the run did not start.
+  const owner = { user: `${databasePrefix}owner`, password: randomBytes(12).toString('hex') };
   let pooler: Awaited<ReturnType<typeof startPgBouncer>> | undefined;
   try {
-    await ensureDatabase(templateUrl);
-    await migrate({ databaseUrl: templateUrl });
+    await provisionTemplate(templateUrl, owner);
     // CI installs PgBouncer (.ci/run) and must run the pooler pass; elsewhere the pooler
     // project is left out when PgBouncer is missing (see vitest.config.ts).
     if (existsSync(pgBouncerPath)) pooler = await startPgBouncer({ serverUrl: server.url });
@@ -146,9 +160,10 @@ async function startRun(): Promise<SharedRun> {
     poolerUrl: pooler ? pooler.url(server.url) : '',
     databasePrefix,
     templateDatabase,
+    owner,
     serverOf: (major) => {
       let started = majors.get(major);
-      if (!started) majors.set(major, (started = startMajorServer(major, templateDatabase)));
+      if (!started) majors.set(major, (started = startMajorServer(major, templateDatabase, owner)));
       return started;
     },
     stop: async () => {
@@ -164,6 +179,8 @@ async function startRun(): Promise<SharedRun> {
           for (const { datname } of rows) {
             await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(datname)} WITH (FORCE)`);
           }
+          await client.query(`DROP OWNED BY ${client.escapeIdentifier(owner.user)}`).catch(() => undefined);
+          await client.query(`DROP ROLE IF EXISTS ${client.escapeIdentifier(owner.user)}`);
         });
       }
       await server.stop();
@@ -189,6 +206,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('serverUrl', server.url);
   project.provide('templateDatabase', run.templateDatabase);
   project.provide('databasePrefix', run.databasePrefix);
+  project.provide('ownerUser', run.owner.user);
+  project.provide('ownerPassword', run.owner.password);
   project.provide('serverKind', server.kind);
   // PgBouncer fronts the default server only.
   project.provide('poolerUrl', major === undefined ? run.poolerUrl : '');

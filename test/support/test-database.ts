@@ -3,29 +3,39 @@ import type { Kysely } from 'kysely';
 import { afterAll, beforeAll, inject } from 'vitest';
 import type { DB } from '../../generated/db.js';
 import { createDb } from '../../src/db/create-db.js';
-import { databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
+import { databaseUrlAs, databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
 
 /** A database of this test run's server, dropped with {@link TestDatabase.drop}. */
 export interface TestDatabase {
   name: string;
+  /** As the server's superuser: for scaffolding (and tests of what an admin does). */
   url: string;
+  /** As the database's owner role (not a superuser), as migrations, backups and restores connect. */
+  ownerUrl: string;
   drop: () => Promise<void>;
 }
 
 
 /**
  * Creates a database for one test file: a clone of the migrated template (fast, isolated,
- * so files run in parallel), or with `empty: true` a database with no schema, for migration tests.
+ * so files run in parallel), or with `empty: true` a database with no schema, for migration
+ * tests; either way owned by the run's owner role (`ownerUrl`).
  */
 export async function createTestDatabase(options: { empty?: boolean } = {}): Promise<TestDatabase> {
   const name = `${inject('databasePrefix')}${randomBytes(6).toString('hex')}`;
   await withMaintenanceClient(inject('serverUrl'), async (client) => {
     const template = options.empty ? 'template0' : inject('templateDatabase');
-    await client.query(`CREATE DATABASE ${client.escapeIdentifier(name)} TEMPLATE ${client.escapeIdentifier(template)}`);
+    // Owned by the owner role, as setup --admin leaves a database: a restore's DROP SCHEMA
+    // public needs the database's owner.
+    await client.query(
+      `CREATE DATABASE ${client.escapeIdentifier(name)} TEMPLATE ${client.escapeIdentifier(template)} OWNER ${client.escapeIdentifier(inject('ownerUser'))}`,
+    );
   });
+  const url = databaseUrlWith(inject('serverUrl'), name);
   return {
     name,
-    url: databaseUrlWith(inject('serverUrl'), name),
+    url,
+    ownerUrl: databaseUrlAs(url, inject('ownerUser'), inject('ownerPassword')),
     drop: () =>
       withMaintenanceClient(inject('serverUrl'), async (client) => {
         await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`);

@@ -18,9 +18,14 @@ archive (.dump, from the backup command) or a gzip-compressed plain SQL dump (.s
 Before touching the database it checks FILE against FILE.sha256 (when present) and reads it
 back whole; a damaged file is refused, and so is one holding psql meta-commands (\\! and the
 like: no psql is involved, and a backup made by pg_dump holds none). The restore runs in one transaction: if any
-statement fails, everything is rolled back and the old data stays as it was. Objects end
-up owned by the connecting user (the owner); grants in the backup (the application role's)
-need their roles to exist (on a new server, run the provisioning step first: setup as admin).
+statement fails, everything is rolled back and the old data stays as it was.
+
+The backup's SQL never runs as a superuser (or any role whose powers reach beyond the
+database: programs and files on the server, other roles): functions in a backup run while
+it loads, with the restoring session's powers. Given such a URL, the restore logs in as the
+database's owner with DB_OWNER_PASSWORD, or refuses, naming that role. Objects end up owned
+by the owner; grants in the backup (the application role's) need their roles to exist (on a
+new server, run the provisioning step first: setup --admin, with DB_APP_USER).
 
 Options:
   --yes, -y  do not ask for confirmation (required when there is no terminal)
@@ -29,6 +34,8 @@ Options:
 Environment:
   MIGRATION_DATABASE_URL  the database to restore into, as its owner, directly: a connection
                           pooler is refused (else DATABASE_URL, when that is direct)
+  DB_OWNER_PASSWORD       the owner's password, when that URL is a superuser's (the restore logs in as the owner)
+  DB_OWNER_USER           when set, checked to be the database's owner
   PG_RESTORE              pg_restore to use (default: PATH, then /usr/lib/postgresql/*/bin)
 `;
 
@@ -78,7 +85,8 @@ export const restoreCommand: Command = {
       );
       if (!answer) throw new RestoreError('not confirmed; the database was not touched');
     }
-    const { tables } = await restoreDatabase({ databaseUrl, backup, log, signal });
+    const owner = { user: process.env.DB_OWNER_USER?.trim() || undefined, password: process.env.DB_OWNER_PASSWORD || undefined };
+    const { tables } = await restoreDatabase({ databaseUrl, backup, log, signal, owner });
     console.log(`Restored ${path.basename(backup.file)} (${tables} tables) into '${database}' on ${host}.`);
   },
 };
