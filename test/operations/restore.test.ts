@@ -43,8 +43,8 @@ describe.skipIf(!available)('npm run db:restore', () => {
     roundTripUrl = server.ownerUrlOf(roundTripDatabase);
     // A migrated database with rows of its own and a table a later migration added: data to lose.
     otherData = await server.createMigratedDatabase();
-    await fillEveryTable(server.urlOf(otherData), { users: 30, tag: 'other' });
-    await execute(server.urlOf(otherData), 'CREATE TABLE later_feature (id int PRIMARY KEY); INSERT INTO later_feature VALUES (42)');
+    await fillEveryTable(server.ownerUrlOf(otherData), { users: 30, tag: 'other' });
+    await execute(server.ownerUrlOf(otherData), 'CREATE TABLE later_feature (id int PRIMARY KEY); INSERT INTO later_feature VALUES (42)');
     backup = await backupDatabase({ databaseUrl: sourceUrl, backupDir: path.join(workDir, 'backups'), environment: 'test', keep: 5 });
   });
   afterAll(async () => {

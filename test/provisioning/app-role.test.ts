@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appRoleLockKey, ensureAppRole } from '../../src/provisioning/app-role.js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { appRoleLockKey, ensureAppRole, provisionAppRole } from '../../src/provisioning/app-role.js';
 import { createDb } from '../../src/db/create-db.js';
 import { incidentTimers, phraseSuggestions, phrases, refreshTokens, users } from '../../src/index.js';
 import { withClient } from '../../src/db/with-client.js';
@@ -57,8 +57,19 @@ describe('the application role made by npm run db:setup', () => {
     await rm(migrationsDir, { recursive: true, force: true });
   });
 
-  it('is created from DB_APP_USER and DB_APP_PASSWORD, and never prints the password', async () => {
-    const result = await runCli('db-setup', [], { DATABASE_URL: database.url, DB_APP_USER: user, DB_APP_PASSWORD: password });
+  // The admin step, as an admin (here the superuser), with the owner the test database has.
+  const adminSetup = (env: NodeJS.ProcessEnv) =>
+    runCli('db-setup', ['--admin'], {
+      ADMIN_DATABASE_URL: database.url,
+      DATABASE_URL: '',
+      MIGRATION_DATABASE_URL: '',
+      DB_OWNER_USER: inject('ownerUser'),
+      DB_OWNER_PASSWORD: inject('ownerPassword'),
+      ...env,
+    });
+
+  it('is created from DB_APP_USER and DB_APP_PASSWORD by setup --admin, and never prints the password', async () => {
+    const result = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: password });
 
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain(`created the application role '${user}'`);
@@ -142,7 +153,7 @@ describe('the application role made by npm run db:setup', () => {
   it('may not create schemas or temporary tables in the database, even after an explicit grant (42501)', async () => {
     // TEMPORARY comes from PUBLIC by default; an explicit grant to the role is undone by the next db:setup.
     await asRole(database.url, (client) => client.query(`GRANT CREATE, TEMPORARY ON DATABASE ${database.name} TO ${user}`));
-    await ensureAppRole({ databaseUrl: database.url, user, password });
+    await ensureAppRole({ databaseUrl: database.url, user });
 
     await asRole(appUrl, async (client) => {
       expect(await sqlstateOf(client.query('CREATE TEMP TABLE scratch (id int)'))).toBe('42501');
@@ -171,12 +182,12 @@ describe('the application role made by npm run db:setup', () => {
       await client.query(`CREATE ROLE ${group}; GRANT pg_read_all_data TO ${group}; CREATE ROLE ${indirect} LOGIN IN ROLE ${group}`);
     });
 
-    const result = await runCli('db-setup', [], { DATABASE_URL: database.url, DB_APP_USER: direct, DB_APP_PASSWORD: 'x' });
+    const result = await runCli('db-setup', [], { DATABASE_URL: database.url, DB_APP_USER: direct });
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`[APP_ROLE_INVALID]: role '${direct}' is a member of pg_execute_server_program, pg_signal_backend, which give powers beyond rows`);
     expect(result.stderr).toContain(`REVOKE pg_execute_server_program FROM ${direct}; REVOKE pg_signal_backend FROM ${direct}`);
     // Through another role as well: membership is transitive.
-    await expect(ensureAppRole({ databaseUrl: database.url, user: indirect, password: 'x' })).rejects.toThrow(
+    await expect(ensureAppRole({ databaseUrl: database.url, user: indirect })).rejects.toThrow(
       `role '${indirect}' is a member of pg_read_all_data, which gives powers beyond rows`,
     );
     // Nothing was granted to either: the refusal rolled everything back.
@@ -195,7 +206,7 @@ describe('the application role made by npm run db:setup', () => {
       await client.query(`CREATE TABLE owned_by_group (id int); ALTER TABLE owned_by_group OWNER TO ${owner}`);
     });
     try {
-      await expect(ensureAppRole({ databaseUrl: database.url, user: member, password: 'x' })).rejects.toThrow(
+      await expect(ensureAppRole({ databaseUrl: database.url, user: member })).rejects.toThrow(
         new AppRoleError(
           member,
           `role '${member}' owns (or is a member of the owner of) relation owned_by_group; it could drop or alter them, so it cannot be the application role`,
@@ -226,19 +237,19 @@ describe('the application role made by npm run db:setup', () => {
     await migrateDown({ databaseUrl: database.url, migrationsDir });
   });
 
-  it('is updated, not duplicated, when db:setup runs again, and the new password works', async () => {
+  it('is updated, not duplicated, when setup --admin runs again with a new password, and the new password works', async () => {
     // Non-ASCII on purpose: the verifier computed here must apply SASLprep as clients do (ﬁ → fi).
     const newPassword = `Ünïcødé ﬁ-${randomBytes(8).toString('hex')}`;
-    const result = await runCli('db-setup', [], { DATABASE_URL: database.url, DB_APP_USER: user, DB_APP_PASSWORD: newPassword });
+    const result = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: newPassword });
 
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toContain(`updated the application role '${user}'`);
+    expect(result.stdout).toContain(`set the password of the application role '${user}'`);
     await asRole(appRoleUrl(database.url, user, newPassword), (client) => client.query('SELECT 1 FROM users LIMIT 1'));
     expect(await sqlstateOf(asRole(appUrl, (client) => client.query('SELECT 1')))).toBe('28P01');
   });
 
-  it('refuses DB_APP_USER without DB_APP_PASSWORD, naming the missing variable', async () => {
-    const result = await runCli('db-setup', [], { DATABASE_URL: database.url, DB_APP_USER: user, DB_APP_PASSWORD: '' });
+  it('refuses DB_APP_USER without DB_APP_PASSWORD in the admin step, naming the missing variable', async () => {
+    const result = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: '' });
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('[CONFIG_INVALID]: DB_APP_USER is set but DB_APP_PASSWORD is not');
   });
@@ -246,7 +257,7 @@ describe('the application role made by npm run db:setup', () => {
   it('gives up on a concurrent set-up that holds its lock too long, instead of waiting without end', async () => {
     const holder = await holdAdvisoryLock(database.url, appRoleLockKey);
     try {
-      const error = await ensureAppRole({ databaseUrl: database.url, user, password, lockTimeoutMs: 200 }).catch((e: unknown) => e);
+      const error = await ensureAppRole({ databaseUrl: database.url, user, lockTimeoutMs: 200 }).catch((e: unknown) => e);
 
       expect(error).toBeInstanceOf(AppRoleError);
       expect((error as Error).message).toContain('lock timeout');
@@ -265,15 +276,17 @@ describe('the application role made by npm run db:setup', () => {
       await client.query(`CREATE TABLE owned_by_app (id int); ALTER TABLE owned_by_app OWNER TO ${owner}`);
     });
 
-    await expect(ensureAppRole({ databaseUrl: database.url, user: owner, password: 'x' })).rejects.toThrow(
+    await expect(ensureAppRole({ databaseUrl: database.url, user: owner })).rejects.toThrow(
       new AppRoleError(owner, `role '${owner}' owns (or is a member of the owner of) relation owned_by_app; it could drop or alter them, so it cannot be the application role`),
     );
-    await expect(ensureAppRole({ databaseUrl: database.url, user: superuser, password: 'x' })).rejects.toBeInstanceOf(AppRoleError);
+    await expect(ensureAppRole({ databaseUrl: database.url, user: superuser })).rejects.toBeInstanceOf(AppRoleError);
     await asRole(database.url, (client) => client.query('DROP TABLE owned_by_app'));
   });
 
   it('runs every function of every query module, needing nothing beyond these privileges', async () => {
-    await ensureAppRole({ databaseUrl: database.url, user, password });
+    // Back to this file's password (the test before set a new one).
+    await provisionAppRole({ adminUrl: database.url, user, password });
+    await ensureAppRole({ databaseUrl: database.url, user });
     const db = createDb({ databaseUrl: appUrl, minConnections: 0 });
     try {
       // users

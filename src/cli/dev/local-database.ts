@@ -4,7 +4,7 @@ import type { Command } from '../command.js';
 
 /** Whether the environment names a database; if not, the repository's commands use the embedded one. */
 export function databaseConfigured(env: NodeJS.ProcessEnv = process.env): boolean {
-  return Boolean(env.MIGRATION_DATABASE_URL?.trim() || env.DATABASE_URL?.trim());
+  return Boolean(env.MIGRATION_DATABASE_URL?.trim() || env.DATABASE_URL?.trim() || env.ADMIN_DATABASE_URL?.trim());
 }
 
 /**

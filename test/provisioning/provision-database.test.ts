@@ -1,0 +1,216 @@
+import { randomBytes } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withClient } from '../../src/db/with-client.js';
+import { ProvisioningError } from '../../src/errors.js';
+import { migrate } from '../../src/migrations/migrator.js';
+import { databaseUrlAs, ensureDatabase } from '../../src/provisioning/database-admin.js';
+import { provisionDatabase } from '../../src/provisioning/provision-database.js';
+import { debianPostgresPrograms, startDebianPostgres, type DebianPostgres } from '../support/debian-postgres.js';
+import { toolsAvailable } from '../support/required-tools.js';
+import { runCli } from '../support/run-cli.js';
+import { execute } from '../support/table-contents.js';
+
+// A server of this file's own (Debian's PostgreSQL 15, where CREATEROLE is as good as
+// superuser): the tests revoke CONNECT on its `postgres` database, which the run's shared
+// server must keep.
+const available = toolsAvailable(debianPostgresPrograms, 'the provisioning tests (a PostgreSQL 15 server of their own)');
+
+describe.skipIf(!available)('setup --admin provisions, setup (the release step) needs no role-creating powers', () => {
+  let server: DebianPostgres;
+  const suffix = randomBytes(3).toString('hex');
+  const owner = { user: `kw_owner_${suffix}`, password: `owner-${randomBytes(8).toString('hex')}` };
+  const app = { user: `kw_app_${suffix}`, password: `app-${randomBytes(8).toString('hex')}` };
+  const database = `kw_provisioned_${suffix}`;
+  let adminUrl: string;
+  let ownerUrl: string;
+
+  const admin = (env: NodeJS.ProcessEnv = {}) =>
+    runCli('db-setup', ['--admin'], {
+      ADMIN_DATABASE_URL: adminUrl,
+      DATABASE_URL: '',
+      MIGRATION_DATABASE_URL: '',
+      DB_OWNER_USER: owner.user,
+      DB_OWNER_PASSWORD: owner.password,
+      DB_APP_USER: app.user,
+      DB_APP_PASSWORD: app.password,
+      ...env,
+    });
+  const release = (env: NodeJS.ProcessEnv = {}) =>
+    runCli('db-setup', [], { MIGRATION_DATABASE_URL: ownerUrl, DATABASE_URL: '', DB_APP_USER: app.user, DB_APP_PASSWORD: '', ...env });
+
+  // The stored SCRAM verifiers, which only a superuser may read.
+  const verifiers = () =>
+    withClient(server.urlOf('postgres'), async (client) => {
+      const { rows } = await client.query<{ rolname: string; rolpassword: string }>(
+        'SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY ($1) ORDER BY rolname',
+        [[owner.user, app.user]],
+      );
+      return Object.fromEntries(rows.map((row) => [row.rolname, row.rolpassword]));
+    });
+  const ownersIn = (url: string) =>
+    withClient(url, async (client) => {
+      const { rows } = await client.query<{ owner: string }>(
+        `SELECT DISTINCT pg_get_userbyid(relowner) AS owner FROM pg_class
+          WHERE relnamespace = 'public'::regnamespace AND relkind IN ('r', 'S', 'v')
+         UNION SELECT DISTINCT pg_get_userbyid(proowner) FROM pg_proc p
+          WHERE pronamespace = 'public'::regnamespace AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')`,
+      );
+      return rows.map((row) => row.owner).sort();
+    });
+
+  beforeAll(async () => {
+    server = await startDebianPostgres();
+    adminUrl = server.urlOf(database);
+    ownerUrl = databaseUrlAs(adminUrl, owner.user, owner.password);
+  });
+  afterAll(async () => server?.stop());
+
+  it('creates the database, a plain owner role that owns it and everything in it, migrates as it, and the application role', async () => {
+    const result = await admin();
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain(`created the database '${database}'`);
+    expect(result.stdout).toContain(`created the owner role '${owner.user}'`);
+    expect(result.stdout).toContain('4 migration(s) applied.');
+    expect(result.stdout).toContain(`created the application role '${app.user}'`);
+    expect(result.stdout + result.stderr).not.toContain(owner.password);
+    expect(result.stdout + result.stderr).not.toContain(app.password);
+    const facts = await withClient(adminUrl, async (client) => {
+      const { rows } = await client.query(
+        `SELECT r.rolcanlogin AS login, r.rolsuper AS super, r.rolcreaterole AS createrole, r.rolcreatedb AS createdb,
+                r.rolreplication AS replication, r.rolbypassrls AS bypassrls,
+                pg_get_userbyid(d.datdba) AS database_owner,
+                (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public') AS schema_owner
+           FROM pg_roles r, pg_database d WHERE r.rolname = $1 AND d.datname = current_database()`,
+        [owner.user],
+      );
+      return rows[0];
+    });
+    expect(facts).toEqual({
+      login: true,
+      super: false,
+      createrole: false,
+      createdb: false,
+      replication: false,
+      bypassrls: false,
+      database_owner: owner.user,
+      schema_owner: 'pg_database_owner',
+    });
+    expect(await ownersIn(adminUrl)).toEqual([owner.user]);
+  });
+
+  it('keeps both verifiers when run again with the same passwords', async () => {
+    const before = await verifiers();
+
+    const result = await admin();
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain(`the owner role '${owner.user}' owns the database and everything in it`);
+    expect(result.stdout).toContain(`the application role '${app.user}' exists, its password unchanged`);
+    expect(await verifiers()).toEqual(before);
+  });
+
+  it('release step: a plain owner (no CREATEROLE, no CREATEDB) runs setup twice on the provisioned database, leaving the application role\'s verifier alone', async () => {
+    const before = await verifiers();
+    await withClient(adminUrl, (client) => client.query(`REVOKE ALL ON ALL TABLES IN SCHEMA public FROM ${app.user}`));
+
+    // A different DB_APP_PASSWORD changes nothing either: the release step never sets one.
+    for (const env of [{}, { DB_APP_PASSWORD: 'not-the-password' }]) {
+      const result = await release(env);
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toContain('Database is up to date.');
+      expect(result.stdout).toContain(`granted the application role '${app.user}' rows only`);
+    }
+
+    expect(await verifiers()).toEqual(before);
+    // The grants came back, and the application role logs in with the password the admin set.
+    const appUrl = databaseUrlAs(adminUrl, app.user, app.password);
+    await withClient(appUrl, (client) => client.query('SELECT count(*) FROM users'));
+  });
+
+  it('sets a changed password, and only then', async () => {
+    const before = await verifiers();
+    const result = await admin({ DB_APP_PASSWORD: `${app.password}-new` });
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain(`set the password of the application role '${app.user}'`);
+    const after = await verifiers();
+    expect(after[owner.user]).toBe(before[owner.user]);
+    expect(after[app.user]).not.toBe(before[app.user]);
+    await withClient(databaseUrlAs(adminUrl, app.user, `${app.password}-new`), (client) => client.query('SELECT 1'));
+    await admin(); // back to the password the other tests use
+  });
+
+  it('hands an installation that migrated as the superuser over to the owner, idempotently, and the owner migrates it from then on', async () => {
+    const legacy = await server.createEmptyDatabase();
+    await execute(server.urlOf('postgres'), `ALTER DATABASE ${legacy} OWNER TO postgres`);
+    await migrate({ databaseUrl: server.urlOf(legacy) });
+    expect(await ownersIn(server.urlOf(legacy))).toEqual(['postgres']);
+    const legacyAdmin = server.urlOf(legacy);
+
+    const first = await provisionDatabase({ adminUrl: legacyAdmin, owner });
+    const second = await provisionDatabase({ adminUrl: legacyAdmin, owner });
+
+    expect(first.handedOver).toEqual(
+      expect.arrayContaining(['table public.users', 'table public.schema_migrations', 'function public.uuid_generate_v7()', 'function public.update_updated_at_column()']),
+    );
+    expect(first.handedOver).not.toContain('sequence public.phrases_draw_no_seq'); // follows its table
+    expect(second).toEqual({ databaseCreated: false, owner: 'unchanged', handedOver: [], extensionsCreated: [] });
+    expect(await ownersIn(legacyAdmin)).toEqual([owner.user]);
+    const legacyOwner = databaseUrlAs(legacyAdmin, owner.user, owner.password);
+    expect(await migrate({ databaseUrl: legacyOwner })).toEqual([]);
+    await withClient(legacyOwner, (client) => client.query('ALTER TABLE users ADD COLUMN handed_over boolean; ALTER TABLE users DROP COLUMN handed_over'));
+  });
+
+  it('refuses an admin without CREATEROLE, naming the attribute and the statement that grants it', async () => {
+    const plain = { user: `kw_plain_${suffix}`, password: 'plain-pw' };
+    await execute(server.urlOf('postgres'), `CREATE ROLE ${plain.user} LOGIN CREATEDB PASSWORD '${plain.password}'`);
+
+    const error = await provisionDatabase({ adminUrl: databaseUrlAs(server.urlOf(`kw_refused_${suffix}`), plain.user, plain.password), owner: { user: `kw_never_${suffix}`, password: 'x' } }).catch(
+      (e: unknown) => e,
+    );
+
+    expect(error).toBeInstanceOf(ProvisioningError);
+    expect((error as ProvisioningError).privilege).toBe('CREATEROLE');
+    expect((error as Error).message).toContain(`ALTER ROLE ${plain.user} CREATEROLE;`);
+    expect((error as Error).message).toContain('on PostgreSQL 15 and older CREATEROLE is as good as superuser');
+  });
+
+  it('checks the target database first, so it works where the postgres database is closed; creating one without CREATEDB names CREATEDB', async () => {
+    await execute(server.urlOf('postgres'), 'REVOKE CONNECT ON DATABASE postgres FROM PUBLIC');
+    try {
+      const result = await release();
+      expect(result.code, result.stderr).toBe(0);
+
+      // A database that does not exist: the maintenance database (template1, since postgres
+      // is closed) is reached, and the owner may not create databases.
+      const missing = databaseUrlAs(server.urlOf(`kw_missing_${suffix}`), owner.user, owner.password);
+      const refused = await runCli('db-setup', [], { MIGRATION_DATABASE_URL: missing, DATABASE_URL: '', DB_APP_USER: '' });
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(
+        `[PROVISIONING_REFUSED]: database 'kw_missing_${suffix}' does not exist, and role '${owner.user}' may not create it: it lacks CREATEDB.`,
+      );
+      expect(refused.stderr).toContain(`ALTER ROLE ${owner.user} CREATEDB;`);
+      await expect(ensureDatabase(missing)).rejects.toMatchObject({ privilege: 'CREATEDB' });
+    } finally {
+      await execute(server.urlOf('template1'), 'GRANT CONNECT ON DATABASE postgres TO PUBLIC');
+    }
+  });
+
+  it('refuses an owner role that is a superuser or a member of pg_execute_server_program, naming the fix', async () => {
+    const superOwner = `kw_super_owner_${suffix}`;
+    const memberOwner = `kw_member_owner_${suffix}`;
+    await execute(server.urlOf('postgres'), `CREATE ROLE ${superOwner} LOGIN SUPERUSER; CREATE ROLE ${memberOwner} LOGIN IN ROLE pg_execute_server_program`);
+    const target = server.urlOf(await server.createEmptyDatabase());
+
+    await expect(provisionDatabase({ adminUrl: target, owner: { user: superOwner, password: 'x' } })).rejects.toThrow(
+      `ALTER ROLE ${superOwner} NOSUPERUSER;`,
+    );
+    await expect(provisionDatabase({ adminUrl: target, owner: { user: memberOwner, password: 'x' } })).rejects.toThrow(
+      `REVOKE pg_execute_server_program FROM ${memberOwner};`,
+    );
+    // Refused whole: the database still belongs to the role it belonged to.
+    const databaseOwner = await withClient(target, async (client) => (await client.query('SELECT pg_get_userbyid(datdba) AS o FROM pg_database WHERE datname = current_database()')).rows[0].o);
+    expect(databaseOwner).toBe(server.owner.user);
+  });
+});
