@@ -22,7 +22,13 @@ if (!withPooler) console.warn(`[vitest.config] ${pgBouncerPath} not found: the p
 // no-transaction runs (CREATE INDEX CONCURRENTLY); the run's bookkeeping (lock, checksums,
 // CLI, dry run) does not, and runs on 17 only. CI has both majors and always runs them;
 // elsewhere a missing one is left out, saying so.
-const majorFiles = ['test/schema/**/*.test.ts', 'test/queries/**/*.test.ts', 'test/migrations/{no-transaction,round-trip}.test.ts'];
+const majorFiles = [
+  'test/schema/**/*.test.ts',
+  'test/queries/**/*.test.ts',
+  'test/migrations/{no-transaction,round-trip}.test.ts',
+  // Restoring through the owner role, with identical hashes, on every supported major.
+  'test/operations/owner-restore-round-trip.test.ts',
+];
 const majors = extraPostgresMajors.filter((major) => {
   const found = postgresMajorBinDir(major) !== undefined;
   if (!found && !ci) console.warn(`[vitest.config] PostgreSQL ${major} not found: the pg${major} pass is skipped`);
