@@ -176,14 +176,17 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     expect((error as Error).message).toContain('on PostgreSQL 15 and older CREATEROLE is as good as superuser');
   });
 
-  it('checks the target database first, so it works where the postgres database is closed; creating one without CREATEDB names CREATEDB', async () => {
-    await execute(server.urlOf('postgres'), 'REVOKE CONNECT ON DATABASE postgres FROM PUBLIC');
+  it('checks the target database first, so it works where the maintenance databases are closed; creating one without CREATEDB names CREATEDB', async () => {
+    // Common hardening: no CONNECT on postgres for PUBLIC (template1 too, here, so that only
+    // connecting to the target itself can succeed).
+    await execute(server.urlOf('postgres'), 'REVOKE CONNECT ON DATABASE postgres FROM PUBLIC; REVOKE CONNECT ON DATABASE template1 FROM PUBLIC');
     try {
       const result = await release();
       expect(result.code, result.stderr).toBe(0);
 
-      // A database that does not exist: the maintenance database (template1, since postgres
-      // is closed) is reached, and the owner may not create databases.
+      // A database that does not exist: the maintenance database is needed (template1, with
+      // postgres still closed), and the owner may not create databases.
+      await execute(server.urlOf('postgres'), 'GRANT CONNECT ON DATABASE template1 TO PUBLIC');
       const missing = databaseUrlAs(server.urlOf(`kw_missing_${suffix}`), owner.user, owner.password);
       const refused = await runCli('db-setup', [], { MIGRATION_DATABASE_URL: missing, DATABASE_URL: '', DB_APP_USER: '' });
       expect(refused.code).toBe(1);
@@ -193,7 +196,7 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
       expect(refused.stderr).toContain(`ALTER ROLE ${owner.user} CREATEDB;`);
       await expect(ensureDatabase(missing)).rejects.toMatchObject({ privilege: 'CREATEDB' });
     } finally {
-      await execute(server.urlOf('template1'), 'GRANT CONNECT ON DATABASE postgres TO PUBLIC');
+      await execute(server.urlOf('postgres'), 'GRANT CONNECT ON DATABASE postgres TO PUBLIC; GRANT CONNECT ON DATABASE template1 TO PUBLIC');
     }
   });
 
