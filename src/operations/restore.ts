@@ -120,11 +120,11 @@ function missingRoleAdvice(error: unknown, text: string): string {
 export async function restoreDatabase(options: RestoreOptions): Promise<RestoreResult> {
   const log = options.log ?? (() => undefined);
   const { backup, signal } = options;
-  const target = databaseTarget(options.databaseUrl);
   signal?.throwIfAborted();
   // Which role runs the backup's SQL, decided before anything of the backup is read: never
   // one whose powers reach beyond the database (a superuser's reach the server's programs).
   const session = await restoreSession(options.databaseUrl, options.owner);
+  const target = databaseTarget(session.url);
   if (session.insteadOf) {
     log(`restoring as the database's owner '${session.role}', not as '${session.insteadOf}', whose powers reach beyond the database`);
   }
