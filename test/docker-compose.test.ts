@@ -40,6 +40,11 @@ describe('docker-compose.yml', async () => {
     expect(postgres.ports[0]).toMatch(/^127\.0\.0\.1:.+:5432$/);
   });
 
+  it('makes its superuser the admin, never the owner role migrations and restores run as', () => {
+    expect(postgres.environment.POSTGRES_USER).toBe('${POSTGRES_USER:-postgres}');
+    expect(postgres.environment.POSTGRES_USER).not.toContain('DB_OWNER_USER');
+  });
+
   it('checks health with pg_isready', () => {
     expect(postgres.healthcheck.test.join(' ')).toContain('pg_isready');
   });
