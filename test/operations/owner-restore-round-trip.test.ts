@@ -12,7 +12,8 @@ import { createTestDatabase, type TestDatabase } from '../support/test-database.
 // an ordinary backup, made as the owner, restores through the owner role with every table's
 // contents identical, given the superuser's URL as the default set-up gives it. On 15 the
 // backup is pg_dump 15's custom archive; on 17 and 18 the WebAssembly pg_dump's plain SQL.
-describe(`an ordinary backup restores through the owner role (PostgreSQL ${inject('postgresMajor') ?? 17})`, () => {
+// A backup and a restore in child processes: give them room on a busy machine.
+describe(`an ordinary backup restores through the owner role (PostgreSQL ${inject('postgresMajor') ?? 17})`, { timeout: 120_000 }, () => {
   let source: TestDatabase;
   let target: TestDatabase;
   let backupDir: string;

@@ -23,7 +23,7 @@ const available = toolsAvailable(debianPostgresPrograms, 'the restore-as-owner t
 // plpgsql function that tries, while the rows load, to create a superuser role, write a file
 // on the server and run a program there. pg_dump's own output, so no allow-list refuses it:
 // only the restoring role's privileges stand between it and the server.
-describe.skipIf(!available)('a restore never runs with powers beyond the database', () => {
+describe.skipIf(!available)('a restore never runs with powers beyond the database', { timeout: 120_000 }, () => {
   let server: DebianPostgres;
   let outside: string;
   let attack: BackupResult;

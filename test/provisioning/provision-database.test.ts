@@ -15,7 +15,8 @@ import { execute } from '../support/table-contents.js';
 // server must keep.
 const available = toolsAvailable(debianPostgresPrograms, 'the provisioning tests (a PostgreSQL 15 server of their own)');
 
-describe.skipIf(!available)('setup --admin provisions, setup (the release step) needs no role-creating powers', () => {
+// Each test runs the command in processes of its own: room for a busy machine.
+describe.skipIf(!available)('setup --admin provisions, setup (the release step) needs no role-creating powers', { timeout: 120_000 }, () => {
   let server: DebianPostgres;
   const suffix = randomBytes(3).toString('hex');
   const owner = { user: `kw_owner_${suffix}`, password: `owner-${randomBytes(8).toString('hex')}` };
