@@ -4,6 +4,7 @@ import { withClient } from '../../src/db/with-client.js';
 import { ProvisioningError } from '../../src/errors.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { databaseUrlAs, ensureDatabase } from '../../src/provisioning/database-admin.js';
+import { provisionAppRole } from '../../src/provisioning/app-role.js';
 import { provisionDatabase } from '../../src/provisioning/provision-database.js';
 import { debianPostgresPrograms, startDebianPostgres, type DebianPostgres } from '../support/debian-postgres.js';
 import { toolsAvailable } from '../support/required-tools.js';
@@ -140,6 +141,19 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     expect(after[app.user]).not.toBe(before[app.user]);
     await withClient(databaseUrlAs(adminUrl, app.user, `${app.password}-new`), (client) => client.query('SELECT 1'));
     await admin(); // back to the password the other tests use
+  });
+
+  it('keeps an unchanged password also for an admin that may not read pg_authid (CREATEROLE, not a superuser), by logging in as the role', async () => {
+    const creator = { user: `kw_creator_${suffix}`, password: 'creator-pw' };
+    await execute(server.urlOf('postgres'), `CREATE ROLE ${creator.user} LOGIN CREATEROLE PASSWORD '${creator.password}'`);
+    const creatorUrl = databaseUrlAs(adminUrl, creator.user, creator.password);
+    const before = await verifiers();
+
+    expect(await provisionAppRole({ adminUrl: creatorUrl, ...app })).toBe('unchanged');
+    expect(await verifiers()).toEqual(before);
+    expect(await provisionAppRole({ adminUrl: creatorUrl, user: app.user, password: `${app.password}-other` })).toBe('password set');
+    expect((await verifiers())[app.user]).not.toBe(before[app.user]);
+    await provisionAppRole({ adminUrl, ...app }); // back to the password the other tests use
   });
 
   it('hands an installation that migrated as the superuser over to the owner, idempotently, and the owner migrates it from then on', async () => {
