@@ -4,7 +4,7 @@ import type { Command } from '../command.js';
 
 /** Whether the environment names a database; if not, the repository's commands use the embedded one. */
 export function databaseConfigured(env: NodeJS.ProcessEnv = process.env): boolean {
-  return Boolean(env.MIGRATION_DATABASE_URL?.trim() || env.DATABASE_URL?.trim() || env.ADMIN_DATABASE_URL?.trim());
+  return Boolean(env.MIGRATION_DATABASE_URL?.trim() || env.DATABASE_URL?.trim());
 }
 
 /**
@@ -20,7 +20,8 @@ export function withLocalDatabase(command: Command, { start = false, announce = 
   return {
     ...command,
     async run(input) {
-      const local = !databaseConfigured();
+      // `--admin` with an ADMIN_DATABASE_URL names its database too.
+      const local = !databaseConfigured() && !(input.values.admin === true && process.env.ADMIN_DATABASE_URL?.trim());
       if (local) {
         if (start) {
           const { alreadyRunning } = await startEmbeddedServer(localServerOptions(), (line) => console.log(line));
