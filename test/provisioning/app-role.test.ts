@@ -248,6 +248,16 @@ describe('the application role made by npm run db:setup', () => {
     expect(await sqlstateOf(asRole(appUrl, (client) => client.query('SELECT 1')))).toBe('28P01');
   });
 
+  it('is not created by the release step, which says to run setup --admin', async () => {
+    const missing = `kw_missing_${randomBytes(4).toString('hex')}`;
+    const result = await runCli('db-setup', [], { DATABASE_URL: database.ownerUrl, DB_APP_USER: missing, DB_APP_PASSWORD: 'ignored' });
+
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('DB_APP_PASSWORD is not used by the release step');
+    expect(result.stderr).toContain(`[APP_ROLE_INVALID]: role '${missing}' does not exist; the release step creates no role and sets no password`);
+    expect(result.stderr).toContain('setup --admin');
+  });
+
   it('refuses DB_APP_USER without DB_APP_PASSWORD in the admin step, naming the missing variable', async () => {
     const result = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: '' });
     expect(result.code).toBe(1);
