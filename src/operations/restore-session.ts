@@ -1,7 +1,9 @@
 import type pg from 'pg';
 import { databaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
-import { RestoreError } from '../errors.js';
+import { requireDirectConnection } from '../db/direct-connection.js';
+import { DirectConnectionRequiredError, RestoreError } from '../errors.js';
+import { migrationUrlVariable } from '../migrations/migration-settings.js';
 import { databaseUrlAs } from '../provisioning/database-admin.js';
 import { powersBeyondDatabase } from '../provisioning/role-powers.js';
 
@@ -43,6 +45,8 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
   const facts = await withClient(
     databaseUrl,
     async (client) => {
+      // A pooler first: its refusal says what to fix before any question about roles.
+      await requireDirectConnection(client, { operation: 'restore', variable: migrationUrlVariable(databaseUrl) });
       const { rows } = await client.query<{ role: string; owner: string }>(
         `SELECT session_user AS role, pg_catalog.pg_get_userbyid(d.datdba) AS owner
            FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()`,
@@ -57,6 +61,7 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
     },
     'kennwilliamson-restore',
   ).catch((error: unknown) => {
+    if (error instanceof DirectConnectionRequiredError) throw error;
     throw new RestoreError(`could not connect to ${target.description}: ${(error as Error).message}; the database was not touched`, { cause: error });
   });
   if (facts.rolePowers.length === 0) return { url: databaseUrl, role: facts.role };

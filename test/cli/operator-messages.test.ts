@@ -66,7 +66,7 @@ describe('the messages of the operations commands', () => {
     });
 
     it('says to run the provisioning step first', async () => {
-      const env = { DATABASE_URL: '', MIGRATION_DATABASE_URL: database.url, BACKUP_DIR: backupDir };
+      const env = { DATABASE_URL: '', MIGRATION_DATABASE_URL: database.ownerUrl, BACKUP_DIR: backupDir };
       const backup = await runCli('db-backup', [], env);
       expect(backup.code, backup.stderr).toBe(0);
       // As on a new server: the role the backup grants to was never created.
@@ -75,7 +75,7 @@ describe('the messages of the operations commands', () => {
       const restore = await runCli('db-restore', [backup.stdout.trim(), '--yes'], env);
       expect(restore.code).toBe(1);
       expect(restore.stderr).toContain(`role "${role}" does not exist`);
-      expect(restore.stderr).toContain('run the provisioning step (setup as admin, with DB_APP_USER) on this server first, then restore again');
+      expect(restore.stderr).toContain('run the provisioning step (setup --admin, with DB_APP_USER and DB_APP_PASSWORD) on this server first, then restore again');
       expect(restore.stderr).toContain('the database was not changed');
     }, 120_000);
   });
@@ -94,7 +94,7 @@ describe('the messages of the operations commands', () => {
     });
 
     it('is set on every connection the commands open to the database', async () => {
-      const env = { DATABASE_URL: '', MIGRATION_DATABASE_URL: database.url, BACKUP_DIR: backupDir };
+      const env = { DATABASE_URL: '', MIGRATION_DATABASE_URL: database.ownerUrl, BACKUP_DIR: backupDir };
       // The backup to restore is made before the recording starts, so it holds none of it.
       const first = await runCli('db-backup', [], env);
       expect(first.code, first.stderr).toBe(0);
@@ -108,7 +108,9 @@ describe('the messages of the operations commands', () => {
           CREATE TABLE observed.logins (application_name text NOT NULL);
           CREATE FUNCTION observed.record_login() RETURNS event_trigger LANGUAGE plpgsql AS $$
             BEGIN INSERT INTO observed.logins VALUES (current_setting('application_name')); END $$;
-          CREATE EVENT TRIGGER record_login ON login EXECUTE FUNCTION observed.record_login();`);
+          CREATE EVENT TRIGGER record_login ON login EXECUTE FUNCTION observed.record_login();
+          -- The commands log in as the owner role: the trigger records its logins, its backup reads them.
+          GRANT USAGE ON SCHEMA observed TO PUBLIC; GRANT SELECT, INSERT ON observed.logins TO PUBLIC;`);
       });
 
       for (const [command, args] of [

@@ -2,7 +2,7 @@ import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { cliDatabaseUrl, localPasswordFile, localServerOptions } from '../../src/embedded/local-server.js';
+import { cliDatabaseUrl, localAdminUrl, localPasswordFile, localServerOptions } from '../../src/embedded/local-server.js';
 
 // The embedded server listens on 127.0.0.1, where every account of the machine reaches it;
 // its superuser can run programs on the server (COPY … FROM PROGRAM).
@@ -24,7 +24,9 @@ describe("the local embedded server's superuser password", () => {
     expect(((await stat(file)).mode & 0o777).toString(8)).toBe('600');
     expect(await readFile(file, 'utf8')).toBe(`${password}\n`);
     expect(localServerOptions(env).password).toBe(password);
-    expect(cliDatabaseUrl(env)).toBe(`postgresql://postgres:${password}@127.0.0.1:54399/kennwilliamson`);
+    expect(localAdminUrl(env)).toBe(`postgresql://postgres:${password}@127.0.0.1:54399/kennwilliamson`);
+    // The other commands connect as the owner role, not as the superuser.
+    expect(cliDatabaseUrl(env)).toBe('postgresql://kennwilliamson:kennwilliamson@127.0.0.1:54399/kennwilliamson');
   });
 
   it('stays postgres for a cluster made before the password file existed', async () => {
