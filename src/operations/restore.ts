@@ -52,9 +52,13 @@ export interface RestoreResult {
  * holds). The schema is recreated as initdb makes it on PostgreSQL 15+; pg_dump never
  * creates `public` itself, but restores its grants (the application role's among them).
  * The lock timeout makes a restore fail clearly, rather than hang, while a session holds
- * locks on the old tables.
+ * locks on the old tables. The backup's statements were parsed with standard strings and
+ * an empty search_path (as pg_dump writes them); the server reads them the same way even
+ * when a database or role setting says otherwise.
  */
 export const restorePrelude = `SET LOCAL lock_timeout = '30s';
+SET LOCAL search_path = '';
+SET LOCAL standard_conforming_strings = on;
 DROP SCHEMA IF EXISTS public CASCADE;
 CREATE SCHEMA public AUTHORIZATION pg_database_owner;
 GRANT USAGE ON SCHEMA public TO PUBLIC;
@@ -102,12 +106,13 @@ function missingRoleAdvice(error: unknown, text: string): string {
 /**
  * Restores a verified backup into a database, all or nothing, with no psql involved: the
  * backup's SQL (from `pg_restore --file=- --no-owner` for a custom archive, which only
- * reads the archive and connects nowhere; gunzipped for `.sql.gz`) is vetted by
- * `sqlScriptParts` (no psql meta-command is ever run: `\!` and the like are refused) and
- * sent over one connection inside one transaction that first recreates the `public`
- * schema; COMMIT is sent only after the whole backup went through. On any failure (a
- * statement fails halfway, pg_restore or gzip fails, the server goes away, Ctrl-C) it
- * throws {@link RestoreError} and the old data is untouched. The SQL runs as a role whose
+ * reads the archive and connects nowhere; gunzipped for `.sql.gz`) is checked statement by
+ * statement by `sqlScriptParts` (PostgreSQL's parse tree of each against an allow-list of
+ * what pg_dump writes; no psql meta-command is ever run) and each statement is sent alone
+ * over one connection inside one transaction that first recreates the `public` schema;
+ * COMMIT is sent only after the whole backup went through. On any failure (a statement
+ * fails halfway, pg_restore or gzip fails, the server goes away, Ctrl-C) it throws
+ * {@link RestoreError} and the old data is untouched. The SQL runs as a role whose
  * powers end at the database (see `restoreSession`): the URL's own, or, when that is a
  * superuser or the like, the database's owner given `owner.password`; otherwise it refuses
  * before reading the backup. Objects are owned by that role (the owner who runs migrations);
@@ -244,7 +249,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     }
     if (error instanceof RestoreError) {
       if (serverRefusals.has(error)) throw error;
-      // Refused by the vetting (a meta-command, transaction control …) after earlier parts ran.
+      // Refused by the vetting (a statement outside the allow-list, a meta-command …) after earlier parts ran.
       throw new RestoreError(`refusing to restore ${backup.file}: ${error.message}\nthe restore was rolled back; the database was not changed`, {
         cause: error,
       });

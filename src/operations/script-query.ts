@@ -2,21 +2,26 @@ import type pg from 'pg';
 
 // The part of pg's Connection a submittable query uses (pg exports no type for it).
 interface WireConnection {
-  query(text: string): void;
+  parse(query: { text: string }): void;
+  bind(config: Record<string, never>): void;
+  execute(config: Record<string, never>): void;
+  sync(): void;
   sendCopyFromChunk(chunk: Buffer): void;
   endCopyFrom(): void;
   sendCopyFail(message: string): void;
-  stream: NodeJS.WritableStream & { writableNeedDrain?: boolean };
+  stream: NodeJS.WritableStream & { writableNeedDrain?: boolean; cork?: () => void; uncork?: () => void };
 }
 
 /**
- * One simple-protocol query of one or more SQL statements from a backup, the last of which
- * may be `COPY … FROM stdin`, whose rows `copyData` supplies. pg has no COPY FROM STDIN of
- * its own; this is the documented way to extend it (a "submittable" passed to
+ * One statement from a backup, sent through the extended query protocol (Parse, Bind,
+ * Execute, Sync), in which the server refuses a text holding more than one statement: what
+ * runs is the one statement the restore's vetting parsed, whatever a lexer may have missed.
+ * It may be `COPY … FROM stdin`, whose rows `copyData` supplies. pg has no COPY FROM STDIN
+ * of its own; this is the documented way to extend it (a "submittable" passed to
  * `client.query`), as pg-copy-streams does. Rows that statements return are ignored.
  *
  * @example
- * await client.query(new ScriptQuery('SET x = 1; COPY public.t (a) FROM stdin;', rows))
+ * await client.query(new ScriptQuery('COPY public.t (a) FROM stdin;', rows))
  */
 export class ScriptQuery implements pg.Submittable {
   readonly done: Promise<void>;
@@ -24,6 +29,11 @@ export class ScriptQuery implements pg.Submittable {
   private reject!: (error: unknown) => void;
   private settled = false;
   private sourceError: unknown;
+  // In COPY mode the server ignores the Sync sent with Execute; one more must follow the
+  // copy's end (CopyDone, CopyFail or the server's error), exactly once, as libpq does.
+  private copying = false;
+  private copySynced = false;
+  private wire: WireConnection | undefined;
   /** True when the query failed because `copyData` failed (the backup's stream), not the server. */
   failedReading = false;
 
@@ -38,16 +48,34 @@ export class ScriptQuery implements pg.Submittable {
   }
 
   submit(connection: unknown): void {
-    (connection as WireConnection).query(this.text);
+    const wire = connection as WireConnection;
+    wire.stream.cork?.();
+    try {
+      wire.parse({ text: this.text });
+      wire.bind({});
+      wire.execute({});
+      wire.sync();
+    } finally {
+      wire.stream.uncork?.();
+    }
   }
 
   handleCopyInResponse(connection: unknown): void {
     const wire = connection as WireConnection;
+    this.wire = wire;
+    this.copying = true;
     if (!this.copyData) {
       wire.sendCopyFail('this statement reads no COPY data');
+      this.syncAfterCopy();
       return;
     }
     void this.pump(wire, this.copyData);
+  }
+
+  private syncAfterCopy(): void {
+    if (!this.copying || this.copySynced) return;
+    this.copySynced = true;
+    this.wire?.sync();
   }
 
   private async pump(wire: WireConnection, data: AsyncIterable<Buffer>): Promise<void> {
@@ -57,17 +85,25 @@ export class ScriptQuery implements pg.Submittable {
         wire.sendCopyFromChunk(chunk);
         if (wire.stream.writableNeedDrain) await new Promise((resolve) => wire.stream.once('drain', resolve));
       }
-      if (!this.settled) wire.endCopyFrom();
+      if (!this.settled) {
+        wire.endCopyFrom();
+        this.syncAfterCopy();
+      }
     } catch (error) {
       // The backup's stream broke (gzip damage, pg_restore failed): the server aborts the
       // COPY and with it the transaction; report the stream's error rather than the server's.
       this.sourceError = error;
       this.failedReading = true;
-      if (!this.settled) wire.sendCopyFail('the backup stream failed');
+      if (!this.settled) {
+        wire.sendCopyFail('the backup stream failed');
+        this.syncAfterCopy();
+      }
     }
   }
 
   handleError(error: unknown): void {
+    // The server refused a row: it now skips everything up to a Sync, which must come.
+    this.syncAfterCopy();
     this.settle(this.sourceError ?? error);
   }
 

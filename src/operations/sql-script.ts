@@ -1,9 +1,10 @@
 import { RestoreError } from '../errors.js';
+import { checkBackupStatement, loadBackupStatementParser } from './backup-statement-allow-list.js';
 
 /**
- * A piece of a backup's SQL, ready to send as one simple-protocol query: complete
- * statements (`sql`), or statements ending with `COPY … FROM stdin` followed by that COPY's
- * rows (`copy`). Consume `data` to its end before asking for the next part.
+ * One statement of a backup's SQL, checked and ready to send as one query (`sql`), or a
+ * checked `COPY table (columns) FROM stdin` followed by its rows (`copy`). Consume `data` to
+ * its end before asking for the next part.
  */
 export type SqlScriptPart =
   | { kind: 'sql'; text: string; line: number }
@@ -15,46 +16,254 @@ export interface SqlScriptOptions {
   database?: string;
 }
 
-// Statements that would end, or split, the one transaction a restore runs in.
-const transactionControl = new Set(['BEGIN', 'START', 'COMMIT', 'END', 'ROLLBACK', 'ABORT', 'SAVEPOINT', 'RELEASE']);
+/**
+ * The longest statement accepted, in characters. pg_dump's statements for this schema are a
+ * few kilobytes at most; rows, however many, are COPY data and never count. The bound is
+ * what keeps a statement that never ends (or a hostile one) from filling memory.
+ */
+export const maxStatementLength = 4 * 1024 * 1024;
+
+// Lines are read in pieces of at most this many bytes, so one endless line cannot fill
+// memory either; COPY rows pass through in pieces of about this size too.
+const pieceSize = 64 * 1024;
+
+const dollarTag = /^\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/;
 const identifierStart = /[A-Za-z_\u0080-\uffff]/;
 const identifierPart = /[A-Za-z0-9_$\u0080-\uffff]/;
-const dollarTag = /^\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/;
 
-async function* linesOf(source: AsyncIterable<Buffer | string>): AsyncGenerator<Buffer> {
-  let pending: Buffer = Buffer.alloc(0);
+/** A piece of one line: all of it, or up to {@link pieceSize} bytes of a longer one. */
+interface LinePiece {
+  bytes: Buffer;
+  /** The piece starts a line. */
+  first: boolean;
+  /** The piece ends its line (with LF, or at the end of the input). */
+  last: boolean;
+}
+
+async function* linePieces(source: AsyncIterable<Buffer | string>): AsyncGenerator<LinePiece> {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let first = true;
   for await (const chunk of source) {
-    pending = pending.length === 0 ? Buffer.from(chunk) : Buffer.concat([pending, Buffer.from(chunk)]);
+    const buffer = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
     let start = 0;
-    for (let end = pending.indexOf(10, start); end !== -1; end = pending.indexOf(10, start)) {
-      yield pending.subarray(start, end + 1);
+    while (start < buffer.length) {
+      const end = buffer.indexOf(10, start);
+      if (end === -1) {
+        pending.push(buffer.subarray(start));
+        pendingBytes += buffer.length - start;
+        if (pendingBytes >= pieceSize) {
+          yield { bytes: Buffer.concat(pending), first, last: false };
+          pending = [];
+          pendingBytes = 0;
+          first = false;
+        }
+        break;
+      }
+      const line = buffer.subarray(start, end + 1);
+      yield { bytes: pendingBytes === 0 ? line : Buffer.concat([...pending, line]), first, last: true };
+      pending = [];
+      pendingBytes = 0;
+      first = true;
       start = end + 1;
     }
-    pending = pending.subarray(start);
   }
-  if (pending.length > 0) yield pending;
+  if (pendingBytes > 0) yield { bytes: Buffer.concat(pending), first, last: true };
 }
 
 // `\.` alone on its line (LF, CRLF or at the very end), compared as bytes: this runs for every
 // COPY row of a restore.
-const isEndOfCopy = (line: Buffer) =>
-  line.length <= 4 &&
-  line[0] === 0x5c &&
-  line[1] === 0x2e &&
-  (line.length === 2 || (line.length === 3 && line[2] === 0x0a) || (line.length === 4 && line[2] === 0x0d && line[3] === 0x0a));
+const isEndOfCopy = (piece: LinePiece) =>
+  piece.first &&
+  piece.last &&
+  piece.bytes.length <= 4 &&
+  piece.bytes[0] === 0x5c &&
+  piece.bytes[1] === 0x2e &&
+  (piece.bytes.length === 2 ||
+    (piece.bytes.length === 3 && piece.bytes[2] === 0x0a) ||
+    (piece.bytes.length === 4 && piece.bytes[2] === 0x0d && piece.bytes[3] === 0x0a));
+
+/** A statement the lexer found complete: its text from its first token to its `;`. */
+interface FoundStatement {
+  text: string;
+  line: number;
+  /** Where in the piece the text after its `;` starts. */
+  end: number;
+}
+
+/**
+ * Finds where statements end, as psql does: a `;` outside quotes, quoted identifiers, dollar
+ * quotes, comments, parentheses and the `BEGIN … END` body of a `CREATE FUNCTION` or
+ * `PROCEDURE`. It decides nothing about what a statement is: that is PostgreSQL's parser's
+ * job (`checkBackupStatement`), and where the two disagree the parser refuses the text.
+ */
+class StatementLexer {
+  mode: 'sql' | 'quote' | 'equote' | 'ident' | 'dollar' | 'block' = 'sql';
+  /** Whether a statement has started (its first token was read) and not yet ended. */
+  inStatement = false;
+  /** The current statement's text so far, from its first token. */
+  statement = '';
+  /** The line its first token is on. */
+  line = 0;
+  private tag = '';
+  private blockDepth = 0;
+  private parenDepth = 0;
+  private beginDepth = 0;
+  private words: string[] = [];
+
+  // CREATE [OR REPLACE] FUNCTION|PROCEDURE: psql's test for a body whose `;` do not end it.
+  private isRoutine(): boolean {
+    const [a, b, c, d] = this.words;
+    return a === 'CREATE' && (b === 'FUNCTION' || b === 'PROCEDURE' || (b === 'OR' && c === 'REPLACE' && (d === 'FUNCTION' || d === 'PROCEDURE')));
+  }
+
+  /**
+   * Reads `text`, a piece of line `line`; returns the statements it completes and, when it
+   * meets a backslash outside quotes and comments, where that meta-command starts (reading
+   * stops there).
+   */
+  read(text: string, line: number): { statements: FoundStatement[]; metaCommandAt?: number } {
+    const statements: FoundStatement[] = [];
+    // The statement's text is copied in runs, not character by character; comments and
+    // blank lines between statements are not copied at all.
+    let runStart = 0;
+    const flush = (to: number) => {
+      if (this.inStatement) this.statement += text.slice(runStart, to);
+      runStart = to;
+    };
+    let i = 0;
+    while (i < text.length) {
+      const c = text[i]!;
+      if (this.mode === 'quote' || this.mode === 'equote') {
+        if (this.mode === 'equote' && c === '\\') i += 2;
+        else if (c === "'" && text[i + 1] === "'") i += 2;
+        else {
+          i += 1;
+          if (c === "'") this.mode = 'sql';
+        }
+        continue;
+      }
+      if (this.mode === 'ident') {
+        const end = text.indexOf('"', i);
+        if (end === -1) i = text.length;
+        else if (text[end + 1] === '"') i = end + 2;
+        else {
+          i = end + 1;
+          this.mode = 'sql';
+        }
+        continue;
+      }
+      if (this.mode === 'dollar') {
+        const end = text.indexOf(this.tag, i);
+        if (end === -1) i = text.length;
+        else {
+          i = end + this.tag.length;
+          this.mode = 'sql';
+        }
+        continue;
+      }
+      if (this.mode === 'block') {
+        if (c === '/' && text[i + 1] === '*') {
+          this.blockDepth += 1;
+          i += 2;
+        } else if (c === '*' && text[i + 1] === '/') {
+          this.blockDepth -= 1;
+          i += 2;
+          if (this.blockDepth === 0) this.mode = 'sql';
+        } else i += 1;
+        continue;
+      }
+
+      // mode === 'sql'
+      if (c === '-' && text[i + 1] === '-') {
+        i = text.length; // a comment to the end of the line
+        continue;
+      }
+      if (c === '/' && text[i + 1] === '*') {
+        this.mode = 'block';
+        this.blockDepth = 1;
+        i += 2;
+        continue;
+      }
+      if (c === '\\') {
+        // psql reads a backslash outside quotes as the start of a meta-command, anywhere.
+        flush(i);
+        return { statements, metaCommandAt: i };
+      }
+      if (c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\f' || c === '\v') {
+        i += 1;
+        continue;
+      }
+      if (!this.inStatement) {
+        this.inStatement = true;
+        this.statement = '';
+        this.line = line;
+        this.words = [];
+        this.parenDepth = 0;
+        this.beginDepth = 0;
+        runStart = i;
+      }
+      if (identifierStart.test(c)) {
+        let end = i + 1;
+        while (end < text.length && identifierPart.test(text[end]!)) end += 1;
+        const word = text.slice(i, end).toUpperCase();
+        i = end;
+        if (word === 'E' && text[i] === "'") {
+          this.mode = 'equote';
+          i += 1;
+          continue;
+        }
+        if (this.words.length < 4) this.words.push(word);
+        // As psql: BEGIN … END (and CASE … END within) of a routine body, outside parentheses.
+        if (this.parenDepth === 0 && this.isRoutine()) {
+          if (word === 'BEGIN' || (word === 'CASE' && this.beginDepth > 0)) this.beginDepth += 1;
+          else if (word === 'END' && this.beginDepth > 0) this.beginDepth -= 1;
+        }
+        continue;
+      }
+      if (c >= '0' && c <= '9') {
+        let end = i + 1;
+        while (end < text.length && identifierPart.test(text[end]!)) end += 1;
+        i = end;
+        continue;
+      }
+      i += 1;
+      if (c === "'") this.mode = 'quote';
+      else if (c === '"') this.mode = 'ident';
+      else if (c === '$') {
+        const opening = dollarTag.exec(text.slice(i - 1, i + 255))?.[0];
+        if (opening) {
+          this.mode = 'dollar';
+          this.tag = opening;
+          i += opening.length - 1;
+        }
+      } else if (c === '(') this.parenDepth += 1;
+      else if (c === ')') this.parenDepth = Math.max(0, this.parenDepth - 1);
+      else if (c === ';' && this.parenDepth === 0 && this.beginDepth === 0) {
+        flush(i);
+        statements.push({ text: this.statement, line: this.line, end: i });
+        this.inStatement = false;
+        this.statement = '';
+      }
+    }
+    flush(text.length);
+    return { statements };
+  }
+}
 
 /**
  * Reads a backup's SQL (pg_dump's plain format, or `pg_restore --file=-` of an archive) and
- * hands it over as queries to send to the server, refusing what a backup made by pg_dump
- * never holds and what psql alone would act on. psql meta-commands are never executed, so
- * `\!` (a shell command), `\o`, `\copy … program`, `\i` and the rest are refused with the
- * line number; the only ones accepted are those pg_dump writes, and they are dropped:
- * `\connect` to the database being restored into, `\restrict KEY` / `\unrestrict KEY`
- * (pg_dump 17.6 and later, checked to pair up), and the `\.` that ends COPY data. Also
- * refused: transaction control (`BEGIN`, `COMMIT` …: the restore is one transaction), COPY
- * other than `FROM stdin`, and a client encoding other than UTF8. Quoted strings, quoted
- * identifiers, dollar quotes, comments and `BEGIN ATOMIC` bodies are read as psql reads
- * them, so a backslash or semicolon inside them is data. Throws {@link RestoreError}.
+ * hands it over statement by statement, each checked first against an allow-list built on
+ * PostgreSQL's own parse tree of it (`checkBackupStatement`: only the kinds of statement
+ * pg_dump writes for this schema; `DO`, `CALL`, other `SELECT`s, COPY to or from a file or
+ * program, roles, `SECURITY DEFINER`, untrusted languages and the rest are refused, naming
+ * the line). Whether rows follow a statement is decided by that parse tree alone: only a
+ * statement that PostgreSQL reads as `COPY table FROM stdin` is followed by data, up to
+ * its `\.` line. psql meta-commands are never run; the only ones accepted are those pg_dump
+ * writes, and they are dropped: `\connect` to the database restored into, and
+ * `\restrict KEY` / `\unrestrict KEY` (pg_dump 17.6 and later, checked to pair up). Reads
+ * in bounded memory: one statement (at most {@link maxStatementLength}) and a piece of a
+ * line at a time. Throws {@link RestoreError}.
  *
  * @example
  * for await (const part of sqlScriptParts(gunzipped, { database: 'kennwilliamson' })) {
@@ -62,62 +271,16 @@ const isEndOfCopy = (line: Buffer) =>
  * }
  */
 export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, options: SqlScriptOptions): AsyncGenerator<SqlScriptPart> {
-  const lines = linesOf(source)[Symbol.asyncIterator]();
+  await loadBackupStatementParser();
+  const pieces = linePieces(source)[Symbol.asyncIterator]();
   const decoder = new TextDecoder('utf-8', { fatal: true });
+  const lexer = new StatementLexer();
   let lineNumber = 0;
-  const refuse = (reason: string): never => {
-    throw new RestoreError(`line ${lineNumber} of the backup's SQL: ${reason}`);
-  };
-
-  // Lexer state, carried across lines.
-  let mode: 'sql' | 'quote' | 'equote' | 'ident' | 'dollar' | 'block' = 'sql';
-  let tag = '';
-  let blockDepth = 0;
-  let parenDepth = 0;
-  let beginDepth = 0;
-  let statement = '';
-  let hasCode = false;
-  let words: string[] = [];
-  let batch = '';
-  let batchLine = 0;
-  // Where the current statement's code starts (comments and blank lines before it are dropped).
-  let statementLine = 0;
-  let codeStart = 0;
   let restrictKey: string | undefined;
-
-  const isRoutine = () =>
-    words[0] === 'CREATE' &&
-    (['FUNCTION', 'PROCEDURE'].includes(words[1] ?? '') ||
-      (words[1] === 'OR' && words[2] === 'REPLACE' && ['FUNCTION', 'PROCEDURE'].includes(words[3] ?? '')));
-
-  const resetStatement = () => {
-    statement = '';
-    hasCode = false;
-    words = [];
-    parenDepth = 0;
-    beginDepth = 0;
+  const refuseAt = (line: number, reason: string): never => {
+    throw new RestoreError(`line ${line} of the backup's SQL: ${reason}`);
   };
-
-  // Checks a complete statement; returns the COPY's table when it reads COPY data.
-  const finishStatement = (): string | undefined => {
-    const first = words[0];
-    if (first && transactionControl.has(first)) {
-      refuse(`'${first}' would end the restore's one transaction; a backup made by pg_dump holds no transaction control`);
-    }
-    if (first === 'PREPARE' && words[1] === 'TRANSACTION') refuse('PREPARE TRANSACTION is not allowed in a restore');
-    if (first === 'SET' && words[1] === 'CLIENT_ENCODING' && !/(=|\bTO)\s*'?UTF-?8'?\s*;\s*$/i.test(statement)) {
-      refuse('only UTF8 backups can be restored (the statement sets another client_encoding)');
-    }
-    if (first === 'SET' && words[1] === 'STANDARD_CONFORMING_STRINGS' && !/(=|\bTO)\s*'?on'?\s*;\s*$/i.test(statement)) {
-      refuse('standard_conforming_strings must stay on, as pg_dump writes it');
-    }
-    if (first === 'COPY') {
-      const from = words.indexOf('FROM');
-      if (from === -1 || words[from + 1] !== 'STDIN') refuse('only COPY … FROM stdin, as pg_dump writes it, is allowed');
-      return /^\s*COPY\s+((?:"(?:[^"]|"")*"|[^\s("])+)/i.exec(statement.slice(codeStart))?.[1] ?? '?';
-    }
-    return undefined;
-  };
+  const refuse = (reason: string): never => refuseAt(lineNumber, reason);
 
   const connectTarget = (argument: string): string | undefined => {
     if (/^[A-Za-z0-9_]+$/.test(argument)) return argument;
@@ -156,14 +319,14 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
     let chunk: Buffer[] = [];
     let size = 0;
     for (;;) {
-      const next = await lines.next();
+      const next = await pieces.next();
       if (next.done) refuse('the backup ends inside COPY data (no \\. line)');
-      lineNumber += 1;
-      const line = next.value as Buffer;
-      if (isEndOfCopy(line)) break;
-      chunk.push(line);
-      size += line.length;
-      if (size >= 1 << 16) {
+      const piece = next.value as LinePiece;
+      if (piece.first) lineNumber += 1;
+      if (isEndOfCopy(piece)) break;
+      chunk.push(piece.bytes);
+      size += piece.bytes.length;
+      if (size >= pieceSize) {
         yield Buffer.concat(chunk);
         chunk = [];
         size = 0;
@@ -173,173 +336,52 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
   }
 
   for (;;) {
-    const next = await lines.next();
+    const next = await pieces.next();
     if (next.done) break;
-    lineNumber += 1;
-    let line: string;
+    const piece = next.value;
+    if (piece.first) lineNumber += 1;
+    let text: string;
     try {
-      line = decoder.decode(next.value);
+      text = decoder.decode(piece.bytes, { stream: !piece.last });
     } catch {
       return refuse('not valid UTF-8');
     }
-    let i = 0;
-    let copyTable: string | undefined;
-    while (i < line.length) {
-      const c = line[i]!;
-      if (mode === 'quote' || mode === 'equote') {
-        if (mode === 'equote' && c === '\\') {
-          statement += line.slice(i, i + 2);
-          i += 2;
-        } else if (c === "'" && line[i + 1] === "'") {
-          statement += "''";
-          i += 2;
-        } else {
-          statement += c;
-          i += 1;
-          if (c === "'") mode = 'sql';
-        }
-        continue;
-      }
-      if (mode === 'ident') {
-        const end = line.indexOf('"', i);
-        const stop = end === -1 ? line.length : end + 1;
-        statement += line.slice(i, stop);
-        i = stop;
-        if (end !== -1) {
-          if (line[i] === '"') {
-            statement += '"';
-            i += 1;
-          } else mode = 'sql';
-        }
-        continue;
-      }
-      if (mode === 'dollar') {
-        const end = line.indexOf(tag, i);
-        const stop = end === -1 ? line.length : end + tag.length;
-        statement += line.slice(i, stop);
-        i = stop;
-        if (end !== -1) mode = 'sql';
-        continue;
-      }
-      if (mode === 'block') {
-        if (c === '/' && line[i + 1] === '*') blockDepth += 1;
-        if (c === '*' && line[i + 1] === '/') blockDepth -= 1;
-        const two = (c === '/' && line[i + 1] === '*') || (c === '*' && line[i + 1] === '/');
-        statement += two ? line.slice(i, i + 2) : c;
-        i += two ? 2 : 1;
-        if (blockDepth === 0) mode = 'sql';
-        continue;
-      }
+    // The server reads a query only up to a NUL; the parser here would too, but differently.
+    if (text.includes('\u0000')) refuse('a NUL character, which pg_dump never writes');
 
-      // mode === 'sql'
-      if (c === '-' && line[i + 1] === '-') {
-        statement += line.slice(i);
-        break;
-      }
-      if (c === '/' && line[i + 1] === '*') {
-        mode = 'block';
-        blockDepth = 1;
-        statement += '/*';
-        i += 2;
-        continue;
-      }
-      if (c === '\\') {
-        // psql reads a backslash outside quotes as the start of a meta-command, anywhere.
-        if (hasCode) refuse('a psql meta-command inside a statement is not allowed');
-        metaCommand(line.slice(i).replace(/\r?\n$/, ''));
-        break;
-      }
-      if (/\s/.test(c)) {
-        statement += c;
-        i += 1;
-        continue;
-      }
-      if (!hasCode) {
-        hasCode = true;
-        statementLine = lineNumber;
-        codeStart = statement.length;
-      }
-      if (identifierStart.test(c)) {
-        let end = i + 1;
-        while (end < line.length && identifierPart.test(line[end]!)) end += 1;
-        const word = line.slice(i, end);
-        statement += word;
-        i = end;
-        const upper = word.toUpperCase();
-        if (upper === 'E' && line[i] === "'") {
-          mode = 'equote';
-          statement += "'";
-          i += 1;
-          continue;
-        }
-        // A COPY's column list can be long; FROM stdin comes after it.
-        if (words.length < 64 || words[0] === 'COPY') words.push(upper);
-        // As psql: BEGIN … END (and CASE … END within) of a routine body, outside parentheses.
-        if (isRoutine() && parenDepth === 0) {
-          if (upper === 'BEGIN' || (upper === 'CASE' && beginDepth > 0)) beginDepth += 1;
-          else if (upper === 'END' && beginDepth > 0) beginDepth -= 1;
-        }
-        continue;
-      }
-      if (/[0-9]/.test(c)) {
-        let end = i + 1;
-        while (end < line.length && identifierPart.test(line[end]!)) end += 1;
-        statement += line.slice(i, end);
-        i = end;
-        continue;
-      }
-      if (c === "'") mode = 'quote';
-      else if (c === '"') mode = 'ident';
-      else if (c === '$') {
-        const opening = dollarTag.exec(line.slice(i))?.[0];
-        if (opening) {
-          mode = 'dollar';
-          tag = opening;
-          statement += opening;
-          i += opening.length;
-          continue;
-        }
-      } else if (c === '(') parenDepth += 1;
-      else if (c === ')') parenDepth = Math.max(0, parenDepth - 1);
-      statement += c;
-      i += 1;
-      if (c === ';' && parenDepth === 0 && beginDepth === 0) {
-        const table = finishStatement();
-        if (batch === '') batchLine = statementLine;
-        batch += (batch === '' ? '' : ' ') + statement.slice(codeStart);
-        resetStatement();
-        if (table !== undefined) {
-          // The rows start on the next line, whatever follows the COPY on this one.
-          copyTable = table;
-          if (line.slice(i).trim() !== '') refuse('text after COPY … FROM stdin on the same line');
-          break;
-        }
-      }
+    const { statements, metaCommandAt } = lexer.read(text, lineNumber);
+    if (lexer.statement.length > maxStatementLength) {
+      refuseAt(lexer.line, `a statement longer than ${maxStatementLength / 1024 / 1024} MiB, which pg_dump never writes for this schema`);
     }
-
-    if (copyTable !== undefined) {
+    for (const [index, found] of statements.entries()) {
+      const statement = found.text;
+      const verdict = checkBackupStatement(statement);
+      if ('refused' in verdict) return refuseAt(found.line, verdict.refused);
+      if (verdict.copyTable === undefined) {
+        yield { kind: 'sql', text: statement, line: found.line };
+        continue;
+      }
+      // The rows start on the next line: nothing may follow the COPY on its own.
+      if (index !== statements.length - 1 || text.slice(found.end).trim() !== '' || !piece.last || metaCommandAt !== undefined) {
+        refuseAt(found.line, 'text after COPY … FROM stdin on the same line');
+      }
       const data = copyRows();
-      const part: SqlScriptPart = { kind: 'copy', text: batch, line: batchLine, table: copyTable, data };
-      batch = '';
-      yield part;
+      yield { kind: 'copy', text: statement, line: found.line, table: verdict.copyTable, data };
       // A consumer that only checks the script (or stopped early) leaves rows unread.
       for await (const _ of data) void _;
-    } else if (batch !== '') {
-      // Each line's statements as one query, so that a failure names its line.
-      yield { kind: 'sql', text: batch, line: batchLine };
-      batch = '';
+    }
+    if (metaCommandAt !== undefined) {
+      if (lexer.inStatement) refuse('a psql meta-command inside a statement is not allowed');
+      if (!piece.last) refuse('a psql meta-command line that long is not allowed');
+      metaCommand(text.slice(metaCommandAt).replace(/\r?\n$/, ''));
     }
   }
 
-  if (mode !== 'sql') refuse(`the backup ends inside ${mode === 'block' ? 'a comment' : 'a quoted string or identifier'}`);
+  if (lexer.mode !== 'sql') refuse(`the backup ends inside ${lexer.mode === 'block' ? 'a comment' : 'a quoted string or identifier'}`);
+  // psql would run a last statement without its ';'; pg_dump ends every one with it, so a
+  // backup that stops in the middle of one was cut short.
+  if (lexer.inStatement) refuseAt(lexer.line, "the backup ends inside a statement (no ';'): it may be cut short");
   if (restrictKey !== undefined) refuse('the backup ends without its \\unrestrict line: it may be cut short');
-  // psql runs a last statement without ';' at the end of its input; so does this.
-  if (hasCode) {
-    if (finishStatement() !== undefined) refuse('the backup ends at a COPY without its data');
-    if (batch === '') batchLine = statementLine;
-    batch += (batch === '' ? '' : ' ') + statement.slice(codeStart);
-  }
-  if (batch.trim() !== '') yield { kind: 'sql', text: batch, line: batchLine };
 }
 
 /**

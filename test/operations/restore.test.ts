@@ -232,7 +232,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
 
   it('refuses a damaged .sql.gz before touching the database', async ({ expect }) => {
     const file = path.join(workDir, 'damaged.sql.gz');
-    const compressed = gzipSync(Buffer.from('CREATE TABLE should_not_exist (id int);\n'.repeat(1000)));
+    const compressed = gzipSync(Buffer.from('CREATE TABLE public.should_not_exist (id integer);\n'.repeat(1000)));
     await writeFile(file, compressed.subarray(0, compressed.length - 12));
     const target = await databaseWithOtherData();
 
@@ -247,7 +247,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
   // file that changes or a pg_restore that fails after the checks: no COMMIT is ever sent.
   it('rolls back a backup whose stream breaks off after statements already ran', async ({ expect }) => {
     const file = path.join(workDir, 'breaks-off.sql.gz');
-    const statements = 'CREATE TABLE should_not_exist (id int);\nINSERT INTO should_not_exist VALUES (1);\n';
+    const statements = 'CREATE TABLE public.should_not_exist (id integer);\nCOPY public.should_not_exist (id) FROM stdin;\n1\n\\.\n';
     const compressed = gzipSync(Buffer.from(statements + '-- filler\n'.repeat(50_000)));
     await writeFile(file, compressed.subarray(0, compressed.length - 12));
     const target = await databaseWithOtherData();

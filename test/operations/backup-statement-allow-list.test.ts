@@ -1,0 +1,115 @@
+import { createReadStream, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  acceptedStatementKinds,
+  checkBackupStatement,
+  loadBackupStatementParser,
+  type AcceptedStatementKind,
+} from '../../src/operations/backup-statement-allow-list.js';
+import { sqlScriptParts, vetSqlScript } from '../../src/operations/sql-script.js';
+
+// Real pg_dump output of this schema (plus one object of each accepted kind it lacks), made
+// by fixtures/pg-dump/make-fixtures.ts: pg_dump 15 and pg_restore 15 (Debian), pg_dump 17.5
+// (WebAssembly, pglite-tools 0.3.6) and pg_dump 18.3 (WebAssembly, the pinned pglite-tools).
+const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), 'fixtures', 'pg-dump');
+const dumps = readdirSync(fixtures).filter((file) => file.endsWith('.sql')).sort();
+
+describe('the allow-list accepts what pg_dump writes', () => {
+  // Every statement of every dump, by the kind the allow-list accepted it as.
+  const examples = new Map<string, Map<AcceptedStatementKind, string[]>>();
+
+  beforeAll(async () => {
+    await loadBackupStatementParser();
+    for (const dump of dumps) {
+      const kinds = new Map<AcceptedStatementKind, string[]>();
+      for await (const part of sqlScriptParts(createReadStream(path.join(fixtures, dump)), { database: 'kennwilliamson' })) {
+        const verdict = checkBackupStatement(part.text);
+        if (!('accepted' in verdict)) throw new Error(`${dump} line ${part.line}: ${verdict.refused}`);
+        kinds.set(verdict.accepted, [...(kinds.get(verdict.accepted) ?? []), part.text]);
+      }
+      examples.set(dump, kinds);
+    }
+  });
+
+  it('has the output of pg_dump 15, 17 and 18 and of pg_restore 15 to check', () => {
+    expect(dumps).toEqual([
+      'pg_dump-15-of-15.sql',
+      'pg_dump-17.5-of-17.sql',
+      'pg_dump-18.3-of-17.sql',
+      'pg_dump-18.3-of-18.sql',
+      'pg_restore-15-of-15.sql',
+    ]);
+  });
+
+  it.each(dumps)('accepts the whole of %s, rows included', async (dump) => {
+    await expect(vetSqlScript(createReadStream(path.join(fixtures, dump)), { database: 'kennwilliamson' })).resolves.toBeUndefined();
+  });
+
+  it.each(acceptedStatementKinds)('accepts %s as every pg_dump writes it', (kind) => {
+    for (const dump of dumps) {
+      const statements = examples.get(dump)?.get(kind) ?? [];
+      expect(statements.length, `${dump} holds no ${kind}`).toBeGreaterThan(0);
+      for (const statement of statements) expect(checkBackupStatement(statement)).toMatchObject({ accepted: kind });
+    }
+  });
+});
+
+describe('the allow-list refuses the rest, naming the line', () => {
+  const refusal = (sql: string) =>
+    vetSqlScript(Readable.from([Buffer.from(`SET statement_timeout = 0;\n${sql}\n`)]), { database: 'kennwilliamson' }).then(
+      () => 'accepted',
+      (error: Error) => error.message,
+    );
+
+  it.each([
+    ['DO', "DO $$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''id'''; END $$;", 'DO runs code'],
+    ['CALL', 'CALL public.cleanup();', 'CALL runs a procedure'],
+    ['SELECT of a function', 'SELECT public.run_me();', 'a SELECT other than'],
+    ['SELECT of a built-in function', "SELECT pg_catalog.pg_read_file('/etc/passwd');", 'a SELECT other than'],
+    ['SELECT set_config of another setting', "SELECT pg_catalog.set_config('role', 'postgres', false);", 'a SELECT other than'],
+    ['SELECT setval of a computed sequence', "SELECT pg_catalog.setval(public.f()::regclass, 1, true);", 'a SELECT other than'],
+    ['SELECT setval with a FROM', "SELECT pg_catalog.setval('public.s', 1, true) FROM public.users;", 'a SELECT other than'],
+    ['COPY TO PROGRAM', "COPY public.users TO PROGRAM 'id';", 'COPY to or from a program runs that program'],
+    ['COPY FROM PROGRAM', "COPY public.users FROM PROGRAM 'id';", 'COPY to or from a program runs that program'],
+    ['COPY TO a file', "COPY public.users TO '/tmp/users';", "COPY to or from a file reads or writes the database server's files"],
+    ['COPY FROM a file', "COPY public.users FROM '/etc/passwd';", "COPY to or from a file reads or writes the database server's files"],
+    ['COPY TO stdout', 'COPY public.users TO stdout;', 'only COPY table (columns) FROM stdin'],
+    ['COPY of a query', 'COPY (SELECT 1) TO stdout;', 'only COPY table (columns) FROM stdin'],
+    ['COPY FROM stdin with WHERE', 'COPY public.users (id) FROM stdin WHERE public.f(id);', 'with options or WHERE'],
+    ['SET ROLE', 'SET ROLE postgres;', 'SET ROLE changes the role'],
+    ['RESET ROLE', 'RESET ROLE;', 'SET ROLE changes the role'],
+    ['SET SESSION AUTHORIZATION', 'SET SESSION AUTHORIZATION postgres;', 'SET SESSION AUTHORIZATION changes the role'],
+    ['SET of a setting pg_dump does not write', "SET search_path = public;", 'SET search_path is not one of the settings pg_dump writes'],
+    ['SET standard_conforming_strings off', 'SET standard_conforming_strings = off;', "SET standard_conforming_strings to anything but 'on'"],
+    ['SET client_encoding other than UTF8', "SET client_encoding = 'SJIS';", 'SET client_encoding to anything but'],
+    ['ALTER ROLE', 'ALTER ROLE kennwilliamson_app SUPERUSER;', 'ALTER ROLE changes a role of the whole server'],
+    ['ALTER SYSTEM', "ALTER SYSTEM SET archive_command = 'id';", "ALTER SYSTEM changes the server's configuration"],
+    ['ALTER DATABASE', "ALTER DATABASE kennwilliamson SET search_path = evil;", 'ALTER DATABASE changes the database itself'],
+    ['CREATE ROLE', "CREATE ROLE evil LOGIN SUPERUSER PASSWORD 'x';", 'CREATE ROLE makes a role of the whole server'],
+    ['GRANT of a role', 'GRANT pg_execute_server_program TO kennwilliamson_app;', 'role membership'],
+    ['CREATE EXTENSION of another extension', 'CREATE EXTENSION IF NOT EXISTS plpython3u;', 'CREATE EXTENSION plpython3u: only the extensions the migrations create'],
+    ['CREATE EXTENSION in another schema', 'CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA evil;', 'other than WITH SCHEMA public'],
+    ['CREATE SERVER', "CREATE SERVER elsewhere FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'db.example.org');", 'CREATE SERVER reaches other servers'],
+    ['CREATE SUBSCRIPTION', "CREATE SUBSCRIPTION s CONNECTION 'host=db.example.org' PUBLICATION p;", 'CREATE SUBSCRIPTION connects to other servers'],
+    ['CREATE EVENT TRIGGER', 'CREATE EVENT TRIGGER e ON ddl_command_start EXECUTE FUNCTION public.f();', 'CREATE EVENT TRIGGER runs code'],
+    ['a function in C', "CREATE FUNCTION public.f() RETURNS int LANGUAGE c AS '/tmp/evil.so', 'f';", 'a function in language c'],
+    ['a function in an untrusted language', "CREATE FUNCTION public.f() RETURNS int LANGUAGE plpython3u AS $$ import os $$;", 'a function in language plpython3u'],
+    ['a SECURITY DEFINER function', 'CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$;', 'SECURITY DEFINER makes a function run'],
+    ['a function outside public', 'CREATE FUNCTION pg_catalog.f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;', 'outside the public schema'],
+    ['ALTER TABLE … OWNER TO', 'ALTER TABLE public.users OWNER TO evil;', 'ALTER … OWNER TO hands objects to another role'],
+    ['ALTER FUNCTION … OWNER TO', 'ALTER FUNCTION public.f() OWNER TO evil;', 'ALTER … OWNER TO hands objects to another role'],
+    ['transaction control', 'COMMIT;', "transaction control would end the restore's one transaction"],
+    ['a GRANT on a built-in function', 'GRANT ALL ON FUNCTION pg_catalog.pg_read_file(text) TO kennwilliamson_app;', 'outside the public schema'],
+    ['a table outside public', 'CREATE TABLE pg_temp.t (id int);', 'CREATE TABLE outside the public schema'],
+    ['INSERT', 'INSERT INTO public.users (email) VALUES (public.f());', 'INSERT can call any function'],
+    ['CREATE TABLE AS', 'CREATE TABLE public.t AS SELECT public.f();', 'CREATE TABLE AS and CREATE MATERIALIZED VIEW run a query'],
+    ['LOAD', "LOAD '/tmp/evil.so';", 'LOAD loads a shared library'],
+  ])('refuses %s', async (_kind, sql, message) => {
+    const result = await refusal(sql);
+    expect(result).toContain(message);
+    expect(result).toMatch(/^line 2 of the backup's SQL: /);
+  });
+});
