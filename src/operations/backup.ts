@@ -275,7 +275,9 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
         minMajor: pgDump.major,
         ...(pgDump.inContainer ? {} : { preferDir: path.dirname(pgDump.location) }),
       });
-      const { tables } = await verifyArchive(pgRestore, temporary, { ...(options.signal ? { signal: options.signal } : {}) }).catch(
+      // Vetted as a restore into this same database will vet it.
+      const vetting = { database: target.database, ...(options.signal ? { signal: options.signal } : {}) };
+      const { tables } = await verifyArchive(pgRestore, temporary, vetting).catch(
         (error: Error) => {
           throw new BackupError(`the new backup does not read back: ${error.message}`, 'pg_restore', { cause: error });
         },
@@ -284,7 +286,8 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
     } else {
       made = await runWasmPgDump(pgDump, facts, options.databaseUrl, temporary, log, options.signal);
       log(`wrote ${formatBytes(made.bytes)}; verifying: full decompression, pg_dump's completion trailer, the restore's vetting`);
-      const { sqlBytes } = await verifySqlDump(temporary, options.signal ? { signal: options.signal } : {}).catch((error: Error) => {
+      const vetting = { database: target.database, ...(options.signal ? { signal: options.signal } : {}) };
+      const { sqlBytes } = await verifySqlDump(temporary, vetting).catch((error: Error) => {
         const problem = error instanceof RestoreError ? 'holds what a restore refuses' : 'does not read back';
         throw new BackupError(`the new backup ${problem}: ${error.message}`, 'gzip', { cause: error });
       });

@@ -1,7 +1,7 @@
 import { open } from 'node:fs/promises';
 import { spawnPgTool, toolErrorText } from './pg-tool-process.js';
 import type { PgTool } from './pg-tools.js';
-import { vetSqlScript } from './sql-script.js';
+import { type SqlScriptOptions, vetSqlScript } from './sql-script.js';
 
 /** What {@link verifyArchive} read. */
 export interface ArchiveContents {
@@ -57,17 +57,23 @@ async function text(stdout: NodeJS.ReadableStream): Promise<string> {
  * Checks that a custom-format archive reads back whole and would restore: `pg_restore
  * --list` parses its table of contents, then its SQL (`pg_restore --file=-`, which reads and
  * decompresses every data block, which the list alone never touches) goes through the
- * restore's vetting (`vetSqlScript`: no psql meta-commands, no transaction control).
- * Throws a {@link RestoreError} when the vetting refuses it, an Error carrying pg_restore's
- * message when it cannot read it.
+ * restore's vetting (`vetSqlScript`: PostgreSQL's parse tree of each statement against the
+ * allow-list of what pg_dump writes, and `\connect` only to `database`, the one it will be
+ * restored into, when given). Throws a {@link RestoreError} when the vetting refuses it, an
+ * Error carrying pg_restore's message when it cannot read it.
  *
  * @example
  * const { tables } = await verifyArchive(await findPgTool('pg_restore'), 'backups/x.dump') // 9
  */
-export async function verifyArchive(pgRestore: PgTool, file: string, options: { signal?: AbortSignal } = {}): Promise<ArchiveContents> {
-  const list = await pgRestoreRead(pgRestore, file, ['--list'], text, options.signal);
+export async function verifyArchive(
+  pgRestore: PgTool,
+  file: string,
+  options: SqlScriptOptions & { signal?: AbortSignal } = {},
+): Promise<ArchiveContents> {
+  const { signal, ...vetting } = options;
+  const list = await pgRestoreRead(pgRestore, file, ['--list'], text, signal);
   const entries = list.split('\n').filter((line) => /^\d+;/.test(line));
   if (entries.length === 0) throw new Error('pg_restore --list found no entries in it');
-  await pgRestoreRead(pgRestore, file, ['--file=-', '--no-owner'], (stdout) => vetSqlScript(stdout as AsyncIterable<Buffer>), options.signal);
+  await pgRestoreRead(pgRestore, file, ['--file=-', '--no-owner'], (stdout) => vetSqlScript(stdout as AsyncIterable<Buffer>, vetting), signal);
   return { entries: entries.length, tables: entries.filter((line) => / TABLE DATA /.test(line)).length };
 }
