@@ -137,6 +137,8 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   let source: Readable;
   let sourceDone: () => Promise<void>;
   let closeSource = async () => undefined as void;
+  let sourceEnded = false;
+  let stopSource = () => void source.destroy();
   if (backup.format === 'custom') {
     // Reads the archive only: the container's pg_restore would do as well as a local one.
     const pgRestore = backup.pgRestore ?? (await findPgTool('pg_restore', options.toolSearch ?? {}));
@@ -151,6 +153,14 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     // pg_restore may do while the connection is still being opened.
     source = reader.child.stdout!.pipe(new PassThrough());
     reader.child.stdout!.on('error', (error) => source.destroy(error));
+    // Destroying the PassThrough only unpipes: pg_restore would wait on a full pipe for ever,
+    // and keep this process alive with it.
+    stopSource = () => {
+      source.destroy();
+      if (sourceEnded) return;
+      reader.child.stdout!.destroy();
+      reader.child.kill('SIGTERM');
+    };
     sourceDone = async () => {
       const exit: PgToolExit = await reader.exited;
       if (exit.code !== 0) throw new RestoreError(`pg_restore failed while reading the backup:\n${toolErrorText(exit.stderr)}`);
@@ -166,7 +176,6 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   }
 
   let connected = false;
-  let sourceEnded = false;
   source.once('end', () => (sourceEnded = true));
   let tables = 0;
   try {
@@ -221,11 +230,11 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     );
   } catch (error) {
     if (error instanceof DirectConnectionRequiredError) {
-      source.destroy();
+      stopSource();
       throw error;
     }
     if (!connected) {
-      source.destroy();
+      stopSource();
       if (error instanceof RestoreError) throw error;
       throw new RestoreError(
         `could not connect to ${target.description}: ${(error as Error).message}; the database was not touched`,
@@ -233,8 +242,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       );
     }
     const ended = sourceEnded;
-    // Stops pg_restore too, which would otherwise wait on a full pipe.
-    source.destroy();
+    stopSource();
     // An aborted program or connection reports itself as some other failure: the interruption comes first.
     if (signal?.aborted) throw new RestoreError('restore interrupted before its COMMIT; the database was not changed', { cause: error });
     // When the stream ended by itself, a failed pg_restore is the cause: its account comes first.

@@ -335,53 +335,59 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
     if (size > 0) yield Buffer.concat(chunk);
   }
 
-  for (;;) {
-    const next = await pieces.next();
-    if (next.done) break;
-    const piece = next.value;
-    if (piece.first) lineNumber += 1;
-    let text: string;
-    try {
-      text = decoder.decode(piece.bytes, { stream: !piece.last });
-    } catch {
-      return refuse('not valid UTF-8');
-    }
-    // The server reads a query only up to a NUL; the parser here would too, but differently.
-    if (text.includes('\u0000')) refuse('a NUL character, which pg_dump never writes');
+  try {
+    for (;;) {
+      const next = await pieces.next();
+      if (next.done) break;
+      const piece = next.value;
+      if (piece.first) lineNumber += 1;
+      let text: string;
+      try {
+        text = decoder.decode(piece.bytes, { stream: !piece.last });
+      } catch {
+        return refuse('not valid UTF-8');
+      }
+      // The server reads a query only up to a NUL; the parser here would too, but differently.
+      if (text.includes('\u0000')) refuse('a NUL character, which pg_dump never writes');
 
-    const { statements, metaCommandAt } = lexer.read(text, lineNumber);
-    if (lexer.statement.length > maxStatementLength) {
-      refuseAt(lexer.line, `a statement longer than ${maxStatementLength / 1024 / 1024} MiB, which pg_dump never writes for this schema`);
-    }
-    for (const [index, found] of statements.entries()) {
-      const statement = found.text;
-      const verdict = checkBackupStatement(statement);
-      if ('refused' in verdict) return refuseAt(found.line, verdict.refused);
-      if (verdict.copyTable === undefined) {
-        yield { kind: 'sql', text: statement, line: found.line };
-        continue;
+      const { statements, metaCommandAt } = lexer.read(text, lineNumber);
+      if (lexer.statement.length > maxStatementLength) {
+        refuseAt(lexer.line, `a statement longer than ${maxStatementLength / 1024 / 1024} MiB, which pg_dump never writes for this schema`);
       }
-      // The rows start on the next line: nothing may follow the COPY on its own.
-      if (index !== statements.length - 1 || text.slice(found.end).trim() !== '' || !piece.last || metaCommandAt !== undefined) {
-        refuseAt(found.line, 'text after COPY … FROM stdin on the same line');
+      for (const [index, found] of statements.entries()) {
+        const statement = found.text;
+        const verdict = checkBackupStatement(statement);
+        if ('refused' in verdict) return refuseAt(found.line, verdict.refused);
+        if (verdict.copyTable === undefined) {
+          yield { kind: 'sql', text: statement, line: found.line };
+          continue;
+        }
+        // The rows start on the next line: nothing may follow the COPY on its own.
+        if (index !== statements.length - 1 || text.slice(found.end).trim() !== '' || !piece.last || metaCommandAt !== undefined) {
+          refuseAt(found.line, 'text after COPY … FROM stdin on the same line');
+        }
+        const data = copyRows();
+        yield { kind: 'copy', text: statement, line: found.line, table: verdict.copyTable, data };
+        // A consumer that only checks the script (or stopped early) leaves rows unread.
+        for await (const _ of data) void _;
       }
-      const data = copyRows();
-      yield { kind: 'copy', text: statement, line: found.line, table: verdict.copyTable, data };
-      // A consumer that only checks the script (or stopped early) leaves rows unread.
-      for await (const _ of data) void _;
+      if (metaCommandAt !== undefined) {
+        if (lexer.inStatement) refuse('a psql meta-command inside a statement is not allowed');
+        if (!piece.last) refuse('a psql meta-command line that long is not allowed');
+        metaCommand(text.slice(metaCommandAt).replace(/\r?\n$/, ''));
+      }
     }
-    if (metaCommandAt !== undefined) {
-      if (lexer.inStatement) refuse('a psql meta-command inside a statement is not allowed');
-      if (!piece.last) refuse('a psql meta-command line that long is not allowed');
-      metaCommand(text.slice(metaCommandAt).replace(/\r?\n$/, ''));
-    }
+
+    if (lexer.mode !== 'sql') refuse(`the backup ends inside ${lexer.mode === 'block' ? 'a comment' : 'a quoted string or identifier'}`);
+    // psql would run a last statement without its ';'; pg_dump ends every one with it, so a
+    // backup that stops in the middle of one was cut short.
+    if (lexer.inStatement) refuseAt(lexer.line, "the backup ends inside a statement (no ';'): it may be cut short");
+    if (restrictKey !== undefined) refuse('the backup ends without its \\unrestrict line: it may be cut short');
+  } finally {
+    // Stops reading the source when the parts stop early (a refusal, a consumer that breaks
+    // off): a program whose output is the source would otherwise never be read to its end.
+    await pieces.return(undefined);
   }
-
-  if (lexer.mode !== 'sql') refuse(`the backup ends inside ${lexer.mode === 'block' ? 'a comment' : 'a quoted string or identifier'}`);
-  // psql would run a last statement without its ';'; pg_dump ends every one with it, so a
-  // backup that stops in the middle of one was cut short.
-  if (lexer.inStatement) refuseAt(lexer.line, "the backup ends inside a statement (no ';'): it may be cut short");
-  if (restrictKey !== undefined) refuse('the backup ends without its \\unrestrict line: it may be cut short');
 }
 
 /**

@@ -26,9 +26,13 @@ async function pgRestoreRead<T>(
       stdio: [handle.fd, 'pipe'],
       ...(signal ? { signal } : {}),
     });
+    let outputEnded = false;
+    child.stdout!.once('end', () => (outputEnded = true));
     const result = read(child.stdout!).then(
       (value) => ({ value }),
       (error: unknown) => {
+        // Unread output would keep the program (and its 'close') waiting.
+        child.stdout!.destroy();
         child.kill('SIGTERM');
         return { error };
       },
@@ -36,9 +40,13 @@ async function pgRestoreRead<T>(
     const [outcome, exit] = await Promise.all([result, exited]);
     signal?.throwIfAborted();
     if (exit.spawnError) throw new Error(`could not run pg_restore at ${pgRestore.location}: ${exit.spawnError.message}`);
-    // pg_restore's own failure first (a cut-off archive also cuts off its SQL); a pg_restore
-    // stopped because its SQL was refused has no exit code, only the signal.
-    if (exit.code !== 0 && exit.code !== null) throw new Error(`pg_restore ${pgRestore.version} cannot read it:\n${toolErrorText(exit.stderr)}`);
+    // pg_restore's own failure first (a cut-off archive also cuts off its SQL), unless its SQL
+    // was refused while it was still writing: then its failure (a write to the pipe closed on
+    // it, the signal) is the refusal's doing.
+    const stoppedHere = 'error' in outcome && !outputEnded;
+    if (exit.code !== 0 && exit.code !== null && !stoppedHere) {
+      throw new Error(`pg_restore ${pgRestore.version} cannot read it:\n${toolErrorText(exit.stderr)}`);
+    }
     if ('error' in outcome) throw outcome.error;
     if (exit.code !== 0) throw new Error(`pg_restore ${pgRestore.version} ended by ${exit.signal}`);
     return outcome.value;

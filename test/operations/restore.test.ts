@@ -117,6 +117,29 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect(await filesIn(folder)).toEqual([path.basename(damaged), `${path.basename(damaged)}.sha256`]);
   });
 
+  // pg_restore writes an archive's entries as they are: one rewritten to `\connect` another
+  // database (same length, so the archive stays readable) must be refused before anything runs.
+  it('refuses at check time an archive whose SQL connects to another database', async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const bytes = await readFile(backup.file);
+    const entry = Buffer.from("COMMENT ON EXTENSION pg_trgm IS 'text similarity measurement and index searching based on trigrams';\n");
+    const at = bytes.indexOf(entry);
+    expect(at).toBeGreaterThan(0);
+    const connect = Buffer.from('\\connect postgres');
+    Buffer.concat([connect, Buffer.alloc(entry.length - connect.length - 1, ' '), Buffer.from('\n')]).copy(bytes, at);
+    const crafted = path.join(workDir, 'connects-elsewhere.dump');
+    await writeFile(crafted, bytes);
+
+    const result = await runCli('db-restore', [crafted, '--yes'], { DATABASE_URL: target });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      new RegExp(`refusing to restore connects-elsewhere\\.dump: it holds what a restore refuses: line \\d+ of the backup's SQL: \\\\connect to another database than '${new URL(target).pathname.slice(1)}' is not allowed; the database was not touched`),
+    );
+    expect(await tableContents(target)).toEqual(before);
+  });
+
   it('refuses a damaged file without a checksum that pg_restore cannot read whole', async ({ expect }) => {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
