@@ -1,5 +1,6 @@
 import { databaseTarget, parsePostgresUrl, type DatabaseTarget } from '../db/database-target.js';
 import { ConfigError } from '../errors.js';
+import { pgTlsSetting } from './pg-tls-setting.js';
 
 /** How to point a PostgreSQL client program (pg_dump, pg_restore, psql) at a database. */
 export interface LibpqConnection {
@@ -11,6 +12,8 @@ export interface LibpqConnection {
   target: DatabaseTarget;
   /** `user@host:port/database` of that server, for messages (no password). */
   description: string;
+  /** What makes pg connect to this URL with TLS (`sslmode=require`, `ssl=true`, `PGSSLMODE=prefer` …), if anything (see `pgTlsSetting`). */
+  tls: string | undefined;
 }
 
 // URL query parameters that libpq also reads from the environment; anything else in the
@@ -66,5 +69,5 @@ export function libpqConnection(
     throw new ConfigError('DATABASE_URL', `database name '${target.database}' cannot be passed to the PostgreSQL tools`);
   }
   args.push('--dbname', target.database);
-  return { args, env, target, description: target.description };
+  return { args, env, target, description: target.description, tls: pgTlsSetting(databaseUrl, options.env ?? process.env) };
 }

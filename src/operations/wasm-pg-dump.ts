@@ -72,7 +72,6 @@ export class WasmPgDumpConnectError extends Error {
 const ringCapacity = 1024 * 1024;
 const outputCapacity = 1024 * 1024;
 const outputChunk = 256 * 1024;
-const tlsModes = new Set(['require', 'verify-ca', 'verify-full']);
 
 function parseVersion(stdout: string): WasmPgDumpVersion {
   const { name, version } = pgliteToolsPackage();
@@ -117,19 +116,21 @@ export async function wasmPgDumpVersion(): Promise<WasmPgDumpVersion> {
 
 /**
  * Why the WebAssembly pg_dump must not be used for this connection, or undefined: the build
- * has neither TLS nor GSSAPI encryption, so a connection that demands either is refused
- * rather than made in the clear.
+ * has neither TLS nor GSSAPI encryption, so a connection that pg would make with TLS (every
+ * spelling pg reads as TLS: `sslmode` other than `disable`, `ssl=true`, `ssl=1`,
+ * `ssl=no-verify`, a certificate parameter, or `PGSSLMODE` when the URL says nothing) is
+ * refused rather than made in the clear, and so is one that demands GSSAPI encryption.
  *
  * @example
- * wasmPgDumpRefusal(libpqConnection('postgresql://u:p@db.example.org/app?sslmode=require'))
- * // 'the WebAssembly pg_dump has no TLS support and cannot honour sslmode=require; …'
+ * wasmPgDumpRefusal(libpqConnection('postgresql://u:p@db.example.org/app?ssl=true'))
+ * // 'the WebAssembly pg_dump has no TLS support and cannot honour ssl=true; …'
  */
 export function wasmPgDumpRefusal(connection: LibpqConnection, env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const sslmode = connection.env.PGSSLMODE ?? env.PGSSLMODE;
-  if (sslmode && tlsModes.has(sslmode)) {
+  if (connection.tls) {
     return (
-      `the WebAssembly pg_dump has no TLS support and cannot honour sslmode=${sslmode}; it is meant for local servers: ` +
-      `to back up over TLS, install PostgreSQL client tools (pg_dump) at least as new as the server`
+      `the WebAssembly pg_dump has no TLS support and cannot honour ${connection.tls}, with which pg connects to this server over TLS; ` +
+      `it is meant for local servers: to back up over TLS, install PostgreSQL's client tools (a native pg_dump at least as new as the server) ` +
+      `and put them on PATH or in PG_DUMP`
     );
   }
   if (env.PGGSSENCMODE === 'require') return 'the WebAssembly pg_dump has no GSSAPI encryption and cannot honour PGGSSENCMODE=require';

@@ -100,13 +100,22 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
       ...(log ? { log } : {}),
     }).catch((e: unknown) => e);
 
-  it("refuses a connection that demands TLS, which the WebAssembly pg_dump lacks, and leaves no file", async () => {
+  // Every spelling pg reads as TLS (pg-tls-setting.test.ts has them all, checked against pg).
+  it.each([
+    ['sslmode', 'require'],
+    ['sslmode', 'prefer'],
+    ['sslmode', 'no-verify'],
+    ['ssl', 'true'],
+    ['ssl', '1'],
+  ])('refuses a URL with %s=%s, which pg connects to with TLS and the WebAssembly pg_dump lacks, and leaves no file', async (name, value) => {
     const url = new URL(database.url);
-    url.searchParams.set('sslmode', 'require');
+    url.searchParams.set(name, value);
     const error = await wasmBackupOf(url);
 
     expect(error).toBeInstanceOf(BackupError);
-    expect((error as Error).message).toMatch(/^the WebAssembly pg_dump has no TLS support and cannot honour sslmode=require/);
+    expect((error as Error).message).toMatch(
+      new RegExp(`^the WebAssembly pg_dump has no TLS support and cannot honour ${name}=${value}, .* install PostgreSQL's client tools \\(a native pg_dump`),
+    );
     expect(await readdir(backupDir)).toEqual([]);
   });
 
