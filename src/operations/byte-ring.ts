@@ -192,7 +192,14 @@ export class ByteRingReader {
         this.#lastReadTookBytes = true;
         return count;
       }
-      if (Atomics.load(this.#control, endedSlot) === 1 || this.#lastReadTookBytes) {
+      if (Atomics.load(this.#control, endedSlot) === 1) {
+        // The writer may have written its last bytes and ended between the take above and
+        // this look at the end (a failed login's FATAL, say): read them before the end.
+        const rest = this.take(target);
+        this.#lastReadTookBytes = rest > 0;
+        return rest;
+      }
+      if (this.#lastReadTookBytes) {
         this.#lastReadTookBytes = false;
         return 0;
       }
