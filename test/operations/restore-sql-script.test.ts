@@ -4,7 +4,7 @@ import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { RestoreError } from '../../src/errors.js';
 import { restoreDatabase } from '../../src/operations/restore.js';
 import { runCli } from '../support/run-cli.js';
@@ -97,6 +97,8 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
 
   beforeAll(async () => {
     workDir = await mkdtemp(path.join(os.tmpdir(), 'kw-restore-sql-'));
+    // The server's OS account may pass through (not list) it, to reach the markers folders.
+    await chmod(workDir, 0o711);
     database = await createTestDatabase();
     await fillEveryTable(database.url, { users: 20, tag: 'kept' });
   });
@@ -152,16 +154,20 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     const marker = path.join(await writableByServer(), 'pwned');
     const role = `kw_evil_${randomBytes(4).toString('hex')}`;
     const file = await crafted('attack.sql.gz', dumpAround(attack(marker, role)));
-    const before = await tableContents(database.url);
+    // A database of its own: an attack that got through must not spoil the others' checks.
+    const target = await createTestDatabase();
+    onTestFinished(() => target.drop());
+    const before = await tableContents(target.url);
 
-    const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: database.ownerUrl });
+    // As the default set-up runs it: the superuser's URL, the owner's password to restore as it.
+    const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.url, DB_OWNER_PASSWORD: inject('ownerPassword') });
 
+    expect(existsSync(marker)).toBe(false);
+    expect(await roleExists(role)).toBe(false);
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`refusing to restore attack.sql.gz: it holds what a restore refuses: ${message}`);
     expect(result.stderr).toContain('the database was not touched');
-    expect(existsSync(marker)).toBe(false);
-    expect(await roleExists(role)).toBe(false);
-    expect(await tableContents(database.url)).toEqual(before);
+    expect(await tableContents(target.url)).toEqual(before);
   });
 
   // Past the check (a file swapped after it, or a caller that skips it): the restore itself
@@ -196,7 +202,7 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     const before = await tableContents(database.url);
 
     const error = await restoreDatabase({
-      databaseUrl: database.url,
+      databaseUrl: database.ownerUrl,
       backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' },
     }).catch((e: unknown) => e);
 
