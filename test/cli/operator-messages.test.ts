@@ -121,7 +121,12 @@ describe('the messages of the operations commands', () => {
         ['db-restore', [first.stdout.trim(), '--yes']],
       ] as const) {
         const result = await runCli(command, [...args], env);
-        expect(result.code, `${command}: ${result.stderr}`).toBe(0);
+        if (command === 'db-backup') {
+          // The recording itself (a schema besides public, an event trigger) is what a restore
+          // refuses (issue 17): this backup connects, dumps, and is refused before it is published.
+          expect(result.code, result.stderr).toBe(1);
+          expect(result.stderr).toContain('the new backup holds what a restore refuses');
+        } else expect(result.code, `${command}: ${result.stderr}`).toBe(0);
       }
 
       const names = await withClient(
