@@ -28,8 +28,9 @@ export const maxStatementLength = 4 * 1024 * 1024;
 const pieceSize = 64 * 1024;
 
 const dollarTag = /^\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/;
-const identifierStart = /[A-Za-z_\u0080-\uffff]/;
-const identifierPart = /[A-Za-z0-9_$\u0080-\uffff]/;
+// psql's identifier characters, by code: letters, `_`, anything beyond ASCII; then digits and `$`.
+const isIdentifierStart = (code: number) => (code >= 65 && code <= 90) || (code >= 97 && code <= 122) || code === 95 || code >= 128;
+const isIdentifierPart = (code: number) => isIdentifierStart(code) || (code >= 48 && code <= 57) || code === 36;
 
 /** A piece of one line: all of it, or up to {@link pieceSize} bytes of a longer one. */
 interface LinePiece {
@@ -203,16 +204,21 @@ class StatementLexer {
         this.beginDepth = 0;
         runStart = i;
       }
-      if (identifierStart.test(c)) {
+      const code = text.charCodeAt(i);
+      if (isIdentifierStart(code)) {
         let end = i + 1;
-        while (end < text.length && identifierPart.test(text[end]!)) end += 1;
-        const word = text.slice(i, end).toUpperCase();
+        while (end < text.length && isIdentifierPart(text.charCodeAt(end))) end += 1;
+        const start = i;
         i = end;
-        if (word === 'E' && text[i] === "'") {
+        if (end - start === 1 && (code === 69 || code === 101) && text[i] === "'") {
           this.mode = 'equote';
           i += 1;
           continue;
         }
+        // Only the first words, and the words of a routine's body, are looked at.
+        const routineBody = this.parenDepth === 0 && this.words.length === 4 && this.isRoutine();
+        if (this.words.length >= 4 && !routineBody) continue;
+        const word = text.slice(start, end).toUpperCase();
         if (this.words.length < 4) this.words.push(word);
         // As psql: BEGIN … END (and CASE … END within) of a routine body, outside parentheses.
         if (this.parenDepth === 0 && this.isRoutine()) {
@@ -221,9 +227,9 @@ class StatementLexer {
         }
         continue;
       }
-      if (c >= '0' && c <= '9') {
+      if (code >= 48 && code <= 57) {
         let end = i + 1;
-        while (end < text.length && identifierPart.test(text[end]!)) end += 1;
+        while (end < text.length && isIdentifierPart(text.charCodeAt(end))) end += 1;
         i = end;
         continue;
       }
