@@ -18,7 +18,7 @@ import { debianPostgresBinDir } from '../support/debian-postgres.js';
 import { eventually } from '../support/eventually.js';
 import { toolsAvailable } from '../support/required-tools.js';
 import { runCli } from '../support/run-cli.js';
-import { fillEveryTable, migrationsRecord, tableContents } from '../support/table-contents.js';
+import { execute, fillEveryTable, migrationsRecord, tableContents } from '../support/table-contents.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 // The run's shared server is PostgreSQL 17; these machines have only Debian's pg_dump 15
@@ -117,6 +117,22 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
       new RegExp(`^the WebAssembly pg_dump has no TLS support and cannot honour ${name}=${value}, .* install PostgreSQL's client tools \\(a native pg_dump`),
     );
     expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it('publishes no backup that a restore would refuse: a SECURITY DEFINER function is refused at backup time, leaving no file', async () => {
+    const refused = await createTestDatabase();
+    try {
+      await execute(refused.url, 'CREATE FUNCTION public.as_owner() RETURNS integer LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$');
+      const error = await wasmBackupOf(new URL(refused.url));
+
+      expect(error).toBeInstanceOf(BackupError);
+      expect((error as Error).message).toMatch(
+        /^the new backup holds what a restore refuses: line \d+ of the backup's SQL: SECURITY DEFINER makes a function run with its owner's powers/,
+      );
+      expect(await readdir(backupDir)).toEqual([]);
+    } finally {
+      await refused.drop();
+    }
   });
 
   it("reports a refused port in Node's words and leaves no file", async () => {
