@@ -58,18 +58,20 @@ export function runNamedStatement(
   values: readonly unknown[],
 ): Promise<StatementResult> {
   return new Promise((resolve, reject) => {
-    // pg hands back the custom query itself (not a promise); the callback settles ours.
-    void client.query(new NamedStatementQuery(name, text, values, resolve, reject) as unknown as pg.QueryConfig);
+    // pg hands back the custom query itself (not a promise); its callback settles ours.
+    const settle = (error: unknown, result?: StatementResult) => (error ? reject(error) : resolve(result!));
+    void client.query(new NamedStatementQuery(name, text, values, settle) as unknown as pg.QueryConfig);
   });
 }
+
+/** How a custom query reports its outcome, as pg's own queries do: `(error)` or `(null, result)`. */
+type QueryCallback = (error: unknown, result?: StatementResult) => void;
 
 class NamedStatementQuery {
   // Read by pg's client: it records `name` → `text` as parsed when ParseComplete arrives.
   readonly name: string;
   readonly text: string;
   readonly #values: readonly unknown[];
-  readonly #resolve: (result: StatementResult) => void;
-  readonly #reject: (error: unknown) => void;
   #shapes: Map<string, RowShape> | undefined;
   #shape: RowShape | undefined;
   #describing = false;
@@ -77,22 +79,17 @@ class NamedStatementQuery {
   #command = '';
   #rowCount: number | null = null;
   #failed: unknown;
-  callback?: unknown;
+  // The outcome goes through this property, called at the end like pg's own queries call theirs:
+  // whatever wraps it after construction sees the end of the statement. OpenTelemetry's pg
+  // instrumentation replaces it with one that ends the query's span, and pg with one that
+  // clears its query_timeout timer.
+  callback: QueryCallback;
 
-  constructor(
-    name: string,
-    text: string,
-    values: readonly unknown[],
-    resolve: (result: StatementResult) => void,
-    reject: (error: unknown) => void,
-  ) {
+  constructor(name: string, text: string, values: readonly unknown[], callback: QueryCallback) {
     this.name = name;
     this.text = text;
     this.#values = values;
-    this.#resolve = resolve;
-    this.#reject = reject;
-    // pg wants a callback on a custom query; ours are resolve and reject.
-    this.callback = () => undefined;
+    this.callback = callback;
   }
 
   submit(connection: ProtocolConnection): Error | null {
@@ -148,15 +145,15 @@ class NamedStatementQuery {
   }
 
   handleReadyForQuery(): void {
-    if (this.#failed !== undefined) return this.#reject(this.#failed);
+    if (this.#failed !== undefined) return this.callback(this.#failed);
     // A statement that returns no rows answers Describe with NoData, which pg does not pass on.
     this.#shape ??= shapeOf([]);
     if (this.#describing) this.#shapes!.set(this.name, this.#shape);
-    this.#resolve({ command: this.#command, rowCount: this.#rowCount, rows: this.#rows });
+    this.callback(null, { command: this.#command, rowCount: this.#rowCount, rows: this.#rows });
   }
 
   handleError(error: unknown): void {
-    this.#reject(this.#failed ?? error);
+    this.callback(this.#failed ?? error);
   }
 
   handleEmptyQuery(): void {}

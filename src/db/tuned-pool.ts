@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { mapDatabaseError, PoolClosedError, PoolTimeoutError } from '../errors.js';
+import { databaseTarget } from './database-target.js';
 import type { DbConfig } from './db-config.js';
 import { reachesServerDirectly } from './direct-connection.js';
 
@@ -64,6 +65,7 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
   };
 
   const pool = new pg.Pool({
+    ...poolIdentity(config.databaseUrl),
     connectionString: config.databaseUrl,
     max: config.maxConnections,
     min: config.minConnections,
@@ -203,6 +205,20 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
       onError('the server was missing a named statement or already had it (a pooler in between?); statements are no longer named', error);
     },
   };
+}
+
+// OpenTelemetry's pg instrumentation names a pool in its metrics by the host, port and database
+// of the pool's options (`unknown_host:unknown_port/unknown_database` from a connectionString
+// alone). These are the ones pg reads from the URL, which still decides the connection: pg lets
+// the connectionString's values override these. A URL pg reads but databaseTarget refuses
+// (hostaddr, several hosts) keeps the unnamed pool rather than failing here.
+function poolIdentity(databaseUrl: string): { host?: string; port?: number; database?: string } {
+  try {
+    const { host, port, database } = databaseTarget(databaseUrl);
+    return { host, port, database };
+  } catch {
+    return {};
+  }
 }
 
 function warnOnStderr(message: string, error: unknown): void {
