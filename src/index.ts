@@ -1,5 +1,7 @@
 // The public API of @kennwilliamson/db. Nothing else is exported.
 export type { DB } from '../generated/db.js';
+export type { CamelCasedDB } from './db/camel-cased-db.js';
+export type { Executor } from './db/query-function.js';
 export { createDb, poolOf, type CreateDbOptions } from './db/create-db.js';
 export { loadDbConfig, type DbConfig, type PreparedStatementsMode } from './db/db-config.js';
 export type { TunedPool, PoolErrorListener } from './db/tuned-pool.js';

@@ -1,5 +1,6 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { DB } from '../../generated/db.js';
+import { withoutPlugins } from './query-function.js';
 
 let savepoints = 0;
 
@@ -25,16 +26,18 @@ let savepoints = 0;
 export async function withSavepoint<T>(db: Kysely<DB>, work: (trx: Transaction<DB>) => Promise<T>): Promise<T> {
   if (!db.isTransaction) return db.transaction().execute(work);
   const trx = db as Transaction<DB>;
+  // Its own statements run as written, whatever plugins the caller's transaction carries.
+  const own = withoutPlugins(trx);
   // Unique per process, so nested savepoints never shadow each other.
   const name = sql.id(`kw_savepoint_${++savepoints}`);
-  await sql`SAVEPOINT ${name}`.execute(trx);
+  await sql`SAVEPOINT ${name}`.execute(own);
   let result: T;
   try {
     result = await work(trx);
   } catch (error) {
-    await sql`ROLLBACK TO SAVEPOINT ${name}`.execute(trx);
+    await sql`ROLLBACK TO SAVEPOINT ${name}`.execute(own);
     throw error;
   }
-  await sql`RELEASE SAVEPOINT ${name}`.execute(trx);
+  await sql`RELEASE SAVEPOINT ${name}`.execute(own);
   return result;
 }

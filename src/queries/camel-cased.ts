@@ -1,5 +1,4 @@
-/** `display_name` → `displayName`, at the type level. */
-type CamelCase<S extends string> = S extends `${infer Head}_${infer Tail}` ? `${Head}${Capitalize<CamelCase<Tail>>}` : S;
+import type { CamelCase } from '../db/camel-cased-db.js';
 
 /**
  * A generated row type with camelCase keys: the public result types derive from the

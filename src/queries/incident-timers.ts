@@ -1,6 +1,7 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, IncidentTimers } from '../../generated/db.js';
 import { prepareQuery } from '../db/prepared-query.js';
+import { queryFunction } from '../db/query-function.js';
 import { NotFoundError, ValidationError } from '../errors.js';
 import {
   limits,
@@ -54,7 +55,7 @@ function normaliseNotes(value: unknown): string | null {
  *
  * @example const timer = await incidentTimers.create(db, { userId, notes: 'Deploy went fine' })
  */
-export async function create(
+export const create = queryFunction(async function create(
   db: Kysely<DB>,
   newTimer: { userId: string; resetAt?: Date; notes?: string | null },
 ): Promise<IncidentTimer> {
@@ -70,7 +71,7 @@ export async function create(
     .returning(timerColumns)
     .executeTakeFirstOrThrow(noRowReturned)
     .catch(notFoundOnMissingReference('user'));
-}
+});
 
 /**
  * One page of the user's timers, most recently reset first, and their number (`limit` 1 to
@@ -78,7 +79,7 @@ export async function create(
  *
  * @example const { items, total } = await incidentTimers.listForUser(db, userId, { limit: 10 })
  */
-export async function listForUser(
+export const listForUser = queryFunction(async function listForUser(
   db: Kysely<DB>,
   userId: string,
   options?: PageOptions,
@@ -97,7 +98,7 @@ export async function listForUser(
     const { n } = await own.select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow(noRowReturned);
     return Number(n);
   });
-}
+});
 
 // The public page is the most visited query: built and compiled once (see prepareQuery).
 const latestPublic = prepareQuery((db, p: { slug: string }) =>
@@ -121,13 +122,13 @@ const latestPublic = prepareQuery((db, p: { slug: string }) =>
  * const page = await incidentTimers.latestPublicBySlug(db, 'kenn')
  * // { timer: { resetAt, notes, … }, displayName: 'Kenn' } | null
  */
-export async function latestPublicBySlug(db: Kysely<DB>, slug: string): Promise<PublicTimer | null> {
+export const latestPublicBySlug = queryFunction(async function latestPublicBySlug(db: Kysely<DB>, slug: string): Promise<PublicTimer | null> {
   const value = requireSlug(slug);
   const row = (await latestPublic.execute(db, { slug: value })).rows[0];
   if (!row) return null;
   const { displayName, ...timer } = row;
   return { timer, displayName };
-}
+});
 
 /**
  * Changes the reset time and/or notes of the caller's own timer (`notes: null` clears them).
@@ -135,7 +136,7 @@ export async function latestPublicBySlug(db: Kysely<DB>, slug: string): Promise<
  *
  * @example await incidentTimers.update(db, { id: timerId, userId: me.id }, { resetAt: new Date() })
  */
-export async function update(
+export const update = queryFunction(async function update(
   db: Kysely<DB>,
   timer: TimerRef,
   timerChanges: { resetAt?: Date; notes?: string | null },
@@ -157,17 +158,17 @@ export async function update(
     .executeTakeFirst();
   if (!updated) throw new NotFoundError('incident timer');
   return updated;
-}
+});
 
 /**
  * Deletes the caller's own timer; another user's timer is `NotFoundError`, and stays.
  *
  * @example await incidentTimers.remove(db, { id: timerId, userId: me.id })
  */
-export async function remove(db: Kysely<DB>, timer: TimerRef): Promise<void> {
+export const remove = queryFunction(async function remove(db: Kysely<DB>, timer: TimerRef): Promise<void> {
   const ref = requireInput('ref', timer);
   const id = requireUuid('id', ref.id);
   const userId = requireUuid('userId', ref.userId);
   const result = await db.deleteFrom('incident_timers').where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
   if (result.numDeletedRows === 0n) throw new NotFoundError('incident timer');
-}
+});

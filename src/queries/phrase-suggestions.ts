@@ -2,6 +2,7 @@ import { type Kysely, type Selectable, type Transaction, sql } from 'kysely';
 import type { DB, PhraseSuggestions } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
 import { prepareQuery } from '../db/prepared-query.js';
+import { queryFunction } from '../db/query-function.js';
 import { ConflictError, NotFoundError } from '../errors.js';
 import { limits, optionalText, requireInput, requireOptions, requirePage, requireText, requireUuid } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
@@ -58,7 +59,7 @@ const suggestionColumns = [
  * @example
  * const suggestion = await phraseSuggestions.submit(db, userId, 'Rest is part of the work.')
  */
-export async function submit(db: Kysely<DB>, userId: string, text: string): Promise<PhraseSuggestion> {
+export const submit = queryFunction(async function submit(db: Kysely<DB>, userId: string, text: string): Promise<PhraseSuggestion> {
   const row = { user_id: requireUuid('userId', userId), phrase_text: requireText('text', text, limits.phraseLength) };
   return db
     .insertInto('phrase_suggestions')
@@ -66,7 +67,7 @@ export async function submit(db: Kysely<DB>, userId: string, text: string): Prom
     .returning(suggestionColumns)
     .executeTakeFirstOrThrow(noRowReturned)
     .catch(notFoundOnMissingReference('user'));
-}
+});
 
 /**
  * One page of the user's own suggestions, newest first, with their review outcome, and their
@@ -75,7 +76,7 @@ export async function submit(db: Kysely<DB>, userId: string, text: string): Prom
  * @example
  * const { items, total } = await phraseSuggestions.listForUser(db, userId, { limit: 10 })
  */
-export async function listForUser(
+export const listForUser = queryFunction(async function listForUser(
   db: Kysely<DB>,
   userId: string,
   options?: PageOptions,
@@ -94,7 +95,7 @@ export async function listForUser(
     const { n } = await own.select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow(noRowReturned);
     return Number(n);
   });
-}
+});
 
 /**
  * One page of the review queue, oldest first, each with the submitter's display name and email,
@@ -104,7 +105,7 @@ export async function listForUser(
  * @example
  * const { items, total } = await phraseSuggestions.listPending(db, adminId, { limit: 50 })
  */
-export async function listPending(
+export const listPending = queryFunction(async function listPending(
   db: Kysely<DB>,
   adminId: string,
   options?: PageOptions,
@@ -132,7 +133,7 @@ export async function listPending(
       return Number(n);
     });
   });
-}
+});
 
 // A decision runs in one transaction of two statements, both built and compiled once (see
 // prepareQuery). First the suggestion is locked FOR UPDATE, by the statement that also checks
@@ -208,7 +209,7 @@ async function lockPending(trx: Transaction<DB>, suggestionId: string, adminId: 
  * @example
  * const phrase = await phraseSuggestions.approve(db, { suggestionId, adminId, reason: 'Lovely' })
  */
-export async function approve(db: Kysely<DB>, reviewed: Decision): Promise<Phrase> {
+export const approve = queryFunction(async function approve(db: Kysely<DB>, reviewed: Decision): Promise<Phrase> {
   const decision = requireInput('decision', reviewed);
   const suggestionId = requireUuid('suggestionId', decision.suggestionId);
   const adminId = requireUuid('adminId', decision.adminId);
@@ -224,7 +225,7 @@ export async function approve(db: Kysely<DB>, reviewed: Decision): Promise<Phras
     });
     return rows[0]!;
   });
-}
+});
 
 /**
  * Rejects a pending suggestion, recording the admin, reason and time, in one transaction with
@@ -233,7 +234,7 @@ export async function approve(db: Kysely<DB>, reviewed: Decision): Promise<Phras
  * @example
  * await phraseSuggestions.reject(db, { suggestionId, adminId, reason: 'Already have this one' })
  */
-export async function reject(db: Kysely<DB>, reviewed: Decision): Promise<PhraseSuggestion> {
+export const reject = queryFunction(async function reject(db: Kysely<DB>, reviewed: Decision): Promise<PhraseSuggestion> {
   const decision = requireInput('decision', reviewed);
   const suggestionId = requireUuid('suggestionId', decision.suggestionId);
   const adminId = requireUuid('adminId', decision.adminId);
@@ -242,14 +243,14 @@ export async function reject(db: Kysely<DB>, reviewed: Decision): Promise<Phrase
     await lockPending(trx, suggestionId, adminId);
     return (await rejectSuggestion.execute(trx, { suggestionId, adminId, reason })).rows[0]!;
   });
-}
+});
 
 /** How many suggestions await review (served by the partial index on pending rows). @example await phraseSuggestions.countPending(db) */
-export async function countPending(db: Kysely<DB>): Promise<number> {
+export const countPending = queryFunction(async function countPending(db: Kysely<DB>): Promise<number> {
   const { n } = await db
     .selectFrom('phrase_suggestions')
     .select((eb) => eb.fn.countAll<string>().as('n'))
     .where('status', '=', 'pending')
     .executeTakeFirstOrThrow(noRowReturned);
   return Number(n);
-}
+});

@@ -2,6 +2,7 @@ import { type Expression, type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, Phrases } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
 import { prepareQuery } from '../db/prepared-query.js';
+import { queryFunction } from '../db/query-function.js';
 import { NotFoundError, ValidationError } from '../errors.js';
 import {
   escapeLikePattern,
@@ -143,11 +144,11 @@ const exactDraw = prepareQuery((db, p: { userId: string }) =>
  * @example
  * const phrase = await phrases.randomForUser(db, userId) // { id, text, active, createdBy, … } | null
  */
-export async function randomForUser(db: Kysely<DB>, userId: string): Promise<Phrase | null> {
+export const randomForUser = queryFunction(async function randomForUser(db: Kysely<DB>, userId: string): Promise<Phrase | null> {
   const id = requireUuid('userId', userId);
   const hit = (await drawForUser.execute(db, { userId: id })).rows[0];
   return hit ?? (await exactDraw.execute(db, { userId: id })).rows[0] ?? null;
-}
+});
 
 /**
  * {@link randomForUser} for the public page of the user with this slug, honouring that user's
@@ -157,7 +158,7 @@ export async function randomForUser(db: Kysely<DB>, userId: string): Promise<Phr
  * @example
  * const phrase = await phrases.randomForSlug(db, 'kenn')
  */
-export async function randomForSlug(db: Kysely<DB>, slug: string): Promise<Phrase | null> {
+export const randomForSlug = queryFunction(async function randomForSlug(db: Kysely<DB>, slug: string): Promise<Phrase | null> {
   const value = requireSlug(slug);
   const row = (await drawForSlug.execute(db, { slug: value })).rows[0];
   if (!row) return null;
@@ -167,7 +168,7 @@ export async function randomForSlug(db: Kysely<DB>, slug: string): Promise<Phras
     return (await exactDraw.execute(db, { userId: ownerId })).rows[0] ?? null;
   }
   return { id, text, active, createdBy, createdAt, updatedAt };
-}
+});
 
 /**
  * A case-insensitive substring search: the ILIKE pattern of the whole text, and two anchors
@@ -256,7 +257,7 @@ const userPageMatching = prepareQuery(
  * @example
  * const { items, total } = await phrases.listForUser(db, userId, { search: '100%', limit: 20, offset: 40 })
  */
-export async function listForUser(
+export const listForUser = queryFunction(async function listForUser(
   db: Kysely<DB>,
   userId: string,
   listOptions?: ListOptions,
@@ -282,7 +283,7 @@ export async function listForUser(
       .executeTakeFirstOrThrow(noRowReturned);
     return Number(n);
   });
-}
+});
 
 /**
  * Hides a phrase from the user's random draws. Idempotent: excluding it again changes nothing.
@@ -291,7 +292,7 @@ export async function listForUser(
  *
  * @example await phrases.exclude(db, userId, phraseId)
  */
-export async function exclude(db: Kysely<DB>, userId: string, phraseId: string): Promise<void> {
+export const exclude = queryFunction(async function exclude(db: Kysely<DB>, userId: string, phraseId: string): Promise<void> {
   const uid = requireUuid('userId', userId);
   const pid = requireUuid('phraseId', phraseId);
   const result = await db
@@ -316,7 +317,7 @@ export async function exclude(db: Kysely<DB>, userId: string, phraseId: string):
     .executeTakeFirstOrThrow(noRowReturned);
   if (!found.user) throw new NotFoundError('user');
   if (!found.phrase) throw new NotFoundError('phrase');
-}
+});
 
 /**
  * Shows an excluded phrase to the user again. Idempotent: including a phrase that is not
@@ -324,7 +325,7 @@ export async function exclude(db: Kysely<DB>, userId: string, phraseId: string):
  *
  * @example await phrases.include(db, userId, phraseId)
  */
-export async function include(db: Kysely<DB>, userId: string, phraseId: string): Promise<void> {
+export const include = queryFunction(async function include(db: Kysely<DB>, userId: string, phraseId: string): Promise<void> {
   const uid = requireUuid('userId', userId);
   const pid = requireUuid('phraseId', phraseId);
   await db
@@ -332,7 +333,7 @@ export async function include(db: Kysely<DB>, userId: string, phraseId: string):
     .where('user_id', '=', uid)
     .where('phrase_id', '=', pid)
     .execute();
-}
+});
 
 /**
  * One page of the phrases the user excluded, most recently excluded first, deactivated ones
@@ -341,7 +342,7 @@ export async function include(db: Kysely<DB>, userId: string, phraseId: string):
  * @example
  * const { items, total } = await phrases.listExcluded(db, userId) // items[0].excludedAt
  */
-export async function listExcluded(
+export const listExcluded = queryFunction(async function listExcluded(
   db: Kysely<DB>,
   userId: string,
   options?: PageOptions,
@@ -363,7 +364,7 @@ export async function listExcluded(
     const { n } = await excluded.select((eb) => eb.fn.countAll<string>().as('n')).executeTakeFirstOrThrow(noRowReturned);
     return Number(n);
   });
-}
+});
 
 /**
  * Adds an active phrase; admin only (`ForbiddenError` otherwise, checked in the same
@@ -372,7 +373,7 @@ export async function listExcluded(
  * @example
  * const phrase = await phrases.create(db, { text: 'Ship it.', createdBy: adminId })
  */
-export async function create(db: Kysely<DB>, newPhrase: NewPhrase): Promise<Phrase> {
+export const create = queryFunction(async function create(db: Kysely<DB>, newPhrase: NewPhrase): Promise<Phrase> {
   const input = requireInput('input', newPhrase);
   const row = {
     phrase_text: requireText('text', input.text, limits.phraseLength),
@@ -382,7 +383,7 @@ export async function create(db: Kysely<DB>, newPhrase: NewPhrase): Promise<Phra
     await requireRole(trx, row.created_by, 'admin');
     return trx.insertInto('phrases').values(row).returning(phraseColumns).executeTakeFirstOrThrow(noRowReturned);
   });
-}
+});
 
 /**
  * Changes a phrase's text and/or active flag, as the admin `adminId` (`ForbiddenError`
@@ -392,7 +393,7 @@ export async function create(db: Kysely<DB>, newPhrase: NewPhrase): Promise<Phra
  * @example
  * await phrases.update(db, { phraseId, adminId }, { active: false })
  */
-export async function update(
+export const update = queryFunction(async function update(
   db: Kysely<DB>,
   phrase: { phraseId: string; adminId: string },
   phraseChanges: { text?: string; active?: boolean },
@@ -416,7 +417,7 @@ export async function update(
     if (!updated) throw new NotFoundError('phrase');
     return updated;
   });
-}
+});
 
 /**
  * One page of all phrases for the admin `adminId` (`ForbiddenError` otherwise, checked in the
@@ -426,7 +427,7 @@ export async function update(
  * @example
  * const { items, total } = await phrases.list(db, adminId, { search: 'habit', includeInactive: false })
  */
-export async function list(db: Kysely<DB>, adminId: string, listOptions?: AdminListOptions): Promise<Page<Phrase>> {
+export const list = queryFunction(async function list(db: Kysely<DB>, adminId: string, listOptions?: AdminListOptions): Promise<Page<Phrase>> {
   const id = requireUuid('adminId', adminId);
   const options = requireOptions('options', listOptions);
   const pattern = searchOf(options.search)?.pattern ?? null;
@@ -450,7 +451,7 @@ export async function list(db: Kysely<DB>, adminId: string, listOptions?: AdminL
       return Number(n);
     });
   });
-}
+});
 
 /**
  * How many phrases exist (`total`) and how many of them are active (`active`, the ones users
@@ -459,7 +460,7 @@ export async function list(db: Kysely<DB>, adminId: string, listOptions?: AdminL
  * @example
  * const { total, active } = await phrases.count(db)
  */
-export async function count(db: Kysely<DB>): Promise<{ total: number; active: number }> {
+export const count = queryFunction(async function count(db: Kysely<DB>): Promise<{ total: number; active: number }> {
   const row = await db
     .selectFrom('phrases')
     .select((eb) => [
@@ -468,4 +469,4 @@ export async function count(db: Kysely<DB>): Promise<{ total: number; active: nu
     ])
     .executeTakeFirstOrThrow(noRowReturned);
   return { total: Number(row.total), active: Number(row.active) };
-}
+});

@@ -3,6 +3,7 @@ import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, JsonObject, RefreshTokens } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
 import { prepareQuery } from '../db/prepared-query.js';
+import { queryFunction } from '../db/query-function.js';
 import {
   TokenExpiredError,
   TokenInvalidError,
@@ -139,7 +140,7 @@ export function configure(changes: Partial<RefreshTokenDefaults>): Readonly<Refr
  * // SQL: with "owner" as (select "users"."id" from "users" where "users"."id" = $1 and "users"."active" = true for share)
  * //      insert into "refresh_tokens" (…) select … from "owner" returning …
  */
-export async function issue(db: Kysely<DB>, login: NewRefreshToken): Promise<IssuedToken> {
+export const issue = queryFunction(async function issue(db: Kysely<DB>, login: NewRefreshToken): Promise<IssuedToken> {
   const input = requireInput('input', login);
   const userId = requireUuid('userId', input.userId);
   const deviceInfo = deviceInfoJson(input.deviceInfo);
@@ -150,7 +151,7 @@ export async function issue(db: Kysely<DB>, login: NewRefreshToken): Promise<Iss
   const [row] = (await issueStatement.execute(db, { userId, hash, slidingTtl, absoluteTtl, deviceInfo })).rows;
   if (!row) throw new UserInactiveError();
   return { token, ...row };
-}
+});
 
 // Every login runs it: built and compiled once (see prepareQuery).
 const issueStatement = prepareQuery(
@@ -214,7 +215,7 @@ const issueStatement = prepareQuery(
  * //      "revoked" as (update "refresh_tokens" … returning …), "child" as (insert into "refresh_tokens" … returning …)
  * //      select … from "presented"
  */
-export async function rotate(db: Kysely<DB>, token: string, rotateOptions?: RotateOptions): Promise<RotatedToken> {
+export const rotate = queryFunction(async function rotate(db: Kysely<DB>, token: string, rotateOptions?: RotateOptions): Promise<RotatedToken> {
   if (db.isTransaction) {
     throw new ValidationError(
       'db',
@@ -251,7 +252,7 @@ export async function rotate(db: Kysely<DB>, token: string, rotateOptions?: Rota
   // Reuse: committed in its own transaction, then reported.
   await db.transaction().execute((trx) => revokeSessions(trx, { userId, familyId }, 'reuse'));
   throw new TokenReusedError(familyId);
-}
+});
 
 /**
  * Logs out the session the token belongs to: every live token of its family is revoked with
@@ -261,7 +262,7 @@ export async function rotate(db: Kysely<DB>, token: string, rotateOptions?: Rota
  *
  * @example await refreshTokens.revoke(db, cookies.refreshToken)
  */
-export async function revoke(db: Kysely<DB>, token: string): Promise<boolean> {
+export const revoke = queryFunction(async function revoke(db: Kysely<DB>, token: string): Promise<boolean> {
   const hash = hashOf(token);
   return inTransaction(db, async (trx) => {
     const found = await trx
@@ -273,7 +274,7 @@ export async function revoke(db: Kysely<DB>, token: string): Promise<boolean> {
     const revoked = await revokeSessions(trx, { userId: found.user_id, familyId: found.family_id }, 'logout');
     return revoked.length > 0;
   });
-}
+});
 
 /**
  * Logs the user out everywhere: every live token is revoked with reason `logout`. Returns the
@@ -282,13 +283,13 @@ export async function revoke(db: Kysely<DB>, token: string): Promise<boolean> {
  *
  * @example const sessions = await refreshTokens.revokeAllForUser(db, userId) // "log out everywhere"
  */
-export async function revokeAllForUser(db: Kysely<DB>, userId: string): Promise<number> {
+export const revokeAllForUser = queryFunction(async function revokeAllForUser(db: Kysely<DB>, userId: string): Promise<number> {
   const id = requireUuid('userId', userId);
   return inTransaction(db, async (trx) => {
     const revoked = await revokeSessions(trx, { userId: id }, 'logout');
     return sessionCount(revoked);
   });
-}
+});
 
 /**
  * The user's live sessions (families with an unrevoked, unexpired token), most recently used
@@ -298,7 +299,7 @@ export async function revokeAllForUser(db: Kysely<DB>, userId: string): Promise<
  * @example
  * for (const session of await refreshTokens.listSessions(db, userId)) console.log(session.deviceInfo, session.lastUsedAt)
  */
-export async function listSessions(db: Kysely<DB>, userId: string): Promise<Session[]> {
+export const listSessions = queryFunction(async function listSessions(db: Kysely<DB>, userId: string): Promise<Session[]> {
   const id = requireUuid('userId', userId);
   return (
     db
@@ -319,7 +320,7 @@ export async function listSessions(db: Kysely<DB>, userId: string): Promise<Sess
       .orderBy('family_id')
       .execute()
   );
-}
+});
 
 /**
  * Deletes tokens that can never be used again, in batches of `batchSize` rows per statement
@@ -334,7 +335,7 @@ export async function listSessions(db: Kysely<DB>, userId: string): Promise<Sess
  *
  * @example const deleted = await refreshTokens.purgeExpired(db, { batchSize: 5000 }) // nightly job
  */
-export async function purgeExpired(db: Kysely<DB>, purgeOptions?: PurgeOptions): Promise<number> {
+export const purgeExpired = queryFunction(async function purgeExpired(db: Kysely<DB>, purgeOptions?: PurgeOptions): Promise<number> {
   const options = requireOptions('options', purgeOptions);
   const batchSize = options.batchSize ?? 1000;
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > maxBatchSize) {
@@ -366,7 +367,7 @@ export async function purgeExpired(db: Kysely<DB>, purgeOptions?: PurgeOptions):
     }
   }
   return deleted;
-}
+});
 
 const childColumns = [
   'user_id',

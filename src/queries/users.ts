@@ -2,6 +2,7 @@ import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, Users } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
 import { prepareQuery } from '../db/prepared-query.js';
+import { queryFunction } from '../db/query-function.js';
 import { NotFoundError, ValidationError } from '../errors.js';
 import {
   limits,
@@ -67,7 +68,7 @@ const byEmail = prepareQuery((db, p: { address: string }) =>
  * @example
  * const user = await users.create(db, { email: 'kenn@example.org', passwordHash, displayName: 'Kenn', slug: 'kenn' })
  */
-export async function create(db: Kysely<DB>, newUser: NewUser): Promise<User> {
+export const create = queryFunction(async function create(db: Kysely<DB>, newUser: NewUser): Promise<User> {
   const input = requireInput('input', newUser);
   const row = {
     email: requireEmail(input.email),
@@ -84,13 +85,13 @@ export async function create(db: Kysely<DB>, newUser: NewUser): Promise<User> {
       .execute();
     return user;
   });
-}
+});
 
 /** The user with this id, or null. @example await users.findById(db, id) */
-export async function findById(db: Kysely<DB>, userId: string): Promise<User | null> {
+export const findById = queryFunction(async function findById(db: Kysely<DB>, userId: string): Promise<User | null> {
   const id = requireUuid('userId', userId);
   return (await byId.execute(db, { id })).rows[0] ?? null;
-}
+});
 
 /**
  * The user with this email in any letter case, with the password hash, for a login; or null.
@@ -99,16 +100,16 @@ export async function findById(db: Kysely<DB>, userId: string): Promise<User | n
  * const user = await users.findByEmail(db, 'Kenn@Example.org')
  * if (!user || !user.active || !(await verify(user.passwordHash, password))) throw unauthorized()
  */
-export async function findByEmail(db: Kysely<DB>, email: string): Promise<UserWithPasswordHash | null> {
+export const findByEmail = queryFunction(async function findByEmail(db: Kysely<DB>, email: string): Promise<UserWithPasswordHash | null> {
   const address = requireEmail(email);
   return (await byEmail.execute(db, { address })).rows[0] ?? null;
-}
+});
 
 /** The user with this slug (their public page), or null. @example await users.findBySlug(db, 'kenn') */
-export async function findBySlug(db: Kysely<DB>, slug: string): Promise<User | null> {
+export const findBySlug = queryFunction(async function findBySlug(db: Kysely<DB>, slug: string): Promise<User | null> {
   const value = requireSlug(slug);
   return (await bySlug.execute(db, { slug: value })).rows[0] ?? null;
-}
+});
 
 /**
  * Changes the display name and/or slug; a taken slug fails with `UniqueViolationError`
@@ -116,7 +117,7 @@ export async function findBySlug(db: Kysely<DB>, slug: string): Promise<User | n
  *
  * @example await users.updateProfile(db, userId, { displayName: 'Kenn W.', slug: 'kenn-w' })
  */
-export async function updateProfile(
+export const updateProfile = queryFunction(async function updateProfile(
   db: Kysely<DB>,
   userId: string,
   profileChanges: { displayName?: string; slug?: string },
@@ -132,7 +133,7 @@ export async function updateProfile(
   const user = await db.updateTable('users').set(set).where('id', '=', id).returning(userColumns).executeTakeFirst();
   if (!user) throw new NotFoundError('user');
   return user;
-}
+});
 
 export interface UpdatePasswordOptions {
   /** A token family (`familyId` of the session the change was made from) that stays logged in. */
@@ -152,7 +153,7 @@ export interface UpdatePasswordOptions {
  * @example
  * await users.updatePassword(db, userId, await hash(newPassword), { keepFamilyId: session.familyId })
  */
-export async function updatePassword(
+export const updatePassword = queryFunction(async function updatePassword(
   db: Kysely<DB>,
   userId: string,
   passwordHash: string,
@@ -173,7 +174,7 @@ export async function updatePassword(
     const revoked = await revokeLiveTokens(trx, { userId: id, ...(keep === undefined ? {} : { exceptFamilyId: keep }) }, 'password_changed');
     return sessionCount(revoked);
   });
-}
+});
 
 /**
  * Activates or deactivates a user. Deactivating revokes every live refresh token of the
@@ -181,7 +182,7 @@ export async function updatePassword(
  *
  * @example await users.setActive(db, userId, false)
  */
-export async function setActive(db: Kysely<DB>, userId: string, active: boolean): Promise<User> {
+export const setActive = queryFunction(async function setActive(db: Kysely<DB>, userId: string, active: boolean): Promise<User> {
   const id = requireUuid('userId', userId);
   const value = requireBoolean('active', active);
   return inTransaction(db, async (trx) => {
@@ -195,14 +196,14 @@ export async function setActive(db: Kysely<DB>, userId: string, active: boolean)
     if (!value) await revokeLiveTokens(trx, { userId: id }, 'deactivated');
     return user;
   });
-}
+});
 
 /**
  * Whether nobody (other than `excludeUserId`, the user editing their own profile) has this slug.
  *
  * @example await users.isSlugAvailable(db, 'kenn', { excludeUserId: me.id })
  */
-export async function isSlugAvailable(
+export const isSlugAvailable = queryFunction(async function isSlugAvailable(
   db: Kysely<DB>,
   slug: string,
   slugOptions?: { excludeUserId?: string },
@@ -212,10 +213,10 @@ export async function isSlugAvailable(
   let query = db.selectFrom('users').select('id').where('slug', '=', value);
   if (options.excludeUserId !== undefined) query = query.where('id', '<>', requireUuid('excludeUserId', options.excludeUserId));
   return (await query.executeTakeFirst()) === undefined;
-}
+});
 
 /** The names of the user's roles, sorted. @example (await users.getRoles(db, id)).includes('admin') */
-export async function getRoles(db: Kysely<DB>, userId: string): Promise<RoleName[]> {
+export const getRoles = queryFunction(async function getRoles(db: Kysely<DB>, userId: string): Promise<RoleName[]> {
   const id = requireUuid('userId', userId);
   const rows = await db
     .selectFrom('user_roles')
@@ -225,7 +226,7 @@ export async function getRoles(db: Kysely<DB>, userId: string): Promise<RoleName
     .orderBy('roles.name')
     .execute();
   return rows.map((row) => row.name);
-}
+});
 
 /**
  * Grants a role (idempotent), recording who granted it. Authorising the grant is the
@@ -233,7 +234,7 @@ export async function getRoles(db: Kysely<DB>, userId: string): Promise<RoleName
  *
  * @example await users.grantRole(db, userId, 'admin', { grantedBy: adminId })
  */
-export async function grantRole(
+export const grantRole = queryFunction(async function grantRole(
   db: Kysely<DB>,
   userId: string,
   role: RoleName,
@@ -254,10 +255,10 @@ export async function grantRole(
       .onConflict((oc) => oc.columns(['user_id', 'role_id']).doNothing())
       .execute();
   });
-}
+});
 
 /** Revokes a role; returns whether the user held it. @example await users.revokeRole(db, userId, 'admin') */
-export async function revokeRole(db: Kysely<DB>, userId: string, role: RoleName): Promise<boolean> {
+export const revokeRole = queryFunction(async function revokeRole(db: Kysely<DB>, userId: string, role: RoleName): Promise<boolean> {
   const id = requireUuid('userId', userId);
   const name = requireText('role', role, 50);
   const result = await db
@@ -266,4 +267,4 @@ export async function revokeRole(db: Kysely<DB>, userId: string, role: RoleName)
     .where('role_id', '=', (eb) => eb.selectFrom('roles').select('id').where('name', '=', name))
     .executeTakeFirst();
   return result.numDeletedRows > 0n;
-}
+});

@@ -1,0 +1,54 @@
+import type { Kysely } from 'kysely';
+import type { DB } from '../../generated/db.js';
+import { mapDatabaseError, ValidationError } from '../errors.js';
+import type { CamelCasedDB } from './camel-cased-db.js';
+
+/**
+ * What a query function takes first: the root `Kysely` from createDb, a service's own
+ * `Kysely<DB>`, a transaction of either, or the same typed for CamelCasePlugin
+ * (`Kysely<CamelCasedDB>`), whatever plugins it carries.
+ */
+export type Executor = Kysely<DB> | Kysely<CamelCasedDB>;
+
+/**
+ * The caller's executor without its plugins: the same pool, or the same transaction and
+ * connection, with none of the plugins that rewrite our statements or their results.
+ * A plugin that renames result keys (CamelCasePlugin, on the service's own `Kysely` or through
+ * `db.withPlugin(…)`) would otherwise make the function's own reads of its rows come back
+ * wrong, rename the keys inside jsonb values, or turn the names of the columns it writes.
+ *
+ * @example const own = withoutPlugins(db.withPlugin(new CamelCasePlugin())) // runs our SQL as written
+ */
+export function withoutPlugins(db: Executor): Kysely<DB> {
+  if (typeof (db as { getExecutor?: unknown } | null | undefined)?.getExecutor !== 'function') {
+    throw new ValidationError('db', 'must be a Kysely instance or transaction (createDb() makes one)');
+  }
+  const own = db as unknown as Kysely<DB>;
+  return own.getExecutor().plugins.length === 0 ? own : own.withoutPlugins();
+}
+
+/**
+ * Makes a public query function of `run`: it is given the caller's executor without plugins
+ * (see {@link withoutPlugins}), so it returns the same whatever plugins the caller's `Kysely`
+ * carries, and every error it throws is a typed `DbError`, mapped by SQLSTATE and scrubbed
+ * (see mapDatabaseError) also on a `Kysely` that createDb did not make. Errors of a `Kysely`
+ * from createDb are mapped already; mapping a `DbError` again returns it unchanged.
+ *
+ * @example
+ * export const findById = queryFunction(async function findById(db, userId: string) {
+ *   return (await byId.execute(db, { id: requireUuid('userId', userId) })).rows[0] ?? null
+ * })
+ */
+export function queryFunction<A extends unknown[], R>(
+  run: (db: Kysely<DB>, ...args: A) => Promise<R>,
+): (db: Executor, ...args: A) => Promise<R> {
+  const guarded = async (db: Executor, ...args: A): Promise<R> => {
+    try {
+      return await run(withoutPlugins(db), ...args);
+    } catch (error) {
+      throw mapDatabaseError(error);
+    }
+  };
+  Object.defineProperty(guarded, 'name', { value: run.name });
+  return guarded;
+}
