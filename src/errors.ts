@@ -8,6 +8,9 @@
 
 import { NoResultError } from 'kysely';
 
+// The names of an error's classes, from its own up to DbError, under a registered symbol.
+const errorClasses = Symbol.for('@kennwilliamson/db/error-classes');
+
 /** Base class of every error this package throws. */
 export class DbError extends Error {
   /** A stable, machine-readable name for the failure (for logs and API responses). */
@@ -21,6 +24,24 @@ export class DbError extends Error {
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = new.target.name;
+    const classes: string[] = [];
+    for (let type: unknown = new.target; type !== Error && typeof type === 'function'; type = Object.getPrototypeOf(type)) {
+      classes.push((type as { name: string }).name);
+    }
+    Object.defineProperty(this, errorClasses, { value: classes });
+  }
+
+  /**
+   * `error instanceof UniqueViolationError` holds also for an error made by the other build of
+   * this package: a service that loads both (its code requires the CommonJS build, an ES module
+   * dependency imports the other) has two classes of each name, and an error of one copy
+   * would otherwise be no instance of the other's. Decided by the class names recorded on the
+   * error, which only this package's errors carry.
+   */
+  static override [Symbol.hasInstance](value: unknown): boolean {
+    if (Function.prototype[Symbol.hasInstance].call(this, value)) return true;
+    const classes = (value as { [errorClasses]?: unknown } | null | undefined)?.[errorClasses];
+    return Array.isArray(classes) && classes.includes(this.name);
   }
 }
 
@@ -577,6 +598,11 @@ function scrubDetail(fields: PgErrorFields): void {
   }
 }
 
+// Kysely's NoResultError, also from another copy of Kysely than the one this module loaded.
+function isNoResultError(error: unknown): boolean {
+  return error instanceof NoResultError || (error instanceof Error && error.constructor.name === 'NoResultError');
+}
+
 /**
  * Turns any error from `pg`, pg-pool or Kysely into this package's typed error, by SQLSTATE
  * (or, for a socket, by system error code), keeping the original as `cause`:
@@ -595,7 +621,7 @@ function scrubDetail(fields: PgErrorFields): void {
  */
 export function mapDatabaseError(error: unknown): DbError {
   if (error instanceof DbError) return error;
-  if (error instanceof NoResultError) return new NotFoundError('row', { cause: error });
+  if (isNoResultError(error)) return new NotFoundError('row', { cause: error });
   if (typeof error !== 'object' || error === null) {
     return new DatabaseError(undefined, 'The database call failed', { cause: error });
   }

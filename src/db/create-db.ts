@@ -28,7 +28,22 @@ export type DirectQueryRunner = <R>(sqlText: string, parameters: readonly unknow
  * every statement), and a `db` with Kysely's query log on (which would not see these).
  */
 export function directQueryRunner(db: Kysely<DB>): DirectQueryRunner | undefined {
-  return db instanceof TunedKysely ? db.direct : undefined;
+  return tunedStateOf(db)?.direct;
+}
+
+/** What a `Kysely` made by createDb carries beside Kysely's own state. */
+interface TunedState {
+  tuned: TunedPool;
+  direct: DirectQueryRunner | undefined;
+}
+
+// Found by a registered symbol, not by `instanceof TunedKysely`: a service that loads both
+// builds of this package (ESM and CommonJS) has two TunedKysely classes, and a `db` made by
+// one copy's createDb still reaches its pool through the other copy's functions.
+const tunedState = Symbol.for('@kennwilliamson/db/tuned-state');
+
+function tunedStateOf(db: Kysely<DB>): TunedState | undefined {
+  return (db as unknown as { [tunedState]?: TunedState } | undefined)?.[tunedState];
 }
 
 // Both the server losing a named statement (26000: the pooler sent us to another server
@@ -149,21 +164,19 @@ function wrappingPool(tuned: TunedPool): { connect: () => Promise<PostgresPoolCl
 // Kysely starts its driver on the first query and skips the driver's destroy if none ran,
 // yet the pool opened its minimum connections at creation: destroy() must always close them.
 class TunedKysely extends Kysely<DB> {
-  readonly tuned: TunedPool;
-  readonly direct: DirectQueryRunner | undefined;
+  readonly [tunedState]: TunedState;
 
   constructor(tuned: TunedPool, log: LogConfig | undefined) {
     super({
       dialect: new PostgresDialect({ pool: wrappingPool(tuned) }),
       ...(log === undefined ? {} : { log }),
     });
-    this.tuned = tuned;
-    this.direct = log === undefined ? createDirectRunner(tuned) : undefined;
+    this[tunedState] = { tuned, direct: log === undefined ? createDirectRunner(tuned) : undefined };
   }
 
   override async destroy(): Promise<void> {
     await super.destroy();
-    await this.tuned.end();
+    await this[tunedState].tuned.end();
   }
 }
 
@@ -194,6 +207,7 @@ export function createDb(
  * await poolOf(db).ready() // fail fast at start-up if the database is unreachable
  */
 export function poolOf(db: Kysely<DB>): TunedPool {
-  if (!(db instanceof TunedKysely)) throw new ValidationError('db', 'poolOf() takes a Kysely instance made by createDb()');
-  return db.tuned;
+  const state = tunedStateOf(db);
+  if (state === undefined) throw new ValidationError('db', 'poolOf() takes a Kysely instance made by createDb()');
+  return state.tuned;
 }

@@ -1,9 +1,11 @@
 import { createHash } from 'node:crypto';
+import { processWide } from './process-wide.js';
 
 // SQL text → statement name, for every statement compiled by prepareQuery. Keyed by the very
 // string the prepared query holds, so a lookup hashes nothing after the first (V8 caches a
-// string's hash in the string).
-const names = new Map<string, string>();
+// string's hash in the string). Process-wide: a pool made by one copy of this package (ESM or
+// CommonJS build) names the statements that the other copy's query functions registered.
+const names = processWide('statement-names', () => new Map<string, string>());
 
 /**
  * Registers SQL that runs many times, so that the runtime may send it as a named (server-side

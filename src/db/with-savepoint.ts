@@ -1,8 +1,11 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { DB } from '../../generated/db.js';
+import { processWide } from './process-wide.js';
 import { withoutPlugins } from './query-function.js';
 
-let savepoints = 0;
+// Process-wide, as the names must be unique within a transaction whichever copy of this
+// package (ESM or CommonJS build) opened the savepoint.
+const savepoints = processWide('savepoints', () => ({ opened: 0 }));
 
 /**
  * Runs `work` so that its failure does not abort the caller's transaction. In PostgreSQL a
@@ -29,7 +32,7 @@ export async function withSavepoint<T>(db: Kysely<DB>, work: (trx: Transaction<D
   // Its own statements run as written, whatever plugins the caller's transaction carries.
   const own = withoutPlugins(trx);
   // Unique per process, so nested savepoints never shadow each other.
-  const name = sql.id(`kw_savepoint_${++savepoints}`);
+  const name = sql.id(`kw_savepoint_${++savepoints.opened}`);
   await sql`SAVEPOINT ${name}`.execute(own);
   let result: T;
   try {

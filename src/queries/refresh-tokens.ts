@@ -3,6 +3,7 @@ import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, JsonObject, RefreshTokens } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
 import { prepareQuery } from '../db/prepared-query.js';
+import { processWide } from '../db/process-wide.js';
 import { queryFunction } from '../db/query-function.js';
 import {
   TokenExpiredError,
@@ -95,7 +96,9 @@ const builtInDefaults: Readonly<RefreshTokenDefaults> = Object.freeze({
   reuseGraceSeconds: 10,
   revokedRetentionSeconds: 30 * day,
 });
-let defaults = builtInDefaults;
+// Process-wide: configure() through one copy of this package (its ESM or its CommonJS build)
+// holds for the other copy's functions too.
+const settings = processWide('refresh-token-defaults', () => ({ defaults: builtInDefaults }));
 
 const tokenBytes = 32;
 const tokenPattern = /^[A-Za-z0-9_-]{43}$/;
@@ -113,18 +116,18 @@ const maxBatchSize = 10_000;
 export function configure(changes: Partial<RefreshTokenDefaults>): Readonly<RefreshTokenDefaults> {
   const options = requireOptions('options', changes);
   const next = {
-    slidingTtlSeconds: requireSeconds('slidingTtlSeconds', options.slidingTtlSeconds ?? defaults.slidingTtlSeconds, 1),
-    absoluteTtlSeconds: requireSeconds('absoluteTtlSeconds', options.absoluteTtlSeconds ?? defaults.absoluteTtlSeconds, 1),
-    reuseGraceSeconds: requireSeconds('reuseGraceSeconds', options.reuseGraceSeconds ?? defaults.reuseGraceSeconds, 0),
+    slidingTtlSeconds: requireSeconds('slidingTtlSeconds', options.slidingTtlSeconds ?? settings.defaults.slidingTtlSeconds, 1),
+    absoluteTtlSeconds: requireSeconds('absoluteTtlSeconds', options.absoluteTtlSeconds ?? settings.defaults.absoluteTtlSeconds, 1),
+    reuseGraceSeconds: requireSeconds('reuseGraceSeconds', options.reuseGraceSeconds ?? settings.defaults.reuseGraceSeconds, 0),
     revokedRetentionSeconds: requireSeconds(
       'revokedRetentionSeconds',
-      options.revokedRetentionSeconds ?? defaults.revokedRetentionSeconds,
+      options.revokedRetentionSeconds ?? settings.defaults.revokedRetentionSeconds,
       0,
     ),
   };
   requireAbsoluteAtLeastSliding(next.slidingTtlSeconds, next.absoluteTtlSeconds);
-  defaults = Object.freeze(next);
-  return defaults;
+  settings.defaults = Object.freeze(next);
+  return settings.defaults;
 }
 
 /**
@@ -144,8 +147,8 @@ export const issue = queryFunction(async function issue(db: Kysely<DB>, login: N
   const input = requireInput('input', login);
   const userId = requireUuid('userId', input.userId);
   const deviceInfo = deviceInfoJson(input.deviceInfo);
-  const slidingTtl = requireSeconds('slidingTtlSeconds', input.slidingTtlSeconds ?? defaults.slidingTtlSeconds, 1);
-  const absoluteTtl = requireSeconds('absoluteTtlSeconds', input.absoluteTtlSeconds ?? defaults.absoluteTtlSeconds, 1);
+  const slidingTtl = requireSeconds('slidingTtlSeconds', input.slidingTtlSeconds ?? settings.defaults.slidingTtlSeconds, 1);
+  const absoluteTtl = requireSeconds('absoluteTtlSeconds', input.absoluteTtlSeconds ?? settings.defaults.absoluteTtlSeconds, 1);
   requireAbsoluteAtLeastSliding(slidingTtl, absoluteTtl);
   const { token, hash } = newToken();
   const [row] = (await issueStatement.execute(db, { userId, hash, slidingTtl, absoluteTtl, deviceInfo })).rows;
@@ -225,7 +228,7 @@ export const rotate = queryFunction(async function rotate(db: Kysely<DB>, token:
   const presentedHash = hashOf(token);
   const options = requireOptions('options', rotateOptions);
   const deviceInfo = deviceInfoJson(options.deviceInfo);
-  const grace = requireSeconds('reuseGraceSeconds', options.reuseGraceSeconds ?? defaults.reuseGraceSeconds, 0);
+  const grace = requireSeconds('reuseGraceSeconds', options.reuseGraceSeconds ?? settings.defaults.reuseGraceSeconds, 0);
   const next = newToken();
 
   const [outcome] = (await rotateStatement.execute(db, { presentedHash, grace, nextHash: next.hash, deviceInfo })).rows;
@@ -343,7 +346,7 @@ export const purgeExpired = queryFunction(async function purgeExpired(db: Kysely
   }
   const retention = requireSeconds(
     'revokedRetentionSeconds',
-    options.revokedRetentionSeconds ?? defaults.revokedRetentionSeconds,
+    options.revokedRetentionSeconds ?? settings.defaults.revokedRetentionSeconds,
     0,
   );
   let deleted = 0;
