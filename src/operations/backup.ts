@@ -15,6 +15,7 @@ import { libpqConnection } from './libpq-connection.js';
 import { spawnPgTool, toolErrorText } from './pg-tool-process.js';
 import { findPgTool, type FindPgToolOptions, type PgTool } from './pg-tools.js';
 import { byteProgress, formatBytes } from './progress-reporter.js';
+import { pgliteToolsAvailability } from './pglite-pg-dump-module.js';
 import { publishFile } from './publish-file.js';
 import { verifyArchive } from './verify-archive.js';
 import { verifySqlDump } from './verify-sql-dump.js';
@@ -211,6 +212,20 @@ async function runWasmPgDump(
   return { ...outcome.result, tables: dumped, pgDump };
 }
 
+// The WebAssembly pg_dump is an optional peer dependency: without it, say what would do.
+function requireWasmPgDump(fallback: PgToolNotFoundError, facts: ServerFacts | undefined): void {
+  const { installed, wanted } = pgliteToolsAvailability();
+  if (installed) return;
+  const found = fallback.found.length > 0 ? `found ${fallback.found.join(', ')}` : 'found none';
+  throw new BackupError(
+    `no native pg_dump fits${facts ? ` this PostgreSQL ${facts.major} server` : ''} (${found}), and the WebAssembly ` +
+      `pg_dump is not installed: install the PostgreSQL${facts ? ` ${facts.major}` : ''} client tools (or point PG_DUMP ` +
+      `at a newer pg_dump), or add the optional ${wanted} to the service (npm install ${wanted})`,
+    'pg_dump',
+    { cause: fallback },
+  );
+}
+
 // A native pg_dump that fits the server, or why there is none (then the WebAssembly one runs).
 async function choosePgDump(
   options: BackupOptions,
@@ -253,6 +268,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
         `${facts ? ` for the PostgreSQL ${facts.major} server` : ''} at ${target.description}`,
     );
   }
+  if (!native) requireWasmPgDump(pgDump, facts);
   const format: BackupFormat = native ? 'custom' : 'sql-gzip';
 
   // Owner only, like the files in it: a backup holds password hashes.

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { packageRoot } from '../package-root.js';
 
 /*
  * Every use of @electric-sql/pglite-tools internals lives in this file; nothing else imports
@@ -89,6 +90,27 @@ function locatePackage(): PgliteToolsPackage {
   const distDir = path.dirname(entry);
   const manifest = JSON.parse(readFileSync(path.join(distDir, '..', 'package.json'), 'utf8')) as { name: string; version: string };
   return { name: manifest.name, version: manifest.version, distDir };
+}
+
+/**
+ * Whether `@electric-sql/pglite-tools` can be loaded. It is an optional peer dependency:
+ * only a backup that finds no native pg_dump needs it, and it brings a required peer of its
+ * own (`@electric-sql/pglite`, 26 MB, never loaded), so a service adds it only if it wants
+ * the WebAssembly pg_dump. The version this package is tested with is what package.json asks.
+ *
+ * @example pgliteToolsAvailability() // { installed: false, wanted: '@electric-sql/pglite-tools@0.4.8' }
+ */
+export function pgliteToolsAvailability(): { installed: boolean; wanted: string } {
+  const manifest = JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as {
+    peerDependencies?: Record<string, string>;
+  };
+  const wanted = `@electric-sql/pglite-tools@${manifest.peerDependencies?.['@electric-sql/pglite-tools'] ?? 'latest'}`;
+  try {
+    locatePackage();
+    return { installed: true, wanted };
+  } catch {
+    return { installed: false, wanted };
+  }
 }
 
 /**
