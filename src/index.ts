@@ -7,15 +7,8 @@ export { loadDbConfig, type DbConfig, type PreparedStatementsMode } from './db/d
 export type { TunedPool, PoolErrorListener } from './db/tuned-pool.js';
 export { withSavepoint } from './db/with-savepoint.js';
 export * from './errors.js';
-export {
-  migrate,
-  migrateDown,
-  migrationStatus,
-  type MigrationRun,
-  type MigrationState,
-  type MigratorOptions,
-  type PlannedMigration,
-} from './migrations/migrator.js';
+export { migrate, migrateDown, migrationStatus } from './migrations/on-demand-migrator.js';
+export type { MigrationRun, MigrationState, MigratorOptions, PlannedMigration } from './migrations/migrator.js';
 export * as users from './queries/users.js';
 export * as incidentTimers from './queries/incident-timers.js';
 export * as refreshTokens from './queries/refresh-tokens.js';

@@ -103,6 +103,29 @@ describe('the architecture', () => {
     expect(loading).toEqual([]);
   });
 
+  // What a service imports for its queries loads nothing that only the migrator or a backup
+  // needs (issue 18: Umzug and libpg-query's WebAssembly parser made a start 1.57x slower).
+  it('keeps the migrator and the operations out of what importing the package entry loads', () => {
+    const reached = new Set<string>();
+    const packages = new Set<string>();
+    const visit = (file: string) => {
+      if (reached.has(file)) return;
+      reached.add(file);
+      const text = readFileSync(file, 'utf8');
+      // Statements that load a module when this one loads: not `import type`, not import().
+      for (const [, specifier] of text.matchAll(/^\s*(?:import|export)(?!\s+type\b)\b[^'"`;]*?from\s+'([^']+)'|^\s*import\s+'([^']+)'/gm)) {
+        if (specifier === undefined) continue;
+        if (!specifier.startsWith('.')) packages.add(specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0]!);
+        else if (!specifier.includes('/generated/')) visit(path.resolve(path.dirname(file), specifier).replace(/\.js$/, '.ts'));
+      }
+    };
+    visit(path.join(src, 'index.ts'));
+    const loaded = [...reached].map((file) => path.relative(root, file));
+    expect(loaded).toContain('src/migrations/on-demand-migrator.ts');
+    expect(loaded.filter((file) => file.startsWith('src/operations/') || file === 'src/migrations/migrator.ts')).toEqual([]);
+    expect([...packages].filter((name) => !name.startsWith('node:')).sort()).toEqual(['kysely', 'pg']);
+  });
+
   // Behind a transaction-mode pooler every statement may run on another server session:
   // session state set by one call would leak to, or be missing for, the next.
   it('keeps session state out of the runtime path (src/db, src/queries)', () => {
