@@ -152,7 +152,10 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
           if (!isFull()) scheduleRefill(Math.min(100 * 2 ** failedRefills, maxRefillDelayMs));
         });
     }, delayMs);
-    refillTimer.unref();
+    // An idle pool must not keep the process alive, but a caller awaiting ready() must: in a
+    // CommonJS service whose start-up awaits ready() with nothing else pending, an unref'd
+    // timer let the process exit with code 0 before the first connection was even tried.
+    if (readyWaiters.length === 0) refillTimer.unref();
   };
 
   const settleReady = (error?: unknown): void => {
@@ -187,6 +190,7 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
         ? Promise.resolve()
         : new Promise<void>((resolve, reject) => {
             readyWaiters.push({ resolve, reject });
+            refillTimer?.ref();
             scheduleRefill(0);
           }),
     end: () =>
