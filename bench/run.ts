@@ -15,6 +15,7 @@ import postgres from 'postgres';
 import { sql } from 'kysely';
 import { phrases, refreshTokens } from '../src/index.js';
 import { scale, seedBase, seedRealisticPhrases, seedRefreshTokens, settle } from './seed.js';
+import { measureStartup } from './startup.js';
 
 const concurrency = 10;
 const sliceMs = Number(process.env.BENCH_SLICE_MS ?? 500);
@@ -214,6 +215,9 @@ async function main(): Promise<void> {
   const observer = new pg.Client({ connectionString: server.url });
   await observer.connect();
   try {
+    // First, while the machine is quiet (before seeding): a service's start-up, against
+    // Kysely and pg alone.
+    const startup = await measureStartup(server.url, log);
     await seedBase(observer, log);
     const ctx = await loadContext(db, pool);
     const postgresVersion = (await observer.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
@@ -387,6 +391,12 @@ async function main(): Promise<void> {
         `${rotateLarge.opsPerSec} ops/s at ${large.toLocaleString('en-US')} rows (${rotateGrowth.ratio.toFixed(2)}x; target within 20%)`,
     );
     console.log(
+      `start-up (import, createDb, one query, fresh process, median of ${startup.runs}): ${startup.library.medianMs} ms, ` +
+        `${startup.library.rssMiB} MiB; Kysely and pg alone ${startup.kyselyPg.medianMs} ms, ${startup.kyselyPg.rssMiB} MiB ` +
+        `(${startup.ratio.toFixed(2)}x; target ≤ 1.25x; CPU time ${startup.cpuRatio.toFixed(2)}x); CommonJS ${startup.commonJs.library.medianMs} ms against ` +
+        `${startup.commonJs.kyselyPg.medianMs} ms (${startup.commonJs.ratio.toFixed(2)}x)`,
+    );
+    console.log(
       `one server connection after every operation once: ${memory.named.namedStatements} named statements, ` +
         `${(memory.named.cachedPlanBytes / 1024).toFixed(0)} KiB in cached-plan contexts, backend ${(memory.named.backendBytes / 1024).toFixed(0)} KiB; ` +
         `unnamed: ${(memory.unnamed.cachedPlanBytes / 1024).toFixed(0)} KiB, backend ${(memory.unnamed.backendBytes / 1024).toFixed(0)} KiB`,
@@ -404,6 +414,7 @@ async function main(): Promise<void> {
       searchNoMatchAlone,
       searchRealistic,
       statementMemory: memory,
+      startup,
       settings: { concurrency, sliceMs, slices, pgbenchSeconds, scale, server: settingsServer },
     };
     const file = path.join(packageRoot(), 'bench', 'results.json');
