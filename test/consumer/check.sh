@@ -1,18 +1,46 @@
 #!/usr/bin/env bash
-# The package as a service sees it: `npm pack`, then the tarball installed into a scratch
-# service outside the repository with its own kysely (another 0.28 patch), and:
-#   - the bin (plain node): setup --admin (as the superuser), setup (the release step, as the
-#     owner role it made), migrate, migrate status, backup, restore, --help;
-#   - import from ESM and require() from CommonJS, one copy of kysely;
-#   - a strict TypeScript service (nodenext, skipLibCheck false) passing its own
-#     Transaction<DB> to the query functions type-checks, then runs against the database.
-# Needs a PostgreSQL: CONSUMER_DATABASE_URL names, as a superuser, a database to create and
-# drop, with an owner role of its own (default: a scratch database on the embedded server
-# that `npm run db:setup` starts, as its superuser).
+# The package as services get it: `npm pack`, then the tarball installed into a scratch service
+# outside the repository with its own kysely (another 0.28 patch), and the kinds of service
+# the Node ecosystem runs (issue 18), each a check of its own:
+#   footprint      what a service installs (the package and kysely): at most 30 MB, no
+#                  @electric-sql/pglite (the WebAssembly pg_dump is an optional peer)
+#   startup        the package entry loads neither the migrator (Umzug, libpg-query) nor the
+#                  operations; prints start-up figures against kysely + pg alone
+#   bin            setup --admin (as the superuser), setup (the release step, as the owner role
+#                  it made), migrate, migrate status, --help with plain node
+#   backup         without the optional @electric-sql/pglite-tools backup says what to install;
+#                  with it, a backup (the WebAssembly pg_dump here) and its restore, as the owner
+#                  (given the superuser's URL too)
+#   modules        import and require() of both entries, one copy of kysely at run time each
+#   typescript     an ES module TypeScript service (nodenext, skipLibCheck false) passing its own
+#                  Transaction<DB> to the query functions
+#   cjs-nodenext   a CommonJS TypeScript service (nodenext): every query function takes its own
+#                  Transaction<DB> and Kysely<DB>, sql runs on the package's db, one Kysely
+#   cjs-node10     a CommonJS TypeScript service with NestJS's default resolution (node10)
+#   opentelemetry  a service with @opentelemetry/instrumentation-pg: every statement one ended
+#                  span under the request's, the pool named by host, port and database
+#   camelcase      CamelCasePlugin (db.withPlugin, a service's own Kysely and its transaction):
+#                  every query function returns and writes what it does on the plain db
+# CONSUMER_CHECKS="footprint startup …" runs only those (default: all). Needs a PostgreSQL:
+# CONSUMER_DATABASE_URL names, as a superuser, a database to create and drop, with an owner
+# role of its own (default: a scratch database on the embedded server that `npm run db:setup`
+# starts, as its superuser). CONSUMER_TARBALL checks that tarball instead of packing this
+# checkout.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 service_kysely=${CONSUMER_KYSELY_VERSION:-0.28.18}
+checks=${CONSUMER_CHECKS:-footprint startup bin backup modules typescript cjs-nodenext cjs-node10 opentelemetry camelcase}
+wants() { [[ " $checks " == *" $1 "* ]]; }
+# Runs a service, which must end by saying ': ok': one that exits early, with code 0 and nothing
+# said (a process whose event loop emptied before its work was done), fails the check.
+says_ok() {
+  local out
+  out=$("$@")
+  printf '%s\n' "$out"
+  [[ "$out" == *": ok"* ]] || { echo "$* ended without saying it was ok"; exit 1; }
+}
+dev_version() { node -p "require('$repo/package.json').devDependencies['$1']"; }
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/kw-consumer-XXXXXX")
 # The embedded server's superuser password is random, kept beside its data folder
@@ -30,11 +58,16 @@ cleanup() {
 }
 trap cleanup EXIT
 
-echo "consumer check: packing"
-tarball=$(npm pack --silent --pack-destination "$work" | tail -n 1)
+if [ -n "${CONSUMER_TARBALL:-}" ]; then
+  tarball=$(basename "$CONSUMER_TARBALL")
+  cp "$CONSUMER_TARBALL" "$work/$tarball"
+else
+  echo "consumer check: packing"
+  tarball=$(npm pack --silent --pack-destination "$work" | tail -n 1)
+fi
 cp -r "$repo/test/consumer/service" "$work/service"
-types_node=$(node -p "require('./package.json').devDependencies['@types/node']")
-typescript=$(node -p "require('./package.json').devDependencies.typescript")
+# The CamelCasePlugin service runs the cases of the repository's own test, against the package as installed.
+sed "s#'../../src/index.js'#'@kennwilliamson/db'#" "$repo/test/support/plugin-cases.ts" > "$work/service/src/plugin-cases.ts"
 cd "$work/service"
 cat > package.json <<JSON
 {
@@ -44,10 +77,6 @@ cat > package.json <<JSON
   "dependencies": {
     "@kennwilliamson/db": "file:../$tarball",
     "kysely": "$service_kysely"
-  },
-  "devDependencies": {
-    "@types/node": "$types_node",
-    "typescript": "$typescript"
   }
 }
 JSON
@@ -67,8 +96,17 @@ echo "consumer check: installing $tarball with kysely@$service_kysely"
 npm install --no-audit --no-fund --loglevel=error
 test ! -e node_modules/tsx || { echo 'tsx was installed with the package'; exit 1; }
 
-echo "consumer check: the bin"
+if wants footprint; then
+  kilobytes=$(du -sk node_modules | cut -f1)
+  echo "consumer check: footprint: $((kilobytes / 1024)) MB in node_modules (goal: at most 30 MB); the largest:"
+  du -sk node_modules/* node_modules/@*/* 2>/dev/null | grep -v '/@[^/]*$' | sort -rn | head -n 6 | awk '{ printf "  %6.1f MB  %s\n", $1 / 1024, $2 }'
+  test "$kilobytes" -le $((30 * 1024)) || { echo "node_modules holds more than 30 MB"; exit 1; }
+  test ! -e node_modules/@electric-sql/pglite || { echo '@electric-sql/pglite (never loaded) was installed'; exit 1; }
+fi
+
 bin=node_modules/.bin/kennwilliamson-db
+# Every later check needs the migrated database.
+echo "consumer check: the bin"
 "$bin" --help | grep -q '^  migrate '
 "$bin" migrate --help | grep -q '^Usage: kennwilliamson-db migrate'
 # The one-time admin step as the superuser, then the release step as the owner it made.
@@ -80,23 +118,80 @@ status=$(MIGRATION_DATABASE_URL=$database_url "$bin" migrate status)
 echo "$status"
 echo "$status" | grep -Eq '^[0-9]+ applied, 0 pending, 0 changed, 0 missing$'
 
-# The compiled backup (its worker threads resolve from dist) and restore, by the bin. With no
-# pg_dump >= the server's here, this is the WebAssembly pg_dump's plain-SQL path.
-backup=$(MIGRATION_DATABASE_URL=$database_url BACKUP_DIR="$work/backups" "$bin" backup)
-test -s "$backup" && test -s "$backup.sha256"
-MIGRATION_DATABASE_URL=$database_url "$bin" restore "$backup" --yes
-# Given the superuser's URL, the restore runs the backup as the owner, or not at all.
-if MIGRATION_DATABASE_URL=$admin_url DB_OWNER_PASSWORD= "$bin" restore "$backup" --yes 2>/dev/null; then
-  echo 'a restore ran as the superuser'; exit 1
+if wants startup; then
+  echo "consumer check: start-up"
+  DATABASE_URL=$database_url says_ok node startup.mjs
 fi
-restored=$(MIGRATION_DATABASE_URL=$admin_url DB_OWNER_PASSWORD=$owner_password "$bin" restore "$backup" --yes 2>&1)
-grep -q "restoring as the database's owner '$owner_user'" <<<"$restored" || { echo "$restored"; exit 1; }
 
-echo "consumer check: ESM and CommonJS"
-SERVICE_KYSELY_VERSION=$service_kysely node import-check.mjs
-node require-check.cjs
+if wants backup; then
+  # With no pg_dump >= the server's here, a backup needs the WebAssembly pg_dump, an optional
+  # peer dependency that the service has not installed yet: the command says what to install.
+  echo "consumer check: backup without the optional WebAssembly pg_dump"
+  if refusal=$(MIGRATION_DATABASE_URL=$database_url BACKUP_DIR="$work/backups" "$bin" backup 2>&1); then
+    echo "$refusal"; echo 'backup succeeded without @electric-sql/pglite-tools, or found a native pg_dump: nothing checked'; exit 1
+  fi
+  echo "$refusal" | tail -n 1
+  echo "$refusal" | grep -q 'npm install @electric-sql/pglite-tools@' || { echo "$refusal"; exit 1; }
+  test ! -e "$work/backups" || test -z "$(ls -A "$work/backups")"
+  pglite_tools=$(node -p "require('./node_modules/@kennwilliamson/db/package.json').peerDependencies['@electric-sql/pglite-tools']")
+  npm install --no-audit --no-fund --loglevel=error "@electric-sql/pglite-tools@$pglite_tools"
+  # The compiled backup (its worker threads resolve from dist) and restore, by the bin.
+  echo "consumer check: backup and restore"
+  backup=$(MIGRATION_DATABASE_URL=$database_url BACKUP_DIR="$work/backups" "$bin" backup)
+  test -s "$backup" && test -s "$backup.sha256"
+  MIGRATION_DATABASE_URL=$database_url "$bin" restore "$backup" --yes
+  # Given the superuser's URL, the restore runs the backup as the owner, or not at all.
+  if MIGRATION_DATABASE_URL=$admin_url DB_OWNER_PASSWORD= "$bin" restore "$backup" --yes 2>/dev/null; then
+    echo 'a restore ran as the superuser'; exit 1
+  fi
+  restored=$(MIGRATION_DATABASE_URL=$admin_url DB_OWNER_PASSWORD=$owner_password "$bin" restore "$backup" --yes 2>&1)
+  grep -q "restoring as the database's owner '$owner_user'" <<<"$restored" || { echo "$restored"; exit 1; }
+fi
 
-echo "consumer check: a strict TypeScript service with its own Transaction<DB>"
-npx tsc -p tsconfig.json
-DATABASE_URL=$database_url node dist/service.js
-echo "consumer check: passed"
+if wants modules; then
+  echo "consumer check: ESM and CommonJS"
+  SERVICE_KYSELY_VERSION=$service_kysely says_ok node import-check.mjs
+  says_ok node require-check.cjs
+fi
+
+if wants typescript || wants cjs-nodenext || wants cjs-node10 || wants opentelemetry || wants camelcase; then
+  echo "consumer check: installing the service's development tools"
+  npm install --no-audit --no-fund --loglevel=error --save-dev \
+    "typescript@$(dev_version typescript)" "@types/node@$(dev_version @types/node)" \
+    "@opentelemetry/api@$(dev_version @opentelemetry/api)" \
+    "@opentelemetry/context-async-hooks@$(dev_version @opentelemetry/context-async-hooks)" \
+    "@opentelemetry/instrumentation-pg@$(dev_version @opentelemetry/instrumentation-pg)" \
+    "@opentelemetry/sdk-metrics@$(dev_version @opentelemetry/sdk-metrics)" \
+    "@opentelemetry/sdk-trace-base@$(dev_version @opentelemetry/sdk-trace-base)"
+  # A service with its own Kysely has pg of its own; the same version as the package's.
+  npm install --no-audit --no-fund --loglevel=error "pg@$(node -p "require('./node_modules/@kennwilliamson/db/package.json').dependencies.pg")"
+fi
+
+if wants typescript || wants camelcase; then
+  echo "consumer check: compiling the ES module TypeScript service"
+  npx tsc -p tsconfig.json
+fi
+
+if wants typescript; then
+  echo "consumer check: a strict TypeScript service with its own Transaction<DB>"
+  DATABASE_URL=$database_url says_ok node dist/service.js
+fi
+
+for flavour in cjs-nodenext cjs-node10; do
+  if wants "$flavour"; then
+    echo "consumer check: a CommonJS TypeScript service ($(node -p "require('./$flavour/tsconfig.json').compilerOptions.moduleResolution"))"
+    mkdir -p "$flavour/src" && cp commonjs-service.ts "$flavour/src/service.ts"
+    (cd "$flavour" && npx tsc -p tsconfig.json && DATABASE_URL=$database_url says_ok node dist/service.js)
+  fi
+done
+
+if wants opentelemetry; then
+  echo "consumer check: an OpenTelemetry-instrumented service"
+  DATABASE_URL=$database_url says_ok node --require ./opentelemetry/tracing.cjs opentelemetry/service.cjs
+fi
+
+if wants camelcase; then
+  echo "consumer check: a CamelCasePlugin service, every query function against the plain db"
+  DATABASE_URL=$database_url says_ok node dist/camel-case.js
+fi
+echo "consumer check: passed ($checks)"
