@@ -3,7 +3,7 @@ import path from 'node:path';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { libpqConnection } from '../../src/operations/libpq-connection.js';
-import { pgliteToolsPackage } from '../../src/operations/pglite-pg-dump-module.js';
+import { pgliteToolsAvailability, pgliteToolsPackage } from '../../src/operations/pglite-pg-dump-module.js';
 import { startWasmPgDump, wasmPgDumpVersion } from '../../src/operations/wasm-pg-dump.js';
 import { packageRoot } from '../../src/package-root.js';
 import { execute } from '../support/table-contents.js';
@@ -35,11 +35,17 @@ describe('the WebAssembly pg_dump of @electric-sql/pglite-tools', () => {
 
   it('is installed at exactly the version package.json pins', () => {
     const manifest = JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as {
-      dependencies: Record<string, string>;
+      peerDependencies: Record<string, string>;
+      peerDependenciesMeta: Record<string, { optional?: boolean }>;
+      devDependencies: Record<string, string>;
     };
-    const pinned = manifest.dependencies['@electric-sql/pglite-tools'];
-    expect(pinned, 'a runtime dependency (db:backup ships in the bin), pinned exactly').toMatch(/^\d+\.\d+\.\d+$/);
+    // An optional peer (a service adds it for WebAssembly backups), and here a devDependency.
+    const pinned = manifest.peerDependencies['@electric-sql/pglite-tools'];
+    expect(pinned, 'an optional peer dependency, pinned exactly').toMatch(/^\d+\.\d+\.\d+$/);
+    expect(manifest.peerDependenciesMeta['@electric-sql/pglite-tools']?.optional).toBe(true);
+    expect(manifest.devDependencies['@electric-sql/pglite-tools']).toBe(pinned);
     expect(pgliteToolsPackage()).toMatchObject({ name: '@electric-sql/pglite-tools', version: pinned });
+    expect(pgliteToolsAvailability()).toEqual({ installed: true, wanted: `@electric-sql/pglite-tools@${pinned}` });
   });
 
   it('still loads: the factory from the bundled chunk, pg_dump.wasm, addFunction, _pgl_set_rw_cbs, FS devices, --version', async () => {
