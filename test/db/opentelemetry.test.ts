@@ -124,6 +124,7 @@ describe('OpenTelemetry’s pg instrumentation', () => {
     ['phrases.listForUser', (db) => phrases.listForUser(db, fixtures.user.id), /count\(\*\) OVER \(\)/],
     ['phrases.listForUser (search)', (db) => phrases.listForUser(db, fixtures.user.id, { search: 'traced' }), /ilike/],
     ['refreshTokens.issue', (db) => refreshTokens.issue(db, { userId: fixtures.user.id }), /insert into "refresh_tokens"/],
+    ['phrases.list (the admin check)', (db) => phrases.list(db, fixtures.admin.id, { limit: 1 }), /^select exists \(select/],
     ['users.create (not prepared)', (db) => newUser(db), /insert into "users"/],
   ];
 
