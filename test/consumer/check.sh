@@ -7,7 +7,8 @@
 #   startup        the package entry loads neither the migrator (Umzug, libpg-query) nor the
 #                  operations; prints start-up figures against kysely + pg alone
 #   bin            setup --admin (as the superuser), setup (the release step, as the owner role
-#                  it made), migrate, migrate status, --help with plain node
+#                  it made), migrate, migrate status, --help with plain node (always: the
+#                  others need the database it sets up)
 #   backup         without the optional @electric-sql/pglite-tools backup says what to install;
 #                  with it, a backup (the WebAssembly pg_dump here) and its restore, as the owner
 #                  (given the superuser's URL too)
@@ -30,7 +31,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 service_kysely=${CONSUMER_KYSELY_VERSION:-0.28.18}
-checks=${CONSUMER_CHECKS:-footprint startup bin backup modules typescript cjs-nodenext cjs-node10 opentelemetry camelcase}
+checks=${CONSUMER_CHECKS:-footprint startup backup modules typescript cjs-nodenext cjs-node10 opentelemetry camelcase}
 wants() { [[ " $checks " == *" $1 "* ]]; }
 # Runs a service, which must end by saying ': ok': one that exits early, with code 0 and nothing
 # said (a process whose event loop emptied before its work was done), fails the check.
