@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { configDefaults, defineConfig } from 'vitest/config';
-import { pgBouncerPath } from './test/support/pgbouncer.js';
+import { pgBouncer124Path, pgBouncerPath } from './test/support/pgbouncer.js';
 import { extraPostgresMajors, postgresMajorBinDir } from './test/support/postgres-majors.js';
 
 const common = {
@@ -10,11 +10,17 @@ const common = {
   hookTimeout: 120_000,
 };
 
-// The query modules run a second time through PgBouncer in transaction mode, as services do.
-// CI installs PgBouncer and always runs this pass; without PgBouncer (and without CI) it is left out.
+// The query modules run again through PgBouncer in transaction mode, as services do, with the
+// library's defaults: through Debian's 1.18 (\`pooler\`: named statements would be lost, so
+// \`auto\` sends them unnamed) and through 1.24 (\`pooler-1.24\`: it keeps them, so \`auto\` names
+// them). CI installs and builds both and always runs both passes; elsewhere a missing one is
+// left out, saying so.
 const ci = Boolean(process.env.CI) && process.env.CI !== 'false' && process.env.CI !== '0';
 const withPooler = ci || existsSync(pgBouncerPath);
 if (!withPooler) console.warn(`[vitest.config] ${pgBouncerPath} not found: the pooler pass is skipped (apt-get install pgbouncer)`);
+const withPooler124 = ci || existsSync(pgBouncer124Path);
+if (!withPooler124) console.warn(`[vitest.config] ${pgBouncer124Path} not found: the pooler-1.24 pass is skipped (.ci/build-pgbouncer builds it)`);
+const poolerFiles = ['test/queries/**/*.test.ts'];
 
 // The schema, the migrations and the query modules run again on PostgreSQL 15 (Debian's) and
 // 18 (embedded, the native uuidv7() branch); everything runs on 17. Of the migrator's files,
@@ -48,7 +54,10 @@ export default defineConfig({
     projects: [
       { test: { ...common, name: 'direct', ...files(['test/**/*.test.ts']) } },
       ...(withPooler
-        ? [{ test: { ...common, name: 'pooler', ...files(['test/queries/**/*.test.ts']), provide: { viaPooler: true } } }]
+        ? [{ test: { ...common, name: 'pooler', ...files(poolerFiles), provide: { viaPooler: true, pgBouncerVersion: '1.18' as const } } }]
+        : []),
+      ...(withPooler124
+        ? [{ test: { ...common, name: 'pooler-1.24', ...files(poolerFiles), provide: { viaPooler: true, pgBouncerVersion: '1.24' as const } } }]
         : []),
       ...majors.map((major) => ({ test: { ...common, name: `pg${major}`, ...files(majorFiles), provide: { postgresMajor: major } } })),
     ],

@@ -10,7 +10,7 @@ import { startEmbeddedServer, stopEmbeddedServer } from '../../src/embedded/embe
 import { migrate } from '../../src/migrations/migrator.js';
 import { bundleCliCommands } from './cli-bundle.js';
 import { freePort } from '../../src/embedded/free-port.js';
-import { pgBouncerPath, startPgBouncer } from './pgbouncer.js';
+import { type PgBouncer, type PgBouncerVersion, pgBouncerVersions, startPgBouncer } from './pgbouncer.js';
 import { type ExtraPostgresMajor, postgresMajorBinDir } from './postgres-majors.js';
 
 declare module 'vitest' {
@@ -27,8 +27,10 @@ declare module 'vitest' {
     cliDir: string;
     /** The server URL pointed at PgBouncer (transaction mode) in front of the test server. */
     poolerUrl: string;
-    /** Set by the `pooler` project: the library under test connects through PgBouncer. */
+    /** Set by the `pooler` projects: the library under test connects through PgBouncer. */
     viaPooler: boolean;
+    /** Which PgBouncer a `pooler` project runs through: '1.18' (`pooler`) or '1.24' (`pooler-1.24`). */
+    pgBouncerVersion: PgBouncerVersion;
     /** Set by the `pg15` and `pg18` projects: the PostgreSQL major their server runs. */
     postgresMajor: number;
     /** The databases' owner role (not a superuser), as `setup --admin` makes it: it owns the template, its clones and their objects. */
@@ -100,7 +102,8 @@ async function startLocalServer(binDir?: string): Promise<TestServer> {
 interface SharedRun {
   cliDir: string;
   server: TestServer;
-  poolerUrl: string;
+  /** The server URL through that PgBouncer, started on first use; '' when it is not installed. */
+  poolerUrlOf: (version: PgBouncerVersion) => Promise<string>;
   databasePrefix: string;
   templateDatabase: string;
   owner: RoleCredentials;
@@ -143,21 +146,28 @@ async function startRun(): Promise<SharedRun> {
   const templateUrl = databaseUrlWith(server.url, templateDatabase);
   // Roles are cluster-wide: one of this run's own on a server the run did not start.
   const owner = { user: `${databasePrefix}owner`, password: randomBytes(12).toString('hex') };
-  let pooler: Awaited<ReturnType<typeof startPgBouncer>> | undefined;
   try {
     await provisionTemplate(templateUrl, owner);
-    // CI installs PgBouncer (.ci/run) and must run the pooler pass; elsewhere the pooler
-    // project is left out when PgBouncer is missing (see vitest.config.ts).
-    if (existsSync(pgBouncerPath)) pooler = await startPgBouncer({ serverUrl: server.url });
   } catch (error) {
     await server.stop();
     throw error;
   }
   const majors = new Map<ExtraPostgresMajor, Promise<TestServer>>();
+  // CI installs both PgBouncers (.ci/run) and must run the pooler passes; elsewhere a pooler
+  // project is left out when its PgBouncer is missing (see vitest.config.ts).
+  const poolers = new Map<PgBouncerVersion, Promise<PgBouncer | undefined>>();
+  const poolerOf = (version: PgBouncerVersion) => {
+    let started = poolers.get(version);
+    if (!started) {
+      started = existsSync(pgBouncerVersions[version]) ? startPgBouncer({ serverUrl: server.url, version }) : Promise.resolve(undefined);
+      poolers.set(version, started);
+    }
+    return started;
+  };
   return {
     cliDir,
     server,
-    poolerUrl: pooler ? pooler.url(server.url) : '',
+    poolerUrlOf: async (version) => (await poolerOf(version))?.url(server.url) ?? '',
     databasePrefix,
     templateDatabase,
     owner,
@@ -167,7 +177,7 @@ async function startRun(): Promise<SharedRun> {
       return started;
     },
     stop: async () => {
-      await pooler?.stop();
+      for (const started of poolers.values()) await (await started.catch(() => undefined))?.stop();
       for (const started of majors.values()) await (await started.catch(() => undefined))?.stop();
       if (server.kind === 'env') {
         // Leave an existing server as we found it.
@@ -209,8 +219,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('ownerUser', run.owner.user);
   project.provide('ownerPassword', run.owner.password);
   project.provide('serverKind', server.kind);
-  // PgBouncer fronts the default server only.
-  project.provide('poolerUrl', major === undefined ? run.poolerUrl : '');
+  // PgBouncer fronts the default server only: Debian's 1.18, or 1.24 for the pooler-1.24 project.
+  const version = (project.config.provide?.pgBouncerVersion as PgBouncerVersion | undefined) ?? '1.18';
+  project.provide('poolerUrl', major === undefined ? await run.poolerUrlOf(version) : '');
 
   return async () => {
     const state = shared.kwTestRun!;

@@ -9,6 +9,24 @@ import { eventually } from './eventually.js';
 /** Debian's PgBouncer (package `pgbouncer`, 1.18 on bookworm), which .ci/run installs. */
 export const pgBouncerPath = '/usr/sbin/pgbouncer';
 
+/**
+ * PgBouncer 1.24.1, built from Debian trixie's source package by `.ci/build-pgbouncer` (which
+ * .ci/run calls) into its cache: the first version line that keeps named statements in
+ * transaction mode (1.21+), beside bookworm's 1.18, which loses them.
+ */
+export const pgBouncer124Path = path.join(
+  process.getuid?.() === 0
+    ? '/var/cache/kennwilliamson-db'
+    : path.join(process.env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'kennwilliamson-db'),
+  'pgbouncer-1.24.1',
+  'bin',
+  'pgbouncer',
+);
+
+/** The PgBouncers the tests run through: Debian bookworm's, and 1.24 built by .ci/build-pgbouncer. */
+export const pgBouncerVersions = { '1.18': pgBouncerPath, '1.24': pgBouncer124Path } as const;
+export type PgBouncerVersion = keyof typeof pgBouncerVersions;
+
 /** A PgBouncer in front of a test server, on a free port of 127.0.0.1. */
 export interface PgBouncer {
   port: number;
@@ -24,10 +42,19 @@ export interface PgBouncerOptions {
   poolMode?: 'transaction' | 'session' | 'statement';
   /** Server connections per database and user (PgBouncer's default is 20). */
   poolSize?: number;
+  /** Which PgBouncer: '1.18' (Debian bookworm's, the default) or '1.24'. */
+  version?: PgBouncerVersion;
+  /**
+   * `max_prepared_statements` (1.21+; unset: PgBouncer's default, 200 since 1.22). 0 turns
+   * the tracking of named statements off.
+   */
+  maxPreparedStatements?: number;
+  /** `query_wait_timeout` in seconds: how long a client waits for a server connection (default 120). */
+  queryWaitTimeoutSeconds?: number;
 }
 
 /**
- * Starts Debian's PgBouncer in front of `serverUrl`: every database of that server, reached
+ * Starts PgBouncer (Debian's, or `version: '1.24'`) in front of `serverUrl`: every database of that server, reached
  * as its user, `auth_type = trust` on loopback (the pooler logs in to the server with the
  * password from its auth_file, over SCRAM), no Unix socket. As root it runs as the
  * `postgres` account, since PgBouncer refuses to run as root.
@@ -64,6 +91,8 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
       `logfile = ${path.join(dir, 'pgbouncer.log')}`,
       `pidfile = ${path.join(dir, 'pgbouncer.pid')}`,
       'server_login_retry = 1',
+      ...(options.maxPreparedStatements === undefined ? [] : [`max_prepared_statements = ${options.maxPreparedStatements}`]),
+      ...(options.queryWaitTimeoutSeconds === undefined ? [] : [`query_wait_timeout = ${options.queryWaitTimeoutSeconds}`]),
       '',
     ].join('\n'),
   );
@@ -73,7 +102,7 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
     await chown(dir, account.uid, account.gid);
     for (const file of ['userlist.txt', 'pgbouncer.ini']) await chown(path.join(dir, file), account.uid, account.gid);
   }
-  const child: ChildProcess = spawn(pgBouncerPath, [path.join(dir, 'pgbouncer.ini')], {
+  const child: ChildProcess = spawn(pgBouncerVersions[options.version ?? '1.18'], [path.join(dir, 'pgbouncer.ini')], {
     ...(account ?? {}),
     stdio: ['ignore', 'ignore', 'pipe'],
   });

@@ -44,13 +44,19 @@ export async function createTestDatabase(options: { empty?: boolean } = {}): Pro
 }
 
 /**
- * The URL the library under test connects with: through PgBouncer in the `pooler` project
+ * The URL the library under test connects with: through PgBouncer in the `pooler` projects
  * (as services connect), directly otherwise.
  */
 export function libraryUrl(database: TestDatabase): string {
   if (!inject('viaPooler')) return database.url;
   const poolerUrl = inject('poolerUrl');
-  if (!poolerUrl) throw new Error('the pooler project needs PgBouncer (/usr/sbin/pgbouncer; apt-get install pgbouncer)');
+  if (!poolerUrl) {
+    throw new Error(
+      inject('pgBouncerVersion') === '1.24'
+        ? 'the pooler-1.24 project needs PgBouncer 1.24 (.ci/build-pgbouncer builds it)'
+        : 'the pooler project needs PgBouncer (/usr/sbin/pgbouncer; apt-get install pgbouncer)',
+    );
+  }
   return databaseUrlWith(poolerUrl, database.name);
 }
 
