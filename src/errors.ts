@@ -191,6 +191,25 @@ export class TransactionAbortedError extends DbError {
 }
 
 /**
+ * A named (server-side prepared) statement failed before it ran, inside a transaction: the
+ * connection had lost it (SQLSTATE 26000, after `DISCARD ALL` or behind a pooler), already held
+ * it (42P05), or a migration had changed its result type (0A000, "cached plan must not change
+ * result type"). The pool has repaired what it could (outside a transaction it retries the
+ * call itself); the transaction is aborted, and running it again may succeed. Retryable.
+ */
+export class PreparedStatementError extends DbError {
+  override readonly code = 'PREPARED_STATEMENT_INVALID';
+  override readonly retryable = true;
+
+  constructor(
+    readonly sqlState: string,
+    options?: { cause?: unknown },
+  ) {
+    super(`A prepared statement was missing or outdated on its connection (SQLSTATE ${sqlState}); retry the transaction`, options);
+  }
+}
+
+/**
  * Any other failure of the database or its driver: an SQLSTATE without a class of its own
  * (`sqlState` says which; PostgreSQL's message is kept), or an error with no SQLSTATE at all.
  */

@@ -5,6 +5,7 @@ export type { Executor } from './db/query-function.js';
 export { createDb, poolOf, type CreateDbOptions } from './db/create-db.js';
 export { loadDbConfig, type DbConfig, type PreparedStatementsMode } from './db/db-config.js';
 export type { TunedPool, PoolErrorListener } from './db/tuned-pool.js';
+export type { StatementNamingReport, ConnectionRoute } from './db/statement-naming.js';
 export { withSavepoint } from './db/with-savepoint.js';
 export * from './errors.js';
 export { migrate, migrateDown, migrationStatus } from './migrations/on-demand-migrator.js';

@@ -1,11 +1,11 @@
 import { Kysely, type LogConfig, PostgresDialect, type PostgresPoolClient, type QueryResult } from 'kysely';
 import type pg from 'pg';
-import { ConnectionError, mapDatabaseError, ValidationError } from '../errors.js';
+import { ConnectionError, mapDatabaseError, PreparedStatementError, ValidationError } from '../errors.js';
 import type { DB } from '../../generated/db.js';
 import { type DbConfig, loadDbConfig, resolveDbConfig } from './db-config.js';
 import { runNamedStatement, type StatementResult } from './named-statement.js';
-import { statementNameOf } from './statement-names.js';
-import { createTunedPool, type PoolErrorListener, type TunedPool } from './tuned-pool.js';
+import type { StatementNaming } from './statement-naming.js';
+import { createTunedPool, type PoolErrorListener, type TunedPool, type TunedPoolWithNaming } from './tuned-pool.js';
 
 export interface CreateDbOptions {
   /** Called when an idle connection is lost or a refill fails; defaults to a line on stderr. */
@@ -33,7 +33,7 @@ export function directQueryRunner(db: Kysely<DB>): DirectQueryRunner | undefined
 
 /** What a `Kysely` made by createDb carries beside Kysely's own state. */
 interface TunedState {
-  tuned: TunedPool;
+  tuned: TunedPoolWithNaming;
   direct: DirectQueryRunner | undefined;
 }
 
@@ -46,47 +46,43 @@ function tunedStateOf(db: Kysely<DB>): TunedState | undefined {
   return (db as unknown as { [tunedState]?: TunedState } | undefined)?.[tunedState];
 }
 
-// Both the server losing a named statement (26000: the pooler sent us to another server
-// connection) and finding one already there (42P05: another client prepared it on this one)
-// fail before the statement runs: retrying it unnamed is safe outside a transaction.
-const lostStatementCodes = new Set(['26000', '42P05']);
-
-function lostNamedStatement(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && lostStatementCodes.has((error as { code?: unknown }).code as string);
-}
-
 /**
- * Sends `sqlText` as a named statement when it was registered by prepareQuery and the pool
- * allows names on this connection (parsed and planned once per connection: a Bind and an
- * Execute from then on), else unnamed. When the server lost or mixed up a named statement, the
- * pool stops naming statements, and outside a transaction the call is retried unnamed.
+ * Sends `sqlText` as a named statement when it was registered by prepareQuery and the pool's
+ * naming policy allows it on this connection (parsed and planned once per connection: a Bind
+ * and an Execute from then on), else unnamed. A named statement that failed before it ran
+ * (lost by `DISCARD ALL`, outdated by a migration, mixed up by a pooler) is repaired by the
+ * policy and, outside a transaction, sent once more (see statement-naming.ts).
  */
 async function sendStatement(
-  tuned: TunedPool,
+  naming: StatementNaming,
   client: pg.PoolClient,
   sqlText: string,
   parameters: unknown[],
   inTransaction: boolean,
 ): Promise<StatementResult> {
-  const name = statementNameOf(sqlText);
-  if (name === undefined || !tuned.namesStatements(client)) return client.query(sqlText, parameters);
+  const form = naming.formOf(client, sqlText);
+  if (form === undefined) return client.query(sqlText, parameters);
   try {
-    return await runNamedStatement(client, name, sqlText, parameters);
+    return await runNamedStatement(client, form.name, form.text, parameters, form.replaces);
   } catch (error) {
-    if (!lostNamedStatement(error)) throw error;
-    tuned.stopNamingStatements(error);
-    if (inTransaction) throw error;
-    return client.query(sqlText, parameters);
+    const recovery = naming.recover(client, error, form, inTransaction);
+    if (recovery === undefined) throw error;
+    // Repaired, but the transaction it failed in is aborted: the caller may run it again.
+    if (recovery === 'abort') throw new PreparedStatementError((error as { code: string }).code, { cause: error });
+    const again = naming.formOf(client, sqlText);
+    return again === undefined
+      ? client.query(sqlText, parameters)
+      : runNamedStatement(client, again.name, again.text, parameters, again.replaces);
   }
 }
 
 const countedCommands = new Set(['INSERT', 'UPDATE', 'DELETE', 'MERGE']);
 
-function createDirectRunner(tuned: TunedPool): DirectQueryRunner {
+function createDirectRunner(tuned: TunedPoolWithNaming): DirectQueryRunner {
   return async <R>(sqlText: string, parameters: readonly unknown[]) => {
     const client = await tuned.connect();
     try {
-      const result = await sendStatement(tuned, client, sqlText, parameters as unknown[], false);
+      const result = await sendStatement(tuned.naming, client, sqlText, parameters as unknown[], false);
       return {
         rows: (result.rows ?? []) as R[],
         ...(countedCommands.has(result.command) && result.rowCount !== null
@@ -116,7 +112,7 @@ const transactionEnd = /^\s*(commit|rollback|end|abort)\s*;?\s*$/i;
 // Every statement Kysely runs goes through here, which makes this the one place where
 // PostgreSQL errors become typed errors (by SQLSTATE, see mapDatabaseError). Statements that
 // prepareQuery compiled are sent named here too, in a transaction as well as outside one.
-function errorMappingWrapper(tuned: TunedPool, client: pg.PoolClient): PostgresPoolClient {
+function errorMappingWrapper(tuned: TunedPoolWithNaming, client: pg.PoolClient): PostgresPoolClient {
   // Kysely opens and ends transactions with these statements on the connection it holds; a
   // failed named statement inside one cannot be retried (the transaction is aborted).
   let inTransaction = false;
@@ -127,7 +123,7 @@ function errorMappingWrapper(tuned: TunedPool, client: pg.PoolClient): PostgresP
         else if (transactionEnd.test(sqlText)) inTransaction = false;
       }
       try {
-        return await sendStatement(tuned, client, sqlText, parameters, inTransaction);
+        return await sendStatement(tuned.naming, client, sqlText, parameters, inTransaction);
       } catch (error) {
         throw mapClientError(client, error);
       }
@@ -145,7 +141,7 @@ function errorMappingWrapper(tuned: TunedPool, client: pg.PoolClient): PostgresP
 // What Kysely's dialect needs from a pool. One wrapper per pg client, kept for the client's
 // life: Kysely caches its connection object by the client it is handed, and a new wrapper per
 // checkout would defeat that cache.
-function wrappingPool(tuned: TunedPool): { connect: () => Promise<PostgresPoolClient>; end: () => Promise<void> } {
+function wrappingPool(tuned: TunedPoolWithNaming): { connect: () => Promise<PostgresPoolClient>; end: () => Promise<void> } {
   const wrappers = new WeakMap<pg.PoolClient, PostgresPoolClient>();
   return {
     connect: async () => {
@@ -166,7 +162,7 @@ function wrappingPool(tuned: TunedPool): { connect: () => Promise<PostgresPoolCl
 class TunedKysely extends Kysely<DB> {
   readonly [tunedState]: TunedState;
 
-  constructor(tuned: TunedPool, log: LogConfig | undefined) {
+  constructor(tuned: TunedPoolWithNaming, log: LogConfig | undefined) {
     super({
       dialect: new PostgresDialect({ pool: wrappingPool(tuned) }),
       ...(log === undefined ? {} : { log }),

@@ -13,6 +13,7 @@ interface ProtocolConnection {
   parse(message: { text: string; name: string; types: number[] }): void;
   bind(message: { portal: string; statement: string; values: unknown[]; valueMapper: (value: unknown) => unknown }): void;
   describe(message: { type: 'P'; name: string }): void;
+  close(message: { type: 'S'; name: string }): void;
   execute(message: { portal: string; rows: number }): void;
   sync(): void;
 }
@@ -49,6 +50,10 @@ const commandTag = /^([A-Za-z]+)(?: (\d+))?(?: (\d+))?/;
  * builds rows with a constructor made once per shape. It speaks pg's custom-query protocol
  * (the one pg-cursor uses), so the client's queue, errors and statement bookkeeping are pg's.
  *
+ * `replaces` names earlier forms of the same statement: those this connection holds are closed
+ * in the same round trip, before the Parse (see statement-naming.ts: a statement whose plan a
+ * migration outdated is prepared again under a new name).
+ *
  * @example const { rows } = await runNamedStatement(client, 'kw_1a2b…', 'select "id" from "users" where "id" = $1', [id])
  */
 export function runNamedStatement(
@@ -56,22 +61,103 @@ export function runNamedStatement(
   name: string,
   text: string,
   values: readonly unknown[],
+  replaces?: readonly string[],
 ): Promise<StatementResult> {
   return new Promise((resolve, reject) => {
     // pg hands back the custom query itself (not a promise); its callback settles ours.
     const settle = (error: unknown, result?: StatementResult) => (error ? reject(error) : resolve(result!));
-    void client.query(new NamedStatementQuery(name, text, values, settle) as unknown as pg.QueryConfig);
+    void client.query(new NamedStatementQuery(name, text, values, settle, replaces) as unknown as pg.QueryConfig);
   });
 }
 
 /** How a custom query reports its outcome, as pg's own queries do: `(error)` or `(null, result)`. */
 type QueryCallback = (error: unknown, result?: StatementResult) => void;
 
+function connectionOf(client: pg.ClientBase): ProtocolConnection {
+  return (client as unknown as { connection: ProtocolConnection }).connection;
+}
+
+/** Whether this connection has prepared `name` (pg's record of the statements it parsed). */
+export function hasParsedStatement(client: pg.ClientBase, name: string): boolean {
+  return connectionOf(client).parsedStatements[name] !== undefined;
+}
+
+/**
+ * Forgets every statement this connection prepared, after the server lost them (`DISCARD ALL`,
+ * `DEALLOCATE ALL`): the next run of each prepares it again.
+ */
+export function forgetNamedStatements(client: pg.ClientBase): void {
+  const connection = connectionOf(client);
+  for (const name of Object.keys(connection.parsedStatements)) delete connection.parsedStatements[name];
+  shapes.delete(connection);
+}
+
+/**
+ * Closes the named statement `name` on this connection, at the protocol level (a Close
+ * message): PostgreSQL drops it, and does not mind a name it does not hold; PgBouncer 1.21+
+ * forgets its client's name for it. Unlike SQL `DEALLOCATE`, which PgBouncer forwards as it is
+ * and PostgreSQL refuses for a name it does not hold.
+ *
+ * @example await closeNamedStatement(client, 'kw_probe_1a2b')
+ */
+export function closeNamedStatement(client: pg.ClientBase, name: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const settle = (error: unknown) => (error ? reject(error) : resolve());
+    void client.query(new CloseStatementQuery(name, settle) as unknown as pg.QueryConfig);
+  });
+}
+
+class CloseStatementQuery {
+  readonly #name: string;
+  // Settles through this property, as NamedStatementQuery does, so that whatever wraps it
+  // (OpenTelemetry's pg instrumentation, pg's query_timeout) sees the end.
+  callback: (error: unknown) => void;
+
+  constructor(name: string, callback: (error: unknown) => void) {
+    this.#name = name;
+    this.callback = callback;
+  }
+
+  submit(connection: ProtocolConnection): Error | null {
+    connection.close({ type: 'S', name: this.#name });
+    connection.sync();
+    delete connection.parsedStatements[this.#name];
+    shapes.get(connection)?.delete(this.#name);
+    return null;
+  }
+
+  handleReadyForQuery(): void {
+    this.callback(null);
+  }
+
+  // pg drops the active query on an error, so no ReadyForQuery follows for it.
+  handleError(error: unknown): void {
+    this.callback(error);
+  }
+
+  handleRowDescription(): void {}
+  handleDataRow(): void {}
+  handleCommandComplete(): void {}
+  handleEmptyQuery(): void {}
+  handlePortalSuspended(): void {}
+  handleCopyInResponse(): void {}
+  handleCopyData(): void {}
+}
+
+/**
+ * Records `name` as prepared on this connection, after the server said it already holds it
+ * (names are derived from the text, so it holds this statement): the next run only binds it.
+ */
+export function adoptNamedStatement(client: pg.ClientBase, name: string, text: string): void {
+  connectionOf(client).parsedStatements[name] = text;
+}
+
 class NamedStatementQuery {
   // Read by pg's client: it records `name` → `text` as parsed when ParseComplete arrives.
   readonly name: string;
   readonly text: string;
   readonly #values: readonly unknown[];
+  readonly #replaces: readonly string[] | undefined;
   #shapes: Map<string, RowShape> | undefined;
   #shape: RowShape | undefined;
   #describing = false;
@@ -85,8 +171,9 @@ class NamedStatementQuery {
   // clears its query_timeout timer.
   callback: QueryCallback;
 
-  constructor(name: string, text: string, values: readonly unknown[], callback: QueryCallback) {
+  constructor(name: string, text: string, values: readonly unknown[], callback: QueryCallback, replaces: readonly string[] | undefined) {
     this.name = name;
+    this.#replaces = replaces;
     this.text = text;
     this.#values = values;
     this.callback = callback;
@@ -105,6 +192,13 @@ class NamedStatementQuery {
     connection.stream.cork?.();
     try {
       if (parsed === undefined) {
+        for (const old of this.#replaces ?? []) {
+          if (connection.parsedStatements[old] === undefined) continue;
+          // The server answers CloseComplete, which pg does not pass on to a query.
+          connection.close({ type: 'S', name: old });
+          delete connection.parsedStatements[old];
+          known.delete(old);
+        }
         connection.parse({ text: this.text, name: this.name, types: [] });
         connection.submittedNamedStatements[this.name] = this.text;
       }

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { mapDatabaseError, PoolClosedError, PoolTimeoutError } from '../errors.js';
 import { databaseTarget } from './database-target.js';
 import type { DbConfig } from './db-config.js';
-import { reachesServerDirectly } from './direct-connection.js';
+import { createStatementNaming, type StatementNaming, type StatementNamingReport } from './statement-naming.js';
 
 /** Told about connections lost while idle, and about failed attempts to refill the pool. */
 export type PoolErrorListener = (message: string, error: unknown) => void;
@@ -23,17 +23,21 @@ export interface TunedPool {
   /** Stops refilling and closes every connection; later calls return the same promise. */
   end(): Promise<void>;
   /**
-   * Whether statements on this connection may be named (server-side prepared), as
-   * `preparedStatements` says: `auto` names them only on connections that reach PostgreSQL
-   * itself, which each new connection checks once.
+   * Whether the statements built with prepareQuery go out named (server-side prepared), and
+   * why: `DB_PREPARED_STATEMENTS`, where the connections lead, and in `auto` behind a pooler
+   * what its probe found. Opens a connection first if none was, and waits for the probe
+   * (bounded: a few seconds at most).
+   *
+   * @example
+   * console.log(await poolOf(db).statementNaming())
+   * // { mode: 'auto', named: true, route: 'pooler', reason: 'the pooler prepared the probe’s statement again on …' }
    */
-  namesStatements(client: pg.PoolClient): boolean;
-  /**
-   * Turns named statements off for the rest of the pool's life, after the server lost or
-   * mixed up one (SQLSTATE 26000 or 42P05: a pooler stands between); told to the error
-   * listener once.
-   */
-  stopNamingStatements(error: unknown): void;
+  statementNaming(): Promise<StatementNamingReport>;
+}
+
+/** The tuned pool as createDb holds it: with the policy its statement path asks. */
+export interface TunedPoolWithNaming extends TunedPool {
+  readonly naming: StatementNaming;
 }
 
 const maxRefillDelayMs = 5_000;
@@ -52,28 +56,30 @@ const timerSlackMs = 5;
  * const client = await tuned.connect()
  * client.release()
  */
-export function createTunedPool(config: DbConfig, onError: PoolErrorListener = warnOnStderr): TunedPool {
-  // Connections on which named statements are safe: in `auto` mode, those whose server process
-  // is the one PostgreSQL announced at login. A pooler (PgBouncer, Odyssey, RDS Proxy…) makes
-  // up the process id and cancel key it hands its clients, so the two differ behind one; and
-  // behind a transaction-mode pooler consecutive statements of one client may run on different
-  // server connections, which do not hold each other's prepared statements.
-  const direct = new WeakSet<pg.ClientBase>();
-  let naming = config.preparedStatements !== 'off';
-  const probe = async (client: pg.ClientBase): Promise<void> => {
-    if (await reachesServerDirectly(client)) direct.add(client);
-  };
-
-  const pool = new pg.Pool({
+export function createTunedPool(config: DbConfig, onError: PoolErrorListener = warnOnStderr): TunedPoolWithNaming {
+  // What every connection of the pool is opened with, and so the probe's connections too.
+  const clientConfig: pg.ClientConfig = {
     ...poolIdentity(config.databaseUrl),
     connectionString: config.databaseUrl,
+    connectionTimeoutMillis: config.acquireTimeoutMs,
+    application_name: config.applicationName,
+  };
+  const naming = createStatementNaming({
+    mode: config.preparedStatements,
+    openClient: () => new pg.Client(clientConfig),
+    onError: (message, error) => {
+      if (!ending) onError(message, error);
+    },
+  });
+
+  const pool = new pg.Pool({
+    ...clientConfig,
     max: config.maxConnections,
     min: config.minConnections,
     idleTimeoutMillis: config.idleTimeoutMs,
-    connectionTimeoutMillis: config.acquireTimeoutMs,
-    application_name: config.applicationName,
-    // pg-pool awaits this hook before it hands a new connection out (the typings say void).
-    ...(config.preparedStatements === 'auto' ? { onConnect: probe as (client: pg.ClientBase) => void } : {}),
+    // pg-pool awaits this hook before it hands a new connection out (the typings say void);
+    // it asks where the connection leads, for named statements (bounded: see statement-naming.ts).
+    ...(config.preparedStatements === 'off' ? {} : { onConnect: naming.classify as (client: pg.ClientBase) => void }),
   });
 
   let ending = false;
@@ -198,16 +204,11 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
         ending = true;
         clearTimeout(refillTimer);
         settleReady(new PoolClosedError('the pool was ended before it was ready'));
-        await refilling;
+        await Promise.all([refilling, naming.close()]);
         await pool.end();
       })()),
-    namesStatements: (client) =>
-      naming && (config.preparedStatements === 'on' || direct.has(client)),
-    stopNamingStatements: (error) => {
-      if (!naming) return;
-      naming = false;
-      onError('the server was missing a named statement or already had it (a pooler in between?); statements are no longer named', error);
-    },
+    statementNaming: () => naming.report(connect),
+    naming,
   };
 }
 

@@ -1,7 +1,7 @@
 import { type Kysely, sql } from 'kysely';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, inject, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
-import { createDb } from '../../src/db/create-db.js';
+import { createDb, poolOf } from '../../src/db/create-db.js';
 import { incidentTimers, phraseSuggestions, phrases, refreshTokens, users } from '../../src/index.js';
 import { newAdmin, newUser } from '../support/factories.js';
 import { useTestDatabase } from '../support/test-database.js';
@@ -28,6 +28,16 @@ async function preparedBy(work: (db: Kysely<DB>) => Promise<unknown>): Promise<s
 }
 
 describe('hot queries', () => {
+  it('go out named at the default (auto) wherever that is safe: directly and through PgBouncer 1.24, not through 1.18', async () => {
+    const pooled = inject('viaPooler');
+    const losesThem = pooled && inject('pgBouncerVersion') === '1.18';
+    expect(await poolOf(testDb.db).statementNaming()).toMatchObject({
+      mode: 'auto',
+      named: !losesThem,
+      route: pooled ? 'pooler' : 'direct',
+    });
+  });
+
   it('send the SQL recorded in __snapshots__/hot-queries.sql, as named statements', async () => {
     const user = await newUser(testDb.db);
     const admin = await newAdmin(testDb.db);

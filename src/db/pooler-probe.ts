@@ -1,0 +1,174 @@
+import { randomBytes } from 'node:crypto';
+import type pg from 'pg';
+import { closeNamedStatement } from './named-statement.js';
+
+/**
+ * What a pooler does with a client's named statement when it hands the client another server
+ * connection: `keeps` (it prepares the statement there too: PgBouncer 1.21+ with
+ * `max_prepared_statements` > 0), `loses` (the statement is missing there, SQLSTATE 26000:
+ * PgBouncer before 1.21, or with the setting 0), `pins` (the client never moved: session
+ * pooling, or a proxy that pins a client once it prepares, as RDS Proxy does), or `undecided`.
+ */
+export type PoolerVerdict = 'keeps' | 'loses' | 'pins' | 'undecided';
+
+export interface PoolerProbeResult {
+  verdict: PoolerVerdict;
+  /** Why, in words for a log line (never a URL or a password). */
+  reason: string;
+}
+
+class ProbeExpired extends Error {}
+
+// Each attempt may find the pooler handing the probe's client the server connection it
+// prepared on (another client of the pooler took the held one's place); three say enough.
+const attempts = 3;
+// Ending the probe's two clients after a verdict; a client that does not end by then is destroyed.
+const closeGraceMs = 1_000;
+const statementText = 'SELECT pg_backend_pid() AS pid /* kennwilliamson-db: statement probe */';
+
+/**
+ * Asks a pooler whether a client's named statements survive a change of server connection,
+ * with two client connections of its own (`openClient`, never the pool's, so that no caller
+ * waits for them and a pool of one connection can be probed too):
+ *
+ * 1. the preparer prepares and runs `SELECT pg_backend_pid()` under a new name, on server
+ *    connection P;
+ * 2. the holder opens a transaction, which takes the server connection the pooler hands out
+ *    next: P, as PgBouncer reuses the connection released last;
+ * 3. the preparer runs its statement again (Bind and Execute only). The pooler must run it on
+ *    another server connection, which has never seen that name: an old pooler forwards the
+ *    Bind and the server answers 26000; a new one prepares the statement there first.
+ *
+ * A run on P again (another client took P before the holder) proves nothing; the probe tries
+ * again, up to three times. Everything is bounded by `budgetMs`: a pooler with one server
+ * connection cannot hand out another while the holder keeps it, so its probe ends undecided,
+ * and so does any error. `signal` ends it early (the pool is closing).
+ *
+ * @example const { verdict } = await probePooler(() => new pg.Client({ connectionString }), 5_000, signal)
+ */
+export async function probePooler(openClient: () => pg.Client, budgetMs: number, signal: AbortSignal): Promise<PoolerProbeResult> {
+  const preparer = openClient();
+  const holder = openClient();
+  // A connection the pooler drops is reported by the failing query; this only keeps the
+  // 'error' event from crashing the process.
+  for (const client of [preparer, holder]) client.on('error', () => undefined);
+
+  let timer: NodeJS.Timeout | undefined;
+  let onAbort: (() => void) | undefined;
+  const expired = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new ProbeExpired(`the probe ran out of time (${budgetMs} ms)`)), budgetMs);
+    timer.unref();
+    onAbort = () => reject(new ProbeExpired('the pool was ended'));
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
+  expired.catch(() => undefined);
+  const bounded = <T>(work: Promise<T>): Promise<T> => Promise.race([work, expired]);
+  let holding = false;
+  // The preparer's query under way, which an expired probe leaves waiting in the pooler's queue.
+  let pending: Promise<unknown> = Promise.resolve();
+  const prepare = <R extends pg.QueryResultRow>(statement: pg.QueryConfig) => {
+    const query = preparer.query<R>(statement);
+    pending = query.catch(() => undefined);
+    return bounded(query);
+  };
+  // The probe's statements that may still be prepared somewhere: closed on the way out.
+  const leftovers = new Set<string>();
+
+  try {
+    await bounded(Promise.all([preparer.connect(), holder.connect()]));
+    for (let attempt = 0; attempt < attempts; attempt++) {
+      const statement = { name: `kw_probe_${randomBytes(8).toString('hex')}`, text: statementText };
+      leftovers.add(statement.name);
+      const preparedOn = (await prepare<{ pid: number }>(statement)).rows[0]?.pid;
+      // A multi-statement query answers with one result per statement.
+      const opened = (await bounded(holder.query('BEGIN; SELECT pg_backend_pid() AS pid'))) as unknown as Array<pg.QueryResult<{ pid: number }>>;
+      holding = true;
+      const heldPid = opened[1]?.rows[0]?.pid;
+      let ranOn: number | undefined;
+      try {
+        ranOn = (await prepare<{ pid: number }>(statement)).rows[0]?.pid;
+      } catch (error) {
+        if (error instanceof ProbeExpired) throw error;
+        if ((error as { code?: unknown }).code === '26000') {
+          // The statement stays on the server connection it was prepared on; when that is
+          // the holder's, the holder closes it there.
+          if (heldPid === preparedOn) {
+            await bounded(closeNamedStatement(holder, statement.name));
+            leftovers.delete(statement.name);
+          }
+          return {
+            verdict: 'loses',
+            reason:
+              'the pooler loses a named statement when it hands its client another server connection ' +
+              '(SQLSTATE 26000: PgBouncer before 1.21, or max_prepared_statements = 0)',
+          };
+        }
+        return { verdict: 'undecided', reason: `the probe's statement failed: ${describe(error)}` };
+      }
+      if (ranOn !== preparedOn) {
+        return {
+          verdict: 'keeps',
+          reason:
+            'the pooler prepared the probe’s statement again on the other server connection it handed the probe ' +
+            '(PgBouncer 1.21+ with max_prepared_statements > 0)',
+        };
+      }
+      // It ran where it was prepared: the server connection the pooler took back last, and so
+      // the one it hands the preparer next, while the holder keeps its own.
+      await bounded(closeNamedStatement(preparer, statement.name));
+      leftovers.delete(statement.name);
+      await bounded(holder.query('ROLLBACK'));
+      holding = false;
+    }
+    return {
+      verdict: 'pins',
+      reason:
+        `the pooler kept the probe's client on the server connection it prepared on (${attempts} times): ` +
+        'session pooling, or a proxy that pins a client once it prepares a statement (RDS Proxy)',
+    };
+  } catch (error) {
+    if (error instanceof ProbeExpired) {
+      return {
+        verdict: 'undecided',
+        reason: `${error.message}: the pooler did not hand the probe another server connection (it has one only, or all were busy)`,
+      };
+    }
+    return { verdict: 'undecided', reason: `the probe failed: ${describe(error)}` };
+  } finally {
+    clearTimeout(timer);
+    signal.removeEventListener('abort', onAbort!);
+    // The holder's transaction ends first: a client that leaves in the middle of one makes
+    // PgBouncer close that server connection rather than hand it to the next client. Then
+    // the preparer's waiting query runs, and it closes what it prepared (a Close never fails:
+    // an old pooler passes it to the server connection released last, the likeliest holder of
+    // the statement; a new one forgets the name).
+    if (holding) await within(holder.query('ROLLBACK'), closeGraceMs);
+    if (await within(pending, closeGraceMs)) {
+      for (const name of leftovers) await within(closeNamedStatement(preparer, name), closeGraceMs);
+    }
+    await Promise.all([end(preparer), end(holder)]);
+  }
+}
+
+function describe(error: unknown): string {
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  const text = typeof message === 'string' && message !== '' ? message : String(error);
+  return typeof code === 'string' ? `${text} (${code})` : text;
+}
+
+/** Waits for `work` at most `ms`; true when it settled in time (failures included). */
+async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+  try {
+    return await Promise.race([work.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+async function end(client: pg.Client): Promise<void> {
+  if (!(await within(client.end(), closeGraceMs))) {
+    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
+  }
+}
