@@ -204,12 +204,20 @@ describe('named statements on a direct connection', () => {
     }
   });
 
-  it.each(['DISCARD ALL', 'DEALLOCATE ALL'])(
-    'after %s on one connection, that connection prepares its statements again and the others keep theirs: nothing fails, naming goes on',
-    async (command) => {
+  it.each([
+    ['DISCARD ALL', 'auto'],
+    ['DEALLOCATE ALL', 'auto'],
+    ['DISCARD ALL', 'on'],
+    ['DEALLOCATE ALL', 'on'],
+  ] as const)(
+    'after %s on one connection (%s), that connection prepares its statements again and the others keep theirs: nothing fails, naming goes on',
+    async (command, mode) => {
       const user = await newUser(testDb.db);
       const poolErrors: string[] = [];
-      const db = createDb({ databaseUrl: testDb.url, maxConnections: 2, minConnections: 0 }, { onPoolError: (m) => poolErrors.push(m) });
+      const db = createDb(
+        { databaseUrl: testDb.url, maxConnections: 2, minConnections: 0, preparedStatements: mode },
+        { onPoolError: (m) => poolErrors.push(m) },
+      );
       try {
         // Both connections prepare the statement (in transactions, so that they are two).
         await onEachConnection(db, 2, (trx) => displayNameById.execute(trx, { id: user.id }));
