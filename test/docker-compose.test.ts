@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
@@ -69,6 +69,20 @@ describe('docker-compose.yml', async () => {
       expect(pgbouncer.environment.DB_USER).toContain('DB_APP_USER');
       expect(pgbouncer.environment.DB_USER).not.toContain('POSTGRES_USER');
       expect(pgbouncer.environment.AUTH_TYPE).toBe('scram-sha-256');
+    });
+
+    it('keeps named statements in transaction mode: max_prepared_statements holds every hot statement, twice over', async () => {
+      // The library's default (auto) names the statements prepareQuery builds behind a
+      // PgBouncer that keeps them (1.21+, max_prepared_statements > 0). PgBouncer keeps that
+      // many per server connection, least recently used out: room for each hot statement and
+      // its renewed form after a migration changes a result type (see statement-naming.ts).
+      const queries = path.join(packageRoot(), 'src', 'queries');
+      let hot = 0;
+      for (const file of await readdir(queries)) {
+        hot += ((await readFile(path.join(queries, file), 'utf8')).match(/\bprepareQuery\(/g) ?? []).length;
+      }
+      expect(hot).toBeGreaterThan(0);
+      expect(Number(pgbouncer.environment.MAX_PREPARED_STATEMENTS)).toBeGreaterThanOrEqual(2 * hot);
     });
 
     it('publishes its port on 127.0.0.1 only, apart from the server’s', () => {
