@@ -4,14 +4,19 @@ import type { BenchContext } from './bench-context.js';
 import type { SqlRunner } from './sql-runners.js';
 import { pick, suggestionTaker } from './bench-context.js';
 
-/** The sides of a comparison: the library, and the same SQL by hand on three clients. */
-export const rawSides = ['raw', 'rawNamed', 'postgresJs'] as const;
-export type Side = 'library' | (typeof rawSides)[number];
+/**
+ * The sides of a comparison: the library, and the same SQL by hand on three clients; and
+ * through PgBouncer 1.24, the library at its defaults and the same SQL on raw `pg`.
+ */
+export const rawSides = ['raw', 'rawNamed', 'postgresJs', 'rawPooled'] as const;
+export type LibrarySide = 'library' | 'libraryPooled';
+export type Side = LibrarySide | (typeof rawSides)[number];
 
 /** One hot path, done by the library, by hand-written SQL on a client, and by pgbench. */
 export interface BenchOperation {
   name: string;
-  library: (ctx: BenchContext, worker: number) => Promise<unknown>;
+  /** The library's side; `side` picks the token chain (rotate) of that side. */
+  library: (ctx: BenchContext, worker: number, side?: LibrarySide) => Promise<unknown>;
   /** The hand-written side; `side` picks the token chain (rotate) of that side. */
   raw: (run: SqlRunner, ctx: BenchContext, worker: number, side: Side) => Promise<unknown>;
   /**
@@ -70,7 +75,7 @@ export type TokenChains = Record<Side, string[]>;
 
 export function tokenChains(count: number): TokenChains {
   const chain = () => new Array<string>(count).fill('');
-  return { library: chain(), raw: chain(), rawNamed: chain(), postgresJs: chain() };
+  return { library: chain(), libraryPooled: chain(), raw: chain(), rawNamed: chain(), postgresJs: chain(), rawPooled: chain() };
 }
 
 const phraseColumnsSql = `p.id, p.phrase_text AS text, p.active, p.created_by AS "createdBy", p.created_at AS "createdAt", p.updated_at AS "updatedAt"`;
@@ -161,9 +166,9 @@ export function benchOperations(chains: TokenChains, pendingSuggestionIds: strin
   return [
     {
       name: 'refreshTokens.rotate',
-      library: async (ctx, worker) => {
-        const next = await refreshTokens.rotate(ctx.db, chains.library[worker]!);
-        chains.library[worker] = next.token;
+      library: async (ctx, worker, side = 'library') => {
+        const next = await refreshTokens.rotate(ctx.db, chains[side][worker]!);
+        chains[side][worker] = next.token;
       },
       raw: async (run, _ctx, worker, side) => {
         const next = newToken();

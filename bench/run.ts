@@ -1,14 +1,17 @@
+import { existsSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { createDb } from '../src/db/create-db.js';
+import { createDb, poolOf } from '../src/db/create-db.js';
+import type { StatementNamingReport } from '../src/db/statement-naming.js';
+import { pgBouncer124Path, startPgBouncer } from '../test/support/pgbouncer.js';
 import { packageRoot } from '../src/package-root.js';
 import { type BenchContext, pick } from './bench-context.js';
 import { startBenchDatabase } from './bench-database.js';
 import { explainStatements, type PlanSummary } from './explain.js';
-import { compareSides, measure, type Measurement } from './measure.js';
-import { benchOperations, orderByRandomSql, pgbenchKeys, rawListSql, type Side, searchTerms, tokenChains } from './operations.js';
+import { compareSides, measure, type Measurement, type Work } from './measure.js';
+import { benchOperations, orderByRandomSql, pgbenchKeys, rawListSql, type rawSides, type Side, searchTerms, tokenChains } from './operations.js';
 import { runPgbench } from './pgbench.js';
 import { pgNamed, pgUnnamed, postgresJs, type SqlRunner } from './sql-runners.js';
 import postgres from 'postgres';
@@ -21,6 +24,8 @@ const concurrency = 10;
 const sliceMs = Number(process.env.BENCH_SLICE_MS ?? 500);
 const slices = Number(process.env.BENCH_SLICES ?? 12);
 const libraryApplicationName = 'kennwilliamson-db-bench';
+// BENCH_POOLED=0 leaves the pooled columns out; without PgBouncer 1.24 they are left out anyway.
+const pooledWanted = process.env.BENCH_POOLED !== '0';
 const growthMs = Number(process.env.BENCH_GROWTH_MS ?? 3_000);
 
 async function countTokens(client: pg.Client): Promise<number> {
@@ -45,6 +50,11 @@ interface OperationResult {
   ratioVsPostgresJs: number;
   /** pgbench -M prepared with the same statements and clients: the server's ceiling. */
   pgbenchPrepared: { tps: number; libraryShare: number };
+  /**
+   * Through PgBouncer 1.24 in transaction mode (when built): the library at its defaults, and
+   * the same SQL on raw `pg` with unnamed statements, in the same rotating slices as the rest.
+   */
+  pooled?: { library: Measurement; raw: Measurement; ratio: number };
 }
 
 const ratioOf = (a: Measurement, b: Measurement) => Number((a.opsPerSec / b.opsPerSec).toFixed(3));
@@ -118,6 +128,9 @@ function printTable(results: Record<string, OperationResult>, plans: Record<stri
     'vs pg.js',
     'pgbench tps',
     'share',
+    'pooled lib',
+    'pooled raw',
+    'pooled vs raw',
     'index',
   ];
   const planCell = (plan: PlanSummary | undefined) => {
@@ -138,6 +151,9 @@ function printTable(results: Record<string, OperationResult>, plans: Record<stri
     `${r.ratioVsPostgresJs.toFixed(2)}x`,
     String(r.pgbenchPrepared.tps),
     `${Math.round(r.pgbenchPrepared.libraryShare * 100)}%`,
+    r.pooled ? String(r.pooled.library.opsPerSec) : '–',
+    r.pooled ? String(r.pooled.raw.opsPerSec) : '–',
+    r.pooled ? `${r.pooled.ratio.toFixed(2)}x` : '–',
     planCell(plans[name]),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
@@ -201,15 +217,24 @@ async function statementMemory(
 async function main(): Promise<void> {
   const server = await startBenchDatabase(log);
   // The hand-written sides get the same pool settings as the library's: size and acquire timeout.
-  const pgPool = () =>
-    new pg.Pool({ connectionString: server.url, max: concurrency, min: 2, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 30_000 });
+  const pgPool = (url = server.url) =>
+    new pg.Pool({ connectionString: url, max: concurrency, min: 2, idleTimeoutMillis: 30_000, connectionTimeoutMillis: 30_000 });
   const pool = pgPool();
   const namedPool = pgPool();
   const postgresSql = postgres(server.url, { max: concurrency, onnotice: () => undefined });
-  const runners: Record<Exclude<Side, 'library'>, SqlRunner> = {
+  // PgBouncer 1.24 in transaction mode, its defaults (max_prepared_statements 200), in front of
+  // the same server: the library at its defaults through it, and raw pg through it.
+  if (pooledWanted && !existsSync(pgBouncer124Path)) log(`${pgBouncer124Path} not found (.ci/build-pgbouncer builds it): no pooled columns`);
+  const pooler = pooledWanted && existsSync(pgBouncer124Path) ? await startPgBouncer({ serverUrl: server.url, version: '1.24' }) : undefined;
+  const pooledPool = pooler ? pgPool(pooler.url(server.url)) : undefined;
+  const pooledDb = pooler
+    ? createDb({ databaseUrl: pooler.url(server.url), maxConnections: concurrency, applicationName: `${libraryApplicationName}-pooled` })
+    : undefined;
+  const runners: Record<(typeof rawSides)[number], SqlRunner> = {
     raw: pgUnnamed(pool),
     rawNamed: pgNamed(namedPool),
     postgresJs: postgresJs(postgresSql),
+    rawPooled: pgUnnamed(pooledPool ?? pool),
   };
   const db = createDb({ databaseUrl: server.url, maxConnections: concurrency, applicationName: libraryApplicationName });
   const observer = new pg.Client({ connectionString: server.url });
@@ -223,13 +248,18 @@ async function main(): Promise<void> {
     const postgresVersion = (await observer.query<{ server_version: string }>('SHOW server_version')).rows[0]!.server_version;
     const settingsServer = await serverSettings(observer);
     log(`server settings: ${JSON.stringify(settingsServer)}`);
+    let pooledNaming: StatementNamingReport | undefined;
+    if (pooledDb) {
+      pooledNaming = await poolOf(pooledDb).statementNaming();
+      log(`through PgBouncer 1.24 the library's default (auto) chose: ${JSON.stringify(pooledNaming)}`);
+    }
     const results: Record<string, OperationResult> = {};
     const plans: Record<string, PlanSummary> = {};
     let peak = 0;
 
     // Every worker of each side rotates its own token chain, started by a fresh login.
     const chains = tokenChains(concurrency);
-    const sides = Object.keys(chains) as Side[];
+    const sides = (Object.keys(chains) as Side[]).filter((side) => pooler || (side !== 'libraryPooled' && side !== 'rawPooled'));
     const startChains = async () => {
       for (let worker = 0; worker < concurrency; worker++) {
         for (const [i, side] of sides.entries()) {
@@ -271,18 +301,26 @@ async function main(): Promise<void> {
       await capture.destroy();
       plans[op.name] = await explainStatements(observer, statements);
 
+      const pooledCtx = pooledDb && pooledPool ? { ...ctx, db: pooledDb, pool: pooledPool } : undefined;
       const run = await peakConnections(observer, () =>
-        compareSides(
+        compareSides<Side>(
           {
             library: (worker) => op.library(ctx, worker),
             raw: (worker) => op.raw(runners.raw, ctx, worker, 'raw'),
             rawNamed: (worker) => op.raw(runners.rawNamed, ctx, worker, 'rawNamed'),
             postgresJs: (worker) => op.raw(runners.postgresJs, ctx, worker, 'postgresJs'),
-          },
+            ...(pooledCtx
+              ? {
+                  libraryPooled: (worker: number) => op.library(pooledCtx, worker, 'libraryPooled'),
+                  rawPooled: (worker: number) => op.raw(runners.rawPooled, pooledCtx, worker, 'rawPooled'),
+                }
+              : {}),
+          } as Record<Side, Work>,
           { concurrency, sliceMs, slices },
         ),
       );
-      const m = run.result;
+      const { libraryPooled, rawPooled, ...m } = run.result as Record<Exclude<Side, 'libraryPooled' | 'rawPooled'>, Measurement> &
+        Partial<Record<'libraryPooled' | 'rawPooled', Measurement>>;
       log(`  pgbench -M prepared, ${concurrency} clients, ${pgbenchSeconds} s…`);
       const tps = await runPgbench(server.url, op.pgbench, { clients: concurrency, seconds: pgbenchSeconds });
       results[op.name] = {
@@ -291,6 +329,7 @@ async function main(): Promise<void> {
         ratioVsRawNamed: ratioOf(m.library, m.rawNamed),
         ratioVsPostgresJs: ratioOf(m.library, m.postgresJs),
         pgbenchPrepared: { tps, libraryShare: Number((m.library.opsPerSec / tps).toFixed(3)) },
+        ...(libraryPooled && rawPooled ? { pooled: { library: libraryPooled, raw: rawPooled, ratio: ratioOf(libraryPooled, rawPooled) } } : {}),
       };
       peak = Math.max(peak, run.peak);
     }
@@ -365,8 +404,10 @@ async function main(): Promise<void> {
     console.log(
       'vs raw: library / pg unnamed; vs named: library / pg named statements; vs pg.js: library / postgres.js (prepared); ' +
         `pgbench tps: pgbench -M prepared, same statements, ${concurrency} clients, ${pgbenchSeconds} s (the server's ceiling); ` +
-        'share: library / pgbench; index: custom and generic plans use indexes, no sequential scan of a big table',
+        'share: library / pgbench; pooled lib / pooled raw: the library at its defaults and raw pg (unnamed) through PgBouncer 1.24 ' +
+        '(transaction mode, its defaults), in the same slices; index: custom and generic plans use indexes, no sequential scan of a big table',
     );
+    if (pooledNaming) console.log(`through PgBouncer 1.24, the library's statements: ${pooledNaming.named ? 'named' : 'unnamed'} (${pooledNaming.reason})`);
     console.log(`server: PostgreSQL ${postgresVersion}, ${JSON.stringify(settingsServer)}`);
     console.log(`server connections of the library pool during the run: at most ${peak} (pool max ${concurrency})`);
     console.log(
@@ -415,6 +456,7 @@ async function main(): Promise<void> {
       searchRealistic,
       statementMemory: memory,
       startup,
+      pooledNaming: pooledNaming ?? null,
       settings: { concurrency, sliceMs, slices, pgbenchSeconds, scale, server: settingsServer },
     };
     const file = path.join(packageRoot(), 'bench', 'results.json');
@@ -423,6 +465,9 @@ async function main(): Promise<void> {
   } finally {
     await observer.end();
     await db.destroy();
+    await pooledDb?.destroy();
+    await pooledPool?.end();
+    await pooler?.stop();
     await pool.end();
     await namedPool.end();
     await postgresSql.end();

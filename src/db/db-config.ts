@@ -18,9 +18,9 @@ export interface DbConfig {
   /**
    * Named (server-side prepared) statements for the statements built with prepareQuery
    * (`DB_PREPARED_STATEMENTS`, default `auto`): `auto` names them on connections that reach
-   * PostgreSQL itself and not on connections through a pooler (PgBouncer before 1.21 in
-   * transaction mode loses them), `on` always (PostgreSQL, or PgBouncer 1.21+ with
-   * `max_prepared_statements`), `off` never.
+   * PostgreSQL itself, and through a pooler once a probe found that it keeps them (PgBouncer
+   * 1.21+ with `max_prepared_statements` > 0; before 1.21 it loses them in transaction mode);
+   * `on` always; `off` never. `poolOf(db).statementNaming()` says what a pool chose.
    */
   preparedStatements: PreparedStatementsMode;
 }
