@@ -7,7 +7,7 @@ import { closeNamedStatement } from './named-statement.js';
  * connection: `keeps` (it prepares the statement there too: PgBouncer 1.21+ with
  * `max_prepared_statements` > 0), `loses` (the statement is missing there, SQLSTATE 26000:
  * PgBouncer before 1.21, or with the setting 0), `pins` (the client never moved: session
- * pooling, or a proxy that pins a client once it prepares, as RDS Proxy does), or `undecided`.
+ * pooling, or a proxy that pins a client once it prepares a statement), or `undecided`.
  */
 export type PoolerVerdict = 'keeps' | 'loses' | 'pins' | 'undecided';
 
@@ -24,7 +24,7 @@ class ProbeExpired extends Error {}
 const attempts = 3;
 // Ending the probe's two clients after a verdict; a client that does not end by then is destroyed.
 const closeGraceMs = 1_000;
-const statementText = 'SELECT pg_backend_pid() AS pid /* kennwilliamson-db: statement probe */';
+const statementText = 'SELECT pg_catalog.pg_backend_pid() AS pid /* kennwilliamson-db: statement probe */';
 
 /**
  * Asks a pooler whether a client's named statements survive a change of server connection,
@@ -81,7 +81,7 @@ export async function probePooler(openClient: () => pg.Client, budgetMs: number,
       leftovers.add(statement.name);
       const preparedOn = (await prepare<{ pid: number }>(statement)).rows[0]?.pid;
       // A multi-statement query answers with one result per statement.
-      const opened = (await bounded(holder.query('BEGIN; SELECT pg_backend_pid() AS pid'))) as unknown as Array<pg.QueryResult<{ pid: number }>>;
+      const opened = (await bounded(holder.query('BEGIN; SELECT pg_catalog.pg_backend_pid() AS pid'))) as unknown as Array<pg.QueryResult<{ pid: number }>>;
       holding = true;
       const heldPid = opened[1]?.rows[0]?.pid;
       let ranOn: number | undefined;
@@ -124,7 +124,7 @@ export async function probePooler(openClient: () => pg.Client, budgetMs: number,
       verdict: 'pins',
       reason:
         `the pooler kept the probe's client on the server connection it prepared on (${attempts} times): ` +
-        'session pooling, or a proxy that pins a client once it prepares a statement (RDS Proxy)',
+        'session pooling, or a proxy that pins a client to its server connection once it prepares a statement',
     };
   } catch (error) {
     if (error instanceof ProbeExpired) {
