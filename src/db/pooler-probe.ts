@@ -19,9 +19,11 @@ export interface PoolerProbeResult {
 
 class ProbeExpired extends Error {}
 
-// Each attempt may find the pooler handing the probe's client the server connection it
-// prepared on (another client of the pooler took the held one's place); three say enough.
-const attempts = 3;
+// An attempt proves nothing when the pooler hands the preparer the server connection it
+// prepared on again: under traffic, another client may take that connection before the holder
+// does, then give it back. Each attempt takes a few round trips (milliseconds); ten that all
+// land there mean the pooler keeps the client where it is.
+const attempts = 10;
 // Ending the probe's two clients after a verdict; a client that does not end by then is destroyed.
 const closeGraceMs = 1_000;
 const statementText = 'SELECT pg_catalog.pg_backend_pid() AS pid /* kennwilliamson-db: statement probe */';
@@ -40,7 +42,7 @@ const statementText = 'SELECT pg_catalog.pg_backend_pid() AS pid /* kennwilliams
  *    Bind and the server answers 26000; a new one prepares the statement there first.
  *
  * A run on P again (another client took P before the holder) proves nothing; the probe tries
- * again, up to three times. Everything is bounded by `budgetMs`: a pooler with one server
+ * again, up to ten times. Everything is bounded by `budgetMs`: a pooler with one server
  * connection cannot hand out another while the holder keeps it, so its probe ends undecided,
  * and so does any error. `signal` ends it early (the pool is closing).
  *

@@ -62,7 +62,7 @@ export interface StatementNamingOptions {
 // connection is handed out unchecked after this, and sends its statements unnamed until the
 // answer arrives.
 const classifyTimeoutMs = 2_000;
-// The probe of a pooler: two connections, three round trips, three attempts at most.
+// The probe of a pooler: two connections of its own, a few round trips per attempt.
 const probeBudgetMs = 5_000;
 
 /**
