@@ -51,9 +51,15 @@ export async function onEachConnection<T>(db: Kysely<DB>, count: number, work: (
   );
 }
 
-/** The names of the statements the connection of `trx` holds prepared. */
+/**
+ * The names of the statements the connection of `trx` holds prepared, but for a pooler probe's
+ * own: behind a pooler that loses statements, traffic during the probe may send the probe's
+ * Close to another server connection and leave its `kw_probe_…` statement behind.
+ */
 export const preparedNames = async (trx: Kysely<DB>) =>
-  (await sql<{ name: string }>`SELECT name FROM pg_prepared_statements ORDER BY name`.execute(trx)).rows.map((row) => row.name);
+  (await sql<{ name: string }>`SELECT name FROM pg_prepared_statements WHERE name NOT LIKE 'kw\\_probe\\_%' ORDER BY name`.execute(trx)).rows.map(
+    (row) => row.name,
+  );
 
 /**
  * `workers` callers run `work` in a loop; once each has done it `before` times, `change` runs
