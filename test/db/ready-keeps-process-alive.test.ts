@@ -33,6 +33,9 @@ tuned.ready().then(() => { process.stdout.write('ready'); return tuned.end(); })
       bundle: true,
       platform: 'node',
       format: 'cjs',
+      // As the CommonJS build does (scripts/build-commonjs.mjs): import.meta.url is the file's URL.
+      define: { 'import.meta.url': 'importMetaUrl' },
+      banner: { js: "const importMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
       packages: 'external',
       logLevel: 'warning',
     });
