@@ -3,23 +3,12 @@
  * Please do not edit it manually.
  */
 
+import type { DeviceInfo } from "../src/device-info.js";
 import type { ColumnType } from "kysely";
 
 export type Generated<T> = T extends ColumnType<infer S, infer I, infer U>
   ? ColumnType<S, I | undefined, U>
   : ColumnType<T, T | undefined, T>;
-
-export type Json = JsonValue;
-
-export type JsonArray = JsonValue[];
-
-export type JsonObject = {
-  [x: string]: JsonValue | undefined;
-};
-
-export type JsonPrimitive = boolean | number | string | null;
-
-export type JsonValue = JsonArray | JsonObject | JsonPrimitive;
 
 export type Timestamp = ColumnType<Date, Date | string, Date | string>;
 
@@ -50,14 +39,14 @@ export interface PhraseSuggestions {
   review_reason: string | null;
   reviewed_at: Timestamp | null;
   reviewed_by: string | null;
-  status: Generated<string>;
+  status: Generated<"pending" | "approved" | "rejected">;
   updated_at: Generated<Timestamp>;
   user_id: string;
 }
 
 export interface RefreshTokens {
   created_at: Generated<Timestamp>;
-  device_info: Json | null;
+  device_info: DeviceInfo | null;
   expires_at: Timestamp;
   family_created_at: Generated<Timestamp>;
   family_expires_at: Timestamp;
@@ -66,7 +55,7 @@ export interface RefreshTokens {
   last_used_at: Timestamp | null;
   parent_id: string | null;
   revoked_at: Timestamp | null;
-  revoked_reason: string | null;
+  revoked_reason: "rotated" | "reuse" | "logout" | "deactivated" | "admin" | "password_changed" | null;
   token_hash: Buffer;
   updated_at: Generated<Timestamp>;
   user_id: string;

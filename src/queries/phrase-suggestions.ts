@@ -21,13 +21,11 @@ import { holdsRole, requireRole } from './require-role.js';
  * `reviewedBy` null (ON DELETE SET NULL).
  */
 
-export type SuggestionStatus = 'pending' | 'approved' | 'rejected';
+/** Where a suggestion stands: the values `phrase_suggestions.status`'s CHECK allows (generated). */
+export type SuggestionStatus = Selectable<PhraseSuggestions>['status'];
 
 /** A suggestion as services see it (`phrase_text` is `text`). */
-export type PhraseSuggestion = CamelCased<Omit<Selectable<PhraseSuggestions>, 'phrase_text' | 'status'>> & {
-  text: string;
-  status: SuggestionStatus;
-};
+export type PhraseSuggestion = CamelCased<Omit<Selectable<PhraseSuggestions>, 'phrase_text'>> & { text: string };
 
 /** A pending suggestion with who suggested it, for the admins' review queue. */
 export type PendingSuggestion = PhraseSuggestion & { submitterDisplayName: string; submitterEmail: string };
@@ -44,7 +42,7 @@ const suggestionColumns = [
   'phrase_suggestions.id',
   'phrase_suggestions.user_id as userId',
   'phrase_suggestions.phrase_text as text',
-  sql<SuggestionStatus>`phrase_suggestions.status`.as('status'),
+  'phrase_suggestions.status',
   'phrase_suggestions.reviewed_by as reviewedBy',
   'phrase_suggestions.reviewed_at as reviewedAt',
   'phrase_suggestions.review_reason as reviewReason',

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { type Kysely, type Selectable, sql } from 'kysely';
-import type { DB, JsonObject, RefreshTokens } from '../../generated/db.js';
+import type { DB, RefreshTokens } from '../../generated/db.js';
+import type { DeviceInfo } from '../device-info.js';
 import { inTransaction } from '../db/in-transaction.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { processWide } from '../db/process-wide.js';
@@ -30,8 +31,7 @@ import { revokeLiveTokens, type RevokedReason, sessionCount } from './revoke-liv
  * that a rotation in flight was about to add.
  */
 
-/** Free-form facts about the device of a login (user agent, platform…): a plain JSON object. */
-export type DeviceInfo = JsonObject;
+export type { DeviceInfo } from '../device-info.js';
 
 /** Process-wide defaults of the token options; change them once with {@link configure}. */
 export interface RefreshTokenDefaults {

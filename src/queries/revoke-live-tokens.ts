@@ -1,8 +1,8 @@
-import { type Kysely, sql } from 'kysely';
-import type { DB } from '../../generated/db.js';
+import { type Kysely, type Selectable, sql } from 'kysely';
+import type { DB, RefreshTokens } from '../../generated/db.js';
 
-/** Why a refresh token was revoked, as `refresh_tokens.revoked_reason`'s CHECK allows. */
-export type RevokedReason = 'rotated' | 'reuse' | 'logout' | 'deactivated' | 'admin' | 'password_changed';
+/** Why a refresh token was revoked: the values `refresh_tokens.revoked_reason`'s CHECK allows (generated). */
+export type RevokedReason = NonNullable<Selectable<RefreshTokens>['revoked_reason']>;
 
 /** Whose live tokens to revoke: a user's, one family of theirs, or all but one family. */
 export interface RevokeScope {

@@ -1,0 +1,117 @@
+import type pg from 'pg';
+import { checkValues, loadCheckParser } from './check-values.js';
+
+/** A jsonb column whose shape a TypeScript type describes: the type, and where it is declared. */
+export interface JsonShape {
+  /** The type's name, as the generated file will use it. */
+  type: string;
+  /** Its module, relative to the generated file (kysely-codegen's `customImports`: `path#Name` for another name). */
+  from: string;
+}
+
+/** kysely-codegen's `overrides.columns` and `customImports`, computed from the live schema. */
+export interface ColumnOverrides {
+  /** `schema.table.column` → the column's TypeScript type. */
+  columns: Record<string, string>;
+  customImports: Record<string, string>;
+  /** `table.column (constraint)` of each CHECK that tests values but is no list the deriver reads. */
+  notUnderstood: string[];
+}
+
+interface CheckRow {
+  schema: string;
+  table: string;
+  constraint: string;
+  expression: string;
+  column: string;
+  nullable: boolean;
+  has_default: boolean;
+}
+
+interface ColumnRow {
+  schema: string;
+  table: string;
+  column: string;
+  type: string;
+  nullable: boolean;
+  has_default: boolean;
+}
+
+// Every CHECK on a single text or varchar column of a table (partitions are left out, as
+// kysely-codegen leaves them out), with the expression as PostgreSQL prints it. A CHECK on
+// several columns relates them (`(status = 'pending') = (reviewed_at IS NULL)`); it never is
+// one column's list of values, so it is not read.
+const checksSql = `
+  SELECT n.nspname AS schema, t.relname AS table, c.conname AS constraint,
+         pg_get_expr(c.conbin, c.conrelid) AS expression, a.attname AS column,
+         NOT a.attnotnull AS nullable, a.atthasdef AS has_default
+    FROM pg_catalog.pg_constraint c
+    JOIN pg_catalog.pg_class t ON t.oid = c.conrelid
+    JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+    JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+   WHERE c.contype = 'c' AND cardinality(c.conkey) = 1
+     AND t.relkind IN ('r', 'p') AND NOT t.relispartition
+     AND a.atttypid IN ('pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype)
+     AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+   ORDER BY n.nspname, t.relname, a.attnum, c.conname`;
+
+const columnSql = `
+  SELECT n.nspname AS schema, t.relname AS table, a.attname AS column,
+         pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
+         NOT a.attnotnull AS nullable, a.atthasdef AS has_default
+    FROM pg_catalog.pg_attribute a
+    JOIN pg_catalog.pg_class t ON t.oid = a.attrelid
+    JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+   WHERE n.nspname = $1 AND t.relname = $2 AND a.attname = $3 AND a.attnum > 0 AND NOT a.attisdropped`;
+
+/**
+ * The column types kysely-codegen cannot see, read from the live schema:
+ * - every text or varchar column that a CHECK limits to a list of values (`status IN
+ *   ('pending', 'approved')`) gets that list as a union of literals, nullable where the
+ *   column is and `Generated<…>` where it has a default, as kysely-codegen writes its own
+ *   types (several lists on one column: the values in all of them);
+ * - every jsonb column of `jsonShapes` (`schema.table.column`) gets its TypeScript type,
+ *   imported into the generated file; a shape for a column that is missing or not json is an
+ *   error, so a renamed column cannot silently lose its type.
+ * A CHECK that tests a column's values in a way the deriver does not read leaves the column
+ * as kysely-codegen types it, and is listed in `notUnderstood`.
+ *
+ * @example
+ * const { columns } = await columnOverrides(client, {})
+ * // { 'public.phrase_suggestions.status': 'Generated<"pending" | "approved" | "rejected">', … }
+ */
+export async function columnOverrides(client: pg.ClientBase, jsonShapes: Record<string, JsonShape>): Promise<ColumnOverrides> {
+  await loadCheckParser();
+  const lists = new Map<string, { row: CheckRow; values: string[] }>();
+  const notUnderstood: string[] = [];
+  for (const row of (await client.query<CheckRow>(checksSql)).rows) {
+    const found = checkValues(row.expression, row.column);
+    const key = `${row.schema}.${row.table}.${row.column}`;
+    if (found.kind === 'not-understood') notUnderstood.push(`${row.table}.${row.column} (${row.constraint})`);
+    if (found.kind !== 'values') continue;
+    const earlier = lists.get(key);
+    lists.set(key, { row, values: earlier ? earlier.values.filter((value) => found.values.includes(value)) : found.values });
+  }
+
+  const columns: Record<string, string> = {};
+  for (const [key, { row, values }] of lists) {
+    columns[key] = columnType(values.map((value) => JSON.stringify(value)), row);
+  }
+  const customImports: Record<string, string> = {};
+  for (const [key, shape] of Object.entries(jsonShapes)) {
+    const [schema, table, column] = key.split('.');
+    const { rows } = await client.query<ColumnRow>(columnSql, [schema, table, column]);
+    const row = rows[0];
+    if (row === undefined || !['json', 'jsonb'].includes(row.type)) {
+      throw new Error(`codegen: the JSON shape ${shape.type} is declared for ${key}, which is ${row ? row.type : 'missing'}`);
+    }
+    columns[key] = columnType([shape.type], row);
+    customImports[shape.type] = shape.from;
+  }
+  return { columns, customImports, notUnderstood };
+}
+
+function columnType(members: string[], column: { nullable: boolean; has_default: boolean }): string {
+  const union = [...(members.length === 0 ? ['never'] : members), ...(column.nullable ? ['null'] : [])].join(' | ');
+  return column.has_default ? `Generated<${union}>` : union;
+}

@@ -1,0 +1,141 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import ts from 'typescript';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { generateTypes } from '../../src/cli/dev/generate-types.js';
+import { migrate } from '../../src/migrations/migrator.js';
+import { packageRoot } from '../../src/package-root.js';
+import { createMigrationSandbox, type MigrationSandbox } from '../support/migration-sandbox.js';
+
+// Values made up per run, so that nothing but the live constraint can produce them; one holds
+// a quote and a backslash, which both SQL and TypeScript must escape.
+const word = () => `v${randomBytes(4).toString('hex')}`;
+const themes = [word(), word(), `it's \\ ${word()}`];
+const accents = [word(), word()];
+const moods = [word(), word()];
+
+const sqlList = (values: string[]) => values.map((value) => `'${value.replace(/'/g, "''")}'`).join(', ');
+
+/** The type of `table.column` in generated source: its string literals, whether it is nullable and Generated, anything else. */
+function columnType(source: string, table: string, column: string) {
+  const file = ts.createSourceFile('db.ts', source, ts.ScriptTarget.Latest, true);
+  const declaration = file.statements.find((node): node is ts.InterfaceDeclaration => ts.isInterfaceDeclaration(node) && node.name.text === table);
+  const member = declaration?.members.find((node): node is ts.PropertySignature => ts.isPropertySignature(node) && node.name.getText(file) === column);
+  if (member?.type === undefined) throw new Error(`no ${table}.${column} in the generated file`);
+  let type = member.type;
+  let generated = false;
+  if (ts.isTypeReferenceNode(type) && type.typeName.getText(file) === 'Generated') {
+    generated = true;
+    type = type.typeArguments![0]!;
+  }
+  const members = ts.isUnionTypeNode(type) ? [...type.types] : [type];
+  const values: string[] = [];
+  const other: string[] = [];
+  let nullable = false;
+  for (const node of members) {
+    if (ts.isLiteralTypeNode(node) && ts.isStringLiteral(node.literal)) values.push(node.literal.text);
+    else if (ts.isLiteralTypeNode(node) && node.literal.kind === ts.SyntaxKind.NullKeyword) nullable = true;
+    else other.push(node.getText(file));
+  }
+  return { generated, nullable, values, other };
+}
+
+/** The string literals of `export type Name = …`. */
+function aliasValues(source: string, name: string): string[] {
+  const file = ts.createSourceFile('db.ts', source, ts.ScriptTarget.Latest, true);
+  const alias = file.statements.find((node): node is ts.TypeAliasDeclaration => ts.isTypeAliasDeclaration(node) && node.name.text === name);
+  if (alias === undefined) throw new Error(`no type ${name} in the generated file`);
+  const members = ts.isUnionTypeNode(alias.type) ? [...alias.type.types] : [alias.type];
+  return members.map((node) => (ts.isLiteralTypeNode(node) && ts.isStringLiteral(node.literal) ? node.literal.text : node.getText(file)));
+}
+
+describe('npm run codegen on a schema a migration just changed', () => {
+  let sandbox: MigrationSandbox;
+  let outDir: string;
+  let pristine: string;
+  let output: string;
+  const warnings: string[] = [];
+
+  beforeAll(async () => {
+    sandbox = await createMigrationSandbox();
+    outDir = await mkdtemp(path.join(os.tmpdir(), 'kw-codegen-'));
+    await migrate({ databaseUrl: sandbox.database.url, migrationsDir: sandbox.migrationsDir });
+    pristine = await generateTypes({ databaseUrl: sandbox.database.url, outFile: path.join(outDir, 'pristine.ts'), logLevel: 'silent' });
+    await writeFile(
+      path.join(sandbox.migrationsDir, '20990101000000_add_user_preferences.up.sql'),
+      [
+        `CREATE TYPE user_mood AS ENUM (${sqlList(moods)});`,
+        'ALTER TABLE users',
+        `  ADD COLUMN theme text NOT NULL DEFAULT '${themes[0]}' CHECK (theme IN (${sqlList(themes)})),`,
+        `  ADD COLUMN accent varchar(40) CHECK (accent IN (${sqlList(accents)})),`,
+        '  ADD COLUMN mood user_mood,',
+        `  ADD COLUMN shade text CONSTRAINT users_shade_listed_and_short CHECK (shade IN ('a', 'b') AND length(shade) < 5);`,
+      ].join('\n'),
+    );
+    await writeFile(path.join(sandbox.migrationsDir, '20990101000000_add_user_preferences.down.sql'), 'SELECT 1;');
+    await migrate({ databaseUrl: sandbox.database.url, migrationsDir: sandbox.migrationsDir });
+    output = await generateTypes({
+      databaseUrl: sandbox.database.url,
+      outFile: path.join(outDir, 'db.ts'),
+      logLevel: 'silent',
+      warn: (line) => warnings.push(line),
+    });
+  });
+  afterAll(async () => {
+    await sandbox?.remove();
+    await rm(outDir, { recursive: true, force: true });
+  });
+
+  it('types a CHECK-listed text column with a default as Generated<the union of exactly its values>', () => {
+    expect(columnType(output, 'Users', 'theme')).toEqual({ generated: true, nullable: false, values: themes, other: [] });
+  });
+
+  it('types a nullable varchar column listed by a CHECK as its values or null', () => {
+    expect(columnType(output, 'Users', 'accent')).toEqual({ generated: false, nullable: true, values: accents, other: [] });
+  });
+
+  it('types a PostgreSQL enum column as the union of the enum labels (kysely-codegen sorts them)', () => {
+    expect(columnType(output, 'Users', 'mood')).toEqual({ generated: false, nullable: true, values: [], other: ['UserMood'] });
+    expect(aliasValues(output, 'UserMood')).toEqual([...moods].sort());
+  });
+
+  it('leaves a column whose CHECK it cannot read as a list as kysely-codegen types it, and says so in one line', () => {
+    expect(columnType(output, 'Users', 'shade')).toEqual({ generated: false, nullable: true, values: [], other: ['string'] });
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]).toMatch(/^codegen: a CHECK tests values in a form it does not read, .*: users\.shade \(users_shade_listed_and_short\)$/);
+  });
+
+  it('generates the committed generated/db.ts from the repository\'s migrations, unions included', async () => {
+    expect(pristine).toBe(await readFile(path.join(packageRoot(), 'generated', 'db.ts'), 'utf8'));
+  });
+
+  it("derives the library's own unions and the device info shape from the schema", () => {
+    expect(columnType(output, 'PhraseSuggestions', 'status')).toEqual({
+      generated: true,
+      nullable: false,
+      values: ['pending', 'approved', 'rejected'],
+      other: [],
+    });
+    expect(columnType(output, 'RefreshTokens', 'revoked_reason').values).toContain('password_changed');
+    expect(columnType(output, 'RefreshTokens', 'device_info')).toEqual({ generated: false, nullable: true, values: [], other: ['DeviceInfo'] });
+    expect(output).toContain('import type { DeviceInfo } from "../src/device-info.js";');
+  });
+
+  it('fails --verify (codegen:check) once a migration adds a value to a listed column', async () => {
+    const outFile = path.join(outDir, 'db.ts');
+    await expect(generateTypes({ databaseUrl: sandbox.database.url, outFile, verify: true, logLevel: 'silent', warn: () => {} })).resolves.toBe(output);
+    const added = word();
+    await writeFile(
+      path.join(sandbox.migrationsDir, '20990101000001_widen_theme.up.sql'),
+      `ALTER TABLE users DROP CONSTRAINT users_theme_check, ADD CONSTRAINT users_theme_check CHECK (theme IN (${sqlList([...themes, added])}));`,
+    );
+    await writeFile(path.join(sandbox.migrationsDir, '20990101000001_widen_theme.down.sql'), 'SELECT 1;');
+    await migrate({ databaseUrl: sandbox.database.url, migrationsDir: sandbox.migrationsDir });
+    await expect(generateTypes({ databaseUrl: sandbox.database.url, outFile, verify: true, logLevel: 'silent', warn: () => {} })).rejects.toThrow(
+      /not up-to-date/,
+    );
+    expect(await readFile(outFile, 'utf8')).toBe(output);
+  });
+});
