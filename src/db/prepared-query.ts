@@ -10,6 +10,7 @@ import {
 } from 'kysely';
 import type { DB } from '../../generated/db.js';
 import { directQueryRunner } from './create-db.js';
+import { inLibrarySchema, LibrarySchemaPlugin } from './library-schema.js';
 import { registerStatement } from './statement-names.js';
 
 /** Stands in for a parameter while the query is built once; its position is what we keep. */
@@ -33,8 +34,9 @@ class PreparingCompiler extends PostgresQueryCompiler {
   }
 }
 
-// A Kysely with no plugins, no schema and no connection, used only to compile: a prepared
-// statement's SQL must not depend on which caller happened to run it first.
+// A Kysely with no plugin but the library's schema and no connection, used only to compile:
+// a prepared statement's SQL must not depend on which caller happened to run it first, and
+// names its tables' schema (see inLibrarySchema) without a transformation per call.
 const compiler = new Kysely<DB>({
   dialect: {
     createAdapter: () => new PostgresAdapter(),
@@ -42,7 +44,7 @@ const compiler = new Kysely<DB>({
     createIntrospector: (db) => new PostgresIntrospector(db),
     createQueryCompiler: () => new PreparingCompiler(),
   },
-});
+}).withPlugin(new LibrarySchemaPlugin());
 
 type Slot = { name: string } | { value: unknown };
 
@@ -60,18 +62,19 @@ export interface PreparedQuery<P, R> {
  * Builds a Kysely query once and reuses its compiled SQL on every call, so hot paths keep
  * the generated types and Kysely's builder but skip building and compiling the same query
  * again (most of Kysely's cost over hand-written SQL on `pg`). The SQL is compiled on a plain
- * instance, with the builder's constants as literals; on a `db` from createDb it is sent as a
+ * instance, with the builder's constants as literals and its tables' schema named; on a `db` from createDb it is sent as a
  * named (server-side prepared) statement where the pool allows it (see `preparedStatements` in
  * DbConfig), and on the root `db` (not a transaction) it runs straight on the tuned pool, past
  * Kysely's executor layers, with the same checkout, error mapping and result shape. An
  * executor with plugins or a schema (`db.withPlugin(…)`, `db.withSchema(…)`) gets Kysely's
- * normal path instead: built with its values and run through its plugins. The builder may use
+ * normal path instead: built with its values, its tables in the library's schema still, and
+ * run through its plugins. The builder may use
  * each parameter only where a value goes (`where('id', '=', p.id)`, `sql\`lower(${p.email})\``,
  * `.limit(p.limit)`), never to decide the query's shape: it runs once, with placeholders.
  *
  * @example
  * const byId = prepareQuery((db, p: { id: string }) => db.selectFrom('users').select(['id', 'email']).where('id', '=', p.id).where('active', '=', true))
- * const { rows } = await byId.execute(db, { id }) // select "id", "email" from "users" where "id" = $1 and "active" = true
+ * const { rows } = await byId.execute(db, { id }) // select "id", "email" from "public"."users" where "id" = $1 and "active" = true
  */
 export function prepareQuery<P extends object, Q extends Compilable<unknown>>(
   build: (db: Kysely<DB>, params: P) => Q,
@@ -103,7 +106,7 @@ export function prepareQuery<P extends object, Q extends Compilable<unknown>>(
     async execute(db, params) {
       if (db.getExecutor().plugins.length > 0) {
         // Plugins may rewrite the query (a schema, case conversion) and its result: let them see both.
-        return db.executeQuery<R>(build(db, params).compile() as CompiledQuery<R>);
+        return db.executeQuery<R>(build(inLibrarySchema(db), params).compile() as CompiledQuery<R>);
       }
       compiled ??= compile();
       const parameters = slots.map((slot) => ('name' in slot ? params[slot.name as keyof P] : slot.value));

@@ -1,9 +1,16 @@
 import { performance } from 'node:perf_hooks';
 import type pg from 'pg';
 import type { UmzugStorage } from 'umzug';
+import { librarySchema } from '../db/library-schema.js';
 
 /** The table in which applied migrations are recorded (excluded from generated types). */
 export const migrationsTable = 'schema_migrations';
+
+/**
+ * {@link migrationsTable} with its schema, as every statement names it: a `search_path`
+ * changed on the connection cannot redirect the bookkeeping (see inLibrarySchema).
+ */
+export const qualifiedMigrationsTable = `"${librarySchema}"."${migrationsTable}"`;
 
 /** What the migrator shares with each step of a run: the one locked connection. */
 export interface MigrationContext {
@@ -38,7 +45,7 @@ export class PostgresMigrationStorage implements UmzugStorage<MigrationContext> 
   /** Creates the table if this is the database's first run. Call while holding the lock. */
   async ensureTable(client: pg.ClientBase): Promise<void> {
     await client.query(`
-      CREATE TABLE IF NOT EXISTS ${migrationsTable} (
+      CREATE TABLE IF NOT EXISTS ${qualifiedMigrationsTable} (
         name text PRIMARY KEY,
         checksum text NOT NULL CHECK (checksum ~ '^[0-9a-f]{64}$'),
         applied_at timestamptz NOT NULL DEFAULT now(),
@@ -50,7 +57,7 @@ export class PostgresMigrationStorage implements UmzugStorage<MigrationContext> 
   async applied(client: pg.ClientBase): Promise<AppliedMigration[]> {
     const { rows } = await client.query<AppliedMigration>(
       `SELECT name, checksum, applied_at AS "appliedAt", duration_ms AS "durationMs"
-       FROM ${migrationsTable} ORDER BY name`,
+       FROM ${qualifiedMigrationsTable} ORDER BY name`,
     );
     return rows;
   }
@@ -63,12 +70,12 @@ export class PostgresMigrationStorage implements UmzugStorage<MigrationContext> 
   async logMigration({ name, context }: { name: string; context: MigrationContext }): Promise<void> {
     const durationMs = context.startedAt === undefined ? 0 : Math.round(performance.now() - context.startedAt);
     await context.client.query(
-      `INSERT INTO ${migrationsTable} (name, checksum, duration_ms) VALUES ($1, $2, $3)`,
+      `INSERT INTO ${qualifiedMigrationsTable} (name, checksum, duration_ms) VALUES ($1, $2, $3)`,
       [name, context.checksums.get(name), durationMs],
     );
   }
 
   async unlogMigration({ name, context }: { name: string; context: MigrationContext }): Promise<void> {
-    await context.client.query(`DELETE FROM ${migrationsTable} WHERE name = $1`, [name]);
+    await context.client.query(`DELETE FROM ${qualifiedMigrationsTable} WHERE name = $1`, [name]);
   }
 }

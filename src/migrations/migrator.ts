@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { Umzug } from 'umzug';
 import { requireDirectDatabase } from '../db/direct-connection.js';
+import { librarySchema } from '../db/library-schema.js';
 import { withClient } from '../db/with-client.js';
 import {
   ConfigError,
@@ -21,8 +22,8 @@ import { listMigrationFiles, type MigrationFile } from './migration-files.js';
 import {
   type AppliedMigration,
   type MigrationContext,
-  migrationsTable,
   PostgresMigrationStorage,
+  qualifiedMigrationsTable,
 } from './migration-storage.js';
 import { lineOfPosition } from '../sql-position.js';
 import { noTransactionHeader, parseMigrationScript, type MigrationScript } from './migration-script.js';
@@ -281,17 +282,30 @@ async function withMigrator<T>(
 }
 
 async function migrationsTableExists(client: pg.ClientBase): Promise<boolean> {
-  const { rows } = await client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [migrationsTable]);
+  const { rows } = await client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [qualifiedMigrationsTable]);
   return rows[0]?.exists === true;
 }
 
 // The application role (least privilege, what services query with) cannot create anything;
-// say which URL is needed instead of failing later on the first CREATE.
+// say which URL is needed instead of failing later on the first CREATE. Migrations create
+// their objects in the first schema of search_path, while every statement of the library
+// names public: a search_path set elsewhere (on the role, the database) would put the tables
+// where the library never looks, or nowhere (''), so it is refused before anything runs.
 async function assertCanMigrate(client: pg.ClientBase): Promise<void> {
-  const { rows } = await client.query<{ role: string; can_create: boolean }>(
-    "SELECT current_user AS role, has_schema_privilege(current_schema(), 'CREATE') AS can_create",
+  const { rows } = await client.query<{ role: string; schema: string | null; search_path: string; can_create: boolean }>(
+    `SELECT current_user AS role, current_schema() AS schema, current_setting('search_path') AS search_path,
+            has_schema_privilege($1, 'CREATE') AS can_create`,
+    [librarySchema],
   );
   const row = rows[0]!;
+  if (row.schema !== librarySchema) {
+    throw new ConfigError(
+      'search_path',
+      `Migrations create the library's tables in the first schema of search_path, which must be ${librarySchema}; ` +
+        `this connection's search_path is '${row.search_path}' (${row.schema === null ? 'no schema' : `schema ${row.schema}`}), ` +
+        `set on the role or the database: RESET it (ALTER ROLE … RESET search_path; ALTER DATABASE … RESET search_path)`,
+    );
+  }
   if (!row.can_create) throw new MigrationPermissionError(row.role);
 }
 

@@ -1,7 +1,7 @@
 import type pg from 'pg';
 import { withClient } from '../db/with-client.js';
 import { AppRoleError, ConfigError } from '../errors.js';
-import { migrationsTable } from '../migrations/migration-storage.js';
+import { migrationsTable, qualifiedMigrationsTable } from '../migrations/migration-storage.js';
 import { quoteName } from './database-admin.js';
 import { passwordUnchanged } from './password-unchanged.js';
 import { scramSha256Verifier } from './scram-verifier.js';
@@ -46,7 +46,7 @@ function grantStatements(role: string, database: string, hasMigrationsTable: boo
     `GRANT USAGE ON SCHEMA public TO ${role}`,
     `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`,
     // Services may read which migrations ran; only the owner records them.
-    ...(hasMigrationsTable ? [`REVOKE INSERT, UPDATE, DELETE ON ${migrationsTable} FROM ${role}`] : []),
+    ...(hasMigrationsTable ? [`REVOKE INSERT, UPDATE, DELETE ON ${qualifiedMigrationsTable} FROM ${role}`] : []),
     `GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
     `GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO ${role}`,
     `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${role}`,

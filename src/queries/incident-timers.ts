@@ -1,5 +1,6 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, IncidentTimers } from '../../generated/db.js';
+import { inLibrarySchema } from '../db/library-schema.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { queryFunction } from '../db/query-function.js';
 import { NotFoundError, ValidationError } from '../errors.js';
@@ -65,7 +66,7 @@ export const create = queryFunction(async function create(
     notes: normaliseNotes(input.notes),
     ...(input.resetAt === undefined ? {} : { reset_at: requireDate('resetAt', input.resetAt) }),
   };
-  return db
+  return inLibrarySchema(db)
     .insertInto('incident_timers')
     .values(row)
     .returning(timerColumns)
@@ -86,7 +87,7 @@ export const listForUser = queryFunction(async function listForUser(
 ): Promise<Page<IncidentTimer>> {
   const id = requireUuid('userId', userId);
   const { limit, offset } = requirePage(requireOptions('options', options));
-  const own = db.selectFrom('incident_timers').where('user_id', '=', id);
+  const own = inLibrarySchema(db).selectFrom('incident_timers').where('user_id', '=', id);
   const rows = await own
     .select([...timerColumns, sql<string>`count(*) over ()`.as('total')])
     .orderBy('reset_at', 'desc')
@@ -149,7 +150,7 @@ export const update = queryFunction(async function update(
   if (changes.resetAt !== undefined) set.reset_at = requireDate('resetAt', changes.resetAt);
   if (changes.notes !== undefined) set.notes = normaliseNotes(changes.notes);
   if (Object.keys(set).length === 0) throw new ValidationError('changes', 'name at least one of resetAt, notes');
-  const updated = await db
+  const updated = await inLibrarySchema(db)
     .updateTable('incident_timers')
     .set(set)
     .where('id', '=', id)
@@ -169,6 +170,6 @@ export const remove = queryFunction(async function remove(db: Kysely<DB>, timer:
   const ref = requireInput('ref', timer);
   const id = requireUuid('id', ref.id);
   const userId = requireUuid('userId', ref.userId);
-  const result = await db.deleteFrom('incident_timers').where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
+  const result = await inLibrarySchema(db).deleteFrom('incident_timers').where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
   if (result.numDeletedRows === 0n) throw new NotFoundError('incident timer');
 });

@@ -1,6 +1,7 @@
 import { type Kysely, type Selectable, type Transaction, sql } from 'kysely';
 import type { DB, PhraseSuggestions } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
+import { inLibrarySchema } from '../db/library-schema.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { queryFunction } from '../db/query-function.js';
 import { ConflictError, NotFoundError } from '../errors.js';
@@ -59,7 +60,7 @@ const suggestionColumns = [
  */
 export const submit = queryFunction(async function submit(db: Kysely<DB>, userId: string, text: string): Promise<PhraseSuggestion> {
   const row = { user_id: requireUuid('userId', userId), phrase_text: requireText('text', text, limits.phraseLength) };
-  return db
+  return inLibrarySchema(db)
     .insertInto('phrase_suggestions')
     .values(row)
     .returning(suggestionColumns)
@@ -81,7 +82,7 @@ export const listForUser = queryFunction(async function listForUser(
 ): Promise<Page<PhraseSuggestion>> {
   const id = requireUuid('userId', userId);
   const { limit, offset } = requirePage(requireOptions('options', options));
-  const own = db.selectFrom('phrase_suggestions').where('phrase_suggestions.user_id', '=', id);
+  const own = inLibrarySchema(db).selectFrom('phrase_suggestions').where('phrase_suggestions.user_id', '=', id);
   const rows = await own
     .select([...suggestionColumns, sql<string>`count(*) over ()`.as('total')])
     .orderBy('phrase_suggestions.created_at', 'desc')
@@ -112,7 +113,7 @@ export const listPending = queryFunction(async function listPending(
   const { limit, offset } = requirePage(requireOptions('options', options));
   return inTransaction(db, async (trx) => {
     await requireRole(trx, id, 'admin');
-    const pending = trx.selectFrom('phrase_suggestions').where('phrase_suggestions.status', '=', 'pending');
+    const pending = inLibrarySchema(trx).selectFrom('phrase_suggestions').where('phrase_suggestions.status', '=', 'pending');
     const rows = await pending
       .innerJoin('users', 'users.id', 'phrase_suggestions.user_id')
       .select([
@@ -245,7 +246,7 @@ export const reject = queryFunction(async function reject(db: Kysely<DB>, review
 
 /** How many suggestions await review (served by the partial index on pending rows). @example await phraseSuggestions.countPending(db) */
 export const countPending = queryFunction(async function countPending(db: Kysely<DB>): Promise<number> {
-  const { n } = await db
+  const { n } = await inLibrarySchema(db)
     .selectFrom('phrase_suggestions')
     .select((eb) => eb.fn.countAll<string>().as('n'))
     .where('status', '=', 'pending')

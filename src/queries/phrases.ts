@@ -1,6 +1,7 @@
 import { type Expression, type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, Phrases } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
+import { inLibrarySchema, libraryTable } from '../db/library-schema.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { queryFunction } from '../db/query-function.js';
 import { NotFoundError, ValidationError } from '../errors.js';
@@ -104,7 +105,7 @@ const rejectionDraw = (db: Kysely<DB>, userId: string | Expression<string>) =>
   db
     .selectFrom(candidates)
     .innerJoin('phrases', (join) =>
-      join.on('phrases.draw_no', '=', sql<number>`1 + floor(c.f * (SELECT max(p.draw_no) FROM phrases p))::int`),
+      join.on('phrases.draw_no', '=', sql<number>`1 + floor(c.f * (SELECT max(p.draw_no) FROM ${libraryTable('phrases')} p))::int`),
     )
     .select(phraseColumns)
     .where('phrases.active', '=', true)
@@ -278,7 +279,7 @@ export const listForUser = queryFunction(async function listForUser(
           offset,
         });
   return pageOf(rows, offset, async () => {
-    const { n } = await activeMatching(db, search)
+    const { n } = await activeMatching(inLibrarySchema(db), search)
       .select((eb) => eb.fn.countAll<string>().as('n'))
       .executeTakeFirstOrThrow(noRowReturned);
     return Number(n);
@@ -295,7 +296,7 @@ export const listForUser = queryFunction(async function listForUser(
 export const exclude = queryFunction(async function exclude(db: Kysely<DB>, userId: string, phraseId: string): Promise<void> {
   const uid = requireUuid('userId', userId);
   const pid = requireUuid('phraseId', phraseId);
-  const result = await db
+  const result = await inLibrarySchema(db)
     .insertInto('user_excluded_phrases')
     .columns(['user_id', 'phrase_id'])
     .expression(
@@ -309,7 +310,7 @@ export const exclude = queryFunction(async function exclude(db: Kysely<DB>, user
     .executeTakeFirst();
   if ((result.numInsertedOrUpdatedRows ?? 0n) > 0n) return;
   // Nothing inserted: already excluded (fine), or the user or the phrase does not exist.
-  const found = await db
+  const found = await inLibrarySchema(db)
     .selectNoFrom(({ exists, selectFrom }) => [
       exists(selectFrom('users').select('users.id').where('users.id', '=', uid)).as('user'),
       exists(selectFrom('phrases').select('phrases.id').where('phrases.id', '=', pid)).as('phrase'),
@@ -328,7 +329,7 @@ export const exclude = queryFunction(async function exclude(db: Kysely<DB>, user
 export const include = queryFunction(async function include(db: Kysely<DB>, userId: string, phraseId: string): Promise<void> {
   const uid = requireUuid('userId', userId);
   const pid = requireUuid('phraseId', phraseId);
-  await db
+  await inLibrarySchema(db)
     .deleteFrom('user_excluded_phrases')
     .where('user_id', '=', uid)
     .where('phrase_id', '=', pid)
@@ -349,7 +350,7 @@ export const listExcluded = queryFunction(async function listExcluded(
 ): Promise<Page<ExcludedPhrase>> {
   const id = requireUuid('userId', userId);
   const { limit, offset } = requirePage(requireOptions('options', options));
-  const excluded = db
+  const excluded = inLibrarySchema(db)
     .selectFrom('user_excluded_phrases as e')
     .innerJoin('phrases', 'phrases.id', 'e.phrase_id')
     .where('e.user_id', '=', id);
@@ -381,7 +382,7 @@ export const create = queryFunction(async function create(db: Kysely<DB>, newPhr
   };
   return inTransaction(db, async (trx) => {
     await requireRole(trx, row.created_by, 'admin');
-    return trx.insertInto('phrases').values(row).returning(phraseColumns).executeTakeFirstOrThrow(noRowReturned);
+    return inLibrarySchema(trx).insertInto('phrases').values(row).returning(phraseColumns).executeTakeFirstOrThrow(noRowReturned);
   });
 });
 
@@ -408,7 +409,7 @@ export const update = queryFunction(async function update(
   if (Object.keys(set).length === 0) throw new ValidationError('changes', 'name at least one of text, active');
   return inTransaction(db, async (trx) => {
     await requireRole(trx, adminId, 'admin');
-    const updated = await trx
+    const updated = await inLibrarySchema(trx)
       .updateTable('phrases')
       .set(set)
       .where('id', '=', phraseId)
@@ -435,7 +436,7 @@ export const list = queryFunction(async function list(db: Kysely<DB>, adminId: s
   const includeInactive = options.includeInactive === undefined ? true : requireBoolean('includeInactive', options.includeInactive);
   return inTransaction(db, async (trx) => {
     await requireRole(trx, id, 'admin');
-    const matches = trx
+    const matches = inLibrarySchema(trx)
       .selectFrom('phrases')
       .$if(!includeInactive, (qb) => qb.where('phrases.active', '=', true))
       .$if(pattern !== null, (qb) => qb.where('phrases.phrase_text', 'ilike', pattern!));
@@ -461,7 +462,7 @@ export const list = queryFunction(async function list(db: Kysely<DB>, adminId: s
  * const { total, active } = await phrases.count(db)
  */
 export const count = queryFunction(async function count(db: Kysely<DB>): Promise<{ total: number; active: number }> {
-  const row = await db
+  const row = await inLibrarySchema(db)
     .selectFrom('phrases')
     .select((eb) => [
       eb.fn.countAll<string>().as('total'),

@@ -3,6 +3,7 @@ import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, RefreshTokens } from '../../generated/db.js';
 import type { DeviceInfo } from '../device-info.js';
 import { inTransaction } from '../db/in-transaction.js';
+import { inLibrarySchema, libraryFunction } from '../db/library-schema.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { processWide } from '../db/process-wide.js';
 import { queryFunction } from '../db/query-function.js';
@@ -171,7 +172,7 @@ const issueStatement = prepareQuery(
           .select([
             'owner.id',
             sql<Buffer>`cast(${p.hash} as bytea)`.as('token_hash'),
-            sql<string>`uuid_generate_v7()`.as('family_id'),
+            sql<string>`${libraryFunction('uuid_generate_v7')}()`.as('family_id'),
             sql<Date>`now() + make_interval(secs => ${p.slidingTtl})`.as('expires_at'),
             sql<Date>`now() + make_interval(secs => ${p.absoluteTtl})`.as('family_expires_at'),
             sql<DeviceInfo | null>`cast(${p.deviceInfo} as jsonb)`.as('device_info'),
@@ -268,7 +269,7 @@ export const rotate = queryFunction(async function rotate(db: Kysely<DB>, token:
 export const revoke = queryFunction(async function revoke(db: Kysely<DB>, token: string): Promise<boolean> {
   const hash = hashOf(token);
   return inTransaction(db, async (trx) => {
-    const found = await trx
+    const found = await inLibrarySchema(trx)
       .selectFrom('refresh_tokens')
       .select(['user_id', 'family_id'])
       .where('token_hash', '=', hash)
@@ -305,7 +306,7 @@ export const revokeAllForUser = queryFunction(async function revokeAllForUser(db
 export const listSessions = queryFunction(async function listSessions(db: Kysely<DB>, userId: string): Promise<Session[]> {
   const id = requireUuid('userId', userId);
   return (
-    db
+    inLibrarySchema(db)
       .selectFrom('refresh_tokens')
       .select((eb) => [
         'family_id as familyId',
@@ -358,7 +359,7 @@ export const purgeExpired = queryFunction(async function purgeExpired(db: Kysely
   ];
   for (const condition of passes) {
     for (;;) {
-      const result = await db
+      const result = await inLibrarySchema(db)
         .deleteFrom('refresh_tokens')
         .where('id', 'in', (eb) =>
           eb.selectFrom('refresh_tokens').select('id').where(condition).limit(batchSize).forUpdate().skipLocked(),
@@ -495,11 +496,11 @@ async function grantGrace(
 ): Promise<Date | 'inactive' | undefined> {
   const { presentedId, userId, familyId, grace, hash, deviceInfo } = input;
   return db.transaction().execute(async (trx) => {
-    const owner = await trx.selectFrom('users').select('active').where('id', '=', userId).forShare().executeTakeFirst();
+    const owner = await inLibrarySchema(trx).selectFrom('users').select('active').where('id', '=', userId).forShare().executeTakeFirst();
     if (!owner?.active) return 'inactive';
     // A new statement, hence a snapshot taken after the lock: it sees every revocation and
     // every child committed before this transaction got the user row.
-    const sibling = await trx
+    const sibling = await inLibrarySchema(trx)
       .insertInto('refresh_tokens')
       .columns(childColumns)
       .expression((eb) =>
@@ -549,7 +550,7 @@ async function revokeSessions(
   scope: { userId: string; familyId?: string },
   reason: RevokedReason,
 ): Promise<Array<{ family_id: string }>> {
-  await trx.selectFrom('users').select('id').where('id', '=', scope.userId).forNoKeyUpdate().execute();
+  await inLibrarySchema(trx).selectFrom('users').select('id').where('id', '=', scope.userId).forNoKeyUpdate().execute();
   return revokeLiveTokens(trx, scope, reason);
 }
 

@@ -1,5 +1,6 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, RefreshTokens } from '../../generated/db.js';
+import { inLibrarySchema } from '../db/library-schema.js';
 
 /** Why a refresh token was revoked: the values `refresh_tokens.revoked_reason`'s CHECK allows (generated). */
 export type RevokedReason = NonNullable<Selectable<RefreshTokens>['revoked_reason']>;
@@ -21,7 +22,7 @@ export interface RevokeScope {
  * @example const revoked = await revokeLiveTokens(trx, { userId }, 'deactivated') // [{ family_id }, …]
  */
 export function revokeLiveTokens(trx: Kysely<DB>, scope: RevokeScope, reason: RevokedReason): Promise<Array<{ family_id: string }>> {
-  return trx
+  return inLibrarySchema(trx)
     .updateTable('refresh_tokens')
     .set({ revoked_at: sql`now()`, revoked_reason: reason })
     .where('user_id', '=', scope.userId)

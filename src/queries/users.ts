@@ -1,6 +1,7 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, Users } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
+import { inLibrarySchema } from '../db/library-schema.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { queryFunction } from '../db/query-function.js';
 import { NotFoundError, ValidationError } from '../errors.js';
@@ -77,8 +78,8 @@ export const create = queryFunction(async function create(db: Kysely<DB>, newUse
     slug: requireSlug(input.slug),
   };
   return inTransaction(db, async (trx) => {
-    const user = await trx.insertInto('users').values(row).returning(userColumns).executeTakeFirstOrThrow(noRowReturned);
-    await trx
+    const user = await inLibrarySchema(trx).insertInto('users').values(row).returning(userColumns).executeTakeFirstOrThrow(noRowReturned);
+    await inLibrarySchema(trx)
       .insertInto('user_roles')
       .columns(['user_id', 'role_id'])
       .expression((eb) => eb.selectFrom('roles').select([eb.val(user.id).as('user_id'), 'id']).where('name', '=', 'user'))
@@ -130,7 +131,7 @@ export const updateProfile = queryFunction(async function updateProfile(
   }
   if (changes.slug !== undefined) set.slug = requireSlug(changes.slug);
   if (Object.keys(set).length === 0) throw new ValidationError('changes', 'name at least one of displayName, slug');
-  const user = await db.updateTable('users').set(set).where('id', '=', id).returning(userColumns).executeTakeFirst();
+  const user = await inLibrarySchema(db).updateTable('users').set(set).where('id', '=', id).returning(userColumns).executeTakeFirst();
   if (!user) throw new NotFoundError('user');
   return user;
 });
@@ -164,7 +165,7 @@ export const updatePassword = queryFunction(async function updatePassword(
   const { keepFamilyId } = requireOptions('options', options);
   const keep = keepFamilyId === undefined ? undefined : requireUuid('keepFamilyId', keepFamilyId);
   return inTransaction(db, async (trx) => {
-    const user = await trx
+    const user = await inLibrarySchema(trx)
       .updateTable('users')
       .set({ password_hash: hash })
       .where('id', '=', id)
@@ -186,7 +187,7 @@ export const setActive = queryFunction(async function setActive(db: Kysely<DB>, 
   const id = requireUuid('userId', userId);
   const value = requireBoolean('active', active);
   return inTransaction(db, async (trx) => {
-    const user = await trx
+    const user = await inLibrarySchema(trx)
       .updateTable('users')
       .set({ active: value })
       .where('id', '=', id)
@@ -210,7 +211,7 @@ export const isSlugAvailable = queryFunction(async function isSlugAvailable(
 ): Promise<boolean> {
   const value = requireSlug(slug);
   const options = requireOptions('options', slugOptions);
-  let query = db.selectFrom('users').select('id').where('slug', '=', value);
+  let query = inLibrarySchema(db).selectFrom('users').select('id').where('slug', '=', value);
   if (options.excludeUserId !== undefined) query = query.where('id', '<>', requireUuid('excludeUserId', options.excludeUserId));
   return (await query.executeTakeFirst()) === undefined;
 });
@@ -218,7 +219,7 @@ export const isSlugAvailable = queryFunction(async function isSlugAvailable(
 /** The names of the user's roles, sorted. @example (await users.getRoles(db, id)).includes('admin') */
 export const getRoles = queryFunction(async function getRoles(db: Kysely<DB>, userId: string): Promise<RoleName[]> {
   const id = requireUuid('userId', userId);
-  const rows = await db
+  const rows = await inLibrarySchema(db)
     .selectFrom('user_roles')
     .innerJoin('roles', 'roles.id', 'user_roles.role_id')
     .select('roles.name')
@@ -245,11 +246,11 @@ export const grantRole = queryFunction(async function grantRole(
   const options = requireOptions('options', grantOptions);
   const grantedBy = options.grantedBy == null ? null : requireUuid('grantedBy', options.grantedBy);
   await inTransaction(db, async (trx) => {
-    const found = await trx.selectFrom('roles').select('id').where('name', '=', name).executeTakeFirst();
+    const found = await inLibrarySchema(trx).selectFrom('roles').select('id').where('name', '=', name).executeTakeFirst();
     if (!found) throw new NotFoundError('role');
-    const user = await trx.selectFrom('users').select('id').where('id', '=', id).executeTakeFirst();
+    const user = await inLibrarySchema(trx).selectFrom('users').select('id').where('id', '=', id).executeTakeFirst();
     if (!user) throw new NotFoundError('user');
-    await trx
+    await inLibrarySchema(trx)
       .insertInto('user_roles')
       .values({ user_id: id, role_id: found.id, granted_by: grantedBy })
       .onConflict((oc) => oc.columns(['user_id', 'role_id']).doNothing())
@@ -261,7 +262,7 @@ export const grantRole = queryFunction(async function grantRole(
 export const revokeRole = queryFunction(async function revokeRole(db: Kysely<DB>, userId: string, role: RoleName): Promise<boolean> {
   const id = requireUuid('userId', userId);
   const name = requireText('role', role, 50);
-  const result = await db
+  const result = await inLibrarySchema(db)
     .deleteFrom('user_roles')
     .where('user_id', '=', id)
     .where('role_id', '=', (eb) => eb.selectFrom('roles').select('id').where('name', '=', name))

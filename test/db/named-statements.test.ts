@@ -30,7 +30,7 @@ describe('named statements on a direct connection', () => {
       const [prepared, ...others] = await preparedOn(db);
       expect(others).toEqual([]);
       expect(prepared).toMatchObject({ name: expect.stringMatching(/^kw_[0-9a-f]{24}$/), executions: 3 });
-      expect(prepared!.statement).toBe('select "display_name" from "users" where "id" = $1 and "active" = true');
+      expect(prepared!.statement).toBe('select "display_name" from "public"."users" where "id" = $1 and "active" = true');
     } finally {
       await db.destroy();
     }
@@ -47,8 +47,8 @@ describe('named statements on a direct connection', () => {
       }
       const prepared = await preparedOn(db);
       expect(prepared.map((p) => p.executions)).toEqual([2, 2]);
-      expect(prepared[0]!.statement).toMatch(/^select .* from "phrase_suggestions" .* for update$/);
-      expect(prepared[1]!.statement).toMatch(/update "phrase_suggestions" set "status" = 'approved'/);
+      expect(prepared[0]!.statement).toMatch(/^select .* from "public"."phrase_suggestions" .* for update$/);
+      expect(prepared[1]!.statement).toMatch(/update "public"."phrase_suggestions" set "status" = 'approved'/);
     } finally {
       await db.destroy();
     }

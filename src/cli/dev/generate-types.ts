@@ -1,4 +1,3 @@
-import { generate, getDialect, Logger } from 'kysely-codegen';
 import { withClient } from '../../db/with-client.js';
 import { migrationsTable } from '../../migrations/migration-storage.js';
 import { columnOverrides, type JsonShape } from './column-overrides.js';
@@ -43,6 +42,9 @@ export async function generateTypes(options: GenerateTypesOptions): Promise<stri
         `so ${notUnderstood.length === 1 ? 'that column keeps its' : 'those columns keep their'} plain type: ${notUnderstood.join(', ')}`,
     );
   }
+  // Loaded here, not at the top: kysely-codegen loads the TypeScript compiler, which no other
+  // command of the npm scripts (and of the tests, which spawn them by the dozen) should pay for.
+  const { generate, getDialect, Logger } = await import('kysely-codegen');
   // In-process, so that the URL never reaches a command line and the overrides need no JSON.
   // What kysely-codegen's own CLI does, except that the connection is closed whatever happens
   // (the CLI leaves it open when --verify fails, which only its process exit ends).
