@@ -72,7 +72,7 @@ describe('two copies of the package in one process', () => {
       });
       expect((await second.users.findBySlug(db, user.slug))?.id).toBe(user.id);
       const { rows } = await sql<{ statement: string }>`SELECT statement FROM pg_prepared_statements WHERE name LIKE 'kw\\_%'`.execute(db);
-      expect(rows.map((row) => row.statement)).toContainEqual(expect.stringMatching(/from "users" where "slug" = \$1/));
+      expect(rows.map((row) => row.statement)).toContainEqual(expect.stringMatching(/from "public"."users" where "slug" = \$1/));
     });
   });
 });

@@ -126,17 +126,17 @@ describe('OpenTelemetry’s pg instrumentation', () => {
   // Every statement built with prepareQuery (a named statement), outside a transaction (the
   // direct runner) and inside a service's own (Kysely's connection), and plain ones beside them.
   const hotPaths: Array<[string, (db: Kysely<DB>) => Promise<unknown>, RegExp]> = [
-    ['users.findByEmail', (db) => users.findByEmail(db, fixtures.user.email), /from "users" where lower\(email\)/],
-    ['users.findById', (db) => users.findById(db, fixtures.user.id), /from "users" where "id" = \$1/],
-    ['users.findBySlug', (db) => users.findBySlug(db, fixtures.user.slug), /from "users" where "slug" = \$1/],
-    ['incidentTimers.latestPublicBySlug', (db) => incidentTimers.latestPublicBySlug(db, fixtures.user.slug), /inner join "incident_timers"/],
+    ['users.findByEmail', (db) => users.findByEmail(db, fixtures.user.email), /from "public"."users" where lower\(email\)/],
+    ['users.findById', (db) => users.findById(db, fixtures.user.id), /from "public"."users" where "id" = \$1/],
+    ['users.findBySlug', (db) => users.findBySlug(db, fixtures.user.slug), /from "public"."users" where "slug" = \$1/],
+    ['incidentTimers.latestPublicBySlug', (db) => incidentTimers.latestPublicBySlug(db, fixtures.user.slug), /inner join "public"."incident_timers"/],
     ['phrases.randomForUser', (db) => phrases.randomForUser(db, fixtures.user.id), /unnest\(array\(SELECT random\(\)/],
     ['phrases.randomForSlug', (db) => phrases.randomForSlug(db, fixtures.user.slug), /left join lateral/],
     ['phrases.listForUser', (db) => phrases.listForUser(db, fixtures.user.id), /count\(\*\) OVER \(\)/],
     ['phrases.listForUser (search)', (db) => phrases.listForUser(db, fixtures.user.id, { search: 'traced' }), /ilike/],
-    ['refreshTokens.issue', (db) => refreshTokens.issue(db, { userId: fixtures.user.id }), /insert into "refresh_tokens"/],
+    ['refreshTokens.issue', (db) => refreshTokens.issue(db, { userId: fixtures.user.id }), /insert into "public"."refresh_tokens"/],
     ['phrases.list (the admin check)', (db) => phrases.list(db, fixtures.admin.id, { limit: 1 }), /^select exists \(select/],
-    ['users.create (not prepared)', (db) => newUser(db), /insert into "users"/],
+    ['users.create (not prepared)', (db) => newUser(db), /insert into "public"."users"/],
   ];
 
   it.each(hotPaths)('ends one span per statement of %s, with its SQL, under the caller’s span', async (_, work, sqlText) => {
@@ -172,7 +172,7 @@ describe('OpenTelemetry’s pg instrumentation', () => {
     expect(texts.filter((text) => text === 'begin')).toHaveLength(2);
     expect(texts).toContainEqual(expect.stringMatching(/^with "owner" as .* "revoked" as/s));
     expect(texts).toContainEqual(expect.stringMatching(/for update$/));
-    expect(texts).toContainEqual(expect.stringMatching(/^with "created" as \(insert into "phrases"/));
+    expect(texts).toContainEqual(expect.stringMatching(/^with "created" as \(insert into "public"."phrases"/));
     expect(texts).toContainEqual(expect.stringMatching(/set "status" = 'rejected'/));
     for (const span of spans) {
       expect(span.ended, `${span.attributes['db.query.text']} was never ended`).toBe(true);
