@@ -82,15 +82,38 @@ export class PoolClosedError extends DbError {
 }
 
 /**
+ * `poolOf(db).ready()` waited its whole timeout without the pool reaching its minimum of open
+ * connections (the server is unreachable, refusing, or too slow to accept). The last failed
+ * attempt, if any, is the `cause`.
+ */
+export class PoolNotReadyError extends DbError {
+  override readonly code = 'POOL_NOT_READY';
+
+  constructor(
+    readonly waitedMs: number,
+    readonly open: number,
+    readonly minConnections: number,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      `The connection pool was not ready after ${waitedMs} ms: ${open} of its minimum ${minConnections} connection(s) open`,
+      options,
+    );
+  }
+}
+
+/**
  * The database could not be reached, or the connection was lost: refused or reset, closed by
  * the server (SQLSTATE 57P01 terminated by an administrator, 57P02 crash, 57P03 starting up or
- * shutting down, class 08), or ended in the middle of a query. Retryable; `reason` is the
- * SQLSTATE, the system error code (`ECONNREFUSED`) or `terminated`. When a socket failed,
- * `server` is the address and port it tried (`127.0.0.1:5433`), or the host name that did
- * not resolve, and the message names it. When the server or a pooler in front of
- * it said why (PgBouncer's `query_wait_timeout`, `server login has been failing`,
- * PostgreSQL's `the database system is starting up`), its own words are in the message as
- * `serverMessage`, not only in `cause`: they are what an operator acts on.
+ * shutting down, 25P03 idle in a transaction too long, class 08), silent past the call
+ * deadline or the TCP keepalive (`ETIMEDOUT`), a login past the connect timeout, or ended in
+ * the middle of a query. Retryable; `reason` is the SQLSTATE, the system error code
+ * (`ECONNREFUSED`), `deadline`, `connect-timeout` or `terminated`, and the message says which
+ * bound fired when one did. When a socket failed, `server` is the address and port it tried
+ * (`127.0.0.1:5433`), or the host name that did not resolve, and the message names it. When
+ * the server or a pooler in front of it said why (PgBouncer's `query_wait_timeout`, `server
+ * login has been failing`, PostgreSQL's `the database system is starting up`), its own words
+ * are in the message as `serverMessage`, not only in `cause`: they are what an operator acts on.
  */
 export class ConnectionError extends DbError {
   override readonly code = 'CONNECTION_FAILED';
@@ -101,11 +124,11 @@ export class ConnectionError extends DbError {
 
   constructor(
     readonly reason: string,
-    options?: { cause?: unknown; server?: string; serverMessage?: string },
+    options?: { cause?: unknown; server?: string; serverMessage?: string; detail?: string },
   ) {
     const to = options?.server === undefined ? '' : ` to ${options.server}`;
-    const said = options?.serverMessage ? `: ${options.serverMessage}` : '';
-    super(`The database connection${to} failed (${reason}${said}); the operation may be retried`, options);
+    const said = [options?.serverMessage, options?.detail].filter(Boolean).join('; ');
+    super(`The database connection${to} failed (${reason}${said ? `: ${said}` : ''}); the operation may be retried`, options);
     this.server = options?.server;
     this.serverMessage = options?.serverMessage;
   }
@@ -133,27 +156,62 @@ export class SerializationError extends DbError {
   }
 }
 
-/** SQLSTATE 55P03: a lock was not available (`NOWAIT` or `lock_timeout`). Retryable. */
+/**
+ * SQLSTATE 55P03: a lock (a row another transaction is changing, a table an `ALTER` holds) was
+ * not available within `lock_timeout`, or at once with `NOWAIT`. Retryable: the holder
+ * usually finishes soon; retry the whole transaction, after a pause. `lockTimeoutMs` is the
+ * bound that fired, when the pool set it.
+ */
 export class LockNotAvailableError extends DbError {
   override readonly code = 'LOCK_NOT_AVAILABLE';
   override readonly retryable = true;
   readonly sqlState = '55P03';
+  readonly lockTimeoutMs: number | undefined;
 
-  constructor(options?: { cause?: unknown }) {
-    super('A lock was not available in time', options);
+  constructor(options?: { cause?: unknown; lockTimeoutMs?: number }) {
+    super(
+      options?.lockTimeoutMs === undefined
+        ? 'A lock was not available in time (lock_timeout or NOWAIT); retry the transaction'
+        : `A lock was not available within lock_timeout (${options.lockTimeoutMs} ms); retry the transaction, ` +
+            'or give it more time with withTimeouts(db, { lockTimeout }, …)',
+      options,
+    );
+    this.lockTimeoutMs = options?.lockTimeoutMs;
   }
 }
 
+/** Which bound cancelled a statement, as far as the caller can tell (see {@link QueryCanceledError}). */
+export type CancelReason = 'statement_timeout' | 'cancel_request' | 'unknown';
+
 /**
- * SQLSTATE 57014: the statement was cancelled, by `statement_timeout` or by a cancel request.
- * Not retryable: the same statement would meet the same timeout.
+ * SQLSTATE 57014: the statement was cancelled, by `statement_timeout` or by a cancel request
+ * (`pg_cancel_backend`). `reason` says which, judged by how long the statement ran against the
+ * pool's `statement_timeout` (`unknown` where the pool cannot tell, as behind a pooler, whose
+ * server takes the role's own). Not retryable: the same statement would meet the same bound;
+ * give a call that needs more time a larger one with `withTimeouts`.
  */
 export class QueryCanceledError extends DbError {
   override readonly code = 'QUERY_CANCELED';
   readonly sqlState = '57014';
+  readonly reason: CancelReason;
+  readonly elapsedMs: number | undefined;
+  readonly statementTimeoutMs: number | undefined;
 
-  constructor(options?: { cause?: unknown }) {
-    super('The statement was cancelled (statement timeout or cancel request)', options);
+  constructor(options?: { cause?: unknown; reason?: CancelReason; elapsedMs?: number; statementTimeoutMs?: number }) {
+    const reason = options?.reason ?? 'unknown';
+    const after = options?.elapsedMs === undefined ? '' : ` after ${options.elapsedMs} ms`;
+    const limit = options?.statementTimeoutMs === undefined ? 'statement_timeout' : `statement_timeout (${options.statementTimeoutMs} ms)`;
+    super(
+      reason === 'statement_timeout'
+        ? `The statement was cancelled${after}: ${limit} fired. Give a call that needs longer more time with withTimeouts(db, { statementTimeout }, …)`
+        : reason === 'cancel_request'
+        ? `The statement was cancelled${after} by a cancel request (pg_cancel_backend or a client's cancel), before ${limit}`
+        : `The statement was cancelled${after} (${limit} or a cancel request)`,
+      options,
+    );
+    this.reason = reason;
+    this.elapsedMs = options?.elapsedMs;
+    this.statementTimeoutMs = options?.statementTimeoutMs;
   }
 }
 
@@ -227,7 +285,7 @@ export class DatabaseError extends DbError {
 
 /** A migration file failed; names the file, the line and PostgreSQL's message. */
 export class MigrationError extends DbError {
-  override readonly code = 'MIGRATION_FAILED';
+  override readonly code: string = 'MIGRATION_FAILED';
 
   constructor(
     readonly file: string,
@@ -319,29 +377,102 @@ function describeHolder(holder: MigrationLockHolder | undefined): string {
   return `held by pid ${holder.pid} (application '${holder.applicationName}')${since}`;
 }
 
-/** Another migration run held the lock for longer than the lock timeout. */
+/**
+ * Another migration run held the lock for longer than the lock timeout. `limit` says which
+ * bound ended the wait: the migrator's own (`MIGRATION_LOCK_TIMEOUT`, PostgreSQL's
+ * `lock_timeout` on the waiting connection) or a `statement_timeout` set for the migrating role
+ * or the database, which cancels the wait when it is shorter.
+ */
 export class MigrationLockTimeoutError extends DbError {
   override readonly code = 'MIGRATION_LOCK_TIMEOUT';
+  readonly limit: 'lock_timeout' | 'statement_timeout';
 
   constructor(
     readonly waitedMs: number,
     readonly holder: MigrationLockHolder | undefined,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; limit?: 'lock_timeout' | 'statement_timeout' },
   ) {
     super(
       `Timed out after ${waitedMs} ms waiting for the migration lock, ${describeHolder(holder)}. ` +
-        'Another migration run is in progress (or stuck); raise MIGRATION_LOCK_TIMEOUT to wait longer.',
+        (options?.limit === 'statement_timeout'
+          ? 'The statement_timeout of the migrating role or database cancelled the wait before MIGRATION_LOCK_TIMEOUT; ' +
+            'raise that statement_timeout (ALTER ROLE … SET statement_timeout) or wait for the other run.'
+          : 'Another migration run is in progress (or stuck); raise MIGRATION_LOCK_TIMEOUT to wait longer.'),
+      options,
+    );
+    this.limit = options?.limit ?? 'lock_timeout';
+  }
+}
+
+/**
+ * The connection holding the migration lock was lost mid-run (its session ended, or the
+ * network dropped it), so another run may have started: the migrator stops. The message says
+ * what stays: a transactional migration is rolled back whole; a no-transaction one keeps the
+ * statements that had committed, and is not recorded.
+ */
+export class MigrationLockLostError extends DbError {
+  override readonly code = 'MIGRATION_LOCK_LOST';
+
+  constructor(options?: { cause?: unknown; detail?: string }) {
+    super(
+      `The connection holding the migration lock was lost; ${options?.detail ?? 'the current migration was rolled back'}. Run the migrations again.`,
       options,
     );
   }
 }
 
-/** The connection holding the migration lock was lost mid-run; the current migration was rolled back. */
-export class MigrationLockLostError extends DbError {
-  override readonly code = 'MIGRATION_LOCK_LOST';
+/** A session that blocked a migration's statement, as `pg_stat_activity` showed it. */
+export interface BlockingSession {
+  pid: number;
+  applicationName: string;
+  /** `active`, `idle in transaction` … */
+  state: string;
+  /** When its transaction began. */
+  xactStart?: Date;
+  /** The start of its current or last statement, whitespace collapsed. */
+  query: string;
+}
 
-  constructor(options?: { cause?: unknown }) {
-    super('The connection holding the migration lock was lost; the current migration was rolled back. Run the migrations again.', options);
+function describeBlockers(blockers: readonly BlockingSession[]): string {
+  if (blockers.length === 0) return 'no blocking session was seen (it ended, or is not visible to this role)';
+  return `blocked by ${blockers
+    .map(
+      (b) =>
+        `pid ${b.pid} (application '${b.applicationName}', ${b.state}` +
+        `${b.xactStart ? `, transaction since ${b.xactStart.toISOString()}` : ''}, query '${b.query}')`,
+    )
+    .join('; ')}`;
+}
+
+/**
+ * A migration could not take its locks within its budget: each attempt waited up to its
+ * `lock_timeout` and rolled back (so that traffic queued behind it went on), and the total
+ * budget ran out. Names the sessions that blocked the last attempt. A transactional migration
+ * left nothing applied; a no-transaction one keeps `statementsApplied` statements.
+ */
+export class MigrationBlockedError extends MigrationError {
+  override readonly code = 'MIGRATION_BLOCKED';
+
+  constructor(
+    file: string,
+    line: number | undefined,
+    readonly attempts: number,
+    readonly waitedMs: number,
+    readonly blockers: readonly BlockingSession[],
+    readonly statementsApplied: number,
+    budget: string,
+    options?: { cause?: unknown },
+  ) {
+    super(
+      file,
+      line,
+      `gave up waiting for its locks after ${attempts} attempt(s) over ${waitedMs} ms (${budget}), ${describeBlockers(blockers)}. ` +
+        (statementsApplied === 0
+          ? 'Nothing of this migration was applied.'
+          : `It runs without a transaction: the ${statementsApplied} statement(s) before this one took effect and stay, and the migration is not recorded.`) +
+        " Run it again when the blocking session is done, or give the file more time with a '-- migrate:lock-wait' header",
+      options,
+    );
   }
 }
 
@@ -571,8 +702,16 @@ const connectionErrnos = new Set([
 
 // SQLSTATEs that end the session: 57P01 admin shutdown or pg_terminate_backend, 57P02 crash
 // shutdown, 57P03 cannot connect now (starting up, shutting down), 57P05 idle session timeout,
-// 53300 too many connections; class 08 is "connection exception".
-const connectionSqlStates = new Set(['57P01', '57P02', '57P03', '57P05', '53300']);
+// 53300 too many connections, 25P03 idle in transaction session timeout, 25P04 transaction
+// timeout (PostgreSQL 17); class 08 is "connection exception".
+const connectionSqlStates = new Set(['57P01', '57P02', '57P03', '57P05', '53300', '25P03', '25P04']);
+
+// The bounds that end a session, named in the error so that a caller sees which one fired.
+const sessionBoundDetails: Record<string, string> = {
+  '25P03': 'the server ended the session: it sat idle inside a transaction longer than idle_in_transaction_session_timeout',
+  '25P04': 'the server ended the session: its transaction ran longer than transaction_timeout',
+  '57P05': 'the server ended the session: it sat idle longer than idle_session_timeout',
+};
 
 // pg raises these without a code when the socket closes under a query or a client is used after
 // its connection broke. They are pg's own fixed texts, not PostgreSQL's (which are localised and
@@ -661,7 +800,12 @@ export function mapDatabaseError(error: unknown): DbError {
   if (connectionSqlStates.has(sqlState) || sqlState.startsWith('08')) {
     // A message that comes with a SQLSTATE is the server's (or the pooler's) own: a fixed
     // text without row values, so it may be shown.
-    return new ConnectionError(sqlState, { cause: error, ...(message ? { serverMessage: message } : {}) });
+    const detail = sessionBoundDetails[sqlState];
+    return new ConnectionError(sqlState, {
+      cause: error,
+      ...(message ? { serverMessage: message } : {}),
+      ...(detail === undefined ? {} : { detail }),
+    });
   }
 
   const details: IntegrityDetails = {

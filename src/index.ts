@@ -7,6 +7,7 @@ export { loadDbConfig, type DbConfig, type PreparedStatementsMode } from './db/d
 export type { TunedPool, PoolErrorListener } from './db/tuned-pool.js';
 export type { StatementNamingReport, ConnectionRoute } from './db/statement-naming.js';
 export { withSavepoint } from './db/with-savepoint.js';
+export { withTimeouts, type StatementTimeouts } from './db/with-timeouts.js';
 export * from './errors.js';
 export { migrate, migrateDown, migrationStatus } from './migrations/on-demand-migrator.js';
 export type { MigrationRun, MigrationState, MigratorOptions, PlannedMigration } from './migrations/migrator.js';

@@ -1,11 +1,21 @@
+import { performance } from 'node:perf_hooks';
 import { Kysely, type LogConfig, PostgresDialect, type PostgresPoolClient, type QueryResult } from 'kysely';
 import type pg from 'pg';
-import { ConnectionError, mapDatabaseError, PreparedStatementError, ValidationError } from '../errors.js';
+import {
+  ConnectionError,
+  LockNotAvailableError,
+  mapDatabaseError,
+  PreparedStatementError,
+  QueryCanceledError,
+  ValidationError,
+} from '../errors.js';
 import type { DB } from '../../generated/db.js';
-import { type DbConfig, loadDbConfig, resolveDbConfig } from './db-config.js';
+import type { BoundedClient } from './bounded-client.js';
+import { callDeadlineGraceMs, type DbConfig, loadDbConfig, resolveDbConfig } from './db-config.js';
 import { runNamedStatement, type StatementResult } from './named-statement.js';
 import type { StatementNaming } from './statement-naming.js';
 import { createTunedPool, type PoolErrorListener, type TunedPool, type TunedPoolWithNaming } from './tuned-pool.js';
+import { timeoutsOverrideSql } from './with-timeouts.js';
 
 export interface CreateDbOptions {
   /** Called when an idle connection is lost or a refill fails; defaults to a line on stderr. */
@@ -81,6 +91,7 @@ const countedCommands = new Set(['INSERT', 'UPDATE', 'DELETE', 'MERGE']);
 function createDirectRunner(tuned: TunedPoolWithNaming): DirectQueryRunner {
   return async <R>(sqlText: string, parameters: readonly unknown[]) => {
     const client = await tuned.connect();
+    tuned.callStarted(client);
     try {
       const result = await sendStatement(tuned.naming, client, sqlText, parameters as unknown[], false);
       return {
@@ -90,20 +101,58 @@ function createDirectRunner(tuned: TunedPoolWithNaming): DirectQueryRunner {
           : {}),
       };
     } catch (error) {
-      throw mapClientError(client, error);
+      throw mapClientError(tuned, client, error);
     } finally {
+      tuned.callSettled(client);
       client.release();
     }
   };
 }
 
-// A query can fail with the server's 57P01 before the socket's end reaches pg, which then
-// still counts the client as usable: released as it is, it would go back to the pool and fail
-// the next borrower (often the caller's retry). Ending it now makes pg-pool discard it on release.
-function mapClientError(client: pg.PoolClient, error: unknown): unknown {
+// Timers and clocks disagree by a millisecond or so; a cancel this close to the timeout is the timeout.
+const timerSlackMs = 5;
+
+/**
+ * Maps a failed call's error, saying which bound fired where the pool knows the connection's
+ * bounds (a `QueryCanceledError` that ran as long as `statement_timeout`, a
+ * `LockNotAvailableError` that waited `lock_timeout`). A query can fail with the server's
+ * 57P01 before the socket's end reaches pg, which then still counts the client as usable:
+ * released as it is, it would go back to the pool and fail the next borrower (often the
+ * caller's retry). Ending it now makes pg-pool discard it on release.
+ */
+function mapClientError(tuned: TunedPool, client: pg.PoolClient, error: unknown): unknown {
   const mapped = mapDatabaseError(error);
-  if (mapped instanceof ConnectionError) client.end().catch(() => undefined);
-  return mapped;
+  if (mapped instanceof ConnectionError) {
+    client.end().catch(() => undefined);
+    // A server that ends an idle session (idle_in_transaction_session_timeout) says why only
+    // then; the next query merely finds the connection closed.
+    const earlier = (client as unknown as BoundedClient).brokenBy;
+    if (mapped.reason === 'terminated' && earlier !== undefined && earlier !== error) {
+      const why = mapDatabaseError(earlier);
+      if (why instanceof ConnectionError && why.reason !== 'terminated') return why;
+    }
+    return mapped;
+  }
+  if (!(mapped instanceof QueryCanceledError || mapped instanceof LockNotAvailableError)) return mapped;
+  const startedAt = (client as unknown as BoundedClient).callStartedAt;
+  const elapsedMs = startedAt === 0 ? undefined : Math.round(performance.now() - startedAt);
+  const bounds = tuned.boundsOf(client);
+  if (mapped instanceof LockNotAvailableError) {
+    const waited = elapsedMs !== undefined && bounds.lockTimeoutMs !== undefined && elapsedMs >= bounds.lockTimeoutMs - timerSlackMs;
+    return waited ? new LockNotAvailableError({ cause: error, lockTimeoutMs: bounds.lockTimeoutMs }) : mapped;
+  }
+  const limit = bounds.statementTimeoutMs;
+  return new QueryCanceledError({
+    cause: error,
+    ...(elapsedMs === undefined ? {} : { elapsedMs }),
+    ...(limit === undefined ? {} : { statementTimeoutMs: limit }),
+    reason:
+      limit === undefined || elapsedMs === undefined
+        ? 'unknown'
+        : elapsedMs >= limit - timerSlackMs
+        ? 'statement_timeout'
+        : 'cancel_request',
+  });
 }
 
 const transactionStart = /^\s*(begin|start\s+transaction)\b/i;
@@ -116,16 +165,34 @@ function errorMappingWrapper(tuned: TunedPoolWithNaming, client: pg.PoolClient):
   // Kysely opens and ends transactions with these statements on the connection it holds; a
   // failed named statement inside one cannot be retried (the transaction is aborted).
   let inTransaction = false;
+  // Set by withTimeouts for the rest of its transaction: this connection's bounds differ.
+  let overridden = false;
+  const endOverride = () => {
+    if (!overridden) return;
+    overridden = false;
+    tuned.resetBounds(client);
+  };
   return {
     query: (async (sqlText: string, parameters: unknown[]) => {
       if (sqlText.length < 80) {
         if (transactionStart.test(sqlText)) inTransaction = true;
-        else if (transactionEnd.test(sqlText)) inTransaction = false;
+        else if (transactionEnd.test(sqlText)) {
+          inTransaction = false;
+          endOverride();
+        }
       }
+      tuned.callStarted(client);
       try {
-        return await sendStatement(tuned.naming, client, sqlText, parameters, inTransaction);
+        const result = await sendStatement(tuned.naming, client, sqlText, parameters, inTransaction);
+        if (sqlText === timeoutsOverrideSql) {
+          overridden = true;
+          tuned.setBounds(client, overriddenBounds(tuned, client, parameters));
+        }
+        return result;
       } catch (error) {
-        throw mapClientError(client, error);
+        throw mapClientError(tuned, client, error);
+      } finally {
+        tuned.callSettled(client);
       }
     }) as unknown as PostgresPoolClient['query'], // no cursor form: the dialect has no cursor configured
 
@@ -133,9 +200,23 @@ function errorMappingWrapper(tuned: TunedPoolWithNaming, client: pg.PoolClient):
     // transaction, and must be closed rather than handed to the next caller.
     release: (destroy?: boolean) => {
       inTransaction = false;
+      endOverride();
       client.release(destroy === true ? true : undefined);
     },
   } as PostgresPoolClient;
+}
+
+// withTimeouts sends its values as milliseconds, or null to keep one: the call deadline follows
+// the new statement_timeout, so a call given more time by the server is given it here too.
+function overriddenBounds(tuned: TunedPool, client: pg.PoolClient, parameters: unknown[]) {
+  const current = tuned.boundsOf(client);
+  const [statement, lock] = parameters.map((value) => (value === null || value === undefined ? undefined : Number(value)));
+  const statementTimeoutMs = statement ?? current.statementTimeoutMs;
+  return {
+    statementTimeoutMs,
+    lockTimeoutMs: lock ?? current.lockTimeoutMs,
+    deadlineMs: statement === undefined ? current.deadlineMs : Math.max(current.deadlineMs, statement + callDeadlineGraceMs),
+  };
 }
 
 // What Kysely's dialect needs from a pool. One wrapper per pg client, kept for the client's

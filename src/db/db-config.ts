@@ -1,5 +1,6 @@
 import { ConfigError } from '../errors.js';
 import { parsePostgresUrl } from './database-target.js';
+import { parseDuration } from './duration.js';
 
 /** Settings of the connection pool. Every field has the default the design names. */
 export interface DbConfig {
@@ -23,7 +24,47 @@ export interface DbConfig {
    * `on` always; `off` never. `poolOf(db).statementNaming()` says what a pool chose.
    */
   preparedStatements: PreparedStatementsMode;
+  /**
+   * PostgreSQL's `statement_timeout` for every statement of the pool (`DB_STATEMENT_TIMEOUT`,
+   * default 5 s): a statement still running then is cancelled with `QueryCanceledError`.
+   */
+  statementTimeoutMs: number;
+  /**
+   * PostgreSQL's `lock_timeout` (`DB_LOCK_TIMEOUT`, default 2 s): a statement waiting this long
+   * for a row or table lock fails with the retryable `LockNotAvailableError`, so one held row
+   * cannot take every connection of the pool. At most `statementTimeoutMs`.
+   */
+  lockTimeoutMs: number;
+  /**
+   * PostgreSQL's `idle_in_transaction_session_timeout` (`DB_IDLE_IN_TRANSACTION_TIMEOUT`,
+   * default 10 s): a transaction left idle this long (a service awaiting something else while
+   * holding its locks) has its session ended by the server.
+   */
+  idleInTransactionTimeoutMs: number;
+  /**
+   * The client's own bound on one call (default `statementTimeoutMs` + 5 s): a call without an
+   * answer by then (a dead network path, where the server's timeouts never reach us) has its
+   * connection destroyed and fails with a retryable `ConnectionError`. Longer than
+   * `statementTimeoutMs`, so the server's bound fires first whenever the server can answer.
+   */
+  callDeadlineMs: number;
+  /** Longest wait for a new connection to be accepted and logged in (`DB_CONNECT_TIMEOUT`, default 10 s). */
+  connectTimeoutMs: number;
+  /**
+   * Idle time before TCP keepalive probes start (default 5 s); Node's libuv then probes every
+   * second, 10 times, so a silent peer of an idle connection is found in about 15 s.
+   */
+  keepAliveDelayMs: number;
+  /**
+   * Connections are retired after a random time between 80 % and 100 % of this
+   * (`DB_MAX_LIFETIME`, default 30 min; an idle one at once, a busy one when released), so a
+   * pool follows DNS after a failover and a pooler can rebalance, a few connections at a time.
+   */
+  maxLifetimeMs: number;
 }
+
+/** How much longer than `statement_timeout` a call may wait before the client gives up on its connection. */
+export const callDeadlineGraceMs = 5_000;
 
 /** See {@link DbConfig.preparedStatements}. */
 export type PreparedStatementsMode = 'auto' | 'on' | 'off';
@@ -37,7 +78,64 @@ export const defaultDbConfig = {
   applicationName: 'kennwilliamson-db',
   idleTimeoutMs: 30_000,
   preparedStatements: 'auto',
-} as const satisfies Omit<DbConfig, 'databaseUrl'>;
+  statementTimeoutMs: 5_000,
+  lockTimeoutMs: 2_000,
+  idleInTransactionTimeoutMs: 10_000,
+  connectTimeoutMs: 10_000,
+  keepAliveDelayMs: 5_000,
+  maxLifetimeMs: 30 * 60_000,
+} as const satisfies Omit<DbConfig, 'databaseUrl' | 'callDeadlineMs'>;
+
+/** The server-side bounds, as they are read from the environment (by the pool, and by `db:setup` for the application role). */
+export interface StatementBounds {
+  statementTimeoutMs: number;
+  lockTimeoutMs: number;
+  idleInTransactionTimeoutMs: number;
+}
+
+function readDuration(env: NodeJS.ProcessEnv, variable: string): number | undefined {
+  const raw = env[variable];
+  if (raw === undefined || raw.trim() === '') return undefined;
+  return parseDuration(variable, raw);
+}
+
+/**
+ * The server-side bounds from `DB_STATEMENT_TIMEOUT`, `DB_LOCK_TIMEOUT` and
+ * `DB_IDLE_IN_TRANSACTION_TIMEOUT` (milliseconds, or with a unit: `5s`), with the defaults.
+ *
+ * @example
+ * loadStatementBounds({ DB_STATEMENT_TIMEOUT: '30s' }) // { statementTimeoutMs: 30000, lockTimeoutMs: 2000, idleInTransactionTimeoutMs: 10000 }
+ */
+export function loadStatementBounds(env: NodeJS.ProcessEnv = process.env): StatementBounds {
+  const bounds: StatementBounds = {
+    statementTimeoutMs: readDuration(env, 'DB_STATEMENT_TIMEOUT') ?? defaultDbConfig.statementTimeoutMs,
+    lockTimeoutMs: readDuration(env, 'DB_LOCK_TIMEOUT') ?? defaultDbConfig.lockTimeoutMs,
+    idleInTransactionTimeoutMs: readDuration(env, 'DB_IDLE_IN_TRANSACTION_TIMEOUT') ?? defaultDbConfig.idleInTransactionTimeoutMs,
+  };
+  checkStatementBounds(bounds);
+  return bounds;
+}
+
+function checkStatementBounds(bounds: StatementBounds): void {
+  for (const [variable, value] of [
+    ['DB_STATEMENT_TIMEOUT', bounds.statementTimeoutMs],
+    ['DB_LOCK_TIMEOUT', bounds.lockTimeoutMs],
+    ['DB_IDLE_IN_TRANSACTION_TIMEOUT', bounds.idleInTransactionTimeoutMs],
+  ] as const) {
+    // 0 would mean "no bound" to PostgreSQL, which is what these exist to prevent.
+    if (!Number.isSafeInteger(value) || value < 1) {
+      throw new ConfigError(variable, `${variable} must be a whole number of milliseconds, at least 1, got ${value}`);
+    }
+  }
+  // A lock wait is part of its statement: with a longer lock_timeout, statement_timeout would
+  // fire first and a held row would look like a slow statement (QueryCanceledError, not retryable).
+  if (bounds.lockTimeoutMs > bounds.statementTimeoutMs) {
+    throw new ConfigError(
+      'DB_LOCK_TIMEOUT',
+      `DB_LOCK_TIMEOUT (${bounds.lockTimeoutMs} ms) must not exceed DB_STATEMENT_TIMEOUT (${bounds.statementTimeoutMs} ms)`,
+    );
+  }
+}
 
 function readPreparedStatements(env: NodeJS.ProcessEnv): PreparedStatementsMode | undefined {
   const raw = env.DB_PREPARED_STATEMENTS;
@@ -66,8 +164,11 @@ function readInteger(env: NodeJS.ProcessEnv, variable: string, min: number): num
 
 /**
  * Reads the pool settings from the environment (`DATABASE_URL`, `DB_MAX_CONNECTIONS`,
- * `DB_MIN_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT` in seconds, `DB_PREPARED_STATEMENTS`) and checks them, so a bad value
- * fails at start-up with a message naming the variable instead of at the first query.
+ * `DB_MIN_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT` in seconds, `DB_PREPARED_STATEMENTS`,
+ * `DB_STATEMENT_TIMEOUT`, `DB_LOCK_TIMEOUT`, `DB_IDLE_IN_TRANSACTION_TIMEOUT`,
+ * `DB_CONNECT_TIMEOUT`, `DB_MAX_LIFETIME`, the last five in milliseconds or with a unit) and
+ * checks them, so a bad value fails at start-up with a message naming the variable instead of
+ * at the first query.
  *
  * @example
  * const config = loadDbConfig(process.env) // throws ConfigError('DB_MIN_CONNECTIONS', …) when min > max
@@ -82,12 +183,22 @@ export function loadDbConfig(env: NodeJS.ProcessEnv = process.env): DbConfig {
     minConnections: readInteger(env, 'DB_MIN_CONNECTIONS', 0),
     acquireTimeoutMs: seconds === undefined ? undefined : seconds * 1000,
     preparedStatements: readPreparedStatements(env),
+    ...loadStatementBounds(env),
+    connectTimeoutMs: readDuration(env, 'DB_CONNECT_TIMEOUT'),
+    maxLifetimeMs: readDuration(env, 'DB_MAX_LIFETIME'),
   });
 }
 
 /** Fills defaults and checks the settings that depend on each other or on the URL. */
 export function resolveDbConfig(partial: Partial<DbConfig> & { databaseUrl: string }): DbConfig {
-  const config: DbConfig = { ...defaultDbConfig, ...withoutUndefined(partial), databaseUrl: partial.databaseUrl };
+  const given = withoutUndefined(partial);
+  const statementTimeoutMs = given.statementTimeoutMs ?? defaultDbConfig.statementTimeoutMs;
+  const config: DbConfig = {
+    ...defaultDbConfig,
+    callDeadlineMs: statementTimeoutMs + callDeadlineGraceMs,
+    ...given,
+    databaseUrl: partial.databaseUrl,
+  };
   // Read as pg reads it (a host-less socket URL included); a ConfigError never echoes it.
   parsePostgresUrl(config.databaseUrl);
   for (const [variable, value] of [
@@ -110,6 +221,26 @@ export function resolveDbConfig(partial: Partial<DbConfig> & { databaseUrl: stri
     throw new ConfigError(
       'DB_MIN_CONNECTIONS',
       `DB_MIN_CONNECTIONS (${config.minConnections}) must not exceed DB_MAX_CONNECTIONS (${config.maxConnections})`,
+    );
+  }
+  checkStatementBounds(config);
+  for (const [name, value] of [
+    ['DB_CONNECT_TIMEOUT', config.connectTimeoutMs],
+    ['DB_MAX_LIFETIME', config.maxLifetimeMs],
+    ['callDeadlineMs', config.callDeadlineMs],
+  ] as const) {
+    if (!Number.isSafeInteger(value) || value < 1) throw new ConfigError(name, `${name} must be a whole number of milliseconds, at least 1, got ${value}`);
+  }
+  // Node hands the kernel whole seconds (TCP_KEEPIDLE); below one second it would keep the
+  // kernel's default of two hours.
+  if (!Number.isSafeInteger(config.keepAliveDelayMs) || config.keepAliveDelayMs < 1_000) {
+    throw new ConfigError('keepAliveDelayMs', `keepAliveDelayMs must be at least 1000 ms, got ${config.keepAliveDelayMs}`);
+  }
+  if (config.callDeadlineMs <= config.statementTimeoutMs) {
+    throw new ConfigError(
+      'callDeadlineMs',
+      `callDeadlineMs (${config.callDeadlineMs} ms) must exceed statement_timeout (${config.statementTimeoutMs} ms), ` +
+        'or the client would give up on statements the server is still allowed to run',
     );
   }
   if (!isPreparedStatementsMode(config.preparedStatements)) {

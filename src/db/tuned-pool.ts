@@ -1,6 +1,8 @@
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { mapDatabaseError, PoolClosedError, PoolTimeoutError } from '../errors.js';
+import { ConnectionError, mapDatabaseError, PoolClosedError, PoolNotReadyError, PoolTimeoutError } from '../errors.js';
+import { type BoundedClient, boundedClientClass, type ConnectionBounds } from './bounded-client.js';
+import { connectionLifetimeMs } from './connection-lifetime.js';
 import { databaseTarget } from './database-target.js';
 import type { DbConfig } from './db-config.js';
 import { createStatementNaming, type StatementNaming, type StatementNamingReport } from './statement-naming.js';
@@ -17,9 +19,11 @@ export interface TunedPool {
   /**
    * Resolves once the pool holds at least the configured minimum of open connections; rejects
    * with the error of the next failed attempt (a `ConnectionError`; the pool keeps retrying in
-   * the background), or with `PoolClosedError` once the pool is ended.
+   * the background), with `PoolNotReadyError` after `timeoutMs` (default: the acquire
+   * timeout), or with `PoolClosedError` once the pool is ended. Keeps Node running until it
+   * settles, so `await poolOf(db).ready()` at start-up is never cut short by an empty event loop.
    */
-  ready(): Promise<void>;
+  ready(options?: { timeoutMs?: number }): Promise<void>;
   /** Stops refilling and closes every connection; later calls return the same promise. */
   end(): Promise<void>;
   /**
@@ -33,6 +37,19 @@ export interface TunedPool {
    * // { mode: 'auto', named: true, route: 'pooler', reason: 'the pooler prepared the probe’s statement again on …' }
    */
   statementNaming(): Promise<StatementNamingReport>;
+  /**
+   * Marks a call as sent on `client`: from now on the call deadline runs for it. Two field
+   * writes, no timer: one sweep per pool finds the calls past their deadline.
+   */
+  callStarted(client: pg.ClientBase): void;
+  /** Marks the call on `client` as answered. */
+  callSettled(client: pg.ClientBase): void;
+  /** What the pool knows of `client`'s bounds now (for errors that say which bound fired). */
+  boundsOf(client: pg.ClientBase): ConnectionBounds;
+  /** Gives `client` other bounds until {@link TunedPool.resetBounds} (a `withTimeouts` transaction). */
+  setBounds(client: pg.ClientBase, bounds: ConnectionBounds): void;
+  /** Back to the pool's own bounds, when a `withTimeouts` transaction ends. */
+  resetBounds(client: pg.ClientBase): void;
 }
 
 /** The tuned pool as createDb holds it: with the policy its statement path asks. */
@@ -72,14 +89,30 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
     },
   });
 
+  // The server-side bounds go in each pooled connection's startup packet: no round trip, and
+  // nothing a later client of the same server connection could inherit, since there is none
+  // without a pooler. A pooler refuses unknown startup parameters (PgBouncer: SQLSTATE 08P01);
+  // behind one the bounds are the role's own defaults, which `setup --admin` writes for the
+  // application role.
+  let startupBounds = true;
   const pool = new pg.Pool({
     ...clientConfig,
     max: config.maxConnections,
     min: config.minConnections,
     idleTimeoutMillis: config.idleTimeoutMs,
+    // A connect timeout of its own (clientConfig's is the acquire timeout), TCP keepalive, the bounds.
+    Client: boundedClientClass(config, () => startupBounds) as unknown as new () => pg.ClientBase,
     // pg-pool awaits this hook before it hands a new connection out (the typings say void);
     // it asks where the connection leads, for named statements (bounded: see statement-naming.ts).
     ...(config.preparedStatements === 'off' ? {} : { onConnect: naming.classify as (client: pg.ClientBase) => void }),
+  });
+  // pg-pool retires a connection after maxLifetimeSeconds (an idle one at once, a busy one when
+  // it is released) and reads the setting once per new connection: a fresh random lifetime for
+  // each, so connections opened together are not all retired together.
+  Object.defineProperty(pool.options, 'maxLifetimeSeconds', {
+    get: () => connectionLifetimeMs(config.maxLifetimeMs) / 1000,
+    enumerable: true,
+    configurable: true,
   });
 
   let ending = false;
@@ -87,6 +120,7 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
   let refilling: Promise<void> | undefined;
   let refillTimer: NodeJS.Timeout | undefined;
   let failedRefills = 0;
+  let lastRefillError: unknown;
   let readyWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
 
   const isFull = () => pool.totalCount >= config.minConnections;
@@ -97,12 +131,23 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
   // runs for every query.
   const connect = (): Promise<pg.PoolClient> => {
     const started = performance.now();
+    const sentBounds = startupBounds;
     return pool.connect().catch((error: unknown) => {
+      // Every connection opened at once was refused alike: each is opened again without them.
+      if (sentBounds && refusesStartupBounds(error)) return connectWithRoleBounds();
       const waitedMs = Math.round(performance.now() - started);
       // Sooner than the timeout: the server refused or dropped the new connection, or the pool
       // was ended (ConnectionError, PoolClosedError).
       if (waitedMs < config.acquireTimeoutMs - timerSlackMs) {
-        throw ending ? new PoolClosedError('the pool has been ended', { cause: error }) : mapDatabaseError(error);
+        if (ending) throw new PoolClosedError('the pool has been ended', { cause: error });
+        // pg's own text when its connect timer fired: the server never finished the login.
+        if ((error as { message?: unknown } | null)?.message === 'timeout expired') {
+          throw new ConnectionError('connect-timeout', {
+            cause: error,
+            detail: `no answer within the connect timeout of ${config.connectTimeoutMs} ms`,
+          });
+        }
+        throw mapDatabaseError(error);
       }
       throw new PoolTimeoutError(
         waitedMs,
@@ -112,6 +157,19 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
         { cause: error },
       );
     });
+  };
+
+  // Behind a pooler the bounds are whatever the role's (or database's) defaults say: said once
+  // when one of them is missing, since then a statement or a lock wait has no bound at all.
+  let roleBoundsChecked = false;
+  const connectWithRoleBounds = async (): Promise<pg.PoolClient> => {
+    startupBounds = false;
+    const client = await connect();
+    if (!roleBoundsChecked) {
+      roleBoundsChecked = true;
+      await warnOfMissingRoleBounds(client, onError);
+    }
+    return client;
   };
 
   // Opens only the connections missing below the minimum, and never by waiting in the
@@ -136,6 +194,30 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
     }
   };
 
+  // A call in flight whose answer never comes (the network path died silently: no FIN, no RST)
+  // is never ended by TCP keepalive, which Linux only sends on a connection with nothing
+  // unacknowledged, nor by the server's statement_timeout, whose error cannot reach us. As pgx
+  // does when a call's context ends, the connection is destroyed: its call fails with a
+  // retryable ConnectionError, pg-pool discards it, and the pool opens a fresh one.
+  const clients = new Set<BoundedClient>();
+  const sweepMs = Math.min(1_000, Math.max(25, Math.floor(config.callDeadlineMs / 10)));
+  const abandon = (client: BoundedClient, now: number): void => {
+    const waitedMs = Math.round(now - client.callStartedAt);
+    client.callStartedAt = 0;
+    const error = new ConnectionError('deadline', {
+      detail: `no answer within the call deadline of ${client.deadlineMs} ms (waited ${waitedMs} ms); the connection was closed`,
+    });
+    onError('a call got no answer within its deadline; its connection was closed', error);
+    (client as BoundedClient & { connection: { stream: { destroy(error: Error): void } } }).connection.stream.destroy(error);
+  };
+  const sweeper = setInterval(() => {
+    const now = performance.now();
+    for (const client of clients) {
+      if (client.callStartedAt !== 0 && now - client.callStartedAt > client.deadlineMs) abandon(client, now);
+    }
+  }, sweepMs);
+  sweeper.unref();
+
   const scheduleRefill = (delayMs: number): void => {
     if (ending || refilling || refillTimer || isFull()) {
       if (isFull()) settleReady();
@@ -150,6 +232,7 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
         })
         .catch((error: unknown) => {
           failedRefills += 1;
+          lastRefillError = error;
           settleReady(error);
           onError('could not refill the connection pool; retrying', error);
         })
@@ -182,26 +265,55 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
   // checked out (even between two queries of a transaction) would emit an unhandled 'error'
   // and crash the process; the failing query already reports it, and pg-pool discards the
   // broken connection when it is released.
-  pool.on('connect', (client) => client.on('error', () => undefined));
-  pool.on('remove', () => scheduleRefill(0));
+  pool.on('connect', (client) => {
+    client.on('error', () => undefined);
+    clients.add(client as unknown as BoundedClient);
+  });
+  pool.on('remove', (client) => {
+    clients.delete(client as unknown as BoundedClient);
+    scheduleRefill(0);
+  });
   scheduleRefill(0);
 
   return {
     pool,
     connect,
-    ready: () =>
-      ending
-        ? Promise.reject(new PoolClosedError('the pool has been ended'))
-        : isFull() && !refilling
-        ? Promise.resolve()
-        : new Promise<void>((resolve, reject) => {
-            readyWaiters.push({ resolve, reject });
-            refillTimer?.ref();
-            scheduleRefill(0);
-          }),
+    ready: (options = {}) => {
+      if (ending) return Promise.reject(new PoolClosedError('the pool has been ended'));
+      if (isFull() && !refilling) return Promise.resolve();
+      const timeoutMs = options.timeoutMs ?? config.acquireTimeoutMs;
+      const started = performance.now();
+      return new Promise<void>((resolve, reject) => {
+        // Not unref()'d: this timer keeps Node running while the first connections open, when
+        // nothing else of the service holds the event loop yet, and bounds the wait.
+        const timer = setTimeout(() => {
+          readyWaiters = readyWaiters.filter((waiter) => waiter !== entry);
+          reject(
+            // Connections that finished their login; pg-pool's totalCount also counts those still trying.
+            new PoolNotReadyError(Math.round(performance.now() - started), clients.size, config.minConnections, {
+              cause: lastRefillError,
+            }),
+          );
+        }, timeoutMs);
+        const entry = {
+          resolve: () => {
+            clearTimeout(timer);
+            resolve();
+          },
+          reject: (error: unknown) => {
+            clearTimeout(timer);
+            reject(error);
+          },
+        };
+        readyWaiters.push(entry);
+        refillTimer?.ref();
+        scheduleRefill(0);
+      });
+    },
     end: () =>
       (ended ??= (async () => {
         ending = true;
+        clearInterval(sweeper);
         clearTimeout(refillTimer);
         settleReady(new PoolClosedError('the pool was ended before it was ready'));
         await Promise.all([refilling, naming.close()]);
@@ -209,6 +321,23 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
       })()),
     statementNaming: () => naming.report(connect),
     naming,
+    callStarted: (client) => {
+      (client as BoundedClient).callStartedAt = performance.now();
+    },
+    callSettled: (client) => {
+      (client as BoundedClient).callStartedAt = 0;
+    },
+    boundsOf: (client) => {
+      const bounded = client as BoundedClient;
+      return { deadlineMs: bounded.deadlineMs, statementTimeoutMs: bounded.statementTimeoutMs, lockTimeoutMs: bounded.lockTimeoutMs };
+    },
+    setBounds: (client, bounds) => {
+      Object.assign(client as BoundedClient, bounds);
+    },
+    resetBounds: (client) => {
+      const bounded = client as BoundedClient;
+      Object.assign(bounded, bounded.openedWith);
+    },
   };
 }
 
@@ -224,6 +353,27 @@ function poolIdentity(databaseUrl: string): { host?: string; port?: number; data
   } catch {
     return {};
   }
+}
+
+async function warnOfMissingRoleBounds(client: pg.PoolClient, onError: PoolErrorListener): Promise<void> {
+  const names = ['statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout'];
+  const { rows } = await client
+    .query<{ name: string; setting: string }>('SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY($1)', [names])
+    .catch(() => ({ rows: [] as Array<{ name: string; setting: string }> }));
+  const unbounded = rows.filter((row) => row.setting === '0').map((row) => row.name);
+  if (unbounded.length === 0) return;
+  onError(
+    `connections pass through a pooler, which refuses these bounds as startup parameters, and the role has no default for ` +
+      `${unbounded.join(', ')}: those waits are unbounded on the server. Run setup --admin with DB_APP_USER (it sets the ` +
+      'application role\'s defaults from DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT and DB_IDLE_IN_TRANSACTION_TIMEOUT)',
+    new Error(`unbounded: ${unbounded.join(', ')}`),
+  );
+}
+
+// PgBouncer answers a startup parameter it does not know with a FATAL protocol violation
+// (08P01) before any authentication; PostgreSQL itself accepts these three.
+function refusesStartupBounds(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '08P01';
 }
 
 function warnOnStderr(message: string, error: unknown): void {

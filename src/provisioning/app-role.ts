@@ -1,9 +1,11 @@
 import type pg from 'pg';
+import { loadStatementBounds, type StatementBounds } from '../db/db-config.js';
 import { withClient } from '../db/with-client.js';
 import { AppRoleError, ConfigError } from '../errors.js';
 import { migrationsTable, qualifiedMigrationsTable } from '../migrations/migration-storage.js';
 import { quoteName } from './database-admin.js';
 import { passwordUnchanged } from './password-unchanged.js';
+import { setRoleStatementBounds } from './role-bounds.js';
 import { scramSha256Verifier } from './scram-verifier.js';
 
 /** The application login role whose grants to bring back to exactly the set below. */
@@ -76,15 +78,25 @@ export function requireRoleName(variable: string, name: string): void {
  * away attributes it must not have and sets the password only when it changed. The stored
  * SCRAM verifier is checked against the password (its own salt and iterations), so an
  * unchanged password keeps its verifier and a PgBouncer `auth_file` holding it keeps
- * matching. The password reaches the server only as a verifier. Grants are
+ * matching. The password reaches the server only as a verifier. Its sessions in this database
+ * start with the statement bounds (`statementBounds`, default `DB_STATEMENT_TIMEOUT`,
+ * `DB_LOCK_TIMEOUT`, `DB_IDLE_IN_TRANSACTION_TIMEOUT` as the pool reads them): what holds behind
+ * a transaction-mode pooler, which refuses the pool's own startup parameters; setting a role's
+ * defaults needs the admin's CREATEROLE, which the owner lacks. Grants are
  * {@link ensureAppRole}'s, which the owner runs.
  *
  * @example await provisionAppRole({ adminUrl, user: 'kennwilliamson_app', password }) // 'unchanged' the second time
  */
-export async function provisionAppRole(options: { adminUrl: string; user: string; password: string }): Promise<AppRoleChange> {
+export async function provisionAppRole(options: {
+  adminUrl: string;
+  user: string;
+  password: string;
+  statementBounds?: StatementBounds;
+}): Promise<AppRoleChange> {
   const { adminUrl, user, password } = options;
   requireRoleName('DB_APP_USER', user);
   if (!password) throw new ConfigError('DB_APP_PASSWORD', 'DB_APP_PASSWORD must not be empty');
+  const bounds = options.statementBounds ?? loadStatementBounds();
   return withClient(
     adminUrl,
     async (client) => {
@@ -117,6 +129,8 @@ export async function provisionAppRole(options: { adminUrl: string; user: string
           }
           change = unchanged ? 'unchanged' : 'password set';
         }
+        const { rows } = await client.query<{ database: string }>('SELECT current_database() AS database');
+        await setRoleStatementBounds(client, user, rows[0]!.database, bounds);
         await client.query('COMMIT');
         return change;
       } catch (error) {

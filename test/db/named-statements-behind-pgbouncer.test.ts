@@ -15,12 +15,17 @@ import {
   trafficAround,
 } from '../support/prepared-statements.js';
 import { toolsAvailable } from '../support/required-tools.js';
+import { setTestRoleBounds } from '../support/role-bounds.js';
 import { useTestDatabase } from '../support/test-database.js';
 
 // The library at its defaults behind PgBouncer in transaction mode: Debian's 1.18, which loses
 // a client's named statements when it hands the client another server connection, and 1.24
 // (built by .ci/build-pgbouncer), which keeps them.
 const testDb = useTestDatabase();
+
+// As setup --admin gives the application role: behind the pooler the bounds are the role's
+// defaults (without them the pool says, through onPoolError, that they are missing).
+beforeAll(() => setTestRoleBounds(testDb.directUrl, { statementTimeoutMs: 5_000, lockTimeoutMs: 2_000, idleInTransactionTimeoutMs: 10_000 }));
 
 const poolers = Object.keys(pgBouncerVersions) as PgBouncerVersion[];
 

@@ -1,3 +1,4 @@
+import { loadStatementBounds } from '../../db/db-config.js';
 import { requireDirectDatabase } from '../../db/direct-connection.js';
 import { ConfigError, DatabaseError } from '../../errors.js';
 import { migrate } from '../../migrations/migrator.js';
@@ -35,6 +36,9 @@ Environment:
   DB_OWNER_PASSWORD       --admin: its password (sent to the server only as a SCRAM-SHA-256 verifier)
   DB_APP_USER             the application role: created by --admin, its grants by both
   DB_APP_PASSWORD         --admin: its password (sent only as a SCRAM-SHA-256 verifier)
+  DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT, DB_IDLE_IN_TRANSACTION_TIMEOUT
+                          --admin: the application role's defaults for these bounds in this
+                          database (default 5s, 2s, 10s), which hold behind a pooler
   MIGRATION_LOCK_TIMEOUT  seconds to wait for another migration run (default 300)
 `;
 
@@ -76,11 +80,14 @@ export const setupCommand: Command = {
     let databaseUrl: string;
     let appUser = env.DB_APP_USER?.trim() || undefined;
     let app: RoleCredentials | undefined;
+    let statementBounds: ReturnType<typeof loadStatementBounds> | undefined;
     if (values.admin === true) {
       const adminUrl = adminDatabaseUrl(env);
       const owner = credentials(env, 'DB_OWNER_USER', 'DB_OWNER_PASSWORD');
       if (!owner) throw new ConfigError('DB_OWNER_USER', 'setup --admin needs DB_OWNER_USER and DB_OWNER_PASSWORD: the owner role migrations and restores run as');
       app = credentials(env, 'DB_APP_USER', 'DB_APP_PASSWORD');
+      // Read before anything changes, so a bad value stops the provisioning at once.
+      statementBounds = app ? loadStatementBounds(env) : undefined;
       if (app?.user === owner.user) {
         throw new ConfigError('DB_APP_USER', `DB_APP_USER and DB_OWNER_USER are both '${owner.user}'; the application role must be another role than the owner`);
       }
@@ -102,7 +109,7 @@ export const setupCommand: Command = {
     const runs = await migrate({ databaseUrl, log });
     log(runs.length === 0 ? 'Database is up to date.' : `${runs.length} migration(s) applied.`);
     if (app) {
-      const change = await provisionAppRole({ adminUrl: adminDatabaseUrl(env), ...app });
+      const change = await provisionAppRole({ adminUrl: adminDatabaseUrl(env), ...app, ...(statementBounds ? { statementBounds } : {}) });
       log(change === 'unchanged' ? `the application role '${app.user}' exists, its password unchanged` : `${change === 'created' ? 'created' : 'set the password of'} the application role '${app.user}'`);
     }
     if (appUser) {

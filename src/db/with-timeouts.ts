@@ -1,0 +1,68 @@
+import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
+import type { DB } from '../../generated/db.js';
+import { ConfigError, ValidationError } from '../errors.js';
+import { parseDuration } from './duration.js';
+import { inTransaction } from './in-transaction.js';
+
+/** Bounds for one transaction, each in milliseconds or with a unit (`'60s'`, `'5min'`); an omitted one stays as it is. */
+export interface StatementTimeouts {
+  /** `statement_timeout` of each statement of the transaction (the pool's call deadline follows it). */
+  statementTimeout?: number | string;
+  /** `lock_timeout` of each statement of the transaction. */
+  lockTimeout?: number | string;
+  /** `idle_in_transaction_session_timeout` while the transaction waits on the caller. */
+  idleInTransactionTimeout?: number | string;
+}
+
+/**
+ * The one statement withTimeouts sends; the pool recognises it by its text and lengthens the
+ * connection's call deadline for the rest of the transaction. `set_config(…, true)` is
+ * `SET LOCAL`: it ends with the transaction, so nothing stays on a pooled server connection.
+ */
+export const timeoutsOverrideSql =
+  "select set_config('statement_timeout', coalesce($1, current_setting('statement_timeout')), true), " +
+  "set_config('lock_timeout', coalesce($2, current_setting('lock_timeout')), true), " +
+  "set_config('idle_in_transaction_session_timeout', coalesce($3, current_setting('idle_in_transaction_session_timeout')), true)";
+
+function millisecondsOf(field: string, value: number | string | undefined): string | null {
+  if (value === undefined) return null;
+  try {
+    return String(parseDuration(field, value));
+  } catch (error) {
+    throw new ValidationError(field, (error as ConfigError).message);
+  }
+}
+
+/**
+ * Runs `work` in a transaction whose statements get other bounds than the pool's defaults: for
+ * a call that needs more time (an admin listing, `refreshTokens.purgeExpired` on a large
+ * table), or one that should give up sooner. Given the root `db` it opens a transaction;
+ * given a transaction, the bounds apply to the rest of that transaction. Costs one round trip
+ * (`SET LOCAL` of the three settings in one statement), on that call only.
+ *
+ * @example
+ * // Purge a large table: up to two minutes per statement, 10 s for a lock.
+ * const purged = await withTimeouts(db, { statementTimeout: '2min', lockTimeout: '10s' }, (trx) =>
+ *   refreshTokens.purgeExpired(trx),
+ * )
+ */
+export async function withTimeouts<T>(
+  db: Kysely<DB>,
+  timeouts: StatementTimeouts,
+  work: (trx: Transaction<DB>) => Promise<T>,
+): Promise<T> {
+  if (timeouts === null || typeof timeouts !== 'object') throw new ValidationError('timeouts', 'must be an object');
+  const values = [
+    millisecondsOf('statementTimeout', timeouts.statementTimeout),
+    millisecondsOf('lockTimeout', timeouts.lockTimeout),
+    millisecondsOf('idleInTransactionTimeout', timeouts.idleInTransactionTimeout),
+  ];
+  const [statement, lock] = values.map((value) => (value === null ? undefined : Number(value)));
+  if (statement !== undefined && lock !== undefined && lock > statement) {
+    throw new ValidationError('lockTimeout', `must not exceed statementTimeout (${statement} ms), which would fire first`);
+  }
+  return inTransaction(db, async (trx) => {
+    await trx.executeQuery(CompiledQuery.raw(timeoutsOverrideSql, values));
+    return work(trx);
+  });
+}

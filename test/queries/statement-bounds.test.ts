@@ -1,0 +1,148 @@
+import { type Kysely, sql } from 'kysely';
+import pg from 'pg';
+import { beforeAll, expect, inject, it } from 'vitest';
+import type { DB } from '../../generated/db.js';
+import { createDb } from '../../src/db/create-db.js';
+import type { DbConfig } from '../../src/db/db-config.js';
+import { withTimeouts } from '../../src/db/with-timeouts.js';
+import { ConnectionError, LockNotAvailableError, QueryCanceledError, ValidationError } from '../../src/errors.js';
+import * as users from '../../src/queries/users.js';
+import { eventually } from '../support/eventually.js';
+import { newUser } from '../support/factories.js';
+import { offlineDb } from '../support/offline-db.js';
+import { setTestRoleBounds } from '../support/role-bounds.js';
+import { useTestDatabase } from '../support/test-database.js';
+
+// The server-side bounds, directly and (in the `pooler` project) through PgBouncer in
+// transaction mode, which refuses them as startup parameters: there the role's defaults in the
+// database, as db:setup writes them for the application role, must hold instead. The two sets
+// differ, so each project shows which mechanism its connections got.
+const testDb = useTestDatabase();
+const viaPooler = inject('viaPooler') === true;
+
+const poolBounds = { statementTimeoutMs: 300, lockTimeoutMs: 200, idleInTransactionTimeoutMs: 400 };
+const roleBounds = { statementTimeoutMs: 350, lockTimeoutMs: 250, idleInTransactionTimeoutMs: 450 };
+const expected = viaPooler ? roleBounds : poolBounds;
+
+beforeAll(async () => {
+  await setTestRoleBounds(testDb.directUrl, roleBounds);
+});
+
+async function withBoundedDb(work: (db: Kysely<DB>, poolErrors: string[]) => Promise<void>, config: Partial<DbConfig> = {}) {
+  const poolErrors: string[] = [];
+  const db = createDb(
+    { databaseUrl: testDb.url, minConnections: 0, maxConnections: 1, ...poolBounds, ...config },
+    { onPoolError: (message) => poolErrors.push(message) },
+  );
+  try {
+    await work(db, poolErrors);
+  } finally {
+    await db.destroy();
+  }
+}
+
+// A direct session of the test (not the library): it must not be ended for idling while it
+// holds a lock for the library's calls to meet, so it turns the role's bound off for itself.
+async function directSession(): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: testDb.directUrl });
+  await client.connect();
+  await client.query('SET idle_in_transaction_session_timeout = 0; SET statement_timeout = 0');
+  return client;
+}
+
+it('starts every connection with the bounds: its own startup parameters directly, the role defaults through a pooler', async () => {
+  await withBoundedDb(async (db, poolErrors) => {
+    const { rows } = await sql<{ statement: string; lock: string; idle: string }>`
+      SELECT current_setting('statement_timeout') AS statement, current_setting('lock_timeout') AS lock,
+             current_setting('idle_in_transaction_session_timeout') AS idle`.execute(db);
+    expect(rows[0]).toEqual({
+      statement: `${expected.statementTimeoutMs}ms`,
+      lock: `${expected.lockTimeoutMs}ms`,
+      idle: `${expected.idleInTransactionTimeoutMs}ms`,
+    });
+    // Behind the pooler the role has its defaults, so the pool has nothing to warn about.
+    expect(poolErrors).toEqual([]);
+  });
+});
+
+it('cancels a statement that runs past statement_timeout with a QueryCanceledError that names the bound', async () => {
+  await withBoundedDb(async (db) => {
+    const error = await sql`SELECT pg_sleep(5)`.execute(db).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(QueryCanceledError);
+    expect((error as QueryCanceledError).retryable).toBe(false);
+    // Directly the pool knows its connections' bound and says it fired; behind a pooler the
+    // server applied the role's, which the pool cannot know.
+    expect((error as QueryCanceledError).reason).toBe(viaPooler ? 'unknown' : 'statement_timeout');
+    expect((error as Error).message).toMatch(/statement_timeout/);
+  });
+});
+
+it('fails a call blocked on a held row after lock_timeout with a retryable LockNotAvailableError', async () => {
+  const user = await newUser(testDb.db);
+  const holder = await directSession();
+  try {
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [user.id]);
+    await withBoundedDb(async (db) => {
+      const error = await users.updatePassword(db, user.id, '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$b3RoZXI').catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(LockNotAvailableError);
+      expect((error as LockNotAvailableError).retryable).toBe(true);
+      expect((error as LockNotAvailableError).lockTimeoutMs).toBe(viaPooler ? undefined : poolBounds.lockTimeoutMs);
+    });
+  } finally {
+    await holder.end();
+  }
+});
+
+it('ends a transaction left idle past idle_in_transaction_session_timeout: the next statement fails with a retryable ConnectionError', async () => {
+  await withBoundedDb(async (db) => {
+    const error = await db
+      .transaction()
+      .execute(async (trx) => {
+        const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx);
+        const observer = await directSession();
+        try {
+          await eventually(async () => {
+            const gone = await observer.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [rows[0]!.pid]);
+            return gone.rowCount === 0;
+          }, 'the server ended the idle transaction');
+        } finally {
+          await observer.end();
+        }
+        await sql`SELECT 1`.execute(trx);
+      })
+      .catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect((error as ConnectionError).retryable).toBe(true);
+    // Directly, the server's own reason comes through (PgBouncer reports only a lost server connection).
+    if (!viaPooler) expect((error as Error).message).toMatch(/idle_in_transaction_session_timeout/);
+  });
+});
+
+it('gives one transaction more time with withTimeouts, and the connection its own bounds back afterwards', async () => {
+  // A call deadline shorter than the sleep: it must follow the longer statement_timeout too.
+  await withBoundedDb(
+    async (db) => {
+      const slept = await withTimeouts(db, { statementTimeout: '3s', lockTimeout: 1_000 }, async (trx) => {
+        const { rows } = await sql<{ statement: string; lock: string }>`
+          SELECT current_setting('statement_timeout') AS statement, current_setting('lock_timeout') AS lock`.execute(trx);
+        expect(rows[0]).toEqual({ statement: '3s', lock: '1s' });
+        await sql`SELECT pg_sleep(0.7)`.execute(trx);
+        return 'slept';
+      });
+      expect(slept).toBe('slept');
+      // The same (only) connection, after the transaction: the pool's bounds again.
+      await expect(sql`SELECT pg_sleep(0.7)`.execute(db)).rejects.toBeInstanceOf(QueryCanceledError);
+    },
+    { callDeadlineMs: 600 },
+  );
+});
+
+it('refuses a bad bound in withTimeouts before any query', async () => {
+  const error = await withTimeouts(offlineDb, { statementTimeout: 'soon' }, async () => 1).catch((e: unknown) => e);
+  expect(error).toBeInstanceOf(ValidationError);
+  expect((error as ValidationError).field).toBe('statementTimeout');
+  await expect(withTimeouts(offlineDb, { statementTimeout: '1s', lockTimeout: '2s' }, async () => 1)).rejects.toMatchObject({
+    field: 'lockTimeout',
+  });
+});
