@@ -10,6 +10,7 @@ import { offlineDb } from '../support/offline-db.js';
 import * as refreshTokens from '../../src/queries/refresh-tokens.js';
 import * as users from '../../src/queries/users.js';
 import { eventually } from '../support/eventually.js';
+import { startSilentServer } from '../support/silent-server.js';
 import { newUser } from '../support/factories.js';
 import { createObservedDatabase } from '../support/observed-database.js';
 import type { TestDatabase } from '../support/test-database.js';
@@ -89,6 +90,26 @@ describe('a refused connection (ECONNREFUSED)', () => {
     const url = await unreachableUrl();
     const failures = await Promise.all([migrate({ databaseUrl: url }).catch((e: unknown) => e), migrationStatus({ databaseUrl: url }).catch((e: unknown) => e)]);
     for (const failure of failures) expectConnectionError(failure, 'ECONNREFUSED');
+  });
+});
+
+describe('a server that accepts but never answers the login', () => {
+  it('fails a call after the connect timeout, well before the acquire timeout, with a retryable ConnectionError that says so', async () => {
+    const silent = await startSilentServer();
+    const url = new URL(database.url);
+    url.port = String(silent.port);
+    url.password = 'do-not-echo-this-password';
+    const db = createDb({ databaseUrl: url.toString(), minConnections: 0, connectTimeoutMs: 300, acquireTimeoutMs: 20_000 });
+    try {
+      // Without a connect timeout of its own, the pool used the acquire timeout for the login too.
+      const error = await sql`SELECT 1`.execute(db).catch((e: unknown) => e);
+      expectConnectionError(error, 'connect-timeout');
+      expect((error as Error).message).toContain('connect timeout of 300 ms');
+      expect(String(error) + JSON.stringify(error)).not.toContain('do-not-echo-this-password');
+    } finally {
+      await db.destroy();
+      await silent.close();
+    }
   });
 });
 

@@ -25,6 +25,61 @@ describe('loadDbConfig', () => {
     });
   });
 
+  it('bounds every wait by default: 5 s statements, 2 s lock waits, 10 s idle in a transaction, 10 s deadline beyond the statement, 10 s to connect, 30 min lifetime', () => {
+    expect(loadDbConfig({ DATABASE_URL: url })).toMatchObject({
+      statementTimeoutMs: 5_000,
+      lockTimeoutMs: 2_000,
+      idleInTransactionTimeoutMs: 10_000,
+      callDeadlineMs: 10_000,
+      connectTimeoutMs: 10_000,
+      keepAliveDelayMs: 5_000,
+      maxLifetimeMs: 30 * 60_000,
+    });
+  });
+
+  it('reads the bounds in milliseconds or with a unit, and the call deadline follows statement_timeout', () => {
+    expect(
+      loadDbConfig({
+        DATABASE_URL: url,
+        DB_STATEMENT_TIMEOUT: '30s',
+        DB_LOCK_TIMEOUT: '1500',
+        DB_IDLE_IN_TRANSACTION_TIMEOUT: '1.5min',
+        DB_CONNECT_TIMEOUT: '2500ms',
+        DB_MAX_LIFETIME: '1h',
+      }),
+    ).toMatchObject({
+      statementTimeoutMs: 30_000,
+      lockTimeoutMs: 1_500,
+      idleInTransactionTimeoutMs: 90_000,
+      callDeadlineMs: 35_000,
+      connectTimeoutMs: 2_500,
+      maxLifetimeMs: 3_600_000,
+    });
+  });
+
+  it.each([
+    ['DB_STATEMENT_TIMEOUT', 'soon'],
+    ['DB_STATEMENT_TIMEOUT', '0'],
+    ['DB_LOCK_TIMEOUT', '5 minutes'],
+    ['DB_IDLE_IN_TRANSACTION_TIMEOUT', '-1s'],
+    ['DB_IDLE_IN_TRANSACTION_TIMEOUT', '0.5ms'],
+    ['DB_CONNECT_TIMEOUT', '10 s s'],
+    ['DB_MAX_LIFETIME', '1e3'],
+  ])('refuses %s=%s with a ConfigError naming the variable', (variable, value) => {
+    const error = configError({ DATABASE_URL: url, [variable]: value });
+    expect(error.variable).toBe(variable);
+    expect(error.message).toContain(variable);
+  });
+
+  it('refuses a lock_timeout longer than statement_timeout, which would fire first', () => {
+    const error = configError({ DATABASE_URL: url, DB_STATEMENT_TIMEOUT: '1s', DB_LOCK_TIMEOUT: '2s' });
+    expect(error.variable).toBe('DB_LOCK_TIMEOUT');
+  });
+
+  it('refuses a call deadline that does not exceed statement_timeout', () => {
+    expect(() => resolveDbConfig({ databaseUrl: url, statementTimeoutMs: 1_000, callDeadlineMs: 1_000 })).toThrow(ConfigError);
+  });
+
   it('reads DB_PREPARED_STATEMENTS as auto, on or off, in any case', () => {
     expect(loadDbConfig({ DATABASE_URL: url, DB_PREPARED_STATEMENTS: 'off' }).preparedStatements).toBe('off');
     expect(loadDbConfig({ DATABASE_URL: url, DB_PREPARED_STATEMENTS: ' On ' }).preparedStatements).toBe('on');

@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { connectionLifetimeMs } from '../../src/db/connection-lifetime.js';
 import { createDb, poolOf } from '../../src/db/create-db.js';
 import { eventually } from '../support/eventually.js';
 import { createObservedDatabase } from '../support/observed-database.js';
@@ -68,6 +69,85 @@ it('refills a min = max pool under load by opening only the missing connection, 
     expect(poolErrors.filter((message) => message.includes('refill'))).toEqual([]);
   } finally {
     await observer.query('SELECT pg_advisory_unlock_all()');
+    await db.destroy();
+  }
+});
+
+async function backendsOf(applicationName: string): Promise<number[]> {
+  const { rows } = await observer.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid', [
+    applicationName,
+  ]);
+  return rows.map((row) => row.pid);
+}
+
+it('draws each connection a lifetime between 80 % and 100 % of the maximum, so connections opened together retire apart', () => {
+  expect(connectionLifetimeMs(1_000, () => 0)).toBe(800);
+  expect(connectionLifetimeMs(1_000, () => 0.5)).toBe(900);
+  expect(connectionLifetimeMs(1_000, () => 0.999_999)).toBe(1_000);
+  const drawn = new Set(Array.from({ length: 20 }, () => connectionLifetimeMs(30 * 60_000)));
+  expect(drawn.size).toBeGreaterThan(1);
+});
+
+it('retires connections after their lifetime and serves every call meanwhile from fresh ones', async () => {
+  const applicationName = `lifetime-${randomBytes(4).toString('hex')}`;
+  const db = createDb({ databaseUrl: database.url, minConnections: 2, maxConnections: 2, maxLifetimeMs: 300, applicationName });
+  try {
+    await poolOf(db).ready();
+    const first = await backendsOf(applicationName);
+    expect(first).toHaveLength(2);
+    let calls = 0;
+    await eventually(async () => {
+      await sql`SELECT 1`.execute(db);
+      calls += 1;
+      const now = await backendsOf(applicationName);
+      return now.length > 0 && now.every((pid) => !first.includes(pid));
+    }, 'both first connections are replaced');
+    expect(calls).toBeGreaterThan(0);
+    await expect(poolOf(db).ready()).resolves.toBeUndefined();
+  } finally {
+    await db.destroy();
+  }
+});
+
+it('refills a retired idle connection at once while the other is busy, not by queueing behind it', async () => {
+  const applicationName = `lifetime-busy-${randomBytes(4).toString('hex')}`;
+  const db = createDb({
+    databaseUrl: database.url,
+    minConnections: 2,
+    maxConnections: 2,
+    maxLifetimeMs: 400,
+    acquireTimeoutMs: 1_000,
+    applicationName,
+  });
+  const tuned = poolOf(db);
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  try {
+    await tuned.ready();
+    const first = await backendsOf(applicationName);
+    let busyPid = 0;
+    let began!: () => void;
+    const busy = new Promise<void>((resolve) => (began = resolve));
+    const holding = db.transaction().execute(async (trx) => {
+      busyPid = (await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx)).rows[0]!.pid;
+      began();
+      await held;
+    });
+    await busy;
+    const idlePid = first.find((pid) => pid !== busyPid)!;
+    // The idle connection is retired when its lifetime ends; the busy one stays until released.
+    await eventually(async () => {
+      const now = await backendsOf(applicationName);
+      return !now.includes(idlePid) && now.includes(busyPid) && tuned.pool.totalCount === 2 && tuned.pool.idleCount === 1;
+    }, 'the idle connection is replaced while the busy one is held');
+    // A call now gets the fresh connection; one queued behind the busy one would time out.
+    await expect(sql<{ ok: number }>`SELECT 1 AS ok`.execute(db)).resolves.toMatchObject({ rows: [{ ok: 1 }] });
+    release();
+    await holding;
+    await eventually(async () => !(await backendsOf(applicationName)).includes(busyPid), 'the busy connection is retired once released');
+    await expect(tuned.ready()).resolves.toBeUndefined();
+  } finally {
+    release();
     await db.destroy();
   }
 });

@@ -1,0 +1,112 @@
+import { randomBytes } from 'node:crypto';
+import { sql } from 'kysely';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createDb, poolOf } from '../../src/db/create-db.js';
+import type { DbConfig } from '../../src/db/db-config.js';
+import { ConnectionError } from '../../src/errors.js';
+import { eventually } from '../support/eventually.js';
+import { createObservedDatabase } from '../support/observed-database.js';
+import { packetFilterAvailable, silencePorts } from '../support/packet-filter.js';
+import type { TestDatabase } from '../support/test-database.js';
+
+// Real packet loss (iptables DROP on the pooled connections' own ports, both directions): a
+// proxy in user space would answer TCP keepalive probes itself, so only the kernel can show
+// what a failover or a NAT that forgot the connections looks like. New connections (new
+// ports) keep working, as they do after a failover. Every rule is removed in `finally`.
+const usable = packetFilterAvailable('the silent-partition tests');
+
+let database: TestDatabase;
+let observer: pg.Client;
+let remove: () => Promise<void>;
+
+beforeAll(async () => {
+  if (usable) ({ database, observer, remove } = await createObservedDatabase());
+});
+afterAll(async () => {
+  if (usable) await remove();
+});
+
+/** The client-side ports of the pool's connections, as the server sees them. */
+async function portsOf(applicationName: string): Promise<number[]> {
+  const { rows } = await observer.query<{ port: number }>(
+    'SELECT client_port AS port FROM pg_stat_activity WHERE application_name = $1 ORDER BY client_port',
+    [applicationName],
+  );
+  return rows.map((row) => row.port);
+}
+
+function boundedDb(overrides: Partial<DbConfig>, poolErrors: Array<{ message: string; error: unknown }>) {
+  const applicationName = `partition-${randomBytes(4).toString('hex')}`;
+  const db = createDb(
+    { databaseUrl: database.url, applicationName, minConnections: 2, maxConnections: 4, acquireTimeoutMs: 10_000, ...overrides },
+    { onPoolError: (message, error) => poolErrors.push({ message, error }) },
+  );
+  return { db, applicationName };
+}
+
+describe.skipIf(!usable)('a silent partition of every pooled connection', () => {
+  it('fails the calls sent into it at their deadline with a retryable ConnectionError, and serves again from fresh connections', async () => {
+    const poolErrors: Array<{ message: string; error: unknown }> = [];
+    const { db, applicationName } = boundedDb({ statementTimeoutMs: 300, lockTimeoutMs: 200, callDeadlineMs: 800 }, poolErrors);
+    await poolOf(db).ready();
+    const silenced = await portsOf(applicationName);
+    expect(silenced).toHaveLength(2);
+    const partition = silencePorts(silenced);
+    try {
+      // Six calls at once: two are handed the silenced connections (the pool's idle ones) and
+      // send their query into the void, where only the call deadline can end them; TCP
+      // keepalive never probes a connection with unacknowledged data.
+      const outcomes = await Promise.all(
+        Array.from({ length: 6 }, () =>
+          sql<{ port: number }>`SELECT inet_client_port() AS port`.execute(db).then(
+            ({ rows }) => rows[0]!.port,
+            (error: unknown) => error,
+          ),
+        ),
+      );
+      const failures = outcomes.filter((outcome) => typeof outcome !== 'number');
+      expect(failures.length).toBeGreaterThan(0);
+      for (const failure of failures) {
+        expect(failure).toBeInstanceOf(ConnectionError);
+        expect(failure).toMatchObject({ reason: 'deadline', retryable: true });
+      }
+      expect(poolErrors.map((entry) => entry.message)).toContain('a call got no answer within its deadline; its connection was closed');
+
+      // The silenced connections are gone from the pool: every later call runs on a fresh one.
+      const ports = new Set<number>();
+      for (let call = 0; call < 8; call++) {
+        const { rows } = await sql<{ port: number }>`SELECT inet_client_port() AS port`.execute(db);
+        ports.add(rows[0]!.port);
+      }
+      expect([...ports].filter((port) => silenced.includes(port))).toEqual([]);
+      await poolOf(db).ready();
+    } finally {
+      partition.heal();
+      await db.destroy();
+    }
+  });
+
+  it('finds idle connections whose peer went silent by TCP keepalive, removes them and refills the pool', async () => {
+    const poolErrors: Array<{ message: string; error: unknown }> = [];
+    // Node's libuv probes every second, ten times, after keepAliveDelayMs of idleness: about 11 s here.
+    const { db, applicationName } = boundedDb({ keepAliveDelayMs: 1_000 }, poolErrors);
+    const pool = poolOf(db);
+    await pool.ready();
+    const silenced = await portsOf(applicationName);
+    let removed = 0;
+    pool.pool.on('remove', () => (removed += 1));
+    const partition = silencePorts(silenced);
+    try {
+      await eventually(() => removed >= 2, 'both silenced connections are removed', { timeoutMs: 25_000, intervalMs: 100 });
+      expect(poolErrors.map(({ error }) => (error as { code?: string }).code)).toEqual(['ETIMEDOUT', 'ETIMEDOUT']);
+      await pool.ready();
+      expect(pool.pool.totalCount).toBe(2);
+      const { rows } = await sql<{ port: number }>`SELECT inet_client_port() AS port`.execute(db);
+      expect(silenced).not.toContain(rows[0]!.port);
+    } finally {
+      partition.heal();
+      await db.destroy();
+    }
+  }, 30_000);
+});

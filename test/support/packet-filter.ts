@@ -1,0 +1,112 @@
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+
+// Every chain this helper makes starts with this, then the owning process id: a run that was
+// killed before its cleanup leaves chains that the next run recognises and removes.
+const chainPrefix = 'KWT';
+
+function iptables(args: string[]): string {
+  // -w: wait for the xtables lock, which parallel test files may hold for a moment.
+  return execFileSync('iptables', ['-w', '5', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function ciRequired(): boolean {
+  const ci = process.env.CI?.trim().toLowerCase();
+  return Boolean(ci) && ci !== 'false' && ci !== '0';
+}
+
+/**
+ * Whether packets can be dropped here (`iptables`, as root, with netfilter), for
+ * `describe.skipIf(!…)`. In CI a missing or unusable iptables fails the file instead of
+ * skipping it (`.ci/run` installs Debian's package); elsewhere the file is skipped with a
+ * warning, as the pooler project is without PgBouncer.
+ */
+export function packetFilterAvailable(purpose: string): boolean {
+  try {
+    iptables(['-S', 'INPUT']);
+    return true;
+  } catch (error) {
+    const reason = (error as { stderr?: string }).stderr?.trim() || (error as Error).message;
+    if (ciRequired()) throw new Error(`${purpose} needs iptables (root, netfilter), which CI must provide (see .ci/run): ${reason}`);
+    console.warn(`[packet-filter] iptables is not usable (${reason}): ${purpose} is skipped`);
+    return false;
+  }
+}
+
+/** Packets of some TCP connections dropped in both directions, until {@link SilentPartition.heal}. */
+export interface SilentPartition {
+  /** The chain holding the rules (unique to this partition). */
+  chain: string;
+  /** Removes every rule this partition added; safe to call more than once. */
+  heal(): void;
+}
+
+// The jump into a chain, exactly as silencePorts adds it (and as `iptables -D` must repeat it).
+function jumpRule(chain: string): string[] {
+  return ['INPUT', '-i', 'lo', '-j', chain, '-m', 'comment', '--comment', `kw-test-partition:${chain}`];
+}
+
+function removeChain(chain: string): void {
+  try {
+    iptables(['-D', ...jumpRule(chain)]);
+  } catch {
+    // Not added yet (a failure while adding the rules), or already gone.
+  }
+  iptables(['-F', chain]);
+  iptables(['-X', chain]);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+// Chains of test processes that died before healing (a SIGKILLed worker): never another
+// live process's.
+function removeStaleChains(): void {
+  for (const line of iptables(['-S']).split('\n')) {
+    const match = new RegExp(`^-N (${chainPrefix}(\\d+)_[0-9a-f]+)$`).exec(line.trim());
+    if (match && !alive(Number(match[2]))) removeChain(match[1]!);
+  }
+}
+
+/**
+ * Drops every packet to and from these local TCP ports of 127.0.0.1, in both directions: the
+ * connections that use them go silent (no FIN, no RST), as when a database fails over to
+ * another host or a NAT forgets them, while new connections (new ports) still work. The rules
+ * live in a chain of their own, named after this process, and {@link SilentPartition.heal}
+ * removes exactly them; call it in `finally`.
+ *
+ * @example
+ * const partition = silencePorts([51234, 51236])
+ * try { … } finally { partition.heal() }
+ */
+export function silencePorts(ports: readonly number[]): SilentPartition {
+  if (ports.length === 0) throw new Error('silencePorts: no port given');
+  removeStaleChains();
+  const chain = `${chainPrefix}${process.pid}_${randomBytes(3).toString('hex')}`;
+  iptables(['-N', chain]);
+  let healed = false;
+  const heal = () => {
+    if (healed) return;
+    healed = true;
+    removeChain(chain);
+  };
+  try {
+    for (const port of ports) {
+      for (const direction of ['--sport', '--dport']) {
+        iptables(['-A', chain, '-p', 'tcp', '-s', '127.0.0.1', '-d', '127.0.0.1', direction, String(port), '-j', 'DROP']);
+      }
+    }
+    // Loopback packets pass INPUT whichever way they go: one jump covers both directions.
+    iptables(['-I', ...jumpRule(chain)]);
+  } catch (error) {
+    heal();
+    throw error;
+  }
+  return { chain, heal };
+}
