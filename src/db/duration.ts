@@ -31,8 +31,9 @@ export function parseDuration(variable: string, raw: string | number, minMs = 1)
   return ms;
 }
 
-/** A duration as a person writes it back: `5s`, `1500ms`, `2min`. */
+/** A duration as a person writes it back: `5s`, `1500ms`, `2min`, `1h`. */
 export function formatDuration(ms: number): string {
+  if (ms >= 3_600_000 && ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
   if (ms >= 60_000 && ms % 60_000 === 0) return `${ms / 60_000}min`;
   if (ms >= 1_000 && ms % 1_000 === 0) return `${ms / 1_000}s`;
   return `${ms}ms`;

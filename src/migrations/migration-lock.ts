@@ -94,9 +94,13 @@ async function waitForLock(holder: pg.Client, options: MigrationLockOptions): Pr
   try {
     await holder.query(waitSql, [migrationLockKey]);
   } catch (error) {
-    if ((error as { code?: string }).code !== '55P03') throw error;
+    // 55P03: our lock_timeout; 57014: a shorter statement_timeout of the role or the database
+    // cancelled the wait first. Either way the wait for the other run is what ended.
+    const code = (error as { code?: string }).code;
+    if (code !== '55P03' && code !== '57014') throw error;
     throw new MigrationLockTimeoutError(Math.round(performance.now() - started), await currentHolder(options.databaseUrl), {
       cause: error,
+      limit: code === '55P03' ? 'lock_timeout' : 'statement_timeout',
     });
   }
 }

@@ -1,9 +1,23 @@
 import { loadModule, parseSync, scanSync, type Node, type RawStmt, type ScanToken } from 'libpg-query';
-import { MigrationScriptError } from '../errors.js';
+import { parseDuration } from '../db/duration.js';
+import { type ConfigError, MigrationScriptError } from '../errors.js';
 import { lineOfPosition } from '../sql-position.js';
 
-/** First line of a migration file that must run outside a transaction, statement by statement. */
+/** Header of a migration file that must run outside a transaction, statement by statement. */
 export const noTransactionHeader = '-- migrate:no-transaction';
+
+/**
+ * Header of a migration file with a lock budget of its own (`attempt=` the longest one attempt
+ * waits for a lock, `total=` the whole budget), e.g. `-- migrate:lock-wait attempt=5s total=1h`
+ * for a migration run in a maintenance window.
+ */
+export const lockWaitHeader = '-- migrate:lock-wait';
+
+/** A file's own lock budget, from its {@link lockWaitHeader}; what it omits keeps the run's. */
+export interface LockWaitHeader {
+  attemptMs?: number;
+  totalMs?: number;
+}
 
 /** One statement of a migration file: its text (no trailing semicolon) and the 1-based line it starts on. */
 export interface MigrationStatement {
@@ -13,6 +27,13 @@ export interface MigrationStatement {
   kind: string;
   /** For `CREATE INDEX CONCURRENTLY`: the index it builds, if named (a failure leaves it INVALID). */
   concurrentIndex?: string;
+  /**
+   * `CREATE INDEX CONCURRENTLY`, `DROP INDEX CONCURRENTLY`, `REINDEX … CONCURRENTLY`, `VACUUM`:
+   * it takes no lock that reads or writes queue behind, so it waits for its locks in one
+   * attempt (the whole budget) rather than in short attempts, which would leave an INVALID
+   * index behind when one ran out while the build waited for older transactions.
+   */
+  concurrent: boolean;
 }
 
 /** A migration file checked by PostgreSQL's own parser, ready to run. */
@@ -22,6 +43,8 @@ export interface MigrationScript {
   sql: string;
   /** False when the file starts with {@link noTransactionHeader}. */
   transactional: boolean;
+  /** The file's own lock budget, when it has a {@link lockWaitHeader}. */
+  lockWait?: LockWaitHeader;
   statements: MigrationStatement[];
 }
 
@@ -45,7 +68,9 @@ let parserLoaded: Promise<void> | undefined;
  * PostgreSQL 18's grammar, `standard_conforming_strings` on) and refuses it, naming file and
  * line, before anything runs when it: has a syntax error; controls transactions in a
  * transactional file (or at all in a no-transaction one); reads `COPY … FROM stdin`, whose
- * data a migration cannot send; or has an unknown or misplaced `-- migrate:` header.
+ * data a migration cannot send; or has an unknown, malformed or misplaced `-- migrate:`
+ * header (`-- migrate:no-transaction`, `-- migrate:lock-wait attempt=5s total=1h`, each on a
+ * line of its own at the top).
  * The statements' boundaries are the server's own, so `BEGIN ATOMIC … END` bodies, dollar
  * quotes, nested comments and `DATE'…'` literals stay whole.
  *
@@ -57,7 +82,8 @@ let parserLoaded: Promise<void> | undefined;
 export async function parseMigrationScript(file: string, sql: string): Promise<MigrationScript> {
   parserLoaded ??= loadModule();
   await parserLoaded;
-  const transactional = !hasNoTransactionHeader(file, sql);
+  const headers = readHeaders(file, sql);
+  const transactional = !headers.noTransaction;
   const bytes = Buffer.from(sql, 'utf8');
   const lineAtByte = (offset: number) => lineAt(bytes, offset);
 
@@ -87,30 +113,74 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
       text: bytes.subarray(start, to).toString('utf8').trimEnd(),
       line,
       kind,
+      concurrent: runsConcurrently(node),
       ...(index?.concurrent && index.idxname ? { concurrentIndex: index.idxname } : {}),
     };
   });
-  return { file, sql, transactional, statements };
+  return { file, sql, transactional, ...(headers.lockWait ? { lockWait: headers.lockWait } : {}), statements };
 }
 
-function hasNoTransactionHeader(file: string, sql: string): boolean {
-  const lines = sql.split('\n');
-  const first = (lines[0] ?? '').replace(/^\uFEFF/, '').trimEnd();
-  if (first === noTransactionHeader) {
-    return true;
-  }
-  // A misspelt header would silently run the file in a transaction, where CREATE INDEX
-  // CONCURRENTLY fails, or worse, a header on line 2 would be ignored: say so instead.
-  const directive = /^\s*--\s*migrate:/i;
-  const misplaced = lines.findIndex((text, index) => directive.test(text) && (index > 0 || text.trimEnd() !== noTransactionHeader));
+function runsConcurrently(node: Record<string, unknown>): boolean {
+  const index = node.IndexStmt as { concurrent?: boolean } | undefined;
+  const drop = node.DropStmt as { concurrent?: boolean } | undefined;
+  const reindex = node.ReindexStmt as { params?: Array<{ DefElem?: { defname?: string } }> } | undefined;
+  return (
+    index?.concurrent === true ||
+    drop?.concurrent === true ||
+    (reindex?.params ?? []).some((param) => param.DefElem?.defname === 'concurrently') ||
+    node.VacuumStmt !== undefined
+  );
+}
+
+const headerUsage = `the headers are '${noTransactionHeader}' and '${lockWaitHeader} attempt=<duration> total=<duration>', each on a line of its own at the top of the file`;
+
+// A line that looks like a header, however spelt: a misspelt header would silently run the
+// file in a transaction (where CREATE INDEX CONCURRENTLY fails) or with the default budget,
+// and a header below a comment would be ignored, so each is refused with its line instead.
+const directive = /^\s*--\s*migrate:/i;
+const lockWaitPattern = /^-- migrate:lock-wait((?:\s+[a-z]+=\S+)+)\s*$/;
+
+function readHeaders(file: string, sql: string): { noTransaction: boolean; lockWait?: LockWaitHeader } {
+  const lines = sql.split('\n').map((text, index) => (index === 0 ? text.replace(/^\uFEFF/, '') : text).trimEnd());
+  let top = 0;
+  while (top < lines.length && directive.test(lines[top]!)) top++;
+  const misplaced = lines.findIndex((text, index) => index >= top && directive.test(text));
   if (misplaced >= 0) {
-    throw new MigrationScriptError(
-      file,
-      misplaced + 1,
-      `unknown or misplaced header '${lines[misplaced]!.trim()}': the only header is '${noTransactionHeader}', alone on the first line`,
-    );
+    throw new MigrationScriptError(file, misplaced + 1, `misplaced header '${lines[misplaced]!.trim()}': ${headerUsage}`);
   }
-  return false;
+  const headers: { noTransaction: boolean; lockWait?: LockWaitHeader } = { noTransaction: false };
+  for (const [index, text] of lines.slice(0, top).entries()) {
+    const refuse = (why: string) => new MigrationScriptError(file, index + 1, `${why} '${text.trim()}': ${headerUsage}`);
+    if (text === noTransactionHeader) {
+      if (headers.noTransaction) throw refuse('repeated header');
+      headers.noTransaction = true;
+      continue;
+    }
+    const lockWait = lockWaitPattern.exec(text);
+    if (!lockWait) throw refuse('unknown header');
+    if (headers.lockWait) throw refuse('repeated header');
+    headers.lockWait = readLockWait(lockWait[1]!.trim().split(/\s+/), refuse);
+  }
+  return headers;
+}
+
+function readLockWait(pairs: string[], refuse: (why: string) => MigrationScriptError): LockWaitHeader {
+  const budget: LockWaitHeader = {};
+  for (const pair of pairs) {
+    const [key, value] = pair.split('=', 2) as [string, string];
+    if (key !== 'attempt' && key !== 'total') throw refuse(`unknown setting '${key}' (attempt or total) in the header`);
+    const field = key === 'attempt' ? 'attemptMs' : 'totalMs';
+    if (budget[field] !== undefined) throw refuse(`'${key}' given twice in the header`);
+    try {
+      budget[field] = parseDuration(key, value);
+    } catch (error) {
+      throw refuse(`${(error as ConfigError).message}, in the header`);
+    }
+  }
+  if (budget.attemptMs !== undefined && budget.totalMs !== undefined && budget.attemptMs > budget.totalMs) {
+    throw refuse('attempt longer than total in the header');
+  }
+  return budget;
 }
 
 function refuse(file: string, line: number, kind: string, node: Record<string, unknown>, transactional: boolean): void {

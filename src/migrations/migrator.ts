@@ -2,19 +2,25 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
-import { Umzug } from 'umzug';
+import { Umzug, MigrationError as UmzugMigrationError } from 'umzug';
 import { requireDirectDatabase } from '../db/direct-connection.js';
 import { librarySchema } from '../db/library-schema.js';
 import { withClient } from '../db/with-client.js';
 import {
   ConfigError,
+  DbError,
+  mapDatabaseError,
+  MigrationBlockedError,
   MigrationChecksumError,
   MigrationError,
+  MigrationLockLostError,
   MigrationMissingError,
   MigrationPartiallyAppliedError,
   MigrationPermissionError,
   MigrationScriptError,
 } from '../errors.js';
+import { type BlockerMonitor, blockerMonitor } from './lock-blockers.js';
+import { defaultLockWait, describeLockWait, type LockWaitPolicy, lockWaitOf, withLockRetries } from './lock-retries.js';
 import { packageRoot } from '../package-root.js';
 import { type MigrationLock, withMigrationLock } from './migration-lock.js';
 import { migrationDatabaseUrl, migrationLockTimeoutMs, migrationUrlVariable } from './migration-settings.js';
@@ -47,6 +53,15 @@ export interface MigratorOptions {
   log?: (line: string) => void;
   /** Longest wait for another run's lock (default: `MIGRATION_LOCK_TIMEOUT` seconds, else 5 minutes). */
   lockTimeoutMs?: number;
+  /**
+   * How each migration waits for the locks its statements need (see {@link LockWaitPolicy}):
+   * short attempts, rolled back and retried, so that traffic never queues long behind a
+   * migration waiting for a long transaction. A file's `-- migrate:lock-wait` header overrides
+   * `attemptMs` and `totalMs` for that file.
+   */
+  lockWait?: Partial<LockWaitPolicy>;
+  /** Receives one line per failed lock attempt, naming who blocked it. Default: stderr. */
+  warn?: (line: string) => void;
 }
 
 /** A migration {@link migrate} would apply, as a dry run lists it. */
@@ -58,6 +73,8 @@ export interface PlannedMigration {
   checksum: string;
   /** False for a `-- migrate:no-transaction` file, run statement by statement. */
   transactional: boolean;
+  /** How it waits for its locks: the run's policy, or its own `-- migrate:lock-wait` header. */
+  lockWait: { attemptMs: number; totalMs: number; fromHeader: boolean };
 }
 
 /** A migration applied or reverted by one run, with how long its transaction took. */
@@ -77,6 +94,14 @@ export interface MigrationState {
 
 const storage = new PostgresMigrationStorage();
 const migratorApplicationName = 'kennwilliamson-migrate';
+
+function runPolicy(options: MigratorOptions): LockWaitPolicy {
+  return { ...defaultLockWait, ...Object.fromEntries(Object.entries(options.lockWait ?? {}).filter(([, v]) => v !== undefined)) };
+}
+
+function warnOnStderr(line: string): void {
+  process.stderr.write(`[@kennwilliamson/db] ${line}\n`);
+}
 
 /** The migrations folder shipped with this package. */
 export function defaultMigrationsDir(): string {
@@ -113,12 +138,17 @@ export async function migrate(
     await assertCanRunWithoutTransaction(client, applying);
     if (options.dryRun) {
       const checksums = new Map(files.map((file) => [file.name, file.checksum]));
-      return pending.map((name, index): PlannedMigration => ({
-        name,
-        file: applying[index]!.file,
-        checksum: checksums.get(name)!,
-        transactional: applying[index]!.transactional,
-      }));
+      return pending.map((name, index): PlannedMigration => {
+        const script = applying[index]!;
+        const policy = lockWaitOf(runPolicy(options), script.lockWait);
+        return {
+          name,
+          file: script.file,
+          checksum: checksums.get(name)!,
+          transactional: script.transactional,
+          lockWait: { attemptMs: policy.attemptMs, totalMs: policy.totalMs, fromHeader: script.lockWait !== undefined },
+        };
+      });
     }
     await umzug.up(options.to === undefined ? {} : { to: options.to });
     return runs;
@@ -242,43 +272,57 @@ async function withMigrator<T>(
   const files = await listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir());
   const scripts = migrationScripts(files);
   const log = options.log ?? (() => undefined);
+  const waits: LockWaits = { run: runPolicy(options), warn: options.warn ?? warnOnStderr, monitor: blockerMonitor(databaseUrl) };
   const onWait = (holder: { pid: number; applicationName: string } | undefined) =>
     log(`waiting for another migration run to finish${holder ? ` (pid ${holder.pid}, ${holder.applicationName})` : ''}…`);
 
-  // Before the lock, so a refused run never waits for another one. Through a pooler, the
-  // session settings a migration may leave (a `SET` in a file) would reach the services.
-  await requireDirectDatabase(databaseUrl, {
-    operation: 'migrate',
-    variable: migrationUrlVariable(databaseUrl),
-    applicationName: migratorApplicationName,
-  });
+  try {
+    // Before the lock, so a refused run never waits for another one. Through a pooler, the
+    // session settings a migration may leave (a `SET` in a file) would reach the services.
+    await requireDirectDatabase(databaseUrl, {
+      operation: 'migrate',
+      variable: migrationUrlVariable(databaseUrl),
+      applicationName: migratorApplicationName,
+    });
 
-  return withMigrationLock({ databaseUrl, timeoutMs, onWait }, (lock) =>
-    withClient(
-      databaseUrl,
-      async (client) => {
-        await assertCanMigrate(client);
-        // A dry run changes nothing: without the table, nothing has been applied yet.
-        if (!dryRun) await storage.ensureTable(client);
-        const applied = dryRun && !(await migrationsTableExists(client)) ? [] : await storage.applied(client);
-        assertHistoryIntact(files, applied);
-        const context: MigrationContext = {
-          client,
-          checksums: new Map(files.map((file) => [file.name, file.checksum])),
-          ...(dryRun ? { applied: applied.map((row) => row.name) } : {}),
-        };
-        const runs: MigrationRun[] = [];
-        const umzug = createUmzug(files, scripts, context, storage, runs, log, lock);
-        try {
-          return await command({ client, umzug, runs, files, scripts });
-        } catch (error) {
-          if (context.startedAt !== undefined) await client.query('ROLLBACK').catch(() => undefined);
-          throw unwrapUmzugError(error);
-        }
-      },
-      migratorApplicationName,
-    ),
-  );
+    return await withMigrationLock({ databaseUrl, timeoutMs, onWait }, (lock) =>
+      withClient(
+        databaseUrl,
+        async (client) => {
+          await assertCanMigrate(client);
+          // A dry run changes nothing: without the table, nothing has been applied yet.
+          if (!dryRun) await storage.ensureTable(client);
+          const applied = dryRun && !(await migrationsTableExists(client)) ? [] : await storage.applied(client);
+          assertHistoryIntact(files, applied);
+          const context: MigrationContext = {
+            client,
+            checksums: new Map(files.map((file) => [file.name, file.checksum])),
+            ...(dryRun ? { applied: applied.map((row) => row.name) } : {}),
+          };
+          const runs: MigrationRun[] = [];
+          const umzug = createUmzug(files, scripts, context, storage, runs, log, lock, waits);
+          try {
+            return await command({ client, umzug, runs, files, scripts });
+          } catch (error) {
+            if (context.startedAt !== undefined) await client.query('ROLLBACK').catch(() => undefined);
+            throw error;
+          }
+        },
+        migratorApplicationName,
+      ),
+    );
+  } catch (error) {
+    throw migratorError(error);
+  } finally {
+    await waits.monitor.close();
+  }
+}
+
+/** How the migrations of one run wait for their locks, and where they say so. */
+interface LockWaits {
+  run: LockWaitPolicy;
+  warn: (line: string) => void;
+  monitor: BlockerMonitor;
 }
 
 async function migrationsTableExists(client: pg.ClientBase): Promise<boolean> {
@@ -309,10 +353,11 @@ async function assertCanMigrate(client: pg.ClientBase): Promise<void> {
   if (!row.can_create) throw new MigrationPermissionError(row.role);
 }
 
-// Each migration and its record share one transaction: BEGIN when Umzug announces the
-// migration, the SQL, the storage's INSERT (or DELETE), COMMIT when Umzug reports it done.
-// A no-transaction file runs its statements one by one in autocommit instead, and opens the
-// transaction only for its record, so it is recorded only once every statement succeeded.
+// Each migration and its record share one transaction: BEGIN before the SQL (again for every
+// attempt that ran out of lock time), the SQL, the storage's INSERT (or DELETE), COMMIT when
+// Umzug reports it done. A no-transaction file runs its statements one by one in autocommit
+// instead, and opens the transaction only for its record, so it is recorded only once every
+// statement succeeded.
 function createUmzug(
   files: MigrationFile[],
   scripts: MigrationScripts,
@@ -321,6 +366,7 @@ function createUmzug(
   runs: MigrationRun[],
   log: (line: string) => void,
   lock: MigrationLock,
+  waits: LockWaits,
 ): MigrationUmzug {
   const umzug = new Umzug<MigrationContext>({
     context,
@@ -329,56 +375,87 @@ function createUmzug(
     migrations: files.map((file) => ({
       name: file.name,
       path: file.upPath,
-      up: async ({ context: ctx }) => runScript(ctx.client, await scripts.up(file.name), lock),
-      down: async ({ context: ctx }) => runScript(ctx.client, await scripts.down(file.name), lock),
+      up: async ({ context: ctx }) => runScript(ctx, await scripts.up(file.name), lock, waits),
+      down: async ({ context: ctx }) => runScript(ctx, await scripts.down(file.name), lock, waits),
     })),
   });
-  const begin = (direction: 'up' | 'down') => async ({ name, context: ctx }: { name: string; context: MigrationContext }) => {
+  const begin = async ({ context: ctx }: { context: MigrationContext }) => {
     ctx.startedAt = performance.now();
-    const script = await scripts[direction](name);
-    if (!script.transactional) return;
-    // SET LOCAL, not SET: it ends with the transaction, so nothing stays on a pooled session.
-    // If this process dies mid-statement, the server notices within a second and rolls back,
-    // instead of finishing a long statement for nobody. The file is read as the parser read
-    // it, with standard_conforming_strings on, whatever the database's default.
-    await ctx.client.query(
-      "BEGIN; SET LOCAL client_connection_check_interval = '1s'; SET LOCAL standard_conforming_strings = on",
-    );
   };
-  const commit = (verb: string) => async ({ name, context: ctx }: { name: string; context: MigrationContext }) => {
+  const commit = (verb: string, direction: 'up' | 'down') => async ({ name, context: ctx }: { name: string; context: MigrationContext }) => {
     // Never commit a migration whose lock is gone: another run may have started it too.
-    await lock.assertHeld();
+    try {
+      await lock.assertHeld();
+    } catch (error) {
+      const script = await scripts[direction](name);
+      if (script.transactional || !(error instanceof MigrationLockLostError)) throw error;
+      const count = script.statements.length;
+      throw new MigrationLockLostError({
+        cause: error.cause,
+        detail:
+          `${script.file} runs without a transaction: all ${count} of its statement(s) took effect and stay, ` +
+          `but it is not recorded${direction === 'down' ? ' as reverted' : ''}`,
+      });
+    }
     await ctx.client.query('COMMIT');
     const durationMs = Math.round(performance.now() - (ctx.startedAt ?? performance.now()));
     ctx.startedAt = undefined;
     runs.push({ name, durationMs });
     log(`${verb} ${name} (${durationMs} ms)`);
   };
-  umzug.on('migrating', begin('up'));
-  umzug.on('reverting', begin('down'));
-  umzug.on('migrated', commit('applied'));
-  umzug.on('reverted', commit('reverted'));
+  umzug.on('migrating', begin);
+  umzug.on('reverting', begin);
+  umzug.on('migrated', commit('applied', 'up'));
+  umzug.on('reverted', commit('reverted', 'down'));
   return umzug;
 }
 
-async function runScript(client: pg.ClientBase, script: MigrationScript, lock: MigrationLock): Promise<void> {
-  if (script.transactional) await runTransactional(client, script);
-  else await runWithoutTransaction(client, script, lock);
+async function runScript(ctx: MigrationContext, script: MigrationScript, lock: MigrationLock, waits: LockWaits): Promise<void> {
+  const policy = lockWaitOf(waits.run, script.lockWait);
+  if (script.transactional) await runTransactional(ctx, script, policy, waits);
+  else await runWithoutTransaction(ctx.client, script, lock, policy, waits);
 }
 
 // The whole file as one simple-protocol query: the server itself finds the statements, and an
 // error's position counts from the start of the file. Without a position, the number of
-// statements the server completed tells which one failed.
-async function runTransactional(client: pg.ClientBase, script: MigrationScript): Promise<void> {
-  if (script.statements.length === 0) return;
-  const query = new StatementCountingQuery(script.sql);
-  try {
-    await query.run(client);
-  } catch (error) {
-    const position = Number((error as { position?: string }).position);
-    const line = position > 0 ? lineOfPosition(script.sql, position) : script.statements[query.completed]?.line;
-    throw migrationError(script.file, line, error);
-  }
+// statements the server completed tells which one failed. Every attempt is a transaction of
+// its own, under its own lock_timeout; one that runs out of lock time rolls back whole.
+async function runTransactional(ctx: MigrationContext, script: MigrationScript, policy: LockWaitPolicy, waits: LockWaits): Promise<void> {
+  const client = ctx.client;
+  await withLockRetries(
+    {
+      policy,
+      monitor: waits.monitor,
+      warn: waits.warn,
+      what: script.file,
+      undo: () => client.query('ROLLBACK').then(() => undefined),
+      exhausted: ({ attempts, waitedMs, blockers, error }) =>
+        new MigrationBlockedError(script.file, (error as MigrationError).line, attempts, waitedMs, blockers, 0, describeLockWait(policy), {
+          cause: error,
+        }),
+    },
+    async ({ lockTimeoutMs, watch }) => {
+      ctx.startedAt = performance.now();
+      // SET LOCAL, not SET: it ends with the transaction, so nothing stays on a pooled session.
+      // If this process dies mid-statement, the server notices within a second and rolls back,
+      // instead of finishing a long statement for nobody. The file is read as the parser read
+      // it, with standard_conforming_strings on, whatever the database's default.
+      const results = (await client.query(
+        "BEGIN; SET LOCAL client_connection_check_interval = '1s'; SET LOCAL standard_conforming_strings = on; " +
+          `SET LOCAL lock_timeout = ${lockTimeoutMs}; SELECT pg_backend_pid() AS pid`,
+      )) as unknown as Array<pg.QueryResult<{ pid: number }>>;
+      watch(results[results.length - 1]!.rows[0]!.pid);
+      if (script.statements.length === 0) return;
+      const query = new StatementCountingQuery(script.sql);
+      try {
+        await query.run(client);
+      } catch (error) {
+        const position = Number((error as { position?: string }).position);
+        const line = position > 0 ? lineOfPosition(script.sql, position) : script.statements[query.completed]?.line;
+        throw migrationError(script.file, line, error);
+      }
+    },
+  );
 }
 
 // The parser split the file with standard_conforming_strings on; statements sent one at a
@@ -397,24 +474,69 @@ async function assertCanRunWithoutTransaction(client: pg.ClientBase, scripts: Mi
   }
 }
 
-async function runWithoutTransaction(client: pg.ClientBase, script: MigrationScript, lock: MigrationLock): Promise<void> {
-  for (const [index, statement] of script.statements.entries()) {
-    // The lock must still be ours before each step, not only at the record.
-    await lock.assertHeld();
-    try {
-      await client.query(statement.text);
-    } catch (error) {
-      const position = Number((error as { position?: string }).position);
-      const line = statement.line + (position > 0 ? lineOfPosition(statement.text, position) - 1 : 0);
-      throw new MigrationPartiallyAppliedError(
-        script.file,
-        line,
-        databaseMessage(error),
-        index,
-        cleanupAdvice(script, index),
-        { cause: error },
-      );
+// Each statement commits on its own, so each waits for its locks (and retries) on its own: a
+// session lock_timeout (SET, then RESET once the file is done) on the migrator's own
+// connection. A statement that only takes locks no query waits behind (CONCURRENTLY, VACUUM)
+// waits once, for the whole budget.
+async function runWithoutTransaction(
+  client: pg.ClientBase,
+  script: MigrationScript,
+  lock: MigrationLock,
+  policy: LockWaitPolicy,
+  waits: LockWaits,
+): Promise<void> {
+  try {
+    for (const [index, statement] of script.statements.entries()) {
+      // The lock must still be ours before each step, not only at the record.
+      try {
+        await lock.assertHeld();
+      } catch (error) {
+        if (!(error instanceof MigrationLockLostError)) throw error;
+        throw new MigrationLockLostError({
+          cause: error.cause,
+          detail:
+            `${script.file} runs without a transaction: ${index} of its ${script.statements.length} statement(s) ` +
+            `took effect and stay, the rest did not run, and it is not recorded`,
+        });
+      }
+      const statementPolicy = statement.concurrent ? { ...policy, firstAttemptMs: policy.totalMs, attemptMs: policy.totalMs } : policy;
+      try {
+        await withLockRetries(
+          {
+            policy: statementPolicy,
+            monitor: waits.monitor,
+            warn: waits.warn,
+            what: `${script.file} line ${statement.line}`,
+            undo: async () => undefined, // the statement failed whole
+            exhausted: ({ attempts, waitedMs, blockers, error }) =>
+              new MigrationBlockedError(script.file, statement.line, attempts, waitedMs, blockers, index, describeLockWait(policy), {
+                cause: error,
+              }),
+          },
+          async ({ lockTimeoutMs, watch }) => {
+            const results = (await client.query(
+              `SET lock_timeout = ${lockTimeoutMs}; SELECT pg_backend_pid() AS pid`,
+            )) as unknown as Array<pg.QueryResult<{ pid: number }>>;
+            watch(results[results.length - 1]!.rows[0]!.pid);
+            await client.query(statement.text);
+          },
+        );
+      } catch (error) {
+        if (error instanceof MigrationBlockedError) throw error;
+        const position = Number((error as { position?: string }).position);
+        const line = statement.line + (position > 0 ? lineOfPosition(statement.text, position) - 1 : 0);
+        throw new MigrationPartiallyAppliedError(
+          script.file,
+          line,
+          databaseMessage(error),
+          index,
+          cleanupAdvice(script, index),
+          { cause: error },
+        );
+      }
     }
+  } finally {
+    await client.query('RESET lock_timeout').catch(() => undefined);
   }
   // The record (the storage's INSERT or DELETE) and the lock check commit together.
   await client.query('BEGIN');
@@ -470,8 +592,12 @@ class StatementCountingQuery extends pg.Query {
   }
 }
 
-// Umzug wraps whatever a migration throws in its own error; ours already names file and line.
-function unwrapUmzugError(error: unknown): unknown {
-  const cause = (error as { cause?: unknown } | undefined)?.cause;
-  return cause instanceof MigrationError || cause instanceof MigrationScriptError ? cause : error;
+/**
+ * Every error out of the migrator is a DbError: Umzug wraps what a migration throws in its own
+ * error (ours already names file and line, and says what stays applied), and what the
+ * storage, BEGIN or COMMIT raise comes from pg, mapped by SQLSTATE as everywhere else.
+ */
+function migratorError(error: unknown): DbError {
+  if (error instanceof UmzugMigrationError && error.cause !== undefined) return mapDatabaseError(error.cause);
+  return mapDatabaseError(error);
 }

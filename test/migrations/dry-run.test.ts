@@ -24,7 +24,7 @@ beforeEach(async () => {
   ({ database, migrationsDir, remove } = await createMigrationSandbox());
   await writeFile(
     path.join(migrationsDir, `${indexMigration}.up.sql`),
-    '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY users_created_at ON users (created_at);\n',
+    '-- migrate:no-transaction\n-- migrate:lock-wait total=1h\nCREATE INDEX CONCURRENTLY users_created_at ON users (created_at);\n',
   );
   await writeFile(path.join(migrationsDir, `${indexMigration}.down.sql`), '-- migrate:no-transaction\nDROP INDEX CONCURRENTLY users_created_at;\n');
 });
@@ -41,7 +41,7 @@ const relations = () =>
 const checksumOfFile = async (name: string) => checksumOf(await readFile(path.join(migrationsDir, `${name}.up.sql`)));
 
 describe('migrate({ dryRun: true })', () => {
-  it('lists in order what would run, with checksum and transactional or not, and changes nothing, not even schema_migrations', async () => {
+  it('lists in order what would run, with checksum, transactional or not and lock budget, and changes nothing, not even schema_migrations', async () => {
     const plan = await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true });
 
     expect(plan).toEqual(
@@ -51,6 +51,11 @@ describe('migrate({ dryRun: true })', () => {
           file: `${name}.up.sql`,
           checksum: await checksumOfFile(name),
           transactional: name !== indexMigration,
+          // The run's budget, or the file's own header.
+          lockWait:
+            name === indexMigration
+              ? { attemptMs: 1_000, totalMs: 3_600_000, fromHeader: true }
+              : { attemptMs: 1_000, totalMs: 600_000, fromHeader: false },
         })),
       ),
     );
@@ -98,7 +103,7 @@ describe('migrate({ dryRun: true })', () => {
 });
 
 describe('migrate up --dry-run', () => {
-  it('prints each file with its checksum and mode, exits 0, and leaves the database as it was', async () => {
+  it('prints each file with its checksum, mode and lock budget, exits 0, and leaves the database as it was', async () => {
     await migrate({ databaseUrl: database.url, migrationsDir, to: names.at(-2)! });
     const env = { MIGRATION_DATABASE_URL: database.url };
 
@@ -106,8 +111,8 @@ describe('migrate up --dry-run', () => {
 
     expect(result, result.stderr).toMatchObject({ code: 0 });
     expect(result.stdout.split('\n').filter((line) => line.startsWith('would apply'))).toEqual([
-      `would apply ${last}.up.sql  sha256 ${await checksumOfFile(last)}  transactional`,
-      `would apply ${indexMigration}.up.sql  sha256 ${await checksumOfFile(indexMigration)}  no-transaction`,
+      `would apply ${last}.up.sql  sha256 ${await checksumOfFile(last)}  transactional  lock-wait attempt=1s total=10min`,
+      `would apply ${indexMigration}.up.sql  sha256 ${await checksumOfFile(indexMigration)}  no-transaction  lock-wait attempt=1s total=1h (its header)`,
     ]);
     const recorded = await withClient(database.url, async (client) => (await client.query('SELECT name FROM schema_migrations')).rowCount);
     expect(recorded).toBe(names.length - 1);

@@ -134,3 +134,48 @@ describe('parseMigrationScript refuses a file before anything runs', () => {
     expect(await refusal('-- adds an index\n-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY i ON t (x);')).toMatchObject({ line: 2 });
   });
 });
+
+describe('parseMigrationScript: the lock-wait header', () => {
+  it('reads a file’s own lock budget, beside the no-transaction header, in either order', async () => {
+    const budget = await parseMigrationScript('x.up.sql', '-- migrate:lock-wait attempt=5s total=1h\nALTER TABLE t ADD COLUMN c int;');
+    expect(budget).toMatchObject({ transactional: true, lockWait: { attemptMs: 5_000, totalMs: 3_600_000 } });
+    const both = await parseMigrationScript('x.up.sql', '-- migrate:no-transaction\r\n-- migrate:lock-wait total=30min\r\nVACUUM t;');
+    expect(both).toMatchObject({ transactional: false, lockWait: { totalMs: 1_800_000 } });
+    const swapped = await parseMigrationScript('x.up.sql', '-- migrate:lock-wait attempt=250ms\n-- migrate:no-transaction\nVACUUM t;');
+    expect(swapped).toMatchObject({ transactional: false, lockWait: { attemptMs: 250 } });
+    expect((await parseMigrationScript('x.up.sql', 'SELECT 1;')).lockWait).toBeUndefined();
+  });
+
+  it.each([
+    ['an unknown setting', '-- migrate:lock-wait timeout=5s\nSELECT 1;', 1, "unknown setting 'timeout'"],
+    ['a bad duration', '-- migrate:lock-wait attempt=soon\nSELECT 1;', 1, 'attempt must be a duration'],
+    ['an attempt longer than the total', '-- migrate:lock-wait attempt=2min total=1min\nSELECT 1;', 1, 'attempt longer than total'],
+    ['a setting given twice', '-- migrate:lock-wait total=1min total=2min\nSELECT 1;', 1, "'total' given twice"],
+    ['no setting at all', '-- migrate:no-transaction\n-- migrate:lock-wait\nVACUUM t;', 2, 'unknown header'],
+    ['the header twice', '-- migrate:lock-wait total=1min\n-- migrate:lock-wait total=2min\nSELECT 1;', 2, 'repeated header'],
+    ['the header below a comment', '-- a long one\n-- migrate:lock-wait total=1h\nSELECT 1;', 2, 'misplaced header'],
+  ])('refuses %s, naming its line', async (_what, sql, line, reason) => {
+    const error = await refusal(sql);
+    expect(error).toBeInstanceOf(MigrationScriptError);
+    expect(error).toMatchObject({ line });
+    expect(error.message).toContain(reason);
+  });
+});
+
+describe('parseMigrationScript: statements that only take locks no query waits behind', () => {
+  it('marks CONCURRENTLY and VACUUM, which wait for their locks in one attempt, and nothing else', async () => {
+    const script = await parseMigrationScript(
+      'x.up.sql',
+      [
+        '-- migrate:no-transaction',
+        'CREATE INDEX CONCURRENTLY i ON t (x);',
+        'DROP INDEX CONCURRENTLY i;',
+        'REINDEX INDEX CONCURRENTLY j;',
+        'VACUUM t;',
+        'CREATE INDEX k ON t (x);',
+        'ALTER TABLE t ADD COLUMN y int;',
+      ].join('\n'),
+    );
+    expect(script.statements.map((statement) => statement.concurrent)).toEqual([true, true, true, true, false, false]);
+  });
+});

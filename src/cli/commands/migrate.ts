@@ -1,3 +1,4 @@
+import { formatDuration } from '../../db/duration.js';
 import { ConfigError } from '../../errors.js';
 import { createMigration } from '../../migrations/create-migration.js';
 import { defaultMigrationsDir, migrate, migrateDown, migrationStatus } from '../../migrations/migrator.js';
@@ -9,7 +10,12 @@ const usage = `Usage: kennwilliamson-db migrate [up [--dry-run] | down [--to NAM
   up                 apply every pending migration (the default), each in its own
                      transaction with its record, under the migration lock; a file whose
                      first line is '-- migrate:no-transaction' runs statement by statement
-                     outside a transaction (CREATE INDEX CONCURRENTLY), recorded at the end
+                     outside a transaction (CREATE INDEX CONCURRENTLY), recorded at the end.
+                     Each waits for its table locks in short attempts (lock_timeout from
+                     100 ms up to 1 s, 10 min in all), rolled back and retried so that
+                     queries never queue long behind it; each failed attempt is reported on
+                     stderr with the session that blocked it. A file sets its own budget
+                     with a header: '-- migrate:lock-wait attempt=5s total=1h'
   down [--to NAME]   revert the last migration, or every one back to and including NAME
                      (--to 0 reverts all)
   status             list applied, pending, changed and missing migrations; exits 1 when
@@ -20,7 +26,7 @@ const usage = `Usage: kennwilliamson-db migrate [up [--dry-run] | down [--to NAM
 Options:
   --to NAME               with down: how far to revert
   --dry-run               with up: list what would run (file, checksum, transactional or
-                          not) under the lock, change nothing; exits 1 on a changed or
+                          not, lock budget) under the lock, change nothing; exits 1 on a changed or
                           missing applied file, as the real run would refuse
   --migrations-dir DIR    folder of the migrations (default: the one shipped in this package)
 
@@ -43,13 +49,15 @@ export const migrateCommand: Command = {
     if (action !== 'create' && argument !== undefined) throw new ConfigError('arguments', `unexpected argument '${argument}'\n\n${usage}`);
     if (action !== 'down' && values.to !== undefined) throw new ConfigError('--to', `--to applies to down only\n\n${usage}`);
     if (action !== 'up' && values['dry-run']) throw new ConfigError('--dry-run', `--dry-run applies to up only\n\n${usage}`);
-    const options = { migrationsDir, log: (line: string) => console.log(line) };
+    // Progress on stdout; each lock attempt that had to be rolled back (and who blocked it) on stderr.
+    const options = { migrationsDir, log: (line: string) => console.log(line), warn: (line: string) => console.error(line) };
     switch (action) {
       case 'up': {
         if (values['dry-run']) {
           const plan = await migrate({ ...options, databaseUrl: migrationDatabaseUrl(), dryRun: true });
           for (const step of plan) {
-            console.log(`would apply ${step.file}  sha256 ${step.checksum}  ${step.transactional ? 'transactional' : 'no-transaction'}`);
+            const lockWait = `lock-wait attempt=${formatDuration(step.lockWait.attemptMs)} total=${formatDuration(step.lockWait.totalMs)}${step.lockWait.fromHeader ? ' (its header)' : ''}`;
+            console.log(`would apply ${step.file}  sha256 ${step.checksum}  ${step.transactional ? 'transactional' : 'no-transaction'}  ${lockWait}`);
           }
           console.log(plan.length === 0 ? 'Dry run: nothing to apply, the database is up to date.' : `Dry run: ${plan.length} migration(s) would be applied; nothing was changed.`);
           return;

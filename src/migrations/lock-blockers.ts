@@ -1,0 +1,84 @@
+import type pg from 'pg';
+import { openClient } from '../db/with-client.js';
+import type { BlockingSession } from '../errors.js';
+
+/** Shown in `pg_stat_activity` for the connection that watches who blocks a migration. */
+export const blockerMonitorApplicationName = 'kennwilliamson-migrate-monitor';
+
+// Who waits behind whom, from the lock manager itself (pg_blocking_pids), with what
+// pg_stat_activity says of each blocker. Each statement runs in a transaction of its own, so
+// the activity snapshot is fresh every time. The query's start only, whitespace collapsed: a
+// reader's statement text, not its data.
+const blockersSql = `
+  SELECT b.pid, coalesce(b.application_name, '') AS application_name,
+         coalesce(b.state, 'not visible to this role') AS state, b.xact_start,
+         left(regexp_replace(coalesce(b.query, ''), '\\s+', ' ', 'g'), 80) AS query
+    FROM unnest(pg_blocking_pids($1)) AS blocking(pid)
+    JOIN pg_stat_activity b ON b.pid = blocking.pid
+   ORDER BY b.xact_start NULLS LAST, b.pid`;
+
+/** Watches, on a connection of its own opened on first use, which sessions block a migration's statement. */
+export interface BlockerMonitor {
+  /** Starts sampling who blocks backend `pid` every `intervalMs`, until the returned `stop()`, which resolves to the last sessions seen. */
+  watch(pid: number, intervalMs: number): { stop(): Promise<BlockingSession[]> };
+  close(): Promise<void>;
+}
+
+/**
+ * A {@link BlockerMonitor} on `databaseUrl`. A failure to read the blockers (the monitor's
+ * connection refused, a role that may not see other sessions) leaves them unnamed; it never
+ * fails the migration.
+ *
+ * @example
+ * const monitor = blockerMonitor(url)
+ * const watching = monitor.watch(pid, 50)
+ * // … the statement fails with 55P03 …
+ * const blockers = await watching.stop() // [{ pid: 4242, applicationName: 'psql', state: 'idle in transaction', … }]
+ */
+export function blockerMonitor(databaseUrl: string): BlockerMonitor {
+  let client: Promise<pg.Client> | undefined;
+  const blockersOf = async (pid: number): Promise<BlockingSession[]> => {
+    client ??= openClient(databaseUrl, blockerMonitorApplicationName);
+    const { rows } = await (await client).query<{
+      pid: number;
+      application_name: string;
+      state: string;
+      xact_start: Date | null;
+      query: string;
+    }>(blockersSql, [pid]);
+    return rows.map((row) => ({
+      pid: row.pid,
+      applicationName: row.application_name,
+      state: row.state,
+      ...(row.xact_start ? { xactStart: row.xact_start } : {}),
+      query: row.query,
+    }));
+  };
+  return {
+    watch(pid, intervalMs) {
+      let seen: BlockingSession[] = [];
+      let sampling: Promise<void> | undefined;
+      const sample = () => {
+        sampling ??= blockersOf(pid)
+          .then((blockers) => {
+            if (blockers.length > 0) seen = blockers;
+          })
+          .catch(() => undefined)
+          .finally(() => (sampling = undefined));
+      };
+      const timer = setInterval(sample, intervalMs);
+      timer.unref();
+      return {
+        stop: async () => {
+          clearInterval(timer);
+          await sampling;
+          return seen;
+        },
+      };
+    },
+    close: async () => {
+      const opened = await client?.catch(() => undefined);
+      await opened?.end().catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,179 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import pg from 'pg';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { createDb } from '../../src/db/create-db.js';
+import { withClient } from '../../src/db/with-client.js';
+import { MigrationBlockedError } from '../../src/errors.js';
+import type { LockWaitPolicy } from '../../src/migrations/lock-retries.js';
+import { migrate } from '../../src/migrations/migrator.js';
+import * as users from '../../src/queries/users.js';
+import { eventually } from '../support/eventually.js';
+import { newUser } from '../support/factories.js';
+import { createMigrationSandbox } from '../support/migration-sandbox.js';
+import { runCli } from '../support/run-cli.js';
+import type { TestDatabase } from '../support/test-database.js';
+
+// A long reader (pg_dump, a report) holds ACCESS SHARE on users while a migration alters it:
+// the ALTER's ACCESS EXCLUSIVE request must never queue the traffic behind it for long, so it
+// waits in short attempts, rolls back, reports who blocks, and retries until its budget ends.
+
+let database: TestDatabase;
+let migrationsDir: string;
+let remove: () => Promise<void>;
+
+const readerName = 'kw-test-long-reader';
+
+beforeEach(async () => {
+  ({ database, migrationsDir, remove } = await createMigrationSandbox());
+  await migrate({ databaseUrl: database.url, migrationsDir });
+});
+afterEach(async () => {
+  await remove();
+});
+
+async function writeMigration(name: string, up: string, down: string): Promise<void> {
+  await writeFile(path.join(migrationsDir, `${name}.up.sql`), up);
+  await writeFile(path.join(migrationsDir, `${name}.down.sql`), down);
+}
+
+/** A session inside a transaction that has read `users`: it holds ACCESS SHARE until it ends. */
+async function longReader(): Promise<{ pid: number; client: pg.Client }> {
+  const client = new pg.Client({ connectionString: database.url, application_name: readerName });
+  await client.connect();
+  await client.query('BEGIN');
+  await client.query('SELECT count(*) FROM users');
+  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+  return { pid: rows[0]!.pid, client };
+}
+
+async function columnExists(table: string, column: string): Promise<boolean> {
+  return withClient(database.url, async (client) => {
+    const { rows } = await client.query('SELECT 1 FROM information_schema.columns WHERE table_name = $1 AND column_name = $2', [table, column]);
+    return rows.length === 1;
+  });
+}
+
+async function recorded(name: string): Promise<number> {
+  return withClient(database.url, async (client) => (await client.query('SELECT 1 FROM schema_migrations WHERE name = $1', [name])).rowCount ?? 0);
+}
+
+async function migratorWaitsForALock(): Promise<boolean> {
+  return withClient(database.url, async (client) => {
+    const { rows } = await client.query(
+      "SELECT 1 FROM pg_stat_activity WHERE application_name = 'kennwilliamson-migrate' AND wait_event_type = 'Lock' AND datname = current_database()",
+    );
+    return rows.length > 0;
+  });
+}
+
+const quick: Partial<LockWaitPolicy> = { firstAttemptMs: 100, attemptMs: 300, firstPauseMs: 50, maxPauseMs: 200 };
+
+describe('a transactional migration behind a long reader', () => {
+  const name = '20990101000000_add_users_nickname';
+  beforeEach(() => writeMigration(name, 'ALTER TABLE users ADD COLUMN nickname text;\n', 'ALTER TABLE users DROP COLUMN nickname;\n'));
+
+  it('gives up when its budget is spent, naming the blocking session, with nothing applied and every attempt reported', async () => {
+    const reader = await longReader();
+    const warnings: string[] = [];
+    try {
+      const error = await migrate({
+        databaseUrl: database.url,
+        migrationsDir,
+        lockWait: { ...quick, totalMs: 1_500 },
+        warn: (line) => warnings.push(line),
+      }).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(MigrationBlockedError);
+      const blocked = error as MigrationBlockedError;
+      expect(blocked.file).toBe(`${name}.up.sql`);
+      expect(blocked.attempts).toBeGreaterThan(1);
+      expect(blocked.statementsApplied).toBe(0);
+      expect(blocked.blockers).toEqual([
+        { pid: reader.pid, applicationName: readerName, state: 'idle in transaction', xactStart: expect.any(Date), query: 'SELECT pg_backend_pid() AS pid' },
+      ]);
+      expect(blocked.message).toContain(`pid ${reader.pid} (application '${readerName}', idle in transaction, transaction since`);
+      expect(blocked.message).toContain('Nothing of this migration was applied');
+      expect(warnings).toHaveLength(blocked.attempts);
+      expect(warnings[0]).toMatch(new RegExp(`^${name}\\.up\\.sql: attempt 1 waited 100ms for its locks, `));
+      expect(warnings.at(-1)).toContain(`blocked by pid ${reader.pid} (${readerName}, idle in transaction, transaction since`);
+    } finally {
+      await reader.client.end();
+    }
+    expect(await columnExists('users', 'nickname')).toBe(false);
+    expect(await recorded(name)).toBe(0);
+  });
+
+  it('lets the traffic of the table through between its attempts, and applies once the reader is gone, exactly once', async () => {
+    const db = createDb({ databaseUrl: database.url, minConnections: 0 });
+    const user = await newUser(db);
+    const reader = await longReader();
+    const warnings: string[] = [];
+    let readerEnded = false;
+    try {
+      const migrating = migrate({ databaseUrl: database.url, migrationsDir, lockWait: { ...quick, totalMs: 60_000 }, warn: (line) => warnings.push(line) });
+      await eventually(migratorWaitsForALock, 'the migration waits for its lock on users');
+      // Queued behind the waiting ALTER, the read goes on when the attempt gives up: without
+      // the retries it would wait for the reader (15 s in the issue's scenario).
+      await expect(users.findById(db, user.id)).resolves.toMatchObject({ id: user.id });
+      await eventually(() => warnings.length > 0, 'an attempt was reported');
+      await reader.client.query('COMMIT');
+      readerEnded = true;
+      await expect(migrating).resolves.toEqual([{ name, durationMs: expect.any(Number) }]);
+    } finally {
+      if (!readerEnded) await reader.client.query('ROLLBACK');
+      await reader.client.end();
+      await db.destroy();
+    }
+    expect(warnings.every((line) => line.includes(`blocked by pid ${reader.pid}`) || line.includes('no blocking session seen'))).toBe(true);
+    expect(await columnExists('users', 'nickname')).toBe(true);
+    expect(await recorded(name)).toBe(1);
+  });
+});
+
+describe('a no-transaction migration behind a long reader', () => {
+  it('reruns only the statement that ran out of lock time, then records the migration', async () => {
+    const name = '20990101000000_no_transaction_alter';
+    await writeMigration(
+      name,
+      '-- migrate:no-transaction\nCREATE TABLE before_the_alter (id int);\nALTER TABLE users ADD COLUMN nickname text;\n',
+      '-- migrate:no-transaction\nALTER TABLE users DROP COLUMN nickname;\nDROP TABLE before_the_alter;\n',
+    );
+    const reader = await longReader();
+    const warnings: string[] = [];
+    let readerEnded = false;
+    try {
+      const migrating = migrate({ databaseUrl: database.url, migrationsDir, lockWait: { ...quick, totalMs: 60_000 }, warn: (line) => warnings.push(line) });
+      await eventually(() => warnings.length > 0, 'an attempt of the ALTER was reported');
+      expect(warnings[0]).toMatch(new RegExp(`^${name}\\.up\\.sql line 3: attempt 1 `));
+      await reader.client.query('COMMIT');
+      readerEnded = true;
+      await expect(migrating).resolves.toHaveLength(1);
+    } finally {
+      if (!readerEnded) await reader.client.query('ROLLBACK');
+      await reader.client.end();
+    }
+    expect(await columnExists('users', 'nickname')).toBe(true);
+    expect(await recorded(name)).toBe(1);
+  });
+});
+
+describe('npm run migrate behind a long reader', () => {
+  it("uses the file's own lock-wait header, reports each attempt on stderr and fails naming the blocker", async () => {
+    const name = '20990101000000_header_budget';
+    await writeMigration(name, '-- migrate:lock-wait attempt=200ms total=1s\nALTER TABLE users ADD COLUMN nickname text;\n', 'ALTER TABLE users DROP COLUMN nickname;\n');
+    const reader = await longReader();
+    try {
+      const result = await runCli('migrate', ['--migrations-dir', migrationsDir], { MIGRATION_DATABASE_URL: database.url });
+      expect(result.code).toBe(1);
+      const attempts = result.stderr.split('\n').filter((line) => line.startsWith(`${name}.up.sql: attempt `));
+      expect(attempts.length).toBeGreaterThan(1);
+      expect(attempts.at(-1)).toContain('the lock budget (attempt=200ms total=1s) is spent');
+      expect(result.stderr).toContain(`gave up waiting for its locks after ${attempts.length} attempt(s)`);
+      expect(result.stderr).toContain(`pid ${reader.pid} (application '${readerName}'`);
+    } finally {
+      await reader.client.end();
+    }
+    expect(await recorded(name)).toBe(0);
+  });
+});
