@@ -87,6 +87,9 @@ function main(): void {
     socket.destroy(Object.assign(new Error(`connect ETIMEDOUT after ${data.connectTimeoutMs / 1000} s`), { code: 'ETIMEDOUT' }));
   }, data.connectTimeoutMs);
   socket.setNoDelay(true);
+  // As every connection of the library: a server that vanishes while pg_dump waits for its
+  // data is noticed in about 15 s (5 s idle, then libuv's 10 probes a second apart).
+  if (!('path' in data.target)) socket.setKeepAlive(true, 5_000);
 
   socket.once('connect', () => {
     clearTimeout(connectTimer);

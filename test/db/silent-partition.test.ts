@@ -1,13 +1,13 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createDb, poolOf } from '../../src/db/create-db.js';
 import type { DbConfig } from '../../src/db/db-config.js';
 import { ConnectionError } from '../../src/errors.js';
 import { eventually } from '../support/eventually.js';
 import { createObservedDatabase } from '../support/observed-database.js';
-import { packetFilterAvailable, silencePorts } from '../support/packet-filter.js';
+import { healAllPartitions, packetFilterAvailable, silencePorts } from '../support/packet-filter.js';
 import type { TestDatabase } from '../support/test-database.js';
 
 // Real packet loss (iptables DROP on the pooled connections' own ports, both directions): a
@@ -22,6 +22,10 @@ let remove: () => Promise<void>;
 
 beforeAll(async () => {
   if (usable) ({ database, observer, remove } = await createObservedDatabase());
+});
+// A test that times out never reaches its own `finally`: its rules go here.
+afterEach(() => {
+  if (usable) healAllPartitions();
 });
 afterAll(async () => {
   if (usable) await remove();

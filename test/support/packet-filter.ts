@@ -74,12 +74,25 @@ function removeStaleChains(): void {
   }
 }
 
+// Partitions not healed yet: healed by healAllPartitions (a test file's afterEach, for a test
+// that timed out, whose own `finally` never runs) and, at the latest, when the process exits.
+const active = new Set<SilentPartition>();
+
+/** Heals every partition this process made and has not healed yet. */
+export function healAllPartitions(): void {
+  for (const partition of active) partition.heal();
+}
+
+process.once('exit', healAllPartitions);
+
 /**
  * Drops every packet to and from these local TCP ports of 127.0.0.1, in both directions: the
  * connections that use them go silent (no FIN, no RST), as when a database fails over to
  * another host or a NAT forgets them, while new connections (new ports) still work. The rules
  * live in a chain of their own, named after this process, and {@link SilentPartition.heal}
- * removes exactly them; call it in `finally`.
+ * removes exactly them; call it in `finally`, and {@link healAllPartitions} in `afterEach` (a
+ * test that times out never reaches its `finally`). A chain left by a killed process is removed
+ * by the next call here.
  *
  * @example
  * const partition = silencePorts([51234, 51236])
@@ -94,8 +107,11 @@ export function silencePorts(ports: readonly number[]): SilentPartition {
   const heal = () => {
     if (healed) return;
     healed = true;
+    active.delete(partition);
     removeChain(chain);
   };
+  const partition: SilentPartition = { chain, heal };
+  active.add(partition);
   try {
     for (const port of ports) {
       for (const direction of ['--sport', '--dport']) {
@@ -108,5 +124,5 @@ export function silencePorts(ports: readonly number[]): SilentPartition {
     heal();
     throw error;
   }
-  return { chain, heal };
+  return partition;
 }
