@@ -80,10 +80,10 @@ describe('the application role made by npm run db:setup', () => {
     expect(attributes).toEqual({ rolcanlogin: true, rolsuper: false, rolcreatedb: false, rolcreaterole: false, has_password: true });
   });
 
-  it('starts its sessions in this database with the bounds of DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT and DB_IDLE_IN_TRANSACTION_TIMEOUT', async () => {
+  it('starts its sessions in this database with the bounds of DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT and DB_IDLE_IN_TRANSACTION_TIMEOUT, set by setup --admin', async () => {
     // What holds behind a transaction-mode pooler, which refuses the pool's own startup parameters.
     const bounds = { DB_STATEMENT_TIMEOUT: '7s', DB_LOCK_TIMEOUT: '1500', DB_IDLE_IN_TRANSACTION_TIMEOUT: '1min' };
-    const result = await runCli('db-setup', [], { DATABASE_URL: database.url, DB_APP_USER: user, DB_APP_PASSWORD: password, ...bounds });
+    const result = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: password, ...bounds });
     expect(result.code, result.stderr).toBe(0);
     const settings = await asRole(appUrl, async (client) =>
       (
@@ -95,7 +95,7 @@ describe('the application role made by npm run db:setup', () => {
     );
     expect(settings).toEqual({ statement: '7s', lock: '1500ms', idle: '1min' });
 
-    const refused = await runCli('db-setup', [], { DATABASE_URL: database.url, DB_APP_USER: user, DB_APP_PASSWORD: password, DB_LOCK_TIMEOUT: 'later' });
+    const refused = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: password, DB_LOCK_TIMEOUT: 'later' });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('DB_LOCK_TIMEOUT');
   });
