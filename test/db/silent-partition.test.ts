@@ -104,7 +104,7 @@ describe.skipIf(!usable)('a silent partition of every pooled connection', () => 
     try {
       await eventually(() => removed >= 2, 'both silenced connections are removed', { timeoutMs: 25_000, intervalMs: 100 });
       const lost = poolErrors.filter(({ message }) => message === 'an idle database connection was lost');
-      expect(lost.map(({ error }) => (error as { code?: string }).code), JSON.stringify(poolErrors)).toEqual(['ETIMEDOUT', 'ETIMEDOUT']);
+      expect(lost.map(({ error }) => (error as { code?: string }).code), poolErrors.map(({ message, error }) => `${message}: ${String(error)}`).join('\n')).toEqual(['ETIMEDOUT', 'ETIMEDOUT']);
       await pool.ready();
       expect(pool.pool.totalCount).toBe(2);
       const { rows } = await sql<{ port: number }>`SELECT inet_client_port() AS port`.execute(db);
