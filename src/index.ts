@@ -11,6 +11,7 @@ export { withTimeouts, type StatementTimeouts } from './db/with-timeouts.js';
 export * from './errors.js';
 export { migrate, migrateDown, migrationStatus } from './migrations/on-demand-migrator.js';
 export type { MigrationRun, MigrationState, MigratorOptions, PlannedMigration } from './migrations/migrator.js';
+export type { LockWaitPolicy } from './migrations/lock-retries.js';
 export * as users from './queries/users.js';
 export * as incidentTimers from './queries/incident-timers.js';
 export * as refreshTokens from './queries/refresh-tokens.js';

@@ -17,10 +17,10 @@ describe('the package entry', () => {
   });
 
   it('exports the pool, the migrator and the typed errors', () => {
-    for (const name of ['createDb', 'poolOf', 'loadDbConfig', 'migrate', 'migrateDown', 'migrationStatus', 'mapDatabaseError', 'isRetryable', 'withSavepoint']) {
+    for (const name of ['createDb', 'poolOf', 'loadDbConfig', 'migrate', 'migrateDown', 'migrationStatus', 'mapDatabaseError', 'isRetryable', 'withSavepoint', 'withTimeouts']) {
       expect(typeof (api as Record<string, unknown>)[name], name).toBe('function');
     }
-    for (const error of [api.NotFoundError, api.UniqueViolationError, api.ForbiddenError, api.ConflictError, api.TokenReusedError, api.PoolTimeoutError, api.PoolClosedError, api.ConnectionError, api.DeadlockError, api.SerializationError, api.LockNotAvailableError, api.QueryCanceledError, api.DataExceptionError, api.TransactionAbortedError, api.DatabaseError]) {
+    for (const error of [api.NotFoundError, api.UniqueViolationError, api.ForbiddenError, api.ConflictError, api.TokenReusedError, api.PoolTimeoutError, api.PoolClosedError, api.PoolNotReadyError, api.ConnectionError, api.DeadlockError, api.SerializationError, api.LockNotAvailableError, api.QueryCanceledError, api.DataExceptionError, api.TransactionAbortedError, api.DatabaseError, api.MigrationBlockedError, api.MigrationLockLostError]) {
       expect(error.prototype).toBeInstanceOf(api.DbError);
     }
   });
