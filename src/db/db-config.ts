@@ -86,7 +86,7 @@ export const defaultDbConfig = {
   maxLifetimeMs: 30 * 60_000,
 } as const satisfies Omit<DbConfig, 'databaseUrl' | 'callDeadlineMs'>;
 
-/** The server-side bounds, as they are read from the environment (by the pool, and by `db:setup` for the application role). */
+/** The server-side bounds, as they are read from the environment (by the pool, and by `setup --admin` for the application role). */
 export interface StatementBounds {
   statementTimeoutMs: number;
   lockTimeoutMs: number;

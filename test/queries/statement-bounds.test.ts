@@ -15,7 +15,7 @@ import { useTestDatabase } from '../support/test-database.js';
 
 // The server-side bounds, directly and (in the `pooler` project) through PgBouncer in
 // transaction mode, which refuses them as startup parameters: there the role's defaults in the
-// database, as db:setup writes them for the application role, must hold instead. The two sets
+// database, as setup --admin writes them for the application role, must hold instead. The two sets
 // differ, so each project shows which mechanism its connections got.
 const testDb = useTestDatabase();
 const viaPooler = inject('viaPooler') === true;

@@ -3,7 +3,7 @@ import { withClient } from '../../src/db/with-client.js';
 import { setRoleStatementBounds } from '../../src/provisioning/role-bounds.js';
 
 /**
- * Gives the role of `directUrl` these defaults in that URL's database only, as `db:setup`
+ * Gives the role of `directUrl` these defaults in that URL's database only, as `setup --admin`
  * gives the application role: what sessions through a transaction-mode pooler start with.
  * Scoped to one test database, so other files never see them.
  *
