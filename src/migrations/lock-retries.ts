@@ -92,7 +92,8 @@ function isLockNotAvailable(error: unknown): boolean {
   return code(error) === '55P03' || code((error as { cause?: unknown } | null)?.cause) === '55P03';
 }
 
-function describeBlockers(blockers: readonly BlockingSession[]): string {
+function describeBlockers(blockers: readonly BlockingSession[], watched: boolean): string {
+  if (!watched) return 'blocking sessions are watched from the next attempt on';
   if (blockers.length === 0) return 'no blocking session seen';
   return `blocked by ${blockers
     .map((b) => `pid ${b.pid} (${b.applicationName || 'no application name'}, ${b.state}${b.xactStart ? `, transaction since ${b.xactStart.toISOString()}` : ''})`)
@@ -112,6 +113,9 @@ function describeBlockers(blockers: readonly BlockingSession[]): string {
 export async function withLockRetries<T>(options: LockRetryOptions, attempt: (lock: LockAttempt) => Promise<T>): Promise<T> {
   const { policy } = options;
   const started = performance.now();
+  // Watching takes a connection of its own, opened only once there is contention: from the
+  // second attempt on, or at once for a statement that waits in one attempt.
+  const singleAttempt = policy.firstAttemptMs >= policy.totalMs;
   // A short attempt can end before a sample lands; the blockers last seen are still the best guess.
   let lastSeen: BlockingSession[] = [];
   for (let number = 1; ; number++) {
@@ -119,8 +123,9 @@ export async function withLockRetries<T>(options: LockRetryOptions, attempt: (lo
     const step = Math.min(policy.attemptMs, policy.firstAttemptMs * 2 ** (number - 1));
     const lockTimeoutMs = Math.max(1, Math.round(Math.min(step, policy.totalMs - elapsed)));
     let watching: { stop(): Promise<BlockingSession[]> } | undefined;
+    const watched = number > 1 || singleAttempt;
     const watch = (pid: number) => {
-      watching ??= options.monitor.watch(pid, Math.min(1_000, Math.max(20, Math.floor(lockTimeoutMs / 2))));
+      if (watched) watching ??= options.monitor.watch(pid, Math.min(1_000, Math.max(20, Math.floor(lockTimeoutMs / 2))));
     };
     try {
       const result = await attempt({ number, lockTimeoutMs, watch });
@@ -136,13 +141,13 @@ export async function withLockRetries<T>(options: LockRetryOptions, attempt: (lo
       const pauseMs = Math.min(policy.maxPauseMs, policy.firstPauseMs * 2 ** (number - 1));
       if (waitedMs + pauseMs >= policy.totalMs) {
         options.warn(
-          `${options.what}: attempt ${number} waited ${formatDuration(lockTimeoutMs)} for its locks, ${describeBlockers(blockers)}; ` +
+          `${options.what}: attempt ${number} waited ${formatDuration(lockTimeoutMs)} for its locks, ${describeBlockers(blockers, watched)}; ` +
             `rolled back, and the lock budget (${describeLockWait(policy)}) is spent`,
         );
         throw options.exhausted({ attempts: number, waitedMs, blockers, error });
       }
       options.warn(
-        `${options.what}: attempt ${number} waited ${formatDuration(lockTimeoutMs)} for its locks, ${describeBlockers(blockers)}; ` +
+        `${options.what}: attempt ${number} waited ${formatDuration(lockTimeoutMs)} for its locks, ${describeBlockers(blockers, watched)}; ` +
           `rolled back so that queries queued behind it go on, trying again in ${formatDuration(pauseMs)} ` +
           `(${(waitedMs / 1000).toFixed(1)} s of ${formatDuration(policy.totalMs)} spent)`,
       );
