@@ -1,8 +1,6 @@
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
-import type { DB } from '../../generated/db.js';
-import { ConfigError, ValidationError } from '../errors.js';
+import { type ConfigError, ValidationError } from '../errors.js';
 import { parseDuration } from './duration.js';
-import { inTransaction } from './in-transaction.js';
 
 /** Bounds for one transaction, each in milliseconds or with a unit (`'60s'`, `'5min'`); an omitted one stays as it is. */
 export interface StatementTimeouts {
@@ -38,7 +36,8 @@ function millisecondsOf(field: string, value: number | string | undefined): stri
  * a call that needs more time (an admin listing, `refreshTokens.purgeExpired` on a large
  * table), or one that should give up sooner. Given the root `db` it opens a transaction;
  * given a transaction, the bounds apply to the rest of that transaction. Costs one round trip
- * (`SET LOCAL` of the three settings in one statement), on that call only.
+ * (`SET LOCAL` of the three settings in one statement), on that call only. Takes any `Kysely`
+ * (a `Kysely<CamelCasedDB>` with CamelCasePlugin too) and hands `work` a transaction of the same type.
  *
  * @example
  * // Purge a large table: up to two minutes per statement, 10 s for a lock.
@@ -46,10 +45,10 @@ function millisecondsOf(field: string, value: number | string | undefined): stri
  *   refreshTokens.purgeExpired(trx),
  * )
  */
-export async function withTimeouts<T>(
-  db: Kysely<DB>,
+export async function withTimeouts<D, T>(
+  db: Kysely<D>,
   timeouts: StatementTimeouts,
-  work: (trx: Transaction<DB>) => Promise<T>,
+  work: (trx: Transaction<D>) => Promise<T>,
 ): Promise<T> {
   if (timeouts === null || typeof timeouts !== 'object') throw new ValidationError('timeouts', 'must be an object');
   const values = [
@@ -61,8 +60,9 @@ export async function withTimeouts<T>(
   if (statement !== undefined && lock !== undefined && lock > statement) {
     throw new ValidationError('lockTimeout', `must not exceed statementTimeout (${statement} ms), which would fire first`);
   }
-  return inTransaction(db, async (trx) => {
+  const run = async (trx: Transaction<D>) => {
     await trx.executeQuery(CompiledQuery.raw(timeoutsOverrideSql, values));
     return work(trx);
-  });
+  };
+  return db.isTransaction ? run(db as Transaction<D>) : db.transaction().execute(run);
 }
