@@ -160,16 +160,19 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
   };
 
   // Behind a pooler the bounds are whatever the role's (or database's) defaults say: said once
-  // when one of them is missing, since then a statement or a lock wait has no bound at all.
-  let roleBoundsChecked = false;
-  const connectWithRoleBounds = async (): Promise<pg.PoolClient> => {
+  // when one of them is missing, since then a statement or a lock wait has no bound at all. The
+  // check runs on a connection of its own, in the background and bounded: a checkout must not
+  // wait for it (behind a saturated pooler its query would queue for a server connection).
+  let roleBoundsCheck: pg.Client | undefined;
+  const connectWithRoleBounds = (): Promise<pg.PoolClient> => {
     startupBounds = false;
-    const client = await connect();
-    if (!roleBoundsChecked) {
-      roleBoundsChecked = true;
-      await warnOfMissingRoleBounds(client, onError);
+    if (roleBoundsCheck === undefined) {
+      roleBoundsCheck = new pg.Client({ ...clientConfig, connectionTimeoutMillis: config.connectTimeoutMs });
+      void warnOfMissingRoleBounds(roleBoundsCheck, config.connectTimeoutMs + config.statementTimeoutMs, (message, error) => {
+        if (!ending) onError(message, error);
+      });
     }
-    return client;
+    return connect();
   };
 
   // Opens only the connections missing below the minimum, and never by waiting in the
@@ -314,6 +317,7 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
       (ended ??= (async () => {
         ending = true;
         clearInterval(sweeper);
+        void roleBoundsCheck?.end().catch(() => undefined);
         clearTimeout(refillTimer);
         settleReady(new PoolClosedError('the pool was ended before it was ready'));
         await Promise.all([refilling, naming.close()]);
@@ -355,19 +359,31 @@ function poolIdentity(databaseUrl: string): { host?: string; port?: number; data
   }
 }
 
-async function warnOfMissingRoleBounds(client: pg.PoolClient, onError: PoolErrorListener): Promise<void> {
-  const names = ['statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout'];
-  const { rows } = await client
-    .query<{ name: string; setting: string }>('SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY($1)', [names])
-    .catch(() => ({ rows: [] as Array<{ name: string; setting: string }> }));
-  const unbounded = rows.filter((row) => row.setting === '0').map((row) => row.name);
-  if (unbounded.length === 0) return;
-  onError(
-    `connections pass through a pooler, which refuses these bounds as startup parameters, and the role has no default for ` +
-      `${unbounded.join(', ')}: those waits are unbounded on the server. Run setup --admin with DB_APP_USER (it sets the ` +
-      'application role\'s defaults from DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT and DB_IDLE_IN_TRANSACTION_TIMEOUT)',
-    new Error(`unbounded: ${unbounded.join(', ')}`),
-  );
+async function warnOfMissingRoleBounds(client: pg.Client, boundMs: number, onError: PoolErrorListener): Promise<void> {
+  client.on('error', () => undefined);
+  const giveUp = setTimeout(() => void client.end().catch(() => undefined), boundMs);
+  giveUp.unref();
+  try {
+    await client.connect();
+    const names = ['statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout'];
+    const { rows } = await client.query<{ name: string; setting: string }>(
+      'SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY($1)',
+      [names],
+    );
+    const unbounded = names.filter((name) => rows.some((row) => row.name === name && row.setting === '0'));
+    if (unbounded.length === 0) return;
+    onError(
+      `connections pass through a pooler, which refuses these bounds as startup parameters, and the role has no default for ` +
+        `${unbounded.join(', ')}: those waits are unbounded on the server. Run setup --admin with DB_APP_USER (it sets the ` +
+        'application role\'s defaults from DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT and DB_IDLE_IN_TRANSACTION_TIMEOUT)',
+      new Error(`unbounded: ${unbounded.join(', ')}`),
+    );
+  } catch {
+    // Naming a missing bound is a courtesy; the pool works without it.
+  } finally {
+    clearTimeout(giveUp);
+    await client.end().catch(() => undefined);
+  }
 }
 
 // PgBouncer answers a startup parameter it does not know with a FATAL protocol violation
