@@ -18,9 +18,9 @@ export interface StatementTimeouts {
  * `SET LOCAL`: it ends with the transaction, so nothing stays on a pooled server connection.
  */
 export const timeoutsOverrideSql =
-  "select set_config('statement_timeout', coalesce($1, current_setting('statement_timeout')), true), " +
-  "set_config('lock_timeout', coalesce($2, current_setting('lock_timeout')), true), " +
-  "set_config('idle_in_transaction_session_timeout', coalesce($3, current_setting('idle_in_transaction_session_timeout')), true)";
+  "select pg_catalog.set_config('statement_timeout', coalesce($1, pg_catalog.current_setting('statement_timeout')), true), " +
+  "pg_catalog.set_config('lock_timeout', coalesce($2, pg_catalog.current_setting('lock_timeout')), true), " +
+  "pg_catalog.set_config('idle_in_transaction_session_timeout', coalesce($3, pg_catalog.current_setting('idle_in_transaction_session_timeout')), true)";
 
 function millisecondsOf(field: string, value: number | string | undefined): string | null {
   if (value === undefined) return null;

@@ -13,8 +13,8 @@ const blockersSql = `
   SELECT b.pid, coalesce(b.application_name, '') AS application_name,
          coalesce(b.state, 'not visible to this role') AS state, b.xact_start,
          left(regexp_replace(coalesce(b.query, ''), '\\s+', ' ', 'g'), 80) AS query
-    FROM unnest(pg_blocking_pids($1)) AS blocking(pid)
-    JOIN pg_stat_activity b ON b.pid = blocking.pid
+    FROM unnest(pg_catalog.pg_blocking_pids($1)) AS blocking(pid)
+    JOIN pg_catalog.pg_stat_activity b ON b.pid = blocking.pid
    ORDER BY b.xact_start NULLS LAST, b.pid`;
 
 /** Watches, on a connection of its own opened on first use, which sessions block a migration's statement. */

@@ -442,7 +442,7 @@ async function runTransactional(ctx: MigrationContext, script: MigrationScript, 
       // it, with standard_conforming_strings on, whatever the database's default.
       const results = (await client.query(
         "BEGIN; SET LOCAL client_connection_check_interval = '1s'; SET LOCAL standard_conforming_strings = on; " +
-          `SET LOCAL lock_timeout = ${lockTimeoutMs}; SELECT pg_backend_pid() AS pid`,
+          `SET LOCAL lock_timeout = ${lockTimeoutMs}; SELECT pg_catalog.pg_backend_pid() AS pid`,
       )) as unknown as Array<pg.QueryResult<{ pid: number }>>;
       watch(results[results.length - 1]!.rows[0]!.pid);
       if (script.statements.length === 0) return;
@@ -515,7 +515,7 @@ async function runWithoutTransaction(
           },
           async ({ lockTimeoutMs, watch }) => {
             const results = (await client.query(
-              `SET lock_timeout = ${lockTimeoutMs}; SELECT pg_backend_pid() AS pid`,
+              `SET lock_timeout = ${lockTimeoutMs}; SELECT pg_catalog.pg_backend_pid() AS pid`,
             )) as unknown as Array<pg.QueryResult<{ pid: number }>>;
             watch(results[results.length - 1]!.rows[0]!.pid);
             await client.query(statement.text);
