@@ -103,8 +103,14 @@ describe.skipIf(!usable)('a silent partition of every pooled connection', () => 
     const partition = silencePorts(silenced);
     try {
       await eventually(() => removed >= 2, 'both silenced connections are removed', { timeoutMs: 25_000, intervalMs: 100 });
+      // Each loss the pool reports is the kernel's keepalive verdict. Under load the second
+      // connection's end can reach pg as a close without an error of its own (seen once in CI),
+      // so the count of reports is not asserted, only that there is one and what each says.
       const lost = poolErrors.filter(({ message }) => message === 'an idle database connection was lost');
-      expect(lost.map(({ error }) => (error as { code?: string }).code), poolErrors.map(({ message, error }) => `${message}: ${String(error)}`).join('\n')).toEqual(['ETIMEDOUT', 'ETIMEDOUT']);
+      const codes = lost.map(({ error }) => (error as { code?: string }).code);
+      const said = poolErrors.map(({ message, error }) => `${message}: ${String(error)}`).join('\n');
+      expect(codes.length, said).toBeGreaterThan(0);
+      expect(new Set(codes), said).toEqual(new Set(['ETIMEDOUT']));
       await pool.ready();
       expect(pool.pool.totalCount).toBe(2);
       const { rows } = await sql<{ port: number }>`SELECT inet_client_port() AS port`.execute(db);
