@@ -33,7 +33,13 @@ export type AcceptedStatementKind = (typeof acceptedStatementKinds)[number];
 
 /** What {@link checkBackupStatement} decided. */
 export type StatementVerdict =
-  | { accepted: AcceptedStatementKind; copyTable?: string }
+  | {
+      accepted: AcceptedStatementKind;
+      /** For `COPY … FROM stdin`: the table, whose rows follow. */
+      copyTable?: string;
+      /** For `CREATE EXTENSION` and `COMMENT ON EXTENSION`: the extension. */
+      extension?: string;
+    }
   | { refused: string };
 
 /** The extensions the migrations create; a backup may create these and no others. */
@@ -306,7 +312,7 @@ const checkCreateExtension: Check = (node) => {
   if ([...options.keys()].some((key) => key !== 'schema') || (schema !== undefined && schema !== 'public')) {
     return refuse(`CREATE EXTENSION ${create.extname} other than WITH SCHEMA public is not what pg_dump writes`);
   }
-  return accept('CREATE EXTENSION');
+  return { accepted: 'CREATE EXTENSION', extension: create.extname! };
 };
 
 // The schema-qualified name of the object a GRANT or COMMENT names, as a list.
@@ -354,7 +360,7 @@ const checkComment: Check = (node) => {
   const objtype = comment.objtype ?? '';
   if (!commentableObjects.has(objtype)) return refuse(`COMMENT ON ${objtype.replace('OBJECT_', '').toLowerCase()} is not what pg_dump writes for this schema`);
   if (!objectAllowed(objtype, comment.object)) return outsidePublic('COMMENT on an object');
-  return accept('COMMENT');
+  return objtype === 'OBJECT_EXTENSION' ? { accepted: 'COMMENT', extension: objectNames(comment.object)[0]! } : accept('COMMENT');
 };
 
 const checks: Record<string, Check> = {

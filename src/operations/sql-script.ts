@@ -1,5 +1,5 @@
 import { RestoreError } from '../errors.js';
-import { checkBackupStatement, loadBackupStatementParser } from './backup-statement-allow-list.js';
+import { type AcceptedStatementKind, checkBackupStatement, loadBackupStatementParser } from './backup-statement-allow-list.js';
 
 /**
  * One statement of a backup's SQL, checked and ready to send as one query (`sql`), or a
@@ -7,7 +7,15 @@ import { checkBackupStatement, loadBackupStatementParser } from './backup-statem
  * its end before asking for the next part.
  */
 export type SqlScriptPart =
-  | { kind: 'sql'; text: string; line: number }
+  | {
+      kind: 'sql';
+      text: string;
+      line: number;
+      /** What the allow-list accepted it as. */
+      statement: AcceptedStatementKind;
+      /** For `CREATE EXTENSION` and `COMMENT ON EXTENSION`: the extension. */
+      extension?: string;
+    }
   | { kind: 'copy'; text: string; line: number; table: string; data: AsyncIterable<Buffer> };
 
 /** Options of {@link sqlScriptParts}. */
@@ -365,7 +373,13 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
         const verdict = checkBackupStatement(statement);
         if ('refused' in verdict) return refuseAt(found.line, verdict.refused);
         if (verdict.copyTable === undefined) {
-          yield { kind: 'sql', text: statement, line: found.line };
+          yield {
+            kind: 'sql',
+            text: statement,
+            line: found.line,
+            statement: verdict.accepted,
+            ...(verdict.extension === undefined ? {} : { extension: verdict.extension }),
+          };
           continue;
         }
         // The rows start on the next line: nothing may follow the COPY on its own.
