@@ -38,14 +38,17 @@ export interface ProvisionResult {
 // Serialises concurrent admin steps: CREATE ROLE has no IF NOT EXISTS.
 export const provisionLockKey = 0x6b77_7076; // 'kwpv'
 
-// Extensions the migrations use that are not trusted (only a superuser may create them):
-// created here, before migrations run as the owner, where the server has them.
-const superuserExtensions = ['pg_uuidv7'];
+/**
+ * Extensions the migrations use that are not trusted (only a superuser may create them):
+ * created by {@link provisionDatabase}, before migrations run as the owner, where the server
+ * has them. A restore keeps them (see `clearPublicSchema`).
+ */
+export const superuserExtensions: readonly string[] = ['pg_uuidv7'];
 
 /**
  * The one-time admin step (`kennwilliamson-db setup --admin`): run with an admin's URL, it
  * creates the database if missing and the owner role with its password, and makes the owner the owner of the database, of the `public` schema (through
- * `pg_database_owner`, as PostgreSQL 15 creates it and a restore recreates it) and of every
+ * `pg_database_owner`, as PostgreSQL 15 creates it) and of every
  * object in it, so that migrations and restores run as that role and never as a superuser.
  * A backup's SQL then runs with powers that end at the database: no program, file or role
  * on the server is within its reach.
@@ -58,7 +61,9 @@ const superuserExtensions = ['pg_uuidv7'];
  *   are handed over with `ALTER … OWNER TO`, one by one (`REASSIGN OWNED` cannot move a
  *   bootstrap superuser's objects); extension members stay the extension's.
  * - Extensions only a superuser may create (pg_uuidv7, where the server has it) are created
- *   here; trusted ones (pg_trgm) the owner's migrations create.
+ *   here; trusted ones (pg_trgm) the owner's migrations create. A restore keeps them as they
+ *   are. One is left out, saying so, where the database already defines its functions itself
+ *   (migrated, or restored from a backup made, where the server lacked it).
  * - A password is written only when it changed: the stored SCRAM verifier is checked against
  *   it with its own salt, so running this again keeps verifiers (and a PgBouncer auth_file).
  * Idempotent, safe to run again and from several machines at once.
@@ -99,8 +104,8 @@ export async function provisionDatabase(options: ProvisionOptions): Promise<Prov
           await client.query(`ALTER DATABASE ${client.escapeIdentifier(database)} OWNER TO ${ownerName}`);
           log(`made '${options.owner.user}' the owner of the database '${database}' (was '${current[0]!.owner}')`);
         }
-        // The schema a restore drops and recreates: owned by pg_database_owner, i.e. by whoever
-        // owns the database, as initdb makes it on PostgreSQL 15 and the restore recreates it.
+        // The schema a restore empties: owned by pg_database_owner, i.e. by whoever owns the
+        // database, as initdb makes it on PostgreSQL 15.
         if (current[0]!.schema_owner === null) {
           await client.query('CREATE SCHEMA public AUTHORIZATION pg_database_owner');
           log("created the schema 'public', owned by the database's owner");
@@ -203,7 +208,19 @@ async function createSuperuserExtensions(client: pg.Client, superuser: boolean, 
       log(`the server has the extension ${name}, which only a superuser may create: run setup --admin as a superuser once, or the first migration fails as the owner`);
       continue;
     }
-    await client.query(`CREATE EXTENSION IF NOT EXISTS ${client.escapeIdentifier(name)} SCHEMA public`);
+    // A database whose schema was migrated (or restored from a backup made) where the server
+    // lacked the extension defines its functions itself (uuid_generate_v7()): creating the
+    // extension would collide with them, and they serve as well, so it is left out.
+    await client.query('SAVEPOINT superuser_extension');
+    try {
+      await client.query(`CREATE EXTENSION IF NOT EXISTS ${client.escapeIdentifier(name)} SCHEMA public`);
+    } catch (error) {
+      if ((error as { code?: string }).code !== '42723') throw error;
+      await client.query('ROLLBACK TO SAVEPOINT superuser_extension');
+      log(`left out the extension ${name}: this database already defines a function of it (${(error as Error).message}), as one migrated where the server lacked ${name} does`);
+      continue;
+    }
+    await client.query('RELEASE SAVEPOINT superuser_extension');
     log(`created the extension ${name} (only a superuser may)`);
     created.push(name);
   }
