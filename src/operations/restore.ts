@@ -8,12 +8,14 @@ import { lineOfPosition } from '../sql-position.js';
 import { requireDirectConnection } from '../db/direct-connection.js';
 import { DirectConnectionRequiredError, RestoreError } from '../errors.js';
 import { migrationUrlVariable } from '../migrations/migration-settings.js';
+import { superuserExtensions } from '../provisioning/provision-database.js';
 import { type PgToolExit, spawnPgTool, toolErrorText } from './pg-tool-process.js';
 import { findPgTool, type FindPgToolOptions } from './pg-tools.js';
+import { clearPublicSchema, type KeptExtension } from './clear-public-schema.js';
 import { byteProgress } from './progress-reporter.js';
 import { requireRestrictedSession, restoreSession, type RestoreOwner } from './restore-session.js';
 import { ScriptQuery } from './script-query.js';
-import { sqlScriptParts } from './sql-script.js';
+import { type SqlScriptPart, sqlScriptParts } from './sql-script.js';
 import type { VerifiedBackup } from './verify-backup-file.js';
 
 /** What {@link restoreDatabase} restores, and into which database. */
@@ -46,23 +48,15 @@ export interface RestoreResult {
 }
 
 /**
- * Run first, in the restore's transaction. The backup replaces the whole `public` schema,
- * so objects a later migration added are gone too and `schema_migrations` matches the
- * tables again (a restore with `--clean` would drop and recreate only what the backup
- * holds). The schema is recreated as initdb makes it on PostgreSQL 15+; pg_dump never
- * creates `public` itself, but restores its grants (the application role's among them).
- * The lock timeout makes a restore fail clearly, rather than hang, while a session holds
- * locks on the old tables. The backup's statements were parsed with standard strings and
- * an empty search_path (as pg_dump writes them); the server reads them the same way even
- * when a database or role setting says otherwise.
+ * Run first, in the restore's transaction, before {@link clearPublicSchema} empties `public`
+ * for the backup. The lock timeout makes a restore fail clearly, rather than hang, while a
+ * session holds locks on the old tables. The backup's statements were parsed with standard
+ * strings and an empty search_path (as pg_dump writes them); the server reads them the same
+ * way even when a database or role setting says otherwise.
  */
 export const restorePrelude = `SET LOCAL lock_timeout = '30s';
 SET LOCAL search_path = '';
 SET LOCAL standard_conforming_strings = on;
-DROP SCHEMA IF EXISTS public CASCADE;
-CREATE SCHEMA public AUTHORIZATION pg_database_owner;
-GRANT USAGE ON SCHEMA public TO PUBLIC;
-COMMENT ON SCHEMA public IS 'standard public schema';
 `;
 
 // The restore's failures on the server side (a statement, BEGIN, COMMIT), already worded as
@@ -84,10 +78,67 @@ function serverFailure(error: unknown): string {
 }
 
 // The same, located by line in the backup's SQL.
-function statementFailure(error: unknown, text: string, line: number): string {
+function statementFailure(error: unknown, part: SqlScriptPart, kept: KeptExtension[]): string {
+  const { text, line } = part;
   const offset = Number((error as { position?: string }).position);
   const at = Number.isInteger(offset) && offset > 0 ? line + lineOfPosition(text, offset) - 1 : line;
-  return `${serverFailure(error)} at line ${at} of the backup's SQL${missingRoleAdvice(error, text)}`;
+  return `${serverFailure(error)} at line ${at} of the backup's SQL${missingRoleAdvice(error, text)}${extensionAdvice(error, part, kept)}`;
+}
+
+// SQLSTATE 42501 while emptying public: the restoring role does not own the schema (whose
+// owner may drop anything in it but extensions), as where setup --admin never ran.
+function schemaOwnerAdvice(error: unknown): string {
+  if ((error as { code?: string }).code !== '42501') return '';
+  return (
+    "\nthe role restoring must own the public schema (through pg_database_owner) to replace what is in it: run setup --admin " +
+    "on this server (as a superuser, ADMIN_DATABASE_URL), which makes the database's owner the owner of public and of everything in it, then restore again"
+  );
+}
+
+// A backup's CREATE EXTENSION that failed: the extension is missing from this database and
+// the owner may not create it (42501: only a superuser may create pg_uuidv7), or the server
+// does not have it at all (0A000; 58P01 from minor releases that said "could not open
+// extension control file"). And a backup's CREATE FUNCTION that collides (42723) with a
+// function of an extension that a superuser created here and the restore keeps: the backup
+// comes from a server without that extension.
+function extensionAdvice(error: unknown, part: SqlScriptPart, kept: KeptExtension[]): string {
+  if (part.kind !== 'sql') return '';
+  const code = (error as { code?: string }).code;
+  const extension = part.extension;
+  if (part.statement === 'CREATE EXTENSION' && extension) {
+    const superuserOnly = superuserExtensions.includes(extension);
+    if (code === '42501') {
+      return (
+        `\nthe backup uses the extension ${extension}, which this database does not have and ` +
+        `${superuserOnly ? 'which only a superuser may create' : 'which the role restoring may not create'}: run setup --admin on this ` +
+        `server first (as a superuser, ADMIN_DATABASE_URL; it ${superuserOnly ? `creates ${extension} where the server has it` : 'makes the owner the owner of the database'}), then restore again`
+      );
+    }
+    if (code === '0A000' || code === '58P01') {
+      return (
+        `\nthe backup uses the extension ${extension}, which this PostgreSQL server does not have ` +
+        `(the backup comes from one that has it${extension === 'pg_uuidv7' ? ', such as the compose image ghcr.io/fboulnois/pg_uuidv7' : ''}): ` +
+        `restore it on a server with ${extension} installed, after setup --admin there, or install ${extension} on this server and run setup --admin`
+      );
+    }
+  }
+  if (part.statement === 'CREATE FUNCTION' && code === '42723') {
+    const statement = part.text.replace(/^(?:\s+|--[^\n]*\n?)+/, '');
+    const owner = kept.find((candidate) =>
+      candidate.functions.some((name) =>
+        new RegExp(`^CREATE\\s+(?:OR\\s+REPLACE\\s+)?FUNCTION\\s+public\\.("?)${name.replace(/[^A-Za-z0-9_]/g, '\\$&')}\\1\\s*\\(`, 'i').test(statement),
+      ),
+    );
+    if (owner) {
+      return (
+        `\nin this database that function belongs to the extension ${owner.name}, which '${owner.owner}' created and a restore keeps ` +
+        `(the owner could not create it again), while the backup defines it itself (it comes from a server without ${owner.name}): ` +
+        `restore it on a server without ${owner.name}, or have a superuser run DROP EXTENSION ${owner.name} CASCADE in this database ` +
+        `first (which also drops the column defaults that call it; the restore brings back the backup's)`
+      );
+    }
+  }
+  return '';
 }
 
 // SQLSTATE 42704 (undefined object) from a GRANT, REVOKE or ALTER DEFAULT PRIVILEGES of the
@@ -109,7 +160,8 @@ function missingRoleAdvice(error: unknown, text: string): string {
  * reads the archive and connects nowhere; gunzipped for `.sql.gz`) is checked statement by
  * statement by `sqlScriptParts` (PostgreSQL's parse tree of each against an allow-list of
  * what pg_dump writes; no psql meta-command is ever run) and each statement is sent alone
- * over one connection inside one transaction that first recreates the `public` schema;
+ * over one connection inside one transaction that first empties the `public` schema
+ * (`clearPublicSchema`: all but extensions a superuser created, which stay as they are);
  * COMMIT is sent only after the whole backup went through. On any failure (a statement
  * fails halfway, pg_restore or gzip fails, the server goes away, Ctrl-C) it throws
  * {@link RestoreError} and the old data is untouched. The SQL runs as a role whose
@@ -201,16 +253,27 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         try {
           await step('BEGIN');
           await step(restorePrelude);
+          const { kept } = await clearPublicSchema(client).catch((error: unknown) => {
+            throw rolledBack(`${serverFailure(error)} while emptying the public schema${schemaOwnerAdvice(error)}`, error);
+          });
+          for (const extension of kept) {
+            log(
+              `keeping the extension ${extension.name} in public as it is: '${extension.owner}' created it, and only a superuser may create it again`,
+            );
+          }
+          const keptNames = new Set(kept.map((extension) => extension.name));
           let parts = 0;
           for await (const part of sqlScriptParts(source, { database: target.database })) {
             signal?.throwIfAborted();
             parts += 1;
+            // Only an extension's owner may comment on it; a kept one keeps its own comment.
+            if (part.kind === 'sql' && part.statement === 'COMMENT' && part.extension && keptNames.has(part.extension)) continue;
             if (part.kind === 'copy') log(`restoring table ${part.table} (${++tables}${backup.tables ? ` of ${backup.tables}` : ''})`);
             const query = new ScriptQuery(part.text, part.kind === 'copy' ? part.data : undefined);
             client.query(query);
             await query.done.catch((error: unknown) => {
               if (query.failedReading) throw error; // the backup's stream broke, not the server
-              throw rolledBack(statementFailure(error, part.text, part.line), error);
+              throw rolledBack(statementFailure(error, part, kept), error);
             });
           }
           await sourceDone();

@@ -25,8 +25,8 @@ export async function createTestDatabase(options: { empty?: boolean } = {}): Pro
   const name = `${inject('databasePrefix')}${randomBytes(6).toString('hex')}`;
   await withMaintenanceClient(inject('serverUrl'), async (client) => {
     const template = options.empty ? 'template0' : inject('templateDatabase');
-    // Owned by the owner role, as setup --admin leaves a database: a restore's DROP SCHEMA
-    // public needs the database's owner.
+    // Owned by the owner role, as setup --admin leaves a database: a restore empties public
+    // as the database's owner.
     await client.query(
       `CREATE DATABASE ${client.escapeIdentifier(name)} TEMPLATE ${client.escapeIdentifier(template)} OWNER ${client.escapeIdentifier(inject('ownerUser'))}`,
     );

@@ -25,7 +25,9 @@ database: programs and files on the server, other roles): functions in a backup 
 it loads, with the restoring session's powers. Given such a URL, the restore logs in as the
 database's owner with DB_OWNER_PASSWORD, or refuses, naming that role. Objects end up owned
 by the owner; grants in the backup (the application role's) need their roles to exist (on a
-new server, run the provisioning step first: setup --admin, with DB_APP_USER).
+new server, run the provisioning step first: setup --admin, with DB_APP_USER). Extensions
+that only a superuser may create (pg_uuidv7) are kept as setup --admin created them; a
+backup that uses one this database lacks fails, saying to run setup --admin first.
 
 Options:
   --yes, -y  do not ask for confirmation (required when there is no terminal)
