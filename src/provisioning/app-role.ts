@@ -3,7 +3,6 @@ import { loadStatementBounds, type StatementBounds } from '../db/db-config.js';
 import { withClient } from '../db/with-client.js';
 import { AppRoleError, ConfigError } from '../errors.js';
 import { migrationsTable, qualifiedMigrationsTable } from '../migrations/migration-storage.js';
-import { quoteName } from './database-admin.js';
 import { passwordUnchanged } from './password-unchanged.js';
 import { setRoleStatementBounds } from './role-bounds.js';
 import { scramSha256Verifier } from './scram-verifier.js';
@@ -243,7 +242,7 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
           options.user,
           `role '${options.user}' is a member of ${names.join(', ')}, which give${names.length === 1 ? 's' : ''} powers beyond rows ` +
             `(predefined roles reach the whole server; the others carry role attributes); revoke the membership ` +
-            `(${names.map((name) => `REVOKE ${quoteName(name)} FROM ${options.user}`).join('; ')}) or choose another DB_APP_USER`,
+            `(${names.map((name) => `REVOKE ${client.escapeIdentifier(name)} FROM ${client.escapeIdentifier(options.user)}`).join('; ')}) or choose another DB_APP_USER`,
         );
       }
 

@@ -5,14 +5,6 @@ import { ConfigError, ProvisioningError } from '../errors.js';
 
 export { isLocalHost };
 
-/** The database a URL names, and the URL of the same server's `postgres` maintenance database. */
-export function splitDatabaseUrl(databaseUrl: string): { database: string; maintenanceUrl: string } {
-  const { url } = parsePostgresUrl(databaseUrl);
-  const database = decodeURIComponent(url.pathname.replace(/^\//, ''));
-  if (!database) throw new ConfigError('DATABASE_URL', 'DATABASE_URL names no database');
-  return { database, maintenanceUrl: databaseUrlWith(databaseUrl, 'postgres') };
-}
-
 /**
  * The same server URL (credentials and parameters kept) naming another database; a URL
  * without a host (`postgresql://u:p@/db?host=/run/postgresql`) stays without one.
@@ -30,7 +22,8 @@ export function databaseUrlWith(databaseUrl: string, database: string): string {
  * Refuses, unless `force`, a database that is not on this machine: the server the URL
  * reaches, decided as pg decides it ({@link databaseTarget}: `?host=`, the URL's host,
  * `PGHOST`, `localhost`), so a URL without a host and a remote `PGHOST` cannot slip past.
- * Returns that server, for messages.
+ * Returns that server, for messages. A URL it cannot read, or a refusal, is a `ConfigError`
+ * under `variable` (the variable the URL came from; `DATABASE_URL` unless said otherwise).
  *
  * @example
  * const target = requireLocalDatabase(url, { force: args.includes('--force'), action: 'reset' })
@@ -38,13 +31,14 @@ export function databaseUrlWith(databaseUrl: string, database: string): string {
  */
 export function requireLocalDatabase(
   databaseUrl: string,
-  options: { force: boolean; action: string; env?: NodeJS.ProcessEnv },
+  options: { force: boolean; action: string; env?: NodeJS.ProcessEnv; variable?: string },
 ): DatabaseTarget {
-  const target = databaseTarget(databaseUrl, options.env ?? process.env);
+  const variable = options.variable ?? 'DATABASE_URL';
+  const target = databaseTarget(databaseUrl, options.env ?? process.env, variable);
   if (!isLocalHost(target.host) && !options.force) {
     const from = target.hostFrom === 'url' ? '' : ` (from ${target.hostFrom === 'host parameter' ? "the URL's ?host=" : target.hostFrom})`;
     throw new ConfigError(
-      'DATABASE_URL',
+      variable,
       `refusing to ${options.action} a database on the non-local host '${target.host}'${from}; pass --force if you mean it`,
     );
   }
@@ -124,13 +118,14 @@ async function databaseExists(databaseUrl: string): Promise<boolean> {
  * maintenance database (`postgres`, else `template1`) to create it, so set-up of an existing
  * database works where `postgres` is closed to the role. A role that may not create
  * databases is told so: {@link ProvisioningError} naming CREATEDB and the statement that
- * grants it. With `owner`, a new database is created owned by that role.
+ * grants it. With `owner`, a new database is created owned by that role. A URL it cannot read
+ * is a `ConfigError` under `variable`, the variable it came from (`DATABASE_URL` unless said).
  *
  * @example
  * await ensureDatabase('postgresql://postgres:postgres@127.0.0.1:54320/kennwilliamson')
  */
-export async function ensureDatabase(databaseUrl: string, options: { owner?: string } = {}): Promise<boolean> {
-  const { database } = splitDatabaseUrl(databaseUrl);
+export async function ensureDatabase(databaseUrl: string, options: { owner?: string; variable?: string } = {}): Promise<boolean> {
+  const { database } = databaseTarget(databaseUrl, process.env, options.variable);
   if (await databaseExists(databaseUrl)) return false;
   return withMaintenanceClient(databaseUrl, async (client) => {
     const { rows } = await client.query<{ role: string; may: boolean; exists: boolean }>(
@@ -145,7 +140,7 @@ export async function ensureDatabase(databaseUrl: string, options: { owner?: str
       throw new ProvisioningError(
         `database '${database}' does not exist, and role '${role}' may not create it: it lacks CREATEDB. ` +
           `Create it once as an admin (kennwilliamson-db setup --admin, with ADMIN_DATABASE_URL), ` +
-          `or let this role create databases: ALTER ROLE ${quoteName(role)} CREATEDB;`,
+          `or let this role create databases: ALTER ROLE ${client.escapeIdentifier(role)} CREATEDB;`,
         'CREATEDB',
       );
     }
@@ -161,20 +156,16 @@ export async function ensureDatabase(databaseUrl: string, options: { owner?: str
   });
 }
 
-/** A role name as it can be typed in SQL: bare when that is unambiguous, quoted otherwise. */
-export function quoteName(name: string): string {
-  return /^[a-z_][a-z0-9_]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
-}
-
 /**
  * Drops the database the URL names (disconnecting its sessions) and creates it empty, owned
- * by `owner` when given (else by the role connecting).
+ * by `owner` when given (else by the role connecting). A URL it cannot read is a `ConfigError`
+ * under `variable`, as for {@link ensureDatabase}.
  *
  * @example
  * await recreateDatabase(adminUrl, { owner: 'kennwilliamson' }) // then migrate as the owner
  */
-export async function recreateDatabase(databaseUrl: string, options: { owner?: string } = {}): Promise<void> {
-  const { database } = splitDatabaseUrl(databaseUrl);
+export async function recreateDatabase(databaseUrl: string, options: { owner?: string; variable?: string } = {}): Promise<void> {
+  const { database } = databaseTarget(databaseUrl, process.env, options.variable);
   await withMaintenanceClient(databaseUrl, async (client) => {
     await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(database)} WITH (FORCE)`);
     const owner = options.owner ? ` OWNER ${client.escapeIdentifier(options.owner)}` : '';

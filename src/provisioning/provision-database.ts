@@ -1,8 +1,10 @@
 import type pg from 'pg';
+import { databaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
 import { ConfigError, ProvisioningError } from '../errors.js';
+import { adminUrlVariable } from './admin-database-url.js';
 import { requireRoleName, type AppRoleChange } from './app-role.js';
-import { ensureDatabase, quoteName, splitDatabaseUrl } from './database-admin.js';
+import { ensureDatabase } from './database-admin.js';
 import { passwordUnchanged } from './password-unchanged.js';
 import { powersBeyondDatabase } from './role-powers.js';
 import { scramSha256Verifier } from './scram-verifier.js';
@@ -76,9 +78,9 @@ export async function provisionDatabase(options: ProvisionOptions): Promise<Prov
   const log = options.log ?? (() => undefined);
   requireRoleName('DB_OWNER_USER', options.owner.user);
   if (!options.owner.password) throw new ConfigError('DB_OWNER_PASSWORD', 'DB_OWNER_PASSWORD must not be empty');
-  const { database } = splitDatabaseUrl(options.adminUrl);
+  const { database } = databaseTarget(options.adminUrl, process.env, adminUrlVariable);
 
-  const databaseCreated = await ensureDatabase(options.adminUrl);
+  const databaseCreated = await ensureDatabase(options.adminUrl, { variable: adminUrlVariable });
   if (databaseCreated) log(`created the database '${database}'`);
 
   return withClient(
@@ -146,7 +148,7 @@ async function requireAdmin(client: pg.Client, database: string): Promise<AdminR
   if (!rolsuper && !rolcreaterole) {
     throw new ProvisioningError(
       `role '${name}' cannot provision '${database}': creating the owner and application roles needs CREATEROLE (or a superuser). ` +
-        `Run setup --admin with a superuser's ADMIN_DATABASE_URL, or grant it: ALTER ROLE ${quoteName(name)} CREATEROLE; ` +
+        `Run setup --admin with a superuser's ADMIN_DATABASE_URL, or grant it: ALTER ROLE ${client.escapeIdentifier(name)} CREATEROLE; ` +
         '(on PostgreSQL 15 and older CREATEROLE is as good as superuser: keep it off every role that runs migrations, restores or services)',
       'CREATEROLE',
     );
@@ -174,7 +176,7 @@ async function provisionOwner(client: pg.Client, owner: RoleCredentials, adminUr
     if (found.rolsuper) {
       throw new ProvisioningError(
         `role '${owner.user}' is a superuser, so it cannot own the database: a backup restored as it could run programs on the server. ` +
-          `Choose another DB_OWNER_USER, or take the attribute away: ALTER ROLE ${quoteName(owner.user)} NOSUPERUSER;`,
+          `Choose another DB_OWNER_USER, or take the attribute away: ALTER ROLE ${client.escapeIdentifier(owner.user)} NOSUPERUSER;`,
         'SUPERUSER',
       );
     }
@@ -190,7 +192,7 @@ async function provisionOwner(client: pg.Client, owner: RoleCredentials, adminUr
     const roles = powers.map((power) => /^is a member of (\S+),/.exec(power)?.[1]).filter((name): name is string => Boolean(name));
     throw new ProvisioningError(
       `role '${owner.user}' cannot own the database: it ${powers.join('; it ')}, and a backup restored as it would have those powers. ` +
-        (roles.length > 0 ? `Revoke them: ${roles.map((name) => `REVOKE ${quoteName(name)} FROM ${quoteName(owner.user)};`).join(' ')}` : ''),
+        (roles.length > 0 ? `Revoke them: ${roles.map((name) => `REVOKE ${client.escapeIdentifier(name)} FROM ${client.escapeIdentifier(owner.user)};`).join(' ')}` : ''),
     );
   }
   return change;

@@ -49,6 +49,34 @@ describe('the messages of the operations commands', () => {
     expect(result.stderr).not.toContain('secret');
   });
 
+  // The admin step reads its own URL: each fault is reported under ADMIN_DATABASE_URL, before
+  // any connection, and never as `Invalid URL`, ENOTFOUND or DATABASE_URL.
+  describe.each([
+    ['setup --admin', 'setup', ['--admin']],
+    ['db:reset --admin', 'db-reset', ['--admin']],
+  ] as const)('%s with a bad ADMIN_DATABASE_URL', (_, command, args) => {
+    const admin = (url: string) =>
+      runCli(command, [...args], {
+        DATABASE_URL: '',
+        MIGRATION_DATABASE_URL: '',
+        ADMIN_DATABASE_URL: url,
+        DB_OWNER_USER: 'kw_owner',
+        DB_OWNER_PASSWORD: 'owner-secret',
+      });
+
+    it.each([
+      ['a bad port', 'postgresql://admin:secret@127.0.0.1:99999/kennwilliamson', 'the port of ADMIN_DATABASE_URL must be one number from 1 to 65535'],
+      ['a # in the password', 'postgresql://admin:12#secret@127.0.0.1:5432/kennwilliamson', "ADMIN_DATABASE_URL holds a '#'"],
+      ['no database', 'postgresql://admin:secret@127.0.0.1:5432/', 'ADMIN_DATABASE_URL names no database'],
+    ])('names ADMIN_DATABASE_URL for %s', async (_fault, url, message) => {
+      const result = await admin(url);
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`[CONFIG_INVALID]: ${message}`);
+      expect(result.stderr).not.toMatch(/Invalid URL|ENOTFOUND|ECONNREFUSED|(?<!(MIGRATION|ADMIN)_)DATABASE_URL/);
+      expect(result.stderr).not.toContain('secret');
+    });
+  });
+
   describe('a restore onto a server that lacks the role the backup grants to', () => {
     let database: TestDatabase;
     let backupDir: string;

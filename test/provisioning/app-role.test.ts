@@ -205,7 +205,7 @@ describe('the application role made by npm run db:setup', () => {
     const result = await runCli('db-setup', [], { DATABASE_URL: database.url, DB_APP_USER: direct });
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(`[APP_ROLE_INVALID]: role '${direct}' is a member of pg_execute_server_program, pg_signal_backend, which give powers beyond rows`);
-    expect(result.stderr).toContain(`REVOKE pg_execute_server_program FROM ${direct}; REVOKE pg_signal_backend FROM ${direct}`);
+    expect(result.stderr).toContain(`REVOKE "pg_execute_server_program" FROM "${direct}"; REVOKE "pg_signal_backend" FROM "${direct}"`);
     // Through another role as well: membership is transitive.
     await expect(ensureAppRole({ databaseUrl: database.url, user: indirect })).rejects.toThrow(
       `role '${indirect}' is a member of pg_read_all_data, which gives powers beyond rows`,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../src/errors.js';
-import { databaseUrlWith, isLocalDatabaseUrl, requireLocalDatabase } from '../../src/provisioning/database-admin.js';
+import { databaseUrlWith, ensureDatabase, isLocalDatabaseUrl, recreateDatabase, requireLocalDatabase } from '../../src/provisioning/database-admin.js';
 
 describe('isLocalDatabaseUrl', () => {
   it.each([
@@ -41,6 +41,33 @@ describe('requireLocalDatabase', () => {
       "refusing to reset a database on the non-local host 'db.example.org' (from PGHOST); pass --force if you mean it",
     );
     expect(requireLocalDatabase(url, { force: true, action: 'reset', env })).toMatchObject({ host: 'db.example.org', database: 'kennwilliamson' });
+  });
+
+  it('reports a URL under the variable it came from', () => {
+    const refusal = (url: string) => {
+      try {
+        requireLocalDatabase(url, { force: false, action: 'reset', env: {}, variable: 'ADMIN_DATABASE_URL' });
+      } catch (error) {
+        return error as ConfigError;
+      }
+      throw new Error('not refused');
+    };
+    expect(refusal('postgresql://u:secret@db.example.org/kennwilliamson')).toMatchObject({ variable: 'ADMIN_DATABASE_URL' });
+    expect(refusal('postgresql://u:secret@127.0.0.1:99999/kennwilliamson').message).toContain('the port of ADMIN_DATABASE_URL');
+  });
+});
+
+// The database a URL names is read by the one URL parser, and a fault is reported under the
+// variable the URL came from, before any connection (nothing listens on port 1).
+describe.each([
+  ['ensureDatabase', ensureDatabase],
+  ['recreateDatabase', recreateDatabase],
+] as const)('%s', (_, act) => {
+  it('reports a URL that names no database under the variable it came from', async () => {
+    await expect(act('postgresql://u:secret@127.0.0.1:1/', { variable: 'MIGRATION_DATABASE_URL' })).rejects.toMatchObject({
+      variable: 'MIGRATION_DATABASE_URL',
+      message: 'MIGRATION_DATABASE_URL names no database',
+    });
   });
 });
 

@@ -187,7 +187,7 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
 
     expect(error).toBeInstanceOf(ProvisioningError);
     expect((error as ProvisioningError).privilege).toBe('CREATEROLE');
-    expect((error as Error).message).toContain(`ALTER ROLE ${plain.user} CREATEROLE;`);
+    expect((error as Error).message).toContain(`ALTER ROLE "${plain.user}" CREATEROLE;`);
     expect((error as Error).message).toContain('on PostgreSQL 15 and older CREATEROLE is as good as superuser');
   });
 
@@ -208,7 +208,7 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
       expect(refused.stderr).toContain(
         `[PROVISIONING_REFUSED]: database 'kw_missing_${suffix}' does not exist, and role '${owner.user}' may not create it: it lacks CREATEDB.`,
       );
-      expect(refused.stderr).toContain(`ALTER ROLE ${owner.user} CREATEDB;`);
+      expect(refused.stderr).toContain(`ALTER ROLE "${owner.user}" CREATEDB;`);
       await expect(ensureDatabase(missing)).rejects.toMatchObject({ privilege: 'CREATEDB' });
     } finally {
       await execute(server.urlOf('postgres'), 'GRANT CONNECT ON DATABASE postgres TO PUBLIC; GRANT CONNECT ON DATABASE template1 TO PUBLIC');
@@ -222,10 +222,10 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     const target = server.urlOf(await server.createEmptyDatabase());
 
     await expect(provisionDatabase({ adminUrl: target, owner: { user: superOwner, password: 'x' } })).rejects.toThrow(
-      `ALTER ROLE ${superOwner} NOSUPERUSER;`,
+      `ALTER ROLE "${superOwner}" NOSUPERUSER;`,
     );
     await expect(provisionDatabase({ adminUrl: target, owner: { user: memberOwner, password: 'x' } })).rejects.toThrow(
-      `REVOKE pg_execute_server_program FROM ${memberOwner};`,
+      `REVOKE "pg_execute_server_program" FROM "${memberOwner}";`,
     );
     // Refused whole: the database still belongs to the role it belonged to.
     const databaseOwner = await withClient(target, async (client) => (await client.query('SELECT pg_get_userbyid(datdba) AS o FROM pg_database WHERE datname = current_database()')).rows[0].o);

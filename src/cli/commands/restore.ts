@@ -61,14 +61,15 @@ export const restoreCommand: Command = {
     const file = positionals[0]!;
     const yes = values.yes === true;
     const databaseUrl = migrationDatabaseUrl();
-    const { host, port, database } = requireLocalDatabase(databaseUrl, { force: values.force === true, action: 'restore into' });
+    const variable = migrationUrlVariable(databaseUrl);
+    const { host, port, database } = requireLocalDatabase(databaseUrl, { force: values.force === true, action: 'restore into', variable });
     if (!yes && !process.stdin.isTTY) {
       throw new RestoreError(`refusing to restore into '${database}' on ${host} without confirmation: there is no terminal to ask on; pass --yes`);
     }
     // Before reading a backup that may take minutes to check (restoreDatabase checks again).
     await requireDirectDatabase(databaseUrl, {
       operation: 'restore',
-      variable: migrationUrlVariable(databaseUrl),
+      variable,
       applicationName: 'kennwilliamson-restore',
     });
 

@@ -3,6 +3,7 @@ import { requireDirectDatabase } from '../../db/direct-connection.js';
 import { ConfigError, DatabaseError } from '../../errors.js';
 import { migrate } from '../../migrations/migrator.js';
 import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
+import { adminDatabaseUrl, adminUrlVariable } from '../../provisioning/admin-database-url.js';
 import { ensureAppRole, provisionAppRole } from '../../provisioning/app-role.js';
 import { databaseUrlAs, ensureDatabase } from '../../provisioning/database-admin.js';
 import { provisionDatabase, type RoleCredentials } from '../../provisioning/provision-database.js';
@@ -59,14 +60,6 @@ async function refusePooler(databaseUrl: string, variable: string | undefined): 
   });
 }
 
-function adminDatabaseUrl(env: NodeJS.ProcessEnv): string {
-  const url = env.ADMIN_DATABASE_URL?.trim();
-  if (!url) {
-    throw new ConfigError('ADMIN_DATABASE_URL', 'setup --admin needs ADMIN_DATABASE_URL: the database, as a superuser (or a role with CREATEDB and CREATEROLE), directly');
-  }
-  return url;
-}
-
 /** `kennwilliamson-db setup`: the release step; with `--admin`, the one-time provisioning first. */
 export const setupCommand: Command = {
   name: 'setup',
@@ -82,7 +75,7 @@ export const setupCommand: Command = {
     let app: RoleCredentials | undefined;
     let statementBounds: ReturnType<typeof loadStatementBounds> | undefined;
     if (values.admin === true) {
-      const adminUrl = adminDatabaseUrl(env);
+      const adminUrl = adminDatabaseUrl('setup', env);
       const owner = credentials(env, 'DB_OWNER_USER', 'DB_OWNER_PASSWORD');
       if (!owner) throw new ConfigError('DB_OWNER_USER', 'setup --admin needs DB_OWNER_USER and DB_OWNER_PASSWORD: the owner role migrations and restores run as');
       app = credentials(env, 'DB_APP_USER', 'DB_APP_PASSWORD');
@@ -91,7 +84,7 @@ export const setupCommand: Command = {
       if (app?.user === owner.user) {
         throw new ConfigError('DB_APP_USER', `DB_APP_USER and DB_OWNER_USER are both '${owner.user}'; the application role must be another role than the owner`);
       }
-      await refusePooler(adminUrl, 'ADMIN_DATABASE_URL');
+      await refusePooler(adminUrl, adminUrlVariable);
       const provisioned = await provisionDatabase({ adminUrl, owner, log });
       if (!provisioned.databaseCreated && provisioned.owner === 'unchanged' && provisioned.handedOver.length === 0) {
         log(`the owner role '${owner.user}' owns the database and everything in it`);
@@ -101,15 +94,16 @@ export const setupCommand: Command = {
       appUser = app?.user;
     } else {
       databaseUrl = migrationDatabaseUrl();
-      await refusePooler(databaseUrl, migrationUrlVariable(databaseUrl));
+      const variable = migrationUrlVariable(databaseUrl);
+      await refusePooler(databaseUrl, variable);
       if (env.DB_APP_PASSWORD && appUser) log('DB_APP_PASSWORD is not used by the release step, which never sets a password (setup --admin does)');
-      if (await ensureDatabase(databaseUrl)) log('created the database');
+      if (await ensureDatabase(databaseUrl, { variable })) log('created the database');
     }
 
     const runs = await migrate({ databaseUrl, log });
     log(runs.length === 0 ? 'Database is up to date.' : `${runs.length} migration(s) applied.`);
     if (app) {
-      const change = await provisionAppRole({ adminUrl: adminDatabaseUrl(env), ...app, ...(statementBounds ? { statementBounds } : {}) });
+      const change = await provisionAppRole({ adminUrl: adminDatabaseUrl('setup', env), ...app, ...(statementBounds ? { statementBounds } : {}) });
       log(change === 'unchanged' ? `the application role '${app.user}' exists, its password unchanged` : `${change === 'created' ? 'created' : 'set the password of'} the application role '${app.user}'`);
     }
     if (appUser) {

@@ -1,6 +1,6 @@
 import { migrate } from '../../migrations/migrator.js';
-import { migrationDatabaseUrl } from '../../migrations/migration-settings.js';
-import { ConfigError } from '../../errors.js';
+import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
+import { adminDatabaseUrl, adminUrlVariable } from '../../provisioning/admin-database-url.js';
 import { databaseUrlAs, recreateDatabase, requireLocalDatabase } from '../../provisioning/database-admin.js';
 import { provisionDatabase } from '../../provisioning/provision-database.js';
 import type { Command } from '../command.js';
@@ -27,11 +27,10 @@ Environment:
   async run({ values }) {
     const log = (line: string) => console.log(line);
     if (values.admin === true) {
-      const adminUrl = process.env.ADMIN_DATABASE_URL?.trim();
+      const adminUrl = adminDatabaseUrl('reset');
       const owner = { user: process.env.DB_OWNER_USER?.trim() ?? '', password: process.env.DB_OWNER_PASSWORD ?? '' };
-      if (!adminUrl) throw new ConfigError('ADMIN_DATABASE_URL', 'reset --admin needs ADMIN_DATABASE_URL');
-      requireLocalDatabase(adminUrl, { force: values.force === true, action: 'reset' });
-      await recreateDatabase(adminUrl);
+      requireLocalDatabase(adminUrl, { force: values.force === true, action: 'reset', variable: adminUrlVariable });
+      await recreateDatabase(adminUrl, { variable: adminUrlVariable });
       log('dropped and recreated the database');
       await provisionDatabase({ adminUrl, owner, log });
       const runs = await migrate({ databaseUrl: databaseUrlAs(adminUrl, owner.user, owner.password), log });
@@ -39,8 +38,9 @@ Environment:
       return;
     }
     const databaseUrl = migrationDatabaseUrl();
-    requireLocalDatabase(databaseUrl, { force: values.force === true, action: 'reset' });
-    await recreateDatabase(databaseUrl);
+    const variable = migrationUrlVariable(databaseUrl);
+    requireLocalDatabase(databaseUrl, { force: values.force === true, action: 'reset', variable });
+    await recreateDatabase(databaseUrl, { variable });
     log('dropped and recreated the database');
     const runs = await migrate({ databaseUrl, log });
     log(`${runs.length} migration(s) applied.`);
