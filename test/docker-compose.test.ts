@@ -45,6 +45,12 @@ describe('docker-compose.yml', async () => {
     expect(postgres.environment.POSTGRES_USER).not.toContain('DB_OWNER_USER');
   });
 
+  // A superuser can run programs as the server's account (COPY … TO PROGRAM), and 127.0.0.1
+  // is open to every account of the host: its password is never a default anyone can guess.
+  it("requires the admin's password from the environment, with no default", () => {
+    expect(postgres.environment.POSTGRES_PASSWORD).toMatch(/^\$\{POSTGRES_PASSWORD:\?[^}]+\}$/);
+  });
+
   it('checks health with pg_isready', () => {
     expect(postgres.healthcheck.test.join(' ')).toContain('pg_isready');
   });
@@ -69,6 +75,10 @@ describe('docker-compose.yml', async () => {
       expect(pgbouncer.environment.DB_USER).toContain('DB_APP_USER');
       expect(pgbouncer.environment.DB_USER).not.toContain('POSTGRES_USER');
       expect(pgbouncer.environment.AUTH_TYPE).toBe('scram-sha-256');
+    });
+
+    it("requires the application role's password from the environment, with no default", () => {
+      expect(pgbouncer.environment.DB_PASSWORD).toMatch(/^\$\{DB_APP_PASSWORD:\?[^}]+\}$/);
     });
 
     it('keeps named statements in transaction mode: max_prepared_statements holds every hot statement, twice over', async () => {
