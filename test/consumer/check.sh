@@ -168,9 +168,12 @@ if wants typescript || wants cjs-nodenext || wants cjs-node10 || wants opentelem
   npm install --no-audit --no-fund --loglevel=error "pg@$(node -p "require('./node_modules/@kennwilliamson/db/package.json').dependencies.pg")"
 fi
 
+# The service's own compiler, by its path: npx in a folder without it would fetch the
+# public registry's unrelated package named `tsc`.
+tsc=$work/service/node_modules/.bin/tsc
 if wants typescript || wants camelcase; then
   echo "consumer check: compiling the ES module TypeScript service"
-  npx tsc -p tsconfig.json
+  "$tsc" -p tsconfig.json
 fi
 
 if wants typescript; then
@@ -182,7 +185,7 @@ for flavour in cjs-nodenext cjs-node10; do
   if wants "$flavour"; then
     echo "consumer check: a CommonJS TypeScript service ($(node -p "require('./$flavour/tsconfig.json').compilerOptions.moduleResolution"))"
     mkdir -p "$flavour/src" && cp commonjs-service.ts "$flavour/src/service.ts"
-    (cd "$flavour" && npx tsc -p tsconfig.json && DATABASE_URL=$database_url says_ok node dist/service.js)
+    (cd "$flavour" && "$tsc" -p tsconfig.json && DATABASE_URL=$database_url says_ok node dist/service.js)
   fi
 done
 
