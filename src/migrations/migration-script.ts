@@ -28,10 +28,11 @@ export interface MigrationStatement {
   /** For `CREATE INDEX CONCURRENTLY`: the index it builds, if named (a failure leaves it INVALID). */
   concurrentIndex?: string;
   /**
-   * `CREATE INDEX CONCURRENTLY`, `DROP INDEX CONCURRENTLY`, `REINDEX … CONCURRENTLY`, `VACUUM`:
-   * it takes no lock that reads or writes queue behind, so it waits for its locks in one
-   * attempt (the whole budget) rather than in short attempts, which would leave an INVALID
-   * index behind when one ran out while the build waited for older transactions.
+   * `CREATE INDEX CONCURRENTLY`, `DROP INDEX CONCURRENTLY`, `REINDEX … CONCURRENTLY`, `VACUUM`
+   * (not `VACUUM FULL`), `ANALYZE`: it takes no lock that reads or writes queue behind, so it
+   * waits for its locks in one attempt (the whole budget) rather than in short attempts, which
+   * would leave an INVALID index behind when one ran out while the build waited for older
+   * transactions.
    */
   concurrent: boolean;
 }
@@ -120,16 +121,39 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
   return { file, sql, transactional, ...(headers.lockWait ? { lockWait: headers.lockWait } : {}), statements };
 }
 
+// Statements that take nothing stronger than SHARE UPDATE EXCLUSIVE, which neither reads
+// (ACCESS SHARE) nor writes (ROW EXCLUSIVE) conflict with: queries do not queue behind their
+// wait, so it may last the whole budget. VACUUM FULL rewrites the table under ACCESS
+// EXCLUSIVE, as ALTER TABLE does, and CLUSTER and plain REINDEX block writes: they wait in short
+// attempts like any other statement. (DETACH PARTITION … CONCURRENTLY ends with ACCESS
+// EXCLUSIVE on the partition, so it does too.)
 function runsConcurrently(node: Record<string, unknown>): boolean {
   const index = node.IndexStmt as { concurrent?: boolean } | undefined;
   const drop = node.DropStmt as { concurrent?: boolean } | undefined;
-  const reindex = node.ReindexStmt as { params?: Array<{ DefElem?: { defname?: string } }> } | undefined;
+  const reindex = node.ReindexStmt as { params?: OptionNode[] } | undefined;
+  const vacuum = node.VacuumStmt as { options?: OptionNode[] } | undefined;
   return (
     index?.concurrent === true ||
     drop?.concurrent === true ||
-    (reindex?.params ?? []).some((param) => param.DefElem?.defname === 'concurrently') ||
-    node.VacuumStmt !== undefined
+    optionOn(reindex?.params, 'concurrently') ||
+    // VACUUM and ANALYZE (the same node), unless FULL.
+    (vacuum !== undefined && !optionOn(vacuum.options, 'full'))
   );
+}
+
+type OptionNode = { DefElem?: { defname?: string; arg?: { String?: { sval?: string }; Integer?: { ival?: number }; Boolean?: { boolval?: boolean } } } };
+
+// `(FULL)`, `(FULL true)`, `FULL` on; `(FULL false)`, `(FULL off)`, `(FULL 0)` off, as the
+// server reads a boolean option. The parse tree omits a zero or false value.
+function optionOn(options: OptionNode[] | undefined, name: string): boolean {
+  const option = (options ?? []).findLast((o) => o.DefElem?.defname === name)?.DefElem;
+  if (option === undefined) return false;
+  const arg = option.arg;
+  if (arg === undefined) return true;
+  if (arg.String !== undefined) return !['false', 'off', 'no', '0'].includes((arg.String.sval ?? '').toLowerCase());
+  if (arg.Integer !== undefined) return (arg.Integer.ival ?? 0) !== 0;
+  if (arg.Boolean !== undefined) return arg.Boolean.boolval === true;
+  return true;
 }
 
 const headerUsage = `the headers are '${noTransactionHeader}' and '${lockWaitHeader} attempt=<duration> total=<duration>', each on a line of its own at the top of the file`;

@@ -476,8 +476,8 @@ async function assertCanRunWithoutTransaction(client: pg.ClientBase, scripts: Mi
 
 // Each statement commits on its own, so each waits for its locks (and retries) on its own: a
 // session lock_timeout (SET, then RESET once the file is done) on the migrator's own
-// connection. A statement that only takes locks no query waits behind (CONCURRENTLY, VACUUM)
-// waits once, for the whole budget.
+// connection. A statement that only takes locks no query waits behind (CONCURRENTLY, VACUUM
+// without FULL, ANALYZE) waits once, for the whole budget.
 async function runWithoutTransaction(
   client: pg.ClientBase,
   script: MigrationScript,

@@ -160,6 +160,35 @@ describe('a no-transaction migration behind a long reader', () => {
   });
 });
 
+describe('VACUUM FULL behind a long reader', () => {
+  // It rewrites the table under ACCESS EXCLUSIVE, as ALTER TABLE does: one attempt of the whole
+  // budget would queue every query of the table behind it until the reader ends.
+  it('waits in short attempts, letting the traffic of the table through between them', async () => {
+    const name = '20990101000000_vacuum_full';
+    await writeMigration(name, '-- migrate:no-transaction\nVACUUM FULL users;\n', '-- migrate:no-transaction\nVACUUM users;\n');
+    const db = createDb({ databaseUrl: database.url, minConnections: 0 });
+    const user = await newUser(db);
+    const reader = await longReader();
+    const warnings: string[] = [];
+    let readerEnded = false;
+    try {
+      const migrating = migrate({ databaseUrl: database.url, migrationsDir, lockWait: { ...quick, totalMs: 60_000 }, warn: (line) => warnings.push(line) });
+      await eventually(migratorWaitsForALock, 'VACUUM FULL waits for its lock on users');
+      await expect(users.findById(db, user.id)).resolves.toMatchObject({ id: user.id });
+      await eventually(() => warnings.length > 0, 'an attempt of VACUUM FULL was reported');
+      expect(warnings[0]).toMatch(new RegExp(`^${name}\\.up\\.sql line 2: attempt 1 waited 100ms for its locks`));
+      await reader.client.query('COMMIT');
+      readerEnded = true;
+      await expect(migrating).resolves.toHaveLength(1);
+    } finally {
+      if (!readerEnded) await reader.client.query('ROLLBACK');
+      await reader.client.end();
+      await db.destroy();
+    }
+    expect(await recorded(name)).toBe(1);
+  });
+});
+
 describe('npm run migrate behind a long reader', () => {
   it("uses the file's own lock-wait header, reports each attempt on stderr and fails naming the blocker", async () => {
     const name = '20990101000000_header_budget';

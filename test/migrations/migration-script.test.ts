@@ -178,4 +178,27 @@ describe('parseMigrationScript: statements that only take locks no query waits b
     );
     expect(script.statements.map((statement) => statement.concurrent)).toEqual([true, true, true, true, false, false]);
   });
+
+  // VACUUM FULL rewrites the table under ACCESS EXCLUSIVE: waiting the whole budget in one
+  // attempt would queue every query of the table behind it for up to ten minutes.
+  it('leaves VACUUM FULL, however spelt, to the short attempts, and keeps plain VACUUM and ANALYZE in one', async () => {
+    const statements = [
+      ['VACUUM FULL t;', false],
+      ['VACUUM (FULL) t;', false],
+      ['VACUUM (FULL true, ANALYZE) t;', false],
+      ['VACUUM (FULL 1) t;', false],
+      ['VACUUM FULL ANALYZE t;', false],
+      ['VACUUM FULL;', false],
+      ['VACUUM (FULL false) t;', true],
+      ['VACUUM (FULL off) t;', true],
+      ['VACUUM (FULL 0) t;', true],
+      ['VACUUM (ANALYZE) t;', true],
+      ['ANALYZE t;', true],
+      ['REINDEX (CONCURRENTLY false) INDEX j;', false],
+      ['REINDEX INDEX j;', false],
+      ['CLUSTER t USING i;', false],
+    ] as const;
+    const script = await parseMigrationScript('x.up.sql', ['-- migrate:no-transaction', ...statements.map(([text]) => text)].join('\n'));
+    expect(script.statements.map((statement) => [`${statement.text};`, statement.concurrent])).toEqual(statements);
+  });
 });
