@@ -7,6 +7,9 @@
  */
 
 import { NoResultError } from 'kysely';
+import { type BlockingSession, describeBlockingSessions } from './blocking-session.js';
+
+export type { BlockingSession } from './blocking-session.js';
 
 // The names of an error's classes, from its own up to DbError, under a registered symbol.
 const errorClasses = Symbol.for('@kennwilliamson/db/error-classes');
@@ -421,29 +424,6 @@ export class MigrationLockLostError extends DbError {
   }
 }
 
-/** A session that blocked a migration's statement, as `pg_stat_activity` showed it. */
-export interface BlockingSession {
-  pid: number;
-  applicationName: string;
-  /** `active`, `idle in transaction` … */
-  state: string;
-  /** When its transaction began. */
-  xactStart?: Date;
-  /** The start of its current or last statement, whitespace collapsed. */
-  query: string;
-}
-
-function describeBlockers(blockers: readonly BlockingSession[]): string {
-  if (blockers.length === 0) return 'no blocking session was seen (it ended, or is not visible to this role)';
-  return `blocked by ${blockers
-    .map(
-      (b) =>
-        `pid ${b.pid} (application '${b.applicationName}', ${b.state}` +
-        `${b.xactStart ? `, transaction since ${b.xactStart.toISOString()}` : ''}, query '${b.query}')`,
-    )
-    .join('; ')}`;
-}
-
 /**
  * A migration could not take its locks within its budget: each attempt waited up to its
  * `lock_timeout` and rolled back (so that traffic queued behind it went on), and the total
@@ -466,7 +446,7 @@ export class MigrationBlockedError extends MigrationError {
     super(
       file,
       line,
-      `gave up waiting for its locks after ${attempts} attempt(s) over ${waitedMs} ms (${budget}), ${describeBlockers(blockers)}. ` +
+      `gave up waiting for its locks after ${attempts} attempt(s) over ${waitedMs} ms (${budget}), ${describeBlockingSessions(blockers)}. ` +
         (statementsApplied === 0
           ? 'Nothing of this migration was applied.'
           : `It runs without a transaction: the ${statementsApplied} statement(s) before this one took effect and stay, and the migration is not recorded.`) +

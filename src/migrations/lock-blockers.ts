@@ -1,18 +1,20 @@
 import type pg from 'pg';
 import { openClient } from '../db/with-client.js';
-import type { BlockingSession } from '../errors.js';
+import type { BlockingSession } from '../blocking-session.js';
+import { statementShape } from './statement-shape.js';
 
 /** Shown in `pg_stat_activity` for the connection that watches who blocks a migration. */
 export const blockerMonitorApplicationName = 'kennwilliamson-migrate-monitor';
 
 // Who waits behind whom, from the lock manager itself (pg_blocking_pids), with what
 // pg_stat_activity says of each blocker. Each statement runs in a transaction of its own, so
-// the activity snapshot is fresh every time. The query's start only, whitespace collapsed: a
-// reader's statement text, not its data.
+// the activity snapshot is fresh every time. The query's text is reduced to its shape here,
+// before it goes anywhere: the blocker of a hot row is often an admin's UPDATE of a password
+// hash or an email.
 const blockersSql = `
   SELECT b.pid, coalesce(b.application_name, '') AS application_name,
          coalesce(b.state, 'not visible to this role') AS state, b.xact_start,
-         left(regexp_replace(coalesce(b.query, ''), '\\s+', ' ', 'g'), 80) AS query
+         coalesce(b.query, '') AS query
     FROM unnest(pg_catalog.pg_blocking_pids($1)) AS blocking(pid)
     JOIN pg_catalog.pg_stat_activity b ON b.pid = blocking.pid
    ORDER BY b.xact_start NULLS LAST, b.pid`;
@@ -46,13 +48,15 @@ export function blockerMonitor(databaseUrl: string): BlockerMonitor {
       xact_start: Date | null;
       query: string;
     }>(blockersSql, [pid]);
-    return rows.map((row) => ({
-      pid: row.pid,
-      applicationName: row.application_name,
-      state: row.state,
-      ...(row.xact_start ? { xactStart: row.xact_start } : {}),
-      query: row.query,
-    }));
+    return Promise.all(
+      rows.map(async (row) => ({
+        pid: row.pid,
+        applicationName: row.application_name,
+        state: row.state,
+        ...(row.xact_start ? { xactStart: row.xact_start } : {}),
+        query: await statementShape(row.query),
+      })),
+    );
   };
   return {
     watch(pid, intervalMs) {

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatDuration } from '../db/duration.js';
-import type { BlockingSession } from '../errors.js';
+import { type BlockingSession, describeBlockingSessions } from '../blocking-session.js';
 import type { BlockerMonitor } from './lock-blockers.js';
 import type { LockWaitHeader } from './migration-script.js';
 
@@ -92,12 +92,9 @@ function isLockNotAvailable(error: unknown): boolean {
   return code(error) === '55P03' || code((error as { cause?: unknown } | null)?.cause) === '55P03';
 }
 
+// The first attempt opens no watching connection: most lock waits end within it.
 function describeBlockers(blockers: readonly BlockingSession[], watched: boolean): string {
-  if (!watched) return 'blocking sessions are watched from the next attempt on';
-  if (blockers.length === 0) return 'no blocking session seen';
-  return `blocked by ${blockers
-    .map((b) => `pid ${b.pid} (${b.applicationName || 'no application name'}, ${b.state}${b.xactStart ? `, transaction since ${b.xactStart.toISOString()}` : ''})`)
-    .join(', ')}`;
+  return watched ? describeBlockingSessions(blockers) : 'blocking sessions are watched from the next attempt on';
 }
 
 /**
