@@ -8,8 +8,9 @@ export const noTransactionHeader = '-- migrate:no-transaction';
 
 /**
  * Header of a migration file with a lock budget of its own (`attempt=` the longest one attempt
- * waits for a lock, `total=` the whole budget), e.g. `-- migrate:lock-wait attempt=5s total=1h`
- * for a migration run in a maintenance window.
+ * waits for a lock, `total=` the whole budget), e.g. `-- migrate:lock-wait total=1h` to outwait a
+ * long transaction in short attempts. An `attempt=` above the services' `DB_LOCK_TIMEOUT` (2 s)
+ * makes the calls queued behind an attempt fail: for a maintenance window only.
  */
 export const lockWaitHeader = '-- migrate:lock-wait';
 

@@ -117,7 +117,9 @@ export function defaultMigrationsDir(): string {
  * Refuses to start if an applied migration's file was changed or removed.
  * With `dryRun: true` it takes the lock, makes the same checks, and returns what would run
  * without changing anything (not even creating `schema_migrations`).
- * Services may call it at start-up.
+ * A service with several instances runs it in its release step (`kennwilliamson-db setup`)
+ * rather than at start-up, where every instance would hold the owner's URL and a start could
+ * wait for the migration lock and then for the migrations' table locks (10 min by default).
  *
  * @example
  * const applied = await migrate({ log: console.log }) // MIGRATION_DATABASE_URL, else DATABASE_URL
