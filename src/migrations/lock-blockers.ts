@@ -23,6 +23,12 @@ const blockersSql = `
 export interface BlockerMonitor {
   /** Starts sampling who blocks backend `pid` every `intervalMs`, until the returned `stop()`, which resolves to the last sessions seen. */
   watch(pid: number, intervalMs: number): { stop(): Promise<BlockingSession[]> };
+  /**
+   * Starts opening the watching connection now, once there is contention, so that the first
+   * sample of the next (short) attempt does not wait for a login. A failure shows up, and is
+   * ignored, at that sample.
+   */
+  connect(): void;
   close(): Promise<void>;
 }
 
@@ -39,9 +45,14 @@ export interface BlockerMonitor {
  */
 export function blockerMonitor(databaseUrl: string): BlockerMonitor {
   let client: Promise<pg.Client> | undefined;
+  const connect = () => {
+    if (client !== undefined) return client;
+    client = openClient(databaseUrl, blockerMonitorApplicationName);
+    client.catch(() => undefined);
+    return client;
+  };
   const blockersOf = async (pid: number): Promise<BlockingSession[]> => {
-    client ??= openClient(databaseUrl, blockerMonitorApplicationName);
-    const { rows } = await (await client).query<{
+    const { rows } = await (await connect()).query<{
       pid: number;
       application_name: string;
       state: string;
@@ -59,6 +70,7 @@ export function blockerMonitor(databaseUrl: string): BlockerMonitor {
     );
   };
   return {
+    connect: () => void connect(),
     watch(pid, intervalMs) {
       let seen: BlockingSession[] = [];
       let sampling: Promise<void> | undefined;

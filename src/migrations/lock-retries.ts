@@ -110,8 +110,10 @@ function describeBlockers(blockers: readonly BlockingSession[], watched: boolean
 export async function withLockRetries<T>(options: LockRetryOptions, attempt: (lock: LockAttempt) => Promise<T>): Promise<T> {
   const { policy } = options;
   const started = performance.now();
-  // Watching takes a connection of its own, opened only once there is contention: from the
-  // second attempt on, or at once for a statement that waits in one attempt.
+  // Watching takes a connection of its own, opened only once there is contention: when the
+  // first attempt runs out of lock time (ready for the second), or at once for a statement
+  // that waits in one attempt. An attempt is sampled four times, so that even a short one is
+  // seen waiting.
   const singleAttempt = policy.firstAttemptMs >= policy.totalMs;
   // A short attempt can end before a sample lands; the blockers last seen are still the best guess.
   let lastSeen: BlockingSession[] = [];
@@ -122,7 +124,7 @@ export async function withLockRetries<T>(options: LockRetryOptions, attempt: (lo
     let watching: { stop(): Promise<BlockingSession[]> } | undefined;
     const watched = number > 1 || singleAttempt;
     const watch = (pid: number) => {
-      if (watched) watching ??= options.monitor.watch(pid, Math.min(1_000, Math.max(20, Math.floor(lockTimeoutMs / 2))));
+      if (watched) watching ??= options.monitor.watch(pid, Math.min(1_000, Math.max(20, Math.floor(lockTimeoutMs / 4))));
     };
     try {
       const result = await attempt({ number, lockTimeoutMs, watch });
@@ -148,6 +150,7 @@ export async function withLockRetries<T>(options: LockRetryOptions, attempt: (lo
           `rolled back so that queries queued behind it go on, trying again in ${formatDuration(pauseMs)} ` +
           `(${(waitedMs / 1000).toFixed(1)} s of ${formatDuration(policy.totalMs)} spent)`,
       );
+      options.monitor.connect();
       await sleep(pauseMs);
     }
   }
