@@ -1,6 +1,6 @@
 import { ConfigError } from '../errors.js';
 import { parsePostgresUrl } from './database-target.js';
-import { parseDuration } from './duration.js';
+import { type DurationRule, maxDurationMs, parseDuration, tooLong } from './duration.js';
 
 /** Settings of the connection pool. Every field has the default the design names. */
 export interface DbConfig {
@@ -10,7 +10,10 @@ export interface DbConfig {
   maxConnections: number;
   /** Connections opened at start-up and kept open (`DB_MIN_CONNECTIONS`, default 2). */
   minConnections: number;
-  /** Longest wait for a free connection before {@link PoolTimeoutError} (`DB_ACQUIRE_TIMEOUT` in seconds, default 30). */
+  /**
+   * Longest wait for a free connection before {@link PoolTimeoutError} (`DB_ACQUIRE_TIMEOUT`,
+   * default 30 s; a bare number there is seconds).
+   */
   acquireTimeoutMs: number;
   /** Shown in `pg_stat_activity`, so operators can tell this pool's connections apart. */
   applicationName: string;
@@ -66,6 +69,9 @@ export interface DbConfig {
 /** How much longer than `statement_timeout` a call may wait before the client gives up on its connection. */
 export const callDeadlineGraceMs = 5_000;
 
+// Linux's MAX_TCP_KEEPIDLE, in milliseconds.
+const maxKeepAliveDelayMs = 32_767_000;
+
 /** See {@link DbConfig.preparedStatements}. */
 export type PreparedStatementsMode = 'auto' | 'on' | 'off';
 
@@ -93,15 +99,29 @@ export interface StatementBounds {
   idleInTransactionTimeoutMs: number;
 }
 
-function readDuration(env: NodeJS.ProcessEnv, variable: string): number | undefined {
+// How each duration variable is read. A bare number keeps the meaning it always had (seconds
+// for DB_ACQUIRE_TIMEOUT, milliseconds for the others, as PostgreSQL reads statement_timeout),
+// but one that is implausible for its bound is refused, asking for a unit: DB_CONNECT_TIMEOUT=30
+// would be 30 ms and break every login, DB_ACQUIRE_TIMEOUT=30000 would be eight hours.
+// With a unit (500ms, 30s, 2min) any value from 1 ms to maxDurationMs is accepted.
+export const durationVariables = {
+  DB_STATEMENT_TIMEOUT: { bare: 'ms', plausibleBare: [1_000, Infinity] },
+  DB_LOCK_TIMEOUT: { bare: 'ms', plausibleBare: [1_000, Infinity] },
+  DB_IDLE_IN_TRANSACTION_TIMEOUT: { bare: 'ms', plausibleBare: [1_000, Infinity] },
+  DB_CONNECT_TIMEOUT: { bare: 'ms', plausibleBare: [1_000, Infinity] },
+  DB_MAX_LIFETIME: { bare: 'ms', plausibleBare: [60_000, Infinity] },
+  DB_ACQUIRE_TIMEOUT: { bare: 's', plausibleBare: [1, 999] },
+} as const satisfies Record<string, DurationRule>;
+
+function readDuration(env: NodeJS.ProcessEnv, variable: keyof typeof durationVariables): number | undefined {
   const raw = env[variable];
   if (raw === undefined || raw.trim() === '') return undefined;
-  return parseDuration(variable, raw);
+  return parseDuration(variable, raw, durationVariables[variable]);
 }
 
 /**
  * The server-side bounds from `DB_STATEMENT_TIMEOUT`, `DB_LOCK_TIMEOUT` and
- * `DB_IDLE_IN_TRANSACTION_TIMEOUT` (milliseconds, or with a unit: `5s`), with the defaults.
+ * `DB_IDLE_IN_TRANSACTION_TIMEOUT` (with a unit, `5s`, or bare milliseconds from 1000), with the defaults.
  *
  * @example
  * loadStatementBounds({ DB_STATEMENT_TIMEOUT: '30s' }) // { statementTimeoutMs: 30000, lockTimeoutMs: 2000, idleInTransactionTimeoutMs: 10000 }
@@ -126,6 +146,8 @@ function checkStatementBounds(bounds: StatementBounds): void {
     if (!Number.isSafeInteger(value) || value < 1) {
       throw new ConfigError(variable, `${variable} must be a whole number of milliseconds, at least 1, got ${value}`);
     }
+    // PostgreSQL refuses more than INT_MAX ms at login: every connection would fail.
+    if (value > maxDurationMs) throw new ConfigError(variable, tooLong(variable, `${value} ms`));
   }
   // A lock wait is part of its statement: with a longer lock_timeout, statement_timeout would
   // fire first and a held row would look like a slow statement (QueryCanceledError, not retryable).
@@ -164,9 +186,10 @@ function readInteger(env: NodeJS.ProcessEnv, variable: string, min: number): num
 
 /**
  * Reads the pool settings from the environment (`DATABASE_URL`, `DB_MAX_CONNECTIONS`,
- * `DB_MIN_CONNECTIONS`, `DB_ACQUIRE_TIMEOUT` in seconds, `DB_PREPARED_STATEMENTS`,
+ * `DB_MIN_CONNECTIONS`, `DB_PREPARED_STATEMENTS`, and the durations `DB_ACQUIRE_TIMEOUT`,
  * `DB_STATEMENT_TIMEOUT`, `DB_LOCK_TIMEOUT`, `DB_IDLE_IN_TRANSACTION_TIMEOUT`,
- * `DB_CONNECT_TIMEOUT`, `DB_MAX_LIFETIME`, the last five in milliseconds or with a unit) and
+ * `DB_CONNECT_TIMEOUT` and `DB_MAX_LIFETIME`, each best written with a unit: `30s`; see
+ * {@link durationVariables} for what a bare number means) and
  * checks them, so a bad value fails at start-up with a message naming the variable instead of
  * at the first query.
  *
@@ -176,12 +199,11 @@ function readInteger(env: NodeJS.ProcessEnv, variable: string, min: number): num
 export function loadDbConfig(env: NodeJS.ProcessEnv = process.env): DbConfig {
   const databaseUrl = env.DATABASE_URL?.trim();
   if (!databaseUrl) throw new ConfigError('DATABASE_URL', 'DATABASE_URL is not set');
-  const seconds = readInteger(env, 'DB_ACQUIRE_TIMEOUT', 1);
   return resolveDbConfig({
     databaseUrl,
     maxConnections: readInteger(env, 'DB_MAX_CONNECTIONS', 1),
     minConnections: readInteger(env, 'DB_MIN_CONNECTIONS', 0),
-    acquireTimeoutMs: seconds === undefined ? undefined : seconds * 1000,
+    acquireTimeoutMs: readDuration(env, 'DB_ACQUIRE_TIMEOUT'),
     preparedStatements: readPreparedStatements(env),
     ...loadStatementBounds(env),
     connectTimeoutMs: readDuration(env, 'DB_CONNECT_TIMEOUT'),
@@ -224,17 +246,25 @@ export function resolveDbConfig(partial: Partial<DbConfig> & { databaseUrl: stri
     );
   }
   checkStatementBounds(config);
+  // Each of the first three ends up in a timer (pg-pool's acquire and lifetime timers, pg's
+  // connect timer), and Node fires a timer longer than maxDurationMs after 1 ms. The call
+  // deadline is only compared with a clock.
   for (const [name, value] of [
+    ['DB_ACQUIRE_TIMEOUT', config.acquireTimeoutMs],
     ['DB_CONNECT_TIMEOUT', config.connectTimeoutMs],
     ['DB_MAX_LIFETIME', config.maxLifetimeMs],
     ['callDeadlineMs', config.callDeadlineMs],
   ] as const) {
     if (!Number.isSafeInteger(value) || value < 1) throw new ConfigError(name, `${name} must be a whole number of milliseconds, at least 1, got ${value}`);
+    if (name !== 'callDeadlineMs' && value > maxDurationMs) throw new ConfigError(name, tooLong(name, `${value} ms`));
   }
   // Node hands the kernel whole seconds (TCP_KEEPIDLE); below one second it would keep the
-  // kernel's default of two hours.
-  if (!Number.isSafeInteger(config.keepAliveDelayMs) || config.keepAliveDelayMs < 1_000) {
-    throw new ConfigError('keepAliveDelayMs', `keepAliveDelayMs must be at least 1000 ms, got ${config.keepAliveDelayMs}`);
+  // kernel's default of two hours; above TCP_KEEPIDLE's largest (32767 s) the kernel refuses it.
+  if (!Number.isSafeInteger(config.keepAliveDelayMs) || config.keepAliveDelayMs < 1_000 || config.keepAliveDelayMs > maxKeepAliveDelayMs) {
+    throw new ConfigError(
+      'keepAliveDelayMs',
+      `keepAliveDelayMs must be from 1000 ms to ${maxKeepAliveDelayMs} ms, got ${config.keepAliveDelayMs}`,
+    );
   }
   if (config.callDeadlineMs <= config.statementTimeoutMs) {
     throw new ConfigError(

@@ -1,4 +1,5 @@
 import { databaseTarget } from '../db/database-target.js';
+import { parseDuration } from '../db/duration.js';
 import { ConfigError } from '../errors.js';
 import { defaultLockTimeoutMs } from './migration-lock.js';
 
@@ -41,16 +42,15 @@ export function migrationUrlVariable(url: string, env: NodeJS.ProcessEnv = proce
 }
 
 /**
- * How long to wait for another migration run: `MIGRATION_LOCK_TIMEOUT` in seconds, default
- * 300. Bounded, so a stuck run makes the next one fail with the holder's name rather than hang.
+ * How long to wait for another migration run: `MIGRATION_LOCK_TIMEOUT`, default 5 minutes,
+ * with a unit (`90s`, `10min`) or as a bare number of seconds. A bare number from 10000 up
+ * (more than 2.7 hours: most likely meant as milliseconds) is refused, asking for a unit.
+ * Bounded, so a stuck run makes the next one fail with the holder's name rather than hang.
  *
  * @example migrationLockTimeoutMs({ MIGRATION_LOCK_TIMEOUT: '30' }) // 30000
  */
 export function migrationLockTimeoutMs(env: NodeJS.ProcessEnv = process.env): number {
   const raw = env.MIGRATION_LOCK_TIMEOUT?.trim();
   if (!raw) return defaultLockTimeoutMs;
-  if (!/^\d+$/.test(raw) || Number(raw) < 1) {
-    throw new ConfigError('MIGRATION_LOCK_TIMEOUT', `MIGRATION_LOCK_TIMEOUT must be a whole number of seconds (at least 1), got '${raw}'`);
-  }
-  return Number(raw) * 1000;
+  return parseDuration('MIGRATION_LOCK_TIMEOUT', raw, { bare: 's', plausibleBare: [1, 9_999] });
 }

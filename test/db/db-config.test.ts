@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadDbConfig, resolveDbConfig } from '../../src/db/db-config.js';
 import { ConfigError } from '../../src/errors.js';
+import { migrationLockTimeoutMs } from '../../src/migrations/migration-settings.js';
 
 const url = 'postgresql://app:s3cret-password@db.internal:5432/kennwilliamson';
 
@@ -107,7 +108,7 @@ describe('loadDbConfig', () => {
   it.each([
     ['DB_MAX_CONNECTIONS', 'ten'],
     ['DB_MIN_CONNECTIONS', '-1'],
-    ['DB_ACQUIRE_TIMEOUT', '1.5'],
+    ['DB_ACQUIRE_TIMEOUT', 'soon'],
     ['DB_MAX_CONNECTIONS', '0'],
     ['DB_ACQUIRE_TIMEOUT', '0'],
     ['DB_PREPARED_STATEMENTS', 'yes'],
@@ -116,6 +117,66 @@ describe('loadDbConfig', () => {
     const error = configError({ DATABASE_URL: url, [variable]: value });
     expect(error.variable).toBe(variable);
     expect(error.message).toContain(variable);
+  });
+
+  // Node fires a longer timer after 1 ms (every connection retired at once); PostgreSQL refuses a
+  // longer statement_timeout, lock_timeout or idle_in_transaction_session_timeout at login.
+  it.each(['DB_STATEMENT_TIMEOUT', 'DB_IDLE_IN_TRANSACTION_TIMEOUT', 'DB_CONNECT_TIMEOUT', 'DB_MAX_LIFETIME', 'DB_ACQUIRE_TIMEOUT'])(
+    'refuses %s=30d, longer than PostgreSQL and Node accept (2^31 - 1 ms), naming the variable',
+    (variable) => {
+      const error = configError({ DATABASE_URL: url, [variable]: '30d' });
+      expect(error.variable).toBe(variable);
+      expect(error.message).toContain(`${variable} must be at most 2147483647ms`);
+    },
+  );
+
+  it('accepts a duration up to 2^31 - 1 ms', () => {
+    expect(loadDbConfig({ DATABASE_URL: url, DB_MAX_LIFETIME: '24d', DB_STATEMENT_TIMEOUT: '2147483647ms' })).toMatchObject({
+      maxLifetimeMs: 24 * 86_400_000,
+      statementTimeoutMs: 2_147_483_647,
+    });
+  });
+
+  it('refuses the same bounds given to createDb in milliseconds', () => {
+    expect(() => resolveDbConfig({ databaseUrl: url, statementTimeoutMs: 2 ** 31 })).toThrow(/DB_STATEMENT_TIMEOUT must be at most/);
+    expect(() => resolveDbConfig({ databaseUrl: url, maxLifetimeMs: 30 * 86_400_000 })).toThrow(/DB_MAX_LIFETIME must be at most/);
+  });
+
+  it('reads DB_ACQUIRE_TIMEOUT with a unit too, and a bare number as the seconds it always meant', () => {
+    expect(loadDbConfig({ DATABASE_URL: url, DB_ACQUIRE_TIMEOUT: '1.5s' }).acquireTimeoutMs).toBe(1_500);
+    expect(loadDbConfig({ DATABASE_URL: url, DB_ACQUIRE_TIMEOUT: '500ms' }).acquireTimeoutMs).toBe(500);
+    expect(loadDbConfig({ DATABASE_URL: url, DB_ACQUIRE_TIMEOUT: '2min' }).acquireTimeoutMs).toBe(120_000);
+    expect(loadDbConfig({ DATABASE_URL: url, DB_ACQUIRE_TIMEOUT: '45' }).acquireTimeoutMs).toBe(45_000);
+  });
+
+  // A bare number keeps its meaning (seconds for DB_ACQUIRE_TIMEOUT, milliseconds for the
+  // others, as PostgreSQL reads statement_timeout); one that would be absurd for its bound was
+  // most likely written in the other unit, and is refused rather than obeyed.
+  it.each([
+    ['DB_CONNECT_TIMEOUT', '30', "'30s' or '30ms'"],
+    ['DB_STATEMENT_TIMEOUT', '5', "'5s' or '5ms'"],
+    ['DB_LOCK_TIMEOUT', '750', "'750s' or '750ms'"],
+    ['DB_IDLE_IN_TRANSACTION_TIMEOUT', '60', "'60s' or '60ms'"],
+    ['DB_MAX_LIFETIME', '1800', "'1800s' or '1800ms'"],
+    ['DB_ACQUIRE_TIMEOUT', '30000', "'30000ms' or '30000s'"],
+  ])('refuses a bare %s=%s as ambiguous, asking for a unit (%s)', (variable, value, suggestion) => {
+    const error = configError({ DATABASE_URL: url, [variable]: value });
+    expect(error.variable).toBe(variable);
+    expect(error.message).toContain(`${variable}=${value} is ambiguous`);
+    expect(error.message).toContain(`Write the unit: ${suggestion}`);
+  });
+
+  it('takes the same values with their unit', () => {
+    expect(
+      loadDbConfig({
+        DATABASE_URL: url,
+        DB_CONNECT_TIMEOUT: '30ms',
+        DB_STATEMENT_TIMEOUT: '5s',
+        DB_LOCK_TIMEOUT: '750ms',
+        DB_MAX_LIFETIME: '1800s',
+        DB_ACQUIRE_TIMEOUT: '30000ms',
+      }),
+    ).toMatchObject({ connectTimeoutMs: 30, statementTimeoutMs: 5_000, lockTimeoutMs: 750, maxLifetimeMs: 1_800_000, acquireTimeoutMs: 30_000 });
   });
 
   it('fails naming DB_MIN_CONNECTIONS when it exceeds DB_MAX_CONNECTIONS', () => {
@@ -137,5 +198,18 @@ describe('resolveDbConfig', () => {
     expect(error).toBeInstanceOf(ConfigError);
     expect(error).toMatchObject({ variable: 'DB_ACQUIRE_TIMEOUT' });
     expect(resolveDbConfig({ databaseUrl: url, acquireTimeoutMs: 1 })).toMatchObject({ acquireTimeoutMs: 1 });
+  });
+});
+
+describe('migrationLockTimeoutMs', () => {
+  it('reads MIGRATION_LOCK_TIMEOUT with a unit, or bare as the seconds it always meant', () => {
+    expect(migrationLockTimeoutMs({ MIGRATION_LOCK_TIMEOUT: '90' })).toBe(90_000);
+    expect(migrationLockTimeoutMs({ MIGRATION_LOCK_TIMEOUT: '10min' })).toBe(600_000);
+    expect(migrationLockTimeoutMs({ MIGRATION_LOCK_TIMEOUT: '1500ms' })).toBe(1_500);
+  });
+
+  it('refuses a bare number of milliseconds as ambiguous, and one past 2^31 - 1 ms', () => {
+    expect(() => migrationLockTimeoutMs({ MIGRATION_LOCK_TIMEOUT: '300000' })).toThrow(/MIGRATION_LOCK_TIMEOUT=300000 is ambiguous/);
+    expect(() => migrationLockTimeoutMs({ MIGRATION_LOCK_TIMEOUT: '30d' })).toThrow(/MIGRATION_LOCK_TIMEOUT must be at most/);
   });
 });
