@@ -1,4 +1,5 @@
 import {
+  createQueryId,
   type Kysely,
   type KyselyPlugin,
   type OperationNode,
@@ -9,7 +10,6 @@ import {
   type RootOperationNode,
   sql,
   type UnknownRow,
-  WithSchemaPlugin,
 } from 'kysely';
 import type { DB } from '../../generated/db.js';
 
@@ -105,6 +105,8 @@ function qualifyList(list: readonly unknown[], ctes: Set<string>, inPosition: bo
   return changed === undefined ? list : Object.freeze(changed);
 }
 
+const librarySchemaPluginBrand = Symbol.for('@kennwilliamson/db/library-schema-plugin');
+
 /**
  * Names the library's schema for every table a statement reads or writes (`from
  * "public"."users"`), except CTE names; column references stay as they are (`"users"."id"`:
@@ -114,6 +116,9 @@ function qualifyList(list: readonly unknown[], ctes: Set<string>, inPosition: bo
  * per call nearly as cheap as before.
  */
 export class LibrarySchemaPlugin implements KyselyPlugin {
+  // Told apart by a registered symbol, as both builds of this package (ESM, CommonJS) make one.
+  readonly [librarySchemaPluginBrand] = true;
+
   transformQuery({ node }: PluginTransformQueryArgs): RootOperationNode {
     return qualify(node as unknown as Node, new Set()) as unknown as RootOperationNode;
   }
@@ -128,6 +133,44 @@ const plugin = new LibrarySchemaPlugin();
 // One qualified instance per root Kysely, so the common call allocates nothing; a
 // transaction lives for one call, and gets its own.
 const qualified = new WeakMap<Kysely<DB>, Kysely<DB>>();
+
+// A statement of one table without a schema, as Kysely builds it: a plugin that gives its
+// table a schema is a `withSchema` (Kysely's WithSchemaPlugin, or one like it).
+const unqualifiedProbe = Object.freeze({
+  kind: 'SelectQueryNode',
+  from: Object.freeze({
+    kind: 'FromNode',
+    froms: Object.freeze([
+      Object.freeze({
+        kind: 'TableNode',
+        table: Object.freeze({ kind: 'SchemableIdentifierNode', identifier: Object.freeze({ kind: 'IdentifierNode', name: 'kw_schema_probe' }) }),
+      }),
+    ]),
+  }),
+}) as unknown as RootOperationNode;
+
+// Per plugin instance, which a transaction shares with its Kysely: asked once each.
+const setsSchema = new WeakMap<KyselyPlugin, boolean>();
+
+// Asked of what a plugin does, not of its class: `instanceof WithSchemaPlugin` fails for a
+// plugin of another copy of Kysely (a CommonJS service's own beside the one this build loads).
+// The library's own plugin is not one: it only fills in the schema where none is named.
+function givesSchema(plugin: KyselyPlugin): boolean {
+  if ((plugin as { [librarySchemaPluginBrand]?: boolean })[librarySchemaPluginBrand] === true) return false;
+  let found = setsSchema.get(plugin);
+  if (found === undefined) {
+    try {
+      const node = plugin.transformQuery({ node: unqualifiedProbe, queryId: createQueryId() }) as unknown as {
+        from?: { froms?: Array<{ table?: { schema?: unknown } }> };
+      };
+      found = node.from?.froms?.[0]?.table?.schema !== undefined;
+    } catch {
+      found = false;
+    }
+    setsSchema.set(plugin, found);
+  }
+  return found;
+}
 
 /**
  * `db` (or a transaction) whose statements name the library's schema for every table they
@@ -146,7 +189,7 @@ export function inLibrarySchema(db: Kysely<DB>): Kysely<DB> {
   const found = qualified.get(db);
   if (found !== undefined) return found;
   const plugins = db.getExecutor().plugins;
-  const result = plugins.some((p) => p instanceof WithSchemaPlugin) ? db.withSchema(librarySchema) : db.withPlugin(plugin);
+  const result = plugins.some(givesSchema) ? db.withSchema(librarySchema) : db.withPlugin(plugin);
   if (!db.isTransaction) qualified.set(db, result);
   return result;
 }

@@ -1,4 +1,14 @@
-import { CamelCasePlugin, DummyDriver, Kysely, PostgresAdapter, PostgresIntrospector, PostgresQueryCompiler, sql } from 'kysely';
+import {
+  CamelCasePlugin,
+  DummyDriver,
+  Kysely,
+  type KyselyPlugin,
+  PostgresAdapter,
+  PostgresIntrospector,
+  PostgresQueryCompiler,
+  sql,
+  WithSchemaPlugin,
+} from 'kysely';
 import { describe, expect, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
 import { inLibrarySchema } from '../../src/db/library-schema.js';
@@ -74,6 +84,19 @@ describe('inLibrarySchema', () => {
     );
     expect(inLibrarySchema(plain.withPlugin(new CamelCasePlugin())).selectFrom('users').select('displayName' as never).compile().sql).toBe(
       'select "display_name" from "public"."users"',
+    );
+  });
+
+  it("keeps the library's schema over a withSchema of another copy of Kysely (not an instance of this copy's WithSchemaPlugin)", () => {
+    // A CommonJS service's own Kysely beside the ES module one: its WithSchemaPlugin is another class.
+    const elsewhere = new WithSchemaPlugin('elsewhere');
+    const otherCopys: KyselyPlugin = {
+      transformQuery: (args) => elsewhere.transformQuery(args),
+      transformResult: (args) => elsewhere.transformResult(args),
+    };
+    expect(otherCopys).not.toBeInstanceOf(WithSchemaPlugin);
+    expect(inLibrarySchema(plain.withPlugin(otherCopys)).selectFrom('users').select('users.id').compile().sql).toBe(
+      'select "public"."users"."id" from "public"."users"',
     );
   });
 });
