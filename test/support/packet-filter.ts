@@ -37,7 +37,7 @@ export function packetFilterAvailable(purpose: string): boolean {
 export interface SilentPartition {
   /** The chain holding the rules (unique to this partition). */
   chain: string;
-  /** Removes every rule this partition added; safe to call more than once. */
+  /** Removes every rule this partition added and checks they are gone (throws if not; call again); safe to call more than once. */
   heal(): void;
 }
 
@@ -46,14 +46,51 @@ function jumpRule(chain: string): string[] {
   return ['INPUT', '-i', 'lo', '-j', chain, '-m', 'comment', '--comment', `kw-test-partition:${chain}`];
 }
 
-function removeChain(chain: string): void {
+function chainExists(chain: string): boolean {
   try {
-    iptables(['-D', ...jumpRule(chain)]);
+    iptables(['-S', chain]);
+    return true;
   } catch {
-    // Not added yet (a failure while adding the rules), or already gone.
+    return false;
   }
-  iptables(['-F', chain]);
-  iptables(['-X', chain]);
+}
+
+function jumpExists(chain: string): boolean {
+  try {
+    iptables(['-C', ...jumpRule(chain)]);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function sleepSync(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Removes the chain and its jump, and checks that both are gone, trying again a few times (the
+ * xtables lock held by a parallel test file, a rule still referring to the chain); throws when
+ * they stay, so that a partition is never taken for healed while its rules still drop packets.
+ * Synchronous, for the 'exit' handler.
+ */
+function removeChain(chain: string): void {
+  let lastError: unknown;
+  for (let attempt = 1; attempt <= 5; attempt++) {
+    try {
+      while (jumpExists(chain)) iptables(['-D', ...jumpRule(chain)]);
+      if (chainExists(chain)) {
+        iptables(['-F', chain]);
+        iptables(['-X', chain]);
+      }
+    } catch (error) {
+      lastError = error;
+    }
+    if (!jumpExists(chain) && !chainExists(chain)) return;
+    sleepSync(100 * attempt);
+  }
+  const reason = (lastError as { stderr?: string } | undefined)?.stderr?.trim() || String(lastError ?? 'still listed');
+  throw new Error(`could not remove the iptables chain ${chain} (its rules still drop packets): ${reason}`);
 }
 
 function alive(pid: number): boolean {
@@ -70,20 +107,58 @@ function alive(pid: number): boolean {
 function removeStaleChains(): void {
   for (const line of iptables(['-S']).split('\n')) {
     const match = new RegExp(`^-N (${chainPrefix}(\\d+)_[0-9a-f]+)$`).exec(line.trim());
-    if (match && !alive(Number(match[2]))) removeChain(match[1]!);
+    if (match && !alive(Number(match[2]))) {
+      try {
+        removeChain(match[1]!);
+      } catch (error) {
+        console.warn(`[packet-filter] ${(error as Error).message}`);
+      }
+    }
   }
 }
 
 // Partitions not healed yet: healed by healAllPartitions (a test file's afterEach, for a test
-// that timed out, whose own `finally` never runs) and, at the latest, when the process exits.
+// that timed out, whose own `finally` never runs) and, at the latest, when the process exits or
+// is interrupted (Ctrl-C during `npm run bench:faults`).
 const active = new Set<SilentPartition>();
 
-/** Heals every partition this process made and has not healed yet. */
+/** Heals every partition this process made and has not healed yet; throws if a chain could not be removed (it stays listed, for a later try). */
 export function healAllPartitions(): void {
-  for (const partition of active) partition.heal();
+  const failures: unknown[] = [];
+  for (const partition of active) {
+    try {
+      partition.heal();
+    } catch (error) {
+      failures.push(error);
+    }
+  }
+  if (failures.length > 0) throw new AggregateError(failures, `could not heal ${failures.length} partition(s)`);
 }
 
-process.once('exit', healAllPartitions);
+function healOnTheWayOut(): void {
+  try {
+    healAllPartitions();
+  } catch (error) {
+    process.stderr.write(`[packet-filter] ${(error as Error).message}; remove them by hand (iptables -S | grep ${chainPrefix})\n`);
+  }
+}
+
+let exitHandlers = false;
+
+// 'exit' is not emitted when a signal ends the process: SIGINT, SIGTERM and SIGHUP heal first,
+// then end the process as the signal would have (unless someone else listens for it too, who
+// then decides). Installed with the first partition, so that importing this changes nothing.
+function healOnExit(): void {
+  if (exitHandlers) return;
+  exitHandlers = true;
+  process.once('exit', healOnTheWayOut);
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    process.once(signal, () => {
+      healOnTheWayOut();
+      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
+    });
+  }
+}
 
 /**
  * Drops every packet to and from these local TCP ports of 127.0.0.1, in both directions: the
@@ -101,14 +176,17 @@ process.once('exit', healAllPartitions);
 export function silencePorts(ports: readonly number[]): SilentPartition {
   if (ports.length === 0) throw new Error('silencePorts: no port given');
   removeStaleChains();
+  healOnExit();
   const chain = `${chainPrefix}${process.pid}_${randomBytes(3).toString('hex')}`;
   iptables(['-N', chain]);
   let healed = false;
+  // Healed only once the rules are verifiably gone: a failed removal is tried again by the
+  // next heal (afterEach, exit, a signal).
   const heal = () => {
     if (healed) return;
+    removeChain(chain);
     healed = true;
     active.delete(partition);
-    removeChain(chain);
   };
   const partition: SilentPartition = { chain, heal };
   active.add(partition);
