@@ -1,5 +1,6 @@
-import pg from 'pg';
+import type pg from 'pg';
 import type { DbConfig } from './db-config.js';
+import { LibraryClient } from './library-client.js';
 
 /**
  * A pooled connection, with what the pool's bounds track about it. Every field is plain data
@@ -10,7 +11,7 @@ export interface BoundedClient extends pg.ClientBase {
   callStartedAt: number;
   /** How long a call on this connection may wait for its answer now (longer inside `withTimeouts`). */
   deadlineMs: number;
-  /** The `statement_timeout` this connection runs with, when the pool knows it (not behind a pooler). */
+  /** The `statement_timeout` this connection runs with, as it said when opened; undefined until then, or when it has none. */
   statementTimeoutMs: number | undefined;
   /** The `lock_timeout` this connection runs with, when the pool knows it. */
   lockTimeoutMs: number | undefined;
@@ -20,8 +21,8 @@ export interface BoundedClient extends pg.ClientBase {
    * closes, and the next query just finds the connection closed.
    */
   brokenBy: unknown;
-  /** The bounds it was opened with, restored when a `withTimeouts` transaction ends. */
-  readonly openedWith: ConnectionBounds;
+  /** The bounds it runs with outside `withTimeouts` (restored when such a transaction ends). */
+  openedWith: ConnectionBounds;
 }
 
 /** The pool's defaults for a connection's bounds, restored when a `withTimeouts` transaction ends. */
@@ -32,11 +33,12 @@ export interface ConnectionBounds {
 }
 
 /**
- * The `pg.Client` class the pool opens its connections with (pg-pool's `Client` option): a
- * connect timeout of its own (pg-pool's `connectionTimeoutMillis` is the acquire timeout, and
- * would also be used for connecting), TCP keepalive with short timings, and, while
- * `startupBounds()` says so, the server-side bounds as startup parameters, which cost no round
- * trip (a pooler such as PgBouncer refuses them; the pool then stops sending them).
+ * The class the pool opens its connections with (pg-pool's `Client` option): a
+ * {@link LibraryClient} (the library's connect timeout and TCP keepalive, from the pool's
+ * config, and a bounded end) that carries what the pool's bounds track about it and, while
+ * `startupBounds()` says so, sends the server-side bounds as startup parameters, which cost no
+ * round trip (a pooler such as PgBouncer refuses them, or ignores them; the pool then learns
+ * the bounds that hold from the connection itself, see inspectConnection).
  *
  * @example
  * new pg.Pool({ connectionString, Client: boundedClientClass(config, () => true) })
@@ -44,33 +46,29 @@ export interface ConnectionBounds {
 export function boundedClientClass(
   config: DbConfig,
   startupBounds: () => boolean,
-): new (options: pg.ClientConfig) => pg.Client & BoundedClient {
-  return class extends pg.Client implements BoundedClient {
+): new (poolOptions: pg.ClientConfig) => LibraryClient & BoundedClient {
+  return class extends LibraryClient implements BoundedClient {
     callStartedAt = 0;
     deadlineMs = config.callDeadlineMs;
-    statementTimeoutMs: number | undefined;
-    lockTimeoutMs: number | undefined;
+    // Unknown until the connection says which bounds it runs with (the pool asks each new one).
+    statementTimeoutMs: number | undefined = undefined;
+    lockTimeoutMs: number | undefined = undefined;
     brokenBy: unknown = undefined;
-    readonly openedWith: ConnectionBounds;
+    openedWith: ConnectionBounds = { deadlineMs: config.callDeadlineMs, statementTimeoutMs: undefined, lockTimeoutMs: undefined };
 
-    constructor(options: pg.ClientConfig) {
-      const bounded = startupBounds();
-      super({
-        ...options,
-        connectionTimeoutMillis: config.connectTimeoutMs,
-        keepAlive: true,
-        keepAliveInitialDelayMillis: config.keepAliveDelayMs,
-        ...(bounded
+    // pg-pool hands every connection its own options, whose connect timeout is the acquire
+    // timeout: the connection takes its bounds from the config instead.
+    constructor(_poolOptions: pg.ClientConfig) {
+      super(
+        config,
+        startupBounds()
           ? {
               statement_timeout: config.statementTimeoutMs,
               lock_timeout: config.lockTimeoutMs,
               idle_in_transaction_session_timeout: config.idleInTransactionTimeoutMs,
             }
-          : {}),
-      });
-      this.statementTimeoutMs = bounded ? config.statementTimeoutMs : undefined;
-      this.lockTimeoutMs = bounded ? config.lockTimeoutMs : undefined;
-      this.openedWith = { deadlineMs: this.deadlineMs, statementTimeoutMs: this.statementTimeoutMs, lockTimeoutMs: this.lockTimeoutMs };
+          : {},
+      );
       this.on('error', (error: unknown) => {
         this.brokenBy ??= error;
       });

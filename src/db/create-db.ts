@@ -12,6 +12,7 @@ import {
 import type { DB } from '../../generated/db.js';
 import type { BoundedClient } from './bounded-client.js';
 import { callDeadlineGraceMs, type DbConfig, loadDbConfig, resolveDbConfig } from './db-config.js';
+import { timerSlackMs } from './duration.js';
 import { runNamedStatement, type StatementResult } from './named-statement.js';
 import type { StatementNaming } from './statement-naming.js';
 import { createTunedPool, type PoolErrorListener, type TunedPool, type TunedPoolWithNaming } from './tuned-pool.js';
@@ -109,13 +110,11 @@ function createDirectRunner(tuned: TunedPoolWithNaming): DirectQueryRunner {
   };
 }
 
-// Timers and clocks disagree by a millisecond or so; a cancel this close to the timeout is the timeout.
-const timerSlackMs = 5;
-
 /**
  * Maps a failed call's error, saying which bound fired where the pool knows the connection's
- * bounds (a `QueryCanceledError` that ran as long as `statement_timeout`, a
- * `LockNotAvailableError` that waited `lock_timeout`). A query can fail with the server's
+ * bounds, as the connection said when it was opened (see inspectConnection): a
+ * `QueryCanceledError` that ran as long as `statement_timeout`, a `LockNotAvailableError` that
+ * waited `lock_timeout`. A query can fail with the server's
  * 57P01 before the socket's end reaches pg, which then still counts the client as usable:
  * released as it is, it would go back to the pool and fail the next borrower (often the
  * caller's retry). Ending it now makes pg-pool discard it on release.

@@ -13,8 +13,13 @@ import { withClient } from './with-client.js';
  * if (await reachesServerDirectly(client)) // named statements are safe here
  */
 export async function reachesServerDirectly(client: pg.ClientBase): Promise<boolean> {
-  const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-  return rows[0]?.pid === (client as pg.ClientBase & { processID: number | null }).processID;
+  const { rows } = await client.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid');
+  return isAnnouncedProcess(client, rows[0]?.pid);
+}
+
+/** Whether `pid` (what `pg_backend_pid()` answered on `client`) is the process the login announced: no pooler in between. */
+export function isAnnouncedProcess(client: pg.ClientBase, pid: number | undefined): boolean {
+  return pid !== undefined && pid === (client as pg.ClientBase & { processID: number | null }).processID;
 }
 
 /**

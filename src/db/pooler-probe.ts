@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
+import type { LibraryClient } from './library-client.js';
 import { closeNamedStatement } from './named-statement.js';
 
 /**
@@ -24,7 +25,7 @@ class ProbeExpired extends Error {}
 // does, then give it back. Each attempt takes a few round trips (milliseconds); ten that all
 // land there mean the pooler keeps the client where it is.
 const attempts = 10;
-// Ending the probe's two clients after a verdict; a client that does not end by then is destroyed.
+// The probe's polite clean-up after a verdict (a ROLLBACK, a Close) may take this long each.
 const closeGraceMs = 1_000;
 const statementText = 'SELECT pg_catalog.pg_backend_pid() AS pid /* kennwilliamson-db: statement probe */';
 
@@ -44,16 +45,14 @@ const statementText = 'SELECT pg_catalog.pg_backend_pid() AS pid /* kennwilliams
  * A run on P again (another client took P before the holder) proves nothing; the probe tries
  * again, up to ten times. Everything is bounded by `budgetMs`: a pooler with one server
  * connection cannot hand out another while the holder keeps it, so its probe ends undecided,
- * and so does any error. `signal` ends it early (the pool is closing).
+ * and so does any error. `signal` ends it early (the pool is closing), and then its two
+ * connections are destroyed at once, without the bounded clean-up a verdict is followed by.
  *
- * @example const { verdict } = await probePooler(() => new pg.Client({ connectionString }), 5_000, signal)
+ * @example const { verdict } = await probePooler(() => new LibraryClient(config), 5_000, signal)
  */
-export async function probePooler(openClient: () => pg.Client, budgetMs: number, signal: AbortSignal): Promise<PoolerProbeResult> {
+export async function probePooler(openClient: () => LibraryClient, budgetMs: number, signal: AbortSignal): Promise<PoolerProbeResult> {
   const preparer = openClient();
   const holder = openClient();
-  // A connection the pooler drops is reported by the failing query; this only keeps the
-  // 'error' event from crashing the process.
-  for (const client of [preparer, holder]) client.on('error', () => undefined);
 
   let timer: NodeJS.Timeout | undefined;
   let onAbort: (() => void) | undefined;
@@ -139,16 +138,29 @@ export async function probePooler(openClient: () => pg.Client, budgetMs: number,
   } finally {
     clearTimeout(timer);
     signal.removeEventListener('abort', onAbort!);
-    // The holder's transaction ends first: a client that leaves in the middle of one makes
-    // PgBouncer close that server connection rather than hand it to the next client. Then
-    // the preparer's waiting query runs, and it closes what it prepared (a Close never fails:
-    // an old pooler passes it to the server connection released last, the likeliest holder of
-    // the statement; a new one forgets the name).
-    if (holding) await within(holder.query('ROLLBACK'), closeGraceMs);
-    if (await within(pending, closeGraceMs)) {
-      for (const name of leftovers) await within(closeNamedStatement(preparer, name), closeGraceMs);
+    // The pool is closing: no goodbye, which on a dead path would wait for the same silence again.
+    const destroy = () => {
+      preparer.destroy();
+      holder.destroy();
+    };
+    if (signal.aborted) destroy();
+    else {
+      signal.addEventListener('abort', destroy, { once: true });
+      try {
+        // The holder's transaction ends first: a client that leaves in the middle of one makes
+        // PgBouncer close that server connection rather than hand it to the next client. Then
+        // the preparer's waiting query runs, and it closes what it prepared (a Close never fails:
+        // an old pooler passes it to the server connection released last, the likeliest holder of
+        // the statement; a new one forgets the name). Each step is bounded, and so is each end.
+        if (holding) await within(holder.query('ROLLBACK'), closeGraceMs);
+        if (await within(pending, closeGraceMs)) {
+          for (const name of leftovers) await within(closeNamedStatement(preparer, name), closeGraceMs);
+        }
+        await Promise.all([preparer.end(), holder.end()]);
+      } finally {
+        signal.removeEventListener('abort', destroy);
+      }
     }
-    await Promise.all([end(preparer), end(holder)]);
   }
 }
 
@@ -166,11 +178,5 @@ async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
     return await Promise.race([work.then(() => true, () => true), late]);
   } finally {
     clearTimeout(timer);
-  }
-}
-
-async function end(client: pg.Client): Promise<void> {
-  if (!(await within(client.end(), closeGraceMs))) {
-    (client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy();
   }
 }

@@ -1,12 +1,12 @@
 import type pg from 'pg';
+import type { LibraryClient } from './library-client.js';
 import type { PreparedStatementsMode } from './db-config.js';
-import { reachesServerDirectly } from './direct-connection.js';
+import type { ConnectionRoute } from './inspect-connection.js';
 import { adoptNamedStatement, forgetNamedStatements, hasParsedStatement } from './named-statement.js';
 import { type PoolerVerdict, probePooler } from './pooler-probe.js';
 import { statementNameOf } from './statement-names.js';
 
-/** Where a connection leads: to PostgreSQL itself, or to a pooler in between. */
-export type ConnectionRoute = 'direct' | 'pooler';
+export type { ConnectionRoute } from './inspect-connection.js';
 
 /** Which way a pool sends the statements built with prepareQuery, and why (see `poolOf(db).statementNaming()`). */
 export interface StatementNamingReport {
@@ -33,8 +33,8 @@ export interface NamedForm {
 
 /** The pool's policy for named statements; created by the tuned pool, used by createDb's statement path. */
 export interface StatementNaming {
-  /** pg-pool's `onConnect`: learns where a new connection leads, waiting for the answer at most a bound. */
-  classify(client: pg.ClientBase): Promise<void>;
+  /** Told where a new connection leads (the pool asks each one, see inspectConnection). */
+  learnRoute(client: pg.ClientBase, route: ConnectionRoute): void;
   /** How to send `sqlText` on this connection now; undefined: unnamed. */
   formOf(client: pg.ClientBase, sqlText: string): NamedForm | undefined;
   /**
@@ -53,24 +53,21 @@ export interface StatementNaming {
 export interface StatementNamingOptions {
   mode: PreparedStatementsMode;
   /** A client of the pool's server and settings, outside the pool: the probe's two connections. */
-  openClient: () => pg.Client;
+  openClient: () => LibraryClient;
   onError: (message: string, error: unknown) => void;
 }
 
-// A server process answers `SELECT pg_backend_pid()` at once; only a pooler whose server
-// connections are all busy keeps it waiting (PgBouncer: up to query_wait_timeout, 120 s). The
-// connection is handed out unchecked after this, and sends its statements unnamed until the
-// answer arrives.
-const classifyTimeoutMs = 2_000;
 // The probe of a pooler: two connections of its own, a few round trips per attempt.
 const probeBudgetMs = 5_000;
 
 /**
  * Decides which statements go out named, per connection:
  * - `off`: none.
- * - Every new connection (in `auto` and `on`) first says where it leads: PostgreSQL announces
- *   its server process id at login, and `pg_backend_pid()` answers with the same one; a pooler
- *   makes up the id it announces. On a direct connection statements are named.
+ * - Every new connection first says where it leads (the pool asks, see inspectConnection):
+ *   PostgreSQL announces its server process id at login, and `pg_backend_pid()` answers with
+ *   the same one; a pooler makes up the id it announces. On a direct connection statements
+ *   are named; on one that has not answered yet (the pool waits for the answer a bounded
+ *   time), unnamed.
  * - Through a pooler, `on` names them; `auto` names them once the pooler passed the probe
  *   (see probePooler, run once per pool in the background; meanwhile statements go unnamed,
  *   so no caller waits for it and none fails by it).
@@ -138,21 +135,10 @@ export function createStatementNaming(options: StatementNamingOptions): Statemen
   };
 
   return {
-    classify: async (client) => {
-      if (mode === 'off') return;
-      const answered = reachesServerDirectly(client).then(
-        (direct) => {
-          const route: ConnectionRoute = direct ? 'direct' : 'pooler';
-          routes.set(client, route);
-          lastRoute = route;
-          if (route === 'pooler' && mode === 'auto') startProbe();
-        },
-        // A connection that cannot answer fails its caller's query the same way.
-        () => undefined,
-      );
-      let timer: NodeJS.Timeout | undefined;
-      await Promise.race([answered, new Promise((resolve) => (timer = setTimeout(resolve, classifyTimeoutMs)))]);
-      clearTimeout(timer);
+    learnRoute: (client, route) => {
+      routes.set(client, route);
+      lastRoute = route;
+      if (route === 'pooler' && mode === 'auto') startProbe();
     },
 
     formOf: (client, sqlText) => {

@@ -3,9 +3,12 @@ import pg from 'pg';
 import { ConnectionError, mapDatabaseError, PoolClosedError, PoolNotReadyError, PoolTimeoutError } from '../errors.js';
 import { type BoundedClient, boundedClientClass, type ConnectionBounds } from './bounded-client.js';
 import { connectionLifetimeMs } from './connection-lifetime.js';
-import { databaseTarget } from './database-target.js';
 import type { DbConfig } from './db-config.js';
+import { timerSlackMs } from './duration.js';
+import { type ConnectionFacts, inspectConnection } from './inspect-connection.js';
+import { connectionOptions, LibraryClient } from './library-client.js';
 import { createStatementNaming, type StatementNaming, type StatementNamingReport } from './statement-naming.js';
+import { warnOnStderr } from './warn-on-stderr.js';
 
 /** Told about connections lost while idle, and about failed attempts to refill the pool. */
 export type PoolErrorListener = (message: string, error: unknown) => void;
@@ -58,8 +61,12 @@ export interface TunedPoolWithNaming extends TunedPool {
 }
 
 const maxRefillDelayMs = 5_000;
-// Timers and clocks disagree by a millisecond or so; a failure this close to the timeout is one.
-const timerSlackMs = 5;
+// A server process answers the connection check at once; only a pooler whose server
+// connections are all busy keeps it waiting (PgBouncer: up to query_wait_timeout, 120 s). The
+// connection is handed out unchecked after this, sends its statements unnamed and knows no
+// bounds until the answer arrives (a caller's first query waits behind it on that connection
+// anyway, as it would wait for a server connection itself).
+const inspectTimeoutMs = 2_000;
 
 /**
  * A `pg` pool that opens `minConnections` at start-up and keeps them: when the server drops
@@ -74,16 +81,10 @@ const timerSlackMs = 5;
  * client.release()
  */
 export function createTunedPool(config: DbConfig, onError: PoolErrorListener = warnOnStderr): TunedPoolWithNaming {
-  // What every connection of the pool is opened with, and so the probe's connections too.
-  const clientConfig: pg.ClientConfig = {
-    ...poolIdentity(config.databaseUrl),
-    connectionString: config.databaseUrl,
-    connectionTimeoutMillis: config.acquireTimeoutMs,
-    application_name: config.applicationName,
-  };
   const naming = createStatementNaming({
     mode: config.preparedStatements,
-    openClient: () => new pg.Client(clientConfig),
+    // The probe's two connections, outside the pool: the pool's connect timeout and keepalive.
+    openClient: () => new LibraryClient(config),
     onError: (message, error) => {
       if (!ending) onError(message, error);
     },
@@ -91,20 +92,25 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
 
   // The server-side bounds go in each pooled connection's startup packet: no round trip, and
   // nothing a later client of the same server connection could inherit, since there is none
-  // without a pooler. A pooler refuses unknown startup parameters (PgBouncer: SQLSTATE 08P01);
-  // behind one the bounds are the role's own defaults, which `setup --admin` writes for the
-  // application role.
+  // without a pooler. A pooler refuses unknown startup parameters (PgBouncer: SQLSTATE 08P01;
+  // the pool then opens its connections without them) or, told to ignore them
+  // (ignore_startup_parameters), drops them silently; behind one the bounds are the role's own
+  // defaults, which `setup --admin` writes for the application role. Either way the pool learns
+  // the bounds in force from each new connection (inspectConnection), and says when one is missing.
   let startupBounds = true;
   const pool = new pg.Pool({
-    ...clientConfig,
+    // Its own options name the server for OpenTelemetry's pool metrics; its connections take
+    // their connect timeout and keepalive from the config (boundedClientClass), since pg-pool's
+    // connectionTimeoutMillis is the acquire timeout.
+    ...connectionOptions(config),
+    connectionTimeoutMillis: config.acquireTimeoutMs,
     max: config.maxConnections,
     min: config.minConnections,
     idleTimeoutMillis: config.idleTimeoutMs,
-    // A connect timeout of its own (clientConfig's is the acquire timeout), TCP keepalive, the bounds.
     Client: boundedClientClass(config, () => startupBounds) as unknown as new () => pg.ClientBase,
-    // pg-pool awaits this hook before it hands a new connection out (the typings say void);
-    // it asks where the connection leads, for named statements (bounded: see statement-naming.ts).
-    ...(config.preparedStatements === 'off' ? {} : { onConnect: naming.classify as (client: pg.ClientBase) => void }),
+    // pg-pool awaits this hook before it hands a new connection out (the typings say void): one
+    // round trip per new connection, never per call (bounded, see inspectTimeoutMs).
+    onConnect: ((client: pg.ClientBase) => inspect(client)) as (client: pg.ClientBase) => void,
   });
   // pg-pool retires a connection after maxLifetimeSeconds (an idle one at once, a busy one when
   // it is released) and reads the setting once per new connection: a fresh random lifetime for
@@ -134,7 +140,10 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
     const sentBounds = startupBounds;
     return pool.connect().catch((error: unknown) => {
       // Every connection opened at once was refused alike: each is opened again without them.
-      if (sentBounds && refusesStartupBounds(error)) return connectWithRoleBounds();
+      if (sentBounds && refusesStartupBounds(error)) {
+        startupBounds = false;
+        return connect();
+      }
       const waitedMs = Math.round(performance.now() - started);
       // Sooner than the timeout: the server refused or dropped the new connection, or the pool
       // was ended (ConnectionError, PoolClosedError).
@@ -159,20 +168,49 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
     });
   };
 
-  // Behind a pooler the bounds are whatever the role's (or database's) defaults say: said once
-  // when one of them is missing, since then a statement or a lock wait has no bound at all. The
-  // check runs on a connection of its own, in the background and bounded: a checkout must not
-  // wait for it (behind a saturated pooler its query would queue for a server connection).
-  let roleBoundsCheck: pg.Client | undefined;
-  const connectWithRoleBounds = (): Promise<pg.PoolClient> => {
-    startupBounds = false;
-    if (roleBoundsCheck === undefined) {
-      roleBoundsCheck = new pg.Client({ ...clientConfig, connectionTimeoutMillis: config.connectTimeoutMs });
-      void warnOfMissingRoleBounds(roleBoundsCheck, config.connectTimeoutMs + config.statementTimeoutMs, (message, error) => {
-        if (!ending) onError(message, error);
-      });
-    }
-    return connect();
+  // What a new connection says about itself: where it leads (for named statements) and the
+  // bounds its session has, whichever way they came. A missing one is said once per pool: then
+  // a statement, a lock wait or an idle transaction has no bound on the server at all.
+  let unboundedSaid = false;
+  const inspect = async (client: pg.ClientBase): Promise<void> => {
+    const answered = inspectConnection(client).then(
+      (facts) => {
+        naming.learnRoute(client, facts.route);
+        learnBounds(client as BoundedClient, facts);
+      },
+      // A connection that cannot answer fails its caller's query the same way.
+      () => undefined,
+    );
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([answered, new Promise((resolve) => (timer = setTimeout(resolve, inspectTimeoutMs)))]);
+    clearTimeout(timer);
+  };
+  const learnBounds = (client: BoundedClient, facts: ConnectionFacts): void => {
+    // 0 is PostgreSQL's "none": no bound to name in an error.
+    const known = (ms: number | undefined) => (ms === 0 ? undefined : ms);
+    client.openedWith = { ...client.openedWith, statementTimeoutMs: known(facts.statementTimeoutMs), lockTimeoutMs: known(facts.lockTimeoutMs) };
+    Object.assign(client, client.openedWith);
+    const unbounded = (
+      [
+        ['statement_timeout', facts.statementTimeoutMs],
+        ['lock_timeout', facts.lockTimeoutMs],
+        ['idle_in_transaction_session_timeout', facts.idleInTransactionTimeoutMs],
+      ] as const
+    )
+      .filter(([, ms]) => ms === 0)
+      .map(([name]) => name);
+    if (unbounded.length === 0 || unboundedSaid || ending) return;
+    unboundedSaid = true;
+    onError(
+      facts.route === 'pooler'
+        ? 'connections pass through a pooler, which refuses or ignores these bounds as startup parameters (PgBouncer ' +
+            `refuses them, or drops those named in ignore_startup_parameters), and the role has no default for ${unbounded.join(', ')}: ` +
+            'those waits are unbounded on the server. Run setup --admin with DB_APP_USER (it sets the application ' +
+            "role's defaults from DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT and DB_IDLE_IN_TRANSACTION_TIMEOUT)"
+        : `the server runs the pool's connections without ${unbounded.join(', ')}, although the pool sent them at login: ` +
+            'those waits are unbounded on the server',
+      new Error(`unbounded: ${unbounded.join(', ')}`),
+    );
   };
 
   // Opens only the connections missing below the minimum, and never by waiting in the
@@ -211,7 +249,7 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
       detail: `no answer within the call deadline of ${client.deadlineMs} ms (waited ${waitedMs} ms); the connection was closed`,
     });
     onError('a call got no answer within its deadline; its connection was closed', error);
-    (client as BoundedClient & { connection: { stream: { destroy(error: Error): void } } }).connection.stream.destroy(error);
+    (client as BoundedClient & LibraryClient).destroy(error);
   };
   const sweeper = setInterval(() => {
     const now = performance.now();
@@ -272,8 +310,10 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
     client.on('error', () => undefined);
     clients.add(client as unknown as BoundedClient);
   });
+  let lastClosed: (() => void) | undefined;
   pool.on('remove', (client) => {
     clients.delete(client as unknown as BoundedClient);
+    if (clients.size === 0) lastClosed?.();
     scheduleRefill(0);
   });
   scheduleRefill(0);
@@ -316,12 +356,17 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
     end: () =>
       (ended ??= (async () => {
         ending = true;
-        clearInterval(sweeper);
-        void roleBoundsCheck?.end().catch(() => undefined);
         clearTimeout(refillTimer);
         settleReady(new PoolClosedError('the pool was ended before it was ready'));
         await Promise.all([refilling, naming.close()]);
+        // pg-pool's end waits for every checked-out connection. One whose call went into a dead
+        // network path is freed only by its call deadline, so the sweep runs until the end: without
+        // it, end() would wait for TCP retransmission to give up, about 15 minutes.
         await pool.end();
+        // Every socket closed, not only handed back: a connection's goodbye to a silent peer is
+        // destroyed after LibraryClient's grace, and an open socket would keep the process alive.
+        if (clients.size > 0) await new Promise<void>((resolve) => (lastClosed = resolve));
+        clearInterval(sweeper);
       })()),
     statementNaming: () => naming.report(connect),
     naming,
@@ -345,54 +390,8 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
   };
 }
 
-// OpenTelemetry's pg instrumentation names a pool in its metrics by the host, port and database
-// of the pool's options (`unknown_host:unknown_port/unknown_database` from a connectionString
-// alone). These are the ones pg reads from the URL, which still decides the connection: pg lets
-// the connectionString's values override these. A URL pg reads but databaseTarget refuses
-// (hostaddr, several hosts) keeps the unnamed pool rather than failing here.
-function poolIdentity(databaseUrl: string): { host?: string; port?: number; database?: string } {
-  try {
-    const { host, port, database } = databaseTarget(databaseUrl);
-    return { host, port, database };
-  } catch {
-    return {};
-  }
-}
-
-async function warnOfMissingRoleBounds(client: pg.Client, boundMs: number, onError: PoolErrorListener): Promise<void> {
-  client.on('error', () => undefined);
-  const giveUp = setTimeout(() => void client.end().catch(() => undefined), boundMs);
-  giveUp.unref();
-  try {
-    await client.connect();
-    const names = ['statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout'];
-    const { rows } = await client.query<{ name: string; setting: string }>(
-      'SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY($1)',
-      [names],
-    );
-    const unbounded = names.filter((name) => rows.some((row) => row.name === name && row.setting === '0'));
-    if (unbounded.length === 0) return;
-    onError(
-      `connections pass through a pooler, which refuses these bounds as startup parameters, and the role has no default for ` +
-        `${unbounded.join(', ')}: those waits are unbounded on the server. Run setup --admin with DB_APP_USER (it sets the ` +
-        'application role\'s defaults from DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT and DB_IDLE_IN_TRANSACTION_TIMEOUT)',
-      new Error(`unbounded: ${unbounded.join(', ')}`),
-    );
-  } catch {
-    // Naming a missing bound is a courtesy; the pool works without it.
-  } finally {
-    clearTimeout(giveUp);
-    await client.end().catch(() => undefined);
-  }
-}
-
 // PgBouncer answers a startup parameter it does not know with a FATAL protocol violation
 // (08P01) before any authentication; PostgreSQL itself accepts these three.
 function refusesStartupBounds(error: unknown): boolean {
   return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === '08P01';
-}
-
-function warnOnStderr(message: string, error: unknown): void {
-  const reason = error instanceof Error ? error.message : String(error);
-  process.stderr.write(`[@kennwilliamson/db] ${message}: ${reason}\n`);
 }

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { Umzug, MigrationError as UmzugMigrationError } from 'umzug';
 import { requireDirectDatabase } from '../db/direct-connection.js';
 import { librarySchema } from '../db/library-schema.js';
+import { warnOnStderr } from '../db/warn-on-stderr.js';
 import { withClient } from '../db/with-client.js';
 import {
   ConfigError,
@@ -97,10 +98,6 @@ const migratorApplicationName = 'kennwilliamson-migrate';
 
 function runPolicy(options: MigratorOptions): LockWaitPolicy {
   return { ...defaultLockWait, ...Object.fromEntries(Object.entries(options.lockWait ?? {}).filter(([, v]) => v !== undefined)) };
-}
-
-function warnOnStderr(line: string): void {
-  process.stderr.write(`[@kennwilliamson/db] ${line}\n`);
 }
 
 /** The migrations folder shipped with this package. */

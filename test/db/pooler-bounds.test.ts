@@ -1,34 +1,98 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDb } from '../../src/db/create-db.js';
+import { withClient } from '../../src/db/with-client.js';
+import { QueryCanceledError } from '../../src/errors.js';
 import { eventually } from '../support/eventually.js';
 import { type PgBouncer, pgBouncerVersions, startPgBouncer } from '../support/pgbouncer.js';
 import { toolsAvailable } from '../support/required-tools.js';
+import { setTestRoleBounds } from '../support/role-bounds.js';
 import { useTestDatabase } from '../support/test-database.js';
 
-// Behind a transaction-mode pooler the pool cannot send its bounds (PgBouncer refuses them as
-// startup parameters): it connects without them, and when the role has no defaults of its own
-// (setup --admin writes them for the application role) it says which waits are unbounded.
+// Behind a transaction-mode pooler the pool's startup bounds do not reach the server: PgBouncer
+// refuses them (08P01), and the pool connects without them, or, told to ignore them
+// (ignore_startup_parameters), drops them without a word. Either way the bounds are the role's
+// defaults (setup --admin writes them for the application role), and the pool learns them from
+// each new connection: it says which are missing, and its errors name the one that fired.
 const testDb = useTestDatabase();
 const installed = toolsAvailable([pgBouncerVersions['1.18']], 'the pooler bounds test');
+const startupBounds = ['statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout'];
+const missing = 'the role has no default for statement_timeout, lock_timeout, idle_in_transaction_session_timeout';
 
 describe.skipIf(!installed)('a pool behind PgBouncer whose role has no bounds of its own', () => {
-  let bouncer: PgBouncer;
+  let refusing: PgBouncer;
+  let ignoring: PgBouncer;
   beforeAll(async () => {
-    bouncer = await startPgBouncer({ serverUrl: inject('serverUrl') });
+    [refusing, ignoring] = await Promise.all([
+      startPgBouncer({ serverUrl: inject('serverUrl') }),
+      startPgBouncer({ serverUrl: inject('serverUrl'), ignoreStartupParameters: startupBounds }),
+    ]);
   });
-  afterAll(async () => bouncer?.stop());
+  afterAll(async () => Promise.all([refusing?.stop(), ignoring?.stop()]));
 
-  it('serves every call, and says once, through onPoolError, which bounds are missing', async () => {
+  it.each([
+    ['refuses the bounds as startup parameters', () => refusing],
+    ['ignores the bounds as startup parameters (ignore_startup_parameters)', () => ignoring],
+  ])('serves every call when the pooler %s, and says once, through onPoolError, which bounds are missing', async (_, bouncer) => {
     const poolErrors: string[] = [];
-    const db = createDb({ databaseUrl: bouncer.url(testDb.directUrl), maxConnections: 3, minConnections: 0 }, { onPoolError: (m) => poolErrors.push(m) });
+    const db = createDb(
+      { databaseUrl: bouncer().url(testDb.directUrl), maxConnections: 3, minConnections: 0 },
+      { onPoolError: (m) => poolErrors.push(m) },
+    );
     try {
       const results = await Promise.all(Array.from({ length: 3 }, () => sql<{ one: number }>`SELECT 1 AS one`.execute(db)));
       expect(results.map(({ rows }) => rows)).toEqual([[{ one: 1 }], [{ one: 1 }], [{ one: 1 }]]);
       await eventually(() => poolErrors.length > 0, 'the pool reports the missing bounds');
-      expect(poolErrors).toEqual([
-        expect.stringContaining('the role has no default for statement_timeout, lock_timeout, idle_in_transaction_session_timeout'),
-      ]);
+      expect(poolErrors).toEqual([expect.stringContaining(missing)]);
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it('says so with DB_PREPARED_STATEMENTS=off too', async () => {
+    const poolErrors: string[] = [];
+    const db = createDb(
+      { databaseUrl: ignoring.url(testDb.directUrl), maxConnections: 1, minConnections: 0, preparedStatements: 'off' },
+      { onPoolError: (m) => poolErrors.push(m) },
+    );
+    try {
+      await sql`SELECT 1`.execute(db);
+      await eventually(() => poolErrors.length > 0, 'the pool reports the missing bounds');
+      expect(poolErrors).toEqual([expect.stringContaining(missing)]);
+    } finally {
+      await db.destroy();
+    }
+  });
+});
+
+describe.skipIf(!installed)('a pool behind a PgBouncer that ignores its startup bounds, whose role has bounds of its own', () => {
+  let ignoring: PgBouncer;
+  const roleBounds = { statementTimeoutMs: 300, lockTimeoutMs: 250, idleInTransactionTimeoutMs: 5_000 };
+  beforeAll(async () => {
+    ignoring = await startPgBouncer({ serverUrl: inject('serverUrl'), ignoreStartupParameters: startupBounds });
+    await setTestRoleBounds(testDb.directUrl, roleBounds);
+  });
+  afterAll(async () => {
+    await ignoring?.stop();
+    // The other describe of this file expects a role without bounds.
+    await withClient(testDb.directUrl, async (client) => {
+      const { rows } = await client.query<{ role: string; database: string }>('SELECT current_user AS role, current_database() AS database');
+      await client.query(`ALTER ROLE ${client.escapeIdentifier(rows[0]!.role)} IN DATABASE ${client.escapeIdentifier(rows[0]!.database)} RESET ALL`);
+    });
+  });
+
+  it("names the role's statement_timeout, not the pool's dropped one, when it cancels a statement", async () => {
+    const poolErrors: string[] = [];
+    // The pool's own bound (5 s) never reaches the server: the role's 300 ms fires.
+    const db = createDb(
+      { databaseUrl: ignoring.url(testDb.directUrl), maxConnections: 1, minConnections: 0, statementTimeoutMs: 5_000 },
+      { onPoolError: (m) => poolErrors.push(m) },
+    );
+    try {
+      const error = await sql`SELECT pg_sleep(3)`.execute(db).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(QueryCanceledError);
+      expect(error).toMatchObject({ reason: 'statement_timeout', statementTimeoutMs: roleBounds.statementTimeoutMs });
+      expect(poolErrors).toEqual([]);
     } finally {
       await db.destroy();
     }

@@ -51,6 +51,12 @@ export interface PgBouncerOptions {
   maxPreparedStatements?: number;
   /** `query_wait_timeout` in seconds: how long a client waits for a server connection (default 120). */
   queryWaitTimeoutSeconds?: number;
+  /**
+   * More startup parameters PgBouncer accepts and drops without a word (`ignore_startup_parameters`,
+   * beside `extra_float_digits` and `search_path`): with the bounds listed here, it no longer
+   * refuses the pool's startup bounds (08P01), it ignores them.
+   */
+  ignoreStartupParameters?: readonly string[];
 }
 
 /**
@@ -87,7 +93,7 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
       'max_client_conn = 1000',
       'max_db_connections = 0',
       // pg sends none of these today; drivers that do must not be refused.
-      'ignore_startup_parameters = extra_float_digits,search_path',
+      `ignore_startup_parameters = ${['extra_float_digits', 'search_path', ...(options.ignoreStartupParameters ?? [])].join(',')}`,
       `logfile = ${path.join(dir, 'pgbouncer.log')}`,
       `pidfile = ${path.join(dir, 'pgbouncer.pid')}`,
       'server_login_retry = 1',
