@@ -7,30 +7,20 @@ import { withClient } from '../../src/db/with-client.js';
 import { incidentTimers, migrate, migrationStatus, phraseSuggestions, phrases, refreshTokens, users } from '../../src/index.js';
 import { pgBouncerPath, startPgBouncer, type PgBouncer } from '../support/pgbouncer.js';
 import { toolsAvailable } from '../support/required-tools.js';
+import { everyTable } from '../support/table-contents.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 // pg_dump sets search_path to '' for its session; behind a transaction-mode pooler that session
 // is then handed to the service (issue 21). A schema that shadows the library's tables is the
 // other half of CVE-2018-1058. Every statement of the library names its schema, so neither may
 // break nor redirect it.
-const libraryTables = [
-  'users',
-  'roles',
-  'user_roles',
-  'incident_timers',
-  'refresh_tokens',
-  'phrases',
-  'user_excluded_phrases',
-  'phrase_suggestions',
-  'schema_migrations',
-] as const;
 
 // Decoys that would accept what the library writes (same columns, defaults, keys and checks),
 // so a redirected statement succeeds quietly instead of failing; and a function that is called
 // only if a statement names uuid_generate_v7() without its schema.
 const decoySql = [
   'CREATE SCHEMA decoy',
-  ...libraryTables.map((table) => `CREATE TABLE decoy.${table} (LIKE public.${table} INCLUDING ALL)`),
+  ...everyTable.map((table) => `CREATE TABLE decoy.${table} (LIKE public.${table} INCLUDING ALL)`),
   "INSERT INTO decoy.roles SELECT * FROM public.roles",
   `CREATE FUNCTION decoy.uuid_generate_v7() RETURNS uuid LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'decoy.uuid_generate_v7 called'; END $$`,
 ].join(';\n');
@@ -43,7 +33,7 @@ const searchPaths = [
 async function decoyRows(url: string): Promise<Record<string, number>> {
   return withClient(url, async (client) => {
     const counts: Record<string, number> = {};
-    for (const table of libraryTables) {
+    for (const table of everyTable) {
       if (table === 'roles') continue; // seeded like public.roles
       counts[table] = (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM decoy.${table}`)).rows[0]!.n;
     }
@@ -51,7 +41,7 @@ async function decoyRows(url: string): Promise<Record<string, number>> {
   });
 }
 
-const noDecoyRows = Object.fromEntries(libraryTables.filter((table) => table !== 'roles').map((table) => [table, 0]));
+const noDecoyRows = Object.fromEntries(everyTable.filter((table) => table !== 'roles').map((table) => [table, 0]));
 
 /** Every query function of the public API, each checking that it read or wrote the real rows. */
 async function useEveryQuery(db: Kysely<DB>): Promise<string> {
