@@ -39,8 +39,26 @@ export type StatementVerdict =
       copyTable?: string;
       /** For `CREATE EXTENSION` and `COMMENT ON EXTENSION`: the extension. */
       extension?: string;
+      /** For `SET`: the setting. */
+      setting?: string;
+      /** For `GRANT`, `REVOKE` and `ALTER DEFAULT PRIVILEGES`: whom it grants to or revokes from. */
+      privileges?: PrivilegeChange;
     }
   | { refused: string };
+
+/**
+ * Whom a `GRANT`, `REVOKE` or `ALTER DEFAULT PRIVILEGES` of a backup names, for the restore
+ * to decide whether that role may receive privileges in this database (the allow-list cannot
+ * know the roles of the server restored into).
+ */
+export interface PrivilegeChange {
+  /** `GRANT` (true) or `REVOKE` (false). */
+  grant: boolean;
+  /** The one role it grants to or revokes from, or `PUBLIC`. */
+  grantee: { role: string } | 'PUBLIC';
+  /** `ALTER DEFAULT PRIVILEGES FOR ROLE …`: whose default privileges; `[]` for the role running it. */
+  forRoles: string[];
+}
 
 /** The extensions the migrations create; a backup may create these and no others. */
 export const backupExtensions = ['pg_trgm', 'pg_uuidv7'] as const;
@@ -210,7 +228,7 @@ const checkSet: Check = (node) => {
   if (value === undefined || !allowed.includes(value)) {
     return refuse(`SET ${name} to anything but ${allowed.map((v) => `'${v}'`).join(' or ')}, as pg_dump writes it, is not allowed`);
   }
-  return accept('SET');
+  return { accepted: 'SET', setting: name };
 };
 
 // SELECT pg_catalog.set_config('search_path', '', false) and SELECT pg_catalog.setval('public.seq', n, bool):
@@ -336,23 +354,95 @@ function objectAllowed(objtype: string, object: unknown): boolean {
   return inPublic(names);
 }
 
+type RoleSpecNode = { RoleSpec?: { roletype?: string; rolename?: string } };
+
+// The one grantee of a GRANT or REVOKE (pg_dump writes one a statement), as pg_dump names
+// roles: by name, or PUBLIC; never CURRENT_USER and the like, which would mean whoever
+// restores. A grant may go to PUBLIC only as PostgreSQL itself grants it (USAGE on the
+// public schema): anything more would open the restored tables (password and token hashes)
+// to every login of the server, and CREATE on public to every role is the way into the
+// owner's migrations that CVE-2018-1058 describes. A predefined role (pg_*) receives nothing:
+// its members are other roles of the server.
+function granteeOf(
+  verb: string,
+  grant: { is_grant?: boolean; grantees?: unknown[]; grant_option?: boolean; grantor?: unknown },
+  publicGrantAllowed: boolean,
+): { role: string } | 'PUBLIC' | { refused: string } {
+  if (grant.grantor !== undefined) return { refused: `${verb} … GRANTED BY is not what pg_dump writes` };
+  if (grant.is_grant && grant.grant_option) {
+    return { refused: `${verb} … WITH GRANT OPTION would let the grantee grant on to other roles; pg_dump writes it for no role of this schema` };
+  }
+  const grantees = (grant.grantees ?? []) as RoleSpecNode[];
+  if (grantees.length !== 1) return { refused: `${verb} to more than one role is not what pg_dump writes (one statement a role)` };
+  const spec = grantees[0]!.RoleSpec ?? {};
+  if (spec.roletype === 'ROLESPEC_PUBLIC') {
+    if (grant.is_grant && !publicGrantAllowed) {
+      return {
+        refused:
+          `${verb} to PUBLIC would give every role of the database server these privileges on the restored objects ` +
+          '(PUBLIC may receive only USAGE on the public schema, as PostgreSQL itself grants it)',
+      };
+    }
+    return 'PUBLIC';
+  }
+  if (spec.roletype !== 'ROLESPEC_CSTRING' || !spec.rolename) {
+    return { refused: `${verb} to CURRENT_USER, SESSION_USER or CURRENT_ROLE is not what pg_dump writes (it names roles)` };
+  }
+  if (grant.is_grant && /^pg_/.test(spec.rolename)) {
+    return { refused: `${verb} to the predefined role ${spec.rolename} would give its members, other roles of the server, privileges on the restored objects` };
+  }
+  return { role: spec.rolename };
+}
+
+const privilegeNames = (privileges: unknown): string[] | undefined =>
+  Array.isArray(privileges)
+    ? privileges.map((privilege) => {
+        const access = (privilege as { AccessPriv?: { priv_name?: string; cols?: unknown } }).AccessPriv;
+        return access?.cols === undefined ? String(access?.priv_name ?? '?') : '(columns)';
+      })
+    : undefined; // ALL
+
 const checkGrant: Check = (node) => {
-  const grant = node as { is_grant?: boolean; targtype?: string; objtype?: string; objects?: unknown[] };
+  const grant = node as {
+    is_grant?: boolean;
+    targtype?: string;
+    objtype?: string;
+    objects?: unknown[];
+    privileges?: unknown;
+    grantees?: unknown[];
+    grant_option?: boolean;
+    grantor?: unknown;
+  };
   const verb = grant.is_grant ? 'GRANT' : 'REVOKE';
   const objtype = grant.objtype ?? '';
   if (grant.targtype !== 'ACL_TARGET_OBJECT' || !grantableObjects.has(objtype)) {
     return refuse(`${verb} on ${objtype.replace('OBJECT_', '').toLowerCase() || 'this'} is not what pg_dump writes for this schema`);
   }
   if (!(grant.objects ?? []).every((object) => objectAllowed(objtype, object))) return outsidePublic(`${verb} on an object`);
-  return accept(grant.is_grant ? 'GRANT' : 'REVOKE');
+  const privileges = privilegeNames(grant.privileges);
+  const usageOnSchema = objtype === 'OBJECT_SCHEMA' && privileges?.length === 1 && privileges[0] === 'usage';
+  const grantee = granteeOf(verb, grant, usageOnSchema);
+  if (grantee !== 'PUBLIC' && 'refused' in grantee) return refuse(grantee.refused);
+  return { accepted: grant.is_grant ? 'GRANT' : 'REVOKE', privileges: { grant: grant.is_grant === true, grantee, forRoles: [] } };
 };
 
 const checkDefaultPrivileges: Check = (node) => {
-  const alter = node as { options?: unknown; action?: { objtype?: string } };
+  const alter = node as { options?: unknown; action?: { is_grant?: boolean; objtype?: string; grantees?: unknown[]; grant_option?: boolean; grantor?: unknown } };
   const options = functionOptions(alter.options);
   const schemas = strings((options.get('schemas') as { List?: { items?: unknown } } | undefined)?.List?.items);
   if (schemas.length !== 1 || schemas[0] !== 'public') return outsidePublic('ALTER DEFAULT PRIVILEGES');
-  return accept('ALTER DEFAULT PRIVILEGES');
+  const forRoles: string[] = [];
+  for (const item of ((options.get('roles') as { List?: { items?: unknown[] } } | undefined)?.List?.items ?? []) as RoleSpecNode[]) {
+    const spec = item.RoleSpec ?? {};
+    if (spec.roletype !== 'ROLESPEC_CSTRING' || !spec.rolename || /^pg_/.test(spec.rolename)) {
+      return refuse('ALTER DEFAULT PRIVILEGES FOR ROLE other than a role by name is not what pg_dump writes');
+    }
+    forRoles.push(spec.rolename);
+  }
+  const action = alter.action ?? {};
+  const grantee = granteeOf(`ALTER DEFAULT PRIVILEGES … ${action.is_grant ? 'GRANT' : 'REVOKE'}`, action, false);
+  if (grantee !== 'PUBLIC' && 'refused' in grantee) return refuse(grantee.refused);
+  return { accepted: 'ALTER DEFAULT PRIVILEGES', privileges: { grant: action.is_grant === true, grantee, forRoles } };
 };
 
 const checkComment: Check = (node) => {

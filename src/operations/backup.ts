@@ -4,7 +4,7 @@ import path from 'node:path';
 import type pg from 'pg';
 import { createGzip } from 'node:zlib';
 import { databaseTarget, type DatabaseTarget } from '../db/database-target.js';
-import { withClient } from '../db/with-client.js';
+import { openClient } from '../db/with-client.js';
 import { requireDirectConnection } from '../db/direct-connection.js';
 import { BackupError, DirectConnectionRequiredError, PgToolNotFoundError, RestoreError } from '../errors.js';
 import { migrationUrlVariable } from '../migrations/migration-settings.js';
@@ -68,27 +68,55 @@ interface ServerFacts {
   tables: number;
 }
 
-// The server's major version decides which pg_dump fits. When even this connection fails
-// (wrong password, server down) the facts stay unknown and pg_dump is run anyway, so the
-// person sees pg_dump's own account of the failure, as with any other pg_dump error.
-// The same connection refuses a pooler first: pg_dump empties search_path for its session, and
-// a pooler in transaction mode would hand that server connection to the services.
-async function serverFacts(databaseUrl: string): Promise<ServerFacts | undefined> {
-  const query = async (client: pg.Client) => {
+// Answers at login that pg_dump would get as well and report in its own words: nothing
+// listens there, no such host, wrong password or no pg_hba entry, no such database.
+const refusedAtLogin = new Set(['ECONNREFUSED', 'ENOTFOUND', '28P01', '28000', '3D000']);
+
+const failureCode = (error: unknown): string | undefined =>
+  ((error as { cause?: { code?: unknown } }).cause?.code as string | undefined) ?? ((error as { code?: unknown }).code as string | undefined);
+
+// The server's major version decides which pg_dump fits, and the same connection refuses a
+// pooler first: pg_dump empties search_path for its session, and a pooler in transaction
+// mode would hand that server connection to the services. pg_dump runs only once this check
+// has run: a pooler that lets the login through but answers no query (every server
+// connection busy, query_wait_timeout) is exactly where it must not. Only a login that is
+// refused outright (wrong password, nothing listening, no such database) lets pg_dump run
+// unchecked, since it is refused the same way and says so in its own words; any other
+// failure is reported here and pg_dump is not run.
+async function serverFacts(databaseUrl: string, target: DatabaseTarget): Promise<ServerFacts | undefined> {
+  let client: pg.Client;
+  try {
+    client = await openClient(databaseUrl, backupApplicationName);
+  } catch (error) {
+    const code = failureCode(error);
+    if (code !== undefined && refusedAtLogin.has(code)) return undefined;
+    throw new BackupError(
+      `could not connect to ${target.description} to check it before running pg_dump: ${(error as Error).message}; pg_dump was not run`,
+      undefined,
+      { cause: error },
+    );
+  }
+  try {
     await requireDirectConnection(client, { operation: 'backup', variable: migrationUrlVariable(databaseUrl) });
-    return (
-      await client.query<ServerFacts>(
-        `SELECT current_setting('server_version_num')::int / 10000 AS major,
-                (SELECT count(*)::int FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                  WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                    AND n.nspname NOT LIKE 'pg\\_toast%') AS tables`,
-      )
-    ).rows[0];
-  };
-  return withClient(databaseUrl, query, backupApplicationName).catch((error: unknown) => {
+    const { rows } = await client.query<ServerFacts>(
+      `SELECT pg_catalog.current_setting('server_version_num')::int / 10000 AS major,
+              (SELECT count(*)::int FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                  AND n.nspname NOT LIKE 'pg\\_toast%') AS tables`,
+    );
+    return rows[0];
+  } catch (error) {
     if (error instanceof DirectConnectionRequiredError) throw error;
-    return undefined;
-  });
+    throw new BackupError(
+      `could not check that ${target.description} is PostgreSQL itself and not a connection pooler, which pg_dump must never go ` +
+        `through (it empties search_path for its session, and a pooler in transaction mode hands that connection to the services): ` +
+        `${(error as Error).message}; pg_dump was not run`,
+      undefined,
+      { cause: error },
+    );
+  } finally {
+    await client.end().catch(() => undefined);
+  }
 }
 
 async function runPgDump(
@@ -259,7 +287,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
   const log = options.log ?? (() => undefined);
   // The server pg reaches with this URL (the version probe) is the one pg_dump is pointed at.
   const target = databaseTarget(options.databaseUrl);
-  const facts = await serverFacts(options.databaseUrl);
+  const facts = await serverFacts(options.databaseUrl, target);
   const pgDump = await choosePgDump(options, target, facts);
   const native = !(pgDump instanceof PgToolNotFoundError);
   if (native) {

@@ -1,12 +1,12 @@
 import { databaseTarget, parsePostgresUrl, type DatabaseTarget } from '../db/database-target.js';
 import { ConfigError } from '../errors.js';
-import { pgTlsSetting } from './pg-tls-setting.js';
+import { libpqSslMode, pgTlsSetting } from './pg-tls-setting.js';
 
 /** How to point a PostgreSQL client program (pg_dump, pg_restore, psql) at a database. */
 export interface LibpqConnection {
   /** `--host … --port … --username … --dbname …`: never the password. */
   args: string[];
-  /** `PGPASSWORD`, `PGSSLMODE`, `PGCONNECT_TIMEOUT` …, added to the program's environment. */
+  /** `PGPASSWORD`, `PGSSLMODE` (see `libpqSslMode`), `PGCONNECT_TIMEOUT` …, added to the program's environment. */
   env: Record<string, string>;
   /** The server the URL reaches, as pg reaches it (see `databaseTarget`). */
   target: DatabaseTarget;
@@ -19,7 +19,6 @@ export interface LibpqConnection {
 // URL query parameters that libpq also reads from the environment; anything else in the
 // URL's query is ignored rather than passed on the command line.
 const queryParameterVariables: Record<string, string> = {
-  sslmode: 'PGSSLMODE',
   sslrootcert: 'PGSSLROOTCERT',
   sslcert: 'PGSSLCERT',
   sslkey: 'PGSSLKEY',
@@ -59,6 +58,10 @@ export function libpqConnection(
     if (value !== null) env[variable] = value;
   }
   if (password) env.PGPASSWORD = password;
+  // TLS as pg connects: pg's spellings (`ssl=true`, `sslmode=no-verify`, pg's `prefer` that
+  // checks the certificate) in libpq's words, so that no program falls back to cleartext.
+  const sslmode = libpqSslMode(databaseUrl, options.env ?? process.env);
+  if (sslmode !== undefined) env.PGSSLMODE = sslmode;
 
   const [host, port] = options.inContainer ? ['127.0.0.1', '5432'] : [target.host, String(target.port)];
   const args = ['--host', host, '--port', port];

@@ -34,3 +34,28 @@ export function pgTlsSetting(databaseUrl: string, env: NodeJS.ProcessEnv = proce
   const fromEnv = env.PGSSLMODE;
   return fromEnv && ['prefer', 'require', 'verify-ca', 'verify-full', 'no-verify'].includes(fromEnv) ? `PGSSLMODE=${fromEnv}` : undefined;
 }
+
+/**
+ * The libpq `sslmode` under which a native PostgreSQL program (pg_dump) connects to
+ * `databaseUrl` as pg does, or undefined to leave libpq its own (and `PGSSLMODE`'s) choice
+ * where pg connects in the clear without the URL saying so. pg's spellings are not libpq's:
+ * `?ssl=true` means nothing to libpq, whose default `prefer` falls back to cleartext, and pg
+ * 8 reads `sslmode=prefer`, `require` and `verify-ca` as `verify-full` (certificate and host
+ * name checked). So: whatever makes pg connect with TLS and check the server (see
+ * {@link pgTlsSetting}) is `verify-full`; `no-verify` (TLS, unchecked) is `require`;
+ * `sslmode=disable` and `ssl=0` are `disable`. With `uselibpqcompat=true`, pg reads `sslmode`
+ * as libpq does, and it is passed on as it is.
+ *
+ * @example
+ * libpqSslMode('postgresql://u:p@db.example.org/app?ssl=true') // 'verify-full'
+ * libpqSslMode('postgresql://u:p@db.example.org/app?sslmode=no-verify') // 'require'
+ */
+export function libpqSslMode(databaseUrl: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const { url } = parsePostgresUrl(databaseUrl);
+  const parameter = (name: string) => url.searchParams.getAll(name).at(-1);
+  const sslmode = parameter('sslmode');
+  if (parameter('uselibpqcompat') === 'true') return sslmode;
+  const setting = pgTlsSetting(databaseUrl, env);
+  if (setting === undefined) return sslmode === 'disable' || parameter('ssl') === '0' ? 'disable' : undefined;
+  return /^(?:sslmode|ssl|PGSSLMODE)=no-verify$/.test(setting) ? 'require' : 'verify-full';
+}

@@ -5,7 +5,8 @@ import { requireDirectConnection } from '../db/direct-connection.js';
 import { DirectConnectionRequiredError, RestoreError } from '../errors.js';
 import { migrationUrlVariable } from '../migrations/migration-settings.js';
 import { databaseUrlAs } from '../provisioning/database-admin.js';
-import { powersBeyondDatabase } from '../provisioning/role-powers.js';
+import { requireRoleName } from '../provisioning/app-role.js';
+import { type RolePower, rolePowers } from '../provisioning/role-powers.js';
 
 /** The owner role a restore logs in as when the URL it was given has powers beyond the database. */
 export interface RestoreOwner {
@@ -21,6 +22,10 @@ export interface RestoreSession {
   role: string;
   /** The role of the URL given, when the restore logs in as the owner instead of it. */
   insteadOf?: string;
+  /** The URL whose connection was found to reach PostgreSQL itself, not a pooler: a restore connecting with it again need not ask again. */
+  directUrl: string;
+  /** `DB_APP_USER`, checked to exist and to be another role than the one restoring. */
+  appRole?: string;
 }
 
 // Why it matters, said once in every refusal.
@@ -28,20 +33,28 @@ const why =
   "a backup's SQL runs with the powers of the session that restores it, functions included (a CHECK constraint's, " +
   "a default's, an index expression's run while rows load, and RESET ROLE undoes a SET ROLE), so a backup restored as";
 
+const described = (powers: RolePower[]) => powers.map((power) => power.description).join('; it ');
+const fixes = (powers: RolePower[]) => powers.map((power) => `${power.fix};`).join(' ');
+
 /**
  * Decides which role runs a backup's SQL: never one with powers beyond the database (a
- * superuser, a member of `pg_execute_server_program` and the like, a role with CREATEROLE or
- * BYPASSRLS; see `powersBeyondDatabase`). When the URL's role is such a role, the restore
+ * superuser, a member of `pg_execute_server_program` or any other predefined role, a role with
+ * CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS or a member of one; see `rolePowers`). When the URL's role is such a role, the restore
  * logs in as the database's owner instead, given its password (`owner`, from
  * `DB_OWNER_PASSWORD`), provided the owner is a role without such powers; otherwise it
- * refuses, saying which role to use and why. Nothing of the backup runs before this.
+ * refuses, saying which role to use and why. Nothing of the backup runs before this. The
+ * connection is checked first to reach PostgreSQL itself, not a pooler
+ * (`DirectConnectionRequiredError`), and `appRole` (`DB_APP_USER`), when given, to exist.
+ * Run it before reading a backup, and hand the result to `restoreDatabase` (`session`).
  *
  * @example
  * const session = await restoreSession(superuserUrl, { password: process.env.DB_OWNER_PASSWORD })
  * // { url: 'postgresql://kennwilliamson:…@…/kennwilliamson', role: 'kennwilliamson', insteadOf: 'postgres' }
  */
-export async function restoreSession(databaseUrl: string, owner: RestoreOwner = {}): Promise<RestoreSession> {
+export async function restoreSession(databaseUrl: string, owner: RestoreOwner = {}, options: { appRole?: string } = {}): Promise<RestoreSession> {
   const target = databaseTarget(databaseUrl);
+  const { appRole } = options;
+  if (appRole !== undefined) requireRoleName('DB_APP_USER', appRole);
   const facts = await withClient(
     databaseUrl,
     async (client) => {
@@ -52,11 +65,13 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
            FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()`,
       );
       const { role, owner: databaseOwner } = rows[0]!;
+      const appRoleExists = appRole === undefined || (await client.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [appRole])).rowCount === 1;
       return {
         role,
         databaseOwner,
-        rolePowers: await powersBeyondDatabase(client, role),
-        ownerPowers: await powersBeyondDatabase(client, databaseOwner),
+        appRoleExists,
+        rolePowers: await rolePowers(client, role),
+        ownerPowers: await rolePowers(client, databaseOwner),
       };
     },
     'kennwilliamson-restore',
@@ -64,18 +79,30 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
     if (error instanceof DirectConnectionRequiredError) throw error;
     throw new RestoreError(`could not connect to ${target.description}: ${(error as Error).message}; the database was not touched`, { cause: error });
   });
-  if (facts.rolePowers.length === 0) return { url: databaseUrl, role: facts.role };
+  const restoringRole = facts.rolePowers.length === 0 ? facts.role : facts.databaseOwner;
+  if (appRole !== undefined && !facts.appRoleExists) {
+    throw new RestoreError(
+      `the application role '${appRole}' (DB_APP_USER) does not exist on this server: run the provisioning step (setup --admin, with ` +
+        'DB_APP_USER and DB_APP_PASSWORD) on this server first, then restore again. The database was not touched.',
+    );
+  }
+  if (appRole === restoringRole) {
+    throw new RestoreError(`DB_APP_USER '${appRole}' is the database's owner, which restores it; the application role must be another role. The database was not touched.`);
+  }
+  const checked = { directUrl: databaseUrl, ...(appRole === undefined ? {} : { appRole }) };
+  if (facts.rolePowers.length === 0) return { url: databaseUrl, role: facts.role, ...checked };
 
   const refuse = (advice: string): never => {
     throw new RestoreError(
-      `refusing to restore as '${facts.role}': it ${facts.rolePowers.join('; it ')}. ${why} '${facts.role}' could run programs, ` +
+      `refusing to restore as '${facts.role}': it ${described(facts.rolePowers)}. ${why} '${facts.role}' could run programs, ` +
         `read and write files or create roles on the database server. ${advice} The database was not touched.`,
     );
   };
   if (facts.ownerPowers.length > 0) {
     refuse(
-      `The database's owner '${facts.databaseOwner}' ${facts.ownerPowers.join('; ')} too: hand the database to a non-superuser owner once ` +
-        `with kennwilliamson-db setup --admin (ADMIN_DATABASE_URL, DB_OWNER_USER, DB_OWNER_PASSWORD), then restore as that owner.`,
+      `The database's owner '${facts.databaseOwner}' ${described(facts.ownerPowers)} too: take that away as an admin ` +
+        `(${fixes(facts.ownerPowers)}), or hand the database to a plain owner once with kennwilliamson-db setup --admin ` +
+        `(ADMIN_DATABASE_URL, DB_OWNER_USER, DB_OWNER_PASSWORD), then restore as that owner.`,
     );
   }
   if (owner.user && owner.user !== facts.databaseOwner) {
@@ -87,7 +114,7 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
         `or DB_OWNER_PASSWORD (its password) so that the restore logs in as it.`,
     );
   }
-  return { url: databaseUrlAs(databaseUrl, facts.databaseOwner, owner.password!), role: facts.databaseOwner, insteadOf: facts.role };
+  return { url: databaseUrlAs(databaseUrl, facts.databaseOwner, owner.password!), role: facts.databaseOwner, insteadOf: facts.role, ...checked };
 }
 
 /**
@@ -99,11 +126,12 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
 export async function requireRestrictedSession(client: pg.Client): Promise<void> {
   const { rows } = await client.query<{ session: string; current: string }>('SELECT session_user AS session, current_user AS current');
   for (const role of new Set([rows[0]!.session, rows[0]!.current])) {
-    const powers = await powersBeyondDatabase(client, role);
+    const powers = await rolePowers(client, role);
     if (powers.length > 0) {
       throw new RestoreError(
-        `refusing to restore as '${role}': it ${powers.join('; it ')}. ${why} it could reach beyond the database. ` +
-          `Restore as the database's owner (not a superuser; see setup --admin). The database was not touched.`,
+        `refusing to restore as '${role}': it ${described(powers)}. ${why} it could reach beyond the database. ` +
+          `Restore as the database's owner, a role without such powers (see setup --admin), or take them away as an admin ` +
+          `(${fixes(powers)}). The database was not touched.`,
       );
     }
   }

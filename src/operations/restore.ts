@@ -1,4 +1,5 @@
 import { createReadStream } from 'node:fs';
+import type pg from 'pg';
 import { open } from 'node:fs/promises';
 import { PassThrough, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
@@ -8,12 +9,16 @@ import { lineOfPosition } from '../sql-position.js';
 import { requireDirectConnection } from '../db/direct-connection.js';
 import { DirectConnectionRequiredError, RestoreError } from '../errors.js';
 import { migrationUrlVariable } from '../migrations/migration-settings.js';
+import { migrationsTable } from '../migrations/migration-storage.js';
+import { appRoleGrantStatements } from '../provisioning/app-role.js';
 import { superuserExtensions } from '../provisioning/provision-database.js';
+import type { PrivilegeChange } from './backup-statement-allow-list.js';
 import { type PgToolExit, spawnPgTool, toolErrorText } from './pg-tool-process.js';
 import { findPgTool, type FindPgToolOptions } from './pg-tools.js';
 import { clearPublicSchema, type KeptExtension } from './clear-public-schema.js';
 import { byteProgress } from './progress-reporter.js';
-import { requireRestrictedSession, restoreSession, type RestoreOwner } from './restore-session.js';
+import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
+import { applicationRolesGrantedNewTables, decidePrivilegeChange, restrictRestoredPrivileges, type RestoreGrantees } from './restored-privileges.js';
 import { ScriptQuery } from './script-query.js';
 import { type SqlScriptPart, sqlScriptParts } from './sql-script.js';
 import type { VerifiedBackup } from './verify-backup-file.js';
@@ -39,6 +44,22 @@ export interface RestoreOptions {
    * owner instead, and refuses without it. See `restoreSession`.
    */
   owner?: RestoreOwner;
+  /**
+   * `DB_APP_USER`, the application role of the database restored into. The backup's grants
+   * go only to the owner and the application role: named here, the application role gets
+   * exactly the release step's grants (`appRoleGrantStatements`) and the backup's grants to
+   * any other role (its own application role, named otherwise) are left out; unnamed, it is
+   * the role the owner's default privileges in `public` give new tables to, and a backup
+   * granting to another role that exists is refused. See `decidePrivilegeChange`.
+   */
+  appRole?: string;
+  /**
+   * What `restoreSession(databaseUrl, owner, { appRole })` returned, when the caller checked
+   * the connection and the roles itself before reading the backup; asked here otherwise.
+   */
+  session?: RestoreSession;
+  /** Longest wait for a lock held by another session (default 30 s); the backup's own `SET lock_timeout` never lifts it. */
+  lockTimeoutMs?: number;
 }
 
 /** A finished restore. */
@@ -50,14 +71,27 @@ export interface RestoreResult {
 /**
  * Run first, in the restore's transaction, before {@link clearPublicSchema} empties `public`
  * for the backup. The lock timeout makes a restore fail clearly, rather than hang, while a
- * session holds locks on the old tables. The backup's statements were parsed with standard
- * strings and an empty search_path (as pg_dump writes them); the server reads them the same
- * way even when a database or role setting says otherwise.
+ * session holds locks on the old tables or on names the backup creates; no statement
+ * timeout, since loading a large table or building its index takes as long as it takes (as
+ * pg_dump's own `SET statement_timeout = 0` means). The backup's `SET`s of these, and of
+ * `idle_in_transaction_session_timeout` and `transaction_timeout`, are not sent: the
+ * restore's bounds, and the server's, stay. The backup's statements were parsed with
+ * standard strings and an empty search_path (as pg_dump writes them); the server reads them
+ * the same way even when a database or role setting says otherwise.
+ *
+ * @example
+ * await client.query(restorePrelude(30_000))
  */
-export const restorePrelude = `SET LOCAL lock_timeout = '30s';
+export function restorePrelude(lockTimeoutMs = 30_000): string {
+  return `SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))};
+SET LOCAL statement_timeout = 0;
 SET LOCAL search_path = '';
 SET LOCAL standard_conforming_strings = on;
 `;
+}
+
+// The backup's own bounds, which would lift the restore's (pg_dump writes them all as 0).
+const restoreBounds = new Set(['lock_timeout', 'statement_timeout', 'idle_in_transaction_session_timeout', 'transaction_timeout']);
 
 // The restore's failures on the server side (a statement, BEGIN, COMMIT), already worded as
 // rolled back; anything else that stops a restore is worded where it is caught.
@@ -150,9 +184,42 @@ function missingRoleAdvice(error: unknown, text: string): string {
   if (!/^(?:GRANT|REVOKE|ALTER\s+DEFAULT\s+PRIVILEGES)\b/i.test(statement)) return '';
   return (
     '\nthe backup grants privileges to a role this server does not have (on a new server: the application role, or the owner): ' +
-    'run the provisioning step (setup --admin, with DB_APP_USER and DB_APP_PASSWORD) on this server first, then restore again'
+    'run the provisioning step (setup --admin, with DB_APP_USER and DB_APP_PASSWORD) on this server first, then restore again' +
+    " (or, when this server's application role has another name, set DB_APP_USER to it: the restore then gives it the application role's grants instead)"
   );
 }
+
+// Who may receive the restored objects, read before public is emptied (its default
+// privileges go with it): the owner restoring and the application role.
+async function restoreGrantees(client: pg.ClientBase, appRole: string | undefined): Promise<RestoreGrantees> {
+  const { rows } = await client.query<{ owner: string }>('SELECT current_user AS owner');
+  const owner = rows[0]!.owner;
+  if (appRole !== undefined) return { owner, applicationRoles: [appRole], named: true };
+  return { owner, applicationRoles: await applicationRolesGrantedNewTables(client), named: false };
+}
+
+async function existingRoles(client: pg.ClientBase, change: PrivilegeChange): Promise<Set<string>> {
+  const names = [...change.forRoles, ...(change.grantee === 'PUBLIC' ? [] : [change.grantee.role])];
+  if (names.length === 0) return new Set();
+  const { rows } = await client.query<{ name: string }>('SELECT rolname AS name FROM pg_catalog.pg_roles WHERE rolname = ANY ($1::text[])', [names]);
+  return new Set(rows.map((row) => row.name));
+}
+
+// Before COMMIT: the application role named by DB_APP_USER gets exactly the release step's
+// grants, and nothing in public keeps a privilege beyond those (the second layer, whatever
+// the backup's statements did).
+async function finishPrivileges(client: pg.ClientBase, grantees: RestoreGrantees, database: string, log: (line: string) => void): Promise<void> {
+  if (grantees.named) {
+    const role = grantees.applicationRoles[0]!;
+    const { rows } = await client.query<{ exists: boolean }>('SELECT pg_catalog.to_regclass($1) IS NOT NULL AS exists', [`public.${migrationsTable}`]);
+    for (const statement of appRoleGrantStatements(quoteIdentifier(role), quoteIdentifier(database), rows[0]!.exists)) await client.query(statement);
+    log(`gave the application role '${role}' its grants, as the release step does`);
+  }
+  const revoked = await restrictRestoredPrivileges(client, grantees.applicationRoles);
+  if (revoked.length > 0) log(`revoked what the backup granted beyond what a restore gives: ${revoked.join('; ')}`);
+}
+
+const quoteIdentifier = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 /**
  * Restores a verified backup into a database, all or nothing, with no psql involved: the
@@ -180,7 +247,8 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   signal?.throwIfAborted();
   // Which role runs the backup's SQL, decided before anything of the backup is read: never
   // one whose powers reach beyond the database (a superuser's reach the server's programs).
-  const session = await restoreSession(options.databaseUrl, options.owner);
+  const session =
+    options.session ?? (await restoreSession(options.databaseUrl, options.owner, options.appRole === undefined ? {} : { appRole: options.appRole }));
   const target = databaseTarget(session.url);
   if (session.insteadOf) {
     log(`restoring as the database's owner '${session.role}', not as '${session.insteadOf}', whose powers reach beyond the database`);
@@ -234,7 +302,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     await withClient(
       session.url,
       async (client) => {
-        await requireDirectConnection(client, { operation: 'restore', variable: migrationUrlVariable(options.databaseUrl) });
+        // Once per URL: restoreSession checked the URL it was given; the owner's is another.
+        if (session.url !== session.directUrl) {
+          await requireDirectConnection(client, { operation: 'restore', variable: migrationUrlVariable(options.databaseUrl) });
+        }
         // The same check on the session that runs the backup, before its first statement.
         await requireRestrictedSession(client);
         connected = true;
@@ -252,7 +323,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         signal?.addEventListener('abort', onAbort, { once: true });
         try {
           await step('BEGIN');
-          await step(restorePrelude);
+          await step(restorePrelude(options.lockTimeoutMs));
+          const grantees = await restoreGrantees(client, session.appRole).catch((error: unknown) => {
+            throw rolledBack(serverFailure(error), error);
+          });
           const { kept } = await clearPublicSchema(client).catch((error: unknown) => {
             throw rolledBack(`${serverFailure(error)} while emptying the public schema${schemaOwnerAdvice(error)}`, error);
           });
@@ -262,12 +336,24 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             );
           }
           const keptNames = new Set(kept.map((extension) => extension.name));
+          const leftOut = new Set<string>();
           let parts = 0;
           for await (const part of sqlScriptParts(source, { database: target.database })) {
             signal?.throwIfAborted();
             parts += 1;
             // Only an extension's owner may comment on it; a kept one keeps its own comment.
             if (part.kind === 'sql' && part.statement === 'COMMENT' && part.extension && keptNames.has(part.extension)) continue;
+            // The backup's `SET lock_timeout = 0` and the like would lift the restore's bounds.
+            if (part.kind === 'sql' && part.setting !== undefined && restoreBounds.has(part.setting)) continue;
+            if (part.kind === 'sql' && part.privileges) {
+              const exists = await existingRoles(client, part.privileges);
+              const decision = decidePrivilegeChange(part.privileges, grantees, (role) => exists.has(role));
+              if ('refuse' in decision) throw new RestoreError(`line ${part.line} of the backup's SQL: ${decision.refuse}`);
+              if ('skip' in decision) {
+                leftOut.add(decision.skip);
+                continue;
+              }
+            }
             if (part.kind === 'copy') log(`restoring table ${part.table} (${++tables}${backup.tables ? ` of ${backup.tables}` : ''})`);
             const query = new ScriptQuery(part.text, part.kind === 'copy' ? part.data : undefined);
             client.query(query);
@@ -279,6 +365,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           await sourceDone();
           // An empty script would leave an empty schema behind: never a restore's result.
           if (parts === 0) throw new RestoreError('it holds no SQL statements');
+          if (leftOut.size > 0) log(`left out the backup's ${[...leftOut].join(', ')}: a restore grants only to the owner and the application role`);
+          await finishPrivileges(client, grantees, target.database, log).catch((error: unknown) => {
+            throw rolledBack(`${serverFailure(error)} while setting the restored objects' privileges`, error);
+          });
           // Never COMMIT once interrupted, whatever was already sent.
           signal?.throwIfAborted();
           await step('COMMIT');

@@ -1,5 +1,5 @@
 import { RestoreError } from '../errors.js';
-import { type AcceptedStatementKind, checkBackupStatement, loadBackupStatementParser } from './backup-statement-allow-list.js';
+import { type AcceptedStatementKind, checkBackupStatement, loadBackupStatementParser, type PrivilegeChange } from './backup-statement-allow-list.js';
 
 /**
  * One statement of a backup's SQL, checked and ready to send as one query (`sql`), or a
@@ -15,6 +15,10 @@ export type SqlScriptPart =
       statement: AcceptedStatementKind;
       /** For `CREATE EXTENSION` and `COMMENT ON EXTENSION`: the extension. */
       extension?: string;
+      /** For `SET`: the setting. */
+      setting?: string;
+      /** For `GRANT`, `REVOKE` and `ALTER DEFAULT PRIVILEGES`: whom it names. */
+      privileges?: PrivilegeChange;
     }
   | { kind: 'copy'; text: string; line: number; table: string; data: AsyncIterable<Buffer> };
 
@@ -379,6 +383,8 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
             line: found.line,
             statement: verdict.accepted,
             ...(verdict.extension === undefined ? {} : { extension: verdict.extension }),
+            ...(verdict.setting === undefined ? {} : { setting: verdict.setting }),
+            ...(verdict.privileges === undefined ? {} : { privileges: verdict.privileges }),
           };
           continue;
         }

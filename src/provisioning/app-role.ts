@@ -4,6 +4,7 @@ import { withClient } from '../db/with-client.js';
 import { AppRoleError, ConfigError } from '../errors.js';
 import { migrationsTable, qualifiedMigrationsTable } from '../migrations/migration-storage.js';
 import { passwordUnchanged } from './password-unchanged.js';
+import { rolePowers } from './role-powers.js';
 import { setRoleStatementBounds } from './role-bounds.js';
 import { scramSha256Verifier } from './scram-verifier.js';
 
@@ -33,9 +34,13 @@ export const appRoleLockKey = 0x6b77_6170; // 'kwap'
  * PostgreSQL grants TEMPORARY to PUBLIC by default, so revoking it from the role alone would
  * change nothing: it is revoked from PUBLIC, i.e. from every role but the owner (and
  * superusers) in this database. The default privileges give the same rights on tables,
- * sequences and functions that the owner creates later, i.e. in later migrations.
+ * sequences and functions that the owner creates later, i.e. in later migrations. `role` and
+ * `database` are quoted identifiers. A restore applies the same set in its transaction.
+ *
+ * @example
+ * for (const sql of appRoleGrantStatements('kennwilliamson_app', 'kennwilliamson', true)) await client.query(sql)
  */
-function grantStatements(role: string, database: string, hasMigrationsTable: boolean): string[] {
+export function appRoleGrantStatements(role: string, database: string, hasMigrationsTable: boolean): string[] {
   return [
     `REVOKE ALL ON DATABASE ${database} FROM ${role}`,
     `REVOKE TEMPORARY ON DATABASE ${database} FROM PUBLIC`,
@@ -223,33 +228,27 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
         );
       }
 
-      // Membership carries a role's powers (inherited, or through SET ROLE): refuse every
-      // predefined role (pg_*, which give server-wide powers: running programs and reading or
-      // writing files on the server, reading or writing every table, signalling other
-      // sessions, checkpoints, subscriptions to other servers, maintenance locks, reserved
-      // connections, other sessions' statements and settings) and any role with attributes.
+      // Powers beyond rows, its own or through membership (inherited, or by SET ROLE): every
+      // predefined role (running programs and reading or writing files on the server, reading
+      // or writing every table, signalling other sessions, subscriptions to other servers …)
+      // and any role with attributes. The same check as for the role that restores a backup.
       // pg_database_owner is the database's owner, refused above.
-      const { rows: memberOf } = await client.query<{ rolname: string }>(
-        `SELECT r.rolname FROM pg_roles r
-          WHERE r.rolname <> $1 AND r.rolname <> 'pg_database_owner' AND pg_has_role($1, r.oid, 'MEMBER')
-            AND (r.rolname LIKE 'pg\\_%' OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls)
-          ORDER BY r.rolname`,
-        [options.user],
-      );
-      if (memberOf.length > 0) {
-        const names = memberOf.map((row) => row.rolname);
+      const powers = await rolePowers(client, options.user);
+      if (powers.length > 0) {
+        const names = powers.map((power) => power.carrier);
         throw new AppRoleError(
           options.user,
-          `role '${options.user}' is a member of ${names.join(', ')}, which give${names.length === 1 ? 's' : ''} powers beyond rows ` +
-            `(predefined roles reach the whole server; the others carry role attributes); revoke the membership ` +
-            `(${names.map((name) => `REVOKE ${client.escapeIdentifier(name)} FROM ${client.escapeIdentifier(options.user)}`).join('; ')}) or choose another DB_APP_USER`,
+          `role '${options.user}' ${powers.map((power) => power.description).join('; it ')}: ` +
+            `${names.length === 1 ? 'that gives' : 'those give'} powers beyond rows (predefined roles reach the whole server; ` +
+            `the others carry role attributes); take ${names.length === 1 ? 'it' : 'them'} away ` +
+            `(${powers.map((power) => power.fix).join('; ')}) or choose another DB_APP_USER`,
         );
       }
 
       const { rows: tables } = await client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [
         `public.${migrationsTable}`,
       ]);
-      for (const statement of grantStatements(role, client.escapeIdentifier(owner[0]!.database), tables[0]!.exists)) {
+      for (const statement of appRoleGrantStatements(role, client.escapeIdentifier(owner[0]!.database), tables[0]!.exists)) {
         await client.query(statement);
       }
       await client.query('COMMIT');

@@ -6,7 +6,7 @@ import { adminUrlVariable } from './admin-database-url.js';
 import { requireRoleName, type AppRoleChange } from './app-role.js';
 import { ensureDatabase } from './database-admin.js';
 import { passwordUnchanged } from './password-unchanged.js';
-import { powersBeyondDatabase } from './role-powers.js';
+import { rolePowers } from './role-powers.js';
 import { scramSha256Verifier } from './scram-verifier.js';
 
 /** A login role and its password, as `DB_OWNER_USER`/`DB_OWNER_PASSWORD` or `DB_APP_USER`/`DB_APP_PASSWORD` give them. */
@@ -187,12 +187,11 @@ async function provisionOwner(client: pg.Client, owner: RoleCredentials, adminUr
     change = unchanged ? 'unchanged' : 'password set';
   }
   // Attributes are gone now; what membership still carries cannot be taken away silently.
-  const powers = await powersBeyondDatabase(client, owner.user);
+  const powers = await rolePowers(client, owner.user);
   if (powers.length > 0) {
-    const roles = powers.map((power) => /^is a member of (\S+),/.exec(power)?.[1]).filter((name): name is string => Boolean(name));
     throw new ProvisioningError(
-      `role '${owner.user}' cannot own the database: it ${powers.join('; it ')}, and a backup restored as it would have those powers. ` +
-        (roles.length > 0 ? `Revoke them: ${roles.map((name) => `REVOKE ${client.escapeIdentifier(name)} FROM ${client.escapeIdentifier(owner.user)};`).join(' ')}` : ''),
+      `role '${owner.user}' cannot own the database: it ${powers.map((power) => power.description).join('; it ')}, and a backup restored as it would have those powers. ` +
+        `Take them away: ${powers.map((power) => `${power.fix};`).join(' ')}`,
     );
   }
   return change;

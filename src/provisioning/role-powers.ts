@@ -3,45 +3,141 @@ import type pg from 'pg';
 /**
  * The predefined roles whose members reach the server's machine: running programs
  * (`COPY … TO PROGRAM`) and reading or writing its files (`COPY … FROM '/etc/…'`,
- * `pg_read_file`). A role that restores a backup must be a member of none of them.
+ * `pg_read_file`). Every other predefined role is refused as well (see
+ * {@link rolePowers}); these three get their own words in the messages.
  */
 export const serverReachingRoles = ['pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files'] as const;
 
+/** The role attributes that reach beyond a database's rows, as `ALTER ROLE` spells them. */
+export const powerfulAttributes = ['SUPERUSER', 'CREATEROLE', 'CREATEDB', 'REPLICATION', 'BYPASSRLS'] as const;
+
+/** One power a role holds beyond its own database, and the statement that takes it away. */
+export interface RolePower {
+  /** In words, after the role's name: `is a superuser`, `has CREATEDB`, `is a member of pg_signal_backend, which …`. */
+  description: string;
+  /**
+   * The role that carries the power: the role itself (for its own attributes), or the role
+   * it is a member of (a predefined role, or one with attributes).
+   */
+  carrier: string;
+  /** `ALTER ROLE … NOCREATEDB`, or `REVOKE <the role it is directly a member of> FROM <role>`. */
+  fix: string;
+}
+
+// What some predefined roles let their members do, in words; any other one (and those a
+// later PostgreSQL adds) is "a predefined role", which is reason enough.
+const predefinedPowers: Record<string, string> = {
+  pg_execute_server_program: 'which runs programs on the server',
+  pg_read_server_files: 'which reads or writes files on the server',
+  pg_write_server_files: 'which reads or writes files on the server',
+  pg_read_all_data: 'which reads every table of every database',
+  pg_write_all_data: 'which writes every table of every database',
+  pg_signal_backend: "which cancels and terminates other sessions, the services' among them",
+  pg_create_subscription: 'which opens connections to other servers',
+  pg_checkpoint: 'which runs CHECKPOINT',
+  pg_maintain: 'which runs VACUUM, ANALYZE, REINDEX and LOCK on every table',
+  pg_use_reserved_connections: 'which takes the connections reserved for administrators',
+};
+
+// The attributes of a role, as ALTER ROLE spells them.
+interface AttributeRow {
+  rolsuper: boolean;
+  rolcreaterole: boolean;
+  rolcreatedb: boolean;
+  rolreplication: boolean;
+  rolbypassrls: boolean;
+}
+
+const attributesOf = (row: AttributeRow) =>
+  [
+    row.rolsuper && 'SUPERUSER',
+    row.rolcreaterole && 'CREATEROLE',
+    row.rolcreatedb && 'CREATEDB',
+    row.rolreplication && 'REPLICATION',
+    row.rolbypassrls && 'BYPASSRLS',
+  ].filter((attribute): attribute is (typeof powerfulAttributes)[number] => Boolean(attribute));
+
+// The role's own attributes, and every role it is a member of (directly, or through other
+// roles, whether it inherits their privileges or may only SET ROLE to them) with the role it
+// is directly a member of on the shortest way there. The predefined roles are the server's
+// own (object ids below FirstNormalObjectId, names starting pg_; no other role may be named
+// so), asked of the server so that those of a newer PostgreSQL count too. pg_database_owner
+// is the database's owner, which the owner is by design.
+const powersQuery = `
+  WITH RECURSIVE me AS (SELECT r.oid, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls
+                          FROM pg_catalog.pg_roles r WHERE r.rolname = $1),
+  reached(roleid, via, depth) AS (
+    SELECT m.roleid, m.roleid, 1 FROM pg_catalog.pg_auth_members m JOIN me ON m.member = me.oid
+    UNION ALL
+    SELECT m.roleid, reached.via, reached.depth + 1 FROM pg_catalog.pg_auth_members m JOIN reached ON m.member = reached.roleid
+     WHERE reached.depth < 32
+  ),
+  nearest AS (
+    SELECT DISTINCT ON (reached.roleid) reached.roleid, reached.via FROM reached ORDER BY reached.roleid, reached.depth
+  )
+  SELECT r.rolname AS name, v.rolname AS via, r.oid < 16384 AND r.rolname ~ '^pg_' AS predefined,
+         r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls
+    FROM nearest JOIN pg_catalog.pg_roles r ON r.oid = nearest.roleid JOIN pg_catalog.pg_roles v ON v.oid = nearest.via
+   WHERE (r.oid < 16384 AND r.rolname ~ '^pg_' AND r.rolname <> 'pg_database_owner')
+      OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls
+   ORDER BY r.rolname`;
+
 /**
- * What a role can do beyond its own databases, each said in words, or `[]` when nothing:
- * it is a superuser; it is a member (directly, or through other roles, inherited or by
- * `SET ROLE`) of a role that runs programs or reads and writes files on the server
- * ({@link serverReachingRoles}); or it is, or is a member of, a role with SUPERUSER,
- * CREATEROLE (which on PostgreSQL 15 and older can grant itself any of these) or BYPASSRLS.
- * Such a role must never run SQL that came from outside: any function in it (a CHECK
- * constraint's, a default's, an index expression's) runs with these powers, and `RESET ROLE`
- * undoes a `SET ROLE` from inside such a function.
+ * Every power a role holds beyond its own database's rows, with the statement that takes
+ * each away, or `[]` when it has none: it is a superuser, or has CREATEROLE (on PostgreSQL 15
+ * and older as good as superuser), CREATEDB, REPLICATION or BYPASSRLS; or it is a member
+ * (directly, or through other roles, inherited or by `SET ROLE`) of any predefined role but
+ * `pg_database_owner` (`pg_execute_server_program`, `pg_read_server_files`,
+ * `pg_signal_backend`, `pg_create_subscription`, `pg_read_all_data` … whichever the server
+ * has), or of a role with one of those attributes. The one check for both the role that
+ * restores a backup (any function in it, a CHECK constraint's or a default's, runs with these
+ * powers, and `RESET ROLE` undoes a `SET ROLE`) and the application role (which must have
+ * rows only).
  *
  * @example
- * await powersBeyondDatabase(client, 'kennwilliamson') // [] for the owner set-up makes
- * await powersBeyondDatabase(client, 'postgres')       // ['is a superuser']
+ * await rolePowers(client, 'kennwilliamson') // [] for the owner set-up makes
+ * await rolePowers(client, 'kw_app')
+ * // [{ description: 'is a member of pg_signal_backend, which cancels and terminates other sessions, …',
+ * //    carrier: 'pg_signal_backend', fix: 'REVOKE pg_signal_backend FROM kw_app' }]
  */
-export async function powersBeyondDatabase(client: pg.Client, role: string): Promise<string[]> {
-  const { rows } = await client.query<{ rolname: string; rolsuper: boolean; rolcreaterole: boolean; rolbypassrls: boolean }>(
-    `SELECT r.rolname, r.rolsuper, r.rolcreaterole, r.rolbypassrls
-       FROM pg_catalog.pg_roles r
-      WHERE pg_catalog.pg_has_role($1, r.oid, 'MEMBER')
-        AND (r.rolname = ANY ($2::text[]) OR r.rolsuper OR r.rolcreaterole OR r.rolbypassrls)
-      ORDER BY r.rolname <> $1, r.rolname`,
-    [role, serverReachingRoles],
+export async function rolePowers(client: pg.ClientBase, role: string): Promise<RolePower[]> {
+  const { rows: own } = await client.query<AttributeRow>(
+    'SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = $1',
+    [role],
   );
-  const own = rows.find((row) => row.rolname === role);
+  if (!own[0]) return [];
   // A superuser is a member of every role: the one fact says it all.
-  if (own?.rolsuper) return ['is a superuser'];
-  const attributes = (row: (typeof rows)[number]) =>
-    [row.rolsuper && 'SUPERUSER', row.rolcreaterole && 'CREATEROLE', row.rolbypassrls && 'BYPASSRLS'].filter(Boolean).join(', ');
-  return rows.map((row) => {
-    if (row.rolname === role) return `has ${attributes(row)}`;
-    const what = (serverReachingRoles as readonly string[]).includes(row.rolname)
-      ? row.rolname === 'pg_execute_server_program'
-        ? 'which runs programs on the server'
-        : 'which reads or writes files on the server'
-      : `which has ${attributes(row)}`;
-    return `is a member of ${row.rolname}, ${what}`;
-  });
+  if (own[0].rolsuper) return [{ description: 'is a superuser', carrier: role, fix: `ALTER ROLE ${client.escapeIdentifier(role)} NOSUPERUSER` }];
+  const powers: RolePower[] = [];
+  const attributes = attributesOf(own[0]);
+  if (attributes.length > 0) {
+    powers.push({
+      description: `has ${attributes.join(', ')}`,
+      carrier: role,
+      fix: `ALTER ROLE ${client.escapeIdentifier(role)} ${attributes.map((attribute) => `NO${attribute}`).join(' ')}`,
+    });
+  }
+  const { rows } = await client.query<AttributeRow & { name: string; via: string; predefined: boolean }>(powersQuery, [role]);
+  for (const row of rows) {
+    const what = row.predefined
+      ? (predefinedPowers[row.name] ?? 'a predefined role, whose powers reach beyond this database')
+      : `which has ${attributesOf(row).join(', ')}`;
+    powers.push({
+      description: `is a member of ${row.name}${row.via === row.name ? '' : ` (through ${row.via})`}, ${what}`,
+      carrier: row.name,
+      fix: `REVOKE ${client.escapeIdentifier(row.via)} FROM ${client.escapeIdentifier(role)}`,
+    });
+  }
+  return powers;
+}
+
+/**
+ * {@link rolePowers}, in words only: `['is a superuser']`, `['has CREATEDB', 'is a member of
+ * pg_read_all_data, which reads every table of every database']`, or `[]`.
+ *
+ * @example
+ * await powersBeyondDatabase(client, 'postgres') // ['is a superuser']
+ */
+export async function powersBeyondDatabase(client: pg.ClientBase, role: string): Promise<string[]> {
+  return (await rolePowers(client, role)).map((power) => power.description);
 }

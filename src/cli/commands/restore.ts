@@ -1,10 +1,10 @@
 import path from 'node:path';
 import { createInterface } from 'node:readline/promises';
 import { RestoreError } from '../../errors.js';
-import { requireDirectDatabase } from '../../db/direct-connection.js';
 import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { formatBytes } from '../../operations/progress-reporter.js';
 import { restoreDatabase } from '../../operations/restore.js';
+import { restoreSession } from '../../operations/restore-session.js';
 import { verifyBackupFile } from '../../operations/verify-backup-file.js';
 import { requireLocalDatabase } from '../../provisioning/database-admin.js';
 import type { Command } from '../command.js';
@@ -24,8 +24,12 @@ The backup's SQL never runs as a superuser (or any role whose powers reach beyon
 database: programs and files on the server, other roles): functions in a backup run while
 it loads, with the restoring session's powers. Given such a URL, the restore logs in as the
 database's owner with DB_OWNER_PASSWORD, or refuses, naming that role. Objects end up owned
-by the owner; grants in the backup (the application role's) need their roles to exist (on a
-new server, run the provisioning step first: setup --admin, with DB_APP_USER). Extensions
+by the owner. Privileges go only to the owner and the application role: with DB_APP_USER
+set, that role gets the release step's grants and the backup's grants to any other role are
+left out; without it, the backup may grant only to the role the database already gives new
+tables to. Nothing in public keeps a privilege beyond those (no grant to PUBLIC, CREATE on
+public to no one). The application role must exist (on a new server, run the provisioning
+step first: setup --admin, with DB_APP_USER). Extensions
 that only a superuser may create (pg_uuidv7) are kept as setup --admin created them; a
 backup that uses one this database lacks fails, saying to run setup --admin first.
 
@@ -38,6 +42,7 @@ Environment:
                           pooler is refused (else DATABASE_URL, when that is direct)
   DB_OWNER_PASSWORD       the owner's password, when that URL is a superuser's (the restore logs in as the owner)
   DB_OWNER_USER           when set, checked to be the database's owner
+  DB_APP_USER             the application role, which gets its grants (as the release step gives them)
   PG_RESTORE              pg_restore to use (default: PATH, then /usr/lib/postgresql/*/bin)
 `;
 
@@ -66,12 +71,11 @@ export const restoreCommand: Command = {
     if (!yes && !process.stdin.isTTY) {
       throw new RestoreError(`refusing to restore into '${database}' on ${host} without confirmation: there is no terminal to ask on; pass --yes`);
     }
-    // Before reading a backup that may take minutes to check (restoreDatabase checks again).
-    await requireDirectDatabase(databaseUrl, {
-      operation: 'restore',
-      variable,
-      applicationName: 'kennwilliamson-restore',
-    });
+    // Before reading a backup that may take minutes to check: a pooler, a role with powers
+    // beyond the database, a missing DB_APP_USER are refused now (restoreDatabase reuses it).
+    const owner = { user: process.env.DB_OWNER_USER?.trim() || undefined, password: process.env.DB_OWNER_PASSWORD || undefined };
+    const appRole = process.env.DB_APP_USER?.trim() || undefined;
+    const session = await restoreSession(databaseUrl, owner, appRole === undefined ? {} : { appRole });
 
     const signal = interruptSignal();
     const log = (line: string) => console.error(line);
@@ -88,8 +92,7 @@ export const restoreCommand: Command = {
       );
       if (!answer) throw new RestoreError('not confirmed; the database was not touched');
     }
-    const owner = { user: process.env.DB_OWNER_USER?.trim() || undefined, password: process.env.DB_OWNER_PASSWORD || undefined };
-    const { tables } = await restoreDatabase({ databaseUrl, backup, log, signal, owner });
+    const { tables } = await restoreDatabase({ databaseUrl, backup, log, signal, owner, session });
     console.log(`Restored ${path.basename(backup.file)} (${tables} tables) into '${database}' on ${host}.`);
   },
 };
