@@ -1,4 +1,5 @@
 import { loadModule, parseSync } from 'libpg-query';
+import { migrationsTable } from '../migrations/migration-storage.js';
 
 /**
  * The kinds of statement a backup's SQL may hold: what pg_dump 15 to 18 writes for this
@@ -175,7 +176,7 @@ const refusedKinds: Record<string, string> = {
 };
 
 type Tree = Record<string, unknown>;
-type Check = (node: Tree) => StatementVerdict;
+type Check = (node: Tree, options: BackupStatementOptions) => StatementVerdict;
 
 const accept = (kind: AcceptedStatementKind): StatementVerdict => ({ accepted: kind });
 const refuse = (reason: string): StatementVerdict => ({ refused: reason });
@@ -356,53 +357,112 @@ function objectAllowed(objtype: string, object: unknown): boolean {
 
 type RoleSpecNode = { RoleSpec?: { roletype?: string; rolename?: string } };
 
-// The one grantee of a GRANT or REVOKE (pg_dump writes one a statement), as pg_dump names
-// roles: by name, or PUBLIC; never CURRENT_USER and the like, which would mean whoever
-// restores. A grant may go to PUBLIC only as PostgreSQL itself grants it (USAGE on the
-// public schema): anything more would open the restored tables (password and token hashes)
-// to every login of the server, and CREATE on public to every role is the way into the
-// owner's migrations that CVE-2018-1058 describes. A predefined role (pg_*) receives nothing:
-// its members are other roles of the server.
-function granteeOf(
-  verb: string,
-  grant: { is_grant?: boolean; grantees?: unknown[]; grant_option?: boolean; grantor?: unknown },
-  publicGrantAllowed: boolean,
-): { role: string } | 'PUBLIC' | { refused: string } {
-  if (grant.grantor !== undefined) return { refused: `${verb} … GRANTED BY is not what pg_dump writes` };
-  if (grant.is_grant && grant.grant_option) {
-    return { refused: `${verb} … WITH GRANT OPTION would let the grantee grant on to other roles; pg_dump writes it for no role of this schema` };
-  }
-  const grantees = (grant.grantees ?? []) as RoleSpecNode[];
-  if (grantees.length !== 1) return { refused: `${verb} to more than one role is not what pg_dump writes (one statement a role)` };
-  const spec = grantees[0]!.RoleSpec ?? {};
-  if (spec.roletype === 'ROLESPEC_PUBLIC') {
-    if (grant.is_grant && !publicGrantAllowed) {
-      return {
-        refused:
-          `${verb} to PUBLIC would give every role of the database server these privileges on the restored objects ` +
-          '(PUBLIC may receive only USAGE on the public schema, as PostgreSQL itself grants it)',
-      };
-    }
-    return 'PUBLIC';
-  }
-  if (spec.roletype !== 'ROLESPEC_CSTRING' || !spec.rolename) {
-    return { refused: `${verb} to CURRENT_USER, SESSION_USER or CURRENT_ROLE is not what pg_dump writes (it names roles)` };
-  }
-  if (grant.is_grant && /^pg_/.test(spec.rolename)) {
-    return { refused: `${verb} to the predefined role ${spec.rolename} would give its members, other roles of the server, privileges on the restored objects` };
-  }
-  return { role: spec.rolename };
+/**
+ * The roles a restore may grant privileges to: the role restoring it, which owns every
+ * restored object, and the application role(s). Any other grantee is refused.
+ */
+export interface BackupGrantees {
+  /** The role restoring (the database's owner). */
+  owner: string;
+  /** The application role(s): `DB_APP_USER`, or those the owner's default privileges in public give new tables to. */
+  applicationRoles: readonly string[];
 }
 
+/** Options of {@link checkBackupStatement}. */
+export interface BackupStatementOptions {
+  /**
+   * Whom the backup may grant to. Left out (vetting a file alone, at backup time), only
+   * PUBLIC, predefined roles and grant options are refused; a restore always gives it.
+   */
+  grantees?: BackupGrantees;
+}
+
+// What the application role may hold on each kind of object: what the release step grants
+// it (rows of tables, sequences behind defaults, functions, types, USAGE on the schema),
+// never TRUNCATE, REFERENCES, TRIGGER, UPDATE of a sequence or CREATE on the schema. ALL is
+// allowed where it means no more than these (functions: EXECUTE; types: USAGE).
+const applicationPrivileges: Record<string, { allowed: string[]; all: boolean }> = {
+  OBJECT_TABLE: { allowed: ['select', 'insert', 'update', 'delete'], all: false },
+  OBJECT_SEQUENCE: { allowed: ['usage', 'select'], all: false },
+  OBJECT_FUNCTION: { allowed: ['execute'], all: true },
+  OBJECT_PROCEDURE: { allowed: ['execute'], all: true },
+  OBJECT_TYPE: { allowed: ['usage'], all: true },
+  OBJECT_SCHEMA: { allowed: ['usage'], all: false },
+};
+
+const objectWords = (objtype: string) => objtype.replace('OBJECT_', '').toLowerCase();
+const privilegeWords = (privileges: string[] | undefined) => (privileges === undefined ? 'ALL' : privileges.map((p) => p.toUpperCase()).join(', '));
+
+// Whom one GRANT (or ALTER DEFAULT PRIVILEGES … GRANT) gives what, decided: by name as pg_dump
+// names roles (never CURRENT_USER and the like, which would mean whoever restores), one
+// grantee a statement, no GRANTED BY, no grant option (the grantee could pass it on to any
+// role). PUBLIC may receive only USAGE on the public schema, as PostgreSQL itself grants it:
+// anything more opens the restored tables (password and token hashes) to every login of the
+// server, and CREATE on public to every role is CVE-2018-1058's way into the owner's
+// migrations. A predefined role (pg_*) receives nothing: its members are other roles of the
+// server. With `grantees`, only the owner and the application role receive anything, the
+// latter no more than the release step gives it. REVOKE may name anyone: it only takes away.
+function granteeOf(
+  what: string,
+  objtype: string,
+  grant: { is_grant?: boolean; grantees?: unknown[]; grant_option?: boolean; grantor?: unknown; privileges?: unknown },
+  options: BackupStatementOptions,
+  migrationsRecord = false,
+): { role: string } | 'PUBLIC' | { refused: string } {
+  if (grant.grantor !== undefined) return { refused: `${what} … GRANTED BY is not what pg_dump writes` };
+  const grantees = (grant.grantees ?? []) as RoleSpecNode[];
+  if (grantees.length !== 1) return { refused: `${what} to more than one role is not what pg_dump writes (one statement a role)` };
+  const spec = grantees[0]!.RoleSpec ?? {};
+  const role = spec.roletype === 'ROLESPEC_PUBLIC' ? 'PUBLIC' : spec.roletype === 'ROLESPEC_CSTRING' && spec.rolename ? { role: spec.rolename } : undefined;
+  if (role === undefined) return { refused: `${what} to CURRENT_USER, SESSION_USER or CURRENT_ROLE is not what pg_dump writes (it names roles)` };
+  if (!grant.is_grant) return role;
+
+  const privileges = privilegeNames(grant.privileges);
+  const granted = `${what} of ${privilegeWords(privileges)} on ${objectWords(objtype)}`;
+  const to = role === 'PUBLIC' ? 'PUBLIC' : `'${role.role}'`;
+  if (grant.grant_option) return { refused: `${granted} to ${to} WITH GRANT OPTION would let that role grant it on to any other role` };
+  if (role === 'PUBLIC') {
+    if (objtype === 'OBJECT_SCHEMA' && privileges?.length === 1 && privileges[0] === 'usage') return role;
+    return {
+      refused:
+        `${granted} to PUBLIC would give every role of the database server these privileges on the restored objects ` +
+        '(PUBLIC may receive only USAGE on the public schema, as PostgreSQL itself grants it)',
+    };
+  }
+  if (/^pg_/.test(role.role)) {
+    return { refused: `${granted} to the predefined role '${role.role}' would give its members, other roles of the server, privileges on the restored objects` };
+  }
+  const { grantees: expected } = options;
+  if (expected === undefined || role.role === expected.owner) return role;
+  if (expected.applicationRoles.includes(role.role)) {
+    // Services may read which migrations ran; only the owner records them.
+    const limits = migrationsRecord ? { allowed: ['select'], all: false } : applicationPrivileges[objtype];
+    const within =
+      limits !== undefined && (privileges === undefined ? limits.all : privileges.every((privilege) => limits.allowed.includes(privilege)));
+    if (within) return role;
+    return {
+      refused:
+        `${granted} to the application role '${role.role}' goes beyond what the release step grants it ` +
+        `(${limits ? `${privilegeWords(limits.allowed)} on ${migrationsRecord ? 'the migrations record' : `a ${objectWords(objtype)}`}` : `nothing on a ${objectWords(objtype)}`})`,
+    };
+  }
+  const application = expected.applicationRoles.length > 0 ? expected.applicationRoles.map((name) => `'${name}'`).join(', ') : 'none known';
+  return {
+    refused:
+      `${granted} to '${role.role}', which is neither the database's owner '${expected.owner}' (the role restoring) nor its application role ` +
+      `(${application}): a restore grants nothing to any other role of the server. If '${role.role}' is this database's application role, ` +
+      `set DB_APP_USER=${role.role} and restore again (on a new server, run the provisioning step first: setup --admin, with DB_APP_USER and DB_APP_PASSWORD)`,
+  };
+}
+
+// The privileges a GRANT names, lower-case ('select'; a column list as '(columns)' of it),
+// undefined for ALL.
 const privilegeNames = (privileges: unknown): string[] | undefined =>
   Array.isArray(privileges)
-    ? privileges.map((privilege) => {
-        const access = (privilege as { AccessPriv?: { priv_name?: string; cols?: unknown } }).AccessPriv;
-        return access?.cols === undefined ? String(access?.priv_name ?? '?') : '(columns)';
-      })
-    : undefined; // ALL
+    ? privileges.map((privilege) => String((privilege as { AccessPriv?: { priv_name?: string } }).AccessPriv?.priv_name ?? '?').toLowerCase())
+    : undefined;
 
-const checkGrant: Check = (node) => {
+const checkGrant = (node: Tree, options: BackupStatementOptions): StatementVerdict => {
   const grant = node as {
     is_grant?: boolean;
     targtype?: string;
@@ -416,31 +476,48 @@ const checkGrant: Check = (node) => {
   const verb = grant.is_grant ? 'GRANT' : 'REVOKE';
   const objtype = grant.objtype ?? '';
   if (grant.targtype !== 'ACL_TARGET_OBJECT' || !grantableObjects.has(objtype)) {
-    return refuse(`${verb} on ${objtype.replace('OBJECT_', '').toLowerCase() || 'this'} is not what pg_dump writes for this schema`);
+    return refuse(`${verb} on ${objectWords(objtype) || 'this'} is not what pg_dump writes for this schema`);
   }
   if (!(grant.objects ?? []).every((object) => objectAllowed(objtype, object))) return outsidePublic(`${verb} on an object`);
-  const privileges = privilegeNames(grant.privileges);
-  const usageOnSchema = objtype === 'OBJECT_SCHEMA' && privileges?.length === 1 && privileges[0] === 'usage';
-  const grantee = granteeOf(verb, grant, usageOnSchema);
+  const migrationsRecord =
+    objtype === 'OBJECT_TABLE' && (grant.objects ?? []).some((object) => objectNames(object).join('.') === `public.${migrationsTable}`);
+  const grantee = granteeOf(verb, objtype, grant, options, migrationsRecord);
   if (grantee !== 'PUBLIC' && 'refused' in grantee) return refuse(grantee.refused);
   return { accepted: grant.is_grant ? 'GRANT' : 'REVOKE', privileges: { grant: grant.is_grant === true, grantee, forRoles: [] } };
 };
 
-const checkDefaultPrivileges: Check = (node) => {
-  const alter = node as { options?: unknown; action?: { is_grant?: boolean; objtype?: string; grantees?: unknown[]; grant_option?: boolean; grantor?: unknown } };
-  const options = functionOptions(alter.options);
-  const schemas = strings((options.get('schemas') as { List?: { items?: unknown } } | undefined)?.List?.items);
+// ALTER DEFAULT PRIVILEGES' object kinds, as GRANT names them.
+const defaultPrivilegeObjects: Record<string, string> = {
+  OBJECT_TABLE: 'OBJECT_TABLE',
+  OBJECT_SEQUENCE: 'OBJECT_SEQUENCE',
+  OBJECT_FUNCTION: 'OBJECT_FUNCTION',
+  OBJECT_TYPE: 'OBJECT_TYPE',
+};
+
+const checkDefaultPrivileges = (node: Tree, options: BackupStatementOptions): StatementVerdict => {
+  const alter = node as { options?: unknown; action?: { is_grant?: boolean; objtype?: string; grantees?: unknown[]; grant_option?: boolean; grantor?: unknown; privileges?: unknown } };
+  const settings = functionOptions(alter.options);
+  const schemas = strings((settings.get('schemas') as { List?: { items?: unknown } } | undefined)?.List?.items);
   if (schemas.length !== 1 || schemas[0] !== 'public') return outsidePublic('ALTER DEFAULT PRIVILEGES');
   const forRoles: string[] = [];
-  for (const item of ((options.get('roles') as { List?: { items?: unknown[] } } | undefined)?.List?.items ?? []) as RoleSpecNode[]) {
+  for (const item of ((settings.get('roles') as { List?: { items?: unknown[] } } | undefined)?.List?.items ?? []) as RoleSpecNode[]) {
     const spec = item.RoleSpec ?? {};
     if (spec.roletype !== 'ROLESPEC_CSTRING' || !spec.rolename || /^pg_/.test(spec.rolename)) {
       return refuse('ALTER DEFAULT PRIVILEGES FOR ROLE other than a role by name is not what pg_dump writes');
     }
+    // Only the owner's own: another role's default privileges would grant on whatever that role creates later.
+    if (options.grantees !== undefined && spec.rolename !== options.grantees.owner) {
+      return refuse(
+        `ALTER DEFAULT PRIVILEGES FOR ROLE '${spec.rolename}' would set the default privileges of a role other than the database's owner ` +
+          `'${options.grantees.owner}', which restores it (the backup was made where the database had another owner)`,
+      );
+    }
     forRoles.push(spec.rolename);
   }
   const action = alter.action ?? {};
-  const grantee = granteeOf(`ALTER DEFAULT PRIVILEGES … ${action.is_grant ? 'GRANT' : 'REVOKE'}`, action, false);
+  const objtype = defaultPrivilegeObjects[action.objtype ?? ''];
+  if (objtype === undefined) return refuse('ALTER DEFAULT PRIVILEGES on these objects is not what pg_dump writes for this schema');
+  const grantee = granteeOf(`ALTER DEFAULT PRIVILEGES … ${action.is_grant ? 'GRANT' : 'REVOKE'}`, objtype, action, options);
   if (grantee !== 'PUBLIC' && 'refused' in grantee) return refuse(grantee.refused);
   return { accepted: 'ALTER DEFAULT PRIVILEGES', privileges: { grant: action.is_grant === true, grantee, forRoles } };
 };
@@ -503,7 +580,7 @@ export function loadBackupStatementParser(): Promise<void> {
  * checkBackupStatement('COPY public.users (id, email) FROM stdin;') // { accepted: 'COPY FROM stdin', copyTable: 'public.users' }
  * checkBackupStatement("DO $$ BEGIN PERFORM 1; END $$;")       // { refused: 'DO runs code; pg_dump never writes it' }
  */
-export function checkBackupStatement(text: string): StatementVerdict {
+export function checkBackupStatement(text: string, options: BackupStatementOptions = {}): StatementVerdict {
   let statements: unknown[];
   try {
     statements = parseSync(text).stmts ?? [];
@@ -514,6 +591,6 @@ export function checkBackupStatement(text: string): StatementVerdict {
   const tree = (statements[0] as { stmt?: Tree }).stmt ?? {};
   const kind = Object.keys(tree)[0] ?? '';
   const check = checks[kind];
-  if (check) return check(tree[kind] as Tree);
+  if (check) return check(tree[kind] as Tree, options);
   return refuse(refusedKinds[kind] ?? `${kind.replace(/Stmt$/, '')} is not a statement pg_dump writes for this schema`);
 }

@@ -7,6 +7,8 @@ import { migrationUrlVariable } from '../migrations/migration-settings.js';
 import { databaseUrlAs } from '../provisioning/database-admin.js';
 import { requireRoleName } from '../provisioning/app-role.js';
 import { type RolePower, rolePowers } from '../provisioning/role-powers.js';
+import type { BackupGrantees } from './backup-statement-allow-list.js';
+import { applicationRolesGrantedNewTables } from './restored-privileges.js';
 
 /** The owner role a restore logs in as when the URL it was given has powers beyond the database. */
 export interface RestoreOwner {
@@ -22,10 +24,14 @@ export interface RestoreSession {
   role: string;
   /** The role of the URL given, when the restore logs in as the owner instead of it. */
   insteadOf?: string;
-  /** The URL whose connection was found to reach PostgreSQL itself, not a pooler: a restore connecting with it again need not ask again. */
-  directUrl: string;
   /** `DB_APP_USER`, checked to exist and to be another role than the one restoring. */
   appRole?: string;
+  /**
+   * Whom the backup may grant privileges to: the role restoring (`role`) and the application
+   * role, `appRole` or else the role(s) its default privileges in public give new tables to
+   * (see `applicationRolesGrantedNewTables`). Hand it to the vetting (`verifyBackupFile`).
+   */
+  grantees: BackupGrantees;
 }
 
 // Why it matters, said once in every refusal.
@@ -44,8 +50,10 @@ const fixes = (powers: RolePower[]) => powers.map((power) => `${power.fix};`).jo
  * `DB_OWNER_PASSWORD`), provided the owner is a role without such powers; otherwise it
  * refuses, saying which role to use and why. Nothing of the backup runs before this. The
  * connection is checked first to reach PostgreSQL itself, not a pooler
- * (`DirectConnectionRequiredError`), and `appRole` (`DB_APP_USER`), when given, to exist.
- * Run it before reading a backup, and hand the result to `restoreDatabase` (`session`).
+ * (`DirectConnectionRequiredError`): the one pooler check of a restore, since the owner's URL
+ * differs from this one only in its login. `appRole` (`DB_APP_USER`), when given, must
+ * exist. Run it before reading a backup: hand `grantees` to `verifyBackupFile` and the
+ * result to `restoreDatabase` (`session`).
  *
  * @example
  * const session = await restoreSession(superuserUrl, { password: process.env.DB_OWNER_PASSWORD })
@@ -66,12 +74,16 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
       );
       const { role, owner: databaseOwner } = rows[0]!;
       const appRoleExists = appRole === undefined || (await client.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [appRole])).rowCount === 1;
+      const powers = await rolePowers(client, role);
+      // The role that will restore: the URL's own, or the owner it logs in as instead.
+      const restoring = powers.length === 0 ? role : databaseOwner;
       return {
         role,
         databaseOwner,
         appRoleExists,
-        rolePowers: await rolePowers(client, role),
+        rolePowers: powers,
         ownerPowers: await rolePowers(client, databaseOwner),
+        grantees: { owner: restoring, applicationRoles: appRole === undefined ? await applicationRolesGrantedNewTables(client, restoring) : [appRole] },
       };
     },
     'kennwilliamson-restore',
@@ -79,7 +91,7 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
     if (error instanceof DirectConnectionRequiredError) throw error;
     throw new RestoreError(`could not connect to ${target.description}: ${(error as Error).message}; the database was not touched`, { cause: error });
   });
-  const restoringRole = facts.rolePowers.length === 0 ? facts.role : facts.databaseOwner;
+  const restoringRole = facts.grantees.owner;
   if (appRole !== undefined && !facts.appRoleExists) {
     throw new RestoreError(
       `the application role '${appRole}' (DB_APP_USER) does not exist on this server: run the provisioning step (setup --admin, with ` +
@@ -89,7 +101,7 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
   if (appRole === restoringRole) {
     throw new RestoreError(`DB_APP_USER '${appRole}' is the database's owner, which restores it; the application role must be another role. The database was not touched.`);
   }
-  const checked = { directUrl: databaseUrl, ...(appRole === undefined ? {} : { appRole }) };
+  const checked = { grantees: facts.grantees, ...(appRole === undefined ? {} : { appRole }) };
   if (facts.rolePowers.length === 0) return { url: databaseUrl, role: facts.role, ...checked };
 
   const refuse = (advice: string): never => {

@@ -6,19 +6,16 @@ import { createGunzip } from 'node:zlib';
 import { databaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
 import { lineOfPosition } from '../sql-position.js';
-import { requireDirectConnection } from '../db/direct-connection.js';
 import { DirectConnectionRequiredError, RestoreError } from '../errors.js';
-import { migrationUrlVariable } from '../migrations/migration-settings.js';
 import { migrationsTable } from '../migrations/migration-storage.js';
 import { appRoleGrantStatements } from '../provisioning/app-role.js';
 import { superuserExtensions } from '../provisioning/provision-database.js';
-import type { PrivilegeChange } from './backup-statement-allow-list.js';
 import { type PgToolExit, spawnPgTool, toolErrorText } from './pg-tool-process.js';
 import { findPgTool, type FindPgToolOptions } from './pg-tools.js';
 import { clearPublicSchema, type KeptExtension } from './clear-public-schema.js';
 import { byteProgress } from './progress-reporter.js';
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
-import { applicationRolesGrantedNewTables, decidePrivilegeChange, restrictRestoredPrivileges, type RestoreGrantees } from './restored-privileges.js';
+import { excessRestoredPrivileges } from './restored-privileges.js';
 import { ScriptQuery } from './script-query.js';
 import { type SqlScriptPart, sqlScriptParts } from './sql-script.js';
 import type { VerifiedBackup } from './verify-backup-file.js';
@@ -45,12 +42,11 @@ export interface RestoreOptions {
    */
   owner?: RestoreOwner;
   /**
-   * `DB_APP_USER`, the application role of the database restored into. The backup's grants
-   * go only to the owner and the application role: named here, the application role gets
-   * exactly the release step's grants (`appRoleGrantStatements`) and the backup's grants to
-   * any other role (its own application role, named otherwise) are left out; unnamed, it is
-   * the role the owner's default privileges in `public` give new tables to, and a backup
-   * granting to another role that exists is refused. See `decidePrivilegeChange`.
+   * `DB_APP_USER`, the application role of the database restored into, which then gets the
+   * release step's grants (`appRoleGrantStatements`) in the restore's transaction. The
+   * backup may grant only to the owner and the application role (unnamed: the role the
+   * owner's default privileges in `public` give new tables to); a backup granting to any
+   * other role, or to PUBLIC, is refused. See `restoreSession` and `checkBackupStatement`.
    */
   appRole?: string;
   /**
@@ -71,20 +67,19 @@ export interface RestoreResult {
 /**
  * Run first, in the restore's transaction, before {@link clearPublicSchema} empties `public`
  * for the backup. The lock timeout makes a restore fail clearly, rather than hang, while a
- * session holds locks on the old tables or on names the backup creates; no statement
- * timeout, since loading a large table or building its index takes as long as it takes (as
- * pg_dump's own `SET statement_timeout = 0` means). The backup's `SET`s of these, and of
- * `idle_in_transaction_session_timeout` and `transaction_timeout`, are not sent: the
- * restore's bounds, and the server's, stay. The backup's statements were parsed with
- * standard strings and an empty search_path (as pg_dump writes them); the server reads them
- * the same way even when a database or role setting says otherwise.
+ * session holds locks on the old tables or on names the backup creates. The statement
+ * timeout is left as the server, the database or the role sets it (none by default), as for
+ * migrations. The backup's own `SET statement_timeout = 0`, `lock_timeout = 0`,
+ * `idle_in_transaction_session_timeout = 0` and `transaction_timeout = 0` are never sent:
+ * they would lift these bounds for the rest of the restore. The backup's statements were
+ * parsed with standard strings and an empty search_path (as pg_dump writes them); the server
+ * reads them the same way even when a database or role setting says otherwise.
  *
  * @example
  * await client.query(restorePrelude(30_000))
  */
 export function restorePrelude(lockTimeoutMs = 30_000): string {
   return `SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))};
-SET LOCAL statement_timeout = 0;
 SET LOCAL search_path = '';
 SET LOCAL standard_conforming_strings = on;
 `;
@@ -189,34 +184,25 @@ function missingRoleAdvice(error: unknown, text: string): string {
   );
 }
 
-// Who may receive the restored objects, read before public is emptied (its default
-// privileges go with it): the owner restoring and the application role.
-async function restoreGrantees(client: pg.ClientBase, appRole: string | undefined): Promise<RestoreGrantees> {
-  const { rows } = await client.query<{ owner: string }>('SELECT current_user AS owner');
-  const owner = rows[0]!.owner;
-  if (appRole !== undefined) return { owner, applicationRoles: [appRole], named: true };
-  return { owner, applicationRoles: await applicationRolesGrantedNewTables(client), named: false };
-}
-
-async function existingRoles(client: pg.ClientBase, change: PrivilegeChange): Promise<Set<string>> {
-  const names = [...change.forRoles, ...(change.grantee === 'PUBLIC' ? [] : [change.grantee.role])];
-  if (names.length === 0) return new Set();
-  const { rows } = await client.query<{ name: string }>('SELECT rolname AS name FROM pg_catalog.pg_roles WHERE rolname = ANY ($1::text[])', [names]);
-  return new Set(rows.map((row) => row.name));
-}
-
 // Before COMMIT: the application role named by DB_APP_USER gets exactly the release step's
-// grants, and nothing in public keeps a privilege beyond those (the second layer, whatever
-// the backup's statements did).
-async function finishPrivileges(client: pg.ClientBase, grantees: RestoreGrantees, database: string, log: (line: string) => void): Promise<void> {
-  if (grantees.named) {
-    const role = grantees.applicationRoles[0]!;
+// grants; then the catalog is asked what the backup's statements left (the second layer,
+// behind the allow-list): a privilege in public beyond the owner's and the application
+// role's stops the restore, which is rolled back.
+async function finishPrivileges(client: pg.ClientBase, session: RestoreSession, database: string, log: (line: string) => void): Promise<void> {
+  if (session.appRole !== undefined) {
     const { rows } = await client.query<{ exists: boolean }>('SELECT pg_catalog.to_regclass($1) IS NOT NULL AS exists', [`public.${migrationsTable}`]);
-    for (const statement of appRoleGrantStatements(quoteIdentifier(role), quoteIdentifier(database), rows[0]!.exists)) await client.query(statement);
-    log(`gave the application role '${role}' its grants, as the release step does`);
+    for (const statement of appRoleGrantStatements(quoteIdentifier(session.appRole), quoteIdentifier(database), rows[0]!.exists)) {
+      await client.query(statement);
+    }
+    log(`gave the application role '${session.appRole}' its grants, as the release step does`);
   }
-  const revoked = await restrictRestoredPrivileges(client, grantees.applicationRoles);
-  if (revoked.length > 0) log(`revoked what the backup granted beyond what a restore gives: ${revoked.join('; ')}`);
+  const excess = await excessRestoredPrivileges(client, session.grantees);
+  if (excess.length > 0) {
+    throw new RestoreError(
+      `the backup left privileges in the public schema beyond the owner's and the application role's: ${excess.slice(0, 5).join('; ')}` +
+        `${excess.length > 5 ? ` and ${excess.length - 5} more` : ''}`,
+    );
+  }
 }
 
 const quoteIdentifier = (name: string) => `"${name.replace(/"/g, '""')}"`;
@@ -302,11 +288,8 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     await withClient(
       session.url,
       async (client) => {
-        // Once per URL: restoreSession checked the URL it was given; the owner's is another.
-        if (session.url !== session.directUrl) {
-          await requireDirectConnection(client, { operation: 'restore', variable: migrationUrlVariable(options.databaseUrl) });
-        }
-        // The same check on the session that runs the backup, before its first statement.
+        // restoreSession refused a pooler already, on this host, port and database (the
+        // owner's URL differs only in its login). The role check again, on the session that runs the backup, before its first statement.
         await requireRestrictedSession(client);
         connected = true;
         // The restore's own statements: their failure (a lock timeout on the old tables, a
@@ -324,9 +307,6 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         try {
           await step('BEGIN');
           await step(restorePrelude(options.lockTimeoutMs));
-          const grantees = await restoreGrantees(client, session.appRole).catch((error: unknown) => {
-            throw rolledBack(serverFailure(error), error);
-          });
           const { kept } = await clearPublicSchema(client).catch((error: unknown) => {
             throw rolledBack(`${serverFailure(error)} while emptying the public schema${schemaOwnerAdvice(error)}`, error);
           });
@@ -336,23 +316,19 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             );
           }
           const keptNames = new Set(kept.map((extension) => extension.name));
-          const leftOut = new Set<string>();
           let parts = 0;
-          for await (const part of sqlScriptParts(source, { database: target.database })) {
+          for await (const part of sqlScriptParts(source, { database: target.database, grantees: session.grantees })) {
             signal?.throwIfAborted();
             parts += 1;
             // Only an extension's owner may comment on it; a kept one keeps its own comment.
             if (part.kind === 'sql' && part.statement === 'COMMENT' && part.extension && keptNames.has(part.extension)) continue;
             // The backup's `SET lock_timeout = 0` and the like would lift the restore's bounds.
             if (part.kind === 'sql' && part.setting !== undefined && restoreBounds.has(part.setting)) continue;
-            if (part.kind === 'sql' && part.privileges) {
-              const exists = await existingRoles(client, part.privileges);
-              const decision = decidePrivilegeChange(part.privileges, grantees, (role) => exists.has(role));
-              if ('refuse' in decision) throw new RestoreError(`line ${part.line} of the backup's SQL: ${decision.refuse}`);
-              if ('skip' in decision) {
-                leftOut.add(decision.skip);
-                continue;
-              }
+            // A REVOKE from a role other than those a restore grants to takes nothing from the
+            // new objects, and that role may not exist here.
+            if (part.kind === 'sql' && part.privileges && !part.privileges.grant && part.privileges.grantee !== 'PUBLIC') {
+              const { role } = part.privileges.grantee;
+              if (role !== session.grantees.owner && !session.grantees.applicationRoles.includes(role)) continue;
             }
             if (part.kind === 'copy') log(`restoring table ${part.table} (${++tables}${backup.tables ? ` of ${backup.tables}` : ''})`);
             const query = new ScriptQuery(part.text, part.kind === 'copy' ? part.data : undefined);
@@ -365,9 +341,8 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           await sourceDone();
           // An empty script would leave an empty schema behind: never a restore's result.
           if (parts === 0) throw new RestoreError('it holds no SQL statements');
-          if (leftOut.size > 0) log(`left out the backup's ${[...leftOut].join(', ')}: a restore grants only to the owner and the application role`);
-          await finishPrivileges(client, grantees, target.database, log).catch((error: unknown) => {
-            throw rolledBack(`${serverFailure(error)} while setting the restored objects' privileges`, error);
+          await finishPrivileges(client, session, target.database, log).catch((error: unknown) => {
+            throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while setting the restored objects' privileges`, error);
           });
           // Never COMMIT once interrupted, whatever was already sent.
           signal?.throwIfAborted();

@@ -1,5 +1,11 @@
 import { RestoreError } from '../errors.js';
-import { type AcceptedStatementKind, checkBackupStatement, loadBackupStatementParser, type PrivilegeChange } from './backup-statement-allow-list.js';
+import {
+  type AcceptedStatementKind,
+  type BackupGrantees,
+  checkBackupStatement,
+  loadBackupStatementParser,
+  type PrivilegeChange,
+} from './backup-statement-allow-list.js';
 
 /**
  * One statement of a backup's SQL, checked and ready to send as one query (`sql`), or a
@@ -26,6 +32,11 @@ export type SqlScriptPart =
 export interface SqlScriptOptions {
   /** The database restored into: the only one a `\connect` line may name (unchecked when left out, to vet a file alone). */
   database?: string;
+  /**
+   * Whom the backup may grant privileges to (the role restoring and the application role);
+   * a GRANT to anyone else is refused. Left out to vet a file alone (at backup time).
+   */
+  grantees?: BackupGrantees;
 }
 
 /**
@@ -374,7 +385,7 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
       }
       for (const [index, found] of statements.entries()) {
         const statement = found.text;
-        const verdict = checkBackupStatement(statement);
+        const verdict = checkBackupStatement(statement, options.grantees === undefined ? {} : { grantees: options.grantees });
         if ('refused' in verdict) return refuseAt(found.line, verdict.refused);
         if (verdict.copyTable === undefined) {
           yield {

@@ -1,6 +1,7 @@
 import { open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ChecksumMismatchError, RestoreError } from '../errors.js';
+import type { BackupGrantees } from './backup-statement-allow-list.js';
 import { verifyChecksumFile } from './checksum-file.js';
 import { findPgTool, type FindPgToolOptions, type PgTool } from './pg-tools.js';
 import { GzipReadError, vetGzippedSql } from './vet-gzipped-sql.js';
@@ -39,7 +40,10 @@ async function formatOf(file: string): Promise<VerifiedBackup['format'] | undefi
  * `.sha256`, when there is one, matches; and it reads back whole (a custom archive through
  * `pg_restore --list` and a full read, a `.sql.gz` through a full decompression, which
  * checks gzip's CRC). Throws {@link RestoreError} (with a {@link ChecksumMismatchError} as
- * cause on a checksum mismatch) saying why it refuses.
+ * cause on a checksum mismatch) saying why it refuses. Given `grantees` (`restoreSession`'s),
+ * a backup granting privileges to anyone else (PUBLIC, another role of the server) is
+ * refused now, before anything of it runs: a custom archive's ACL entries as well, which
+ * pg_restore writes out as the GRANTs the vetting reads.
  *
  * @example
  * const backup = await verifyBackupFile('backups/kennwilliamson_production_20250914T134643.512Z.dump')
@@ -47,11 +51,14 @@ async function formatOf(file: string): Promise<VerifiedBackup['format'] | undefi
  */
 export async function verifyBackupFile(
   file: string,
-  options: { toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'target'>; signal?: AbortSignal; database?: string } = {},
+  options: { toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'target'>; signal?: AbortSignal; database?: string; grantees?: BackupGrantees } = {},
 ): Promise<VerifiedBackup> {
   const absolute = path.resolve(file);
   const name = path.basename(absolute);
-  const database = options.database === undefined ? {} : { database: options.database };
+  const database = {
+    ...(options.database === undefined ? {} : { database: options.database }),
+    ...(options.grantees === undefined ? {} : { grantees: options.grantees }),
+  };
   const refuse = (reason: string, cause?: unknown): never => {
     throw new RestoreError(`refusing to restore ${name}: ${reason}; the database was not touched`, { cause });
   };

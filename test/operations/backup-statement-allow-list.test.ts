@@ -113,3 +113,61 @@ describe('the allow-list refuses the rest, naming the line', () => {
     expect(result).toMatch(/^line 2 of the backup's SQL: /);
   });
 });
+
+describe('the allow-list grants only to the owner and the application role', () => {
+  const grantees = { owner: 'kw_owner', applicationRoles: ['kw_app'] };
+  const refusal = (sql: string, options: { grantees?: typeof grantees } = { grantees }) =>
+    vetSqlScript(Readable.from([Buffer.from(`SET statement_timeout = 0;\n${sql}\n`)]), { database: 'kennwilliamson', ...options }).then(
+      () => 'accepted',
+      (error: Error) => error.message,
+    );
+
+  beforeAll(() => loadBackupStatementParser());
+
+  it.each(dumps)('accepts every grant of %s, given the owner and the application role it was made with', async (dump) => {
+    const made = { owner: 'postgres', applicationRoles: ['kennwilliamson_app'] };
+    await expect(vetSqlScript(createReadStream(path.join(fixtures, dump)), { database: 'kennwilliamson', grantees: made })).resolves.toBeUndefined();
+  });
+
+  it.each([
+    ['SELECT on a table to PUBLIC', 'GRANT SELECT ON TABLE public.users TO PUBLIC;', 'GRANT of SELECT on table to PUBLIC would give every role of the database server'],
+    ['CREATE on public to PUBLIC', 'GRANT CREATE ON SCHEMA public TO PUBLIC;', 'GRANT of CREATE on schema to PUBLIC would give every role'],
+    ['ALL on a function to PUBLIC', 'GRANT ALL ON FUNCTION public.f() TO PUBLIC;', 'GRANT of ALL on function to PUBLIC would give every role'],
+    ['default privileges to PUBLIC', 'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO PUBLIC;', 'ALTER DEFAULT PRIVILEGES … GRANT of SELECT on table to PUBLIC'],
+    ['a grant to a predefined role', 'GRANT SELECT ON TABLE public.users TO pg_read_all_data;', "to the predefined role 'pg_read_all_data'"],
+    ['a grant with grant option', 'GRANT SELECT ON TABLE public.users TO kw_app WITH GRANT OPTION;', "GRANT of SELECT on table to 'kw_app' WITH GRANT OPTION"],
+    ['a grant to the role restoring, by CURRENT_USER', 'GRANT SELECT ON TABLE public.users TO CURRENT_USER;', 'CURRENT_USER, SESSION_USER or CURRENT_ROLE'],
+    ['a grant to another role', 'GRANT SELECT ON TABLE public.users TO reporting;', "GRANT of SELECT on table to 'reporting', which is neither the database's owner 'kw_owner'"],
+    ['a column grant to another role', 'GRANT SELECT(password_hash) ON TABLE public.users TO reporting;', "GRANT of SELECT on table to 'reporting', which is neither"],
+    ['default privileges to another role', 'ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO reporting;', "ALTER DEFAULT PRIVILEGES … GRANT of SELECT on table to 'reporting', which is neither"],
+    ['default privileges of another role', 'ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT SELECT ON TABLES TO kw_app;', "ALTER DEFAULT PRIVILEGES FOR ROLE 'postgres' would set the default privileges of a role other than the database's owner 'kw_owner'"],
+    ['TRUNCATE to the application role', 'GRANT TRUNCATE ON TABLE public.users TO kw_app;', "GRANT of TRUNCATE on table to the application role 'kw_app' goes beyond what the release step grants it (SELECT, INSERT, UPDATE, DELETE on a table)"],
+    ['ALL on a table to the application role', 'GRANT ALL ON TABLE public.users TO kw_app;', "GRANT of ALL on table to the application role 'kw_app' goes beyond"],
+    ['CREATE on public to the application role', 'GRANT CREATE ON SCHEMA public TO kw_app;', "GRANT of CREATE on schema to the application role 'kw_app' goes beyond"],
+    ['writing the migrations record to the application role', 'GRANT INSERT ON TABLE public.schema_migrations TO kw_app;', "goes beyond what the release step grants it (SELECT on the migrations record)"],
+  ])('refuses %s, naming the statement and the grantee', async (_kind, sql, message) => {
+    const result = await refusal(sql);
+    expect(result).toMatch(/^line 2 of the backup's SQL: /);
+    expect(result).toContain(message);
+  });
+
+  it('refuses grants to PUBLIC and predefined roles even when it does not know the roles (at backup time)', async () => {
+    expect(await refusal('GRANT SELECT ON TABLE public.users TO PUBLIC;', {})).toContain('to PUBLIC would give every role');
+    expect(await refusal('GRANT SELECT ON TABLE public.users TO pg_read_all_data;', {})).toContain("the predefined role 'pg_read_all_data'");
+    expect(await refusal('GRANT SELECT ON TABLE public.users TO reporting;', {})).toBe('accepted');
+  });
+
+  it.each([
+    ['USAGE on public to PUBLIC, as PostgreSQL grants it', 'GRANT USAGE ON SCHEMA public TO PUBLIC;'],
+    ['anything to the owner', 'GRANT ALL ON TABLE public.users TO kw_owner;'],
+    ["the release step's grants to the application role", 'GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.users TO kw_app;'],
+    ['sequences to the application role', 'GRANT SELECT,USAGE ON SEQUENCE public.phrases_draw_no_seq TO kw_app;'],
+    ['functions to the application role', 'GRANT ALL ON FUNCTION public.f() TO kw_app;'],
+    ['reading the migrations record to the application role', 'GRANT SELECT ON TABLE public.schema_migrations TO kw_app;'],
+    ["the owner's default privileges for the application role", 'ALTER DEFAULT PRIVILEGES FOR ROLE kw_owner IN SCHEMA public GRANT SELECT,INSERT,DELETE,UPDATE ON TABLES TO kw_app;'],
+    ['a REVOKE from anyone, which only takes away', 'REVOKE ALL ON TABLE public.users FROM reporting;'],
+    ['a REVOKE from PUBLIC', 'REVOKE ALL ON FUNCTION public.f() FROM PUBLIC;'],
+  ])('accepts %s', async (_kind, sql) => {
+    expect(await refusal(sql)).toBe('accepted');
+  });
+});

@@ -10,7 +10,9 @@ import { restoreDatabase } from '../../src/operations/restore.js';
 import { runCli } from '../support/run-cli.js';
 import { execute, fillEveryTable, tableContents } from '../support/table-contents.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import pg from 'pg';
 import { withClient } from '../../src/db/with-client.js';
+import { ensureAppRole } from '../../src/provisioning/app-role.js';
 import { freePort } from '../../src/embedded/free-port.js';
 
 const key = 'Zq7Rb2Xk9PmT4Lw8Hc1Vn6Jd3Fs5Ga0YeUoIiKlMnBvCxAzQwErTyUiOpAsDfGh';
@@ -252,5 +254,153 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     } finally {
       await target.drop();
     }
+  });
+
+  describe('privileges: a restore grants only to the owner and the application role', () => {
+    const suffix = randomBytes(3).toString('hex');
+    const reader = `kw_reader_${suffix}`;
+    const app = `kw_restore_app_${suffix}`;
+
+    beforeAll(async () => {
+      await execute(database.url, `CREATE ROLE ${reader} LOGIN; CREATE ROLE ${app} LOGIN`);
+    });
+    afterAll(async () => {
+      await execute(database.url, `DROP ROLE IF EXISTS ${reader}; DROP ROLE IF EXISTS ${app}`).catch(() => undefined);
+    });
+
+    const planted = (grant: string) => `CREATE TABLE public.planted (id integer, secret text);\n${grant}\n`;
+
+    async function targetDatabase(): Promise<TestDatabase> {
+      const target = await createTestDatabase();
+      onTestFinished(async () => {
+        await target.drop();
+      });
+      return target;
+    }
+
+    // S1: each is refused at check time, before the restore's transaction: nothing ran.
+    it.each([
+      ['to PUBLIC', 'GRANT SELECT ON TABLE public.planted TO PUBLIC;', "line 11 of the backup's SQL: GRANT of SELECT on table to PUBLIC would give every role of the database server"],
+      ['to another role of the server', `GRANT SELECT ON TABLE public.planted TO ${'READER'};`, `line 11 of the backup's SQL: GRANT of SELECT on table to 'READER', which is neither the database's owner`],
+      [
+        'as default privileges, to another role',
+        `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO ${'READER'};`,
+        "line 11 of the backup's SQL: ALTER DEFAULT PRIVILEGES … GRANT of SELECT on table to 'READER', which is neither",
+      ],
+      ['CREATE on public to PUBLIC', 'GRANT CREATE ON SCHEMA public TO PUBLIC;', "line 11 of the backup's SQL: GRANT of CREATE on schema to PUBLIC"],
+    ])('db:restore refuses a backup that grants %s before anything runs, naming the grantee', async (_what, grant, message) => {
+      const file = await crafted('grant.sql.gz', dumpAround(planted(grant.replaceAll('READER', reader))));
+      const target = await targetDatabase();
+      const before = await tableContents(target.url);
+
+      const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.url, DB_OWNER_PASSWORD: inject('ownerPassword') });
+
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`refusing to restore grant.sql.gz: it holds what a restore refuses: ${message.replaceAll('READER', reader)}`);
+      expect(result.stderr).toContain('the database was not touched');
+      expect(result.stderr).not.toContain('restore failed and was rolled back');
+      expect(await tableContents(target.url)).toEqual(before);
+    });
+
+    it('checks the catalog before COMMIT too: privileges that reach a role some other way roll the restore back', async () => {
+      const target = await targetDatabase();
+      // Not the backup's doing: the owner's database-wide default privileges (an admin's),
+      // which every table the backup creates picks up.
+      await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} GRANT SELECT ON TABLES TO ${reader}`);
+      const file = await crafted('plain.sql.gz', dumpAround(planted('')));
+      const before = await tableContents(target.url);
+
+      const error = await restoreDatabase({ databaseUrl: target.ownerUrl, backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' } }).catch(
+        (e: unknown) => e,
+      );
+
+      expect(error).toBeInstanceOf(RestoreError);
+      expect((error as Error).message).toBe(
+        'restore failed and was rolled back; the database was not changed:\n' +
+          `the backup left privileges in the public schema beyond the owner's and the application role's: SELECT on table public.planted to ${reader}`,
+      );
+      expect(await tableContents(target.url)).toEqual(before);
+    });
+
+    it("accepts grants to the application role the owner's default privileges give new tables to", async () => {
+      const target = await targetDatabase();
+      await ensureAppRole({ databaseUrl: target.ownerUrl, user: app });
+      const file = await crafted('app.sql.gz', dumpAround(planted(`GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.planted TO ${app};`)));
+
+      const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.ownerUrl });
+
+      expect(result.code, result.stderr).toBe(0);
+      const granted = await withClient(target.url, async (client) =>
+        (await client.query("SELECT pg_catalog.has_table_privilege($1, 'public.planted', 'SELECT') AS reads", [app])).rows[0],
+      );
+      expect(granted).toEqual({ reads: true });
+    });
+
+    it('takes the application role from DB_APP_USER where no default privileges name it, and gives it the release step\'s grants', async () => {
+      const target = await targetDatabase();
+      const file = await crafted('named.sql.gz', dumpAround(planted(`GRANT SELECT ON TABLE public.planted TO ${app};`)));
+
+      const unnamed = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.ownerUrl });
+      expect(unnamed.code).toBe(1);
+      expect(unnamed.stderr).toContain(`GRANT of SELECT on table to '${app}', which is neither the database's owner '${inject('ownerUser')}' (the role restoring) nor its application role (none known)`);
+      expect(unnamed.stderr).toContain(`set DB_APP_USER=${app} and restore again`);
+
+      const named = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.ownerUrl, DB_APP_USER: app });
+      expect(named.code, named.stderr).toBe(0);
+      const granted = await withClient(target.url, async (client) =>
+        (await client.query("SELECT pg_catalog.has_table_privilege($1, 'public.planted', 'SELECT, INSERT, UPDATE, DELETE') AS writes", [app])).rows[0],
+      );
+      expect(granted).toEqual({ writes: true });
+    });
+  });
+
+  // B6b: pg_dump's `SET lock_timeout = 0` and `SET statement_timeout = 0` must not lift the
+  // restore's bounds. Another session creates, and holds uncommitted, the table the backup
+  // creates: the backup's CREATE TABLE waits for it, and only a bound ends the wait.
+  describe("the backup's own SETs never lift the restore's bounds", () => {
+    const bounded = dumpAround('SET lock_timeout = 0;\nSET statement_timeout = 0;\nCREATE TABLE public.contested (id integer);\n');
+
+    async function contested(): Promise<TestDatabase> {
+      const target = await createTestDatabase({ empty: true });
+      const holder = new pg.Client({ connectionString: target.ownerUrl });
+      await holder.connect();
+      await holder.query('BEGIN');
+      await holder.query('CREATE TABLE public.contested (id integer)');
+      onTestFinished(async () => {
+        await holder.end().catch(() => undefined);
+        await target.drop();
+      });
+      return target;
+    }
+
+    it('lock_timeout: the wait ends after the restore\'s own bound', { timeout: 20_000 }, async () => {
+      const target = await contested();
+      const file = await crafted('lock.sql.gz', bounded);
+
+      const error = await restoreDatabase({
+        databaseUrl: target.ownerUrl,
+        backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' },
+        lockTimeoutMs: 300,
+      }).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(RestoreError);
+      expect((error as Error).message).toContain('canceling statement due to lock timeout (SQLSTATE 55P03)');
+      expect((error as Error).message).toContain('restore failed and was rolled back; the database was not changed');
+    });
+
+    it("statement_timeout: the database's own bound stays", { timeout: 20_000 }, async () => {
+      const target = await contested();
+      await execute(target.url, `ALTER DATABASE ${target.name} SET statement_timeout = '1s'`);
+      const file = await crafted('statement.sql.gz', bounded);
+
+      const error = await restoreDatabase({
+        databaseUrl: target.ownerUrl,
+        backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' },
+        lockTimeoutMs: 600_000,
+      }).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(RestoreError);
+      expect((error as Error).message).toContain('canceling statement due to statement timeout (SQLSTATE 57014)');
+    });
   });
 });

@@ -79,7 +79,8 @@ export const restoreCommand: Command = {
 
     const signal = interruptSignal();
     const log = (line: string) => console.error(line);
-    const backup = await verifyBackupFile(file, { signal, database });
+    // Checked against whom this database's restore may grant to, before anything runs.
+    const backup = await verifyBackupFile(file, { signal, database, grantees: session.grantees });
     log(
       `${path.basename(backup.file)}: ${formatBytes(backup.bytes)}, ` +
         `${backup.format === 'custom' ? `pg_dump archive with ${backup.tables} tables` : 'gzip-compressed SQL'}, ` +
