@@ -145,24 +145,35 @@ describe.skipIf(!available)('a restore never runs with powers beyond the databas
     await expectNoEffectOutside();
   });
 
-  it('names every power that reaches beyond the database: superuser, server-program and file roles, CREATEROLE, BYPASSRLS, through groups too', async () => {
+  it('names every power that reaches beyond the database: superuser, CREATEROLE, CREATEDB, REPLICATION, BYPASSRLS, any predefined role, through groups too', async () => {
     const suffix = randomBytes(3).toString('hex');
-    const [plain, files, creator, bypass, group, viaGroup] = ['plain', 'files', 'creator', 'bypass', 'group', 'via_group'].map((name) => `kw_${name}_${suffix}`);
+    const [plain, files, creator, databases, replication, bypass, signal, group, viaGroup, reading, viaReading] = [
+      'plain', 'files', 'creator', 'databases', 'replication', 'bypass', 'signal', 'group', 'via_group', 'reading', 'via_reading',
+    ].map((name) => `kw_${name}_${suffix}`);
     await execute(
       server.urlOf('postgres'),
       `CREATE ROLE ${plain} LOGIN; CREATE ROLE ${files} LOGIN IN ROLE pg_read_server_files, pg_write_server_files;
-       CREATE ROLE ${creator} LOGIN CREATEROLE; CREATE ROLE ${bypass} LOGIN BYPASSRLS;
-       CREATE ROLE ${group} NOLOGIN CREATEROLE; CREATE ROLE ${viaGroup} LOGIN IN ROLE ${group}`,
+       CREATE ROLE ${creator} LOGIN CREATEROLE; CREATE ROLE ${databases} LOGIN CREATEDB; CREATE ROLE ${replication} LOGIN REPLICATION;
+       CREATE ROLE ${bypass} LOGIN BYPASSRLS; CREATE ROLE ${signal} LOGIN IN ROLE pg_signal_backend;
+       CREATE ROLE ${group} NOLOGIN CREATEROLE; CREATE ROLE ${viaGroup} LOGIN IN ROLE ${group};
+       CREATE ROLE ${reading} NOLOGIN IN ROLE pg_read_all_data; CREATE ROLE ${viaReading} LOGIN NOINHERIT IN ROLE ${reading}`,
     );
-    const powers = await withClient(server.urlOf('postgres'), async (client) => ({
-      postgres: await powersBeyondDatabase(client, 'postgres'),
-      owner: await powersBeyondDatabase(client, server.owner.user),
-      plain: await powersBeyondDatabase(client, plain!),
-      files: await powersBeyondDatabase(client, files!),
-      creator: await powersBeyondDatabase(client, creator!),
-      bypass: await powersBeyondDatabase(client, bypass!),
-      viaGroup: await powersBeyondDatabase(client, viaGroup!),
-    }));
+    const powers = await withClient(server.urlOf('postgres'), async (client) => {
+      const of = (role: string) => powersBeyondDatabase(client, role);
+      return {
+        postgres: await of('postgres'),
+        owner: await of(server.owner.user),
+        plain: await of(plain!),
+        files: await of(files!),
+        creator: await of(creator!),
+        databases: await of(databases!),
+        replication: await of(replication!),
+        bypass: await of(bypass!),
+        signal: await of(signal!),
+        viaGroup: await of(viaGroup!),
+        viaReading: await of(viaReading!),
+      };
+    });
 
     expect(powers).toEqual({
       postgres: ['is a superuser'],
@@ -170,10 +181,72 @@ describe.skipIf(!available)('a restore never runs with powers beyond the databas
       plain: [],
       files: ['is a member of pg_read_server_files, which reads or writes files on the server', 'is a member of pg_write_server_files, which reads or writes files on the server'],
       creator: ['has CREATEROLE'],
+      databases: ['has CREATEDB'],
+      replication: ['has REPLICATION'],
       bypass: ['has BYPASSRLS'],
+      signal: ["is a member of pg_signal_backend, which cancels and terminates other sessions, the services' among them"],
       viaGroup: [`is a member of ${group}, which has CREATEROLE`],
+      // NOINHERIT: SET ROLE still reaches it, and a backup's function could run SET ROLE.
+      viaReading: [`is a member of pg_read_all_data (through ${reading}), which reads every table of every database`],
     });
   });
+
+  it('refuses to restore as an owner with CREATEDB, saying how to take it away', async () => {
+    const owner = `kw_createdb_${randomBytes(4).toString('hex')}`;
+    const target = await server.cloneDatabase(otherData);
+    await execute(server.urlOf('postgres'), `CREATE ROLE ${owner} LOGIN CREATEDB PASSWORD 'createdb-pw'; ALTER DATABASE ${target} OWNER TO ${owner}`);
+
+    const error = await restoreDatabase({ databaseUrl: databaseUrlAs(server.urlOf(target), owner, 'createdb-pw'), backup: await verifyBackupFile(attack.file) }).catch(
+      (e: unknown) => e,
+    );
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(`refusing to restore as '${owner}': it has CREATEDB.`);
+    expect((error as Error).message).toContain(`ALTER ROLE "${owner}" NOCREATEDB;`);
+    expect((error as Error).message).toContain('The database was not touched.');
+  });
+
+  // S1 for custom archives: pg_restore writes an archive's ACL entries as GRANTs, and those
+  // go through the same check, before anything runs.
+  it.each(['PUBLIC', 'another role'])('refuses at check time a genuine pg_dump archive whose ACL grants to %s, naming the grantee', async (who) => {
+    const reader = `kw_reader_${randomBytes(4).toString('hex')}`;
+    const grantee = who === 'PUBLIC' ? 'PUBLIC' : reader;
+    await execute(server.urlOf('postgres'), `CREATE ROLE ${reader}`);
+    const source = await server.createEmptyDatabase();
+    await execute(server.ownerUrlOf(source), `CREATE TABLE public.secrets (v text); INSERT INTO public.secrets VALUES ('hush'); GRANT SELECT ON public.secrets TO ${grantee}`);
+    const archive = path.join(outside, `grants-${reader}.dump`);
+    const url = new URL(server.ownerUrlOf(source));
+    const dumped = spawnSync(
+      path.join(debianPostgresBinDir, 'pg_dump'),
+      ['--format=custom', `--file=${archive}`, '--host', url.hostname, '--port', url.port, '--username', server.owner.user, '--dbname', source],
+      { env: { ...process.env, PGPASSWORD: server.owner.password }, encoding: 'utf8' },
+    );
+    expect(dumped.status, dumped.stderr).toBe(0);
+    const target = await server.cloneDatabase(otherData);
+    const before = await tableContents(server.urlOf(target));
+
+    const result = await runCli('db-restore', [archive, '--yes'], { DATABASE_URL: server.urlOf(target), DB_OWNER_PASSWORD: server.owner.password });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      new RegExp(`refusing to restore grants-${reader}\\.dump: it holds what a restore refuses: line \\d+ of the backup's SQL: GRANT of SELECT on table to ${who === 'PUBLIC' ? 'PUBLIC' : `'${reader}'`}`),
+    );
+    expect(result.stderr).toContain('the database was not touched');
+    expect(result.stderr).not.toContain('hush');
+    expect(await tableContents(server.urlOf(target))).toEqual(before);
+  });
+
+  it('never publishes a backup that grants to PUBLIC: the backup refuses it', async () => {
+    const source = await server.createEmptyDatabase();
+    await execute(server.ownerUrlOf(source), 'CREATE TABLE public.secrets (v text); GRANT SELECT ON public.secrets TO PUBLIC');
+
+    const error = await backupDatabase({ databaseUrl: server.ownerUrlOf(source), backupDir: path.join(outside, 'public-grant'), environment: 'test', keep: 1 }).catch(
+      (e: unknown) => e,
+    );
+
+    expect((error as Error).message).toContain('GRANT of SELECT on table to PUBLIC would give every role of the database server');
+  });
+
   // The control, last (it leaves the effects behind until it removes them): the same archive,
   // restored by pg_restore as the superuser, does escape; so the tests above cannot pass by accident.
   it('would otherwise escape: pg_restore of the same archive as the superuser runs the program, writes the file and creates the role', async () => {
