@@ -204,17 +204,37 @@ describe('the application role made by npm run db:setup', () => {
 
     const result = await runCli('db-setup', [], { DATABASE_URL: database.url, DB_APP_USER: direct });
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain(`[APP_ROLE_INVALID]: role '${direct}' is a member of pg_execute_server_program, pg_signal_backend, which give powers beyond rows`);
+    expect(result.stderr).toContain(
+      `[APP_ROLE_INVALID]: role '${direct}' is a member of pg_execute_server_program, which runs programs on the server; ` +
+        `it is a member of pg_signal_backend, which cancels and terminates other sessions, the services' among them: those give powers beyond rows`,
+    );
     expect(result.stderr).toContain(`REVOKE "pg_execute_server_program" FROM "${direct}"; REVOKE "pg_signal_backend" FROM "${direct}"`);
     // Through another role as well: membership is transitive.
     await expect(ensureAppRole({ databaseUrl: database.url, user: indirect })).rejects.toThrow(
-      `role '${indirect}' is a member of pg_read_all_data, which gives powers beyond rows`,
+      `role '${indirect}' is a member of pg_read_all_data (through ${group}), which reads every table of every database: that gives powers beyond rows`,
     );
     // Nothing was granted to either: the refusal rolled everything back.
     const granted = await asRole(database.url, async (client) =>
       (await client.query("SELECT count(*)::int AS n FROM information_schema.role_table_grants WHERE grantee IN ($1, $2)", [direct, indirect])).rows[0],
     );
     expect(granted).toEqual({ n: 0 });
+  });
+
+  it('refuses a role with CREATEDB or REPLICATION, its own or through a group, with the one check the restore uses', async () => {
+    const suffix = randomBytes(4).toString('hex');
+    const [replicator, group, member] = [`kw_replicator_${suffix}`, `kw_dbgroup_${suffix}`, `kw_dbmember_${suffix}`];
+    extraRoles.push(replicator, member, group);
+    await asRole(database.url, (client) =>
+      client.query(`CREATE ROLE ${replicator} LOGIN REPLICATION; CREATE ROLE ${group} CREATEDB; CREATE ROLE ${member} LOGIN IN ROLE ${group}`),
+    );
+
+    await expect(ensureAppRole({ databaseUrl: database.url, user: replicator })).rejects.toThrow(
+      `role '${replicator}' has REPLICATION: that gives powers beyond rows (predefined roles reach the whole server; the others carry role attributes); ` +
+        `take it away (ALTER ROLE "${replicator}" NOREPLICATION) or choose another DB_APP_USER`,
+    );
+    await expect(ensureAppRole({ databaseUrl: database.url, user: member })).rejects.toThrow(
+      `role '${member}' is a member of ${group}, which has CREATEDB: that gives powers beyond rows`,
+    );
   });
 
   it('refuses a role that is a member of a role owning objects in the schema', async () => {
