@@ -8,6 +8,7 @@ import { BackupError } from '../../src/errors.js';
 import { backupDatabase } from '../../src/operations/backup.js';
 import { freePort } from '../../src/embedded/free-port.js';
 import { debianPostgresPrograms, startDebianPostgres, type DebianPostgres } from '../support/debian-postgres.js';
+import { startHangUpServer } from '../support/hang-up-server.js';
 import { toolsAvailable } from '../support/required-tools.js';
 import { runCli } from '../support/run-cli.js';
 
@@ -172,6 +173,26 @@ describe.skipIf(!available)('npm run db:backup', () => {
     expect(error).toBeInstanceOf(BackupError);
     expect((error as Error).message).toBe('backup interrupted; no file was kept');
     expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  // S2: the pooler check fails closed. A server that lets the login in and then answers no
+  // query (a pooler whose server connections are all busy or gone) leaves the check
+  // undecided: pg_dump must not run, since it would reach that pooler.
+  it('does not run pg_dump when the pooler check cannot decide, saying why', async () => {
+    const undecided = await startHangUpServer();
+    try {
+      const result = await runCli('db-backup', [], env({ DATABASE_URL: `postgresql://kw:pw@127.0.0.1:${undecided.port}/kennwilliamson` }));
+
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`could not check that kw@127.0.0.1:${undecided.port}/kennwilliamson is PostgreSQL itself and not a connection pooler`);
+      expect(result.stderr).toContain('pg_dump was not run');
+      expect(result.stderr).not.toContain('pw@');
+      // One connection: the check's. pg_dump never connected.
+      expect(undecided.accepted()).toBe(1);
+      expect(await readdir(backupDir)).toEqual([]);
+    } finally {
+      await undecided.close();
+    }
   });
 
   it('throws a typed BackupError from the library', async () => {
