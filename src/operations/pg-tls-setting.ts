@@ -36,18 +36,26 @@ export function pgTlsSetting(databaseUrl: string, env: NodeJS.ProcessEnv = proce
 }
 
 /**
- * The libpq `sslmode` under which a native PostgreSQL program (pg_dump) connects to
- * `databaseUrl` as pg does, or undefined to leave libpq its own (and `PGSSLMODE`'s) choice
- * where pg connects in the clear without the URL saying so. pg's spellings are not libpq's:
- * `?ssl=true` means nothing to libpq, whose default `prefer` falls back to cleartext, and pg
- * 8 reads `sslmode=prefer`, `require` and `verify-ca` as `verify-full` (certificate and host
- * name checked). So: whatever makes pg connect with TLS and check the server (see
- * {@link pgTlsSetting}) is `verify-full`; `no-verify` (TLS, unchecked) is `require`;
+ * The libpq `sslmode` under which a native PostgreSQL program (pg_dump, pg_restore) connects
+ * to `databaseUrl` with TLS wherever pg does, or undefined where pg connects in the clear
+ * (libpq's and `PGSSLMODE`'s own choice then stands). pg's spellings are not libpq's:
+ * `?ssl=true` means nothing to libpq, whose default `prefer` falls back to cleartext when the
+ * server (or whoever stands in between) offers no TLS, and so does `sslmode=allow`. So
+ * whatever makes pg use TLS (see {@link pgTlsSetting}) becomes a mode that never falls back:
+ * - `no-verify` (TLS, certificate unchecked) is `require`;
+ * - `verify-ca` and `verify-full`, which name a check, are `verify-full`, as pg 8 reads both;
+ * - anything else (`ssl=true`, `ssl=1`, `sslmode=prefer|require|allow`, `PGSSLMODE=…`) is
+ *   `verify-full` where a root certificate is given (`sslrootcert`, `PGSSLROOTCERT`), as pg 8
+ *   checks the certificate and host name; and `require` otherwise: pg checks against Node's
+ *   certificate authorities, which libpq cannot see (it would refuse every server without
+ *   `~/.postgresql/root.crt`), so the program gets encryption without pg's check rather
+ *   than no backup. Give `sslrootcert` (or `sslmode=verify-full` with it) for the check.
  * `sslmode=disable` and `ssl=0` are `disable`. With `uselibpqcompat=true`, pg reads `sslmode`
  * as libpq does, and it is passed on as it is.
  *
  * @example
- * libpqSslMode('postgresql://u:p@db.example.org/app?ssl=true') // 'verify-full'
+ * libpqSslMode('postgresql://u:p@db.example.org/app?ssl=true') // 'require'
+ * libpqSslMode('postgresql://u:p@db.example.org/app?ssl=true&sslrootcert=/etc/ssl/db-ca.pem') // 'verify-full'
  * libpqSslMode('postgresql://u:p@db.example.org/app?sslmode=no-verify') // 'require'
  */
 export function libpqSslMode(databaseUrl: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
@@ -57,5 +65,8 @@ export function libpqSslMode(databaseUrl: string, env: NodeJS.ProcessEnv = proce
   if (parameter('uselibpqcompat') === 'true') return sslmode;
   const setting = pgTlsSetting(databaseUrl, env);
   if (setting === undefined) return sslmode === 'disable' || parameter('ssl') === '0' ? 'disable' : undefined;
-  return /^(?:sslmode|ssl|PGSSLMODE)=no-verify$/.test(setting) ? 'require' : 'verify-full';
+  const mode = setting.replace(/^[^=]*=/, '');
+  if (mode === 'no-verify') return 'require';
+  if (mode === 'verify-ca' || mode === 'verify-full') return 'verify-full';
+  return parameter('sslrootcert') || env.PGSSLROOTCERT ? 'verify-full' : 'require';
 }

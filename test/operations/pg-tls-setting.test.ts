@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { libpqConnection } from '../../src/operations/libpq-connection.js';
-import { pgTlsSetting } from '../../src/operations/pg-tls-setting.js';
+import { libpqSslMode, pgTlsSetting } from '../../src/operations/pg-tls-setting.js';
 import { wasmPgDumpRefusal } from '../../src/operations/wasm-pg-dump.js';
 
 // pg's own reading of a URL, as the oracle: whatever pg would connect to with TLS, the
@@ -68,5 +68,32 @@ describe('which URLs pg connects to with TLS', () => {
         'and put them on PATH or in PG_DUMP',
     );
     expect(wasmPgDumpRefusal(libpqConnection(base, { env: {} }), {})).toBeUndefined();
+  });
+});
+
+describe('how a native pg_dump or pg_restore connects where pg uses TLS', () => {
+  it.each([
+    ['', {}, undefined],
+    ['?sslmode=disable', {}, 'disable'],
+    ['?ssl=0', {}, 'disable'],
+    ['?ssl=true', {}, 'require'],
+    ['?ssl=1', {}, 'require'],
+    ['?ssl=no-verify', {}, 'require'],
+    ['?sslmode=no-verify', {}, 'require'],
+    ['?sslmode=allow', {}, 'require'],
+    ['?sslmode=prefer', {}, 'require'],
+    ['?sslmode=require', {}, 'require'],
+    ['?sslmode=verify-ca', {}, 'verify-full'],
+    ['?sslmode=verify-full', {}, 'verify-full'],
+    ['?ssl=true&sslrootcert=/etc/ssl/db-ca.pem', {}, 'verify-full'],
+    ['?sslmode=require&sslrootcert=/etc/ssl/db-ca.pem', {}, 'verify-full'],
+    ['?ssl=true', { PGSSLROOTCERT: '/etc/ssl/db-ca.pem' }, 'verify-full'],
+    ['', { PGSSLMODE: 'prefer' }, 'require'],
+    ['', { PGSSLMODE: 'no-verify' }, 'require'],
+    ['?sslmode=prefer&uselibpqcompat=true', {}, 'prefer'],
+  ])('%s with %o: PGSSLMODE=%s, never a mode that falls back to cleartext', (query, env, mode) => {
+    const connection = libpqConnection(`${base}${query}`, { env });
+    expect(connection.env.PGSSLMODE).toBe(mode);
+    expect(libpqSslMode(`${base}${query}`, env)).toBe(mode);
   });
 });
