@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -402,5 +403,32 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       expect(error).toBeInstanceOf(RestoreError);
       expect((error as Error).message).toContain('canceling statement due to statement timeout (SQLSTATE 57014)');
     });
+  });
+
+  it('asks once whether it reaches a pooler, before reading the backup', async () => {
+    // Between the restore and the server: the text every connection sends, to count the probes.
+    const server = new URL(database.url);
+    const sent: string[] = [];
+    const relay = net.createServer((client) => {
+      const index = sent.push('') - 1;
+      const upstream = net.connect(Number(server.port), server.hostname);
+      client.on('data', (chunk: Buffer) => (sent[index] += chunk.toString('latin1')));
+      client.pipe(upstream).pipe(client);
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    onTestFinished(() => new Promise<void>((resolve) => relay.close(() => resolve())));
+    const target = await createTestDatabase();
+    onTestFinished(() => target.drop());
+    const relayed = new URL(target.ownerUrl);
+    relayed.port = String((relay.address() as net.AddressInfo).port);
+    const file = await crafted('once.sql.gz', dumpAround('CREATE TABLE public.planted (id integer);'));
+
+    const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: relayed.toString() });
+
+    expect(result.code, result.stderr).toBe(0);
+    const probes = sent.join('').split('pg_backend_pid() AS pid').length - 1;
+    expect(probes).toBe(1);
   });
 });
