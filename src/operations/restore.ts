@@ -179,8 +179,7 @@ function missingRoleAdvice(error: unknown, text: string): string {
   if (!/^(?:GRANT|REVOKE|ALTER\s+DEFAULT\s+PRIVILEGES)\b/i.test(statement)) return '';
   return (
     '\nthe backup grants privileges to a role this server does not have (on a new server: the application role, or the owner): ' +
-    'run the provisioning step (setup --admin, with DB_APP_USER and DB_APP_PASSWORD) on this server first, then restore again' +
-    " (or, when this server's application role has another name, set DB_APP_USER to it: the restore then gives it the application role's grants instead)"
+    'run the provisioning step (setup --admin, with DB_APP_USER and DB_APP_PASSWORD) on this server first, then restore again'
   );
 }
 
@@ -221,7 +220,9 @@ const quoteIdentifier = (name: string) => `"${name.replace(/"/g, '""')}"`;
  * powers end at the database (see `restoreSession`): the URL's own, or, when that is a
  * superuser or the like, the database's owner given `owner.password`; otherwise it refuses
  * before reading the backup. Objects are owned by that role (the owner who runs migrations);
- * grants, including the application role's, are restored and need that role to exist.
+ * the backup's grants may go only to it and to the application role (`session.grantees`: a
+ * GRANT to PUBLIC or any other role is refused), and before COMMIT the catalog is checked to
+ * hold no privilege in `public` beyond those (`excessRestoredPrivileges`).
  *
  * @example
  * const backup = await verifyBackupFile(file)

@@ -100,11 +100,18 @@ describe('the messages of the operations commands', () => {
       // As on a new server: the role the backup grants to was never created.
       await withClient(database.url, (client) => client.query(`DROP OWNED BY ${role}; DROP ROLE ${role}`));
 
+      // Refused before anything runs: the role is neither the owner nor a known application role.
       const restore = await runCli('db-restore', [backup.stdout.trim(), '--yes'], env);
       expect(restore.code).toBe(1);
-      expect(restore.stderr).toContain(`role "${role}" does not exist`);
-      expect(restore.stderr).toContain('run the provisioning step (setup --admin, with DB_APP_USER and DB_APP_PASSWORD) on this server first, then restore again');
-      expect(restore.stderr).toContain('the database was not changed');
+      expect(restore.stderr).toContain(`GRANT of SELECT on table to '${role}', which is neither the database's owner`);
+      expect(restore.stderr).toContain(`set DB_APP_USER=${role} and restore again (on a new server, run the provisioning step first`);
+      expect(restore.stderr).toContain('the database was not touched');
+      // Named as the application role, it is found missing, before anything runs.
+      const named = await runCli('db-restore', [backup.stdout.trim(), '--yes'], { ...env, DB_APP_USER: role });
+      expect(named.code).toBe(1);
+      expect(named.stderr).toContain(`the application role '${role}' (DB_APP_USER) does not exist on this server`);
+      expect(named.stderr).toContain('run the provisioning step (setup --admin, with DB_APP_USER and DB_APP_PASSWORD) on this server first, then restore again');
+      expect(named.stderr).toContain('The database was not touched.');
     }, 120_000);
   });
 

@@ -24,12 +24,14 @@ The backup's SQL never runs as a superuser (or any role whose powers reach beyon
 database: programs and files on the server, other roles): functions in a backup run while
 it loads, with the restoring session's powers. Given such a URL, the restore logs in as the
 database's owner with DB_OWNER_PASSWORD, or refuses, naming that role. Objects end up owned
-by the owner. Privileges go only to the owner and the application role: with DB_APP_USER
-set, that role gets the release step's grants and the backup's grants to any other role are
-left out; without it, the backup may grant only to the role the database already gives new
-tables to. Nothing in public keeps a privilege beyond those (no grant to PUBLIC, CREATE on
-public to no one). The application role must exist (on a new server, run the provisioning
-step first: setup --admin, with DB_APP_USER). Extensions
+by the owner. Privileges go only to the owner and the application role (DB_APP_USER, or else
+the role the owner's default privileges already give new tables to), the latter no more than
+the release step grants it; a backup that grants to PUBLIC (beyond USAGE on public), to any
+other role, or with a grant option is refused before anything runs, naming the grantee, and
+the restore checks again before COMMIT. With DB_APP_USER, that role also gets the release
+step's grants; it must exist (on a new server, run the provisioning step first: setup
+--admin, with DB_APP_USER). The backup's own SET lock_timeout/statement_timeout are ignored:
+the restore waits at most 30 s for a lock. Extensions
 that only a superuser may create (pg_uuidv7) are kept as setup --admin created them; a
 backup that uses one this database lacks fails, saying to run setup --admin first.
 
@@ -42,7 +44,7 @@ Environment:
                           pooler is refused (else DATABASE_URL, when that is direct)
   DB_OWNER_PASSWORD       the owner's password, when that URL is a superuser's (the restore logs in as the owner)
   DB_OWNER_USER           when set, checked to be the database's owner
-  DB_APP_USER             the application role, which gets its grants (as the release step gives them)
+  DB_APP_USER             the application role: the one the backup may grant to, and which gets the release step's grants
   PG_RESTORE              pg_restore to use (default: PATH, then /usr/lib/postgresql/*/bin)
 `;
 
