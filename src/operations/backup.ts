@@ -75,21 +75,28 @@ const refusedAtLogin = new Set(['ECONNREFUSED', 'ENOTFOUND', '28P01', '28000', '
 const failureCode = (error: unknown): string | undefined =>
   ((error as { cause?: { code?: unknown } }).cause?.code as string | undefined) ?? ((error as { code?: unknown }).code as string | undefined);
 
+// The URL asks for TLS and the server answered the SSLRequest with 'N': pg_dump, asked for
+// TLS too (see libpqSslMode), is refused the same way, before any session. pg says so only
+// in words, with no code.
+const refusedTls = (error: unknown): boolean =>
+  [error, (error as { cause?: unknown }).cause].some((e) => (e as Error | undefined)?.message === 'The server does not support SSL connections');
+
 // The server's major version decides which pg_dump fits, and the same connection refuses a
 // pooler first: pg_dump empties search_path for its session, and a pooler in transaction
 // mode would hand that server connection to the services. pg_dump runs only once this check
 // has run: a pooler that lets the login through but answers no query (every server
 // connection busy, query_wait_timeout) is exactly where it must not. Only a login that is
 // refused outright (wrong password, nothing listening, no such database) lets pg_dump run
-// unchecked, since it is refused the same way and says so in its own words; any other
-// failure is reported here and pg_dump is not run.
+// unchecked, since it is refused the same way and says so in its own words (as is a server
+// without TLS where the URL asks for it); any other failure is reported here and pg_dump is
+// not run.
 async function serverFacts(databaseUrl: string, target: DatabaseTarget): Promise<ServerFacts | undefined> {
   let client: pg.Client;
   try {
     client = await openClient(databaseUrl, backupApplicationName);
   } catch (error) {
     const code = failureCode(error);
-    if (code !== undefined && refusedAtLogin.has(code)) return undefined;
+    if ((code !== undefined && refusedAtLogin.has(code)) || refusedTls(error)) return undefined;
     throw new BackupError(
       `could not connect to ${target.description} to check it before running pg_dump: ${(error as Error).message}; pg_dump was not run`,
       undefined,

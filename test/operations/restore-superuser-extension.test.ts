@@ -41,12 +41,15 @@ describe('restoring as the owner where a superuser created pg_uuidv7 in public',
     return lines;
   }
 
-  // As the default set-up runs a restore: the superuser's URL, the SQL run as the owner.
+  // As the default set-up runs a restore: the superuser's URL, the SQL run as the owner, DB_APP_USER set.
   async function restore(database: string, from: BackupResult, log: string[] = []): Promise<void> {
     await restoreDatabase({
       databaseUrl: server.urlOf(database),
       backup: await verifyBackupFile(from.file),
       owner: { password: server.owner.password },
+      // As the release step's environment has it: a database that setup --admin just made
+      // has no default privileges yet that would name the application role.
+      appRole: app.user,
       log: (line) => log.push(line),
     });
   }

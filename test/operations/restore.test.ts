@@ -156,21 +156,24 @@ describe.skipIf(!available)('npm run db:restore', () => {
   });
 
   it('rolls everything back when a statement fails halfway, leaving the old data as it was', async ({ expect }) => {
-    // The backup grants to a role that the target server no longer has: the grants come
-    // last, after every table was recreated and filled.
-    const role = `kw_gone_${Date.now().toString(36)}`;
+    // A CHECK that reads another table, whose rows load after its own: pg_restore loads
+    // table by table (users first, zzz_allowed last), so the rows of zz_checked fail it.
     const source = server.urlOf(await server.createMigratedDatabase());
-    await execute(source, `CREATE ROLE ${role}; GRANT SELECT ON users TO ${role}`);
-    const granted = await backupDatabase({ databaseUrl: source, backupDir: path.join(workDir, 'granted'), environment: 'test', keep: 1 });
-    await execute(source, `REVOKE ALL ON users FROM ${role}; DROP ROLE ${role}`);
+    await execute(
+      source,
+      `CREATE TABLE public.zzz_allowed (v int); INSERT INTO public.zzz_allowed VALUES (1);
+       CREATE FUNCTION public.allowed(x int) RETURNS boolean LANGUAGE sql STABLE AS $$ SELECT EXISTS (SELECT 1 FROM public.zzz_allowed WHERE v = x) $$;
+       CREATE TABLE public.zz_checked (x int CHECK (public.allowed(x))); INSERT INTO public.zz_checked VALUES (1)`,
+    );
+    const halfway = await backupDatabase({ databaseUrl: source, backupDir: path.join(workDir, 'halfway'), environment: 'test', keep: 1 });
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
 
-    const result = await runCli('db-restore', [granted.file, '--yes'], { DATABASE_URL: target });
+    const result = await runCli('db-restore', [halfway.file, '--yes'], { DATABASE_URL: target });
 
     expect(result.code, result.stderr).toBe(1);
     expect(result.stderr).toContain('restore failed and was rolled back; the database was not changed');
-    expect(result.stderr).toMatch(new RegExp(`ERROR: role "${role}" does not exist \\(SQLSTATE 42704\\) at line \\d+ of the backup's SQL`));
+    expect(result.stderr).toMatch(/ERROR: new row for relation "zz_checked" violates check constraint "zz_checked_x_check" \(SQLSTATE 23514\) at line \d+ of the backup's SQL/);
     expect(result.stderr).toMatch(/restoring table public\.users/);
     expect(await tableContents(target)).toEqual(before);
     await execute(target, 'SELECT * FROM later_feature');
