@@ -366,6 +366,13 @@ export interface BackupGrantees {
   owner: string;
   /** The application role(s): `DB_APP_USER`, or those the owner's default privileges in public give new tables to. */
   applicationRoles: readonly string[];
+  /**
+   * The restore gives the application role its default privileges itself (`DB_APP_USER`):
+   * the backup's default privileges `FOR ROLE` another role (the owner where it was made, as
+   * in backups made before the owner role) are accepted, for the restore to leave out,
+   * rather than refused. Their grantees are checked all the same.
+   */
+  setsDefaultPrivileges?: boolean;
 }
 
 /** Options of {@link checkBackupStatement}. */
@@ -506,10 +513,11 @@ const checkDefaultPrivileges = (node: Tree, options: BackupStatementOptions): St
       return refuse('ALTER DEFAULT PRIVILEGES FOR ROLE other than a role by name is not what pg_dump writes');
     }
     // Only the owner's own: another role's default privileges would grant on whatever that role creates later.
-    if (options.grantees !== undefined && spec.rolename !== options.grantees.owner) {
+    if (options.grantees !== undefined && spec.rolename !== options.grantees.owner && !options.grantees.setsDefaultPrivileges) {
       return refuse(
         `ALTER DEFAULT PRIVILEGES FOR ROLE '${spec.rolename}' would set the default privileges of a role other than the database's owner ` +
-          `'${options.grantees.owner}', which restores it (the backup was made where the database had another owner)`,
+          `'${options.grantees.owner}', which restores it (the backup was made where the database had another owner: set DB_APP_USER ` +
+          'to the application role, and the restore gives it its default privileges itself, leaving these out)',
       );
     }
     forRoles.push(spec.rolename);

@@ -83,7 +83,10 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
         appRoleExists,
         rolePowers: powers,
         ownerPowers: await rolePowers(client, databaseOwner),
-        grantees: { owner: restoring, applicationRoles: appRole === undefined ? await applicationRolesGrantedNewTables(client, restoring) : [appRole] },
+        grantees:
+          appRole === undefined
+            ? { owner: restoring, applicationRoles: await applicationRolesGrantedNewTables(client, restoring) }
+            : { owner: restoring, applicationRoles: [appRole], setsDefaultPrivileges: true },
       };
     },
     'kennwilliamson-restore',

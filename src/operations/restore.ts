@@ -325,6 +325,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             if (part.kind === 'sql' && part.statement === 'COMMENT' && part.extension && keptNames.has(part.extension)) continue;
             // The backup's `SET lock_timeout = 0` and the like would lift the restore's bounds.
             if (part.kind === 'sql' && part.setting !== undefined && restoreBounds.has(part.setting)) continue;
+            // Default privileges of the owner where the backup was made: with DB_APP_USER the
+            // restore sets the application role's itself (finishPrivileges), and only that
+            // role (or a superuser) could set these.
+            if (part.kind === 'sql' && part.privileges?.forRoles.some((role) => role !== session.grantees.owner)) continue;
             // A REVOKE from a role other than those a restore grants to takes nothing from the
             // new objects, and that role may not exist here.
             if (part.kind === 'sql' && part.privileges && !part.privileges.grant && part.privileges.grantee !== 'PUBLIC') {

@@ -116,7 +116,7 @@ describe('the allow-list refuses the rest, naming the line', () => {
 
 describe('the allow-list grants only to the owner and the application role', () => {
   const grantees = { owner: 'kw_owner', applicationRoles: ['kw_app'] };
-  const refusal = (sql: string, options: { grantees?: typeof grantees } = { grantees }) =>
+  const refusal = (sql: string, options: { grantees?: typeof grantees & { setsDefaultPrivileges?: boolean } } = { grantees }) =>
     vetSqlScript(Readable.from([Buffer.from(`SET statement_timeout = 0;\n${sql}\n`)]), { database: 'kennwilliamson', ...options }).then(
       () => 'accepted',
       (error: Error) => error.message,
@@ -155,6 +155,12 @@ describe('the allow-list grants only to the owner and the application role', () 
     expect(await refusal('GRANT SELECT ON TABLE public.users TO PUBLIC;', {})).toContain('to PUBLIC would give every role');
     expect(await refusal('GRANT SELECT ON TABLE public.users TO pg_read_all_data;', {})).toContain("the predefined role 'pg_read_all_data'");
     expect(await refusal('GRANT SELECT ON TABLE public.users TO reporting;', {})).toBe('accepted');
+  });
+
+  it("accepts another role's default privileges for the restore to leave out where it sets the application role's itself (DB_APP_USER)", async () => {
+    const sql = 'ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT SELECT ON TABLES TO kw_app;';
+    expect(await refusal(sql, { grantees: { ...grantees, setsDefaultPrivileges: true } })).toBe('accepted');
+    expect(await refusal(sql.replace('kw_app', 'reporting'), { grantees: { ...grantees, setsDefaultPrivileges: true } })).toContain("to 'reporting', which is neither");
   });
 
   it.each([

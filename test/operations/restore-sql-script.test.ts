@@ -339,7 +339,16 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
 
     it('takes the application role from DB_APP_USER where no default privileges name it, and gives it the release step\'s grants', async () => {
       const target = await targetDatabase();
-      const file = await crafted('named.sql.gz', dumpAround(planted(`GRANT SELECT ON TABLE public.planted TO ${app};`)));
+      // As a backup made before the owner role has them: default privileges of the superuser.
+      const file = await crafted(
+        'named.sql.gz',
+        dumpAround(
+          planted(
+            `GRANT SELECT ON TABLE public.planted TO ${app};\n` +
+              `ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT SELECT,INSERT,DELETE,UPDATE ON TABLES TO ${app};`,
+          ),
+        ),
+      );
 
       const unnamed = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.ownerUrl });
       expect(unnamed.code).toBe(1);
@@ -352,6 +361,16 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
         (await client.query("SELECT pg_catalog.has_table_privilege($1, 'public.planted', 'SELECT, INSERT, UPDATE, DELETE') AS writes", [app])).rows[0],
       );
       expect(granted).toEqual({ writes: true });
+      // The superuser's default privileges left out; the owner's set by the restore instead.
+      const defaults = await withClient(target.url, async (client) =>
+        (
+          await client.query(
+            `SELECT pg_catalog.pg_get_userbyid(defaclrole) AS role FROM pg_catalog.pg_default_acl
+              WHERE defaclnamespace = 'public'::regnamespace AND defaclobjtype = 'r'`,
+          )
+        ).rows,
+      );
+      expect(defaults).toEqual([{ role: inject('ownerUser') }]);
     });
   });
 
