@@ -33,7 +33,7 @@ const majorFiles = [
   'test/queries/**/*.test.ts',
   'test/migrations/{no-transaction,round-trip}.test.ts',
   // Restoring through the owner role, with identical hashes, on every supported major.
-  'test/operations/owner-restore-round-trip.test.ts',
+  'test/operations/restore/owner-restore-round-trip.test.ts',
 ];
 const majors = extraPostgresMajors.filter((major) => {
   const found = postgresMajorBinDir(major) !== undefined;

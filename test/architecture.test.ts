@@ -26,9 +26,12 @@ function importsOf(file: string): string[] {
 }
 
 // The folder (or, at the top of src/, the file) a module belongs to: the unit of the architecture.
+// The operations' capabilities (backup/, restore/, vetting/, wasm-pg-dump/ …) are units of their
+// own, so that they too import one way.
 function unitOf(file: string): string {
   const relative = path.relative(src, file).split(path.sep);
   if (relative.length === 1) return relative[0]!.replace(/\.ts$/, '');
+  if (relative[0] === 'operations' && relative.length > 2) return `operations/${relative[1]}`;
   return relative[0] === 'cli' && relative[1] === 'dev' ? 'cli/dev' : relative[0]!;
 }
 

@@ -2,7 +2,7 @@ import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import { databaseTarget } from '../../src/db/database-target.js';
 import { ConfigError } from '../../src/errors.js';
-import { libpqConnection } from '../../src/operations/libpq-connection.js';
+import { libpqConnection } from '../../src/operations/pg-tools/libpq-connection.js';
 
 describe('databaseTarget: the server a URL reaches, decided once', () => {
   it.each([

@@ -5,7 +5,7 @@ import { packageRoot } from '../../src/package-root.js';
 
 /**
  * Bundles the repository's command entry (`src/cli/dev/dev.ts`, what the npm scripts run)
- * and the worker threads of `src/operations/` (which `startModuleWorker` finds beside it)
+ * and the worker threads of `src/operations/wasm-pg-dump/` (which `startModuleWorker` finds beside it)
  * into ES modules (dependencies stay external), so a test that runs a command as its own
  * process starts plain `node` in about a tenth of a second instead of compiling TypeScript
  * through tsx on every spawn. The bundle lives under node_modules/.cache, inside the
@@ -14,9 +14,9 @@ import { packageRoot } from '../../src/package-root.js';
 export async function bundleCliCommands(): Promise<string> {
   const root = packageRoot();
   const outdir = path.join(root, 'node_modules', '.cache', 'kw-db-cli', String(process.pid));
-  const workers = (await readdir(path.join(root, 'src', 'operations')))
+  const workers = (await readdir(path.join(root, 'src', 'operations', 'wasm-pg-dump')))
     .filter((file) => file.endsWith('-worker.ts'))
-    .map((file) => path.join(root, 'src', 'operations', file));
+    .map((file) => path.join(root, 'src', 'operations', 'wasm-pg-dump', file));
   await build({
     entryPoints: [path.join(root, 'src', 'cli', 'dev', 'dev.ts'), ...workers].map((file) => ({
       in: file,

@@ -1,6 +1,6 @@
 import { migrationDatabaseUrl } from '../../migrations/migration-settings.js';
-import { backupDatabase } from '../../operations/backup.js';
-import { backupSettings } from '../../operations/backup-settings.js';
+import { backupDatabase } from '../../operations/backup/backup.js';
+import { backupSettings } from '../../operations/backup/backup-settings.js';
 import type { Command } from '../command.js';
 import { interruptSignal } from '../interrupt-signal.js';
 

@@ -1,6 +1,6 @@
 import { ConfigError } from '../../errors.js';
-import { backupSettings } from '../../operations/backup-settings.js';
-import { defaultRemoteBackupDir, downloadBackup } from '../../operations/download-backup.js';
+import { backupSettings } from '../../operations/backup/backup-settings.js';
+import { defaultRemoteBackupDir, downloadBackup } from '../../operations/download/download-backup.js';
 import type { Command } from '../command.js';
 import { interruptSignal } from '../interrupt-signal.js';
 

@@ -1,0 +1,30 @@
+import { readdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { backupFilePattern } from './backup-name.js';
+import { checksumPathOf } from '../files/checksum-file.js';
+import { fsyncFolder } from '../files/publish-file.js';
+
+/**
+ * Deletes all but the newest `keep` backups of `environment` in `backupDir` (by the time in
+ * their names), each with its `.sha256`. Files of other environments, temporary files and
+ * anything else in the folder are left alone. Call it only after the new backup is verified.
+ * Returns the names deleted, oldest first.
+ *
+ * @example
+ * await pruneBackups({ backupDir: 'backups', environment: 'production', keep: 14 })
+ * // ['kennwilliamson_production_20250801T020000.000Z.dump']
+ */
+export async function pruneBackups(options: { backupDir: string; environment: string; keep: number }): Promise<string[]> {
+  if (!Number.isInteger(options.keep) || options.keep < 1) throw new Error(`keep must be at least 1, got ${options.keep}`);
+  const pattern = backupFilePattern(options.environment);
+  const backups = (await readdir(options.backupDir)).filter((name) => pattern.test(name)).sort();
+  const doomed = backups.slice(0, Math.max(0, backups.length - options.keep));
+  for (const name of doomed) {
+    const file = path.join(options.backupDir, name);
+    // The checksum first: a dump without its .sha256 is still restorable, the reverse is litter.
+    await rm(checksumPathOf(file), { force: true });
+    await rm(file, { force: true });
+  }
+  if (doomed.length > 0) await fsyncFolder(options.backupDir);
+  return doomed;
+}

@@ -1,0 +1,373 @@
+import { existsSync } from 'node:fs';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import type pg from 'pg';
+import { createGzip } from 'node:zlib';
+import { databaseTarget, type DatabaseTarget } from '../../db/database-target.js';
+import { openClient } from '../../db/with-client.js';
+import { requireDirectConnection } from '../../db/direct-connection.js';
+import { BackupError, DirectConnectionRequiredError, PgToolNotFoundError, RestoreError } from '../../errors.js';
+import { migrationUrlVariable } from '../../migrations/migration-settings.js';
+import { backupFileName, type BackupFormat } from './backup-name.js';
+import { pruneBackups } from './backup-retention.js';
+import { writeChecksumFile } from '../files/checksum-file.js';
+import { libpqConnection } from '../pg-tools/libpq-connection.js';
+import { spawnPgTool, toolErrorText } from '../pg-tools/pg-tool-process.js';
+import { findPgTool, type FindPgToolOptions, type PgTool } from '../pg-tools/pg-tools.js';
+import { byteProgress, formatBytes } from '../files/progress-reporter.js';
+import { pgliteToolsAvailability } from '../wasm-pg-dump/pglite-pg-dump-module.js';
+import { publishFile } from '../files/publish-file.js';
+import { verifyArchive } from '../vetting/verify-archive.js';
+import { verifySqlDump } from '../vetting/verify-sql-dump.js';
+import { startWasmPgDump, WasmPgDumpConnectError } from '../wasm-pg-dump/wasm-pg-dump.js';
+import { writeStreamToFile } from '../files/write-stream-to-file.js';
+
+/** What {@link backupDatabase} backs up, where to, and how many to keep. */
+export interface BackupOptions {
+  /**
+   * The database to dump, as its owner, directly (its password is handed to pg_dump through
+   * the environment only). A URL that reaches a connection pooler is refused with
+   * `DirectConnectionRequiredError` before pg_dump runs.
+   */
+  databaseUrl: string;
+  /** Folder of the backups; created if missing. */
+  backupDir: string;
+  /** The `<env>` in `kennwilliamson_<env>_<timestamp>.dump` (or `.sql.gz`); retention only counts this environment's files. */
+  environment: string;
+  /** Keep the newest this many backups of the environment (at least 1), deleting older ones after this one is verified. */
+  keep: number;
+  /** Receives progress lines (tables dumped, bytes written, verification). */
+  log?: (line: string) => void;
+  /** Aborting stops pg_dump and removes the temporary file. */
+  signal?: AbortSignal;
+  /** Where to look for pg_dump and pg_restore (tests narrow it); see `findPgTool`. */
+  toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'preferDir'>;
+}
+
+/** A verified backup. */
+export interface BackupResult {
+  /** Absolute path of the backup: a `.dump` from a native pg_dump, a `.sql.gz` from the WebAssembly one. */
+  file: string;
+  format: BackupFormat;
+  /** Absolute path of the `.sha256` file beside it. */
+  checksumFile: string;
+  sha256: string;
+  bytes: number;
+  /** Tables whose data the backup holds (from `pg_restore --list`, or pg_dump's progress for `.sql.gz`). */
+  tables: number;
+  /** The pg_dump that made it: `15.18 at /usr/lib/postgresql/15/bin/pg_dump`, or `18.3 (WebAssembly, @electric-sql/pglite-tools 0.4.8)`. */
+  pgDump: string;
+  /** Older backups removed by retention. */
+  deleted: string[];
+}
+
+const backupApplicationName = 'kennwilliamson-backup';
+
+interface ServerFacts {
+  major: number;
+  tables: number;
+}
+
+// Answers at login that pg_dump would get as well and report in its own words: nothing
+// listens there, no such host, wrong password or no pg_hba entry, no such database.
+const refusedAtLogin = new Set(['ECONNREFUSED', 'ENOTFOUND', '28P01', '28000', '3D000']);
+
+const failureCode = (error: unknown): string | undefined =>
+  ((error as { cause?: { code?: unknown } }).cause?.code as string | undefined) ?? ((error as { code?: unknown }).code as string | undefined);
+
+// The URL asks for TLS and the server answered the SSLRequest with 'N': pg_dump, asked for
+// TLS too (see libpqSslMode), is refused the same way, before any session. pg says so only
+// in words, with no code.
+const refusedTls = (error: unknown): boolean =>
+  [error, (error as { cause?: unknown }).cause].some((e) => (e as Error | undefined)?.message === 'The server does not support SSL connections');
+
+// The server's major version decides which pg_dump fits, and the same connection refuses a
+// pooler first: pg_dump empties search_path for its session, and a pooler in transaction
+// mode would hand that server connection to the services. pg_dump runs only once this check
+// has run: a pooler that lets the login through but answers no query (every server
+// connection busy, query_wait_timeout) is exactly where it must not. Only a login that is
+// refused outright (wrong password, nothing listening, no such database) lets pg_dump run
+// unchecked, since it is refused the same way and says so in its own words (as is a server
+// without TLS where the URL asks for it); any other failure is reported here and pg_dump is
+// not run.
+async function serverFacts(databaseUrl: string, target: DatabaseTarget): Promise<ServerFacts | undefined> {
+  let client: pg.Client;
+  try {
+    client = await openClient(databaseUrl, backupApplicationName);
+  } catch (error) {
+    const code = failureCode(error);
+    if ((code !== undefined && refusedAtLogin.has(code)) || refusedTls(error)) return undefined;
+    throw new BackupError(
+      `could not connect to ${target.description} to check it before running pg_dump: ${(error as Error).message}; pg_dump was not run`,
+      undefined,
+      { cause: error },
+    );
+  }
+  try {
+    await requireDirectConnection(client, { operation: 'backup', variable: migrationUrlVariable(databaseUrl) });
+    const { rows } = await client.query<ServerFacts>(
+      `SELECT pg_catalog.current_setting('server_version_num')::int / 10000 AS major,
+              (SELECT count(*)::int FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+                  AND n.nspname NOT LIKE 'pg\\_toast%') AS tables`,
+    );
+    return rows[0];
+  } catch (error) {
+    if (error instanceof DirectConnectionRequiredError) throw error;
+    throw new BackupError(
+      `could not check that ${target.description} is PostgreSQL itself and not a connection pooler, which pg_dump must never go ` +
+        `through (it empties search_path for its session, and a pooler in transaction mode hands that connection to the services): ` +
+        `${(error as Error).message}; pg_dump was not run`,
+      undefined,
+      { cause: error },
+    );
+  } finally {
+    await client.end().catch(() => undefined);
+  }
+}
+
+async function runPgDump(
+  pgDump: PgTool,
+  databaseUrl: string,
+  temporary: string,
+  tables: number | undefined,
+  log: (line: string) => void,
+  signal: AbortSignal | undefined,
+): Promise<{ bytes: number; sha256: string }> {
+  const connection = libpqConnection(databaseUrl, { inContainer: pgDump.inContainer, applicationName: backupApplicationName });
+  let dumped = 0;
+  const { child, exited } = spawnPgTool(
+    pgDump,
+    // --no-password: never wait for a password prompt; fail at once instead.
+    ['--format=custom', '--verbose', '--no-password', ...connection.args],
+    {
+      env: connection.env,
+      stdio: ['ignore', 'pipe'],
+      ...(signal ? { signal } : {}),
+      onStderrLine: (line) => {
+        const table = /dumping contents of table "([^"]+)"/.exec(line)?.[1];
+        if (table) log(`dumping table ${table} (${++dumped}${tables ? ` of ${tables}` : ''})`);
+      },
+    },
+  );
+  const written = writeStreamToFile(child.stdout!, temporary, {
+    onBytes: byteProgress('written', undefined, log),
+    ...(signal ? { signal } : {}),
+  }).then(
+    (result) => ({ result }),
+    (error: Error) => {
+      // Disk full or similar: stop pg_dump rather than let it block on a full pipe.
+      child.kill('SIGTERM');
+      return { error };
+    },
+  );
+  const [outcome, exit] = await Promise.all([written, exited]);
+  signal?.throwIfAborted();
+  if (exit.spawnError) {
+    throw new BackupError(`could not run pg_dump at ${pgDump.location}: ${exit.spawnError.message}`, 'pg_dump', { cause: exit.spawnError });
+  }
+  if (exit.code !== 0) {
+    const reason = 'error' in outcome ? `writing the backup failed: ${outcome.error.message}` : toolErrorText(exit.stderr);
+    throw new BackupError(`pg_dump failed (exit ${exit.code ?? exit.signal}) for ${connection.description}:\n${reason}`, 'pg_dump');
+  }
+  if ('error' in outcome) {
+    throw new BackupError(`writing the backup failed: ${outcome.error.message}`, 'pg_dump', { cause: outcome.error });
+  }
+  return outcome.result;
+}
+
+// Plain SQL, because no pg_restore on these machines reads the custom archives of pg_dump
+// 18 (archive version 1.16). Objects are dumped without owners, as a custom archive is
+// restored (`pg_restore --no-owner`): they end up owned by whoever restores.
+const wasmPgDumpArgs = ['--format=plain', '--no-owner', '--verbose'];
+// zlib's fastest level: it keeps up with pg_dump on one core and still shrinks SQL about 4x.
+const gzipLevel = 1;
+
+async function runWasmPgDump(
+  fallback: PgToolNotFoundError,
+  facts: ServerFacts | undefined,
+  databaseUrl: string,
+  temporary: string,
+  log: (line: string) => void,
+  signal: AbortSignal | undefined,
+): Promise<{ bytes: number; sha256: string; tables: number; pgDump: string }> {
+  const connection = libpqConnection(databaseUrl, { applicationName: backupApplicationName });
+  let dumped = 0;
+  let pgDump = 'WebAssembly pg_dump';
+  const run = await startWasmPgDump({
+    connection,
+    args: wasmPgDumpArgs,
+    onVersion: (version) => {
+      pgDump = `${version.pgDump} (WebAssembly, ${version.package})`;
+      const found = fallback.found.length > 0 ? `found ${fallback.found.join(', ')}` : 'found none';
+      log(
+        `no native pg_dump fits${facts ? ` this PostgreSQL ${facts.major} server` : ''} (${found}); ` +
+          `using the WebAssembly pg_dump ${version.pgDump} of ${version.package}: plain SQL, gzip-compressed`,
+      );
+    },
+    onStderrLine: (line) => {
+      const table = /dumping contents of table "([^"]+)"/.exec(line)?.[1];
+      if (table) log(`dumping table ${table} (${++dumped}${facts ? ` of ${facts.tables}` : ''})`);
+    },
+    ...(signal ? { signal } : {}),
+  }).catch((error: Error) => {
+    if (error instanceof WasmPgDumpConnectError) {
+      throw new BackupError(`pg_dump could not connect to ${connection.description}: ${error.message}`, 'pg_dump', { cause: error });
+    }
+    throw new BackupError(`${error.message}`, 'pg_dump', { cause: error });
+  });
+  const compressed = createGzip({ level: gzipLevel });
+  // A failed or aborted write ends in writeStreamToFile's error; the feeding side stops pg_dump.
+  const fed = run.pipeTo(compressed).catch((error: Error) => compressed.destroy(error));
+  const written = writeStreamToFile(compressed, temporary, {
+    onBytes: byteProgress('written (compressed)', undefined, log),
+    ...(signal ? { signal } : {}),
+  }).then(
+    (result) => ({ result }),
+    (error: Error) => ({ error }),
+  );
+  const [outcome, exit] = await Promise.all([written, run.exited, fed]);
+  signal?.throwIfAborted();
+  if (exit.code !== 0) {
+    const reason =
+      exit.code === null
+        ? 'error' in outcome
+          ? `writing the backup failed: ${outcome.error.message}`
+          : (exit.error?.message ?? 'pg_dump stopped')
+        : [toolErrorText(exit.stderr), exit.connectionError ? `(the connection: ${exit.connectionError})` : '']
+            .filter(Boolean)
+            .join('\n');
+    throw new BackupError(`pg_dump ${pgDump} failed (exit ${exit.code ?? 'none'}) for ${connection.description}:\n${reason}`, 'pg_dump', {
+      cause: exit.error,
+    });
+  }
+  if ('error' in outcome) {
+    throw new BackupError(`writing the backup failed: ${outcome.error.message}`, 'pg_dump', { cause: outcome.error });
+  }
+  return { ...outcome.result, tables: dumped, pgDump };
+}
+
+// The WebAssembly pg_dump is an optional peer dependency: without it, say what would do.
+function requireWasmPgDump(fallback: PgToolNotFoundError, facts: ServerFacts | undefined): void {
+  const { installed, wanted } = pgliteToolsAvailability();
+  if (installed) return;
+  const found = fallback.found.length > 0 ? `found ${fallback.found.join(', ')}` : 'found none';
+  throw new BackupError(
+    `no native pg_dump fits${facts ? ` this PostgreSQL ${facts.major} server` : ''} (${found}), and the WebAssembly ` +
+      `pg_dump is not installed: install the PostgreSQL${facts ? ` ${facts.major}` : ''} client tools (or point PG_DUMP ` +
+      `at a newer pg_dump), or add the optional ${wanted} to the service (npm install ${wanted})`,
+    'pg_dump',
+    { cause: fallback },
+  );
+}
+
+// A native pg_dump that fits the server, or why there is none (then the WebAssembly one runs).
+async function choosePgDump(
+  options: BackupOptions,
+  target: DatabaseTarget,
+  facts: ServerFacts | undefined,
+): Promise<PgTool | PgToolNotFoundError> {
+  return findPgTool('pg_dump', { ...options.toolSearch, target, ...(facts ? { minMajor: facts.major } : {}) }).catch((error: unknown) => {
+    if (error instanceof PgToolNotFoundError) return error;
+    throw error;
+  });
+}
+
+/**
+ * Backs up one database into `<backupDir>/kennwilliamson_<environment>_<UTC timestamp>.dump`
+ * (`pg_dump --format=custom`) plus a `.sha256` beside it, never leaving a half-written file
+ * under a final name: pg_dump writes to a temporary dot file, which is read back whole, then
+ * fsynced and only then linked to its final name. When no native pg_dump fits the server
+ * (none at least its major version in `PG_DUMP`, `PATH`, `/usr/lib/postgresql/<major>/bin`
+ * or the compose container), the WebAssembly pg_dump of `@electric-sql/pglite-tools` makes
+ * a gzip-compressed plain SQL dump instead, `….sql.gz`, checked by a full decompression and
+ * pg_dump's completion trailer; it says so through `log`. On any failure (wrong password,
+ * server down, disk full, Ctrl-C) it throws {@link BackupError} with pg_dump's, libpq's or
+ * Node's own message and leaves neither a temporary nor a final file. Older backups of the
+ * environment beyond `keep` are deleted only after the new one is verified.
+ *
+ * @example
+ * const { file } = await backupDatabase({ databaseUrl, backupDir: 'backups', environment: 'production', keep: 14, log: console.error })
+ * // file: /srv/app/backups/kennwilliamson_production_20250914T134643.512Z.dump
+ */
+export async function backupDatabase(options: BackupOptions): Promise<BackupResult> {
+  const log = options.log ?? (() => undefined);
+  // The server pg reaches with this URL (the version probe) is the one pg_dump is pointed at.
+  const target = databaseTarget(options.databaseUrl);
+  const facts = await serverFacts(options.databaseUrl, target);
+  const pgDump = await choosePgDump(options, target, facts);
+  const native = !(pgDump instanceof PgToolNotFoundError);
+  if (native) {
+    log(
+      `using pg_dump ${pgDump.version} at ${pgDump.location}` +
+        `${facts ? ` for the PostgreSQL ${facts.major} server` : ''} at ${target.description}`,
+    );
+  }
+  if (!native) requireWasmPgDump(pgDump, facts);
+  const format: BackupFormat = native ? 'custom' : 'sql-gzip';
+
+  // Owner only, like the files in it: a backup holds password hashes.
+  await mkdir(options.backupDir, { recursive: true, mode: 0o700 });
+  const name = backupFileName(options.environment, new Date(), format);
+  const file = path.join(path.resolve(options.backupDir), name);
+  if (existsSync(file)) throw new BackupError(`${file} already exists`);
+  // A dot name that no retention pattern or restore listing matches, unique per process.
+  const temporary = path.join(path.dirname(file), `.${name}.${process.pid}.tmp`);
+
+  let published = false;
+  let verified: Omit<BackupResult, 'deleted'>;
+  try {
+    let made: { bytes: number; sha256: string; tables: number; pgDump: string };
+    if (native) {
+      const { bytes, sha256 } = await runPgDump(pgDump, options.databaseUrl, temporary, facts?.tables, log, options.signal);
+      log(`wrote ${formatBytes(bytes)}; verifying with pg_restore`);
+      const pgRestore = await findPgTool('pg_restore', {
+        ...options.toolSearch,
+        minMajor: pgDump.major,
+        ...(pgDump.inContainer ? {} : { preferDir: path.dirname(pgDump.location) }),
+      });
+      // Vetted as a restore into this same database will vet it.
+      const vetting = { database: target.database, ...(options.signal ? { signal: options.signal } : {}) };
+      const { tables } = await verifyArchive(pgRestore, temporary, vetting).catch(
+        (error: Error) => {
+          throw new BackupError(`the new backup does not read back: ${error.message}`, 'pg_restore', { cause: error });
+        },
+      );
+      made = { bytes, sha256, tables, pgDump: `${pgDump.version} at ${pgDump.location}` };
+    } else {
+      made = await runWasmPgDump(pgDump, facts, options.databaseUrl, temporary, log, options.signal);
+      log(`wrote ${formatBytes(made.bytes)}; verifying: full decompression, pg_dump's completion trailer, the restore's vetting`);
+      const vetting = { database: target.database, ...(options.signal ? { signal: options.signal } : {}) };
+      const { sqlBytes } = await verifySqlDump(temporary, vetting).catch((error: Error) => {
+        const problem = error instanceof RestoreError ? 'holds what a restore refuses' : 'does not read back';
+        throw new BackupError(`the new backup ${problem}: ${error.message}`, 'gzip', { cause: error });
+      });
+      log(`read back ${formatBytes(sqlBytes)} of SQL`);
+    }
+    await publishFile(temporary, file);
+    published = true;
+    const checksumFile = await writeChecksumFile(file, made.sha256);
+    log(`backup verified: ${file} (${formatBytes(made.bytes)}, ${made.tables} tables, sha256 ${made.sha256.slice(0, 12)}…)`);
+    verified = { file, format, checksumFile, sha256: made.sha256, bytes: made.bytes, tables: made.tables, pgDump: made.pgDump };
+  } catch (error) {
+    await rm(temporary, { force: true });
+    // A dump without its checksum breaks the promise "a backup is a .dump plus its .sha256".
+    if (published) await rm(file, { force: true });
+    if (options.signal?.aborted) throw new BackupError('backup interrupted; no file was kept', undefined, { cause: error });
+    throw error;
+  }
+
+  // Outside the try: the new backup is complete and verified, so a failure to delete old
+  // ones must never take it with them. It fails the command, naming what was kept.
+  try {
+    const deleted = await pruneBackups({ backupDir: path.dirname(file), environment: options.environment, keep: options.keep });
+    for (const old of deleted) log(`deleted old backup ${old} (keeping the newest ${options.keep})`);
+    return { ...verified, deleted };
+  } catch (error) {
+    throw new BackupError(
+      `the backup ${file} is complete and verified, but deleting older backups failed: ${(error as Error).message}`,
+      undefined,
+      { cause: error },
+    );
+  }
+}

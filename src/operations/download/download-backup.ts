@@ -1,0 +1,263 @@
+import { spawn } from 'node:child_process';
+import { createReadStream, existsSync } from 'node:fs';
+import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { PassThrough, type Readable } from 'node:stream';
+import { ChecksumMismatchError, ConfigError, DownloadError } from '../../errors.js';
+import { checksumPathOf, type ChecksumRecord, parseChecksumText, writeChecksumFile } from '../files/checksum-file.js';
+import { byteProgress, formatBytes } from '../files/progress-reporter.js';
+import { publishFile } from '../files/publish-file.js';
+import { shellQuote, sshArguments, sshFailure, type SshTarget } from './ssh-connection.js';
+import { writeStreamToFile } from '../files/write-stream-to-file.js';
+
+/** The remote folder backups are read from unless told otherwise. */
+export const defaultRemoteBackupDir = '/var/backups/kennwilliamson';
+
+/** What {@link downloadBackup} copies, from where, and how it reaches the host. */
+export interface DownloadOptions extends Omit<SshTarget, 'host'> {
+  /** The host to copy from; `localhost` copies from `remoteDir` on this machine, without SSH. */
+  host: string;
+  /** Name of the backup file in `remoteDir` (a plain name: no folders). */
+  file: string;
+  /** Folder on the host holding the backups (default `/var/backups/kennwilliamson`). */
+  remoteDir?: string;
+  /** Local folder to copy into; created if missing. */
+  backupDir: string;
+  /** Receives progress lines. */
+  log?: (line: string) => void;
+  /** Aborting stops the copy and removes the partial file. */
+  signal?: AbortSignal;
+}
+
+/** A copied backup. */
+export interface DownloadResult {
+  /** Absolute local path. */
+  file: string;
+  bytes: number;
+  sha256: string;
+  /** Whether the copy was checked against a `.sha256` from the host (false: the host had none). */
+  verified: boolean;
+  /** The local `.sha256`, when the host had one. */
+  checksumFile?: string;
+}
+
+interface SourceFile {
+  size: number;
+  checksum: ChecksumRecord | undefined;
+  /** The content, a promise that rejects when reading it failed, and a way to stop reading. */
+  stream: Readable;
+  done: Promise<void>;
+  cancel: () => void;
+}
+
+const metadataTimeoutMs = 60_000;
+const notFoundExit = 44;
+
+async function checkKey(key: string): Promise<void> {
+  const info = await stat(key).catch((error: NodeJS.ErrnoException) => {
+    throw new DownloadError('key', `cannot read the SSH key ${key}: ${error.code === 'ENOENT' ? 'no such file' : error.code}`, { cause: error });
+  });
+  if (!info.isFile()) throw new DownloadError('key', `the SSH key ${key} is not a file`);
+  // ssh silently skips a private key others may read and then fails with "Permission denied";
+  // say the real reason instead.
+  if ((info.mode & 0o077) !== 0) {
+    const mode = (info.mode & 0o777).toString(8);
+    throw new DownloadError('key', `the SSH key ${key} is readable by other users (mode ${mode}), so ssh refuses it; run chmod 600 ${key}`);
+  }
+  const head = await readFile(key, 'latin1')
+    .then((text) => text.slice(0, 64))
+    .catch((error: NodeJS.ErrnoException) => {
+      throw new DownloadError('key', `cannot read the SSH key ${key}: ${error.code}`, { cause: error });
+    });
+  if (!head.includes('PRIVATE KEY')) throw new DownloadError('key', `${key} is not a private key file (it should start with -----BEGIN … PRIVATE KEY-----)`);
+}
+
+async function localFile(source: string, label: string): Promise<SourceFile> {
+  const info = await stat(source).catch((error: NodeJS.ErrnoException) => {
+    throw new DownloadError('not-found', `${label} not found${error.code === 'ENOENT' ? '' : ` (${error.code})`}`, { cause: error });
+  });
+  if (!info.isFile()) throw new DownloadError('not-found', `${label} is not a file`);
+  const text = await readFile(checksumPathOf(source), 'utf8').catch(() => undefined);
+  const checksum = text === undefined ? undefined : parseChecksumText(text, `${label}.sha256`);
+  const stream = createReadStream(source);
+  return {
+    size: info.size,
+    checksum,
+    stream,
+    done: Promise.resolve(),
+    cancel: () => stream.destroy(),
+  };
+}
+
+function runSsh(target: SshTarget, command: string, signal?: AbortSignal) {
+  const child = spawn('ssh', sshArguments(target, command), {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(signal ? { signal } : {}),
+  });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const exited = new Promise<{ code: number | null; stderr: string; error?: Error }>((resolve) => {
+    let error: Error | undefined;
+    child.on('error', (e) => (error = e));
+    child.on('close', (code) => resolve({ code, stderr, ...(error ? { error } : {}) }));
+  });
+  return { child, exited };
+}
+
+function failure(exit: { code: number | null; stderr: string; error?: Error }, target: SshTarget, label: string): DownloadError {
+  if (exit.error) return new DownloadError('transfer', `could not run ssh: ${exit.error.message}`, { cause: exit.error });
+  if (exit.code === notFoundExit) return new DownloadError('not-found', `${label} not found on ${target.host}`);
+  if (exit.code === 255 || exit.code === null) return sshFailure(exit.stderr, target);
+  return new DownloadError('transfer', `reading ${label} on ${target.host} failed (exit ${exit.code}): ${exit.stderr.trim()}`);
+}
+
+// One SSH session answers everything, so size, checksum and content are read at the same
+// moment: a header of two lines (the size; the .sha256 line, or an empty line when there is
+// none), then the bytes. Exit 44 means no such file.
+function remoteScript(remotePath: string): string {
+  const quoted = shellQuote(remotePath);
+  return (
+    `f=${quoted}; [ -f "$f" ] || exit ${notFoundExit}; wc -c < "$f" || exit 1; ` +
+    `if [ -f "$f.sha256" ]; then printf '%s\\n' "$(head -n 1 "$f.sha256")"; else echo; fi; exec cat -- "$f"`
+  );
+}
+
+async function remoteFile(target: SshTarget, remotePath: string, label: string, signal?: AbortSignal): Promise<SourceFile> {
+  const { child, exited } = runSsh(target, remoteScript(remotePath), signal);
+  const stdout = child.stdout;
+  // The content after the header. Not stdout itself, paused: Node resumes (and so drains) a
+  // child's paused stdout when the child exits, which for a small file is before the copy starts.
+  const body = new PassThrough();
+  const done = exited.then((exit) => {
+    if (exit.code !== 0) throw failure(exit, target, label);
+  });
+  done.catch(() => undefined); // observed below; never an unhandled rejection
+  const header = await new Promise<[string, string]>((resolve, reject) => {
+    let buffered = Buffer.alloc(0);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new DownloadError('connect', `no answer from ${target.host} within ${metadataTimeoutMs / 1000} s`));
+    }, metadataTimeoutMs);
+    const onData = (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      const first = buffered.indexOf(10);
+      const second = first < 0 ? -1 : buffered.indexOf(10, first + 1);
+      if (second < 0) {
+        if (buffered.length > 4096) reject(new DownloadError('transfer', `unexpected answer from ${target.host}`));
+        return;
+      }
+      clearTimeout(timer);
+      stdout.off('data', onData);
+      // What came after the header is the file's first bytes.
+      if (second + 1 < buffered.length) body.write(buffered.subarray(second + 1));
+      stdout.pipe(body);
+      resolve([buffered.subarray(0, first).toString('utf8'), buffered.subarray(first + 1, second).toString('utf8')]);
+    };
+    stdout.on('data', onData);
+    done.then(
+      () => reject(new DownloadError('transfer', `unexpected answer from ${target.host}`)),
+      (error: unknown) => {
+        clearTimeout(timer);
+        reject(error);
+      },
+    );
+  });
+  let size: number;
+  let checksum: ChecksumRecord | undefined;
+  try {
+    size = Number(header[0].trim());
+    if (!Number.isInteger(size)) throw new DownloadError('transfer', `unexpected answer from ${target.host}: ${header[0]}`);
+    checksum = header[1].trim() ? parseChecksumText(header[1], `${label}.sha256`) : undefined;
+  } catch (error) {
+    child.kill('SIGKILL');
+    throw error;
+  }
+  return {
+    size,
+    checksum,
+    stream: body,
+    done,
+    cancel: () => {
+      child.kill('SIGKILL');
+      body.destroy();
+    },
+  };
+}
+
+/**
+ * Copies a backup (and its `.sha256`, when there is one) from `remoteDir` on a host into
+ * `backupDir`: over SSH (`ssh … cat`, BatchMode, strict host key checking, bounded connect
+ * and stall timeouts), or from a local folder when `host` is `localhost`. The copy goes to
+ * `<file>.part`, is fsynced and checked against the remote size and checksum, and only then
+ * renamed; on any failure (unreadable key, unknown host key, refused login, missing remote
+ * file, checksum mismatch) it throws {@link DownloadError} and leaves no partial file.
+ *
+ * @example
+ * await downloadBackup({ host: 'db.example.org', user: 'backup', key: '/home/me/.ssh/backups',
+ *   file: 'kennwilliamson_production_20250914T134643.512Z.dump', backupDir: 'backups' })
+ */
+export async function downloadBackup(options: DownloadOptions): Promise<DownloadResult> {
+  const log = options.log ?? (() => undefined);
+  // A plain name: it is joined to folders here and on the host, and quoted for its shell.
+  if (!/^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(options.file) || options.file.endsWith('.sha256')) {
+    throw new ConfigError('FILE', `'${options.file}' is not a backup file name (a plain name such as kennwilliamson_production_20250914T134643.512Z.dump)`);
+  }
+  const remoteDir = options.remoteDir ?? defaultRemoteBackupDir;
+  const remotePath = path.posix.join(remoteDir, options.file);
+  const isLocal = options.host === 'localhost';
+
+  // Owner only, as for db:backup: a backup holds password hashes.
+  await mkdir(options.backupDir, { recursive: true, mode: 0o700 });
+  const final = path.join(path.resolve(options.backupDir), options.file);
+  if (existsSync(final)) throw new DownloadError('exists', `${final} already exists; remove it first to download it again`);
+  const part = `${final}.part`;
+
+  if (!isLocal && options.key) await checkKey(options.key);
+  // A .part left by a killed earlier run is ours to replace.
+  await rm(part, { force: true });
+  const target: SshTarget = { ...options, host: options.host };
+  const source = isLocal ? await localFile(remotePath, remotePath) : await remoteFile(target, remotePath, remotePath, options.signal);
+  log(`copying ${isLocal ? remotePath : `${options.host}:${remotePath}`} (${formatBytes(source.size)})`);
+
+  try {
+    const { stream, done, cancel } = source;
+    const written = await writeStreamToFile(stream, part, {
+      onBytes: byteProgress('copied', source.size, log),
+      ...(options.signal ? { signal: options.signal } : {}),
+    }).catch(async (error: Error) => {
+      // Stop ssh (a full disk must not leave it running); when ssh itself failed, its
+      // reason beats the stream's "premature close".
+      cancel();
+      await done.catch((sshError: unknown) => {
+        if (sshError instanceof DownloadError && sshError.reason !== 'transfer') throw sshError;
+      });
+      throw error;
+    });
+    await done;
+    if (written.bytes !== source.size) {
+      throw new DownloadError('transfer', `the copy is incomplete: ${written.bytes} of ${source.size} bytes arrived`);
+    }
+    if (source.checksum) {
+      const mismatch =
+        source.checksum.sha256 !== written.sha256 || path.basename(source.checksum.fileName) !== options.file;
+      if (mismatch) {
+        throw new DownloadError(
+          'checksum',
+          `the copy does not match ${options.file}.sha256 on the host: ${new ChecksumMismatchError(options.file, source.checksum.sha256, written.sha256).message}`,
+        );
+      }
+    }
+    await publishFile(part, final);
+    const checksumFile = source.checksum ? await writeChecksumFile(final, written.sha256) : undefined;
+    log(
+      source.checksum
+        ? `downloaded ${final} (${formatBytes(written.bytes)}, sha256 verified)`
+        : `downloaded ${final} (${formatBytes(written.bytes)}); the host had no ${options.file}.sha256, so the copy could not be verified`,
+    );
+    return { file: final, bytes: written.bytes, sha256: written.sha256, verified: Boolean(source.checksum), ...(checksumFile ? { checksumFile } : {}) };
+  } catch (error) {
+    await rm(part, { force: true });
+    if (options.signal?.aborted) throw new DownloadError('transfer', 'download interrupted; the partial file was removed', { cause: error });
+    throw error;
+  }
+}

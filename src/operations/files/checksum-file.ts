@@ -1,0 +1,122 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { open, readFile, rename, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { ChecksumMismatchError } from '../../errors.js';
+
+/** What a `.sha256` file beside a backup records. */
+export interface ChecksumRecord {
+  sha256: string;
+  /** The file name the checksum was made for, as written in the `.sha256` file. */
+  fileName: string;
+}
+
+/**
+ * The `.sha256` file that belongs beside `file`.
+ *
+ * @example
+ * checksumPathOf('backups/x.dump') // 'backups/x.dump.sha256'
+ */
+export function checksumPathOf(file: string): string {
+  return `${file}.sha256`;
+}
+
+/**
+ * The SHA-256 of a file's content, in hex, read as a stream (backups can be large).
+ *
+ * @example
+ * await sha256OfFile('backups/kennwilliamson_production_20250914T134643.512Z.dump') // '9f86d0…'
+ */
+export async function sha256OfFile(file: string, options: { signal?: AbortSignal } = {}): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(createReadStream(file), hash, options.signal ? { signal: options.signal } : {});
+  return hash.digest('hex');
+}
+
+/**
+ * Reads the `.sha256` file beside `file`, in `sha256sum` format (`<hex>  <name>`); returns
+ * undefined when there is none. A malformed one is an error, not "no checksum".
+ *
+ * @example
+ * await readChecksumFile('backups/x.dump') // { sha256: '9f86d0…', fileName: 'x.dump' }
+ */
+export async function readChecksumFile(file: string): Promise<ChecksumRecord | undefined> {
+  const text = await readFile(checksumPathOf(file), 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw error;
+  });
+  if (text === undefined) return undefined;
+  return parseChecksumText(text, checksumPathOf(file));
+}
+
+/**
+ * Parses `sha256sum` output for one file: `<64 hex>  <name>` (or ` *<name>` in binary mode);
+ * `source` names the file in the error for anything else.
+ *
+ * @example
+ * parseChecksumText('9f86d0…  x.dump\n', 'x.dump.sha256') // { sha256: '9f86d0…', fileName: 'x.dump' }
+ */
+export function parseChecksumText(text: string, source: string): ChecksumRecord {
+  const match = /^([0-9a-fA-F]{64}) [ *](.+)$/.exec(text.trim());
+  if (!match) throw new ChecksumMismatchError(source, 'a sha256sum line', 'an unreadable .sha256 file');
+  return { sha256: match[1]!.toLowerCase(), fileName: match[2]! };
+}
+
+/**
+ * The `sha256sum` line for a file, so `sha256sum -c` can check it too.
+ *
+ * @example
+ * checksumLine('9f86d0…', '/srv/backups/x.dump') // '9f86d0…  x.dump\n'
+ */
+export function checksumLine(sha256: string, file: string): string {
+  return `${sha256}  ${path.basename(file)}\n`;
+}
+
+/**
+ * Writes the `.sha256` file beside `file` in `sha256sum` format, through a temporary name,
+ * fsync and rename, so a crash never leaves a half-written checksum.
+ *
+ * @example
+ * await writeChecksumFile('backups/x.dump', '9f86d0…') // backups/x.dump.sha256: "9f86d0…  x.dump"
+ */
+export async function writeChecksumFile(file: string, sha256: string): Promise<string> {
+  const target = checksumPathOf(file);
+  const temporary = path.join(path.dirname(target), `.${path.basename(target)}.${process.pid}.tmp`);
+  try {
+    const handle = await open(temporary, 'wx', 0o600);
+    try {
+      await handle.writeFile(checksumLine(sha256, file));
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temporary, target);
+  } catch (error) {
+    await rm(temporary, { force: true });
+    throw error;
+  }
+  return target;
+}
+
+/**
+ * Checks `file` against the `.sha256` beside it. Returns the checksum record, or undefined
+ * when there is no `.sha256`; throws {@link ChecksumMismatchError} when the content or the
+ * recorded file name differs.
+ *
+ * @example
+ * await verifyChecksumFile('backups/x.dump') // throws ChecksumMismatchError on a damaged copy
+ */
+export async function verifyChecksumFile(
+  file: string,
+  options: { actualSha256?: string; expectedName?: string; signal?: AbortSignal } = {},
+): Promise<ChecksumRecord | undefined> {
+  const record = await readChecksumFile(file);
+  if (!record) return undefined;
+  const actual = options.actualSha256 ?? (await sha256OfFile(file, options));
+  const expectedName = options.expectedName ?? path.basename(file);
+  if (record.sha256 !== actual || path.basename(record.fileName) !== expectedName) {
+    throw new ChecksumMismatchError(expectedName, record.sha256, actual);
+  }
+  return record;
+}

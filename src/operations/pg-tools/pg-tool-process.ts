@@ -1,0 +1,109 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { packageRoot } from '../../package-root.js';
+import type { PgTool } from './pg-tools.js';
+
+/** A running PostgreSQL client program and how it ended. */
+export interface PgToolProcess {
+  child: ChildProcess;
+  /** Resolves when the program has exited and its stderr is read; never rejects. */
+  exited: Promise<PgToolExit>;
+}
+
+/** How a program ended, with what it wrote to stderr. */
+export interface PgToolExit {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stderr: string;
+  /** Set when the program could not be started at all (ENOENT, EACCES). */
+  spawnError?: Error;
+}
+
+/** Options of {@link spawnPgTool}. */
+export interface SpawnPgToolOptions {
+  /** Variables for the program only (the password among them); added to `process.env`. */
+  env?: Record<string, string>;
+  /**
+   * stdin (a file descriptor hands the program a file directly, also through
+   * `docker compose exec -T`), stdout; stderr is always piped and collected. Default: both ignored.
+   */
+  stdio?: ['ignore' | 'pipe' | number, 'ignore' | 'pipe'];
+  /** Receives each stderr line as it arrives (for progress). */
+  onStderrLine?: (line: string) => void;
+  /** Aborting kills the program (Ctrl-C in the CLI). */
+  signal?: AbortSignal;
+}
+
+// libpq variables that choose the server. The arguments (`libpqConnection`) name host,
+// port, user and database explicitly, as pg resolves them; these would still redirect a
+// program (`PGHOSTADDR` and a service's hostaddr win over --host) where pg, which ignores
+// them, would not go: the backup's version probe and pg_dump would see different servers.
+const routingVariables = ['PGHOST', 'PGHOSTADDR', 'PGPORT', 'PGUSER', 'PGDATABASE', 'PGSERVICE', 'PGSERVICEFILE'];
+
+/**
+ * Starts a PostgreSQL client program found by `findPgTool`. For a program inside the
+ * docker-compose container the variables are handed over by name (`-e PGPASSWORD`), so
+ * their values stay out of every command line there too.
+ *
+ * @example
+ * const { child, exited } = spawnPgTool(pgDump, ['--format=custom', ...connection.args], { env: connection.env, stdio: ['ignore', 'pipe'] })
+ */
+export function spawnPgTool(tool: PgTool, args: string[], options: SpawnPgToolOptions = {}): PgToolProcess {
+  const variables = options.env ?? {};
+  const [file, ...leading] = tool.command;
+  const commandArgs = tool.inContainer
+    ? [...leading.slice(0, 3), ...Object.keys(variables).flatMap((name) => ['-e', name]), ...leading.slice(3), ...args]
+    : [...leading, ...args];
+  const inherited = { ...process.env };
+  for (const name of routingVariables) delete inherited[name];
+  const child = spawn(file!, commandArgs, {
+    env: { ...inherited, ...variables, LC_MESSAGES: 'C' },
+    stdio: [...(options.stdio ?? ['ignore', 'ignore']), 'pipe'],
+    ...(tool.inContainer ? { cwd: packageRoot() } : {}),
+    ...(options.signal ? { signal: options.signal } : {}),
+  });
+  const exited = new Promise<PgToolExit>((resolve) => {
+    let stderr = '';
+    let pending = '';
+    let spawnError: Error | undefined;
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (chunk: string) => {
+      stderr += chunk;
+      pending += chunk;
+      const lines = pending.split('\n');
+      pending = lines.pop() ?? '';
+      for (const line of lines) options.onStderrLine?.(line);
+    });
+    child.on('error', (error) => {
+      spawnError = error;
+    });
+    child.on('close', (code, signal) => {
+      if (pending) options.onStderrLine?.(pending);
+      resolve({ code, signal, stderr, ...(spawnError ? { spawnError } : {}) });
+    });
+  });
+  return { child, exited };
+}
+
+/**
+ * The lines of a program's stderr worth showing a person: its errors and hints
+ * (`pg_dump: error: …`, `psql:<stdin>:12: ERROR: …`) with libpq's indented continuation
+ * lines, without the `--verbose` chatter; the last lines when it printed none of those.
+ *
+ * @example
+ * toolErrorText('pg_dump: dumping contents of table "public.users"\npg_dump: error: query failed: …')
+ * // 'pg_dump: error: query failed: …'
+ */
+export function toolErrorText(stderr: string): string {
+  const lines = stderr.split('\n').map((line) => line.trimEnd()).filter(Boolean);
+  const kept: string[] = [];
+  let keeping = false;
+  for (const line of lines) {
+    // DETAIL ("Failing row contains (…)"), LINE n (the statement's text) and CONTEXT can
+    // repeat row values, password hashes among them: never shown, continuation lines neither.
+    if (/(^|: )(detail|DETAIL|LINE \d+|CONTEXT)(:|\s)/.test(line)) keeping = false;
+    else if (/(^|: )(error|fatal|hint|ERROR|FATAL|HINT)(:|\s)/.test(line)) keeping = true;
+    else if (!/^\s/.test(line)) keeping = false;
+    if (keeping) kept.push(line);
+  }
+  return (kept.length > 0 ? kept : lines.slice(-5)).join('\n');
+}

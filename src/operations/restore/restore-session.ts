@@ -1,0 +1,154 @@
+import type pg from 'pg';
+import { databaseTarget } from '../../db/database-target.js';
+import { withClient } from '../../db/with-client.js';
+import { requireDirectConnection } from '../../db/direct-connection.js';
+import { DirectConnectionRequiredError, RestoreError } from '../../errors.js';
+import { migrationUrlVariable } from '../../migrations/migration-settings.js';
+import { databaseUrlAs } from '../../provisioning/database-admin.js';
+import { requireRoleName } from '../../provisioning/app-role.js';
+import { type RolePower, rolePowers } from '../../provisioning/role-powers.js';
+import type { BackupGrantees } from '../vetting/backup-statement-allow-list.js';
+import { applicationRolesGrantedNewTables } from './restored-privileges.js';
+
+/** The owner role a restore logs in as when the URL it was given has powers beyond the database. */
+export interface RestoreOwner {
+  /** `DB_OWNER_USER`: when set, it must be the database's owner. */
+  user?: string;
+  /** `DB_OWNER_PASSWORD`. */
+  password?: string;
+}
+
+/** How a restore connects: the URL, and the role it logs in as. */
+export interface RestoreSession {
+  url: string;
+  role: string;
+  /** The role of the URL given, when the restore logs in as the owner instead of it. */
+  insteadOf?: string;
+  /** `DB_APP_USER`, checked to exist and to be another role than the one restoring. */
+  appRole?: string;
+  /**
+   * Whom the backup may grant privileges to: the role restoring (`role`) and the application
+   * role, `appRole` or else the role(s) its default privileges in public give new tables to
+   * (see `applicationRolesGrantedNewTables`). Hand it to the vetting (`verifyBackupFile`).
+   */
+  grantees: BackupGrantees;
+}
+
+// Why it matters, said once in every refusal.
+const why =
+  "a backup's SQL runs with the powers of the session that restores it, functions included (a CHECK constraint's, " +
+  "a default's, an index expression's run while rows load, and RESET ROLE undoes a SET ROLE), so a backup restored as";
+
+const described = (powers: RolePower[]) => powers.map((power) => power.description).join('; it ');
+const fixes = (powers: RolePower[]) => powers.map((power) => `${power.fix};`).join(' ');
+
+/**
+ * Decides which role runs a backup's SQL: never one with powers beyond the database (a
+ * superuser, a member of `pg_execute_server_program` or any other predefined role, a role with
+ * CREATEROLE, CREATEDB, REPLICATION or BYPASSRLS or a member of one; see `rolePowers`). When the URL's role is such a role, the restore
+ * logs in as the database's owner instead, given its password (`owner`, from
+ * `DB_OWNER_PASSWORD`), provided the owner is a role without such powers; otherwise it
+ * refuses, saying which role to use and why. Nothing of the backup runs before this. The
+ * connection is checked first to reach PostgreSQL itself, not a pooler
+ * (`DirectConnectionRequiredError`): the one pooler check of a restore, since the owner's URL
+ * differs from this one only in its login. `appRole` (`DB_APP_USER`), when given, must
+ * exist. Run it before reading a backup: hand `grantees` to `verifyBackupFile` and the
+ * result to `restoreDatabase` (`session`).
+ *
+ * @example
+ * const session = await restoreSession(superuserUrl, { password: process.env.DB_OWNER_PASSWORD })
+ * // { url: 'postgresql://kennwilliamson:…@…/kennwilliamson', role: 'kennwilliamson', insteadOf: 'postgres' }
+ */
+export async function restoreSession(databaseUrl: string, owner: RestoreOwner = {}, options: { appRole?: string } = {}): Promise<RestoreSession> {
+  const target = databaseTarget(databaseUrl);
+  const { appRole } = options;
+  if (appRole !== undefined) requireRoleName('DB_APP_USER', appRole);
+  const facts = await withClient(
+    databaseUrl,
+    async (client) => {
+      // A pooler first: its refusal says what to fix before any question about roles.
+      await requireDirectConnection(client, { operation: 'restore', variable: migrationUrlVariable(databaseUrl) });
+      const { rows } = await client.query<{ role: string; owner: string }>(
+        `SELECT session_user AS role, pg_catalog.pg_get_userbyid(d.datdba) AS owner
+           FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()`,
+      );
+      const { role, owner: databaseOwner } = rows[0]!;
+      const appRoleExists = appRole === undefined || (await client.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [appRole])).rowCount === 1;
+      const powers = await rolePowers(client, role);
+      // The role that will restore: the URL's own, or the owner it logs in as instead.
+      const restoring = powers.length === 0 ? role : databaseOwner;
+      return {
+        role,
+        databaseOwner,
+        appRoleExists,
+        rolePowers: powers,
+        ownerPowers: await rolePowers(client, databaseOwner),
+        grantees:
+          appRole === undefined
+            ? { owner: restoring, applicationRoles: await applicationRolesGrantedNewTables(client, restoring) }
+            : { owner: restoring, applicationRoles: [appRole], setsDefaultPrivileges: true },
+      };
+    },
+    'kennwilliamson-restore',
+  ).catch((error: unknown) => {
+    if (error instanceof DirectConnectionRequiredError) throw error;
+    throw new RestoreError(`could not connect to ${target.description}: ${(error as Error).message}; the database was not touched`, { cause: error });
+  });
+  const restoringRole = facts.grantees.owner;
+  if (appRole !== undefined && !facts.appRoleExists) {
+    throw new RestoreError(
+      `the application role '${appRole}' (DB_APP_USER) does not exist on this server: run the provisioning step (setup --admin, with ` +
+        'DB_APP_USER and DB_APP_PASSWORD) on this server first, then restore again. The database was not touched.',
+    );
+  }
+  if (appRole === restoringRole) {
+    throw new RestoreError(`DB_APP_USER '${appRole}' is the database's owner, which restores it; the application role must be another role. The database was not touched.`);
+  }
+  const checked = { grantees: facts.grantees, ...(appRole === undefined ? {} : { appRole }) };
+  if (facts.rolePowers.length === 0) return { url: databaseUrl, role: facts.role, ...checked };
+
+  const refuse = (advice: string): never => {
+    throw new RestoreError(
+      `refusing to restore as '${facts.role}': it ${described(facts.rolePowers)}. ${why} '${facts.role}' could run programs, ` +
+        `read and write files or create roles on the database server. ${advice} The database was not touched.`,
+    );
+  };
+  if (facts.ownerPowers.length > 0) {
+    refuse(
+      `The database's owner '${facts.databaseOwner}' ${described(facts.ownerPowers)} too: take that away as an admin ` +
+        `(${fixes(facts.ownerPowers)}), or hand the database to a plain owner once with kennwilliamson-db setup --admin ` +
+        `(ADMIN_DATABASE_URL, DB_OWNER_USER, DB_OWNER_PASSWORD), then restore as that owner.`,
+    );
+  }
+  if (owner.user && owner.user !== facts.databaseOwner) {
+    refuse(`DB_OWNER_USER is '${owner.user}', but the database's owner is '${facts.databaseOwner}': restore as '${facts.databaseOwner}'.`);
+  }
+  if (!owner.password) {
+    refuse(
+      `Restore as the database's owner '${facts.databaseOwner}', which has no such powers: set MIGRATION_DATABASE_URL to its URL, ` +
+        `or DB_OWNER_PASSWORD (its password) so that the restore logs in as it.`,
+    );
+  }
+  return { url: databaseUrlAs(databaseUrl, facts.databaseOwner, owner.password!), role: facts.databaseOwner, insteadOf: facts.role, ...checked };
+}
+
+/**
+ * Checked in the restore's own session, before its first statement: the role logged in (and
+ * the current one) has no powers beyond the database. The same test as {@link restoreSession},
+ * on the connection that will run the backup, so that nothing between the two (a URL that
+ * logs in as another role, a changed membership) lets a backup run with such powers.
+ */
+export async function requireRestrictedSession(client: pg.Client): Promise<void> {
+  const { rows } = await client.query<{ session: string; current: string }>('SELECT session_user AS session, current_user AS current');
+  for (const role of new Set([rows[0]!.session, rows[0]!.current])) {
+    const powers = await rolePowers(client, role);
+    if (powers.length > 0) {
+      throw new RestoreError(
+        `refusing to restore as '${role}': it ${described(powers)}. ${why} it could reach beyond the database. ` +
+          `Restore as the database's owner, a role without such powers (see setup --admin), or take them away as an admin ` +
+          `(${fixes(powers)}). The database was not touched.`,
+      );
+    }
+  }
+}
+

@@ -1,0 +1,407 @@
+import { createReadStream } from 'node:fs';
+import type pg from 'pg';
+import { open } from 'node:fs/promises';
+import { PassThrough, type Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { databaseTarget } from '../../db/database-target.js';
+import { withClient } from '../../db/with-client.js';
+import { lineOfPosition } from '../../sql-position.js';
+import { DirectConnectionRequiredError, RestoreError } from '../../errors.js';
+import { migrationsTable } from '../../migrations/migration-storage.js';
+import { appRoleGrantStatements } from '../../provisioning/app-role.js';
+import { superuserExtensions } from '../../provisioning/provision-database.js';
+import { type PgToolExit, spawnPgTool, toolErrorText } from '../pg-tools/pg-tool-process.js';
+import { findPgTool, type FindPgToolOptions } from '../pg-tools/pg-tools.js';
+import { clearPublicSchema, type KeptExtension } from './clear-public-schema.js';
+import { byteProgress } from '../files/progress-reporter.js';
+import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
+import { excessRestoredPrivileges } from './restored-privileges.js';
+import { ScriptQuery } from './script-query.js';
+import { type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
+import type { VerifiedBackup } from '../vetting/verify-backup-file.js';
+
+/** What {@link restoreDatabase} restores, and into which database. */
+export interface RestoreOptions {
+  /**
+   * The database whose `public` schema is replaced by the backup's, as its owner, directly: a
+   * URL that reaches a connection pooler is refused with `DirectConnectionRequiredError`.
+   */
+  databaseUrl: string;
+  /** A backup checked by `verifyBackupFile`. */
+  backup: VerifiedBackup;
+  /** Receives progress lines (tables restored). */
+  log?: (line: string) => void;
+  /** Aborting stops the restore before its COMMIT: the database stays as it was. */
+  signal?: AbortSignal;
+  /** Where to look for pg_restore when `backup` names none (tests narrow it); see `findPgTool`. */
+  toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'target'>;
+  /**
+   * The database owner's password (and name, to check it), for when `databaseUrl` logs in as
+   * a role with powers beyond the database (a superuser): the restore then logs in as the
+   * owner instead, and refuses without it. See `restoreSession`.
+   */
+  owner?: RestoreOwner;
+  /**
+   * `DB_APP_USER`, the application role of the database restored into, which then gets the
+   * release step's grants (`appRoleGrantStatements`) in the restore's transaction. The
+   * backup may grant only to the owner and the application role (unnamed: the role the
+   * owner's default privileges in `public` give new tables to); a backup granting to any
+   * other role, or to PUBLIC, is refused. See `restoreSession` and `checkBackupStatement`.
+   */
+  appRole?: string;
+  /**
+   * What `restoreSession(databaseUrl, owner, { appRole })` returned, when the caller checked
+   * the connection and the roles itself before reading the backup; asked here otherwise.
+   */
+  session?: RestoreSession;
+  /** Longest wait for a lock held by another session (default 30 s); the backup's own `SET lock_timeout` never lifts it. */
+  lockTimeoutMs?: number;
+}
+
+/** A finished restore. */
+export interface RestoreResult {
+  /** Tables whose data was loaded. */
+  tables: number;
+}
+
+/**
+ * Run first, in the restore's transaction, before {@link clearPublicSchema} empties `public`
+ * for the backup. The lock timeout makes a restore fail clearly, rather than hang, while a
+ * session holds locks on the old tables or on names the backup creates. The statement
+ * timeout is left as the server, the database or the role sets it (none by default), as for
+ * migrations. The backup's own `SET statement_timeout = 0`, `lock_timeout = 0`,
+ * `idle_in_transaction_session_timeout = 0` and `transaction_timeout = 0` are never sent:
+ * they would lift these bounds for the rest of the restore. The backup's statements were
+ * parsed with standard strings and an empty search_path (as pg_dump writes them); the server
+ * reads them the same way even when a database or role setting says otherwise.
+ *
+ * @example
+ * await client.query(restorePrelude(30_000))
+ */
+export function restorePrelude(lockTimeoutMs = 30_000): string {
+  return `SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))};
+SET LOCAL search_path = '';
+SET LOCAL standard_conforming_strings = on;
+`;
+}
+
+// The backup's own bounds, which would lift the restore's (pg_dump writes them all as 0).
+const restoreBounds = new Set(['lock_timeout', 'statement_timeout', 'idle_in_transaction_session_timeout', 'transaction_timeout']);
+
+// The restore's failures on the server side (a statement, BEGIN, COMMIT), already worded as
+// rolled back; anything else that stops a restore is worded where it is caught.
+const serverRefusals = new WeakSet<RestoreError>();
+
+function rolledBack(failure: string, cause: unknown): RestoreError {
+  const error = new RestoreError(`restore failed and was rolled back; the database was not changed:\n${failure}`, { cause });
+  serverRefusals.add(error);
+  return error;
+}
+
+// A server error, said without its DETAIL (which can hold row values, password hashes
+// among them).
+function serverFailure(error: unknown): string {
+  const { message, code } = error as { message?: string; code?: string };
+  const fromServer = typeof error === 'object' && error !== null && 'severity' in error;
+  return `${fromServer ? 'ERROR: ' : ''}${message ?? String(error)}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}`;
+}
+
+// The same, located by line in the backup's SQL.
+function statementFailure(error: unknown, part: SqlScriptPart, kept: KeptExtension[]): string {
+  const { text, line } = part;
+  const offset = Number((error as { position?: string }).position);
+  const at = Number.isInteger(offset) && offset > 0 ? line + lineOfPosition(text, offset) - 1 : line;
+  return `${serverFailure(error)} at line ${at} of the backup's SQL${missingRoleAdvice(error, text)}${extensionAdvice(error, part, kept)}`;
+}
+
+// SQLSTATE 42501 while emptying public: the restoring role does not own the schema (whose
+// owner may drop anything in it but extensions), as where setup --admin never ran.
+function schemaOwnerAdvice(error: unknown): string {
+  if ((error as { code?: string }).code !== '42501') return '';
+  return (
+    "\nthe role restoring must own the public schema (through pg_database_owner) to replace what is in it: run setup --admin " +
+    "on this server (as a superuser, ADMIN_DATABASE_URL), which makes the database's owner the owner of public and of everything in it, then restore again"
+  );
+}
+
+// A backup's CREATE EXTENSION that failed: the extension is missing from this database and
+// the owner may not create it (42501: only a superuser may create pg_uuidv7), or the server
+// does not have it at all (0A000; 58P01 from minor releases that said "could not open
+// extension control file"). And a backup's CREATE FUNCTION that collides (42723) with a
+// function of an extension that a superuser created here and the restore keeps: the backup
+// comes from a server without that extension.
+function extensionAdvice(error: unknown, part: SqlScriptPart, kept: KeptExtension[]): string {
+  if (part.kind !== 'sql') return '';
+  const code = (error as { code?: string }).code;
+  const extension = part.extension;
+  if (part.statement === 'CREATE EXTENSION' && extension) {
+    const superuserOnly = superuserExtensions.includes(extension);
+    if (code === '42501') {
+      return (
+        `\nthe backup uses the extension ${extension}, which this database does not have and ` +
+        `${superuserOnly ? 'which only a superuser may create' : 'which the role restoring may not create'}: run setup --admin on this ` +
+        `server first (as a superuser, ADMIN_DATABASE_URL; it ${superuserOnly ? `creates ${extension} where the server has it` : 'makes the owner the owner of the database'}), then restore again`
+      );
+    }
+    if (code === '0A000' || code === '58P01') {
+      return (
+        `\nthe backup uses the extension ${extension}, which this PostgreSQL server does not have ` +
+        `(the backup comes from one that has it${extension === 'pg_uuidv7' ? ', such as the compose image ghcr.io/fboulnois/pg_uuidv7' : ''}): ` +
+        `restore it on a server with ${extension} installed, after setup --admin there, or install ${extension} on this server and run setup --admin`
+      );
+    }
+  }
+  if (part.statement === 'CREATE FUNCTION' && code === '42723') {
+    const statement = part.text.replace(/^(?:\s+|--[^\n]*\n?)+/, '');
+    const owner = kept.find((candidate) =>
+      candidate.functions.some((name) =>
+        new RegExp(`^CREATE\\s+(?:OR\\s+REPLACE\\s+)?FUNCTION\\s+public\\.("?)${name.replace(/[^A-Za-z0-9_]/g, '\\$&')}\\1\\s*\\(`, 'i').test(statement),
+      ),
+    );
+    if (owner) {
+      return (
+        `\nin this database that function belongs to the extension ${owner.name}, which '${owner.owner}' created and a restore keeps ` +
+        `(the owner could not create it again), while the backup defines it itself (it comes from a server without ${owner.name}): ` +
+        `restore it on a server without ${owner.name}, or have a superuser run DROP EXTENSION ${owner.name} CASCADE in this database ` +
+        `first (which also drops the column defaults that call it; the restore brings back the backup's)`
+      );
+    }
+  }
+  return '';
+}
+
+// SQLSTATE 42704 (undefined object) from a GRANT, REVOKE or ALTER DEFAULT PRIVILEGES of the
+// backup: the objects are the backup's own, so what is missing is the role it grants to,
+// i.e. the application role on a server where it was never created.
+function missingRoleAdvice(error: unknown, text: string): string {
+  if ((error as { code?: string }).code !== '42704') return '';
+  const statement = text.replace(/^(?:\s+|--[^\n]*\n?)+/, '');
+  if (!/^(?:GRANT|REVOKE|ALTER\s+DEFAULT\s+PRIVILEGES)\b/i.test(statement)) return '';
+  return (
+    '\nthe backup grants privileges to a role this server does not have (on a new server: the application role, or the owner): ' +
+    'run the provisioning step (setup --admin, with DB_APP_USER and DB_APP_PASSWORD) on this server first, then restore again'
+  );
+}
+
+// Before COMMIT: the application role named by DB_APP_USER gets exactly the release step's
+// grants; then the catalog is asked what the backup's statements left (the second layer,
+// behind the allow-list): a privilege in public beyond the owner's and the application
+// role's stops the restore, which is rolled back.
+async function finishPrivileges(client: pg.ClientBase, session: RestoreSession, database: string, log: (line: string) => void): Promise<void> {
+  if (session.appRole !== undefined) {
+    const { rows } = await client.query<{ exists: boolean }>('SELECT pg_catalog.to_regclass($1) IS NOT NULL AS exists', [`public.${migrationsTable}`]);
+    for (const statement of appRoleGrantStatements(quoteIdentifier(session.appRole), quoteIdentifier(database), rows[0]!.exists)) {
+      await client.query(statement);
+    }
+    log(`gave the application role '${session.appRole}' its grants, as the release step does`);
+  }
+  const excess = await excessRestoredPrivileges(client, session.grantees);
+  if (excess.length > 0) {
+    throw new RestoreError(
+      `the backup left privileges in the public schema beyond the owner's and the application role's: ${excess.slice(0, 5).join('; ')}` +
+        `${excess.length > 5 ? ` and ${excess.length - 5} more` : ''}`,
+    );
+  }
+}
+
+const quoteIdentifier = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/**
+ * Restores a verified backup into a database, all or nothing, with no psql involved: the
+ * backup's SQL (from `pg_restore --file=- --no-owner` for a custom archive, which only
+ * reads the archive and connects nowhere; gunzipped for `.sql.gz`) is checked statement by
+ * statement by `sqlScriptParts` (PostgreSQL's parse tree of each against an allow-list of
+ * what pg_dump writes; no psql meta-command is ever run) and each statement is sent alone
+ * over one connection inside one transaction that first empties the `public` schema
+ * (`clearPublicSchema`: all but extensions a superuser created, which stay as they are);
+ * COMMIT is sent only after the whole backup went through. On any failure (a statement
+ * fails halfway, pg_restore or gzip fails, the server goes away, Ctrl-C) it throws
+ * {@link RestoreError} and the old data is untouched. The SQL runs as a role whose
+ * powers end at the database (see `restoreSession`): the URL's own, or, when that is a
+ * superuser or the like, the database's owner given `owner.password`; otherwise it refuses
+ * before reading the backup. Objects are owned by that role (the owner who runs migrations);
+ * the backup's grants may go only to it and to the application role (`session.grantees`: a
+ * GRANT to PUBLIC or any other role is refused), and before COMMIT the catalog is checked to
+ * hold no privilege in `public` beyond those (`excessRestoredPrivileges`).
+ *
+ * @example
+ * const backup = await verifyBackupFile(file)
+ * await restoreDatabase({ databaseUrl, backup, log: console.error })
+ */
+export async function restoreDatabase(options: RestoreOptions): Promise<RestoreResult> {
+  const log = options.log ?? (() => undefined);
+  const { backup, signal } = options;
+  signal?.throwIfAborted();
+  // Which role runs the backup's SQL, decided before anything of the backup is read: never
+  // one whose powers reach beyond the database (a superuser's reach the server's programs).
+  const session =
+    options.session ?? (await restoreSession(options.databaseUrl, options.owner, options.appRole === undefined ? {} : { appRole: options.appRole }));
+  const target = databaseTarget(session.url);
+  if (session.insteadOf) {
+    log(`restoring as the database's owner '${session.role}', not as '${session.insteadOf}', whose powers reach beyond the database`);
+  }
+
+  let source: Readable;
+  let sourceDone: () => Promise<void>;
+  let closeSource = async () => undefined as void;
+  let sourceEnded = false;
+  let stopSource = () => void source.destroy();
+  if (backup.format === 'custom') {
+    // Reads the archive only: the container's pg_restore would do as well as a local one.
+    const pgRestore = backup.pgRestore ?? (await findPgTool('pg_restore', options.toolSearch ?? {}));
+    log(`restoring ${backup.file} into ${target.description}, read by pg_restore ${pgRestore.version} at ${pgRestore.location}`);
+    const handle = await open(backup.file, 'r');
+    closeSource = () => handle.close();
+    const reader = spawnPgTool(pgRestore, ['--file=-', '--no-owner'], {
+      stdio: [handle.fd, 'pipe'],
+      ...(signal ? { signal } : {}),
+    });
+    // Read from now on: Node discards the unread output of a program that has exited, which
+    // pg_restore may do while the connection is still being opened.
+    source = reader.child.stdout!.pipe(new PassThrough());
+    reader.child.stdout!.on('error', (error) => source.destroy(error));
+    // Destroying the PassThrough only unpipes: pg_restore would wait on a full pipe for ever,
+    // and keep this process alive with it.
+    stopSource = () => {
+      source.destroy();
+      if (sourceEnded) return;
+      reader.child.stdout!.destroy();
+      reader.child.kill('SIGTERM');
+    };
+    sourceDone = async () => {
+      const exit: PgToolExit = await reader.exited;
+      if (exit.code !== 0) throw new RestoreError(`pg_restore failed while reading the backup:\n${toolErrorText(exit.stderr)}`);
+    };
+  } else {
+    log(`restoring ${backup.file} into ${target.description}`);
+    const compressed = createReadStream(backup.file);
+    const progress = byteProgress('read', backup.bytes, log);
+    compressed.on('data', () => progress(compressed.bytesRead));
+    source = compressed.pipe(createGunzip());
+    compressed.on('error', (error) => source.destroy(error));
+    sourceDone = async () => undefined;
+  }
+
+  let connected = false;
+  source.once('end', () => (sourceEnded = true));
+  let tables = 0;
+  try {
+    await withClient(
+      session.url,
+      async (client) => {
+        // restoreSession refused a pooler already, on this host, port and database (the
+        // owner's URL differs only in its login). The role check again, on the session that runs the backup, before its first statement.
+        await requireRestrictedSession(client);
+        connected = true;
+        // The restore's own statements: their failure (a lock timeout on the old tables, a
+        // deferred constraint at COMMIT, a lost connection) rolls everything back too.
+        const step = (sql: string) =>
+          client.query(sql).catch((error: unknown) => {
+            throw rolledBack(serverFailure(error), error);
+          });
+        // Ctrl-C: stop reading and drop the connection; the server rolls the transaction back.
+        const onAbort = () => {
+          source.destroy(new Error('interrupted'));
+          void client.end().catch(() => undefined);
+        };
+        signal?.addEventListener('abort', onAbort, { once: true });
+        try {
+          await step('BEGIN');
+          await step(restorePrelude(options.lockTimeoutMs));
+          const { kept } = await clearPublicSchema(client).catch((error: unknown) => {
+            throw rolledBack(`${serverFailure(error)} while emptying the public schema${schemaOwnerAdvice(error)}`, error);
+          });
+          for (const extension of kept) {
+            log(
+              `keeping the extension ${extension.name} in public as it is: '${extension.owner}' created it, and only a superuser may create it again`,
+            );
+          }
+          const keptNames = new Set(kept.map((extension) => extension.name));
+          let parts = 0;
+          for await (const part of sqlScriptParts(source, { database: target.database, grantees: session.grantees })) {
+            signal?.throwIfAborted();
+            parts += 1;
+            // Only an extension's owner may comment on it; a kept one keeps its own comment.
+            if (part.kind === 'sql' && part.statement === 'COMMENT' && part.extension && keptNames.has(part.extension)) continue;
+            // The backup's `SET lock_timeout = 0` and the like would lift the restore's bounds.
+            if (part.kind === 'sql' && part.setting !== undefined && restoreBounds.has(part.setting)) continue;
+            // Default privileges of the owner where the backup was made: with DB_APP_USER the
+            // restore sets the application role's itself (finishPrivileges), and only that
+            // role (or a superuser) could set these.
+            if (part.kind === 'sql' && part.privileges?.forRoles.some((role) => role !== session.grantees.owner)) continue;
+            // A REVOKE from a role other than those a restore grants to takes nothing from the
+            // new objects, and that role may not exist here.
+            if (part.kind === 'sql' && part.privileges && !part.privileges.grant && part.privileges.grantee !== 'PUBLIC') {
+              const { role } = part.privileges.grantee;
+              if (role !== session.grantees.owner && !session.grantees.applicationRoles.includes(role)) continue;
+            }
+            if (part.kind === 'copy') log(`restoring table ${part.table} (${++tables}${backup.tables ? ` of ${backup.tables}` : ''})`);
+            const query = new ScriptQuery(part.text, part.kind === 'copy' ? part.data : undefined);
+            client.query(query);
+            await query.done.catch((error: unknown) => {
+              if (query.failedReading) throw error; // the backup's stream broke, not the server
+              throw rolledBack(statementFailure(error, part, kept), error);
+            });
+          }
+          await sourceDone();
+          // An empty script would leave an empty schema behind: never a restore's result.
+          if (parts === 0) throw new RestoreError('it holds no SQL statements');
+          await finishPrivileges(client, session, target.database, log).catch((error: unknown) => {
+            throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while setting the restored objects' privileges`, error);
+          });
+          // Never COMMIT once interrupted, whatever was already sent.
+          signal?.throwIfAborted();
+          await step('COMMIT');
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          throw error;
+        } finally {
+          signal?.removeEventListener('abort', onAbort);
+        }
+      },
+      'kennwilliamson-restore',
+    );
+  } catch (error) {
+    if (error instanceof DirectConnectionRequiredError) {
+      stopSource();
+      throw error;
+    }
+    if (!connected) {
+      stopSource();
+      if (error instanceof RestoreError) throw error;
+      throw new RestoreError(
+        `could not connect to ${target.description}: ${(error as Error).message}; the database was not touched`,
+        { cause: error },
+      );
+    }
+    const ended = sourceEnded;
+    stopSource();
+    // An aborted program or connection reports itself as some other failure: the interruption comes first.
+    if (signal?.aborted) throw new RestoreError('restore interrupted before its COMMIT; the database was not changed', { cause: error });
+    // When the stream ended by itself, a failed pg_restore is the cause: its account comes first.
+    const readFailure = ended
+      ? await sourceDone().then(
+          () => undefined,
+          (failure: unknown) => failure,
+        )
+      : undefined;
+    if (readFailure instanceof RestoreError) {
+      throw new RestoreError(`${readFailure.message}\nthe restore was rolled back; the database was not changed`, { cause: error });
+    }
+    if (error instanceof RestoreError) {
+      if (serverRefusals.has(error)) throw error;
+      // Refused by the vetting (a statement outside the allow-list, a meta-command …) after earlier parts ran.
+      throw new RestoreError(`refusing to restore ${backup.file}: ${error.message}\nthe restore was rolled back; the database was not changed`, {
+        cause: error,
+      });
+    }
+    throw new RestoreError(
+      `reading the backup failed: ${(error as Error).message}\nthe restore was rolled back; the database was not changed`,
+      { cause: error },
+    );
+  } finally {
+    await closeSource();
+  }
+  log(`restored ${tables} tables from ${backup.file}`);
+  return { tables };
+}

@@ -1,0 +1,136 @@
+import type pg from 'pg';
+import { migrationsTable } from '../../migrations/migration-storage.js';
+import type { BackupGrantees } from '../vetting/backup-statement-allow-list.js';
+
+/**
+ * The roles that `owner`'s default privileges in `public` give every new table to (with
+ * `SELECT`): the application role, as the release step (`ensureAppRole`) and earlier
+ * restores left it. Such a role already receives every table a migration creates, so a
+ * backup may give it the restored ones too. Read before the restore empties the schema.
+ *
+ * @example
+ * await applicationRolesGrantedNewTables(client, 'kennwilliamson') // ['kennwilliamson_app']
+ */
+export async function applicationRolesGrantedNewTables(client: pg.ClientBase, owner: string): Promise<string[]> {
+  const { rows } = await client.query<{ role: string }>(
+    `SELECT DISTINCT pg_catalog.pg_get_userbyid(a.grantee) AS role
+       FROM pg_catalog.pg_default_acl d JOIN pg_catalog.pg_roles o ON o.oid = d.defaclrole, LATERAL pg_catalog.aclexplode(d.defaclacl) a
+      WHERE d.defaclnamespace = 'public'::pg_catalog.regnamespace AND d.defaclobjtype = 'r' AND o.rolname = $1
+        AND a.grantee <> 0 AND a.grantee <> d.defaclrole AND a.privilege_type = 'SELECT'
+        AND pg_catalog.pg_get_userbyid(a.grantee) !~ '^pg_'
+      ORDER BY 1`,
+    [owner],
+  );
+  return rows.map((row) => row.role);
+}
+
+// Every privilege on an object in public (the schema itself, relations and their columns,
+// routines, types) that goes beyond what a restore leaves: the owner's own; PUBLIC's as
+// PostgreSQL grants them (USAGE on the schema, EXECUTE on routines, USAGE on types); an
+// application role's as the release step grants them (rows of tables and views, only SELECT
+// of the migrations record, USAGE and SELECT on sequences, EXECUTE, USAGE); and no grant options. Only objects whose owner the
+// role restoring acts for (an extension a superuser created stays as it is).
+const excessPrivilegesQuery = `
+  WITH acl_objects AS (
+    SELECT 'SCHEMA'::text AS kind, 'public'::text AS object, NULL::text AS columns, n.nspowner AS owner, n.nspacl AS acl,
+           ARRAY['USAGE'] AS to_public, ARRAY['USAGE'] AS to_application
+      FROM pg_catalog.pg_namespace n WHERE n.nspname = 'public'
+    UNION ALL
+    SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, pg_catalog.format('public.%I', c.relname), NULL, c.relowner, c.relacl,
+           ARRAY[]::text[],
+           CASE WHEN c.relkind = 'S' THEN ARRAY['USAGE', 'SELECT'] WHEN c.relname = $2 THEN ARRAY['SELECT'] ELSE ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] END
+      FROM pg_catalog.pg_class c
+     WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
+    UNION ALL
+    SELECT 'TABLE', pg_catalog.format('public.%I', c.relname), pg_catalog.quote_ident(a.attname), c.relowner, a.attacl,
+           ARRAY[]::text[], CASE WHEN c.relname = $2 THEN ARRAY['SELECT'] ELSE ARRAY['SELECT', 'INSERT', 'UPDATE'] END
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+     WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL
+    SELECT 'ROUTINE', p.oid::pg_catalog.regprocedure::text, NULL, p.proowner, p.proacl, ARRAY['EXECUTE'], ARRAY['EXECUTE']
+      FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'public'::pg_catalog.regnamespace
+    UNION ALL
+    SELECT CASE WHEN t.typtype = 'd' THEN 'DOMAIN' ELSE 'TYPE' END, pg_catalog.format('public.%I', t.typname), NULL, t.typowner, t.typacl,
+           ARRAY['USAGE'], ARRAY['USAGE']
+      FROM pg_catalog.pg_type t WHERE t.typnamespace = 'public'::pg_catalog.regnamespace
+  )
+  SELECT o.kind, o.object, o.columns, a.privilege_type AS privilege,
+         CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS grantee,
+         a.privilege_type = ANY (CASE WHEN a.grantee = 0 THEN o.to_public
+                                      WHEN pg_catalog.pg_get_userbyid(a.grantee) = ANY ($1::text[]) THEN o.to_application
+                                      ELSE ARRAY[]::text[] END) AS option_only
+    FROM acl_objects o, LATERAL pg_catalog.aclexplode(o.acl) a
+   WHERE o.acl IS NOT NULL AND pg_catalog.pg_has_role(o.owner, 'USAGE')
+     AND a.grantee <> o.owner AND a.grantee <> (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
+     AND (a.is_grantable OR NOT a.privilege_type = ANY (CASE WHEN a.grantee = 0 THEN o.to_public
+                                                             WHEN pg_catalog.pg_get_userbyid(a.grantee) = ANY ($1::text[]) THEN o.to_application
+                                                             ELSE ARRAY[]::text[] END))
+   ORDER BY 1, 2, 3, 5, 4`;
+
+// The same for the default privileges in public of the roles the role restoring acts for.
+const excessDefaultPrivilegesQuery = `
+  WITH defaults AS (
+    SELECT d.defaclrole, d.defaclobjtype, a.grantee, a.privilege_type, a.is_grantable,
+           CASE WHEN a.grantee = 0 THEN CASE d.defaclobjtype WHEN 'f' THEN ARRAY['EXECUTE'] WHEN 'T' THEN ARRAY['USAGE'] ELSE ARRAY[]::text[] END
+                WHEN pg_catalog.pg_get_userbyid(a.grantee) = ANY ($1::text[]) THEN
+                  CASE d.defaclobjtype WHEN 'r' THEN ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] WHEN 'S' THEN ARRAY['USAGE', 'SELECT']
+                                       WHEN 'f' THEN ARRAY['EXECUTE'] WHEN 'T' THEN ARRAY['USAGE'] ELSE ARRAY[]::text[] END
+                ELSE ARRAY[]::text[] END AS allowed
+      FROM pg_catalog.pg_default_acl d, LATERAL pg_catalog.aclexplode(d.defaclacl) a
+     WHERE d.defaclnamespace = 'public'::pg_catalog.regnamespace AND pg_catalog.pg_has_role(d.defaclrole, 'USAGE')
+       AND a.grantee <> d.defaclrole
+  )
+  SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(defaclrole)) AS role,
+         CASE defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' ELSE 'SCHEMAS' END AS objects,
+         privilege_type AS privilege,
+         CASE grantee WHEN 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(grantee)) END AS grantee,
+         privilege_type = ANY (allowed) AS option_only
+    FROM defaults WHERE is_grantable OR NOT privilege_type = ANY (allowed)
+   ORDER BY 1, 2, 4, 3`;
+
+interface ExcessPrivilege {
+  kind: string;
+  object: string;
+  columns: string | null;
+  privilege: string;
+  grantee: string;
+  option_only: boolean;
+}
+
+interface ExcessDefaultPrivilege {
+  role: string;
+  objects: string;
+  privilege: string;
+  grantee: string;
+  option_only: boolean;
+}
+
+/**
+ * The restore's second layer, run in its transaction before COMMIT: the privileges in
+ * `public` that go beyond what a restore may leave, in words (`SELECT on table public.users
+ * to "reporting"`), or `[]`. The allow-list already refused every statement that would grant
+ * them; this asks the catalog what the backup's statements actually left, whatever their
+ * form (a custom archive's ACL entries included), and the restore refuses to COMMIT when
+ * anything is found. Beyond what a restore may leave: on any object in `public` whose owner
+ * the role restoring acts for (the schema, relations and their columns, routines, types) and
+ * in the default privileges there, a privilege of any role but the owner, the role restoring
+ * and `grantees.applicationRoles`; of PUBLIC anything beyond PostgreSQL's own defaults
+ * (USAGE on the schema, EXECUTE on routines, USAGE on types); of an application role
+ * anything beyond the release step's grants (rows of tables and views, only SELECT of the
+ * migrations record, USAGE and SELECT on sequences, EXECUTE, USAGE); and any grant option.
+ *
+ * @example
+ * await excessRestoredPrivileges(client, { owner: 'kennwilliamson', applicationRoles: ['kennwilliamson_app'] }) // []
+ */
+export async function excessRestoredPrivileges(client: pg.ClientBase, grantees: BackupGrantees): Promise<string[]> {
+  const applicationRoles = [...grantees.applicationRoles];
+  const { rows: excess } = await client.query<ExcessPrivilege>(excessPrivilegesQuery, [applicationRoles, migrationsTable]);
+  const { rows: excessDefaults } = await client.query<ExcessDefaultPrivilege>(excessDefaultPrivilegesQuery, [applicationRoles]);
+  const option = (row: { option_only: boolean }) => (row.option_only ? ' WITH GRANT OPTION' : '');
+  return [
+    ...excess.map(
+      (row) => `${row.privilege}${row.columns ? ` (${row.columns})` : ''} on ${row.kind.toLowerCase()} ${row.object} to ${row.grantee}${option(row)}`,
+    ),
+    ...excessDefaults.map((row) => `${row.privilege} on new ${row.objects.toLowerCase()} of ${row.role} to ${row.grantee}${option(row)} (default privileges)`),
+  ];
+}

@@ -1,0 +1,87 @@
+import { open } from 'node:fs/promises';
+import { spawnPgTool, toolErrorText } from '../pg-tools/pg-tool-process.js';
+import type { PgTool } from '../pg-tools/pg-tools.js';
+import { type SqlScriptOptions, vetSqlScript } from './sql-script.js';
+
+/** What {@link verifyArchive} read. */
+export interface ArchiveContents {
+  /** Entries in the archive's table of contents. */
+  entries: number;
+  /** Tables whose data it holds. */
+  tables: number;
+}
+
+// Runs pg_restore with the archive on its stdin (so a pg_restore inside the compose
+// container reads it too) and hands its stdout to `read`.
+async function pgRestoreRead<T>(
+  pgRestore: PgTool,
+  file: string,
+  args: string[],
+  read: (stdout: NodeJS.ReadableStream) => Promise<T>,
+  signal?: AbortSignal,
+): Promise<T> {
+  const handle = await open(file, 'r');
+  try {
+    const { child, exited } = spawnPgTool(pgRestore, args, {
+      stdio: [handle.fd, 'pipe'],
+      ...(signal ? { signal } : {}),
+    });
+    let outputEnded = false;
+    child.stdout!.once('end', () => (outputEnded = true));
+    const result = read(child.stdout!).then(
+      (value) => ({ value }),
+      (error: unknown) => {
+        // Unread output would keep the program (and its 'close') waiting.
+        child.stdout!.destroy();
+        child.kill('SIGTERM');
+        return { error };
+      },
+    );
+    const [outcome, exit] = await Promise.all([result, exited]);
+    signal?.throwIfAborted();
+    if (exit.spawnError) throw new Error(`could not run pg_restore at ${pgRestore.location}: ${exit.spawnError.message}`);
+    // pg_restore's own failure first (a cut-off archive also cuts off its SQL), unless its SQL
+    // was refused while it was still writing: then its failure (a write to the pipe closed on
+    // it, the signal) is the refusal's doing.
+    const stoppedHere = 'error' in outcome && !outputEnded;
+    if (exit.code !== 0 && exit.code !== null && !stoppedHere) {
+      throw new Error(`pg_restore ${pgRestore.version} cannot read it:\n${toolErrorText(exit.stderr)}`);
+    }
+    if ('error' in outcome) throw outcome.error;
+    if (exit.code !== 0) throw new Error(`pg_restore ${pgRestore.version} ended by ${exit.signal}`);
+    return outcome.value;
+  } finally {
+    await handle.close();
+  }
+}
+
+async function text(stdout: NodeJS.ReadableStream): Promise<string> {
+  let all = '';
+  for await (const chunk of stdout) all += chunk.toString();
+  return all;
+}
+
+/**
+ * Checks that a custom-format archive reads back whole and would restore: `pg_restore
+ * --list` parses its table of contents, then its SQL (`pg_restore --file=-`, which reads and
+ * decompresses every data block, which the list alone never touches) goes through the
+ * restore's vetting (`vetSqlScript`: PostgreSQL's parse tree of each statement against the
+ * allow-list of what pg_dump writes, and `\connect` only to `database`, the one it will be
+ * restored into, when given). Throws a {@link RestoreError} when the vetting refuses it, an
+ * Error carrying pg_restore's message when it cannot read it.
+ *
+ * @example
+ * const { tables } = await verifyArchive(await findPgTool('pg_restore'), 'backups/x.dump') // 9
+ */
+export async function verifyArchive(
+  pgRestore: PgTool,
+  file: string,
+  options: SqlScriptOptions & { signal?: AbortSignal } = {},
+): Promise<ArchiveContents> {
+  const { signal, ...vetting } = options;
+  const list = await pgRestoreRead(pgRestore, file, ['--list'], text, signal);
+  const entries = list.split('\n').filter((line) => /^\d+;/.test(line));
+  if (entries.length === 0) throw new Error('pg_restore --list found no entries in it');
+  await pgRestoreRead(pgRestore, file, ['--file=-', '--no-owner'], (stdout) => vetSqlScript(stdout as AsyncIterable<Buffer>, vetting), signal);
+  return { entries: entries.length, tables: entries.filter((line) => / TABLE DATA /.test(line)).length };
+}

@@ -1,0 +1,98 @@
+import { open, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { ChecksumMismatchError, RestoreError } from '../../errors.js';
+import type { BackupGrantees } from './backup-statement-allow-list.js';
+import { verifyChecksumFile } from '../files/checksum-file.js';
+import { findPgTool, type FindPgToolOptions, type PgTool } from '../pg-tools/pg-tools.js';
+import { GzipReadError, vetGzippedSql } from './vet-gzipped-sql.js';
+import { verifyArchive } from './verify-archive.js';
+
+/** A backup file that passed every check a restore makes before touching the database. */
+export interface VerifiedBackup {
+  /** Absolute path. */
+  file: string;
+  bytes: number;
+  /** `custom`: a pg_dump custom archive (`.dump`); `sql-gzip`: a gzip'd plain SQL dump (`.sql.gz`). */
+  format: 'custom' | 'sql-gzip';
+  /** Whether a `.sha256` beside it was checked (`absent`: there was none). */
+  checksum: 'verified' | 'absent';
+  /** Tables with data in a custom archive; unknown for plain SQL. */
+  tables?: number;
+  /** The pg_restore that read a custom archive, to restore it with. */
+  pgRestore?: PgTool;
+}
+
+async function formatOf(file: string): Promise<VerifiedBackup['format'] | undefined> {
+  const handle = await open(file, 'r');
+  try {
+    const { buffer, bytesRead } = await handle.read(Buffer.alloc(5), 0, 5, 0);
+    const head = buffer.subarray(0, bytesRead);
+    if (head.toString('latin1') === 'PGDMP') return 'custom';
+    if (head[0] === 0x1f && head[1] === 0x8b) return 'sql-gzip';
+    return undefined;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Checks a backup before a restore may touch the database: it exists and is readable; its
+ * `.sha256`, when there is one, matches; and it reads back whole (a custom archive through
+ * `pg_restore --list` and a full read, a `.sql.gz` through a full decompression, which
+ * checks gzip's CRC). Throws {@link RestoreError} (with a {@link ChecksumMismatchError} as
+ * cause on a checksum mismatch) saying why it refuses. Given `grantees` (`restoreSession`'s),
+ * a backup granting privileges to anyone else (PUBLIC, another role of the server) is
+ * refused now, before anything of it runs: a custom archive's ACL entries as well, which
+ * pg_restore writes out as the GRANTs the vetting reads.
+ *
+ * @example
+ * const backup = await verifyBackupFile('backups/kennwilliamson_production_20250914T134643.512Z.dump')
+ * // { format: 'custom', checksum: 'verified', tables: 9, … }
+ */
+export async function verifyBackupFile(
+  file: string,
+  options: { toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'target'>; signal?: AbortSignal; database?: string; grantees?: BackupGrantees } = {},
+): Promise<VerifiedBackup> {
+  const absolute = path.resolve(file);
+  const name = path.basename(absolute);
+  const database = {
+    ...(options.database === undefined ? {} : { database: options.database }),
+    ...(options.grantees === undefined ? {} : { grantees: options.grantees }),
+  };
+  const refuse = (reason: string, cause?: unknown): never => {
+    throw new RestoreError(`refusing to restore ${name}: ${reason}; the database was not touched`, { cause });
+  };
+
+  const info = await stat(absolute).catch((error: NodeJS.ErrnoException) =>
+    refuse(`cannot read ${absolute} (${error.code ?? error.message})`, error),
+  );
+  if (!info.isFile()) refuse(`${absolute} is not a file`);
+  const format = await formatOf(absolute).catch((error: NodeJS.ErrnoException) =>
+    refuse(`cannot read ${absolute} (${error.code ?? error.message})`, error),
+  );
+  if (!format) refuse('it is neither a pg_dump custom archive (.dump) nor a gzip-compressed SQL dump (.sql.gz)');
+
+  const checksum = await verifyChecksumFile(absolute, options.signal ? { signal: options.signal } : {}).catch((error: unknown) =>
+    refuse(error instanceof ChecksumMismatchError ? error.message : `its .sha256 cannot be read (${String(error)})`, error),
+  );
+
+  const verified: VerifiedBackup = { file: absolute, bytes: info.size, format: format!, checksum: checksum ? 'verified' : 'absent' };
+  if (format === 'custom') {
+    const pgRestore = await findPgTool('pg_restore', options.toolSearch ?? {});
+    const contents = await verifyArchive(pgRestore, absolute, { ...database, ...(options.signal ? { signal: options.signal } : {}) }).catch((error: Error) =>
+      refuse(error instanceof RestoreError ? `it holds what a restore refuses: ${error.message}` : `it is not a readable backup: ${error.message}`, error),
+    );
+    return { ...verified, tables: contents.tables, pgRestore };
+  }
+  // One pass: gzip's CRC and length, and the SQL through the restore's vetting, so a file it
+  // would refuse halfway is refused now.
+  await vetGzippedSql(absolute, { ...database, ...(options.signal ? { signal: options.signal } : {}) }).catch((error: unknown) =>
+    refuse(
+      error instanceof GzipReadError
+        ? `it is not a readable gzip file: ${error.message}`
+        : `it holds what a restore refuses: ${(error as Error).message}`,
+      error instanceof GzipReadError ? error.cause : error,
+    ),
+  );
+  return verified;
+}

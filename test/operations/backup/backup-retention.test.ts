@@ -1,0 +1,35 @@
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { backupFileName } from '../../../src/operations/backup/backup-name.js';
+import { pruneBackups } from '../../../src/operations/backup/backup-retention.js';
+
+describe('pruneBackups', () => {
+  let backupDir: string;
+  beforeEach(async () => {
+    backupDir = await mkdtemp(path.join(os.tmpdir(), 'kw-retention-'));
+  });
+  afterEach(async () => rm(backupDir, { recursive: true, force: true }));
+
+  it('counts custom dumps and WebAssembly .sql.gz backups of the environment together, by time', async () => {
+    const at = (day: number) => new Date(Date.UTC(2025, 0, day));
+    const backups = [
+      backupFileName('development', at(1), 'custom'),
+      backupFileName('development', at(2), 'sql-gzip'),
+      backupFileName('development', at(3), 'custom'),
+      backupFileName('development', at(4), 'sql-gzip'),
+    ];
+    const others = [backupFileName('production', at(1), 'sql-gzip'), '.kennwilliamson_development_20250105T000000.000Z.sql.gz.1.tmp'];
+    for (const name of [...backups, ...others]) await writeFile(path.join(backupDir, name), 'x');
+    for (const name of backups) await writeFile(path.join(backupDir, `${name}.sha256`), 'x');
+
+    const deleted = await pruneBackups({ backupDir, environment: 'development', keep: 2 });
+
+    expect(backups[1]).toBe('kennwilliamson_development_20250102T000000.000Z.sql.gz');
+    expect(deleted).toEqual([backups[0], backups[1]]);
+    expect((await readdir(backupDir)).sort()).toEqual(
+      [backups[2]!, `${backups[2]}.sha256`, backups[3]!, `${backups[3]}.sha256`, ...others].sort(),
+    );
+  });
+});

@@ -1,0 +1,205 @@
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import pg from 'pg';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { BackupError } from '../../../src/errors.js';
+import { backupDatabase } from '../../../src/operations/backup/backup.js';
+import { freePort } from '../../../src/embedded/free-port.js';
+import { debianPostgresPrograms, startDebianPostgres, type DebianPostgres } from '../../support/debian-postgres.js';
+import { startHangUpServer } from '../../support/hang-up-server.js';
+import { toolsAvailable } from '../../support/required-tools.js';
+import { runCli } from '../../support/run-cli.js';
+
+const available = toolsAvailable(debianPostgresPrograms, 'the backup tests (a PostgreSQL server that pg_dump 15 can dump)');
+const backupName = /^kennwilliamson_development_\d{8}T\d{6}\.\d{3}Z\.dump$/;
+
+describe.skipIf(!available)('npm run db:backup', () => {
+  let server: DebianPostgres;
+  let databaseUrl: string;
+  let backupDir: string;
+
+  beforeAll(async () => {
+    server = await startDebianPostgres();
+    databaseUrl = server.urlOf(await server.createMigratedDatabase());
+  });
+  afterAll(async () => server?.stop());
+
+  beforeEach(async (context) => {
+    backupDir = await mkdtemp(path.join(os.tmpdir(), 'kw-backups-'));
+    context.onTestFinished(() => rm(backupDir, { recursive: true, force: true }));
+  });
+
+  const env = (overrides: NodeJS.ProcessEnv = {}) => ({
+    DATABASE_URL: databaseUrl,
+    BACKUP_DIR: backupDir,
+    BACKUP_ENV: '',
+    NODE_ENV: '',
+    BACKUP_KEEP: '',
+    ...overrides,
+  });
+
+  it('writes a verified custom-format dump and a sha256sum-compatible checksum, printing the path', async () => {
+    const result = await runCli('db-backup', [], env());
+
+    expect(result.code, result.stderr).toBe(0);
+    const file = result.stdout.trim();
+    expect(path.dirname(file)).toBe(backupDir);
+    expect(path.basename(file)).toMatch(backupName);
+    expect((await readdir(backupDir)).sort()).toEqual([path.basename(file), `${path.basename(file)}.sha256`]);
+    const content = await readFile(file);
+    expect(content.subarray(0, 5).toString()).toBe('PGDMP');
+    const sha256 = createHash('sha256').update(content).digest('hex');
+    expect(await readFile(`${file}.sha256`, 'utf8')).toBe(`${sha256}  ${path.basename(file)}\n`);
+    // Backups hold password hashes: owner-only.
+    expect((await stat(file)).mode & 0o077).toBe(0);
+    expect(result.stderr).toMatch(/dumping table public\.users \(\d+ of 9\)/);
+    expect(result.stderr).toContain('backup verified');
+    expect(result.stderr + result.stdout).not.toContain(server.password);
+  });
+
+  it('creates a missing BACKUP_DIR, and its missing parents, readable by their owner only (0700)', async () => {
+    const nested = path.join(backupDir, 'new', 'backups');
+    // Under the usual umask 022, a plain mkdir makes 0755: every account could list the backups.
+    const result = await runCli('db-backup', [], env({ BACKUP_DIR: nested }));
+    expect(result.code, result.stderr).toBe(0);
+    for (const dir of [path.dirname(nested), nested]) expect(((await stat(dir)).mode & 0o777).toString(8)).toBe('700');
+  });
+
+  // pg (the version probe) ignores these; pg_dump would obey them and go elsewhere.
+  it('dumps the server pg reaches, whatever PGHOSTADDR and PGSERVICE say', async () => {
+    const result = await runCli('db-backup', [], env({ PGHOSTADDR: '127.0.0.2', PGSERVICE: 'kw-no-such-service', PGPORT: '1' }));
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toContain(`for the PostgreSQL 15 server at postgres@127.0.0.1:${new URL(databaseUrl).port}/`);
+  });
+
+  it('keeps the newest BACKUP_KEEP backups of its environment and leaves everything else alone', async () => {
+    const old = ['20240101T000000.000Z', '20240102T000000.000Z', '20240103T000000.000Z'].map(
+      (stamp) => `kennwilliamson_development_${stamp}.dump`,
+    );
+    const others = ['kennwilliamson_production_20240101T000000.000Z.dump', 'notes.txt'];
+    for (const name of [...old, ...others]) await writeFile(path.join(backupDir, name), 'x');
+    for (const name of old) await writeFile(path.join(backupDir, `${name}.sha256`), 'x');
+
+    const lines: string[] = [];
+    const result = await backupDatabase({ databaseUrl, backupDir, environment: 'development', keep: 2, log: (line) => lines.push(line) });
+
+    expect(result.deleted).toEqual([old[0], old[1]]);
+    expect((await readdir(backupDir)).sort()).toEqual(
+      [old[2]!, `${old[2]}.sha256`, path.basename(result.file), path.basename(result.checksumFile), ...others].sort(),
+    );
+    expect(lines).toContain(`deleted old backup ${old[0]} (keeping the newest 2)`);
+  });
+
+  it('keeps the new, verified backup when deleting older ones fails', async () => {
+    // A folder under a backup's name: deleting it fails the way a file we may not delete would.
+    const stuck = 'kennwilliamson_development_20240101T000000.000Z.dump';
+    await mkdir(path.join(backupDir, stuck));
+
+    const error = await backupDatabase({ databaseUrl, backupDir, environment: 'development', keep: 1, log: () => undefined }).catch(
+      (e: unknown) => e,
+    );
+
+    expect(error).toBeInstanceOf(BackupError);
+    expect((error as Error).message).toMatch(/is complete and verified, but deleting older backups failed/);
+    const kept = (await readdir(backupDir)).filter((name) => name !== stuck);
+    expect(kept).toHaveLength(2);
+    expect(kept.some((name) => backupName.test(name))).toBe(true);
+    expect(kept.some((name) => name.endsWith('.dump.sha256'))).toBe(true);
+  });
+
+  it('refuses a BACKUP_KEEP below 1 before dumping anything', async () => {
+    const result = await runCli('db-backup', [], env({ BACKUP_KEEP: '0' }));
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('[CONFIG_INVALID]: BACKUP_KEEP must be a whole number of at least 1');
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it("fails on a wrong password with pg_dump's message, never the password, and leaves no file", async () => {
+    const wrong = new URL(databaseUrl);
+    wrong.password = 'not-the-password-4711';
+    const result = await runCli('db-backup', [], env({ DATABASE_URL: wrong.toString() }));
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('[BACKUP_FAILED]: pg_dump failed');
+    expect(result.stderr).toContain('password authentication failed for user "postgres"');
+    expect(result.stderr + result.stdout).not.toContain('not-the-password-4711');
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it("fails on an unreachable server with pg_dump's message and leaves no file", async () => {
+    const unreachable = new URL(databaseUrl);
+    unreachable.port = String(await freePort());
+    const result = await runCli('db-backup', [], env({ DATABASE_URL: unreachable.toString() }));
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/pg_dump: error: connection to server at "127\.0\.0\.1", port \d+ failed: Connection refused/);
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it('when pg_dump fails after it started, removes its temporary file and deletes no older backup', async () => {
+    // A login that may connect but not read the tables: pg_dump starts, then fails on LOCK TABLE.
+    const role = `kw_noread_${Date.now().toString(36)}`;
+    const admin = new pg.Client({ connectionString: databaseUrl });
+    await admin.connect();
+    await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD 'noread-secret'`);
+    await admin.end();
+    const older = 'kennwilliamson_development_20240101T000000.000Z.dump';
+    await writeFile(path.join(backupDir, older), 'an older backup');
+    const url = new URL(databaseUrl);
+    url.username = role;
+    url.password = 'noread-secret';
+
+    const result = await runCli('db-backup', [], env({ DATABASE_URL: url.toString(), BACKUP_KEEP: '1' }));
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/pg_dump: error: query failed: ERROR: {2}permission denied for table/);
+    expect(await readdir(backupDir)).toEqual([older]);
+  });
+
+  it('an interrupted backup (Ctrl-C) stops pg_dump and leaves no file', async () => {
+    const controller = new AbortController();
+    const error = await backupDatabase({
+      databaseUrl,
+      backupDir,
+      environment: 'development',
+      keep: 1,
+      signal: controller.signal,
+      log: (line) => line.startsWith('dumping table') && controller.abort(),
+    }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(BackupError);
+    expect((error as Error).message).toBe('backup interrupted; no file was kept');
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  // S2: the pooler check fails closed. A server that lets the login in and then answers no
+  // query (a pooler whose server connections are all busy or gone) leaves the check
+  // undecided: pg_dump must not run, since it would reach that pooler.
+  it('does not run pg_dump when the pooler check cannot decide, saying why', async () => {
+    const undecided = await startHangUpServer();
+    try {
+      const result = await runCli('db-backup', [], env({ DATABASE_URL: `postgresql://kw:pw@127.0.0.1:${undecided.port}/kennwilliamson` }));
+
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`could not check that kw@127.0.0.1:${undecided.port}/kennwilliamson is PostgreSQL itself and not a connection pooler`);
+      expect(result.stderr).toContain('pg_dump was not run');
+      expect(result.stderr).not.toContain('pw@');
+      // One connection: the check's. pg_dump never connected.
+      expect(undecided.accepted()).toBe(1);
+      expect(await readdir(backupDir)).toEqual([]);
+    } finally {
+      await undecided.close();
+    }
+  });
+
+  it('throws a typed BackupError from the library', async () => {
+    const unreachable = new URL(databaseUrl);
+    unreachable.port = String(await freePort());
+    await expect(
+      backupDatabase({ databaseUrl: unreachable.toString(), backupDir, environment: 'development', keep: 1 }),
+    ).rejects.toBeInstanceOf(BackupError);
+  });
+});

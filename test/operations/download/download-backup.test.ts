@@ -1,0 +1,160 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { DownloadError } from '../../../src/errors.js';
+import { downloadBackup } from '../../../src/operations/download/download-backup.js';
+import { toolsAvailable } from '../../support/required-tools.js';
+import { runCli } from '../../support/run-cli.js';
+import { sshdPath, startSshServer, type SshServer } from '../../support/ssh-server.js';
+
+const available = toolsAvailable([sshdPath, '/usr/bin/ssh', '/usr/bin/ssh-keygen'], 'the download tests (a real OpenSSH server)');
+
+describe.skipIf(!available)('npm run db:download-backup', () => {
+  let root: string;
+  let remoteDir: string;
+  let ssh: SshServer;
+  let backupDir: string;
+  const name = 'kennwilliamson_production_20250914T134643.512Z.dump';
+  const content = randomBytes(300_000);
+  const sha256 = createHash('sha256').update(content).digest('hex');
+
+  beforeAll(async () => {
+    root = await mkdtemp(path.join(os.tmpdir(), 'kw-ssh-'));
+    remoteDir = path.join(root, 'remote backups');
+    await mkdir(remoteDir);
+    await writeFile(path.join(remoteDir, name), content);
+    await writeFile(path.join(remoteDir, `${name}.sha256`), `${sha256}  ${name}\n`);
+    ssh = await startSshServer(root);
+  });
+  afterAll(async () => {
+    await ssh?.stop();
+    await rm(root, { recursive: true, force: true });
+  });
+  beforeEach(async () => {
+    backupDir = await mkdtemp(path.join(root, 'local-'));
+  });
+
+  const sshEnv = (overrides: NodeJS.ProcessEnv = {}) => ({
+    BACKUP_DIR: backupDir,
+    BACKUP_SSH_KNOWN_HOSTS: ssh.knownHostsFile,
+    BACKUP_SSH_PORT: String(ssh.port),
+    BACKUP_SSH_USER: ssh.user,
+    BACKUP_REMOTE_DIR: remoteDir,
+    ...overrides,
+  });
+
+  it('copies a backup and its checksum over SSH, verified, with no .part left', async () => {
+    const result = await runCli('db-download-backup', ['127.0.0.1', name, '--key', ssh.clientKey], sshEnv());
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.trim()).toBe(path.join(backupDir, name));
+    expect(result.stderr).toContain('sha256 verified');
+    expect((await readdir(backupDir)).sort()).toEqual([name, `${name}.sha256`]);
+    expect((await readFile(path.join(backupDir, name))).equals(content)).toBe(true);
+    expect(await readFile(path.join(backupDir, `${name}.sha256`), 'utf8')).toBe(`${sha256}  ${name}\n`);
+  });
+
+  // Header and content then arrive in one chunk, and ssh exits before the copy starts.
+  it('copies a small backup that has no .sha256, saying it could not be verified', async () => {
+    const small = 'kennwilliamson_production_20250916T000000.000Z.dump';
+    await writeFile(path.join(remoteDir, small), 'PGDMP tiny');
+    const result = await runCli('db-download-backup', ['127.0.0.1', small, '--key', ssh.clientKey], sshEnv());
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toContain(`the host had no ${small}.sha256, so the copy could not be verified`);
+    expect(await readdir(backupDir)).toEqual([small]);
+    expect(await readFile(path.join(backupDir, small), 'utf8')).toBe('PGDMP tiny');
+  });
+
+  it('takes port, user and remote folder from options as well', async () => {
+    const result = await runCli(
+      'db-download-backup',
+      ['127.0.0.1', name, '--key', ssh.clientKey, '--port', String(ssh.port), '--user', ssh.user, `--remote-dir=${remoteDir}`],
+      { BACKUP_DIR: backupDir, BACKUP_SSH_KNOWN_HOSTS: ssh.knownHostsFile },
+    );
+    expect(result.code, result.stderr).toBe(0);
+    expect((await readFile(path.join(backupDir, name))).equals(content)).toBe(true);
+  });
+
+  it('refuses a host whose key is not in known_hosts, and leaves nothing', async () => {
+    const empty = path.join(root, 'empty_known_hosts');
+    await writeFile(empty, '');
+    const result = await runCli('db-download-backup', ['127.0.0.1', name, '--key', ssh.clientKey], sshEnv({ BACKUP_SSH_KNOWN_HOSTS: empty }));
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`[DOWNLOAD_FAILED]: the SSH host key of 127.0.0.1 port ${ssh.port} is unknown or has changed`);
+    expect(result.stderr).toContain('Host key verification failed');
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it('says so when the key file cannot be read, before connecting', async () => {
+    const missing = path.join(root, 'no_such_key');
+    const result = await runCli('db-download-backup', ['127.0.0.1', name, '--key', missing], sshEnv());
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`cannot read the SSH key ${missing}: no such file`);
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it('says so when the key is readable by others, which ssh would silently skip', async () => {
+    const loose = path.join(root, 'loose_key');
+    await copyFile(ssh.clientKey, loose);
+    await chmod(loose, 0o644);
+    await expect(
+      downloadBackup({ host: '127.0.0.1', file: name, backupDir, remoteDir, key: loose, port: ssh.port, knownHostsFile: ssh.knownHostsFile }),
+    ).rejects.toMatchObject({ reason: 'key', message: expect.stringContaining('run chmod 600') });
+  });
+
+  it('reports a refused login when the key is not authorised', async () => {
+    const stranger = path.join(root, 'stranger');
+    const { execFileSync } = await import('node:child_process');
+    execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', stranger]);
+    const error = await downloadBackup({
+      host: '127.0.0.1', file: name, backupDir, remoteDir, key: stranger, port: ssh.port, user: ssh.user, knownHostsFile: ssh.knownHostsFile,
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(DownloadError);
+    expect(error).toMatchObject({ reason: 'auth' });
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it('reports a missing remote file clearly, and leaves nothing', async () => {
+    const result = await runCli('db-download-backup', ['127.0.0.1', 'kennwilliamson_production_20990101T000000.000Z.dump', '--key', ssh.clientKey], sshEnv());
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`${remoteDir}/kennwilliamson_production_20990101T000000.000Z.dump not found on 127.0.0.1`);
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it('discards a copy that does not match the remote checksum', async () => {
+    const tampered = 'kennwilliamson_production_20250915T000000.000Z.dump';
+    await writeFile(path.join(remoteDir, tampered), content);
+    await writeFile(path.join(remoteDir, `${tampered}.sha256`), `${'0'.repeat(64)}  ${tampered}\n`);
+    const result = await runCli('db-download-backup', ['127.0.0.1', tampered, '--key', ssh.clientKey], sshEnv());
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`the copy does not match ${tampered}.sha256 on the host`);
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it('refuses a file name with a folder in it', async () => {
+    const result = await runCli('db-download-backup', ['127.0.0.1', '../etc/passwd', '--key', ssh.clientKey], sshEnv());
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("'../etc/passwd' is not a backup file name");
+  });
+
+  it('copies from a local folder when HOST is localhost', async () => {
+    const result = await downloadBackup({ host: 'localhost', file: name, backupDir, remoteDir });
+
+    expect(result).toMatchObject({ verified: true, sha256, bytes: content.length });
+    expect((await readdir(backupDir)).sort()).toEqual([name, `${name}.sha256`]);
+    await expect(downloadBackup({ host: 'localhost', file: name, backupDir, remoteDir })).rejects.toMatchObject({ reason: 'exists' });
+  });
+
+  it('creates a missing BACKUP_DIR readable by its owner only (0700)', async () => {
+    const missing = path.join(backupDir, 'new');
+    await downloadBackup({ host: 'localhost', file: name, backupDir: missing, remoteDir });
+    expect(((await stat(missing)).mode & 0o777).toString(8)).toBe('700');
+  });
+});

@@ -1,0 +1,453 @@
+import { randomBytes } from 'node:crypto';
+import net from 'node:net';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
+import { RestoreError } from '../../../src/errors.js';
+import { restoreDatabase } from '../../../src/operations/restore/restore.js';
+import { runCli } from '../../support/run-cli.js';
+import { execute, fillEveryTable, tableContents } from '../../support/table-contents.js';
+import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
+import pg from 'pg';
+import { withClient } from '../../../src/db/with-client.js';
+import { ensureAppRole } from '../../../src/provisioning/app-role.js';
+import { freePort } from '../../../src/embedded/free-port.js';
+
+const key = 'Zq7Rb2Xk9PmT4Lw8Hc1Vn6Jd3Fs5Ga0YeUoIiKlMnBvCxAzQwErTyUiOpAsDfGh';
+
+// What a pg_dump 18.3 --format=plain --no-owner writes (as the wasm fallback of issue 12
+// produces it), shortened to one table: \restrict/\unrestrict with their key, the
+// settings of pg_dump 17+, a COPY with tabs, backslash escapes, NULLs and non-ASCII data.
+const pgDump18Script = `--
+-- PostgreSQL database dump
+--
+
+\\restrict ${key}
+
+-- Dumped from database version 17.6
+-- Dumped by pg_dump version 18.3
+
+SET statement_timeout = 0;
+SET lock_timeout = 0;
+SET idle_in_transaction_session_timeout = 0;
+SET transaction_timeout = 0;
+SET client_encoding = 'UTF8';
+SET standard_conforming_strings = on;
+SELECT pg_catalog.set_config('search_path', '', false);
+SET check_function_bodies = false;
+SET xmloption = content;
+SET client_min_messages = warning;
+SET row_security = off;
+
+SET default_tablespace = '';
+
+SET default_table_access_method = heap;
+
+CREATE FUNCTION public.shout(t text) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $_$ SELECT upper($1) || '\\! not a command; -- nor a comment' $_$;
+
+CREATE FUNCTION public.twice(n integer) RETURNS integer
+    LANGUAGE sql IMMUTABLE
+BEGIN ATOMIC
+ SELECT (n * 2);
+END;
+
+CREATE TABLE public.notes (
+    id integer NOT NULL,
+    body text,
+    "odd;name" text DEFAULT 'semi;colon \\ back''slash'::text
+);
+
+COMMENT ON TABLE public.notes IS 'Notes; with \\! inside a string';
+
+--
+-- Data for Name: notes; Type: TABLE DATA; Schema: public; Owner: -
+--
+
+COPY public.notes (id, body, "odd;name") FROM stdin;
+1	tab\\there, backslash \\\\ and \\! at home	x
+2	\\N	Zoë ✍️ 李
+3	\\\\! not a command either	;
+\\.
+
+
+ALTER TABLE ONLY public.notes
+    ADD CONSTRAINT notes_pkey PRIMARY KEY (id);
+
+--
+-- PostgreSQL database dump complete
+--
+
+\\unrestrict ${key}
+
+`;
+
+const gz = (text: string) => gzipSync(Buffer.from(text));
+
+// pg_dump's header and trailer, which the attacks of issue 17 wrap themselves in.
+const dumpAround = (sql: string) =>
+  `--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\nSET client_encoding = 'UTF8';\n` +
+  `SET standard_conforming_strings = on;\nSELECT pg_catalog.set_config('search_path', '', false);\n\n${sql}\n` +
+  '--\n-- PostgreSQL database dump complete\n--\n\n';
+
+describe('restoring plain SQL: never through psql, only what pg_dump writes', () => {
+  let workDir: string;
+  let database: TestDatabase;
+
+  beforeAll(async () => {
+    workDir = await mkdtemp(path.join(os.tmpdir(), 'kw-restore-sql-'));
+    // The server's OS account may pass through (not list) it, to reach the markers folders.
+    await chmod(workDir, 0o711);
+    database = await createTestDatabase();
+    await fillEveryTable(database.url, { users: 20, tag: 'kept' });
+  });
+  afterAll(async () => {
+    await database?.drop();
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  async function crafted(name: string, sql: string): Promise<string> {
+    const file = path.join(workDir, name);
+    await writeFile(file, gz(sql));
+    return file;
+  }
+
+  // The server runs as an OS account of its own: a folder it may write to, so that a program
+  // that ran would leave its file behind.
+  async function writableByServer(): Promise<string> {
+    const folder = path.join(workDir, `markers-${randomBytes(4).toString('hex')}`);
+    await mkdir(folder);
+    await chmod(folder, 0o777);
+    return folder;
+  }
+
+  const roleExists = (role: string) =>
+    withClient(database.url, async (client) => (await client.query('SELECT 1 FROM pg_roles WHERE rolname = $1', [role])).rowCount === 1);
+
+  // Rows 1 to 4 of issue 17's table, restored as the default set-up restores (the owner's
+  // URL is the superuser): each is refused before the database is touched.
+  it.each([
+    [
+      'a DO block that runs COPY … TO PROGRAM (row 1)',
+      (marker: string) => `DO $$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch ${marker}'''; END $$;`,
+      "line 10 of the backup's SQL: DO runs code; pg_dump never writes it",
+    ],
+    [
+      'CREATE ROLE … SUPERUSER (row 2)',
+      (_marker: string, role: string) => `CREATE ROLE ${role} LOGIN SUPERUSER PASSWORD 'owned';`,
+      "line 10 of the backup's SQL: CREATE ROLE makes a role of the whole server, which would outlive the restore",
+    ],
+    [
+      'a table called stdin and COPY (SELECT 1 FROM stdin) TO PROGRAM (row 3)',
+      (marker: string) => `CREATE TABLE public.stdin(x int); COPY (SELECT 1 FROM stdin) TO PROGRAM 'touch ${marker}';\n1\n\\.`,
+      "line 10 of the backup's SQL: COPY to or from a program runs that program on the database server's machine",
+    ],
+    [
+      'a PL/pgSQL function that runs COPY … TO PROGRAM, then a SELECT of it (row 4)',
+      (marker: string) =>
+        `CREATE FUNCTION public.pwn() RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch ${marker}'''; END $$;\n` +
+        'SELECT public.pwn();',
+      "line 11 of the backup's SQL: a SELECT other than pg_dump's",
+    ],
+  ])('db:restore refuses %s: no program runs, no role is created, the database is unchanged', async (_attack, attack, message) => {
+    const marker = path.join(await writableByServer(), 'pwned');
+    const role = `kw_evil_${randomBytes(4).toString('hex')}`;
+    const file = await crafted('attack.sql.gz', dumpAround(attack(marker, role)));
+    // A database of its own: an attack that got through must not spoil the others' checks.
+    const target = await createTestDatabase();
+    onTestFinished(() => target.drop());
+    const before = await tableContents(target.url);
+
+    // As the default set-up runs it: the superuser's URL, the owner's password to restore as it.
+    const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.url, DB_OWNER_PASSWORD: inject('ownerPassword') });
+
+    expect(existsSync(marker)).toBe(false);
+    expect(await roleExists(role)).toBe(false);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`refusing to restore attack.sql.gz: it holds what a restore refuses: ${message}`);
+    expect(result.stderr).toContain('the database was not touched');
+    expect(await tableContents(target.url)).toEqual(before);
+  });
+
+  // Past the check (a file swapped after it, or a caller that skips it): the restore itself
+  // refuses, after statements already ran, and rolls them back.
+  it('refuses during the restore too, rolling back what ran before it', async () => {
+    const marker = path.join(await writableByServer(), 'pwned-late');
+    const file = await crafted(
+      'late.sql.gz',
+      'CREATE TABLE public.planted (id integer);\nCOPY public.planted (id) FROM stdin;\n1\n\\.\n' +
+        `DO $$ BEGIN EXECUTE 'COPY (SELECT 1) TO PROGRAM ''touch ${marker}'''; END $$;\n`,
+    );
+    const before = await tableContents(database.url);
+
+    const error = await restoreDatabase({
+      databaseUrl: database.ownerUrl,
+      backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' },
+    }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain("line 5 of the backup's SQL: DO runs code");
+    expect((error as Error).message).toContain('the restore was rolled back; the database was not changed');
+    expect(existsSync(marker)).toBe(false);
+    expect(await tableContents(database.url)).toEqual(before);
+    await expect(execute(database.url, 'SELECT * FROM planted')).rejects.toThrow('does not exist');
+  });
+
+  it('rolls back a restore whose COPY row the server refuses, naming the line', async () => {
+    const file = await crafted(
+      'bad-row.sql.gz',
+      'CREATE TABLE public.planted (id integer);\nCOPY public.planted (id) FROM stdin;\n1\nnot a number\n\\.\nCREATE TABLE public.later (id integer);\n',
+    );
+    const before = await tableContents(database.url);
+
+    const error = await restoreDatabase({
+      databaseUrl: database.ownerUrl,
+      backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' },
+    }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toBe(
+      'restore failed and was rolled back; the database was not changed:\n' +
+        `ERROR: invalid input syntax for type integer: "not a number" (SQLSTATE 22P02) at line 2 of the backup's SQL`,
+    );
+    expect(await tableContents(database.url)).toEqual(before);
+    await expect(execute(database.url, 'SELECT * FROM planted')).rejects.toThrow('does not exist');
+  });
+
+  it('says it could not connect, and that nothing was touched, when the server does not answer', async () => {
+    const file = await crafted('unreachable.sql.gz', 'SET statement_timeout = 0;\n');
+    const port = await freePort();
+    const error = await restoreDatabase({
+      databaseUrl: `postgresql://postgres:pw@127.0.0.1:${port}/kennwilliamson`,
+      backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' },
+    }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toMatch(new RegExp(`^could not connect to postgres@127\\.0\\.0\\.1:${port}/kennwilliamson: .*; the database was not touched$`));
+  });
+
+  it('restores what pg_dump 18.3 writes (\\restrict, COPY data, BEGIN ATOMIC) into PostgreSQL 17', async () => {
+    const target = await createTestDatabase();
+    try {
+      const file = await crafted('pg-dump-18.sql.gz', pgDump18Script);
+      const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.ownerUrl });
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stderr).toContain('restoring table public.notes (1)');
+
+      const rows = await withClient(target.url, async (client) => {
+        const notes = await client.query('SELECT id, body, "odd;name" AS odd FROM notes ORDER BY id');
+        const calls = await client.query("SELECT public.shout('a') AS shout, public.twice(21) AS twice");
+        const tables = await client.query("SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public'");
+        return { notes: notes.rows, calls: calls.rows[0], tables: tables.rows[0] };
+      });
+      expect(rows.notes).toEqual([
+        { id: 1, body: 'tab\there, backslash \\ and ! at home', odd: 'x' },
+        { id: 2, body: null, odd: 'Zoë ✍️ 李' },
+        { id: 3, body: '\\! not a command either', odd: ';' },
+      ]);
+      expect(rows.calls).toEqual({ shout: 'A\\! not a command; -- nor a comment', twice: 42 });
+      // The whole public schema was replaced: the migrated tables are gone.
+      expect(rows.tables).toEqual({ n: 1 });
+    } finally {
+      await target.drop();
+    }
+  });
+
+  describe('privileges: a restore grants only to the owner and the application role', () => {
+    const suffix = randomBytes(3).toString('hex');
+    const reader = `kw_reader_${suffix}`;
+    const app = `kw_restore_app_${suffix}`;
+
+    beforeAll(async () => {
+      await execute(database.url, `CREATE ROLE ${reader} LOGIN; CREATE ROLE ${app} LOGIN`);
+    });
+    afterAll(async () => {
+      await execute(database.url, `DROP ROLE IF EXISTS ${reader}; DROP ROLE IF EXISTS ${app}`).catch(() => undefined);
+    });
+
+    const planted = (grant: string) => `CREATE TABLE public.planted (id integer, secret text);\n${grant}\n`;
+
+    async function targetDatabase(): Promise<TestDatabase> {
+      const target = await createTestDatabase();
+      onTestFinished(async () => {
+        await target.drop();
+      });
+      return target;
+    }
+
+    // S1: each is refused at check time, before the restore's transaction: nothing ran.
+    it.each([
+      ['to PUBLIC', 'GRANT SELECT ON TABLE public.planted TO PUBLIC;', "line 11 of the backup's SQL: GRANT of SELECT on table to PUBLIC would give every role of the database server"],
+      ['to another role of the server', `GRANT SELECT ON TABLE public.planted TO ${'READER'};`, `line 11 of the backup's SQL: GRANT of SELECT on table to 'READER', which is neither the database's owner`],
+      [
+        'as default privileges, to another role',
+        `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO ${'READER'};`,
+        "line 11 of the backup's SQL: ALTER DEFAULT PRIVILEGES … GRANT of SELECT on table to 'READER', which is neither",
+      ],
+      ['CREATE on public to PUBLIC', 'GRANT CREATE ON SCHEMA public TO PUBLIC;', "line 11 of the backup's SQL: GRANT of CREATE on schema to PUBLIC"],
+    ])('db:restore refuses a backup that grants %s before anything runs, naming the grantee', async (_what, grant, message) => {
+      const file = await crafted('grant.sql.gz', dumpAround(planted(grant.replaceAll('READER', reader))));
+      const target = await targetDatabase();
+      const before = await tableContents(target.url);
+
+      const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.url, DB_OWNER_PASSWORD: inject('ownerPassword') });
+
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`refusing to restore grant.sql.gz: it holds what a restore refuses: ${message.replaceAll('READER', reader)}`);
+      expect(result.stderr).toContain('the database was not touched');
+      expect(result.stderr).not.toContain('restore failed and was rolled back');
+      expect(await tableContents(target.url)).toEqual(before);
+    });
+
+    it('checks the catalog before COMMIT too: privileges that reach a role some other way roll the restore back', async () => {
+      const target = await targetDatabase();
+      // Not the backup's doing: the owner's database-wide default privileges (an admin's),
+      // which every table the backup creates picks up.
+      await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} GRANT SELECT ON TABLES TO ${reader}`);
+      const file = await crafted('plain.sql.gz', dumpAround(planted('')));
+      const before = await tableContents(target.url);
+
+      const error = await restoreDatabase({ databaseUrl: target.ownerUrl, backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' } }).catch(
+        (e: unknown) => e,
+      );
+
+      expect(error).toBeInstanceOf(RestoreError);
+      expect((error as Error).message).toBe(
+        'restore failed and was rolled back; the database was not changed:\n' +
+          `the backup left privileges in the public schema beyond the owner's and the application role's: SELECT on table public.planted to ${reader}`,
+      );
+      expect(await tableContents(target.url)).toEqual(before);
+    });
+
+    it("accepts grants to the application role the owner's default privileges give new tables to", async () => {
+      const target = await targetDatabase();
+      await ensureAppRole({ databaseUrl: target.ownerUrl, user: app });
+      const file = await crafted('app.sql.gz', dumpAround(planted(`GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.planted TO ${app};`)));
+
+      const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.ownerUrl });
+
+      expect(result.code, result.stderr).toBe(0);
+      const granted = await withClient(target.url, async (client) =>
+        (await client.query("SELECT pg_catalog.has_table_privilege($1, 'public.planted', 'SELECT') AS reads", [app])).rows[0],
+      );
+      expect(granted).toEqual({ reads: true });
+    });
+
+    it('takes the application role from DB_APP_USER where no default privileges name it, and gives it the release step\'s grants', async () => {
+      const target = await targetDatabase();
+      // As a backup made before the owner role has them: default privileges of the superuser.
+      const file = await crafted(
+        'named.sql.gz',
+        dumpAround(
+          planted(
+            `GRANT SELECT ON TABLE public.planted TO ${app};\n` +
+              `ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT SELECT,INSERT,DELETE,UPDATE ON TABLES TO ${app};`,
+          ),
+        ),
+      );
+
+      const unnamed = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.ownerUrl });
+      expect(unnamed.code).toBe(1);
+      expect(unnamed.stderr).toContain(`GRANT of SELECT on table to '${app}', which is neither the database's owner '${inject('ownerUser')}' (the role restoring) nor its application role (none known)`);
+      expect(unnamed.stderr).toContain(`set DB_APP_USER=${app} and restore again`);
+
+      const named = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.ownerUrl, DB_APP_USER: app });
+      expect(named.code, named.stderr).toBe(0);
+      const granted = await withClient(target.url, async (client) =>
+        (await client.query("SELECT pg_catalog.has_table_privilege($1, 'public.planted', 'SELECT, INSERT, UPDATE, DELETE') AS writes", [app])).rows[0],
+      );
+      expect(granted).toEqual({ writes: true });
+      // The superuser's default privileges left out; the owner's set by the restore instead.
+      const defaults = await withClient(target.url, async (client) =>
+        (
+          await client.query(
+            `SELECT pg_catalog.pg_get_userbyid(defaclrole) AS role FROM pg_catalog.pg_default_acl
+              WHERE defaclnamespace = 'public'::regnamespace AND defaclobjtype = 'r'`,
+          )
+        ).rows,
+      );
+      expect(defaults).toEqual([{ role: inject('ownerUser') }]);
+    });
+  });
+
+  // B6b: pg_dump's `SET lock_timeout = 0` and `SET statement_timeout = 0` must not lift the
+  // restore's bounds. Another session creates, and holds uncommitted, the table the backup
+  // creates: the backup's CREATE TABLE waits for it, and only a bound ends the wait.
+  describe("the backup's own SETs never lift the restore's bounds", () => {
+    const bounded = dumpAround('SET lock_timeout = 0;\nSET statement_timeout = 0;\nCREATE TABLE public.contested (id integer);\n');
+
+    async function contested(): Promise<TestDatabase> {
+      const target = await createTestDatabase({ empty: true });
+      const holder = new pg.Client({ connectionString: target.ownerUrl });
+      await holder.connect();
+      await holder.query('BEGIN');
+      await holder.query('CREATE TABLE public.contested (id integer)');
+      onTestFinished(async () => {
+        await holder.end().catch(() => undefined);
+        await target.drop();
+      });
+      return target;
+    }
+
+    it('lock_timeout: the wait ends after the restore\'s own bound', { timeout: 20_000 }, async () => {
+      const target = await contested();
+      const file = await crafted('lock.sql.gz', bounded);
+
+      const error = await restoreDatabase({
+        databaseUrl: target.ownerUrl,
+        backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' },
+        lockTimeoutMs: 300,
+      }).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(RestoreError);
+      expect((error as Error).message).toContain('canceling statement due to lock timeout (SQLSTATE 55P03)');
+      expect((error as Error).message).toContain('restore failed and was rolled back; the database was not changed');
+    });
+
+    it("statement_timeout: the database's own bound stays", { timeout: 20_000 }, async () => {
+      const target = await contested();
+      await execute(target.url, `ALTER DATABASE ${target.name} SET statement_timeout = '1s'`);
+      const file = await crafted('statement.sql.gz', bounded);
+
+      const error = await restoreDatabase({
+        databaseUrl: target.ownerUrl,
+        backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' },
+        lockTimeoutMs: 600_000,
+      }).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(RestoreError);
+      expect((error as Error).message).toContain('canceling statement due to statement timeout (SQLSTATE 57014)');
+    });
+  });
+
+  it('asks once whether it reaches a pooler, before reading the backup', async () => {
+    // Between the restore and the server: the text every connection sends, to count the probes.
+    const server = new URL(database.url);
+    const sent: string[] = [];
+    const relay = net.createServer((client) => {
+      const index = sent.push('') - 1;
+      const upstream = net.connect(Number(server.port), server.hostname);
+      client.on('data', (chunk: Buffer) => (sent[index] += chunk.toString('latin1')));
+      client.pipe(upstream).pipe(client);
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    onTestFinished(() => new Promise<void>((resolve) => relay.close(() => resolve())));
+    const target = await createTestDatabase();
+    onTestFinished(() => target.drop());
+    const relayed = new URL(target.ownerUrl);
+    relayed.port = String((relay.address() as net.AddressInfo).port);
+    const file = await crafted('once.sql.gz', dumpAround('CREATE TABLE public.planted (id integer);'));
+
+    const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: relayed.toString() });
+
+    expect(result.code, result.stderr).toBe(0);
+    const probes = sent.join('').split('pg_backend_pid() AS pid').length - 1;
+    expect(probes).toBe(1);
+  });
+});

@@ -1,0 +1,294 @@
+import { spawn } from 'node:child_process';
+import { copyFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, it } from 'vitest';
+import { recreateDatabase } from '../../../src/provisioning/database-admin.js';
+import { RestoreError } from '../../../src/errors.js';
+import { backupDatabase, type BackupResult } from '../../../src/operations/backup/backup.js';
+import { restoreDatabase } from '../../../src/operations/restore/restore.js';
+import { verifyBackupFile } from '../../../src/operations/vetting/verify-backup-file.js';
+import {
+  debianPostgresBinDir,
+  debianPostgresPrograms,
+  startDebianPostgres,
+  type DebianPostgres,
+} from '../../support/debian-postgres.js';
+import { toolsAvailable } from '../../support/required-tools.js';
+import { runCli, runCliInTerminal } from '../../support/run-cli.js';
+import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';
+
+const available = toolsAvailable(debianPostgresPrograms, 'the restore tests (a PostgreSQL server that pg_dump 15 can dump)');
+
+// Each test restores into a database of its own, so they run side by side.
+describe.skipIf(!available)('npm run db:restore', () => {
+  let server: DebianPostgres;
+  let workDir: string;
+  let sourceUrl: string;
+  let roundTripUrl: string;
+  let roundTripDatabase: string;
+  let otherData: string;
+  let backup: BackupResult;
+  let sourceContents: Awaited<ReturnType<typeof tableContents>>;
+
+  beforeAll(async () => {
+    server = await startDebianPostgres();
+    workDir = await mkdtemp(path.join(os.tmpdir(), 'kw-restore-'));
+    const source = await server.createMigratedDatabase();
+    sourceUrl = server.urlOf(source);
+    await fillEveryTable(sourceUrl);
+    sourceContents = await tableContents(sourceUrl);
+    roundTripDatabase = await server.cloneDatabase(source);
+    roundTripUrl = server.ownerUrlOf(roundTripDatabase);
+    // A migrated database with rows of its own and a table a later migration added: data to lose.
+    otherData = await server.createMigratedDatabase();
+    await fillEveryTable(server.ownerUrlOf(otherData), { users: 30, tag: 'other' });
+    await execute(server.ownerUrlOf(otherData), 'CREATE TABLE later_feature (id int PRIMARY KEY); INSERT INTO later_feature VALUES (42)');
+    backup = await backupDatabase({ databaseUrl: sourceUrl, backupDir: path.join(workDir, 'backups'), environment: 'test', keep: 5 });
+  });
+  afterAll(async () => {
+    await server?.stop();
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  /** A copy of the database with other data, to restore into, as its owner (not a superuser). */
+  async function databaseWithOtherData(): Promise<string> {
+    return server.ownerUrlOf(await server.cloneDatabase(otherData));
+  }
+
+  async function filesIn(folder: string): Promise<string[]> {
+    return (await readdir(folder)).sort();
+  }
+
+  it('round trip: back up, wipe, restore (given the superuser, as the owner) gives every table and the migrations record back unchanged', async ({ expect }) => {
+    const backupDir = path.join(workDir, 'round-trip');
+    const made = await runCli('db-backup', [], { DATABASE_URL: roundTripUrl, BACKUP_DIR: backupDir, BACKUP_ENV: 'test' });
+    expect(made.code, made.stderr).toBe(0);
+    const file = made.stdout.trim();
+    const record = await migrationsRecord(roundTripUrl);
+    expect(sourceContents.users!.rows).toBe(601);
+    expect(sourceContents.refresh_tokens!.rows).toBe(1200);
+
+    await recreateDatabase(server.urlOf(roundTripDatabase), { owner: server.owner.user });
+    expect(await readdir(backupDir)).toHaveLength(2);
+    // As the default set-up runs it: the URL is the superuser's; the SQL runs as the owner.
+    const restored = await runCli('db-restore', [file, '--yes'], {
+      DATABASE_URL: server.urlOf(roundTripDatabase),
+      DB_OWNER_PASSWORD: server.owner.password,
+    });
+
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.stderr).toContain(`restoring as the database's owner '${server.owner.user}', not as 'postgres'`);
+    expect(restored.stderr).toContain('checksum verified');
+    expect(restored.stderr).toMatch(/restoring table public\.users \(\d of 9\)/);
+    expect(await tableContents(roundTripUrl)).toEqual(sourceContents);
+    expect(await migrationsRecord(roundTripUrl)).toEqual(record);
+    expect(restored.stderr + restored.stdout).not.toContain(server.password);
+    expect(restored.stderr + restored.stdout).not.toContain(server.owner.password);
+  });
+
+  it('replaces a database that moved on with exactly the backup, tables of later migrations included', async ({ expect }) => {
+    const target = await databaseWithOtherData();
+
+    await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file) });
+
+    expect(await tableContents(target)).toEqual(sourceContents);
+    await expect(execute(target, 'SELECT * FROM later_feature')).rejects.toThrow('relation "later_feature" does not exist');
+  });
+
+  it('refuses a file that fails its checksum, and leaves the database as it was', async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const folder = await mkdtemp(path.join(workDir, 'damaged-'));
+    const damaged = path.join(folder, path.basename(backup.file));
+    const bytes = await readFile(backup.file);
+    bytes[Math.floor(bytes.length / 2)]! ^= 0xff;
+    await writeFile(damaged, bytes);
+    await copyFile(backup.checksumFile, `${damaged}.sha256`);
+
+    const result = await runCli('db-restore', [damaged, '--yes'], { DATABASE_URL: target });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('[RESTORE_FAILED]: refusing to restore');
+    expect(result.stderr).toContain('Checksum mismatch');
+    expect(result.stderr).toContain('the database was not touched');
+    expect(await tableContents(target)).toEqual(before);
+    expect(await filesIn(folder)).toEqual([path.basename(damaged), `${path.basename(damaged)}.sha256`]);
+  });
+
+  // pg_restore writes an archive's entries as they are: one rewritten to `\connect` another
+  // database (same length, so the archive stays readable) must be refused before anything runs.
+  it('refuses at check time an archive whose SQL connects to another database', async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const bytes = await readFile(backup.file);
+    const entry = Buffer.from("COMMENT ON EXTENSION pg_trgm IS 'text similarity measurement and index searching based on trigrams';\n");
+    const at = bytes.indexOf(entry);
+    expect(at).toBeGreaterThan(0);
+    const connect = Buffer.from('\\connect postgres');
+    Buffer.concat([connect, Buffer.alloc(entry.length - connect.length - 1, ' '), Buffer.from('\n')]).copy(bytes, at);
+    const crafted = path.join(workDir, 'connects-elsewhere.dump');
+    await writeFile(crafted, bytes);
+
+    const result = await runCli('db-restore', [crafted, '--yes'], { DATABASE_URL: target });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(
+      new RegExp(`refusing to restore connects-elsewhere\\.dump: it holds what a restore refuses: line \\d+ of the backup's SQL: \\\\connect to another database than '${new URL(target).pathname.slice(1)}' is not allowed; the database was not touched`),
+    );
+    expect(await tableContents(target)).toEqual(before);
+  });
+
+  it('refuses a damaged file without a checksum that pg_restore cannot read whole', async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const truncated = path.join(workDir, 'truncated.dump');
+    await copyFile(backup.file, truncated);
+    await truncate(truncated, Math.floor(backup.bytes * 0.6));
+
+    const result = await runCli('db-restore', [truncated, '--yes'], { DATABASE_URL: target });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('it is not a readable backup: pg_restore 15');
+    expect(result.stderr).toMatch(/pg_restore: error: /);
+    expect(await tableContents(target)).toEqual(before);
+  });
+
+  it('rolls everything back when a statement fails halfway, leaving the old data as it was', async ({ expect }) => {
+    // A CHECK that reads another table, whose rows load after its own: pg_restore loads
+    // table by table (users first, zzz_allowed last), so the rows of zz_checked fail it.
+    const source = server.urlOf(await server.createMigratedDatabase());
+    await execute(
+      source,
+      `CREATE TABLE public.zzz_allowed (v int); INSERT INTO public.zzz_allowed VALUES (1);
+       CREATE FUNCTION public.allowed(x int) RETURNS boolean LANGUAGE sql STABLE AS $$ SELECT EXISTS (SELECT 1 FROM public.zzz_allowed WHERE v = x) $$;
+       CREATE TABLE public.zz_checked (x int CHECK (public.allowed(x))); INSERT INTO public.zz_checked VALUES (1)`,
+    );
+    const halfway = await backupDatabase({ databaseUrl: source, backupDir: path.join(workDir, 'halfway'), environment: 'test', keep: 1 });
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+
+    const result = await runCli('db-restore', [halfway.file, '--yes'], { DATABASE_URL: target });
+
+    expect(result.code, result.stderr).toBe(1);
+    expect(result.stderr).toContain('restore failed and was rolled back; the database was not changed');
+    expect(result.stderr).toMatch(/ERROR: new row for relation "zz_checked" violates check constraint "zz_checked_x_check" \(SQLSTATE 23514\) at line \d+ of the backup's SQL/);
+    expect(result.stderr).toMatch(/restoring table public\.users/);
+    expect(await tableContents(target)).toEqual(before);
+    await execute(target, 'SELECT * FROM later_feature');
+  });
+
+  it('an interrupted restore (Ctrl-C) is rolled back', async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const controller = new AbortController();
+
+    const error = await restoreDatabase({
+      databaseUrl: target,
+      backup: await verifyBackupFile(backup.file),
+      signal: controller.signal,
+      log: (line) => line.startsWith('restoring table public.refresh_tokens') && controller.abort(),
+    }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toBe('restore interrupted before its COMMIT; the database was not changed');
+    expect(await tableContents(target)).toEqual(before);
+  });
+
+  it('asks on a terminal, naming database and host, and restores only after "yes"', async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const database = new URL(target).pathname.slice(1);
+    const prompt = `This REPLACES ALL DATA in database '${database}' on 127.0.0.1:${new URL(target).port} with ${path.basename(backup.file)}.`;
+
+    const declined = await runCliInTerminal('db-restore', [backup.file], { DATABASE_URL: target }, 'no\n');
+    expect(declined.code).toBe(1);
+    expect(declined.stdout).toContain(prompt);
+    expect(declined.stdout).toContain('not confirmed; the database was not touched');
+    expect(await tableContents(target)).toEqual(before);
+
+    const confirmed = await runCliInTerminal('db-restore', [backup.file], { DATABASE_URL: target }, 'yes\n');
+    expect(confirmed.code, confirmed.stdout).toBe(0);
+    expect(await tableContents(target)).toEqual(sourceContents);
+  });
+
+  it('refuses without --yes when there is no terminal to confirm on', async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+
+    const result = await runCli('db-restore', [backup.file], { DATABASE_URL: target });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/refusing to restore into 'kw_[0-9a-f]+' on 127\.0\.0\.1 without confirmation: .*pass --yes/);
+    expect(await tableContents(target)).toEqual(before);
+  });
+
+  it('refuses a non-local host without --force, without connecting and without printing the password', async ({ expect }) => {
+    const result = await runCli('db-restore', [backup.file, '--yes'], {
+      DATABASE_URL: 'postgresql://app:hunter2-secret@db.example.com:5432/prod',
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("refusing to restore into a database on the non-local host 'db.example.com'; pass --force");
+    expect(result.stderr + result.stdout).not.toContain('hunter2-secret');
+  });
+
+  it('restores a gzip-compressed plain SQL dump, as older deployments made them', async ({ expect }) => {
+    const sql = await new Promise<Buffer>((resolve, reject) => {
+      const url = new URL(sourceUrl);
+      const child = spawn(
+        path.join(debianPostgresBinDir, 'pg_dump'),
+        ['--format=plain', '--no-owner', '--host', url.hostname, '--port', url.port, '--username', 'postgres', '--dbname', url.pathname.slice(1)],
+        { env: { ...process.env, PGPASSWORD: server.password }, stdio: ['ignore', 'pipe', 'inherit'] },
+      );
+      const chunks: Buffer[] = [];
+      child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+      child.on('close', (code) => (code === 0 ? resolve(Buffer.concat(chunks)) : reject(new Error(`pg_dump exited ${code}`))));
+    });
+    const file = path.join(workDir, 'legacy.sql.gz');
+    await writeFile(file, gzipSync(sql));
+    const target = await databaseWithOtherData();
+
+    const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target });
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toContain('gzip-compressed SQL, no .sha256 beside it');
+    expect(await tableContents(target)).toEqual(sourceContents);
+  });
+
+  it('refuses a damaged .sql.gz before touching the database', async ({ expect }) => {
+    const file = path.join(workDir, 'damaged.sql.gz');
+    const compressed = gzipSync(Buffer.from('CREATE TABLE public.should_not_exist (id integer);\n'.repeat(1000)));
+    await writeFile(file, compressed.subarray(0, compressed.length - 12));
+    const target = await databaseWithOtherData();
+
+    const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('it is not a readable gzip file: unexpected end of file');
+    await expect(execute(target, 'SELECT * FROM should_not_exist')).rejects.toThrow('does not exist');
+  });
+
+  // Verification catches a damaged file first; this is the second line of defence, for a
+  // file that changes or a pg_restore that fails after the checks: no COMMIT is ever sent.
+  it('rolls back a backup whose stream breaks off after statements already ran', async ({ expect }) => {
+    const file = path.join(workDir, 'breaks-off.sql.gz');
+    const statements = 'CREATE TABLE public.should_not_exist (id integer);\nCOPY public.should_not_exist (id) FROM stdin;\n1\n\\.\n';
+    const compressed = gzipSync(Buffer.from(statements + '-- filler\n'.repeat(50_000)));
+    await writeFile(file, compressed.subarray(0, compressed.length - 12));
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+
+    const error = await restoreDatabase({
+      databaseUrl: target,
+      backup: { file, bytes: compressed.length - 12, format: 'sql-gzip', checksum: 'absent' },
+    }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('reading the backup failed: unexpected end of file');
+    expect((error as Error).message).toContain('the restore was rolled back; the database was not changed');
+    expect(await tableContents(target)).toEqual(before);
+    await execute(target, 'SELECT * FROM later_feature');
+    await expect(execute(target, 'SELECT * FROM should_not_exist')).rejects.toThrow('does not exist');
+  });
+});

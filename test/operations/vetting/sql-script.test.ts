@@ -1,0 +1,133 @@
+import { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { maxStatementLength, sqlScriptParts, vetSqlScript } from '../../../src/operations/vetting/sql-script.js';
+
+const vet = (sql: string | Buffer) =>
+  vetSqlScript(Readable.from([typeof sql === 'string' ? Buffer.from(sql) : sql]), { database: 'kennwilliamson' }).then(
+    () => 'accepted',
+    (error: Error) => error.message,
+  );
+
+async function partsOf(sql: string): Promise<string[]> {
+  const parts: string[] = [];
+  for await (const part of sqlScriptParts(Readable.from([Buffer.from(sql)]), { database: 'kennwilliamson' })) {
+    if (part.kind === 'copy') {
+      const rows: Buffer[] = [];
+      for await (const chunk of part.data) rows.push(chunk);
+      parts.push(`copy ${part.table} at line ${part.line}: ${JSON.stringify(Buffer.concat(rows).toString())}`);
+    } else parts.push(`${part.text} at line ${part.line}`);
+  }
+  return parts;
+}
+
+describe("reading a backup's SQL statement by statement", () => {
+  it('reads backslashes, semicolons and FROM stdin inside strings, dollar quotes, identifiers and comments as data', async () => {
+    const sql =
+      "COMMENT ON TABLE public.t IS '\\! a; COPY public.t FROM stdin;';\n" +
+      "COMMENT ON TABLE public.t IS E'\\' \\! b;';\n" +
+      'CREATE FUNCTION public.f() RETURNS text LANGUAGE sql AS $$ SELECT \'\\! c; \' $$;\n' +
+      'CREATE FUNCTION public.g() RETURNS text LANGUAGE plpgsql AS $x$ BEGIN RETURN $$\\o d;$$; END $x$;\n' +
+      'CREATE TABLE public."\\!;" (a integer);\n' +
+      '/* \\! e; /* nested; */ still comment */ COMMENT ON TABLE public.t IS NULL; -- \\! f;\n' +
+      '\\connect kennwilliamson\n\\c "kennwilliamson"\n' +
+      // A parameter named begin is not a body; BEGIN ATOMIC … END is one statement.
+      'CREATE FUNCTION public.h(begin integer) RETURNS integer LANGUAGE sql RETURN 1;\n' +
+      'CREATE FUNCTION public.twice(n integer) RETURNS integer\n    LANGUAGE sql IMMUTABLE\nBEGIN ATOMIC\n SELECT (n * 2);\nEND;\n';
+    expect(await partsOf(sql)).toEqual([
+      "COMMENT ON TABLE public.t IS '\\! a; COPY public.t FROM stdin;'; at line 1",
+      "COMMENT ON TABLE public.t IS E'\\' \\! b;'; at line 2",
+      "CREATE FUNCTION public.f() RETURNS text LANGUAGE sql AS $$ SELECT '\\! c; ' $$; at line 3",
+      'CREATE FUNCTION public.g() RETURNS text LANGUAGE plpgsql AS $x$ BEGIN RETURN $$\\o d;$$; END $x$; at line 4',
+      'CREATE TABLE public."\\!;" (a integer); at line 5',
+      'COMMENT ON TABLE public.t IS NULL; at line 6',
+      'CREATE FUNCTION public.h(begin integer) RETURNS integer LANGUAGE sql RETURN 1; at line 9',
+      'CREATE FUNCTION public.twice(n integer) RETURNS integer\n    LANGUAGE sql IMMUTABLE\nBEGIN ATOMIC\n SELECT (n * 2);\nEND; at line 10',
+    ]);
+  });
+
+  it('takes the lines after a statement as rows only when PostgreSQL parses it as COPY table FROM stdin', async () => {
+    const wide = Array.from({ length: 80 }, (_, i) => `c${i}`).join(', ');
+    expect(await partsOf(`COPY public.t (a, "b;c") FROM stdin;\n\\! id\t;\n\\.\nCOPY public.wide (${wide}) FROM stdin;\n\\.\n`)).toEqual([
+      'copy public.t at line 1: "\\\\! id\\t;\\n"',
+      'copy public.wide at line 4: ""',
+    ]);
+    // FROM stdin in a string is not a COPY: the next line is read as SQL, and refused.
+    expect(await vet("COMMENT ON TABLE public.t IS 'COPY public.t (a) FROM stdin;';\n\\! id\n")).toBe(
+      "line 2 of the backup's SQL: the psql meta-command '\\!' is not allowed (a backup made by pg_dump holds none; it is never run)",
+    );
+  });
+
+  it('refuses a COPY of a query FROM stdin, even from a table called stdin (row 3 of issue 17)', async () => {
+    expect(await vet("CREATE TABLE public.stdin (x integer); COPY (SELECT 1 FROM stdin) TO PROGRAM 'touch /tmp/x';\n1\n\\.\n")).toBe(
+      "line 1 of the backup's SQL: COPY to or from a program runs that program on the database server's machine",
+    );
+  });
+
+  it.each([
+    ['\\o /tmp/out\n', "line 1 of the backup's SQL: the psql meta-command '\\o' is not allowed"],
+    ["\\copy t FROM PROGRAM 'id'\n", "the psql meta-command '\\copy' is not allowed"],
+    ['\\i /etc/passwd\n', "the psql meta-command '\\i' is not allowed"],
+    ['SET statement_timeout = 0 \\! id\n;\n', 'a psql meta-command inside a statement is not allowed'],
+    ['\\connect other_db\n', "\\connect to another database than 'kennwilliamson' is not allowed"],
+    ['\\restrict abc\nSET statement_timeout = 0;\n\\unrestrict xyz\n', '\\unrestrict with a key that no \\restrict set'],
+    ['\\restrict abc\nSET statement_timeout = 0;\n', 'ends without its \\unrestrict line'],
+    ['COPY public.t (a) FROM stdin; SET statement_timeout = 0;\n\\.\n', "line 1 of the backup's SQL: text after COPY … FROM stdin on the same line"],
+    ['COPY public.t (a) FROM stdin;\n1\n', 'ends inside COPY data'],
+    ["COMMENT ON TABLE public.t IS 'unterminated;\n", 'ends inside a quoted string'],
+    ['/* unterminated\n', 'ends inside a comment'],
+    ['SET statement_timeout = 0;\nGRANT SELECT ON TABLE public.users TO kennwilliamson_ap', "line 2 of the backup's SQL: the backup ends inside a statement (no ';')"],
+    ["SET statement_timeout = 0;\nCOMMENT ON TABLE public.t IS 'a\u0000b';\n", "line 2 of the backup's SQL: a NUL character"],
+    ['SET statement_timeout = 0;\nCOMMENT ON TABLE public.t IS IS;\n', "line 2 of the backup's SQL: PostgreSQL's parser cannot read it (syntax error at or near \"IS\")"],
+  ])('refuses %j', async (sql, message) => {
+    expect(await vet(sql)).toContain(message);
+  });
+
+  it('refuses SQL that is not valid UTF-8', async () => {
+    expect(await vet(Buffer.from([...Buffer.from("COMMENT ON TABLE public.t IS '"), 0xff, ...Buffer.from("';\n")]))).toBe(
+      "line 1 of the backup's SQL: not valid UTF-8",
+    );
+  });
+
+  it('refuses a statement longer than the bound without holding more of it', async () => {
+    const endless = async function* () {
+      yield Buffer.from("SET statement_timeout = 0;\nCOMMENT ON TABLE public.t IS '");
+      // Never ends: only the bound stops the reading.
+      for (;;) yield Buffer.alloc(1 << 20, 'x');
+    };
+    await expect(vetSqlScript(endless())).rejects.toThrow(
+      `line 2 of the backup's SQL: a statement longer than ${maxStatementLength / 1024 / 1024} MiB, which pg_dump never writes for this schema`,
+    );
+  });
+
+  it('checks a large dump in bounded memory: rows and long lines stream through in pieces', async () => {
+    const megabyte = 1 << 20;
+    const rows = Buffer.from(Array.from({ length: 1024 }, (_, i) => `${i}\tZoë ✍️ ${'x'.repeat(1000)}\n`).join('')); // about 1 MB
+    let peak = 0;
+    const measure = () => {
+      const { heapUsed, arrayBuffers } = process.memoryUsage();
+      peak = Math.max(peak, heapUsed + arrayBuffers);
+    };
+    const dump = async function* () {
+      yield Buffer.from('SET statement_timeout = 0;\nCREATE TABLE public.t (id integer, body text);\nCOPY public.t (id, body) FROM stdin;\n');
+      for (let i = 0; i < 192; i += 1) {
+        measure();
+        yield rows;
+      }
+      // One row of 96 MB without a line break until its end.
+      yield Buffer.from('192\t');
+      for (let i = 0; i < 96; i += 1) {
+        measure();
+        yield Buffer.alloc(megabyte, 'y');
+      }
+      yield Buffer.from('\n\\.\nSELECT pg_catalog.setval(\'public.t_id_seq\', 1, true);\n');
+    };
+    measure();
+    const before = peak;
+    peak = 0;
+
+    await vetSqlScript(dump());
+
+    // 288 MB of SQL went through; what stayed in memory at once is a small part of it.
+    expect(peak - before).toBeLessThan(64 * megabyte);
+  });
+});

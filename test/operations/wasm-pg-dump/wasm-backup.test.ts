@@ -1,0 +1,227 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import pg from 'pg';
+import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { BackupError } from '../../../src/errors.js';
+import { backupDatabase } from '../../../src/operations/backup/backup.js';
+import { freePort } from '../../../src/embedded/free-port.js';
+import { libpqConnection } from '../../../src/operations/pg-tools/libpq-connection.js';
+import { startWasmPgDump } from '../../../src/operations/wasm-pg-dump/wasm-pg-dump.js';
+import { packageRoot } from '../../../src/package-root.js';
+import { recreateDatabase } from '../../../src/provisioning/database-admin.js';
+import { debianPostgresBinDir } from '../../support/debian-postgres.js';
+import { eventually } from '../../support/eventually.js';
+import { toolsAvailable } from '../../support/required-tools.js';
+import { runCli } from '../../support/run-cli.js';
+import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';
+import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
+
+// The run's shared server is PostgreSQL 17; these machines have only Debian's pg_dump 15
+// (and its psql, which restores). So db:backup falls back to the WebAssembly pg_dump.
+const available = toolsAvailable(
+  [path.join(debianPostgresBinDir, 'pg_dump'), path.join(debianPostgresBinDir, 'psql')],
+  'the WebAssembly backup tests (pg_dump 15, too old for the PostgreSQL 17 server, and psql to restore)',
+);
+const backupName = /^kennwilliamson_development_\d{8}T\d{6}\.\d{3}Z\.sql\.gz$/;
+
+// Library calls that must take the WebAssembly path whatever this machine has installed.
+const noNativePgDump = { env: { PATH: '' }, installationsDir: path.join(os.tmpdir(), 'kw-no-postgres-here'), docker: false };
+
+describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 installed (WebAssembly pg_dump)', () => {
+  let database: TestDatabase;
+  let roundTrip: TestDatabase;
+  let backupDir: string;
+
+  beforeAll(async () => {
+    [database, roundTrip] = await Promise.all([createTestDatabase(), createTestDatabase()]);
+    await fillEveryTable(roundTrip.url);
+  });
+  afterAll(async () => Promise.all([database?.drop(), roundTrip?.drop()]));
+
+  beforeEach(async (context) => {
+    backupDir = await mkdtemp(path.join(os.tmpdir(), 'kw-wasm-backups-'));
+    context.onTestFinished(() => rm(backupDir, { recursive: true, force: true }));
+  });
+
+  const env = (overrides: NodeJS.ProcessEnv = {}) => ({
+    DATABASE_URL: database.url,
+    BACKUP_DIR: backupDir,
+    BACKUP_ENV: '',
+    NODE_ENV: '',
+    BACKUP_KEEP: '',
+    PG_DUMP: '',
+    ...overrides,
+  });
+
+  it('round trip: backup, wipe, db:restore FILE --yes gives every table and the migrations record back unchanged', async () => {
+    const before = await tableContents(roundTrip.url);
+    const record = await migrationsRecord(roundTrip.url);
+    expect(before.users!.rows).toBe(601);
+
+    const made = await runCli('db-backup', [], env({ DATABASE_URL: roundTrip.url }));
+
+    expect(made.code, made.stderr).toBe(0);
+    expect(made.stderr).toMatch(
+      /no native pg_dump fits this PostgreSQL 17 server \(found 15 at \S+pg_dump.*\); using the WebAssembly pg_dump 18\.\d+ of @electric-sql\/pglite-tools \d+\.\d+\.\d+: plain SQL, gzip-compressed/,
+    );
+    expect(made.stderr).toMatch(/dumping table public\.users \(\d+ of 9\)/);
+    expect(made.stderr).toContain("verifying: full decompression, pg_dump's completion trailer, the restore's vetting");
+    const file = made.stdout.trim();
+    expect(path.basename(file)).toMatch(backupName);
+    expect((await readdir(backupDir)).sort()).toEqual([path.basename(file), `${path.basename(file)}.sha256`]);
+    const content = await readFile(file);
+    expect([...content.subarray(0, 2)]).toEqual([0x1f, 0x8b]);
+    expect(await readFile(`${file}.sha256`, 'utf8')).toBe(`${createHash('sha256').update(content).digest('hex')}  ${path.basename(file)}\n`);
+    expect((await stat(file)).mode & 0o077).toBe(0);
+
+    await recreateDatabase(roundTrip.url, { owner: inject('ownerUser') });
+    expect(await tableContents(roundTrip.url).catch((error: Error) => error.message)).toMatch(/relation "users" does not exist/);
+    const restored = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: roundTrip.ownerUrl });
+
+    expect(restored.code, restored.stderr).toBe(0);
+    expect(restored.stderr).toContain('checksum verified');
+    expect(await tableContents(roundTrip.url)).toEqual(before);
+    expect(await migrationsRecord(roundTrip.url)).toEqual(record);
+  });
+
+  // A backup with no native pg_dump to find, so the WebAssembly one runs; resolves to its error.
+  const wasmBackupOf = (url: URL, log?: (line: string) => void) =>
+    backupDatabase({
+      databaseUrl: url.toString(),
+      backupDir,
+      environment: 'development',
+      keep: 1,
+      toolSearch: noNativePgDump,
+      ...(log ? { log } : {}),
+    }).catch((e: unknown) => e);
+
+  // Every spelling pg reads as TLS (pg-tls-setting.test.ts has them all, checked against pg).
+  it.each([
+    ['sslmode', 'require'],
+    ['sslmode', 'prefer'],
+    ['sslmode', 'no-verify'],
+    ['ssl', 'true'],
+    ['ssl', '1'],
+  ])('refuses a URL with %s=%s, which pg connects to with TLS and the WebAssembly pg_dump lacks, and leaves no file', async (name, value) => {
+    const url = new URL(database.url);
+    url.searchParams.set(name, value);
+    const error = await wasmBackupOf(url);
+
+    expect(error).toBeInstanceOf(BackupError);
+    expect((error as Error).message).toMatch(
+      new RegExp(`^the WebAssembly pg_dump has no TLS support and cannot honour ${name}=${value}, .* install PostgreSQL's client tools \\(a native pg_dump`),
+    );
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it('publishes no backup that a restore would refuse: a SECURITY DEFINER function is refused at backup time, leaving no file', async () => {
+    const refused = await createTestDatabase();
+    try {
+      await execute(refused.url, 'CREATE FUNCTION public.as_owner() RETURNS integer LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$');
+      const error = await wasmBackupOf(new URL(refused.url));
+
+      expect(error).toBeInstanceOf(BackupError);
+      expect((error as Error).message).toMatch(
+        /^the new backup holds what a restore refuses: line \d+ of the backup's SQL: SECURITY DEFINER makes a function run with its owner's powers/,
+      );
+      expect(await readdir(backupDir)).toEqual([]);
+    } finally {
+      await refused.drop();
+    }
+  });
+
+  it("reports a refused port in Node's words and leaves no file", async () => {
+    const url = new URL(database.url);
+    url.port = String(await freePort());
+    const lines: string[] = [];
+    const error = await wasmBackupOf(url, (line) => lines.push(line));
+
+    expect(error).toBeInstanceOf(BackupError);
+    expect((error as Error).message).toBe(
+      `pg_dump could not connect to postgres@127.0.0.1:${url.port}/${database.name}: connect ECONNREFUSED 127.0.0.1:${url.port}`,
+    );
+    expect(lines[0]).toMatch(/^no native pg_dump fits \(found none\); using the WebAssembly pg_dump 18\./);
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it('gives up on a server that accepts the connection but never answers, after connect_timeout', async () => {
+    // libpq's own connect_timeout cannot fire in this build (its poll always says ready).
+    // Called directly: backupDatabase would first spend its own 10 s asking the server's version.
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = new URL(database.url);
+      url.port = String((silent.address() as net.AddressInfo).port);
+      url.searchParams.set('connect_timeout', '1');
+      const run = await startWasmPgDump({ connection: libpqConnection(url.toString()), args: ['--format=plain'] });
+      const [exit] = await Promise.all([run.exited, run.pipeTo(new Writable({ write: (_chunk, _encoding, callback) => callback() }))]);
+
+      expect(exit.code).toBe(1);
+      expect(exit.stderr).toContain('server closed the connection unexpectedly');
+      expect(exit.connectionError).toBe('the server did not answer within 1 s (connect_timeout)');
+    } finally {
+      silent.close();
+    }
+  });
+
+  it("reports a wrong password in libpq's words, never the password, and leaves no file", async () => {
+    const url = new URL(database.url);
+    url.password = 'not-the-password-4711';
+    const error = await wasmBackupOf(url);
+
+    expect(error).toBeInstanceOf(BackupError);
+    const message = (error as Error).message;
+    expect(message).toMatch(/^pg_dump 18\.\d+ \(WebAssembly, @electric-sql\/pglite-tools [\d.]+\) failed \(exit 1\)/);
+    expect(message).toContain(
+      `pg_dump: error: connection to server at "127.0.0.1", port ${url.port} failed: FATAL:  password authentication failed for user "postgres"`,
+    );
+    expect(message).not.toContain('not-the-password-4711');
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it('Ctrl-C while pg_dump waits for the server stops it and leaves no file', async () => {
+    // A session holding a lock on users makes pg_dump wait (for its LOCK TABLE) until we let
+    // go, which is only after the command exited: pg_dump's thread is blocked in wasm, so
+    // only the main thread, free to handle SIGINT, can end it.
+    const blocker = new pg.Client({ connectionString: database.url });
+    // Another session watches: inside the blocker's transaction pg_stat_activity would not change.
+    const observer = new pg.Client({ connectionString: database.url });
+    await Promise.all([blocker.connect(), observer.connect()]);
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
+      const child = spawn(process.execPath, [path.join(inject('cliDir'), 'dev.mjs'), 'backup'], {
+        cwd: packageRoot(),
+        env: { ...process.env, ...env() },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let stderr = '';
+      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+      const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+      const waitingBackups = async () =>
+        (
+          await observer.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+             WHERE NOT l.granted AND l.relation = 'users'::regclass AND a.application_name = 'kennwilliamson-backup'`,
+          )
+        ).rows[0]!.n;
+      await eventually(async () => (await waitingBackups()) === 1, "the backup's pg_dump waits for the lock", { timeoutMs: 20_000 });
+
+      child.kill('SIGINT');
+      const code = await closed;
+
+      expect(code, stderr).toBe(1);
+      expect(stderr).toContain('SIGINT: stopping and cleaning up');
+      expect(stderr).toContain('backup interrupted; no file was kept');
+      expect(await readdir(backupDir)).toEqual([]);
+    } finally {
+      await blocker.query('ROLLBACK');
+      await Promise.all([blocker.end(), observer.end()]);
+    }
+  });
+});
