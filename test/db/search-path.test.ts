@@ -133,7 +133,10 @@ describe.skipIf(!toolsAvailable([pgBouncerPath], 'the search_path test'))('every
       const poisoned = { searchPath: searchPath.value, unqualified: searchPath.value === '' ? 'fails with 42P01' : 'reads 0 users' };
       expect(await pooledSession()).toEqual(poisoned);
 
-      const db = createDb({ databaseUrl: pooler.url(database.url), minConnections: 0, maxConnections: 4 });
+      // Unnamed, as `auto` ends up behind this pooler of one server connection, but without
+      // the probe: its two clients of their own would share that one connection, and one cut
+      // short in its bounded clean-up makes PgBouncer replace the connection, and the trap with it.
+      const db = createDb({ databaseUrl: pooler.url(database.url), minConnections: 0, maxConnections: 4, preparedStatements: 'off' });
       try {
         const userId = await useEveryQuery(db);
         const found = await withClient(database.url, (client) => client.query('SELECT active FROM public.users WHERE id = $1', [userId]));
