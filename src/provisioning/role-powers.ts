@@ -58,22 +58,23 @@ const attributesOf = (row: AttributeRow) =>
   ].filter((attribute): attribute is (typeof powerfulAttributes)[number] => Boolean(attribute));
 
 // The role's own attributes, and every role it is a member of (directly, or through other
-// roles, whether it inherits their privileges or may only SET ROLE to them) with the role it
-// is directly a member of on the shortest way there. The predefined roles are the server's
+// roles, whether it inherits their privileges or may only SET ROLE to them, however long the
+// chain) with a role it is directly a member of on a way there. UNION, not UNION ALL: each
+// (role, via) pair is reached once, so the walk ends (PostgreSQL forbids membership cycles
+// anyway) and a diamond of memberships does not multiply it. The predefined roles are the server's
 // own (object ids below FirstNormalObjectId, names starting pg_; no other role may be named
 // so), asked of the server so that those of a newer PostgreSQL count too. pg_database_owner
 // is the database's owner, which the owner is by design.
 const powersQuery = `
   WITH RECURSIVE me AS (SELECT r.oid, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls
                           FROM pg_catalog.pg_roles r WHERE r.rolname = $1),
-  reached(roleid, via, depth) AS (
-    SELECT m.roleid, m.roleid, 1 FROM pg_catalog.pg_auth_members m JOIN me ON m.member = me.oid
-    UNION ALL
-    SELECT m.roleid, reached.via, reached.depth + 1 FROM pg_catalog.pg_auth_members m JOIN reached ON m.member = reached.roleid
-     WHERE reached.depth < 32
+  reached(roleid, via) AS (
+    SELECT m.roleid, m.roleid FROM pg_catalog.pg_auth_members m JOIN me ON m.member = me.oid
+    UNION
+    SELECT m.roleid, reached.via FROM pg_catalog.pg_auth_members m JOIN reached ON m.member = reached.roleid
   ),
   nearest AS (
-    SELECT DISTINCT ON (reached.roleid) reached.roleid, reached.via FROM reached ORDER BY reached.roleid, reached.depth
+    SELECT DISTINCT ON (reached.roleid) reached.roleid, reached.via FROM reached ORDER BY reached.roleid, reached.via
   )
   SELECT r.rolname AS name, v.rolname AS via, r.oid < 16384 AND r.rolname ~ '^pg_' AS predefined,
          r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication, r.rolbypassrls

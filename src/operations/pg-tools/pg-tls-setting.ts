@@ -50,8 +50,9 @@ export function pgTlsSetting(databaseUrl: string, env: NodeJS.ProcessEnv = proce
  *   certificate authorities, which libpq cannot see (it would refuse every server without
  *   `~/.postgresql/root.crt`), so the program gets encryption without pg's check rather
  *   than no backup. Give `sslrootcert` (or `sslmode=verify-full` with it) for the check.
- * `sslmode=disable` and `ssl=0` are `disable`. With `uselibpqcompat=true`, pg reads `sslmode`
- * as libpq does, and it is passed on as it is.
+ * `sslmode=disable` and `ssl=0` are `disable`. With `uselibpqcompat=true`, pg reads `require`,
+ * `verify-ca` and `verify-full` as libpq does, and they are passed on as they are; `prefer`,
+ * `allow` and `ssl=true`, which pg still reads as TLS without fallback, are `require`.
  *
  * @example
  * libpqSslMode('postgresql://u:p@db.example.org/app?ssl=true') // 'require'
@@ -62,7 +63,12 @@ export function libpqSslMode(databaseUrl: string, env: NodeJS.ProcessEnv = proce
   const { url } = parsePostgresUrl(databaseUrl);
   const parameter = (name: string) => url.searchParams.getAll(name).at(-1);
   const sslmode = parameter('sslmode');
-  if (parameter('uselibpqcompat') === 'true') return sslmode;
+  if (parameter('uselibpqcompat') === 'true') {
+    // pg then reads require, verify-ca and verify-full as libpq does; but prefer, allow and
+    // ?ssl=true are still TLS without fallback to pg, and would fall back in libpq.
+    if (sslmode === 'disable' || sslmode === 'require' || sslmode === 'verify-ca' || sslmode === 'verify-full') return sslmode;
+    return pgTlsSetting(databaseUrl, env) === undefined ? undefined : 'require';
+  }
   const setting = pgTlsSetting(databaseUrl, env);
   if (setting === undefined) return sslmode === 'disable' || parameter('ssl') === '0' ? 'disable' : undefined;
   const mode = setting.replace(/^[^=]*=/, '');

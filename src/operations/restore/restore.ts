@@ -330,8 +330,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             // role (or a superuser) could set these.
             if (part.kind === 'sql' && part.privileges?.forRoles.some((role) => role !== session.grantees.owner)) continue;
             // A REVOKE from a role other than those a restore grants to takes nothing from the
-            // new objects, and that role may not exist here.
-            if (part.kind === 'sql' && part.privileges && !part.privileges.grant && part.privileges.grantee !== 'PUBLIC') {
+            // new objects, and that role may not exist here. A GRANT to one is accepted only
+            // with DB_APP_USER (the check refuses it otherwise), and left out: the restore gives
+            // the application role its grants itself (finishPrivileges).
+            if (part.kind === 'sql' && part.privileges && part.privileges.grantee !== 'PUBLIC') {
               const { role } = part.privileges.grantee;
               if (role !== session.grantees.owner && !session.grantees.applicationRoles.includes(role)) continue;
             }

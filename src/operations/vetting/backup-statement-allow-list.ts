@@ -370,7 +370,9 @@ export interface BackupGrantees {
    * The restore gives the application role its default privileges itself (`DB_APP_USER`):
    * the backup's default privileges `FOR ROLE` another role (the owner where it was made, as
    * in backups made before the owner role) are accepted, for the restore to leave out,
-   * rather than refused. Their grantees are checked all the same.
+   * rather than refused, and so are grants to another role by name (the application role
+   * where the backup was made), which the restore leaves out too. PUBLIC, predefined roles and
+   * grant options are refused all the same.
    */
   setsDefaultPrivileges?: boolean;
 }
@@ -453,6 +455,11 @@ function granteeOf(
         `(${limits ? `${privilegeWords(limits.allowed)} on ${migrationsRecord ? 'the migrations record' : `a ${objectWords(objtype)}`}` : `nothing on a ${objectWords(objtype)}`})`,
     };
   }
+  // With DB_APP_USER the restore gives the application role the release step's grants itself,
+  // so a grant to another role by name (the application role where the backup was made, under
+  // another name: production's backup restored onto staging) is left out by the restore, never
+  // run; PUBLIC, predefined roles and grant options are refused above all the same.
+  if (expected.setsDefaultPrivileges) return role;
   const application = expected.applicationRoles.length > 0 ? expected.applicationRoles.map((name) => `'${name}'`).join(', ') : 'none known';
   return {
     refused:

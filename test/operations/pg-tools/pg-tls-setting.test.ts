@@ -90,7 +90,13 @@ describe('how a native pg_dump or pg_restore connects where pg uses TLS', () => 
     ['?ssl=true', { PGSSLROOTCERT: '/etc/ssl/db-ca.pem' }, 'verify-full'],
     ['', { PGSSLMODE: 'prefer' }, 'require'],
     ['', { PGSSLMODE: 'no-verify' }, 'require'],
-    ['?sslmode=prefer&uselibpqcompat=true', {}, 'prefer'],
+    ['?sslmode=prefer&uselibpqcompat=true', {}, 'require'],
+    ['?sslmode=allow&uselibpqcompat=true', {}, 'require'],
+    ['?ssl=true&uselibpqcompat=true', {}, 'require'],
+    ['?sslmode=verify-ca&uselibpqcompat=true&sslrootcert=/etc/ssl/db-ca.pem', {}, 'verify-ca'],
+    ['?sslmode=require&uselibpqcompat=true', {}, 'require'],
+    ['?sslmode=disable&uselibpqcompat=true', {}, 'disable'],
+    ['?uselibpqcompat=true', {}, undefined],
   ])('%s with %o: PGSSLMODE=%s, never a mode that falls back to cleartext', (query, env, mode) => {
     const connection = libpqConnection(`${base}${query}`, { env });
     expect(connection.env.PGSSLMODE).toBe(mode);

@@ -174,6 +174,15 @@ describe.skipIf(!available)('a restore never runs with powers beyond the databas
         viaReading: await of(viaReading!),
       };
     });
+    // However long the chain: 40 roles, each a member of the next, the last of
+    // pg_execute_server_program.
+    const chain = Array.from({ length: 40 }, (_, index) => `kw_chain_${index}_${suffix}`);
+    await execute(
+      server.urlOf('postgres'),
+      [...chain].reverse().map((role, index) => `CREATE ROLE ${role} ${index === 0 ? 'NOLOGIN IN ROLE pg_execute_server_program' : `NOLOGIN IN ROLE ${chain[chain.length - index]}`}`).join(';'),
+    );
+    const chained = await withClient(server.urlOf('postgres'), (client) => powersBeyondDatabase(client, chain[0]!));
+    expect(chained).toEqual([expect.stringMatching(new RegExp(`^is a member of pg_execute_server_program \\(through ${chain[1]}\\)`))]);
 
     expect(powers).toEqual({
       postgres: ['is a superuser'],

@@ -372,6 +372,26 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       );
       expect(defaults).toEqual([{ role: inject('ownerUser') }]);
     });
+
+    it('restores with DB_APP_USER a backup whose grants name the application role under another name, leaving those out', async () => {
+      const target = await targetDatabase();
+      // As production's backup restored onto staging: there the application role was `reader`.
+      const file = await crafted('renamed.sql.gz', dumpAround(planted(`GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.planted TO ${reader};`)));
+
+      const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.ownerUrl, DB_APP_USER: app });
+
+      expect(result.code, result.stderr).toBe(0);
+      const privileges = await withClient(target.url, async (client) =>
+        (
+          await client.query(
+            `SELECT pg_catalog.has_table_privilege($1, 'public.planted', 'SELECT') AS app,
+                    pg_catalog.has_table_privilege($2, 'public.planted', 'SELECT') AS other`,
+            [app, reader],
+          )
+        ).rows[0],
+      );
+      expect(privileges).toEqual({ app: true, other: false });
+    });
   });
 
   // B6b: pg_dump's `SET lock_timeout = 0` and `SET statement_timeout = 0` must not lift the

@@ -157,10 +157,17 @@ describe('the allow-list grants only to the owner and the application role', () 
     expect(await refusal('GRANT SELECT ON TABLE public.users TO reporting;', {})).toBe('accepted');
   });
 
-  it("accepts another role's default privileges for the restore to leave out where it sets the application role's itself (DB_APP_USER)", async () => {
+  it("accepts another role's default privileges, and grants to another role by name, for the restore to leave out where it sets the application role's itself (DB_APP_USER)", async () => {
+    const leavesOut = { grantees: { ...grantees, setsDefaultPrivileges: true } };
     const sql = 'ALTER DEFAULT PRIVILEGES FOR ROLE postgres IN SCHEMA public GRANT SELECT ON TABLES TO kw_app;';
-    expect(await refusal(sql, { grantees: { ...grantees, setsDefaultPrivileges: true } })).toBe('accepted');
-    expect(await refusal(sql.replace('kw_app', 'reporting'), { grantees: { ...grantees, setsDefaultPrivileges: true } })).toContain("to 'reporting', which is neither");
+    expect(await refusal(sql, leavesOut)).toBe('accepted');
+    expect(await refusal(sql.replace('kw_app', 'reporting'), leavesOut)).toBe('accepted');
+    expect(await refusal('GRANT SELECT ON TABLE public.users TO kw_prod_app;', leavesOut)).toBe('accepted');
+    expect(await refusal('GRANT SELECT ON TABLE public.users TO kw_prod_app;', { grantees })).toContain("to 'kw_prod_app', which is neither");
+    // Never PUBLIC, a predefined role or a grant option, whoever the restore leaves out.
+    expect(await refusal('GRANT SELECT ON TABLE public.users TO PUBLIC;', leavesOut)).toContain('to PUBLIC would give every role');
+    expect(await refusal('GRANT SELECT ON TABLE public.users TO pg_monitor;', leavesOut)).toContain("the predefined role 'pg_monitor'");
+    expect(await refusal('GRANT SELECT ON TABLE public.users TO kw_prod_app WITH GRANT OPTION;', leavesOut)).toContain('WITH GRANT OPTION');
   });
 
   it.each([
