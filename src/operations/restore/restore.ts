@@ -99,11 +99,13 @@ function rolledBack(failure: string, cause: unknown): RestoreError {
 }
 
 // A server error, said without its DETAIL (which can hold row values, password hashes
-// among them).
+// among them), nor the value a data exception quotes back (class 22: `invalid input syntax
+// for type uuid: "…"`), which is the backup's data too.
 function serverFailure(error: unknown): string {
   const { message, code } = error as { message?: string; code?: string };
   const fromServer = typeof error === 'object' && error !== null && 'severity' in error;
-  return `${fromServer ? 'ERROR: ' : ''}${message ?? String(error)}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}`;
+  const said = fromServer && code?.startsWith('22') && message ? message.replace(/"(?:[^"]|"")*"/g, '"(value withheld)"') : message;
+  return `${fromServer ? 'ERROR: ' : ''}${said ?? String(error)}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}`;
 }
 
 // The same, located by line in the backup's SQL.
