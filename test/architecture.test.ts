@@ -35,6 +35,25 @@ function unitOf(file: string): string {
   return relative[0] === 'cli' && relative[1] === 'dev' ? 'cli/dev' : relative[0]!;
 }
 
+// Every module of src/ that loading `entry` loads with it (not `import type`, not import()),
+// and the packages they import.
+function loadedWith(entry: string): { loaded: string[]; packages: Set<string> } {
+  const reached = new Set<string>();
+  const packages = new Set<string>();
+  const visit = (file: string) => {
+    if (reached.has(file)) return;
+    reached.add(file);
+    const text = readFileSync(file, 'utf8');
+    for (const [, specifier] of text.matchAll(/^\s*(?:import|export)(?!\s+type\b)\b[^'"`;]*?from\s+'([^']+)'|^\s*import\s+'([^']+)'/gm)) {
+      if (specifier === undefined) continue;
+      if (!specifier.startsWith('.')) packages.add(specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0]!);
+      else if (!specifier.includes('/generated/')) visit(path.resolve(path.dirname(file), specifier).replace(/\.js$/, '.ts'));
+    }
+  };
+  visit(entry);
+  return { loaded: [...reached].map((file) => path.relative(root, file)), packages };
+}
+
 const files = sourceFiles(src);
 const build = ts.readConfigFile(path.join(root, 'tsconfig.build.json'), ts.sys.readFile).config as { exclude: string[] };
 const excluded = build.exclude.map((folder) => path.join(root, folder) + path.sep);
@@ -109,24 +128,21 @@ describe('the architecture', () => {
   // What a service imports for its queries loads nothing that only the migrator or a backup
   // needs (issue 18: Umzug and libpg-query's WebAssembly parser made a start 1.57x slower).
   it('keeps the migrator and the operations out of what importing the package entry loads', () => {
-    const reached = new Set<string>();
-    const packages = new Set<string>();
-    const visit = (file: string) => {
-      if (reached.has(file)) return;
-      reached.add(file);
-      const text = readFileSync(file, 'utf8');
-      // Statements that load a module when this one loads: not `import type`, not import().
-      for (const [, specifier] of text.matchAll(/^\s*(?:import|export)(?!\s+type\b)\b[^'"`;]*?from\s+'([^']+)'|^\s*import\s+'([^']+)'/gm)) {
-        if (specifier === undefined) continue;
-        if (!specifier.startsWith('.')) packages.add(specifier.startsWith('@') ? specifier.split('/').slice(0, 2).join('/') : specifier.split('/')[0]!);
-        else if (!specifier.includes('/generated/')) visit(path.resolve(path.dirname(file), specifier).replace(/\.js$/, '.ts'));
-      }
-    };
-    visit(path.join(src, 'index.ts'));
-    const loaded = [...reached].map((file) => path.relative(root, file));
+    const { loaded, packages } = loadedWith(path.join(src, 'index.ts'));
     expect(loaded).toContain('src/migrations/on-demand-migrator.ts');
     expect(loaded.filter((file) => file.startsWith('src/operations/') || file === 'src/migrations/migrator.ts')).toEqual([]);
     expect([...packages].filter((name) => !name.startsWith('node:')).sort()).toEqual(['kysely', 'pg']);
+  });
+
+  // The bin's and the npm scripts' entries load each command's work when it runs: a backup,
+  // a restore or --help never loads Umzug (the migrator loads only for migrate, setup, reset).
+  it('keeps the migrator out of what starting the commands loads', () => {
+    for (const entry of ['cli/bin.ts', 'cli/dev/dev.ts']) {
+      const { loaded, packages } = loadedWith(path.join(src, entry));
+      expect(loaded).toContain('src/migrations/on-demand-migrator.ts');
+      expect(loaded).not.toContain('src/migrations/migrator.ts');
+      expect([...packages]).not.toContain('umzug');
+    }
   });
 
   // Behind a transaction-mode pooler every statement may run on another server session:

@@ -22,7 +22,7 @@ import {
 } from '../errors.js';
 import { type BlockerMonitor, blockerMonitor } from './lock-blockers.js';
 import { defaultLockWait, describeLockWait, type LockWaitPolicy, lockWaitOf, withLockRetries } from './lock-retries.js';
-import { packageRoot } from '../package-root.js';
+import { defaultMigrationsDir } from './default-migrations-dir.js';
 import { type MigrationLock, withMigrationLock } from './migration-lock.js';
 import { migrationDatabaseUrl, migrationLockTimeoutMs, migrationUrlVariable } from './migration-settings.js';
 import { listMigrationFiles, type MigrationFile } from './migration-files.js';
@@ -100,10 +100,7 @@ function runPolicy(options: MigratorOptions): LockWaitPolicy {
   return { ...defaultLockWait, ...Object.fromEntries(Object.entries(options.lockWait ?? {}).filter(([, v]) => v !== undefined)) };
 }
 
-/** The migrations folder shipped with this package. */
-export function defaultMigrationsDir(): string {
-  return path.join(packageRoot(), 'migrations');
-}
+export { defaultMigrationsDir };
 
 /**
  * Applies every pending migration (or those up to and including `to`), oldest first, each in

@@ -24,6 +24,8 @@ export async function bundleCliCommands(): Promise<string> {
     })),
     outdir,
     bundle: true,
+    // Keeps the commands' dynamic imports (the migrator) lazy, as they are in the package.
+    splitting: true,
     platform: 'node',
     format: 'esm',
     target: 'node20',

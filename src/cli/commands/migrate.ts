@@ -1,7 +1,8 @@
 import { formatDuration } from '../../db/duration.js';
 import { ConfigError } from '../../errors.js';
 import { createMigration } from '../../migrations/create-migration.js';
-import { defaultMigrationsDir, migrate, migrateDown, migrationStatus } from '../../migrations/migrator.js';
+import { defaultMigrationsDir } from '../../migrations/default-migrations-dir.js';
+import { migrate, migrateDown, migrationStatus } from '../../migrations/on-demand-migrator.js';
 import { migrationDatabaseUrl } from '../../migrations/migration-settings.js';
 import type { Command } from '../command.js';
 

@@ -1,7 +1,7 @@
 import { loadStatementBounds } from '../../db/db-config.js';
 import { requireDirectDatabase } from '../../db/direct-connection.js';
 import { ConfigError, DatabaseError } from '../../errors.js';
-import { migrate } from '../../migrations/migrator.js';
+import { migrate } from '../../migrations/on-demand-migrator.js';
 import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { adminDatabaseUrl, adminUrlVariable } from '../../provisioning/admin-database-url.js';
 import { ensureAppRole, provisionAppRole } from '../../provisioning/app-role.js';

@@ -1,4 +1,4 @@
-import { migrate } from '../../migrations/migrator.js';
+import { migrate } from '../../migrations/on-demand-migrator.js';
 import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { adminDatabaseUrl, adminUrlVariable } from '../../provisioning/admin-database-url.js';
 import { databaseUrlAs, recreateDatabase, requireLocalDatabase } from '../../provisioning/database-admin.js';
