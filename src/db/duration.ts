@@ -63,6 +63,10 @@ export function parseDuration(variable: string, raw: string | number, rule: Dura
         `or a bare number of ${bare === 's' ? 'seconds' : 'milliseconds'}; got '${text}'`,
     );
   }
+  const minMs = rule.minMs ?? 1;
+  // Below the least bound whatever its unit (0 is PostgreSQL's "no bound"): say so, rather
+  // than ask for a unit that would be refused all the same.
+  if (ms < minMs) throw new ConfigError(variable, `${variable} must be at least ${formatDuration(minMs)}, got '${text}'`);
   if (match![2] === undefined && rule.plausibleBare !== undefined) {
     const value = Number(match![1]);
     const [lowest, highest] = rule.plausibleBare;
@@ -75,9 +79,7 @@ export function parseDuration(variable: string, raw: string | number, rule: Dura
       );
     }
   }
-  const minMs = rule.minMs ?? 1;
   const maxMs = Math.min(rule.maxMs ?? maxDurationMs, maxDurationMs);
-  if (ms < minMs) throw new ConfigError(variable, `${variable} must be at least ${formatDuration(minMs)}, got '${text}'`);
   if (ms > maxMs) throw new ConfigError(variable, tooLong(variable, text, maxMs));
   return ms;
 }

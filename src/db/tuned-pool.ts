@@ -80,7 +80,17 @@ const inspectTimeoutMs = 2_000;
  * const client = await tuned.connect()
  * client.release()
  */
-export function createTunedPool(config: DbConfig, onError: PoolErrorListener = warnOnStderr): TunedPoolWithNaming {
+export function createTunedPool(config: DbConfig, listener: PoolErrorListener = warnOnStderr): TunedPoolWithNaming {
+  // The service's listener runs from pg-pool's 'error' event, a timer or a late answer: if it
+  // throws, that must neither fail a checkout nor end the process as an uncaught exception or
+  // an unhandled rejection. Its own failure is the service's to see, not the pool's.
+  const onError: PoolErrorListener = (message, error) => {
+    try {
+      listener(message, error);
+    } catch {
+      // ignored: see above
+    }
+  };
   const naming = createStatementNaming({
     mode: config.preparedStatements,
     // The probe's two connections, outside the pool: the pool's connect timeout and keepalive.
@@ -173,14 +183,14 @@ export function createTunedPool(config: DbConfig, onError: PoolErrorListener = w
   // a statement, a lock wait or an idle transaction has no bound on the server at all.
   let unboundedSaid = false;
   const inspect = async (client: pg.ClientBase): Promise<void> => {
-    const answered = inspectConnection(client).then(
-      (facts) => {
+    const answered = inspectConnection(client)
+      .then((facts) => {
         naming.learnRoute(client, facts.route);
         learnBounds(client as BoundedClient, facts);
-      },
-      // A connection that cannot answer fails its caller's query the same way.
-      () => undefined,
-    );
+      })
+      // A connection that cannot answer fails its caller's query the same way; and an answer
+      // that comes after the caller stopped waiting (see below) has nobody to fail.
+      .catch(() => undefined);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([answered, new Promise((resolve) => (timer = setTimeout(resolve, inspectTimeoutMs)))]);
     clearTimeout(timer);

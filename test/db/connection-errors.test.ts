@@ -172,6 +172,31 @@ describe('a connection the server terminates (57P01)', () => {
   });
 });
 
+describe("a service's onPoolError that throws", () => {
+  it('neither ends the process nor fails a caller: the pool reports the lost connection, refills and serves', async () => {
+    const applicationName = uniqueName();
+    const reported: string[] = [];
+    const db = createDb(
+      { databaseUrl: database.url, maxConnections: 2, minConnections: 1, applicationName },
+      {
+        onPoolError: (message) => {
+          reported.push(message);
+          throw new Error('the logging service is down');
+        },
+      },
+    );
+    try {
+      await poolOf(db).ready();
+      // An idle pooled connection lost: pg-pool's 'error' event calls the listener.
+      await observer.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
+      await eventually(() => reported.includes('an idle database connection was lost'), 'the pool reported the lost connection');
+      await expect(sql<{ one: number }>`SELECT 1 AS one`.execute(db)).resolves.toMatchObject({ rows: [{ one: 1 }] });
+    } finally {
+      await db.destroy();
+    }
+  });
+});
+
 describe('a storm of terminated connections under load', () => {
   it('fails calls only with retryable ConnectionErrors, and the pool serves again afterwards', async () => {
     const applicationName = uniqueName();

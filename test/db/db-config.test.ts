@@ -72,6 +72,11 @@ describe('loadDbConfig', () => {
     expect(error.message).toContain(variable);
   });
 
+  it('refuses 0, which would turn the bound off, saying so rather than asking for a unit', () => {
+    const error = configError({ DATABASE_URL: url, DB_STATEMENT_TIMEOUT: '0' });
+    expect(error.message).toBe("DB_STATEMENT_TIMEOUT must be at least 1ms, got '0'");
+  });
+
   it('refuses a lock_timeout longer than statement_timeout, which would fire first', () => {
     const error = configError({ DATABASE_URL: url, DB_STATEMENT_TIMEOUT: '1s', DB_LOCK_TIMEOUT: '2s' });
     expect(error.variable).toBe('DB_LOCK_TIMEOUT');
