@@ -183,14 +183,24 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   // a statement, a lock wait or an idle transaction has no bound on the server at all.
   let unboundedSaid = false;
   const inspect = async (client: pg.ClientBase): Promise<void> => {
+    // The check is a call like the callers': the deadline sweep watches it, so that one with no
+    // answer (a silent partition during a refill) ends with its connection instead of leaving
+    // it idle in the pool, unwatched, for the next caller to wait a whole deadline on.
+    const bounded = client as BoundedClient;
+    const sent = performance.now();
+    bounded.callStartedAt = sent;
     const answered = inspectConnection(client)
       .then((facts) => {
         naming.learnRoute(client, facts.route);
-        learnBounds(client as BoundedClient, facts);
+        learnBounds(bounded, facts);
       })
       // A connection that cannot answer fails its caller's query the same way; and an answer
       // that comes after the caller stopped waiting (see below) has nobody to fail.
-      .catch(() => undefined);
+      .catch(() => undefined)
+      // A caller's call may have started meanwhile: its own stamp stays.
+      .finally(() => {
+        if (bounded.callStartedAt === sent) bounded.callStartedAt = 0;
+      });
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([answered, new Promise((resolve) => (timer = setTimeout(resolve, inspectTimeoutMs)))]);
     clearTimeout(timer);

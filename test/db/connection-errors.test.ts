@@ -10,6 +10,7 @@ import { offlineDb } from '../support/offline-db.js';
 import * as refreshTokens from '../../src/queries/refresh-tokens.js';
 import * as users from '../../src/queries/users.js';
 import { eventually } from '../support/eventually.js';
+import { startHangUpServer } from '../support/hang-up-server.js';
 import { startSilentServer } from '../support/silent-server.js';
 import { newUser } from '../support/factories.js';
 import { createObservedDatabase } from '../support/observed-database.js';
@@ -193,6 +194,33 @@ describe("a service's onPoolError that throws", () => {
       await expect(sql<{ one: number }>`SELECT 1 AS one`.execute(db)).resolves.toMatchObject({ rows: [{ one: 1 }] });
     } finally {
       await db.destroy();
+    }
+  });
+});
+
+describe('a new connection whose check is never answered', () => {
+  it('is closed at the call deadline, not left idle in the pool for the next caller', async () => {
+    const server = await startHangUpServer({ afterLogin: 'stay silent' });
+    const reported: string[] = [];
+    const db = createDb(
+      {
+        databaseUrl: `postgresql://u:p@127.0.0.1:${server.port}/db`,
+        minConnections: 1,
+        statementTimeoutMs: 200,
+        lockTimeoutMs: 100,
+        callDeadlineMs: 500,
+      },
+      { onPoolError: (message) => reported.push(message) },
+    );
+    try {
+      // The refill opens it, and no caller ever checks it out.
+      await eventually(
+        () => reported.includes('a call got no answer within its deadline; its connection was closed'),
+        'the pool closed the connection whose check got no answer',
+      );
+    } finally {
+      await db.destroy();
+      await server.close();
     }
   });
 });

@@ -1,6 +1,6 @@
 import net from 'node:net';
 
-/** A TCP server on 127.0.0.1 that lets every login in and hangs up on the first query. */
+/** A TCP server on 127.0.0.1 that lets every login in and hangs up on the first query (or never answers it). */
 export interface HangUpServer {
   port: number;
   /** Connections accepted so far. */
@@ -20,13 +20,15 @@ const loggedIn = Buffer.concat([
  * Starts a {@link HangUpServer}: a server (or pooler) that accepts a login and then cannot
  * answer, as a pooler whose servers are all busy or gone does, so that whoever probes it
  * learns nothing. The first message of a connection (the startup message, or an SSLRequest)
- * is answered with a successful login; anything after it closes the connection.
+ * is answered with a successful login; anything after it closes the connection, or, with
+ * `afterLogin: 'stay silent'`, is never answered.
  *
  * @example
  * const server = await startHangUpServer()
  * try { … postgresql://u:p@127.0.0.1:${server.port}/db … } finally { await server.close() }
  */
-export async function startHangUpServer(): Promise<HangUpServer> {
+export async function startHangUpServer(options: { afterLogin?: 'hang up' | 'stay silent' } = {}): Promise<HangUpServer> {
+  const silent = options.afterLogin === 'stay silent';
   const sockets = new Set<net.Socket>();
   let accepted = 0;
   const server = net.createServer((socket) => {
@@ -37,7 +39,8 @@ export async function startHangUpServer(): Promise<HangUpServer> {
     let greeted = false;
     socket.on('data', () => {
       if (greeted) {
-        socket.destroy();
+        // Silent: the query is read and never answered, as across a dead network path.
+        if (!silent) socket.destroy();
         return;
       }
       greeted = true;
