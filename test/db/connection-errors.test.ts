@@ -10,8 +10,7 @@ import { offlineDb } from '../support/offline-db.js';
 import * as refreshTokens from '../../src/queries/refresh-tokens.js';
 import * as users from '../../src/queries/users.js';
 import { eventually } from '../support/eventually.js';
-import { startHangUpServer } from '../support/hang-up-server.js';
-import { startSilentServer } from '../support/silent-server.js';
+import { startFakePostgres } from '../support/fake-postgres.js';
 import { newUser } from '../support/factories.js';
 import { createObservedDatabase } from '../support/observed-database.js';
 import type { TestDatabase } from '../support/test-database.js';
@@ -96,7 +95,7 @@ describe('a refused connection (ECONNREFUSED)', () => {
 
 describe('a server that accepts but never answers the login', () => {
   it('fails a call after the connect timeout, well before the acquire timeout, with a retryable ConnectionError that says so', async () => {
-    const silent = await startSilentServer();
+    const silent = await startFakePostgres('nothing');
     const url = new URL(database.url);
     url.port = String(silent.port);
     url.password = 'do-not-echo-this-password';
@@ -200,7 +199,7 @@ describe("a service's onPoolError that throws", () => {
 
 describe('a new connection whose check is never answered', () => {
   it('is closed at the call deadline, not left idle in the pool for the next caller', async () => {
-    const server = await startHangUpServer({ afterLogin: 'stay silent' });
+    const server = await startFakePostgres('login, then nothing');
     const reported: string[] = [];
     const db = createDb(
       {

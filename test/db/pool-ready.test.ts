@@ -4,7 +4,7 @@ import path from 'node:path';
 import { build } from 'esbuild';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { packageRoot } from '../../src/package-root.js';
-import { startSilentServer } from '../support/silent-server.js';
+import { startFakePostgres } from '../support/fake-postgres.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 // ready() must keep Node running by itself: a service whose start-up is `await migrate();
@@ -79,7 +79,7 @@ it('keeps Node running until the pool is ready, so a start-up that awaits only r
 });
 
 it('fails ready() with PoolNotReadyError after its own timeout when the server never answers the login', async () => {
-  const silent = await startSilentServer();
+  const silent = await startFakePostgres('nothing');
   try {
     const url = new URL(database.url);
     url.port = String(silent.port);

@@ -8,7 +8,7 @@ import { BackupError } from '../../../src/errors.js';
 import { backupDatabase } from '../../../src/operations/backup/backup.js';
 import { freePort } from '../../../src/embedded/free-port.js';
 import { debianPostgresPrograms, startDebianPostgres, type DebianPostgres } from '../../support/debian-postgres.js';
-import { startHangUpServer } from '../../support/hang-up-server.js';
+import { startFakePostgres } from '../../support/fake-postgres.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { runCli } from '../../support/run-cli.js';
 
@@ -179,7 +179,7 @@ describe.skipIf(!available)('npm run db:backup', () => {
   // query (a pooler whose server connections are all busy or gone) leaves the check
   // undecided: pg_dump must not run, since it would reach that pooler.
   it('does not run pg_dump when the pooler check cannot decide, saying why', async () => {
-    const undecided = await startHangUpServer();
+    const undecided = await startFakePostgres('login, then hangs up');
     try {
       const result = await runCli('db-backup', [], env({ DATABASE_URL: `postgresql://kw:pw@127.0.0.1:${undecided.port}/kennwilliamson` }));
 

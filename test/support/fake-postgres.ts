@@ -1,12 +1,23 @@
 import net from 'node:net';
 
-/** A TCP server on 127.0.0.1 that lets every login in and hangs up on the first query (or never answers it). */
-export interface HangUpServer {
+/** A TCP server on 127.0.0.1 that plays a PostgreSQL (or a pooler) which stops answering. */
+export interface FakePostgres {
   port: number;
   /** Connections accepted so far. */
   accepted(): number;
   close(): Promise<void>;
 }
+
+/**
+ * How far it answers:
+ * - `nothing`: accepts the TCP connection and never answers the login, as an overloaded or
+ *   half-dead server (or a black-holed pooler) does;
+ * - `login, then hangs up`: lets every login in, then closes the connection on the first query,
+ *   as a pooler whose servers are all busy or gone does, so that whoever probes it learns nothing;
+ * - `login, then nothing`: lets every login in, then never answers a query, as across a network
+ *   path that died after the login.
+ */
+export type FakePostgresAnswers = 'nothing' | 'login, then hangs up' | 'login, then nothing';
 
 // AuthenticationOk, BackendKeyData (process id 4711), ReadyForQuery (idle): a login as
 // PostgreSQL (or a pooler) answers it, without a password.
@@ -17,18 +28,14 @@ const loggedIn = Buffer.concat([
 ]);
 
 /**
- * Starts a {@link HangUpServer}: a server (or pooler) that accepts a login and then cannot
- * answer, as a pooler whose servers are all busy or gone does, so that whoever probes it
- * learns nothing. The first message of a connection (the startup message, or an SSLRequest)
- * is answered with a successful login; anything after it closes the connection, or, with
- * `afterLogin: 'stay silent'`, is never answered.
+ * Starts a {@link FakePostgres} that answers as far as `answers` says. The first message of a
+ * connection (the startup message, or an SSLRequest) is what a login answers.
  *
  * @example
- * const server = await startHangUpServer()
+ * const server = await startFakePostgres('login, then hangs up')
  * try { … postgresql://u:p@127.0.0.1:${server.port}/db … } finally { await server.close() }
  */
-export async function startHangUpServer(options: { afterLogin?: 'hang up' | 'stay silent' } = {}): Promise<HangUpServer> {
-  const silent = options.afterLogin === 'stay silent';
+export async function startFakePostgres(answers: FakePostgresAnswers): Promise<FakePostgres> {
   const sockets = new Set<net.Socket>();
   let accepted = 0;
   const server = net.createServer((socket) => {
@@ -36,15 +43,15 @@ export async function startHangUpServer(options: { afterLogin?: 'hang up' | 'sta
     sockets.add(socket);
     socket.on('error', () => undefined);
     socket.on('close', () => sockets.delete(socket));
+    if (answers === 'nothing') return;
     let greeted = false;
     socket.on('data', () => {
-      if (greeted) {
-        // Silent: the query is read and never answered, as across a dead network path.
-        if (!silent) socket.destroy();
-        return;
+      if (!greeted) {
+        greeted = true;
+        socket.write(loggedIn);
+      } else if (answers === 'login, then hangs up') {
+        socket.destroy();
       }
-      greeted = true;
-      socket.write(loggedIn);
     });
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
