@@ -774,6 +774,8 @@ export function mapDatabaseError(error: unknown): DbError {
     return new ConnectionError(code, { cause: error, ...(server === undefined ? {} : { server }) });
   }
   if (sqlState === undefined) {
+    // pg's connect timer is the only source of 'timeout expired': the login never finished.
+    if (message === 'timeout expired') return new ConnectionError('connect-timeout', { cause: error });
     if (connectionMessages.includes(message)) return new ConnectionError('terminated', { cause: error });
     return new DatabaseError(undefined, `The database call failed: ${message || 'unknown error'}`, { cause: error });
   }

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
-import type { LibraryClient } from './library-client.js';
+import { closeGraceMs, type LibraryClient } from './library-client.js';
 import { closeNamedStatement } from './named-statement.js';
+import { settlesWithin } from './settles-within.js';
 
 /**
  * What a pooler does with a client's named statement when it hands the client another server
@@ -25,8 +26,6 @@ class ProbeExpired extends Error {}
 // does, then give it back. Each attempt takes a few round trips (milliseconds); ten that all
 // land there mean the pooler keeps the client where it is.
 const attempts = 10;
-// The probe's polite clean-up after a verdict (a ROLLBACK, a Close) may take this long each.
-const closeGraceMs = 1_000;
 const statementText = 'SELECT pg_catalog.pg_backend_pid() AS pid /* kennwilliamson-db: statement probe */';
 
 /**
@@ -152,9 +151,9 @@ export async function probePooler(openClient: () => LibraryClient, budgetMs: num
         // the preparer's waiting query runs, and it closes what it prepared (a Close never fails:
         // an old pooler passes it to the server connection released last, the likeliest holder of
         // the statement; a new one forgets the name). Each step is bounded, and so is each end.
-        if (holding) await within(holder.query('ROLLBACK'), closeGraceMs);
-        if (await within(pending, closeGraceMs)) {
-          for (const name of leftovers) await within(closeNamedStatement(preparer, name), closeGraceMs);
+        if (holding) await settlesWithin(holder.query('ROLLBACK'), closeGraceMs);
+        if (await settlesWithin(pending, closeGraceMs)) {
+          for (const name of leftovers) await settlesWithin(closeNamedStatement(preparer, name), closeGraceMs);
         }
         await Promise.all([preparer.end(), holder.end()]);
       } finally {
@@ -170,13 +169,3 @@ function describe(error: unknown): string {
   return typeof code === 'string' ? `${text} (${code})` : text;
 }
 
-/** Waits for `work` at most `ms`; true when it settled in time (failures included). */
-async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), ms)));
-  try {
-    return await Promise.race([work.then(() => true, () => true), late]);
-  } finally {
-    clearTimeout(timer);
-  }
-}

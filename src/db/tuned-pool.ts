@@ -6,6 +6,7 @@ import { connectionLifetimeMs } from './connection-lifetime.js';
 import type { DbConfig } from './db-config.js';
 import { timerSlackMs } from './duration.js';
 import { type ConnectionFacts, inspectConnection } from './inspect-connection.js';
+import { settlesWithin } from './settles-within.js';
 import { connectionOptions, LibraryClient } from './library-client.js';
 import { createStatementNaming, type StatementNaming, type StatementNamingReport } from './statement-naming.js';
 import { warnOnStderr } from './warn-on-stderr.js';
@@ -159,14 +160,12 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
       // was ended (ConnectionError, PoolClosedError).
       if (waitedMs < config.acquireTimeoutMs - timerSlackMs) {
         if (ending) throw new PoolClosedError('the pool has been ended', { cause: error });
-        // pg's own text when its connect timer fired: the server never finished the login.
-        if ((error as { message?: unknown } | null)?.message === 'timeout expired') {
-          throw new ConnectionError('connect-timeout', {
-            cause: error,
-            detail: `no answer within the connect timeout of ${config.connectTimeoutMs} ms`,
-          });
+        const mapped = mapDatabaseError(error);
+        // The pool knows the bound that fired.
+        if (mapped instanceof ConnectionError && mapped.reason === 'connect-timeout') {
+          throw new ConnectionError('connect-timeout', { cause: error, detail: `no answer within the connect timeout of ${config.connectTimeoutMs} ms` });
         }
-        throw mapDatabaseError(error);
+        throw mapped;
       }
       throw new PoolTimeoutError(
         waitedMs,
@@ -201,9 +200,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
       .finally(() => {
         if (bounded.callStartedAt === sent) bounded.callStartedAt = 0;
       });
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([answered, new Promise((resolve) => (timer = setTimeout(resolve, inspectTimeoutMs)))]);
-    clearTimeout(timer);
+    await settlesWithin(answered, inspectTimeoutMs);
   };
   const learnBounds = (client: BoundedClient, facts: ConnectionFacts): void => {
     // 0 is PostgreSQL's "none": no bound to name in an error.
@@ -322,12 +319,10 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   pool.on('error', (error) => {
     if (!ending) onError('an idle database connection was lost', error);
   });
-  // pg-pool listens for errors only on idle connections. A connection the server drops while
-  // checked out (even between two queries of a transaction) would emit an unhandled 'error'
-  // and crash the process; the failing query already reports it, and pg-pool discards the
-  // broken connection when it is released.
+  // Every connection, for the call-deadline sweep. (pg-pool listens for errors only on idle
+  // connections; one the server drops while checked out cannot crash the process, since each is
+  // a LibraryClient, which listens itself, and its failing query reports it.)
   pool.on('connect', (client) => {
-    client.on('error', () => undefined);
     clients.add(client as unknown as BoundedClient);
   });
   let lastClosed: (() => void) | undefined;

@@ -32,6 +32,14 @@ export interface BlockerMonitor {
   close(): Promise<void>;
 }
 
+interface BlockerRow {
+  pid: number;
+  application_name: string;
+  state: string;
+  xact_start: Date | null;
+  query: string;
+}
+
 /**
  * A {@link BlockerMonitor} on `databaseUrl`. A failure to read the blockers (the monitor's
  * connection refused, a role that may not see other sessions) leaves them unnamed; it never
@@ -51,15 +59,11 @@ export function blockerMonitor(databaseUrl: string): BlockerMonitor {
     client.catch(() => undefined);
     return client;
   };
-  const blockersOf = async (pid: number): Promise<BlockingSession[]> => {
-    const { rows } = await (await connect()).query<{
-      pid: number;
-      application_name: string;
-      state: string;
-      xact_start: Date | null;
-      query: string;
-    }>(blockersSql, [pid]);
-    return Promise.all(
+  const blockersOf = async (pid: number): Promise<BlockerRow[]> => (await (await connect()).query<BlockerRow>(blockersSql, [pid])).rows;
+  // Parsing a query's text into its shape is the costly part: only the last sample is told, so
+  // only it is shaped (the raw text stays in memory, never in a message).
+  const shaped = (rows: BlockerRow[]): Promise<BlockingSession[]> =>
+    Promise.all(
       rows.map(async (row) => ({
         pid: row.pid,
         applicationName: row.application_name,
@@ -68,11 +72,10 @@ export function blockerMonitor(databaseUrl: string): BlockerMonitor {
         query: await statementShape(row.query),
       })),
     );
-  };
   return {
     connect: () => void connect(),
     watch(pid, intervalMs) {
-      let seen: BlockingSession[] = [];
+      let seen: BlockerRow[] = [];
       let sampling: Promise<void> | undefined;
       const sample = () => {
         sampling ??= blockersOf(pid)
@@ -88,7 +91,7 @@ export function blockerMonitor(databaseUrl: string): BlockerMonitor {
         stop: async () => {
           clearInterval(timer);
           await sampling;
-          return seen;
+          return shaped(seen);
         },
       };
     },

@@ -63,8 +63,6 @@ const endsTransaction = new Set([
   'TRANS_STMT_ROLLBACK_PREPARED',
 ]);
 
-let parserLoaded: Promise<void> | undefined;
-
 /**
  * Reads a migration file with PostgreSQL's own parser (libpg_query compiled to WebAssembly,
  * PostgreSQL 18's grammar, `standard_conforming_strings` on) and refuses it, naming file and
@@ -82,8 +80,7 @@ let parserLoaded: Promise<void> | undefined;
  * // { transactional: false, statements: [{ text: 'CREATE INDEX CONCURRENTLY …', line: 2, … }], … }
  */
 export async function parseMigrationScript(file: string, sql: string): Promise<MigrationScript> {
-  parserLoaded ??= loadModule();
-  await parserLoaded;
+  await loadModule();
   const headers = readHeaders(file, sql);
   const transactional = !headers.noTransaction;
   const bytes = Buffer.from(sql, 'utf8');

@@ -505,7 +505,7 @@ async function runWithoutTransaction(
             what: `${script.file} line ${statement.line}`,
             undo: async () => undefined, // the statement failed whole
             exhausted: ({ attempts, waitedMs, blockers, error }) =>
-              new MigrationBlockedError(script.file, statement.line, attempts, waitedMs, blockers, index, describeLockWait(policy), {
+              new MigrationBlockedError(script.file, statement.line, attempts, waitedMs, blockers, index, describeLockWait(statementPolicy), {
                 cause: error,
               }),
           },

@@ -12,8 +12,6 @@ function carriesNoData(token: ScanToken): boolean {
 }
 const comment = new Set(['SQL_COMMENT', 'C_COMMENT']);
 
-let parserLoaded: Promise<void> | undefined;
-
 /**
  * The shape of a statement another session runs, as `pg_stat_activity` shows it, fit for a
  * message or a log line: never its data. An admin's `UPDATE users SET password_hash = '…'
@@ -31,8 +29,7 @@ let parserLoaded: Promise<void> | undefined;
  * await statementShape("UPDATE users SET password_hash = 'x' WHERE email = 'a@b") // 'UPDATE …'
  */
 export async function statementShape(text: string): Promise<string> {
-  parserLoaded ??= loadModule();
-  await parserLoaded;
+  await loadModule();
   if (text.trim() === '') return '';
   let normalized: string;
   let tokens: ScanToken[];

@@ -1,15 +1,7 @@
 import type pg from 'pg';
 
-/**
- * The predefined roles whose members reach the server's machine: running programs
- * (`COPY … TO PROGRAM`) and reading or writing its files (`COPY … FROM '/etc/…'`,
- * `pg_read_file`). Every other predefined role is refused as well (see
- * {@link rolePowers}); these three get their own words in the messages.
- */
-export const serverReachingRoles = ['pg_execute_server_program', 'pg_read_server_files', 'pg_write_server_files'] as const;
-
 /** The role attributes that reach beyond a database's rows, as `ALTER ROLE` spells them. */
-export const powerfulAttributes = ['SUPERUSER', 'CREATEROLE', 'CREATEDB', 'REPLICATION', 'BYPASSRLS'] as const;
+const powerfulAttributes = ['SUPERUSER', 'CREATEROLE', 'CREATEDB', 'REPLICATION', 'BYPASSRLS'] as const;
 
 /** One power a role holds beyond its own database, and the statement that takes it away. */
 export interface RolePower {

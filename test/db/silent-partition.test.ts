@@ -11,7 +11,7 @@ import { withClient } from '../../src/db/with-client.js';
 import { ConnectionError } from '../../src/errors.js';
 import { eventually } from '../support/eventually.js';
 import { createObservedDatabase } from '../support/observed-database.js';
-import { healAllPartitions, packetFilterAvailable, silencePorts } from '../support/packet-filter.js';
+import { chainExists, healAllPartitions, packetFilterAvailable, silencePorts } from '../support/packet-filter.js';
 import type { TestDatabase } from '../support/test-database.js';
 
 // Real packet loss (iptables DROP on the pooled connections' own ports, both directions): a
@@ -49,14 +49,6 @@ function openSockets(): number {
   return process.getActiveResourcesInfo().filter((resource) => resource === 'TCPSocketWrap').length;
 }
 
-function chainListed(chain: string): boolean {
-  try {
-    execFileSync('iptables', ['-w', '5', '-S', chain], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 function boundedDb(overrides: Partial<DbConfig>, poolErrors: Array<{ message: string; error: unknown }>) {
   const applicationName = `partition-${randomBytes(4).toString('hex')}`;
@@ -195,12 +187,12 @@ describe.skipIf(!usable)('the packet filter of the fault tests', () => {
     execFileSync('iptables', ['-w', '5', '-I', ...reference]);
     try {
       expect(() => partition.heal()).toThrow(/could not remove the iptables chain/);
-      expect(chainListed(partition.chain)).toBe(true);
+      expect(chainExists(partition.chain)).toBe(true);
     } finally {
       execFileSync('iptables', ['-w', '5', '-D', ...reference]);
     }
     partition.heal();
-    expect(chainListed(partition.chain)).toBe(false);
+    expect(chainExists(partition.chain)).toBe(false);
   });
 
   it('heals when the process is interrupted (Ctrl-C), then ends as the signal would', async () => {
@@ -220,16 +212,16 @@ describe.skipIf(!usable)('the packet filter of the fault tests', () => {
     try {
       const [line] = (await once(child.stdout!, 'data')) as [Buffer];
       chain = line.toString().trim();
-      expect(chainListed(chain)).toBe(true);
+      expect(chainExists(chain)).toBe(true);
       const exited = once(child, 'exit');
       child.kill('SIGINT');
       const [code, signal] = (await exited) as [number | null, NodeJS.Signals | null];
       expect({ code, signal }).toEqual({ code: null, signal: 'SIGINT' });
-      expect(chainListed(chain)).toBe(false);
+      expect(chainExists(chain)).toBe(false);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
       // What a failed run leaves: removed by hand, as the next silencePorts would.
-      if (chain && chainListed(chain)) {
+      if (chain && chainExists(chain)) {
         for (const args of [['-D', 'INPUT', '-i', 'lo', '-m', 'comment', '--comment', `kw-test-partition:${chain}`, '-j', chain], ['-F', chain], ['-X', chain]]) {
           try {
             execFileSync('iptables', ['-w', '5', ...args], { stdio: 'ignore' });

@@ -16,13 +16,16 @@ let remove: () => Promise<void>;
 beforeAll(async () => ({ database, observer, remove } = await createObservedDatabase()));
 afterAll(() => remove());
 
-async function lockWaiters(applicationName: string): Promise<number[]> {
+/** The pids of `applicationName`'s backends (those where `condition` holds), in order. */
+async function backendsOf(applicationName: string, condition = 'true'): Promise<number[]> {
   const { rows } = await observer.query<{ pid: number }>(
-    "SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock' ORDER BY pid",
+    `SELECT pid FROM pg_stat_activity WHERE application_name = $1 AND ${condition} ORDER BY pid`,
     [applicationName],
   );
   return rows.map((row) => row.pid);
 }
+
+const lockWaiters = (applicationName: string) => backendsOf(applicationName, "wait_event_type = 'Lock'");
 
 it('refills a min = max pool under load by opening only the missing connection, not by queueing behind busy ones', async () => {
   const applicationName = `refill-${randomBytes(4).toString('hex')}`;
@@ -72,13 +75,6 @@ it('refills a min = max pool under load by opening only the missing connection, 
     await db.destroy();
   }
 });
-
-async function backendsOf(applicationName: string): Promise<number[]> {
-  const { rows } = await observer.query<{ pid: number }>('SELECT pid FROM pg_stat_activity WHERE application_name = $1 ORDER BY pid', [
-    applicationName,
-  ]);
-  return rows.map((row) => row.pid);
-}
 
 it('draws each connection a lifetime between 80 % and 100 % of the maximum, so connections opened together retire apart', () => {
   expect(connectionLifetimeMs(1_000, () => 0)).toBe(800);

@@ -46,7 +46,8 @@ function jumpRule(chain: string): string[] {
   return ['INPUT', '-i', 'lo', '-j', chain, '-m', 'comment', '--comment', `kw-test-partition:${chain}`];
 }
 
-function chainExists(chain: string): boolean {
+/** Whether iptables lists the chain (a test's own, or one a killed run left behind). */
+export function chainExists(chain: string): boolean {
   try {
     iptables(['-S', chain]);
     return true;

@@ -74,8 +74,9 @@ export const setupCommand: Command = {
     let appUser = env.DB_APP_USER?.trim() || undefined;
     let app: RoleCredentials | undefined;
     let statementBounds: ReturnType<typeof loadStatementBounds> | undefined;
+    let adminUrl: string | undefined;
     if (values.admin === true) {
-      const adminUrl = adminDatabaseUrl('setup', env);
+      adminUrl = adminDatabaseUrl('setup', env);
       const owner = credentials(env, 'DB_OWNER_USER', 'DB_OWNER_PASSWORD');
       if (!owner) throw new ConfigError('DB_OWNER_USER', 'setup --admin needs DB_OWNER_USER and DB_OWNER_PASSWORD: the owner role migrations and restores run as');
       app = credentials(env, 'DB_APP_USER', 'DB_APP_PASSWORD');
@@ -102,8 +103,8 @@ export const setupCommand: Command = {
 
     const runs = await migrate({ databaseUrl, log });
     log(runs.length === 0 ? 'Database is up to date.' : `${runs.length} migration(s) applied.`);
-    if (app) {
-      const change = await provisionAppRole({ adminUrl: adminDatabaseUrl('setup', env), ...app, ...(statementBounds ? { statementBounds } : {}) });
+    if (app && adminUrl) {
+      const change = await provisionAppRole({ adminUrl, ...app, ...(statementBounds ? { statementBounds } : {}) });
       log(change === 'unchanged' ? `the application role '${app.user}' exists, its password unchanged` : `${change === 'created' ? 'created' : 'set the password of'} the application role '${app.user}'`);
     }
     if (appUser) {

@@ -12,12 +12,9 @@ export type CheckValues = { kind: 'values'; values: string[] } | { kind: 'not-un
 // libpg-query's parse tree, as JSON: one key (the node's type) per node.
 type Node = Record<string, any>;
 
-let parserLoaded: Promise<void> | undefined;
-
 /** Loads PostgreSQL's parser (WebAssembly) once; {@link checkValues} needs it loaded. */
 export async function loadCheckParser(): Promise<void> {
-  parserLoaded ??= loadModule();
-  await parserLoaded;
+  await loadModule();
 }
 
 /**

@@ -82,7 +82,8 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
         databaseOwner,
         appRoleExists,
         rolePowers: powers,
-        ownerPowers: await rolePowers(client, databaseOwner),
+        // Needed only when the URL's role has powers; the same role's answer when it is the owner.
+        ownerPowers: powers.length === 0 ? [] : databaseOwner === role ? powers : await rolePowers(client, databaseOwner),
         grantees:
           appRole === undefined
             ? { owner: restoring, applicationRoles: await applicationRolesGrantedNewTables(client, restoring) }

@@ -366,10 +366,6 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       'kennwilliamson-restore',
     );
   } catch (error) {
-    if (error instanceof DirectConnectionRequiredError) {
-      stopSource();
-      throw error;
-    }
     if (!connected) {
       stopSource();
       if (error instanceof RestoreError) throw error;

@@ -570,8 +570,6 @@ const checks: Record<string, Check> = {
   CompositeTypeStmt: (node) => (publicRelation(node.typevar) ? accept('CREATE TYPE') : outsidePublic('CREATE TYPE')),
 };
 
-let parserLoaded: Promise<void> | undefined;
-
 /**
  * Loads PostgreSQL's parser (WebAssembly); {@link checkBackupStatement} needs it loaded.
  *
@@ -579,8 +577,7 @@ let parserLoaded: Promise<void> | undefined;
  * await loadBackupStatementParser()
  */
 export function loadBackupStatementParser(): Promise<void> {
-  parserLoaded ??= loadModule();
-  return parserLoaded;
+  return loadModule();
 }
 
 /**

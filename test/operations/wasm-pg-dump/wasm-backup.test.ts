@@ -1,7 +1,6 @@
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -16,6 +15,7 @@ import { packageRoot } from '../../../src/package-root.js';
 import { recreateDatabase } from '../../../src/provisioning/database-admin.js';
 import { debianPostgresBinDir } from '../../support/debian-postgres.js';
 import { eventually } from '../../support/eventually.js';
+import { startFakePostgres } from '../../support/fake-postgres.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { runCli } from '../../support/run-cli.js';
 import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';
@@ -152,11 +152,10 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
   it('gives up on a server that accepts the connection but never answers, after connect_timeout', async () => {
     // libpq's own connect_timeout cannot fire in this build (its poll always says ready).
     // Called directly: backupDatabase would first spend its own 10 s asking the server's version.
-    const silent = net.createServer(() => undefined);
-    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    const silent = await startFakePostgres('nothing');
     try {
       const url = new URL(database.url);
-      url.port = String((silent.address() as net.AddressInfo).port);
+      url.port = String(silent.port);
       url.searchParams.set('connect_timeout', '1');
       const run = await startWasmPgDump({ connection: libpqConnection(url.toString()), args: ['--format=plain'] });
       const [exit] = await Promise.all([run.exited, run.pipeTo(new Writable({ write: (_chunk, _encoding, callback) => callback() }))]);
@@ -165,7 +164,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
       expect(exit.stderr).toContain('server closed the connection unexpectedly');
       expect(exit.connectionError).toBe('the server did not answer within 1 s (connect_timeout)');
     } finally {
-      silent.close();
+      await silent.close();
     }
   });
 
