@@ -35,12 +35,9 @@ export const appRoleLockKey = 0x6b77_6170; // 'kwap'
  * change nothing: it is revoked from PUBLIC, i.e. from every role but the owner (and
  * superusers) in this database. The default privileges give the same rights on tables,
  * sequences and functions that the owner creates later, i.e. in later migrations. `role` and
- * `database` are quoted identifiers. A restore applies the same set in its transaction.
- *
- * @example
- * for (const sql of appRoleGrantStatements('kennwilliamson_app', 'kennwilliamson', true)) await client.query(sql)
+ * `database` are quoted identifiers.
  */
-export function appRoleGrantStatements(role: string, database: string, hasMigrationsTable: boolean): string[] {
+function appRoleGrantStatements(role: string, database: string, hasMigrationsTable: boolean): string[] {
   return [
     `REVOKE ALL ON DATABASE ${database} FROM ${role}`,
     `REVOKE TEMPORARY ON DATABASE ${database} FROM PUBLIC`,
@@ -59,6 +56,20 @@ export function appRoleGrantStatements(role: string, database: string, hasMigrat
     `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO ${role}`,
     `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO ${role}`,
   ];
+}
+
+/**
+ * Gives `user` exactly the application role's privileges in `database` (see
+ * appRoleGrantStatements), on `client`, in whatever transaction it has open: the release
+ * step's, or a restore's.
+ *
+ * @example await grantAppRole(client, 'kennwilliamson_app', 'kennwilliamson')
+ */
+export async function grantAppRole(client: pg.ClientBase, user: string, database: string): Promise<void> {
+  const { rows } = await client.query<{ exists: boolean }>('SELECT pg_catalog.to_regclass($1) IS NOT NULL AS exists', [`public.${migrationsTable}`]);
+  for (const statement of appRoleGrantStatements(client.escapeIdentifier(user), client.escapeIdentifier(database), rows[0]!.exists)) {
+    await client.query(statement);
+  }
 }
 
 interface ExistingRole {
@@ -178,7 +189,6 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
   requireRoleName('DB_APP_USER', options.user);
 
   return withClient(options.databaseUrl, async (client) => {
-    const role = client.escapeIdentifier(options.user);
     try {
       await client.query('BEGIN');
       // No wait without an end: a stuck concurrent set-up (or a long transaction on a table
@@ -245,12 +255,7 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
         );
       }
 
-      const { rows: tables } = await client.query<{ exists: boolean }>('SELECT to_regclass($1) IS NOT NULL AS exists', [
-        `public.${migrationsTable}`,
-      ]);
-      for (const statement of appRoleGrantStatements(role, client.escapeIdentifier(owner[0]!.database), tables[0]!.exists)) {
-        await client.query(statement);
-      }
+      await grantAppRole(client, options.user, owner[0]!.database);
       await client.query('COMMIT');
     } catch (error) {
       await client.query('ROLLBACK').catch(() => undefined);

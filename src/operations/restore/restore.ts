@@ -7,8 +7,7 @@ import { databaseTarget } from '../../db/database-target.js';
 import { withClient } from '../../db/with-client.js';
 import { lineOfPosition } from '../../sql-position.js';
 import { DirectConnectionRequiredError, RestoreError } from '../../errors.js';
-import { migrationsTable } from '../../migrations/migration-storage.js';
-import { appRoleGrantStatements } from '../../provisioning/app-role.js';
+import { grantAppRole } from '../../provisioning/app-role.js';
 import { superuserExtensions } from '../../provisioning/provision-database.js';
 import { type PgToolExit, spawnPgTool, toolErrorText } from '../pg-tools/pg-tool-process.js';
 import { findPgTool, type FindPgToolOptions } from '../pg-tools/pg-tools.js';
@@ -43,7 +42,7 @@ export interface RestoreOptions {
   owner?: RestoreOwner;
   /**
    * `DB_APP_USER`, the application role of the database restored into, which then gets the
-   * release step's grants (`appRoleGrantStatements`) in the restore's transaction. The
+   * release step's grants (`grantAppRole`) in the restore's transaction. The
    * backup may grant only to the owner and the application role (unnamed: the role the
    * owner's default privileges in `public` give new tables to); a backup granting to any
    * other role, or to PUBLIC, is refused. See `restoreSession` and `checkBackupStatement`.
@@ -191,10 +190,7 @@ function missingRoleAdvice(error: unknown, text: string): string {
 // role's stops the restore, which is rolled back.
 async function finishPrivileges(client: pg.ClientBase, session: RestoreSession, database: string, log: (line: string) => void): Promise<void> {
   if (session.appRole !== undefined) {
-    const { rows } = await client.query<{ exists: boolean }>('SELECT pg_catalog.to_regclass($1) IS NOT NULL AS exists', [`public.${migrationsTable}`]);
-    for (const statement of appRoleGrantStatements(quoteIdentifier(session.appRole), quoteIdentifier(database), rows[0]!.exists)) {
-      await client.query(statement);
-    }
+    await grantAppRole(client, session.appRole, database);
     log(`gave the application role '${session.appRole}' its grants, as the release step does`);
   }
   const excess = await excessRestoredPrivileges(client, session.grantees);
@@ -205,8 +201,6 @@ async function finishPrivileges(client: pg.ClientBase, session: RestoreSession, 
     );
   }
 }
-
-const quoteIdentifier = (name: string) => `"${name.replace(/"/g, '""')}"`;
 
 /**
  * Restores a verified backup into a database, all or nothing, with no psql involved: the
