@@ -136,18 +136,22 @@ export function loadStatementBounds(env: NodeJS.ProcessEnv = process.env): State
   return bounds;
 }
 
+// A bound in whole milliseconds, at least 1 and (unless `capped` is false) at most
+// maxDurationMs: the one check of every duration of the config.
+function checkDurationMs(variable: string, value: number, capped = true): void {
+  if (!Number.isSafeInteger(value) || value < 1) throw new ConfigError(variable, `${variable} must be a whole number of milliseconds, at least 1, got ${value}`);
+  if (capped && value > maxDurationMs) throw new ConfigError(variable, tooLong(variable, `${value} ms`));
+}
+
 function checkStatementBounds(bounds: StatementBounds): void {
   for (const [variable, value] of [
     ['DB_STATEMENT_TIMEOUT', bounds.statementTimeoutMs],
     ['DB_LOCK_TIMEOUT', bounds.lockTimeoutMs],
     ['DB_IDLE_IN_TRANSACTION_TIMEOUT', bounds.idleInTransactionTimeoutMs],
   ] as const) {
-    // 0 would mean "no bound" to PostgreSQL, which is what these exist to prevent.
-    if (!Number.isSafeInteger(value) || value < 1) {
-      throw new ConfigError(variable, `${variable} must be a whole number of milliseconds, at least 1, got ${value}`);
-    }
-    // PostgreSQL refuses more than INT_MAX ms at login: every connection would fail.
-    if (value > maxDurationMs) throw new ConfigError(variable, tooLong(variable, `${value} ms`));
+    // 0 would mean "no bound" to PostgreSQL, which is what these exist to prevent; more than
+    // INT_MAX ms PostgreSQL refuses at login, so every connection would fail.
+    checkDurationMs(variable, value);
   }
   // A lock wait is part of its statement: with a longer lock_timeout, statement_timeout would
   // fire first and a held row would look like a slow statement (QueryCanceledError, not retryable).
@@ -226,15 +230,10 @@ export function resolveDbConfig(partial: Partial<DbConfig> & { databaseUrl: stri
   for (const [variable, value] of [
     ['DB_MAX_CONNECTIONS', config.maxConnections],
     ['DB_MIN_CONNECTIONS', config.minConnections],
-    ['DB_ACQUIRE_TIMEOUT', config.acquireTimeoutMs],
   ] as const) {
     if (!Number.isSafeInteger(value) || value < 0) {
       throw new ConfigError(variable, `${variable} must be a whole number, got ${value}`);
     }
-  }
-  // pg-pool reads a connection timeout of 0 as "wait forever", which is what the timeout exists to prevent.
-  if (config.acquireTimeoutMs < 1) {
-    throw new ConfigError('DB_ACQUIRE_TIMEOUT', `DB_ACQUIRE_TIMEOUT must be at least 1 ms, got ${config.acquireTimeoutMs}`);
   }
   if (config.maxConnections < 1) {
     throw new ConfigError('DB_MAX_CONNECTIONS', `DB_MAX_CONNECTIONS must be at least 1, got ${config.maxConnections}`);
@@ -246,18 +245,13 @@ export function resolveDbConfig(partial: Partial<DbConfig> & { databaseUrl: stri
     );
   }
   checkStatementBounds(config);
-  // Each of the first three ends up in a timer (pg-pool's acquire and lifetime timers, pg's
-  // connect timer), and Node fires a timer longer than maxDurationMs after 1 ms. The call
-  // deadline is only compared with a clock.
-  for (const [name, value] of [
-    ['DB_ACQUIRE_TIMEOUT', config.acquireTimeoutMs],
-    ['DB_CONNECT_TIMEOUT', config.connectTimeoutMs],
-    ['DB_MAX_LIFETIME', config.maxLifetimeMs],
-    ['callDeadlineMs', config.callDeadlineMs],
-  ] as const) {
-    if (!Number.isSafeInteger(value) || value < 1) throw new ConfigError(name, `${name} must be a whole number of milliseconds, at least 1, got ${value}`);
-    if (name !== 'callDeadlineMs' && value > maxDurationMs) throw new ConfigError(name, tooLong(name, `${value} ms`));
-  }
+  // Each of these three ends up in a timer (pg-pool's acquire and lifetime timers, pg's
+  // connect timer), and Node fires a timer longer than maxDurationMs after 1 ms; pg-pool reads
+  // an acquire timeout of 0 as "wait forever". The call deadline is only compared with a clock.
+  checkDurationMs('DB_ACQUIRE_TIMEOUT', config.acquireTimeoutMs);
+  checkDurationMs('DB_CONNECT_TIMEOUT', config.connectTimeoutMs);
+  checkDurationMs('DB_MAX_LIFETIME', config.maxLifetimeMs);
+  checkDurationMs('callDeadlineMs', config.callDeadlineMs, false);
   // Node hands the kernel whole seconds (TCP_KEEPIDLE); below one second it would keep the
   // kernel's default of two hours; above TCP_KEEPIDLE's largest (32767 s) the kernel refuses it.
   if (!Number.isSafeInteger(config.keepAliveDelayMs) || config.keepAliveDelayMs < 1_000 || config.keepAliveDelayMs > maxKeepAliveDelayMs) {
