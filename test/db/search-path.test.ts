@@ -103,20 +103,28 @@ async function useEveryQuery(db: Kysely<DB>): Promise<string> {
 
 describe.skipIf(!toolsAvailable([pgBouncerPath], 'the search_path test'))('every statement of the library names its schema', () => {
   let database: TestDatabase;
-  let pooler: PgBouncer;
+  // One pooler per search_path, each of one server connection. Its connect_query leaves the
+  // search_path on every server connection it opens, as pg_dump leaves it on the one it used:
+  // a connection PgBouncer replaces (a client cut off mid-request closes it) carries the trap too.
+  const poolers = new Map<string, PgBouncer>();
 
   beforeAll(async () => {
     database = await createTestDatabase();
-    pooler = await startPgBouncer({ serverUrl: inject('serverUrl'), poolSize: 1 });
+    for (const { value } of searchPaths) {
+      poolers.set(
+        value,
+        await startPgBouncer({ serverUrl: inject('serverUrl'), poolSize: 1, connectQuery: `SELECT pg_catalog.set_config('search_path', '${value}', false)` }),
+      );
+    }
     await withClient(database.url, (client) => client.query(decoySql));
   });
   afterAll(async () => {
-    await pooler?.stop();
+    for (const pooler of poolers.values()) await pooler.stop();
     await database?.drop();
   });
 
   // What the next client of the one server connection will see, read through the pooler.
-  const pooledSession = () =>
+  const pooledSession = (pooler: PgBouncer) =>
     withClient(pooler.url(database.url), async (client) => {
       const { rows } = await client.query<{ search_path: string }>('SHOW search_path');
       const unqualified = await client.query<{ n: number }>('SELECT count(*)::int AS n FROM users').then(
@@ -128,14 +136,14 @@ describe.skipIf(!toolsAvailable([pgBouncerPath], 'the search_path test'))('every
 
   for (const searchPath of searchPaths) {
     it(`reads and writes public through a pooled server connection whose search_path pg_dump-style was set to ${searchPath.name}`, async () => {
+      const pooler = poolers.get(searchPath.value)!;
       await withClient(pooler.url(database.url), (client) => client.query("SELECT set_config('search_path', $1, false)", [searchPath.value]));
       // The trap is set: an unqualified statement on that connection misses public.users.
       const poisoned = { searchPath: searchPath.value, unqualified: searchPath.value === '' ? 'fails with 42P01' : 'reads 0 users' };
-      expect(await pooledSession()).toEqual(poisoned);
+      expect(await pooledSession(pooler)).toEqual(poisoned);
 
-      // Unnamed, as `auto` ends up behind this pooler of one server connection, but without
-      // the probe: its two clients of their own would share that one connection, and one cut
-      // short in its bounded clean-up makes PgBouncer replace the connection, and the trap with it.
+      // Unnamed, as `auto` ends up behind a pooler of one server connection (its probe cannot
+      // get a second one and gives up after 5 s), without that wait.
       const db = createDb({ databaseUrl: pooler.url(database.url), minConnections: 0, maxConnections: 4, preparedStatements: 'off' });
       try {
         const userId = await useEveryQuery(db);
@@ -144,7 +152,7 @@ describe.skipIf(!toolsAvailable([pgBouncerPath], 'the search_path test'))('every
       } finally {
         await db.destroy();
       }
-      expect(await pooledSession()).toEqual(poisoned); // every call above ran on the poisoned session
+      expect(await pooledSession(pooler)).toEqual(poisoned); // every call above ran on the poisoned session
       expect(await decoyRows(database.url)).toEqual(noDecoyRows);
     });
   }

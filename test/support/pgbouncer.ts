@@ -57,6 +57,8 @@ export interface PgBouncerOptions {
    * refuses the pool's startup bounds (08P01), it ignores them.
    */
   ignoreStartupParameters?: readonly string[];
+  /** `connect_query`: SQL each new server connection runs first (session state that every one carries). */
+  connectQuery?: string;
 }
 
 /**
@@ -81,7 +83,7 @@ export async function startPgBouncer(options: PgBouncerOptions): Promise<PgBounc
     path.join(dir, 'pgbouncer.ini'),
     [
       '[databases]',
-      `* = host=${server.hostname} port=${server.port || 5432}`,
+      `* = host=${server.hostname} port=${server.port || 5432}${options.connectQuery ? ` connect_query='${options.connectQuery.replaceAll("'", "''")}'` : ''}`,
       '[pgbouncer]',
       'listen_addr = 127.0.0.1',
       `listen_port = ${port}`,
