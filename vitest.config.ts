@@ -1,7 +1,22 @@
-import { existsSync } from 'node:fs';
+import { existsSync, statfsSync } from 'node:fs';
 import { configDefaults, defineConfig } from 'vitest/config';
 import { pgBouncer124Path, pgBouncerPath } from './test/support/pgbouncer.js';
 import { extraPostgresMajors, postgresMajorBinDir } from './test/support/postgres-majors.js';
+
+// The run's scratch space (the test servers' clusters, and each file's backups and folders,
+// through os.tmpdir()) is a tmpfs where there is a roomy one: creating a database copies some
+// 300 files, and on this machine's ext4 that took 0.2 s of the kernel's CPU each time, a third
+// of PostgreSQL's CPU in the suite; on tmpfs it takes 0.02 s. A TMPDIR of one's own is kept.
+const tmpfs = '/dev/shm';
+const roomy = (folder: string) => {
+  try {
+    const { bavail, bsize } = statfsSync(folder);
+    return bavail * bsize >= 4 * 2 ** 30;
+  } catch {
+    return false;
+  }
+};
+if (!process.env.TMPDIR && roomy(tmpfs)) process.env.TMPDIR = tmpfs;
 
 const common = {
   // One PostgreSQL for the run, migrated once into a template; each file clones its own database.
