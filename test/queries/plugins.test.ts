@@ -22,12 +22,23 @@ const camel = () => new CamelCasePlugin();
 const hash = '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA';
 const unique = () => randomBytes(5).toString('hex');
 
+/**
+ * A service's own pg pool, with the 'error' listener every service needs: pg-pool emits an idle
+ * connection's error on the pool, and throws it when nobody listens. Here that is the file's
+ * last step: `end()` resolves before its connections have closed, and dropping the database
+ * (WITH FORCE) ends the ones still closing.
+ */
+function servicePool(): pg.Pool {
+  const pool = new pg.Pool({ connectionString: testDb.url, max: 2 });
+  pool.on('error', () => undefined);
+  return pool;
+}
+
 describe('plugins on the caller’s Kysely', () => {
   let ownKysely: Kysely<DB>;
   beforeAll(() => {
     // A service's own Kysely, not made by createDb, with the most common plugin.
-    const pool = new pg.Pool({ connectionString: testDb.url, max: 2 });
-    ownKysely = new KyselyClass<DB>({ dialect: new PostgresDialect({ pool }), plugins: [camel()] });
+    ownKysely = new KyselyClass<DB>({ dialect: new PostgresDialect({ pool: servicePool() }), plugins: [camel()] });
   });
   afterAll(async () => {
     await ownKysely?.destroy();
@@ -59,7 +70,7 @@ describe('errors on a Kysely that createDb did not make', () => {
   let ownPool: pg.Pool;
   let ownKysely: Kysely<DB>;
   beforeAll(() => {
-    ownPool = new pg.Pool({ connectionString: testDb.url, max: 2 });
+    ownPool = servicePool();
     ownKysely = new KyselyClass<DB>({ dialect: new PostgresDialect({ pool: ownPool }) });
   });
   afterAll(async () => {
