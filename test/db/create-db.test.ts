@@ -160,7 +160,9 @@ describe('createDb', () => {
   it('rejects ready() when the server cannot be reached', async () => {
     const unreachable = new URL(database.url);
     unreachable.port = '1';
-    const db = createDb({ databaseUrl: unreachable.toString(), acquireTimeoutMs: 1_000 }, { onPoolError: () => undefined });
+    // The refusal comes at once; the wait's own bound is far off, so that a worker stalled for a
+    // second on a busy machine cannot make it the timer that settles ready() (PoolNotReadyError).
+    const db = createDb({ databaseUrl: unreachable.toString(), acquireTimeoutMs: 10_000 }, { onPoolError: () => undefined });
     try {
       await expect(poolOf(db).ready()).rejects.toBeInstanceOf(ConnectionError);
     } finally {
