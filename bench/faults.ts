@@ -16,7 +16,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { createDb, migrate, refreshTokens, users } from '../src/index.js';
-import { defaultMigrationsDir } from '../src/migrations/migrator.js';
+import { defaultMigrationsDir } from '../src/migrations/default-migrations-dir.js';
 import { packageRoot } from '../src/package-root.js';
 import { silencePorts } from '../test/support/packet-filter.js';
 import { startBenchDatabase } from './bench-database.js';

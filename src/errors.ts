@@ -702,7 +702,6 @@ const connectionMessages = [
   'Connection terminated due to connection timeout',
   'Client has encountered a connection error and is not queryable',
   'Client was closed and is not queryable',
-  'timeout expired',
 ];
 
 // What a failed socket tried: Node's system errors carry the address and port (or, when the

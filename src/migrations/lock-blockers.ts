@@ -21,8 +21,12 @@ const blockersSql = `
 
 /** Watches, on a connection of its own opened on first use, which sessions block a migration's statement. */
 export interface BlockerMonitor {
-  /** Starts sampling who blocks backend `pid` every `intervalMs`, until the returned `stop()`, which resolves to the last sessions seen. */
-  watch(pid: number, intervalMs: number): { stop(): Promise<BlockingSession[]> };
+  /**
+   * Starts sampling who blocks backend `pid` every `intervalMs`, until the returned `stop()`,
+   * which resolves to the last sessions seen; `stop(false)` when nobody will read them spares
+   * shaping their queries.
+   */
+  watch(pid: number, intervalMs: number): { stop(report?: boolean): Promise<BlockingSession[]> };
   /**
    * Starts opening the watching connection now, once there is contention, so that the first
    * sample of the next (short) attempt does not wait for a login. A failure shows up, and is
@@ -88,10 +92,10 @@ export function blockerMonitor(databaseUrl: string): BlockerMonitor {
       const timer = setInterval(sample, intervalMs);
       timer.unref();
       return {
-        stop: async () => {
+        stop: async (report = true) => {
           clearInterval(timer);
           await sampling;
-          return shaped(seen);
+          return report ? shaped(seen) : [];
         },
       };
     },

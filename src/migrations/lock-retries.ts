@@ -121,17 +121,17 @@ export async function withLockRetries<T>(options: LockRetryOptions, attempt: (lo
     const elapsed = performance.now() - started;
     const step = Math.min(policy.attemptMs, policy.firstAttemptMs * 2 ** (number - 1));
     const lockTimeoutMs = Math.max(1, Math.round(Math.min(step, policy.totalMs - elapsed)));
-    let watching: { stop(): Promise<BlockingSession[]> } | undefined;
+    let watching: ReturnType<BlockerMonitor['watch']> | undefined;
     const watched = number > 1 || singleAttempt;
     const watch = (pid: number) => {
       if (watched) watching ??= options.monitor.watch(pid, Math.min(1_000, Math.max(20, Math.floor(lockTimeoutMs / 4))));
     };
     try {
       const result = await attempt({ number, lockTimeoutMs, watch });
-      await watching?.stop();
+      await watching?.stop(false);
       return result;
     } catch (error) {
-      const sampled = (await watching?.stop()) ?? [];
+      const sampled = (await watching?.stop(isLockNotAvailable(error))) ?? [];
       if (!isLockNotAvailable(error)) throw error;
       const blockers = sampled.length > 0 ? sampled : lastSeen;
       lastSeen = blockers;

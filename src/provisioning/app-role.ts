@@ -4,7 +4,7 @@ import { withClient } from '../db/with-client.js';
 import { AppRoleError, ConfigError } from '../errors.js';
 import { migrationsTable, qualifiedMigrationsTable } from '../migrations/migration-storage.js';
 import { passwordUnchanged } from './password-unchanged.js';
-import { rolePowers } from './role-powers.js';
+import { describePowers, rolePowers } from './role-powers.js';
 import { setRoleStatementBounds } from './role-bounds.js';
 import { scramSha256Verifier } from './scram-verifier.js';
 
@@ -248,7 +248,7 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
         const names = powers.map((power) => power.carrier);
         throw new AppRoleError(
           options.user,
-          `role '${options.user}' ${powers.map((power) => power.description).join('; it ')}: ` +
+          `role '${options.user}' ${describePowers(powers)}: ` +
             `${names.length === 1 ? 'that gives' : 'those give'} powers beyond rows (predefined roles reach the whole server; ` +
             `the others carry role attributes); take ${names.length === 1 ? 'it' : 'them'} away ` +
             `(${powers.map((power) => power.fix).join('; ')}) or choose another DB_APP_USER`,

@@ -6,7 +6,7 @@ import { adminUrlVariable } from './admin-database-url.js';
 import { requireRoleName, type AppRoleChange } from './app-role.js';
 import { ensureDatabase } from './database-admin.js';
 import { passwordUnchanged } from './password-unchanged.js';
-import { rolePowers } from './role-powers.js';
+import { describePowers, rolePowers } from './role-powers.js';
 import { scramSha256Verifier } from './scram-verifier.js';
 
 /** A login role and its password, as `DB_OWNER_USER`/`DB_OWNER_PASSWORD` or `DB_APP_USER`/`DB_APP_PASSWORD` give them. */
@@ -190,7 +190,7 @@ async function provisionOwner(client: pg.Client, owner: RoleCredentials, adminUr
   const powers = await rolePowers(client, owner.user);
   if (powers.length > 0) {
     throw new ProvisioningError(
-      `role '${owner.user}' cannot own the database: it ${powers.map((power) => power.description).join('; it ')}, and a backup restored as it would have those powers. ` +
+      `role '${owner.user}' cannot own the database: it ${describePowers(powers)}, and a backup restored as it would have those powers. ` +
         `Take them away: ${powers.map((power) => `${power.fix};`).join(' ')}`,
     );
   }

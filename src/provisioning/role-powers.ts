@@ -125,6 +125,17 @@ export async function rolePowers(client: pg.ClientBase, role: string): Promise<R
 }
 
 /**
+ * Powers as a message says them, after the role's name and "it":
+ * `'is a superuser; it has CREATEDB'`.
+ *
+ * @example
+ * `role 'kenn' ${describePowers(await rolePowers(client, 'kenn'))}`
+ */
+export function describePowers(powers: RolePower[]): string {
+  return powers.map((power) => power.description).join('; it ');
+}
+
+/**
  * {@link rolePowers}, in words only: `['is a superuser']`, `['has CREATEDB', 'is a member of
  * pg_read_all_data, which reads every table of every database']`, or `[]`.
  *

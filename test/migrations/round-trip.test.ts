@@ -1,7 +1,8 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { listMigrationFiles } from '../../src/migrations/migration-files.js';
-import { defaultMigrationsDir, migrate, migrateDown } from '../../src/migrations/migrator.js';
+import { defaultMigrationsDir } from '../../src/migrations/default-migrations-dir.js';
+import { migrate, migrateDown } from '../../src/migrations/migrator.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 // Everything a migration can create in the public schema, rendered by PostgreSQL itself.

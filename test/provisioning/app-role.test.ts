@@ -9,7 +9,8 @@ import { incidentTimers, phraseSuggestions, phrases, refreshTokens, users } from
 import { withClient } from '../../src/db/with-client.js';
 import { withMaintenanceClient } from '../../src/provisioning/database-admin.js';
 import { AppRoleError } from '../../src/errors.js';
-import { defaultMigrationsDir, migrate, migrateDown } from '../../src/migrations/migrator.js';
+import { defaultMigrationsDir } from '../../src/migrations/default-migrations-dir.js';
+import { migrate, migrateDown } from '../../src/migrations/migrator.js';
 import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
 import { runCli } from '../support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';

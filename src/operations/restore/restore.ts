@@ -6,7 +6,7 @@ import { createGunzip } from 'node:zlib';
 import { databaseTarget } from '../../db/database-target.js';
 import { withClient } from '../../db/with-client.js';
 import { lineOfPosition } from '../../sql-position.js';
-import { DirectConnectionRequiredError, RestoreError } from '../../errors.js';
+import { RestoreError } from '../../errors.js';
 import { grantAppRole } from '../../provisioning/app-role.js';
 import { superuserExtensions } from '../../provisioning/provision-database.js';
 import { type PgToolExit, spawnPgTool, toolErrorText } from '../pg-tools/pg-tool-process.js';
@@ -321,18 +321,12 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             if (part.kind === 'sql' && part.statement === 'COMMENT' && part.extension && keptNames.has(part.extension)) continue;
             // The backup's `SET lock_timeout = 0` and the like would lift the restore's bounds.
             if (part.kind === 'sql' && part.setting !== undefined && restoreBounds.has(part.setting)) continue;
-            // Default privileges of the owner where the backup was made: with DB_APP_USER the
-            // restore sets the application role's itself (finishPrivileges), and only that
-            // role (or a superuser) could set these.
-            if (part.kind === 'sql' && part.privileges?.forRoles.some((role) => role !== session.grantees.owner)) continue;
-            // A REVOKE from a role other than those a restore grants to takes nothing from the
-            // new objects, and that role may not exist here. A GRANT to one is accepted only
-            // with DB_APP_USER (the check refuses it otherwise), and left out: the restore gives
-            // the application role its grants itself (finishPrivileges).
-            if (part.kind === 'sql' && part.privileges && part.privileges.grantee !== 'PUBLIC') {
-              const { role } = part.privileges.grantee;
-              if (role !== session.grantees.owner && !session.grantees.applicationRoles.includes(role)) continue;
-            }
+            // What the check accepted only to be left out: default privileges of the owner where
+            // the backup was made (only that role or a superuser could set them), a REVOKE from
+            // a role a restore grants nothing to (it may not exist here), and with DB_APP_USER a
+            // GRANT to another role by name. The restore gives the application role its grants
+            // itself (finishPrivileges).
+            if (part.kind === 'sql' && part.privileges?.leaveOut) continue;
             if (part.kind === 'copy') log(`restoring table ${part.table} (${++tables}${backup.tables ? ` of ${backup.tables}` : ''})`);
             const query = new ScriptQuery(part.text, part.kind === 'copy' ? part.data : undefined);
             client.query(query);

@@ -59,6 +59,12 @@ export interface PrivilegeChange {
   grantee: { role: string } | 'PUBLIC';
   /** `ALTER DEFAULT PRIVILEGES FOR ROLE …`: whose default privileges; `[]` for the role running it. */
   forRoles: string[];
+  /**
+   * Accepted only to be left out by the restore, which gives the application role its grants
+   * itself: a change that names a role other than the database's owner and application role (a
+   * REVOKE, or with `setsDefaultPrivileges` a GRANT), or another role's default privileges.
+   */
+  leaveOut?: true;
 }
 
 /** The extensions the migrations create; a backup may create these and no others. */
@@ -497,7 +503,17 @@ const checkGrant = (node: Tree, options: BackupStatementOptions): StatementVerdi
     objtype === 'OBJECT_TABLE' && (grant.objects ?? []).some((object) => objectNames(object).join('.') === `public.${migrationsTable}`);
   const grantee = granteeOf(verb, objtype, grant, options, migrationsRecord);
   if (grantee !== 'PUBLIC' && 'refused' in grantee) return refuse(grantee.refused);
-  return { accepted: grant.is_grant ? 'GRANT' : 'REVOKE', privileges: { grant: grant.is_grant === true, grantee, forRoles: [] } };
+  return { accepted: grant.is_grant ? 'GRANT' : 'REVOKE', privileges: privilegeChange(grant.is_grant === true, grantee, [], options) };
+};
+
+// Decided here, where the grantees are checked, so that the restore only follows it.
+const privilegeChange = (grant: boolean, grantee: PrivilegeChange['grantee'], forRoles: string[], options: BackupStatementOptions): PrivilegeChange => {
+  const { grantees: expected } = options;
+  const leaveOut =
+    expected !== undefined &&
+    (forRoles.some((role) => role !== expected.owner) ||
+      (grantee !== 'PUBLIC' && grantee.role !== expected.owner && !expected.applicationRoles.includes(grantee.role)));
+  return { grant, grantee, forRoles, ...(leaveOut ? { leaveOut: true as const } : {}) };
 };
 
 // ALTER DEFAULT PRIVILEGES' object kinds, as GRANT names them.
@@ -534,7 +550,7 @@ const checkDefaultPrivileges = (node: Tree, options: BackupStatementOptions): St
   if (objtype === undefined) return refuse('ALTER DEFAULT PRIVILEGES on these objects is not what pg_dump writes for this schema');
   const grantee = granteeOf(`ALTER DEFAULT PRIVILEGES … ${action.is_grant ? 'GRANT' : 'REVOKE'}`, objtype, action, options);
   if (grantee !== 'PUBLIC' && 'refused' in grantee) return refuse(grantee.refused);
-  return { accepted: 'ALTER DEFAULT PRIVILEGES', privileges: { grant: action.is_grant === true, grantee, forRoles } };
+  return { accepted: 'ALTER DEFAULT PRIVILEGES', privileges: privilegeChange(action.is_grant === true, grantee, forRoles, options) };
 };
 
 const checkComment: Check = (node) => {

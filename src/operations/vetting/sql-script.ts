@@ -385,7 +385,7 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
       }
       for (const [index, found] of statements.entries()) {
         const statement = found.text;
-        const verdict = checkBackupStatement(statement, options.grantees === undefined ? {} : { grantees: options.grantees });
+        const verdict = checkBackupStatement(statement, options);
         if ('refused' in verdict) return refuseAt(found.line, verdict.refused);
         if (verdict.copyTable === undefined) {
           yield {
