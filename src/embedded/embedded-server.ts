@@ -40,6 +40,11 @@ export function embeddedDatabaseUrl(options: Pick<EmbeddedServerOptions, 'port' 
   return `postgresql://${user}:${password}@127.0.0.1:${options.port}/${encodeURIComponent(options.database)}`;
 }
 
+/** One word for /bin/sh, whatever it holds: single-quoted, each single quote closed, escaped and reopened. */
+function shellWord(text: string): string {
+  return `'${text.replaceAll("'", `'\\''`)}'`;
+}
+
 interface Binaries {
   initdb: string;
   pg_ctl: string;
@@ -251,8 +256,10 @@ export async function startEmbeddedServer(
   }
   const running = await isEmbeddedServerRunning(dataDir, options);
   if (!running) {
+    // pg_ctl hands -o to /bin/sh (`exec postgres <-o>`), so each setting is one shell word:
+    // a value with a space, a quote, `$` or `|` reaches the server as written.
     const settings = Object.entries(options.settings ?? {})
-      .map(([name, value]) => ` -c ${name}=${value}`)
+      .map(([name, value]) => ` -c ${shellWord(`${name}=${value}`)}`)
       .join('');
     const logFile = path.join(dataDir, 'server.log');
     const result = await pgCtl(

@@ -30,7 +30,10 @@ describe('the embedded PostgreSQL 17', async () => {
   });
 
   it('starts detached on 127.0.0.1, creates the database, and reports an already running server', async () => {
-    const first = await startEmbeddedServer(options);
+    // pg_ctl passes the settings through /bin/sh: a value with a space, quotes, `$`, `;` and
+    // `|` must reach the server as written, not be split, expanded or run.
+    const prefix = `%m [%p] it's "$HOME"; echo | cat `;
+    const first = await startEmbeddedServer({ ...options, settings: { log_line_prefix: prefix } });
     expect(first).toEqual({
       url: `postgresql://postgres:postgres@127.0.0.1:${options.port}/kennwilliamson`,
       alreadyRunning: false,
@@ -38,12 +41,13 @@ describe('the embedded PostgreSQL 17', async () => {
 
     const client = new pg.Client({ connectionString: first.url });
     await client.connect();
-    const { rows } = await client.query<{ version: string; listen: string }>(
-      "SELECT current_setting('server_version') AS version, current_setting('listen_addresses') AS listen",
+    const { rows } = await client.query<{ version: string; listen: string; prefix: string }>(
+      "SELECT current_setting('server_version') AS version, current_setting('listen_addresses') AS listen, current_setting('log_line_prefix') AS prefix",
     );
     await client.end();
     expect(rows[0]!.version).toMatch(/^17\./);
     expect(rows[0]!.listen).toBe('127.0.0.1');
+    expect(rows[0]!.prefix).toBe(prefix);
 
     expect(await startEmbeddedServer(options)).toMatchObject({ alreadyRunning: true });
   });

@@ -62,7 +62,7 @@ export async function startPgUuidv7Server(): Promise<PgUuidv7Server> {
     binDir,
     // pg_ctl hands these to the server through a shell: the quotes keep $system (the server's
     // own extension folder, for pg_trgm) from being read as a shell variable.
-    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', extension_control_path: `'$system:${path.join(root, 'extensions')}'` },
+    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', extension_control_path: `$system:${path.join(root, 'extensions')}` },
   };
   const { url } = await startEmbeddedServer(options);
   const owner = { user: 'kw_owner', password: `owner-${randomBytes(8).toString('hex')}` };
