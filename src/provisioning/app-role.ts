@@ -3,6 +3,7 @@ import { loadStatementBounds, type StatementBounds } from '../db/db-config.js';
 import { withClient } from '../db/with-client.js';
 import { AppRoleError, ConfigError } from '../errors.js';
 import { migrationsTable, qualifiedMigrationsTable } from '../migrations/migration-storage.js';
+import { applicationPrivileges } from './application-privileges.js';
 import { passwordUnchanged } from './password-unchanged.js';
 import { describePowers, rolePowers } from './role-powers.js';
 import { setRoleStatementBounds } from './role-bounds.js';
@@ -25,19 +26,21 @@ export type AppRoleChange = 'created' | 'password set' | 'unchanged';
 export const appRoleLockKey = 0x6b77_6170; // 'kwap'
 
 /**
- * The privileges, exactly: whatever the role held before is revoked first, so running it
- * again converges on this set. Rows only (no TRUNCATE, REFERENCES, TRIGGER, MAINTAIN), the
- * sequences behind defaults, the functions, and no CREATE on the schema (also revoked from
- * PUBLIC, which PostgreSQL before 15 granted it), so DROP, TRUNCATE, ALTER and CREATE TABLE
- * are refused. On the database only CONNECT: no CREATE (new schemas) and no TEMPORARY
- * (temporary tables, which no query needs and which let a session fill the disk).
- * PostgreSQL grants TEMPORARY to PUBLIC by default, so revoking it from the role alone would
- * change nothing: it is revoked from PUBLIC, i.e. from every role but the owner (and
- * superusers) in this database. The default privileges give the same rights on tables,
- * sequences and functions that the owner creates later, i.e. in later migrations. `role` and
- * `database` are quoted identifiers.
+ * The privileges, exactly ({@link applicationPrivileges}): whatever the role held before is
+ * revoked first, so running it again converges on this set. Rows only (no TRUNCATE,
+ * REFERENCES, TRIGGER, MAINTAIN), the sequences behind defaults, the functions, and no
+ * CREATE on the schema (also revoked from PUBLIC, which PostgreSQL before 15 granted it), so
+ * DROP, TRUNCATE, ALTER and CREATE TABLE are refused. On the database only CONNECT: no
+ * CREATE (new schemas) and no TEMPORARY (temporary tables, which no query needs and which
+ * let a session fill the disk). PostgreSQL grants TEMPORARY to PUBLIC by default, so
+ * revoking it from the role alone would change nothing: it is revoked from PUBLIC, i.e. from
+ * every role but the owner (and superusers) in this database. The default privileges give
+ * the same rights on tables, sequences and functions that the owner creates later, i.e. in
+ * later migrations. `role` and `database` are quoted identifiers.
  */
 function appRoleGrantStatements(role: string, database: string, hasMigrationsTable: boolean): string[] {
+  const { schema, tables, migrationsRecord, sequences, routines } = applicationPrivileges;
+  const list = (privileges: readonly string[]) => privileges.join(', ');
   return [
     `REVOKE ALL ON DATABASE ${database} FROM ${role}`,
     `REVOKE TEMPORARY ON DATABASE ${database} FROM PUBLIC`,
@@ -46,15 +49,15 @@ function appRoleGrantStatements(role: string, database: string, hasMigrationsTab
     `REVOKE ALL ON SCHEMA public FROM ${role}`,
     `REVOKE CREATE ON SCHEMA public FROM PUBLIC`,
     `GRANT CONNECT ON DATABASE ${database} TO ${role}`,
-    `GRANT USAGE ON SCHEMA public TO ${role}`,
-    `GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO ${role}`,
+    `GRANT ${list(schema)} ON SCHEMA public TO ${role}`,
+    `GRANT ${list(tables)} ON ALL TABLES IN SCHEMA public TO ${role}`,
     // Services may read which migrations ran; only the owner records them.
-    ...(hasMigrationsTable ? [`REVOKE INSERT, UPDATE, DELETE ON ${qualifiedMigrationsTable} FROM ${role}`] : []),
-    `GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
-    `GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA public TO ${role}`,
-    `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO ${role}`,
-    `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO ${role}`,
-    `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT EXECUTE ON FUNCTIONS TO ${role}`,
+    ...(hasMigrationsTable ? [`REVOKE ${list(tables.filter((privilege) => !migrationsRecord.includes(privilege)))} ON ${qualifiedMigrationsTable} FROM ${role}`] : []),
+    `GRANT ${list(sequences)} ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
+    `GRANT ${list(routines)} ON ALL FUNCTIONS IN SCHEMA public TO ${role}`,
+    `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ${list(tables)} ON TABLES TO ${role}`,
+    `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ${list(sequences)} ON SEQUENCES TO ${role}`,
+    `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ${list(routines)} ON FUNCTIONS TO ${role}`,
   ];
 }
 

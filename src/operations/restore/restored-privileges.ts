@@ -1,5 +1,6 @@
 import type pg from 'pg';
 import { migrationsTable } from '../../migrations/migration-storage.js';
+import { applicationPrivileges, onColumns } from '../../provisioning/application-privileges.js';
 import type { BackupGrantees } from '../vetting/backup-statement-allow-list.js';
 
 /**
@@ -24,59 +25,69 @@ export async function applicationRolesGrantedNewTables(client: pg.ClientBase, ow
   return rows.map((row) => row.role);
 }
 
+// What the application role may hold (applicationPrivileges), one row: $2 on the schema, $3
+// on tables and views, $4 on their columns, $5 and $6 on the migrations record ($9) and its
+// columns, $7 on sequences, $8 on routines, $10 on types.
+const applicationPrivilegesRow = `
+  application AS (
+    SELECT $2::text[] AS schema, $3::text[] AS tables, $4::text[] AS table_columns, $5::text[] AS record, $6::text[] AS record_columns,
+           $7::text[] AS sequences, $8::text[] AS routines, $9::text AS record_name, $10::text[] AS types
+  )`;
+
 // Every privilege on an object in public (the schema itself, relations and their columns,
 // routines, types) that goes beyond what a restore leaves: the owner's own; PUBLIC's as
 // PostgreSQL grants them (USAGE on the schema, EXECUTE on routines, USAGE on types); an
-// application role's as the release step grants them (rows of tables and views, only SELECT
-// of the migrations record, USAGE and SELECT on sequences, EXECUTE, USAGE); and no grant options. Only objects whose owner the
-// role restoring acts for (an extension a superuser created stays as it is).
+// application role's as the release step grants them (applicationPrivileges); and no grant
+// options. Only objects whose owner the role restoring acts for (an extension a superuser
+// created stays as it is).
 const excessPrivilegesQuery = `
-  WITH acl_objects AS (
+  WITH ${applicationPrivilegesRow},
+  acl_objects AS (
     SELECT 'SCHEMA'::text AS kind, 'public'::text AS object, NULL::text AS columns, n.nspowner AS owner, n.nspacl AS acl,
-           ARRAY['USAGE'] AS to_public, ARRAY['USAGE'] AS to_application
-      FROM pg_catalog.pg_namespace n WHERE n.nspname = 'public'
+           ARRAY['USAGE'] AS to_public, app.schema AS to_application
+      FROM pg_catalog.pg_namespace n, application app WHERE n.nspname = 'public'
     UNION ALL
     SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, pg_catalog.format('public.%I', c.relname), NULL, c.relowner, c.relacl,
            ARRAY[]::text[],
-           CASE WHEN c.relkind = 'S' THEN ARRAY['USAGE', 'SELECT'] WHEN c.relname = $2 THEN ARRAY['SELECT'] ELSE ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] END
-      FROM pg_catalog.pg_class c
+           CASE WHEN c.relkind = 'S' THEN app.sequences WHEN c.relname = app.record_name THEN app.record ELSE app.tables END
+      FROM pg_catalog.pg_class c, application app
      WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
     UNION ALL
     SELECT 'TABLE', pg_catalog.format('public.%I', c.relname), pg_catalog.quote_ident(a.attname), c.relowner, a.attacl,
-           ARRAY[]::text[], CASE WHEN c.relname = $2 THEN ARRAY['SELECT'] ELSE ARRAY['SELECT', 'INSERT', 'UPDATE'] END
-      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid
+           ARRAY[]::text[], CASE WHEN c.relname = app.record_name THEN app.record_columns ELSE app.table_columns END
+      FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid, application app
      WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND a.attnum > 0 AND NOT a.attisdropped
     UNION ALL
-    SELECT 'ROUTINE', p.oid::pg_catalog.regprocedure::text, NULL, p.proowner, p.proacl, ARRAY['EXECUTE'], ARRAY['EXECUTE']
-      FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'public'::pg_catalog.regnamespace
+    SELECT 'ROUTINE', p.oid::pg_catalog.regprocedure::text, NULL, p.proowner, p.proacl, ARRAY['EXECUTE'], app.routines
+      FROM pg_catalog.pg_proc p, application app WHERE p.pronamespace = 'public'::pg_catalog.regnamespace
     UNION ALL
     SELECT CASE WHEN t.typtype = 'd' THEN 'DOMAIN' ELSE 'TYPE' END, pg_catalog.format('public.%I', t.typname), NULL, t.typowner, t.typacl,
-           ARRAY['USAGE'], ARRAY['USAGE']
-      FROM pg_catalog.pg_type t WHERE t.typnamespace = 'public'::pg_catalog.regnamespace
+           ARRAY['USAGE'], app.types
+      FROM pg_catalog.pg_type t, application app WHERE t.typnamespace = 'public'::pg_catalog.regnamespace
   )
   SELECT o.kind, o.object, o.columns, a.privilege_type AS privilege,
          CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS grantee,
-         a.privilege_type = ANY (CASE WHEN a.grantee = 0 THEN o.to_public
-                                      WHEN pg_catalog.pg_get_userbyid(a.grantee) = ANY ($1::text[]) THEN o.to_application
-                                      ELSE ARRAY[]::text[] END) AS option_only
-    FROM acl_objects o, LATERAL pg_catalog.aclexplode(o.acl) a
+         a.privilege_type = ANY (allowed.privileges) AS option_only
+    FROM acl_objects o, LATERAL pg_catalog.aclexplode(o.acl) a,
+         LATERAL (SELECT CASE WHEN a.grantee = 0 THEN o.to_public
+                              WHEN pg_catalog.pg_get_userbyid(a.grantee) = ANY ($1::text[]) THEN o.to_application
+                              ELSE ARRAY[]::text[] END AS privileges) allowed
    WHERE o.acl IS NOT NULL AND pg_catalog.pg_has_role(o.owner, 'USAGE')
      AND a.grantee <> o.owner AND a.grantee <> (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
-     AND (a.is_grantable OR NOT a.privilege_type = ANY (CASE WHEN a.grantee = 0 THEN o.to_public
-                                                             WHEN pg_catalog.pg_get_userbyid(a.grantee) = ANY ($1::text[]) THEN o.to_application
-                                                             ELSE ARRAY[]::text[] END))
+     AND (a.is_grantable OR NOT a.privilege_type = ANY (allowed.privileges))
    ORDER BY 1, 2, 3, 5, 4`;
 
 // The same for the default privileges in public of the roles the role restoring acts for.
 const excessDefaultPrivilegesQuery = `
-  WITH defaults AS (
+  WITH ${applicationPrivilegesRow},
+  defaults AS (
     SELECT d.defaclrole, d.defaclobjtype, a.grantee, a.privilege_type, a.is_grantable,
            CASE WHEN a.grantee = 0 THEN CASE d.defaclobjtype WHEN 'f' THEN ARRAY['EXECUTE'] WHEN 'T' THEN ARRAY['USAGE'] ELSE ARRAY[]::text[] END
                 WHEN pg_catalog.pg_get_userbyid(a.grantee) = ANY ($1::text[]) THEN
-                  CASE d.defaclobjtype WHEN 'r' THEN ARRAY['SELECT', 'INSERT', 'UPDATE', 'DELETE'] WHEN 'S' THEN ARRAY['USAGE', 'SELECT']
-                                       WHEN 'f' THEN ARRAY['EXECUTE'] WHEN 'T' THEN ARRAY['USAGE'] ELSE ARRAY[]::text[] END
+                  CASE d.defaclobjtype WHEN 'r' THEN app.tables WHEN 'S' THEN app.sequences
+                                       WHEN 'f' THEN app.routines WHEN 'T' THEN app.types ELSE ARRAY[]::text[] END
                 ELSE ARRAY[]::text[] END AS allowed
-      FROM pg_catalog.pg_default_acl d, LATERAL pg_catalog.aclexplode(d.defaclacl) a
+      FROM pg_catalog.pg_default_acl d, LATERAL pg_catalog.aclexplode(d.defaclacl) a, application app
      WHERE d.defaclnamespace = 'public'::pg_catalog.regnamespace AND pg_catalog.pg_has_role(d.defaclrole, 'USAGE')
        AND a.grantee <> d.defaclrole
   )
@@ -87,6 +98,12 @@ const excessDefaultPrivilegesQuery = `
          privilege_type = ANY (allowed) AS option_only
     FROM defaults WHERE is_grantable OR NOT privilege_type = ANY (allowed)
    ORDER BY 1, 2, 4, 3`;
+
+// The parameters of applicationPrivilegesRow, after the application roles ($1).
+const applicationPrivilegesParameters = (): unknown[] => {
+  const { schema, tables, migrationsRecord, sequences, routines, types } = applicationPrivileges;
+  return [schema, tables, onColumns(tables), migrationsRecord, onColumns(migrationsRecord), sequences, routines, migrationsTable, types];
+};
 
 interface ExcessPrivilege {
   kind: string;
@@ -116,16 +133,17 @@ interface ExcessDefaultPrivilege {
  * in the default privileges there, a privilege of any role but the owner, the role restoring
  * and `grantees.applicationRoles`; of PUBLIC anything beyond PostgreSQL's own defaults
  * (USAGE on the schema, EXECUTE on routines, USAGE on types); of an application role
- * anything beyond the release step's grants (rows of tables and views, only SELECT of the
- * migrations record, USAGE and SELECT on sequences, EXECUTE, USAGE); and any grant option.
+ * anything beyond the release step's grants ({@link applicationPrivileges}); and any grant
+ * option.
  *
  * @example
  * await excessRestoredPrivileges(client, { owner: 'kennwilliamson', applicationRoles: ['kennwilliamson_app'] }) // []
  */
 export async function excessRestoredPrivileges(client: pg.ClientBase, grantees: BackupGrantees): Promise<string[]> {
   const applicationRoles = [...grantees.applicationRoles];
-  const { rows: excess } = await client.query<ExcessPrivilege>(excessPrivilegesQuery, [applicationRoles, migrationsTable]);
-  const { rows: excessDefaults } = await client.query<ExcessDefaultPrivilege>(excessDefaultPrivilegesQuery, [applicationRoles]);
+  const parameters = [applicationRoles, ...applicationPrivilegesParameters()];
+  const { rows: excess } = await client.query<ExcessPrivilege>(excessPrivilegesQuery, parameters);
+  const { rows: excessDefaults } = await client.query<ExcessDefaultPrivilege>(excessDefaultPrivilegesQuery, parameters);
   const option = (row: { option_only: boolean }) => (row.option_only ? ' WITH GRANT OPTION' : '');
   return [
     ...excess.map(

@@ -1,5 +1,6 @@
 import { loadModule, parseSync } from 'libpg-query';
 import { migrationsTable } from '../../migrations/migration-storage.js';
+import { type ApplicationObjectKind, applicationPrivileges } from '../../provisioning/application-privileges.js';
 
 /**
  * The kinds of statement a backup's SQL may hold: what pg_dump 15 to 18 writes for this
@@ -392,17 +393,27 @@ export interface BackupStatementOptions {
   grantees?: BackupGrantees;
 }
 
-// What the application role may hold on each kind of object: what the release step grants
-// it (rows of tables, sequences behind defaults, functions, types, USAGE on the schema),
-// never TRUNCATE, REFERENCES, TRIGGER, UPDATE of a sequence or CREATE on the schema. ALL is
-// allowed where it means no more than these (functions: EXECUTE; types: USAGE).
-const applicationPrivileges: Record<string, { allowed: string[]; all: boolean }> = {
-  OBJECT_TABLE: { allowed: ['select', 'insert', 'update', 'delete'], all: false },
-  OBJECT_SEQUENCE: { allowed: ['usage', 'select'], all: false },
-  OBJECT_FUNCTION: { allowed: ['execute'], all: true },
-  OBJECT_PROCEDURE: { allowed: ['execute'], all: true },
-  OBJECT_TYPE: { allowed: ['usage'], all: true },
-  OBJECT_SCHEMA: { allowed: ['usage'], all: false },
+// What a backup may grant the application role on each kind of object: what the release step
+// grants it (applicationPrivileges), in the parse tree's lower case. ALL is allowed where it
+// means no more than that: where those are every privilege PostgreSQL has on the kind
+// (functions and procedures: EXECUTE; types: USAGE).
+const applicationObjects: Record<string, { kind: ApplicationObjectKind; every: string[] }> = {
+  OBJECT_TABLE: { kind: 'tables', every: ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER', 'MAINTAIN'] },
+  OBJECT_SEQUENCE: { kind: 'sequences', every: ['USAGE', 'SELECT', 'UPDATE'] },
+  OBJECT_FUNCTION: { kind: 'routines', every: ['EXECUTE'] },
+  OBJECT_PROCEDURE: { kind: 'routines', every: ['EXECUTE'] },
+  OBJECT_TYPE: { kind: 'types', every: ['USAGE'] },
+  OBJECT_SCHEMA: { kind: 'schema', every: ['USAGE', 'CREATE'] },
+};
+
+const applicationLimits = (objtype: string, migrationsRecord: boolean): { allowed: string[]; all: boolean } | undefined => {
+  const object = applicationObjects[objtype];
+  if (object === undefined) return undefined;
+  const granted = applicationPrivileges[migrationsRecord ? 'migrationsRecord' : object.kind];
+  return {
+    allowed: granted.map((privilege) => privilege.toLowerCase()),
+    all: object.every.every((privilege) => granted.includes(privilege)),
+  };
 };
 
 const objectWords = (objtype: string) => objtype.replace('OBJECT_', '').toLowerCase();
@@ -451,7 +462,7 @@ function granteeOf(
   if (expected === undefined || role.role === expected.owner) return role;
   if (expected.applicationRoles.includes(role.role)) {
     // Services may read which migrations ran; only the owner records them.
-    const limits = migrationsRecord ? { allowed: ['select'], all: false } : applicationPrivileges[objtype];
+    const limits = applicationLimits(objtype, migrationsRecord);
     const within =
       limits !== undefined && (privileges === undefined ? limits.all : privileges.every((privilege) => limits.allowed.includes(privilege)));
     if (within) return role;
