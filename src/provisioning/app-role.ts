@@ -4,10 +4,9 @@ import { withClient } from '../db/with-client.js';
 import { AppRoleError, ConfigError } from '../errors.js';
 import { migrationsTable, qualifiedMigrationsTable } from '../migrations/migration-storage.js';
 import { applicationPrivileges } from './application-privileges.js';
-import { passwordUnchanged } from './password-unchanged.js';
+import { ensureLoginRole, type LoginRoleChange } from './login-role.js';
 import { describePowers, rolePowers } from './role-powers.js';
 import { setRoleStatementBounds } from './role-bounds.js';
-import { scramSha256Verifier } from './scram-verifier.js';
 
 /** The application login role whose grants to bring back to exactly the set below. */
 export interface AppRoleOptions {
@@ -20,7 +19,7 @@ export interface AppRoleOptions {
 }
 
 /** What {@link provisionAppRole} did to the role itself. */
-export type AppRoleChange = 'created' | 'password set' | 'unchanged';
+export type AppRoleChange = LoginRoleChange;
 
 // Serialises concurrent db:setup runs: CREATE ROLE has no IF NOT EXISTS.
 export const appRoleLockKey = 0x6b77_6170; // 'kwap'
@@ -75,14 +74,6 @@ export async function grantAppRole(client: pg.ClientBase, user: string, database
   }
 }
 
-interface ExistingRole {
-  rolsuper: boolean;
-  rolcreaterole: boolean;
-  rolcreatedb: boolean;
-  rolreplication: boolean;
-  rolbypassrls: boolean;
-}
-
 /** Refuses a role name that is not lower-case letters, digits and `_`, naming the variable it came from. */
 export function requireRoleName(variable: string, name: string): void {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name) || name.startsWith('pg_')) {
@@ -118,35 +109,16 @@ export async function provisionAppRole(options: {
   return withClient(
     adminUrl,
     async (client) => {
-      const role = client.escapeIdentifier(user);
       try {
         await client.query('BEGIN');
         await client.query('SET LOCAL lock_timeout = 60000');
         await client.query('SELECT pg_advisory_xact_lock($1)', [appRoleLockKey]);
-        const found = await existingRole(client, user);
-        if (found?.rolsuper) {
-          throw new AppRoleError(user, `role '${user}' is a superuser, which no grant can restrict; choose another DB_APP_USER`);
-        }
-        const verifier = () => client.escapeLiteral(scramSha256Verifier(password));
-        let change: AppRoleChange;
-        if (!found) {
-          await client.query(`CREATE ROLE ${role} LOGIN NOCREATEDB NOCREATEROLE INHERIT PASSWORD ${verifier()}`);
-          change = 'created';
-        } else {
-          // Only name the attributes to take away: changing REPLICATION or BYPASSRLS needs more
-          // than CREATEROLE, so a role without them is not touched there.
-          const strip = [
-            found.rolcreatedb ? 'NOCREATEDB' : '',
-            found.rolcreaterole ? 'NOCREATEROLE' : '',
-            found.rolreplication ? 'NOREPLICATION' : '',
-            found.rolbypassrls ? 'NOBYPASSRLS' : '',
-          ].filter(Boolean);
-          const unchanged = await passwordUnchanged(client, adminUrl, { user, password });
-          if (strip.length > 0 || !unchanged) {
-            await client.query(`ALTER ROLE ${role} LOGIN ${strip.join(' ')}${unchanged ? '' : ` PASSWORD ${verifier()}`}`);
-          }
-          change = unchanged ? 'unchanged' : 'password set';
-        }
+        const change = await ensureLoginRole(
+          client,
+          adminUrl,
+          { user, password },
+          () => new AppRoleError(user, `role '${user}' is a superuser, which no grant can restrict; choose another DB_APP_USER`),
+        );
         const { rows } = await client.query<{ database: string }>('SELECT current_database() AS database');
         await setRoleStatementBounds(client, user, rows[0]!.database, bounds);
         await client.query('COMMIT');
@@ -161,14 +133,6 @@ export async function provisionAppRole(options: {
     },
     'kennwilliamson-setup',
   );
-}
-
-async function existingRole(client: pg.Client, user: string): Promise<ExistingRole | undefined> {
-  const { rows } = await client.query<ExistingRole>(
-    'SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = $1',
-    [user],
-  );
-  return rows[0];
 }
 
 /**

@@ -3,11 +3,10 @@ import { databaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
 import { ConfigError, ProvisioningError } from '../errors.js';
 import { adminUrlVariable } from './admin-database-url.js';
-import { requireRoleName, type AppRoleChange } from './app-role.js';
+import { requireRoleName } from './app-role.js';
 import { ensureDatabase } from './database-admin.js';
-import { passwordUnchanged } from './password-unchanged.js';
+import { ensureLoginRole, type LoginRoleChange } from './login-role.js';
 import { describePowers, rolePowers } from './role-powers.js';
-import { scramSha256Verifier } from './scram-verifier.js';
 
 /** A login role and its password, as `DB_OWNER_USER`/`DB_OWNER_PASSWORD` or `DB_APP_USER`/`DB_APP_PASSWORD` give them. */
 export interface RoleCredentials {
@@ -30,7 +29,7 @@ export interface ProvisionOptions {
 /** What {@link provisionDatabase} did. */
 export interface ProvisionResult {
   databaseCreated: boolean;
-  owner: AppRoleChange;
+  owner: LoginRoleChange;
   /** Objects in `public` that another role owned and that now belong to the owner (`TABLE public.users` …). */
   handedOver: string[];
   /** Extensions that only a superuser may create, created here so that migrations need not. */
@@ -156,36 +155,18 @@ async function requireAdmin(client: pg.Client, database: string): Promise<AdminR
   return { name, superuser: rolsuper };
 }
 
-async function provisionOwner(client: pg.Client, owner: RoleCredentials, adminUrl: string): Promise<AppRoleChange> {
-  const role = client.escapeIdentifier(owner.user);
-  const { rows } = await client.query<{ rolsuper: boolean; strip: string[] }>(
-    `SELECT rolsuper,
-            array_remove(ARRAY[CASE WHEN rolcreatedb THEN 'NOCREATEDB' END, CASE WHEN rolcreaterole THEN 'NOCREATEROLE' END,
-                               CASE WHEN rolreplication THEN 'NOREPLICATION' END, CASE WHEN rolbypassrls THEN 'NOBYPASSRLS' END,
-                               CASE WHEN NOT rolcanlogin THEN 'LOGIN' END], NULL) AS strip
-       FROM pg_roles WHERE rolname = $1`,
-    [owner.user],
-  );
-  const verifier = () => client.escapeLiteral(scramSha256Verifier(owner.password));
-  const found = rows[0];
-  let change: AppRoleChange;
-  if (!found) {
-    await client.query(`CREATE ROLE ${role} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS INHERIT PASSWORD ${verifier()}`);
-    change = 'created';
-  } else {
-    if (found.rolsuper) {
-      throw new ProvisioningError(
+async function provisionOwner(client: pg.Client, owner: RoleCredentials, adminUrl: string): Promise<LoginRoleChange> {
+  const change = await ensureLoginRole(
+    client,
+    adminUrl,
+    owner,
+    () =>
+      new ProvisioningError(
         `role '${owner.user}' is a superuser, so it cannot own the database: a backup restored as it could run programs on the server. ` +
           `Choose another DB_OWNER_USER, or take the attribute away: ALTER ROLE ${client.escapeIdentifier(owner.user)} NOSUPERUSER;`,
         'SUPERUSER',
-      );
-    }
-    const unchanged = await passwordUnchanged(client, adminUrl, owner);
-    if (found.strip.length > 0 || !unchanged) {
-      await client.query(`ALTER ROLE ${role} ${found.strip.join(' ')}${unchanged ? '' : ` PASSWORD ${verifier()}`}`);
-    }
-    change = unchanged ? 'unchanged' : 'password set';
-  }
+      ),
+  );
   // Attributes are gone now; what membership still carries cannot be taken away silently.
   const powers = await rolePowers(client, owner.user);
   if (powers.length > 0) {

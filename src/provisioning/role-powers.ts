@@ -47,7 +47,7 @@ const attributesOf = (row: AttributeRow) =>
     row.rolcreatedb && 'CREATEDB',
     row.rolreplication && 'REPLICATION',
     row.rolbypassrls && 'BYPASSRLS',
-  ].filter((attribute): attribute is (typeof powerfulAttributes)[number] => Boolean(attribute));
+  ].filter((attribute): attribute is PowerfulAttribute => Boolean(attribute));
 
 // The role's own attributes, and every role it is a member of (directly, or through other
 // roles, whether it inherits their privileges or may only SET ROLE to them, however long the
@@ -75,6 +75,25 @@ const powersQuery = `
       OR r.rolsuper OR r.rolcreaterole OR r.rolcreatedb OR r.rolreplication OR r.rolbypassrls
    ORDER BY r.rolname`;
 
+/** An attribute of a role that reaches beyond its database's rows, as `ALTER ROLE` spells it. */
+export type PowerfulAttribute = (typeof powerfulAttributes)[number];
+
+/**
+ * The role's own attributes that reach beyond its database's rows (SUPERUSER, CREATEROLE,
+ * CREATEDB, REPLICATION, BYPASSRLS; `[]` for a plain role) and whether it may log in, or
+ * `undefined` when there is no such role. Its memberships are {@link rolePowers}'.
+ *
+ * @example
+ * await roleAttributes(client, 'kennwilliamson') // { powerful: [], login: true }
+ */
+export async function roleAttributes(client: pg.ClientBase, role: string): Promise<{ powerful: PowerfulAttribute[]; login: boolean } | undefined> {
+  const { rows } = await client.query<AttributeRow & { rolcanlogin: boolean }>(
+    'SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls, rolcanlogin FROM pg_catalog.pg_roles WHERE rolname = $1',
+    [role],
+  );
+  return rows[0] && { powerful: attributesOf(rows[0]), login: rows[0].rolcanlogin };
+}
+
 /**
  * Every power a role holds beyond its own database's rows, with the statement that takes
  * each away, or `[]` when it has none: it is a superuser, or has CREATEROLE (on PostgreSQL 15
@@ -94,15 +113,11 @@ const powersQuery = `
  * //    carrier: 'pg_signal_backend', fix: 'REVOKE pg_signal_backend FROM kw_app' }]
  */
 export async function rolePowers(client: pg.ClientBase, role: string): Promise<RolePower[]> {
-  const { rows: own } = await client.query<AttributeRow>(
-    'SELECT rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_catalog.pg_roles WHERE rolname = $1',
-    [role],
-  );
-  if (!own[0]) return [];
+  const attributes = (await roleAttributes(client, role))?.powerful;
+  if (attributes === undefined) return [];
   // A superuser is a member of every role: the one fact says it all.
-  if (own[0].rolsuper) return [{ description: 'is a superuser', carrier: role, fix: `ALTER ROLE ${client.escapeIdentifier(role)} NOSUPERUSER` }];
+  if (attributes.includes('SUPERUSER')) return [{ description: 'is a superuser', carrier: role, fix: `ALTER ROLE ${client.escapeIdentifier(role)} NOSUPERUSER` }];
   const powers: RolePower[] = [];
-  const attributes = attributesOf(own[0]);
   if (attributes.length > 0) {
     powers.push({
       description: `has ${attributes.join(', ')}`,

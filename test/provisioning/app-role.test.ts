@@ -289,6 +289,25 @@ describe('the application role made by npm run db:setup', () => {
     expect(await sqlstateOf(asRole(appUrl, (client) => client.query('SELECT 1')))).toBe('28P01');
   });
 
+  it('gives a role that lost LOGIN its LOGIN back when run again with the same password, keeping its verifier', async () => {
+    const other = `kw_app_nologin_${randomBytes(4).toString('hex')}`;
+    extraRoles.push(other);
+    const otherPassword = `app-${randomBytes(8).toString('hex')}`;
+    const state = async () =>
+      (
+        await asRole(database.url, (client) =>
+          client.query('SELECT rolcanlogin AS login, rolpassword AS verifier FROM pg_authid WHERE rolname = $1', [other]),
+        )
+      ).rows[0] as { login: boolean; verifier: string };
+    expect(await provisionAppRole({ adminUrl: database.url, user: other, password: otherPassword })).toBe('created');
+    const { verifier } = await state();
+    await asRole(database.url, (client) => client.query(`ALTER ROLE ${other} NOLOGIN`));
+
+    expect(await provisionAppRole({ adminUrl: database.url, user: other, password: otherPassword })).toBe('unchanged');
+
+    expect(await state()).toEqual({ login: true, verifier });
+  });
+
   it('is not created by the release step, which says to run setup --admin', async () => {
     const missing = `kw_missing_${randomBytes(4).toString('hex')}`;
     const result = await runCli('db-setup', [], { DATABASE_URL: database.ownerUrl, DB_APP_USER: missing, DB_APP_PASSWORD: 'ignored' });
