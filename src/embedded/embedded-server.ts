@@ -21,7 +21,10 @@ export interface EmbeddedServerOptions {
   password: string;
   /** Created on start if it does not exist. */
   database: string;
-  /** Extra `postgres -c` settings, e.g. `{ fsync: 'off' }` for a throwaway test cluster. */
+  /**
+   * Extra `postgres -c` settings, e.g. `{ fsync: 'off' }` for a throwaway test cluster; values
+   * as the server should read them (they are quoted for pg_ctl's shell here, never by the caller).
+   */
   settings?: Record<string, string>;
   /**
    * Folder holding `initdb`, `pg_ctl` and `postgres` of the PostgreSQL to run; default: the
@@ -257,7 +260,8 @@ export async function startEmbeddedServer(
   const running = await isEmbeddedServerRunning(dataDir, options);
   if (!running) {
     // pg_ctl hands -o to /bin/sh (`exec postgres <-o>`), so each setting is one shell word:
-    // a value with a space, a quote, `$` or `|` reaches the server as written.
+    // a value with a space, a quote, `$` or `|` reaches the server as written. POSIX quoting:
+    // the embedded binaries are Linux's (Windows' pg_ctl would use cmd.exe).
     const settings = Object.entries(options.settings ?? {})
       .map(([name, value]) => ` -c ${shellWord(`${name}=${value}`)}`)
       .join('');

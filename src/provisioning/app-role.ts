@@ -5,7 +5,7 @@ import { AppRoleError, ConfigError } from '../errors.js';
 import { migrationsTable, qualifiedMigrationsTable } from '../migrations/migration-storage.js';
 import { applicationPrivileges } from './application-privileges.js';
 import { ensureLoginRole, type LoginRoleChange } from './login-role.js';
-import { describePowers, rolePowers } from './role-powers.js';
+import { describePowers, roleAttributes, rolePowers } from './role-powers.js';
 import { setRoleStatementBounds } from './role-bounds.js';
 
 /** The application login role whose grants to bring back to exactly the set below. */
@@ -40,6 +40,7 @@ export const appRoleLockKey = 0x6b77_6170; // 'kwap'
 function appRoleGrantStatements(role: string, database: string, hasMigrationsTable: boolean): string[] {
   const { schema, tables, migrationsRecord, sequences, routines } = applicationPrivileges;
   const list = (privileges: readonly string[]) => privileges.join(', ');
+  const recordRevoked = tables.filter((privilege) => !migrationsRecord.includes(privilege));
   return [
     `REVOKE ALL ON DATABASE ${database} FROM ${role}`,
     `REVOKE TEMPORARY ON DATABASE ${database} FROM PUBLIC`,
@@ -51,7 +52,7 @@ function appRoleGrantStatements(role: string, database: string, hasMigrationsTab
     `GRANT ${list(schema)} ON SCHEMA public TO ${role}`,
     `GRANT ${list(tables)} ON ALL TABLES IN SCHEMA public TO ${role}`,
     // Services may read which migrations ran; only the owner records them.
-    ...(hasMigrationsTable ? [`REVOKE ${list(tables.filter((privilege) => !migrationsRecord.includes(privilege)))} ON ${qualifiedMigrationsTable} FROM ${role}`] : []),
+    ...(hasMigrationsTable && recordRevoked.length > 0 ? [`REVOKE ${list(recordRevoked)} ON ${qualifiedMigrationsTable} FROM ${role}`] : []),
     `GRANT ${list(sequences)} ON ALL SEQUENCES IN SCHEMA public TO ${role}`,
     `GRANT ${list(routines)} ON ALL FUNCTIONS IN SCHEMA public TO ${role}`,
     `ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ${list(tables)} ON TABLES TO ${role}`,
@@ -74,6 +75,9 @@ export async function grantAppRole(client: pg.ClientBase, user: string, database
   }
 }
 
+const superuserAppRole = (user: string) =>
+  new AppRoleError(user, `role '${user}' is a superuser, which no grant can restrict; choose another DB_APP_USER`);
+
 /** Refuses a role name that is not lower-case letters, digits and `_`, naming the variable it came from. */
 export function requireRoleName(variable: string, name: string): void {
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name) || name.startsWith('pg_')) {
@@ -84,10 +88,8 @@ export function requireRoleName(variable: string, name: string): void {
 /**
  * The admin's half of the application role (`setup --admin`, as a superuser or a role with
  * CREATEROLE): creates it as a plain login role with the password, or, when it exists, takes
- * away attributes it must not have and sets the password only when it changed. The stored
- * SCRAM verifier is checked against the password (its own salt and iterations), so an
- * unchanged password keeps its verifier and a PgBouncer `auth_file` holding it keeps
- * matching. The password reaches the server only as a verifier. Its sessions in this database
+ * away attributes it must not have and sets the password only when it changed, keeping its
+ * verifier otherwise (`ensureLoginRole`, as for the owner). Its sessions in this database
  * start with the statement bounds (`statementBounds`, default `DB_STATEMENT_TIMEOUT`,
  * `DB_LOCK_TIMEOUT`, `DB_IDLE_IN_TRANSACTION_TIMEOUT` as the pool reads them): what holds behind
  * a transaction-mode pooler, which refuses the pool's own startup parameters; setting a role's
@@ -117,7 +119,7 @@ export async function provisionAppRole(options: {
           client,
           adminUrl,
           { user, password },
-          () => new AppRoleError(user, `role '${user}' is a superuser, which no grant can restrict; choose another DB_APP_USER`),
+          () => superuserAppRole(user),
         );
         const { rows } = await client.query<{ database: string }>('SELECT current_database() AS database');
         await setRoleStatementBounds(client, user, rows[0]!.database, bounds);
@@ -168,19 +170,15 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
       if (owner[0]!.current_user === options.user) {
         throw new AppRoleError(options.user, `DB_APP_USER '${options.user}' is the owner connecting to set it up; the application role must be a different role`);
       }
-      const { rows: existing } = await client.query<{ rolsuper: boolean }>('SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = $1', [
-        options.user,
-      ]);
-      if (!existing[0]) {
+      const attributes = await roleAttributes(client, options.user);
+      if (attributes === undefined) {
         throw new AppRoleError(
           options.user,
           `role '${options.user}' does not exist; the release step creates no role and sets no password: ` +
             'create it once with kennwilliamson-db setup --admin (ADMIN_DATABASE_URL, DB_APP_USER, DB_APP_PASSWORD)',
         );
       }
-      if (existing[0].rolsuper) {
-        throw new AppRoleError(options.user, `role '${options.user}' is a superuser, which no grant can restrict; choose another DB_APP_USER`);
-      }
+      if (attributes.powerful.includes('SUPERUSER')) throw superuserAppRole(options.user);
 
       // Owning an object (or belonging to a role that does) carries DROP, ALTER and TRUNCATE.
       const { rows: owning } = await client.query<{ what: string }>(

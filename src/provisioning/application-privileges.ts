@@ -8,10 +8,10 @@ export type ApplicationObjectKind = 'schema' | 'tables' | 'migrationsRecord' | '
  * behind defaults (never UPDATE, which sets them), the routines, and USAGE on the schema
  * (never CREATE) and on types.
  *
- * One table for the three that must agree: the release step grants exactly this
- * (`grantAppRole`), a backup may grant the role no more (the restore's statement allow-list),
- * and the restore's catalog check before COMMIT refuses anything beyond it
- * (`excessRestoredPrivileges`).
+ * One table for the three that must agree: the release step grants this (`grantAppRole`; all
+ * but `types`, which PostgreSQL gives PUBLIC), a backup may grant the role no more (the
+ * restore's statement allow-list), and the restore's catalog check before COMMIT refuses
+ * anything beyond it (`excessRestoredPrivileges`).
  *
  * @example
  * applicationPrivileges.tables // ['SELECT', 'INSERT', 'UPDATE', 'DELETE']

@@ -10,10 +10,12 @@ export type LoginRoleChange = 'created' | 'password set' | 'unchanged';
  * Makes `role.user` a plain login role with `role.password`, as the admin's set-up step
  * leaves the owner and the application role: creates it, or takes away from the existing
  * role the attributes that reach beyond its database (CREATEROLE, CREATEDB, REPLICATION,
- * BYPASSRLS), gives it LOGIN, and sets the password only when it changed. The stored SCRAM
- * verifier is checked against the password (its own salt and iterations), so an unchanged
- * password keeps its verifier and a PgBouncer `auth_file` holding it keeps matching; the
- * password reaches the server only as a verifier. A superuser is left as it is and refused
+ * BYPASSRLS), gives it LOGIN, and sets the password only when it changed (see
+ * `passwordUnchanged`): a superuser admin checks it against the stored SCRAM verifier (its
+ * own salt and iterations), so an unchanged password keeps its verifier and a PgBouncer
+ * `auth_file` holding it keeps matching; a CREATEROLE admin, which may not read verifiers,
+ * checks by logging in as the role, which a role without LOGIN cannot, so such a role gets
+ * its password written again. The password reaches the server only as a verifier. A superuser is left as it is and refused
  * with `refuseSuperuser()`, worded for what the role is for. Only the attributes it has are
  * named: changing REPLICATION or BYPASSRLS needs more than CREATEROLE. Memberships are the
  * caller's to check ({@link rolePowers}).

@@ -30,9 +30,9 @@ describe('the embedded PostgreSQL 17', async () => {
   });
 
   it('starts detached on 127.0.0.1, creates the database, and reports an already running server', async () => {
-    // pg_ctl passes the settings through /bin/sh: a value with a space, quotes, `$`, `;` and
-    // `|` must reach the server as written, not be split, expanded or run.
-    const prefix = `%m [%p] it's "$HOME"; echo | cat `;
+    // pg_ctl passes the settings through /bin/sh: a value with a space, quotes, `$`, `;`, `|`,
+    // a backslash and backticks must reach the server as written, not be split, expanded or run.
+    const prefix = `%m [%p] it's "$HOME"; echo | cat \\ \`id\` `;
     const first = await startEmbeddedServer({ ...options, settings: { log_line_prefix: prefix } });
     expect(first).toEqual({
       url: `postgresql://postgres:postgres@127.0.0.1:${options.port}/kennwilliamson`,

@@ -60,8 +60,8 @@ export async function startPgUuidv7Server(): Promise<PgUuidv7Server> {
     password: `pg18-${randomBytes(8).toString('hex')}`,
     database: 'postgres',
     binDir,
-    // pg_ctl hands these to the server through a shell: the quotes keep $system (the server's
-    // own extension folder, for pg_trgm) from being read as a shell variable.
+    // $system is the server's own extension folder (for pg_trgm); startEmbeddedServer quotes
+    // each setting for pg_ctl's shell, so it reaches the server as written.
     settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', extension_control_path: `$system:${path.join(root, 'extensions')}` },
   };
   const { url } = await startEmbeddedServer(options);

@@ -100,10 +100,10 @@ const excessDefaultPrivilegesQuery = `
    ORDER BY 1, 2, 4, 3`;
 
 // The parameters of applicationPrivilegesRow, after the application roles ($1).
-const applicationPrivilegesParameters = (): unknown[] => {
+const applicationPrivilegesParameters: unknown[] = (() => {
   const { schema, tables, migrationsRecord, sequences, routines, types } = applicationPrivileges;
   return [schema, tables, onColumns(tables), migrationsRecord, onColumns(migrationsRecord), sequences, routines, migrationsTable, types];
-};
+})();
 
 interface ExcessPrivilege {
   kind: string;
@@ -141,7 +141,7 @@ interface ExcessDefaultPrivilege {
  */
 export async function excessRestoredPrivileges(client: pg.ClientBase, grantees: BackupGrantees): Promise<string[]> {
   const applicationRoles = [...grantees.applicationRoles];
-  const parameters = [applicationRoles, ...applicationPrivilegesParameters()];
+  const parameters = [applicationRoles, ...applicationPrivilegesParameters];
   const { rows: excess } = await client.query<ExcessPrivilege>(excessPrivilegesQuery, parameters);
   const { rows: excessDefaults } = await client.query<ExcessDefaultPrivilege>(excessDefaultPrivilegesQuery, parameters);
   const option = (row: { option_only: boolean }) => (row.option_only ? ' WITH GRANT OPTION' : '');

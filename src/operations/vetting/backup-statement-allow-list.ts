@@ -396,7 +396,8 @@ export interface BackupStatementOptions {
 // What a backup may grant the application role on each kind of object: what the release step
 // grants it (applicationPrivileges), in the parse tree's lower case. ALL is allowed where it
 // means no more than that: where those are every privilege PostgreSQL has on the kind
-// (functions and procedures: EXECUTE; types: USAGE).
+// (functions and procedures: EXECUTE; types: USAGE). `every` is PostgreSQL's own list, of its
+// newest supported major (MAINTAIN on tables since 17): one a later major adds goes here.
 const applicationObjects: Record<string, { kind: ApplicationObjectKind; every: string[] }> = {
   OBJECT_TABLE: { kind: 'tables', every: ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER', 'MAINTAIN'] },
   OBJECT_SEQUENCE: { kind: 'sequences', every: ['USAGE', 'SELECT', 'UPDATE'] },

@@ -316,6 +316,33 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       expect(await tableContents(target.url)).toEqual(before);
     });
 
+    // The application role may hold no more than the release step grants it (applicationPrivileges),
+    // however it came by it: here through the owner's database-wide default privileges, an admin's.
+    it.each([
+      ['TRUNCATE on a table', 'TRUNCATE ON TABLES', '', 'TRUNCATE on table public.planted'],
+      ['UPDATE (setval) on a sequence', 'UPDATE ON SEQUENCES', 'CREATE SEQUENCE public.planted_seq;', 'UPDATE on sequence public.planted_seq'],
+      [
+        'INSERT on the migrations record',
+        'INSERT ON TABLES',
+        'CREATE TABLE public.schema_migrations (name text NOT NULL, checksum text);',
+        'INSERT on table public.schema_migrations',
+      ],
+    ])('checks the catalog before COMMIT: %s beyond the release step\'s grants to the application role rolls the restore back', async (_what, defaults, sql, excess) => {
+      const target = await targetDatabase();
+      await ensureAppRole({ databaseUrl: target.ownerUrl, user: app });
+      await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} GRANT ${defaults} TO ${app}`);
+      const file = await crafted('app-excess.sql.gz', dumpAround(planted(sql)));
+      const before = await tableContents(target.url);
+
+      const error = await restoreFailure(target.ownerUrl, file);
+
+      expect((error as Error).message).toBe(
+        'restore failed and was rolled back; the database was not changed:\n' +
+          `the backup left privileges in the public schema beyond the owner's and the application role's: ${excess} to ${app}`,
+      );
+      expect(await tableContents(target.url)).toEqual(before);
+    });
+
     it("accepts grants to the application role the owner's default privileges give new tables to", async () => {
       const target = await targetDatabase();
       await ensureAppRole({ databaseUrl: target.ownerUrl, user: app });
