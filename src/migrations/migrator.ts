@@ -100,7 +100,6 @@ function runPolicy(options: MigratorOptions): LockWaitPolicy {
   return { ...defaultLockWait, ...Object.fromEntries(Object.entries(options.lockWait ?? {}).filter(([, v]) => v !== undefined)) };
 }
 
-
 /**
  * Applies every pending migration (or those up to and including `to`), oldest first, each in
  * its own transaction together with its record (a `-- migrate:no-transaction` file runs

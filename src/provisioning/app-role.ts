@@ -115,12 +115,7 @@ export async function provisionAppRole(options: {
         await client.query('BEGIN');
         await client.query('SET LOCAL lock_timeout = 60000');
         await client.query('SELECT pg_advisory_xact_lock($1)', [appRoleLockKey]);
-        const change = await ensureLoginRole(
-          client,
-          adminUrl,
-          { user, password },
-          () => superuserAppRole(user),
-        );
+        const change = await ensureLoginRole(client, adminUrl, { user, password }, () => superuserAppRole(user));
         const { rows } = await client.query<{ database: string }>('SELECT current_database() AS database');
         await setRoleStatementBounds(client, user, rows[0]!.database, bounds);
         await client.query('COMMIT');

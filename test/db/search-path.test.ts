@@ -137,7 +137,8 @@ describe.skipIf(!toolsAvailable([pgBouncerPath], 'the search_path test'))('every
   for (const searchPath of searchPaths) {
     it(`reads and writes public through a pooled server connection whose search_path pg_dump-style was set to ${searchPath.name}`, async () => {
       const pooler = poolers.get(searchPath.value)!;
-      // The trap is set (by the pooler's connect_query, on every server connection it opens): an unqualified statement on that connection misses public.users.
+      // The trap is set (by the pooler's connect_query, on every server connection it opens):
+      // an unqualified statement on that connection misses public.users.
       const poisoned = { searchPath: searchPath.value, unqualified: searchPath.value === '' ? 'fails with 42P01' : 'reads 0 users' };
       expect(await pooledSession(pooler)).toEqual(poisoned);
 

@@ -49,7 +49,6 @@ function openSockets(): number {
   return process.getActiveResourcesInfo().filter((resource) => resource === 'TCPSocketWrap').length;
 }
 
-
 function boundedDb(overrides: Partial<DbConfig>, poolErrors: Array<{ message: string; error: unknown }>) {
   const applicationName = `partition-${randomBytes(4).toString('hex')}`;
   const db = createDb(

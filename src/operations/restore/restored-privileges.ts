@@ -100,10 +100,18 @@ const excessDefaultPrivilegesQuery = `
    ORDER BY 1, 2, 4, 3`;
 
 // The parameters of applicationPrivilegesRow, after the application roles ($1).
-const applicationPrivilegesParameters: unknown[] = (() => {
-  const { schema, tables, migrationsRecord, sequences, routines, types } = applicationPrivileges;
-  return [schema, tables, onColumns(tables), migrationsRecord, onColumns(migrationsRecord), sequences, routines, migrationsTable, types];
-})();
+const allowed = applicationPrivileges;
+const applicationPrivilegesParameters = [
+  allowed.schema,
+  allowed.tables,
+  onColumns(allowed.tables),
+  allowed.migrationsRecord,
+  onColumns(allowed.migrationsRecord),
+  allowed.sequences,
+  allowed.routines,
+  migrationsTable,
+  allowed.types,
+];
 
 interface ExcessPrivilege {
   kind: string;

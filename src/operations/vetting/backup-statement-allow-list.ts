@@ -394,28 +394,29 @@ export interface BackupStatementOptions {
 }
 
 // What a backup may grant the application role on each kind of object: what the release step
-// grants it (applicationPrivileges), in the parse tree's lower case. ALL is allowed where it
-// means no more than that: where those are every privilege PostgreSQL has on the kind
-// (functions and procedures: EXECUTE; types: USAGE). `every` is PostgreSQL's own list, of its
-// newest supported major (MAINTAIN on tables since 17): one a later major adds goes here.
-const applicationObjects: Record<string, { kind: ApplicationObjectKind; every: string[] }> = {
-  OBJECT_TABLE: { kind: 'tables', every: ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER', 'MAINTAIN'] },
-  OBJECT_SEQUENCE: { kind: 'sequences', every: ['USAGE', 'SELECT', 'UPDATE'] },
-  OBJECT_FUNCTION: { kind: 'routines', every: ['EXECUTE'] },
-  OBJECT_PROCEDURE: { kind: 'routines', every: ['EXECUTE'] },
-  OBJECT_TYPE: { kind: 'types', every: ['USAGE'] },
-  OBJECT_SCHEMA: { kind: 'schema', every: ['USAGE', 'CREATE'] },
+// grants it (applicationPrivileges), in the parse tree's lower case, worked out once. ALL is
+// allowed where it means no more than that: where those are every privilege PostgreSQL has on
+// the kind (functions and procedures: EXECUTE; types: USAGE). The lists of every privilege
+// are PostgreSQL's own, of its newest supported major (MAINTAIN on tables since 17): one a
+// later major adds goes there.
+interface ApplicationLimits {
+  allowed: string[];
+  all: boolean;
+}
+const limitsOf = (kind: ApplicationObjectKind, every: string[]): ApplicationLimits => {
+  const granted = applicationPrivileges[kind];
+  return { allowed: granted.map((privilege) => privilege.toLowerCase()), all: every.every((privilege) => granted.includes(privilege)) };
 };
-
-const applicationLimits = (objtype: string, migrationsRecord: boolean): { allowed: string[]; all: boolean } | undefined => {
-  const object = applicationObjects[objtype];
-  if (object === undefined) return undefined;
-  const granted = applicationPrivileges[migrationsRecord ? 'migrationsRecord' : object.kind];
-  return {
-    allowed: granted.map((privilege) => privilege.toLowerCase()),
-    all: object.every.every((privilege) => granted.includes(privilege)),
-  };
+const everyOnTables = ['SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER', 'MAINTAIN'];
+const applicationLimits: Record<string, ApplicationLimits> = {
+  OBJECT_TABLE: limitsOf('tables', everyOnTables),
+  OBJECT_SEQUENCE: limitsOf('sequences', ['USAGE', 'SELECT', 'UPDATE']),
+  OBJECT_FUNCTION: limitsOf('routines', ['EXECUTE']),
+  OBJECT_PROCEDURE: limitsOf('routines', ['EXECUTE']),
+  OBJECT_TYPE: limitsOf('types', ['USAGE']),
+  OBJECT_SCHEMA: limitsOf('schema', ['USAGE', 'CREATE']),
 };
+const migrationsRecordLimits = limitsOf('migrationsRecord', everyOnTables);
 
 const objectWords = (objtype: string) => objtype.replace('OBJECT_', '').toLowerCase();
 const privilegeWords = (privileges: string[] | undefined) => (privileges === undefined ? 'ALL' : privileges.map((p) => p.toUpperCase()).join(', '));
@@ -463,7 +464,7 @@ function granteeOf(
   if (expected === undefined || role.role === expected.owner) return role;
   if (expected.applicationRoles.includes(role.role)) {
     // Services may read which migrations ran; only the owner records them.
-    const limits = applicationLimits(objtype, migrationsRecord);
+    const limits = migrationsRecord ? migrationsRecordLimits : applicationLimits[objtype];
     const within =
       limits !== undefined && (privileges === undefined ? limits.all : privileges.every((privilege) => limits.allowed.includes(privilege)));
     if (within) return role;
