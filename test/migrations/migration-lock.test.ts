@@ -13,6 +13,7 @@ import { databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/d
 import { eventually } from '../support/eventually.js';
 import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
 import { createMigrationSandbox } from '../support/migration-sandbox.js';
+import { commandArgs } from '../support/run-cli.js';
 import type { TestDatabase } from '../support/test-database.js';
 import { packageRoot } from '../../src/package-root.js';
 
@@ -75,7 +76,7 @@ describe('the migration lock', () => {
     const slow = '20990101000000_slow';
     await writeFile(path.join(migrationsDir, `${slow}.up.sql`), 'SELECT pg_sleep(60);\n');
     await writeFile(path.join(migrationsDir, `${slow}.down.sql`), '');
-    const child = spawn(process.execPath, [path.join(inject('cliDir'), 'dev.mjs'), 'migrate', '--migrations-dir', migrationsDir], {
+    const child = spawn(process.execPath, commandArgs('migrate', ['--migrations-dir', migrationsDir]), {
       cwd: packageRoot(),
       env: { ...process.env, MIGRATION_DATABASE_URL: database.url },
       stdio: 'ignore',

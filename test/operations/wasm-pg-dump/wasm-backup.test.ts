@@ -17,7 +17,7 @@ import { debianPostgresBinDir } from '../../support/debian-postgres.js';
 import { eventually } from '../../support/eventually.js';
 import { startFakePostgres } from '../../support/fake-postgres.js';
 import { toolsAvailable } from '../../support/required-tools.js';
-import { runCli } from '../../support/run-cli.js';
+import { commandArgs, runCli } from '../../support/run-cli.js';
 import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
 
@@ -194,7 +194,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
     try {
       await blocker.query('BEGIN');
       await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
-      const child = spawn(process.execPath, [path.join(inject('cliDir'), 'dev.mjs'), 'backup'], {
+      const child = spawn(process.execPath, commandArgs('db-backup'), {
         cwd: packageRoot(),
         env: { ...process.env, ...env() },
         stdio: ['ignore', 'pipe', 'pipe'],
