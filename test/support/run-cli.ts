@@ -13,8 +13,8 @@ export interface CliResult {
 // parses SQL with libpg-query's parser, or dumps with pg_dump, compiled to WebAssembly; V8 then
 // recompiles them on background threads with TurboFan, and a command that lives a second never
 // earns that back: one restore took 0.6 s of CPU with it and 0.3 s without, one backup 1.1 s
-// and 0.5 s, and the spawning files of the direct project 20% less CPU (issue 19). The code
-// and its results are the same; only the compiler that V8 uses for them differs.
+// and 0.5 s, and the direct project's files that spawn commands used 20% less CPU (issue 19).
+// The code and its results are the same; only the compiler that V8 uses for them differs.
 const v8Flags = ['--liftoff-only'];
 
 // Tests name commands after their npm scripts (db:backup is 'db-backup'); the entry takes
