@@ -5,6 +5,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { ensureDatabase } from '../provisioning/database-admin.js';
+import { shellQuote } from '../shell-quote.js';
 
 const execFile = promisify(execFileCallback);
 
@@ -41,11 +42,6 @@ export function embeddedDatabaseUrl(options: Pick<EmbeddedServerOptions, 'port' 
   const user = encodeURIComponent(options.user);
   const password = encodeURIComponent(options.password);
   return `postgresql://${user}:${password}@127.0.0.1:${options.port}/${encodeURIComponent(options.database)}`;
-}
-
-/** One word for /bin/sh, whatever it holds: single-quoted, each single quote closed, escaped and reopened. */
-function shellWord(text: string): string {
-  return `'${text.replaceAll("'", `'\\''`)}'`;
 }
 
 interface Binaries {
@@ -263,7 +259,7 @@ export async function startEmbeddedServer(
     // a value with a space, a quote, `$` or `|` reaches the server as written. POSIX quoting:
     // the embedded binaries are Linux's (Windows' pg_ctl would use cmd.exe).
     const settings = Object.entries(options.settings ?? {})
-      .map(([name, value]) => ` -c ${shellWord(`${name}=${value}`)}`)
+      .map(([name, value]) => ` -c ${shellQuote(`${name}=${value}`)}`)
       .join('');
     const logFile = path.join(dataDir, 'server.log');
     const result = await pgCtl(

@@ -6,7 +6,7 @@ import { adminUrlVariable } from './admin-database-url.js';
 import { requireRoleName } from './app-role.js';
 import { ensureDatabase } from './database-admin.js';
 import { ensureLoginRole, type LoginRoleChange } from './login-role.js';
-import { describePowers, rolePowers } from './role-powers.js';
+import { describePowers, powerFixes, rolePowers } from './role-powers.js';
 
 /** A login role and its password, as `DB_OWNER_USER`/`DB_OWNER_PASSWORD` or `DB_APP_USER`/`DB_APP_PASSWORD` give them. */
 export interface RoleCredentials {
@@ -172,7 +172,7 @@ async function provisionOwner(client: pg.Client, owner: RoleCredentials, adminUr
   if (powers.length > 0) {
     throw new ProvisioningError(
       `role '${owner.user}' cannot own the database: it ${describePowers(powers)}, and a backup restored as it would have those powers. ` +
-        `Take them away: ${powers.map((power) => `${power.fix};`).join(' ')}`,
+        `Take them away: ${powerFixes(powers)}`,
     );
   }
   return change;

@@ -151,6 +151,17 @@ export function describePowers(powers: RolePower[]): string {
 }
 
 /**
+ * The statements that take powers away, each ended by `;`, as a message gives them:
+ * `'ALTER ROLE kenn NOCREATEDB; REVOKE pg_read_all_data FROM kenn;'`.
+ *
+ * @example
+ * `take them away: ${powerFixes(await rolePowers(client, 'kenn'))}`
+ */
+export function powerFixes(powers: RolePower[]): string {
+  return powers.map((power) => `${power.fix};`).join(' ');
+}
+
+/**
  * {@link rolePowers}, in words only: `['is a superuser']`, `['has CREATEDB', 'is a member of
  * pg_read_all_data, which reads every table of every database']`, or `[]`.
  *

@@ -1,7 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it, inject, vi } from 'vitest';
 import { MigrationLockTimeoutError, MigrationPermissionError } from '../../src/errors.js';
@@ -13,9 +12,8 @@ import { databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/d
 import { eventually } from '../support/eventually.js';
 import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
 import { createMigrationSandbox } from '../support/migration-sandbox.js';
-import { commandArgs } from '../support/run-cli.js';
+import { startCli } from '../support/run-cli.js';
 import type { TestDatabase } from '../support/test-database.js';
-import { packageRoot } from '../../src/package-root.js';
 
 let database: TestDatabase;
 let migrationsDir: string;
@@ -76,11 +74,7 @@ describe('the migration lock', () => {
     const slow = '20990101000000_slow';
     await writeFile(path.join(migrationsDir, `${slow}.up.sql`), 'SELECT pg_sleep(60);\n');
     await writeFile(path.join(migrationsDir, `${slow}.down.sql`), '');
-    const child = spawn(process.execPath, commandArgs('migrate', ['--migrations-dir', migrationsDir]), {
-      cwd: packageRoot(),
-      env: { ...process.env, MIGRATION_DATABASE_URL: database.url },
-      stdio: 'ignore',
-    });
+    const child = startCli('migrate', ['--migrations-dir', migrationsDir], { MIGRATION_DATABASE_URL: database.url });
     const sleeping = () =>
       one<{ count: number }>("SELECT count(*)::int AS count FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'").then(
         (row) => row!.count,

@@ -1,7 +1,9 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcessByStdio, spawn } from 'node:child_process';
 import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
 import { inject } from 'vitest';
 import { packageRoot } from '../../src/package-root.js';
+import { shellQuote } from '../../src/shell-quote.js';
 
 export interface CliResult {
   code: number | null;
@@ -23,15 +25,42 @@ function subcommand(command: string): string {
   return command.replace(/^db-/, '');
 }
 
+// The arguments for `node` that run a command from the entry the global setup bundled.
+function commandArgs(command: string, args: string[]): string[] {
+  return [...v8Flags, path.join(inject('cliDir'), 'dev.mjs'), subcommand(command), ...args];
+}
+
 /**
- * The arguments for `node` that run one of the npm scripts' commands from the entry the
- * global setup bundled, for a test that spawns it itself (to kill it, or to watch it wait).
+ * Starts one of the npm scripts' commands (`migrate`, `db-backup`, …) in its own process, as
+ * `npm run` would, for a test that acts on it while it runs (kills it, watches it wait);
+ * {@link runCli} waits for its end.
  *
  * @example
- * spawn(process.execPath, commandArgs('migrate', ['--migrations-dir', dir]), { cwd: packageRoot() })
+ * const child = startCli('migrate', ['--migrations-dir', dir], { MIGRATION_DATABASE_URL: url })
  */
-export function commandArgs(command: string, args: string[] = []): string[] {
-  return [...v8Flags, path.join(inject('cliDir'), 'dev.mjs'), subcommand(command), ...args];
+export function startCli(
+  command: string,
+  args: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+  account: { uid?: number; gid?: number } = {},
+): ChildProcessByStdio<null, Readable, Readable> {
+  return spawn(process.execPath, commandArgs(command, args), {
+    ...account,
+    cwd: packageRoot(),
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+}
+
+// A command's exit code and everything it wrote, once it has closed.
+function outcome(child: ChildProcessByStdio<Writable | null, Readable, Readable>): Promise<CliResult> {
+  return new Promise((resolve) => {
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    child.on('close', (code) => resolve({ code, stdout, stderr }));
+  });
 }
 
 /** Runs one of the npm scripts' commands (`migrate`, `db-setup`, …) as `npm run` would, in its own process. */
@@ -41,19 +70,7 @@ export function runCli(
   env: NodeJS.ProcessEnv = {},
   account: { uid?: number; gid?: number } = {},
 ): Promise<CliResult> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, commandArgs(command, args), {
-      ...account,
-      cwd: packageRoot(),
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-  });
+  return outcome(startCli(command, args, env, account));
 }
 
 /**
@@ -61,19 +78,13 @@ export function runCli(
  * prompts a command shows only to a person. Output is the terminal's: stdout and stderr mixed.
  */
 export function runCliInTerminal(command: string, args: string[], env: NodeJS.ProcessEnv, input: string): Promise<CliResult> {
-  const quote = (value: string) => `'${value.replace(/'/g, `'\\''`)}'`;
-  const line = [process.execPath, ...commandArgs(command, args)].map(quote).join(' ');
-  return new Promise((resolve) => {
-    const child = spawn('script', ['--quiet', '--return', '--command', line, '/dev/null'], {
-      cwd: packageRoot(),
-      env: { ...process.env, ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (chunk: Buffer) => (stdout += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-    child.on('close', (code) => resolve({ code, stdout, stderr }));
-    child.stdin.end(input);
+  const line = [process.execPath, ...commandArgs(command, args)].map(shellQuote).join(' ');
+  const child = spawn('script', ['--quiet', '--return', '--command', line, '/dev/null'], {
+    cwd: packageRoot(),
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
+  const result = outcome(child);
+  child.stdin.end(input);
+  return result;
 }

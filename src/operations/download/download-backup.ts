@@ -7,7 +7,8 @@ import { ChecksumMismatchError, ConfigError, DownloadError } from '../../errors.
 import { checksumPathOf, type ChecksumRecord, parseChecksumText, writeChecksumFile } from '../files/checksum-file.js';
 import { byteProgress, formatBytes } from '../files/progress-reporter.js';
 import { publishFile } from '../files/publish-file.js';
-import { shellQuote, sshArguments, sshFailure, type SshTarget } from './ssh-connection.js';
+import { shellQuote } from '../../shell-quote.js';
+import { sshArguments, sshFailure, type SshTarget } from './ssh-connection.js';
 import { writeStreamToFile } from '../files/write-stream-to-file.js';
 
 /** The remote folder backups are read from unless told otherwise. */

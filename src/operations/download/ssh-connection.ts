@@ -15,16 +15,6 @@ export interface SshTarget {
 }
 
 /**
- * Quotes a string for the remote POSIX shell that runs an ssh command.
- *
- * @example
- * shellQuote("it's") // `'it'\''s'`
- */
-export function shellQuote(value: string): string {
-  return `'${value.replace(/'/g, `'\\''`)}'`;
-}
-
-/**
  * The `ssh` arguments that run `remoteCommand` on the target, never waiting for a person:
  * BatchMode (no password or passphrase prompt), strict host key checking (an unknown or
  * changed host key fails instead of being trusted on first use: a backup holds password

@@ -6,7 +6,7 @@ import { DirectConnectionRequiredError, RestoreError } from '../../errors.js';
 import { migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { databaseUrlAs } from '../../provisioning/database-admin.js';
 import { requireRoleName } from '../../provisioning/app-role.js';
-import { describePowers, type RolePower, rolePowers } from '../../provisioning/role-powers.js';
+import { describePowers, powerFixes, rolePowers } from '../../provisioning/role-powers.js';
 import type { BackupGrantees } from '../vetting/backup-statement-allow-list.js';
 import { applicationRolesGrantedNewTables } from './restored-privileges.js';
 
@@ -38,8 +38,6 @@ export interface RestoreSession {
 const why =
   "a backup's SQL runs with the powers of the session that restores it, functions included (a CHECK constraint's, " +
   "a default's, an index expression's run while rows load, and RESET ROLE undoes a SET ROLE), so a backup restored as";
-
-const fixes = (powers: RolePower[]) => powers.map((power) => `${power.fix};`).join(' ');
 
 /**
  * Decides which role runs a backup's SQL: never one with powers beyond the database (a
@@ -116,7 +114,7 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
   if (facts.ownerPowers.length > 0) {
     refuse(
       `The database's owner '${facts.databaseOwner}' ${describePowers(facts.ownerPowers)} too: take that away as an admin ` +
-        `(${fixes(facts.ownerPowers)}), or hand the database to a plain owner once with kennwilliamson-db setup --admin ` +
+        `(${powerFixes(facts.ownerPowers)}), or hand the database to a plain owner once with kennwilliamson-db setup --admin ` +
         `(ADMIN_DATABASE_URL, DB_OWNER_USER, DB_OWNER_PASSWORD), then restore as that owner.`,
     );
   }
@@ -146,7 +144,7 @@ export async function requireRestrictedSession(client: pg.Client): Promise<void>
       throw new RestoreError(
         `refusing to restore as '${role}': it ${describePowers(powers)}. ${why} it could reach beyond the database. ` +
           `Restore as the database's owner, a role without such powers (see setup --admin), or take them away as an admin ` +
-          `(${fixes(powers)}). The database was not touched.`,
+          `(${powerFixes(powers)}). The database was not touched.`,
       );
     }
   }

@@ -100,17 +100,16 @@ const excessDefaultPrivilegesQuery = `
    ORDER BY 1, 2, 4, 3`;
 
 // The parameters of applicationPrivilegesRow, after the application roles ($1).
-const allowed = applicationPrivileges;
 const applicationPrivilegesParameters = [
-  allowed.schema,
-  allowed.tables,
-  onColumns(allowed.tables),
-  allowed.migrationsRecord,
-  onColumns(allowed.migrationsRecord),
-  allowed.sequences,
-  allowed.routines,
+  applicationPrivileges.schema,
+  applicationPrivileges.tables,
+  onColumns(applicationPrivileges.tables),
+  applicationPrivileges.migrationsRecord,
+  onColumns(applicationPrivileges.migrationsRecord),
+  applicationPrivileges.sequences,
+  applicationPrivileges.routines,
   migrationsTable,
-  allowed.types,
+  applicationPrivileges.types,
 ];
 
 interface ExcessPrivilege {

@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
@@ -11,13 +10,12 @@ import { backupDatabase } from '../../../src/operations/backup/backup.js';
 import { freePort } from '../../../src/embedded/free-port.js';
 import { libpqConnection } from '../../../src/operations/pg-tools/libpq-connection.js';
 import { startWasmPgDump } from '../../../src/operations/wasm-pg-dump/wasm-pg-dump.js';
-import { packageRoot } from '../../../src/package-root.js';
 import { recreateDatabase } from '../../../src/provisioning/database-admin.js';
 import { debianPostgresBinDir } from '../../support/debian-postgres.js';
 import { eventually } from '../../support/eventually.js';
 import { startFakePostgres } from '../../support/fake-postgres.js';
 import { toolsAvailable } from '../../support/required-tools.js';
-import { commandArgs, runCli } from '../../support/run-cli.js';
+import { runCli, startCli } from '../../support/run-cli.js';
 import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
 
@@ -194,11 +192,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
     try {
       await blocker.query('BEGIN');
       await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
-      const child = spawn(process.execPath, commandArgs('db-backup'), {
-        cwd: packageRoot(),
-        env: { ...process.env, ...env() },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = startCli('db-backup', [], env());
       let stderr = '';
       child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
       const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
