@@ -138,6 +138,23 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     expect(await readdir(backupDir)).toEqual([]);
   });
 
+  // The remote path reaches the host's shell inside ssh's command line: quotes and $(…) in it
+  // must arrive as characters, never as syntax.
+  it('reads a remote folder whose name holds quotes and shell syntax as plain characters', async () => {
+    const marker = path.join(root, 'ran');
+    // The marker's slashes make this a few nested folders; the path as a whole is what ssh carries.
+    const odd = path.join(root, `it's "odd" $(touch ${marker}) \`touch ${marker}\``);
+    await mkdir(odd, { recursive: true });
+    await copyFile(path.join(remoteDir, name), path.join(odd, name));
+    const result = await downloadBackup({
+      host: '127.0.0.1', file: name, backupDir, remoteDir: odd, key: ssh.clientKey, port: ssh.port, user: ssh.user, knownHostsFile: ssh.knownHostsFile,
+    });
+
+    expect(result).toMatchObject({ verified: false, bytes: content.length });
+    expect((await readFile(path.join(backupDir, name))).equals(content)).toBe(true);
+    await expect(stat(marker)).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
   it('refuses a file name with a folder in it', async () => {
     const result = await runCli('db-download-backup', ['127.0.0.1', '../etc/passwd', '--key', ssh.clientKey], sshEnv());
     expect(result.code).toBe(1);
