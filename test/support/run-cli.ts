@@ -37,7 +37,7 @@ function commandArgs(command: string, args: string[]): string[] {
 /**
  * Starts one of the npm scripts' commands (`migrate`, `db-backup`, …) in its own process, as
  * `npm run` would, for a test that acts on it while it runs (kills it, watches it wait);
- * {@link runCli} waits for its end.
+ * {@link cliOutcome} collects what it wrote and its exit code, as {@link runCli} does.
  *
  * @example
  * const child = startCli('migrate', ['--migrations-dir', dir], { MIGRATION_DATABASE_URL: url })
@@ -56,8 +56,17 @@ export function startCli(
   });
 }
 
-// A command's exit code and everything it wrote, once it has closed.
-function outcome(child: ChildProcessByStdio<Writable | null, Readable, Readable>): Promise<CliResult> {
+/**
+ * A started command's exit code and everything it wrote, once it has closed. Call it right
+ * after starting the command, so that no output is missed while the test acts on it.
+ *
+ * @example
+ * const child = startCli('db-backup', [], env);
+ * const finished = cliOutcome(child);
+ * child.kill('SIGINT');
+ * const { code, stderr } = await finished;
+ */
+export function cliOutcome(child: ChildProcessByStdio<Writable | null, Readable, Readable>): Promise<CliResult> {
   return new Promise((resolve) => {
     let stdout = '';
     let stderr = '';
@@ -74,7 +83,7 @@ export function runCli(
   env: NodeJS.ProcessEnv = {},
   account: { uid?: number; gid?: number } = {},
 ): Promise<CliResult> {
-  return outcome(startCli(command, args, env, account));
+  return cliOutcome(startCli(command, args, env, account));
 }
 
 /**
@@ -88,7 +97,7 @@ export function runCliInTerminal(command: string, args: string[], env: NodeJS.Pr
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'pipe'],
   });
-  const result = outcome(child);
+  const result = cliOutcome(child);
   child.stdin.end(input);
   return result;
 }

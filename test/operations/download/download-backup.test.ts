@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DownloadError } from '../../../src/errors.js';
-import { downloadBackup } from '../../../src/operations/download/download-backup.js';
+import { downloadBackup, type DownloadOptions } from '../../../src/operations/download/download-backup.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { runCli } from '../../support/run-cli.js';
 import { sshdPath, startSshServer, type SshServer } from '../../support/ssh-server.js';
@@ -42,6 +42,18 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     BACKUP_SSH_PORT: String(ssh.port),
     BACKUP_SSH_USER: ssh.user,
     BACKUP_REMOTE_DIR: remoteDir,
+    ...overrides,
+  });
+  // The same, for a call of downloadBackup itself.
+  const overSsh = (overrides: Partial<DownloadOptions> = {}): DownloadOptions => ({
+    host: '127.0.0.1',
+    file: name,
+    backupDir,
+    remoteDir,
+    key: ssh.clientKey,
+    port: ssh.port,
+    user: ssh.user,
+    knownHostsFile: ssh.knownHostsFile,
     ...overrides,
   });
 
@@ -103,7 +115,7 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     await copyFile(ssh.clientKey, loose);
     await chmod(loose, 0o644);
     await expect(
-      downloadBackup({ host: '127.0.0.1', file: name, backupDir, remoteDir, key: loose, port: ssh.port, knownHostsFile: ssh.knownHostsFile }),
+      downloadBackup(overSsh({ key: loose })),
     ).rejects.toMatchObject({ reason: 'key', message: expect.stringContaining('run chmod 600') });
   });
 
@@ -111,9 +123,7 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     const stranger = path.join(root, 'stranger');
     const { execFileSync } = await import('node:child_process');
     execFileSync('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-f', stranger]);
-    const error = await downloadBackup({
-      host: '127.0.0.1', file: name, backupDir, remoteDir, key: stranger, port: ssh.port, user: ssh.user, knownHostsFile: ssh.knownHostsFile,
-    }).catch((e: unknown) => e);
+    const error = await downloadBackup(overSsh({ key: stranger })).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DownloadError);
     expect(error).toMatchObject({ reason: 'auth' });
     expect(await readdir(backupDir)).toEqual([]);
@@ -146,9 +156,7 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     const odd = path.join(root, `it's "odd" $(touch ${marker}) \`touch ${marker}\``);
     await mkdir(odd, { recursive: true });
     await copyFile(path.join(remoteDir, name), path.join(odd, name));
-    const result = await downloadBackup({
-      host: '127.0.0.1', file: name, backupDir, remoteDir: odd, key: ssh.clientKey, port: ssh.port, user: ssh.user, knownHostsFile: ssh.knownHostsFile,
-    });
+    const result = await downloadBackup(overSsh({ remoteDir: odd }));
 
     expect(result).toMatchObject({ verified: false, bytes: content.length });
     expect((await readFile(path.join(backupDir, name))).equals(content)).toBe(true);

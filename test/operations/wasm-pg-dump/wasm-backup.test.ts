@@ -15,7 +15,7 @@ import { debianPostgresBinDir } from '../../support/debian-postgres.js';
 import { eventually } from '../../support/eventually.js';
 import { startFakePostgres } from '../../support/fake-postgres.js';
 import { toolsAvailable } from '../../support/required-tools.js';
-import { runCli, startCli } from '../../support/run-cli.js';
+import { cliOutcome, runCli, startCli } from '../../support/run-cli.js';
 import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
 
@@ -193,9 +193,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
       await blocker.query('BEGIN');
       await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
       const child = startCli('db-backup', [], env());
-      let stderr = '';
-      child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
-      const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+      const finished = cliOutcome(child);
       const waitingBackups = async () =>
         (
           await observer.query<{ n: number }>(
@@ -206,7 +204,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
       await eventually(async () => (await waitingBackups()) === 1, "the backup's pg_dump waits for the lock", { timeoutMs: 20_000 });
 
       child.kill('SIGINT');
-      const code = await closed;
+      const { code, stderr } = await finished;
 
       expect(code, stderr).toBe(1);
       expect(stderr).toContain('SIGINT: stopping and cleaning up');
