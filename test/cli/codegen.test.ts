@@ -123,6 +123,20 @@ describe('npm run codegen on a schema a migration just changed', () => {
     expect(output).toContain('import type { DeviceInfo } from "../src/device-info.js";');
   });
 
+  // kysely-codegen's own pool returned from end() with its connections still open, and with no
+  // 'error' listener: the database dropped right after (this file's afterAll) ended them with
+  // an error that crashed the test process, which failed the run with every test passed.
+  it('has closed its connection by the time it returns, or throws, so the database can go at once', async () => {
+    const sockets = () => process.getActiveResourcesInfo().filter((kind) => kind === 'TCPSocketWrap').length;
+    const before = sockets();
+    await generateTypes({ databaseUrl: sandbox.database.url, outFile: path.join(outDir, 'again.ts'), logLevel: 'silent', warn: () => {} });
+    expect(sockets()).toBe(before);
+    await writeFile(path.join(outDir, 'stale.ts'), 'stale');
+    const stale = { databaseUrl: sandbox.database.url, outFile: path.join(outDir, 'stale.ts'), verify: true, logLevel: 'silent' as const, warn: () => {} };
+    await expect(generateTypes(stale)).rejects.toThrow(/not up-to-date/);
+    expect(sockets()).toBe(before);
+  });
+
   it('fails --verify (codegen:check) once a migration adds a value to a listed column', async () => {
     const outFile = path.join(outDir, 'db.ts');
     await expect(generateTypes({ databaseUrl: sandbox.database.url, outFile, verify: true, logLevel: 'silent', warn: () => {} })).resolves.toBe(output);

@@ -1,3 +1,5 @@
+import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
+import type pg from 'pg';
 import { withClient } from '../../db/with-client.js';
 import { migrationsTable } from '../../migrations/migration-storage.js';
 import { columnOverrides, type JsonShape } from './column-overrides.js';
@@ -29,39 +31,62 @@ export interface GenerateTypesOptions {
  * unions of literals for CHECK-listed text columns, module types for jsonb columns with a
  * known shape. PostgreSQL enums become unions by kysely-codegen itself. The schema_migrations
  * table is left out. Returns the generated text; with `verify`, throws when the file differs.
+ * Everything runs on one connection of its own, closed before this returns, whatever happens.
  *
  * @example await generateTypes({ databaseUrl, outFile: 'generated/db.ts', verify: true })
  */
 export async function generateTypes(options: GenerateTypesOptions): Promise<string> {
-  const { columns, customImports, notUnderstood } = await withClient(options.databaseUrl, (client) =>
-    columnOverrides(client, options.shapes ?? jsonShapes),
-  );
-  if (notUnderstood.length > 0) {
-    (options.warn ?? ((line) => console.error(line)))(
-      `codegen: ${notUnderstood.length === 1 ? 'a CHECK tests' : `${notUnderstood.length} CHECKs test`} values in a form it does not read, ` +
-        `so ${notUnderstood.length === 1 ? 'that column keeps its' : 'those columns keep their'} plain type: ${notUnderstood.join(', ')}`,
-    );
-  }
   // Loaded here, not at the top: kysely-codegen loads the TypeScript compiler, which no other
   // command of the npm scripts (and of the tests, which spawn them by the dozen) should pay for.
   const { generate, getDialect, Logger } = await import('kysely-codegen');
-  // In-process, so that the URL never reaches a command line and the overrides need no JSON.
-  // What kysely-codegen's own CLI does, except that the connection is closed whatever happens
-  // (the CLI leaves it open when --verify fails, which only its process exit ends).
-  const dialect = getDialect('postgres');
-  const db = await dialect.introspector.connect({ connectionString: options.databaseUrl, dialect });
-  try {
-    return await generate({
-      db,
-      dialect,
-      outFile: options.outFile,
-      excludePattern: migrationsTable,
-      overrides: { columns },
-      customImports,
-      verify: options.verify ?? false,
-      logger: new Logger(options.logLevel ?? 'info'),
-    });
-  } finally {
-    await db.destroy();
-  }
+  return withClient(
+    options.databaseUrl,
+    async (client) => {
+      const { columns, customImports, notUnderstood } = await columnOverrides(client, options.shapes ?? jsonShapes);
+      if (notUnderstood.length > 0) {
+        (options.warn ?? ((line) => console.error(line)))(
+          `codegen: ${notUnderstood.length === 1 ? 'a CHECK tests' : `${notUnderstood.length} CHECKs test`} values in a form it does not read, ` +
+            `so ${notUnderstood.length === 1 ? 'that column keeps its' : 'those columns keep their'} plain type: ${notUnderstood.join(', ')}`,
+        );
+      }
+      // In-process, so that the URL never reaches a command line and the overrides need no JSON.
+      // kysely-codegen would open a pg pool of its own (trying TLS without checking the server's
+      // certificate first) whose end() returns before its connections have closed and which
+      // has no 'error' listener: a database dropped right after (as tests do) then ended one of
+      // them with an error that crashed the process. It introspects through this connection.
+      const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: poolOfOne(client) }) });
+      const dialect = getDialect('postgres');
+      return generate({
+        // kysely-codegen's typings take Kysely from kysely's CommonJS build, this module from
+        // its ES one: one class to the code, two to the compiler (by their private field).
+        db: db as unknown as Parameters<typeof generate>[0]['db'],
+        dialect,
+        outFile: options.outFile,
+        excludePattern: migrationsTable,
+        overrides: { columns },
+        customImports,
+        verify: options.verify ?? false,
+        logger: new Logger(options.logLevel ?? 'info'),
+      });
+    },
+    'kennwilliamson-codegen',
+  );
+}
+
+// A pool of this one connection, for Kysely: a query waits until the one before it has
+// released the connection (pg runs one query at a time on it; kysely-codegen sends several at
+// once), and ending the pool leaves the connection to its owner.
+function poolOfOne(client: pg.Client): PostgresPool {
+  const query = client.query.bind(client) as PostgresPoolClient['query'];
+  let free = Promise.resolve();
+  return {
+    connect: async () => {
+      const previous = free;
+      let release!: () => void;
+      free = new Promise((resolve) => (release = resolve));
+      await previous;
+      return { query, release };
+    },
+    end: async () => undefined,
+  };
 }
