@@ -5,6 +5,7 @@ import path from 'node:path';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateTypes } from '../../src/cli/dev/generate-types.js';
+import { withClient } from '../../src/db/with-client.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { packageRoot } from '../../src/package-root.js';
 import { createMigrationSandbox, type MigrationSandbox } from '../support/migration-sandbox.js';
@@ -127,14 +128,24 @@ describe('npm run codegen on a schema a migration just changed', () => {
   // 'error' listener: the database dropped right after (this file's afterAll) ended them with
   // an error that crashed the test process, which failed the run with every test passed.
   it('has closed its connection by the time it returns, or throws, so the database can go at once', async () => {
+    // Counted in this process (a socket still closing is counted at once) and on the server.
     const sockets = () => process.getActiveResourcesInfo().filter((kind) => kind === 'TCPSocketWrap').length;
+    const otherSessions = () =>
+      withClient(sandbox.database.url, async (client) => {
+        const { rows } = await client.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()',
+        );
+        return rows[0]!.n;
+      });
     const before = sockets();
     await generateTypes({ databaseUrl: sandbox.database.url, outFile: path.join(outDir, 'again.ts'), logLevel: 'silent', warn: () => {} });
     expect(sockets()).toBe(before);
+    expect(await otherSessions()).toBe(0);
     await writeFile(path.join(outDir, 'stale.ts'), 'stale');
     const stale = { databaseUrl: sandbox.database.url, outFile: path.join(outDir, 'stale.ts'), verify: true, logLevel: 'silent' as const, warn: () => {} };
     await expect(generateTypes(stale)).rejects.toThrow(/not up-to-date/);
     expect(sockets()).toBe(before);
+    expect(await otherSessions()).toBe(0);
   });
 
   it('fails --verify (codegen:check) once a migration adds a value to a listed column', async () => {

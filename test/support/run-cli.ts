@@ -24,8 +24,8 @@ export interface CliResult {
 // `--no-experimental-fetch` leaves out Node's fetch globals, which no command uses: on Node 20
 // pg's check for Cloudflare Workers touches `Response` when it loads, and that alone loads
 // undici, about 30 ms of CPU in every command (`--help` 0.16 s and 0.13 s in three runs of 20).
-// Node 21 and later answer that check from `navigator` without loading undici, and Node 22
-// removed the flag, so it is passed only where Node still knows it.
+// Later Nodes answer that check from `navigator` without loading undici, and Node 23 removed
+// the flag, so it is passed only where Node still knows it.
 const noFetch = process.allowedNodeEnvironmentFlags.has('--no-experimental-fetch') ? ['--no-experimental-fetch'] : [];
 const nodeFlags = ['--liftoff-only', '--single-threaded', ...noFetch];
 

@@ -57,8 +57,9 @@ export async function generateTypes(options: GenerateTypesOptions): Promise<stri
       const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: poolOfOne(client) }) });
       const dialect = getDialect('postgres');
       return generate({
-        // kysely-codegen's typings take Kysely from kysely's CommonJS build, this module from
-        // its ES one: one class to the code, two to the compiler (by their private field).
+        // kysely-codegen loads kysely's CommonJS build and this module its ES one: two copies
+        // of the class, which the compiler tells apart by their private field. kysely-codegen
+        // only calls the instance's methods, so this module's instance serves it as well.
         db: db as unknown as Parameters<typeof generate>[0]['db'],
         dialect,
         outFile: options.outFile,
@@ -73,9 +74,11 @@ export async function generateTypes(options: GenerateTypesOptions): Promise<stri
   );
 }
 
-// A pool of this one connection, for Kysely: a query waits until the one before it has
-// released the connection (pg runs one query at a time on it; kysely-codegen sends several at
-// once), and ending the pool leaves the connection to its owner.
+// A pool of this one connection, for Kysely: each query waits until the one before it has
+// released the connection, since Kysely takes a connection it leases to be its alone
+// (kysely-codegen sends several queries at once), and ending the pool leaves the connection to
+// its owner. For independent queries only: a transaction or connection() scope that queried
+// the outer Kysely would wait on itself.
 function poolOfOne(client: pg.Client): PostgresPool {
   const query = client.query.bind(client) as PostgresPoolClient['query'];
   let free = Promise.resolve();
