@@ -124,9 +124,8 @@ describe('npm run codegen on a schema a migration just changed', () => {
     expect(output).toContain('import type { DeviceInfo } from "../src/device-info.js";');
   });
 
-  // kysely-codegen's own pool returned from end() with its connections still open, and with no
-  // 'error' listener: the database dropped right after (this file's afterAll) ended them with
-  // an error that crashed the test process, which failed the run with every test passed.
+  // This file's afterAll drops the database at once: a connection still closing then ended
+  // with an error that crashed the test process (see generateTypes).
   it('has closed its connection by the time it returns, or throws, so the database can go at once', async () => {
     // Counted in this process (a socket still closing is counted at once) and on the server.
     const sockets = () => process.getActiveResourcesInfo().filter((kind) => kind === 'TCPSocketWrap').length;
