@@ -27,6 +27,12 @@ export interface MigrationLockOptions {
   timeoutMs: number;
   /** Told once when another run holds the lock, with who holds it. */
   onWait?: (holder: MigrationLockHolder | undefined) => void;
+  /**
+   * Runs on the lock's connection before the lock is asked for: a check that refuses the run
+   * (a pooler in between) then fails it before it waits for another run, without a
+   * connection of its own.
+   */
+  beforeLock?: (holder: pg.ClientBase) => Promise<void>;
 }
 
 // A transaction-scoped advisory lock in a transaction that stays open for the whole run,
@@ -62,6 +68,7 @@ export async function withMigrationLock<T>(
     async (holder) => {
       let lost: unknown;
       holder.on('error', (error) => (lost ??= error));
+      await options.beforeLock?.(holder);
       await holder.query('BEGIN');
       // The server must not end this transaction for idling while the work runs elsewhere,
       // and must notice within a second when this process is gone while it waits for the lock.

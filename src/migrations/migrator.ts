@@ -3,7 +3,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { Umzug, MigrationError as UmzugMigrationError } from 'umzug';
-import { requireDirectDatabase } from '../db/direct-connection.js';
+import { requireDirectConnection } from '../db/direct-connection.js';
 import { librarySchema } from '../db/library-schema.js';
 import { warnOnStderr } from '../db/warn-on-stderr.js';
 import { withClient } from '../db/with-client.js';
@@ -271,15 +271,13 @@ async function withMigrator<T>(
     log(`waiting for another migration run to finish${holder ? ` (pid ${holder.pid}, ${holder.applicationName})` : ''}…`);
 
   try {
-    // Before the lock, so a refused run never waits for another one. Through a pooler, the
-    // session settings a migration may leave (a `SET` in a file) would reach the services.
-    await requireDirectDatabase(databaseUrl, {
-      operation: 'migrate',
-      variable: migrationUrlVariable(databaseUrl),
-      applicationName: migratorApplicationName,
-    });
+    // Through a pooler, the session settings a migration may leave (a `SET` in a file) would
+    // reach the services. Checked before the lock is asked for, so a refused run never waits
+    // for another one.
+    const refusePooler = (holder: pg.ClientBase) =>
+      requireDirectConnection(holder, { operation: 'migrate', variable: migrationUrlVariable(databaseUrl) });
 
-    return await withMigrationLock({ databaseUrl, timeoutMs, onWait }, (lock) =>
+    return await withMigrationLock({ databaseUrl, timeoutMs, onWait, beforeLock: refusePooler }, (lock) =>
       withClient(
         databaseUrl,
         async (client) => {

@@ -1,7 +1,7 @@
 import { appendFile, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MigrationChecksumError, MigrationError, MigrationMissingError } from '../../src/errors.js';
 import { checksumOf } from '../../src/migrations/migration-files.js';
 import { migrate, migrateDown, migrationStatus } from '../../src/migrations/migrator.js';
@@ -68,6 +68,21 @@ describe('migrate', () => {
   it('does nothing when every migration is applied', async () => {
     await migrate({ databaseUrl: database.url, migrationsDir });
     expect(await migrate({ databaseUrl: database.url, migrationsDir })).toEqual([]);
+  });
+
+  it('opens two connections for a run, the lock holder and the one that migrates, whether it applies all or nothing', async () => {
+    // A release step may meet a server with few connection slots to spare; the check that
+    // refuses a pooler is made on the lock holder's connection, not on a third.
+    const connect = vi.spyOn(pg.Client.prototype, 'connect');
+    try {
+      await migrate({ databaseUrl: database.url, migrationsDir });
+      expect(connect).toHaveBeenCalledTimes(2);
+      connect.mockClear();
+      await migrate({ databaseUrl: database.url, migrationsDir });
+      expect(connect).toHaveBeenCalledTimes(2);
+    } finally {
+      connect.mockRestore();
+    }
   });
 
   it('applies each migration exactly once when 8 `npm run migrate` processes start together', async () => {

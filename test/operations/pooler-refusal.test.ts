@@ -7,10 +7,12 @@ import type { DB } from '../../generated/db.js';
 import { createDb } from '../../src/db/create-db.js';
 import { withClient } from '../../src/db/with-client.js';
 import { DirectConnectionRequiredError } from '../../src/errors.js';
+import { migrationLockKey } from '../../src/migrations/migration-lock.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { restoreDatabase } from '../../src/operations/restore/restore.js';
 import { verifyBackupFile } from '../../src/operations/vetting/verify-backup-file.js';
 import * as users from '../../src/queries/users.js';
+import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
 import { newUser } from '../support/factories.js';
 import { type PgBouncer, pgBouncerPath, startPgBouncer } from '../support/pgbouncer.js';
 import { toolsAvailable } from '../support/required-tools.js';
@@ -129,6 +131,20 @@ describe.skipIf(!toolsAvailable([pgBouncerPath], 'the refusals of a connection p
         code: 'DIRECT_CONNECTION_REQUIRED',
         message: expect.stringContaining('migrate refused: its database URL reaches a connection pooler'),
       });
+    });
+
+    it('refuses migrate through the pooler at once, even while another run holds the migration lock', async () => {
+      // Were the check made once the lock is held, this migrate would say it waits, then fail
+      // with MigrationLockTimeoutError after 15 s.
+      const holder = await holdAdvisoryLock(database.url, migrationLockKey, 'release-step-on-host-a');
+      try {
+        const lines: string[] = [];
+        const run = migrate({ databaseUrl: pooledUrl, lockTimeoutMs: 15_000, log: (line) => lines.push(line) });
+        await expect(run).rejects.toBeInstanceOf(DirectConnectionRequiredError);
+        expect(lines).toEqual([]);
+      } finally {
+        await holder.release();
+      }
     });
   },
 );
