@@ -30,6 +30,12 @@ const common = {
   // restores env and timers in afterEach, and removes what it patches (OpenTelemetry) in
   // afterAll. `vitest run --sequence.shuffle.files` checks that no file needs another's leftovers.
   isolate: false,
+  // V8 compiles WebAssembly (libpg-query's parser, PGlite's pg_dump) with its baseline
+  // compiler only, as the commands the tests start do (see test/support/run-cli.ts): the
+  // optimizing recompiles on background threads cost more CPU than the tests' short runs of
+  // that code win back. The operations' and restores' files used 29-32 s of CPU with it and
+  // 31-38 s without, in three alternating runs (issue 19).
+  execArgv: ['--liftoff-only'],
 };
 
 // The query modules run again through PgBouncer in transaction mode, as services do, with the
