@@ -8,9 +8,10 @@ import { packageRoot } from '../../package-root.js';
 /**
  * Starts a worker thread running one of the modules of `src/operations/wasm-pg-dump/` (by name, without
  * extension), wherever this code runs from: compiled beside this file (`dist/`, plain
- * node), or from the TypeScript sources, as `npm run` scripts (tsx), the tests and bundles
- * of the commands do. A worker does not inherit tsx's loader, so for sources it registers
- * tsx itself before importing the module.
+ * node, and the tests' bundles of the commands), or from the TypeScript sources, as `npm run`
+ * scripts (tsx) do. A worker does not inherit tsx's loader, so for sources it registers tsx
+ * itself before importing the module. (The tests' own processes start the bundled copies
+ * instead: see vitest.config.ts.)
  *
  * @example
  * const worker = startModuleWorker('pg-socket-worker', { workerData })
