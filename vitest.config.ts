@@ -1,6 +1,6 @@
 import { existsSync, statfsSync } from 'node:fs';
-import path from 'node:path';
-import { configDefaults, defineConfig, type Plugin } from 'vitest/config';
+import { fileURLToPath } from 'node:url';
+import { configDefaults, defineConfig, type Plugin, type ViteUserConfig } from 'vitest/config';
 import { pgBouncer124Path, pgBouncerPath } from './test/support/pgbouncer.js';
 import { extraPostgresMajors, postgresMajorBinDir } from './test/support/postgres-majors.js';
 
@@ -35,7 +35,8 @@ const common = {
   // compiler only, as the commands the tests start do (see test/support/run-cli.ts): the
   // optimizing recompiles on background threads cost more CPU than the tests' short runs of
   // that code win back. The operations' and restores' files used 29-32 s of CPU with it and
-  // 31-38 s without, in three alternating runs (issue 19).
+  // 31-38 s without, in three alternating runs (issue 19). (A V8 flag in execArgv needs the
+  // default `forks` pool: worker threads refuse one.)
   execArgv: ['--liftoff-only'],
 };
 
@@ -43,17 +44,19 @@ const common = {
 // global setup made for the commands, not from the TypeScript sources: a worker started from
 // the sources registers tsx first, 0.27 s of CPU each against 0.05 s, and the tests start
 // some 20 (issue 19). Only wasm-pg-dump.ts's import is redirected; the sources' way has a
-// test of its own (test/operations/wasm-pg-dump/module-worker.test.ts).
+// test of its own (test/operations/wasm-pg-dump/module-worker.test.ts). Like the commands,
+// the bundle is made once per run: `vitest` in watch mode must be restarted to see a change
+// to the worker modules.
+const bundledModuleWorker = fileURLToPath(new URL('./test/support/bundled-module-worker.ts', import.meta.url));
 const bundledModuleWorkers: Plugin = {
   name: 'kw-bundled-module-workers',
   enforce: 'pre',
   resolveId(source, importer) {
-    if (source === './module-worker.js' && importer?.endsWith(path.join('src', 'operations', 'wasm-pg-dump', 'wasm-pg-dump.ts'))) {
-      return path.resolve('test', 'support', 'bundled-module-worker.ts');
-    }
-    return undefined;
+    const fromWasmPgDump = importer?.replaceAll('\\', '/').endsWith('/src/operations/wasm-pg-dump/wasm-pg-dump.ts') === true;
+    return source === './module-worker.js' && fromWasmPgDump ? bundledModuleWorker : undefined;
   },
 };
+const project = (test: NonNullable<ViteUserConfig['test']>) => ({ plugins: [bundledModuleWorkers], test: { ...common, ...test } });
 
 // The query modules run again through PgBouncer in transaction mode, as services do, with the
 // library's defaults: through Debian's 1.18 (\`pooler\`: named statements would be lost, so
@@ -97,14 +100,14 @@ export default defineConfig({
     // The tests wait on PostgreSQL far more than on the CPU: more workers than cores pays off.
     maxWorkers: 4,
     projects: [
-      { plugins: [bundledModuleWorkers], test: { ...common, name: 'direct', ...files(['test/**/*.test.ts']) } },
+      project({ name: 'direct', ...files(['test/**/*.test.ts']) }),
       ...(withPooler
-        ? [{ plugins: [bundledModuleWorkers], test: { ...common, name: 'pooler', ...files(poolerFiles), provide: { viaPooler: true, pgBouncerVersion: '1.18' as const } } }]
+        ? [project({ name: 'pooler', ...files(poolerFiles), provide: { viaPooler: true, pgBouncerVersion: '1.18' as const } })]
         : []),
       ...(withPooler124
-        ? [{ plugins: [bundledModuleWorkers], test: { ...common, name: 'pooler-1.24', ...files(poolerFiles), provide: { viaPooler: true, pgBouncerVersion: '1.24' as const } } }]
+        ? [project({ name: 'pooler-1.24', ...files(poolerFiles), provide: { viaPooler: true, pgBouncerVersion: '1.24' as const } })]
         : []),
-      ...majors.map((major) => ({ plugins: [bundledModuleWorkers], test: { ...common, name: `pg${major}`, ...files(majorFiles), provide: { postgresMajor: major } } })),
+      ...majors.map((major) => project({ name: `pg${major}`, ...files(majorFiles), provide: { postgresMajor: major } })),
     ],
   },
 });

@@ -43,11 +43,11 @@ export async function requireDirectConnection(
 
 /**
  * {@link requireDirectConnection} on a connection of its own, opened and closed for the
- * check: for a command to refuse a pooler before it does anything else (a restore before it
- * reads a large backup, a migration before it waits for the lock).
+ * check: for a command to refuse a pooler before it does anything else (`setup`, before it
+ * creates the database or migrates).
  *
  * @example
- * await requireDirectDatabase(url, { operation: 'restore', variable: 'MIGRATION_DATABASE_URL', applicationName: 'kennwilliamson-restore' })
+ * await requireDirectDatabase(url, { operation: 'setup', variable: 'MIGRATION_DATABASE_URL', applicationName: 'kennwilliamson-setup' })
  */
 export async function requireDirectDatabase(
   databaseUrl: string,

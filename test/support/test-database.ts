@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import type { Kysely } from 'kysely';
-import type pg from 'pg';
+import pg from 'pg';
 import { afterAll, beforeAll, inject } from 'vitest';
 import type { DB } from '../../generated/db.js';
 import { createDb } from '../../src/db/create-db.js';
 import { openClient } from '../../src/db/with-client.js';
-import { databaseUrlAs, databaseUrlWith } from '../../src/provisioning/database-admin.js';
+import { databaseUrlAs, databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
 
 /** A database of this test run's server, dropped with {@link TestDatabase.drop}. */
 export interface TestDatabase {
@@ -20,24 +20,56 @@ export interface TestDatabase {
 // One connection per worker and server creates and drops the files' databases, rather than
 // one for each CREATE and each DROP: a connection costs some 6 ms of CPU between node and
 // PostgreSQL, and these were 360 of the suite's connections (issue 19). Files keep their
-// worker between them (isolate: false), so it serves every file of the worker; one the server
-// has closed is forgotten and the next statement opens another. Ending the worker ends it.
-const maintenanceConnections = new Map<string, Promise<pg.Client>>();
+// worker between them (isolate: false), so it serves every file of the worker; ending the
+// worker ends it. It lives on `postgres`, never on a template (an idle session there would
+// fail CREATE DATABASE); a server that refuses logins to `postgres` gets withMaintenanceClient's
+// connection per statement, as before.
+const maintenanceConnections = new Map<string, Promise<pg.Client | undefined>>();
 
-async function onMaintenanceConnection(statement: (client: pg.Client) => string): Promise<void> {
-  const serverUrl = inject('serverUrl');
+function maintenanceConnection(serverUrl: string): Promise<pg.Client | undefined> {
   let connection = maintenanceConnections.get(serverUrl);
   if (!connection) {
-    const forget = () => maintenanceConnections.delete(serverUrl);
-    connection = openClient(databaseUrlWith(serverUrl, 'postgres'), 'kennwilliamson-test-maintenance').then((client) => {
-      client.on('error', forget).on('end', forget);
-      return client;
-    });
+    // Only this connection's own end forgets it: a broken one's late 'end' must not drop its successor.
+    const forget = () => {
+      if (maintenanceConnections.get(serverUrl) === connection) maintenanceConnections.delete(serverUrl);
+    };
+    connection = openClient(databaseUrlWith(serverUrl, 'postgres'), 'kennwilliamson-test-maintenance').then(
+      (client) => {
+        client.on('error', forget).on('end', forget);
+        return client;
+      },
+      (error: unknown) => {
+        // 42501: no CONNECT privilege; 3D000: no such database. Remembered: asked once per worker.
+        const { sqlState, code } = error as { sqlState?: string; code?: string };
+        if (['42501', '3D000'].includes(sqlState ?? code ?? '')) return undefined;
+        forget();
+        throw error;
+      },
+    );
     maintenanceConnections.set(serverUrl, connection);
-    connection.catch(forget);
   }
+  return connection;
+}
+
+async function runOnMaintenanceConnection(statement: (client: pg.Client) => string, retried = false): Promise<void> {
+  const serverUrl = inject('serverUrl');
+  const connection = maintenanceConnection(serverUrl);
   const client = await connection;
-  await client.query(statement(client));
+  if (!client) {
+    await withMaintenanceClient(serverUrl, (fresh) => fresh.query(statement(fresh)));
+    return;
+  }
+  try {
+    await client.query(statement(client));
+  } catch (error) {
+    // The server may have closed the connection while it sat idle between files (no answer at
+    // all, or 57P01): the statement runs once more on a new one. CREATE DATABASE and DROP
+    // DATABASE IF EXISTS are one statement each, which either ran or did not.
+    const closed = !(error instanceof pg.DatabaseError) || error.code?.startsWith('57P') === true;
+    if (!closed || retried) throw error;
+    if (maintenanceConnections.get(serverUrl) === connection) maintenanceConnections.delete(serverUrl);
+    await runOnMaintenanceConnection(statement, true);
+  }
 }
 
 /**
@@ -50,7 +82,7 @@ export async function createTestDatabase(options: { empty?: boolean } = {}): Pro
   const template = options.empty ? 'template0' : inject('templateDatabase');
   // Owned by the owner role, as setup --admin leaves a database: a restore empties public
   // as the database's owner.
-  await onMaintenanceConnection(
+  await runOnMaintenanceConnection(
     (client) =>
       `CREATE DATABASE ${client.escapeIdentifier(name)} TEMPLATE ${client.escapeIdentifier(template)} OWNER ${client.escapeIdentifier(inject('ownerUser'))}`,
   );
@@ -59,7 +91,7 @@ export async function createTestDatabase(options: { empty?: boolean } = {}): Pro
     name,
     url,
     ownerUrl: databaseUrlAs(url, inject('ownerUser'), inject('ownerPassword')),
-    drop: () => onMaintenanceConnection((client) => `DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`),
+    drop: () => runOnMaintenanceConnection((client) => `DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`),
   };
 }
 
