@@ -14,11 +14,10 @@ const withoutUmzugCli: Plugin = {
     build.onResolve({ filter: /^\.\/cli$/ }, ({ importer }) =>
       importer.includes(umzugLib) ? { path: 'umzug-cli', namespace: 'without-umzug-cli' } : undefined,
     );
+    // getCli() is the only user of the module; the rest of it is re-exported, never called.
     build.onLoad({ filter: /.*/, namespace: 'without-umzug-cli' }, () => ({
       loader: 'js',
-      contents: ['UmzugCLI', 'UpAction', 'DownAction', 'ListAction', 'CreateAction']
-        .map((name) => `exports.${name} = class { constructor() { throw new Error("Umzug's command-line interface is left out of the test bundle"); } };`)
-        .join('\n'),
+      contents: `exports.UmzugCLI = class { constructor() { throw new Error("Umzug's command-line interface is left out of the test bundle"); } };`,
     }));
   },
 };

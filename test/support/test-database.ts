@@ -18,12 +18,12 @@ export interface TestDatabase {
 }
 
 // One connection per worker and server creates and drops the files' databases, rather than
-// one for each CREATE and each DROP: a connection costs some 6 ms of CPU between node and
-// PostgreSQL, and these were 360 of the suite's connections (issue 19). Files keep their
-// worker between them (isolate: false), so it serves every file of the worker; ending the
-// worker ends it. It lives on `postgres`, never on a template (an idle session there would
-// fail CREATE DATABASE); a server that refuses logins to `postgres` gets withMaintenanceClient's
-// connection per statement, as before.
+// one for each CREATE and each DROP: connections cost CPU on both sides, and these were 360
+// of a run's (README, Tests). Files keep their worker between them (isolate: false), so it
+// serves every file of the worker; ending the worker ends it, and one the server closed is
+// forgotten, so the next statement opens another. It lives on `postgres`, never on a template
+// (an idle session there would fail CREATE DATABASE); where it cannot be opened, each
+// statement gets withMaintenanceClient's connection, which says why if that fails too.
 const maintenanceConnections = new Map<string, Promise<pg.Client | undefined>>();
 
 function maintenanceConnection(serverUrl: string): Promise<pg.Client | undefined> {
@@ -34,42 +34,18 @@ function maintenanceConnection(serverUrl: string): Promise<pg.Client | undefined
       if (maintenanceConnections.get(serverUrl) === connection) maintenanceConnections.delete(serverUrl);
     };
     connection = openClient(databaseUrlWith(serverUrl, 'postgres'), 'kennwilliamson-test-maintenance').then(
-      (client) => {
-        client.on('error', forget).on('end', forget);
-        return client;
-      },
-      (error: unknown) => {
-        // 42501: no CONNECT privilege; 3D000: no such database. Remembered: asked once per worker.
-        const { sqlState, code } = error as { sqlState?: string; code?: string };
-        if (['42501', '3D000'].includes(sqlState ?? code ?? '')) return undefined;
-        forget();
-        throw error;
-      },
+      (client) => client.on('error', forget).on('end', forget),
+      () => undefined,
     );
     maintenanceConnections.set(serverUrl, connection);
   }
   return connection;
 }
 
-async function runOnMaintenanceConnection(statement: (client: pg.Client) => string, retried = false): Promise<void> {
+async function runOnMaintenanceConnection(statement: string): Promise<void> {
   const serverUrl = inject('serverUrl');
-  const connection = maintenanceConnection(serverUrl);
-  const client = await connection;
-  if (!client) {
-    await withMaintenanceClient(serverUrl, (fresh) => fresh.query(statement(fresh)));
-    return;
-  }
-  try {
-    await client.query(statement(client));
-  } catch (error) {
-    // The server may have closed the connection while it sat idle between files (no answer at
-    // all, or 57P01): the statement runs once more on a new one. CREATE DATABASE and DROP
-    // DATABASE IF EXISTS are one statement each, which either ran or did not.
-    const closed = !(error instanceof pg.DatabaseError) || error.code?.startsWith('57P') === true;
-    if (!closed || retried) throw error;
-    if (maintenanceConnections.get(serverUrl) === connection) maintenanceConnections.delete(serverUrl);
-    await runOnMaintenanceConnection(statement, true);
-  }
+  const client = await maintenanceConnection(serverUrl);
+  await (client ? client.query(statement) : withMaintenanceClient(serverUrl, (fresh) => fresh.query(statement)));
 }
 
 /**
@@ -83,15 +59,14 @@ export async function createTestDatabase(options: { empty?: boolean } = {}): Pro
   // Owned by the owner role, as setup --admin leaves a database: a restore empties public
   // as the database's owner.
   await runOnMaintenanceConnection(
-    (client) =>
-      `CREATE DATABASE ${client.escapeIdentifier(name)} TEMPLATE ${client.escapeIdentifier(template)} OWNER ${client.escapeIdentifier(inject('ownerUser'))}`,
+    `CREATE DATABASE ${pg.escapeIdentifier(name)} TEMPLATE ${pg.escapeIdentifier(template)} OWNER ${pg.escapeIdentifier(inject('ownerUser'))}`,
   );
   const url = databaseUrlWith(inject('serverUrl'), name);
   return {
     name,
     url,
     ownerUrl: databaseUrlAs(url, inject('ownerUser'), inject('ownerPassword')),
-    drop: () => runOnMaintenanceConnection((client) => `DROP DATABASE IF EXISTS ${client.escapeIdentifier(name)} WITH (FORCE)`),
+    drop: () => runOnMaintenanceConnection(`DROP DATABASE IF EXISTS ${pg.escapeIdentifier(name)} WITH (FORCE)`),
   };
 }
 
