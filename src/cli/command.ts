@@ -19,5 +19,11 @@ export interface Command {
   options: CommandOptions;
   /** How many positionals the command takes, at least and at most. */
   positionals: { min: number; max: number };
+  /**
+   * Does the work. It imports the modules that do it (`await import(…)`) rather than the
+   * command's file: an entry loads every command's file to find one, and `--help`, a refused
+   * option or another command should not load pg_dump's WebAssembly, PostgreSQL's parser or
+   * the SSH download.
+   */
   run(input: CommandInput): Promise<void>;
 }

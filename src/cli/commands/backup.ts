@@ -1,5 +1,4 @@
 import { migrationDatabaseUrl } from '../../migrations/migration-settings.js';
-import { backupDatabase } from '../../operations/backup/backup.js';
 import { backupSettings } from '../../operations/backup/backup-settings.js';
 import type { Command } from '../command.js';
 import { interruptSignal } from '../interrupt-signal.js';
@@ -35,6 +34,7 @@ export const backupCommand: Command = {
   options: {},
   positionals: { min: 0, max: 0 },
   async run() {
+    const { backupDatabase } = await import('../../operations/backup/backup.js');
     const result = await backupDatabase({
       databaseUrl: migrationDatabaseUrl(),
       ...backupSettings(),

@@ -1,6 +1,6 @@
 import { ConfigError } from '../../errors.js';
 import { backupSettings } from '../../operations/backup/backup-settings.js';
-import { defaultRemoteBackupDir, downloadBackup } from '../../operations/download/download-backup.js';
+import { defaultRemoteBackupDir } from '../../operations/download/default-remote-backup-dir.js';
 import type { Command } from '../command.js';
 import { interruptSignal } from '../interrupt-signal.js';
 
@@ -51,6 +51,7 @@ export const downloadBackupCommand: Command = {
       throw new ConfigError('BACKUP_SSH_PORT', `the SSH port must be a number from 1 to 65535, got '${rawPort}'`);
     }
     const knownHostsFile = process.env.BACKUP_SSH_KNOWN_HOSTS?.trim();
+    const { downloadBackup } = await import('../../operations/download/download-backup.js');
     const result = await downloadBackup({
       host,
       file,

@@ -1,11 +1,6 @@
 import path from 'node:path';
-import { createInterface } from 'node:readline/promises';
 import { RestoreError } from '../../errors.js';
 import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
-import { formatBytes } from '../../operations/files/progress-reporter.js';
-import { restoreDatabase } from '../../operations/restore/restore.js';
-import { restoreSession } from '../../operations/restore/restore-session.js';
-import { verifyBackupFile } from '../../operations/vetting/verify-backup-file.js';
 import { requireLocalDatabase } from '../../provisioning/database-admin.js';
 import type { Command } from '../command.js';
 import { interruptSignal } from '../interrupt-signal.js';
@@ -49,6 +44,7 @@ Environment:
 `;
 
 async function confirm(question: string): Promise<boolean> {
+  const { createInterface } = await import('node:readline/promises');
   const prompt = createInterface({ input: process.stdin, output: process.stderr });
   try {
     return (await prompt.question(question)).trim().toLowerCase() === 'yes';
@@ -73,6 +69,12 @@ export const restoreCommand: Command = {
     if (!yes && !process.stdin.isTTY) {
       throw new RestoreError(`refusing to restore into '${database}' on ${host} without confirmation: there is no terminal to ask on; pass --yes`);
     }
+    const [{ restoreSession }, { verifyBackupFile }, { restoreDatabase }, { formatBytes }] = await Promise.all([
+      import('../../operations/restore/restore-session.js'),
+      import('../../operations/vetting/verify-backup-file.js'),
+      import('../../operations/restore/restore.js'),
+      import('../../operations/files/progress-reporter.js'),
+    ]);
     // Before reading a backup that may take minutes to check: a pooler, a role with powers
     // beyond the database, a missing DB_APP_USER are refused now (restoreDatabase reuses it).
     const owner = { user: process.env.DB_OWNER_USER?.trim() || undefined, password: process.env.DB_OWNER_PASSWORD || undefined };

@@ -2,7 +2,6 @@ import path from 'node:path';
 import { migrationDatabaseUrl } from '../../migrations/migration-settings.js';
 import { packageRoot } from '../../package-root.js';
 import type { Command } from '../command.js';
-import { generateTypes } from './generate-types.js';
 
 /** `npm run codegen`: regenerate generated/db.ts from the live schema, or verify it. */
 export const codegenCommand: Command = {
@@ -21,6 +20,7 @@ Environment:
   options: { verify: { type: 'boolean' } },
   positionals: { min: 0, max: 0 },
   async run({ values }) {
+    const { generateTypes } = await import('./generate-types.js');
     await generateTypes({
       databaseUrl: migrationDatabaseUrl(),
       outFile: path.join(packageRoot(), 'generated', 'db.ts'),

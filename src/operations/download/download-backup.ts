@@ -8,11 +8,10 @@ import { checksumPathOf, type ChecksumRecord, parseChecksumText, writeChecksumFi
 import { byteProgress, formatBytes } from '../files/progress-reporter.js';
 import { publishFile } from '../files/publish-file.js';
 import { shellQuote } from '../../shell-quote.js';
+import { defaultRemoteBackupDir } from './default-remote-backup-dir.js';
 import { sshArguments, sshFailure, type SshTarget } from './ssh-connection.js';
 import { writeStreamToFile } from '../files/write-stream-to-file.js';
 
-/** The remote folder backups are read from unless told otherwise. */
-export const defaultRemoteBackupDir = '/var/backups/kennwilliamson';
 
 /** What {@link downloadBackup} copies, from where, and how it reaches the host. */
 export interface DownloadOptions extends Omit<SshTarget, 'host'> {
