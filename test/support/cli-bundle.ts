@@ -1,26 +1,8 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { build, type Plugin } from 'esbuild';
+import { build } from 'esbuild';
 import { packageRoot } from '../../src/package-root.js';
-
-// Umzug loads its command-line interface with itself (@rushstack/ts-command-line and what that
-// pulls in: some 850 KB of the 1.1 MB the migrator bundles) though only `umzug.getCli()` uses
-// it, which the library never calls. Left out of the bundle, every command that loads the
-// migrator takes about 45 ms less CPU (issue 19); a call to getCli() would throw, not pass.
-const withoutUmzugCli: Plugin = {
-  name: 'without-umzug-cli',
-  setup(build) {
-    const umzugLib = `${path.sep}umzug${path.sep}lib${path.sep}`;
-    build.onResolve({ filter: /^\.\/cli$/ }, ({ importer }) =>
-      importer.includes(umzugLib) ? { path: 'umzug-cli', namespace: 'without-umzug-cli' } : undefined,
-    );
-    // getCli() is the only user of the module; the rest of it is re-exported, never called.
-    build.onLoad({ filter: /.*/, namespace: 'without-umzug-cli' }, () => ({
-      loader: 'js',
-      contents: `exports.UmzugCLI = class { constructor() { throw new Error("Umzug's command-line interface is left out of the test bundle"); } };`,
-    }));
-  },
-};
+import { withoutUmzugCli } from './without-umzug-cli.js';
 
 /**
  * Bundles the repository's command entry (`src/cli/dev/dev.ts`, what the npm scripts run)
