@@ -138,21 +138,40 @@ async function startMajorServer(major: ExtraPostgresMajor, templateDatabase: str
   return server;
 }
 
-async function startRun(): Promise<SharedRun> {
-  const cliDir = await bundleCliCommands();
-  const server = await startTestServer();
+async function startRun(majorsToStart: ExtraPostgresMajor[]): Promise<SharedRun> {
   const databasePrefix = `kw_${process.pid}_${Date.now().toString(36)}_`;
   const templateDatabase = `${databasePrefix}template`;
-  const templateUrl = databaseUrlWith(server.url, templateDatabase);
   // Roles are cluster-wide: one of this run's own on a server the run did not start.
   const owner = { user: `${databasePrefix}owner`, password: randomBytes(12).toString('hex') };
+  const majors = new Map<ExtraPostgresMajor, Promise<TestServer>>();
+  const serverOf = (major: ExtraPostgresMajor) => {
+    let started = majors.get(major);
+    if (!started) majors.set(major, (started = startMajorServer(major, templateDatabase, owner)));
+    return started;
+  };
+  const stopMajors = async () => {
+    for (const started of majors.values()) await (await started.catch(() => undefined))?.stop();
+  };
+  // Every project's server at once, alongside the default one: initdb and a template's
+  // migration take a second or more each, while much of the machine waits.
+  for (const major of majorsToStart) serverOf(major).catch(() => undefined);
+  let cliDir: string;
+  let server: TestServer;
+  try {
+    cliDir = await bundleCliCommands();
+    server = await startTestServer();
+  } catch (error) {
+    await stopMajors();
+    throw error;
+  }
+  const templateUrl = databaseUrlWith(server.url, templateDatabase);
   try {
     await provisionTemplate(templateUrl, owner);
   } catch (error) {
     await server.stop();
+    await stopMajors();
     throw error;
   }
-  const majors = new Map<ExtraPostgresMajor, Promise<TestServer>>();
   // CI installs both PgBouncers (.ci/run) and must run the pooler passes; elsewhere a pooler
   // project is left out when its PgBouncer is missing (see vitest.config.ts).
   const poolers = new Map<PgBouncerVersion, Promise<PgBouncer | undefined>>();
@@ -171,14 +190,10 @@ async function startRun(): Promise<SharedRun> {
     databasePrefix,
     templateDatabase,
     owner,
-    serverOf: (major) => {
-      let started = majors.get(major);
-      if (!started) majors.set(major, (started = startMajorServer(major, templateDatabase, owner)));
-      return started;
-    },
+    serverOf,
     stop: async () => {
       for (const started of poolers.values()) await (await started.catch(() => undefined))?.stop();
-      for (const started of majors.values()) await (await started.catch(() => undefined))?.stop();
+      await stopMajors();
       if (server.kind === 'env') {
         // Leave an existing server as we found it.
         await withMaintenanceClient(server.url, async (client) => {
@@ -200,16 +215,13 @@ async function startRun(): Promise<SharedRun> {
 }
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
-  shared.kwTestRun ??= { run: startRun(), users: 0 };
+  const majorOf = (of: TestProject) => of.config.provide?.postgresMajor as ExtraPostgresMajor | undefined;
+  // Every project's server starts with the first set-up, rather than one after the other as
+  // vitest sets the projects up.
+  const majors = project.vitest.projects.flatMap((other) => majorOf(other) ?? []);
+  shared.kwTestRun ??= { run: startRun(majors), users: 0 };
   shared.kwTestRun.users += 1;
   const run = await shared.kwTestRun.run;
-  const majorOf = (of: TestProject) => of.config.provide?.postgresMajor as ExtraPostgresMajor | undefined;
-  // Start every project's server at once (initdb and the template's migration take seconds
-  // each), rather than one after the other as vitest sets the projects up.
-  for (const other of project.vitest.projects) {
-    const otherMajor = majorOf(other);
-    if (otherMajor !== undefined) run.serverOf(otherMajor).catch(() => undefined);
-  }
   const major = majorOf(project);
   const server = major === undefined ? run.server : await run.serverOf(major);
   project.provide('cliDir', run.cliDir);
