@@ -58,11 +58,21 @@ const bundledModuleWorkers: Plugin = {
   },
 };
 // Kysely and Umzug load in the workers each from one file of their own code, rather than from
-// their packages' many modules (see test/support/single-file-packages.ts): some 0.1 s of CPU
-// less for each of a run's twenty workers. Nothing here imports a subpath of either.
+// their packages' many modules (test/support/single-file-packages.ts says what it saves). The
+// aliases match the bare names only: test/architecture.test.ts holds src/ and test/ to those.
 const alias = await singleFilePackageAliases(fileURLToPath(new URL('.', import.meta.url)));
+// Modules that vitest's own process runs (the global set-up) stay out of the transforms' disk
+// cache (`fsModuleCache` below): with a cached module there, vitest 4.1 failed to map the
+// stack of an error thrown in the set-up ("code.charCodeAt is not a function") and printed
+// that instead of the error. The workers, where the cache saves the transforms, keep it.
+const setupModulesUncached: Plugin = {
+  name: 'kw-setup-modules-uncached',
+  configureVitest({ experimental_defineCacheKeyGenerator }) {
+    experimental_defineCacheKeyGenerator(({ environment }) => (environment.name === '__vitest__' ? false : undefined));
+  },
+};
 const project = (test: NonNullable<ViteUserConfig['test']>) => ({
-  plugins: [bundledModuleWorkers],
+  plugins: [bundledModuleWorkers, setupModulesUncached],
   resolve: { alias },
   test: { ...common, ...test },
 });
@@ -111,9 +121,10 @@ export default defineConfig({
     // Vitest transforms a module once per project (five here) unless the transform is kept on
     // disk: with this, the projects after the first read the direct project's results, and a
     // run on a fresh clone spent 9.3-9.6 s of CPU in vitest's own process against 11.5-12.2 s
-    // (issue 19); later runs reuse them too. The key is each file's content, Vite's resolved
-    // configuration and the plugins' names, and this file's content, so an edit here renews
-    // it; `npx vitest --clearCache` empties node_modules/.experimental-vitest-cache.
+    // (issue 19); later runs reuse them too. A module's key is its content and id, the
+    // project's root, mode and resolve options, the plugins' names and this file's content (an
+    // edit here renews every module); a new lockfile empties the cache, and so does
+    // `npx vitest --clearCache` (node_modules/.experimental-vitest-cache).
     experimental: { fsModuleCache: true },
     projects: [
       project({ name: 'direct', ...files(['test/**/*.test.ts']) }),

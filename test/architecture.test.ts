@@ -4,6 +4,7 @@ import path from 'node:path';
 import ts from 'typescript';
 import { describe, expect, it } from 'vitest';
 import { packageRoot } from '../src/package-root.js';
+import { singleFilePackages } from './support/single-file-packages.js';
 
 const root = packageRoot();
 const src = path.join(root, 'src');
@@ -150,6 +151,34 @@ describe('the architecture', () => {
         'src/operations/download/default-remote-backup-dir.ts',
       ]);
       expect([...packages].filter((name) => !name.startsWith('node:')).sort()).toEqual(['kysely', 'pg']);
+    }
+    expect(loadedWith(path.join(src, 'migrations', 'migrator.ts')).loaded.filter((file) => file.startsWith('src/operations/'))).toEqual([]);
+  });
+
+  // The tests' workers load Kysely and Umzug from single-file bundles, by an alias of their bare
+  // names (vitest.config.ts): a subpath would load a second copy beside the bundle, and a name
+  // the Umzug bundle does not list would be undefined in the tests only.
+  it('imports Kysely and Umzug as the tests bundle them: no subpath, no unlisted name', () => {
+    const everyFile = [...files, ...sourceFiles(path.join(root, 'test')), ...sourceFiles(path.join(root, 'bench'))];
+    const subpaths = everyFile.flatMap((file) =>
+      importsOf(file)
+        .filter((specifier) => singleFilePackages.some(({ name }) => specifier.startsWith(`${name}/`)))
+        .map((specifier) => `${path.relative(root, file)} imports ${specifier}`),
+    );
+    expect(subpaths).toEqual([]);
+    for (const { name, exports } of singleFilePackages) {
+      const listed = /^export \{([^}]*)\}/.exec(exports)?.[1]?.split(',').map((entry) => entry.trim());
+      if (listed === undefined) continue; // export *: every name
+      const imported = everyFile.flatMap((file) =>
+        [...readFileSync(file, 'utf8').matchAll(new RegExp(`^import (?!type\\b)\\{([^}]*)\\} from '${name}';`, 'gm'))].flatMap((match) =>
+          match[1]!.split(',').flatMap((entry) => {
+            const imported = entry.trim().replace(/^type\s+/, '').split(/\s+as\s+/)[0]!;
+            return imported === '' || entry.trim().startsWith('type ') ? [] : [imported];
+          }),
+        ),
+      );
+      expect(imported.length).toBeGreaterThan(0);
+      expect(imported.filter((entry) => !listed.includes(entry))).toEqual([]);
     }
   });
 

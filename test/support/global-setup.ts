@@ -149,27 +149,19 @@ async function startRun(majorsToStart: ExtraPostgresMajor[]): Promise<SharedRun>
     if (!started) majors.set(major, (started = startMajorServer(major, templateDatabase, owner)));
     return started;
   };
-  const stopMajors = async () => {
-    for (const started of majors.values()) await (await started.catch(() => undefined))?.stop();
-  };
-  // Every project's server at once, alongside the default one: initdb and a template's
-  // migration take a second or more each, while much of the machine waits.
+  // Each one stopped even when another fails to stop.
+  const stopMajors = () => Promise.allSettled([...majors.values()].map(async (started) => (await started.catch(() => undefined))?.stop()));
+  // Alongside the default server: initdb and a template's migration take a second or more
+  // each, while much of the machine waits.
   for (const major of majorsToStart) serverOf(major).catch(() => undefined);
-  let cliDir: string;
-  let server: TestServer;
+  let cliDir: string | undefined;
+  let server: TestServer | undefined;
   try {
     cliDir = await bundleCliCommands();
     server = await startTestServer();
+    await provisionTemplate(databaseUrlWith(server.url, templateDatabase), owner);
   } catch (error) {
-    await stopMajors();
-    throw error;
-  }
-  const templateUrl = databaseUrlWith(server.url, templateDatabase);
-  try {
-    await provisionTemplate(templateUrl, owner);
-  } catch (error) {
-    await server.stop();
-    await stopMajors();
+    await Promise.allSettled([server?.stop(), stopMajors(), cliDir && rm(cliDir, { recursive: true, force: true })]);
     throw error;
   }
   // CI installs both PgBouncers (.ci/run) and must run the pooler passes; elsewhere a pooler
@@ -216,14 +208,29 @@ async function startRun(majorsToStart: ExtraPostgresMajor[]): Promise<SharedRun>
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const majorOf = (of: TestProject) => of.config.provide?.postgresMajor as ExtraPostgresMajor | undefined;
-  // Every project's server starts with the first set-up, rather than one after the other as
-  // vitest sets the projects up.
+  // Every project's server starts with the first set-up, not as vitest sets each project up.
   const majors = project.vitest.projects.flatMap((other) => majorOf(other) ?? []);
   shared.kwTestRun ??= { run: startRun(majors), users: 0 };
-  shared.kwTestRun.users += 1;
-  const run = await shared.kwTestRun.run;
+  const state = shared.kwTestRun;
+  state.users += 1;
+  // The last teardown stops the run's servers; a set-up that fails has none, so it counts
+  // itself out and stops them if it was the last (a server of its major that failed to start).
+  const leave = async () => {
+    state.users -= 1;
+    if (state.users > 0) return;
+    if (shared.kwTestRun === state) shared.kwTestRun = undefined;
+    await (await state.run.catch(() => undefined))?.stop();
+  };
   const major = majorOf(project);
-  const server = major === undefined ? run.server : await run.serverOf(major);
+  let run: SharedRun;
+  let server: TestServer;
+  try {
+    run = await state.run;
+    server = major === undefined ? run.server : await run.serverOf(major);
+  } catch (error) {
+    await leave();
+    throw error;
+  }
   project.provide('cliDir', run.cliDir);
   project.provide('serverUrl', server.url);
   project.provide('templateDatabase', run.templateDatabase);
@@ -235,11 +242,5 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const version = (project.config.provide?.pgBouncerVersion as PgBouncerVersion | undefined) ?? '1.18';
   project.provide('poolerUrl', major === undefined ? await run.poolerUrlOf(version) : '');
 
-  return async () => {
-    const state = shared.kwTestRun!;
-    state.users -= 1;
-    if (state.users > 0) return;
-    shared.kwTestRun = undefined;
-    await run.stop();
-  };
+  return leave;
 }

@@ -2,12 +2,17 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { build, type Plugin } from 'esbuild';
+import { build, type Plugin, version as esbuildVersion } from 'esbuild';
+import { nodeEsmBundle } from './node-esm-bundle.js';
 import { withoutUmzugCli } from './without-umzug-cli.js';
 
-interface SingleFilePackage {
+/** A package the workers load from one file. */
+export interface SingleFilePackage {
   name: string;
-  /** What the bundle exports: what src/ and test/ import from the package, and nothing else. */
+  /**
+   * The bundle's entry. Umzug is CommonJS, from which `export *` gives an ES module no names:
+   * its names are listed (test/architecture.test.ts checks that src/ imports no other).
+   */
   exports: string;
   plugins?: Plugin[];
 }
@@ -16,7 +21,7 @@ interface SingleFilePackage {
 // them, and 13-16 ms to import them bundled into one file. Umzug (CommonJS) took 114 ms, most
 // of it its command-line interface, which the library never calls (see without-umzug-cli.ts).
 // A run starts some twenty workers, and most of them load both (issue 19).
-const packages: SingleFilePackage[] = [
+export const singleFilePackages: SingleFilePackage[] = [
   { name: 'kysely', exports: `export * from 'kysely';` },
   { name: 'umzug', exports: `export { Umzug, MigrationError } from 'umzug';`, plugins: [withoutUmzugCli] },
 ];
@@ -25,39 +30,35 @@ const packages: SingleFilePackage[] = [
  * Aliases that make vitest's workers load Kysely and Umzug each from one file of their own
  * code, bundled with esbuild, instead of from their packages' many modules. The code is the
  * packages' own (Umzug without its command-line interface); the services get the packages as
- * published, which `npm run test:consumer` checks. Each bundle is made once per installed
- * version, under node_modules/.cache, and again when this file or the plugin's changes.
+ * published, which `npm run test:consumer` checks. Each bundle is made once, under
+ * node_modules/.cache/kw-db-single-file, and again whenever what it is made of changes.
  *
  * @example resolve: { alias: await singleFilePackageAliases(root) }
  */
 export async function singleFilePackageAliases(root: string): Promise<{ find: RegExp; replacement: string }[]> {
   return Promise.all(
-    packages.map(async (pkg) => ({ find: new RegExp(`^${pkg.name}$`), replacement: await singleFileBundle(root, pkg) })),
+    singleFilePackages.map(async (pkg) => ({ find: new RegExp(`^${pkg.name}$`), replacement: await singleFileBundle(root, pkg) })),
   );
 }
 
 async function singleFileBundle(root: string, pkg: SingleFilePackage): Promise<string> {
-  const { version } = JSON.parse(readFileSync(path.join(root, 'node_modules', pkg.name, 'package.json'), 'utf8')) as { version: string };
-  // Renewed when what is bundled or how changes: the export list, this file, the plugins' file.
-  const hash = createHash('sha256').update(pkg.exports);
-  for (const file of ['single-file-packages.ts', 'without-umzug-cli.ts']) hash.update(readFileSync(path.join(root, 'test', 'support', file)));
-  const key = hash.digest('hex').slice(0, 12);
-  const file = path.join(root, 'node_modules', '.cache', 'kw-db-single-file', `${pkg.name}-${version}-${key}.mjs`);
+  // What the bundle is made of: the installed packages (npm writes the tree it installed to
+  // node_modules/.package-lock.json, the bundled packages' own dependencies included), esbuild,
+  // the entry and how it is built.
+  const hash = createHash('sha256').update(esbuildVersion).update(pkg.exports);
+  for (const file of [path.join('node_modules', '.package-lock.json'), ...['single-file-packages.ts', 'without-umzug-cli.ts', 'node-esm-bundle.ts'].map((name) => path.join('test', 'support', name))]) {
+    hash.update(existsSync(path.join(root, file)) ? readFileSync(path.join(root, file)) : file);
+  }
+  const file = path.join(root, 'node_modules', '.cache', 'kw-db-single-file', `${pkg.name}-${hash.digest('hex').slice(0, 16)}.mjs`);
   if (existsSync(file)) return file;
   // Written beside it and renamed, so that a run started meanwhile never reads half a file.
   await mkdir(path.dirname(file), { recursive: true });
   const partial = `${file}.${process.pid}.partial`;
   const { outputFiles } = await build({
     stdin: { contents: pkg.exports, resolveDir: root, loader: 'js', sourcefile: `${pkg.name}-entry.js` },
-    bundle: true,
-    platform: 'node',
-    format: 'esm',
-    target: 'node20',
+    ...nodeEsmBundle,
     write: false,
-    // Umzug is CommonJS: its require() of Node's modules needs a require in an ES module.
-    banner: { js: "import { createRequire as createRequireForBundle } from 'node:module'; const require = createRequireForBundle(import.meta.url);" },
     plugins: pkg.plugins ?? [],
-    logLevel: 'warning',
   });
   await writeFile(partial, outputFiles[0]!.contents);
   await rename(partial, file);

@@ -34,10 +34,13 @@ export const backupCommand: Command = {
   options: {},
   positionals: { min: 0, max: 0 },
   async run() {
+    // A bad setting is refused before the backup's code loads.
+    const databaseUrl = migrationDatabaseUrl();
+    const settings = backupSettings();
     const { backupDatabase } = await import('../../operations/backup/backup.js');
     const result = await backupDatabase({
-      databaseUrl: migrationDatabaseUrl(),
-      ...backupSettings(),
+      databaseUrl,
+      ...settings,
       log: (line) => console.error(line),
       signal: interruptSignal(),
     });

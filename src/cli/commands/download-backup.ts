@@ -51,11 +51,12 @@ export const downloadBackupCommand: Command = {
       throw new ConfigError('BACKUP_SSH_PORT', `the SSH port must be a number from 1 to 65535, got '${rawPort}'`);
     }
     const knownHostsFile = process.env.BACKUP_SSH_KNOWN_HOSTS?.trim();
+    const { backupDir } = backupSettings();
     const { downloadBackup } = await import('../../operations/download/download-backup.js');
     const result = await downloadBackup({
       host,
       file,
-      backupDir: backupSettings().backupDir,
+      backupDir,
       ...(remoteDir ? { remoteDir } : {}),
       ...(key ? { key } : {}),
       ...(user ? { user } : {}),

@@ -12,7 +12,6 @@ import { defaultRemoteBackupDir } from './default-remote-backup-dir.js';
 import { sshArguments, sshFailure, type SshTarget } from './ssh-connection.js';
 import { writeStreamToFile } from '../files/write-stream-to-file.js';
 
-
 /** What {@link downloadBackup} copies, from where, and how it reaches the host. */
 export interface DownloadOptions extends Omit<SshTarget, 'host'> {
   /** The host to copy from; `localhost` copies from `remoteDir` on this machine, without SSH. */
