@@ -4,6 +4,7 @@ import { configDefaults, defineConfig, type Plugin, type ViteUserConfig } from '
 import { pgBouncer124Path, pgBouncerPath } from './test/support/pgbouncer.js';
 import { extraPostgresMajors, postgresMajorBinDir } from './test/support/postgres-majors.js';
 import { singleFilePackageAliases } from './test/support/single-file-packages.js';
+import { withoutFetch } from './test/support/without-fetch.js';
 
 // The run's scratch space (the test servers' clusters, and each file's backups and folders,
 // through os.tmpdir()) is a tmpfs where there is a roomy one: creating a database copies some
@@ -20,8 +21,6 @@ const roomy = (folder: string) => {
 };
 if (!process.env.TMPDIR && roomy(tmpfs)) process.env.TMPDIR = tmpfs;
 
-// Node 23 removed the flag (and later Nodes no longer load undici for pg's check).
-const noFetch = process.allowedNodeEnvironmentFlags.has('--no-experimental-fetch') ? ['--no-experimental-fetch'] : [];
 const common = {
   // One PostgreSQL for the run, migrated once into a template; each file clones its own database.
   globalSetup: ['test/support/global-setup.ts'],
@@ -40,10 +39,8 @@ const common = {
   // that code win back. The operations' and restores' files used 29-32 s of CPU with it and
   // 31-38 s without, in three alternating runs (issue 19). (A V8 flag in execArgv needs the
   // default `forks` pool: worker threads refuse one.)
-  // `--no-experimental-fetch`, as for the commands (test/support/run-cli.ts): pg's check for
-  // Cloudflare Workers touches `Response` when it loads, and on Node 20 that alone loads
-  // undici, which no test uses: 0.07 s of CPU in each of the run's 20 workers (issue 19).
-  execArgv: ['--liftoff-only', ...noFetch],
+  // And without Node's fetch globals, as the commands (test/support/without-fetch.ts).
+  execArgv: ['--liftoff-only', ...withoutFetch],
 };
 
 // The WebAssembly pg_dump's worker threads start, in the tests' processes, from the bundle the

@@ -4,6 +4,7 @@ import type { Readable, Writable } from 'node:stream';
 import { inject } from 'vitest';
 import { packageRoot } from '../../src/package-root.js';
 import { shellQuote } from '../../src/shell-quote.js';
+import { withoutFetch } from './without-fetch.js';
 
 export interface CliResult {
   code: number | null;
@@ -21,13 +22,9 @@ export interface CliResult {
 // (`--single-threaded`) rather than also on helper threads, whose work a short process mostly
 // wastes on a busy machine: `--help` took 0.20 s of CPU and 0.14 s with it, a migration with
 // nothing to do 0.26 s and 0.21 s, a backup 0.54 s and 0.49 s. Worker threads still run.
-// `--no-experimental-fetch` leaves out Node's fetch globals, which no command uses: on Node 20
-// pg's check for Cloudflare Workers touches `Response` when it loads, and that alone loads
-// undici, about 30 ms of CPU in every command (`--help` 0.16 s and 0.13 s in three runs of 20).
-// Later Nodes answer that check from `navigator` without loading undici, and Node 23 removed
-// the flag, so it is passed only where Node still knows it.
-const noFetch = process.allowedNodeEnvironmentFlags.has('--no-experimental-fetch') ? ['--no-experimental-fetch'] : [];
-const nodeFlags = ['--liftoff-only', '--single-threaded', ...noFetch];
+// `--no-experimental-fetch` leaves out Node's fetch globals, which no command uses (`--help`
+// took 0.16 s of CPU and 0.13 s with it, in three runs of 20; see without-fetch.ts).
+const nodeFlags = ['--liftoff-only', '--single-threaded', ...withoutFetch];
 
 // Tests name commands after their npm scripts (db:backup is 'db-backup'); the entry takes
 // the sub-command ('backup').
