@@ -1,8 +1,9 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { build } from 'esbuild';
 import { packageRoot } from '../../src/package-root.js';
 import { nodeEsmBundle } from './node-esm-bundle.js';
+import { isProcessAlive } from './process-alive.js';
 import { withoutUmzugCli } from './without-umzug-cli.js';
 
 /**
@@ -16,7 +17,13 @@ import { withoutUmzugCli } from './without-umzug-cli.js';
  */
 export async function bundleCliCommands(): Promise<string> {
   const root = packageRoot();
-  const outdir = path.join(root, 'node_modules', '.cache', 'kw-db-cli', String(process.pid));
+  const bundles = path.join(root, 'node_modules', '.cache', 'kw-db-cli');
+  const outdir = path.join(bundles, String(process.pid));
+  // A run that was killed left its bundle behind (its teardown removes it): the next one removes it.
+  const left = await readdir(bundles).catch(() => []);
+  await Promise.all(
+    left.filter((name) => /^\d+$/.test(name) && !isProcessAlive(Number(name))).map((name) => rm(path.join(bundles, name), { recursive: true, force: true })),
+  );
   const workers = (await readdir(path.join(root, 'src', 'operations', 'wasm-pg-dump')))
     .filter((file) => file.endsWith('-worker.ts'))
     .map((file) => path.join(root, 'src', 'operations', 'wasm-pg-dump', file));

@@ -1,5 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { isProcessAlive } from './process-alive.js';
+import { sleepSync } from './sleep-sync.js';
 
 // Every chain this helper makes starts with this, then the owning process id: a run that was
 // killed before its cleanup leaves chains that the next run recognises and removes.
@@ -65,10 +67,6 @@ function jumpExists(chain: string): boolean {
   }
 }
 
-function sleepSync(ms: number): void {
-  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-}
-
 /**
  * Removes the chain and its jump, and checks that both are gone, trying again a few times (the
  * xtables lock held by a parallel test file, a rule still referring to the chain); throws when
@@ -94,21 +92,12 @@ function removeChain(chain: string): void {
   throw new Error(`could not remove the iptables chain ${chain} (its rules still drop packets): ${reason}`);
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 // Chains of test processes that died before healing (a SIGKILLed worker): never another
 // live process's.
 function removeStaleChains(): void {
   for (const line of iptables(['-S']).split('\n')) {
     const match = new RegExp(`^-N (${chainPrefix}(\\d+)_[0-9a-f]+)$`).exec(line.trim());
-    if (match && !alive(Number(match[2]))) {
+    if (match && !isProcessAlive(Number(match[2]))) {
       try {
         removeChain(match[1]!);
       } catch (error) {

@@ -11,6 +11,7 @@ import { provisionDatabase, type RoleCredentials } from '../../src/provisioning/
 import { bundleCliCommands } from './cli-bundle.js';
 import { type PgBouncer, type PgBouncerVersion, pgBouncerVersions, startPgBouncer } from './pgbouncer.js';
 import { type ExtraPostgresMajor, postgresMajorBinDir } from './postgres-majors.js';
+import { openRunFolder } from './run-folder.js';
 
 const composeImage = 'ghcr.io/fboulnois/pg_uuidv7:1.6.0';
 
@@ -107,6 +108,8 @@ async function startMajorServer(major: ExtraPostgresMajor, templateDatabase: str
 }
 
 export async function startTestRun(majorsToStart: ExtraPostgresMajor[], poolersToStart: PgBouncerVersion[]): Promise<TestRun> {
+  // First: every folder the run makes, and every server in one, goes inside it.
+  const runFolder = await openRunFolder();
   const databasePrefix = `kw_${process.pid}_${Date.now().toString(36)}_`;
   const templateDatabase = `${databasePrefix}template`;
   // Roles are cluster-wide: one of this run's own on a server the run did not start.
@@ -151,6 +154,7 @@ export async function startTestRun(majorsToStart: ExtraPostgresMajor[], poolersT
       stopMajors(),
       bundled.then((dir) => rm(dir, { recursive: true, force: true })),
     ]);
+    runFolder.close();
     throw error;
   }
   return {
@@ -179,6 +183,8 @@ export async function startTestRun(majorsToStart: ExtraPostgresMajor[], poolersT
       }
       await server.stop();
       await rm(cliDir, { recursive: true, force: true });
+      // Whatever a file left running there (a test that timed out before its clean-up) goes too.
+      runFolder.close();
     },
   };
 }
