@@ -131,8 +131,9 @@ export async function withLockRetries<T>(options: LockRetryOptions, attempt: (lo
       await watching?.stop(false);
       return result;
     } catch (error) {
-      const sampled = (await watching?.stop(isLockNotAvailable(error))) ?? [];
-      if (!isLockNotAvailable(error)) throw error;
+      const lockWait = isLockNotAvailable(error);
+      const sampled = (await watching?.stop(lockWait)) ?? [];
+      if (!lockWait) throw error;
       const blockers = sampled.length > 0 ? sampled : lastSeen;
       lastSeen = blockers;
       await options.undo();
