@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { readdirSync, rmSync } from 'node:fs';
+import { lstatSync, readdirSync, rmSync } from 'node:fs';
 import { chmod, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -10,66 +10,99 @@ import { sleepSync } from './sleep-sync.js';
 // can tell one whose run is gone: `kw-run-<pid>-<random>`.
 const runFolderPattern = /^kw-run-(\d+)-/;
 
+// The programs a run starts on its folder, and how each is stopped: PostgreSQL by an immediate
+// shutdown (SIGQUIT ends its backends and frees its shared memory); the rest are throwaway and
+// killed. Anything else that names the folder (a developer's `tail -f` of a server log) is
+// not the run's, and stays.
+const stopSignals: Record<string, NodeJS.Signals> = {
+  postgres: 'SIGQUIT',
+  initdb: 'SIGKILL',
+  pg_ctl: 'SIGKILL',
+  pgbouncer: 'SIGKILL',
+  sshd: 'SIGKILL',
+  pg_dump: 'SIGKILL',
+  pg_restore: 'SIGKILL',
+  psql: 'SIGKILL',
+  node: 'SIGKILL',
+};
+
 interface FolderProcess {
   pid: number;
-  command: string;
+  signal: NodeJS.Signals;
 }
 
-// Every process but this one whose command line names a path inside `folder`: a test server's
-// postmaster (`postgres -D <folder>/…/data`), a PgBouncer or sshd by its configuration file, a
-// command given a backup there. PostgreSQL's backends rename themselves and go with their
-// postmaster. `ps` rather than /proc: macOS has one too.
+function ps(args: string[]): string {
+  return execFileSync('ps', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+}
+
+// The run's programs, other than this process, whose command line names a path inside
+// `folder`: a test server's postmaster (`postgres -D <folder>/…/data`), a PgBouncer or sshd by
+// its configuration file, a command given a backup there. PostgreSQL's backends rename
+// themselves and go with their postmaster. `ps` rather than /proc, for macOS too; -ww, or a
+// COLUMNS in the environment would cut the lines short of the folder.
 function processesIn(folder: string): FolderProcess[] {
   const inside = `${folder}${path.sep}`;
   let listing: string;
   try {
-    listing = execFileSync('ps', ['-A', '-o', 'pid=,stat=,args='], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+    listing = ps(['-A', '-ww', '-o', 'pid=,stat=,args=']);
   } catch (error) {
     // Without ps nothing is stopped here, as before run folders: each server's own stop remains.
     console.warn(`[test run] cannot list processes (ps: ${(error as Error).message}); servers of an interrupted run keep running`);
     return [];
   }
-  return listing
-    .split('\n')
-    .flatMap((line) => {
-      const match = /^\s*(\d+)\s+(\S+)\s+(.*)$/.exec(line);
-      // A zombie (stat Z) has ended; only its parent's wait is missing.
-      if (!match || match[2]!.startsWith('Z') || !match[3]!.includes(inside)) return [];
-      const pid = Number(match[1]);
-      return pid === process.pid ? [] : [{ pid, command: match[3]! }];
-    });
+  return listing.split('\n').flatMap((line) => {
+    const match = /^\s*(\d+)\s+(\S+)\s+(.*)$/.exec(line);
+    // A zombie (stat Z) has ended; only its parent's wait is missing.
+    if (!match || match[2]!.startsWith('Z') || !match[3]!.includes(inside)) return [];
+    const pid = Number(match[1]);
+    if (pid === process.pid) return [];
+    // The program by its executable's name, not by the command line's first word: a path
+    // with a space in it would split there.
+    let program = '';
+    try {
+      program = path.basename(ps(['-o', 'comm=', '-p', String(pid)]).trim());
+    } catch {
+      return []; // Ended meanwhile.
+    }
+    const signal = stopSignals[program];
+    return signal ? [{ pid, signal }] : [];
+  });
 }
 
 /**
- * Stops every process that works in `folder` and removes the folder: a PostgreSQL by an
- * immediate shutdown (SIGQUIT, which ends its backends and frees its shared memory), anything
- * else (PgBouncer, sshd, a command) by SIGKILL, waiting up to 5 s for them to end. Synchronous,
- * so that an 'exit' listener can run it. Returns how many processes it stopped.
+ * Stops the run's programs that work in `folder` (see stopSignals: a PostgreSQL by an
+ * immediate shutdown, PgBouncer, sshd and the like by SIGKILL), waiting up to 5 s for them to
+ * end, and removes the folder. Synchronous, so that an 'exit' listener can run it. Returns how
+ * many processes it stopped.
  *
  * @example
  * process.once('exit', () => removeRunFolder(folder))
  */
 export function removeRunFolder(folder: string): number {
-  const running = processesIn(folder);
-  for (const { pid, command } of running) {
-    const program = path.basename(command.split(/\s/, 1)[0]!);
-    try {
-      process.kill(pid, program === 'postgres' ? 'SIGQUIT' : 'SIGKILL');
-    } catch {
-      // Ended meanwhile.
-    }
-  }
+  const stopped = new Set<number>();
   const deadline = Date.now() + 5_000;
-  while (running.length > 0 && processesIn(folder).length > 0 && Date.now() < deadline) sleepSync(25);
+  // Each pass signals what it finds, so that a server a worker was starting meanwhile goes too.
+  for (let found = processesIn(folder); found.length > 0 && Date.now() < deadline; found = processesIn(folder)) {
+    for (const { pid, signal } of found) {
+      try {
+        process.kill(pid, signal);
+        stopped.add(pid);
+      } catch {
+        // Ended meanwhile.
+      }
+    }
+    sleepSync(25);
+  }
   // A server still ending may add a file while the tree goes: try again, as rm -rf would be.
   rmSync(folder, { recursive: true, force: true, maxRetries: 5, retryDelay: 50 });
-  return running.length;
+  return stopped.size;
 }
 
 /**
- * Removes the run folders in `parent` whose run's process has ended (a run killed, or stopped
- * by Ctrl-C before its clean-up finished), stopping the servers still running in them; the
- * folders of runs still going are left alone.
+ * Removes the run folders in `parent` that this account made and whose run's process has
+ * ended (a run killed, or stopped by Ctrl-C before its clean-up finished), stopping the
+ * servers still running in them; the folders of runs still going, and other accounts', are
+ * left alone. One that cannot be removed is reported and skipped.
  *
  * @example
  * const { folders, processes } = sweepAbandonedRuns(os.tmpdir())
@@ -81,8 +114,14 @@ export function sweepAbandonedRuns(parent: string): { folders: string[]; process
     const owner = runFolderPattern.exec(entry.name)?.[1];
     if (!entry.isDirectory() || owner === undefined || isProcessAlive(Number(owner))) continue;
     const folder = path.join(parent, entry.name);
-    processes += removeRunFolder(folder);
-    folders.push(folder);
+    try {
+      // Another account's (root's, say) is not this run's to stop or remove.
+      if (process.getuid && lstatSync(folder).uid !== process.getuid()) continue;
+      processes += removeRunFolder(folder);
+      folders.push(folder);
+    } catch (error) {
+      console.warn(`[test run] could not remove ${folder}, which an interrupted run left: ${(error as Error).message}`);
+    }
   }
   return { folders, processes };
 }
@@ -119,9 +158,9 @@ export async function openRunFolder(): Promise<RunFolder> {
   process.env.TMPDIR = folder;
   let open = true;
   const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  // A signal may end the process without 'exit' (vitest listens for SIGINT and SIGTERM only
-  // once its reporter is up): clean up, then let the signal do what it would have, unless
-  // someone else listens for it too, who then decides.
+  // A signal may end the process without 'exit' (a SIGINT did, in a vitest run writing to a
+  // file): clean up, then let the signal do what it would have, unless someone else listens
+  // for it too, who then decides.
   const onSignal = (signal: NodeJS.Signals) => {
     close();
     if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
