@@ -1,9 +1,9 @@
-import { lstat, readdir, rm } from 'node:fs/promises';
+import { readdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { build } from 'esbuild';
 import { packageRoot } from '../../src/package-root.js';
 import { nodeEsmBundle } from './node-esm-bundle.js';
-import { isProcessAlive } from './process-alive.js';
+import { leftByEndedRun } from './left-by-ended-run.js';
 import { withoutUmzugCli } from './without-umzug-cli.js';
 
 /**
@@ -20,17 +20,12 @@ export async function bundleCliCommands(): Promise<string> {
   const bundles = path.join(root, 'node_modules', '.cache', 'kw-db-cli');
   const outdir = path.join(bundles, String(process.pid));
   // A run that was killed left its bundle behind (its teardown removes it): the next one
-  // removes it, if it is this account's; one it cannot remove stays, as it did before.
-  const left = await readdir(bundles, { withFileTypes: true }).catch(() => []);
+  // removes it; one it cannot remove stays, as it did before.
+  const left = await readdir(bundles).catch(() => []);
   await Promise.all(
     left
-      .filter((entry) => /^\d+$/.test(entry.name) && !isProcessAlive(Number(entry.name)))
-      .map(async (entry) => {
-        const folder = path.join(bundles, entry.name);
-        if (process.getuid && (await lstat(folder)).uid !== process.getuid()) return;
-        await rm(folder, { recursive: true, force: true });
-      })
-      .map((removal) => removal.catch(() => undefined)),
+      .filter((name) => /^\d+$/.test(name) && leftByEndedRun(path.join(bundles, name), Number(name)))
+      .map((name) => rm(path.join(bundles, name), { recursive: true, force: true }).catch(() => undefined)),
   );
   const workers = (await readdir(path.join(root, 'src', 'operations', 'wasm-pg-dump')))
     .filter((file) => file.endsWith('-worker.ts'))

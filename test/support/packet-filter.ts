@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { onTheWayOut } from './on-the-way-out.js';
 import { isProcessAlive } from './process-alive.js';
 import { sleepSync } from './sleep-sync.js';
 
@@ -135,19 +136,11 @@ function healOnTheWayOut(): void {
 
 let exitHandlers = false;
 
-// 'exit' is not emitted when a signal ends the process: SIGINT, SIGTERM and SIGHUP heal first,
-// then end the process as the signal would have (unless someone else listens for it too, who
-// then decides). Installed with the first partition, so that importing this changes nothing.
+// Installed with the first partition, so that importing this changes nothing.
 function healOnExit(): void {
   if (exitHandlers) return;
   exitHandlers = true;
-  process.once('exit', healOnTheWayOut);
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
-    process.once(signal, () => {
-      healOnTheWayOut();
-      if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-    });
-  }
+  onTheWayOut(healOnTheWayOut);
 }
 
 /**

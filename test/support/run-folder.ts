@@ -1,9 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { lstatSync, readdirSync, rmSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { chmod, mkdtemp } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { isProcessAlive } from './process-alive.js';
+import { leftByEndedRun } from './left-by-ended-run.js';
+import { onTheWayOut } from './on-the-way-out.js';
 import { sleepSync } from './sleep-sync.js';
 
 // A run's folder is named after the process that made it (vitest's own), so that the next run
@@ -31,41 +32,30 @@ interface FolderProcess {
   signal: NodeJS.Signals;
 }
 
-function ps(args: string[]): string {
-  return execFileSync('ps', args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-}
-
 // The run's programs, other than this process, whose command line names a path inside
 // `folder`: a test server's postmaster (`postgres -D <folder>/…/data`), a PgBouncer or sshd by
 // its configuration file, a command given a backup there. PostgreSQL's backends rename
-// themselves and go with their postmaster. `ps` rather than /proc, for macOS too; -ww, or a
-// COLUMNS in the environment would cut the lines short of the folder.
+// themselves and go with their postmaster. A program is known by its executable's name
+// (ucomm), not by the command line's first word, which a path with a space would split. `ps`
+// rather than /proc, for macOS too; -ww, or a COLUMNS in the environment would cut the lines
+// short of the folder.
 function processesIn(folder: string): FolderProcess[] {
   const inside = `${folder}${path.sep}`;
   let listing: string;
   try {
-    listing = ps(['-A', '-ww', '-o', 'pid=,stat=,args=']);
+    listing = execFileSync('ps', ['-A', '-ww', '-o', 'pid=,stat=,ucomm=,args='], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   } catch (error) {
     // Without ps nothing is stopped here, as before run folders: each server's own stop remains.
     console.warn(`[test run] cannot list processes (ps: ${(error as Error).message}); servers of an interrupted run keep running`);
     return [];
   }
   return listing.split('\n').flatMap((line) => {
-    const match = /^\s*(\d+)\s+(\S+)\s+(.*)$/.exec(line);
+    const match = /^\s*(\d+)\s+(\S+)\s+(\S+)\s+(.*)$/.exec(line);
     // A zombie (stat Z) has ended; only its parent's wait is missing.
-    if (!match || match[2]!.startsWith('Z') || !match[3]!.includes(inside)) return [];
+    if (!match || match[2]!.startsWith('Z') || !match[4]!.includes(inside)) return [];
     const pid = Number(match[1]);
-    if (pid === process.pid) return [];
-    // The program by its executable's name, not by the command line's first word: a path
-    // with a space in it would split there.
-    let program = '';
-    try {
-      program = path.basename(ps(['-o', 'comm=', '-p', String(pid)]).trim());
-    } catch {
-      return []; // Ended meanwhile.
-    }
-    const signal = stopSignals[program];
-    return signal ? [{ pid, signal }] : [];
+    const signal = stopSignals[path.basename(match[3]!)];
+    return signal && pid !== process.pid ? [{ pid, signal }] : [];
   });
 }
 
@@ -99,10 +89,9 @@ export function removeRunFolder(folder: string): number {
 }
 
 /**
- * Removes the run folders in `parent` that this account made and whose run's process has
- * ended (a run killed, or stopped by Ctrl-C before its clean-up finished), stopping the
- * servers still running in them; the folders of runs still going, and other accounts', are
- * left alone. One that cannot be removed is reported and skipped.
+ * Removes the run folders in `parent` that runs which have ended left (a run killed, or
+ * stopped by Ctrl-C before its clean-up finished; see leftByEndedRun), stopping the servers
+ * still running in them; the folders of runs still going, and other accounts', are left alone. One that cannot be removed is reported and skipped.
  *
  * @example
  * const { folders, processes } = sweepAbandonedRuns(os.tmpdir())
@@ -112,11 +101,9 @@ export function sweepAbandonedRuns(parent: string): { folders: string[]; process
   let processes = 0;
   for (const entry of readdirSync(parent, { withFileTypes: true })) {
     const owner = runFolderPattern.exec(entry.name)?.[1];
-    if (!entry.isDirectory() || owner === undefined || isProcessAlive(Number(owner))) continue;
     const folder = path.join(parent, entry.name);
+    if (!entry.isDirectory() || owner === undefined || !leftByEndedRun(folder, Number(owner))) continue;
     try {
-      // Another account's (root's, say) is not this run's to stop or remove.
-      if (process.getuid && lstatSync(folder).uid !== process.getuid()) continue;
       processes += removeRunFolder(folder);
       folders.push(folder);
     } catch (error) {
@@ -157,24 +144,14 @@ export async function openRunFolder(): Promise<RunFolder> {
   const previousTmpdir = process.env.TMPDIR;
   process.env.TMPDIR = folder;
   let open = true;
-  const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
-  // A signal may end the process without 'exit' (a SIGINT did, in a vitest run writing to a
-  // file): clean up, then let the signal do what it would have, unless someone else listens
-  // for it too, who then decides.
-  const onSignal = (signal: NodeJS.Signals) => {
-    close();
-    if (process.listenerCount(signal) === 0) process.kill(process.pid, signal);
-  };
   const close = () => {
     if (!open) return;
     open = false;
-    process.off('exit', close);
-    for (const signal of signals) process.off(signal, onSignal);
+    stopListening();
     if (previousTmpdir === undefined) delete process.env.TMPDIR;
     else process.env.TMPDIR = previousTmpdir;
     removeRunFolder(folder);
   };
-  process.once('exit', close);
-  for (const signal of signals) process.once(signal, onSignal);
+  const stopListening = onTheWayOut(close);
   return { path: folder, close };
 }
