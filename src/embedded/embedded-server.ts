@@ -66,12 +66,21 @@ interface Account {
   gid: number;
 }
 
-async function accountIds(): Promise<Account> {
-  const [uid, gid] = await Promise.all([
+// Looked up once per process: every start, stop and status check asks, and a test process
+// asked some 90 times a run, two `id` processes each. A failed lookup (no such account yet)
+// is not kept, so the account ensureServerAccount creates is found.
+let knownAccount: Promise<Account> | undefined;
+
+function accountIds(): Promise<Account> {
+  knownAccount ??= Promise.all([
     execFile('id', ['-u', serverAccount]).then(({ stdout }) => Number(stdout.trim())),
     execFile('id', ['-g', serverAccount]).then(({ stdout }) => Number(stdout.trim())),
-  ]);
-  return { uid, gid };
+  ]).then(([uid, gid]) => ({ uid, gid }));
+  const lookup = knownAccount;
+  lookup.catch(() => {
+    if (knownAccount === lookup) knownAccount = undefined;
+  });
+  return lookup;
 }
 
 async function accountToRunAs(): Promise<Account | undefined> {
