@@ -9,6 +9,7 @@ import { migrate } from '../../src/migrations/migrator.js';
 import { databaseUrlAs, databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
 import { provisionDatabase, type RoleCredentials } from '../../src/provisioning/provision-database.js';
 import { bundleCliCommands } from './cli-bundle.js';
+import { dockerEndpointMayExist } from './docker-endpoint.js';
 import { type PgBouncer, type PgBouncerVersion, pgBouncerVersions, startPgBouncer } from './pgbouncer.js';
 import { type ExtraPostgresMajor, postgresMajorBinDir } from './postgres-majors.js';
 import { openRunFolder } from './run-folder.js';
@@ -22,6 +23,7 @@ export interface TestServer {
 }
 
 async function dockerAnswers(): Promise<boolean> {
+  if (!dockerEndpointMayExist()) return false;
   try {
     const { getContainerRuntimeClient } = await import('testcontainers');
     const probe = getContainerRuntimeClient().then(() => true, () => false);
