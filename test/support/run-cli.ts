@@ -24,6 +24,10 @@ export interface CliResult {
 // nothing to do 0.26 s and 0.21 s, a backup 0.54 s and 0.49 s. Worker threads still run.
 // `--no-experimental-fetch` leaves out Node's fetch globals, which no command uses (`--help`
 // took 0.16 s of CPU and 0.13 s with it, in three runs of 20; see without-fetch.ts).
+// The first two cost something the figures above already include: any V8 flag off its default
+// makes V8 reject the code cache of Node's own modules, so loading nine of them (net, crypto,
+// child_process, …) took 29 ms instead of 11 ms. Set at run time instead (v8.setFlagsFromString),
+// a flag does the same to every module loaded after it.
 const nodeFlags = ['--liftoff-only', '--single-threaded', ...withoutFetch];
 
 // Tests name commands after their npm scripts (db:backup is 'db-backup'); the entry takes
