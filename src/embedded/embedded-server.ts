@@ -67,21 +67,18 @@ interface Account {
 }
 
 // Looked up once per process: every start, stop and status check asks, and a test process
-// asked some 90 times a run, two `id` processes each. A failed lookup (no such account yet)
-// is not kept, so the account ensureServerAccount creates is found.
-let knownAccount: Promise<Account> | undefined;
+// asked some 90 times a run, two `id` processes each. Only an account found is kept, so the
+// one ensureServerAccount creates is found too.
+let knownAccount: Account | undefined;
 
-function accountIds(): Promise<Account> {
+async function accountIds(): Promise<Account> {
   if (knownAccount) return knownAccount;
-  const lookup = Promise.all([
+  const [uid, gid] = await Promise.all([
     execFile('id', ['-u', serverAccount]).then(({ stdout }) => Number(stdout.trim())),
     execFile('id', ['-g', serverAccount]).then(({ stdout }) => Number(stdout.trim())),
-  ]).then(([uid, gid]) => ({ uid, gid }));
-  knownAccount = lookup;
-  lookup.catch(() => {
-    if (knownAccount === lookup) knownAccount = undefined;
-  });
-  return lookup;
+  ]);
+  knownAccount = { uid, gid };
+  return knownAccount;
 }
 
 async function accountToRunAs(): Promise<Account | undefined> {

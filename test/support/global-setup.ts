@@ -34,9 +34,9 @@ declare module 'vitest' {
 }
 
 // Vitest runs the global setup once for each project that has files in the run (direct,
-// pooler, pooler-1.24, pg15, pg18), one after the other, each in a module runner of its own; they share one run (test-run.ts): one
-// server, its PgBouncers and one template, started by the first and stopped by the last
-// teardown. The pg15 and pg18 projects each add a server of their major, with its own
+// pooler, pooler-1.24, pg15, pg18), one after the other, each in a module runner of its own;
+// they share one run (test-run.ts): one server, its PgBouncers and one template, started by
+// the first and stopped by the last teardown. The pg15 and pg18 projects each add a server of their major, with its own
 // template. Only the first loads test-run.ts and what it imports (the migrator, the embedded
 // server, the provisioning): loading those again for each project took 0.25-0.3 s of the
 // start, before any test could run (issue 19).
@@ -50,8 +50,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
   // project up; but only for the projects that have files in this run (vitest has collected
   // their paths by now): `npx vitest run test/migrations/dry-run.test.ts` (vitest's Duration)
   // took 6.1-6.3 s and 11.6-12.3 s of CPU with the PostgreSQL 15 and 18 servers and PgBouncer
-  // 1.24 it does not use, and 4.8 s and 7.8-8.0 s without. A project left out still gets its server from its own
-  // set-up (serverOf and poolerUrlOf start one on first use), as in watch mode after a new filter.
+  // 1.24 it does not use, and 4.8 s and 7.8-8.0 s without. A project left out still gets its
+  // server from its own set-up (serverOf and poolerUrlOf start one on first use), as in watch
+  // mode after a new filter.
   if (!shared.kwTestRun) {
     const files = project.vitest.state.getPaths();
     const withFiles = projectsWithFiles(project.vitest.projects, files);

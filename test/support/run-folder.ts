@@ -91,7 +91,8 @@ export function removeRunFolder(folder: string): number {
 /**
  * Removes the run folders in `parent` that runs which have ended left (a run killed, or
  * stopped by Ctrl-C before its clean-up finished; see leftByEndedRun), stopping the servers
- * still running in them; the folders of runs still going, and other accounts', are left alone. One that cannot be removed is reported and skipped.
+ * still running in them; the folders of runs still going, and other accounts', are left
+ * alone. One that cannot be removed is reported and skipped.
  *
  * @example
  * const { folders, processes } = sweepAbandonedRuns(os.tmpdir())
