@@ -122,17 +122,30 @@ describe('a migration run', () => {
 
   it('records a non-negative duration when the wall clock steps backwards during a migration', async () => {
     const name = '20990101000000_clock_step';
-    await writeFile(path.join(migrationsDir, `${name}.up.sql`), 'SELECT pg_sleep(0.3);\n');
+    // The migration runs until the test has stepped the clock (at most 30 s), then 0.3 s more:
+    // a fixed sleep alone was a window a loaded machine's poll could miss.
+    await one('CREATE TABLE clock_stepped (at timestamptz)');
+    await writeFile(
+      path.join(migrationsDir, `${name}.up.sql`),
+      'DO $$ BEGIN FOR i IN 1..3000 LOOP EXIT WHEN EXISTS (SELECT FROM clock_stepped); PERFORM pg_sleep(0.01); END LOOP; END $$;\n' +
+        'SELECT pg_sleep(0.3);\n',
+    );
     await writeFile(path.join(migrationsDir, `${name}.down.sql`), '');
     await migrate({ databaseUrl: database.url, migrationsDir, to: (await migrationStatus({ databaseUrl: database.url, migrationsDir }))[0]!.name });
     vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
     const run = migrate({ databaseUrl: database.url, migrationsDir });
-    await eventually(
-      async () => (await one<{ count: number }>("SELECT count(*)::int AS count FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(0.3)%'"))!.count === 1,
-      'the migration runs',
-    );
+    try {
+      await eventually(
+        async () =>
+          (await one<{ count: number }>("SELECT count(*)::int AS count FROM pg_stat_activity WHERE query LIKE 'DO $$ BEGIN FOR i IN 1..3000%'"))!
+            .count === 1,
+        'the migration runs',
+      );
 
-    vi.setSystemTime(Date.now() - 3_600_000); // an NTP step an hour back
+      vi.setSystemTime(Date.now() - 3_600_000); // an NTP step an hour back
+    } finally {
+      await one('INSERT INTO clock_stepped VALUES (now())');
+    }
 
     await run;
     const row = await one<{ duration_ms: number }>('SELECT duration_ms FROM schema_migrations WHERE name = $1', [name]);
