@@ -21,14 +21,19 @@ import type { TestDatabase } from '../support/test-database.js';
 let database: TestDatabase;
 let migrationsDir: string;
 let remove: () => Promise<void>;
+// The polls ask through one connection of their own rather than a new login per poll.
+let observer: pg.Client;
 
 const readerName = 'kw-test-long-reader';
 
 beforeEach(async () => {
   ({ database, migrationsDir, remove } = await createMigrationSandbox());
   await migrate({ databaseUrl: database.url, migrationsDir });
+  observer = new pg.Client({ connectionString: database.url, application_name: 'kw-test-observer' });
+  await observer.connect();
 });
 afterEach(async () => {
+  await observer.end();
   await remove();
 });
 
@@ -59,12 +64,10 @@ async function recorded(name: string): Promise<number> {
 }
 
 async function migratorWaitsForALock(): Promise<boolean> {
-  return withClient(database.url, async (client) => {
-    const { rows } = await client.query(
-      "SELECT 1 FROM pg_stat_activity WHERE application_name = 'kennwilliamson-migrate' AND wait_event_type = 'Lock' AND datname = current_database()",
-    );
-    return rows.length > 0;
-  });
+  const { rows } = await observer.query(
+    "SELECT 1 FROM pg_stat_activity WHERE application_name = 'kennwilliamson-migrate' AND wait_event_type = 'Lock' AND datname = current_database()",
+  );
+  return rows.length > 0;
 }
 
 const quick: Partial<LockWaitPolicy> = { firstAttemptMs: 100, attemptMs: 300, firstPauseMs: 50, maxPauseMs: 200 };
