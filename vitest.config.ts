@@ -2,6 +2,7 @@ import { existsSync, statfsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { configDefaults, defineConfig, type Plugin, type ViteUserConfig } from 'vitest/config';
 import { pgBouncer124Path, pgBouncerPath } from './test/support/pgbouncer.js';
+import { inCi } from './test/support/in-ci.js';
 import { extraPostgresMajors, postgresMajorBinDir } from './test/support/postgres-majors.js';
 import { singleFilePackageAliases } from './test/support/single-file-packages.js';
 import { withoutFetch } from './test/support/without-fetch.js';
@@ -84,7 +85,7 @@ const project = (test: NonNullable<ViteUserConfig['test']>) => ({
 // \`auto\` sends them unnamed) and through 1.24 (\`pooler-1.24\`: it keeps them, so \`auto\` names
 // them). CI installs and builds both and always runs both passes; elsewhere a missing one is
 // left out, saying so.
-const ci = Boolean(process.env.CI) && process.env.CI !== 'false' && process.env.CI !== '0';
+const ci = inCi();
 const withPooler = ci || existsSync(pgBouncerPath);
 if (!withPooler) console.warn(`[vitest.config] ${pgBouncerPath} not found: the pooler pass is skipped (apt-get install pgbouncer)`);
 const withPooler124 = ci || existsSync(pgBouncer124Path);

@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { inCi } from './in-ci.js';
 import { onTheWayOut } from './on-the-way-out.js';
 import { isProcessAlive } from './process-alive.js';
 import { sleepSync } from './sleep-sync.js';
@@ -11,11 +12,6 @@ const chainPrefix = 'KWT';
 function iptables(args: string[]): string {
   // -w: wait for the xtables lock, which parallel test files may hold for a moment.
   return execFileSync('iptables', ['-w', '5', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-}
-
-function ciRequired(): boolean {
-  const ci = process.env.CI?.trim().toLowerCase();
-  return Boolean(ci) && ci !== 'false' && ci !== '0';
 }
 
 /**
@@ -30,7 +26,7 @@ export function packetFilterAvailable(purpose: string): boolean {
     return true;
   } catch (error) {
     const reason = (error as { stderr?: string }).stderr?.trim() || (error as Error).message;
-    if (ciRequired()) throw new Error(`${purpose} needs iptables (root, netfilter), which CI must provide (see .ci/run): ${reason}`);
+    if (inCi()) throw new Error(`${purpose} needs iptables (root, netfilter), which CI must provide (see .ci/run): ${reason}`);
     console.warn(`[packet-filter] iptables is not usable (${reason}): ${purpose} is skipped`);
     return false;
   }

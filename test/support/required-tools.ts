@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { inCi } from './in-ci.js';
 
 /**
  * Whether these programs exist, for `describe.skipIf(!…)`. A developer without them gets
@@ -8,8 +9,7 @@ import { existsSync } from 'node:fs';
 export function toolsAvailable(programs: string[], purpose: string): boolean {
   const missing = programs.filter((program) => !existsSync(program));
   if (missing.length === 0) return true;
-  const ci = process.env.CI?.trim().toLowerCase();
-  if (ci && ci !== 'false' && ci !== '0') {
+  if (inCi()) {
     throw new Error(`${purpose} needs ${missing.join(', ')}, which CI must install (see .ci/run)`);
   }
   return false;
