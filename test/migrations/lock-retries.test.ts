@@ -21,19 +21,15 @@ import type { TestDatabase } from '../support/test-database.js';
 let database: TestDatabase;
 let migrationsDir: string;
 let remove: () => Promise<void>;
-// The polls ask through one connection of their own rather than a new login per poll.
 let observer: pg.Client;
 
 const readerName = 'kw-test-long-reader';
 
 beforeEach(async () => {
-  ({ database, migrationsDir, remove } = await createMigrationSandbox());
+  ({ database, migrationsDir, observer, remove } = await createMigrationSandbox({ observed: true }));
   await migrate({ databaseUrl: database.url, migrationsDir });
-  observer = new pg.Client({ connectionString: database.url, application_name: 'kw-test-observer' });
-  await observer.connect();
 });
 afterEach(async () => {
-  await observer.end();
   await remove();
 });
 

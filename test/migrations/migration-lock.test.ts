@@ -18,19 +18,14 @@ import type { TestDatabase } from '../support/test-database.js';
 let database: TestDatabase;
 let migrationsDir: string;
 let remove: () => Promise<void>;
-// Polls watch other sessions through one connection of their own rather than a new login per
-// poll, which cost the server a backend every 10 ms while the watched command started.
 let observer: pg.Client;
 
 beforeEach(async () => {
-  ({ database, migrationsDir, remove } = await createMigrationSandbox());
-  observer = new pg.Client({ connectionString: database.url, application_name: 'kw-test-observer' });
-  await observer.connect();
+  ({ database, migrationsDir, observer, remove } = await createMigrationSandbox({ observed: true }));
 });
 
 afterEach(async () => {
   vi.useRealTimers();
-  await observer.end();
   await remove();
 });
 
@@ -41,12 +36,13 @@ async function one<T extends pg.QueryResultRow>(sql: string, params: unknown[] =
   return withClient(database.url, async (client) => (await client.query<T>(sql, params)).rows[0]);
 }
 
-/** How many sessions of the database `sql` counts (as `count`), asked on the observing connection. */
+/** How many sessions `sql` counts (as `count`), asked on the sandbox's observing connection. */
 const sessions = async (sql: string) => (await observer.query<{ count: number }>(sql)).rows[0]!.count;
 
 const lockWaiters = () =>
   sessions(
-    "SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = 'kennwilliamson-migrate-lock' AND wait_event_type = 'Lock'",
+    "SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = 'kennwilliamson-migrate-lock' AND wait_event_type = 'Lock' " +
+      'AND datname = current_database()',
   );
 
 describe('the migration lock', () => {
@@ -84,7 +80,10 @@ describe('the migration lock', () => {
     await writeFile(path.join(migrationsDir, `${slow}.up.sql`), 'SELECT pg_sleep(60);\n');
     await writeFile(path.join(migrationsDir, `${slow}.down.sql`), '');
     const child = startCli('migrate', ['--migrations-dir', migrationsDir], { MIGRATION_DATABASE_URL: database.url });
-    const sleeping = () => sessions("SELECT count(*)::int AS count FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active'");
+    const sleeping = () =>
+      sessions(
+        "SELECT count(*)::int AS count FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active' AND datname = current_database()",
+      );
     await eventually(async () => (await sleeping()) === 1, 'the migrator runs the long statement', { timeoutMs: 20_000 });
 
     child.kill('SIGKILL');
@@ -140,9 +139,13 @@ describe('a migration run', () => {
     await migrate({ databaseUrl: database.url, migrationsDir, to: (await migrationStatus({ databaseUrl: database.url, migrationsDir }))[0]!.name });
     vi.useFakeTimers({ toFake: ['Date'], now: Date.now() });
     const run = migrate({ databaseUrl: database.url, migrationsDir });
+    run.catch(() => undefined); // awaited below; if the wait fails first, the run's end is no second error
     try {
       await eventually(
-        async () => (await sessions("SELECT count(*)::int AS count FROM pg_stat_activity WHERE query LIKE 'DO $$ BEGIN FOR i IN 1..3000%'")) === 1,
+        async () =>
+          (await sessions(
+            "SELECT count(*)::int AS count FROM pg_stat_activity WHERE query LIKE 'DO $$ BEGIN FOR i IN 1..3000%' AND datname = current_database()",
+          )) === 1,
         'the migration runs',
       );
 

@@ -15,7 +15,10 @@ function reservedHugePages(): number {
 
 describe.runIf(inject('serverKind') === 'embedded' && process.platform === 'linux')("the run's PostgreSQL", () => {
   it('keeps its shared memory in huge pages where the machine reserves them, as .ci/run does, and starts without them elsewhere', async () => {
-    const status = await withClient(inject('serverUrl'), async (client) => (await client.query<{ huge_pages_status: string }>('SHOW huge_pages_status')).rows[0]!.huge_pages_status);
+    const status = await withClient(
+      inject('serverUrl'),
+      async (client) => (await client.query<{ huge_pages_status: string }>('SHOW huge_pages_status')).rows[0]!.huge_pages_status,
+    );
     const reserved = reservedHugePages();
 
     if (inCi()) {

@@ -5,7 +5,7 @@
  * @example
  * if (!existsSync(program) && inCi()) throw new Error(`${program} is missing (see .ci/run)`)
  */
-export function inCi(env: NodeJS.ProcessEnv = process.env): boolean {
-  const ci = env.CI?.trim().toLowerCase();
+export function inCi(): boolean {
+  const ci = process.env.CI?.trim().toLowerCase();
   return Boolean(ci) && ci !== 'false' && ci !== '0';
 }
