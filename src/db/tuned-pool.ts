@@ -278,7 +278,9 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
 
   const scheduleRefill = (delayMs: number): void => {
     if (ending || refilling || refillTimer || isFull()) {
-      if (isFull()) settleReady();
+      // pg-pool's totalCount also counts connections still logging in: while a refill runs,
+      // its own end says when they are open (ready() once resolved before they were).
+      if (isFull() && !refilling) settleReady();
       return;
     }
     refillTimer = setTimeout(() => {

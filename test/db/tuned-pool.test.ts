@@ -76,6 +76,43 @@ it('refills a min = max pool under load by opening only the missing connection, 
   }
 });
 
+it("resolves ready() only once the refill's connection has logged in, not while it is still logging in", async () => {
+  const applicationName = `slow-login-${randomBytes(4).toString('hex')}`;
+  const lock = 4_242_002;
+  // A login event trigger (PostgreSQL 17) holds this pool's logins on a lock the test holds.
+  await observer.query(`
+    CREATE FUNCTION hold_login() RETURNS event_trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF current_setting('application_name') = '${applicationName}' THEN PERFORM pg_advisory_xact_lock_shared(${lock}); END IF;
+      END $$;
+    CREATE EVENT TRIGGER hold_login ON login EXECUTE FUNCTION hold_login();`);
+  const db = createDb({ databaseUrl: database.url, minConnections: 2, maxConnections: 2, applicationName });
+  const tuned = poolOf(db);
+  try {
+    await tuned.ready();
+    const [victim] = await backendsOf(applicationName);
+    await observer.query('SELECT pg_advisory_lock($1)', [lock]);
+    // An idle connection is lost: the pool starts a refill, whose login waits on the lock.
+    await observer.query('SELECT pg_terminate_backend($1)', [victim]);
+    await eventually(async () => (await lockWaiters(applicationName)).length === 1, 'the new connection waits in its login');
+
+    let settled = false;
+    const ready = tuned.ready({ timeoutMs: 10_000 }).finally(() => (settled = true));
+    // ready() has had every chance to settle early: its own check, and the refill's next turn.
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(await backendsOf(applicationName, "state = 'idle'")).toHaveLength(1);
+    expect(settled).toBe(false);
+
+    await observer.query('SELECT pg_advisory_unlock($1)', [lock]);
+    await ready;
+    expect(await backendsOf(applicationName, "state = 'idle'")).toHaveLength(2);
+  } finally {
+    await observer.query('SELECT pg_advisory_unlock_all()');
+    await db.destroy();
+    await observer.query('DROP EVENT TRIGGER hold_login; DROP FUNCTION hold_login()');
+  }
+});
+
 it('draws each connection a lifetime between 80 % and 100 % of the maximum, so connections opened together retire apart', () => {
   expect(connectionLifetimeMs(1_000, () => 0)).toBe(800);
   expect(connectionLifetimeMs(1_000, () => 0.5)).toBe(900);
