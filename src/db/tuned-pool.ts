@@ -140,7 +140,11 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   let lastRefillError: unknown;
   let readyWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
 
+  // Full: enough connections to open no more (pg-pool's totalCount also counts those still
+  // logging in). Open: enough have finished their login, which is what ready() promises; it
+  // once resolved while a refill's connection was still logging in.
   const isFull = () => pool.totalCount >= config.minConnections;
+  const isOpen = () => clients.size >= config.minConnections;
 
   // pg-pool enforces the acquire timeout itself (connectionTimeoutMillis covers both waiting
   // in its queue and opening a new connection); a checkout that failed after waiting that
@@ -278,9 +282,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
 
   const scheduleRefill = (delayMs: number): void => {
     if (ending || refilling || refillTimer || isFull()) {
-      // pg-pool's totalCount also counts connections still logging in: while a refill runs,
-      // its own end says when they are open (ready() once resolved before they were).
-      if (isFull() && !refilling) settleReady();
+      if (isOpen()) settleReady();
       return;
     }
     refillTimer = setTimeout(() => {
@@ -288,7 +290,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
       refilling = refill()
         .then(() => {
           failedRefills = 0;
-          settleReady();
+          if (isOpen()) settleReady();
         })
         .catch((error: unknown) => {
           failedRefills += 1;
@@ -326,6 +328,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   // a LibraryClient, which listens itself, and its failing query reports it.)
   pool.on('connect', (client) => {
     clients.add(client as unknown as BoundedClient);
+    if (isOpen()) settleReady();
   });
   let lastClosed: (() => void) | undefined;
   pool.on('remove', (client) => {
@@ -340,7 +343,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
     connect,
     ready: (options = {}) => {
       if (ending) return Promise.reject(new PoolClosedError('the pool has been ended'));
-      if (isFull() && !refilling) return Promise.resolve();
+      if (isOpen()) return Promise.resolve();
       const timeoutMs = options.timeoutMs ?? config.acquireTimeoutMs;
       const started = performance.now();
       return new Promise<void>((resolve, reject) => {
