@@ -159,6 +159,10 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
         startupBounds = false;
         return connect();
       }
+      // pg-pool counted a new connection while it logged in, and forgets a failed one without a
+      // 'remove' event: a refill that saw the pool full meanwhile would never come, and ready()
+      // would wait out its timeout on a server that takes logins again.
+      scheduleRefill(0);
       const waitedMs = Math.round(performance.now() - started);
       // Sooner than the timeout: the server refused or dropped the new connection, or the pool
       // was ended (ConnectionError, PoolClosedError).

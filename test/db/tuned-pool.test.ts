@@ -113,6 +113,46 @@ it("resolves ready() only once the refill's connection has logged in, not while 
   }
 });
 
+it("resolves ready() after a caller's own login failed while the pool counted it, by refilling then", async () => {
+  const applicationName = `failed-login-${randomBytes(4).toString('hex')}`;
+  const lock = 4_242_003;
+  // The login event trigger holds this pool's logins on a lock the test holds, and fails the
+  // first of them (a sequence counts them: a failed login rolls back whatever else it wrote).
+  await observer.query(`
+    CREATE SEQUENCE login_attempts;
+    CREATE FUNCTION hold_login() RETURNS event_trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF current_setting('application_name') = '${applicationName}' THEN
+          PERFORM pg_advisory_xact_lock_shared(${lock});
+          IF nextval('login_attempts') = 1 THEN RAISE EXCEPTION 'this login fails'; END IF;
+        END IF;
+      END $$;
+    CREATE EVENT TRIGGER hold_login ON login EXECUTE FUNCTION hold_login();`);
+  await observer.query('SELECT pg_advisory_lock($1)', [lock]);
+  const db = createDb({ databaseUrl: database.url, minConnections: 1, maxConnections: 2, applicationName });
+  const tuned = poolOf(db);
+  try {
+    // The caller's checkout starts the pool's only login (before the pool's own refill runs,
+    // which then finds the pool full), and ready() waits for that login.
+    const checkout = tuned.connect().then(
+      (client) => client.release(),
+      (error: unknown) => error,
+    );
+    await eventually(async () => (await lockWaiters(applicationName)).length === 1, "the caller's connection waits in its login");
+    const ready = tuned.ready({ timeoutMs: 10_000 });
+
+    await observer.query('SELECT pg_advisory_unlock($1)', [lock]);
+    expect(await checkout).toBeInstanceOf(Error);
+    // Nothing else happens in the pool: before, ready() failed after its 10 s with PoolNotReadyError.
+    await expect(ready).resolves.toBeUndefined();
+    expect(await backendsOf(applicationName, "state = 'idle'")).toHaveLength(1);
+  } finally {
+    await observer.query('SELECT pg_advisory_unlock_all()');
+    await db.destroy();
+    await observer.query('DROP EVENT TRIGGER hold_login; DROP FUNCTION hold_login(); DROP SEQUENCE login_attempts');
+  }
+});
+
 it('draws each connection a lifetime between 80 % and 100 % of the maximum, so connections opened together retire apart', () => {
   expect(connectionLifetimeMs(1_000, () => 0)).toBe(800);
   expect(connectionLifetimeMs(1_000, () => 0.5)).toBe(900);
