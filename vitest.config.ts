@@ -40,14 +40,15 @@ const common = {
   // that code win back. The operations' and restores' files used 29-32 s of CPU with it and
   // 31-38 s without, in three alternating runs (issue 19). (A V8 flag in execArgv needs the
   // default `forks` pool: worker threads refuse one.)
-  // The same holds for JavaScript: V8 stops at its baseline tier (Sparkplug, `--max-opt=1`)
-  // instead of also optimizing with TurboFan, whose compiles a test run's many short-lived
-  // functions rarely pay back. The query and schema files of the direct and pooler projects
-  // used 34.5-35.9 s of CPU with it and 36.8-40.8 s without (six alternating runs). In four
-  // alternating full runs the workers used 71 and 80 s with it, 100 and 91 s without: 9-16 %
-  // less, measured against the commands' CPU in the same run, which the flag does not touch
-  // (the machine's speed drifted between runs). What the code does is the same; `npm run
-  // bench` measures the library with V8's defaults.
+  // The same holds for JavaScript: V8 stops at its baseline tier (Sparkplug, `--max-opt=1`),
+  // without an optimizing tier (TurboFan; Maglev too, where a later Node turns it on), whose
+  // compiles a test run's many short-lived functions rarely pay back. On Node 20, the query
+  // and schema files of the direct and pooler projects used 34.5-35.9 s of CPU with it and
+  // 36.8-40.8 s without (six alternating runs). In four alternating full runs the workers used
+  // 71 and 80 s with it, 100 and 91 s without, while the machine's speed drifted; set against
+  // the commands' CPU in the same run, which the flag does not touch (56 and 69 s, 66 and 72
+  // s), that is 9-16 % less. The flag changes how fast the code runs, not what it does;
+  // `npm run bench` measures the library with V8's defaults.
   // And without Node's fetch globals, as the commands (test/support/without-fetch.ts).
   execArgv: ['--liftoff-only', '--max-opt=1', ...withoutFetch],
 };

@@ -137,6 +137,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   let refilling: Promise<void> | undefined;
   let refillTimer: NodeJS.Timeout | undefined;
   let failedRefills = 0;
+  const refillBackoffMs = () => Math.min(100 * 2 ** failedRefills, maxRefillDelayMs);
   let lastRefillError: unknown;
   let readyWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
 
@@ -161,8 +162,9 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
       }
       // pg-pool counted a new connection while it logged in, and forgets a failed one without a
       // 'remove' event: a refill that saw the pool full meanwhile would never come, and ready()
-      // would wait out its timeout on a server that takes logins again.
-      scheduleRefill(0);
+      // would wait out its timeout on a server that takes logins again. (Nothing to do when the
+      // pool is full or ended; after failed refills, their backoff holds for this one too.)
+      scheduleRefill(failedRefills === 0 ? 0 : refillBackoffMs());
       const waitedMs = Math.round(performance.now() - started);
       // Sooner than the timeout: the server refused or dropped the new connection, or the pool
       // was ended (ConnectionError, PoolClosedError).
@@ -304,7 +306,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
         })
         .finally(() => {
           refilling = undefined;
-          if (!isFull()) scheduleRefill(Math.min(100 * 2 ** failedRefills, maxRefillDelayMs));
+          if (!isFull()) scheduleRefill(refillBackoffMs());
         });
     }, delayMs);
     // An idle pool must not keep the process alive, but a caller awaiting ready() must: in a
