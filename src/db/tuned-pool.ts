@@ -287,16 +287,12 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   sweeper.unref();
 
   const scheduleRefill = (delayMs: number): void => {
-    if (ending || refilling || refillTimer || isFull()) {
-      if (isOpen()) settleReady();
-      return;
-    }
+    if (ending || refilling || refillTimer || isFull()) return;
     refillTimer = setTimeout(() => {
       refillTimer = undefined;
       refilling = refill()
         .then(() => {
           failedRefills = 0;
-          if (isOpen()) settleReady();
         })
         .catch((error: unknown) => {
           failedRefills += 1;
@@ -334,6 +330,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   // a LibraryClient, which listens itself, and its failing query reports it.)
   pool.on('connect', (client) => {
     clients.add(client as unknown as BoundedClient);
+    // The one place the pool becomes open: every login that finishes, a refill's or a caller's.
     if (isOpen()) settleReady();
   });
   let lastClosed: (() => void) | undefined;

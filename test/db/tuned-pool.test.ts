@@ -27,6 +27,35 @@ async function backendsOf(applicationName: string, condition = 'true'): Promise<
 
 const lockWaiters = (applicationName: string) => backendsOf(applicationName, "wait_event_type = 'Lock'");
 
+/**
+ * A login event trigger (PostgreSQL 17) that holds `applicationName`'s logins on the advisory
+ * lock `lock` while the test holds it and, with `failFirst`, fails the first of them (a sequence
+ * counts them: a failed login rolls back whatever else it wrote). Returns the test's clean-up:
+ * it releases the test's locks before it ends the pool (whose end waits for a held login), and
+ * drops the trigger even when ending the pool fails.
+ */
+async function holdLogins(applicationName: string, lock: number, options: { failFirst?: boolean } = {}) {
+  const fail = options.failFirst ? "IF nextval('login_attempts') = 1 THEN RAISE EXCEPTION 'this login fails'; END IF;" : '';
+  await observer.query(`
+    CREATE SEQUENCE login_attempts;
+    CREATE FUNCTION hold_login() RETURNS event_trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF current_setting('application_name') = '${applicationName}' THEN
+          PERFORM pg_advisory_xact_lock_shared(${lock});
+          ${fail}
+        END IF;
+      END $$;
+    CREATE EVENT TRIGGER hold_login ON login EXECUTE FUNCTION hold_login();`);
+  return async (db: { destroy: () => Promise<void> }) => {
+    try {
+      await observer.query('SELECT pg_advisory_unlock_all()');
+      await db.destroy();
+    } finally {
+      await observer.query('DROP EVENT TRIGGER hold_login; DROP FUNCTION hold_login(); DROP SEQUENCE login_attempts');
+    }
+  };
+}
+
 it('refills a min = max pool under load by opening only the missing connection, not by queueing behind busy ones', async () => {
   const applicationName = `refill-${randomBytes(4).toString('hex')}`;
   const poolErrors: string[] = [];
@@ -79,13 +108,7 @@ it('refills a min = max pool under load by opening only the missing connection, 
 it("resolves ready() only once the refill's connection has logged in, not while it is still logging in", async () => {
   const applicationName = `slow-login-${randomBytes(4).toString('hex')}`;
   const lock = 4_242_002;
-  // A login event trigger (PostgreSQL 17) holds this pool's logins on a lock the test holds.
-  await observer.query(`
-    CREATE FUNCTION hold_login() RETURNS event_trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF current_setting('application_name') = '${applicationName}' THEN PERFORM pg_advisory_xact_lock_shared(${lock}); END IF;
-      END $$;
-    CREATE EVENT TRIGGER hold_login ON login EXECUTE FUNCTION hold_login();`);
+  const cleanUp = await holdLogins(applicationName, lock);
   const db = createDb({ databaseUrl: database.url, minConnections: 2, maxConnections: 2, applicationName });
   const tuned = poolOf(db);
   try {
@@ -107,30 +130,14 @@ it("resolves ready() only once the refill's connection has logged in, not while 
     await ready;
     expect(await backendsOf(applicationName, "state = 'idle'")).toHaveLength(2);
   } finally {
-    try {
-      await observer.query('SELECT pg_advisory_unlock_all()');
-      await db.destroy();
-    } finally {
-      await observer.query('DROP EVENT TRIGGER hold_login; DROP FUNCTION hold_login()');
-    }
+    await cleanUp(db);
   }
 });
 
 it("resolves ready() after a caller's own login failed while the pool counted it, by refilling then", async () => {
   const applicationName = `failed-login-${randomBytes(4).toString('hex')}`;
   const lock = 4_242_003;
-  // The login event trigger holds this pool's logins on a lock the test holds, and fails the
-  // first of them (a sequence counts them: a failed login rolls back whatever else it wrote).
-  await observer.query(`
-    CREATE SEQUENCE login_attempts;
-    CREATE FUNCTION hold_login() RETURNS event_trigger LANGUAGE plpgsql AS $$
-      BEGIN
-        IF current_setting('application_name') = '${applicationName}' THEN
-          PERFORM pg_advisory_xact_lock_shared(${lock});
-          IF nextval('login_attempts') = 1 THEN RAISE EXCEPTION 'this login fails'; END IF;
-        END IF;
-      END $$;
-    CREATE EVENT TRIGGER hold_login ON login EXECUTE FUNCTION hold_login();`);
+  const cleanUp = await holdLogins(applicationName, lock, { failFirst: true });
   await observer.query('SELECT pg_advisory_lock($1)', [lock]);
   const db = createDb({ databaseUrl: database.url, minConnections: 1, maxConnections: 2, applicationName });
   const tuned = poolOf(db);
@@ -152,12 +159,7 @@ it("resolves ready() after a caller's own login failed while the pool counted it
     await expect(ready).resolves.toBeUndefined();
     expect(await backendsOf(applicationName, "state = 'idle'")).toHaveLength(1);
   } finally {
-    try {
-      await observer.query('SELECT pg_advisory_unlock_all()');
-      await db.destroy();
-    } finally {
-      await observer.query('DROP EVENT TRIGGER hold_login; DROP FUNCTION hold_login(); DROP SEQUENCE login_attempts');
-    }
+    await cleanUp(db);
   }
 });
 
