@@ -290,10 +290,10 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
     if (ending || refilling || refillTimer || isFull()) return;
     refillTimer = setTimeout(() => {
       refillTimer = undefined;
+      // A refill that ends without an error proves nothing about the server: it opens nothing
+      // while callers' logins are in flight (pg-pool counts those). The backoff ends with a
+      // finished login, in the 'connect' handler below.
       refilling = refill()
-        .then(() => {
-          failedRefills = 0;
-        })
         .catch((error: unknown) => {
           failedRefills += 1;
           lastRefillError = error;
@@ -330,6 +330,8 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   // a LibraryClient, which listens itself, and its failing query reports it.)
   pool.on('connect', (client) => {
     clients.add(client as unknown as BoundedClient);
+    // The server takes logins again: the next failed refill starts its backoff afresh.
+    failedRefills = 0;
     // The one place the pool becomes open: every login that finishes, a refill's or a caller's.
     if (isOpen()) settleReady();
   });

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { afterAll, beforeAll, expect, it } from 'vitest';
+import { afterAll, beforeAll, expect, it, vi } from 'vitest';
 import { connectionLifetimeMs } from '../../src/db/connection-lifetime.js';
 import { createDb, poolOf } from '../../src/db/create-db.js';
 import { eventually } from '../support/eventually.js';
@@ -29,13 +29,17 @@ const lockWaiters = (applicationName: string) => backendsOf(applicationName, "wa
 
 /**
  * A login event trigger (PostgreSQL 17) that holds `applicationName`'s logins on the advisory
- * lock `lock` while the test holds it and, with `failFirst`, fails the first of them (a sequence
- * counts them: a failed login rolls back whatever else it wrote). Returns the test's clean-up:
+ * lock `lock` while the test holds it and, with `fail`, fails the first of them or every one (a
+ * sequence counts them: a failed login rolls back whatever else it wrote). Returns the test's clean-up:
  * it releases the test's locks before it ends the pool (whose end waits for a held login), and
  * drops the trigger even when ending the pool fails.
  */
-async function holdLogins(applicationName: string, lock: number, options: { failFirst?: boolean } = {}) {
-  const fail = options.failFirst ? "IF nextval('login_attempts') = 1 THEN RAISE EXCEPTION 'this login fails'; END IF;" : '';
+async function holdLogins(applicationName: string, lock: number, options: { fail?: 'first' | 'every' } = {}) {
+  const fail = {
+    first: "IF nextval('login_attempts') = 1 THEN RAISE EXCEPTION 'this login fails'; END IF;",
+    every: "PERFORM nextval('login_attempts'); RAISE EXCEPTION 'this login fails';",
+    none: '',
+  }[options.fail ?? 'none'];
   await observer.query(`
     CREATE SEQUENCE login_attempts;
     CREATE FUNCTION hold_login() RETURNS event_trigger LANGUAGE plpgsql AS $$
@@ -137,7 +141,7 @@ it("resolves ready() only once the refill's connection has logged in, not while 
 it("resolves ready() after a caller's own login failed while the pool counted it, by refilling then", async () => {
   const applicationName = `failed-login-${randomBytes(4).toString('hex')}`;
   const lock = 4_242_003;
-  const cleanUp = await holdLogins(applicationName, lock, { failFirst: true });
+  const cleanUp = await holdLogins(applicationName, lock, { fail: 'first' });
   await observer.query('SELECT pg_advisory_lock($1)', [lock]);
   const db = createDb({ databaseUrl: database.url, minConnections: 1, maxConnections: 2, applicationName });
   const tuned = poolOf(db);
@@ -159,6 +163,81 @@ it("resolves ready() after a caller's own login failed while the pool counted it
     await expect(ready).resolves.toBeUndefined();
     expect(await backendsOf(applicationName, "state = 'idle'")).toHaveLength(1);
   } finally {
+    await cleanUp(db);
+  }
+});
+
+it("backs refills off while the server refuses logins, through a refill that found a caller's login in flight, and afresh after a login", async () => {
+  const applicationName = `backoff-${randomBytes(4).toString('hex')}`;
+  const lock = 4_242_004;
+  const cleanUp = await holdLogins(applicationName, lock, { fail: 'every' });
+  let refillFailed = () => {};
+  // Resolves once a refill has failed and has scheduled the next (after the report, in a promise job).
+  const nextRefillFailure = () => new Promise<void>((resolve) => (refillFailed = () => setImmediate(resolve)));
+  // The pool's own timers only (its refills, and the login timeouts, which never come due
+  // here): the test moves them on, so each refill starts exactly when the test says. The test
+  // waits on events and queries meanwhile; expect.poll would move the timers on as it waits.
+  vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
+  const db = createDb(
+    { databaseUrl: database.url, minConnections: 1, maxConnections: 2, applicationName },
+    { onPoolError: (message) => message === 'could not refill the connection pool; retrying' && refillFailed() },
+  );
+  const tuned = poolOf(db);
+  const logins = () => tuned.pool.totalCount;
+  // The next refill starts after `delayMs` of the backoff, not a millisecond sooner. (Its login
+  // fails, if it does, only once the test waits on something.)
+  const refillStartsAfter = (delayMs: number) => {
+    if (delayMs > 0) {
+      vi.advanceTimersByTime(delayMs - 1);
+      expect(logins()).toBe(0);
+    }
+    vi.advanceTimersByTime(delayMs > 0 ? 1 : 0);
+    expect(logins()).toBe(1);
+  };
+  try {
+    // The pool's first refill fails: the next one waits out the first step (200 ms).
+    refillStartsAfter(0);
+    await nextRefillFailure();
+
+    // A caller's login is in flight, held by the trigger, when that refill comes due: the pool
+    // counts the login, so the refill finds the pool full and opens nothing.
+    await observer.query('SELECT pg_advisory_lock($1)', [lock]);
+    const checkout = tuned.connect().then(
+      (client) => client.release(),
+      (error: unknown) => error,
+    );
+    while ((await lockWaiters(applicationName)).length === 0) await new Promise((resolve) => setImmediate(resolve));
+    vi.advanceTimersByTime(200);
+    expect(logins()).toBe(1);
+    await new Promise((resolve) => setImmediate(resolve));
+
+    // The caller's login fails too. The server has taken no login since the backoff began, so
+    // the refill after this failure waits out the backoff as well (the refill that opened
+    // nothing had reset it, and this one started at once). It fails; the next waits 400 ms.
+    await observer.query('SELECT pg_advisory_unlock($1)', [lock]);
+    expect(await checkout).toMatchObject({ sqlState: 'P0001', message: expect.stringContaining('this login fails') });
+    refillStartsAfter(200);
+    await nextRefillFailure();
+
+    // The server takes logins again.
+    await observer.query('ALTER EVENT TRIGGER hold_login DISABLE');
+    const ready = tuned.ready();
+    refillStartsAfter(400);
+    await ready;
+
+    // A finished login showed that the server takes logins: when it refuses them once more, the
+    // first failed refill waits out the first step again, not the third (800 ms).
+    await observer.query('ALTER EVENT TRIGGER hold_login ENABLE');
+    const [connection] = await backendsOf(applicationName);
+    const removed = new Promise((resolve) => tuned.pool.once('remove', resolve));
+    await observer.query('SELECT pg_terminate_backend($1)', [connection]);
+    await removed;
+    refillStartsAfter(0);
+    await nextRefillFailure();
+    refillStartsAfter(200);
+  } finally {
+    // Real timers first: ending the pool waits on its own.
+    vi.useRealTimers();
     await cleanUp(db);
   }
 });
