@@ -136,6 +136,9 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   let ended: Promise<void> | undefined;
   let refilling: Promise<void> | undefined;
   let refillTimer: NodeJS.Timeout | undefined;
+  // Reset only by a finished login ('connect' below), not by a refill that ends without an
+  // error: one opens nothing while callers' logins are in flight (pg-pool counts those as
+  // connections), which says nothing about whether the server takes logins.
   let failedRefills = 0;
   const refillBackoffMs = () => Math.min(100 * 2 ** failedRefills, maxRefillDelayMs);
   let lastRefillError: unknown;
@@ -290,9 +293,6 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
     if (ending || refilling || refillTimer || isFull()) return;
     refillTimer = setTimeout(() => {
       refillTimer = undefined;
-      // A refill that ends without an error proves nothing about the server: it opens nothing
-      // while callers' logins are in flight (pg-pool counts those). The backoff ends with a
-      // finished login, in the 'connect' handler below.
       refilling = refill()
         .catch((error: unknown) => {
           failedRefills += 1;
@@ -330,7 +330,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   // a LibraryClient, which listens itself, and its failing query reports it.)
   pool.on('connect', (client) => {
     clients.add(client as unknown as BoundedClient);
-    // The server takes logins again: the next failed refill starts its backoff afresh.
+    // A login finished: the next failed refill starts its backoff afresh.
     failedRefills = 0;
     // The one place the pool becomes open: every login that finishes, a refill's or a caller's.
     if (isOpen()) settleReady();

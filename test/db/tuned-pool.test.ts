@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { sql } from 'kysely';
 import pg from 'pg';
-import { afterAll, beforeAll, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
 import { connectionLifetimeMs } from '../../src/db/connection-lifetime.js';
 import { createDb, poolOf } from '../../src/db/create-db.js';
 import { eventually } from '../support/eventually.js';
@@ -15,6 +15,10 @@ let remove: () => Promise<void>;
 
 beforeAll(async () => ({ database, observer, remove } = await createObservedDatabase()));
 afterAll(() => remove());
+// The worker runs other files after this one (isolate: false).
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 /** The pids of `applicationName`'s backends (those where `condition` holds), in order. */
 async function backendsOf(applicationName: string, condition = 'true'): Promise<number[]> {
@@ -174,9 +178,10 @@ it("backs refills off while the server refuses logins, through a refill that fou
   let refillFailed = () => {};
   // Resolves once a refill has failed and has scheduled the next (after the report, in a promise job).
   const nextRefillFailure = () => new Promise<void>((resolve) => (refillFailed = () => setImmediate(resolve)));
-  // The pool's own timers only (its refills, and the login timeouts, which never come due
-  // here): the test moves them on, so each refill starts exactly when the test says. The test
-  // waits on events and queries meanwhile; expect.poll would move the timers on as it waits.
+  // Every setTimeout is fake from here on (the pool's, pg's, ready()'s, the helpers'): the test
+  // moves time itself, so each refill starts exactly when it says, and waits only on events,
+  // queries and setImmediate (expect.poll and eventually() would move time on as they wait).
+  // None of pg's own timeouts comes due in the second or so the test moves.
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
   const db = createDb(
     { databaseUrl: database.url, minConnections: 1, maxConnections: 2, applicationName },
@@ -206,14 +211,18 @@ it("backs refills off while the server refuses logins, through a refill that fou
       (client) => client.release(),
       (error: unknown) => error,
     );
-    while ((await lockWaiters(applicationName)).length === 0) await new Promise((resolve) => setImmediate(resolve));
+    const deadline = performance.now() + 10_000;
+    while ((await lockWaiters(applicationName)).length === 0) {
+      if (performance.now() > deadline) throw new Error("timed out waiting until the caller's login waits on the lock");
+      await new Promise((resolve) => setImmediate(resolve));
+    }
     vi.advanceTimersByTime(200);
     expect(logins()).toBe(1);
     await new Promise((resolve) => setImmediate(resolve));
 
     // The caller's login fails too. The server has taken no login since the backoff began, so
-    // the refill after this failure waits out the backoff as well (the refill that opened
-    // nothing had reset it, and this one started at once). It fails; the next waits 400 ms.
+    // the refill after this failure waits out the backoff as well (before, the refill that
+    // opened nothing had reset it, and this one started at once). It fails; the next waits 400 ms.
     await observer.query('SELECT pg_advisory_unlock($1)', [lock]);
     expect(await checkout).toMatchObject({ sqlState: 'P0001', message: expect.stringContaining('this login fails') });
     refillStartsAfter(200);
@@ -228,7 +237,10 @@ it("backs refills off while the server refuses logins, through a refill that fou
     // A finished login showed that the server takes logins: when it refuses them once more, the
     // first failed refill waits out the first step again, not the third (800 ms).
     await observer.query('ALTER EVENT TRIGGER hold_login ENABLE');
-    const [connection] = await backendsOf(applicationName);
+    // The idle one: a backend whose login just failed may still be listed for a moment.
+    const idle = await backendsOf(applicationName, "state = 'idle'");
+    expect(idle).toHaveLength(1);
+    const [connection] = idle;
     const removed = new Promise((resolve) => tuned.pool.once('remove', resolve));
     await observer.query('SELECT pg_terminate_backend($1)', [connection]);
     await removed;
@@ -236,7 +248,8 @@ it("backs refills off while the server refuses logins, through a refill that fou
     await nextRefillFailure();
     refillStartsAfter(200);
   } finally {
-    // Real timers first: ending the pool waits on its own.
+    // Real timers first: ending the pool waits on its own. (A test that times out never gets
+    // here: afterEach puts them back for the files after it.)
     vi.useRealTimers();
     await cleanUp(db);
   }
