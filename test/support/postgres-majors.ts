@@ -1,7 +1,14 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../../src/package-root.js';
-import { debianPostgresBinDir } from './debian-postgres.js';
+
+/**
+ * Debian's PostgreSQL 15 (`apt-get install postgresql-15`), the one server on these machines
+ * that the available pg_dump (15) can dump: the run's shared server is PostgreSQL 17. Here,
+ * not in debian-postgres.ts, which starts such servers: vitest.config.ts reads this file, and
+ * that one would load the migrator and the provisioning into vitest's own process at start.
+ */
+export const debianPostgresBinDir = '/usr/lib/postgresql/15/bin';
 
 /**
  * The PostgreSQL majors the tests run on besides the embedded default (17): 15 is Debian's

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { ConfigError } from '../../../src/errors.js';
 import { libpqConnection } from '../../../src/operations/pg-tools/libpq-connection.js';
-import { debianPostgresBinDir } from '../../support/debian-postgres.js';
+import { debianPostgresBinDir } from '../../support/postgres-majors.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 
 const psql = path.join(debianPostgresBinDir, 'psql');

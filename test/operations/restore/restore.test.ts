@@ -9,12 +9,8 @@ import { RestoreError } from '../../../src/errors.js';
 import { backupDatabase, type BackupResult } from '../../../src/operations/backup/backup.js';
 import { restoreDatabase } from '../../../src/operations/restore/restore.js';
 import { verifyBackupFile } from '../../../src/operations/vetting/verify-backup-file.js';
-import {
-  debianPostgresBinDir,
-  debianPostgresPrograms,
-  startDebianPostgres,
-  type DebianPostgres,
-} from '../../support/debian-postgres.js';
+import { debianPostgresPrograms, startDebianPostgres, type DebianPostgres } from '../../support/debian-postgres.js';
+import { debianPostgresBinDir } from '../../support/postgres-majors.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { runCli, runCliInTerminal } from '../../support/run-cli.js';
 import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { formatBytes } from '../../../src/operations/files/progress-reporter.js';
-import { debianPostgresBinDir } from '../../support/debian-postgres.js';
+import { debianPostgresBinDir } from '../../support/postgres-majors.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { runCli } from '../../support/run-cli.js';
 import { execute } from '../../support/table-contents.js';

@@ -11,7 +11,7 @@ import { freePort } from '../../../src/embedded/free-port.js';
 import { libpqConnection } from '../../../src/operations/pg-tools/libpq-connection.js';
 import { startWasmPgDump } from '../../../src/operations/wasm-pg-dump/wasm-pg-dump.js';
 import { recreateDatabase } from '../../../src/provisioning/database-admin.js';
-import { debianPostgresBinDir } from '../../support/debian-postgres.js';
+import { debianPostgresBinDir } from '../../support/postgres-majors.js';
 import { eventually } from '../../support/eventually.js';
 import { startFakePostgres } from '../../support/fake-postgres.js';
 import { toolsAvailable } from '../../support/required-tools.js';
