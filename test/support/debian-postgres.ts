@@ -37,9 +37,20 @@ export interface DebianPostgres {
   stop: () => Promise<void>;
 }
 
-// The settings of every such cluster: a throwaway, as the run's shared server.
-const settings = { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' };
 const template = 'kw_template';
+
+// A server of such a cluster, at a free port: a throwaway, as the run's shared server.
+async function serverOptions(dataDir: string, password: string) {
+  return {
+    dataDir,
+    port: await freePort(),
+    user: 'postgres',
+    password,
+    database: 'postgres',
+    binDir: debianPostgresBinDir,
+    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' },
+  };
+}
 
 /** A stopped cluster, provisioned and with its template migrated, that each file's server starts from a copy of. */
 interface Seed {
@@ -56,16 +67,7 @@ async function makeSeed(folder: string): Promise<Seed> {
     password: `pg15-${randomBytes(8).toString('hex')}`,
     owner: { user: 'kw_owner', password: `owner-${randomBytes(8).toString('hex')}` },
   };
-  const options = {
-    dataDir: seed.dataDir,
-    port: await freePort(),
-    user: 'postgres',
-    password: seed.password,
-    database: 'postgres',
-    binDir: debianPostgresBinDir,
-    settings,
-  };
-  const { url } = await startEmbeddedServer(options);
+  const { url } = await startEmbeddedServer(await serverOptions(seed.dataDir, seed.password));
   try {
     const adminUrl = databaseUrlWith(url, template);
     await provisionDatabase({ adminUrl, owner: seed.owner });
@@ -121,15 +123,7 @@ export async function startDebianPostgres(): Promise<DebianPostgres> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'kw-pg15-'));
   // The server runs as the 'postgres' account when this runs as root: let it into this folder.
   await chmod(root, 0o711);
-  const options = {
-    dataDir: path.join(root, 'data'),
-    port: await freePort(),
-    user: 'postgres',
-    password: seed.password,
-    database: 'postgres',
-    binDir: debianPostgresBinDir,
-    settings,
-  };
+  const options = await serverOptions(path.join(root, 'data'), seed.password);
   // -a keeps the files' owner (the 'postgres' account, when this runs as root) and modes.
   await promisify(execFile)('cp', ['-a', seed.dataDir, options.dataDir]);
   const { url } = await startEmbeddedServer(options);
