@@ -95,7 +95,8 @@ async function runSeed(): Promise<Seed> {
         // The server runs as the 'postgres' account when this runs as root: let it into this folder.
         await chmod(making, 0o711);
         const { dataDir, ...description } = await makeSeed(making);
-        await writeFile(path.join(making, 'seed.json'), JSON.stringify(description));
+        // It holds the clusters' passwords: for this account only, as the clusters' own files are.
+        await writeFile(path.join(making, 'seed.json'), JSON.stringify(description), { mode: 0o600 });
         await rename(making, folder);
         return { ...description, dataDir: path.join(folder, path.basename(dataDir)) };
       } finally {
