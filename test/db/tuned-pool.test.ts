@@ -178,10 +178,10 @@ it("backs refills off while the server refuses logins, through a refill that fou
   let refillFailed = () => {};
   // Resolves once a refill has failed and has scheduled the next (after the report, in a promise job).
   const nextRefillFailure = () => new Promise<void>((resolve) => (refillFailed = () => setImmediate(resolve)));
-  // Every setTimeout is fake from here on (the pool's, pg's, ready()'s, the helpers'): the test
-  // moves time itself, so each refill starts exactly when it says, and waits only on events,
-  // queries and setImmediate (expect.poll and eventually() would move time on as they wait).
-  // None of pg's own timeouts comes due in the second or so the test moves.
+  // Every setTimeout is fake from here on (the pool's, pg's, ready()'s): the test moves time
+  // itself, so each refill starts exactly when it says, and waits only on events, queries and
+  // eventually() (which waits in real time; expect.poll would move the fake clock on as it
+  // waits). None of pg's own timeouts comes due in the second or so the test moves.
   vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout'] });
   const db = createDb(
     { databaseUrl: database.url, minConnections: 1, maxConnections: 2, applicationName },
@@ -211,11 +211,7 @@ it("backs refills off while the server refuses logins, through a refill that fou
       (client) => client.release(),
       (error: unknown) => error,
     );
-    const deadline = performance.now() + 10_000;
-    while ((await lockWaiters(applicationName)).length === 0) {
-      if (performance.now() > deadline) throw new Error("timed out waiting until the caller's login waits on the lock");
-      await new Promise((resolve) => setImmediate(resolve));
-    }
+    await eventually(async () => (await lockWaiters(applicationName)).length === 1, "the caller's login waits on the lock");
     vi.advanceTimersByTime(200);
     expect(logins()).toBe(1);
     await new Promise((resolve) => setImmediate(resolve));

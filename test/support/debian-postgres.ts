@@ -3,7 +3,6 @@ import { randomBytes } from 'node:crypto';
 import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { inject } from 'vitest';
 import { databaseUrlAs, databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/database-admin.js';
@@ -11,6 +10,7 @@ import { provisionDatabase } from '../../src/provisioning/provision-database.js'
 import { startEmbeddedServer, stopEmbeddedServer } from '../../src/embedded/embedded-server.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { freePort } from '../../src/embedded/free-port.js';
+import { eventually } from './eventually.js';
 import { debianPostgresBinDir } from './postgres-majors.js';
 
 /** The programs a {@link startDebianPostgres} server and the backups of it need. */
@@ -52,63 +52,62 @@ async function serverOptions(dataDir: string, password: string) {
   };
 }
 
-/** A stopped cluster, provisioned and with its template migrated, that each file's server starts from a copy of. */
+/** The passwords of a stopped cluster, provisioned and with its template migrated, that each file's server starts from a copy of. */
 interface Seed {
-  dataDir: string;
   password: string;
   owner: { user: string; password: string };
 }
 
-// Makes the seed: initdb, then (started) the owner role and the template migrated as it, as
-// setup --admin leaves a server; stopped, so that a copy starts clean.
-async function makeSeed(folder: string): Promise<Seed> {
+// Makes the seed in `dataDir`: initdb, then (started) the owner role and the template migrated
+// as it, as setup --admin leaves a server; stopped, so that a copy starts clean.
+async function makeSeed(dataDir: string): Promise<Seed> {
   const seed = {
-    dataDir: path.join(folder, 'data'),
     password: `pg15-${randomBytes(8).toString('hex')}`,
     owner: { user: 'kw_owner', password: `owner-${randomBytes(8).toString('hex')}` },
   };
-  const { url } = await startEmbeddedServer(await serverOptions(seed.dataDir, seed.password));
+  const { url } = await startEmbeddedServer(await serverOptions(dataDir, seed.password));
   try {
     const adminUrl = databaseUrlWith(url, template);
     await provisionDatabase({ adminUrl, owner: seed.owner });
     await migrate({ databaseUrl: databaseUrlAs(adminUrl, seed.owner.user, seed.owner.password) });
   } finally {
-    await stopEmbeddedServer(seed.dataDir, { binDir: debianPostgresBinDir });
+    await stopEmbeddedServer(dataDir, { binDir: debianPostgresBinDir });
   }
   return seed;
 }
 
 // Once per run, for every worker: the first to take the lock (a folder: mkdir is atomic) makes
-// the seed and renames it into place with its description; the others wait for that. A worker
-// whose making failed gives the lock up, and the next one tries.
-async function runSeed(): Promise<Seed> {
+// the seed beside its place and renames it there with its passwords; the others wait for that.
+// A worker whose making failed gives the lock up, and the next one tries.
+async function runSeed(): Promise<Seed & { dataDir: string }> {
   const folder = path.join(os.tmpdir(), `${inject('databasePrefix')}pg15-seed`);
   const described = path.join(folder, 'seed.json');
   const lock = `${folder}.lock`;
-  const deadline = performance.now() + 120_000;
-  for (;;) {
-    const ready = await readFile(described, 'utf8').then((text) => JSON.parse(text) as Omit<Seed, 'dataDir'>, () => undefined);
-    if (ready) return { ...ready, dataDir: path.join(folder, 'data') };
-    if (await mkdir(lock).then(() => true, () => false)) {
+  let seed: Seed | undefined;
+  await eventually(
+    async () => {
+      seed = await readFile(described, 'utf8').then((text) => JSON.parse(text) as Seed, () => undefined);
+      if (seed || !(await mkdir(lock).then(() => true, () => false))) return seed !== undefined;
       try {
         const making = await mkdtemp(`${folder}-`);
         // The server runs as the 'postgres' account when this runs as root: let it into this folder.
         await chmod(making, 0o711);
-        const { dataDir, ...description } = await makeSeed(making);
+        seed = await makeSeed(path.join(making, 'data'));
         // It holds the clusters' passwords: for this account only, as the clusters' own files are.
-        await writeFile(path.join(making, 'seed.json'), JSON.stringify(description), { mode: 0o600 });
+        await writeFile(path.join(making, 'seed.json'), JSON.stringify(seed), { mode: 0o600 });
         await rename(making, folder);
-        return { ...description, dataDir: path.join(folder, path.basename(dataDir)) };
+        return true;
       } finally {
         await rm(lock, { recursive: true, force: true });
       }
-    }
-    if (performance.now() > deadline) throw new Error(`timed out waiting for the PostgreSQL 15 cluster that another worker makes in ${folder}`);
-    await sleep(50);
-  }
+    },
+    `the PostgreSQL 15 cluster that another worker makes in ${folder} is ready`,
+    { timeoutMs: 120_000, intervalMs: 50 },
+  );
+  return { ...seed!, dataDir: path.join(folder, 'data') };
 }
 
-let seeded: Promise<Seed> | undefined;
+let seeded: Promise<Seed & { dataDir: string }> | undefined;
 
 /**
  * Starts Debian's PostgreSQL 15 on 127.0.0.1 at a free port with its data in a temporary
@@ -118,8 +117,11 @@ let seeded: Promise<Seed> | undefined;
  * owner role and a migrated template took 1.5-1.7 s of CPU and 1.4 s for each of four files.
  */
 export async function startDebianPostgres(): Promise<DebianPostgres> {
-  seeded ??= runSeed();
-  seeded.catch(() => (seeded = undefined));
+  // A failed making is tried again by the next file.
+  seeded ??= runSeed().catch((error: unknown) => {
+    seeded = undefined;
+    throw error;
+  });
   const seed = await seeded;
   const root = await mkdtemp(path.join(os.tmpdir(), 'kw-pg15-'));
   // The server runs as the 'postgres' account when this runs as root: let it into this folder.

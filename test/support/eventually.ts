@@ -1,5 +1,9 @@
 import { performance } from 'node:perf_hooks';
 
+// The real setTimeout, taken when the module loads: a test that fakes timers (vi.useFakeTimers)
+// still waits here in real time, rather than never, or moving its fake clock on.
+const realSetTimeout = globalThis.setTimeout;
+
 /**
  * Polls `check` until it holds, failing after `timeoutMs` with a message naming `what`: for
  * waiting on another connection's state (a lock wait, a refilled pool) without fixed sleeps.
@@ -13,6 +17,6 @@ export async function eventually(
   const deadline = performance.now() + timeoutMs;
   while (!(await check())) {
     if (performance.now() > deadline) throw new Error(`timed out waiting until ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, intervalMs));
+    await new Promise((resolve) => realSetTimeout(resolve, intervalMs));
   }
 }
