@@ -20,7 +20,7 @@ export interface SingleFilePackage {
 // Kysely's ES module build is 280 modules: Node's loader took 150-170 ms of CPU to import
 // them, and 13-16 ms to import them bundled into one file. Umzug (CommonJS) took 114 ms, most
 // of it its command-line interface, which the library never calls (see without-umzug-cli.ts).
-// A run starts some twenty workers, and most of them load both (issue 19).
+// A run starts some sixteen workers, and most of them load both (issue 19).
 export const singleFilePackages: SingleFilePackage[] = [
   { name: 'kysely', exports: `export * from 'kysely';` },
   { name: 'umzug', exports: `export { Umzug, MigrationError } from 'umzug';`, plugins: [withoutUmzugCli] },
