@@ -123,12 +123,12 @@ const majors = extraPostgresMajors.filter((major) => {
 // The four smaller projects (11-16 files each) run after the direct project, as vitest orders
 // projects anyway (by name), on three workers instead of four. A worker serves one project
 // only, and a new one costs about 1.2 s of CPU to start and warm up: the pooler project's
-// workers used 8.3 s of CPU on four, 4.7 s on one. On two, a project left a core idle (45.4
-// and 51.7 s against 43.4 and 46.9 s on four). The four projects alone, in five alternating
-// pairs: 47.8-50.8 s (mean 48.8) with 92-99 s of CPU on three, 46.9-55.2 s (mean 51.6) with
-// 93-109 s on four (issue 19). The direct project, with 86 files, keeps four: on three it took
-// 108.9, 109.2 and 120.1 s against 102.0 and 108.5 s. Projects with another maxWorkers must be
-// another group for vitest (sequence.groupOrder); groups run one after the other.
+// workers used 8.3 s of CPU on four and 4.7 s on one, which left a core idle. The four
+// projects alone, in five alternating pairs: 47.8-50.8 s (mean 48.8) with 92-99 s of CPU on
+// three, 46.9-55.2 s (mean 51.6) with 93-109 s on four; on two, 45.4 and 51.7 s against 43.4
+// and 46.9 s on four (issue 19). The direct project, with 86 files, keeps four: on three it
+// took 108.9, 109.2 and 120.1 s against 102.0 and 108.5 s. Projects with another maxWorkers
+// must be another group for vitest (sequence.groupOrder); groups run one after the other.
 const smallerProject = { maxWorkers: 3, sequence: { groupOrder: 1 } };
 
 // The canary (.ci/run, issue 15): every project runs only the file that fails on purpose, so
