@@ -18,7 +18,7 @@ import pg from 'pg';
 import { createDb, migrate, refreshTokens, users } from '../src/index.js';
 import { defaultMigrationsDir } from '../src/migrations/default-migrations-dir.js';
 import { packageRoot } from '../src/package-root.js';
-import { silencePorts } from '../test/support/packet-filter.js';
+import { silenceConnections } from '../test/support/packet-filter.js';
 import { startBenchDatabase } from './bench-database.js';
 
 const only = new Set((process.env.FAULTS_ONLY ?? 'partition,hotrow,migration').split(',').map((s) => s.trim()));
@@ -144,7 +144,7 @@ async function partitionScenario(url: string, userIds: string[]) {
   const { rows } = await observer.query<{ port: number }>('SELECT client_port AS port FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
   await observer.end();
   const partitionAt = performance.now() - started;
-  const partition = silencePorts(rows.map((row) => row.port));
+  const partition = silenceConnections(Number(new URL(url).port), rows.map((row) => row.port));
   log(`partition: ${rows.length} pooled connections silenced at ${(partitionAt / 1000).toFixed(1)} s`);
   try {
     await sleep(observeMs);

@@ -1,6 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import net from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { sql } from 'kysely';
 import pg from 'pg';
@@ -11,10 +12,10 @@ import { withClient } from '../../src/db/with-client.js';
 import { ConnectionError } from '../../src/errors.js';
 import { eventually } from '../support/eventually.js';
 import { createObservedDatabase } from '../support/observed-database.js';
-import { chainExists, healAllPartitions, packetFilterAvailable, silencePorts } from '../support/packet-filter.js';
+import { chainExists, healAllPartitions, packetFilterAvailable, silenceConnections } from '../support/packet-filter.js';
 import type { TestDatabase } from '../support/test-database.js';
 
-// Real packet loss (iptables DROP on the pooled connections' own ports, both directions): a
+// Real packet loss (iptables DROP on the pooled connections, both directions): a
 // proxy in user space would answer TCP keepalive probes itself, so only the kernel can show
 // what a failover or a NAT that forgot the connections looks like. New connections (new
 // ports) keep working, as they do after a failover. Every rule is removed in `finally`.
@@ -35,6 +36,11 @@ afterAll(async () => {
   if (usable) await remove();
 });
 
+/** The port of the server the pools connect to, the other end of every silenced connection. */
+function serverPort(): number {
+  return Number(new URL(database.url).port);
+}
+
 /** The client-side ports of the pool's connections, as the server sees them. */
 async function portsOf(applicationName: string): Promise<number[]> {
   const { rows } = await observer.query<{ port: number }>(
@@ -42,6 +48,17 @@ async function portsOf(applicationName: string): Promise<number[]> {
     [applicationName],
   );
   return rows.map((row) => row.port);
+}
+
+/** The packets the rules of a partition's chain have dropped so far. */
+function droppedPackets(chain: string): number {
+  const listing = execFileSync('iptables', ['-w', '5', '-L', chain, '-n', '-v', '-x'], { encoding: 'utf8' });
+  // Two header lines, then one line per rule, starting with its packet count.
+  return listing
+    .split('\n')
+    .slice(2)
+    .filter((line) => line.trim() !== '')
+    .reduce((sum, line) => sum + Number(line.trim().split(/\s+/)[0]), 0);
 }
 
 // The sockets this process holds open: a socket left to a silent peer keeps the process alive.
@@ -67,7 +84,7 @@ describe.skipIf(!usable)('a silent partition of every pooled connection', () => 
     await poolOf(db).ready();
     const silenced = await portsOf(applicationName);
     expect(silenced).toHaveLength(2);
-    const partition = silencePorts(silenced);
+    const partition = silenceConnections(serverPort(), silenced);
     try {
       // Six calls at once: two are handed the silenced connections (the pool's idle ones) and
       // send their query into the void, where only the call deadline can end them; TCP
@@ -108,7 +125,7 @@ describe.skipIf(!usable)('a silent partition of every pooled connection', () => 
     const { db, applicationName } = boundedDb({ statementTimeoutMs: 1_000, lockTimeoutMs: 500, callDeadlineMs: 3_000 }, poolErrors);
     const pool = poolOf(db);
     await pool.ready();
-    const partition = silencePorts(await portsOf(applicationName));
+    const partition = silenceConnections(serverPort(), await portsOf(applicationName));
     try {
       // One call sent into the silence on one of the two idle connections; the other stays idle,
       // and its goodbye at the end will get no answer either.
@@ -129,12 +146,12 @@ describe.skipIf(!usable)('a silent partition of every pooled connection', () => 
   it('closes a connection of its own (withClient) whose peer went silent, without waiting for TCP retransmission', async () => {
     const applicationName = `partition-${randomBytes(4).toString('hex')}`;
     const before = openSockets();
-    let partition: ReturnType<typeof silencePorts> | undefined;
+    let partition: ReturnType<typeof silenceConnections> | undefined;
     try {
       const done = await withClient(
         database.url,
         async () => {
-          partition = silencePorts(await portsOf(applicationName));
+          partition = silenceConnections(serverPort(), await portsOf(applicationName));
           return 'done';
         },
         applicationName,
@@ -155,7 +172,7 @@ describe.skipIf(!usable)('a silent partition of every pooled connection', () => 
     const silenced = await portsOf(applicationName);
     let removed = 0;
     pool.pool.on('remove', () => (removed += 1));
-    const partition = silencePorts(silenced);
+    const partition = silenceConnections(serverPort(), silenced);
     try {
       await eventually(() => removed >= 2, 'both silenced connections are removed', { timeoutMs: 25_000, intervalMs: 100 });
       // Each loss the pool reports is the kernel's keepalive verdict. Under load the second
@@ -178,9 +195,53 @@ describe.skipIf(!usable)('a silent partition of every pooled connection', () => 
 });
 
 describe.skipIf(!usable)('the packet filter of the fault tests', () => {
+  // Were it silenced too, the echo would never come: the test fails at its timeout.
+  it("silences only its connections: another server's connection that has the same client port keeps working", { timeout: 10_000 }, async () => {
+    // Two echo servers, and a client port shared by a connection to each, as Linux shares one
+    // between connections to different servers (bound here, so that they surely share it).
+    const echoServer = async () => {
+      const server = net.createServer((socket) => socket.pipe(socket)).listen(0, '127.0.0.1');
+      await once(server, 'listening');
+      return server;
+    };
+    const portOf = (server: net.Server) => (server.address() as net.AddressInfo).port;
+    const connectFrom = async (localPort: number, server: net.Server) => {
+      const socket = net.connect({ host: '127.0.0.1', port: portOf(server), localAddress: '127.0.0.1', localPort });
+      await once(socket, 'connect');
+      return socket;
+    };
+    const echoOf = async (socket: net.Socket, text: string) => {
+      const answered = once(socket, 'data');
+      socket.write(text);
+      return String(((await answered) as [Buffer])[0]);
+    };
+    const [silencedServer, otherServer] = await Promise.all([echoServer(), echoServer()]);
+    const sockets: net.Socket[] = [];
+    let partition: ReturnType<typeof silenceConnections> | undefined;
+    try {
+      const silenced = await connectFrom(0, silencedServer);
+      sockets.push(silenced);
+      const other = await connectFrom(silenced.localPort!, otherServer);
+      sockets.push(other);
+      expect(other.localPort).toBe(silenced.localPort);
+
+      partition = silenceConnections(portOf(silencedServer), [silenced.localPort!]);
+      expect(await echoOf(other, 'still here')).toBe('still here');
+      expect(droppedPackets(partition.chain)).toBe(0);
+      // The silenced connection's own packets are dropped: the kernel counts them.
+      silenced.write('into the void');
+      await eventually(() => droppedPackets(partition!.chain) > 0, 'the silenced connection loses its packets');
+    } finally {
+      partition?.heal();
+      for (const socket of sockets) socket.destroy();
+      silencedServer.close();
+      otherServer.close();
+    }
+  });
+
   it('heals a partition only once its rules are gone: a removal that failed is tried again by the next heal', () => {
     // Port 1 (tcpmux): nothing here uses it.
-    const partition = silencePorts([1]);
+    const partition = silenceConnections(1, [1]);
     // Another rule refers to the chain, so that it cannot be deleted yet.
     const reference = ['OUTPUT', '-o', 'lo', '-p', 'tcp', '--dport', '1', '-j', partition.chain];
     execFileSync('iptables', ['-w', '5', '-I', ...reference]);
@@ -203,7 +264,7 @@ describe.skipIf(!usable)('the packet filter of the fault tests', () => {
         'tsx',
         '--input-type=module',
         '-e',
-        `import { silencePorts } from ${JSON.stringify(packetFilter)}; console.log(silencePorts([1]).chain); setInterval(() => {}, 1000);`,
+        `import { silenceConnections } from ${JSON.stringify(packetFilter)}; console.log(silenceConnections(1, [1]).chain); setInterval(() => {}, 1000);`,
       ],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
@@ -219,7 +280,7 @@ describe.skipIf(!usable)('the packet filter of the fault tests', () => {
       expect(chainExists(chain)).toBe(false);
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
-      // What a failed run leaves: removed by hand, as the next silencePorts would.
+      // What a failed run leaves: removed by hand, as the next silenceConnections would.
       if (chain && chainExists(chain)) {
         for (const args of [['-D', 'INPUT', '-i', 'lo', '-m', 'comment', '--comment', `kw-test-partition:${chain}`, '-j', chain], ['-F', chain], ['-X', chain]]) {
           try {
