@@ -141,10 +141,13 @@ async function partitionScenario(url: string, userIds: string[]) {
   await sleep(warmupMs);
   const observer = new pg.Client({ connectionString: url });
   await observer.connect();
-  const { rows } = await observer.query<{ port: number }>('SELECT client_port AS port FROM pg_stat_activity WHERE application_name = $1', [applicationName]);
+  const { rows } = await observer.query<{ port: number; server_port: number }>(
+    'SELECT client_port AS port, inet_server_port() AS server_port FROM pg_stat_activity WHERE application_name = $1',
+    [applicationName],
+  );
   await observer.end();
   const partitionAt = performance.now() - started;
-  const partition = silenceConnections(Number(new URL(url).port), rows.map((row) => row.port));
+  const partition = silenceConnections(rows[0]?.server_port ?? 0, rows.map((row) => row.port));
   log(`partition: ${rows.length} pooled connections silenced at ${(partitionAt / 1000).toFixed(1)} s`);
   try {
     await sleep(observeMs);

@@ -36,9 +36,10 @@ afterAll(async () => {
   if (usable) await remove();
 });
 
-/** The port of the server the pools connect to, the other end of every silenced connection. */
-function serverPort(): number {
-  return Number(new URL(database.url).port);
+/** The port of the server the pools connect to (the observer's), the other end of every silenced connection. */
+async function serverPort(): Promise<number> {
+  const { rows } = await observer.query<{ port: number }>('SELECT inet_server_port() AS port');
+  return rows[0]!.port;
 }
 
 /** The client-side ports of the pool's connections, as the server sees them. */
@@ -84,7 +85,7 @@ describe.skipIf(!usable)('a silent partition of every pooled connection', () => 
     await poolOf(db).ready();
     const silenced = await portsOf(applicationName);
     expect(silenced).toHaveLength(2);
-    const partition = silenceConnections(serverPort(), silenced);
+    const partition = silenceConnections(await serverPort(), silenced);
     try {
       // Six calls at once: two are handed the silenced connections (the pool's idle ones) and
       // send their query into the void, where only the call deadline can end them; TCP
@@ -125,7 +126,7 @@ describe.skipIf(!usable)('a silent partition of every pooled connection', () => 
     const { db, applicationName } = boundedDb({ statementTimeoutMs: 1_000, lockTimeoutMs: 500, callDeadlineMs: 3_000 }, poolErrors);
     const pool = poolOf(db);
     await pool.ready();
-    const partition = silenceConnections(serverPort(), await portsOf(applicationName));
+    const partition = silenceConnections(await serverPort(), await portsOf(applicationName));
     try {
       // One call sent into the silence on one of the two idle connections; the other stays idle,
       // and its goodbye at the end will get no answer either.
@@ -151,7 +152,7 @@ describe.skipIf(!usable)('a silent partition of every pooled connection', () => 
       const done = await withClient(
         database.url,
         async () => {
-          partition = silenceConnections(serverPort(), await portsOf(applicationName));
+          partition = silenceConnections(await serverPort(), await portsOf(applicationName));
           return 'done';
         },
         applicationName,
@@ -172,7 +173,7 @@ describe.skipIf(!usable)('a silent partition of every pooled connection', () => 
     const silenced = await portsOf(applicationName);
     let removed = 0;
     pool.pool.on('remove', () => (removed += 1));
-    const partition = silenceConnections(serverPort(), silenced);
+    const partition = silenceConnections(await serverPort(), silenced);
     try {
       await eventually(() => removed >= 2, 'both silenced connections are removed', { timeoutMs: 25_000, intervalMs: 100 });
       // Each loss the pool reports is the kernel's keepalive verdict. Under load the second
