@@ -147,10 +147,9 @@ function healOnExit(): void {
  * connection holds to connections to other servers too (of 6,000 connections held open to 20
  * servers here, 1,088 got a port already in use), and a rule on the port alone would silence
  * those of the files running beside this one as well. The rules live in a chain of their
- * own, named after this process, and
- * {@link SilentPartition.heal} removes exactly them; call it in `finally`, and
- * {@link healAllPartitions} in `afterEach` (a test that times out never reaches its `finally`).
- * A chain left by a killed process is removed by the next call here.
+ * own, named after this process, and {@link SilentPartition.heal} removes exactly them; call
+ * it in `finally`, and {@link healAllPartitions} in `afterEach` (a test that times out never
+ * reaches its `finally`). A chain left by a killed process is removed by the next call here.
  *
  * @example
  * const partition = silenceConnections(5432, [51234, 51236])
