@@ -12,7 +12,7 @@ import { withClient } from '../../src/db/with-client.js';
 import { ConnectionError } from '../../src/errors.js';
 import { eventually } from '../support/eventually.js';
 import { createObservedDatabase } from '../support/observed-database.js';
-import { chainExists, healAllPartitions, packetFilterAvailable, silenceConnections } from '../support/packet-filter.js';
+import { chainExists, droppedPackets, healAllPartitions, packetFilterAvailable, silenceConnections } from '../support/packet-filter.js';
 import type { TestDatabase } from '../support/test-database.js';
 
 // Real packet loss (iptables DROP on the pooled connections, both directions): a
@@ -24,9 +24,13 @@ const usable = packetFilterAvailable('the silent-partition tests');
 let database: TestDatabase;
 let observer: pg.Client;
 let remove: () => Promise<void>;
+// The port of the server the pools connect to (the observer's): the other end of every silenced connection.
+let serverPort: number;
 
 beforeAll(async () => {
-  if (usable) ({ database, observer, remove } = await createObservedDatabase());
+  if (!usable) return;
+  ({ database, observer, remove } = await createObservedDatabase());
+  serverPort = (await observer.query<{ port: number }>('SELECT inet_server_port() AS port')).rows[0]!.port;
 });
 // A test that times out never reaches its own `finally`: its rules go here.
 afterEach(() => {
@@ -36,12 +40,6 @@ afterAll(async () => {
   if (usable) await remove();
 });
 
-/** The port of the server the pools connect to (the observer's), the other end of every silenced connection. */
-async function serverPort(): Promise<number> {
-  const { rows } = await observer.query<{ port: number }>('SELECT inet_server_port() AS port');
-  return rows[0]!.port;
-}
-
 /** The client-side ports of the pool's connections, as the server sees them. */
 async function portsOf(applicationName: string): Promise<number[]> {
   const { rows } = await observer.query<{ port: number }>(
@@ -49,17 +47,6 @@ async function portsOf(applicationName: string): Promise<number[]> {
     [applicationName],
   );
   return rows.map((row) => row.port);
-}
-
-/** The packets the rules of a partition's chain have dropped so far. */
-function droppedPackets(chain: string): number {
-  const listing = execFileSync('iptables', ['-w', '5', '-L', chain, '-n', '-v', '-x'], { encoding: 'utf8' });
-  // Two header lines, then one line per rule, starting with its packet count.
-  return listing
-    .split('\n')
-    .slice(2)
-    .filter((line) => line.trim() !== '')
-    .reduce((sum, line) => sum + Number(line.trim().split(/\s+/)[0]), 0);
 }
 
 // The sockets this process holds open: a socket left to a silent peer keeps the process alive.
@@ -85,7 +72,7 @@ describe.skipIf(!usable)('a silent partition of every pooled connection', () => 
     await poolOf(db).ready();
     const silenced = await portsOf(applicationName);
     expect(silenced).toHaveLength(2);
-    const partition = silenceConnections(await serverPort(), silenced);
+    const partition = silenceConnections(serverPort, silenced);
     try {
       // Six calls at once: two are handed the silenced connections (the pool's idle ones) and
       // send their query into the void, where only the call deadline can end them; TCP
@@ -126,7 +113,7 @@ describe.skipIf(!usable)('a silent partition of every pooled connection', () => 
     const { db, applicationName } = boundedDb({ statementTimeoutMs: 1_000, lockTimeoutMs: 500, callDeadlineMs: 3_000 }, poolErrors);
     const pool = poolOf(db);
     await pool.ready();
-    const partition = silenceConnections(await serverPort(), await portsOf(applicationName));
+    const partition = silenceConnections(serverPort, await portsOf(applicationName));
     try {
       // One call sent into the silence on one of the two idle connections; the other stays idle,
       // and its goodbye at the end will get no answer either.
@@ -152,7 +139,7 @@ describe.skipIf(!usable)('a silent partition of every pooled connection', () => 
       const done = await withClient(
         database.url,
         async () => {
-          partition = silenceConnections(await serverPort(), await portsOf(applicationName));
+          partition = silenceConnections(serverPort, await portsOf(applicationName));
           return 'done';
         },
         applicationName,
@@ -173,7 +160,7 @@ describe.skipIf(!usable)('a silent partition of every pooled connection', () => 
     const silenced = await portsOf(applicationName);
     let removed = 0;
     pool.pool.on('remove', () => (removed += 1));
-    const partition = silenceConnections(await serverPort(), silenced);
+    const partition = silenceConnections(serverPort, silenced);
     try {
       await eventually(() => removed >= 2, 'both silenced connections are removed', { timeoutMs: 25_000, intervalMs: 100 });
       // Each loss the pool reports is the kernel's keepalive verdict. Under load the second

@@ -55,6 +55,12 @@ export function chainExists(chain: string): boolean {
   }
 }
 
+/** How many packets the rules of a partition's chain have dropped so far: iptables counts them. */
+export function droppedPackets(chain: string): number {
+  // With -v, each rule is listed with `-c <packets> <bytes>`.
+  return [...iptables(['-S', chain, '-v']).matchAll(/ -c (\d+) \d+/g)].reduce((sum, [, packets]) => sum + Number(packets), 0);
+}
+
 function jumpExists(chain: string): boolean {
   try {
     iptables(['-C', ...jumpRule(chain)]);
