@@ -10,6 +10,7 @@ import { databaseUrlAs, databaseUrlWith, withMaintenanceClient } from '../../src
 import { provisionDatabase, type RoleCredentials } from '../../src/provisioning/provision-database.js';
 import { bundleCliCommands } from './cli-bundle.js';
 import { dockerEndpointMayExist } from './docker-endpoint.js';
+import { dropEndedRuns, holdRunPrefix, newRunPrefix, type RunPrefixHold } from './ended-runs.js';
 import { type PgBouncer, type PgBouncerVersion, pgBouncerVersions, startPgBouncer } from './pgbouncer.js';
 import { type ExtraPostgresMajor, postgresMajorBinDir } from './postgres-majors.js';
 import { openRunFolder } from './run-folder.js';
@@ -112,7 +113,7 @@ async function startMajorServer(major: ExtraPostgresMajor, templateDatabase: str
 export async function startTestRun(majorsToStart: ExtraPostgresMajor[], poolersToStart: PgBouncerVersion[]): Promise<TestRun> {
   // First: every folder the run makes, and every server in one, goes inside it.
   const runFolder = await openRunFolder();
-  const databasePrefix = `kw_${process.pid}_${Date.now().toString(36)}_`;
+  const databasePrefix = newRunPrefix();
   const templateDatabase = `${databasePrefix}template`;
   // Roles are cluster-wide: one of this run's own on a server the run did not start.
   const owner = { user: `${databasePrefix}owner`, password: randomBytes(12).toString('hex') };
@@ -144,12 +145,21 @@ export async function startTestRun(majorsToStart: ExtraPostgresMajor[], poolersT
   const stopPoolers = () => Promise.allSettled([...poolers.values()].map(async (started) => (await started.catch(() => undefined))?.stop()));
   let cliDir: string;
   let server: TestServer;
+  let hold: RunPrefixHold | undefined;
   try {
     [cliDir, server] = await Promise.all([bundled, serverStarted]);
+    // Marked as running before it makes anything on the server (see ended-runs.ts).
+    hold = await holdRunPrefix(server.url, databasePrefix);
     // Each PgBouncer alongside the template's migration: it needs only the server.
     for (const version of poolersToStart) poolerOf(version).catch(() => undefined);
+    // An existing server keeps what killed runs left there until a run clears it away.
+    if (server.kind === 'env') {
+      const dropped = await dropEndedRuns(server.url);
+      if (dropped.length > 0) console.log(`[test run] dropped the databases and roles of ${dropped.length} ended run(s): ${dropped.join(', ')}`);
+    }
     await provisionTemplate(databaseUrlWith(server.url, templateDatabase), owner);
   } catch (error) {
+    await hold?.release();
     await Promise.allSettled([
       serverStarted.then((started) => started.stop()),
       stopPoolers(),
@@ -183,6 +193,7 @@ export async function startTestRun(majorsToStart: ExtraPostgresMajor[], poolersT
           await client.query(`DROP ROLE IF EXISTS ${client.escapeIdentifier(owner.user)}`);
         });
       }
+      await hold.release();
       await server.stop();
       await rm(cliDir, { recursive: true, force: true });
       // Whatever a file left running there (a test that timed out before its clean-up) goes too.
