@@ -428,10 +428,13 @@ export class MigrationLockLostError extends DbError {
  * A migration could not take its locks within its budget: each attempt waited up to its
  * `lock_timeout` and rolled back (so that traffic queued behind it went on), and the total
  * budget ran out. Names the sessions that blocked the last attempt. A transactional migration
- * left nothing applied; a no-transaction one keeps `statementsApplied` statements.
+ * left nothing applied; a no-transaction one keeps `statementsApplied` statements, and a
+ * `CREATE INDEX CONCURRENTLY` that ran out of time after it made its index (while it waited
+ * for older transactions) leaves that index behind, INVALID: `invalidIndex` names it.
  */
 export class MigrationBlockedError extends MigrationError {
   override readonly code = 'MIGRATION_BLOCKED';
+  readonly invalidIndex: string | undefined;
 
   constructor(
     file: string,
@@ -441,18 +444,24 @@ export class MigrationBlockedError extends MigrationError {
     readonly blockers: readonly BlockingSession[],
     readonly statementsApplied: number,
     budget: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; invalidIndex?: string },
   ) {
+    const invalidIndex = options?.invalidIndex;
     super(
       file,
       line,
       `gave up waiting for its locks after ${attempts} attempt(s) over ${waitedMs} ms (${budget}), ${describeBlockingSessions(blockers)}. ` +
-        (statementsApplied === 0
+        (statementsApplied === 0 && invalidIndex === undefined
           ? 'Nothing of this migration was applied.'
           : `It runs without a transaction: the ${statementsApplied} statement(s) before this one took effect and stay, and the migration is not recorded.`) +
+        (invalidIndex === undefined
+          ? ''
+          : ` This CREATE INDEX CONCURRENTLY left its index ${invalidIndex} behind, INVALID (unused, yet maintained on every write): ` +
+            `drop it with DROP INDEX CONCURRENTLY ${invalidIndex}; before the next run, which would otherwise refuse it.`) +
         " Run it again when the blocking session is done, or give the file more time with a '-- migrate:lock-wait' header",
       options,
     );
+    this.invalidIndex = invalidIndex;
   }
 }
 

@@ -69,10 +69,19 @@ export async function withMigrationLock<T>(
       let lost: unknown;
       holder.on('error', (error) => (lost ??= error));
       await options.beforeLock?.(holder);
-      await holder.query('BEGIN');
-      // The server must not end this transaction for idling while the work runs elsewhere,
-      // and must notice within a second when this process is gone while it waits for the lock.
-      await holder.query("SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL client_connection_check_interval = '1s'");
+      // READ COMMITTED whatever the database's or role's default: under REPEATABLE READ or
+      // SERIALIZABLE the transaction would keep its first snapshot for the whole run, and a
+      // CREATE INDEX CONCURRENTLY of the run waits for every older snapshot, this one too,
+      // until its budget ran out and left the index INVALID.
+      await holder.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+      // The server must not end this transaction for idling, nor for lasting (PostgreSQL 17's
+      // transaction_timeout; set only where the server knows it), while the work runs
+      // elsewhere, and must notice within a second when this process is gone while it waits
+      // for the lock.
+      await holder.query(
+        "SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL client_connection_check_interval = '1s'; " +
+          "SELECT pg_catalog.set_config('transaction_timeout', '0', true) WHERE pg_catalog.current_setting('transaction_timeout', true) IS NOT NULL",
+      );
       const { rows } = await holder.query<{ locked: boolean }>(lockSql, [migrationLockKey]);
       if (!rows[0]?.locked) await waitForLock(holder, options);
 

@@ -1,4 +1,5 @@
 import { loadModule, parseSync, scanSync, type Node, type RawStmt, type ScanToken } from 'libpg-query';
+import pg from 'pg';
 import { parseDuration } from '../db/duration.js';
 import { type ConfigError, MigrationScriptError } from '../errors.js';
 import { lineOfPosition } from '../sql-position.js';
@@ -28,6 +29,11 @@ export interface MigrationStatement {
   kind: string;
   /** For `CREATE INDEX CONCURRENTLY`: the index it builds, if named (a failure leaves it INVALID). */
   concurrentIndex?: string;
+  /**
+   * That index as `to_regclass` reads it, quoted and, when the table is named with its
+   * schema, qualified by it (an index lives in its table's schema): `"audit"."events_at"`.
+   */
+  concurrentIndexRef?: string;
   /**
    * `CREATE INDEX CONCURRENTLY`, `DROP INDEX CONCURRENTLY`, `REINDEX … CONCURRENTLY`, `VACUUM`
    * (not `VACUUM FULL`), `ANALYZE`: it takes no lock that reads or writes queue behind, so it
@@ -107,13 +113,15 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
     const kind = Object.keys(node)[0] ?? 'unknown';
     const line = lineAtByte(start);
     refuse(file, line, kind, node, transactional);
-    const index = (node as { IndexStmt?: { concurrent?: boolean; idxname?: string } }).IndexStmt;
+    const index = (node as { IndexStmt?: { concurrent?: boolean; idxname?: string; relation?: { schemaname?: string } } }).IndexStmt;
     return {
       text: bytes.subarray(start, to).toString('utf8').trimEnd(),
       line,
       kind,
       concurrent: runsConcurrently(node),
-      ...(index?.concurrent && index.idxname ? { concurrentIndex: index.idxname } : {}),
+      ...(index?.concurrent && index.idxname
+        ? { concurrentIndex: index.idxname, concurrentIndexRef: [index.relation?.schemaname, index.idxname].filter((part) => part !== undefined).map((part) => pg.escapeIdentifier(part)).join('.') }
+        : {}),
     };
   });
   return { file, sql, transactional, ...(headers.lockWait ? { lockWait: headers.lockWait } : {}), statements };

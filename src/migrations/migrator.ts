@@ -33,7 +33,7 @@ import {
   qualifiedMigrationsTable,
 } from './migration-storage.js';
 import { lineOfPosition } from '../sql-position.js';
-import { noTransactionHeader, parseMigrationScript, type MigrationScript } from './migration-script.js';
+import { type MigrationScript, type MigrationStatement, noTransactionHeader, parseMigrationScript } from './migration-script.js';
 
 export interface MigratorOptions {
   /**
@@ -491,6 +491,17 @@ async function runWithoutTransaction(
             `took effect and stay, the rest did not run, and it is not recorded`,
         });
       }
+      // CREATE INDEX CONCURRENTLY IF NOT EXISTS would skip the INVALID index an earlier build
+      // left, and the file would be recorded as applied without a usable index.
+      if (await standsInvalid(client, statement)) {
+        throw new MigrationPartiallyAppliedError(
+          script.file,
+          statement.line,
+          `the index ${statement.concurrentIndex} exists and is INVALID, left by a CREATE INDEX CONCURRENTLY that failed`,
+          index,
+          `Drop it with DROP INDEX CONCURRENTLY ${statement.concurrentIndex}; and run the migrations again.`,
+        );
+      }
       const statementPolicy = statement.concurrent ? { ...policy, firstAttemptMs: policy.totalMs, attemptMs: policy.totalMs } : policy;
       try {
         await withLockRetries(
@@ -514,7 +525,15 @@ async function runWithoutTransaction(
           },
         );
       } catch (error) {
-        if (error instanceof MigrationBlockedError) throw error;
+        if (error instanceof MigrationBlockedError) {
+          // The build makes its index before it waits for older transactions: running out of
+          // time there leaves the index behind.
+          if (!(await standsInvalid(client, statement))) throw error;
+          throw new MigrationBlockedError(script.file, statement.line, error.attempts, error.waitedMs, error.blockers, index, describeLockWait(statementPolicy), {
+            cause: error.cause,
+            invalidIndex: statement.concurrentIndex,
+          });
+        }
         const position = Number((error as { position?: string }).position);
         const line = statement.line + (position > 0 ? lineOfPosition(statement.text, position) - 1 : 0);
         throw new MigrationPartiallyAppliedError(
@@ -532,6 +551,16 @@ async function runWithoutTransaction(
   }
   // The record (the storage's INSERT or DELETE) and the lock check commit together.
   await client.query('BEGIN');
+}
+
+// Whether the index a CREATE INDEX CONCURRENTLY names exists and is INVALID.
+async function standsInvalid(client: pg.ClientBase, statement: MigrationStatement): Promise<boolean> {
+  if (statement.concurrentIndexRef === undefined) return false;
+  const { rows } = await client.query(
+    'SELECT 1 FROM pg_catalog.pg_index WHERE indexrelid = pg_catalog.to_regclass($1) AND NOT indisvalid',
+    [statement.concurrentIndexRef],
+  );
+  return rows.length > 0;
 }
 
 function cleanupAdvice(script: MigrationScript, failedIndex: number): string {

@@ -75,6 +75,26 @@ describe('the migration lock', () => {
     expect(await one("SELECT to_regclass('users') IS NOT NULL AS users")).toEqual({ users: true });
   });
 
+  it("is held for a whole run longer than the database's transaction_timeout (PostgreSQL 17), each migration being shorter", async () => {
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    // Before 17 there is no transaction_timeout to outlast.
+    const server = await one<{ known: boolean; seventeen: boolean }>(
+      "SELECT current_setting('transaction_timeout', true) IS NOT NULL AS known, current_setting('server_version_num')::int >= 170000 AS seventeen",
+    );
+    expect(server!.known).toBe(server!.seventeen);
+    if (!server!.known) return;
+    await withClient(database.url, (client) => client.query(`ALTER DATABASE ${client.escapeIdentifier(database.name)} SET transaction_timeout = '1s'`));
+    const names = ['20990101000001_half_a_second', '20990101000002_half_a_second', '20990101000003_half_a_second'];
+    for (const name of names) {
+      await writeFile(path.join(migrationsDir, `${name}.up.sql`), 'SELECT pg_sleep(0.5);\n');
+      await writeFile(path.join(migrationsDir, `${name}.down.sql`), '');
+    }
+
+    // The run lasts 1.5 s or more: a holder under the database's timeout would be ended after
+    // the second migration, and the run would fail with MigrationLockLostError.
+    expect((await migrate({ databaseUrl: database.url, migrationsDir })).map((run) => run.name)).toEqual(names);
+  });
+
   it('is released within seconds when a migrator is killed in the middle of a long statement', async () => {
     const slow = '20990101000000_slow';
     await writeFile(path.join(migrationsDir, `${slow}.up.sql`), 'SELECT pg_sleep(60);\n');

@@ -3,7 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { MigrationError, MigrationPartiallyAppliedError, MigrationScriptError } from '../../src/errors.js';
+import { MigrationBlockedError, MigrationError, MigrationPartiallyAppliedError, MigrationScriptError } from '../../src/errors.js';
 import { migrate, migrateDown } from '../../src/migrations/migrator.js';
 import { withClient } from '../../src/db/with-client.js';
 import { eventually } from '../support/eventually.js';
@@ -156,6 +156,67 @@ describe('a -- migrate:no-transaction migration', () => {
     await expect(migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 2_000 })).rejects.toThrow(
       /already exists/,
     );
+  });
+
+  it('that runs out of time after its CREATE INDEX CONCURRENTLY made the index names the INVALID index it left, and the next run refuses to skip it', async () => {
+    await createEvents(2_000);
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    const name = '20990101000001_index_events_by_account';
+    await writeMigration(name, [
+      '-- migrate:no-transaction',
+      '-- migrate:lock-wait total=1s',
+      'CREATE INDEX CONCURRENTLY IF NOT EXISTS events_account ON events (account);',
+    ]);
+
+    // A transaction with a snapshot (a backup's, say): the build makes its index, builds it,
+    // then waits for every older snapshot, and runs out of time there.
+    const reader = new pg.Client({ connectionString: database.url });
+    await reader.connect();
+    let error: unknown;
+    try {
+      await reader.query('BEGIN ISOLATION LEVEL REPEATABLE READ');
+      await reader.query('SELECT count(*) FROM events');
+      error = await migrate({ databaseUrl: database.url, migrationsDir }).catch((e: unknown) => e);
+    } finally {
+      await reader.end();
+    }
+
+    expect(error).toBeInstanceOf(MigrationBlockedError);
+    expect(error).toMatchObject({ file: `${name}.up.sql`, line: 3, statementsApplied: 0, invalidIndex: 'events_account' });
+    expect((error as Error).message).not.toContain('Nothing of this migration was applied');
+    expect((error as Error).message).toContain('left its index events_account behind, INVALID');
+    expect((error as Error).message).toContain('DROP INDEX CONCURRENTLY events_account;');
+    expect(await index('events_account')).toMatchObject({ valid: false });
+
+    // With the reader gone, IF NOT EXISTS would find the index and skip the build: the run
+    // refuses, rather than record the migration without a usable index.
+    const again = await migrate({ databaseUrl: database.url, migrationsDir }).catch((e: unknown) => e);
+    expect(again).toBeInstanceOf(MigrationPartiallyAppliedError);
+    expect(again).toMatchObject({ file: `${name}.up.sql`, line: 3, statementsApplied: 0 });
+    expect((again as Error).message).toContain('the index events_account exists and is INVALID');
+    expect(await recorded()).toEqual([table]);
+
+    // Dropped as the message says, the next run builds it.
+    await withClient(database.url, (client) => client.query('DROP INDEX CONCURRENTLY events_account'));
+    expect((await migrate({ databaseUrl: database.url, migrationsDir })).map((r) => r.name)).toEqual([name]);
+    expect(await index('events_account')).toEqual({ valid: true, ready: true });
+  });
+
+  it("builds its index whatever the database's default isolation level: the lock's holder keeps no snapshot", async () => {
+    await createEvents(2_000);
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    await withClient(database.url, (client) =>
+      client.query(`ALTER DATABASE ${client.escapeIdentifier(database.name)} SET default_transaction_isolation = 'serializable'`),
+    );
+    await writeMigration('20990101000001_index_events_by_account', [
+      '-- migrate:no-transaction',
+      '-- migrate:lock-wait total=5s',
+      'CREATE INDEX CONCURRENTLY events_account ON events (account);',
+    ]);
+
+    // A holder with a snapshot would have the build wait for it until the 5 s ran out.
+    expect((await migrate({ databaseUrl: database.url, migrationsDir })).map((r) => r.name)).toEqual(['20990101000001_index_events_by_account']);
+    expect(await index('events_account')).toEqual({ valid: true, ready: true });
   });
 
   it('is refused on a database that turns standard_conforming_strings off, before any statement runs', async () => {
