@@ -42,6 +42,31 @@ export interface BackupOptions {
   signal?: AbortSignal;
   /** Where to look for pg_dump and pg_restore (tests narrow it); see `findPgTool`. */
   toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'preferDir'>;
+  /**
+   * Longest wait for the lock on one table (default 30 s, as a restore's), given to pg_dump as
+   * `--lock-wait-timeout`: pg_dump turns `lock_timeout` off for its session, and would wait
+   * without end behind a session that holds a table (a migration, an idle transaction) while
+   * it keeps the tables it already locked, blocking the next migration in turn.
+   */
+  lockTimeoutMs?: number;
+}
+
+const defaultLockTimeoutMs = 30_000;
+
+const lockTimeoutOf = (options: BackupOptions) => Math.max(1, Math.round(options.lockTimeoutMs ?? defaultLockTimeoutMs));
+// pg_dump's --lock-wait-timeout, in milliseconds as statement_timeout reads a bare number.
+const lockWaitArg = (lockTimeoutMs: number) => `--lock-wait-timeout=${lockTimeoutMs}`;
+
+// pg_dump ends a LOCK TABLE that outwaits --lock-wait-timeout as a statement timeout (it
+// sets statement_timeout only around its LOCK TABLEs, and turns it off otherwise), and says
+// only that and, natively, the query: which wait ran out, and what to do, is said first.
+function lockWaitRanOut(stderr: string, lockTimeoutMs: number): string[] {
+  if (!stderr.includes('canceling statement due to statement timeout')) return [];
+  const table = /Query was: LOCK TABLE (\S+) IN ACCESS SHARE MODE/.exec(stderr)?.[1];
+  return [
+    `pg_dump waited more than ${lockTimeoutMs} ms for a lock on ${table ? `table ${table}` : 'a table'}, which another session holds ` +
+      '(a migration, or a transaction left open); run the backup again once that session is done',
+  ];
 }
 
 /** A verified backup. */
@@ -129,6 +154,7 @@ async function serverFacts(databaseUrl: string, target: DatabaseTarget): Promise
 async function runPgDump(
   pgDump: PgTool,
   databaseUrl: string,
+  lockTimeoutMs: number,
   temporary: string,
   tables: number | undefined,
   log: (line: string) => void,
@@ -139,7 +165,7 @@ async function runPgDump(
   const { child, exited } = spawnPgTool(
     pgDump,
     // --no-password: never wait for a password prompt; fail at once instead.
-    ['--format=custom', '--verbose', '--no-password', ...connection.args],
+    ['--format=custom', '--verbose', '--no-password', lockWaitArg(lockTimeoutMs), ...connection.args],
     {
       env: connection.env,
       stdio: ['ignore', 'pipe'],
@@ -167,7 +193,8 @@ async function runPgDump(
     throw new BackupError(`could not run pg_dump at ${pgDump.location}: ${exit.spawnError.message}`, 'pg_dump', { cause: exit.spawnError });
   }
   if (exit.code !== 0) {
-    const reason = 'error' in outcome ? `writing the backup failed: ${outcome.error.message}` : toolErrorText(exit.stderr);
+    const reason =
+      'error' in outcome ? `writing the backup failed: ${outcome.error.message}` : [...lockWaitRanOut(exit.stderr, lockTimeoutMs), toolErrorText(exit.stderr)].join('\n');
     throw new BackupError(`pg_dump failed (exit ${exit.code ?? exit.signal}) for ${connection.description}:\n${reason}`, 'pg_dump');
   }
   if ('error' in outcome) {
@@ -187,6 +214,7 @@ async function runWasmPgDump(
   fallback: PgToolNotFoundError,
   facts: ServerFacts | undefined,
   databaseUrl: string,
+  lockTimeoutMs: number,
   temporary: string,
   log: (line: string) => void,
   signal: AbortSignal | undefined,
@@ -196,7 +224,7 @@ async function runWasmPgDump(
   let pgDump = 'WebAssembly pg_dump';
   const run = await startWasmPgDump({
     connection,
-    args: wasmPgDumpArgs,
+    args: [...wasmPgDumpArgs, lockWaitArg(lockTimeoutMs)],
     onVersion: (version) => {
       pgDump = `${version.pgDump} (WebAssembly, ${version.package})`;
       const found = fallback.found.length > 0 ? `found ${fallback.found.join(', ')}` : 'found none';
@@ -234,7 +262,7 @@ async function runWasmPgDump(
         ? 'error' in outcome
           ? `writing the backup failed: ${outcome.error.message}`
           : (exit.error?.message ?? 'pg_dump stopped')
-        : [toolErrorText(exit.stderr), exit.connectionError ? `(the connection: ${exit.connectionError})` : '']
+        : [...lockWaitRanOut(exit.stderr, lockTimeoutMs), toolErrorText(exit.stderr), exit.connectionError ? `(the connection: ${exit.connectionError})` : '']
             .filter(Boolean)
             .join('\n');
     throw new BackupError(`pg_dump ${pgDump} failed (exit ${exit.code ?? 'none'}) for ${connection.description}:\n${reason}`, 'pg_dump', {
@@ -319,7 +347,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
   try {
     let made: { bytes: number; sha256: string; tables: number; pgDump: string };
     if (native) {
-      const { bytes, sha256 } = await runPgDump(pgDump, options.databaseUrl, temporary, facts?.tables, log, options.signal);
+      const { bytes, sha256 } = await runPgDump(pgDump, options.databaseUrl, lockTimeoutOf(options), temporary, facts?.tables, log, options.signal);
       log(`wrote ${formatBytes(bytes)}; verifying with pg_restore`);
       const pgRestore = await findPgTool('pg_restore', {
         ...options.toolSearch,
@@ -335,7 +363,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
       );
       made = { bytes, sha256, tables, pgDump: `${pgDump.version} at ${pgDump.location}` };
     } else {
-      made = await runWasmPgDump(pgDump, facts, options.databaseUrl, temporary, log, options.signal);
+      made = await runWasmPgDump(pgDump, facts, options.databaseUrl, lockTimeoutOf(options), temporary, log, options.signal);
       log(`wrote ${formatBytes(made.bytes)}; verifying: full decompression, pg_dump's completion trailer, the restore's vetting`);
       const vetting = { database: target.database, ...(options.signal ? { signal: options.signal } : {}) };
       const { sqlBytes } = await verifySqlDump(temporary, vetting).catch((error: Error) => {

@@ -159,6 +159,24 @@ describe.skipIf(!available)('npm run db:backup', () => {
     expect(await readdir(backupDir)).toEqual([older]);
   });
 
+  it('gives up on a table another session holds after lockTimeoutMs, naming the table, and leaves no file', async () => {
+    const blocker = new pg.Client({ connectionString: databaseUrl });
+    await blocker.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
+
+      const error = await backupDatabase({ databaseUrl, backupDir, environment: 'development', keep: 1, lockTimeoutMs: 300 }).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(BackupError);
+      expect((error as Error).message).toContain('pg_dump waited more than 300 ms for a lock on table public.users');
+      expect(await readdir(backupDir)).toEqual([]);
+    } finally {
+      await blocker.query('ROLLBACK');
+      await blocker.end();
+    }
+  });
+
   it('an interrupted backup (Ctrl-C) stops pg_dump and leaves no file', async () => {
     const controller = new AbortController();
     const error = await backupDatabase({

@@ -181,6 +181,27 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
     expect(await readdir(backupDir)).toEqual([]);
   });
 
+  it('gives up on a table another session holds after lockTimeoutMs, saying so, and leaves no file', async () => {
+    const blocker = new pg.Client({ connectionString: database.url });
+    await blocker.connect();
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
+
+      const error = await backupDatabase({ databaseUrl: database.url, backupDir, environment: 'development', keep: 1, toolSearch: noNativePgDump, lockTimeoutMs: 300 }).catch(
+        (e: unknown) => e,
+      );
+
+      expect(error).toBeInstanceOf(BackupError);
+      // The WebAssembly pg_dump does not print the query it ran, so the table goes unnamed.
+      expect((error as Error).message).toContain('pg_dump waited more than 300 ms for a lock on a table, which another session holds');
+      expect(await readdir(backupDir)).toEqual([]);
+    } finally {
+      await blocker.query('ROLLBACK');
+      await blocker.end();
+    }
+  });
+
   it('Ctrl-C while pg_dump waits for the server stops it and leaves no file', async () => {
     // A session holding a lock on users makes pg_dump wait (for its LOCK TABLE) until we let
     // go, which is only after the command exited: pg_dump's thread is blocked in wasm, so
