@@ -1,7 +1,7 @@
 import { createReadStream } from 'node:fs';
 import type pg from 'pg';
 import { open } from 'node:fs/promises';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, type Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { databaseTarget } from '../../db/database-target.js';
 import { withClient } from '../../db/with-client.js';
@@ -18,6 +18,7 @@ import { excessRestoredPrivileges } from './restored-privileges.js';
 import { ScriptQuery } from './script-query.js';
 import { type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
 import type { VerifiedBackup } from '../vetting/verify-backup-file.js';
+import { dumpFrame } from '../vetting/verify-sql-dump.js';
 
 /** What {@link restoreDatabase} restores, and into which database. */
 export interface RestoreOptions {
@@ -242,6 +243,8 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   let closeSource = async () => undefined as void;
   let sourceEnded = false;
   let stopSource = () => void source.destroy();
+  // A plain dump's header and trailer, as the SQL went by (see verifySqlDump).
+  let frame: ReturnType<typeof dumpFrame> | undefined;
   if (backup.format === 'custom') {
     // Reads the archive only: the container's pg_restore would do as well as a local one.
     const pgRestore = backup.pgRestore ?? (await findPgTool('pg_restore', options.toolSearch ?? {}));
@@ -273,8 +276,24 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     const compressed = createReadStream(backup.file);
     const progress = byteProgress('read', backup.bytes, log);
     compressed.on('data', () => progress(compressed.bytesRead));
-    source = compressed.pipe(createGunzip());
+    const gunzip = compressed.pipe(createGunzip());
+    const watched = dumpFrame();
+    frame = watched;
+    source = gunzip.pipe(
+      new Transform({
+        transform(chunk: Buffer, _encoding, done) {
+          watched.inspect(chunk);
+          done(null, chunk);
+        },
+      }),
+    );
     compressed.on('error', (error) => source.destroy(error));
+    gunzip.on('error', (error) => source.destroy(error));
+    stopSource = () => {
+      source.destroy();
+      gunzip.destroy();
+      compressed.destroy();
+    };
     sourceDone = async () => undefined;
   }
 
@@ -338,6 +357,11 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           await sourceDone();
           // An empty script would leave an empty schema behind: never a restore's result.
           if (parts === 0) throw new RestoreError('it holds no SQL statements');
+          // verifyBackupFile checked this, but the file may have changed since (or a caller
+          // skipped the check): a dump cut short between statements vets clean statement by
+          // statement, and would leave out what came last (indexes, constraints, sequences).
+          const problem = frame?.problem();
+          if (problem !== undefined) throw new RestoreError(problem);
           await finishPrivileges(client, session, target.database, log).catch((error: unknown) => {
             throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while setting the restored objects' privileges`, error);
           });

@@ -4,8 +4,8 @@ import { ChecksumMismatchError, RestoreError } from '../../errors.js';
 import type { BackupGrantees } from './backup-statement-allow-list.js';
 import { verifyChecksumFile } from '../files/checksum-file.js';
 import { findPgTool, type FindPgToolOptions, type PgTool } from '../pg-tools/pg-tools.js';
-import { GzipReadError, vetGzippedSql } from './vet-gzipped-sql.js';
 import { verifyArchive } from './verify-archive.js';
+import { verifySqlDump } from './verify-sql-dump.js';
 
 /** A backup file that passed every check a restore makes before touching the database. */
 export interface VerifiedBackup {
@@ -39,7 +39,7 @@ async function formatOf(file: string): Promise<VerifiedBackup['format'] | undefi
  * Checks a backup before a restore may touch the database: it exists and is readable; its
  * `.sha256`, when there is one, matches; and it reads back whole (a custom archive through
  * `pg_restore --list` and a full read, a `.sql.gz` through a full decompression, which
- * checks gzip's CRC). Throws {@link RestoreError} (with a {@link ChecksumMismatchError} as
+ * checks gzip's CRC, and pg_dump's header and completion trailer). Throws {@link RestoreError} (with a {@link ChecksumMismatchError} as
  * cause on a checksum mismatch) saying why it refuses. Given `grantees` (`restoreSession`'s),
  * a backup granting privileges to anyone else (PUBLIC, another role of the server) is
  * refused now, before anything of it runs: a custom archive's ACL entries as well, which
@@ -84,15 +84,13 @@ export async function verifyBackupFile(
     );
     return { ...verified, tables: contents.tables, pgRestore };
   }
-  // One pass: gzip's CRC and length, and the SQL through the restore's vetting, so a file it
-  // would refuse halfway is refused now.
-  await vetGzippedSql(absolute, { ...database, ...(options.signal ? { signal: options.signal } : {}) }).catch((error: unknown) =>
-    refuse(
-      error instanceof GzipReadError
-        ? `it is not a readable gzip file: ${error.message}`
-        : `it holds what a restore refuses: ${(error as Error).message}`,
-      error instanceof GzipReadError ? error.cause : error,
-    ),
+  // One pass, as a new backup is checked: gzip's CRC and length, pg_dump's header and
+  // completion trailer, and the SQL through the restore's vetting, so a file it would refuse
+  // halfway is refused now. A dump cut short between two statements vets clean (the older
+  // pg_dumps write no \restrict to miss) and would restore without what came last: the
+  // indexes, constraints, triggers and sequence values.
+  await verifySqlDump(absolute, { ...database, ...(options.signal ? { signal: options.signal } : {}) }).catch((error: Error) =>
+    refuse(error instanceof RestoreError ? `it holds what a restore refuses: ${error.message}` : error.message, error),
   );
   return verified;
 }

@@ -16,41 +16,57 @@ const trailer = '\n--\n-- PostgreSQL database dump complete\n--\n';
 const tailWindow = 4096;
 
 /**
+ * Watches a plain-format dump's SQL go by, chunk after chunk, for pg_dump's header and
+ * completion trailer; `problem()` says, once the SQL has ended, what the two say is wrong
+ * (not a dump, or one cut short), or undefined.
+ *
+ * @example
+ * const frame = dumpFrame(); for await (const chunk of sql) frame.inspect(chunk); frame.problem()
+ */
+export function dumpFrame(): { inspect: (chunk: Buffer) => void; problem: () => string | undefined; bytes: () => number } {
+  let head: Buffer = Buffer.alloc(0);
+  let tail: Buffer = Buffer.alloc(0);
+  let bytes = 0;
+  return {
+    inspect: (chunk) => {
+      bytes += chunk.length;
+      if (head.length < header.length) head = Buffer.concat([head, chunk.subarray(0, header.length - head.length)]);
+      tail = chunk.length >= tailWindow ? chunk.subarray(chunk.length - tailWindow) : Buffer.concat([tail, chunk]).subarray(-tailWindow);
+    },
+    problem: () => {
+      if (head.toString('utf8') !== header) return 'it does not start as a pg_dump plain-format dump';
+      if (!tail.toString('utf8').includes(trailer)) return "it lacks pg_dump's completion trailer: the dump is cut short";
+      return undefined;
+    },
+    bytes: () => bytes,
+  };
+}
+
+/**
  * Checks that a gzip-compressed plain-SQL dump reads back whole and would restore, before
- * it is published, in one pass: a full decompression (gzip checks its CRC and length at the
- * end), pg_dump's header and completion trailer (a truncated or half-written dump lacks
- * it), and the restore's vetting of its SQL (`vetSqlScript`, with `\connect` only to
- * `database` when given). Throws a
+ * it is published (and before a restore touches the database), in one pass: a full
+ * decompression (gzip checks its CRC and length at the end), pg_dump's header and completion
+ * trailer (a truncated or half-written dump lacks it), and the restore's vetting of its SQL
+ * (`vetSqlScript`, with `\connect` only to `database` when given). Throws a
  * {@link RestoreError} when the vetting refuses it, an Error saying what is wrong otherwise.
  *
  * @example
  * const { sqlBytes } = await verifySqlDump('backups/.kennwilliamson_development_20250914T134643.512Z.sql.gz.123.tmp')
  */
 export async function verifySqlDump(file: string, options: SqlScriptOptions & { signal?: AbortSignal } = {}): Promise<SqlDumpContents> {
-  let head: Buffer = Buffer.alloc(0);
-  let tail: Buffer = Buffer.alloc(0);
-  let sqlBytes = 0;
   // Looks at the decompressed SQL on its way to the vetting (and past a refusal, to the end).
-  const inspect = (chunk: Buffer) => {
-    sqlBytes += chunk.length;
-    if (head.length < header.length) head = Buffer.concat([head, chunk.subarray(0, header.length - head.length)]);
-    tail = chunk.length >= tailWindow ? chunk.subarray(chunk.length - tailWindow) : Buffer.concat([tail, chunk]).subarray(-tailWindow);
-  };
+  const frame = dumpFrame();
   try {
-    await vetGzippedSql(file, { ...options, inspect });
+    await vetGzippedSql(file, { ...options, inspect: frame.inspect });
   } catch (error) {
     if (error instanceof GzipReadError) throw new Error(`it is not a whole gzip file: ${error.message}`, { cause: error.cause });
     // Say what is wrong with the file first: not a dump at all, or one cut off (which also
     // ends in the middle of its SQL).
-    if (head.toString('utf8') !== header && error instanceof RestoreError) {
-      throw new Error('it does not start as a pg_dump plain-format dump', { cause: error });
-    }
-    if (!tail.toString('utf8').includes(trailer) && error instanceof RestoreError) {
-      throw new Error("it lacks pg_dump's completion trailer: the dump is cut short", { cause: error });
-    }
+    const problem = frame.problem();
+    if (problem !== undefined && error instanceof RestoreError) throw new Error(problem, { cause: error });
     throw error;
   }
-  if (head.toString('utf8') !== header) throw new Error('it does not start as a pg_dump plain-format dump');
-  if (!tail.toString('utf8').includes(trailer)) throw new Error("it lacks pg_dump's completion trailer: the dump is cut short");
-  return { sqlBytes };
+  const problem = frame.problem();
+  if (problem !== undefined) throw new Error(problem);
+  return { sqlBytes: frame.bytes() };
 }

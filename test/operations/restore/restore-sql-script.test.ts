@@ -216,6 +216,42 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     await expect(execute(database.url, 'SELECT * FROM planted')).rejects.toThrow('does not exist');
   });
 
+  // A dump of a pg_dump older than 15.14, 16.10 or 17.6 (no \restrict, whose missing
+  // \unrestrict would give the cut away) cut short right after its data: every statement
+  // vets clean, and what came last (here the primary key; in a real dump every index,
+  // constraint, trigger and sequence value) would be missing.
+  const cutAfterData = pgDump18Script.replace(`\\restrict ${key}\n`, '').split('ALTER TABLE ONLY public.notes')[0]!;
+
+  it("refuses a .sql.gz cut short between two statements, lacking pg_dump's completion trailer, before touching the database", async () => {
+    const target = await createTestDatabase();
+    try {
+      const file = await crafted('cut.sql.gz', cutAfterData);
+      const before = await tableContents(target.url);
+
+      const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.ownerUrl });
+
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain("refusing to restore cut.sql.gz: it lacks pg_dump's completion trailer: the dump is cut short; the database was not touched");
+      expect(await tableContents(target.url)).toEqual(before);
+    } finally {
+      await target.drop();
+    }
+  });
+
+  it("refuses it during the restore too, before its COMMIT, rolling back what ran", async () => {
+    const file = await crafted('cut-late.sql.gz', cutAfterData);
+    const before = await tableContents(database.url);
+
+    const error = await restoreFailure(database.ownerUrl, file);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toBe(
+      `refusing to restore ${file}: it lacks pg_dump's completion trailer: the dump is cut short\nthe restore was rolled back; the database was not changed`,
+    );
+    expect(await tableContents(database.url)).toEqual(before);
+    await expect(execute(database.url, 'SELECT * FROM notes')).rejects.toThrow('does not exist');
+  });
+
   it('says it could not connect, and that nothing was touched, when the server does not answer', async () => {
     const file = await crafted('unreachable.sql.gz', 'SET statement_timeout = 0;\n');
     const port = await freePort();

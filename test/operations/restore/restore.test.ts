@@ -261,7 +261,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
     const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target });
 
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain('it is not a readable gzip file: unexpected end of file');
+    expect(result.stderr).toContain('it is not a whole gzip file: unexpected end of file');
     await expect(execute(target, 'SELECT * FROM should_not_exist')).rejects.toThrow('does not exist');
   });
 
