@@ -510,7 +510,11 @@ export class DirectConnectionRequiredError extends DbError {
   }
 }
 
-/** Input was rejected before any query ran; `field` names the offending input. */
+/**
+ * Input was rejected, before any query ran or (for a caller's transaction at an isolation
+ * level the call cannot run in, `field` `db`) before anything of the call took effect;
+ * `field` names the offending input.
+ */
 export class ValidationError extends DbError {
   override readonly code = 'VALIDATION';
 

@@ -12,6 +12,13 @@ import type { DB } from '../../generated/db.js';
  *   await trx.updateTable('refresh_tokens').set({ revoked_at: sql`now()` }).where('user_id', '=', id).execute()
  * })
  */
-export function inTransaction<T>(db: Kysely<DB>, work: (trx: Transaction<DB>) => Promise<T>): Promise<T> {
-  return db.isTransaction ? work(db as Transaction<DB>) : db.transaction().execute(work);
+export function inTransaction<T>(
+  db: Kysely<DB>,
+  work: (trx: Transaction<DB>) => Promise<T>,
+  // For work that relies on each statement's own snapshot: READ COMMITTED even where the
+  // database or role defaults to another level. A caller's transaction is checked by the work.
+  options: { readCommitted?: boolean } = {},
+): Promise<T> {
+  if (db.isTransaction) return work(db as Transaction<DB>);
+  return (options.readCommitted ? db.transaction().setIsolationLevel('read committed') : db.transaction()).execute(work);
 }

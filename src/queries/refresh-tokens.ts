@@ -16,7 +16,7 @@ import {
 } from '../errors.js';
 import { isStorableText, requireInput, requireOptions, requireSeconds, requireUuid } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
-import { revokeLiveTokens, type RevokedReason, sessionCount } from './revoke-live-tokens.js';
+import { requireReadCommitted, revokeLiveTokens, type RevokedReason, sessionCount, transactionIsolation } from './revoke-live-tokens.js';
 
 /**
  * Rolling refresh tokens with rotation and reuse detection. A family is one login on one
@@ -254,7 +254,10 @@ export const rotate = queryFunction(async function rotate(db: Kysely<DB>, token:
   }
 
   // Reuse: committed in its own transaction, then reported.
-  await db.transaction().execute((trx) => revokeSessions(trx, { userId, familyId }, 'reuse'));
+  await db
+    .transaction()
+    .setIsolationLevel('read committed')
+    .execute((trx) => revokeSessions(trx, { userId, familyId }, 'reuse'));
   throw new TokenReusedError(familyId);
 });
 
@@ -262,37 +265,46 @@ export const rotate = queryFunction(async function rotate(db: Kysely<DB>, token:
  * Logs out the session the token belongs to: every live token of its family is revoked with
  * reason `logout`. Returns whether anything was revoked (false for an unknown token or an
  * already revoked session, so a repeated logout is harmless); a malformed token is
- * `TokenInvalidError`. Joins the caller's transaction.
+ * `TokenInvalidError`. Joins the caller's transaction, at READ COMMITTED only (see revokeAllForUser).
  *
  * @example await refreshTokens.revoke(db, cookies.refreshToken)
  */
 export const revoke = queryFunction(async function revoke(db: Kysely<DB>, token: string): Promise<boolean> {
   const hash = hashOf(token);
-  return inTransaction(db, async (trx) => {
-    const found = await inLibrarySchema(trx)
-      .selectFrom('refresh_tokens')
-      .select(['user_id', 'family_id'])
-      .where('token_hash', '=', hash)
-      .executeTakeFirst();
-    if (!found) return false;
-    const revoked = await revokeSessions(trx, { userId: found.user_id, familyId: found.family_id }, 'logout');
-    return revoked.length > 0;
-  });
+  return inTransaction(
+    db,
+    async (trx) => {
+      const found = await inLibrarySchema(trx)
+        .selectFrom('refresh_tokens')
+        .select(['user_id', 'family_id'])
+        .where('token_hash', '=', hash)
+        .executeTakeFirst();
+      if (!found) return false;
+      const revoked = await revokeSessions(trx, { userId: found.user_id, familyId: found.family_id }, 'logout');
+      return revoked.length > 0;
+    },
+    { readCommitted: true },
+  );
 });
 
 /**
  * Logs the user out everywhere: every live token is revoked with reason `logout`. Returns the
  * number of sessions (token families) that were live; 0 for an unknown user. Joins the
- * caller's transaction.
+ * caller's transaction, which must be READ COMMITTED (else `ValidationError`): the tokens are
+ * read after the wait for the user row, by a statement whose snapshot must be taken then.
  *
  * @example const sessions = await refreshTokens.revokeAllForUser(db, userId) // "log out everywhere"
  */
 export const revokeAllForUser = queryFunction(async function revokeAllForUser(db: Kysely<DB>, userId: string): Promise<number> {
   const id = requireUuid('userId', userId);
-  return inTransaction(db, async (trx) => {
-    const revoked = await revokeSessions(trx, { userId: id }, 'logout');
-    return sessionCount(revoked);
-  });
+  return inTransaction(
+    db,
+    async (trx) => {
+      const revoked = await revokeSessions(trx, { userId: id }, 'logout');
+      return sessionCount(revoked);
+    },
+    { readCommitted: true },
+  );
 });
 
 /**
@@ -543,14 +555,21 @@ async function grantGrace(
  * Revokes every live token of a user, or of one family of theirs. The user row is locked
  * first (`FOR NO KEY UPDATE`, which waits for every issue or rotation of this user in
  * flight, as `users.setActive` does by updating it), and the tokens are read by a later
- * statement, whose snapshot therefore holds every child those rotations added.
+ * statement, whose snapshot therefore holds every child those rotations added: at READ
+ * COMMITTED, which the lock's statement reads and checks.
  */
 async function revokeSessions(
   trx: Kysely<DB>,
   scope: { userId: string; familyId?: string },
   reason: RevokedReason,
 ): Promise<Array<{ family_id: string }>> {
-  await inLibrarySchema(trx).selectFrom('users').select('id').where('id', '=', scope.userId).forNoKeyUpdate().execute();
+  const user = await inLibrarySchema(trx)
+    .selectFrom('users')
+    .select(['id', transactionIsolation.as('isolation')])
+    .where('id', '=', scope.userId)
+    .forNoKeyUpdate()
+    .executeTakeFirst();
+  if (user) requireReadCommitted(user.isolation);
   return revokeLiveTokens(trx, scope, reason);
 }
 

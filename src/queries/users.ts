@@ -17,7 +17,7 @@ import {
 } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
 import { noRowReturned } from './no-row-returned.js';
-import { revokeLiveTokens, sessionCount } from './revoke-live-tokens.js';
+import { requireReadCommitted, revokeLiveTokens, sessionCount, transactionIsolation } from './revoke-live-tokens.js';
 
 /** A user as services see it; the password hash only comes with {@link findByEmail}. */
 export type User = CamelCased<Omit<Selectable<Users>, 'password_hash'>>;
@@ -149,7 +149,8 @@ export interface UpdatePasswordOptions {
  * this user in flight (they hold it `FOR SHARE`), and the tokens are read by a later statement,
  * so a token such a rotation adds is revoked too (the lock order of refreshTokens). A revoked
  * token presented later fails as a logged-out one does: `TokenReusedError`. Joins the caller's
- * transaction.
+ * transaction, which must be READ COMMITTED (else `ValidationError`: a later statement's
+ * snapshot is what sees those tokens); its own is READ COMMITTED whatever the database's default.
  *
  * @example
  * await users.updatePassword(db, userId, await hash(newPassword), { keepFamilyId: session.familyId })
@@ -164,39 +165,53 @@ export const updatePassword = queryFunction(async function updatePassword(
   const hash = requireText('passwordHash', passwordHash, limits.passwordHashLength);
   const { keepFamilyId } = requireOptions('options', options);
   const keep = keepFamilyId === undefined ? undefined : requireUuid('keepFamilyId', keepFamilyId);
-  return inTransaction(db, async (trx) => {
-    const user = await inLibrarySchema(trx)
-      .updateTable('users')
-      .set({ password_hash: hash })
-      .where('id', '=', id)
-      .returning('id')
-      .executeTakeFirst();
-    if (!user) throw new NotFoundError('user');
-    const revoked = await revokeLiveTokens(trx, { userId: id, ...(keep === undefined ? {} : { exceptFamilyId: keep }) }, 'password_changed');
-    return sessionCount(revoked);
-  });
+  return inTransaction(
+    db,
+    async (trx) => {
+      const user = await inLibrarySchema(trx)
+        .updateTable('users')
+        .set({ password_hash: hash })
+        .where('id', '=', id)
+        .returning(['id', transactionIsolation.as('isolation')])
+        .executeTakeFirst();
+      if (!user) throw new NotFoundError('user');
+      requireReadCommitted(user.isolation);
+      const revoked = await revokeLiveTokens(trx, { userId: id, ...(keep === undefined ? {} : { exceptFamilyId: keep }) }, 'password_changed');
+      return sessionCount(revoked);
+    },
+    { readCommitted: true },
+  );
 });
 
 /**
  * Activates or deactivates a user. Deactivating revokes every live refresh token of the
- * user (reason `deactivated`) in the same transaction, so no session outlives it.
+ * user (reason `deactivated`) in the same transaction, so no session outlives it: in a
+ * caller's transaction only at READ COMMITTED, as `updatePassword`.
  *
  * @example await users.setActive(db, userId, false)
  */
 export const setActive = queryFunction(async function setActive(db: Kysely<DB>, userId: string, active: boolean): Promise<User> {
   const id = requireUuid('userId', userId);
   const value = requireBoolean('active', active);
-  return inTransaction(db, async (trx) => {
-    const user = await inLibrarySchema(trx)
-      .updateTable('users')
-      .set({ active: value })
-      .where('id', '=', id)
-      .returning(userColumns)
-      .executeTakeFirst();
-    if (!user) throw new NotFoundError('user');
-    if (!value) await revokeLiveTokens(trx, { userId: id }, 'deactivated');
-    return user;
-  });
+  return inTransaction(
+    db,
+    async (trx) => {
+      const updated = await inLibrarySchema(trx)
+        .updateTable('users')
+        .set({ active: value })
+        .where('id', '=', id)
+        .returning([...userColumns, transactionIsolation.as('isolation')])
+        .executeTakeFirst();
+      if (!updated) throw new NotFoundError('user');
+      const { isolation, ...user } = updated;
+      if (!value) {
+        requireReadCommitted(isolation);
+        await revokeLiveTokens(trx, { userId: id }, 'deactivated');
+      }
+      return user;
+    },
+    { readCommitted: true },
+  );
 });
 
 /**

@@ -15,7 +15,7 @@ import {
 import * as refreshTokens from '../../src/queries/refresh-tokens.js';
 import * as users from '../../src/queries/users.js';
 import { newUser } from '../support/factories.js';
-import { useTestDatabase } from '../support/test-database.js';
+import { createTestDatabase, libraryUrl, useTestDatabase } from '../support/test-database.js';
 import { eventually } from '../support/eventually.js';
 
 const testDb = useTestDatabase();
@@ -885,6 +885,23 @@ describe('refreshTokens revocations that meet an issue or rotation in flight', (
     await expect(refreshTokens.rotate(testDb.db, token)).resolves.toMatchObject({ familyId });
   });
 
+  it("users.updatePassword in a caller's REPEATABLE READ transaction is refused, rather than miss the token a login in flight adds", async () => {
+    const user = await newUser(testDb.db);
+    const [issued, change] = await whileInserting(
+      () => refreshTokens.issue(wideDb, { userId: user.id, deviceInfo: slow }),
+      // The snapshot is taken as the UPDATE starts, before it waits for the issue's lock.
+      () => wideDb.transaction().setIsolationLevel('repeatable read').execute((trx) => users.updatePassword(trx, user.id, 'new-hash')),
+    );
+    expect(issued.status).toBe('fulfilled');
+    expect(change).toMatchObject({ status: 'rejected', reason: expect.any(ValidationError) });
+    expect((change as PromiseRejectedResult).reason.message).toContain('revoking sessions needs a READ COMMITTED transaction, and this one is REPEATABLE READ');
+    // Refused whole: the password is the old one, and the session it would have missed is
+    // there for the change to revoke when it is run again.
+    expect((await users.findByEmail(testDb.db, user.email))?.passwordHash).not.toBe('new-hash');
+    expect(await users.updatePassword(testDb.db, user.id, 'new-hash')).toBe(1);
+    expect(await liveCount({ userId: user.id })).toBe(0);
+  });
+
   it('users.setActive(false) during an issue revokes the token being issued', async () => {
     const user = await newUser(testDb.db);
     const [issued, deactivation] = await whileInserting(
@@ -894,6 +911,61 @@ describe('refreshTokens revocations that meet an issue or rotation in flight', (
     expect(issued.status).toBe('fulfilled');
     expect(deactivation.status).toBe('fulfilled');
     expect(await liveCount({ userId: user.id })).toBe(0);
+  });
+});
+
+describe('revocations and the isolation level', () => {
+  it("refuse a caller's REPEATABLE READ or SERIALIZABLE transaction, whose snapshot would predate the wait for the user row", async () => {
+    const user = await newUser(testDb.db);
+    const { token } = await refreshTokens.issue(testDb.db, { userId: user.id });
+    const revocations: Array<[string, (trx: Kysely<DB>) => Promise<unknown>]> = [
+      ['users.updatePassword', (trx) => users.updatePassword(trx, user.id, 'new-hash')],
+      ['users.setActive(false)', (trx) => users.setActive(trx, user.id, false)],
+      ['refreshTokens.revoke', (trx) => refreshTokens.revoke(trx, token)],
+      ['refreshTokens.revokeAllForUser', (trx) => refreshTokens.revokeAllForUser(trx, user.id)],
+    ];
+    for (const level of ['repeatable read', 'serializable'] as const) {
+      for (const [name, revocation] of revocations) {
+        const error = await testDb.db.transaction().setIsolationLevel(level).execute(revocation).catch((e: unknown) => e);
+        expect(error, `${name} in ${level}`).toBeInstanceOf(ValidationError);
+        expect(error, `${name} in ${level}`).toMatchObject({ field: 'db' });
+      }
+    }
+    expect(await liveCount({ userId: user.id })).toBe(1);
+    // What revokes nothing is allowed at any level.
+    await expect(testDb.db.transaction().setIsolationLevel('serializable').execute((trx) => users.setActive(trx, user.id, true))).resolves.toMatchObject({
+      active: true,
+    });
+  });
+
+  it("run their own transactions READ COMMITTED where the database's default is SERIALIZABLE", async () => {
+    const database = await createTestDatabase();
+    await sql`ALTER DATABASE ${sql.id(database.name)} SET default_transaction_isolation = 'serializable'`.execute(testDb.db);
+    const serializableDb = createDb({ databaseUrl: libraryUrl(database), minConnections: 0 });
+    try {
+      const { rows } = await sql<{ level: string }>`SELECT current_setting('transaction_isolation') AS level`.execute(serializableDb);
+      expect(rows).toEqual([{ level: 'serializable' }]);
+      const user = await newUser(serializableDb);
+      const first = await refreshTokens.issue(serializableDb, { userId: user.id });
+      expect(await refreshTokens.revoke(serializableDb, first.token)).toBe(true);
+      await refreshTokens.issue(serializableDb, { userId: user.id });
+      expect(await refreshTokens.revokeAllForUser(serializableDb, user.id)).toBe(1);
+      await refreshTokens.issue(serializableDb, { userId: user.id });
+      expect(await users.updatePassword(serializableDb, user.id, 'new-hash')).toBe(1);
+      await refreshTokens.issue(serializableDb, { userId: user.id });
+      await users.setActive(serializableDb, user.id, false);
+      await users.setActive(serializableDb, user.id, true);
+      // Reuse detection revokes the family in a transaction of its own.
+      const issued = await refreshTokens.issue(serializableDb, { userId: user.id });
+      await refreshTokens.rotate(serializableDb, issued.token);
+      await sql`UPDATE refresh_tokens SET revoked_at = now() - interval '1 hour' WHERE token_hash = ${hashOf(issued.token)}`.execute(serializableDb);
+      await expect(refreshTokens.rotate(serializableDb, issued.token)).rejects.toBeInstanceOf(TokenReusedError);
+      const { rows: live } = await sql<{ n: number }>`SELECT count(*)::int AS n FROM refresh_tokens WHERE revoked_at IS NULL`.execute(serializableDb);
+      expect(live).toEqual([{ n: 0 }]);
+    } finally {
+      await serializableDb.destroy();
+      await database.drop();
+    }
   });
 });
 
