@@ -162,6 +162,26 @@ describe('npm run codegen on a schema a migration just changed', () => {
     );
     expect(await readFile(outFile, 'utf8')).toBe(output);
   });
+
+  it('leaves a column listed by a CHECK that is NOT VALID yet as it was, saying so, and narrows it once validated', async () => {
+    // The rows already there may hold other values until VALIDATE CONSTRAINT has checked them.
+    await withClient(sandbox.database.url, (client) =>
+      client.query(
+        "ALTER TABLE users ADD COLUMN tone text; UPDATE users SET tone = 'legacy'; " +
+          "ALTER TABLE users ADD CONSTRAINT users_tone_listed CHECK (tone IN ('warm', 'cool')) NOT VALID",
+      ),
+    );
+    const lines: string[] = [];
+    const unvalidated = await generateTypes({ databaseUrl: sandbox.database.url, outFile: path.join(outDir, 'not-valid.ts'), logLevel: 'silent', warn: (line) => lines.push(line) });
+    expect(columnType(unvalidated, 'Users', 'tone')).toEqual({ generated: false, nullable: true, values: [], other: ['string'] });
+    expect(lines).toContainEqual(
+      'codegen: a CHECK is NOT VALID (rows from before it may hold other values), so that column keeps its plain type until VALIDATE CONSTRAINT: users.tone (users_tone_listed)',
+    );
+
+    await withClient(sandbox.database.url, (client) => client.query("UPDATE users SET tone = 'warm'; ALTER TABLE users VALIDATE CONSTRAINT users_tone_listed"));
+    const validated = await generateTypes({ databaseUrl: sandbox.database.url, outFile: path.join(outDir, 'validated.ts'), logLevel: 'silent', warn: () => {} });
+    expect(columnType(validated, 'Users', 'tone')).toEqual({ generated: false, nullable: true, values: ['warm', 'cool'], other: [] });
+  });
 });
 
 // In the same file as codegen's tests, so the TypeScript compiler (which kysely-codegen loads

@@ -16,6 +16,11 @@ export interface ColumnOverrides {
   customImports: Record<string, string>;
   /** `table.column (constraint)` of each CHECK that tests values but is no list the deriver reads. */
   notUnderstood: string[];
+  /**
+   * `table.column (constraint)` of each CHECK added `NOT VALID` and not validated since: it
+   * holds for rows written after it, not for those already there, so it narrows no type.
+   */
+  notValidated: string[];
 }
 
 interface CheckRow {
@@ -26,6 +31,7 @@ interface CheckRow {
   column: string;
   nullable: boolean;
   has_default: boolean;
+  validated: boolean;
 }
 
 interface ColumnRow {
@@ -44,7 +50,7 @@ interface ColumnRow {
 const checksSql = `
   SELECT n.nspname AS schema, t.relname AS table, c.conname AS constraint,
          pg_get_expr(c.conbin, c.conrelid) AS expression, a.attname AS column,
-         NOT a.attnotnull AS nullable, a.atthasdef AS has_default
+         NOT a.attnotnull AS nullable, a.atthasdef AS has_default, c.convalidated AS validated
     FROM pg_catalog.pg_constraint c
     JOIN pg_catalog.pg_class t ON t.oid = c.conrelid
     JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
@@ -74,7 +80,8 @@ const columnSql = `
  *   imported into the generated file; a shape for a column that is missing or not json is an
  *   error, so a renamed column cannot silently lose its type.
  * A CHECK that tests a column's values in a way the deriver does not read leaves the column
- * as kysely-codegen types it, and is listed in `notUnderstood`.
+ * as kysely-codegen types it, and is listed in `notUnderstood`; so does one that is `NOT VALID`
+ * (listed in `notValidated`), which rows from before it need not meet.
  *
  * @example
  * const { columns } = await columnOverrides(client, {})
@@ -84,7 +91,12 @@ export async function columnOverrides(client: pg.ClientBase, jsonShapes: Record<
   await loadCheckParser();
   const lists = new Map<string, { row: CheckRow; values: string[] }>();
   const notUnderstood: string[] = [];
+  const notValidated: string[] = [];
   for (const row of (await client.query<CheckRow>(checksSql)).rows) {
+    if (!row.validated) {
+      notValidated.push(`${row.table}.${row.column} (${row.constraint})`);
+      continue;
+    }
     const found = checkValues(row.expression, row.column);
     const key = `${row.schema}.${row.table}.${row.column}`;
     if (found.kind === 'not-understood') notUnderstood.push(`${row.table}.${row.column} (${row.constraint})`);
@@ -108,7 +120,7 @@ export async function columnOverrides(client: pg.ClientBase, jsonShapes: Record<
     columns[key] = columnType([shape.type], row);
     customImports[shape.type] = shape.from;
   }
-  return { columns, customImports, notUnderstood };
+  return { columns, customImports, notUnderstood, notValidated };
 }
 
 function columnType(members: string[], column: { nullable: boolean; has_default: boolean }): string {

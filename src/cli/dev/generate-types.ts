@@ -42,11 +42,18 @@ export async function generateTypes(options: GenerateTypesOptions): Promise<stri
   return withClient(
     options.databaseUrl,
     async (client) => {
-      const { columns, customImports, notUnderstood } = await columnOverrides(client, options.shapes ?? jsonShapes);
+      const { columns, customImports, notUnderstood, notValidated } = await columnOverrides(client, options.shapes ?? jsonShapes);
+      const warn = options.warn ?? ((line) => console.error(line));
       if (notUnderstood.length > 0) {
-        (options.warn ?? ((line) => console.error(line)))(
+        warn(
           `codegen: ${notUnderstood.length === 1 ? 'a CHECK tests' : `${notUnderstood.length} CHECKs test`} values in a form it does not read, ` +
             `so ${notUnderstood.length === 1 ? 'that column keeps its' : 'those columns keep their'} plain type: ${notUnderstood.join(', ')}`,
+        );
+      }
+      if (notValidated.length > 0) {
+        warn(
+          `codegen: ${notValidated.length === 1 ? 'a CHECK is' : `${notValidated.length} CHECKs are`} NOT VALID (rows from before it may hold other values), ` +
+            `so ${notValidated.length === 1 ? 'that column keeps its' : 'those columns keep their'} plain type until VALIDATE CONSTRAINT: ${notValidated.join(', ')}`,
         );
       }
       // In-process, so that the URL never reaches a command line and the overrides need no JSON.
