@@ -16,6 +16,7 @@ import {
   requireUuid,
 } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
+import { notFoundOnMissingReference } from './missing-reference.js';
 import { noRowReturned } from './no-row-returned.js';
 import { requireReadCommitted, revokeLiveTokens, sessionCount, transactionIsolation } from './revoke-live-tokens.js';
 
@@ -246,7 +247,7 @@ export const getRoles = queryFunction(async function getRoles(db: Kysely<DB>, us
 
 /**
  * Grants a role (idempotent), recording who granted it. Authorising the grant is the
- * service's decision. An unknown role or user is `NotFoundError`.
+ * service's decision. An unknown role, user or granting user (`grantedBy`) is `NotFoundError`.
  *
  * @example await users.grantRole(db, userId, 'admin', { grantedBy: adminId })
  */
@@ -265,11 +266,13 @@ export const grantRole = queryFunction(async function grantRole(
     if (!found) throw new NotFoundError('role');
     const user = await inLibrarySchema(trx).selectFrom('users').select('id').where('id', '=', id).executeTakeFirst();
     if (!user) throw new NotFoundError('user');
+    // The granting user is checked by its foreign key (as is a user deleted meanwhile).
     await inLibrarySchema(trx)
       .insertInto('user_roles')
       .values({ user_id: id, role_id: found.id, granted_by: grantedBy })
       .onConflict((oc) => oc.columns(['user_id', 'role_id']).doNothing())
-      .execute();
+      .execute()
+      .catch(notFoundOnMissingReference('user'));
   });
 });
 

@@ -137,6 +137,14 @@ describe('users roles', () => {
       entity: 'user',
     });
   });
+
+  it('refuses an unknown granting user with NotFound, granting nothing', async () => {
+    const user = await newUser(testDb.db);
+    const error = await users.grantRole(testDb.db, user.id, 'admin', { grantedBy: '01890000-0000-7000-8000-000000000000' }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(NotFoundError);
+    expect(error).toMatchObject({ entity: 'user' });
+    expect(await users.getRoles(testDb.db, user.id)).toEqual(['user']);
+  });
 });
 
 describe('users.setActive', () => {
