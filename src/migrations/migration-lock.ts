@@ -69,19 +69,7 @@ export async function withMigrationLock<T>(
       let lost: unknown;
       holder.on('error', (error) => (lost ??= error));
       await options.beforeLock?.(holder);
-      // READ COMMITTED whatever the database's or role's default: under REPEATABLE READ or
-      // SERIALIZABLE the transaction would keep its first snapshot for the whole run, and a
-      // CREATE INDEX CONCURRENTLY of the run waits for every older snapshot, this one too,
-      // until its budget ran out and left the index INVALID.
-      await holder.query('BEGIN ISOLATION LEVEL READ COMMITTED');
-      // The server must not end this transaction for idling, nor for lasting (PostgreSQL 17's
-      // transaction_timeout; set only where the server knows it), while the work runs
-      // elsewhere, and must notice within a second when this process is gone while it waits
-      // for the lock.
-      await holder.query(
-        "SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL client_connection_check_interval = '1s'; " +
-          "SELECT pg_catalog.set_config('transaction_timeout', '0', true) WHERE pg_catalog.current_setting('transaction_timeout', true) IS NOT NULL",
-      );
+      await beginHolding(holder);
       const { rows } = await holder.query<{ locked: boolean }>(lockSql, [migrationLockKey]);
       if (!rows[0]?.locked) await waitForLock(holder, options);
 
@@ -102,22 +90,56 @@ export async function withMigrationLock<T>(
   );
 }
 
+// The transaction that holds the lock, or waits for it.
+async function beginHolding(holder: pg.Client): Promise<void> {
+  // READ COMMITTED whatever the database's or role's default: under REPEATABLE READ or
+  // SERIALIZABLE the transaction would keep its first snapshot for the whole run, and a
+  // CREATE INDEX CONCURRENTLY of the run waits for every older snapshot, this one too,
+  // until its budget ran out and left the index INVALID.
+  await holder.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+  // The server must not end this transaction for idling, nor for lasting (PostgreSQL 17's
+  // transaction_timeout; set only where the server knows it), while the work runs
+  // elsewhere, and must notice within a second when this process is gone while it waits
+  // for the lock.
+  await holder.query(
+    "SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL client_connection_check_interval = '1s'; " +
+      "SELECT pg_catalog.set_config('transaction_timeout', '0', true) WHERE pg_catalog.current_setting('transaction_timeout', true) IS NOT NULL",
+  );
+}
+
+// A waiter waits in slices, each a transaction of its own. A statement that waits holds a
+// snapshot, and CREATE INDEX CONCURRENTLY waits for the transaction of every older snapshot
+// to end: a waiter whose one wait lasted until the lock came free would wait for the run that
+// builds the index, and that build for the waiter, until the waiter's timeout (5 min) broke
+// the knot. Between slices a waiter holds neither snapshot nor transaction, so a build waits
+// for one slice at most.
+const waitSliceMs = 1_000;
+
 async function waitForLock(holder: pg.Client, options: MigrationLockOptions): Promise<void> {
   options.onWait?.(await currentHolder(options.databaseUrl));
   const started = performance.now();
-  // lock_timeout bounds the wait on the server itself; 0 would mean forever.
-  await holder.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(options.timeoutMs))}`);
-  try {
-    await holder.query(waitSql, [migrationLockKey]);
-  } catch (error) {
-    // 55P03: our lock_timeout; 57014: a shorter statement_timeout of the role or the database
-    // cancelled the wait first. Either way the wait for the other run is what ended.
-    const code = (error as { code?: string }).code;
-    if (code !== '55P03' && code !== '57014') throw error;
-    throw new MigrationLockTimeoutError(Math.round(performance.now() - started), await currentHolder(options.databaseUrl), {
-      cause: error,
-      limit: code === '55P03' ? 'lock_timeout' : 'statement_timeout',
-    });
+  for (;;) {
+    // lock_timeout bounds each slice on the server itself; 0 would mean forever.
+    const left = options.timeoutMs - (performance.now() - started);
+    await holder.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(Math.min(left, waitSliceMs)))}`);
+    try {
+      await holder.query(waitSql, [migrationLockKey]);
+      return;
+    } catch (error) {
+      // 55P03: our lock_timeout, the slice's or the last; 57014: a statement_timeout of the
+      // role or the database shorter than a slice cancelled the wait first, and would cancel
+      // every slice. Either way the wait for the other run is what ended.
+      const code = (error as { code?: string }).code;
+      if (code !== '55P03' && code !== '57014') throw error;
+      if (code === '57014' || performance.now() - started >= options.timeoutMs) {
+        throw new MigrationLockTimeoutError(Math.round(performance.now() - started), await currentHolder(options.databaseUrl), {
+          cause: error,
+          limit: code === '55P03' ? 'lock_timeout' : 'statement_timeout',
+        });
+      }
+      await holder.query('ROLLBACK');
+      await beginHolding(holder);
+    }
   }
 }
 

@@ -327,7 +327,7 @@ export const listSessions = queryFunction(async function listSessions(db: Kysely
         eb.fn.max('last_used_at').as('lastUsedAt'),
         eb.fn.max('expires_at').as('expiresAt'),
       ])
-      // Served by the partial index refresh_tokens_user_id_live_idx.
+      // Served by the index refresh_tokens_user_id_revoked_at_idx.
       .where('user_id', '=', id)
       .where('revoked_at', 'is', null)
       .where('expires_at', '>', sql<Date>`now()`)

@@ -34,14 +34,14 @@ describe('npm run db:reset', () => {
     const result = await runCli('db-reset', [], { DATABASE_URL: database.url });
 
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toContain('4 migration(s) applied.');
+    expect(result.stdout).toContain('5 migration(s) applied.');
     const after = new pg.Client({ connectionString: database.url });
     await after.connect();
     const { rows } = await after.query("SELECT count(*)::int AS n FROM users WHERE email = 'gone@example.org'");
     const { rows: migrations } = await after.query('SELECT count(*)::int AS n FROM schema_migrations');
     await after.end();
     expect(rows[0]).toEqual({ n: 0 });
-    expect(migrations[0]).toEqual({ n: 4 });
+    expect(migrations[0]).toEqual({ n: 5 });
   });
 });
 
@@ -52,11 +52,11 @@ describe('npm run migrate', () => {
   });
   afterAll(async () => database.drop());
 
-  it('status lists the four applied migrations', async () => {
+  it('status lists the five applied migrations', async () => {
     const result = await runCli('migrate', ['status'], { DATABASE_URL: database.url });
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/^applied +20250914134643_initial_schema applied .+ in \d+ ms$/m);
-    expect(result.stdout).toContain('4 applied, 0 pending, 0 changed, 0 missing');
+    expect(result.stdout).toContain('5 applied, 0 pending, 0 changed, 0 missing');
   });
 
   it('fails with a message on an unknown action', async () => {
@@ -71,6 +71,6 @@ describe('npm run migrate', () => {
       DATABASE_URL: 'postgresql://app:app-secret@127.0.0.1:1/unreachable',
     });
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stdout).toContain('4 applied, 0 pending, 0 changed, 0 missing');
+    expect(result.stdout).toContain('5 applied, 0 pending, 0 changed, 0 missing');
   });
 });

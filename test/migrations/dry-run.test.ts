@@ -16,6 +16,15 @@ import type { TestDatabase } from '../support/test-database.js';
 const names = (await listMigrationFiles(defaultMigrationsDir())).map((file) => file.name);
 const last = names.at(-1)!;
 const indexMigration = '20990101000000_index_users_by_created_at';
+// Those that run statement by statement, by their header.
+const noTransaction = new Set([
+  indexMigration,
+  ...(
+    await Promise.all(
+      names.map(async (name) => ((await readFile(path.join(defaultMigrationsDir(), `${name}.up.sql`), 'utf8')).startsWith('-- migrate:no-transaction\n') ? [name] : [])),
+    )
+  ).flat(),
+]);
 
 let database: TestDatabase;
 let migrationsDir: string;
@@ -51,7 +60,7 @@ describe('migrate({ dryRun: true })', () => {
           name,
           file: `${name}.up.sql`,
           checksum: await checksumOfFile(name),
-          transactional: name !== indexMigration,
+          transactional: !noTransaction.has(name),
           // The run's budget, or the file's own header.
           lockWait:
             name === indexMigration
@@ -112,7 +121,7 @@ describe('migrate up --dry-run', () => {
 
     expect(result, result.stderr).toMatchObject({ code: 0 });
     expect(result.stdout.split('\n').filter((line) => line.startsWith('would apply'))).toEqual([
-      `would apply ${last}.up.sql  sha256 ${await checksumOfFile(last)}  transactional  lock-wait attempt=1s total=10min`,
+      `would apply ${last}.up.sql  sha256 ${await checksumOfFile(last)}  ${noTransaction.has(last) ? 'no-transaction' : 'transactional'}  lock-wait attempt=1s total=10min`,
       `would apply ${indexMigration}.up.sql  sha256 ${await checksumOfFile(indexMigration)}  no-transaction  lock-wait attempt=1s total=1h (its header)`,
     ]);
     const recorded = await withClient(database.url, async (client) => (await client.query('SELECT name FROM schema_migrations')).rowCount);

@@ -14,6 +14,7 @@ const names = [
   '20250914134654_add_refresh_tokens_and_user_active',
   '20250914134703_add_phrases_system',
   '20261126174308_add_password_changed_revoked_reason',
+  '20261204210000_index_refresh_tokens_by_user',
 ];
 
 let database: TestDatabase;
@@ -168,11 +169,11 @@ describe('migrateDown', () => {
     await migrate({ databaseUrl: database.url, migrationsDir });
 
     const last = await migrateDown({ databaseUrl: database.url, migrationsDir });
-    expect(last.map((run) => run.name)).toEqual([names[3]]);
-    expect(await recorded()).toEqual(names.slice(0, 3));
+    expect(last.map((run) => run.name)).toEqual([names[4]]);
+    expect(await recorded()).toEqual(names.slice(0, 4));
 
-    const third = await migrateDown({ databaseUrl: database.url, migrationsDir });
-    expect(third.map((run) => run.name)).toEqual([names[2]]);
+    const third = await migrateDown({ databaseUrl: database.url, migrationsDir, to: names[2] });
+    expect(third.map((run) => run.name)).toEqual([names[3], names[2]]);
     expect(await tableExists('phrases')).toBe(false);
 
     const rest = await migrateDown({ databaseUrl: database.url, migrationsDir, to: names[0] });
@@ -194,7 +195,8 @@ describe('migrationStatus', () => {
       [names[0], 'applied'],
       [names[1], 'changed'],
       [names[2], 'applied'],
-      [names[3], 'pending'],
+      [names[3], 'applied'],
+      [names[4], 'pending'],
     ]);
     expect(states[0]!.appliedAt).toBeInstanceOf(Date);
   });

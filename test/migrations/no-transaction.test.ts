@@ -118,6 +118,46 @@ describe('a -- migrate:no-transaction migration', () => {
     expect(await index('events_account')).toBeUndefined();
   });
 
+  it('builds its index while another migrator waits for the lock: the build never waits for that wait', async () => {
+    await createEvents(2_000);
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    const name = '20990101000001_index_events_by_account';
+    await writeMigration(name, ['-- migrate:no-transaction', 'CREATE INDEX CONCURRENTLY events_account ON events (account);']);
+    const waiting = async (application: string, query: string) =>
+      (
+        await rows(
+          "SELECT 1 FROM pg_stat_activity WHERE application_name = $1 AND query LIKE $2 AND wait_event_type = 'Lock' AND datname = current_database()",
+          [application, query],
+        )
+      ).length === 1;
+
+    // An open writer holds the build at its start until the second release job waits for the
+    // lock; then the build goes on to wait for every older snapshot. A wait for the lock that
+    // held one until the lock came free would hold the build until the waiter gave up (here
+    // after two minutes, far past the test's time).
+    const openWriter = new pg.Client({ connectionString: database.url });
+    await openWriter.connect();
+    await openWriter.query('BEGIN');
+    await openWriter.query("INSERT INTO events (account, body) VALUES (7, 'open writer')");
+    let first: Promise<Array<{ name: string }>>;
+    let second: Promise<Array<{ name: string }>>;
+    try {
+      first = migrate({ databaseUrl: database.url, migrationsDir });
+      first.catch(() => undefined);
+      await eventually(() => waiting('kennwilliamson-migrate', 'CREATE INDEX CONCURRENTLY%'), 'the build waits for the open writer', { timeoutMs: 20_000 });
+      second = migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 120_000 });
+      second.catch(() => undefined);
+      await eventually(() => waiting('kennwilliamson-migrate-lock', '%pg_advisory_xact_lock%'), 'the second migrator waits for the lock', { timeoutMs: 20_000 });
+    } finally {
+      await openWriter.query('COMMIT');
+      await openWriter.end();
+    }
+
+    expect((await first).map((run) => run.name)).toEqual([name]);
+    expect(await second).toEqual([]);
+    expect(await index('events_account')).toEqual({ valid: true, ready: true });
+  });
+
   it('failing half-way keeps what ran, records nothing, names file and line, and says how to find the INVALID index', async () => {
     await createEvents(2_000);
     await migrate({ databaseUrl: database.url, migrationsDir });

@@ -152,7 +152,7 @@ describe('the application role made by npm run db:setup', () => {
 
   it('may read the migrations record but not change it', async () => {
     await asRole(appUrl, async (client) => {
-      expect((await client.query('SELECT count(*)::int AS n FROM schema_migrations')).rows[0]).toEqual({ n: 4 });
+      expect((await client.query('SELECT count(*)::int AS n FROM schema_migrations')).rows[0]).toEqual({ n: 5 });
       expect(await sqlstateOf(client.query('DELETE FROM schema_migrations'))).toBe('42501');
     });
   });

@@ -73,7 +73,7 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain(`created the database '${database}'`);
     expect(result.stdout).toContain(`created the owner role '${owner.user}'`);
-    expect(result.stdout).toContain('4 migration(s) applied.');
+    expect(result.stdout).toContain('5 migration(s) applied.');
     expect(result.stdout).toContain(`created the application role '${app.user}'`);
     expect(result.stdout + result.stderr).not.toContain(owner.password);
     expect(result.stdout + result.stderr).not.toContain(app.password);

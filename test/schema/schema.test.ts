@@ -147,3 +147,31 @@ describe('integrity in the schema', () => {
     expect(seed).toEqual({ phrases: 10, active: false });
   });
 });
+
+describe('foreign keys', () => {
+  it('each has an index that its own lookup uses, so deleting a referenced row reads no whole table', async () => {
+    const keys = await rows<{ table: string; column: string; type: string; name: string }>(sql`
+      SELECT c.conrelid::regclass::text AS table, a.attname AS column,
+             format_type(a.atttypid, a.atttypmod) AS type, c.conname AS name
+        FROM pg_constraint c JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+       WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace AND cardinality(c.conkey) = 1
+       ORDER BY 1, 2`);
+    expect(keys.length).toBeGreaterThanOrEqual(12);
+    // The lookup PostgreSQL's foreign-key trigger runs when a referenced row goes (ON DELETE
+    // CASCADE or SET NULL), planned as it plans it: generic, for any key. A partial index
+    // serves it only when the predicate follows from \`col = $1\` (as \`col IS NOT NULL\` does).
+    const unserved = await testDb.db.transaction().execute(async (trx) => {
+      await sql`SET LOCAL enable_seqscan = off`.execute(trx);
+      await sql`SET LOCAL plan_cache_mode = force_generic_plan`.execute(trx);
+      const found: string[] = [];
+      for (const key of keys) {
+        await sql`PREPARE fk_lookup(${sql.raw(key.type)}) AS SELECT 1 FROM ONLY ${sql.raw(key.table)} WHERE ${sql.ref(key.column)} = $1`.execute(trx);
+        const { rows: plan } = await sql<{ 'QUERY PLAN': string }>`EXPLAIN EXECUTE fk_lookup(NULL)`.execute(trx);
+        await sql`DEALLOCATE fk_lookup`.execute(trx);
+        if (plan.some((line) => line['QUERY PLAN'].includes('Seq Scan'))) found.push(key.name);
+      }
+      return found;
+    });
+    expect(unserved).toEqual([]);
+  });
+});
