@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
-import { mkdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { ChecksumMismatchError, ConfigError, DownloadError } from '../../errors.js';
@@ -76,7 +77,11 @@ async function localFile(source: string, label: string): Promise<SourceFile> {
     throw new DownloadError('not-found', `${label} not found${error.code === 'ENOENT' ? '' : ` (${error.code})`}`, { cause: error });
   });
   if (!info.isFile()) throw new DownloadError('not-found', `${label} is not a file`);
-  const text = await readFile(checksumPathOf(source), 'utf8').catch(() => undefined);
+  // No .sha256 is an unverified copy; one that cannot be read is an error, not the same.
+  const text = await readFile(checksumPathOf(source), 'utf8').catch((error: NodeJS.ErrnoException) => {
+    if (error.code === 'ENOENT') return undefined;
+    throw new DownloadError('transfer', `cannot read ${label}.sha256 (${error.code ?? error.message})`, { cause: error });
+  });
   const checksum = text === undefined ? undefined : parseChecksumText(text, `${label}.sha256`);
   const stream = createReadStream(source);
   return {
@@ -142,7 +147,13 @@ async function remoteFile(target: SshTarget, remotePath: string, label: string, 
       const first = buffered.indexOf(10);
       const second = first < 0 ? -1 : buffered.indexOf(10, first + 1);
       if (second < 0) {
-        if (buffered.length > 4096) reject(new DownloadError('transfer', `unexpected answer from ${target.host}`));
+        if (buffered.length > 4096) {
+          // Not the header: stop ssh and the timer, or both would keep the process alive.
+          clearTimeout(timer);
+          stdout.off('data', onData);
+          child.kill('SIGKILL');
+          reject(new DownloadError('transfer', `unexpected answer from ${target.host}`));
+        }
         return;
       }
       clearTimeout(timer);
@@ -183,12 +194,37 @@ async function remoteFile(target: SshTarget, remotePath: string, label: string, 
   };
 }
 
+// The partial files that killed downloads of `final` left: the older runs' `<file>.part`,
+// and `.<file>.<pid>.<random>.part` of a process that has ended.
+async function removeLeftParts(final: string): Promise<void> {
+  const name = path.basename(final);
+  const folder = path.dirname(final);
+  const left = (await readdir(folder)).filter((entry) => {
+    if (entry === `${name}.part`) return true;
+    if (!entry.startsWith(`.${name}.`)) return false;
+    const pid = /^\.(\d+)\.[0-9a-f]{8}\.part$/.exec(entry.slice(name.length + 1))?.[1];
+    return pid !== undefined && !processRuns(Number(pid));
+  });
+  await Promise.all(left.map((entry) => rm(path.join(folder, entry), { force: true })));
+}
+
+function processRuns(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    // EPERM: it runs, as another account.
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
  * Copies a backup (and its `.sha256`, when there is one) from `remoteDir` on a host into
  * `backupDir`: over SSH (`ssh … cat`, BatchMode, strict host key checking, bounded connect
  * and stall timeouts), or from a local folder when `host` is `localhost`. The copy goes to
- * `<file>.part`, is fsynced and checked against the remote size and checksum, and only then
- * renamed; on any failure (unreadable key, unknown host key, refused login, missing remote
+ * a partial file of its own (`.<file>.<pid>.<random>.part`), is fsynced and checked against the
+ * remote size and checksum, and only then linked to its name, which a download of the same
+ * file that finished first makes it refuse (`exists`); on any failure (unreadable key, unknown host key, refused login, missing remote
  * file, checksum mismatch) it throws {@link DownloadError} and leaves no partial file.
  *
  * @example
@@ -208,12 +244,14 @@ export async function downloadBackup(options: DownloadOptions): Promise<Download
   // Owner only, as for db:backup: a backup holds password hashes.
   await mkdir(options.backupDir, { recursive: true, mode: 0o700 });
   const final = path.join(path.resolve(options.backupDir), options.file);
-  if (existsSync(final)) throw new DownloadError('exists', `${final} already exists; remove it first to download it again`);
-  const part = `${final}.part`;
+  const exists = () => new DownloadError('exists', `${final} already exists; remove it first to download it again`);
+  if (existsSync(final)) throw exists();
+  // A partial file of this download's own: another download of the same file (a retry, or a
+  // cron run beside a manual one) writes to its own, and never removes or publishes this one.
+  const part = path.join(path.dirname(final), `.${options.file}.${process.pid}.${randomBytes(4).toString('hex')}.part`);
 
   if (!isLocal && options.key) await checkKey(options.key);
-  // A .part left by a killed earlier run is ours to replace.
-  await rm(part, { force: true });
+  await removeLeftParts(final);
   const target: SshTarget = { ...options, host: options.host };
   const source = isLocal ? await localFile(remotePath, remotePath) : await remoteFile(target, remotePath, remotePath, options.signal);
   log(`copying ${isLocal ? remotePath : `${options.host}:${remotePath}`} (${formatBytes(source.size)})`);
@@ -246,7 +284,10 @@ export async function downloadBackup(options: DownloadOptions): Promise<Download
         );
       }
     }
-    await publishFile(part, final);
+    await publishFile(part, final).catch((error: NodeJS.ErrnoException) => {
+      // Another download of the file finished first.
+      throw error.code === 'EEXIST' ? exists() : error;
+    });
     const checksumFile = source.checksum ? await writeChecksumFile(final, written.sha256) : undefined;
     log(
       source.checksum

@@ -1,4 +1,6 @@
+import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { once } from 'node:events';
 import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -175,6 +177,59 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     expect(result).toMatchObject({ verified: true, sha256, bytes: content.length });
     expect((await readdir(backupDir)).sort()).toEqual([name, `${name}.sha256`]);
     await expect(downloadBackup({ host: 'localhost', file: name, backupDir, remoteDir })).rejects.toMatchObject({ reason: 'exists' });
+  });
+
+  it('run twice at once, publishes one whole copy: the other download fails with exists and leaves nothing', async () => {
+    const outcomes = await Promise.allSettled([downloadBackup(overSsh()), downloadBackup(overSsh())]);
+
+    expect(outcomes.map((outcome) => outcome.status).sort()).toEqual(['fulfilled', 'rejected']);
+    const refused = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected')!;
+    expect(refused.reason).toBeInstanceOf(DownloadError);
+    expect(refused.reason).toMatchObject({ reason: 'exists' });
+    expect((await readdir(backupDir)).sort()).toEqual([name, `${name}.sha256`]);
+    expect((await readFile(path.join(backupDir, name))).equals(content)).toBe(true);
+  });
+
+  it("removes the partial file a killed download left, and never one of a download that still runs", async () => {
+    const dead = spawn('true');
+    await once(dead, 'exit');
+    const left = [`.${name}.${dead.pid}.0badc0de.part`, `${name}.part`];
+    const running = `.${name}.${process.pid}.c0ffee00.part`;
+    for (const file of [...left, running]) await writeFile(path.join(backupDir, file), 'partial');
+
+    await downloadBackup({ host: 'localhost', file: name, backupDir, remoteDir });
+
+    expect((await readdir(backupDir)).sort()).toEqual([running, name, `${name}.sha256`].sort());
+    expect(await readFile(path.join(backupDir, running), 'utf8')).toBe('partial');
+  });
+
+  it('refuses, rather than call unverified, a copy whose .sha256 cannot be read', async () => {
+    const local = path.join(root, 'unreadable checksum');
+    await mkdir(path.join(local, `${name}.sha256`), { recursive: true });
+    await writeFile(path.join(local, name), content);
+
+    await expect(downloadBackup({ host: 'localhost', file: name, backupDir, remoteDir: local })).rejects.toMatchObject({
+      reason: 'transfer',
+      message: expect.stringContaining(`cannot read ${path.join(local, name)}.sha256 (EISDIR)`),
+    });
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  it('stops ssh at once when the host answers with something other than the header', async () => {
+    const odd = 'kennwilliamson_production_20250917T000000.000Z.dump';
+    await writeFile(path.join(remoteDir, odd), Buffer.alloc(50 * 2 ** 20));
+    // A line of 200,000 characters where the checksum line should be: longer than the
+    // header may be (4 KiB), and than what one read of ssh's output brings.
+    await writeFile(path.join(remoteDir, `${odd}.sha256`), 'a'.repeat(200_000));
+    const sshChildren = () =>
+      execFileSync('ps', ['-o', 'comm=', '--ppid', String(process.pid)], { encoding: 'utf8' }).split('\n').filter((command) => command.trim() === 'ssh');
+
+    await expect(downloadBackup(overSsh({ file: odd }))).rejects.toMatchObject({ reason: 'transfer', message: 'unexpected answer from 127.0.0.1' });
+
+    // Left running, ssh would go on sending the 50 MB into a buffer copied whole on every read.
+    await expect.poll(sshChildren, { timeout: 2_000 }).toEqual([]);
+    expect(await readdir(backupDir)).toEqual([]);
+    await rm(path.join(remoteDir, odd));
   });
 
   it('creates a missing BACKUP_DIR readable by its owner only (0700)', async () => {
