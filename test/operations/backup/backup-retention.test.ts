@@ -32,4 +32,17 @@ describe('pruneBackups', () => {
       [backups[2]!, `${backups[2]}.sha256`, backups[3]!, `${backups[3]}.sha256`, ...others].sort(),
     );
   });
+
+  it('never deletes the backup just made, even when another is dated later', async () => {
+    // A backup from a host whose clock ran ahead sorts after the one made now.
+    const ahead = backupFileName('development', new Date(Date.UTC(2099, 0, 1)), 'custom');
+    const older = backupFileName('development', new Date(Date.UTC(2025, 0, 1)), 'custom');
+    const made = backupFileName('development', new Date(Date.UTC(2025, 0, 2)), 'custom');
+    for (const name of [ahead, older, made]) await writeFile(path.join(backupDir, name), 'x');
+
+    expect(await pruneBackups({ backupDir, environment: 'development', keep: 2, made })).toEqual([older]);
+    expect((await readdir(backupDir)).sort()).toEqual([made, ahead].sort());
+    expect(await pruneBackups({ backupDir, environment: 'development', keep: 1, made })).toEqual([ahead]);
+    expect(await readdir(backupDir)).toEqual([made]);
+  });
 });

@@ -93,6 +93,16 @@ describe.skipIf(!available)('npm run db:backup', () => {
     expect(lines).toContain(`deleted old backup ${old[0]} (keeping the newest 2)`);
   });
 
+  it('keeps the backup it made when another is dated later, as by a host whose clock ran ahead', async () => {
+    const ahead = 'kennwilliamson_development_20990101T000000.000Z.dump';
+    await writeFile(path.join(backupDir, ahead), 'x');
+
+    const result = await backupDatabase({ databaseUrl, backupDir, environment: 'development', keep: 1 });
+
+    expect(result.deleted).toEqual([ahead]);
+    expect((await readdir(backupDir)).sort()).toEqual([path.basename(result.file), path.basename(result.checksumFile)].sort());
+  });
+
   it('keeps the new, verified backup when deleting older ones fails', async () => {
     // A folder under a backup's name: deleting it fails the way a file we may not delete would.
     const stuck = 'kennwilliamson_development_20240101T000000.000Z.dump';
