@@ -100,9 +100,12 @@ async function beginHolding(holder: pg.Client): Promise<void> {
   // The server must not end this transaction for idling, nor for lasting (PostgreSQL 17's
   // transaction_timeout; set only where the server knows it), while the work runs
   // elsewhere, and must notice within a second when this process is gone while it waits
-  // for the lock.
+  // for the lock. And when this process's host goes silent (lost, or cut off without a
+  // word), the server's own keepalive ends the session in about 10 s, and with it the lock:
+  // with the system's default (two hours) every later run would wait for it and give up.
   await holder.query(
     "SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL client_connection_check_interval = '1s'; " +
+      'SET LOCAL tcp_keepalives_idle = 5; SET LOCAL tcp_keepalives_interval = 1; SET LOCAL tcp_keepalives_count = 5; ' +
       "SELECT pg_catalog.set_config('transaction_timeout', '0', true) WHERE pg_catalog.current_setting('transaction_timeout', true) IS NOT NULL",
   );
 }

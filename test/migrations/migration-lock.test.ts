@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { rm, writeFile } from 'node:fs/promises';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { afterEach, beforeEach, describe, expect, it, inject, vi } from 'vitest';
-import { MigrationLockTimeoutError, MigrationPermissionError } from '../../src/errors.js';
+import { afterEach, beforeEach, describe, expect, it, inject, onTestFinished, vi } from 'vitest';
+import { MigrationLockLostError, MigrationLockTimeoutError, MigrationPermissionError } from '../../src/errors.js';
 import { checksumOf } from '../../src/migrations/migration-files.js';
 import { migrationLockKey } from '../../src/migrations/migration-lock.js';
 import { migrate, migrationStatus } from '../../src/migrations/migrator.js';
@@ -12,6 +13,7 @@ import { databaseUrlWith, withMaintenanceClient } from '../../src/provisioning/d
 import { eventually } from '../support/eventually.js';
 import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
 import { createMigrationSandbox } from '../support/migration-sandbox.js';
+import { healAllPartitions, packetFilterAvailable, silenceConnections } from '../support/packet-filter.js';
 import { startCli } from '../support/run-cli.js';
 import type { TestDatabase } from '../support/test-database.js';
 
@@ -24,8 +26,12 @@ beforeEach(async () => {
   ({ database, migrationsDir, observer, remove } = await createMigrationSandbox({ observed: true }));
 });
 
+const packetFilter = packetFilterAvailable("the migration lock's silent-partition test");
+
 afterEach(async () => {
   vi.useRealTimers();
+  // A test that timed out never reached its own heal.
+  if (packetFilter) healAllPartitions();
   await remove();
 });
 
@@ -93,6 +99,44 @@ describe('the migration lock', () => {
     // The run lasts 1.5 s or more: a holder under the database's timeout would be ended after
     // the second migration, and the run would fail with MigrationLockLostError.
     expect((await migrate({ databaseUrl: database.url, migrationsDir })).map((run) => run.name)).toEqual(names);
+  });
+
+  // Real packet loss, as in test/db/silent-partition.test.ts: the holder's host is gone without a word.
+  it.skipIf(!packetFilter)("is released within seconds when the holder's host goes silent: the server's keepalive ends its session", { timeout: 60_000 }, async () => {
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    // The first run's work waits at a gate the test holds, while its holder sits idle.
+    const firstDir = await mkdtemp(path.join(os.tmpdir(), 'kw-migrations-'));
+    onTestFinished(() => rm(firstDir, { recursive: true, force: true }));
+    await cp(migrationsDir, firstDir, { recursive: true });
+    const gateKey = 73_100_077;
+    await writeFile(path.join(firstDir, '20990101000000_gated.up.sql'), `SELECT pg_advisory_xact_lock(${gateKey});\n`);
+    await writeFile(path.join(firstDir, '20990101000000_gated.down.sql'), '');
+    const gate = await holdAdvisoryLock(database.url, gateKey, 'gate');
+    const first = migrate({ databaseUrl: database.url, migrationsDir: firstDir });
+    first.catch(() => undefined);
+    try {
+      await eventually(
+        async () => (await sessions("SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = 'kennwilliamson-migrate' AND wait_event = 'advisory' AND datname = current_database()")) === 1,
+        'the first run waits at the gate',
+      );
+      const { rows } = await observer.query<{ client: number; server: number }>(
+        "SELECT client_port AS client, inet_server_port() AS server FROM pg_stat_activity WHERE application_name = 'kennwilliamson-migrate-lock' AND datname = current_database()",
+      );
+      expect(rows).toHaveLength(1);
+      const partition = silenceConnections(rows[0]!.server, [rows[0]!.client]);
+      try {
+        // A second run waits for the lock, which the silent holder's session would keep for the
+        // system's two hours of keepalive; its own keepalive gives it up in about 10 s.
+        expect(await migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 50_000 })).toEqual([]);
+      } finally {
+        partition.heal();
+      }
+    } finally {
+      await gate.release();
+    }
+    // The first run, whose lock is gone, rolls its migration back rather than record it.
+    await expect(first).rejects.toBeInstanceOf(MigrationLockLostError);
+    expect((await migrationStatus({ databaseUrl: database.url, migrationsDir: firstDir })).find((m) => m.name === '20990101000000_gated')?.state).toBe('pending');
   });
 
   it('is released within seconds when a migrator is killed in the middle of a long statement', async () => {
