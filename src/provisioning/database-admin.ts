@@ -167,6 +167,18 @@ export async function ensureDatabase(databaseUrl: string, options: { owner?: str
 export async function recreateDatabase(databaseUrl: string, options: { owner?: string; variable?: string } = {}): Promise<void> {
   const { database } = databaseTarget(databaseUrl, process.env, options.variable);
   await withMaintenanceClient(databaseUrl, async (client) => {
+    // Dropping needs only ownership, creating needs CREATEDB: a role with the one and not the
+    // other (the owner role setup --admin makes) would drop the database and stop there.
+    const { rows } = await client.query<{ user: string; creates: boolean }>(
+      'SELECT current_user AS user, rolsuper OR rolcreatedb AS creates FROM pg_catalog.pg_roles WHERE rolname = current_user',
+    );
+    if (!rows[0]?.creates) {
+      throw new ProvisioningError(
+        `refusing to recreate '${database}': role '${rows[0]?.user}' may not create databases (CREATEDB), so the database ` +
+          'would be dropped and not created again; nothing was dropped. Reset with --admin (ADMIN_DATABASE_URL), or as a role with CREATEDB',
+        'CREATEDB',
+      );
+    }
     await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(database)} WITH (FORCE)`);
     const owner = options.owner ? ` OWNER ${client.escapeIdentifier(options.owner)}` : '';
     await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}${owner}`);

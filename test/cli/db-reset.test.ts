@@ -1,6 +1,8 @@
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { runCli } from '../support/run-cli.js';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { withClient } from '../../src/db/with-client.js';
+import { execute } from '../support/table-contents.js';
+import { runCli, runCliInTerminal } from '../support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 describe('npm run db:reset', () => {
@@ -31,7 +33,7 @@ describe('npm run db:reset', () => {
     await client.query("INSERT INTO users (email, password_hash, display_name, slug) VALUES ('gone@example.org', 'h', 'Gone', 'gone')");
     await client.end();
 
-    const result = await runCli('db-reset', [], { DATABASE_URL: database.url });
+    const result = await runCli('db-reset', ['--yes'], { DATABASE_URL: database.url });
 
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain('5 migration(s) applied.');
@@ -42,6 +44,45 @@ describe('npm run db:reset', () => {
     await after.end();
     expect(rows[0]).toEqual({ n: 0 });
     expect(migrations[0]).toEqual({ n: 5 });
+  });
+});
+
+describe('npm run db:reset asks first', () => {
+  let database: TestDatabase;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+    await execute(database.url, "INSERT INTO users (email, password_hash, display_name, slug) VALUES ('kept@example.org', 'h', 'Kept', 'kept')");
+  });
+  afterAll(async () => database.drop());
+
+  const kept = async () =>
+    withClient(database.url, async (client) => (await client.query("SELECT count(*)::int AS n FROM users WHERE email = 'kept@example.org'")).rows[0]);
+
+  it('refuses without a terminal to ask on unless --yes, touching nothing', async () => {
+    const result = await runCli('db-reset', [], { DATABASE_URL: database.url });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`refusing to reset '${database.name}' on 127.0.0.1 without confirmation: there is no terminal to ask on; pass --yes`);
+    expect(await kept()).toEqual({ n: 1 });
+  });
+
+  it('names the database and its server at the terminal, and an answer other than yes touches nothing', async () => {
+    const result = await runCliInTerminal('db-reset', [], { DATABASE_URL: database.url }, 'no\n');
+
+    expect(result.code).toBe(1);
+    expect(result.stdout).toMatch(new RegExp(`This DROPS database '${database.name}' on 127\\.0\\.0\\.1:\\d+ and ALL ITS DATA`));
+    expect(result.stdout).toContain('not confirmed; the database was not touched');
+    expect(await kept()).toEqual({ n: 1 });
+  });
+
+  it('refuses to drop a database that its role could not create again (no CREATEDB), dropping nothing', async () => {
+    // The owner role setup --admin makes: it owns the database, and may not create one.
+    const result = await runCli('db-reset', ['--yes'], { DATABASE_URL: database.ownerUrl });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`refusing to recreate '${database.name}': role '${inject('ownerUser')}' may not create databases (CREATEDB)`);
+    expect(result.stderr).toContain('nothing was dropped');
+    expect(await kept()).toEqual({ n: 1 });
   });
 });
 
@@ -72,5 +113,30 @@ describe('npm run migrate', () => {
     });
     expect(result.code, result.stderr).toBe(0);
     expect(result.stdout).toContain('5 applied, 0 pending, 0 changed, 0 missing');
+  });
+
+  it('down asks first: without a terminal it refuses unless --yes, reverting nothing', async () => {
+    const result = await runCli('migrate', ['down'], { DATABASE_URL: database.url });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`refusing to revert migrations of '${database.name}' on 127.0.0.1 without confirmation: there is no terminal to ask on; pass --yes`);
+    expect((await runCli('migrate', ['status'], { DATABASE_URL: database.url })).stdout).toContain('5 applied, 0 pending');
+  });
+
+  it('down refuses a database on a non-local host without --force, and never prints the password', async () => {
+    const result = await runCli('migrate', ['down', '--yes'], { DATABASE_URL: 'postgresql://owner:hunter2-secret@db.example.com:5432/prod' });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("refusing to revert migrations of a database on the non-local host 'db.example.com'; pass --force");
+    expect(result.stderr + result.stdout).not.toContain('hunter2-secret');
+  });
+
+  it('down names the database at the terminal and reverts once told yes', async () => {
+    const result = await runCliInTerminal('migrate', ['down'], { DATABASE_URL: database.url }, 'yes\n');
+
+    expect(result.code, result.stdout).toBe(0);
+    expect(result.stdout).toMatch(new RegExp(`This reverts the last migration of database '${database.name}' on 127\\.0\\.0\\.1:\\d+`));
+    expect(result.stdout).toContain('1 migration(s) reverted.');
+    expect((await runCli('migrate', [], { DATABASE_URL: database.url })).stdout).toContain('1 migration(s) applied.');
   });
 });

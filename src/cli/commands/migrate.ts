@@ -3,8 +3,10 @@ import { ConfigError } from '../../errors.js';
 import { createMigration } from '../../migrations/create-migration.js';
 import { defaultMigrationsDir } from '../../migrations/default-migrations-dir.js';
 import { migrate, migrateDown, migrationStatus } from '../../migrations/on-demand-migrator.js';
-import { migrationDatabaseUrl } from '../../migrations/migration-settings.js';
+import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
+import { requireLocalDatabase } from '../../provisioning/database-admin.js';
 import type { Command } from '../command.js';
+import { canAsk, typedYes } from '../confirmation.js';
 
 const usage = `Usage: kennwilliamson-db migrate [up [--dry-run] | down [--to NAME] | status | create NAME] [options]
 
@@ -18,7 +20,9 @@ const usage = `Usage: kennwilliamson-db migrate [up [--dry-run] | down [--to NAM
                      stderr with the session that blocked it. A file sets its own budget
                      with a header: '-- migrate:lock-wait attempt=5s total=1h'
   down [--to NAME]   revert the last migration, or every one back to and including NAME
-                     (--to 0 reverts all)
+                     (--to 0 reverts all); down files drop tables and their data, so it
+                     asks first (type 'yes'), refuses without a terminal unless --yes, and
+                     refuses a database on a non-local host unless --force
   status             list applied, pending, changed and missing migrations; exits 1 when
                      an applied file was changed or removed
   create NAME        write <migrations-dir>/<UTC timestamp>_NAME.up.sql and .down.sql; for
@@ -26,6 +30,8 @@ const usage = `Usage: kennwilliamson-db migrate [up [--dry-run] | down [--to NAM
 
 Options:
   --to NAME               with down: how far to revert
+  --yes, -y               with down: do not ask (required when there is no terminal)
+  --force                 with down: allow a database on a non-local host
   --dry-run               with up: list what would run (file, checksum, transactional or
                           not, lock budget) under the lock, change nothing; exits 1 on a changed or
                           missing applied file, as the real run would refuse
@@ -42,7 +48,13 @@ export const migrateCommand: Command = {
   name: 'migrate',
   summary: 'apply, revert, list or create migrations (up, down, status, create)',
   usage,
-  options: { to: { type: 'string' }, 'migrations-dir': { type: 'string' }, 'dry-run': { type: 'boolean' } },
+  options: {
+    to: { type: 'string' },
+    'migrations-dir': { type: 'string' },
+    'dry-run': { type: 'boolean' },
+    yes: { type: 'boolean', short: 'y' },
+    force: { type: 'boolean' },
+  },
   positionals: { min: 0, max: 2 },
   async run({ values, positionals }) {
     const [action = 'up', argument] = positionals;
@@ -50,6 +62,9 @@ export const migrateCommand: Command = {
     if (action !== 'create' && argument !== undefined) throw new ConfigError('arguments', `unexpected argument '${argument}'\n\n${usage}`);
     if (action !== 'down' && values.to !== undefined) throw new ConfigError('--to', `--to applies to down only\n\n${usage}`);
     if (action !== 'up' && values['dry-run']) throw new ConfigError('--dry-run', `--dry-run applies to up only\n\n${usage}`);
+    for (const flag of ['yes', 'force'] as const) {
+      if (action !== 'down' && values[flag] !== undefined) throw new ConfigError(`--${flag}`, `--${flag} applies to down only\n\n${usage}`);
+    }
     // Progress on stdout; each lock attempt that had to be rolled back (and who blocked it) on stderr.
     const options = { migrationsDir, log: (line: string) => console.log(line), warn: (line: string) => console.error(line) };
     switch (action) {
@@ -69,9 +84,19 @@ export const migrateCommand: Command = {
       }
       case 'down': {
         const to = values.to as string | undefined;
+        const databaseUrl = migrationDatabaseUrl();
+        const yes = values.yes === true;
+        const target = requireLocalDatabase(databaseUrl, { force: values.force === true, action: 'revert migrations of', variable: migrationUrlVariable(databaseUrl) });
+        if (!canAsk(yes)) {
+          throw new ConfigError('--yes', `refusing to revert migrations of '${target.database}' on ${target.host} without confirmation: there is no terminal to ask on; pass --yes`);
+        }
+        const reverting = to === undefined ? 'the last migration' : to === '0' ? 'every migration' : `every migration back to and including ${to}`;
+        if (!yes && !(await typedYes(`This reverts ${reverting} of database '${target.database}' on ${target.host}:${target.port}; down files drop tables and their data.\nType 'yes' to revert: `))) {
+          throw new ConfigError('--yes', 'not confirmed; nothing was reverted');
+        }
         const runs = await migrateDown({
           ...options,
-          databaseUrl: migrationDatabaseUrl(),
+          databaseUrl,
           ...(to === undefined ? {} : { to: to === '0' ? 0 : to }),
         });
         console.log(runs.length === 0 ? 'Nothing to revert.' : `${runs.length} migration(s) reverted.`);

@@ -3,6 +3,7 @@ import { RestoreError } from '../../errors.js';
 import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { requireLocalDatabase } from '../../provisioning/database-admin.js';
 import type { Command } from '../command.js';
+import { canAsk, typedYes } from '../confirmation.js';
 import { interruptSignal } from '../interrupt-signal.js';
 
 const usage = `Usage: kennwilliamson-db restore FILE [--yes] [--force]
@@ -43,16 +44,6 @@ Environment:
   PG_RESTORE              pg_restore to use (default: PATH, then /usr/lib/postgresql/*/bin)
 `;
 
-async function confirm(question: string): Promise<boolean> {
-  const { createInterface } = await import('node:readline/promises');
-  const prompt = createInterface({ input: process.stdin, output: process.stderr });
-  try {
-    return (await prompt.question(question)).trim().toLowerCase() === 'yes';
-  } finally {
-    prompt.close();
-  }
-}
-
 /** `kennwilliamson-db restore`: replace the database with a backup, all or nothing. */
 export const restoreCommand: Command = {
   name: 'restore',
@@ -66,7 +57,7 @@ export const restoreCommand: Command = {
     const databaseUrl = migrationDatabaseUrl();
     const variable = migrationUrlVariable(databaseUrl);
     const { host, port, database } = requireLocalDatabase(databaseUrl, { force: values.force === true, action: 'restore into', variable });
-    if (!yes && !process.stdin.isTTY) {
+    if (!canAsk(yes)) {
       throw new RestoreError(`refusing to restore into '${database}' on ${host} without confirmation: there is no terminal to ask on; pass --yes`);
     }
     const [{ restoreSession }, { verifyBackupFile }, { restoreDatabase }, { formatBytes }] = await Promise.all([
@@ -91,7 +82,7 @@ export const restoreCommand: Command = {
         (backup.checksum === 'verified' ? 'checksum verified' : 'no .sha256 beside it (not checksum-verified)'),
     );
     if (!yes) {
-      const answer = await confirm(
+      const answer = await typedYes(
         `This REPLACES ALL DATA in database '${database}' on ${host}:${port} with ${path.basename(backup.file)}.\n` +
           `Type 'yes' to restore: `,
       );

@@ -1,0 +1,25 @@
+/**
+ * Whether the person at the terminal typed `yes` to `question` (asked on stderr, so that
+ * stdout stays the command's output): the last word before a command destroys data.
+ *
+ * @example if (!(await typedYes(`This DROPS database 'app' on 127.0.0.1:5432. Type 'yes' to go on: `))) throw …
+ */
+export async function typedYes(question: string): Promise<boolean> {
+  const { createInterface } = await import('node:readline/promises');
+  const prompt = createInterface({ input: process.stdin, output: process.stderr });
+  try {
+    return (await prompt.question(question)).trim().toLowerCase() === 'yes';
+  } finally {
+    prompt.close();
+  }
+}
+
+/**
+ * Whether a destructive command may ask before it acts: it must, unless `--yes` was given,
+ * and without a terminal there is no one to ask, so the caller refuses before any work.
+ *
+ * @example if (!canAsk(yes)) throw new RestoreError('… there is no terminal to ask on; pass --yes')
+ */
+export function canAsk(yes: boolean): boolean {
+  return yes || process.stdin.isTTY === true;
+}
