@@ -95,6 +95,7 @@ export async function provisionDatabase(options: ProvisionOptions): Promise<Prov
 
         const owner = await provisionOwner(client, options.owner, options.adminUrl);
         if (owner !== 'unchanged') log(`${owner === 'created' ? 'created' : 'set the password of'} the owner role '${options.owner.user}'`);
+        if (!admin.superuser) await mayGiveTo(client, admin.name, options.owner.user);
         const ownerName = client.escapeIdentifier(options.owner.user);
         const { rows: current } = await client.query<{ owner: string; schema_owner: string | null }>(
           `SELECT pg_get_userbyid(d.datdba) AS owner,
@@ -153,6 +154,31 @@ async function requireAdmin(client: pg.Client, database: string): Promise<AdminR
     );
   }
   return { name, superuser: rolsuper };
+}
+
+// From PostgreSQL 16 on, a non-superuser gives a database or table only to a role it may SET
+// ROLE to. A CREATEROLE admin (RDS's master user, say) gets ADMIN on the roles it creates,
+// but not SET (createrole_self_grant is empty by default), so giving the database to the
+// owner it just made failed. It grants itself SET, without INHERIT: the owner's powers are
+// not the admin's own, it only acts as the owner to hand objects over.
+async function mayGiveTo(client: pg.Client, admin: string, owner: string): Promise<void> {
+  const { rows } = await client.query<{ sixteen: boolean }>("SELECT current_setting('server_version_num')::int >= 160000 AS sixteen");
+  if (!rows[0]!.sixteen) return;
+  const { rows: can } = await client.query<{ set: boolean }>("SELECT pg_has_role(current_user, $1, 'SET') AS set", [owner]);
+  if (can[0]!.set) return;
+  const grant = `GRANT ${client.escapeIdentifier(owner)} TO ${client.escapeIdentifier(admin)} WITH INHERIT FALSE, SET TRUE`;
+  await client.query('SAVEPOINT may_give_to');
+  try {
+    await client.query(grant);
+  } catch (error) {
+    await client.query('ROLLBACK TO SAVEPOINT may_give_to');
+    throw new ProvisioningError(
+      `role '${admin}' may not give the database to '${owner}': PostgreSQL 16 and later need SET on a role to give it objects, ` +
+        `and '${admin}' cannot grant that to itself (it holds no ADMIN on '${owner}'). As a superuser: ${grant};`,
+      'SET',
+      { cause: error },
+    );
+  }
 }
 
 async function provisionOwner(client: pg.Client, owner: RoleCredentials, adminUrl: string): Promise<LoginRoleChange> {

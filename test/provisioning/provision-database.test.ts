@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
 import { ProvisioningError } from '../../src/errors.js';
 import { migrate } from '../../src/migrations/migrator.js';
-import { databaseUrlAs, ensureDatabase } from '../../src/provisioning/database-admin.js';
+import { databaseUrlAs, databaseUrlWith, ensureDatabase } from '../../src/provisioning/database-admin.js';
 import { provisionAppRole } from '../../src/provisioning/app-role.js';
 import { provisionDatabase } from '../../src/provisioning/provision-database.js';
 import { debianPostgresPrograms, startDebianPostgres, type DebianPostgres } from '../support/debian-postgres.js';
@@ -230,5 +230,39 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     // Refused whole: the database still belongs to the role it belonged to.
     const databaseOwner = await withClient(target, async (client) => (await client.query('SELECT pg_get_userbyid(datdba) AS o FROM pg_database WHERE datname = current_database()')).rows[0].o);
     expect(databaseOwner).toBe(server.owner.user);
+  });
+});
+
+// The run's own server is PostgreSQL 17, where CREATEROLE no longer carries every role's powers.
+describe('setup --admin by an admin with CREATEDB and CREATEROLE, not a superuser, on PostgreSQL 16 and later', () => {
+  const suffix = randomBytes(3).toString('hex');
+  const admin = { user: `kw_rdsadmin_${suffix}`, password: `admin-${randomBytes(8).toString('hex')}` };
+  const owner = { user: `kw_owner16_${suffix}`, password: `owner-${randomBytes(8).toString('hex')}` };
+  const database = `kw_provisioned16_${suffix}`;
+  const superuserUrl = () => databaseUrlWith(inject('serverUrl'), 'postgres');
+
+  afterAll(async () => {
+    await execute(superuserUrl(), `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
+    await execute(superuserUrl(), `DROP ROLE IF EXISTS ${owner.user}; DROP ROLE IF EXISTS ${admin.user}`);
+  });
+
+  it('creates the database and gives it to the owner role it made, which then migrates it', async () => {
+    await execute(superuserUrl(), `CREATE ROLE ${admin.user} LOGIN CREATEDB CREATEROLE PASSWORD '${admin.password}'`);
+    const adminUrl = databaseUrlAs(databaseUrlWith(inject('serverUrl'), database), admin.user, admin.password);
+
+    const result = await provisionDatabase({ adminUrl, owner });
+
+    expect(result).toMatchObject({ databaseCreated: true, owner: 'created' });
+    const ownerUrl = databaseUrlAs(adminUrl, owner.user, owner.password);
+    expect((await migrate({ databaseUrl: ownerUrl })).length).toBeGreaterThan(0);
+    const [facts] = await withClient(superuserUrl(), async (client) => {
+      const { rows } = await client.query<{ owner: string; inherits: boolean }>(
+        `SELECT pg_get_userbyid(d.datdba) AS owner, pg_has_role($2, $1, 'USAGE') AS inherits FROM pg_database d WHERE d.datname = $3`,
+        [owner.user, admin.user, database],
+      );
+      return rows;
+    });
+    // The admin may act as the owner to hand objects over, and gains none of its powers by that.
+    expect(facts).toEqual({ owner: owner.user, inherits: false });
   });
 });
