@@ -109,12 +109,18 @@ export function closeNamedStatement(client: pg.ClientBase, name: string): Promis
 
 class CloseStatementQuery {
   readonly #name: string;
+  // What a trace shows for it. pg never reads it (a query object with submit() is sent as it
+  // is), but OpenTelemetry's pg instrumentation wraps the callback, and so ends the span it
+  // starts for every query, only for a query object with a text: without one, each Close left
+  // a span open in the trace of the request whose connection the pooler probe checked.
+  readonly text: string;
   // Settles through this property, as NamedStatementQuery does, so that whatever wraps it
   // (OpenTelemetry's pg instrumentation, pg's query_timeout) sees the end.
   callback: (error: unknown) => void;
 
   constructor(name: string, callback: (error: unknown) => void) {
     this.#name = name;
+    this.text = `-- close statement ${name} (a protocol Close message, not SQL)`;
     this.callback = callback;
   }
 

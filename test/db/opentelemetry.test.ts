@@ -16,7 +16,9 @@ import type { DB } from '../../generated/db.js';
 import { createDb } from '../../src/db/create-db.js';
 import type { PreparedStatementsMode } from '../../src/db/db-config.js';
 import { databaseTarget } from '../../src/db/database-target.js';
+import { closeNamedStatement } from '../../src/db/named-statement.js';
 import { prepareQuery } from '../../src/db/prepared-query.js';
+import { openClient } from '../../src/db/with-client.js';
 import { incidentTimers, phraseSuggestions, phrases, refreshTokens, users } from '../../src/index.js';
 import { newAdmin, newUser } from '../support/factories.js';
 import { useTestDatabase } from '../support/test-database.js';
@@ -189,6 +191,24 @@ describe('OpenTelemetry’s pg instrumentation', () => {
       expect(failed[0]!.status.code).toBe(SpanStatusCode.ERROR);
       for (const span of spans) expect(span.ended).toBe(true);
     }
+  });
+
+  // The pooler probe closes the statements it named with a protocol-level Close, which has no
+  // SQL text: instrumentation-pg ends a query object's span only through its callback, and
+  // patches that only for an object with a text.
+  it('ends the span of a protocol-level Close, as the pooler probe sends it', async () => {
+    const { parent, spans } = await querySpansOf(async () => {
+      const client = await openClient(testDb.url);
+      try {
+        await closeNamedStatement(client, 'kw_never_prepared');
+      } finally {
+        await client.end();
+      }
+    });
+    expect(spans).toHaveLength(1);
+    expect(spans[0]!.ended, 'the Close’s span was never ended').toBe(true);
+    expect(spans[0]!.parentSpanContext?.spanId).toBe(parent.spanContext().spanId);
+    expect(spans[0]!.attributes['db.query.text']).toBe('-- close statement kw_never_prepared (a protocol Close message, not SQL)');
   });
 
   it('names the pool by host, port and database in its connection metrics', async () => {
