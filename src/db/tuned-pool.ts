@@ -3,7 +3,7 @@ import pg from 'pg';
 import { ConnectionError, mapDatabaseError, PoolClosedError, PoolNotReadyError, PoolTimeoutError } from '../errors.js';
 import { type BoundedClient, boundedClientClass, type ConnectionBounds } from './bounded-client.js';
 import { connectionLifetimeMs } from './connection-lifetime.js';
-import type { DbConfig } from './db-config.js';
+import { callDeadlineGraceMs, type DbConfig } from './db-config.js';
 import { timerSlackMs } from './duration.js';
 import { type ConnectionFacts, inspectConnection } from './inspect-connection.js';
 import { settlesWithin } from './settles-within.js';
@@ -218,7 +218,17 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   const learnBounds = (client: BoundedClient, facts: ConnectionFacts): void => {
     // 0 is PostgreSQL's "none": no bound to name in an error.
     const known = (ms: number | undefined) => (ms === 0 ? undefined : ms);
-    client.openedWith = { ...client.openedWith, statementTimeoutMs: known(facts.statementTimeoutMs), lockTimeoutMs: known(facts.lockTimeoutMs) };
+    const statementTimeoutMs = known(facts.statementTimeoutMs);
+    // The server's bound must fire first whenever the server can answer, so the deadline
+    // follows the bound the session really has: behind a pooler that is the role's default,
+    // which may be longer than the pool's own (setup --admin run with another
+    // DB_STATEMENT_TIMEOUT), and a deadline left as configured cut such statements short as a
+    // retryable ConnectionError while the server ran them on. As withTimeouts does for its own.
+    const deadlineMs =
+      statementTimeoutMs === undefined || statementTimeoutMs === config.statementTimeoutMs
+        ? config.callDeadlineMs
+        : Math.max(config.callDeadlineMs, statementTimeoutMs + callDeadlineGraceMs);
+    client.openedWith = { ...client.openedWith, deadlineMs, statementTimeoutMs, lockTimeoutMs: known(facts.lockTimeoutMs) };
     Object.assign(client, client.openedWith);
     const unbounded = (
       [

@@ -98,3 +98,38 @@ describe.skipIf(!installed)('a pool behind a PgBouncer that ignores its startup 
     }
   });
 });
+
+describe.skipIf(!installed)("a pool behind a PgBouncer that ignores its startup bounds, whose role's statement_timeout is longer than the pool's", () => {
+  let ignoring: PgBouncer;
+  // Longer than the pool's whole call deadline below: as setup --admin leaves it when the
+  // release ran with another DB_STATEMENT_TIMEOUT than the service.
+  const roleBounds = { statementTimeoutMs: 1_500, lockTimeoutMs: 250, idleInTransactionTimeoutMs: 5_000 };
+  beforeAll(async () => {
+    await setTestRoleBounds(testDb.directUrl, roleBounds);
+    ignoring = await startPgBouncer({ serverUrl: inject('serverUrl'), ignoreStartupParameters: startupBounds });
+  });
+  afterAll(async () => {
+    await ignoring?.stop();
+    await withClient(testDb.directUrl, async (client) => {
+      const { rows } = await client.query<{ role: string; database: string }>('SELECT current_user AS role, current_database() AS database');
+      await client.query(`ALTER ROLE ${client.escapeIdentifier(rows[0]!.role)} IN DATABASE ${client.escapeIdentifier(rows[0]!.database)} RESET ALL`);
+    });
+  });
+
+  it("waits for a statement as long as the role's bound allows: the call deadline follows the bound the session has", async () => {
+    // The pool's own: 100 ms, and a deadline of 600 ms, which a deadline left as configured
+    // would cut a 1 s statement short with, as a retryable ConnectionError, while the server
+    // ran it on for nobody.
+    const db = createDb({ databaseUrl: ignoring.url(testDb.directUrl), maxConnections: 1, minConnections: 0, statementTimeoutMs: 100, lockTimeoutMs: 50, callDeadlineMs: 600 });
+    try {
+      const { rows } = await sql<{ slept: string }>`SELECT pg_sleep(1)::text AS slept`.execute(db);
+      expect(rows).toEqual([{ slept: '' }]);
+      // The role's bound still ends a longer one, named as the bound that fired.
+      const error = await sql`SELECT pg_sleep(5)`.execute(db).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(QueryCanceledError);
+      expect(error).toMatchObject({ reason: 'statement_timeout', statementTimeoutMs: roleBounds.statementTimeoutMs });
+    } finally {
+      await db.destroy();
+    }
+  });
+});
