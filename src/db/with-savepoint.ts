@@ -1,7 +1,8 @@
 import { type Kysely, sql, type Transaction } from 'kysely';
 import type { DB } from '../../generated/db.js';
 import { processWide } from './process-wide.js';
-import { withoutPlugins } from './query-function.js';
+import type { CamelCasedDB } from './camel-cased-db.js';
+import { type Executor, withoutPlugins } from './query-function.js';
 
 // Process-wide, as the names must be unique within a transaction whichever copy of this
 // package (ESM or CommonJS build) opened the savepoint.
@@ -26,7 +27,17 @@ const savepoints = processWide('savepoints', () => ({ opened: 0 }));
  *   await incidentTimers.create(trx, { userId: user!.id }) // the transaction is still usable
  * })
  */
-export async function withSavepoint<T>(db: Kysely<DB>, work: (trx: Transaction<DB>) => Promise<T>): Promise<T> {
+export function withSavepoint<T>(db: Kysely<DB>, work: (trx: Transaction<DB>) => Promise<T>): Promise<T>;
+/** The same, for a service's Kysely with CamelCasePlugin (see {@link CamelCasedDB}). */
+export function withSavepoint<T>(db: Kysely<CamelCasedDB>, work: (trx: Transaction<CamelCasedDB>) => Promise<T>): Promise<T>;
+export async function withSavepoint<T>(
+  executor: Executor,
+  // One body for both: the statements below are the library's own, and `work` gets back the
+  // caller's transaction, with its plugins and so with the DB type it had.
+  callerWork: ((trx: Transaction<DB>) => Promise<T>) | ((trx: Transaction<CamelCasedDB>) => Promise<T>),
+): Promise<T> {
+  const work = callerWork as (trx: Transaction<DB>) => Promise<T>;
+  const db = executor as Kysely<DB>;
   if (!db.isTransaction) return db.transaction().execute(work);
   const trx = db as Transaction<DB>;
   // Its own statements run as written, whatever plugins the caller's transaction carries.

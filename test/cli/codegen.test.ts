@@ -196,6 +196,9 @@ import type { DB } from '../../generated/db.js';
 import type * as phraseSuggestions from '../../src/queries/phrase-suggestions.js';
 import type * as refreshTokens from '../../src/queries/refresh-tokens.js';
 import type { RevokedReason } from '../../src/queries/revoke-live-tokens.js';
+import * as users from '../../src/queries/users.js';
+import type { CamelCasedDB } from '../../src/db/camel-cased-db.js';
+import { withSavepoint } from '../../src/db/with-savepoint.js';
 declare const db: Kysely<DB>;
 db.selectFrom('phrase_suggestions').selectAll().where('status', '=', 'pending'); // ok
 db.selectFrom('phrase_suggestions').selectAll().where('status', '=', 'pendng'); // error
@@ -210,6 +213,9 @@ export const reuse: RevokedReason = 'reuse'; // ok
 export const reused: RevokedReason = 'reused'; // error
 export const device: refreshTokens.DeviceInfo = { userAgent: 'x', screen: { width: 1 } }; // ok
 export const notAnObject: refreshTokens.DeviceInfo = ['x']; // error
+// A CamelCasePlugin service's transaction goes through withSavepoint to the query functions.
+declare const camelDb: Kysely<CamelCasedDB>;
+export const inSavepoint = camelDb.transaction().execute((trx) => withSavepoint(trx, (sp) => users.findByEmail(sp, 'a@example.org'))); // ok
 export async function status(id: string) {
   const row = await db.selectFrom('phrase_suggestions').select('status').where('id', '=', id).executeTakeFirstOrThrow();
   const known: 'pending' | 'approved' | 'rejected' = row.status; // ok
