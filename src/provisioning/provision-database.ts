@@ -1,3 +1,5 @@
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { databaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
@@ -82,51 +84,69 @@ export async function provisionDatabase(options: ProvisionOptions): Promise<Prov
   const databaseCreated = await ensureDatabase(options.adminUrl, { variable: adminUrlVariable });
   if (databaseCreated) log(`created the database '${database}'`);
 
+  // Each attempt is one transaction that waits for each lock at most a second (a 100 ms first,
+  // doubling): handing objects over takes ACCESS EXCLUSIVE on each and keeps it until COMMIT,
+  // so one wait behind a long reader of a later table would hold every earlier one for its
+  // length, and the services' queries on them would fail (DB_LOCK_TIMEOUT, 2 s). An attempt
+  // that runs out rolls back, letting the traffic through, and the next tries again, until the
+  // whole budget (lockTimeoutMs) is spent. What it did is said once it committed.
+  const budgetMs = Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000));
+  const started = performance.now();
   return withClient(
     options.adminUrl,
     async (client) => {
-      try {
-        await client.query('BEGIN');
-        await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000))}`);
-        // Names in messages and statements are schema-qualified whatever the admin's search_path.
-        await client.query('SET LOCAL search_path = pg_catalog');
-        await client.query('SELECT pg_advisory_xact_lock($1)', [provisionLockKey]);
-        const admin = await requireAdmin(client, database);
+      for (let attemptMs = Math.min(100, budgetMs), pauseMs = 100; ; attemptMs = Math.min(attemptMs * 2, 1_000, budgetMs), pauseMs = Math.min(pauseMs * 2, 1_000)) {
+        const said: string[] = [];
+        const say = (line: string) => void said.push(line);
+        try {
+          await client.query('BEGIN');
+          await client.query(`SET LOCAL lock_timeout = ${attemptMs}`);
+          // Names in messages and statements are schema-qualified whatever the admin's search_path.
+          await client.query('SET LOCAL search_path = pg_catalog');
+          await client.query('SELECT pg_advisory_xact_lock($1)', [provisionLockKey]);
+          const admin = await requireAdmin(client, database);
 
-        const owner = await provisionOwner(client, options.owner, options.adminUrl);
-        if (owner !== 'unchanged') log(`${owner === 'created' ? 'created' : 'set the password of'} the owner role '${options.owner.user}'`);
-        if (!admin.superuser) await mayGiveTo(client, admin.name, options.owner.user);
-        const ownerName = client.escapeIdentifier(options.owner.user);
-        const { rows: current } = await client.query<{ owner: string; schema_owner: string | null }>(
-          `SELECT pg_get_userbyid(d.datdba) AS owner,
-                  (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public') AS schema_owner
-             FROM pg_database d WHERE d.datname = current_database()`,
-        );
-        if (current[0]!.owner !== options.owner.user) {
-          await client.query(`ALTER DATABASE ${client.escapeIdentifier(database)} OWNER TO ${ownerName}`);
-          log(`made '${options.owner.user}' the owner of the database '${database}' (was '${current[0]!.owner}')`);
+          const owner = await provisionOwner(client, options.owner, options.adminUrl);
+          if (owner !== 'unchanged') say(`${owner === 'created' ? 'created' : 'set the password of'} the owner role '${options.owner.user}'`);
+          if (!admin.superuser) await mayGiveTo(client, admin.name, options.owner.user);
+          const ownerName = client.escapeIdentifier(options.owner.user);
+          const { rows: current } = await client.query<{ owner: string; schema_owner: string | null }>(
+            `SELECT pg_get_userbyid(d.datdba) AS owner,
+                    (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public') AS schema_owner
+               FROM pg_database d WHERE d.datname = current_database()`,
+          );
+          if (current[0]!.owner !== options.owner.user) {
+            await client.query(`ALTER DATABASE ${client.escapeIdentifier(database)} OWNER TO ${ownerName}`);
+            say(`made '${options.owner.user}' the owner of the database '${database}' (was '${current[0]!.owner}')`);
+          }
+          // The schema a restore empties: owned by pg_database_owner, i.e. by whoever owns the
+          // database, as initdb makes it on PostgreSQL 15.
+          if (current[0]!.schema_owner === null) {
+            await client.query('CREATE SCHEMA public AUTHORIZATION pg_database_owner');
+            say("created the schema 'public', owned by the database's owner");
+          } else if (current[0]!.schema_owner !== 'pg_database_owner') {
+            await client.query('ALTER SCHEMA public OWNER TO pg_database_owner');
+            say(`made the database's owner the owner of the schema 'public' (was '${current[0]!.schema_owner}')`);
+          }
+
+          const extensionsCreated = await createSuperuserExtensions(client, admin.superuser, say);
+          const handedOver = await handOver(client, options.owner.user);
+          if (handedOver.length > 0) say(`handed ${handedOver.length} object(s) in 'public' over to '${options.owner.user}': ${handedOver.join(', ')}`);
+          await client.query('COMMIT');
+          for (const line of said) log(line);
+          return { databaseCreated, owner, handedOver, extensionsCreated };
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => undefined);
+          const lockWait = (error as { code?: string }).code === '55P03';
+          if (lockWait && performance.now() - started + pauseMs < budgetMs) {
+            await sleep(pauseMs);
+            continue;
+          }
+          if (error instanceof ProvisioningError || error instanceof ConfigError) throw error;
+          const message = error instanceof Error ? error.message : String(error);
+          const waited = lockWait ? ` (waited for locks in attempts of up to ${attemptMs} ms, ${Math.round(performance.now() - started)} ms in all)` : '';
+          throw new ProvisioningError(`could not provision the database '${database}': ${message}${waited}`, undefined, { cause: error });
         }
-        // The schema a restore empties: owned by pg_database_owner, i.e. by whoever owns the
-        // database, as initdb makes it on PostgreSQL 15.
-        if (current[0]!.schema_owner === null) {
-          await client.query('CREATE SCHEMA public AUTHORIZATION pg_database_owner');
-          log("created the schema 'public', owned by the database's owner");
-        } else if (current[0]!.schema_owner !== 'pg_database_owner') {
-          await client.query('ALTER SCHEMA public OWNER TO pg_database_owner');
-          log(`made the database's owner the owner of the schema 'public' (was '${current[0]!.schema_owner}')`);
-        }
-
-        const extensionsCreated = await createSuperuserExtensions(client, admin.superuser, log);
-        const handedOver = await handOver(client, options.owner.user);
-        if (handedOver.length > 0) log(`handed ${handedOver.length} object(s) in 'public' over to '${options.owner.user}': ${handedOver.join(', ')}`);
-
-        await client.query('COMMIT');
-        return { databaseCreated, owner, handedOver, extensionsCreated };
-      } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
-        if (error instanceof ProvisioningError || error instanceof ConfigError) throw error;
-        const message = error instanceof Error ? error.message : String(error);
-        throw new ProvisioningError(`could not provision the database '${database}': ${message}`, undefined, { cause: error });
       }
     },
     'kennwilliamson-setup',

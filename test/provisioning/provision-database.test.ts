@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
 import { ProvisioningError } from '../../src/errors.js';
@@ -7,6 +8,7 @@ import { databaseUrlAs, databaseUrlWith, ensureDatabase } from '../../src/provis
 import { provisionAppRole } from '../../src/provisioning/app-role.js';
 import { provisionDatabase } from '../../src/provisioning/provision-database.js';
 import { debianPostgresPrograms, startDebianPostgres, type DebianPostgres } from '../support/debian-postgres.js';
+import { eventually } from '../support/eventually.js';
 import { toolsAvailable } from '../support/required-tools.js';
 import { runCli } from '../support/run-cli.js';
 import { execute } from '../support/table-contents.js';
@@ -175,6 +177,43 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     const legacyOwner = databaseUrlAs(legacyAdmin, owner.user, owner.password);
     expect(await migrate({ databaseUrl: legacyOwner })).toEqual([]);
     await withClient(legacyOwner, (client) => client.query('ALTER TABLE users ADD COLUMN handed_over boolean; ALTER TABLE users DROP COLUMN handed_over'));
+  });
+
+  it("hands over in short attempts while a long reader holds a table: queries of the tables before it keep going under the services' 2 s lock_timeout", async () => {
+    const legacy = await server.createEmptyDatabase();
+    await execute(server.urlOf('postgres'), `ALTER DATABASE ${legacy} OWNER TO postgres`);
+    await migrate({ databaseUrl: server.urlOf(legacy) });
+    const tables = await withClient(server.urlOf(legacy), async (client) =>
+      (await client.query<{ name: string }>("SELECT tablename AS name FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'users' ORDER BY 1")).rows.map((row) => row.name),
+    );
+    // A report's long transaction on users, which comes late in the hand-over's order.
+    const reader = new pg.Client({ connectionString: server.urlOf(legacy) });
+    await reader.connect();
+    await reader.query('BEGIN');
+    await reader.query('SELECT count(*) FROM users');
+    let provisioned: Promise<unknown> | undefined;
+    try {
+      provisioned = provisionDatabase({ adminUrl: server.urlOf(legacy), owner });
+      provisioned.catch(() => undefined);
+      await eventually(
+        async () =>
+          (await withClient(server.urlOf(legacy), (client) =>
+            client.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'kennwilliamson-setup' AND wait_event_type = 'Lock' AND datname = current_database()"),
+          )).rowCount === 1,
+        'the hand-over waits for the reader',
+      );
+      // The services' queries, each willing to wait 2 s for a lock, over several attempts.
+      for (let round = 0; round < 3; round++) {
+        await withClient(server.urlOf(legacy), async (client) => {
+          await client.query("SET lock_timeout = '2s'");
+          for (const table of tables) await client.query(`SELECT count(*) FROM public.${client.escapeIdentifier(table)}`);
+        });
+      }
+    } finally {
+      await reader.end();
+    }
+    await provisioned;
+    expect(await ownersIn(server.urlOf(legacy))).toEqual([owner.user]);
   });
 
   it('refuses an admin without CREATEROLE, naming the attribute and the statement that grants it', async () => {
