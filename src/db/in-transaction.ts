@@ -1,5 +1,7 @@
-import type { Kysely, Transaction } from 'kysely';
+import { type Kysely, sql, type Transaction } from 'kysely';
 import type { DB } from '../../generated/db.js';
+import { ValidationError } from '../errors.js';
+import { withoutPlugins } from './query-function.js';
 
 /**
  * Runs `work` in a transaction: the caller's, when `db` already is one (so query functions
@@ -12,13 +14,29 @@ import type { DB } from '../../generated/db.js';
  *   await trx.updateTable('refresh_tokens').set({ revoked_at: sql`now()` }).where('user_id', '=', id).execute()
  * })
  */
-export function inTransaction<T>(
+export async function inTransaction<T>(
   db: Kysely<DB>,
   work: (trx: Transaction<DB>) => Promise<T>,
-  // For work that relies on each statement's own snapshot: READ COMMITTED even where the
-  // database or role defaults to another level. A caller's transaction is checked by the work.
-  options: { readCommitted?: boolean } = {},
+  // For work that relies on each statement's own snapshot (`readCommittedFor` says what it
+  // does, for the refusal): READ COMMITTED even where the database or role defaults to another
+  // level, and a caller's transaction at another level is refused before the work changes anything.
+  options: { readCommittedFor?: string } = {},
 ): Promise<T> {
-  if (db.isTransaction) return work(db as Transaction<DB>);
-  return (options.readCommitted ? db.transaction().setIsolationLevel('read committed') : db.transaction()).execute(work);
+  if (db.isTransaction) {
+    const trx = db as Transaction<DB>;
+    if (options.readCommittedFor !== undefined) await requireReadCommitted(trx, options.readCommittedFor);
+    return work(trx);
+  }
+  return (options.readCommittedFor !== undefined ? db.transaction().setIsolationLevel('read committed') : db.transaction()).execute(work);
+}
+
+async function requireReadCommitted(trx: Transaction<DB>, what: string): Promise<void> {
+  const { rows } = await sql<{ isolation: string }>`SELECT pg_catalog.current_setting('transaction_isolation') AS isolation`.execute(withoutPlugins(trx));
+  const isolation = rows[0]!.isolation;
+  if (isolation === 'read committed') return;
+  throw new ValidationError(
+    'db',
+    `${what} needs a READ COMMITTED transaction, and this one is ${isolation.toUpperCase()}: its snapshot would predate ` +
+      'what it waits for, and it would miss what that added; run it in a READ COMMITTED transaction',
+  );
 }

@@ -497,9 +497,9 @@ async function runWithoutTransaction(
         throw new MigrationPartiallyAppliedError(
           script.file,
           statement.line,
-          `the index ${statement.concurrentIndex} exists and is INVALID, left by a CREATE INDEX CONCURRENTLY that failed`,
+          `the index ${statement.concurrentIndexRef} exists and is INVALID, left by a CREATE INDEX CONCURRENTLY that failed`,
           index,
-          `Drop it with DROP INDEX CONCURRENTLY ${statement.concurrentIndex}; and run the migrations again.`,
+          `Drop it with DROP INDEX CONCURRENTLY ${statement.concurrentIndexRef}; and run the migrations again.`,
         );
       }
       const statementPolicy = statement.concurrent ? { ...policy, firstAttemptMs: policy.totalMs, attemptMs: policy.totalMs } : policy;
@@ -531,7 +531,8 @@ async function runWithoutTransaction(
           if (!(await standsInvalid(client, statement))) throw error;
           throw new MigrationBlockedError(script.file, statement.line, error.attempts, error.waitedMs, error.blockers, index, describeLockWait(statementPolicy), {
             cause: error.cause,
-            invalidIndex: statement.concurrentIndex,
+            // Quoted and, where the file names the table's schema, qualified: what DROP INDEX takes.
+            invalidIndex: statement.concurrentIndexRef,
           });
         }
         const position = Number((error as { position?: string }).position);

@@ -16,7 +16,7 @@ import {
 } from '../errors.js';
 import { isStorableText, requireInput, requireOptions, requireSeconds, requireUuid } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
-import { requireReadCommitted, revokeLiveTokens, type RevokedReason, sessionCount, transactionIsolation } from './revoke-live-tokens.js';
+import { revokeLiveTokens, type RevokedReason, sessionCount } from './revoke-live-tokens.js';
 
 /**
  * Rolling refresh tokens with rotation and reuse detection. A family is one login on one
@@ -283,7 +283,7 @@ export const revoke = queryFunction(async function revoke(db: Kysely<DB>, token:
       const revoked = await revokeSessions(trx, { userId: found.user_id, familyId: found.family_id }, 'logout');
       return revoked.length > 0;
     },
-    { readCommitted: true },
+    { readCommittedFor: 'revoking sessions' },
   );
 });
 
@@ -303,7 +303,7 @@ export const revokeAllForUser = queryFunction(async function revokeAllForUser(db
       const revoked = await revokeSessions(trx, { userId: id }, 'logout');
       return sessionCount(revoked);
     },
-    { readCommitted: true },
+    { readCommittedFor: 'revoking sessions' },
   );
 });
 
@@ -556,20 +556,14 @@ async function grantGrace(
  * first (`FOR NO KEY UPDATE`, which waits for every issue or rotation of this user in
  * flight, as `users.setActive` does by updating it), and the tokens are read by a later
  * statement, whose snapshot therefore holds every child those rotations added: at READ
- * COMMITTED, which the lock's statement reads and checks.
+ * COMMITTED, which its callers make sure of (inTransaction's readCommittedFor).
  */
 async function revokeSessions(
   trx: Kysely<DB>,
   scope: { userId: string; familyId?: string },
   reason: RevokedReason,
 ): Promise<Array<{ family_id: string }>> {
-  const user = await inLibrarySchema(trx)
-    .selectFrom('users')
-    .select(['id', transactionIsolation.as('isolation')])
-    .where('id', '=', scope.userId)
-    .forNoKeyUpdate()
-    .executeTakeFirst();
-  if (user) requireReadCommitted(user.isolation);
+  await inLibrarySchema(trx).selectFrom('users').select('id').where('id', '=', scope.userId).forNoKeyUpdate().execute();
   return revokeLiveTokens(trx, scope, reason);
 }
 

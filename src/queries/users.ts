@@ -18,7 +18,7 @@ import {
 import type { CamelCased } from './camel-cased.js';
 import { notFoundOnMissingReference } from './missing-reference.js';
 import { noRowReturned } from './no-row-returned.js';
-import { requireReadCommitted, revokeLiveTokens, sessionCount, transactionIsolation } from './revoke-live-tokens.js';
+import { revokeLiveTokens, sessionCount } from './revoke-live-tokens.js';
 
 /** A user as services see it; the password hash only comes with {@link findByEmail}. */
 export type User = CamelCased<Omit<Selectable<Users>, 'password_hash'>>;
@@ -173,14 +173,13 @@ export const updatePassword = queryFunction(async function updatePassword(
         .updateTable('users')
         .set({ password_hash: hash })
         .where('id', '=', id)
-        .returning(['id', transactionIsolation.as('isolation')])
+        .returning('id')
         .executeTakeFirst();
       if (!user) throw new NotFoundError('user');
-      requireReadCommitted(user.isolation);
       const revoked = await revokeLiveTokens(trx, { userId: id, ...(keep === undefined ? {} : { exceptFamilyId: keep }) }, 'password_changed');
       return sessionCount(revoked);
     },
-    { readCommitted: true },
+    { readCommittedFor: 'revoking sessions' },
   );
 });
 
@@ -197,21 +196,18 @@ export const setActive = queryFunction(async function setActive(db: Kysely<DB>, 
   return inTransaction(
     db,
     async (trx) => {
-      const updated = await inLibrarySchema(trx)
+      const user = await inLibrarySchema(trx)
         .updateTable('users')
         .set({ active: value })
         .where('id', '=', id)
-        .returning([...userColumns, transactionIsolation.as('isolation')])
+        .returning(userColumns)
         .executeTakeFirst();
-      if (!updated) throw new NotFoundError('user');
-      const { isolation, ...user } = updated;
-      if (!value) {
-        requireReadCommitted(isolation);
-        await revokeLiveTokens(trx, { userId: id }, 'deactivated');
-      }
+      if (!user) throw new NotFoundError('user');
+      if (!value) await revokeLiveTokens(trx, { userId: id }, 'deactivated');
       return user;
     },
-    { readCommitted: true },
+    // Activating revokes nothing, and may run at any level.
+    value ? {} : { readCommittedFor: 'revoking sessions' },
   );
 });
 

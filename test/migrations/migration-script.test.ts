@@ -77,7 +77,10 @@ describe('parseMigrationScript: statement boundaries are PostgreSQL’s own', ()
 
   it('names the index a CREATE INDEX CONCURRENTLY builds', async () => {
     const script = await parseMigrationScript('x.up.sql', '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY users_email ON users (email);');
-    expect(script.statements[0]).toMatchObject({ kind: 'IndexStmt', concurrentIndex: 'users_email', line: 2 });
+    expect(script.statements[0]).toMatchObject({ kind: 'IndexStmt', concurrentIndex: 'users_email', concurrentIndexRef: '"users_email"', line: 2 });
+    // As DROP INDEX takes it: in its table's schema, with the case a quoted name keeps.
+    const qualified = await parseMigrationScript('y.up.sql', '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY "Events_At" ON audit.events (at);');
+    expect(qualified.statements[0]).toMatchObject({ concurrentIndex: 'Events_At', concurrentIndexRef: '"audit"."Events_At"' });
   });
 });
 

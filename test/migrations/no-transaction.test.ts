@@ -222,10 +222,10 @@ describe('a -- migrate:no-transaction migration', () => {
     }
 
     expect(error).toBeInstanceOf(MigrationBlockedError);
-    expect(error).toMatchObject({ file: `${name}.up.sql`, line: 3, statementsApplied: 0, invalidIndex: 'events_account' });
+    expect(error).toMatchObject({ file: `${name}.up.sql`, line: 3, statementsApplied: 0, invalidIndex: '"events_account"' });
     expect((error as Error).message).not.toContain('Nothing of this migration was applied');
-    expect((error as Error).message).toContain('left its index events_account behind, INVALID');
-    expect((error as Error).message).toContain('DROP INDEX CONCURRENTLY events_account;');
+    expect((error as Error).message).toContain('left its index "events_account" behind, INVALID');
+    expect((error as Error).message).toContain('DROP INDEX CONCURRENTLY "events_account";');
     expect(await index('events_account')).toMatchObject({ valid: false });
 
     // With the reader gone, IF NOT EXISTS would find the index and skip the build: the run
@@ -233,7 +233,7 @@ describe('a -- migrate:no-transaction migration', () => {
     const again = await migrate({ databaseUrl: database.url, migrationsDir }).catch((e: unknown) => e);
     expect(again).toBeInstanceOf(MigrationPartiallyAppliedError);
     expect(again).toMatchObject({ file: `${name}.up.sql`, line: 3, statementsApplied: 0 });
-    expect((again as Error).message).toContain('the index events_account exists and is INVALID');
+    expect((again as Error).message).toContain('the index "events_account" exists and is INVALID');
     expect(await recorded()).toEqual([table]);
 
     // Dropped as the message says, the next run builds it.

@@ -932,6 +932,17 @@ describe('revocations and the isolation level', () => {
       }
     }
     expect(await liveCount({ userId: user.id })).toBe(1);
+    // Refused before it changed anything: a caller that catches the error and commits keeps
+    // the old password and an active user, not a change without its revocations.
+    await testDb.db
+      .transaction()
+      .setIsolationLevel('repeatable read')
+      .execute(async (trx) => {
+        await users.updatePassword(trx, user.id, 'new-hash').catch(() => undefined);
+        await users.setActive(trx, user.id, false).catch(() => undefined);
+      });
+    expect((await users.findByEmail(testDb.db, user.email))?.passwordHash).not.toBe('new-hash');
+    expect((await users.findById(testDb.db, user.id))?.active).toBe(true);
     // What revokes nothing is allowed at any level.
     await expect(testDb.db.transaction().setIsolationLevel('serializable').execute((trx) => users.setActive(trx, user.id, true))).resolves.toMatchObject({
       active: true,
