@@ -95,12 +95,14 @@ export async function provisionDatabase(options: ProvisionOptions): Promise<Prov
   return withClient(
     options.adminUrl,
     async (client) => {
-      for (let attemptMs = Math.min(100, budgetMs), pauseMs = 100; ; attemptMs = Math.min(attemptMs * 2, 1_000, budgetMs), pauseMs = Math.min(pauseMs * 2, 1_000)) {
+      for (let attemptMs = 100, pauseMs = 100; ; attemptMs = Math.min(attemptMs * 2, 1_000), pauseMs = Math.min(pauseMs * 2, 1_000)) {
         const said: string[] = [];
         const say = (line: string) => void said.push(line);
+        // No attempt waits past the budget.
+        const lockTimeoutMs = Math.max(1, Math.min(attemptMs, Math.round(budgetMs - (performance.now() - started))));
         try {
           await client.query('BEGIN');
-          await client.query(`SET LOCAL lock_timeout = ${attemptMs}`);
+          await client.query(`SET LOCAL lock_timeout = ${lockTimeoutMs}`);
           // Names in messages and statements are schema-qualified whatever the admin's search_path.
           await client.query('SET LOCAL search_path = pg_catalog');
           await client.query('SELECT pg_advisory_xact_lock($1)', [provisionLockKey]);
@@ -108,7 +110,9 @@ export async function provisionDatabase(options: ProvisionOptions): Promise<Prov
 
           const owner = await provisionOwner(client, options.owner, options.adminUrl);
           if (owner !== 'unchanged') say(`${owner === 'created' ? 'created' : 'set the password of'} the owner role '${options.owner.user}'`);
-          if (!admin.superuser) await mayGiveTo(client, admin.name, options.owner.user);
+          if (!admin.superuser && (await mayGiveTo(client, admin.name, options.owner.user))) {
+            say(`granted '${admin.name}' SET on '${options.owner.user}' (without INHERIT), which PostgreSQL 16 and later need to give it objects`);
+          }
           const ownerName = client.escapeIdentifier(options.owner.user);
           const { rows: current } = await client.query<{ owner: string; schema_owner: string | null }>(
             `SELECT pg_get_userbyid(d.datdba) AS owner,
@@ -144,7 +148,7 @@ export async function provisionDatabase(options: ProvisionOptions): Promise<Prov
           }
           if (error instanceof ProvisioningError || error instanceof ConfigError) throw error;
           const message = error instanceof Error ? error.message : String(error);
-          const waited = lockWait ? ` (waited for locks in attempts of up to ${attemptMs} ms, ${Math.round(performance.now() - started)} ms in all)` : '';
+          const waited = lockWait ? ` (waited for locks in attempts of up to ${lockTimeoutMs} ms, ${Math.round(performance.now() - started)} ms in all)` : '';
           throw new ProvisioningError(`could not provision the database '${database}': ${message}${waited}`, undefined, { cause: error });
         }
       }
@@ -181,24 +185,25 @@ async function requireAdmin(client: pg.Client, database: string): Promise<AdminR
 // but not SET (createrole_self_grant is empty by default), so giving the database to the
 // owner it just made failed. It grants itself SET, without INHERIT: the owner's powers are
 // not the admin's own, it only acts as the owner to hand objects over.
-async function mayGiveTo(client: pg.Client, admin: string, owner: string): Promise<void> {
+// Returns whether it granted.
+async function mayGiveTo(client: pg.Client, admin: string, owner: string): Promise<boolean> {
   const { rows } = await client.query<{ sixteen: boolean }>("SELECT current_setting('server_version_num')::int >= 160000 AS sixteen");
-  if (!rows[0]!.sixteen) return;
+  if (!rows[0]!.sixteen) return false;
   const { rows: can } = await client.query<{ set: boolean }>("SELECT pg_has_role(current_user, $1, 'SET') AS set", [owner]);
-  if (can[0]!.set) return;
+  if (can[0]!.set) return false;
   const grant = `GRANT ${client.escapeIdentifier(owner)} TO ${client.escapeIdentifier(admin)} WITH INHERIT FALSE, SET TRUE`;
-  await client.query('SAVEPOINT may_give_to');
-  try {
-    await client.query(grant);
-  } catch (error) {
-    await client.query('ROLLBACK TO SAVEPOINT may_give_to');
+  await client.query(grant).catch((error: unknown) => {
+    // 42501: no ADMIN on the owner role; anything else (a lock wait, a lost connection) is
+    // the attempt's to handle.
+    if ((error as { code?: string }).code !== '42501') throw error;
     throw new ProvisioningError(
       `role '${admin}' may not give the database to '${owner}': PostgreSQL 16 and later need SET on a role to give it objects, ` +
         `and '${admin}' cannot grant that to itself (it holds no ADMIN on '${owner}'). As a superuser: ${grant};`,
       'SET',
       { cause: error },
     );
-  }
+  });
+  return true;
 }
 
 async function provisionOwner(client: pg.Client, owner: RoleCredentials, adminUrl: string): Promise<LoginRoleChange> {

@@ -89,15 +89,15 @@ describe('the migration lock', () => {
     );
     expect(server!.known).toBe(server!.seventeen);
     if (!server!.known) return;
-    await withClient(database.url, (client) => client.query(`ALTER DATABASE ${client.escapeIdentifier(database.name)} SET transaction_timeout = '1s'`));
-    const names = ['20990101000001_half_a_second', '20990101000002_half_a_second', '20990101000003_half_a_second'];
+    await withClient(database.url, (client) => client.query(`ALTER DATABASE ${client.escapeIdentifier(database.name)} SET transaction_timeout = '2s'`));
+    const names = [1, 2, 3, 4, 5].map((n) => `2099010100000${n}_half_a_second`);
     for (const name of names) {
       await writeFile(path.join(migrationsDir, `${name}.up.sql`), 'SELECT pg_sleep(0.5);\n');
       await writeFile(path.join(migrationsDir, `${name}.down.sql`), '');
     }
 
-    // The run lasts 1.5 s or more: a holder under the database's timeout would be ended after
-    // the second migration, and the run would fail with MigrationLockLostError.
+    // The run lasts 2.5 s or more, each migration 0.5 s: a holder under the database's timeout
+    // would be ended after the fourth, and the run would fail with MigrationLockLostError.
     expect((await migrate({ databaseUrl: database.url, migrationsDir })).map((run) => run.name)).toEqual(names);
   });
 

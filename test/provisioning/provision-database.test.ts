@@ -289,9 +289,11 @@ describe('setup --admin by an admin with CREATEDB and CREATEROLE, not a superuse
     await execute(superuserUrl(), `CREATE ROLE ${admin.user} LOGIN CREATEDB CREATEROLE PASSWORD '${admin.password}'`);
     const adminUrl = databaseUrlAs(databaseUrlWith(inject('serverUrl'), database), admin.user, admin.password);
 
-    const result = await provisionDatabase({ adminUrl, owner });
+    const lines: string[] = [];
+    const result = await provisionDatabase({ adminUrl, owner, log: (line) => lines.push(line) });
 
     expect(result).toMatchObject({ databaseCreated: true, owner: 'created' });
+    expect(lines).toContain(`granted '${admin.user}' SET on '${owner.user}' (without INHERIT), which PostgreSQL 16 and later need to give it objects`);
     const ownerUrl = databaseUrlAs(adminUrl, owner.user, owner.password);
     expect((await migrate({ databaseUrl: ownerUrl })).length).toBeGreaterThan(0);
     const [facts] = await withClient(superuserUrl(), async (client) => {

@@ -7,7 +7,7 @@ import { interruptSignal } from '../interrupt-signal.js';
 const usage = `Usage: kennwilliamson-db download-backup HOST FILE [--key PATH] [--user NAME] [--port N] [--remote-dir DIR]
 
 Copies the backup FILE (and FILE.sha256, when the host has one) from the backup folder on
-HOST into BACKUP_DIR over SSH: into a partial file of its own (.FILE.<pid>.<random>.part)
+HOST into BACKUP_DIR over SSH: into a partial file of its own (.FILE.<host>.<pid>.<random>.part)
 first, checked against the remote size and checksum, then given its name. HOST 'localhost'
 copies from the folder on this machine instead.
 

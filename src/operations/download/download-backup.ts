@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { ChecksumMismatchError, ConfigError, DownloadError } from '../../errors.js';
@@ -194,15 +195,20 @@ async function remoteFile(target: SshTarget, remotePath: string, label: string, 
   };
 }
 
+// Who writes a partial file: this host and process. BACKUP_DIR may be shared (a volume, NFS),
+// and only this host can tell whether one of its processes still runs.
+const partOwner = () => `${os.hostname()}.${process.pid}`;
+
 // The partial files that killed downloads of `final` left: the older runs' `<file>.part`,
-// and `.<file>.<pid>.<random>.part` of a process that has ended.
+// and `.<file>.<host>.<pid>.<random>.part` of a process of this host that has ended.
 async function removeLeftParts(final: string): Promise<void> {
   const name = path.basename(final);
   const folder = path.dirname(final);
+  const ours = `.${name}.${os.hostname()}.`;
   const left = (await readdir(folder)).filter((entry) => {
     if (entry === `${name}.part`) return true;
-    if (!entry.startsWith(`.${name}.`)) return false;
-    const pid = /^\.(\d+)\.[0-9a-f]{8}\.part$/.exec(entry.slice(name.length + 1))?.[1];
+    if (!entry.startsWith(ours)) return false;
+    const pid = /^(\d+)\.[0-9a-f]{8}\.part$/.exec(entry.slice(ours.length))?.[1];
     return pid !== undefined && !processRuns(Number(pid));
   });
   await Promise.all(left.map((entry) => rm(path.join(folder, entry), { force: true })));
@@ -222,7 +228,7 @@ function processRuns(pid: number): boolean {
  * Copies a backup (and its `.sha256`, when there is one) from `remoteDir` on a host into
  * `backupDir`: over SSH (`ssh … cat`, BatchMode, strict host key checking, bounded connect
  * and stall timeouts), or from a local folder when `host` is `localhost`. The copy goes to
- * a partial file of its own (`.<file>.<pid>.<random>.part`), is fsynced and checked against the
+ * a partial file of its own (`.<file>.<host>.<pid>.<random>.part`), is fsynced and checked against the
  * remote size and checksum, and only then linked to its name, which a download of the same
  * file that finished first makes it refuse (`exists`); on any failure (unreadable key, unknown host key, refused login, missing remote
  * file, checksum mismatch) it throws {@link DownloadError} and leaves no partial file.
@@ -248,7 +254,7 @@ export async function downloadBackup(options: DownloadOptions): Promise<Download
   if (existsSync(final)) throw exists();
   // A partial file of this download's own: another download of the same file (a retry, or a
   // cron run beside a manual one) writes to its own, and never removes or publishes this one.
-  const part = path.join(path.dirname(final), `.${options.file}.${process.pid}.${randomBytes(4).toString('hex')}.part`);
+  const part = path.join(path.dirname(final), `.${options.file}.${partOwner()}.${randomBytes(4).toString('hex')}.part`);
 
   if (!isLocal && options.key) await checkKey(options.key);
   await removeLeftParts(final);

@@ -190,16 +190,18 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     expect((await readFile(path.join(backupDir, name))).equals(content)).toBe(true);
   });
 
-  it("removes the partial file a killed download left, and never one of a download that still runs", async () => {
+  it("removes the partial file a killed download of this host left, and never one of a download that still runs or of another host", async () => {
     const dead = spawn('true');
     await once(dead, 'exit');
-    const left = [`.${name}.${dead.pid}.0badc0de.part`, `${name}.part`];
-    const running = `.${name}.${process.pid}.c0ffee00.part`;
-    for (const file of [...left, running]) await writeFile(path.join(backupDir, file), 'partial');
+    const left = [`.${name}.${os.hostname()}.${dead.pid}.0badc0de.part`, `${name}.part`];
+    const running = `.${name}.${os.hostname()}.${process.pid}.c0ffee00.part`;
+    // Another host's (a shared BACKUP_DIR): whether its process runs is not this host's to tell.
+    const elsewhere = `.${name}.another-host.${dead.pid}.0badc0de.part`;
+    for (const file of [...left, running, elsewhere]) await writeFile(path.join(backupDir, file), 'partial');
 
     await downloadBackup({ host: 'localhost', file: name, backupDir, remoteDir });
 
-    expect((await readdir(backupDir)).sort()).toEqual([running, name, `${name}.sha256`].sort());
+    expect((await readdir(backupDir)).sort()).toEqual([running, elsewhere, name, `${name}.sha256`].sort());
     expect(await readFile(path.join(backupDir, running), 'utf8')).toBe('partial');
   });
 
