@@ -1,12 +1,11 @@
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDb } from '../../src/db/create-db.js';
-import { withClient } from '../../src/db/with-client.js';
 import { QueryCanceledError } from '../../src/errors.js';
 import { eventually } from '../support/eventually.js';
 import { type PgBouncer, pgBouncerVersions, startPgBouncer } from '../support/pgbouncer.js';
 import { toolsAvailable } from '../support/required-tools.js';
-import { setTestRoleBounds } from '../support/role-bounds.js';
+import { clearTestRoleBounds, setTestRoleBounds } from '../support/role-bounds.js';
 import { useTestDatabase } from '../support/test-database.js';
 
 // Behind a transaction-mode pooler the pool's startup bounds do not reach the server: PgBouncer
@@ -74,11 +73,8 @@ describe.skipIf(!installed)('a pool behind a PgBouncer that ignores its startup 
   });
   afterAll(async () => {
     await ignoring?.stop();
-    // The other describe of this file expects a role without bounds.
-    await withClient(testDb.directUrl, async (client) => {
-      const { rows } = await client.query<{ role: string; database: string }>('SELECT current_user AS role, current_database() AS database');
-      await client.query(`ALTER ROLE ${client.escapeIdentifier(rows[0]!.role)} IN DATABASE ${client.escapeIdentifier(rows[0]!.database)} RESET ALL`);
-    });
+    // The other describes of this file expect a role without these bounds.
+    await clearTestRoleBounds(testDb.directUrl);
   });
 
   it("names the role's statement_timeout, not the pool's dropped one, when it cancels a statement", async () => {
@@ -110,10 +106,7 @@ describe.skipIf(!installed)("a pool behind a PgBouncer that ignores its startup 
   });
   afterAll(async () => {
     await ignoring?.stop();
-    await withClient(testDb.directUrl, async (client) => {
-      const { rows } = await client.query<{ role: string; database: string }>('SELECT current_user AS role, current_database() AS database');
-      await client.query(`ALTER ROLE ${client.escapeIdentifier(rows[0]!.role)} IN DATABASE ${client.escapeIdentifier(rows[0]!.database)} RESET ALL`);
-    });
+    await clearTestRoleBounds(testDb.directUrl);
   });
 
   it("waits for a statement as long as the role's bound allows: the call deadline follows the bound the session has", async () => {

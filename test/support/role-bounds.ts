@@ -15,3 +15,16 @@ export async function setTestRoleBounds(directUrl: string, bounds: StatementBoun
     await setRoleStatementBounds(client, rows[0]!.role, rows[0]!.database, bounds);
   });
 }
+
+/**
+ * Takes the defaults {@link setTestRoleBounds} gave back: the role's sessions in that database
+ * start with the server's own again.
+ *
+ * @example afterAll(() => clearTestRoleBounds(testDb.directUrl))
+ */
+export async function clearTestRoleBounds(directUrl: string): Promise<void> {
+  await withClient(directUrl, async (client) => {
+    const { rows } = await client.query<{ role: string; database: string }>('SELECT current_user AS role, current_database() AS database');
+    await client.query(`ALTER ROLE ${client.escapeIdentifier(rows[0]!.role)} IN DATABASE ${client.escapeIdentifier(rows[0]!.database)} RESET ALL`);
+  });
+}
