@@ -11,7 +11,7 @@ import {
 } from '../errors.js';
 import type { DB } from '../../generated/db.js';
 import type { BoundedClient } from './bounded-client.js';
-import { callDeadlineGraceMs, type DbConfig, loadDbConfig, resolveDbConfig } from './db-config.js';
+import { callDeadlineFor, type DbConfig, loadDbConfig, resolveDbConfig } from './db-config.js';
 import { timerSlackMs } from './duration.js';
 import { runNamedStatement, type StatementResult } from './named-statement.js';
 import type { StatementNaming } from './statement-naming.js';
@@ -214,7 +214,7 @@ function overriddenBounds(tuned: TunedPool, client: pg.PoolClient, parameters: u
   return {
     statementTimeoutMs,
     lockTimeoutMs: lock ?? current.lockTimeoutMs,
-    deadlineMs: statement === undefined ? current.deadlineMs : Math.max(current.deadlineMs, statement + callDeadlineGraceMs),
+    deadlineMs: statement === undefined ? current.deadlineMs : callDeadlineFor(statement, current.deadlineMs),
   };
 }
 

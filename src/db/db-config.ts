@@ -69,6 +69,17 @@ export interface DbConfig {
 /** How much longer than `statement_timeout` a call may wait before the client gives up on its connection. */
 export const callDeadlineGraceMs = 5_000;
 
+/**
+ * The call deadline of a session whose statement_timeout is `statementTimeoutMs`: the grace
+ * after the server's own bound, so that the bound fires first whenever the server can answer,
+ * and never earlier than `atLeastMs` (the deadline it had).
+ *
+ * @example callDeadlineFor(30_000, 10_000) // 35_000
+ */
+export function callDeadlineFor(statementTimeoutMs: number, atLeastMs = 0): number {
+  return Math.max(atLeastMs, statementTimeoutMs + callDeadlineGraceMs);
+}
+
 // Linux's MAX_TCP_KEEPIDLE, in milliseconds.
 const maxKeepAliveDelayMs = 32_767_000;
 
@@ -221,7 +232,7 @@ export function resolveDbConfig(partial: Partial<DbConfig> & { databaseUrl: stri
   const statementTimeoutMs = given.statementTimeoutMs ?? defaultDbConfig.statementTimeoutMs;
   const config: DbConfig = {
     ...defaultDbConfig,
-    callDeadlineMs: statementTimeoutMs + callDeadlineGraceMs,
+    callDeadlineMs: callDeadlineFor(statementTimeoutMs),
     ...given,
     databaseUrl: partial.databaseUrl,
   };

@@ -3,7 +3,7 @@ import pg from 'pg';
 import { ConnectionError, mapDatabaseError, PoolClosedError, PoolNotReadyError, PoolTimeoutError } from '../errors.js';
 import { type BoundedClient, boundedClientClass, type ConnectionBounds } from './bounded-client.js';
 import { connectionLifetimeMs } from './connection-lifetime.js';
-import { callDeadlineGraceMs, type DbConfig } from './db-config.js';
+import { callDeadlineFor, type DbConfig } from './db-config.js';
 import { timerSlackMs } from './duration.js';
 import { type ConnectionFacts, inspectConnection } from './inspect-connection.js';
 import { settlesWithin } from './settles-within.js';
@@ -227,7 +227,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
     const deadlineMs =
       statementTimeoutMs === undefined || statementTimeoutMs === config.statementTimeoutMs
         ? config.callDeadlineMs
-        : Math.max(config.callDeadlineMs, statementTimeoutMs + callDeadlineGraceMs);
+        : callDeadlineFor(statementTimeoutMs, config.callDeadlineMs);
     client.openedWith = { ...client.openedWith, deadlineMs, statementTimeoutMs, lockTimeoutMs: known(facts.lockTimeoutMs) };
     Object.assign(client, client.openedWith);
     const unbounded = (

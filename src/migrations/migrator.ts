@@ -569,8 +569,9 @@ function cleanupAdvice(script: MigrationScript, failedIndex: number): string {
   const advice = [
     'Undo or finish by hand what the earlier statements did, or make them idempotent (IF NOT EXISTS), before running it again.',
   ];
-  if (failed.concurrentIndex !== undefined || script.statements.some((statement) => statement.concurrentIndex)) {
-    const name = failed.concurrentIndex ?? script.statements.find((statement) => statement.concurrentIndex)!.concurrentIndex!;
+  if (failed.concurrentIndexRef !== undefined || script.statements.some((statement) => statement.concurrentIndexRef)) {
+    // As DROP INDEX takes it, as the other messages about an INVALID index name it.
+    const name = failed.concurrentIndexRef ?? script.statements.find((statement) => statement.concurrentIndexRef)!.concurrentIndexRef!;
     advice.push(
       `A failed CREATE INDEX CONCURRENTLY leaves its index behind, INVALID (unused, yet maintained on every write), ` +
         `and CREATE INDEX … IF NOT EXISTS would then skip it: find such indexes with ` +

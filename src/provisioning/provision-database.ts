@@ -1,13 +1,14 @@
-import { performance } from 'node:perf_hooks';
-import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
+import { describeBlockingSessions } from '../blocking-session.js';
 import { databaseTarget } from '../db/database-target.js';
+import { warnOnStderr } from '../db/warn-on-stderr.js';
 import { withClient } from '../db/with-client.js';
 import { ConfigError, ProvisioningError } from '../errors.js';
 import { adminUrlVariable } from './admin-database-url.js';
 import { requireRoleName } from './app-role.js';
 import { ensureDatabase } from './database-admin.js';
 import { ensureLoginRole, type LoginRoleChange } from './login-role.js';
+import { defaultLockWait, withLockRetries } from '../migrations/lock-retries.js';
 import { describePowers, powerFixes, rolePowers } from './role-powers.js';
 
 /** A login role and its password, as `DB_OWNER_USER`/`DB_OWNER_PASSWORD` or `DB_APP_USER`/`DB_APP_PASSWORD` give them. */
@@ -24,8 +25,13 @@ export interface ProvisionOptions {
   owner: RoleCredentials;
   /** Receives one line per change made. */
   log?: (line: string) => void;
-  /** Longest wait for a concurrent set-up or for locks on the objects handed over (default 60 s). */
+  /**
+   * Longest wait for a concurrent set-up or for locks on the objects handed over (default 60 s),
+   * in attempts that each wait at most a second, as a migration's do.
+   */
   lockTimeoutMs?: number;
+  /** Told of each attempt that ran out of lock time, with who blocked it (stderr by default). */
+  warn?: (line: string) => void;
 }
 
 /** What {@link provisionDatabase} did. */
@@ -84,77 +90,108 @@ export async function provisionDatabase(options: ProvisionOptions): Promise<Prov
   const databaseCreated = await ensureDatabase(options.adminUrl, { variable: adminUrlVariable });
   if (databaseCreated) log(`created the database '${database}'`);
 
-  // Each attempt is one transaction that waits for each lock at most a second (a 100 ms first,
-  // doubling): handing objects over takes ACCESS EXCLUSIVE on each and keeps it until COMMIT,
-  // so one wait behind a long reader of a later table would hold every earlier one for its
-  // length, and the services' queries on them would fail (DB_LOCK_TIMEOUT, 2 s). An attempt
-  // that runs out rolls back, letting the traffic through, and the next tries again, until the
-  // whole budget (lockTimeoutMs) is spent. What it did is said once it committed.
-  const budgetMs = Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000));
-  const started = performance.now();
-  return withClient(
-    options.adminUrl,
-    async (client) => {
-      for (let attemptMs = 100, pauseMs = 100; ; attemptMs = Math.min(attemptMs * 2, 1_000), pauseMs = Math.min(pauseMs * 2, 1_000)) {
-        const said: string[] = [];
-        const say = (line: string) => void said.push(line);
-        // No attempt waits past the budget.
-        const lockTimeoutMs = Math.max(1, Math.min(attemptMs, Math.round(budgetMs - (performance.now() - started))));
-        try {
-          await client.query('BEGIN');
-          await client.query(`SET LOCAL lock_timeout = ${lockTimeoutMs}`);
-          // Names in messages and statements are schema-qualified whatever the admin's search_path.
-          await client.query('SET LOCAL search_path = pg_catalog');
-          await client.query('SELECT pg_advisory_xact_lock($1)', [provisionLockKey]);
-          const admin = await requireAdmin(client, database);
+  // Each attempt is one transaction that waits for each lock briefly, as a migration's do
+  // (withLockRetries: 100 ms first, doubling up to 1 s): handing objects over takes ACCESS
+  // EXCLUSIVE on each and keeps it until COMMIT, so one wait behind a long reader of a later
+  // table would hold every earlier one for its length, and the services' queries on them would
+  // fail (DB_LOCK_TIMEOUT, 2 s). An attempt that runs out rolls back, letting the traffic
+  // through, is reported with who blocked it, and the next tries again, until the whole budget
+  // (lockTimeoutMs) is spent. What it did is said once it committed.
+  // Loaded here, not with the commands that import this module: it reads blockers' queries
+  // with PostgreSQL's parser, which starting a command must not load.
+  const { blockerMonitor } = await import('../migrations/lock-blockers.js');
+  const monitor = blockerMonitor(options.adminUrl);
+  try {
+    return await withClient(
+      options.adminUrl,
+      async (client) => {
+        const { rows } = await client.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid');
+        return withLockRetries(
+          {
+            policy: { ...defaultLockWait, totalMs: Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000)) },
+            monitor,
+            warn: options.warn ?? warnOnStderr,
+            what: `provisioning '${database}'`,
+            // Each attempt rolls itself back, whatever ended it.
+            undo: async () => undefined,
+            exhausted: ({ attempts, waitedMs, blockers, error }) =>
+              new ProvisioningError(
+                `could not provision the database '${database}': gave up waiting for its locks after ${attempts} attempt(s) over ${waitedMs} ms, ` +
+                  `${describeBlockingSessions(blockers)}; nothing was changed. Run it again when the blocking session is done`,
+                undefined,
+                { cause: error },
+              ),
+          },
+          async ({ lockTimeoutMs, watch }) => {
+            watch(rows[0]!.pid);
+            const said: string[] = [];
+            const result = await provisionInTransaction(client, options, database, databaseCreated, lockTimeoutMs, (line) => void said.push(line));
+            for (const line of said) log(line);
+            return result;
+          },
+        );
+      },
+      'kennwilliamson-setup',
+    );
+  } finally {
+    await monitor.close();
+  }
+}
 
-          const owner = await provisionOwner(client, options.owner, options.adminUrl);
-          if (owner !== 'unchanged') say(`${owner === 'created' ? 'created' : 'set the password of'} the owner role '${options.owner.user}'`);
-          if (!admin.superuser && (await mayGiveTo(client, admin.name, options.owner.user))) {
-            say(`granted '${admin.name}' SET on '${options.owner.user}' (without INHERIT), which PostgreSQL 16 and later need to give it objects`);
-          }
-          const ownerName = client.escapeIdentifier(options.owner.user);
-          const { rows: current } = await client.query<{ owner: string; schema_owner: string | null }>(
-            `SELECT pg_get_userbyid(d.datdba) AS owner,
-                    (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public') AS schema_owner
-               FROM pg_database d WHERE d.datname = current_database()`,
-          );
-          if (current[0]!.owner !== options.owner.user) {
-            await client.query(`ALTER DATABASE ${client.escapeIdentifier(database)} OWNER TO ${ownerName}`);
-            say(`made '${options.owner.user}' the owner of the database '${database}' (was '${current[0]!.owner}')`);
-          }
-          // The schema a restore empties: owned by pg_database_owner, i.e. by whoever owns the
-          // database, as initdb makes it on PostgreSQL 15.
-          if (current[0]!.schema_owner === null) {
-            await client.query('CREATE SCHEMA public AUTHORIZATION pg_database_owner');
-            say("created the schema 'public', owned by the database's owner");
-          } else if (current[0]!.schema_owner !== 'pg_database_owner') {
-            await client.query('ALTER SCHEMA public OWNER TO pg_database_owner');
-            say(`made the database's owner the owner of the schema 'public' (was '${current[0]!.schema_owner}')`);
-          }
+// One attempt: the whole set-up in one transaction under `lockTimeoutMs`, rolled back on any
+// error (a lock wait's 55P03 stays as it is, for withLockRetries to try again).
+async function provisionInTransaction(
+  client: pg.Client,
+  options: ProvisionOptions,
+  database: string,
+  databaseCreated: boolean,
+  lockTimeoutMs: number,
+  say: (line: string) => void,
+): Promise<ProvisionResult> {
+  try {
+    await client.query('BEGIN');
+    await client.query(`SET LOCAL lock_timeout = ${lockTimeoutMs}`);
+    // Names in messages and statements are schema-qualified whatever the admin's search_path.
+    await client.query('SET LOCAL search_path = pg_catalog');
+    await client.query('SELECT pg_advisory_xact_lock($1)', [provisionLockKey]);
+    const admin = await requireAdmin(client, database);
 
-          const extensionsCreated = await createSuperuserExtensions(client, admin.superuser, say);
-          const handedOver = await handOver(client, options.owner.user);
-          if (handedOver.length > 0) say(`handed ${handedOver.length} object(s) in 'public' over to '${options.owner.user}': ${handedOver.join(', ')}`);
-          await client.query('COMMIT');
-          for (const line of said) log(line);
-          return { databaseCreated, owner, handedOver, extensionsCreated };
-        } catch (error) {
-          await client.query('ROLLBACK').catch(() => undefined);
-          const lockWait = (error as { code?: string }).code === '55P03';
-          if (lockWait && performance.now() - started + pauseMs < budgetMs) {
-            await sleep(pauseMs);
-            continue;
-          }
-          if (error instanceof ProvisioningError || error instanceof ConfigError) throw error;
-          const message = error instanceof Error ? error.message : String(error);
-          const waited = lockWait ? ` (waited for locks in attempts of up to ${lockTimeoutMs} ms, ${Math.round(performance.now() - started)} ms in all)` : '';
-          throw new ProvisioningError(`could not provision the database '${database}': ${message}${waited}`, undefined, { cause: error });
-        }
-      }
-    },
-    'kennwilliamson-setup',
-  );
+    const owner = await provisionOwner(client, options.owner, options.adminUrl);
+    if (owner !== 'unchanged') say(`${owner === 'created' ? 'created' : 'set the password of'} the owner role '${options.owner.user}'`);
+    if (!admin.superuser && (await mayGiveTo(client, admin.name, options.owner.user))) {
+      say(`granted '${admin.name}' SET on '${options.owner.user}' (without INHERIT), which PostgreSQL 16 and later need to give it objects`);
+    }
+    const ownerName = client.escapeIdentifier(options.owner.user);
+    const { rows: current } = await client.query<{ owner: string; schema_owner: string | null }>(
+      `SELECT pg_get_userbyid(d.datdba) AS owner,
+              (SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'public') AS schema_owner
+         FROM pg_database d WHERE d.datname = current_database()`,
+    );
+    if (current[0]!.owner !== options.owner.user) {
+      await client.query(`ALTER DATABASE ${client.escapeIdentifier(database)} OWNER TO ${ownerName}`);
+      say(`made '${options.owner.user}' the owner of the database '${database}' (was '${current[0]!.owner}')`);
+    }
+    // The schema a restore empties: owned by pg_database_owner, i.e. by whoever owns the
+    // database, as initdb makes it on PostgreSQL 15.
+    if (current[0]!.schema_owner === null) {
+      await client.query('CREATE SCHEMA public AUTHORIZATION pg_database_owner');
+      say("created the schema 'public', owned by the database's owner");
+    } else if (current[0]!.schema_owner !== 'pg_database_owner') {
+      await client.query('ALTER SCHEMA public OWNER TO pg_database_owner');
+      say(`made the database's owner the owner of the schema 'public' (was '${current[0]!.schema_owner}')`);
+    }
+
+    const extensionsCreated = await createSuperuserExtensions(client, admin.superuser, say);
+    const handedOver = await handOver(client, options.owner.user);
+    if (handedOver.length > 0) say(`handed ${handedOver.length} object(s) in 'public' over to '${options.owner.user}': ${handedOver.join(', ')}`);
+    await client.query('COMMIT');
+    return { databaseCreated, owner, handedOver, extensionsCreated };
+  } catch (error) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    if (error instanceof ProvisioningError || error instanceof ConfigError || (error as { code?: string }).code === '55P03') throw error;
+    const message = error instanceof Error ? error.message : String(error);
+    throw new ProvisioningError(`could not provision the database '${database}': ${message}`, undefined, { cause: error });
+  }
 }
 
 interface AdminRole {

@@ -16,7 +16,7 @@ import {
 } from '../errors.js';
 import { isStorableText, requireInput, requireOptions, requireSeconds, requireUuid } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
-import { revokeLiveTokens, type RevokedReason, sessionCount } from './revoke-live-tokens.js';
+import { revokeLiveTokens, type RevokedReason, revokingSessions, sessionCount } from './revoke-live-tokens.js';
 
 /**
  * Rolling refresh tokens with rotation and reuse detection. A family is one login on one
@@ -254,10 +254,7 @@ export const rotate = queryFunction(async function rotate(db: Kysely<DB>, token:
   }
 
   // Reuse: committed in its own transaction, then reported.
-  await db
-    .transaction()
-    .setIsolationLevel('read committed')
-    .execute((trx) => revokeSessions(trx, { userId, familyId }, 'reuse'));
+  await inTransaction(db, (trx) => revokeSessions(trx, { userId, familyId }, 'reuse'), revokingSessions);
   throw new TokenReusedError(familyId);
 });
 
@@ -283,7 +280,7 @@ export const revoke = queryFunction(async function revoke(db: Kysely<DB>, token:
       const revoked = await revokeSessions(trx, { userId: found.user_id, familyId: found.family_id }, 'logout');
       return revoked.length > 0;
     },
-    { readCommittedFor: 'revoking sessions' },
+    revokingSessions,
   );
 });
 
@@ -303,7 +300,7 @@ export const revokeAllForUser = queryFunction(async function revokeAllForUser(db
       const revoked = await revokeSessions(trx, { userId: id }, 'logout');
       return sessionCount(revoked);
     },
-    { readCommittedFor: 'revoking sessions' },
+    revokingSessions,
   );
 });
 
@@ -556,7 +553,7 @@ async function grantGrace(
  * first (`FOR NO KEY UPDATE`, which waits for every issue or rotation of this user in
  * flight, as `users.setActive` does by updating it), and the tokens are read by a later
  * statement, whose snapshot therefore holds every child those rotations added: at READ
- * COMMITTED, which its callers make sure of (inTransaction's readCommittedFor).
+ * COMMITTED, which its callers make sure of (`inTransaction(…, revokingSessions)`).
  */
 async function revokeSessions(
   trx: Kysely<DB>,

@@ -13,11 +13,17 @@ export interface RevokeScope {
 }
 
 /**
+ * The transaction every revocation runs in (`inTransaction`'s options): READ COMMITTED, the
+ * caller's refused at another level, for the reason {@link revokeLiveTokens} gives.
+ */
+export const revokingSessions = { readCommittedFor: 'revoking sessions' } as const;
+
+/**
  * Revokes the live (unrevoked) refresh tokens in `scope` with `reason` and returns the family
  * of each. The caller holds the user row locked first (updated, or `FOR NO KEY UPDATE`), so
  * that every issue or rotation of this user in flight has finished and this later statement
  * sees the children they added: in a READ COMMITTED transaction, whose later statement takes
- * a snapshot of its own (the callers run it through `inTransaction(…, { readCommittedFor })`:
+ * a snapshot of its own (the callers run it through `inTransaction(…, revokingSessions)`:
  * under REPEATABLE READ or SERIALIZABLE the snapshot predates the wait, and a login in flight
  * during a password change would keep its session). The one statement behind logout, reuse detection, a
  * deactivation and a password change.

@@ -18,7 +18,7 @@ import {
 import type { CamelCased } from './camel-cased.js';
 import { notFoundOnMissingReference } from './missing-reference.js';
 import { noRowReturned } from './no-row-returned.js';
-import { revokeLiveTokens, sessionCount } from './revoke-live-tokens.js';
+import { revokeLiveTokens, revokingSessions, sessionCount } from './revoke-live-tokens.js';
 
 /** A user as services see it; the password hash only comes with {@link findByEmail}. */
 export type User = CamelCased<Omit<Selectable<Users>, 'password_hash'>>;
@@ -179,7 +179,7 @@ export const updatePassword = queryFunction(async function updatePassword(
       const revoked = await revokeLiveTokens(trx, { userId: id, ...(keep === undefined ? {} : { exceptFamilyId: keep }) }, 'password_changed');
       return sessionCount(revoked);
     },
-    { readCommittedFor: 'revoking sessions' },
+    revokingSessions,
   );
 });
 
@@ -207,7 +207,7 @@ export const setActive = queryFunction(async function setActive(db: Kysely<DB>, 
       return user;
     },
     // Activating revokes nothing, and may run at any level.
-    value ? {} : { readCommittedFor: 'revoking sessions' },
+    value ? {} : revokingSessions,
   );
 });
 

@@ -191,9 +191,11 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     await reader.connect();
     await reader.query('BEGIN');
     await reader.query('SELECT count(*) FROM users');
+    const readerPid = (await reader.query<{ pid: number }>('SELECT pg_backend_pid() AS pid')).rows[0]!.pid;
+    const warnings: string[] = [];
     let provisioned: Promise<unknown> | undefined;
     try {
-      provisioned = provisionDatabase({ adminUrl: server.urlOf(legacy), owner });
+      provisioned = provisionDatabase({ adminUrl: server.urlOf(legacy), owner, warn: (line) => warnings.push(line) });
       provisioned.catch(() => undefined);
       await eventually(
         async () =>
@@ -209,11 +211,15 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
           for (const table of tables) await client.query(`SELECT count(*) FROM public.${client.escapeIdentifier(table)}`);
         });
       }
+      // Each attempt that ran out says so, naming the session it waited for (from the second
+      // on), as a migration's do.
+      await eventually(async () => warnings.some((line) => line.includes(`blocked by pid ${readerPid}`)), 'an attempt names the reader');
     } finally {
       await reader.end();
     }
     await provisioned;
     expect(await ownersIn(server.urlOf(legacy))).toEqual([owner.user]);
+    expect(warnings.filter((line) => line.includes(`blocked by pid ${readerPid}`)).length).toBeGreaterThan(0);
   });
 
   it('refuses an admin without CREATEROLE, naming the attribute and the statement that grants it', async () => {

@@ -1,5 +1,5 @@
 import { lstatSync } from 'node:fs';
-import { isProcessAlive } from './process-alive.js';
+import { isProcessAlive } from '../../src/process-alive.js';
 
 /**
  * Whether `path`, named after the process `pid` that made it, was left by a run that has

@@ -2,7 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { inCi } from './in-ci.js';
 import { onTheWayOut } from './on-the-way-out.js';
-import { isProcessAlive } from './process-alive.js';
+import { isProcessAlive } from '../../src/process-alive.js';
 import { sleepSync } from './sleep-sync.js';
 
 // Every chain this helper makes starts with this, then the owning process id: a run that was

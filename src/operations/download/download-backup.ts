@@ -9,6 +9,7 @@ import { ChecksumMismatchError, ConfigError, DownloadError } from '../../errors.
 import { checksumPathOf, type ChecksumRecord, parseChecksumText, writeChecksumFile } from '../files/checksum-file.js';
 import { byteProgress, formatBytes } from '../files/progress-reporter.js';
 import { publishFile } from '../files/publish-file.js';
+import { isProcessAlive } from '../../process-alive.js';
 import { shellQuote } from '../../shell-quote.js';
 import { defaultRemoteBackupDir } from './default-remote-backup-dir.js';
 import { sshArguments, sshFailure, type SshTarget } from './ssh-connection.js';
@@ -209,19 +210,9 @@ async function removeLeftParts(final: string): Promise<void> {
     if (entry === `${name}.part`) return true;
     if (!entry.startsWith(ours)) return false;
     const pid = /^(\d+)\.[0-9a-f]{8}\.part$/.exec(entry.slice(ours.length))?.[1];
-    return pid !== undefined && !processRuns(Number(pid));
+    return pid !== undefined && !isProcessAlive(Number(pid));
   });
   await Promise.all(left.map((entry) => rm(path.join(folder, entry), { force: true })));
-}
-
-function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    // EPERM: it runs, as another account.
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

@@ -4,7 +4,7 @@
  * is at worst left for a later run, never taken from a live one.
  *
  * @example
- * if (!isProcessAlive(Number(match[1]))) removeChain(match[0])
+ * if (!isProcessAlive(pid)) await rm(partialFileOf(pid)) // its writer has ended
  */
 export function isProcessAlive(pid: number): boolean {
   try {
