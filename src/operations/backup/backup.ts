@@ -11,7 +11,7 @@ import { migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { backupFileName, type BackupFormat } from './backup-name.js';
 import { pruneBackups } from './backup-retention.js';
 import { writeChecksumFile } from '../files/checksum-file.js';
-import { libpqConnection } from '../pg-tools/libpq-connection.js';
+import { libpqConnection, libpqSilenceLimitSeconds } from '../pg-tools/libpq-connection.js';
 import { spawnPgTool, toolErrorText } from '../pg-tools/pg-tool-process.js';
 import { findPgTool, type FindPgToolOptions, type PgTool } from '../pg-tools/pg-tools.js';
 import { byteProgress, formatBytes } from '../files/progress-reporter.js';
@@ -66,6 +66,16 @@ function lockWaitRanOut(stderr: string, lockTimeoutMs: number): string[] {
   return [
     `pg_dump waited more than ${lockTimeoutMs} ms for a lock on ${table ? `table ${table}` : 'a table'}, which another session holds ` +
       '(a migration, or a transaction left open); run the backup again once that session is done',
+  ];
+}
+
+// libpq reports a connection that TCP keepalive (or its unacknowledged-data limit) ended as
+// the system's ETIMEDOUT, in a sentence that does not say what happened to the server.
+function serverWentSilent(stderr: string): string[] {
+  if (!/could not (receive|send) data (from|to) server: Connection timed out/.test(stderr)) return [];
+  return [
+    `the server stopped answering pg_dump for ${libpqSilenceLimitSeconds} s (no reply to TCP keepalive): a network partition, or a ` +
+      'failover that left the connection behind; run the backup again once the server is reachable',
   ];
 }
 
@@ -160,7 +170,7 @@ async function runPgDump(
   log: (line: string) => void,
   signal: AbortSignal | undefined,
 ): Promise<{ bytes: number; sha256: string }> {
-  const connection = libpqConnection(databaseUrl, { inContainer: pgDump.inContainer, applicationName: backupApplicationName });
+  const connection = libpqConnection(databaseUrl, { inContainer: pgDump.inContainer, applicationName: backupApplicationName, tcpKeepalive: true });
   let dumped = 0;
   const { child, exited } = spawnPgTool(
     pgDump,
@@ -194,7 +204,9 @@ async function runPgDump(
   }
   if (exit.code !== 0) {
     const reason =
-      'error' in outcome ? `writing the backup failed: ${outcome.error.message}` : [...lockWaitRanOut(exit.stderr, lockTimeoutMs), toolErrorText(exit.stderr)].join('\n');
+      'error' in outcome
+        ? `writing the backup failed: ${outcome.error.message}`
+        : [...lockWaitRanOut(exit.stderr, lockTimeoutMs), ...serverWentSilent(exit.stderr), toolErrorText(exit.stderr)].join('\n');
     throw new BackupError(`pg_dump failed (exit ${exit.code ?? exit.signal}) for ${connection.description}:\n${reason}`, 'pg_dump');
   }
   if ('error' in outcome) {

@@ -4,7 +4,7 @@ import { libpqSslMode, pgTlsSetting } from './pg-tls-setting.js';
 
 /** How to point a PostgreSQL client program (pg_dump, pg_restore, psql) at a database. */
 export interface LibpqConnection {
-  /** `--host … --port … --username … --dbname …`: never the password. */
+  /** `--host … --port … --username … --dbname …`: never the password (with `tcpKeepalive`, `--dbname` is a connection string). */
   args: string[];
   /** `PGPASSWORD`, `PGSSLMODE` (see `libpqSslMode`), `PGCONNECT_TIMEOUT` …, added to the program's environment. */
   env: Record<string, string>;
@@ -26,6 +26,19 @@ const queryParameterVariables: Record<string, string> = {
   connect_timeout: 'PGCONNECT_TIMEOUT',
 };
 
+// The library's rule for a dead peer (see connectionOptions in src/db/library-client.ts):
+// probes after 5 s of silence, then every second, ten times; and sent data left unacknowledged
+// as long as that ends the connection too, since Linux sends no keepalive probe while data waits
+// for its acknowledgement. libpq reads none of these from the environment: only a connection
+// string carries them.
+const keepaliveKeywords = 'keepalives=1 keepalives_idle=5 keepalives_interval=1 keepalives_count=10 tcp_user_timeout=15000';
+
+/** Seconds of silence after which a connection opened with `tcpKeepalive` ends (see keepaliveKeywords). */
+export const libpqSilenceLimitSeconds = 15;
+
+// A value in a libpq connection string: quoted, with backslash and quote escaped.
+const conninfoValue = (value: string) => `'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;
+
 /**
  * Splits a `postgresql://` URL into separate command-line arguments and environment
  * variables for a libpq program. Host, port and user are those {@link databaseTarget}
@@ -35,6 +48,11 @@ const queryParameterVariables: Record<string, string> = {
  * in `ps`, on a command line or in a message. `inContainer` is for a program that
  * `findPgTool` found in the docker-compose container because the URL reaches that
  * container's published port: inside, the same server is on loopback port 5432.
+ * `tcpKeepalive` makes `--dbname` a connection string that also turns on TCP keepalive with
+ * the library's short timings, so that a program cut off by a silent partition ends within
+ * {@link libpqSilenceLimitSeconds} instead of waiting for the kernel's two hours (or, with data
+ * unacknowledged, its quarter of an hour); for a native program only, since the WebAssembly
+ * pg_dump's sockets are Node's and keep alive on their own.
  *
  * @example
  * const { args, env } = libpqConnection('postgresql://app:secret@127.0.0.1:5432/kennwilliamson')
@@ -43,7 +61,7 @@ const queryParameterVariables: Record<string, string> = {
  */
 export function libpqConnection(
   databaseUrl: string,
-  options: { inContainer?: boolean; env?: NodeJS.ProcessEnv; applicationName?: string } = {},
+  options: { inContainer?: boolean; env?: NodeJS.ProcessEnv; applicationName?: string; tcpKeepalive?: boolean } = {},
 ): LibpqConnection {
   const target = databaseTarget(databaseUrl, options.env ?? process.env);
   const { url } = parsePostgresUrl(databaseUrl);
@@ -71,6 +89,6 @@ export function libpqConnection(
   if (target.database.includes('=') || /^postgres(ql)?:\/\//.test(target.database)) {
     throw new ConfigError('DATABASE_URL', `database name '${target.database}' cannot be passed to the PostgreSQL tools`);
   }
-  args.push('--dbname', target.database);
+  args.push('--dbname', options.tcpKeepalive ? `dbname=${conninfoValue(target.database)} ${keepaliveKeywords}` : target.database);
   return { args, env, target, description: target.description, tls: pgTlsSetting(databaseUrl, options.env ?? process.env) };
 }

@@ -3,17 +3,20 @@ import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { BackupError } from '../../../src/errors.js';
 import { backupDatabase } from '../../../src/operations/backup/backup.js';
 import { freePort } from '../../../src/embedded/free-port.js';
 import { debianPostgresPrograms, startDebianPostgres, type DebianPostgres } from '../../support/debian-postgres.js';
+import { eventually } from '../../support/eventually.js';
 import { startFakePostgres } from '../../support/fake-postgres.js';
+import { healAllPartitions, packetFilterAvailable, silenceConnections } from '../../support/packet-filter.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { runCli } from '../../support/run-cli.js';
 
 const available = toolsAvailable(debianPostgresPrograms, 'the backup tests (a PostgreSQL server that pg_dump 15 can dump)');
 const backupName = /^kennwilliamson_development_\d{8}T\d{6}\.\d{3}Z\.dump$/;
+const packetsDroppable = available && packetFilterAvailable("the backup's silent-partition test");
 
 describe.skipIf(!available)('npm run db:backup', () => {
   let server: DebianPostgres;
@@ -186,6 +189,53 @@ describe.skipIf(!available)('npm run db:backup', () => {
       await blocker.end();
     }
   });
+
+  // Real packet loss (iptables DROP, both directions) on pg_dump's connection alone, while it
+  // waits for a lock: the server's error at the end of --lock-wait-timeout would never arrive,
+  // and without keepalive pg_dump would wait for the kernel's two hours. A test that times out
+  // never reaches its `finally`: its rules go in afterEach.
+  afterEach(() => {
+    if (packetsDroppable) healAllPartitions();
+  });
+  it.skipIf(!packetsDroppable)(
+    'ends a pg_dump cut off by a silent partition through TCP keepalive, saying the server stopped answering, and leaves no file',
+    async () => {
+      const blocker = new pg.Client({ connectionString: databaseUrl });
+      // Outside the blocker's transaction, which would see pg_stat_activity as it first read it.
+      const observer = new pg.Client({ connectionString: databaseUrl });
+      await Promise.all([blocker.connect(), observer.connect()]);
+      let partition: ReturnType<typeof silenceConnections> | undefined;
+      let silenced: { pid: number; port: number } | undefined;
+      try {
+        await blocker.query('BEGIN');
+        await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
+        // A lock wait far longer than the test: only keepalive can end pg_dump's wait.
+        const outcome = backupDatabase({ databaseUrl, backupDir, environment: 'development', keep: 1, lockTimeoutMs: 600_000 }).catch((e: unknown) => e);
+        await eventually(async () => {
+          const { rows } = await observer.query<{ pid: number; port: number }>(
+            "SELECT pid, client_port AS port FROM pg_stat_activity WHERE application_name = 'kennwilliamson-backup' AND wait_event_type = 'Lock'",
+          );
+          silenced = rows[0];
+          return silenced !== undefined;
+        }, "pg_dump waits for the blocker's lock");
+        partition = silenceConnections(Number(new URL(databaseUrl).port), [silenced!.port]);
+
+        const error = await outcome;
+
+        expect(error).toBeInstanceOf(BackupError);
+        expect((error as Error).message).toContain('the server stopped answering pg_dump for 15 s (no reply to TCP keepalive)');
+        expect((error as Error).message).toMatch(/could not receive data from server: Connection timed out/);
+        expect(await readdir(backupDir)).toEqual([]);
+      } finally {
+        partition?.heal();
+        if (silenced) await observer.query('SELECT pg_terminate_backend($1)', [silenced.pid]);
+        await blocker.query('ROLLBACK');
+        await Promise.all([blocker.end(), observer.end()]);
+      }
+    },
+    // keepalive's 15 s, and the backup's start and checks on a busy machine.
+    60_000,
+  );
 
   it('an interrupted backup (Ctrl-C) stops pg_dump and leaves no file', async () => {
     const controller = new AbortController();

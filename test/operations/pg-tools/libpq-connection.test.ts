@@ -3,6 +3,7 @@ import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import { ConfigError } from '../../../src/errors.js';
 import { libpqConnection } from '../../../src/operations/pg-tools/libpq-connection.js';
+import { withMaintenanceClient } from '../../../src/provisioning/database-admin.js';
 import { debianPostgresBinDir } from '../../support/postgres-majors.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 
@@ -25,6 +26,21 @@ describe('libpqConnection', () => {
     );
   });
 
+  it('with tcpKeepalive, names the database in a connection string that turns on TCP keepalive, which libpq reads from no variable', () => {
+    const connection = libpqConnection("postgresql://u@db.example.org/it's%20a%5Cdb", { env: {}, tcpKeepalive: true });
+
+    expect(connection.args).toEqual([
+      '--host',
+      'db.example.org',
+      '--port',
+      '5432',
+      '--username',
+      'u',
+      '--dbname',
+      "dbname='it\\'s a\\\\db' keepalives=1 keepalives_idle=5 keepalives_interval=1 keepalives_count=10 tcp_user_timeout=15000",
+    ]);
+  });
+
   it('refuses a URL without a database, without echoing it', () => {
     expect(() => libpqConnection('postgresql://u:secret@host:5432/')).toThrow(ConfigError);
     expect(() => libpqConnection('postgresql://u:secret@host:5432/')).not.toThrow(/secret/);
@@ -33,6 +49,28 @@ describe('libpqConnection', () => {
 
 // pg reads `?ssl=true` as TLS; libpq knows no `ssl` parameter and, left to its default
 // `prefer`, would talk in the clear to a server (or a man in the middle) without TLS.
+describe.skipIf(!toolsAvailable([psql], 'the keepalive test of the PostgreSQL programs (psql 15)'))('a PostgreSQL program given the connection string of tcpKeepalive', () => {
+  it('reaches the database of that name, however it is quoted', async () => {
+    const name = `kw it's a \\ db ${Date.now().toString(36)}`;
+    const url = new URL(inject('serverUrl'));
+    await withMaintenanceClient(url.toString(), (client) => client.query(`CREATE DATABASE ${client.escapeIdentifier(name)}`));
+    try {
+      url.pathname = `/${encodeURIComponent(name)}`;
+      const connection = libpqConnection(url.toString(), { env: {}, tcpKeepalive: true });
+
+      const result = spawnSync(psql, [...connection.args, '--no-psqlrc', '--tuples-only', '--no-align', '--command', 'SELECT current_database()'], {
+        env: { ...process.env, ...connection.env },
+        encoding: 'utf8',
+      });
+
+      expect(result.stderr).toBe('');
+      expect(result.stdout.trim()).toBe(name);
+    } finally {
+      await withMaintenanceClient(inject('serverUrl'), (client) => client.query(`DROP DATABASE ${client.escapeIdentifier(name)}`));
+    }
+  });
+});
+
 describe.skipIf(!toolsAvailable([psql], 'the TLS test of the PostgreSQL programs (psql 15)'))('a PostgreSQL program given a URL that pg reads as TLS', () => {
   const run = (url: string) => {
     const connection = libpqConnection(url, { env: {} });
