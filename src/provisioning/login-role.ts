@@ -15,7 +15,8 @@ export type LoginRoleChange = 'created' | 'password set' | 'unchanged';
  * own salt and iterations), so an unchanged password keeps its verifier and a PgBouncer
  * `auth_file` holding it keeps matching; a CREATEROLE admin, which may not read verifiers,
  * checks by logging in as the role, which a role without LOGIN cannot, so such a role gets
- * its password written again. The password reaches the server only as a verifier. A
+ * its password written again, as does one the server lets in without checking a password
+ * (`trust`). The password reaches the server only as a verifier. A
  * superuser is left as it is and refused with `refuseSuperuser()`, worded for what the role
  * is for. Only the attributes it has are named: changing REPLICATION or BYPASSRLS needs more
  * than CREATEROLE. Memberships are the caller's to check (`rolePowers`).

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
 import { withClient } from '../db/with-client.js';
 import { databaseUrlAs } from './database-admin.js';
@@ -8,8 +9,11 @@ import { scramVerifierMatches } from './scram-verifier.js';
  * it again (a new write draws a new salt, and a PgBouncer `auth_file` holding the old
  * verifier stops matching). A superuser reads the stored SCRAM verifier and checks the
  * password against its own salt and iterations; an admin that may not read `pg_authid`
- * (CREATEROLE, not a superuser) asks the server instead, by logging in as the role: the
- * login authenticates (and may then lack CONNECT, 42501, until its grants) or is refused.
+ * (CREATEROLE, not a superuser) asks the server instead, by logging in as the role: a random
+ * wrong password must be refused (28P01), else the server checks no password here (`trust`)
+ * and the answer is false; then `password` must authenticate (and may lack CONNECT, 42501,
+ * until its grants). Any other answer (too many connections, a server gone) is false too:
+ * writing the password again is always safe.
  *
  * @example if (!(await passwordUnchanged(client, adminUrl, { user, password }))) await client.query(`ALTER ROLE … PASSWORD …`)
  */
@@ -21,10 +25,22 @@ export async function passwordUnchanged(client: pg.Client, adminUrl: string, rol
     ]);
     return scramVerifierMatches(role.password, stored[0]?.rolpassword);
   }
+  // A login is evidence only where a wrong password is refused as one (28P01): under trust any
+  // password gets in, and LDAP or PAM (28000 for a wrong one) check a store other than the verifier.
+  if ((await loginAs(adminUrl, role.user, randomBytes(24).toString('base64url'))) !== 'wrong password') return false;
+  return (await loginAs(adminUrl, role.user, role.password)) === 'in';
+}
+
+// What one login as `user` says: 'in' when it authenticated (42501 is a missing CONNECT,
+// which is checked after authentication), 'wrong password' only for 28P01 (the server
+// checked a password and refused it), 'unknown' for anything else (28000: no rule, no LOGIN,
+// or LDAP or PAM refused it; 53300: too many connections).
+async function loginAs(adminUrl: string, user: string, password: string): Promise<'in' | 'wrong password' | 'unknown'> {
   try {
-    await withClient(databaseUrlAs(adminUrl, role.user, role.password), async () => undefined, 'kennwilliamson-setup');
-    return true;
+    await withClient(databaseUrlAs(adminUrl, user, password), async () => undefined, 'kennwilliamson-setup');
+    return 'in';
   } catch (error) {
-    return (error as { sqlState?: string }).sqlState === '42501';
+    const sqlState = (error as { sqlState?: string }).sqlState;
+    return sqlState === '42501' ? 'in' : sqlState === '28P01' ? 'wrong password' : 'unknown';
   }
 }

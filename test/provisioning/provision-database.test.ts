@@ -1,4 +1,5 @@
 import { randomBytes } from 'node:crypto';
+import { readFile, writeFile } from 'node:fs/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
@@ -156,6 +157,35 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     expect(await provisionAppRole({ adminUrl: creatorUrl, user: app.user, password: `${app.password}-other` })).toBe('password set');
     expect((await verifiers())[app.user]).not.toBe(before[app.user]);
     await provisionAppRole({ adminUrl, ...app }); // back to the password the other tests use
+  });
+
+  it('sets a changed password where the server lets the role in with any password (trust), for an admin that may not read pg_authid', async () => {
+    const creator = { user: `kw_trust_creator_${suffix}`, password: `creator-${randomBytes(8).toString('hex')}` };
+    const trusted = { user: `kw_trusted_${suffix}`, password: `old-${randomBytes(8).toString('hex')}` };
+    const wanted = `new-${randomBytes(8).toString('hex')}`;
+    const superuser = server.urlOf('postgres');
+    await execute(superuser, `CREATE ROLE ${creator.user} LOGIN CREATEROLE PASSWORD '${creator.password}'; CREATE ROLE ${trusted.user} LOGIN PASSWORD '${trusted.password}'`);
+    const target = server.urlOf(await server.createEmptyDatabase());
+    const logsInWith = (password: string) =>
+      withClient(databaseUrlAs(target, trusted.user, password), (client) => client.query('SELECT 1')).then(() => true, () => false);
+    const wrong = () => `wrong-${randomBytes(8).toString('hex')}`;
+    const hbaFile = await withClient(superuser, async (client) => (await client.query<{ hba_file: string }>('SHOW hba_file')).rows[0]!.hba_file);
+    const hba = await readFile(hbaFile, 'utf8');
+    try {
+      // This role only, ahead of the server's scram-sha-256 rules: its own server's file, put back below.
+      await writeFile(hbaFile, `host all ${trusted.user} 127.0.0.1/32 trust\n${hba}`);
+      await execute(superuser, 'SELECT pg_reload_conf()');
+      await eventually(() => logsInWith(wrong()), 'the server lets the role in with a wrong password');
+
+      expect(await provisionAppRole({ adminUrl: databaseUrlAs(target, creator.user, creator.password), user: trusted.user, password: wanted })).toBe('password set');
+    } finally {
+      await writeFile(hbaFile, hba);
+      await execute(superuser, 'SELECT pg_reload_conf()');
+      await eventually(async () => !(await logsInWith(wrong())), 'the server checks the role\'s password again');
+    }
+    // Once the server asks for it, the password set-up was given is the one that logs in.
+    expect(await logsInWith(wanted)).toBe(true);
+    expect(await logsInWith(trusted.password)).toBe(false);
   });
 
   it('hands an installation that migrated as the superuser over to the owner, idempotently, and the owner migrates it from then on', async () => {
