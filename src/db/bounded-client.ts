@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type * as pg from 'pg';
 import type { DbConfig } from './db-config.js';
 import { LibraryClient } from './library-client.js';
 

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type * as pg from 'pg';
 import { DirectConnectionRequiredError } from '../errors.js';
 import { withClient } from './with-client.js';
 

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type * as pg from 'pg';
 import { isAnnouncedProcess } from './direct-connection.js';
 import { parseDuration } from './duration.js';
 

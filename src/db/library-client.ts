@@ -1,4 +1,5 @@
 import pg from 'pg';
+import type { Client, ClientConfig } from 'pg';
 import { databaseTarget } from './database-target.js';
 import type { DbConfig } from './db-config.js';
 
@@ -21,7 +22,7 @@ export const closeGraceMs = 1_000;
  *
  * @example new pg.Pool({ ...connectionOptions(config), connectionTimeoutMillis: config.acquireTimeoutMs })
  */
-export function connectionOptions(settings: ConnectionSettings, extra: pg.ClientConfig = {}): pg.ClientConfig {
+export function connectionOptions(settings: ConnectionSettings, extra: ClientConfig = {}): ClientConfig {
   return {
     ...connectionIdentity(settings.databaseUrl),
     connectionString: settings.databaseUrl,
@@ -63,8 +64,12 @@ function connectionIdentity(databaseUrl: string): { host?: string; port?: number
  * await client.connect()
  * try { await client.query('SELECT 1') } finally { await client.end() }
  */
-export class LibraryClient extends pg.Client {
-  constructor(settings: ConnectionSettings, extra: pg.ClientConfig = {}) {
+// pg's Client under its declared type: the declarations of the class below then name no default
+// export of pg, which a CommonJS service compiled without esModuleInterop cannot import.
+const PgClient: typeof Client = pg.Client;
+
+export class LibraryClient extends PgClient {
+  constructor(settings: ConnectionSettings, extra: ClientConfig = {}) {
     super(connectionOptions(settings, extra));
     this.on('error', () => undefined);
   }

@@ -1,5 +1,6 @@
 import { createRequire } from 'node:module';
 import pg from 'pg';
+import type { ClientBase, QueryConfig } from 'pg';
 
 // pg's own conversion of JavaScript values to parameters (Dates, Buffers, arrays, JSON), so a
 // named statement binds exactly what `client.query(text, values)` would.
@@ -57,7 +58,7 @@ const commandTag = /^([A-Za-z]+)(?: (\d+))?(?: (\d+))?/;
  * @example const { rows } = await runNamedStatement(client, 'kw_1a2b…', 'select "id" from "users" where "id" = $1', [id])
  */
 export function runNamedStatement(
-  client: pg.ClientBase,
+  client: ClientBase,
   name: string,
   text: string,
   values: readonly unknown[],
@@ -66,19 +67,19 @@ export function runNamedStatement(
   return new Promise((resolve, reject) => {
     // pg hands back the custom query itself (not a promise); its callback settles ours.
     const settle = (error: unknown, result?: StatementResult) => (error ? reject(error) : resolve(result!));
-    void client.query(new NamedStatementQuery(name, text, values, settle, replaces) as unknown as pg.QueryConfig);
+    void client.query(new NamedStatementQuery(name, text, values, settle, replaces) as unknown as QueryConfig);
   });
 }
 
 /** How a custom query reports its outcome, as pg's own queries do: `(error)` or `(null, result)`. */
 type QueryCallback = (error: unknown, result?: StatementResult) => void;
 
-function connectionOf(client: pg.ClientBase): ProtocolConnection {
+function connectionOf(client: ClientBase): ProtocolConnection {
   return (client as unknown as { connection: ProtocolConnection }).connection;
 }
 
 /** Whether this connection has prepared `name` (pg's record of the statements it parsed). */
-export function hasParsedStatement(client: pg.ClientBase, name: string): boolean {
+export function hasParsedStatement(client: ClientBase, name: string): boolean {
   return connectionOf(client).parsedStatements[name] !== undefined;
 }
 
@@ -86,7 +87,7 @@ export function hasParsedStatement(client: pg.ClientBase, name: string): boolean
  * Forgets every statement this connection prepared, after the server lost them (`DISCARD ALL`,
  * `DEALLOCATE ALL`): the next run of each prepares it again.
  */
-export function forgetNamedStatements(client: pg.ClientBase): void {
+export function forgetNamedStatements(client: ClientBase): void {
   const connection = connectionOf(client);
   for (const name of Object.keys(connection.parsedStatements)) delete connection.parsedStatements[name];
   shapes.delete(connection);
@@ -100,10 +101,10 @@ export function forgetNamedStatements(client: pg.ClientBase): void {
  *
  * @example await closeNamedStatement(client, 'kw_probe_1a2b')
  */
-export function closeNamedStatement(client: pg.ClientBase, name: string): Promise<void> {
+export function closeNamedStatement(client: ClientBase, name: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const settle = (error: unknown) => (error ? reject(error) : resolve());
-    void client.query(new CloseStatementQuery(name, settle) as unknown as pg.QueryConfig);
+    void client.query(new CloseStatementQuery(name, settle) as unknown as QueryConfig);
   });
 }
 
@@ -154,7 +155,7 @@ class CloseStatementQuery {
  * Records `name` as prepared on this connection, after the server said it already holds it
  * (names are derived from the text, so it holds this statement): the next run only binds it.
  */
-export function adoptNamedStatement(client: pg.ClientBase, name: string, text: string): void {
+export function adoptNamedStatement(client: ClientBase, name: string, text: string): void {
   connectionOf(client).parsedStatements[name] = text;
 }
 

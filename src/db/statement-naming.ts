@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type * as pg from 'pg';
 import type { LibraryClient } from './library-client.js';
 import type { PreparedStatementsMode } from './db-config.js';
 import type { ConnectionRoute } from './inspect-connection.js';

@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
+import type { ClientBase, Pool, PoolClient } from 'pg';
 import { ConnectionError, mapDatabaseError, PoolClosedError, PoolNotReadyError, PoolTimeoutError } from '../errors.js';
 import { type BoundedClient, boundedClientClass, type ConnectionBounds } from './bounded-client.js';
 import { connectionLifetimeMs } from './connection-lifetime.js';
@@ -17,9 +18,9 @@ export type PoolErrorListener = (message: string, error: unknown) => void;
 /** What Kysely's `PostgresDialect` needs from a pool, plus the tuned behaviour. */
 export interface TunedPool {
   /** The underlying `pg` pool, for statistics. Do not end it directly; call {@link TunedPool.end}. */
-  readonly pool: pg.Pool;
+  readonly pool: Pool;
   /** Checks out a connection, or throws {@link PoolTimeoutError} after the acquire timeout. */
-  connect(): Promise<pg.PoolClient>;
+  connect(): Promise<PoolClient>;
   /**
    * Resolves once the pool holds at least the configured minimum of open connections; rejects
    * with the error of the next failed attempt (a `ConnectionError`; the pool keeps retrying in
@@ -45,15 +46,15 @@ export interface TunedPool {
    * Marks a call as sent on `client`: from now on the call deadline runs for it. Two field
    * writes, no timer: one sweep per pool finds the calls past their deadline.
    */
-  callStarted(client: pg.ClientBase): void;
+  callStarted(client: ClientBase): void;
   /** Marks the call on `client` as answered. */
-  callSettled(client: pg.ClientBase): void;
+  callSettled(client: ClientBase): void;
   /** What the pool knows of `client`'s bounds now (for errors that say which bound fired). */
-  boundsOf(client: pg.ClientBase): ConnectionBounds;
+  boundsOf(client: ClientBase): ConnectionBounds;
   /** Gives `client` other bounds until {@link TunedPool.resetBounds} (a `withTimeouts` transaction). */
-  setBounds(client: pg.ClientBase, bounds: ConnectionBounds): void;
+  setBounds(client: ClientBase, bounds: ConnectionBounds): void;
   /** Back to the pool's own bounds, when a `withTimeouts` transaction ends. */
-  resetBounds(client: pg.ClientBase): void;
+  resetBounds(client: ClientBase): void;
 }
 
 /** The tuned pool as createDb holds it: with the policy its statement path asks. */
@@ -118,10 +119,10 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
     max: config.maxConnections,
     min: config.minConnections,
     idleTimeoutMillis: config.idleTimeoutMs,
-    Client: boundedClientClass(config, () => startupBounds) as unknown as new () => pg.ClientBase,
+    Client: boundedClientClass(config, () => startupBounds) as unknown as new () => ClientBase,
     // pg-pool awaits this hook before it hands a new connection out (the typings say void): one
     // round trip per new connection, never per call (bounded, see inspectTimeoutMs).
-    onConnect: ((client: pg.ClientBase) => inspect(client)) as (client: pg.ClientBase) => void,
+    onConnect: ((client: ClientBase) => inspect(client)) as (client: ClientBase) => void,
   });
   // pg-pool retires a connection after maxLifetimeSeconds (an idle one at once, a busy one when
   // it is released) and reads the setting once per new connection: a fresh random lifetime for
@@ -154,7 +155,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   // in its queue and opening a new connection); a checkout that failed after waiting that
   // long is our typed timeout, whatever pg-pool's message says. No timer of our own: this
   // runs for every query.
-  const connect = (): Promise<pg.PoolClient> => {
+  const connect = (): Promise<PoolClient> => {
     const started = performance.now();
     const sentBounds = startupBounds;
     return pool.connect().catch((error: unknown) => {
@@ -194,7 +195,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   // bounds its session has, whichever way they came. A missing one is said once per pool: then
   // a statement, a lock wait or an idle transaction has no bound on the server at all.
   let unboundedSaid = false;
-  const inspect = async (client: pg.ClientBase): Promise<void> => {
+  const inspect = async (client: ClientBase): Promise<void> => {
     // The check is a call like the callers': the deadline sweep watches it, so that one with no
     // answer (a silent partition during a refill) ends with its connection instead of leaving
     // it idle in the pool, unwatched, for the next caller to wait a whole deadline on.

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type pg from 'pg';
+import type * as pg from 'pg';
 import { withClient } from '../db/with-client.js';
 import { MigrationLockLostError, MigrationLockTimeoutError, type MigrationLockHolder } from '../errors.js';
 

@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import type pg from 'pg';
+import type * as pg from 'pg';
 import type { UmzugStorage } from 'umzug';
 import { librarySchema } from '../db/library-schema.js';
 

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type * as pg from 'pg';
 import { passwordUnchanged } from './password-unchanged.js';
 import { roleAttributes } from './role-powers.js';
 import { scramSha256Verifier } from './scram-verifier.js';

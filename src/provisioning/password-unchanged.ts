@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type pg from 'pg';
+import type * as pg from 'pg';
 import { withClient } from '../db/with-client.js';
 import { databaseUrlAs } from './database-admin.js';
 import { scramVerifierMatches } from './scram-verifier.js';

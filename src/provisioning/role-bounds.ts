@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type * as pg from 'pg';
 import type { StatementBounds } from '../db/db-config.js';
 
 /**

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type * as pg from 'pg';
 
 /** The role attributes that reach beyond a database's rows, as `ALTER ROLE` spells them. */
 const powerfulAttributes = ['SUPERUSER', 'CREATEROLE', 'CREATEDB', 'REPLICATION', 'BYPASSRLS'] as const;

@@ -17,7 +17,9 @@
 #                  Transaction<DB> to the query functions
 #   cjs-nodenext   a CommonJS TypeScript service (nodenext): every query function takes its own
 #                  Transaction<DB> and Kysely<DB>, sql runs on the package's db, one Kysely
-#   cjs-node10     a CommonJS TypeScript service with NestJS's default resolution (node10)
+#   cjs-node10     a CommonJS TypeScript service with NestJS's default resolution (node10), and
+#                  the same type-checked without esModuleInterop and allowSyntheticDefaultImports
+#                  (the package's declarations import no default export of pg)
 #   opentelemetry  a service with @opentelemetry/instrumentation-pg: every statement one ended
 #                  span under the request's, the pool named by host, port and database
 #   camelcase      CamelCasePlugin (db.withPlugin, a service's own Kysely and its transaction):
@@ -188,6 +190,10 @@ for flavour in cjs-nodenext cjs-node10; do
     (cd "$flavour" && "$tsc" -p tsconfig.json && DATABASE_URL=$database_url says_ok node dist/service.js)
   fi
 done
+if wants cjs-node10; then
+  echo "consumer check: the node10 service without esModuleInterop or allowSyntheticDefaultImports"
+  (cd cjs-node10 && "$tsc" -p tsconfig.no-interop.json)
+fi
 
 if wants opentelemetry; then
   echo "consumer check: an OpenTelemetry-instrumented service"

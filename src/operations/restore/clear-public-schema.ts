@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type * as pg from 'pg';
 
 /** An extension in `public` that a restore leaves in place, since the role restoring may neither drop nor create it. */
 export interface KeptExtension {

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type * as pg from 'pg';
 import { migrationsTable } from '../../migrations/migration-storage.js';
 import { applicationPrivileges, onColumns } from '../../provisioning/application-privileges.js';
 import type { BackupGrantees } from '../vetting/backup-statement-allow-list.js';

@@ -1,4 +1,4 @@
-import type pg from 'pg';
+import type * as pg from 'pg';
 
 // The part of pg's Connection a submittable query uses (pg exports no type for it).
 interface WireConnection {

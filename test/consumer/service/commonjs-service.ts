@@ -1,5 +1,6 @@
 // A CommonJS TypeScript service, compiled twice by the consumer check: with `nodenext` and with
-// `node10` (NestJS's default: module commonjs), strict, skipLibCheck false. It passes its own
+// `node10` (NestJS's default: module commonjs), strict, skipLibCheck false; with `node10` it is
+// also type-checked without esModuleInterop and allowSyntheticDefaultImports. It passes its own
 // Kysely<DB>, Transaction<DB> and sql executions to the package, and runs against the database.
 import { randomUUID } from 'node:crypto';
 import { Kysely, sql, Transaction } from 'kysely';
@@ -40,6 +41,12 @@ type Refusing = {
 }[keyof Namespaces];
 const everyQueryFunctionTakesTheServicesExecutors: [Refusing] extends [never] ? true : Refusing = true;
 
+// pg's types, as the package's declarations give them to this service: a compiler that cannot
+// read them makes them `any`, which a string is assignable to, and then `true` does not compile.
+// (One of them `any` makes their union `any`.)
+type PoolTypes = ReturnType<typeof poolOf>['pool'] | Awaited<ReturnType<ReturnType<typeof poolOf>['connect']>>;
+const pgTypesAreRead: [PoolTypes] extends [string] ? false : true = true;
+
 const passwordHash = '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA';
 
 async function register(trx: Transaction<DB>, email: string): Promise<string> {
@@ -73,7 +80,7 @@ async function main(): Promise<void> {
     if (sessions.length !== 1) throw new Error(`expected one session, got ${sessions.length}`);
     await phrases.randomForUser(db, id);
     await phraseSuggestions.countPending(db);
-    if (typeof backupSettings !== 'function' || !everyQueryFunctionTakesTheServicesExecutors) throw new Error('exports');
+    if (typeof backupSettings !== 'function' || !everyQueryFunctionTakesTheServicesExecutors || !pgTypesAreRead) throw new Error('exports');
     const kyselyBuilds = new Set(
       Object.keys(require.cache)
         .filter((file) => /[\\/]node_modules[\\/]kysely[\\/]/.test(file))
