@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type * as pg from 'pg';
 import { withClient } from '../db/with-client.js';
 import { MigrationLockLostError, MigrationLockTimeoutError, type MigrationLockHolder } from '../errors.js';
+import { silentClientBoundsLocal } from '../db/silent-client-bounds.js';
 
 /** One key for every migration run against a database, whichever process starts it. */
 export const migrationLockKey = '7259133420415466853';
@@ -104,8 +105,7 @@ async function beginHolding(holder: pg.Client): Promise<void> {
   // word), the server's own keepalive ends the session in about 10 s, and with it the lock:
   // with the system's default (two hours) every later run would wait for it and give up.
   await holder.query(
-    "SET LOCAL idle_in_transaction_session_timeout = 0; SET LOCAL client_connection_check_interval = '1s'; " +
-      'SET LOCAL tcp_keepalives_idle = 5; SET LOCAL tcp_keepalives_interval = 1; SET LOCAL tcp_keepalives_count = 5; ' +
+    `SET LOCAL idle_in_transaction_session_timeout = 0; ${silentClientBoundsLocal} ` +
       "SELECT pg_catalog.set_config('transaction_timeout', '0', true) WHERE pg_catalog.current_setting('transaction_timeout', true) IS NOT NULL",
   );
 }

@@ -34,6 +34,7 @@ import {
 } from './migration-storage.js';
 import { lineOfPosition } from '../sql-position.js';
 import { type MigrationScript, type MigrationStatement, noTransactionHeader, parseMigrationScript } from './migration-script.js';
+import { silentClientBoundsLocal } from '../db/silent-client-bounds.js';
 
 export interface MigratorOptions {
   /**
@@ -430,10 +431,12 @@ async function runTransactional(ctx: MigrationContext, script: MigrationScript, 
       ctx.startedAt = performance.now();
       // SET LOCAL, not SET: it ends with the transaction, so nothing stays on a pooled session.
       // If this process dies mid-statement, the server notices within a second and rolls back,
-      // instead of finishing a long statement for nobody. The file is read as the parser read
-      // it, with standard_conforming_strings on, whatever the database's default.
+      // instead of finishing a long statement for nobody; if its host goes silent, within
+      // about 10 s (silentClientBoundsLocal), instead of holding the file's table locks, which
+      // every query on those tables queues behind, for hours. The file is read as the parser
+      // read it, with standard_conforming_strings on, whatever the database's default.
       const results = (await client.query(
-        "BEGIN; SET LOCAL client_connection_check_interval = '1s'; SET LOCAL standard_conforming_strings = on; " +
+        `BEGIN; ${silentClientBoundsLocal} SET LOCAL standard_conforming_strings = on; ` +
           `SET LOCAL lock_timeout = ${lockTimeoutMs}; SELECT pg_catalog.pg_backend_pid() AS pid`,
       )) as unknown as Array<pg.QueryResult<{ pid: number }>>;
       watch(results[results.length - 1]!.rows[0]!.pid);

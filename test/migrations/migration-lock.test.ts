@@ -139,6 +139,53 @@ describe('the migration lock', () => {
     expect((await migrationStatus({ databaseUrl: database.url, migrationsDir: firstDir })).find((m) => m.name === '20990101000000_gated')?.state).toBe('pending');
   });
 
+  it.skipIf(!packetFilter)(
+    "frees the tables a migration locked within seconds when the migrator's host goes silent: the server's keepalive ends the migration's session",
+    { timeout: 60_000 },
+    async () => {
+      await migrate({ databaseUrl: database.url, migrationsDir });
+      const gatedDir = await mkdtemp(path.join(os.tmpdir(), 'kw-migrations-'));
+      onTestFinished(() => rm(gatedDir, { recursive: true, force: true }));
+      await cp(migrationsDir, gatedDir, { recursive: true });
+      // The migration locks users (ACCESS EXCLUSIVE), then runs a long statement. (Not a lock
+      // wait: the migration's lock_timeout would end that, and an aborted transaction holds no locks.)
+      await writeFile(path.join(gatedDir, '20990101000000_gated.up.sql'), 'ALTER TABLE users ADD COLUMN gated integer;\nSELECT pg_sleep(45);\n');
+      await writeFile(path.join(gatedDir, '20990101000000_gated.down.sql'), '');
+      const run = migrate({ databaseUrl: database.url, migrationsDir: gatedDir }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      const migrationSession = () =>
+        observer.query<{ client: number; server: number }>(
+          "SELECT client_port AS client, inet_server_port() AS server FROM pg_stat_activity WHERE application_name = 'kennwilliamson-migrate' AND datname = current_database()",
+        );
+      await eventually(
+        async () => (await sessions("SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = 'kennwilliamson-migrate' AND wait_event = 'PgSleep' AND datname = current_database()")) === 1,
+        'the migration runs its long statement, holding users',
+        { timeoutMs: 20_000 },
+      );
+      const { rows } = await migrationSession();
+      expect(rows).toHaveLength(1);
+      const partition = silenceConnections(rows[0]!.server, [rows[0]!.client]);
+      try {
+        // With the system's keepalive the session would finish its statement for nobody, then
+        // keep users (its answer unacknowledged) for the kernel's quarter of an hour, every
+        // query on users queued behind it; its own keepalive ends it in about 10 s.
+        await eventually(async () => (await migrationSession()).rows.length === 0, "the server ends the migration's session", { timeoutMs: 25_000 });
+        // users is free again: a reader gets it at once, not after a queue.
+        await withClient(database.url, async (client) => {
+          await client.query("SET lock_timeout = '2s'");
+          expect((await client.query('SELECT count(*)::int AS count FROM users')).rows).toHaveLength(1);
+        });
+      } finally {
+        partition.heal();
+      }
+      // The migrator's own keepalive ends its side; the migration was rolled back, not recorded.
+      expect(await run).toBeInstanceOf(Error);
+      expect((await migrationStatus({ databaseUrl: database.url, migrationsDir: gatedDir })).find((m) => m.name === '20990101000000_gated')?.state).toBe('pending');
+    },
+  );
+
   it('is released within seconds when a migrator is killed in the middle of a long statement', async () => {
     const slow = '20990101000000_slow';
     await writeFile(path.join(migrationsDir, `${slow}.up.sql`), 'SELECT pg_sleep(60);\n');

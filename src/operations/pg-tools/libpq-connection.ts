@@ -1,4 +1,5 @@
 import { databaseTarget, parsePostgresUrl, type DatabaseTarget } from '../../db/database-target.js';
+import { silentClientBoundsOptions } from '../../db/silent-client-bounds.js';
 import { ConfigError } from '../../errors.js';
 import { libpqSslMode, pgTlsSetting } from './pg-tls-setting.js';
 
@@ -6,7 +7,7 @@ import { libpqSslMode, pgTlsSetting } from './pg-tls-setting.js';
 export interface LibpqConnection {
   /** `--host … --port … --username … --dbname …`: never the password (with `tcpKeepalive`, `--dbname` is a connection string). */
   args: string[];
-  /** `PGPASSWORD`, `PGSSLMODE` (see `libpqSslMode`), `PGCONNECT_TIMEOUT` …, added to the program's environment. */
+  /** `PGPASSWORD`, `PGSSLMODE` (see `libpqSslMode`), `PGCONNECT_TIMEOUT`, `PGOPTIONS` …, added to the program's environment. */
   env: Record<string, string>;
   /** The server the URL reaches, as pg reaches it (see `databaseTarget`). */
   target: DatabaseTarget;
@@ -57,7 +58,7 @@ const conninfoValue = (value: string) => `'${value.replaceAll('\\', '\\\\').repl
  * @example
  * const { args, env } = libpqConnection('postgresql://app:secret@127.0.0.1:5432/kennwilliamson')
  * // args: ['--host', '127.0.0.1', '--port', '5432', '--username', 'app', '--dbname', 'kennwilliamson']
- * // env:  { PGPASSWORD: 'secret', PGCONNECT_TIMEOUT: '10', PGAPPNAME: 'kennwilliamson-db' }
+ * // env:  { PGPASSWORD: 'secret', PGCONNECT_TIMEOUT: '10', PGAPPNAME: 'kennwilliamson-db', PGOPTIONS: '-c tcp_keepalives_idle=5 …' }
  */
 export function libpqConnection(
   databaseUrl: string,
@@ -76,6 +77,11 @@ export function libpqConnection(
     if (value !== null) env[variable] = value;
   }
   if (password) env.PGPASSWORD = password;
+  // The program's session is ended by the server when this host goes silent, rather than
+  // keeping its locks and snapshot for hours (see silentClientBoundsOptions); after any
+  // options of the caller's own environment, so these win.
+  const inheritedOptions = (options.env ?? process.env).PGOPTIONS?.trim();
+  env.PGOPTIONS = inheritedOptions ? `${inheritedOptions} ${silentClientBoundsOptions}` : silentClientBoundsOptions;
   // TLS as pg connects: pg's spellings (`ssl=true`, `sslmode=no-verify`, pg's `prefer` that
   // checks the certificate) in libpq's words, so that no program falls back to cleartext.
   const sslmode = libpqSslMode(databaseUrl, options.env ?? process.env);

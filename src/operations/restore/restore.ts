@@ -19,6 +19,7 @@ import { ScriptQuery } from './script-query.js';
 import { type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
 import type { VerifiedBackup } from '../vetting/verify-backup-file.js';
 import { dumpFrame } from '../vetting/verify-sql-dump.js';
+import { silentClientBoundsLocal } from '../../db/silent-client-bounds.js';
 
 /** What {@link restoreDatabase} restores, and into which database. */
 export interface RestoreOptions {
@@ -73,13 +74,16 @@ export interface RestoreResult {
  * `idle_in_transaction_session_timeout = 0` and `transaction_timeout = 0` are never sent:
  * they would lift these bounds for the rest of the restore. The backup's statements were
  * parsed with standard strings and an empty search_path (as pg_dump writes them); the server
- * reads them the same way even when a database or role setting says otherwise.
+ * reads them the same way even when a database or role setting says otherwise. A restore
+ * whose host goes silent is ended by the server within about 10 s (silentClientBoundsLocal),
+ * rather than holding every table of public, which each service query queues behind, for hours.
  *
  * @example
  * await client.query(restorePrelude(30_000))
  */
 export function restorePrelude(lockTimeoutMs = 30_000): string {
   return `SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))};
+${silentClientBoundsLocal}
 SET LOCAL search_path = '';
 SET LOCAL standard_conforming_strings = on;
 `;

@@ -198,7 +198,7 @@ describe.skipIf(!available)('npm run db:backup', () => {
     if (packetsDroppable) healAllPartitions();
   });
   it.skipIf(!packetsDroppable)(
-    'ends a pg_dump cut off by a silent partition through TCP keepalive, saying the server stopped answering, and leaves no file',
+    'ends a pg_dump cut off by a silent partition through TCP keepalive, on both sides, saying the server stopped answering, and leaves no file',
     async () => {
       const blocker = new pg.Client({ connectionString: databaseUrl });
       // Outside the blocker's transaction, which would see pg_stat_activity as it first read it.
@@ -226,6 +226,11 @@ describe.skipIf(!available)('npm run db:backup', () => {
         expect((error as Error).message).toContain('the server stopped answering pg_dump for 15 s (no reply to TCP keepalive)');
         expect((error as Error).message).toMatch(/could not receive data from server: Connection timed out/);
         expect(await readdir(backupDir)).toEqual([]);
+        // And the server ends pg_dump's session by its own keepalive (PGOPTIONS), rather than
+        // letting it wait out the lock and then keep its locks and snapshot for nobody.
+        const alive = async () => (await observer.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [silenced!.pid])).rowCount === 1;
+        await eventually(async () => !(await alive()), "the server ends pg_dump's session", { timeoutMs: 15_000 });
+        silenced = undefined;
       } finally {
         partition?.heal();
         if (silenced) await observer.query('SELECT pg_terminate_backend($1)', [silenced.pid]);

@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
+import { silentClientBoundsOptions } from '../../../src/db/silent-client-bounds.js';
 import { ConfigError } from '../../../src/errors.js';
 import { libpqConnection } from '../../../src/operations/pg-tools/libpq-connection.js';
 import { withMaintenanceClient } from '../../../src/provisioning/database-admin.js';
@@ -14,7 +15,13 @@ describe('libpqConnection', () => {
     const connection = libpqConnection('postgresql://app%40corp:p%40ss%20w0rd@db.example.org:6432/kenn%20william?sslmode=require', { env: {} });
 
     expect(connection.args).toEqual(['--host', 'db.example.org', '--port', '6432', '--username', 'app@corp', '--dbname', 'kenn william']);
-    expect(connection.env).toEqual({ PGPASSWORD: 'p@ss w0rd', PGSSLMODE: 'require', PGCONNECT_TIMEOUT: '10', PGAPPNAME: 'kennwilliamson-db' });
+    expect(connection.env).toEqual({
+      PGPASSWORD: 'p@ss w0rd',
+      PGSSLMODE: 'require',
+      PGCONNECT_TIMEOUT: '10',
+      PGAPPNAME: 'kennwilliamson-db',
+      PGOPTIONS: silentClientBoundsOptions,
+    });
     expect(connection.description).toBe('app@corp@db.example.org:6432/kenn william');
     expect(JSON.stringify(connection.args) + connection.description).not.toContain('w0rd');
   });
@@ -39,6 +46,13 @@ describe('libpqConnection', () => {
       '--dbname',
       "dbname='it\\'s a\\\\db' keepalives=1 keepalives_idle=5 keepalives_interval=1 keepalives_count=10 tcp_user_timeout=15000",
     ]);
+  });
+
+  it("gives the program's session the server-side bounds for a silent client, after the caller's own PGOPTIONS", () => {
+    expect(libpqConnection('postgresql://u@h/db', { env: {} }).env.PGOPTIONS).toBe(
+      '-c tcp_keepalives_idle=5 -c tcp_keepalives_interval=1 -c tcp_keepalives_count=5 -c tcp_user_timeout=10000 -c client_connection_check_interval=1000',
+    );
+    expect(libpqConnection('postgresql://u@h/db', { env: { PGOPTIONS: '-c work_mem=64MB' } }).env.PGOPTIONS).toBe(`-c work_mem=64MB ${silentClientBoundsOptions}`);
   });
 
   it('refuses a URL without a database, without echoing it', () => {

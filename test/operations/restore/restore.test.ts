@@ -3,19 +3,23 @@ import { copyFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'n
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { afterAll, beforeAll, describe, it } from 'vitest';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, it } from 'vitest';
 import { recreateDatabase } from '../../../src/provisioning/database-admin.js';
 import { RestoreError } from '../../../src/errors.js';
 import { backupDatabase, type BackupResult } from '../../../src/operations/backup/backup.js';
 import { restoreDatabase } from '../../../src/operations/restore/restore.js';
 import { verifyBackupFile } from '../../../src/operations/vetting/verify-backup-file.js';
 import { debianPostgresPrograms, startDebianPostgres, type DebianPostgres } from '../../support/debian-postgres.js';
+import { eventually } from '../../support/eventually.js';
+import { healAllPartitions, packetFilterAvailable, silenceConnections } from '../../support/packet-filter.js';
 import { debianPostgresBinDir } from '../../support/postgres-majors.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { runCli, runCliInTerminal } from '../../support/run-cli.js';
 import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';
 
 const available = toolsAvailable(debianPostgresPrograms, 'the restore tests (a PostgreSQL server that pg_dump 15 can dump)');
+const packetsDroppable = available && packetFilterAvailable("the restore's silent-partition test");
 
 // Each test restores into a database of its own, so they run side by side.
 describe.skipIf(!available)('npm run db:restore', () => {
@@ -191,6 +195,51 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect((error as Error).message).toBe('restore interrupted before its COMMIT; the database was not changed');
     expect(await tableContents(target)).toEqual(before);
   });
+
+  // Real packet loss (iptables DROP, both directions) on the restore's connection, while its
+  // transaction holds what it has dropped so far and waits for a table another session reads.
+  // A test that times out never reaches its `finally`: its rules go in afterEach.
+  afterEach(() => {
+    if (packetsDroppable) healAllPartitions();
+  });
+  it.skipIf(!packetsDroppable)(
+    "is ended by the server within seconds when the restoring host goes silent, so its locks do not outlive it, and the database is as it was",
+    { timeout: 60_000 },
+    async ({ expect }) => {
+      const target = await databaseWithOtherData();
+      const before = await tableContents(target);
+      const reader = new pg.Client({ connectionString: target });
+      const observer = new pg.Client({ connectionString: target });
+      await Promise.all([reader.connect(), observer.connect()]);
+      let partition: ReturnType<typeof silenceConnections> | undefined;
+      try {
+        await reader.query('BEGIN');
+        await reader.query('LOCK TABLE later_feature IN ACCESS SHARE MODE');
+        // A lock wait far longer than the test: only the server's keepalive can end it sooner.
+        const outcome = restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file), lockTimeoutMs: 120_000 }).catch((e: unknown) => e);
+        const restoring = async () =>
+          (
+            await observer.query<{ pid: number; port: number; waiting: boolean }>(
+              "SELECT pid, client_port AS port, wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE application_name = 'kennwilliamson-restore' AND datname = current_database()",
+            )
+          ).rows;
+        await eventually(async () => (await restoring()).some((session) => session.waiting), "the restore waits for the reader's table");
+        const [session] = await restoring();
+        partition = silenceConnections(Number(new URL(target).port), [session!.port]);
+
+        // With the system's keepalive (two hours) it would wait out its 120 s lock_timeout, holding
+        // what it had dropped; its own keepalive ends it in about 10 s.
+        await eventually(async () => (await restoring()).length === 0, "the server ends the restore's session", { timeoutMs: 25_000 });
+        partition.heal();
+        expect(await outcome).toBeInstanceOf(RestoreError);
+      } finally {
+        partition?.heal();
+        await reader.query('ROLLBACK');
+        await Promise.all([reader.end(), observer.end()]);
+      }
+      expect(await tableContents(target)).toEqual(before);
+    },
+  );
 
   it('asks on a terminal, naming database and host, and restores only after "yes"', async ({ expect }) => {
     const target = await databaseWithOtherData();

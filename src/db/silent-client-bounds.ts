@@ -1,0 +1,33 @@
+/**
+ * Server-side settings that end a session whose client went silent (its host lost, or cut off
+ * by a partition that drops packets without a word), and with it the session's locks and
+ * snapshot. The server's own TCP keepalive is off until two hours of silence by default, and
+ * data it sent that is never acknowledged is retried for about a quarter of an hour: a
+ * migration's, a restore's or a backup's session would keep every table it locked that long,
+ * and each service query on them would queue behind it. With these, the server probes after
+ * 5 s of silence, every second, and gives up (as on unacknowledged data) after 10 s; a session
+ * that waits (for a lock, for a long statement) checks its connection every second, so it ends
+ * too instead of waiting out the lock. Every setting may be set by any role, from PostgreSQL 14 on.
+ */
+const settings: ReadonlyArray<readonly [string, string]> = [
+  ['tcp_keepalives_idle', '5'],
+  ['tcp_keepalives_interval', '1'],
+  ['tcp_keepalives_count', '5'],
+  ['tcp_user_timeout', '10000'],
+  ['client_connection_check_interval', '1000'],
+];
+
+/**
+ * The settings for the current transaction (`SET LOCAL`, so nothing stays on the session).
+ *
+ * @example await client.query(`BEGIN; ${silentClientBoundsLocal}`)
+ */
+export const silentClientBoundsLocal = settings.map(([name, value]) => `SET LOCAL ${name} = ${value};`).join(' ');
+
+/**
+ * The same settings as libpq's `PGOPTIONS` (`-c name=value …`), for a PostgreSQL program's
+ * session (pg_dump), which sends them at login.
+ *
+ * @example spawn('pg_dump', args, { env: { ...process.env, PGOPTIONS: silentClientBoundsOptions } })
+ */
+export const silentClientBoundsOptions = settings.map(([name, value]) => `-c ${name}=${value}`).join(' ');
