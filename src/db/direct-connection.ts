@@ -1,6 +1,17 @@
 import type * as pg from 'pg';
-import { DirectConnectionRequiredError } from '../errors.js';
+import { ConnectionError, DirectConnectionRequiredError } from '../errors.js';
+import { LibraryClient } from './library-client.js';
 import { withClient } from './with-client.js';
+
+/**
+ * How long {@link requireDirectConnection} waits for the answer to its one trivial query. A
+ * login is bounded by the connect timeout, but what answers it need not answer anything else: a
+ * pooler whose servers are all busy or gone lets the login in and may then hold the query for
+ * as long as it likes (PgBouncer's query_wait_timeout is 120 s, and 0 means for ever), and a
+ * path that died after the login never answers; TCP keepalive never probes a connection with
+ * a query unacknowledged. Every operation runs this check first, so none waits there unbounded.
+ */
+export const directCheckDeadlineMs = 10_000;
 
 /**
  * Whether this connection reaches PostgreSQL itself rather than a pooler: the server process
@@ -29,7 +40,9 @@ export function isAnnouncedProcess(client: pg.ClientBase, pid: number | undefine
  * and all, and these operations set some (pg_dump empties `search_path` with a session-level
  * `set_config`; a migration may `SET` anything): the services would inherit them.
  * `variable` names where the URL came from, for the message (`MIGRATION_DATABASE_URL`, or
- * `DATABASE_URL` when the operation fell back to it).
+ * `DATABASE_URL` when the operation fell back to it). On a connection of the library's own
+ * (LibraryClient), an answer that does not come within {@link directCheckDeadlineMs} closes it,
+ * failing the check with a retryable `ConnectionError` (`deadline`).
  *
  * @example
  * await requireDirectConnection(client, { operation: 'backup', variable: 'MIGRATION_DATABASE_URL' })
@@ -38,7 +51,19 @@ export async function requireDirectConnection(
   client: pg.ClientBase,
   options: { operation: string; variable?: string | undefined },
 ): Promise<void> {
-  if (!(await reachesServerDirectly(client))) throw new DirectConnectionRequiredError(options.operation, options.variable);
+  // Past the deadline the connection is closed, as the pool closes one whose call outlived its
+  // deadline: that fails the query with the error, and nothing is left waiting on the socket.
+  const timer = setTimeout(() => {
+    const error = new ConnectionError('deadline', {
+      detail: `no answer to a one-line query within ${directCheckDeadlineMs} ms, although the login was let in; the connection was closed`,
+    });
+    if (client instanceof LibraryClient) client.destroy(error);
+  }, directCheckDeadlineMs);
+  try {
+    if (!(await reachesServerDirectly(client))) throw new DirectConnectionRequiredError(options.operation, options.variable);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 /**
