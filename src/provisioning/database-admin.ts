@@ -1,7 +1,10 @@
 import type * as pg from 'pg';
+import { describeBlockingSessions } from '../blocking-session.js';
 import { databaseTarget, isLocalHost, parsePostgresUrl, type DatabaseTarget } from '../db/database-target.js';
+import { warnOnStderr } from '../db/warn-on-stderr.js';
 import { withClient } from '../db/with-client.js';
 import { ConfigError, ProvisioningError } from '../errors.js';
+import { defaultLockWait, withLockRetries } from '../migrations/lock-retries.js';
 
 export { isLocalHost };
 
@@ -156,15 +159,29 @@ export async function ensureDatabase(databaseUrl: string, options: { owner?: str
   });
 }
 
+/** Options of {@link recreateDatabase}. */
+export interface RecreateDatabaseOptions {
+  /** The new database's owner (default: the role connecting). */
+  owner?: string;
+  /** The variable the URL came from, for a `ConfigError` (default `DATABASE_URL`). */
+  variable?: string;
+  /** Longest wait for the locks DROP DATABASE takes (default 60 s), in attempts of at most a second, as a migration's. */
+  lockTimeoutMs?: number;
+  /** Told of each attempt that ran out of lock time, with who blocked it (stderr by default). */
+  warn?: (line: string) => void;
+}
+
 /**
  * Drops the database the URL names (disconnecting its sessions) and creates it empty, owned
- * by `owner` when given (else by the role connecting). A URL it cannot read is a `ConfigError`
- * under `variable`, as for {@link ensureDatabase}.
+ * by `owner` when given (else by the role connecting). The drop waits for its locks in short
+ * attempts, at most `lockTimeoutMs` in all, and then gives up with a {@link ProvisioningError}
+ * naming who held them, nothing dropped. A URL it cannot read is a `ConfigError` under
+ * `variable`, as for {@link ensureDatabase}.
  *
  * @example
  * await recreateDatabase(adminUrl, { owner: 'kennwilliamson' }) // then migrate as the owner
  */
-export async function recreateDatabase(databaseUrl: string, options: { owner?: string; variable?: string } = {}): Promise<void> {
+export async function recreateDatabase(databaseUrl: string, options: RecreateDatabaseOptions = {}): Promise<void> {
   const { database } = databaseTarget(databaseUrl, process.env, options.variable);
   await withMaintenanceClient(databaseUrl, async (client) => {
     // Dropping needs only ownership, creating needs CREATEDB: a role with the one and not the
@@ -179,8 +196,51 @@ export async function recreateDatabase(databaseUrl: string, options: { owner?: s
         'CREATEDB',
       );
     }
-    await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(database)} WITH (FORCE)`);
+    await dropDatabaseInAttempts(client, databaseUrl, database, options);
     const owner = options.owner ? ` OWNER ${client.escapeIdentifier(options.owner)}` : '';
     await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}${owner}`);
   });
+}
+
+// DROP DATABASE takes the database's lock, and waits for any transaction that changed its row
+// (a GRANT … ON DATABASE, an ALTER DATABASE … SET, an ALTER ROLE … IN DATABASE … SET), from a
+// session on any database, before FORCE ends the sessions connected to it; meanwhile every
+// new login to that database queues behind it. With no lock_timeout it would wait as long as
+// that transaction lives, idle or not: so in short attempts, as a migration's, naming who
+// blocks (withLockRetries), at most `lockTimeoutMs` in all.
+async function dropDatabaseInAttempts(client: pg.Client, databaseUrl: string, database: string, options: RecreateDatabaseOptions): Promise<void> {
+  // Loaded here, not with the commands that import this module: it reads blockers' queries
+  // with PostgreSQL's parser, which starting a command must not load. It watches from the
+  // maintenance database: a watcher on the database being dropped would be ended by FORCE.
+  const { blockerMonitor } = await import('../migrations/lock-blockers.js');
+  const monitor = blockerMonitor(databaseUrlWith(databaseUrl, (client as pg.Client & { database: string }).database));
+  const { rows } = await client.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid');
+  try {
+    await withLockRetries(
+      {
+        policy: { ...defaultLockWait, totalMs: Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000)) },
+        monitor,
+        warn: options.warn ?? warnOnStderr,
+        what: `dropping '${database}'`,
+        // A DROP DATABASE that ran out of lock time did nothing.
+        undo: async () => undefined,
+        exhausted: ({ attempts, waitedMs, blockers, error }) =>
+          new ProvisioningError(
+            `could not drop the database '${database}': gave up waiting for its locks after ${attempts} attempt(s) over ${waitedMs} ms, ` +
+              `${describeBlockingSessions(blockers)}; nothing was dropped. Run it again when the blocking session is done`,
+            undefined,
+            { cause: error },
+          ),
+      },
+      async ({ lockTimeoutMs, watch }) => {
+        watch(rows[0]!.pid);
+        await client.query(`SET lock_timeout = ${lockTimeoutMs}`);
+        await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(database)} WITH (FORCE)`);
+      },
+    );
+  } finally {
+    // Before CREATE DATABASE, which refuses while anyone is connected to its template.
+    await monitor.close();
+    await client.query('RESET lock_timeout').catch(() => undefined);
+  }
 }

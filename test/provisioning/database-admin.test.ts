@@ -1,6 +1,8 @@
-import { describe, expect, it } from 'vitest';
-import { ConfigError } from '../../src/errors.js';
+import pg from 'pg';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { ConfigError, ProvisioningError } from '../../src/errors.js';
 import { databaseUrlWith, ensureDatabase, isLocalDatabaseUrl, recreateDatabase, requireLocalDatabase } from '../../src/provisioning/database-admin.js';
+import { createTestDatabase } from '../support/test-database.js';
 
 describe('isLocalDatabaseUrl', () => {
   it.each([
@@ -77,5 +79,43 @@ describe('databaseUrlWith', () => {
       'postgresql://u:p@/postgres?host=/var/run/postgresql',
     );
     expect(databaseUrlWith('postgresql://u:p@127.0.0.1:5432/app', 'postgres')).toBe('postgresql://u:p@127.0.0.1:5432/postgres');
+  });
+});
+
+describe('recreateDatabase', () => {
+  // A transaction that changed the database's row (here a GRANT … ON DATABASE, from a session
+  // on another database, which FORCE does not end) holds DROP DATABASE for as long as it lives.
+  it('gives up on a drop that another transaction blocks after lockTimeoutMs, naming it, with nothing dropped', async () => {
+    const database = await createTestDatabase({ empty: true });
+    const blocker = new pg.Client({ connectionString: databaseUrlWith(database.url, 'postgres'), application_name: 'kw-grant-in-progress' });
+    // The blocker first: the test's own drop would wait behind it too.
+    onTestFinished(async () => {
+      await blocker.end().catch(() => undefined);
+      await database.drop();
+    });
+    await blocker.connect();
+    await blocker.query('BEGIN');
+    await blocker.query(`GRANT CONNECT ON DATABASE ${blocker.escapeIdentifier(database.name)} TO PUBLIC`);
+    const { rows } = await blocker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
+    const warnings: string[] = [];
+
+    const error = await recreateDatabase(database.url, { lockTimeoutMs: 1_500, warn: (line) => warnings.push(line) }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(ProvisioningError);
+    expect((error as Error).message).toContain(`could not drop the database '${database.name}': gave up waiting for its locks after`);
+    expect((error as Error).message).toContain(`blocked by pid ${rows[0]!.pid} (application 'kw-grant-in-progress'`);
+    expect((error as Error).message).toContain('nothing was dropped');
+    expect(warnings.length).toBeGreaterThan(0);
+    await blocker.query('ROLLBACK');
+    // Still there, and dropped and created again once nothing holds it.
+    const marker = new pg.Client({ connectionString: database.url });
+    await marker.connect();
+    await marker.query('CREATE TABLE kept_until_recreated (id int)');
+    await marker.end();
+    await recreateDatabase(database.url, { lockTimeoutMs: 10_000 });
+    const after = new pg.Client({ connectionString: database.url });
+    await after.connect();
+    onTestFinished(() => after.end());
+    expect((await after.query("SELECT to_regclass('public.kept_until_recreated') AS t")).rows[0].t).toBeNull();
   });
 });
