@@ -1,10 +1,9 @@
 import type * as pg from 'pg';
-import { describeBlockingSessions } from '../blocking-session.js';
 import { databaseTarget, isLocalHost, parsePostgresUrl, type DatabaseTarget } from '../db/database-target.js';
-import { warnOnStderr } from '../db/warn-on-stderr.js';
 import { withClient } from '../db/with-client.js';
 import { ConfigError, ProvisioningError } from '../errors.js';
-import { defaultLockWait, withLockRetries } from '../migrations/lock-retries.js';
+import { withLockRetries } from '../migrations/lock-retries.js';
+import { adminLockRetries, type AdminLockWait } from './admin-lock-wait.js';
 
 export { isLocalHost };
 
@@ -159,16 +158,12 @@ export async function ensureDatabase(databaseUrl: string, options: { owner?: str
   });
 }
 
-/** Options of {@link recreateDatabase}. */
-export interface RecreateDatabaseOptions {
+/** Options of {@link recreateDatabase}; `lockTimeoutMs` bounds the wait for the locks DROP DATABASE takes. */
+export interface RecreateDatabaseOptions extends AdminLockWait {
   /** The new database's owner (default: the role connecting). */
   owner?: string;
   /** The variable the URL came from, for a `ConfigError` (default `DATABASE_URL`). */
   variable?: string;
-  /** Longest wait for the locks DROP DATABASE takes (default 60 s), in attempts of at most a second, as a migration's. */
-  lockTimeoutMs?: number;
-  /** Told of each attempt that ran out of lock time, with who blocked it (stderr by default). */
-  warn?: (line: string) => void;
 }
 
 /**
@@ -217,21 +212,7 @@ async function dropDatabaseInAttempts(client: pg.Client, databaseUrl: string, da
   const { rows } = await client.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid');
   try {
     await withLockRetries(
-      {
-        policy: { ...defaultLockWait, totalMs: Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000)) },
-        monitor,
-        warn: options.warn ?? warnOnStderr,
-        what: `dropping '${database}'`,
-        // A DROP DATABASE that ran out of lock time did nothing.
-        undo: async () => undefined,
-        exhausted: ({ attempts, waitedMs, blockers, error }) =>
-          new ProvisioningError(
-            `could not drop the database '${database}': gave up waiting for its locks after ${attempts} attempt(s) over ${waitedMs} ms, ` +
-              `${describeBlockingSessions(blockers)}; nothing was dropped. Run it again when the blocking session is done`,
-            undefined,
-            { cause: error },
-          ),
-      },
+      adminLockRetries(options, monitor, { verb: 'drop', doing: 'dropping', database, nothingWas: 'dropped' }),
       async ({ lockTimeoutMs, watch }) => {
         watch(rows[0]!.pid);
         await client.query(`SET lock_timeout = ${lockTimeoutMs}`);

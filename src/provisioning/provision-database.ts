@@ -1,14 +1,13 @@
 import type pg from 'pg';
-import { describeBlockingSessions } from '../blocking-session.js';
 import { databaseTarget } from '../db/database-target.js';
-import { warnOnStderr } from '../db/warn-on-stderr.js';
 import { withClient } from '../db/with-client.js';
 import { ConfigError, ProvisioningError } from '../errors.js';
 import { adminUrlVariable } from './admin-database-url.js';
 import { requireRoleName } from './app-role.js';
 import { ensureDatabase } from './database-admin.js';
 import { ensureLoginRole, type LoginRoleChange } from './login-role.js';
-import { defaultLockWait, withLockRetries } from '../migrations/lock-retries.js';
+import { withLockRetries } from '../migrations/lock-retries.js';
+import { adminLockRetries, type AdminLockWait } from './admin-lock-wait.js';
 import { describePowers, powerFixes, rolePowers } from './role-powers.js';
 
 /** A login role and its password, as `DB_OWNER_USER`/`DB_OWNER_PASSWORD` or `DB_APP_USER`/`DB_APP_PASSWORD` give them. */
@@ -17,21 +16,14 @@ export interface RoleCredentials {
   password: string;
 }
 
-/** What the one-time admin step provisions. */
-export interface ProvisionOptions {
+/** What the one-time admin step provisions; `lockTimeoutMs` bounds the wait for a concurrent set-up or for locks on the objects handed over. */
+export interface ProvisionOptions extends AdminLockWait {
   /** An admin's direct URL (a superuser, or a role with CREATEDB and CREATEROLE), naming the database to provision. */
   adminUrl: string;
   /** The database's owner: the role migrations and restores run as (not a superuser, no CREATEROLE). */
   owner: RoleCredentials;
   /** Receives one line per change made. */
   log?: (line: string) => void;
-  /**
-   * Longest wait for a concurrent set-up or for locks on the objects handed over (default 60 s),
-   * in attempts that each wait at most a second, as a migration's do.
-   */
-  lockTimeoutMs?: number;
-  /** Told of each attempt that ran out of lock time, with who blocked it (stderr by default). */
-  warn?: (line: string) => void;
 }
 
 /** What {@link provisionDatabase} did. */
@@ -107,21 +99,7 @@ export async function provisionDatabase(options: ProvisionOptions): Promise<Prov
       async (client) => {
         const { rows } = await client.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid');
         return withLockRetries(
-          {
-            policy: { ...defaultLockWait, totalMs: Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000)) },
-            monitor,
-            warn: options.warn ?? warnOnStderr,
-            what: `provisioning '${database}'`,
-            // Each attempt rolls itself back, whatever ended it.
-            undo: async () => undefined,
-            exhausted: ({ attempts, waitedMs, blockers, error }) =>
-              new ProvisioningError(
-                `could not provision the database '${database}': gave up waiting for its locks after ${attempts} attempt(s) over ${waitedMs} ms, ` +
-                  `${describeBlockingSessions(blockers)}; nothing was changed. Run it again when the blocking session is done`,
-                undefined,
-                { cause: error },
-              ),
-          },
+          adminLockRetries(options, monitor, { verb: 'provision', doing: 'provisioning', database, nothingWas: 'changed' }),
           async ({ lockTimeoutMs, watch }) => {
             watch(rows[0]!.pid);
             const said: string[] = [];
