@@ -5,6 +5,7 @@ import {
   ConnectionError,
   LockNotAvailableError,
   mapDatabaseError,
+  PoolClosedError,
   PreparedStatementError,
   QueryCanceledError,
   ValidationError,
@@ -126,6 +127,8 @@ function mapClientError(tuned: TunedPool, client: pg.PoolClient, error: unknown)
     // A server that ends an idle session (idle_in_transaction_session_timeout) says why only
     // then; the next query merely finds the connection closed.
     const earlier = (client as unknown as BoundedClient).brokenBy;
+    // The pool's end closed a connection the caller still held: nothing to retry.
+    if (earlier instanceof PoolClosedError) return earlier;
     if (mapped.reason === 'terminated' && earlier !== undefined && earlier !== error) {
       const why = mapDatabaseError(earlier);
       if (why instanceof ConnectionError && why.reason !== 'terminated') return why;

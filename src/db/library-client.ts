@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import pg from 'pg';
 import type { Client, ClientConfig } from 'pg';
 import { databaseTarget } from './database-target.js';
@@ -87,6 +88,21 @@ export class LibraryClient extends PgClient {
 
   /** Closes the socket now, without a goodbye; `error`, if given, fails what is in flight. */
   destroy(error?: Error): void {
-    (this as unknown as { connection: { stream: { destroy(error?: Error): void } } }).connection.stream.destroy(error);
+    this.socket().destroy(error);
+  }
+
+  /** Whether the socket is closed (ended, destroyed, or never opened). */
+  socketIsClosed(): boolean {
+    const socket = this.socket();
+    return socket.destroyed || socket.closed;
+  }
+
+  /** Resolves once the socket is closed, at once if it is. */
+  socketClosed(): Promise<void> {
+    return this.socketIsClosed() ? Promise.resolve() : new Promise((resolve) => this.socket().once('close', () => resolve()));
+  }
+
+  private socket(): Socket {
+    return (this as unknown as { connection: { stream: Socket } }).connection.stream;
   }
 }

@@ -292,10 +292,19 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
     onError('a call got no answer within its deadline; its connection was closed', error);
     (client as BoundedClient & LibraryClient).destroy(error);
   };
+  // When end() began (0 before): a connection the application still holds then, with no call
+  // in flight (a transaction whose callback awaits something else), is handed back only when
+  // that callback returns, which may be never; end() waits for it one call deadline, then
+  // closes it, and the callback's next call fails with PoolClosedError.
+  let endStartedAt = 0;
   const sweeper = setInterval(() => {
     const now = performance.now();
+    const heldTooLong = endStartedAt !== 0 && now - endStartedAt > config.callDeadlineMs;
     for (const client of clients) {
       if (client.callStartedAt !== 0 && now - client.callStartedAt > client.deadlineMs) abandon(client, now);
+      else if (client.callStartedAt === 0 && heldTooLong) {
+        (client as BoundedClient & LibraryClient).destroy(new PoolClosedError('the pool was ended while this connection was still held'));
+      }
     }
   }, sweepMs);
   sweeper.unref();
@@ -341,15 +350,22 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   // a LibraryClient, which listens itself, and its failing query reports it.)
   pool.on('connect', (client) => {
     clients.add(client as unknown as BoundedClient);
+    // A held connection that end() closed is never handed back, so pg-pool never removes it:
+    // its socket's close is what tells end() it is gone.
+    (client as unknown as LibraryClient).socketClosed().then(() => {
+      if (endStartedAt !== 0) forget(client as unknown as BoundedClient);
+    });
     // A login finished: the next failed refill starts its backoff afresh.
     failedRefills = 0;
     // The one place the pool becomes open: every login that finishes, a refill's or a caller's.
     if (isOpen()) settleReady();
   });
   let lastClosed: (() => void) | undefined;
+  const forget = (client: BoundedClient): void => {
+    if (clients.delete(client) && clients.size === 0) lastClosed?.();
+  };
   pool.on('remove', (client) => {
-    clients.delete(client as unknown as BoundedClient);
-    if (clients.size === 0) lastClosed?.();
+    forget(client as unknown as BoundedClient);
     scheduleRefill(0);
   });
   scheduleRefill(0);
@@ -397,10 +413,17 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
         await Promise.all([refilling, naming.close()]);
         // pg-pool's end waits for every checked-out connection. One whose call went into a dead
         // network path is freed only by its call deadline, so the sweep runs until the end: without
-        // it, end() would wait for TCP retransmission to give up, about 15 minutes.
-        await pool.end();
-        // Every socket closed, not only handed back: a connection's goodbye to a silent peer is
-        // destroyed after LibraryClient's grace, and an open socket would keep the process alive.
+        // it, end() would wait for TCP retransmission to give up, about 15 minutes. One the
+        // application holds without a call is closed by the sweep a call deadline from now
+        // (endStartedAt), and pg-pool's end, which waits for it to be handed back, may then never
+        // finish: what end() waits for is every socket closed, not only handed back (a
+        // connection's goodbye to a silent peer is destroyed after LibraryClient's grace, and an
+        // open socket would keep the process alive).
+        endStartedAt = performance.now();
+        const handedBack = pool.end();
+        handedBack.catch(() => undefined);
+        const closedSockets = [...clients].filter((client) => (client as unknown as LibraryClient).socketIsClosed());
+        for (const client of closedSockets) forget(client);
         if (clients.size > 0) await new Promise<void>((resolve) => (lastClosed = resolve));
         clearInterval(sweeper);
       })()),

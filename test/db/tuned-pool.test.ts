@@ -322,3 +322,37 @@ it('refills a retired idle connection at once while the other is busy, not by qu
     await db.destroy();
   }
 });
+
+it('ends within a call deadline while the application still holds a connection with no call in flight, whose next call then fails', async () => {
+  const applicationName = `held-${randomBytes(4).toString('hex')}`;
+  const db = createDb({ databaseUrl: database.url, applicationName, minConnections: 1, maxConnections: 2, statementTimeoutMs: 500, lockTimeoutMs: 250, callDeadlineMs: 1_000 });
+  // A connection held (db.connection(), outside a transaction, so that no
+  // idle_in_transaction_session_timeout ends it) by a callback that awaits something else (an
+  // HTTP call that hangs) when the service shuts down: it is handed back only when the callback returns.
+  let release!: () => void;
+  const elsewhere = new Promise<void>((resolve) => (release = resolve));
+  let holding!: () => void;
+  const held = new Promise<void>((resolve) => (holding = resolve));
+  const work = db
+    .connection()
+    .execute(async (connection) => {
+      await sql`SELECT 1`.execute(connection);
+      holding();
+      await elsewhere;
+      await sql`SELECT 2`.execute(connection);
+    })
+    .then(
+      () => 'done',
+      (error: unknown) => error,
+    );
+  await held;
+  const destroyed = db.destroy().then(() => 'ended');
+
+  // pg-pool's end alone waits for the callback, for ever; this one closes the connection once the
+  // call deadline has passed.
+  const first = await Promise.race([destroyed, work.then(() => 'the callback returned first')]);
+  expect(first).toBe('ended');
+  expect(await backendsOf(applicationName)).toEqual([]);
+  release();
+  expect(await work).toMatchObject({ code: 'POOL_CLOSED' });
+});
