@@ -44,12 +44,21 @@ async function waitForPort(port: number, child: ChildProcess, logs: () => string
   }
 }
 
+/** What the server's sessions run with, beyond sshd's defaults. */
+export interface SshServerOptions {
+  /**
+   * Variables every session gets (sshd's `SetEnv`, which overrides sshd's own, `PATH` too):
+   * a `PATH` with a folder of the test's first puts its programs in place of the host's.
+   */
+  env?: Record<string, string>;
+}
+
 /**
  * Starts Debian's OpenSSH server in the foreground on a free port of 127.0.0.1 with a fresh
  * host key, a fresh client key, and a config of its own in `root` (no PAM, no passwords,
  * StrictModes off because the temporary folder is not a home directory).
  */
-export async function startSshServer(root: string): Promise<SshServer> {
+export async function startSshServer(root: string, options: SshServerOptions = {}): Promise<SshServer> {
   const port = await freePort();
   const user = os.userInfo().username;
   const hostKey = path.join(root, 'host_ed25519_key');
@@ -60,6 +69,11 @@ export async function startSshServer(root: string): Promise<SshServer> {
   await writeFile(authorizedKeys, `${clientPublic}\n`, { mode: 0o600 });
   await writeFile(knownHostsFile, `[127.0.0.1]:${port} ${hostPublic.split(' ').slice(0, 2).join(' ')}\n`);
   const config = path.join(root, 'sshd_config');
+  const setEnv = Object.entries(options.env ?? {}).map(([name, value]) => {
+    // One double-quoted word of sshd_config; what would need escaping in it is refused.
+    if (/["\\\n]/.test(name + value)) throw new Error(`SetEnv cannot carry ${name}=${value}`);
+    return `SetEnv "${name}=${value}"`;
+  });
   await writeFile(
     config,
     [
@@ -77,6 +91,7 @@ export async function startSshServer(root: string): Promise<SshServer> {
       'PermitRootLogin prohibit-password',
       'LoginGraceTime 20',
       'LogLevel ERROR',
+      ...setEnv,
       '',
     ].join('\n'),
   );

@@ -29,6 +29,12 @@ export interface DownloadOptions extends Omit<SshTarget, 'host'> {
   log?: (line: string) => void;
   /** Aborting stops the copy and removes the partial file. */
   signal?: AbortSignal;
+  /**
+   * Over SSH: how long the copy waits for the file's next bytes before it stops ssh and fails
+   * (default 60 000 ms). SSH keepalives do not bound that wait: sshd answers them itself, so a
+   * remote `cat` stuck on a hung disk or NFS mount keeps a live session that sends nothing.
+   */
+  stallTimeoutMs?: number;
 }
 
 /** A copied backup. */
@@ -53,6 +59,7 @@ interface SourceFile {
 }
 
 const metadataTimeoutMs = 60_000;
+const defaultStallTimeoutMs = 60_000;
 const notFoundExit = 44;
 
 async function checkKey(key: string): Promise<void> {
@@ -128,7 +135,45 @@ function remoteScript(remotePath: string): string {
   );
 }
 
-async function remoteFile(target: SshTarget, remotePath: string, label: string, signal?: AbortSignal): Promise<SourceFile> {
+// Calls `onStall` with the bytes received (`received` of them before the watch began) once
+// `stdout` has brought nothing for `stallTimeoutMs` while the copy waited for it. A chunk only
+// notes the time, read by one timer that is set again for the time left when a chunk came
+// meanwhile: no timer work per chunk. A paused `stdout` is the local side falling behind (a
+// slow disk), not the host stalling, so that time does not count.
+function watchForStall(stdout: Readable, stallTimeoutMs: number, received: number, onStall: (received: number) => void): void {
+  let lastChunkAt = performance.now();
+  const onData = (chunk: Buffer) => {
+    received += chunk.length;
+    lastChunkAt = performance.now();
+  };
+  let timer: NodeJS.Timeout;
+  const check = () => {
+    const now = performance.now();
+    if (stdout.isPaused()) lastChunkAt = now;
+    const quiet = now - lastChunkAt;
+    if (quiet < stallTimeoutMs) {
+      timer = setTimeout(check, stallTimeoutMs - quiet);
+      return;
+    }
+    stop();
+    onStall(received);
+  };
+  const stop = () => {
+    clearTimeout(timer);
+    stdout.off('data', onData);
+  };
+  timer = setTimeout(check, stallTimeoutMs);
+  stdout.on('data', onData);
+  stdout.once('close', stop);
+}
+
+async function remoteFile(
+  target: SshTarget,
+  remotePath: string,
+  label: string,
+  stallTimeoutMs: number,
+  signal?: AbortSignal,
+): Promise<SourceFile> {
   const { child, exited } = runSsh(target, remoteScript(remotePath), signal);
   const stdout = child.stdout;
   // The content after the header. Not stdout itself, paused: Node resumes (and so drains) a
@@ -161,8 +206,19 @@ async function remoteFile(target: SshTarget, remotePath: string, label: string, 
       clearTimeout(timer);
       stdout.off('data', onData);
       // What came after the header is the file's first bytes.
-      if (second + 1 < buffered.length) body.write(buffered.subarray(second + 1));
+      const start = buffered.subarray(second + 1);
+      if (start.length > 0) body.write(start);
       stdout.pipe(body);
+      watchForStall(stdout, stallTimeoutMs, start.length, (received) => {
+        child.kill('SIGKILL');
+        body.destroy(
+          new DownloadError(
+            'transfer',
+            `no data from ${target.host} for ${stallTimeoutMs / 1000} s after ${formatBytes(received)} of ${label}: ` +
+              'the host may be stuck reading the file (a hung disk or network mount); the copy was stopped',
+          ),
+        );
+      });
       resolve([buffered.subarray(0, first).toString('utf8'), buffered.subarray(first + 1, second).toString('utf8')]);
     };
     stdout.on('data', onData);
@@ -217,12 +273,13 @@ async function removeLeftParts(final: string): Promise<void> {
 
 /**
  * Copies a backup (and its `.sha256`, when there is one) from `remoteDir` on a host into
- * `backupDir`: over SSH (`ssh … cat`, BatchMode, strict host key checking, bounded connect
- * and stall timeouts), or from a local folder when `host` is `localhost`. The copy goes to
+ * `backupDir`: over SSH (`ssh … cat`, BatchMode, strict host key checking, a bounded connect,
+ * a bounded wait for the host's first answer, and `stallTimeoutMs` for each wait for more of
+ * the file), or from a local folder when `host` is `localhost`. The copy goes to
  * a partial file of its own (`.<file>.<host>.<pid>.<random>.part`), is fsynced and checked against the
  * remote size and checksum, and only then linked to its name, which a download of the same
  * file that finished first makes it refuse (`exists`); on any failure (unreadable key, unknown host key, refused login, missing remote
- * file, checksum mismatch) it throws {@link DownloadError} and leaves no partial file.
+ * file, a copy stalled past `stallTimeoutMs`, checksum mismatch) it throws {@link DownloadError} and leaves no partial file.
  *
  * @example
  * await downloadBackup({ host: 'db.example.org', user: 'backup', key: '/home/me/.ssh/backups',
@@ -250,7 +307,10 @@ export async function downloadBackup(options: DownloadOptions): Promise<Download
   if (!isLocal && options.key) await checkKey(options.key);
   await removeLeftParts(final);
   const target: SshTarget = { ...options, host: options.host };
-  const source = isLocal ? await localFile(remotePath, remotePath) : await remoteFile(target, remotePath, remotePath, options.signal);
+  const stallTimeoutMs = Math.max(1, Math.round(options.stallTimeoutMs ?? defaultStallTimeoutMs));
+  const source = isLocal
+    ? await localFile(remotePath, remotePath)
+    : await remoteFile(target, remotePath, remotePath, stallTimeoutMs, options.signal);
   log(`copying ${isLocal ? remotePath : `${options.host}:${remotePath}`} (${formatBytes(source.size)})`);
 
   try {

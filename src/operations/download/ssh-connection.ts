@@ -19,7 +19,8 @@ export interface SshTarget {
  * BatchMode (no password or passphrase prompt), strict host key checking (an unknown or
  * changed host key fails instead of being trusted on first use: a backup holds password
  * hashes, so the host must be the one you think), a connect timeout, and keepalives that end
- * a stalled transfer within about a minute.
+ * a session whose connection died within about a minute. They do not end a live session whose
+ * remote command stopped writing (sshd answers them itself): bounding that is the caller's.
  *
  * @example
  * spawn('ssh', sshArguments({ host: 'backup.example.org', key: '~/.ssh/backups' }, "cat -- '/var/backups/kennwilliamson/x.dump'"))

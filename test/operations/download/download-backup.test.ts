@@ -1,9 +1,10 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { chmod, copyFile, mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, type FileHandle, mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DownloadError } from '../../../src/errors.js';
 import { downloadBackup, type DownloadOptions } from '../../../src/operations/download/download-backup.js';
@@ -37,6 +38,9 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
   beforeEach(async () => {
     backupDir = await mkdtemp(path.join(root, 'local-'));
   });
+
+  const sshChildren = () =>
+    execFileSync('ps', ['-o', 'comm=', '--ppid', String(process.pid)], { encoding: 'utf8' }).split('\n').filter((command) => command.trim() === 'ssh');
 
   const sshEnv = (overrides: NodeJS.ProcessEnv = {}) => ({
     BACKUP_DIR: backupDir,
@@ -223,8 +227,6 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     // A line of 200,000 characters where the checksum line should be: longer than the
     // header may be (4 KiB), and than what one read of ssh's output brings.
     await writeFile(path.join(remoteDir, `${odd}.sha256`), 'a'.repeat(200_000));
-    const sshChildren = () =>
-      execFileSync('ps', ['-o', 'comm=', '--ppid', String(process.pid)], { encoding: 'utf8' }).split('\n').filter((command) => command.trim() === 'ssh');
 
     await expect(downloadBackup(overSsh({ file: odd }))).rejects.toMatchObject({ reason: 'transfer', message: 'unexpected answer from 127.0.0.1' });
 
@@ -232,6 +234,83 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     await expect.poll(sshChildren, { timeout: 2_000 }).toEqual([]);
     expect(await readdir(backupDir)).toEqual([]);
     await rm(path.join(remoteDir, odd));
+  });
+
+  // A host whose disk hangs while its cat reads a backup. The session's PATH starts with a cat
+  // of the test's, which reads a backup that has a pipe `<file>.disk` beside it from that pipe
+  // (the size and checksum still come from the file): the remote cat blocks in read() whenever
+  // the test writes nothing, while sshd answers ssh's keepalives as ever.
+  describe('from a host that stops sending the file', () => {
+    let host: SshServer;
+
+    beforeAll(async () => {
+      const hostRoot = await mkdtemp(path.join(root, 'hanging-disk-'));
+      const bin = path.join(hostRoot, 'bin');
+      await mkdir(bin);
+      // The others go to the host's cat: the login shell's start-up files use it too.
+      await writeFile(path.join(bin, 'cat'), '#!/bin/sh\n[ -p "$2.disk" ] && exec /bin/cat "$2.disk"\nexec /bin/cat "$@"\n', { mode: 0o755 });
+      host = await startSshServer(hostRoot, { env: { PATH: `${bin}:/usr/bin:/bin` } });
+    });
+    afterAll(async () => {
+      await host?.stop();
+    });
+
+    const fromHost = (overrides: Partial<DownloadOptions>) =>
+      overSsh({ port: host.port, key: host.clientKey, knownHostsFile: host.knownHostsFile, ...overrides });
+    // The backup, and its disk: opened for reading and writing, the pipe never waits for a
+    // reader and keeps what is written until the remote cat reads it. Closing it ends that cat.
+    const hangingBackup = async (file: string): Promise<FileHandle> => {
+      await writeFile(path.join(remoteDir, file), content);
+      await writeFile(path.join(remoteDir, `${file}.sha256`), `${sha256}  ${file}\n`);
+      execFileSync('mkfifo', [path.join(remoteDir, `${file}.disk`)]);
+      return open(path.join(remoteDir, `${file}.disk`), 'r+');
+    };
+
+    it('gives up when no byte comes for stallTimeoutMs: a transfer error, ssh stopped, no .part left', async () => {
+      const file = 'kennwilliamson_production_20250918T000000.000Z.dump';
+      const disk = await hangingBackup(file);
+      try {
+        await disk.write(content.subarray(0, 32_768));
+        const lines: string[] = [];
+        const error = await downloadBackup(fromHost({ file, stallTimeoutMs: 2_000, log: (line) => lines.push(line) })).catch((e: unknown) => e);
+
+        expect(error).toBeInstanceOf(DownloadError);
+        expect(error).toMatchObject({
+          reason: 'transfer',
+          message:
+            `no data from 127.0.0.1 for 2 s after 32 kB of ${path.join(remoteDir, file)}: ` +
+            'the host may be stuck reading the file (a hung disk or network mount); the copy was stopped',
+        });
+        // The header came: the wait that ended was the body's.
+        expect(lines).toEqual([`copying 127.0.0.1:${path.join(remoteDir, file)} (293 kB)`]);
+        expect(sshChildren()).toEqual([]);
+        expect(await readdir(backupDir)).toEqual([]);
+      } finally {
+        await disk.close();
+      }
+    });
+
+    it('keeps a slow copy whose pauses are each shorter than stallTimeoutMs, though it lasts longer in all', async () => {
+      const file = 'kennwilliamson_production_20250919T000000.000Z.dump';
+      const disk = await hangingBackup(file);
+      const copy = downloadBackup(fromHost({ file, stallTimeoutMs: 3_000 })).catch((error: unknown) => error);
+      let ended = false;
+      void copy.then(() => (ended = true));
+      try {
+        // The host's pace, not a wait for something: five pieces (each less than the pipe
+        // holds) a second apart, 4 s in all, longer than the bound, which each piece restarts.
+        for (let at = 0; at < content.length; at += 60_000) {
+          if (at > 0) await sleep(1_000);
+          if (ended) break;
+          await disk.write(content.subarray(at, at + 60_000));
+        }
+      } finally {
+        await disk.close();
+      }
+
+      expect(await copy).toMatchObject({ verified: true, sha256, bytes: content.length });
+      expect((await readFile(path.join(backupDir, file))).equals(content)).toBe(true);
+    });
   });
 
   it('creates a missing BACKUP_DIR readable by its owner only (0700)', async () => {
