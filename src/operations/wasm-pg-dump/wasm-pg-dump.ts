@@ -1,7 +1,7 @@
 import os from 'node:os';
 import type { Writable } from 'node:stream';
 import { MessageChannel, type Worker } from 'node:worker_threads';
-import { ByteRingReader, createByteRing } from './byte-ring.js';
+import { ByteRingReader, ByteRingWriter, createByteRing } from './byte-ring.js';
 import type { LibpqConnection } from '../pg-tools/libpq-connection.js';
 import { startModuleWorker } from './module-worker.js';
 import type { PgSocketAttach, PgSocketEvent, PgSocketWorkerData } from './pg-socket-worker.js';
@@ -24,7 +24,9 @@ export interface WasmPgDumpRun {
    * waits while `destination` is behind. The buffer is reused once a write's callback fired,
    * which suits streams that are done with a chunk by then (zlib, files); one that keeps
    * chunks (a PassThrough) must copy them. Resolves when everything was written; rejects when
-   * writing fails or the run is aborted, and pg_dump is then stopped. Call it once.
+   * writing fails or the run is aborted, and pg_dump is then stopped, and with the run's error
+   * when pg_dump was stopped before its output ended (its thread or its connection's thread
+   * died). Call it once.
    */
   pipeTo: (destination: Writable) => Promise<void>;
   /** Resolves when pg_dump has ended (its output may still be on its way to the destination); never rejects. */
@@ -38,7 +40,10 @@ export interface WasmPgDumpExit {
   stderr: string;
   /** Why it did not run to its end. */
   error?: Error;
-  /** The connection broke, in Node's words (`read ECONNRESET`). */
+  /**
+   * The connection broke, in Node's words (`read ECONNRESET`), or the thread that held it
+   * failed or ended (`the socket thread ended unexpectedly (exit code 1)`).
+   */
   connectionError?: string;
 }
 
@@ -72,6 +77,9 @@ export class WasmPgDumpConnectError extends Error {
 const ringCapacity = 1024 * 1024;
 const outputCapacity = 1024 * 1024;
 const outputChunk = 256 * 1024;
+// How long pg_dump gets to notice that its connection's thread is gone (it reads the end of
+// the stream and exits with libpq's words) before it is stopped.
+const socketGoneGraceMs = 2_000;
 
 function parseVersion(stdout: string): WasmPgDumpVersion {
   const { name, version } = pgliteToolsPackage();
@@ -217,6 +225,10 @@ export async function startWasmPgDump(options: WasmPgDumpOptions): Promise<WasmP
   let connectionError: string | undefined;
   // A thread that dies is reported through the exit (below), never as an unhandled 'error' event.
   socketWorker.on('error', (error) => (connectionError ??= `the socket thread failed: ${error.message}`));
+  // The exit code of the socket thread, once it ended. Only stopBoth and settle end it, unless
+  // it failed (threw) or was stopped from outside; a promise, because that may happen before
+  // the run below listens (while the start still waits for pg_dump's version).
+  const socketThreadEnded = new Promise<number>((resolve) => socketWorker.once('exit', resolve));
   const socketClosed = nextEvent<PgSocketEvent>(socketWorker, (event) => {
     if (event.type === 'closed' && event.error) connectionError = event.error;
     return event.type === 'closed' || event.type === 'connect-failed';
@@ -271,6 +283,21 @@ export async function startWasmPgDump(options: WasmPgDumpOptions): Promise<WasmP
   };
   const abortRun = () => void settle({ code: null, error: new Error('pg_dump was stopped') });
   signal?.addEventListener('abort', abortRun, { once: true });
+
+  // The socket thread ended before pg_dump did. Nothing more comes from the server, and
+  // only that thread ends the ring pg_dump's libpq reads: pg_dump would wait in Atomics.wait
+  // for ever, and pipeTo with it. The ring is shared memory, so it is ended here instead, as
+  // the socket thread ends it when the server closes the connection: pg_dump reads what
+  // came, then the end ("server closed the connection unexpectedly") and exits with its
+  // error. Should it not exit within the grace period (waiting on a stalled destination,
+  // say), it is stopped.
+  void socketThreadEnded.then((exitCode) => {
+    if (settled) return;
+    connectionError ??= `the socket thread ended unexpectedly (exit code ${exitCode})`;
+    new ByteRingWriter(ring).end();
+    const reason = new Error(`the connection ended: ${connectionError}`);
+    setTimeout(() => void settle({ code: null, error: reason }), socketGoneGraceMs).unref();
+  });
 
   dumpWorker.on('message', (event: WasmPgDumpEvent) => {
     if (event.type === 'stderr') {

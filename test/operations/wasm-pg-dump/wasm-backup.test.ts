@@ -3,14 +3,18 @@ import { mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import type { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
 import { BackupError } from '../../../src/errors.js';
 import { backupDatabase } from '../../../src/operations/backup/backup.js';
 import { freePort } from '../../../src/embedded/free-port.js';
 import { libpqConnection } from '../../../src/operations/pg-tools/libpq-connection.js';
+import { ByteRingWriter } from '../../../src/operations/wasm-pg-dump/byte-ring.js';
 import { startWasmPgDump } from '../../../src/operations/wasm-pg-dump/wasm-pg-dump.js';
+import type { WasmPgDumpWorkerData } from '../../../src/operations/wasm-pg-dump/wasm-pg-dump-worker.js';
 import { recreateDatabase } from '../../../src/provisioning/database-admin.js';
+import { observeModuleWorkers } from '../../support/bundled-module-worker.js';
 import { debianPostgresBinDir } from '../../support/postgres-majors.js';
 import { eventually } from '../../support/eventually.js';
 import { startFakePostgres } from '../../support/fake-postgres.js';
@@ -235,5 +239,91 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
       await blocker.query('ROLLBACK');
       await Promise.all([blocker.end(), observer.end()]);
     }
+  });
+
+  // The threads the WebAssembly pg_dump starts in this process from now on, to act on from
+  // outside as a crash would; observed until the test ends.
+  const threadsStarted = (context: { onTestFinished: (fn: () => void) => void }) => {
+    const started: { name: string; worker: Worker; workerData: unknown }[] = [];
+    context.onTestFinished(observeModuleWorkers((name, worker, { workerData }) => void started.push({ name, worker, workerData })));
+    return started;
+  };
+  const socketThreadsOf = (started: ReturnType<typeof threadsStarted>) => started.filter(({ name }) => name === 'pg-socket-worker').map(({ worker }) => worker);
+
+  it.for<[string, (worker: Worker) => void, RegExp]>([
+    // Stopped from outside: no 'error', only the exit.
+    ['is terminated', (worker: Worker) => void worker.terminate(), /\(the connection: the socket thread ended unexpectedly \(exit code 1\)\)$/],
+    // An attach message without its port: the thread's handler throws, as any bug of its own
+    // would (an uncaught exception ends the thread, with an 'error' and then the exit).
+    ['throws', (worker: Worker) => worker.postMessage({ type: 'attach' }), /\(the connection: the socket thread failed: .*\bon\b.*\)$/],
+  ])("ends the backup with a BackupError when pg_dump's socket thread %s mid-dump, and leaves no file", async ([, kill, says], context) => {
+    // pg_dump waits for its LOCK TABLE on users, connected, in the middle of its queries,
+    // for as long as the blocker holds the lock: the thread dies at a known point, and pg_dump
+    // cannot finish first.
+    const started = threadsStarted(context);
+    const blocker = new pg.Client({ connectionString: database.url });
+    const observer = new pg.Client({ connectionString: database.url });
+    await Promise.all([blocker.connect(), observer.connect()]);
+    try {
+      await blocker.query('BEGIN');
+      await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
+      const backup = wasmBackupOf(new URL(database.url));
+      const waitingBackups = async () =>
+        (
+          await observer.query<{ n: number }>(
+            `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+             WHERE NOT l.granted AND l.relation = 'users'::regclass AND a.application_name = 'kennwilliamson-backup'`,
+          )
+        ).rows[0]!.n;
+      await eventually(async () => (await waitingBackups()) === 1, "the backup's pg_dump waits for the lock", { timeoutMs: 20_000 });
+      const sockets = socketThreadsOf(started);
+      expect(sockets).toHaveLength(1);
+
+      kill(sockets[0]!);
+      // Without an end of its own, this waits for ever (until the test's timeout).
+      const error = await backup;
+
+      expect(error).toBeInstanceOf(BackupError);
+      expect((error as Error).message).toMatch(/^pg_dump 18\.\d+ \(WebAssembly, .*\) failed \(exit 1\) for /);
+      expect((error as Error).message).toContain('server closed the connection unexpectedly');
+      expect((error as Error).message).toMatch(says);
+      expect(await readdir(backupDir)).toEqual([]);
+    } finally {
+      await blocker.query('ROLLBACK');
+      await Promise.all([blocker.end(), observer.end()]);
+    }
+  });
+
+  it('stops pg_dump within its grace period when the socket thread died and pg_dump cannot read the end (its destination stalled)', async (context) => {
+    // A destination that holds on to its first chunk: pg_dump fills the output ring and then
+    // waits on it, so it never reads the end of the server's stream; only the grace period
+    // can end the run. 10 MB of COPY output (compressed in the table) is more than the rings hold.
+    const stalled = await createTestDatabase();
+    context.onTestFinished(() => stalled.drop());
+    await execute(stalled.url, "CREATE TABLE public.filler AS SELECT g, repeat('x', 10000) AS padding FROM generate_series(1, 1000) g");
+    const started = threadsStarted(context);
+    const run = await startWasmPgDump({ connection: libpqConnection(stalled.url), args: ['--format=plain'] });
+    let release: (() => void) | undefined;
+    const destination = new Writable({ write: (_chunk, _encoding, callback) => (release ? callback() : (release = callback)) });
+    const piped = run.pipeTo(destination).catch((error: unknown) => error);
+    // pg_dump is stuck for good once its output ring is full (nothing takes from it) while
+    // its ring from the server holds more than it turns into one 64 kB batch of output before
+    // it must write that batch out: read from the rings' shared memory, no timing involved.
+    const { ring, output } = started.find(({ name }) => name === 'wasm-pg-dump-worker')!.workerData as WasmPgDumpWorkerData;
+    const [fromServer, toDestination] = [new ByteRingWriter(ring!), new ByteRingWriter(output!)];
+    const unread = () => ring!.data.byteLength - fromServer.free;
+    await eventually(() => toDestination.free === 0 && unread() >= 256 * 1024, "pg_dump's output ring is full, with more to read", { timeoutMs: 20_000 });
+    const sockets = socketThreadsOf(started);
+    expect(sockets).toHaveLength(1);
+
+    await sockets[0]!.terminate();
+    const exit = await run.exited;
+
+    expect(exit.code).toBeNull();
+    expect(exit.error?.message).toBe('the connection ended: the socket thread ended unexpectedly (exit code 1)');
+    expect(exit.connectionError).toBe('the socket thread ended unexpectedly (exit code 1)');
+    // What pg_dump wrote before it was stopped still arrives, but its output never ends.
+    release!();
+    expect(await piped).toBe(exit.error);
   });
 });
