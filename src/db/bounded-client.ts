@@ -38,7 +38,9 @@ export interface ConnectionBounds {
  * config, and a bounded end) that carries what the pool's bounds track about it and, while
  * `startupBounds()` says so, sends the server-side bounds as startup parameters, which cost no
  * round trip (a pooler such as PgBouncer refuses them, or ignores them; the pool then learns
- * the bounds that hold from the connection itself, see inspectConnection).
+ * the bounds that hold from the connection itself, see inspectConnection). `created` hears of
+ * each connection as it is made, before its login, so that the pool's end can wait for one
+ * that is still logging in.
  *
  * @example
  * new pg.Pool({ connectionString, Client: boundedClientClass(config, () => true) })
@@ -46,6 +48,7 @@ export interface ConnectionBounds {
 export function boundedClientClass(
   config: DbConfig,
   startupBounds: () => boolean,
+  created: (client: LibraryClient & BoundedClient) => void = () => undefined,
 ): new (poolOptions: pg.ClientConfig) => LibraryClient & BoundedClient {
   return class extends LibraryClient implements BoundedClient {
     callStartedAt = 0;
@@ -72,6 +75,7 @@ export function boundedClientClass(
       this.on('error', (error: unknown) => {
         this.brokenBy ??= error;
       });
+      created(this);
     }
   };
 }

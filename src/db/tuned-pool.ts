@@ -119,7 +119,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
     max: config.maxConnections,
     min: config.minConnections,
     idleTimeoutMillis: config.idleTimeoutMs,
-    Client: boundedClientClass(config, () => startupBounds) as unknown as new () => ClientBase,
+    Client: boundedClientClass(config, () => startupBounds, (client) => opened(client)) as unknown as new () => ClientBase,
     // pg-pool awaits this hook before it hands a new connection out (the typings say void): one
     // round trip per new connection, never per call (bounded, see inspectTimeoutMs).
     onConnect: ((client: ClientBase) => inspect(client)) as (client: ClientBase) => void,
@@ -282,6 +282,19 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   // does when a call's context ends, the connection is destroyed: its call fails with a
   // retryable ConnectionError, pg-pool discards it, and the pool opens a fresh one.
   const clients = new Set<BoundedClient>();
+  // Every connection with its socket open, from the moment it is made (a login in progress
+  // too): what end() waits for. Not pg-pool's own count: a held connection that end() closed
+  // is never handed back, so pg-pool never removes it.
+  const open = new Set<LibraryClient>();
+  let lastClosed: (() => void) | undefined;
+  const closed = (client: LibraryClient): void => {
+    clients.delete(client as unknown as BoundedClient);
+    if (open.delete(client) && open.size === 0) lastClosed?.();
+  };
+  const opened = (client: LibraryClient): void => {
+    open.add(client);
+    void client.socketClosed().then(() => closed(client));
+  };
   const sweepMs = Math.min(1_000, Math.max(25, Math.floor(config.callDeadlineMs / 10)));
   const abandon = (client: BoundedClient, now: number): void => {
     const waitedMs = Math.round(now - client.callStartedAt);
@@ -350,22 +363,15 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   // a LibraryClient, which listens itself, and its failing query reports it.)
   pool.on('connect', (client) => {
     clients.add(client as unknown as BoundedClient);
-    // A held connection that end() closed is never handed back, so pg-pool never removes it:
-    // its socket's close is what tells end() it is gone.
-    (client as unknown as LibraryClient).socketClosed().then(() => {
-      if (endStartedAt !== 0) forget(client as unknown as BoundedClient);
-    });
+    // The socket TLS put in place of the one the connection was made with, if it did.
+    void (client as unknown as LibraryClient).socketClosed().then(() => closed(client as unknown as LibraryClient));
     // A login finished: the next failed refill starts its backoff afresh.
     failedRefills = 0;
     // The one place the pool becomes open: every login that finishes, a refill's or a caller's.
     if (isOpen()) settleReady();
   });
-  let lastClosed: (() => void) | undefined;
-  const forget = (client: BoundedClient): void => {
-    if (clients.delete(client) && clients.size === 0) lastClosed?.();
-  };
   pool.on('remove', (client) => {
-    forget(client as unknown as BoundedClient);
+    clients.delete(client as unknown as BoundedClient);
     scheduleRefill(0);
   });
   scheduleRefill(0);
@@ -422,9 +428,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
         endStartedAt = performance.now();
         const handedBack = pool.end();
         handedBack.catch(() => undefined);
-        const closedSockets = [...clients].filter((client) => (client as unknown as LibraryClient).socketIsClosed());
-        for (const client of closedSockets) forget(client);
-        if (clients.size > 0) await new Promise<void>((resolve) => (lastClosed = resolve));
+        if (open.size > 0) await new Promise<void>((resolve) => (lastClosed = resolve));
         clearInterval(sweeper);
       })()),
     statementNaming: () => naming.report(connect),

@@ -352,7 +352,30 @@ it('ends within a call deadline while the application still holds a connection w
   // call deadline has passed.
   const first = await Promise.race([destroyed, work.then(() => 'the callback returned first')]);
   expect(first).toBe('ended');
-  expect(await backendsOf(applicationName)).toEqual([]);
+  // Our side closed; the server notices a moment later.
+  await eventually(async () => (await backendsOf(applicationName)).length === 0, 'the held connection is gone from the server');
   release();
   expect(await work).toMatchObject({ code: 'POOL_CLOSED' });
+});
+
+it('ends only once a connection still logging in when destroy() was called has closed too, rather than leaving it open and unwatched', async () => {
+  const sockets = () => process.getActiveResourcesInfo().filter((resource) => resource === 'TCPSocketWrap').length;
+  const before = sockets();
+  const db = createDb({ databaseUrl: database.url, applicationName: `late-${randomBytes(4).toString('hex')}`, minConnections: 0, maxConnections: 2 });
+  // A checkout that is still logging in when the pool is ended.
+  const checkout = poolOf(db)
+    .connect()
+    .then(
+      (client) => {
+        client.release();
+        return 'connected';
+      },
+      (error: unknown) => error,
+    );
+
+  await db.destroy();
+
+  expect(poolOf(db).pool.totalCount).toBe(0);
+  expect(sockets()).toBe(before);
+  await checkout;
 });

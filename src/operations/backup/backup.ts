@@ -72,7 +72,8 @@ function lockWaitRanOut(stderr: string, lockTimeoutMs: number): string[] {
 // libpq reports a connection that TCP keepalive (or its unacknowledged-data limit) ended as
 // the system's ETIMEDOUT, in a sentence that does not say what happened to the server.
 function serverWentSilent(stderr: string): string[] {
-  if (!/could not (receive|send) data (from|to) server: Connection timed out/.test(stderr)) return [];
+  // Over TLS, libpq says it as "SSL SYSCALL error: Connection timed out".
+  if (!/(could not (receive|send) data (from|to) server|SSL SYSCALL error): Connection timed out/.test(stderr)) return [];
   return [
     `the server stopped answering pg_dump for ${libpqSilenceLimitSeconds} s (no reply to TCP keepalive): a network partition, or a ` +
       'failover that left the connection behind; run the backup again once the server is reachable',

@@ -224,7 +224,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
             )
           ).rows;
         await eventually(async () => (await restoring()).some((session) => session.waiting), "the restore waits for the reader's table");
-        const [session] = await restoring();
+        const session = (await restoring()).find((candidate) => candidate.waiting);
         partition = silenceConnections(Number(new URL(target).port), [session!.port]);
 
         // With the system's keepalive (two hours) it would wait out its 120 s lock_timeout, holding
