@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
@@ -341,5 +342,56 @@ describe('setup --admin by an admin with CREATEDB and CREATEROLE, not a superuse
     });
     // The admin may act as the owner to hand objects over, and gains none of its powers by that.
     expect(facts).toEqual({ owner: owner.user, inherits: false });
+  });
+});
+
+// The run's own server (its log and pg_hba.conf are this run's to read and change): PostgreSQL
+// 16 and later say how a login was authenticated, so one login with the password answers.
+describe.runIf(inject('serverKind') === 'embedded')('the password check of an admin that may not read pg_authid, on PostgreSQL 16 and later', () => {
+  const suffix = randomBytes(3).toString('hex');
+  const creator = { user: `kw_creator16_${suffix}`, password: `creator-${randomBytes(8).toString('hex')}` };
+  const role = { user: `kw_checked16_${suffix}`, password: `kept-${randomBytes(8).toString('hex')}` };
+  const superuserUrl = () => databaseUrlWith(inject('serverUrl'), 'postgres');
+  const creatorUrl = () => databaseUrlAs(superuserUrl(), creator.user, creator.password);
+  const logsInWith = (password: string) =>
+    withClient(databaseUrlAs(superuserUrl(), role.user, password), (client) => client.query('SELECT 1')).then(() => true, () => false);
+  const setting = (name: string) => withClient(superuserUrl(), async (client) => (await client.query<Record<string, string>>(`SHOW ${name}`)).rows[0]![name]!);
+
+  beforeAll(async () => {
+    await execute(superuserUrl(), `CREATE ROLE ${creator.user} LOGIN CREATEROLE PASSWORD '${creator.password}'`);
+    // Made by the admin, which so holds ADMIN on it: on 16 and later, what lets it alter the role.
+    await execute(creatorUrl(), `CREATE ROLE ${role.user} LOGIN PASSWORD '${role.password}'`);
+  });
+  afterAll(async () => {
+    await execute(superuserUrl(), `DROP ROLE IF EXISTS ${role.user}; DROP ROLE IF EXISTS ${creator.user}`);
+  });
+
+  it('keeps an unchanged password after one login as the role, with no failed login in the server log', async () => {
+    expect(await provisionAppRole({ adminUrl: creatorUrl(), ...role })).toBe('unchanged');
+
+    // A login with a wrong password, to see whether the server checks one, would be logged as a
+    // failed login: the only one in the log is the test's own, after the check.
+    expect(await logsInWith(`wrong-${randomBytes(4).toString('hex')}`)).toBe(false);
+    const log = await readFile(path.join(await setting('data_directory'), 'server.log'), 'utf8');
+    expect(log.split(`password authentication failed for user "${role.user}"`)).toHaveLength(2);
+  });
+
+  it('sets the password where the server lets the role in without checking one (trust)', async () => {
+    const hbaFile = await setting('hba_file');
+    const hba = await readFile(hbaFile, 'utf8');
+    const wanted = `new-${randomBytes(8).toString('hex')}`;
+    try {
+      // This role only, ahead of the server's scram-sha-256 rules; put back below.
+      await writeFile(hbaFile, `host all ${role.user} 127.0.0.1/32 trust\n${hba}`);
+      await execute(superuserUrl(), 'SELECT pg_reload_conf()');
+      await eventually(() => logsInWith(`wrong-${randomBytes(4).toString('hex')}`), 'the server lets the role in with a wrong password');
+
+      expect(await provisionAppRole({ adminUrl: creatorUrl(), user: role.user, password: wanted })).toBe('password set');
+    } finally {
+      await writeFile(hbaFile, hba);
+      await execute(superuserUrl(), 'SELECT pg_reload_conf()');
+      await eventually(async () => !(await logsInWith(`wrong-${randomBytes(4).toString('hex')}`)), "the server checks the role's password again");
+    }
+    expect(await logsInWith(wanted)).toBe(true);
   });
 });
