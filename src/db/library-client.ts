@@ -75,6 +75,24 @@ export class LibraryClient extends PgClient {
     this.on('error', () => undefined);
   }
 
+  // A login that pg itself gives up on (no password for a SCRAM server, a server signature that
+  // does not match) leaves the socket open, and pg-pool drops the client without ending it: the
+  // server would keep it until its authentication_timeout (60 s by default), and the pool's end
+  // with it.
+  override connect(): Promise<Client>;
+  override connect(callback: ((error: Error) => void) | ((error: null, client: Client) => void)): void;
+  override connect(callback?: ((error: Error) => void) | ((error: null, client: Client) => void)): Promise<Client> | void {
+    const connected = super.connect().catch((error: unknown) => {
+      this.destroy();
+      throw error;
+    });
+    if (callback === undefined) return connected;
+    connected.then(
+      () => (callback as (error: null, client: Client) => void)(null, this),
+      (error: Error) => (callback as (error: Error) => void)(error),
+    );
+  }
+
   override end(): Promise<void>;
   override end(callback: (error: Error) => void): void;
   override end(callback?: (error: Error) => void): Promise<void> | void {

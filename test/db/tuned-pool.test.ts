@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import type net from 'node:net';
 import { sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
 import { connectionLifetimeMs } from '../../src/db/connection-lifetime.js';
+import { settlesWithin } from '../../src/db/settles-within.js';
 import { createDb, poolOf } from '../../src/db/create-db.js';
 import { eventually } from '../support/eventually.js';
 import { createObservedDatabase } from '../support/observed-database.js';
@@ -18,6 +20,7 @@ afterAll(() => remove());
 // The worker runs other files after this one (isolate: false).
 afterEach(() => {
   vi.useRealTimers();
+  vi.unstubAllEnvs();
 });
 
 /** The pids of `applicationName`'s backends (those where `condition` holds), in order. */
@@ -358,9 +361,10 @@ it('ends within a call deadline while the application still holds a connection w
   expect(await work).toMatchObject({ code: 'POOL_CLOSED' });
 });
 
+/** The sockets of the connections pg-pool has made so far (its own list). */
+const socketsOf = (pool: pg.Pool) => (pool as unknown as { _clients: Array<{ connection: { stream: net.Socket } }> })._clients.map((client) => client.connection.stream);
+
 it('ends only once a connection still logging in when destroy() was called has closed too, rather than leaving it open and unwatched', async () => {
-  const sockets = () => process.getActiveResourcesInfo().filter((resource) => resource === 'TCPSocketWrap').length;
-  const before = sockets();
   const db = createDb({ databaseUrl: database.url, applicationName: `late-${randomBytes(4).toString('hex')}`, minConnections: 0, maxConnections: 2 });
   // A checkout that is still logging in when the pool is ended.
   const checkout = poolOf(db)
@@ -372,10 +376,25 @@ it('ends only once a connection still logging in when destroy() was called has c
       },
       (error: unknown) => error,
     );
+  const [socket] = socketsOf(poolOf(db).pool);
 
   await db.destroy();
 
   expect(poolOf(db).pool.totalCount).toBe(0);
-  expect(sockets()).toBe(before);
+  expect(socket!.destroyed).toBe(true);
   await checkout;
+});
+
+it('ends at once after a login that pg itself gave up on (no password for a SCRAM server), whose socket it closes rather than leave to the server', async () => {
+  const withoutPassword = new URL(database.url);
+  withoutPassword.password = '';
+  vi.stubEnv('PGPASSWORD', undefined);
+  const db = createDb({ databaseUrl: withoutPassword.toString(), applicationName: `nopw-${randomBytes(4).toString('hex')}`, minConnections: 1, maxConnections: 1 });
+  const pool = poolOf(db);
+  await expect(pool.ready()).rejects.toThrow(/password/);
+  const sockets = socketsOf(pool.pool);
+
+  // Left open, the server would hold each such socket until its authentication_timeout (60 s), and end() with it.
+  expect(await settlesWithin(db.destroy(), 10_000)).toBe(true);
+  expect(sockets.every((socket) => socket.destroyed)).toBe(true);
 });

@@ -272,7 +272,8 @@ async function runWasmPgDump(
   if (exit.code !== 0) {
     const reason =
       exit.code === null
-        ? 'error' in outcome
+        ? // The run's own error (its connection's thread died) also fails the write it fed: not a write failure.
+          'error' in outcome && outcome.error !== exit.error
           ? `writing the backup failed: ${outcome.error.message}`
           : (exit.error?.message ?? 'pg_dump stopped')
         : [...lockWaitRanOut(exit.stderr, lockTimeoutMs), toolErrorText(exit.stderr), exit.connectionError ? `(the connection: ${exit.connectionError})` : '']
