@@ -206,6 +206,16 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
     }
   });
 
+  // The backups' sessions that wait for a lock on users, as another session (not the blocker's
+  // transaction, which would see pg_stat_activity as it first read it) sees them.
+  const backupsWaitingForUsers = async (observer: pg.Client) =>
+    (
+      await observer.query<{ n: number }>(
+        `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
+         WHERE NOT l.granted AND l.relation = 'users'::regclass AND a.application_name = 'kennwilliamson-backup'`,
+      )
+    ).rows[0]!.n;
+
   it('Ctrl-C while pg_dump waits for the server stops it and leaves no file', async () => {
     // A session holding a lock on users makes pg_dump wait (for its LOCK TABLE) until we let
     // go, which is only after the command exited: pg_dump's thread is blocked in wasm, so
@@ -219,14 +229,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
       await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
       const child = startCli('db-backup', [], env());
       const finished = cliOutcome(child);
-      const waitingBackups = async () =>
-        (
-          await observer.query<{ n: number }>(
-            `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-             WHERE NOT l.granted AND l.relation = 'users'::regclass AND a.application_name = 'kennwilliamson-backup'`,
-          )
-        ).rows[0]!.n;
-      await eventually(async () => (await waitingBackups()) === 1, "the backup's pg_dump waits for the lock", { timeoutMs: 20_000 });
+      await eventually(async () => (await backupsWaitingForUsers(observer)) === 1, "the backup's pg_dump waits for the lock", { timeoutMs: 20_000 });
 
       child.kill('SIGINT');
       const { code, stderr } = await finished;
@@ -268,14 +271,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
       await blocker.query('BEGIN');
       await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
       const backup = wasmBackupOf(new URL(database.url));
-      const waitingBackups = async () =>
-        (
-          await observer.query<{ n: number }>(
-            `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-             WHERE NOT l.granted AND l.relation = 'users'::regclass AND a.application_name = 'kennwilliamson-backup'`,
-          )
-        ).rows[0]!.n;
-      await eventually(async () => (await waitingBackups()) === 1, "the backup's pg_dump waits for the lock", { timeoutMs: 20_000 });
+      await eventually(async () => (await backupsWaitingForUsers(observer)) === 1, "the backup's pg_dump waits for the lock", { timeoutMs: 20_000 });
       const sockets = socketThreadsOf(started);
       expect(sockets).toHaveLength(1);
 
