@@ -26,6 +26,18 @@ const settings: ReadonlyArray<readonly [string, string]> = [
 export const silentClientBoundsLocal = [...settings, ['tcp_user_timeout', '10000'] as const].map(([name, value]) => `SET LOCAL ${name} = ${value};`).join(' ');
 
 /**
+ * The same as {@link silentClientBoundsLocal} for a whole session (`SET`), for work that runs
+ * outside a transaction (a migration file without one); {@link silentClientBoundsReset} puts
+ * the session back.
+ *
+ * @example await client.query(silentClientBoundsSession); try { … } finally { await client.query(silentClientBoundsReset) }
+ */
+export const silentClientBoundsSession = silentClientBoundsLocal.replaceAll('SET LOCAL ', 'SET ');
+
+/** Undoes {@link silentClientBoundsSession}. */
+export const silentClientBoundsReset = [...settings.map(([name]) => name), 'tcp_user_timeout'].map((name) => `RESET ${name};`).join(' ');
+
+/**
  * The same settings as libpq's `PGOPTIONS` (`-c name=value …`), for a PostgreSQL program's
  * session (pg_dump), which sends them at login. Without `tcp_user_timeout`: Linux applies it to
  * a receiver that advertises no room as well, and pg_dump stops reading while its output waits

@@ -34,7 +34,7 @@ import {
 } from './migration-storage.js';
 import { lineOfPosition } from '../sql-position.js';
 import { type MigrationScript, type MigrationStatement, noTransactionHeader, parseMigrationScript } from './migration-script.js';
-import { silentClientBoundsLocal } from '../db/silent-client-bounds.js';
+import { silentClientBoundsLocal, silentClientBoundsReset, silentClientBoundsSession } from '../db/silent-client-bounds.js';
 
 export interface MigratorOptions {
   /**
@@ -472,7 +472,9 @@ async function assertCanRunWithoutTransaction(client: pg.ClientBase, scripts: Mi
 // Each statement commits on its own, so each waits for its locks (and retries) on its own: a
 // session lock_timeout (SET, then RESET once the file is done) on the migrator's own
 // connection. A statement that only takes locks no query waits behind (CONCURRENTLY, VACUUM
-// without FULL, ANALYZE) waits once, for the whole budget.
+// without FULL, ANALYZE) waits once, for the whole budget. The session has the server-side
+// bounds for a silent host too (silentClientBoundsSession), as a transaction's: an index build
+// for nobody would hold back vacuum and every other DDL on its table until it ended.
 async function runWithoutTransaction(
   client: pg.ClientBase,
   script: MigrationScript,
@@ -481,6 +483,7 @@ async function runWithoutTransaction(
   waits: LockWaits,
 ): Promise<void> {
   try {
+    await client.query(silentClientBoundsSession);
     for (const [index, statement] of script.statements.entries()) {
       // The lock must still be ours before each step, not only at the record.
       try {
@@ -551,7 +554,7 @@ async function runWithoutTransaction(
       }
     }
   } finally {
-    await client.query('RESET lock_timeout').catch(() => undefined);
+    await client.query(`RESET lock_timeout; ${silentClientBoundsReset}`).catch(() => undefined);
   }
   // The record (the storage's INSERT or DELETE) and the lock check commit together.
   await client.query('BEGIN');
