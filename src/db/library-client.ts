@@ -109,15 +109,10 @@ export class LibraryClient extends PgClient {
     this.socket().destroy(error);
   }
 
-  /** Whether the socket is closed (ended, destroyed, or never opened). */
-  socketIsClosed(): boolean {
-    const socket = this.socket();
-    return socket.destroyed || socket.closed;
-  }
-
   /** Resolves once the socket is closed, at once if it is. */
   socketClosed(): Promise<void> {
-    return this.socketIsClosed() ? Promise.resolve() : new Promise((resolve) => this.socket().once('close', () => resolve()));
+    const socket = this.socket();
+    return socket.destroyed || socket.closed ? Promise.resolve() : new Promise((resolve) => socket.once('close', () => resolve()));
   }
 
   private socket(): Socket {

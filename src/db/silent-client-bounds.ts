@@ -23,7 +23,10 @@ const settings: ReadonlyArray<readonly [string, string]> = [
  *
  * @example await client.query(`BEGIN; ${silentClientBoundsLocal}`)
  */
-export const silentClientBoundsLocal = [...settings, ['tcp_user_timeout', '10000'] as const].map(([name, value]) => `SET LOCAL ${name} = ${value};`).join(' ');
+// A client that reads every answer at once can bear a limit on unacknowledged data too.
+const readerSettings = [...settings, ['tcp_user_timeout', '10000'] as const];
+
+export const silentClientBoundsLocal = readerSettings.map(([name, value]) => `SET LOCAL ${name} = ${value};`).join(' ');
 
 /**
  * The same as {@link silentClientBoundsLocal} for a whole session (`SET`), for work that runs
@@ -32,10 +35,10 @@ export const silentClientBoundsLocal = [...settings, ['tcp_user_timeout', '10000
  *
  * @example await client.query(silentClientBoundsSession); try { … } finally { await client.query(silentClientBoundsReset) }
  */
-export const silentClientBoundsSession = silentClientBoundsLocal.replaceAll('SET LOCAL ', 'SET ');
+export const silentClientBoundsSession = readerSettings.map(([name, value]) => `SET ${name} = ${value};`).join(' ');
 
 /** Undoes {@link silentClientBoundsSession}. */
-export const silentClientBoundsReset = [...settings.map(([name]) => name), 'tcp_user_timeout'].map((name) => `RESET ${name};`).join(' ');
+export const silentClientBoundsReset = readerSettings.map(([name]) => `RESET ${name};`).join(' ');
 
 /**
  * The same settings as libpq's `PGOPTIONS` (`-c name=value …`), for a PostgreSQL program's

@@ -291,6 +291,8 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
     clients.delete(client as unknown as BoundedClient);
     if (open.delete(client) && open.size === 0) lastClosed?.();
   };
+  // Heard from the socket the connection was made with: one that TLS wraps later closes with
+  // the TLS socket.
   const opened = (client: LibraryClient): void => {
     open.add(client);
     void client.socketClosed().then(() => closed(client));
@@ -363,8 +365,6 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   // a LibraryClient, which listens itself, and its failing query reports it.)
   pool.on('connect', (client) => {
     clients.add(client as unknown as BoundedClient);
-    // The socket TLS put in place of the one the connection was made with, if it did.
-    void (client as unknown as LibraryClient).socketClosed().then(() => closed(client as unknown as LibraryClient));
     // A login finished: the next failed refill starts its backoff afresh.
     failedRefills = 0;
     // The one place the pool becomes open: every login that finishes, a refill's or a caller's.
@@ -426,8 +426,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
         // connection's goodbye to a silent peer is destroyed after LibraryClient's grace, and an
         // open socket would keep the process alive).
         endStartedAt = performance.now();
-        const handedBack = pool.end();
-        handedBack.catch(() => undefined);
+        pool.end().catch(() => undefined);
         if (open.size > 0) await new Promise<void>((resolve) => (lastClosed = resolve));
         clearInterval(sweeper);
       })()),

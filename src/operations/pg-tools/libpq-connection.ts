@@ -32,10 +32,10 @@ const queryParameterVariables: Record<string, string> = {
 // as long as that ends the connection too, since Linux sends no keepalive probe while data waits
 // for its acknowledgement. libpq reads none of these from the environment: only a connection
 // string carries them.
-const keepaliveKeywords = 'keepalives=1 keepalives_idle=5 keepalives_interval=1 keepalives_count=10 tcp_user_timeout=15000';
-
 /** Seconds of silence after which a connection opened with `tcpKeepalive` ends (see keepaliveKeywords). */
 export const libpqSilenceLimitSeconds = 15;
+
+const keepaliveKeywords = `keepalives=1 keepalives_idle=5 keepalives_interval=1 keepalives_count=10 tcp_user_timeout=${libpqSilenceLimitSeconds * 1000}`;
 
 // A value in a libpq connection string: quoted, with backslash and quote escaped.
 const conninfoValue = (value: string) => `'${value.replaceAll('\\', '\\\\').replaceAll("'", "\\'")}'`;

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { openClient } from '../../../src/db/with-client.js';
 import { BackupError } from '../../../src/errors.js';
 import { backupDatabase } from '../../../src/operations/backup/backup.js';
 import { freePort } from '../../../src/embedded/free-port.js';
@@ -13,6 +14,7 @@ import { startFakePostgres } from '../../support/fake-postgres.js';
 import { healAllPartitions, packetFilterAvailable, silenceConnections } from '../../support/packet-filter.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { runCli } from '../../support/run-cli.js';
+import { holdTableLock } from '../../support/table-lock-holder.js';
 
 const available = toolsAvailable(debianPostgresPrograms, 'the backup tests (a PostgreSQL server that pg_dump 15 can dump)');
 const backupName = /^kennwilliamson_development_\d{8}T\d{6}\.\d{3}Z\.dump$/;
@@ -173,20 +175,15 @@ describe.skipIf(!available)('npm run db:backup', () => {
   });
 
   it('gives up on a table another session holds after lockTimeoutMs, naming the table, and leaves no file', async () => {
-    const blocker = new pg.Client({ connectionString: databaseUrl });
-    await blocker.connect();
+    const blocker = await holdTableLock(databaseUrl, 'users');
     try {
-      await blocker.query('BEGIN');
-      await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
-
       const error = await backupDatabase({ databaseUrl, backupDir, environment: 'development', keep: 1, lockTimeoutMs: 300 }).catch((e: unknown) => e);
 
       expect(error).toBeInstanceOf(BackupError);
       expect((error as Error).message).toContain('pg_dump waited more than 300 ms for a lock on table public.users');
       expect(await readdir(backupDir)).toEqual([]);
     } finally {
-      await blocker.query('ROLLBACK');
-      await blocker.end();
+      await blocker.release();
     }
   });
 
@@ -200,15 +197,11 @@ describe.skipIf(!available)('npm run db:backup', () => {
   it.skipIf(!packetsDroppable)(
     'ends a pg_dump cut off by a silent partition through TCP keepalive, on both sides, saying the server stopped answering, and leaves no file',
     async () => {
-      const blocker = new pg.Client({ connectionString: databaseUrl });
-      // Outside the blocker's transaction, which would see pg_stat_activity as it first read it.
-      const observer = new pg.Client({ connectionString: databaseUrl });
-      await Promise.all([blocker.connect(), observer.connect()]);
+      // The observer stays outside the blocker's transaction, which would see pg_stat_activity as it first read it.
+      const [blocker, observer] = await Promise.all([holdTableLock(databaseUrl, 'users'), openClient(databaseUrl)]);
       let partition: ReturnType<typeof silenceConnections> | undefined;
       let silenced: { pid: number; port: number } | undefined;
       try {
-        await blocker.query('BEGIN');
-        await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
         // A lock wait far longer than the test: only keepalive can end pg_dump's wait.
         const outcome = backupDatabase({ databaseUrl, backupDir, environment: 'development', keep: 1, lockTimeoutMs: 600_000 }).catch((e: unknown) => e);
         await eventually(async () => {
@@ -234,8 +227,7 @@ describe.skipIf(!available)('npm run db:backup', () => {
       } finally {
         partition?.heal();
         if (silenced) await observer.query('SELECT pg_terminate_backend($1)', [silenced.pid]);
-        await blocker.query('ROLLBACK');
-        await Promise.all([blocker.end(), observer.end()]);
+        await Promise.all([blocker.release(), observer.end()]);
       }
     },
     // keepalive's 15 s, and the backup's start and checks on a busy machine.

@@ -3,8 +3,8 @@ import { copyFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'n
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, it } from 'vitest';
+import { openClient } from '../../../src/db/with-client.js';
 import { recreateDatabase } from '../../../src/provisioning/database-admin.js';
 import { RestoreError } from '../../../src/errors.js';
 import { backupDatabase, type BackupResult } from '../../../src/operations/backup/backup.js';
@@ -16,6 +16,7 @@ import { healAllPartitions, packetFilterAvailable, silenceConnections } from '..
 import { debianPostgresBinDir } from '../../support/postgres-majors.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { runCli, runCliInTerminal } from '../../support/run-cli.js';
+import { holdTableLock } from '../../support/table-lock-holder.js';
 import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';
 
 const available = toolsAvailable(debianPostgresPrograms, 'the restore tests (a PostgreSQL server that pg_dump 15 can dump)');
@@ -208,13 +209,9 @@ describe.skipIf(!available)('npm run db:restore', () => {
     async ({ expect }) => {
       const target = await databaseWithOtherData();
       const before = await tableContents(target);
-      const reader = new pg.Client({ connectionString: target });
-      const observer = new pg.Client({ connectionString: target });
-      await Promise.all([reader.connect(), observer.connect()]);
+      const [reader, observer] = await Promise.all([holdTableLock(target, 'later_feature', 'ACCESS SHARE'), openClient(target)]);
       let partition: ReturnType<typeof silenceConnections> | undefined;
       try {
-        await reader.query('BEGIN');
-        await reader.query('LOCK TABLE later_feature IN ACCESS SHARE MODE');
         // A lock wait far longer than the test: only the server's keepalive can end it sooner.
         const outcome = restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file), lockTimeoutMs: 120_000 }).catch((e: unknown) => e);
         const restoring = async () =>
@@ -234,8 +231,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
         expect(await outcome).toBeInstanceOf(RestoreError);
       } finally {
         partition?.heal();
-        await reader.query('ROLLBACK');
-        await Promise.all([reader.end(), observer.end()]);
+        await Promise.all([reader.release(), observer.end()]);
       }
       expect(await tableContents(target)).toEqual(before);
     },

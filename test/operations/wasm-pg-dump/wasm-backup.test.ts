@@ -6,6 +6,7 @@ import { Writable } from 'node:stream';
 import type { Worker } from 'node:worker_threads';
 import pg from 'pg';
 import { afterAll, beforeAll, beforeEach, describe, expect, inject, it } from 'vitest';
+import { openClient } from '../../../src/db/with-client.js';
 import { BackupError } from '../../../src/errors.js';
 import { backupDatabase } from '../../../src/operations/backup/backup.js';
 import { freePort } from '../../../src/embedded/free-port.js';
@@ -21,6 +22,7 @@ import { startFakePostgres } from '../../support/fake-postgres.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { cliOutcome, runCli, startCli } from '../../support/run-cli.js';
 import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';
+import { holdTableLock } from '../../support/table-lock-holder.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
 
 // The run's shared server is PostgreSQL 17; these machines have only Debian's pg_dump 15
@@ -186,12 +188,8 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
   });
 
   it('gives up on a table another session holds after lockTimeoutMs, saying so, and leaves no file', async () => {
-    const blocker = new pg.Client({ connectionString: database.url });
-    await blocker.connect();
+    const blocker = await holdTableLock(database.url, 'users');
     try {
-      await blocker.query('BEGIN');
-      await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
-
       const error = await backupDatabase({ databaseUrl: database.url, backupDir, environment: 'development', keep: 1, toolSearch: noNativePgDump, lockTimeoutMs: 300 }).catch(
         (e: unknown) => e,
       );
@@ -201,13 +199,12 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
       expect((error as Error).message).toContain('pg_dump waited more than 300 ms for a lock on a table, which another session holds');
       expect(await readdir(backupDir)).toEqual([]);
     } finally {
-      await blocker.query('ROLLBACK');
-      await blocker.end();
+      await blocker.release();
     }
   });
 
-  // The backups' sessions that wait for a lock on users, as another session (not the blocker's
-  // transaction, which would see pg_stat_activity as it first read it) sees them.
+  // The backups' sessions that wait for a lock on users, as another session (not the blocker's,
+  // whose transaction would see pg_stat_activity as it first read it) sees them.
   const backupsWaitingForUsers = async (observer: pg.Client) =>
     (
       await observer.query<{ n: number }>(
@@ -220,13 +217,8 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
     // A session holding a lock on users makes pg_dump wait (for its LOCK TABLE) until we let
     // go, which is only after the command exited: pg_dump's thread is blocked in wasm, so
     // only the main thread, free to handle SIGINT, can end it.
-    const blocker = new pg.Client({ connectionString: database.url });
-    // Another session watches: inside the blocker's transaction pg_stat_activity would not change.
-    const observer = new pg.Client({ connectionString: database.url });
-    await Promise.all([blocker.connect(), observer.connect()]);
+    const [blocker, observer] = await Promise.all([holdTableLock(database.url, 'users'), openClient(database.url)]);
     try {
-      await blocker.query('BEGIN');
-      await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
       const child = startCli('db-backup', [], env());
       const finished = cliOutcome(child);
       await eventually(async () => (await backupsWaitingForUsers(observer)) === 1, "the backup's pg_dump waits for the lock", { timeoutMs: 20_000 });
@@ -239,8 +231,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
       expect(stderr).toContain('backup interrupted; no file was kept');
       expect(await readdir(backupDir)).toEqual([]);
     } finally {
-      await blocker.query('ROLLBACK');
-      await Promise.all([blocker.end(), observer.end()]);
+      await Promise.all([blocker.release(), observer.end()]);
     }
   });
 
@@ -264,12 +255,8 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
     // for as long as the blocker holds the lock: the thread dies at a known point, and pg_dump
     // cannot finish first.
     const started = threadsStarted(context);
-    const blocker = new pg.Client({ connectionString: database.url });
-    const observer = new pg.Client({ connectionString: database.url });
-    await Promise.all([blocker.connect(), observer.connect()]);
+    const [blocker, observer] = await Promise.all([holdTableLock(database.url, 'users'), openClient(database.url)]);
     try {
-      await blocker.query('BEGIN');
-      await blocker.query('LOCK TABLE users IN ACCESS EXCLUSIVE MODE');
       const backup = wasmBackupOf(new URL(database.url));
       await eventually(async () => (await backupsWaitingForUsers(observer)) === 1, "the backup's pg_dump waits for the lock", { timeoutMs: 20_000 });
       const sockets = socketThreadsOf(started);
@@ -285,8 +272,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
       expect((error as Error).message).toMatch(says);
       expect(await readdir(backupDir)).toEqual([]);
     } finally {
-      await blocker.query('ROLLBACK');
-      await Promise.all([blocker.end(), observer.end()]);
+      await Promise.all([blocker.release(), observer.end()]);
     }
   });
 
