@@ -3,8 +3,6 @@ import { openClient } from '../db/with-client.js';
 import type { BlockingSession } from '../blocking-session.js';
 import { statementShape } from './statement-shape.js';
 
-/** Shown in `pg_stat_activity` for the connection that watches who blocks a migration. */
-export const blockerMonitorApplicationName = 'kennwilliamson-migrate-monitor';
 
 // Who waits behind whom, from the lock manager itself (pg_blocking_pids), with what
 // pg_stat_activity says of each blocker. Each statement runs in a transaction of its own, so
@@ -45,21 +43,22 @@ interface BlockerRow {
 }
 
 /**
- * A {@link BlockerMonitor} on `databaseUrl`. A failure to read the blockers (the monitor's
- * connection refused, a role that may not see other sessions) leaves them unnamed; it never
- * fails the migration.
+ * A {@link BlockerMonitor} on `databaseUrl`, whose connection shows in `pg_stat_activity` as
+ * `applicationName` (the watched command's own, so that an operator who looks sees which
+ * command is waiting). A failure to read the blockers (the monitor's connection refused, a
+ * role that may not see other sessions) leaves them unnamed; it never fails the command.
  *
  * @example
- * const monitor = blockerMonitor(url)
+ * const monitor = blockerMonitor(url, 'kennwilliamson-migrate-monitor')
  * const watching = monitor.watch(pid, 50)
  * // … the statement fails with 55P03 …
  * const blockers = await watching.stop() // [{ pid: 4242, applicationName: 'psql', state: 'idle in transaction', … }]
  */
-export function blockerMonitor(databaseUrl: string): BlockerMonitor {
+export function blockerMonitor(databaseUrl: string, applicationName: string): BlockerMonitor {
   let client: Promise<pg.Client> | undefined;
   const connect = () => {
     if (client !== undefined) return client;
-    client = openClient(databaseUrl, blockerMonitorApplicationName);
+    client = openClient(databaseUrl, applicationName);
     client.catch(() => undefined);
     return client;
   };

@@ -267,7 +267,7 @@ async function withMigrator<T>(
   const files = await listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir());
   const scripts = migrationScripts(files);
   const log = options.log ?? (() => undefined);
-  const waits: LockWaits = { run: runPolicy(options), warn: options.warn ?? warnOnStderr, monitor: blockerMonitor(databaseUrl) };
+  const waits: LockWaits = { run: runPolicy(options), warn: options.warn ?? warnOnStderr, monitor: blockerMonitor(databaseUrl, 'kennwilliamson-migrate-monitor') };
   const onWait = (holder: { pid: number; applicationName: string } | undefined) =>
     log(`waiting for another migration run to finish${holder ? ` (pid ${holder.pid}, ${holder.applicationName})` : ''}…`);
 

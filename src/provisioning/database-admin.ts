@@ -208,7 +208,7 @@ async function dropDatabaseInAttempts(client: pg.Client, databaseUrl: string, da
   // with PostgreSQL's parser, which starting a command must not load. It watches from the
   // maintenance database: a watcher on the database being dropped would be ended by FORCE.
   const { blockerMonitor } = await import('../migrations/lock-blockers.js');
-  const monitor = blockerMonitor(databaseUrlWith(databaseUrl, (client as pg.Client & { database: string }).database));
+  const monitor = blockerMonitor(databaseUrlWith(databaseUrl, (client as pg.Client & { database: string }).database), 'kennwilliamson-reset-monitor');
   const { rows } = await client.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid');
   try {
     await withLockRetries(

@@ -92,7 +92,7 @@ export async function provisionDatabase(options: ProvisionOptions): Promise<Prov
   // Loaded here, not with the commands that import this module: it reads blockers' queries
   // with PostgreSQL's parser, which starting a command must not load.
   const { blockerMonitor } = await import('../migrations/lock-blockers.js');
-  const monitor = blockerMonitor(options.adminUrl);
+  const monitor = blockerMonitor(options.adminUrl, 'kennwilliamson-setup-monitor');
   try {
     return await withClient(
       options.adminUrl,

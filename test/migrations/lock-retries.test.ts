@@ -118,6 +118,9 @@ describe('a transactional migration behind a long reader', () => {
       // The reader stays until a watched attempt has named it: a monitor that never sees the
       // blocker fails here rather than passing with "no blocking session seen" every time.
       await eventually(() => warnings.some((line) => line.includes(`blocked by pid ${reader.pid} `)), 'an attempt named the reader');
+      // The watching connection says whose it is to an operator who looks.
+      const watching = await observer.query("SELECT 1 FROM pg_stat_activity WHERE application_name = 'kennwilliamson-migrate-monitor' AND datname = current_database()");
+      expect(watching.rowCount).toBe(1);
       await reader.client.query('COMMIT');
       readerEnded = true;
       await expect(migrating).resolves.toEqual([{ name, durationMs: expect.any(Number) }]);

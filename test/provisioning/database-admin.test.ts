@@ -1,7 +1,9 @@
 import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { withClient } from '../../src/db/with-client.js';
 import { ConfigError, ProvisioningError } from '../../src/errors.js';
 import { databaseUrlWith, ensureDatabase, isLocalDatabaseUrl, recreateDatabase, requireLocalDatabase } from '../../src/provisioning/database-admin.js';
+import { eventually } from '../support/eventually.js';
 import { createTestDatabase } from '../support/test-database.js';
 
 describe('isLocalDatabaseUrl', () => {
@@ -117,5 +119,30 @@ describe('recreateDatabase', () => {
     await after.connect();
     onTestFinished(() => after.end());
     expect((await after.query("SELECT to_regclass('public.kept_until_recreated') AS t")).rows[0].t).toBeNull();
+  });
+
+  it("watches a blocked drop from a connection named as db:reset's, not as a migration's", async () => {
+    const database = await createTestDatabase({ empty: true });
+    const blocker = new pg.Client({ connectionString: databaseUrlWith(database.url, 'postgres'), application_name: 'kw-grant-in-progress' });
+    onTestFinished(async () => {
+      await blocker.end().catch(() => undefined);
+      await database.drop();
+    });
+    await blocker.connect();
+    await blocker.query('BEGIN');
+    await blocker.query(`GRANT CONNECT ON DATABASE ${blocker.escapeIdentifier(database.name)} TO PUBLIC`);
+
+    const recreated = recreateDatabase(database.url, { lockTimeoutMs: 60_000, warn: () => undefined });
+    recreated.catch(() => undefined);
+    // Read from outside the blocker's transaction, whose view of pg_stat_activity stays as it first read it.
+    const monitors = () =>
+      withClient(databaseUrlWith(database.url, 'postgres'), async (client) =>
+        (await client.query<{ name: string }>("SELECT application_name AS name FROM pg_stat_activity WHERE application_name LIKE 'kennwilliamson-%-monitor'")).rows,
+      );
+    // The monitor opens once an attempt met contention, and stays until the drop is done.
+    await eventually(async () => (await monitors()).length > 0, 'a monitor watches the drop');
+    expect(await monitors()).toEqual([{ name: 'kennwilliamson-reset-monitor' }]);
+    await blocker.query('ROLLBACK');
+    await recreated;
   });
 });

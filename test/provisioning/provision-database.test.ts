@@ -245,6 +245,11 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
       // Each attempt that ran out says so, naming the session it waited for (from the second
       // on), as a migration's do.
       await eventually(async () => warnings.some((line) => line.includes(`blocked by pid ${readerPid}`)), 'an attempt names the reader');
+      // The watching connection is set-up's, not a migration's, to an operator who looks.
+      const watching = await withClient(server.urlOf(legacy), (client) =>
+        client.query<{ name: string }>("SELECT application_name AS name FROM pg_stat_activity WHERE application_name LIKE '%-monitor'"),
+      );
+      expect(watching.rows).toEqual([{ name: 'kennwilliamson-setup-monitor' }]);
     } finally {
       await reader.end();
     }
