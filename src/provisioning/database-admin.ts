@@ -79,16 +79,25 @@ const maintenanceDatabases = ['postgres', 'template1'];
  * Runs `work` on a connection to a maintenance database of the same server (`postgres`, else
  * `template1`), for statements that cannot run inside the database they act on (CREATE/DROP
  * DATABASE). Only a refused connection (no CONNECT, or no such database) moves on to the next.
+ * The connection shows in `pg_stat_activity` as `applicationName`: the command's own.
  */
-export async function withMaintenanceClient<T>(databaseUrl: string, work: (client: pg.Client) => Promise<T>): Promise<T> {
+export async function withMaintenanceClient<T>(
+  databaseUrl: string,
+  work: (client: pg.Client) => Promise<T>,
+  applicationName = 'kennwilliamson-db',
+): Promise<T> {
   let refused: unknown;
   for (const maintenance of maintenanceDatabases) {
     let connected = false;
     try {
-      return await withClient(databaseUrlWith(databaseUrl, maintenance), (client) => {
-        connected = true;
-        return work(client);
-      });
+      return await withClient(
+        databaseUrlWith(databaseUrl, maintenance),
+        (client) => {
+          connected = true;
+          return work(client);
+        },
+        applicationName,
+      );
     } catch (error) {
       // 42501: no CONNECT privilege; 3D000: no such database. Anything else is the answer.
       if (connected || !['42501', '3D000'].includes(sqlStateOf(error) ?? '')) throw error;
@@ -194,7 +203,7 @@ export async function recreateDatabase(databaseUrl: string, options: RecreateDat
     await dropDatabaseInAttempts(client, databaseUrl, database, options);
     const owner = options.owner ? ` OWNER ${client.escapeIdentifier(options.owner)}` : '';
     await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}${owner}`);
-  });
+  }, 'kennwilliamson-reset');
 }
 
 // DROP DATABASE takes the database's lock, and waits for any transaction that changed its row

@@ -121,7 +121,7 @@ describe('recreateDatabase', () => {
     expect((await after.query("SELECT to_regclass('public.kept_until_recreated') AS t")).rows[0].t).toBeNull();
   });
 
-  it("watches a blocked drop from a connection named as db:reset's, not as a migration's", async () => {
+  it("drops from a connection named db:reset's, watched from one named so too, not as a service's or a migration's", async () => {
     const database = await createTestDatabase({ empty: true });
     const blocker = new pg.Client({ connectionString: databaseUrlWith(database.url, 'postgres'), application_name: 'kw-grant-in-progress' });
     onTestFinished(async () => {
@@ -142,6 +142,14 @@ describe('recreateDatabase', () => {
     // The monitor opens once an attempt met contention, and stays until the drop is done.
     await eventually(async () => (await monitors()).length > 0, 'a monitor watches the drop');
     expect(await monitors()).toEqual([{ name: 'kennwilliamson-reset-monitor' }]);
+    // The drop waits in attempts, with pauses between them: caught in one.
+    const dropping = () =>
+      withClient(databaseUrlWith(database.url, 'postgres'), async (client) =>
+        (await client.query<{ name: string }>("SELECT application_name AS name FROM pg_stat_activity WHERE query LIKE 'DROP DATABASE%' AND wait_event_type = 'Lock'")).rows,
+      );
+    let waiting: { name: string }[] = [];
+    await eventually(async () => (waiting = await dropping()).length > 0, 'the drop waits for its lock');
+    expect(waiting).toEqual([{ name: 'kennwilliamson-reset' }]);
     await blocker.query('ROLLBACK');
     await recreated;
   });
