@@ -138,11 +138,20 @@ export const listPending = queryFunction(async function listPending(
 // prepareQuery). First the suggestion is locked FOR UPDATE, by the statement that also checks
 // the admin's role (a non-admin locks nothing): of two admins deciding at once, the second
 // waits for the first to commit, then reads the decided row and gets a Conflict.
+// Before the suggestion, it takes the rows of the two users the decision will refer to (the
+// suggesting user, whom the phrase credits, and the admin) FOR KEY SHARE, the lock their
+// foreign-key checks would take later: in the order a user's deletion takes them (the user,
+// then the suggestions its cascade removes). Taken after the suggestion, a decision and the
+// deletion of the suggesting user each waited for the other's row until PostgreSQL broke the
+// deadlock. Now the decision waits for the deletion, then finds no suggestion (NotFound) or no
+// admin (Forbidden); and an admin deleted meanwhile cannot leave the decision pointing nowhere.
 const lockSuggestion = prepareQuery((db, p: { suggestionId: string; adminId: string }) =>
   db
     .selectFrom('phrase_suggestions')
     .select(['user_id', 'phrase_text', 'status'])
     .where('id', '=', p.suggestionId)
+    .where((eb) => eb.exists(eb.selectFrom('users').select('users.id').whereRef('users.id', '=', 'phrase_suggestions.user_id').forKeyShare()))
+    .where((eb) => eb.exists(eb.selectFrom('users').select('users.id').where('users.id', '=', p.adminId).forKeyShare()))
     .where(holdsRole(p.adminId, 'admin'))
     .forUpdate(),
 );

@@ -19,6 +19,7 @@ import {
 } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
 import { noRowReturned } from './no-row-returned.js';
+import { notFoundOnMissingReference } from './missing-reference.js';
 import { type Page, type PageOptions, pageOf } from './page.js';
 import { requireRole } from './require-role.js';
 
@@ -307,7 +308,10 @@ export const exclude = queryFunction(async function exclude(db: Kysely<DB>, user
         .where('phrases.id', '=', pid),
     )
     .onConflict((oc) => oc.columns(['user_id', 'phrase_id']).doNothing())
-    .executeTakeFirst();
+    .executeTakeFirst()
+    // The user or the phrase deleted while the insert waited for its row (the insert read it
+    // before): its foreign-key check fails, and the caller learns which one is gone.
+    .catch(notFoundOnMissingReference({ user_excluded_phrases_user_id_fkey: 'user', user_excluded_phrases_phrase_id_fkey: 'phrase' }));
   if ((result.numInsertedOrUpdatedRows ?? 0n) > 0n) return;
   // Nothing inserted: already excluded (fine), or the user or the phrase does not exist.
   const found = await inLibrarySchema(db)

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { type Kysely, type Selectable, sql } from 'kysely';
+import { type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
 import type { DB, RefreshTokens } from '../../generated/db.js';
 import type { DeviceInfo } from '../device-info.js';
 import { inTransaction } from '../db/in-transaction.js';
@@ -343,8 +343,11 @@ export const listSessions = queryFunction(async function listSessions(db: Kysely
  *   whose family can still be used: those stay until the family's absolute expiry, so that
  *   replaying one is always recognised as reuse. Within the retention, a replayed revoked
  *   token is reported as reuse rather than as unknown.
- * Rows locked by a rotation in progress are skipped (the next run takes them). A deleted
- * parent leaves its children with `parent_id` null (the foreign key's `ON DELETE SET NULL`).
+ * Rows locked by another transaction (a rotation in progress, another purge, a user being
+ * deleted) are skipped, and so is a row whose child is locked: the next run takes them. A
+ * deleted parent leaves its children with `parent_id` null (the foreign key's `ON DELETE SET
+ * NULL`). So two purges at once, or a purge and a user's deletion, never wait for each other
+ * and never deadlock.
  *
  * @example const deleted = await refreshTokens.purgeExpired(db, { batchSize: 5000 }) // nightly job
  */
@@ -367,20 +370,57 @@ export const purgeExpired = queryFunction(async function purgeExpired(db: Kysely
       and (revoked_reason <> ${'rotated' satisfies RevokedReason} or family_expires_at < now())`,
   ];
   for (const condition of passes) {
+    // A batch may delete fewer rows than it picked (some are left for a child another
+    // transaction holds): the pass ends at the first batch that deletes nothing.
     for (;;) {
-      const result = await inLibrarySchema(db)
-        .deleteFrom('refresh_tokens')
-        .where('id', 'in', (eb) =>
-          eb.selectFrom('refresh_tokens').select('id').where(condition).limit(batchSize).forUpdate().skipLocked(),
-        )
-        .executeTakeFirst();
+      const result = await purgeBatch(db, condition, batchSize).executeTakeFirst();
       const count = Number(result.numDeletedRows);
       deleted += count;
-      if (count < batchSize) break;
+      if (count === 0) break;
     }
   }
   return deleted;
 });
+
+// One batch: picks up to `batchSize` rows that nobody holds, and deletes those whose children
+// it could lock too. Deleting a parent updates its children (ON DELETE SET NULL), which would
+// wait for a child that another transaction holds; and that one could be waiting for a row of
+// this batch: two purges that took alternate links of one rotation chain, or a user's deletion
+// whose cascade took one link, deadlocked. With every row the statement will write locked
+// up front, without waiting (SKIP LOCKED), it never waits for anyone.
+function purgeBatch(db: Kysely<DB>, condition: RawBuilder<boolean>, batchSize: number) {
+  return inLibrarySchema(db)
+    .with(
+      (cte) => cte('picked').materialized(),
+      (qc) => qc.selectFrom('refresh_tokens').select('id').where(condition).limit(batchSize).forUpdate().skipLocked(),
+    )
+    .with(
+      (cte) => cte('held_children').materialized(),
+      (qc) =>
+        qc
+          .selectFrom('refresh_tokens')
+          .select('id')
+          .where('parent_id', 'in', (eb) => eb.selectFrom('picked').select('picked.id'))
+          .forUpdate()
+          .skipLocked(),
+    )
+    .deleteFrom('refresh_tokens')
+    .where('id', 'in', (eb) =>
+      eb
+        .selectFrom('picked')
+        .select('picked.id')
+        .where(({ not, exists, selectFrom }) =>
+          not(
+            exists(
+              selectFrom('refresh_tokens as child')
+                .select('child.id')
+                .whereRef('child.parent_id', '=', 'picked.id')
+                .where('child.id', 'not in', selectFrom('held_children').select('held_children.id')),
+            ),
+          ),
+        ),
+    );
+}
 
 const childColumns = [
   'user_id',
@@ -504,7 +544,10 @@ async function grantGrace(
   input: { presentedId: string; userId: string; familyId: string; grace: number; hash: Buffer; deviceInfo: string | null },
 ): Promise<Date | 'inactive' | undefined> {
   const { presentedId, userId, familyId, grace, hash, deviceInfo } = input;
-  return db.transaction().execute(async (trx) => {
+  // READ COMMITTED whatever the database's default, as the revocations run: at REPEATABLE READ
+  // or SERIALIZABLE the snapshot would be the first statement's, taken before its wait for
+  // the user row, and the insert would not see a logout committed during that wait.
+  return db.transaction().setIsolationLevel('read committed').execute(async (trx) => {
     const owner = await inLibrarySchema(trx).selectFrom('users').select('active').where('id', '=', userId).forShare().executeTakeFirst();
     if (!owner?.active) return 'inactive';
     // A new statement, hence a snapshot taken after the lock: it sees every revocation and

@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
-import { describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
 import * as phraseSuggestions from '../../src/queries/phrase-suggestions.js';
 import * as phrases from '../../src/queries/phrases.js';
@@ -8,6 +9,7 @@ import { newAdmin, newUser } from '../support/factories.js';
 import { offlineDb } from '../support/offline-db.js';
 import { useTestDatabase } from '../support/test-database.js';
 import { eventually } from '../support/eventually.js';
+import { duringUncommittedDelete } from '../support/uncommitted-delete.js';
 
 const testDb = useTestDatabase();
 
@@ -20,6 +22,13 @@ class Rollback extends Error {}
 
 async function phrasesWithText(text: string): Promise<{ id: string; created_by: string | null }[]> {
   return testDb.db.selectFrom('phrases').select(['id', 'created_by']).where('phrase_text', '=', text).execute();
+}
+
+/** What each session of this database that waits for a lock waits for (`advisory`, `tuple`, `transactionid`, …). */
+async function lockWaits(): Promise<string[]> {
+  const { rows } = await sql<{ waitEvent: string }>`
+    SELECT wait_event AS "waitEvent" FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`.execute(testDb.db);
+  return rows.map((row) => row.waitEvent);
 }
 
 describe('phraseSuggestions.submit / listForUser', () => {
@@ -299,6 +308,62 @@ describe('deleting a user', () => {
     const { rows } = await sql<{ n: string }>`
       SELECT count(*) AS n FROM phrase_suggestions WHERE id IN (${pending.id}, ${accepted.id})`.execute(testDb.db);
     expect(rows[0]!.n).toBe('0');
+  });
+
+  describe('while a decision is being made', () => {
+    const gateKey = 73_100_977;
+    beforeAll(async () => {
+      // Holds an approval between its two statements (the suggestion locked; the phrase not
+      // yet inserted) at an advisory lock the test holds, for phrases whose text says so.
+      await sql`CREATE FUNCTION test_slow_phrase_insert() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+          IF NEW.phrase_text LIKE 'slow:%' THEN PERFORM pg_advisory_xact_lock(${sql.lit(gateKey)}); END IF;
+          RETURN NEW;
+        END $fn$`.execute(testDb.db);
+      await sql`CREATE TRIGGER test_slow_phrase_insert BEFORE INSERT ON phrases FOR EACH ROW EXECUTE FUNCTION test_slow_phrase_insert()`.execute(testDb.db);
+    });
+    afterAll(async () => {
+      await sql`DROP TRIGGER test_slow_phrase_insert ON phrases`.execute(testDb.db);
+      await sql`DROP FUNCTION test_slow_phrase_insert()`.execute(testDb.db);
+    });
+
+    it('waits for an approval in flight, then deletes the suggesting user and the suggestion: no deadlock', async () => {
+      const admin = await newAdmin(testDb.db);
+      const submitter = await newUser(testDb.db);
+      const suggestion = await phraseSuggestions.submit(testDb.db, submitter.id, `slow: ${token()}`);
+      const gate = new pg.Client({ connectionString: testDb.directUrl });
+      const deleter = new pg.Client({ connectionString: testDb.directUrl });
+      await Promise.all([gate.connect(), deleter.connect()]);
+      try {
+        await gate.query('SELECT pg_advisory_lock($1)', [gateKey]);
+        const approval = phraseSuggestions.approve(testDb.db, { suggestionId: suggestion.id, adminId: admin.id }).catch((error: unknown) => error);
+        await eventually(async () => (await lockWaits()).includes('advisory'), 'the approval waits at the gate, the suggestion locked');
+        // The deletion takes the user row, then its cascade removes the user's suggestions:
+        // the approval must not hold what the deletion needs while needing what it holds.
+        const deletion = deleter.query('DELETE FROM users WHERE id = $1', [submitter.id]).then(
+          () => 'deleted',
+          (error: unknown) => error,
+        );
+        await eventually(async () => (await lockWaits()).length === 2, 'the deletion waits');
+        await gate.query('SELECT pg_advisory_unlock($1)', [gateKey]);
+        expect(await approval).toMatchObject({ text: suggestion.text, createdBy: submitter.id });
+        expect(await deletion).toBe('deleted');
+        expect(await phrasesWithText(suggestion.text)).toEqual([{ id: expect.any(String), created_by: null }]);
+      } finally {
+        await Promise.all([gate.end(), deleter.end()]);
+      }
+    });
+  });
+
+  it.each(['approve', 'reject'] as const)('refuses to %s for an admin deleted while it waited for their row with Forbidden', async (decide) => {
+    const admin = await newAdmin(testDb.db);
+    const suggestion = await phraseSuggestions.submit(testDb.db, (await newUser(testDb.db)).id, `Orphaned ${token()}`);
+    const outcome = await duringUncommittedDelete(testDb.directUrl, 'users', admin.id, () =>
+      phraseSuggestions[decide](testDb.db, { suggestionId: suggestion.id, adminId: admin.id }),
+    );
+    expect(outcome).toBeInstanceOf(ForbiddenError);
+    const [undecided] = (await phraseSuggestions.listForUser(testDb.db, suggestion.userId)).items;
+    expect(undecided).toMatchObject({ status: 'pending', reviewedBy: null });
   });
 
   it('keeps the decisions of a deleted admin, without the reviewer', async () => {

@@ -7,6 +7,7 @@ import * as users from '../../src/queries/users.js';
 import { newAdmin, newUser } from '../support/factories.js';
 import { offlineDb } from '../support/offline-db.js';
 import { useTestDatabase } from '../support/test-database.js';
+import { duringUncommittedDelete } from '../support/uncommitted-delete.js';
 
 const testDb = useTestDatabase();
 
@@ -279,6 +280,19 @@ describe('phrases.exclude / include / listExcluded', () => {
     await expect(phrases.exclude(testDb.db, unknownId, phrase.id)).rejects.toBeInstanceOf(NotFoundError);
     // Including what was never excluded is already the wanted state.
     await expect(phrases.include(testDb.db, user.id, unknownId)).resolves.toBeUndefined();
+  });
+
+  it('is NotFound for a user or a phrase deleted while it waited for that row, naming which', async () => {
+    const user = await newUser(testDb.db);
+    const phrase = await newPhrase();
+    // The insert read the row in its snapshot; its foreign-key check then meets it deleted.
+    const forDeletedUser = await duringUncommittedDelete(testDb.directUrl, 'users', user.id, () => phrases.exclude(testDb.db, user.id, phrase.id));
+    expect(forDeletedUser).toBeInstanceOf(NotFoundError);
+    expect(forDeletedUser).toMatchObject({ entity: 'user' });
+    const other = await newUser(testDb.db);
+    const ofDeletedPhrase = await duringUncommittedDelete(testDb.directUrl, 'phrases', phrase.id, () => phrases.exclude(testDb.db, other.id, phrase.id));
+    expect(ofDeletedPhrase).toBeInstanceOf(NotFoundError);
+    expect(ofDeletedPhrase).toMatchObject({ entity: 'phrase' });
   });
 
   it('lists the exclusions newest first, deactivated phrases included, with when and how many', async () => {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { type Kysely, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -980,6 +980,74 @@ describe('revocations and the isolation level', () => {
   });
 });
 
+describe('a grace rotation and a logout committed while it waited, under the database default level', () => {
+  // rotate's first statement finds the presented token rotated within the grace; before its
+  // grace transaction gets the user row, a logout of that session commits. The grace
+  // transaction must read the family after that wait, whatever the database's default level.
+  it.each(['repeatable read', 'serializable'] as const)('%s: the grace adds no token to the logged-out session, which is reuse', async (level) => {
+    const database = await createTestDatabase();
+    await sql`ALTER DATABASE ${sql.id(database.name)} SET default_transaction_isolation = ${sql.lit(level)}`.execute(testDb.db);
+    const db = createDb({ databaseUrl: libraryUrl(database), maxConnections: 4, minConnections: 0 });
+    // rotate runs on a pool of one connection: a checkout queued behind its first statement
+    // gets the connection before its grace transaction does.
+    const single = createDb({ databaseUrl: libraryUrl(database), maxConnections: 1, minConnections: 0 });
+    const gate = new pg.Client({ connectionString: database.url });
+    await gate.connect();
+    const lockWaiters = async () =>
+      (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`.execute(db)).rows[0]!.n;
+    try {
+      const user = await newUser(db);
+      const issued = await refreshTokens.issue(db, { userId: user.id });
+      const current = await refreshTokens.rotate(db, issued.token);
+      // The presented token's row held, so that rotate's first statement waits for it.
+      await gate.query('BEGIN');
+      await gate.query('SELECT 1 FROM refresh_tokens WHERE token_hash = $1 FOR KEY SHARE', [hashOf(issued.token)]);
+      const rotation = refreshTokens.rotate(single, issued.token).catch((error: unknown) => error);
+      await eventually(async () => (await lockWaiters()) === 1, "rotate's first statement waits for the token row");
+      let holding!: () => void;
+      const held = new Promise<void>((resolve) => (holding = resolve));
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const hog = single.connection().execute(async () => {
+        holding();
+        await released;
+      });
+      await eventually(() => poolOf(single).pool.waitingCount === 1, 'the checkout is queued');
+      await gate.query('COMMIT');
+      await held; // rotate's first statement is done: the token is rotated, within the grace
+      // The logout, in a READ COMMITTED transaction held open while the grace transaction starts.
+      let loggedOut!: () => void;
+      const revoked = new Promise<void>((resolve) => (loggedOut = resolve));
+      let commit!: () => void;
+      const mayCommit = new Promise<void>((resolve) => (commit = resolve));
+      const logout = db
+        .transaction()
+        .setIsolationLevel('read committed')
+        .execute(async (trx) => {
+          const done = await refreshTokens.revoke(trx, current.token);
+          loggedOut();
+          await mayCommit;
+          return done;
+        });
+      await revoked;
+      release();
+      await hog;
+      await eventually(async () => (await lockWaiters()) === 1, 'the grace transaction waits for the user row');
+      commit();
+      expect(await logout).toBe(true);
+      expect(await rotation).toBeInstanceOf(TokenReusedError);
+      const { rows } = await sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM refresh_tokens WHERE family_id = ${issued.familyId} AND revoked_at IS NULL`.execute(db);
+      expect(rows).toEqual([{ n: 0 }]);
+    } finally {
+      await gate.end();
+      await single.destroy();
+      await db.destroy();
+      await database.drop();
+    }
+  });
+});
+
 describe('refreshTokens.revoke / revokeAllForUser', () => {
   it('revoke logs out the token’s whole session and is harmless when repeated', async () => {
     const user = await newUser(testDb.db);
@@ -1105,6 +1173,120 @@ describe('refreshTokens.purgeExpired', () => {
     // The kept rotated token is still recognised as reuse.
     await expect(refreshTokens.rotate(testDb.db, aliveFamily.token)).rejects.toBeInstanceOf(TokenReusedError);
     expect(await refreshTokens.purgeExpired(testDb.db, { revokedRetentionSeconds: hour })).toBe(0);
+  });
+
+  describe('beside another transaction deleting tokens', () => {
+    const gateKey = 73_100_978;
+    beforeAll(async () => {
+      // Holds a deletion of a token (a purge's, a cascade's) at an advisory lock the test
+      // holds, for tokens whose device info says so: the deleting transaction keeps that row.
+      await sql`CREATE FUNCTION test_slow_token_delete() RETURNS trigger LANGUAGE plpgsql AS $fn$
+        BEGIN
+          IF OLD.device_info ->> 'slowDelete' = 'true' THEN PERFORM pg_advisory_xact_lock(${sql.lit(gateKey)}); END IF;
+          RETURN OLD;
+        END $fn$`.execute(testDb.db);
+      await sql`CREATE TRIGGER test_slow_token_delete BEFORE DELETE ON refresh_tokens FOR EACH ROW EXECUTE FUNCTION test_slow_token_delete()`.execute(testDb.db);
+    });
+    afterAll(async () => {
+      await sql`DROP TRIGGER test_slow_token_delete ON refresh_tokens`.execute(testDb.db);
+      await sql`DROP FUNCTION test_slow_token_delete()`.execute(testDb.db);
+    });
+
+    /**
+     * One rotation chain, revoked by rotation long ago in a family past its absolute expiry:
+     * parent -> middle -> last, revoked 40, 50 and 35 days ago. The middle one is slow to
+     * delete, and stored first, so that whoever deletes the family's rows takes it first.
+     */
+    async function expiredChain(userId: string): Promise<{ parent: string; middle: string; last: string }> {
+      const [parent, middle, last] = [randomUUID(), randomUUID(), randomUUID()];
+      // One statement: its foreign-key checks run at its end, when the parent exists.
+      await sql`
+        INSERT INTO refresh_tokens (id, user_id, token_hash, family_id, parent_id, expires_at, family_expires_at, revoked_at, revoked_reason, device_info)
+        SELECT v.id, ${userId}, sha256(gen_random_uuid()::text::bytea), ${randomUUID()}, v.parent_id, now() - interval '2 days',
+               now() - interval '1 day', now() - v.age, 'rotated', v.device_info
+          FROM (VALUES (${middle}::uuid, ${parent}::uuid, interval '50 days', '{"slowDelete": true}'::jsonb),
+                       (${parent}::uuid, NULL::uuid, interval '40 days', NULL::jsonb),
+                       (${last}::uuid, ${middle}::uuid, interval '35 days', NULL::jsonb)) AS v (id, parent_id, age, device_info)`.execute(testDb.db);
+      return { parent, middle, last };
+    }
+
+    async function remaining(ids: string[]): Promise<string[]> {
+      const { rows } = await sql<{ id: string }>`SELECT id FROM refresh_tokens WHERE id = ANY (${ids}::uuid[]) ORDER BY id`.execute(testDb.db);
+      return rows.map((row) => row.id);
+    }
+
+    async function lockWaiters(): Promise<number> {
+      const { rows } = await sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock' AND wait_event <> 'advisory'`.execute(testDb.db);
+      return rows[0]!.n;
+    }
+
+    /** Runs `purge` while `holder` is held deleting the chain's middle row; it must end without waiting for a row. */
+    async function purgeWhileHeld(holder: () => Promise<unknown>, purge: () => Promise<number>): Promise<unknown> {
+      const gate = new pg.Client({ connectionString: testDb.directUrl });
+      await gate.connect();
+      let held: Promise<unknown> | undefined;
+      try {
+        await gate.query('SELECT pg_advisory_lock($1)', [gateKey]);
+        held = holder().catch((error: unknown) => error);
+        await eventually(
+          async () => (await sql<{ n: number }>`SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event = 'advisory'`.execute(testDb.db)).rows[0]!.n === 1,
+          'the other deletion holds the middle row',
+        );
+        let settled = false;
+        const purged = purge().then(
+          (value) => value,
+          (error: unknown) => error,
+        );
+        void purged.finally(() => (settled = true));
+        await eventually(async () => settled || (await lockWaiters()) > 0, 'the purge ends, or waits for a row');
+        expect(settled, 'the purge ended without waiting for a row the other deletion holds').toBe(true);
+        return await purged;
+      } finally {
+        await gate.query('SELECT pg_advisory_unlock($1)', [gateKey]);
+        await gate.end();
+        await held;
+      }
+    }
+
+    it('two at once (two instances of a nightly job) never wait for each other: what the other holds is left for the next run', async () => {
+      const user = await newUser(testDb.db);
+      // What earlier tests left, out of the way: the first purge below must take the middle row.
+      await refreshTokens.purgeExpired(testDb.db, { revokedRetentionSeconds: 45 * day });
+      const { parent, middle, last } = await expiredChain(user.id);
+      // The first purge keeps revoked tokens for 45 days: only the middle row is its to delete.
+      let first: Promise<number> | undefined;
+      const purged = await purgeWhileHeld(
+        () => (first = refreshTokens.purgeExpired(wideDb, { batchSize: 1, revokedRetentionSeconds: 45 * day })),
+        // The second one's to delete are the parent and the last row; the parent's child (the
+        // middle row) and the last row are the first purge's.
+        () => refreshTokens.purgeExpired(wideDb, { revokedRetentionSeconds: 30 * day }),
+      );
+      expect(purged).toBe(0);
+      expect(await first).toBe(1);
+      expect(await remaining([parent, middle, last])).toEqual([parent, last].sort());
+      expect(await refreshTokens.purgeExpired(wideDb, { revokedRetentionSeconds: 30 * day })).toBe(2);
+      expect(await remaining([parent, middle, last])).toEqual([]);
+    });
+
+    it("during a user's deletion never waits for it: the deletion takes the user's tokens once the purge is done", async () => {
+      const user = await newUser(testDb.db);
+      const { parent, middle, last } = await expiredChain(user.id);
+      const deleter = new pg.Client({ connectionString: testDb.directUrl });
+      await deleter.connect();
+      try {
+        // The deletion's cascade takes the middle row first, and is held there.
+        const purged = await purgeWhileHeld(
+          () => deleter.query('DELETE FROM users WHERE id = $1', [user.id]),
+          () => refreshTokens.purgeExpired(wideDb, { revokedRetentionSeconds: 30 * day }),
+        );
+        expect(purged).toEqual(expect.any(Number));
+      } finally {
+        await deleter.end();
+      }
+      expect(await remaining([parent, middle, last])).toEqual([]);
+      expect(await testDb.db.selectFrom('users').select('id').where('id', '=', user.id).execute()).toEqual([]);
+    });
   });
 
   it('keeps revoked tokens for the default retention of 30 days', async () => {
