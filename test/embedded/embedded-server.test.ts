@@ -67,7 +67,10 @@ describe('the embedded PostgreSQL 17', async () => {
     const env = { EMBEDDED_PG_DATA_DIR: options.dataDir, EMBEDDED_PG_PORT: String(options.port), HOME: root };
     const started = await runCli('db-start', [], env, account);
     expect(started.code, started.stderr).toBe(0);
-    expect(started.stdout).toContain(`DATABASE_URL=postgresql://postgres:postgres@127.0.0.1:${env.EMBEDDED_PG_PORT}/kennwilliamson`);
+    // The owner's URL as DATABASE_URL, as db:setup prints it; the superuser's only as ADMIN_DATABASE_URL.
+    expect(started.stdout).toMatch(new RegExp(`^DATABASE_URL=postgresql://kennwilliamson:kennwilliamson@127\\.0\\.0\\.1:${env.EMBEDDED_PG_PORT}/kennwilliamson$`, 'm'));
+    expect(started.stdout).toMatch(new RegExp(`^ADMIN_DATABASE_URL=postgresql://postgres:postgres@127\\.0\\.0\\.1:${env.EMBEDDED_PG_PORT}/kennwilliamson `, 'm'));
+    expect(started.stdout).not.toMatch(/^DATABASE_URL=postgresql:\/\/postgres:/m);
     expect((await runCli('db-start', [], env, account)).stdout).toContain('PostgreSQL is already running.');
     const stopped = await runCli('db-stop', [], env, account);
     expect(stopped.stdout).toContain('PostgreSQL stopped.');

