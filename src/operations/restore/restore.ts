@@ -44,10 +44,10 @@ export interface RestoreOptions {
   owner?: RestoreOwner;
   /**
    * `DB_APP_USER`, the application role of the database restored into, which then gets the
-   * release step's grants (`grantAppRole`) in the restore's transaction. The
-   * backup may grant only to the owner and the application role (unnamed: the role the
-   * owner's default privileges in `public` give new tables to); a backup granting to any
-   * other role, or to PUBLIC, is refused. See `restoreSession` and `checkBackupStatement`.
+   * release step's grants (`grantAppRole`) in the restore's transaction; unnamed, the role
+   * the owner's default privileges in `public` give new tables to before the restore gets
+   * them. The backup may grant only to the owner and the application role; a backup granting
+   * to any other role, or to PUBLIC, is refused. See `restoreSession` and `checkBackupStatement`.
    */
   appRole?: string;
   /**
@@ -194,15 +194,26 @@ function missingRoleAdvice(error: unknown, text: string): string {
 // behind the allow-list): a privilege in public beyond the owner's and the application
 // role's stops the restore, which is rolled back.
 async function finishPrivileges(client: pg.ClientBase, session: RestoreSession, database: string, log: (line: string) => void): Promise<void> {
-  if (session.appRole !== undefined) {
-    await grantAppRole(client, session.appRole, database);
-    log(`gave the application role '${session.appRole}' its grants, as the release step does`);
-  }
+  // What the backup (and any default privileges it met) granted is checked first, before the
+  // grants below would put the application role's to exactly the release step's.
   const excess = await excessRestoredPrivileges(client, session.grantees);
   if (excess.length > 0) {
     throw new RestoreError(
       `the backup left privileges in the public schema beyond the owner's and the application role's: ${excess.slice(0, 5).join('; ')}` +
         `${excess.length > 5 ? ` and ${excess.length - 5} more` : ''}`,
+    );
+  }
+  // Without DB_APP_USER, the role(s) the owner's default privileges named before the restore
+  // emptied the schema: the services log in as it, and a backup made before it existed (or
+  // that left its grants out) would otherwise restore tables it may not read, failing every
+  // call until the next release step.
+  const appRoles = session.appRole !== undefined ? [session.appRole] : session.grantees.applicationRoles;
+  for (const role of appRoles) {
+    await grantAppRole(client, role, database);
+    log(
+      session.appRole !== undefined
+        ? `gave the application role '${role}' its grants, as the release step does`
+        : `gave the application role '${role}' (the owner's default privileges named it before the restore) its grants, as the release step does`,
     );
   }
 }

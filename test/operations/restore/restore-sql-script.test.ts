@@ -393,6 +393,29 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       expect(granted).toEqual({ reads: true });
     });
 
+    it("gives the application role the owner's default privileges named its grants, though the backup has none for it (made before it existed)", async () => {
+      const target = await targetDatabase();
+      await ensureAppRole({ databaseUrl: target.ownerUrl, user: app });
+      const file = await crafted('before-app.sql.gz', dumpAround(planted('')));
+
+      const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.ownerUrl });
+
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stderr).toContain(`gave the application role '${app}' (the owner's default privileges named it before the restore) its grants`);
+      const granted = await withClient(target.url, async (client) =>
+        (
+          await client.query(
+            `SELECT pg_catalog.has_table_privilege($1, 'public.planted', 'SELECT, INSERT, UPDATE, DELETE') AS writes,
+                    EXISTS (SELECT 1 FROM pg_catalog.pg_default_acl WHERE defaclnamespace = 'public'::regnamespace AND defaclobjtype = 'r'
+                              AND pg_catalog.array_to_string(defaclacl, ',') LIKE $2) AS new_tables`,
+            [app, `%${app}=%`],
+          )
+        ).rows[0],
+      );
+      // What the services do, and what the next migration's tables will be given.
+      expect(granted).toEqual({ writes: true, new_tables: true });
+    });
+
     it('takes the application role from DB_APP_USER where no default privileges name it, and gives it the release step\'s grants', async () => {
       const target = await targetDatabase();
       // As a backup made before the owner role has them: default privileges of the superuser.
