@@ -84,12 +84,19 @@ export interface LockRetryOptions {
   undo: () => Promise<void>;
   /** The error to throw when the budget is spent. */
   exhausted: (outcome: LockWaitExhausted) => Error;
+  /**
+   * Also tries again after a deadlock (40P01) that ended the attempt: for work that takes many
+   * locks in one go (a restore's tables) while other transactions take them one by one.
+   */
+  retryDeadlocks?: boolean;
 }
 
-// 55P03 from lock_timeout (or a NOWAIT in the migration), raw or as the cause of a migration error.
-function isLockNotAvailable(error: unknown): boolean {
+// 55P03 from lock_timeout (or a NOWAIT in the migration), raw or as the cause of a migration
+// error; and 40P01 where the work asks for it.
+function isLockWait(error: unknown, retryDeadlocks: boolean): boolean {
   const code = (value: unknown) => (value as { code?: unknown } | null)?.code;
-  return code(error) === '55P03' || code((error as { cause?: unknown } | null)?.cause) === '55P03';
+  const codes = [code(error), code((error as { cause?: unknown } | null)?.cause)];
+  return codes.includes('55P03') || (retryDeadlocks && codes.includes('40P01'));
 }
 
 // The first attempt opens no watching connection: most lock waits end within it.
@@ -131,7 +138,7 @@ export async function withLockRetries<T>(options: LockRetryOptions, attempt: (lo
       await watching?.stop(false);
       return result;
     } catch (error) {
-      const lockWait = isLockNotAvailable(error);
+      const lockWait = isLockWait(error, options.retryDeadlocks === true);
       const sampled = (await watching?.stop(lockWait)) ?? [];
       if (!lockWait) throw error;
       const blockers = sampled.length > 0 ? sampled : lastSeen;

@@ -19,7 +19,10 @@ import { ScriptQuery } from './script-query.js';
 import { type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
 import type { VerifiedBackup } from '../vetting/verify-backup-file.js';
 import { dumpFrame } from '../vetting/verify-sql-dump.js';
-import { silentClientBoundsLocal } from '../../db/silent-client-bounds.js';
+import { silentClientBoundsSession } from '../../db/silent-client-bounds.js';
+import { describeBlockingSessions } from '../../blocking-session.js';
+import { defaultLockWait, withLockRetries } from '../../migrations/lock-retries.js';
+import { lockPublicTables } from './lock-public-tables.js';
 
 /** What {@link restoreDatabase} restores, and into which database. */
 export interface RestoreOptions {
@@ -74,16 +77,14 @@ export interface RestoreResult {
  * `idle_in_transaction_session_timeout = 0` and `transaction_timeout = 0` are never sent:
  * they would lift these bounds for the rest of the restore. The backup's statements were
  * parsed with standard strings and an empty search_path (as pg_dump writes them); the server
- * reads them the same way even when a database or role setting says otherwise. A restore
- * whose host goes silent is ended by the server within about 10 s (silentClientBoundsLocal),
- * rather than holding every table of public, which each service query queues behind, for hours.
+ * reads them the same way even when a database or role setting says otherwise. (The bounds
+ * for a silent host are the session's, set once before the first attempt: see restoreDatabase.)
  *
  * @example
  * await client.query(restorePrelude(30_000))
  */
 export function restorePrelude(lockTimeoutMs = 30_000): string {
   return `SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))};
-${silentClientBoundsLocal}
 SET LOCAL search_path = '';
 SET LOCAL standard_conforming_strings = on;
 `;
@@ -189,10 +190,56 @@ function missingRoleAdvice(error: unknown, text: string): string {
   );
 }
 
-// Before COMMIT: the application role named by DB_APP_USER gets exactly the release step's
-// grants; then the catalog is asked what the backup's statements left (the second layer,
+// The restore's transaction begins, and takes every table of public before anything else
+// (lockPublicTables), in attempts that each wait briefly and roll back when they run out
+// (withLockRetries, as a migration's statements do), letting the services' queries queued
+// behind them through, until `lockTimeoutMs` in all is spent; then it gives up, naming who
+// held the tables. A deadlock with a service's transaction ends an attempt the same way.
+async function beginHoldingTables(
+  client: pg.ClientBase,
+  step: (sql: string) => Promise<unknown>,
+  restore: { url: string; database: string; lockTimeoutMs: number; log: (line: string) => void },
+): Promise<void> {
+  // The backend's process, as the login announced it: the restore's connection reaches
+  // PostgreSQL itself (restoreSession refused a pooler).
+  const pid = (client as pg.ClientBase & { processID: number | null }).processID;
+  // Loaded here, not with the command: it reads blockers' queries with PostgreSQL's parser.
+  const { blockerMonitor } = await import('../../migrations/lock-blockers.js');
+  const monitor = blockerMonitor(restore.url, 'kennwilliamson-restore-monitor');
+  try {
+    await withLockRetries(
+      {
+        policy: { ...defaultLockWait, totalMs: Math.max(1, Math.round(restore.lockTimeoutMs)) },
+        monitor,
+        warn: restore.log,
+        what: `restoring into '${restore.database}'`,
+        undo: async () => void (await client.query('ROLLBACK').catch(() => undefined)),
+        retryDeadlocks: true,
+        exhausted: ({ attempts, waitedMs, blockers, error }) =>
+          rolledBack(
+            `gave up waiting for the locks on the tables of public after ${attempts} attempt(s) over ${waitedMs} ms, ` +
+              `${describeBlockingSessions(blockers)}; run it again when the blocking session is done`,
+            error,
+          ),
+      },
+      async ({ lockTimeoutMs, watch }) => {
+        await step('BEGIN');
+        await step(restorePrelude(restore.lockTimeoutMs));
+        if (pid !== null) watch(pid);
+        await lockPublicTables(client, lockTimeoutMs, restore.lockTimeoutMs).catch((error: unknown) => {
+          throw rolledBack(`${serverFailure(error)} while taking the tables of public`, error);
+        });
+      },
+    );
+  } finally {
+    await monitor.close();
+  }
+}
+
+// Before COMMIT: the catalog is asked what the backup's statements left (the second layer,
 // behind the allow-list): a privilege in public beyond the owner's and the application
-// role's stops the restore, which is rolled back.
+// role's stops the restore, which is rolled back; then the application role gets exactly
+// the release step's grants.
 async function finishPrivileges(client: pg.ClientBase, session: RestoreSession, database: string, log: (line: string) => void): Promise<void> {
   // What the backup (and any default privileges it met) granted is checked first, before the
   // grants below would put the application role's to exactly the release step's.
@@ -323,6 +370,15 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         // owner's URL differs only in its login). The role check again, on the session that runs the backup, before its first statement.
         await requireRestrictedSession(client);
         connected = true;
+        // A restore whose host goes silent is ended by the server within about 10 s, rather
+        // than holding every table of public, which each service query queues behind, for
+        // hours. For the session, not its transaction: an attempt that runs out of lock time
+        // aborts the transaction, which takes SET LOCAL's settings back at once, and the
+        // session would then linger for the kernel's quarter of an hour. The connection is
+        // the restore's own, and closed after it.
+        await client.query(silentClientBoundsSession).catch((error: unknown) => {
+          throw rolledBack(serverFailure(error), error);
+        });
         // The restore's own statements: their failure (a lock timeout on the old tables, a
         // deferred constraint at COMMIT, a lost connection) rolls everything back too.
         const step = (sql: string) =>
@@ -336,8 +392,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         };
         signal?.addEventListener('abort', onAbort, { once: true });
         try {
-          await step('BEGIN');
-          await step(restorePrelude(options.lockTimeoutMs));
+          await beginHoldingTables(client, step, { url: session.url, database: target.database, lockTimeoutMs: options.lockTimeoutMs ?? 30_000, log });
           const { kept } = await clearPublicSchema(client).catch((error: unknown) => {
             throw rolledBack(`${serverFailure(error)} while emptying the public schema${schemaOwnerAdvice(error)}`, error);
           });

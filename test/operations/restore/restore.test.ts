@@ -98,6 +98,47 @@ describe.skipIf(!available)('npm run db:restore', () => {
     await expect(execute(target, 'SELECT * FROM later_feature')).rejects.toThrow('relation "later_feature" does not exist');
   });
 
+  // A long reader of a late table (users, a report's transaction) while services query the
+  // others: the restore takes the tables in short attempts, rolling back between them, rather
+  // than dropping one table after another and waiting for the reader's with the earlier ones held.
+  it("takes the tables in short attempts while a reader holds one: the services' queries of the others go on, and it restores once the reader is done", async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const reader = await holdTableLock(target, 'users', 'ACCESS SHARE');
+    const lines: string[] = [];
+    let restored: Promise<unknown> | undefined;
+    try {
+      restored = restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file), lockTimeoutMs: 60_000, log: (line) => lines.push(line) });
+      restored.catch(() => undefined);
+      await eventually(() => lines.some((line) => /attempt \d+ waited .* blocked by pid \d+/.test(line)), 'an attempt names the reader');
+      // The services' queries, each willing to wait 2 s for a lock, over several attempts.
+      for (let round = 0; round < 3; round++) {
+        await execute(target, "SET lock_timeout = '2s'; SELECT count(*) FROM public.phrases; SELECT count(*) FROM public.incident_timers");
+      }
+    } finally {
+      await reader.release();
+    }
+    await restored;
+    expect(lines.filter((line) => line.startsWith(`restoring into '${new URL(target).pathname.slice(1)}': attempt `)).length).toBeGreaterThan(1);
+    expect(await tableContents(target)).toEqual(sourceContents);
+  });
+
+  it('gives up taking the tables after lockTimeoutMs while the reader stays, naming it, and leaves the database as it was', async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const reader = await holdTableLock(target, 'users', 'ACCESS SHARE');
+    try {
+      const error = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file), lockTimeoutMs: 1_500 }).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(RestoreError);
+      expect((error as Error).message).toMatch(
+        /^restore failed and was rolled back; the database was not changed:\ngave up waiting for the locks on the tables of public after \d+ attempt\(s\) over \d+ ms, blocked by pid \d+/,
+      );
+    } finally {
+      await reader.release();
+    }
+    expect(await tableContents(target)).toEqual(before);
+  });
+
   it('refuses a file that fails its checksum, and leaves the database as it was', async ({ expect }) => {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
