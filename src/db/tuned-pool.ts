@@ -247,7 +247,9 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
         ? 'connections pass through a pooler, which refuses or ignores these bounds as startup parameters (PgBouncer ' +
             `refuses them, or drops those named in ignore_startup_parameters), and the role has no default for ${unbounded.join(', ')}: ` +
             'those waits are unbounded on the server. Run setup --admin with DB_APP_USER (it sets the application ' +
-            "role's defaults from DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT and DB_IDLE_IN_TRANSACTION_TIMEOUT)"
+            "role's defaults from DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT and DB_IDLE_IN_TRANSACTION_TIMEOUT); where it ran " +
+            "already, the pooler's server connections predate it (a role's defaults apply from a session's login): have the " +
+            'pooler open new ones (PgBouncer: RECONNECT on its admin console)'
         : `the server runs the pool's connections without ${unbounded.join(', ')}, although the pool sent them at login: ` +
             'those waits are unbounded on the server',
       new Error(`unbounded: ${unbounded.join(', ')}`),

@@ -43,6 +43,11 @@ describe.skipIf(!installed)('a pool behind PgBouncer whose role has no bounds of
       expect(results.map(({ rows }) => rows)).toEqual([[{ one: 1 }], [{ one: 1 }], [{ one: 1 }]]);
       await eventually(() => poolErrors.length > 0, 'the pool reports the missing bounds');
       expect(poolErrors).toEqual([expect.stringContaining(missing)]);
+      // What to do, and what to do where it was done already: the pooler's server
+      // connections from before it keep their bounds until it opens new ones.
+      expect(poolErrors[0]).toContain('Run setup --admin with DB_APP_USER');
+      expect(poolErrors[0]).toContain("where it ran already, the pooler's server connections predate it");
+      expect(poolErrors[0]).toContain('PgBouncer: RECONNECT on its admin console');
     } finally {
       await db.destroy();
     }
