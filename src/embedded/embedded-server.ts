@@ -113,17 +113,20 @@ function traversable(account: Account, dir: string): boolean {
 }
 
 /**
- * The folders above `target` whose mode bits keep `account` out of it, outermost first;
- * undefined when it can reach `target` (checked as the account itself, so ACLs count).
+ * The folders down to `target` whose mode bits keep `account` out of it, outermost first,
+ * `target` itself included when it is a folder; undefined when the account may use `target`
+ * (checked as the account itself, so ACLs count): run it, or, a folder, enter it. Seeing a
+ * folder is not enough: a data folder inside one closed to the account (`mktemp -d`) is
+ * seen, and initdb then fails to make it.
  */
 function foldersBlocking(account: Account, target: string): string[] | undefined {
-  if (spawnSync('test', ['-e', target], { uid: account.uid, gid: account.gid }).status === 0) return undefined;
+  if (spawnSync('test', ['-x', target], { uid: account.uid, gid: account.gid }).status === 0) return undefined;
   const ancestors: string[] = [];
-  for (let dir = path.dirname(target); ; dir = path.dirname(dir)) {
+  for (let dir = target; ; dir = path.dirname(dir)) {
     ancestors.unshift(dir);
     if (path.dirname(dir) === dir) break;
   }
-  return ancestors.filter((dir) => existsSync(dir) && !traversable(account, dir));
+  return ancestors.filter((dir) => existsSync(dir) && statSync(dir).isDirectory() && !traversable(account, dir));
 }
 
 function describeFolder(dir: string): string {

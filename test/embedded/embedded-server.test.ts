@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm, stat, symlink } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readdir, rm, stat, symlink } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -94,6 +94,17 @@ describe('the embedded PostgreSQL 17', async () => {
       expect((error as Error).message).toContain(`chmod o+x ${closed}`);
       expect(await modes(watched)).toEqual(before);
       expect(before[0]).toBe(0o700);
+    });
+
+    it('refuses a data folder right inside it, which the account can see but not enter, before initdb makes anything', async () => {
+      const closed = await mkdtemp(path.join(root, 'closed-here-'));
+      const dataDir = path.join(closed, 'postgres');
+
+      const error = await startEmbeddedServer({ ...options, dataDir, port: await freePort() }).catch((e: unknown) => e);
+
+      expect((error as Error).message).toContain(`cannot reach the folder of the data folder ${closed}: ${closed} (mode 700, owner uid 0) lets no other account through`);
+      expect((error as Error).message).toContain(`chmod o+x ${closed}`);
+      expect(await readdir(closed)).toEqual([]);
     });
 
     it('refuses binaries below it the same way', async () => {
