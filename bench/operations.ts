@@ -111,11 +111,15 @@ export const rawListSql = `
   LEFT JOIN user_excluded_phrases e ON e.phrase_id = page.id AND e.user_id = $1
   ORDER BY page.text, page.id`;
 
+// As the library locks: the two users' rows (FOR KEY SHARE, as a deletion takes them first), then the suggestion.
 const rawLockSuggestionSql = `
   SELECT user_id, phrase_text, status FROM phrase_suggestions s
-  WHERE s.id = $1 AND EXISTS (
-    SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id JOIN users u ON u.id = ur.user_id
-    WHERE ur.user_id = $2 AND r.name = 'admin' AND u.active)
+  WHERE s.id = $1
+    AND EXISTS (SELECT 1 FROM users su WHERE su.id = s.user_id FOR KEY SHARE)
+    AND EXISTS (SELECT 1 FROM users au WHERE au.id = $2 FOR KEY SHARE)
+    AND EXISTS (
+      SELECT 1 FROM user_roles ur JOIN roles r ON r.id = ur.role_id JOIN users u ON u.id = ur.user_id
+      WHERE ur.user_id = $2 AND r.name = 'admin' AND u.active)
   FOR UPDATE`;
 
 const rawApproveSql = `
