@@ -16,6 +16,7 @@ import {
 } from '../errors.js';
 import { isStorableText, requireInput, requireOptions, requireSeconds, requireUuid } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
+import { noRowReturned } from './no-row-returned.js';
 import { revokeLiveTokens, type RevokedReason, revokingSessions, sessionCount } from './revoke-live-tokens.js';
 
 /**
@@ -370,13 +371,13 @@ export const purgeExpired = queryFunction(async function purgeExpired(db: Kysely
       and (revoked_reason <> ${'rotated' satisfies RevokedReason} or family_expires_at < now())`,
   ];
   for (const condition of passes) {
-    // A batch may delete fewer rows than it picked (some are left for a child another
-    // transaction holds): the pass ends at the first batch that deletes nothing.
+    // A pass ends at the first batch that finds fewer than batchSize rows to pick, as tokens
+    // that expire meanwhile are the next run's; or that deletes none of those it picked (each
+    // left for a child another transaction holds), which the next batch would pick again.
     for (;;) {
-      const result = await purgeBatch(db, condition, batchSize).executeTakeFirst();
-      const count = Number(result.numDeletedRows);
-      deleted += count;
-      if (count === 0) break;
+      const batch = await purgeBatch(db, condition, batchSize).executeTakeFirstOrThrow(noRowReturned);
+      deleted += Number(batch.deleted);
+      if (Number(batch.picked) < batchSize || Number(batch.deleted) === 0) break;
     }
   }
   return deleted;
@@ -404,22 +405,30 @@ function purgeBatch(db: Kysely<DB>, condition: RawBuilder<boolean>, batchSize: n
           .forUpdate()
           .skipLocked(),
     )
-    .deleteFrom('refresh_tokens')
-    .where('id', 'in', (eb) =>
-      eb
-        .selectFrom('picked')
-        .select('picked.id')
-        .where(({ not, exists, selectFrom }) =>
-          not(
-            exists(
-              selectFrom('refresh_tokens as child')
-                .select('child.id')
-                .whereRef('child.parent_id', '=', 'picked.id')
-                .where('child.id', 'not in', selectFrom('held_children').select('held_children.id')),
+    .with('deleted', (qc) =>
+      qc
+        .deleteFrom('refresh_tokens')
+        .where('id', 'in', (eb) =>
+          eb
+            .selectFrom('picked')
+            .select('picked.id')
+            .where(({ not, exists, selectFrom }) =>
+              not(
+                exists(
+                  selectFrom('refresh_tokens as child')
+                    .select('child.id')
+                    .whereRef('child.parent_id', '=', 'picked.id')
+                    .where('child.id', 'not in', selectFrom('held_children').select('held_children.id')),
+                ),
+              ),
             ),
-          ),
-        ),
-    );
+        )
+        .returning('refresh_tokens.id'),
+    )
+    .selectNoFrom(({ selectFrom, fn }) => [
+      selectFrom('picked').select(fn.countAll<string>().as('n')).as('picked'),
+      selectFrom('deleted').select(fn.countAll<string>().as('n')).as('deleted'),
+    ]);
 }
 
 const childColumns = [

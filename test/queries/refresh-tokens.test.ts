@@ -1175,6 +1175,34 @@ describe('refreshTokens.purgeExpired', () => {
     expect(await refreshTokens.purgeExpired(testDb.db, { revokedRetentionSeconds: hour })).toBe(0);
   });
 
+  it('ends a pass at a batch that finds fewer rows than batchSize: tokens that expire meanwhile are the next run\'s', async () => {
+    const user = await newUser(testDb.db);
+    await refreshTokens.purgeExpired(testDb.db);
+    // Every token of these that is deleted brings an expired one in its place, as sessions
+    // keep expiring while a purge runs: a purge that went on while it found any would never end.
+    await sql`CREATE FUNCTION test_respawn_token() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        INSERT INTO refresh_tokens (user_id, token_hash, family_id, expires_at, family_expires_at, device_info)
+        VALUES (OLD.user_id, sha256(gen_random_uuid()::text::bytea), OLD.family_id, OLD.expires_at, OLD.family_expires_at, OLD.device_info);
+        RETURN OLD;
+      END $fn$`.execute(testDb.db);
+    await sql`CREATE TRIGGER test_respawn_token AFTER DELETE ON refresh_tokens FOR EACH ROW
+      WHEN (OLD.device_info ->> 'respawn' = 'true') EXECUTE FUNCTION test_respawn_token()`.execute(testDb.db);
+    try {
+      for (let i = 0; i < 3; i++) {
+        const issued = await refreshTokens.issue(testDb.db, { userId: user.id, deviceInfo: { respawn: true } });
+        await sql`UPDATE refresh_tokens SET expires_at = now() - interval '1 minute' WHERE token_hash = ${hashOf(issued.token)}`.execute(testDb.db);
+      }
+
+      expect(await refreshTokens.purgeExpired(testDb.db, { batchSize: 5 })).toBe(3);
+    } finally {
+      await sql`DROP TRIGGER test_respawn_token ON refresh_tokens`.execute(testDb.db);
+      await sql`DROP FUNCTION test_respawn_token()`.execute(testDb.db);
+    }
+    // The three that came meanwhile, for the next run.
+    expect(await refreshTokens.purgeExpired(testDb.db, { batchSize: 5 })).toBe(3);
+  });
+
   describe('beside another transaction deleting tokens', () => {
     const gateKey = 73_100_978;
     beforeAll(async () => {

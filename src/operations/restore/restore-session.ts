@@ -8,7 +8,7 @@ import { databaseUrlAs } from '../../provisioning/database-admin.js';
 import { requireRoleName } from '../../provisioning/app-role.js';
 import { describePowers, powerFixes, rolePowers } from '../../provisioning/role-powers.js';
 import type { BackupGrantees } from '../vetting/backup-statement-allow-list.js';
-import { applicationRolesGrantedNewTables } from './restored-privileges.js';
+import { applicationRolesGrantedNewTables, releaseStepApplicationRole } from './restored-privileges.js';
 
 /** The owner role a restore logs in as when the URL it was given has powers beyond the database. */
 export interface RestoreOwner {
@@ -26,6 +26,12 @@ export interface RestoreSession {
   insteadOf?: string;
   /** `DB_APP_USER`, checked to exist and to be another role than the one restoring. */
   appRole?: string;
+  /**
+   * Without `DB_APP_USER`: the one role the owner's default privileges give new tables the
+   * release step's privileges to (`releaseStepApplicationRole`), which the restore gives
+   * them again, as the release step would.
+   */
+  knownAppRole?: string;
   /**
    * Whom the backup may grant privileges to: the role restoring (`role`) and the application
    * role, `appRole` or else the role(s) its default privileges in public give new tables to
@@ -85,6 +91,7 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
           appRole === undefined
             ? { owner: restoring, applicationRoles: await applicationRolesGrantedNewTables(client, restoring) }
             : { owner: restoring, applicationRoles: [appRole], setsDefaultPrivileges: true },
+        knownAppRole: appRole === undefined ? await releaseStepApplicationRole(client, restoring) : undefined,
       };
     },
     'kennwilliamson-restore',
@@ -102,7 +109,11 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
   if (appRole === restoringRole) {
     throw new RestoreError(`DB_APP_USER '${appRole}' is the database's owner, which restores it; the application role must be another role. The database was not touched.`);
   }
-  const checked = { grantees: facts.grantees, ...(appRole === undefined ? {} : { appRole }) };
+  const checked = {
+    grantees: facts.grantees,
+    ...(appRole === undefined ? {} : { appRole }),
+    ...(facts.knownAppRole === undefined ? {} : { knownAppRole: facts.knownAppRole }),
+  };
   if (facts.rolePowers.length === 0) return { url: databaseUrl, role: facts.role, ...checked };
 
   const refuse = (advice: string): never => {

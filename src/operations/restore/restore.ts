@@ -250,18 +250,17 @@ async function finishPrivileges(client: pg.ClientBase, session: RestoreSession, 
         `${excess.length > 5 ? ` and ${excess.length - 5} more` : ''}`,
     );
   }
-  // Without DB_APP_USER, the role(s) the owner's default privileges named before the restore
-  // emptied the schema: the services log in as it, and a backup made before it existed (or
-  // that left its grants out) would otherwise restore tables it may not read, failing every
-  // call until the next release step.
-  const appRoles = session.appRole !== undefined ? [session.appRole] : session.grantees.applicationRoles;
-  for (const role of appRoles) {
-    await grantAppRole(client, role, database);
-    log(
-      session.appRole !== undefined
-        ? `gave the application role '${role}' its grants, as the release step does`
-        : `gave the application role '${role}' (the owner's default privileges named it before the restore) its grants, as the release step does`,
-    );
+  // Without DB_APP_USER, the role the owner's default privileges gave the release step's
+  // privileges before the restore emptied the schema (one role, and only with exactly those:
+  // a read-only role's SELECT makes it no application role): the services log in as it, and a
+  // backup made before it existed (or that left its grants out) would otherwise restore
+  // tables it may not read, failing every call until the next release step.
+  if (session.appRole !== undefined) {
+    await grantAppRole(client, session.appRole, database);
+    log(`gave the application role '${session.appRole}' its grants, as the release step does`);
+  } else if (session.knownAppRole !== undefined) {
+    await grantAppRole(client, session.knownAppRole, database);
+    log(`gave the application role '${session.knownAppRole}' (the owner's default privileges named it before the restore) its grants, as the release step does`);
   }
 }
 

@@ -25,6 +25,29 @@ export async function applicationRolesGrantedNewTables(client: pg.ClientBase, ow
   return rows.map((row) => row.role);
 }
 
+/**
+ * The role that `owner`'s default privileges in `public` give new tables exactly the release
+ * step's privileges to (`applicationPrivileges.tables`: SELECT, INSERT, UPDATE, DELETE), as
+ * `ensureAppRole` leaves the application role; undefined unless exactly one role has them (a
+ * read-only reporting role's SELECT alone is not the application role's). Read before the
+ * restore empties the schema.
+ *
+ * @example
+ * await releaseStepApplicationRole(client, 'kennwilliamson') // 'kennwilliamson_app'
+ */
+export async function releaseStepApplicationRole(client: pg.ClientBase, owner: string): Promise<string | undefined> {
+  const { rows } = await client.query<{ role: string }>(
+    `SELECT pg_catalog.pg_get_userbyid(a.grantee) AS role
+       FROM pg_catalog.pg_default_acl d JOIN pg_catalog.pg_roles o ON o.oid = d.defaclrole, LATERAL pg_catalog.aclexplode(d.defaclacl) a
+      WHERE d.defaclnamespace = 'public'::pg_catalog.regnamespace AND d.defaclobjtype = 'r' AND o.rolname = $1
+        AND a.grantee <> 0 AND a.grantee <> d.defaclrole AND pg_catalog.pg_get_userbyid(a.grantee) !~ '^pg_'
+      GROUP BY a.grantee
+     HAVING pg_catalog.array_agg(a.privilege_type::text ORDER BY a.privilege_type COLLATE "C") = $2::text[]`,
+    [owner, [...applicationPrivileges.tables].sort()],
+  );
+  return rows.length === 1 ? rows[0]!.role : undefined;
+}
+
 // What the application role may hold (applicationPrivileges), one row: $2 on the schema, $3
 // on tables and views, $4 on their columns, $5 and $6 on the migrations record ($9) and its
 // columns, $7 on sequences, $8 on routines, $10 on types.

@@ -416,6 +416,27 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       expect(granted).toEqual({ writes: true, new_tables: true });
     });
 
+    it("gives a role the owner's default privileges let only read new tables (a report's) nothing more", async () => {
+      const target = await targetDatabase();
+      // SELECT alone: no application role of the release step's, which gets SELECT, INSERT, UPDATE, DELETE.
+      await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} IN SCHEMA public GRANT SELECT ON TABLES TO ${reader}`);
+      const file = await crafted('read-only.sql.gz', dumpAround(planted(`GRANT SELECT ON TABLE public.planted TO ${reader};`)));
+
+      const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.ownerUrl });
+
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stderr).not.toContain('gave the application role');
+      const granted = await withClient(target.url, async (client) =>
+        (
+          await client.query(
+            "SELECT pg_catalog.has_table_privilege($1, 'public.planted', 'SELECT') AS reads, pg_catalog.has_table_privilege($1, 'public.planted', 'INSERT, UPDATE, DELETE') AS writes",
+            [reader],
+          )
+        ).rows[0],
+      );
+      expect(granted).toEqual({ reads: true, writes: false });
+    });
+
     it('takes the application role from DB_APP_USER where no default privileges name it, and gives it the release step\'s grants', async () => {
       const target = await targetDatabase();
       // As a backup made before the owner role has them: default privileges of the superuser.
