@@ -4,7 +4,7 @@ import { withClient } from '../../src/db/with-client.js';
 import { ConfigError, ProvisioningError } from '../../src/errors.js';
 import { databaseUrlWith, ensureDatabase, isLocalDatabaseUrl, recreateDatabase, requireLocalDatabase } from '../../src/provisioning/database-admin.js';
 import { eventually } from '../support/eventually.js';
-import { createTestDatabase } from '../support/test-database.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 describe('isLocalDatabaseUrl', () => {
   it.each([
@@ -87,8 +87,8 @@ describe('databaseUrlWith', () => {
 describe('recreateDatabase', () => {
   // A transaction that changed the database's row (here a GRANT … ON DATABASE, from a session
   // on another database, which FORCE does not end) holds DROP DATABASE for as long as it lives.
-  it('gives up on a drop that another transaction blocks after lockTimeoutMs, naming it, with nothing dropped', async () => {
-    const database = await createTestDatabase({ empty: true });
+  // Left open until the test rolls it back, or ends it with the database's drop when it is done.
+  async function grantInProgress(database: TestDatabase): Promise<pg.Client> {
     const blocker = new pg.Client({ connectionString: databaseUrlWith(database.url, 'postgres'), application_name: 'kw-grant-in-progress' });
     // The blocker first: the test's own drop would wait behind it too.
     onTestFinished(async () => {
@@ -98,6 +98,12 @@ describe('recreateDatabase', () => {
     await blocker.connect();
     await blocker.query('BEGIN');
     await blocker.query(`GRANT CONNECT ON DATABASE ${blocker.escapeIdentifier(database.name)} TO PUBLIC`);
+    return blocker;
+  }
+
+  it('gives up on a drop that another transaction blocks after lockTimeoutMs, naming it, with nothing dropped', async () => {
+    const database = await createTestDatabase({ empty: true });
+    const blocker = await grantInProgress(database);
     const { rows } = await blocker.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
     const warnings: string[] = [];
 
@@ -123,14 +129,7 @@ describe('recreateDatabase', () => {
 
   it("drops from a connection named db:reset's, watched from one named so too, not as a service's or a migration's", async () => {
     const database = await createTestDatabase({ empty: true });
-    const blocker = new pg.Client({ connectionString: databaseUrlWith(database.url, 'postgres'), application_name: 'kw-grant-in-progress' });
-    onTestFinished(async () => {
-      await blocker.end().catch(() => undefined);
-      await database.drop();
-    });
-    await blocker.connect();
-    await blocker.query('BEGIN');
-    await blocker.query(`GRANT CONNECT ON DATABASE ${blocker.escapeIdentifier(database.name)} TO PUBLIC`);
+    const blocker = await grantInProgress(database);
 
     const recreated = recreateDatabase(database.url, { lockTimeoutMs: 60_000, warn: () => undefined });
     recreated.catch(() => undefined);

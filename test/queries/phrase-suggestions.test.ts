@@ -1,6 +1,6 @@
 import { sql } from 'kysely';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
 import * as phraseSuggestions from '../../src/queries/phrase-suggestions.js';
 import * as phrases from '../../src/queries/phrases.js';
@@ -9,6 +9,7 @@ import { newAdmin, newUser } from '../support/factories.js';
 import { offlineDb } from '../support/offline-db.js';
 import { useTestDatabase } from '../support/test-database.js';
 import { eventually } from '../support/eventually.js';
+import { useGateTrigger } from '../support/gate-trigger.js';
 import { duringUncommittedDelete } from '../support/uncommitted-delete.js';
 
 const testDb = useTestDatabase();
@@ -312,20 +313,9 @@ describe('deleting a user', () => {
 
   describe('while a decision is being made', () => {
     const gateKey = 73_100_977;
-    beforeAll(async () => {
-      // Holds an approval between its two statements (the suggestion locked; the phrase not
-      // yet inserted) at an advisory lock the test holds, for phrases whose text says so.
-      await sql`CREATE FUNCTION test_slow_phrase_insert() RETURNS trigger LANGUAGE plpgsql AS $fn$
-        BEGIN
-          IF NEW.phrase_text LIKE 'slow:%' THEN PERFORM pg_advisory_xact_lock(${sql.lit(gateKey)}); END IF;
-          RETURN NEW;
-        END $fn$`.execute(testDb.db);
-      await sql`CREATE TRIGGER test_slow_phrase_insert BEFORE INSERT ON phrases FOR EACH ROW EXECUTE FUNCTION test_slow_phrase_insert()`.execute(testDb.db);
-    });
-    afterAll(async () => {
-      await sql`DROP TRIGGER test_slow_phrase_insert ON phrases`.execute(testDb.db);
-      await sql`DROP FUNCTION test_slow_phrase_insert()`.execute(testDb.db);
-    });
+    // Holds an approval between its two statements (the suggestion locked; the phrase not yet
+    // inserted), for phrases whose text says so.
+    useGateTrigger(() => testDb.db, { name: 'test_slow_phrase_insert', table: 'phrases', event: 'INSERT', when: "NEW.phrase_text LIKE 'slow:%'", key: gateKey });
 
     it('waits for an approval in flight, then deletes the suggesting user and the suggestion: no deadlock', async () => {
       const admin = await newAdmin(testDb.db);

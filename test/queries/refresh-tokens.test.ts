@@ -17,6 +17,7 @@ import * as users from '../../src/queries/users.js';
 import { newUser } from '../support/factories.js';
 import { createTestDatabase, libraryUrl, useTestDatabase } from '../support/test-database.js';
 import { eventually } from '../support/eventually.js';
+import { useGateTrigger } from '../support/gate-trigger.js';
 
 const testDb = useTestDatabase();
 const unknownId = '01890000-0000-7000-8000-000000000000';
@@ -739,20 +740,7 @@ describe('refreshTokens.rotate under real concurrency', () => {
 // only then lets the insert go on.
 describe('refreshTokens revocations that meet an issue or rotation in flight', () => {
   const gateKey = 73_100_042;
-
-  beforeAll(async () => {
-    await sql`CREATE FUNCTION test_slow_token_insert() RETURNS trigger LANGUAGE plpgsql AS $fn$
-      BEGIN
-        IF NEW.device_info ->> 'slow' = 'true' THEN PERFORM pg_advisory_xact_lock(${sql.lit(gateKey)}); END IF;
-        RETURN NEW;
-      END $fn$`.execute(testDb.db);
-    await sql`CREATE TRIGGER test_slow_token_insert BEFORE INSERT ON refresh_tokens
-      FOR EACH ROW EXECUTE FUNCTION test_slow_token_insert()`.execute(testDb.db);
-  });
-  afterAll(async () => {
-    await sql`DROP TRIGGER test_slow_token_insert ON refresh_tokens`.execute(testDb.db);
-    await sql`DROP FUNCTION test_slow_token_insert()`.execute(testDb.db);
-  });
+  useGateTrigger(() => testDb.db, { name: 'test_slow_token_insert', table: 'refresh_tokens', event: 'INSERT', when: "NEW.device_info ->> 'slow' = 'true'", key: gateKey });
 
   const slow = { slow: true };
 
@@ -1205,20 +1193,9 @@ describe('refreshTokens.purgeExpired', () => {
 
   describe('beside another transaction deleting tokens', () => {
     const gateKey = 73_100_978;
-    beforeAll(async () => {
-      // Holds a deletion of a token (a purge's, a cascade's) at an advisory lock the test
-      // holds, for tokens whose device info says so: the deleting transaction keeps that row.
-      await sql`CREATE FUNCTION test_slow_token_delete() RETURNS trigger LANGUAGE plpgsql AS $fn$
-        BEGIN
-          IF OLD.device_info ->> 'slowDelete' = 'true' THEN PERFORM pg_advisory_xact_lock(${sql.lit(gateKey)}); END IF;
-          RETURN OLD;
-        END $fn$`.execute(testDb.db);
-      await sql`CREATE TRIGGER test_slow_token_delete BEFORE DELETE ON refresh_tokens FOR EACH ROW EXECUTE FUNCTION test_slow_token_delete()`.execute(testDb.db);
-    });
-    afterAll(async () => {
-      await sql`DROP TRIGGER test_slow_token_delete ON refresh_tokens`.execute(testDb.db);
-      await sql`DROP FUNCTION test_slow_token_delete()`.execute(testDb.db);
-    });
+    // Holds a deletion of a token (a purge's, a cascade's) for tokens whose device info says
+    // so: the deleting transaction keeps that row.
+    useGateTrigger(() => testDb.db, { name: 'test_slow_token_delete', table: 'refresh_tokens', event: 'DELETE', when: "OLD.device_info ->> 'slowDelete' = 'true'", key: gateKey });
 
     /**
      * One rotation chain, revoked by rotation long ago in a family past its absolute expiry:
