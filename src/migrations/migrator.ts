@@ -21,6 +21,7 @@ import {
   MigrationScriptError,
 } from '../errors.js';
 import { type BlockerMonitor, blockerMonitor } from './lock-blockers.js';
+import { attemptsBeyondRoleBounds, roleLockTimeouts } from './attempts-beyond-role-bounds.js';
 import { defaultLockWait, describeLockWait, type LockWaitPolicy, lockWaitOf, withLockRetries } from './lock-retries.js';
 import { defaultMigrationsDir } from './default-migrations-dir.js';
 import { type MigrationLock, withMigrationLock } from './migration-lock.js';
@@ -62,7 +63,10 @@ export interface MigratorOptions {
    * `attemptMs` and `totalMs` for that file.
    */
   lockWait?: Partial<LockWaitPolicy>;
-  /** Receives one line per failed lock attempt, naming who blocked it. Default: stderr. */
+  /**
+   * Receives one line per failed lock attempt, naming who blocked it, and, before anything is
+   * applied, one per file whose attempts may outwait a role's lock_timeout here. Default: stderr.
+   */
   warn?: (line: string) => void;
 }
 
@@ -131,6 +135,10 @@ export async function migrate(
     const applying: MigrationScript[] = [];
     for (const name of pending) applying.push(await scripts.up(name));
     await assertCanRunWithoutTransaction(client, applying);
+    if (applying.length > 0) {
+      const warn = options.warn ?? warnOnStderr;
+      for (const line of attemptsBeyondRoleBounds(applying, runPolicy(options), await roleLockTimeouts(client))) warn(line);
+    }
     if (options.dryRun) {
       const checksums = new Map(files.map((file) => [file.name, file.checksum]));
       return pending.map((name, index): PlannedMigration => {

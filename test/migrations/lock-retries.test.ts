@@ -231,6 +231,31 @@ describe('VACUUM FULL behind a long reader', () => {
   });
 });
 
+describe("a migration whose attempts may outwait the services' lock_timeout", () => {
+  it('is said before anything is applied, and by a dry run, naming the role and its bound; one whose attempts are shorter is not', async () => {
+    const role = `kw_test_services_${Math.random().toString(36).slice(2, 8)}`;
+    // As setup --admin leaves the application role: its sessions here start with DB_LOCK_TIMEOUT.
+    await observer.query(`CREATE ROLE ${role}; ALTER ROLE ${role} IN DATABASE ${observer.escapeIdentifier(database.name)} SET lock_timeout = '2s'`);
+    try {
+      await writeMigration('20990101000000_long_attempts', '-- migrate:lock-wait attempt=5s\nALTER TABLE users ADD COLUMN nickname text;\n', 'ALTER TABLE users DROP COLUMN nickname;\n');
+      await writeMigration('20990101000001_short_attempts', 'ALTER TABLE users ADD COLUMN motto text;\n', 'ALTER TABLE users DROP COLUMN motto;\n');
+      const said: string[] = [];
+
+      await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, warn: (line) => said.push(line) });
+      await migrate({ databaseUrl: database.url, migrationsDir, warn: (line) => said.push(line) });
+
+      const warning =
+        "20990101000000_long_attempts.up.sql: each attempt may wait up to 5s for its locks (its -- migrate:lock-wait header), longer than the lock_timeout " +
+        `of role '${role}' in this database (2s): while one waits, that role's queries of the tables it locks fail. Keep attempt below it, ` +
+        'or apply it with the services stopped or expecting it';
+      expect(said).toEqual([warning, warning]);
+      expect(await recorded('20990101000000_long_attempts')).toBe(1);
+    } finally {
+      await observer.query(`ALTER ROLE ${role} IN DATABASE ${observer.escapeIdentifier(database.name)} RESET ALL; DROP ROLE ${role}`);
+    }
+  });
+});
+
 describe('npm run migrate behind a long reader', () => {
   it("uses the file's own lock-wait header, reports each attempt on stderr and fails naming the blocker", async () => {
     const name = '20990101000000_header_budget';
