@@ -4,7 +4,9 @@ import type { BlockingSession } from '../blocking-session.js';
 import { statementShape } from './statement-shape.js';
 
 
-// Who waits behind whom, from the lock manager itself (pg_blocking_pids), with what
+// Every function named with its schema: the watcher may be an admin's session (set-up's) in
+// a database whose public schema a restored backup filled, where a public.unnest(integer[])
+// would outrank pg_catalog's. Who waits behind whom, from the lock manager itself (pg_blocking_pids), with what
 // pg_stat_activity says of each blocker. Each statement runs in a transaction of its own, so
 // the activity snapshot is fresh every time. The query's text is reduced to its shape here,
 // before it goes anywhere: the blocker of a hot row is often an admin's UPDATE of a password
@@ -13,7 +15,7 @@ const blockersSql = `
   SELECT b.pid, coalesce(b.application_name, '') AS application_name,
          coalesce(b.state, 'not visible to this role') AS state, b.xact_start,
          coalesce(b.query, '') AS query
-    FROM unnest(pg_catalog.pg_blocking_pids($1)) AS blocking(pid)
+    FROM pg_catalog.unnest(pg_catalog.pg_blocking_pids($1)) AS blocking(pid)
     JOIN pg_catalog.pg_stat_activity b ON b.pid = blocking.pid
    ORDER BY b.xact_start NULLS LAST, b.pid`;
 

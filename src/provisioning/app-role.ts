@@ -113,8 +113,12 @@ export async function provisionAppRole(options: {
     async (client) => {
       try {
         await client.query('BEGIN');
-        await client.query('SET LOCAL lock_timeout = 60000');
-        await client.query('SELECT pg_advisory_xact_lock($1)', [appRoleLockKey]);
+        // As the admin (a superuser, or CREATEROLE) in a database whose public schema the
+        // owner, and any backup restored as it, may fill: every name resolves in pg_catalog
+        // only, so no function or operator planted in public runs with the admin's powers
+        // (a public.pg_advisory_xact_lock(text) outranked pg_catalog's for the untyped key).
+        await client.query('SET LOCAL search_path = pg_catalog; SET LOCAL lock_timeout = 60000');
+        await client.query('SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [appRoleLockKey]);
         const change = await ensureLoginRole(client, adminUrl, { user, password }, () => superuserAppRole(user));
         const { rows } = await client.query<{ database: string }>('SELECT current_database() AS database');
         await setRoleStatementBounds(client, user, rows[0]!.database, bounds);
@@ -158,7 +162,9 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
       // No wait without an end: a stuck concurrent set-up (or a long transaction on a table
       // being granted on) fails this one with PostgreSQL's lock timeout instead of hanging.
       await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000))}`);
-      await client.query('SELECT pg_advisory_xact_lock($1)', [appRoleLockKey]);
+      // The owner's own objects in public cannot outrank pg_catalog's for the lock (a release
+      // step run as a superuser would run them with its powers).
+      await client.query('SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [appRoleLockKey]);
       const { rows: owner } = await client.query<{ current_user: string; database: string }>(
         'SELECT current_user, current_database() AS database',
       );

@@ -140,6 +140,9 @@ async function serverFacts(databaseUrl: string, target: DatabaseTarget): Promise
     );
   }
   try {
+    // Maybe a superuser's session, in a database whose public schema a restored backup may
+    // have filled: names resolve in pg_catalog only, so nothing planted there runs with it.
+    await client.query('SET search_path = pg_catalog');
     await requireDirectConnection(client, { operation: 'backup', variable: migrationUrlVariable(databaseUrl) });
     const { rows } = await client.query<ServerFacts>(
       `SELECT pg_catalog.current_setting('server_version_num')::int / 10000 AS major,

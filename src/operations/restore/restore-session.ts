@@ -69,6 +69,11 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
   const facts = await withClient(
     databaseUrl,
     async (client) => {
+      // This session may be a superuser's, in the database whose public schema the backups
+      // restored before filled: every name resolves in pg_catalog only, so no function or
+      // operator planted there (a public.<>(oid, integer) outranked pg_catalog's for
+      // 'grantee <> 0') runs with the URL's powers.
+      await client.query('SET search_path = pg_catalog');
       // A pooler first: its refusal says what to fix before any question about roles.
       await requireDirectConnection(client, { operation: 'restore', variable: migrationUrlVariable(databaseUrl) });
       const { rows } = await client.query<{ role: string; owner: string }>(

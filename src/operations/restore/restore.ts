@@ -85,8 +85,10 @@ export interface RestoreResult {
  */
 export function restorePrelude(lockTimeoutMs = 30_000): string {
   return `SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))};
+SET LOCAL statement_timeout TO DEFAULT;
 SET LOCAL search_path = '';
 SET LOCAL standard_conforming_strings = on;
+SET LOCAL client_encoding = 'UTF8';
 `;
 }
 
@@ -366,7 +368,9 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       session.url,
       async (client) => {
         // restoreSession refused a pooler already, on this host, port and database (the
-        // owner's URL differs only in its login). The role check again, on the session that runs the backup, before its first statement.
+        // owner's URL differs only in its login). The role check again, on the session that runs the backup, before its first statement,
+        // with names resolved in pg_catalog only (each transaction then empties search_path).
+        await client.query('SET search_path = pg_catalog');
         await requireRestrictedSession(client);
         connected = true;
         // A restore whose host goes silent is ended by the server within about 10 s, rather
@@ -422,6 +426,12 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
               if (query.failedReading) throw error; // the backup's stream broke, not the server
               throw rolledBack(statementFailure(error, part, kept), error);
             });
+            // The backup's own functions run while its statements do (a CHECK as its rows load,
+            // a trigger, an index expression) and may change settings for the rest of the
+            // session: standard_conforming_strings or client_encoding turned, the next
+            // statement would reach the server read otherwise than the vetting read it
+            // (SECURITY DEFINER hidden in a string), and a timeout lifted. Set again after each.
+            await step(restorePrelude(options.lockTimeoutMs));
           }
           await sourceDone();
           // An empty script would leave an empty schema behind: never a restore's result.
@@ -431,6 +441,9 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           // statement, and would leave out what came last (indexes, constraints, sequences).
           const problem = frame?.problem();
           if (problem !== undefined) throw new RestoreError(problem);
+          // Deferred constraints and constraint triggers fire now, not at COMMIT: a backup's
+          // trigger deferred to COMMIT would grant what it likes after the catalog was asked.
+          await step('SET CONSTRAINTS ALL IMMEDIATE');
           await finishPrivileges(client, session, target.database, log).catch((error: unknown) => {
             throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while setting the restored objects' privileges`, error);
           });

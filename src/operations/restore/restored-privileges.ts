@@ -100,25 +100,29 @@ const excessPrivilegesQuery = `
      AND (a.is_grantable OR NOT a.privilege_type = ANY (allowed.privileges))
    ORDER BY 1, 2, 3, 5, 4`;
 
-// The same for the default privileges in public of the roles the role restoring acts for.
+// The same for the default privileges of the roles the role restoring acts for, in public and
+// database-wide (no schema: they apply in every schema, public included, and outlive any
+// restore's emptying of public; a backup's function can set them while its rows load). A
+// database-wide entry replaces PostgreSQL's built-in defaults for its kind, which the PUBLIC
+// rules below allow.
 const excessDefaultPrivilegesQuery = `
   WITH ${applicationPrivilegesRow},
   defaults AS (
-    SELECT d.defaclrole, d.defaclobjtype, a.grantee, a.privilege_type, a.is_grantable,
+    SELECT d.defaclrole, d.defaclobjtype, d.defaclnamespace = 0 AS everywhere, a.grantee, a.privilege_type, a.is_grantable,
            CASE WHEN a.grantee = 0 THEN CASE d.defaclobjtype WHEN 'f' THEN ARRAY['EXECUTE'] WHEN 'T' THEN ARRAY['USAGE'] ELSE ARRAY[]::text[] END
                 WHEN pg_catalog.pg_get_userbyid(a.grantee) = ANY ($1::text[]) THEN
                   CASE d.defaclobjtype WHEN 'r' THEN app.tables WHEN 'S' THEN app.sequences
                                        WHEN 'f' THEN app.routines WHEN 'T' THEN app.types ELSE ARRAY[]::text[] END
                 ELSE ARRAY[]::text[] END AS allowed
       FROM pg_catalog.pg_default_acl d, LATERAL pg_catalog.aclexplode(d.defaclacl) a, application app
-     WHERE d.defaclnamespace = 'public'::pg_catalog.regnamespace AND pg_catalog.pg_has_role(d.defaclrole, 'USAGE')
+     WHERE d.defaclnamespace IN (0, 'public'::pg_catalog.regnamespace) AND pg_catalog.pg_has_role(d.defaclrole, 'USAGE')
        AND a.grantee <> d.defaclrole
   )
   SELECT pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(defaclrole)) AS role,
          CASE defaclobjtype WHEN 'r' THEN 'TABLES' WHEN 'S' THEN 'SEQUENCES' WHEN 'f' THEN 'FUNCTIONS' WHEN 'T' THEN 'TYPES' ELSE 'SCHEMAS' END AS objects,
          privilege_type AS privilege,
          CASE grantee WHEN 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(grantee)) END AS grantee,
-         privilege_type = ANY (allowed) AS option_only
+         privilege_type = ANY (allowed) AS option_only, everywhere
     FROM defaults WHERE is_grantable OR NOT privilege_type = ANY (allowed)
    ORDER BY 1, 2, 4, 3`;
 
@@ -150,6 +154,7 @@ interface ExcessDefaultPrivilege {
   privilege: string;
   grantee: string;
   option_only: boolean;
+  everywhere: boolean;
 }
 
 /**
@@ -160,7 +165,7 @@ interface ExcessDefaultPrivilege {
  * form (a custom archive's ACL entries included), and the restore refuses to COMMIT when
  * anything is found. Beyond what a restore may leave: on any object in `public` whose owner
  * the role restoring acts for (the schema, relations and their columns, routines, types) and
- * in the default privileges there, a privilege of any role but the owner, the role restoring
+ * in the default privileges there or database-wide, a privilege of any role but the owner, the role restoring
  * and `grantees.applicationRoles`; of PUBLIC anything beyond PostgreSQL's own defaults
  * (USAGE on the schema, EXECUTE on routines, USAGE on types); of an application role
  * anything beyond the release step's grants ({@link applicationPrivileges}); and any grant
@@ -179,6 +184,10 @@ export async function excessRestoredPrivileges(client: pg.ClientBase, grantees: 
     ...excess.map(
       (row) => `${row.privilege}${row.columns ? ` (${row.columns})` : ''} on ${row.kind.toLowerCase()} ${row.object} to ${row.grantee}${option(row)}`,
     ),
-    ...excessDefaults.map((row) => `${row.privilege} on new ${row.objects.toLowerCase()} of ${row.role} to ${row.grantee}${option(row)} (default privileges)`),
+    ...excessDefaults.map(
+      (row) =>
+        `${row.privilege} on new ${row.objects.toLowerCase()} of ${row.role} to ${row.grantee}${option(row)} ` +
+        `(default privileges${row.everywhere ? ' in every schema' : ''})`,
+    ),
   ];
 }

@@ -1,0 +1,187 @@
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
+import { withClient } from '../../../src/db/with-client.js';
+import { RestoreError } from '../../../src/errors.js';
+import { restoreDatabase } from '../../../src/operations/restore/restore.js';
+import { verifyBackupFile } from '../../../src/operations/vetting/verify-backup-file.js';
+import { provisionAppRole } from '../../../src/provisioning/app-role.js';
+import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
+
+// A backup is untrusted input, and its functions run while it is restored, as the owner: a
+// CHECK as its rows load, a trigger, an index expression. Whatever they do must neither
+// outlive the catalog's check nor wait for a more powerful session of the project's own
+// tooling (setup --admin, the next restore given the superuser's URL) to run it.
+describe('code a backup plants while it is restored', () => {
+  let workDir: string;
+  const suffix = randomBytes(3).toString('hex');
+  const bystander = `kw_planted_other_${suffix}`;
+  const evil = `kw_planted_evil_${suffix}`;
+  const setupApp = `kw_planted_setup_app_${suffix}`;
+  const app = `kw_planted_app_${suffix}`;
+
+  beforeAll(async () => {
+    workDir = await mkdtemp(path.join(os.tmpdir(), 'kw-planted-'));
+    await chmod(workDir, 0o711);
+    await withClient(inject('serverUrl'), (client) => client.query(`CREATE ROLE ${bystander} LOGIN; CREATE ROLE ${app} LOGIN`));
+  });
+  afterAll(async () => {
+    await withClient(inject('serverUrl'), async (client) => {
+      for (const role of [bystander, evil, setupApp, app]) await client.query(`DROP ROLE IF EXISTS ${role}`).catch(() => undefined);
+    });
+    await rm(workDir, { recursive: true, force: true });
+  });
+
+  async function crafted(name: string, sql: string) {
+    const file = path.join(workDir, name);
+    const dump =
+      `--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\nSET client_encoding = 'UTF8';\n` +
+      `SET standard_conforming_strings = on;\nSELECT pg_catalog.set_config('search_path', '', false);\n\n${sql}\n` +
+      '--\n-- PostgreSQL database dump complete\n--\n\n';
+    await writeFile(file, gzipSync(Buffer.from(dump)));
+    return verifyBackupFile(file);
+  }
+  /** A file the server would write, if anything made it run a program: in a folder it may write to. */
+  async function marker(): Promise<string> {
+    const folder = path.join(workDir, `markers-${randomBytes(4).toString('hex')}`);
+    await mkdir(folder);
+    await chmod(folder, 0o777);
+    return path.join(folder, 'ran');
+  }
+  async function target(): Promise<TestDatabase> {
+    const database = await createTestDatabase();
+    onTestFinished(() => database.drop());
+    return database;
+  }
+  // As the documented default runs it: the superuser's URL, logging in as the owner.
+  const restoreAsDefault = async (database: TestDatabase, backup: Awaited<ReturnType<typeof crafted>>) =>
+    restoreDatabase({ databaseUrl: database.url, owner: { password: inject('ownerPassword') }, backup });
+  const superuserProgram = (file: string) => `IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
+    EXECUTE pg_catalog.format('COPY (SELECT 1) TO PROGRAM %L', 'touch ${file}');
+  END IF;`;
+
+  it('a constraint trigger deferred to COMMIT fires before the catalog is asked, and what it grants is refused', async () => {
+    const database = await target();
+    const backup = await crafted(
+      'deferred.sql.gz',
+      `CREATE TABLE public.secrets (id integer, password_hash text);
+CREATE FUNCTION public.at_commit() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN EXECUTE 'GRANT SELECT ON TABLE public.secrets TO PUBLIC'; RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON public.secrets DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.at_commit();
+COPY public.secrets (id, password_hash) FROM stdin;
+1	a-hash
+\\.
+`,
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('SELECT on table public.secrets to PUBLIC');
+    const readable = await withClient(database.url, async (client) =>
+      (await client.query("SELECT pg_catalog.to_regclass('public.secrets') IS NOT NULL AS restored")).rows[0],
+    );
+    expect(readable).toEqual({ restored: false });
+  });
+
+  it("database-wide default privileges a CHECK's function sets while rows load are refused", async () => {
+    const database = await target();
+    const backup = await crafted(
+      'global-defaults.sql.gz',
+      `CREATE FUNCTION public.ok(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN EXECUTE 'ALTER DEFAULT PRIVILEGES GRANT SELECT, TRUNCATE ON TABLES TO PUBLIC'; RETURN true; END $$;
+CREATE TABLE public.seed (id integer);
+COPY public.seed (id) FROM stdin;
+1
+\\.
+ALTER TABLE public.seed ADD CONSTRAINT seed_ok CHECK (public.ok(id));
+`,
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(`TRUNCATE on new tables of ${inject('ownerUser')} to PUBLIC (default privileges in every schema)`);
+    const defaults = await withClient(database.url, async (client) => (await client.query('SELECT 1 FROM pg_catalog.pg_default_acl WHERE defaclnamespace = 0')).rowCount);
+    expect(defaults).toBe(0);
+  });
+
+  it("setup --admin never runs a function a restore planted in public with the admin's powers", async () => {
+    const database = await target();
+    const ran = await marker();
+    const backup = await crafted(
+      'setup-trap.sql.gz',
+      `CREATE FUNCTION public.pg_advisory_xact_lock(key text) RETURNS void LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+  ${superuserProgram(ran)}
+  IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN EXECUTE 'CREATE ROLE ${evil} LOGIN SUPERUSER'; END IF;
+  PERFORM pg_catalog.pg_advisory_xact_lock(key::bigint);
+END $$;
+`,
+    );
+    await restoreDatabase({ databaseUrl: database.ownerUrl, backup });
+
+    // The admin step, as the README says to run it (to change a password, say).
+    await provisionAppRole({ adminUrl: database.url, user: setupApp, password: 'setup-app-pw' });
+
+    expect(existsSync(ran)).toBe(false);
+    const role = await withClient(inject('serverUrl'), async (client) => (await client.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [evil])).rowCount);
+    expect(role).toBe(0);
+  });
+
+  it("the next restore, given the superuser's URL, never runs an operator the last one planted with the superuser's powers", async () => {
+    const database = await target();
+    const ran = await marker();
+    const plant = await crafted(
+      'plant.sql.gz',
+      `CREATE FUNCTION public.differs(a oid, b integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+  ${superuserProgram(ran)}
+  RETURN a <> b::oid;
+END $$;
+CREATE FUNCTION public.plant(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN EXECUTE 'CREATE OPERATOR public.<> (LEFTARG = oid, RIGHTARG = integer, FUNCTION = public.differs)'; RETURN true; END $$;
+CREATE TABLE public.seed (id integer);
+COPY public.seed (id) FROM stdin;
+1
+\\.
+ALTER TABLE public.seed ADD CONSTRAINT seed_ok CHECK (public.plant(id));
+`,
+    );
+    // With DB_APP_USER, as a new server's first restore: the owner's default privileges then
+    // name the application role, which the next restore reads (grantee <> 0) as the superuser.
+    await restoreDatabase({ databaseUrl: database.url, owner: { password: inject('ownerPassword') }, appRole: app, backup: plant });
+
+    await restoreAsDefault(database, await crafted('benign.sql.gz', 'CREATE TABLE public.t (id integer);\n'));
+
+    expect(existsSync(ran)).toBe(false);
+  });
+
+  it("a function that turns standard_conforming_strings off while rows load does not change how the next statement is read", async () => {
+    const database = await target();
+    const backup = await crafted(
+      'strings.sql.gz',
+      `CREATE FUNCTION public.strings_off(id integer) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN PERFORM pg_catalog.set_config('standard_conforming_strings', 'off', false); RETURN true; END $$;
+CREATE TABLE public.seed (id integer);
+COPY public.seed (id) FROM stdin;
+1
+\\.
+ALTER TABLE public.seed ADD CONSTRAINT seed_ok CHECK (public.strings_off(id));
+CREATE FUNCTION public.who() RETURNS text LANGUAGE sql SET search_path = 'x\\', ' SECURITY DEFINER AS $b$ SELECT current_user::text $b$ --' AS $c$ SELECT current_user::text $c$;
+`,
+    );
+
+    await restoreAsDefault(database, backup);
+
+    // Read as the vetting read it: SECURITY DEFINER was inside a string, and stays there.
+    const definer = await withClient(database.url, async (client) =>
+      (await client.query("SELECT prosecdef FROM pg_catalog.pg_proc WHERE oid = 'public.who()'::pg_catalog.regprocedure")).rows[0],
+    );
+    expect(definer).toEqual({ prosecdef: false });
+  });
+});
