@@ -73,6 +73,16 @@ export async function grantAppRole(client: pg.ClientBase, user: string, database
   for (const statement of appRoleGrantStatements(client.escapeIdentifier(user), client.escapeIdentifier(database), rows[0]!.exists)) {
     await client.query(statement);
   }
+  // Views only read: `ON ALL TABLES` granted writes on them too, and a view writes with its
+  // owner's rights (security_invoker is off by default): a view over the migrations record,
+  // which a restored backup may bring, would let the services write it.
+  const { rows: views } = await client.query<{ name: string }>(
+    `SELECT pg_catalog.format('public.%I', c.relname) AS name FROM pg_catalog.pg_class c
+      WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND c.relkind IN ('v', 'm') ORDER BY 1`,
+  );
+  if (views.length > 0) {
+    await client.query(`REVOKE INSERT, UPDATE, DELETE ON ${views.map((view) => view.name).join(', ')} FROM ${client.escapeIdentifier(user)}`);
+  }
 }
 
 const superuserAppRole = (user: string) =>

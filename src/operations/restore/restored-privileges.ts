@@ -72,12 +72,12 @@ const excessPrivilegesQuery = `
     UNION ALL
     SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, pg_catalog.format('public.%I', c.relname), NULL, c.relowner, c.relacl,
            ARRAY[]::text[],
-           CASE WHEN c.relkind = 'S' THEN app.sequences WHEN c.relname = app.record_name THEN app.record ELSE app.tables END
+           CASE WHEN c.relkind = 'S' THEN app.sequences WHEN c.relname = app.record_name OR c.relkind IN ('v', 'm') THEN app.record ELSE app.tables END
       FROM pg_catalog.pg_class c, application app
      WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
     UNION ALL
     SELECT 'TABLE', pg_catalog.format('public.%I', c.relname), pg_catalog.quote_ident(a.attname), c.relowner, a.attacl,
-           ARRAY[]::text[], CASE WHEN c.relname = app.record_name THEN app.record_columns ELSE app.table_columns END
+           ARRAY[]::text[], CASE WHEN c.relname = app.record_name OR c.relkind IN ('v', 'm') THEN app.record_columns ELSE app.table_columns END
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid, application app
      WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND a.attnum > 0 AND NOT a.attisdropped
     UNION ALL

@@ -161,6 +161,27 @@ ALTER TABLE public.seed ADD CONSTRAINT seed_ok CHECK (public.plant(id));
     expect(existsSync(ran)).toBe(false);
   });
 
+  it('a view over the migrations record gives the application role no way to write it', async () => {
+    const database = await target();
+    const backup = await crafted(
+      'view.sql.gz',
+      `CREATE TABLE public.schema_migrations (name text NOT NULL, checksum text);
+CREATE VIEW public.migration_log AS SELECT name FROM public.schema_migrations;
+`,
+    );
+    await restoreDatabase({ databaseUrl: database.url, owner: { password: inject('ownerPassword') }, appRole: app, backup });
+
+    const forged = await withClient(database.url, async (client) => {
+      await client.query('BEGIN');
+      await client.query(`SET LOCAL ROLE ${app}`);
+      return client.query("INSERT INTO public.migration_log VALUES ('99990101000000_forged')").then(
+        () => 'written',
+        (error: { code?: string }) => error.code,
+      );
+    });
+    expect(forged).toBe('42501');
+  });
+
   it("a function that turns standard_conforming_strings off while rows load does not change how the next statement is read", async () => {
     const database = await target();
     const backup = await crafted(
