@@ -140,10 +140,11 @@ async function serverFacts(databaseUrl: string, target: DatabaseTarget): Promise
     );
   }
   try {
+    // First, under its deadline: a server that lets the login in and then says nothing.
+    await requireDirectConnection(client, { operation: 'backup', variable: migrationUrlVariable(databaseUrl) });
     // Maybe a superuser's session, in a database whose public schema a restored backup may
     // have filled: names resolve in pg_catalog only, so nothing planted there runs with it.
     await client.query('SET search_path = pg_catalog');
-    await requireDirectConnection(client, { operation: 'backup', variable: migrationUrlVariable(databaseUrl) });
     const { rows } = await client.query<ServerFacts>(
       `SELECT pg_catalog.current_setting('server_version_num')::int / 10000 AS major,
               (SELECT count(*)::int FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace

@@ -69,13 +69,13 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
   const facts = await withClient(
     databaseUrl,
     async (client) => {
+      // A pooler first (under its deadline): its refusal says what to fix before any question about roles.
+      await requireDirectConnection(client, { operation: 'restore', variable: migrationUrlVariable(databaseUrl) });
       // This session may be a superuser's, in the database whose public schema the backups
       // restored before filled: every name resolves in pg_catalog only, so no function or
       // operator planted there (a public.<>(oid, integer) outranked pg_catalog's for
       // 'grantee <> 0') runs with the URL's powers.
       await client.query('SET search_path = pg_catalog');
-      // A pooler first: its refusal says what to fix before any question about roles.
-      await requireDirectConnection(client, { operation: 'restore', variable: migrationUrlVariable(databaseUrl) });
       const { rows } = await client.query<{ role: string; owner: string }>(
         `SELECT session_user AS role, pg_catalog.pg_get_userbyid(d.datdba) AS owner
            FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()`,
