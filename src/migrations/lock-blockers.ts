@@ -60,7 +60,15 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
   let client: Promise<pg.Client> | undefined;
   const connect = () => {
     if (client !== undefined) return client;
-    client = openClient(databaseUrl, applicationName);
+    // Names resolve in pg_catalog only: the watcher may be an admin's session (set-up's) in a
+    // database whose settings a restored backup may have changed (ALTER DATABASE … SET search_path).
+    client = openClient(databaseUrl, applicationName).then(async (opened) => {
+      await opened.query('SET search_path = pg_catalog').catch(async (error: unknown) => {
+        await opened.end().catch(() => undefined);
+        throw error;
+      });
+      return opened;
+    });
     client.catch(() => undefined);
     return client;
   };

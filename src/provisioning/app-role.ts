@@ -172,8 +172,10 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
       // No wait without an end: a stuck concurrent set-up (or a long transaction on a table
       // being granted on) fails this one with PostgreSQL's lock timeout instead of hanging.
       await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000))}`);
-      // The owner's own objects in public cannot outrank pg_catalog's for the lock (a release
-      // step run as a superuser would run them with its powers).
+      // Names resolve in pg_catalog only: a release step run as a superuser (a DATABASE_URL
+      // that is one) would otherwise run with its powers what a restored backup planted in
+      // public (a public.pg_has_role(text, oid, text) outranks pg_catalog's for an untyped name).
+      await client.query('SET LOCAL search_path = pg_catalog');
       await client.query('SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [appRoleLockKey]);
       const { rows: owner } = await client.query<{ current_user: string; database: string }>(
         'SELECT current_user, current_database() AS database',

@@ -14,7 +14,7 @@ import { findPgTool, type FindPgToolOptions } from '../pg-tools/pg-tools.js';
 import { clearPublicSchema, type KeptExtension } from './clear-public-schema.js';
 import { byteProgress } from '../files/progress-reporter.js';
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
-import { excessRestoredPrivileges } from './restored-privileges.js';
+import { deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
 import { ScriptQuery } from './script-query.js';
 import { type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
 import type { VerifiedBackup } from '../vetting/verify-backup-file.js';
@@ -252,6 +252,12 @@ async function finishPrivileges(client: pg.ClientBase, session: RestoreSession, 
         `${excess.length > 5 ? ` and ${excess.length - 5} more` : ''}`,
     );
   }
+  // A trigger that can be deferred could defer itself again past the check above (SET
+  // CONSTRAINTS ALL DEFERRED from within), and act at COMMIT; this schema has none.
+  const deferrable = await deferrableTriggers(client);
+  if (deferrable.length > 0) {
+    throw new RestoreError(`the backup left a trigger that can be deferred to COMMIT, after this check: ${deferrable.join('; ')}`);
+  }
   // Without DB_APP_USER, the role the owner's default privileges gave the release step's
   // privileges before the restore emptied the schema (one role, and only with exactly those:
   // a read-only role's SELECT makes it no application role): the services log in as it, and a
@@ -444,6 +450,9 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           // Deferred constraints and constraint triggers fire now, not at COMMIT: a backup's
           // trigger deferred to COMMIT would grant what it likes after the catalog was asked.
           await step('SET CONSTRAINTS ALL IMMEDIATE');
+          // What fired there was the backup's code too: the restore's settings again, before
+          // the catalog is asked with them.
+          await step(restorePrelude(options.lockTimeoutMs));
           await finishPrivileges(client, session, target.database, log).catch((error: unknown) => {
             throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while setting the restored objects' privileges`, error);
           });

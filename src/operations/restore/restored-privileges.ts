@@ -72,12 +72,12 @@ const excessPrivilegesQuery = `
     UNION ALL
     SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, pg_catalog.format('public.%I', c.relname), NULL, c.relowner, c.relacl,
            ARRAY[]::text[],
-           CASE WHEN c.relkind = 'S' THEN app.sequences WHEN c.relname = app.record_name OR c.relkind IN ('v', 'm') THEN app.record ELSE app.tables END
+           CASE WHEN c.relkind = 'S' THEN app.sequences WHEN c.relname = app.record_name THEN app.record ELSE app.tables END
       FROM pg_catalog.pg_class c, application app
      WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
     UNION ALL
     SELECT 'TABLE', pg_catalog.format('public.%I', c.relname), pg_catalog.quote_ident(a.attname), c.relowner, a.attacl,
-           ARRAY[]::text[], CASE WHEN c.relname = app.record_name OR c.relkind IN ('v', 'm') THEN app.record_columns ELSE app.table_columns END
+           ARRAY[]::text[], CASE WHEN c.relname = app.record_name THEN app.record_columns ELSE app.table_columns END
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid, application app
      WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND a.attnum > 0 AND NOT a.attisdropped
     UNION ALL
@@ -190,4 +190,21 @@ export async function excessRestoredPrivileges(client: pg.ClientBase, grantees: 
         `(default privileges${row.everywhere ? ' in every schema' : ''})`,
     ),
   ];
+}
+
+/**
+ * The constraint triggers that can be deferred, on the tables of the roles the role restoring
+ * acts for, in any schema (a backup's function may make one), as `trigger on table`; the
+ * foreign keys' own (internal) ones left out.
+ *
+ * @example await deferrableTriggers(client) // ['at_commit on public.secrets']
+ */
+export async function deferrableTriggers(client: pg.ClientBase): Promise<string[]> {
+  const { rows } = await client.query<{ trigger: string }>(
+    `SELECT pg_catalog.format('%I on %s', t.tgname, t.tgrelid::pg_catalog.regclass) AS trigger
+       FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
+      WHERE NOT t.tgisinternal AND t.tgdeferrable AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
+      ORDER BY 1`,
+  );
+  return rows.map((row) => row.trigger);
 }

@@ -9,7 +9,7 @@ import { withClient } from '../../../src/db/with-client.js';
 import { RestoreError } from '../../../src/errors.js';
 import { restoreDatabase } from '../../../src/operations/restore/restore.js';
 import { verifyBackupFile } from '../../../src/operations/vetting/verify-backup-file.js';
-import { provisionAppRole } from '../../../src/provisioning/app-role.js';
+import { ensureAppRole, provisionAppRole } from '../../../src/provisioning/app-role.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
 
 // A backup is untrusted input, and its functions run while it is restored, as the owner: a
@@ -86,6 +86,102 @@ COPY public.secrets (id, password_hash) FROM stdin;
       (await client.query("SELECT pg_catalog.to_regclass('public.secrets') IS NOT NULL AS restored")).rows[0],
     );
     expect(readable).toEqual({ restored: false });
+  });
+
+  it('a trigger that can be deferred, which could defer itself again past the check, is refused', async () => {
+    const database = await target();
+    const backup = await crafted(
+      'redefer.sql.gz',
+      `CREATE TABLE public.secrets (id integer, password_hash text);
+CREATE TABLE public.queued (id integer);
+CREATE FUNCTION public.first() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN EXECUTE 'SET CONSTRAINTS ALL DEFERRED'; INSERT INTO public.queued VALUES (1); RETURN NULL; END $$;
+CREATE FUNCTION public.last() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN EXECUTE 'GRANT SELECT ON TABLE public.secrets TO PUBLIC'; RETURN NULL; END $$;
+CREATE CONSTRAINT TRIGGER first AFTER INSERT ON public.secrets DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.first();
+CREATE CONSTRAINT TRIGGER last AFTER INSERT ON public.queued DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.last();
+COPY public.secrets (id, password_hash) FROM stdin;
+1	a-hash
+\\.
+`,
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('the backup left a trigger that can be deferred to COMMIT, after this check: first on public.secrets; last on public.queued');
+    const restored = await withClient(database.url, async (client) =>
+      (await client.query("SELECT pg_catalog.to_regclass('public.secrets') IS NOT NULL AS restored")).rows[0],
+    );
+    expect(restored).toEqual({ restored: false });
+  });
+
+  it('a deferred trigger that turns search_path to its own operators before the check is asked blinds nothing', async () => {
+    const database = await target();
+    const backup = await crafted(
+      'blind.sql.gz',
+      `CREATE TABLE public.secrets (id integer, password_hash text);
+CREATE FUNCTION public.blind() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  EXECUTE 'CREATE FUNCTION public.never(oid, oid) RETURNS boolean LANGUAGE sql AS ''SELECT false''';
+  EXECUTE 'CREATE OPERATOR public.<> (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.never)';
+  EXECUTE 'GRANT SELECT ON TABLE public.secrets TO PUBLIC';
+  PERFORM pg_catalog.set_config('search_path', 'public, pg_catalog', true);
+  RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER blind AFTER INSERT ON public.secrets DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.blind();
+COPY public.secrets (id, password_hash) FROM stdin;
+1	a-hash
+\\.
+`,
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('SELECT on table public.secrets to PUBLIC');
+  });
+
+  it("the release step given a superuser's URL never runs a function the owner planted in public with the superuser's powers", async () => {
+    const database = await target();
+    await ensureAppRole({ databaseUrl: database.ownerUrl, user: app });
+    await withClient(database.ownerUrl, (client) =>
+      client.query(`CREATE FUNCTION public.pg_has_role(a text, b oid, c text) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+  IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN EXECUTE 'CREATE ROLE ${evil}'; END IF;
+  RETURN pg_catalog.pg_has_role(a::name, b, c);
+END $$`),
+    );
+
+    await ensureAppRole({ databaseUrl: database.url, user: app });
+
+    const made = await withClient(inject('serverUrl'), async (client) => (await client.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [evil])).rowCount);
+    expect(made).toBe(0);
+  });
+
+  it('restores a backup made where the release step granted a view as a table (writes included), and leaves the application role only reading it', async () => {
+    const database = await target();
+    await ensureAppRole({ databaseUrl: database.ownerUrl, user: app });
+    const backup = await crafted(
+      'old-view.sql.gz',
+      `CREATE TABLE public.notes (id integer);
+CREATE VIEW public.recent_notes AS SELECT id FROM public.notes;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.notes TO ${app};
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.recent_notes TO ${app};
+`,
+    );
+
+    await restoreDatabase({ databaseUrl: database.url, owner: { password: inject('ownerPassword') }, appRole: app, backup });
+
+    const privileges = await withClient(database.url, async (client) =>
+      (
+        await client.query(
+          "SELECT pg_catalog.has_table_privilege($1, 'public.recent_notes', 'SELECT') AS reads, pg_catalog.has_table_privilege($1, 'public.recent_notes', 'INSERT, UPDATE, DELETE') AS writes",
+          [app],
+        )
+      ).rows[0],
+    );
+    expect(privileges).toEqual({ reads: true, writes: false });
   });
 
   it("database-wide default privileges a CHECK's function sets while rows load are refused", async () => {
