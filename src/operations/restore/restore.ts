@@ -14,7 +14,7 @@ import { findPgTool, type FindPgToolOptions } from '../pg-tools/pg-tools.js';
 import { clearPublicSchema, type KeptExtension } from './clear-public-schema.js';
 import { byteProgress } from '../files/progress-reporter.js';
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
-import { deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
+import { codeBeyondTheSchema, deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
 import { ScriptQuery } from './script-query.js';
 import { type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
 import type { VerifiedBackup } from '../vetting/verify-backup-file.js';
@@ -257,6 +257,11 @@ async function finishPrivileges(client: pg.ClientBase, session: RestoreSession, 
   const deferrable = await deferrableTriggers(client);
   if (deferrable.length > 0) {
     throw new RestoreError(`the backup left a trigger that can be deferred to COMMIT, after this check: ${deferrable.join('; ')}`);
+  }
+  // The allow-list refuses these in the backup's text; its functions may have made them.
+  const planted = await codeBeyondTheSchema(client);
+  if (planted.length > 0) {
+    throw new RestoreError(`the backup left what it may not hold, made by its own code while it ran: ${planted.join('; ')}`);
   }
   // Without DB_APP_USER, the role the owner's default privileges gave the release step's
   // privileges before the restore emptied the schema (one role, and only with exactly those:

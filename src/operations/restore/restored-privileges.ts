@@ -208,3 +208,26 @@ export async function deferrableTriggers(client: pg.ClientBase): Promise<string[
   );
   return rows.map((row) => row.trigger);
 }
+
+/**
+ * What the allow-list refuses in a backup's text, when the backup's own functions made it
+ * while they ran (a CHECK as rows load): rules on the relations of public other than a view's
+ * own, and SECURITY DEFINER functions there, each of which would let a caller act with the
+ * owner's rights (write the migrations record, say). In words, or `[]`.
+ *
+ * @example await codeBeyondTheSchema(client) // ['rule forge on public.notes', 'SECURITY DEFINER function public.forge(text)']
+ */
+export async function codeBeyondTheSchema(client: pg.ClientBase): Promise<string[]> {
+  const { rows } = await client.query<{ what: string }>(
+    `SELECT pg_catalog.format('rule %I on %s', r.rulename, r.ev_class::pg_catalog.regclass) AS what
+       FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
+      WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND r.rulename <> '_RETURN'
+     UNION ALL
+     SELECT 'SECURITY DEFINER function ' || p.oid::pg_catalog.regprocedure::text
+       FROM pg_catalog.pg_proc p
+      WHERE p.pronamespace = 'public'::pg_catalog.regnamespace AND p.prosecdef
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                         WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')`,
+  );
+  return rows.map((row) => row.what).sort();
+}

@@ -278,6 +278,35 @@ CREATE VIEW public.migration_log AS SELECT name FROM public.schema_migrations;
     expect(forged).toBe('42501');
   });
 
+  it("a rule or a SECURITY DEFINER function that the backup's own code made while it ran is refused", async () => {
+    const database = await target();
+    const backup = await crafted(
+      'rule.sql.gz',
+      `CREATE TABLE public.schema_migrations (name text NOT NULL, checksum text);
+CREATE TABLE public.notes (body text);
+CREATE FUNCTION public.forge(name text) RETURNS void LANGUAGE sql AS $$ INSERT INTO public.schema_migrations (name) VALUES (name) $$;
+CREATE FUNCTION public.plant(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+  EXECUTE 'CREATE RULE forge AS ON INSERT TO public.notes DO ALSO INSERT INTO public.schema_migrations (name) VALUES (NEW.body)';
+  EXECUTE 'ALTER FUNCTION public.forge(text) SECURITY DEFINER';
+  RETURN true;
+END $$;
+CREATE TABLE public.seed (id integer);
+COPY public.seed (id) FROM stdin;
+1
+\\.
+ALTER TABLE public.seed ADD CONSTRAINT seed_ok CHECK (public.plant(id));
+`,
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(
+      'the backup left what it may not hold, made by its own code while it ran: SECURITY DEFINER function public.forge(text); rule forge on public.notes',
+    );
+  });
+
   it("a function that turns standard_conforming_strings off while rows load does not change how the next statement is read", async () => {
     const database = await target();
     const backup = await crafted(
