@@ -8,7 +8,7 @@ import { databaseUrlAs } from '../../provisioning/database-admin.js';
 import { requireRoleName } from '../../provisioning/app-role.js';
 import { describePowers, powerFixes, rolePowers } from '../../provisioning/role-powers.js';
 import type { BackupGrantees } from '../vetting/backup-statement-allow-list.js';
-import { applicationRolesGrantedNewTables, releaseStepApplicationRole } from './restored-privileges.js';
+import { newTableGrantees } from './restored-privileges.js';
 
 /** The owner role a restore logs in as when the URL it was given has powers beyond the database. */
 export interface RestoreOwner {
@@ -28,14 +28,14 @@ export interface RestoreSession {
   appRole?: string;
   /**
    * Without `DB_APP_USER`: the one role the owner's default privileges give new tables the
-   * release step's privileges to (`releaseStepApplicationRole`), which the restore gives
+   * release step's privileges to (`newTableGrantees`), which the restore gives
    * them again, as the release step would.
    */
   knownAppRole?: string;
   /**
    * Whom the backup may grant privileges to: the role restoring (`role`) and the application
    * role, `appRole` or else the role(s) its default privileges in public give new tables to
-   * (see `applicationRolesGrantedNewTables`). Hand it to the vetting (`verifyBackupFile`).
+   * (see `newTableGrantees`). Hand it to the vetting (`verifyBackupFile`).
    */
   grantees: BackupGrantees;
 }
@@ -92,11 +92,12 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
         rolePowers: powers,
         // Needed only when the URL's role has powers; the same role's answer when it is the owner.
         ownerPowers: powers.length === 0 ? [] : databaseOwner === role ? powers : await rolePowers(client, databaseOwner),
-        grantees:
-          appRole === undefined
-            ? { owner: restoring, applicationRoles: await applicationRolesGrantedNewTables(client, restoring) }
-            : { owner: restoring, applicationRoles: [appRole], setsDefaultPrivileges: true },
-        knownAppRole: appRole === undefined ? await releaseStepApplicationRole(client, restoring) : undefined,
+        ...(appRole === undefined
+          ? await newTableGrantees(client, restoring).then(({ readers, applicationRole }) => ({
+              grantees: { owner: restoring, applicationRoles: readers },
+              knownAppRole: applicationRole,
+            }))
+          : { grantees: { owner: restoring, applicationRoles: [appRole], setsDefaultPrivileges: true }, knownAppRole: undefined }),
       };
     },
     'kennwilliamson-restore',

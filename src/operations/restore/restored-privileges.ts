@@ -3,49 +3,45 @@ import { migrationsTable } from '../../migrations/migration-storage.js';
 import { applicationPrivileges, onColumns } from '../../provisioning/application-privileges.js';
 import type { BackupGrantees } from '../vetting/backup-statement-allow-list.js';
 
-/**
- * The roles that `owner`'s default privileges in `public` give every new table to (with
- * `SELECT`): the application role, as the release step (`ensureAppRole`) and earlier
- * restores left it. Such a role already receives every table a migration creates, so a
- * backup may give it the restored ones too. Read before the restore empties the schema.
- *
- * @example
- * await applicationRolesGrantedNewTables(client, 'kennwilliamson') // ['kennwilliamson_app']
- */
-export async function applicationRolesGrantedNewTables(client: pg.ClientBase, owner: string): Promise<string[]> {
-  const { rows } = await client.query<{ role: string }>(
-    `SELECT DISTINCT pg_catalog.pg_get_userbyid(a.grantee) AS role
-       FROM pg_catalog.pg_default_acl d JOIN pg_catalog.pg_roles o ON o.oid = d.defaclrole, LATERAL pg_catalog.aclexplode(d.defaclacl) a
-      WHERE d.defaclnamespace = 'public'::pg_catalog.regnamespace AND d.defaclobjtype = 'r' AND o.rolname = $1
-        AND a.grantee <> 0 AND a.grantee <> d.defaclrole AND a.privilege_type = 'SELECT'
-        AND pg_catalog.pg_get_userbyid(a.grantee) !~ '^pg_'
-      ORDER BY 1`,
-    [owner],
-  );
-  return rows.map((row) => row.role);
+/** Who `owner`'s default privileges in `public` give new tables to, read before a restore empties the schema. */
+export interface NewTableGrantees {
+  /**
+   * Every role they give `SELECT` to: the application role, as the release step
+   * (`ensureAppRole`) and earlier restores left it, and any reader beside it. Such a role
+   * already receives every table a migration creates, so a backup may give it the restored
+   * ones too.
+   */
+  readers: string[];
+  /**
+   * The role they give exactly the release step's privileges to (`applicationPrivileges.tables`:
+   * SELECT, INSERT, UPDATE, DELETE), as `ensureAppRole` leaves the application role; undefined
+   * unless exactly one role has them (a read-only reporting role's SELECT makes it none).
+   */
+  applicationRole: string | undefined;
 }
 
 /**
- * The role that `owner`'s default privileges in `public` give new tables exactly the release
- * step's privileges to (`applicationPrivileges.tables`: SELECT, INSERT, UPDATE, DELETE), as
- * `ensureAppRole` leaves the application role; undefined unless exactly one role has them (a
- * read-only reporting role's SELECT alone is not the application role's). Read before the
- * restore empties the schema.
+ * One read of `owner`'s default privileges on new tables in `public`, for both questions a
+ * restore asks of them (see {@link NewTableGrantees}).
  *
  * @example
- * await releaseStepApplicationRole(client, 'kennwilliamson') // 'kennwilliamson_app'
+ * await newTableGrantees(client, 'kennwilliamson') // { readers: ['kennwilliamson_app'], applicationRole: 'kennwilliamson_app' }
  */
-export async function releaseStepApplicationRole(client: pg.ClientBase, owner: string): Promise<string | undefined> {
-  const { rows } = await client.query<{ role: string }>(
-    `SELECT pg_catalog.pg_get_userbyid(a.grantee) AS role
+export async function newTableGrantees(client: pg.ClientBase, owner: string): Promise<NewTableGrantees> {
+  const { rows } = await client.query<{ role: string; privileges: string[] }>(
+    `SELECT pg_catalog.pg_get_userbyid(a.grantee) AS role, pg_catalog.array_agg(DISTINCT a.privilege_type::text) AS privileges
        FROM pg_catalog.pg_default_acl d JOIN pg_catalog.pg_roles o ON o.oid = d.defaclrole, LATERAL pg_catalog.aclexplode(d.defaclacl) a
       WHERE d.defaclnamespace = 'public'::pg_catalog.regnamespace AND d.defaclobjtype = 'r' AND o.rolname = $1
         AND a.grantee <> 0 AND a.grantee <> d.defaclrole AND pg_catalog.pg_get_userbyid(a.grantee) !~ '^pg_'
-      GROUP BY a.grantee
-     HAVING pg_catalog.array_agg(a.privilege_type::text ORDER BY a.privilege_type COLLATE "C") = $2::text[]`,
-    [owner, [...applicationPrivileges.tables].sort()],
+      GROUP BY a.grantee`,
+    [owner],
   );
-  return rows.length === 1 ? rows[0]!.role : undefined;
+  const releaseStep = [...applicationPrivileges.tables].sort().join(',');
+  const applicationRoles = rows.filter((row) => [...row.privileges].sort().join(',') === releaseStep);
+  return {
+    readers: rows.filter((row) => row.privileges.includes('SELECT')).map((row) => row.role).sort(),
+    applicationRole: applicationRoles.length === 1 ? applicationRoles[0]!.role : undefined,
+  };
 }
 
 // What the application role may hold (applicationPrivileges), one row: $2 on the schema, $3

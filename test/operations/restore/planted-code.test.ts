@@ -64,64 +64,58 @@ describe('code a backup plants while it is restored', () => {
     EXECUTE pg_catalog.format('COPY (SELECT 1) TO PROGRAM %L', 'touch ${file}');
   END IF;`;
 
+  // A table of one row whose rows load while the backup's function runs: its CHECK calls `fn`.
+  const seededCheck = (fn: string) =>
+    `CREATE TABLE public.seed (id integer);\nCOPY public.seed (id) FROM stdin;\n1\n\\.\nALTER TABLE public.seed ADD CONSTRAINT seed_ok CHECK (public.${fn}(id));\n`;
+  // A table of password hashes, with `between` (its triggers) before its one row loads.
+  const secrets = (between: string) =>
+    `CREATE TABLE public.secrets (id integer, password_hash text);\n${between}COPY public.secrets (id, password_hash) FROM stdin;\n1\ta-hash\n\\.\n`;
+  const secretsRestored = async (database: TestDatabase) =>
+    withClient(database.url, async (client) => (await client.query("SELECT pg_catalog.to_regclass('public.secrets') IS NOT NULL AS restored")).rows[0]);
+
   it('a constraint trigger deferred to COMMIT fires before the catalog is asked, and what it grants is refused', async () => {
     const database = await target();
     const backup = await crafted(
       'deferred.sql.gz',
-      `CREATE TABLE public.secrets (id integer, password_hash text);
-CREATE FUNCTION public.at_commit() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+      secrets(`CREATE FUNCTION public.at_commit() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 BEGIN EXECUTE 'GRANT SELECT ON TABLE public.secrets TO PUBLIC'; RETURN NULL; END $$;
 CREATE CONSTRAINT TRIGGER at_commit AFTER INSERT ON public.secrets DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.at_commit();
-COPY public.secrets (id, password_hash) FROM stdin;
-1	a-hash
-\\.
-`,
+`),
     );
 
     const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RestoreError);
     expect((error as Error).message).toContain('SELECT on table public.secrets to PUBLIC');
-    const readable = await withClient(database.url, async (client) =>
-      (await client.query("SELECT pg_catalog.to_regclass('public.secrets') IS NOT NULL AS restored")).rows[0],
-    );
-    expect(readable).toEqual({ restored: false });
+    expect(await secretsRestored(database)).toEqual({ restored: false });
   });
 
   it('a trigger that can be deferred, which could defer itself again past the check, is refused', async () => {
     const database = await target();
     const backup = await crafted(
       'redefer.sql.gz',
-      `CREATE TABLE public.secrets (id integer, password_hash text);
-CREATE TABLE public.queued (id integer);
+      secrets(`CREATE TABLE public.queued (id integer);
 CREATE FUNCTION public.first() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 BEGIN EXECUTE 'SET CONSTRAINTS ALL DEFERRED'; INSERT INTO public.queued VALUES (1); RETURN NULL; END $$;
 CREATE FUNCTION public.last() RETURNS trigger LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 BEGIN EXECUTE 'GRANT SELECT ON TABLE public.secrets TO PUBLIC'; RETURN NULL; END $$;
 CREATE CONSTRAINT TRIGGER first AFTER INSERT ON public.secrets DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.first();
 CREATE CONSTRAINT TRIGGER last AFTER INSERT ON public.queued DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.last();
-COPY public.secrets (id, password_hash) FROM stdin;
-1	a-hash
-\\.
-`,
+`),
     );
 
     const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RestoreError);
     expect((error as Error).message).toContain('the backup left a trigger that can be deferred to COMMIT, after this check: first on public.secrets; last on public.queued');
-    const restored = await withClient(database.url, async (client) =>
-      (await client.query("SELECT pg_catalog.to_regclass('public.secrets') IS NOT NULL AS restored")).rows[0],
-    );
-    expect(restored).toEqual({ restored: false });
+    expect(await secretsRestored(database)).toEqual({ restored: false });
   });
 
   it('a deferred trigger that turns search_path to its own operators before the check is asked blinds nothing', async () => {
     const database = await target();
     const backup = await crafted(
       'blind.sql.gz',
-      `CREATE TABLE public.secrets (id integer, password_hash text);
-CREATE FUNCTION public.blind() RETURNS trigger LANGUAGE plpgsql AS $$
+      secrets(`CREATE FUNCTION public.blind() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   EXECUTE 'CREATE FUNCTION public.never(oid, oid) RETURNS boolean LANGUAGE sql AS ''SELECT false''';
   EXECUTE 'CREATE OPERATOR public.<> (LEFTARG = oid, RIGHTARG = oid, FUNCTION = public.never)';
@@ -130,10 +124,7 @@ BEGIN
   RETURN NULL;
 END $$;
 CREATE CONSTRAINT TRIGGER blind AFTER INSERT ON public.secrets DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION public.blind();
-COPY public.secrets (id, password_hash) FROM stdin;
-1	a-hash
-\\.
-`,
+`),
     );
 
     const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
@@ -190,12 +181,7 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.recent_notes TO ${app};
       'global-defaults.sql.gz',
       `CREATE FUNCTION public.ok(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 BEGIN EXECUTE 'ALTER DEFAULT PRIVILEGES GRANT SELECT, TRUNCATE ON TABLES TO PUBLIC'; RETURN true; END $$;
-CREATE TABLE public.seed (id integer);
-COPY public.seed (id) FROM stdin;
-1
-\\.
-ALTER TABLE public.seed ADD CONSTRAINT seed_ok CHECK (public.ok(id));
-`,
+${seededCheck('ok')}`,
     );
 
     const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
@@ -241,12 +227,7 @@ BEGIN
 END $$;
 CREATE FUNCTION public.plant(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 BEGIN EXECUTE 'CREATE OPERATOR public.<> (LEFTARG = oid, RIGHTARG = integer, FUNCTION = public.differs)'; RETURN true; END $$;
-CREATE TABLE public.seed (id integer);
-COPY public.seed (id) FROM stdin;
-1
-\\.
-ALTER TABLE public.seed ADD CONSTRAINT seed_ok CHECK (public.plant(id));
-`,
+${seededCheck('plant')}`,
     );
     // With DB_APP_USER, as a new server's first restore: the owner's default privileges then
     // name the application role, which the next restore reads (grantee <> 0) as the superuser.
@@ -291,12 +272,7 @@ BEGIN
   EXECUTE 'ALTER FUNCTION public.forge(text) SECURITY DEFINER';
   RETURN true;
 END $$;
-CREATE TABLE public.seed (id integer);
-COPY public.seed (id) FROM stdin;
-1
-\\.
-ALTER TABLE public.seed ADD CONSTRAINT seed_ok CHECK (public.plant(id));
-`,
+${seededCheck('plant')}`,
     );
 
     const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
@@ -313,12 +289,7 @@ ALTER TABLE public.seed ADD CONSTRAINT seed_ok CHECK (public.plant(id));
       'strings.sql.gz',
       `CREATE FUNCTION public.strings_off(id integer) RETURNS boolean LANGUAGE plpgsql AS $$
 BEGIN PERFORM pg_catalog.set_config('standard_conforming_strings', 'off', false); RETURN true; END $$;
-CREATE TABLE public.seed (id integer);
-COPY public.seed (id) FROM stdin;
-1
-\\.
-ALTER TABLE public.seed ADD CONSTRAINT seed_ok CHECK (public.strings_off(id));
-CREATE FUNCTION public.who() RETURNS text LANGUAGE sql SET search_path = 'x\\', ' SECURITY DEFINER AS $b$ SELECT current_user::text $b$ --' AS $c$ SELECT current_user::text $c$;
+${seededCheck('strings_off')}CREATE FUNCTION public.who() RETURNS text LANGUAGE sql SET search_path = 'x\\', ' SECURITY DEFINER AS $b$ SELECT current_user::text $b$ --' AS $c$ SELECT current_user::text $c$;
 `,
     );
 
