@@ -23,6 +23,7 @@ import { silentClientBoundsSession } from '../../db/silent-client-bounds.js';
 import { describeBlockingSessions } from '../../blocking-session.js';
 import { defaultLockWait, withLockRetries } from '../../migrations/lock-retries.js';
 import { lockPublicTables } from './lock-public-tables.js';
+import { type BeyondPublicWatch, watchBeyondPublic } from './watch-beyond-public.js';
 
 /** What {@link restoreDatabase} restores, and into which database. */
 export interface RestoreOptions {
@@ -242,7 +243,13 @@ async function beginHoldingTables(
 // behind the allow-list): a privilege in public beyond the owner's and the application
 // role's stops the restore, which is rolled back; then the application role gets exactly
 // the release step's grants.
-async function finishPrivileges(client: pg.ClientBase, session: RestoreSession, database: string, log: (line: string) => void): Promise<void> {
+async function finishPrivileges(
+  client: pg.ClientBase,
+  session: RestoreSession,
+  database: string,
+  beyondPublic: BeyondPublicWatch,
+  log: (line: string) => void,
+): Promise<void> {
   // What the backup (and any default privileges it met) granted is checked first, before the
   // grants below would put the application role's to exactly the release step's.
   const excess = await excessRestoredPrivileges(client, session.grantees);
@@ -262,6 +269,16 @@ async function finishPrivileges(client: pg.ClientBase, session: RestoreSession, 
   const planted = await codeBeyondTheSchema(client);
   if (planted.length > 0) {
     throw new RestoreError(`the backup left what it may not hold, made by its own code while it ran: ${planted.join('; ')}`);
+  }
+  // A restore replaces public and nothing else; what its code changed elsewhere (a schema
+  // named after the application role, which comes first in its search path; the database's
+  // settings; the owner's password) no later restore would empty.
+  const beyond = await beyondPublic.changes();
+  if (beyond.length > 0) {
+    throw new RestoreError(
+      `while the backup's statements ran, this changed beyond the public schema, which a restore leaves as it is: ${beyond.slice(0, 5).join('; ')}` +
+        `${beyond.length > 5 ? ` and ${beyond.length - 5} more` : ''} (the backup's own code did, or another session meanwhile: then restore again)`,
+    );
   }
   // Without DB_APP_USER, the role the owner's default privileges gave the release step's
   // privileges before the restore emptied the schema (one role, and only with exactly those:
@@ -416,6 +433,11 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             );
           }
           const keptNames = new Set(kept.map((extension) => extension.name));
+          // From here on, whatever changes beyond public is the backup's doing (its code runs as
+          // the owner): asked before COMMIT, in finishPrivileges.
+          const beyondPublic = await watchBeyondPublic(client).catch((error: unknown) => {
+            throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while reading the catalog`, error);
+          });
           let parts = 0;
           for await (const part of sqlScriptParts(source, { database: target.database, grantees: session.grantees })) {
             signal?.throwIfAborted();
@@ -458,7 +480,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           // What fired there was the backup's code too: the restore's settings again, before
           // the catalog is asked with them.
           await step(restorePrelude(options.lockTimeoutMs));
-          await finishPrivileges(client, session, target.database, log).catch((error: unknown) => {
+          await finishPrivileges(client, session, target.database, beyondPublic, log).catch((error: unknown) => {
             throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while setting the restored objects' privileges`, error);
           });
           // Never COMMIT once interrupted, whatever was already sent.

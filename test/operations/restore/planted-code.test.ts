@@ -283,6 +283,91 @@ ${seededCheck('plant')}`,
     );
   });
 
+  // What the owner may change beyond public, done by a CHECK's function as the rows load (the
+  // statement as a PL/pgSQL string expression).
+  it.each([
+    [
+      'a schema named after the application role, first in its search path, with its own users table',
+      `'CREATE SCHEMA ${app}; CREATE TABLE ${app}.users (email text, password_hash text); GRANT USAGE ON SCHEMA ${app} TO PUBLIC; GRANT ALL ON ${app}.users TO PUBLIC'`,
+      `made schema ${app}`,
+    ],
+    [
+      "the database's search path",
+      "'ALTER DATABASE ' || pg_catalog.quote_ident(pg_catalog.current_database()) || ' SET search_path = planted, public'",
+      'wrote 1 row of pg_catalog.pg_db_role_setting (settings of roles and databases: ALTER ROLE/DATABASE … SET)',
+    ],
+    [
+      "the database's privileges",
+      "'GRANT CREATE ON DATABASE ' || pg_catalog.quote_ident(pg_catalog.current_database()) || ' TO PUBLIC'",
+      'wrote 1 row of pg_catalog.pg_database (databases: privileges, connection limit or name)',
+    ],
+    ["the owner's password", "'ALTER ROLE CURRENT_USER PASSWORD ''planted'''", 'wrote 1 row of pg_catalog.pg_authid (roles: a password or an attribute)'],
+  ])('a change beyond the public schema made while rows load is refused: %s', async (_what, statement, said) => {
+    const database = await target();
+    // Should the owner's password change all the same, the other files' connections need it back.
+    onTestFinished(async () => {
+      await withClient(inject('serverUrl'), (client) => client.query(`ALTER ROLE ${inject('ownerUser')} PASSWORD ${client.escapeLiteral(inject('ownerPassword'))}`));
+    });
+    const backup = await crafted(
+      'beyond.sql.gz',
+      `CREATE FUNCTION public.beyond(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN EXECUTE ${statement}; RETURN true; END $$;
+${seededCheck('beyond')}`,
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(`this changed beyond the public schema, which a restore leaves as it is: ${said}`);
+    const left = await withClient(database.url, async (client) => {
+      const { rows } = await client.query(
+        `SELECT pg_catalog.to_regnamespace($1) IS NOT NULL AS schema,
+                (SELECT pg_catalog.count(*) FROM pg_catalog.pg_db_role_setting s JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
+                  WHERE d.datname = pg_catalog.current_database())::int AS settings,
+                pg_catalog.has_database_privilege('public', pg_catalog.current_database(), 'CREATE') AS public_creates`,
+        [app],
+      );
+      return rows[0];
+    });
+    expect(left).toEqual({ schema: false, settings: 0, public_creates: false });
+    // The owner still logs in with its own password.
+    await withClient(database.ownerUrl, (client) => client.query('SELECT 1'));
+  });
+
+  it("rows a backup's function writes to the owner's table in another schema are refused, and a backup that leaves that schema alone restores", async () => {
+    const database = await target();
+    await withClient(database.ownerUrl, (client) => client.query('CREATE SCHEMA reports; CREATE TABLE reports.audit (line text)'));
+    const writes = await crafted(
+      'writes.sql.gz',
+      `CREATE FUNCTION public.beyond(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN INSERT INTO reports.audit VALUES ('planted'); RETURN true; END $$;
+${seededCheck('beyond')}`,
+    );
+
+    const error = await restoreAsDefault(database, writes).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('which a restore leaves as it is: wrote 1 row of reports.audit');
+    await restoreAsDefault(database, await crafted('benign.sql.gz', 'CREATE TABLE public.t (id integer);\nCOPY public.t (id) FROM stdin;\n1\n\\.\n'));
+    const rows = await withClient(database.ownerUrl, async (client) => (await client.query('SELECT (SELECT pg_catalog.count(*) FROM reports.audit)::int AS audit, (SELECT pg_catalog.count(*) FROM public.t)::int AS t')).rows[0]);
+    expect(rows).toEqual({ audit: 0, t: 1 });
+  });
+
+  it("is refused where track_counts is off, which would hide the backup's writes beyond public, and leaves the database as it was", async () => {
+    const database = await target();
+    await withClient(database.url, async (client) => {
+      await client.query('CREATE TABLE public.kept (id integer)');
+      await client.query(`ALTER DATABASE ${client.escapeIdentifier(database.name)} SET track_counts = off`);
+    });
+
+    const error = await restoreAsDefault(database, await crafted('benign.sql.gz', 'CREATE TABLE public.t (id integer);\n')).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain("track_counts is off on this server, and a restore counts with it what the backup's code writes beyond the public schema");
+    const kept = await withClient(database.url, async (client) => (await client.query("SELECT pg_catalog.to_regclass('public.kept') IS NOT NULL AS kept")).rows[0]);
+    expect(kept).toEqual({ kept: true });
+  });
+
   it("a function that turns standard_conforming_strings off while rows load does not change how the next statement is read", async () => {
     const database = await target();
     const backup = await crafted(
