@@ -417,6 +417,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             throw rolledBack(serverFailure(error), error);
           });
         // Ctrl-C: stop reading and drop the connection; the server rolls the transaction back.
+        // The transaction's settings and the session's bounds for a silent host, in one round
+        // trip; set within the transaction, the latter go back to the values set above if it
+        // aborts.
+        const restoreSettings = `${restorePrelude(options.lockTimeoutMs)}${silentClientBoundsSession}`;
         const onAbort = () => {
           source.destroy(new Error('interrupted'));
           void client.end().catch(() => undefined);
@@ -463,8 +467,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             // a trigger, an index expression) and may change settings for the rest of the
             // session: standard_conforming_strings or client_encoding turned, the next
             // statement would reach the server read otherwise than the vetting read it
-            // (SECURITY DEFINER hidden in a string), and a timeout lifted. Set again after each.
-            await step(restorePrelude(options.lockTimeoutMs));
+            // (SECURITY DEFINER hidden in a string), a timeout lifted, or the bounds for a
+            // silent host (the restore would hold every table for the kernel's quarter of an
+            // hour, or two hours, after its host went silent). Set again after each.
+            await step(restoreSettings);
           }
           await sourceDone();
           // An empty script would leave an empty schema behind: never a restore's result.
@@ -479,7 +485,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           await step('SET CONSTRAINTS ALL IMMEDIATE');
           // What fired there was the backup's code too: the restore's settings again, before
           // the catalog is asked with them.
-          await step(restorePrelude(options.lockTimeoutMs));
+          await step(restoreSettings);
           await finishPrivileges(client, session, target.database, beyondPublic, log).catch((error: unknown) => {
             throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while setting the restored objects' privileges`, error);
           });

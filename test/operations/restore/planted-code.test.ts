@@ -368,6 +368,42 @@ ${seededCheck('beyond')}`,
     expect(kept).toEqual({ kept: true });
   });
 
+  it("the bounds for a silent host that a function lifts while rows load are back before the backup's next statement", async () => {
+    const database = await target();
+    const bounds = ['tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count', 'client_connection_check_interval', 'tcp_user_timeout'];
+    const backup = await crafted(
+      'silent.sql.gz',
+      `CREATE TABLE public.seen (name text, setting text);
+CREATE FUNCTION public.lift(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+${bounds.map((name) => `  PERFORM pg_catalog.set_config('${name}', '0', false);`).join('\n')}
+  RETURN true;
+END $$;
+CREATE FUNCTION public.look(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+  INSERT INTO public.seen SELECT name, pg_catalog.current_setting(name) FROM pg_catalog.unnest(ARRAY['${bounds.join("', '")}']) AS name;
+  RETURN true;
+END $$;
+${seededCheck('lift')}CREATE TABLE public.probe (id integer);
+COPY public.probe (id) FROM stdin;
+1
+\\.
+ALTER TABLE public.probe ADD CONSTRAINT probe_looks CHECK (public.look(id));
+`,
+    );
+
+    await restoreAsDefault(database, backup);
+
+    const seen = await withClient(database.url, async (client) => (await client.query('SELECT name, setting FROM public.seen ORDER BY name')).rows);
+    expect(seen).toEqual([
+      { name: 'client_connection_check_interval', setting: '1s' },
+      { name: 'tcp_keepalives_count', setting: '5' },
+      { name: 'tcp_keepalives_idle', setting: '5' },
+      { name: 'tcp_keepalives_interval', setting: '1' },
+      { name: 'tcp_user_timeout', setting: '10000' },
+    ]);
+  });
+
   it("a function that turns standard_conforming_strings off while rows load does not change how the next statement is read", async () => {
     const database = await target();
     const backup = await crafted(
