@@ -89,6 +89,11 @@ export interface LockRetryOptions {
    * locks in one go (a restore's tables) while other transactions take them one by one.
    */
   retryDeadlocks?: boolean;
+  /**
+   * Ends a pause between two attempts at once when aborted, rejecting with the signal's
+   * reason: a restore interrupted by Ctrl-C while it waits for its tables.
+   */
+  signal?: AbortSignal;
 }
 
 // 55P03 from lock_timeout (or a NOWAIT in the migration), raw or as the cause of a migration
@@ -159,7 +164,10 @@ export async function withLockRetries<T>(options: LockRetryOptions, attempt: (lo
           `(${(waitedMs / 1000).toFixed(1)} s of ${formatDuration(policy.totalMs)} spent)`,
       );
       options.monitor.connect();
-      await sleep(pauseMs);
+      await sleep(pauseMs, undefined, options.signal ? { signal: options.signal } : {}).catch((error: unknown) => {
+        options.signal?.throwIfAborted();
+        throw error;
+      });
     }
   }
 }

@@ -201,7 +201,7 @@ function missingRoleAdvice(error: unknown, text: string): string {
 async function beginHoldingTables(
   client: pg.ClientBase,
   step: (sql: string) => Promise<unknown>,
-  restore: { url: string; database: string; lockTimeoutMs: number; log: (line: string) => void },
+  restore: { url: string; database: string; lockTimeoutMs: number; log: (line: string) => void; signal?: AbortSignal },
 ): Promise<void> {
   // The backend's process, as the login announced it: the restore's connection reaches
   // PostgreSQL itself (restoreSession refused a pooler).
@@ -218,6 +218,8 @@ async function beginHoldingTables(
         what: `restoring into '${restore.database}'`,
         undo: async () => void (await client.query('ROLLBACK').catch(() => undefined)),
         retryDeadlocks: true,
+        // Ctrl-C between two attempts ends the pause at once.
+        ...(restore.signal ? { signal: restore.signal } : {}),
         exhausted: ({ attempts, waitedMs, blockers, error }) =>
           rolledBack(
             `gave up waiting for the locks on the tables of public after ${attempts} attempt(s) over ${waitedMs} ms, ` +
@@ -239,6 +241,9 @@ async function beginHoldingTables(
   }
 }
 
+// A refusal's list, said in its first five.
+const firstFive = (lines: string[]) => `${lines.slice(0, 5).join('; ')}${lines.length > 5 ? ` and ${lines.length - 5} more` : ''}`;
+
 // Before COMMIT: the catalog is asked what the backup's statements left (the second layer,
 // behind the allow-list): a privilege in public beyond the owner's and the application
 // role's stops the restore, which is rolled back; then the application role gets exactly
@@ -255,8 +260,7 @@ async function finishPrivileges(
   const excess = await excessRestoredPrivileges(client, session.grantees);
   if (excess.length > 0) {
     throw new RestoreError(
-      `the backup left privileges in the public schema beyond the owner's and the application role's: ${excess.slice(0, 5).join('; ')}` +
-        `${excess.length > 5 ? ` and ${excess.length - 5} more` : ''}`,
+      `the backup left privileges in the public schema beyond the owner's and the application role's: ${firstFive(excess)}`,
     );
   }
   // A trigger that can be deferred could defer itself again past the check above (SET
@@ -276,8 +280,8 @@ async function finishPrivileges(
   const beyond = await beyondPublic.changes();
   if (beyond.length > 0) {
     throw new RestoreError(
-      `while the backup's statements ran, this changed beyond the public schema, which a restore leaves as it is: ${beyond.slice(0, 5).join('; ')}` +
-        `${beyond.length > 5 ? ` and ${beyond.length - 5} more` : ''} (the backup's own code did, or another session meanwhile: then restore again)`,
+      `while the backup's statements ran, this changed beyond the public schema, which a restore leaves as it is: ${firstFive(beyond)} ` +
+        "(the backup's own code did, or another session meanwhile: then restore again)",
     );
   }
   // Without DB_APP_USER, the role the owner's default privileges gave the release step's
@@ -427,7 +431,13 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         };
         signal?.addEventListener('abort', onAbort, { once: true });
         try {
-          await beginHoldingTables(client, step, { url: session.url, database: target.database, lockTimeoutMs: options.lockTimeoutMs ?? 30_000, log });
+          await beginHoldingTables(client, step, {
+            url: session.url,
+            database: target.database,
+            lockTimeoutMs: options.lockTimeoutMs ?? 30_000,
+            log,
+            ...(signal ? { signal } : {}),
+          });
           const { kept } = await clearPublicSchema(client).catch((error: unknown) => {
             throw rolledBack(`${serverFailure(error)} while emptying the public schema${schemaOwnerAdvice(error)}`, error);
           });

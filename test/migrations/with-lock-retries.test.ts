@@ -89,3 +89,58 @@ describe('withLockRetries and a deadlock', () => {
     expect(warnings).toEqual([]);
   });
 });
+
+// Ctrl-C during a restore's wait for its tables: the pause between two attempts ends at once,
+// not after up to 5 s.
+describe('withLockRetries interrupted between attempts', () => {
+  let database: TestDatabase;
+  let work: pg.Client;
+  let holder: pg.Client;
+  beforeEach(async () => {
+    database = await createTestDatabase({ empty: true });
+    work = new pg.Client({ connectionString: database.url });
+    holder = new pg.Client({ connectionString: database.url });
+    await Promise.all([work.connect(), holder.connect()]);
+    await work.query('CREATE TABLE held (id int)');
+  });
+  afterEach(async () => {
+    await Promise.all([work.end(), holder.end()]);
+    await database.drop();
+  });
+
+  it('ends the pause when its signal aborts, rejecting with the reason, and tries no more', async () => {
+    await holder.query('BEGIN; LOCK TABLE held IN ACCESS SHARE MODE');
+    const interrupted = new AbortController();
+    const reason = new Error('interrupted');
+    const warnings: string[] = [];
+    let attempts = 0;
+    const monitor = blockerMonitor(database.url, 'kw-test-monitor');
+    try {
+      const waiting = withLockRetries(
+        {
+          // An hour's pause after the first attempt: only the signal can end it within the test.
+          policy: { ...defaultLockWait, firstPauseMs: 3_600_000, maxPauseMs: 3_600_000, totalMs: 7_200_000 },
+          monitor,
+          warn: (line) => {
+            warnings.push(line);
+            interrupted.abort(reason);
+          },
+          what: 'the work',
+          undo: async () => void (await work.query('ROLLBACK')),
+          exhausted: () => new Error('the budget is spent'),
+          signal: interrupted.signal,
+        },
+        async ({ lockTimeoutMs }) => {
+          attempts += 1;
+          await work.query(`BEGIN; SET LOCAL lock_timeout = ${lockTimeoutMs}; LOCK TABLE held IN ACCESS EXCLUSIVE MODE`);
+        },
+      );
+      await expect(waiting).rejects.toBe(reason);
+    } finally {
+      await monitor.close();
+      await holder.query('ROLLBACK');
+    }
+    expect(attempts).toBe(1);
+    expect(warnings).toEqual([expect.stringMatching(/^the work: attempt 1 waited .* trying again in 1h /)]);
+  });
+});
