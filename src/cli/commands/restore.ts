@@ -24,7 +24,9 @@ by the owner. Privileges go only to the owner and the application role (DB_APP_U
 the role the owner's default privileges already give new tables to), the latter no more than
 the release step grants it; a backup that grants to PUBLIC (beyond USAGE on public), to any
 other role, or with a grant option is refused before anything runs, naming the grantee, and
-the restore checks again before COMMIT. With DB_APP_USER, that role also gets the release
+the restore checks again before COMMIT; it also refuses what the backup's own functions
+changed beyond the public schema while they ran (other schemas, the database's privileges
+and settings, the owner's password and settings). With DB_APP_USER, that role also gets the release
 step's grants; it must exist (on a new server, run the provisioning step first: setup
 --admin, with DB_APP_USER). The backup's own SET lock_timeout/statement_timeout are ignored:
 the restore waits at most 30 s for a lock. Extensions
