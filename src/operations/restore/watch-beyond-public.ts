@@ -83,7 +83,13 @@ const objectsQuery = `
   )
   SELECT pg_catalog.concat_ws('/', classid::oid, objid, objsubid) AS key, version::text AS version,
          pg_catalog.pg_describe_object(classid, objid, objsubid) AS description
-    FROM rows`;
+    FROM rows
+  -- A table of public made a partition (or child) of one outside: the services' rows for that
+  -- one would land in public, and go with its next emptying.
+  UNION ALL
+  SELECT pg_catalog.concat_ws('/', 'pg_inherits', i.inhrelid, i.inhparent), i.xmin::text,
+         pg_catalog.format('%s as a partition or child of %s', i.inhrelid::pg_catalog.regclass, i.inhparent::pg_catalog.regclass)
+    FROM pg_catalog.pg_inherits i WHERE i.inhparent IN (SELECT oid FROM relations)`;
 
 interface Snapshot {
   writes: Map<string, { relation: string; name: string; shared: boolean; writes: bigint }>;

@@ -334,9 +334,25 @@ ${seededCheck('beyond')}`,
     await withClient(database.ownerUrl, (client) => client.query('SELECT 1'));
   });
 
-  it("rows a backup's function writes to the owner's table in another schema are refused, and a backup that leaves that schema alone restores", async () => {
+  it("rows a backup's function writes to the owner's table in another schema, or a partition of it in public, are refused, and a backup that leaves that schema alone restores", async () => {
     const database = await target();
-    await withClient(database.ownerUrl, (client) => client.query('CREATE SCHEMA reports; CREATE TABLE reports.audit (line text)'));
+    await withClient(database.ownerUrl, (client) =>
+      client.query(
+        'CREATE SCHEMA reports; CREATE TABLE reports.audit (line text); CREATE TABLE reports.events (kind integer) PARTITION BY LIST (kind); ' +
+          'CREATE TABLE reports.events_1 PARTITION OF reports.events FOR VALUES IN (1)',
+      ),
+    );
+    const partition = await crafted(
+      'partition.sql.gz',
+      `CREATE TABLE public.planted (kind integer);
+CREATE FUNCTION public.beyond(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN EXECUTE 'ALTER TABLE reports.events ATTACH PARTITION public.planted DEFAULT'; RETURN true; END $$;
+${seededCheck('beyond')}`,
+    );
+    const attached = await restoreAsDefault(database, partition).catch((e: unknown) => e);
+    expect(attached).toBeInstanceOf(RestoreError);
+    expect((attached as Error).message).toContain('which a restore leaves as it is: made public.planted as a partition or child of reports.events');
+
     const writes = await crafted(
       'writes.sql.gz',
       `CREATE FUNCTION public.beyond(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
