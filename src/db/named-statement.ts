@@ -223,8 +223,14 @@ class NamedStatementQuery {
     return null;
   }
 
+  // pg calls these from its socket's data handler: what one throws would be uncaught there, and
+  // end the service's process. A failure is the query's, reported at ReadyForQuery.
   handleRowDescription(message: { fields: FieldDescription[] }): void {
-    this.#shape = shapeOf(message.fields);
+    try {
+      this.#shape = shapeOf(message.fields);
+    } catch (error) {
+      this.#failed ??= error;
+    }
   }
 
   handleDataRow(message: { fields: Array<string | null> }): void {
@@ -268,13 +274,32 @@ class NamedStatementQuery {
   handleCopyData(): void {}
 }
 
+// Whether this process may compile code from strings: a service run with Node's
+// --disallow-code-generation-from-strings (a common hardening) may not, and gets rows built
+// by a loop instead, as pg builds them.
+let compiledShapes = true;
+
 function shapeOf(fields: FieldDescription[]): RowShape {
   const parsers = fields.map((field) => pg.types.getTypeParser(field.dataTypeID, 'text') as (value: string) => unknown);
-  // One object literal per shape, made once: every row of the statement gets the same hidden
-  // class, and no per-result template is spread into each row as pg does.
-  const body = `return (r) => ({ ${fields
-    .map((field, i) => `${JSON.stringify(field.name)}: r[${i}] === null ? null : p[${i}](r[${i}])`)
-    .join(', ')} });`;
-  const build = new Function('p', body)(parsers) as RowShape['build'];
-  return { build };
+  if (compiledShapes) {
+    // One object literal per shape, made once: every row of the statement gets the same hidden
+    // class, and no per-result template is spread into each row as pg does.
+    const body = `return (r) => ({ ${fields
+      .map((field, i) => `${JSON.stringify(field.name)}: r[${i}] === null ? null : p[${i}](r[${i}])`)
+      .join(', ')} });`;
+    try {
+      return { build: new Function('p', body)(parsers) as RowShape['build'] };
+    } catch (error) {
+      if (!(error instanceof EvalError)) throw error;
+      compiledShapes = false;
+    }
+  }
+  const names = fields.map((field) => field.name);
+  return {
+    build: (r) => {
+      const row: Record<string, unknown> = {};
+      for (let i = 0; i < names.length; i++) row[names[i]!] = r[i] === null ? null : parsers[i]!(r[i]!);
+      return row;
+    },
+  };
 }

@@ -1,5 +1,12 @@
+import { execFile } from 'node:child_process';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { build } from 'esbuild';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
+import { packageRoot } from '../../src/package-root.js';
+import { nodeEsmBundle } from '../support/node-esm-bundle.js';
 import { createDb, poolOf } from '../../src/db/create-db.js';
 import { withClient } from '../../src/db/with-client.js';
 import { prepareQuery } from '../../src/db/prepared-query.js';
@@ -20,6 +27,46 @@ import { useTestDatabase } from '../support/test-database.js';
 const testDb = useTestDatabase();
 
 describe('named statements on a direct connection', () => {
+  // Node's --disallow-code-generation-from-strings is a common hardening of a service: the rows
+  // of a named statement are then built without compiling code, and a failure to build them
+  // would be thrown inside pg's socket handler, ending the process rather than the call.
+  it('reads rows in a process that disallows code generation from strings', async () => {
+    const user = await newUser(testDb.db);
+    // Inside the package, where the bundle's run-time require of pg's own files resolves.
+    const cache = path.join(packageRoot(), 'node_modules', '.cache');
+    await mkdir(cache, { recursive: true });
+    const dir = await mkdtemp(path.join(cache, 'kw-no-codegen-'));
+    try {
+      const script = path.join(dir, 'find.mjs');
+      const src = path.join(packageRoot(), 'src');
+      await build({
+        ...nodeEsmBundle,
+        stdin: {
+          contents: `import { createDb, poolOf } from ${JSON.stringify(path.join(src, 'db', 'create-db.ts'))};
+import { users } from ${JSON.stringify(path.join(src, 'index.ts'))};
+const db = createDb({ databaseUrl: process.env.DATABASE_URL, minConnections: 0 });
+try {
+  const found = [await users.findById(db, process.env.USER_ID), await users.findById(db, process.env.USER_ID)];
+  const { named } = await poolOf(db).statementNaming();
+  process.stdout.write(JSON.stringify({ named, displayNames: found.map((user) => user?.displayName) }));
+} finally {
+  await db.destroy();
+}`,
+          resolveDir: src,
+          loader: 'ts',
+        },
+        outfile: script,
+      });
+      const { stdout } = await promisify(execFile)(process.execPath, ['--disallow-code-generation-from-strings', script], {
+        env: { ...process.env, DATABASE_URL: testDb.url, USER_ID: user.id },
+        timeout: 20_000,
+      });
+      expect(JSON.parse(stdout)).toEqual({ named: true, displayNames: [user.displayName, user.displayName] });
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
   it('runs a prepareQuery statement as a named statement, parsed once and bound on every call', async () => {
     const user = await newUser(testDb.db);
     const db = singleConnectionDb(testDb.url);
