@@ -1,5 +1,7 @@
-import { type Kysely, sql, type Transaction } from 'kysely';
+import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
 import type { DB } from '../../generated/db.js';
+import { mapDatabaseError } from '../errors.js';
+import { typedTransaction } from './typed-transaction.js';
 import { processWide } from './process-wide.js';
 import type { CamelCasedDB } from './camel-cased-db.js';
 import { type Executor, withoutPlugins } from './query-function.js';
@@ -38,20 +40,23 @@ export async function withSavepoint<T>(
 ): Promise<T> {
   const work = callerWork as (trx: Transaction<DB>) => Promise<T>;
   const db = executor as Kysely<DB>;
-  if (!db.isTransaction) return db.transaction().execute(work);
+  if (!db.isTransaction) return typedTransaction(db, work);
   const trx = db as Transaction<DB>;
-  // Its own statements run as written, whatever plugins the caller's transaction carries.
+  // Its own statements run as written, whatever plugins the caller's transaction carries, and
+  // fail with typed errors on a service's own Kysely too (an aborted transaction, a lost
+  // connection); what `work` throws is rethrown as it was.
   const own = withoutPlugins(trx);
+  const run = (statement: RawBuilder<unknown>) => statement.execute(own).catch((error: unknown) => Promise.reject(mapDatabaseError(error)));
   // Unique per process, so nested savepoints never shadow each other.
   const name = sql.id(`kw_savepoint_${++savepoints.opened}`);
-  await sql`SAVEPOINT ${name}`.execute(own);
+  await run(sql`SAVEPOINT ${name}`);
   let result: T;
   try {
     result = await work(trx);
   } catch (error) {
-    await sql`ROLLBACK TO SAVEPOINT ${name}`.execute(own);
+    await run(sql`ROLLBACK TO SAVEPOINT ${name}`);
     throw error;
   }
-  await sql`RELEASE SAVEPOINT ${name}`.execute(own);
+  await run(sql`RELEASE SAVEPOINT ${name}`);
   return result;
 }

@@ -1,6 +1,7 @@
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
-import { type ConfigError, ValidationError } from '../errors.js';
+import { type ConfigError, mapDatabaseError, ValidationError } from '../errors.js';
 import { parseDuration } from './duration.js';
+import { typedTransaction } from './typed-transaction.js';
 
 /** Bounds for one transaction, each in milliseconds or with a unit (`'60s'`, `'5min'`); an omitted one stays as it is. */
 export interface StatementTimeouts {
@@ -61,8 +62,9 @@ export async function withTimeouts<D, T>(
     throw new ValidationError('lockTimeout', `must not exceed statementTimeout (${statement} ms), which would fire first`);
   }
   const run = async (trx: Transaction<D>) => {
-    await trx.executeQuery(CompiledQuery.raw(timeoutsOverrideSql, values));
+    // A typed error on a service's own Kysely too (an aborted transaction, a lost connection).
+    await trx.executeQuery(CompiledQuery.raw(timeoutsOverrideSql, values)).catch((error: unknown) => Promise.reject(mapDatabaseError(error)));
     return work(trx);
   };
-  return db.isTransaction ? run(db as Transaction<D>) : db.transaction().execute(run);
+  return db.isTransaction ? run(db as Transaction<D>) : typedTransaction(db, run);
 }

@@ -1,7 +1,10 @@
-import { sql } from 'kysely';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
+import type { DB } from '../../generated/db.js';
 import { withSavepoint } from '../../src/db/with-savepoint.js';
-import { TransactionAbortedError, UniqueViolationError } from '../../src/errors.js';
+import { withTimeouts } from '../../src/db/with-timeouts.js';
+import { ConnectionError, DbError, TransactionAbortedError, UniqueViolationError } from '../../src/errors.js';
 import * as incidentTimers from '../../src/queries/incident-timers.js';
 import * as users from '../../src/queries/users.js';
 import { newUser } from '../support/factories.js';
@@ -61,5 +64,58 @@ describe('a UniqueViolationError caught inside the caller’s transaction', () =
     }).catch((e: unknown) => e);
     expect(failed).toBeInstanceOf(Error);
     expect(await users.findByEmail(testDb.db, 'half@example.org')).toBeNull();
+  });
+});
+
+// The helpers' own statements (SAVEPOINT, ROLLBACK TO, SET LOCAL, the transaction they open)
+// fail with typed errors on a service's own Kysely too, as the query functions do; what the
+// caller's work throws comes back as it was thrown.
+describe("withSavepoint and withTimeouts on a service's own Kysely", () => {
+  const serviceDb = (url: string) => new Kysely<DB>({ dialect: new PostgresDialect({ pool: new pg.Pool({ connectionString: url, max: 2 }) }) });
+  const helpers = {
+    withSavepoint: (db: Kysely<DB>) => withSavepoint(db, async () => 'done'),
+    withTimeouts: (db: Kysely<DB>) => withTimeouts(db, { lockTimeout: '1s' }, async () => 'done'),
+  };
+
+  it.each(Object.keys(helpers) as Array<keyof typeof helpers>)('%s in an aborted transaction throws TransactionAbortedError', async (helper) => {
+    const db = serviceDb(testDb.url);
+    try {
+      const error = await db
+        .transaction()
+        .execute(async (trx) => {
+          await sql`SELECT 1 / 0`.execute(trx).catch(() => undefined);
+          await helpers[helper](trx);
+        })
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(TransactionAbortedError);
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it.each(Object.keys(helpers) as Array<keyof typeof helpers>)('%s given a server that refuses the connection throws ConnectionError', async (helper) => {
+    const unreachable = new URL(testDb.url);
+    unreachable.port = '1';
+    const db = serviceDb(unreachable.toString());
+    try {
+      const error = await helpers[helper](db).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConnectionError);
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  it("rethrows the caller's own error as it was thrown", async () => {
+    const db = serviceDb(testDb.url);
+    const own = new Error('the caller gave up');
+    try {
+      await expect(withSavepoint(db, async () => Promise.reject(own))).rejects.toBe(own);
+      await expect(withTimeouts(db, { lockTimeout: '1s' }, async () => Promise.reject(own))).rejects.toBe(own);
+      const error = await db.transaction().execute((trx) => withSavepoint(trx, async () => Promise.reject(own))).catch((e: unknown) => e);
+      expect(error).toBe(own);
+      expect(error).not.toBeInstanceOf(DbError);
+    } finally {
+      await db.destroy();
+    }
   });
 });
