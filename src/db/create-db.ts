@@ -49,8 +49,8 @@ interface TunedState {
   direct: DirectQueryRunner | undefined;
 }
 
-// Found by a registered symbol, not by `instanceof TunedKysely`: a service that loads both
-// builds of this package (ESM and CommonJS) has two TunedKysely classes, and a `db` made by
+// Found by a registered symbol, not by a class of ours: a service that loads both
+// builds of this package (ESM and CommonJS) has two copies of this module, and a `db` made by
 // one copy's createDb still reaches its pool through the other copy's functions.
 const tunedState = Symbol.for('@kennwilliamson/db/tuned-state');
 
@@ -240,23 +240,27 @@ function wrappingPool(tuned: TunedPoolWithNaming): { connect: () => Promise<Post
   };
 }
 
-// Kysely starts its driver on the first query and skips the driver's destroy if none ran,
-// yet the pool opened its minimum connections at creation: destroy() must always close them.
-class TunedKysely extends Kysely<DB> {
-  readonly [tunedState]: TunedState;
+// Kysely's derivations of an instance: new instances on the same driver.
+const derivations = ['withPlugin', 'withoutPlugins', 'withSchema', 'withTables'] as const;
 
-  constructor(tuned: TunedPoolWithNaming, log: LogConfig | undefined) {
-    super({
-      dialect: new PostgresDialect({ pool: wrappingPool(tuned) }),
-      ...(log === undefined ? {} : { log }),
-    });
-    this[tunedState] = { tuned, direct: log === undefined ? createDirectRunner(tuned) : undefined };
+// Kysely starts its driver on the first query and skips the driver's destroy if none ran, yet
+// the pool opened its minimum connections at creation: destroy() must always close them, on
+// the `db` createDb made and on any instance derived from it (`db.withPlugin(…)`, as a
+// service with CamelCasePlugin wires it), which also reaches the pool (poolOf) but sends
+// nothing past Kysely's executor (no direct runner): its plugins must see every statement.
+function keepTuned(db: Kysely<DB>, state: TunedState): Kysely<DB> {
+  const derived = { tuned: state.tuned, direct: undefined };
+  const own = (name: string, value: unknown) => Object.defineProperty(db, name, { value, configurable: true, writable: true });
+  Object.defineProperty(db, tunedState, { value: state });
+  for (const name of derivations) {
+    const derive = Kysely.prototype[name] as (this: Kysely<DB>, ...args: unknown[]) => Kysely<DB>;
+    own(name, (...args: unknown[]) => keepTuned(derive.apply(db, args), derived));
   }
-
-  override async destroy(): Promise<void> {
-    await super.destroy();
-    await this[tunedState].tuned.end();
-  }
+  own('destroy', async () => {
+    await Kysely.prototype.destroy.call(db);
+    await state.tuned.end();
+  });
+  return db;
 }
 
 /**
@@ -274,7 +278,12 @@ export function createDb(
   options: CreateDbOptions = {},
 ): Kysely<DB> {
   const resolved = config === undefined ? loadDbConfig() : resolveDbConfig(config);
-  return new TunedKysely(createTunedPool(resolved, options.onPoolError), options.log);
+  const tuned = createTunedPool(resolved, options.onPoolError);
+  const db = new Kysely<DB>({
+    dialect: new PostgresDialect({ pool: wrappingPool(tuned) }),
+    ...(options.log === undefined ? {} : { log: options.log }),
+  });
+  return keepTuned(db, { tuned, direct: options.log === undefined ? createDirectRunner(tuned) : undefined });
 }
 
 /**

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { sql } from 'kysely';
+import { CamelCasePlugin, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb, poolOf } from '../../src/db/create-db.js';
@@ -149,6 +149,22 @@ describe('createDb', () => {
     await db.destroy();
 
     await eventually(async () => (await serverConnections(applicationName)) === 0);
+  });
+
+  // A service wires CamelCasePlugin as `createDb().withPlugin(…)` and may shut down before its
+  // first query: Kysely then skips its driver's destroy, and the pool's minimum connections
+  // kept the process alive.
+  it('closes every connection on destroy() of an instance derived from it, with no query run, and reaches the pool from it', async () => {
+    const applicationName = uniqueName();
+    const db = createDb({ databaseUrl: database.url, minConnections: 2, applicationName });
+    const camel = db.withPlugin(new CamelCasePlugin()).withSchema('public');
+    await poolOf(db).ready();
+    expect(await serverConnections(applicationName)).toBe(2);
+
+    await camel.destroy();
+
+    await eventually(async () => (await serverConnections(applicationName)) === 0);
+    await expect(poolOf(camel).ready()).rejects.toThrow(new PoolClosedError('the pool has been ended'));
   });
 
   it('rejects ready() once the pool has been destroyed, rather than reporting it ready', async () => {
