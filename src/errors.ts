@@ -781,7 +781,9 @@ export function mapDatabaseError(error: unknown): DbError {
   const sqlState = code !== undefined && sqlStatePattern.test(code) ? code : undefined;
   const message = pgField(fields.message) ?? '';
 
-  if (code !== undefined && connectionErrnos.has(code)) {
+  // ENOENT is a connection's only from connect() (a Unix socket nobody listens on); from open()
+  // it is a file the connection settings name (sslrootcert), which no retry will bring.
+  if (code !== undefined && connectionErrnos.has(code) && !(code === 'ENOENT' && (error as { syscall?: unknown }).syscall !== 'connect')) {
     const server = socketPeer(error);
     return new ConnectionError(code, { cause: error, ...(server === undefined ? {} : { server }) });
   }

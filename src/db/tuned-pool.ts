@@ -158,7 +158,15 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   const connect = (): Promise<PoolClient> => {
     const started = performance.now();
     const sentBounds = startupBounds;
-    return pool.connect().catch((error: unknown) => {
+    // pg reads a file the URL names (sslrootcert, sslcert) as it makes the client, inside
+    // pg-pool's connect(), which then throws at once instead of rejecting.
+    let checkout: Promise<PoolClient>;
+    try {
+      checkout = pool.connect();
+    } catch (error) {
+      checkout = Promise.reject(error);
+    }
+    return checkout.catch((error: unknown) => {
       // Every connection opened at once was refused alike: each is opened again without them.
       if (sentBounds && refusesStartupBounds(error)) {
         startupBounds = false;

@@ -93,6 +93,41 @@ describe('a refused connection (ECONNREFUSED)', () => {
   });
 });
 
+describe('a file the connection needs that does not exist', () => {
+  it('is a retryable ConnectionError for a Unix socket nobody listens on', async () => {
+    const url = new URL(database.url);
+    url.search = `?host=${encodeURIComponent(`/nonexistent-kw-${randomBytes(3).toString('hex')}`)}`;
+    const db = createDb({ databaseUrl: url.toString(), minConnections: 0, acquireTimeoutMs: 5_000 });
+    try {
+      expectConnectionError(await users.findById(db, '01890000-0000-7000-8000-000000000000').catch((e: unknown) => e), 'ENOENT');
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  // A deployment mistake (a certificate not mounted): no retry brings it, and ready() says so
+  // with a typed error rather than pg's own.
+  it('is a DbError that is not retryable for a certificate the URL names, from ready() and from a call', async () => {
+    const url = new URL(database.url);
+    url.search = `?sslmode=verify-full&sslrootcert=${encodeURIComponent(`/nonexistent-kw-${randomBytes(3).toString('hex')}/ca.pem`)}`;
+    const starting = createDb({ databaseUrl: url.toString(), minConnections: 1, acquireTimeoutMs: 5_000 }, { onPoolError: () => undefined });
+    const notReady = await poolOf(starting).ready().catch((e: unknown) => e);
+    await starting.destroy();
+    const db = createDb({ databaseUrl: url.toString(), minConnections: 0, acquireTimeoutMs: 5_000 });
+    try {
+      const failures = [notReady, await users.findById(db, '01890000-0000-7000-8000-000000000000').catch((e: unknown) => e)];
+      for (const failure of failures) {
+        expect(failure).toBeInstanceOf(DbError);
+        expect(failure).not.toBeInstanceOf(ConnectionError);
+        expect(isRetryable(failure)).toBe(false);
+        expect((failure as Error).message).toContain('ca.pem');
+      }
+    } finally {
+      await db.destroy();
+    }
+  });
+});
+
 describe('a server that accepts but never answers the login', () => {
   it('fails a call after the connect timeout, well before the acquire timeout, with a retryable ConnectionError that says so', async () => {
     const silent = await startFakePostgres('nothing');
