@@ -1,4 +1,4 @@
-import type { Kysely } from 'kysely';
+import type { Kysely, Transaction } from 'kysely';
 import type { DB } from '../../generated/db.js';
 import { mapDatabaseError, ValidationError } from '../errors.js';
 import type { CamelCasedDB } from './camel-cased-db.js';
@@ -9,6 +9,17 @@ import type { CamelCasedDB } from './camel-cased-db.js';
  * (`Kysely<CamelCasedDB>`), whatever plugins it carries.
  */
 export type Executor = Kysely<DB> | Kysely<CamelCasedDB>;
+
+/**
+ * A public query function: it takes an {@link Executor}, or a service's own `Kysely` whose
+ * `DB` adds tables of its own to ours (`Kysely<DB & ServiceTables>`, camel-cased or not), and
+ * its transactions.
+ */
+export interface QueryFunction<A extends unknown[], R> {
+  (db: Executor, ...args: A): Promise<R>;
+  <D extends DB>(db: Kysely<D> | Transaction<D>, ...args: A): Promise<R>;
+  <D extends CamelCasedDB>(db: Kysely<D> | Transaction<D>, ...args: A): Promise<R>;
+}
 
 /**
  * The caller's executor without its plugins: the same pool, or the same transaction and
@@ -41,7 +52,7 @@ export function withoutPlugins(db: Executor): Kysely<DB> {
  */
 export function queryFunction<A extends unknown[], R>(
   run: (db: Kysely<DB>, ...args: A) => Promise<R>,
-): (db: Executor, ...args: A) => Promise<R> {
+): QueryFunction<A, R> {
   const guarded = async (db: Executor, ...args: A): Promise<R> => {
     try {
       return await run(withoutPlugins(db), ...args);
@@ -50,5 +61,5 @@ export function queryFunction<A extends unknown[], R>(
     }
   };
   Object.defineProperty(guarded, 'name', { value: run.name });
-  return guarded;
+  return guarded as QueryFunction<A, R>;
 }

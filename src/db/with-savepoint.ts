@@ -29,11 +29,11 @@ const savepoints = processWide('savepoints', () => ({ opened: 0 }));
  *   await incidentTimers.create(trx, { userId: user!.id }) // the transaction is still usable
  * })
  */
-export function withSavepoint<T>(db: Kysely<DB>, work: (trx: Transaction<DB>) => Promise<T>): Promise<T>;
-/** The same, for a service's Kysely with CamelCasePlugin (see {@link CamelCasedDB}). */
-export function withSavepoint<T>(db: Kysely<CamelCasedDB>, work: (trx: Transaction<CamelCasedDB>) => Promise<T>): Promise<T>;
+export function withSavepoint<T, D extends DB = DB>(db: Kysely<D> | Transaction<D>, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
+/** The same, for a service's Kysely with CamelCasePlugin (see {@link CamelCasedDB}), tables of its own beside ours or not. */
+export function withSavepoint<T, D extends CamelCasedDB = CamelCasedDB>(db: Kysely<D> | Transaction<D>, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
 export async function withSavepoint<T>(
-  executor: Executor,
+  executor: Executor | Kysely<DB> | Transaction<DB>,
   // One body for both: the statements below are the library's own, and `work` gets back the
   // caller's transaction, with its plugins and so with the DB type it had.
   callerWork: ((trx: Transaction<DB>) => Promise<T>) | ((trx: Transaction<CamelCasedDB>) => Promise<T>),

@@ -226,27 +226,67 @@ export async function status(id: string) {
 }
 `;
 
-describe('the generated types', () => {
-  it('make a misspelt CHECK value a type error, and a right one not', () => {
-    const fileName = path.join(root, 'test', 'cli', 'constrained-values.fixture.ts');
-    const { config } = ts.readConfigFile(path.join(root, 'tsconfig.json'), ts.sys.readFile);
-    const { options } = ts.parseJsonConfigFileContent(config, ts.sys, root);
-    const host = ts.createCompilerHost(options);
-    const readFile = host.readFile.bind(host);
-    const getSourceFile = host.getSourceFile.bind(host);
-    host.readFile = (name) => (name === fileName ? fixture : readFile(name));
-    host.fileExists = (name) => name === fileName || ts.sys.fileExists(name);
-    host.getSourceFile = (name, language, ...rest) =>
-      name === fileName ? ts.createSourceFile(name, fixture, language, true) : getSourceFile(name, language, ...rest);
-    const program = ts.createProgram([fileName], { ...options, noEmit: true }, host);
-    const source = program.getSourceFile(fileName)!;
+// For each fixture, the lines where the compiler finds an error, and those marked `// error`:
+// one program for all of them, which type-checks the sources they import once.
+function typeErrors(fixtures: Record<string, string>): Record<string, { found: Set<number>; expected: number[] }> {
+  const files = new Map(Object.entries(fixtures).map(([name, text]) => [path.join(root, 'test', 'cli', name), text]));
+  const { config } = ts.readConfigFile(path.join(root, 'tsconfig.json'), ts.sys.readFile);
+  const { options } = ts.parseJsonConfigFileContent(config, ts.sys, root);
+  const host = ts.createCompilerHost(options);
+  const readFile = host.readFile.bind(host);
+  const getSourceFile = host.getSourceFile.bind(host);
+  host.readFile = (file) => files.get(file) ?? readFile(file);
+  host.fileExists = (file) => files.has(file) || ts.sys.fileExists(file);
+  host.getSourceFile = (file, language, ...rest) =>
+    files.has(file) ? ts.createSourceFile(file, files.get(file)!, language, true) : getSourceFile(file, language, ...rest);
+  const program = ts.createProgram([...files.keys()], { ...options, noEmit: true }, host);
+  return Object.fromEntries(
+    [...files].map(([fileName, text]) => {
+      const source = program.getSourceFile(fileName)!;
+      // Only the fixtures are checked (the rest of the program is typecheck's job), which is quick.
+      const errorLines = [...program.getSyntacticDiagnostics(source), ...program.getSemanticDiagnostics(source)].map(
+        (diagnostic) => source.getLineAndCharacterOfPosition(diagnostic.start!).line,
+      );
+      const expected = text.split('\n').flatMap((line, index) => (line.endsWith('// error') ? [index] : []));
+      return [path.basename(fileName), { found: new Set(errorLines), expected }];
+    }),
+  );
+}
 
-    // Only the fixture is checked (the rest of the program is typecheck's job), which is quick.
-    const errorLines = [...program.getSyntacticDiagnostics(source), ...program.getSemanticDiagnostics(source)].map(
-      (diagnostic) => source.getLineAndCharacterOfPosition(diagnostic.start!).line,
-    );
-    const expected = fixture.split('\n').flatMap((line, index) => (line.endsWith('// error') ? [index] : []));
-    expect(new Set(errorLines)).toEqual(new Set(expected));
+// A service whose own Kysely knows tables of its own beside ours passes it, and its
+// transactions, to the query functions and withSavepoint as it is; one that lacks ours does not.
+const serviceTablesFixture = `
+import type { Kysely } from 'kysely';
+import type { DB } from '../../generated/db.js';
+import type { CamelCasedDB } from '../../src/db/camel-cased-db.js';
+import { withSavepoint } from '../../src/db/with-savepoint.js';
+import * as users from '../../src/queries/users.js';
+declare const serviceDb: Kysely<DB & { audit_log: { id: string; line: string } }>;
+declare const camelServiceDb: Kysely<CamelCasedDB & { auditLog: { id: string } }>;
+declare const unrelated: Kysely<{ audit_log: { id: string } }>;
+export const own = users.findById(serviceDb, 'id'); // ok
+export const camelOwn = users.findById(camelServiceDb, 'id'); // ok
+export const inTransaction = serviceDb.transaction().execute((trx) => users.findById(trx, 'id')); // ok
+export const inSavepoint = serviceDb.transaction().execute((trx) => withSavepoint(trx, (sp) => users.findById(sp, 'id'))); // ok
+export const alsoTheirs = serviceDb.transaction().execute((trx) => withSavepoint(trx, (sp) => sp.selectFrom('audit_log').selectAll().execute())); // ok
+export const camelInSavepoint = camelServiceDb.transaction().execute((trx) => withSavepoint(trx, (sp) => users.findById(sp, 'id'))); // ok
+export const notOurs = users.findById(unrelated, 'id'); // error
+`;
+
+describe('the generated types', () => {
+  let checked: ReturnType<typeof typeErrors> | undefined;
+  const errorsOf = (name: string) =>
+    (checked ??= typeErrors({ 'constrained-values.fixture.ts': fixture, 'service-tables.fixture.ts': serviceTablesFixture }))[name]!;
+
+  it('make a misspelt CHECK value a type error, and a right one not', () => {
+    const { found, expected } = errorsOf('constrained-values.fixture.ts');
+    expect(found).toEqual(new Set(expected));
     expect(expected).toHaveLength(6);
+  });
+
+  it("take a service's own Kysely with tables of its own beside ours, and refuse one without ours", () => {
+    const { found, expected } = errorsOf('service-tables.fixture.ts');
+    expect(found).toEqual(new Set(expected));
+    expect(expected).toHaveLength(1);
   });
 });
