@@ -16,9 +16,10 @@ export type Executor = Kysely<DB> | Kysely<CamelCasedDB>;
  * its transactions.
  */
 export interface QueryFunction<A extends unknown[], R> {
-  (db: Executor, ...args: A): Promise<R>;
   <D extends DB>(db: Kysely<D> | Transaction<D>, ...args: A): Promise<R>;
   <D extends CamelCasedDB>(db: Kysely<D> | Transaction<D>, ...args: A): Promise<R>;
+  // Last: what `Parameters<typeof users.findById>` and the like read, as before.
+  (db: Executor, ...args: A): Promise<R>;
 }
 
 /**
