@@ -1,5 +1,7 @@
 import type pg from 'pg';
+import { answeredWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { openClient } from '../db/with-client.js';
+import { ConnectionError } from '../errors.js';
 import type { BlockingSession } from '../blocking-session.js';
 import { statementShape } from './statement-shape.js';
 
@@ -24,9 +26,12 @@ export interface BlockerMonitor {
   /**
    * Starts sampling who blocks backend `pid` every `intervalMs`, until the returned `stop()`,
    * which resolves to the last sessions seen; `stop(false)` when nobody will read them spares
-   * shaping their queries.
+   * shaping their queries. `silent` hears, once, when a sample went unanswered within
+   * `roundTripDeadlineMs`: the path to the server is silent for the monitor, and so most
+   * likely for the watched statement, whose answer may then never come (a peer that stalls
+   * while its kernel acknowledges is never found out by TCP keepalive).
    */
-  watch(pid: number, intervalMs: number): { stop(report?: boolean): Promise<BlockingSession[]> };
+  watch(pid: number, intervalMs: number, silent?: (error: ConnectionError) => void): { stop(report?: boolean): Promise<BlockingSession[]> };
   /**
    * Starts opening the watching connection now, once there is contention, so that the first
    * sample of the next (short) attempt does not wait for a login. A failure shows up, and is
@@ -72,7 +77,17 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
     client.catch(() => undefined);
     return client;
   };
-  const blockersOf = async (pid: number): Promise<BlockerRow[]> => (await (await connect()).query<BlockerRow>(blockersSql, [pid])).rows;
+  // A sample gets a round trip's deadline: one that goes unanswered closes the monitor's
+  // connection, and the next sample opens another.
+  const blockersOf = async (pid: number): Promise<BlockerRow[]> => {
+    const opened = await connect();
+    try {
+      return (await answeredWithin(opened, roundTripDeadlineMs, 'a look at who blocks the statement', () => opened.query<BlockerRow>(blockersSql, [pid]))).rows;
+    } catch (error) {
+      if (error instanceof ConnectionError) client = undefined;
+      throw error;
+    }
+  };
   // Parsing a query's text into its shape is the costly part: only the last sample is told, so
   // only it is shaped (the raw text stays in memory, never in a message).
   const shaped = (rows: BlockerRow[]): Promise<BlockingSession[]> =>
@@ -87,15 +102,23 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
     );
   return {
     connect: () => void connect(),
-    watch(pid, intervalMs) {
+    watch(pid, intervalMs, silent) {
       let seen: BlockerRow[] = [];
       let sampling: Promise<void> | undefined;
+      let told = false;
+      const tell = (error: ConnectionError) => {
+        if (told || silent === undefined) return;
+        told = true;
+        silent(error);
+      };
       const sample = () => {
         sampling ??= blockersOf(pid)
           .then((blockers) => {
             if (blockers.length > 0) seen = blockers;
           })
-          .catch(() => undefined)
+          .catch((error: unknown) => {
+            if (error instanceof ConnectionError && error.reason === 'deadline') tell(error);
+          })
           .finally(() => (sampling = undefined));
       };
       const timer = setInterval(sample, intervalMs);

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { formatDuration } from '../db/duration.js';
 import { type BlockingSession, describeBlockingSessions } from '../blocking-session.js';
+import type { ConnectionError } from '../errors.js';
 import type { BlockerMonitor } from './lock-blockers.js';
 import type { LockWaitHeader } from './migration-script.js';
 
@@ -94,6 +95,12 @@ export interface LockRetryOptions {
    * reason: a restore interrupted by Ctrl-C while it waits for its tables.
    */
   signal?: AbortSignal;
+  /**
+   * Told when the monitor finds the attempt's session can no longer be heard (see
+   * `BlockerMonitor.watch`): close the attempt's connection with the error, which fails the
+   * attempt, rather than wait for an answer that a silent network never brings.
+   */
+  silent?: (error: ConnectionError) => void;
 }
 
 // 55P03 from lock_timeout (or a NOWAIT in the migration), raw or as the cause of a migration
@@ -136,7 +143,7 @@ export async function withLockRetries<T>(options: LockRetryOptions, attempt: (lo
     let watching: ReturnType<BlockerMonitor['watch']> | undefined;
     const watched = number > 1 || singleAttempt;
     const watch = (pid: number) => {
-      if (watched) watching ??= options.monitor.watch(pid, Math.min(1_000, Math.max(20, Math.floor(lockTimeoutMs / 4))));
+      if (watched) watching ??= options.monitor.watch(pid, Math.min(1_000, Math.max(20, Math.floor(lockTimeoutMs / 4))), options.silent);
     };
     try {
       const result = await attempt({ number, lockTimeoutMs, watch });

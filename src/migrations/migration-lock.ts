@@ -1,5 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import type * as pg from 'pg';
+import { answeredWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { withClient } from '../db/with-client.js';
 import { MigrationLockLostError, MigrationLockTimeoutError, type MigrationLockHolder } from '../errors.js';
 import { silentClientBoundsLocal } from '../db/silent-client-bounds.js';
@@ -153,7 +154,8 @@ async function waitForLock(holder: pg.Client, options: MigrationLockOptions): Pr
  */
 export async function currentHolder(databaseUrl: string): Promise<MigrationLockHolder | undefined> {
   const readHolder = async (client: pg.Client) => {
-    const { rows } = await client.query<{ pid: number; application_name: string | null; since: Date | null }>(
+    // A round trip's deadline: the wait for the lock (MIGRATION_LOCK_TIMEOUT) begins after it.
+    const { rows } = await answeredWithin(client, roundTripDeadlineMs, 'the look for who holds the migration lock', () => client.query<{ pid: number; application_name: string | null; since: Date | null }>(
       `SELECT a.pid, a.application_name, coalesce(a.xact_start, a.backend_start) AS since
          FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
         WHERE l.locktype = 'advisory' AND l.granted AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
@@ -162,7 +164,7 @@ export async function currentHolder(databaseUrl: string): Promise<MigrationLockH
           AND l.objsubid = 1
         LIMIT 1`,
       [migrationLockKey],
-    );
+    ));
     const row = rows[0];
     return row === undefined ? undefined : { pid: row.pid, applicationName: row.application_name ?? '', since: row.since ?? undefined };
   };

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { Umzug, MigrationError as UmzugMigrationError } from 'umzug';
+import { answeredWithin, destroyConnection, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { requireDirectConnection } from '../db/direct-connection.js';
 import { librarySchema } from '../db/library-schema.js';
 import { warnOnStderr } from '../db/warn-on-stderr.js';
@@ -197,8 +198,11 @@ export async function migrateDown(options: MigratorOptions & { to?: string | 0 }
  */
 export async function migrationStatus(options: MigratorOptions): Promise<MigrationState[]> {
   const files = await listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir());
+  // Two short reads, each with a round trip's deadline: a server that lets the login in and
+  // then never answers ends the call, as it ends every command's first check.
   const readStatus = async (client: pg.Client) => {
-    const applied = (await migrationsTableExists(client)) ? await storage.applied(client) : [];
+    const exists = await answeredWithin(client, roundTripDeadlineMs, 'the look for the migrations table', () => migrationsTableExists(client));
+    const applied = exists ? await answeredWithin(client, roundTripDeadlineMs, 'the read of the applied migrations', () => storage.applied(client)) : [];
     return compareWithFiles(files, applied);
   };
   return withClient(options.databaseUrl ?? migrationDatabaseUrl(), readStatus, migratorApplicationName);
@@ -429,7 +433,8 @@ async function runTransactional(ctx: MigrationContext, script: MigrationScript, 
       monitor: waits.monitor,
       warn: waits.warn,
       what: script.file,
-      undo: () => client.query('ROLLBACK').then(() => undefined),
+      undo: () => answeredWithin(client, roundTripDeadlineMs, 'ROLLBACK', () => client.query('ROLLBACK')).then(() => undefined),
+      silent: (error) => destroyConnection(client, error),
       exhausted: ({ attempts, waitedMs, blockers, error }) =>
         new MigrationBlockedError(script.file, (error as MigrationError).line, attempts, waitedMs, blockers, 0, describeLockWait(policy), {
           cause: error,
@@ -443,9 +448,11 @@ async function runTransactional(ctx: MigrationContext, script: MigrationScript, 
       // about 10 s (silentClientBoundsLocal), instead of holding the file's table locks, which
       // every query on those tables queues behind, for hours. The file is read as the parser
       // read it, with standard_conforming_strings on, whatever the database's default.
-      const results = (await client.query(
-        `BEGIN; ${silentClientBoundsLocal} SET LOCAL standard_conforming_strings = on; ` +
-          `SET LOCAL lock_timeout = ${lockTimeoutMs}; SELECT pg_catalog.pg_backend_pid() AS pid`,
+      const results = (await answeredWithin(client, roundTripDeadlineMs, 'BEGIN and its settings', () =>
+        client.query(
+          `BEGIN; ${silentClientBoundsLocal} SET LOCAL standard_conforming_strings = on; ` +
+            `SET LOCAL lock_timeout = ${lockTimeoutMs}; SELECT pg_catalog.pg_backend_pid() AS pid`,
+        ),
       )) as unknown as Array<pg.QueryResult<{ pid: number }>>;
       watch(results[results.length - 1]!.rows[0]!.pid);
       if (script.statements.length === 0) return;
@@ -525,14 +532,15 @@ async function runWithoutTransaction(
             warn: waits.warn,
             what: `${script.file} line ${statement.line}`,
             undo: async () => undefined, // the statement failed whole
+            silent: (error) => destroyConnection(client, error),
             exhausted: ({ attempts, waitedMs, blockers, error }) =>
               new MigrationBlockedError(script.file, statement.line, attempts, waitedMs, blockers, index, describeLockWait(statementPolicy), {
                 cause: error,
               }),
           },
           async ({ lockTimeoutMs, watch }) => {
-            const results = (await client.query(
-              `SET lock_timeout = ${lockTimeoutMs}; SELECT pg_catalog.pg_backend_pid() AS pid`,
+            const results = (await answeredWithin(client, roundTripDeadlineMs, 'SET lock_timeout', () =>
+              client.query(`SET lock_timeout = ${lockTimeoutMs}; SELECT pg_catalog.pg_backend_pid() AS pid`),
             )) as unknown as Array<pg.QueryResult<{ pid: number }>>;
             watch(results[results.length - 1]!.rows[0]!.pid);
             await client.query(statement.text);

@@ -1,4 +1,6 @@
+import type * as pg from 'pg';
 import { describeBlockingSessions } from '../blocking-session.js';
+import { destroyConnection } from '../db/answer-deadline.js';
 import { warnOnStderr } from '../db/warn-on-stderr.js';
 import { ProvisioningError } from '../errors.js';
 import type { BlockerMonitor } from '../migrations/lock-blockers.js';
@@ -19,14 +21,17 @@ export interface AdminLockWait {
  * locks and says that nothing was done.
  *
  * @example
- * await withLockRetries(adminLockRetries(options, monitor, { verb: 'drop', doing: 'dropping', database, nothingWas: 'dropped' }), attempt)
+ * await withLockRetries(adminLockRetries(options, monitor, { verb: 'drop', doing: 'dropping', database, nothingWas: 'dropped' }, client), attempt)
  */
 export function adminLockRetries(
   wait: AdminLockWait,
   monitor: BlockerMonitor,
   work: { verb: string; doing: string; database: string; nothingWas: string },
+  client: pg.ClientBase,
 ): LockRetryOptions {
   return {
+    // The monitor found the attempt's session silent: its answer may never come.
+    silent: (error) => destroyConnection(client, error),
     policy: { ...defaultLockWait, totalMs: Math.max(1, Math.round(wait.lockTimeoutMs ?? 60_000)) },
     monitor,
     warn: wait.warn ?? warnOnStderr,

@@ -1,5 +1,7 @@
 import type * as pg from 'pg';
+import { answeredWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { loadStatementBounds, type StatementBounds } from '../db/db-config.js';
+import { silentClientBoundsLocal } from '../db/silent-client-bounds.js';
 import { withClient } from '../db/with-client.js';
 import { AppRoleError, ConfigError } from '../errors.js';
 import { migrationsTable, qualifiedMigrationsTable } from '../migrations/migration-storage.js';
@@ -23,6 +25,9 @@ export type AppRoleChange = LoginRoleChange;
 
 // Serialises concurrent db:setup runs: CREATE ROLE has no IF NOT EXISTS.
 export const appRoleLockKey = 0x6b77_6170; // 'kwap'
+
+// How long the admin's step waits for another's hold of that lock.
+const appRoleLockWaitMs = 60_000;
 
 /**
  * The privileges, exactly ({@link applicationPrivileges}): whatever the role held before is
@@ -122,20 +127,25 @@ export async function provisionAppRole(options: {
     adminUrl,
     async (client) => {
       try {
-        await client.query('BEGIN');
         // As the admin (a superuser, or CREATEROLE) in a database whose public schema the
         // owner, and any backup restored as it, may fill: every name resolves in pg_catalog
         // only, so no function or operator planted in public runs with the admin's powers
         // (a public.pg_advisory_xact_lock(text) outranked pg_catalog's for the untyped key).
-        await client.query('SET LOCAL search_path = pg_catalog; SET LOCAL lock_timeout = 60000');
-        await client.query('SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [appRoleLockKey]);
+        // A host that goes silent is ended by the server within about 10 s; an answer that a
+        // silent network never brings ends the call at its deadline.
+        await answeredWithin(client, roundTripDeadlineMs, 'BEGIN and its settings', () =>
+          client.query(`BEGIN; ${silentClientBoundsLocal} SET LOCAL search_path = pg_catalog; SET LOCAL lock_timeout = ${appRoleLockWaitMs}`),
+        );
+        await answeredWithin(client, appRoleLockWaitMs + roundTripDeadlineMs, 'the wait for the application role lock', () =>
+          client.query('SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [appRoleLockKey]),
+        );
         const change = await ensureLoginRole(client, adminUrl, { user, password }, () => superuserAppRole(user));
         const { rows } = await client.query<{ database: string }>('SELECT current_database() AS database');
         await setRoleStatementBounds(client, user, rows[0]!.database, bounds);
         await client.query('COMMIT');
         return change;
       } catch (error) {
-        await client.query('ROLLBACK').catch(() => undefined);
+        await answeredWithin(client, roundTripDeadlineMs, 'ROLLBACK', () => client.query('ROLLBACK')).catch(() => undefined);
         if (error instanceof AppRoleError) throw error;
         const message = error instanceof Error ? error.message : String(error);
         const createRole = (error as { code?: string }).code === '42501' ? ' (creating or altering a role needs CREATEROLE, or a superuser)' : '';

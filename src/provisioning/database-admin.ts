@@ -221,7 +221,7 @@ async function dropDatabaseInAttempts(client: pg.Client, databaseUrl: string, da
   const { rows } = await client.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid');
   try {
     await withLockRetries(
-      adminLockRetries(options, monitor, { verb: 'drop', doing: 'dropping', database, nothingWas: 'dropped' }),
+      adminLockRetries(options, monitor, { verb: 'drop', doing: 'dropping', database, nothingWas: 'dropped' }, client),
       async ({ lockTimeoutMs, watch }) => {
         watch(rows[0]!.pid);
         await client.query(`SET lock_timeout = ${lockTimeoutMs}`);

@@ -1,5 +1,7 @@
 import type pg from 'pg';
+import { answeredWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { databaseTarget } from '../db/database-target.js';
+import { silentClientBoundsLocal } from '../db/silent-client-bounds.js';
 import { withClient } from '../db/with-client.js';
 import { ConfigError, ProvisioningError } from '../errors.js';
 import { adminUrlVariable } from './admin-database-url.js';
@@ -99,7 +101,7 @@ export async function provisionDatabase(options: ProvisionOptions): Promise<Prov
       async (client) => {
         const { rows } = await client.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid');
         return withLockRetries(
-          adminLockRetries(options, monitor, { verb: 'provision', doing: 'provisioning', database, nothingWas: 'changed' }),
+          adminLockRetries(options, monitor, { verb: 'provision', doing: 'provisioning', database, nothingWas: 'changed' }, client),
           async ({ lockTimeoutMs, watch }) => {
             watch(rows[0]!.pid);
             const said: string[] = [];
@@ -127,10 +129,12 @@ async function provisionInTransaction(
   say: (line: string) => void,
 ): Promise<ProvisionResult> {
   try {
-    await client.query('BEGIN');
-    await client.query(`SET LOCAL lock_timeout = ${lockTimeoutMs}`);
     // Names in messages and statements are schema-qualified whatever the admin's search_path.
-    await client.query('SET LOCAL search_path = pg_catalog');
+    // A host that goes silent is ended by the server within about 10 s, rather than holding
+    // the locks taken here (ACCESS EXCLUSIVE on what is handed over) for the system's two hours.
+    await answeredWithin(client, roundTripDeadlineMs, 'BEGIN and its settings', () =>
+      client.query(`BEGIN; ${silentClientBoundsLocal} SET LOCAL lock_timeout = ${lockTimeoutMs}; SET LOCAL search_path = pg_catalog`),
+    );
     await client.query('SELECT pg_advisory_xact_lock($1)', [provisionLockKey]);
     const admin = await requireAdmin(client, database);
 
@@ -165,7 +169,7 @@ async function provisionInTransaction(
     await client.query('COMMIT');
     return { databaseCreated, owner, handedOver, extensionsCreated };
   } catch (error) {
-    await client.query('ROLLBACK').catch(() => undefined);
+    await answeredWithin(client, roundTripDeadlineMs, 'ROLLBACK', () => client.query('ROLLBACK')).catch(() => undefined);
     if (error instanceof ProvisioningError || error instanceof ConfigError || (error as { code?: string }).code === '55P03') throw error;
     const message = error instanceof Error ? error.message : String(error);
     throw new ProvisioningError(`could not provision the database '${database}': ${message}`, undefined, { cause: error });

@@ -5,6 +5,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb, poolOf } from '../../src/db/create-db.js';
 import { ConnectionError, DbError, isRetryable, PoolClosedError, ValidationError } from '../../src/errors.js';
+import { currentHolder } from '../../src/migrations/migration-lock.js';
 import { migrate, migrationStatus } from '../../src/migrations/migrator.js';
 import { offlineDb } from '../support/offline-db.js';
 import * as refreshTokens from '../../src/queries/refresh-tokens.js';
@@ -228,6 +229,24 @@ describe("a service's onPoolError that throws", () => {
       await expect(sql<{ one: number }>`SELECT 1 AS one`.execute(db)).resolves.toMatchObject({ rows: [{ one: 1 }] });
     } finally {
       await db.destroy();
+    }
+  });
+});
+
+// The commands' own connections, past their first check: short reads get a round trip's
+// deadline (10 s), as the pool's calls get theirs.
+describe('a server that lets the login in, then never answers', () => {
+  it("fails migrationStatus with a retryable ConnectionError at its deadline, and leaves the migration lock's holder unnamed", async () => {
+    const server = await startFakePostgres('login, then nothing');
+    const url = `postgresql://u:p@127.0.0.1:${server.port}/db`;
+    try {
+      const [status, holder] = await Promise.all([migrationStatus({ databaseUrl: url }).catch((e: unknown) => e), currentHolder(url)]);
+      expect(status).toBeInstanceOf(ConnectionError);
+      expect(status).toMatchObject({ reason: 'deadline', retryable: true });
+      expect((status as Error).message).toContain('no answer to the look for the migrations table within 10000 ms');
+      expect(holder).toBeUndefined();
+    } finally {
+      await server.close();
     }
   });
 });

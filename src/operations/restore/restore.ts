@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { open } from 'node:fs/promises';
 import { PassThrough, type Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { answeredWithin, destroyConnection, roundTripDeadlineMs } from '../../db/answer-deadline.js';
 import { databaseTarget } from '../../db/database-target.js';
 import { withClient } from '../../db/with-client.js';
 import { lineOfPosition } from '../../sql-position.js';
@@ -216,7 +217,9 @@ async function beginHoldingTables(
         monitor,
         warn: restore.log,
         what: `restoring into '${restore.database}'`,
-        undo: async () => void (await client.query('ROLLBACK').catch(() => undefined)),
+        undo: async () => void (await answeredWithin(client, roundTripDeadlineMs, 'ROLLBACK', () => client.query('ROLLBACK')).catch(() => undefined)),
+        // The monitor found the attempt's session silent: its answer may never come.
+        silent: (error) => destroyConnection(client, error),
         retryDeadlocks: true,
         // Ctrl-C between two attempts ends the pause at once.
         ...(restore.signal ? { signal: restore.signal } : {}),
@@ -228,10 +231,18 @@ async function beginHoldingTables(
           ),
       },
       async ({ lockTimeoutMs, watch }) => {
-        await step('BEGIN');
-        await step(restorePrelude(restore.lockTimeoutMs));
+        // Round trips that do no work get a deadline; LOCK TABLE, the attempt's statement
+        // timeout and one more (the monitor watches it besides).
+        const bounded = (what: string, ms: number, call: () => Promise<unknown>) =>
+          answeredWithin(client, ms, what, call).catch((error: unknown) => {
+            throw error instanceof RestoreError ? error : rolledBack(serverFailure(error), error);
+          });
+        await bounded('BEGIN', roundTripDeadlineMs, () => step('BEGIN'));
+        await bounded("the restore's settings", roundTripDeadlineMs, () => step(restorePrelude(restore.lockTimeoutMs)));
         if (pid !== null) watch(pid);
-        await lockPublicTables(client, lockTimeoutMs, restore.lockTimeoutMs).catch((error: unknown) => {
+        await answeredWithin(client, lockTimeoutMs + roundTripDeadlineMs, 'LOCK TABLE', () =>
+          lockPublicTables(client, lockTimeoutMs, restore.lockTimeoutMs),
+        ).catch((error: unknown) => {
           throw rolledBack(`${serverFailure(error)} while taking the tables of public`, error);
         });
       },

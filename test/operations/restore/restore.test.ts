@@ -278,6 +278,47 @@ describe.skipIf(!available)('npm run db:restore', () => {
     },
   );
 
+  // The same on every connection of the restore, healed only once it has ended: the answer to
+  // its lock wait never comes, and TCP would tell late (the client's keepalive) or never (a peer
+  // that stalls while its kernel acknowledges). The monitor's look at the blockers gets no
+  // answer within its deadline either, and that ends the restore.
+  it.skipIf(!packetsDroppable)(
+    'ends by itself at its deadline, rather than when TCP would tell, when every connection of the restoring host goes silent',
+    { timeout: 60_000 },
+    async ({ expect }) => {
+      const target = await databaseWithOtherData();
+      const before = await tableContents(target);
+      const [reader, observer] = await Promise.all([holdTableLock(target, 'later_feature', 'ACCESS SHARE'), openClient(target)]);
+      let partition: ReturnType<typeof silenceConnections> | undefined;
+      try {
+        const outcome = restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file), lockTimeoutMs: 120_000 }).catch((e: unknown) => e);
+        const sessions = async () =>
+          (
+            await observer.query<{ application: string; port: number; waiting: boolean }>(
+              "SELECT application_name AS application, client_port AS port, wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE application_name LIKE 'kennwilliamson-restore%' AND datname = current_database()",
+            )
+          ).rows;
+        // From its second attempt on, the monitor watches the restore's wait.
+        await eventually(
+          async () => {
+            const now = await sessions();
+            return now.some((session) => session.application === 'kennwilliamson-restore-monitor') && now.some((session) => session.waiting);
+          },
+          "the restore waits for the reader's table, watched",
+        );
+        partition = silenceConnections(Number(new URL(target).port), (await sessions()).map((session) => session.port));
+
+        const error = await outcome;
+        expect(error).toBeInstanceOf(RestoreError);
+        expect((error as Error).message).toMatch(/no answer to (a look at who blocks the statement|LOCK TABLE) within/);
+      } finally {
+        partition?.heal();
+        await Promise.all([reader.release(), observer.end()]);
+      }
+      expect(await tableContents(target)).toEqual(before);
+    },
+  );
+
   it('asks on a terminal, naming database and host, and restores only after "yes"', async ({ expect }) => {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);

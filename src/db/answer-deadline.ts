@@ -1,0 +1,45 @@
+import type * as pg from 'pg';
+import { ConnectionError } from '../errors.js';
+
+/**
+ * How long a round trip that does no work of its own (BEGIN and its settings, a ROLLBACK, a
+ * look at pg_stat_activity or pg_locks) may go unanswered on a connection of the commands'
+ * own: as long as the pool's call deadline by default. Past it the peer is taken for silent:
+ * cut off by a partition (the kernel would retransmit for a quarter of an hour) or stalled
+ * while its kernel still acknowledges (keepalive never fires then).
+ */
+export const roundTripDeadlineMs = 10_000;
+
+/**
+ * Closes `client`'s connection at once, failing what is in flight there with `error` (a
+ * connection of the commands' own, from openClient).
+ *
+ * @example destroyConnection(client, new ConnectionError('deadline'))
+ */
+export function destroyConnection(client: pg.ClientBase, error: Error): void {
+  (client as unknown as { connection?: { stream?: { destroy(error?: Error): void } } }).connection?.stream?.destroy(error);
+}
+
+/**
+ * Runs `call` (a round trip on `client`) and, when no answer comes within `ms`, closes the
+ * connection and rejects with a retryable `ConnectionError` (`deadline`) that says what went
+ * unanswered, rather than waiting for TCP, which may never tell.
+ *
+ * @example
+ * await answeredWithin(client, roundTripDeadlineMs, 'ROLLBACK', () => client.query('ROLLBACK'))
+ */
+export async function answeredWithin<T>(client: pg.ClientBase, ms: number, what: string, call: () => Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const unanswered = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => {
+      const error = new ConnectionError('deadline', { detail: `no answer to ${what} within ${ms} ms; the connection was closed` });
+      destroyConnection(client, error);
+      reject(error);
+    }, ms);
+  });
+  try {
+    return await Promise.race([call(), unanswered]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
