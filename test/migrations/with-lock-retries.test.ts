@@ -5,24 +5,26 @@ import { defaultLockWait, type LockRetryOptions, withLockRetries } from '../../s
 import { eventually } from '../support/eventually.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
+// The work's connection and another session's, on two tables of a database of their own.
+let database: TestDatabase;
+let work: pg.Client;
+let other: pg.Client;
+beforeEach(async () => {
+  database = await createTestDatabase({ empty: true });
+  work = new pg.Client({ connectionString: database.url });
+  other = new pg.Client({ connectionString: database.url });
+  await Promise.all([work.connect(), other.connect()]);
+  await work.query('CREATE TABLE first_table (id int); CREATE TABLE second_table (id int)');
+});
+afterEach(async () => {
+  await Promise.all([work.end(), other.end()]);
+  await database.drop();
+});
+
 // Work that takes many tables in one go (a restore's) meets transactions that take them one by
 // one: a deadlock that PostgreSQL ends by cancelling the work's attempt is rolled back and tried
 // again, as a lock timeout is, where the work asks for it; a migration's statement is not.
 describe('withLockRetries and a deadlock', () => {
-  let database: TestDatabase;
-  let work: pg.Client;
-  let other: pg.Client;
-  beforeEach(async () => {
-    database = await createTestDatabase({ empty: true });
-    work = new pg.Client({ connectionString: database.url });
-    other = new pg.Client({ connectionString: database.url });
-    await Promise.all([work.connect(), other.connect()]);
-    await work.query('CREATE TABLE first_table (id int); CREATE TABLE second_table (id int)');
-  });
-  afterEach(async () => {
-    await Promise.all([work.end(), other.end()]);
-    await database.drop();
-  });
 
   // The first attempt deadlocks for real: the work holds the first table and waits for the
   // second, which the other transaction holds while it waits for the first. The other waits
@@ -93,23 +95,8 @@ describe('withLockRetries and a deadlock', () => {
 // Ctrl-C during a restore's wait for its tables: the pause between two attempts ends at once,
 // not after up to 5 s.
 describe('withLockRetries interrupted between attempts', () => {
-  let database: TestDatabase;
-  let work: pg.Client;
-  let holder: pg.Client;
-  beforeEach(async () => {
-    database = await createTestDatabase({ empty: true });
-    work = new pg.Client({ connectionString: database.url });
-    holder = new pg.Client({ connectionString: database.url });
-    await Promise.all([work.connect(), holder.connect()]);
-    await work.query('CREATE TABLE held (id int)');
-  });
-  afterEach(async () => {
-    await Promise.all([work.end(), holder.end()]);
-    await database.drop();
-  });
-
   it('ends the pause when its signal aborts, rejecting with the reason, and tries no more', async () => {
-    await holder.query('BEGIN; LOCK TABLE held IN ACCESS SHARE MODE');
+    await other.query('BEGIN; LOCK TABLE first_table IN ACCESS SHARE MODE');
     const interrupted = new AbortController();
     const reason = new Error('interrupted');
     const warnings: string[] = [];
@@ -132,13 +119,13 @@ describe('withLockRetries interrupted between attempts', () => {
         },
         async ({ lockTimeoutMs }) => {
           attempts += 1;
-          await work.query(`BEGIN; SET LOCAL lock_timeout = ${lockTimeoutMs}; LOCK TABLE held IN ACCESS EXCLUSIVE MODE`);
+          await work.query(`BEGIN; SET LOCAL lock_timeout = ${lockTimeoutMs}; LOCK TABLE first_table IN ACCESS EXCLUSIVE MODE`);
         },
       );
       await expect(waiting).rejects.toBe(reason);
     } finally {
       await monitor.close();
-      await holder.query('ROLLBACK');
+      await other.query('ROLLBACK');
     }
     expect(attempts).toBe(1);
     expect(warnings).toEqual([expect.stringMatching(/^the work: attempt 1 waited .* trying again in 1h /)]);

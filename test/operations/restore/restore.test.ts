@@ -3,7 +3,7 @@ import { copyFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'n
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { afterAll, afterEach, beforeAll, describe, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, type ExpectStatic, it } from 'vitest';
 import { openClient } from '../../../src/db/with-client.js';
 import { recreateDatabase } from '../../../src/provisioning/database-admin.js';
 import { RestoreError } from '../../../src/errors.js';
@@ -244,37 +244,52 @@ describe.skipIf(!available)('npm run db:restore', () => {
   afterEach(() => {
     if (packetsDroppable) healAllPartitions();
   });
+  // A restore into a database whose table another session reads, with a lock wait far longer
+  // than the test; `during` gets its outcome, its sessions as the server lists them (its own and
+  // its monitor's) and the server's port. Afterwards the database is as it was.
+  async function restoreBehindAReader(
+    expect: ExpectStatic,
+    during: (restore: { outcome: Promise<unknown>; sessions: () => Promise<RestoreSessionRow[]>; serverPort: number }) => Promise<void>,
+  ): Promise<void> {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const [reader, observer] = await Promise.all([holdTableLock(target, 'later_feature', 'ACCESS SHARE'), openClient(target)]);
+    try {
+      const outcome = restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file), lockTimeoutMs: 120_000 }).catch((e: unknown) => e);
+      const sessions = async () =>
+        (
+          await observer.query<RestoreSessionRow>(
+            "SELECT application_name AS application, client_port AS port, wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE application_name LIKE 'kennwilliamson-restore%' AND datname = current_database()",
+          )
+        ).rows;
+      await during({ outcome, sessions, serverPort: Number(new URL(target).port) });
+    } finally {
+      healAllPartitions();
+      await Promise.all([reader.release(), observer.end()]);
+    }
+    expect(await tableContents(target)).toEqual(before);
+  }
+  interface RestoreSessionRow {
+    application: string;
+    port: number;
+    waiting: boolean;
+  }
+
   it.skipIf(!packetsDroppable)(
     "is ended by the server within seconds when the restoring host goes silent, so its locks do not outlive it, and the database is as it was",
     { timeout: 60_000 },
     async ({ expect }) => {
-      const target = await databaseWithOtherData();
-      const before = await tableContents(target);
-      const [reader, observer] = await Promise.all([holdTableLock(target, 'later_feature', 'ACCESS SHARE'), openClient(target)]);
-      let partition: ReturnType<typeof silenceConnections> | undefined;
-      try {
-        // A lock wait far longer than the test: only the server's keepalive can end it sooner.
-        const outcome = restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file), lockTimeoutMs: 120_000 }).catch((e: unknown) => e);
-        const restoring = async () =>
-          (
-            await observer.query<{ pid: number; port: number; waiting: boolean }>(
-              "SELECT pid, client_port AS port, wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE application_name = 'kennwilliamson-restore' AND datname = current_database()",
-            )
-          ).rows;
+      await restoreBehindAReader(expect, async ({ outcome, sessions, serverPort }) => {
+        const restoring = async () => (await sessions()).filter((session) => session.application === 'kennwilliamson-restore');
         await eventually(async () => (await restoring()).some((session) => session.waiting), "the restore waits for the reader's table");
         const session = (await restoring()).find((candidate) => candidate.waiting);
-        partition = silenceConnections(Number(new URL(target).port), [session!.port]);
-
+        const partition = silenceConnections(serverPort, [session!.port]);
         // With the system's keepalive (two hours) it would wait out its 120 s lock_timeout, holding
         // what it had dropped; its own keepalive ends it in about 10 s.
         await eventually(async () => (await restoring()).length === 0, "the server ends the restore's session", { timeoutMs: 25_000 });
         partition.heal();
         expect(await outcome).toBeInstanceOf(RestoreError);
-      } finally {
-        partition?.heal();
-        await Promise.all([reader.release(), observer.end()]);
-      }
-      expect(await tableContents(target)).toEqual(before);
+      });
     },
   );
 
@@ -286,36 +301,18 @@ describe.skipIf(!available)('npm run db:restore', () => {
     'ends by itself at its deadline, rather than when TCP would tell, when every connection of the restoring host goes silent',
     { timeout: 60_000 },
     async ({ expect }) => {
-      const target = await databaseWithOtherData();
-      const before = await tableContents(target);
-      const [reader, observer] = await Promise.all([holdTableLock(target, 'later_feature', 'ACCESS SHARE'), openClient(target)]);
-      let partition: ReturnType<typeof silenceConnections> | undefined;
-      try {
-        const outcome = restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file), lockTimeoutMs: 120_000 }).catch((e: unknown) => e);
-        const sessions = async () =>
-          (
-            await observer.query<{ application: string; port: number; waiting: boolean }>(
-              "SELECT application_name AS application, client_port AS port, wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE application_name LIKE 'kennwilliamson-restore%' AND datname = current_database()",
-            )
-          ).rows;
+      await restoreBehindAReader(expect, async ({ outcome, sessions, serverPort }) => {
         // From its second attempt on, the monitor watches the restore's wait.
-        await eventually(
-          async () => {
-            const now = await sessions();
-            return now.some((session) => session.application === 'kennwilliamson-restore-monitor') && now.some((session) => session.waiting);
-          },
-          "the restore waits for the reader's table, watched",
-        );
-        partition = silenceConnections(Number(new URL(target).port), (await sessions()).map((session) => session.port));
+        await eventually(async () => {
+          const now = await sessions();
+          return now.some((session) => session.application === 'kennwilliamson-restore-monitor') && now.some((session) => session.waiting);
+        }, "the restore waits for the reader's table, watched");
+        silenceConnections(serverPort, (await sessions()).map((session) => session.port));
 
         const error = await outcome;
         expect(error).toBeInstanceOf(RestoreError);
         expect((error as Error).message).toMatch(/no answer to (a look at who blocks the statement|LOCK TABLE) within/);
-      } finally {
-        partition?.heal();
-        await Promise.all([reader.release(), observer.end()]);
-      }
-      expect(await tableContents(target)).toEqual(before);
+      });
     },
   );
 
