@@ -1,7 +1,8 @@
 // The public API of @kennwilliamson/db. Nothing else is exported.
 export type { DB } from '../generated/db.js';
 export type { CamelCasedDB } from './db/camel-cased-db.js';
-export type { Executor } from './db/query-function.js';
+export type { Executor, QueryFunction } from './db/query-function.js';
+export type { CamelCased } from './queries/camel-cased.js';
 export { createDb, poolOf, type CreateDbOptions } from './db/create-db.js';
 export { loadDbConfig, type DbConfig, type PreparedStatementsMode } from './db/db-config.js';
 export type { TunedPool, PoolErrorListener } from './db/tuned-pool.js';

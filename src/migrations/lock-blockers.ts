@@ -26,10 +26,11 @@ export interface BlockerMonitor {
   /**
    * Starts sampling who blocks backend `pid` every `intervalMs`, until the returned `stop()`,
    * which resolves to the last sessions seen; `stop(false)` when nobody will read them spares
-   * shaping their queries. `silent` hears, once, when a sample went unanswered within
-   * `roundTripDeadlineMs`: the path to the server is silent for the monitor, and so most
-   * likely for the watched statement, whose answer may then never come (a peer that stalls
-   * while its kernel acknowledges is never found out by TCP keepalive).
+   * shaping their queries. `silent` hears, once and before `stop()`, when a sample went
+   * unanswered within `roundTripDeadlineMs` while the last answered one found the statement
+   * blocked: the path to the server is silent for the monitor, and so most likely for the
+   * statement waiting for its locks, whose answer may then never come (a peer that stalls while
+   * its kernel acknowledges is never found out by TCP keepalive).
    */
   watch(pid: number, intervalMs: number, silent?: (error: ConnectionError) => void): { stop(report?: boolean): Promise<BlockingSession[]> };
   /**
@@ -106,15 +107,21 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
       let seen: BlockerRow[] = [];
       let sampling: Promise<void> | undefined;
       let told = false;
+      let stopped = false;
+      // Whether the last look that was answered found the statement blocked: only a wait for
+      // locks is taken for silence when a look goes unanswered, never long work that holds its
+      // locks (a table's rewrite, an index's build), nor a watch that was stopped meanwhile.
+      let blocked = false;
       const tell = (error: ConnectionError) => {
-        if (told || silent === undefined) return;
+        if (told || stopped || !blocked || silent === undefined) return;
         told = true;
         silent(error);
       };
       const sample = () => {
         sampling ??= blockersOf(pid)
           .then((blockers) => {
-            if (blockers.length > 0) seen = blockers;
+            blocked = blockers.length > 0;
+            if (blocked) seen = blockers;
           })
           .catch((error: unknown) => {
             if (error instanceof ConnectionError && error.reason === 'deadline') tell(error);
@@ -125,6 +132,7 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
       timer.unref();
       return {
         stop: async (report = true) => {
+          stopped = true;
           clearInterval(timer);
           await sampling;
           return report ? shaped(seen) : [];

@@ -5,6 +5,11 @@ import { sql, type Kysely, type Transaction } from 'kysely';
 import { createDb, DbError, migrationStatus, poolOf, users, incidentTimers, type DB } from '@kennwilliamson/db';
 import { backupSettings } from '@kennwilliamson/db/operations';
 
+// Re-exported with declarations on (tsconfig.json): their types must be nameable through the
+// package's own entry, or the compiler refuses to write this module's .d.ts (TS2742).
+export const findUserByEmail = users.findByEmail;
+export const startTimer = incidentTimers.create;
+
 async function register(trx: Transaction<DB>, email: string): Promise<string> {
   const user = await users.create(trx, { email, passwordHash: '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA', displayName: 'Consumer', slug: `consumer-${randomUUID().slice(0, 8)}` });
   await incidentTimers.create(trx, { userId: user.id, notes: 'first' });
