@@ -1,5 +1,6 @@
 import type * as pg from 'pg';
 import { ConnectionError } from '../errors.js';
+import { LibraryClient } from './library-client.js';
 
 /**
  * How long a round trip that does no work of its own (BEGIN and its settings, a ROLLBACK, a
@@ -11,13 +12,13 @@ import { ConnectionError } from '../errors.js';
 export const roundTripDeadlineMs = 10_000;
 
 /**
- * Closes `client`'s connection at once, failing what is in flight there with `error` (a
- * connection of the commands' own, from openClient).
+ * Closes `client`'s connection at once, failing what is in flight there with `error`, where it
+ * is a connection of the library's own (LibraryClient: from openClient, or the pool's).
  *
  * @example destroyConnection(client, new ConnectionError('deadline'))
  */
 export function destroyConnection(client: pg.ClientBase, error: Error): void {
-  (client as unknown as { connection?: { stream?: { destroy(error?: Error): void } } }).connection?.stream?.destroy(error);
+  if (client instanceof LibraryClient) client.destroy(error);
 }
 
 /**

@@ -198,11 +198,21 @@ export async function migrateDown(options: MigratorOptions & { to?: string | 0 }
  */
 export async function migrationStatus(options: MigratorOptions): Promise<MigrationState[]> {
   const files = await listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir());
-  // Two short reads, each with a round trip's deadline: a server that lets the login in and
-  // then never answers ends the call, as it ends every command's first check.
+  // A server that lets the login in and then never answers ends the call at a deadline, as it
+  // ends every command's first check: the look for the table takes no lock and gets a round
+  // trip's; the read of the record waits for a restore or a migration that holds the table,
+  // as long as a run waits for another's lock (MIGRATION_LOCK_TIMEOUT, bounded on the server
+  // too), and gets that and a round trip's.
+  const lockTimeoutMs = options.lockTimeoutMs ?? migrationLockTimeoutMs();
   const readStatus = async (client: pg.Client) => {
-    const exists = await answeredWithin(client, roundTripDeadlineMs, 'the look for the migrations table', () => migrationsTableExists(client));
-    const applied = exists ? await answeredWithin(client, roundTripDeadlineMs, 'the read of the applied migrations', () => storage.applied(client)) : [];
+    const exists = await answeredWithin(client, roundTripDeadlineMs, 'the look for the migrations table', () =>
+      client.query(`SET lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))}`).then(() => migrationsTableExists(client)),
+    );
+    const applied = exists
+      ? await answeredWithin(client, lockTimeoutMs + roundTripDeadlineMs, 'the read of the applied migrations', () => storage.applied(client)).catch(
+          (error: unknown) => Promise.reject(mapDatabaseError(error)),
+        )
+      : [];
     return compareWithFiles(files, applied);
   };
   return withClient(options.databaseUrl ?? migrationDatabaseUrl(), readStatus, migratorApplicationName);

@@ -3,11 +3,12 @@ import path from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
-import { DatabaseError, DbError, MigrationLockLostError, MigrationLockTimeoutError } from '../../src/errors.js';
+import { DatabaseError, DbError, LockNotAvailableError, MigrationLockLostError, MigrationLockTimeoutError } from '../../src/errors.js';
 import { migrationLockApplicationName, migrationLockKey } from '../../src/migrations/migration-lock.js';
-import { migrate } from '../../src/migrations/migrator.js';
+import { migrate, migrationStatus } from '../../src/migrations/migrator.js';
 import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
 import { eventually } from '../support/eventually.js';
+import { holdTableLock } from '../support/table-lock-holder.js';
 import { createMigrationSandbox } from '../support/migration-sandbox.js';
 import type { TestDatabase } from '../support/test-database.js';
 
@@ -156,5 +157,22 @@ describe('errors out of migrate()', () => {
     const error = await migrate({ databaseUrl: database.url, migrationsDir }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(DbError);
     expect(error).toMatchObject({ sqlState: '42703' });
+  });
+});
+
+// A restore holds every table of public, the migrations record too, for its whole run.
+describe('migrationStatus behind a session that holds the migrations record', () => {
+  it('waits at most the lock timeout, then says the record was locked, and reads it once free', async () => {
+    const holder = await holdTableLock(database.url, 'schema_migrations');
+    let released = false;
+    try {
+      const error = await migrationStatus({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 200 }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(LockNotAvailableError);
+      await holder.release();
+      released = true;
+      expect((await migrationStatus({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 200 })).every((state) => state.state === 'applied')).toBe(true);
+    } finally {
+      if (!released) await holder.release();
+    }
   });
 });

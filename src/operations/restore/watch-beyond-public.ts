@@ -32,8 +32,9 @@ const sharedCatalogWords: Record<string, string> = {
   pg_replication_origin: 'replication origins',
 };
 
-// This transaction's writes so far, per table (the server's own count, kept for the backend
-// until the transaction ends, whatever the statement's form): to the catalogs shared by every
+// This transaction's writes so far, per table (the server's own count of rows inserted,
+// updated and deleted, kept for the backend until the transaction ends; a TRUNCATE counts
+// none, and shows in the objects below instead, as a new version of its table's row): to the catalogs shared by every
 // database (the owner may change its own password and settings, the database's privileges and
 // settings; a backup's code with it) but pg_shdepend, which every object's owner and grants
 // write; to the catalogs above; and to every table of every schema but public, the catalog,
@@ -48,40 +49,64 @@ const writesQuery = `
 // Every schema but public (and sessions' temporary ones), and every object in a schema other
 // than public, the catalog's and information_schema (where the owner creates nothing), with
 // the version of its catalog row (xmin: an UPDATE writes a new one; autovacuum's statistics
-// are written in place and leave it).
+// are written in place and leave it; a relation's, what it is, below): those of the roles the
+// role restoring acts for, which
+// is what its code can make or change (another role's maintenance meanwhile, a TRUNCATE or a
+// partition's, is not the backup's doing). The foreign keys' own triggers on a table outside
+// that a table of public references are left out: the backup's own constraint made them.
 const objectsQuery = `
   WITH outside AS (
     SELECT n.oid FROM pg_catalog.pg_namespace n
      WHERE n.nspname NOT IN ('public', 'pg_catalog', 'information_schema', 'pg_toast') AND n.nspname !~ '^pg_(toast_)?temp_'
   ), relations AS (
-    SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relnamespace IN (SELECT oid FROM outside)
+    SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relnamespace IN (SELECT oid FROM outside) AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
   ), rows AS (
-    SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass AS classid, n.oid AS objid, 0 AS objsubid, n.xmin AS version
-      FROM pg_catalog.pg_namespace n WHERE n.nspname <> 'public' AND n.nspname !~ '^pg_(toast_)?temp_'
-    UNION ALL SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_class WHERE relnamespace IN (SELECT oid FROM outside)
-    UNION ALL SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, attrelid, attnum, xmin FROM pg_catalog.pg_attribute
+    SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass AS classid, n.oid AS objid, 0 AS objsubid, n.xmin::text AS version
+      FROM pg_catalog.pg_namespace n
+     WHERE n.nspname <> 'public' AND n.nspname !~ '^pg_(toast_)?temp_' AND pg_catalog.pg_has_role(n.nspowner, 'USAGE')
+    -- A relation's row is also written anew for what changes nothing it holds or grants: that
+    -- it has triggers or children now (a foreign key of public's that references it, say).
+    -- What it is stands for its version instead: a TRUNCATE gives it a new relfilenode.
+    UNION ALL SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, c.oid, 0,
+                     pg_catalog.md5(pg_catalog.concat_ws('|', c.relname, c.relnamespace, c.relowner, c.relacl::text, c.relkind, c.relfilenode,
+                                                         c.reloptions::text, c.relnatts, c.relchecks, c.relrowsecurity, c.relforcerowsecurity,
+                                                         c.relispartition, c.relpersistence, c.relreplident, c.reltablespace, c.relam, c.reloftype))
+                FROM pg_catalog.pg_class c WHERE c.oid IN (SELECT oid FROM relations)
+    UNION ALL SELECT 'pg_catalog.pg_class'::pg_catalog.regclass, attrelid, attnum, xmin::text FROM pg_catalog.pg_attribute
                WHERE attrelid IN (SELECT oid FROM relations) AND attnum > 0
-    UNION ALL SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_attrdef WHERE adrelid IN (SELECT oid FROM relations)
-    UNION ALL SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_trigger WHERE tgrelid IN (SELECT oid FROM relations)
-    UNION ALL SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_rewrite WHERE ev_class IN (SELECT oid FROM relations)
-    UNION ALL SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_policy WHERE polrelid IN (SELECT oid FROM relations)
-    UNION ALL SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_proc WHERE pronamespace IN (SELECT oid FROM outside)
-    UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_type WHERE typnamespace IN (SELECT oid FROM outside)
-    UNION ALL SELECT 'pg_catalog.pg_operator'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_operator WHERE oprnamespace IN (SELECT oid FROM outside)
-    UNION ALL SELECT 'pg_catalog.pg_opclass'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_opclass WHERE opcnamespace IN (SELECT oid FROM outside)
-    UNION ALL SELECT 'pg_catalog.pg_opfamily'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_opfamily WHERE opfnamespace IN (SELECT oid FROM outside)
-    UNION ALL SELECT 'pg_catalog.pg_collation'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_collation WHERE collnamespace IN (SELECT oid FROM outside)
-    UNION ALL SELECT 'pg_catalog.pg_conversion'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_conversion WHERE connamespace IN (SELECT oid FROM outside)
-    UNION ALL SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_constraint WHERE connamespace IN (SELECT oid FROM outside)
-    UNION ALL SELECT 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_statistic_ext WHERE stxnamespace IN (SELECT oid FROM outside)
-    UNION ALL SELECT 'pg_catalog.pg_ts_config'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_ts_config WHERE cfgnamespace IN (SELECT oid FROM outside)
-    UNION ALL SELECT 'pg_catalog.pg_ts_dict'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_ts_dict WHERE dictnamespace IN (SELECT oid FROM outside)
-    UNION ALL SELECT 'pg_catalog.pg_ts_parser'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_ts_parser WHERE prsnamespace IN (SELECT oid FROM outside)
-    UNION ALL SELECT 'pg_catalog.pg_ts_template'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_ts_template WHERE tmplnamespace IN (SELECT oid FROM outside)
-    UNION ALL SELECT 'pg_catalog.pg_extension'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_extension WHERE extnamespace IN (SELECT oid FROM outside)
-    UNION ALL SELECT 'pg_catalog.pg_default_acl'::pg_catalog.regclass, oid, 0, xmin FROM pg_catalog.pg_default_acl WHERE defaclnamespace IN (SELECT oid FROM outside)
+    UNION ALL SELECT 'pg_catalog.pg_attrdef'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_attrdef WHERE adrelid IN (SELECT oid FROM relations)
+    UNION ALL SELECT 'pg_catalog.pg_trigger'::pg_catalog.regclass, t.oid, 0, t.xmin::text FROM pg_catalog.pg_trigger t
+               WHERE t.tgrelid IN (SELECT oid FROM relations)
+                 AND NOT (t.tgisinternal AND t.tgconstrrelid IN (SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relnamespace = 'public'::pg_catalog.regnamespace))
+    UNION ALL SELECT 'pg_catalog.pg_rewrite'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_rewrite WHERE ev_class IN (SELECT oid FROM relations)
+    UNION ALL SELECT 'pg_catalog.pg_policy'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_policy WHERE polrelid IN (SELECT oid FROM relations)
+    UNION ALL SELECT 'pg_catalog.pg_constraint'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_constraint WHERE conrelid IN (SELECT oid FROM relations)
+    UNION ALL SELECT 'pg_catalog.pg_proc'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_proc
+               WHERE pronamespace IN (SELECT oid FROM outside) AND pg_catalog.pg_has_role(proowner, 'USAGE')
+    UNION ALL SELECT 'pg_catalog.pg_type'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_type
+               WHERE typnamespace IN (SELECT oid FROM outside) AND pg_catalog.pg_has_role(typowner, 'USAGE')
+    UNION ALL SELECT 'pg_catalog.pg_operator'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_operator
+               WHERE oprnamespace IN (SELECT oid FROM outside) AND pg_catalog.pg_has_role(oprowner, 'USAGE')
+    UNION ALL SELECT 'pg_catalog.pg_opclass'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_opclass
+               WHERE opcnamespace IN (SELECT oid FROM outside) AND pg_catalog.pg_has_role(opcowner, 'USAGE')
+    UNION ALL SELECT 'pg_catalog.pg_opfamily'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_opfamily
+               WHERE opfnamespace IN (SELECT oid FROM outside) AND pg_catalog.pg_has_role(opfowner, 'USAGE')
+    UNION ALL SELECT 'pg_catalog.pg_collation'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_collation
+               WHERE collnamespace IN (SELECT oid FROM outside) AND pg_catalog.pg_has_role(collowner, 'USAGE')
+    UNION ALL SELECT 'pg_catalog.pg_conversion'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_conversion
+               WHERE connamespace IN (SELECT oid FROM outside) AND pg_catalog.pg_has_role(conowner, 'USAGE')
+    UNION ALL SELECT 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_statistic_ext
+               WHERE stxnamespace IN (SELECT oid FROM outside) AND pg_catalog.pg_has_role(stxowner, 'USAGE')
+    UNION ALL SELECT 'pg_catalog.pg_ts_config'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_ts_config
+               WHERE cfgnamespace IN (SELECT oid FROM outside) AND pg_catalog.pg_has_role(cfgowner, 'USAGE')
+    UNION ALL SELECT 'pg_catalog.pg_ts_dict'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_ts_dict
+               WHERE dictnamespace IN (SELECT oid FROM outside) AND pg_catalog.pg_has_role(dictowner, 'USAGE')
+    UNION ALL SELECT 'pg_catalog.pg_extension'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_extension
+               WHERE extnamespace IN (SELECT oid FROM outside) AND pg_catalog.pg_has_role(extowner, 'USAGE')
+    UNION ALL SELECT 'pg_catalog.pg_default_acl'::pg_catalog.regclass, oid, 0, xmin::text FROM pg_catalog.pg_default_acl
+               WHERE defaclnamespace IN (SELECT oid FROM outside) AND pg_catalog.pg_has_role(defaclrole, 'USAGE')
   )
-  SELECT pg_catalog.concat_ws('/', classid::oid, objid, objsubid) AS key, version::text AS version,
+  SELECT pg_catalog.concat_ws('/', classid::oid, objid, objsubid) AS key, version,
          pg_catalog.pg_describe_object(classid, objid, objsubid) AS description
     FROM rows
   -- A table of public made a partition (or child) of one outside: the services' rows for that

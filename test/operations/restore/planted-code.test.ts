@@ -10,6 +10,8 @@ import { RestoreError } from '../../../src/errors.js';
 import { restoreDatabase } from '../../../src/operations/restore/restore.js';
 import { verifyBackupFile } from '../../../src/operations/vetting/verify-backup-file.js';
 import { ensureAppRole, provisionAppRole } from '../../../src/provisioning/app-role.js';
+import { holdAdvisoryLock } from '../../support/advisory-lock-holder.js';
+import { eventually } from '../../support/eventually.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
 
 // A backup is untrusted input, and its functions run while it is restored, as the owner: a
@@ -367,6 +369,39 @@ ${seededCheck('beyond')}`,
     await restoreAsDefault(database, await crafted('benign.sql.gz', 'CREATE TABLE public.t (id integer);\nCOPY public.t (id) FROM stdin;\n1\n\\.\n'));
     const rows = await withClient(database.ownerUrl, async (client) => (await client.query('SELECT (SELECT pg_catalog.count(*) FROM reports.audit)::int AS audit, (SELECT pg_catalog.count(*) FROM public.t)::int AS t')).rows[0]);
     expect(rows).toEqual({ audit: 0, t: 1 });
+  });
+
+  it("restores while another role works in a schema of its own, and with a foreign key to the owner's table in another schema", async () => {
+    const database = await target();
+    const theirs = `${bystander}_work`;
+    await withClient(database.url, (client) => client.query(`CREATE SCHEMA ${theirs} AUTHORIZATION ${bystander}`));
+    await withClient(database.ownerUrl, (client) => client.query('CREATE SCHEMA reports; CREATE TABLE reports.kinds (id integer PRIMARY KEY); INSERT INTO reports.kinds VALUES (1)'));
+    // The backup's rows wait at a gate the test holds, while the other role makes a table.
+    const gateKey = 73_100_078;
+    const gate = await holdAdvisoryLock(database.url, gateKey, 'gate');
+    const backup = await crafted(
+      'meanwhile.sql.gz',
+      `CREATE FUNCTION public.at_gate(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN PERFORM pg_catalog.pg_advisory_xact_lock(${gateKey}); RETURN true; END $$;
+${seededCheck('at_gate')}ALTER TABLE ONLY public.seed ADD CONSTRAINT seed_kind FOREIGN KEY (id) REFERENCES reports.kinds(id);
+`,
+    );
+    const restoring = restoreAsDefault(database, backup);
+    let released = false;
+    try {
+      await eventually(
+        async () => (await withClient(database.url, (client) => client.query("SELECT 1 FROM pg_catalog.pg_stat_activity WHERE application_name = 'kennwilliamson-restore' AND wait_event = 'advisory'"))).rowCount === 1,
+        'the restore waits at the gate',
+      );
+      await withClient(database.url, (client) => client.query(`SET ROLE ${bystander}; CREATE TABLE ${theirs}.log (line text)`));
+      await gate.release();
+      released = true;
+      await restoring;
+    } finally {
+      if (!released) await gate.release();
+    }
+    const restored = await withClient(database.ownerUrl, async (client) => (await client.query("SELECT pg_catalog.to_regclass('public.seed') IS NOT NULL AS seed")).rows[0]);
+    expect(restored).toEqual({ seed: true });
   });
 
   it("is refused where track_counts is off, which would hide the backup's writes beyond public, and leaves the database as it was", async () => {
