@@ -336,7 +336,7 @@ ${seededCheck('beyond')}`,
     await withClient(database.ownerUrl, (client) => client.query('SELECT 1'));
   });
 
-  it("rows a backup's function writes to the owner's table in another schema, or a partition of it in public, are refused, and a backup that leaves that schema alone restores", async () => {
+  it("rows a backup's function writes to (or truncates of) the owner's table in another schema, or a partition of it in public, are refused, and a backup that leaves that schema alone restores", async () => {
     const database = await target();
     await withClient(database.ownerUrl, (client) =>
       client.query(
@@ -351,6 +351,15 @@ CREATE FUNCTION public.beyond(id integer) RETURNS boolean LANGUAGE plpgsql SET s
 BEGIN EXECUTE 'ALTER TABLE reports.events ATTACH PARTITION public.planted DEFAULT'; RETURN true; END $$;
 ${seededCheck('beyond')}`,
     );
+    const truncates = await crafted(
+      'truncate.sql.gz',
+      `CREATE FUNCTION public.beyond(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN EXECUTE 'TRUNCATE reports.audit'; RETURN true; END $$;
+${seededCheck('beyond')}`,
+    );
+    const truncated = await restoreAsDefault(database, truncates).catch((e: unknown) => e);
+    expect(truncated).toBeInstanceOf(RestoreError);
+    expect((truncated as Error).message).toContain('which a restore leaves as it is: changed table reports.audit');
     const attached = await restoreAsDefault(database, partition).catch((e: unknown) => e);
     expect(attached).toBeInstanceOf(RestoreError);
     expect((attached as Error).message).toContain('which a restore leaves as it is: made public.planted as a partition or child of reports.events');
