@@ -101,6 +101,11 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
         query: await statementShape(row.query),
       })),
     );
+  // Whether the last look that was answered (this attempt's, or the one before, which ran out
+  // of lock time) found the statement blocked: only a wait for locks is taken for silence when
+  // a look goes unanswered, never long work that holds its locks (a table's rewrite, an
+  // index's build), nor a watch that was stopped meanwhile.
+  let blocked = false;
   return {
     connect: () => void connect(),
     watch(pid, intervalMs, silent) {
@@ -108,10 +113,6 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
       let sampling: Promise<void> | undefined;
       let told = false;
       let stopped = false;
-      // Whether the last look that was answered found the statement blocked: only a wait for
-      // locks is taken for silence when a look goes unanswered, never long work that holds its
-      // locks (a table's rewrite, an index's build), nor a watch that was stopped meanwhile.
-      let blocked = false;
       const tell = (error: ConnectionError) => {
         if (told || stopped || !blocked || silent === undefined) return;
         told = true;

@@ -72,20 +72,20 @@ export async function withMigrationLock<T>(
       holder.on('error', (error) => (lost ??= error));
       await options.beforeLock?.(holder);
       await beginHolding(holder);
-      const { rows } = await holder.query<{ locked: boolean }>(lockSql, [migrationLockKey]);
+      const { rows } = await answeredWithin(holder, roundTripDeadlineMs, 'the try for the migration lock', () => holder.query<{ locked: boolean }>(lockSql, [migrationLockKey]));
       if (!rows[0]?.locked) await waitForLock(holder, options);
 
       const result = await work({
         assertHeld: async () => {
           try {
             if (lost !== undefined) throw lost;
-            await holder.query('SELECT 1');
+            await answeredWithin(holder, roundTripDeadlineMs, 'a look at the migration lock', () => holder.query('SELECT 1'));
           } catch (error) {
             throw new MigrationLockLostError({ cause: error });
           }
         },
       });
-      await holder.query('COMMIT');
+      await answeredWithin(holder, roundTripDeadlineMs, 'COMMIT', () => holder.query('COMMIT'));
       return result;
     },
     migrationLockApplicationName,
@@ -98,16 +98,18 @@ async function beginHolding(holder: pg.Client): Promise<void> {
   // SERIALIZABLE the transaction would keep its first snapshot for the whole run, and a
   // CREATE INDEX CONCURRENTLY of the run waits for every older snapshot, this one too,
   // until its budget ran out and left the index INVALID.
-  await holder.query('BEGIN ISOLATION LEVEL READ COMMITTED');
+  await answeredWithin(holder, roundTripDeadlineMs, 'BEGIN', () => holder.query('BEGIN ISOLATION LEVEL READ COMMITTED'));
   // The server must not end this transaction for idling, nor for lasting (PostgreSQL 17's
   // transaction_timeout; set only where the server knows it), while the work runs
   // elsewhere, and must notice within a second when this process is gone while it waits
   // for the lock. And when this process's host goes silent (lost, or cut off without a
   // word), the server's own keepalive ends the session in about 10 s, and with it the lock:
   // with the system's default (two hours) every later run would wait for it and give up.
-  await holder.query(
-    `SET LOCAL idle_in_transaction_session_timeout = 0; ${silentClientBoundsLocal} ` +
-      "SELECT pg_catalog.set_config('transaction_timeout', '0', true) WHERE pg_catalog.current_setting('transaction_timeout', true) IS NOT NULL",
+  await answeredWithin(holder, roundTripDeadlineMs, "the lock's settings", () =>
+    holder.query(
+      `SET LOCAL idle_in_transaction_session_timeout = 0; ${silentClientBoundsLocal} ` +
+        "SELECT pg_catalog.set_config('transaction_timeout', '0', true) WHERE pg_catalog.current_setting('transaction_timeout', true) IS NOT NULL",
+    ),
   );
 }
 
@@ -125,9 +127,11 @@ async function waitForLock(holder: pg.Client, options: MigrationLockOptions): Pr
   for (;;) {
     // lock_timeout bounds each slice on the server itself; 0 would mean forever.
     const left = options.timeoutMs - (performance.now() - started);
-    await holder.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(Math.min(left, waitSliceMs)))}`);
+    const sliceMs = Math.max(1, Math.round(Math.min(left, waitSliceMs)));
+    await answeredWithin(holder, roundTripDeadlineMs, 'SET LOCAL lock_timeout', () => holder.query(`SET LOCAL lock_timeout = ${sliceMs}`));
     try {
-      await holder.query(waitSql, [migrationLockKey]);
+      // The slice's lock_timeout ends the wait on the server; its answer gets a round trip more.
+      await answeredWithin(holder, sliceMs + roundTripDeadlineMs, 'the wait for the migration lock', () => holder.query(waitSql, [migrationLockKey]));
       return;
     } catch (error) {
       // 55P03: our lock_timeout, the slice's or the last; 57014: a statement_timeout of the
@@ -141,7 +145,7 @@ async function waitForLock(holder: pg.Client, options: MigrationLockOptions): Pr
           limit: code === '55P03' ? 'lock_timeout' : 'statement_timeout',
         });
       }
-      await holder.query('ROLLBACK');
+      await answeredWithin(holder, roundTripDeadlineMs, 'ROLLBACK', () => holder.query('ROLLBACK'));
       await beginHolding(holder);
     }
   }
