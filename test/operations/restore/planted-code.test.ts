@@ -69,6 +69,14 @@ describe('code a backup plants while it is restored', () => {
   // A table of one row whose rows load while the backup's function runs: its CHECK calls `fn`.
   const seededCheck = (fn: string) =>
     `CREATE TABLE public.seed (id integer);\nCOPY public.seed (id) FROM stdin;\n1\n\\.\nALTER TABLE public.seed ADD CONSTRAINT seed_ok CHECK (public.${fn}(id));\n`;
+  // A backup whose one row runs `body` (PL/pgSQL) in its CHECK's function as it loads, after `before`.
+  const whileRowsLoad = (name: string, body: string, before = '') =>
+    crafted(
+      name,
+      `${before}CREATE FUNCTION public.beyond(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN ${body} RETURN true; END $$;
+${seededCheck('beyond')}`,
+    );
   // A table of password hashes, with `between` (its triggers) before its one row loads.
   const secrets = (between: string) =>
     `CREATE TABLE public.secrets (id integer, password_hash text);\n${between}COPY public.secrets (id, password_hash) FROM stdin;\n1\ta-hash\n\\.\n`;
@@ -179,12 +187,7 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.recent_notes TO ${app};
 
   it("database-wide default privileges a CHECK's function sets while rows load are refused", async () => {
     const database = await target();
-    const backup = await crafted(
-      'global-defaults.sql.gz',
-      `CREATE FUNCTION public.ok(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
-BEGIN EXECUTE 'ALTER DEFAULT PRIVILEGES GRANT SELECT, TRUNCATE ON TABLES TO PUBLIC'; RETURN true; END $$;
-${seededCheck('ok')}`,
-    );
+    const backup = await whileRowsLoad('global-defaults.sql.gz', "EXECUTE 'ALTER DEFAULT PRIVILEGES GRANT SELECT, TRUNCATE ON TABLES TO PUBLIC';");
 
     const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
 
@@ -310,12 +313,7 @@ ${seededCheck('plant')}`,
     onTestFinished(async () => {
       await withClient(inject('serverUrl'), (client) => client.query(`ALTER ROLE ${inject('ownerUser')} PASSWORD ${client.escapeLiteral(inject('ownerPassword'))}`));
     });
-    const backup = await crafted(
-      'beyond.sql.gz',
-      `CREATE FUNCTION public.beyond(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
-BEGIN EXECUTE ${statement}; RETURN true; END $$;
-${seededCheck('beyond')}`,
-    );
+    const backup = await whileRowsLoad('beyond.sql.gz', `EXECUTE ${statement};`);
 
     const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
 
@@ -344,19 +342,12 @@ ${seededCheck('beyond')}`,
           'CREATE TABLE reports.events_1 PARTITION OF reports.events FOR VALUES IN (1)',
       ),
     );
-    const partition = await crafted(
+    const partition = await whileRowsLoad(
       'partition.sql.gz',
-      `CREATE TABLE public.planted (kind integer);
-CREATE FUNCTION public.beyond(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
-BEGIN EXECUTE 'ALTER TABLE reports.events ATTACH PARTITION public.planted DEFAULT'; RETURN true; END $$;
-${seededCheck('beyond')}`,
+      "EXECUTE 'ALTER TABLE reports.events ATTACH PARTITION public.planted DEFAULT';",
+      'CREATE TABLE public.planted (kind integer);\n',
     );
-    const truncates = await crafted(
-      'truncate.sql.gz',
-      `CREATE FUNCTION public.beyond(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
-BEGIN EXECUTE 'TRUNCATE reports.audit'; RETURN true; END $$;
-${seededCheck('beyond')}`,
-    );
+    const truncates = await whileRowsLoad('truncate.sql.gz', "EXECUTE 'TRUNCATE reports.audit';");
     const truncated = await restoreAsDefault(database, truncates).catch((e: unknown) => e);
     expect(truncated).toBeInstanceOf(RestoreError);
     expect((truncated as Error).message).toContain('which a restore leaves as it is: changed table reports.audit');
@@ -364,12 +355,7 @@ ${seededCheck('beyond')}`,
     expect(attached).toBeInstanceOf(RestoreError);
     expect((attached as Error).message).toContain('which a restore leaves as it is: made public.planted as a partition or child of reports.events');
 
-    const writes = await crafted(
-      'writes.sql.gz',
-      `CREATE FUNCTION public.beyond(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
-BEGIN INSERT INTO reports.audit VALUES ('planted'); RETURN true; END $$;
-${seededCheck('beyond')}`,
-    );
+    const writes = await whileRowsLoad('writes.sql.gz', "INSERT INTO reports.audit VALUES ('planted');");
 
     const error = await restoreAsDefault(database, writes).catch((e: unknown) => e);
 
