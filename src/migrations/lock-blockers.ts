@@ -27,10 +27,10 @@ export interface BlockerMonitor {
    * Starts sampling who blocks backend `pid` every `intervalMs`, until the returned `stop()`,
    * which resolves to the last sessions seen; `stop(false)` when nobody will read them spares
    * shaping their queries. `silent` hears, once and before `stop()`, when a sample went
-   * unanswered within `roundTripDeadlineMs` while the last answered one found the statement
-   * blocked: the path to the server is silent for the monitor, and so most likely for the
-   * statement waiting for its locks, whose answer may then never come (a peer that stalls while
-   * its kernel acknowledges is never found out by TCP keepalive).
+   * unanswered within `roundTripDeadlineMs` unless the last answered one found the statement
+   * working (nobody blocking it): the path to the server is silent for the monitor, and so most
+   * likely for the statement waiting for its locks, whose answer may then never come (a peer
+   * that stalls while its kernel acknowledges is never found out by TCP keepalive).
    */
   watch(pid: number, intervalMs: number, silent?: (error: ConnectionError) => void): { stop(report?: boolean): Promise<BlockingSession[]> };
   /**
@@ -101,11 +101,6 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
         query: await statementShape(row.query),
       })),
     );
-  // Whether the last look that was answered (this attempt's, or the one before, which ran out
-  // of lock time) found the statement blocked: only a wait for locks is taken for silence when
-  // a look goes unanswered, never long work that holds its locks (a table's rewrite, an
-  // index's build), nor a watch that was stopped meanwhile.
-  let blocked = false;
   return {
     connect: () => void connect(),
     watch(pid, intervalMs, silent) {
@@ -113,16 +108,22 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
       let sampling: Promise<void> | undefined;
       let told = false;
       let stopped = false;
+      // Whether the statement holds its locks and works, as the last answered look of this
+      // watch found it (none blocking it): only a wait for locks, or a watch with no look
+      // answered yet (an attempt begins waiting), is taken for silence when a look goes
+      // unanswered; never long work that holds its locks (a table's rewrite, an index's
+      // build), nor a watch that was stopped meanwhile.
+      let working = false;
       const tell = (error: ConnectionError) => {
-        if (told || stopped || !blocked || silent === undefined) return;
+        if (told || stopped || working || silent === undefined) return;
         told = true;
         silent(error);
       };
       const sample = () => {
         sampling ??= blockersOf(pid)
           .then((blockers) => {
-            blocked = blockers.length > 0;
-            if (blocked) seen = blockers;
+            working = blockers.length === 0;
+            if (!working) seen = blockers;
           })
           .catch((error: unknown) => {
             if (error instanceof ConnectionError && error.reason === 'deadline') tell(error);

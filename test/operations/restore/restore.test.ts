@@ -16,6 +16,7 @@ import { healAllPartitions, packetFilterAvailable, silenceConnections } from '..
 import { debianPostgresBinDir } from '../../support/postgres-majors.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { runCli, runCliInTerminal } from '../../support/run-cli.js';
+import { startStallingProxy, type StallingProxy } from '../../support/stalling-proxy.js';
 import { holdTableLock } from '../../support/table-lock-holder.js';
 import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';
 
@@ -245,25 +246,39 @@ describe.skipIf(!available)('npm run db:restore', () => {
     if (packetsDroppable) healAllPartitions();
   });
   // A restore into a database whose table another session reads, with a lock wait far longer
-  // than the test; `during` gets its outcome, its sessions as the server lists them (its own and
-  // its monitor's) and the server's port. Afterwards the database is as it was.
+  // than the test, directly or through a proxy that can be made to stall; `during` gets its
+  // outcome, its sessions as the server lists them (its own and its monitor's), the server's port
+  // and the proxy. Afterwards the database is as it was.
   async function restoreBehindAReader(
     expect: ExpectStatic,
-    during: (restore: { outcome: Promise<unknown>; sessions: () => Promise<RestoreSessionRow[]>; serverPort: number }) => Promise<void>,
+    during: (restore: {
+      outcome: Promise<unknown>;
+      sessions: () => Promise<RestoreSessionRow[]>;
+      serverPort: number;
+      proxy: StallingProxy | undefined;
+    }) => Promise<void>,
+    options: { throughProxy?: boolean } = {},
   ): Promise<void> {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
     const [reader, observer] = await Promise.all([holdTableLock(target, 'later_feature', 'ACCESS SHARE'), openClient(target)]);
+    const serverPort = Number(new URL(target).port);
+    const proxy = options.throughProxy ? await startStallingProxy(serverPort) : undefined;
+    const databaseUrl = new URL(target);
+    if (proxy) databaseUrl.port = String(proxy.port);
     try {
-      const outcome = restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file), lockTimeoutMs: 120_000 }).catch((e: unknown) => e);
+      const outcome = restoreDatabase({ databaseUrl: databaseUrl.toString(), backup: await verifyBackupFile(backup.file), lockTimeoutMs: 120_000 }).catch(
+        (e: unknown) => e,
+      );
       const sessions = async () =>
         (
           await observer.query<RestoreSessionRow>(
             "SELECT application_name AS application, client_port AS port, wait_event_type = 'Lock' AS waiting FROM pg_stat_activity WHERE application_name LIKE 'kennwilliamson-restore%' AND datname = current_database()",
           )
         ).rows;
-      await during({ outcome, sessions, serverPort: Number(new URL(target).port) });
+      await during({ outcome, sessions, serverPort, proxy });
     } finally {
+      await proxy?.close();
       healAllPartitions();
       await Promise.all([reader.release(), observer.end()]);
     }
@@ -293,26 +308,30 @@ describe.skipIf(!available)('npm run db:restore', () => {
     },
   );
 
-  // The same on every connection of the restore, healed only once it has ended: the answer to
-  // its lock wait never comes, and TCP would tell late (the client's keepalive) or never (a peer
-  // that stalls while its kernel acknowledges). The monitor's look at the blockers gets no
-  // answer within its deadline either, and that ends the restore.
-  it.skipIf(!packetsDroppable)(
-    'ends by itself at its deadline, rather than when TCP would tell, when every connection of the restoring host goes silent',
+  // Every connection of the restore through a proxy that stalls while it waits: the answer to
+  // its lock wait never comes, and no TCP timer tells (the proxy's kernel acknowledges, and
+  // answers keepalive), as with a hung pooler. The monitor's look at the blockers gets no
+  // answer within its deadline either (or LOCK TABLE none within its own), and that ends it.
+  it(
+    'ends by itself at its deadline, rather than waiting for ever, when its path to the server stalls',
     { timeout: 60_000 },
     async ({ expect }) => {
-      await restoreBehindAReader(expect, async ({ outcome, sessions, serverPort }) => {
-        // From its second attempt on, the monitor watches the restore's wait.
-        await eventually(async () => {
-          const now = await sessions();
-          return now.some((session) => session.application === 'kennwilliamson-restore-monitor') && now.some((session) => session.waiting);
-        }, "the restore waits for the reader's table, watched");
-        silenceConnections(serverPort, (await sessions()).map((session) => session.port));
+      await restoreBehindAReader(
+        expect,
+        async ({ outcome, sessions, proxy }) => {
+          // From its second attempt on, the monitor watches the restore's wait.
+          await eventually(async () => {
+            const now = await sessions();
+            return now.some((session) => session.application === 'kennwilliamson-restore-monitor') && now.some((session) => session.waiting);
+          }, "the restore waits for the reader's table, watched");
+          proxy!.stall();
 
-        const error = await outcome;
-        expect(error).toBeInstanceOf(RestoreError);
-        expect((error as Error).message).toMatch(/no answer to (a look at who blocks the statement|LOCK TABLE) within/);
-      });
+          const error = await outcome;
+          expect(error).toBeInstanceOf(RestoreError);
+          expect((error as Error).message).toMatch(/no answer to (a look at who blocks the statement|LOCK TABLE) within/);
+        },
+        { throughProxy: true },
+      );
     },
   );
 

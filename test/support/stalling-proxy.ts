@@ -1,0 +1,63 @@
+import net from 'node:net';
+
+/** A TCP proxy on 127.0.0.1 in front of a server's port, which can be made to stall. */
+export interface StallingProxy {
+  port: number;
+  /**
+   * From now on, passes no byte either way on any connection, and keeps each open: its kernel
+   * still acknowledges what arrives and answers TCP keepalive, as a hung pooler or middlebox
+   * does, so no TCP timer of either end ever ends a connection through it (a partition that
+   * drops packets, test/support/packet-filter.ts, is found by keepalive in the end).
+   */
+  stall(): void;
+  /** Closes every connection through it, and the proxy. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a {@link StallingProxy} in front of 127.0.0.1:`targetPort`.
+ *
+ * @example
+ * const proxy = await startStallingProxy(5432)
+ * try { … postgresql://u:p@127.0.0.1:${proxy.port}/db …; proxy.stall(); … } finally { await proxy.close() }
+ */
+export async function startStallingProxy(targetPort: number): Promise<StallingProxy> {
+  const sockets = new Set<net.Socket>();
+  const pairs: Array<[net.Socket, net.Socket]> = [];
+  let stalled = false;
+  const track = (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.on('error', () => undefined);
+    socket.on('close', () => sockets.delete(socket));
+  };
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    track(client);
+    track(upstream);
+    if (stalled) {
+      client.pause();
+      upstream.pause();
+      return;
+    }
+    client.pipe(upstream);
+    upstream.pipe(client);
+    pairs.push([client, upstream]);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    stall() {
+      stalled = true;
+      for (const [client, upstream] of pairs) {
+        client.unpipe(upstream);
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+      }
+    },
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
