@@ -24,16 +24,17 @@ export function destroyConnection(client: pg.ClientBase, error: Error): void {
 /**
  * Runs `call` (a round trip on `client`) and, when no answer comes within `ms`, closes the
  * connection and rejects with a retryable `ConnectionError` (`deadline`) that says what went
- * unanswered, rather than waiting for TCP, which may never tell.
+ * unanswered (and `note`, if given, why that is telling), rather than waiting for TCP, which
+ * may never tell.
  *
  * @example
  * await answeredWithin(client, roundTripDeadlineMs, 'ROLLBACK', () => client.query('ROLLBACK'))
  */
-export async function answeredWithin<T>(client: pg.ClientBase, ms: number, what: string, call: () => Promise<T>): Promise<T> {
+export async function answeredWithin<T>(client: pg.ClientBase, ms: number, what: string, call: () => Promise<T>, note?: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   const unanswered = new Promise<never>((_resolve, reject) => {
     timer = setTimeout(() => {
-      const error = new ConnectionError('deadline', { detail: `no answer to ${what} within ${ms} ms; the connection was closed` });
+      const error = new ConnectionError('deadline', { detail: `no answer to ${what} within ${ms} ms${note ? `, ${note}` : ''}; the connection was closed` });
       destroyConnection(client, error);
       reject(error);
     }, ms);

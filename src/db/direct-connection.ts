@@ -1,6 +1,6 @@
 import type * as pg from 'pg';
-import { ConnectionError, DirectConnectionRequiredError } from '../errors.js';
-import { LibraryClient } from './library-client.js';
+import { DirectConnectionRequiredError } from '../errors.js';
+import { answeredWithin, roundTripDeadlineMs } from './answer-deadline.js';
 import { withClient } from './with-client.js';
 
 /**
@@ -11,7 +11,7 @@ import { withClient } from './with-client.js';
  * path that died after the login never answers; TCP keepalive never probes a connection with
  * a query unacknowledged. Every operation runs this check first, so none waits there unbounded.
  */
-export const directCheckDeadlineMs = 10_000;
+export const directCheckDeadlineMs = roundTripDeadlineMs;
 
 /**
  * Whether this connection reaches PostgreSQL itself rather than a pooler: the server process
@@ -52,18 +52,9 @@ export async function requireDirectConnection(
   options: { operation: string; variable?: string | undefined },
 ): Promise<void> {
   // Past the deadline the connection is closed, as the pool closes one whose call outlived its
-  // deadline: that fails the query with the error, and nothing is left waiting on the socket.
-  const timer = setTimeout(() => {
-    const error = new ConnectionError('deadline', {
-      detail: `no answer to a one-line query within ${directCheckDeadlineMs} ms, although the login was let in; the connection was closed`,
-    });
-    if (client instanceof LibraryClient) client.destroy(error);
-  }, directCheckDeadlineMs);
-  try {
-    if (!(await reachesServerDirectly(client))) throw new DirectConnectionRequiredError(options.operation, options.variable);
-  } finally {
-    clearTimeout(timer);
-  }
+  // deadline: nothing is left waiting on the socket.
+  const direct = await answeredWithin(client, directCheckDeadlineMs, 'a one-line query', () => reachesServerDirectly(client), 'although the login was let in');
+  if (!direct) throw new DirectConnectionRequiredError(options.operation, options.variable);
 }
 
 /**

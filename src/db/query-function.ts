@@ -36,7 +36,11 @@ export function withoutPlugins(db: Executor): Kysely<DB> {
     throw new ValidationError('db', 'must be a Kysely instance or transaction (createDb() makes one)');
   }
   const own = db as unknown as Kysely<DB>;
-  return own.getExecutor().plugins.length === 0 ? own : own.withoutPlugins();
+  if (own.getExecutor().plugins.length === 0) return own;
+  // The class's own method, not the one createDb gives its db's derived instances (which keep
+  // the pool reachable and closable, at about 1.5 µs a call): this instance only runs the
+  // function's statements, on every call.
+  return (Object.getPrototypeOf(own) as Kysely<DB>).withoutPlugins.call(own);
 }
 
 /**
