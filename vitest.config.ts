@@ -121,14 +121,13 @@ const majors = extraPostgresMajors.filter((major) => {
 });
 
 // The four smaller projects (11-16 files each) run after the direct project, as vitest orders
-// projects anyway (by name), on three workers instead of four. A worker serves one project
-// only, and a new one costs about 1.2 s of CPU to start and warm up: the pooler project's
-// workers used 8.3 s of CPU on four and 4.7 s on one, which left a core idle. The four
-// projects alone, in five alternating pairs: 47.8-50.8 s (mean 48.8) with 92-99 s of CPU on
-// three, 46.9-55.2 s (mean 51.6) with 93-109 s on four; on two, 45.4 and 51.7 s against 43.4
-// and 46.9 s on four (issue 19). The direct project, with 86 files, keeps four: on three it
-// took 108.9, 109.2 and 120.1 s against 102.0 and 108.5 s. Projects with another maxWorkers
-// must be another group for vitest (sequence.groupOrder); groups run one after the other.
+// projects anyway (by name), on three workers each. A worker serves one project only, and a
+// new one costs about 1.2 s of CPU to start and warm up: the pooler project's workers used 8.3 s
+// of CPU on four and 4.7 s on one, which left a core idle. The four projects alone, in five
+// alternating pairs: 47.8-50.8 s (mean 48.8) with 92-99 s of CPU on three, 46.9-55.2 s (mean
+// 51.6) with 93-109 s on four; on two, 45.4 and 51.7 s against 43.4 and 46.9 s on four (issue
+// 19). Projects with another maxWorkers must be another group for vitest
+// (sequence.groupOrder); groups run one after the other.
 const smallerProject = { maxWorkers: 3, sequence: { groupOrder: 1 } };
 
 // The canary (.ci/run, issue 15): every project runs only the file that fails on purpose, so
@@ -139,8 +138,14 @@ const files = (include: string[]) => (canary ? { include: canaryFiles } : { incl
 
 export default defineConfig({
   test: {
-    // The tests wait on PostgreSQL far more than on the CPU: more workers than cores pays off.
-    maxWorkers: 4,
+    // The direct project's longest files mostly wait (for a deadline, a keepalive, a lock
+    // timeout: 10-48 s each, at little CPU), and vitest starts the longest first: with four
+    // workers they held all four for the run's first 55 s while the machine was 13-116 % busy
+    // (of 200), and `npm test` took 111.8-120.9 s. With more workers the files that compute run
+    // beside them: on this 2-core machine, alternating runs took 91.7 and 101.7 s on six,
+    // 82.2-93.1 s (five runs) on eight, 83.3 and 88.2 s on ten, the machine 88-93 % busy on
+    // eight or ten against 67 % on four (issue 19).
+    maxWorkers: 8,
     // Vitest transforms a module once per project (five here) unless the transform is kept on
     // disk: with this, the projects after the first read the direct project's results, and a
     // run on a fresh clone spent 9.3-9.6 s of CPU in vitest's own process against 11.5-12.2 s
