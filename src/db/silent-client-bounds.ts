@@ -8,7 +8,7 @@
  * session that waits (for a lock, for a long statement) checks its connection every second,
  * so it ends too instead of waiting out the lock. Any role may set them (PostgreSQL 14 on).
  */
-const settings: ReadonlyArray<readonly [string, string]> = [
+export const silentClientSettings: ReadonlyArray<readonly [string, string]> = [
   ['tcp_keepalives_idle', '5'],
   ['tcp_keepalives_interval', '1'],
   ['tcp_keepalives_count', '5'],
@@ -24,7 +24,7 @@ const settings: ReadonlyArray<readonly [string, string]> = [
  * @example await client.query(`BEGIN; ${silentClientBoundsLocal}`)
  */
 // A client that reads every answer at once can bear a limit on unacknowledged data too.
-const readerSettings = [...settings, ['tcp_user_timeout', '10000'] as const];
+const readerSettings = [...silentClientSettings, ['tcp_user_timeout', '10000'] as const];
 
 export const silentClientBoundsLocal = readerSettings.map(([name, value]) => `SET LOCAL ${name} = ${value};`).join(' ');
 
@@ -50,4 +50,4 @@ export const silentClientBoundsReset = readerSettings.map(([name]) => `RESET ${n
  *
  * @example spawn('pg_dump', args, { env: { ...process.env, PGOPTIONS: silentClientBoundsOptions } })
  */
-export const silentClientBoundsOptions = settings.map(([name, value]) => `-c ${name}=${value}`).join(' ');
+export const silentClientBoundsOptions = silentClientSettings.map(([name, value]) => `-c ${name}=${value}`).join(' ');

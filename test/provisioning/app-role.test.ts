@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import pg from 'pg';
+import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { appRoleLockKey, ensureAppRole, provisionAppRole } from '../../src/provisioning/app-role.js';
 import { createDb } from '../../src/db/create-db.js';
 import { incidentTimers, phraseSuggestions, phrases, refreshTokens, users } from '../../src/index.js';
@@ -12,6 +13,8 @@ import { AppRoleError } from '../../src/errors.js';
 import { defaultMigrationsDir } from '../../src/migrations/default-migrations-dir.js';
 import { migrate, migrateDown } from '../../src/migrations/migrator.js';
 import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
+import { eventually } from '../support/eventually.js';
+import { healAllPartitions, packetFilterAvailable, silenceConnections, unacknowledgedBytes } from '../support/packet-filter.js';
 import { runCli } from '../support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
@@ -36,6 +39,8 @@ async function sqlstateOf(promise: Promise<unknown>): Promise<string | undefined
   );
 }
 
+const packetFilter = packetFilterAvailable("the application role's silent-partition test");
+
 describe('the application role made by npm run db:setup', () => {
   // Roles are cluster-wide and test files run in parallel: a name of this file's own.
   const user = `kw_app_${randomBytes(4).toString('hex')}`;
@@ -56,6 +61,10 @@ describe('the application role made by npm run db:setup', () => {
       for (const role of [user, ...extraRoles]) await client.query(`DROP ROLE IF EXISTS ${client.escapeIdentifier(role)}`);
     });
     await rm(migrationsDir, { recursive: true, force: true });
+  });
+  // A test that timed out never reached its own heal.
+  afterEach(() => {
+    if (packetFilter) healAllPartitions();
   });
 
   // The admin step, as an admin (here the superuser), with the owner the test database has.
@@ -100,6 +109,47 @@ describe('the application role made by npm run db:setup', () => {
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('DB_LOCK_TIMEOUT');
   });
+
+  // A service host (or a pooler) cut off by a partition that drops packets without a word: its
+  // idle sessions would keep their connection slots for the server's two hours of keepalive.
+  it.skipIf(!packetFilter)(
+    "has a silent host's idle session ended by the server within seconds, freeing its connection slot (setup --admin's keepalive defaults)",
+    { timeout: 60_000 },
+    async () => {
+      const result = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: password });
+      expect(result.code, result.stderr).toBe(0);
+      // No keepalive of its own, as a pooler's server connection may have none: only the
+      // server's can end the session.
+      const service = new pg.Client({ connectionString: appUrl, application_name: 'kw-silent-service', keepAlive: false });
+      service.on('error', () => undefined);
+      await service.connect();
+      try {
+        const { rows } = await service.query<{ pid: number; client: number; server: number; idle: string; count: string }>(
+          `SELECT pg_backend_pid() AS pid, inet_client_port() AS client, inet_server_port() AS server,
+                  current_setting('tcp_keepalives_idle') AS idle, current_setting('tcp_keepalives_count') AS count`,
+        );
+        const session = rows[0]!;
+        expect({ idle: session.idle, count: session.count }).toEqual({ idle: '5', count: '5' });
+        // Idle: its last answer acknowledged, or the server would retransmit it rather than probe.
+        await eventually(() => unacknowledgedBytes(session.server, session.client) === 0, "the server's last answer is acknowledged");
+        const partition = silenceConnections(session.server, [session.client]);
+        try {
+          await asRole(database.url, (observer) =>
+            eventually(
+              async () => (await observer.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [session.pid])).rowCount === 0,
+              "the server ends the silent service's session",
+              { timeoutMs: 30_000, intervalMs: 250 },
+            ),
+          );
+        } finally {
+          partition.heal();
+        }
+      } finally {
+        // Its socket still looks open here; the server's kernel answers a Terminate with a reset.
+        (service as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
+      }
+    },
+  );
 
   it('reads, inserts, updates and deletes rows of every table', async () => {
     await asRole(appUrl, async (client) => {

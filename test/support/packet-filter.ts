@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { inCi } from './in-ci.js';
 import { onTheWayOut } from './on-the-way-out.js';
@@ -59,6 +60,26 @@ export function chainExists(chain: string): boolean {
 export function droppedPackets(chain: string): number {
   // With -v, each rule is listed with `-c <packets> <bytes>`.
   return [...iptables(['-S', chain, '-v']).matchAll(/ -c (\d+) \d+/g)].reduce((sum, [, packets]) => sum + Number(packets), 0);
+}
+
+/**
+ * How many bytes the sending side of a loopback TCP connection (from `fromPort` to `toPort`)
+ * has sent and not had acknowledged, as the kernel lists it (`/proc/net/tcp`'s tx_queue), or
+ * undefined when no such established connection is listed. A partition that cuts an answer
+ * still unacknowledged (loopback delays its ACK up to 40 ms) leaves the sender retransmitting
+ * for the kernel's quarter of an hour, during which TCP keepalive never probes: a test of
+ * keepalive waits for 0 before it drops the packets.
+ *
+ * @example await eventually(() => unacknowledgedBytes(serverPort, clientPort) === 0, "the server's answer is acknowledged")
+ */
+export function unacknowledgedBytes(fromPort: number, toPort: number): number | undefined {
+  const end = (port: number) => `0100007F:${port.toString(16).toUpperCase().padStart(4, '0')}`;
+  for (const line of readFileSync('/proc/net/tcp', 'utf8').split('\n').slice(1)) {
+    // sl local_address rem_address st tx_queue:rx_queue …; state 01 is ESTABLISHED.
+    const [, local, remote, state, queues] = line.trim().split(/\s+/);
+    if (local === end(fromPort) && remote === end(toPort) && state === '01') return Number.parseInt(queues!.split(':')[0]!, 16);
+  }
+  return undefined;
 }
 
 function jumpExists(chain: string): boolean {
