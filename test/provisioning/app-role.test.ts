@@ -387,6 +387,49 @@ describe('the application role made by npm run db:setup', () => {
     }
   });
 
+  // setup --admin's transaction waits for the lock a concurrent set-up holds (up to a minute);
+  // if its host goes silent meanwhile, the server must not keep the session (and what it took)
+  // for its two hours of keepalive: the transaction carries the bounds for a silent host.
+  it.skipIf(!packetFilter)("has its waiting transaction ended by the server within seconds when its host goes silent", { timeout: 60_000 }, async () => {
+    const holder = await holdAdvisoryLock(database.url, appRoleLockKey);
+    try {
+      const setup = provisionAppRole({ adminUrl: database.url, user, password });
+      setup.catch(() => undefined);
+      const waiting = await asRole(database.url, async (observer) => {
+        const look = async () =>
+          (
+            await observer.query<{ pid: number; client: number; server: number }>(
+              `SELECT pid, client_port AS client, inet_server_port() AS server FROM pg_stat_activity
+                WHERE application_name = 'kennwilliamson-setup' AND wait_event = 'advisory' AND datname = current_database()`,
+            )
+          ).rows[0];
+        await eventually(async () => (await look()) !== undefined, 'setup --admin waits for the application role lock');
+        return (await look())!;
+      });
+      // Nothing unacknowledged either way, or TCP would retransmit rather than probe.
+      await eventually(
+        () => unacknowledgedBytes(waiting.server, waiting.client) === 0 && unacknowledgedBytes(waiting.client, waiting.server) === 0,
+        'both sides have their data acknowledged',
+      );
+      const partition = silenceConnections(waiting.server, [waiting.client]);
+      try {
+        await asRole(database.url, (observer) =>
+          eventually(
+            async () => (await observer.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [waiting.pid])).rowCount === 0,
+            "the server ends the silent set-up's session",
+            { timeoutMs: 30_000, intervalMs: 250 },
+          ),
+        );
+      } finally {
+        partition.heal();
+      }
+      // Its own side learns it from the server's reset once the packets pass again.
+      await expect(setup).rejects.toBeInstanceOf(AppRoleError);
+    } finally {
+      await holder.release();
+    }
+  });
+
   it('refuses a role that owns a table or is a superuser, since no grant could restrict it', async () => {
     const owner = `kw_owner_${randomBytes(4).toString('hex')}`;
     const superuser = `kw_super_${randomBytes(4).toString('hex')}`;
