@@ -5,11 +5,16 @@ import { requireLocalDatabase } from '../../provisioning/database-admin.js';
 import type { Command } from '../command.js';
 import { canAsk, typedYes } from '../confirmation.js';
 import { interruptSignal } from '../interrupt-signal.js';
+import { operatorFile } from '../operator-file.js';
 
 const usage = `Usage: kennwilliamson-db restore FILE [--yes] [--force]
 
 Replaces everything in the database's public schema with the backup FILE: a pg_dump custom
 archive (.dump, from the backup command) or a gzip-compressed plain SQL dump (.sql.gz).
+
+A relative FILE is found from the folder the command was typed in, also under \`npm run\`
+(INIT_CWD); a name that means two different files there and in the folder npm runs the
+command in is refused, naming both.
 
 Before touching the database it checks FILE against FILE.sha256 (when present) and reads it
 back whole; a damaged file is refused, and so is one holding psql meta-commands (\\! and the
@@ -54,7 +59,15 @@ export const restoreCommand: Command = {
   options: { yes: { type: 'boolean', short: 'y' }, force: { type: 'boolean' } },
   positionals: { min: 1, max: 1 },
   async run({ values, positionals }) {
-    const file = positionals[0]!;
+    const named = operatorFile(positionals[0]!);
+    if ('ambiguous' in named) {
+      const [fromCommandFolder, fromOperatorFolder] = named.ambiguous;
+      throw new RestoreError(
+        `refusing to restore ${positionals[0]!}: it names two different files, ${fromOperatorFolder} (from the folder you ran the command in) ` +
+          `and ${fromCommandFolder} (from the folder npm runs it in); give the backup's absolute path. The database was not touched`,
+      );
+    }
+    const { file } = named;
     const yes = values.yes === true;
     const databaseUrl = migrationDatabaseUrl();
     const variable = migrationUrlVariable(databaseUrl);
@@ -85,7 +98,7 @@ export const restoreCommand: Command = {
     );
     if (!yes) {
       const answer = await typedYes(
-        `This REPLACES ALL DATA in database '${database}' on ${host}:${port} with ${path.basename(backup.file)}.\n` +
+        `This REPLACES ALL DATA in database '${database}' on ${host}:${port} with ${backup.file}.\n` +
           `Type 'yes' to restore: `,
       );
       if (!answer) throw new RestoreError('not confirmed; the database was not touched');

@@ -335,11 +335,11 @@ describe.skipIf(!available)('npm run db:restore', () => {
     },
   );
 
-  it('asks on a terminal, naming database and host, and restores only after "yes"', async ({ expect }) => {
+  it('asks on a terminal, naming database, host and the backup by its absolute path, and restores only after "yes"', async ({ expect }) => {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
     const database = new URL(target).pathname.slice(1);
-    const prompt = `This REPLACES ALL DATA in database '${database}' on 127.0.0.1:${new URL(target).port} with ${path.basename(backup.file)}.`;
+    const prompt = `This REPLACES ALL DATA in database '${database}' on 127.0.0.1:${new URL(target).port} with ${path.resolve(backup.file)}.`;
 
     const declined = await runCliInTerminal('db-restore', [backup.file], { DATABASE_URL: target }, 'no\n');
     expect(declined.code).toBe(1);
