@@ -67,6 +67,27 @@ describe('the application role made by npm run db:setup', () => {
     if (packetFilter) healAllPartitions();
   });
 
+  // Drops the packets of one session's connection, once nothing is left unacknowledged either
+  // way (TCP would retransmit that rather than probe), and waits until the server has ended
+  // the session: only the server's keepalive can, within the 30 s given.
+  async function serverEndsWhenSilent(session: { pid: number; client: number; server: number }, what: string): Promise<void> {
+    await eventually(
+      () => unacknowledgedBytes(session.server, session.client) === 0 && unacknowledgedBytes(session.client, session.server) === 0,
+      'both sides have their data acknowledged',
+    );
+    const partition = silenceConnections(session.server, [session.client]);
+    try {
+      await asRole(database.url, (observer) =>
+        eventually(async () => (await observer.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [session.pid])).rowCount === 0, what, {
+          timeoutMs: 30_000,
+          intervalMs: 250,
+        }),
+      );
+    } finally {
+      partition.heal();
+    }
+  }
+
   // The admin step, as an admin (here the superuser), with the owner the test database has.
   const adminSetup = (env: NodeJS.ProcessEnv) =>
     runCli('db-setup', ['--admin'], {
@@ -130,20 +151,7 @@ describe('the application role made by npm run db:setup', () => {
         );
         const session = rows[0]!;
         expect({ idle: session.idle, count: session.count }).toEqual({ idle: '5', count: '5' });
-        // Idle: its last answer acknowledged, or the server would retransmit it rather than probe.
-        await eventually(() => unacknowledgedBytes(session.server, session.client) === 0, "the server's last answer is acknowledged");
-        const partition = silenceConnections(session.server, [session.client]);
-        try {
-          await asRole(database.url, (observer) =>
-            eventually(
-              async () => (await observer.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [session.pid])).rowCount === 0,
-              "the server ends the silent service's session",
-              { timeoutMs: 30_000, intervalMs: 250 },
-            ),
-          );
-        } finally {
-          partition.heal();
-        }
+        await serverEndsWhenSilent(session, "the server ends the silent service's session");
       } finally {
         // Its socket still looks open here; the server's kernel answers a Terminate with a reset.
         (service as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
@@ -406,23 +414,7 @@ describe('the application role made by npm run db:setup', () => {
         await eventually(async () => (await look()) !== undefined, 'setup --admin waits for the application role lock');
         return (await look())!;
       });
-      // Nothing unacknowledged either way, or TCP would retransmit rather than probe.
-      await eventually(
-        () => unacknowledgedBytes(waiting.server, waiting.client) === 0 && unacknowledgedBytes(waiting.client, waiting.server) === 0,
-        'both sides have their data acknowledged',
-      );
-      const partition = silenceConnections(waiting.server, [waiting.client]);
-      try {
-        await asRole(database.url, (observer) =>
-          eventually(
-            async () => (await observer.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [waiting.pid])).rowCount === 0,
-            "the server ends the silent set-up's session",
-            { timeoutMs: 30_000, intervalMs: 250 },
-          ),
-        );
-      } finally {
-        partition.heal();
-      }
+      await serverEndsWhenSilent(waiting, "the server ends the silent set-up's session");
       // Its own side learns it from the server's reset once the packets pass again.
       await expect(setup).rejects.toBeInstanceOf(AppRoleError);
     } finally {
