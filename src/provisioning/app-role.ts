@@ -95,6 +95,7 @@ const superuserAppRole = (user: string) =>
 
 /** Refuses a role name that is not lower-case letters, digits and `_`, naming the variable it came from. */
 export function requireRoleName(variable: string, name: string): void {
+  if (name === '') throw new ConfigError(variable, `${variable} is not set: it names the role`);
   if (!/^[a-z_][a-z0-9_]{0,62}$/.test(name) || name.startsWith('pg_')) {
     throw new ConfigError(variable, `${variable} must be lower-case letters, digits and '_' (at most 63, not starting with pg_), got '${name}'`);
   }

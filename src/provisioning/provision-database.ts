@@ -49,6 +49,17 @@ export const provisionLockKey = 0x6b77_7076; // 'kwpv'
 export const superuserExtensions: readonly string[] = ['pg_uuidv7'];
 
 /**
+ * Refuses owner credentials that {@link provisionDatabase} would refuse, without connecting:
+ * for a command that must check them before it asks or destroys anything (`db:reset --admin`).
+ *
+ * @example requireOwnerCredentials({ user: process.env.DB_OWNER_USER ?? '', password: process.env.DB_OWNER_PASSWORD ?? '' })
+ */
+export function requireOwnerCredentials(owner: RoleCredentials): void {
+  requireRoleName('DB_OWNER_USER', owner.user);
+  if (!owner.password) throw new ConfigError('DB_OWNER_PASSWORD', 'DB_OWNER_PASSWORD must not be empty');
+}
+
+/**
  * The one-time admin step (`kennwilliamson-db setup --admin`): run with an admin's URL, it
  * creates the database if missing and the owner role with its password, and makes the owner the owner of the database, of the `public` schema (through
  * `pg_database_owner`, as PostgreSQL 15 creates it) and of every
@@ -77,8 +88,7 @@ export const superuserExtensions: readonly string[] = ['pg_uuidv7'];
  */
 export async function provisionDatabase(options: ProvisionOptions): Promise<ProvisionResult> {
   const log = options.log ?? (() => undefined);
-  requireRoleName('DB_OWNER_USER', options.owner.user);
-  if (!options.owner.password) throw new ConfigError('DB_OWNER_PASSWORD', 'DB_OWNER_PASSWORD must not be empty');
+  requireOwnerCredentials(options.owner);
   const { database } = databaseTarget(options.adminUrl, process.env, adminUrlVariable);
 
   const databaseCreated = await ensureDatabase(options.adminUrl, { variable: adminUrlVariable });

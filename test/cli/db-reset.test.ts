@@ -1,9 +1,28 @@
+import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
 import { execute } from '../support/table-contents.js';
 import { runCli, runCliInTerminal } from '../support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+
+// A plain login role, as setup --admin makes the application role; gone after the test.
+async function appRoleIn(databaseUrl: string): Promise<{ user: string; url: string }> {
+  const user = `kw_reset_app_${randomBytes(4).toString('hex')}`;
+  const password = randomBytes(8).toString('hex');
+  await execute(databaseUrl, `CREATE ROLE ${user} LOGIN PASSWORD '${password}'`);
+  onTestFinished(() => execute(databaseUrl, `DROP OWNED BY ${user}; DROP ROLE ${user}`));
+  const url = new URL(databaseUrl);
+  url.username = user;
+  url.password = password;
+  return { user, url: url.toString() };
+}
+
+const usersReadableBy = (url: string) =>
+  withClient(url, (client) => client.query('SELECT count(*) FROM users').then(
+    () => true,
+    () => false,
+  ));
 
 describe('npm run db:reset', () => {
   let database: TestDatabase;
@@ -45,6 +64,19 @@ describe('npm run db:reset', () => {
     expect(rows[0]).toEqual({ n: 0 });
     expect(migrations[0]).toEqual({ n: 5 });
   });
+
+  it("gives the application role (DB_APP_USER) its grants back, which went with the database, and says that its bounds did too", async () => {
+    const app = await appRoleIn(database.url);
+    expect((await runCli('db-setup', [], { DATABASE_URL: database.url, DB_APP_USER: app.user })).code).toBe(0);
+    expect(await usersReadableBy(app.url)).toBe(true);
+
+    const result = await runCli('db-reset', ['--yes'], { DATABASE_URL: database.url, DB_APP_USER: app.user });
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain(`granted the application role '${app.user}' rows only`);
+    expect(result.stdout).toContain('run setup --admin with DB_APP_USER to write them again');
+    expect(await usersReadableBy(app.url)).toBe(true);
+  });
 });
 
 describe('npm run db:reset asks first', () => {
@@ -83,6 +115,49 @@ describe('npm run db:reset asks first', () => {
     expect(result.stderr).toContain(`refusing to recreate '${database.name}': role '${inject('ownerUser')}' may not create databases (CREATEDB)`);
     expect(result.stderr).toContain('nothing was dropped');
     expect(await kept()).toEqual({ n: 1 });
+  });
+
+  // As the superuser, the way that refusal says: the admin step's own inputs and refusals come
+  // before the drop, not after it, which left an empty database owned by the admin.
+  const asAdmin = (env: NodeJS.ProcessEnv) =>
+    runCli('db-reset', ['--admin', '--yes'], { ADMIN_DATABASE_URL: database.url, DATABASE_URL: '', MIGRATION_DATABASE_URL: '', ...env });
+
+  it('--admin refuses a missing DB_OWNER_USER or DB_OWNER_PASSWORD before it asks, dropping nothing', async () => {
+    const noUser = await asAdmin({ DB_OWNER_USER: '', DB_OWNER_PASSWORD: inject('ownerPassword') });
+    expect(noUser.code).toBe(1);
+    expect(noUser.stderr).toContain('DB_OWNER_USER is not set');
+    const noPassword = await asAdmin({ DB_OWNER_USER: inject('ownerUser'), DB_OWNER_PASSWORD: '' });
+    expect(noPassword.code).toBe(1);
+    expect(noPassword.stderr).toContain('DB_OWNER_PASSWORD must not be empty');
+    expect(noUser.stdout + noPassword.stdout).not.toContain('dropped');
+    expect(await kept()).toEqual({ n: 1 });
+  });
+
+  it('--admin refuses what setup --admin refuses (an owner that is a superuser) before dropping anything', async () => {
+    const superuser = decodeURIComponent(new URL(database.url).username);
+    const result = await asAdmin({ DB_OWNER_USER: superuser, DB_OWNER_PASSWORD: 'not-used' });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`role '${superuser}' is a superuser, so it cannot own the database`);
+    expect(result.stdout).not.toContain('dropped');
+    expect(await kept()).toEqual({ n: 1 });
+  });
+
+  // Last: it empties the database the tests above keep a row in.
+  it('--admin drops, recreates and migrates the database, owned by the owner role, and gives the application role its grants and bounds back', async () => {
+    const app = await appRoleIn(database.url);
+
+    const result = await asAdmin({ DB_OWNER_USER: inject('ownerUser'), DB_OWNER_PASSWORD: inject('ownerPassword'), DB_APP_USER: app.user, DB_STATEMENT_TIMEOUT: '7s' });
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('dropped and recreated the database');
+    expect(result.stdout).toContain('5 migration(s) applied.');
+    expect(await kept()).toEqual({ n: 0 });
+    const owner = await withClient(database.url, async (client) => (await client.query('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = current_database()')).rows[0]);
+    expect(owner).toEqual({ owner: inject('ownerUser') });
+    expect(await usersReadableBy(app.url)).toBe(true);
+    const bound = await withClient(app.url, async (client) => (await client.query("SELECT current_setting('statement_timeout') AS statement, current_setting('tcp_keepalives_idle') AS idle")).rows[0]);
+    expect(bound).toEqual({ statement: '7s', idle: '5' });
   });
 });
 

@@ -1,8 +1,12 @@
+import { loadStatementBounds, type StatementBounds } from '../../db/db-config.js';
+import { withClient } from '../../db/with-client.js';
 import { migrate } from '../../migrations/on-demand-migrator.js';
 import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { adminDatabaseUrl, adminUrlVariable } from '../../provisioning/admin-database-url.js';
 import { databaseUrlAs, recreateDatabase, requireLocalDatabase } from '../../provisioning/database-admin.js';
-import { provisionDatabase } from '../../provisioning/provision-database.js';
+import { ensureAppRole, requireRoleName } from '../../provisioning/app-role.js';
+import { provisionDatabase, requireOwnerCredentials } from '../../provisioning/provision-database.js';
+import { setRoleStatementBounds } from '../../provisioning/role-bounds.js';
 import { ProvisioningError } from '../../errors.js';
 import type { Command } from '../command.js';
 import { canAsk, typedYes } from '../confirmation.js';
@@ -17,27 +21,43 @@ Drops the database, creates it empty and applies every migration. ALL DATA IS LO
 Asks first, naming the database and its server (type 'yes'); without a terminal it refuses
 unless --yes is given. Refuses a database on a non-local host unless --force is given. On the local embedded
 server (and with --admin) the database is recreated by the superuser, owned by the owner
-role, and migrated as that role, as setup --admin does.
+role, and migrated as that role, as setup --admin does; what setup --admin would refuse (a
+missing DB_OWNER_USER or DB_OWNER_PASSWORD, an owner that is a superuser) is refused before
+anything is dropped.
 
 Environment:
   MIGRATION_DATABASE_URL  the database to reset, as its owner (else DATABASE_URL; default:
                           the local embedded server); it needs CREATEDB without --admin
   ADMIN_DATABASE_URL      --admin: the database, as an admin
-  DB_OWNER_USER           --admin: the owner role (with DB_OWNER_PASSWORD)
+  DB_OWNER_USER           --admin: the owner role (with DB_OWNER_PASSWORD; both required)
+  DB_APP_USER             the application role, whose grants (and, with --admin, its bounds
+                          DB_STATEMENT_TIMEOUT …) in the database go with it: given back
+                          after the migrations, as the release step (and setup --admin) give them
 `,
   options: { force: { type: 'boolean' }, admin: { type: 'boolean' }, yes: { type: 'boolean', short: 'y' } },
   positionals: { min: 0, max: 0 },
   async run({ values }) {
     const log = (line: string) => console.log(line);
+    const appUser = process.env.DB_APP_USER?.trim() || undefined;
+    if (appUser !== undefined) requireRoleName('DB_APP_USER', appUser);
     if (values.admin === true) {
       const adminUrl = adminDatabaseUrl('reset');
       const owner = { user: process.env.DB_OWNER_USER?.trim() ?? '', password: process.env.DB_OWNER_PASSWORD ?? '' };
+      requireOwnerCredentials(owner);
       await confirmReset(requireLocalDatabase(adminUrl, { force: values.force === true, action: 'reset', variable: adminUrlVariable }), values.yes === true);
+      // The admin step first, on the database as it is (it keeps data): whatever it refuses (an
+      // admin without CREATEROLE, an owner that is a superuser) is refused before anything is
+      // dropped, rather than after, which left an empty database that nobody could migrate.
+      // Read before anything changes, so a bad value stops the reset at once.
+      const bounds = appUser === undefined ? undefined : loadStatementBounds();
+      await provisionDatabase({ adminUrl, owner, log });
       await recreateDatabase(adminUrl, { variable: adminUrlVariable });
       log('dropped and recreated the database');
       await provisionDatabase({ adminUrl, owner, log });
-      const runs = await migrate({ databaseUrl: databaseUrlAs(adminUrl, owner.user, owner.password), log });
+      const ownerUrl = databaseUrlAs(adminUrl, owner.user, owner.password);
+      const runs = await migrate({ databaseUrl: ownerUrl, log });
       log(`${runs.length} migration(s) applied.`);
+      if (appUser !== undefined) await giveBackAppRole(ownerUrl, appUser, log, { adminUrl, bounds: bounds! });
       return;
     }
     const databaseUrl = migrationDatabaseUrl();
@@ -47,8 +67,31 @@ Environment:
     log('dropped and recreated the database');
     const runs = await migrate({ databaseUrl, log });
     log(`${runs.length} migration(s) applied.`);
+    if (appUser !== undefined) await giveBackAppRole(databaseUrl, appUser, log);
   },
 };
+
+// What the application role had in the database went with it: its grants, which the release
+// step gives (as the owner), and its defaults there, which setup --admin writes (as the admin,
+// who may alter roles). The role itself is the server's, and stays.
+async function giveBackAppRole(
+  ownerUrl: string,
+  user: string,
+  log: (line: string) => void,
+  admin?: { adminUrl: string; bounds: StatementBounds },
+): Promise<void> {
+  await ensureAppRole({ databaseUrl: ownerUrl, user });
+  log(`granted the application role '${user}' rows only (no CREATE, DROP, ALTER or TRUNCATE)`);
+  if (admin === undefined) {
+    log(`the application role's bounds in the database went with it: run setup --admin with DB_APP_USER to write them again`);
+    return;
+  }
+  await withClient(admin.adminUrl, async (client) => {
+    const { rows } = await client.query<{ database: string }>('SELECT pg_catalog.current_database() AS database');
+    await setRoleStatementBounds(client, user, rows[0]!.database, admin.bounds);
+  });
+  log(`gave the application role '${user}' its bounds in the database again (DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT, DB_IDLE_IN_TRANSACTION_TIMEOUT)`);
+}
 
 // A local host is no proof of a scratch database: the compose set-up publishes its server,
 // the production one on a single-host deployment, on 127.0.0.1 too.
