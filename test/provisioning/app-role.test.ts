@@ -380,6 +380,8 @@ describe('the application role made by npm run db:setup', () => {
     const result = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: '' });
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('[CONFIG_INVALID]: DB_APP_USER is set but DB_APP_PASSWORD is not');
+    // Someone who wanted only the grants back is told where they come from.
+    expect(result.stderr).toContain('the release step, without --admin, gives an existing role its grants with DB_APP_USER alone');
   });
 
   it('gives up on a concurrent set-up that holds its lock too long, instead of waiting without end', async () => {

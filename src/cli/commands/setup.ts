@@ -49,7 +49,13 @@ function credentials(env: NodeJS.ProcessEnv, userVariable: string, passwordVaria
   const password = env[passwordVariable];
   if (!user && !password) return undefined;
   if (!user) throw new ConfigError(userVariable, `${passwordVariable} is set but ${userVariable} is not; set both or neither`);
-  if (!password) throw new ConfigError(passwordVariable, `${userVariable} is set but ${passwordVariable} is not; set both or neither`);
+  if (!password) {
+    // On the embedded default, `npm run db:setup` is the admin step: someone who only wants the
+    // grants back (after db:reset) is told where they come from.
+    const grantsOnly =
+      userVariable === 'DB_APP_USER' ? ' (the admin step creates or updates the role with its password; the release step, without --admin, gives an existing role its grants with DB_APP_USER alone)' : '';
+    throw new ConfigError(passwordVariable, `${userVariable} is set but ${passwordVariable} is not; set both or neither${grantsOnly}`);
+  }
   return { user, password };
 }
 
