@@ -1,7 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { ConfigError } from '../errors.js';
 import { packageRoot } from '../package-root.js';
+import { isProcessAlive } from '../process-alive.js';
 import { embeddedDatabaseUrl, type EmbeddedServerOptions } from './embedded-server.js';
 
 /**
@@ -23,6 +25,33 @@ export function localServerOptions(env: NodeJS.ProcessEnv = process.env): Embedd
     password: localSuperuserPassword(dataDir),
     database: 'kennwilliamson',
   };
+}
+
+/**
+ * Refuses when the data folder's server is running on another port than `EMBEDDED_PG_PORT`
+ * says (its `postmaster.pid` names the port it listens on). Each command takes the port from
+ * its own environment: in a shell without the variable the server was started with, a command
+ * would reach whatever listens on the port it names, such as another checkout's server, whose
+ * owner login is the same, and back up, migrate or revert that database instead.
+ *
+ * @example requireLocalServerPort(localServerOptions()) // throws if .data/postgres's server listens elsewhere
+ */
+export function requireLocalServerPort(options: Pick<EmbeddedServerOptions, 'dataDir' | 'port'>): void {
+  let lines: string[];
+  try {
+    lines = readFileSync(path.join(options.dataDir, 'postmaster.pid'), 'utf8').split('\n');
+  } catch {
+    return; // not running (or not readable: the server would say so itself)
+  }
+  // postmaster.pid: the server's process id on the first line, its port on the fourth.
+  const pid = Number(lines[0]);
+  const port = Number(lines[3]);
+  if (!Number.isInteger(pid) || pid < 1 || !Number.isInteger(port) || port === options.port || !isProcessAlive(pid)) return;
+  throw new ConfigError(
+    'EMBEDDED_PG_PORT',
+    `the embedded server of ${options.dataDir} is running on port ${port}, but EMBEDDED_PG_PORT says ${options.port}: ` +
+      `set EMBEDDED_PG_PORT=${port} for this data folder (or stop its server first: npm run db:stop); nothing was done`,
+  );
 }
 
 /** The file beside the data folder that keeps the local superuser's password: `.data/postgres.password`. */
