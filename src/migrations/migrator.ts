@@ -22,6 +22,7 @@ import {
   MigrationScriptError,
 } from '../errors.js';
 import { type BlockerMonitor, blockerMonitor } from './lock-blockers.js';
+import { requireAppliedTarget } from './applied-target.js';
 import { attemptsBeyondRoleBounds, roleLockTimeouts } from './attempts-beyond-role-bounds.js';
 import { defaultLockWait, describeLockWait, type LockWaitPolicy, lockWaitOf, withLockRetries } from './lock-retries.js';
 import { defaultMigrationsDir } from './default-migrations-dir.js';
@@ -180,6 +181,7 @@ export async function migrateDown(options: MigratorOptions & { to?: string | 0 }
     // As for up: every file this run would revert is read before the first is.
     const executed = (await umzug.executed()).map((migration) => migration.name).reverse();
     const to = options.to;
+    if (typeof to === 'string') requireAppliedTarget(to, executed, 'to');
     const count = to === undefined ? Math.min(1, executed.length) : to === 0 ? executed.length : executed.indexOf(to) + 1;
     const reverting = await Promise.all(executed.slice(0, Math.max(0, count)).map((name) => scripts.down(name)));
     await assertCanRunWithoutTransaction(client, reverting);

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
+import { migrateDown } from '../../src/migrations/migrator.js';
 import { execute } from '../support/table-contents.js';
 import { runCli, runCliInTerminal } from '../support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
@@ -213,5 +214,17 @@ describe('npm run migrate', () => {
     expect(result.stdout).toMatch(new RegExp(`This reverts the last migration of database '${database.name}' on 127\\.0\\.0\\.1:\\d+`));
     expect(result.stdout).toContain('1 migration(s) reverted.');
     expect((await runCli('migrate', [], { DATABASE_URL: database.url })).stdout).toContain('1 migration(s) applied.');
+  });
+
+  it('down --to a name that is not applied (mistyped) is refused before it asks, naming the applied ones, reverting nothing', async () => {
+    const typo = '20250914134643_initial_schemaa';
+    const result = await runCliInTerminal('migrate', ['down', '--to', typo], { DATABASE_URL: database.url }, 'yes\n');
+
+    expect(result.code).toBe(1);
+    expect(result.stdout).not.toContain("Type 'yes'");
+    expect(result.stdout).toMatch(new RegExp(`--to ${typo} names no applied migration \\(applied, newest first: \\d{14}_\\w+, .*20250914134643_initial_schema\\); nothing was reverted`));
+    expect((await runCli('migrate', ['status'], { DATABASE_URL: database.url })).stdout).toContain('5 applied, 0 pending');
+    // Called from code, the migrator refuses it the same way (the command's check is only earlier).
+    await expect(migrateDown({ databaseUrl: database.url, to: typo })).rejects.toThrow(`to ${typo} names no applied migration`);
   });
 });

@@ -1,5 +1,6 @@
 import { formatDuration } from '../../db/duration.js';
 import { ConfigError } from '../../errors.js';
+import { requireAppliedTarget } from '../../migrations/applied-target.js';
 import { createMigration } from '../../migrations/create-migration.js';
 import { defaultMigrationsDir } from '../../migrations/default-migrations-dir.js';
 import { migrate, migrateDown, migrationStatus } from '../../migrations/on-demand-migrator.js';
@@ -89,6 +90,12 @@ export const migrateCommand: Command = {
         const target = requireLocalDatabase(databaseUrl, { force: values.force === true, action: 'revert migrations of', variable: migrationUrlVariable(databaseUrl) });
         if (!canAsk(yes)) {
           throw new ConfigError('--yes', `refusing to revert migrations of '${target.database}' on ${target.host} without confirmation: there is no terminal to ask on; pass --yes`);
+        }
+        // Before asking: a name that is not applied (mistyped, or pending) is refused now, not
+        // after the "yes".
+        if (to !== undefined && to !== '0') {
+          const recorded = (await migrationStatus({ ...options, databaseUrl })).filter((migration) => migration.state !== 'pending');
+          requireAppliedTarget(to, recorded.map((migration) => migration.name).reverse(), '--to');
         }
         const reverting = to === undefined ? 'the last migration' : to === '0' ? 'every migration' : `every migration back to and including ${to}`;
         if (!yes && !(await typedYes(`This reverts ${reverting} of database '${target.database}' on ${target.host}:${target.port}; down files drop tables and their data.\nType 'yes' to revert: `))) {
