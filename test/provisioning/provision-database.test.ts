@@ -71,6 +71,17 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
   });
   afterAll(async () => server?.stop());
 
+  // First: the database does not exist yet, and must not once the value is refused.
+  it('refuses a MIGRATION_LOCK_TIMEOUT the migration step would refuse before the admin step changes anything', async () => {
+    const result = await admin({ MIGRATION_LOCK_TIMEOUT: '10000' });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('MIGRATION_LOCK_TIMEOUT=10000 is ambiguous');
+    expect(result.stdout).toBe('');
+    const exists = await withClient(server.urlOf('postgres'), async (client) => (await client.query('SELECT 1 FROM pg_database WHERE datname = $1', [database])).rowCount);
+    expect(exists).toBe(0);
+  });
+
   it('creates the database, a plain owner role that owns it and everything in it, migrates as it, and the application role', async () => {
     const result = await admin();
 

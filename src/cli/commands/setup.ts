@@ -2,7 +2,7 @@ import { loadStatementBounds } from '../../db/db-config.js';
 import { requireDirectDatabase } from '../../db/direct-connection.js';
 import { ConfigError, DatabaseError } from '../../errors.js';
 import { migrate } from '../../migrations/on-demand-migrator.js';
-import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
+import { migrationDatabaseUrl, migrationLockTimeoutMs, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { adminDatabaseUrl, adminUrlVariable } from '../../provisioning/admin-database-url.js';
 import { ensureAppRole, provisionAppRole } from '../../provisioning/app-role.js';
 import { databaseUrlAs, ensureDatabase } from '../../provisioning/database-admin.js';
@@ -81,6 +81,9 @@ export const setupCommand: Command = {
     let app: RoleCredentials | undefined;
     let statementBounds: ReturnType<typeof loadStatementBounds> | undefined;
     let adminUrl: string | undefined;
+    // Read before anything changes: a value the migration step would refuse must not let the
+    // admin step run first.
+    migrationLockTimeoutMs(env);
     if (values.admin === true) {
       adminUrl = adminDatabaseUrl('setup', env);
       const owner = credentials(env, 'DB_OWNER_USER', 'DB_OWNER_PASSWORD');
