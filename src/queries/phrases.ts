@@ -297,6 +297,12 @@ export const listForUser = queryFunction(async function listForUser(
 export const exclude = queryFunction(async function exclude(db: Kysely<DB>, userId: string, phraseId: string): Promise<void> {
   const uid = requireUuid('userId', userId);
   const pid = requireUuid('phraseId', phraseId);
+  // The user's and the phrase's rows are locked (FOR KEY SHARE, as the foreign-key checks
+  // would) before the row is inserted: on a held user row every caller then waits in the row's
+  // queue, twice at most (its tuple lock, then the holder), and fails as LockNotAvailableError.
+  // Locked only by those checks, after the speculative insert, same-key callers waited for
+  // each other's insert, each wait with a new lock_timeout, until statement_timeout cancelled
+  // one (QueryCanceledError, not retryable).
   const result = await inLibrarySchema(db)
     .insertInto('user_excluded_phrases')
     .columns(['user_id', 'phrase_id'])
@@ -305,7 +311,8 @@ export const exclude = queryFunction(async function exclude(db: Kysely<DB>, user
         .selectFrom(['users', 'phrases'])
         .select(['users.id as user_id', 'phrases.id as phrase_id'])
         .where('users.id', '=', uid)
-        .where('phrases.id', '=', pid),
+        .where('phrases.id', '=', pid)
+        .forKeyShare(),
     )
     .onConflict((oc) => oc.columns(['user_id', 'phrase_id']).doNothing())
     .executeTakeFirst()

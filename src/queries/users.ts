@@ -260,8 +260,18 @@ export const grantRole = queryFunction(async function grantRole(
   await inTransaction(db, async (trx) => {
     const found = await inLibrarySchema(trx).selectFrom('roles').select('id').where('name', '=', name).executeTakeFirst();
     if (!found) throw new NotFoundError('role');
-    const user = await inLibrarySchema(trx).selectFrom('users').select('id').where('id', '=', id).executeTakeFirst();
-    if (!user) throw new NotFoundError('user');
+    // Locked (FOR KEY SHARE, as the foreign-key checks would) before the grant is inserted, the
+    // granting user's row too: on a held row every caller waits in that row's queue, twice at
+    // most, and fails as LockNotAvailableError, instead of same-key callers waiting for each
+    // other's insert with a new lock_timeout each until statement_timeout cancelled one.
+    const locked = await inLibrarySchema(trx)
+      .selectFrom('users')
+      .select('id')
+      .where('id', 'in', grantedBy === null ? [id] : [id, grantedBy])
+      .orderBy('id')
+      .forKeyShare()
+      .execute();
+    if (!locked.some((row) => row.id === id)) throw new NotFoundError('user');
     // The granting user is checked by its foreign key (as is a user deleted meanwhile).
     await inLibrarySchema(trx)
       .insertInto('user_roles')

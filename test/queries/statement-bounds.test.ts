@@ -6,9 +6,10 @@ import { createDb } from '../../src/db/create-db.js';
 import type { DbConfig } from '../../src/db/db-config.js';
 import { withTimeouts } from '../../src/db/with-timeouts.js';
 import { ConnectionError, LockNotAvailableError, QueryCanceledError, ValidationError } from '../../src/errors.js';
+import * as phrases from '../../src/queries/phrases.js';
 import * as users from '../../src/queries/users.js';
 import { eventually } from '../support/eventually.js';
-import { newUser } from '../support/factories.js';
+import { newAdmin, newUser } from '../support/factories.js';
 import { offlineDb } from '../support/offline-db.js';
 import { setTestRoleBounds } from '../support/role-bounds.js';
 import { useTestDatabase } from '../support/test-database.js';
@@ -92,6 +93,59 @@ it('fails a call blocked on a held row after lock_timeout with a retryable LockN
     });
   } finally {
     await holder.end();
+  }
+});
+
+// Callers that insert the same key at once (a double click, a retry, another tab) while the
+// user's row is held: each waits in the row's queue, for its tuple lock and then for the
+// holder, and fails as a held row does. An insert that met the held row only in its foreign-key
+// check, after inserting, made the next caller wait for its insert instead, and the next for
+// that one's, each wait with a new lock_timeout, until statement_timeout cancelled one as a
+// slow statement (QueryCanceledError, not retryable).
+it.each([
+  ['phrases.exclude', (trx: Kysely<DB>, userId: string, phraseId: string) => phrases.exclude(trx, userId, phraseId)],
+  ['users.grantRole', (trx: Kysely<DB>, userId: string) => users.grantRole(trx, userId, 'admin')],
+])('%s by many callers on a held user row: none waits for another caller, each fails as LockNotAvailableError', async (_, call) => {
+  const admin = await newAdmin(testDb.db);
+  const user = await newUser(testDb.db);
+  const phrase = await phrases.create(testDb.db, { text: `Held ${user.id}`, createdBy: admin.id });
+  const callers = 6;
+  const holder = await directSession();
+  const observer = await directSession();
+  try {
+    await holder.query('BEGIN');
+    const { rows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid FROM users WHERE id = $1 FOR UPDATE', [user.id]);
+    const holderPid = rows[0]!.pid;
+    await withBoundedDb(
+      async (db) => {
+        // Bounds of their own, through a pooler too: room for two lock waits within a statement.
+        const settled = Array.from({ length: callers }, () =>
+          withTimeouts(db, { statementTimeout: '5s', lockTimeout: '1s' }, (trx) => call(trx, user.id, phrase.id)).then(
+            () => undefined,
+            (error: unknown) => error,
+          ),
+        );
+        // Every caller waits for a lock; those that wait for a transaction wait for the holder's.
+        const waiting = async () =>
+          (
+            await observer.query<{ pid: number; wait_event: string; blockers: number[] }>(
+              `SELECT pid, wait_event, pg_blocking_pids(pid) AS blockers FROM pg_stat_activity
+                WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> $1`,
+              [holderPid],
+            )
+          ).rows;
+        await eventually(async () => (await waiting()).length === callers, `all ${callers} callers wait for a lock`, { timeoutMs: 900 });
+        // (Key-share waiters share the row's tuple lock, so each waits for the holder itself.)
+        const onTransactions = (await waiting()).filter((session) => session.wait_event === 'transactionid');
+        expect(new Set(onTransactions.flatMap((session) => session.blockers))).toEqual(new Set([holderPid]));
+        const errors = await Promise.all(settled);
+        expect(errors.map((error) => (error as Error)?.constructor.name)).toEqual(Array.from({ length: callers }, () => 'LockNotAvailableError'));
+      },
+      { maxConnections: callers },
+    );
+  } finally {
+    await holder.end();
+    await observer.end();
   }
 });
 
