@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
-import { migrateDown } from '../../src/migrations/migrator.js';
+import { ensureAppRole } from '../../src/provisioning/app-role.js';
 import { execute } from '../support/table-contents.js';
 import { runCli, runCliInTerminal } from '../support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
@@ -68,7 +68,7 @@ describe('npm run db:reset', () => {
 
   it("gives the application role (DB_APP_USER) its grants back, which went with the database, and says that its bounds did too", async () => {
     const app = await appRoleIn(database.url);
-    expect((await runCli('db-setup', [], { DATABASE_URL: database.url, DB_APP_USER: app.user })).code).toBe(0);
+    await ensureAppRole({ databaseUrl: database.url, user: app.user });
     expect(await usersReadableBy(app.url)).toBe(true);
 
     const result = await runCli('db-reset', ['--yes'], { DATABASE_URL: database.url, DB_APP_USER: app.user });
@@ -223,8 +223,7 @@ describe('npm run migrate', () => {
     expect(result.code).toBe(1);
     expect(result.stdout).not.toContain("Type 'yes'");
     expect(result.stdout).toMatch(new RegExp(`--to ${typo} names no applied migration \\(applied, newest first: \\d{14}_\\w+, .*20250914134643_initial_schema\\); nothing was reverted`));
-    expect((await runCli('migrate', ['status'], { DATABASE_URL: database.url })).stdout).toContain('5 applied, 0 pending');
-    // Called from code, the migrator refuses it the same way (the command's check is only earlier).
-    await expect(migrateDown({ databaseUrl: database.url, to: typo })).rejects.toThrow(`to ${typo} names no applied migration`);
+    const recorded = await withClient(database.url, async (client) => (await client.query('SELECT count(*)::int AS n FROM schema_migrations')).rows[0]);
+    expect(recorded).toEqual({ n: 5 });
   });
 });

@@ -2,7 +2,7 @@ import { appendFile, readdir, readFile, unlink, writeFile } from 'node:fs/promis
 import path from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { MigrationChecksumError, MigrationError, MigrationMissingError } from '../../src/errors.js';
+import { MigrationChecksumError, MigrationError, MigrationMissingError, ConfigError } from '../../src/errors.js';
 import { checksumOf } from '../../src/migrations/migration-files.js';
 import { migrate, migrateDown, migrationStatus } from '../../src/migrations/migrator.js';
 import { runCli } from '../support/run-cli.js';
@@ -180,6 +180,18 @@ describe('migrateDown', () => {
     expect(rest.map((run) => run.name)).toEqual([names[1], names[0]]);
     expect(await recorded()).toEqual([]);
     expect(await tableExists('users')).toBe(false);
+  });
+
+  it('refuses a `to` that names no applied migration (mistyped, or pending) as a ConfigError naming the applied ones, reverting nothing', async () => {
+    await migrate({ databaseUrl: database.url, migrationsDir, to: names[3] });
+
+    const error = await migrateDown({ databaseUrl: database.url, migrationsDir, to: `${names[0]}x` }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toBe(
+      `to ${names[0]}x names no applied migration (applied, newest first: ${names.slice(0, 4).reverse().join(', ')}); nothing was reverted`,
+    );
+    await expect(migrateDown({ databaseUrl: database.url, migrationsDir, to: names[4] })).rejects.toThrow(`to ${names[4]} names no applied migration`);
+    expect(await recorded()).toEqual(names.slice(0, 4));
   });
 });
 
