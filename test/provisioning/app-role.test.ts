@@ -3,18 +3,20 @@ import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
-import { afterAll, afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { appRoleLockKey, ensureAppRole, provisionAppRole } from '../../src/provisioning/app-role.js';
 import { createDb } from '../../src/db/create-db.js';
 import { incidentTimers, phraseSuggestions, phrases, refreshTokens, users } from '../../src/index.js';
 import { withClient } from '../../src/db/with-client.js';
+import { loadStatementBounds } from '../../src/db/db-config.js';
+import { setRoleStatementBounds } from '../../src/provisioning/role-bounds.js';
 import { withMaintenanceClient } from '../../src/provisioning/database-admin.js';
 import { AppRoleError } from '../../src/errors.js';
 import { defaultMigrationsDir } from '../../src/migrations/default-migrations-dir.js';
 import { migrate, migrateDown } from '../../src/migrations/migrator.js';
 import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
 import { eventually } from '../support/eventually.js';
-import { healAllPartitions, packetFilterAvailable, silenceConnections, unacknowledgedBytes } from '../support/packet-filter.js';
+import { packetFilterAvailable, silenceConnections, unacknowledgedBytes } from '../support/packet-filter.js';
 import { runCli } from '../support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
@@ -62,20 +64,22 @@ describe('the application role made by npm run db:setup', () => {
     });
     await rm(migrationsDir, { recursive: true, force: true });
   });
-  // A test that timed out never reached its own heal.
-  afterEach(() => {
-    if (packetFilter) healAllPartitions();
-  });
 
   // Drops the packets of one session's connection, once nothing is left unacknowledged either
   // way (TCP would retransmit that rather than probe), and waits until the server has ended
   // the session: only the server's keepalive can, within the 30 s given.
-  async function serverEndsWhenSilent(session: { pid: number; client: number; server: number }, what: string): Promise<void> {
+  async function serverEndsWhenSilent(
+    session: { pid: number; client: number; server: number },
+    what: string,
+    onTestFinished: (heal: () => void) => void,
+  ): Promise<void> {
     await eventually(
       () => unacknowledgedBytes(session.server, session.client) === 0 && unacknowledgedBytes(session.client, session.server) === 0,
       'both sides have their data acknowledged',
     );
     const partition = silenceConnections(session.server, [session.client]);
+    // A test that times out never reaches the `finally` below.
+    onTestFinished(() => partition.heal());
     try {
       await asRole(database.url, (observer) =>
         eventually(async () => (await observer.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [session.pid])).rowCount === 0, what, {
@@ -111,7 +115,7 @@ describe('the application role made by npm run db:setup', () => {
     expect(attributes).toEqual({ rolcanlogin: true, rolsuper: false, rolcreatedb: false, rolcreaterole: false, has_password: true });
   });
 
-  it('starts its sessions in this database with the bounds of DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT and DB_IDLE_IN_TRANSACTION_TIMEOUT, set by setup --admin', async () => {
+  it('starts its sessions in this database with the bounds of DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT and DB_IDLE_IN_TRANSACTION_TIMEOUT, and TCP keepalive, set by setup --admin', async () => {
     // What holds behind a transaction-mode pooler, which refuses the pool's own startup parameters.
     const bounds = { DB_STATEMENT_TIMEOUT: '7s', DB_LOCK_TIMEOUT: '1500', DB_IDLE_IN_TRANSACTION_TIMEOUT: '1min' };
     const result = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: password, ...bounds });
@@ -120,25 +124,27 @@ describe('the application role made by npm run db:setup', () => {
       (
         await client.query(
           `SELECT current_setting('statement_timeout') AS statement, current_setting('lock_timeout') AS lock,
-                  current_setting('idle_in_transaction_session_timeout') AS idle`,
+                  current_setting('idle_in_transaction_session_timeout') AS idle,
+                  current_setting('tcp_keepalives_idle') AS keepalive, current_setting('client_connection_check_interval') AS check`,
         )
       ).rows[0],
     );
-    expect(settings).toEqual({ statement: '7s', lock: '1500ms', idle: '1min' });
+    // With the server's side of the bounds for a silent host (the keepalive test below).
+    expect(settings).toEqual({ statement: '7s', lock: '1500ms', idle: '1min', keepalive: '5', check: '1s' });
 
     const refused = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: password, DB_LOCK_TIMEOUT: 'later' });
     expect(refused.code).toBe(1);
     expect(refused.stderr).toContain('DB_LOCK_TIMEOUT');
   });
 
-  // A service host (or a pooler) cut off by a partition that drops packets without a word: its
-  // idle sessions would keep their connection slots for the server's two hours of keepalive.
-  it.skipIf(!packetFilter)(
-    "has a silent host's idle session ended by the server within seconds, freeing its connection slot (setup --admin's keepalive defaults)",
-    { timeout: 60_000 },
-    async () => {
-      // What setup --admin runs for the role (the test above runs the command itself).
-      await provisionAppRole({ adminUrl: database.url, user, password });
+  // The two tests wait for the server's keepalive (about 10 s) side by side. Each heals its own
+  // partition (a timed-out test too: onTestFinished), never the other's.
+  describe.skipIf(!packetFilter).concurrent("whose host goes silent, the server ends the session within seconds", () => {
+    // A service host (or a pooler) cut off by a partition that drops packets without a word: its
+    // idle sessions would keep their connection slots for the server's two hours of keepalive.
+    it("an idle session of the role, freeing its connection slot (the role's keepalive defaults)", { timeout: 60_000 }, async ({ expect, onTestFinished }) => {
+      // The defaults setup --admin writes for the role (the test above runs the command itself).
+      await withClient(database.url, (client) => setRoleStatementBounds(client, user, database.name, loadStatementBounds({})));
       // No keepalive of its own, as a pooler's server connection may have none: only the
       // server's can end the session.
       const service = new pg.Client({ connectionString: appUrl, application_name: 'kw-silent-service', keepAlive: false });
@@ -151,13 +157,40 @@ describe('the application role made by npm run db:setup', () => {
         );
         const session = rows[0]!;
         expect({ idle: session.idle, count: session.count }).toEqual({ idle: '5', count: '5' });
-        await serverEndsWhenSilent(session, "the server ends the silent service's session");
+        await serverEndsWhenSilent(session, "the server ends the silent service's session", onTestFinished);
       } finally {
         // Its socket still looks open here; the server's kernel answers a Terminate with a reset.
         (service as unknown as { connection: { stream: { destroy(): void } } }).connection.stream.destroy();
       }
-    },
-  );
+    });
+
+    // setup --admin's transaction waits for the lock a concurrent set-up holds (up to a minute);
+    // if its host goes silent meanwhile, the server must not keep the session (and what it took)
+    // for its two hours of keepalive: the transaction carries the bounds for a silent host.
+    it("setup --admin's transaction, waiting for a concurrent set-up's lock", { timeout: 60_000 }, async ({ expect, onTestFinished }) => {
+      const holder = await holdAdvisoryLock(database.url, appRoleLockKey);
+      try {
+        const setup = provisionAppRole({ adminUrl: database.url, user, password });
+        setup.catch(() => undefined);
+        const waiting = await asRole(database.url, async (observer) => {
+          const look = async () =>
+            (
+              await observer.query<{ pid: number; client: number; server: number }>(
+                `SELECT pid, client_port AS client, inet_server_port() AS server FROM pg_stat_activity
+                  WHERE application_name = 'kennwilliamson-setup' AND wait_event = 'advisory' AND datname = current_database()`,
+              )
+            ).rows[0];
+          await eventually(async () => (await look()) !== undefined, 'setup --admin waits for the application role lock');
+          return (await look())!;
+        });
+        await serverEndsWhenSilent(waiting, "the server ends the silent set-up's session", onTestFinished);
+        // Its own side learns it from the server's reset once the packets pass again.
+        await expect(setup).rejects.toBeInstanceOf(AppRoleError);
+      } finally {
+        await holder.release();
+      }
+    });
+  });
 
   it('reads, inserts, updates and deletes rows of every table', async () => {
     await asRole(appUrl, async (client) => {
@@ -392,33 +425,6 @@ describe('the application role made by npm run db:setup', () => {
       expect(error).toBeInstanceOf(AppRoleError);
       expect((error as Error).message).toContain('lock timeout');
       expect(((error as Error).cause as { code?: string }).code).toBe('55P03');
-    } finally {
-      await holder.release();
-    }
-  });
-
-  // setup --admin's transaction waits for the lock a concurrent set-up holds (up to a minute);
-  // if its host goes silent meanwhile, the server must not keep the session (and what it took)
-  // for its two hours of keepalive: the transaction carries the bounds for a silent host.
-  it.skipIf(!packetFilter)("has its waiting transaction ended by the server within seconds when its host goes silent", { timeout: 60_000 }, async () => {
-    const holder = await holdAdvisoryLock(database.url, appRoleLockKey);
-    try {
-      const setup = provisionAppRole({ adminUrl: database.url, user, password });
-      setup.catch(() => undefined);
-      const waiting = await asRole(database.url, async (observer) => {
-        const look = async () =>
-          (
-            await observer.query<{ pid: number; client: number; server: number }>(
-              `SELECT pid, client_port AS client, inet_server_port() AS server FROM pg_stat_activity
-                WHERE application_name = 'kennwilliamson-setup' AND wait_event = 'advisory' AND datname = current_database()`,
-            )
-          ).rows[0];
-        await eventually(async () => (await look()) !== undefined, 'setup --admin waits for the application role lock');
-        return (await look())!;
-      });
-      await serverEndsWhenSilent(waiting, "the server ends the silent set-up's session");
-      // Its own side learns it from the server's reset once the packets pass again.
-      await expect(setup).rejects.toBeInstanceOf(AppRoleError);
     } finally {
       await holder.release();
     }
