@@ -44,12 +44,12 @@ Environment:
       const adminUrl = adminDatabaseUrl('reset');
       const owner = { user: process.env.DB_OWNER_USER?.trim() ?? '', password: process.env.DB_OWNER_PASSWORD ?? '' };
       requireOwnerCredentials(owner);
+      // Read before it asks, so a bad value stops the reset before anything changes.
+      const bounds = appUser === undefined ? undefined : loadStatementBounds();
       await confirmReset(requireLocalDatabase(adminUrl, { force: values.force === true, action: 'reset', variable: adminUrlVariable }), values.yes === true);
       // The admin step first, on the database as it is (it keeps data): whatever it refuses (an
       // admin without CREATEROLE, an owner that is a superuser) is refused before anything is
       // dropped, rather than after, which left an empty database that nobody could migrate.
-      // Read before anything changes, so a bad value stops the reset at once.
-      const bounds = appUser === undefined ? undefined : loadStatementBounds();
       await provisionDatabase({ adminUrl, owner, log });
       await recreateDatabase(adminUrl, { variable: adminUrlVariable });
       log('dropped and recreated the database');
