@@ -1,18 +1,24 @@
 import { existsSync, realpathSync } from 'node:fs';
 import path from 'node:path';
 
-/** A file named on the command line, found; or two different files the name could mean. */
-export type OperatorFile = { file: string } | { ambiguous: readonly [fromCommandFolder: string, fromOperatorFolder: string] };
+/**
+ * A file named on the command line, found; two different files the name could mean; or a name
+ * found only in the folder npm runs the command in, not in the operator's.
+ */
+export type OperatorFile =
+  | { file: string }
+  | { ambiguous: readonly [fromCommandFolder: string, fromOperatorFolder: string] }
+  | { onlyInCommandFolder: string; fromOperatorFolder: string };
 
 /**
  * Finds the file an operator named on the command line, for a command that npm may have
  * started in another folder than the operator's. `npm run db:restore -- backups/x.dump` runs
  * in the package's root, wherever in the package the operator typed it (npm looks upwards
  * for package.json) and says where that was in `INIT_CWD`: a relative name means that folder,
- * as in any other command. Where the name is found only in the command's own folder (a script
- * that changed folder, or the package root where the operator's folder has no such file), that
- * one; where both folders hold a file by that name and they differ, neither is guessed at:
- * the caller refuses, naming both, rather than replace a database with the wrong backup.
+ * as in any other command. Nothing is guessed at, since the caller may replace a database with
+ * the file: where only the command's own folder holds a file by that name (a mistyped name
+ * that happens to exist in the package root), or both folders hold different ones, the caller
+ * refuses, naming them.
  *
  * @example
  * // typed in /srv/app/backups, run by npm in /srv/app
@@ -24,7 +30,7 @@ export function operatorFile(name: string, env: NodeJS.ProcessEnv = process.env,
   if (path.isAbsolute(name) || !operatorFolder || path.resolve(operatorFolder) === path.resolve(cwd)) return { file: fromCommandFolder };
   const fromOperatorFolder = path.resolve(operatorFolder, name);
   const inCommandFolder = existsSync(fromCommandFolder);
-  if (!existsSync(fromOperatorFolder)) return { file: inCommandFolder ? fromCommandFolder : fromOperatorFolder };
+  if (!existsSync(fromOperatorFolder)) return inCommandFolder ? { onlyInCommandFolder: fromCommandFolder, fromOperatorFolder } : { file: fromOperatorFolder };
   if (!inCommandFolder || realpathSync(fromCommandFolder) === realpathSync(fromOperatorFolder)) return { file: fromOperatorFolder };
   return { ambiguous: [fromCommandFolder, fromOperatorFolder] };
 }

@@ -112,8 +112,12 @@ function sqlStateOf(error: unknown): string | undefined {
   return sqlState ?? code;
 }
 
-/** Whether the URL's database exists: 3D000 at login says it does not (and the server said so only after the login succeeded). */
-async function databaseExists(databaseUrl: string): Promise<boolean> {
+/**
+ * Whether the URL's database exists: 3D000 at login says it does not (and the server said so only after the login succeeded).
+ *
+ * @example if (await databaseExists(databaseUrl)) await ensureAppRole({ databaseUrl, user })
+ */
+export async function databaseExists(databaseUrl: string): Promise<boolean> {
   try {
     await withClient(databaseUrl, async () => undefined, 'kennwilliamson-setup');
     return true;

@@ -312,6 +312,11 @@ export const exclude = queryFunction(async function exclude(db: Kysely<DB>, user
         .select(['users.id as user_id', 'phrases.id as phrase_id'])
         .where('users.id', '=', uid)
         .where('phrases.id', '=', pid)
+        // Already excluded: no row to insert, so none to lock either (the rows are locked as
+        // they pass this filter), and a call that changes nothing never waits for a held user.
+        .where(({ not, exists, selectFrom }) =>
+          not(exists(selectFrom('user_excluded_phrases as e').select('e.user_id').where('e.user_id', '=', uid).where('e.phrase_id', '=', pid))),
+        )
         .forKeyShare(),
     )
     .onConflict((oc) => oc.columns(['user_id', 'phrase_id']).doNothing())

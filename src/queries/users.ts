@@ -260,6 +260,10 @@ export const grantRole = queryFunction(async function grantRole(
   await inTransaction(db, async (trx) => {
     const found = await inLibrarySchema(trx).selectFrom('roles').select('id').where('name', '=', name).executeTakeFirst();
     if (!found) throw new NotFoundError('role');
+    // Already held: nothing to insert, and nothing to lock, so a call that changes nothing
+    // never waits for a held user row.
+    const held = await inLibrarySchema(trx).selectFrom('user_roles').select('user_id').where('user_id', '=', id).where('role_id', '=', found.id).executeTakeFirst();
+    if (held) return;
     // Locked (FOR KEY SHARE, as the foreign-key checks would) before the grant is inserted, the
     // granting user's row too: on a held row every caller waits in that row's queue, twice at
     // most, and fails as LockNotAvailableError, instead of same-key callers waiting for each

@@ -144,6 +144,23 @@ describe('npm run db:reset asks first', () => {
     expect(await kept()).toEqual({ n: 1 });
   });
 
+  it('refuses, before dropping anything, a MIGRATION_LOCK_TIMEOUT the migration would refuse and a DB_APP_USER it could not give the grants back to', async () => {
+    const owner = { DB_OWNER_USER: inject('ownerUser'), DB_OWNER_PASSWORD: inject('ownerPassword') };
+    const ambiguous = await asAdmin({ ...owner, MIGRATION_LOCK_TIMEOUT: '10000' });
+    expect(ambiguous.code).toBe(1);
+    expect(ambiguous.stderr).toContain('MIGRATION_LOCK_TIMEOUT=10000 is ambiguous');
+    expect(ambiguous.stdout).not.toContain('dropped');
+    const missing = 'kw_no_such_app_role';
+    for (const result of [await asAdmin({ ...owner, DB_APP_USER: missing }), await runCli('db-reset', ['--yes'], { DATABASE_URL: database.url, DB_APP_USER: missing })]) {
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(missing);
+      expect(result.stdout).not.toContain('dropped');
+    }
+    const sameAsOwner = await asAdmin({ ...owner, DB_APP_USER: inject('ownerUser') });
+    expect(sameAsOwner.stderr).toContain('DB_APP_USER and DB_OWNER_USER are both');
+    expect(await kept()).toEqual({ n: 1 });
+  });
+
   // Last: it empties the database the tests above keep a row in.
   it('--admin drops, recreates and migrates the database, owned by the owner role, and gives the application role its grants and bounds back', async () => {
     const app = await appRoleIn(database.url);

@@ -32,8 +32,14 @@ describe('a file an operator names on the command line', () => {
     expect(operatorFile('missing.dump', { INIT_CWD: typedIn }, cwd)).toEqual({ file: path.join(typedIn, 'missing.dump') });
   });
 
-  it('is found in the command folder when only that one holds it, or when npm ran nothing (no INIT_CWD, or the same folder)', () => {
-    expect(operatorFile('only-in-package.dump', { INIT_CWD: typedIn }, cwd)).toEqual({ file: path.join(cwd, 'only-in-package.dump') });
+  it('is never taken from the command folder alone: a name found only there (mistyped, say) is refused, naming both paths', () => {
+    expect(operatorFile('only-in-package.dump', { INIT_CWD: typedIn }, cwd)).toEqual({
+      onlyInCommandFolder: path.join(cwd, 'only-in-package.dump'),
+      fromOperatorFolder: path.join(typedIn, 'only-in-package.dump'),
+    });
+  });
+
+  it('is found in the command folder when npm ran nothing (no INIT_CWD, or the same folder), or given absolute', () => {
     expect(operatorFile('both.dump', {}, cwd)).toEqual({ file: path.join(cwd, 'both.dump') });
     expect(operatorFile('both.dump', { INIT_CWD: `${cwd}/` }, cwd)).toEqual({ file: path.join(cwd, 'both.dump') });
     expect(operatorFile(path.join(root, 'x.dump'), { INIT_CWD: typedIn }, cwd)).toEqual({ file: path.join(root, 'x.dump') });
@@ -45,7 +51,7 @@ describe('a file an operator names on the command line', () => {
     expect(operatorFile('same.dump', { INIT_CWD: typedIn }, cwd)).toEqual({ file: path.join(typedIn, 'same.dump') });
   });
 
-  it('that means two different files makes db:restore refuse before it connects, naming both', async () => {
+  it('that means two different files, or is found only in the package root, makes db:restore refuse before it connects, naming them', async () => {
     // The commands run in the package root: the same relative name there and in another folder.
     const relative = path.join('node_modules', '.cache', path.basename(root), 'both.dump');
     const inPackage = path.join(packageRoot(), relative);
@@ -62,6 +68,13 @@ describe('a file an operator names on the command line', () => {
       expect(result.code).toBe(1);
       expect(result.stderr).toContain(`it names two different files, ${path.join(elsewhere, relative)} (from the folder you ran the command in) and ${inPackage}`);
       expect(result.stderr).toContain('The database was not touched');
+
+      // Typed where there is no such file: the package root's is not taken in its place.
+      const nowhere = path.join(root, 'nowhere');
+      await mkdir(nowhere);
+      const onlyThere = await runCli('db-restore', [relative, '--yes'], { INIT_CWD: nowhere, DATABASE_URL: 'postgresql://kw@127.0.0.1:9/kw', MIGRATION_DATABASE_URL: '' });
+      expect(onlyThere.code).toBe(1);
+      expect(onlyThere.stderr).toContain(`there is no ${path.join(nowhere, relative)} (from the folder you ran the command in), only ${inPackage}`);
     } finally {
       await rm(path.dirname(inPackage), { recursive: true, force: true });
     }

@@ -118,9 +118,11 @@ it.each([
     const holderPid = rows[0]!.pid;
     await withBoundedDb(
       async (db) => {
+        // Every caller's connection open before any waits, so that all wait together.
+        await Promise.all(Array.from({ length: callers }, () => db.transaction().execute((trx) => sql`SELECT pg_sleep(0.05)`.execute(trx))));
         // Bounds of their own, through a pooler too: room for two lock waits within a statement.
         const settled = Array.from({ length: callers }, () =>
-          withTimeouts(db, { statementTimeout: '5s', lockTimeout: '1s' }, (trx) => call(trx, user.id, phrase.id)).then(
+          withTimeouts(db, { statementTimeout: '6s', lockTimeout: '2s' }, (trx) => call(trx, user.id, phrase.id)).then(
             () => undefined,
             (error: unknown) => error,
           ),
@@ -134,7 +136,7 @@ it.each([
               [holderPid],
             )
           ).rows;
-        await eventually(async () => (await waiting()).length === callers, `all ${callers} callers wait for a lock`, { timeoutMs: 900 });
+        await eventually(async () => (await waiting()).length === callers, `all ${callers} callers wait for a lock`, { timeoutMs: 1_800 });
         // (Key-share waiters share the row's tuple lock, so each waits for the holder itself.)
         const onTransactions = (await waiting()).filter((session) => session.wait_event === 'transactionid');
         expect(new Set(onTransactions.flatMap((session) => session.blockers))).toEqual(new Set([holderPid]));
@@ -146,6 +148,27 @@ it.each([
   } finally {
     await holder.end();
     await observer.end();
+  }
+});
+
+// Excluding a phrase again, or granting a role the user holds, changes nothing: it must not
+// wait for a held user row (as ON CONFLICT DO NOTHING never did), only a call that inserts does.
+it('phrases.exclude and users.grantRole that change nothing do not wait for a held user row', async () => {
+  const admin = await newAdmin(testDb.db);
+  const user = await newUser(testDb.db);
+  const phrase = await phrases.create(testDb.db, { text: `Held again ${user.id}`, createdBy: admin.id });
+  await phrases.exclude(testDb.db, user.id, phrase.id);
+  await users.grantRole(testDb.db, user.id, 'admin');
+  const holder = await directSession();
+  try {
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [user.id]);
+    await withBoundedDb(async (db) => {
+      await expect(phrases.exclude(db, user.id, phrase.id)).resolves.toBeUndefined();
+      await expect(users.grantRole(db, user.id, 'admin')).resolves.toBeUndefined();
+    });
+  } finally {
+    await holder.end();
   }
 });
 

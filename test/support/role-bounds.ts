@@ -4,7 +4,8 @@ import { setRoleStatementBounds } from '../../src/provisioning/role-bounds.js';
 
 /**
  * Gives the role of `directUrl` these defaults in that URL's database only, as `setup --admin`
- * gives the application role: what sessions through a transaction-mode pooler start with.
+ * gives the application role: what sessions through a transaction-mode pooler start with (the
+ * server's side of the bounds for a silent host, TCP keepalive, comes with them).
  * Scoped to one test database, so other files never see them.
  *
  * @example await setTestRoleBounds(testDb.directUrl, { statementTimeoutMs: 400, lockTimeoutMs: 300, idleInTransactionTimeoutMs: 600 })

@@ -13,8 +13,8 @@ Replaces everything in the database's public schema with the backup FILE: a pg_d
 archive (.dump, from the backup command) or a gzip-compressed plain SQL dump (.sql.gz).
 
 A relative FILE is found from the folder the command was typed in, also under \`npm run\`
-(INIT_CWD); a name that means two different files there and in the folder npm runs the
-command in is refused, naming both.
+(INIT_CWD); a name found only in the folder npm runs the command in, or meaning two
+different files there and in yours, is refused, naming them.
 
 Before touching the database it checks FILE against FILE.sha256 (when present) and reads it
 back whole; a damaged file is refused, and so is one holding psql meta-commands (\\! and the
@@ -65,6 +65,12 @@ export const restoreCommand: Command = {
       throw new RestoreError(
         `refusing to restore ${positionals[0]!}: it names two different files, ${fromOperatorFolder} (from the folder you ran the command in) ` +
           `and ${fromCommandFolder} (from the folder npm runs it in); give the backup's absolute path. The database was not touched`,
+      );
+    }
+    if ('onlyInCommandFolder' in named) {
+      throw new RestoreError(
+        `refusing to restore ${positionals[0]!}: there is no ${named.fromOperatorFolder} (from the folder you ran the command in), ` +
+          `only ${named.onlyInCommandFolder} (from the folder npm runs it in); give that backup's absolute path if you mean it. The database was not touched`,
       );
     }
     const { file } = named;

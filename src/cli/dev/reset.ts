@@ -1,13 +1,14 @@
 import { loadStatementBounds, type StatementBounds } from '../../db/db-config.js';
+import { silentClientBoundsLocal } from '../../db/silent-client-bounds.js';
 import { withClient } from '../../db/with-client.js';
 import { migrate } from '../../migrations/on-demand-migrator.js';
-import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
+import { migrationDatabaseUrl, migrationLockTimeoutMs, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { adminDatabaseUrl, adminUrlVariable } from '../../provisioning/admin-database-url.js';
-import { databaseUrlAs, recreateDatabase, requireLocalDatabase } from '../../provisioning/database-admin.js';
+import { databaseExists, databaseUrlAs, recreateDatabase, requireLocalDatabase } from '../../provisioning/database-admin.js';
 import { ensureAppRole, requireRoleName } from '../../provisioning/app-role.js';
 import { provisionDatabase, requireOwnerCredentials } from '../../provisioning/provision-database.js';
 import { setRoleStatementBounds } from '../../provisioning/role-bounds.js';
-import { ProvisioningError } from '../../errors.js';
+import { ConfigError, ProvisioningError } from '../../errors.js';
 import type { Command } from '../command.js';
 import { canAsk, typedYes } from '../confirmation.js';
 
@@ -40,17 +41,24 @@ Environment:
     const log = (line: string) => console.log(line);
     const appUser = process.env.DB_APP_USER?.trim() || undefined;
     if (appUser !== undefined) requireRoleName('DB_APP_USER', appUser);
+    // Read before it asks, so that a value the migration step would refuse stops the reset
+    // before anything is dropped.
+    migrationLockTimeoutMs();
     if (values.admin === true) {
       const adminUrl = adminDatabaseUrl('reset');
       const owner = { user: process.env.DB_OWNER_USER?.trim() ?? '', password: process.env.DB_OWNER_PASSWORD ?? '' };
       requireOwnerCredentials(owner);
-      // Read before it asks, so a bad value stops the reset before anything changes.
+      if (appUser === owner.user) {
+        throw new ConfigError('DB_APP_USER', `DB_APP_USER and DB_OWNER_USER are both '${owner.user}'; the application role must be another role than the owner`);
+      }
       const bounds = appUser === undefined ? undefined : loadStatementBounds();
       await confirmReset(requireLocalDatabase(adminUrl, { force: values.force === true, action: 'reset', variable: adminUrlVariable }), values.yes === true);
       // The admin step first, on the database as it is (it keeps data): whatever it refuses (an
       // admin without CREATEROLE, an owner that is a superuser) is refused before anything is
       // dropped, rather than after, which left an empty database that nobody could migrate.
+      // So is the application role's grant, which refuses a role that is missing or has powers.
       await provisionDatabase({ adminUrl, owner, log });
+      if (appUser !== undefined) await ensureAppRole({ databaseUrl: databaseUrlAs(adminUrl, owner.user, owner.password), user: appUser });
       await recreateDatabase(adminUrl, { variable: adminUrlVariable });
       log('dropped and recreated the database');
       await provisionDatabase({ adminUrl, owner, log });
@@ -63,6 +71,10 @@ Environment:
     const databaseUrl = migrationDatabaseUrl();
     const variable = migrationUrlVariable(databaseUrl);
     await confirmReset(requireLocalDatabase(databaseUrl, { force: values.force === true, action: 'reset', variable }), values.yes === true);
+    // The application role's grant first, on the database as it is: a role that is missing or
+    // has powers is refused before anything is dropped. (A database that is not there yet has
+    // nothing to lose.)
+    if (appUser !== undefined && (await databaseExists(databaseUrl))) await ensureAppRole({ databaseUrl, user: appUser });
     await recreateDatabase(databaseUrl, { variable });
     log('dropped and recreated the database');
     const runs = await migrate({ databaseUrl, log });
@@ -86,9 +98,17 @@ async function giveBackAppRole(
     log(`the application role's bounds in the database went with it: run setup --admin with DB_APP_USER to write them again`);
     return;
   }
+  // All or nothing, and ended by the server if this host goes silent, as setup --admin's.
   await withClient(admin.adminUrl, async (client) => {
-    const { rows } = await client.query<{ database: string }>('SELECT pg_catalog.current_database() AS database');
-    await setRoleStatementBounds(client, user, rows[0]!.database, admin.bounds);
+    await client.query(`BEGIN; ${silentClientBoundsLocal} SET LOCAL search_path = pg_catalog`);
+    try {
+      const { rows } = await client.query<{ database: string }>('SELECT pg_catalog.current_database() AS database');
+      await setRoleStatementBounds(client, user, rows[0]!.database, admin.bounds);
+      await client.query('COMMIT');
+    } catch (error) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw error;
+    }
   });
   log(`gave the application role '${user}' its bounds in the database again (DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT, DB_IDLE_IN_TRANSACTION_TIMEOUT)`);
 }
@@ -103,3 +123,4 @@ async function confirmReset(target: { host: string; port: number; database: stri
   const answer = await typedYes(`This DROPS database '${target.database}' on ${target.host}:${target.port} and ALL ITS DATA.\nType 'yes' to reset: `);
   if (!answer) throw new ProvisioningError('not confirmed; the database was not touched');
 }
+
