@@ -124,6 +124,42 @@ export async function provisionAppRole(options: {
   requireRoleName('DB_APP_USER', user);
   if (!password) throw new ConfigError('DB_APP_PASSWORD', 'DB_APP_PASSWORD must not be empty');
   const bounds = options.statementBounds ?? loadStatementBounds();
+  return inAppRoleTransaction(adminUrl, user, 'create or update the application role', async (client, database) => {
+    const change = await ensureLoginRole(client, adminUrl, { user, password }, () => superuserAppRole(user));
+    await setRoleStatementBounds(client, user, database, bounds);
+    return change;
+  });
+}
+
+/**
+ * The admin's half of the application role without its password: writes the role's bounds in
+ * this database again (the statement bounds and TCP keepalive, as {@link provisionAppRole}
+ * does), for a database recreated without them (`db:reset`). The role must exist.
+ *
+ * @example await writeAppRoleBounds({ adminUrl, user: 'kennwilliamson_app', statementBounds: loadStatementBounds() })
+ */
+export async function writeAppRoleBounds(options: { adminUrl: string; user: string; statementBounds: StatementBounds }): Promise<void> {
+  requireRoleName('DB_APP_USER', options.user);
+  await inAppRoleTransaction(options.adminUrl, options.user, "write the application role's bounds for", (client, database) =>
+    setRoleStatementBounds(client, options.user, database, options.statementBounds),
+  );
+}
+
+/** Refuses an application role that is the owner role itself, naming both variables. */
+export function requireAppRoleApart(appUser: string | undefined, ownerUser: string): void {
+  if (appUser === ownerUser) {
+    throw new ConfigError('DB_APP_USER', `DB_APP_USER and DB_OWNER_USER are both '${ownerUser}'; the application role must be another role than the owner`);
+  }
+}
+
+// One transaction of the admin on the application role, serialised with concurrent set-ups,
+// all or nothing; `work` gets the database it runs in.
+async function inAppRoleTransaction<T>(
+  adminUrl: string,
+  user: string,
+  doing: string,
+  work: (client: pg.Client, database: string) => Promise<T>,
+): Promise<T> {
   return withClient(
     adminUrl,
     async (client) => {
@@ -140,17 +176,16 @@ export async function provisionAppRole(options: {
         await answeredWithin(client, appRoleLockWaitMs + roundTripDeadlineMs, 'the wait for the application role lock', () =>
           client.query('SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [appRoleLockKey]),
         );
-        const change = await ensureLoginRole(client, adminUrl, { user, password }, () => superuserAppRole(user));
         const { rows } = await client.query<{ database: string }>('SELECT current_database() AS database');
-        await setRoleStatementBounds(client, user, rows[0]!.database, bounds);
+        const result = await work(client, rows[0]!.database);
         await client.query('COMMIT');
-        return change;
+        return result;
       } catch (error) {
         await answeredWithin(client, roundTripDeadlineMs, 'ROLLBACK', () => client.query('ROLLBACK')).catch(() => undefined);
         if (error instanceof AppRoleError) throw error;
         const message = error instanceof Error ? error.message : String(error);
         const createRole = (error as { code?: string }).code === '42501' ? ' (creating or altering a role needs CREATEROLE, or a superuser)' : '';
-        throw new AppRoleError(user, `could not create or update the application role '${user}': ${message}${createRole}`, { cause: error });
+        throw new AppRoleError(user, `could not ${doing} '${user}': ${message}${createRole}`, { cause: error });
       }
     },
     'kennwilliamson-setup',

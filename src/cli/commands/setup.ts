@@ -4,7 +4,7 @@ import { ConfigError, DatabaseError } from '../../errors.js';
 import { migrate } from '../../migrations/on-demand-migrator.js';
 import { migrationDatabaseUrl, migrationLockTimeoutMs, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { adminDatabaseUrl, adminUrlVariable } from '../../provisioning/admin-database-url.js';
-import { ensureAppRole, provisionAppRole } from '../../provisioning/app-role.js';
+import { ensureAppRole, provisionAppRole, requireAppRoleApart } from '../../provisioning/app-role.js';
 import { databaseUrlAs, ensureDatabase } from '../../provisioning/database-admin.js';
 import { provisionDatabase, type RoleCredentials } from '../../provisioning/provision-database.js';
 import type { Command } from '../command.js';
@@ -91,9 +91,7 @@ export const setupCommand: Command = {
       app = credentials(env, 'DB_APP_USER', 'DB_APP_PASSWORD');
       // Read before anything changes, so a bad value stops the provisioning at once.
       statementBounds = app ? loadStatementBounds(env) : undefined;
-      if (app?.user === owner.user) {
-        throw new ConfigError('DB_APP_USER', `DB_APP_USER and DB_OWNER_USER are both '${owner.user}'; the application role must be another role than the owner`);
-      }
+      requireAppRoleApart(app?.user, owner.user);
       await refusePooler(adminUrl, adminUrlVariable);
       const provisioned = await provisionDatabase({ adminUrl, owner, log });
       if (!provisioned.databaseCreated && provisioned.owner === 'unchanged' && provisioned.handedOver.length === 0) {

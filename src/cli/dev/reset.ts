@@ -1,14 +1,11 @@
 import { loadStatementBounds, type StatementBounds } from '../../db/db-config.js';
-import { silentClientBoundsLocal } from '../../db/silent-client-bounds.js';
-import { withClient } from '../../db/with-client.js';
 import { migrate } from '../../migrations/on-demand-migrator.js';
 import { migrationDatabaseUrl, migrationLockTimeoutMs, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { adminDatabaseUrl, adminUrlVariable } from '../../provisioning/admin-database-url.js';
 import { databaseExists, databaseUrlAs, recreateDatabase, requireLocalDatabase } from '../../provisioning/database-admin.js';
-import { ensureAppRole, requireRoleName } from '../../provisioning/app-role.js';
+import { ensureAppRole, requireAppRoleApart, requireRoleName, writeAppRoleBounds } from '../../provisioning/app-role.js';
 import { provisionDatabase, requireOwnerCredentials } from '../../provisioning/provision-database.js';
-import { setRoleStatementBounds } from '../../provisioning/role-bounds.js';
-import { ConfigError, ProvisioningError } from '../../errors.js';
+import { ProvisioningError } from '../../errors.js';
 import type { Command } from '../command.js';
 import { canAsk, typedYes } from '../confirmation.js';
 
@@ -48,9 +45,7 @@ Environment:
       const adminUrl = adminDatabaseUrl('reset');
       const owner = { user: process.env.DB_OWNER_USER?.trim() ?? '', password: process.env.DB_OWNER_PASSWORD ?? '' };
       requireOwnerCredentials(owner);
-      if (appUser === owner.user) {
-        throw new ConfigError('DB_APP_USER', `DB_APP_USER and DB_OWNER_USER are both '${owner.user}'; the application role must be another role than the owner`);
-      }
+      requireAppRoleApart(appUser, owner.user);
       const bounds = appUser === undefined ? undefined : loadStatementBounds();
       await confirmReset(requireLocalDatabase(adminUrl, { force: values.force === true, action: 'reset', variable: adminUrlVariable }), values.yes === true);
       // The admin step first, on the database as it is (it keeps data): whatever it refuses (an
@@ -98,18 +93,7 @@ async function giveBackAppRole(
     log(`the application role's bounds in the database went with it: run setup --admin with DB_APP_USER to write them again`);
     return;
   }
-  // All or nothing, and ended by the server if this host goes silent, as setup --admin's.
-  await withClient(admin.adminUrl, async (client) => {
-    await client.query(`BEGIN; ${silentClientBoundsLocal} SET LOCAL search_path = pg_catalog`);
-    try {
-      const { rows } = await client.query<{ database: string }>('SELECT pg_catalog.current_database() AS database');
-      await setRoleStatementBounds(client, user, rows[0]!.database, admin.bounds);
-      await client.query('COMMIT');
-    } catch (error) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw error;
-    }
-  });
+  await writeAppRoleBounds({ adminUrl: admin.adminUrl, user, statementBounds: admin.bounds });
   log(`gave the application role '${user}' its bounds in the database again (DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT, DB_IDLE_IN_TRANSACTION_TIMEOUT)`);
 }
 
@@ -123,4 +107,3 @@ async function confirmReset(target: { host: string; port: number; database: stri
   const answer = await typedYes(`This DROPS database '${target.database}' on ${target.host}:${target.port} and ALL ITS DATA.\nType 'yes' to reset: `);
   if (!answer) throw new ProvisioningError('not confirmed; the database was not touched');
 }
-
