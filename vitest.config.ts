@@ -120,14 +120,16 @@ const majors = extraPostgresMajors.filter((major) => {
   return found || ci;
 });
 
-// The four smaller projects (11-16 files each) run after the direct project, as vitest orders
-// projects anyway (by name), on three workers each. A worker serves one project only, and a
-// new one costs about 1.2 s of CPU to start and warm up: the pooler project's workers used 8.3 s
-// of CPU on four and 4.7 s on one, which left a core idle. The four projects alone, in five
-// alternating pairs: 47.8-50.8 s (mean 48.8) with 92-99 s of CPU on three, 46.9-55.2 s (mean
-// 51.6) with 93-109 s on four; on two, 45.4 and 51.7 s against 43.4 and 46.9 s on four (issue
-// 19). Projects with another maxWorkers must be another group for vitest
-// (sequence.groupOrder); groups run one after the other.
+// The four smaller projects (11-16 files each) run after the direct project, on three workers
+// between them: vitest gives a group one pool of maxWorkers and queues its files project by
+// project (by name), so the projects mostly follow one another, each on up to three workers. A
+// worker serves one project only, and a new one costs about 1.2 s of CPU to start and warm up:
+// the pooler project's workers used 8.3 s of CPU on four and 4.7 s on one, which left a core
+// idle. The four projects alone, in five alternating pairs: 47.8-50.8 s (mean 48.8) with 92-99 s
+// of CPU on three, 46.9-55.2 s (mean 51.6) with 93-109 s on four; on two, 45.4 and 51.7 s
+// against 43.4 and 46.9 s on four; later, once no file of theirs waited 8 s, 25.0 and 31.0 s on
+// three against 26.4 and 26.0 s on four (issue 19). Projects with another maxWorkers must be
+// another group for vitest (sequence.groupOrder); groups run one after the other.
 const smallerProject = { maxWorkers: 3, sequence: { groupOrder: 1 } };
 
 // The canary (.ci/run, issue 15): every project runs only the file that fails on purpose, so

@@ -1,6 +1,6 @@
 import { type Kysely, sql } from 'kysely';
 import pg from 'pg';
-import { beforeAll, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, inject, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
 import { createDb } from '../../src/db/create-db.js';
 import type { DbConfig } from '../../src/db/db-config.js';
@@ -51,171 +51,185 @@ async function directSession(): Promise<pg.Client> {
   return client;
 }
 
-it('starts every connection with the bounds: its own startup parameters directly, the role defaults through a pooler', async () => {
-  await withBoundedDb(async (db, poolErrors) => {
-    const { rows } = await sql<{ statement: string; lock: string; idle: string }>`
-      SELECT current_setting('statement_timeout') AS statement, current_setting('lock_timeout') AS lock,
-             current_setting('idle_in_transaction_session_timeout') AS idle`.execute(db);
-    expect(rows[0]).toEqual({
-      statement: `${expected.statementTimeoutMs}ms`,
-      lock: `${expected.lockTimeoutMs}ms`,
-      idle: `${expected.idleInTransactionTimeoutMs}ms`,
+// Each waits for the server (a timeout, a held lock, an idle transaction): 2-3 s of waiting
+// in the longest and 8 s in all, at little CPU, in each of the five projects. Side by side, on
+// connections and rows of their own, the file takes as long as its longest.
+describe.concurrent('bounded waits', () => {
+  it('starts every connection with the bounds: its own startup parameters directly, the role defaults through a pooler', async ({ expect }) => {
+    await withBoundedDb(async (db, poolErrors) => {
+      const { rows } = await sql<{ statement: string; lock: string; idle: string }>`
+        SELECT current_setting('statement_timeout') AS statement, current_setting('lock_timeout') AS lock,
+               current_setting('idle_in_transaction_session_timeout') AS idle`.execute(db);
+      expect(rows[0]).toEqual({
+        statement: `${expected.statementTimeoutMs}ms`,
+        lock: `${expected.lockTimeoutMs}ms`,
+        idle: `${expected.idleInTransactionTimeoutMs}ms`,
+      });
+      // Behind the pooler the role has its defaults, so the pool has nothing to warn about.
+      expect(poolErrors).toEqual([]);
     });
-    // Behind the pooler the role has its defaults, so the pool has nothing to warn about.
-    expect(poolErrors).toEqual([]);
   });
-});
 
-it('cancels a statement that runs past statement_timeout with a QueryCanceledError that names the bound', async () => {
-  await withBoundedDb(async (db) => {
-    const error = await sql`SELECT pg_sleep(5)`.execute(db).catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(QueryCanceledError);
-    expect((error as QueryCanceledError).retryable).toBe(false);
-    // The pool asks each new connection which bounds it runs with: its own startup parameters
-    // directly, the role's defaults behind the pooler; either way it says which one fired.
-    expect((error as QueryCanceledError).reason).toBe('statement_timeout');
-    expect((error as QueryCanceledError).statementTimeoutMs).toBe(expected.statementTimeoutMs);
-    expect((error as Error).message).toMatch(/statement_timeout/);
-  });
-});
-
-it('fails a call blocked on a held row after lock_timeout with a retryable LockNotAvailableError', async () => {
-  const user = await newUser(testDb.db);
-  const holder = await directSession();
-  try {
-    await holder.query('BEGIN');
-    await holder.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [user.id]);
+  it('cancels a statement that runs past statement_timeout with a QueryCanceledError that names the bound', async ({ expect }) => {
     await withBoundedDb(async (db) => {
-      const error = await users.updatePassword(db, user.id, '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$b3RoZXI').catch((e: unknown) => e);
-      expect(error).toBeInstanceOf(LockNotAvailableError);
-      expect((error as LockNotAvailableError).retryable).toBe(true);
-      expect((error as LockNotAvailableError).lockTimeoutMs).toBe(expected.lockTimeoutMs);
+      const error = await sql`SELECT pg_sleep(5)`.execute(db).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(QueryCanceledError);
+      expect((error as QueryCanceledError).retryable).toBe(false);
+      // The pool asks each new connection which bounds it runs with: its own startup parameters
+      // directly, the role's defaults behind the pooler; either way it says which one fired.
+      expect((error as QueryCanceledError).reason).toBe('statement_timeout');
+      expect((error as QueryCanceledError).statementTimeoutMs).toBe(expected.statementTimeoutMs);
+      expect((error as Error).message).toMatch(/statement_timeout/);
     });
-  } finally {
-    await holder.end();
-  }
-});
+  });
 
-// Callers that insert the same key at once (a double click, a retry, another tab) while the
-// user's row is held: each waits in the row's queue, for its tuple lock and then for the
-// holder, and fails as a held row does. An insert that met the held row only in its foreign-key
-// check, after inserting, made the next caller wait for its insert instead, and the next for
-// that one's, each wait with a new lock_timeout, until statement_timeout cancelled one as a
-// slow statement (QueryCanceledError, not retryable).
-it.each([
-  ['phrases.exclude', (trx: Kysely<DB>, userId: string, phraseId: string) => phrases.exclude(trx, userId, phraseId)],
-  ['users.grantRole', (trx: Kysely<DB>, userId: string) => users.grantRole(trx, userId, 'admin')],
-])('%s by many callers on a held user row: none waits for another caller, each fails as LockNotAvailableError', async (_, call) => {
-  const admin = await newAdmin(testDb.db);
-  const user = await newUser(testDb.db);
-  const phrase = await phrases.create(testDb.db, { text: `Held ${user.id}`, createdBy: admin.id });
-  const callers = 6;
-  const holder = await directSession();
-  const observer = await directSession();
-  try {
-    await holder.query('BEGIN');
-    const { rows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid FROM users WHERE id = $1 FOR UPDATE', [user.id]);
-    const holderPid = rows[0]!.pid;
+  it('fails a call blocked on a held row after lock_timeout with a retryable LockNotAvailableError', async ({ expect }) => {
+    const user = await newUser(testDb.db);
+    const holder = await directSession();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [user.id]);
+      await withBoundedDb(async (db) => {
+        const error = await users.updatePassword(db, user.id, '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$b3RoZXI').catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(LockNotAvailableError);
+        expect((error as LockNotAvailableError).retryable).toBe(true);
+        expect((error as LockNotAvailableError).lockTimeoutMs).toBe(expected.lockTimeoutMs);
+      });
+    } finally {
+      await holder.end();
+    }
+  });
+
+  // Callers that insert the same key at once (a double click, a retry, another tab) while the
+  // user's row is held: each waits in the row's queue, for its tuple lock and then for the
+  // holder, and fails as a held row does. An insert that met the held row only in its foreign-key
+  // check, after inserting, made the next caller wait for its insert instead, and the next for
+  // that one's, each wait with a new lock_timeout, until statement_timeout cancelled one as a
+  // slow statement (QueryCanceledError, not retryable).
+  it.for([
+    { name: 'phrases.exclude', call: (trx: Kysely<DB>, userId: string, phraseId: string) => phrases.exclude(trx, userId, phraseId) },
+    { name: 'users.grantRole', call: (trx: Kysely<DB>, userId: string) => users.grantRole(trx, userId, 'admin') },
+  ])('$name by many callers on a held user row: none waits for another caller, each fails as LockNotAvailableError', async ({ call }, { expect }) => {
+    const admin = await newAdmin(testDb.db);
+    const user = await newUser(testDb.db);
+    const phrase = await phrases.create(testDb.db, { text: `Held ${user.id}`, createdBy: admin.id });
+    const callers = 6;
+    const holder = await directSession();
+    const observer = await directSession();
+    try {
+      await holder.query('BEGIN');
+      const { rows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid FROM users WHERE id = $1 FOR UPDATE', [user.id]);
+      const holderPid = rows[0]!.pid;
+      await withBoundedDb(
+        async (db) => {
+          // Every caller's connection open before any waits, so that all wait together.
+          await Promise.all(Array.from({ length: callers }, () => db.transaction().execute((trx) => sql`SELECT pg_sleep(0.05)`.execute(trx))));
+          // Bounds of their own, through a pooler too: room for two lock waits within a statement.
+          const settled = Array.from({ length: callers }, () =>
+            withTimeouts(db, { statementTimeout: '6s', lockTimeout: '2s' }, (trx) => call(trx, user.id, phrase.id)).then(
+              () => undefined,
+              (error: unknown) => error,
+            ),
+          );
+          // Every caller waits for a lock; those that wait for a transaction wait for the holder's.
+          // The callers are the sessions that wait for this holder, directly or behind another
+          // waiter: the file's other tests wait at the same time, for holders of their own.
+          const waiting = async () =>
+            (
+              await observer.query<{ pid: number; wait_event: string; blockers: number[] }>(
+                `WITH RECURSIVE waiter AS (
+                   SELECT pid, wait_event, pg_blocking_pids(pid) AS blockers FROM pg_stat_activity
+                    WHERE datname = current_database() AND wait_event_type = 'Lock'
+                 ), behind_holder (pid) AS (
+                   SELECT pid FROM waiter WHERE $1 = ANY (blockers)
+                   UNION
+                   SELECT waiter.pid FROM waiter JOIN behind_holder ON behind_holder.pid = ANY (waiter.blockers)
+                 )
+                 SELECT pid, wait_event, blockers FROM waiter WHERE pid IN (SELECT pid FROM behind_holder)`,
+                [holderPid],
+              )
+            ).rows;
+          await eventually(async () => (await waiting()).length === callers, `all ${callers} callers wait for a lock`, { timeoutMs: 1_800 });
+          // (Key-share waiters share the row's tuple lock, so each waits for the holder itself.)
+          const onTransactions = (await waiting()).filter((session) => session.wait_event === 'transactionid');
+          expect(new Set(onTransactions.flatMap((session) => session.blockers))).toEqual(new Set([holderPid]));
+          const errors = await Promise.all(settled);
+          expect(errors.map((error) => (error as Error)?.constructor.name)).toEqual(Array.from({ length: callers }, () => 'LockNotAvailableError'));
+        },
+        { maxConnections: callers },
+      );
+    } finally {
+      await holder.end();
+      await observer.end();
+    }
+  });
+
+  // Excluding a phrase again, or granting a role the user holds, changes nothing: it must not
+  // wait for a held user row (as ON CONFLICT DO NOTHING never did), only a call that inserts does.
+  it('phrases.exclude and users.grantRole that change nothing do not wait for a held user row', async ({ expect }) => {
+    const admin = await newAdmin(testDb.db);
+    const user = await newUser(testDb.db);
+    const phrase = await phrases.create(testDb.db, { text: `Held again ${user.id}`, createdBy: admin.id });
+    await phrases.exclude(testDb.db, user.id, phrase.id);
+    await users.grantRole(testDb.db, user.id, 'admin');
+    const holder = await directSession();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [user.id]);
+      await withBoundedDb(async (db) => {
+        await expect(phrases.exclude(db, user.id, phrase.id)).resolves.toBeUndefined();
+        await expect(users.grantRole(db, user.id, 'admin')).resolves.toBeUndefined();
+      });
+    } finally {
+      await holder.end();
+    }
+  });
+
+  it('ends a transaction left idle past idle_in_transaction_session_timeout: the next statement fails with a retryable ConnectionError', async ({ expect }) => {
+    await withBoundedDb(async (db) => {
+      const error = await db
+        .transaction()
+        .execute(async (trx) => {
+          const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx);
+          const observer = await directSession();
+          try {
+            await eventually(async () => {
+              const gone = await observer.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [rows[0]!.pid]);
+              return gone.rowCount === 0;
+            }, 'the server ended the idle transaction');
+          } finally {
+            await observer.end();
+          }
+          await sql`SELECT 1`.execute(trx);
+        })
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConnectionError);
+      expect((error as ConnectionError).retryable).toBe(true);
+      // Directly, the server's own reason comes through (PgBouncer reports only a lost server connection).
+      if (!viaPooler) expect((error as Error).message).toMatch(/idle_in_transaction_session_timeout/);
+    });
+  });
+
+  it('gives one transaction more time with withTimeouts, and the connection its own bounds back afterwards', async ({ expect }) => {
+    // A call deadline shorter than the sleep: it must follow the longer statement_timeout too.
+    // Afterwards the server's bound (300 ms here, 350 ms behind the pooler) must fire well before
+    // the deadline (2.5 s), however loaded the machine: the gap is what the test relies on.
     await withBoundedDb(
       async (db) => {
-        // Every caller's connection open before any waits, so that all wait together.
-        await Promise.all(Array.from({ length: callers }, () => db.transaction().execute((trx) => sql`SELECT pg_sleep(0.05)`.execute(trx))));
-        // Bounds of their own, through a pooler too: room for two lock waits within a statement.
-        const settled = Array.from({ length: callers }, () =>
-          withTimeouts(db, { statementTimeout: '6s', lockTimeout: '2s' }, (trx) => call(trx, user.id, phrase.id)).then(
-            () => undefined,
-            (error: unknown) => error,
-          ),
-        );
-        // Every caller waits for a lock; those that wait for a transaction wait for the holder's.
-        const waiting = async () =>
-          (
-            await observer.query<{ pid: number; wait_event: string; blockers: number[] }>(
-              `SELECT pid, wait_event, pg_blocking_pids(pid) AS blockers FROM pg_stat_activity
-                WHERE datname = current_database() AND wait_event_type = 'Lock' AND pid <> $1`,
-              [holderPid],
-            )
-          ).rows;
-        await eventually(async () => (await waiting()).length === callers, `all ${callers} callers wait for a lock`, { timeoutMs: 1_800 });
-        // (Key-share waiters share the row's tuple lock, so each waits for the holder itself.)
-        const onTransactions = (await waiting()).filter((session) => session.wait_event === 'transactionid');
-        expect(new Set(onTransactions.flatMap((session) => session.blockers))).toEqual(new Set([holderPid]));
-        const errors = await Promise.all(settled);
-        expect(errors.map((error) => (error as Error)?.constructor.name)).toEqual(Array.from({ length: callers }, () => 'LockNotAvailableError'));
+        const slept = await withTimeouts(db, { statementTimeout: '10s', lockTimeout: 1_000 }, async (trx) => {
+          const { rows } = await sql<{ statement: string; lock: string }>`
+            SELECT current_setting('statement_timeout') AS statement, current_setting('lock_timeout') AS lock`.execute(trx);
+          expect(rows[0]).toEqual({ statement: '10s', lock: '1s' });
+          await sql`SELECT pg_sleep(2.6)`.execute(trx);
+          return 'slept';
+        });
+        expect(slept).toBe('slept');
+        // The same (only) connection, after the transaction: the pool's bounds again.
+        await expect(sql`SELECT pg_sleep(2.6)`.execute(db)).rejects.toBeInstanceOf(QueryCanceledError);
       },
-      { maxConnections: callers },
+      { callDeadlineMs: 2_500 },
     );
-  } finally {
-    await holder.end();
-    await observer.end();
-  }
-});
-
-// Excluding a phrase again, or granting a role the user holds, changes nothing: it must not
-// wait for a held user row (as ON CONFLICT DO NOTHING never did), only a call that inserts does.
-it('phrases.exclude and users.grantRole that change nothing do not wait for a held user row', async () => {
-  const admin = await newAdmin(testDb.db);
-  const user = await newUser(testDb.db);
-  const phrase = await phrases.create(testDb.db, { text: `Held again ${user.id}`, createdBy: admin.id });
-  await phrases.exclude(testDb.db, user.id, phrase.id);
-  await users.grantRole(testDb.db, user.id, 'admin');
-  const holder = await directSession();
-  try {
-    await holder.query('BEGIN');
-    await holder.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [user.id]);
-    await withBoundedDb(async (db) => {
-      await expect(phrases.exclude(db, user.id, phrase.id)).resolves.toBeUndefined();
-      await expect(users.grantRole(db, user.id, 'admin')).resolves.toBeUndefined();
-    });
-  } finally {
-    await holder.end();
-  }
-});
-
-it('ends a transaction left idle past idle_in_transaction_session_timeout: the next statement fails with a retryable ConnectionError', async () => {
-  await withBoundedDb(async (db) => {
-    const error = await db
-      .transaction()
-      .execute(async (trx) => {
-        const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid`.execute(trx);
-        const observer = await directSession();
-        try {
-          await eventually(async () => {
-            const gone = await observer.query('SELECT 1 FROM pg_stat_activity WHERE pid = $1', [rows[0]!.pid]);
-            return gone.rowCount === 0;
-          }, 'the server ended the idle transaction');
-        } finally {
-          await observer.end();
-        }
-        await sql`SELECT 1`.execute(trx);
-      })
-      .catch((e: unknown) => e);
-    expect(error).toBeInstanceOf(ConnectionError);
-    expect((error as ConnectionError).retryable).toBe(true);
-    // Directly, the server's own reason comes through (PgBouncer reports only a lost server connection).
-    if (!viaPooler) expect((error as Error).message).toMatch(/idle_in_transaction_session_timeout/);
   });
-});
-
-it('gives one transaction more time with withTimeouts, and the connection its own bounds back afterwards', async () => {
-  // A call deadline shorter than the sleep: it must follow the longer statement_timeout too.
-  // Afterwards the server's bound (300 ms here, 350 ms behind the pooler) must fire well before
-  // the deadline (2.5 s), however loaded the machine: the gap is what the test relies on.
-  await withBoundedDb(
-    async (db) => {
-      const slept = await withTimeouts(db, { statementTimeout: '10s', lockTimeout: 1_000 }, async (trx) => {
-        const { rows } = await sql<{ statement: string; lock: string }>`
-          SELECT current_setting('statement_timeout') AS statement, current_setting('lock_timeout') AS lock`.execute(trx);
-        expect(rows[0]).toEqual({ statement: '10s', lock: '1s' });
-        await sql`SELECT pg_sleep(2.6)`.execute(trx);
-        return 'slept';
-      });
-      expect(slept).toBe('slept');
-      // The same (only) connection, after the transaction: the pool's bounds again.
-      await expect(sql`SELECT pg_sleep(2.6)`.execute(db)).rejects.toBeInstanceOf(QueryCanceledError);
-    },
-    { callDeadlineMs: 2_500 },
-  );
 });
 
 it('refuses a bad bound in withTimeouts before any query', async () => {
