@@ -20,6 +20,11 @@ export const silentClientSettings: ReadonlyArray<readonly [string, string]> = [
  * a client that reads every answer at once (the migrator, a restore), with data the server
  * sent left unacknowledged for 10 s ending the session too (`tcp_user_timeout`), rather than
  * after the kernel's quarter of an hour of retransmissions, during which keepalive is silent.
+ * They hold while the transaction does: PostgreSQL undoes `SET LOCAL` as soon as a statement
+ * fails, before the client's `ROLLBACK`, so the error of a lock wait that ran out, never
+ * acknowledged by a client gone silent, keeps the session for the quarter of an hour (seen:
+ * 168 bytes unacknowledged, 'idle in transaction (aborted)', after 24 s). That session holds
+ * no lock and no snapshot any more, only its connection slot.
  *
  * @example await client.query(`BEGIN; ${silentClientBoundsLocal}`)
  */
