@@ -161,6 +161,29 @@ describe('npm run db:reset asks first', () => {
     expect(await kept()).toEqual({ n: 1 });
   });
 
+  // An admin that owns the database but lacks CREATEROLE may drop it and create it again, and
+  // only the admin step after that refused it, leaving an empty database that nobody could
+  // migrate: the admin step now runs first, on the database as it is.
+  it('--admin refuses an admin without CREATEROLE before dropping anything, even one that owns the database', async () => {
+    const admin = `kw_reset_admin_${randomBytes(4).toString('hex')}`;
+    const password = randomBytes(8).toString('hex');
+    const ownedBy = (role: string) => execute(database.url, `ALTER DATABASE "${database.name}" OWNER TO ${role}`);
+    await execute(database.url, `CREATE ROLE ${admin} LOGIN CREATEDB PASSWORD '${password}'`);
+    onTestFinished(() => execute(database.url, `DROP ROLE ${admin}`));
+    await ownedBy(admin);
+    onTestFinished(() => ownedBy(inject('ownerUser')));
+    const adminUrl = new URL(database.url);
+    adminUrl.username = admin;
+    adminUrl.password = password;
+
+    const result = await asAdmin({ ADMIN_DATABASE_URL: adminUrl.toString(), DB_OWNER_USER: inject('ownerUser'), DB_OWNER_PASSWORD: inject('ownerPassword') });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`role '${admin}' cannot provision '${database.name}': creating the owner and application roles needs CREATEROLE`);
+    expect(result.stdout).not.toContain('dropped');
+    expect(await kept()).toEqual({ n: 1 });
+  });
+
   // Last: it empties the database the tests above keep a row in.
   it('--admin drops, recreates and migrates the database, owned by the owner role, and gives the application role its grants and bounds back', async () => {
     const app = await appRoleIn(database.url);
