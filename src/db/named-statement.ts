@@ -1,10 +1,12 @@
-import { createRequire } from 'node:module';
 import pg from 'pg';
 import type { ClientBase, QueryConfig } from 'pg';
+import pgUtils from 'pg/lib/utils.js';
 
 // pg's own conversion of JavaScript values to parameters (Dates, Buffers, arrays, JSON), so a
-// named statement binds exactly what `client.query(text, values)` would.
-const { prepareValue } = createRequire(import.meta.url)('pg/lib/utils.js') as { prepareValue: (value: unknown) => unknown };
+// named statement binds exactly what `client.query(text, values)` would. A static import, which
+// a service's bundler follows: looked up at run time (createRequire), it needed a node_modules
+// beside the bundle, and an ES module bundled into CommonJS had no import.meta.url to look from.
+const { prepareValue } = pgUtils;
 
 /** What pg's connection offers a custom query (its `Submittable` protocol); only what we use. */
 interface ProtocolConnection {

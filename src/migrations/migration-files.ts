@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { ConfigError } from '../errors.js';
 
 /** A migration as found on disk: `<name>.up.sql` with its `<name>.down.sql`. */
 export interface MigrationFile {
@@ -30,7 +31,12 @@ export function checksumOf(sql: string | Buffer): string {
  * const files = await listMigrationFiles('migrations') // [{ name: '20250914134643_initial_schema', … }]
  */
 export async function listMigrationFiles(dir: string): Promise<MigrationFile[]> {
-  const names = (await readdir(dir))
+  const entries = await readdir(dir).catch((error: unknown) => {
+    const code = (error as { code?: string }).code;
+    if (code !== 'ENOENT' && code !== 'ENOTDIR') throw error;
+    throw new ConfigError('migrationsDir', `the migrations folder ${dir} does not exist (migrationsDir, or --migrations-dir)`, { cause: error });
+  });
+  const names = entries
     .filter((file) => file.endsWith(upSuffix))
     .map((file) => file.slice(0, -upSuffix.length))
     .sort();

@@ -24,6 +24,8 @@
 #                  span under the request's, the pool named by host, port and database
 #   camelcase      CamelCasePlugin (db.withPlugin, a service's own Kysely and its transaction):
 #                  every query function returns and writes what it does on the plain db
+#   bundle         the service bundled with esbuild (ES module, and CommonJS from the same
+#                  source) and run away from node_modules, with the package's migrations copied
 # CONSUMER_CHECKS="footprint startup …" runs only those (default: all). Needs a PostgreSQL:
 # CONSUMER_DATABASE_URL names, as a superuser, a database to create and drop, with an owner
 # role of its own (default: a scratch database on the embedded server that `npm run db:setup`
@@ -33,7 +35,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 repo=$PWD
 service_kysely=${CONSUMER_KYSELY_VERSION:-0.28.18}
-checks=${CONSUMER_CHECKS:-footprint startup backup modules typescript cjs-nodenext cjs-node10 opentelemetry camelcase}
+checks=${CONSUMER_CHECKS:-footprint startup backup modules typescript cjs-nodenext cjs-node10 opentelemetry camelcase bundle}
 wants() { [[ " $checks " == *" $1 "* ]]; }
 # Runs a service, which must end by saying ': ok': one that exits early, with code 0 and nothing
 # said (a process whose event loop emptied before its work was done), fails the check.
@@ -203,5 +205,29 @@ fi
 if wants camelcase; then
   echo "consumer check: a CamelCasePlugin service, every query function against the plain db"
   DATABASE_URL=$database_url says_ok node dist/camel-case.js
+fi
+if wants bundle; then
+  # The repository's esbuild (the service installs no bundler), as the README's note on bundling
+  # says: libpg-query external, the migrations folder copied, passed as migrationsDir. The
+  # deployed folder lies outside the service: the bundle finds no node_modules but the one
+  # kept for libpg-query, and the nearest package.json and migrations/ are the service's own.
+  deployed=$work/deployed
+  mkdir -p "$deployed/migrations" "$deployed/node_modules"
+  mkdir -p "$deployed/node_modules/@pgsql"
+  cp -r node_modules/libpg-query "$deployed/node_modules/"
+  cp -r node_modules/@pgsql/types "$deployed/node_modules/@pgsql/" # libpg-query's one dependency
+  cp -r node_modules/@kennwilliamson/db/migrations "$deployed/package-migrations"
+  printf '{ "name": "scratch-service", "private": true }\n' > "$deployed/package.json"
+  printf 'CREATE TABLE service_jobs (id int);\n' > "$deployed/migrations/20990101000000_service_jobs.up.sql"
+  printf 'DROP TABLE service_jobs;\n' > "$deployed/migrations/20990101000000_service_jobs.down.sql"
+  for format in esm cjs; do
+    echo "consumer check: the service bundled by esbuild as $format, run with its bundle alone"
+    # pg's own run-time require()s need a require in an ES module bundle, as esbuild's docs say.
+    extension=cjs options=()
+    [ "$format" = esm ] && extension=mjs options=("--banner:js=import { createRequire as kwRequire } from 'node:module'; const require = kwRequire(import.meta.url);")
+    "$repo/node_modules/.bin/esbuild" bundled-service.mjs --bundle --platform=node --target=node20 --format="$format" \
+      --external:libpg-query "${options[@]}" --log-level=error --outfile="$deployed/$format/service.$extension"
+    (cd "$deployed" && DATABASE_URL=$database_url MIGRATIONS_DIR=$deployed/package-migrations says_ok node "$format/service.$extension" "$format")
+  done
 fi
 echo "consumer check: passed ($checks)"
