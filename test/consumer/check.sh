@@ -107,6 +107,15 @@ if wants footprint; then
   du -sk node_modules/* node_modules/@*/* 2>/dev/null | grep -v '/@[^/]*$' | sort -rn | head -n 6 | awk '{ printf "  %6.1f MB  %s\n", $1 / 1024, $2 }'
   test "$kilobytes" -le $((30 * 1024)) || { echo "node_modules holds more than 30 MB"; exit 1; }
   test ! -e node_modules/@electric-sql/pglite || { echo '@electric-sql/pglite (never loaded) was installed'; exit 1; }
+  # The source maps it ships carry their sources: src/ is not in the package.
+  node -e "
+    const { readdirSync, readFileSync } = require('node:fs');
+    const maps = readdirSync('node_modules/@kennwilliamson/db/dist', { recursive: true }).filter((file) => file.endsWith('.map'));
+    const bare = maps.filter((file) => {
+      const map = JSON.parse(readFileSync('node_modules/@kennwilliamson/db/dist/' + file, 'utf8'));
+      return map.sources.some((_, i) => typeof map.sourcesContent?.[i] !== 'string');
+    });
+    if (maps.length === 0 || bare.length > 0) { console.error('source maps without their sources: ' + (bare.join(', ') || 'no maps at all')); process.exit(1); }"
 fi
 
 bin=node_modules/.bin/kennwilliamson-db
