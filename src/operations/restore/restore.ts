@@ -109,11 +109,14 @@ function rolledBack(failure: string, cause: unknown): RestoreError {
 
 // A server error, said without its DETAIL (which can hold row values, password hashes
 // among them), nor the value a data exception quotes back (class 22: `invalid input syntax
-// for type uuid: "…"`), which is the backup's data too.
+// for type uuid: "…"`), which is the backup's data too: everything from the message's first
+// double quote on, since the server quotes the value as it is, and a value holding quotes of
+// its own (JSON in the wrong column) would end any quoted part early and show the rest.
 function serverFailure(error: unknown): string {
   const { message, code } = error as { message?: string; code?: string };
   const fromServer = typeof error === 'object' && error !== null && 'severity' in error;
-  const said = fromServer && code?.startsWith('22') && message ? message.replace(/"(?:[^"]|"")*"/g, '"(value withheld)"') : message;
+  const quoted = message?.indexOf('"') ?? -1;
+  const said = fromServer && code?.startsWith('22') && message && quoted >= 0 ? `${message.slice(0, quoted)}"(value withheld)"` : message;
   return `${fromServer ? 'ERROR: ' : ''}${said ?? String(error)}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}`;
 }
 

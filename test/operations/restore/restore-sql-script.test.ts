@@ -214,6 +214,16 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     );
     expect(await tableContents(database.url)).toEqual(before);
     await expect(execute(database.url, 'SELECT * FROM planted')).rejects.toThrow('does not exist');
+
+    // A value with quotes of its own (JSON in the wrong column) shows none of itself either.
+    const quoted = await crafted(
+      'quoted-row.sql.gz',
+      'CREATE TABLE public.planted (at timestamptz);\nCOPY public.planted (at) FROM stdin;\n{"email":"kenn@example.org","password_hash":"$argon2id$v=19$c2FsdA"}\n\\.\n',
+    );
+    expect(((await restoreFailure(database.ownerUrl, quoted)) as Error).message).toBe(
+      'restore failed and was rolled back; the database was not changed:\n' +
+        `ERROR: invalid input syntax for type timestamp with time zone: "(value withheld)" (SQLSTATE 22007) at line 2 of the backup's SQL`,
+    );
   });
 
   // A dump of a pg_dump older than 15.14, 16.10 or 17.6 (no \restrict, whose missing
