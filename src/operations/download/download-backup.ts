@@ -6,7 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { ChecksumMismatchError, ConfigError, DownloadError } from '../../errors.js';
-import { checksumPathOf, type ChecksumRecord, parseChecksumText, writeChecksumFile } from '../files/checksum-file.js';
+import { type ChecksumRecord, parseChecksumText, readChecksumText, writeChecksumFile } from '../files/checksum-file.js';
 import { byteProgress, formatBytes } from '../files/progress-reporter.js';
 import { publishFile } from '../files/publish-file.js';
 import { isProcessAlive } from '../../process-alive.js';
@@ -87,8 +87,7 @@ async function localFile(source: string, label: string): Promise<SourceFile> {
   });
   if (!info.isFile()) throw new DownloadError('not-found', `${label} is not a file`);
   // No .sha256 is an unverified copy; one that cannot be read is an error, not the same.
-  const text = await readFile(checksumPathOf(source), 'utf8').catch((error: NodeJS.ErrnoException) => {
-    if (error.code === 'ENOENT') return undefined;
+  const text = await readChecksumText(source).catch((error: NodeJS.ErrnoException) => {
     throw new DownloadError('transfer', `cannot read ${label}.sha256 (${error.code ?? error.message})`, { cause: error });
   });
   const checksum = text === undefined ? undefined : parseChecksumText(text, `${label}.sha256`);

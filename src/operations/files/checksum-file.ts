@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { open, readFile, rename, rm } from 'node:fs/promises';
+import { constants, createReadStream } from 'node:fs';
+import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ChecksumMismatchError } from '../../errors.js';
@@ -42,12 +42,39 @@ export async function sha256OfFile(file: string, options: { signal?: AbortSignal
  * await readChecksumFile('backups/x.dump') // { sha256: '9f86d0…', fileName: 'x.dump' }
  */
 export async function readChecksumFile(file: string): Promise<ChecksumRecord | undefined> {
-  const text = await readFile(checksumPathOf(file), 'utf8').catch((error: NodeJS.ErrnoException) => {
+  const text = await readChecksumText(file);
+  if (text === undefined) return undefined;
+  return parseChecksumText(text, checksumPathOf(file));
+}
+
+// One sha256sum line: 64 hex digits, two characters and a path (at most 4096 bytes on Linux).
+const checksumTextLimit = 8192;
+
+/**
+ * The text of the `.sha256` file beside `file`, or undefined where there is none, read only
+ * from a small regular file: a FIFO there blocked the read for ever, and the process's exit
+ * with it (Ctrl-C did not end a restore or a download then), and a device such as /dev/zero
+ * read without end. Anything else is refused, saying which it is.
+ *
+ * @example
+ * await readChecksumText('backups/x.dump') // '9f86d0…  x.dump\n'
+ */
+export async function readChecksumText(file: string): Promise<string | undefined> {
+  // Without blocking, so that a FIFO with no writer opens at once, to be refused below.
+  const handle = await open(checksumPathOf(file), constants.O_RDONLY | constants.O_NONBLOCK).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return undefined;
     throw error;
   });
-  if (text === undefined) return undefined;
-  return parseChecksumText(text, checksumPathOf(file));
+  if (handle === undefined) return undefined;
+  try {
+    const info = await handle.stat();
+    // Said after the file's name by the callers: `cannot read x.dump.sha256 (not a regular file)`.
+    if (!info.isFile()) throw new Error('not a regular file');
+    if (info.size > checksumTextLimit) throw new Error(`${info.size} bytes, more than a sha256sum line`);
+    return await handle.readFile('utf8');
+  } finally {
+    await handle.close();
+  }
 }
 
 /**

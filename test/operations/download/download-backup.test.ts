@@ -209,14 +209,19 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     expect(await readFile(path.join(backupDir, running), 'utf8')).toBe('partial');
   });
 
-  it('refuses, rather than call unverified, a copy whose .sha256 cannot be read', async () => {
-    const local = path.join(root, 'unreadable checksum');
-    await mkdir(path.join(local, `${name}.sha256`), { recursive: true });
+  // A FIFO was read for ever: the download hung, and Ctrl-C could not end the process.
+  it.each([
+    ['a folder', (file: string) => mkdir(file, { recursive: true })],
+    ['a FIFO', async (file: string) => void execFileSync('mkfifo', [file])],
+  ])('refuses at once, rather than call unverified, a copy whose .sha256 is %s', async (kind, make) => {
+    const local = path.join(root, `checksum as ${kind}`);
+    await mkdir(local, { recursive: true });
+    await make(path.join(local, `${name}.sha256`));
     await writeFile(path.join(local, name), content);
 
     await expect(downloadBackup({ host: 'localhost', file: name, backupDir, remoteDir: local })).rejects.toMatchObject({
       reason: 'transfer',
-      message: expect.stringContaining(`cannot read ${path.join(local, name)}.sha256 (EISDIR)`),
+      message: expect.stringContaining(`cannot read ${path.join(local, name)}.sha256 (not a regular file)`),
     });
     expect(await readdir(backupDir)).toEqual([]);
   });

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { copyFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -158,6 +158,19 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect(result.stderr).toContain('the database was not touched');
     expect(await tableContents(target)).toEqual(before);
     expect(await filesIn(folder)).toEqual([path.basename(damaged), `${path.basename(damaged)}.sha256`]);
+  });
+
+  // A FIFO there was read for ever: the restore hung before it asked, and Ctrl-C could not end it.
+  it('refuses at once a backup whose .sha256 is a FIFO, rather than wait on it', async ({ expect }) => {
+    const folder = await mkdtemp(path.join(workDir, 'fifo-checksum-'));
+    const copy = path.join(folder, path.basename(backup.file));
+    await copyFile(backup.file, copy);
+    execFileSync('mkfifo', [`${copy}.sha256`]);
+
+    const error = await verifyBackupFile(copy).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('its .sha256 cannot be read (Error: not a regular file)');
   });
 
   // pg_restore writes an archive's entries as they are: one rewritten to `\connect` another
