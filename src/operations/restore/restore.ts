@@ -101,6 +101,28 @@ const restoreBounds = new Set(['lock_timeout', 'statement_timeout', 'idle_in_tra
 // rolled back; anything else that stops a restore is worded where it is caught.
 const serverRefusals = new WeakSet<RestoreError>();
 
+// An interrupted restore ends its server session itself, from a connection of its own (a role
+// may end its own sessions). Closing its end of the connection is not enough while the server
+// runs one of the backup's statements: the backup's code may have turned the server's check
+// of the connection off within it (set_config in a CHECK's function, which the restore sets
+// back only after the statement) and keep it running, for ever, holding every table of
+// public that the services' queries wait for. Waits up to 5 s for the session to go; a
+// failure here is left unsaid, as the interruption is what the operator asked for.
+async function endInterruptedSession(url: string, pid: number | null): Promise<void> {
+  if (pid === null) return;
+  await withClient(
+    url,
+    (other) =>
+      answeredWithin(other, 5_000 + roundTripDeadlineMs, "ending the interrupted restore's session", () =>
+        other.query(
+          "SELECT pg_catalog.pg_terminate_backend(pid, 5000) FROM pg_catalog.pg_stat_activity WHERE pid = $1 AND application_name = 'kennwilliamson-restore'",
+          [pid],
+        ),
+      ),
+    'kennwilliamson-restore-stop',
+  ).catch(() => undefined);
+}
+
 function rolledBack(failure: string, cause: unknown): RestoreError {
   const error = new RestoreError(`restore failed and was rolled back; the database was not changed:\n${failure}`, { cause });
   serverRefusals.add(error);
@@ -407,6 +429,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   }
 
   let connected = false;
+  let serverSessionEnded: Promise<void> | undefined;
   source.once('end', () => (sourceEnded = true));
   let tables = 0;
   try {
@@ -439,9 +462,11 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         // trip; set within the transaction, the latter go back to the values set above if it
         // aborts.
         const restoreSettings = `${restorePrelude(options.lockTimeoutMs)}${silentClientBoundsSession}`;
+        const pid = (client as unknown as { processID: number | null }).processID;
         const onAbort = () => {
           source.destroy(new Error('interrupted'));
           void client.end().catch(() => undefined);
+          serverSessionEnded = endInterruptedSession(session.url, pid);
         };
         signal?.addEventListener('abort', onAbort, { once: true });
         try {
@@ -536,8 +561,12 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     }
     const ended = sourceEnded;
     stopSource();
-    // An aborted program or connection reports itself as some other failure: the interruption comes first.
-    if (signal?.aborted) throw new RestoreError('restore interrupted before its COMMIT; the database was not changed', { cause: error });
+    // An aborted program or connection reports itself as some other failure: the interruption
+    // comes first, once the server's session (and with it every lock of the restore) is gone.
+    if (signal?.aborted) {
+      await serverSessionEnded;
+      throw new RestoreError('restore interrupted before its COMMIT; the database was not changed', { cause: error });
+    }
     // When the stream ended by itself, a failed pg_restore is the cause: its account comes first.
     const readFailure = ended
       ? await sourceDone().then(

@@ -60,8 +60,8 @@ describe('code a backup plants while it is restored', () => {
     return database;
   }
   // As the documented default runs it: the superuser's URL, logging in as the owner.
-  const restoreAsDefault = async (database: TestDatabase, backup: Awaited<ReturnType<typeof crafted>>) =>
-    restoreDatabase({ databaseUrl: database.url, owner: { password: inject('ownerPassword') }, backup });
+  const restoreAsDefault = async (database: TestDatabase, backup: Awaited<ReturnType<typeof crafted>>, signal?: AbortSignal) =>
+    restoreDatabase({ databaseUrl: database.url, owner: { password: inject('ownerPassword') }, backup, ...(signal ? { signal } : {}) });
   const superuserProgram = (file: string) => `IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
     EXECUTE pg_catalog.format('COPY (SELECT 1) TO PROGRAM %L', 'touch ${file}');
   END IF;`;
@@ -448,6 +448,38 @@ ALTER TABLE public.probe ADD CONSTRAINT probe_looks CHECK (public.look(id));
       { name: 'tcp_keepalives_interval', setting: '1' },
       { name: 'tcp_user_timeout', setting: '10000' },
     ]);
+  });
+
+  // Inside one statement the backup's code may turn the server's check of the connection off
+  // and keep running: closing the restore's end of the connection then ended nothing, and its
+  // session held every table of public (AccessExclusive) until the function returned.
+  it("an interrupted restore leaves no session holding the tables, though the backup's code turned the server's connection check off", async () => {
+    const database = await target();
+    const backup = await crafted(
+      'stall.sql.gz',
+      `CREATE FUNCTION public.stall(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN PERFORM pg_catalog.set_config('client_connection_check_interval', '0', true); PERFORM pg_catalog.pg_sleep(60); RETURN true; END $$;
+CREATE TABLE public.seed (id integer CHECK (public.stall(id)));
+COPY public.seed (id) FROM stdin;
+1
+\\.
+`,
+    );
+    const restoreSessions = () =>
+      withClient(inject('serverUrl'), async (client) =>
+        (await client.query("SELECT wait_event FROM pg_catalog.pg_stat_activity WHERE datname = $1 AND application_name = 'kennwilliamson-restore'", [database.name])).rows,
+      );
+    const interrupt = new AbortController();
+    const restoring = restoreAsDefault(database, backup, interrupt.signal).catch((e: unknown) => e);
+    await eventually(async () => (await restoreSessions()).some((session) => session.wait_event === 'PgSleep'), "the backup's function runs");
+
+    interrupt.abort();
+
+    const error = await restoring;
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toBe('restore interrupted before its COMMIT; the database was not changed');
+    expect(await restoreSessions()).toEqual([]);
+    expect(await withClient(database.url, async (client) => (await client.query("SELECT pg_catalog.to_regclass('public.seed') AS seed")).rows[0])).toEqual({ seed: null });
   });
 
   it("a function that turns standard_conforming_strings off while rows load does not change how the next statement is read", async () => {
