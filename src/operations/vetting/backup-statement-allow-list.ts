@@ -215,12 +215,16 @@ const inPublic = (names: string[]) => names.length >= 2 && names[0] === 'public'
 const outsidePublic = (what: string) => refuse(`${what} outside the public schema, which is all a restore replaces`);
 
 function functionOptions(options: unknown): Map<string, unknown> {
-  const found = new Map<string, unknown>();
-  for (const option of Array.isArray(options) ? options : []) {
+  return new Map(optionElements(options).map((element) => [element.defname, element.arg]));
+}
+
+// Each option as written: SET may come more than once (one clause per setting), which a Map
+// of the options keeps only the last of.
+function optionElements(options: unknown): Array<{ defname: string; arg: unknown }> {
+  return (Array.isArray(options) ? options : []).flatMap((option) => {
     const element = (option as { DefElem?: { defname?: string; arg?: unknown } }).DefElem;
-    if (element?.defname) found.set(element.defname, element.arg);
-  }
-  return found;
+    return element?.defname ? [{ defname: element.defname, arg: element.arg }] : [];
+  });
 }
 
 const checkSet: Check = (node) => {
@@ -292,9 +296,8 @@ const checkCreateFunction: Check = (node) => {
     return refuse(`SECURITY DEFINER makes ${what} run with its owner's powers, whoever calls it`);
   }
   for (const option of ['support', 'transform']) if (options.has(option)) return refuse(`${what} with ${option.toUpperCase()} is not part of this schema`);
-  const settings = options.get('set');
-  if (settings !== undefined) {
-    const name = String((settings as { VariableSetStmt?: { name?: string } }).VariableSetStmt?.name ?? '');
+  for (const { arg } of optionElements(create.options).filter((element) => element.defname === 'set')) {
+    const name = String((arg as { VariableSetStmt?: { name?: string } }).VariableSetStmt?.name ?? '');
     if (name !== 'search_path') return refuse(`${what} that sets ${name || 'a setting'} when called is not part of this schema`);
   }
   return accept('CREATE FUNCTION');

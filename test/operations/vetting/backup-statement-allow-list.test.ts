@@ -99,6 +99,12 @@ describe('the allow-list refuses the rest, naming the line', () => {
     ['a function in an untrusted language', "CREATE FUNCTION public.f() RETURNS int LANGUAGE plpython3u AS $$ import os $$;", 'a function in language plpython3u'],
     ['a SECURITY DEFINER function', 'CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$;', 'SECURITY DEFINER makes a function run'],
     ['a function outside public', 'CREATE FUNCTION pg_catalog.f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;', 'outside the public schema'],
+    // Each SET clause is checked, not only the last one.
+    [
+      'a function that sets a bound before its search_path',
+      "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SET lock_timeout = 0 SET search_path = '' AS $$ SELECT 1 $$;",
+      'a function that sets lock_timeout when called is not part of this schema',
+    ],
     ['ALTER TABLE … OWNER TO', 'ALTER TABLE public.users OWNER TO evil;', 'ALTER … OWNER TO hands objects to another role'],
     ['ALTER FUNCTION … OWNER TO', 'ALTER FUNCTION public.f() OWNER TO evil;', 'ALTER … OWNER TO hands objects to another role'],
     ['transaction control', 'COMMIT;', "transaction control would end the restore's one transaction"],
