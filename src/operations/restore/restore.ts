@@ -18,6 +18,7 @@ import { requireRestrictedSession, restoreSession, type RestoreOwner, type Resto
 import { codeBeyondTheSchema, deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
 import { ScriptQuery } from './script-query.js';
 import { type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
+import { backupExtensions } from '../vetting/backup-statement-allow-list.js';
 import type { VerifiedBackup } from '../vetting/verify-backup-file.js';
 import { dumpFrame } from '../vetting/verify-sql-dump.js';
 import { silentClientBoundsSession } from '../../db/silent-client-bounds.js';
@@ -289,6 +290,7 @@ async function finishPrivileges(
   session: RestoreSession,
   database: string,
   beyondPublic: BeyondPublicWatch,
+  keptExtensions: readonly string[],
   log: (line: string) => void,
 ): Promise<void> {
   // What the backup (and any default privileges it met) granted is checked first, before the
@@ -306,7 +308,7 @@ async function finishPrivileges(
     throw new RestoreError(`the backup left a trigger that can be deferred to COMMIT, after this check: ${deferrable.join('; ')}`);
   }
   // The allow-list refuses these in the backup's text; its functions may have made them.
-  const planted = await codeBeyondTheSchema(client);
+  const planted = await codeBeyondTheSchema(client, [...backupExtensions, ...keptExtensions]);
   if (planted.length > 0) {
     throw new RestoreError(`the backup left what it may not hold, made by its own code while it ran: ${planted.join('; ')}`);
   }
@@ -535,7 +537,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           // What fired there was the backup's code too: the restore's settings again, before
           // the catalog is asked with them.
           await step(restoreSettings);
-          await finishPrivileges(client, session, target.database, beyondPublic, log).catch((error: unknown) => {
+          await finishPrivileges(client, session, target.database, beyondPublic, [...keptNames], log).catch((error: unknown) => {
             throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while setting the restored objects' privileges`, error);
           });
           // Never COMMIT once interrupted, whatever was already sent.

@@ -209,11 +209,16 @@ export async function deferrableTriggers(client: pg.ClientBase): Promise<string[
  * What the allow-list refuses in a backup's text, when the backup's own functions made it
  * while they ran (a CHECK as rows load): rules on the relations of public other than a view's
  * own, and SECURITY DEFINER functions there, each of which would let a caller act with the
- * owner's rights (write the migrations record, say). In words, or `[]`.
+ * owner's rights (write the migrations record, say); and extensions in public other than
+ * `allowedExtensions` (a trusted one, pgcrypto say, any database owner may create), operators,
+ * aggregates and domains there that are no extension's. In words, or `[]`.
  *
- * @example await codeBeyondTheSchema(client) // ['rule forge on public.notes', 'SECURITY DEFINER function public.forge(text)']
+ * @example await codeBeyondTheSchema(client, ['pg_trgm']) // ['rule forge on public.notes', 'extension pgcrypto']
  */
-export async function codeBeyondTheSchema(client: pg.ClientBase): Promise<string[]> {
+export async function codeBeyondTheSchema(client: pg.ClientBase, allowedExtensions: readonly string[]): Promise<string[]> {
+  // An object that is a member of an extension: the extension answers for it.
+  const extensionMember = (catalog: string, oid: string) =>
+    `EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = '${catalog}'::pg_catalog.regclass AND d.objid = ${oid} AND d.deptype = 'e')`;
   const { rows } = await client.query<{ what: string }>(
     `SELECT pg_catalog.format('rule %I on %s', r.rulename, r.ev_class::pg_catalog.regclass) AS what
        FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
@@ -221,9 +226,24 @@ export async function codeBeyondTheSchema(client: pg.ClientBase): Promise<string
      UNION ALL
      SELECT 'SECURITY DEFINER function ' || p.oid::pg_catalog.regprocedure::text
        FROM pg_catalog.pg_proc p
-      WHERE p.pronamespace = 'public'::pg_catalog.regnamespace AND p.prosecdef
-        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                         WHERE d.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND d.objid = p.oid AND d.deptype = 'e')`,
+      WHERE p.pronamespace = 'public'::pg_catalog.regnamespace AND p.prosecdef AND NOT ${extensionMember('pg_catalog.pg_proc', 'p.oid')}
+     UNION ALL
+     SELECT 'extension ' || pg_catalog.quote_ident(e.extname)
+       FROM pg_catalog.pg_extension e
+      WHERE e.extnamespace = 'public'::pg_catalog.regnamespace AND e.extname <> ALL ($1::text[])
+     UNION ALL
+     SELECT 'operator ' || o.oid::pg_catalog.regoperator::text
+       FROM pg_catalog.pg_operator o
+      WHERE o.oprnamespace = 'public'::pg_catalog.regnamespace AND NOT ${extensionMember('pg_catalog.pg_operator', 'o.oid')}
+     UNION ALL
+     SELECT 'aggregate ' || p.oid::pg_catalog.regprocedure::text
+       FROM pg_catalog.pg_proc p
+      WHERE p.pronamespace = 'public'::pg_catalog.regnamespace AND p.prokind = 'a' AND NOT ${extensionMember('pg_catalog.pg_proc', 'p.oid')}
+     UNION ALL
+     SELECT 'domain ' || t.oid::pg_catalog.regtype::text
+       FROM pg_catalog.pg_type t
+      WHERE t.typnamespace = 'public'::pg_catalog.regnamespace AND t.typtype = 'd' AND NOT ${extensionMember('pg_catalog.pg_type', 't.oid')}`,
+    [allowedExtensions],
   );
   return rows.map((row) => row.what).sort();
 }

@@ -220,23 +220,27 @@ END $$;
     expect(role).toBe(0);
   });
 
-  it("the next restore, given the superuser's URL, never runs an operator the last one planted with the superuser's powers", async () => {
+  // A restore refuses an operator its backup's code makes (below); the owner may still make one
+  // itself, with its own login, in the database it owns.
+  it("the next restore, given the superuser's URL, never runs an operator the owner planted in public with the superuser's powers", async () => {
     const database = await target();
     const ran = await marker();
-    const plant = await crafted(
-      'plant.sql.gz',
-      `CREATE FUNCTION public.differs(a oid, b integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+    // With DB_APP_USER, as a new server's first restore: the owner's default privileges then
+    // name the application role, which the next restore reads (grantee <> 0) as the superuser.
+    await restoreDatabase({
+      databaseUrl: database.url,
+      owner: { password: inject('ownerPassword') },
+      appRole: app,
+      backup: await crafted('first.sql.gz', 'CREATE TABLE public.t (id integer);\n'),
+    });
+    await withClient(database.ownerUrl, (client) =>
+      client.query(`CREATE FUNCTION public.differs(a oid, b integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
 BEGIN
   ${superuserProgram(ran)}
   RETURN a <> b::oid;
 END $$;
-CREATE FUNCTION public.plant(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
-BEGIN EXECUTE 'CREATE OPERATOR public.<> (LEFTARG = oid, RIGHTARG = integer, FUNCTION = public.differs)'; RETURN true; END $$;
-${seededCheck('plant')}`,
+CREATE OPERATOR public.<> (LEFTARG = oid, RIGHTARG = integer, FUNCTION = public.differs)`),
     );
-    // With DB_APP_USER, as a new server's first restore: the owner's default privileges then
-    // name the application role, which the next restore reads (grantee <> 0) as the superuser.
-    await restoreDatabase({ databaseUrl: database.url, owner: { password: inject('ownerPassword') }, appRole: app, backup: plant });
 
     await restoreAsDefault(database, await crafted('benign.sql.gz', 'CREATE TABLE public.t (id integer);\n'));
 
@@ -286,6 +290,28 @@ ${seededCheck('plant')}`,
     expect((error as Error).message).toContain(
       'the backup left what it may not hold, made by its own code while it ran: SECURITY DEFINER function public.forge(text); rule forge on public.notes',
     );
+  });
+
+  // Each is refused in the backup's text; a database's owner may still make them from code (a
+  // trusted extension such as pgcrypto, with its C functions, among them).
+  it("an extension, an operator, an aggregate or a domain that the backup's own code made in public while it ran is refused", async () => {
+    const database = await target();
+    const backup = await whileRowsLoad(
+      'made-in-public.sql.gz',
+      `EXECUTE 'CREATE EXTENSION IF NOT EXISTS pgcrypto WITH SCHEMA public';
+  EXECUTE 'CREATE OPERATOR public.=== (LEFTARG = text, RIGHTARG = text, FUNCTION = pg_catalog.texteq)';
+  EXECUTE 'CREATE AGGREGATE public.planted_sum (integer) (SFUNC = pg_catalog.int4pl, STYPE = integer)';
+  EXECUTE 'CREATE DOMAIN public.planted_email AS text';`,
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(
+      'the backup left what it may not hold, made by its own code while it ran: aggregate public.planted_sum(integer); domain public.planted_email; extension pgcrypto; operator public.===(text,text)',
+    );
+    const extensions = await withClient(database.url, async (client) => (await client.query('SELECT extname FROM pg_catalog.pg_extension ORDER BY extname')).rows);
+    expect(extensions.map((row) => row.extname)).not.toContain('pgcrypto');
   });
 
   // What the owner may change beyond public, done by a CHECK's function as the rows load (the
