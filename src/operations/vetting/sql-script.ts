@@ -434,6 +434,10 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
  * @example await vetSqlScript(createReadStream(file).pipe(createGunzip()))
  */
 export async function vetSqlScript(source: AsyncIterable<Buffer | string>, options: SqlScriptOptions = {}): Promise<void> {
+  let parts = 0;
   // sqlScriptParts reads (and checks) the COPY data a consumer leaves unread itself.
-  for await (const _ of sqlScriptParts(source, options)) void _;
+  for await (const _ of sqlScriptParts(source, options)) parts += 1;
+  // As the restore refuses it, but before it takes the tables: only comments and white space
+  // (a gigabyte of it, say) would otherwise be read again while every table waits.
+  if (parts === 0) throw new RestoreError('it holds no SQL statements');
 }

@@ -56,6 +56,14 @@ describe('verifySqlDump', () => {
     await expect(verifySqlDump(await file(gzipSync(large)))).rejects.toBeInstanceOf(RestoreError);
   });
 
+  // The restore refuses it too, but only after it took every table and emptied public, then
+  // read the file again: a gigabyte of spaces between header and trailer kept them waiting.
+  it("refuses a dump with nothing but pg_dump's header and trailer (and white space) before the restore takes any table", async () => {
+    const empty = dumpSql.replace(/CREATE TABLE[^]*\\\.\n\n/, '\n'.repeat(10_000));
+    expect(empty).not.toContain('CREATE TABLE');
+    await expect(verifySqlDump(await file(gzipSync(empty)))).rejects.toThrow('it holds no SQL statements');
+  });
+
   it('refuses gzip data that is not a pg_dump plain-format dump', async () => {
     await expect(verifySqlDump(await file(gzipSync(`SELECT 1;\n${dumpSql}`)))).rejects.toThrow('it does not start as a pg_dump plain-format dump');
   });
