@@ -17,7 +17,7 @@ import { byteProgress } from '../files/progress-reporter.js';
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
 import { codeBeyondTheSchema, deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
 import { ScriptQuery } from './script-query.js';
-import { type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
+import { makesSomething, nothingMade, type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
 import { backupExtensions } from '../vetting/backup-statement-allow-list.js';
 import type { VerifiedBackup } from '../vetting/verify-backup-file.js';
 import { dumpFrame } from '../vetting/verify-sql-dump.js';
@@ -493,10 +493,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           const beyondPublic = await watchBeyondPublic(client).catch((error: unknown) => {
             throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while reading the catalog`, error);
           });
-          let parts = 0;
+          let made = 0;
           for await (const part of sqlScriptParts(source, { database: target.database, grantees: session.grantees })) {
             signal?.throwIfAborted();
-            parts += 1;
+            if (makesSomething(part)) made += 1;
             // Only an extension's owner may comment on it; a kept one keeps its own comment.
             if (part.kind === 'sql' && part.statement === 'COMMENT' && part.extension && keptNames.has(part.extension)) continue;
             // The backup's `SET lock_timeout = 0` and the like would lift the restore's bounds.
@@ -524,8 +524,9 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             await step(restoreSettings);
           }
           await sourceDone();
-          // An empty script would leave an empty schema behind: never a restore's result.
-          if (parts === 0) throw new RestoreError('it holds no SQL statements');
+          // A script that makes nothing (pg_dump's header alone) would leave an empty schema
+          // behind: never a restore's result.
+          if (made === 0) throw new RestoreError(nothingMade);
           // verifyBackupFile checked this, but the file may have changed since (or a caller
           // skipped the check): a dump cut short between statements vets clean statement by
           // statement, and would leave out what came last (indexes, constraints, sequences).

@@ -434,10 +434,24 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
  * @example await vetSqlScript(createReadStream(file).pipe(createGunzip()))
  */
 export async function vetSqlScript(source: AsyncIterable<Buffer | string>, options: SqlScriptOptions = {}): Promise<void> {
-  let parts = 0;
+  let made = 0;
   // sqlScriptParts reads (and checks) the COPY data a consumer leaves unread itself.
-  for await (const _ of sqlScriptParts(source, options)) parts += 1;
-  // As the restore refuses it, but before it takes the tables: only comments and white space
-  // (a gigabyte of it, say) would otherwise be read again while every table waits.
-  if (parts === 0) throw new RestoreError('it holds no SQL statements');
+  for await (const part of sqlScriptParts(source, options)) if (makesSomething(part)) made += 1;
+  // As the restore refuses it, but before it takes the tables: pg_dump's header alone and
+  // white space (a gigabyte of it, say) would otherwise be read again while every table waits.
+  if (made === 0) throw new RestoreError(nothingMade);
+}
+
+/** Why a script whose parts {@link makesSomething} none of is refused, by the check and the restore alike. */
+export const nothingMade = "it holds no SQL statements beyond pg_dump's session settings";
+
+/**
+ * Whether a part makes something of the backup (a table, its rows, a grant …), rather than
+ * only set the session up as pg_dump's header does (`SET …`, `SELECT pg_catalog.set_config(…)`,
+ * which every dump starts with): a script without one is no backup of anything.
+ *
+ * @example makesSomething({ kind: 'sql', statement: 'SET', setting: 'lock_timeout', text: 'SET lock_timeout = 0;', line: 6 }) // false
+ */
+export function makesSomething(part: SqlScriptPart): boolean {
+  return part.kind === 'copy' || (part.setting === undefined && part.statement !== 'SELECT pg_catalog.set_config');
 }

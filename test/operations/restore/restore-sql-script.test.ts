@@ -226,6 +226,18 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     );
   });
 
+  // The check refuses it first (verifySqlDump), but a caller may restore without it.
+  it("refuses a .sql.gz that makes nothing, pg_dump's session settings alone, and leaves the database as it was", async () => {
+    const file = await crafted('settings-only.sql.gz', dumpAround(''));
+    const before = await tableContents(database.url);
+
+    const error = await restoreFailure(database.ownerUrl, file);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain("it holds no SQL statements beyond pg_dump's session settings");
+    expect(await tableContents(database.url)).toEqual(before);
+  });
+
   // A dump of a pg_dump older than 15.14, 16.10 or 17.6 (no \restrict, whose missing
   // \unrestrict would give the cut away) cut short right after its data: every statement
   // vets clean, and what came last (here the primary key; in a real dump every index,

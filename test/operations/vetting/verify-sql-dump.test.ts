@@ -58,10 +58,14 @@ describe('verifySqlDump', () => {
 
   // The restore refuses it too, but only after it took every table and emptied public, then
   // read the file again: a gigabyte of spaces between header and trailer kept them waiting.
-  it("refuses a dump with nothing but pg_dump's header and trailer (and white space) before the restore takes any table", async () => {
-    const empty = dumpSql.replace(/CREATE TABLE[^]*\\\.\n\n/, '\n'.repeat(10_000));
+  // pg_dump's header sets the session up; that alone makes nothing.
+  it("refuses a dump with nothing but pg_dump's header, its session settings included, and trailer (and white space) before the restore takes any table", async () => {
+    const settings =
+      "SET statement_timeout = 0;\nSET lock_timeout = 0;\nSET client_encoding = 'UTF8';\nSET standard_conforming_strings = on;\n" +
+      "SELECT pg_catalog.set_config('search_path', '', false);\n";
+    const empty = dumpSql.replace(/CREATE TABLE[^]*\\\.\n\n/, `${settings}${'\n'.repeat(10_000)}`);
     expect(empty).not.toContain('CREATE TABLE');
-    await expect(verifySqlDump(await file(gzipSync(empty)))).rejects.toThrow('it holds no SQL statements');
+    await expect(verifySqlDump(await file(gzipSync(empty)))).rejects.toThrow("it holds no SQL statements beyond pg_dump's session settings");
   });
 
   it('refuses gzip data that is not a pg_dump plain-format dump', async () => {
