@@ -17,6 +17,7 @@ import { byteProgress } from '../files/progress-reporter.js';
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
 import { codeBeyondTheSchema, deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
 import { ScriptQuery } from './script-query.js';
+import { serverFailure } from './server-failure.js';
 import { makesSomething, nothingMade, type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
 import { backupExtensions } from '../vetting/backup-statement-allow-list.js';
 import type { VerifiedBackup } from '../vetting/verify-backup-file.js';
@@ -128,19 +129,6 @@ function rolledBack(failure: string, cause: unknown): RestoreError {
   const error = new RestoreError(`restore failed and was rolled back; the database was not changed:\n${failure}`, { cause });
   serverRefusals.add(error);
   return error;
-}
-
-// A server error, said without its DETAIL (which can hold row values, password hashes
-// among them), nor the value a data exception quotes back (class 22: `invalid input syntax
-// for type uuid: "…"`), which is the backup's data too: everything from the message's first
-// double quote on, since the server quotes the value as it is, and a value holding quotes of
-// its own (JSON in the wrong column) would end any quoted part early and show the rest.
-function serverFailure(error: unknown): string {
-  const { message, code } = error as { message?: string; code?: string };
-  const fromServer = typeof error === 'object' && error !== null && 'severity' in error;
-  const quoted = message?.indexOf('"') ?? -1;
-  const said = fromServer && code?.startsWith('22') && message && quoted >= 0 ? `${message.slice(0, quoted)}"(value withheld)"` : message;
-  return `${fromServer ? 'ERROR: ' : ''}${said ?? String(error)}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}`;
 }
 
 // The same, located by line in the backup's SQL.
