@@ -236,7 +236,7 @@ if wants bundle; then
     [ "$format" = esm ] && extension=mjs options=("--banner:js=import { createRequire as kwRequire } from 'node:module'; const require = kwRequire(import.meta.url);")
     "$repo/node_modules/.bin/esbuild" bundled-service.mjs --bundle --platform=node --target=node20 --format="$format" \
       --external:libpg-query "${options[@]}" --log-level=error --outfile="$deployed/$format/service.$extension"
-    (cd "$deployed" && DATABASE_URL=$database_url MIGRATIONS_DIR=$deployed/package-migrations says_ok node "$format/service.$extension" "$format")
+    (cd "$deployed" && DATABASE_URL=$database_url MIGRATIONS_DIR=$deployed/package-migrations BACKUP_DIR=$deployed/backups says_ok node "$format/service.$extension" "$format")
   done
 fi
 echo "consumer check: passed ($checks)"

@@ -4,7 +4,7 @@ import { access, readdir, realpath } from 'node:fs/promises';
 import path from 'node:path';
 import type { DatabaseTarget } from '../../db/database-target.js';
 import { ConfigError, PgToolNotFoundError } from '../../errors.js';
-import { packageRoot } from '../../package-root.js';
+import { findPackageRoot } from '../../package-root.js';
 import { composeServiceMismatch, parseComposePort } from './compose-service.js';
 
 /** The PostgreSQL client programs the operations commands run. */
@@ -105,17 +105,17 @@ async function* candidatePaths(name: PgToolName, options: FindPgToolOptions): As
   }
 }
 
-async function composeServiceRuns(env: NodeJS.ProcessEnv): Promise<boolean> {
-  const output = await run('docker', ['compose', 'ps', '--status', 'running', '--format', '{{.Service}}'], packageRoot(), env);
+async function composeServiceRuns(composeDir: string, env: NodeJS.ProcessEnv): Promise<boolean> {
+  const output = await run('docker', ['compose', 'ps', '--status', 'running', '--format', '{{.Service}}'], composeDir, env);
   return (output ?? '').split('\n').some((line) => line.trim() === composeService);
 }
 
 // Why the container's program cannot serve `target`, or undefined when it can. The
 // published address comes from `docker compose port`: the binding of the running service,
 // with POSTGRES_PORT, .env files and override files already applied.
-async function composeSkipReason(target: DatabaseTarget | undefined, env: NodeJS.ProcessEnv): Promise<string | undefined> {
+async function composeSkipReason(composeDir: string, target: DatabaseTarget | undefined, env: NodeJS.ProcessEnv): Promise<string | undefined> {
   if (!target) return undefined;
-  const output = await run('docker', ['compose', 'port', composeService, String(composeContainerPort)], packageRoot(), env);
+  const output = await run('docker', ['compose', 'port', composeService, String(composeContainerPort)], composeDir, env);
   return composeServiceMismatch(target, parseComposePort(output ?? ''));
 }
 
@@ -155,9 +155,12 @@ export async function findPgTool(name: PgToolName, options: FindPgToolOptions = 
   }
 
   let lookedAt = `${variable}, PATH, ${options.installationsDir ?? '/usr/lib/postgresql'}/*/bin, docker compose service '${composeService}'`;
-  if (options.docker !== false && (await composeServiceRuns(env))) {
+  // The compose set-up is this package's own (its docker-compose.yml): a service that bundled
+  // the library runs away from it, and has none to look in.
+  const composeDir = findPackageRoot();
+  if (options.docker !== false && composeDir !== undefined && (await composeServiceRuns(composeDir, env))) {
     const location = `docker compose service '${composeService}'`;
-    const skip = await composeSkipReason(options.target, env);
+    const skip = await composeSkipReason(composeDir, options.target, env);
     if (skip) {
       // Its program would connect to the container's own server, not the one asked for.
       // Said in the list of versions found, or (when there is none) where it looked.
@@ -165,7 +168,7 @@ export async function findPgTool(name: PgToolName, options: FindPgToolOptions = 
       else lookedAt += ` (skipped: ${skip})`;
     } else {
       const command = ['docker', 'compose', 'exec', '-T', composeService, name];
-      const parsed = parseVersion(await run(command[0]!, [...command.slice(1), '--version'], packageRoot(), env));
+      const parsed = parseVersion(await run(command[0]!, [...command.slice(1), '--version'], composeDir, env));
       if (parsed && fits(parsed.major)) return { name, command, ...parsed, location, inContainer: true };
       if (parsed) found.push(`${parsed.major} in ${location}`);
     }

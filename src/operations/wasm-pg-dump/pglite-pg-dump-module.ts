@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
-import { packageRoot } from '../../package-root.js';
+import { findPackageRoot } from '../../package-root.js';
 
 /*
  * Every use of @electric-sql/pglite-tools internals lives in this file; nothing else imports
@@ -101,7 +101,9 @@ function locatePackage(): PgliteToolsPackage {
  * @example pgliteToolsAvailability() // { installed: false, wanted: '@electric-sql/pglite-tools@0.4.8' }
  */
 export function pgliteToolsAvailability(): { installed: boolean; wanted: string } {
-  const manifest = JSON.parse(readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')) as {
+  // In a service's bundle, away from this package's package.json, the version goes unsaid.
+  const root = findPackageRoot();
+  const manifest = (root === undefined ? {} : JSON.parse(readFileSync(path.join(root, 'package.json'), 'utf8'))) as {
     peerDependencies?: Record<string, string>;
   };
   const wanted = `@electric-sql/pglite-tools@${manifest.peerDependencies?.['@electric-sql/pglite-tools'] ?? 'latest'}`;

@@ -5,7 +5,8 @@
 // ours on a new database); with the copied folder it finds every migration applied.
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
-import { ConfigError, createDb, migrationStatus, users } from '@kennwilliamson/db';
+import { BackupError, ConfigError, createDb, migrationStatus, users } from '@kennwilliamson/db';
+import { backupDatabase } from '@kennwilliamson/db/operations';
 
 // No top-level await: esbuild's CommonJS output has none.
 async function main() {
@@ -23,7 +24,18 @@ async function main() {
   assert.equal(refused.variable, 'migrationsDir');
   const states = await migrationStatus({ databaseUrl: process.env.DATABASE_URL, migrationsDir: process.env.MIGRATIONS_DIR });
   assert.ok(states.length > 0 && states.every((migration) => migration.state === 'applied'), JSON.stringify(states));
-  console.log(`bundled service (${process.argv[2]}): ${states.length} migrations applied, found in the copied folder only: ok`);
+  // With no native pg_dump (none on this PATH) and no WebAssembly one installed, a backup says
+  // what to install, as it does from node_modules: the bundle has none of the package's files
+  // (its docker-compose.yml among them) to look for a container's pg_dump with.
+  const noTools = await backupDatabase({
+    databaseUrl: process.env.DATABASE_URL,
+    backupDir: process.env.BACKUP_DIR,
+    environment: 'bundle',
+    keep: 1,
+    toolSearch: { env: { PATH: '' }, installationsDir: '/nonexistent' },
+  }).catch((error) => error);
+  assert.ok(noTools instanceof BackupError && noTools.message.includes('npm install @electric-sql/pglite-tools'), `backup without pg_dump: ${noTools?.stack ?? JSON.stringify(noTools)}`);
+  console.log(`bundled service (${process.argv[2]}): ${states.length} migrations applied, found in the copied folder only; a backup without pg_dump says what to install: ok`);
 }
 
 main().catch((error) => {
