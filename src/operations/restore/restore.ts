@@ -108,21 +108,28 @@ const serverRefusals = new WeakSet<RestoreError>();
 // runs one of the backup's statements: the backup's code may have turned the server's check
 // of the connection off within it (set_config in a CHECK's function, which the restore sets
 // back only after the statement) and keep it running, for ever, holding every table of
-// public that the services' queries wait for. Waits up to 5 s for the session to go; a
-// failure here is left unsaid, as the interruption is what the operator asked for.
-async function endInterruptedSession(url: string, pid: number | null): Promise<void> {
-  if (pid === null) return;
-  await withClient(
-    url,
-    (other) =>
-      answeredWithin(other, 5_000 + roundTripDeadlineMs, "ending the interrupted restore's session", () =>
-        other.query(
-          "SELECT pg_catalog.pg_terminate_backend(pid, 5000) FROM pg_catalog.pg_stat_activity WHERE pid = $1 AND application_name = 'kennwilliamson-restore'",
-          [pid],
+// public that the services' queries wait for. The session is known by its process and the
+// time it started (its application_name is the backup's code's to change, and a process id
+// may be taken again). Waits up to 5 s for it to go; says why, if it did not.
+async function endInterruptedSession(url: string, session: { pid: number; started: string } | undefined): Promise<string | undefined> {
+  if (session === undefined) return 'its server session could not be told apart';
+  try {
+    const { rows } = await withClient(
+      url,
+      (other) =>
+        answeredWithin(other, 5_000 + roundTripDeadlineMs, "ending the interrupted restore's session", () =>
+          other.query<{ ended: boolean }>(
+            'SELECT pg_catalog.pg_terminate_backend(pid, 5000) AS ended FROM pg_catalog.pg_stat_activity WHERE pid = $1 AND backend_start = $2::timestamptz',
+            [session.pid, session.started],
+          ),
         ),
-      ),
-    'kennwilliamson-restore-stop',
-  ).catch(() => undefined);
+      'kennwilliamson-restore-stop',
+    );
+    // No row: the session had gone already.
+    return rows.length === 0 || rows[0]!.ended ? undefined : `its server session (pid ${session.pid}) had not ended 5 s after it was told to`;
+  } catch (error) {
+    return `its server session (pid ${session.pid}) could not be ended (${(error as Error).message})`;
+  }
 }
 
 function rolledBack(failure: string, cause: unknown): RestoreError {
@@ -419,7 +426,8 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   }
 
   let connected = false;
-  let serverSessionEnded: Promise<void> | undefined;
+  let ownSession: { pid: number; started: string } | undefined;
+  let sessionNotEnded: Promise<string | undefined> | undefined;
   source.once('end', () => (sourceEnded = true));
   let tables = 0;
   try {
@@ -432,6 +440,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         await client.query('SET search_path = pg_catalog');
         await requireRestrictedSession(client);
         connected = true;
+        const { rows: started } = await client.query<{ pid: number; started: string }>(
+          'SELECT pid, backend_start::text AS started FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()',
+        );
+        ownSession = started[0];
         // A restore whose host goes silent is ended by the server within about 10 s, rather
         // than holding every table of public, which each service query queues behind, for
         // hours. For the session, not its transaction: an attempt that runs out of lock time
@@ -452,11 +464,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         // trip; set within the transaction, the latter go back to the values set above if it
         // aborts.
         const restoreSettings = `${restorePrelude(options.lockTimeoutMs)}${silentClientBoundsSession}`;
-        const pid = (client as unknown as { processID: number | null }).processID;
         const onAbort = () => {
           source.destroy(new Error('interrupted'));
           void client.end().catch(() => undefined);
-          serverSessionEnded = endInterruptedSession(session.url, pid);
+          sessionNotEnded = endInterruptedSession(session.url, ownSession);
         };
         signal?.addEventListener('abort', onAbort, { once: true });
         try {
@@ -555,7 +566,14 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     // An aborted program or connection reports itself as some other failure: the interruption
     // comes first, once the server's session (and with it every lock of the restore) is gone.
     if (signal?.aborted) {
-      await serverSessionEnded;
+      const notEnded = await sessionNotEnded;
+      if (notEnded !== undefined) {
+        throw new RestoreError(
+          `restore interrupted before its COMMIT; nothing was committed, but ${notEnded}: it holds the tables of public until it ends` +
+            `${ownSession ? ` (SELECT pg_terminate_backend(${ownSession.pid}), as its role or a superuser)` : ''}`,
+          { cause: error },
+        );
+      }
       throw new RestoreError('restore interrupted before its COMMIT; the database was not changed', { cause: error });
     }
     // When the stream ended by itself, a failed pg_restore is the cause: its account comes first.

@@ -478,22 +478,29 @@ ALTER TABLE public.probe ADD CONSTRAINT probe_looks CHECK (public.look(id));
 
   // Inside one statement the backup's code may turn the server's check of the connection off
   // and keep running: closing the restore's end of the connection then ended nothing, and its
-  // session held every table of public (AccessExclusive) until the function returned.
+  // session held every table of public (AccessExclusive) until the function returned. It may
+  // rename the session too, so the restore knows its own by process and start time.
   it("an interrupted restore leaves no session holding the tables, though the backup's code turned the server's connection check off", async () => {
     const database = await target();
     const backup = await crafted(
       'stall.sql.gz',
       `CREATE FUNCTION public.stall(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
-BEGIN PERFORM pg_catalog.set_config('client_connection_check_interval', '0', true); PERFORM pg_catalog.pg_sleep(60); RETURN true; END $$;
+BEGIN
+  PERFORM pg_catalog.set_config('client_connection_check_interval', '0', true);
+  PERFORM pg_catalog.set_config('application_name', 'not-the-restore', true);
+  PERFORM pg_catalog.pg_sleep(60);
+  RETURN true;
+END $$;
 CREATE TABLE public.seed (id integer CHECK (public.stall(id)));
 COPY public.seed (id) FROM stdin;
 1
 \\.
 `,
     );
+    // Every session of the database (the code renames the restore's own, as any role may).
     const restoreSessions = () =>
       withClient(inject('serverUrl'), async (client) =>
-        (await client.query("SELECT wait_event FROM pg_catalog.pg_stat_activity WHERE datname = $1 AND application_name = 'kennwilliamson-restore'", [database.name])).rows,
+        (await client.query('SELECT wait_event FROM pg_catalog.pg_stat_activity WHERE datname = $1', [database.name])).rows,
       );
     const interrupt = new AbortController();
     const restoring = restoreAsDefault(database, backup, interrupt.signal).catch((e: unknown) => e);
