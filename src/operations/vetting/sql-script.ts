@@ -443,7 +443,7 @@ export async function vetSqlScript(source: AsyncIterable<Buffer | string>, optio
 }
 
 /** Why a script whose parts {@link makesSomething} none of is refused, by the check and the restore alike. */
-export const nothingMade = "it holds no SQL statements beyond pg_dump's session settings";
+export const nothingMade = "it holds no SQL statements beyond pg_dump's session settings (a dump of an empty database, or a file cut down to its header)";
 
 /**
  * Whether a part makes something of the backup (a table, its rows, a grant …), rather than
