@@ -7,6 +7,7 @@ import { inLibrarySchema, libraryFunction } from '../db/library-schema.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { processWide } from '../db/process-wide.js';
 import { queryFunction } from '../db/query-function.js';
+import { serializedStatement } from '../db/serialized-statement.js';
 import {
   TokenExpiredError,
   TokenInvalidError,
@@ -153,7 +154,7 @@ export const issue = queryFunction(async function issue(db: Kysely<DB>, login: N
   const absoluteTtl = requireSeconds('absoluteTtlSeconds', input.absoluteTtlSeconds ?? settings.defaults.absoluteTtlSeconds, 1);
   requireAbsoluteAtLeastSliding(slidingTtl, absoluteTtl);
   const { token, hash } = newToken();
-  const [row] = (await issueStatement.execute(db, { userId, hash, slidingTtl, absoluteTtl, deviceInfo })).rows;
+  const [row] = (await serializedStatement(db, () => issueStatement.execute(db, { userId, hash, slidingTtl, absoluteTtl, deviceInfo }))).rows;
   if (!row) throw new UserInactiveError();
   return { token, ...row };
 });
@@ -233,7 +234,9 @@ export const rotate = queryFunction(async function rotate(db: Kysely<DB>, token:
   const grace = requireSeconds('reuseGraceSeconds', options.reuseGraceSeconds ?? settings.defaults.reuseGraceSeconds, 0);
   const next = newToken();
 
-  const [outcome] = (await rotateStatement.execute(db, { presentedHash, grace, nextHash: next.hash, deviceInfo })).rows;
+  // Under a REPEATABLE READ or SERIALIZABLE default, a rotation that lost the token to another
+  // fails for serialization instead of seeing it rotated: run again, it sees the reuse.
+  const [outcome] = (await serializedStatement(db, () => rotateStatement.execute(db, { presentedHash, grace, nextHash: next.hash, deviceInfo }))).rows;
 
   if (!outcome) throw new TokenInvalidError();
   const { userId, familyId } = outcome;
