@@ -126,14 +126,21 @@ const drawForSlug = prepareQuery((db, p: { slug: string }) =>
 );
 // Uniform by construction but O(n): only for when every candidate missed, i.e. the user has
 // excluded nearly everything (or there are no phrases at all).
-const exactDraw = prepareQuery((db, p: { userId: string }) =>
+const exactDrawQuery = (db: Kysely<DB>, userId: string) =>
   db
     .selectFrom('phrases')
     .select(phraseColumns)
     .where('phrases.active', '=', true)
-    .where(({ not, exists }) => not(exists(exclusionBy(db, p.userId))))
+    .where(({ not, exists }) => not(exists(exclusionBy(db, userId))))
     .orderBy(sql`random()`)
-    .limit(1),
+    .limit(1);
+const exactDraw = prepareQuery((db, p: { userId: string }) => exactDrawQuery(db, p.userId));
+// The same for a public page, whose owner must still be active: the draw that found the owner
+// active was a statement of its own, and a deactivation may have committed since.
+const exactDrawForActiveOwner = prepareQuery((db, p: { userId: string }) =>
+  exactDrawQuery(db, p.userId).where(({ exists }) =>
+    exists(db.selectFrom('users').select('users.id').where('users.id', '=', p.userId).where('users.active', '=', true)),
+  ),
 );
 
 /**
@@ -167,7 +174,7 @@ export const randomForSlug = queryFunction(async function randomForSlug(db: Kyse
   const { ownerId, id, text, active, createdBy, createdAt, updatedAt } = row;
   if (id === null || text === null || active === null || createdAt === null || updatedAt === null) {
     // The owner exists but every candidate missed.
-    return (await exactDraw.execute(db, { userId: ownerId })).rows[0] ?? null;
+    return (await exactDrawForActiveOwner.execute(db, { userId: ownerId })).rows[0] ?? null;
   }
   return { id, text, active, createdBy, createdAt, updatedAt };
 });

@@ -1,5 +1,6 @@
 import { CompiledQuery, sql } from 'kysely';
-import { beforeAll, describe, expect, it } from 'vitest';
+import pg from 'pg';
+import { beforeAll, describe, expect, it, vi } from 'vitest';
 import { createDb } from '../../src/db/create-db.js';
 import { ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
 import * as phrases from '../../src/queries/phrases.js';
@@ -187,6 +188,34 @@ describe('phrases.randomForSlug', () => {
     await users.setActive(testDb.db, owner.id, false);
     expect(await phrases.randomForSlug(testDb.db, owner.slug)).toBeNull();
     expect(await phrases.randomForSlug(testDb.db, `nobody-${token()}`)).toBeNull();
+  });
+
+  // The draw that finds the owner active and the exact fallback are two statements: the
+  // fallback asks again, or a deactivation committed between them showed a phrase on the
+  // page of a deactivated user. The second statement is held back until that has committed.
+  it('is null for an owner deactivated between its draw and the exact fallback', async () => {
+    const owner = await newUser(testDb.db);
+    await excludeAllBut(owner.id, []);
+    let heldBack = false;
+    const query = pg.Client.prototype.query;
+    const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
+      const sent = args[0] as string | { text?: string };
+      if (!heldBack && /order by random\(\)/i.test(typeof sent === 'string' ? sent : (sent?.text ?? ''))) {
+        heldBack = true;
+        return (async () => {
+          await users.setActive(testDb.db, owner.id, false);
+          await newPhrase(); // one the fallback would find
+          return (query as (...a: unknown[]) => unknown).apply(this, args);
+        })() as never;
+      }
+      return (query as (...a: unknown[]) => unknown).apply(this, args) as never;
+    });
+    try {
+      expect(await phrases.randomForSlug(testDb.db, owner.slug)).toBeNull();
+    } finally {
+      spy.mockRestore();
+    }
+    expect(heldBack).toBe(true);
   });
 
   it('rejects a malformed slug before any query', async () => {
