@@ -1,7 +1,8 @@
-import { mapDatabaseError, SerializationError } from '../errors.js';
+import { mapDatabaseError, SerializationError, TransactionAbortedError } from '../errors.js';
 
-// Enough for each of a row's concurrent writers (ten tabs refreshing one token) to commit once
-// before the statement gets its turn; then the SerializationError goes to the caller.
+// Each run waits for, and then sees, the writers that were ahead of it (a token's rotation by
+// another tab, a deactivation): a few runs at most; beyond these, the SerializationError goes
+// to the caller, who may retry it as any other.
 const attempts = 20;
 
 /**
@@ -19,11 +20,18 @@ const attempts = 20;
  */
 export async function serializedStatement<T>(executor: { readonly isTransaction: boolean }, statement: () => Promise<T>): Promise<T> {
   if (executor.isTransaction) return statement();
+  let first: unknown;
   for (let attempt = 1; ; attempt++) {
     try {
       return await statement();
     } catch (error) {
-      if (attempt === attempts || !(mapDatabaseError(error) instanceof SerializationError)) throw error;
+      const mapped = mapDatabaseError(error);
+      first ??= error;
+      // A transaction the caller opened by hand on a connection of its own (BEGIN on
+      // db.connection()) is not one Kysely knows of: there the next run fails as aborted, and
+      // the caller hears of the serialization failure, as it would have without the retry.
+      if (mapped instanceof TransactionAbortedError) throw first;
+      if (attempt === attempts || !(mapped instanceof SerializationError)) throw error;
     }
   }
 }

@@ -1,6 +1,6 @@
 import { CompiledQuery, sql } from 'kysely';
 import pg from 'pg';
-import { beforeAll, describe, expect, it, vi } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { createDb } from '../../src/db/create-db.js';
 import { ForbiddenError, NotFoundError, ValidationError } from '../../src/errors.js';
 import * as phrases from '../../src/queries/phrases.js';
@@ -196,26 +196,26 @@ describe('phrases.randomForSlug', () => {
   it('is null for an owner deactivated between its draw and the exact fallback', async () => {
     const owner = await newUser(testDb.db);
     await excludeAllBut(owner.id, []);
-    let heldBack = false;
-    const query = pg.Client.prototype.query;
+    let heldBack: Promise<void> | undefined;
+    const query = pg.Client.prototype.query as (...args: unknown[]) => unknown;
     const spy = vi.spyOn(pg.Client.prototype, 'query').mockImplementation(function (this: pg.Client, ...args: unknown[]) {
       const sent = args[0] as string | { text?: string };
-      if (!heldBack && /order by random\(\)/i.test(typeof sent === 'string' ? sent : (sent?.text ?? ''))) {
-        heldBack = true;
-        return (async () => {
+      if (heldBack === undefined && /order by random\(\)/i.test(typeof sent === 'string' ? sent : (sent?.text ?? ''))) {
+        heldBack = (async () => {
           await users.setActive(testDb.db, owner.id, false);
           await newPhrase(); // one the fallback would find
-          return (query as (...a: unknown[]) => unknown).apply(this, args);
-        })() as never;
+        })();
+        // Sent whatever happened meanwhile: a statement never sent would leave the call hanging.
+        const send = () => query.apply(this, args);
+        return heldBack.then(send, send) as never;
       }
-      return (query as (...a: unknown[]) => unknown).apply(this, args) as never;
+      return query.apply(this, args) as never;
     });
-    try {
-      expect(await phrases.randomForSlug(testDb.db, owner.slug)).toBeNull();
-    } finally {
-      spy.mockRestore();
-    }
-    expect(heldBack).toBe(true);
+    onTestFinished(() => spy.mockRestore());
+    expect(await phrases.randomForSlug(testDb.db, owner.slug)).toBeNull();
+    spy.mockRestore();
+    expect(heldBack).toBeDefined();
+    await heldBack;
   });
 
   it('rejects a malformed slug before any query', async () => {

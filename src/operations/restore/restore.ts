@@ -111,6 +111,11 @@ const serverRefusals = new WeakSet<RestoreError>();
 // public that the services' queries wait for. The session is known by its process and the
 // time it started (its application_name is the backup's code's to change, and a process id
 // may be taken again). Waits up to 5 s for it to go; says why, if it did not.
+// A session's start as a number, the same whatever the DateStyle and time zone of the session
+// that reads it (a time zone's abbreviation, which some DateStyles write, may be read back as
+// another zone's).
+const startedMicroseconds = '(EXTRACT(EPOCH FROM backend_start) * 1000000)::bigint';
+
 async function endInterruptedSession(url: string, session: { pid: number; started: string } | undefined): Promise<string | undefined> {
   if (session === undefined) return 'its server session could not be told apart';
   try {
@@ -119,7 +124,8 @@ async function endInterruptedSession(url: string, session: { pid: number; starte
       (other) =>
         answeredWithin(other, 5_000 + roundTripDeadlineMs, "ending the interrupted restore's session", () =>
           other.query<{ ended: boolean }>(
-            'SELECT pg_catalog.pg_terminate_backend(pid, 5000) AS ended FROM pg_catalog.pg_stat_activity WHERE pid = $1 AND backend_start = $2::timestamptz',
+            `SELECT pg_catalog.pg_terminate_backend(pid, 5000) AS ended FROM pg_catalog.pg_stat_activity
+              WHERE pid = $1 AND ${startedMicroseconds} = $2::bigint`,
             [session.pid, session.started],
           ),
         ),
@@ -441,7 +447,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         await requireRestrictedSession(client);
         connected = true;
         const { rows: started } = await client.query<{ pid: number; started: string }>(
-          'SELECT pid, backend_start::text AS started FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()',
+          `SELECT pid, ${startedMicroseconds}::text AS started FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()`,
         );
         ownSession = started[0];
         // A restore whose host goes silent is ended by the server within about 10 s, rather
@@ -464,7 +470,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         // trip; set within the transaction, the latter go back to the values set above if it
         // aborts.
         const restoreSettings = `${restorePrelude(options.lockTimeoutMs)}${silentClientBoundsSession}`;
+        // Once COMMIT is on its way the outcome is the server's: the restore waits for its answer.
+        let committing = false;
         const onAbort = () => {
+          if (committing) return;
           source.destroy(new Error('interrupted'));
           void client.end().catch(() => undefined);
           sessionNotEnded = endInterruptedSession(session.url, ownSession);
@@ -495,7 +504,6 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           let made = 0;
           for await (const part of sqlScriptParts(source, { database: target.database, grantees: session.grantees })) {
             signal?.throwIfAborted();
-            if (makesSomething(part)) made += 1;
             // Only an extension's owner may comment on it; a kept one keeps its own comment.
             if (part.kind === 'sql' && part.statement === 'COMMENT' && part.extension && keptNames.has(part.extension)) continue;
             // The backup's `SET lock_timeout = 0` and the like would lift the restore's bounds.
@@ -506,6 +514,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             // GRANT to another role by name. The restore gives the application role its grants
             // itself (finishPrivileges).
             if (part.kind === 'sql' && part.privileges?.leaveOut) continue;
+            if (makesSomething(part)) made += 1;
             if (part.kind === 'copy') log(`restoring table ${part.table} (${++tables}${backup.tables ? ` of ${backup.tables}` : ''})`);
             const query = new ScriptQuery(part.text, part.kind === 'copy' ? part.data : undefined);
             client.query(query);
@@ -542,6 +551,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           });
           // Never COMMIT once interrupted, whatever was already sent.
           signal?.throwIfAborted();
+          committing = true;
           await step('COMMIT');
         } catch (error) {
           await client.query('ROLLBACK').catch(() => undefined);

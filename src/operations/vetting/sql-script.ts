@@ -448,10 +448,14 @@ export const nothingMade = "it holds no SQL statements beyond pg_dump's session 
 /**
  * Whether a part makes something of the backup (a table, its rows, a grant …), rather than
  * only set the session up as pg_dump's header does (`SET …`, `SELECT pg_catalog.set_config(…)`,
- * which every dump starts with): a script without one is no backup of anything.
+ * which every dump starts with) or be left out by the restore: a script without one is no
+ * backup of anything. (The restore also leaves out the comment of an extension it keeps, and
+ * counts after that.)
  *
  * @example makesSomething({ kind: 'sql', statement: 'SET', setting: 'lock_timeout', text: 'SET lock_timeout = 0;', line: 6 }) // false
  */
 export function makesSomething(part: SqlScriptPart): boolean {
-  return part.kind === 'copy' || (part.setting === undefined && part.statement !== 'SELECT pg_catalog.set_config');
+  if (part.kind === 'copy') return true;
+  // What a restore leaves out (grants and default privileges it sets itself) makes nothing either.
+  return part.setting === undefined && part.statement !== 'SELECT pg_catalog.set_config' && part.privileges?.leaveOut !== true;
 }

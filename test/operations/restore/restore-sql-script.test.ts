@@ -226,9 +226,13 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     );
   });
 
-  // The check refuses it first (verifySqlDump), but a caller may restore without it.
-  it("refuses a .sql.gz that makes nothing, pg_dump's session settings alone, and leaves the database as it was", async () => {
-    const file = await crafted('settings-only.sql.gz', dumpAround(''));
+  // The check refuses it first (verifySqlDump), but a caller may restore without it. A REVOKE
+  // from a role the restore grants nothing to is what it leaves out: that makes nothing either.
+  it.each([
+    ["pg_dump's session settings alone", ''],
+    ['the settings and what the restore leaves out', 'REVOKE ALL ON TABLE public.users FROM kw_elsewhere;'],
+  ])('refuses a .sql.gz that makes nothing (%s), and leaves the database as it was', async (_what, sql) => {
+    const file = await crafted('makes-nothing.sql.gz', dumpAround(sql));
     const before = await tableContents(database.url);
 
     const error = await restoreFailure(database.ownerUrl, file);

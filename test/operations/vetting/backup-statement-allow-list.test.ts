@@ -123,7 +123,9 @@ describe('the allow-list refuses the rest, naming the line', () => {
 describe('the allow-list grants only to the owner and the application role', () => {
   const grantees = { owner: 'kw_owner', applicationRoles: ['kw_app'] };
   const refusal = (sql: string, options: { grantees?: typeof grantees & { setsDefaultPrivileges?: boolean } } = { grantees }) =>
-    vetSqlScript(Readable.from([Buffer.from(`SET statement_timeout = 0;\n${sql}\n`)]), { database: 'kennwilliamson', ...options }).then(
+    // After the statement, one that makes something: a script of only what a restore leaves
+    // out makes nothing, and is refused as such.
+    vetSqlScript(Readable.from([Buffer.from(`SET statement_timeout = 0;\n${sql}\nCREATE TABLE public.made (id integer);\n`)]), { database: 'kennwilliamson', ...options }).then(
       () => 'accepted',
       (error: Error) => error.message,
     );
