@@ -53,6 +53,24 @@ describe.each(['repeatable read', 'serializable'] as const)('refresh tokens wher
     expect(failures(results)).toEqual([]);
   });
 
+  // A transaction opened by hand (BEGIN on db.connection()) is none Kysely knows of: the
+  // statement runs once more there, into the aborted transaction, and the caller must still
+  // hear of the serialization failure, not of the abort that followed it.
+  it("inside a transaction begun by hand, a login that meets a user row changed since the snapshot fails as SerializationError", async () => {
+    const user = await newUser(db);
+    const error = await db.connection().execute(async (connection) => {
+      await sql`BEGIN`.execute(connection);
+      try {
+        await sql`SELECT 1`.execute(connection); // the transaction's snapshot
+        await users.updateProfile(db, user.id, { displayName: 'Changed meanwhile' });
+        return await refreshTokens.issue(connection, { userId: user.id }).catch((e: unknown) => e);
+      } finally {
+        await sql`ROLLBACK`.execute(connection);
+      }
+    });
+    expect((error as Error).constructor.name).toBe('SerializationError');
+  });
+
   it('a rotation and a login racing the deactivation of their user fail as UserInactiveError, leaving no live token', async () => {
     for (let round = 0; round < 2; round++) {
       const user = await newUser(db);
