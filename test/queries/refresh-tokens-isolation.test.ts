@@ -2,6 +2,7 @@ import { type Kysely, sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
 import { createDb } from '../../src/db/create-db.js';
+import { withClient } from '../../src/db/with-client.js';
 import * as refreshTokens from '../../src/queries/refresh-tokens.js';
 import * as users from '../../src/queries/users.js';
 import { newUser } from '../support/factories.js';
@@ -20,9 +21,7 @@ describe.each(['repeatable read', 'serializable'] as const)('refresh tokens wher
   let db: Kysely<DB>;
   beforeAll(async () => {
     database = await createTestDatabase();
-    const admin = createDb({ databaseUrl: database.url, minConnections: 0, maxConnections: 1 });
-    await sql`ALTER DATABASE ${sql.id(database.name)} SET default_transaction_isolation = ${sql.lit(level)}`.execute(admin);
-    await admin.destroy();
+    await withClient(database.url, (client) => client.query(`ALTER DATABASE ${client.escapeIdentifier(database.name)} SET default_transaction_isolation = '${level}'`));
     db = createDb({ databaseUrl: libraryUrl(database), minConnections: 0, maxConnections: 10 });
     // Every caller's connection open before the races, so that they race.
     await Promise.all(Array.from({ length: 10 }, () => db.transaction().execute((trx) => sql`SELECT pg_sleep(0.02)`.execute(trx))));

@@ -157,8 +157,8 @@ export async function findPgTool(name: PgToolName, options: FindPgToolOptions = 
   let lookedAt = `${variable}, PATH, ${options.installationsDir ?? '/usr/lib/postgresql'}/*/bin, docker compose service '${composeService}'`;
   // The compose set-up is this package's own (its docker-compose.yml): a service that bundled
   // the library runs away from it, and has none to look in.
-  const composeDir = findPackageRoot();
-  if (options.docker !== false && composeDir !== undefined && (await composeServiceRuns(composeDir, env))) {
+  const composeDir = options.docker === false ? undefined : findPackageRoot();
+  if (composeDir !== undefined && (await composeServiceRuns(composeDir, env))) {
     const location = `docker compose service '${composeService}'`;
     const skip = await composeSkipReason(composeDir, options.target, env);
     if (skip) {

@@ -103,6 +103,11 @@ const restoreBounds = new Set(['lock_timeout', 'statement_timeout', 'idle_in_tra
 // rolled back; anything else that stops a restore is worded where it is caught.
 const serverRefusals = new WeakSet<RestoreError>();
 
+// A session's start as a number, the same whatever the DateStyle and time zone of the session
+// that reads it (a time zone's abbreviation, which some DateStyles write, may be read back as
+// another zone's).
+const startedMicroseconds = '(EXTRACT(EPOCH FROM backend_start) * 1000000)::bigint';
+
 // An interrupted restore ends its server session itself, from a connection of its own (a role
 // may end its own sessions). Closing its end of the connection is not enough while the server
 // runs one of the backup's statements: the backup's code may have turned the server's check
@@ -111,11 +116,6 @@ const serverRefusals = new WeakSet<RestoreError>();
 // public that the services' queries wait for. The session is known by its process and the
 // time it started (its application_name is the backup's code's to change, and a process id
 // may be taken again). Waits up to 5 s for it to go; says why, if it did not.
-// A session's start as a number, the same whatever the DateStyle and time zone of the session
-// that reads it (a time zone's abbreviation, which some DateStyles write, may be read back as
-// another zone's).
-const startedMicroseconds = '(EXTRACT(EPOCH FROM backend_start) * 1000000)::bigint';
-
 async function endInterruptedSession(url: string, session: { pid: number; started: string } | undefined): Promise<string | undefined> {
   if (session === undefined) return 'its server session could not be told apart';
   try {
