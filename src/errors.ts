@@ -749,6 +749,13 @@ function scrubDetail(fields: PgErrorFields): void {
   }
 }
 
+// Kysely's AbortedTransactionError (0.28.19 and later: a COMMIT that PostgreSQL completed as
+// ROLLBACK), known by the symbol every copy of Kysely registers; createDb's connections mark
+// their own error of that COMMIT with it too (db/kysely-aborted-transaction.ts).
+function isKyselyAbortedTransaction(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && Symbol.for('kysely.AbortedTransactionError') in error;
+}
+
 // Kysely's NoResultError, also from another copy of Kysely than the one this module loaded.
 function isNoResultError(error: unknown): boolean {
   return error instanceof NoResultError || (error instanceof Error && error.constructor.name === 'NoResultError');
@@ -763,7 +770,8 @@ function isNoResultError(error: unknown): boolean {
  *   (all three retryable), 57014 `QueryCanceledError`, 25P02 `TransactionAbortedError`,
  *   class 22 `DataExceptionError`;
  * - a lost or refused connection: `ConnectionError` (retryable);
- * - Kysely's `NoResultError`: `NotFoundError` (entity `row`);
+ * - Kysely's `NoResultError`: `NotFoundError` (entity `row`); its `AbortedTransactionError`
+ *   (a COMMIT that rolled back): `TransactionAbortedError`;
  * - anything else: `DatabaseError`. A `DbError` is returned as it is.
  *
  * @example
@@ -773,6 +781,7 @@ function isNoResultError(error: unknown): boolean {
 export function mapDatabaseError(error: unknown): DbError {
   if (error instanceof DbError) return error;
   if (isNoResultError(error)) return new NotFoundError('row', { cause: error });
+  if (isKyselyAbortedTransaction(error)) return new TransactionAbortedError({ cause: error });
   if (typeof error !== 'object' || error === null) {
     return new DatabaseError(undefined, 'The database call failed', { cause: error });
   }

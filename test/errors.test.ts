@@ -1,4 +1,4 @@
-import { NoResultError, sql } from 'kysely';
+import { AbortedTransactionError, NoResultError, sql } from 'kysely';
 import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import {
@@ -194,6 +194,12 @@ describe('PostgreSQL errors beyond integrity, mapped by SQLSTATE', () => {
     const ours = await query.executeTakeFirstOrThrow(noRowReturned).catch((e: unknown) => e);
     expect(ours).toBeInstanceOf(NotFoundError);
     expect((ours as Error).cause).toBeInstanceOf(NoResultError);
+  });
+
+  it('Kysely’s AbortedTransactionError (a COMMIT that rolled back) is a TransactionAbortedError', () => {
+    const kyselys = new AbortedTransactionError();
+    expect(mapDatabaseError(kyselys)).toBeInstanceOf(TransactionAbortedError);
+    expect(mapDatabaseError(kyselys)).toMatchObject({ sqlState: '25P02', cause: kyselys });
   });
 
   it('maps whatever it is given to a DbError, and returns a DbError unchanged', () => {

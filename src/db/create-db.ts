@@ -8,10 +8,12 @@ import {
   PoolClosedError,
   PreparedStatementError,
   QueryCanceledError,
+  TransactionAbortedError,
   ValidationError,
 } from '../errors.js';
 import type { DB } from '../../generated/db.js';
 import type { BoundedClient } from './bounded-client.js';
+import { markedAsKyselyAbortedTransaction } from './kysely-aborted-transaction.js';
 import { callDeadlineFor, type DbConfig, loadDbConfig, resolveDbConfig } from './db-config.js';
 import { timerSlackMs } from './duration.js';
 import { runNamedStatement, type StatementResult } from './named-statement.js';
@@ -159,6 +161,24 @@ function mapClientError(tuned: TunedPool, client: pg.PoolClient, error: unknown)
 
 const transactionStart = /^\s*(begin|start\s+transaction)\b/i;
 const transactionEnd = /^\s*(commit|rollback|end|abort)\s*;?\s*$/i;
+const transactionCommit = /^\s*(commit|end)\s*;?\s*$/i;
+
+// PostgreSQL answers a BEGIN inside a transaction with a warning and carries on, so the COMMIT
+// or ROLLBACK meant for the inner one ends the outer one: where a caller began a transaction by
+// hand (BEGIN on db.connection(), which Kysely does not know of), a query function that opens
+// its own (users.create, …) would commit the caller's work half-done, or roll it back, and the
+// caller's later statements would run outside any transaction. pg knows the session's state from
+// the server's last ReadyForQuery ('T' in a transaction, 'E' in a failed one), so this costs
+// no round trip; behind a pooler in transaction mode it is the server connection's state too.
+function refuseNestedBegin(client: pg.PoolClient): void {
+  const status = client.getTransactionStatus();
+  if (status !== 'T' && status !== 'E') return;
+  throw new ValidationError(
+    'db',
+    'a transaction is already open on this connection (begun by hand?): a new one would end it with its own COMMIT or ' +
+      'ROLLBACK; pass the transaction of db.transaction() or db.startTransaction() instead, and query functions run in it',
+  );
+}
 
 // Every statement Kysely runs goes through here, which makes this the one place where
 // PostgreSQL errors become typed errors (by SQLSTATE, see mapDatabaseError). Statements that
@@ -177,8 +197,10 @@ function errorMappingWrapper(tuned: TunedPoolWithNaming, client: pg.PoolClient):
   return {
     query: (async (sqlText: string, parameters: unknown[]) => {
       if (sqlText.length < 80) {
-        if (transactionStart.test(sqlText)) inTransaction = true;
-        else if (transactionEnd.test(sqlText)) {
+        if (transactionStart.test(sqlText)) {
+          refuseNestedBegin(client);
+          inTransaction = true;
+        } else if (transactionEnd.test(sqlText)) {
           inTransaction = false;
           endOverride();
         }
@@ -186,6 +208,12 @@ function errorMappingWrapper(tuned: TunedPoolWithNaming, client: pg.PoolClient):
       tuned.callStarted(client);
       try {
         const result = await sendStatement(tuned.naming, client, sqlText, parameters, inTransaction);
+        // A COMMIT that PostgreSQL completed as ROLLBACK committed nothing: the work went on
+        // past a failed statement. Kysely before 0.28.19 reports success, later ones an error
+        // of their own, which is no DbError.
+        if (result.command === 'ROLLBACK' && sqlText.length < 80 && transactionCommit.test(sqlText)) {
+          throw markedAsKyselyAbortedTransaction(new TransactionAbortedError());
+        }
         if (sqlText === timeoutsOverrideSql) {
           overridden = true;
           tuned.setBounds(client, overriddenBounds(tuned, client, parameters));

@@ -228,6 +228,10 @@ export function loadDbConfig(env: NodeJS.ProcessEnv = process.env): DbConfig {
 
 /** Fills defaults and checks the settings that depend on each other or on the URL. */
 export function resolveDbConfig(partial: Partial<DbConfig> & { databaseUrl: string }): DbConfig {
+  // From JavaScript, `databaseUrl: process.env.DATABASE_URL` with the variable unset.
+  if (typeof partial.databaseUrl !== 'string' || partial.databaseUrl === '') {
+    throw new ConfigError('DATABASE_URL', 'DATABASE_URL is not set (createDb was given no databaseUrl string)');
+  }
   const given = withoutUndefined(partial);
   const statementTimeoutMs = given.statementTimeoutMs ?? defaultDbConfig.statementTimeoutMs;
   const config: DbConfig = {

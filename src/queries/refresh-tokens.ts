@@ -35,6 +35,7 @@ import { revokeLiveTokens, type RevokedReason, revokingSessions, sessionCount } 
  */
 
 export type { DeviceInfo } from '../device-info.js';
+export type { RevokedReason } from './revoke-live-tokens.js';
 
 /** Process-wide defaults of the token options; change them once with {@link configure}. */
 export interface RefreshTokenDefaults {
@@ -50,6 +51,7 @@ export interface RefreshTokenDefaults {
 
 export interface NewRefreshToken {
   userId: string;
+  /** A plain JSON object of at most 4,096 characters as JSON; members that are undefined are left out, as JSON.stringify does. */
   deviceInfo?: DeviceInfo | null;
   /** Defaults to {@link RefreshTokenDefaults.slidingTtlSeconds}; kept by every rotation of the family. */
   slidingTtlSeconds?: number;
@@ -660,8 +662,11 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
   return prototype === Object.prototype || prototype === null;
 }
 
-// jsonb cannot hold a NUL character or a lone surrogate, and JSON has no NaN, Infinity, undefined, Date or class
-// instances: reject them here instead of failing in PostgreSQL or changing silently.
+// jsonb cannot hold a NUL character or a lone surrogate, and JSON has no NaN, Infinity, Date or class
+// instances: reject them here instead of failing in PostgreSQL or changing silently. A member
+// that is undefined is left out, as JSON.stringify leaves it out: DeviceInfo allows it, so that
+// `{ userAgent: req.headers['user-agent'] }` type-checks, and a request without that header
+// must not fail the login. Undefined in an array (JSON.stringify's null) is refused.
 function isJsonValue(value: unknown, depth: number): boolean {
   if (depth > deviceInfoMaxDepth) return false;
   if (value === null || typeof value === 'boolean') return true;
@@ -669,7 +674,7 @@ function isJsonValue(value: unknown, depth: number): boolean {
   if (typeof value === 'string') return isStorableText(value);
   if (Array.isArray(value)) return value.every((item) => isJsonValue(item, depth + 1));
   if (isPlainObject(value)) {
-    return Object.entries(value).every(([key, item]) => isStorableText(key) && isJsonValue(item, depth + 1));
+    return Object.entries(value).every(([key, item]) => item === undefined || (isStorableText(key) && isJsonValue(item, depth + 1)));
   }
   return false;
 }

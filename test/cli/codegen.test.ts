@@ -196,7 +196,6 @@ import type { Kysely } from 'kysely';
 import type { DB } from '../../generated/db.js';
 import type * as phraseSuggestions from '../../src/queries/phrase-suggestions.js';
 import type * as refreshTokens from '../../src/queries/refresh-tokens.js';
-import type { RevokedReason } from '../../src/queries/revoke-live-tokens.js';
 import * as users from '../../src/queries/users.js';
 import type { CamelCasedDB } from '../../src/db/camel-cased-db.js';
 import { withSavepoint } from '../../src/db/with-savepoint.js';
@@ -210,8 +209,8 @@ db.updateTable('refresh_tokens').set({ revoked_reason: 'password_change' }); // 
 db.updateTable('refresh_tokens').set({ revoked_reason: null }); // ok
 export const approved: phraseSuggestions.SuggestionStatus = 'approved'; // ok
 export const aproved: phraseSuggestions.SuggestionStatus = 'aproved'; // error
-export const reuse: RevokedReason = 'reuse'; // ok
-export const reused: RevokedReason = 'reused'; // error
+export const reuse: refreshTokens.RevokedReason = 'reuse'; // ok
+export const reused: refreshTokens.RevokedReason = 'reused'; // error
 export const device: refreshTokens.DeviceInfo = { userAgent: 'x', screen: { width: 1 } }; // ok
 export const notAnObject: refreshTokens.DeviceInfo = ['x']; // error
 // A CamelCasePlugin service's transaction goes through withSavepoint to the query functions.

@@ -204,6 +204,14 @@ describe('resolveDbConfig', () => {
     expect(error).toMatchObject({ variable: 'DB_ACQUIRE_TIMEOUT' });
     expect(resolveDbConfig({ databaseUrl: url, acquireTimeoutMs: 1 })).toMatchObject({ acquireTimeoutMs: 1 });
   });
+
+  // createDb({ databaseUrl: process.env.DATABASE_URL }) with the variable unset, from JavaScript
+  // (or TypeScript that casts): as createDb() says it, not a TypeError from deep in the URL parser.
+  it.each([undefined, '', 42])('refuses a databaseUrl of %o as DATABASE_URL not set, naming DATABASE_URL', (databaseUrl) => {
+    expect(() => resolveDbConfig({ databaseUrl } as unknown as { databaseUrl: string })).toThrow(
+      expect.objectContaining({ name: 'ConfigError', variable: 'DATABASE_URL', message: expect.stringMatching(/^DATABASE_URL is not set/) }),
+    );
+  });
 });
 
 describe('migrationLockTimeoutMs', () => {

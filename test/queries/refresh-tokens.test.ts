@@ -201,7 +201,7 @@ describe('refreshTokens.issue', () => {
     ['deviceInfo', { deviceInfo: { nested: { at: new Date() } } }],
     ['deviceInfo', { deviceInfo: { fn: () => 1 } }],
     ['deviceInfo', { deviceInfo: { n: Number.NaN } }],
-    ['deviceInfo', { deviceInfo: { n: undefined } }],
+    ['deviceInfo', { deviceInfo: { list: ['a', undefined] } }],
     ['deviceInfo', { deviceInfo: { nul: 'a\u0000b' } }],
     ['deviceInfo', { deviceInfo: { big: 'x'.repeat(5000) } }],
     ['slidingTtlSeconds', { slidingTtlSeconds: 0 }],
@@ -227,6 +227,18 @@ describe('refreshTokens.issue', () => {
     });
     const issued = await refreshTokens.issue(testDb.db, { userId: user.id, deviceInfo: deviceInfo as refreshTokens.DeviceInfo });
     expect((await rowOf(issued.token)).device_info).toEqual({ ...deviceInfo });
+  });
+
+  // DeviceInfo lets a member be undefined (a request header that was not sent), as a service
+  // writes it; JSON.stringify leaves such a member out, and so does the stored value.
+  it('leaves out a member that is undefined, at any depth, rather than fail the login', async () => {
+    const user = await newUser(testDb.db);
+    const headers: Record<string, string | undefined> = {};
+    const issued = await refreshTokens.issue(testDb.db, {
+      userId: user.id,
+      deviceInfo: { userAgent: headers['user-agent'], client: { ip: undefined, app: 'web' } },
+    });
+    expect((await rowOf(issued.token)).device_info).toStrictEqual({ client: { app: 'web' } });
   });
 
   it('joins the caller’s transaction: a rollback leaves no token', async () => {
