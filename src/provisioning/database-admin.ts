@@ -200,7 +200,8 @@ export async function recreateDatabase(databaseUrl: string, options: RecreateDat
     if (!rows[0]?.creates) {
       throw new ProvisioningError(
         `refusing to recreate '${database}': role '${rows[0]?.user}' may not create databases (CREATEDB), so the database ` +
-          'would be dropped and not created again; nothing was dropped. Reset with --admin (ADMIN_DATABASE_URL, with the owner role in DB_OWNER_USER and DB_OWNER_PASSWORD), or as a role with CREATEDB',
+          'would be dropped and not created again; nothing was dropped. Reset with --admin (ADMIN_DATABASE_URL naming this database, ' +
+          'with the owner role in DB_OWNER_USER and DB_OWNER_PASSWORD), or as a role with CREATEDB',
         'CREATEDB',
       );
     }

@@ -1,3 +1,4 @@
+import { databaseTarget, isLocalHost, type DatabaseTarget } from '../../db/database-target.js';
 import { loadStatementBounds, type StatementBounds } from '../../db/db-config.js';
 import { migrate } from '../../migrations/on-demand-migrator.js';
 import { migrationDatabaseUrl, migrationLockTimeoutMs, migrationUrlVariable } from '../../migrations/migration-settings.js';
@@ -5,7 +6,7 @@ import { adminDatabaseUrl, adminUrlVariable } from '../../provisioning/admin-dat
 import { databaseExists, databaseUrlAs, recreateDatabase, requireLocalDatabase } from '../../provisioning/database-admin.js';
 import { ensureAppRole, requireAppRoleApart, requireRoleName, writeAppRoleBounds } from '../../provisioning/app-role.js';
 import { provisionDatabase, requireOwnerCredentials } from '../../provisioning/provision-database.js';
-import { ProvisioningError } from '../../errors.js';
+import { ConfigError, ProvisioningError } from '../../errors.js';
 import type { Command } from '../command.js';
 import { canAsk, typedYes } from '../confirmation.js';
 
@@ -26,7 +27,8 @@ anything is dropped.
 Environment:
   MIGRATION_DATABASE_URL  the database to reset, as its owner (else DATABASE_URL; default:
                           the local embedded server); it needs CREATEDB without --admin
-  ADMIN_DATABASE_URL      --admin: the database, as an admin
+  ADMIN_DATABASE_URL      --admin: the database to reset, as an admin (where MIGRATION_DATABASE_URL
+                          is set too, it must name the same database on the same server)
   DB_OWNER_USER           --admin: the owner role (with DB_OWNER_PASSWORD; both required)
   DB_APP_USER             the application role, whose grants (and, with --admin, its bounds
                           DB_STATEMENT_TIMEOUT …) in the database go with it: given back
@@ -47,7 +49,9 @@ Environment:
       requireOwnerCredentials(owner);
       requireAppRoleApart(appUser, owner.user);
       const bounds = appUser === undefined ? undefined : loadStatementBounds();
-      await confirmReset(requireLocalDatabase(adminUrl, { force: values.force === true, action: 'reset', variable: adminUrlVariable }), values.yes === true);
+      const target = requireLocalDatabase(adminUrl, { force: values.force === true, action: 'reset', variable: adminUrlVariable });
+      requireSameDatabaseAsMigrations(target);
+      await confirmReset(target, values.yes === true);
       // The admin step first, on the database as it is (it keeps data): whatever it refuses (an
       // admin without CREATEROLE, an owner that is a superuser) is refused before anything is
       // dropped, rather than after, which left an empty database that nobody could migrate.
@@ -99,6 +103,24 @@ async function giveBackAppRole(
 
 // A local host is no proof of a scratch database: the compose set-up publishes its server,
 // the production one on a single-host deployment, on 127.0.0.1 too.
+// --admin resets the database that ADMIN_DATABASE_URL names. An operator whose
+// MIGRATION_DATABASE_URL names another (a copy, which the reset without --admin refused for want
+// of CREATEDB, advising --admin) means that one, while an admin.env loaded for setup --admin
+// names production: with --yes nothing else would stand between them and its drop.
+function requireSameDatabaseAsMigrations(admin: DatabaseTarget): void {
+  const migrationUrl = process.env.MIGRATION_DATABASE_URL?.trim();
+  if (!migrationUrl) return;
+  const migration = databaseTarget(migrationUrl, process.env, 'MIGRATION_DATABASE_URL');
+  const sameServer = migration.port === admin.port && (migration.host === admin.host || (isLocalHost(migration.host) && isLocalHost(admin.host)));
+  if (sameServer && migration.database === admin.database) return;
+  throw new ConfigError(
+    adminUrlVariable,
+    `refusing to reset: --admin resets the database ADMIN_DATABASE_URL names, '${admin.database}' on ${admin.host}:${admin.port}, ` +
+      `but MIGRATION_DATABASE_URL names '${migration.database}' on ${migration.host}:${migration.port}; nothing was dropped. ` +
+      'Make ADMIN_DATABASE_URL name the database to reset, or unset MIGRATION_DATABASE_URL',
+  );
+}
+
 async function confirmReset(target: { host: string; port: number; database: string }, yes: boolean): Promise<void> {
   if (!canAsk(yes)) {
     throw new ProvisioningError(`refusing to reset '${target.database}' on ${target.host} without confirmation: there is no terminal to ask on; pass --yes`);
