@@ -1,5 +1,16 @@
-/** Every backup file name starts with this. */
-export const backupNamePrefix = 'kennwilliamson';
+// A backup's name starts with the name of the database it holds, so that backups of two
+// databases in one folder under one <env> (production's, and a copy's backed up with
+// NODE_ENV=production left set) are never taken for each other: retention counts one database's
+// files only, and the newest production backup is production's. Database names may hold any
+// character; those beyond letters, digits, '_' and '-' are percent-encoded (UTF-8), so the name
+// stays one file name, never hidden (no leading '.'), and reads back unambiguously: an <env>
+// holds no '_', so the database is everything before the last two '_'.
+function databaseNamePart(database: string): string {
+  return Array.from(new TextEncoder().encode(database), (byte) => {
+    const char = String.fromCharCode(byte);
+    return /[A-Za-z0-9_-]/.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }).join('');
+}
 
 /**
  * How a backup is stored: `custom`, a pg_dump custom-format archive (`.dump`), made by a
@@ -22,28 +33,28 @@ export function backupTimestamp(at: Date): string {
 }
 
 /**
- * The file name of a backup of `environment` taken at `at`.
+ * The file name of a backup of `database`, under `environment`, taken at `at`.
  *
  * @example
- * backupFileName('production', new Date('2025-09-14T13:46:43.512Z'))
+ * backupFileName('kennwilliamson', 'production', new Date('2025-09-14T13:46:43.512Z'))
  * // 'kennwilliamson_production_20250914T134643.512Z.dump'
- * backupFileName('development', new Date('2025-09-14T13:46:43.512Z'), 'sql-gzip')
- * // 'kennwilliamson_development_20250914T134643.512Z.sql.gz'
+ * backupFileName('kennwilliamson_copy', 'development', new Date('2025-09-14T13:46:43.512Z'), 'sql-gzip')
+ * // 'kennwilliamson_copy_development_20250914T134643.512Z.sql.gz'
  */
-export function backupFileName(environment: string, at: Date, format: BackupFormat = 'custom'): string {
-  return `${backupNamePrefix}_${environment}_${backupTimestamp(at)}${extensions[format]}`;
+export function backupFileName(database: string, environment: string, at: Date, format: BackupFormat = 'custom'): string {
+  return `${databaseNamePart(database)}_${environment}_${backupTimestamp(at)}${extensions[format]}`;
 }
 
 /**
- * Matches the backup files of one environment in either format (and nothing else: no
- * temporary or foreign files), so retention counts both when a machine switches between a
- * native and the WebAssembly pg_dump.
+ * Matches the backup files of one database and environment in either format (and nothing else:
+ * no temporary files, no other database's or environment's), so retention counts both when a
+ * machine switches between a native and the WebAssembly pg_dump.
  *
  * @example
- * backupFilePattern('production').test('kennwilliamson_production_20250914T134643.512Z.dump') // true
- * backupFilePattern('production').test('kennwilliamson_production_20250914T134643.512Z.sql.gz') // true
+ * backupFilePattern('kennwilliamson', 'production').test('kennwilliamson_production_20250914T134643.512Z.sql.gz') // true
+ * backupFilePattern('kennwilliamson', 'production').test('kennwilliamson_copy_production_20250914T134643.512Z.dump') // false
  */
-export function backupFilePattern(environment: string): RegExp {
-  const escaped = environment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-  return new RegExp(`^${backupNamePrefix}_${escaped}_\\d{8}T\\d{6}(\\.\\d{3})?Z\\.(dump|sql\\.gz)$`);
+export function backupFilePattern(database: string, environment: string): RegExp {
+  const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  return new RegExp(`^${escape(databaseNamePart(database))}_${escape(environment)}_\\d{8}T\\d{6}(\\.\\d{3})?Z\\.(dump|sql\\.gz)$`);
 }

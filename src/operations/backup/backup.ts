@@ -32,9 +32,9 @@ export interface BackupOptions {
   databaseUrl: string;
   /** Folder of the backups; created if missing. */
   backupDir: string;
-  /** The `<env>` in `kennwilliamson_<env>_<timestamp>.dump` (or `.sql.gz`); retention only counts this environment's files. */
+  /** The `<env>` in `<database>_<env>_<timestamp>.dump` (or `.sql.gz`); retention only counts this database's files of this environment. */
   environment: string;
-  /** Keep the newest this many backups of the environment (at least 1), deleting older ones after this one is verified. */
+  /** Keep the newest this many backups of the database and environment (at least 1), deleting older ones after this one is verified. */
   keep: number;
   /** Receives progress lines (tables dumped, bytes written, verification). */
   log?: (line: string) => void;
@@ -320,7 +320,7 @@ async function choosePgDump(
 }
 
 /**
- * Backs up one database into `<backupDir>/kennwilliamson_<environment>_<UTC timestamp>.dump`
+ * Backs up one database into `<backupDir>/<database>_<environment>_<UTC timestamp>.dump`
  * (`pg_dump --format=custom`) plus a `.sha256` beside it, never leaving a half-written file
  * under a final name: pg_dump writes to a temporary dot file, which is read back whole, then
  * fsynced and only then linked to its final name. When no native pg_dump fits the server
@@ -354,7 +354,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
 
   // Owner only, like the files in it: a backup holds password hashes.
   await mkdir(options.backupDir, { recursive: true, mode: 0o700 });
-  const name = backupFileName(options.environment, new Date(), format);
+  const name = backupFileName(target.database, options.environment, new Date(), format);
   const file = path.join(path.resolve(options.backupDir), name);
   if (existsSync(file)) throw new BackupError(`${file} already exists`);
   // A dot name that no retention pattern or restore listing matches, unique per process.
@@ -406,7 +406,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
   // Outside the try: the new backup is complete and verified, so a failure to delete old
   // ones must never take it with them. It fails the command, naming what was kept.
   try {
-    const deleted = await pruneBackups({ backupDir: path.dirname(file), environment: options.environment, keep: options.keep, made: path.basename(file) });
+    const deleted = await pruneBackups({ backupDir: path.dirname(file), database: target.database, environment: options.environment, keep: options.keep, made: path.basename(file) });
     for (const old of deleted) log(`deleted old backup ${old} (keeping the newest ${options.keep})`);
     return { ...verified, deleted };
   } catch (error) {

@@ -17,17 +17,20 @@ import { runCli } from '../../support/run-cli.js';
 import { holdTableLock } from '../../support/table-lock-holder.js';
 
 const available = toolsAvailable(debianPostgresPrograms, 'the backup tests (a PostgreSQL server that pg_dump 15 can dump)');
-const backupName = /^kennwilliamson_development_\d{8}T\d{6}\.\d{3}Z\.dump$/;
+// Named after the database it holds (a test database here), then the environment.
+const backupNameOf = (database: string) => new RegExp(`^${database}_development_\\d{8}T\\d{6}\\.\\d{3}Z\\.dump$`);
 const packetsDroppable = available && packetFilterAvailable("the backup's silent-partition test");
 
 describe.skipIf(!available)('npm run db:backup', () => {
   let server: DebianPostgres;
   let databaseUrl: string;
+  let database: string;
   let backupDir: string;
 
   beforeAll(async () => {
     server = await startDebianPostgres();
-    databaseUrl = server.urlOf(await server.createMigratedDatabase());
+    database = await server.createMigratedDatabase();
+    databaseUrl = server.urlOf(database);
   });
   afterAll(async () => server?.stop());
 
@@ -51,7 +54,7 @@ describe.skipIf(!available)('npm run db:backup', () => {
     expect(result.code, result.stderr).toBe(0);
     const file = result.stdout.trim();
     expect(path.dirname(file)).toBe(backupDir);
-    expect(path.basename(file)).toMatch(backupName);
+    expect(path.basename(file)).toMatch(backupNameOf(database));
     expect((await readdir(backupDir)).sort()).toEqual([path.basename(file), `${path.basename(file)}.sha256`]);
     const content = await readFile(file);
     expect(content.subarray(0, 5).toString()).toBe('PGDMP');
@@ -80,11 +83,13 @@ describe.skipIf(!available)('npm run db:backup', () => {
     expect(result.stderr).toContain(`for the PostgreSQL 15 server at postgres@127.0.0.1:${new URL(databaseUrl).port}/`);
   });
 
-  it('keeps the newest BACKUP_KEEP backups of its environment and leaves everything else alone', async () => {
+  // Another database's backups under the same environment (a copy's, backed up with the same
+  // NODE_ENV) are no older backups of this one: deleting them would leave that database without.
+  it('keeps the newest BACKUP_KEEP backups of its database and environment and leaves everything else alone', async () => {
     const old = ['20240101T000000.000Z', '20240102T000000.000Z', '20240103T000000.000Z'].map(
-      (stamp) => `kennwilliamson_development_${stamp}.dump`,
+      (stamp) => `${database}_development_${stamp}.dump`,
     );
-    const others = ['kennwilliamson_production_20240101T000000.000Z.dump', 'notes.txt'];
+    const others = [`${database}_production_20240101T000000.000Z.dump`, `${database}_copy_development_20240101T000000.000Z.dump`, 'notes.txt'];
     for (const name of [...old, ...others]) await writeFile(path.join(backupDir, name), 'x');
     for (const name of old) await writeFile(path.join(backupDir, `${name}.sha256`), 'x');
 
@@ -99,7 +104,7 @@ describe.skipIf(!available)('npm run db:backup', () => {
   });
 
   it('keeps the backup it made when another is dated later, as by a host whose clock ran ahead', async () => {
-    const ahead = 'kennwilliamson_development_20990101T000000.000Z.dump';
+    const ahead = `${database}_development_20990101T000000.000Z.dump`;
     await writeFile(path.join(backupDir, ahead), 'x');
 
     const result = await backupDatabase({ databaseUrl, backupDir, environment: 'development', keep: 1 });
@@ -110,7 +115,7 @@ describe.skipIf(!available)('npm run db:backup', () => {
 
   it('keeps the new, verified backup when deleting older ones fails', async () => {
     // A folder under a backup's name: deleting it fails the way a file we may not delete would.
-    const stuck = 'kennwilliamson_development_20240101T000000.000Z.dump';
+    const stuck = `${database}_development_20240101T000000.000Z.dump`;
     await mkdir(path.join(backupDir, stuck));
 
     const error = await backupDatabase({ databaseUrl, backupDir, environment: 'development', keep: 1, log: () => undefined }).catch(
@@ -121,7 +126,7 @@ describe.skipIf(!available)('npm run db:backup', () => {
     expect((error as Error).message).toMatch(/is complete and verified, but deleting older backups failed/);
     const kept = (await readdir(backupDir)).filter((name) => name !== stuck);
     expect(kept).toHaveLength(2);
-    expect(kept.some((name) => backupName.test(name))).toBe(true);
+    expect(kept.some((name) => backupNameOf(database).test(name))).toBe(true);
     expect(kept.some((name) => name.endsWith('.dump.sha256'))).toBe(true);
   });
 
@@ -161,7 +166,7 @@ describe.skipIf(!available)('npm run db:backup', () => {
     await admin.connect();
     await admin.query(`CREATE ROLE ${role} LOGIN PASSWORD 'noread-secret'`);
     await admin.end();
-    const older = 'kennwilliamson_development_20240101T000000.000Z.dump';
+    const older = `${database}_development_20240101T000000.000Z.dump`;
     await writeFile(path.join(backupDir, older), 'an older backup');
     const url = new URL(databaseUrl);
     url.username = role;

@@ -31,7 +31,8 @@ const available = toolsAvailable(
   [path.join(debianPostgresBinDir, 'pg_dump'), path.join(debianPostgresBinDir, 'psql')],
   'the WebAssembly backup tests (pg_dump 15, too old for the PostgreSQL 17 server, and psql to restore)',
 );
-const backupName = /^kennwilliamson_development_\d{8}T\d{6}\.\d{3}Z\.sql\.gz$/;
+// Named after the database it holds, then the environment.
+const backupNameOf = (database: string) => new RegExp(`^${database}_development_\\d{8}T\\d{6}\\.\\d{3}Z\\.sql\\.gz$`);
 
 // Library calls that must take the WebAssembly path whatever this machine has installed.
 const noNativePgDump = { env: { PATH: '' }, installationsDir: path.join(os.tmpdir(), 'kw-no-postgres-here'), docker: false };
@@ -76,7 +77,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
     expect(made.stderr).toMatch(/dumping table public\.users \(\d+ of 9\)/);
     expect(made.stderr).toContain("verifying: full decompression, pg_dump's completion trailer, the restore's vetting");
     const file = made.stdout.trim();
-    expect(path.basename(file)).toMatch(backupName);
+    expect(path.basename(file)).toMatch(backupNameOf(roundTrip.name));
     expect((await readdir(backupDir)).sort()).toEqual([path.basename(file), `${path.basename(file)}.sha256`]);
     const content = await readFile(file);
     expect([...content.subarray(0, 2)]).toEqual([0x1f, 0x8b]);
