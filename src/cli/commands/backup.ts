@@ -6,10 +6,10 @@ import { interruptSignal } from '../interrupt-signal.js';
 const usage = `Usage: kennwilliamson-db backup
 
 Backs up the database with pg_dump (custom format) into
-  $BACKUP_DIR/kennwilliamson_<env>_<UTC timestamp>.dump   plus a .sha256 beside it.
+  $BACKUP_DIR/<database>_<env>_<UTC timestamp>.dump   plus a .sha256 beside it.
 The dump is written under a temporary name, read back whole with pg_restore, fsynced and
 only then renamed; on failure nothing is left behind. Then only the newest BACKUP_KEEP
-backups of <env> are kept. Progress goes to stderr; the new file's path to stdout.
+backups of this database and <env> are kept. Progress goes to stderr; the new file's path to stdout.
 
 pg_dump must be at least the server's major version. It is looked for in PG_DUMP, PATH,
 /usr/lib/postgresql/*/bin, then the running docker compose service 'postgres'. When none
@@ -21,7 +21,7 @@ Environment:
   MIGRATION_DATABASE_URL  the database to back up, as its owner, directly: a connection
                           pooler is refused (else DATABASE_URL, when that is direct)
   BACKUP_DIR              folder of the backups (default ./backups)
-  BACKUP_KEEP             how many backups of this <env> to keep (default 14)
+  BACKUP_KEEP             how many backups of this database and <env> to keep (default 14)
   BACKUP_ENV              the <env> in the file name (default: NODE_ENV, else development)
   PG_DUMP                 pg_dump to use, when it fits the server (PG_RESTORE likewise)
 `;
