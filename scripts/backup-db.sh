@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Backs up the database (pg_dump custom format) into $BACKUP_DIR as
-# kennwilliamson_<env>_<UTC timestamp>.dump plus .sha256, verified, keeping the newest
+# <database>_<env>_<UTC timestamp>.dump plus .sha256, verified, keeping the newest
 # $BACKUP_KEEP. Prints the new file's path. Same as `npm run db:backup`; --help for more.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-exec npm run --silent db:backup -- "$@"
+# In the package, as npm runs it; a relative folder or file given (BACKUP_DIR, a FILE) means the
+# caller's folder, which npm passes on as INIT_CWD.
+exec npm --prefix "$(dirname "$0")/.." run --silent db:backup -- "$@"

@@ -3,5 +3,6 @@
 # verified: scripts/download-backup.sh HOST FILE [--key PATH]. Same as
 # `npm run db:download-backup`; --help for more.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-exec npm run --silent db:download-backup -- "$@"
+# In the package, as npm runs it; a relative folder or file given (BACKUP_DIR, a FILE) means the
+# caller's folder, which npm passes on as INIT_CWD.
+exec npm --prefix "$(dirname "$0")/.." run --silent db:download-backup -- "$@"

@@ -3,5 +3,6 @@
 # there is no terminal). Refuses a non-local host unless --force is given. Same as
 # `npm run db:reset`.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-exec npm run --silent db:reset -- "$@"
+# In the package, as npm runs it; a relative folder or file given (BACKUP_DIR, a FILE) means the
+# caller's folder, which npm passes on as INIT_CWD.
+exec npm --prefix "$(dirname "$0")/.." run --silent db:reset -- "$@"

@@ -3,5 +3,6 @@
 # superuser (database, non-superuser owner role), then applies pending migrations as that
 # owner, keeping data; with a URL set, the release step. Same as `npm run db:setup`.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-exec npm run --silent db:setup -- "$@"
+# In the package, as npm runs it; a relative folder or file given (BACKUP_DIR, a FILE) means the
+# caller's folder, which npm passes on as INIT_CWD.
+exec npm --prefix "$(dirname "$0")/.." run --silent db:setup -- "$@"

@@ -3,7 +3,10 @@ import { ConfigError } from '../../errors.js';
 
 /** Where backups go, how many are kept, and which environment they are named after. */
 export interface BackupSettings {
-  /** `BACKUP_DIR`, default `./backups` (relative to the current folder: the package root under `npm run`). */
+  /**
+   * `BACKUP_DIR`, default `./backups` in the current folder (the package root under `npm run`);
+   * a relative `BACKUP_DIR` means the operator's folder, which npm passes as `INIT_CWD`.
+   */
   backupDir: string;
   /** `BACKUP_KEEP`, default 14: the newest this many backups of the environment are kept. */
   keep: number;
@@ -22,7 +25,10 @@ export const defaultBackupKeep = 14;
  * // { backupDir: '/var/backups/kennwilliamson', keep: 30, environment: 'production' }
  */
 export function backupSettings(env: NodeJS.ProcessEnv = process.env): BackupSettings {
-  const backupDir = path.resolve(env.BACKUP_DIR?.trim() || 'backups');
+  // npm runs a script in the package root, wherever the operator typed it; a folder the
+  // operator named means theirs, as db:restore's FILE does (see cli/operator-file.ts).
+  const named = env.BACKUP_DIR?.trim();
+  const backupDir = named ? path.resolve(env.INIT_CWD?.trim() || '.', named) : path.resolve('backups');
 
   const rawKeep = env.BACKUP_KEEP?.trim();
   let keep = defaultBackupKeep;
