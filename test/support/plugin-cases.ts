@@ -389,8 +389,21 @@ export function normalised(value: unknown, ctx: Context): unknown {
  */
 export async function recordRun(testCase: PluginCase, plain: Kysely<DB>, executor: Api.Executor, inTransaction: boolean): Promise<unknown> {
   const ctx = (await testCase.setup?.(plain)) ?? {};
-  const run = () =>
-    inTransaction ? (executor as Kysely<DB>).transaction().execute((trx) => testCase.run(trx, ctx)) : testCase.run(executor, ctx);
+  // In the service's own transaction: what the function returned or threw there. How the
+  // transaction then ends is Kysely's, not the function's (where a case caught a failed call,
+  // PostgreSQL rolls back at COMMIT: Kysely 0.28.19 and later and createDb's db report it, older
+  // Kysely on a service's own pool does not); what the run left is `after`, read below.
+  const run = async () => {
+    if (!inTransaction) return testCase.run(executor, ctx);
+    let result: unknown;
+    await (executor as Kysely<DB>)
+      .transaction()
+      .execute(async (trx) => {
+        result = await outcome(testCase.run(trx, ctx));
+      })
+      .catch(() => undefined);
+    return result;
+  };
   // rotate refuses a transaction with a ValidationError: the same on every executor.
   const result = await outcome(run());
   const after = await testCase.after?.(plain, ctx);
