@@ -227,11 +227,15 @@ function errorMappingWrapper(tuned: TunedPoolWithNaming, client: pg.PoolClient):
     }) as unknown as PostgresPoolClient['query'], // no cursor form: the dialect has no cursor configured
 
     // Kysely passes `true` after a failed ROLLBACK: that connection may still be inside the
-    // transaction, and must be closed rather than handed to the next caller.
+    // transaction, and must be closed rather than handed to the next caller. So must one that a
+    // caller's db.connection() callback left inside a transaction it began by hand (no COMMIT):
+    // pooled, it would keep that transaction's locks and snapshot, and the next caller's
+    // statements would run in it. Closing it makes the server roll it back.
     release: (destroy?: boolean) => {
       inTransaction = false;
       endOverride();
-      client.release(destroy === true ? true : undefined);
+      const status = client.getTransactionStatus();
+      client.release(destroy === true || status === 'T' || status === 'E' ? true : undefined);
     },
   } as PostgresPoolClient;
 }

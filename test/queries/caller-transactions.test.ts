@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
+import { createDb } from '../../src/db/create-db.js';
 import { withSavepoint } from '../../src/db/with-savepoint.js';
 import { DbError, TransactionAbortedError, ValidationError } from '../../src/errors.js';
 import * as users from '../../src/queries/users.js';
@@ -38,6 +39,25 @@ describe('a transaction the caller began by hand (BEGIN on db.connection())', ()
     expect((refusal as Error).message).toMatch(/already open on this connection/);
     expect(await users.findByEmail(db, email)).toBeNull();
     expect((await users.findById(db, user.id))!.displayName).toBe(user.displayName);
+  });
+
+  it('is rolled back, not handed to the next caller, when the callback returns without ending it', async () => {
+    const db = createDb({ databaseUrl: testDb.url, minConnections: 0, maxConnections: 1 });
+    try {
+      const email = newEmail();
+      await db.connection().execute(async (connection) => {
+        await sql`BEGIN`.execute(connection);
+        await users.create(connection, newUserInput(email)).catch(() => undefined);
+        await sql`INSERT INTO users (email, password_hash, display_name, slug) VALUES (${email}, 'h', 'Left open', ${`left-${randomBytes(5).toString('hex')}`})`.execute(connection);
+      });
+      // The one connection of the pool: the next caller must not find itself in that transaction.
+      const { rows } = await sql<{ open: boolean }>`SELECT pg_catalog.txid_current_if_assigned() IS NOT NULL AS open`.execute(db);
+      expect(rows[0]!.open).toBe(false);
+      expect(await users.findByEmail(testDb.db, email)).toBeNull();
+      expect(await newUser(db)).toMatchObject({ active: true });
+    } finally {
+      await db.destroy();
+    }
   });
 
   it('refuses a Kysely transaction begun on that connection too, leaving the caller in its own', async () => {
