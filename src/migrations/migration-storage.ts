@@ -1,6 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type * as pg from 'pg';
 import type { UmzugStorage } from 'umzug';
+import { answeredWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { librarySchema } from '../db/library-schema.js';
 
 /** The table in which applied migrations are recorded (excluded from generated types). */
@@ -27,6 +28,19 @@ export interface MigrationContext {
    * Umzug's list of pending migrations needs no `schema_migrations` on a new database.
    */
   applied?: readonly string[];
+  /**
+   * How long a statement on the record may wait for the table's lock (which a restore holds for
+   * its whole run, and an operator's `LOCK TABLE` may): the run's wait for another run's lock.
+   */
+  lockTimeoutMs: number;
+}
+
+// Each statement on the record gets an answer within its lock wait and a round trip's deadline:
+// the session's lock_timeout (set by the migrator) ends the wait on the server, and a server
+// that stopped answering (frozen, or a path that stalls while its kernel acknowledges) is
+// given up on, its connection closed, rather than waited for without end.
+function onTheRecord<T>(client: pg.ClientBase, lockTimeoutMs: number, what: string, call: () => Promise<T>): Promise<T> {
+  return answeredWithin(client, lockTimeoutMs + roundTripDeadlineMs, what, call);
 }
 
 /** A row of {@link migrationsTable}. */
@@ -43,39 +57,46 @@ export interface AppliedMigration {
  */
 export class PostgresMigrationStorage implements UmzugStorage<MigrationContext> {
   /** Creates the table if this is the database's first run. Call while holding the lock. */
-  async ensureTable(client: pg.ClientBase): Promise<void> {
-    await client.query(`
+  async ensureTable(client: pg.ClientBase, lockTimeoutMs: number): Promise<void> {
+    await onTheRecord(client, lockTimeoutMs, 'the creation of the migrations table', () => client.query(`
       CREATE TABLE IF NOT EXISTS ${qualifiedMigrationsTable} (
         name text PRIMARY KEY,
         checksum text NOT NULL CHECK (checksum ~ '^[0-9a-f]{64}$'),
         applied_at timestamptz NOT NULL DEFAULT now(),
         duration_ms integer NOT NULL CHECK (duration_ms >= 0)
-      )`);
+      )`));
   }
 
   /** Every recorded migration, oldest first. */
-  async applied(client: pg.ClientBase): Promise<AppliedMigration[]> {
-    const { rows } = await client.query<AppliedMigration>(
-      `SELECT name, checksum, applied_at AS "appliedAt", duration_ms AS "durationMs"
-       FROM ${qualifiedMigrationsTable} ORDER BY name`,
+  async applied(client: pg.ClientBase, lockTimeoutMs: number): Promise<AppliedMigration[]> {
+    const { rows } = await onTheRecord(client, lockTimeoutMs, 'the read of the applied migrations', () =>
+      client.query<AppliedMigration>(
+        `SELECT name, checksum, applied_at AS "appliedAt", duration_ms AS "durationMs"
+         FROM ${qualifiedMigrationsTable} ORDER BY name`,
+      ),
     );
     return rows;
   }
 
   async executed({ context }: { context: MigrationContext }): Promise<string[]> {
     if (context.applied !== undefined) return [...context.applied];
-    return (await this.applied(context.client)).map((row) => row.name);
+    return (await this.applied(context.client, context.lockTimeoutMs)).map((row) => row.name);
   }
 
   async logMigration({ name, context }: { name: string; context: MigrationContext }): Promise<void> {
     const durationMs = context.startedAt === undefined ? 0 : Math.round(performance.now() - context.startedAt);
-    await context.client.query(
-      `INSERT INTO ${qualifiedMigrationsTable} (name, checksum, duration_ms) VALUES ($1, $2, $3)`,
-      [name, context.checksums.get(name), durationMs],
+    await onTheRecord(context.client, context.lockTimeoutMs, 'the record of the migration', () =>
+      context.client.query(`INSERT INTO ${qualifiedMigrationsTable} (name, checksum, duration_ms) VALUES ($1, $2, $3)`, [
+        name,
+        context.checksums.get(name),
+        durationMs,
+      ]),
     );
   }
 
   async unlogMigration({ name, context }: { name: string; context: MigrationContext }): Promise<void> {
-    await context.client.query(`DELETE FROM ${qualifiedMigrationsTable} WHERE name = $1`, [name]);
+    await onTheRecord(context.client, context.lockTimeoutMs, 'the removal of the migration from the record', () =>
+      context.client.query(`DELETE FROM ${qualifiedMigrationsTable} WHERE name = $1`, [name]),
+    );
   }
 }

@@ -210,11 +210,7 @@ export async function migrationStatus(options: MigratorOptions): Promise<Migrati
     const exists = await answeredWithin(client, roundTripDeadlineMs, 'the look for the migrations table', () =>
       client.query(`SET lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))}`).then(() => migrationsTableExists(client)),
     );
-    const applied = exists
-      ? await answeredWithin(client, lockTimeoutMs + roundTripDeadlineMs, 'the read of the applied migrations', () => storage.applied(client)).catch(
-          (error: unknown) => Promise.reject(mapDatabaseError(error)),
-        )
-      : [];
+    const applied = exists ? await storage.applied(client, lockTimeoutMs).catch((error: unknown) => Promise.reject(mapDatabaseError(error))) : [];
     return compareWithFiles(files, applied);
   };
   return withClient(options.databaseUrl ?? migrationDatabaseUrl(), readStatus, migratorApplicationName);
@@ -306,14 +302,24 @@ async function withMigrator<T>(
       withClient(
         databaseUrl,
         async (client) => {
-          await assertCanMigrate(client);
+          // Every round trip of the run's own gets a deadline (a server that stops answering
+          // while its kernel acknowledges is never found out by TCP), and those on the record
+          // wait for its table's lock (a restore holds it for its whole run) as long as a run
+          // waits for another's lock: lock_timeout for the session, which each file's attempts
+          // replace with their own (SET LOCAL; a no-transaction file's SET, reset after it).
+          await answeredWithin(client, roundTripDeadlineMs, 'the check of the role and its search_path', async () => {
+            await client.query(`SET lock_timeout = ${Math.max(1, Math.round(timeoutMs))}`);
+            await assertCanMigrate(client);
+          });
           // A dry run changes nothing: without the table, nothing has been applied yet.
-          if (!dryRun) await storage.ensureTable(client);
-          const applied = dryRun && !(await migrationsTableExists(client)) ? [] : await storage.applied(client);
+          if (!dryRun) await storage.ensureTable(client, timeoutMs);
+          const tableExists = () => answeredWithin(client, roundTripDeadlineMs, 'the look for the migrations table', () => migrationsTableExists(client));
+          const applied = dryRun && !(await tableExists()) ? [] : await storage.applied(client, timeoutMs);
           assertHistoryIntact(files, applied);
           const context: MigrationContext = {
             client,
             checksums: new Map(files.map((file) => [file.name, file.checksum])),
+            lockTimeoutMs: timeoutMs,
             ...(dryRun ? { applied: applied.map((row) => row.name) } : {}),
           };
           const runs: MigrationRun[] = [];
@@ -321,7 +327,7 @@ async function withMigrator<T>(
           try {
             return await command({ client, umzug, runs, files, scripts });
           } catch (error) {
-            if (context.startedAt !== undefined) await client.query('ROLLBACK').catch(() => undefined);
+            if (context.startedAt !== undefined) await answeredWithin(client, roundTripDeadlineMs, 'ROLLBACK', () => client.query('ROLLBACK')).catch(() => undefined);
             throw error;
           }
         },
@@ -414,7 +420,10 @@ function createUmzug(
           `but it is not recorded${direction === 'down' ? ' as reverted' : ''}`,
       });
     }
-    await ctx.client.query('COMMIT');
+    // COMMIT does no work of its own (one that waits for a synchronous standby keeps the
+    // migration's locks, and the traffic queued behind them, meanwhile). Past its deadline the
+    // connection is closed, and whether it committed is the record's to tell.
+    await answeredWithin(ctx.client, roundTripDeadlineMs, 'COMMIT', () => ctx.client.query('COMMIT'), `so ${name} may or may not be ${verb}: \`migrate status\` tells`);
     const durationMs = Math.round(performance.now() - (ctx.startedAt ?? performance.now()));
     ctx.startedAt = undefined;
     runs.push({ name, durationMs });
@@ -582,18 +591,17 @@ async function runWithoutTransaction(
       }
     }
   } finally {
-    await client.query(`RESET lock_timeout; ${silentClientBoundsReset}`).catch(() => undefined);
+    await answeredWithin(client, roundTripDeadlineMs, 'RESET lock_timeout', () => client.query(`RESET lock_timeout; ${silentClientBoundsReset}`)).catch(() => undefined);
   }
   // The record (the storage's INSERT or DELETE) and the lock check commit together.
-  await client.query('BEGIN');
+  await answeredWithin(client, roundTripDeadlineMs, 'BEGIN', () => client.query('BEGIN'));
 }
 
 // Whether the index a CREATE INDEX CONCURRENTLY names exists and is INVALID.
 async function standsInvalid(client: pg.ClientBase, statement: MigrationStatement): Promise<boolean> {
   if (statement.concurrentIndexRef === undefined) return false;
-  const { rows } = await client.query(
-    'SELECT 1 FROM pg_catalog.pg_index WHERE indexrelid = pg_catalog.to_regclass($1) AND NOT indisvalid',
-    [statement.concurrentIndexRef],
+  const { rows } = await answeredWithin(client, roundTripDeadlineMs, 'the look for an INVALID index', () =>
+    client.query('SELECT 1 FROM pg_catalog.pg_index WHERE indexrelid = pg_catalog.to_regclass($1) AND NOT indisvalid', [statement.concurrentIndexRef]),
   );
   return rows.length > 0;
 }

@@ -10,6 +10,13 @@ export interface StallingProxy {
    * drops packets, test/support/packet-filter.ts, is found by keepalive in the end).
    */
   stall(): void;
+  /**
+   * From now on, stalls (as {@link stall} does, on that connection only) the first connection
+   * whose client sends a message holding `pattern`, before the message reaches the server; the
+   * promise says when. So a test can silence a command at one round trip of its choice, after
+   * its others went through.
+   */
+  stallOn(pattern: RegExp): Promise<void>;
   /** Closes every connection through it, and the proxy. */
   close(): Promise<void>;
 }
@@ -25,6 +32,7 @@ export async function startStallingProxy(targetPort: number): Promise<StallingPr
   const sockets = new Set<net.Socket>();
   const pairs: Array<[net.Socket, net.Socket]> = [];
   let stalled = false;
+  let trigger: { pattern: RegExp; fired: () => void } | undefined;
   const track = (socket: net.Socket) => {
     sockets.add(socket);
     socket.on('error', () => undefined);
@@ -39,17 +47,32 @@ export async function startStallingProxy(targetPort: number): Promise<StallingPr
       upstream.pause();
       return;
     }
-    client.pipe(upstream);
+    // By hand, not piped, so that a message that trips stallOn is held back whole.
+    let held = false;
+    client.on('data', (chunk: Buffer) => {
+      if (!held && trigger !== undefined && trigger.pattern.test(chunk.toString('utf8'))) {
+        const { fired } = trigger;
+        trigger = undefined;
+        held = true;
+        upstream.unpipe(client);
+        client.pause();
+        upstream.pause();
+        fired();
+      }
+      if (!held && !stalled) upstream.write(chunk);
+    });
     upstream.pipe(client);
     pairs.push([client, upstream]);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as net.AddressInfo).port,
+    stallOn(pattern) {
+      return new Promise<void>((fired) => (trigger = { pattern, fired }));
+    },
     stall() {
       stalled = true;
       for (const [client, upstream] of pairs) {
-        client.unpipe(upstream);
         upstream.unpipe(client);
         client.pause();
         upstream.pause();

@@ -1,0 +1,59 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it, type TestContext } from 'vitest';
+import { withClient } from '../../src/db/with-client.js';
+import { ConnectionError } from '../../src/errors.js';
+import { migrate } from '../../src/migrations/migrator.js';
+import { createMigrationSandbox } from '../support/migration-sandbox.js';
+import { startStallingProxy } from '../support/stalling-proxy.js';
+import { holdTableLock } from '../support/table-lock-holder.js';
+
+// A release's migrate must end, whatever the server does: a round trip of the run's own that
+// goes unanswered (a backend frozen, or a path that stalls while its kernel acknowledges, so
+// TCP never tells) gets a deadline, and a read of the record waits for the table's lock (a
+// restore holds it for its whole run) no longer than a run waits for another's lock.
+const name = '20990101000000_add_users_nickname';
+
+async function sandboxWithPending({ onTestFinished }: TestContext) {
+  const sandbox = await createMigrationSandbox();
+  onTestFinished(() => sandbox.remove());
+  await migrate({ databaseUrl: sandbox.database.url, migrationsDir: sandbox.migrationsDir });
+  await writeFile(path.join(sandbox.migrationsDir, `${name}.up.sql`), 'ALTER TABLE users ADD COLUMN nickname text;\n');
+  await writeFile(path.join(sandbox.migrationsDir, `${name}.down.sql`), 'ALTER TABLE users DROP COLUMN nickname;\n');
+  const recorded = () =>
+    withClient(sandbox.database.url, async (client) => (await client.query('SELECT 1 FROM schema_migrations WHERE name = $1', [name])).rowCount);
+  return { ...sandbox, recorded };
+}
+
+describe.concurrent('migrate against a server that stops answering', () => {
+  it('gives up on the record held by another session after MIGRATION_LOCK_TIMEOUT, applying nothing', async (context) => {
+    const { database, migrationsDir, recorded } = await sandboxWithPending(context);
+    const holder = await holdTableLock(database.url, 'schema_migrations');
+    try {
+      const error = await migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 1_000 }).catch((e: unknown) => e);
+      context.expect((error as { code?: string }).code ?? (error as { cause?: { code?: string } }).cause?.code).toMatch(/^(55P03|LOCK_NOT_AVAILABLE)$/);
+    } finally {
+      await holder.release();
+    }
+    context.expect(await recorded()).toBe(0);
+  });
+
+  it.for([
+    ['the check of the role and its search_path', /has_schema_privilege/],
+    ['COMMIT', /Q[\s\S]{4}COMMIT\x00/],
+  ] as const)('fails with a retryable ConnectionError when %s goes unanswered, rather than waiting for ever', async ([what, pattern], context) => {
+    const { database, migrationsDir } = await sandboxWithPending(context);
+    const proxy = await startStallingProxy(Number(new URL(database.url).port));
+    context.onTestFinished(() => proxy.close());
+    const throughProxy = Object.assign(new URL(database.url), { port: String(proxy.port) }).toString();
+    const stalled = proxy.stallOn(pattern);
+
+    const error = await migrate({ databaseUrl: throughProxy, migrationsDir, lockTimeoutMs: 1_000 }).catch((e: unknown) => e);
+
+    await stalled;
+    context.expect(error).toBeInstanceOf(ConnectionError);
+    context.expect(error).toMatchObject({ reason: 'deadline', retryable: true });
+    context.expect((error as Error).message).toContain(`no answer to ${what} within`);
+    if (what === 'COMMIT') context.expect((error as Error).message).toContain(`${name} may or may not be applied: \`migrate status\` tells`);
+  });
+});
