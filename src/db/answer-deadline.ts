@@ -45,3 +45,36 @@ export async function answeredWithin<T>(client: pg.ClientBase, ms: number, what:
     clearTimeout(timer);
   }
 }
+
+// A statement's first words, for a message that says what went unanswered without its values.
+function firstWords(statement: unknown): string {
+  const text = typeof statement === 'string' ? statement : (statement as { text?: unknown } | undefined)?.text;
+  const words = typeof text === 'string' ? /^\s*([A-Za-z_]+(?:\s+[A-Za-z_.]+)?)/.exec(text)?.[1] : undefined;
+  return words === undefined ? 'a statement' : words.replace(/\s+/g, ' ').toUpperCase();
+}
+
+/**
+ * `client`, each of whose queries gets an answer within `ms` (as {@link answeredWithin} gives
+ * one), for a connection whose statements are all short or wait for a lock no longer than `ms`
+ * less a round trip: an admin's DDL and grants. A query sent as a submittable (pg's `Query`) is
+ * passed on as it is, its caller's to bound.
+ *
+ * @example
+ * const bounded = answeringWithin(client, lockTimeoutMs + roundTripDeadlineMs)
+ * await bounded.query('GRANT SELECT ON users TO app') // ConnectionError 'deadline' if no answer comes
+ */
+export function answeringWithin<C extends pg.ClientBase>(client: C, ms: number): C {
+  const query = (...args: unknown[]) => {
+    const [first] = args;
+    const send = () => (client.query as (...a: unknown[]) => unknown)(...args);
+    if (typeof (first as { submit?: unknown } | undefined)?.submit === 'function') return send();
+    return answeredWithin(client, ms, firstWords(first), send as () => Promise<unknown>);
+  };
+  return new Proxy(client, {
+    get(target, property) {
+      if (property === 'query') return query;
+      const value: unknown = Reflect.get(target, property, target);
+      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
+    },
+  });
+}

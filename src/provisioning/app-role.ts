@@ -1,5 +1,5 @@
 import type * as pg from 'pg';
-import { answeredWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
+import { answeredWithin, answeringWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { loadStatementBounds, type StatementBounds } from '../db/db-config.js';
 import { silentClientBoundsLocal } from '../db/silent-client-bounds.js';
 import { withClient } from '../db/with-client.js';
@@ -162,7 +162,10 @@ async function inAppRoleTransaction<T>(
 ): Promise<T> {
   return withClient(
     adminUrl,
-    async (client) => {
+    async (connection) => {
+      // Short statements, or a wait for a lock under lock_timeout: each answered within it and
+      // a round trip, or the connection is closed (a server that stopped answering).
+      const client = answeringWithin(connection, appRoleLockWaitMs + roundTripDeadlineMs);
       try {
         // As the admin (a superuser, or CREATEROLE) in a database whose public schema the
         // owner, and any backup restored as it, may fill: every name resolves in pg_catalog
@@ -212,12 +215,16 @@ async function inAppRoleTransaction<T>(
 export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
   requireRoleName('DB_APP_USER', options.user);
 
-  return withClient(options.databaseUrl, async (client) => {
+  const lockTimeoutMs = Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000));
+  return withClient(options.databaseUrl, async (connection) => {
+    // Short statements, or a wait for a lock under lock_timeout: each answered within it and a
+    // round trip, or the connection is closed (a server that stopped answering).
+    const client = answeringWithin(connection, lockTimeoutMs + roundTripDeadlineMs);
     try {
       await client.query('BEGIN');
       // No wait without an end: a stuck concurrent set-up (or a long transaction on a table
       // being granted on) fails this one with PostgreSQL's lock timeout instead of hanging.
-      await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000))}`);
+      await client.query(`SET LOCAL lock_timeout = ${lockTimeoutMs}`);
       // Names resolve in pg_catalog only: a release step run as a superuser (a DATABASE_URL
       // that is one) would otherwise run with its powers what a restored backup planted in
       // public (a public.pg_has_role(text, oid, text) outranks pg_catalog's for an untyped name).

@@ -1,4 +1,5 @@
 import type * as pg from 'pg';
+import { answeredWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { databaseTarget, isLocalHost, parsePostgresUrl, type DatabaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
 import { ConfigError, ProvisioningError } from '../errors.js';
@@ -75,6 +76,11 @@ export function databaseUrlAs(databaseUrl: string, user: string, password: strin
 // exists on every cluster.
 const maintenanceDatabases = ['postgres', 'template1'];
 
+// A server that stops answering (frozen, or behind a path that stalls while its kernel
+// acknowledges) fails a statement here at a deadline, and its connection is closed: a look at
+// the role at a round trip's; CREATE DATABASE, which copies its template's files, at minutes'.
+const createDatabaseDeadlineMs = 5 * 60_000;
+
 /**
  * Runs `work` on a connection to a maintenance database of the same server (`postgres`, else
  * `template1`), for statements that cannot run inside the database they act on (CREATE/DROP
@@ -143,11 +149,13 @@ export async function ensureDatabase(databaseUrl: string, options: { owner?: str
   const { database } = databaseTarget(databaseUrl, process.env, options.variable);
   if (await databaseExists(databaseUrl)) return false;
   return withMaintenanceClient(databaseUrl, async (client) => {
-    const { rows } = await client.query<{ role: string; may: boolean; exists: boolean }>(
-      `SELECT current_user AS role, (rolsuper OR rolcreatedb) AS may,
-              EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1) AS exists
-         FROM pg_catalog.pg_roles WHERE rolname = current_user`,
-      [database],
+    const { rows } = await answeredWithin(client, roundTripDeadlineMs, 'the look at the role and the database', () =>
+      client.query<{ role: string; may: boolean; exists: boolean }>(
+        `SELECT current_user AS role, (rolsuper OR rolcreatedb) AS may,
+                EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1) AS exists
+           FROM pg_catalog.pg_roles WHERE rolname = current_user`,
+        [database],
+      ),
     );
     const { role, may, exists } = rows[0]!;
     if (exists) return false;
@@ -161,7 +169,7 @@ export async function ensureDatabase(databaseUrl: string, options: { owner?: str
     }
     try {
       const owner = options.owner ? ` OWNER ${client.escapeIdentifier(options.owner)}` : '';
-      await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}${owner}`);
+      await answeredWithin(client, createDatabaseDeadlineMs, 'CREATE DATABASE', () => client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}${owner}`));
       return true;
     } catch (error) {
       // 42P04 duplicate_database: a concurrent caller created it first.
@@ -194,8 +202,10 @@ export async function recreateDatabase(databaseUrl: string, options: RecreateDat
   await withMaintenanceClient(databaseUrl, async (client) => {
     // Dropping needs only ownership, creating needs CREATEDB: a role with the one and not the
     // other (the owner role setup --admin makes) would drop the database and stop there.
-    const { rows } = await client.query<{ user: string; creates: boolean }>(
-      'SELECT current_user AS user, rolsuper OR rolcreatedb AS creates FROM pg_catalog.pg_roles WHERE rolname = current_user',
+    const { rows } = await answeredWithin(client, roundTripDeadlineMs, 'the look at the role', () =>
+      client.query<{ user: string; creates: boolean }>(
+        'SELECT current_user AS user, rolsuper OR rolcreatedb AS creates FROM pg_catalog.pg_roles WHERE rolname = current_user',
+      ),
     );
     if (!rows[0]?.creates) {
       throw new ProvisioningError(
@@ -207,7 +217,7 @@ export async function recreateDatabase(databaseUrl: string, options: RecreateDat
     }
     await dropDatabaseInAttempts(client, databaseUrl, database, options);
     const owner = options.owner ? ` OWNER ${client.escapeIdentifier(options.owner)}` : '';
-    await client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}${owner}`);
+    await answeredWithin(client, createDatabaseDeadlineMs, 'CREATE DATABASE', () => client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}${owner}`));
   }, 'kennwilliamson-reset');
 }
 
@@ -223,19 +233,24 @@ async function dropDatabaseInAttempts(client: pg.Client, databaseUrl: string, da
   // maintenance database: a watcher on the database being dropped would be ended by FORCE.
   const { blockerMonitor } = await import('../migrations/lock-blockers.js');
   const monitor = blockerMonitor(databaseUrlWith(databaseUrl, (client as pg.Client & { database: string }).database), 'kennwilliamson-reset-monitor');
-  const { rows } = await client.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid');
+  const { rows } = await answeredWithin(client, roundTripDeadlineMs, 'the look at the session', () =>
+    client.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid'),
+  );
   try {
     await withLockRetries(
       adminLockRetries(options, monitor, { verb: 'drop', doing: 'dropping', database, nothingWas: 'dropped' }, client),
       async ({ lockTimeoutMs, watch }) => {
         watch(rows[0]!.pid);
-        await client.query(`SET lock_timeout = ${lockTimeoutMs}`);
-        await client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(database)} WITH (FORCE)`);
+        await answeredWithin(client, roundTripDeadlineMs, 'SET lock_timeout', () => client.query(`SET lock_timeout = ${lockTimeoutMs}`));
+        // Its lock wait, then FORCE's wait for the sessions it ends (up to 5 s), and a round trip.
+        await answeredWithin(client, lockTimeoutMs + 5_000 + roundTripDeadlineMs, 'DROP DATABASE', () =>
+          client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(database)} WITH (FORCE)`),
+        );
       },
     );
   } finally {
     // Before CREATE DATABASE, which refuses while anyone is connected to its template.
     await monitor.close();
-    await client.query('RESET lock_timeout').catch(() => undefined);
+    await answeredWithin(client, roundTripDeadlineMs, 'RESET lock_timeout', () => client.query('RESET lock_timeout')).catch(() => undefined);
   }
 }

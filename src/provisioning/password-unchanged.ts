@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type * as pg from 'pg';
+import { answeredWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { withClient } from '../db/with-client.js';
 import { databaseUrlAs } from './database-admin.js';
 import { scramVerifierMatches } from './scram-verifier.js';
@@ -59,7 +60,9 @@ async function loginAs(
       databaseUrlAs(adminUrl, user, password),
       async (session) => {
         if (!askMethod) return undefined;
-        const { rows } = await session.query<{ method: string | null }>("SELECT split_part(system_user, ':', 1) AS method");
+        const { rows } = await answeredWithin(session, roundTripDeadlineMs, 'the look at the login method', () =>
+          session.query<{ method: string | null }>("SELECT split_part(system_user, ':', 1) AS method"),
+        );
         return rows[0]!.method;
       },
       'kennwilliamson-setup',

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { answeredWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
+import { answeredWithin, answeringWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { databaseTarget } from '../db/database-target.js';
 import { silentClientBoundsLocal } from '../db/silent-client-bounds.js';
 import { withClient } from '../db/with-client.js';
@@ -8,7 +8,7 @@ import { adminUrlVariable } from './admin-database-url.js';
 import { requireRoleName } from './app-role.js';
 import { ensureDatabase } from './database-admin.js';
 import { ensureLoginRole, type LoginRoleChange } from './login-role.js';
-import { withLockRetries } from '../migrations/lock-retries.js';
+import { defaultLockWait, withLockRetries } from '../migrations/lock-retries.js';
 import { adminLockRetries, type AdminLockWait } from './admin-lock-wait.js';
 import { describePowers, powerFixes, rolePowers } from './role-powers.js';
 
@@ -108,7 +108,12 @@ export async function provisionDatabase(options: ProvisionOptions): Promise<Prov
   try {
     return await withClient(
       options.adminUrl,
-      async (client) => {
+      async (connection) => {
+        // Each statement here is short, or waits for a lock no longer than its attempt (a
+        // second at most): a server that stops answering (frozen, or behind a path that stalls
+        // while its kernel acknowledges) fails it at a deadline, on the first attempt too,
+        // which nothing watches yet.
+        const client = answeringWithin(connection, defaultLockWait.attemptMs + roundTripDeadlineMs);
         const { rows } = await client.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid');
         return withLockRetries(
           adminLockRetries(options, monitor, { verb: 'provision', doing: 'provisioning', database, nothingWas: 'changed' }, client),
