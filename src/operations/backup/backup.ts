@@ -20,6 +20,7 @@ import { publishFile } from '../files/publish-file.js';
 import { verifyArchive } from '../vetting/verify-archive.js';
 import { verifySqlDump } from '../vetting/verify-sql-dump.js';
 import { startWasmPgDump, WasmPgDumpConnectError } from '../wasm-pg-dump/wasm-pg-dump.js';
+import { stallWatch, type StallWatch } from '../files/stall-watch.js';
 import { writeStreamToFile } from '../files/write-stream-to-file.js';
 
 /** What {@link backupDatabase} backs up, where to, and how many to keep. */
@@ -49,11 +50,28 @@ export interface BackupOptions {
    * it keeps the tables it already locked, blocking the next migration in turn.
    */
   lockTimeoutMs?: number;
+  /**
+   * Longest time pg_dump may go without a sign of life, neither output nor a progress line
+   * (default: the lock wait and a minute). Then it is stopped, and the backup fails: TCP's
+   * bounds never fire where the server's backend is stuck while its kernel still
+   * acknowledges, nor for a pg_dump that stopped itself.
+   */
+  stallTimeoutMs?: number;
 }
 
 const defaultLockTimeoutMs = 30_000;
 
 const lockTimeoutOf = (options: BackupOptions) => Math.max(1, Math.round(options.lockTimeoutMs ?? defaultLockTimeoutMs));
+const stallTimeoutOf = (options: BackupOptions) => Math.max(1, Math.round(options.stallTimeoutMs ?? lockTimeoutOf(options) + 60_000));
+
+function stalledPgDump(stallTimeoutMs: number, description: string): BackupError {
+  return new BackupError(
+    `pg_dump showed no sign of life (no output, no progress line) for ${stallTimeoutMs / 1000} s while dumping ${description}: ` +
+      'the server stopped answering it while its host still acknowledged (a stuck backend, or a network path that stalls), ' +
+      'or pg_dump itself stopped; it was stopped, and no file is kept',
+    'pg_dump',
+  );
+}
 // pg_dump's --lock-wait-timeout, in milliseconds as statement_timeout reads a bare number.
 const lockWaitArg = (lockTimeoutMs: number) => `--lock-wait-timeout=${lockTimeoutMs}`;
 
@@ -170,6 +188,7 @@ async function runPgDump(
   pgDump: PgTool,
   databaseUrl: string,
   lockTimeoutMs: number,
+  stallTimeoutMs: number,
   temporary: string,
   tables: number | undefined,
   log: (line: string) => void,
@@ -177,6 +196,9 @@ async function runPgDump(
 ): Promise<{ bytes: number; sha256: string }> {
   const connection = libpqConnection(databaseUrl, { inContainer: pgDump.inContainer, applicationName: backupApplicationName, tcpKeepalive: true });
   let dumped = 0;
+  let stalled = false;
+  // Armed once pg_dump runs; time its output waits for our disk (stdout paused) does not count.
+  let watch: StallWatch | undefined;
   const { child, exited } = spawnPgTool(
     pgDump,
     // --no-password: never wait for a password prompt; fail at once instead.
@@ -186,11 +208,15 @@ async function runPgDump(
       stdio: ['ignore', 'pipe'],
       ...(signal ? { signal } : {}),
       onStderrLine: (line) => {
+        watch?.progress();
         const table = /dumping contents of table "([^"]+)"/.exec(line)?.[1];
         if (table) log(`dumping table ${table} (${++dumped}${tables ? ` of ${tables}` : ''})`);
       },
     },
   );
+  // SIGKILL: a stopped pg_dump never acts on SIGTERM.
+  watch = stallWatch(stallTimeoutMs, () => ((stalled = true), child.kill('SIGKILL')), () => !child.stdout!.isPaused());
+  child.stdout!.on('data', watch.progress);
   const written = writeStreamToFile(child.stdout!, temporary, {
     onBytes: byteProgress('written', undefined, log),
     ...(signal ? { signal } : {}),
@@ -202,8 +228,9 @@ async function runPgDump(
       return { error };
     },
   );
-  const [outcome, exit] = await Promise.all([written, exited]);
+  const [outcome, exit] = await Promise.all([written, exited]).finally(() => watch.stop());
   signal?.throwIfAborted();
+  if (stalled) throw stalledPgDump(stallTimeoutMs, connection.description);
   if (exit.spawnError) {
     throw new BackupError(`could not run pg_dump at ${pgDump.location}: ${exit.spawnError.message}`, 'pg_dump', { cause: exit.spawnError });
   }
@@ -232,6 +259,7 @@ async function runWasmPgDump(
   facts: ServerFacts | undefined,
   databaseUrl: string,
   lockTimeoutMs: number,
+  stallTimeoutMs: number,
   temporary: string,
   log: (line: string) => void,
   signal: AbortSignal | undefined,
@@ -239,6 +267,10 @@ async function runWasmPgDump(
   const connection = libpqConnection(databaseUrl, { applicationName: backupApplicationName });
   let dumped = 0;
   let pgDump = 'WebAssembly pg_dump';
+  // Its sockets are Node's, with keepalive, which a server whose kernel acknowledges while its
+  // backend is stuck always answers: a watch on its output stops it (through the run's signal).
+  const stall = new AbortController();
+  let watch: StallWatch | undefined;
   const run = await startWasmPgDump({
     connection,
     args: [...wasmPgDumpArgs, lockWaitArg(lockTimeoutMs)],
@@ -251,17 +283,20 @@ async function runWasmPgDump(
       );
     },
     onStderrLine: (line) => {
+      watch?.progress();
       const table = /dumping contents of table "([^"]+)"/.exec(line)?.[1];
       if (table) log(`dumping table ${table} (${++dumped}${facts ? ` of ${facts.tables}` : ''})`);
     },
-    ...(signal ? { signal } : {}),
+    signal: signal ? AbortSignal.any([signal, stall.signal]) : stall.signal,
   }).catch((error: Error) => {
     if (error instanceof WasmPgDumpConnectError) {
       throw new BackupError(`pg_dump could not connect to ${connection.description}: ${error.message}`, 'pg_dump', { cause: error });
     }
     throw new BackupError(`${error.message}`, 'pg_dump', { cause: error });
   });
+  watch = stallWatch(stallTimeoutMs, () => stall.abort());
   const compressed = createGzip({ level: gzipLevel });
+  compressed.on('data', watch.progress);
   // A failed or aborted write ends in writeStreamToFile's error; the feeding side stops pg_dump.
   const fed = run.pipeTo(compressed).catch((error: Error) => compressed.destroy(error));
   const written = writeStreamToFile(compressed, temporary, {
@@ -271,8 +306,9 @@ async function runWasmPgDump(
     (result) => ({ result }),
     (error: Error) => ({ error }),
   );
-  const [outcome, exit] = await Promise.all([written, run.exited, fed]);
+  const [outcome, exit] = await Promise.all([written, run.exited, fed]).finally(() => watch.stop());
   signal?.throwIfAborted();
+  if (stall.signal.aborted) throw stalledPgDump(stallTimeoutMs, connection.description);
   if (exit.code !== 0) {
     const reason =
       exit.code === null
@@ -365,7 +401,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
   try {
     let made: { bytes: number; sha256: string; tables: number; pgDump: string };
     if (native) {
-      const { bytes, sha256 } = await runPgDump(pgDump, options.databaseUrl, lockTimeoutOf(options), temporary, facts?.tables, log, options.signal);
+      const { bytes, sha256 } = await runPgDump(pgDump, options.databaseUrl, lockTimeoutOf(options), stallTimeoutOf(options), temporary, facts?.tables, log, options.signal);
       log(`wrote ${formatBytes(bytes)}; verifying with pg_restore`);
       const pgRestore = await findPgTool('pg_restore', {
         ...options.toolSearch,
@@ -381,7 +417,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
       );
       made = { bytes, sha256, tables, pgDump: `${pgDump.version} at ${pgDump.location}` };
     } else {
-      made = await runWasmPgDump(pgDump, facts, options.databaseUrl, lockTimeoutOf(options), temporary, log, options.signal);
+      made = await runWasmPgDump(pgDump, facts, options.databaseUrl, lockTimeoutOf(options), stallTimeoutOf(options), temporary, log, options.signal);
       log(`wrote ${formatBytes(made.bytes)}; verifying: full decompression, pg_dump's completion trailer, the restore's vetting`);
       const vetting = { database: target.database, ...(options.signal ? { signal: options.signal } : {}) };
       const { sqlBytes } = await verifySqlDump(temporary, vetting).catch((error: Error) => {

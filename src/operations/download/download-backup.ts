@@ -9,6 +9,7 @@ import { ChecksumMismatchError, ConfigError, DownloadError } from '../../errors.
 import { type ChecksumRecord, parseChecksumText, readChecksumText, writeChecksumFile } from '../files/checksum-file.js';
 import { byteProgress, formatBytes } from '../files/progress-reporter.js';
 import { publishFile } from '../files/publish-file.js';
+import { stallWatch } from '../files/stall-watch.js';
 import { isProcessAlive } from '../../process-alive.js';
 import { shellQuote } from '../../shell-quote.js';
 import { defaultRemoteBackupDir } from './default-remote-backup-dir.js';
@@ -140,28 +141,18 @@ function remoteScript(remotePath: string): string {
 // meanwhile: no timer work per chunk. A paused `stdout` is the local side falling behind (a
 // slow disk), not the host stalling, so that time does not count.
 function watchForStall(stdout: Readable, stallTimeoutMs: number, received: number, onStall: (received: number) => void): void {
-  let lastChunkAt = performance.now();
-  const onData = (chunk: Buffer) => {
-    received += chunk.length;
-    lastChunkAt = performance.now();
-  };
-  let timer: NodeJS.Timeout;
-  const check = () => {
-    const now = performance.now();
-    if (stdout.isPaused()) lastChunkAt = now;
-    const quiet = now - lastChunkAt;
-    if (quiet < stallTimeoutMs) {
-      timer = setTimeout(check, stallTimeoutMs - quiet);
-      return;
-    }
+  const watch = stallWatch(stallTimeoutMs, () => {
     stop();
     onStall(received);
+  }, () => !stdout.isPaused());
+  const onData = (chunk: Buffer) => {
+    received += chunk.length;
+    watch.progress();
   };
   const stop = () => {
-    clearTimeout(timer);
+    watch.stop();
     stdout.off('data', onData);
   };
-  timer = setTimeout(check, stallTimeoutMs);
   stdout.on('data', onData);
   stdout.once('close', stop);
 }

@@ -14,6 +14,7 @@ import { startFakePostgres } from '../../support/fake-postgres.js';
 import { healAllPartitions, packetFilterAvailable, silenceConnections } from '../../support/packet-filter.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { runCli } from '../../support/run-cli.js';
+import { startStallingProxy } from '../../support/stalling-proxy.js';
 import { holdTableLock } from '../../support/table-lock-holder.js';
 
 const available = toolsAvailable(debianPostgresPrograms, 'the backup tests (a PostgreSQL server that pg_dump 15 can dump)');
@@ -177,6 +178,27 @@ describe.skipIf(!available)('npm run db:backup', () => {
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(/pg_dump: error: query failed: ERROR: {2}permission denied for table/);
     expect(await readdir(backupDir)).toEqual([older]);
+  });
+
+  // A backend stuck while its host's kernel still acknowledges (here: a proxy that stops
+  // passing pg_dump's COPY on): neither keepalive nor tcp_user_timeout ever fires.
+  it('stops pg_dump and keeps no file when the server stops answering it mid-dump, after stallTimeoutMs without a sign of life', async ({ onTestFinished }) => {
+    const proxy = await startStallingProxy(Number(new URL(databaseUrl).port));
+    onTestFinished(() => proxy.close());
+    const stalled = proxy.stallOn(/COPY public\.users /);
+
+    const error = await backupDatabase({
+      databaseUrl: Object.assign(new URL(databaseUrl), { port: String(proxy.port) }).toString(),
+      backupDir,
+      environment: 'development',
+      keep: 1,
+      stallTimeoutMs: 2_000,
+    }).catch((e: unknown) => e);
+
+    await stalled;
+    expect(error).toBeInstanceOf(BackupError);
+    expect((error as Error).message).toMatch(/^pg_dump showed no sign of life \(no output, no progress line\) for 2 s while dumping postgres@127\.0\.0\.1:\d+\//);
+    expect(await readdir(backupDir)).toEqual([]);
   });
 
   it('gives up on a table another session holds after lockTimeoutMs, naming the table, and leaves no file', async () => {

@@ -21,6 +21,7 @@ import { eventually } from '../../support/eventually.js';
 import { startFakePostgres } from '../../support/fake-postgres.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { cliOutcome, runCli, startCli } from '../../support/run-cli.js';
+import { startStallingProxy } from '../../support/stalling-proxy.js';
 import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';
 import { holdTableLock } from '../../support/table-lock-holder.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
@@ -185,6 +186,28 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
       `pg_dump: error: connection to server at "127.0.0.1", port ${url.port} failed: FATAL:  password authentication failed for user "postgres"`,
     );
     expect(message).not.toContain('not-the-password-4711');
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  // Its sockets' keepalive is answered by a host whose backend is stuck (here: a proxy that
+  // stops passing its COPY on): only the watch on its output ends the run.
+  it('stops the WebAssembly pg_dump and keeps no file when the server stops answering it mid-dump', async ({ onTestFinished }) => {
+    const proxy = await startStallingProxy(Number(new URL(database.url).port));
+    onTestFinished(() => proxy.close());
+    const stalled = proxy.stallOn(/COPY public\.users /);
+
+    const error = await backupDatabase({
+      databaseUrl: Object.assign(new URL(database.url), { port: String(proxy.port) }).toString(),
+      backupDir,
+      environment: 'development',
+      keep: 1,
+      toolSearch: noNativePgDump,
+      stallTimeoutMs: 3_000,
+    }).catch((e: unknown) => e);
+
+    await stalled;
+    expect(error).toBeInstanceOf(BackupError);
+    expect((error as Error).message).toMatch(/^pg_dump showed no sign of life \(no output, no progress line\) for 3 s/);
     expect(await readdir(backupDir)).toEqual([]);
   });
 
