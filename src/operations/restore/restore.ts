@@ -1,19 +1,20 @@
 import { createReadStream } from 'node:fs';
 import type pg from 'pg';
 import { open } from 'node:fs/promises';
-import { PassThrough, type Readable, Transform } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { answeredWithin, destroyConnection, roundTripDeadlineMs } from '../../db/answer-deadline.js';
 import { databaseTarget } from '../../db/database-target.js';
 import { withClient } from '../../db/with-client.js';
 import { lineOfPosition } from '../../sql-position.js';
-import { RestoreError } from '../../errors.js';
+import { ConnectionError, RestoreError } from '../../errors.js';
 import { grantAppRole } from '../../provisioning/app-role.js';
 import { superuserExtensions } from '../../provisioning/provision-database.js';
 import { type PgToolExit, spawnPgTool, toolErrorText } from '../pg-tools/pg-tool-process.js';
 import { findPgTool, type FindPgToolOptions } from '../pg-tools/pg-tools.js';
 import { clearPublicSchema, type KeptExtension } from './clear-public-schema.js';
 import { byteProgress } from '../files/progress-reporter.js';
+import { defaultPgRestoreStallTimeoutMs, watchedOutput } from '../files/watched-output.js';
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
 import { codeBeyondTheSchema, deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
 import { ScriptQuery } from './script-query.js';
@@ -64,6 +65,12 @@ export interface RestoreOptions {
   session?: RestoreSession;
   /** Longest wait for a lock held by another session (default 30 s); the backup's own `SET lock_timeout` never lifts it. */
   lockTimeoutMs?: number;
+  /**
+   * How long pg_restore, reading a custom archive, may write nothing while the restore waits
+   * for it (default 60 s): then it is taken for stuck (stopped, or reading from a hung disk),
+   * stopped, and the restore rolled back, rather than hold every table of public meanwhile.
+   */
+  stallTimeoutMs?: number;
 }
 
 /** A finished restore. */
@@ -391,9 +398,11 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     });
     // Read from now on: Node discards the unread output of a program that has exited, which
     // pg_restore may do while the connection is still being opened.
-    source = reader.child.stdout!.pipe(new PassThrough());
-    reader.child.stdout!.on('error', (error) => source.destroy(error));
-    // Destroying the PassThrough only unpipes: pg_restore would wait on a full pipe for ever,
+    const stallTimeoutMs = Math.max(1, Math.round(options.stallTimeoutMs ?? defaultPgRestoreStallTimeoutMs));
+    source = watchedOutput(reader.child, stallTimeoutMs, () =>
+      new Error(`pg_restore ${pgRestore.version} wrote nothing for ${stallTimeoutMs / 1000} s while the restore waited for it (stopped, or stuck reading the backup); it was stopped`),
+    );
+    // Destroying the watched output only unpipes: pg_restore would wait on a full pipe for ever,
     // and keep this process alive with it.
     stopSource = () => {
       source.destroy();
@@ -443,11 +452,17 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         // restoreSession refused a pooler already, on this host, port and database (the
         // owner's URL differs only in its login). The role check again, on the session that runs the backup, before its first statement,
         // with names resolved in pg_catalog only (each transaction then empties search_path).
-        await client.query('SET search_path = pg_catalog');
-        await requireRestrictedSession(client);
+        // The restore's own round trips do no work: a server that stops answering them
+        // (frozen, or behind a path that stalls while its kernel acknowledges) fails them at a
+        // deadline. The backup's statements, which may run long, get none.
+        const roundTrip = <T>(what: string, call: () => Promise<T>) => answeredWithin(client, roundTripDeadlineMs, what, call);
+        await roundTrip('SET search_path', () => client.query('SET search_path = pg_catalog'));
+        await roundTrip('the check of the role', () => requireRestrictedSession(client));
         connected = true;
-        const { rows: started } = await client.query<{ pid: number; started: string }>(
-          `SELECT pid, ${startedMicroseconds}::text AS started FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()`,
+        const { rows: started } = await roundTrip('the look at its own session', () =>
+          client.query<{ pid: number; started: string }>(
+            `SELECT pid, ${startedMicroseconds}::text AS started FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()`,
+          ),
         );
         ownSession = started[0];
         // A restore whose host goes silent is ended by the server within about 10 s, rather
@@ -456,13 +471,15 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         // aborts the transaction, which takes SET LOCAL's settings back at once, and the
         // session would then linger for the kernel's quarter of an hour. The connection is
         // the restore's own, and closed after it.
-        await client.query(silentClientBoundsSession).catch((error: unknown) => {
+        await roundTrip('the bounds for a silent host', () => client.query(silentClientBoundsSession)).catch((error: unknown) => {
           throw rolledBack(serverFailure(error), error);
         });
         // The restore's own statements: their failure (a lock timeout on the old tables, a
-        // deferred constraint at COMMIT, a lost connection) rolls everything back too.
-        const step = (sql: string) =>
-          client.query(sql).catch((error: unknown) => {
+        // deferred constraint at COMMIT, a lost connection) rolls everything back too. Those
+        // that do no work of their own get a round trip's deadline; SET CONSTRAINTS checks every
+        // deferred constraint over the restored rows, and gets none.
+        const step = (sql: string, what?: string) =>
+          (what === undefined ? client.query(sql) : answeredWithin(client, roundTripDeadlineMs, what, () => client.query(sql))).catch((error: unknown) => {
             throw rolledBack(serverFailure(error), error);
           });
         // Ctrl-C: stop reading and drop the connection; the server rolls the transaction back.
@@ -529,7 +546,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             // (SECURITY DEFINER hidden in a string), a timeout lifted, or the bounds for a
             // silent host (the restore would hold every table for the kernel's quarter of an
             // hour, or two hours, after its host went silent). Set again after each.
-            await step(restoreSettings);
+            await step(restoreSettings, "the restore's settings");
           }
           await sourceDone();
           // A script that makes nothing (pg_dump's header alone) would leave an empty schema
@@ -545,16 +562,26 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           await step('SET CONSTRAINTS ALL IMMEDIATE');
           // What fired there was the backup's code too: the restore's settings again, before
           // the catalog is asked with them.
-          await step(restoreSettings);
+          await step(restoreSettings, "the restore's settings");
           await finishPrivileges(client, session, target.database, beyondPublic, [...keptNames], log).catch((error: unknown) => {
             throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while setting the restored objects' privileges`, error);
           });
           // Never COMMIT once interrupted, whatever was already sent.
           signal?.throwIfAborted();
           committing = true;
-          await step('COMMIT');
+          await answeredWithin(client, roundTripDeadlineMs, 'COMMIT', () => client.query('COMMIT')).catch((error: unknown) => {
+            if (!(error instanceof ConnectionError && error.reason === 'deadline')) throw rolledBack(serverFailure(error), error);
+            // Sent, and never answered: whether it committed is the server's to tell.
+            const unknown = new RestoreError(
+              `no answer to COMMIT within ${roundTripDeadlineMs} ms; the connection was closed: the restore may or may not be committed; ` +
+                'look at the tables before running it again',
+              { cause: error },
+            );
+            serverRefusals.add(unknown);
+            throw unknown;
+          });
         } catch (error) {
-          await client.query('ROLLBACK').catch(() => undefined);
+          await roundTrip('ROLLBACK', () => client.query('ROLLBACK')).catch(() => undefined);
           throw error;
         } finally {
           signal?.removeEventListener('abort', onAbort);

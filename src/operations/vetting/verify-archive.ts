@@ -1,4 +1,5 @@
 import { open } from 'node:fs/promises';
+import { defaultPgRestoreStallTimeoutMs, watchedOutput } from '../files/watched-output.js';
 import { spawnPgTool, toolErrorText } from '../pg-tools/pg-tool-process.js';
 import type { PgTool } from '../pg-tools/pg-tools.js';
 import { type SqlScriptOptions, vetSqlScript } from './sql-script.js';
@@ -11,6 +12,9 @@ export interface ArchiveContents {
   tables: number;
 }
 
+const stalledRead = (pgRestore: PgTool, stallTimeoutMs: number) => () =>
+  new Error(`pg_restore ${pgRestore.version} wrote nothing for ${stallTimeoutMs / 1000} s while reading the archive (stopped, or stuck reading it); it was stopped`);
+
 // Runs pg_restore with the archive on its stdin (so a pg_restore inside the compose
 // container reads it too) and hands its stdout to `read`.
 async function pgRestoreRead<T>(
@@ -18,7 +22,8 @@ async function pgRestoreRead<T>(
   file: string,
   args: string[],
   read: (stdout: NodeJS.ReadableStream) => Promise<T>,
-  signal?: AbortSignal,
+  signal: AbortSignal | undefined,
+  stallTimeoutMs: number,
 ): Promise<T> {
   const handle = await open(file, 'r');
   try {
@@ -28,10 +33,12 @@ async function pgRestoreRead<T>(
     });
     let outputEnded = false;
     child.stdout!.once('end', () => (outputEnded = true));
-    const result = read(child.stdout!).then(
+    const output = watchedOutput(child, stallTimeoutMs, stalledRead(pgRestore, stallTimeoutMs));
+    const result = read(output).then(
       (value) => ({ value }),
       (error: unknown) => {
         // Unread output would keep the program (and its 'close') waiting.
+        output.destroy();
         child.stdout!.destroy();
         child.kill('SIGTERM');
         return { error };
@@ -76,12 +83,12 @@ async function text(stdout: NodeJS.ReadableStream): Promise<string> {
 export async function verifyArchive(
   pgRestore: PgTool,
   file: string,
-  options: SqlScriptOptions & { signal?: AbortSignal } = {},
+  options: SqlScriptOptions & { signal?: AbortSignal; stallTimeoutMs?: number } = {},
 ): Promise<ArchiveContents> {
-  const { signal, ...vetting } = options;
-  const list = await pgRestoreRead(pgRestore, file, ['--list'], text, signal);
+  const { signal, stallTimeoutMs = defaultPgRestoreStallTimeoutMs, ...vetting } = options;
+  const list = await pgRestoreRead(pgRestore, file, ['--list'], text, signal, stallTimeoutMs);
   const entries = list.split('\n').filter((line) => /^\d+;/.test(line));
   if (entries.length === 0) throw new Error('pg_restore --list found no entries in it');
-  await pgRestoreRead(pgRestore, file, ['--file=-', '--no-owner'], (stdout) => vetSqlScript(stdout as AsyncIterable<Buffer>, vetting), signal);
+  await pgRestoreRead(pgRestore, file, ['--file=-', '--no-owner'], (stdout) => vetSqlScript(stdout as AsyncIterable<Buffer>, vetting), signal, stallTimeoutMs);
   return { entries: entries.length, tables: entries.filter((line) => / TABLE DATA /.test(line)).length };
 }

@@ -9,6 +9,8 @@ import { recreateDatabase } from '../../../src/provisioning/database-admin.js';
 import { RestoreError } from '../../../src/errors.js';
 import { backupDatabase, type BackupResult } from '../../../src/operations/backup/backup.js';
 import { restoreDatabase } from '../../../src/operations/restore/restore.js';
+import type { PgTool } from '../../../src/operations/pg-tools/pg-tools.js';
+import { verifyArchive } from '../../../src/operations/vetting/verify-archive.js';
 import { verifyBackupFile } from '../../../src/operations/vetting/verify-backup-file.js';
 import { debianPostgresPrograms, startDebianPostgres, type DebianPostgres } from '../../support/debian-postgres.js';
 import { eventually } from '../../support/eventually.js';
@@ -233,6 +235,52 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect(result.stderr).toMatch(/restoring table public\.users/);
     expect(await tableContents(target)).toEqual(before);
     await execute(target, 'SELECT * FROM later_feature');
+  });
+
+  // A pg_restore that writes part of the backup's SQL and then nothing (stopped, or stuck
+  // reading the archive from a hung disk), its output pipe left open.
+  async function stuckPgRestore(): Promise<PgTool> {
+    const real = (await verifyBackupFile(backup.file)).pgRestore!;
+    const sql = path.join(workDir, `part-of-the-backup-${Date.now()}.sql`);
+    execFileSync(real.command[0]!, ['--file', sql, '--no-owner', backup.file]);
+    return { ...real, command: ['sh', '-c', 'head -c 4000 "$0"; exec sleep 600', sql] };
+  }
+
+  it("a pg_restore that stops writing fails the check of the backup after stallTimeoutMs, rather than hang it", async ({ expect }) => {
+    const error = await verifyArchive(await stuckPgRestore(), backup.file, { stallTimeoutMs: 1_000 }).catch((e: unknown) => e);
+
+    expect((error as Error).message).toMatch(/^pg_restore 15\.\d+ wrote nothing for 1 s while reading the archive \(stopped, or stuck reading it\); it was stopped$/);
+  });
+
+  it('a pg_restore that stops writing mid-restore is stopped after stallTimeoutMs, and the restore rolled back', async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const verified = { ...(await verifyBackupFile(backup.file)), pgRestore: await stuckPgRestore() };
+
+    const error = await restoreDatabase({ databaseUrl: target, backup: verified, stallTimeoutMs: 1_000 }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toMatch(
+      /^reading the backup failed: pg_restore 15\.\d+ wrote nothing for 1 s while the restore waited for it \(stopped, or stuck reading the backup\); it was stopped\nthe restore was rolled back; the database was not changed$/,
+    );
+    expect(await tableContents(target)).toEqual(before);
+  });
+
+  // Its COMMIT sent, and never answered (a backend stuck while its host acknowledges; here a
+  // proxy that holds the COMMIT back): whether it committed is the server's to tell.
+  it('a COMMIT that goes unanswered fails the restore at a deadline, saying it may or may not be committed', async ({ expect, onTestFinished }) => {
+    const target = new URL(await databaseWithOtherData());
+    const proxy = await startStallingProxy(Number(target.port));
+    onTestFinished(() => proxy.close());
+    const stalled = proxy.stallOn(/Q[\s\S]{4}COMMIT\x00/);
+
+    const error = await restoreDatabase({ databaseUrl: Object.assign(target, { port: String(proxy.port) }).toString(), backup: await verifyBackupFile(backup.file) }).catch(
+      (e: unknown) => e,
+    );
+
+    await stalled;
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toMatch(/no answer to COMMIT within 10000 ms; the connection was closed: the restore may or may not be committed; look at the tables/);
   });
 
   it('an interrupted restore (Ctrl-C) is rolled back', async ({ expect }) => {
