@@ -3,6 +3,7 @@ import pg from 'pg';
 import { parseDuration } from '../db/duration.js';
 import { type ConfigError, MigrationScriptError } from '../errors.js';
 import { lineOfPosition } from '../sql-position.js';
+import { tableHold, type TableHold } from './statements-holding-tables.js';
 
 /** Header of a migration file that must run outside a transaction, statement by statement. */
 export const noTransactionHeader = '-- migrate:no-transaction';
@@ -42,6 +43,8 @@ export interface MigrationStatement {
    * transactions.
    */
   concurrent: boolean;
+  /** The table it holds locked while it rewrites or scans every row of it, if it does. */
+  holds?: TableHold;
 }
 
 /** A migration file checked by PostgreSQL's own parser, ready to run. */
@@ -105,6 +108,8 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
 
   // Comments are tokens too; a statement starts at its first token that is not one.
   const tokens = scanSync(sql).tokens.filter((token) => token.tokenName !== 'SQL_COMMENT' && token.tokenName !== 'C_COMMENT');
+  // Tables this file creates before it alters them have no traffic yet.
+  const createdHere = new Set<string>();
   const statements = stmts.map((raw): MigrationStatement => {
     const from = raw.stmt_location ?? 0;
     const to = raw.stmt_len === undefined || raw.stmt_len === 0 ? bytes.length : from + raw.stmt_len;
@@ -114,11 +119,15 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
     const line = lineAtByte(start);
     refuse(file, line, kind, node, transactional);
     const index = (node as { IndexStmt?: { concurrent?: boolean; idxname?: string; relation?: { schemaname?: string } } }).IndexStmt;
+    const created = (node as { CreateStmt?: { relation?: { relname?: string } } }).CreateStmt?.relation?.relname;
+    if (created !== undefined) createdHere.add(created);
+    const holds = tableHold(node, createdHere);
     return {
       text: bytes.subarray(start, to).toString('utf8').trimEnd(),
       line,
       kind,
       concurrent: runsConcurrently(node),
+      ...(holds ? { holds } : {}),
       ...(index?.concurrent && index.idxname
         ? { concurrentIndex: index.idxname, concurrentIndexRef: [index.relation?.schemaname, index.idxname].filter((part) => part !== undefined).map((part) => pg.escapeIdentifier(part)).join('.') }
         : {}),

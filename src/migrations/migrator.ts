@@ -24,6 +24,7 @@ import {
 import { type BlockerMonitor, blockerMonitor } from './lock-blockers.js';
 import { requireAppliedTarget } from './applied-target.js';
 import { attemptsBeyondRoleBounds, roleLockTimeouts } from './attempts-beyond-role-bounds.js';
+import { statementsHoldingBusyTables } from './statements-holding-tables.js';
 import { defaultLockWait, describeLockWait, type LockWaitPolicy, lockWaitOf, withLockRetries } from './lock-retries.js';
 import { defaultMigrationsDir } from './default-migrations-dir.js';
 import { type MigrationLock, withMigrationLock } from './migration-lock.js';
@@ -139,7 +140,12 @@ export async function migrate(
     await assertCanRunWithoutTransaction(client, applying);
     if (applying.length > 0) {
       const warn = options.warn ?? warnOnStderr;
-      for (const line of attemptsBeyondRoleBounds(applying, runPolicy(options), await roleLockTimeouts(client))) warn(line);
+      const [bounds, holding] = await answeredWithin(client, roundTripDeadlineMs, 'the look at the roles and tables', async () => [
+        await roleLockTimeouts(client),
+        await statementsHoldingBusyTables(client, applying),
+      ]);
+      for (const line of attemptsBeyondRoleBounds(applying, runPolicy(options), bounds)) warn(line);
+      for (const line of holding) warn(line);
     }
     if (options.dryRun) {
       const checksums = new Map(files.map((file) => [file.name, file.checksum]));

@@ -1,0 +1,77 @@
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { withClient } from '../../src/db/with-client.js';
+import { parseMigrationScript } from '../../src/migrations/migration-script.js';
+import { migrate } from '../../src/migrations/migrator.js';
+import { createMigrationSandbox } from '../support/migration-sandbox.js';
+
+const holdsOf = async (sql: string) => (await parseMigrationScript('x.up.sql', sql)).statements.map((statement) => statement.holds?.doing ?? null);
+
+// The lock attempts bound a migration's wait, not its hold: a statement that rewrites or scans
+// a table with rows keeps its traffic waiting for the whole statement.
+describe('statements that hold a table while they go through every row', () => {
+  it.each([
+    ['ALTER TABLE users ADD COLUMN public_id uuid NOT NULL DEFAULT gen_random_uuid()', /^may rewrite every row/],
+    ['ALTER TABLE users ADD COLUMN n text GENERATED ALWAYS AS (email) STORED', /^rewrites every row \(a stored generated column\)$/],
+    ['ALTER TABLE users ADD CONSTRAINT c CHECK (length(email) > 3)', /^scans every row \(a CHECK without NOT VALID\)$/],
+    ['ALTER TABLE incident_timers ADD CONSTRAINT f FOREIGN KEY (user_id) REFERENCES users (id)', /^scans every row \(a FOREIGN KEY without NOT VALID\)$/],
+    ['ALTER TABLE users ALTER COLUMN display_name TYPE varchar(200)', /^rewrites every row unless the new type is binary-compatible/],
+    ['ALTER TABLE users ALTER COLUMN slug SET NOT NULL', /^scans every row \(SET NOT NULL/],
+    ['ALTER TABLE users ADD CONSTRAINT u UNIQUE (slug)', /^builds an index over every row$/],
+    ['CREATE INDEX users_created ON users (created_at)', /^builds an index over every row \(writes wait/],
+    ['VACUUM FULL users', /^rewrites every row \(VACUUM FULL\)$/],
+    ['CLUSTER users USING users_pkey', /^rewrites every row \(CLUSTER\)$/],
+  ])('%s', async (sql, doing) => {
+    expect((await holdsOf(sql))[0]).toMatch(doing);
+  });
+
+  it.each([
+    'ALTER TABLE users ADD COLUMN theme text NOT NULL DEFAULT \'light\'',
+    "ALTER TABLE users ADD COLUMN since date DEFAULT '2025-01-01'::date",
+    'ALTER TABLE users ADD CONSTRAINT c CHECK (length(email) > 3) NOT VALID',
+    'ALTER TABLE users VALIDATE CONSTRAINT c',
+    'ALTER TABLE users ADD CONSTRAINT u UNIQUE USING INDEX users_slug_idx',
+    'CREATE INDEX CONCURRENTLY users_created ON users (created_at)',
+    'VACUUM users',
+    'ALTER TABLE users DROP COLUMN theme',
+  ])('not: %s', async (sql) => {
+    expect(await holdsOf(sql)).toEqual([null]);
+  });
+
+  it('not on a table the same file created before', async () => {
+    expect(await holdsOf('CREATE TABLE audit (id int); ALTER TABLE audit ADD CONSTRAINT p CHECK (id > 0); CREATE INDEX audit_id ON audit (id)')).toEqual([null, null, null]);
+  });
+
+  it('are said before anything is applied, on a table with rows only, and by a dry run too', async ({ onTestFinished }) => {
+    const { database, migrationsDir, remove } = await createMigrationSandbox();
+    onTestFinished(remove);
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    const name = '20990101000000_check_emails';
+    await writeFile(
+      path.join(migrationsDir, `${name}.up.sql`),
+      'ALTER TABLE users ADD CONSTRAINT users_email_long CHECK (length(email) > 3);\nALTER TABLE phrases ADD CONSTRAINT phrases_text_long CHECK (length(phrase_text) > 0);\n',
+    );
+    await writeFile(path.join(migrationsDir, `${name}.down.sql`), 'ALTER TABLE users DROP CONSTRAINT users_email_long;\nALTER TABLE phrases DROP CONSTRAINT phrases_text_long;\n');
+    const users = await withClient(database.url, async (client) => {
+      await client.query("INSERT INTO users (email, password_hash, display_name, slug) SELECT 'u' || i || '@example.org', 'h', 'U', 'u-' || i FROM generate_series(1, 50) i");
+      await client.query('TRUNCATE phrases CASCADE');
+      await client.query('ANALYZE users, phrases');
+      return (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM users')).rows[0]!.n;
+    });
+    const said = (warnings: string[]) => warnings.filter((line) => line.includes(' holds '));
+
+    const planned: string[] = [];
+    await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, warn: (line) => planned.push(line) });
+    const applied: string[] = [];
+    await migrate({ databaseUrl: database.url, migrationsDir, warn: (line) => applied.push(line) });
+
+    const expected = [
+      `${name}.up.sql:1: ALTER TABLE holds ACCESS EXCLUSIVE on users (about ${users} rows) while it scans every row (a CHECK without NOT VALID): ` +
+        "the table's queries wait for the whole statement, and past the services' lock_timeout they fail. Unless that is meant " +
+        '(a maintenance window), write it in steps that hold the lock briefly (README: A migration that meets a long transaction)',
+    ];
+    expect(said(planned)).toEqual(expected);
+    expect(said(applied)).toEqual(expected);
+  });
+});
