@@ -426,9 +426,11 @@ function createUmzug(
           `but it is not recorded${direction === 'down' ? ' as reverted' : ''}`,
       });
     }
-    // COMMIT does no work of its own (one that waits for a synchronous standby keeps the
+    // Deferred constraints and constraint triggers are checked now, for as long as they take,
+    // so that COMMIT does no work of its own (one that waits for a synchronous standby keeps the
     // migration's locks, and the traffic queued behind them, meanwhile). Past its deadline the
     // connection is closed, and whether it committed is the record's to tell.
+    await ctx.client.query('SET CONSTRAINTS ALL IMMEDIATE');
     await answeredWithin(ctx.client, roundTripDeadlineMs, 'COMMIT', () => ctx.client.query('COMMIT'), `so ${name} may or may not be ${verb}: \`migrate status\` tells`);
     const durationMs = Math.round(performance.now() - (ctx.startedAt ?? performance.now()));
     ctx.startedAt = undefined;
@@ -445,7 +447,7 @@ function createUmzug(
 async function runScript(ctx: MigrationContext, script: MigrationScript, lock: MigrationLock, waits: LockWaits): Promise<void> {
   const policy = lockWaitOf(waits.run, script.lockWait);
   if (script.transactional) await runTransactional(ctx, script, policy, waits);
-  else await runWithoutTransaction(ctx.client, script, lock, policy, waits);
+  else await runWithoutTransaction(ctx.client, script, lock, policy, waits, ctx.lockTimeoutMs);
 }
 
 // The whole file as one simple-protocol query: the server itself finds the statements, and an
@@ -523,9 +525,10 @@ async function runWithoutTransaction(
   lock: MigrationLock,
   policy: LockWaitPolicy,
   waits: LockWaits,
+  runLockTimeoutMs: number,
 ): Promise<void> {
   try {
-    await client.query(silentClientBoundsSession);
+    await answeredWithin(client, roundTripDeadlineMs, 'the bounds for a silent host', () => client.query(silentClientBoundsSession));
     for (const [index, statement] of script.statements.entries()) {
       // The lock must still be ours before each step, not only at the record.
       try {
@@ -597,7 +600,11 @@ async function runWithoutTransaction(
       }
     }
   } finally {
-    await answeredWithin(client, roundTripDeadlineMs, 'RESET lock_timeout', () => client.query(`RESET lock_timeout; ${silentClientBoundsReset}`)).catch(() => undefined);
+    // Back to the run's own lock_timeout (the record's BEGIN and INSERT wait under it), not the
+    // server's default, which RESET would give (0: no bound).
+    await answeredWithin(client, roundTripDeadlineMs, 'the reset of the settings', () =>
+      client.query(`SET lock_timeout = ${Math.max(1, Math.round(runLockTimeoutMs))}; ${silentClientBoundsReset}`),
+    ).catch(() => undefined);
   }
   // The record (the storage's INSERT or DELETE) and the lock check commit together.
   await answeredWithin(client, roundTripDeadlineMs, 'BEGIN', () => client.query('BEGIN'));

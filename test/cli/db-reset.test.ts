@@ -137,13 +137,13 @@ describe('npm run db:reset asks first', () => {
   // The reset without --admin refuses an owner without CREATEDB and advises --admin; an operator
   // who follows that with MIGRATION_DATABASE_URL still naming the database meant (a copy) and an
   // admin.env naming another (production) would drop the other.
-  it('--admin refuses, before it asks, where MIGRATION_DATABASE_URL names another database than ADMIN_DATABASE_URL', async () => {
+  it.each(['MIGRATION_DATABASE_URL', 'DATABASE_URL'])('--admin refuses, before it asks, where %s names another database than ADMIN_DATABASE_URL', async (variable) => {
     const copyUrl = Object.assign(new URL(database.ownerUrl), { pathname: '/the_copy_meant' }).toString();
-    const result = await asAdmin({ MIGRATION_DATABASE_URL: copyUrl, DB_OWNER_USER: inject('ownerUser'), DB_OWNER_PASSWORD: inject('ownerPassword') });
+    const result = await asAdmin({ [variable]: copyUrl, DB_OWNER_USER: inject('ownerUser'), DB_OWNER_PASSWORD: inject('ownerPassword') });
 
     expect(result.code).toBe(1);
     expect(result.stderr).toMatch(
-      new RegExp(`--admin resets the database ADMIN_DATABASE_URL names, '${database.name}' on 127\\.0\\.0\\.1:\\d+, but MIGRATION_DATABASE_URL names 'the_copy_meant'`),
+      new RegExp(`--admin resets the database ADMIN_DATABASE_URL names, '${database.name}' on 127\\.0\\.0\\.1:\\d+, but ${variable} names 'the_copy_meant'`),
     );
     expect(result.stderr).toContain('nothing was dropped');
     expect(result.stdout).not.toContain('dropped');

@@ -7,6 +7,7 @@ import { migrate } from '../../src/migrations/migrator.js';
 import { createMigrationSandbox } from '../support/migration-sandbox.js';
 import { startStallingProxy } from '../support/stalling-proxy.js';
 import { holdTableLock } from '../support/table-lock-holder.js';
+import { eventually } from '../support/eventually.js';
 
 // A release's migrate must end, whatever the server does: a round trip of the run's own that
 // goes unanswered (a backend frozen, or a path that stalls while its kernel acknowledges, so
@@ -36,6 +37,47 @@ describe.concurrent('migrate against a server that stops answering', () => {
       await holder.release();
     }
     context.expect(await recorded()).toBe(0);
+  });
+
+  // RESET after the file would give the record's BEGIN and INSERT the server's lock_timeout
+  // (none): they would wait for the holder until the client's deadline, and say the server was silent.
+  it('records a no-transaction file under MIGRATION_LOCK_TIMEOUT too, failing as a lock wait when the record is held', async (context) => {
+    const { database, migrationsDir } = await sandboxWithPending(context);
+    const slow = '20990101000001_slow_without_transaction';
+    await writeFile(path.join(migrationsDir, `${slow}.up.sql`), '-- migrate:no-transaction\nSELECT pg_catalog.pg_sleep(2);\n');
+    await writeFile(path.join(migrationsDir, `${slow}.down.sql`), 'SELECT 1;\n');
+    const migrating = migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 1_000 }).catch((e: unknown) => e);
+    await eventually(
+      () => withClient(database.url, async (client) => (await client.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()")).rowCount === 1),
+      'the file runs',
+    );
+    const holder = await holdTableLock(database.url, 'schema_migrations');
+    try {
+      const error = await migrating;
+      context.expect((error as { code?: string }).code ?? (error as { cause?: { code?: string } }).cause?.code).toMatch(/^(55P03|LOCK_NOT_AVAILABLE)$/);
+    } finally {
+      await holder.release();
+    }
+  });
+
+  // COMMIT runs what was deferred to it (constraint triggers, deferred foreign keys) for as long
+  // as that takes: run before it, without a deadline, so that COMMIT's own deadline fires only
+  // for a server that does not answer.
+  it("applies a migration whose deferred checks outlast COMMIT's deadline", async (context) => {
+    const { database, migrationsDir } = await sandboxWithPending(context);
+    const deferred = '20990101000001_deferred_checks';
+    await writeFile(
+      path.join(migrationsDir, `${deferred}.up.sql`),
+      'CREATE TABLE checked_late (id int);\n' +
+        'CREATE FUNCTION check_slowly() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_catalog.pg_sleep(10.5); RETURN NULL; END $$;\n' +
+        'CREATE CONSTRAINT TRIGGER check_slowly AFTER INSERT ON checked_late DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION check_slowly();\n' +
+        'INSERT INTO checked_late VALUES (1);\n',
+    );
+    await writeFile(path.join(migrationsDir, `${deferred}.down.sql`), 'DROP TABLE checked_late;\nDROP FUNCTION check_slowly();\n');
+
+    const runs = await migrate({ databaseUrl: database.url, migrationsDir });
+
+    context.expect(runs.map((run) => run.name)).toEqual([name, deferred]);
   });
 
   it.for([

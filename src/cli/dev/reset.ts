@@ -28,7 +28,8 @@ Environment:
   MIGRATION_DATABASE_URL  the database to reset, as its owner (else DATABASE_URL; default:
                           the local embedded server); it needs CREATEDB without --admin
   ADMIN_DATABASE_URL      --admin: the database to reset, as an admin (where MIGRATION_DATABASE_URL
-                          is set too, it must name the same database on the same server)
+                          is set too, it must name the same database on the same server; else
+                          DATABASE_URL, where set, the same database)
   DB_OWNER_USER           --admin: the owner role (with DB_OWNER_PASSWORD; both required)
   DB_APP_USER             the application role, whose grants (and, with --admin, its bounds
                           DB_STATEMENT_TIMEOUT …) in the database go with it: given back
@@ -104,20 +105,23 @@ async function giveBackAppRole(
 // A local host is no proof of a scratch database: the compose set-up publishes its server,
 // the production one on a single-host deployment, on 127.0.0.1 too.
 // --admin resets the database that ADMIN_DATABASE_URL names. An operator whose
-// MIGRATION_DATABASE_URL names another (a copy, which the reset without --admin refused for want
-// of CREATEDB, advising --admin) means that one, while an admin.env loaded for setup --admin
-// names production: with --yes nothing else would stand between them and its drop.
+// MIGRATION_DATABASE_URL (else DATABASE_URL, which the reset without --admin falls back to)
+// names another (a copy, which the reset without --admin refused for want of CREATEDB, advising
+// --admin) means that one, while an admin.env loaded for setup --admin names production: with
+// --yes nothing else would stand between them and its drop. DATABASE_URL may lead through a
+// pooler, on another host and port: only its database's name is compared.
 function requireSameDatabaseAsMigrations(admin: DatabaseTarget): void {
-  const migrationUrl = process.env.MIGRATION_DATABASE_URL?.trim();
-  if (!migrationUrl) return;
-  const migration = databaseTarget(migrationUrl, process.env, 'MIGRATION_DATABASE_URL');
-  const sameServer = migration.port === admin.port && (migration.host === admin.host || (isLocalHost(migration.host) && isLocalHost(admin.host)));
-  if (sameServer && migration.database === admin.database) return;
+  const variable = process.env.MIGRATION_DATABASE_URL?.trim() ? 'MIGRATION_DATABASE_URL' : process.env.DATABASE_URL?.trim() ? 'DATABASE_URL' : undefined;
+  if (variable === undefined) return;
+  const other = databaseTarget(process.env[variable]!.trim(), process.env, variable);
+  const sameServer =
+    variable === 'DATABASE_URL' || (other.port === admin.port && (other.host === admin.host || (isLocalHost(other.host) && isLocalHost(admin.host))));
+  if (sameServer && other.database === admin.database) return;
   throw new ConfigError(
     adminUrlVariable,
     `refusing to reset: --admin resets the database ADMIN_DATABASE_URL names, '${admin.database}' on ${admin.host}:${admin.port}, ` +
-      `but MIGRATION_DATABASE_URL names '${migration.database}' on ${migration.host}:${migration.port}; nothing was dropped. ` +
-      'Make ADMIN_DATABASE_URL name the database to reset, or unset MIGRATION_DATABASE_URL',
+      `but ${variable} names '${other.database}' on ${other.host}:${other.port}; nothing was dropped. ` +
+      `Make ADMIN_DATABASE_URL name the database to reset, or unset ${variable}`,
   );
 }
 

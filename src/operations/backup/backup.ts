@@ -294,8 +294,9 @@ async function runWasmPgDump(
     }
     throw new BackupError(`${error.message}`, 'pg_dump', { cause: error });
   });
-  watch = stallWatch(stallTimeoutMs, () => stall.abort());
   const compressed = createGzip({ level: gzipLevel });
+  // pg_dump waits for us, not we for it, while its output waits to drain into gzip and the file.
+  watch = stallWatch(stallTimeoutMs, () => stall.abort(), () => !compressed.writableNeedDrain);
   compressed.on('data', watch.progress);
   // A failed or aborted write ends in writeStreamToFile's error; the feeding side stops pg_dump.
   const fed = run.pipeTo(compressed).catch((error: Error) => compressed.destroy(error));

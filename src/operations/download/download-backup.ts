@@ -277,8 +277,10 @@ async function removeLeftParts(final: string): Promise<void> {
  */
 export async function downloadBackup(options: DownloadOptions): Promise<DownloadResult> {
   const log = options.log ?? (() => undefined);
-  // A plain name: it is joined to folders here and on the host, and quoted for its shell.
-  if (!/^[A-Za-z0-9][A-Za-z0-9._+-]*$/.test(options.file) || options.file.endsWith('.sha256')) {
+  // A plain name: it is joined to folders here and on the host, and quoted for its shell. A
+  // backup's starts with its database's name, percent-encoded where it holds more than letters,
+  // digits, '_' and '-' (so it may start with '_' or '%', never with '.').
+  if (!/^[A-Za-z0-9_%][A-Za-z0-9._+%-]*$/.test(options.file) || options.file.endsWith('.sha256')) {
     throw new ConfigError('FILE', `'${options.file}' is not a backup file name (a plain name such as kennwilliamson_production_20250914T134643.512Z.dump)`);
   }
   const remoteDir = options.remoteDir ?? defaultRemoteBackupDir;

@@ -19,13 +19,15 @@ export const defaultPgRestoreStallTimeoutMs = 60_000;
  */
 export function watchedOutput(child: ChildProcess, stallTimeoutMs: number, stalled: () => Error): Transform {
   const stdout = child.stdout!;
+  // The child is waited for only while what it wrote has all been read (nothing buffered here)
+  // and its pipe is not held back by us; once its output ended there is nothing to wait for.
   const watch = stallWatch(
     stallTimeoutMs,
     () => {
       child.kill('SIGKILL');
       output.destroy(stalled());
     },
-    () => !stdout.isPaused(),
+    () => output.readableLength === 0 && !stdout.isPaused(),
   );
   const output = new Transform({
     transform(chunk: Buffer, _encoding, done) {
@@ -33,8 +35,11 @@ export function watchedOutput(child: ChildProcess, stallTimeoutMs: number, stall
       done(null, chunk);
     },
   });
+  stdout.once('end', watch.stop);
   output.once('close', watch.stop);
-  output.once('end', watch.stop);
+  // The reader meets the error where it reads; one that has not begun to read (a restore still
+  // taking its locks) must not see it thrown as an uncaught 'error' event meanwhile.
+  output.on('error', () => undefined);
   stdout.on('error', (error) => output.destroy(error));
   return stdout.pipe(output);
 }

@@ -175,6 +175,18 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     expect(result.stderr).toContain("'../etc/passwd' is not a backup file name");
   });
 
+  // The name of a backup of a database named '.kw db' or '_kw' (see backupFileName).
+  it.each(['%2Ekw%20db_production_20250914T134643.512Z.dump', '_kw_production_20250914T134643.512Z.sql.gz'])(
+    'takes %s for a backup file name',
+    async (odd) => {
+      const local = await mkdtemp(path.join(root, 'odd-names-'));
+      await copyFile(path.join(remoteDir, name), path.join(local, odd));
+      const result = await downloadBackup({ host: 'localhost', file: odd, backupDir, remoteDir: local });
+      expect((await readFile(path.join(backupDir, odd))).equals(content)).toBe(true);
+      expect(result).toMatchObject({ verified: false });
+    },
+  );
+
   it('copies from a local folder when HOST is localhost', async () => {
     const result = await downloadBackup({ host: 'localhost', file: name, backupDir, remoteDir });
 

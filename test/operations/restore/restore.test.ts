@@ -125,6 +125,26 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect(await tableContents(target)).toEqual(sourceContents);
   });
 
+  // A small backup's SQL fits in the pipes: pg_restore writes all of it and ends while the
+  // restore still waits for its locks, which is no stall of pg_restore's.
+  it("waits for the tables longer than stallTimeoutMs after a small backup's pg_restore has written all of it, and restores it", async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const small = await backupDatabase({ databaseUrl: server.urlOf(await server.createMigratedDatabase()), backupDir: path.join(workDir, 'small'), environment: 'test', keep: 5 });
+    const reader = await holdTableLock(target, 'users', 'ACCESS SHARE');
+    const lines: string[] = [];
+    let restored: Promise<unknown> | undefined;
+    try {
+      restored = restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(small.file), lockTimeoutMs: 60_000, stallTimeoutMs: 300, log: (line) => lines.push(line) });
+      restored.catch(() => undefined);
+      // Attempts of 100, 200 and 400 ms with pauses between: over a second, past the stall window.
+      await eventually(() => lines.filter((line) => /attempt \d+ waited .* blocked by pid \d+/.test(line)).length >= 3, 'three attempts name the reader');
+    } finally {
+      await reader.release();
+    }
+    await restored;
+    expect(lines).toContain(`restored ${small.tables} tables from ${small.file}`);
+  });
+
   it('gives up taking the tables after lockTimeoutMs while the reader stays, naming it, and leaves the database as it was', async ({ expect }) => {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
