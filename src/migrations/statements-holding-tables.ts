@@ -1,4 +1,4 @@
-import pg from 'pg';
+import pg, { type ClientBase } from 'pg';
 import type { MigrationScript } from './migration-script.js';
 
 /** What a statement does to every row of a table it holds locked, queries of it waiting meanwhile. */
@@ -133,7 +133,7 @@ export function tableHold(node: Node, createdHere: ReadonlySet<string>): TableHo
  * await statementsHoldingBusyTables(client, scripts)
  * // ["20990101_x.up.sql:3: ALTER TABLE holds ACCESS EXCLUSIVE on refresh_tokens (about 400000 rows) while it scans every row …"]
  */
-export async function statementsHoldingBusyTables(client: pg.ClientBase, scripts: readonly MigrationScript[]): Promise<string[]> {
+export async function statementsHoldingBusyTables(client: ClientBase, scripts: readonly MigrationScript[]): Promise<string[]> {
   const holds = scripts.flatMap((script) => script.statements.flatMap((statement) => (statement.holds ? [{ script, statement, hold: statement.holds }] : [])));
   if (holds.length === 0) return [];
   const { rows } = await client.query<{ ref: string; rows: string | null }>(
