@@ -17,9 +17,12 @@ const usage = `Usage: kennwilliamson-db migrate [up [--dry-run] | down [--to NAM
                      outside a transaction (CREATE INDEX CONCURRENTLY), recorded at the end.
                      Each waits for its table locks in short attempts (lock_timeout from
                      100 ms up to 1 s, 10 min in all), rolled back and retried so that
-                     queries never queue long behind it; each failed attempt is reported on
-                     stderr with the session that blocked it. A file sets its own budget
-                     with a header: '-- migrate:lock-wait attempt=5s total=1h'
+                     queries never queue long behind its wait; each failed attempt is reported
+                     on stderr with the session that blocked it. A file sets its own budget
+                     with a header: '-- migrate:lock-wait attempt=5s total=1h'. Once it holds
+                     a lock, queries wait as long as it runs: a statement that rewrites or
+                     scans a table with rows (a CHECK without NOT VALID, a type change…) is
+                     named on stderr before anything is applied, and by --dry-run
   down [--to NAME]   revert the last migration, or every one back to and including NAME
                      (--to 0 reverts all); down files drop tables and their data, so it
                      asks first (type 'yes'), refuses without a terminal unless --yes, and
