@@ -3,7 +3,7 @@ import pg from 'pg';
 import { parseDuration } from '../db/duration.js';
 import { type ConfigError, MigrationScriptError } from '../errors.js';
 import { lineOfPosition } from '../sql-position.js';
-import { tableHold, type TableHold } from './statements-holding-tables.js';
+import { createdTableKey, tableHold, type TableHold } from './statements-holding-tables.js';
 
 /** Header of a migration file that must run outside a transaction, statement by statement. */
 export const noTransactionHeader = '-- migrate:no-transaction';
@@ -119,8 +119,8 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
     const line = lineAtByte(start);
     refuse(file, line, kind, node, transactional);
     const index = (node as { IndexStmt?: { concurrent?: boolean; idxname?: string; relation?: { schemaname?: string } } }).IndexStmt;
-    const created = (node as { CreateStmt?: { relation?: { relname?: string } } }).CreateStmt?.relation?.relname;
-    if (created !== undefined) createdHere.add(created);
+    const created = (node as { CreateStmt?: { relation?: { schemaname?: string; relname?: string } } }).CreateStmt?.relation;
+    if (created?.relname !== undefined) createdHere.add(createdTableKey(created));
     const holds = tableHold(node, createdHere);
     return {
       text: bytes.subarray(start, to).toString('utf8').trimEnd(),

@@ -142,7 +142,11 @@ export async function migrate(
       const warn = options.warn ?? warnOnStderr;
       const [bounds, holding] = await answeredWithin(client, roundTripDeadlineMs, 'the look at the roles and tables', async () => [
         await roleLockTimeouts(client),
-        await statementsHoldingBusyTables(client, applying),
+        // Advice only: a table in a schema the owner may not use (to_regclass refuses, 42501) says nothing.
+        await statementsHoldingBusyTables(client, applying).catch((error: unknown) => {
+          if ((error as { code?: unknown }).code === '42501') return [];
+          throw error;
+        }),
       ]);
       for (const line of attemptsBeyondRoleBounds(applying, runPolicy(options), bounds)) warn(line);
       for (const line of holding) warn(line);
@@ -412,6 +416,11 @@ function createUmzug(
     ctx.startedAt = performance.now();
   };
   const commit = (verb: string, direction: 'up' | 'down') => async ({ name, context: ctx }: { name: string; context: MigrationContext }) => {
+    // Deferred constraints and constraint triggers are checked now, for as long as they take,
+    // so that COMMIT does no work of its own (one that waits for a synchronous standby keeps the
+    // migration's locks, and the traffic queued behind them, meanwhile); and before the look at
+    // the lock, which they may outlast.
+    await ctx.client.query('SET CONSTRAINTS ALL IMMEDIATE');
     // Never commit a migration whose lock is gone: another run may have started it too.
     try {
       await lock.assertHeld();
@@ -426,11 +435,7 @@ function createUmzug(
           `but it is not recorded${direction === 'down' ? ' as reverted' : ''}`,
       });
     }
-    // Deferred constraints and constraint triggers are checked now, for as long as they take,
-    // so that COMMIT does no work of its own (one that waits for a synchronous standby keeps the
-    // migration's locks, and the traffic queued behind them, meanwhile). Past its deadline the
-    // connection is closed, and whether it committed is the record's to tell.
-    await ctx.client.query('SET CONSTRAINTS ALL IMMEDIATE');
+    // Past its deadline the connection is closed, and whether it committed is the record's to tell.
     await answeredWithin(ctx.client, roundTripDeadlineMs, 'COMMIT', () => ctx.client.query('COMMIT'), `so ${name} may or may not be ${verb}: \`migrate status\` tells`);
     const durationMs = Math.round(performance.now() - (ctx.startedAt ?? performance.now()));
     ctx.startedAt = undefined;
@@ -514,7 +519,7 @@ async function assertCanRunWithoutTransaction(client: pg.ClientBase, scripts: Mi
 }
 
 // Each statement commits on its own, so each waits for its locks (and retries) on its own: a
-// session lock_timeout (SET, then RESET once the file is done) on the migrator's own
+// session lock_timeout (SET, then set back to the run's once the file is done) on the migrator's own
 // connection. A statement that only takes locks no query waits behind (CONCURRENTLY, VACUUM
 // without FULL, ANALYZE) waits once, for the whole budget. The session has the server-side
 // bounds for a silent host too (silentClientBoundsSession), as a transaction's: an index build

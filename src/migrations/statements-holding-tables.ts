@@ -11,12 +11,15 @@ export interface TableHold {
   lock: 'ACCESS EXCLUSIVE' | 'SHARE' | 'SHARE ROW EXCLUSIVE';
   /** What it does meanwhile: "scans every row (a CHECK without NOT VALID)". */
   doing: string;
+  /** `ALTER TABLE ONLY …`: the table alone, not the partitions or children below it. */
+  only: boolean;
 }
 
 type Node = Record<string, unknown>;
 interface RangeVar {
   schemaname?: string;
   relname?: string;
+  inh?: boolean;
 }
 interface Constraint {
   contype?: string;
@@ -29,15 +32,29 @@ interface Constraint {
 
 const constraintOf = (node: unknown) => (node as { Constraint?: Constraint } | undefined)?.Constraint;
 
-// A default PostgreSQL records once, without touching the rows (11 and later): a constant,
-// possibly cast. Anything else may be volatile (gen_random_uuid(), clock_timestamp()), and is
-// then computed for each row, rewriting the table.
-function isConstant(expr: Node | undefined): boolean {
+// Functions of the transaction's start, stable: a default of them is computed once.
+const stableCalls = new Set(['now', 'transaction_timestamp', 'statement_timestamp', 'current_date', 'localtimestamp']);
+
+// A default PostgreSQL records once, without touching the rows (11 and later): a constant, an
+// array or operator of constants, CURRENT_TIMESTAMP and the like, now(), each possibly cast.
+// Anything else may be volatile (gen_random_uuid(), clock_timestamp(), a function of the
+// schema's), and is then computed for each row, rewriting the table.
+function recordedOnce(expr: Node | undefined): boolean {
   if (expr === undefined) return true;
-  if ('A_Const' in expr) return true;
+  if ('A_Const' in expr || 'SQLValueFunction' in expr) return true;
   const cast = expr.TypeCast as { arg?: Node } | undefined;
-  return cast !== undefined && isConstant(cast.arg);
+  if (cast !== undefined) return recordedOnce(cast.arg);
+  const array = expr.A_ArrayExpr as { elements?: Node[] } | undefined;
+  if (array !== undefined) return (array.elements ?? []).every(recordedOnce);
+  const operator = expr.A_Expr as { lexpr?: Node; rexpr?: Node } | undefined;
+  if (operator !== undefined) return recordedOnce(operator.lexpr) && recordedOnce(operator.rexpr);
+  const call = expr.FuncCall as { funcname?: Array<{ String?: { sval?: string } }>; args?: Node[] } | undefined;
+  const name = call?.funcname?.at(-1)?.String?.sval;
+  return name !== undefined && stableCalls.has(name) && (call!.args ?? []).length === 0;
 }
+
+// Column types whose default is a new sequence's nextval(), computed for each row.
+const serialTypes = new Set(['serial', 'serial2', 'serial4', 'serial8', 'smallserial', 'bigserial']);
 
 // What adding this constraint does to the rows already there.
 function constraintWork(constraint: Constraint, column: boolean): Pick<TableHold, 'lock' | 'doing'> | undefined {
@@ -45,13 +62,16 @@ function constraintWork(constraint: Constraint, column: boolean): Pick<TableHold
     case 'CONSTR_CHECK':
       return constraint.skip_validation ? undefined : { lock: 'ACCESS EXCLUSIVE', doing: 'scans every row (a CHECK without NOT VALID)' };
     case 'CONSTR_FOREIGN':
-      return constraint.skip_validation ? undefined : { lock: 'SHARE ROW EXCLUSIVE', doing: 'scans every row (a FOREIGN KEY without NOT VALID)' };
+      // A new column holds no value yet for the key to check.
+      return constraint.skip_validation || column ? undefined : { lock: 'SHARE ROW EXCLUSIVE', doing: 'scans every row (a FOREIGN KEY without NOT VALID)' };
     case 'CONSTR_PRIMARY':
     case 'CONSTR_UNIQUE':
     case 'CONSTR_EXCLUSION':
       return constraint.indexname === undefined ? { lock: 'ACCESS EXCLUSIVE', doing: 'builds an index over every row' } : undefined;
+    case 'CONSTR_IDENTITY':
+      return { lock: 'ACCESS EXCLUSIVE', doing: 'rewrites every row (an identity column numbers each one)' };
     case 'CONSTR_DEFAULT':
-      return column && !isConstant(constraint.raw_expr)
+      return column && !recordedOnce(constraint.raw_expr)
         ? { lock: 'ACCESS EXCLUSIVE', doing: 'may rewrite every row (a default that is not a constant is computed for each row when it is volatile)' }
         : undefined;
     case 'CONSTR_GENERATED':
@@ -65,7 +85,11 @@ function alterTableWork(cmd: Node): Pick<TableHold, 'lock' | 'doing'> | undefine
   const { subtype, def } = cmd as { subtype?: string; def?: Node };
   switch (subtype) {
     case 'AT_AddColumn': {
-      const constraints = ((def?.ColumnDef as { constraints?: unknown[] } | undefined)?.constraints ?? []).map(constraintOf);
+      const column = def?.ColumnDef as { constraints?: unknown[]; typeName?: { names?: Array<{ String?: { sval?: string } }> } } | undefined;
+      if (serialTypes.has(column?.typeName?.names?.at(-1)?.String?.sval ?? '')) {
+        return { lock: 'ACCESS EXCLUSIVE', doing: 'rewrites every row (a serial column numbers each one)' };
+      }
+      const constraints = (column?.constraints ?? []).map(constraintOf);
       for (const constraint of constraints) {
         const work = constraint && constraintWork(constraint, true);
         if (work) return work;
@@ -78,6 +102,9 @@ function alterTableWork(cmd: Node): Pick<TableHold, 'lock' | 'doing'> | undefine
     }
     case 'AT_AlterColumnType':
       return { lock: 'ACCESS EXCLUSIVE', doing: 'rewrites every row unless the new type is binary-compatible (varchar to text, a longer varchar)' };
+    case 'AT_SetLogged':
+    case 'AT_SetUnLogged':
+      return { lock: 'ACCESS EXCLUSIVE', doing: 'rewrites every row (SET LOGGED or UNLOGGED)' };
     case 'AT_SetNotNull':
       return { lock: 'ACCESS EXCLUSIVE', doing: 'scans every row (SET NOT NULL, unless a valid CHECK (column IS NOT NULL) proves it)' };
     default:
@@ -85,10 +112,26 @@ function alterTableWork(cmd: Node): Pick<TableHold, 'lock' | 'doing'> | undefine
   }
 }
 
+/**
+ * The key under which {@link tableHold} knows a table a file created: `schema.name`, or
+ * `*.name` where the file named no schema (the first of search_path, public here).
+ *
+ * @example createdTableKey({ relname: 'audit' }) // '*.audit'
+ */
+export function createdTableKey(relation: RangeVar): string {
+  return `${relation.schemaname ?? '*'}.${relation.relname}`;
+}
+
+function createdBefore(relation: RangeVar, createdHere: ReadonlySet<string>): boolean {
+  const { schemaname, relname } = relation;
+  if (schemaname === undefined) return createdHere.has(`*.${relname}`) || createdHere.has(`public.${relname}`);
+  return createdHere.has(`${schemaname}.${relname}`) || (schemaname === 'public' && createdHere.has(`*.${relname}`));
+}
+
 function held(relation: RangeVar | undefined, work: Pick<TableHold, 'lock' | 'doing'> | undefined, createdHere: ReadonlySet<string>): TableHold | undefined {
-  if (relation?.relname === undefined || work === undefined || createdHere.has(relation.relname)) return undefined;
+  if (relation?.relname === undefined || work === undefined || createdBefore(relation, createdHere)) return undefined;
   const parts = [relation.schemaname, relation.relname].filter((part): part is string => part !== undefined);
-  return { table: parts.join('.'), ref: parts.map((part) => pg.escapeIdentifier(part)).join('.'), ...work };
+  return { table: parts.join('.'), ref: parts.map((part) => pg.escapeIdentifier(part)).join('.'), only: relation.inh === false, ...work };
 }
 
 /**
@@ -99,7 +142,7 @@ function held(relation: RangeVar | undefined, work: Pick<TableHold, 'lock' | 'do
  *
  * @example
  * tableHold(parseSync('ALTER TABLE users ADD CONSTRAINT c CHECK (id IS NOT NULL)').stmts[0].stmt, new Set())
- * // { table: 'users', ref: '"users"', lock: 'ACCESS EXCLUSIVE', doing: 'scans every row (a CHECK without NOT VALID)' }
+ * // { table: 'users', ref: '"users"', lock: 'ACCESS EXCLUSIVE', doing: 'scans every row (a CHECK without NOT VALID)', only: false }
  */
 export function tableHold(node: Node, createdHere: ReadonlySet<string>): TableHold | undefined {
   const alter = node.AlterTableStmt as { relation?: RangeVar; cmds?: Array<{ AlterTableCmd?: Node }>; objtype?: string } | undefined;
@@ -136,19 +179,30 @@ export function tableHold(node: Node, createdHere: ReadonlySet<string>): TableHo
 export async function statementsHoldingBusyTables(client: ClientBase, scripts: readonly MigrationScript[]): Promise<string[]> {
   const holds = scripts.flatMap((script) => script.statements.flatMap((statement) => (statement.holds ? [{ script, statement, hold: statement.holds }] : [])));
   if (holds.length === 0) return [];
-  const { rows } = await client.query<{ ref: string; rows: string | null }>(
-    `SELECT r.ref, greatest(c.reltuples, 0)::bigint::text AS rows
-       FROM pg_catalog.unnest($1::text[]) AS r(ref)
-       JOIN pg_catalog.pg_class c ON c.oid = pg_catalog.to_regclass(r.ref)
-      WHERE c.reltuples > 0 OR c.relpages > 0`,
-    [holds.map(({ hold }) => hold.ref)],
+  // A partitioned table, or a parent of inheritance, holds its rows in the tables below it (and
+  // autovacuum never counts a partitioned one's): counted over all of them, unless ONLY.
+  const { rows } = await client.query<{ n: number; rows: string }>(
+    `WITH RECURSIVE asked AS (
+       SELECT a.n::int AS n, a.alone, pg_catalog.to_regclass(a.ref) AS relid
+         FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::boolean[])) WITH ORDINALITY AS a(ref, alone, n)
+     ), tree AS (
+       SELECT n, relid FROM asked WHERE relid IS NOT NULL
+       UNION
+       SELECT t.n, i.inhrelid FROM tree t JOIN asked a USING (n) JOIN pg_catalog.pg_inherits i ON i.inhparent = t.relid WHERE NOT a.alone
+     )
+     SELECT t.n, sum(greatest(c.reltuples, 0))::bigint::text AS rows
+       FROM tree t JOIN pg_catalog.pg_class c ON c.oid = t.relid
+      GROUP BY t.n
+     HAVING sum(greatest(c.reltuples, 0)) > 0 OR sum(c.relpages) > 0`,
+    [holds.map(({ hold }) => hold.ref), holds.map(({ hold }) => hold.only)],
   );
-  const sizes = new Map(rows.map((row) => [row.ref, row.rows]));
-  return holds.flatMap(({ script, statement, hold }) => {
-    if (!sizes.has(hold.ref)) return [];
+  const sizes = new Map(rows.map((row) => [row.n, row.rows]));
+  return holds.flatMap(({ script, statement, hold }, index) => {
+    const size = sizes.get(index + 1);
+    if (size === undefined) return [];
     const words = /^\s*([A-Za-z]+(?:\s+[A-Za-z]+)?)/.exec(statement.text)?.[1]?.toUpperCase() ?? statement.kind;
     return [
-      `${script.file}:${statement.line}: ${words} holds ${hold.lock} on ${hold.table} (about ${sizes.get(hold.ref)} rows) while it ${hold.doing}: ` +
+      `${script.file}:${statement.line}: ${words} holds ${hold.lock} on ${hold.table} (about ${size} rows) while it ${hold.doing}: ` +
         "the table's queries wait for the whole statement, and past the services' lock_timeout they fail. Unless that is meant " +
         '(a maintenance window), write it in steps that hold the lock briefly (README: A migration that meets a long transaction)',
     ];

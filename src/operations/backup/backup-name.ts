@@ -5,10 +5,11 @@
 // character; those beyond letters, digits, '_' and '-' are percent-encoded (UTF-8), so the name
 // stays one file name, never hidden (no leading '.'), and reads back unambiguously: an <env>
 // holds no '_', so the database is everything before the last two '_'.
+// A leading '-' is encoded too: a file name that starts with one reads as an option on a command line.
 function databaseNamePart(database: string): string {
-  return Array.from(new TextEncoder().encode(database), (byte) => {
+  return Array.from(new TextEncoder().encode(database), (byte, index) => {
     const char = String.fromCharCode(byte);
-    return /[A-Za-z0-9_-]/.test(char) ? char : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+    return /[A-Za-z0-9_-]/.test(char) && !(index === 0 && char === '-') ? char : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
   }).join('');
 }
 

@@ -295,8 +295,8 @@ async function runWasmPgDump(
     throw new BackupError(`${error.message}`, 'pg_dump', { cause: error });
   });
   const compressed = createGzip({ level: gzipLevel });
-  // pg_dump waits for us, not we for it, while its output waits to drain into gzip and the file.
-  watch = stallWatch(stallTimeoutMs, () => stall.abort(), () => !compressed.writableNeedDrain);
+  // pg_dump waits for us, not we for it, while any of its output waits to go into gzip and the file.
+  watch = stallWatch(stallTimeoutMs, () => stall.abort(), () => compressed.writableLength === 0);
   compressed.on('data', watch.progress);
   // A failed or aborted write ends in writeStreamToFile's error; the feeding side stops pg_dump.
   const fed = run.pipeTo(compressed).catch((error: Error) => compressed.destroy(error));

@@ -50,5 +50,7 @@ describe('pruneBackups', () => {
     const at = new Date(Date.UTC(2025, 8, 14, 13, 46, 43, 512));
     expect(backupFileName('kennwilliamson', 'production', at)).toBe('kennwilliamson_production_20250914T134643.512Z.dump');
     expect(backupFileName('.my db/ä', 'production', at, 'sql-gzip')).toBe('%2Emy%20db%2F%C3%A4_production_20250914T134643.512Z.sql.gz');
+    // Never an option on a command line.
+    expect(backupFileName('-kw-copy', 'production', at)).toBe('%2Dkw-copy_production_20250914T134643.512Z.dump');
   });
 });
