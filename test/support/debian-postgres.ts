@@ -86,9 +86,15 @@ async function runSeed(): Promise<Seed & { dataDir: string }> {
   let seed: Seed | undefined;
   await eventually(
     async () => {
-      seed = await readFile(described, 'utf8').then((text) => JSON.parse(text) as Seed, () => undefined);
+      const read = () => readFile(described, 'utf8').then((text) => JSON.parse(text) as Seed, () => undefined);
+      seed = await read();
       if (seed || !(await mkdir(lock).then(() => true, () => false))) return seed !== undefined;
       try {
+        // Looked at again under the lock: the worker that held it before may have put the seed in
+        // place between the look above and the lock (a second seed then failed its rename with
+        // ENOTEMPTY, and the file with it).
+        seed = await read();
+        if (seed) return true;
         const making = await mkdtemp(`${folder}-`);
         // The server runs as the 'postgres' account when this runs as root: let it into this folder.
         await chmod(making, 0o711);

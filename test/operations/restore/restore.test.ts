@@ -53,7 +53,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
   });
   afterAll(async () => {
     await server?.stop();
-    await rm(workDir, { recursive: true, force: true });
+    if (workDir) await rm(workDir, { recursive: true, force: true });
   });
 
   /** A copy of the database with other data, to restore into, as its owner (not a superuser). */
