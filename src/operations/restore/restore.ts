@@ -441,6 +441,9 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   }
 
   let connected = false;
+  // Once COMMIT is on its way the outcome is the server's: Ctrl-C neither stops the restore then
+  // nor makes its failure read as "not committed".
+  let committing = false;
   let ownSession: { pid: number; started: string } | undefined;
   let sessionNotEnded: Promise<string | undefined> | undefined;
   source.once('end', () => (sourceEnded = true));
@@ -488,7 +491,6 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         // aborts.
         const restoreSettings = `${restorePrelude(options.lockTimeoutMs)}${silentClientBoundsSession}`;
         // Once COMMIT is on its way the outcome is the server's: the restore waits for its answer.
-        let committing = false;
         const onAbort = () => {
           if (committing) return;
           source.destroy(new Error('interrupted'));
@@ -602,7 +604,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     stopSource();
     // An aborted program or connection reports itself as some other failure: the interruption
     // comes first, once the server's session (and with it every lock of the restore) is gone.
-    if (signal?.aborted) {
+    if (signal?.aborted && !committing) {
       const notEnded = await sessionNotEnded;
       if (notEnded !== undefined) {
         throw new RestoreError(

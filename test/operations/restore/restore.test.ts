@@ -303,6 +303,26 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect((error as Error).message).toMatch(/no answer to COMMIT within 10000 ms; the connection was closed: the restore may or may not be committed; look at the tables/);
   });
 
+  // Once COMMIT is on its way the outcome is the server's: Ctrl-C then must not report the
+  // restore as not committed (it may well be), but wait for COMMIT's answer (here it never
+  // comes, and its deadline says so).
+  it('Ctrl-C while COMMIT is on its way waits for its answer rather than report the restore not committed', async ({ expect, onTestFinished }) => {
+    const target = new URL(await databaseWithOtherData());
+    const proxy = await startStallingProxy(Number(target.port));
+    onTestFinished(() => proxy.close());
+    const controller = new AbortController();
+    void proxy.stallOn(/Q[\s\S]{4}COMMIT\x00/).then(() => controller.abort());
+
+    const error = await restoreDatabase({
+      databaseUrl: Object.assign(target, { port: String(proxy.port) }).toString(),
+      backup: await verifyBackupFile(backup.file),
+      signal: controller.signal,
+    }).catch((e: unknown) => e);
+
+    expect(controller.signal.aborted).toBe(true);
+    expect((error as Error).message).toMatch(/no answer to COMMIT within 10000 ms; the connection was closed: the restore may or may not be committed/);
+  });
+
   it('an interrupted restore (Ctrl-C) is rolled back', async ({ expect }) => {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
