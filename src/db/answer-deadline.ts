@@ -1,5 +1,6 @@
 import type * as pg from 'pg';
 import { ConnectionError } from '../errors.js';
+import { leadingWords } from './leading-words.js';
 import { LibraryClient } from './library-client.js';
 
 /**
@@ -46,11 +47,10 @@ export async function answeredWithin<T>(client: pg.ClientBase, ms: number, what:
   }
 }
 
-// A statement's first words, for a message that says what went unanswered without its values.
+// What a query was, for a message that says what went unanswered without its values.
 function firstWords(statement: unknown): string {
   const text = typeof statement === 'string' ? statement : (statement as { text?: unknown } | undefined)?.text;
-  const words = typeof text === 'string' ? /^\s*([A-Za-z_]+(?:\s+[A-Za-z_.]+)?)/.exec(text)?.[1] : undefined;
-  return words === undefined ? 'a statement' : words.replace(/\s+/g, ' ').toUpperCase();
+  return (typeof text === 'string' ? leadingWords(text) : undefined) ?? 'a statement';
 }
 
 /**

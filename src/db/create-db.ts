@@ -161,7 +161,6 @@ function mapClientError(tuned: TunedPool, client: pg.PoolClient, error: unknown)
 
 const transactionStart = /^\s*(begin|start\s+transaction)\b/i;
 const transactionEnd = /^\s*(commit|rollback|end|abort)\s*;?\s*$/i;
-const transactionCommit = /^\s*(commit|end)\s*;?\s*$/i;
 
 // PostgreSQL answers a BEGIN inside a transaction with a warning and carries on, so the COMMIT
 // or ROLLBACK meant for the inner one ends the outer one: where a caller began a transaction by
@@ -196,13 +195,16 @@ function errorMappingWrapper(tuned: TunedPoolWithNaming, client: pg.PoolClient):
   };
   return {
     query: (async (sqlText: string, parameters: unknown[]) => {
+      let commit = false;
       if (sqlText.length < 80) {
-        if (transactionStart.test(sqlText)) {
-          refuseNestedBegin(client);
-          inTransaction = true;
-        } else if (transactionEnd.test(sqlText)) {
+        const ending = transactionEnd.exec(sqlText)?.[1]?.toLowerCase();
+        if (ending !== undefined) {
           inTransaction = false;
           endOverride();
+          commit = ending === 'commit' || ending === 'end';
+        } else if (transactionStart.test(sqlText)) {
+          refuseNestedBegin(client);
+          inTransaction = true;
         }
       }
       tuned.callStarted(client);
@@ -211,7 +213,7 @@ function errorMappingWrapper(tuned: TunedPoolWithNaming, client: pg.PoolClient):
         // A COMMIT that PostgreSQL completed as ROLLBACK committed nothing: the work went on
         // past a failed statement. Kysely before 0.28.19 reports success, later ones an error
         // of their own, which is no DbError.
-        if (result.command === 'ROLLBACK' && sqlText.length < 80 && transactionCommit.test(sqlText)) {
+        if (commit && result.command === 'ROLLBACK') {
           throw markedAsKyselyAbortedTransaction(new TransactionAbortedError());
         }
         if (sqlText === timeoutsOverrideSql) {

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { parseDuration } from '../db/duration.js';
 import { type ConfigError, MigrationScriptError } from '../errors.js';
 import { lineOfPosition } from '../sql-position.js';
+import { optionOn, type OptionNode } from './parse-tree-option.js';
 import { createdTableKey, tableHold, type TableHold } from './statements-holding-tables.js';
 
 /** Header of a migration file that must run outside a transaction, statement by statement. */
@@ -156,20 +157,6 @@ function runsConcurrently(node: Record<string, unknown>): boolean {
   );
 }
 
-type OptionNode = { DefElem?: { defname?: string; arg?: { String?: { sval?: string }; Integer?: { ival?: number }; Boolean?: { boolval?: boolean } } } };
-
-// `(FULL)`, `(FULL true)`, `FULL` on; `(FULL false)`, `(FULL off)`, `(FULL 0)` off, as the
-// server reads a boolean option. The parse tree omits a zero or false value.
-function optionOn(options: OptionNode[] | undefined, name: string): boolean {
-  const option = (options ?? []).findLast((o) => o.DefElem?.defname === name)?.DefElem;
-  if (option === undefined) return false;
-  const arg = option.arg;
-  if (arg === undefined) return true;
-  if (arg.String !== undefined) return !['false', 'off', 'no', '0'].includes((arg.String.sval ?? '').toLowerCase());
-  if (arg.Integer !== undefined) return (arg.Integer.ival ?? 0) !== 0;
-  if (arg.Boolean !== undefined) return arg.Boolean.boolval === true;
-  return true;
-}
 
 const headerUsage = `the headers are '${noTransactionHeader}' and '${lockWaitHeader} attempt=<duration> total=<duration>', each on a line of its own at the top of the file`;
 

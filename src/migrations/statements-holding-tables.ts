@@ -1,4 +1,6 @@
 import pg, { type ClientBase } from 'pg';
+import { leadingWords } from '../db/leading-words.js';
+import { optionOn, type OptionNode } from './parse-tree-option.js';
 import type { MigrationScript } from './migration-script.js';
 
 /** What a statement does to every row of a table it holds locked, queries of it waiting meanwhile. */
@@ -157,8 +159,8 @@ export function tableHold(node: Node, createdHere: ReadonlySet<string>): TableHo
   if (index !== undefined) {
     return index.concurrent ? undefined : held(index.relation, { lock: 'SHARE', doing: 'builds an index over every row (writes wait; CREATE INDEX CONCURRENTLY does not block them)' }, createdHere);
   }
-  const vacuum = node.VacuumStmt as { options?: Array<{ DefElem?: { defname?: string } }>; rels?: Array<{ VacuumRelation?: { relation?: RangeVar } }> } | undefined;
-  if (vacuum?.options?.some((option) => option.DefElem?.defname === 'full')) {
+  const vacuum = node.VacuumStmt as { options?: OptionNode[]; rels?: Array<{ VacuumRelation?: { relation?: RangeVar } }> } | undefined;
+  if (vacuum !== undefined && optionOn(vacuum.options, 'full')) {
     return held(vacuum.rels?.[0]?.VacuumRelation?.relation, { lock: 'ACCESS EXCLUSIVE', doing: 'rewrites every row (VACUUM FULL)' }, createdHere);
   }
   const cluster = node.ClusterStmt as { relation?: RangeVar } | undefined;
@@ -200,7 +202,7 @@ export async function statementsHoldingBusyTables(client: ClientBase, scripts: r
   return holds.flatMap(({ script, statement, hold }, index) => {
     const size = sizes.get(index + 1);
     if (size === undefined) return [];
-    const words = /^\s*([A-Za-z]+(?:\s+[A-Za-z]+)?)/.exec(statement.text)?.[1]?.toUpperCase() ?? statement.kind;
+    const words = leadingWords(statement.text) ?? statement.kind;
     return [
       `${script.file}:${statement.line}: ${words} holds ${hold.lock} on ${hold.table} (about ${size} rows) while it ${hold.doing}: ` +
         "the table's queries wait for the whole statement, and past the services' lock_timeout they fail. Unless that is meant " +

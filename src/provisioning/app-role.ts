@@ -173,18 +173,18 @@ async function inAppRoleTransaction<T>(
         // (a public.pg_advisory_xact_lock(text) outranked pg_catalog's for the untyped key).
         // A host that goes silent is ended by the server within about 10 s; an answer that a
         // silent network never brings ends the call at its deadline.
-        await answeredWithin(client, roundTripDeadlineMs, 'BEGIN and its settings', () =>
-          client.query(`BEGIN; ${silentClientBoundsLocal} SET LOCAL search_path = pg_catalog; SET LOCAL lock_timeout = ${appRoleLockWaitMs}`),
+        // BEGIN does no work: a round trip's deadline, on the connection itself (the client's
+        // own deadline, for statements that wait for a lock, is longer).
+        await answeredWithin(connection, roundTripDeadlineMs, 'BEGIN and its settings', () =>
+          connection.query(`BEGIN; ${silentClientBoundsLocal} SET LOCAL search_path = pg_catalog; SET LOCAL lock_timeout = ${appRoleLockWaitMs}`),
         );
-        await answeredWithin(client, appRoleLockWaitMs + roundTripDeadlineMs, 'the wait for the application role lock', () =>
-          client.query('SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [appRoleLockKey]),
-        );
+        await client.query('SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [appRoleLockKey]);
         const { rows } = await client.query<{ database: string }>('SELECT current_database() AS database');
         const result = await work(client, rows[0]!.database);
         await client.query('COMMIT');
         return result;
       } catch (error) {
-        await answeredWithin(client, roundTripDeadlineMs, 'ROLLBACK', () => client.query('ROLLBACK')).catch(() => undefined);
+        await answeredWithin(connection, roundTripDeadlineMs, 'ROLLBACK', () => connection.query('ROLLBACK')).catch(() => undefined);
         if (error instanceof AppRoleError) throw error;
         const message = error instanceof Error ? error.message : String(error);
         const createRole = (error as { code?: string }).code === '42501' ? ' (creating or altering a role needs CREATEROLE, or a superuser)' : '';

@@ -1,5 +1,5 @@
 import type pg from 'pg';
-import { answeredWithin, answeringWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
+import { answeringWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { databaseTarget } from '../db/database-target.js';
 import { silentClientBoundsLocal } from '../db/silent-client-bounds.js';
 import { withClient } from '../db/with-client.js';
@@ -147,9 +147,8 @@ async function provisionInTransaction(
     // Names in messages and statements are schema-qualified whatever the admin's search_path.
     // A host that goes silent is ended by the server within about 10 s, rather than holding
     // the locks taken here (ACCESS EXCLUSIVE on what is handed over) for the system's two hours.
-    await answeredWithin(client, roundTripDeadlineMs, 'BEGIN and its settings', () =>
-      client.query(`BEGIN; ${silentClientBoundsLocal} SET LOCAL lock_timeout = ${lockTimeoutMs}; SET LOCAL search_path = pg_catalog`),
-    );
+    // The client answers within its deadline (answeringWithin), each statement here included.
+    await client.query(`BEGIN; ${silentClientBoundsLocal} SET LOCAL lock_timeout = ${lockTimeoutMs}; SET LOCAL search_path = pg_catalog`);
     await client.query('SELECT pg_advisory_xact_lock($1)', [provisionLockKey]);
     const admin = await requireAdmin(client, database);
 
@@ -184,7 +183,7 @@ async function provisionInTransaction(
     await client.query('COMMIT');
     return { databaseCreated, owner, handedOver, extensionsCreated };
   } catch (error) {
-    await answeredWithin(client, roundTripDeadlineMs, 'ROLLBACK', () => client.query('ROLLBACK')).catch(() => undefined);
+    await client.query('ROLLBACK').catch(() => undefined);
     if (error instanceof ProvisioningError || error instanceof ConfigError || (error as { code?: string }).code === '55P03') throw error;
     const message = error instanceof Error ? error.message : String(error);
     throw new ProvisioningError(`could not provision the database '${database}': ${message}`, undefined, { cause: error });

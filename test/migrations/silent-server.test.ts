@@ -87,7 +87,7 @@ describe.concurrent('migrate against a server that stops answering', () => {
     const { database, migrationsDir } = await sandboxWithPending(context);
     const proxy = await startStallingProxy(Number(new URL(database.url).port));
     context.onTestFinished(() => proxy.close());
-    const throughProxy = Object.assign(new URL(database.url), { port: String(proxy.port) }).toString();
+    const throughProxy = proxy.through(database.url);
     const stalled = proxy.stallOn(pattern);
 
     const error = await migrate({ databaseUrl: throughProxy, migrationsDir, lockTimeoutMs: 1_000 }).catch((e: unknown) => e);

@@ -38,6 +38,7 @@ describe('statements that hold a table while they go through every row', () => {
     'ALTER TABLE users ADD CONSTRAINT u UNIQUE USING INDEX users_slug_idx',
     'CREATE INDEX CONCURRENTLY users_created ON users (created_at)',
     'VACUUM users',
+    'VACUUM (FULL false) users',
     'ALTER TABLE users DROP COLUMN theme',
     'ALTER TABLE users ADD COLUMN seen timestamptz NOT NULL DEFAULT now()',
     'ALTER TABLE users ADD COLUMN seen timestamptz DEFAULT CURRENT_TIMESTAMP',

@@ -16,8 +16,7 @@ async function stalledAt(pattern: RegExp, { onTestFinished }: TestContext) {
   onTestFinished(() => database.drop());
   const proxy = await startStallingProxy(Number(new URL(database.url).port));
   onTestFinished(() => proxy.close());
-  const through = (url: string) => Object.assign(new URL(url), { port: String(proxy.port) }).toString();
-  return { database, through, stalled: proxy.stallOn(pattern) };
+  return { database, through: proxy.through, stalled: proxy.stallOn(pattern) };
 }
 
 describe.concurrent('provisioning against a server that stops answering', () => {

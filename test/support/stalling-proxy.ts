@@ -3,6 +3,8 @@ import net from 'node:net';
 /** A TCP proxy on 127.0.0.1 in front of a server's port, which can be made to stall. */
 export interface StallingProxy {
   port: number;
+  /** `url` (a postgresql:// URL of the proxied server) through this proxy: its port replaced. */
+  through(url: string): string;
   /**
    * From now on, passes no byte either way on any connection, and keeps each open: its kernel
    * still acknowledges what arrives and answers TCP keepalive, as a hung pooler or middlebox
@@ -67,6 +69,9 @@ export async function startStallingProxy(targetPort: number): Promise<StallingPr
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as net.AddressInfo).port,
+    through(url) {
+      return Object.assign(new URL(url), { port: String((server.address() as net.AddressInfo).port) }).toString();
+    },
     stallOn(pattern) {
       return new Promise<void>((fired) => (trigger = { pattern, fired }));
     },

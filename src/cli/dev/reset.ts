@@ -102,8 +102,6 @@ async function giveBackAppRole(
   log(`gave the application role '${user}' its bounds in the database again (DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT, DB_IDLE_IN_TRANSACTION_TIMEOUT)`);
 }
 
-// A local host is no proof of a scratch database: the compose set-up publishes its server,
-// the production one on a single-host deployment, on 127.0.0.1 too.
 // --admin resets the database that ADMIN_DATABASE_URL names. An operator whose
 // MIGRATION_DATABASE_URL (else DATABASE_URL, which the reset without --admin falls back to)
 // names another (a copy, which the reset without --admin refused for want of CREATEDB, advising
@@ -125,6 +123,8 @@ function requireSameDatabaseAsMigrations(admin: DatabaseTarget): void {
   );
 }
 
+// A local host is no proof of a scratch database: the compose set-up publishes its server,
+// the production one on a single-host deployment, on 127.0.0.1 too.
 async function confirmReset(target: { host: string; port: number; database: string }, yes: boolean): Promise<void> {
   if (!canAsk(yes)) {
     throw new ProvisioningError(`refusing to reset '${target.database}' on ${target.host} without confirmation: there is no terminal to ask on; pass --yes`);

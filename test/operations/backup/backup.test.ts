@@ -188,7 +188,7 @@ describe.skipIf(!available)('npm run db:backup', () => {
     const stalled = proxy.stallOn(/COPY public\.users /);
 
     const error = await backupDatabase({
-      databaseUrl: Object.assign(new URL(databaseUrl), { port: String(proxy.port) }).toString(),
+      databaseUrl: proxy.through(databaseUrl),
       backupDir,
       environment: 'development',
       keep: 1,

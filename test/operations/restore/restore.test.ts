@@ -289,12 +289,12 @@ describe.skipIf(!available)('npm run db:restore', () => {
   // Its COMMIT sent, and never answered (a backend stuck while its host acknowledges; here a
   // proxy that holds the COMMIT back): whether it committed is the server's to tell.
   it('a COMMIT that goes unanswered fails the restore at a deadline, saying it may or may not be committed', async ({ expect, onTestFinished }) => {
-    const target = new URL(await databaseWithOtherData());
-    const proxy = await startStallingProxy(Number(target.port));
+    const target = await databaseWithOtherData();
+    const proxy = await startStallingProxy(Number(new URL(target).port));
     onTestFinished(() => proxy.close());
     const stalled = proxy.stallOn(/Q[\s\S]{4}COMMIT\x00/);
 
-    const error = await restoreDatabase({ databaseUrl: Object.assign(target, { port: String(proxy.port) }).toString(), backup: await verifyBackupFile(backup.file) }).catch(
+    const error = await restoreDatabase({ databaseUrl: proxy.through(target), backup: await verifyBackupFile(backup.file) }).catch(
       (e: unknown) => e,
     );
 
@@ -307,14 +307,14 @@ describe.skipIf(!available)('npm run db:restore', () => {
   // restore as not committed (it may well be), but wait for COMMIT's answer (here it never
   // comes, and its deadline says so).
   it('Ctrl-C while COMMIT is on its way waits for its answer rather than report the restore not committed', async ({ expect, onTestFinished }) => {
-    const target = new URL(await databaseWithOtherData());
-    const proxy = await startStallingProxy(Number(target.port));
+    const target = await databaseWithOtherData();
+    const proxy = await startStallingProxy(Number(new URL(target).port));
     onTestFinished(() => proxy.close());
     const controller = new AbortController();
     void proxy.stallOn(/Q[\s\S]{4}COMMIT\x00/).then(() => controller.abort());
 
     const error = await restoreDatabase({
-      databaseUrl: Object.assign(target, { port: String(proxy.port) }).toString(),
+      databaseUrl: proxy.through(target),
       backup: await verifyBackupFile(backup.file),
       signal: controller.signal,
     }).catch((e: unknown) => e);

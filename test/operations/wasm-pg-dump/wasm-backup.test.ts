@@ -197,7 +197,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
     const stalled = proxy.stallOn(/COPY public\.users /);
 
     const error = await backupDatabase({
-      databaseUrl: Object.assign(new URL(database.url), { port: String(proxy.port) }).toString(),
+      databaseUrl: proxy.through(database.url),
       backupDir,
       environment: 'development',
       keep: 1,
