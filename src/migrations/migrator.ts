@@ -498,6 +498,14 @@ async function runTransactional(ctx: MigrationContext, script: MigrationScript, 
         const line = position > 0 ? lineOfPosition(script.sql, position) : script.statements[query.completed]?.line;
         throw migrationError(script.file, line, error);
       }
+      // The record is written next, in this transaction: it waits for its table no longer than
+      // the run's lock wait, as every read and write of the record does, and within the
+      // deadline that storage gives it (an attempt's longer lock_timeout would outlast that).
+      if (lockTimeoutMs > ctx.lockTimeoutMs) {
+        await answeredWithin(client, roundTripDeadlineMs, 'SET LOCAL lock_timeout', () =>
+          client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(ctx.lockTimeoutMs))}`),
+        );
+      }
     },
   );
 }

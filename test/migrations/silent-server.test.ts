@@ -60,6 +60,31 @@ describe.concurrent('migrate against a server that stops answering', () => {
     }
   });
 
+  // A transactional file's record is written inside the file's last attempt, under that
+  // attempt's lock_timeout: a header's attempt= above MIGRATION_LOCK_TIMEOUT and the round
+  // trip's 10 s would let the client's deadline fire first, and call a held lock a silent server.
+  it("records a file with long attempts under MIGRATION_LOCK_TIMEOUT, failing as a lock wait rather than the client's deadline", async (context) => {
+    const { database, migrationsDir } = await sandboxWithPending(context);
+    const slow = '20990101000001_slow_with_long_attempts';
+    await writeFile(path.join(migrationsDir, `${slow}.up.sql`), '-- migrate:lock-wait attempt=12s total=12s\nSELECT pg_catalog.pg_sleep(2);\n');
+    await writeFile(path.join(migrationsDir, `${slow}.down.sql`), 'SELECT 1;\n');
+    // Attempts start at 100 ms and double: start this file at its longest one.
+    const lockWait = { firstAttemptMs: 12_000 };
+    const migrating = migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 1_000, lockWait }).catch((e: unknown) => e);
+    await eventually(
+      () => withClient(database.url, async (client) => (await client.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()")).rowCount === 1),
+      'the file runs',
+    );
+    const holder = await holdTableLock(database.url, 'schema_migrations');
+    try {
+      const error = await migrating;
+      context.expect(error).not.toBeInstanceOf(ConnectionError);
+      context.expect((error as { code?: string }).code ?? (error as { cause?: { code?: string } }).cause?.code).toMatch(/^(55P03|LOCK_NOT_AVAILABLE)$/);
+    } finally {
+      await holder.release();
+    }
+  });
+
   // COMMIT runs what was deferred to it (constraint triggers, deferred foreign keys) for as long
   // as that takes: run before it, without a deadline, so that COMMIT's own deadline fires only
   // for a server that does not answer.
