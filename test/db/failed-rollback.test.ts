@@ -14,11 +14,13 @@ it('closes a connection whose ROLLBACK failed instead of handing its open transa
     // Fault injection on a real connection: its next ROLLBACK is lost before it reaches the
     // server (a network hiccup, a client-side timeout), so the server session is still
     // inside the transaction when Kysely gives the connection back with release(true).
+    let injected = false;
     poolOf(db).pool.once('acquire', (client: pg.PoolClient) => {
       const query = client.query.bind(client) as (...args: unknown[]) => unknown;
       client.query = ((...args: unknown[]) => {
         if (args[0] !== 'rollback') return query(...args);
         client.query = query as typeof client.query;
+        injected = true;
         return Promise.reject(new Error('injected: the ROLLBACK never reached the server'));
       }) as typeof client.query;
     });
@@ -28,6 +30,7 @@ it('closes a connection whose ROLLBACK failed instead of handing its open transa
       throw new Error('the work failed');
     });
     await expect(failed).rejects.toThrow();
+    expect(injected, 'the ROLLBACK went through the injected failure').toBe(true);
 
     // With one connection in the pool, a connection handed back as it was would run these in
     // the abandoned transaction, and see (and later commit) its insert.

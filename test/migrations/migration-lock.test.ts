@@ -81,14 +81,15 @@ describe('the migration lock', () => {
     expect(await one("SELECT to_regclass('users') IS NOT NULL AS users")).toEqual({ users: true });
   });
 
-  it("is held for a whole run longer than the database's transaction_timeout (PostgreSQL 17), each migration being shorter", async () => {
+  it("is held for a whole run longer than the database's transaction_timeout (PostgreSQL 17), each migration being shorter", async ({ skip }) => {
     await migrate({ databaseUrl: database.url, migrationsDir });
     // Before 17 there is no transaction_timeout to outlast.
     const server = await one<{ known: boolean; seventeen: boolean }>(
       "SELECT current_setting('transaction_timeout', true) IS NOT NULL AS known, current_setting('server_version_num')::int >= 170000 AS seventeen",
     );
     expect(server!.known).toBe(server!.seventeen);
-    if (!server!.known) return;
+    // Reported as skipped, not passed: only a server of one's own (TEST_DATABASE_URL) may be older.
+    if (!server!.known) skip('the server is older than PostgreSQL 17: no transaction_timeout to outlast');
     await withClient(database.url, (client) => client.query(`ALTER DATABASE ${client.escapeIdentifier(database.name)} SET transaction_timeout = '2s'`));
     const names = [1, 2, 3, 4, 5].map((n) => `2099010100000${n}_half_a_second`);
     for (const name of names) {

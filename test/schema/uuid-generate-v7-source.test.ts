@@ -9,7 +9,9 @@ const testDb = useTestDatabase();
 describe('uuid_generate_v7() by PostgreSQL major', () => {
   it('runs on the major its project names (17 unless pg15 or pg18)', async () => {
     const { rows } = await sql<{ major: number }>`SELECT current_setting('server_version_num')::int / 10000 AS major`.execute(testDb.db);
-    if (inject('serverKind') === 'embedded') expect(rows[0]!.major).toBe(inject('postgresMajor') ?? 17);
+    // A server of the operator's own (TEST_DATABASE_URL) is any supported major; the run's own are the project's.
+    if (inject('serverKind') === 'env') expect(rows[0]!.major).toBeGreaterThanOrEqual(15);
+    else expect(rows[0]!.major).toBe(inject('postgresMajor') ?? 17);
   });
 
   it('is the pg_uuidv7 extension where available, else the native uuidv7() on 18+, else PL/pgSQL', async () => {
