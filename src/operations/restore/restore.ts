@@ -17,7 +17,7 @@ import { byteProgress } from '../files/progress-reporter.js';
 import { defaultPgRestoreStallTimeoutMs, watchedOutput } from '../files/watched-output.js';
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
 import { codeBeyondTheSchema, deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
-import { ScriptQuery } from './script-query.js';
+import { type CopyStallGuard, ScriptQuery } from './script-query.js';
 import { serverFailure } from './server-failure.js';
 import { makesSomething, nothingMade, type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
 import { backupExtensions } from '../vetting/backup-statement-allow-list.js';
@@ -69,6 +69,8 @@ export interface RestoreOptions {
    * How long pg_restore, reading a custom archive, may write nothing while the restore waits
    * for it (default 60 s): then it is taken for stuck (stopped, or reading from a hung disk),
    * stopped, and the restore rolled back, rather than hold every table of public meanwhile.
+   * The server gets as long to read a table's rows, and to answer their end: a backend that
+   * stopped while its host still acknowledges would otherwise be waited for without end.
    */
   stallTimeoutMs?: number;
 }
@@ -152,6 +154,18 @@ function rolledBack(failure: string, cause: unknown): RestoreError {
 }
 
 // The same, located by line in the backup's SQL.
+// The restore's rows go to a server that stopped taking them: the connection is closed, which
+// fails the COPY (and rolls the restore back, on the server, once it notices).
+function copyStallGuard(client: pg.ClientBase, table: string, timeoutMs: number): CopyStallGuard {
+  return {
+    timeoutMs,
+    onStall: (what) => {
+      const stalled = what === 'read' ? `read none of table ${table}'s rows sent to it` : `did not answer the end of table ${table}'s rows`;
+      destroyConnection(client, new ConnectionError('deadline', { detail: `the server ${stalled} for ${timeoutMs / 1000} s; the connection was closed` }));
+    },
+  };
+}
+
 function statementFailure(error: unknown, part: SqlScriptPart, kept: KeptExtension[]): string {
   const { text, line } = part;
   const offset = Number((error as { position?: string }).position);
@@ -379,6 +393,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     log(`restoring as the database's owner '${session.role}', not as '${session.insteadOf}', whose powers reach beyond the database`);
   }
 
+  const stallTimeoutMs = Math.max(1, Math.round(options.stallTimeoutMs ?? defaultPgRestoreStallTimeoutMs));
   let source: Readable;
   let sourceDone: () => Promise<void>;
   let closeSource = async () => undefined as void;
@@ -398,7 +413,6 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     });
     // Read from now on: Node discards the unread output of a program that has exited, which
     // pg_restore may do while the connection is still being opened.
-    const stallTimeoutMs = Math.max(1, Math.round(options.stallTimeoutMs ?? defaultPgRestoreStallTimeoutMs));
     source = watchedOutput(reader.child, stallTimeoutMs, () =>
       new Error(`pg_restore ${pgRestore.version} wrote nothing for ${stallTimeoutMs / 1000} s while the restore waited for it (stopped, or stuck reading the backup); it was stopped`),
     );
@@ -535,7 +549,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             if (part.kind === 'sql' && part.privileges?.leaveOut) continue;
             if (makesSomething(part)) made += 1;
             if (part.kind === 'copy') log(`restoring table ${part.table} (${++tables}${backup.tables ? ` of ${backup.tables}` : ''})`);
-            const query = new ScriptQuery(part.text, part.kind === 'copy' ? part.data : undefined);
+            const query =
+              part.kind === 'copy'
+                ? new ScriptQuery(part.text, part.data, copyStallGuard(client, part.table, stallTimeoutMs))
+                : new ScriptQuery(part.text);
             client.query(query);
             await query.done.catch((error: unknown) => {
               if (query.failedReading) throw error; // the backup's stream broke, not the server

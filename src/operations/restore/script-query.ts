@@ -1,4 +1,5 @@
 import type * as pg from 'pg';
+import { type StallWatch, stallWatch } from '../files/stall-watch.js';
 
 // The part of pg's Connection a submittable query uses (pg exports no type for it).
 interface WireConnection {
@@ -10,6 +11,18 @@ interface WireConnection {
   endCopyFrom(): void;
   sendCopyFail(message: string): void;
   stream: NodeJS.WritableStream & { writableNeedDrain?: boolean; cork?: () => void; uncork?: () => void };
+}
+
+/**
+ * What a COPY does when the server stops taking its rows: a backend that stopped (frozen, or on
+ * a host whose kernel still acknowledges) reads nothing, so the rows wait in the socket for
+ * ever, or the end of the rows goes unanswered, and TCP never tells.
+ */
+export interface CopyStallGuard {
+  /** How long the server may read none of the rows, or leave their end unanswered. */
+  timeoutMs: number;
+  /** Called once then, with what the server did not do; it is to close the connection, which fails the query. */
+  onStall: (what: 'read' | 'answer') => void;
 }
 
 /**
@@ -34,12 +47,17 @@ export class ScriptQuery implements pg.Submittable {
   private copying = false;
   private copySynced = false;
   private wire: WireConnection | undefined;
+  // Whether the server is the one behind (the rows wait for it to read, or their end for its
+  // answer), rather than the backup's stream, and what it owes.
+  private owed: 'read' | 'answer' | undefined;
+  private watch: StallWatch | undefined;
   /** True when the query failed because `copyData` failed (the backup's stream), not the server. */
   failedReading = false;
 
   constructor(
     private readonly text: string,
     private readonly copyData?: AsyncIterable<Buffer>,
+    private readonly stallGuard?: CopyStallGuard,
   ) {
     this.done = new Promise<void>((resolve, reject) => {
       this.resolve = resolve;
@@ -69,7 +87,17 @@ export class ScriptQuery implements pg.Submittable {
       this.syncAfterCopy();
       return;
     }
+    if (this.stallGuard !== undefined) {
+      const { timeoutMs, onStall } = this.stallGuard;
+      this.watch = stallWatch(timeoutMs, () => onStall(this.owed ?? 'answer'), () => this.owed !== undefined);
+    }
     void this.pump(wire, this.copyData);
+  }
+
+  // The server owes something from now on: the watch counts from here.
+  private await(what: 'read' | 'answer'): void {
+    this.owed = what;
+    this.watch?.progress();
   }
 
   private syncAfterCopy(): void {
@@ -83,9 +111,14 @@ export class ScriptQuery implements pg.Submittable {
       for await (const chunk of data) {
         if (this.settled) return; // the server already refused; stop reading
         wire.sendCopyFromChunk(chunk);
-        if (wire.stream.writableNeedDrain) await new Promise((resolve) => wire.stream.once('drain', resolve));
+        if (wire.stream.writableNeedDrain) {
+          this.await('read');
+          await drainedOrClosed(wire.stream);
+          this.owed = undefined;
+        }
       }
       if (!this.settled) {
+        this.await('answer');
         wire.endCopyFrom();
         this.syncAfterCopy();
       }
@@ -114,6 +147,7 @@ export class ScriptQuery implements pg.Submittable {
   private settle(error: unknown): void {
     if (this.settled) return;
     this.settled = true;
+    this.watch?.stop();
     if (error === undefined) this.resolve();
     else this.reject(error);
   }
@@ -125,4 +159,17 @@ export class ScriptQuery implements pg.Submittable {
   handleEmptyQuery(): void {}
   handlePortalSuspended(): void {}
   handleCopyData(): void {}
+}
+
+// A socket closed while rows wait for it never drains.
+function drainedOrClosed(stream: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done);
+      stream.off('close', done);
+      resolve();
+    };
+    stream.on('drain', done);
+    stream.on('close', done);
+  });
 }

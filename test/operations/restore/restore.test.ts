@@ -303,6 +303,52 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect((error as Error).message).toMatch(/no answer to COMMIT within 10000 ms; the connection was closed: the restore may or may not be committed; look at the tables/);
   });
 
+  // A backend that stops taking a table's rows (frozen, while its host still acknowledges; here
+  // a proxy that holds back everything from the first row on) neither reads them nor answers
+  // their end, and TCP never tells: each is given stallTimeoutMs, then the connection is closed.
+  it("a table's rows whose end goes unanswered fail the restore after stallTimeoutMs, rolled back", async ({ expect, onTestFinished }) => {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const proxy = await startStallingProxy(Number(new URL(target).port));
+    onTestFinished(() => proxy.close());
+    const stalled = proxy.stallOn(/^d/); // CopyData: the first table's rows
+
+    const error = await restoreDatabase({ databaseUrl: proxy.through(target), backup: await verifyBackupFile(backup.file), stallTimeoutMs: 1_000 }).catch(
+      (e: unknown) => e,
+    );
+
+    await stalled;
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toMatch(
+      /^restore failed and was rolled back; the database was not changed:\nThe database connection failed \(deadline: the server did not answer the end of table public\.\w+'s rows for 1 s; the connection was closed\).* at line \d+ of the backup's SQL$/,
+    );
+    await proxy.close();
+    await eventually(async () => JSON.stringify(await tableContents(target)) === JSON.stringify(before), 'the server rolled the restore back');
+  });
+
+  it("a table's rows that the server stops reading fail the restore after stallTimeoutMs, rolled back", async ({ expect, onTestFinished }) => {
+    // More rows than the sockets on the way hold, so that the restore waits for the server to read.
+    const source = await server.createMigratedDatabase();
+    await execute(server.ownerUrlOf(source), "CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 32) AS filler FROM generate_series(1, 16000) AS g");
+    const bulk = await backupDatabase({ databaseUrl: server.urlOf(source), backupDir: path.join(workDir, 'bulk'), environment: 'test', keep: 1 });
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const proxy = await startStallingProxy(Number(new URL(target).port));
+    onTestFinished(() => proxy.close());
+    void proxy.stallOn(/c4ca4238a0b923820dcc509a6f75849b/); // the rows of bulk, from its first one (md5('1')) on
+
+    const error = await restoreDatabase({ databaseUrl: proxy.through(target), backup: await verifyBackupFile(bulk.file), stallTimeoutMs: 1_000 }).catch(
+      (e: unknown) => e,
+    );
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toMatch(
+      /^restore failed and was rolled back; the database was not changed:\nThe database connection failed \(deadline: the server read none of table public\.bulk's rows sent to it for 1 s; the connection was closed\).* at line \d+ of the backup's SQL$/,
+    );
+    await proxy.close();
+    await eventually(async () => JSON.stringify(await tableContents(target)) === JSON.stringify(before), 'the server rolled the restore back');
+  });
+
   // Once COMMIT is on its way the outcome is the server's: Ctrl-C then must not report the
   // restore as not committed (it may well be), but wait for COMMIT's answer (here it never
   // comes, and its deadline says so).
