@@ -60,7 +60,7 @@ export interface NewRefreshToken {
 }
 
 export interface RotateOptions {
-  /** Replaces the family's device info from this token on; kept when omitted. */
+  /** Replaces the family's device info from this token on; `null` clears it; kept when omitted. */
   deviceInfo?: DeviceInfo | null;
   /** Defaults to {@link RefreshTokenDefaults.reuseGraceSeconds}; 0 turns the grace off. */
   reuseGraceSeconds?: number;
@@ -232,7 +232,8 @@ export const rotate = queryFunction(async function rotate(db: Kysely<DB>, token:
   }
   const presentedHash = hashOf(token);
   const options = requireOptions('options', rotateOptions);
-  const deviceInfo = deviceInfoJson(options.deviceInfo);
+  // SQL NULL keeps the parent's device info; JSON's null (which no stored value is) clears it.
+  const deviceInfo = options.deviceInfo === null ? clearedDeviceInfo : deviceInfoJson(options.deviceInfo);
   const grace = requireSeconds('reuseGraceSeconds', options.reuseGraceSeconds ?? settings.defaults.reuseGraceSeconds, 0);
   const next = newToken();
 
@@ -533,7 +534,7 @@ const rotateStatement = prepareQuery((db, p: RotateParams) =>
               ),
               'revoked.family_expires_at',
               'revoked.family_created_at',
-              sql<DeviceInfo | null>`coalesce(cast(${p.deviceInfo} as jsonb), revoked.device_info)`.as(
+              sql<DeviceInfo | null>`nullif(coalesce(cast(${p.deviceInfo} as jsonb), revoked.device_info), ${sql.lit(clearedDeviceInfo)}::jsonb)`.as(
                 'device_info',
               ),
               sql<Date>`now()`.as('last_used_at'),
@@ -580,7 +581,7 @@ async function grantGrace(
             sql<Date>`least(now() + (p.expires_at - p.created_at), p.family_expires_at)`.as('expires_at'),
             'p.family_expires_at',
             'p.family_created_at',
-            sql<DeviceInfo | null>`coalesce(cast(${deviceInfo} as jsonb), p.device_info)`.as('device_info'),
+            sql<DeviceInfo | null>`nullif(coalesce(cast(${deviceInfo} as jsonb), p.device_info), ${sql.lit(clearedDeviceInfo)}::jsonb)`.as('device_info'),
             sql<Date>`now()`.as('last_used_at'),
           ])
           .where('p.id', '=', presentedId)
@@ -642,6 +643,9 @@ function hashOf(token: unknown): Buffer {
 function requireAbsoluteAtLeastSliding(slidingTtl: number, absoluteTtl: number): void {
   if (absoluteTtl < slidingTtl) throw new ValidationError('absoluteTtlSeconds', 'must be at least slidingTtlSeconds');
 }
+
+// A rotation's device info that clears the parent's: JSON's null, which deviceInfoJson never gives.
+const clearedDeviceInfo = 'null';
 
 /** The device info as JSON text for a `jsonb` parameter, or null; a plain JSON object only. */
 function deviceInfoJson(value: unknown): string | null {

@@ -324,6 +324,17 @@ describe('refreshTokens.rotate', () => {
     expect((await rowOf(replaced.token)).device_info).toEqual({ ua: 'new' });
   });
 
+  it('clears the device info when given null, as issue stores none for null', async () => {
+    const user = await newUser(testDb.db);
+    const issued = await refreshTokens.issue(testDb.db, { userId: user.id, deviceInfo: { ua: 'old' } });
+    const cleared = await refreshTokens.rotate(testDb.db, issued.token, { deviceInfo: null });
+    expect((await rowOf(cleared.token)).device_info).toBeNull();
+    expect((await refreshTokens.listSessions(testDb.db, user.id))[0]!.deviceInfo).toBeNull();
+    // Cleared, it stays so when a later rotation leaves it out.
+    const next = await refreshTokens.rotate(testDb.db, cleared.token);
+    expect((await rowOf(next.token)).device_info).toBeNull();
+  });
+
   it('fails with TokenExpiredError once the sliding expiry passed, changing nothing', async () => {
     const user = await newUser(testDb.db);
     const issued = await refreshTokens.issue(testDb.db, { userId: user.id });
@@ -445,6 +456,16 @@ describe('refreshTokens.rotate reuse detection', () => {
     expect((await rowOf(current)).revoked_at).toBeNull();
     await refreshTokens.rotate(testDb.db, current);
     await refreshTokens.rotate(testDb.db, again.token);
+  });
+
+  it("keeps the parent's device info in the grace's sibling when omitted, and clears it for null", async () => {
+    const user = await newUser(testDb.db);
+    const issued = await refreshTokens.issue(testDb.db, { userId: user.id, deviceInfo: { ua: 'old' } });
+    await refreshTokens.rotate(testDb.db, issued.token);
+    const kept = await refreshTokens.rotate(testDb.db, issued.token, { reuseGraceSeconds: 60 });
+    const cleared = await refreshTokens.rotate(testDb.db, issued.token, { reuseGraceSeconds: 60, deviceInfo: null });
+    expect((await rowOf(kept.token)).device_info).toEqual({ ua: 'old' });
+    expect((await rowOf(cleared.token)).device_info).toBeNull();
   });
 
   it('treats a token rotated more than the grace ago as reuse (boundary)', async () => {
