@@ -165,22 +165,38 @@ export class SerializationError extends DbError {
  * not available within `lock_timeout`, or at once with `NOWAIT`. Retryable: the holder
  * usually finishes soon; retry the whole transaction, after a pause. `lockTimeoutMs` is the
  * bound that fired, when the pool set it.
+ *
+ * Also a statement cancelled by `statement_timeout` (SQLSTATE 57014, `limit`
+ * `'statement_timeout'`) while it waited for a row another transaction held: on a busy row
+ * (one held by one transaction after another) each wait starts a new `lock_timeout`, and
+ * `statement_timeout` ends the queue; a retry is as right then as after one long wait.
  */
 export class LockNotAvailableError extends DbError {
   override readonly code = 'LOCK_NOT_AVAILABLE';
   override readonly retryable = true;
-  readonly sqlState = '55P03';
+  /** 55P03, or 57014 where `statement_timeout` ended the wait. */
+  readonly sqlState: '55P03' | '57014';
+  /** The bound that ended the wait. */
+  readonly limit: 'lock_timeout' | 'statement_timeout';
   readonly lockTimeoutMs: number | undefined;
+  readonly statementTimeoutMs: number | undefined;
 
-  constructor(options?: { cause?: unknown; lockTimeoutMs?: number }) {
+  constructor(options?: { cause?: unknown; lockTimeoutMs?: number; limit?: 'lock_timeout' | 'statement_timeout'; statementTimeoutMs?: number }) {
+    const limit = options?.limit ?? 'lock_timeout';
     super(
-      options?.lockTimeoutMs === undefined
+      limit === 'statement_timeout'
+        ? `A row lock was not available in time: the statement waited for the row's holders, one after another, until statement_timeout` +
+            `${options?.statementTimeoutMs === undefined ? '' : ` (${options.statementTimeoutMs} ms)`} cancelled it; retry the transaction after a pause`
+        : options?.lockTimeoutMs === undefined
         ? 'A lock was not available in time (lock_timeout or NOWAIT); retry the transaction'
         : `A lock was not available within lock_timeout (${options.lockTimeoutMs} ms); retry the transaction, ` +
-            'or give it more time with withTimeouts(db, { lockTimeout }, …)',
+          'or give it more time with withTimeouts(db, { lockTimeout }, …)',
       options,
     );
+    this.sqlState = limit === 'statement_timeout' ? '57014' : '55P03';
+    this.limit = limit;
     this.lockTimeoutMs = options?.lockTimeoutMs;
+    this.statementTimeoutMs = options?.statementTimeoutMs;
   }
 }
 

@@ -16,6 +16,7 @@ import type { BoundedClient } from './bounded-client.js';
 import { markedAsKyselyAbortedTransaction } from './kysely-aborted-transaction.js';
 import { callDeadlineFor, type DbConfig, loadDbConfig, resolveDbConfig } from './db-config.js';
 import { timerSlackMs } from './duration.js';
+import { waitedForRowLock } from './row-lock-wait.js';
 import { runNamedStatement, type StatementResult } from './named-statement.js';
 import type { StatementNaming } from './statement-naming.js';
 import { createTunedPool, type PoolErrorListener, type TunedPool, type TunedPoolWithNaming } from './tuned-pool.js';
@@ -146,16 +147,21 @@ function mapClientError(tuned: TunedPool, client: pg.PoolClient, error: unknown)
     return waited ? new LockNotAvailableError({ cause: error, lockTimeoutMs: bounds.lockTimeoutMs }) : mapped;
   }
   const limit = bounds.statementTimeoutMs;
+  const reason =
+    limit === undefined || elapsedMs === undefined ? 'unknown' : elapsedMs >= limit - timerSlackMs ? 'statement_timeout' : 'cancel_request';
+  if (reason === 'statement_timeout' && waitedForRowLock(error)) {
+    return new LockNotAvailableError({
+      cause: error,
+      limit: 'statement_timeout',
+      ...(limit === undefined ? {} : { statementTimeoutMs: limit }),
+      ...(bounds.lockTimeoutMs === undefined ? {} : { lockTimeoutMs: bounds.lockTimeoutMs }),
+    });
+  }
   return new QueryCanceledError({
     cause: error,
     ...(elapsedMs === undefined ? {} : { elapsedMs }),
     ...(limit === undefined ? {} : { statementTimeoutMs: limit }),
-    reason:
-      limit === undefined || elapsedMs === undefined
-        ? 'unknown'
-        : elapsedMs >= limit - timerSlackMs
-        ? 'statement_timeout'
-        : 'cancel_request',
+    reason,
   });
 }
 

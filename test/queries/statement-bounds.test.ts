@@ -164,6 +164,29 @@ describe.concurrent('bounded waits', () => {
     }
   });
 
+  // On a busy row, held by one transaction after another, each wait of a caller starts a new
+  // lock_timeout and statement_timeout ends the queue: still a lock that was not available in
+  // time, and retryable, not a slow statement to be given more time. (Here one wait, with both
+  // bounds equal: statement_timeout, which started first, fires first.)
+  it('fails a call whose wait for a held row statement_timeout ends with a retryable LockNotAvailableError naming that bound', async ({ expect }) => {
+    const user = await newUser(testDb.db);
+    const holder = await directSession();
+    try {
+      await holder.query('BEGIN');
+      await holder.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [user.id]);
+      await withBoundedDb(async (db) => {
+        const error = await withTimeouts(db, { statementTimeout: '400ms', lockTimeout: '400ms' }, (trx) =>
+          users.updateProfile(trx, user.id, { displayName: 'Busy' }),
+        ).catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(LockNotAvailableError);
+        expect(error).toMatchObject({ retryable: true, limit: 'statement_timeout', sqlState: '57014', statementTimeoutMs: 400 });
+        expect((error as Error).message).toMatch(/^A row lock was not available in time: .* until statement_timeout \(400 ms\) cancelled it; retry the transaction after a pause$/);
+      });
+    } finally {
+      await holder.end();
+    }
+  });
+
   // Excluding a phrase again, or granting a role the user holds, changes nothing: it must not
   // wait for a held user row (as ON CONFLICT DO NOTHING never did), only a call that inserts does.
   it('phrases.exclude and users.grantRole that change nothing do not wait for a held user row', async ({ expect }) => {
