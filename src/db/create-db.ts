@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { Kysely, type LogConfig, PostgresDialect, type PostgresPoolClient, type QueryResult } from 'kysely';
+import { type ControlledTransaction, Kysely, type LogConfig, PostgresDialect, type PostgresPoolClient, type QueryResult, type Transaction } from 'kysely';
 import type pg from 'pg';
 import {
   ConnectionError,
@@ -327,14 +327,18 @@ export function createDb(
 }
 
 /**
- * The tuned pool behind a `Kysely` made by {@link createDb}: wait for its minimum connections
- * at start-up, or read its statistics.
+ * The tuned pool behind a `Kysely` made by {@link createDb}, or one derived from it
+ * (`withPlugin`, `withSchema`, `withTables`, a service's own table types such as
+ * `CamelCasedDB`): wait for its minimum connections at start-up, or read its statistics. A
+ * transaction has no pool of its own to give, and is refused.
  *
  * @example
  * const db = createDb()
  * await poolOf(db).ready() // fail fast at start-up if the database is unreachable
  */
-export function poolOf(db: Kysely<DB>): TunedPool {
+// Kysely<any>: an instance of any table types (Kysely is invariant in them), as only the
+// instance decides which pool it reaches.
+export function poolOf<K extends Kysely<any>>(db: K extends Transaction<any> | ControlledTransaction<any, any> ? never : K): TunedPool {
   const state = tunedStateOf(db);
   if (state === undefined) throw new ValidationError('db', 'poolOf() takes a Kysely instance made by createDb()');
   return state.tuned;

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
-import { CamelCasePlugin, sql } from 'kysely';
+import { CamelCasePlugin, type Kysely, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createDb, poolOf } from '../../src/db/create-db.js';
-import { ConnectionError, PoolClosedError, PoolTimeoutError } from '../../src/errors.js';
+import type { CamelCasedDB } from '../../src/db/camel-cased-db.js';
+import { ConnectionError, PoolClosedError, PoolTimeoutError, ValidationError } from '../../src/errors.js';
 import { createObservedDatabase } from '../support/observed-database.js';
 import type { TestDatabase } from '../support/test-database.js';
 import { eventually } from '../support/eventually.js';
@@ -165,6 +166,25 @@ describe('createDb', () => {
 
     await eventually(async () => (await serverConnections(applicationName)) === 0);
     await expect(poolOf(camel).ready()).rejects.toThrow(new PoolClosedError('the pool has been ended'));
+  });
+
+  // A service types its instance its own way (the README's CamelCasedDB, withTables for its own
+  // tables): poolOf takes any of them, as it reaches the pool at run time; a transaction,
+  // which has no pool of its own to give, is refused by the compiler (and at run time).
+  it('reaches the pool from an instance of any table types derived from it, and refuses a transaction', async () => {
+    const db = createDb({ databaseUrl: database.url, minConnections: 0 });
+    try {
+      const camel = db.withPlugin(new CamelCasePlugin()) as unknown as Kysely<CamelCasedDB>;
+      const withOwnTables = db.withTables<{ audit_log: { id: string } }>();
+      expect(poolOf(camel)).toBe(poolOf(db));
+      expect(poolOf(withOwnTables)).toBe(poolOf(db));
+      await db.transaction().execute(async (trx) => {
+        // @ts-expect-error a transaction has no pool of its own
+        expect(() => poolOf(trx)).toThrow(ValidationError);
+      });
+    } finally {
+      await db.destroy();
+    }
   });
 
   it('rejects ready() once the pool has been destroyed, rather than reporting it ready', async () => {
