@@ -128,6 +128,8 @@ function runPolicy(options: MigratorOptions): LockWaitPolicy {
  */
 export async function migrate(options: MigratorOptions & { to?: string; dryRun: true }): Promise<PlannedMigration[]>;
 export async function migrate(options?: MigratorOptions & { to?: string; dryRun?: false }): Promise<MigrationRun[]>;
+// A flag read at run time (`process.argv.includes('--dry-run')`): either answer.
+export async function migrate(options: MigratorOptions & { to?: string; dryRun?: boolean }): Promise<MigrationRun[] | PlannedMigration[]>;
 export async function migrate(
   options: MigratorOptions & { to?: string; dryRun?: boolean } = {},
 ): Promise<MigrationRun[] | PlannedMigration[]> {
@@ -208,7 +210,7 @@ export async function migrateDown(options: MigratorOptions & { to?: string | 0 }
  * const states = await migrationStatus({ databaseUrl })
  * states.filter((m) => m.state === 'pending')
  */
-export async function migrationStatus(options: MigratorOptions): Promise<MigrationState[]> {
+export async function migrationStatus(options: MigratorOptions = {}): Promise<MigrationState[]> {
   const files = await listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir());
   // A server that lets the login in and then never answers ends the call at a deadline, as it
   // ends every command's first check: the look for the table takes no lock and gets a round

@@ -81,6 +81,17 @@ describe('migrate({ dryRun: true })', () => {
     expect(await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true })).toHaveLength(names.length);
   });
 
+  // A service's own release script decides at run time (`process.argv.includes('--dry-run')`).
+  it('takes dryRun as a boolean read at run time, planning or applying as it says', async () => {
+    const fromArgv = (argv: string[]): boolean => argv.includes('--dry-run');
+    const planned = await migrate({ databaseUrl: database.url, migrationsDir, dryRun: fromArgv(['--dry-run']) });
+    expect(planned.map((entry) => entry.name)).toEqual([...names, indexMigration]);
+    expect(await relations()).toBe(0);
+    const applied = await migrate({ databaseUrl: database.url, migrationsDir, dryRun: fromArgv([]) });
+    expect(applied.map((entry) => entry.name)).toEqual([...names, indexMigration]);
+    expect(await relations()).toBeGreaterThan(0);
+  });
+
   it('refuses a changed applied file as the real run would', async () => {
     await migrate({ databaseUrl: database.url, migrationsDir });
     await migrateDown({ databaseUrl: database.url, migrationsDir });
