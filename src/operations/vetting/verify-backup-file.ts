@@ -35,6 +35,22 @@ async function formatOf(file: string): Promise<VerifiedBackup['format'] | undefi
   }
 }
 
+/** What {@link verifyBackupFile} is given besides the file. */
+export interface VerifyBackupFileOptions {
+  /** Where to look for pg_restore, for a custom archive. */
+  toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'target'>;
+  signal?: AbortSignal;
+  /** The database the backup is for: a backup that connects to another is refused. */
+  database?: string;
+  /** `restoreSession`'s: the roles a backup may grant to. */
+  grantees?: BackupGrantees;
+  /**
+   * How long pg_restore, reading a custom archive, may write nothing (default 60 s): then it is
+   * taken for stuck (stopped, or reading from a hung disk) and stopped, and the backup refused.
+   */
+  stallTimeoutMs?: number;
+}
+
 /**
  * Checks a backup before a restore may touch the database: it exists and is readable; its
  * `.sha256`, when there is one, matches; and it reads back whole (a custom archive through
@@ -51,7 +67,7 @@ async function formatOf(file: string): Promise<VerifiedBackup['format'] | undefi
  */
 export async function verifyBackupFile(
   file: string,
-  options: { toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'target'>; signal?: AbortSignal; database?: string; grantees?: BackupGrantees } = {},
+  options: VerifyBackupFileOptions = {},
 ): Promise<VerifiedBackup> {
   const absolute = path.resolve(file);
   const name = path.basename(absolute);
@@ -79,7 +95,11 @@ export async function verifyBackupFile(
   const verified: VerifiedBackup = { file: absolute, bytes: info.size, format: format!, checksum: checksum ? 'verified' : 'absent' };
   if (format === 'custom') {
     const pgRestore = await findPgTool('pg_restore', options.toolSearch ?? {});
-    const contents = await verifyArchive(pgRestore, absolute, { ...database, ...(options.signal ? { signal: options.signal } : {}) }).catch((error: Error) =>
+    const contents = await verifyArchive(pgRestore, absolute, {
+      ...database,
+      ...(options.signal ? { signal: options.signal } : {}),
+      ...(options.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: options.stallTimeoutMs }),
+    }).catch((error: Error) =>
       refuse(error instanceof RestoreError ? `it holds what a restore refuses: ${error.message}` : `it is not a readable backup: ${error.message}`, error),
     );
     return { ...verified, tables: contents.tables, pgRestore };
