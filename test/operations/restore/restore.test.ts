@@ -272,6 +272,26 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect((error as Error).message).toMatch(/^pg_restore 15\.\d+ wrote nothing for 1 s while reading the archive \(stopped, or stuck reading it\); it was stopped$/);
   });
 
+  // The public way to the same check: verifyBackupFile finds pg_restore itself (here PG_RESTORE,
+  // a pg_restore that lists the archive and then stops writing while it reads it whole).
+  it('verifyBackupFile passes its stallTimeoutMs on to the check of the archive', async ({ expect }) => {
+    const real = (await verifyBackupFile(backup.file)).pgRestore!;
+    const stuck = path.join(workDir, `stuck-pg-restore-${Date.now()}`);
+    await writeFile(
+      stuck,
+      `#!/bin/sh\ncase "$*" in *--file=-*) exec sleep 600 ;; esac\nexec ${real.command.map((word) => `'${word}'`).join(' ')} "$@"\n`,
+      { mode: 0o755 },
+    );
+
+    const error = await verifyBackupFile(backup.file, { toolSearch: { env: { ...process.env, PG_RESTORE: stuck } }, stallTimeoutMs: 1_000 }).catch(
+      (e: unknown) => e,
+    );
+
+    expect((error as Error).message).toMatch(
+      /: it is not a readable backup: pg_restore 15\.\d+ wrote nothing for 1 s while reading the archive \(stopped, or stuck reading it\); it was stopped; the database was not touched$/,
+    );
+  });
+
   it('a pg_restore that stops writing mid-restore is stopped after stallTimeoutMs, and the restore rolled back', async ({ expect }) => {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
