@@ -128,7 +128,7 @@ export class ConnectionError extends DbError {
 
   constructor(
     readonly reason: string,
-    options?: { cause?: unknown; server?: string; serverMessage?: string; detail?: string },
+    options?: { cause?: unknown; server?: string | undefined; serverMessage?: string | undefined; detail?: string | undefined },
   ) {
     const to = options?.server === undefined ? '' : ` to ${options.server}`;
     const said = [options?.serverMessage, options?.detail].filter(Boolean).join('; ');
@@ -181,7 +181,7 @@ export class LockNotAvailableError extends DbError {
   readonly lockTimeoutMs: number | undefined;
   readonly statementTimeoutMs: number | undefined;
 
-  constructor(options?: { cause?: unknown; lockTimeoutMs?: number; limit?: 'lock_timeout' | 'statement_timeout'; statementTimeoutMs?: number }) {
+  constructor(options?: { cause?: unknown; lockTimeoutMs?: number | undefined; limit?: 'lock_timeout' | 'statement_timeout' | undefined; statementTimeoutMs?: number | undefined }) {
     const limit = options?.limit ?? 'lock_timeout';
     super(
       limit === 'statement_timeout'
@@ -217,7 +217,7 @@ export class QueryCanceledError extends DbError {
   readonly elapsedMs: number | undefined;
   readonly statementTimeoutMs: number | undefined;
 
-  constructor(options?: { cause?: unknown; reason?: CancelReason; elapsedMs?: number; statementTimeoutMs?: number }) {
+  constructor(options?: { cause?: unknown; reason?: CancelReason | undefined; elapsedMs?: number | undefined; statementTimeoutMs?: number | undefined }) {
     const reason = options?.reason ?? 'unknown';
     const after = options?.elapsedMs === undefined ? '' : ` after ${options.elapsedMs} ms`;
     const limit = options?.statementTimeoutMs === undefined ? 'statement_timeout' : `statement_timeout (${options.statementTimeoutMs} ms)`;
@@ -388,7 +388,7 @@ export interface MigrationLockHolder {
   pid: number;
   applicationName: string;
   /** When the holder's transaction began, i.e. since when it has held the lock. */
-  since?: Date;
+  since?: Date | undefined;
 }
 
 function describeHolder(holder: MigrationLockHolder | undefined): string {
@@ -410,7 +410,7 @@ export class MigrationLockTimeoutError extends DbError {
   constructor(
     readonly waitedMs: number,
     readonly holder: MigrationLockHolder | undefined,
-    options?: { cause?: unknown; limit?: 'lock_timeout' | 'statement_timeout' },
+    options?: { cause?: unknown; limit?: 'lock_timeout' | 'statement_timeout' | undefined },
   ) {
     super(
       `Timed out after ${waitedMs} ms waiting for the migration lock, ${describeHolder(holder)}. ` +
@@ -433,7 +433,7 @@ export class MigrationLockTimeoutError extends DbError {
 export class MigrationLockLostError extends DbError {
   override readonly code = 'MIGRATION_LOCK_LOST';
 
-  constructor(options?: { cause?: unknown; detail?: string }) {
+  constructor(options?: { cause?: unknown; detail?: string | undefined }) {
     super(
       `The connection holding the migration lock was lost; ${options?.detail ?? 'the current migration was rolled back'}. Run the migrations again.`,
       options,
@@ -461,7 +461,7 @@ export class MigrationBlockedError extends MigrationError {
     readonly blockers: readonly BlockingSession[],
     readonly statementsApplied: number,
     budget: string,
-    options?: { cause?: unknown; invalidIndex?: string },
+    options?: { cause?: unknown; invalidIndex?: string | undefined },
   ) {
     const invalidIndex = options?.invalidIndex;
     super(

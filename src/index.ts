@@ -4,7 +4,7 @@ export type { CamelCasedDB } from './db/camel-cased-db.js';
 export type { Executor, QueryFunction } from './db/query-function.js';
 export type { CamelCased } from './queries/camel-cased.js';
 export { createDb, poolOf, type CreateDbOptions } from './db/create-db.js';
-export { loadDbConfig, type DbConfig, type PreparedStatementsMode } from './db/db-config.js';
+export { loadDbConfig, type DbConfig, type DbConfigInput, type PreparedStatementsMode } from './db/db-config.js';
 export type { TunedPool, PoolErrorListener } from './db/tuned-pool.js';
 export type { StatementNamingReport, ConnectionRoute } from './db/statement-naming.js';
 export { withSavepoint } from './db/with-savepoint.js';

@@ -14,7 +14,7 @@ import {
 import type { DB } from '../../generated/db.js';
 import type { BoundedClient } from './bounded-client.js';
 import { markedAsKyselyAbortedTransaction } from './kysely-aborted-transaction.js';
-import { callDeadlineFor, type DbConfig, loadDbConfig, resolveDbConfig } from './db-config.js';
+import { callDeadlineFor, type DbConfig, type DbConfigInput, loadDbConfig, resolveDbConfig } from './db-config.js';
 import { timerSlackMs } from './duration.js';
 import { waitedForRowLock } from './row-lock-wait.js';
 import { runNamedStatement, type StatementResult } from './named-statement.js';
@@ -24,12 +24,12 @@ import { timeoutsOverrideSql } from './with-timeouts.js';
 
 export interface CreateDbOptions {
   /** Called when an idle connection is lost or a refill fails; defaults to a line on stderr. */
-  onPoolError?: PoolErrorListener;
+  onPoolError?: PoolErrorListener | undefined;
   /**
    * Kysely's query log. Log `event.query.sql` only: parameters can hold password hashes and
    * token hashes, which must not reach a log line.
    */
-  log?: LogConfig;
+  log?: LogConfig | undefined;
 }
 
 /** Runs compiled SQL on a pooled connection, as Kysely would, minus Kysely's executor layers. */
@@ -314,7 +314,7 @@ function keepTuned(db: Kysely<DB>, state: TunedState): Kysely<DB> {
  * await db.destroy()
  */
 export function createDb(
-  config?: Partial<DbConfig> & { databaseUrl: string },
+  config?: DbConfigInput,
   options: CreateDbOptions = {},
 ): Kysely<DB> {
   const resolved = config === undefined ? loadDbConfig() : resolveDbConfig(config);

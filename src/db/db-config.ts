@@ -226,8 +226,15 @@ export function loadDbConfig(env: NodeJS.ProcessEnv = process.env): DbConfig {
   });
 }
 
+/**
+ * What `createDb` is given: the URL, and any of {@link DbConfig}'s other fields, `undefined`
+ * meaning the default (so `statementTimeoutMs: env.TIMEOUT` type-checks under
+ * `exactOptionalPropertyTypes`).
+ */
+export type DbConfigInput = { [K in keyof DbConfig]?: DbConfig[K] | undefined } & { databaseUrl: string };
+
 /** Fills defaults and checks the settings that depend on each other or on the URL. */
-export function resolveDbConfig(partial: Partial<DbConfig> & { databaseUrl: string }): DbConfig {
+export function resolveDbConfig(partial: DbConfigInput): DbConfig {
   // From JavaScript, `databaseUrl: process.env.DATABASE_URL` with the variable unset.
   if (typeof partial.databaseUrl !== 'string' || partial.databaseUrl === '') {
     throw new ConfigError('DATABASE_URL', 'DATABASE_URL is not set (createDb was given no databaseUrl string)');
@@ -291,6 +298,6 @@ export function resolveDbConfig(partial: Partial<DbConfig> & { databaseUrl: stri
   return config;
 }
 
-function withoutUndefined<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as Partial<T>;
+function withoutUndefined<T extends object>(value: T): { [K in keyof T]?: Exclude<T[K], undefined> } {
+  return Object.fromEntries(Object.entries(value).filter(([, v]) => v !== undefined)) as { [K in keyof T]?: Exclude<T[K], undefined> };
 }

@@ -28,7 +28,7 @@ export interface TunedPool {
    * timeout), or with `PoolClosedError` once the pool is ended. Keeps Node running until it
    * settles, so `await poolOf(db).ready()` at start-up is never cut short by an empty event loop.
    */
-  ready(options?: { timeoutMs?: number }): Promise<void>;
+  ready(options?: { timeoutMs?: number | undefined }): Promise<void>;
   /** Stops refilling and closes every connection; later calls return the same promise. */
   end(): Promise<void>;
   /**

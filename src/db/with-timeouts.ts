@@ -6,11 +6,11 @@ import { typedTransaction } from './typed-transaction.js';
 /** Bounds for one transaction, each in milliseconds or with a unit (`'60s'`, `'5min'`); an omitted one stays as it is. */
 export interface StatementTimeouts {
   /** `statement_timeout` of each statement of the transaction (the pool's call deadline follows it). */
-  statementTimeout?: number | string;
+  statementTimeout?: number | string | undefined;
   /** `lock_timeout` of each statement of the transaction. */
-  lockTimeout?: number | string;
+  lockTimeout?: number | string | undefined;
   /** `idle_in_transaction_session_timeout` while the transaction waits on the caller. */
-  idleInTransactionTimeout?: number | string;
+  idleInTransactionTimeout?: number | string | undefined;
 }
 
 /**

@@ -89,18 +89,18 @@ export interface LockRetryOptions {
    * Also tries again after a deadlock (40P01) that ended the attempt: for work that takes many
    * locks in one go (a restore's tables) while other transactions take them one by one.
    */
-  retryDeadlocks?: boolean;
+  retryDeadlocks?: boolean | undefined;
   /**
    * Ends a pause between two attempts at once when aborted, rejecting with the signal's
    * reason: a restore interrupted by Ctrl-C while it waits for its tables.
    */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /**
    * Told when the monitor finds the attempt's session can no longer be heard (see
    * `BlockerMonitor.watch`): close the attempt's connection with the error, which fails the
    * attempt, rather than wait for an answer that a silent network never brings.
    */
-  silent?: (error: ConnectionError) => void;
+  silent?: ((error: ConnectionError) => void) | undefined;
 }
 
 // 55P03 from lock_timeout (or a NOWAIT in the migration), raw or as the cause of a migration

@@ -28,13 +28,13 @@ export interface MigrationLockOptions {
   /** Longest wait for another run's lock; then {@link MigrationLockTimeoutError} naming the holder. */
   timeoutMs: number;
   /** Told once when another run holds the lock, with who holds it. */
-  onWait?: (holder: MigrationLockHolder | undefined) => void;
+  onWait?: ((holder: MigrationLockHolder | undefined) => void) | undefined;
   /**
    * Runs on the lock's connection before the lock is asked for: a check that refuses the run
    * (a pooler in between) then fails it before it waits for another run, without a
    * connection of its own.
    */
-  beforeLock?: (holder: pg.ClientBase) => Promise<void>;
+  beforeLock?: ((holder: pg.ClientBase) => Promise<void>) | undefined;
 }
 
 // A transaction-scoped advisory lock in a transaction that stays open for the whole run,

@@ -47,30 +47,30 @@ export interface MigratorOptions {
    * whose next clients would inherit what a migration leaves on the session. Default:
    * `MIGRATION_DATABASE_URL`, else `DATABASE_URL`.
    */
-  databaseUrl?: string;
+  databaseUrl?: string | undefined;
   /**
    * Folder of `<name>.up.sql` / `<name>.down.sql` pairs; defaults to this package's own
    * `migrations/`. A service that bundles this library (esbuild, webpack) must copy that
    * folder and pass its path here, since the bundle no longer sits inside the package, and
    * keep `libpg-query` external: it loads its WebAssembly parser from its own folder.
    */
-  migrationsDir?: string;
+  migrationsDir?: string | undefined;
   /** Receives one line per event (applied, reverted, waiting for the lock). Silent by default. */
-  log?: (line: string) => void;
+  log?: ((line: string) => void) | undefined;
   /** Longest wait for another run's lock (default: `MIGRATION_LOCK_TIMEOUT` seconds, else 5 minutes). */
-  lockTimeoutMs?: number;
+  lockTimeoutMs?: number | undefined;
   /**
    * How each migration waits for the locks its statements need (see {@link LockWaitPolicy}):
    * short attempts, rolled back and retried, so that traffic never queues long behind a
    * migration waiting for a long transaction. A file's `-- migrate:lock-wait` header overrides
    * `attemptMs` and `totalMs` for that file.
    */
-  lockWait?: Partial<LockWaitPolicy>;
+  lockWait?: { [K in keyof LockWaitPolicy]?: LockWaitPolicy[K] | undefined } | undefined;
   /**
    * Receives one line per failed lock attempt, naming who blocked it, and, before anything is
    * applied, one per file whose attempts may outwait a role's lock_timeout here. Default: stderr.
    */
-  warn?: (line: string) => void;
+  warn?: ((line: string) => void) | undefined;
 }
 
 /** A migration {@link migrate} would apply, as a dry run lists it. */
@@ -97,8 +97,8 @@ export interface MigrationState {
   name: string;
   /** `changed`: the file differs from what was applied; `missing`: recorded, but the file is gone. */
   state: 'applied' | 'pending' | 'changed' | 'missing';
-  appliedAt?: Date;
-  durationMs?: number;
+  appliedAt?: Date | undefined;
+  durationMs?: number | undefined;
 }
 
 const storage = new PostgresMigrationStorage();
@@ -126,12 +126,12 @@ function runPolicy(options: MigratorOptions): LockWaitPolicy {
  * // applied 20250914134643_initial_schema (41 ms) …
  * const plan = await migrate({ dryRun: true }) // [{ name, file, checksum, transactional }, …]
  */
-export async function migrate(options: MigratorOptions & { to?: string; dryRun: true }): Promise<PlannedMigration[]>;
-export async function migrate(options?: MigratorOptions & { to?: string; dryRun?: false }): Promise<MigrationRun[]>;
+export async function migrate(options: MigratorOptions & { to?: string | undefined; dryRun: true }): Promise<PlannedMigration[]>;
+export async function migrate(options?: MigratorOptions & { to?: string | undefined; dryRun?: false | undefined }): Promise<MigrationRun[]>;
 // A flag read at run time (`process.argv.includes('--dry-run')`): either answer.
-export async function migrate(options: MigratorOptions & { to?: string; dryRun?: boolean }): Promise<MigrationRun[] | PlannedMigration[]>;
+export async function migrate(options: MigratorOptions & { to?: string | undefined; dryRun?: boolean | undefined }): Promise<MigrationRun[] | PlannedMigration[]>;
 export async function migrate(
-  options: MigratorOptions & { to?: string; dryRun?: boolean } = {},
+  options: MigratorOptions & { to?: string | undefined; dryRun?: boolean | undefined } = {},
 ): Promise<MigrationRun[] | PlannedMigration[]> {
   return withMigrator(options, async ({ umzug, runs, files, scripts, client }) => {
     const pending = await pendingUpTo(umzug, options.to);
@@ -188,7 +188,7 @@ async function pendingUpTo(umzug: MigrationUmzug, to: string | undefined): Promi
  * @example
  * await migrateDown({ databaseUrl, to: '20250914134654_add_refresh_tokens_and_user_active' })
  */
-export async function migrateDown(options: MigratorOptions & { to?: string | 0 }): Promise<MigrationRun[]> {
+export async function migrateDown(options: MigratorOptions & { to?: string | 0 | undefined }): Promise<MigrationRun[]> {
   return withMigrator(options, async ({ umzug, runs, scripts, client }) => {
     // As for up: every file this run would revert is read before the first is.
     const executed = (await umzug.executed()).map((migration) => migration.name).reverse();
@@ -440,7 +440,7 @@ function createUmzug(
     // Past its deadline the connection is closed, and whether it committed is the record's to tell.
     await answeredWithin(ctx.client, roundTripDeadlineMs, 'COMMIT', () => ctx.client.query('COMMIT'), `so ${name} may or may not be ${verb}: \`migrate status\` tells`);
     const durationMs = Math.round(performance.now() - (ctx.startedAt ?? performance.now()));
-    ctx.startedAt = undefined;
+    delete ctx.startedAt;
     runs.push({ name, durationMs });
     log(`${verb} ${name} (${durationMs} ms)`);
   };

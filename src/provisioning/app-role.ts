@@ -17,7 +17,7 @@ export interface AppRoleOptions {
   /** `DB_APP_USER`: the role's name (lower-case letters, digits and `_`); `setup --admin` creates it. */
   user: string;
   /** Longest wait for a concurrent set-up or for locks on the tables it grants on (default 60 s). */
-  lockTimeoutMs?: number;
+  lockTimeoutMs?: number | undefined;
 }
 
 /** What {@link provisionAppRole} did to the role itself. */
@@ -118,7 +118,7 @@ export async function provisionAppRole(options: {
   adminUrl: string;
   user: string;
   password: string;
-  statementBounds?: StatementBounds;
+  statementBounds?: StatementBounds | undefined;
 }): Promise<AppRoleChange> {
   const { adminUrl, user, password } = options;
   requireRoleName('DB_APP_USER', user);

@@ -34,7 +34,7 @@ export function databaseUrlWith(databaseUrl: string, database: string): string {
  */
 export function requireLocalDatabase(
   databaseUrl: string,
-  options: { force: boolean; action: string; env?: NodeJS.ProcessEnv; variable?: string },
+  options: { force: boolean; action: string; env?: NodeJS.ProcessEnv | undefined; variable?: string | undefined },
 ): DatabaseTarget {
   const variable = options.variable ?? 'DATABASE_URL';
   const target = databaseTarget(databaseUrl, options.env ?? process.env, variable);
@@ -145,7 +145,7 @@ export async function databaseExists(databaseUrl: string): Promise<boolean> {
  * @example
  * await ensureDatabase('postgresql://postgres:postgres@127.0.0.1:54320/kennwilliamson')
  */
-export async function ensureDatabase(databaseUrl: string, options: { owner?: string; variable?: string } = {}): Promise<boolean> {
+export async function ensureDatabase(databaseUrl: string, options: { owner?: string | undefined; variable?: string | undefined } = {}): Promise<boolean> {
   const { database } = databaseTarget(databaseUrl, process.env, options.variable);
   if (await databaseExists(databaseUrl)) return false;
   return withMaintenanceClient(databaseUrl, async (client) => {
@@ -182,9 +182,9 @@ export async function ensureDatabase(databaseUrl: string, options: { owner?: str
 /** Options of {@link recreateDatabase}; `lockTimeoutMs` bounds the wait for the locks DROP DATABASE takes. */
 export interface RecreateDatabaseOptions extends AdminLockWait {
   /** The new database's owner (default: the role connecting). */
-  owner?: string;
+  owner?: string | undefined;
   /** The variable the URL came from, for a `ConfigError` (default `DATABASE_URL`). */
-  variable?: string;
+  variable?: string | undefined;
 }
 
 /**

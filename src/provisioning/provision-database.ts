@@ -25,7 +25,7 @@ export interface ProvisionOptions extends AdminLockWait {
   /** The database's owner: the role migrations and restores run as (not a superuser, no CREATEROLE). */
   owner: RoleCredentials;
   /** Receives one line per change made. */
-  log?: (line: string) => void;
+  log?: ((line: string) => void) | undefined;
 }
 
 /** What {@link provisionDatabase} did. */

@@ -58,7 +58,7 @@ function normaliseNotes(value: unknown): string | null {
  */
 export const create = queryFunction(async function create(
   db: Kysely<DB>,
-  newTimer: { userId: string; resetAt?: Date; notes?: string | null },
+  newTimer: { userId: string; resetAt?: Date | undefined; notes?: string | null | undefined },
 ): Promise<IncidentTimer> {
   const input = requireInput('input', newTimer);
   const row = {
@@ -140,7 +140,7 @@ export const latestPublicBySlug = queryFunction(async function latestPublicBySlu
 export const update = queryFunction(async function update(
   db: Kysely<DB>,
   timer: TimerRef,
-  timerChanges: { resetAt?: Date; notes?: string | null },
+  timerChanges: { resetAt?: Date | undefined; notes?: string | null | undefined },
 ): Promise<IncidentTimer> {
   const ref = requireInput('ref', timer);
   const changes = requireInput('changes', timerChanges);

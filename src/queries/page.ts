@@ -1,7 +1,7 @@
 /** Which page of a list: `limit` 1 to 100 (default 20), `offset` 0 or more (default 0). */
 export interface PageOptions {
-  limit?: number;
-  offset?: number;
+  limit?: number | undefined;
+  offset?: number | undefined;
 }
 
 /** One page of a list, with the number of matches across all pages. */

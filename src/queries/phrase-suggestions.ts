@@ -36,7 +36,7 @@ export interface Decision {
   /** The deciding admin; `ForbiddenError` unless they hold the admin role. */
   adminId: string;
   /** Up to 500 characters, stored with the decision; shown to the submitter if the service wants. */
-  reason?: string | null;
+  reason?: string | null | undefined;
 }
 
 const suggestionColumns = [

@@ -45,12 +45,12 @@ export type { Page, PageOptions } from './page.js';
 
 export interface ListOptions extends PageOptions {
   /** Case-insensitive substring; `%`, `_` and `\` match literally. Blank means no filter. */
-  search?: string;
+  search?: string | undefined;
 }
 
 export interface AdminListOptions extends ListOptions {
   /** Include deactivated phrases (default true: the admin manages those too). */
-  includeInactive?: boolean;
+  includeInactive?: boolean | undefined;
 }
 
 export interface NewPhrase {
@@ -420,7 +420,7 @@ export const create = queryFunction(async function create(db: Kysely<DB>, newPhr
 export const update = queryFunction(async function update(
   db: Kysely<DB>,
   phrase: { phraseId: string; adminId: string },
-  phraseChanges: { text?: string; active?: boolean },
+  phraseChanges: { text?: string | undefined; active?: boolean | undefined },
 ): Promise<Phrase> {
   const target = requireInput('target', phrase);
   const changes = requireInput('changes', phraseChanges);

@@ -52,25 +52,25 @@ export interface RefreshTokenDefaults {
 export interface NewRefreshToken {
   userId: string;
   /** A plain JSON object of at most 4,096 characters as JSON; members that are undefined are left out, as JSON.stringify does. */
-  deviceInfo?: DeviceInfo | null;
+  deviceInfo?: DeviceInfo | null | undefined;
   /** Defaults to {@link RefreshTokenDefaults.slidingTtlSeconds}; kept by every rotation of the family. */
-  slidingTtlSeconds?: number;
+  slidingTtlSeconds?: number | undefined;
   /** Defaults to {@link RefreshTokenDefaults.absoluteTtlSeconds}; at least the sliding TTL. */
-  absoluteTtlSeconds?: number;
+  absoluteTtlSeconds?: number | undefined;
 }
 
 export interface RotateOptions {
   /** Replaces the family's device info from this token on; `null` clears it; kept when omitted. */
-  deviceInfo?: DeviceInfo | null;
+  deviceInfo?: DeviceInfo | null | undefined;
   /** Defaults to {@link RefreshTokenDefaults.reuseGraceSeconds}; 0 turns the grace off. */
-  reuseGraceSeconds?: number;
+  reuseGraceSeconds?: number | undefined;
 }
 
 export interface PurgeOptions {
   /** Rows deleted per statement, 1 to 10,000 (default 1,000), so no statement holds many locks. */
-  batchSize?: number;
+  batchSize?: number | undefined;
   /** Defaults to {@link RefreshTokenDefaults.revokedRetentionSeconds}. */
-  revokedRetentionSeconds?: number;
+  revokedRetentionSeconds?: number | undefined;
 }
 
 /** A new token: hand `token` to the client once; it cannot be read back. */
@@ -118,7 +118,7 @@ const maxBatchSize = 10_000;
  *
  * @example refreshTokens.configure({ slidingTtlSeconds: 24 * 3600, reuseGraceSeconds: 5 })
  */
-export function configure(changes: Partial<RefreshTokenDefaults>): Readonly<RefreshTokenDefaults> {
+export function configure(changes: { [K in keyof RefreshTokenDefaults]?: RefreshTokenDefaults[K] | undefined }): Readonly<RefreshTokenDefaults> {
   const options = requireOptions('options', changes);
   const next = {
     slidingTtlSeconds: requireSeconds('slidingTtlSeconds', options.slidingTtlSeconds ?? settings.defaults.slidingTtlSeconds, 1),

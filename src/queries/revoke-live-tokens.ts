@@ -8,8 +8,8 @@ export type RevokedReason = NonNullable<Selectable<RefreshTokens>['revoked_reaso
 /** Whose live tokens to revoke: a user's, one family of theirs, or all but one family. */
 export interface RevokeScope {
   userId: string;
-  familyId?: string;
-  exceptFamilyId?: string;
+  familyId?: string | undefined;
+  exceptFamilyId?: string | undefined;
 }
 
 /**

@@ -122,7 +122,7 @@ export const findBySlug = queryFunction(async function findBySlug(db: Kysely<DB>
 export const updateProfile = queryFunction(async function updateProfile(
   db: Kysely<DB>,
   userId: string,
-  profileChanges: { displayName?: string; slug?: string },
+  profileChanges: { displayName?: string | undefined; slug?: string | undefined },
 ): Promise<User> {
   const id = requireUuid('userId', userId);
   const changes = requireInput('changes', profileChanges);
@@ -139,7 +139,7 @@ export const updateProfile = queryFunction(async function updateProfile(
 
 export interface UpdatePasswordOptions {
   /** A token family (`familyId` of the session the change was made from) that stays logged in. */
-  keepFamilyId?: string;
+  keepFamilyId?: string | undefined;
 }
 
 /**
@@ -219,7 +219,7 @@ export const setActive = queryFunction(async function setActive(db: Kysely<DB>, 
 export const isSlugAvailable = queryFunction(async function isSlugAvailable(
   db: Kysely<DB>,
   slug: string,
-  slugOptions?: { excludeUserId?: string },
+  slugOptions?: { excludeUserId?: string | undefined },
 ): Promise<boolean> {
   const value = requireSlug(slug);
   const options = requireOptions('options', slugOptions);
@@ -251,7 +251,7 @@ export const grantRole = queryFunction(async function grantRole(
   db: Kysely<DB>,
   userId: string,
   role: RoleName,
-  grantOptions?: { grantedBy?: string | null },
+  grantOptions?: { grantedBy?: string | null | undefined },
 ): Promise<void> {
   const id = requireUuid('userId', userId);
   const name = requireText('role', role, 50);

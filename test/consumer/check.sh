@@ -14,7 +14,8 @@
 #                  (given the superuser's URL too)
 #   modules        import and require() of both entries, one copy of kysely at run time each
 #   typescript     an ES module TypeScript service (nodenext, skipLibCheck false) passing its own
-#                  Transaction<DB> to the query functions
+#                  Transaction<DB> to the query functions; with exactOptionalPropertyTypes, passing
+#                  `undefined` to optional fields, and declarations of its own helpers over the package
 #   cjs-nodenext   a CommonJS TypeScript service (nodenext): every query function takes its own
 #                  Transaction<DB> and Kysely<DB>, sql runs on the package's db, one Kysely
 #   cjs-node10     a CommonJS TypeScript service with NestJS's default resolution (node10), and

@@ -73,7 +73,7 @@ export default async function setup(project: TestProject): Promise<() => Promise
   const leave = async () => {
     state.users -= 1;
     if (state.users > 0) return;
-    if (shared.kwTestRun === state) shared.kwTestRun = undefined;
+    if (shared.kwTestRun === state) delete shared.kwTestRun;
     await (await state.run.catch(() => undefined))?.stop();
   };
   const major = majorOf(project);

@@ -38,25 +38,25 @@ export interface BackupOptions {
   /** Keep the newest this many backups of the database and environment (at least 1), deleting older ones after this one is verified. */
   keep: number;
   /** Receives progress lines (tables dumped, bytes written, verification). */
-  log?: (line: string) => void;
+  log?: ((line: string) => void) | undefined;
   /** Aborting stops pg_dump and removes the temporary file. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Where to look for pg_dump and pg_restore (tests narrow it); see `findPgTool`. */
-  toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'preferDir'>;
+  toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'preferDir'> | undefined;
   /**
    * Longest wait for the lock on one table (default 30 s, as a restore's), given to pg_dump as
    * `--lock-wait-timeout`: pg_dump turns `lock_timeout` off for its session, and would wait
    * without end behind a session that holds a table (a migration, an idle transaction) while
    * it keeps the tables it already locked, blocking the next migration in turn.
    */
-  lockTimeoutMs?: number;
+  lockTimeoutMs?: number | undefined;
   /**
    * Longest time pg_dump may go without a sign of life, neither output nor a progress line
    * (default: the lock wait and a minute). Then it is stopped, and the backup fails: TCP's
    * bounds never fire where the server's backend is stuck while its kernel still
    * acknowledges, nor for a pg_dump that stopped itself.
    */
-  stallTimeoutMs?: number;
+  stallTimeoutMs?: number | undefined;
 }
 
 const defaultLockTimeoutMs = 30_000;

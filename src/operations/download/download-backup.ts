@@ -23,19 +23,19 @@ export interface DownloadOptions extends Omit<SshTarget, 'host'> {
   /** Name of the backup file in `remoteDir` (a plain name: no folders). */
   file: string;
   /** Folder on the host holding the backups (default `/var/backups/kennwilliamson`). */
-  remoteDir?: string;
+  remoteDir?: string | undefined;
   /** Local folder to copy into; created if missing. */
   backupDir: string;
   /** Receives progress lines. */
-  log?: (line: string) => void;
+  log?: ((line: string) => void) | undefined;
   /** Aborting stops the copy and removes the partial file. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /**
    * Over SSH: how long the copy waits for the file's next bytes before it stops ssh and fails
    * (default 60 000 ms). SSH keepalives do not bound that wait: sshd answers them itself, so a
    * remote `cat` stuck on a hung disk or NFS mount keeps a live session that sends nothing.
    */
-  stallTimeoutMs?: number;
+  stallTimeoutMs?: number | undefined;
 }
 
 /** A copied backup. */
@@ -47,7 +47,7 @@ export interface DownloadResult {
   /** Whether the copy was checked against a `.sha256` from the host (false: the host had none). */
   verified: boolean;
   /** The local `.sha256`, when the host had one. */
-  checksumFile?: string;
+  checksumFile?: string | undefined;
 }
 
 interface SourceFile {

@@ -4,14 +4,14 @@ import { DownloadError } from '../../errors.js';
 export interface SshTarget {
   /** Host name or address, optionally `user@host`. */
   host: string;
-  port?: number;
-  user?: string;
+  port?: number | undefined;
+  user?: string | undefined;
   /** Private key file (`ssh -i`); when set, only this key is offered. */
-  key?: string;
+  key?: string | undefined;
   /** known_hosts file to check the host key against, instead of ~/.ssh/known_hosts. */
-  knownHostsFile?: string;
+  knownHostsFile?: string | undefined;
   /** Seconds to wait for the TCP connection and the SSH handshake (default 10). */
-  connectTimeoutSeconds?: number;
+  connectTimeoutSeconds?: number | undefined;
 }
 
 /**

@@ -28,22 +28,22 @@ export interface PgTool {
 /** Where {@link findPgTool} looks and what it accepts. */
 export interface FindPgToolOptions {
   /** Accept only a program of at least this major version (pg_dump: the server's). */
-  minMajor?: number;
+  minMajor?: number | undefined;
   /** Environment with `PG_DUMP` / `PG_RESTORE` / `PSQL` and `PATH`; default `process.env`. */
-  env?: NodeJS.ProcessEnv;
+  env?: NodeJS.ProcessEnv | undefined;
   /** Look in this folder right after the variable: where the matching pg_dump was found. */
-  preferDir?: string;
+  preferDir?: string | undefined;
   /** Folder of versioned installations (`<dir>/<major>/bin`); default Debian's `/usr/lib/postgresql`. */
-  installationsDir?: string;
+  installationsDir?: string | undefined;
   /** Also try `docker compose exec -T postgres` when that service runs (default true). */
-  docker?: boolean;
+  docker?: boolean | undefined;
   /**
    * The server the program will connect to. The compose container's program reaches only
    * the container's own server, so it is a candidate only when this is that server: a
    * local host and the port the service publishes. Leave it out for a program that
    * connects nowhere (pg_restore reading an archive).
    */
-  target?: DatabaseTarget;
+  target?: DatabaseTarget | undefined;
 }
 
 const versionTimeoutMs = 10_000;

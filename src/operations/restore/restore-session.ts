@@ -13,9 +13,9 @@ import { newTableGrantees } from './restored-privileges.js';
 /** The owner role a restore logs in as when the URL it was given has powers beyond the database. */
 export interface RestoreOwner {
   /** `DB_OWNER_USER`: when set, it must be the database's owner. */
-  user?: string;
+  user?: string | undefined;
   /** `DB_OWNER_PASSWORD`. */
-  password?: string;
+  password?: string | undefined;
 }
 
 /** How a restore connects: the URL, and the role it logs in as. */
@@ -23,15 +23,15 @@ export interface RestoreSession {
   url: string;
   role: string;
   /** The role of the URL given, when the restore logs in as the owner instead of it. */
-  insteadOf?: string;
+  insteadOf?: string | undefined;
   /** `DB_APP_USER`, checked to exist and to be another role than the one restoring. */
-  appRole?: string;
+  appRole?: string | undefined;
   /**
    * Without `DB_APP_USER`: the one role the owner's default privileges give new tables the
    * release step's privileges to (`newTableGrantees`), which the restore gives
    * them again, as the release step would.
    */
-  knownAppRole?: string;
+  knownAppRole?: string | undefined;
   /**
    * Whom the backup may grant privileges to: the role restoring (`role`) and the application
    * role, `appRole` or else the role(s) its default privileges in public give new tables to
@@ -62,7 +62,7 @@ const why =
  * const session = await restoreSession(superuserUrl, { password: process.env.DB_OWNER_PASSWORD })
  * // { url: 'postgresql://kennwilliamson:…@…/kennwilliamson', role: 'kennwilliamson', insteadOf: 'postgres' }
  */
-export async function restoreSession(databaseUrl: string, owner: RestoreOwner = {}, options: { appRole?: string } = {}): Promise<RestoreSession> {
+export async function restoreSession(databaseUrl: string, owner: RestoreOwner = {}, options: { appRole?: string | undefined } = {}): Promise<RestoreSession> {
   const target = databaseTarget(databaseUrl);
   const { appRole } = options;
   if (appRole !== undefined) requireRoleName('DB_APP_USER', appRole);

@@ -39,17 +39,17 @@ export interface RestoreOptions {
   /** A backup checked by `verifyBackupFile`. */
   backup: VerifiedBackup;
   /** Receives progress lines (tables restored). */
-  log?: (line: string) => void;
+  log?: ((line: string) => void) | undefined;
   /** Aborting stops the restore before its COMMIT: the database stays as it was. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Where to look for pg_restore when `backup` names none (tests narrow it); see `findPgTool`. */
-  toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'target'>;
+  toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'target'> | undefined;
   /**
    * The database owner's password (and name, to check it), for when `databaseUrl` logs in as
    * a role with powers beyond the database (a superuser): the restore then logs in as the
    * owner instead, and refuses without it. See `restoreSession`.
    */
-  owner?: RestoreOwner;
+  owner?: RestoreOwner | undefined;
   /**
    * `DB_APP_USER`, the application role of the database restored into, which then gets the
    * release step's grants (`grantAppRole`) in the restore's transaction; unnamed, the role
@@ -57,14 +57,14 @@ export interface RestoreOptions {
    * them. The backup may grant only to the owner and the application role; a backup granting
    * to any other role, or to PUBLIC, is refused. See `restoreSession` and `checkBackupStatement`.
    */
-  appRole?: string;
+  appRole?: string | undefined;
   /**
    * What `restoreSession(databaseUrl, owner, { appRole })` returned, when the caller checked
    * the connection and the roles itself before reading the backup; asked here otherwise.
    */
-  session?: RestoreSession;
+  session?: RestoreSession | undefined;
   /** Longest wait for a lock held by another session (default 30 s); the backup's own `SET lock_timeout` never lifts it. */
-  lockTimeoutMs?: number;
+  lockTimeoutMs?: number | undefined;
   /**
    * How long pg_restore, reading a custom archive, may write nothing while the restore waits
    * for it (default 60 s): then it is taken for stuck (stopped, or reading from a hung disk),
@@ -72,7 +72,7 @@ export interface RestoreOptions {
    * The server gets as long to read a table's rows, and to answer their end: a backend that
    * stopped while its host still acknowledges would otherwise be waited for without end.
    */
-  stallTimeoutMs?: number;
+  stallTimeoutMs?: number | undefined;
 }
 
 /** A finished restore. */

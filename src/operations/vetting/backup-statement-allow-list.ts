@@ -384,7 +384,7 @@ export interface BackupGrantees {
    * where the backup was made), which the restore leaves out too. PUBLIC, predefined roles and
    * grant options are refused all the same.
    */
-  setsDefaultPrivileges?: boolean;
+  setsDefaultPrivileges?: boolean | undefined;
 }
 
 /** Options of {@link checkBackupStatement}. */

@@ -17,9 +17,9 @@ export interface VerifiedBackup {
   /** Whether a `.sha256` beside it was checked (`absent`: there was none). */
   checksum: 'verified' | 'absent';
   /** Tables with data in a custom archive; unknown for plain SQL. */
-  tables?: number;
+  tables?: number | undefined;
   /** The pg_restore that read a custom archive, to restore it with. */
-  pgRestore?: PgTool;
+  pgRestore?: PgTool | undefined;
 }
 
 async function formatOf(file: string): Promise<VerifiedBackup['format'] | undefined> {
@@ -38,17 +38,17 @@ async function formatOf(file: string): Promise<VerifiedBackup['format'] | undefi
 /** What {@link verifyBackupFile} is given besides the file. */
 export interface VerifyBackupFileOptions {
   /** Where to look for pg_restore, for a custom archive. */
-  toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'target'>;
-  signal?: AbortSignal;
+  toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'target'> | undefined;
+  signal?: AbortSignal | undefined;
   /** The database the backup is for: a backup that connects to another is refused. */
-  database?: string;
+  database?: string | undefined;
   /** `restoreSession`'s: the roles a backup may grant to. */
-  grantees?: BackupGrantees;
+  grantees?: BackupGrantees | undefined;
   /**
    * How long pg_restore, reading a custom archive, may write nothing (default 60 s): then it is
    * taken for stuck (stopped, or reading from a hung disk) and stopped, and the backup refused.
    */
-  stallTimeoutMs?: number;
+  stallTimeoutMs?: number | undefined;
 }
 
 /**
