@@ -41,8 +41,8 @@ export interface BackupOptions {
   log?: ((line: string) => void) | undefined;
   /** Aborting stops pg_dump and removes the temporary file. */
   signal?: AbortSignal | undefined;
-  /** Where to look for pg_dump and pg_restore (tests narrow it); see `findPgTool`. */
-  toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'preferDir'> | undefined;
+  /** Where to look for pg_dump and pg_restore (tests narrow it); see `findPgTool`. The server is the backup's own, so no `target`. */
+  toolSearch?: Omit<FindPgToolOptions, 'minMajor' | 'preferDir' | 'target'> | undefined;
   /**
    * Longest wait for the lock on one table (default 30 s, as a restore's), given to pg_dump as
    * `--lock-wait-timeout`: pg_dump turns `lock_timeout` off for its session, and would wait
