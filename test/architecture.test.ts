@@ -63,6 +63,15 @@ const shipped = files.filter((file) => !excluded.some((folder) => file.startsWit
 const everyFile = [...files, ...sourceFiles(path.join(root, 'test')), ...sourceFiles(path.join(root, 'bench'))];
 
 describe('the architecture', () => {
+  // The checks below mostly expect to find nothing: first, that the reader finds what is there
+  // (a type import, a dynamic import, a re-export, an import over several lines).
+  it('reads the imports of a file, of every kind the checks look for', () => {
+    expect(importsOf(path.join(src, 'migrations', 'on-demand-migrator.ts'))).toEqual(['./migrator.js', './migrator.js']);
+    expect(importsOf(path.join(src, 'index.ts'))).toEqual(expect.arrayContaining(['../generated/db.js', './db/create-db.js', './queries/users.js']));
+    expect(importsOf(path.join(src, 'operations', 'index.ts'))).toContain('./vetting/verify-backup-file.js');
+    expect(importsOf(path.join(src, 'db', 'create-db.ts'))).toContain('../errors.js'); // over several lines
+  });
+
   it('has no import cycle between folders', () => {
     const edges = new Map<string, Set<string>>();
     for (const file of files) {
