@@ -48,7 +48,7 @@ describe.concurrent('migrate against a server that stops answering', () => {
     await writeFile(path.join(migrationsDir, `${slow}.down.sql`), 'SELECT 1;\n');
     const migrating = migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 1_000 }).catch((e: unknown) => e);
     await eventually(
-      () => withClient(database.url, async (client) => (await client.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()")).rowCount === 1),
+      () => withClient(database.url, async (client) => (await client.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()")).rowCount === 1),
       'the file runs',
     );
     const holder = await holdTableLock(database.url, 'schema_migrations');
@@ -72,7 +72,7 @@ describe.concurrent('migrate against a server that stops answering', () => {
     const lockWait = { firstAttemptMs: 12_000 };
     const migrating = migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 1_000, lockWait }).catch((e: unknown) => e);
     await eventually(
-      () => withClient(database.url, async (client) => (await client.query("SELECT 1 FROM pg_stat_activity WHERE query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()")).rowCount === 1),
+      () => withClient(database.url, async (client) => (await client.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()")).rowCount === 1),
       'the file runs',
     );
     const holder = await holdTableLock(database.url, 'schema_migrations');
