@@ -39,37 +39,23 @@ describe.concurrent('migrate against a server that stops answering', () => {
     context.expect(await recorded()).toBe(0);
   });
 
-  // RESET after the file would give the record's BEGIN and INSERT the server's lock_timeout
-  // (none): they would wait for the holder until the client's deadline, and say the server was silent.
-  it('records a no-transaction file under MIGRATION_LOCK_TIMEOUT too, failing as a lock wait when the record is held', async (context) => {
+  // A file that runs two seconds, whose record another session's lock then holds: the record
+  // waits no longer than MIGRATION_LOCK_TIMEOUT and fails as a lock wait, whatever the file.
+  // - No transaction: RESET after the file would give the record's BEGIN and INSERT the
+  //   server's lock_timeout (none), and they would wait until the client's deadline.
+  // - Long attempts: a transactional file's record is written inside its last attempt, under
+  //   that attempt's lock_timeout; a header's attempt= above MIGRATION_LOCK_TIMEOUT and the round
+  //   trip's 10 s let the client's deadline fire first. (Attempts start at 100 ms and double:
+  //   this one starts at its longest.)
+  // Either way the held lock would be reported as a silent server.
+  it.for([
+    { kind: 'a no-transaction file', header: '-- migrate:no-transaction', lockWait: {} },
+    { kind: 'a file with long attempts', header: '-- migrate:lock-wait attempt=12s total=12s', lockWait: { firstAttemptMs: 12_000 } },
+  ])('records $kind under MIGRATION_LOCK_TIMEOUT, failing as a lock wait when the record is held', async ({ header, lockWait }, context) => {
     const { database, migrationsDir } = await sandboxWithPending(context);
-    const slow = '20990101000001_slow_without_transaction';
-    await writeFile(path.join(migrationsDir, `${slow}.up.sql`), '-- migrate:no-transaction\nSELECT pg_catalog.pg_sleep(2);\n');
+    const slow = '20990101000001_slow';
+    await writeFile(path.join(migrationsDir, `${slow}.up.sql`), `${header}\nSELECT pg_catalog.pg_sleep(2);\n`);
     await writeFile(path.join(migrationsDir, `${slow}.down.sql`), 'SELECT 1;\n');
-    const migrating = migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 1_000 }).catch((e: unknown) => e);
-    await eventually(
-      () => withClient(database.url, async (client) => (await client.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()")).rowCount === 1),
-      'the file runs',
-    );
-    const holder = await holdTableLock(database.url, 'schema_migrations');
-    try {
-      const error = await migrating;
-      context.expect((error as { code?: string }).code ?? (error as { cause?: { code?: string } }).cause?.code).toMatch(/^(55P03|LOCK_NOT_AVAILABLE)$/);
-    } finally {
-      await holder.release();
-    }
-  });
-
-  // A transactional file's record is written inside the file's last attempt, under that
-  // attempt's lock_timeout: a header's attempt= above MIGRATION_LOCK_TIMEOUT and the round
-  // trip's 10 s would let the client's deadline fire first, and call a held lock a silent server.
-  it("records a file with long attempts under MIGRATION_LOCK_TIMEOUT, failing as a lock wait rather than the client's deadline", async (context) => {
-    const { database, migrationsDir } = await sandboxWithPending(context);
-    const slow = '20990101000001_slow_with_long_attempts';
-    await writeFile(path.join(migrationsDir, `${slow}.up.sql`), '-- migrate:lock-wait attempt=12s total=12s\nSELECT pg_catalog.pg_sleep(2);\n');
-    await writeFile(path.join(migrationsDir, `${slow}.down.sql`), 'SELECT 1;\n');
-    // Attempts start at 100 ms and double: start this file at its longest one.
-    const lockWait = { firstAttemptMs: 12_000 };
     const migrating = migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 1_000, lockWait }).catch((e: unknown) => e);
     await eventually(
       () => withClient(database.url, async (client) => (await client.query("SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND query LIKE '%pg_sleep(2)%' AND pid <> pg_backend_pid()")).rowCount === 1),

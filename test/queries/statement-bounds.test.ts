@@ -51,6 +51,19 @@ async function directSession(): Promise<pg.Client> {
   return client;
 }
 
+// Runs `work` while a direct session of the test holds the user's row (FOR UPDATE), as a long
+// transaction of another service would.
+async function whileUserRowHeld(userId: string, work: () => Promise<void>): Promise<void> {
+  const holder = await directSession();
+  try {
+    await holder.query('BEGIN');
+    await holder.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [userId]);
+    await work();
+  } finally {
+    await holder.end();
+  }
+}
+
 // Each waits for the server (a timeout, a held lock, an idle transaction): 2-3 s of waiting
 // in the longest and 8 s in all, at little CPU, in each of the five projects. Side by side, on
 // connections and rows of their own, the file takes as long as its longest.
@@ -85,19 +98,14 @@ describe.concurrent('bounded waits', () => {
 
   it('fails a call blocked on a held row after lock_timeout with a retryable LockNotAvailableError', async ({ expect }) => {
     const user = await newUser(testDb.db);
-    const holder = await directSession();
-    try {
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [user.id]);
-      await withBoundedDb(async (db) => {
+    await whileUserRowHeld(user.id, () =>
+      withBoundedDb(async (db) => {
         const error = await users.updatePassword(db, user.id, '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$b3RoZXI').catch((e: unknown) => e);
         expect(error).toBeInstanceOf(LockNotAvailableError);
         expect((error as LockNotAvailableError).retryable).toBe(true);
         expect((error as LockNotAvailableError).lockTimeoutMs).toBe(expected.lockTimeoutMs);
-      });
-    } finally {
-      await holder.end();
-    }
+      }),
+    );
   });
 
   // Callers that insert the same key at once (a double click, a retry, another tab) while the
@@ -170,21 +178,16 @@ describe.concurrent('bounded waits', () => {
   // bounds equal: statement_timeout, which started first, fires first.)
   it('fails a call whose wait for a held row statement_timeout ends with a retryable LockNotAvailableError naming that bound', async ({ expect }) => {
     const user = await newUser(testDb.db);
-    const holder = await directSession();
-    try {
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [user.id]);
-      await withBoundedDb(async (db) => {
+    await whileUserRowHeld(user.id, () =>
+      withBoundedDb(async (db) => {
         const error = await withTimeouts(db, { statementTimeout: '400ms', lockTimeout: '400ms' }, (trx) =>
           users.updateProfile(trx, user.id, { displayName: 'Busy' }),
         ).catch((e: unknown) => e);
         expect(error).toBeInstanceOf(LockNotAvailableError);
         expect(error).toMatchObject({ retryable: true, limit: 'statement_timeout', sqlState: '57014', statementTimeoutMs: 400 });
         expect((error as Error).message).toMatch(/^A row lock was not available in time: .* until statement_timeout \(400 ms\) cancelled it; retry the transaction after a pause$/);
-      });
-    } finally {
-      await holder.end();
-    }
+      }),
+    );
   });
 
   // Excluding a phrase again, or granting a role the user holds, changes nothing: it must not
@@ -195,17 +198,12 @@ describe.concurrent('bounded waits', () => {
     const phrase = await phrases.create(testDb.db, { text: `Held again ${user.id}`, createdBy: admin.id });
     await phrases.exclude(testDb.db, user.id, phrase.id);
     await users.grantRole(testDb.db, user.id, 'admin');
-    const holder = await directSession();
-    try {
-      await holder.query('BEGIN');
-      await holder.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [user.id]);
-      await withBoundedDb(async (db) => {
+    await whileUserRowHeld(user.id, () =>
+      withBoundedDb(async (db) => {
         await expect(phrases.exclude(db, user.id, phrase.id)).resolves.toBeUndefined();
         await expect(users.grantRole(db, user.id, 'admin')).resolves.toBeUndefined();
-      });
-    } finally {
-      await holder.end();
-    }
+      }),
+    );
   });
 
   it('ends a transaction left idle past idle_in_transaction_session_timeout: the next statement fails with a retryable ConnectionError', async ({ expect }) => {

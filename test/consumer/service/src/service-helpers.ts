@@ -1,6 +1,11 @@
-// A service compiled with exactOptionalPropertyTypes (tsconfig.json) passes what it has, an
-// environment variable or a request's field, `undefined` when absent, to the package's optional
-// fields: each takes `undefined` as left out, and is typed so. Compiled only; never run.
+// A service's own module of helpers over the package, compiled (never run) with declarations
+// and exactOptionalPropertyTypes on (tsconfig.json):
+// - the compiler writes each inferred type by a name it can import from the package's entries,
+//   or refuses the module (TS2742, "cannot be named without a reference to …/dist/src/…"): so
+//   every type that the public functions take or give must be exported there;
+// - a service passes what it has, an environment variable or a request's field, `undefined`
+//   when absent, to the package's optional fields: each takes `undefined` as left out, and is
+//   typed so.
 import { type Kysely } from 'kysely';
 import {
   createDb,
@@ -14,9 +19,11 @@ import {
   users,
   withTimeouts,
   type DB,
+  type DbConfigInput,
 } from '@kennwilliamson/db';
 import {
   backupDatabase,
+  backupSettings,
   downloadBackup,
   ensureAppRole,
   ensureDatabase,
@@ -24,7 +31,45 @@ import {
   provisionDatabase,
   restoreDatabase,
   verifyBackupFile,
+  type BackupGrantees,
+  type DatabaseTarget,
+  type FindPgToolOptions,
+  type LoginRoleChange,
+  type PgTool,
+  type RestoreOwner,
+  type RestoreSession,
+  type SshTarget,
+  type StatementBounds,
+  type VerifyBackupFileOptions,
 } from '@kennwilliamson/db/operations';
+
+const never = <T>(): T => undefined as T;
+
+export const makeDb = (config: DbConfigInput) => createDb(config);
+export const poolStats = (db: ReturnType<typeof createDb>) => poolOf(db).statementNaming();
+export const bounded = (db: ReturnType<typeof createDb>) => withTimeouts(db, { statementTimeout: '1s' }, async () => 1);
+export const makeAppRole = () => provisionAppRole(never());
+export const keepAppRole = () => ensureAppRole(never());
+export const makeDatabase = () => provisionDatabase(never());
+export const keepDatabase = () => ensureDatabase(never(), never());
+export const backUp = () => backupDatabase(never());
+export const settings = () => backupSettings({});
+export const check = () => verifyBackupFile('x.dump', never<VerifyBackupFileOptions>());
+export const restore = () => restoreDatabase(never());
+export const download = () => downloadBackup(never());
+
+// And a service's code may name what it passes and keeps.
+export interface ServiceOperations {
+  owner: RestoreOwner;
+  session: RestoreSession;
+  grantees: BackupGrantees;
+  tools: FindPgToolOptions;
+  pgRestore: PgTool;
+  target: DatabaseTarget;
+  host: SshTarget;
+  bounds: StatementBounds;
+  change: LoginRoleChange;
+}
 
 declare const env: Record<string, string | undefined>;
 declare const body: { limit?: number; offset?: number; search?: string; reason?: string; userAgent?: string; excludeUserId?: string };
