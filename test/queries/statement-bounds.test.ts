@@ -190,6 +190,17 @@ describe.concurrent('bounded waits', () => {
     );
   });
 
+  // Only a wait for a row: a slow statement whose text, quoted in the context of the function
+  // that ran it, holds a `(n,n)` of its own is the QueryCanceledError it is.
+  it('keeps a slow statement whose text holds (n,n) a QueryCanceledError', async ({ expect }) => {
+    await withBoundedDb(async (db) => {
+      const error = await sql`DO $$ BEGIN PERFORM pg_catalog.pg_sleep(5), 1.5::numeric(10,2); END $$`.execute(db).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(QueryCanceledError);
+      expect(error).toMatchObject({ reason: 'statement_timeout', retryable: false });
+      expect((error as { cause?: { where?: string } }).cause?.where).toMatch(/numeric\(10,2\)/);
+    });
+  });
+
   // Excluding a phrase again, or granting a role the user holds, changes nothing: it must not
   // wait for a held user row (as ON CONFLICT DO NOTHING never did), only a call that inserts does.
   it('phrases.exclude and users.grantRole that change nothing do not wait for a held user row', async ({ expect }) => {
