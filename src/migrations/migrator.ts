@@ -502,12 +502,10 @@ async function runTransactional(ctx: MigrationContext, script: MigrationScript, 
       }
       // The record is written next, in this transaction: it waits for its table no longer than
       // the run's lock wait, as every read and write of the record does, and within the
-      // deadline that storage gives it (an attempt's longer lock_timeout would outlast that).
-      if (lockTimeoutMs > ctx.lockTimeoutMs) {
-        await answeredWithin(client, roundTripDeadlineMs, 'SET LOCAL lock_timeout', () =>
-          client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(ctx.lockTimeoutMs))}`),
-        );
-      }
+      // deadline that storage gives it, whatever lock_timeout the attempt or the file itself
+      // (its own SET LOCAL) left in force.
+      const recordLockTimeoutMs = Math.max(1, Math.round(Math.min(lockTimeoutMs, ctx.lockTimeoutMs)));
+      await answeredWithin(client, roundTripDeadlineMs, 'SET LOCAL lock_timeout', () => client.query(`SET LOCAL lock_timeout = ${recordLockTimeoutMs}`));
     },
   );
 }

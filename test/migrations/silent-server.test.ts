@@ -47,10 +47,12 @@ describe.concurrent('migrate against a server that stops answering', () => {
   //   that attempt's lock_timeout; a header's attempt= above MIGRATION_LOCK_TIMEOUT and the round
   //   trip's 10 s let the client's deadline fire first. (Attempts start at 100 ms and double:
   //   this one starts at its longest.)
+  // - A file's own SET LOCAL lock_timeout stays in force for its record, in its transaction.
   // Either way the held lock would be reported as a silent server.
   it.for([
     { kind: 'a no-transaction file', header: '-- migrate:no-transaction', lockWait: {} },
     { kind: 'a file with long attempts', header: '-- migrate:lock-wait attempt=12s total=12s', lockWait: { firstAttemptMs: 12_000 } },
+    { kind: 'a file that sets its own lock_timeout', header: "SET LOCAL lock_timeout = '30s';", lockWait: {} },
   ])('records $kind under MIGRATION_LOCK_TIMEOUT, failing as a lock wait when the record is held', async ({ header, lockWait }, context) => {
     const { database, migrationsDir } = await sandboxWithPending(context);
     const slow = '20990101000001_slow';
