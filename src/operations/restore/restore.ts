@@ -1,6 +1,7 @@
 import { createReadStream } from 'node:fs';
 import type pg from 'pg';
 import { open } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { type Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { answeredWithin, destroyConnection, roundTripDeadlineMs } from '../../db/answer-deadline.js';
@@ -69,10 +70,17 @@ export interface RestoreOptions {
    * How long pg_restore, reading a custom archive, may write nothing while the restore waits
    * for it (default 60 s): then it is taken for stuck (stopped, or reading from a hung disk),
    * stopped, and the restore rolled back, rather than hold every table of public meanwhile.
-   * The server gets as long to read a table's rows, and to answer their end: a backend that
-   * stopped while its host still acknowledges would otherwise be waited for without end.
    */
   stallTimeoutMs?: number | undefined;
+  /**
+   * How long the server may read none of a table's rows sent to it, or leave their end
+   * unanswered (default 60 s), before the restore looks at its progress from another
+   * connection (`pg_stat_progress_copy`): a server still at work with the rows it has is given
+   * as long again; one that is not (a backend that stopped while its host still acknowledges,
+   * which would otherwise be waited for without end) has its connection closed, and the
+   * restore is rolled back.
+   */
+  serverStallTimeoutMs?: number | undefined;
 }
 
 /** A finished restore. */
@@ -153,19 +161,56 @@ function rolledBack(failure: string, cause: unknown): RestoreError {
   return error;
 }
 
-// The same, located by line in the backup's SQL.
-// The restore's rows go to a server that stopped taking them: the connection is closed, which
-// fails the COPY (and rolls the restore back, on the server, once it notices).
-function copyStallGuard(client: pg.ClientBase, table: string, timeoutMs: number): CopyStallGuard {
+// The restore's rows go to a server that stopped taking them, and whose backend shows no
+// progress with them either: the connection is closed, which fails the COPY (and rolls the
+// restore back, on the server, once it notices).
+function copyStallGuard(client: pg.ClientBase, table: string, timeoutMs: number, progress: { url: string; pid: number | undefined }): CopyStallGuard {
   return {
     timeoutMs,
+    stillWorking: () => (progress.pid === undefined ? Promise.resolve(false) : copyAdvancing(progress.url, progress.pid, Math.min(copyProgressIntervalMs, timeoutMs))),
     onStall: (what) => {
       const stalled = what === 'read' ? `read none of table ${table}'s rows sent to it` : `did not answer the end of table ${table}'s rows`;
-      destroyConnection(client, new ConnectionError('deadline', { detail: `the server ${stalled} for ${timeoutMs / 1000} s; the connection was closed` }));
+      destroyConnection(
+        client,
+        new ConnectionError('deadline', { detail: `the server ${stalled} for ${timeoutMs / 1000} s, nor made progress with them; the connection was closed` }),
+      );
     },
   };
 }
 
+/** How long the server may take no visible step with a table's rows, before it is looked at (see serverStallTimeoutMs). */
+const defaultServerStallTimeoutMs = 60_000;
+
+// Two looks at the COPY's progress, this far apart.
+const copyProgressIntervalMs = 2_000;
+
+// Whether the restore's backend moves on with its COPY: two looks at pg_stat_progress_copy (its
+// role sees its own backends there), a moment apart, from a connection of their own. A backend
+// that stopped shows the same counts, or none once its COPY ended with the answer unsent.
+async function copyAdvancing(url: string, pid: number, intervalMs: number): Promise<boolean> {
+  return withClient(
+    url,
+    async (client) => {
+      const look = async () =>
+        (
+          await answeredWithin(client, roundTripDeadlineMs, "the look at the COPY's progress", () =>
+            client.query<{ processed: string }>(
+              "SELECT bytes_processed::text || ':' || tuples_processed::text AS processed FROM pg_catalog.pg_stat_progress_copy WHERE pid = $1",
+              [pid],
+            ),
+          )
+        ).rows[0]?.processed;
+      const before = await look();
+      if (before === undefined) return false;
+      await delay(intervalMs);
+      const after = await look();
+      return after !== undefined && after !== before;
+    },
+    'kennwilliamson-restore',
+  );
+}
+
+// The same, located by line in the backup's SQL.
 function statementFailure(error: unknown, part: SqlScriptPart, kept: KeptExtension[]): string {
   const { text, line } = part;
   const offset = Number((error as { position?: string }).position);
@@ -394,6 +439,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   }
 
   const stallTimeoutMs = Math.max(1, Math.round(options.stallTimeoutMs ?? defaultPgRestoreStallTimeoutMs));
+  const serverStallTimeoutMs = Math.max(1, Math.round(options.serverStallTimeoutMs ?? defaultServerStallTimeoutMs));
   let source: Readable;
   let sourceDone: () => Promise<void>;
   let closeSource = async () => undefined as void;
@@ -551,7 +597,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             if (part.kind === 'copy') log(`restoring table ${part.table} (${++tables}${backup.tables ? ` of ${backup.tables}` : ''})`);
             const query =
               part.kind === 'copy'
-                ? new ScriptQuery(part.text, part.data, copyStallGuard(client, part.table, stallTimeoutMs))
+                ? new ScriptQuery(part.text, part.data, copyStallGuard(client, part.table, serverStallTimeoutMs, { url: session.url, pid: ownSession?.pid }))
                 : new ScriptQuery(part.text);
             client.query(query);
             await query.done.catch((error: unknown) => {

@@ -19,9 +19,15 @@ interface WireConnection {
  * ever, or the end of the rows goes unanswered, and TCP never tells.
  */
 export interface CopyStallGuard {
-  /** How long the server may read none of the rows, or leave their end unanswered. */
+  /** How long the server may read none of the rows, or leave their end unanswered, before it is looked at. */
   timeoutMs: number;
-  /** Called once then, with what the server did not do; it is to close the connection, which fails the query. */
+  /**
+   * Whether the server is still at work on the rows it has (a CHECK that takes its time over
+   * each row, with megabytes of them in the sockets): asked from elsewhere (another connection)
+   * once it seemed stalled for `timeoutMs`; true gives it `timeoutMs` more.
+   */
+  stillWorking: () => Promise<boolean>;
+  /** Called once the server did not read, or answer, and was not at work: it is to close the connection, which fails the query. */
   onStall: (what: 'read' | 'answer') => void;
 }
 
@@ -87,11 +93,28 @@ export class ScriptQuery implements pg.Submittable {
       this.syncAfterCopy();
       return;
     }
-    if (this.stallGuard !== undefined) {
-      const { timeoutMs, onStall } = this.stallGuard;
-      this.watch = stallWatch(timeoutMs, () => onStall(this.owed ?? 'answer'), () => this.owed !== undefined);
-    }
+    this.watchServer();
     void this.pump(wire, this.copyData);
+  }
+
+  private watchServer(): void {
+    const guard = this.stallGuard;
+    if (guard === undefined) return;
+    this.watch = stallWatch(
+      guard.timeoutMs,
+      () => {
+        const what = this.owed ?? 'answer';
+        void guard.stillWorking().then(
+          (working) => {
+            if (this.settled) return;
+            if (working) this.watchServer();
+            else guard.onStall(what);
+          },
+          () => this.settled || guard.onStall(what),
+        );
+      },
+      () => this.owed !== undefined,
+    );
   }
 
   // The server owes something from now on: the watch counts from here.
@@ -128,6 +151,7 @@ export class ScriptQuery implements pg.Submittable {
       this.sourceError = error;
       this.failedReading = true;
       if (!this.settled) {
+        this.await('answer');
         wire.sendCopyFail('the backup stream failed');
         this.syncAfterCopy();
       }

@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, type ExpectStatic, it } from 'vitest';
-import { openClient } from '../../../src/db/with-client.js';
+import { openClient, withClient } from '../../../src/db/with-client.js';
 import { recreateDatabase } from '../../../src/provisioning/database-admin.js';
 import { RestoreError } from '../../../src/errors.js';
 import { backupDatabase, type BackupResult } from '../../../src/operations/backup/backup.js';
@@ -325,29 +325,31 @@ describe.skipIf(!available)('npm run db:restore', () => {
 
   // A backend that stops taking a table's rows (frozen, while its host still acknowledges; here
   // a proxy that holds back everything from the first row on) neither reads them nor answers
-  // their end, and TCP never tells: each is given stallTimeoutMs, then the connection is closed.
-  it("a table's rows whose end goes unanswered fail the restore after stallTimeoutMs, rolled back", async ({ expect, onTestFinished }) => {
+  // their end, nor makes progress with them, and TCP never tells: each is given
+  // serverStallTimeoutMs, then the connection is closed.
+  it("a table's rows whose end goes unanswered fail the restore after serverStallTimeoutMs, rolled back", async ({ expect, onTestFinished }) => {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
     const proxy = await startStallingProxy(Number(new URL(target).port));
     onTestFinished(() => proxy.close());
     const stalled = proxy.stallOn(/^d/); // CopyData: the first table's rows
 
-    const error = await restoreDatabase({ databaseUrl: proxy.through(target), backup: await verifyBackupFile(backup.file), stallTimeoutMs: 1_000 }).catch(
+    const error = await restoreDatabase({ databaseUrl: proxy.through(target), backup: await verifyBackupFile(backup.file), serverStallTimeoutMs: 1_000 }).catch(
       (e: unknown) => e,
     );
 
     await stalled;
     expect(error).toBeInstanceOf(RestoreError);
     expect((error as Error).message).toMatch(
-      /^restore failed and was rolled back; the database was not changed:\nThe database connection failed \(deadline: the server did not answer the end of table public\.\w+'s rows for 1 s; the connection was closed\).* at line \d+ of the backup's SQL$/,
+      /^restore failed and was rolled back; the database was not changed:\nThe database connection failed \(deadline: the server did not answer the end of table public\.\w+'s rows for 1 s, nor made progress with them; the connection was closed\).* at line \d+ of the backup's SQL$/,
     );
     await proxy.close();
     await eventually(async () => JSON.stringify(await tableContents(target)) === JSON.stringify(before), 'the server rolled the restore back');
   });
 
-  it("a table's rows that the server stops reading fail the restore after stallTimeoutMs, rolled back", async ({ expect, onTestFinished }) => {
-    // More rows than the sockets on the way hold, so that the restore waits for the server to read.
+  it("a table's rows that the server stops reading fail the restore after serverStallTimeoutMs, rolled back", async ({ expect, onTestFinished }) => {
+    // More rows than the sockets on the way hold, so that the restore waits for the server to read:
+    // 16 MB, where a socket that is not read from stops growing its buffer at some hundreds of kB.
     const source = await server.createMigratedDatabase();
     await execute(server.ownerUrlOf(source), "CREATE TABLE bulk AS SELECT g AS id, repeat(md5(g::text), 32) AS filler FROM generate_series(1, 16000) AS g");
     const bulk = await backupDatabase({ databaseUrl: server.urlOf(source), backupDir: path.join(workDir, 'bulk'), environment: 'test', keep: 1 });
@@ -357,16 +359,35 @@ describe.skipIf(!available)('npm run db:restore', () => {
     onTestFinished(() => proxy.close());
     void proxy.stallOn(/c4ca4238a0b923820dcc509a6f75849b/); // the rows of bulk, from its first one (md5('1')) on
 
-    const error = await restoreDatabase({ databaseUrl: proxy.through(target), backup: await verifyBackupFile(bulk.file), stallTimeoutMs: 1_000 }).catch(
+    const error = await restoreDatabase({ databaseUrl: proxy.through(target), backup: await verifyBackupFile(bulk.file), serverStallTimeoutMs: 1_000 }).catch(
       (e: unknown) => e,
     );
 
     expect(error).toBeInstanceOf(RestoreError);
     expect((error as Error).message).toMatch(
-      /^restore failed and was rolled back; the database was not changed:\nThe database connection failed \(deadline: the server read none of table public\.bulk's rows sent to it for 1 s; the connection was closed\).* at line \d+ of the backup's SQL$/,
+      /^restore failed and was rolled back; the database was not changed:\nThe database connection failed \(deadline: the server read none of table public\.bulk's rows sent to it for 1 s, nor made progress with them; the connection was closed\).* at line \d+ of the backup's SQL$/,
     );
     await proxy.close();
     await eventually(async () => JSON.stringify(await tableContents(target)) === JSON.stringify(before), 'the server rolled the restore back');
+  });
+
+  // A server at work is not a stalled one: rows whose CHECK takes its time (2 ms each, here)
+  // all sit in the sockets once sent, so the end of the rows waits seconds for an answer while
+  // the backend's progress moves on.
+  it("restores a table whose rows the server takes longer than serverStallTimeoutMs to check, once sent", async ({ expect }) => {
+    const source = await server.createMigratedDatabase();
+    await execute(
+      server.ownerUrlOf(source),
+      "CREATE FUNCTION slow_check(n int) RETURNS boolean LANGUAGE sql AS 'SELECT pg_catalog.pg_sleep(0.002) IS NOT NULL AND n > 0';" +
+        'CREATE TABLE checked_slowly (n int CHECK (slow_check(n))); INSERT INTO checked_slowly SELECT generate_series(1, 1500)',
+    );
+    const slow = await backupDatabase({ databaseUrl: server.urlOf(source), backupDir: path.join(workDir, 'slow-check'), environment: 'test', keep: 1 });
+    const target = await databaseWithOtherData();
+
+    await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(slow.file), serverStallTimeoutMs: 1_000 });
+
+    const { rows } = await withClient(target, (client) => client.query<{ n: number }>('SELECT count(*)::int AS n FROM checked_slowly'));
+    expect(rows).toEqual([{ n: 1500 }]);
   });
 
   // Once COMMIT is on its way the outcome is the server's: Ctrl-C then must not report the
