@@ -5,7 +5,7 @@ export interface BlockingSession {
   /** `active`, `idle in transaction` … */
   state: string;
   /** When its transaction began. */
-  xactStart?: Date;
+  xactStart?: Date | undefined;
   /**
    * The shape of its current or last statement, never its data: constants replaced by `$1`,
    * `$2` …, comments dropped, whitespace collapsed, cut at 80 characters

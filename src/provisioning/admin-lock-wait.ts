@@ -9,9 +9,9 @@ import { defaultLockWait, type LockRetryOptions } from '../migrations/lock-retri
 /** How long an admin's statements wait for their locks, and who is told of each attempt. */
 export interface AdminLockWait {
   /** Longest wait in all (default 60 s), in attempts that each wait at most a second, as a migration's do. */
-  lockTimeoutMs?: number;
+  lockTimeoutMs?: number | undefined;
   /** Told of each attempt that ran out of lock time, with who blocked it (stderr by default). */
-  warn?: (line: string) => void;
+  warn?: ((line: string) => void) | undefined;
 }
 
 /**

@@ -15,7 +15,8 @@
 #   modules        import and require() of both entries, one copy of kysely at run time each
 #   typescript     an ES module TypeScript service (nodenext, skipLibCheck false) passing its own
 #                  Transaction<DB> to the query functions; with exactOptionalPropertyTypes, passing
-#                  `undefined` to optional fields, and declarations of its own helpers over the package
+#                  `undefined` to optional fields (and every optional field of the public types,
+#                  walked from both entries, takes it), and declarations of its own helpers
 #   cjs-nodenext   a CommonJS TypeScript service (nodenext): every query function takes its own
 #                  Transaction<DB> and Kysely<DB>, sql runs on the package's db, one Kysely
 #   cjs-node10     a CommonJS TypeScript service with NestJS's default resolution (node10), and
@@ -191,6 +192,8 @@ if wants typescript || wants camelcase; then
 fi
 
 if wants typescript; then
+  echo "consumer check: every optional field of the public types takes undefined"
+  says_ok node optional-fields.cjs
   echo "consumer check: a strict TypeScript service with its own Transaction<DB>"
   DATABASE_URL=$database_url says_ok node dist/service.js
 fi

@@ -105,7 +105,7 @@ export async function everyOptionalField(db: Kysely<DB>): Promise<void> {
   await restoreDatabase({ databaseUrl: env.DATABASE_URL!, backup, owner: { user: env.DB_OWNER_USER, password: env.DB_OWNER_PASSWORD }, appRole: env.DB_APP_USER, lockTimeoutMs: maybe<number>() });
   await downloadBackup({ host: 'backups.example.org', file: 'x.dump', backupDir: 'backups', user: env.BACKUP_SSH_USER, port: maybe<number>(), key: env.BACKUP_SSH_KEY });
   await ensureDatabase(env.ADMIN_DATABASE_URL!, { owner: env.DB_OWNER_USER });
-  await provisionDatabase({ adminUrl: env.ADMIN_DATABASE_URL!, owner: { user: 'owner', password: 'secret' }, log: maybe() });
+  await provisionDatabase({ adminUrl: env.ADMIN_DATABASE_URL!, owner: { user: 'owner', password: 'secret' }, log: maybe(), lockTimeoutMs: maybe<number>(), warn: maybe() });
   await provisionAppRole({ adminUrl: env.ADMIN_DATABASE_URL!, user: 'app', password: 'secret', statementBounds: maybe() });
   await ensureAppRole({ databaseUrl: env.DATABASE_URL!, user: 'app', lockTimeoutMs: maybe<number>() });
 }
