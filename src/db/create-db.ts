@@ -330,7 +330,8 @@ export function createDb(
  * The tuned pool behind a `Kysely` made by {@link createDb}, or one derived from it
  * (`withPlugin`, `withSchema`, `withTables`, a service's own table types such as
  * `CamelCasedDB`): wait for its minimum connections at start-up, or read its statistics. A
- * transaction has no pool of its own to give, and is refused.
+ * transaction has no pool of its own to give, and is refused: by the compiler where it is
+ * typed as one, at run time (`ValidationError`) where a wider type holds it.
  *
  * @example
  * const db = createDb()

@@ -98,7 +98,7 @@ export async function verifyBackupFile(
     const contents = await verifyArchive(pgRestore, absolute, {
       ...database,
       ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: options.stallTimeoutMs }),
+      ...(options.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: Math.max(1, Math.round(options.stallTimeoutMs)) }),
     }).catch((error: Error) =>
       refuse(error instanceof RestoreError ? `it holds what a restore refuses: ${error.message}` : `it is not a readable backup: ${error.message}`, error),
     );
