@@ -306,9 +306,13 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect(await tableContents(target)).toEqual(before);
   });
 
+  // The next five wait (for a deadline, a stall's bound, a slow CHECK: 3-11 s each) at little
+  // CPU, each on a database and a proxy of its own: side by side (it.concurrent, consecutive),
+  // the file takes as long as the longest of them rather than their sum.
+
   // Its COMMIT sent, and never answered (a backend stuck while its host acknowledges; here a
   // proxy that holds the COMMIT back): whether it committed is the server's to tell.
-  it('a COMMIT that goes unanswered fails the restore at a deadline, saying it may or may not be committed', async ({ expect, onTestFinished }) => {
+  it.concurrent('a COMMIT that goes unanswered fails the restore at a deadline, saying it may or may not be committed', async ({ expect, onTestFinished }) => {
     const target = await databaseWithOtherData();
     const proxy = await startStallingProxy(Number(new URL(target).port));
     onTestFinished(() => proxy.close());
@@ -327,7 +331,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
   // a proxy that holds back everything from the first row on) neither reads them nor answers
   // their end, nor makes progress with them, and TCP never tells: each is given
   // serverStallTimeoutMs, then the connection is closed.
-  it("a table's rows whose end goes unanswered fail the restore after serverStallTimeoutMs, rolled back", async ({ expect, onTestFinished }) => {
+  it.concurrent("a table's rows whose end goes unanswered fail the restore after serverStallTimeoutMs, rolled back", async ({ expect, onTestFinished }) => {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
     const proxy = await startStallingProxy(Number(new URL(target).port));
@@ -347,7 +351,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
     await eventually(async () => JSON.stringify(await tableContents(target)) === JSON.stringify(before), 'the server rolled the restore back');
   });
 
-  it("a table's rows that the server stops reading fail the restore after serverStallTimeoutMs, rolled back", async ({ expect, onTestFinished }) => {
+  it.concurrent("a table's rows that the server stops reading fail the restore after serverStallTimeoutMs, rolled back", async ({ expect, onTestFinished }) => {
     // More rows than the sockets on the way hold, so that the restore waits for the server to read:
     // 16 MB, where a socket that is not read from stops growing its buffer at some hundreds of kB.
     const source = await server.createMigratedDatabase();
@@ -374,7 +378,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
   // A server at work is not a stalled one: rows whose CHECK takes its time (2 ms each, here)
   // all sit in the sockets once sent, so the end of the rows waits seconds for an answer while
   // the backend's progress moves on.
-  it("restores a table whose rows the server takes longer than serverStallTimeoutMs to check, once sent", async ({ expect }) => {
+  it.concurrent("restores a table whose rows the server takes longer than serverStallTimeoutMs to check, once sent", async ({ expect }) => {
     const source = await server.createMigratedDatabase();
     await execute(
       server.ownerUrlOf(source),
@@ -393,7 +397,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
   // Once COMMIT is on its way the outcome is the server's: Ctrl-C then must not report the
   // restore as not committed (it may well be), but wait for COMMIT's answer (here it never
   // comes, and its deadline says so).
-  it('Ctrl-C while COMMIT is on its way waits for its answer rather than report the restore not committed', async ({ expect, onTestFinished }) => {
+  it.concurrent('Ctrl-C while COMMIT is on its way waits for its answer rather than report the restore not committed', async ({ expect, onTestFinished }) => {
     const target = await databaseWithOtherData();
     const proxy = await startStallingProxy(Number(new URL(target).port));
     onTestFinished(() => proxy.close());
