@@ -1,7 +1,6 @@
 import { createReadStream } from 'node:fs';
 import type pg from 'pg';
 import { open } from 'node:fs/promises';
-import { setTimeout as delay } from 'node:timers/promises';
 import { type Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { answeredWithin, destroyConnection, roundTripDeadlineMs } from '../../db/answer-deadline.js';
@@ -75,10 +74,10 @@ export interface RestoreOptions {
   /**
    * How long the server may read none of a table's rows sent to it, or leave their end
    * unanswered (default 60 s), before the restore looks at its progress from another
-   * connection (`pg_stat_progress_copy`): a server still at work with the rows it has is given
-   * as long again; one that is not (a backend that stopped while its host still acknowledges,
-   * which would otherwise be waited for without end) has its connection closed, and the
-   * restore is rolled back.
+   * connection (`pg_stat_progress_copy`): a server whose counts moved since the last look is
+   * given as long again; one whose counts stood still (a backend that stopped while its host
+   * still acknowledges, which would otherwise be waited for without end) has its connection
+   * closed, and the restore is rolled back. A row may take up to this long to store.
    */
   serverStallTimeoutMs?: number | undefined;
 }
@@ -163,16 +162,29 @@ function rolledBack(failure: string, cause: unknown): RestoreError {
 
 // The restore's rows go to a server that stopped taking them, and whose backend shows no
 // progress with them either: the connection is closed, which fails the COPY (and rolls the
-// restore back, on the server, once it notices).
+// restore back, on the server, once it notices). Progress is measured from one look to the
+// next, a bound apart: a backend that takes its time over each row (a CHECK of seconds) moves
+// its counts between two looks that far apart, where two looks seconds apart might not see it
+// move. The first look only sets the mark, so a backend that stopped is given up on at the
+// second, twice the bound after it stopped.
 function copyStallGuard(client: pg.ClientBase, table: string, timeoutMs: number, progress: { url: string; pid: number | undefined }): CopyStallGuard {
+  let mark: string | undefined;
   return {
     timeoutMs,
-    stillWorking: () => (progress.pid === undefined ? Promise.resolve(false) : copyAdvancing(progress.url, progress.pid, Math.min(copyProgressIntervalMs, timeoutMs))),
+    stillWorking: async () => {
+      if (progress.pid === undefined) return false;
+      const counts = await copyProgress(progress.url, progress.pid);
+      const moved = counts !== undefined && counts !== mark;
+      mark = counts;
+      return moved;
+    },
     onStall: (what) => {
       const stalled = what === 'read' ? `read none of table ${table}'s rows sent to it` : `did not answer the end of table ${table}'s rows`;
       destroyConnection(
         client,
-        new ConnectionError('deadline', { detail: `the server ${stalled} for ${timeoutMs / 1000} s, nor made progress with them; the connection was closed` }),
+        new ConnectionError('deadline', {
+          detail: `the server ${stalled} for ${timeoutMs / 1000} s at a time, and made no progress with them that pg_stat_progress_copy shows; the connection was closed`,
+        }),
       );
     },
   };
@@ -181,31 +193,20 @@ function copyStallGuard(client: pg.ClientBase, table: string, timeoutMs: number,
 /** How long the server may take no visible step with a table's rows, before it is looked at (see serverStallTimeoutMs). */
 const defaultServerStallTimeoutMs = 60_000;
 
-// Two looks at the COPY's progress, this far apart.
-const copyProgressIntervalMs = 2_000;
-
-// Whether the restore's backend moves on with its COPY: two looks at pg_stat_progress_copy (its
-// role sees its own backends there), a moment apart, from a connection of their own. A backend
-// that stopped shows the same counts, or none once its COPY ended with the answer unsent.
-async function copyAdvancing(url: string, pid: number, intervalMs: number): Promise<boolean> {
+// The restore's backend's counts in pg_stat_progress_copy (its role sees its own backends
+// there), from a connection of their own; none once its COPY ended with the answer unsent.
+async function copyProgress(url: string, pid: number): Promise<string | undefined> {
   return withClient(
     url,
-    async (client) => {
-      const look = async () =>
-        (
-          await answeredWithin(client, roundTripDeadlineMs, "the look at the COPY's progress", () =>
-            client.query<{ processed: string }>(
-              "SELECT bytes_processed::text || ':' || tuples_processed::text AS processed FROM pg_catalog.pg_stat_progress_copy WHERE pid = $1",
-              [pid],
-            ),
-          )
-        ).rows[0]?.processed;
-      const before = await look();
-      if (before === undefined) return false;
-      await delay(intervalMs);
-      const after = await look();
-      return after !== undefined && after !== before;
-    },
+    async (client) =>
+      (
+        await answeredWithin(client, roundTripDeadlineMs, "the look at the COPY's progress", () =>
+          client.query<{ processed: string }>(
+            "SELECT bytes_processed::text || ':' || tuples_processed::text AS processed FROM pg_catalog.pg_stat_progress_copy WHERE pid = $1",
+            [pid],
+          ),
+        )
+      ).rows[0]?.processed,
     'kennwilliamson-restore',
   );
 }
