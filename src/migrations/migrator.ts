@@ -491,14 +491,15 @@ async function runTransactional(ctx: MigrationContext, script: MigrationScript, 
         ),
       )) as unknown as Array<pg.QueryResult<{ pid: number }>>;
       watch(results[results.length - 1]!.rows[0]!.pid);
-      if (script.statements.length === 0) return;
-      const query = new StatementCountingQuery(script.sql);
-      try {
-        await query.run(client);
-      } catch (error) {
-        const position = Number((error as { position?: string }).position);
-        const line = position > 0 ? lineOfPosition(script.sql, position) : script.statements[query.completed]?.line;
-        throw migrationError(script.file, line, error);
+      if (script.statements.length > 0) {
+        const query = new StatementCountingQuery(script.sql);
+        try {
+          await query.run(client);
+        } catch (error) {
+          const position = Number((error as { position?: string }).position);
+          const line = position > 0 ? lineOfPosition(script.sql, position) : script.statements[query.completed]?.line;
+          throw migrationError(script.file, line, error);
+        }
       }
       // The record is written next, in this transaction: it waits for its table no longer than
       // the run's lock wait, as every read and write of the record does, and within the

@@ -73,6 +73,22 @@ describe.concurrent('migrate against a server that stops answering', () => {
     }
   });
 
+  // A file of comments only runs nothing, yet is recorded like any other. (SHARE: the run's
+  // reads of the record go on, its first write waits.)
+  it('records a file with long attempts and no statement under MIGRATION_LOCK_TIMEOUT too', async (context) => {
+    const { database, migrationsDir } = await sandboxWithPending(context);
+    await writeFile(path.join(migrationsDir, '20980101000000_nothing_yet.up.sql'), '-- migrate:lock-wait attempt=12s total=12s\n-- nothing yet\n');
+    await writeFile(path.join(migrationsDir, '20980101000000_nothing_yet.down.sql'), '-- nothing\n');
+    const holder = await holdTableLock(database.url, 'schema_migrations', 'SHARE');
+    try {
+      const error = await migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 1_000, lockWait: { firstAttemptMs: 12_000 } }).catch((e: unknown) => e);
+      context.expect(error).not.toBeInstanceOf(ConnectionError);
+      context.expect((error as { code?: string }).code ?? (error as { cause?: { code?: string } }).cause?.code).toMatch(/^(55P03|LOCK_NOT_AVAILABLE)$/);
+    } finally {
+      await holder.release();
+    }
+  });
+
   // COMMIT runs what was deferred to it (constraint triggers, deferred foreign keys) for as long
   // as that takes: run before it, without a deadline, so that COMMIT's own deadline fires only
   // for a server that does not answer.
