@@ -167,13 +167,20 @@ function rolledBack(failure: string, cause: unknown): RestoreError {
 // its counts between two looks that far apart, where two looks seconds apart might not see it
 // move. The first look only sets the mark, so a backend that stopped is given up on at the
 // second, twice the bound after it stopped.
-function copyStallGuard(client: pg.ClientBase, table: string, timeoutMs: number, progress: { url: string; pid: number | undefined }): CopyStallGuard {
+function copyStallGuard(
+  client: pg.ClientBase,
+  table: string,
+  timeoutMs: number,
+  progress: { url: string; pid: number | undefined; looks: Set<Promise<unknown>> },
+): CopyStallGuard {
   let mark: string | undefined;
   return {
     timeoutMs,
     stillWorking: async () => {
       if (progress.pid === undefined) return false;
-      const counts = await copyProgress(progress.url, progress.pid);
+      const look = copyProgress(progress.url, progress.pid);
+      progress.looks.add(look);
+      const counts = await look.finally(() => progress.looks.delete(look));
       const moved = counts !== undefined && counts !== mark;
       mark = counts;
       return moved;
@@ -441,6 +448,9 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
 
   const stallTimeoutMs = Math.max(1, Math.round(options.stallTimeoutMs ?? defaultPgRestoreStallTimeoutMs));
   const serverStallTimeoutMs = Math.max(1, Math.round(options.serverStallTimeoutMs ?? defaultServerStallTimeoutMs));
+  // The COPY guards' looks at the server's progress still under way: the restore waits for them
+  // before it returns, so that none of their connections outlives it.
+  const progressLooks = new Set<Promise<unknown>>();
   let source: Readable;
   let sourceDone: () => Promise<void>;
   let closeSource = async () => undefined as void;
@@ -598,7 +608,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             if (part.kind === 'copy') log(`restoring table ${part.table} (${++tables}${backup.tables ? ` of ${backup.tables}` : ''})`);
             const query =
               part.kind === 'copy'
-                ? new ScriptQuery(part.text, part.data, copyStallGuard(client, part.table, serverStallTimeoutMs, { url: session.url, pid: ownSession?.pid }))
+                ? new ScriptQuery(part.text, part.data, copyStallGuard(client, part.table, serverStallTimeoutMs, { url: session.url, pid: ownSession?.pid, looks: progressLooks }))
                 : new ScriptQuery(part.text);
             client.query(query);
             await query.done.catch((error: unknown) => {
@@ -702,6 +712,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     );
   } finally {
     await closeSource();
+    await Promise.allSettled(progressLooks);
   }
   log(`restored ${tables} tables from ${backup.file}`);
   return { tables };
