@@ -1,7 +1,12 @@
 // What the server quotes in a context line: a relation's name, or a statement's whole text
 // (`SQL statement "…"`), whose own `(10,2)` must not count. From the first opening mark to the
-// last closing one, in the marks the server's languages use ("…", «…», »…«, „…“, “…”, 「…」).
-const quotedSpans = [/"[\s\S]*"/, /«[\s\S]*»/, /»[\s\S]*«/, /„[\s\S]*[“”]/, /“[\s\S]*”/, /「[\s\S]*」/];
+// last closing one, in the marks the server's languages use ("…", «…», »…«, „…“, “…”, 「…」);
+// then from a mark left open to the end of the line (a statement over several lines).
+const quotedSpans = [/"[\s\S]*"/, /«[\s\S]*»/, /»[\s\S]*«/, /„[\s\S]*[“”]/, /“[\s\S]*”/, /「[\s\S]*」/, /["«»„“「][\s\S]*$/];
+// A statement's parameters, as the server quotes them in the context of an error
+// (`unnamed portal with parameters: $1 = '(1,2)'`, with log_parameter_max_length_on_error):
+// built by the server, never translated.
+const parameterValues = /\$\d+ = (?:'(?:[^']|'')*'(?:\.\.\.)?|NULL)/g;
 
 /**
  * Whether a server error was raised while its statement waited for a row that another
@@ -17,6 +22,6 @@ const quotedSpans = [/"[\s\S]*"/, /«[\s\S]*»/, /»[\s\S]*«/, /„[\s\S]*[“�
 export function waitedForRowLock(error: unknown): boolean {
   const where = (error as { where?: unknown } | null)?.where;
   if (typeof where !== 'string') return false;
-  const innermost = quotedSpans.reduce((line, span) => line.replace(span, ''), where.split('\n', 1)[0]!);
+  const innermost = quotedSpans.reduce((line, span) => line.replace(span, ''), where.split('\n', 1)[0]!.replace(parameterValues, ''));
   return /\(\s*\d+\s*,\s*\d+\s*\)|^\d+,\d+\s/.test(innermost);
 }
