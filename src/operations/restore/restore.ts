@@ -174,13 +174,24 @@ function copyStallGuard(
   progress: { url: string; pid: number | undefined; looks: Set<Promise<unknown>> },
 ): CopyStallGuard {
   let mark: string | undefined;
+  // A look that fails (no connection to be had while the services queue behind the restore's
+  // locks, or no answer within its own deadline) tells nothing: the server is given one more
+  // bound, and given up on at the second failure in a row.
+  let failedLooks = 0;
   return {
     timeoutMs,
     stillWorking: async () => {
       if (progress.pid === undefined) return false;
       const look = copyProgress(progress.url, progress.pid);
       progress.looks.add(look);
-      const counts = await look.finally(() => progress.looks.delete(look));
+      let counts: string | undefined;
+      try {
+        counts = await look.finally(() => progress.looks.delete(look));
+      } catch {
+        failedLooks += 1;
+        return failedLooks < 2;
+      }
+      failedLooks = 0;
       const moved = counts !== undefined && counts !== mark;
       mark = counts;
       return moved;
