@@ -16,7 +16,8 @@
 #   typescript     an ES module TypeScript service (nodenext, skipLibCheck false) passing its own
 #                  Transaction<DB> to the query functions; with exactOptionalPropertyTypes, passing
 #                  `undefined` to optional fields (and every optional field of the public types,
-#                  walked from both entries, takes it), and declarations of its own helpers
+#                  mapped types' included, walked from both entries, takes it), and declarations
+#                  of its own helpers
 #   cjs-nodenext   a CommonJS TypeScript service (nodenext): every query function takes its own
 #                  Transaction<DB> and Kysely<DB>, sql runs on the package's db, one Kysely
 #   cjs-node10     a CommonJS TypeScript service with NestJS's default resolution (node10), and

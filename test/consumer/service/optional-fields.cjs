@@ -31,6 +31,18 @@ function visit(type, depth) {
     for (const parameter of signature.getParameters()) visit(checker.getTypeOfSymbolAtLocation(parameter, parameter.valueDeclaration), depth + 1);
     visit(signature.getReturnType(), depth + 1);
   }
+  // A mapped type that makes its members optional (`{ [K in keyof X]?: X[K] | undefined }`,
+  // or lib's Partial) says so once, in its template.
+  if (type.flags & ts.TypeFlags.Object && type.objectFlags & ts.ObjectFlags.Mapped) {
+    const mapped = (type.aliasSymbol ?? type.getSymbol())?.declarations?.find(ts.isMappedTypeNode) ?? type.symbol?.declarations?.find(ts.isMappedTypeNode);
+    if (mapped?.questionToken && mapped.questionToken.kind !== ts.SyntaxKind.MinusToken && mapped.type) {
+      fields += 1;
+      if (!admitsUndefined(mapped.type)) {
+        const { line } = mapped.getSourceFile().getLineAndCharacterOfPosition(mapped.getStart());
+        refused.add(`${checker.typeToString(type)}: ${path.relative(root, mapped.getSourceFile().fileName)}:${line + 1} { [${mapped.typeParameter.getText()}]?: ${mapped.type.getText()} }`);
+      }
+    }
+  }
   if (!(type.getSymbol()?.declarations ?? []).some(ours) && !type.isClassOrInterface() && !(type.flags & ts.TypeFlags.Object)) return;
   for (const property of type.getProperties()) {
     const declaration = property.valueDeclaration;
