@@ -70,7 +70,7 @@ describe('a -- migrate:no-transaction migration', () => {
         async () =>
           (
             await rows(
-              "SELECT 1 FROM pg_stat_activity WHERE application_name = 'kennwilliamson-migrate' AND query LIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock'",
+              "SELECT 1 FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'kennwilliamson-migrate' AND query LIKE 'CREATE INDEX CONCURRENTLY%' AND wait_event_type = 'Lock'",
             )
           ).length === 1,
         'CREATE INDEX CONCURRENTLY waits for the open writer',

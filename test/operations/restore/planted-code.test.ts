@@ -411,7 +411,7 @@ ${seededCheck('at_gate')}ALTER TABLE ONLY public.seed ADD CONSTRAINT seed_kind F
     let released = false;
     try {
       await eventually(
-        async () => (await withClient(database.url, (client) => client.query("SELECT 1 FROM pg_catalog.pg_stat_activity WHERE application_name = 'kennwilliamson-restore' AND wait_event = 'advisory'"))).rowCount === 1,
+        async () => (await withClient(database.url, (client) => client.query("SELECT 1 FROM pg_catalog.pg_stat_activity WHERE datname = current_database() AND application_name = 'kennwilliamson-restore' AND wait_event = 'advisory'"))).rowCount === 1,
         'the restore waits at the gate',
       );
       await withClient(database.url, (client) => client.query(`SET ROLE ${bystander}; CREATE TABLE ${theirs}.log (line text)`));

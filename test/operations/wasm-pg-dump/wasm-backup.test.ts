@@ -233,7 +233,7 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
     (
       await observer.query<{ n: number }>(
         `SELECT count(*)::int AS n FROM pg_locks l JOIN pg_stat_activity a USING (pid)
-         WHERE NOT l.granted AND l.relation = 'users'::regclass AND a.application_name = 'kennwilliamson-backup'`,
+         WHERE NOT l.granted AND l.relation = 'users'::regclass AND a.application_name = 'kennwilliamson-backup' AND a.datname = current_database()`,
       )
     ).rows[0]!.n;
 
