@@ -9,7 +9,7 @@ const attempts = 20;
 // that other transactions keep changing, twenty runs waited 40-60 s. No run starts once this
 // much has passed since the first (the default statement_timeout: the call then takes about as
 // long as one statement may).
-const defaultRetryBudgetMs = 5_000;
+const retryBudgetMs = 5_000;
 
 /**
  * Runs `statement`, one statement outside any transaction of the caller's (so in a
@@ -19,17 +19,13 @@ const defaultRetryBudgetMs = 5_000;
  * fails a `FOR UPDATE` or `FOR SHARE` of it instead. A statement that fails changes nothing,
  * so running it again is safe; the next run sees what the other transaction committed. Inside
  * a caller's transaction (`executor.isTransaction`) it runs once: the caller chose the level
- * and retries the whole transaction. At most 20 runs, and none begun `retryBudgetMs` (5 s)
- * after the first: then the caller gets the SerializationError.
+ * and retries the whole transaction. At most 20 runs, and none begun 5 s after the
+ * first: then the caller gets the SerializationError.
  *
  * @example
  * const { rows } = await serializedStatement(db, () => rotateStatement.execute(db, params))
  */
-export async function serializedStatement<T>(
-  executor: { readonly isTransaction: boolean },
-  statement: () => Promise<T>,
-  retryBudgetMs = defaultRetryBudgetMs,
-): Promise<T> {
+export async function serializedStatement<T>(executor: { readonly isTransaction: boolean }, statement: () => Promise<T>): Promise<T> {
   if (executor.isTransaction) return statement();
   const startedAt = performance.now();
   let first: unknown;

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
 import { ensureAppRole } from '../../src/provisioning/app-role.js';
+import { databaseUrlWith } from '../../src/provisioning/database-admin.js';
 import { execute } from '../support/table-contents.js';
 import { runCli, runCliInTerminal } from '../support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
@@ -138,7 +139,7 @@ describe('npm run db:reset asks first', () => {
   // who follows that with MIGRATION_DATABASE_URL still naming the database meant (a copy) and an
   // admin.env naming another (production) would drop the other.
   it.each(['MIGRATION_DATABASE_URL', 'DATABASE_URL'])('--admin refuses, before it asks, where %s names another database than ADMIN_DATABASE_URL', async (variable) => {
-    const copyUrl = Object.assign(new URL(database.ownerUrl), { pathname: '/the_copy_meant' }).toString();
+    const copyUrl = databaseUrlWith(database.ownerUrl, 'the_copy_meant');
     const result = await asAdmin({ [variable]: copyUrl, DB_OWNER_USER: inject('ownerUser'), DB_OWNER_PASSWORD: inject('ownerPassword') });
 
     expect(result.code).toBe(1);

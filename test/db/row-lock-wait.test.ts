@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { waitedForRowLock } from '../../src/db/row-lock-wait.js';
-import { inCi } from '../support/in-ci.js';
+import { toolsAvailable } from '../support/required-tools.js';
 
 // The server words the context of a row wait in the language of its lc_messages: the reader
 // must know it in every translation Debian's PostgreSQL 15 ships (CI installs it), and must
@@ -12,9 +12,8 @@ const catalogs = (existsSync(localeDir) ? readdirSync(localeDir) : [])
   .map((language) => ({ language, file: path.join(localeDir, language, 'LC_MESSAGES', 'postgres-15.mo') }))
   .filter(({ file }) => existsSync(file));
 // As the other tests of Debian's PostgreSQL 15: CI installs it and fails without it; elsewhere
-// the languages are left out, saying so.
-const withCatalogs = catalogs.length > 0 || inCi();
-if (!withCatalogs) console.warn(`[row-lock-wait.test] no postgres-15.mo under ${localeDir}: the server's languages are not checked (apt-get install postgresql-15)`);
+// the languages are left out.
+const withCatalogs = toolsAvailable([path.join(localeDir, 'fr', 'LC_MESSAGES', 'postgres-15.mo')], "the server's languages (Debian's PostgreSQL 15 catalogues)");
 
 // A GNU gettext catalogue (.mo): its translations by message id.
 function translations(file: string): Map<string, string> {
@@ -46,6 +45,9 @@ const rowWaits = [
 describe('waitedForRowLock', () => {
   it.runIf(withCatalogs)('finds the catalogues of Debian’s PostgreSQL 15', () => {
     expect(catalogs.map(({ language }) => language)).toEqual(expect.arrayContaining(['de', 'fr', 'ja', 'ko', 'zh_CN']));
+    // Read right: each row wait is translated there (a miss would test English in its place).
+    const french = translations(catalogs.find(({ language }) => language === 'fr')!.file);
+    for (const id of rowWaits) expect(french.get(id), id).toMatch(/^lors (de|du) /);
   });
 
   it.each(catalogs)('knows a row wait in $language, and no statement quoted in a context line', ({ file }) => {

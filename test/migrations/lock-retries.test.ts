@@ -1,5 +1,3 @@
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createDb } from '../../src/db/create-db.js';
@@ -11,7 +9,7 @@ import * as users from '../../src/queries/users.js';
 import { eventually } from '../support/eventually.js';
 import { startStallingProxy } from '../support/stalling-proxy.js';
 import { newUser } from '../support/factories.js';
-import { createMigrationSandbox } from '../support/migration-sandbox.js';
+import { writeMigration as writeMigrationFiles, createMigrationSandbox } from '../support/migration-sandbox.js';
 import { runCli } from '../support/run-cli.js';
 import type { TestDatabase } from '../support/test-database.js';
 
@@ -35,8 +33,7 @@ afterEach(async () => {
 });
 
 async function writeMigration(name: string, up: string, down: string): Promise<void> {
-  await writeFile(path.join(migrationsDir, `${name}.up.sql`), up);
-  await writeFile(path.join(migrationsDir, `${name}.down.sql`), down);
+  await writeMigrationFiles(migrationsDir, name, up, down);
 }
 
 /** A session inside a transaction that has read `users`: it holds ACCESS SHARE until it ends. */
@@ -154,15 +151,14 @@ describe('a migration whose path to the server stalls while it waits for its loc
 
   it("fails with a retryable ConnectionError at the monitor's deadline, rather than waiting for ever", async () => {
     const proxy = await startStallingProxy(Number(new URL(database.url).port));
-    const throughProxy = new URL(database.url);
-    throughProxy.port = String(proxy.port);
+    const throughProxy = proxy.through(database.url);
     const reader = await longReader();
     const warnings: string[] = [];
     try {
       // Attempts of 100 ms, doubling: by the fifth (1.6 s) the statement, watched, waits for
       // its lock nearly all the time, and the stall cuts it off there.
       const lockWait = { firstAttemptMs: 100, attemptMs: 60_000, firstPauseMs: 20, maxPauseMs: 20, totalMs: 120_000 };
-      const migrating = migrate({ databaseUrl: throughProxy.toString(), migrationsDir, lockWait, warn: (line) => warnings.push(line) });
+      const migrating = migrate({ databaseUrl: throughProxy, migrationsDir, lockWait, warn: (line) => warnings.push(line) });
       migrating.catch(() => undefined);
       await eventually(() => warnings.length >= 4, 'four attempts ran out of lock time');
       await eventually(migratorWaitsForALock, 'the fifth attempt waits for its lock on users');

@@ -1,5 +1,3 @@
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
@@ -9,7 +7,7 @@ import { migrate, migrationStatus } from '../../src/migrations/migrator.js';
 import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
 import { eventually } from '../support/eventually.js';
 import { holdTableLock } from '../support/table-lock-holder.js';
-import { createMigrationSandbox } from '../support/migration-sandbox.js';
+import { writeMigration as writeMigrationFiles, createMigrationSandbox } from '../support/migration-sandbox.js';
 import type { TestDatabase } from '../support/test-database.js';
 
 // Every error out of migrate() is a DbError, and its message says what really happened: above
@@ -29,8 +27,7 @@ afterEach(async () => {
 });
 
 async function writeMigration(name: string, up: string): Promise<void> {
-  await writeFile(path.join(migrationsDir, `${name}.up.sql`), up);
-  await writeFile(path.join(migrationsDir, `${name}.down.sql`), '');
+  await writeMigrationFiles(migrationsDir, name, up, '');
 }
 
 async function query<T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> {

@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
@@ -7,6 +7,7 @@ import { MigrationBlockedError, MigrationError, MigrationPartiallyAppliedError, 
 import { migrate, migrateDown } from '../../src/migrations/migrator.js';
 import { withClient } from '../../src/db/with-client.js';
 import { eventually } from '../support/eventually.js';
+import { writeMigration as writeMigrationFiles } from '../support/migration-sandbox.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 let database: TestDatabase;
@@ -23,8 +24,7 @@ afterEach(async () => {
 });
 
 async function writeMigration(name: string, up: string[], down: string[] = ['SELECT 1;']): Promise<void> {
-  await writeFile(path.join(migrationsDir, `${name}.up.sql`), up.join('\n'));
-  await writeFile(path.join(migrationsDir, `${name}.down.sql`), down.join('\n'));
+  await writeMigrationFiles(migrationsDir, name, up.join('\n'), down.join('\n'));
 }
 
 async function rows<T extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<T[]> {

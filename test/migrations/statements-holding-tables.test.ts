@@ -1,10 +1,8 @@
-import { writeFile } from 'node:fs/promises';
-import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
 import { parseMigrationScript } from '../../src/migrations/migration-script.js';
 import { migrate } from '../../src/migrations/migrator.js';
-import { createMigrationSandbox } from '../support/migration-sandbox.js';
+import { createMigrationSandbox, writeMigration } from '../support/migration-sandbox.js';
 
 const holdsOf = async (sql: string) => (await parseMigrationScript('x.up.sql', sql)).statements.map((statement) => statement.holds?.doing ?? null);
 
@@ -62,13 +60,14 @@ describe('statements that hold a table while they go through every row', () => {
     onTestFinished(remove);
     await migrate({ databaseUrl: database.url, migrationsDir });
     const name = '20990101000000_check_emails';
-    await writeFile(
-      path.join(migrationsDir, `${name}.up.sql`),
+    await writeMigration(
+      migrationsDir,
+      name,
       'ALTER TABLE users ADD CONSTRAINT users_email_long CHECK (length(email) > 3);\n' +
         'ALTER TABLE phrases ADD CONSTRAINT phrases_text_long CHECK (length(phrase_text) > 0);\n' +
         'ALTER TABLE events ADD CONSTRAINT events_n CHECK (n > 0);\n',
+      'ALTER TABLE users DROP CONSTRAINT users_email_long;\nALTER TABLE phrases DROP CONSTRAINT phrases_text_long;\n',
     );
-    await writeFile(path.join(migrationsDir, `${name}.down.sql`), 'ALTER TABLE users DROP CONSTRAINT users_email_long;\nALTER TABLE phrases DROP CONSTRAINT phrases_text_long;\n');
     const users = await withClient(database.url, async (client) => {
       await client.query("INSERT INTO users (email, password_hash, display_name, slug) SELECT 'u' || i || '@example.org', 'h', 'U', 'u-' || i FROM generate_series(1, 50) i");
       await client.query('TRUNCATE phrases CASCADE');

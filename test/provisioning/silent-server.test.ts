@@ -3,7 +3,7 @@ import { describe, it, type TestContext } from 'vitest';
 import { ensureAppRole } from '../../src/provisioning/app-role.js';
 import { recreateDatabase } from '../../src/provisioning/database-admin.js';
 import { provisionDatabase } from '../../src/provisioning/provision-database.js';
-import { startStallingProxy } from '../support/stalling-proxy.js';
+import { stallingProxyFor } from '../support/stalling-proxy.js';
 import { createTestDatabase } from '../support/test-database.js';
 import { withClient } from '../../src/db/with-client.js';
 
@@ -14,8 +14,7 @@ import { withClient } from '../../src/db/with-client.js';
 async function stalledAt(pattern: RegExp, { onTestFinished }: TestContext) {
   const database = await createTestDatabase();
   onTestFinished(() => database.drop());
-  const proxy = await startStallingProxy(Number(new URL(database.url).port));
-  onTestFinished(() => proxy.close());
+  const { proxy } = await stallingProxyFor(database.url, onTestFinished);
   return { database, through: proxy.through, stalled: proxy.stallOn(pattern) };
 }
 

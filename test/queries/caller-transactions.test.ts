@@ -11,12 +11,6 @@ import { useTestDatabase } from '../support/test-database.js';
 const testDb = useTestDatabase();
 
 const newEmail = () => `caller-${randomBytes(5).toString('hex')}@example.org`;
-const newUserInput = (email: string) => ({
-  email,
-  passwordHash: '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA',
-  displayName: 'Made in the caller transaction',
-  slug: `caller-${randomBytes(5).toString('hex')}`,
-});
 
 // PostgreSQL answers a BEGIN inside a transaction with a warning and goes on, so the COMMIT of a
 // query function's own transaction ended the caller's: half its work committed, and its
@@ -30,7 +24,7 @@ describe('a transaction the caller began by hand (BEGIN on db.connection())', ()
       await sql`BEGIN`.execute(connection);
       try {
         await users.updateProfile(connection, user.id, { displayName: 'Changed in the caller transaction' });
-        return await users.create(connection, newUserInput(email)).catch((error: unknown) => error);
+        return await newUser(connection, { email }).catch((error: unknown) => error);
       } finally {
         await sql`ROLLBACK`.execute(connection);
       }
@@ -47,7 +41,7 @@ describe('a transaction the caller began by hand (BEGIN on db.connection())', ()
       const email = newEmail();
       await db.connection().execute(async (connection) => {
         await sql`BEGIN`.execute(connection);
-        await users.create(connection, newUserInput(email)).catch(() => undefined);
+        await newUser(connection, { email }).catch(() => undefined);
         await sql`INSERT INTO users (email, password_hash, display_name, slug) VALUES (${email}, 'h', 'Left open', ${`left-${randomBytes(5).toString('hex')}`})`.execute(connection);
       });
       // The one connection of the pool: the next caller must not find itself in that transaction.
@@ -88,7 +82,7 @@ describe('a transaction whose COMMIT rolled back', () => {
     const error = await db
       .transaction()
       .execute(async (trx) => {
-        await users.create(trx, newUserInput(email));
+        await newUser(trx, { email });
         await sql`SELECT 1/0`.execute(trx).catch(() => undefined);
       })
       .catch((caught: unknown) => caught);
@@ -100,7 +94,7 @@ describe('a transaction whose COMMIT rolled back', () => {
     const { db } = testDb;
     const email = newEmail();
     const error = await withSavepoint(db, async (trx) => {
-      await users.create(trx, newUserInput(email));
+      await newUser(trx, { email });
       await sql`SELECT 1/0`.execute(trx).catch(() => undefined);
     }).catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(TransactionAbortedError);

@@ -1,4 +1,4 @@
-import { cp, mkdtemp, rm } from 'node:fs/promises';
+import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
@@ -42,4 +42,14 @@ export async function createMigrationSandbox(options: { observed?: boolean } = {
     }
   };
   return observed ? { database, migrationsDir, observer: observed.observer, remove } : { database, migrationsDir, remove };
+}
+
+/**
+ * Writes the migration `name` into `migrationsDir`: its up and down files.
+ *
+ * @example await writeMigration(migrationsDir, '20990101000000_add_nickname', 'ALTER TABLE users ADD COLUMN nickname text;\n', 'ALTER TABLE users DROP COLUMN nickname;\n')
+ */
+export async function writeMigration(migrationsDir: string, name: string, up: string, down: string): Promise<void> {
+  await writeFile(path.join(migrationsDir, `${name}.up.sql`), up);
+  await writeFile(path.join(migrationsDir, `${name}.down.sql`), down);
 }

@@ -89,3 +89,22 @@ export async function startStallingProxy(targetPort: number): Promise<StallingPr
     },
   };
 }
+
+/**
+ * A {@link StallingProxy} in front of the server that `url` names, closed when the test
+ * finishes, and `url` through it.
+ *
+ * @example
+ * const { proxy, url: throughProxy } = await stallingProxyFor(database.url, onTestFinished)
+ */
+export async function stallingProxyFor(
+  url: string,
+  onTestFinished: (cleanup: () => Promise<void>) => void,
+): Promise<{ proxy: StallingProxy; url: string }> {
+  const proxy = await startStallingProxy(Number(new URL(url).port));
+  onTestFinished(() => proxy.close());
+  return { proxy, url: proxy.through(url) };
+}
+
+/** A COMMIT sent as a simple query, as {@link StallingProxy.stallOn} sees it: 'Q', the length, the text. */
+export const commitMessage = /Q[\s\S]{4}COMMIT\x00/;

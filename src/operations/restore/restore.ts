@@ -564,7 +564,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         // that do no work of their own get a round trip's deadline; SET CONSTRAINTS checks every
         // deferred constraint over the restored rows, and gets none.
         const step = (sql: string, what?: string) =>
-          (what === undefined ? client.query(sql) : answeredWithin(client, roundTripDeadlineMs, what, () => client.query(sql))).catch((error: unknown) => {
+          (what === undefined ? client.query(sql) : roundTrip(what, () => client.query(sql))).catch((error: unknown) => {
             throw rolledBack(serverFailure(error), error);
           });
         // Ctrl-C: stop reading and drop the connection; the server rolls the transaction back.
@@ -656,7 +656,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           // Never COMMIT once interrupted, whatever was already sent.
           signal?.throwIfAborted();
           committing = true;
-          await answeredWithin(client, roundTripDeadlineMs, 'COMMIT', () => client.query('COMMIT')).catch((error: unknown) => {
+          await roundTrip('COMMIT', () => client.query('COMMIT')).catch((error: unknown) => {
             if (!(error instanceof ConnectionError && error.reason === 'deadline')) throw rolledBack(serverFailure(error), error);
             // Sent, and never answered: whether it committed is the server's to tell.
             const unknown = new RestoreError(

@@ -118,7 +118,7 @@ export class ScriptQuery implements pg.Submittable {
   }
 
   // The server owes something from now on: the watch counts from here.
-  private await(what: 'read' | 'answer'): void {
+  private owe(what: 'read' | 'answer'): void {
     this.owed = what;
     this.watch?.progress();
   }
@@ -135,13 +135,13 @@ export class ScriptQuery implements pg.Submittable {
         if (this.settled) return; // the server already refused; stop reading
         wire.sendCopyFromChunk(chunk);
         if (wire.stream.writableNeedDrain) {
-          this.await('read');
+          this.owe('read');
           await drainedOrClosed(wire.stream);
           this.owed = undefined;
         }
       }
       if (!this.settled) {
-        this.await('answer');
+        this.owe('answer');
         wire.endCopyFrom();
         this.syncAfterCopy();
       }
@@ -151,7 +151,7 @@ export class ScriptQuery implements pg.Submittable {
       this.sourceError = error;
       this.failedReading = true;
       if (!this.settled) {
-        this.await('answer');
+        this.owe('answer');
         wire.sendCopyFail('the backup stream failed');
         this.syncAfterCopy();
       }

@@ -83,9 +83,10 @@ async function text(stdout: NodeJS.ReadableStream): Promise<string> {
 export async function verifyArchive(
   pgRestore: PgTool,
   file: string,
-  options: SqlScriptOptions & { signal?: AbortSignal; stallTimeoutMs?: number } = {},
+  options: SqlScriptOptions & { signal?: AbortSignal | undefined; stallTimeoutMs?: number | undefined } = {},
 ): Promise<ArchiveContents> {
-  const { signal, stallTimeoutMs = defaultPgRestoreStallTimeoutMs, ...vetting } = options;
+  const { signal, ...vetting } = options;
+  const stallTimeoutMs = Math.max(1, Math.round(options.stallTimeoutMs ?? defaultPgRestoreStallTimeoutMs));
   const list = await pgRestoreRead(pgRestore, file, ['--list'], text, signal, stallTimeoutMs);
   const entries = list.split('\n').filter((line) => /^\d+;/.test(line));
   if (entries.length === 0) throw new Error('pg_restore --list found no entries in it');

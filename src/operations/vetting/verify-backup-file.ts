@@ -95,11 +95,7 @@ export async function verifyBackupFile(
   const verified: VerifiedBackup = { file: absolute, bytes: info.size, format: format!, checksum: checksum ? 'verified' : 'absent' };
   if (format === 'custom') {
     const pgRestore = await findPgTool('pg_restore', options.toolSearch ?? {});
-    const contents = await verifyArchive(pgRestore, absolute, {
-      ...database,
-      ...(options.signal ? { signal: options.signal } : {}),
-      ...(options.stallTimeoutMs === undefined ? {} : { stallTimeoutMs: Math.max(1, Math.round(options.stallTimeoutMs)) }),
-    }).catch((error: Error) =>
+    const contents = await verifyArchive(pgRestore, absolute, { ...database, signal: options.signal, stallTimeoutMs: options.stallTimeoutMs }).catch((error: Error) =>
       refuse(error instanceof RestoreError ? `it holds what a restore refuses: ${error.message}` : `it is not a readable backup: ${error.message}`, error),
     );
     return { ...verified, tables: contents.tables, pgRestore };

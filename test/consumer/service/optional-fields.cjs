@@ -34,7 +34,7 @@ function visit(type, depth) {
   // A mapped type that makes its members optional (`{ [K in keyof X]?: X[K] | undefined }`,
   // or lib's Partial) says so once, in its template.
   if (type.flags & ts.TypeFlags.Object && type.objectFlags & ts.ObjectFlags.Mapped) {
-    const mapped = (type.aliasSymbol ?? type.getSymbol())?.declarations?.find(ts.isMappedTypeNode) ?? type.symbol?.declarations?.find(ts.isMappedTypeNode);
+    const mapped = type.symbol?.declarations?.find(ts.isMappedTypeNode);
     if (mapped?.questionToken && mapped.questionToken.kind !== ts.SyntaxKind.MinusToken && mapped.type) {
       fields += 1;
       if (!admitsUndefined(mapped.type)) {

@@ -14,7 +14,7 @@ import { startFakePostgres } from '../../support/fake-postgres.js';
 import { healAllPartitions, packetFilterAvailable, silenceConnections } from '../../support/packet-filter.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { runCli } from '../../support/run-cli.js';
-import { startStallingProxy } from '../../support/stalling-proxy.js';
+import { stallingProxyFor } from '../../support/stalling-proxy.js';
 import { holdTableLock } from '../../support/table-lock-holder.js';
 
 const available = toolsAvailable(debianPostgresPrograms, 'the backup tests (a PostgreSQL server that pg_dump 15 can dump)');
@@ -183,12 +183,11 @@ describe.skipIf(!available)('npm run db:backup', () => {
   // A backend stuck while its host's kernel still acknowledges (here: a proxy that stops
   // passing pg_dump's COPY on): neither keepalive nor tcp_user_timeout ever fires.
   it('stops pg_dump and keeps no file when the server stops answering it mid-dump, after stallTimeoutMs without a sign of life', async ({ onTestFinished }) => {
-    const proxy = await startStallingProxy(Number(new URL(databaseUrl).port));
-    onTestFinished(() => proxy.close());
+    const { proxy, url: throughProxy } = await stallingProxyFor(databaseUrl, onTestFinished);
     const stalled = proxy.stallOn(/COPY public\.users /);
 
     const error = await backupDatabase({
-      databaseUrl: proxy.through(databaseUrl),
+      databaseUrl: throughProxy,
       backupDir,
       environment: 'development',
       keep: 1,

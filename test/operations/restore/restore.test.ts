@@ -5,6 +5,7 @@ import path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, type ExpectStatic, it } from 'vitest';
 import { openClient, withClient } from '../../../src/db/with-client.js';
+import { shellQuote } from '../../../src/shell-quote.js';
 import { recreateDatabase } from '../../../src/provisioning/database-admin.js';
 import { RestoreError } from '../../../src/errors.js';
 import { backupDatabase, type BackupResult } from '../../../src/operations/backup/backup.js';
@@ -18,7 +19,7 @@ import { healAllPartitions, packetFilterAvailable, silenceConnections } from '..
 import { debianPostgresBinDir } from '../../support/postgres-majors.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { runCli, runCliInTerminal } from '../../support/run-cli.js';
-import { startStallingProxy, type StallingProxy } from '../../support/stalling-proxy.js';
+import { commitMessage, stallingProxyFor, startStallingProxy, type StallingProxy } from '../../support/stalling-proxy.js';
 import { holdTableLock } from '../../support/table-lock-holder.js';
 import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';
 
@@ -59,6 +60,12 @@ describe.skipIf(!available)('npm run db:restore', () => {
   /** A copy of the database with other data, to restore into, as its owner (not a superuser). */
   async function databaseWithOtherData(): Promise<string> {
     return server.ownerUrlOf(await server.cloneDatabase(otherData));
+  }
+
+  // The proxy closed, the server sees the restore's connection gone, and rolls it back.
+  async function rolledBackOnceClosed(proxy: StallingProxy, target: string, before: Awaited<ReturnType<typeof tableContents>>): Promise<void> {
+    await proxy.close();
+    await eventually(async () => JSON.stringify(await tableContents(target)) === JSON.stringify(before), 'the server rolled the restore back');
   }
 
   async function filesIn(folder: string): Promise<string[]> {
@@ -279,7 +286,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
     const stuck = path.join(workDir, `stuck-pg-restore-${Date.now()}`);
     await writeFile(
       stuck,
-      `#!/bin/sh\ncase "$*" in *--file=-*) exec sleep 600 ;; esac\nexec ${real.command.map((word) => `'${word}'`).join(' ')} "$@"\n`,
+      `#!/bin/sh\ncase "$*" in *--file=-*) exec sleep 600 ;; esac\nexec ${real.command.map(shellQuote).join(' ')} "$@"\n`,
       { mode: 0o755 },
     );
 
@@ -314,11 +321,10 @@ describe.skipIf(!available)('npm run db:restore', () => {
   // proxy that holds the COMMIT back): whether it committed is the server's to tell.
   it.concurrent('a COMMIT that goes unanswered fails the restore at a deadline, saying it may or may not be committed', async ({ expect, onTestFinished }) => {
     const target = await databaseWithOtherData();
-    const proxy = await startStallingProxy(Number(new URL(target).port));
-    onTestFinished(() => proxy.close());
-    const stalled = proxy.stallOn(/Q[\s\S]{4}COMMIT\x00/);
+    const { proxy, url: throughProxy } = await stallingProxyFor(target, onTestFinished);
+    const stalled = proxy.stallOn(commitMessage);
 
-    const error = await restoreDatabase({ databaseUrl: proxy.through(target), backup: await verifyBackupFile(backup.file) }).catch(
+    const error = await restoreDatabase({ databaseUrl: throughProxy, backup: await verifyBackupFile(backup.file) }).catch(
       (e: unknown) => e,
     );
 
@@ -334,11 +340,10 @@ describe.skipIf(!available)('npm run db:restore', () => {
   it.concurrent("a table's rows whose end goes unanswered fail the restore after serverStallTimeoutMs, rolled back", async ({ expect, onTestFinished }) => {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
-    const proxy = await startStallingProxy(Number(new URL(target).port));
-    onTestFinished(() => proxy.close());
+    const { proxy, url: throughProxy } = await stallingProxyFor(target, onTestFinished);
     const stalled = proxy.stallOn(/^d/); // CopyData: the first table's rows
 
-    const error = await restoreDatabase({ databaseUrl: proxy.through(target), backup: await verifyBackupFile(backup.file), serverStallTimeoutMs: 1_000 }).catch(
+    const error = await restoreDatabase({ databaseUrl: throughProxy, backup: await verifyBackupFile(backup.file), serverStallTimeoutMs: 1_000 }).catch(
       (e: unknown) => e,
     );
 
@@ -347,8 +352,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect((error as Error).message).toMatch(
       /^restore failed and was rolled back; the database was not changed:\nThe database connection failed \(deadline: the server did not answer the end of table public\.\w+'s rows for 1 s at a time, and made no progress with them that pg_stat_progress_copy shows; the connection was closed\).* at line \d+ of the backup's SQL$/,
     );
-    await proxy.close();
-    await eventually(async () => JSON.stringify(await tableContents(target)) === JSON.stringify(before), 'the server rolled the restore back');
+    await rolledBackOnceClosed(proxy, target, before);
   });
 
   it.concurrent("a table's rows that the server stops reading fail the restore after serverStallTimeoutMs, rolled back", async ({ expect, onTestFinished }) => {
@@ -359,11 +363,10 @@ describe.skipIf(!available)('npm run db:restore', () => {
     const bulk = await backupDatabase({ databaseUrl: server.urlOf(source), backupDir: path.join(workDir, 'bulk'), environment: 'test', keep: 1 });
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
-    const proxy = await startStallingProxy(Number(new URL(target).port));
-    onTestFinished(() => proxy.close());
+    const { proxy, url: throughProxy } = await stallingProxyFor(target, onTestFinished);
     void proxy.stallOn(/c4ca4238a0b923820dcc509a6f75849b/); // the rows of bulk, from its first one (md5('1')) on
 
-    const error = await restoreDatabase({ databaseUrl: proxy.through(target), backup: await verifyBackupFile(bulk.file), serverStallTimeoutMs: 1_000 }).catch(
+    const error = await restoreDatabase({ databaseUrl: throughProxy, backup: await verifyBackupFile(bulk.file), serverStallTimeoutMs: 1_000 }).catch(
       (e: unknown) => e,
     );
 
@@ -371,8 +374,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect((error as Error).message).toMatch(
       /^restore failed and was rolled back; the database was not changed:\nThe database connection failed \(deadline: the server read none of table public\.bulk's rows sent to it for 1 s at a time, and made no progress with them that pg_stat_progress_copy shows; the connection was closed\).* at line \d+ of the backup's SQL$/,
     );
-    await proxy.close();
-    await eventually(async () => JSON.stringify(await tableContents(target)) === JSON.stringify(before), 'the server rolled the restore back');
+    await rolledBackOnceClosed(proxy, target, before);
   });
 
   // A server at work is not a stalled one: rows whose CHECK takes its time all sit in the
@@ -401,13 +403,12 @@ describe.skipIf(!available)('npm run db:restore', () => {
   // comes, and its deadline says so).
   it.concurrent('Ctrl-C while COMMIT is on its way waits for its answer rather than report the restore not committed', async ({ expect, onTestFinished }) => {
     const target = await databaseWithOtherData();
-    const proxy = await startStallingProxy(Number(new URL(target).port));
-    onTestFinished(() => proxy.close());
+    const { proxy, url: throughProxy } = await stallingProxyFor(target, onTestFinished);
     const controller = new AbortController();
-    void proxy.stallOn(/Q[\s\S]{4}COMMIT\x00/).then(() => controller.abort());
+    void proxy.stallOn(commitMessage).then(() => controller.abort());
 
     const error = await restoreDatabase({
-      databaseUrl: proxy.through(target),
+      databaseUrl: throughProxy,
       backup: await verifyBackupFile(backup.file),
       signal: controller.signal,
     }).catch((e: unknown) => e);
@@ -458,10 +459,9 @@ describe.skipIf(!available)('npm run db:restore', () => {
     const [reader, observer] = await Promise.all([holdTableLock(target, 'later_feature', 'ACCESS SHARE'), openClient(target)]);
     const serverPort = Number(new URL(target).port);
     const proxy = options.throughProxy ? await startStallingProxy(serverPort) : undefined;
-    const databaseUrl = new URL(target);
-    if (proxy) databaseUrl.port = String(proxy.port);
+    const databaseUrl = proxy ? proxy.through(target) : target;
     try {
-      const outcome = restoreDatabase({ databaseUrl: databaseUrl.toString(), backup: await verifyBackupFile(backup.file), lockTimeoutMs: 120_000 }).catch(
+      const outcome = restoreDatabase({ databaseUrl, backup: await verifyBackupFile(backup.file), lockTimeoutMs: 120_000 }).catch(
         (e: unknown) => e,
       );
       const sessions = async () =>

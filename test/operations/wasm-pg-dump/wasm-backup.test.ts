@@ -21,7 +21,7 @@ import { eventually } from '../../support/eventually.js';
 import { startFakePostgres } from '../../support/fake-postgres.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { cliOutcome, runCli, startCli } from '../../support/run-cli.js';
-import { startStallingProxy } from '../../support/stalling-proxy.js';
+import { stallingProxyFor } from '../../support/stalling-proxy.js';
 import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';
 import { holdTableLock } from '../../support/table-lock-holder.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
@@ -192,12 +192,11 @@ describe.skipIf(!available)('db:backup of PostgreSQL 17 with only pg_dump 15 ins
   // Its sockets' keepalive is answered by a host whose backend is stuck (here: a proxy that
   // stops passing its COPY on): only the watch on its output ends the run.
   it('stops the WebAssembly pg_dump and keeps no file when the server stops answering it mid-dump', async ({ onTestFinished }) => {
-    const proxy = await startStallingProxy(Number(new URL(database.url).port));
-    onTestFinished(() => proxy.close());
+    const { proxy, url: throughProxy } = await stallingProxyFor(database.url, onTestFinished);
     const stalled = proxy.stallOn(/COPY public\.users /);
 
     const error = await backupDatabase({
-      databaseUrl: proxy.through(database.url),
+      databaseUrl: throughProxy,
       backupDir,
       environment: 'development',
       keep: 1,
