@@ -19,6 +19,12 @@ export interface StallingProxy {
    * its others went through.
    */
   stallOn(pattern: RegExp): Promise<void>;
+  /**
+   * Closes the next `count` connections as they arrive, before a byte of theirs reaches the
+   * server, as a pooler with its queue full or a host out of connections would: their clients
+   * see the connection end. Those already open are left alone.
+   */
+  refuse(count: number): void;
   /** Closes every connection through it, and the proxy. */
   close(): Promise<void>;
 }
@@ -35,12 +41,18 @@ export async function startStallingProxy(targetPort: number): Promise<StallingPr
   const pairs: Array<[net.Socket, net.Socket]> = [];
   let stalled = false;
   let trigger: { pattern: RegExp; fired: () => void } | undefined;
+  let refusals = 0;
   const track = (socket: net.Socket) => {
     sockets.add(socket);
     socket.on('error', () => undefined);
     socket.on('close', () => sockets.delete(socket));
   };
   const server = net.createServer((client) => {
+    if (refusals > 0) {
+      refusals -= 1;
+      client.destroy();
+      return;
+    }
     const upstream = net.connect(targetPort, '127.0.0.1');
     track(client);
     track(upstream);
@@ -74,6 +86,9 @@ export async function startStallingProxy(targetPort: number): Promise<StallingPr
     },
     stallOn(pattern) {
       return new Promise<void>((fired) => (trigger = { pattern, fired }));
+    },
+    refuse(count) {
+      refusals = count;
     },
     stall() {
       stalled = true;

@@ -178,6 +178,7 @@ function copyStallGuard(
   // locks, or no answer within its own deadline) tells nothing: the server is given one more
   // bound, and given up on at the second failure in a row.
   let failedLooks = 0;
+  let lookFailure = '';
   return {
     timeoutMs,
     stillWorking: async () => {
@@ -187,8 +188,9 @@ function copyStallGuard(
       let counts: string | undefined;
       try {
         counts = await look.finally(() => progress.looks.delete(look));
-      } catch {
+      } catch (error) {
         failedLooks += 1;
+        lookFailure = error instanceof ConnectionError ? `the last: its connection ${error.reason}` : `the last: ${(error as Error).message}`;
         return failedLooks < 2;
       }
       failedLooks = 0;
@@ -198,10 +200,14 @@ function copyStallGuard(
     },
     onStall: (what) => {
       const stalled = what === 'read' ? `read none of table ${table}'s rows sent to it` : `did not answer the end of table ${table}'s rows`;
+      const unseen =
+        failedLooks >= 2
+          ? `its progress with them could not be looked at in pg_stat_progress_copy, twice in a row (${lookFailure})`
+          : 'made no progress with them that pg_stat_progress_copy shows';
       destroyConnection(
         client,
         new ConnectionError('deadline', {
-          detail: `the server ${stalled} for ${timeoutMs / 1000} s at a time, and made no progress with them that pg_stat_progress_copy shows; the connection was closed`,
+          detail: `the server ${stalled} for ${timeoutMs / 1000} s at a time, and ${unseen}; the connection was closed`,
         }),
       );
     },

@@ -313,7 +313,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect(await tableContents(target)).toEqual(before);
   });
 
-  // The next five wait (for a deadline, a stall's bound, a slow CHECK: 3-11 s each) at little
+  // The next seven wait (for a deadline, a stall's bound, a slow CHECK: 3-11 s each) at little
   // CPU, each on a database and a proxy of its own: side by side (it.concurrent, consecutive),
   // the file takes as long as the longest of them rather than their sum.
 
@@ -381,21 +381,72 @@ describe.skipIf(!available)('npm run db:restore', () => {
   // sockets once sent, so the end of the rows waits seconds for an answer while the backend's
   // progress moves on, row by row: here 2.5 s a row, under a bound of 3 s (looks 2 s apart
   // could both fall within one row, and see the counts stand still).
+  let slowCheckBackup: Promise<BackupResult> | undefined;
+  // A backup of three rows whose CHECK takes 2.5 s each in a restore (made once, for the tests
+  // that need a server at work for longer than the bound).
+  function slowlyCheckedRows(): Promise<BackupResult> {
+    slowCheckBackup ??= (async () => {
+      const source = await server.createMigratedDatabase();
+      await execute(
+        server.ownerUrlOf(source),
+        // Slow wherever kw.fast is not set: in the restore, not while the rows are made here.
+        "CREATE FUNCTION slow_check(n int) RETURNS boolean LANGUAGE sql AS $$ SELECT pg_catalog.pg_sleep(CASE WHEN pg_catalog.current_setting('kw.fast', true) = 'on' THEN 0 ELSE 2.5 END) IS NOT NULL AND n > 0 $$;" +
+          "CREATE TABLE checked_slowly (n int CHECK (slow_check(n))); SET kw.fast = 'on'; INSERT INTO checked_slowly SELECT generate_series(1, 3)",
+      );
+      return backupDatabase({ databaseUrl: server.urlOf(source), backupDir: path.join(workDir, 'slow-check'), environment: 'test', keep: 1 });
+    })();
+    return slowCheckBackup;
+  }
+  const checkedSlowlyCount = async (target: string) =>
+    (await withClient(target, (client) => client.query<{ n: number }>('SELECT count(*)::int AS n FROM checked_slowly'))).rows;
+
   it.concurrent("restores a table whose rows the server takes longer than serverStallTimeoutMs to check, once sent", async ({ expect }) => {
-    const source = await server.createMigratedDatabase();
-    await execute(
-      server.ownerUrlOf(source),
-      // Slow wherever kw.fast is not set: in the restore, not while the rows are made here.
-      "CREATE FUNCTION slow_check(n int) RETURNS boolean LANGUAGE sql AS $$ SELECT pg_catalog.pg_sleep(CASE WHEN pg_catalog.current_setting('kw.fast', true) = 'on' THEN 0 ELSE 2.5 END) IS NOT NULL AND n > 0 $$;" +
-        "CREATE TABLE checked_slowly (n int CHECK (slow_check(n))); SET kw.fast = 'on'; INSERT INTO checked_slowly SELECT generate_series(1, 3)",
-    );
-    const slow = await backupDatabase({ databaseUrl: server.urlOf(source), backupDir: path.join(workDir, 'slow-check'), environment: 'test', keep: 1 });
+    const slow = await slowlyCheckedRows();
     const target = await databaseWithOtherData();
 
     await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(slow.file), serverStallTimeoutMs: 3_000 });
 
-    const { rows } = await withClient(target, (client) => client.query<{ n: number }>('SELECT count(*)::int AS n FROM checked_slowly'));
-    expect(rows).toEqual([{ n: 3 }]);
+    expect(await checkedSlowlyCount(target)).toEqual([{ n: 3 }]);
+  });
+
+  // The look at the COPY's progress needs a connection of its own, which a server (or pooler)
+  // busy with the services queued behind the restore may not give at once: one look that
+  // fails tells nothing either way, and the server is given one more bound (here the second
+  // look, 6 s in, sees it at work, and the rows' end is answered at 7.5 s).
+  it.concurrent("one look at the COPY's progress that cannot connect gives the server another serverStallTimeoutMs", async ({ expect, onTestFinished }) => {
+    const slow = await slowlyCheckedRows();
+    const target = await databaseWithOtherData();
+    const { proxy, url: throughProxy } = await stallingProxyFor(target, onTestFinished);
+
+    await restoreDatabase({
+      databaseUrl: throughProxy,
+      backup: await verifyBackupFile(slow.file),
+      serverStallTimeoutMs: 3_000,
+      // From the COPY on, the restore opens no connection but the looks.
+      log: (line) => line.startsWith('restoring table public.checked_slowly') && proxy.refuse(1),
+    });
+
+    expect(await checkedSlowlyCount(target)).toEqual([{ n: 3 }]);
+  });
+
+  it.concurrent("two looks in a row that cannot connect give the server up, saying so, and the restore is rolled back", async ({ expect, onTestFinished }) => {
+    const slow = await slowlyCheckedRows();
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const { proxy, url: throughProxy } = await stallingProxyFor(target, onTestFinished);
+
+    const error = await restoreDatabase({
+      databaseUrl: throughProxy,
+      backup: await verifyBackupFile(slow.file),
+      serverStallTimeoutMs: 3_000,
+      log: (line) => line.startsWith('restoring table public.checked_slowly') && proxy.refuse(2),
+    }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toMatch(
+      /^restore failed and was rolled back; the database was not changed:\nThe database connection failed \(deadline: the server did not answer the end of table public\.checked_slowly's rows for 3 s at a time, and its progress with them could not be looked at in pg_stat_progress_copy, twice in a row \(the last: its connection terminated\); the connection was closed\)/,
+    );
+    await rolledBackOnceClosed(proxy, target, before);
   });
 
   // Once COMMIT is on its way the outcome is the server's: Ctrl-C then must not report the
