@@ -96,8 +96,13 @@ export interface RestoreResult {
  * migrations. The backup's own `SET statement_timeout = 0`, `lock_timeout = 0`,
  * `idle_in_transaction_session_timeout = 0` and `transaction_timeout = 0` are never sent:
  * they would lift these bounds for the rest of the restore. The backup's statements were
- * parsed with standard strings and an empty search_path (as pg_dump writes them); the server
- * reads them the same way even when a database or role setting says otherwise. (The bounds
+ * parsed with standard strings and names resolved in pg_catalog only (as pg_dump writes them,
+ * under an empty search_path); the server reads them the same way even when a database or role
+ * setting says otherwise. The session's temporary schema, which an empty search_path would
+ * search first for types and tables, comes last: the backup's code may make a domain
+ * `pg_temp.text` there, which would otherwise stand in for every unqualified `text` of the
+ * backup's statements and of the restore's own catalog checks, and run its CHECK's function
+ * in the middle of them. (The bounds
  * for a silent host are the session's, set once before the first attempt: see restoreDatabase.)
  *
  * @example
@@ -106,7 +111,7 @@ export interface RestoreResult {
 export function restorePrelude(lockTimeoutMs = 30_000): string {
   return `SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))};
 SET LOCAL statement_timeout TO DEFAULT;
-SET LOCAL search_path = '';
+SET LOCAL search_path = pg_catalog, pg_temp;
 SET LOCAL standard_conforming_strings = on;
 SET LOCAL client_encoding = 'UTF8';
 `;

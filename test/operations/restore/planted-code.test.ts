@@ -314,6 +314,44 @@ ${seededCheck('plant')}`,
     expect(extensions.map((row) => row.extname)).not.toContain('pgcrypto');
   });
 
+  // The session's temporary schema comes first for types and tables wherever search_path does
+  // not name it: a domain pg_temp.text, which the owner may make from code, would stand in for
+  // every unqualified `text` of the restore's own catalog checks, and its CHECK would run the
+  // backup's function in the middle of them, after what it granted was looked for.
+  it("a temporary domain named after a catalog type, made while rows load, runs none of the backup's code in the restore's checks", async () => {
+    const database = await target();
+    const backup = await whileRowsLoad(
+      'temporary-domain.sql.gz',
+      `IF pg_catalog.to_regtype('pg_temp.text') IS NULL THEN
+    EXECUTE 'CREATE DOMAIN pg_temp.text AS pg_catalog.text CHECK (public.hijack(VALUE))';
+    INSERT INTO public.planted SELECT t.typtype = 'd' AND t.typnamespace = pg_catalog.pg_my_temp_schema() FROM pg_catalog.pg_type t WHERE t.oid = pg_catalog.to_regtype('pg_temp.text');
+  END IF;`,
+      `${secrets('')}CREATE TABLE public.planted (temporary_domain boolean);
+CREATE FUNCTION public.hijack(value pg_catalog.text) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+  IF pg_catalog.current_setting('kw.hijacked', true) IS DISTINCT FROM 'yes' THEN
+    PERFORM pg_catalog.set_config('kw.hijacked', 'yes', false);
+    EXECUTE 'GRANT SELECT ON TABLE public.secrets TO PUBLIC';
+    EXECUTE 'CREATE FUNCTION public.backdoor(q pg_catalog.text) RETURNS void LANGUAGE plpgsql SECURITY DEFINER AS $b$ BEGIN EXECUTE q; END $b$';
+  END IF;
+  RETURN true;
+END $$;
+`,
+    );
+
+    await restoreAsDefault(database, backup);
+
+    const left = await withClient(database.url, async (client) =>
+      (
+        await client.query(
+          "SELECT pg_catalog.has_table_privilege('public', 'public.secrets', 'SELECT') AS readable, pg_catalog.to_regprocedure('public.backdoor(text)') IS NOT NULL AS backdoor, " +
+            "(SELECT pg_catalog.array_agg(temporary_domain) FROM public.planted) AS planted",
+        )
+      ).rows[0],
+    );
+    expect(left).toEqual({ readable: false, backdoor: false, planted: [true] });
+  });
+
   // What the owner may change beyond public, done by a CHECK's function as the rows load (the
   // statement as a PL/pgSQL string expression).
   it.each([
