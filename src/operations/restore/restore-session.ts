@@ -34,8 +34,9 @@ export interface RestoreSession {
   knownAppRole?: string | undefined;
   /**
    * Whom the backup may grant privileges to: the role restoring (`role`) and the application
-   * role, `appRole` or else the role(s) its default privileges in public give new tables to
-   * (see `newTableGrantees`). Hand it to the vetting (`verifyBackupFile`).
+   * role, `appRole` or else the role(s) its default privileges in public give the release
+   * step's privileges on new tables to, and the roles they let read new tables, no more than
+   * that (see `newTableGrantees`). Hand it to the vetting (`verifyBackupFile`).
    */
   grantees: BackupGrantees;
 }
@@ -93,8 +94,8 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
         // Needed only when the URL's role has powers; the same role's answer when it is the owner.
         ownerPowers: powers.length === 0 ? [] : databaseOwner === role ? powers : await rolePowers(client, databaseOwner),
         ...(appRole === undefined
-          ? await newTableGrantees(client, restoring).then(({ readers, applicationRole }) => ({
-              grantees: { owner: restoring, applicationRoles: readers },
+          ? await newTableGrantees(client, restoring).then(({ applicationRoles, readers, applicationRole }) => ({
+              grantees: { owner: restoring, applicationRoles, readers },
               knownAppRole: applicationRole,
             }))
           : { grantees: { owner: restoring, applicationRoles: [appRole], setsDefaultPrivileges: true }, knownAppRole: undefined }),

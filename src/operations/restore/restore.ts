@@ -392,7 +392,7 @@ async function finishPrivileges(
 ): Promise<void> {
   // What the backup (and any default privileges it met) granted is checked first, before the
   // grants below would put the application role's to exactly the release step's.
-  const excess = await excessRestoredPrivileges(client, session.grantees);
+  const excess = await excessRestoredPrivileges(client, session.grantees, session.appRole ?? session.knownAppRole);
   if (excess.length > 0) {
     throw new RestoreError(
       `the backup left privileges in the public schema beyond the owner's and the application role's: ${firstFive(excess)}`,

@@ -6,17 +6,20 @@ import type { BackupGrantees } from '../vetting/backup-statement-allow-list.js';
 /** Who `owner`'s default privileges in `public` give new tables to, read before a restore empties the schema. */
 export interface NewTableGrantees {
   /**
-   * Every role they give `SELECT` to: the application role, as the release step
-   * (`ensureAppRole`) and earlier restores left it, and any reader beside it. Such a role
-   * already receives every table a migration creates, so a backup may give it the restored
-   * ones too.
+   * The roles they give exactly the release step's privileges to
+   * (`applicationPrivileges.tables`: SELECT, INSERT, UPDATE, DELETE), as `ensureAppRole`
+   * leaves the application role (and earlier restores did). Such a role already receives
+   * every table a migration creates, so a backup may give it the release step's grants on the
+   * restored ones too.
    */
-  readers: string[];
+  applicationRoles: string[];
   /**
-   * The role they give exactly the release step's privileges to (`applicationPrivileges.tables`:
-   * SELECT, INSERT, UPDATE, DELETE), as `ensureAppRole` leaves the application role; undefined
-   * unless exactly one role has them (a read-only reporting role's SELECT makes it none).
+   * Every other role they let read new tables (a reporting role's SELECT), with what they
+   * give it there: a backup may give such a role no more on a restored table (a view: only
+   * SELECT), and nothing on anything else.
    */
+  readers: Record<string, string[]>;
+  /** The one role of `applicationRoles`, the restore's to give the release step's grants; undefined unless exactly one. */
   applicationRole: string | undefined;
 }
 
@@ -25,7 +28,8 @@ export interface NewTableGrantees {
  * restore asks of them (see {@link NewTableGrantees}).
  *
  * @example
- * await newTableGrantees(client, 'kennwilliamson') // { readers: ['kennwilliamson_app'], applicationRole: 'kennwilliamson_app' }
+ * await newTableGrantees(client, 'kennwilliamson')
+ * // { applicationRoles: ['kennwilliamson_app'], readers: { reporting: ['SELECT'] }, applicationRole: 'kennwilliamson_app' }
  */
 export async function newTableGrantees(client: pg.ClientBase, owner: string): Promise<NewTableGrantees> {
   const { rows } = await client.query<{ role: string; privileges: string[] }>(
@@ -37,10 +41,15 @@ export async function newTableGrantees(client: pg.ClientBase, owner: string): Pr
     [owner],
   );
   const releaseStep = [...applicationPrivileges.tables].sort().join(',');
-  const applicationRoles = rows.filter((row) => [...row.privileges].sort().join(',') === releaseStep);
+  const isApplicationRole = (row: { privileges: string[] }) => [...row.privileges].sort().join(',') === releaseStep;
+  const applicationRoles = rows.filter(isApplicationRole).map((row) => row.role).sort();
+  const readers = rows
+    .filter((row) => !isApplicationRole(row) && row.privileges.includes('SELECT'))
+    .map((row) => [row.role, row.privileges.filter((privilege) => applicationPrivileges.tables.includes(privilege)).sort()] as const);
   return {
-    readers: rows.filter((row) => row.privileges.includes('SELECT')).map((row) => row.role).sort(),
-    applicationRole: applicationRoles.length === 1 ? applicationRoles[0]!.role : undefined,
+    applicationRoles,
+    readers: Object.fromEntries(readers.sort(([a], [b]) => (a < b ? -1 : 1))),
+    applicationRole: applicationRoles.length === 1 ? applicationRoles[0] : undefined,
   };
 }
 
@@ -63,34 +72,43 @@ const excessPrivilegesQuery = `
   WITH ${applicationPrivilegesRow},
   acl_objects AS (
     SELECT 'SCHEMA'::text AS kind, 'public'::text AS object, NULL::text AS columns, n.nspowner AS owner, n.nspacl AS acl,
-           ARRAY['USAGE'] AS to_public, app.schema AS to_application
+           ARRAY['USAGE'] AS to_public, app.schema AS to_application, false AS view
       FROM pg_catalog.pg_namespace n, application app WHERE n.nspname = 'public'
     UNION ALL
     SELECT CASE WHEN c.relkind = 'S' THEN 'SEQUENCE' ELSE 'TABLE' END, pg_catalog.format('public.%I', c.relname), NULL, c.relowner, c.relacl,
            ARRAY[]::text[],
-           CASE WHEN c.relkind = 'S' THEN app.sequences WHEN c.relname = app.record_name THEN app.record ELSE app.tables END
+           CASE WHEN c.relkind = 'S' THEN app.sequences WHEN c.relname = app.record_name THEN app.record ELSE app.tables END, c.relkind = 'v'
       FROM pg_catalog.pg_class c, application app
      WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND c.relkind IN ('r', 'p', 'v', 'm', 'f', 'S')
     UNION ALL
     SELECT 'TABLE', pg_catalog.format('public.%I', c.relname), pg_catalog.quote_ident(a.attname), c.relowner, a.attacl,
-           ARRAY[]::text[], CASE WHEN c.relname = app.record_name THEN app.record_columns ELSE app.table_columns END
+           ARRAY[]::text[], CASE WHEN c.relname = app.record_name THEN app.record_columns ELSE app.table_columns END, c.relkind = 'v'
       FROM pg_catalog.pg_class c JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid, application app
      WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND a.attnum > 0 AND NOT a.attisdropped
     UNION ALL
-    SELECT 'ROUTINE', p.oid::pg_catalog.regprocedure::text, NULL, p.proowner, p.proacl, ARRAY['EXECUTE'], app.routines
+    SELECT 'ROUTINE', p.oid::pg_catalog.regprocedure::text, NULL, p.proowner, p.proacl, ARRAY['EXECUTE'], app.routines, false
       FROM pg_catalog.pg_proc p, application app WHERE p.pronamespace = 'public'::pg_catalog.regnamespace
     UNION ALL
     SELECT CASE WHEN t.typtype = 'd' THEN 'DOMAIN' ELSE 'TYPE' END, pg_catalog.format('public.%I', t.typname), NULL, t.typowner, t.typacl,
-           ARRAY['USAGE'], app.types
+           ARRAY['USAGE'], app.types, false
       FROM pg_catalog.pg_type t, application app WHERE t.typnamespace = 'public'::pg_catalog.regnamespace
   )
   SELECT o.kind, o.object, o.columns, a.privilege_type AS privilege,
          CASE a.grantee WHEN 0 THEN 'PUBLIC' ELSE pg_catalog.quote_ident(pg_catalog.pg_get_userbyid(a.grantee)) END AS grantee,
          a.privilege_type = ANY (allowed.privileges) AS option_only
-    FROM acl_objects o, LATERAL pg_catalog.aclexplode(o.acl) a,
+    FROM acl_objects o, application app, LATERAL pg_catalog.aclexplode(o.acl) a,
+         LATERAL (SELECT pg_catalog.pg_get_userbyid(a.grantee) AS name) grantee,
          LATERAL (SELECT CASE WHEN a.grantee = 0 THEN o.to_public
-                              WHEN pg_catalog.pg_get_userbyid(a.grantee) = ANY ($1::text[]) THEN o.to_application
-                              ELSE ARRAY[]::text[] END AS privileges) allowed
+                              WHEN grantee.name = ANY ($1::text[]) THEN o.to_application
+                              WHEN $11::pg_catalog.jsonb ? grantee.name AND o.kind = 'TABLE' AND o.object <> pg_catalog.format('public.%I', app.record_name) THEN
+                                ARRAY(SELECT pg_catalog.jsonb_array_elements_text($11::pg_catalog.jsonb -> grantee.name))
+                              WHEN $11::pg_catalog.jsonb ? grantee.name AND o.kind = 'TABLE' THEN ARRAY['SELECT']
+                              ELSE ARRAY[]::text[] END AS privileges) granted,
+         -- On a view, the writes the release step's grants carry are taken back from the role the
+         -- restore gives them to ($12) once this check passed; anyone else may only read one.
+         LATERAL (SELECT CASE WHEN o.view AND grantee.name IS DISTINCT FROM $12::text
+                              THEN ARRAY(SELECT p FROM pg_catalog.unnest(granted.privileges) p WHERE p = 'SELECT')
+                              ELSE granted.privileges END AS privileges) allowed
    WHERE o.acl IS NOT NULL AND pg_catalog.pg_has_role(o.owner, 'USAGE')
      AND a.grantee <> o.owner AND a.grantee <> (SELECT r.oid FROM pg_catalog.pg_roles r WHERE r.rolname = current_user)
      AND (a.is_grantable OR NOT a.privilege_type = ANY (allowed.privileges))
@@ -109,6 +127,8 @@ const excessDefaultPrivilegesQuery = `
                 WHEN pg_catalog.pg_get_userbyid(a.grantee) = ANY ($1::text[]) THEN
                   CASE d.defaclobjtype WHEN 'r' THEN app.tables WHEN 'S' THEN app.sequences
                                        WHEN 'f' THEN app.routines WHEN 'T' THEN app.types ELSE ARRAY[]::text[] END
+                WHEN $11::pg_catalog.jsonb ? pg_catalog.pg_get_userbyid(a.grantee) AND d.defaclobjtype = 'r' THEN
+                  ARRAY(SELECT pg_catalog.jsonb_array_elements_text($11::pg_catalog.jsonb -> pg_catalog.pg_get_userbyid(a.grantee)))
                 ELSE ARRAY[]::text[] END AS allowed
       FROM pg_catalog.pg_default_acl d, LATERAL pg_catalog.aclexplode(d.defaclacl) a, application app
      WHERE d.defaclnamespace IN (0, 'public'::pg_catalog.regnamespace) AND pg_catalog.pg_has_role(d.defaclrole, 'USAGE')
@@ -162,18 +182,20 @@ interface ExcessDefaultPrivilege {
  * anything is found. Beyond what a restore may leave: on any object in `public` whose owner
  * the role restoring acts for (the schema, relations and their columns, routines, types) and
  * in the default privileges there or database-wide, a privilege of any role but the owner, the role restoring
- * and `grantees.applicationRoles`; of PUBLIC anything beyond PostgreSQL's own defaults
- * (USAGE on the schema, EXECUTE on routines, USAGE on types); of an application role
- * anything beyond the release step's grants ({@link applicationPrivileges}); and any grant
- * option.
+ * and `grantees.applicationRoles` and `grantees.readers`; of PUBLIC anything beyond
+ * PostgreSQL's own defaults (USAGE on the schema, EXECUTE on routines, USAGE on types); of an
+ * application role anything beyond the release step's grants ({@link applicationPrivileges});
+ * of a reader anything beyond what it may read (its own privileges on new tables, on tables
+ * only); on a view, any write but `givenGrants`' (the role whose grants the restore sets
+ * next, taking writes on views back: a view over the migrations record would write it); and
+ * any grant option.
  *
  * @example
  * await excessRestoredPrivileges(client, { owner: 'kennwilliamson', applicationRoles: ['kennwilliamson_app'] }) // []
  */
-export async function excessRestoredPrivileges(client: pg.ClientBase, grantees: BackupGrantees): Promise<string[]> {
-  const applicationRoles = [...grantees.applicationRoles];
-  const parameters = [applicationRoles, ...applicationPrivilegesParameters];
-  const { rows: excess } = await client.query<ExcessPrivilege>(excessPrivilegesQuery, parameters);
+export async function excessRestoredPrivileges(client: pg.ClientBase, grantees: BackupGrantees, givenGrants?: string): Promise<string[]> {
+  const parameters = [[...grantees.applicationRoles], ...applicationPrivilegesParameters, JSON.stringify(grantees.readers ?? {})];
+  const { rows: excess } = await client.query<ExcessPrivilege>(excessPrivilegesQuery, [...parameters, givenGrants ?? null]);
   const { rows: excessDefaults } = await client.query<ExcessDefaultPrivilege>(excessDefaultPrivilegesQuery, parameters);
   const option = (row: { option_only: boolean }) => (row.option_only ? ' WITH GRANT OPTION' : '');
   return [

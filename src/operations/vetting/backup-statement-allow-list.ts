@@ -374,8 +374,14 @@ type RoleSpecNode = { RoleSpec?: { roletype?: string; rolename?: string } };
 export interface BackupGrantees {
   /** The role restoring (the database's owner). */
   owner: string;
-  /** The application role(s): `DB_APP_USER`, or those the owner's default privileges in public give new tables to. */
+  /** The application role(s): `DB_APP_USER`, or those the owner's default privileges in public give the release step's privileges on new tables. */
   applicationRoles: readonly string[];
+  /**
+   * Other roles the owner's default privileges in public let read new tables (a reporting
+   * role), each with the privileges they give it there (`['SELECT']`): a backup may give such
+   * a role no more on a table, and nothing on any other kind of object.
+   */
+  readers?: Readonly<Record<string, readonly string[]>> | undefined;
   /**
    * The restore gives the application role its default privileges itself (`DB_APP_USER`):
    * the backup's default privileges `FOR ROLE` another role (the owner where it was made, as
@@ -477,6 +483,18 @@ function granteeOf(
         `(${limits ? `${privilegeWords(limits.allowed)} on ${migrationsRecord ? 'the migrations record' : `a ${objectWords(objtype)}`}` : `nothing on a ${objectWords(objtype)}`})`,
     };
   }
+  const readable = readerPrivileges(expected, role.role);
+  if (readable !== undefined) {
+    // Only the owner records migrations, whoever else may write.
+    const onTables = readable.map((privilege) => privilege.toLowerCase()).filter((privilege) => !migrationsRecord || privilege === 'select');
+    const allowed = objtype === 'OBJECT_TABLE' ? onTables : [];
+    if (privileges !== undefined && privileges.length > 0 && privileges.every((privilege) => allowed.includes(privilege))) return role;
+    return {
+      refused:
+        `${granted} to '${role.role}' goes beyond what the owner's default privileges give it on a new table ` +
+        `(${allowed.length > 0 ? `${privilegeWords(allowed)} on a table` : `nothing on a ${objectWords(objtype)}`})`,
+    };
+  }
   // With DB_APP_USER the restore gives the application role the release step's grants itself,
   // so a grant to another role by name (the application role where the backup was made, under
   // another name: production's backup restored onto staging) is left out by the restore, never
@@ -490,6 +508,11 @@ function granteeOf(
       `set DB_APP_USER=${role.role} and restore again (on a new server, run the provisioning step first: setup --admin, with DB_APP_USER and DB_APP_PASSWORD)`,
   };
 }
+
+// What the owner's default privileges let `role` do on a new table, when it is a reader of
+// `grantees` (see BackupGrantees.readers).
+const readerPrivileges = (grantees: BackupGrantees, role: string): readonly string[] | undefined =>
+  grantees.readers !== undefined && Object.hasOwn(grantees.readers, role) ? grantees.readers[role] : undefined;
 
 // The privileges a GRANT names, lower-case ('select'; a column list as '(columns)' of it),
 // undefined for ALL.
@@ -528,7 +551,10 @@ const privilegeChange = (grant: boolean, grantee: PrivilegeChange['grantee'], fo
   const leaveOut =
     expected !== undefined &&
     (forRoles.some((role) => role !== expected.owner) ||
-      (grantee !== 'PUBLIC' && grantee.role !== expected.owner && !expected.applicationRoles.includes(grantee.role)));
+      (grantee !== 'PUBLIC' &&
+        grantee.role !== expected.owner &&
+        !expected.applicationRoles.includes(grantee.role) &&
+        readerPrivileges(expected, grantee.role) === undefined));
   return { grant, grantee, forRoles, ...(leaveOut ? { leaveOut: true as const } : {}) };
 };
 

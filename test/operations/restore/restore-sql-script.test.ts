@@ -468,6 +468,68 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       expect(granted).toEqual({ reads: true, writes: false });
     });
 
+    // A reporting role may read what it is given; a backup, untrusted, may not make it a writer.
+    it("refuses a backup that gives a role the owner's default privileges let only read new tables more than reading, before anything runs", async () => {
+      const target = await targetDatabase();
+      await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} IN SCHEMA public GRANT SELECT ON TABLES TO ${reader}`);
+      const file = await crafted('reader-writes.sql.gz', dumpAround(planted(`GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.planted TO ${reader};`)));
+      const before = await tableContents(target.url);
+
+      const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.ownerUrl });
+
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(
+        `line 11 of the backup's SQL: GRANT of SELECT, INSERT, DELETE, UPDATE on table to '${reader}' goes beyond what the owner's default privileges give it on a new table (SELECT on a table)`,
+      );
+      expect(result.stderr).toContain('the database was not touched');
+      expect(await tableContents(target.url)).toEqual(before);
+    });
+
+    it('checks the catalog before COMMIT too: writes that reach a reading role some other way roll the restore back', async () => {
+      const target = await targetDatabase();
+      await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} IN SCHEMA public GRANT SELECT ON TABLES TO ${reader}`);
+      // An admin's database-wide entry, which every table the backup creates picks up.
+      await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} GRANT INSERT ON TABLES TO ${reader}`);
+      const file = await crafted('reader-defaults.sql.gz', dumpAround(planted(`GRANT SELECT ON TABLE public.planted TO ${reader};`)));
+      const before = await tableContents(target.url);
+
+      const error = await restoreFailure(target.ownerUrl, file);
+
+      expect((error as Error).message).toBe(
+        'restore failed and was rolled back; the database was not changed:\n' +
+          `the backup left privileges in the public schema beyond the owner's and the application role's: INSERT on table public.planted to ${reader}; ` +
+          `INSERT on new tables of ${inject('ownerUser')} to ${reader} (default privileges in every schema)`,
+      );
+      expect(await tableContents(target.url)).toEqual(before);
+    });
+
+    // With two roles that the owner's default privileges give the release step's grants, the
+    // restore gives neither its grants (it cannot tell which the services use), so neither has
+    // the writes on views taken back: a view over the migrations record would write it.
+    it('refuses writes on a view to an application role whose grants the restore does not set', async () => {
+      const target = await targetDatabase();
+      await ensureAppRole({ databaseUrl: target.ownerUrl, user: app });
+      await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} IN SCHEMA public GRANT SELECT,INSERT,UPDATE,DELETE ON TABLES TO ${reader}`);
+      const file = await crafted(
+        'view-writes.sql.gz',
+        dumpAround(
+          'CREATE TABLE public.schema_migrations (name text NOT NULL, checksum text);\n' +
+            'CREATE VIEW public.migration_log AS SELECT name FROM public.schema_migrations;\n' +
+            `GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.migration_log TO ${reader};\n`,
+        ),
+      );
+      const before = await tableContents(target.url);
+
+      const error = await restoreFailure(target.ownerUrl, file);
+
+      expect((error as Error).message).toBe(
+        'restore failed and was rolled back; the database was not changed:\n' +
+          `the backup left privileges in the public schema beyond the owner's and the application role's: DELETE on table public.migration_log to ${reader}; ` +
+          `INSERT on table public.migration_log to ${reader}; UPDATE on table public.migration_log to ${reader}`,
+      );
+      expect(await tableContents(target.url)).toEqual(before);
+    });
+
     it('takes the application role from DB_APP_USER where no default privileges name it, and gives it the release step\'s grants', async () => {
       const target = await targetDatabase();
       // As a backup made before the owner role has them: default privileges of the superuser.
