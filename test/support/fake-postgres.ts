@@ -5,6 +5,8 @@ export interface FakePostgres {
   port: number;
   /** Connections accepted so far. */
   accepted(): number;
+  /** Connections that sent their first message (a startup message or an SSLRequest) so far: logins tried, where a mere connect counts in {@link accepted} only. */
+  logins(): number;
   close(): Promise<void>;
 }
 
@@ -38,17 +40,18 @@ const loggedIn = Buffer.concat([
 export async function startFakePostgres(answers: FakePostgresAnswers): Promise<FakePostgres> {
   const sockets = new Set<net.Socket>();
   let accepted = 0;
+  let logins = 0;
   const server = net.createServer((socket) => {
     accepted += 1;
     sockets.add(socket);
     socket.on('error', () => undefined);
     socket.on('close', () => sockets.delete(socket));
-    if (answers === 'nothing') return;
     let greeted = false;
     socket.on('data', () => {
       if (!greeted) {
         greeted = true;
-        socket.write(loggedIn);
+        logins += 1;
+        if (answers !== 'nothing') socket.write(loggedIn);
       } else if (answers === 'login, then hangs up') {
         socket.destroy();
       }
@@ -58,6 +61,7 @@ export async function startFakePostgres(answers: FakePostgresAnswers): Promise<F
   return {
     port: (server.address() as net.AddressInfo).port,
     accepted: () => accepted,
+    logins: () => logins,
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));

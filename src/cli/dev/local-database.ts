@@ -1,5 +1,5 @@
 import { startEmbeddedServer } from '../../embedded/embedded-server.js';
-import { cliDatabaseUrl, localAdminUrl, localOwner, localServerOptions, requireLocalServerPort } from '../../embedded/local-server.js';
+import { cliDatabaseUrl, localAdminUrl, localOwner, localServerLocation, localServerOptions, requireLocalServerPort } from '../../embedded/local-server.js';
 import type { Command } from '../command.js';
 
 /** Whether the environment names a database; if not, the repository's commands use the embedded one. */
@@ -23,10 +23,10 @@ export function withLocalDatabase(command: Command, { start = false, announce = 
       // `--admin` with an ADMIN_DATABASE_URL names its database too.
       const local = !databaseConfigured() && !(input.values.admin === true && process.env.ADMIN_DATABASE_URL?.trim());
       if (local) {
-        const server = localServerOptions();
-        requireLocalServerPort(server);
+        // Checked before the options are read: they make the data folder's password file.
+        await requireLocalServerPort(localServerLocation());
         if (start) {
-          const { alreadyRunning } = await startEmbeddedServer(server, (line) => console.log(line));
+          const { alreadyRunning } = await startEmbeddedServer(localServerOptions(), (line) => console.log(line));
           if (!alreadyRunning) console.log('started the local PostgreSQL');
         }
         const owner = localOwner();

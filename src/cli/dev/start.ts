@@ -1,5 +1,5 @@
 import { embeddedDatabaseUrl, startEmbeddedServer } from '../../embedded/embedded-server.js';
-import { localOwner, localServerOptions, requireLocalServerPort } from '../../embedded/local-server.js';
+import { localOwner, localServerLocation, localServerOptions, requireLocalServerPort } from '../../embedded/local-server.js';
 import type { Command } from '../command.js';
 
 /** `npm run db:start`: the local embedded PostgreSQL, in the background. */
@@ -20,8 +20,9 @@ Environment:
   options: {},
   positionals: { min: 0, max: 0 },
   async run() {
+    // Checked before the options are read: they make the data folder's password file.
+    await requireLocalServerPort(localServerLocation());
     const options = localServerOptions();
-    requireLocalServerPort(options);
     const { url, alreadyRunning } = await startEmbeddedServer(options, (line) => console.log(line));
     console.log(alreadyRunning ? 'PostgreSQL is already running.' : 'PostgreSQL started.');
     // The owner's URL, as db:setup prints it: the superuser's, printed as DATABASE_URL, would
