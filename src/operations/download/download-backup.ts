@@ -269,7 +269,8 @@ async function removeLeftParts(final: string): Promise<void> {
  * a partial file of its own (`.<file>.<host>.<pid>.<random>.part`), is fsynced and checked against the
  * remote size and checksum, and only then linked to its name, which a download of the same
  * file that finished first makes it refuse (`exists`); on any failure (unreadable key, unknown host key, refused login, missing remote
- * file, a copy stalled past `stallTimeoutMs`, checksum mismatch) it throws {@link DownloadError} and leaves no partial file.
+ * file, a copy stalled past `stallTimeoutMs`, more bytes than the remote size, checksum mismatch) it throws
+ * {@link DownloadError} and leaves no partial file; the copy stops at the first byte past that size.
  *
  * @example
  * await downloadBackup({ host: 'db.example.org', user: 'backup', key: '/home/me/.ssh/backups',
@@ -309,6 +310,19 @@ export async function downloadBackup(options: DownloadOptions): Promise<Download
     const { stream, done, cancel } = source;
     const written = await writeStreamToFile(stream, part, {
       onBytes: byteProgress('copied', source.size, log),
+      // The size is the host's word, not a bound it keeps: one that announces 100 bytes and then
+      // sends without end would fill BACKUP_DIR's disk before the sizes were compared. Locally,
+      // a file that grows while it is read (a /proc file is "0 bytes" too) is stopped the same way.
+      limit: {
+        bytes: source.size,
+        error: () =>
+          new DownloadError(
+            'transfer',
+            isLocal
+              ? `more than the ${source.size} bytes ${remotePath} had when the copy began arrived; the copy was stopped`
+              : `more than the announced ${source.size} bytes of ${remotePath} arrived from ${options.host}; the copy was stopped`,
+          ),
+      },
       ...(options.signal ? { signal: options.signal } : {}),
     }).catch(async (error: Error) => {
       // Stop ssh (a full disk must not leave it running); when ssh itself failed, its

@@ -14,7 +14,8 @@ export interface WrittenFile {
 /**
  * Writes a stream into a new file (created exclusively, readable by the owner only: backups
  * hold password hashes), hashing and counting the bytes on the way, then fsyncs it so the
- * content is on disk before anyone renames it to a final name. On failure the caller
+ * content is on disk before anyone renames it to a final name. With `limit`, the write fails
+ * with `limit.error()` before it writes a byte past `limit.bytes`. On failure the caller
  * removes the file.
  *
  * @example
@@ -23,12 +24,19 @@ export interface WrittenFile {
 export async function writeStreamToFile(
   source: Readable,
   file: string,
-  options: { onBytes?: (bytes: number) => void; signal?: AbortSignal } = {},
+  options: { onBytes?: (bytes: number) => void; signal?: AbortSignal; limit?: { bytes: number; error: () => Error } } = {},
 ): Promise<WrittenFile> {
+  const limit = options.limit;
   const hash = createHash('sha256');
   let bytes = 0;
   const counter = new Transform({
     transform(chunk: Buffer, _encoding, callback) {
+      // Checked before the chunk is written: a source that says how much it sends and then
+      // sends without end must not fill the disk.
+      if (limit && bytes + chunk.length > limit.bytes) {
+        callback(limit.error());
+        return;
+      }
       hash.update(chunk);
       bytes += chunk.length;
       options.onBytes?.(bytes);

@@ -1,7 +1,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
-import { chmod, copyFile, type FileHandle, mkdir, mkdtemp, open, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, type FileHandle, mkdir, mkdtemp, open, readdir, readFile, rm, stat, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -307,6 +307,29 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
       }
     });
 
+    // The host then sends nothing more, so a copy that compared the sizes only at the end
+    // would wait for the stall bound here, where a host that sent without end filled the disk.
+    it('stops at once when more bytes arrive than the host announced: a transfer error, ssh stopped, no .part left', async () => {
+      const file = 'kennwilliamson_production_20250920T000000.000Z.dump';
+      const disk = await hangingBackup(file);
+      await writeFile(path.join(remoteDir, file), content.subarray(0, 100));
+      try {
+        // Less than the pipe holds, so the write never waits for the remote cat.
+        await disk.write(content.subarray(0, 60_000));
+        const error = await downloadBackup(fromHost({ file, stallTimeoutMs: 10_000 })).catch((e: unknown) => e);
+
+        expect(error).toBeInstanceOf(DownloadError);
+        expect(error).toMatchObject({
+          reason: 'transfer',
+          message: `more than the announced 100 bytes of ${path.join(remoteDir, file)} arrived from 127.0.0.1; the copy was stopped`,
+        });
+        await expect.poll(sshChildren, { timeout: 2_000 }).toEqual([]);
+        expect(await readdir(backupDir)).toEqual([]);
+      } finally {
+        await disk.close();
+      }
+    });
+
     it('keeps a slow copy whose pauses are each shorter than stallTimeoutMs, though it lasts longer in all', async () => {
       const file = 'kennwilliamson_production_20250919T000000.000Z.dump';
       const disk = await hangingBackup(file);
@@ -328,6 +351,18 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
       expect(await copy).toMatchObject({ verified: true, sha256, bytes: content.length });
       expect((await readFile(path.join(backupDir, file))).equals(content)).toBe(true);
     });
+  });
+
+  // A file that grows while it is read, made certain: a /proc file says it holds 0 bytes.
+  it('stops a local copy that brings more bytes than the file had when the copy began, and leaves nothing', async () => {
+    const local = await mkdtemp(path.join(root, 'growing-'));
+    await symlink('/proc/version', path.join(local, name));
+
+    await expect(downloadBackup({ host: 'localhost', file: name, backupDir, remoteDir: local })).rejects.toMatchObject({
+      reason: 'transfer',
+      message: `more than the 0 bytes ${path.join(local, name)} had when the copy began arrived; the copy was stopped`,
+    });
+    expect(await readdir(backupDir)).toEqual([]);
   });
 
   it('creates a missing BACKUP_DIR readable by its owner only (0700)', async () => {
