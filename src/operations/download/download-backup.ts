@@ -62,6 +62,7 @@ interface SourceFile {
 const metadataTimeoutMs = 60_000;
 const defaultStallTimeoutMs = 60_000;
 const notFoundExit = 44;
+const stderrTailChars = 8192;
 
 async function checkKey(key: string): Promise<void> {
   const info = await stat(key).catch((error: NodeJS.ErrnoException) => {
@@ -107,12 +108,22 @@ function runSsh(target: SshTarget, command: string, signal?: AbortSignal) {
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(signal ? { signal } : {}),
   });
+  // Only the last words: the host writes to this stream as much as it likes (ssh passes the
+  // remote command's stderr on), and all of it, kept, ended the process at V8's longest string.
   let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  let cut = false;
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
+    stderr += chunk;
+    if (stderr.length > 2 * stderrTailChars) {
+      stderr = stderr.slice(-stderrTailChars);
+      cut = true;
+    }
+  });
+  const tail = () => (cut || stderr.length > stderrTailChars ? `[earlier output cut]\n${stderr.slice(-stderrTailChars)}` : stderr);
   const exited = new Promise<{ code: number | null; stderr: string; error?: Error }>((resolve) => {
     let error: Error | undefined;
     child.on('error', (e) => (error = e));
-    child.on('close', (code) => resolve({ code, stderr, ...(error ? { error } : {}) }));
+    child.on('close', (code) => resolve({ code, stderr: tail(), ...(error ? { error } : {}) }));
   });
   return { child, exited };
 }

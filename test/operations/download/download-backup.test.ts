@@ -365,6 +365,49 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     expect(await readdir(backupDir)).toEqual([]);
   });
 
+  // The session's cat writes `<file>.stderr` (when the test left one) to stderr and fails.
+  describe('from a host that floods stderr', () => {
+    let host: SshServer;
+
+    beforeAll(async () => {
+      const hostRoot = await mkdtemp(path.join(root, 'noisy-'));
+      const bin = path.join(hostRoot, 'bin');
+      await mkdir(bin);
+      await writeFile(path.join(bin, 'cat'), '#!/bin/sh\n[ -f "$2.stderr" ] && { /bin/cat "$2.stderr" >&2; exit 1; }\nexec /bin/cat "$@"\n', { mode: 0o755 });
+      host = await startSshServer(hostRoot, { env: { PATH: `${bin}:/usr/bin:/bin` } });
+    });
+    afterAll(async () => {
+      await host?.stop();
+    });
+
+    // Kept whole, ~700 MB of it ended the process (RangeError: Invalid string length) and
+    // left the .part behind; 400 kB shows the bound without taking that long.
+    it("keeps only the last 8 KiB of ssh's stderr, marked as cut, and leaves no .part", async () => {
+      const file = 'kennwilliamson_production_20250921T000000.000Z.dump';
+      await writeFile(path.join(remoteDir, file), content);
+      const lines = Array.from({ length: 10_000 }, (_, i) => `complaint ${String(i).padStart(5, '0')} of the host, at length\n`);
+      await writeFile(path.join(remoteDir, `${file}.stderr`), `${lines.join('')}the last word\n`);
+      try {
+        const error = await downloadBackup(
+          overSsh({ file, port: host.port, key: host.clientKey, knownHostsFile: host.knownHostsFile }),
+        ).catch((e: unknown) => e);
+
+        expect(error).toBeInstanceOf(DownloadError);
+        const { reason, message } = error as DownloadError;
+        expect(reason).toBe('transfer');
+        const start = `reading ${path.join(remoteDir, file)} on 127.0.0.1 failed (exit 1): [earlier output cut]\n`;
+        expect(message.slice(0, start.length)).toBe(start);
+        expect(message).toMatch(/complaint 09999 of the host, at length\nthe last word$/);
+        expect(message).not.toContain('complaint 00000');
+        expect(message.length).toBeLessThan(8192 + 200);
+        expect(await readdir(backupDir)).toEqual([]);
+      } finally {
+        await rm(path.join(remoteDir, file));
+        await rm(path.join(remoteDir, `${file}.stderr`));
+      }
+    });
+  });
+
   it('creates a missing BACKUP_DIR readable by its owner only (0700)', async () => {
     const missing = path.join(backupDir, 'new');
     await downloadBackup({ host: 'localhost', file: name, backupDir: missing, remoteDir });
