@@ -617,10 +617,14 @@ const checks: Record<string, Check> = {
   CreateSeqStmt: (node) => (publicRelation(node.sequence) ? accept('CREATE SEQUENCE') : outsidePublic('CREATE SEQUENCE')),
   AlterSeqStmt: (node) => (publicRelation(node.sequence) ? accept('ALTER SEQUENCE') : outsidePublic('ALTER SEQUENCE')),
   ViewStmt: (node) => (publicRelation(node.view) ? accept('CREATE VIEW') : outsidePublic('CREATE VIEW')),
+  // CONCURRENTLY cannot run in the restore's one transaction: refused here, before a restore
+  // would hold every table of public only to fail at it.
   IndexStmt: (node) =>
     node.tableSpace !== undefined
       ? refuse('an index in a tablespace is not part of this schema')
-      : publicRelation(node.relation)
+      : node.concurrent === true
+        ? refuse('CREATE INDEX CONCURRENTLY is not what pg_dump writes, and cannot run in the restore\'s one transaction')
+        : publicRelation(node.relation)
         ? accept('CREATE INDEX')
         : outsidePublic('CREATE INDEX'),
   CreateTrigStmt: (node) => (publicRelation(node.relation) ? accept('CREATE TRIGGER') : outsidePublic('CREATE TRIGGER')),

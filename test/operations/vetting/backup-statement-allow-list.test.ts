@@ -113,6 +113,7 @@ describe('the allow-list refuses the rest, naming the line', () => {
     ['INSERT', 'INSERT INTO public.users (email) VALUES (public.f());', 'INSERT can call any function'],
     ['CREATE TABLE AS', 'CREATE TABLE public.t AS SELECT public.f();', 'CREATE TABLE AS and CREATE MATERIALIZED VIEW run a query'],
     ['LOAD', "LOAD '/tmp/evil.so';", 'LOAD loads a shared library'],
+    ['CREATE INDEX CONCURRENTLY', 'CREATE INDEX CONCURRENTLY users_email ON public.users (email);', "CREATE INDEX CONCURRENTLY is not what pg_dump writes, and cannot run in the restore's one transaction"],
   ])('refuses %s', async (_kind, sql, message) => {
     const result = await refusal(sql);
     expect(result).toContain(message);
