@@ -109,7 +109,8 @@ export class PoolNotReadyError extends DbError {
 /**
  * The database could not be reached, or the connection was lost: refused or reset, closed by
  * the server (SQLSTATE 57P01 terminated by an administrator, 57P02 crash, 57P03 starting up or
- * shutting down, 25P03 idle in a transaction too long, class 08), silent past the call
+ * shutting down, 25P03 idle in a transaction too long, class 08 but for PgBouncer's refusal of a
+ * transaction in statement mode, a `ConfigError`), silent past the call
  * deadline or the TCP keepalive (`ETIMEDOUT`), a login past the connect timeout, or ended in
  * the middle of a query. Retryable; `reason` is the SQLSTATE, the system error code
  * (`ECONNREFUSED`), `deadline`, `connect-timeout` or `terminated`, and the message says which
@@ -734,6 +735,14 @@ const connectionMessages = [
   'Client was closed and is not queryable',
 ];
 
+// PgBouncer in pool_mode = statement closes a client (FATAL, SQLSTATE 08P01) as soon as the
+// server says a transaction is open: every BEGIN fails, and so does every retry. 08P01 alone
+// cannot tell this apart from PgBouncer's other refusals (an unknown database, a failed server
+// login), which a retry may get past; its text can. PgBouncer's texts are fixed in its source
+// and not translated (unlike PostgreSQL's, mapped by SQLSTATE only): the first is what its
+// server.c sends today (1.18 and 1.24 alike), the second what older releases sent.
+const statementPoolingRefusals = ['transaction blocks not allowed in statement pooling mode', 'Long transactions not allowed'];
+
 // What a failed socket tried: Node's system errors carry the address and port (or, when the
 // name did not resolve, the host name); a host with several addresses fails with an
 // AggregateError holding one such error per address. Never the URL, which holds a password.
@@ -785,7 +794,10 @@ function isNoResultError(error: unknown): boolean {
  * - 40P01 `DeadlockError`, 40001 `SerializationError`, 55P03 `LockNotAvailableError`
  *   (all three retryable), 57014 `QueryCanceledError`, 25P02 `TransactionAbortedError`,
  *   class 22 `DataExceptionError`;
- * - a lost or refused connection: `ConnectionError` (retryable);
+ * - a lost or refused connection: `ConnectionError` (retryable); but PgBouncer's 08P01 that
+ *   refuses a transaction in `pool_mode = statement` (which no retry gets past): `ConfigError`
+ *   (`variable` `pool_mode`), the one SQLSTATE whose mapping reads the message too (PgBouncer's
+ *   fixed text);
  * - Kysely's `NoResultError`: `NotFoundError` (entity `row`); its `AbortedTransactionError`
  *   (a COMMIT that rolled back): `TransactionAbortedError`;
  * - anything else: `DatabaseError`. A `DbError` is returned as it is.
@@ -818,6 +830,15 @@ export function mapDatabaseError(error: unknown): DbError {
     if (message === 'timeout expired') return new ConnectionError('connect-timeout', { cause: error });
     if (connectionMessages.includes(message)) return new ConnectionError('terminated', { cause: error });
     return new DatabaseError(undefined, `The database call failed: ${message || 'unknown error'}`, { cause: error });
+  }
+  if (sqlState === '08P01' && statementPoolingRefusals.includes(message)) {
+    return new ConfigError(
+      'pool_mode',
+      `The connection pooler refuses every transaction (08P01: ${message}): it runs in statement pooling mode ` +
+        '(PgBouncer pool_mode = statement), which this library cannot work behind. Set pool_mode = transaction ' +
+        '(or session) for this database and user; retrying cannot succeed',
+      { cause: error },
+    );
   }
   if (connectionSqlStates.has(sqlState) || sqlState.startsWith('08')) {
     // A message that comes with a SQLSTATE is the server's (or the pooler's) own: a fixed

@@ -3,6 +3,7 @@ import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import {
   CheckViolationError,
+  ConfigError,
   ConnectionError,
   DatabaseError,
   DataExceptionError,
@@ -217,6 +218,29 @@ describe('PostgreSQL errors beyond integrity, mapped by SQLSTATE', () => {
     });
     expect(isRetryable(new Error('anything'))).toBe(false);
     expect(isRetryable(new pg.DatabaseError('x', 0, 'error'))).toBe(false);
+  });
+
+  // A pooler in statement mode refuses every transaction, so no retry can succeed; the same
+  // SQLSTATE from PgBouncer's other refusals (a database it cannot find) may pass with time.
+  it("08P01 is a ConfigError, not retryable, when it is PgBouncer's refusal of a transaction in statement mode; other 08P01s stay ConnectionErrors", () => {
+    const fromPgBouncer = (text: string) => Object.assign(new pg.DatabaseError(text, 0, 'error'), { code: '08P01', severity: 'FATAL' });
+    for (const text of ['transaction blocks not allowed in statement pooling mode', 'Long transactions not allowed']) {
+      const refusal = fromPgBouncer(text);
+      const mapped = mapDatabaseError(refusal);
+      expect(mapped).toBeInstanceOf(ConfigError);
+      expect(mapped).toMatchObject({ code: 'CONFIG_INVALID', variable: 'pool_mode', retryable: false, cause: refusal });
+      expect(mapped.message).toBe(
+        `The connection pooler refuses every transaction (08P01: ${text}): it runs in statement pooling mode ` +
+          '(PgBouncer pool_mode = statement), which this library cannot work behind. Set pool_mode = transaction ' +
+          '(or session) for this database and user; retrying cannot succeed',
+      );
+      expect(isRetryable(mapped)).toBe(false);
+    }
+    for (const text of ['database "kw_gone" does not exist', 'server login has been failing, try again later (server_login_retry)']) {
+      const mapped = mapDatabaseError(fromPgBouncer(text));
+      expect(mapped).toBeInstanceOf(ConnectionError);
+      expect(mapped).toMatchObject({ reason: '08P01', serverMessage: text, retryable: true });
+    }
   });
 
   // Node's socket errors say what was tried; a name with several addresses fails with one

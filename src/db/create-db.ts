@@ -125,6 +125,12 @@ function createDirectRunner(tuned: TunedPoolWithNaming): DirectQueryRunner {
  */
 function mapClientError(tuned: TunedPool, client: pg.PoolClient, error: unknown): unknown {
   const mapped = mapDatabaseError(error);
+  // A FATAL error is the last message of its session, whatever it maps to: PgBouncer in
+  // statement mode refuses a transaction (a ConfigError) and closes the connection, which pg,
+  // not yet told, would let go back to the pool and fail the next borrower as `terminated`.
+  if (!(mapped instanceof ConnectionError) && (error as { severity?: unknown } | null)?.severity === 'FATAL') {
+    client.end().catch(() => undefined);
+  }
   if (mapped instanceof ConnectionError) {
     client.end().catch(() => undefined);
     // A server that ends an idle session (idle_in_transaction_session_timeout) says why only

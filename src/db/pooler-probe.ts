@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type pg from 'pg';
+import { ConfigError, type DbError, mapDatabaseError } from '../errors.js';
 import { closeGraceMs, type LibraryClient } from './library-client.js';
 import { closeNamedStatement } from './named-statement.js';
 import { settlesWithin } from './settles-within.js';
@@ -10,13 +11,17 @@ import { settlesWithin } from './settles-within.js';
  * `max_prepared_statements` > 0), `loses` (the statement is missing there, SQLSTATE 26000:
  * PgBouncer before 1.21, or with the setting 0), `pins` (the client never moved: session
  * pooling, or a proxy that pins a client once it prepares a statement), or `undecided`.
+ * `refuses-transactions`: the pooler closed the probe's connection at its `BEGIN` (PgBouncer in
+ * `pool_mode = statement`), as it will every call of the library that opens a transaction.
  */
-export type PoolerVerdict = 'keeps' | 'loses' | 'pins' | 'undecided';
+export type PoolerVerdict = 'keeps' | 'loses' | 'pins' | 'undecided' | 'refuses-transactions';
 
 export interface PoolerProbeResult {
   verdict: PoolerVerdict;
   /** Why, in words for a log line (never a URL or a password). */
   reason: string;
+  /** With `refuses-transactions`: the error every transaction will meet (a `ConfigError`). */
+  error?: DbError;
 }
 
 class ProbeExpired extends Error {}
@@ -44,8 +49,11 @@ const statementText = 'SELECT pg_catalog.pg_backend_pid() AS pid /* kennwilliams
  * A run on P again (another client took P before the holder) proves nothing; the probe tries
  * again, up to ten times. Everything is bounded by `budgetMs`: a pooler with one server
  * connection cannot hand out another while the holder keeps it, so its probe ends undecided,
- * and so does any error. `signal` ends it early (the pool is closing), and then its two
- * connections are destroyed at once, without the bounded clean-up a verdict is followed by.
+ * and so does any error, except the one of a pooler in statement mode, which closes the
+ * holder's connection at its `BEGIN`: `refuses-transactions`, with the `ConfigError` that
+ * every transaction of the pool will meet. `signal` ends it early (the pool is closing), and
+ * then its two connections are destroyed at once, without the bounded clean-up a verdict is
+ * followed by.
  *
  * @example const { verdict } = await probePooler(() => new LibraryClient(config), 5_000, signal)
  */
@@ -132,6 +140,11 @@ export async function probePooler(openClient: () => LibraryClient, budgetMs: num
         verdict: 'undecided',
         reason: `${error.message}: the pooler did not hand the probe another server connection (it has one only, or all were busy)`,
       };
+    }
+    // The holder's BEGIN, refused by a pooler in statement mode: mapped where every refusal is.
+    const mapped = mapDatabaseError(error);
+    if (mapped instanceof ConfigError && mapped.variable === 'pool_mode') {
+      return { verdict: 'refuses-transactions', reason: mapped.message, error: mapped };
     }
     return { verdict: 'undecided', reason: `the probe failed: ${describe(error)}` };
   } finally {

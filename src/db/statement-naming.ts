@@ -102,6 +102,13 @@ export function createStatementNaming(options: StatementNamingOptions): Statemen
     probe = probePooler(openClient, probeBudgetMs, ending.signal).then((result) => {
       if (pooler.verdict !== 'probing') return;
       pooler = result;
+      if (result.verdict === 'refuses-transactions' && !ending.signal.aborted) {
+        onError(
+          'the pooler refuses every transaction: it runs in statement pooling mode (PgBouncer pool_mode = statement), ' +
+            'so every call that opens one fails with ConfigError (not retryable); set pool_mode = transaction (or session)',
+          result.error,
+        );
+      }
       if (result.verdict === 'undecided' && !ending.signal.aborted) {
         onError(
           'could not tell whether the pooler keeps named statements, so they are not used through it ' +
