@@ -8,7 +8,8 @@ import { callDeadlineFor, type DbConfig } from './db-config.js';
 import { timerSlackMs } from './duration.js';
 import { type ConnectionFacts, inspectConnection } from './inspect-connection.js';
 import { settlesWithin } from './settles-within.js';
-import { connectionOptions, LibraryClient } from './library-client.js';
+import { closeGraceMs, connectionOptions, LibraryClient } from './library-client.js';
+import { sendCancelRequest } from './cancel-request.js';
 import { createStatementNaming, type StatementNaming, type StatementNamingReport } from './statement-naming.js';
 import { warnOnStderr } from './warn-on-stderr.js';
 
@@ -315,8 +316,20 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
       detail: `no answer within the call deadline of ${client.deadlineMs} ms (waited ${waitedMs} ms); the connection was closed`,
     });
     onError('a call got no answer within its deadline; its connection was closed', error);
-    (client as BoundedClient & LibraryClient).destroy(error);
+    // The statement is cancelled first, where the server can hear it (a session whose bound is
+    // longer than the pool learned, behind a pooler): a connection closed alone leaves it running
+    // wherever the server does not check its client, and a write the caller retried would then
+    // be applied twice. The close waits for the request to be sent (at most closeGraceMs, on a
+    // silent path): PgBouncer forgets a client's cancel key as soon as the client is gone.
+    const cancelled = sendCancelRequest(client, closeGraceMs).then(() => {
+      cancelling.delete(client);
+      (client as BoundedClient & LibraryClient).destroy(error);
+    });
+    cancelling.set(client, cancelled);
   };
+  // The calls given up on whose statements are being cancelled, before their connections close:
+  // the sweep leaves them alone meanwhile.
+  const cancelling = new Map<BoundedClient, Promise<void>>();
   // When end() began (0 before): a connection the application still holds then, with no call
   // in flight (a transaction whose callback awaits something else), is handed back only when
   // that callback returns, which may be never; end() waits for it one call deadline, then
@@ -326,6 +339,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
     const now = performance.now();
     const heldTooLong = endStartedAt !== 0 && now - endStartedAt > config.callDeadlineMs;
     for (const client of clients) {
+      if (cancelling.has(client)) continue;
       if (client.callStartedAt !== 0 && now - client.callStartedAt > client.deadlineMs) abandon(client, now);
       else if (client.callStartedAt === 0 && heldTooLong) {
         (client as BoundedClient & LibraryClient).destroy(new PoolClosedError('the pool was ended while this connection was still held'));

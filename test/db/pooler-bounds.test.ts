@@ -1,7 +1,9 @@
+import { randomBytes } from 'node:crypto';
 import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createDb } from '../../src/db/create-db.js';
-import { QueryCanceledError } from '../../src/errors.js';
+import { ConnectionError, QueryCanceledError } from '../../src/errors.js';
+import { withClient } from '../../src/db/with-client.js';
 import { eventually } from '../support/eventually.js';
 import { type PgBouncer, pgBouncerVersions, startPgBouncer } from '../support/pgbouncer.js';
 import { toolsAvailable } from '../support/required-tools.js';
@@ -126,6 +128,37 @@ describe.skipIf(!installed)("a pool behind a PgBouncer that ignores its startup 
       const error = await sql`SELECT pg_sleep(5)`.execute(db).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(QueryCanceledError);
       expect(error).toMatchObject({ reason: 'statement_timeout', statementTimeoutMs: roleBounds.statementTimeoutMs });
+    } finally {
+      await db.destroy();
+    }
+  });
+
+  // A session whose bound is longer than the pool learned (here lifted for one transaction; a
+  // role's raised after the pool asked, or a SET another client of the pooler left) runs past
+  // the call deadline. The pool gives the call up, and the statement is cancelled on the server
+  // too: closing the connection alone stops a statement only where the server checks its client
+  // (client_connection_check_interval, which setup --admin gives the application role, and a
+  // role set up otherwise may lack; lifted here too), and a write the caller then retried would
+  // be applied twice.
+  it('cancels on the server a statement whose call it gave up at the deadline', async () => {
+    const db = createDb({ databaseUrl: ignoring.url(testDb.directUrl), maxConnections: 1, minConnections: 0, statementTimeoutMs: 100, lockTimeoutMs: 50, callDeadlineMs: 600 });
+    const tag = `kw-cancelled-${randomBytes(4).toString('hex')}`;
+    try {
+      const error = await db
+        .transaction()
+        .execute(async (trx) => {
+          await sql`SET LOCAL statement_timeout = 0; SET LOCAL client_connection_check_interval = 0`.execute(trx);
+          await sql`SELECT pg_sleep(30) /* ${sql.raw(tag)} */`.execute(trx);
+        })
+        .catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(ConnectionError);
+      expect(error).toMatchObject({ reason: 'deadline' });
+      const running = async () =>
+        withClient(testDb.directUrl, async (client) =>
+          Number((await client.query("SELECT count(*) AS n FROM pg_stat_activity WHERE state = 'active' AND query LIKE $1", [`%/* ${tag} */%`])).rows[0].n),
+        );
+      await expect.poll(running, { timeout: 5_000 }).toBe(0);
     } finally {
       await db.destroy();
     }
