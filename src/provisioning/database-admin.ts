@@ -58,15 +58,32 @@ export function isLocalDatabaseUrl(databaseUrl: string, env: NodeJS.ProcessEnv =
   return isLocalHost(databaseTarget(databaseUrl, env).host);
 }
 
+// The URL parameters of one login that a URL for another role leaves out (see databaseUrlAs).
+const loginParameters = ['user', 'password', 'options', 'replication'];
+
 /**
- * The same server URL (host, parameters and database kept) logging in as another role.
+ * The same server URL (host, port, database and connection parameters such as `sslmode` or
+ * `application_name` kept) logging in as another role, without the parameters of the login it
+ * was written for: `?user=` and `?password=` (pg takes them over the URL's own), `options` (that
+ * login's session settings, which may be superuser-only) and `replication`.
  *
- * @example databaseUrlAs('postgresql://postgres:pw@127.0.0.1/app', 'owner', 'secret') // 'postgresql://owner:secret@127.0.0.1/app'
+ * @example databaseUrlAs('postgresql://postgres:pw@127.0.0.1/app?sslmode=verify-full&options=-c%20log_statement%3Dnone', 'owner', 'secret') // 'postgresql://owner:secret@127.0.0.1/app?sslmode=verify-full'
  */
 export function databaseUrlAs(databaseUrl: string, user: string, password: string): string {
   const { url, hostname } = parsePostgresUrl(databaseUrl);
   url.username = encodeURIComponent(user);
   url.password = encodeURIComponent(password);
+  // `options` are the admin's session settings, set at login with the login role's rights: the
+  // README's `-c log_statement=none …`, which keeps a verifier out of the server log, is
+  // superuser-only, and the server refuses a login as the owner that carries it (42501), after
+  // the admin step has already run. Dropped whole rather than sorted: which `-c` settings a role
+  // may set is the server's to say (pg_settings.context, GRANT SET ON PARAMETER), and the
+  // statements that carry a verifier run on the admin's own connection, which keeps them. The
+  // other role's session takes its settings from the server, the database and the role, as it
+  // does under its own URL. `replication` needs REPLICATION, which an owner must not have; and
+  // pg takes `?user=`/`?password=` over the URL's own, which would log in as the admin again.
+  // (Only those present: any change re-encodes the whole query, `?host=/run/postgresql` too.)
+  for (const parameter of loginParameters) if (url.searchParams.has(parameter)) url.searchParams.delete(parameter);
   const text = url.toString();
   return hostname === '' && url.hostname === '___DUMMY___' ? text.replace('@___DUMMY___/', '@/') : text;
 }

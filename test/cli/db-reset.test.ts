@@ -219,6 +219,35 @@ describe('npm run db:reset asks first', () => {
   });
 });
 
+// README, "The application role": an admin URL may carry superuser-only settings (the advice
+// that keeps a verifier out of the server log); the owner, not a superuser, may not log in with them.
+describe("npm run db:reset --admin with the README's superuser-only options in ADMIN_DATABASE_URL", () => {
+  let database: TestDatabase;
+  beforeAll(async () => {
+    database = await createTestDatabase();
+  });
+  afterAll(async () => database.drop());
+
+  it("migrates as the owner role, which logs in without the admin's options, and gives the application role its grants back", async () => {
+    const app = await appRoleIn(database.url);
+    const readme = 'options=-c%20log_statement%3Dnone%20-c%20log_min_duration_statement%3D-1%20-c%20log_min_error_statement%3Dpanic';
+
+    const result = await runCli('db-reset', ['--admin', '--yes'], {
+      ADMIN_DATABASE_URL: `${database.url}${database.url.includes('?') ? '&' : '?'}${readme}`,
+      DATABASE_URL: '',
+      MIGRATION_DATABASE_URL: '',
+      DB_OWNER_USER: inject('ownerUser'),
+      DB_OWNER_PASSWORD: inject('ownerPassword'),
+      DB_APP_USER: app.user,
+    });
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('dropped and recreated the database');
+    expect(result.stdout).toContain('5 migration(s) applied.');
+    expect(await usersReadableBy(app.url)).toBe(true);
+  });
+});
+
 describe('npm run migrate', () => {
   let database: TestDatabase;
   beforeAll(async () => {

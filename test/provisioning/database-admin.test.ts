@@ -2,7 +2,7 @@ import pg from 'pg';
 import { describe, expect, it, onTestFinished } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
 import { ConfigError, ProvisioningError } from '../../src/errors.js';
-import { databaseUrlWith, ensureDatabase, isLocalDatabaseUrl, recreateDatabase, requireLocalDatabase } from '../../src/provisioning/database-admin.js';
+import { databaseUrlAs, databaseUrlWith, ensureDatabase, isLocalDatabaseUrl, recreateDatabase, requireLocalDatabase } from '../../src/provisioning/database-admin.js';
 import { eventually } from '../support/eventually.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
@@ -81,6 +81,43 @@ describe('databaseUrlWith', () => {
       'postgresql://u:p@/postgres?host=/var/run/postgresql',
     );
     expect(databaseUrlWith('postgresql://u:p@127.0.0.1:5432/app', 'postgres')).toBe('postgresql://u:p@127.0.0.1:5432/postgres');
+  });
+});
+
+describe('databaseUrlAs', () => {
+  // What pg makes of a URL (nothing is connected): the login it would send.
+  const loginOf = (url: string) => {
+    const { user, password, options, replication, host, port, database, ssl, application_name } = (
+      new pg.Client({ connectionString: url }) as unknown as { connectionParameters: Record<string, unknown> }
+    ).connectionParameters;
+    return { user, password, options, replication, host, port, database, ssl, application_name };
+  };
+
+  it("logs in as the other role without the admin's options (the README's superuser-only settings), keeping how to reach the server", () => {
+    const admin =
+      'postgresql://postgres:pw@db.example.org:6543/app?sslmode=verify-full&application_name=kw-admin' +
+      '&options=-c%20log_statement%3Dnone%20-c%20log_min_duration_statement%3D-1%20-c%20log_min_error_statement%3Dpanic';
+
+    const url = databaseUrlAs(admin, 'owner', 's3cret/#?');
+
+    expect(url).toBe('postgresql://owner:s3cret%2F%23%3F@db.example.org:6543/app?sslmode=verify-full&application_name=kw-admin');
+    expect(loginOf(url)).toMatchObject({ user: 'owner', password: 's3cret/#?', host: 'db.example.org', port: 6543, database: 'app', application_name: 'kw-admin' });
+    expect(loginOf(url).options).toBeUndefined();
+    expect(loginOf(url).ssl).toBeTruthy();
+  });
+
+  it("leaves out the login parameters pg takes over the URL's own (?user=, ?password=) and a replication connection", () => {
+    const url = databaseUrlAs('postgresql://@127.0.0.1/app?user=postgres&password=pw&replication=database&connect_timeout=5', 'owner', 'secret');
+
+    expect(url).toBe('postgresql://owner:secret@127.0.0.1/app?connect_timeout=5');
+    expect(loginOf(url)).toMatchObject({ user: 'owner', password: 'secret', replication: undefined });
+  });
+
+  it('keeps a URL without a host (a Unix socket in ?host=) without one, its options left out', () => {
+    expect(databaseUrlAs('postgresql://u:p@/app?host=/var/run/postgresql', 'owner', 'secret')).toBe('postgresql://owner:secret@/app?host=/var/run/postgresql');
+    const dropped = databaseUrlAs('postgresql://u:p@/app?host=/var/run/postgresql&options=-c%20a%3Db', 'owner', 'secret');
+    expect(dropped).toMatch(/^postgresql:\/\/owner:secret@\/app\?host=/);
+    expect(loginOf(dropped)).toMatchObject({ user: 'owner', host: '/var/run/postgresql', database: 'app', options: undefined });
   });
 });
 

@@ -159,6 +159,68 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     await admin(); // back to the password the other tests use
   });
 
+  // README, "The application role": the run that sets a password keeps its verifier out of the
+  // server's log with superuser-only settings in ADMIN_DATABASE_URL. The owner, not a superuser,
+  // may not log in with them (42501 at login), so its connections go without them.
+  it("sets changed passwords with the README's superuser-only options in ADMIN_DATABASE_URL, keeping both verifiers out of a server log that logs every statement, and migrates as the owner", async () => {
+    const superuser = server.urlOf('postgres');
+    const logFile = path.join(await withClient(superuser, async (client) => (await client.query<{ data_directory: string }>('SHOW data_directory')).rows[0]!.data_directory), 'server.log');
+    const logSince = async (offset: number) => (await readFile(logFile)).subarray(offset).toString('utf8');
+    const logSize = async () => (await readFile(logFile)).length;
+    const readme = 'options=-c%20log_statement%3Dnone%20-c%20log_min_duration_statement%3D-1%20-c%20log_min_error_statement%3Dpanic';
+    const settings = { log_statement: "'all'", log_min_duration_statement: '0', log_line_prefix: "'%m [%p] user=%u '" };
+    const logsEverything = () =>
+      withClient(superuser, async (client) => (await client.query<{ s: string }>("SELECT current_setting('log_statement') AS s")).rows[0]!.s === 'all');
+    const before = await verifiers();
+    let restored: Record<string, string> | undefined;
+    // One statement at a time: ALTER SYSTEM may not run in a transaction, nor in a multi-statement query.
+    for (const [name, value] of Object.entries(settings)) await execute(superuser, `ALTER SYSTEM SET ${name} = ${value}`);
+    await execute(superuser, 'SELECT pg_reload_conf()');
+    try {
+      await eventually(logsEverything, 'the server logs every statement');
+      const start = await logSize();
+      const result = await admin({
+        ADMIN_DATABASE_URL: `${adminUrl}${adminUrl.includes('?') ? '&' : '?'}${readme}`,
+        DB_OWNER_PASSWORD: `${owner.password}-new`,
+        DB_APP_PASSWORD: `${app.password}-new`,
+      });
+      // Read at once: the test's own sessions below are the superuser's too, without the options.
+      const logged = await logSince(start);
+
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toContain(`set the password of the owner role '${owner.user}'`);
+      expect(result.stdout).toContain('Database is up to date.');
+      expect(result.stdout).toContain(`set the password of the application role '${app.user}'`);
+      expect(result.stdout).toContain(`granted the application role '${app.user}' rows only`);
+      const changed = await verifiers();
+      expect(changed[owner.user]).not.toBe(before[owner.user]);
+      expect(changed[app.user]).not.toBe(before[app.user]);
+      expect(logged).not.toContain(changed[owner.user]);
+      expect(logged).not.toContain(changed[app.user]);
+      expect(logged).not.toContain('SCRAM-SHA-256$');
+      // The admin's sessions logged nothing; the owner's (the migrations, the grants) went
+      // without the admin's options, and the server logged them.
+      expect(logged).not.toContain('user=postgres ');
+      expect(logged).toContain(`user=${owner.user} LOG:  statement: `);
+
+      // Back to the passwords the other tests use, without the options: the server logs those
+      // verifiers, as the README warns (and the assertions above could see them).
+      const back = await logSize();
+      expect((await admin()).code).toBe(0);
+      const loggedWithout = await logSince(back);
+      restored = await verifiers();
+      expect(restored[owner.user]).not.toBe(changed[owner.user]);
+      expect(loggedWithout).toContain(restored[owner.user]);
+      expect(loggedWithout).toContain(restored[app.user]);
+    } finally {
+      if (restored === undefined) await admin(); // the passwords back, should the test have failed before
+      for (const name of Object.keys(settings)) await execute(superuser, `ALTER SYSTEM RESET ${name}`);
+      await execute(superuser, 'SELECT pg_reload_conf()');
+      await eventually(async () => !(await logsEverything()), 'the server logs statements as it did');
+    }
+    await withClient(ownerUrl, (client) => client.query('SELECT 1'));
+  });
+
   it('keeps an unchanged password also for an admin that may not read pg_authid (CREATEROLE, not a superuser), by logging in as the role', async () => {
     const creator = { user: `kw_creator_${suffix}`, password: 'creator-pw' };
     await execute(server.urlOf('postgres'), `CREATE ROLE ${creator.user} LOGIN CREATEROLE PASSWORD '${creator.password}'`);
