@@ -159,6 +159,45 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     await admin(); // back to the password the other tests use
   });
 
+  // README, "Changing the application role's password": run from a machine whose package is
+  // newer than the release, the admin step must not change the schema under the services.
+  it('sets a changed password with --no-migrate, applying no migration, and says how many are pending', async () => {
+    const before = await verifiers();
+    const latest = await withClient(adminUrl, async (client) => (await client.query('SELECT * FROM schema_migrations ORDER BY name DESC LIMIT 1')).rows[0]);
+    // As a newer package sees it: its latest migration not applied here.
+    await withClient(adminUrl, (client) => client.query('DELETE FROM schema_migrations WHERE name = $1', [latest.name]));
+    try {
+      const result = await runCli('db-setup', ['--admin', '--no-migrate'], {
+        ADMIN_DATABASE_URL: adminUrl,
+        DATABASE_URL: '',
+        MIGRATION_DATABASE_URL: '',
+        DB_OWNER_USER: owner.user,
+        DB_OWNER_PASSWORD: owner.password,
+        DB_APP_USER: app.user,
+        DB_APP_PASSWORD: `${app.password}-rotated`,
+      });
+
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toContain('applied no migration (--no-migrate): 1 pending, for the release step to apply');
+      expect(result.stdout).toContain(`set the password of the application role '${app.user}'`);
+      const applied = await withClient(adminUrl, async (client) => (await client.query('SELECT count(*)::int AS n FROM schema_migrations WHERE name = $1', [latest.name])).rows[0]);
+      expect(applied).toEqual({ n: 0 });
+      expect((await verifiers())[app.user]).not.toBe(before[app.user]);
+    } finally {
+      await withClient(adminUrl, (client) =>
+        client.query('INSERT INTO schema_migrations SELECT * FROM json_populate_record(NULL::schema_migrations, $1)', [JSON.stringify(latest)]),
+      );
+      await admin(); // back to the password the other tests use
+    }
+  });
+
+  it('refuses --no-migrate without --admin: the release step is the migration', async () => {
+    const result = await runCli('db-setup', ['--no-migrate'], { MIGRATION_DATABASE_URL: ownerUrl, DATABASE_URL: '' });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('setup --no-migrate goes with --admin only');
+  });
+
   // README, "The application role": the run that sets a password keeps its verifier out of the
   // server's log with superuser-only settings in ADMIN_DATABASE_URL. The owner, not a superuser,
   // may not log in with them (42501 at login), so its connections go without them.

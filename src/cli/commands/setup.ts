@@ -1,7 +1,7 @@
 import { loadStatementBounds } from '../../db/db-config.js';
 import { requireDirectDatabase } from '../../db/direct-connection.js';
 import { ConfigError, DatabaseError } from '../../errors.js';
-import { migrate } from '../../migrations/on-demand-migrator.js';
+import { migrate, migrationStatus } from '../../migrations/on-demand-migrator.js';
 import { migrationDatabaseUrl, migrationLockTimeoutMs, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { adminDatabaseUrl, adminUrlVariable } from '../../provisioning/admin-database-url.js';
 import { ensureAppRole, provisionAppRole, requireAppRoleApart } from '../../provisioning/app-role.js';
@@ -9,7 +9,7 @@ import { databaseUrlAs, ensureDatabase } from '../../provisioning/database-admin
 import { provisionDatabase, type RoleCredentials } from '../../provisioning/provision-database.js';
 import type { Command } from '../command.js';
 
-const usage = `Usage: kennwilliamson-db setup [--admin]
+const usage = `Usage: kennwilliamson-db setup [--admin [--no-migrate]]
 
 The release step (without --admin), as the database's owner: checks that the database
 exists, applies pending migrations, and, when DB_APP_USER is set, brings that role's grants
@@ -28,6 +28,9 @@ changed: the stored SCRAM verifier stays as it is otherwise.
 
 Options:
   --admin                 the one-time provisioning step, with ADMIN_DATABASE_URL
+  --no-migrate            with --admin: apply no migration (say how many are pending), as when
+                          changing a password from a machine whose package may be newer than
+                          the release; the roles, passwords and grants are set all the same
 
 Environment:
   MIGRATION_DATABASE_URL  the release step: the database, as its owner, directly: a connection
@@ -71,7 +74,7 @@ export const setupCommand: Command = {
   name: 'setup',
   summary: 'release step: migrate and reapply the application role\'s grants (--admin: provision database and roles first)',
   usage,
-  options: { admin: { type: 'boolean' } },
+  options: { admin: { type: 'boolean' }, 'no-migrate': { type: 'boolean' } },
   positionals: { min: 0, max: 0 },
   async run({ values }) {
     const log = (line: string) => console.log(line);
@@ -84,6 +87,10 @@ export const setupCommand: Command = {
     // Read before anything changes: a value the migration step would refuse must not let the
     // admin step run first.
     migrationLockTimeoutMs(env);
+    const noMigrate = values['no-migrate'] === true;
+    if (noMigrate && values.admin !== true) {
+      throw new ConfigError('--no-migrate', 'setup --no-migrate goes with --admin only: without it, setup is the release step, whose work is migrating');
+    }
     if (values.admin === true) {
       adminUrl = adminDatabaseUrl('setup', env);
       const owner = credentials(env, 'DB_OWNER_USER', 'DB_OWNER_PASSWORD');
@@ -108,8 +115,15 @@ export const setupCommand: Command = {
       if (await ensureDatabase(databaseUrl, { variable })) log('created the database');
     }
 
-    const runs = await migrate({ databaseUrl, log });
-    log(runs.length === 0 ? 'Database is up to date.' : `${runs.length} migration(s) applied.`);
+    // A password changed from a machine whose installed package is newer than the release would
+    // otherwise change the schema too, under the services, outside the release.
+    if (noMigrate) {
+      const pending = (await migrationStatus({ databaseUrl })).filter((migration) => migration.state === 'pending').length;
+      log(`applied no migration (--no-migrate)${pending > 0 ? `: ${pending} pending, for the release step to apply` : ': none pending'}`);
+    } else {
+      const runs = await migrate({ databaseUrl, log });
+      log(runs.length === 0 ? 'Database is up to date.' : `${runs.length} migration(s) applied.`);
+    }
     if (app && adminUrl) {
       const change = await provisionAppRole({ adminUrl, ...app, ...(statementBounds ? { statementBounds } : {}) });
       log(change === 'unchanged' ? `the application role '${app.user}' exists, its password unchanged` : `${change === 'created' ? 'created' : 'set the password of'} the application role '${app.user}'`);
