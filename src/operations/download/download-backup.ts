@@ -7,6 +7,7 @@ import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
 import { ChecksumMismatchError, ConfigError, DownloadError } from '../../errors.js';
 import { type ChecksumRecord, parseChecksumText, readChecksumText, writeChecksumFile } from '../files/checksum-file.js';
+import { keptOutput } from '../files/kept-output.js';
 import { byteProgress, formatBytes } from '../files/progress-reporter.js';
 import { publishFile } from '../files/publish-file.js';
 import { stallWatch } from '../files/stall-watch.js';
@@ -108,22 +109,14 @@ function runSsh(target: SshTarget, command: string, signal?: AbortSignal) {
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(signal ? { signal } : {}),
   });
-  // Only the last words: the host writes to this stream as much as it likes (ssh passes the
-  // remote command's stderr on), and all of it, kept, ended the process at V8's longest string.
-  let stderr = '';
-  let cut = false;
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => {
-    stderr += chunk;
-    if (stderr.length > 2 * stderrTailChars) {
-      stderr = stderr.slice(-stderrTailChars);
-      cut = true;
-    }
-  });
-  const tail = () => (cut || stderr.length > stderrTailChars ? `[earlier output cut]\n${stderr.slice(-stderrTailChars)}` : stderr);
+  // Only the last words, where ssh's and the host's reason is: the host writes to this stream
+  // as much as it likes (ssh passes the remote command's stderr on).
+  const stderr = keptOutput({ head: 0, tail: stderrTailChars });
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => stderr.add(chunk));
   const exited = new Promise<{ code: number | null; stderr: string; error?: Error }>((resolve) => {
     let error: Error | undefined;
     child.on('error', (e) => (error = e));
-    child.on('close', (code) => resolve({ code, stderr: tail(), ...(error ? { error } : {}) }));
+    child.on('close', (code) => resolve({ code, stderr: stderr.text(), ...(error ? { error } : {}) }));
   });
   return { child, exited };
 }

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { packageRoot } from '../../package-root.js';
+import { keptOutput } from '../files/kept-output.js';
 import type { PgTool } from './pg-tools.js';
 
 /** A running PostgreSQL client program and how it ended. */
@@ -9,7 +10,10 @@ export interface PgToolProcess {
   exited: Promise<PgToolExit>;
 }
 
-/** How a program ended, with what it wrote to stderr. */
+// What of a program's stderr is kept: its first lines (what went wrong first) and its last.
+const stderrBounds = { head: 32_768, tail: 32_768 };
+
+/** How a program ended, with what it wrote to stderr (its first and last 32 KiB, where it wrote more). */
 export interface PgToolExit {
   code: number | null;
   signal: NodeJS.Signals | null;
@@ -62,15 +66,18 @@ export function spawnPgTool(tool: PgTool, args: string[], options: SpawnPgToolOp
     ...(options.signal ? { signal: options.signal } : {}),
   });
   const exited = new Promise<PgToolExit>((resolve) => {
-    let stderr = '';
+    // pg_restore reports on a backup, which is untrusted input, and any program's stderr is as
+    // long as it likes: kept within bounds, and so is the line it is still writing.
+    const stderr = keptOutput(stderrBounds);
     let pending = '';
     let spawnError: Error | undefined;
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
-      stderr += chunk;
+      stderr.add(chunk);
       pending += chunk;
       const lines = pending.split('\n');
       pending = lines.pop() ?? '';
+      if (pending.length > stderrBounds.tail) pending = pending.slice(0, stderrBounds.tail);
       for (const line of lines) options.onStderrLine?.(line);
     });
     child.on('error', (error) => {
@@ -78,7 +85,7 @@ export function spawnPgTool(tool: PgTool, args: string[], options: SpawnPgToolOp
     });
     child.on('close', (code, signal) => {
       if (pending) options.onStderrLine?.(pending);
-      resolve({ code, signal, stderr, ...(spawnError ? { spawnError } : {}) });
+      resolve({ code, signal, stderr: stderr.text(), ...(spawnError ? { spawnError } : {}) });
     });
   });
   return { child, exited };

@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { keptOutput } from '../../../src/operations/files/kept-output.js';
+import { spawnPgTool, toolErrorText } from '../../../src/operations/pg-tools/pg-tool-process.js';
+import type { PgTool } from '../../../src/operations/pg-tools/pg-tools.js';
+
+// A program standing in for pg_restore, whose stderr reports on a backup: untrusted input.
+const flooding = (script: string): PgTool => ({
+  name: 'pg_restore',
+  command: ['sh', '-c', script, 'sh'],
+  major: 15,
+  version: '15.0',
+  location: 'a test script',
+  inContainer: false,
+});
+
+describe("a PostgreSQL program's stderr", () => {
+  it('is kept within bounds, its first and last lines with the cut marked, and its errors still found', async () => {
+    const lines: string[] = [];
+    const { exited } = spawnPgTool(
+      flooding(
+        "echo 'pg_restore: error: the first failure' >&2; yes 'pg_restore: warning: one more line of a flood of them' | head -n 40000 >&2; " +
+          "echo 'pg_restore: error: the last word' >&2; exit 1",
+      ),
+      [],
+      { onStderrLine: (line) => lines.push(line) },
+    );
+
+    const { code, stderr } = await exited;
+
+    expect(code).toBe(1);
+    // 2 MB written; 64 KiB kept, and the marker.
+    expect(stderr.length).toBeLessThan(65_536 + 100);
+    expect(stderr.startsWith('pg_restore: error: the first failure\n')).toBe(true);
+    expect(stderr).toContain('\n[earlier output cut]\n');
+    expect(stderr.endsWith('pg_restore: error: the last word\n')).toBe(true);
+    expect(toolErrorText(stderr)).toBe('pg_restore: error: the first failure\npg_restore: error: the last word');
+    // Every line still reaches the listener (progress), as it comes.
+    expect(lines).toHaveLength(40_002);
+  });
+
+  it('hands a line without end to the listener cut at the bound, rather than growing it without end', async () => {
+    const lines: string[] = [];
+    const { exited } = spawnPgTool(flooding("head -c 1000000 /dev/zero | tr '\\0' x >&2"), [], { onStderrLine: (line) => lines.push(line) });
+
+    const { stderr } = await exited;
+
+    expect(lines).toEqual(['x'.repeat(32_768)]);
+    expect(stderr.length).toBeLessThan(65_536 + 100);
+  });
+});
+
+describe('keptOutput', () => {
+  it('keeps all of what fits, unmarked', () => {
+    const kept = keptOutput({ head: 4, tail: 4 });
+    kept.add('abc');
+    kept.add('defg');
+    expect(kept.text()).toBe('abcdefg');
+  });
+
+  it('keeps the head and the last `tail` characters of more, however it came in chunks', () => {
+    for (const size of [1, 3, 7, 100]) {
+      const kept = keptOutput({ head: 5, tail: 6 });
+      const text = 'HEAD-' + 'middle'.repeat(20) + 'TAIL!!';
+      for (let at = 0; at < text.length; at += size) kept.add(text.slice(at, at + size));
+      expect(kept.text()).toBe('HEAD-\n[earlier output cut]\nTAIL!!');
+    }
+  });
+});
