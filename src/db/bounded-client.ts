@@ -23,6 +23,12 @@ export interface BoundedClient extends pg.ClientBase {
   brokenBy: unknown;
   /** The bounds it runs with outside `withTimeouts` (restored when such a transaction ends). */
   openedWith: ConnectionBounds;
+  /**
+   * Set when the pool gave up the call in flight at its deadline: its outcome is this error
+   * (whatever the cancel the pool sends then makes the server answer), and the connection is
+   * never handed out again.
+   */
+  abandonedBy: Error | undefined;
 }
 
 /** The pool's defaults for a connection's bounds, restored when a `withTimeouts` transaction ends. */
@@ -57,6 +63,7 @@ export function boundedClientClass(
     statementTimeoutMs: number | undefined = undefined;
     lockTimeoutMs: number | undefined = undefined;
     brokenBy: unknown = undefined;
+    abandonedBy: Error | undefined = undefined;
     openedWith: ConnectionBounds = { deadlineMs: config.callDeadlineMs, statementTimeoutMs: undefined, lockTimeoutMs: undefined };
 
     // pg-pool hands every connection its own options, whose connect timeout is the acquire

