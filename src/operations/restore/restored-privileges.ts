@@ -16,7 +16,7 @@ export interface NewTableGrantees {
   /**
    * Every other role they let read new tables (a reporting role's SELECT), with what they
    * give it there: a backup may give such a role no more on a restored table (a view: only
-   * SELECT), and nothing on anything else.
+   * SELECT), and elsewhere only what reads (USAGE on the schema, SELECT on sequences…).
    */
   readers: Record<string, string[]>;
   /** The one role of `applicationRoles`, the restore's to give the release step's grants; undefined unless exactly one. */
@@ -100,9 +100,13 @@ const excessPrivilegesQuery = `
          LATERAL (SELECT pg_catalog.pg_get_userbyid(a.grantee) AS name) grantee,
          LATERAL (SELECT CASE WHEN a.grantee = 0 THEN o.to_public
                               WHEN grantee.name = ANY ($1::text[]) THEN o.to_application
-                              WHEN $11::pg_catalog.jsonb ? grantee.name AND o.kind = 'TABLE' AND o.object <> pg_catalog.format('public.%I', app.record_name) THEN
-                                ARRAY(SELECT pg_catalog.jsonb_array_elements_text($11::pg_catalog.jsonb -> grantee.name))
-                              WHEN $11::pg_catalog.jsonb ? grantee.name AND o.kind = 'TABLE' THEN ARRAY['SELECT']
+                              -- A reader: its own privileges on tables (the record: SELECT), and what reads.
+                              WHEN $11::pg_catalog.jsonb ? grantee.name THEN
+                                CASE WHEN o.kind = 'TABLE' AND o.object <> pg_catalog.format('public.%I', app.record_name) THEN
+                                       ARRAY(SELECT pg_catalog.jsonb_array_elements_text($11::pg_catalog.jsonb -> grantee.name))
+                                     WHEN o.kind IN ('TABLE', 'SEQUENCE') THEN ARRAY['SELECT']
+                                     WHEN o.kind = 'ROUTINE' THEN ARRAY['EXECUTE']
+                                     ELSE ARRAY['USAGE'] END
                               ELSE ARRAY[]::text[] END AS privileges) granted,
          -- On a view, the writes the release step's grants carry are taken back from the role the
          -- restore gives them to ($12) once this check passed; anyone else may only read one.
@@ -127,8 +131,9 @@ const excessDefaultPrivilegesQuery = `
                 WHEN pg_catalog.pg_get_userbyid(a.grantee) = ANY ($1::text[]) THEN
                   CASE d.defaclobjtype WHEN 'r' THEN app.tables WHEN 'S' THEN app.sequences
                                        WHEN 'f' THEN app.routines WHEN 'T' THEN app.types ELSE ARRAY[]::text[] END
-                WHEN $11::pg_catalog.jsonb ? pg_catalog.pg_get_userbyid(a.grantee) AND d.defaclobjtype = 'r' THEN
-                  ARRAY(SELECT pg_catalog.jsonb_array_elements_text($11::pg_catalog.jsonb -> pg_catalog.pg_get_userbyid(a.grantee)))
+                WHEN $11::pg_catalog.jsonb ? pg_catalog.pg_get_userbyid(a.grantee) THEN
+                  CASE d.defaclobjtype WHEN 'r' THEN ARRAY(SELECT pg_catalog.jsonb_array_elements_text($11::pg_catalog.jsonb -> pg_catalog.pg_get_userbyid(a.grantee)))
+                                       WHEN 'S' THEN ARRAY['SELECT'] WHEN 'f' THEN ARRAY['EXECUTE'] WHEN 'T' THEN ARRAY['USAGE'] ELSE ARRAY[]::text[] END
                 ELSE ARRAY[]::text[] END AS allowed
       FROM pg_catalog.pg_default_acl d, LATERAL pg_catalog.aclexplode(d.defaclacl) a, application app
      WHERE d.defaclnamespace IN (0, 'public'::pg_catalog.regnamespace) AND pg_catalog.pg_has_role(d.defaclrole, 'USAGE')
@@ -185,8 +190,8 @@ interface ExcessDefaultPrivilege {
  * and `grantees.applicationRoles` and `grantees.readers`; of PUBLIC anything beyond
  * PostgreSQL's own defaults (USAGE on the schema, EXECUTE on routines, USAGE on types); of an
  * application role anything beyond the release step's grants ({@link applicationPrivileges});
- * of a reader anything beyond what it may read (its own privileges on new tables, on tables
- * only); on a view, any write but `givenGrants`' (the role whose grants the restore sets
+ * of a reader anything beyond what it may read (its own privileges on new tables; USAGE on
+ * the schema and types, SELECT on sequences, EXECUTE); on a view, any write but `givenGrants`' (the role whose grants the restore sets
  * next, taking writes on views back: a view over the migrations record would write it); and
  * any grant option.
  *

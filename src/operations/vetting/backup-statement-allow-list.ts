@@ -379,7 +379,8 @@ export interface BackupGrantees {
   /**
    * Other roles the owner's default privileges in public let read new tables (a reporting
    * role), each with the privileges they give it there (`['SELECT']`): a backup may give such
-   * a role no more on a table, and nothing on any other kind of object.
+   * a role no more on a table, and on other objects only what reads (USAGE on the schema,
+   * SELECT on sequences, EXECUTE, USAGE on types).
    */
   readers?: Readonly<Record<string, readonly string[]>> | undefined;
   /**
@@ -426,6 +427,17 @@ const applicationLimits: Record<string, ApplicationLimits> = {
   OBJECT_SCHEMA: limitsOf('schema', ['USAGE', 'CREATE']),
 };
 const migrationsRecordLimits = limitsOf('migrationsRecord', everyOnTables);
+// What a reader (BackupGrantees.readers) may receive beside its privileges on tables: what
+// lets it read and nothing that writes, as a reporting role's grants in a pg_dump backup hold
+// them (USAGE on the schema, SELECT on sequences: USAGE would let it draw from one; EXECUTE,
+// USAGE on types, which PUBLIC has already). ALL where that is all there is.
+const readerLimits: Record<string, ApplicationLimits> = {
+  OBJECT_SCHEMA: { allowed: ['usage'], all: false },
+  OBJECT_SEQUENCE: { allowed: ['select'], all: false },
+  OBJECT_FUNCTION: { allowed: ['execute'], all: true },
+  OBJECT_PROCEDURE: { allowed: ['execute'], all: true },
+  OBJECT_TYPE: { allowed: ['usage'], all: true },
+};
 
 const objectWords = (objtype: string) => objtype.replace('OBJECT_', '').toLowerCase();
 const privilegeWords = (privileges: string[] | undefined) => (privileges === undefined ? 'ALL' : privileges.map((p) => p.toUpperCase()).join(', '));
@@ -487,8 +499,9 @@ function granteeOf(
   if (readable !== undefined) {
     // Only the owner records migrations, whoever else may write.
     const onTables = readable.map((privilege) => privilege.toLowerCase()).filter((privilege) => !migrationsRecord || privilege === 'select');
-    const allowed = objtype === 'OBJECT_TABLE' ? onTables : [];
-    if (privileges !== undefined && privileges.length > 0 && privileges.every((privilege) => allowed.includes(privilege))) return role;
+    const allowed = objtype === 'OBJECT_TABLE' ? onTables : (readerLimits[objtype]?.allowed ?? []);
+    const all = objtype !== 'OBJECT_TABLE' && readerLimits[objtype]?.all === true;
+    if (privileges === undefined ? all : privileges.length > 0 && privileges.every((privilege) => allowed.includes(privilege))) return role;
     return {
       refused:
         `${granted} to '${role.role}' goes beyond what the owner's default privileges give it on a new table ` +

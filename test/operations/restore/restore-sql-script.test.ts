@@ -451,7 +451,18 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       const target = await targetDatabase();
       // SELECT alone: no application role of the release step's, which gets SELECT, INSERT, UPDATE, DELETE.
       await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} IN SCHEMA public GRANT SELECT ON TABLES TO ${reader}`);
-      const file = await crafted('read-only.sql.gz', dumpAround(planted(`GRANT SELECT ON TABLE public.planted TO ${reader};`)));
+      // What pg_dump writes for a reporting role that reads everything: each of these only reads.
+      const file = await crafted(
+        'read-only.sql.gz',
+        dumpAround(
+          planted(
+            'CREATE SEQUENCE public.planted_seq;\nCREATE FUNCTION public.answer() RETURNS integer LANGUAGE sql AS $$ SELECT 42 $$;\n' +
+              `GRANT USAGE ON SCHEMA public TO ${reader};\nGRANT SELECT ON TABLE public.planted TO ${reader};\n` +
+              `GRANT SELECT ON SEQUENCE public.planted_seq TO ${reader};\nGRANT ALL ON FUNCTION public.answer() TO ${reader};\n` +
+              `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} IN SCHEMA public GRANT SELECT ON SEQUENCES TO ${reader};`,
+          ),
+        ),
+      );
 
       const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target.ownerUrl });
 
