@@ -238,7 +238,9 @@ export async function deferrableTriggers(client: pg.ClientBase): Promise<string[
  * own, and SECURITY DEFINER functions there, each of which would let a caller act with the
  * owner's rights (write the migrations record, say); and extensions in public other than
  * `allowedExtensions` (a trusted one, pgcrypto say, any database owner may create), operators,
- * aggregates and domains there that are no extension's. In words, or `[]`.
+ * aggregates and domains there that are no extension's; and a relation of public that is a
+ * partition or child of another, or has one (a query of the parent reads and writes the child's
+ * rows on the parent's privileges). In words, or `[]`.
  *
  * @example await codeBeyondTheSchema(client, ['pg_trgm']) // ['rule forge on public.notes', 'extension pgcrypto']
  */
@@ -269,7 +271,14 @@ export async function codeBeyondTheSchema(client: pg.ClientBase, allowedExtensio
      UNION ALL
      SELECT 'domain ' || t.oid::pg_catalog.regtype::text
        FROM pg_catalog.pg_type t
-      WHERE t.typnamespace = 'public'::pg_catalog.regnamespace AND t.typtype = 'd' AND NOT ${extensionMember('pg_catalog.pg_type', 't.oid')}`,
+      WHERE t.typnamespace = 'public'::pg_catalog.regnamespace AND t.typtype = 'd' AND NOT ${extensionMember('pg_catalog.pg_type', 't.oid')}
+     UNION ALL
+     -- A query of a parent reads and writes its children's rows on the parent's privileges
+     -- alone: the migrations record made a child of a table the application role may write
+     -- would be written through it. This schema has no inheritance nor partitions.
+     SELECT pg_catalog.format('%s as a partition or child of %s', i.inhrelid::pg_catalog.regclass, i.inhparent::pg_catalog.regclass)
+       FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class child ON child.oid = i.inhrelid JOIN pg_catalog.pg_class parent ON parent.oid = i.inhparent
+      WHERE child.relnamespace = 'public'::pg_catalog.regnamespace OR parent.relnamespace = 'public'::pg_catalog.regnamespace`,
     [allowedExtensions],
   );
   return rows.map((row) => row.what).sort();

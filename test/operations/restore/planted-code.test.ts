@@ -292,6 +292,29 @@ ${seededCheck('plant')}`,
     );
   });
 
+  // A query of a parent reads and writes its children's rows on the parent's privileges alone.
+  it("the migrations record made a child of a table the application role may write, by the backup's own code, is refused", async () => {
+    const database = await target();
+    const backup = await crafted(
+      'inherit.sql.gz',
+      `CREATE TABLE public.schema_migrations (name text NOT NULL, checksum text);
+CREATE TABLE public.notes (name text NOT NULL, checksum text);
+CREATE FUNCTION public.adopt(id integer) RETURNS boolean LANGUAGE plpgsql SET search_path = pg_catalog AS $$
+BEGIN
+  EXECUTE 'ALTER TABLE public.schema_migrations INHERIT public.notes';
+  RETURN true;
+END $$;
+${seededCheck('adopt')}`,
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(
+      'the backup left what it may not hold, made by its own code while it ran: public.schema_migrations as a partition or child of public.notes',
+    );
+  });
+
   // Each is refused in the backup's text; a database's owner may still make them from code (a
   // trusted extension such as pgcrypto, with its C functions, among them).
   it("an extension, an operator, an aggregate or a domain that the backup's own code made in public while it ran is refused", async () => {
@@ -417,7 +440,7 @@ END $$;
     expect((truncated as Error).message).toContain('which a restore leaves as it is: changed table reports.audit');
     const attached = await restoreAsDefault(database, partition).catch((e: unknown) => e);
     expect(attached).toBeInstanceOf(RestoreError);
-    expect((attached as Error).message).toContain('which a restore leaves as it is: made public.planted as a partition or child of reports.events');
+    expect((attached as Error).message).toContain('made by its own code while it ran: public.planted as a partition or child of reports.events');
 
     const writes = await whileRowsLoad('writes.sql.gz', "INSERT INTO reports.audit VALUES ('planted');");
 
