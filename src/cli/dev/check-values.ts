@@ -22,8 +22,8 @@ export async function loadCheckParser(): Promise<void> {
  * conrelid)`: `status IN ('a', 'b')` comes back as `status = ANY (ARRAY['a'::text,
  * 'b'::text])`), with PostgreSQL's own parser, and says which values it allows `column`.
  * Understood: `col = 'a'`, `col = ANY (ARRAY[…])` (and `col IN (…)`), ORs of them, and casts
- * of the column or the constants to text or varchar, which is how PostgreSQL prints a varchar
- * column's list. Call {@link loadCheckParser} first.
+ * of the column or the constants to text or varchar of no length, which is how PostgreSQL
+ * prints a varchar column's list. Call {@link loadCheckParser} first.
  *
  * @example
  * checkValues("(status = ANY (ARRAY['pending'::text, 'approved'::text]))", 'status')
@@ -39,15 +39,18 @@ export function checkValues(expression: string, column: string): CheckValues {
   return testsValues(root, column) ? { kind: 'not-understood' } : { kind: 'other' };
 }
 
-const textTypes = new Set(['text', 'varchar', 'bpchar']);
+const textTypes = new Set(['text', 'varchar']);
 
-// A cast to a string type changes nothing about which strings compare equal; any other cast does.
+// A cast to text, or to varchar of no length (as PostgreSQL prints a varchar column's list),
+// changes nothing about which strings compare equal. Any other does: a length cuts the value
+// short ('abcdef'::varchar(3) is 'abc'), char compares without trailing spaces ('a   ' is
+// 'a'), so the constants would allow more values than they say.
 function uncast(node: Node | undefined): Node | undefined {
   let current = node;
   while (current?.TypeCast !== undefined) {
-    const names = (current.TypeCast.typeName?.names ?? []) as Node[];
-    const type = names.at(-1)?.String?.sval as string | undefined;
-    if (type === undefined || !textTypes.has(type)) return current;
+    const typeName = current.TypeCast.typeName as Node | undefined;
+    const type = ((typeName?.names ?? []) as Node[]).at(-1)?.String?.sval as string | undefined;
+    if (type === undefined || !textTypes.has(type) || typeName?.typmods !== undefined) return current;
     current = current.TypeCast.arg as Node | undefined;
   }
   return current;
@@ -109,12 +112,15 @@ function isNullTestOf(node: Node, column: string): boolean {
 
 // Whether the column (or an expression of it) is compared for equality with a string constant
 // anywhere in the expression: such a constraint means to restrict the column to values, so
-// failing to read it as a list is worth saying. Patterns, lengths and `<>` are no such test.
+// failing to read it as a list is worth saying; so does excluding values (NOT IN). Patterns,
+// lengths and a plain `<>` are no such test.
 function testsValues(node: unknown, column: string): boolean {
   if (Array.isArray(node)) return node.some((child) => testsValues(child, column));
   if (typeof node !== 'object' || node === null) return false;
   const expression = (node as Node).A_Expr as Node | undefined;
-  if (expression !== undefined && operatorOf(expression) === '=' && equalityKinds.has(expression.kind as string)) {
+  // `col NOT IN (…)`, which PostgreSQL prints as `col <> ALL (ARRAY[…])`, excludes values: no list.
+  const excludes = expression !== undefined && operatorOf(expression) === '<>' && expression.kind === 'AEXPR_OP_ALL';
+  if (expression !== undefined && ((operatorOf(expression) === '=' && equalityKinds.has(expression.kind as string)) || excludes)) {
     const sides = [expression.lexpr, expression.rexpr] as Array<Node | undefined>;
     const [left, right] = sides.map((side) => side !== undefined && mentions(side, column));
     const [leftConstant, rightConstant] = sides.map((side) => side !== undefined && hasStringConstant(side));

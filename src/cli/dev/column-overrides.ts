@@ -21,6 +21,19 @@ export interface ColumnOverrides {
    * holds for rows written after it, not for those already there, so it narrows no type.
    */
   notValidated: string[];
+  /**
+   * `table.column (constraint)` of each CHECK whose list is no bound on what the table reads
+   * back: on a column of a nondeterministic collation (a case-insensitive one lets 'LIGHT'
+   * through a list of 'light'), or `NO INHERIT` on a table with children (their rows, read
+   * through it, need not meet it). It narrows no type.
+   */
+  notBinding: string[];
+  /**
+   * `table.column (type)` of each column that is an array of an enum: pg returns it as its text
+   * (`'{red,blue}'`), having no parser for a type whose number differs in every database, so it
+   * is typed `string`, not kysely-codegen's array.
+   */
+  enumArrays: string[];
 }
 
 interface CheckRow {
@@ -32,6 +45,7 @@ interface CheckRow {
   nullable: boolean;
   has_default: boolean;
   validated: boolean;
+  binding: boolean;
 }
 
 interface ColumnRow {
@@ -50,16 +64,34 @@ interface ColumnRow {
 const checksSql = `
   SELECT n.nspname AS schema, t.relname AS table, c.conname AS constraint,
          pg_get_expr(c.conbin, c.conrelid) AS expression, a.attname AS column,
-         NOT a.attnotnull AS nullable, a.atthasdef AS has_default, c.convalidated AS validated
+         NOT a.attnotnull AS nullable, a.atthasdef AS has_default, c.convalidated AS validated,
+         COALESCE(co.collisdeterministic, true) AND NOT (c.connoinherit AND t.relhassubclass) AS binding
     FROM pg_catalog.pg_constraint c
     JOIN pg_catalog.pg_class t ON t.oid = c.conrelid
     JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
     JOIN pg_catalog.pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = c.conkey[1]
+    LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation
    WHERE c.contype = 'c' AND cardinality(c.conkey) = 1
      AND t.relkind IN ('r', 'p') AND NOT t.relispartition
      AND a.atttypid IN ('pg_catalog.text'::pg_catalog.regtype, 'pg_catalog.varchar'::pg_catalog.regtype)
      AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
    ORDER BY n.nspname, t.relname, a.attnum, c.conname`;
+
+// Every column of a table or view that is an array of an enum, as kysely-codegen lists them
+// (partitions left out).
+const enumArraysSql = `
+  SELECT n.nspname AS schema, t.relname AS table, a.attname AS column,
+         pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
+         NOT a.attnotnull AS nullable, a.atthasdef AS has_default
+    FROM pg_catalog.pg_attribute a
+    JOIN pg_catalog.pg_class t ON t.oid = a.attrelid
+    JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+    JOIN pg_catalog.pg_type array_type ON array_type.oid = a.atttypid
+    JOIN pg_catalog.pg_type element ON element.oid = array_type.typelem
+   WHERE a.attnum > 0 AND NOT a.attisdropped AND array_type.typcategory = 'A' AND element.typtype = 'e'
+     AND t.relkind IN ('r', 'p', 'v', 'm') AND NOT t.relispartition
+     AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
+   ORDER BY n.nspname, t.relname, a.attnum`;
 
 const columnSql = `
   SELECT n.nspname AS schema, t.relname AS table, a.attname AS column,
@@ -92,9 +124,14 @@ export async function columnOverrides(client: pg.ClientBase, jsonShapes: Record<
   const lists = new Map<string, { row: CheckRow; values: string[] }>();
   const notUnderstood: string[] = [];
   const notValidated: string[] = [];
+  const notBinding: string[] = [];
   for (const row of (await client.query<CheckRow>(checksSql)).rows) {
     if (!row.validated) {
       notValidated.push(`${row.table}.${row.column} (${row.constraint})`);
+      continue;
+    }
+    if (!row.binding) {
+      notBinding.push(`${row.table}.${row.column} (${row.constraint})`);
       continue;
     }
     const found = checkValues(row.expression, row.column);
@@ -109,6 +146,11 @@ export async function columnOverrides(client: pg.ClientBase, jsonShapes: Record<
   for (const [key, { row, values }] of lists) {
     columns[key] = columnType(values.map((value) => JSON.stringify(value)), row);
   }
+  const enumArrays: string[] = [];
+  for (const row of (await client.query<ColumnRow>(enumArraysSql)).rows) {
+    columns[`${row.schema}.${row.table}.${row.column}`] = columnType(['string'], row);
+    enumArrays.push(`${row.table}.${row.column} (${row.type})`);
+  }
   const customImports: Record<string, string> = {};
   for (const [key, shape] of Object.entries(jsonShapes)) {
     const [schema, table, column] = key.split('.');
@@ -120,7 +162,7 @@ export async function columnOverrides(client: pg.ClientBase, jsonShapes: Record<
     columns[key] = columnType([shape.type], row);
     customImports[shape.type] = shape.from;
   }
-  return { columns, customImports, notUnderstood, notValidated };
+  return { columns, customImports, notUnderstood, notValidated, notBinding, enumArrays };
 }
 
 function columnType(members: string[], column: { nullable: boolean; has_default: boolean }): string {

@@ -42,18 +42,36 @@ export async function generateTypes(options: GenerateTypesOptions): Promise<stri
   return withClient(
     options.databaseUrl,
     async (client) => {
-      const { columns, customImports, notUnderstood, notValidated } = await columnOverrides(client, options.shapes ?? jsonShapes);
+      // pg_get_expr prints a string constant as the session reads them: with backslashes
+      // doubled where a database or role turned standard strings off, which the deriver, reading
+      // the expression as PostgreSQL's parser does by default, would take for two.
+      await client.query('SET standard_conforming_strings = on');
+      const { columns, customImports, notUnderstood, notValidated, notBinding, enumArrays } = await columnOverrides(client, options.shapes ?? jsonShapes);
       const warn = options.warn ?? ((line) => console.error(line));
+      // A declined CHECK narrows no type; another CHECK on the same column still may.
+      const narrowsNothing = (count: number) => (count === 1 ? 'so it narrows no type' : 'so they narrow no type');
       if (notUnderstood.length > 0) {
         warn(
           `codegen: ${notUnderstood.length === 1 ? 'a CHECK tests' : `${notUnderstood.length} CHECKs test`} values in a form it does not read, ` +
-            `so ${notUnderstood.length === 1 ? 'that column keeps its' : 'those columns keep their'} plain type: ${notUnderstood.join(', ')}`,
+            `${narrowsNothing(notUnderstood.length)}: ${notUnderstood.join(', ')}`,
         );
       }
       if (notValidated.length > 0) {
         warn(
           `codegen: ${notValidated.length === 1 ? 'a CHECK is' : `${notValidated.length} CHECKs are`} NOT VALID (rows from before it may hold other values), ` +
-            `so ${notValidated.length === 1 ? 'that column keeps its' : 'those columns keep their'} plain type until VALIDATE CONSTRAINT: ${notValidated.join(', ')}`,
+            `${narrowsNothing(notValidated.length)} until VALIDATE CONSTRAINT: ${notValidated.join(', ')}`,
+        );
+      }
+      if (notBinding.length > 0) {
+        warn(
+          `codegen: ${notBinding.length === 1 ? 'a CHECK binds less than its list' : `${notBinding.length} CHECKs bind less than their lists`} (a column of a nondeterministic collation, ` +
+            `or NO INHERIT on a table with children), ${narrowsNothing(notBinding.length)}: ${notBinding.join(', ')}`,
+        );
+      }
+      if (enumArrays.length > 0) {
+        warn(
+          `codegen: pg returns an array of an enum as its text ('{a,b}'), so ${enumArrays.length === 1 ? 'that column is' : 'those columns are'} typed string ` +
+            `(select it as col::text[] for an array): ${enumArrays.join(', ')}`,
         );
       }
       // In-process, so that the URL never reaches a command line and the overrides need no JSON.
