@@ -51,6 +51,11 @@ export const maxStatementLength = 4 * 1024 * 1024;
 const pieceSize = 64 * 1024;
 
 const dollarTag = /^\$(?:[A-Za-z_\u0080-\uffff][A-Za-z0-9_\u0080-\uffff]*)?\$/;
+// The longest dollar quote tag looked for, `$` to `$`, and so the most a piece's end is held
+// for the next (see StatementLexer).
+const maxHeld = 256;
+// Words are held up to this length: longer than any keyword the lexer looks for.
+const maxHeldWord = 16;
 // psql's identifier characters, by code: letters, `_`, anything beyond ASCII; then digits and `$`.
 const isIdentifierStart = (code: number) => (code >= 65 && code <= 90) || (code >= 97 && code <= 122) || code === 95 || code >= 128;
 const isIdentifierPart = (code: number) => isIdentifierStart(code) || (code >= 48 && code <= 57) || code === 36;
@@ -92,7 +97,9 @@ async function* linePieces(source: AsyncIterable<Buffer | string>): AsyncGenerat
       start = end + 1;
     }
   }
-  if (pendingBytes > 0) yield { bytes: Buffer.concat(pending), first, last: true };
+  // Even when nothing is left of a line already cut: its readers finish it only at its last
+  // piece (the lexer's held token, the decoder's unfinished character).
+  if (pendingBytes > 0 || !first) yield { bytes: Buffer.concat(pending), first, last: true };
 }
 
 // `\.` alone on its line (LF, CRLF or at the very end), compared as bytes: this runs for every
@@ -120,9 +127,16 @@ interface FoundStatement {
  * quotes, comments, parentheses and the `BEGIN … END` body of a `CREATE FUNCTION` or
  * `PROCEDURE`. It decides nothing about what a statement is: that is PostgreSQL's parser's
  * job (`checkBackupStatement`), and where the two disagree the parser refuses the text.
+ *
+ * A long line comes in pieces cut wherever the input's chunks happen to end, so a token can
+ * straddle two of them (`$_$`, `--`, the end of a block comment, `''`, `\'`, `E'`, a word).
+ * Where reading on would need the next piece, the lexer keeps the token's start (a few
+ * characters, {@link maxHeld} at most) and reads it again in front of the next piece; a word
+ * too long to keep is finished and its rest skipped. So it finds what it would find in the
+ * whole line, whatever the chunks, and the verdict cannot hang on a pipe's timing.
  */
 class StatementLexer {
-  mode: 'sql' | 'quote' | 'equote' | 'ident' | 'dollar' | 'block' = 'sql';
+  mode: 'sql' | 'quote' | 'equote' | 'ident' | 'dollar' | 'block' | 'line-comment' = 'sql';
   /** Whether a statement has started (its first token was read) and not yet ended. */
   inStatement = false;
   /** The current statement's text so far, from its first token. */
@@ -134,6 +148,10 @@ class StatementLexer {
   private parenDepth = 0;
   private beginDepth = 0;
   private words: string[] = [];
+  /** The end of the last piece, from a token that the next piece may finish. */
+  private held = '';
+  /** The last piece ended in a word or number too long to hold: the next goes on with it. */
+  private inLongWord = false;
 
   // CREATE [OR REPLACE] FUNCTION|PROCEDURE: psql's test for a body whose `;` do not end it.
   private isRoutine(): boolean {
@@ -142,11 +160,14 @@ class StatementLexer {
   }
 
   /**
-   * Reads `text`, a piece of line `line`; returns the statements it completes and, when it
-   * meets a backslash outside quotes and comments, where that meta-command starts (reading
-   * stops there).
+   * Reads `piece`, a piece of line `line` (`lineEnds`: its last); returns the text read (what
+   * was held from the last piece, then this one), the statements it completes and, when it
+   * meets a backslash outside quotes and comments, where in that text the meta-command starts
+   * (reading stops there).
    */
-  read(text: string, line: number): { statements: FoundStatement[]; metaCommandAt?: number } {
+  read(piece: string, line: number, lineEnds: boolean): { text: string; statements: FoundStatement[]; metaCommandAt?: number } {
+    const text = this.held === '' ? piece : this.held + piece;
+    this.held = '';
     const statements: FoundStatement[] = [];
     // The statement's text is copied in runs, not character by character; comments and
     // blank lines between statements are not copied at all.
@@ -155,22 +176,37 @@ class StatementLexer {
       if (this.inStatement) this.statement += text.slice(runStart, to);
       runStart = to;
     };
+    // Where the text ends before its line does: what lies at or after it is still to come.
+    const unreadFrom = lineEnds ? Infinity : text.length;
+    let holdFrom: number | undefined;
     let i = 0;
+    if (this.inLongWord) {
+      this.inLongWord = false;
+      while (i < text.length && isIdentifierPart(text.charCodeAt(i))) i += 1;
+      if (i >= unreadFrom) this.inLongWord = true;
+    }
+    if (this.mode === 'line-comment') i = text.length;
     while (i < text.length) {
       const c = text[i]!;
       if (this.mode === 'quote' || this.mode === 'equote') {
-        if (this.mode === 'equote' && c === '\\') i += 2;
-        else if (c === "'" && text[i + 1] === "'") i += 2;
+        if (c !== "'" && (c !== '\\' || this.mode === 'quote')) i += 1;
+        else if (i + 1 >= unreadFrom) {
+          holdFrom = i;
+          break;
+        } else if (c === '\\' || text[i + 1] === "'") i += 2;
         else {
           i += 1;
-          if (c === "'") this.mode = 'sql';
+          this.mode = 'sql';
         }
         continue;
       }
       if (this.mode === 'ident') {
         const end = text.indexOf('"', i);
         if (end === -1) i = text.length;
-        else if (text[end + 1] === '"') i = end + 2;
+        else if (end + 1 >= unreadFrom) {
+          holdFrom = end;
+          break;
+        } else if (text[end + 1] === '"') i = end + 2;
         else {
           i = end + 1;
           this.mode = 'sql';
@@ -179,15 +215,23 @@ class StatementLexer {
       }
       if (this.mode === 'dollar') {
         const end = text.indexOf(this.tag, i);
-        if (end === -1) i = text.length;
-        else {
+        if (end !== -1) {
           i = end + this.tag.length;
           this.mode = 'sql';
+        } else if (lineEnds) i = text.length;
+        else {
+          // The closing tag may have begun in these last characters.
+          holdFrom = Math.max(i, text.length - this.tag.length + 1);
+          break;
         }
         continue;
       }
       if (this.mode === 'block') {
-        if (c === '/' && text[i + 1] === '*') {
+        if (c !== '/' && c !== '*') i += 1;
+        else if (i + 1 >= unreadFrom) {
+          holdFrom = i;
+          break;
+        } else if (c === '/' && text[i + 1] === '*') {
           this.blockDepth += 1;
           i += 2;
         } else if (c === '*' && text[i + 1] === '/') {
@@ -199,24 +243,32 @@ class StatementLexer {
       }
 
       // mode === 'sql'
-      if (c === '-' && text[i + 1] === '-') {
-        i = text.length; // a comment to the end of the line
+      if (c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\f' || c === '\v') {
+        i += 1;
         continue;
       }
-      if (c === '/' && text[i + 1] === '*') {
-        this.mode = 'block';
-        this.blockDepth = 1;
-        i += 2;
-        continue;
+      if (c === '-' || c === '/') {
+        if (i + 1 >= unreadFrom) {
+          holdFrom = i;
+          break;
+        }
+        if (c === '-' && text[i + 1] === '-') {
+          // A comment to the end of the line, which may go on in the next pieces.
+          this.mode = 'line-comment';
+          i = text.length;
+          continue;
+        }
+        if (c === '/' && text[i + 1] === '*') {
+          this.mode = 'block';
+          this.blockDepth = 1;
+          i += 2;
+          continue;
+        }
       }
       if (c === '\\') {
         // psql reads a backslash outside quotes as the start of a meta-command, anywhere.
         flush(i);
-        return { statements, metaCommandAt: i };
-      }
-      if (c === ' ' || c === '\t' || c === '\n' || c === '\r' || c === '\f' || c === '\v') {
-        i += 1;
-        continue;
+        return { text, statements, metaCommandAt: i };
       }
       if (!this.inStatement) {
         this.inStatement = true;
@@ -231,6 +283,14 @@ class StatementLexer {
       if (isIdentifierStart(code)) {
         let end = i + 1;
         while (end < text.length && isIdentifierPart(text.charCodeAt(end))) end += 1;
+        if (end >= unreadFrom) {
+          // A word that may go on: held while it may still be a keyword looked at, or `E`.
+          if (end - i <= maxHeldWord) {
+            holdFrom = i;
+            break;
+          }
+          this.inLongWord = true;
+        }
         const start = i;
         i = end;
         if (end - start === 1 && (code === 69 || code === 101) && text[i] === "'") {
@@ -253,6 +313,8 @@ class StatementLexer {
       if (code >= 48 && code <= 57) {
         let end = i + 1;
         while (end < text.length && isIdentifierPart(text.charCodeAt(end))) end += 1;
+        // Its rest is skipped, not read as a token (a `$` in it opens no dollar quote).
+        if (end >= unreadFrom) this.inLongWord = true;
         i = end;
         continue;
       }
@@ -260,11 +322,16 @@ class StatementLexer {
       if (c === "'") this.mode = 'quote';
       else if (c === '"') this.mode = 'ident';
       else if (c === '$') {
-        const opening = dollarTag.exec(text.slice(i - 1, i + 255))?.[0];
+        const window = text.slice(i - 1, i - 1 + maxHeld);
+        const opening = dollarTag.exec(window)?.[0];
         if (opening) {
           this.mode = 'dollar';
           this.tag = opening;
           i += opening.length - 1;
+        } else if (window.length < maxHeld && !lineEnds) {
+          // The tag may end in the next piece.
+          holdFrom = i - 1;
+          break;
         }
       } else if (c === '(') this.parenDepth += 1;
       else if (c === ')') this.parenDepth = Math.max(0, this.parenDepth - 1);
@@ -275,8 +342,12 @@ class StatementLexer {
         this.statement = '';
       }
     }
-    flush(text.length);
-    return { statements };
+    if (holdFrom !== undefined) {
+      flush(holdFrom);
+      this.held = text.slice(holdFrom);
+    } else flush(text.length);
+    if (lineEnds && this.mode === 'line-comment') this.mode = 'sql';
+    return { text, statements };
   }
 }
 
@@ -364,27 +435,43 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
     if (size > 0) yield Buffer.concat(chunk);
   }
 
+  const tooLong = `a statement longer than ${maxStatementLength / 1024 / 1024} MiB, which pg_dump never writes for this schema`;
+  // A meta-command whose line goes on in the next piece: psql reads it to the line's end.
+  let metaCommandText: string | undefined;
+  const metaCommandRead = (more: string, lineEnds: boolean) => {
+    metaCommandText = (metaCommandText ?? '') + more;
+    // Bounded by its own length, not by where pieces end: a line shorter than a piece is never
+    // cut, so none that was accepted before is refused now.
+    if (metaCommandText.length > pieceSize) refuse('a psql meta-command line that long is not allowed');
+    if (!lineEnds) return;
+    metaCommand(metaCommandText.replace(/\r?\n$/, ''));
+    metaCommandText = undefined;
+  };
+
   try {
     for (;;) {
       const next = await pieces.next();
       if (next.done) break;
       const piece = next.value;
       if (piece.first) lineNumber += 1;
-      let text: string;
+      let decoded: string;
       try {
-        text = decoder.decode(piece.bytes, { stream: !piece.last });
+        decoded = decoder.decode(piece.bytes, { stream: !piece.last });
       } catch {
         return refuse('not valid UTF-8');
       }
       // The server reads a query only up to a NUL; the parser here would too, but differently.
-      if (text.includes('\u0000')) refuse('a NUL character, which pg_dump never writes');
-
-      const { statements, metaCommandAt } = lexer.read(text, lineNumber);
-      if (lexer.statement.length > maxStatementLength) {
-        refuseAt(lexer.line, `a statement longer than ${maxStatementLength / 1024 / 1024} MiB, which pg_dump never writes for this schema`);
+      if (decoded.includes('\u0000')) refuse('a NUL character, which pg_dump never writes');
+      if (metaCommandText !== undefined) {
+        metaCommandRead(decoded, piece.last);
+        continue;
       }
+
+      const { text, statements, metaCommandAt } = lexer.read(decoded, lineNumber, piece.last);
       for (const [index, found] of statements.entries()) {
         const statement = found.text;
+        // Checked here too, not only while a statement goes on: where a piece ends must not decide.
+        if (statement.length > maxStatementLength) refuseAt(found.line, tooLong);
         const verdict = checkBackupStatement(statement, options);
         if ('refused' in verdict) return refuseAt(found.line, verdict.refused);
         if (verdict.copyTable === undefined) {
@@ -408,10 +495,11 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
         // A consumer that only checks the script (or stopped early) leaves rows unread.
         for await (const _ of data) void _;
       }
+      // After the statements this piece completes, which come first in the backup.
+      if (lexer.statement.length > maxStatementLength) refuseAt(lexer.line, tooLong);
       if (metaCommandAt !== undefined) {
         if (lexer.inStatement) refuse('a psql meta-command inside a statement is not allowed');
-        if (!piece.last) refuse('a psql meta-command line that long is not allowed');
-        metaCommand(text.slice(metaCommandAt).replace(/\r?\n$/, ''));
+        metaCommandRead(text.slice(metaCommandAt), piece.last);
       }
     }
 

@@ -131,3 +131,96 @@ describe("reading a backup's SQL statement by statement", () => {
     expect(peak - before).toBeLessThan(64 * megabyte);
   });
 });
+
+// What the check makes of a script fed in these chunks: its parts in order, then why it was
+// refused, if it was.
+async function readIn(chunks: Buffer[]): Promise<string[]> {
+  const parts: string[] = [];
+  const source = async function* () {
+    yield* chunks;
+  };
+  try {
+    for await (const part of sqlScriptParts(source(), { database: 'kennwilliamson' })) parts.push(`${part.kind} at line ${part.line}: ${part.text}`);
+  } catch (error) {
+    parts.push(`refused: ${(error as Error).message}`);
+  }
+  return parts;
+}
+
+describe('reading a long line whatever the chunks it comes in', () => {
+  // A line longer than 64 KiB is lexed in pieces cut where a chunk happens to end. In each
+  // line here, blanks stand at `…` (outside any statement, so PostgreSQL's parser never reads
+  // them and the test stays fast) for `‸` to fall at the 64 KiB mark; the line is cut once at
+  // each of the `cuts` points from there, and must read as it does in one chunk.
+  const pieceSize = 64 * 1024;
+  const header = 'SET statement_timeout = 0;\n';
+  const trailer = 'COMMENT ON TABLE public.t IS NULL;';
+  const scriptOf = (line: string) => {
+    const [beforeMark, fromMark] = line.replace('…', '').split('‸') as [string, string];
+    const padded = line.replace('…', ' '.repeat(pieceSize - Buffer.byteLength(beforeMark))).replace('‸', '');
+    const script = Buffer.from(`${header}${padded}\n${trailer}\n`);
+    const mark = header.length + pieceSize;
+    expect(script.subarray(mark).toString().startsWith(fromMark)).toBe(true);
+    return { script, mark, after: Buffer.byteLength(fromMark) };
+  };
+
+  it.each([
+    ['a closing dollar quote tag', "…CREATE FUNCTION public.f() RETURNS text LANGUAGE sql AS $_$SELECT ';'‸$_$;"],
+    ['an opening dollar quote tag', "…CREATE FUNCTION public.f() RETURNS text LANGUAGE sql AS ‸$body$SELECT ';'$body$;"],
+    ['a dollar quote tag of two-byte characters', "…CREATE FUNCTION public.f() RETURNS text LANGUAGE sql AS ‸$éé$SELECT ';'$éé$;"],
+    ['a word with $ in it, which opens no dollar quote', "…CREATE FUNCTION public.‸f$_$x() RETURNS text LANGUAGE sql AS 'SELECT 1';"],
+    ['a word too long to hold, with $ in it', '…COMMENT ON TABLE public.‸a_longer_table_name$_$x IS NULL;', 24],
+    ['FUNCTION, which makes BEGIN ATOMIC … END one statement', '…CREATE ‸FUNCTION public.twice(n integer) RETURNS integer LANGUAGE sql BEGIN ATOMIC SELECT (n * 2); END;'],
+    ['the BEGIN of a routine body', '…CREATE FUNCTION public.twice(n integer) RETURNS integer LANGUAGE sql ‸BEGIN ATOMIC SELECT (n * 2); END;'],
+    ['-- after a statement', "COMMENT ON TABLE public.t IS NULL;…‸-- ; 'x"],
+    ['the rest of a -- comment longer than a piece', "--…‸'; x"],
+    ['/* and */', '…COMMENT ON TABLE public.t IS NULL ‸/*/ ; */;'],
+    ['a nested /* and */', '…COMMENT ON TABLE public.t IS NULL /*‸/**/**/;'],
+    ["\\' in an E'' string", "…COMMENT ON TABLE public.t IS E'a‸\\'; x';"],
+    ["'' in an E'' string", "…COMMENT ON TABLE public.t IS E'a‸''\\';';"],
+    ["the E of E''", "…COMMENT ON TABLE public.t IS ‸E'\\';';"],
+    ["\"\" in an identifier and '' in a string", `…COMMENT ON TABLE public."a‸""b" IS 'x'';''';`],
+    ['a meta-command after a statement', 'COMMENT ON TABLE public.t IS NULL;…‸\\connect kennwilliamson'],
+  ])('reads %s the same wherever the line is cut', async (_, line, cuts = 12) => {
+    const { script, mark, after } = scriptOf(line);
+    const whole = await readIn([script]);
+    expect(whole.at(-1)).toBe(`sql at line 3: ${trailer}`);
+    for (let cut = mark; cut <= mark + Math.min(cuts, after); cut += 1) {
+      expect([cut - mark, await readIn([script.subarray(0, cut), script.subarray(cut)])]).toEqual([cut - mark, whole]);
+    }
+  });
+
+  it("reads a line the same whatever the size of its chunks (the auditor's: $_$ across the 16 KiB chunk that ends at byte 81920)", async () => {
+    const statement = "CREATE FUNCTION public.long_f() RETURNS text LANGUAGE sql AS $_$SELECT 'a'$_$;";
+    const script = Buffer.from(`${header}${' '.repeat(81920 - header.length - statement.length + 2)}${statement}\n`);
+    expect(script.subarray(81918, 81921).toString()).toBe('$_$'); // the tag's last $ starts the sixth 16 KiB chunk
+    const whole = await readIn([script]);
+    expect(whole).toEqual([`sql at line 1: ${header.trim()}`, `sql at line 2: ${statement}`]);
+    for (const size of [1, 2, 3, 7, 1000, 4096, 16384, 65536]) {
+      const chunks = Array.from({ length: Math.ceil(script.length / size) }, (_, i) => script.subarray(i * size, (i + 1) * size));
+      expect([size, await readIn(chunks)]).toEqual([size, whole]);
+    }
+  });
+
+  it('finishes a long last line without a line break whatever the chunks', async () => {
+    const comment = Buffer.from(`${header}--${' '.repeat(pieceSize)}`);
+    const cutShort = Buffer.concat([comment, Buffer.from('é').subarray(0, 1)]);
+    for (const [script, outcome] of [
+      [comment, [`sql at line 1: ${header.trim()}`]],
+      [cutShort, [`sql at line 1: ${header.trim()}`, "refused: line 2 of the backup's SQL: not valid UTF-8"]],
+    ] as const) {
+      expect(await readIn([script])).toEqual(outcome);
+      expect(await readIn([script.subarray(0, pieceSize), script.subarray(pieceSize)])).toEqual(outcome);
+    }
+  });
+
+  it('refuses a statement just longer than the bound however its line is cut', async () => {
+    const before = 'CREATE FUNCTION public.f() RETURNS text LANGUAGE sql AS $$';
+    const script = Buffer.from(`${before}${' '.repeat(maxStatementLength - before.length - 2)}$$;\n`);
+    const refused = `refused: line 1 of the backup's SQL: a statement longer than ${maxStatementLength / 1024 / 1024} MiB, which pg_dump never writes for this schema`;
+    // Only the start of each part is compared: a diff of a statement this long takes minutes.
+    const outcome = async (chunks: Buffer[]) => (await readIn(chunks)).map((part) => part.slice(0, 200));
+    expect(await outcome([script])).toEqual([refused]);
+    expect(await outcome([script.subarray(0, pieceSize), script.subarray(pieceSize)])).toEqual([refused]);
+  });
+});
