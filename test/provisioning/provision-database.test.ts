@@ -31,8 +31,8 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
   let adminUrl: string;
   let ownerUrl: string;
 
-  const admin = (env: NodeJS.ProcessEnv = {}) =>
-    runCli('db-setup', ['--admin'], {
+  const admin = (env: NodeJS.ProcessEnv = {}, options: string[] = []) =>
+    runCli('db-setup', ['--admin', ...options], {
       ADMIN_DATABASE_URL: adminUrl,
       DATABASE_URL: '',
       MIGRATION_DATABASE_URL: '',
@@ -167,15 +167,7 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     // As a newer package sees it: its latest migration not applied here.
     await withClient(adminUrl, (client) => client.query('DELETE FROM schema_migrations WHERE name = $1', [latest.name]));
     try {
-      const result = await runCli('db-setup', ['--admin', '--no-migrate'], {
-        ADMIN_DATABASE_URL: adminUrl,
-        DATABASE_URL: '',
-        MIGRATION_DATABASE_URL: '',
-        DB_OWNER_USER: owner.user,
-        DB_OWNER_PASSWORD: owner.password,
-        DB_APP_USER: app.user,
-        DB_APP_PASSWORD: `${app.password}-rotated`,
-      });
+      const result = await admin({ DB_APP_PASSWORD: `${app.password}-rotated` }, ['--no-migrate']);
 
       expect(result.code, result.stderr).toBe(0);
       expect(result.stdout).toContain('applied no migration (--no-migrate): 1 pending, for the release step to apply');

@@ -77,15 +77,18 @@ const checksSql = `
      AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
    ORDER BY n.nspname, t.relname, a.attnum, c.conname`;
 
-// Every column of a table or view that is an array of an enum, as kysely-codegen lists them
-// (partitions left out).
-const enumArraysSql = `
+// A column with what its type override needs: its type's name, whether it is nullable and has a default.
+const columnsFrom = `
   SELECT n.nspname AS schema, t.relname AS table, a.attname AS column,
          pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
          NOT a.attnotnull AS nullable, a.atthasdef AS has_default
     FROM pg_catalog.pg_attribute a
     JOIN pg_catalog.pg_class t ON t.oid = a.attrelid
-    JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+    JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace`;
+
+// Every column of a table or view that is an array of an enum, as kysely-codegen lists them
+// (partitions left out).
+const enumArraysSql = `${columnsFrom}
     JOIN pg_catalog.pg_type array_type ON array_type.oid = a.atttypid
     JOIN pg_catalog.pg_type element ON element.oid = array_type.typelem
    WHERE a.attnum > 0 AND NOT a.attisdropped AND array_type.typcategory = 'A' AND element.typtype = 'e'
@@ -93,13 +96,7 @@ const enumArraysSql = `
      AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'
    ORDER BY n.nspname, t.relname, a.attnum`;
 
-const columnSql = `
-  SELECT n.nspname AS schema, t.relname AS table, a.attname AS column,
-         pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
-         NOT a.attnotnull AS nullable, a.atthasdef AS has_default
-    FROM pg_catalog.pg_attribute a
-    JOIN pg_catalog.pg_class t ON t.oid = a.attrelid
-    JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
+const columnSql = `${columnsFrom}
    WHERE n.nspname = $1 AND t.relname = $2 AND a.attname = $3 AND a.attnum > 0 AND NOT a.attisdropped`;
 
 /**
@@ -111,6 +108,7 @@ const columnSql = `
  * - every jsonb column of `jsonShapes` (`schema.table.column`) gets its TypeScript type,
  *   imported into the generated file; a shape for a column that is missing or not json is an
  *   error, so a renamed column cannot silently lose its type.
+ * - every column that is an array of an enum is typed `string`, which pg returns for it.
  * A CHECK that tests a column's values in a way the deriver does not read leaves the column
  * as kysely-codegen types it, and is listed in `notUnderstood`; so does one that is `NOT VALID`
  * (listed in `notValidated`), which rows from before it need not meet.
