@@ -14,7 +14,8 @@ const testDb = useTestDatabase();
 describe('a call given up at its deadline', () => {
   it('ends as that deadline, and the caller queued for its connection gets a fresh one', async () => {
     await sql`CREATE TABLE IF NOT EXISTS deadline_writes (id serial PRIMARY KEY, attempt int)`.execute(testDb.db);
-    const db = createDb({ databaseUrl: testDb.url, maxConnections: 1, minConnections: 0, statementTimeoutMs: 100, lockTimeoutMs: 50, callDeadlineMs: 600 });
+    // Room for the second call on a loaded machine; the deadline still far short of the sleep.
+    const db = createDb({ databaseUrl: testDb.url, maxConnections: 1, minConnections: 0, statementTimeoutMs: 500, lockTimeoutMs: 50, callDeadlineMs: 800 });
     try {
       // Whether the cancel's answer or its connection's close comes first is the machine's to
       // decide: a few rounds see both.
@@ -23,7 +24,7 @@ describe('a call given up at its deadline', () => {
         await sql`SET statement_timeout = 0`.execute(db);
         const first = sql`SELECT pg_sleep(30)`.execute(db).catch((e: unknown) => e);
         // Queued behind it for the one connection.
-        const second = sql`INSERT INTO deadline_writes (attempt) SELECT ${attempt} FROM pg_sleep(0.05)`.execute(db).catch((e: unknown) => e);
+        const second = sql`INSERT INTO deadline_writes (attempt) SELECT ${attempt} FROM pg_sleep(0.01)`.execute(db).catch((e: unknown) => e);
 
         expect(await first).toBeInstanceOf(ConnectionError);
         expect(await first).toMatchObject({ reason: 'deadline' });
