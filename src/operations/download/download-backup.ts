@@ -330,10 +330,13 @@ export async function downloadBackup(options: DownloadOptions): Promise<Download
       ...(options.signal ? { signal: options.signal } : {}),
     }).catch(async (error: Error) => {
       // Stop ssh (a full disk must not leave it running); when ssh itself failed, its
-      // reason beats the stream's "premature close".
+      // reason beats the stream's "premature close". Not when the copy stopped it (more bytes
+      // than announced, a stall): then ssh's end says nothing, whatever its host wrote to
+      // stderr before ("Permission denied" would read as a refused login).
       cancel();
+      const stoppedByCopy = error instanceof DownloadError;
       await done.catch((sshError: unknown) => {
-        if (sshError instanceof DownloadError && sshError.reason !== 'transfer') throw sshError;
+        if (!stoppedByCopy && sshError instanceof DownloadError && sshError.reason !== 'transfer') throw sshError;
       });
       throw error;
     });

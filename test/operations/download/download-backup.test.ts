@@ -365,15 +365,18 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     expect(await readdir(backupDir)).toEqual([]);
   });
 
-  // The session's cat writes `<file>.stderr` (when the test left one) to stderr and fails.
-  describe('from a host that floods stderr', () => {
+  // The session's cat writes `<file>.stderr` (when the test left one) to stderr and fails; with
+  // `<file>.excess` beside it, it says "Permission denied" on stderr, sends the file and more,
+  // and stays on.
+  describe('from a host whose session misbehaves', () => {
     let host: SshServer;
 
     beforeAll(async () => {
       const hostRoot = await mkdtemp(path.join(root, 'noisy-'));
       const bin = path.join(hostRoot, 'bin');
       await mkdir(bin);
-      await writeFile(path.join(bin, 'cat'), '#!/bin/sh\n[ -f "$2.stderr" ] && { /bin/cat "$2.stderr" >&2; exit 1; }\nexec /bin/cat "$@"\n', { mode: 0o755 });
+      await writeFile(path.join(bin, 'cat'), '#!/bin/sh\n[ -f "$2.stderr" ] && { /bin/cat "$2.stderr" >&2; exit 1; }\n' +
+          '[ -f "$2.excess" ] && { echo "Permission denied, said the host" >&2; /bin/cat "$2" "$2"; exec sleep 5; }\nexec /bin/cat "$@"\n', { mode: 0o755 });
       host = await startSshServer(hostRoot, { env: { PATH: `${bin}:/usr/bin:/bin` } });
     });
     afterAll(async () => {
@@ -404,6 +407,27 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
       } finally {
         await rm(path.join(remoteDir, file));
         await rm(path.join(remoteDir, `${file}.stderr`));
+      }
+    });
+
+    // The copy's own verdict stopped ssh: what the host wrote to stderr before cannot turn it
+    // into another failure (here a refused login, which would send the operator to the keys).
+    it('reports more bytes than announced as such, whatever the host wrote to stderr before', async () => {
+      const file = 'kennwilliamson_production_20250922T000000.000Z.dump';
+      await writeFile(path.join(remoteDir, file), content);
+      await writeFile(path.join(remoteDir, `${file}.excess`), '');
+      try {
+        const error = await downloadBackup(overSsh({ file, port: host.port, key: host.clientKey, knownHostsFile: host.knownHostsFile })).catch((e: unknown) => e);
+
+        expect(error).toBeInstanceOf(DownloadError);
+        expect(error).toMatchObject({
+          reason: 'transfer',
+          message: `more than the announced ${content.length} bytes of ${path.join(remoteDir, file)} arrived from 127.0.0.1; the copy was stopped`,
+        });
+        expect(await readdir(backupDir)).toEqual([]);
+      } finally {
+        await rm(path.join(remoteDir, file));
+        await rm(path.join(remoteDir, `${file}.excess`));
       }
     });
   });
