@@ -435,6 +435,23 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
     if (size > 0) yield Buffer.concat(chunk);
   }
 
+  // The pieces left of the current line, read to its end: whether they hold only blanks.
+  async function restOfLineIsBlank(): Promise<boolean> {
+    for (;;) {
+      const next = await pieces.next();
+      if (next.done) return true; // the rows' reader says what is missing
+      const piece = next.value as LinePiece;
+      let decoded: string;
+      try {
+        decoded = decoder.decode(piece.bytes, { stream: !piece.last });
+      } catch {
+        return false;
+      }
+      if (decoded.trim() !== '') return false;
+      if (piece.last) return true;
+    }
+  }
+
   const tooLong = `a statement longer than ${maxStatementLength / 1024 / 1024} MiB, which pg_dump never writes for this schema`;
   // A meta-command whose line goes on in the next piece: psql reads it to the line's end.
   let metaCommandText: string | undefined;
@@ -486,10 +503,10 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
           };
           continue;
         }
-        // The rows start on the next line: nothing may follow the COPY on its own.
-        if (index !== statements.length - 1 || text.slice(found.end).trim() !== '' || !piece.last || metaCommandAt !== undefined) {
-          refuseAt(found.line, 'text after COPY … FROM stdin on the same line');
-        }
+        // The rows start on the next line: nothing may follow the COPY on its own (blanks, in
+        // this piece or in the rest of the line, whatever piece its ';' ends).
+        const followed = index !== statements.length - 1 || text.slice(found.end).trim() !== '' || metaCommandAt !== undefined;
+        if (followed || (!piece.last && !(await restOfLineIsBlank()))) refuseAt(found.line, 'text after COPY … FROM stdin on the same line');
         const data = copyRows();
         yield { kind: 'copy', text: statement, line: found.line, table: verdict.copyTable, data };
         // A consumer that only checks the script (or stopped early) leaves rows unread.

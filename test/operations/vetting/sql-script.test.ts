@@ -202,6 +202,22 @@ describe('reading a long line whatever the chunks it comes in', () => {
     }
   });
 
+  // The `;` that ends a COPY may end a piece, its line's blanks going on in the next.
+  it('reads a COPY whose line goes on in blanks past a piece the same however it is cut', async () => {
+    const copy = 'COPY public.t (a) FROM stdin;';
+    const line = `${' '.repeat(pieceSize - copy.length)}${copy}`;
+    const script = Buffer.from(`${line}${' '.repeat(1_000)}\n1\n\\.\n${trailer}\n`);
+    const whole = await readIn([script]);
+    expect(whole).toEqual([`copy at line 1: ${copy}`, `sql at line 4: ${trailer}`]);
+    for (let cut = pieceSize - 2; cut <= pieceSize + 2; cut += 1) {
+      expect([cut, await readIn([script.subarray(0, cut), script.subarray(cut)])]).toEqual([cut, whole]);
+    }
+    const followed = Buffer.from(`${line}${' '.repeat(1_000)}x\n1\n\\.\n`);
+    const refused = ["refused: line 1 of the backup's SQL: text after COPY … FROM stdin on the same line"];
+    expect(await readIn([followed])).toEqual(refused);
+    expect(await readIn([followed.subarray(0, pieceSize), followed.subarray(pieceSize)])).toEqual(refused);
+  });
+
   it('finishes a long last line without a line break whatever the chunks', async () => {
     const comment = Buffer.from(`${header}--${' '.repeat(pieceSize)}`);
     const cutShort = Buffer.concat([comment, Buffer.from('é').subarray(0, 1)]);
