@@ -70,21 +70,30 @@ export function spawnPgTool(tool: PgTool, args: string[], options: SpawnPgToolOp
     // long as it likes: kept within bounds, and so is the line it is still writing.
     const stderr = keptOutput(stderrBounds);
     let pending = '';
+    // The line being written went past the bound: its start is kept, the rest up to its end dropped.
+    let cut = false;
     let spawnError: Error | undefined;
     child.stderr?.setEncoding('utf8');
     child.stderr?.on('data', (chunk: string) => {
       stderr.add(chunk);
-      pending += chunk;
-      const lines = pending.split('\n');
-      pending = lines.pop() ?? '';
-      if (pending.length > stderrBounds.tail) pending = pending.slice(0, stderrBounds.tail);
-      for (const line of lines) options.onStderrLine?.(line);
+      const lines = chunk.split('\n');
+      const last = lines.pop() ?? '';
+      for (const line of lines) {
+        options.onStderrLine?.(cut ? `${pending} [cut]` : pending + line);
+        pending = '';
+        cut = false;
+      }
+      if (!cut) pending += last;
+      if (pending.length > stderrBounds.tail) {
+        pending = pending.slice(0, stderrBounds.tail);
+        cut = true;
+      }
     });
     child.on('error', (error) => {
       spawnError = error;
     });
     child.on('close', (code, signal) => {
-      if (pending) options.onStderrLine?.(pending);
+      if (pending) options.onStderrLine?.(cut ? `${pending} [cut]` : pending);
       resolve({ code, signal, stderr: stderr.text(), ...(spawnError ? { spawnError } : {}) });
     });
   });

@@ -38,13 +38,17 @@ describe("a PostgreSQL program's stderr", () => {
     expect(lines).toHaveLength(40_002);
   });
 
-  it('hands a line without end to the listener cut at the bound, rather than growing it without end', async () => {
+  it('hands a line longer than the bound to the listener cut there and marked, whether it ends or not', async () => {
     const lines: string[] = [];
-    const { exited } = spawnPgTool(flooding("head -c 1000000 /dev/zero | tr '\\0' x >&2"), [], { onStderrLine: (line) => lines.push(line) });
+    const { exited } = spawnPgTool(
+      flooding("head -c 100000 /dev/zero | tr '\\0' x >&2; sleep 0.1; echo 'the line ends' >&2; echo 'the next line' >&2; head -c 100000 /dev/zero | tr '\\0' z >&2"),
+      [],
+      { onStderrLine: (line) => lines.push(line) },
+    );
 
     const { stderr } = await exited;
 
-    expect(lines).toEqual(['x'.repeat(32_768)]);
+    expect(lines).toEqual([`${'x'.repeat(32_768)} [cut]`, 'the next line', `${'z'.repeat(32_768)} [cut]`]);
     expect(stderr.length).toBeLessThan(65_536 + 100);
   });
 });
