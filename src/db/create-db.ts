@@ -126,8 +126,10 @@ function createDirectRunner(tuned: TunedPoolWithNaming): DirectQueryRunner {
 function mapClientError(tuned: TunedPool, client: pg.PoolClient, error: unknown): unknown {
   const mapped = mapDatabaseError(error);
   // A call the pool gave up at its deadline: the server's answer to the pool's cancel (or the
-  // connection's close) is that deadline, not a cancel of the caller's. An error of the
-  // statement's own that came meanwhile is its true outcome.
+  // connection's close) is that deadline, not a cancel of the caller's. Any other error of the
+  // statement's that came meanwhile is its true outcome. (Its own statement_timeout firing in
+  // that second is told as the deadline too: the deadline is that bound and 5 s more, so such a
+  // statement had been waiting on a server that took far longer than its bound to answer.)
   const abandonedBy = (client as unknown as BoundedClient).abandonedBy;
   if (abandonedBy !== undefined && (mapped instanceof QueryCanceledError || mapped instanceof ConnectionError)) return abandonedBy;
   // A FATAL error is the last message of its session, whatever it maps to: PgBouncer in

@@ -313,7 +313,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
     const waitedMs = Math.round(now - client.callStartedAt);
     client.callStartedAt = 0;
     const error = new ConnectionError('deadline', {
-      detail: `no answer within the call deadline of ${client.deadlineMs} ms (waited ${waitedMs} ms); the connection was closed`,
+      detail: `no answer within the call deadline of ${client.deadlineMs} ms (given up after ${waitedMs} ms); its statement was sent a cancel request, and the connection closed`,
     });
     onError('a call got no answer within its deadline; its connection was closed', error);
     // The statement is cancelled first, where the server can hear it (a session whose bound is
