@@ -1,5 +1,5 @@
 import type { ChildProcess } from 'node:child_process';
-import { Transform } from 'node:stream';
+import { type Readable, Transform } from 'node:stream';
 import { stallWatch } from './stall-watch.js';
 
 /**
@@ -18,16 +18,27 @@ export const defaultPgRestoreStallTimeoutMs = 60_000;
  * const source = watchedOutput(child, 60_000, () => new Error('pg_restore stopped writing'))
  */
 export function watchedOutput(child: ChildProcess, stallTimeoutMs: number, stalled: () => Error): Transform {
-  const stdout = child.stdout!;
-  // The child is waited for only while what it wrote has all been read (nothing buffered here)
-  // and its pipe is not held back by us; once its output ended there is nothing to wait for.
+  return watchedStream(child.stdout!, stallTimeoutMs, stalled, () => child.kill('SIGKILL'));
+}
+
+/**
+ * `input` (a file read from a disk that may hang, a child's output), as a stream that fails with
+ * `stalled()`'s error once `input` brought nothing for `stallTimeoutMs` while it was waited for
+ * (`onStall` first stops what feeds it). Time it waits for the reader does not count.
+ *
+ * @example
+ * const source = watchedStream(createReadStream(file), 60_000, () => new Error('reading the backup stalled'))
+ */
+export function watchedStream(input: Readable, stallTimeoutMs: number, stalled: () => Error, onStall: () => void = () => undefined): Transform {
+  // The input is waited for only while what it brought has all been read (nothing buffered
+  // here) and it is not held back by us; once it ended there is nothing to wait for.
   const watch = stallWatch(
     stallTimeoutMs,
     () => {
-      child.kill('SIGKILL');
+      onStall();
       output.destroy(stalled());
     },
-    () => output.readableLength === 0 && !stdout.isPaused(),
+    () => output.readableLength === 0 && !input.isPaused(),
   );
   const output = new Transform({
     transform(chunk: Buffer, _encoding, done) {
@@ -35,11 +46,11 @@ export function watchedOutput(child: ChildProcess, stallTimeoutMs: number, stall
       done(null, chunk);
     },
   });
-  stdout.once('end', watch.stop);
+  input.once('end', watch.stop);
   output.once('close', watch.stop);
   // The reader meets the error where it reads; one that has not begun to read (a restore still
   // taking its locks) must not see it thrown as an uncaught 'error' event meanwhile.
   output.on('error', () => undefined);
-  stdout.on('error', (error) => output.destroy(error));
-  return stdout.pipe(output);
+  input.on('error', (error) => output.destroy(error));
+  return input.pipe(output);
 }

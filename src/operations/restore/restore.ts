@@ -1,6 +1,4 @@
-import { createReadStream } from 'node:fs';
 import type pg from 'pg';
-import { open } from 'node:fs/promises';
 import { type Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { answeredWithin, destroyConnection, roundTripDeadlineMs } from '../../db/answer-deadline.js';
@@ -14,14 +12,14 @@ import { type PgToolExit, spawnPgTool, toolErrorText } from '../pg-tools/pg-tool
 import { findPgTool, type FindPgToolOptions } from '../pg-tools/pg-tools.js';
 import { clearPublicSchema, type KeptExtension } from './clear-public-schema.js';
 import { byteProgress } from '../files/progress-reporter.js';
-import { defaultPgRestoreStallTimeoutMs, watchedOutput } from '../files/watched-output.js';
+import { defaultPgRestoreStallTimeoutMs, watchedOutput, watchedStream } from '../files/watched-output.js';
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
 import { codeBeyondTheSchema, deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
 import { type CopyStallGuard, ScriptQuery } from './script-query.js';
 import { serverFailure } from './server-failure.js';
 import { makesSomething, nothingMade, type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
 import { backupExtensions } from '../vetting/backup-statement-allow-list.js';
-import type { VerifiedBackup } from '../vetting/verify-backup-file.js';
+import { identityChange, openBackupFile, type VerifiedBackup } from '../vetting/verify-backup-file.js';
 import { dumpFrame } from '../vetting/verify-sql-dump.js';
 import { silentClientBoundsSession } from '../../db/silent-client-bounds.js';
 import { describeBlockingSessions } from '../../blocking-session.js';
@@ -473,19 +471,35 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   // The COPY guards' looks at the server's progress still under way: the restore waits for them
   // before it returns, so that none of their connections outlives it.
   const progressLooks = new Set<Promise<unknown>>();
+  // The file checked, and no other: a rename over it or a write to it since is refused, and so
+  // is anything but a regular file (a FIFO would hold the read, and every table, for ever).
+  const refuseFile = (reason: string, cause?: unknown): never => {
+    throw new RestoreError(`refusing to restore ${backup.file}: ${reason}; the database was not touched`, { cause });
+  };
+  const { handle, info } = await openBackupFile(backup.file).catch((error: NodeJS.ErrnoException) =>
+    refuseFile(error.code === 'ENOTFILE' ? 'it is no longer a regular file' : `cannot read it (${error.code ?? error.message})`, error),
+  );
+  const changed = backup.identity === undefined ? undefined : identityChange(backup.identity, info);
+  if (changed !== undefined) {
+    await handle.close();
+    refuseFile(`it changed since it was checked (${changed}): check it again`);
+  }
   let source: Readable;
   let sourceDone: () => Promise<void>;
-  let closeSource = async () => undefined as void;
+  const closeSource = () => handle.close();
   let sourceEnded = false;
   let stopSource = () => void source.destroy();
   // A plain dump's header and trailer, as the SQL went by (see verifySqlDump).
   let frame: ReturnType<typeof dumpFrame> | undefined;
   if (backup.format === 'custom') {
     // Reads the archive only: the container's pg_restore would do as well as a local one.
-    const pgRestore = backup.pgRestore ?? (await findPgTool('pg_restore', options.toolSearch ?? {}));
+    const pgRestore =
+      backup.pgRestore ??
+      (await findPgTool('pg_restore', options.toolSearch ?? {}).catch(async (error: unknown) => {
+        await closeSource();
+        throw error;
+      }));
     log(`restoring ${backup.file} into ${target.description}, read by pg_restore ${pgRestore.version} at ${pgRestore.location}`);
-    const handle = await open(backup.file, 'r');
-    closeSource = () => handle.close();
     const reader = spawnPgTool(pgRestore, ['--file=-', '--no-owner'], {
       stdio: [handle.fd, 'pipe'],
       ...(signal ? { signal } : {}),
@@ -509,9 +523,14 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     };
   } else {
     log(`restoring ${backup.file} into ${target.description}`);
-    const compressed = createReadStream(backup.file);
+    const file = handle.createReadStream({ autoClose: false });
     const progress = byteProgress('read', backup.bytes, log);
-    compressed.on('data', () => progress(compressed.bytesRead));
+    file.on('data', () => progress(file.bytesRead));
+    // A disk or network mount that hangs would hold the read, and the restore every table of
+    // public, for ever: bounded as pg_restore's output is for an archive.
+    const compressed = watchedStream(file, stallTimeoutMs, () =>
+      new Error(`the backup's file gave nothing for ${stallTimeoutMs / 1000} s while the restore waited for it (a hung disk or network mount?); the read was stopped`),
+    );
     const gunzip = compressed.pipe(createGunzip());
     const watched = dumpFrame();
     frame = watched;
@@ -529,6 +548,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       source.destroy();
       gunzip.destroy();
       compressed.destroy();
+      file.destroy();
     };
     sourceDone = async () => undefined;
   }

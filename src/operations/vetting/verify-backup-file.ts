@@ -1,4 +1,5 @@
-import { open, stat } from 'node:fs/promises';
+import { constants, type Stats } from 'node:fs';
+import { type FileHandle, open, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ChecksumMismatchError, RestoreError } from '../../errors.js';
 import type { BackupGrantees } from './backup-statement-allow-list.js';
@@ -20,19 +21,62 @@ export interface VerifiedBackup {
   tables?: number | undefined;
   /** The pg_restore that read a custom archive, to restore it with. */
   pgRestore?: PgTool | undefined;
+  /**
+   * Which file was checked, as it was: a restore refuses another put in its place since, or
+   * this one changed (left out, as in a VerifiedBackup made by hand, it checks only that the
+   * path still names a regular file).
+   */
+  identity?: BackupFileIdentity | undefined;
 }
 
-async function formatOf(file: string): Promise<VerifiedBackup['format'] | undefined> {
-  const handle = await open(file, 'r');
+/** A file as the file system knows it: replaced (a rename over it) or rewritten, one of these differs. */
+export interface BackupFileIdentity {
+  dev: number;
+  ino: number;
+  size: number;
+  mtimeMs: number;
+}
+
+const identityOf = (info: { dev: number; ino: number; size: number; mtimeMs: number }): BackupFileIdentity => ({
+  dev: info.dev,
+  ino: info.ino,
+  size: info.size,
+  mtimeMs: info.mtimeMs,
+});
+
+/** Whether `identity` is the file's now, said as what differs (`undefined`: the same). */
+export function identityChange(identity: BackupFileIdentity, now: BackupFileIdentity): string | undefined {
+  if (identity.dev !== now.dev || identity.ino !== now.ino) return 'another file is in its place';
+  if (identity.size !== now.size || identity.mtimeMs !== now.mtimeMs) return 'it was written to';
+  return undefined;
+}
+
+/**
+ * Opens a backup for reading without waiting on what is no file (a FIFO with no writer would
+ * hold the open for ever, whatever the signal), and refuses anything but a regular file: its
+ * handle, and what the file system says of it.
+ *
+ * @example
+ * const { handle, info } = await openBackupFile('/var/backups/kw.dump')
+ */
+export async function openBackupFile(file: string): Promise<{ handle: FileHandle; info: Stats }> {
+  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
   try {
-    const { buffer, bytesRead } = await handle.read(Buffer.alloc(5), 0, 5, 0);
-    const head = buffer.subarray(0, bytesRead);
-    if (head.toString('latin1') === 'PGDMP') return 'custom';
-    if (head[0] === 0x1f && head[1] === 0x8b) return 'sql-gzip';
-    return undefined;
-  } finally {
+    const info = await handle.stat();
+    if (!info.isFile()) throw Object.assign(new Error(`${file} is not a file`), { code: 'ENOTFILE' });
+    return { handle, info };
+  } catch (error) {
     await handle.close();
+    throw error;
   }
+}
+
+async function formatOf(handle: FileHandle): Promise<VerifiedBackup['format'] | undefined> {
+  const { buffer, bytesRead } = await handle.read(Buffer.alloc(5), 0, 5, 0);
+  const head = buffer.subarray(0, bytesRead);
+  if (head.toString('latin1') === 'PGDMP') return 'custom';
+  if (head[0] === 0x1f && head[1] === 0x8b) return 'sql-gzip';
+  return undefined;
 }
 
 /** What {@link verifyBackupFile} is given besides the file. */
@@ -79,26 +123,33 @@ export async function verifyBackupFile(
     throw new RestoreError(`refusing to restore ${name}: ${reason}; the database was not touched`, { cause });
   };
 
-  const info = await stat(absolute).catch((error: NodeJS.ErrnoException) =>
-    refuse(`cannot read ${absolute} (${error.code ?? error.message})`, error),
+  const opened = await openBackupFile(absolute).catch((error: NodeJS.ErrnoException) =>
+    refuse(error.code === 'ENOTFILE' ? `${absolute} is not a file` : `cannot read ${absolute} (${error.code ?? error.message})`, error),
   );
-  if (!info.isFile()) refuse(`${absolute} is not a file`);
-  const format = await formatOf(absolute).catch((error: NodeJS.ErrnoException) =>
-    refuse(`cannot read ${absolute} (${error.code ?? error.message})`, error),
-  );
+  const { handle, info } = opened;
+  const identity = identityOf(info);
+  const format = await formatOf(handle)
+    .catch((error: NodeJS.ErrnoException) => refuse(`cannot read ${absolute} (${error.code ?? error.message})`, error))
+    .finally(() => handle.close());
   if (!format) refuse('it is neither a pg_dump custom archive (.dump) nor a gzip-compressed SQL dump (.sql.gz)');
+  // The checks below each open the path again: the file they read must be the one above, as it was.
+  const unchanged = async <T>(result: T): Promise<T> => {
+    const now = await stat(absolute).catch((error: NodeJS.ErrnoException) => refuse(`cannot read ${absolute} (${error.code ?? error.message})`, error));
+    const change = identityChange(identity, identityOf(now));
+    return change === undefined ? result : refuse(`it changed while it was checked (${change}): check it again`);
+  };
 
   const checksum = await verifyChecksumFile(absolute, options.signal ? { signal: options.signal } : {}).catch((error: unknown) =>
     refuse(error instanceof ChecksumMismatchError ? error.message : `its .sha256 cannot be read (${String(error)})`, error),
   );
 
-  const verified: VerifiedBackup = { file: absolute, bytes: info.size, format: format!, checksum: checksum ? 'verified' : 'absent' };
+  const verified: VerifiedBackup = { file: absolute, bytes: info.size, format: format!, checksum: checksum ? 'verified' : 'absent', identity };
   if (format === 'custom') {
     const pgRestore = await findPgTool('pg_restore', options.toolSearch ?? {});
     const contents = await verifyArchive(pgRestore, absolute, { ...database, signal: options.signal, stallTimeoutMs: options.stallTimeoutMs }).catch((error: Error) =>
       refuse(error instanceof RestoreError ? `it holds what a restore refuses: ${error.message}` : `it is not a readable backup: ${error.message}`, error),
     );
-    return { ...verified, tables: contents.tables, pgRestore };
+    return unchanged({ ...verified, tables: contents.tables, pgRestore });
   }
   // One pass, as a new backup is checked: gzip's CRC and length, pg_dump's header and
   // completion trailer, and the SQL through the restore's vetting, so a file it would refuse
@@ -108,5 +159,5 @@ export async function verifyBackupFile(
   await verifySqlDump(absolute, { ...database, ...(options.signal ? { signal: options.signal } : {}) }).catch((error: Error) =>
     refuse(error instanceof RestoreError ? `it holds what a restore refuses: ${error.message}` : error.message, error),
   );
-  return verified;
+  return unchanged(verified);
 }

@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { copyFile, mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdtemp, readdir, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -200,6 +200,48 @@ describe.skipIf(!available)('npm run db:restore', () => {
 
     expect(error).toBeInstanceOf(RestoreError);
     expect((error as Error).message).toContain('its .sha256 cannot be read (Error: not a regular file)');
+  });
+
+  // The file restored is the one checked: a confirmation prompt, or a script's pause, lies
+  // between the two, and another backup renamed over it (or the file rewritten) would restore
+  // unchecked content.
+  it('refuses a backup that another file replaced, or that was written to, since it was checked, before touching the database', async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const folder = await mkdtemp(path.join(workDir, 'replaced-'));
+    const copy = path.join(folder, path.basename(backup.file));
+    await copyFile(backup.file, copy);
+    const verified = await verifyBackupFile(copy);
+    await copyFile(backup.file, `${copy}.other`);
+    await rename(`${copy}.other`, copy);
+
+    const replaced = await restoreDatabase({ databaseUrl: target, backup: verified }).catch((e: unknown) => e);
+
+    expect(replaced).toBeInstanceOf(RestoreError);
+    expect((replaced as Error).message).toBe(
+      `refusing to restore ${copy}: it changed since it was checked (another file is in its place): check it again; the database was not touched`,
+    );
+    const again = await verifyBackupFile(copy);
+    await appendFile(copy, Buffer.alloc(1));
+    const written = await restoreDatabase({ databaseUrl: target, backup: again }).catch((e: unknown) => e);
+    expect((written as Error).message).toContain('it changed since it was checked (it was written to)');
+    expect(await tableContents(target)).toEqual(before);
+  });
+
+  // Opened as a file would be, a FIFO with no writer held the restore for ever, Ctrl-C or not.
+  it('refuses at once a backup that is now a FIFO in place of the file checked', async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const folder = await mkdtemp(path.join(workDir, 'fifo-backup-'));
+    const copy = path.join(folder, path.basename(backup.file));
+    await copyFile(backup.file, copy);
+    const verified = await verifyBackupFile(copy);
+    await rm(copy);
+    execFileSync('mkfifo', [copy]);
+
+    const error = await restoreDatabase({ databaseUrl: target, backup: verified }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toBe(`refusing to restore ${copy}: it is no longer a regular file; the database was not touched`);
   });
 
   // pg_restore writes an archive's entries as they are: one rewritten to `\connect` another
