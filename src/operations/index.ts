@@ -8,7 +8,7 @@ export { downloadBackup, type DownloadOptions, type DownloadResult } from './dow
 export type { SshTarget } from './download/ssh-connection.js';
 export { restoreDatabase, type RestoreOptions, type RestoreResult } from './restore/restore.js';
 export type { RestoreOwner, RestoreSession } from './restore/restore-session.js';
-export { verifyBackupFile, type VerifiedBackup, type VerifyBackupFileOptions } from './vetting/verify-backup-file.js';
+export { verifyBackupFile, type BackupFileIdentity, type VerifiedBackup, type VerifyBackupFileOptions } from './vetting/verify-backup-file.js';
 export type { BackupGrantees } from './vetting/backup-statement-allow-list.js';
 export type { FindPgToolOptions, PgTool } from './pg-tools/pg-tools.js';
 export { ensureAppRole, provisionAppRole, type AppRoleChange, type AppRoleOptions } from '../provisioning/app-role.js';
