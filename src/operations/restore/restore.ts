@@ -96,7 +96,10 @@ export interface RestoreResult {
  * they would lift these bounds for the rest of the restore. The backup's statements were
  * parsed with standard strings and names resolved in pg_catalog only (as pg_dump writes them,
  * under an empty search_path); the server reads them the same way even when a database or role
- * setting says otherwise. The session's temporary schema, which an empty search_path would
+ * setting says otherwise. The role is the session's own again (`ROLE NONE`): the backup's code
+ * may switch it (`set_config('role', 'pg_database_owner', false)`), and the catalog checks,
+ * which ask what the current role's roles own and did, would then look at nothing of the
+ * owner's. The session's temporary schema, which an empty search_path would
  * search first for types and tables, comes last: the backup's code may make a domain
  * `pg_temp.text` there, which would otherwise stand in for every unqualified `text` of the
  * backup's statements and of the restore's own catalog checks, and run its CHECK's function
@@ -107,7 +110,8 @@ export interface RestoreResult {
  * await client.query(restorePrelude(30_000))
  */
 export function restorePrelude(lockTimeoutMs = 30_000): string {
-  return `SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))};
+  return `SET LOCAL ROLE NONE;
+SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))};
 SET LOCAL statement_timeout TO DEFAULT;
 SET LOCAL search_path = pg_catalog, pg_temp;
 SET LOCAL standard_conforming_strings = on;

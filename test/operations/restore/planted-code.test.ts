@@ -337,6 +337,24 @@ ${seededCheck('adopt')}`,
     expect(extensions.map((row) => row.extname)).not.toContain('pgcrypto');
   });
 
+  // The catalog checks ask what the current role's roles own and did: a backup's code that
+  // switched the role to one that owns nothing would have them look at nothing of the owner's.
+  it("a role the backup's code switched to, to blind the checks, is the session's own again before they run", async () => {
+    const database = await target();
+    const backup = await whileRowsLoad(
+      'switched-role.sql.gz',
+      `EXECUTE 'GRANT SELECT ON TABLE public.secrets TO PUBLIC';
+  PERFORM pg_catalog.set_config('role', 'pg_database_owner', false);`,
+      secrets(''),
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('SELECT on table public.secrets to PUBLIC');
+    expect(await secretsRestored(database)).toEqual({ restored: false });
+  });
+
   // The session's temporary schema comes first for types and tables wherever search_path does
   // not name it: a domain pg_temp.text, which the owner may make from code, would stand in for
   // every unqualified `text` of the restore's own catalog checks, and its CHECK would run the
