@@ -400,11 +400,11 @@ async function finishPrivileges(
       `the backup left privileges in the public schema beyond the owner's and the application role's: ${firstFive(excess)}`,
     );
   }
-  // A trigger that can be deferred could defer itself again past the check above (SET
-  // CONSTRAINTS ALL DEFERRED from within), and act at COMMIT; this schema has none.
+  // A trigger or constraint that can be deferred could defer itself again past the check above
+  // (SET CONSTRAINTS ALL DEFERRED from within), and act at COMMIT; this schema has none.
   const deferrable = await deferrableTriggers(client);
   if (deferrable.length > 0) {
-    throw new RestoreError(`the backup left a trigger that can be deferred to COMMIT, after this check: ${deferrable.join('; ')}`);
+    throw new RestoreError(`the backup left a trigger or constraint that can be deferred to COMMIT, after this check: ${deferrable.join('; ')}`);
   }
   // The allow-list refuses these in the backup's text; its functions may have made them.
   const planted = await codeBeyondTheSchema(client, [...backupExtensions, ...keptExtensions]);

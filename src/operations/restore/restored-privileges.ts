@@ -216,17 +216,24 @@ export async function excessRestoredPrivileges(client: pg.ClientBase, grantees: 
 }
 
 /**
- * The constraint triggers that can be deferred, on the tables of the roles the role restoring
- * acts for, in any schema (a backup's function may make one), as `trigger on table`; the
- * foreign keys' own (internal) ones left out.
+ * The constraint triggers and the constraints that can be deferred, on the tables of the roles
+ * the role restoring acts for, in any schema (a backup's function may make one), as `trigger on
+ * table` and `constraint name on table`. A constraint's own triggers are internal, so the
+ * constraint stands for them: a deferrable unique or exclusion constraint rechecks at COMMIT,
+ * running its index expressions (the backup's functions), and a deferrable foreign key's
+ * cascade fires the referencing table's triggers there; this schema has none.
  *
- * @example await deferrableTriggers(client) // ['at_commit on public.secrets']
+ * @example await deferrableTriggers(client) // ['at_commit on public.secrets', 'constraint once on public.notes']
  */
 export async function deferrableTriggers(client: pg.ClientBase): Promise<string[]> {
   const { rows } = await client.query<{ trigger: string }>(
     `SELECT pg_catalog.format('%I on %s', t.tgname, t.tgrelid::pg_catalog.regclass) AS trigger
        FROM pg_catalog.pg_trigger t JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
       WHERE NOT t.tgisinternal AND t.tgdeferrable AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
+     UNION ALL
+     SELECT pg_catalog.format('constraint %I on %s', k.conname, k.conrelid::pg_catalog.regclass)
+       FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+      WHERE k.condeferrable AND k.contype <> 't' AND pg_catalog.pg_has_role(c.relowner, 'USAGE') -- a constraint trigger is named above
       ORDER BY 1`,
   );
   return rows.map((row) => row.trigger);

@@ -117,7 +117,23 @@ CREATE CONSTRAINT TRIGGER last AFTER INSERT ON public.queued DEFERRABLE INITIALL
     const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RestoreError);
-    expect((error as Error).message).toContain('the backup left a trigger that can be deferred to COMMIT, after this check: first on public.secrets; last on public.queued');
+    expect((error as Error).message).toContain('the backup left a trigger or constraint that can be deferred to COMMIT, after this check: first on public.secrets; last on public.queued');
+    expect(await secretsRestored(database)).toEqual({ restored: false });
+  });
+
+  // Its recheck at COMMIT runs its index expression, a function of the backup's, which could
+  // defer a second such constraint past the check (SET CONSTRAINTS ALL DEFERRED) to act then.
+  it('a constraint that can be deferred is refused', async () => {
+    const database = await target();
+    const backup = await crafted(
+      'deferred-constraint.sql.gz',
+      secrets('ALTER TABLE ONLY public.secrets ADD CONSTRAINT once UNIQUE (id) DEFERRABLE INITIALLY DEFERRED;\n'),
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('the backup left a trigger or constraint that can be deferred to COMMIT, after this check: constraint once on public.secrets');
     expect(await secretsRestored(database)).toEqual({ restored: false });
   });
 
