@@ -280,6 +280,22 @@ export async function codeBeyondTheSchema(client: pg.ClientBase, allowedExtensio
        FROM pg_catalog.pg_type t
       WHERE t.typnamespace = 'public'::pg_catalog.regnamespace AND t.typtype = 'd' AND NOT ${extensionMember('pg_catalog.pg_type', 't.oid')}
      UNION ALL
+     -- An extension's script makes its members as a superuser (a trusted one's too): a member
+     -- the roles the role restoring acts for own was added by the backup's code (ALTER
+     -- EXTENSION … ADD, which the extension's owner may), to pass for the extension's (a
+     -- SECURITY DEFINER function) or to go with it at the next restore's drop (a table
+     -- outside public).
+     SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) || ' as a member of extension ' || pg_catalog.quote_ident(e.extname)
+       FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
+      WHERE d.deptype = 'e' AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+        AND CASE d.classid
+              WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(p.proowner, 'USAGE') FROM pg_catalog.pg_proc p WHERE p.oid = d.objid)
+              WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = d.objid)
+              WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(t.typowner, 'USAGE') FROM pg_catalog.pg_type t WHERE t.oid = d.objid)
+              WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(o.oprowner, 'USAGE') FROM pg_catalog.pg_operator o WHERE o.oid = d.objid)
+              ELSE false
+            END
+     UNION ALL
      -- A query of a parent reads and writes its children's rows on the parent's privileges
      -- alone: the migrations record made a child of a table the application role may write
      -- would be written through it. This schema has no inheritance nor partitions.

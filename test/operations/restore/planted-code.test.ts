@@ -308,6 +308,27 @@ ${seededCheck('plant')}`,
     );
   });
 
+  // The extension's owner (the role restoring, which created a trusted one) may add members
+  // to it; the catalog checks pass over an extension's members.
+  it("a function or a table the backup's own code made a member of an extension is refused", async () => {
+    const database = await target();
+    await withClient(database.ownerUrl, (client) => client.query('CREATE SCHEMA IF NOT EXISTS reports; CREATE TABLE IF NOT EXISTS reports.audit (line text)'));
+    const backup = await whileRowsLoad(
+      'extension-member.sql.gz',
+      `EXECUTE 'ALTER FUNCTION public.backdoor(pg_catalog.text) SECURITY DEFINER';
+  EXECUTE 'ALTER EXTENSION pg_trgm ADD FUNCTION public.backdoor(pg_catalog.text)';
+  EXECUTE 'ALTER EXTENSION pg_trgm ADD TABLE reports.audit';`,
+      'CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;\n' +
+        'CREATE FUNCTION public.backdoor(q text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE q; END $$;\n',
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('function public.backdoor(text) as a member of extension pg_trgm');
+    expect((error as Error).message).toContain('table reports.audit as a member of extension pg_trgm');
+  });
+
   // A query of a parent reads and writes its children's rows on the parent's privileges alone.
   it("the migrations record made a child of a table the application role may write, by the backup's own code, is refused", async () => {
     const database = await target();
