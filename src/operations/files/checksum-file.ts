@@ -49,18 +49,26 @@ export async function readChecksumFile(file: string): Promise<ChecksumRecord | u
 
 // One sha256sum line: 64 hex digits, two characters and a path (at most 4096 bytes on Linux).
 const checksumTextLimit = 8192;
+// Twice the limit, a power of two: a file of /proc such as /proc/self/pagemap answers only
+// reads in whole 8-byte entries, and a read of limit + 1 bytes got EINVAL there, not a refusal
+// that says why.
+const checksumReadSize = 2 * checksumTextLimit;
 
 /**
  * The text of the `.sha256` file beside `file`, or undefined where there is none, read only
- * from a small regular file: a FIFO there blocked the read for ever, and the process's exit
- * with it (Ctrl-C did not end a restore or a download then), and a device such as /dev/zero
- * read without end. Anything else is refused, saying which it is.
+ * from a small regular file, and never more of it than a sha256sum line may hold: a FIFO there
+ * blocked the read for ever, and the process's exit with it (Ctrl-C did not end a restore or a
+ * download then), a device such as /dev/zero read without end, and so did a link to
+ * /proc/self/pagemap, a regular file whose size says 0. Anything else is refused, saying which it is.
  *
  * @example
  * await readChecksumText('backups/x.dump') // '9f86d0…  x.dump\n'
  */
 export async function readChecksumText(file: string): Promise<string | undefined> {
   // Without blocking, so that a FIFO with no writer opens at once, to be refused below.
+  // A symlink is followed, as for the backup beside it (a folder of links to where backups are
+  // kept is an ordinary setup): whatever it leads to is read within the bound below, so a link
+  // to /proc costs a refusal, nothing more.
   const handle = await open(checksumPathOf(file), constants.O_RDONLY | constants.O_NONBLOCK).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return undefined;
     throw error;
@@ -71,7 +79,18 @@ export async function readChecksumText(file: string): Promise<string | undefined
     // Said after the file's name by the callers: `cannot read x.dump.sha256 (not a regular file)`.
     if (!info.isFile()) throw new Error('not a regular file');
     if (info.size > checksumTextLimit) throw new Error(`${info.size} bytes, more than a sha256sum line`);
-    return await handle.readFile('utf8');
+    // The size is not the bound: a file of /proc says 0 and may read without end
+    // (/proc/self/pagemap: half a gigabyte in memory before a RangeError), and a file may grow.
+    const buffer = Buffer.alloc(checksumReadSize);
+    let length = 0;
+    for (;;) {
+      const { bytesRead } = await handle.read(buffer, length, buffer.length - length, null);
+      if (bytesRead === 0) return buffer.toString('utf8', 0, length);
+      length += bytesRead;
+      if (length > checksumTextLimit) {
+        throw new Error(`more than ${checksumTextLimit} bytes though its size says ${info.size}, more than a sha256sum line`);
+      }
+    }
   } finally {
     await handle.close();
   }
