@@ -59,3 +59,22 @@ export function backupFilePattern(database: string, environment: string): RegExp
   const escape = (text: string) => text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   return new RegExp(`^${escape(databaseNamePart(database))}_${escape(environment)}_\\d{8}T\\d{6}(\\.\\d{3})?Z\\.(dump|sql\\.gz)$`);
 }
+
+/**
+ * The time in a backup's file name, or undefined when it is no real UTC time (month 13,
+ * 25 o'clock): the name pattern takes any digits, and retention must not sort by those.
+ *
+ * @example
+ * backupTimeOf('kennwilliamson_production_20250914T134643.512Z.dump') // 2025-09-14T13:46:43.512Z
+ * backupTimeOf('kennwilliamson_production_99999999T999999Z.dump') // undefined
+ */
+export function backupTimeOf(name: string): Date | undefined {
+  const match = /_(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})(?:\.(\d{3}))?Z\.(?:dump|sql\.gz)$/.exec(name);
+  if (!match) return undefined;
+  const [year, month, day, hour, minute, second, milli] = match.slice(1).map((part) => Number(part ?? '0'));
+  const at = new Date(Date.UTC(year!, month! - 1, day!, hour!, minute!, second!, milli!));
+  // Date.UTC rolls what overflows into the next unit (day 32 is the 1st of the next month), and
+  // reads years below 100 as 19xx: a time that does not print back as written is none.
+  const written = `${match[1]}${match[2]}${match[3]}T${match[4]}${match[5]}${match[6]}.${match[7] ?? '000'}Z`;
+  return !Number.isNaN(at.getTime()) && backupTimestamp(at) === written ? at : undefined;
+}

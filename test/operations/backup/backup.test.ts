@@ -105,7 +105,8 @@ describe.skipIf(!available)('npm run db:backup', () => {
   });
 
   it('keeps the backup it made when another is dated later, as by a host whose clock ran ahead', async () => {
-    const ahead = `${database}_development_20990101T000000.000Z.dump`;
+    // Ahead by less than a day: a name dated further ahead is not counted as a backup at all.
+    const ahead = `${database}_development_${new Date(Date.now() + 60 * 60 * 1000).toISOString().replace(/[-:]/g, '')}.dump`;
     await writeFile(path.join(backupDir, ahead), 'x');
 
     const result = await backupDatabase({ databaseUrl, backupDir, environment: 'development', keep: 1 });
@@ -115,8 +116,11 @@ describe.skipIf(!available)('npm run db:backup', () => {
   });
 
   it('keeps the new, verified backup when deleting older ones fails', async () => {
-    // A folder under a backup's name: deleting it fails the way a file we may not delete would.
-    const stuck = `${database}_development_20240101T000000.000Z.dump`;
+    // A folder under an old backup's .sha256: deleting it fails the way a file we may not
+    // delete would (a folder under the backup's own name is not counted as a backup).
+    const old = `${database}_development_20240101T000000.000Z.dump`;
+    const stuck = `${old}.sha256`;
+    await writeFile(path.join(backupDir, old), 'x');
     await mkdir(path.join(backupDir, stuck));
 
     const error = await backupDatabase({ databaseUrl, backupDir, environment: 'development', keep: 1, log: () => undefined }).catch(
@@ -124,7 +128,7 @@ describe.skipIf(!available)('npm run db:backup', () => {
     );
 
     expect(error).toBeInstanceOf(BackupError);
-    expect((error as Error).message).toMatch(/is complete and verified, but deleting older backups failed/);
+    expect((error as Error).message).toMatch(/is complete and verified, but deleting older backups failed: could not delete .*\.sha256: .*; deleted /);
     const kept = (await readdir(backupDir)).filter((name) => name !== stuck);
     expect(kept).toHaveLength(2);
     expect(kept.some((name) => backupNameOf(database).test(name))).toBe(true);
