@@ -443,7 +443,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
   // Outside the try: the new backup is complete and verified, so a failure to delete old
   // ones must never take it with them. It fails the command, naming what was kept.
   try {
-    const deleted = await pruneBackups({ backupDir: path.dirname(file), database: target.database, environment: options.environment, keep: options.keep, made: path.basename(file) });
+    const deleted = await pruneBackups({ backupDir: path.dirname(file), database: target.database, environment: options.environment, keep: options.keep, made: path.basename(file), log });
     for (const old of deleted) log(`deleted old backup ${old} (keeping the newest ${options.keep})`);
     return { ...verified, deleted };
   } catch (error) {

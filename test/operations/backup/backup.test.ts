@@ -115,6 +115,18 @@ describe.skipIf(!available)('npm run db:backup', () => {
     expect((await readdir(backupDir)).sort()).toEqual([path.basename(result.file), path.basename(result.checksumFile)].sort());
   });
 
+  it('leaves a file named like a backup but dated more than a day ahead alone, uncounted, and says so', async () => {
+    const planted = `${database}_development_99991231T235959.000Z.dump`;
+    await writeFile(path.join(backupDir, planted), '');
+    const lines: string[] = [];
+
+    const result = await backupDatabase({ databaseUrl, backupDir, environment: 'development', keep: 1, log: (line) => lines.push(line) });
+
+    expect(result.deleted).toEqual([]);
+    expect(lines).toContain(`left alone ${planted}: named like a backup, but dated more than a day after now`);
+    expect((await readdir(backupDir)).sort()).toEqual([path.basename(result.file), path.basename(result.checksumFile), planted].sort());
+  });
+
   it('keeps the new, verified backup when deleting older ones fails', async () => {
     // A folder under an old backup's .sha256: deleting it fails the way a file we may not
     // delete would (a folder under the backup's own name is not counted as a backup).
