@@ -296,13 +296,23 @@ export async function codeBeyondTheSchema(client: pg.ClientBase, allowedExtensio
               ELSE false
             END
      UNION ALL
+     -- Only the owner writes the migrations record. A foreign key from it would let whoever
+     -- writes the table it references rewrite or delete its rows (ON UPDATE or DELETE CASCADE,
+     -- SET NULL: the referencing table's owner's rights), and a trigger on it would run the
+     -- backup's code as the owner at the next migration.
+     SELECT pg_catalog.format('foreign key %I on %s', k.conname, k.conrelid::pg_catalog.regclass)
+       FROM pg_catalog.pg_constraint k WHERE k.contype = 'f' AND k.conrelid = pg_catalog.to_regclass($2)
+     UNION ALL
+     SELECT pg_catalog.format('trigger %I on %s', t.tgname, t.tgrelid::pg_catalog.regclass)
+       FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal AND t.tgrelid = pg_catalog.to_regclass($2)
+     UNION ALL
      -- A query of a parent reads and writes its children's rows on the parent's privileges
      -- alone: the migrations record made a child of a table the application role may write
      -- would be written through it. This schema has no inheritance nor partitions.
      SELECT pg_catalog.format('%s as a partition or child of %s', i.inhrelid::pg_catalog.regclass, i.inhparent::pg_catalog.regclass)
        FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class child ON child.oid = i.inhrelid JOIN pg_catalog.pg_class parent ON parent.oid = i.inhparent
       WHERE child.relnamespace = 'public'::pg_catalog.regnamespace OR parent.relnamespace = 'public'::pg_catalog.regnamespace`,
-    [allowedExtensions],
+    [allowedExtensions, `public.${migrationsTable}`],
   );
   return rows.map((row) => row.what).sort();
 }

@@ -329,6 +329,28 @@ ${seededCheck('plant')}`,
     expect((error as Error).message).toContain('table reports.audit as a member of extension pg_trgm');
   });
 
+  // Only the owner writes the migrations record: a cascade from a table the application role
+  // writes would rewrite it with the owner's rights, a trigger on it run the backup's code at
+  // the next migration. Both in the backup's text, as pg_dump would write them.
+  it('a foreign key from, or a trigger on, the migrations record is refused', async () => {
+    const database = await target();
+    const backup = await crafted(
+      'record-links.sql.gz',
+      `CREATE TABLE public.schema_migrations (name text NOT NULL, checksum text NOT NULL);
+CREATE TABLE public.notes (name text NOT NULL, checksum text NOT NULL);
+ALTER TABLE ONLY public.notes ADD CONSTRAINT notes_key UNIQUE (name, checksum);
+ALTER TABLE ONLY public.schema_migrations ADD CONSTRAINT forged FOREIGN KEY (name, checksum) REFERENCES public.notes(name, checksum) ON UPDATE CASCADE ON DELETE CASCADE;
+CREATE FUNCTION public.on_record() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$;
+CREATE TRIGGER on_record AFTER INSERT ON public.schema_migrations FOR EACH ROW EXECUTE FUNCTION public.on_record();
+`,
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('foreign key forged on public.schema_migrations; trigger on_record on public.schema_migrations');
+  });
+
   // A query of a parent reads and writes its children's rows on the parent's privileges alone.
   it("the migrations record made a child of a table the application role may write, by the backup's own code, is refused", async () => {
     const database = await target();
