@@ -15,6 +15,7 @@ import { byteProgress } from '../files/progress-reporter.js';
 import { defaultPgRestoreStallTimeoutMs, watchedOutput, watchedStream } from '../files/watched-output.js';
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
 import { codeBeyondTheSchema, deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
+import { migrationFunctions } from './migration-functions.js';
 import { type CopyStallGuard, ScriptQuery } from './script-query.js';
 import { serverFailure } from './server-failure.js';
 import { makesSomething, nothingMade, type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
@@ -407,7 +408,7 @@ async function finishPrivileges(
     throw new RestoreError(`the backup left a trigger or constraint that can be deferred to COMMIT, after this check: ${deferrable.join('; ')}`);
   }
   // The allow-list refuses these in the backup's text; its functions may have made them.
-  const planted = await codeBeyondTheSchema(client, [...backupExtensions, ...keptExtensions]);
+  const planted = await codeBeyondTheSchema(client, [...backupExtensions, ...keptExtensions], await migrationFunctions());
   if (planted.length > 0) {
     throw new RestoreError(`the backup left what it may not hold, made by its own code while it ran: ${planted.join('; ')}`);
   }

@@ -251,7 +251,11 @@ export async function deferrableTriggers(client: pg.ClientBase): Promise<string[
  *
  * @example await codeBeyondTheSchema(client, ['pg_trgm']) // ['rule forge on public.notes', 'extension pgcrypto']
  */
-export async function codeBeyondTheSchema(client: pg.ClientBase, allowedExtensions: readonly string[]): Promise<string[]> {
+export async function codeBeyondTheSchema(
+  client: pg.ClientBase,
+  allowedExtensions: readonly string[],
+  knownFunctions: ReadonlyArray<readonly [string, string]> = [],
+): Promise<string[]> {
   // An object that is a member of an extension: the extension answers for it.
   const extensionMember = (catalog: string, oid: string) =>
     `EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = '${catalog}'::pg_catalog.regclass AND d.objid = ${oid} AND d.deptype = 'e')`;
@@ -296,6 +300,48 @@ export async function codeBeyondTheSchema(client: pg.ClientBase, allowedExtensio
               ELSE false
             END
      UNION ALL
+     -- ANALYZE, VACUUM and REINDEX, autovacuum's among them, run an index's expressions as the
+     -- table's owner, after this check: none of this schema's calls a function of public.
+     SELECT DISTINCT pg_catalog.format('index %s, whose expression calls %s (ANALYZE and VACUUM run it as the table''s owner)',
+                                       d.objid::pg_catalog.regclass, d.refobjid::pg_catalog.regprocedure)
+       FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_class i ON i.oid = d.objid AND i.relkind IN ('i', 'I')
+       JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
+      WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+        AND p.pronamespace = 'public'::pg_catalog.regnamespace AND NOT ${extensionMember('pg_catalog.pg_proc', 'p.oid')}
+     UNION ALL
+     -- A foreign key's action (CASCADE, SET NULL, SET DEFAULT) changes the referencing table's
+     -- rows as that table's owner, whoever deleted or updated the row it refers to: the
+     -- application role's DELETE would run the table's triggers and CHECKs with the owner's
+     -- rights. Those may call only what the migrations define, as they define it ($3).
+     SELECT DISTINCT pg_catalog.format('%s of %s runs %s as the table''s owner when a foreign key''s action changes its rows, and no migration defines that function so',
+                                       what.kind, t.oid::pg_catalog.regclass, p.oid::pg_catalog.regprocedure)
+       FROM pg_catalog.pg_class t
+       JOIN LATERAL (
+         SELECT pg_catalog.format('trigger %I', g.tgname) AS kind, g.tgfoid AS fn FROM pg_catalog.pg_trigger g WHERE g.tgrelid = t.oid AND NOT g.tgisinternal
+         UNION ALL
+         SELECT pg_catalog.format('constraint %I', k.conname), d.refobjid FROM pg_catalog.pg_constraint k
+           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid = k.oid
+                                      AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+          WHERE k.conrelid = t.oid
+         UNION ALL
+         -- A generated column is computed again on every change of its row; a default only for
+         -- SET DEFAULT.
+         SELECT pg_catalog.format('%s column %I', CASE WHEN a.attgenerated <> '' THEN 'the expression of generated' ELSE 'the default of' END, a.attname),
+                d.refobjid FROM pg_catalog.pg_attrdef ad
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.objid = ad.oid
+                                      AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+          WHERE ad.adrelid = t.oid
+            AND (a.attgenerated <> '' OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint f
+                                                  WHERE f.contype = 'f' AND f.conrelid = t.oid AND 'd' IN (f.confdeltype, f.confupdtype)))
+       ) what ON true
+       JOIN pg_catalog.pg_proc p ON p.oid = what.fn
+      WHERE p.pronamespace = 'public'::pg_catalog.regnamespace AND NOT ${extensionMember('pg_catalog.pg_proc', 'p.oid')}
+        AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint f
+                     WHERE f.contype = 'f' AND f.conrelid = t.oid AND (f.confdeltype IN ('c', 'n', 'd') OR f.confupdtype IN ('c', 'n', 'd')))
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements($3::pg_catalog.jsonb) m
+                         WHERE m ->> 0 = p.proname::pg_catalog.text AND m ->> 1 = p.prosrc)
+     UNION ALL
      -- Only the owner writes the migrations record. A foreign key from it would let whoever
      -- writes the table it references rewrite or delete its rows (ON UPDATE or DELETE CASCADE,
      -- SET NULL: the referencing table's owner's rights), and a trigger on it would run the
@@ -312,7 +358,7 @@ export async function codeBeyondTheSchema(client: pg.ClientBase, allowedExtensio
      SELECT pg_catalog.format('%s as a partition or child of %s', i.inhrelid::pg_catalog.regclass, i.inhparent::pg_catalog.regclass)
        FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class child ON child.oid = i.inhrelid JOIN pg_catalog.pg_class parent ON parent.oid = i.inhparent
       WHERE child.relnamespace = 'public'::pg_catalog.regnamespace OR parent.relnamespace = 'public'::pg_catalog.regnamespace`,
-    [allowedExtensions, `public.${migrationsTable}`],
+    [allowedExtensions, `public.${migrationsTable}`, JSON.stringify(knownFunctions)],
   );
   return rows.map((row) => row.what).sort();
 }

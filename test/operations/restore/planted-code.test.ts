@@ -329,6 +329,48 @@ ${seededCheck('plant')}`,
     expect((error as Error).message).toContain('table reports.audit as a member of extension pg_trgm');
   });
 
+  // A foreign key's action changes the referencing table's rows as that table's owner: the
+  // application role's DELETE of the row it refers to would run the table's triggers with the
+  // owner's rights (here: any SQL the application role queues in a table of its own).
+  it("a trigger that a foreign key's cascade runs as the owner, with a function no migration defines, is refused", async () => {
+    const database = await target();
+    const backup = await crafted(
+      'cascade.sql.gz',
+      `CREATE TABLE public.notes (id integer PRIMARY KEY);
+CREATE TABLE public.note_refs (note_id integer REFERENCES public.notes ON DELETE CASCADE);
+CREATE TABLE public.commands (sql text);
+CREATE FUNCTION public.run_commands() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE queued record;
+BEGIN FOR queued IN SELECT sql FROM public.commands LOOP EXECUTE queued.sql; END LOOP; RETURN OLD; END $$;
+CREATE TRIGGER run_commands BEFORE DELETE ON public.note_refs FOR EACH ROW EXECUTE FUNCTION public.run_commands();
+`,
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(
+      "trigger run_commands of public.note_refs runs public.run_commands() as the table's owner when a foreign key's action changes its rows, and no migration defines that function so",
+    );
+  });
+
+  // ANALYZE and VACUUM (autovacuum's too) run an index's expressions as the table's owner.
+  it('an index whose expression calls a function of public is refused', async () => {
+    const database = await target();
+    const backup = await crafted(
+      'index-function.sql.gz',
+      `CREATE TABLE public.keyed (id integer);
+CREATE FUNCTION public.key_of(id integer) RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT id $$;
+CREATE INDEX keyed_key ON public.keyed USING btree (public.key_of(id));
+`,
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain("index public.keyed_key, whose expression calls public.key_of(integer) (ANALYZE and VACUUM run it as the table's owner)");
+  });
+
   // Only the owner writes the migrations record: a cascade from a table the application role
   // writes would rewrite it with the owner's rights, a trigger on it run the backup's code at
   // the next migration. Both in the backup's text, as pg_dump would write them.
@@ -348,7 +390,8 @@ CREATE TRIGGER on_record AFTER INSERT ON public.schema_migrations FOR EACH ROW E
     const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RestoreError);
-    expect((error as Error).message).toContain('foreign key forged on public.schema_migrations; trigger on_record on public.schema_migrations');
+    expect((error as Error).message).toContain('foreign key forged on public.schema_migrations');
+    expect((error as Error).message).toContain('trigger on_record on public.schema_migrations');
   });
 
   // A query of a parent reads and writes its children's rows on the parent's privileges alone.
