@@ -6,26 +6,29 @@ import { loadBackupStatementParser } from '../vetting/backup-statement-allow-lis
 type Node = Record<string, any>;
 
 /**
- * The functions the package's migrations create, each as `[name, body]`, the body as
- * PostgreSQL keeps it (`pg_proc.prosrc`: the text between the quotes, as written, which
- * pg_dump writes back as it is): what a restored function that runs with the owner's rights
- * for another role may be. Top-level `CREATE FUNCTION`s only (one made inside a `DO` block is
- * none of those).
+ * The functions the package's migrations create, each as `[name, body, language, arguments]`,
+ * the body as PostgreSQL keeps it (`pg_proc.prosrc`: the text between the quotes, as written,
+ * which pg_dump writes back as it is): what a restored function that runs with the owner's
+ * rights for another role may be (none of them is SECURITY DEFINER or sets a setting, which
+ * the restore requires of such a function too). Top-level `CREATE FUNCTION`s only (one made
+ * inside a `DO` block is none of those).
  *
  * @example
- * await migrationFunctions() // [['update_updated_at_column', '\n  BEGIN\n    NEW.updated_at = now(); …']]
+ * await migrationFunctions() // [['update_updated_at_column', '\n  BEGIN\n    NEW.updated_at = now(); …', 'plpgsql', 0]]
  */
-export async function migrationFunctions(migrationsDir = defaultMigrationsDir()): Promise<Array<[string, string]>> {
+export async function migrationFunctions(migrationsDir?: string): Promise<Array<[string, string, string, number]>> {
   await loadBackupStatementParser();
-  const functions: Array<[string, string]> = [];
-  for (const file of await listMigrationFiles(migrationsDir)) {
+  const functions: Array<[string, string, string, number]> = [];
+  for (const file of await listMigrationFiles(migrationsDir ?? defaultMigrationsDir())) {
     for (const { stmt } of ((parseSync(file.upSql) as Node).stmts ?? []) as Node[]) {
       const create = stmt?.CreateFunctionStmt as Node | undefined;
       if (create === undefined) continue;
       const name = ((create.funcname ?? []) as Node[]).at(-1)?.String?.sval as string | undefined;
-      const as = ((create.options ?? []) as Node[]).find((option) => option.DefElem?.defname === 'as')?.DefElem?.arg?.List?.items as Node[] | undefined;
-      const body = as?.[0]?.String?.sval as string | undefined;
-      if (name !== undefined && body !== undefined) functions.push([name, body]);
+      const option = (name: string) => ((create.options ?? []) as Node[]).find((each) => each.DefElem?.defname === name)?.DefElem?.arg;
+      const body = (option('as')?.List?.items as Node[] | undefined)?.[0]?.String?.sval as string | undefined;
+      const language = option('language')?.String?.sval as string | undefined;
+      const parameters = ((create.parameters ?? []) as Node[]).filter((each) => (each.FunctionParameter?.mode ?? 'FUNC_PARAM_DEFAULT') !== 'FUNC_PARAM_OUT');
+      if (name !== undefined && body !== undefined && language !== undefined) functions.push([name, body, language, parameters.length]);
     }
   }
   return functions;

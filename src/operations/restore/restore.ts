@@ -79,6 +79,13 @@ export interface RestoreOptions {
    * closed, and the restore is rolled back. A row may take up to this long to store.
    */
   serverStallTimeoutMs?: number | undefined;
+  /**
+   * The package's migrations (default: those installed with it), whose functions are the only
+   * ones a restored table may run with the owner's rights for another role (a foreign key's
+   * action; see the README's Restore). A service bundled away from the package passes the
+   * folder it copied them to, as it does to `migrate`.
+   */
+  migrationsDir?: string | undefined;
 }
 
 /** A finished restore. */
@@ -391,6 +398,7 @@ async function finishPrivileges(
   database: string,
   beyondPublic: BeyondPublicWatch,
   keptExtensions: readonly string[],
+  knownFunctions: ReadonlyArray<readonly [string, string, string, number]>,
   log: (line: string) => void,
 ): Promise<void> {
   // What the backup (and any default privileges it met) granted is checked first, before the
@@ -408,7 +416,7 @@ async function finishPrivileges(
     throw new RestoreError(`the backup left a trigger or constraint that can be deferred to COMMIT, after this check: ${deferrable.join('; ')}`);
   }
   // The allow-list refuses these in the backup's text; its functions may have made them.
-  const planted = await codeBeyondTheSchema(client, [...backupExtensions, ...keptExtensions], await migrationFunctions());
+  const planted = await codeBeyondTheSchema(client, [...backupExtensions, ...keptExtensions], knownFunctions);
   if (planted.length > 0) {
     throw new RestoreError(`the backup left what it may not hold, made by its own code while it ran: ${planted.join('; ')}`);
   }
@@ -476,6 +484,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   // The COPY guards' looks at the server's progress still under way: the restore waits for them
   // before it returns, so that none of their connections outlives it.
   const progressLooks = new Set<Promise<unknown>>();
+  // Read before anything else: a folder that is not there is said now, not after the backup loaded.
+  const knownFunctions = await migrationFunctions(options.migrationsDir).catch((error: unknown) => {
+    throw new RestoreError(`refusing to restore ${backup.file}: ${(error as Error).message}; the database was not touched`, { cause: error });
+  });
   // The file checked, and no other: a rename over it or a write to it since is refused, and so
   // is anything but a regular file (a FIFO would hold the read, and every table, for ever).
   const refuseFile = (reason: string, cause?: unknown): never => {
@@ -687,7 +699,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           // What fired there was the backup's code too: the restore's settings again, before
           // the catalog is asked with them.
           await step(restoreSettings, "the restore's settings");
-          await finishPrivileges(client, session, target.database, beyondPublic, [...keptNames], log).catch((error: unknown) => {
+          await finishPrivileges(client, session, target.database, beyondPublic, [...keptNames], knownFunctions, log).catch((error: unknown) => {
             throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while setting the restored objects' privileges`, error);
           });
           // Never COMMIT once interrupted, whatever was already sent.

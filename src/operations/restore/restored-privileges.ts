@@ -239,6 +239,11 @@ export async function deferrableTriggers(client: pg.ClientBase): Promise<string[
   return rows.map((row) => row.trigger);
 }
 
+// PostgreSQL's own functions that run a query given as text: an expression that calls one
+// runs whatever the text says, and depends on nothing the catalog records.
+// (A PostgreSQL regular expression: \m and \M are its word boundaries.)
+const runsSqlText = String.raw`\m(query_to_xml|query_to_xmlschema|query_to_xml_and_xmlschema|cursor_to_xml|cursor_to_xmlschema|ts_stat|ts_rewrite|database_to_xml|database_to_xmlschema|database_to_xml_and_xmlschema|schema_to_xml|schema_to_xmlschema|schema_to_xml_and_xmlschema|table_to_xml|table_to_xmlschema|table_to_xml_and_xmlschema)\M`;
+
 /**
  * What the allow-list refuses in a backup's text, when the backup's own functions made it
  * while they ran (a CHECK as rows load): rules on the relations of public other than a view's
@@ -254,7 +259,7 @@ export async function deferrableTriggers(client: pg.ClientBase): Promise<string[
 export async function codeBeyondTheSchema(
   client: pg.ClientBase,
   allowedExtensions: readonly string[],
-  knownFunctions: ReadonlyArray<readonly [string, string]> = [],
+  knownFunctions: ReadonlyArray<readonly [string, string, string, number]> = [],
 ): Promise<string[]> {
   // An object that is a member of an extension: the extension answers for it.
   const extensionMember = (catalog: string, oid: string) =>
@@ -297,6 +302,13 @@ export async function codeBeyondTheSchema(
               WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = d.objid)
               WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(t.typowner, 'USAGE') FROM pg_catalog.pg_type t WHERE t.oid = d.objid)
               WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(o.oprowner, 'USAGE') FROM pg_catalog.pg_operator o WHERE o.oid = d.objid)
+              WHEN 'pg_catalog.pg_namespace'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(n.nspowner, 'USAGE') FROM pg_catalog.pg_namespace n WHERE n.oid = d.objid)
+              WHEN 'pg_catalog.pg_opclass'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(x.opcowner, 'USAGE') FROM pg_catalog.pg_opclass x WHERE x.oid = d.objid)
+              WHEN 'pg_catalog.pg_opfamily'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(x.opfowner, 'USAGE') FROM pg_catalog.pg_opfamily x WHERE x.oid = d.objid)
+              WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(x.collowner, 'USAGE') FROM pg_catalog.pg_collation x WHERE x.oid = d.objid)
+              WHEN 'pg_catalog.pg_conversion'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(x.conowner, 'USAGE') FROM pg_catalog.pg_conversion x WHERE x.oid = d.objid)
+              WHEN 'pg_catalog.pg_ts_config'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(x.cfgowner, 'USAGE') FROM pg_catalog.pg_ts_config x WHERE x.oid = d.objid)
+              WHEN 'pg_catalog.pg_ts_dict'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(x.dictowner, 'USAGE') FROM pg_catalog.pg_ts_dict x WHERE x.oid = d.objid)
               ELSE false
             END
      UNION ALL
@@ -308,6 +320,17 @@ export async function codeBeyondTheSchema(
        JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
       WHERE d.classid = 'pg_catalog.pg_class'::pg_catalog.regclass AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
         AND p.pronamespace = 'public'::pg_catalog.regnamespace AND NOT ${extensionMember('pg_catalog.pg_proc', 'p.oid')}
+     UNION ALL
+     -- ANALYZE also computes expression statistics, and a range type's subtype difference,
+     -- with the owner's rights; this schema has neither.
+     SELECT pg_catalog.format('statistics %I.%I on expressions of %s (ANALYZE computes them as the table''s owner)', n.nspname, x.stxname, x.stxrelid::pg_catalog.regclass)
+       FROM pg_catalog.pg_statistic_ext x JOIN pg_catalog.pg_namespace n ON n.oid = x.stxnamespace JOIN pg_catalog.pg_class c ON c.oid = x.stxrelid
+      WHERE x.stxexprs IS NOT NULL AND (c.relnamespace = 'public'::pg_catalog.regnamespace OR x.stxnamespace = 'public'::pg_catalog.regnamespace)
+     UNION ALL
+     SELECT pg_catalog.format('range type %s, whose functions are not PostgreSQL''s (ANALYZE runs them as the owner)', r.rngtypid::pg_catalog.regtype)
+       FROM pg_catalog.pg_range r JOIN pg_catalog.pg_type t ON t.oid = r.rngtypid
+      WHERE t.typnamespace = 'public'::pg_catalog.regnamespace
+        AND EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.oid IN (r.rngsubdiff, r.rngcanonical) AND p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace)
      UNION ALL
      -- A foreign key's action (CASCADE, SET NULL, SET DEFAULT) changes the referencing table's
      -- rows as that table's owner, whoever deleted or updated the row it refers to: the
@@ -339,8 +362,30 @@ export async function codeBeyondTheSchema(
       WHERE p.pronamespace = 'public'::pg_catalog.regnamespace AND NOT ${extensionMember('pg_catalog.pg_proc', 'p.oid')}
         AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint f
                      WHERE f.contype = 'f' AND f.conrelid = t.oid AND (f.confdeltype IN ('c', 'n', 'd') OR f.confupdtype IN ('c', 'n', 'd')))
-        AND NOT EXISTS (SELECT 1 FROM pg_catalog.jsonb_array_elements($3::pg_catalog.jsonb) m
-                         WHERE m ->> 0 = p.proname::pg_catalog.text AND m ->> 1 = p.prosrc)
+        AND NOT (NOT p.prosecdef AND p.proconfig IS NULL AND EXISTS (
+                   SELECT 1 FROM pg_catalog.jsonb_array_elements($3::pg_catalog.jsonb) m
+                    WHERE m ->> 0 = p.proname::pg_catalog.text AND m ->> 1 = p.prosrc
+                      AND m ->> 2 = (SELECT l.lanname::pg_catalog.text FROM pg_catalog.pg_language l WHERE l.oid = p.prolang)
+                      AND (m ->> 3)::integer = p.pronargs))
+     UNION ALL
+     -- On such a table, a trigger's WHEN condition and a function that runs SQL text (which
+     -- records no dependency to follow) would run the backup's code the same way: none of this
+     -- schema's has either.
+     SELECT pg_catalog.format('%s on %s, which a foreign key''s action runs as the table''s owner', what.kind, t.oid::pg_catalog.regclass)
+       FROM pg_catalog.pg_class t
+       JOIN LATERAL (
+         SELECT pg_catalog.format('the WHEN condition of trigger %I', g.tgname) AS kind FROM pg_catalog.pg_trigger g
+          WHERE g.tgrelid = t.oid AND NOT g.tgisinternal AND g.tgqual IS NOT NULL
+         UNION ALL
+         SELECT pg_catalog.format('the SQL text that constraint %I runs', k.conname) FROM pg_catalog.pg_constraint k
+          WHERE k.conrelid = t.oid AND pg_catalog.pg_get_constraintdef(k.oid) ~* $4
+         UNION ALL
+         SELECT pg_catalog.format('the SQL text that the default or expression of column %I runs', a.attname) FROM pg_catalog.pg_attrdef ad
+           JOIN pg_catalog.pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+          WHERE ad.adrelid = t.oid AND pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) ~* $4
+       ) what ON true
+      WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_constraint f
+                     WHERE f.contype = 'f' AND f.conrelid = t.oid AND (f.confdeltype IN ('c', 'n', 'd') OR f.confupdtype IN ('c', 'n', 'd')))
      UNION ALL
      -- Only the owner writes the migrations record. A foreign key from it would let whoever
      -- writes the table it references rewrite or delete its rows (ON UPDATE or DELETE CASCADE,
@@ -358,7 +403,7 @@ export async function codeBeyondTheSchema(
      SELECT pg_catalog.format('%s as a partition or child of %s', i.inhrelid::pg_catalog.regclass, i.inhparent::pg_catalog.regclass)
        FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class child ON child.oid = i.inhrelid JOIN pg_catalog.pg_class parent ON parent.oid = i.inhparent
       WHERE child.relnamespace = 'public'::pg_catalog.regnamespace OR parent.relnamespace = 'public'::pg_catalog.regnamespace`,
-    [allowedExtensions, `public.${migrationsTable}`, JSON.stringify(knownFunctions)],
+    [allowedExtensions, `public.${migrationsTable}`, JSON.stringify(knownFunctions), runsSqlText],
   );
   return rows.map((row) => row.what).sort();
 }

@@ -35,19 +35,22 @@ export interface BackupFileIdentity {
   ino: number;
   size: number;
   mtimeMs: number;
+  /** The inode's change time, which no one can set back (`touch` sets mtime, not this). */
+  ctimeMs: number;
 }
 
-const identityOf = (info: { dev: number; ino: number; size: number; mtimeMs: number }): BackupFileIdentity => ({
+const identityOf = (info: BackupFileIdentity): BackupFileIdentity => ({
   dev: info.dev,
   ino: info.ino,
   size: info.size,
   mtimeMs: info.mtimeMs,
+  ctimeMs: info.ctimeMs,
 });
 
 /** Whether `identity` is the file's now, said as what differs (`undefined`: the same). */
 export function identityChange(identity: BackupFileIdentity, now: BackupFileIdentity): string | undefined {
   if (identity.dev !== now.dev || identity.ino !== now.ino) return 'another file is in its place';
-  if (identity.size !== now.size || identity.mtimeMs !== now.mtimeMs) return 'it was written to';
+  if (identity.size !== now.size || identity.mtimeMs !== now.mtimeMs || identity.ctimeMs !== now.ctimeMs) return 'it was written to';
   return undefined;
 }
 

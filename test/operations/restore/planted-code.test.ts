@@ -7,6 +7,7 @@ import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { withClient } from '../../../src/db/with-client.js';
 import { RestoreError } from '../../../src/errors.js';
+import { migrationFunctions } from '../../../src/operations/restore/migration-functions.js';
 import { restoreDatabase } from '../../../src/operations/restore/restore.js';
 import { verifyBackupFile } from '../../../src/operations/vetting/verify-backup-file.js';
 import { ensureAppRole, provisionAppRole } from '../../../src/provisioning/app-role.js';
@@ -317,7 +318,8 @@ ${seededCheck('plant')}`,
       'extension-member.sql.gz',
       `EXECUTE 'ALTER FUNCTION public.backdoor(pg_catalog.text) SECURITY DEFINER';
   EXECUTE 'ALTER EXTENSION pg_trgm ADD FUNCTION public.backdoor(pg_catalog.text)';
-  EXECUTE 'ALTER EXTENSION pg_trgm ADD TABLE reports.audit';`,
+  EXECUTE 'ALTER EXTENSION pg_trgm ADD TABLE reports.audit';
+  EXECUTE 'ALTER EXTENSION pg_trgm ADD SCHEMA reports';`,
       'CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;\n' +
         'CREATE FUNCTION public.backdoor(q text) RETURNS void LANGUAGE plpgsql AS $$ BEGIN EXECUTE q; END $$;\n',
     );
@@ -327,6 +329,7 @@ ${seededCheck('plant')}`,
     expect(error).toBeInstanceOf(RestoreError);
     expect((error as Error).message).toContain('function public.backdoor(text) as a member of extension pg_trgm');
     expect((error as Error).message).toContain('table reports.audit as a member of extension pg_trgm');
+    expect((error as Error).message).toContain('schema reports as a member of extension pg_trgm');
   });
 
   // A foreign key's action changes the referencing table's rows as that table's owner: the
@@ -352,6 +355,79 @@ CREATE TRIGGER run_commands BEFORE DELETE ON public.note_refs FOR EACH ROW EXECU
     expect((error as Error).message).toContain(
       "trigger run_commands of public.note_refs runs public.run_commands() as the table's owner when a foreign key's action changes its rows, and no migration defines that function so",
     );
+  });
+
+  // More ways for a cascade to run the backup's code as the owner, each refused.
+  it.each([
+    [
+      "a trigger's WHEN condition",
+      'CREATE FUNCTION public.probe() RETURNS boolean LANGUAGE sql AS $$ SELECT true $$;\n' +
+        'CREATE FUNCTION public.noop() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN OLD; END $$;\n' +
+        'CREATE TRIGGER sneaky BEFORE DELETE ON public.note_refs FOR EACH ROW WHEN (public.probe()) EXECUTE FUNCTION public.noop();\n',
+      "the WHEN condition of trigger sneaky on public.note_refs, which a foreign key's action runs as the table's owner",
+    ],
+    [
+      'a CHECK that runs SQL text',
+      "ALTER TABLE ONLY public.note_refs ADD CONSTRAINT sneaky CHECK (note_id IS NOT NULL OR pg_catalog.query_to_xml('SELECT 1', false, false, '') IS NOT NULL);\n",
+      "the SQL text that constraint sneaky runs on public.note_refs, which a foreign key's action runs as the table's owner",
+    ],
+  ])("%s on a table a foreign key's cascade changes is refused", async (_what, sql, message) => {
+    const database = await target();
+    const backup = await crafted(
+      'cascade-more.sql.gz',
+      `CREATE TABLE public.notes (id integer PRIMARY KEY);\nCREATE TABLE public.note_refs (note_id integer REFERENCES public.notes ON DELETE CASCADE);\n${sql}`,
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(message);
+  });
+
+  // Its name and body are not enough: a SET search_path would let the body's now() be a
+  // function of the backup's.
+  it("a migration's own trigger function on a cascaded table restores as the migration made it, and is refused with a setting of its own", async () => {
+    const [name, body] = (await migrationFunctions()).find(([each]) => each === 'update_updated_at_column')!;
+    const made = (options: string) =>
+      crafted(
+        'known-function.sql.gz',
+        'CREATE TABLE public.notes (id integer PRIMARY KEY);\n' +
+          'CREATE TABLE public.note_refs (note_id integer REFERENCES public.notes ON DELETE SET NULL, updated_at timestamptz);\n' +
+          `CREATE FUNCTION public.${name}() RETURNS trigger LANGUAGE plpgsql${options} AS $fn$${body}$fn$;\n` +
+          `CREATE TRIGGER touched BEFORE UPDATE ON public.note_refs FOR EACH ROW EXECUTE FUNCTION public.${name}();\n`,
+      );
+
+    await restoreAsDefault(await target(), await made(''));
+    const error = await restoreAsDefault(await target(), await made(' SET search_path = public, pg_catalog')).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(
+      "trigger touched of public.note_refs runs public.update_updated_at_column() as the table's owner when a foreign key's action changes its rows, and no migration defines that function so",
+    );
+  });
+
+  // ANALYZE computes expression statistics, and a range type's subtype difference, as the owner.
+  it.each([
+    [
+      'expression statistics',
+      "EXECUTE 'CREATE STATISTICS public.keyed_stats ON (public.key_of(id)) FROM public.keyed';",
+      'CREATE TABLE public.keyed (id integer);\nCREATE FUNCTION public.key_of(id integer) RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT id $$;\n',
+      "statistics public.keyed_stats on expressions of public.keyed (ANALYZE computes them as the table's owner)",
+    ],
+    [
+      'a range type with a subtype difference of its own',
+      "EXECUTE 'CREATE TYPE public.span AS RANGE (subtype = integer, subtype_diff = public.diff_of)';",
+      'CREATE FUNCTION public.diff_of(a integer, b integer) RETURNS double precision LANGUAGE sql IMMUTABLE AS $$ SELECT (a - b)::float8 $$;\n',
+      "range type public.span, whose functions are not PostgreSQL's (ANALYZE runs them as the owner)",
+    ],
+  ])("%s that the backup's code made is refused", async (_what, body, before, message) => {
+    const database = await target();
+    const backup = await whileRowsLoad('analyzed.sql.gz', body, before);
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(message);
   });
 
   // ANALYZE and VACUUM (autovacuum's too) run an index's expressions as the table's owner.

@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process';
-import { appendFile, copyFile, mkdtemp, readdir, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises';
+import { appendFile, copyFile, mkdtemp, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { gzipSync } from 'node:zlib';
@@ -225,7 +225,29 @@ describe.skipIf(!available)('npm run db:restore', () => {
     await appendFile(copy, Buffer.alloc(1));
     const written = await restoreDatabase({ databaseUrl: target, backup: again }).catch((e: unknown) => e);
     expect((written as Error).message).toContain('it changed since it was checked (it was written to)');
+    // Written in place, the same size, its modification time set back: the inode's change time tells.
+    const third = await verifyBackupFile(copy);
+    const times = path.join(folder, 'times');
+    await writeFile(times, '');
+    execFileSync('touch', ['-r', copy, times]); // to the nanosecond, as Node's utimes is not
+    await writeFile(copy, await readFile(copy));
+    execFileSync('touch', ['-m', '-r', times, copy]);
+    expect((await stat(copy)).mtimeMs).toBe(third.identity!.mtimeMs);
+    const rewritten = await restoreDatabase({ databaseUrl: target, backup: third }).catch((e: unknown) => e);
+    expect((rewritten as Error).message).toContain('it changed since it was checked (it was written to)');
     expect(await tableContents(target)).toEqual(before);
+  });
+
+  // A service bundled away from the package passes the migrations it copied, as to migrate.
+  it("reads the migrations' functions from migrationsDir, and refuses before connecting when that folder is not there", async ({ expect }) => {
+    const missing = path.join(workDir, 'no-migrations-here');
+
+    const error = await restoreDatabase({ databaseUrl: await databaseWithOtherData(), backup: await verifyBackupFile(backup.file), migrationsDir: missing }).catch(
+      (e: unknown) => e,
+    );
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toMatch(new RegExp(`^refusing to restore .*: the migrations folder ${missing} does not exist .*; the database was not touched$`));
   });
 
   // Opened as a file would be, a FIFO with no writer held the restore for ever, Ctrl-C or not.
