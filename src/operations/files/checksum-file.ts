@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
-import { constants, createReadStream } from 'node:fs';
+import { constants } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { ChecksumMismatchError } from '../../errors.js';
+import { openBackupFile } from './open-backup-file.js';
 
 /** What a `.sha256` file beside a backup records. */
 export interface ChecksumRecord {
@@ -23,15 +24,22 @@ export function checksumPathOf(file: string): string {
 }
 
 /**
- * The SHA-256 of a file's content, in hex, read as a stream (backups can be large).
+ * The SHA-256 of a file's content, in hex, read as a stream (backups can be large). Only a
+ * regular file is read, opened without waiting (see {@link openBackupFile}): a FIFO put in its
+ * place held the open for ever, and the signal could not end it.
  *
  * @example
  * await sha256OfFile('backups/kennwilliamson_production_20250914T134643.512Z.dump') // '9f86d0…'
  */
 export async function sha256OfFile(file: string, options: { signal?: AbortSignal } = {}): Promise<string> {
-  const hash = createHash('sha256');
-  await pipeline(createReadStream(file), hash, options.signal ? { signal: options.signal } : {});
-  return hash.digest('hex');
+  const { handle } = await openBackupFile(file);
+  try {
+    const hash = createHash('sha256');
+    await pipeline(handle.createReadStream({ start: 0, autoClose: false }), hash, options.signal ? { signal: options.signal } : {});
+    return hash.digest('hex');
+  } finally {
+    await handle.close();
+  }
 }
 
 /**

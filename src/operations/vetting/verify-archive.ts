@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { openBackupFile } from '../files/open-backup-file.js';
 import { defaultPgRestoreStallTimeoutMs, watchedOutput } from '../files/watched-output.js';
 import { spawnPgTool, toolErrorText } from '../pg-tools/pg-tool-process.js';
 import type { PgTool } from '../pg-tools/pg-tools.js';
@@ -25,7 +25,9 @@ async function pgRestoreRead<T>(
   signal: AbortSignal | undefined,
   stallTimeoutMs: number,
 ): Promise<T> {
-  const handle = await open(file, 'r');
+  // Without waiting on a FIFO put in the file's place (the open held for ever, whatever the
+  // signal), and only a regular file: its descriptor is pg_restore's stdin.
+  const { handle } = await openBackupFile(file);
   try {
     const { child, exited } = spawnPgTool(pgRestore, args, {
       stdio: [handle.fd, 'pipe'],

@@ -1,12 +1,15 @@
-import { constants, type Stats } from 'node:fs';
-import { type FileHandle, open, stat } from 'node:fs/promises';
+import { type FileHandle, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { ChecksumMismatchError, RestoreError } from '../../errors.js';
 import type { BackupGrantees } from './backup-statement-allow-list.js';
 import { verifyChecksumFile } from '../files/checksum-file.js';
+import { openBackupFile } from '../files/open-backup-file.js';
 import { findPgTool, type FindPgToolOptions, type PgTool } from '../pg-tools/pg-tools.js';
 import { verifyArchive } from './verify-archive.js';
 import { verifySqlDump } from './verify-sql-dump.js';
+
+// Where restore.ts and others found it first.
+export { openBackupFile } from '../files/open-backup-file.js';
 
 /** A backup file that passed every check a restore makes before touching the database. */
 export interface VerifiedBackup {
@@ -52,26 +55,6 @@ export function identityChange(identity: BackupFileIdentity, now: BackupFileIden
   if (identity.dev !== now.dev || identity.ino !== now.ino) return 'another file is in its place';
   if (identity.size !== now.size || identity.mtimeMs !== now.mtimeMs || identity.ctimeMs !== now.ctimeMs) return 'it was written to';
   return undefined;
-}
-
-/**
- * Opens a backup for reading without waiting on what is no file (a FIFO with no writer would
- * hold the open for ever, whatever the signal), and refuses anything but a regular file: its
- * handle, and what the file system says of it.
- *
- * @example
- * const { handle, info } = await openBackupFile('/var/backups/kw.dump')
- */
-export async function openBackupFile(file: string): Promise<{ handle: FileHandle; info: Stats }> {
-  const handle = await open(file, constants.O_RDONLY | constants.O_NONBLOCK);
-  try {
-    const info = await handle.stat();
-    if (!info.isFile()) throw Object.assign(new Error(`${file} is not a file`), { code: 'ENOTFILE' });
-    return { handle, info };
-  } catch (error) {
-    await handle.close();
-    throw error;
-  }
 }
 
 async function formatOf(handle: FileHandle): Promise<VerifiedBackup['format'] | undefined> {

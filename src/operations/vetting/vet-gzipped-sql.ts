@@ -1,5 +1,5 @@
-import { createReadStream } from 'node:fs';
 import { createGunzip } from 'node:zlib';
+import { openBackupFile } from '../files/open-backup-file.js';
 import { type SqlScriptOptions, vetSqlScript } from './sql-script.js';
 
 /** The file is not a whole, readable gzip stream (truncated, corrupted, CRC or length wrong). */
@@ -20,7 +20,10 @@ export async function vetGzippedSql(
   options: SqlScriptOptions & { signal?: AbortSignal; inspect?: (chunk: Buffer) => void } = {},
 ): Promise<void> {
   const { signal, inspect, ...vetting } = options;
-  const compressed = createReadStream(file, signal ? { signal } : {});
+  // Without waiting on a FIFO put in the file's place (the open held for ever, whatever the
+  // signal), and only a regular file, read through its handle.
+  const { handle } = await openBackupFile(file);
+  const compressed = handle.createReadStream({ start: 0, autoClose: false, ...(signal ? { signal } : {}) });
   const sql = compressed.pipe(createGunzip());
   compressed.once('error', (error) => sql.destroy(error));
   const iterator = (sql as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
@@ -54,5 +57,7 @@ export async function vetGzippedSql(
     throw error;
   } finally {
     sql.destroy();
+    compressed.destroy();
+    await handle.close();
   }
 }
