@@ -15,8 +15,9 @@ const clockSkewAllowanceMs = 24 * 60 * 60 * 1000;
  * files, temporary files and anything else in the folder are left alone. Call it only after the new backup is verified,
  * naming it as `made`: it is always one of those kept, even when a backup dated later (by a
  * host whose clock ran ahead, or copied from one) would put it among the oldest.
- * A name that looks like a backup's but is no regular file, or whose time is no real time or
- * more than a day after now, is not counted as a backup: it is left alone and passed to `log`.
+ * A name that looks like a backup's but is no regular file, or an empty one, or whose time is
+ * no real time or more than a day after now, is not counted as a backup: it is left alone and
+ * passed to `log`. (A `.sha256` beside it is not required: older deployments' backups may lack one.)
  * A backup it cannot delete does not stop it: it deletes all the others it should, then throws
  * an AggregateError naming each failure (and what it deleted), with the errors as `errors`.
  * Returns the names deleted, oldest first.
@@ -47,11 +48,13 @@ export async function pruneBackups(options: {
       throw error;
     });
     if (entry === undefined) continue;
-    if (at !== undefined && at <= latest && entry.isFile()) {
+    // Empty: no backup this package writes (nor pg_dump's, nor gzip's) is; four empty names
+    // dated a day ahead took the kept slots and had the real backups deleted.
+    if (at !== undefined && at <= latest && entry.isFile() && entry.size > 0) {
       others.push({ name, at });
       continue;
     }
-    const why = at === undefined ? 'its time is no date' : at > latest ? 'dated more than a day after now' : 'not a regular file';
+    const why = at === undefined ? 'its time is no date' : at > latest ? 'dated more than a day after now' : entry.isFile() ? 'empty' : 'not a regular file';
     options.log?.(`left alone ${name}: named like a backup, but ${why}`);
   }
   others.sort((a, b) => a.at - b.at || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));

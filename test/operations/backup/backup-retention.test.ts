@@ -73,6 +73,25 @@ describe('pruneBackups', () => {
     );
   });
 
+  // Four empty files named a day ahead (less 1 h, so counted by the time in their name) took
+  // the four kept slots beside the new backup, and all five real backups were deleted.
+  it('does not count, and leaves alone, empty files named like backups dated up to a day ahead', async () => {
+    const at = (day: number) => backupFileName('kw', 'production', new Date(Date.UTC(2025, 0, day)));
+    const real = [1, 2, 3, 4, 5].map(at);
+    const made = backupFileName('kw', 'production', new Date());
+    const planted = [0, 1, 2, 3].map((minute) => backupFileName('kw', 'production', new Date(Date.now() + 23 * 60 * 60 * 1000 + minute * 60 * 1000)));
+    for (const name of [...real, made]) await writeFile(path.join(backupDir, name), 'x');
+    for (const name of [...real, made]) await writeFile(path.join(backupDir, `${name}.sha256`), 'x');
+    for (const name of planted) await writeFile(path.join(backupDir, name), '');
+    const lines: string[] = [];
+
+    expect(await pruneBackups({ backupDir, database: 'kw', environment: 'production', keep: 5, made, log: (line) => lines.push(line) })).toEqual([real[0]]);
+
+    const left = [...real.slice(1), made].flatMap((name) => [name, `${name}.sha256`]);
+    expect((await readdir(backupDir)).sort()).toEqual([...left, ...planted].sort());
+    expect(lines.sort()).toEqual(planted.map((name) => `left alone ${name}: named like a backup, but empty`).sort());
+  });
+
   // A folder under a backup's name failed its rm after its .sha256 was gone, and the prune
   // stopped there: no older backup was deleted again, and the disk filled.
   it('does not count, and leaves alone, a folder or a symlink named like a backup', async () => {
