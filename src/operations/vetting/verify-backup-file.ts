@@ -9,7 +9,6 @@ import { verifyArchive } from './verify-archive.js';
 import { verifySqlDump } from './verify-sql-dump.js';
 
 // Where restore.ts and others found it first.
-export { openBackupFile } from '../files/open-backup-file.js';
 
 /** A backup file that passed every check a restore makes before touching the database. */
 export interface VerifiedBackup {
