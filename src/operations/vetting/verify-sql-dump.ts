@@ -35,7 +35,15 @@ export function dumpFrame(): { inspect: (chunk: Buffer) => void; problem: () => 
     },
     problem: () => {
       if (head.toString('utf8') !== header) return 'it does not start as a pg_dump plain-format dump';
-      if (!tail.toString('utf8').includes(trailer)) return "it lacks pg_dump's completion trailer: the dump is cut short";
+      const end = tail.toString('utf8');
+      const at = end.lastIndexOf(trailer);
+      if (at === -1) return "it lacks pg_dump's completion trailer: the dump is cut short";
+      // The trailer ends the dump: what follows it (a second gzip member, say) would restore
+      // as part of a dump that says it was complete without it.
+      const after = end.slice(at + trailer.length).split('\n');
+      if (!after.every((line) => line.trim() === '' || /^\\unrestrict [A-Za-z0-9]+\r?$/.test(line))) {
+        return "it holds more after pg_dump's completion trailer than pg_dump writes there (a blank line, \\unrestrict)";
+      }
       return undefined;
     },
     bytes: () => bytes,

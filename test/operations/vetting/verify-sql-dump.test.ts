@@ -34,6 +34,13 @@ describe('verifySqlDump', () => {
     await expect(verifySqlDump(await file(gzipSync(cut)))).rejects.toThrow("it lacks pg_dump's completion trailer");
   });
 
+  // pg_dump writes nothing after it but `\unrestrict` and blank lines; a second gzip member
+  // with statements would restore as part of a dump that says it was complete.
+  it("refuses a dump with statements after pg_dump's completion trailer", async () => {
+    const after = Buffer.concat([gzipSync(dumpSql), gzipSync('CREATE TABLE public.after_trailer (i integer);\n')]);
+    await expect(verifySqlDump(await file(after))).rejects.toThrow("it holds more after pg_dump's completion trailer than pg_dump writes there");
+  });
+
   it('refuses a truncated gzip file', async () => {
     const gz = gzipSync(dumpSql);
     await expect(verifySqlDump(await file(gz.subarray(0, gz.length - 6)))).rejects.toThrow(/^it is not a whole gzip file: unexpected end of file/);
