@@ -327,15 +327,15 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
     // own mark for a broken one).
     client.abandonedBy = error;
     (client as BoundedClient & { _queryable: boolean })._queryable = false;
-    const cancelled = sendCancelRequest(client, closeGraceMs).then(() => {
+    cancelling.add(client);
+    void sendCancelRequest(client, closeGraceMs).then(() => {
       cancelling.delete(client);
       (client as BoundedClient & LibraryClient).destroy(error);
     });
-    cancelling.set(client, cancelled);
   };
-  // The calls given up on whose statements are being cancelled, before their connections close:
-  // the sweep leaves them alone meanwhile.
-  const cancelling = new Map<BoundedClient, Promise<void>>();
+  // The connections whose calls were given up and whose statements are being cancelled, before
+  // they close: the sweep leaves them alone meanwhile.
+  const cancelling = new Set<BoundedClient>();
   // When end() began (0 before): a connection the application still holds then, with no call
   // in flight (a transaction whose callback awaits something else), is handed back only when
   // that callback returns, which may be never; end() waits for it one call deadline, then

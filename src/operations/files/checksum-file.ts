@@ -1,5 +1,4 @@
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
 import { open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
@@ -73,19 +72,18 @@ const checksumReadSize = 2 * checksumTextLimit;
  * await readChecksumText('backups/x.dump') // '9f86d0…  x.dump\n'
  */
 export async function readChecksumText(file: string): Promise<string | undefined> {
-  // Without blocking, so that a FIFO with no writer opens at once, to be refused below.
-  // A symlink is followed, as for the backup beside it (a folder of links to where backups are
-  // kept is an ordinary setup): whatever it leads to is read within the bound below, so a link
-  // to /proc costs a refusal, nothing more.
-  const handle = await open(checksumPathOf(file), constants.O_RDONLY | constants.O_NONBLOCK).catch((error: NodeJS.ErrnoException) => {
+  // As the backup beside it is opened: without waiting on a FIFO, and only a regular file. A
+  // symlink is followed (a folder of links to where backups are kept is an ordinary setup):
+  // whatever it leads to is read within the bound below, so a link to /proc costs a refusal.
+  const opened = await openBackupFile(checksumPathOf(file)).catch((error: NodeJS.ErrnoException) => {
     if (error.code === 'ENOENT') return undefined;
+    // Said after the file's name by the callers: `cannot read x.dump.sha256 (not a regular file)`.
+    if (error.code === 'ENOTFILE') throw new Error('not a regular file');
     throw error;
   });
-  if (handle === undefined) return undefined;
+  if (opened === undefined) return undefined;
+  const { handle, info } = opened;
   try {
-    const info = await handle.stat();
-    // Said after the file's name by the callers: `cannot read x.dump.sha256 (not a regular file)`.
-    if (!info.isFile()) throw new Error('not a regular file');
     if (info.size > checksumTextLimit) throw new Error(`${info.size} bytes, more than a sha256sum line`);
     // The size is not the bound: a file of /proc says 0 and may read without end
     // (/proc/self/pagemap: half a gigabyte in memory before a RangeError), and a file may grow.

@@ -2,7 +2,7 @@ import { constants, type Stats } from 'node:fs';
 import { type FileHandle, open } from 'node:fs/promises';
 
 /**
- * Opens a backup for reading without waiting on what is no file (a FIFO with no writer would
+ * Opens a backup (or the `.sha256` beside it) for reading without waiting on what is no file (a FIFO with no writer would
  * hold the open for ever, whatever the signal: the open blocks a threadpool thread, which no
  * abort can free), and refuses anything but a regular file (an error whose `code` is
  * `ENOTFILE`): its handle, and what the file system says of it. Whoever reads a backup opens

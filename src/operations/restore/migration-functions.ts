@@ -5,20 +5,29 @@ import { loadBackupStatementParser } from '../vetting/backup-statement-allow-lis
 
 type Node = Record<string, any>;
 
+/** A function a migration creates, as the catalog describes one. */
+export interface MigrationFunction {
+  name: string;
+  /** As `pg_proc.prosrc` holds it. */
+  body: string;
+  language: string;
+  /** How many input arguments (`pg_proc.pronargs`). */
+  arguments: number;
+}
+
 /**
- * The functions the package's migrations create, each as `[name, body, language, arguments]`,
- * the body as PostgreSQL keeps it (`pg_proc.prosrc`: the text between the quotes, as written,
+ * The functions the package's migrations create, the body as PostgreSQL keeps it (`pg_proc.prosrc`: the text between the quotes, as written,
  * which pg_dump writes back as it is): what a restored function that runs with the owner's
  * rights for another role may be (none of them is SECURITY DEFINER or sets a setting, which
  * the restore requires of such a function too). Top-level `CREATE FUNCTION`s only (one made
  * inside a `DO` block is none of those).
  *
  * @example
- * await migrationFunctions() // [['update_updated_at_column', '\n  BEGIN\n    NEW.updated_at = now(); …', 'plpgsql', 0]]
+ * await migrationFunctions() // [{ name: 'update_updated_at_column', body: '\n  BEGIN\n    NEW.updated_at = now(); …', language: 'plpgsql', arguments: 0 }]
  */
-export async function migrationFunctions(migrationsDir?: string): Promise<Array<[string, string, string, number]>> {
+export async function migrationFunctions(migrationsDir?: string): Promise<MigrationFunction[]> {
   await loadBackupStatementParser();
-  const functions: Array<[string, string, string, number]> = [];
+  const functions: MigrationFunction[] = [];
   for (const file of await listMigrationFiles(migrationsDir ?? defaultMigrationsDir())) {
     for (const { stmt } of ((parseSync(file.upSql) as Node).stmts ?? []) as Node[]) {
       const create = stmt?.CreateFunctionStmt as Node | undefined;
@@ -28,7 +37,7 @@ export async function migrationFunctions(migrationsDir?: string): Promise<Array<
       const body = (option('as')?.List?.items as Node[] | undefined)?.[0]?.String?.sval as string | undefined;
       const language = option('language')?.String?.sval as string | undefined;
       const parameters = ((create.parameters ?? []) as Node[]).filter((each) => (each.FunctionParameter?.mode ?? 'FUNC_PARAM_DEFAULT') !== 'FUNC_PARAM_OUT');
-      if (name !== undefined && body !== undefined && language !== undefined) functions.push([name, body, language, parameters.length]);
+      if (name !== undefined && body !== undefined && language !== undefined) functions.push({ name, body, language, arguments: parameters.length });
     }
   }
   return functions;

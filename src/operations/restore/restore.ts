@@ -15,7 +15,7 @@ import { byteProgress } from '../files/progress-reporter.js';
 import { defaultPgRestoreStallTimeoutMs, watchedOutput, watchedStream } from '../files/watched-output.js';
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
 import { codeBeyondTheSchema, deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
-import { migrationFunctions } from './migration-functions.js';
+import { type MigrationFunction, migrationFunctions } from './migration-functions.js';
 import { type CopyStallGuard, ScriptQuery } from './script-query.js';
 import { serverFailure } from './server-failure.js';
 import { makesSomething, nothingMade, type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
@@ -399,7 +399,7 @@ async function finishPrivileges(
   database: string,
   beyondPublic: BeyondPublicWatch,
   keptExtensions: readonly string[],
-  knownFunctions: ReadonlyArray<readonly [string, string, string, number]>,
+  knownFunctions: readonly MigrationFunction[],
   log: (line: string) => void,
 ): Promise<void> {
   // What the backup (and any default privileges it met) granted is checked first, before the

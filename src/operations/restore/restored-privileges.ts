@@ -1,6 +1,7 @@
 import type * as pg from 'pg';
 import { migrationsTable } from '../../migrations/migration-storage.js';
 import { applicationPrivileges, onColumns } from '../../provisioning/application-privileges.js';
+import type { MigrationFunction } from './migration-functions.js';
 import type { BackupGrantees } from '../vetting/backup-statement-allow-list.js';
 
 /** Who `owner`'s default privileges in `public` give new tables to, read before a restore empties the schema. */
@@ -239,6 +240,28 @@ export async function deferrableTriggers(client: pg.ClientBase): Promise<string[
   return rows.map((row) => row.trigger);
 }
 
+// Who owns a member of an extension, by its catalog: the kinds of object an extension's owner
+// may add to it (ALTER EXTENSION … ADD).
+const memberOwnerColumns: ReadonlyArray<readonly [string, string]> = [
+  ['pg_proc', 'proowner'],
+  ['pg_class', 'relowner'],
+  ['pg_type', 'typowner'],
+  ['pg_operator', 'oprowner'],
+  ['pg_namespace', 'nspowner'],
+  ['pg_opclass', 'opcowner'],
+  ['pg_opfamily', 'opfowner'],
+  ['pg_collation', 'collowner'],
+  ['pg_conversion', 'conowner'],
+  ['pg_ts_config', 'cfgowner'],
+  ['pg_ts_dict', 'dictowner'],
+];
+const memberOwners = memberOwnerColumns
+  .map(
+    ([catalog, owner]) =>
+      `WHEN 'pg_catalog.${catalog}'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(x.${owner}, 'USAGE') FROM pg_catalog.${catalog} x WHERE x.oid = d.objid)`,
+  )
+  .join(' ');
+
 // PostgreSQL's own functions that run a query given as text: an expression that calls one
 // runs whatever the text says, and depends on nothing the catalog records.
 // (A PostgreSQL regular expression: \m and \M are its word boundaries.)
@@ -252,20 +275,34 @@ const runsSqlText = String.raw`\m(query_to_xml|query_to_xmlschema|query_to_xml_a
  * `allowedExtensions` (a trusted one, pgcrypto say, any database owner may create), operators,
  * aggregates and domains there that are no extension's; and a relation of public that is a
  * partition or child of another, or has one (a query of the parent reads and writes the child's
- * rows on the parent's privileges). In words, or `[]`.
+ * rows on the parent's privileges). Also what would run the backup's code after COMMIT with
+ * the owner's rights for someone else: members of an extension the roles restoring own; index
+ * expressions, expression statistics and range types calling functions not PostgreSQL's
+ * (ANALYZE and VACUUM run them as the owner); on a table a foreign key's action changes, a
+ * trigger, CHECK or default calling a function that is none of `knownFunctions` as it is, a
+ * trigger's WHEN condition, or a call of a function that runs SQL text; and a foreign key from,
+ * or a trigger on, the migrations record. In words, or `[]`.
  *
  * @example await codeBeyondTheSchema(client, ['pg_trgm']) // ['rule forge on public.notes', 'extension pgcrypto']
  */
 export async function codeBeyondTheSchema(
   client: pg.ClientBase,
   allowedExtensions: readonly string[],
-  knownFunctions: ReadonlyArray<readonly [string, string, string, number]> = [],
+  knownFunctions: readonly MigrationFunction[] = [],
 ): Promise<string[]> {
   // An object that is a member of an extension: the extension answers for it.
   const extensionMember = (catalog: string, oid: string) =>
     `EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = '${catalog}'::pg_catalog.regclass AND d.objid = ${oid} AND d.deptype = 'e')`;
   const { rows } = await client.query<{ what: string }>(
-    `SELECT pg_catalog.format('rule %I on %s', r.rulename, r.ev_class::pg_catalog.regclass) AS what
+    `WITH cascaded AS (
+       -- The tables whose rows a foreign key's action (CASCADE, SET NULL, SET DEFAULT) changes,
+       -- as their owner, whoever deleted or updated the row they refer to.
+       SELECT f.conrelid AS oid, pg_catalog.bool_or('d' IN (f.confdeltype, f.confupdtype)) AS sets_default
+         FROM pg_catalog.pg_constraint f
+        WHERE f.contype = 'f' AND (f.confdeltype IN ('c', 'n', 'd') OR f.confupdtype IN ('c', 'n', 'd'))
+        GROUP BY f.conrelid
+     )
+     SELECT pg_catalog.format('rule %I on %s', r.rulename, r.ev_class::pg_catalog.regclass) AS what
        FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
       WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND r.rulename <> '_RETURN'
      UNION ALL
@@ -297,18 +334,7 @@ export async function codeBeyondTheSchema(
      SELECT pg_catalog.pg_describe_object(d.classid, d.objid, 0) || ' as a member of extension ' || pg_catalog.quote_ident(e.extname)
        FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_extension e ON e.oid = d.refobjid
       WHERE d.deptype = 'e' AND d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
-        AND CASE d.classid
-              WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(p.proowner, 'USAGE') FROM pg_catalog.pg_proc p WHERE p.oid = d.objid)
-              WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(c.relowner, 'USAGE') FROM pg_catalog.pg_class c WHERE c.oid = d.objid)
-              WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(t.typowner, 'USAGE') FROM pg_catalog.pg_type t WHERE t.oid = d.objid)
-              WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(o.oprowner, 'USAGE') FROM pg_catalog.pg_operator o WHERE o.oid = d.objid)
-              WHEN 'pg_catalog.pg_namespace'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(n.nspowner, 'USAGE') FROM pg_catalog.pg_namespace n WHERE n.oid = d.objid)
-              WHEN 'pg_catalog.pg_opclass'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(x.opcowner, 'USAGE') FROM pg_catalog.pg_opclass x WHERE x.oid = d.objid)
-              WHEN 'pg_catalog.pg_opfamily'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(x.opfowner, 'USAGE') FROM pg_catalog.pg_opfamily x WHERE x.oid = d.objid)
-              WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(x.collowner, 'USAGE') FROM pg_catalog.pg_collation x WHERE x.oid = d.objid)
-              WHEN 'pg_catalog.pg_conversion'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(x.conowner, 'USAGE') FROM pg_catalog.pg_conversion x WHERE x.oid = d.objid)
-              WHEN 'pg_catalog.pg_ts_config'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(x.cfgowner, 'USAGE') FROM pg_catalog.pg_ts_config x WHERE x.oid = d.objid)
-              WHEN 'pg_catalog.pg_ts_dict'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(x.dictowner, 'USAGE') FROM pg_catalog.pg_ts_dict x WHERE x.oid = d.objid)
+        AND CASE d.classid ${memberOwners}
               ELSE false
             END
      UNION ALL
@@ -332,13 +358,12 @@ export async function codeBeyondTheSchema(
       WHERE t.typnamespace = 'public'::pg_catalog.regnamespace
         AND EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.oid IN (r.rngsubdiff, r.rngcanonical) AND p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace)
      UNION ALL
-     -- A foreign key's action (CASCADE, SET NULL, SET DEFAULT) changes the referencing table's
-     -- rows as that table's owner, whoever deleted or updated the row it refers to: the
-     -- application role's DELETE would run the table's triggers and CHECKs with the owner's
-     -- rights. Those may call only what the migrations define, as they define it ($3).
+     -- On a cascaded table the application role's DELETE would run the table's triggers and
+     -- CHECKs with the owner's rights: they may call only what the migrations define, as they
+     -- define it ($3).
      SELECT DISTINCT pg_catalog.format('%s of %s runs %s as the table''s owner when a foreign key''s action changes its rows, and no migration defines that function so',
                                        what.kind, t.oid::pg_catalog.regclass, p.oid::pg_catalog.regprocedure)
-       FROM pg_catalog.pg_class t
+       FROM cascaded t
        JOIN LATERAL (
          SELECT pg_catalog.format('trigger %I', g.tgname) AS kind, g.tgfoid AS fn FROM pg_catalog.pg_trigger g WHERE g.tgrelid = t.oid AND NOT g.tgisinternal
          UNION ALL
@@ -354,25 +379,21 @@ export async function codeBeyondTheSchema(
            JOIN pg_catalog.pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
            JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.objid = ad.oid
                                       AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-          WHERE ad.adrelid = t.oid
-            AND (a.attgenerated <> '' OR EXISTS (SELECT 1 FROM pg_catalog.pg_constraint f
-                                                  WHERE f.contype = 'f' AND f.conrelid = t.oid AND 'd' IN (f.confdeltype, f.confupdtype)))
+          WHERE ad.adrelid = t.oid AND (a.attgenerated <> '' OR t.sets_default)
        ) what ON true
        JOIN pg_catalog.pg_proc p ON p.oid = what.fn
       WHERE p.pronamespace = 'public'::pg_catalog.regnamespace AND NOT ${extensionMember('pg_catalog.pg_proc', 'p.oid')}
-        AND EXISTS (SELECT 1 FROM pg_catalog.pg_constraint f
-                     WHERE f.contype = 'f' AND f.conrelid = t.oid AND (f.confdeltype IN ('c', 'n', 'd') OR f.confupdtype IN ('c', 'n', 'd')))
         AND NOT (NOT p.prosecdef AND p.proconfig IS NULL AND EXISTS (
                    SELECT 1 FROM pg_catalog.jsonb_array_elements($3::pg_catalog.jsonb) m
-                    WHERE m ->> 0 = p.proname::pg_catalog.text AND m ->> 1 = p.prosrc
-                      AND m ->> 2 = (SELECT l.lanname::pg_catalog.text FROM pg_catalog.pg_language l WHERE l.oid = p.prolang)
-                      AND (m ->> 3)::integer = p.pronargs))
+                    WHERE m ->> 'name' = p.proname::pg_catalog.text AND m ->> 'body' = p.prosrc
+                      AND m ->> 'language' = (SELECT l.lanname::pg_catalog.text FROM pg_catalog.pg_language l WHERE l.oid = p.prolang)
+                      AND (m ->> 'arguments')::integer = p.pronargs))
      UNION ALL
      -- On such a table, a trigger's WHEN condition and a function that runs SQL text (which
      -- records no dependency to follow) would run the backup's code the same way: none of this
      -- schema's has either.
      SELECT pg_catalog.format('%s on %s, which a foreign key''s action runs as the table''s owner', what.kind, t.oid::pg_catalog.regclass)
-       FROM pg_catalog.pg_class t
+       FROM cascaded t
        JOIN LATERAL (
          SELECT pg_catalog.format('the WHEN condition of trigger %I', g.tgname) AS kind FROM pg_catalog.pg_trigger g
           WHERE g.tgrelid = t.oid AND NOT g.tgisinternal AND g.tgqual IS NOT NULL
@@ -384,8 +405,6 @@ export async function codeBeyondTheSchema(
            JOIN pg_catalog.pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
           WHERE ad.adrelid = t.oid AND pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) ~* $4
        ) what ON true
-      WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_constraint f
-                     WHERE f.contype = 'f' AND f.conrelid = t.oid AND (f.confdeltype IN ('c', 'n', 'd') OR f.confupdtype IN ('c', 'n', 'd')))
      UNION ALL
      -- Only the owner writes the migrations record. A foreign key from it would let whoever
      -- writes the table it references rewrite or delete its rows (ON UPDATE or DELETE CASCADE,

@@ -435,19 +435,22 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
     if (size > 0) yield Buffer.concat(chunk);
   }
 
+  // A piece as text, in the line's UTF-8 (a character may straddle two pieces).
+  const decode = (piece: LinePiece): string => {
+    try {
+      return decoder.decode(piece.bytes, { stream: !piece.last });
+    } catch {
+      return refuse('not valid UTF-8');
+    }
+  };
+
   // The pieces left of the current line, read to its end: whether they hold only blanks.
   async function restOfLineIsBlank(): Promise<boolean> {
     for (;;) {
       const next = await pieces.next();
       if (next.done) return true; // the rows' reader says what is missing
       const piece = next.value as LinePiece;
-      let decoded: string;
-      try {
-        decoded = decoder.decode(piece.bytes, { stream: !piece.last });
-      } catch {
-        return false;
-      }
-      if (decoded.trim() !== '') return false;
+      if (decode(piece).trim() !== '') return false;
       if (piece.last) return true;
     }
   }
@@ -471,12 +474,7 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
       if (next.done) break;
       const piece = next.value;
       if (piece.first) lineNumber += 1;
-      let decoded: string;
-      try {
-        decoded = decoder.decode(piece.bytes, { stream: !piece.last });
-      } catch {
-        return refuse('not valid UTF-8');
-      }
+      const decoded = decode(piece);
       // The server reads a query only up to a NUL; the parser here would too, but differently.
       if (decoded.includes('\u0000')) refuse('a NUL character, which pg_dump never writes');
       if (metaCommandText !== undefined) {

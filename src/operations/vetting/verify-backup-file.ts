@@ -8,8 +8,6 @@ import { findPgTool, type FindPgToolOptions, type PgTool } from '../pg-tools/pg-
 import { verifyArchive } from './verify-archive.js';
 import { verifySqlDump } from './verify-sql-dump.js';
 
-// Where restore.ts and others found it first.
-
 /** A backup file that passed every check a restore makes before touching the database. */
 export interface VerifiedBackup {
   /** Absolute path. */

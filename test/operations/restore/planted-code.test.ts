@@ -387,7 +387,7 @@ CREATE TRIGGER run_commands BEFORE DELETE ON public.note_refs FOR EACH ROW EXECU
   // Its name and body are not enough: a SET search_path would let the body's now() be a
   // function of the backup's.
   it("a migration's own trigger function on a cascaded table restores as the migration made it, and is refused with a setting of its own", async () => {
-    const [name, body] = (await migrationFunctions()).find(([each]) => each === 'update_updated_at_column')!;
+    const { name, body } = (await migrationFunctions()).find((each) => each.name === 'update_updated_at_column')!;
     const made = (options: string) =>
       crafted(
         'known-function.sql.gz',
