@@ -184,11 +184,9 @@ describe('npm run codegen on a schema a migration just changed', () => {
       const source = await generateTypes({ databaseUrl: sandbox.database.url, outFile: path.join(outDir, 'binding.ts'), logLevel: 'silent', warn: (line) => lines.push(line) });
 
       const plain = { generated: false, nullable: true, values: [], other: ['string'] };
-      expect(columnType(source, 'Blind', 'theme')).toEqual(plain);
-      expect(columnType(source, 'Parent', 'kind')).toEqual(plain);
-      expect(columnType(source, 'CastLists', 'short')).toEqual(plain);
-      expect(columnType(source, 'CastLists', 'padded')).toEqual(plain);
-      expect(columnType(source, 'CastLists', 'excluded')).toEqual(plain);
+      for (const [table, column] of [['Blind', 'theme'], ['Parent', 'kind'], ['CastLists', 'short'], ['CastLists', 'padded'], ['CastLists', 'excluded']] as const) {
+        expect(columnType(source, table, column), `${table}.${column}`).toEqual(plain);
+      }
       expect(columnType(source, 'CastLists', 'slashed')).toEqual({ generated: false, nullable: true, values: [slash], other: [] });
       expect(columnType(source, 'Palette', 'colors')).toEqual({ generated: false, nullable: false, values: [], other: ['string'] });
       expect(lines).toEqual([

@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import { openClient } from '../../../src/db/with-client.js';
 import { BackupError } from '../../../src/errors.js';
 import { backupDatabase } from '../../../src/operations/backup/backup.js';
+import { backupFileName } from '../../../src/operations/backup/backup-name.js';
 import { freePort } from '../../../src/embedded/free-port.js';
 import { debianPostgresPrograms, startDebianPostgres, type DebianPostgres } from '../../support/debian-postgres.js';
 import { eventually } from '../../support/eventually.js';
@@ -106,7 +107,7 @@ describe.skipIf(!available)('npm run db:backup', () => {
 
   it('keeps the backup it made when another is dated later, as by a host whose clock ran ahead', async () => {
     // Ahead by less than a day: a name dated further ahead is not counted as a backup at all.
-    const ahead = `${database}_development_${new Date(Date.now() + 60 * 60 * 1000).toISOString().replace(/[-:]/g, '')}.dump`;
+    const ahead = backupFileName(database, 'development', new Date(Date.now() + 60 * 60 * 1000));
     await writeFile(path.join(backupDir, ahead), 'x');
 
     const result = await backupDatabase({ databaseUrl, backupDir, environment: 'development', keep: 1 });

@@ -253,11 +253,13 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     await rm(path.join(remoteDir, odd));
   });
 
-  // A host whose disk hangs while its cat reads a backup. The session's PATH starts with a cat
-  // of the test's, which reads a backup that has a pipe `<file>.disk` beside it from that pipe
-  // (the size and checksum still come from the file): the remote cat blocks in read() whenever
-  // the test writes nothing, while sshd answers ssh's keepalives as ever.
-  describe('from a host that stops sending the file', () => {
+  // A host that misbehaves. The session's PATH starts with a cat of the test's, which reads a
+  // backup that has a pipe `<file>.disk` beside it from that pipe (the size and checksum still
+  // come from the file): the remote cat blocks in read() whenever the test writes nothing, as on
+  // a hung disk, while sshd answers ssh's keepalives as ever. With `<file>.stderr` beside it, it
+  // writes that to stderr and fails; with `<file>.excess`, it says "Permission denied" on
+  // stderr, sends the file and more, and stays on.
+  describe('from a host that stops sending the file, or misbehaves', () => {
     let host: SshServer;
 
     beforeAll(async () => {
@@ -265,7 +267,14 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
       const bin = path.join(hostRoot, 'bin');
       await mkdir(bin);
       // The others go to the host's cat: the login shell's start-up files use it too.
-      await writeFile(path.join(bin, 'cat'), '#!/bin/sh\n[ -p "$2.disk" ] && exec /bin/cat "$2.disk"\nexec /bin/cat "$@"\n', { mode: 0o755 });
+      await writeFile(
+        path.join(bin, 'cat'),
+        '#!/bin/sh\n[ -p "$2.disk" ] && exec /bin/cat "$2.disk"\n' +
+          '[ -f "$2.stderr" ] && { /bin/cat "$2.stderr" >&2; exit 1; }\n' +
+          '[ -f "$2.excess" ] && { echo "Permission denied, said the host" >&2; /bin/cat "$2" "$2"; exec sleep 5; }\n' +
+          'exec /bin/cat "$@"\n',
+        { mode: 0o755 },
+      );
       host = await startSshServer(hostRoot, { env: { PATH: `${bin}:/usr/bin:/bin` } });
     });
     afterAll(async () => {
@@ -351,37 +360,6 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
       expect(await copy).toMatchObject({ verified: true, sha256, bytes: content.length });
       expect((await readFile(path.join(backupDir, file))).equals(content)).toBe(true);
     });
-  });
-
-  // A file that grows while it is read, made certain: a /proc file says it holds 0 bytes.
-  it('stops a local copy that brings more bytes than the file had when the copy began, and leaves nothing', async () => {
-    const local = await mkdtemp(path.join(root, 'growing-'));
-    await symlink('/proc/version', path.join(local, name));
-
-    await expect(downloadBackup({ host: 'localhost', file: name, backupDir, remoteDir: local })).rejects.toMatchObject({
-      reason: 'transfer',
-      message: `more than the 0 bytes ${path.join(local, name)} had when the copy began arrived; the copy was stopped`,
-    });
-    expect(await readdir(backupDir)).toEqual([]);
-  });
-
-  // The session's cat writes `<file>.stderr` (when the test left one) to stderr and fails; with
-  // `<file>.excess` beside it, it says "Permission denied" on stderr, sends the file and more,
-  // and stays on.
-  describe('from a host whose session misbehaves', () => {
-    let host: SshServer;
-
-    beforeAll(async () => {
-      const hostRoot = await mkdtemp(path.join(root, 'noisy-'));
-      const bin = path.join(hostRoot, 'bin');
-      await mkdir(bin);
-      await writeFile(path.join(bin, 'cat'), '#!/bin/sh\n[ -f "$2.stderr" ] && { /bin/cat "$2.stderr" >&2; exit 1; }\n' +
-          '[ -f "$2.excess" ] && { echo "Permission denied, said the host" >&2; /bin/cat "$2" "$2"; exec sleep 5; }\nexec /bin/cat "$@"\n', { mode: 0o755 });
-      host = await startSshServer(hostRoot, { env: { PATH: `${bin}:/usr/bin:/bin` } });
-    });
-    afterAll(async () => {
-      await host?.stop();
-    });
 
     // Kept whole, ~700 MB of it ended the process (RangeError: Invalid string length) and
     // left the .part behind; 400 kB shows the bound without taking that long.
@@ -391,9 +369,7 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
       const lines = Array.from({ length: 10_000 }, (_, i) => `complaint ${String(i).padStart(5, '0')} of the host, at length\n`);
       await writeFile(path.join(remoteDir, `${file}.stderr`), `${lines.join('')}the last word\n`);
       try {
-        const error = await downloadBackup(
-          overSsh({ file, port: host.port, key: host.clientKey, knownHostsFile: host.knownHostsFile }),
-        ).catch((e: unknown) => e);
+        const error = await downloadBackup(fromHost({ file })).catch((e: unknown) => e);
 
         expect(error).toBeInstanceOf(DownloadError);
         const { reason, message } = error as DownloadError;
@@ -417,7 +393,7 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
       await writeFile(path.join(remoteDir, file), content);
       await writeFile(path.join(remoteDir, `${file}.excess`), '');
       try {
-        const error = await downloadBackup(overSsh({ file, port: host.port, key: host.clientKey, knownHostsFile: host.knownHostsFile })).catch((e: unknown) => e);
+        const error = await downloadBackup(fromHost({ file })).catch((e: unknown) => e);
 
         expect(error).toBeInstanceOf(DownloadError);
         expect(error).toMatchObject({
@@ -431,6 +407,19 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
       }
     });
   });
+
+  // A file that grows while it is read, made certain: a /proc file says it holds 0 bytes.
+  it('stops a local copy that brings more bytes than the file had when the copy began, and leaves nothing', async () => {
+    const local = await mkdtemp(path.join(root, 'growing-'));
+    await symlink('/proc/version', path.join(local, name));
+
+    await expect(downloadBackup({ host: 'localhost', file: name, backupDir, remoteDir: local })).rejects.toMatchObject({
+      reason: 'transfer',
+      message: `more than the 0 bytes ${path.join(local, name)} had when the copy began arrived; the copy was stopped`,
+    });
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
 
   it('creates a missing BACKUP_DIR readable by its owner only (0700)', async () => {
     const missing = path.join(backupDir, 'new');

@@ -336,6 +336,22 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       return target;
     }
 
+    // The restore of `file` rolled back by the catalog's check before COMMIT, naming `excess`,
+    // and the database as it was.
+    async function refusedBeforeCommit(target: TestDatabase, file: string, excess: string): Promise<void> {
+      const before = await tableContents(target.url);
+
+      const error = await restoreFailure(target.ownerUrl, file);
+
+      expect(error).toBeInstanceOf(RestoreError);
+      expect((error as Error).message).toBe(`restore failed and was rolled back; the database was not changed:\nthe backup left privileges in the public schema beyond the owner's and the application role's: ${excess}`);
+      expect(await tableContents(target.url)).toEqual(before);
+    }
+
+    // The owner's default privileges in public let `reader` read new tables (a reporting role).
+    const readerReadsNewTables = (target: TestDatabase) =>
+      execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} IN SCHEMA public GRANT SELECT ON TABLES TO ${reader}`);
+
     // S1: each is refused at check time, before the restore's transaction: nothing ran.
     it.each([
       ['to PUBLIC', 'GRANT SELECT ON TABLE public.planted TO PUBLIC;', "line 11 of the backup's SQL: GRANT of SELECT on table to PUBLIC would give every role of the database server"],
@@ -366,18 +382,14 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       // which every table the backup creates picks up.
       await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} GRANT SELECT ON TABLES TO ${reader}`);
       const file = await crafted('plain.sql.gz', dumpAround(planted('')));
-      const before = await tableContents(target.url);
 
-      const error = await restoreFailure(target.ownerUrl, file);
-
-      expect(error).toBeInstanceOf(RestoreError);
-      expect((error as Error).message).toBe(
-        'restore failed and was rolled back; the database was not changed:\n' +
-          `the backup left privileges in the public schema beyond the owner's and the application role's: SELECT on table public.planted to ${reader}; ` +
+      await refusedBeforeCommit(
+        target,
+        file,
+        `SELECT on table public.planted to ${reader}; ` +
           // The admin's entry itself, which would give the next migration's tables the same.
           `SELECT on new tables of ${inject('ownerUser')} to ${reader} (default privileges in every schema)`,
       );
-      expect(await tableContents(target.url)).toEqual(before);
     });
 
     // The application role may hold no more than the release step grants it (applicationPrivileges),
@@ -398,16 +410,12 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       await ensureAppRole({ databaseUrl: target.ownerUrl, user: app });
       await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} GRANT ${defaults} TO ${app}`);
       const file = await crafted('app-excess.sql.gz', dumpAround(planted(sql)));
-      const before = await tableContents(target.url);
 
-      const error = await restoreFailure(target.ownerUrl, file);
-
-      expect((error as Error).message).toBe(
-        'restore failed and was rolled back; the database was not changed:\n' +
-          `the backup left privileges in the public schema beyond the owner's and the application role's: ${excess} to ${app}` +
-          (excessDefault ? `; ${excessDefault} of ${inject('ownerUser')} to ${app} (default privileges in every schema)` : ''),
+      await refusedBeforeCommit(
+        target,
+        file,
+        `${excess} to ${app}` + (excessDefault ? `; ${excessDefault} of ${inject('ownerUser')} to ${app} (default privileges in every schema)` : ''),
       );
-      expect(await tableContents(target.url)).toEqual(before);
     });
 
     it("accepts grants to the application role the owner's default privileges give new tables to", async () => {
@@ -450,7 +458,7 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     it("gives a role the owner's default privileges let only read new tables (a report's) nothing more", async () => {
       const target = await targetDatabase();
       // SELECT alone: no application role of the release step's, which gets SELECT, INSERT, UPDATE, DELETE.
-      await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} IN SCHEMA public GRANT SELECT ON TABLES TO ${reader}`);
+      await readerReadsNewTables(target);
       // What pg_dump writes for a reporting role that reads everything: each of these only reads.
       const file = await crafted(
         'read-only.sql.gz',
@@ -482,7 +490,7 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     // A reporting role may read what it is given; a backup, untrusted, may not make it a writer.
     it("refuses a backup that gives a role the owner's default privileges let only read new tables more than reading, before anything runs", async () => {
       const target = await targetDatabase();
-      await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} IN SCHEMA public GRANT SELECT ON TABLES TO ${reader}`);
+      await readerReadsNewTables(target);
       const file = await crafted('reader-writes.sql.gz', dumpAround(planted(`GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.planted TO ${reader};`)));
       const before = await tableContents(target.url);
 
@@ -498,20 +506,16 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
 
     it('checks the catalog before COMMIT too: writes that reach a reading role some other way roll the restore back', async () => {
       const target = await targetDatabase();
-      await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} IN SCHEMA public GRANT SELECT ON TABLES TO ${reader}`);
+      await readerReadsNewTables(target);
       // An admin's database-wide entry, which every table the backup creates picks up.
       await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} GRANT INSERT ON TABLES TO ${reader}`);
       const file = await crafted('reader-defaults.sql.gz', dumpAround(planted(`GRANT SELECT ON TABLE public.planted TO ${reader};`)));
-      const before = await tableContents(target.url);
 
-      const error = await restoreFailure(target.ownerUrl, file);
-
-      expect((error as Error).message).toBe(
-        'restore failed and was rolled back; the database was not changed:\n' +
-          `the backup left privileges in the public schema beyond the owner's and the application role's: INSERT on table public.planted to ${reader}; ` +
-          `INSERT on new tables of ${inject('ownerUser')} to ${reader} (default privileges in every schema)`,
+      await refusedBeforeCommit(
+        target,
+        file,
+        `INSERT on table public.planted to ${reader}; INSERT on new tables of ${inject('ownerUser')} to ${reader} (default privileges in every schema)`,
       );
-      expect(await tableContents(target.url)).toEqual(before);
     });
 
     // With two roles that the owner's default privileges give the release step's grants, the
@@ -529,16 +533,12 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
             `GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE public.migration_log TO ${reader};\n`,
         ),
       );
-      const before = await tableContents(target.url);
 
-      const error = await restoreFailure(target.ownerUrl, file);
-
-      expect((error as Error).message).toBe(
-        'restore failed and was rolled back; the database was not changed:\n' +
-          `the backup left privileges in the public schema beyond the owner's and the application role's: DELETE on table public.migration_log to ${reader}; ` +
-          `INSERT on table public.migration_log to ${reader}; UPDATE on table public.migration_log to ${reader}`,
+      await refusedBeforeCommit(
+        target,
+        file,
+        `DELETE on table public.migration_log to ${reader}; INSERT on table public.migration_log to ${reader}; UPDATE on table public.migration_log to ${reader}`,
       );
-      expect(await tableContents(target.url)).toEqual(before);
     });
 
     it('takes the application role from DB_APP_USER where no default privileges name it, and gives it the release step\'s grants', async () => {

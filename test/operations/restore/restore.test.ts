@@ -68,6 +68,13 @@ describe.skipIf(!available)('npm run db:restore', () => {
     await eventually(async () => JSON.stringify(await tableContents(target)) === JSON.stringify(before), 'the server rolled the restore back');
   }
 
+  /** A copy of the backup, in a folder of its own: a test may swap, damage or add to it. */
+  async function backupCopy(prefix: string): Promise<string> {
+    const copy = path.join(await mkdtemp(path.join(workDir, prefix)), path.basename(backup.file));
+    await copyFile(backup.file, copy);
+    return copy;
+  }
+
   async function filesIn(folder: string): Promise<string[]> {
     return (await readdir(folder)).sort();
   }
@@ -191,9 +198,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
 
   // A FIFO there was read for ever: the restore hung before it asked, and Ctrl-C could not end it.
   it('refuses at once a backup whose .sha256 is a FIFO, rather than wait on it', async ({ expect }) => {
-    const folder = await mkdtemp(path.join(workDir, 'fifo-checksum-'));
-    const copy = path.join(folder, path.basename(backup.file));
-    await copyFile(backup.file, copy);
+    const copy = await backupCopy('fifo-checksum-');
     execFileSync('mkfifo', [`${copy}.sha256`]);
 
     const error = await verifyBackupFile(copy).catch((e: unknown) => e);
@@ -208,9 +213,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
   it('refuses a backup that another file replaced, or that was written to, since it was checked, before touching the database', async ({ expect }) => {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
-    const folder = await mkdtemp(path.join(workDir, 'replaced-'));
-    const copy = path.join(folder, path.basename(backup.file));
-    await copyFile(backup.file, copy);
+    const copy = await backupCopy('replaced-');
     const verified = await verifyBackupFile(copy);
     await copyFile(backup.file, `${copy}.other`);
     await rename(`${copy}.other`, copy);
@@ -227,7 +230,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect((written as Error).message).toContain('it changed since it was checked (it was written to)');
     // Written in place, the same size, its modification time set back: the inode's change time tells.
     const third = await verifyBackupFile(copy);
-    const times = path.join(folder, 'times');
+    const times = path.join(path.dirname(copy), 'times');
     await writeFile(times, '');
     execFileSync('touch', ['-r', copy, times]); // to the nanosecond, as Node's utimes is not
     await writeFile(copy, await readFile(copy));
@@ -253,9 +256,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
   // Opened as a file would be, a FIFO with no writer held the restore for ever, Ctrl-C or not.
   it('refuses at once a backup that is now a FIFO in place of the file checked', async ({ expect }) => {
     const target = await databaseWithOtherData();
-    const folder = await mkdtemp(path.join(workDir, 'fifo-backup-'));
-    const copy = path.join(folder, path.basename(backup.file));
-    await copyFile(backup.file, copy);
+    const copy = await backupCopy('fifo-backup-');
     const verified = await verifyBackupFile(copy);
     await rm(copy);
     execFileSync('mkfifo', [copy]);
@@ -477,34 +478,34 @@ describe.skipIf(!available)('npm run db:restore', () => {
   // busy with the services queued behind the restore may not give at once: one look that
   // fails tells nothing either way, and the server is given one more bound (here the second
   // look, 6 s in, sees it at work, and the rows' end is answered at 7.5 s).
-  it.concurrent("one look at the COPY's progress that cannot connect gives the server another serverStallTimeoutMs", async ({ expect, onTestFinished }) => {
+  // The slowly checked rows restored through a proxy that refuses the next `looks` connections
+  // from the COPY on, when the restore opens none but its looks at the COPY's progress.
+  async function restoreRefusingLooks(target: string, looks: number, onTestFinished: (cleanup: () => Promise<void>) => void) {
     const slow = await slowlyCheckedRows();
-    const target = await databaseWithOtherData();
     const { proxy, url: throughProxy } = await stallingProxyFor(target, onTestFinished);
-
-    await restoreDatabase({
+    const outcome = restoreDatabase({
       databaseUrl: throughProxy,
       backup: await verifyBackupFile(slow.file),
       serverStallTimeoutMs: 3_000,
-      // From the COPY on, the restore opens no connection but the looks.
-      log: (line) => line.startsWith('restoring table public.checked_slowly') && proxy.refuse(1),
+      log: (line) => line.startsWith('restoring table public.checked_slowly') && proxy.refuse(looks),
     });
+    return { proxy, outcome };
+  }
+
+  it.concurrent("one look at the COPY's progress that cannot connect gives the server another serverStallTimeoutMs", async ({ expect, onTestFinished }) => {
+    const target = await databaseWithOtherData();
+
+    await (await restoreRefusingLooks(target, 1, onTestFinished)).outcome;
 
     expect(await checkedSlowlyCount(target)).toEqual([{ n: 3 }]);
   });
 
   it.concurrent("two looks in a row that cannot connect give the server up, saying so, and the restore is rolled back", async ({ expect, onTestFinished }) => {
-    const slow = await slowlyCheckedRows();
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
-    const { proxy, url: throughProxy } = await stallingProxyFor(target, onTestFinished);
 
-    const error = await restoreDatabase({
-      databaseUrl: throughProxy,
-      backup: await verifyBackupFile(slow.file),
-      serverStallTimeoutMs: 3_000,
-      log: (line) => line.startsWith('restoring table public.checked_slowly') && proxy.refuse(2),
-    }).catch((e: unknown) => e);
+    const { proxy, outcome } = await restoreRefusingLooks(target, 2, onTestFinished);
+    const error = await outcome.catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RestoreError);
     expect((error as Error).message).toMatch(

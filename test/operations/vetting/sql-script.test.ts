@@ -136,11 +136,8 @@ describe("reading a backup's SQL statement by statement", () => {
 // refused, if it was.
 async function readIn(chunks: Buffer[]): Promise<string[]> {
   const parts: string[] = [];
-  const source = async function* () {
-    yield* chunks;
-  };
   try {
-    for await (const part of sqlScriptParts(source(), { database: 'kennwilliamson' })) parts.push(`${part.kind} at line ${part.line}: ${part.text}`);
+    for await (const part of sqlScriptParts(Readable.from(chunks), { database: 'kennwilliamson' })) parts.push(`${part.kind} at line ${part.line}: ${part.text}`);
   } catch (error) {
     parts.push(`refused: ${(error as Error).message}`);
   }
