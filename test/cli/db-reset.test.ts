@@ -7,6 +7,7 @@ import { databaseUrlWith } from '../../src/provisioning/database-admin.js';
 import { execute } from '../support/table-contents.js';
 import { runCli, runCliInTerminal } from '../support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { withReadmeAdminOptions } from '../support/readme-admin-options.js';
 
 // A plain login role, as setup --admin makes the application role; gone after the test.
 async function appRoleIn(databaseUrl: string): Promise<{ user: string; url: string }> {
@@ -230,10 +231,9 @@ describe("npm run db:reset --admin with the README's superuser-only options in A
 
   it("migrates as the owner role, which logs in without the admin's options, and gives the application role its grants back", async () => {
     const app = await appRoleIn(database.url);
-    const readme = 'options=-c%20log_statement%3Dnone%20-c%20log_min_duration_statement%3D-1%20-c%20log_min_error_statement%3Dpanic';
 
     const result = await runCli('db-reset', ['--admin', '--yes'], {
-      ADMIN_DATABASE_URL: `${database.url}${database.url.includes('?') ? '&' : '?'}${readme}`,
+      ADMIN_DATABASE_URL: withReadmeAdminOptions(database.url),
       DATABASE_URL: '',
       MIGRATION_DATABASE_URL: '',
       DB_OWNER_USER: inject('ownerUser'),

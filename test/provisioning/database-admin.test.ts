@@ -5,6 +5,7 @@ import { ConfigError, ProvisioningError } from '../../src/errors.js';
 import { databaseUrlAs, databaseUrlWith, ensureDatabase, isLocalDatabaseUrl, recreateDatabase, requireLocalDatabase } from '../../src/provisioning/database-admin.js';
 import { eventually } from '../support/eventually.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
+import { withReadmeAdminOptions } from '../support/readme-admin-options.js';
 
 describe('isLocalDatabaseUrl', () => {
   it.each([
@@ -94,9 +95,7 @@ describe('databaseUrlAs', () => {
   };
 
   it("logs in as the other role without the admin's options (the README's superuser-only settings), keeping how to reach the server", () => {
-    const admin =
-      'postgresql://postgres:pw@db.example.org:6543/app?sslmode=verify-full&application_name=kw-admin' +
-      '&options=-c%20log_statement%3Dnone%20-c%20log_min_duration_statement%3D-1%20-c%20log_min_error_statement%3Dpanic';
+    const admin = withReadmeAdminOptions('postgresql://postgres:pw@db.example.org:6543/app?sslmode=verify-full&application_name=kw-admin');
 
     const url = databaseUrlAs(admin, 'owner', 's3cret/#?');
 

@@ -15,6 +15,7 @@ import { inCi } from '../support/in-ci.js';
 import { toolsAvailable } from '../support/required-tools.js';
 import { runCli } from '../support/run-cli.js';
 import { execute } from '../support/table-contents.js';
+import { withReadmeAdminOptions } from '../support/readme-admin-options.js';
 
 // A server of this file's own (Debian's PostgreSQL 15, where CREATEROLE is as good as
 // superuser): the tests revoke CONNECT on its `postgres` database, which the run's shared
@@ -198,7 +199,6 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     const logFile = path.join(await withClient(superuser, async (client) => (await client.query<{ data_directory: string }>('SHOW data_directory')).rows[0]!.data_directory), 'server.log');
     const logSince = async (offset: number) => (await readFile(logFile)).subarray(offset).toString('utf8');
     const logSize = async () => (await readFile(logFile)).length;
-    const readme = 'options=-c%20log_statement%3Dnone%20-c%20log_min_duration_statement%3D-1%20-c%20log_min_error_statement%3Dpanic';
     const settings = { log_statement: "'all'", log_min_duration_statement: '0', log_line_prefix: "'%m [%p] user=%u '" };
     const logsEverything = () =>
       withClient(superuser, async (client) => (await client.query<{ s: string }>("SELECT current_setting('log_statement') AS s")).rows[0]!.s === 'all');
@@ -211,7 +211,7 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
       await eventually(logsEverything, 'the server logs every statement');
       const start = await logSize();
       const result = await admin({
-        ADMIN_DATABASE_URL: `${adminUrl}${adminUrl.includes('?') ? '&' : '?'}${readme}`,
+        ADMIN_DATABASE_URL: withReadmeAdminOptions(adminUrl),
         DB_OWNER_PASSWORD: `${owner.password}-new`,
         DB_APP_PASSWORD: `${app.password}-new`,
       });
