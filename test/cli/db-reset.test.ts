@@ -21,6 +21,10 @@ async function appRoleIn(databaseUrl: string): Promise<{ user: string; url: stri
   return { user, url: url.toString() };
 }
 
+// db:reset --admin --yes with `adminUrl`, and no owner's URL of its own.
+const resetAsAdmin = (adminUrl: string, env: NodeJS.ProcessEnv) =>
+  runCli('db-reset', ['--admin', '--yes'], { ADMIN_DATABASE_URL: adminUrl, DATABASE_URL: '', MIGRATION_DATABASE_URL: '', ...env });
+
 const usersReadableBy = (url: string) =>
   withClient(url, (client) => client.query('SELECT count(*) FROM users').then(
     () => true,
@@ -122,8 +126,7 @@ describe('npm run db:reset asks first', () => {
 
   // As the superuser, the way that refusal says: the admin step's own inputs and refusals come
   // before the drop, not after it, which left an empty database owned by the admin.
-  const asAdmin = (env: NodeJS.ProcessEnv) =>
-    runCli('db-reset', ['--admin', '--yes'], { ADMIN_DATABASE_URL: database.url, DATABASE_URL: '', MIGRATION_DATABASE_URL: '', ...env });
+  const asAdmin = (env: NodeJS.ProcessEnv) => resetAsAdmin(database.url, env);
 
   it('--admin refuses a missing DB_OWNER_USER or DB_OWNER_PASSWORD before it asks, dropping nothing', async () => {
     const noUser = await asAdmin({ DB_OWNER_USER: '', DB_OWNER_PASSWORD: inject('ownerPassword') });
@@ -232,10 +235,7 @@ describe("npm run db:reset --admin with the README's superuser-only options in A
   it("migrates as the owner role, which logs in without the admin's options, and gives the application role its grants back", async () => {
     const app = await appRoleIn(database.url);
 
-    const result = await runCli('db-reset', ['--admin', '--yes'], {
-      ADMIN_DATABASE_URL: withReadmeAdminOptions(database.url),
-      DATABASE_URL: '',
-      MIGRATION_DATABASE_URL: '',
+    const result = await resetAsAdmin(withReadmeAdminOptions(database.url), {
       DB_OWNER_USER: inject('ownerUser'),
       DB_OWNER_PASSWORD: inject('ownerPassword'),
       DB_APP_USER: app.user,

@@ -12,6 +12,14 @@ describe('pruneBackups', () => {
   });
   afterEach(async () => rm(backupDir, { recursive: true, force: true }));
 
+  // Backups as this package writes them: each with its .sha256.
+  async function putBackups(names: string[]): Promise<void> {
+    for (const name of names) {
+      await writeFile(path.join(backupDir, name), 'x');
+      await writeFile(path.join(backupDir, `${name}.sha256`), 'x');
+    }
+  }
+
   it('counts custom dumps and WebAssembly .sql.gz backups of the database and environment together, by time, and no other database\'s', async () => {
     const at = (day: number) => new Date(Date.UTC(2025, 0, day));
     const backups = [
@@ -54,8 +62,7 @@ describe('pruneBackups', () => {
     const made = 'kw_production_20250105T020000.000Z.dump';
     const ahead = backupFileName('kw', 'production', new Date(Date.now() + 2 * 24 * 60 * 60 * 1000));
     const notCounted = ['kw_production_99999999T999999Z.dump', 'kw_production_99999999T999998Z.sql.gz', 'kw_production_20250230T020000Z.dump', ahead];
-    for (const name of [...real, made]) await writeFile(path.join(backupDir, name), 'x');
-    for (const name of [...real, made]) await writeFile(path.join(backupDir, `${name}.sha256`), 'x');
+    await putBackups([...real, made]);
     for (const name of notCounted) await writeFile(path.join(backupDir, name), '');
     const lines: string[] = [];
 
@@ -80,8 +87,7 @@ describe('pruneBackups', () => {
     const real = [1, 2, 3, 4, 5].map(at);
     const made = backupFileName('kw', 'production', new Date());
     const planted = [0, 1, 2, 3].map((minute) => backupFileName('kw', 'production', new Date(Date.now() + 23 * 60 * 60 * 1000 + minute * 60 * 1000)));
-    for (const name of [...real, made]) await writeFile(path.join(backupDir, name), 'x');
-    for (const name of [...real, made]) await writeFile(path.join(backupDir, `${name}.sha256`), 'x');
+    await putBackups([...real, made]);
     for (const name of planted) await writeFile(path.join(backupDir, name), '');
     const lines: string[] = [];
 
