@@ -2,6 +2,7 @@ import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type pg from 'pg';
+import { onTestFinished } from 'vitest';
 import { defaultMigrationsDir } from '../../src/migrations/default-migrations-dir.js';
 import { createObservedDatabase } from './observed-database.js';
 import { createTestDatabase, type TestDatabase } from './test-database.js';
@@ -52,4 +53,20 @@ export async function createMigrationSandbox(options: { observed?: boolean } = {
 export async function writeMigration(migrationsDir: string, name: string, up: string, down: string): Promise<void> {
   await writeFile(path.join(migrationsDir, `${name}.up.sql`), up);
   await writeFile(path.join(migrationsDir, `${name}.down.sql`), down);
+}
+
+/**
+ * A copy of the package's migrations with one more, a service's own, that defines `functions`:
+ * what a restore given the folder as `migrationsDir` accepts of a backup's functions, for a
+ * test whose backup's code must run. Removed when the test ends, or made inside `within`, a
+ * folder the caller removes (for a copy that tests share, or a concurrent test's).
+ *
+ * @example await restoreDatabase({ databaseUrl, backup, migrationsDir: await migrationsDefining(slowCheck) })
+ */
+export async function migrationsDefining(functions: string, within?: string): Promise<string> {
+  const migrationsDir = await mkdtemp(path.join(within ?? os.tmpdir(), 'kw-migrations-'));
+  if (within === undefined) onTestFinished(() => rm(migrationsDir, { recursive: true, force: true }));
+  await cp(defaultMigrationsDir(), migrationsDir, { recursive: true });
+  await writeMigration(migrationsDir, '29990101000000_service_functions', functions, '');
+  return migrationsDir;
 }

@@ -7,7 +7,7 @@ import { canAsk, typedYes } from '../confirmation.js';
 import { interruptSignal } from '../interrupt-signal.js';
 import { operatorFile } from '../operator-file.js';
 
-const usage = `Usage: kennwilliamson-db restore FILE [--yes] [--force]
+const usage = `Usage: kennwilliamson-db restore FILE [--yes] [--force] [--migrations-dir DIR]
 
 Replaces everything in the database's public schema with the backup FILE: a pg_dump custom
 archive (.dump, from the backup command) or a gzip-compressed plain SQL dump (.sql.gz).
@@ -31,7 +31,9 @@ the release step grants it; a backup that grants to PUBLIC (beyond USAGE on publ
 other role, or with a grant option is refused before anything runs, naming the grantee, and
 the restore checks again before COMMIT; it also refuses what the backup's own functions
 changed beyond the public schema while they ran (other schemas, the database's privileges
-and settings, the owner's password and settings). With DB_APP_USER, that role also gets the release
+and settings, the owner's password and settings), and any function in public that the
+migrations do not define as it is (the owner would run it at the next migration that writes
+its table). With DB_APP_USER, that role also gets the release
 step's grants; it must exist (on a new server, run the provisioning step first: setup
 --admin, with DB_APP_USER). The backup's own SET lock_timeout/statement_timeout are ignored:
 the restore waits at most 30 s for a lock. Extensions
@@ -41,6 +43,9 @@ backup that uses one this database lacks fails, saying to run setup --admin firs
 Options:
   --yes, -y  do not ask for confirmation (required when there is no terminal)
   --force    allow a database on a non-local host
+  --migrations-dir DIR
+             the migrations whose functions the backup's may be, as for migrate (default: the
+             ones shipped in this package)
 
 Environment:
   MIGRATION_DATABASE_URL  the database to restore into, as its owner, directly: a connection
@@ -56,7 +61,7 @@ export const restoreCommand: Command = {
   name: 'restore',
   summary: 'replace the database with a backup, all or nothing',
   usage,
-  options: { yes: { type: 'boolean', short: 'y' }, force: { type: 'boolean' } },
+  options: { yes: { type: 'boolean', short: 'y' }, force: { type: 'boolean' }, 'migrations-dir': { type: 'string' } },
   positionals: { min: 1, max: 1 },
   async run({ values, positionals }) {
     const named = operatorFile(positionals[0]!);
@@ -109,7 +114,8 @@ export const restoreCommand: Command = {
       );
       if (!answer) throw new RestoreError('not confirmed; the database was not touched');
     }
-    const { tables } = await restoreDatabase({ databaseUrl, backup, log, signal, owner, session });
+    const migrationsDir = values['migrations-dir'] as string | undefined;
+    const { tables } = await restoreDatabase({ databaseUrl, backup, log, signal, owner, session, ...(migrationsDir === undefined ? {} : { migrationsDir }) });
     console.log(`Restored ${path.basename(backup.file)} (${tables} tables) into '${database}' on ${host}.`);
   },
 };

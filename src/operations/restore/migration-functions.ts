@@ -1,4 +1,4 @@
-import { parseSync } from 'libpg-query';
+import { parsePlPgSQLSync, parseSync } from 'libpg-query';
 import { defaultMigrationsDir } from '../../migrations/default-migrations-dir.js';
 import { listMigrationFiles } from '../../migrations/migration-files.js';
 import { loadBackupStatementParser } from '../vetting/backup-statement-allow-list.js';
@@ -17,28 +17,60 @@ export interface MigrationFunction {
 
 /**
  * The functions the package's migrations create, the body as PostgreSQL keeps it (`pg_proc.prosrc`: the text between the quotes, as written,
- * which pg_dump writes back as it is): what a restored function that runs with the owner's
- * rights for another role may be (none of them is SECURITY DEFINER or sets a setting, which
- * the restore requires of such a function too). Top-level `CREATE FUNCTION`s only (one made
- * inside a `DO` block is none of those).
+ * which pg_dump writes back as it is): what a restored function of public may be (none of
+ * them is SECURITY DEFINER or sets a setting, which the restore requires of such a function
+ * too). Top-level `CREATE FUNCTION`s, and those a PL/pgSQL `DO` block runs as a statement of
+ * its own (the initial schema's `uuid_generate_v7()`, one body per PostgreSQL version): each
+ * branch's, whichever the server took.
  *
  * @example
- * await migrationFunctions() // [{ name: 'update_updated_at_column', body: '\n  BEGIN\n    NEW.updated_at = now(); …', language: 'plpgsql', arguments: 0 }]
+ * await migrationFunctions() // [{ name: 'uuid_generate_v7', body: 'SELECT uuidv7()', language: 'sql', arguments: 0 }, …]
  */
 export async function migrationFunctions(migrationsDir?: string): Promise<MigrationFunction[]> {
   await loadBackupStatementParser();
   const functions: MigrationFunction[] = [];
-  for (const file of await listMigrationFiles(migrationsDir ?? defaultMigrationsDir())) {
-    for (const { stmt } of ((parseSync(file.upSql) as Node).stmts ?? []) as Node[]) {
-      const create = stmt?.CreateFunctionStmt as Node | undefined;
-      if (create === undefined) continue;
-      const name = ((create.funcname ?? []) as Node[]).at(-1)?.String?.sval as string | undefined;
-      const option = (name: string) => ((create.options ?? []) as Node[]).find((each) => each.DefElem?.defname === name)?.DefElem?.arg;
-      const body = (option('as')?.List?.items as Node[] | undefined)?.[0]?.String?.sval as string | undefined;
-      const language = option('language')?.String?.sval as string | undefined;
-      const parameters = ((create.parameters ?? []) as Node[]).filter((each) => (each.FunctionParameter?.mode ?? 'FUNC_PARAM_DEFAULT') !== 'FUNC_PARAM_OUT');
-      if (name !== undefined && body !== undefined && language !== undefined) functions.push({ name, body, language, arguments: parameters.length });
+  for (const file of await listMigrationFiles(migrationsDir ?? defaultMigrationsDir())) functions.push(...createdFunctions(file.upSql));
+  return functions;
+}
+
+function createdFunctions(script: string): MigrationFunction[] {
+  const functions: MigrationFunction[] = [];
+  for (const { stmt, stmt_location: at = 0, stmt_len: length } of ((parseSync(script) as Node).stmts ?? []) as Node[]) {
+    const create = stmt?.CreateFunctionStmt as Node | undefined;
+    if (create !== undefined) {
+      const made = describedFunction(create);
+      if (made !== undefined) functions.push(made);
+    }
+    const block = stmt?.DoStmt as Node | undefined;
+    if (block !== undefined && doLanguage(block) === 'plpgsql') {
+      const text = length === undefined ? script.slice(at) : script.slice(at, at + length);
+      for (const statement of plpgsqlStatements(parsePlPgSQLSync(text))) functions.push(...createdFunctions(statement));
     }
   }
   return functions;
+}
+
+function describedFunction(create: Node): MigrationFunction | undefined {
+  const name = ((create.funcname ?? []) as Node[]).at(-1)?.String?.sval as string | undefined;
+  const option = (name: string) => ((create.options ?? []) as Node[]).find((each) => each.DefElem?.defname === name)?.DefElem?.arg;
+  const body = (option('as')?.List?.items as Node[] | undefined)?.[0]?.String?.sval as string | undefined;
+  const language = option('language')?.String?.sval as string | undefined;
+  const parameters = ((create.parameters ?? []) as Node[]).filter((each) => (each.FunctionParameter?.mode ?? 'FUNC_PARAM_DEFAULT') !== 'FUNC_PARAM_OUT');
+  return name !== undefined && body !== undefined && language !== undefined ? { name, body, language, arguments: parameters.length } : undefined;
+}
+
+// DO's language, plpgsql unless it says otherwise.
+function doLanguage(block: Node): string {
+  const language = ((block.args ?? []) as Node[]).find((each) => each.DefElem?.defname === 'language')?.DefElem?.arg?.String?.sval as string | undefined;
+  return language ?? 'plpgsql';
+}
+
+// The SQL statements a PL/pgSQL body runs as written (not those it builds as text for
+// EXECUTE), wherever they sit in its blocks, IFs and loops.
+function plpgsqlStatements(tree: unknown): string[] {
+  if (Array.isArray(tree)) return tree.flatMap(plpgsqlStatements);
+  if (tree === null || typeof tree !== 'object') return [];
+  const query = (tree as Node).PLpgSQL_stmt_execsql?.sqlstmt?.PLpgSQL_expr?.query;
+  if (typeof query === 'string') return [query];
+  return Object.values(tree).flatMap(plpgsqlStatements);
 }

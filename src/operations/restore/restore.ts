@@ -81,10 +81,10 @@ export interface RestoreOptions {
    */
   serverStallTimeoutMs?: number | undefined;
   /**
-   * The package's migrations (default: those installed with it), whose functions are the only
-   * ones a restored table may run with the owner's rights for another role (a foreign key's
-   * action; see the README's Restore). A service bundled away from the package passes the
-   * folder it copied them to, as it does to `migrate`.
+   * The migrations (default: the package's, installed with it), whose functions, as they
+   * define them, are the only ones a restored `public` may hold: the owner runs them at the
+   * next migration that writes a table (see the README's Restore). A service with migrations
+   * of its own, or bundled away from the package, passes the folder, as it does to `migrate`.
    */
   migrationsDir?: string | undefined;
 }
@@ -416,11 +416,6 @@ async function finishPrivileges(
   if (deferrable.length > 0) {
     throw new RestoreError(`the backup left a trigger or constraint that can be deferred to COMMIT, after this check: ${deferrable.join('; ')}`);
   }
-  // The allow-list refuses these in the backup's text; its functions may have made them.
-  const planted = await codeBeyondTheSchema(client, [...backupExtensions, ...keptExtensions], knownFunctions);
-  if (planted.length > 0) {
-    throw new RestoreError(`the backup left what it may not hold, made by its own code while it ran: ${planted.join('; ')}`);
-  }
   // A restore replaces public and nothing else; what its code changed elsewhere (a schema
   // named after the application role, which comes first in its search path; the database's
   // settings; the owner's password) no later restore would empty.
@@ -430,6 +425,11 @@ async function finishPrivileges(
       `while the backup's statements ran, this changed beyond the public schema, which a restore leaves as it is: ${firstFive(beyond)} ` +
         "(the backup's own code did, or another session meanwhile: then restore again)",
     );
+  }
+  // The allow-list refuses these in the backup's text; its functions may have made them.
+  const planted = await codeBeyondTheSchema(client, [...backupExtensions, ...keptExtensions], knownFunctions);
+  if (planted.length > 0) {
+    throw new RestoreError(`the backup left what it may not hold, in its statements or made by its own code while they ran: ${planted.join('; ')}`);
   }
   // Without DB_APP_USER, the role the owner's default privileges gave the release step's
   // privileges before the restore emptied the schema (one role, and only with exactly those:

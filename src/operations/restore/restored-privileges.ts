@@ -276,33 +276,26 @@ const runsSqlText = String.raw`\m(query_to_xml|query_to_xmlschema|query_to_xml_a
  * aggregates and domains there that are no extension's; and a relation of public that is a
  * partition or child of another, or has one (a query of the parent reads and writes the child's
  * rows on the parent's privileges). Also what would run the backup's code after COMMIT with
- * the owner's rights for someone else: members of an extension the roles restoring own; index
- * expressions, expression statistics and range types calling functions not PostgreSQL's
- * (ANALYZE and VACUUM run them as the owner); on a table a foreign key's action changes, a
- * trigger, CHECK or default calling a function that is none of `knownFunctions` as it is, a
- * trigger's WHEN condition, or a call of a function that runs SQL text; and a foreign key from,
- * or a trigger on, the migrations record. In words, or `[]`.
+ * the owner's rights: a function of public that is none of `knownFunctions` as it is (the next
+ * migration that writes a table runs its triggers, CHECKs and defaults as the owner, and so
+ * does a foreign key's action for the application role); an expression, a trigger's WHEN
+ * condition or a view that calls a function running SQL text; members of an extension the
+ * roles restoring own; index expressions, expression statistics and range types calling
+ * functions not PostgreSQL's (ANALYZE and VACUUM run them as the owner); and a foreign key
+ * from, or a trigger on, the migrations record. In words, or `[]`.
  *
- * @example await codeBeyondTheSchema(client, ['pg_trgm']) // ['rule forge on public.notes', 'extension pgcrypto']
+ * @example await codeBeyondTheSchema(client, ['pg_trgm'], await migrationFunctions()) // ['rule forge on public.notes', 'extension pgcrypto']
  */
 export async function codeBeyondTheSchema(
   client: pg.ClientBase,
   allowedExtensions: readonly string[],
-  knownFunctions: readonly MigrationFunction[] = [],
+  knownFunctions: readonly MigrationFunction[],
 ): Promise<string[]> {
   // An object that is a member of an extension: the extension answers for it.
   const extensionMember = (catalog: string, oid: string) =>
     `EXISTS (SELECT 1 FROM pg_catalog.pg_depend d WHERE d.classid = '${catalog}'::pg_catalog.regclass AND d.objid = ${oid} AND d.deptype = 'e')`;
   const { rows } = await client.query<{ what: string }>(
-    `WITH cascaded AS (
-       -- The tables whose rows a foreign key's action (CASCADE, SET NULL, SET DEFAULT) changes,
-       -- as their owner, whoever deleted or updated the row they refer to.
-       SELECT f.conrelid AS oid, pg_catalog.bool_or('d' IN (f.confdeltype, f.confupdtype)) AS sets_default
-         FROM pg_catalog.pg_constraint f
-        WHERE f.contype = 'f' AND (f.confdeltype IN ('c', 'n', 'd') OR f.confupdtype IN ('c', 'n', 'd'))
-        GROUP BY f.conrelid
-     )
-     SELECT pg_catalog.format('rule %I on %s', r.rulename, r.ev_class::pg_catalog.regclass) AS what
+    `SELECT pg_catalog.format('rule %I on %s', r.rulename, r.ev_class::pg_catalog.regclass) AS what
        FROM pg_catalog.pg_rewrite r JOIN pg_catalog.pg_class c ON c.oid = r.ev_class
       WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND r.rulename <> '_RETURN'
      UNION ALL
@@ -358,53 +351,46 @@ export async function codeBeyondTheSchema(
       WHERE t.typnamespace = 'public'::pg_catalog.regnamespace
         AND EXISTS (SELECT 1 FROM pg_catalog.pg_proc p WHERE p.oid IN (r.rngsubdiff, r.rngcanonical) AND p.pronamespace <> 'pg_catalog'::pg_catalog.regnamespace)
      UNION ALL
-     -- On a cascaded table the application role's DELETE would run the table's triggers and
-     -- CHECKs with the owner's rights: they may call only what the migrations define, as they
-     -- define it ($3).
-     SELECT DISTINCT pg_catalog.format('%s of %s runs %s as the table''s owner when a foreign key''s action changes its rows, and no migration defines that function so',
-                                       what.kind, t.oid::pg_catalog.regclass, p.oid::pg_catalog.regprocedure)
-       FROM cascaded t
-       JOIN LATERAL (
-         SELECT pg_catalog.format('trigger %I', g.tgname) AS kind, g.tgfoid AS fn FROM pg_catalog.pg_trigger g WHERE g.tgrelid = t.oid AND NOT g.tgisinternal
-         UNION ALL
-         SELECT pg_catalog.format('constraint %I', k.conname), d.refobjid FROM pg_catalog.pg_constraint k
-           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_constraint'::pg_catalog.regclass AND d.objid = k.oid
-                                      AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-          WHERE k.conrelid = t.oid
-         UNION ALL
-         -- A generated column is computed again on every change of its row; a default only for
-         -- SET DEFAULT.
-         SELECT pg_catalog.format('%s column %I', CASE WHEN a.attgenerated <> '' THEN 'the expression of generated' ELSE 'the default of' END, a.attname),
-                d.refobjid FROM pg_catalog.pg_attrdef ad
-           JOIN pg_catalog.pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
-           JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass AND d.objid = ad.oid
-                                      AND d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-          WHERE ad.adrelid = t.oid AND (a.attgenerated <> '' OR t.sets_default)
-       ) what ON true
-       JOIN pg_catalog.pg_proc p ON p.oid = what.fn
-      WHERE p.pronamespace = 'public'::pg_catalog.regnamespace AND NOT ${extensionMember('pg_catalog.pg_proc', 'p.oid')}
-        AND NOT (NOT p.prosecdef AND p.proconfig IS NULL AND EXISTS (
+     -- A function of public runs for whoever calls it: the owner, at the next migration that
+     -- writes a table whose trigger, CHECK or default calls it (or whose statement calls it by
+     -- its name, one that hides PostgreSQL's own: lower(character varying)), and the owner again,
+     -- on the application role's behalf, where a foreign key's action changes rows. Each must be
+     -- one that the migrations define, as they define it ($3), with no settings of its own.
+     SELECT pg_catalog.format('function %s, which no migration defines so (it would run the backup''s code for whoever calls it, the owner at the next migration among them)',
+                              p.oid::pg_catalog.regprocedure)
+       FROM pg_catalog.pg_proc p
+      WHERE p.pronamespace = 'public'::pg_catalog.regnamespace AND p.prokind <> 'a' AND NOT p.prosecdef
+        AND NOT ${extensionMember('pg_catalog.pg_proc', 'p.oid')}
+        AND NOT (p.proconfig IS NULL AND EXISTS (
                    SELECT 1 FROM pg_catalog.jsonb_array_elements($3::pg_catalog.jsonb) m
                     WHERE m ->> 'name' = p.proname::pg_catalog.text AND m ->> 'body' = p.prosrc
                       AND m ->> 'language' = (SELECT l.lanname::pg_catalog.text FROM pg_catalog.pg_language l WHERE l.oid = p.prolang)
                       AND (m ->> 'arguments')::integer = p.pronargs))
      UNION ALL
-     -- On such a table, a trigger's WHEN condition and a function that runs SQL text (which
-     -- records no dependency to follow) would run the backup's code the same way: none of this
-     -- schema's has either.
-     SELECT pg_catalog.format('%s on %s, which a foreign key''s action runs as the table''s owner', what.kind, t.oid::pg_catalog.regclass)
-       FROM cascaded t
-       JOIN LATERAL (
-         SELECT pg_catalog.format('the WHEN condition of trigger %I', g.tgname) AS kind FROM pg_catalog.pg_trigger g
-          WHERE g.tgrelid = t.oid AND NOT g.tgisinternal AND g.tgqual IS NOT NULL
+     -- PostgreSQL's functions that run a query given as text run whatever it says, for whoever
+     -- writes the table (the owner at a migration) or reads the view, and record no dependency
+     -- to follow: none of this schema's expressions calls one.
+     SELECT pg_catalog.format('%s, which runs SQL text', what.kind)
+       FROM (
+         SELECT pg_catalog.format('constraint %I on %s', k.conname, k.conrelid::pg_catalog.regclass) AS kind, pg_catalog.pg_get_constraintdef(k.oid) AS expression
+           FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
+          WHERE c.relnamespace = 'public'::pg_catalog.regnamespace
          UNION ALL
-         SELECT pg_catalog.format('the SQL text that constraint %I runs', k.conname) FROM pg_catalog.pg_constraint k
-          WHERE k.conrelid = t.oid AND pg_catalog.pg_get_constraintdef(k.oid) ~* $4
-         UNION ALL
-         SELECT pg_catalog.format('the SQL text that the default or expression of column %I runs', a.attname) FROM pg_catalog.pg_attrdef ad
+         SELECT pg_catalog.format('the default or expression of column %I of %s', a.attname, ad.adrelid::pg_catalog.regclass), pg_catalog.pg_get_expr(ad.adbin, ad.adrelid)
+           FROM pg_catalog.pg_attrdef ad
            JOIN pg_catalog.pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
-          WHERE ad.adrelid = t.oid AND pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) ~* $4
-       ) what ON true
+           JOIN pg_catalog.pg_class c ON c.oid = ad.adrelid
+          WHERE c.relnamespace = 'public'::pg_catalog.regnamespace
+         UNION ALL
+         SELECT pg_catalog.format('the WHEN condition of trigger %I on %s', g.tgname, g.tgrelid::pg_catalog.regclass), pg_catalog.pg_get_triggerdef(g.oid)
+           FROM pg_catalog.pg_trigger g JOIN pg_catalog.pg_class c ON c.oid = g.tgrelid
+          WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND NOT g.tgisinternal AND g.tgqual IS NOT NULL
+         UNION ALL
+         SELECT pg_catalog.format('view %s', c.oid::pg_catalog.regclass), pg_catalog.pg_get_viewdef(c.oid)
+           FROM pg_catalog.pg_class c
+          WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND c.relkind IN ('v', 'm')
+       ) what
+      WHERE what.expression ~* $4
      UNION ALL
      -- Only the owner writes the migrations record. A foreign key from it would let whoever
      -- writes the table it references rewrite or delete its rows (ON UPDATE or DELETE CASCADE,

@@ -15,6 +15,7 @@ import { verifyArchive } from '../../../src/operations/vetting/verify-archive.js
 import { verifyBackupFile } from '../../../src/operations/vetting/verify-backup-file.js';
 import { debianPostgresPrograms, startDebianPostgres, type DebianPostgres } from '../../support/debian-postgres.js';
 import { eventually } from '../../support/eventually.js';
+import { migrationsDefining } from '../../support/migration-sandbox.js';
 import { healAllPartitions, packetFilterAvailable, silenceConnections } from '../../support/packet-filter.js';
 import { debianPostgresBinDir } from '../../support/postgres-majors.js';
 import { toolsAvailable } from '../../support/required-tools.js';
@@ -446,19 +447,22 @@ describe.skipIf(!available)('npm run db:restore', () => {
   // sockets once sent, so the end of the rows waits seconds for an answer while the backend's
   // progress moves on, row by row: here 2.5 s a row, under a bound of 3 s (looks 2 s apart
   // could both fall within one row, and see the counts stand still).
-  let slowCheckBackup: Promise<BackupResult> | undefined;
+  let slowCheckBackup: Promise<{ backup: BackupResult; migrationsDir: string }> | undefined;
   // A backup of three rows whose CHECK takes 2.5 s each in a restore (made once, for the tests
-  // that need a server at work for longer than the bound).
-  function slowlyCheckedRows(): Promise<BackupResult> {
+  // that need a server at work for longer than the bound), and the migrations of the service
+  // whose function that is, with which a restore accepts it.
+  function slowlyCheckedRows(): Promise<{ backup: BackupResult; migrationsDir: string }> {
     slowCheckBackup ??= (async () => {
+      // Slow wherever kw.fast is not set: in the restore, not while the rows are made here.
+      const slowCheck =
+        "CREATE FUNCTION slow_check(n int) RETURNS boolean LANGUAGE sql AS $$ SELECT pg_catalog.pg_sleep(CASE WHEN pg_catalog.current_setting('kw.fast', true) = 'on' THEN 0 ELSE 2.5 END) IS NOT NULL AND n > 0 $$;\n";
       const source = await server.createMigratedDatabase();
       await execute(
         server.ownerUrlOf(source),
-        // Slow wherever kw.fast is not set: in the restore, not while the rows are made here.
-        "CREATE FUNCTION slow_check(n int) RETURNS boolean LANGUAGE sql AS $$ SELECT pg_catalog.pg_sleep(CASE WHEN pg_catalog.current_setting('kw.fast', true) = 'on' THEN 0 ELSE 2.5 END) IS NOT NULL AND n > 0 $$;" +
-          "CREATE TABLE checked_slowly (n int CHECK (slow_check(n))); SET kw.fast = 'on'; INSERT INTO checked_slowly SELECT generate_series(1, 3)",
+        `${slowCheck}CREATE TABLE checked_slowly (n int CHECK (slow_check(n))); SET kw.fast = 'on'; INSERT INTO checked_slowly SELECT generate_series(1, 3)`,
       );
-      return backupDatabase({ databaseUrl: server.urlOf(source), backupDir: path.join(workDir, 'slow-check'), environment: 'test', keep: 1 });
+      const backup = await backupDatabase({ databaseUrl: server.urlOf(source), backupDir: path.join(workDir, 'slow-check'), environment: 'test', keep: 1 });
+      return { backup, migrationsDir: await migrationsDefining(slowCheck, workDir) };
     })();
     return slowCheckBackup;
   }
@@ -469,7 +473,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
     const slow = await slowlyCheckedRows();
     const target = await databaseWithOtherData();
 
-    await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(slow.file), serverStallTimeoutMs: 3_000 });
+    await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(slow.backup.file), migrationsDir: slow.migrationsDir, serverStallTimeoutMs: 3_000 });
 
     expect(await checkedSlowlyCount(target)).toEqual([{ n: 3 }]);
   });
@@ -485,7 +489,8 @@ describe.skipIf(!available)('npm run db:restore', () => {
     const { proxy, url: throughProxy } = await stallingProxyFor(target, onTestFinished);
     const outcome = restoreDatabase({
       databaseUrl: throughProxy,
-      backup: await verifyBackupFile(slow.file),
+      backup: await verifyBackupFile(slow.backup.file),
+      migrationsDir: slow.migrationsDir,
       serverStallTimeoutMs: 3_000,
       log: (line) => line.startsWith('restoring table public.checked_slowly') && proxy.refuse(looks),
     });
