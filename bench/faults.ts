@@ -4,9 +4,10 @@
 //              both ways; needs root), new connections work; 16 closed-loop callers
 //   hotrow     an admin transaction holds one user's row for 20 s; 300 reads/s of other users
 //              and 1 updatePassword/s of the held one, open loop
+//   hotburst   the same with 20 updatePassword/s of the held one (a client retrying in a loop)
 //   migration  a 15 s reader holds ACCESS SHARE on users and refresh_tokens while migrate()
 //              adds a nullable column to both; 300 reads/s and 50 rotations/s, open loop
-// npm run bench:faults (FAULTS_ONLY=partition,hotrow,migration). It prints a summary and writes
+// npm run bench:faults (FAULTS_ONLY=partition,hotrow,hotburst,migration). It prints a summary and writes
 // bench/faults-results.json. It uses only what the library has long exported, so the same
 // file measures an older checkout too (the figures in the README and the issue).
 import { cp, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -21,7 +22,7 @@ import { packageRoot } from '../src/package-root.js';
 import { silenceConnections } from '../test/support/packet-filter.js';
 import { startBenchDatabase } from './bench-database.js';
 
-const only = new Set((process.env.FAULTS_ONLY ?? 'partition,hotrow,migration').split(',').map((s) => s.trim()));
+const only = new Set((process.env.FAULTS_ONLY ?? 'partition,hotrow,hotburst,migration').split(',').map((s) => s.trim()));
 const log = (line: string) => console.log(line);
 
 interface Call {
@@ -179,7 +180,7 @@ async function partitionScenario(url: string, userIds: string[]) {
   };
 }
 
-async function hotRowScenario(url: string, userIds: string[]) {
+async function hotRowScenario(url: string, userIds: string[], writesPerSecond: number) {
   const db = createDb({ databaseUrl: url, applicationName: 'fault-hotrow' }, { onPoolError: () => undefined });
   const held = userIds[0]!;
   const started = performance.now();
@@ -192,7 +193,7 @@ async function hotRowScenario(url: string, userIds: string[]) {
   await holder.query('BEGIN');
   await holder.query('SELECT 1 FROM users WHERE id = $1 FOR UPDATE', [held]);
   const holdFrom = performance.now() - started;
-  const writeLoop = openLoop(1, started, () => users.updatePassword(db, held, '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$bmV3'), blocked);
+  const writeLoop = openLoop(writesPerSecond, started, () => users.updatePassword(db, held, '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$bmV3'), blocked);
   await sleep(20_000);
   const holdTo = performance.now() - started;
   await holder.query('COMMIT');
@@ -275,7 +276,8 @@ const results: Record<string, unknown> = { machine: `${os.cpus().length} cpu, lo
 try {
   const userIds = await seed(url);
   if (only.has('partition')) results.partition = await partitionScenario(url, userIds);
-  if (only.has('hotrow')) results.hotRow = await hotRowScenario(url, userIds);
+  if (only.has('hotrow')) results.hotRow = await hotRowScenario(url, userIds, 1);
+  if (only.has('hotburst')) results.hotBurst = await hotRowScenario(url, userIds, 20);
   if (only.has('migration')) results.migration = await migrationScenario(url, userIds);
 } finally {
   await stop();

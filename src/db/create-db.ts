@@ -16,6 +16,7 @@ import type { BoundedClient } from './bounded-client.js';
 import { markedAsKyselyAbortedTransaction } from './kysely-aborted-transaction.js';
 import { callDeadlineFor, type DbConfig, type DbConfigInput, loadDbConfig, resolveDbConfig } from './db-config.js';
 import { timerSlackMs } from './duration.js';
+import { addRowGates } from './row-gate.js';
 import { waitedForRowLock } from './row-lock-wait.js';
 import { runNamedStatement, type StatementResult } from './named-statement.js';
 import type { StatementNaming } from './statement-naming.js';
@@ -336,6 +337,7 @@ export function createDb(
     dialect: new PostgresDialect({ pool: wrappingPool(tuned) }),
     ...(options.log === undefined ? {} : { log: options.log }),
   });
+  addRowGates(db, resolved.lockTimeoutMs);
   return keepTuned(db, { tuned, direct: options.log === undefined ? createDirectRunner(tuned) : undefined });
 }
 

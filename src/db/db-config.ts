@@ -34,8 +34,9 @@ export interface DbConfig {
   statementTimeoutMs: number;
   /**
    * PostgreSQL's `lock_timeout` (`DB_LOCK_TIMEOUT`, default 2 s): a statement waiting this long
-   * for a row or table lock fails with the retryable `LockNotAvailableError`, so one held row
-   * cannot take every connection of the pool. At most `statementTimeoutMs`.
+   * for a row or table lock fails with the retryable `LockNotAvailableError`; the calls of one
+   * user's row also wait this long at most for their turn in the process, so that one held row
+   * takes one connection of the pool, not all of them. At most `statementTimeoutMs`.
    */
   lockTimeoutMs: number;
   /**

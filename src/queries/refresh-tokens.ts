@@ -3,6 +3,7 @@ import { type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
 import type { DB, RefreshTokens } from '../../generated/db.js';
 import type { DeviceInfo } from '../device-info.js';
 import { inTransaction } from '../db/in-transaction.js';
+import { gatedByRow } from '../db/row-gate.js';
 import { inLibrarySchema, libraryFunction } from '../db/library-schema.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { processWide } from '../db/process-wide.js';
@@ -301,13 +302,15 @@ export const revoke = queryFunction(async function revoke(db: Kysely<DB>, token:
  */
 export const revokeAllForUser = queryFunction(async function revokeAllForUser(db: Kysely<DB>, userId: string): Promise<number> {
   const id = requireUuid('userId', userId);
-  return inTransaction(
-    db,
-    async (trx) => {
-      const revoked = await revokeSessions(trx, { userId: id }, 'logout');
-      return sessionCount(revoked);
-    },
-    revokingSessions,
+  return gatedByRow(db, 'users', id, () =>
+    inTransaction(
+      db,
+      async (trx) => {
+        const revoked = await revokeSessions(trx, { userId: id }, 'logout');
+        return sessionCount(revoked);
+      },
+      revokingSessions,
+    ),
   );
 });
 

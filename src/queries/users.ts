@@ -1,6 +1,7 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, Users } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
+import { gatedByRow } from '../db/row-gate.js';
 import { inLibrarySchema } from '../db/library-schema.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { queryFunction } from '../db/query-function.js';
@@ -132,7 +133,9 @@ export const updateProfile = queryFunction(async function updateProfile(
   }
   if (changes.slug !== undefined) set.slug = requireSlug(changes.slug);
   if (Object.keys(set).length === 0) throw new ValidationError('changes', 'name at least one of displayName, slug');
-  const user = await inLibrarySchema(db).updateTable('users').set(set).where('id', '=', id).returning(userColumns).executeTakeFirst();
+  const user = await gatedByRow(db, 'users', id, () =>
+    inLibrarySchema(db).updateTable('users').set(set).where('id', '=', id).returning(userColumns).executeTakeFirst(),
+  );
   if (!user) throw new NotFoundError('user');
   return user;
 });
@@ -166,20 +169,22 @@ export const updatePassword = queryFunction(async function updatePassword(
   const hash = requireText('passwordHash', passwordHash, limits.passwordHashLength);
   const { keepFamilyId } = requireOptions('options', options);
   const keep = keepFamilyId === undefined ? undefined : requireUuid('keepFamilyId', keepFamilyId);
-  return inTransaction(
-    db,
-    async (trx) => {
-      const user = await inLibrarySchema(trx)
-        .updateTable('users')
-        .set({ password_hash: hash })
-        .where('id', '=', id)
-        .returning('id')
-        .executeTakeFirst();
-      if (!user) throw new NotFoundError('user');
-      const revoked = await revokeLiveTokens(trx, { userId: id, ...(keep === undefined ? {} : { exceptFamilyId: keep }) }, 'password_changed');
-      return sessionCount(revoked);
-    },
-    revokingSessions,
+  return gatedByRow(db, 'users', id, () =>
+    inTransaction(
+      db,
+      async (trx) => {
+        const user = await inLibrarySchema(trx)
+          .updateTable('users')
+          .set({ password_hash: hash })
+          .where('id', '=', id)
+          .returning('id')
+          .executeTakeFirst();
+        if (!user) throw new NotFoundError('user');
+        const revoked = await revokeLiveTokens(trx, { userId: id, ...(keep === undefined ? {} : { exceptFamilyId: keep }) }, 'password_changed');
+        return sessionCount(revoked);
+      },
+      revokingSessions,
+    ),
   );
 });
 
@@ -193,21 +198,23 @@ export const updatePassword = queryFunction(async function updatePassword(
 export const setActive = queryFunction(async function setActive(db: Kysely<DB>, userId: string, active: boolean): Promise<User> {
   const id = requireUuid('userId', userId);
   const value = requireBoolean('active', active);
-  return inTransaction(
-    db,
-    async (trx) => {
-      const user = await inLibrarySchema(trx)
-        .updateTable('users')
-        .set({ active: value })
-        .where('id', '=', id)
-        .returning(userColumns)
-        .executeTakeFirst();
-      if (!user) throw new NotFoundError('user');
-      if (!value) await revokeLiveTokens(trx, { userId: id }, 'deactivated');
-      return user;
-    },
-    // Activating revokes nothing, and may run at any level.
-    value ? {} : revokingSessions,
+  return gatedByRow(db, 'users', id, () =>
+    inTransaction(
+      db,
+      async (trx) => {
+        const user = await inLibrarySchema(trx)
+          .updateTable('users')
+          .set({ active: value })
+          .where('id', '=', id)
+          .returning(userColumns)
+          .executeTakeFirst();
+        if (!user) throw new NotFoundError('user');
+        if (!value) await revokeLiveTokens(trx, { userId: id }, 'deactivated');
+        return user;
+      },
+      // Activating revokes nothing, and may run at any level.
+      value ? {} : revokingSessions,
+    ),
   );
 });
 

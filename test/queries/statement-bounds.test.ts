@@ -172,6 +172,66 @@ describe.concurrent('bounded waits', () => {
     }
   });
 
+  // A burst of calls for one held row (a client retrying in a loop) waits for it on one of the
+  // pool's connections, not on all of them, so that every other user's calls still find one;
+  // when that call fails for the lock, the calls queued behind it fail with it, never having
+  // taken a connection, so the row is waited for once.
+  it("a burst of calls for a held user row waits for it once, on one of the pool's connections, and another user's write goes on", async ({ expect }) => {
+    const user = await newUser(testDb.db);
+    const other = await newUser(testDb.db);
+    const holder = await directSession();
+    const observer = await directSession();
+    try {
+      await holder.query('BEGIN');
+      const { rows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid FROM users WHERE id = $1 FOR UPDATE', [user.id]);
+      const holderPid = rows[0]!.pid;
+      // The sessions waiting for the holder, directly or behind another waiter, each wait as
+      // its backend and the start of its statement.
+      const waits = async () =>
+        (
+          await observer.query<{ wait: string }>(
+            `WITH RECURSIVE behind_holder (pid, query_start) AS (
+               SELECT pid, query_start FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))
+               UNION
+               SELECT a.pid, a.query_start FROM pg_stat_activity a JOIN behind_holder b ON b.pid = ANY (pg_blocking_pids(a.pid))
+             )
+             SELECT pid || ' ' || query_start AS wait FROM behind_holder`,
+            [holderPid],
+          )
+        ).rows.map((row) => row.wait);
+      await withBoundedDb(
+        async (db) => {
+          let settled = false;
+          const burst = Promise.all(
+            Array.from({ length: 8 }, () => users.updatePassword(db, user.id, '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$YnVyc3Q').catch((e: unknown) => e)),
+          ).finally(() => (settled = true));
+          const seen = new Set<string>();
+          let most = 0;
+          let otherWrite: Promise<users.User> | undefined;
+          while (!settled) {
+            const now = await waits();
+            most = Math.max(most, now.length);
+            for (const wait of now) seen.add(wait);
+            if (now.length > 0) otherWrite ??= users.updateProfile(db, other.id, { displayName: 'Goes on' });
+            await new Promise((resolve) => setTimeout(resolve, 5));
+          }
+
+          const errors = await burst;
+          expect(errors.map((error) => (error as Error)?.constructor.name)).toEqual(Array.from({ length: 8 }, () => 'LockNotAvailableError'));
+          expect(errors.every((error) => (error as LockNotAvailableError).retryable)).toBe(true);
+          expect(most).toBe(1);
+          expect(seen.size).toBe(1);
+          expect(otherWrite).toBeDefined();
+          expect((await otherWrite)!.displayName).toBe('Goes on');
+        },
+        { maxConnections: 3 },
+      );
+    } finally {
+      await holder.end();
+      await observer.end();
+    }
+  });
+
   // On a busy row, held by one transaction after another, each wait of a caller starts a new
   // lock_timeout and statement_timeout ends the queue: still a lock that was not available in
   // time, and retryable, not a slow statement to be given more time. (Here one wait, with both
