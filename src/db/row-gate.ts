@@ -60,11 +60,12 @@ export async function gatedByRow<T>(db: Kysely<any>, table: string, id: string, 
   // A call that ends hands its turn to the first waiter, so that no newcomer takes it meanwhile.
   if (queue.running) await turn(gates, queue);
   else queue.running = true;
-  let failedForLock: LockNotAvailableError | undefined;
+  let failedForLock: unknown;
   try {
     return await work();
   } catch (error) {
-    if (error instanceof LockNotAvailableError) failedForLock = error;
+    // By its code: the error may be the other build's class, from a createDb of that copy.
+    if ((error as { code?: unknown } | null)?.code === 'LOCK_NOT_AVAILABLE') failedForLock = error;
     throw error;
   } finally {
     if (failedForLock !== undefined) {
