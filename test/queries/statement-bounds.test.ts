@@ -64,6 +64,33 @@ async function whileUserRowHeld(userId: string, work: () => Promise<void>): Prom
   }
 }
 
+// A direct session of the test holding the user's row (FOR UPDATE), and the sessions that wait
+// for it, directly or behind another waiter, as another session sees them: the file's other
+// tests wait at the same time, for holders of their own.
+async function holdUserRow(userId: string) {
+  const holder = await directSession();
+  const observer = await directSession();
+  await holder.query('BEGIN');
+  const { rows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid FROM users WHERE id = $1 FOR UPDATE', [userId]);
+  const holderPid = rows[0]!.pid;
+  const waiting = async () =>
+    (
+      await observer.query<{ pid: number; wait_event: string; blockers: number[]; wait: string }>(
+        `WITH RECURSIVE waiter AS (
+           SELECT pid, wait_event, pg_blocking_pids(pid) AS blockers, pid || ' ' || query_start AS wait FROM pg_stat_activity
+            WHERE datname = current_database() AND wait_event_type = 'Lock'
+         ), behind_holder (pid) AS (
+           SELECT pid FROM waiter WHERE $1 = ANY (blockers)
+           UNION
+           SELECT waiter.pid FROM waiter JOIN behind_holder ON behind_holder.pid = ANY (waiter.blockers)
+         )
+         SELECT pid, wait_event, blockers, wait FROM waiter WHERE pid IN (SELECT pid FROM behind_holder)`,
+        [holderPid],
+      )
+    ).rows;
+  return { holderPid, waiting, end: () => Promise.all([holder.end(), observer.end()]) };
+}
+
 // Each waits for the server (a timeout, a held lock, an idle transaction): 2-3 s of waiting
 // in the longest and 8 s in all, at little CPU, in each of the five projects. Side by side, on
 // connections and rows of their own, the file takes as long as its longest.
@@ -122,12 +149,8 @@ describe.concurrent('bounded waits', () => {
     const user = await newUser(testDb.db);
     const phrase = await phrases.create(testDb.db, { text: `Held ${user.id}`, createdBy: admin.id });
     const callers = 6;
-    const holder = await directSession();
-    const observer = await directSession();
+    const { holderPid, waiting, end } = await holdUserRow(user.id);
     try {
-      await holder.query('BEGIN');
-      const { rows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid FROM users WHERE id = $1 FOR UPDATE', [user.id]);
-      const holderPid = rows[0]!.pid;
       await withBoundedDb(
         async (db) => {
           // Every caller's connection open before any waits, so that all wait together.
@@ -140,23 +163,6 @@ describe.concurrent('bounded waits', () => {
             ),
           );
           // Every caller waits for a lock; those that wait for a transaction wait for the holder's.
-          // The callers are the sessions that wait for this holder, directly or behind another
-          // waiter: the file's other tests wait at the same time, for holders of their own.
-          const waiting = async () =>
-            (
-              await observer.query<{ pid: number; wait_event: string; blockers: number[] }>(
-                `WITH RECURSIVE waiter AS (
-                   SELECT pid, wait_event, pg_blocking_pids(pid) AS blockers FROM pg_stat_activity
-                    WHERE datname = current_database() AND wait_event_type = 'Lock'
-                 ), behind_holder (pid) AS (
-                   SELECT pid FROM waiter WHERE $1 = ANY (blockers)
-                   UNION
-                   SELECT waiter.pid FROM waiter JOIN behind_holder ON behind_holder.pid = ANY (waiter.blockers)
-                 )
-                 SELECT pid, wait_event, blockers FROM waiter WHERE pid IN (SELECT pid FROM behind_holder)`,
-                [holderPid],
-              )
-            ).rows;
           await eventually(async () => (await waiting()).length === callers, `all ${callers} callers wait for a lock`, { timeoutMs: 1_800 });
           // (Key-share waiters share the row's tuple lock, so each waits for the holder itself.)
           const onTransactions = (await waiting()).filter((session) => session.wait_event === 'transactionid');
@@ -167,8 +173,7 @@ describe.concurrent('bounded waits', () => {
         { maxConnections: callers },
       );
     } finally {
-      await holder.end();
-      await observer.end();
+      await end();
     }
   });
 
@@ -179,26 +184,8 @@ describe.concurrent('bounded waits', () => {
   it("a burst of calls for a held user row waits for it once, on one of the pool's connections, and another user's write goes on", async ({ expect }) => {
     const user = await newUser(testDb.db);
     const other = await newUser(testDb.db);
-    const holder = await directSession();
-    const observer = await directSession();
+    const { waiting, end } = await holdUserRow(user.id);
     try {
-      await holder.query('BEGIN');
-      const { rows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid FROM users WHERE id = $1 FOR UPDATE', [user.id]);
-      const holderPid = rows[0]!.pid;
-      // The sessions waiting for the holder, directly or behind another waiter, each wait as
-      // its backend and the start of its statement.
-      const waits = async () =>
-        (
-          await observer.query<{ wait: string }>(
-            `WITH RECURSIVE behind_holder (pid, query_start) AS (
-               SELECT pid, query_start FROM pg_stat_activity WHERE $1 = ANY (pg_blocking_pids(pid))
-               UNION
-               SELECT a.pid, a.query_start FROM pg_stat_activity a JOIN behind_holder b ON b.pid = ANY (pg_blocking_pids(a.pid))
-             )
-             SELECT pid || ' ' || query_start AS wait FROM behind_holder`,
-            [holderPid],
-          )
-        ).rows.map((row) => row.wait);
       await withBoundedDb(
         async (db) => {
           let settled = false;
@@ -208,10 +195,11 @@ describe.concurrent('bounded waits', () => {
           const seen = new Set<string>();
           let most = 0;
           let otherWrite: Promise<users.User> | undefined;
+          // Each wait (a backend and the start of its statement) once, until the burst settles.
           while (!settled) {
-            const now = await waits();
+            const now = await waiting();
             most = Math.max(most, now.length);
-            for (const wait of now) seen.add(wait);
+            for (const { wait } of now) seen.add(wait);
             if (now.length > 0) otherWrite ??= users.updateProfile(db, other.id, { displayName: 'Goes on' });
             await new Promise((resolve) => setTimeout(resolve, 5));
           }
@@ -227,8 +215,7 @@ describe.concurrent('bounded waits', () => {
         { maxConnections: 3 },
       );
     } finally {
-      await holder.end();
-      await observer.end();
+      await end();
     }
   });
 
