@@ -13,6 +13,18 @@ export interface MigrationFunction {
   language: string;
   /** How many input arguments (`pg_proc.pronargs`). */
   arguments: number;
+  /** The input arguments' types as written (`pg_catalog.int4`, `text[]`): `pg_proc.proargtypes`, once the server resolves them. */
+  argumentTypes: string[];
+  /** The type it returns as written (`uuid`, `trigger`), where it says one: `pg_proc.prorettype`. */
+  returns?: string;
+  /** `RETURNS SETOF` or `TABLE` (`pg_proc.proretset`). */
+  returnsSet: boolean;
+  /** `pg_proc.provolatile`: `i`mmutable, `s`table or `v`olatile (the default). */
+  volatility: 'i' | 's' | 'v';
+  /** `STRICT` (`pg_proc.proisstrict`). */
+  strict: boolean;
+  /** A procedure (`pg_proc.prokind` `p`), not a function. */
+  procedure: boolean;
 }
 
 /**
@@ -24,7 +36,7 @@ export interface MigrationFunction {
  * branch's, whichever the server took.
  *
  * @example
- * await migrationFunctions() // [{ name: 'uuid_generate_v7', body: 'SELECT uuidv7()', language: 'sql', arguments: 0 }, …]
+ * await migrationFunctions() // [{ name: 'uuid_generate_v7', body: 'SELECT uuidv7()', language: 'sql', arguments: 0, returns: 'uuid', volatility: 'v', … }, …]
  */
 export async function migrationFunctions(migrationsDir?: string): Promise<MigrationFunction[]> {
   await loadBackupStatementParser();
@@ -35,6 +47,8 @@ export async function migrationFunctions(migrationsDir?: string): Promise<Migrat
 
 function createdFunctions(script: string): MigrationFunction[] {
   const functions: MigrationFunction[] = [];
+  // The parser's locations count bytes of UTF-8, not characters.
+  const bytes = Buffer.from(script);
   for (const { stmt, stmt_location: at = 0, stmt_len: length } of ((parseSync(script) as Node).stmts ?? []) as Node[]) {
     const create = stmt?.CreateFunctionStmt as Node | undefined;
     if (create !== undefined) {
@@ -43,20 +57,44 @@ function createdFunctions(script: string): MigrationFunction[] {
     }
     const block = stmt?.DoStmt as Node | undefined;
     if (block !== undefined && doLanguage(block) === 'plpgsql') {
-      const text = length === undefined ? script.slice(at) : script.slice(at, at + length);
+      const text = (length === undefined ? bytes.subarray(at) : bytes.subarray(at, at + length)).toString();
       for (const statement of plpgsqlStatements(parsePlPgSQLSync(text))) functions.push(...createdFunctions(statement));
     }
   }
   return functions;
 }
 
+// Input arguments: not OUT, nor a RETURNS TABLE column.
+const outputModes = new Set(['FUNC_PARAM_OUT', 'FUNC_PARAM_TABLE']);
+const volatilities = { immutable: 'i', stable: 's', volatile: 'v' } as const;
+
 function describedFunction(create: Node): MigrationFunction | undefined {
   const name = ((create.funcname ?? []) as Node[]).at(-1)?.String?.sval as string | undefined;
   const option = (name: string) => ((create.options ?? []) as Node[]).find((each) => each.DefElem?.defname === name)?.DefElem?.arg;
+  // A SQL-standard body (BEGIN ATOMIC, RETURN) has no text: PostgreSQL keeps it parsed.
   const body = (option('as')?.List?.items as Node[] | undefined)?.[0]?.String?.sval as string | undefined;
   const language = option('language')?.String?.sval as string | undefined;
-  const parameters = ((create.parameters ?? []) as Node[]).filter((each) => (each.FunctionParameter?.mode ?? 'FUNC_PARAM_DEFAULT') !== 'FUNC_PARAM_OUT');
-  return name !== undefined && body !== undefined && language !== undefined ? { name, body, language, arguments: parameters.length } : undefined;
+  if (name === undefined || body === undefined || language === undefined) return undefined;
+  const inputs = ((create.parameters ?? []) as Node[]).filter((each) => !outputModes.has(each.FunctionParameter?.mode ?? 'FUNC_PARAM_DEFAULT'));
+  const returnType = create.returnType as Node | undefined;
+  return {
+    name,
+    body,
+    language,
+    arguments: inputs.length,
+    argumentTypes: inputs.map((each) => typeText(each.FunctionParameter.argType as Node)),
+    ...(returnType === undefined ? {} : { returns: typeText(returnType) }),
+    returnsSet: returnType?.setof === true,
+    volatility: volatilities[(option('volatility')?.String?.sval as keyof typeof volatilities | undefined) ?? 'volatile'],
+    strict: option('strict')?.Boolean?.boolval === true,
+    procedure: create.is_procedure === true,
+  };
+}
+
+// A type name as written, for the server to resolve (`pg_catalog.int4`, `public.mood[]`).
+function typeText(type: Node): string {
+  const name = ((type.names ?? []) as Node[]).map((part) => part.String?.sval as string).join('.');
+  return `${name}${'[]'.repeat(((type.arrayBounds ?? []) as unknown[]).length)}`;
 }
 
 // DO's language, plpgsql unless it says otherwise.

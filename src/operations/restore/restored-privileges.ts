@@ -267,6 +267,9 @@ const memberOwners = memberOwnerColumns
 // (A PostgreSQL regular expression: \m and \M are its word boundaries.)
 const runsSqlText = String.raw`\m(query_to_xml|query_to_xmlschema|query_to_xml_and_xmlschema|cursor_to_xml|cursor_to_xmlschema|ts_stat|ts_rewrite|database_to_xml|database_to_xmlschema|database_to_xml_and_xmlschema|schema_to_xml|schema_to_xmlschema|schema_to_xml_and_xmlschema|table_to_xml|table_to_xmlschema|table_to_xml_and_xmlschema)\M`;
 
+// A type named as a migration wrote it: as PostgreSQL's, else as one of public.
+const resolvedType = (name: string) => `COALESCE(pg_catalog.to_regtype(${name}), pg_catalog.to_regtype('public.' || (${name})))::pg_catalog.oid`;
+
 /**
  * What the allow-list refuses in a backup's text, when the backup's own functions made it
  * while they ran (a CHECK as rows load): rules on the relations of public other than a view's
@@ -276,10 +279,14 @@ const runsSqlText = String.raw`\m(query_to_xml|query_to_xmlschema|query_to_xml_a
  * aggregates and domains there that are no extension's; and a relation of public that is a
  * partition or child of another, or has one (a query of the parent reads and writes the child's
  * rows on the parent's privileges). Also what would run the backup's code after COMMIT with
- * the owner's rights: a function of public that is none of `knownFunctions` as it is (the next
- * migration that writes a table runs its triggers, CHECKs and defaults as the owner, and so
- * does a foreign key's action for the application role); an expression, a trigger's WHEN
- * condition or a view that calls a function running SQL text; members of an extension the
+ * the owner's rights: a function of public that is none of `knownFunctions` as it is (name,
+ * body, language, argument and result types, volatility, strictness, kind; the next migration
+ * that writes a table runs its triggers, CHECKs and defaults as the owner, and so does a
+ * foreign key's action for the application role); a call from public of a function of another
+ * schema that no allowed extension owns; an expression, a trigger's WHEN condition or a view
+ * that calls a function running SQL text; a view reading a relation of another schema (with
+ * the owner's rights, for the application role); row-level security and its policies (a
+ * policy's subquery runs for the owner too where it is forced); members of an extension the
  * roles restoring own; index expressions, expression statistics and range types calling
  * functions not PostgreSQL's (ANALYZE and VACUUM run them as the owner); and a foreign key
  * from, or a trigger on, the migrations record. In words, or `[]`.
@@ -365,7 +372,46 @@ export async function codeBeyondTheSchema(
                    SELECT 1 FROM pg_catalog.jsonb_array_elements($3::pg_catalog.jsonb) m
                     WHERE m ->> 'name' = p.proname::pg_catalog.text AND m ->> 'body' = p.prosrc
                       AND m ->> 'language' = (SELECT l.lanname::pg_catalog.text FROM pg_catalog.pg_language l WHERE l.oid = p.prolang)
-                      AND (m ->> 'arguments')::integer = p.pronargs))
+                      AND (m ->> 'arguments')::integer = p.pronargs
+                      -- (An oidvector counts from 0, and is one dimension even when empty.)
+                      AND ARRAY(SELECT pg_catalog.unnest(p.proargtypes::pg_catalog.oid[]))
+                          = ARRAY(SELECT ${resolvedType('a.t')} FROM pg_catalog.jsonb_array_elements_text(m -> 'argumentTypes') WITH ORDINALITY a (t, n) ORDER BY a.n)
+                      AND (m ->> 'returns' IS NULL OR p.prorettype = ${resolvedType("m ->> 'returns'")})
+                      AND p.proretset = (m ->> 'returnsSet')::boolean
+                      AND p.provolatile = (m ->> 'volatility')::pg_catalog."char"
+                      AND p.proisstrict = (m ->> 'strict')::boolean
+                      AND p.prokind = CASE WHEN (m ->> 'procedure')::boolean THEN 'p' ELSE 'f' END))
+     UNION ALL
+     -- Code of other schemas, which a restore neither replaces nor checks (a function of the
+     -- owner's that runs any SQL it is given, or a temporary one), called from public: only
+     -- PostgreSQL's own and the allowed extensions' are this schema's.
+     SELECT DISTINCT pg_catalog.format('%s, which calls %s, a function outside the public schema', pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), p.oid::pg_catalog.regprocedure)
+       FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
+      WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
+        AND p.pronamespace NOT IN ('public'::pg_catalog.regnamespace, 'pg_catalog'::pg_catalog.regnamespace)
+        AND NOT ${extensionMember('pg_catalog.pg_proc', 'p.oid')}
+        AND (pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid)).schema = 'public'
+     UNION ALL
+     -- A view reads its tables with its owner's rights: one that the application role may read
+     -- would give it, say, the owner's tables of another schema.
+     SELECT DISTINCT pg_catalog.format('view %s, which reads %s, outside the public schema, with the owner''s rights', v.oid::pg_catalog.regclass, t.oid::pg_catalog.regclass)
+       FROM pg_catalog.pg_class v
+       JOIN pg_catalog.pg_rewrite r ON r.ev_class = v.oid
+       JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
+       JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
+      WHERE v.relnamespace = 'public'::pg_catalog.regnamespace AND v.relkind = 'v'
+        AND t.relnamespace NOT IN ('public'::pg_catalog.regnamespace, 'pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)
+     UNION ALL
+     -- A policy's expression runs for whoever reads or writes its table, the owner too where
+     -- row-level security is forced (the migrations record, read at every migration), and may
+     -- hold a subquery, which a CHECK may not. This schema has none, nor row-level security.
+     SELECT pg_catalog.format('row-level security policy %I on %s', pol.polname, pol.polrelid::pg_catalog.regclass)
+       FROM pg_catalog.pg_policy pol JOIN pg_catalog.pg_class c ON c.oid = pol.polrelid
+      WHERE c.relnamespace = 'public'::pg_catalog.regnamespace
+     UNION ALL
+     SELECT 'row-level security on ' || c.oid::pg_catalog.regclass::text
+       FROM pg_catalog.pg_class c
+      WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND (c.relrowsecurity OR c.relforcerowsecurity)
      UNION ALL
      -- PostgreSQL's functions that run a query given as text run whatever it says, for whoever
      -- writes the table (the owner at a migration) or reads the view, and record no dependency

@@ -411,6 +411,101 @@ ${seededCheck('plant')}`,
     expect((error as Error).message).toContain(noMigrationDefines('public.update_updated_at_column()'));
   });
 
+  // A migration's function declared otherwise: IMMUTABLE, a default folded into one id for a
+  // whole INSERT; STRICT; returning a set or another type; a procedure.
+  it.each([
+    ['IMMUTABLE', (body: string) => `CREATE FUNCTION public.uuid_generate_v7() RETURNS uuid LANGUAGE plpgsql IMMUTABLE AS $fn$${body}$fn$;`],
+    ['STRICT', (body: string) => `CREATE FUNCTION public.uuid_generate_v7() RETURNS uuid LANGUAGE plpgsql STRICT AS $fn$${body}$fn$;`],
+    ['returning a set', (body: string) => `CREATE FUNCTION public.uuid_generate_v7() RETURNS SETOF uuid LANGUAGE plpgsql AS $fn$${body}$fn$;`],
+    ['returning text', (body: string) => `CREATE FUNCTION public.uuid_generate_v7() RETURNS text LANGUAGE plpgsql AS $fn$${body}$fn$;`],
+    ['as a procedure', (body: string) => `CREATE PROCEDURE public.uuid_generate_v7() LANGUAGE plpgsql AS $fn$${body}$fn$;`],
+  ])("the migrations' uuid_generate_v7() declared %s is refused", async (_what, declared) => {
+    const { body } = (await migrationFunctions()).find((each) => each.name === 'uuid_generate_v7' && each.language === 'plpgsql')!;
+    const backup = await crafted('declared.sql.gz', `SET check_function_bodies = false;\n${declared(body)}\n`);
+
+    const error = await restoreAsDefault(await target(), backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(noMigrationDefines('public.uuid_generate_v7()'));
+  });
+
+  it("a service's function restores with the argument types its migration gives it, and is refused with others", async () => {
+    const migrationsDir = await migrationsDefining('CREATE FUNCTION shout(t text, times integer[]) RETURNS text LANGUAGE sql AS $$ SELECT upper(t) $$;\n');
+    const made = (types: string) => crafted('typed.sql.gz', `CREATE FUNCTION public.shout(${types}) RETURNS text\n    LANGUAGE sql\n    AS $$ SELECT upper(t) $$;\n`);
+
+    await restoreAsDefault(await target(), await made('t text, times integer[]'), { migrationsDir });
+    const error = await restoreAsDefault(await target(), await made('t character varying, times integer[]'), { migrationsDir }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(noMigrationDefines('public.shout(character varying,integer[])'));
+  });
+
+  // Read with PostgreSQL's parser: statements inside a DO block (found by the parser's byte
+  // offsets, past any non-ASCII text), and a RETURNS TABLE function's input arguments only.
+  it("restores a service's functions as its migrations define them: one a DO block makes after non-ASCII text, one that returns a table", async () => {
+    const migrationsDir = await migrationsDefining(
+      "-- Café ☕: the service's own.\nDO $do$ BEGIN\n  CREATE FUNCTION greet() RETURNS text LANGUAGE sql AS 'SELECT ''hé''';\nEND $do$;\n" +
+        "CREATE FUNCTION pairs(a integer) RETURNS TABLE (x integer, y integer) LANGUAGE sql AS 'SELECT a, a';\n",
+    );
+    const database = await target();
+    const backup = await crafted(
+      'service-functions.sql.gz',
+      "CREATE FUNCTION public.greet() RETURNS text\n    LANGUAGE sql\n    AS $$SELECT 'hé'$$;\n" +
+        'CREATE FUNCTION public.pairs(a integer) RETURNS TABLE(x integer, y integer)\n    LANGUAGE sql\n    AS $$SELECT a, a$$;\n',
+    );
+
+    await restoreAsDefault(database, backup, { migrationsDir });
+
+    const calls = await withClient(database.url, async (client) => (await client.query('SELECT public.greet() AS greet, (SELECT x + y FROM public.pairs(2)) AS sum')).rows[0]);
+    expect(calls).toEqual({ greet: 'hé', sum: 4 });
+  });
+
+  // A policy's expression may hold a subquery (a CHECK's may not), and runs for whoever reads
+  // or writes the table: where row-level security is forced, for the owner, at every migration.
+  it("a row-level security policy the backup's code leaves behind is refused, made by a function a migration defines", async () => {
+    const database = await target();
+    const makesPolicy = `EXECUTE 'CREATE POLICY planted ON public.notes USING ((SELECT pg_catalog.pg_notify(''kw'', CURRENT_USER)) IS NOT NULL)';
+  EXECUTE 'ALTER TABLE public.notes ENABLE ROW LEVEL SECURITY';
+  EXECUTE 'ALTER TABLE public.notes FORCE ROW LEVEL SECURITY';`;
+    const backup = await whileRowsLoad('policy.sql.gz', makesPolicy, 'CREATE TABLE public.notes (id integer);\n');
+
+    const error = await restoreAsDefault(database, backup, { migrationsDir: await migrationsDefining(beyondFunction(makesPolicy)) }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('row-level security on public.notes');
+    expect((error as Error).message).toContain('row-level security policy planted on public.notes');
+  });
+
+  // Code of a schema the restore neither replaces nor checks: the owner's function that runs any
+  // SQL it is given, called by a CHECK at the owner's next insert.
+  it('a CHECK calling a function outside the public schema is refused', async () => {
+    const database = await target();
+    await withClient(database.ownerUrl, (client) =>
+      client.query('CREATE SCHEMA ops; CREATE FUNCTION ops.run(q text) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN EXECUTE q; RETURN true; END $$'),
+    );
+    const backup = await crafted(
+      'outside-function.sql.gz',
+      "CREATE TABLE public.notes (id integer, body text);\nALTER TABLE public.notes ADD CONSTRAINT planted CHECK (ops.run('SELECT 1')) NOT VALID;\n",
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('constraint planted on table public.notes, which calls ops.run(text), a function outside the public schema');
+  });
+
+  // A view reads its tables with the owner's rights, and the application role may read the view.
+  it("a view that reads the owner's table in another schema is refused", async () => {
+    const database = await target();
+    await withClient(database.ownerUrl, (client) => client.query('CREATE SCHEMA reports; CREATE TABLE reports.audit (line text)'));
+    const backup = await crafted('outside-view.sql.gz', 'CREATE VIEW public.audit_copy AS\n SELECT audit.line\n   FROM reports.audit;\n');
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain("view public.audit_copy, which reads reports.audit, outside the public schema, with the owner's rights");
+  });
+
   // A table and a function of the backup's that ANALYZE would call on it.
   const keyedTable = 'CREATE TABLE public.keyed (id integer);\nCREATE FUNCTION public.key_of(id integer) RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT id $$;\n';
 
