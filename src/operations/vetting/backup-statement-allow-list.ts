@@ -284,9 +284,12 @@ const checkCopy: Check = (node) => {
 };
 
 const checkCreateFunction: Check = (node) => {
-  const create = node as { funcname?: unknown; options?: unknown; is_procedure?: boolean };
+  const create = node as { funcname?: unknown; options?: unknown; is_procedure?: boolean; replace?: boolean };
   const what = create.is_procedure ? 'a procedure' : 'a function';
   if (!inPublic(strings(create.funcname))) return outsidePublic(`CREATE FUNCTION of ${what}`);
+  // pg_dump writes each function once; a replacement would swap the body of one that ran
+  // while rows loaded for one the restore's check accepts.
+  if (create.replace) return refuse(`CREATE OR REPLACE of ${what} is not what pg_dump writes`);
   const options = functionOptions(create.options);
   const language = String((options.get('language') as { String?: { sval?: string } } | undefined)?.String?.sval ?? 'sql').toLowerCase();
   if (!trustedLanguages.has(language)) {

@@ -98,6 +98,7 @@ describe('the allow-list refuses the rest, naming the line', () => {
     ['a function in C', "CREATE FUNCTION public.f() RETURNS int LANGUAGE c AS '/tmp/evil.so', 'f';", 'a function in language c'],
     ['a function in an untrusted language', "CREATE FUNCTION public.f() RETURNS int LANGUAGE plpython3u AS $$ import os $$;", 'a function in language plpython3u'],
     ['a SECURITY DEFINER function', 'CREATE FUNCTION public.f() RETURNS int LANGUAGE sql SECURITY DEFINER AS $$ SELECT 1 $$;', 'SECURITY DEFINER makes a function run'],
+    ['a function replaced', 'CREATE OR REPLACE FUNCTION public.f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;', 'CREATE OR REPLACE of a function is not what pg_dump writes'],
     ['a function outside public', 'CREATE FUNCTION pg_catalog.f() RETURNS int LANGUAGE sql AS $$ SELECT 1 $$;', 'outside the public schema'],
     // Each SET clause is checked, not only the last one.
     [
