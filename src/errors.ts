@@ -182,10 +182,22 @@ export class LockNotAvailableError extends DbError {
   readonly lockTimeoutMs: number | undefined;
   readonly statementTimeoutMs: number | undefined;
 
-  constructor(options?: { cause?: unknown; lockTimeoutMs?: number | undefined; limit?: 'lock_timeout' | 'statement_timeout' | undefined; statementTimeoutMs?: number | undefined }) {
+  constructor(options?: {
+    cause?: unknown;
+    lockTimeoutMs?: number | undefined;
+    limit?: 'lock_timeout' | 'statement_timeout' | undefined;
+    statementTimeoutMs?: number | undefined;
+    /** It waited in the process behind a call for the same row, which failed so (its `cause`). */
+    behindCallForRow?: boolean | undefined;
+  }) {
     const limit = options?.limit ?? 'lock_timeout';
+    const boundMs = limit === 'statement_timeout' ? options?.statementTimeoutMs : options?.lockTimeoutMs;
     super(
-      limit === 'statement_timeout'
+      options?.behindCallForRow
+        ? 'A lock was not available in time: the call ahead of this one for the same row waited for it until ' +
+            `${limit}${boundMs === undefined ? '' : ` (${boundMs} ms)`}, and this one failed with it, ` +
+            'without a connection; retry the transaction after a pause'
+        : limit === 'statement_timeout'
         ? `A row lock was not available in time: the statement waited for the row's holders, one after another, until statement_timeout` +
             `${options?.statementTimeoutMs === undefined ? '' : ` (${options.statementTimeoutMs} ms)`} cancelled it; retry the transaction after a pause`
         : options?.lockTimeoutMs === undefined

@@ -6,6 +6,7 @@ import {
   LockNotAvailableError,
   mapDatabaseError,
   PoolClosedError,
+  PoolTimeoutError,
   PreparedStatementError,
   QueryCanceledError,
   TransactionAbortedError,
@@ -16,7 +17,7 @@ import type { BoundedClient } from './bounded-client.js';
 import { markedAsKyselyAbortedTransaction } from './kysely-aborted-transaction.js';
 import { callDeadlineFor, type DbConfig, type DbConfigInput, loadDbConfig, resolveDbConfig } from './db-config.js';
 import { timerSlackMs } from './duration.js';
-import { addRowGates } from './row-gate.js';
+import { attachRowGates, createRowGates, type RowGates } from './row-gate.js';
 import { waitedForRowLock } from './row-lock-wait.js';
 import { runNamedStatement, type StatementResult } from './named-statement.js';
 import type { StatementNaming } from './statement-naming.js';
@@ -51,6 +52,7 @@ export function directQueryRunner(db: Kysely<DB>): DirectQueryRunner | undefined
 interface TunedState {
   tuned: TunedPoolWithNaming;
   direct: DirectQueryRunner | undefined;
+  gates: RowGates;
 }
 
 // Found by a registered symbol, not by a class of ours: a service that loads both
@@ -303,9 +305,10 @@ const derivations = ['withPlugin', 'withoutPlugins', 'withSchema', 'withTables']
 // service with CamelCasePlugin wires it), which also reaches the pool (poolOf) but sends
 // nothing past Kysely's executor (no direct runner): its plugins must see every statement.
 function keepTuned(db: Kysely<DB>, state: TunedState): Kysely<DB> {
-  const derived = { tuned: state.tuned, direct: undefined };
+  const derived = { tuned: state.tuned, direct: undefined, gates: state.gates };
   const own = (name: string, value: unknown) => Object.defineProperty(db, name, { value, configurable: true, writable: true });
   Object.defineProperty(db, tunedState, { value: state });
+  attachRowGates(db, state.gates);
   for (const name of derivations) {
     const derive = Kysely.prototype[name] as (this: Kysely<DB>, ...args: unknown[]) => Kysely<DB>;
     own(name, (...args: unknown[]) => keepTuned(derive.apply(db, args), derived));
@@ -337,8 +340,12 @@ export function createDb(
     dialect: new PostgresDialect({ pool: wrappingPool(tuned) }),
     ...(options.log === undefined ? {} : { log: options.log }),
   });
-  addRowGates(db, resolved.lockTimeoutMs);
-  return keepTuned(db, { tuned, direct: options.log === undefined ? createDirectRunner(tuned) : undefined });
+  // A call that waited its acquire timeout for its turn at a row has waited for a connection.
+  const gates = createRowGates(resolved.acquireTimeoutMs, (waitedMs) => {
+    const { pool } = tuned;
+    return new PoolTimeoutError(waitedMs, resolved.maxConnections, pool.totalCount - pool.idleCount, pool.waitingCount);
+  });
+  return keepTuned(db, { tuned, direct: options.log === undefined ? createDirectRunner(tuned) : undefined, gates });
 }
 
 /**

@@ -12,7 +12,8 @@ export interface DbConfig {
   minConnections: number;
   /**
    * Longest wait for a free connection before {@link PoolTimeoutError} (`DB_ACQUIRE_TIMEOUT`,
-   * default 30 s; a bare number there is seconds).
+   * default 30 s; a bare number there is seconds), and for a call's turn at a user's row behind
+   * another call for it (see the README's Timeouts and faults).
    */
   acquireTimeoutMs: number;
   /** Shown in `pg_stat_activity`, so operators can tell this pool's connections apart. */
@@ -34,9 +35,9 @@ export interface DbConfig {
   statementTimeoutMs: number;
   /**
    * PostgreSQL's `lock_timeout` (`DB_LOCK_TIMEOUT`, default 2 s): a statement waiting this long
-   * for a row or table lock fails with the retryable `LockNotAvailableError`; the calls of one
-   * user's row also wait this long at most for their turn in the process, so that one held row
-   * takes one connection of the pool, not all of them. At most `statementTimeoutMs`.
+   * for a row or table lock fails with the retryable `LockNotAvailableError` (and the calls for
+   * that user's row queued behind it in the process with it, so that one held row takes one
+   * connection of the pool, not all of them). At most `statementTimeoutMs`.
    */
   lockTimeoutMs: number;
   /**

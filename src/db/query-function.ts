@@ -2,6 +2,7 @@ import type { Kysely, Transaction } from 'kysely';
 import type { DB } from '../../generated/db.js';
 import { mapDatabaseError, ValidationError } from '../errors.js';
 import type { CamelCasedDB } from './camel-cased-db.js';
+import { attachRowGates, rowGatesOf } from './row-gate.js';
 
 /**
  * What a query function takes first: the root `Kysely` from createDb, a service's own
@@ -40,7 +41,11 @@ export function withoutPlugins(db: Executor): Kysely<DB> {
   // The class's own method, not the one createDb gives its db's derived instances (which keep
   // the pool reachable and closable, at about 1.5 µs a call): this instance only runs the
   // function's statements, on every call.
-  return (Object.getPrototypeOf(own) as Kysely<DB>).withoutPlugins.call(own);
+  const stripped = (Object.getPrototypeOf(own) as Kysely<DB>).withoutPlugins.call(own);
+  // It reaches the same pool, through the same row gates.
+  const gates = rowGatesOf(own);
+  if (gates !== undefined) attachRowGates(stripped, gates);
+  return stripped;
 }
 
 /**

@@ -64,16 +64,12 @@ async function whileUserRowHeld(userId: string, work: () => Promise<void>): Prom
   }
 }
 
-// A direct session of the test holding the user's row (FOR UPDATE), and the sessions that wait
-// for it, directly or behind another waiter, as another session sees them: the file's other
-// tests wait at the same time, for holders of their own.
-async function holdUserRow(userId: string) {
-  const holder = await directSession();
+// The sessions waiting for the session `holderPid`, directly or behind another waiter, as a
+// session of the test's own sees them: the file's other tests wait at the same time, for
+// holders of their own.
+async function lockWatch() {
   const observer = await directSession();
-  await holder.query('BEGIN');
-  const { rows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid FROM users WHERE id = $1 FOR UPDATE', [userId]);
-  const holderPid = rows[0]!.pid;
-  const waiting = async () =>
+  const waiting = async (holderPid: number) =>
     (
       await observer.query<{ pid: number; wait_event: string; blockers: number[]; wait: string }>(
         `WITH RECURSIVE waiter AS (
@@ -88,7 +84,17 @@ async function holdUserRow(userId: string) {
         [holderPid],
       )
     ).rows;
-  return { holderPid, waiting, end: () => Promise.all([holder.end(), observer.end()]) };
+  return { waiting, end: () => observer.end() };
+}
+
+// A direct session of the test holding the user's row (FOR UPDATE), and the sessions that wait for it.
+async function holdUserRow(userId: string) {
+  const holder = await directSession();
+  const watch = await lockWatch();
+  await holder.query('BEGIN');
+  const { rows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid FROM users WHERE id = $1 FOR UPDATE', [userId]);
+  const holderPid = rows[0]!.pid;
+  return { holderPid, waiting: () => watch.waiting(holderPid), end: () => Promise.all([holder.end(), watch.end()]) };
 }
 
 // Each waits for the server (a timeout, a held lock, an idle transaction): 2-3 s of waiting
@@ -192,27 +198,77 @@ describe.concurrent('bounded waits', () => {
           const burst = Promise.all(
             Array.from({ length: 8 }, () => users.updatePassword(db, user.id, '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$YnVyc3Q').catch((e: unknown) => e)),
           ).finally(() => (settled = true));
+          const otherWrite = users.updateProfile(db, other.id, { displayName: 'Goes on' });
+          // The sessions waiting for the row, sampled until the burst settles: each wait (a
+          // backend and the start of its statement) once.
           const seen = new Set<string>();
           let most = 0;
-          let otherWrite: Promise<users.User> | undefined;
-          // Each wait (a backend and the start of its statement) once, until the burst settles.
           while (!settled) {
             const now = await waiting();
             most = Math.max(most, now.length);
             for (const { wait } of now) seen.add(wait);
-            if (now.length > 0) otherWrite ??= users.updateProfile(db, other.id, { displayName: 'Goes on' });
             await new Promise((resolve) => setTimeout(resolve, 5));
           }
 
-          const errors = await burst;
-          expect(errors.map((error) => (error as Error)?.constructor.name)).toEqual(Array.from({ length: 8 }, () => 'LockNotAvailableError'));
-          expect(errors.every((error) => (error as LockNotAvailableError).retryable)).toBe(true);
-          expect(most).toBe(1);
-          expect(seen.size).toBe(1);
-          expect(otherWrite).toBeDefined();
-          expect((await otherWrite)!.displayName).toBe('Goes on');
+          const errors = (await burst) as LockNotAvailableError[];
+          expect(errors.map((error) => error?.constructor.name)).toEqual(Array.from({ length: 8 }, () => 'LockNotAvailableError'));
+          expect(errors.every((error) => error.retryable)).toBe(true);
+          // One waited on the server; the seven behind it failed with it, in the process.
+          const behind = errors.filter((error) => error.message.startsWith('A lock was not available in time: the call ahead of this one for the same row'));
+          expect(behind).toHaveLength(7);
+          expect(new Set(behind.map((error) => error.cause))).toEqual(new Set(errors.filter((error) => !behind.includes(error))));
+          expect(most).toBeLessThanOrEqual(1);
+          expect(seen.size).toBeLessThanOrEqual(1);
+          expect((await otherWrite).displayName).toBe('Goes on');
         },
         { maxConnections: 3 },
+      );
+    } finally {
+      await end();
+    }
+  });
+
+  // The turn is bounded as a wait for a connection, not as a wait for a lock: with the pool's
+  // one connection busy, a user's second call waits for the first, which waits for the
+  // connection, and both go through.
+  it('calls for one user wait their turn while the pool is busy, and none fails for a lock it never met', async ({ expect }) => {
+    const user = await newUser(testDb.db);
+    await withBoundedDb(
+      async (db) => {
+        const busy = withTimeouts(db, { statementTimeout: '5s' }, (trx) => sql`SELECT pg_sleep(0.6)`.execute(trx));
+        const calls = [users.updateProfile(db, user.id, { displayName: 'First' }), users.updateProfile(db, user.id, { displayName: 'Second' })];
+
+        await busy;
+        const updated = await Promise.all(calls);
+
+        expect(updated.map((user) => user.displayName)).toEqual(['First', 'Second']);
+      },
+      { maxConnections: 1 },
+    );
+  });
+
+  // The instance db.connection() gives holds its connection, and may hold the row itself, as a
+  // transaction does: its calls never wait behind the pool's calls for that row.
+  it("a connection that holds the user's row updates it while a pool call waits for the row", async ({ expect }) => {
+    const user = await newUser(testDb.db);
+    const { waiting, end } = await lockWatch();
+    try {
+      await withBoundedDb(
+        async (db) => {
+          const updated = await db.connection().execute(async (connection) => {
+            await sql`BEGIN`.execute(connection);
+            const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid FROM users WHERE id = ${user.id} FOR UPDATE`.execute(connection);
+            const queued = users.updateProfile(db, user.id, { displayName: 'Queued' }).catch((e: unknown) => e);
+            await eventually(async () => (await waiting(rows[0]!.pid)).length === 1, "the pool's call waits for the row");
+            const own = await users.updateProfile(connection, user.id, { displayName: 'Held' });
+            await sql`COMMIT`.execute(connection);
+            return { own, queued: await queued };
+          });
+
+          expect(updated.own.displayName).toBe('Held');
+          expect((updated.queued as users.User).displayName).toBe('Queued');
+        },
+        { maxConnections: 2, lockTimeoutMs: 2_000, statementTimeoutMs: 5_000 },
       );
     } finally {
       await end();
