@@ -12,8 +12,8 @@ export interface DbConfig {
   minConnections: number;
   /**
    * Longest wait for a free connection before {@link PoolTimeoutError} (`DB_ACQUIRE_TIMEOUT`,
-   * default 30 s; a bare number there is seconds), and for a call's turn at a user's row behind
-   * another call for it (see the README's Timeouts and faults).
+   * default 30 s; a bare number there is seconds), and for a call at a user's row that looks
+   * held (see the README's Timeouts and faults).
    */
   acquireTimeoutMs: number;
   /** Shown in `pg_stat_activity`, so operators can tell this pool's connections apart. */
@@ -36,8 +36,8 @@ export interface DbConfig {
   /**
    * PostgreSQL's `lock_timeout` (`DB_LOCK_TIMEOUT`, default 2 s): a statement waiting this long
    * for a row or table lock fails with the retryable `LockNotAvailableError` (and the calls for
-   * that user's row queued behind it in the process with it, so that one held row takes one
-   * connection of the pool, not all of them). At most `statementTimeoutMs`.
+   * that user's row queued behind it in the process with it, if the row is still held, so that
+   * one held row does not take every connection of the pool). At most `statementTimeoutMs`.
    */
   lockTimeoutMs: number;
   /**

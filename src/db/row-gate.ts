@@ -1,25 +1,35 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import type { Kysely } from 'kysely';
 import { LockNotAvailableError } from '../errors.js';
 
 interface Waiter {
-  go(): void;
+  go(call: Call): void;
   fail(error: Error): void;
 }
 
-// One row's calls in one pool: whether one holds a connection, and who waits for its turn.
-interface RowQueue {
-  running: boolean;
+// A gated call of a row: when it got its connection, if it has.
+interface Call {
+  connectedAt?: number;
+}
+
+// One row's calls in one pool: those running, those waiting for the row to be let go, and
+// whether a look at the row's lock is under way.
+interface RowState {
+  running: Set<Call>;
   waiting: Waiter[];
+  looking: boolean;
 }
 
 /** A pool's row gates (see {@link gatedByRow}). */
 export interface RowGates {
-  /** The longest a call waits for its turn: the pool's acquire timeout. */
+  /** The longest a call waits at a row: the pool's acquire timeout. */
   readonly waitMs: number;
-  /** The error of a call that waited `waitMs` for its turn, as one that waited for a connection. */
+  /** How long a call may hold its connection before the row counts as held (newcomers wait). */
+  readonly heldAfterMs: number;
+  /** The error of a call that waited `waitMs` at a row, as one that waited for a connection. */
   readonly timedOut: (waitedMs: number) => Error;
-  readonly rows: Map<string, RowQueue>;
+  readonly rows: Map<string, RowState>;
 }
 
 // On each instance of one createDb that reaches its pool (the db itself, withPlugin's,
@@ -28,14 +38,23 @@ export interface RowGates {
 // transaction, nor on the instance `db.connection()` hands its callback: those hold a
 // connection already, perhaps with the row locked.
 const rowGatesKey = Symbol.for('@kennwilliamson/db/row-gates');
+// The gated call a connection is checked out for, whichever copy of this module gates it.
+const callStore = Symbol.for('@kennwilliamson/db/row-gate-call');
+const globals = globalThis as { [callStore]?: AsyncLocalStorage<Call> };
+const gatedCall = (globals[callStore] ??= new AsyncLocalStorage<Call>());
+
+// A gated call's statement runs in a few milliseconds; one on the server this long waits for
+// something, most likely the row.
+const defaultHeldAfterMs = 50;
 
 /**
- * A pool's row gates: a call waits at most `waitMs` for its turn, then fails with `timedOut`'s error.
+ * A pool's row gates: a call waits at a held row at most `waitMs`, then fails with
+ * `timedOut`'s error.
  *
  * @example const gates = createRowGates(config.acquireTimeoutMs, (waitedMs) => new PoolTimeoutError(waitedMs, …))
  */
-export function createRowGates(waitMs: number, timedOut: (waitedMs: number) => Error): RowGates {
-  return { waitMs, timedOut, rows: new Map() };
+export function createRowGates(waitMs: number, timedOut: (waitedMs: number) => Error, heldAfterMs = defaultHeldAfterMs): RowGates {
+  return { waitMs, heldAfterMs, timedOut, rows: new Map() };
 }
 
 /**
@@ -52,67 +71,118 @@ export function rowGatesOf(db: Kysely<any>): RowGates | undefined {
   return (db as { [rowGatesKey]?: RowGates })[rowGatesKey];
 }
 
-/** How many rows have a call running or waiting in `db`'s pool (none once all settled). @example gatedRows(db) // 0 */
-export function gatedRows(db: Kysely<any>): number {
-  return rowGatesOf(db)?.rows.size ?? 0;
+/**
+ * Marks the gated call under way, if any, as holding its connection: the pool calls it on each
+ * checkout.
+ *
+ * @example const client = await tuned.connect(); gatedCallConnected()
+ */
+export function gatedCallConnected(): void {
+  const call = gatedCall.getStore();
+  if (call !== undefined && call.connectedAt === undefined) call.connectedAt = performance.now();
+}
+
+/** The calls of `row` in `db`'s pool, running and waiting (nothing is kept for a row without any). @example rowGateState(db, 'users:…') */
+export function rowGateState(db: Kysely<any>, row: string): { running: number; waiting: number; held: boolean } | undefined {
+  const gates = rowGatesOf(db);
+  const state = gates?.rows.get(row);
+  return gates === undefined || state === undefined ? undefined : { running: state.running.size, waiting: state.waiting.length, held: held(gates, state) };
 }
 
 /**
- * Runs `work`, a call that writes or locks the row `id` of `table`, once no other call of the
- * same pool for that row is running. One held row (an admin's long transaction, a client
- * retrying in a loop) then takes one of the pool's connections, not all of them, and every
- * other user's calls go on. When the running call fails for a lock (`LockNotAvailableError`:
- * it waited `lock_timeout` for the row), the calls waiting behind it fail with it, never having
- * taken a connection; otherwise each waits for its turn at most the pool's acquire timeout
- * (then `PoolTimeoutError`, as for a connection). In a transaction, on the instance
- * `db.connection()` gives, and on a `Kysely` that createDb did not make, `work` runs at once.
+ * Runs `work`, a call that writes or locks `row` (`users:<id>`), beside the other calls of the
+ * same pool for that row, unless one of them has held its connection for a while (the row
+ * looks held: an admin's long transaction, say). Then `work` waits in the process, without a
+ * connection, until one of those calls ends, so that a held row takes the connections of the
+ * calls already on it, not the pool's every connection, and every other user's calls go on.
+ * A call that ends well lets the waiting calls go. One that fails for a lock (it waited
+ * `lock_timeout`) has `lookAtRow` try the row's lock without waiting: still held, the waiting
+ * calls fail with that failure, as the retryable `LockNotAvailableError` that says so (each
+ * within about `lock_timeout` of its call); let go, they go. A call waits at most the pool's
+ * acquire timeout (then `PoolTimeoutError`, as for a connection). In a transaction, on the
+ * instance `db.connection()` gives, and on a `Kysely` that createDb did not make, `work` runs
+ * at once.
  *
  * @example
- * return gatedByRow(db, 'users', id, () => db.updateTable('users').set(set).where('id', '=', id).execute())
+ * return gatedByRow(db, `users:${id}`, () => updateUser(db, id), () => lockUserRowNoWait(db, id))
  */
-export async function gatedByRow<T>(db: Kysely<any>, table: string, id: string, work: () => Promise<T>): Promise<T> {
+export async function gatedByRow<T>(db: Kysely<any>, row: string, work: () => Promise<T>, lookAtRow: () => Promise<unknown>): Promise<T> {
   const gates = db.isTransaction ? undefined : rowGatesOf(db);
   if (gates === undefined) return work();
-  const row = `${table}:${id}`;
-  let queue = gates.rows.get(row);
-  if (queue === undefined) {
-    queue = { running: false, waiting: [] };
-    gates.rows.set(row, queue);
+  let state = gates.rows.get(row);
+  if (state === undefined) {
+    state = { running: new Set(), waiting: [], looking: false };
+    gates.rows.set(row, state);
   }
-  // A call that ends hands its turn to the first waiter, so that no newcomer takes it meanwhile.
-  if (queue.running) await turn(gates, queue);
-  else queue.running = true;
+  // Behind those already waiting, too: they go first. A call let go is counted as running from
+  // then on, so that the row is not forgotten before it resumes.
+  let call: Call;
+  if (state.waiting.length > 0 || state.looking || held(gates, state)) call = await waitAtRow(gates, row, state);
+  else state.running.add((call = {}));
   let failedForLock: unknown;
   try {
-    return await work();
+    return await gatedCall.run(call, work);
   } catch (error) {
     // By its code: the error may be the other build's class, from a createDb of that copy.
     if ((error as { code?: unknown } | null)?.code === 'LOCK_NOT_AVAILABLE') failedForLock = error;
     throw error;
   } finally {
-    if (failedForLock !== undefined) {
-      const { lockTimeoutMs, statementTimeoutMs, limit } = failedForLock as Partial<LockNotAvailableError>;
-      for (const waiter of queue.waiting.splice(0)) {
-        waiter.fail(new LockNotAvailableError({ cause: failedForLock, lockTimeoutMs, statementTimeoutMs, limit, behindCallForRow: true }));
-      }
-    }
-    const next = queue.waiting.shift();
-    if (next !== undefined) next.go();
-    else {
-      queue.running = false;
-      gates.rows.delete(row);
-    }
+    state.running.delete(call);
+    callEnded(gates, row, state, failedForLock, lookAtRow);
   }
 }
 
-// Waits for the running call of the row to hand over its turn, at most the gates' waitMs.
-function turn(gates: RowGates, queue: RowQueue): Promise<void> {
+// Whether a running call of the row has held its connection for heldAfterMs.
+function held(gates: RowGates, state: RowState): boolean {
+  const now = performance.now();
+  for (const call of state.running) if (call.connectedAt !== undefined && now - call.connectedAt >= gates.heldAfterMs) return true;
+  return false;
+}
+
+function callEnded(gates: RowGates, row: string, state: RowState, failedForLock: unknown, lookAtRow: () => Promise<unknown>): void {
+  if (state.looking) return;
+  if (state.waiting.length > 0 && failedForLock !== undefined) {
+    state.looking = true;
+    void lookAtRow().then(
+      () => false,
+      (error: unknown) => (error as { code?: unknown } | null)?.code === 'LOCK_NOT_AVAILABLE',
+    ).then((stillHeld) => {
+      state.looking = false;
+      const waiting = state.waiting.splice(0);
+      if (stillHeld) {
+        const { lockTimeoutMs, statementTimeoutMs, limit } = failedForLock as Partial<LockNotAvailableError>;
+        for (const waiter of waiting) waiter.fail(new LockNotAvailableError({ cause: failedForLock, lockTimeoutMs, statementTimeoutMs, limit, behindCallForRow: true }));
+      } else {
+        letGo(state, waiting);
+      }
+      forgetIfIdle(gates, row, state);
+    });
+    return;
+  }
+  letGo(state, state.waiting.splice(0));
+  forgetIfIdle(gates, row, state);
+}
+
+function letGo(state: RowState, waiting: Waiter[]): void {
+  for (const waiter of waiting) {
+    const call: Call = {};
+    state.running.add(call);
+    waiter.go(call);
+  }
+}
+
+function forgetIfIdle(gates: RowGates, row: string, state: RowState): void {
+  if (state.running.size === 0 && state.waiting.length === 0 && !state.looking) gates.rows.delete(row);
+}
+
+// Waits for a call of the row to end (and the row to be let go), at most the gates' waitMs.
+function waitAtRow(gates: RowGates, row: string, state: RowState): Promise<Call> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const waiter: Waiter = {
-      go: () => {
+      go: (call) => {
         clearTimeout(timer);
-        resolve();
+        resolve(call);
       },
       fail: (error) => {
         clearTimeout(timer);
@@ -120,10 +190,11 @@ function turn(gates: RowGates, queue: RowQueue): Promise<void> {
       },
     };
     const timer = setTimeout(() => {
-      const at = queue.waiting.indexOf(waiter);
-      if (at >= 0) queue.waiting.splice(at, 1);
+      const at = state.waiting.indexOf(waiter);
+      if (at >= 0) state.waiting.splice(at, 1);
+      forgetIfIdle(gates, row, state);
       reject(gates.timedOut(Math.round(performance.now() - started)));
     }, gates.waitMs);
-    queue.waiting.push(waiter);
+    state.waiting.push(waiter);
   });
 }

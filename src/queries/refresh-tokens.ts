@@ -3,7 +3,6 @@ import { type Kysely, type RawBuilder, type Selectable, sql } from 'kysely';
 import type { DB, RefreshTokens } from '../../generated/db.js';
 import type { DeviceInfo } from '../device-info.js';
 import { inTransaction } from '../db/in-transaction.js';
-import { gatedByRow } from '../db/row-gate.js';
 import { inLibrarySchema, libraryFunction } from '../db/library-schema.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { processWide } from '../db/process-wide.js';
@@ -19,6 +18,7 @@ import {
 import { isStorableText, requireInput, requireOptions, requireSeconds, requireUuid } from '../validation.js';
 import type { CamelCased } from './camel-cased.js';
 import { noRowReturned } from './no-row-returned.js';
+import { gatedByUserRow } from './user-row-gate.js';
 import { revokeLiveTokens, type RevokedReason, revokingSessions, sessionCount } from './revoke-live-tokens.js';
 
 /**
@@ -302,7 +302,7 @@ export const revoke = queryFunction(async function revoke(db: Kysely<DB>, token:
  */
 export const revokeAllForUser = queryFunction(async function revokeAllForUser(db: Kysely<DB>, userId: string): Promise<number> {
   const id = requireUuid('userId', userId);
-  return gatedByRow(db, 'users', id, () =>
+  return gatedByUserRow(db, id, () =>
     inTransaction(
       db,
       async (trx) => {

@@ -1,7 +1,6 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, Users } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
-import { gatedByRow } from '../db/row-gate.js';
 import { inLibrarySchema } from '../db/library-schema.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { queryFunction } from '../db/query-function.js';
@@ -19,6 +18,7 @@ import {
 import type { CamelCased } from './camel-cased.js';
 import { notFoundOnMissingReference } from './missing-reference.js';
 import { noRowReturned } from './no-row-returned.js';
+import { gatedByUserRow } from './user-row-gate.js';
 import { revokeLiveTokens, revokingSessions, sessionCount } from './revoke-live-tokens.js';
 
 /** A user as services see it; the password hash only comes with {@link findByEmail}. */
@@ -133,7 +133,7 @@ export const updateProfile = queryFunction(async function updateProfile(
   }
   if (changes.slug !== undefined) set.slug = requireSlug(changes.slug);
   if (Object.keys(set).length === 0) throw new ValidationError('changes', 'name at least one of displayName, slug');
-  const user = await gatedByRow(db, 'users', id, () =>
+  const user = await gatedByUserRow(db, id, () =>
     inLibrarySchema(db).updateTable('users').set(set).where('id', '=', id).returning(userColumns).executeTakeFirst(),
   );
   if (!user) throw new NotFoundError('user');
@@ -169,7 +169,7 @@ export const updatePassword = queryFunction(async function updatePassword(
   const hash = requireText('passwordHash', passwordHash, limits.passwordHashLength);
   const { keepFamilyId } = requireOptions('options', options);
   const keep = keepFamilyId === undefined ? undefined : requireUuid('keepFamilyId', keepFamilyId);
-  return gatedByRow(db, 'users', id, () =>
+  return gatedByUserRow(db, id, () =>
     inTransaction(
       db,
       async (trx) => {
@@ -198,7 +198,7 @@ export const updatePassword = queryFunction(async function updatePassword(
 export const setActive = queryFunction(async function setActive(db: Kysely<DB>, userId: string, active: boolean): Promise<User> {
   const id = requireUuid('userId', userId);
   const value = requireBoolean('active', active);
-  return gatedByRow(db, 'users', id, () =>
+  return gatedByUserRow(db, id, () =>
     inTransaction(
       db,
       async (trx) => {

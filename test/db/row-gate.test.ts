@@ -1,105 +1,116 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
-import { attachRowGates, createRowGates, gatedByRow, gatedRows } from '../../src/db/row-gate.js';
+import { attachRowGates, createRowGates, gatedByRow, gatedCallConnected, rowGateState } from '../../src/db/row-gate.js';
 import { LockNotAvailableError, PoolTimeoutError } from '../../src/errors.js';
 
-// The gate's own order and bounds, with calls whose ends the test decides (the pool's part, a
-// held row on a real server, is in test/queries/statement-bounds.test.ts).
+// The gate's own order and bounds, with calls whose course the test decides (the pool's part,
+// a held row on a real server, is in test/queries/statement-bounds.test.ts). A call counts as
+// holding its connection here from the moment it says so (no grace: heldAfterMs 0).
 const unreachable = () =>
   new Kysely<DB>({ dialect: new PostgresDialect({ pool: { connect: async () => Promise.reject(new Error('no query runs here')), end: async () => undefined } }) });
-function gatedDb(waitMs: number): Kysely<DB> {
+function gatedDb(waitMs = 60_000): Kysely<DB> {
   const db = unreachable();
-  attachRowGates(db, createRowGates(waitMs, (waitedMs) => new PoolTimeoutError(waitedMs, 1, 1, 0)));
+  attachRowGates(db, createRowGates(waitMs, (waitedMs) => new PoolTimeoutError(waitedMs, 1, 1, 0), 0));
   return db;
 }
 
-// A call that runs until the test ends it, saying whether it started.
+// A call that runs until the test ends it, saying whether it started; `connect` makes it hold
+// its connection, as a checkout of the pool does.
 function heldCall() {
   let end!: (outcome?: unknown) => void;
+  let connect!: () => void;
   let started = false;
+  const connected = new Promise<void>((resolve) => (connect = resolve));
   const finished = new Promise<void>((resolve, reject) => (end = (outcome) => (outcome === undefined ? resolve() : reject(outcome))));
   return {
-    work: () => {
+    work: async () => {
       started = true;
-      return finished;
+      // In the call's own context, as the pool's checkout runs.
+      void connected.then(gatedCallConnected);
+      await finished;
     },
     get started() {
       return started;
     },
+    connect,
     end,
   };
 }
 
 const settled = (promise: Promise<unknown>) => promise.then(() => 'done', (error: unknown) => error);
+const row = 'users:a';
+// What the look at the row finds: still held (a lock error), or let go.
+const stillHeld = async () => Promise.reject(Object.assign(new Error('could not obtain lock'), { code: 'LOCK_NOT_AVAILABLE' }));
+const letGo = async () => undefined;
 
 describe('gatedByRow', () => {
-  it('runs one call of a row at a time, in the order they came, and the calls of other rows beside it; then keeps nothing', async () => {
-    const db = gatedDb(60_000);
-    const [first, second, third, other] = [heldCall(), heldCall(), heldCall(), heldCall()];
-    const calls = [first, second, third].map((call) => settled(gatedByRow(db, 'users', 'a', call.work)));
-    const otherRow = gatedByRow(db, 'users', 'b', other.work);
+  it('runs the calls of a row side by side while none holds its connection, and keeps nothing after', async () => {
+    const db = gatedDb();
+    const calls = [heldCall(), heldCall(), heldCall()];
+    const outcomes = calls.map((call) => gatedByRow(db, row, call.work, letGo));
 
-    await expect.poll(() => other.started).toBe(true);
-    expect([first.started, second.started, third.started]).toEqual([true, false, false]);
-    first.end();
-    await expect.poll(() => second.started).toBe(true);
-    expect(third.started).toBe(false);
-    second.end(new Error('not a lock'));
-    await expect.poll(() => third.started).toBe(true);
-    third.end();
-    other.end();
-
-    expect(await Promise.all(calls)).toEqual(['done', new Error('not a lock'), 'done']);
-    expect(await otherRow).toBeUndefined();
-    expect(gatedRows(db)).toBe(0);
+    await expect.poll(() => calls.every((call) => call.started)).toBe(true);
+    for (const call of calls) call.end();
+    await Promise.all(outcomes);
+    expect(rowGateState(db, row)).toBeUndefined();
   });
 
-  it('gives the turn to the call that waited for it, not to one that comes as it is handed over', async () => {
-    const db = gatedDb(60_000);
-    const [running, waiting, newcomer] = [heldCall(), heldCall(), heldCall()];
-    const calls = [running, waiting].map((call) => gatedByRow(db, 'users', 'a', call.work));
+  it('holds back newcomers, without a connection, while a call holds the row, and lets them all go when it ends well', async () => {
+    const db = gatedDb();
+    const [holder, ...newcomers] = [heldCall(), heldCall(), heldCall()];
+    const first = gatedByRow(db, row, holder.work, letGo);
+    holder.connect();
+    await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
+    const other = heldCall();
+    const otherRow = gatedByRow(db, 'users:b', other.work, letGo);
 
-    running.end();
-    calls.push(gatedByRow(db, 'users', 'a', newcomer.work));
-    await expect.poll(() => waiting.started).toBe(true);
+    const outcomes = newcomers.map((call) => gatedByRow(db, row, call.work, letGo));
+
+    await expect.poll(() => other.started).toBe(true);
+    expect(rowGateState(db, row)).toEqual({ running: 1, waiting: 2, held: true });
+    expect(newcomers.map((call) => call.started)).toEqual([false, false]);
+    holder.end();
+    await expect.poll(() => newcomers.every((call) => call.started)).toBe(true);
+    for (const call of [...newcomers, other]) call.end();
+    await Promise.all([first, otherRow, ...outcomes]);
+    expect(rowGateState(db, row)).toBeUndefined();
+  });
+
+  it('queues a newcomer behind those already waiting, though the call that held the row has just ended', async () => {
+    const db = gatedDb();
+    const [holder, waiting, newcomer] = [heldCall(), heldCall(), heldCall()];
+    const first = gatedByRow(db, row, holder.work, letGo);
+    holder.connect();
+    await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
+    const queued = gatedByRow(db, row, waiting.work, letGo);
+    // A second holder keeps the row held when the first ends.
+    waiting.connect();
+
+    holder.end();
+    await first;
+    await expect.poll(() => waiting.started && rowGateState(db, row)?.held).toBe(true);
+    const late = gatedByRow(db, row, newcomer.work, letGo);
+
     expect(newcomer.started).toBe(false);
     waiting.end();
     await expect.poll(() => newcomer.started).toBe(true);
+    newcomer.connect();
     newcomer.end();
-    await Promise.all(calls);
-    expect(gatedRows(db)).toBe(0);
+    await Promise.all([queued, late]);
+    expect(rowGateState(db, row)).toBeUndefined();
   });
 
-  it('fails a call that waited the acquire timeout for its turn as one that waited for a connection, without running it', async () => {
-    const db = gatedDb(50);
-    const [running, queued, next] = [heldCall(), heldCall(), heldCall()];
-    const first = gatedByRow(db, 'users', 'a', running.work);
+  it('fails those waiting behind a call that failed for a lock, when a look finds the row still held', async () => {
+    const db = gatedDb();
+    const [holder, ...waiting] = [heldCall(), heldCall(), heldCall()];
+    const outcomes = [settled(gatedByRow(db, row, holder.work, stillHeld))];
+    holder.connect();
+    await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
+    outcomes.push(...waiting.map((call) => settled(gatedByRow(db, row, call.work, stillHeld))));
+    const lockError = new LockNotAvailableError({ lockTimeoutMs: 2_000 });
 
-    const error = await gatedByRow(db, 'users', 'a', queued.work).catch((e: unknown) => e);
-
-    expect(error).toBeInstanceOf(PoolTimeoutError);
-    expect((error as PoolTimeoutError).waitedMs).toBeGreaterThanOrEqual(45);
-    expect(queued.started).toBe(false);
-    // Its place is given up: the next call runs once the running one ends.
-    const after = gatedByRow(db, 'users', 'a', next.work);
-    running.end();
-    await expect.poll(() => next.started).toBe(true);
-    next.end();
-    await Promise.all([first, after]);
-    expect(gatedRows(db)).toBe(0);
-  });
-
-  // The running call waited lock_timeout for the row: those behind it would wait for it again.
-  it.each([
-    ['this build', new LockNotAvailableError({ lockTimeoutMs: 2_000 })],
-    ["the other build's (known by its code)", Object.assign(new Error('other copy'), { code: 'LOCK_NOT_AVAILABLE', lockTimeoutMs: 2_000, limit: 'lock_timeout' })],
-  ])('fails the calls waiting behind one that failed for a lock with it (%s), and runs the next newcomer', async (_build, lockError) => {
-    const db = gatedDb(60_000);
-    const [running, ...waiting] = [heldCall(), heldCall(), heldCall()];
-    const outcomes = [running, ...waiting].map((call) => settled(gatedByRow(db, 'users', 'a', call.work)));
-
-    running.end(lockError);
+    holder.end(lockError);
     const [first, ...behind] = await Promise.all(outcomes);
 
     expect(first).toBe(lockError);
@@ -108,27 +119,80 @@ describe('gatedByRow', () => {
       expect(error).toMatchObject({ cause: lockError, lockTimeoutMs: 2_000, retryable: true });
       expect((error as Error).message).toBe(
         'A lock was not available in time: the call ahead of this one for the same row waited for it until lock_timeout (2000 ms), ' +
-          'and this one failed with it, without a connection; retry the transaction after a pause',
+          'and the row was still held when looked at right after; this one failed with it, without a connection; retry the transaction after a pause',
       );
     }
     expect(waiting.map((call) => call.started)).toEqual([false, false]);
-    const later = heldCall();
-    const outcome = gatedByRow(db, 'users', 'a', later.work);
-    await expect.poll(() => later.started).toBe(true);
-    later.end();
-    await outcome;
-    expect(gatedRows(db)).toBe(0);
+    expect(rowGateState(db, row)).toBeUndefined();
+  });
+
+  // Another lock than the row's (a table's, a key share the call's key change needed): the
+  // others may well go through.
+  it("lets those waiting go when the call ahead failed for a lock and the look finds the row let go; the other build's lock error counts", async () => {
+    const db = gatedDb();
+    const [holder, ...waiting] = [heldCall(), heldCall(), heldCall()];
+    const first = settled(gatedByRow(db, row, holder.work, letGo));
+    holder.connect();
+    await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
+    const outcomes = waiting.map((call) => gatedByRow(db, row, call.work, letGo));
+
+    holder.end(Object.assign(new Error('other copy'), { code: 'LOCK_NOT_AVAILABLE', lockTimeoutMs: 2_000 }));
+
+    await expect.poll(() => waiting.every((call) => call.started)).toBe(true);
+    for (const call of waiting) call.end();
+    await Promise.all([first, ...outcomes]);
+    expect(rowGateState(db, row)).toBeUndefined();
+  });
+
+  it('fails a call that waited the acquire timeout at a held row as one that waited for a connection, without running it', async () => {
+    const db = gatedDb(50);
+    const [holder, queued] = [heldCall(), heldCall()];
+    const first = gatedByRow(db, row, holder.work, letGo);
+    holder.connect();
+    await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
+    const timers = process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+
+    const error = await gatedByRow(db, row, queued.work, letGo).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(PoolTimeoutError);
+    expect((error as PoolTimeoutError).waitedMs).toBeGreaterThanOrEqual(45);
+    expect(queued.started).toBe(false);
+    holder.end();
+    await first;
+    expect(rowGateState(db, row)).toBeUndefined();
+    expect(process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length).toBeLessThanOrEqual(timers);
+  });
+
+  it('leaves no timer behind for the calls it let go', async () => {
+    const db = gatedDb();
+    const holder = heldCall();
+    const first = gatedByRow(db, row, holder.work, letGo);
+    holder.connect();
+    await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
+    const timers = process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
+    const waiting = [heldCall(), heldCall(), heldCall()];
+    const outcomes = waiting.map((call) => gatedByRow(db, row, call.work, letGo));
+    await expect.poll(() => rowGateState(db, row)?.waiting).toBe(3);
+
+    holder.end();
+    await expect.poll(() => waiting.every((call) => call.started)).toBe(true);
+    for (const call of waiting) call.end();
+    await Promise.all([first, ...outcomes]);
+
+    expect(process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length).toBeLessThanOrEqual(timers);
   });
 
   it('runs at once in a transaction, and on a Kysely without gates', async () => {
-    const db = gatedDb(60_000);
-    const running = heldCall();
-    const first = gatedByRow(db, 'users', 'a', running.work);
+    const db = gatedDb();
+    const holder = heldCall();
+    const first = gatedByRow(db, row, holder.work, letGo);
+    holder.connect();
+    await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
     const inTransaction = Object.create(db, { isTransaction: { value: true } }) as Kysely<DB>;
 
-    expect(await gatedByRow(inTransaction, 'users', 'a', async () => 'ran')).toBe('ran');
-    expect(await gatedByRow(unreachable(), 'users', 'a', async () => 'ran')).toBe('ran');
-    running.end();
+    expect(await gatedByRow(inTransaction, row, async () => 'ran', letGo)).toBe('ran');
+    expect(await gatedByRow(unreachable(), row, async () => 'ran', letGo)).toBe('ran');
+    holder.end();
     await first;
   });
 });
