@@ -13,10 +13,16 @@ export interface MigrationFunction {
   language: string;
   /** How many input arguments (`pg_proc.pronargs`). */
   arguments: number;
-  /** The input arguments' types as written (`pg_catalog.int4`, `text[]`): `pg_proc.proargtypes`, once the server resolves them. */
-  argumentTypes: string[];
-  /** The type it returns as written (`uuid`, `trigger`), where it says one: `pg_proc.prorettype`. */
-  returns?: string;
+  /** How many of them have a default (`pg_proc.pronargdefaults`). */
+  argumentDefaults: number;
+  /**
+   * The input arguments' types as written, quoted (`"pg_catalog"."int4"`, `"text"[]`):
+   * `pg_proc.proargtypes`, once the server resolves them; null for one declared by another's
+   * `%TYPE`, which is not resolved (a restored such function is none of the migrations').
+   */
+  argumentTypes: Array<string | null>;
+  /** The type it returns as written, quoted (`"uuid"`, `"trigger"`), where it says one: `pg_proc.prorettype`. */
+  returns?: string | null;
   /** `RETURNS SETOF` or `TABLE` (`pg_proc.proretset`). */
   returnsSet: boolean;
   /** `pg_proc.provolatile`: `i`mmutable, `s`table or `v`olatile (the default). */
@@ -36,7 +42,7 @@ export interface MigrationFunction {
  * branch's, whichever the server took.
  *
  * @example
- * await migrationFunctions() // [{ name: 'uuid_generate_v7', body: 'SELECT uuidv7()', language: 'sql', arguments: 0, returns: 'uuid', volatility: 'v', … }, …]
+ * await migrationFunctions() // [{ name: 'uuid_generate_v7', body: 'SELECT uuidv7()', language: 'sql', arguments: 0, returns: '"uuid"', volatility: 'v', … }, …]
  */
 export async function migrationFunctions(migrationsDir?: string): Promise<MigrationFunction[]> {
   await loadBackupStatementParser();
@@ -82,6 +88,7 @@ function describedFunction(create: Node): MigrationFunction | undefined {
     body,
     language,
     arguments: inputs.length,
+    argumentDefaults: inputs.filter((each) => each.FunctionParameter.defexpr !== undefined).length,
     argumentTypes: inputs.map((each) => typeText(each.FunctionParameter.argType as Node)),
     ...(returnType === undefined ? {} : { returns: typeText(returnType) }),
     returnsSet: returnType?.setof === true,
@@ -91,9 +98,10 @@ function describedFunction(create: Node): MigrationFunction | undefined {
   };
 }
 
-// A type name as written, for the server to resolve (`pg_catalog.int4`, `public.mood[]`).
-function typeText(type: Node): string {
-  const name = ((type.names ?? []) as Node[]).map((part) => part.String?.sval as string).join('.');
+// A type name as written, quoted for the server to resolve (`"pg_catalog"."int4"`, `"public"."mood"[]`).
+function typeText(type: Node): string | null {
+  if (type.pct_type === true) return null;
+  const name = ((type.names ?? []) as Node[]).map((part) => `"${String(part.String?.sval).replaceAll('"', '""')}"`).join('.');
   return `${name}${'[]'.repeat(((type.arrayBounds ?? []) as unknown[]).length)}`;
 }
 

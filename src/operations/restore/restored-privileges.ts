@@ -268,7 +268,7 @@ const memberOwners = memberOwnerColumns
 const runsSqlText = String.raw`\m(query_to_xml|query_to_xmlschema|query_to_xml_and_xmlschema|cursor_to_xml|cursor_to_xmlschema|ts_stat|ts_rewrite|database_to_xml|database_to_xmlschema|database_to_xml_and_xmlschema|schema_to_xml|schema_to_xmlschema|schema_to_xml_and_xmlschema|table_to_xml|table_to_xmlschema|table_to_xml_and_xmlschema)\M`;
 
 // A type named as a migration wrote it: as PostgreSQL's, else as one of public.
-const resolvedType = (name: string) => `COALESCE(pg_catalog.to_regtype(${name}), pg_catalog.to_regtype('public.' || (${name})))::pg_catalog.oid`;
+const resolvedType = (name: string) => `COALESCE(pg_catalog.to_regtype(${name}), pg_catalog.to_regtype('"public".' || (${name})))::pg_catalog.oid`;
 
 /**
  * What the allow-list refuses in a backup's text, when the backup's own functions made it
@@ -373,6 +373,7 @@ export async function codeBeyondTheSchema(
                     WHERE m ->> 'name' = p.proname::pg_catalog.text AND m ->> 'body' = p.prosrc
                       AND m ->> 'language' = (SELECT l.lanname::pg_catalog.text FROM pg_catalog.pg_language l WHERE l.oid = p.prolang)
                       AND (m ->> 'arguments')::integer = p.pronargs
+                      AND (m ->> 'argumentDefaults')::integer = p.pronargdefaults
                       -- (An oidvector counts from 0, and is one dimension even when empty.)
                       AND ARRAY(SELECT pg_catalog.unnest(p.proargtypes::pg_catalog.oid[]))
                           = ARRAY(SELECT ${resolvedType('a.t')} FROM pg_catalog.jsonb_array_elements_text(m -> 'argumentTypes') WITH ORDINALITY a (t, n) ORDER BY a.n)
@@ -383,14 +384,31 @@ export async function codeBeyondTheSchema(
                       AND p.prokind = CASE WHEN (m ->> 'procedure')::boolean THEN 'p' ELSE 'f' END))
      UNION ALL
      -- Code of other schemas, which a restore neither replaces nor checks (a function of the
-     -- owner's that runs any SQL it is given, or a temporary one), called from public: only
-     -- PostgreSQL's own and the allowed extensions' are this schema's.
+     -- owner's that runs any SQL it is given, another role's that it may rewrite later, a
+     -- temporary one), called from public: a default, trigger, view, constraint, index or
+     -- function of a relation or type there. Only PostgreSQL's own and the allowed extensions'.
      SELECT DISTINCT pg_catalog.format('%s, which calls %s, a function outside the public schema', pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), p.oid::pg_catalog.regprocedure)
        FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
       WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
         AND p.pronamespace NOT IN ('public'::pg_catalog.regnamespace, 'pg_catalog'::pg_catalog.regnamespace)
-        AND NOT ${extensionMember('pg_catalog.pg_proc', 'p.oid')}
-        AND (pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid)).schema = 'public'
+        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend m JOIN pg_catalog.pg_extension e ON e.oid = m.refobjid
+                         WHERE m.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND m.objid = p.oid AND m.deptype = 'e' AND e.extname = ANY ($1::text[]))
+        AND 'public'::pg_catalog.regnamespace = CASE d.classid
+              WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_attrdef x JOIN pg_catalog.pg_class c ON c.oid = x.adrelid WHERE x.oid = d.objid)
+              WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_trigger x JOIN pg_catalog.pg_class c ON c.oid = x.tgrelid WHERE x.oid = d.objid)
+              WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_rewrite x JOIN pg_catalog.pg_class c ON c.oid = x.ev_class WHERE x.oid = d.objid)
+              WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_policy x JOIN pg_catalog.pg_class c ON c.oid = x.polrelid WHERE x.oid = d.objid)
+              WHEN 'pg_catalog.pg_constraint'::pg_catalog.regclass THEN (SELECT COALESCE(c.relnamespace, t.typnamespace) FROM pg_catalog.pg_constraint x
+                                                                           LEFT JOIN pg_catalog.pg_class c ON c.oid = x.conrelid LEFT JOIN pg_catalog.pg_type t ON t.oid = x.contypid
+                                                                          WHERE x.oid = d.objid)
+              WHEN 'pg_catalog.pg_class'::pg_catalog.regclass THEN (SELECT x.relnamespace FROM pg_catalog.pg_class x WHERE x.oid = d.objid)
+              WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN (SELECT x.pronamespace FROM pg_catalog.pg_proc x WHERE x.oid = d.objid)
+              WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN (SELECT x.typnamespace FROM pg_catalog.pg_type x WHERE x.oid = d.objid)
+              WHEN 'pg_catalog.pg_statistic_ext'::pg_catalog.regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_statistic_ext x JOIN pg_catalog.pg_class c ON c.oid = x.stxrelid WHERE x.oid = d.objid)
+              WHEN 'pg_catalog.pg_cast'::pg_catalog.regclass THEN (SELECT 'public'::pg_catalog.regnamespace FROM pg_catalog.pg_cast x JOIN pg_catalog.pg_type t ON t.oid IN (x.castsource, x.casttarget)
+                                                                    WHERE x.oid = d.objid AND t.typnamespace = 'public'::pg_catalog.regnamespace LIMIT 1)
+              ELSE pg_catalog.to_regnamespace((pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid)).schema)
+            END
      UNION ALL
      -- A view reads its tables with its owner's rights: one that the application role may read
      -- would give it, say, the owner's tables of another schema.
@@ -435,6 +453,10 @@ export async function codeBeyondTheSchema(
          SELECT pg_catalog.format('view %s', c.oid::pg_catalog.regclass), pg_catalog.pg_get_viewdef(c.oid)
            FROM pg_catalog.pg_class c
           WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND c.relkind IN ('v', 'm')
+         UNION ALL
+         SELECT pg_catalog.format('the argument defaults of function %s', p.oid::pg_catalog.regprocedure), pg_catalog.pg_get_function_arguments(p.oid)
+           FROM pg_catalog.pg_proc p
+          WHERE p.pronamespace = 'public'::pg_catalog.regnamespace AND p.pronargdefaults > 0
        ) what
       WHERE what.expression ~* $4
      UNION ALL
@@ -444,6 +466,12 @@ export async function codeBeyondTheSchema(
      -- backup's code as the owner at the next migration.
      SELECT pg_catalog.format('foreign key %I on %s', k.conname, k.conrelid::pg_catalog.regclass)
        FROM pg_catalog.pg_constraint k WHERE k.contype = 'f' AND k.conrelid = pg_catalog.to_regclass($2)
+     UNION ALL
+     -- A view over a table the application role writes would let it say what was applied; an
+     -- unlogged table is emptied by a crash or a failover, and migrations then run again.
+     SELECT pg_catalog.format('the migrations record %s as %s', c.oid::pg_catalog.regclass,
+                              CASE WHEN c.relpersistence <> 'p' THEN 'an unlogged table' ELSE 'no table but a relation of kind ' || c.relkind::pg_catalog.text END)
+       FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($2) AND (c.relkind <> 'r' OR c.relpersistence <> 'p')
      UNION ALL
      SELECT pg_catalog.format('trigger %I on %s', t.tgname, t.tgrelid::pg_catalog.regclass)
        FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal AND t.tgrelid = pg_catalog.to_regclass($2)

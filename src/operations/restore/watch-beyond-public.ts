@@ -47,7 +47,8 @@ const writesQuery = `
       OR (s.schemaname NOT IN ('public', 'pg_catalog', 'pg_toast') AND s.schemaname !~ '^pg_(toast_)?temp_')`;
 
 // Every schema but public (and sessions' temporary ones), and every object in a schema other
-// than public, the catalog's and information_schema (where the owner creates nothing), with
+// than public (the catalog's and information_schema too: a trusted extension's script puts the
+// owner's objects wherever it is told), with
 // the version of its catalog row (xmin: an UPDATE writes a new one; autovacuum's statistics
 // are written in place and leave it; a relation's, what it is, below): those of the roles the
 // role restoring acts for, which
@@ -57,9 +58,11 @@ const writesQuery = `
 const objectsQuery = `
   WITH outside AS (
     SELECT n.oid FROM pg_catalog.pg_namespace n
-     WHERE n.nspname NOT IN ('public', 'pg_catalog', 'information_schema', 'pg_toast') AND n.nspname !~ '^pg_(toast_)?temp_'
+     WHERE n.nspname <> 'public' AND n.nspname !~ '^pg_(toast_)?temp_'
   ), relations AS (
-    SELECT c.oid FROM pg_catalog.pg_class c WHERE c.relnamespace IN (SELECT oid FROM outside) AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
+    -- (Toast tables, and their indexes, go with their tables: those of public's with public.)
+    SELECT c.oid FROM pg_catalog.pg_class c
+     WHERE c.relnamespace IN (SELECT oid FROM outside) AND c.relnamespace <> 'pg_toast'::pg_catalog.regnamespace AND pg_catalog.pg_has_role(c.relowner, 'USAGE')
   ), rows AS (
     SELECT 'pg_catalog.pg_namespace'::pg_catalog.regclass AS classid, n.oid AS objid, 0 AS objsubid, n.xmin::text AS version
       FROM pg_catalog.pg_namespace n

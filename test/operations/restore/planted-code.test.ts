@@ -506,6 +506,83 @@ ${seededCheck('plant')}`,
     expect((error as Error).message).toContain("view public.audit_copy, which reads reports.audit, outside the public schema, with the owner's rights");
   });
 
+  // Another schema's function called from public (the owner's that runs any SQL it is given,
+  // another role's that it may rewrite after COMMIT), as pg_dump would write each, in the
+  // backup's text: the owner's next insert, or a read of the view, would run it.
+  it.each([
+    ['a default', 'CREATE TABLE public.notes (id integer, ok boolean);\nALTER TABLE ONLY public.notes ALTER COLUMN ok SET DEFAULT ops.run(\'SELECT 1\');\n', 'default value for column ok of table public.notes'],
+    ['a trigger', 'CREATE TABLE public.notes (id integer);\nCREATE TRIGGER hook BEFORE INSERT ON public.notes FOR EACH ROW EXECUTE FUNCTION ops.hook();\n', 'trigger hook on table public.notes'],
+    ['a view', "CREATE VIEW public.ran AS\n SELECT ops.run('SELECT 1'::text) AS run;\n", 'rule _RETURN on view public.ran'],
+    ["a function's argument default", "CREATE FUNCTION public.add_one(a boolean DEFAULT ops.run('SELECT 1'::text)) RETURNS boolean\n    LANGUAGE sql\n    AS $$SELECT a$$;\n", 'function public.add_one(boolean)'],
+  ])("%s calling a function outside the public schema is refused", async (_what, sql, what) => {
+    const database = await target();
+    await withClient(database.ownerUrl, (client) =>
+      client.query(
+        'CREATE SCHEMA ops; CREATE FUNCTION ops.run(q text) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN EXECUTE q; RETURN true; END $$; ' +
+          'CREATE FUNCTION ops.hook() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$',
+      ),
+    );
+
+    const error = await restoreAsDefault(database, await crafted('outside-call.sql.gz', sql)).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toMatch(new RegExp(`${what.replace(/[()]/g, '\\$&')}, which calls ops\\.(run\\(text\\)|hook\\(\\)), a function outside the public schema`));
+  });
+
+  // A trusted extension's script makes its objects wherever it is told, for the owner: the
+  // catalog's and information_schema are watched as any other schema.
+  it.each(['information_schema', 'pg_catalog'])("an extension the backup's code made in %s is refused", async (schema) => {
+    const database = await target();
+    const makesExtension = `EXECUTE 'CREATE EXTENSION fuzzystrmatch SCHEMA ${schema}';`;
+    const backup = await whileRowsLoad('extension-elsewhere.sql.gz', makesExtension);
+
+    const error = await restoreAsDefault(database, backup, { migrationsDir: await migrationsDefining(beyondFunction(makesExtension)) }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('made extension fuzzystrmatch');
+  });
+
+  // A view over a table the application role writes would let it say what was applied; an
+  // unlogged table forgets what was, at a crash or a failover.
+  it.each([
+    [
+      'a view over a table of its rows',
+      'CREATE TABLE public.migration_rows (name text NOT NULL, checksum text NOT NULL);\nCREATE VIEW public.schema_migrations AS\n SELECT migration_rows.name, migration_rows.checksum\n   FROM public.migration_rows;\n',
+      'the migrations record public.schema_migrations as no table but a relation of kind v',
+    ],
+    ['an unlogged table', 'CREATE UNLOGGED TABLE public.schema_migrations (name text NOT NULL, checksum text NOT NULL);\n', 'the migrations record public.schema_migrations as an unlogged table'],
+  ])('the migrations record as %s is refused', async (_what, sql, message) => {
+    const error = await restoreAsDefault(await target(), await crafted('record-kind.sql.gz', sql)).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(message);
+  });
+
+  it("a service's function with an argument default of its own, or one that runs SQL text, is refused", async () => {
+    const migrationsDir = await migrationsDefining("CREATE FUNCTION add_one(a integer DEFAULT 1) RETURNS integer LANGUAGE sql AS 'SELECT a + 1';\n");
+    const made = (argument: string) => crafted('argument-default.sql.gz', `CREATE FUNCTION public.add_one(${argument}) RETURNS integer\n    LANGUAGE sql\n    AS $$SELECT a + 1$$;\n`);
+
+    await restoreAsDefault(await target(), await made('a integer DEFAULT 1'), { migrationsDir });
+    const none = await restoreAsDefault(await target(), await made('a integer'), { migrationsDir }).catch((e: unknown) => e);
+    const sqlText = await restoreAsDefault(await target(), await made("a integer DEFAULT pg_catalog.length(pg_catalog.query_to_xml('SELECT 1', false, false, '')::text)"), {
+      migrationsDir,
+    }).catch((e: unknown) => e);
+
+    expect((none as Error).message).toContain(noMigrationDefines('public.add_one(integer)'));
+    expect((sqlText as Error).message).toContain('the argument defaults of function public.add_one(integer), which runs SQL text');
+  });
+
+  // Not resolved, so none of the migrations' (and no failure of the check itself).
+  it("a service's function whose migration declares an argument by another's %TYPE is refused as none of the migrations'", async () => {
+    const migrationsDir = await migrationsDefining("CREATE TABLE notes (body text);\nCREATE FUNCTION note_length(b notes.body%TYPE) RETURNS integer LANGUAGE sql AS 'SELECT length(b)';\n");
+    const backup = await crafted('pct-type.sql.gz', 'CREATE TABLE public.notes (body text);\nCREATE FUNCTION public.note_length(b text) RETURNS integer\n    LANGUAGE sql\n    AS $$SELECT length(b)$$;\n');
+
+    const error = await restoreAsDefault(await target(), backup, { migrationsDir }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(noMigrationDefines('public.note_length(text)'));
+  });
+
   // A table and a function of the backup's that ANALYZE would call on it.
   const keyedTable = 'CREATE TABLE public.keyed (id integer);\nCREATE FUNCTION public.key_of(id integer) RETURNS integer LANGUAGE sql IMMUTABLE AS $$ SELECT id $$;\n';
 
