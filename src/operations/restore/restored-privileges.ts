@@ -262,6 +262,10 @@ const memberOwners = memberOwnerColumns
   )
   .join(' ');
 
+// PostgreSQL's own functions that act beyond the row an expression is computed for: on the
+// session (a setting, an advisory lock), other sessions (a notification, a cancel) or the
+// server (large objects, files, configuration, replication). Called: a column may be named so.
+const actsBeyondTheRow = String.raw`\m(set_config|pg_(try_)?advisory_\w+|pg_notify|lo_\w+|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|pg_rotate_logfile|pg_sleep\w*|setval|pg_stat_reset\w*|pg_log_backend_memory_contexts|pg_promote|pg_switch_wal|pg_create_restore_point|pg_\w+_replication_slot|pg_replication_origin_\w+|pg_file_\w+|pg_read_\w+|pg_ls_\w+)\M\s*\(`;
 // PostgreSQL's own functions that run a query given as text: an expression that calls one
 // runs whatever the text says, and depends on nothing the catalog records.
 // (A PostgreSQL regular expression: \m and \M are its word boundaries.)
@@ -433,8 +437,11 @@ export async function codeBeyondTheSchema(
      UNION ALL
      -- PostgreSQL's functions that run a query given as text run whatever it says, for whoever
      -- writes the table (the owner at a migration) or reads the view, and record no dependency
-     -- to follow: none of this schema's expressions calls one.
-     SELECT pg_catalog.format('%s, which runs SQL text', what.kind)
+     -- to follow; those that act beyond the row change the session of whoever runs them (the
+     -- migrator's search_path), other sessions or the server: none of this schema's
+     -- expressions calls one.
+     SELECT pg_catalog.format(CASE WHEN what.expression ~* $4 THEN '%s, which runs SQL text'
+                                   ELSE '%s, which calls a function that acts beyond its row (on the session, other sessions or the server)' END, what.kind)
        FROM (
          SELECT pg_catalog.format('constraint %I on %s', k.conname, k.conrelid::pg_catalog.regclass) AS kind, pg_catalog.pg_get_constraintdef(k.oid) AS expression
            FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid
@@ -458,7 +465,7 @@ export async function codeBeyondTheSchema(
            FROM pg_catalog.pg_proc p
           WHERE p.pronamespace = 'public'::pg_catalog.regnamespace AND p.pronargdefaults > 0
        ) what
-      WHERE what.expression ~* $4
+      WHERE what.expression ~* $4 OR what.expression ~* $5
      UNION ALL
      -- Only the owner writes the migrations record. A foreign key from it would let whoever
      -- writes the table it references rewrite or delete its rows (ON UPDATE or DELETE CASCADE,
@@ -482,7 +489,7 @@ export async function codeBeyondTheSchema(
      SELECT pg_catalog.format('%s as a partition or child of %s', i.inhrelid::pg_catalog.regclass, i.inhparent::pg_catalog.regclass)
        FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class child ON child.oid = i.inhrelid JOIN pg_catalog.pg_class parent ON parent.oid = i.inhparent
       WHERE child.relnamespace = 'public'::pg_catalog.regnamespace OR parent.relnamespace = 'public'::pg_catalog.regnamespace`,
-    [allowedExtensions, `public.${migrationsTable}`, JSON.stringify(knownFunctions), runsSqlText],
+    [allowedExtensions, `public.${migrationsTable}`, JSON.stringify(knownFunctions), runsSqlText, actsBeyondTheRow],
   );
   return rows.map((row) => row.what).sort();
 }

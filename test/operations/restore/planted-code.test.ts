@@ -378,6 +378,16 @@ ${seededCheck('plant')}`,
       'the default or expression of column body of public.notes, which runs SQL text',
     ],
     [
+      "a default that changes the session's settings (the migrator's search_path)",
+      "ALTER TABLE ONLY public.notes ALTER COLUMN body SET DEFAULT pg_catalog.set_config('search_path', 'public, pg_catalog', false);\n",
+      'the default or expression of column body of public.notes, which calls a function that acts beyond its row (on the session, other sessions or the server)',
+    ],
+    [
+      'a CHECK that takes an advisory lock',
+      'ALTER TABLE ONLY public.notes ADD CONSTRAINT sneaky CHECK (pg_catalog.pg_try_advisory_lock(id::bigint) OR true);\n',
+      'constraint sneaky on public.notes, which calls a function that acts beyond its row (on the session, other sessions or the server)',
+    ],
+    [
       'a view that runs SQL text',
       "CREATE VIEW public.report AS SELECT pg_catalog.query_to_xml('SELECT 1', false, false, '') AS x;\n",
       'view public.report, which runs SQL text',
