@@ -43,6 +43,14 @@ const row = 'users:a';
 // What the look at the row finds: still held (a lock error), or let go.
 const stillHeld = async () => Promise.reject(Object.assign(new Error('could not obtain lock'), { code: 'LOCK_NOT_AVAILABLE' }));
 const letGo = async () => undefined;
+// A call that holds the row: its connection held past heldAfterMs (here at once), and its outcome.
+async function holdRow(db: Kysely<DB>, lookAtRow = letGo) {
+  const holder = heldCall();
+  const outcome = settled(gatedByRow(db, row, holder.work, lookAtRow));
+  holder.connect();
+  await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
+  return { holder, outcome };
+}
 
 describe('gatedByRow', () => {
   it('runs the calls of a row side by side while none holds its connection, and keeps nothing after', async () => {
@@ -58,10 +66,8 @@ describe('gatedByRow', () => {
 
   it('holds back newcomers, without a connection, while a call holds the row, and lets them all go when it ends well', async () => {
     const db = gatedDb();
-    const [holder, ...newcomers] = [heldCall(), heldCall(), heldCall()];
-    const first = gatedByRow(db, row, holder.work, letGo);
-    holder.connect();
-    await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
+    const { holder, outcome: first } = await holdRow(db);
+    const newcomers = [heldCall(), heldCall()];
     const other = heldCall();
     const otherRow = gatedByRow(db, 'users:b', other.work, letGo);
 
@@ -79,10 +85,8 @@ describe('gatedByRow', () => {
 
   it('queues a newcomer behind those already waiting, though the call that held the row has just ended', async () => {
     const db = gatedDb();
-    const [holder, waiting, newcomer] = [heldCall(), heldCall(), heldCall()];
-    const first = gatedByRow(db, row, holder.work, letGo);
-    holder.connect();
-    await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
+    const { holder, outcome: first } = await holdRow(db);
+    const [waiting, newcomer] = [heldCall(), heldCall()];
     const queued = gatedByRow(db, row, waiting.work, letGo);
     // A second holder keeps the row held when the first ends.
     waiting.connect();
@@ -103,11 +107,9 @@ describe('gatedByRow', () => {
 
   it('fails those waiting behind a call that failed for a lock, when a look finds the row still held', async () => {
     const db = gatedDb();
-    const [holder, ...waiting] = [heldCall(), heldCall(), heldCall()];
-    const outcomes = [settled(gatedByRow(db, row, holder.work, stillHeld))];
-    holder.connect();
-    await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
-    outcomes.push(...waiting.map((call) => settled(gatedByRow(db, row, call.work, stillHeld))));
+    const { holder, outcome } = await holdRow(db, stillHeld);
+    const waiting = [heldCall(), heldCall()];
+    const outcomes = [outcome, ...waiting.map((call) => settled(gatedByRow(db, row, call.work, stillHeld)))];
     const lockError = new LockNotAvailableError({ lockTimeoutMs: 2_000 });
 
     holder.end(lockError);
@@ -130,10 +132,8 @@ describe('gatedByRow', () => {
   // others may well go through.
   it("lets those waiting go when the call ahead failed for a lock and the look finds the row let go; the other build's lock error counts", async () => {
     const db = gatedDb();
-    const [holder, ...waiting] = [heldCall(), heldCall(), heldCall()];
-    const first = settled(gatedByRow(db, row, holder.work, letGo));
-    holder.connect();
-    await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
+    const { holder, outcome: first } = await holdRow(db);
+    const waiting = [heldCall(), heldCall()];
     const outcomes = waiting.map((call) => gatedByRow(db, row, call.work, letGo));
 
     holder.end(Object.assign(new Error('other copy'), { code: 'LOCK_NOT_AVAILABLE', lockTimeoutMs: 2_000 }));
@@ -146,10 +146,8 @@ describe('gatedByRow', () => {
 
   it('fails a call that waited the acquire timeout at a held row as one that waited for a connection, without running it', async () => {
     const db = gatedDb(50);
-    const [holder, queued] = [heldCall(), heldCall()];
-    const first = gatedByRow(db, row, holder.work, letGo);
-    holder.connect();
-    await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
+    const { holder, outcome: first } = await holdRow(db);
+    const queued = heldCall();
     const timers = process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
 
     const error = await gatedByRow(db, row, queued.work, letGo).catch((e: unknown) => e);
@@ -165,10 +163,7 @@ describe('gatedByRow', () => {
 
   it('leaves no timer behind for the calls it let go', async () => {
     const db = gatedDb();
-    const holder = heldCall();
-    const first = gatedByRow(db, row, holder.work, letGo);
-    holder.connect();
-    await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
+    const { holder, outcome: first } = await holdRow(db);
     const timers = process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
     const waiting = [heldCall(), heldCall(), heldCall()];
     const outcomes = waiting.map((call) => gatedByRow(db, row, call.work, letGo));
@@ -184,10 +179,7 @@ describe('gatedByRow', () => {
 
   it('runs at once in a transaction, and on a Kysely without gates', async () => {
     const db = gatedDb();
-    const holder = heldCall();
-    const first = gatedByRow(db, row, holder.work, letGo);
-    holder.connect();
-    await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
+    const { holder, outcome: first } = await holdRow(db);
     const inTransaction = Object.create(db, { isTransaction: { value: true } }) as Kysely<DB>;
 
     expect(await gatedByRow(inTransaction, row, async () => 'ran', letGo)).toBe('ran');
