@@ -187,7 +187,7 @@ export class LockNotAvailableError extends DbError {
     lockTimeoutMs?: number | undefined;
     limit?: 'lock_timeout' | 'statement_timeout' | undefined;
     statementTimeoutMs?: number | undefined;
-    /** It waited in the process behind a call for the same row, which failed so (its `cause`), and the row was still held. */
+    /** It waited in the process behind a call for the same row, which failed so (its `cause`), and the row was not found free. */
     behindCallForRow?: boolean | undefined;
   }) {
     const limit = options?.limit ?? 'lock_timeout';
@@ -195,7 +195,7 @@ export class LockNotAvailableError extends DbError {
     super(
       options?.behindCallForRow
         ? 'A lock was not available in time: the call ahead of this one for the same row waited for it until ' +
-            `${limit}${boundMs === undefined ? '' : ` (${boundMs} ms)`}, and the row was still held when looked at right after; ` +
+            `${limit}${boundMs === undefined ? '' : ` (${boundMs} ms)`}, and a look right after did not find it free; ` +
             'this one failed with it, without a connection; retry the transaction after a pause'
         : limit === 'statement_timeout'
         ? `A row lock was not available in time: the statement waited for the row's holders, one after another, until statement_timeout` +

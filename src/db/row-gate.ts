@@ -95,10 +95,10 @@ export function rowGateState(db: Kysely<any>, row: string): { running: number; w
  * looks held: an admin's long transaction, say). Then `work` waits in the process, without a
  * connection, until one of those calls ends, so that a held row takes the connections of the
  * calls already on it, not the pool's every connection, and every other user's calls go on.
- * A call that ends well lets the waiting calls go. One that fails for a lock (it waited
- * `lock_timeout`) has `lookAtRow` try the row's lock without waiting: still held, the waiting
- * calls fail with that failure, as the retryable `LockNotAvailableError` that says so (each
- * within about `lock_timeout` of its call); let go, they go. A call waits at most the pool's
+ * When a call ends, the waiting calls go, unless another call still holds the row. When one
+ * fails for a lock (it waited `lock_timeout`), `lookAtRow` tries the row's lock without
+ * waiting: let go, they go; still held, or not looked at within a second (no connection
+ * free), they fail with that failure, as the retryable `LockNotAvailableError` that says so. A call waits at most the pool's
  * acquire timeout (then `PoolTimeoutError`, as for a connection). In a transaction, on the
  * instance `db.connection()` gives, and on a `Kysely` that createDb did not make, `work` runs
  * at once.
@@ -139,28 +139,49 @@ function held(gates: RowGates, state: RowState): boolean {
   return false;
 }
 
+// A look at the row that cannot be made this soon (no connection free) finds nothing.
+const lookWithinMs = 1_000;
+
 function callEnded(gates: RowGates, row: string, state: RowState, failedForLock: unknown, lookAtRow: () => Promise<unknown>): void {
   if (state.looking) return;
   if (state.waiting.length > 0 && failedForLock !== undefined) {
     state.looking = true;
-    void lookAtRow().then(
-      () => false,
-      (error: unknown) => (error as { code?: unknown } | null)?.code === 'LOCK_NOT_AVAILABLE',
-    ).then((stillHeld) => {
+    void lookedAt(lookAtRow).then((free) => {
       state.looking = false;
       const waiting = state.waiting.splice(0);
-      if (stillHeld) {
+      if (free) {
+        letGo(state, waiting);
+      } else {
+        // The call ahead failed for the lock a moment ago, and nothing says it was let go since.
         const { lockTimeoutMs, statementTimeoutMs, limit } = failedForLock as Partial<LockNotAvailableError>;
         for (const waiter of waiting) waiter.fail(new LockNotAvailableError({ cause: failedForLock, lockTimeoutMs, statementTimeoutMs, limit, behindCallForRow: true }));
-      } else {
-        letGo(state, waiting);
       }
       forgetIfIdle(gates, row, state);
     });
     return;
   }
-  letGo(state, state.waiting.splice(0));
+  // A call that ended well, or failed otherwise (before its connection, say), says nothing of
+  // another that still holds the row.
+  if (!held(gates, state)) letGo(state, state.waiting.splice(0));
   forgetIfIdle(gates, row, state);
+}
+
+// Whether the row's lock could be taken at once: false where it could not, or the look could
+// not be made within lookWithinMs.
+function lookedAt(lookAtRow: () => Promise<unknown>): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), lookWithinMs);
+    Promise.resolve()
+      .then(lookAtRow)
+      .then(
+        () => true,
+        () => false,
+      )
+      .then((free) => {
+        clearTimeout(timer);
+        resolve(free);
+      });
+  });
 }
 
 function letGo(state: RowState, waiting: Waiter[]): void {

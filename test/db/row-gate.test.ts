@@ -44,7 +44,7 @@ const row = 'users:a';
 const stillHeld = async () => Promise.reject(Object.assign(new Error('could not obtain lock'), { code: 'LOCK_NOT_AVAILABLE' }));
 const letGo = async () => undefined;
 // A call that holds the row: its connection held past heldAfterMs (here at once), and its outcome.
-async function holdRow(db: Kysely<DB>, lookAtRow = letGo) {
+async function holdRow(db: Kysely<DB>, lookAtRow: () => Promise<unknown> = letGo) {
   const holder = heldCall();
   const outcome = settled(gatedByRow(db, row, holder.work, lookAtRow));
   holder.connect();
@@ -121,7 +121,7 @@ describe('gatedByRow', () => {
       expect(error).toMatchObject({ cause: lockError, lockTimeoutMs: 2_000, retryable: true });
       expect((error as Error).message).toBe(
         'A lock was not available in time: the call ahead of this one for the same row waited for it until lock_timeout (2000 ms), ' +
-          'and the row was still held when looked at right after; this one failed with it, without a connection; retry the transaction after a pause',
+          'and a look right after did not find it free; this one failed with it, without a connection; retry the transaction after a pause',
       );
     }
     expect(waiting.map((call) => call.started)).toEqual([false, false]);
@@ -141,6 +141,51 @@ describe('gatedByRow', () => {
     await expect.poll(() => waiting.every((call) => call.started)).toBe(true);
     for (const call of waiting) call.end();
     await Promise.all([first, ...outcomes]);
+    expect(rowGateState(db, row)).toBeUndefined();
+  });
+
+  // A call that failed before its connection (a busy pool) says nothing of the row.
+  it('lets no one go when a call that never held the row ends, while another still holds it', async () => {
+    const db = gatedDb();
+    const [holder, early] = [heldCall(), heldCall()];
+    const outcomes = [holder, early].map((call) => settled(gatedByRow(db, row, call.work, letGo)));
+    holder.connect();
+    await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
+    const waiting = heldCall();
+    outcomes.push(settled(gatedByRow(db, row, waiting.work, letGo)));
+
+    early.end(new PoolTimeoutError(600, 2, 2, 1));
+    await outcomes[1];
+
+    expect(rowGateState(db, row)).toEqual({ running: 1, waiting: 1, held: true });
+    holder.end();
+    await expect.poll(() => waiting.started).toBe(true);
+    waiting.end();
+    await Promise.all(outcomes);
+    expect(rowGateState(db, row)).toBeUndefined();
+  });
+
+  // A look that cannot be made (no connection free in time, or it fails otherwise) finds the
+  // row no freer than the lock failure a moment before said.
+  it.each([
+    ['fails', async () => Promise.reject(new PoolTimeoutError(30_000, 10, 10, 5))],
+    ['throws at once', () => {
+      throw new Error('no look');
+    }],
+    ['does not answer within a second', () => new Promise<never>(() => undefined)],
+  ])('fails those waiting behind a call that failed for a lock when the look at the row %s', async (_how, lookAtRow) => {
+    const db = gatedDb();
+    const { holder, outcome } = await holdRow(db, lookAtRow as () => Promise<unknown>);
+    const waiting = heldCall();
+    const behind = settled(gatedByRow(db, row, waiting.work, lookAtRow as () => Promise<unknown>));
+    const lockError = new LockNotAvailableError({ lockTimeoutMs: 2_000 });
+
+    holder.end(lockError);
+
+    expect(await outcome).toBe(lockError);
+    expect(await behind).toMatchObject({ cause: lockError, lockTimeoutMs: 2_000 });
+    expect(await behind).toBeInstanceOf(LockNotAvailableError);
+    expect(waiting.started).toBe(false);
     expect(rowGateState(db, row)).toBeUndefined();
   });
 
