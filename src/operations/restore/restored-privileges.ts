@@ -263,9 +263,9 @@ const memberOwners = memberOwnerColumns
   .join(' ');
 
 // PostgreSQL's own functions that act beyond the row an expression is computed for: on the
-// session (a setting, an advisory lock), other sessions (a notification, a cancel) or the
+// session (a setting, random()'s seed, pg_trgm's threshold, an advisory lock), other sessions (a notification, a cancel) or the
 // server (large objects, files, configuration, replication). Called: a column may be named so.
-const actsBeyondTheRow = String.raw`\m(set_config|pg_(try_)?advisory_\w+|pg_notify|lo_\w+|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|pg_rotate_logfile|pg_sleep\w*|setval|pg_stat_reset\w*|pg_log_backend_memory_contexts|pg_promote|pg_switch_wal|pg_create_restore_point|pg_\w+_replication_slot|pg_replication_origin_\w+|pg_file_\w+|pg_read_\w+|pg_ls_\w+)\M\s*\(`;
+const actsBeyondTheRow = String.raw`\m(set_config|setseed|set_limit|pg_(try_)?advisory_\w+|pg_notify|lo_\w+|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|pg_rotate_logfile|pg_sleep\w*|setval|pg_stat_reset\w*|pg_log_backend_memory_contexts|pg_promote|pg_switch_wal|pg_create_restore_point|pg_\w+_replication_slot|pg_replication_origin_\w+|pg_file_\w+|pg_read_\w+|pg_ls_\w+)\M\s*\(`;
 // PostgreSQL's own functions that run a query given as text: an expression that calls one
 // runs whatever the text says, and depends on nothing the catalog records.
 // (A PostgreSQL regular expression: \m and \M are its word boundaries.)
@@ -286,9 +286,10 @@ const resolvedType = (name: string) => `COALESCE(pg_catalog.to_regtype(${name}),
  * the owner's rights: a function of public that is none of `knownFunctions` as it is (name,
  * body, language, argument and result types, volatility, strictness, kind; the next migration
  * that writes a table runs its triggers, CHECKs and defaults as the owner, and so does a
- * foreign key's action for the application role); a call from public of a function of another
- * schema that no allowed extension owns; an expression, a trigger's WHEN condition or a view
- * that calls a function running SQL text; a view reading a relation of another schema (with
+ * foreign key's action for the application role); use from public of a function, operator,
+ * type, collation or operator class of another schema that no allowed extension owns; a cast
+ * to or from a type of public; an expression, a trigger's WHEN condition or a view that calls
+ * a function running SQL text or acting beyond its row; a view reading a relation of another schema (with
  * the owner's rights, for the application role); row-level security and its policies (a
  * policy's subquery runs for the owner too where it is forced); members of an extension the
  * roles restoring own; index expressions, expression statistics and range types calling
@@ -389,14 +390,26 @@ export async function codeBeyondTheSchema(
      UNION ALL
      -- Code of other schemas, which a restore neither replaces nor checks (a function of the
      -- owner's that runs any SQL it is given, another role's that it may rewrite later, a
-     -- temporary one), called from public: a default, trigger, view, constraint, index or
-     -- function of a relation or type there. Only PostgreSQL's own and the allowed extensions'.
-     SELECT DISTINCT pg_catalog.format('%s, which calls %s, a function outside the public schema', pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid), p.oid::pg_catalog.regprocedure)
-       FROM pg_catalog.pg_depend d JOIN pg_catalog.pg_proc p ON p.oid = d.refobjid
-      WHERE d.refclassid = 'pg_catalog.pg_proc'::pg_catalog.regclass
-        AND p.pronamespace NOT IN ('public'::pg_catalog.regnamespace, 'pg_catalog'::pg_catalog.regnamespace)
+     -- temporary one), used from public: by a default, trigger, view, constraint, index or
+     -- function of a relation or type there, directly or through an operator, a type (a
+     -- domain's CHECK and default run their functions), a collation or an operator class.
+     -- Only PostgreSQL's own (pg_catalog, information_schema) and the allowed extensions'.
+     SELECT DISTINCT pg_catalog.format('%s, which uses %s, outside the public schema', pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid),
+                                       pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0))
+       FROM pg_catalog.pg_depend d
+      WHERE CASE d.refclassid
+              WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN (SELECT x.pronamespace FROM pg_catalog.pg_proc x WHERE x.oid = d.refobjid)
+              WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN (SELECT x.oprnamespace FROM pg_catalog.pg_operator x WHERE x.oid = d.refobjid)
+              WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN (SELECT x.typnamespace FROM pg_catalog.pg_type x WHERE x.oid = d.refobjid)
+              WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN (SELECT x.collnamespace FROM pg_catalog.pg_collation x WHERE x.oid = d.refobjid)
+              WHEN 'pg_catalog.pg_opclass'::pg_catalog.regclass THEN (SELECT x.opcnamespace FROM pg_catalog.pg_opclass x WHERE x.oid = d.refobjid)
+              WHEN 'pg_catalog.pg_opfamily'::pg_catalog.regclass THEN (SELECT x.opfnamespace FROM pg_catalog.pg_opfamily x WHERE x.oid = d.refobjid)
+              WHEN 'pg_catalog.pg_ts_config'::pg_catalog.regclass THEN (SELECT x.cfgnamespace FROM pg_catalog.pg_ts_config x WHERE x.oid = d.refobjid)
+              WHEN 'pg_catalog.pg_ts_dict'::pg_catalog.regclass THEN (SELECT x.dictnamespace FROM pg_catalog.pg_ts_dict x WHERE x.oid = d.refobjid)
+              WHEN 'pg_catalog.pg_conversion'::pg_catalog.regclass THEN (SELECT x.connamespace FROM pg_catalog.pg_conversion x WHERE x.oid = d.refobjid)
+            END NOT IN ('public'::pg_catalog.regnamespace, 'pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)
         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend m JOIN pg_catalog.pg_extension e ON e.oid = m.refobjid
-                         WHERE m.classid = 'pg_catalog.pg_proc'::pg_catalog.regclass AND m.objid = p.oid AND m.deptype = 'e' AND e.extname = ANY ($1::text[]))
+                         WHERE m.classid = d.refclassid AND m.objid = d.refobjid AND m.deptype = 'e' AND e.extname = ANY ($1::text[]))
         AND 'public'::pg_catalog.regnamespace = CASE d.classid
               WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_attrdef x JOIN pg_catalog.pg_class c ON c.oid = x.adrelid WHERE x.oid = d.objid)
               WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN (SELECT c.relnamespace FROM pg_catalog.pg_trigger x JOIN pg_catalog.pg_class c ON c.oid = x.tgrelid WHERE x.oid = d.objid)
@@ -413,6 +426,13 @@ export async function codeBeyondTheSchema(
                                                                     WHERE x.oid = d.objid AND t.typnamespace = 'public'::pg_catalog.regnamespace LIMIT 1)
               ELSE pg_catalog.to_regnamespace((pg_catalog.pg_identify_object(d.classid, d.objid, d.objsubid)).schema)
             END
+     UNION ALL
+     -- A cast to or from a type of public (an implicit one above all) changes how later
+     -- migrations resolve calls and operators; this schema has none but its extensions'.
+     SELECT pg_catalog.pg_describe_object('pg_catalog.pg_cast'::pg_catalog.regclass, c.oid, 0)
+       FROM pg_catalog.pg_cast c
+      WHERE EXISTS (SELECT 1 FROM pg_catalog.pg_type t WHERE t.oid IN (c.castsource, c.casttarget) AND t.typnamespace = 'public'::pg_catalog.regnamespace)
+        AND NOT ${extensionMember('pg_catalog.pg_cast', 'c.oid')}
      UNION ALL
      -- A view reads its tables with its owner's rights: one that the application role may read
      -- would give it, say, the owner's tables of another schema.

@@ -383,6 +383,11 @@ ${seededCheck('plant')}`,
       'the default or expression of column body of public.notes, which calls a function that acts beyond its row (on the session, other sessions or the server)',
     ],
     [
+      "a default that seeds the session's random()",
+      'ALTER TABLE ONLY public.notes ALTER COLUMN body SET DEFAULT (pg_catalog.setseed((0.5)::double precision))::text;\n',
+      'the default or expression of column body of public.notes, which calls a function that acts beyond its row (on the session, other sessions or the server)',
+    ],
+    [
       'a CHECK that takes an advisory lock',
       'ALTER TABLE ONLY public.notes ADD CONSTRAINT sneaky CHECK (pg_catalog.pg_try_advisory_lock(id::bigint) OR true);\n',
       'constraint sneaky on public.notes, which calls a function that acts beyond its row (on the session, other sessions or the server)',
@@ -501,7 +506,19 @@ ${seededCheck('plant')}`,
     const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RestoreError);
-    expect((error as Error).message).toContain('constraint planted on table public.notes, which calls ops.run(text), a function outside the public schema');
+    expect((error as Error).message).toContain('constraint planted on table public.notes, which uses function ops.run(text), outside the public schema');
+  });
+
+  // An implicit cast from text to a type of public would change how a later migration's
+  // `column = 'literal'` or call resolves.
+  it("a cast to a type of public that the backup's code made is refused", async () => {
+    const makesCast = "EXECUTE 'CREATE CAST (pg_catalog.text AS public.mood) WITH INOUT AS IMPLICIT';";
+    const backup = await whileRowsLoad('cast.sql.gz', makesCast, "CREATE TYPE public.mood AS ENUM ('calm');\n");
+
+    const error = await restoreAsDefault(await target(), backup, { migrationsDir: await migrationsDefining(beyondFunction(makesCast)) }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('cast from text to public.mood');
   });
 
   // A view reads its tables with the owner's rights, and the application role may read the view.
@@ -524,19 +541,25 @@ ${seededCheck('plant')}`,
     ['a trigger', 'CREATE TABLE public.notes (id integer);\nCREATE TRIGGER hook BEFORE INSERT ON public.notes FOR EACH ROW EXECUTE FUNCTION ops.hook();\n', 'trigger hook on table public.notes'],
     ['a view', "CREATE VIEW public.ran AS\n SELECT ops.run('SELECT 1'::text) AS run;\n", 'rule _RETURN on view public.ran'],
     ["a function's argument default", "CREATE FUNCTION public.add_one(a boolean DEFAULT ops.run('SELECT 1'::text)) RETURNS boolean\n    LANGUAGE sql\n    AS $$SELECT a$$;\n", 'function public.add_one(boolean)'],
-  ])("%s calling a function outside the public schema is refused", async (_what, sql, what) => {
+    // Through an operator of that schema over its function, and a domain of it whose CHECK calls one.
+    ['an operator in a default', "CREATE TABLE public.notes (id integer, ok boolean);\nALTER TABLE ONLY public.notes ALTER COLUMN ok SET DEFAULT (OPERATOR(ops.!!!) 'SELECT 1'::text);\n", 'default value for column ok of table public.notes'],
+    ['a column of a domain', 'CREATE TABLE public.notes (id integer, cmd ops.sql);\n', 'column cmd of table public.notes'],
+  ])("%s using code outside the public schema is refused", async (_what, sql, what) => {
     const database = await target();
     await withClient(database.ownerUrl, (client) =>
       client.query(
         'CREATE SCHEMA ops; CREATE FUNCTION ops.run(q text) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN EXECUTE q; RETURN true; END $$; ' +
-          'CREATE FUNCTION ops.hook() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$',
+          'CREATE FUNCTION ops.hook() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RETURN NEW; END $$; ' +
+          'CREATE OPERATOR ops.!!! (RIGHTARG = text, FUNCTION = ops.run); CREATE DOMAIN ops.sql AS text CHECK (ops.run(VALUE))',
       ),
     );
 
     const error = await restoreAsDefault(database, await crafted('outside-call.sql.gz', sql)).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RestoreError);
-    expect((error as Error).message).toMatch(new RegExp(`${what.replace(/[()]/g, '\\$&')}, which calls ops\\.(run\\(text\\)|hook\\(\\)), a function outside the public schema`));
+    expect((error as Error).message).toMatch(
+      new RegExp(`${what.replace(/[()]/g, '\\$&')}, which uses (function ops\\.(run\\(text\\)|hook\\(\\))|operator ops\\.!!!\\(NONE,text\\)|type ops\\.sql), outside the public schema`),
+    );
   });
 
   // A trusted extension's script makes its objects wherever it is told, for the owner: the
