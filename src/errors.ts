@@ -181,6 +181,11 @@ export class LockNotAvailableError extends DbError {
   readonly limit: 'lock_timeout' | 'statement_timeout';
   readonly lockTimeoutMs: number | undefined;
   readonly statementTimeoutMs: number | undefined;
+  /**
+   * It never reached the server: it waited in the process behind a call for the same user's
+   * row that failed so (its `cause`), and the row was not found free right after.
+   */
+  readonly behindCallForRow: boolean;
 
   constructor(options?: {
     cause?: unknown;
@@ -195,7 +200,7 @@ export class LockNotAvailableError extends DbError {
     super(
       options?.behindCallForRow
         ? 'A lock was not available in time: the call ahead of this one for the same row waited for it until ' +
-            `${limit}${boundMs === undefined ? '' : ` (${boundMs} ms)`}, and a look right after did not find it free; ` +
+            `${limit}${boundMs === undefined ? '' : ` (${boundMs} ms)`}, and the row was not found free right after (or could not be looked at); ` +
             'this one failed with it, without a connection; retry the transaction after a pause'
         : limit === 'statement_timeout'
         ? `A row lock was not available in time: the statement waited for the row's holders, one after another, until statement_timeout` +
@@ -210,6 +215,7 @@ export class LockNotAvailableError extends DbError {
     this.limit = limit;
     this.lockTimeoutMs = options?.lockTimeoutMs;
     this.statementTimeoutMs = options?.statementTimeoutMs;
+    this.behindCallForRow = options?.behindCallForRow === true;
   }
 }
 

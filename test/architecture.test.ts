@@ -221,4 +221,12 @@ describe('the architecture', () => {
     expect(runtime.length).toBeGreaterThan(10);
     expect(found).toEqual([]);
   });
+
+  // On Node 20 an AsyncLocalStorage, once run, makes every await of the whole service more
+  // than twice as slow (async_hooks' promise hooks): a library must not turn that on for it.
+  it('uses no async context tracking (AsyncLocalStorage, async_hooks) in what it ships', () => {
+    const found = files.filter((file) => /\bAsyncLocalStorage\b|['"]node:async_hooks['"]|\bcreateHook\s*\(/.test(readFileSync(file, 'utf8')));
+    expect(files.length).toBeGreaterThan(10);
+    expect(found.map((file) => path.relative(root, file))).toEqual([]);
+  });
 });

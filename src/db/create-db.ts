@@ -17,7 +17,7 @@ import type { BoundedClient } from './bounded-client.js';
 import { markedAsKyselyAbortedTransaction } from './kysely-aborted-transaction.js';
 import { callDeadlineFor, type DbConfig, type DbConfigInput, loadDbConfig, resolveDbConfig } from './db-config.js';
 import { timerSlackMs } from './duration.js';
-import { attachRowGates, createRowGates, gatedCallConnected, type RowGates } from './row-gate.js';
+import { attachRowGates, createRowGates, type RowGates } from './row-gate.js';
 import { waitedForRowLock } from './row-lock-wait.js';
 import { runNamedStatement, type StatementResult } from './named-statement.js';
 import type { StatementNaming } from './statement-naming.js';
@@ -99,7 +99,6 @@ const countedCommands = new Set(['INSERT', 'UPDATE', 'DELETE', 'MERGE']);
 function createDirectRunner(tuned: TunedPoolWithNaming): DirectQueryRunner {
   return async <R>(sqlText: string, parameters: readonly unknown[]) => {
     const client = await tuned.connect();
-    gatedCallConnected();
     tuned.callStarted(client);
     try {
       const result = await sendStatement(tuned.naming, client, sqlText, parameters as unknown[], false);
@@ -286,7 +285,6 @@ function wrappingPool(tuned: TunedPoolWithNaming): { connect: () => Promise<Post
   return {
     connect: async () => {
       const client = await tuned.connect();
-      gatedCallConnected();
       let wrapper = wrappers.get(client);
       if (wrapper === undefined) {
         wrapper = errorMappingWrapper(tuned, client);
@@ -343,10 +341,11 @@ export function createDb(
     ...(options.log === undefined ? {} : { log: options.log }),
   });
   // A call that waited its acquire timeout at a held row has waited for a connection.
-  const gates = createRowGates(resolved.acquireTimeoutMs, (waitedMs) => {
-    const { pool } = tuned;
-    return new PoolTimeoutError(waitedMs, resolved.maxConnections, pool.totalCount - pool.idleCount, pool.waitingCount);
-  });
+  const gates = createRowGates(
+    resolved.acquireTimeoutMs,
+    (waitedMs) => new PoolTimeoutError(waitedMs, resolved.maxConnections, tuned.pool.totalCount - tuned.pool.idleCount, tuned.pool.waitingCount),
+    () => tuned.pool.waitingCount === 0 && (tuned.pool.idleCount > 0 || tuned.pool.totalCount < resolved.maxConnections),
+  );
   return keepTuned(db, { tuned, direct: options.log === undefined ? createDirectRunner(tuned) : undefined, gates });
 }
 

@@ -1,4 +1,3 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { performance } from 'node:perf_hooks';
 import type { Kysely } from 'kysely';
 import { LockNotAvailableError } from '../errors.js';
@@ -8,9 +7,11 @@ interface Waiter {
   fail(error: Error): void;
 }
 
-// A gated call of a row: when it got its connection, if it has.
+// A gated call of a row: when it began to run, and whether a connection was at hand then (so
+// that how long it has run is how long it has been on the server).
 interface Call {
-  connectedAt?: number;
+  startedAt: number;
+  atHand: boolean;
 }
 
 // One row's calls in one pool: those running, those waiting for the row to be let go, and
@@ -25,8 +26,10 @@ interface RowState {
 export interface RowGates {
   /** The longest a call waits at a row: the pool's acquire timeout. */
   readonly waitMs: number;
-  /** How long a call may hold its connection before the row counts as held (newcomers wait). */
+  /** How long a call may run before the row counts as held (newcomers wait). */
   readonly heldAfterMs: number;
+  /** Whether a call beginning now gets a connection at once (one is idle or may be opened, and no caller waits). */
+  readonly connectionAtHand: () => boolean;
   /** The error of a call that waited `waitMs` at a row, as one that waited for a connection. */
   readonly timedOut: (waitedMs: number) => Error;
   readonly rows: Map<string, RowState>;
@@ -38,23 +41,25 @@ export interface RowGates {
 // transaction, nor on the instance `db.connection()` hands its callback: those hold a
 // connection already, perhaps with the row locked.
 const rowGatesKey = Symbol.for('@kennwilliamson/db/row-gates');
-// The gated call a connection is checked out for, whichever copy of this module gates it.
-const callStore = Symbol.for('@kennwilliamson/db/row-gate-call');
-const globals = globalThis as { [callStore]?: AsyncLocalStorage<Call> };
-const gatedCall = (globals[callStore] ??= new AsyncLocalStorage<Call>());
-
-// A gated call's statement runs in a few milliseconds; one on the server this long waits for
-// something, most likely the row.
+// A gated call runs in a few milliseconds; one that has run this long since it began with a
+// connection at hand waits on the server for something, most likely the row. (Knowing when
+// each call got its connection would take Node's async context storage, which on Node 20
+// makes every await of the process more than twice as slow once one is used.)
 const defaultHeldAfterMs = 50;
 
 /**
  * A pool's row gates: a call waits at a held row at most `waitMs`, then fails with
- * `timedOut`'s error.
+ * `timedOut`'s error; `connectionAtHand` says whether a call beginning now gets a connection at once.
  *
- * @example const gates = createRowGates(config.acquireTimeoutMs, (waitedMs) => new PoolTimeoutError(waitedMs, …))
+ * @example const gates = createRowGates(config.acquireTimeoutMs, (waitedMs) => new PoolTimeoutError(waitedMs, …), () => pool.waitingCount === 0 && pool.idleCount > 0)
  */
-export function createRowGates(waitMs: number, timedOut: (waitedMs: number) => Error, heldAfterMs = defaultHeldAfterMs): RowGates {
-  return { waitMs, heldAfterMs, timedOut, rows: new Map() };
+export function createRowGates(
+  waitMs: number,
+  timedOut: (waitedMs: number) => Error,
+  connectionAtHand: () => boolean,
+  heldAfterMs = defaultHeldAfterMs,
+): RowGates {
+  return { waitMs, heldAfterMs, connectionAtHand, timedOut, rows: new Map() };
 }
 
 /**
@@ -71,17 +76,6 @@ export function rowGatesOf(db: Kysely<any>): RowGates | undefined {
   return (db as { [rowGatesKey]?: RowGates })[rowGatesKey];
 }
 
-/**
- * Marks the gated call under way, if any, as holding its connection: the pool calls it on each
- * checkout.
- *
- * @example const client = await tuned.connect(); gatedCallConnected()
- */
-export function gatedCallConnected(): void {
-  const call = gatedCall.getStore();
-  if (call !== undefined && call.connectedAt === undefined) call.connectedAt = performance.now();
-}
-
 /** The calls of `row` in `db`'s pool, running and waiting (nothing is kept for a row without any). @example rowGateState(db, 'users:…') */
 export function rowGateState(db: Kysely<any>, row: string): { running: number; waiting: number; held: boolean } | undefined {
   const gates = rowGatesOf(db);
@@ -91,8 +85,8 @@ export function rowGateState(db: Kysely<any>, row: string): { running: number; w
 
 /**
  * Runs `work`, a call that writes or locks `row` (`users:<id>`), beside the other calls of the
- * same pool for that row, unless one of them has held its connection for a while (the row
- * looks held: an admin's long transaction, say). Then `work` waits in the process, without a
+ * same pool for that row, unless one of them, begun with a connection at hand, has run for a
+ * while (the row looks held: an admin's long transaction, say). Then `work` waits in the process, without a
  * connection, until one of those calls ends, so that a held row takes the connections of the
  * calls already on it, not the pool's every connection, and every other user's calls go on.
  * When a call ends, the waiting calls go, unless another call still holds the row. When one
@@ -118,10 +112,10 @@ export async function gatedByRow<T>(db: Kysely<any>, row: string, work: () => Pr
   // then on, so that the row is not forgotten before it resumes.
   let call: Call;
   if (state.waiting.length > 0 || state.looking || held(gates, state)) call = await waitAtRow(gates, row, state);
-  else state.running.add((call = {}));
+  else state.running.add((call = begun(gates)));
   let failedForLock: unknown;
   try {
-    return await gatedCall.run(call, work);
+    return await work();
   } catch (error) {
     // By its code: the error may be the other build's class, from a createDb of that copy.
     if ((error as { code?: unknown } | null)?.code === 'LOCK_NOT_AVAILABLE') failedForLock = error;
@@ -132,10 +126,13 @@ export async function gatedByRow<T>(db: Kysely<any>, row: string, work: () => Pr
   }
 }
 
-// Whether a running call of the row has held its connection for heldAfterMs.
+const begun = (gates: RowGates): Call => ({ startedAt: performance.now(), atHand: gates.connectionAtHand() });
+
+// Whether a running call of the row, begun with a connection at hand, has run heldAfterMs (one
+// begun on a busy pool may be waiting for its connection, holding nothing).
 function held(gates: RowGates, state: RowState): boolean {
   const now = performance.now();
-  for (const call of state.running) if (call.connectedAt !== undefined && now - call.connectedAt >= gates.heldAfterMs) return true;
+  for (const call of state.running) if (call.atHand && now - call.startedAt >= gates.heldAfterMs) return true;
   return false;
 }
 
@@ -150,7 +147,7 @@ function callEnded(gates: RowGates, row: string, state: RowState, failedForLock:
       state.looking = false;
       const waiting = state.waiting.splice(0);
       if (free) {
-        letGo(state, waiting);
+        letGo(gates, state, waiting);
       } else {
         // The call ahead failed for the lock a moment ago, and nothing says it was let go since.
         const { lockTimeoutMs, statementTimeoutMs, limit } = failedForLock as Partial<LockNotAvailableError>;
@@ -162,7 +159,7 @@ function callEnded(gates: RowGates, row: string, state: RowState, failedForLock:
   }
   // A call that ended well, or failed otherwise (before its connection, say), says nothing of
   // another that still holds the row.
-  if (!held(gates, state)) letGo(state, state.waiting.splice(0));
+  if (!held(gates, state)) letGo(gates, state, state.waiting.splice(0));
   forgetIfIdle(gates, row, state);
 }
 
@@ -184,9 +181,9 @@ function lookedAt(lookAtRow: () => Promise<unknown>): Promise<boolean> {
   });
 }
 
-function letGo(state: RowState, waiting: Waiter[]): void {
+function letGo(gates: RowGates, state: RowState, waiting: Waiter[]): void {
   for (const waiter of waiting) {
-    const call: Call = {};
+    const call = begun(gates);
     state.running.add(call);
     waiter.go(call);
   }

@@ -1,39 +1,36 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import { describe, expect, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
-import { attachRowGates, createRowGates, gatedByRow, gatedCallConnected, rowGateState } from '../../src/db/row-gate.js';
+import { attachRowGates, createRowGates, gatedByRow, rowGateState } from '../../src/db/row-gate.js';
 import { LockNotAvailableError, PoolTimeoutError } from '../../src/errors.js';
 
 // The gate's own order and bounds, with calls whose course the test decides (the pool's part,
-// a held row on a real server, is in test/queries/statement-bounds.test.ts). A call counts as
-// holding its connection here from the moment it says so (no grace: heldAfterMs 0).
+// a held row on a real server, is in test/queries/statement-bounds.test.ts). A running call
+// holds the row here at once (heldAfterMs 0), unless it began while the test said callers
+// waited for a connection.
 const unreachable = () =>
   new Kysely<DB>({ dialect: new PostgresDialect({ pool: { connect: async () => Promise.reject(new Error('no query runs here')), end: async () => undefined } }) });
+const pool = { busy: false };
 function gatedDb(waitMs = 60_000): Kysely<DB> {
+  pool.busy = false;
   const db = unreachable();
-  attachRowGates(db, createRowGates(waitMs, (waitedMs) => new PoolTimeoutError(waitedMs, 1, 1, 0), 0));
+  attachRowGates(db, createRowGates(waitMs, (waitedMs) => new PoolTimeoutError(waitedMs, 1, 1, 0), () => !pool.busy, 0));
   return db;
 }
 
-// A call that runs until the test ends it, saying whether it started; `connect` makes it hold
-// its connection, as a checkout of the pool does.
+// A call that runs until the test ends it, saying whether it started.
 function heldCall() {
   let end!: (outcome?: unknown) => void;
-  let connect!: () => void;
   let started = false;
-  const connected = new Promise<void>((resolve) => (connect = resolve));
   const finished = new Promise<void>((resolve, reject) => (end = (outcome) => (outcome === undefined ? resolve() : reject(outcome))));
   return {
     work: async () => {
       started = true;
-      // In the call's own context, as the pool's checkout runs.
-      void connected.then(gatedCallConnected);
       await finished;
     },
     get started() {
       return started;
     },
-    connect,
     end,
   };
 }
@@ -43,22 +40,24 @@ const row = 'users:a';
 // What the look at the row finds: still held (a lock error), or let go.
 const stillHeld = async () => Promise.reject(Object.assign(new Error('could not obtain lock'), { code: 'LOCK_NOT_AVAILABLE' }));
 const letGo = async () => undefined;
-// A call that holds the row: its connection held past heldAfterMs (here at once), and its outcome.
+// A call that holds the row (it runs, and no caller waits for a connection), and its outcome.
 async function holdRow(db: Kysely<DB>, lookAtRow: () => Promise<unknown> = letGo) {
   const holder = heldCall();
   const outcome = settled(gatedByRow(db, row, holder.work, lookAtRow));
-  holder.connect();
   await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
   return { holder, outcome };
 }
 
 describe('gatedByRow', () => {
-  it('runs the calls of a row side by side while none holds its connection, and keeps nothing after', async () => {
+  // A long call may then be waiting for a connection, holding nothing.
+  it('runs the calls of a row side by side while callers wait for a connection, and keeps nothing after', async () => {
     const db = gatedDb();
+    pool.busy = true;
     const calls = [heldCall(), heldCall(), heldCall()];
     const outcomes = calls.map((call) => gatedByRow(db, row, call.work, letGo));
 
     await expect.poll(() => calls.every((call) => call.started)).toBe(true);
+    expect(rowGateState(db, row)).toEqual({ running: 3, waiting: 0, held: false });
     for (const call of calls) call.end();
     await Promise.all(outcomes);
     expect(rowGateState(db, row)).toBeUndefined();
@@ -83,26 +82,41 @@ describe('gatedByRow', () => {
     expect(rowGateState(db, row)).toBeUndefined();
   });
 
-  it('queues a newcomer behind those already waiting, though the call that held the row has just ended', async () => {
+  it('holds back a newcomer while the row is being looked at, and lets it go with those waiting when the look finds it free', async () => {
+    let answerLook!: () => void;
+    const look = () => new Promise<void>((resolve) => (answerLook = resolve));
+    const db = gatedDb();
+    const { holder, outcome: first } = await holdRow(db, look);
+    const [waiting, newcomer] = [heldCall(), heldCall()];
+    const calls = [gatedByRow(db, row, waiting.work, look)];
+
+    holder.end(new LockNotAvailableError({ lockTimeoutMs: 2_000 }));
+    await first;
+    calls.push(gatedByRow(db, row, newcomer.work, look));
+
+    expect(rowGateState(db, row)).toEqual({ running: 0, waiting: 2, held: false });
+    answerLook();
+    await expect.poll(() => waiting.started && newcomer.started).toBe(true);
+    waiting.end();
+    newcomer.end();
+    await Promise.all(calls);
+    expect(rowGateState(db, row)).toBeUndefined();
+  });
+
+  // Begun with a connection at hand, it is on the server: other callers filling the pool later
+  // make it no less held.
+  it('keeps a row held when callers come to wait for a connection after its call began', async () => {
     const db = gatedDb();
     const { holder, outcome: first } = await holdRow(db);
-    const [waiting, newcomer] = [heldCall(), heldCall()];
-    const queued = gatedByRow(db, row, waiting.work, letGo);
-    // A second holder keeps the row held when the first ends.
-    waiting.connect();
+    pool.busy = true;
+    const newcomer = heldCall();
+    const late = settled(gatedByRow(db, row, newcomer.work, letGo));
 
+    expect(rowGateState(db, row)).toEqual({ running: 1, waiting: 1, held: true });
     holder.end();
-    await first;
-    await expect.poll(() => waiting.started && rowGateState(db, row)?.held).toBe(true);
-    const late = gatedByRow(db, row, newcomer.work, letGo);
-
-    expect(newcomer.started).toBe(false);
-    waiting.end();
     await expect.poll(() => newcomer.started).toBe(true);
-    newcomer.connect();
     newcomer.end();
-    await Promise.all([queued, late]);
-    expect(rowGateState(db, row)).toBeUndefined();
+    await Promise.all([first, late]);
   });
 
   it('fails those waiting behind a call that failed for a lock, when a look finds the row still held', async () => {
@@ -118,10 +132,10 @@ describe('gatedByRow', () => {
     expect(first).toBe(lockError);
     for (const error of behind) {
       expect(error).toBeInstanceOf(LockNotAvailableError);
-      expect(error).toMatchObject({ cause: lockError, lockTimeoutMs: 2_000, retryable: true });
+      expect(error).toMatchObject({ cause: lockError, lockTimeoutMs: 2_000, retryable: true, behindCallForRow: true });
       expect((error as Error).message).toBe(
         'A lock was not available in time: the call ahead of this one for the same row waited for it until lock_timeout (2000 ms), ' +
-          'and a look right after did not find it free; this one failed with it, without a connection; retry the transaction after a pause',
+          'and the row was not found free right after (or could not be looked at); this one failed with it, without a connection; retry the transaction after a pause',
       );
     }
     expect(waiting.map((call) => call.started)).toEqual([false, false]);
@@ -130,13 +144,13 @@ describe('gatedByRow', () => {
 
   // Another lock than the row's (a table's, a key share the call's key change needed): the
   // others may well go through.
-  it("lets those waiting go when the call ahead failed for a lock and the look finds the row let go; the other build's lock error counts", async () => {
+  it('lets those waiting go when the call ahead failed for a lock and the look finds the row let go', async () => {
     const db = gatedDb();
     const { holder, outcome: first } = await holdRow(db);
     const waiting = [heldCall(), heldCall()];
     const outcomes = waiting.map((call) => gatedByRow(db, row, call.work, letGo));
 
-    holder.end(Object.assign(new Error('other copy'), { code: 'LOCK_NOT_AVAILABLE', lockTimeoutMs: 2_000 }));
+    holder.end(new LockNotAvailableError({ lockTimeoutMs: 2_000 }));
 
     await expect.poll(() => waiting.every((call) => call.started)).toBe(true);
     for (const call of waiting) call.end();
@@ -144,12 +158,29 @@ describe('gatedByRow', () => {
     expect(rowGateState(db, row)).toBeUndefined();
   });
 
-  // A call that failed before its connection (a busy pool) says nothing of the row.
-  it('lets no one go when a call that never held the row ends, while another still holds it', async () => {
+  it("counts the other build's lock error as a failure for the lock", async () => {
     const db = gatedDb();
-    const [holder, early] = [heldCall(), heldCall()];
-    const outcomes = [holder, early].map((call) => settled(gatedByRow(db, row, call.work, letGo)));
-    holder.connect();
+    const { holder, outcome: first } = await holdRow(db, stillHeld);
+    const waiting = heldCall();
+    const behind = settled(gatedByRow(db, row, waiting.work, stillHeld));
+    const otherCopys = Object.assign(new Error('other copy'), { code: 'LOCK_NOT_AVAILABLE', lockTimeoutMs: 2_000 });
+
+    holder.end(otherCopys);
+
+    expect(await first).toBe(otherCopys);
+    expect(await behind).toMatchObject({ behindCallForRow: true, cause: otherCopys });
+    expect(waiting.started).toBe(false);
+  });
+
+  // A call that failed waiting for a connection (a busy pool) says nothing of the row.
+  it('lets no one go when a call ends while another still holds the row', async () => {
+    const db = gatedDb();
+    pool.busy = true;
+    const early = heldCall();
+    const outcomes = [settled(gatedByRow(db, row, early.work, letGo))];
+    pool.busy = false;
+    const holder = heldCall();
+    outcomes.unshift(settled(gatedByRow(db, row, holder.work, letGo)));
     await expect.poll(() => rowGateState(db, row)?.held).toBe(true);
     const waiting = heldCall();
     outcomes.push(settled(gatedByRow(db, row, waiting.work, letGo)));
@@ -193,7 +224,6 @@ describe('gatedByRow', () => {
     const db = gatedDb(50);
     const { holder, outcome: first } = await holdRow(db);
     const queued = heldCall();
-    const timers = process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length;
 
     const error = await gatedByRow(db, row, queued.work, letGo).catch((e: unknown) => e);
 
@@ -203,7 +233,6 @@ describe('gatedByRow', () => {
     holder.end();
     await first;
     expect(rowGateState(db, row)).toBeUndefined();
-    expect(process.getActiveResourcesInfo().filter((kind) => kind === 'Timeout').length).toBeLessThanOrEqual(timers);
   });
 
   it('leaves no timer behind for the calls it let go', async () => {

@@ -14,7 +14,8 @@ import { clearPublicSchema, type KeptExtension } from './clear-public-schema.js'
 import { byteProgress } from '../files/progress-reporter.js';
 import { defaultPgRestoreStallTimeoutMs, watchedOutput, watchedStream } from '../files/watched-output.js';
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
-import { codeBeyondTheSchema, deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
+import { deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
+import { unsafeInRestoredPublic } from './unsafe-in-restored-public.js';
 import { type MigrationFunction, migrationFunctions } from './migration-functions.js';
 import { type CopyStallGuard, ScriptQuery } from './script-query.js';
 import { serverFailure } from './server-failure.js';
@@ -426,10 +427,14 @@ async function finishPrivileges(
         "(the backup's own code did, or another session meanwhile: then restore again)",
     );
   }
-  // The allow-list refuses these in the backup's text; its functions may have made them.
-  const planted = await codeBeyondTheSchema(client, [...backupExtensions, ...keptExtensions], knownFunctions);
+  // What public may not hold, whether the backup's text or its functions made it.
+  const planted = await unsafeInRestoredPublic(client, [...backupExtensions, ...keptExtensions], knownFunctions);
   if (planted.length > 0) {
-    throw new RestoreError(`the backup left what it may not hold, in its statements or made by its own code while they ran: ${planted.join('; ')}`);
+    // Most likely a service's own functions, its migrations' folder not given.
+    const notMigrations = planted.some((what) => what.includes('which no migration defines so'))
+      ? '. If those are functions of your own migrations, restore with their folder (restore --migrations-dir DIR, restoreDatabase({ migrationsDir }))'
+      : '';
+    throw new RestoreError(`the backup left what it may not hold, in its statements or made by its own code while they ran: ${planted.join('; ')}${notMigrations}`);
   }
   // Without DB_APP_USER, the role the owner's default privileges gave the release step's
   // privileges before the restore emptied the schema (one role, and only with exactly those:

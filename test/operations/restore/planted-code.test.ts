@@ -393,6 +393,16 @@ ${seededCheck('plant')}`,
       'constraint sneaky on public.notes, which calls a function that acts beyond its row (on the session, other sessions or the server)',
     ],
     [
+      'a default that checks a value against a type named as text (a domain whose CHECK runs its code)',
+      "ALTER TABLE ONLY public.notes ALTER COLUMN body SET DEFAULT (pg_catalog.pg_input_is_valid('x'::text, 'public.notes'::text))::text;\n",
+      'the default or expression of column body of public.notes, which looks up a type or function by a name given as text, when it runs',
+    ],
+    [
+      'a view that reads a record of a type named as text',
+      "CREATE VIEW public.typed AS\n SELECT (pg_catalog.record_in('(1,x)'::cstring, (('public.notes'::text)::regtype)::oid, '-1'::integer) IS NOT NULL) AS ok;\n",
+      'view public.typed, which looks up a type or function by a name given as text, when it runs',
+    ],
+    [
       'a view that runs SQL text',
       "CREATE VIEW public.report AS SELECT pg_catalog.query_to_xml('SELECT 1', false, false, '') AS x;\n",
       'view public.report, which runs SQL text',
@@ -519,6 +529,42 @@ ${seededCheck('plant')}`,
 
     expect(error).toBeInstanceOf(RestoreError);
     expect((error as Error).message).toContain('cast from text to public.mood');
+  });
+
+  // A cast has no owner: one added to an allowed extension, or to a type the owner has in
+  // another schema, is no less the backup's.
+  it.each([
+    [
+      'added to an allowed extension',
+      "EXECUTE 'CREATE CAST (pg_catalog.text AS public.mood) WITH INOUT AS IMPLICIT'; EXECUTE 'ALTER EXTENSION pg_trgm ADD CAST (pg_catalog.text AS public.mood)';",
+      "CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public;\nCREATE TYPE public.mood AS ENUM ('calm');\n",
+      'cast from text to public.mood',
+    ],
+    ["to the owner's type in another schema", "EXECUTE 'CREATE CAST (pg_catalog.text AS ops.mood) WITH INOUT AS IMPLICIT';", '', 'cast from text to ops.mood'],
+  ])("a cast the backup's code made %s is refused", async (_where, makesCast, before, message) => {
+    const database = await target();
+    await withClient(database.ownerUrl, (client) => client.query("CREATE SCHEMA ops; CREATE TYPE ops.mood AS ENUM ('calm')"));
+    const backup = await whileRowsLoad('cast-elsewhere.sql.gz', makesCast, before);
+
+    const error = await restoreAsDefault(database, backup, { migrationsDir: await migrationsDefining(beyondFunction(makesCast)) }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(message);
+  });
+
+  it("a collation, a text search configuration or statistics the backup's code made in public are refused", async () => {
+    const makes = `EXECUTE $q$CREATE COLLATION public.ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false)$q$;
+  EXECUTE 'CREATE TEXT SEARCH CONFIGURATION public.english (COPY = pg_catalog.english)';
+  EXECUTE 'CREATE STATISTICS public.seed_stats (dependencies) ON id, n FROM public.seed';`;
+    const backup = await crafted(
+      'made-objects.sql.gz',
+      `${beyondFunction(makes)}CREATE TABLE public.seed (id integer, n integer);\nCOPY public.seed (id, n) FROM stdin;\n1\t1\n\\.\nALTER TABLE public.seed ADD CONSTRAINT seed_ok CHECK (public.beyond(id));\n`,
+    );
+
+    const error = await restoreAsDefault(await target(), backup, { migrationsDir: await migrationsDefining(beyondFunction(makes)) }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    for (const made of ['collation public.ci', 'text search configuration public.english', 'statistics public.seed_stats']) expect((error as Error).message).toContain(made);
   });
 
   // A view reads its tables with the owner's rights, and the application role may read the view.

@@ -292,7 +292,7 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
   // migration's function can be twice(), written BEGIN ATOMIC: PostgreSQL keeps that body
   // parsed, not as its text, so the restore cannot tell it is a migration's, and refuses it,
   // once every statement has run.
-  it('restores what pg_dump 18.3 writes (\\restrict, COPY data, BEGIN ATOMIC) into PostgreSQL 17', async () => {
+  it('restores what pg_dump 18.3 writes (\\restrict, COPY data) into PostgreSQL 17, and refuses its BEGIN ATOMIC function, saying what to do if it is a migration\'s', async () => {
     const shout = "CREATE FUNCTION public.shout(t text) RETURNS text\n    LANGUAGE sql IMMUTABLE\n    AS $_$ SELECT upper($1) || '\\! not a command; -- nor a comment' $_$;\n";
     const twice = 'CREATE FUNCTION public.twice(n integer) RETURNS integer\n    LANGUAGE sql IMMUTABLE\nBEGIN ATOMIC\n SELECT (n * 2);\nEND;\n';
     expect(pgDump18Script).toContain(shout);
@@ -303,7 +303,8 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       const refused = await runCli('db-restore', [await crafted('pg-dump-18.sql.gz', pgDump18Script), '--yes', '--migrations-dir', migrationsDir], { DATABASE_URL: target.ownerUrl });
       expect(refused.code).toBe(1);
       expect(refused.stderr).toContain(
-        "the backup left what it may not hold, in its statements or made by its own code while they ran: function public.twice(integer), which no migration defines so (it would run the backup's code for whoever calls it, the owner at the next migration among them)\n",
+        "the backup left what it may not hold, in its statements or made by its own code while they ran: function public.twice(integer), which no migration defines so (it would run the backup's code for whoever calls it, the owner at the next migration among them). " +
+          'If those are functions of your own migrations, restore with their folder (restore --migrations-dir DIR, restoreDatabase({ migrationsDir }))\n',
       );
 
       const file = await crafted('pg-dump-18-no-atomic.sql.gz', pgDump18Script.replace(twice, ''));
