@@ -33,8 +33,7 @@ export async function createMigrationSandbox(options: { observed: true }): Promi
 export async function createMigrationSandbox(options: { observed?: boolean } = {}): Promise<MigrationSandbox | ObservedMigrationSandbox> {
   const observed = options.observed ? await createObservedDatabase({ empty: true }) : undefined;
   const database = observed?.database ?? (await createTestDatabase({ empty: true }));
-  const migrationsDir = await mkdtemp(path.join(os.tmpdir(), 'kw-migrations-'));
-  await cp(defaultMigrationsDir(), migrationsDir, { recursive: true });
+  const migrationsDir = await copyOfMigrations();
   const remove = async () => {
     try {
       await (observed ? observed.remove() : database.drop());
@@ -64,9 +63,20 @@ export async function writeMigration(migrationsDir: string, name: string, up: st
  * @example await restoreDatabase({ databaseUrl, backup, migrationsDir: await migrationsDefining(slowCheck) })
  */
 export async function migrationsDefining(functions: string, within?: string): Promise<string> {
-  const migrationsDir = await mkdtemp(path.join(within ?? os.tmpdir(), 'kw-migrations-'));
+  const migrationsDir = await copyOfMigrations(within);
   if (within === undefined) onTestFinished(() => rm(migrationsDir, { recursive: true, force: true }));
-  await cp(defaultMigrationsDir(), migrationsDir, { recursive: true });
   await writeMigration(migrationsDir, '29990101000000_service_functions', functions, '');
+  return migrationsDir;
+}
+
+/**
+ * A copy of the package's migrations folder, in a new folder inside `within` (default: the
+ * system's temporary folder), for the caller to change and remove.
+ *
+ * @example const migrationsDir = await copyOfMigrations()
+ */
+export async function copyOfMigrations(within = os.tmpdir()): Promise<string> {
+  const migrationsDir = await mkdtemp(path.join(within, 'kw-migrations-'));
+  await cp(defaultMigrationsDir(), migrationsDir, { recursive: true });
   return migrationsDir;
 }

@@ -34,12 +34,14 @@ export interface MigrationFunction {
 }
 
 /**
- * The functions the package's migrations create, the body as PostgreSQL keeps it (`pg_proc.prosrc`: the text between the quotes, as written,
- * which pg_dump writes back as it is): what a restored function of public may be (none of
- * them is SECURITY DEFINER or sets a setting, which the restore requires of such a function
- * too). Top-level `CREATE FUNCTION`s, and those a PL/pgSQL `DO` block runs as a statement of
- * its own (the initial schema's `uuid_generate_v7()`, one body per PostgreSQL version): each
- * branch's, whichever the server took.
+ * The functions of `public` that the migrations in `migrationsDir` (default: the package's)
+ * create, the body as PostgreSQL keeps it (`pg_proc.prosrc`: the text between the quotes, as
+ * written, which pg_dump writes back as it is): what a restored function of public may be
+ * (the restore also requires it to be no SECURITY DEFINER and to set no setting, as none of
+ * the package's does). Top-level `CREATE FUNCTION`s, and those a PL/pgSQL `DO` block runs as
+ * a statement of its own (the initial schema's `uuid_generate_v7()`, one body per PostgreSQL
+ * version): each branch's, whichever the server took. One created in another schema by name
+ * (`audit.f()`) is none of them.
  *
  * @example
  * await migrationFunctions() // [{ name: 'uuid_generate_v7', body: 'SELECT uuidv7()', language: 'sql', arguments: 0, returns: '"uuid"', volatility: 'v', … }, …]
@@ -75,7 +77,9 @@ const outputModes = new Set(['FUNC_PARAM_OUT', 'FUNC_PARAM_TABLE']);
 const volatilities = { immutable: 'i', stable: 's', volatile: 'v' } as const;
 
 function describedFunction(create: Node): MigrationFunction | undefined {
-  const name = ((create.funcname ?? []) as Node[]).at(-1)?.String?.sval as string | undefined;
+  const qualified = ((create.funcname ?? []) as Node[]).map((part) => part.String?.sval as string | undefined);
+  if (qualified.length > 1 && qualified.at(-2) !== 'public') return undefined;
+  const name = qualified.at(-1);
   const option = (name: string) => ((create.options ?? []) as Node[]).find((each) => each.DefElem?.defname === name)?.DefElem?.arg;
   // A SQL-standard body (BEGIN ATOMIC, RETURN) has no text: PostgreSQL keeps it parsed.
   const body = (option('as')?.List?.items as Node[] | undefined)?.[0]?.String?.sval as string | undefined;

@@ -651,6 +651,16 @@ ${seededCheck('plant')}`,
     expect((sqlText as Error).message).toContain('the argument defaults of function public.add_one(integer), which runs SQL text');
   });
 
+  it("a function a service's migration makes in another schema is none of public's", async () => {
+    const migrationsDir = await migrationsDefining("CREATE SCHEMA audit;\nCREATE FUNCTION audit.stamp() RETURNS integer LANGUAGE sql AS 'SELECT 1';\n");
+    const backup = await crafted('other-schema-function.sql.gz', 'CREATE FUNCTION public.stamp() RETURNS integer\n    LANGUAGE sql\n    AS $$SELECT 1$$;\n');
+
+    const error = await restoreAsDefault(await target(), backup, { migrationsDir }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(noMigrationDefines('public.stamp()'));
+  });
+
   // Not resolved, so none of the migrations' (and no failure of the check itself).
   it("a service's function whose migration declares an argument by another's %TYPE is refused as none of the migrations'", async () => {
     const migrationsDir = await migrationsDefining("CREATE TABLE notes (body text);\nCREATE FUNCTION note_length(b notes.body%TYPE) RETURNS integer LANGUAGE sql AS 'SELECT length(b)';\n");
