@@ -32,8 +32,9 @@ const actsBeyondTheRow = String.raw`\m(set_config|setseed|set_limit|pg_(try_)?ad
 // they run, a domain of another schema whose CHECK runs its code among them: no dependency is
 // recorded for it, and the type may not even exist yet. A cast of text to a reg* type does the
 // same (not a regclass: a relation runs no code; nextval('…'::regclass) is a serial column's default); so
-// do a type's own input functions given its oid.
-const looksUpByName = String.raw`\m(pg_input_is_valid|pg_input_error_info|to_reg\w+|\w+_in|\w+_recv)\M\s*\(|::\s*reg(?!class\M)\w+`;
+// do a type's own input functions given its oid, and the SQL/JSON functions' RETURNING
+// (JSON_VALUE(… RETURNING ops.sql) records no dependency on the type).
+const looksUpByName = String.raw`\m(pg_input_is_valid|pg_input_error_info|to_reg\w+|\w+_in|\w+_recv|reg\w+in|pg_get_object_address|json_value|json_query|json_exists|json_table|xmltable)\M\s*\(|::\s*reg(?!class\M)\w+`;
 // PostgreSQL's own functions that run a query given as text: an expression that calls one
 // runs whatever the text says, and depends on nothing the catalog records.
 // (A PostgreSQL regular expression: \m and \M are its word boundaries.)
@@ -246,7 +247,7 @@ export async function unsafeInRestoredPublic(
      -- expressions calls one.
      SELECT pg_catalog.format(CASE WHEN what.expression ~* $4 THEN '%s, which runs SQL text'
                                    WHEN what.expression ~* $5 THEN '%s, which calls a function that acts beyond its row (on the session, other sessions or the server)'
-                                   ELSE '%s, which looks up a type or function by a name given as text, when it runs' END, what.kind)
+                                   ELSE '%s, which names a type or function where the catalog records no dependency (as text, or in SQL/JSON''s RETURNING)' END, what.kind)
        FROM (
          SELECT pg_catalog.format('constraint %I on %s', k.conname, k.conrelid::pg_catalog.regclass) AS kind, pg_catalog.pg_get_constraintdef(k.oid) AS expression
            FROM pg_catalog.pg_constraint k JOIN pg_catalog.pg_class c ON c.oid = k.conrelid

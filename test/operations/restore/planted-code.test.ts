@@ -395,12 +395,17 @@ ${seededCheck('plant')}`,
     [
       'a default that checks a value against a type named as text (a domain whose CHECK runs its code)',
       "ALTER TABLE ONLY public.notes ALTER COLUMN body SET DEFAULT (pg_catalog.pg_input_is_valid('x'::text, 'public.notes'::text))::text;\n",
-      'the default or expression of column body of public.notes, which looks up a type or function by a name given as text, when it runs',
+      'the default or expression of column body of public.notes, which names a type or function where the catalog records no dependency (as text, or in SQL/JSON\'s RETURNING)',
+    ],
+    [
+      'a default that converts to a type only named in its RETURNING clause',
+      "ALTER TABLE ONLY public.notes ALTER COLUMN body SET DEFAULT (JSON_VALUE('\"x\"'::jsonb, '$' RETURNING text));\n",
+      'the default or expression of column body of public.notes, which names a type or function where the catalog records no dependency (as text, or in SQL/JSON\'s RETURNING)',
     ],
     [
       'a view that reads a record of a type named as text',
       "CREATE VIEW public.typed AS\n SELECT (pg_catalog.record_in('(1,x)'::cstring, (('public.notes'::text)::regtype)::oid, '-1'::integer) IS NOT NULL) AS ok;\n",
-      'view public.typed, which looks up a type or function by a name given as text, when it runs',
+      'view public.typed, which names a type or function where the catalog records no dependency (as text, or in SQL/JSON\'s RETURNING)',
     ],
     [
       'a view that runs SQL text',
