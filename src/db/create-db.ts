@@ -344,7 +344,7 @@ export function createDb(
   const gates = createRowGates(
     resolved.acquireTimeoutMs,
     (waitedMs) => new PoolTimeoutError(waitedMs, resolved.maxConnections, tuned.pool.totalCount - tuned.pool.idleCount, tuned.pool.waitingCount),
-    () => tuned.pool.waitingCount === 0 && (tuned.pool.idleCount > 0 || tuned.pool.totalCount < resolved.maxConnections),
+    () => (tuned.pool.waitingCount > 0 ? 0 : tuned.pool.idleCount),
   );
   return keepTuned(db, { tuned, direct: options.log === undefined ? createDirectRunner(tuned) : undefined, gates });
 }

@@ -28,8 +28,8 @@ export interface RowGates {
   readonly waitMs: number;
   /** How long a call may run before the row counts as held (newcomers wait). */
   readonly heldAfterMs: number;
-  /** Whether a call beginning now gets a connection at once (one is idle or may be opened, and no caller waits). */
-  readonly connectionAtHand: () => boolean;
+  /** How many idle connections a call beginning now may take at once (none while callers wait for one). */
+  readonly idleConnections: () => number;
   /** The error of a call that waited `waitMs` at a row, as one that waited for a connection. */
   readonly timedOut: (waitedMs: number) => Error;
   readonly rows: Map<string, RowState>;
@@ -41,25 +41,24 @@ export interface RowGates {
 // transaction, nor on the instance `db.connection()` hands its callback: those hold a
 // connection already, perhaps with the row locked.
 const rowGatesKey = Symbol.for('@kennwilliamson/db/row-gates');
-// A gated call runs in a few milliseconds; one that has run this long since it began with a
-// connection at hand waits on the server for something, most likely the row. (Knowing when
-// each call got its connection would take Node's async context storage, which on Node 20
+// A gated call runs in a few milliseconds; one that has run this long since it began with an
+// idle connection at hand waits on the server for something, most likely the row. (Knowing
+// when each call got its connection would take Node's async context storage, which on Node 20
 // makes every await of the process more than twice as slow once one is used.)
 const defaultHeldAfterMs = 50;
+// The calls of one row conflict on the server anyway: more than two of them at once with a
+// connection gain nothing, and one arriving with them (a burst, faster than heldAfterMs can
+// tell) waits for one to end.
+const callsAtHandPerRow = 2;
 
 /**
  * A pool's row gates: a call waits at a held row at most `waitMs`, then fails with
- * `timedOut`'s error; `connectionAtHand` says whether a call beginning now gets a connection at once.
+ * `timedOut`'s error; `idleConnections` says how many connections a call beginning now may take at once.
  *
- * @example const gates = createRowGates(config.acquireTimeoutMs, (waitedMs) => new PoolTimeoutError(waitedMs, …), () => pool.waitingCount === 0 && pool.idleCount > 0)
+ * @example const gates = createRowGates(config.acquireTimeoutMs, (waitedMs) => new PoolTimeoutError(waitedMs, …), () => (pool.waitingCount > 0 ? 0 : pool.idleCount))
  */
-export function createRowGates(
-  waitMs: number,
-  timedOut: (waitedMs: number) => Error,
-  connectionAtHand: () => boolean,
-  heldAfterMs = defaultHeldAfterMs,
-): RowGates {
-  return { waitMs, heldAfterMs, connectionAtHand, timedOut, rows: new Map() };
+export function createRowGates(waitMs: number, timedOut: (waitedMs: number) => Error, idleConnections: () => number, heldAfterMs = defaultHeldAfterMs): RowGates {
+  return { waitMs, heldAfterMs, idleConnections, timedOut, rows: new Map() };
 }
 
 /**
@@ -111,8 +110,8 @@ export async function gatedByRow<T>(db: Kysely<any>, row: string, work: () => Pr
   // Behind those already waiting, too: they go first. A call let go is counted as running from
   // then on, so that the row is not forgotten before it resumes.
   let call: Call;
-  if (state.waiting.length > 0 || state.looking || held(gates, state)) call = await waitAtRow(gates, row, state);
-  else state.running.add((call = begun(gates)));
+  if (state.waiting.length > 0 || state.looking || held(gates, state) || atHand(state) >= callsAtHandPerRow) call = await waitAtRow(gates, row, state);
+  else state.running.add((call = begun(gates.idleConnections() > 0)));
   let failedForLock: unknown;
   try {
     return await work();
@@ -126,7 +125,8 @@ export async function gatedByRow<T>(db: Kysely<any>, row: string, work: () => Pr
   }
 }
 
-const begun = (gates: RowGates): Call => ({ startedAt: performance.now(), atHand: gates.connectionAtHand() });
+const begun = (atHand: boolean): Call => ({ startedAt: performance.now(), atHand });
+const atHand = (state: RowState): number => [...state.running].filter((call) => call.atHand).length;
 
 // Whether a running call of the row, begun with a connection at hand, has run heldAfterMs (one
 // begun on a busy pool may be waiting for its connection, holding nothing).
@@ -181,9 +181,11 @@ function lookedAt(lookAtRow: () => Promise<unknown>): Promise<boolean> {
   });
 }
 
+// Each let go with a connection at hand while idle ones last: they go at once, together.
 function letGo(gates: RowGates, state: RowState, waiting: Waiter[]): void {
+  let idle = gates.idleConnections();
   for (const waiter of waiting) {
-    const call = begun(gates);
+    const call = begun(idle-- > 0);
     state.running.add(call);
     waiter.go(call);
   }

@@ -11,10 +11,10 @@ import { LockNotAvailableError, PoolTimeoutError } from '../../src/errors.js';
 const unreachable = () =>
   new Kysely<DB>({ dialect: new PostgresDialect({ pool: { connect: async () => Promise.reject(new Error('no query runs here')), end: async () => undefined } }) });
 const pool = { busy: false };
-function gatedDb(waitMs = 60_000): Kysely<DB> {
+function gatedDb(waitMs = 60_000, heldAfterMs = 0): Kysely<DB> {
   pool.busy = false;
   const db = unreachable();
-  attachRowGates(db, createRowGates(waitMs, (waitedMs) => new PoolTimeoutError(waitedMs, 1, 1, 0), () => !pool.busy, 0));
+  attachRowGates(db, createRowGates(waitMs, (waitedMs) => new PoolTimeoutError(waitedMs, 1, 1, 0), () => (pool.busy ? 0 : 10), heldAfterMs));
   return db;
 }
 
@@ -59,6 +59,23 @@ describe('gatedByRow', () => {
     await expect.poll(() => calls.every((call) => call.started)).toBe(true);
     expect(rowGateState(db, row)).toEqual({ running: 3, waiting: 0, held: false });
     for (const call of calls) call.end();
+    await Promise.all(outcomes);
+    expect(rowGateState(db, row)).toBeUndefined();
+  });
+
+  // A burst faster than heldAfterMs can tell: the row's calls conflict on the server anyway.
+  it('runs at most two calls of a row at once with an idle connection at hand; the next waits for one to end', async () => {
+    const db = gatedDb(60_000, 60_000);
+    const calls = [heldCall(), heldCall(), heldCall()];
+    const outcomes = calls.map((call) => gatedByRow(db, row, call.work, letGo));
+
+    await expect.poll(() => calls[1]!.started).toBe(true);
+    expect(rowGateState(db, row)).toEqual({ running: 2, waiting: 1, held: false });
+    expect(calls[2]!.started).toBe(false);
+    calls[0]!.end();
+    await expect.poll(() => calls[2]!.started).toBe(true);
+    calls[1]!.end();
+    calls[2]!.end();
     await Promise.all(outcomes);
     expect(rowGateState(db, row)).toBeUndefined();
   });

@@ -2,7 +2,7 @@ import { type Kysely, sql } from 'kysely';
 import pg from 'pg';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
-import { createDb } from '../../src/db/create-db.js';
+import { createDb, poolOf } from '../../src/db/create-db.js';
 import { rowGateState } from '../../src/db/row-gate.js';
 import type { DbConfig } from '../../src/db/db-config.js';
 import { withTimeouts } from '../../src/db/with-timeouts.js';
@@ -108,6 +108,18 @@ async function rowLooksHeld(db: Kysely<DB>, userId: string): Promise<void> {
   }
 }
 
+// A pool for the row gate's tests: its connections open and idle (a running service's are, and
+// only a call begun with an idle connection at hand tells that a row is held), with room for
+// a lock wait the test can watch.
+const gatedPool: Partial<DbConfig> = { maxConnections: 3, minConnections: 3, lockTimeoutMs: 1_000, statementTimeoutMs: 3_000 };
+
+// Until the pool's connections are open and idle (ready() resolves as the last one opens, a
+// moment before it is handed back).
+async function allIdle(db: Kysely<DB>): Promise<void> {
+  await poolOf(db).ready();
+  await expect.poll(() => poolOf(db).pool.idleCount).toBe(gatedPool.minConnections);
+}
+
 // Each waits for the server (a timeout, a held lock, an idle transaction): 2-3 s of waiting
 // in the longest and 8 s in all, at little CPU, in each of the five projects. Side by side, on
 // connections and rows of their own, the file takes as long as its longest.
@@ -206,6 +218,7 @@ describe.concurrent('bounded waits', () => {
     try {
       await withBoundedDb(
         async (db) => {
+          await allIdle(db);
           const first = users.updatePassword(db, user.id, newPassword()).catch((e: unknown) => e);
           await rowLooksHeld(db, user.id);
           let settled = false;
@@ -235,8 +248,38 @@ describe.concurrent('bounded waits', () => {
           expect(seen.size).toBeLessThanOrEqual(1);
           expect((await otherWrite).displayName).toBe('Goes on');
         },
-        { maxConnections: 3, lockTimeoutMs: 1_000, statementTimeoutMs: 3_000 },
+        gatedPool,
       );
+    } finally {
+      await end();
+    }
+  });
+
+  // Calls arriving together, before any has run long enough for the row to look held: two of
+  // them go to the server, the others wait for one to end.
+  it("calls for a held user row that arrive together take two of the pool's connections, not all of them", async ({ expect }) => {
+    const user = await newUser(testDb.db);
+    const other = await newUser(testDb.db);
+    const { waiting, end } = await holdUserRow(user.id);
+    try {
+      await withBoundedDb(async (db) => {
+        await allIdle(db);
+        let settled = false;
+        const burst = Promise.all(
+          Array.from({ length: 6 }, () => users.updatePassword(db, user.id, '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$dG9nZXRoZXI').catch((e: unknown) => e)),
+        ).finally(() => (settled = true));
+        const otherWrite = users.updateProfile(db, other.id, { displayName: 'Still goes on' });
+        let most = 0;
+        while (!settled) {
+          most = Math.max(most, (await waiting()).length);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+
+        const errors = (await burst) as LockNotAvailableError[];
+        expect(errors.map((error) => error?.constructor.name)).toEqual(Array.from({ length: 6 }, () => 'LockNotAvailableError'));
+        expect(most).toBeLessThanOrEqual(2);
+        expect((await otherWrite).displayName).toBe('Still goes on');
+      }, gatedPool);
     } finally {
       await end();
     }
@@ -252,6 +295,7 @@ describe.concurrent('bounded waits', () => {
       await holder.query('SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE', [user.id]);
       await withBoundedDb(
         async (db) => {
+          await allIdle(db);
           const slug = users.updateProfile(db, user.id, { slug: `moved-${user.slug}` }).catch((e: unknown) => e);
           await rowLooksHeld(db, user.id);
           const queued = [users.updateProfile(db, user.id, { displayName: 'Renamed' }), users.setActive(db, user.id, false)] as const;
@@ -260,7 +304,7 @@ describe.concurrent('bounded waits', () => {
           const [renamed, deactivated] = await Promise.all(queued);
           expect([renamed.displayName, deactivated.active]).toEqual(['Renamed', false]);
         },
-        { maxConnections: 3, lockTimeoutMs: 1_000, statementTimeoutMs: 3_000 },
+        gatedPool,
       );
     } finally {
       await holder.end();
