@@ -126,7 +126,11 @@ export async function gatedByRow<T>(db: Kysely<any>, row: string, work: () => Pr
 }
 
 const begun = (atHand: boolean): Call => ({ startedAt: performance.now(), atHand });
-const atHand = (state: RowState): number => [...state.running].filter((call) => call.atHand).length;
+function atHand(state: RowState): number {
+  let count = 0;
+  for (const call of state.running) if (call.atHand) count += 1;
+  return count;
+}
 
 // Whether a running call of the row, begun with a connection at hand, has run heldAfterMs (one
 // begun on a busy pool may be waiting for its connection, holding nothing).

@@ -1,4 +1,4 @@
-import { type Kysely, type Selectable, sql } from 'kysely';
+import { type Kysely, type Selectable, sql, type Updateable } from 'kysely';
 import type { DB, Users } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
 import { inLibrarySchema } from '../db/library-schema.js';
@@ -133,12 +133,15 @@ export const updateProfile = queryFunction(async function updateProfile(
   }
   if (changes.slug !== undefined) set.slug = requireSlug(changes.slug);
   if (Object.keys(set).length === 0) throw new ValidationError('changes', 'name at least one of displayName, slug');
-  const user = await gatedByUserRow(db, id, () =>
-    inLibrarySchema(db).updateTable('users').set(set).where('id', '=', id).returning(userColumns).executeTakeFirst(),
-  );
+  return gatedByUserRow(db, id, () => updatedUser(db, id, set));
+});
+
+// The user's row changed by `set`, as returned to callers; NotFoundError for an unknown user.
+async function updatedUser(db: Kysely<DB>, id: string, set: Updateable<Users>): Promise<User> {
+  const user = await inLibrarySchema(db).updateTable('users').set(set).where('id', '=', id).returning(userColumns).executeTakeFirst();
   if (!user) throw new NotFoundError('user');
   return user;
-});
+}
 
 export interface UpdatePasswordOptions {
   /** A token family (`familyId` of the session the change was made from) that stays logged in. */
@@ -173,13 +176,7 @@ export const updatePassword = queryFunction(async function updatePassword(
     inTransaction(
       db,
       async (trx) => {
-        const user = await inLibrarySchema(trx)
-          .updateTable('users')
-          .set({ password_hash: hash })
-          .where('id', '=', id)
-          .returning('id')
-          .executeTakeFirst();
-        if (!user) throw new NotFoundError('user');
+        await updatedUser(trx, id, { password_hash: hash });
         const revoked = await revokeLiveTokens(trx, { userId: id, ...(keep === undefined ? {} : { exceptFamilyId: keep }) }, 'password_changed');
         return sessionCount(revoked);
       },
@@ -202,13 +199,7 @@ export const setActive = queryFunction(async function setActive(db: Kysely<DB>, 
     inTransaction(
       db,
       async (trx) => {
-        const user = await inLibrarySchema(trx)
-          .updateTable('users')
-          .set({ active: value })
-          .where('id', '=', id)
-          .returning(userColumns)
-          .executeTakeFirst();
-        if (!user) throw new NotFoundError('user');
+        const user = await updatedUser(trx, id, { active: value });
         if (!value) await revokeLiveTokens(trx, { userId: id }, 'deactivated');
         return user;
       },

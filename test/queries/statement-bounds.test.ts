@@ -120,6 +120,23 @@ async function allIdle(db: Kysely<DB>): Promise<void> {
   await expect.poll(() => poolOf(db).pool.idleCount).toBe(gatedPool.minConnections);
 }
 
+// The calls of a burst, each failed or not, and the sessions waiting for the holder's row,
+// sampled every few milliseconds until every call has settled: the most at once, and each wait
+// (a backend and the start of its statement) once.
+async function whileWaited<T>(calls: Array<Promise<T>>, waiting: () => Promise<Array<{ wait: string }>>) {
+  let settled = false;
+  const outcomes = Promise.all(calls.map((call) => call.catch((e: unknown) => e))).finally(() => (settled = true));
+  const seen = new Set<string>();
+  let most = 0;
+  while (!settled) {
+    const now = await waiting();
+    most = Math.max(most, now.length);
+    for (const { wait } of now) seen.add(wait);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+  return { outcomes: await outcomes, most, seen };
+}
+
 // Each waits for the server (a timeout, a held lock, an idle transaction): 2-3 s of waiting
 // in the longest and 8 s in all, at little CPU, in each of the five projects. Side by side, on
 // connections and rows of their own, the file takes as long as its longest.
@@ -221,23 +238,11 @@ describe.concurrent('bounded waits', () => {
           await allIdle(db);
           const first = users.updatePassword(db, user.id, newPassword()).catch((e: unknown) => e);
           await rowLooksHeld(db, user.id);
-          let settled = false;
-          const burst = Promise.all([first, ...Array.from({ length: 7 }, () => users.updatePassword(db, user.id, newPassword()).catch((e: unknown) => e))]).finally(
-            () => (settled = true),
-          );
+          const burst = [first, ...Array.from({ length: 7 }, () => users.updatePassword(db, user.id, newPassword()))];
           const otherWrite = users.updateProfile(db, other.id, { displayName: 'Goes on' });
-          // The sessions waiting for the row, sampled until the burst settles: each wait (a
-          // backend and the start of its statement) once.
-          const seen = new Set<string>();
-          let most = 0;
-          while (!settled) {
-            const now = await waiting();
-            most = Math.max(most, now.length);
-            for (const { wait } of now) seen.add(wait);
-            await new Promise((resolve) => setTimeout(resolve, 5));
-          }
+          const { outcomes, most, seen } = await whileWaited(burst, waiting);
 
-          const errors = (await burst) as LockNotAvailableError[];
+          const errors = outcomes as LockNotAvailableError[];
           expect(errors.map((error) => error?.constructor.name)).toEqual(Array.from({ length: 8 }, () => 'LockNotAvailableError'));
           expect(errors.every((error) => error.retryable)).toBe(true);
           // One waited on the server; the seven behind it failed with it, in the process.
@@ -264,18 +269,11 @@ describe.concurrent('bounded waits', () => {
     try {
       await withBoundedDb(async (db) => {
         await allIdle(db);
-        let settled = false;
-        const burst = Promise.all(
-          Array.from({ length: 6 }, () => users.updatePassword(db, user.id, '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$dG9nZXRoZXI').catch((e: unknown) => e)),
-        ).finally(() => (settled = true));
+        const burst = Array.from({ length: 6 }, () => users.updatePassword(db, user.id, '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$dG9nZXRoZXI'));
         const otherWrite = users.updateProfile(db, other.id, { displayName: 'Still goes on' });
-        let most = 0;
-        while (!settled) {
-          most = Math.max(most, (await waiting()).length);
-          await new Promise((resolve) => setTimeout(resolve, 5));
-        }
+        const { outcomes, most } = await whileWaited(burst, waiting);
 
-        const errors = (await burst) as LockNotAvailableError[];
+        const errors = outcomes as LockNotAvailableError[];
         expect(errors.map((error) => error?.constructor.name)).toEqual(Array.from({ length: 6 }, () => 'LockNotAvailableError'));
         expect(most).toBeLessThanOrEqual(2);
         expect((await otherWrite).displayName).toBe('Still goes on');

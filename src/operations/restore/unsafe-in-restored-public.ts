@@ -2,27 +2,36 @@ import type * as pg from 'pg';
 import { migrationsTable } from '../../migrations/migration-storage.js';
 import type { MigrationFunction } from './migration-functions.js';
 
-// Who owns a member of an extension, by its catalog: the kinds of object an extension's owner
-// may add to it (ALTER EXTENSION … ADD).
-const memberOwnerColumns: ReadonlyArray<readonly [string, string]> = [
-  ['pg_proc', 'proowner'],
-  ['pg_class', 'relowner'],
-  ['pg_type', 'typowner'],
-  ['pg_operator', 'oprowner'],
-  ['pg_namespace', 'nspowner'],
-  ['pg_opclass', 'opcowner'],
-  ['pg_opfamily', 'opfowner'],
-  ['pg_collation', 'collowner'],
-  ['pg_conversion', 'conowner'],
-  ['pg_ts_config', 'cfgowner'],
-  ['pg_ts_dict', 'dictowner'],
+// The kinds of object an extension's owner may add to it (ALTER EXTENSION … ADD), by catalog:
+// who owns one, and, for code that an object of public may use, its schema.
+const catalogColumns: ReadonlyArray<{ catalog: string; owner: string; namespace?: string }> = [
+  { catalog: 'pg_proc', owner: 'proowner', namespace: 'pronamespace' },
+  { catalog: 'pg_class', owner: 'relowner' },
+  { catalog: 'pg_type', owner: 'typowner', namespace: 'typnamespace' },
+  { catalog: 'pg_operator', owner: 'oprowner', namespace: 'oprnamespace' },
+  { catalog: 'pg_namespace', owner: 'nspowner' },
+  { catalog: 'pg_opclass', owner: 'opcowner', namespace: 'opcnamespace' },
+  { catalog: 'pg_opfamily', owner: 'opfowner', namespace: 'opfnamespace' },
+  { catalog: 'pg_collation', owner: 'collowner', namespace: 'collnamespace' },
+  { catalog: 'pg_conversion', owner: 'conowner', namespace: 'connamespace' },
+  { catalog: 'pg_ts_config', owner: 'cfgowner', namespace: 'cfgnamespace' },
+  { catalog: 'pg_ts_dict', owner: 'dictowner', namespace: 'dictnamespace' },
 ];
-const memberOwners = memberOwnerColumns
+// CASE branches on the catalog of d.objid (d a pg_depend row): whether the roles restoring own it.
+const memberOwners = catalogColumns
   .map(
-    ([catalog, owner]) =>
+    ({ catalog, owner }) =>
       `WHEN 'pg_catalog.${catalog}'::pg_catalog.regclass THEN (SELECT pg_catalog.pg_has_role(x.${owner}, 'USAGE') FROM pg_catalog.${catalog} x WHERE x.oid = d.objid)`,
   )
   .join(' ');
+// CASE branches on the catalog of d.refobjid: the schema of the code it names.
+const usedCodeSchemas = catalogColumns
+  .flatMap(({ catalog, namespace }) =>
+    namespace === undefined ? [] : [`WHEN 'pg_catalog.${catalog}'::pg_catalog.regclass THEN (SELECT x.${namespace} FROM pg_catalog.${catalog} x WHERE x.oid = d.refobjid)`],
+  )
+  .join(' ');
+// Public and PostgreSQL's own schemas, which a use of code or a view's read may reach.
+const publicAndPostgresSchemas = `('public'::pg_catalog.regnamespace, 'pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)`;
 
 // PostgreSQL's own functions that act beyond the row an expression is computed for: on the
 // session (a setting, random()'s seed, pg_trgm's threshold, an advisory lock), other sessions (a notification, a cancel) or the
@@ -166,17 +175,7 @@ export async function unsafeInRestoredPublic(
      SELECT DISTINCT pg_catalog.format('%s, which uses %s, outside the public schema', pg_catalog.pg_describe_object(d.classid, d.objid, d.objsubid),
                                        pg_catalog.pg_describe_object(d.refclassid, d.refobjid, 0))
        FROM pg_catalog.pg_depend d
-      WHERE CASE d.refclassid
-              WHEN 'pg_catalog.pg_proc'::pg_catalog.regclass THEN (SELECT x.pronamespace FROM pg_catalog.pg_proc x WHERE x.oid = d.refobjid)
-              WHEN 'pg_catalog.pg_operator'::pg_catalog.regclass THEN (SELECT x.oprnamespace FROM pg_catalog.pg_operator x WHERE x.oid = d.refobjid)
-              WHEN 'pg_catalog.pg_type'::pg_catalog.regclass THEN (SELECT x.typnamespace FROM pg_catalog.pg_type x WHERE x.oid = d.refobjid)
-              WHEN 'pg_catalog.pg_collation'::pg_catalog.regclass THEN (SELECT x.collnamespace FROM pg_catalog.pg_collation x WHERE x.oid = d.refobjid)
-              WHEN 'pg_catalog.pg_opclass'::pg_catalog.regclass THEN (SELECT x.opcnamespace FROM pg_catalog.pg_opclass x WHERE x.oid = d.refobjid)
-              WHEN 'pg_catalog.pg_opfamily'::pg_catalog.regclass THEN (SELECT x.opfnamespace FROM pg_catalog.pg_opfamily x WHERE x.oid = d.refobjid)
-              WHEN 'pg_catalog.pg_ts_config'::pg_catalog.regclass THEN (SELECT x.cfgnamespace FROM pg_catalog.pg_ts_config x WHERE x.oid = d.refobjid)
-              WHEN 'pg_catalog.pg_ts_dict'::pg_catalog.regclass THEN (SELECT x.dictnamespace FROM pg_catalog.pg_ts_dict x WHERE x.oid = d.refobjid)
-              WHEN 'pg_catalog.pg_conversion'::pg_catalog.regclass THEN (SELECT x.connamespace FROM pg_catalog.pg_conversion x WHERE x.oid = d.refobjid)
-            END NOT IN ('public'::pg_catalog.regnamespace, 'pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)
+      WHERE CASE d.refclassid ${usedCodeSchemas} END NOT IN ${publicAndPostgresSchemas}
         AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend m JOIN pg_catalog.pg_extension e ON e.oid = m.refobjid
                          WHERE m.classid = d.refclassid AND m.objid = d.refobjid AND m.deptype = 'e' AND e.extname = ANY ($1::text[]))
         AND 'public'::pg_catalog.regnamespace = CASE d.classid
@@ -227,7 +226,7 @@ export async function unsafeInRestoredPublic(
        JOIN pg_catalog.pg_depend d ON d.classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass AND d.objid = r.oid AND d.refclassid = 'pg_catalog.pg_class'::pg_catalog.regclass
        JOIN pg_catalog.pg_class t ON t.oid = d.refobjid
       WHERE v.relnamespace = 'public'::pg_catalog.regnamespace AND v.relkind = 'v'
-        AND t.relnamespace NOT IN ('public'::pg_catalog.regnamespace, 'pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)
+        AND t.relnamespace NOT IN ${publicAndPostgresSchemas}
      UNION ALL
      -- A policy's expression runs for whoever reads or writes its table, the owner too where
      -- row-level security is forced (the migrations record, read at every migration), and may
