@@ -21,14 +21,14 @@ const retryEveryMs = 250;
  * @example await untilPortFree(54320, console.log) // resolves at once when nothing holds the port
  */
 export async function untilPortFree(port: number, log: (line: string) => void, waitMs = timeWaitMs): Promise<void> {
-  const deadline = Date.now() + waitMs;
+  const deadline = performance.now() + waitMs;
   if (await mayListen(port)) return;
   log(
     `port ${port} on 127.0.0.1 is held by a connection of this machine (one closed in the last minute keeps its port ` +
       `for up to 60 s, TCP's TIME_WAIT): waiting up to ${Math.ceil(waitMs / 1000)} s for it`,
   );
-  while (Date.now() < deadline) {
-    await sleep(Math.min(retryEveryMs, Math.max(0, deadline - Date.now())));
+  while (performance.now() < deadline) {
+    await sleep(Math.min(retryEveryMs, Math.max(0, deadline - performance.now())));
     if (await mayListen(port)) return;
   }
   throw new Error(
