@@ -11,7 +11,7 @@ import {
 } from '../../src/embedded/embedded-server.js';
 import { freePort } from '../../src/embedded/free-port.js';
 import { connectionFromPort } from '../support/connection-from-port.js';
-import { runCli } from '../support/run-cli.js';
+import { cliOutcome, runCli, startCli } from '../support/run-cli.js';
 
 describe('the embedded PostgreSQL 17', async () => {
   const root = await mkdtemp(path.join(os.tmpdir(), 'kw-embedded-'));
@@ -118,6 +118,31 @@ describe('the embedded PostgreSQL 17', async () => {
     expect((await runCli('db-start', [], env, account)).stdout).toContain('PostgreSQL is already running.');
     const stopped = await runCli('db-stop', [], env, account);
     expect(stopped.stdout).toContain('PostgreSQL stopped.');
+  });
+
+  // What failed `db:setup` (and with it .ci/run's first step) now and then, right after a test
+  // run: its connections' TIME_WAITs held the local server's port.
+  it('npm run db:start waits, saying so, for a port a connection of this machine holds, and starts once it is free', async () => {
+    const env = { EMBEDDED_PG_DATA_DIR: options.dataDir, EMBEDDED_PG_PORT: String(await freePort()), HOME: root };
+    const held = await connectionFromPort(Number(env.EMBEDDED_PG_PORT));
+    try {
+      const child = startCli('db-start', [], env);
+      const outcome = cliOutcome(child);
+      const saidWaiting = new Promise<void>((resolve) => {
+        let said = '';
+        child.stdout.on('data', (chunk: Buffer) => (said += chunk.toString()).includes('is held by a connection of this machine') && resolve());
+      });
+      // Without the wait, the command fails at once, and this with it.
+      await Promise.race([saidWaiting, outcome.then((result) => Promise.reject(new Error(`db:start ended before waiting: ${JSON.stringify(result)}`)))]);
+      await held.reset();
+      const started = await outcome;
+      expect(started.code, started.stderr).toBe(0);
+      expect(started.stdout).toContain(`port ${env.EMBEDDED_PG_PORT} on 127.0.0.1 is held by a connection of this machine`);
+      expect(started.stdout).toContain('PostgreSQL started.');
+    } finally {
+      await held.reset();
+      await runCli('db-stop', [], env);
+    }
   });
 
   // As root the server runs as 'postgres'. A folder closed to it (mktemp -d makes 0700 ones,
