@@ -149,9 +149,12 @@ describe.skipIf(!available)('npm run db:restore', () => {
     const lines: string[] = [];
     let restored: Promise<unknown> | undefined;
     try {
-      restored = restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(small.file), lockTimeoutMs: 60_000, stallTimeoutMs: 300, log: (line) => lines.push(line) });
+      // A stall window well above a busy machine's start of pg_restore (at 300 ms, a run beside
+      // two others once saw pg_restore write nothing for that long, before any lock wait)...
+      restored = restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(small.file), lockTimeoutMs: 60_000, stallTimeoutMs: 800, log: (line) => lines.push(line) });
       restored.catch(() => undefined);
-      // Attempts of 100, 200 and 400 ms with pauses between: over a second, past the stall window.
+      // ...and a wait for the tables well past it: attempts of 100, 200, 400 and 800 ms with
+      // pauses between, about 3 s, the last three naming the reader.
       await eventually(() => lines.filter((line) => /attempt \d+ waited .* blocked by pid \d+/.test(line)).length >= 3, 'three attempts name the reader');
     } finally {
       await reader.release();
