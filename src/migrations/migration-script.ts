@@ -4,7 +4,7 @@ import { parseDuration } from '../db/duration.js';
 import { type ConfigError, MigrationScriptError } from '../errors.js';
 import { lineOfPosition } from '../sql-position.js';
 import { optionOn, type OptionNode } from './parse-tree-option.js';
-import { createdTableKey, tableHold, type TableHold } from './statements-holding-tables.js';
+import { createdTableKey, heldWhileWriting, locksKept, statementWords, tableHold, type LockKeptUntilCommit, type TableHold } from './statements-holding-tables.js';
 
 /** Header of a migration file that must run outside a transaction, statement by statement. */
 export const noTransactionHeader = '-- migrate:no-transaction';
@@ -111,6 +111,8 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
   const tokens = scanSync(sql).tokens.filter((token) => token.tokenName !== 'SQL_COMMENT' && token.tokenName !== 'C_COMMENT');
   // Tables this file creates before it alters them have no traffic yet.
   const createdHere = new Set<string>();
+  // Locks the file's statements took so far, kept until its COMMIT (a transactional file's).
+  const kept: LockKeptUntilCommit[] = [];
   const statements = stmts.map((raw): MigrationStatement => {
     const from = raw.stmt_location ?? 0;
     const to = raw.stmt_len === undefined || raw.stmt_len === 0 ? bytes.length : from + raw.stmt_len;
@@ -122,7 +124,11 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
     const index = (node as { IndexStmt?: { concurrent?: boolean; idxname?: string; relation?: { schemaname?: string } } }).IndexStmt;
     const created = (node as { CreateStmt?: { relation?: { schemaname?: string; relname?: string } } }).CreateStmt?.relation;
     if (created?.relname !== undefined) createdHere.add(createdTableKey(created));
-    const holds = tableHold(node, createdHere);
+    const holds = tableHold(node, createdHere) ?? (transactional ? heldWhileWriting(node, kept) : undefined);
+    if (transactional) {
+      const takenBy = `line ${line}'s ${statementWords(kind, bytes.subarray(start, to).toString('utf8'))}`;
+      kept.push(...locksKept(node, createdHere).map((lock) => ({ ...lock, takenBy })));
+    }
     return {
       text: bytes.subarray(start, to).toString('utf8').trimEnd(),
       line,

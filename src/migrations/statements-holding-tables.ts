@@ -18,7 +18,7 @@ export interface TableHold {
 }
 
 type Node = Record<string, unknown>;
-interface RangeVar {
+export interface RangeVar {
   schemaname?: string;
   relname?: string;
   inh?: boolean;
@@ -167,6 +167,107 @@ export function tableHold(node: Node, createdHere: ReadonlySet<string>): TableHo
   return cluster ? held(cluster.relation, { lock: 'ACCESS EXCLUSIVE', doing: 'rewrites every row (CLUSTER)' }, createdHere) : undefined;
 }
 
+// Commands whose second word is a name, not part of the command: said by their kind.
+const commandOfKind: Record<string, string> = {
+  UpdateStmt: 'UPDATE',
+  DeleteStmt: 'DELETE',
+  MergeStmt: 'MERGE',
+  InsertStmt: 'INSERT',
+  TruncateStmt: 'TRUNCATE',
+  LockStmt: 'LOCK TABLE',
+  ClusterStmt: 'CLUSTER',
+};
+
+/**
+ * A statement's command, as the warnings name it: `ALTER TABLE`, `CREATE INDEX`, `UPDATE`.
+ *
+ * @example statementWords('UpdateStmt', 'UPDATE users SET theme = 1') // 'UPDATE'
+ */
+export function statementWords(kind: string, text: string): string {
+  return commandOfKind[kind] ?? leadingWords(text) ?? kind;
+}
+
+/** A table an earlier statement of a transactional file locked, and keeps locked until COMMIT. */
+export interface LockKeptUntilCommit {
+  relation: RangeVar;
+  lock: TableHold['lock'];
+  /** Where it was taken: "line 1's ALTER TABLE". */
+  takenBy: string;
+}
+
+// ALTER TABLE's subcommands that take less than ACCESS EXCLUSIVE: SHARE UPDATE EXCLUSIVE, which
+// neither reads nor writes wait for, or SHARE ROW EXCLUSIVE, which writes wait for.
+const neitherReadsNorWritesWait = new Set(['AT_ValidateConstraint', 'AT_SetStatistics', 'AT_ClusterOn', 'AT_DropCluster', 'AT_SetRelOptions', 'AT_ResetRelOptions', 'AT_AttachPartition']);
+const writesWait = new Set(['AT_EnableTrig', 'AT_DisableTrig', 'AT_EnableAlwaysTrig', 'AT_EnableReplicaTrig', 'AT_EnableTrigAll', 'AT_DisableTrigAll', 'AT_EnableTrigUser', 'AT_DisableTrigUser']);
+// LOCK TABLE's modes (PostgreSQL's lock numbers) that reads or writes wait for.
+const lockModes: Record<number, TableHold['lock']> = { 5: 'SHARE', 6: 'SHARE ROW EXCLUSIVE', 7: 'SHARE ROW EXCLUSIVE', 8: 'ACCESS EXCLUSIVE' };
+const strength: Record<TableHold['lock'], number> = { SHARE: 1, 'SHARE ROW EXCLUSIVE': 2, 'ACCESS EXCLUSIVE': 3 };
+
+function alterTableLock(cmds: Array<{ AlterTableCmd?: Node }>): TableHold['lock'] | undefined {
+  let lock: TableHold['lock'] | undefined;
+  for (const { AlterTableCmd: cmd } of cmds) {
+    const { subtype, def } = (cmd ?? {}) as { subtype?: string; def?: Node };
+    if (subtype === undefined || neitherReadsNorWritesWait.has(subtype)) continue;
+    const foreignKey = subtype === 'AT_AddConstraint' && constraintOf(def)?.contype === 'CONSTR_FOREIGN';
+    const taken = writesWait.has(subtype) || foreignKey ? 'SHARE ROW EXCLUSIVE' : 'ACCESS EXCLUSIVE';
+    if (lock === undefined || strength[taken] > strength[lock]) lock = taken;
+  }
+  return lock;
+}
+
+/**
+ * The tables `node` locks so that reads or writes of them wait, for as long as the transaction
+ * lasts: ALTER TABLE (most of its subcommands, however quick), CREATE INDEX, TRUNCATE, LOCK
+ * TABLE, VACUUM FULL, CLUSTER. Tables the file created before have no traffic yet.
+ *
+ * @example locksKept(parseSync('ALTER TABLE users ADD COLUMN theme text').stmts[0].stmt, new Set()) // [{ relation: { relname: 'users', … }, lock: 'ACCESS EXCLUSIVE' }]
+ */
+export function locksKept(node: Node, createdHere: ReadonlySet<string>): Array<{ relation: RangeVar; lock: TableHold['lock'] }> {
+  const kept = (relation: RangeVar | undefined, lock: TableHold['lock'] | undefined) =>
+    relation?.relname === undefined || lock === undefined || createdBefore(relation, createdHere) ? [] : [{ relation, lock }];
+  const alter = node.AlterTableStmt as { relation?: RangeVar; cmds?: Array<{ AlterTableCmd?: Node }>; objtype?: string } | undefined;
+  if (alter !== undefined) return alter.objtype === 'OBJECT_TABLE' ? kept(alter.relation, alterTableLock(alter.cmds ?? [])) : [];
+  const index = node.IndexStmt as { relation?: RangeVar; concurrent?: boolean } | undefined;
+  if (index !== undefined) return index.concurrent ? [] : kept(index.relation, 'SHARE');
+  const relations = (list: unknown) => ((list ?? []) as Array<{ RangeVar?: RangeVar }>).map((item) => item.RangeVar);
+  const truncate = node.TruncateStmt as { relations?: unknown } | undefined;
+  if (truncate !== undefined) return relations(truncate.relations).flatMap((relation) => kept(relation, 'ACCESS EXCLUSIVE'));
+  const lock = node.LockStmt as { relations?: unknown; mode?: number } | undefined;
+  if (lock !== undefined) return relations(lock.relations).flatMap((relation) => kept(relation, lockModes[lock.mode ?? 8]));
+  const hold = tableHold(node, createdHere);
+  const vacuum = node.VacuumStmt as { rels?: Array<{ VacuumRelation?: { relation?: RangeVar } }> } | undefined;
+  const cluster = node.ClusterStmt as { relation?: RangeVar } | undefined;
+  return hold === undefined ? [] : kept(vacuum?.rels?.[0]?.VacuumRelation?.relation ?? cluster?.relation, hold.lock);
+}
+
+// What writes rows in bulk: UPDATE, DELETE, MERGE, and an INSERT of a query's rows (one of
+// VALUES writes the rows it lists).
+function bulkWriteTarget(node: Node): RangeVar | undefined {
+  const target = (node.UpdateStmt ?? node.DeleteStmt ?? node.MergeStmt) as { relation?: RangeVar } | undefined;
+  if (target !== undefined) return target.relation ?? {};
+  const insert = node.InsertStmt as { relation?: RangeVar; selectStmt?: { SelectStmt?: { valuesLists?: unknown[] } } } | undefined;
+  if (insert?.selectStmt?.SelectStmt === undefined || insert.selectStmt.SelectStmt.valuesLists !== undefined) return undefined;
+  return insert.relation ?? {};
+}
+
+/**
+ * For a statement of a transactional file that writes rows in bulk (a backfill's `UPDATE`,
+ * `DELETE`, `MERGE`, `INSERT … SELECT`): a table an earlier statement of the file locked, which
+ * stays locked while it runs, since locks last until COMMIT. The `ALTER TABLE` that adds a
+ * column takes ACCESS EXCLUSIVE for a moment's work, and an `UPDATE` of every row after it in
+ * the same file keeps every read of the table waiting for as long as the update runs. The
+ * statement's own table comes first, where it is one of them.
+ *
+ * @example heldWhileWriting(parseSync("UPDATE users SET theme = 'light'").stmts[0].stmt, kept) // { table: 'users', lock: 'ACCESS EXCLUSIVE', doing: "writes rows …", … }
+ */
+export function heldWhileWriting(node: Node, kept: readonly LockKeptUntilCommit[]): TableHold | undefined {
+  const target = bulkWriteTarget(node);
+  if (target === undefined || kept.length === 0) return undefined;
+  const same = (relation: RangeVar) => relation.relname === target.relname && (relation.schemaname ?? 'public') === (target.schemaname ?? 'public');
+  const { relation, lock, takenBy } = kept.find(({ relation: kept }) => same(kept)) ?? kept[0]!;
+  return held(relation, { lock, doing: `writes rows under the lock ${takenBy} took, kept until the file's COMMIT (fill a column in batches, in a later file with -- migrate:no-transaction)` }, new Set());
+}
+
 /**
  * One line for each statement about to run that holds a table with rows (as the planner's
  * statistics count them: `pg_class`, read without a lock) while it rewrites or scans every row:
@@ -202,7 +303,7 @@ export async function statementsHoldingBusyTables(client: ClientBase, scripts: r
   return holds.flatMap(({ script, statement, hold }, index) => {
     const size = sizes.get(index + 1);
     if (size === undefined) return [];
-    const words = leadingWords(statement.text) ?? statement.kind;
+    const words = statementWords(statement.kind, statement.text);
     return [
       `${script.file}:${statement.line}: ${words} holds ${hold.lock} on ${hold.table} (about ${size} rows) while it ${hold.doing}: ` +
         "the table's queries wait for the whole statement, and past the services' lock_timeout they fail. Unless that is meant " +

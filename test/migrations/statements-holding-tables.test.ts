@@ -55,6 +55,65 @@ describe('statements that hold a table while they go through every row', () => {
     ]);
   });
 
+  // Locks last until COMMIT: the ALTER TABLE that adds a column holds ACCESS EXCLUSIVE for a
+  // moment's work, and a backfill after it in the same file keeps the table's every read waiting
+  // for as long as the backfill runs (2 million rows: 54 s, every read of the table failing).
+  describe('a bulk write after a statement of the same transactional file locked a table', () => {
+    const heldOf = async (sql: string) => (await parseMigrationScript('x.up.sql', sql)).statements.map((statement) => statement.holds ?? null);
+    const underLock = (line: number, words: string) =>
+      `writes rows under the lock line ${line}'s ${words} took, kept until the file's COMMIT (fill a column in batches, in a later file with -- migrate:no-transaction)`;
+
+    it.each([
+      ["ALTER TABLE refresh_tokens ADD COLUMN client_version text;\nUPDATE refresh_tokens SET client_version = 'v1';", 'refresh_tokens', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
+      // Any table's: the lock lasts while the other table's rows are written.
+      ['ALTER TABLE users ADD COLUMN theme text;\nDELETE FROM phrases WHERE active = false;', 'users', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
+      // The written table's own, where it is one of them.
+      ['ALTER TABLE users ADD COLUMN theme text;\nALTER TABLE public.phrases ADD COLUMN n int;\nUPDATE phrases SET n = 1;', 'public.phrases', 'ACCESS EXCLUSIVE', 2, 'ALTER TABLE'],
+      ['TRUNCATE phrases;\nINSERT INTO phrases (phrase_text) SELECT phrase_text FROM phrase_suggestions;', 'phrases', 'ACCESS EXCLUSIVE', 1, 'TRUNCATE'],
+      ['CREATE INDEX users_theme ON users (theme);\nUPDATE users SET theme = lower(theme);', 'users', 'SHARE', 1, 'CREATE INDEX'],
+      ['LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE;\nUPDATE users SET theme = lower(theme);', 'users', 'SHARE ROW EXCLUSIVE', 1, 'LOCK TABLE'],
+      ["ALTER TABLE incident_timers ADD CONSTRAINT f FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\nUPDATE incident_timers SET notes = '';", 'incident_timers', 'SHARE ROW EXCLUSIVE', 1, 'ALTER TABLE'],
+      ['ALTER TABLE users ADD COLUMN theme text;\nMERGE INTO users u USING phrases p ON false WHEN NOT MATCHED THEN DO NOTHING;', 'users', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
+    ])('%s', async (sql, table, lock, line, words) => {
+      expect((await heldOf(sql)).at(-1)).toMatchObject({ table, lock, doing: underLock(line as number, words as string) });
+    });
+
+    it.each([
+      // Its own file, without a transaction: each statement's locks end with it.
+      "-- migrate:no-transaction\nALTER TABLE users ADD COLUMN theme text;\nUPDATE users SET theme = 'light';",
+      // Locks that neither reads nor writes wait for.
+      "ALTER TABLE users VALIDATE CONSTRAINT c;\nUPDATE users SET theme = 'light';",
+      "CREATE INDEX CONCURRENTLY users_theme ON users (theme);\nUPDATE users SET theme = 'light';",
+      'LOCK TABLE users IN SHARE UPDATE EXCLUSIVE MODE;\nUPDATE users SET theme = lower(theme);',
+      // Rows listed, not a query's.
+      "ALTER TABLE roles ADD COLUMN label text;\nINSERT INTO roles (name) VALUES ('auditor');",
+      // A table the file made has no traffic yet.
+      'CREATE TABLE audit (id int);\nALTER TABLE audit ADD COLUMN at date;\nUPDATE audit SET at = now();',
+    ])('not: %s', async (sql) => {
+      expect((await heldOf(sql)).every((hold) => hold === null)).toBe(true);
+    });
+
+    it('are said before anything is applied, with the row count of the table held', async ({ onTestFinished }) => {
+      const { database, migrationsDir, remove } = await createMigrationSandbox();
+      onTestFinished(remove);
+      await migrate({ databaseUrl: database.url, migrationsDir });
+      const name = '20990101000000_add_theme';
+      await writeMigration(migrationsDir, name, "ALTER TABLE users ADD COLUMN theme text;\nUPDATE users SET theme = 'light';\n", 'ALTER TABLE users DROP COLUMN theme;\n');
+      const users = await withClient(database.url, async (client) => {
+        await client.query("INSERT INTO users (email, password_hash, display_name, slug) SELECT 'u' || i || '@example.org', 'h', 'U', 'u-' || i FROM generate_series(1, 40) i");
+        await client.query('ANALYZE users');
+        return (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM users')).rows[0]!.n;
+      });
+      const planned: string[] = [];
+      await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, warn: (line) => planned.push(line) });
+      expect(planned.filter((line) => line.includes(' holds '))).toEqual([
+        `${name}.up.sql:2: UPDATE holds ACCESS EXCLUSIVE on users (about ${users} rows) while it ${underLock(1, 'ALTER TABLE')}: ` +
+          "the table's queries wait for the whole statement, and past the services' lock_timeout they fail. Unless that is meant " +
+          '(a maintenance window), write it in steps that hold the lock briefly (README: A migration that meets a long transaction)',
+      ]);
+    });
+  });
+
   it('are said before anything is applied, on a table with rows only, and by a dry run too', async ({ onTestFinished }) => {
     const { database, migrationsDir, remove } = await createMigrationSandbox();
     onTestFinished(remove);
