@@ -119,6 +119,8 @@ export async function provisionAppRole(options: {
   user: string;
   password: string;
   statementBounds?: StatementBounds | undefined;
+  /** Told each of the role's bounds in the database that this changes. */
+  log?: (line: string) => void;
 }): Promise<AppRoleChange> {
   const { adminUrl, user, password } = options;
   requireRoleName('DB_APP_USER', user);
@@ -126,7 +128,7 @@ export async function provisionAppRole(options: {
   const bounds = options.statementBounds ?? loadStatementBounds();
   return inAppRoleTransaction(adminUrl, user, 'create or update the application role', async (client, database) => {
     const change = await ensureLoginRole(client, adminUrl, { user, password }, () => superuserAppRole(user));
-    await setRoleStatementBounds(client, user, database, bounds);
+    await setRoleStatementBounds(client, user, database, bounds, options.log);
     return change;
   });
 }

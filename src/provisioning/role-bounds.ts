@@ -15,8 +15,10 @@ import { silentClientSettings } from '../db/silent-client-bounds.js';
  * no keepalive settings of its own, so these hold on direct connections too. Needs the right
  * to alter the role (its creator, a `CREATEROLE` owner, or a superuser).
  *
+ * Says (`log`) each bound the role had in the database that this changes.
+ *
  * @example
- * await setRoleStatementBounds(client, 'kennwilliamson_app', 'kennwilliamson', loadStatementBounds())
+ * await setRoleStatementBounds(client, 'kennwilliamson_app', 'kennwilliamson', loadStatementBounds(), console.log)
  * // ALTER ROLE kennwilliamson_app IN DATABASE kennwilliamson SET statement_timeout = 5000 …
  * // … SET tcp_keepalives_idle = 5 …
  */
@@ -25,13 +27,30 @@ export async function setRoleStatementBounds(
   role: string,
   database: string,
   bounds: StatementBounds,
+  log: (line: string) => void = () => undefined,
 ): Promise<void> {
   const settings = [
-    ['statement_timeout', bounds.statementTimeoutMs],
-    ['lock_timeout', bounds.lockTimeoutMs],
-    ['idle_in_transaction_session_timeout', bounds.idleInTransactionTimeoutMs],
+    ['statement_timeout', bounds.statementTimeoutMs, 'DB_STATEMENT_TIMEOUT'],
+    ['lock_timeout', bounds.lockTimeoutMs, 'DB_LOCK_TIMEOUT'],
+    ['idle_in_transaction_session_timeout', bounds.idleInTransactionTimeoutMs, 'DB_IDLE_IN_TRANSACTION_TIMEOUT'],
   ] as const;
-  for (const [name, ms] of settings) {
+  // The step writes what its environment says, a default where it says nothing: one run with
+  // only a new password (a rotation) would otherwise put a role's longer bounds back to the
+  // defaults without a word, and statements that ran for longer start failing behind the pooler.
+  const { rows } = await client.query<{ setting: string }>(
+    `SELECT pg_catalog.unnest(s.setconfig) AS setting
+       FROM pg_catalog.pg_db_role_setting s
+       JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
+       JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
+      WHERE r.rolname = $1 AND d.datname = $2`,
+    [role, database],
+  );
+  const before = new Map(rows.map(({ setting }) => [setting.slice(0, setting.indexOf('=')), setting.slice(setting.indexOf('=') + 1)]));
+  for (const [name, ms, variable] of settings) {
+    const was = before.get(name);
+    if (was !== undefined && settingMs(was) !== ms) {
+      log(`the application role's ${name} in '${database}' was ${was}${/^\d+$/.test(was) ? ' ms' : ''} and is now ${ms} ms (${variable}, or its default where it is not set)`);
+    }
     // ALTER ROLE … SET takes no parameters; the values are checked whole numbers of milliseconds.
     if (!Number.isSafeInteger(ms) || ms < 1) throw new RangeError(`${name} must be a whole number of milliseconds, got ${ms}`);
     await client.query(
@@ -41,4 +60,13 @@ export async function setRoleStatementBounds(
   for (const [name, value] of silentClientSettings) {
     await client.query(`ALTER ROLE ${client.escapeIdentifier(role)} IN DATABASE ${client.escapeIdentifier(database)} SET ${name} = ${value}`);
   }
+}
+
+// PostgreSQL's units for a time setting whose bare number is milliseconds.
+const unitMs: Record<string, number> = { us: 0.001, ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 };
+
+// A stored value such as '60s' or '5000' in milliseconds, or undefined where it reads otherwise.
+function settingMs(value: string): number | undefined {
+  const match = /^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$/.exec(value);
+  return match ? Number(match[1]) * unitMs[match[2] ?? 'ms']! : undefined;
 }

@@ -137,6 +137,23 @@ describe('the application role made by npm run db:setup', () => {
     expect(refused.stderr).toContain('DB_LOCK_TIMEOUT');
   });
 
+  // A password's rotation is the same step with a new DB_APP_PASSWORD: where the operator's
+  // environment no longer holds the bounds, the role's longer ones go back to the defaults.
+  it('says which of the role\'s bounds setup --admin changes, as a run with a new password alone puts them back to the defaults', async () => {
+    const longer = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: password, DB_STATEMENT_TIMEOUT: '60s', DB_LOCK_TIMEOUT: '2s', DB_IDLE_IN_TRANSACTION_TIMEOUT: '10s' });
+    expect(longer.code, longer.stderr).toBe(0);
+    const rotated = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: `${password}-next` });
+    expect(rotated.code, rotated.stderr).toBe(0);
+    const said = rotated.stdout.split('\n').filter((line) => line.includes("the application role's") && line.includes(' was '));
+    // lock_timeout and the idle bound were the defaults already.
+    expect(said).toEqual([
+      `the application role's statement_timeout in '${database.name}' was 60000 ms and is now 5000 ms (DB_STATEMENT_TIMEOUT, or its default where it is not set)`,
+    ]);
+    const again = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: `${password}-next` });
+    expect(again.stdout).not.toContain(' was ');
+    await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: password });
+  });
+
   // The two tests wait for the server's keepalive (about 10 s) side by side. Each heals its own
   // partition (a timed-out test too: onTestFinished), never the other's.
   describe.skipIf(!packetFilter).concurrent("whose host goes silent, the server ends the session within seconds", () => {

@@ -42,7 +42,8 @@ Environment:
   DB_APP_PASSWORD         --admin: its password (sent only as a SCRAM-SHA-256 verifier)
   DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT, DB_IDLE_IN_TRANSACTION_TIMEOUT
                           --admin: the application role's defaults for these bounds in this
-                          database (default 5s, 2s, 10s), which hold behind a pooler
+                          database (default 5s, 2s, 10s), which hold behind a pooler; written
+                          on every --admin run (each change said): set them as the services do
   MIGRATION_LOCK_TIMEOUT  seconds to wait for another migration run (default 300)
 `;
 
@@ -125,7 +126,7 @@ export const setupCommand: Command = {
       log(runs.length === 0 ? 'Database is up to date.' : `${runs.length} migration(s) applied.`);
     }
     if (app && adminUrl) {
-      const change = await provisionAppRole({ adminUrl, ...app, ...(statementBounds ? { statementBounds } : {}) });
+      const change = await provisionAppRole({ adminUrl, ...app, ...(statementBounds ? { statementBounds } : {}), log });
       log(change === 'unchanged' ? `the application role '${app.user}' exists, its password unchanged` : `${change === 'created' ? 'created' : 'set the password of'} the application role '${app.user}'`);
     }
     if (appUser) {
