@@ -12,7 +12,7 @@ export const adminUrlVariable = 'ADMIN_DATABASE_URL';
  *
  * @example adminDatabaseUrl('setup', { ADMIN_DATABASE_URL: 'postgresql://postgres:…@db.internal/kennwilliamson' })
  */
-export function adminDatabaseUrl(command: string, env: NodeJS.ProcessEnv = process.env): string {
+export function adminDatabaseUrl(command: string, env: NodeJS.ProcessEnv = process.env, options: { postgresDatabase?: boolean } = {}): string {
   const url = env[adminUrlVariable]?.trim();
   if (!url) {
     throw new ConfigError(
@@ -20,6 +20,17 @@ export function adminDatabaseUrl(command: string, env: NodeJS.ProcessEnv = proce
       `${command} --admin needs ${adminUrlVariable}: the database, as a superuser (or a role with CREATEDB and CREATEROLE), directly`,
     );
   }
-  databaseTarget(url, env, adminUrlVariable);
+  const { database } = databaseTarget(url, env, adminUrlVariable);
+  // An admin's URL ends in /postgres by habit. The step would make the owner role the owner of
+  // that database (which a pooler's auth_query may live in) and apply the schema there; in a
+  // template, every database created afterwards would get it.
+  if (database === 'template0' || database === 'template1' || (database === 'postgres' && options.postgresDatabase !== true)) {
+    const escape = database === 'postgres' && command === 'setup' ? `, or pass --postgres-database where the application's database is that one (a hosted server's only database)` : '';
+    throw new ConfigError(
+      adminUrlVariable,
+      `${adminUrlVariable} names '${database}', the server's own ${database === 'postgres' ? 'maintenance database' : 'template'}: ${command} --admin would make ` +
+        `the owner role its owner and apply the schema there. Name the application's database (created if missing)${escape}; nothing was done`,
+    );
+  }
   return url;
 }

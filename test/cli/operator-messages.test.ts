@@ -68,6 +68,9 @@ describe('the messages of the operations commands', () => {
       ['a bad port', 'postgresql://admin:secret@127.0.0.1:99999/kennwilliamson', 'the port of ADMIN_DATABASE_URL must be one number from 1 to 65535'],
       ['a # in the password', 'postgresql://admin:12#secret@127.0.0.1:5432/kennwilliamson', "ADMIN_DATABASE_URL holds a '#'"],
       ['no database', 'postgresql://admin:secret@127.0.0.1:5432/', 'ADMIN_DATABASE_URL names no database'],
+      // An admin's URL ends in /postgres by habit: the owner role would own it, with the schema in it.
+      ['the maintenance database', 'postgresql://admin:secret@127.0.0.1:5432/postgres', "ADMIN_DATABASE_URL names 'postgres', the server's own maintenance database"],
+      ['a template', 'postgresql://admin:secret@127.0.0.1:5432/template1', "ADMIN_DATABASE_URL names 'template1', the server's own template"],
     ])('names ADMIN_DATABASE_URL for %s', async (_fault, url, message) => {
       const result = await admin(url);
       expect(result.code).toBe(1);
@@ -75,6 +78,20 @@ describe('the messages of the operations commands', () => {
       expect(result.stderr).not.toMatch(/Invalid URL|ENOTFOUND|ECONNREFUSED|(?<!(MIGRATION|ADMIN)_)DATABASE_URL/);
       expect(result.stderr).not.toContain('secret');
     });
+  });
+
+  it("provisions a database named postgres with setup --admin --postgres-database, where it is the application's own", async () => {
+    // Past the refusal, to the connection: nothing listens on this port.
+    const result = await runCli('setup', ['--admin', '--postgres-database'], {
+      DATABASE_URL: '',
+      MIGRATION_DATABASE_URL: '',
+      ADMIN_DATABASE_URL: `postgresql://admin:secret@127.0.0.1:${await freePort()}/postgres`,
+      DB_OWNER_USER: 'kw_owner',
+      DB_OWNER_PASSWORD: 'owner-secret',
+    });
+    expect(result.code).toBe(1);
+    expect(result.stderr).not.toContain('maintenance database');
+    expect(result.stderr).toMatch(/ECONNREFUSED|connect|connection/i);
   });
 
   describe('a restore onto a server that lacks the role the backup grants to', () => {

@@ -9,7 +9,7 @@ import { databaseUrlAs, ensureDatabase } from '../../provisioning/database-admin
 import { provisionDatabase, type RoleCredentials } from '../../provisioning/provision-database.js';
 import type { Command } from '../command.js';
 
-const usage = `Usage: kennwilliamson-db setup [--admin [--no-migrate]]
+const usage = `Usage: kennwilliamson-db setup [--admin [--no-migrate] [--postgres-database]]
 
 The release step (without --admin), as the database's owner: checks that the database
 exists, applies pending migrations, and, when DB_APP_USER is set, brings that role's grants
@@ -31,6 +31,9 @@ Options:
   --no-migrate            with --admin: apply no migration (say how many are pending), as when
                           changing a password from a machine whose package may be newer than
                           the release; the roles, passwords and grants are set all the same
+  --postgres-database     with --admin: provision the database named postgres, refused otherwise
+                          (an admin's URL often ends in /postgres by habit), where it is the
+                          application's own (a hosted server whose only database it is)
 
 Environment:
   MIGRATION_DATABASE_URL  the release step: the database, as its owner, directly: a connection
@@ -75,7 +78,7 @@ export const setupCommand: Command = {
   name: 'setup',
   summary: 'release step: migrate and reapply the application role\'s grants (--admin: provision database and roles first)',
   usage,
-  options: { admin: { type: 'boolean' }, 'no-migrate': { type: 'boolean' } },
+  options: { admin: { type: 'boolean' }, 'no-migrate': { type: 'boolean' }, 'postgres-database': { type: 'boolean' } },
   positionals: { min: 0, max: 0 },
   async run({ values }) {
     const log = (line: string) => console.log(line);
@@ -89,11 +92,14 @@ export const setupCommand: Command = {
     // admin step run first.
     migrationLockTimeoutMs(env);
     const noMigrate = values['no-migrate'] === true;
+    if (values['postgres-database'] === true && values.admin !== true) {
+      throw new ConfigError('--postgres-database', 'setup --postgres-database goes with --admin only: it is about the database ADMIN_DATABASE_URL names');
+    }
     if (noMigrate && values.admin !== true) {
       throw new ConfigError('--no-migrate', 'setup --no-migrate goes with --admin only: without it, setup is the release step, whose work is migrating');
     }
     if (values.admin === true) {
-      adminUrl = adminDatabaseUrl('setup', env);
+      adminUrl = adminDatabaseUrl('setup', env, { postgresDatabase: values['postgres-database'] === true });
       const owner = credentials(env, 'DB_OWNER_USER', 'DB_OWNER_PASSWORD');
       if (!owner) throw new ConfigError('DB_OWNER_USER', 'setup --admin needs DB_OWNER_USER and DB_OWNER_PASSWORD: the owner role migrations and restores run as');
       app = credentials(env, 'DB_APP_USER', 'DB_APP_PASSWORD');
