@@ -4,7 +4,7 @@ import { parseDuration } from '../db/duration.js';
 import { type ConfigError, MigrationScriptError } from '../errors.js';
 import { lineOfPosition } from '../sql-position.js';
 import { optionOn, type OptionNode } from './parse-tree-option.js';
-import { createdTableKey, heldWhileWriting, locksKept, statementWords, tableHold, type LockKeptUntilCommit, type TableHold } from './statements-holding-tables.js';
+import { createdTableKey, heldWhileWriting, keptTableKey, locksKept, statementWords, stronger, tableHold, type LockKeptUntilCommit, type TableHold } from './statements-holding-tables.js';
 
 /** Header of a migration file that must run outside a transaction, statement by statement. */
 export const noTransactionHeader = '-- migrate:no-transaction';
@@ -46,6 +46,11 @@ export interface MigrationStatement {
   concurrent: boolean;
   /** The table it holds locked while it rewrites or scans every row of it, if it does. */
   holds?: TableHold;
+  /**
+   * A bulk write of a transactional file (`UPDATE`, `INSERT … SELECT` …): the tables earlier
+   * statements of the file locked, which stay locked while it runs, those it writes first.
+   */
+  whileLocked?: TableHold[];
 }
 
 /** A migration file checked by PostgreSQL's own parser, ready to run. */
@@ -111,8 +116,9 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
   const tokens = scanSync(sql).tokens.filter((token) => token.tokenName !== 'SQL_COMMENT' && token.tokenName !== 'C_COMMENT');
   // Tables this file creates before it alters them have no traffic yet.
   const createdHere = new Set<string>();
-  // Locks the file's statements took so far, kept until its COMMIT (a transactional file's).
-  const kept: LockKeptUntilCommit[] = [];
+  // Locks the file's statements took so far, kept until its COMMIT (a transactional file's):
+  // each table once, with the strongest.
+  const kept = new Map<string, LockKeptUntilCommit>();
   const statements = stmts.map((raw): MigrationStatement => {
     const from = raw.stmt_location ?? 0;
     const to = raw.stmt_len === undefined || raw.stmt_len === 0 ? bytes.length : from + raw.stmt_len;
@@ -124,10 +130,15 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
     const index = (node as { IndexStmt?: { concurrent?: boolean; idxname?: string; relation?: { schemaname?: string } } }).IndexStmt;
     const created = (node as { CreateStmt?: { relation?: { schemaname?: string; relname?: string } } }).CreateStmt?.relation;
     if (created?.relname !== undefined) createdHere.add(createdTableKey(created));
-    const holds = tableHold(node, createdHere) ?? (transactional ? heldWhileWriting(node, kept) : undefined);
+    const holds = tableHold(node, createdHere);
+    const whileLocked = transactional ? heldWhileWriting(node, [...kept.values()]) : [];
     if (transactional) {
       const takenBy = `line ${line}'s ${statementWords(kind, bytes.subarray(start, to).toString('utf8'))}`;
-      kept.push(...locksKept(node, createdHere).map((lock) => ({ ...lock, takenBy })));
+      for (const { relation, lock } of locksKept(node, createdHere)) {
+        const key = keptTableKey(relation);
+        const before = kept.get(key);
+        if (before === undefined || stronger(lock, before.lock)) kept.set(key, { relation, lock, takenBy });
+      }
     }
     return {
       text: bytes.subarray(start, to).toString('utf8').trimEnd(),
@@ -135,6 +146,7 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
       kind,
       concurrent: runsConcurrently(node),
       ...(holds ? { holds } : {}),
+      ...(whileLocked.length > 0 ? { whileLocked } : {}),
       ...(index?.concurrent && index.idxname
         ? { concurrentIndex: index.idxname, concurrentIndexRef: [index.relation?.schemaname, index.idxname].filter((part) => part !== undefined).map((part) => pg.escapeIdentifier(part)).join('.') }
         : {}),

@@ -10,10 +10,10 @@ export interface TableHold {
   /** The same, as `to_regclass` reads it. */
   ref: string;
   /** The lock it holds for the whole statement. */
-  lock: 'ACCESS EXCLUSIVE' | 'SHARE' | 'SHARE ROW EXCLUSIVE';
+  lock: 'ACCESS EXCLUSIVE' | 'EXCLUSIVE' | 'SHARE ROW EXCLUSIVE' | 'SHARE';
   /** What it does meanwhile: "scans every row (a CHECK without NOT VALID)". */
   doing: string;
-  /** `ALTER TABLE ONLY …`: the table alone, not the partitions or children below it. */
+  /** `ALTER TABLE ONLY …`: the table alone, not the partitions or children below it (the parser leaves `inh` out then). */
   only: boolean;
 }
 
@@ -133,7 +133,7 @@ function createdBefore(relation: RangeVar, createdHere: ReadonlySet<string>): bo
 function held(relation: RangeVar | undefined, work: Pick<TableHold, 'lock' | 'doing'> | undefined, createdHere: ReadonlySet<string>): TableHold | undefined {
   if (relation?.relname === undefined || work === undefined || createdBefore(relation, createdHere)) return undefined;
   const parts = [relation.schemaname, relation.relname].filter((part): part is string => part !== undefined);
-  return { table: parts.join('.'), ref: parts.map((part) => pg.escapeIdentifier(part)).join('.'), only: relation.inh === false, ...work };
+  return { table: parts.join('.'), ref: parts.map((part) => pg.escapeIdentifier(part)).join('.'), only: relation.inh !== true, ...work };
 }
 
 /**
@@ -176,14 +176,19 @@ const commandOfKind: Record<string, string> = {
   TruncateStmt: 'TRUNCATE',
   LockStmt: 'LOCK TABLE',
   ClusterStmt: 'CLUSTER',
+  RenameStmt: 'ALTER TABLE',
+  CreateTrigStmt: 'CREATE TRIGGER',
+  ReindexStmt: 'REINDEX',
+  CreateStmt: 'CREATE TABLE',
 };
 
 /**
- * A statement's command, as the warnings name it: `ALTER TABLE`, `CREATE INDEX`, `UPDATE`.
+ * A statement's command, as the warnings name it: `ALTER TABLE`, `CREATE UNIQUE INDEX`, `UPDATE`.
  *
  * @example statementWords('UpdateStmt', 'UPDATE users SET theme = 1') // 'UPDATE'
  */
 export function statementWords(kind: string, text: string): string {
+  if (kind === 'IndexStmt') return /^\s*create\s+unique\b/i.test(text) ? 'CREATE UNIQUE INDEX' : 'CREATE INDEX';
   return commandOfKind[kind] ?? leadingWords(text) ?? kind;
 }
 
@@ -195,13 +200,31 @@ export interface LockKeptUntilCommit {
   takenBy: string;
 }
 
-// ALTER TABLE's subcommands that take less than ACCESS EXCLUSIVE: SHARE UPDATE EXCLUSIVE, which
-// neither reads nor writes wait for, or SHARE ROW EXCLUSIVE, which writes wait for.
-const neitherReadsNorWritesWait = new Set(['AT_ValidateConstraint', 'AT_SetStatistics', 'AT_ClusterOn', 'AT_DropCluster', 'AT_SetRelOptions', 'AT_ResetRelOptions', 'AT_AttachPartition']);
+// ALTER TABLE's subcommands that take SHARE UPDATE EXCLUSIVE, which neither reads nor writes wait
+// for (ATTACH PARTITION: on the parent; the partition attached gets ACCESS EXCLUSIVE, below), or
+// SHARE ROW EXCLUSIVE, which writes wait for.
+const neitherReadsNorWritesWait = new Set([
+  'AT_ValidateConstraint',
+  'AT_SetStatistics',
+  'AT_SetOptions',
+  'AT_ResetOptions',
+  'AT_ClusterOn',
+  'AT_DropCluster',
+  'AT_SetRelOptions',
+  'AT_ResetRelOptions',
+  'AT_AttachPartition',
+]);
 const writesWait = new Set(['AT_EnableTrig', 'AT_DisableTrig', 'AT_EnableAlwaysTrig', 'AT_EnableReplicaTrig', 'AT_EnableTrigAll', 'AT_DisableTrigAll', 'AT_EnableTrigUser', 'AT_DisableTrigUser']);
 // LOCK TABLE's modes (PostgreSQL's lock numbers) that reads or writes wait for.
-const lockModes: Record<number, TableHold['lock']> = { 5: 'SHARE', 6: 'SHARE ROW EXCLUSIVE', 7: 'SHARE ROW EXCLUSIVE', 8: 'ACCESS EXCLUSIVE' };
-const strength: Record<TableHold['lock'], number> = { SHARE: 1, 'SHARE ROW EXCLUSIVE': 2, 'ACCESS EXCLUSIVE': 3 };
+const lockModes: Record<number, TableHold['lock']> = { 5: 'SHARE', 6: 'SHARE ROW EXCLUSIVE', 7: 'EXCLUSIVE', 8: 'ACCESS EXCLUSIVE' };
+const strength: Record<TableHold['lock'], number> = { SHARE: 1, 'SHARE ROW EXCLUSIVE': 2, EXCLUSIVE: 3, 'ACCESS EXCLUSIVE': 4 };
+// Renaming a table, a column or a constraint takes ACCESS EXCLUSIVE on the table.
+const tableRenames = new Set(['OBJECT_TABLE', 'OBJECT_COLUMN', 'OBJECT_TABCONSTRAINT']);
+
+/** Whether `lock` makes more of the table's queries wait than `than`. @example stronger('ACCESS EXCLUSIVE', 'SHARE') // true */
+export function stronger(lock: TableHold['lock'], than: TableHold['lock']): boolean {
+  return strength[lock] > strength[than];
+}
 
 function alterTableLock(cmds: Array<{ AlterTableCmd?: Node }>): TableHold['lock'] | undefined {
   let lock: TableHold['lock'] | undefined;
@@ -210,62 +233,113 @@ function alterTableLock(cmds: Array<{ AlterTableCmd?: Node }>): TableHold['lock'
     if (subtype === undefined || neitherReadsNorWritesWait.has(subtype)) continue;
     const foreignKey = subtype === 'AT_AddConstraint' && constraintOf(def)?.contype === 'CONSTR_FOREIGN';
     const taken = writesWait.has(subtype) || foreignKey ? 'SHARE ROW EXCLUSIVE' : 'ACCESS EXCLUSIVE';
-    if (lock === undefined || strength[taken] > strength[lock]) lock = taken;
+    if (lock === undefined || stronger(taken, lock)) lock = taken;
   }
   return lock;
 }
 
+// The tables a statement's foreign keys reference, which it locks SHARE ROW EXCLUSIVE (writes
+// of them wait): in CREATE TABLE's columns and constraints, ALTER TABLE's ADD COLUMN and ADD CONSTRAINT.
+function referencedTables(constraints: unknown[]): RangeVar[] {
+  return constraints.flatMap((node) => {
+    const constraint = constraintOf(node) as (Constraint & { pktable?: RangeVar }) | undefined;
+    return constraint?.contype === 'CONSTR_FOREIGN' && constraint.pktable !== undefined ? [constraint.pktable] : [];
+  });
+}
+const columnConstraints = (node: unknown) => ((node as { ColumnDef?: { constraints?: unknown[] } } | undefined)?.ColumnDef?.constraints ?? []);
+
 /**
  * The tables `node` locks so that reads or writes of them wait, for as long as the transaction
- * lasts: ALTER TABLE (most of its subcommands, however quick), CREATE INDEX, TRUNCATE, LOCK
- * TABLE, VACUUM FULL, CLUSTER. Tables the file created before have no traffic yet.
+ * lasts: ALTER TABLE (most of its subcommands, however quick; a partition it attaches; the
+ * tables its foreign keys reference), a rename, CREATE TABLE's references and the parent of a
+ * partition, CREATE INDEX, CREATE TRIGGER, REINDEX, TRUNCATE, LOCK TABLE, CLUSTER. Tables the
+ * file created before have no traffic yet. (DROP INDEX locks its table too, which the parse
+ * tree does not name.)
  *
  * @example locksKept(parseSync('ALTER TABLE users ADD COLUMN theme text').stmts[0].stmt, new Set()) // [{ relation: { relname: 'users', … }, lock: 'ACCESS EXCLUSIVE' }]
  */
 export function locksKept(node: Node, createdHere: ReadonlySet<string>): Array<{ relation: RangeVar; lock: TableHold['lock'] }> {
   const kept = (relation: RangeVar | undefined, lock: TableHold['lock'] | undefined) =>
     relation?.relname === undefined || lock === undefined || createdBefore(relation, createdHere) ? [] : [{ relation, lock }];
+  const references = (constraints: unknown[]) => referencedTables(constraints).flatMap((table) => kept(table, 'SHARE ROW EXCLUSIVE'));
+  const relations = (list: unknown) => ((list ?? []) as Array<{ RangeVar?: RangeVar }>).map((item) => item.RangeVar);
+
   const alter = node.AlterTableStmt as { relation?: RangeVar; cmds?: Array<{ AlterTableCmd?: Node }>; objtype?: string } | undefined;
-  if (alter !== undefined) return alter.objtype === 'OBJECT_TABLE' ? kept(alter.relation, alterTableLock(alter.cmds ?? [])) : [];
+  if (alter !== undefined) {
+    if (alter.objtype !== 'OBJECT_TABLE') return [];
+    const cmds = (alter.cmds ?? []).flatMap(({ AlterTableCmd: cmd }) => (cmd ? [cmd as { subtype?: string; def?: Node }] : []));
+    return [
+      ...kept(alter.relation, alterTableLock(alter.cmds ?? [])),
+      ...cmds.flatMap(({ subtype, def }) =>
+        subtype === 'AT_AttachPartition'
+          ? kept((def?.PartitionCmd as { name?: RangeVar } | undefined)?.name, 'ACCESS EXCLUSIVE')
+          : references(subtype === 'AT_AddColumn' ? columnConstraints(def) : subtype === 'AT_AddConstraint' ? [def] : []),
+      ),
+    ];
+  }
+  const rename = node.RenameStmt as { renameType?: string; relation?: RangeVar } | undefined;
+  if (rename !== undefined) return tableRenames.has(rename.renameType ?? '') ? kept(rename.relation, 'ACCESS EXCLUSIVE') : [];
+  const create = node.CreateStmt as { tableElts?: unknown[]; inhRelations?: unknown; partbound?: unknown } | undefined;
+  if (create !== undefined) {
+    const elements = create.tableElts ?? [];
+    return [
+      ...references([...elements.flatMap(columnConstraints), ...elements]),
+      // A new partition locks its parent ACCESS EXCLUSIVE; a child of plain inheritance, SHARE UPDATE EXCLUSIVE.
+      ...(create.partbound === undefined ? [] : relations(create.inhRelations).flatMap((parent) => kept(parent, 'ACCESS EXCLUSIVE'))),
+    ];
+  }
   const index = node.IndexStmt as { relation?: RangeVar; concurrent?: boolean } | undefined;
   if (index !== undefined) return index.concurrent ? [] : kept(index.relation, 'SHARE');
-  const relations = (list: unknown) => ((list ?? []) as Array<{ RangeVar?: RangeVar }>).map((item) => item.RangeVar);
+  const trigger = node.CreateTrigStmt as { relation?: RangeVar } | undefined;
+  if (trigger !== undefined) return kept(trigger.relation, 'SHARE ROW EXCLUSIVE');
+  const reindex = node.ReindexStmt as { kind?: string; relation?: RangeVar; params?: OptionNode[] } | undefined;
+  if (reindex !== undefined) return reindex.kind === 'REINDEX_OBJECT_TABLE' && !optionOn(reindex.params, 'concurrently') ? kept(reindex.relation, 'SHARE') : [];
   const truncate = node.TruncateStmt as { relations?: unknown } | undefined;
   if (truncate !== undefined) return relations(truncate.relations).flatMap((relation) => kept(relation, 'ACCESS EXCLUSIVE'));
   const lock = node.LockStmt as { relations?: unknown; mode?: number } | undefined;
   if (lock !== undefined) return relations(lock.relations).flatMap((relation) => kept(relation, lockModes[lock.mode ?? 8]));
-  const hold = tableHold(node, createdHere);
-  const vacuum = node.VacuumStmt as { rels?: Array<{ VacuumRelation?: { relation?: RangeVar } }> } | undefined;
   const cluster = node.ClusterStmt as { relation?: RangeVar } | undefined;
-  return hold === undefined ? [] : kept(vacuum?.rels?.[0]?.VacuumRelation?.relation ?? cluster?.relation, hold.lock);
+  return cluster !== undefined ? kept(cluster.relation, 'ACCESS EXCLUSIVE') : [];
 }
 
-// What writes rows in bulk: UPDATE, DELETE, MERGE, and an INSERT of a query's rows (one of
-// VALUES writes the rows it lists).
-function bulkWriteTarget(node: Node): RangeVar | undefined {
-  const target = (node.UpdateStmt ?? node.DeleteStmt ?? node.MergeStmt) as { relation?: RangeVar } | undefined;
-  if (target !== undefined) return target.relation ?? {};
-  const insert = node.InsertStmt as { relation?: RangeVar; selectStmt?: { SelectStmt?: { valuesLists?: unknown[] } } } | undefined;
-  if (insert?.selectStmt?.SelectStmt === undefined || insert.selectStmt.SelectStmt.valuesLists !== undefined) return undefined;
-  return insert.relation ?? {};
+/** The key under which a file's kept locks are merged: `schema.name`, public where unnamed. @example keptTableKey({ relname: 'users' }) // 'public.users' */
+export function keptTableKey(relation: RangeVar): string {
+  return `${relation.schemaname ?? 'public'}.${relation.relname}`;
+}
+
+// What writes rows in bulk: UPDATE, DELETE, MERGE, an INSERT of a query's rows (one of VALUES,
+// or of a SELECT without FROM, writes the rows it lists), each also inside a WITH.
+function bulkWriteTargets(node: Node | undefined): RangeVar[] {
+  if (node === undefined) return [];
+  const [kind, statement] = Object.entries(node)[0] ?? [];
+  const body = statement as { relation?: RangeVar; withClause?: { ctes?: Array<{ CommonTableExpr?: { ctequery?: Node } }> }; selectStmt?: { SelectStmt?: { valuesLists?: unknown[]; fromClause?: unknown[] } } } | undefined;
+  const inWith = (body?.withClause?.ctes ?? []).flatMap((cte) => bulkWriteTargets(cte.CommonTableExpr?.ctequery));
+  const select = body?.selectStmt?.SelectStmt;
+  const writes =
+    kind === 'UpdateStmt' || kind === 'DeleteStmt' || kind === 'MergeStmt' || (kind === 'InsertStmt' && select !== undefined && select.valuesLists === undefined && (select.fromClause ?? []).length > 0);
+  return [...(writes && body?.relation !== undefined ? [body.relation] : []), ...inWith];
 }
 
 /**
  * For a statement of a transactional file that writes rows in bulk (a backfill's `UPDATE`,
- * `DELETE`, `MERGE`, `INSERT … SELECT`): a table an earlier statement of the file locked, which
- * stays locked while it runs, since locks last until COMMIT. The `ALTER TABLE` that adds a
- * column takes ACCESS EXCLUSIVE for a moment's work, and an `UPDATE` of every row after it in
- * the same file keeps every read of the table waiting for as long as the update runs. The
- * statement's own table comes first, where it is one of them.
+ * `DELETE`, `MERGE`, `INSERT … SELECT`, in a `WITH` too): the tables earlier statements of the
+ * file locked, which stay locked while it runs, since locks last until COMMIT. The `ALTER
+ * TABLE` that adds a column takes ACCESS EXCLUSIVE for a moment's work, and an `UPDATE` of
+ * every row after it in the same file keeps every read of the table waiting for as long as the
+ * update runs. The tables it writes come first, then the others by how much their locks make
+ * wait (`kept` holds each table once, with its strongest lock).
  *
- * @example heldWhileWriting(parseSync("UPDATE users SET theme = 'light'").stmts[0].stmt, kept) // { table: 'users', lock: 'ACCESS EXCLUSIVE', doing: "writes rows …", … }
+ * @example heldWhileWriting(parseSync("UPDATE users SET theme = 'light'").stmts[0].stmt, kept) // [{ table: 'users', lock: 'ACCESS EXCLUSIVE', doing: "writes rows …", … }]
  */
-export function heldWhileWriting(node: Node, kept: readonly LockKeptUntilCommit[]): TableHold | undefined {
-  const target = bulkWriteTarget(node);
-  if (target === undefined || kept.length === 0) return undefined;
-  const same = (relation: RangeVar) => relation.relname === target.relname && (relation.schemaname ?? 'public') === (target.schemaname ?? 'public');
-  const { relation, lock, takenBy } = kept.find(({ relation: kept }) => same(kept)) ?? kept[0]!;
-  return held(relation, { lock, doing: `writes rows under the lock ${takenBy} took, kept until the file's COMMIT (fill a column in batches, in a later file with -- migrate:no-transaction)` }, new Set());
+export function heldWhileWriting(node: Node, kept: readonly LockKeptUntilCommit[]): TableHold[] {
+  const written = new Set(bulkWriteTargets(node).map(keptTableKey));
+  if (written.size === 0) return [];
+  const order = (lock: LockKeptUntilCommit) => (written.has(keptTableKey(lock.relation)) ? 10 : 0) + strength[lock.lock];
+  return [...kept]
+    .sort((a, b) => order(b) - order(a))
+    .flatMap(({ relation, lock, takenBy }) =>
+      held(relation, { lock, doing: `writes rows while the lock ${takenBy} took stays, until the file's COMMIT (write rows in batches, in a later file with -- migrate:no-transaction)` }, new Set()) ?? [],
+    );
 }
 
 /**
@@ -280,7 +354,10 @@ export function heldWhileWriting(node: Node, kept: readonly LockKeptUntilCommit[
  * // ["20990101_x.up.sql:3: ALTER TABLE holds ACCESS EXCLUSIVE on refresh_tokens (about 400000 rows) while it scans every row …"]
  */
 export async function statementsHoldingBusyTables(client: ClientBase, scripts: readonly MigrationScript[]): Promise<string[]> {
-  const holds = scripts.flatMap((script) => script.statements.flatMap((statement) => (statement.holds ? [{ script, statement, hold: statement.holds }] : [])));
+  // Each statement's tables, its own hold first: the first with rows is said.
+  const holds = scripts.flatMap((script) =>
+    script.statements.flatMap((statement) => [statement.holds ?? [], statement.whileLocked ?? []].flat().map((hold) => ({ script, statement, hold }))),
+  );
   if (holds.length === 0) return [];
   // A partitioned table, or a parent of inheritance, holds its rows in the tables below it (and
   // autovacuum never counts a partitioned one's): counted over all of them, unless ONLY.
@@ -300,9 +377,11 @@ export async function statementsHoldingBusyTables(client: ClientBase, scripts: r
     [holds.map(({ hold }) => hold.ref), holds.map(({ hold }) => hold.only)],
   );
   const sizes = new Map(rows.map((row) => [row.n, row.rows]));
+  const said = new Set<MigrationScript['statements'][number]>();
   return holds.flatMap(({ script, statement, hold }, index) => {
     const size = sizes.get(index + 1);
-    if (size === undefined) return [];
+    if (size === undefined || said.has(statement)) return [];
+    said.add(statement);
     const words = statementWords(statement.kind, statement.text);
     return [
       `${script.file}:${statement.line}: ${words} holds ${hold.lock} on ${hold.table} (about ${size} rows) while it ${hold.doing}: ` +

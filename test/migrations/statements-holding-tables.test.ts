@@ -47,6 +47,13 @@ describe('statements that hold a table while they go through every row', () => {
     expect(await holdsOf(sql)).toEqual([null]);
   });
 
+  it('counts the table alone under ONLY, which the parser says by leaving inh out', async () => {
+    const [hold] = (await parseMigrationScript('x.up.sql', 'ALTER TABLE ONLY events ADD CONSTRAINT c CHECK (n > 0)')).statements;
+    expect(hold?.holds).toMatchObject({ table: 'events', only: true });
+    const [whole] = (await parseMigrationScript('x.up.sql', 'ALTER TABLE events ADD CONSTRAINT c CHECK (n > 0)')).statements;
+    expect(whole?.holds).toMatchObject({ table: 'events', only: false });
+  });
+
   it('not on a table the same file created before, in the same schema', async () => {
     expect(await holdsOf('CREATE TABLE audit (id int); ALTER TABLE audit ADD CONSTRAINT p CHECK (id > 0); CREATE INDEX audit_id ON public.audit (id)')).toEqual([null, null, null]);
     expect(await holdsOf('CREATE TABLE archive.users (id int); ALTER TABLE users ADD CONSTRAINT p CHECK (id IS NOT NULL)')).toEqual([
@@ -59,9 +66,10 @@ describe('statements that hold a table while they go through every row', () => {
   // moment's work, and a backfill after it in the same file keeps the table's every read waiting
   // for as long as the backfill runs (2 million rows: 54 s, every read of the table failing).
   describe('a bulk write after a statement of the same transactional file locked a table', () => {
-    const heldOf = async (sql: string) => (await parseMigrationScript('x.up.sql', sql)).statements.map((statement) => statement.holds ?? null);
+    // The tables kept locked, the one said first (the written table's, else the strongest lock).
+    const heldOf = async (sql: string) => (await parseMigrationScript('x.up.sql', sql)).statements.map((statement) => statement.whileLocked ?? null);
     const underLock = (line: number, words: string) =>
-      `writes rows under the lock line ${line}'s ${words} took, kept until the file's COMMIT (fill a column in batches, in a later file with -- migrate:no-transaction)`;
+      `writes rows while the lock line ${line}'s ${words} took stays, until the file's COMMIT (write rows in batches, in a later file with -- migrate:no-transaction)`;
 
     it.each([
       ["ALTER TABLE refresh_tokens ADD COLUMN client_version text;\nUPDATE refresh_tokens SET client_version = 'v1';", 'refresh_tokens', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
@@ -69,13 +77,33 @@ describe('statements that hold a table while they go through every row', () => {
       ['ALTER TABLE users ADD COLUMN theme text;\nDELETE FROM phrases WHERE active = false;', 'users', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
       // The written table's own, where it is one of them.
       ['ALTER TABLE users ADD COLUMN theme text;\nALTER TABLE public.phrases ADD COLUMN n int;\nUPDATE phrases SET n = 1;', 'public.phrases', 'ACCESS EXCLUSIVE', 2, 'ALTER TABLE'],
+      // A table's strongest lock, whichever statement took it.
+      ['CREATE INDEX users_theme ON users (theme);\nALTER TABLE users ADD COLUMN n int;\nUPDATE users SET n = 1;', 'users', 'ACCESS EXCLUSIVE', 2, 'ALTER TABLE'],
+      // Another table's stronger lock before a weaker one's.
+      ['CREATE INDEX phrases_text ON phrases (phrase_text);\nALTER TABLE users ADD COLUMN n int;\nDELETE FROM refresh_tokens;', 'users', 'ACCESS EXCLUSIVE', 2, 'ALTER TABLE'],
       ['TRUNCATE phrases;\nINSERT INTO phrases (phrase_text) SELECT phrase_text FROM phrase_suggestions;', 'phrases', 'ACCESS EXCLUSIVE', 1, 'TRUNCATE'],
       ['CREATE INDEX users_theme ON users (theme);\nUPDATE users SET theme = lower(theme);', 'users', 'SHARE', 1, 'CREATE INDEX'],
+      ['CREATE UNIQUE INDEX users_theme ON users (theme);\nUPDATE users SET theme = lower(theme);', 'users', 'SHARE', 1, 'CREATE UNIQUE INDEX'],
       ['LOCK TABLE users IN SHARE ROW EXCLUSIVE MODE;\nUPDATE users SET theme = lower(theme);', 'users', 'SHARE ROW EXCLUSIVE', 1, 'LOCK TABLE'],
+      ['LOCK TABLE users IN EXCLUSIVE MODE;\nUPDATE users SET theme = lower(theme);', 'users', 'EXCLUSIVE', 1, 'LOCK TABLE'],
       ["ALTER TABLE incident_timers ADD CONSTRAINT f FOREIGN KEY (user_id) REFERENCES users (id) NOT VALID;\nUPDATE incident_timers SET notes = '';", 'incident_timers', 'SHARE ROW EXCLUSIVE', 1, 'ALTER TABLE'],
+      // The table a foreign key references: its writes wait.
+      ['CREATE TABLE audit (user_id uuid REFERENCES users (id));\nINSERT INTO audit SELECT id FROM users;', 'users', 'SHARE ROW EXCLUSIVE', 1, 'CREATE TABLE'],
+      ['ALTER TABLE incident_timers ADD CONSTRAINT f FOREIGN KEY (user_id) REFERENCES public.users (id) NOT VALID;\nUPDATE users SET slug = lower(slug);', 'public.users', 'SHARE ROW EXCLUSIVE', 1, 'ALTER TABLE'],
+      ['ALTER TABLE users RENAME COLUMN slug TO handle;\nUPDATE users SET handle = lower(handle);', 'users', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
+      ['ALTER TABLE events ATTACH PARTITION events_2027 FOR VALUES FROM (1) TO (2);\nUPDATE events_2027 SET n = 1;', 'events_2027', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
+      ['CREATE TRIGGER t BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION f();\nUPDATE users SET slug = lower(slug);', 'users', 'SHARE ROW EXCLUSIVE', 1, 'CREATE TRIGGER'],
+      ['REINDEX TABLE users;\nUPDATE users SET slug = lower(slug);', 'users', 'SHARE', 1, 'REINDEX'],
       ['ALTER TABLE users ADD COLUMN theme text;\nMERGE INTO users u USING phrases p ON false WHEN NOT MATCHED THEN DO NOTHING;', 'users', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
+      // A write inside a WITH.
+      ["ALTER TABLE users ADD COLUMN theme text;\nWITH u AS (UPDATE users SET theme = 'light' RETURNING 1) SELECT count(*) FROM u;", 'users', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
     ])('%s', async (sql, table, lock, line, words) => {
-      expect((await heldOf(sql)).at(-1)).toMatchObject({ table, lock, doing: underLock(line as number, words as string) });
+      expect((await heldOf(sql)).at(-1)?.[0]).toMatchObject({ table, lock, doing: underLock(line as number, words as string) });
+    });
+
+    it('names every table kept locked, for the one that has rows to be said', async () => {
+      const [, , whileLocked] = await heldOf('CREATE INDEX phrases_text ON phrases (phrase_text);\nALTER TABLE users ADD COLUMN n int;\nDELETE FROM refresh_tokens;');
+      expect(whileLocked?.map(({ table, lock }) => `${lock} ${table}`)).toEqual(['ACCESS EXCLUSIVE users', 'SHARE phrases']);
     });
 
     it.each([
@@ -83,10 +111,12 @@ describe('statements that hold a table while they go through every row', () => {
       "-- migrate:no-transaction\nALTER TABLE users ADD COLUMN theme text;\nUPDATE users SET theme = 'light';",
       // Locks that neither reads nor writes wait for.
       "ALTER TABLE users VALIDATE CONSTRAINT c;\nUPDATE users SET theme = 'light';",
+      "ALTER TABLE users ALTER COLUMN slug SET (n_distinct = 10);\nUPDATE users SET theme = 'light';",
       "CREATE INDEX CONCURRENTLY users_theme ON users (theme);\nUPDATE users SET theme = 'light';",
       'LOCK TABLE users IN SHARE UPDATE EXCLUSIVE MODE;\nUPDATE users SET theme = lower(theme);',
       // Rows listed, not a query's.
       "ALTER TABLE roles ADD COLUMN label text;\nINSERT INTO roles (name) VALUES ('auditor');",
+      "ALTER TABLE roles ADD COLUMN label text;\nINSERT INTO roles (name) SELECT 'auditor';",
       // A table the file made has no traffic yet.
       'CREATE TABLE audit (id int);\nALTER TABLE audit ADD COLUMN at date;\nUPDATE audit SET at = now();',
     ])('not: %s', async (sql) => {
