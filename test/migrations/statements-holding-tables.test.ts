@@ -92,6 +92,7 @@ describe('statements that hold a table while they go through every row', () => {
       ['ALTER TABLE incident_timers ADD CONSTRAINT f FOREIGN KEY (user_id) REFERENCES public.users (id) NOT VALID;\nUPDATE users SET slug = lower(slug);', 'public.users', 'SHARE ROW EXCLUSIVE', 1, 'ALTER TABLE'],
       ['ALTER TABLE users RENAME COLUMN slug TO handle;\nUPDATE users SET handle = lower(handle);', 'users', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
       ['ALTER TABLE events ATTACH PARTITION events_2027 FOR VALUES FROM (1) TO (2);\nUPDATE events_2027 SET n = 1;', 'events_2027', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
+      ['CREATE TABLE events_2027 PARTITION OF events FOR VALUES FROM (1) TO (2);\nUPDATE events SET n = 1;', 'events', 'ACCESS EXCLUSIVE', 1, 'CREATE TABLE'],
       ['CREATE TRIGGER t BEFORE UPDATE ON users FOR EACH ROW EXECUTE FUNCTION f();\nUPDATE users SET slug = lower(slug);', 'users', 'SHARE ROW EXCLUSIVE', 1, 'CREATE TRIGGER'],
       ['REINDEX TABLE users;\nUPDATE users SET slug = lower(slug);', 'users', 'SHARE', 1, 'REINDEX'],
       ['ALTER TABLE users ADD COLUMN theme text;\nMERGE INTO users u USING phrases p ON false WHEN NOT MATCHED THEN DO NOTHING;', 'users', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
