@@ -126,11 +126,13 @@ export async function provisionAppRole(options: {
   requireRoleName('DB_APP_USER', user);
   if (!password) throw new ConfigError('DB_APP_PASSWORD', 'DB_APP_PASSWORD must not be empty');
   const bounds = options.statementBounds ?? loadStatementBounds();
-  return inAppRoleTransaction(adminUrl, user, 'create or update the application role', async (client, database) => {
+  const { change, changedBounds } = await inAppRoleTransaction(adminUrl, user, 'create or update the application role', async (client, database) => {
     const change = await ensureLoginRole(client, adminUrl, { user, password }, () => superuserAppRole(user));
-    await setRoleStatementBounds(client, user, database, bounds, options.log);
-    return change;
+    return { change, changedBounds: await setRoleStatementBounds(client, user, database, bounds) };
   });
+  // Said once committed: a failure after them would have taken them back.
+  for (const line of changedBounds) options.log?.(line);
+  return change;
 }
 
 /**
@@ -140,11 +142,12 @@ export async function provisionAppRole(options: {
  *
  * @example await writeAppRoleBounds({ adminUrl, user: 'kennwilliamson_app', statementBounds: loadStatementBounds() })
  */
-export async function writeAppRoleBounds(options: { adminUrl: string; user: string; statementBounds: StatementBounds }): Promise<void> {
+export async function writeAppRoleBounds(options: { adminUrl: string; user: string; statementBounds: StatementBounds; log?: (line: string) => void }): Promise<void> {
   requireRoleName('DB_APP_USER', options.user);
-  await inAppRoleTransaction(options.adminUrl, options.user, "write the application role's bounds for", (client, database) =>
+  const changedBounds = await inAppRoleTransaction(options.adminUrl, options.user, "write the application role's bounds for", (client, database) =>
     setRoleStatementBounds(client, options.user, database, options.statementBounds),
   );
+  for (const line of changedBounds) options.log?.(line);
 }
 
 /** Refuses an application role that is the owner role itself, naming both variables. */

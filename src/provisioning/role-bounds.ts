@@ -15,10 +15,12 @@ import { silentClientSettings } from '../db/silent-client-bounds.js';
  * no keepalive settings of its own, so these hold on direct connections too. Needs the right
  * to alter the role (its creator, a `CREATEROLE` owner, or a superuser).
  *
- * Says (`log`) each bound the role had in the database that this changes.
+ * Returns a line for each bound the role's sessions in the database started with that this
+ * changes, for the caller to say once its transaction committed.
  *
  * @example
- * await setRoleStatementBounds(client, 'kennwilliamson_app', 'kennwilliamson', loadStatementBounds(), console.log)
+ * await setRoleStatementBounds(client, 'kennwilliamson_app', 'kennwilliamson', loadStatementBounds())
+ * // ["the application role's statement_timeout in 'kennwilliamson' was 60s and is now 5000 ms (…)"]
  * // ALTER ROLE kennwilliamson_app IN DATABASE kennwilliamson SET statement_timeout = 5000 …
  * // … SET tcp_keepalives_idle = 5 …
  */
@@ -27,8 +29,7 @@ export async function setRoleStatementBounds(
   role: string,
   database: string,
   bounds: StatementBounds,
-  log: (line: string) => void = () => undefined,
-): Promise<void> {
+): Promise<string[]> {
   const settings = [
     ['statement_timeout', bounds.statementTimeoutMs, 'DB_STATEMENT_TIMEOUT'],
     ['lock_timeout', bounds.lockTimeoutMs, 'DB_LOCK_TIMEOUT'],
@@ -37,19 +38,27 @@ export async function setRoleStatementBounds(
   // The step writes what its environment says, a default where it says nothing: one run with
   // only a new password (a rotation) would otherwise put a role's longer bounds back to the
   // defaults without a word, and statements that ran for longer start failing behind the pooler.
-  const { rows } = await client.query<{ setting: string }>(
-    `SELECT pg_catalog.unnest(s.setconfig) AS setting
-       FROM pg_catalog.pg_db_role_setting s
-       JOIN pg_catalog.pg_roles r ON r.oid = s.setrole
-       JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
-      WHERE r.rolname = $1 AND d.datname = $2`,
+  // What the role's sessions in the database started with: its setting there, else the role's
+  // own for every database, else the database's for every role (PostgreSQL's order).
+  const { rows } = await client.query<{ name: string; value: string; scope: 'here' | 'role' | 'database' }>(
+    `SELECT DISTINCT ON (name) name, value, scope
+       FROM (SELECT split_part(setting, '=', 1) AS name, substr(setting, strpos(setting, '=') + 1) AS value,
+                    CASE WHEN s.setrole <> 0 AND s.setdatabase <> 0 THEN 'here' WHEN s.setrole <> 0 THEN 'role' ELSE 'database' END AS scope
+               FROM pg_catalog.pg_db_role_setting s, pg_catalog.unnest(s.setconfig) AS setting
+              WHERE s.setrole IN (0, (SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1))
+                AND s.setdatabase IN (0, (SELECT oid FROM pg_catalog.pg_database WHERE datname = $2))
+                AND (s.setrole, s.setdatabase) <> (0, 0)) AS settings
+      ORDER BY name, CASE scope WHEN 'here' THEN 1 WHEN 'role' THEN 2 ELSE 3 END`,
     [role, database],
   );
-  const before = new Map(rows.map(({ setting }) => [setting.slice(0, setting.indexOf('=')), setting.slice(setting.indexOf('=') + 1)]));
+  const before = new Map(rows.map((row) => [row.name, row]));
+  const scopes = { here: '', role: " (the role's own, for every database)", database: " (the database's, for every role)" };
+  const changes: string[] = [];
   for (const [name, ms, variable] of settings) {
     const was = before.get(name);
-    if (was !== undefined && settingMs(was) !== ms) {
-      log(`the application role's ${name} in '${database}' was ${was}${/^\d+$/.test(was) ? ' ms' : ''} and is now ${ms} ms (${variable}, or its default where it is not set)`);
+    if (was !== undefined && settingMs(was.value) !== ms) {
+      const value = settingMs(was.value) === 0 ? '0 (no limit)' : `${was.value}${/^\d+$/.test(was.value) ? ' ms' : ''}`;
+      changes.push(`the application role's ${name} in '${database}' was ${value}${scopes[was.scope]} and is now ${ms} ms (${variable}, or its default where it is not set)`);
     }
     // ALTER ROLE … SET takes no parameters; the values are checked whole numbers of milliseconds.
     if (!Number.isSafeInteger(ms) || ms < 1) throw new RangeError(`${name} must be a whole number of milliseconds, got ${ms}`);
@@ -60,6 +69,7 @@ export async function setRoleStatementBounds(
   for (const [name, value] of silentClientSettings) {
     await client.query(`ALTER ROLE ${client.escapeIdentifier(role)} IN DATABASE ${client.escapeIdentifier(database)} SET ${name} = ${value}`);
   }
+  return changes;
 }
 
 // PostgreSQL's units for a time setting whose bare number is milliseconds.

@@ -139,19 +139,34 @@ describe('the application role made by npm run db:setup', () => {
 
   // A password's rotation is the same step with a new DB_APP_PASSWORD: where the operator's
   // environment no longer holds the bounds, the role's longer ones go back to the defaults.
-  it('says which of the role\'s bounds setup --admin changes, as a run with a new password alone puts them back to the defaults', async () => {
-    const longer = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: password, DB_STATEMENT_TIMEOUT: '60s', DB_LOCK_TIMEOUT: '2s', DB_IDLE_IN_TRANSACTION_TIMEOUT: '10s' });
-    expect(longer.code, longer.stderr).toBe(0);
-    const rotated = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: `${password}-next` });
-    expect(rotated.code, rotated.stderr).toBe(0);
-    const said = rotated.stdout.split('\n').filter((line) => line.includes("the application role's") && line.includes(' was '));
-    // lock_timeout and the idle bound were the defaults already.
-    expect(said).toEqual([
-      `the application role's statement_timeout in '${database.name}' was 60000 ms and is now 5000 ms (DB_STATEMENT_TIMEOUT, or its default where it is not set)`,
-    ]);
-    const again = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: `${password}-next` });
-    expect(again.stdout).not.toContain(' was ');
-    await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: password });
+  it("says which of the role's bounds setup --admin changes, as a run with a new password alone puts them back to the defaults", async () => {
+    expect((await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: password })).code).toBe(0);
+    // Longer bounds, as an operator may have set them by hand: in this database, for the role
+    // everywhere, and for every role of the database.
+    await withClient(database.url, (client) =>
+      client.query(
+        `ALTER ROLE ${user} IN DATABASE ${database.name} SET statement_timeout = '1min';
+         ALTER ROLE ${user} IN DATABASE ${database.name} RESET lock_timeout; ALTER ROLE ${user} SET lock_timeout = '30s';
+         ALTER ROLE ${user} IN DATABASE ${database.name} RESET idle_in_transaction_session_timeout;
+         ALTER DATABASE ${database.name} SET idle_in_transaction_session_timeout = 0`,
+      ),
+    );
+    try {
+      const rotated = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: `${password}-next` });
+      expect(rotated.code, rotated.stderr).toBe(0);
+      const said = rotated.stdout.split('\n').filter((line) => line.startsWith("the application role's") && line.includes(' was '));
+      const rest = (variable: string) => `(${variable}, or its default where it is not set)`;
+      expect(said).toEqual([
+        `the application role's statement_timeout in '${database.name}' was 1min and is now 5000 ms ${rest('DB_STATEMENT_TIMEOUT')}`,
+        `the application role's lock_timeout in '${database.name}' was 30s (the role's own, for every database) and is now 2000 ms ${rest('DB_LOCK_TIMEOUT')}`,
+        `the application role's idle_in_transaction_session_timeout in '${database.name}' was 0 (no limit) (the database's, for every role) and is now 10000 ms ${rest('DB_IDLE_IN_TRANSACTION_TIMEOUT')}`,
+      ]);
+      const again = await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: `${password}-next` });
+      expect(again.stdout).not.toContain(' was ');
+    } finally {
+      await withClient(database.url, (client) => client.query(`ALTER ROLE ${user} RESET lock_timeout; ALTER DATABASE ${database.name} RESET idle_in_transaction_session_timeout`));
+      await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: password });
+    }
   });
 
   // The two tests wait for the server's keepalive (about 10 s) side by side. Each heals its own

@@ -98,7 +98,7 @@ async function giveBackAppRole(
     log(`the application role's bounds in the database went with it: run setup --admin with DB_APP_USER to write them again`);
     return;
   }
-  await writeAppRoleBounds({ adminUrl: admin.adminUrl, user, statementBounds: admin.bounds });
+  await writeAppRoleBounds({ adminUrl: admin.adminUrl, user, statementBounds: admin.bounds, log });
   log(`gave the application role '${user}' its bounds in the database again (DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT, DB_IDLE_IN_TRANSACTION_TIMEOUT)`);
 }
 
