@@ -25,11 +25,13 @@ export function adminDatabaseUrl(command: string, env: NodeJS.ProcessEnv = proce
   // that database (which a pooler's auth_query may live in) and apply the schema there; in a
   // template, every database created afterwards would get it.
   if (database === 'template0' || database === 'template1' || (database === 'postgres' && options.postgresDatabase !== true)) {
-    const escape = database === 'postgres' && command === 'setup' ? `, or pass --postgres-database where the application's database is that one (a hosted server's only database)` : '';
+    const setup = command === 'setup';
+    const escape = database === 'postgres' && setup ? `, or pass --postgres-database where the application's database is that one (a hosted server's only database)` : '';
+    const would = setup ? 'make the owner role its owner and apply the schema there' : 'drop it and make it again';
     throw new ConfigError(
       adminUrlVariable,
-      `${adminUrlVariable} names '${database}', the server's own ${database === 'postgres' ? 'maintenance database' : 'template'}: ${command} --admin would make ` +
-        `the owner role its owner and apply the schema there. Name the application's database (created if missing)${escape}; nothing was done`,
+      `${adminUrlVariable} names '${database}', the server's own ${database === 'postgres' ? 'maintenance database' : 'template'}: ${command} --admin would ${would}. ` +
+        `Name the application's database${setup ? ' (created if missing)' : ''}${escape}; nothing was done`,
     );
   }
   return url;

@@ -80,18 +80,32 @@ describe('the messages of the operations commands', () => {
     });
   });
 
-  it("provisions a database named postgres with setup --admin --postgres-database, where it is the application's own", async () => {
-    // Past the refusal, to the connection: nothing listens on this port.
-    const result = await runCli('setup', ['--admin', '--postgres-database'], {
-      DATABASE_URL: '',
-      MIGRATION_DATABASE_URL: '',
-      ADMIN_DATABASE_URL: `postgresql://admin:secret@127.0.0.1:${await freePort()}/postgres`,
-      DB_OWNER_USER: 'kw_owner',
-      DB_OWNER_PASSWORD: 'owner-secret',
+  describe('setup --postgres-database, for a hosted server whose only database is postgres', () => {
+    // A URL for the release step too: without one, `npm run db:setup` is the local server's admin step.
+    const setup = async (args: string[], database: string) => {
+      const url = `postgresql://admin:secret@127.0.0.1:${await freePort()}/${database}`;
+      return runCli('setup', args, { DATABASE_URL: '', MIGRATION_DATABASE_URL: url, ADMIN_DATABASE_URL: url, DB_OWNER_USER: 'kw_owner', DB_OWNER_PASSWORD: 'owner-secret' });
+    };
+
+    it('lets setup --admin go on to connect to a database named postgres', async () => {
+      // Past the refusal, to the connection: nothing listens on the port.
+      const result = await setup(['--admin', '--postgres-database'], 'postgres');
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain('[CONNECTION_FAILED]');
+      expect(result.stderr).not.toContain('maintenance database');
     });
-    expect(result.code).toBe(1);
-    expect(result.stderr).not.toContain('maintenance database');
-    expect(result.stderr).toMatch(/ECONNREFUSED|connect|connection/i);
+
+    it('leaves a template refused', async () => {
+      const result = await setup(['--admin', '--postgres-database'], 'template1');
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain("[CONFIG_INVALID]: ADMIN_DATABASE_URL names 'template1'");
+    });
+
+    it('goes with --admin only', async () => {
+      const result = await setup(['--postgres-database'], 'postgres');
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain('[CONFIG_INVALID]: setup --postgres-database goes with --admin only');
+    });
   });
 
   describe('a restore onto a server that lacks the role the backup grants to', () => {
