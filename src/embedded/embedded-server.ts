@@ -37,7 +37,7 @@ export interface EmbeddedServerOptions {
    * How long a start waits for its port while a connection of this machine holds it (see
    * {@link untilPortFree}); default 65 s, TCP's TIME_WAIT and a margin.
    */
-  portWaitMs?: number;
+  portWaitMs?: number | undefined;
 }
 
 /** The unprivileged account the server runs as when this process is root (PostgreSQL refuses root). */

@@ -12,7 +12,7 @@ export const adminUrlVariable = 'ADMIN_DATABASE_URL';
  *
  * @example adminDatabaseUrl('setup', { ADMIN_DATABASE_URL: 'postgresql://postgres:…@db.internal/kennwilliamson' })
  */
-export function adminDatabaseUrl(command: string, env: NodeJS.ProcessEnv = process.env, options: { postgresDatabase?: boolean } = {}): string {
+export function adminDatabaseUrl(command: string, env: NodeJS.ProcessEnv = process.env, options: { postgresDatabase?: boolean | undefined } = {}): string {
   const url = env[adminUrlVariable]?.trim();
   if (!url) {
     throw new ConfigError(

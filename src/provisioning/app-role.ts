@@ -120,7 +120,7 @@ export async function provisionAppRole(options: {
   password: string;
   statementBounds?: StatementBounds | undefined;
   /** Told each of the role's bounds in the database that this changes. */
-  log?: (line: string) => void;
+  log?: ((line: string) => void) | undefined;
 }): Promise<AppRoleChange> {
   const { adminUrl, user, password } = options;
   requireRoleName('DB_APP_USER', user);
@@ -142,7 +142,7 @@ export async function provisionAppRole(options: {
  *
  * @example await writeAppRoleBounds({ adminUrl, user: 'kennwilliamson_app', statementBounds: loadStatementBounds() })
  */
-export async function writeAppRoleBounds(options: { adminUrl: string; user: string; statementBounds: StatementBounds; log?: (line: string) => void }): Promise<void> {
+export async function writeAppRoleBounds(options: { adminUrl: string; user: string; statementBounds: StatementBounds; log?: ((line: string) => void) | undefined }): Promise<void> {
   requireRoleName('DB_APP_USER', options.user);
   const changedBounds = await inAppRoleTransaction(options.adminUrl, options.user, "write the application role's bounds for", (client, database) =>
     setRoleStatementBounds(client, options.user, database, options.statementBounds),
