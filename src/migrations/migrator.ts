@@ -49,6 +49,12 @@ export interface MigratorOptions {
    */
   databaseUrl?: string | undefined;
   /**
+   * Refuses a superuser's login before anything runs, as the commands do (`migrate`, `setup`'s
+   * release step). What a superuser's migration creates is its own: the owner's grants to the
+   * application role never reach it, and the owner's backups cannot read it.
+   */
+  refuseSuperuser?: boolean | undefined;
+  /**
    * Folder of `<name>.up.sql` / `<name>.down.sql` pairs; defaults to this package's own
    * `migrations/`. A service that bundles this library (esbuild, webpack) must copy that
    * folder and pass its path here, since the bundle no longer sits inside the package, and
@@ -321,7 +327,7 @@ async function withMigrator<T>(
           // replace with their own (SET LOCAL; a no-transaction file's SET, reset after it).
           await answeredWithin(client, roundTripDeadlineMs, 'the check of the role and its search_path', async () => {
             await client.query(`SET lock_timeout = ${Math.max(1, Math.round(timeoutMs))}`);
-            await assertCanMigrate(client);
+            await assertCanMigrate(client, options.refuseSuperuser === true ? migrationUrlVariable(databaseUrl) : undefined);
           });
           // A dry run changes nothing: without the table, nothing has been applied yet.
           if (!dryRun) await storage.ensureTable(client, timeoutMs);
@@ -370,13 +376,22 @@ async function migrationsTableExists(client: pg.ClientBase): Promise<boolean> {
 // their objects in the first schema of search_path, while every statement of the library
 // names public: a search_path set elsewhere (on the role, the database) would put the tables
 // where the library never looks, or nowhere (''), so it is refused before anything runs.
-async function assertCanMigrate(client: pg.ClientBase): Promise<void> {
-  const { rows } = await client.query<{ role: string; schema: string | null; search_path: string; can_create: boolean }>(
+async function assertCanMigrate(client: pg.ClientBase, refuseSuperuserOf: string | undefined): Promise<void> {
+  const { rows } = await client.query<{ role: string; schema: string | null; search_path: string; can_create: boolean; superuser: boolean }>(
     `SELECT current_user AS role, current_schema() AS schema, current_setting('search_path') AS search_path,
-            has_schema_privilege($1, 'CREATE') AS can_create`,
+            has_schema_privilege($1, 'CREATE') AS can_create,
+            (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS superuser`,
     [librarySchema],
   );
   const row = rows[0]!;
+  if (refuseSuperuserOf !== undefined && row.superuser) {
+    throw new ConfigError(
+      refuseSuperuserOf,
+      `${refuseSuperuserOf} logs in as '${row.role}', a superuser: the tables and functions a migration creates would be its own, ` +
+        "which the owner's grants to the application role never reach and the owner's backups cannot read. Migrate as the " +
+        "database's owner (DB_OWNER_USER, as setup --admin made it); nothing was applied",
+    );
+  }
   if (row.schema !== librarySchema) {
     throw new ConfigError(
       'search_path',

@@ -294,12 +294,39 @@ describe('npm run migrate', () => {
   });
 
   it('down names the database at the terminal and reverts once told yes', async () => {
-    const result = await runCliInTerminal('migrate', ['down'], { DATABASE_URL: database.url }, 'yes\n');
+    // As the owner: the commands refuse to migrate as a superuser.
+    const result = await runCliInTerminal('migrate', ['down'], { DATABASE_URL: database.ownerUrl }, 'yes\n');
 
     expect(result.code, result.stdout).toBe(0);
     expect(result.stdout).toMatch(new RegExp(`This reverts the last migration of database '${database.name}' on 127\\.0\\.0\\.1:\\d+`));
     expect(result.stdout).toContain('1 migration(s) reverted.');
-    expect((await runCli('migrate', [], { DATABASE_URL: database.url })).stdout).toContain('1 migration(s) applied.');
+    expect((await runCli('migrate', [], { DATABASE_URL: database.ownerUrl })).stdout).toContain('1 migration(s) applied.');
+  });
+
+  // What a superuser's migration creates is its own: the owner's grants to the application role
+  // never reach it, and the owner's backups cannot read it (a review's run left the services
+  // with "permission denied" and every later backup failing).
+  it('up, down and the release step refuse to migrate as a superuser, naming the variable, and change nothing', async ({ onTestFinished }) => {
+    const empty = await createTestDatabase({ empty: true });
+    onTestFinished(() => empty.drop());
+    const refusal = /\[CONFIG_INVALID\]: MIGRATION_DATABASE_URL logs in as '[^']+', a superuser: the tables and functions a migration creates would be its own, .* Migrate as the database's owner \(DB_OWNER_USER, as setup --admin made it\); nothing was applied/;
+    const env = (url: string) => ({ DATABASE_URL: '', MIGRATION_DATABASE_URL: url });
+    for (const [command, args, url] of [
+      ['migrate', [], empty.url],
+      ['migrate', ['up', '--dry-run'], empty.url],
+      ['db-setup', [], empty.url],
+      ['migrate', ['down', '--yes'], database.url],
+    ] as const) {
+      const result = await runCli(command, [...args], env(url));
+      expect(result.code, `${command} ${args.join(' ')}`).toBe(1);
+      expect(result.stderr).toMatch(refusal);
+    }
+    const tables = await withClient(empty.url, async (client) => (await client.query("SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public'")).rows[0]);
+    expect(tables).toEqual({ n: 0 });
+    const recorded = await withClient(database.url, async (client) => (await client.query('SELECT count(*)::int AS n FROM schema_migrations')).rows[0]);
+    expect(recorded).toEqual({ n: 5 });
+    // As the owner, the same command migrates.
+    expect((await runCli('migrate', [], env(empty.ownerUrl))).stdout).toContain('5 migration(s) applied.');
   });
 
   it('down --to a name that is not applied (mistyped) is refused before it asks, naming the applied ones, reverting nothing', async () => {

@@ -125,8 +125,9 @@ describe('migrate({ dryRun: true })', () => {
 
 describe('migrate up --dry-run', () => {
   it('prints each file with its checksum, mode and lock budget, exits 0, and leaves the database as it was', async () => {
-    await migrate({ databaseUrl: database.url, migrationsDir, to: names.at(-2)! });
-    const env = { MIGRATION_DATABASE_URL: database.url };
+    // As the owner, as the commands migrate (they refuse a superuser).
+    await migrate({ databaseUrl: database.ownerUrl, migrationsDir, to: names.at(-2)! });
+    const env = { MIGRATION_DATABASE_URL: database.ownerUrl };
 
     const result = await runCli('migrate', ['up', '--dry-run', '--migrations-dir', migrationsDir], env);
 
@@ -140,10 +141,10 @@ describe('migrate up --dry-run', () => {
   });
 
   it('exits 1 when an applied file was changed', async () => {
-    await migrate({ databaseUrl: database.url, migrationsDir, to: names[0]! });
+    await migrate({ databaseUrl: database.ownerUrl, migrationsDir, to: names[0]! });
     await appendFile(path.join(migrationsDir, `${names[0]}.up.sql`), '\n-- changed\n');
 
-    const result = await runCli('migrate', ['up', '--dry-run', '--migrations-dir', migrationsDir], { MIGRATION_DATABASE_URL: database.url });
+    const result = await runCli('migrate', ['up', '--dry-run', '--migrations-dir', migrationsDir], { MIGRATION_DATABASE_URL: database.ownerUrl });
 
     expect(result.code).toBe(1);
     expect(result.stderr).toContain('Checksum mismatch');

@@ -26,7 +26,8 @@ const readerName = 'kw-test-long-reader';
 
 beforeEach(async () => {
   ({ database, migrationsDir, observer, remove } = await createMigrationSandbox({ observed: true }));
-  await migrate({ databaseUrl: database.url, migrationsDir });
+  // As the owner, as the commands migrate (they refuse a superuser): its tables are the owner's.
+  await migrate({ databaseUrl: database.ownerUrl, migrationsDir });
 });
 afterEach(async () => {
   await remove();
@@ -301,7 +302,7 @@ describe('npm run migrate behind a long reader', () => {
     await writeMigration(name, '-- migrate:lock-wait attempt=200ms total=1s\nALTER TABLE users ADD COLUMN nickname text;\n', 'ALTER TABLE users DROP COLUMN nickname;\n');
     const reader = await longReader();
     try {
-      const result = await runCli('migrate', ['--migrations-dir', migrationsDir], { MIGRATION_DATABASE_URL: database.url });
+      const result = await runCli('migrate', ['--migrations-dir', migrationsDir], { MIGRATION_DATABASE_URL: database.ownerUrl });
       expect(result.code).toBe(1);
       const attempts = result.stderr.split('\n').filter((line) => line.startsWith(`${name}.up.sql: attempt `));
       expect(attempts.length).toBeGreaterThan(1);

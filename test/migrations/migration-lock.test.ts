@@ -196,7 +196,8 @@ describe('the migration lock', () => {
     const slow = '20990101000000_slow';
     await writeFile(path.join(migrationsDir, `${slow}.up.sql`), 'SELECT pg_sleep(60);\n');
     await writeFile(path.join(migrationsDir, `${slow}.down.sql`), '');
-    const child = startCli('migrate', ['--migrations-dir', migrationsDir], { MIGRATION_DATABASE_URL: database.url });
+    // As the owner, as the commands migrate (they refuse a superuser).
+    const child = startCli('migrate', ['--migrations-dir', migrationsDir], { MIGRATION_DATABASE_URL: database.ownerUrl });
     const sleeping = () =>
       sessions(
         "SELECT count(*)::int AS count FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%' AND state = 'active' AND datname = current_database()",

@@ -326,7 +326,8 @@ describe('the application role made by npm run db:setup', () => {
       await client.query(`CREATE ROLE ${group}; GRANT pg_read_all_data TO ${group}; CREATE ROLE ${indirect} LOGIN IN ROLE ${group}`);
     });
 
-    const result = await runCli('db-setup', [], { DATABASE_URL: database.url, DB_APP_USER: direct });
+    // The release step, as the owner (the commands refuse to migrate as a superuser).
+    const result = await runCli('db-setup', [], { DATABASE_URL: database.ownerUrl, DB_APP_USER: direct });
     expect(result.code).toBe(1);
     expect(result.stderr).toContain(
       `[APP_ROLE_INVALID]: role '${direct}' is a member of pg_execute_server_program, which runs programs on the server; ` +

@@ -74,7 +74,7 @@ export const migrateCommand: Command = {
     switch (action) {
       case 'up': {
         if (values['dry-run']) {
-          const plan = await migrate({ ...options, databaseUrl: migrationDatabaseUrl(), dryRun: true });
+          const plan = await migrate({ ...options, databaseUrl: migrationDatabaseUrl(), dryRun: true, refuseSuperuser: true });
           for (const step of plan) {
             const lockWait = `lock-wait attempt=${formatDuration(step.lockWait.attemptMs)} total=${formatDuration(step.lockWait.totalMs)}${step.lockWait.fromHeader ? ' (its header)' : ''}`;
             console.log(`would apply ${step.file}  sha256 ${step.checksum}  ${step.transactional ? 'transactional' : 'no-transaction'}  ${lockWait}`);
@@ -82,7 +82,7 @@ export const migrateCommand: Command = {
           console.log(plan.length === 0 ? 'Dry run: nothing to apply, the database is up to date.' : `Dry run: ${plan.length} migration(s) would be applied; nothing was changed.`);
           return;
         }
-        const runs = await migrate({ ...options, databaseUrl: migrationDatabaseUrl() });
+        const runs = await migrate({ ...options, databaseUrl: migrationDatabaseUrl(), refuseSuperuser: true });
         console.log(runs.length === 0 ? 'Nothing to apply: the database is up to date.' : `${runs.length} migration(s) applied.`);
         return;
       }
@@ -107,6 +107,7 @@ export const migrateCommand: Command = {
         const runs = await migrateDown({
           ...options,
           databaseUrl,
+          refuseSuperuser: true,
           ...(to === undefined ? {} : { to: to === '0' ? 0 : to }),
         });
         console.log(runs.length === 0 ? 'Nothing to revert.' : `${runs.length} migration(s) reverted.`);

@@ -128,7 +128,7 @@ export const setupCommand: Command = {
       const pending = (await migrationStatus({ databaseUrl })).filter((migration) => migration.state === 'pending').length;
       log(`applied no migration (--no-migrate)${pending > 0 ? `: ${pending} pending, for the release step to apply` : ': none pending'}`);
     } else {
-      const runs = await migrate({ databaseUrl, log });
+      const runs = await migrate({ databaseUrl, log, refuseSuperuser: true });
       log(runs.length === 0 ? 'Database is up to date.' : `${runs.length} migration(s) applied.`);
     }
     if (app && adminUrl) {
