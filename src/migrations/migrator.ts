@@ -7,6 +7,7 @@ import { answeredWithin, destroyConnection, roundTripDeadlineMs } from '../db/an
 import { requireDirectConnection } from '../db/direct-connection.js';
 import { librarySchema } from '../db/library-schema.js';
 import { warnOnStderr } from '../db/warn-on-stderr.js';
+import { refuseSuperuserLogin } from './superuser-refusal.js';
 import { withClient } from '../db/with-client.js';
 import {
   ConfigError,
@@ -49,9 +50,10 @@ export interface MigratorOptions {
    */
   databaseUrl?: string | undefined;
   /**
-   * Refuses a superuser's login before anything runs, as the commands do (`migrate`, `setup`'s
-   * release step). What a superuser's migration creates is its own: the owner's grants to the
-   * application role never reach it, and the owner's backups cannot read it.
+   * Refuses a superuser's login before anything runs, before the migration lock is asked for,
+   * as the commands do (`migrate`, `setup`'s release step). What a superuser's migration
+   * creates is its own: the owner's grants to the application role never reach it, and the
+   * owner's backups cannot read it.
    */
   refuseSuperuser?: boolean | undefined;
   /**
@@ -205,7 +207,7 @@ export async function migrateDown(options: MigratorOptions & { to?: string | 0 |
     await assertCanRunWithoutTransaction(client, reverting);
     await umzug.down(options.to === undefined ? {} : { to: options.to });
     return runs;
-  });
+  }, { reverting: true });
 }
 
 /**
@@ -298,7 +300,7 @@ function migrationScripts(files: MigrationFile[]): MigrationScripts {
 async function withMigrator<T>(
   options: MigratorOptions,
   command: (run: MigratorRun) => Promise<T>,
-  { dryRun = false }: { dryRun?: boolean } = {},
+  { dryRun = false, reverting = false }: { dryRun?: boolean; reverting?: boolean } = {},
 ): Promise<T> {
   const databaseUrl = options.databaseUrl ?? migrationDatabaseUrl();
   const timeoutMs = options.lockTimeoutMs ?? migrationLockTimeoutMs();
@@ -313,10 +315,15 @@ async function withMigrator<T>(
     // Through a pooler, the session settings a migration may leave (a `SET` in a file) would
     // reach the services. Checked before the lock is asked for, so a refused run never waits
     // for another one.
-    const refusePooler = (holder: pg.ClientBase) =>
-      requireDirectConnection(holder, { operation: 'migrate', variable: migrationUrlVariable(databaseUrl) });
+    const variable = migrationUrlVariable(databaseUrl);
+    const refusePooler = (holder: pg.ClientBase) => requireDirectConnection(holder, { operation: 'migrate', variable });
+    // A superuser, where the caller refuses one, the same way: before the lock too.
+    const refuse = async (holder: pg.ClientBase) => {
+      await refusePooler(holder);
+      if (options.refuseSuperuser === true) await refuseSuperuserLogin(holder, variable ?? 'databaseUrl', reverting ? 'nothing was reverted' : 'nothing was applied');
+    };
 
-    return await withMigrationLock({ databaseUrl, timeoutMs, onWait, beforeLock: refusePooler }, (lock) =>
+    return await withMigrationLock({ databaseUrl, timeoutMs, onWait, beforeLock: refuse }, (lock) =>
       withClient(
         databaseUrl,
         async (client) => {
@@ -327,7 +334,7 @@ async function withMigrator<T>(
           // replace with their own (SET LOCAL; a no-transaction file's SET, reset after it).
           await answeredWithin(client, roundTripDeadlineMs, 'the check of the role and its search_path', async () => {
             await client.query(`SET lock_timeout = ${Math.max(1, Math.round(timeoutMs))}`);
-            await assertCanMigrate(client, options.refuseSuperuser === true ? migrationUrlVariable(databaseUrl) : undefined);
+            await assertCanMigrate(client);
           });
           // A dry run changes nothing: without the table, nothing has been applied yet.
           if (!dryRun) await storage.ensureTable(client, timeoutMs);
@@ -376,22 +383,13 @@ async function migrationsTableExists(client: pg.ClientBase): Promise<boolean> {
 // their objects in the first schema of search_path, while every statement of the library
 // names public: a search_path set elsewhere (on the role, the database) would put the tables
 // where the library never looks, or nowhere (''), so it is refused before anything runs.
-async function assertCanMigrate(client: pg.ClientBase, refuseSuperuserOf: string | undefined): Promise<void> {
-  const { rows } = await client.query<{ role: string; schema: string | null; search_path: string; can_create: boolean; superuser: boolean }>(
+async function assertCanMigrate(client: pg.ClientBase): Promise<void> {
+  const { rows } = await client.query<{ role: string; schema: string | null; search_path: string; can_create: boolean }>(
     `SELECT current_user AS role, current_schema() AS schema, current_setting('search_path') AS search_path,
-            has_schema_privilege($1, 'CREATE') AS can_create,
-            (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) AS superuser`,
+            has_schema_privilege($1, 'CREATE') AS can_create`,
     [librarySchema],
   );
   const row = rows[0]!;
-  if (refuseSuperuserOf !== undefined && row.superuser) {
-    throw new ConfigError(
-      refuseSuperuserOf,
-      `${refuseSuperuserOf} logs in as '${row.role}', a superuser: the tables and functions a migration creates would be its own, ` +
-        "which the owner's grants to the application role never reach and the owner's backups cannot read. Migrate as the " +
-        "database's owner (DB_OWNER_USER, as setup --admin made it); nothing was applied",
-    );
-  }
   if (row.schema !== librarySchema) {
     throw new ConfigError(
       'search_path',

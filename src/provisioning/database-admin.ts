@@ -4,6 +4,7 @@ import { databaseTarget, isLocalHost, parsePostgresUrl, type DatabaseTarget } fr
 import { withClient } from '../db/with-client.js';
 import { ConfigError, ProvisioningError } from '../errors.js';
 import { withLockRetries } from '../migrations/lock-retries.js';
+import { superuserRefusal } from '../migrations/superuser-refusal.js';
 import { adminLockRetries, type AdminLockWait } from './admin-lock-wait.js';
 
 export { isLocalHost };
@@ -162,20 +163,25 @@ export async function databaseExists(databaseUrl: string): Promise<boolean> {
  * @example
  * await ensureDatabase('postgresql://postgres:postgres@127.0.0.1:54320/kennwilliamson')
  */
-export async function ensureDatabase(databaseUrl: string, options: { owner?: string | undefined; variable?: string | undefined } = {}): Promise<boolean> {
+export async function ensureDatabase(
+  databaseUrl: string,
+  options: { owner?: string | undefined; variable?: string | undefined; refuseSuperuser?: boolean | undefined } = {},
+): Promise<boolean> {
   const { database } = databaseTarget(databaseUrl, process.env, options.variable);
   if (await databaseExists(databaseUrl)) return false;
   return withMaintenanceClient(databaseUrl, async (client) => {
     const { rows } = await answeredWithin(client, roundTripDeadlineMs, 'the look at the role and the database', () =>
-      client.query<{ role: string; may: boolean; exists: boolean }>(
-        `SELECT current_user AS role, (rolsuper OR rolcreatedb) AS may,
+      client.query<{ role: string; may: boolean; exists: boolean; superuser: boolean }>(
+        `SELECT current_user AS role, (rolsuper OR rolcreatedb) AS may, rolsuper AS superuser,
                 EXISTS (SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1) AS exists
            FROM pg_catalog.pg_roles WHERE rolname = current_user`,
         [database],
       ),
     );
-    const { role, may, exists } = rows[0]!;
+    const { role, may, exists, superuser } = rows[0]!;
     if (exists) return false;
+    // The release step would refuse to migrate it as this role: a database made now would be left behind, the superuser's.
+    if (options.refuseSuperuser === true && superuser) throw superuserRefusal(role, options.variable ?? 'databaseUrl', 'nothing was created');
     if (!may) {
       throw new ProvisioningError(
         `database '${database}' does not exist, and role '${role}' may not create it: it lacks CREATEDB. ` +

@@ -309,20 +309,36 @@ describe('npm run migrate', () => {
   it('up, down and the release step refuse to migrate as a superuser, naming the variable, and change nothing', async ({ onTestFinished }) => {
     const empty = await createTestDatabase({ empty: true });
     onTestFinished(() => empty.drop());
-    const refusal = /\[CONFIG_INVALID\]: MIGRATION_DATABASE_URL logs in as '[^']+', a superuser: the tables and functions a migration creates would be its own, .* Migrate as the database's owner \(DB_OWNER_USER, as setup --admin made it\); nothing was applied/;
+    const refusal = (nothing: string) =>
+      new RegExp(
+        `\\[CONFIG_INVALID\\]: MIGRATION_DATABASE_URL logs in as '[^']+', a superuser: the tables and functions a migration creates would be its own, .* ` +
+          `Migrate as the database's owner \\(DB_OWNER_USER, as setup --admin made it\\); ${nothing}`,
+      );
     const env = (url: string) => ({ DATABASE_URL: '', MIGRATION_DATABASE_URL: url });
-    for (const [command, args, url] of [
-      ['migrate', [], empty.url],
-      ['migrate', ['up', '--dry-run'], empty.url],
-      ['db-setup', [], empty.url],
-      ['migrate', ['down', '--yes'], database.url],
+    for (const [command, args, url, nothing] of [
+      ['migrate', [], empty.url, 'nothing was applied'],
+      ['migrate', ['up', '--dry-run'], empty.url, 'nothing was applied'],
+      ['db-setup', [], empty.url, 'nothing was applied'],
+      ['migrate', ['down', '--yes'], database.url, 'nothing was reverted'],
     ] as const) {
       const result = await runCli(command, [...args], env(url));
       expect(result.code, `${command} ${args.join(' ')}`).toBe(1);
-      expect(result.stderr).toMatch(refusal);
+      expect(result.stderr).toMatch(refusal(nothing));
     }
     const tables = await withClient(empty.url, async (client) => (await client.query("SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public'")).rows[0]);
     expect(tables).toEqual({ n: 0 });
+    // Before it asks: a "yes" would be for nothing.
+    const asked = await runCliInTerminal('migrate', ['down'], env(database.url), 'yes\n');
+    expect(asked.code).toBe(1);
+    expect(asked.stdout).not.toContain("Type 'yes'");
+    expect(asked.stdout).toMatch(refusal('nothing was reverted'));
+    // The release step does not make the database it would then refuse to migrate: it would be left behind, the superuser's.
+    const missing = `${database.name}_missing`;
+    const created = await runCli('db-setup', [], env(databaseUrlWith(database.url, missing)));
+    expect(created.code).toBe(1);
+    expect(created.stderr).toMatch(refusal('nothing was created'));
+    const exists = await withClient(database.url, async (client) => (await client.query('SELECT count(*)::int AS n FROM pg_database WHERE datname = $1', [missing])).rows[0]);
+    expect(exists).toEqual({ n: 0 });
     const recorded = await withClient(database.url, async (client) => (await client.query('SELECT count(*)::int AS n FROM schema_migrations')).rows[0]);
     expect(recorded).toEqual({ n: 5 });
     // As the owner, the same command migrates.
@@ -331,7 +347,7 @@ describe('npm run migrate', () => {
 
   it('down --to a name that is not applied (mistyped) is refused before it asks, naming the applied ones, reverting nothing', async () => {
     const typo = '20250914134643_initial_schemaa';
-    const result = await runCliInTerminal('migrate', ['down', '--to', typo], { DATABASE_URL: database.url }, 'yes\n');
+    const result = await runCliInTerminal('migrate', ['down', '--to', typo], { DATABASE_URL: database.ownerUrl }, 'yes\n');
 
     expect(result.code).toBe(1);
     expect(result.stdout).not.toContain("Type 'yes'");

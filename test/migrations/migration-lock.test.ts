@@ -4,7 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it, inject, onTestFinished, vi } from 'vitest';
-import { MigrationLockLostError, MigrationLockTimeoutError, MigrationPermissionError } from '../../src/errors.js';
+import { ConfigError, MigrationLockLostError, MigrationLockTimeoutError, MigrationPermissionError } from '../../src/errors.js';
 import { checksumOf } from '../../src/migrations/migration-files.js';
 import { migrationLockKey } from '../../src/migrations/migration-lock.js';
 import { migrate, migrationStatus } from '../../src/migrations/migrator.js';
@@ -66,6 +66,24 @@ describe('the migration lock', () => {
     } finally {
       await holder.release();
     }
+  });
+
+  // As the commands ask: refused before the lock, so a refused run never waits for another.
+  it('refuses a superuser with refuseSuperuser before it asks for the lock another run holds, and creates nothing', async () => {
+    const holder = await holdMigrationLock('release-step-on-host-a');
+    try {
+      // Were it to wait, the lock timeout would outlast the test's.
+      const error = await migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 120_000, refuseSuperuser: true }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect(error).toMatchObject({ variable: 'databaseUrl' });
+      expect((error as Error).message).toMatch(/^databaseUrl logs in as '[^']+', a superuser: .*; nothing was applied$/);
+      expect(await lockWaiters()).toBe(0);
+      expect(await one("SELECT to_regclass('schema_migrations') AS record")).toEqual({ record: null });
+    } finally {
+      await holder.release();
+    }
+    // The owner, with the same option, migrates.
+    expect(await migrate({ databaseUrl: database.ownerUrl, migrationsDir, refuseSuperuser: true })).not.toEqual([]);
   });
 
   it('waits for a running migrator, says who it waits for, then applies what is left', async () => {

@@ -43,7 +43,8 @@ Options:
 
 Environment:
   MIGRATION_DATABASE_URL  the owner's direct connection to migrate with: up and down refuse
-                          a connection pooler (else DATABASE_URL, when that is direct)
+                          a connection pooler and a superuser's login (else DATABASE_URL,
+                          when that is direct)
   MIGRATION_LOCK_TIMEOUT  seconds to wait for another migration run (default 300)
 `;
 
@@ -94,8 +95,10 @@ export const migrateCommand: Command = {
         if (!canAsk(yes)) {
           throw new ConfigError('--yes', `refusing to revert migrations of '${target.database}' on ${target.host} without confirmation: there is no terminal to ask on; pass --yes`);
         }
-        // Before asking: a name that is not applied (mistyped, or pending) is refused now, not
-        // after the "yes".
+        // Before asking: a superuser's login, and a name that is not applied (mistyped, or
+        // pending), are refused now, not after the "yes".
+        const [{ withClient }, { refuseSuperuserLogin }] = await Promise.all([import('../../db/with-client.js'), import('../../migrations/superuser-refusal.js')]);
+        await withClient(databaseUrl, (client) => refuseSuperuserLogin(client, migrationUrlVariable(databaseUrl) ?? 'DATABASE_URL', 'nothing was reverted'), 'kennwilliamson-migrate');
         if (to !== undefined && to !== '0') {
           const recorded = (await migrationStatus({ ...options, databaseUrl })).filter((migration) => migration.state !== 'pending');
           requireAppliedTarget(to, recorded.map((migration) => migration.name).reverse(), '--to');

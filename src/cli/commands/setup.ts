@@ -37,7 +37,8 @@ Options:
 
 Environment:
   MIGRATION_DATABASE_URL  the release step: the database, as its owner, directly: a connection
-                          pooler is refused (else DATABASE_URL, when that is direct)
+                          pooler and a superuser's login are refused (else DATABASE_URL, when
+                          that is direct)
   ADMIN_DATABASE_URL      --admin: the database, as an admin, directly
   DB_OWNER_USER           --admin: the owner role to create (not a superuser, no CREATEROLE)
   DB_OWNER_PASSWORD       --admin: its password (sent to the server only as a SCRAM-SHA-256 verifier)
@@ -119,7 +120,7 @@ export const setupCommand: Command = {
       const variable = migrationUrlVariable(databaseUrl);
       await refusePooler(databaseUrl, variable);
       if (env.DB_APP_PASSWORD && appUser) log('DB_APP_PASSWORD is not used by the release step, which never sets a password (setup --admin does)');
-      if (await ensureDatabase(databaseUrl, { variable })) log('created the database');
+      if (await ensureDatabase(databaseUrl, { variable, refuseSuperuser: true })) log('created the database');
     }
 
     // A password changed from a machine whose installed package is newer than the release would
