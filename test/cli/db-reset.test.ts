@@ -293,6 +293,25 @@ describe('npm run migrate', () => {
     expect(result.stderr + result.stdout).not.toContain('hunter2-secret');
   });
 
+  // A shell that still holds the URL exported for a release would apply a draft migration there,
+  // where its recorded checksum keeps it from being changed. Releases run the shipped bin.
+  it("up refuses a database on a non-local host without --force (this repository's script), and never prints the password", async () => {
+    const result = await runCli('migrate', [], { DATABASE_URL: '', MIGRATION_DATABASE_URL: 'postgresql://owner:hunter2-secret@db.example.com:5432/prod' });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(
+      "[CONFIG_INVALID]: refusing to apply migrations to a database on the non-local host 'db.example.com'; pass --force if you mean it",
+    );
+    expect(result.stderr + result.stdout).not.toContain('hunter2-secret');
+  });
+
+  it('up takes --force, which the shipped command knows with down only', async () => {
+    const result = await runCli('migrate', ['up', '--force'], { DATABASE_URL: database.ownerUrl });
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('Nothing to apply: the database is up to date.');
+    expect((await runCli('migrate', ['--help'], {})).stdout).toContain('--force                 with down, and with up in this repository (npm run migrate)');
+  });
+
   it('down names the database at the terminal and reverts once told yes', async () => {
     // As the owner: the commands refuse to migrate as a superuser.
     const result = await runCliInTerminal('migrate', ['down'], { DATABASE_URL: database.ownerUrl }, 'yes\n');
