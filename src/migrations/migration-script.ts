@@ -4,7 +4,7 @@ import { parseDuration } from '../db/duration.js';
 import { type ConfigError, MigrationScriptError } from '../errors.js';
 import { lineOfPosition } from '../sql-position.js';
 import { optionOn, type OptionNode } from './parse-tree-option.js';
-import { createdTableKey, heldWhileWriting, keptTableKey, locksKept, statementWords, stronger, tableHold, type LockKeptUntilCommit, type TableHold } from './statements-holding-tables.js';
+import { heldWhileWriting, locksKept, statementWords, stronger, tableHold, tableKey, type LockKeptUntilCommit, type TableHold } from './statements-holding-tables.js';
 
 /** Header of a migration file that must run outside a transaction, statement by statement. */
 export const noTransactionHeader = '-- migrate:no-transaction';
@@ -129,19 +129,20 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
     refuse(file, line, kind, node, transactional);
     const index = (node as { IndexStmt?: { concurrent?: boolean; idxname?: string; relation?: { schemaname?: string } } }).IndexStmt;
     const created = (node as { CreateStmt?: { relation?: { schemaname?: string; relname?: string } } }).CreateStmt?.relation;
-    if (created?.relname !== undefined) createdHere.add(createdTableKey(created));
+    if (created?.relname !== undefined) createdHere.add(tableKey(created));
+    const text = bytes.subarray(start, to).toString('utf8').trimEnd();
     const holds = tableHold(node, createdHere);
-    const whileLocked = transactional ? heldWhileWriting(node, [...kept.values()]) : [];
+    const whileLocked = transactional ? heldWhileWriting(node, kept.values()) : [];
     if (transactional) {
-      const takenBy = `line ${line}'s ${statementWords(kind, bytes.subarray(start, to).toString('utf8'))}`;
+      const takenBy = `line ${line}'s ${statementWords(kind, text)}`;
       for (const { relation, lock } of locksKept(node, createdHere)) {
-        const key = keptTableKey(relation);
+        const key = tableKey(relation);
         const before = kept.get(key);
         if (before === undefined || stronger(lock, before.lock)) kept.set(key, { relation, lock, takenBy });
       }
     }
     return {
-      text: bytes.subarray(start, to).toString('utf8').trimEnd(),
+      text,
       line,
       kind,
       concurrent: runsConcurrently(node),

@@ -115,20 +115,16 @@ function alterTableWork(cmd: Node): Pick<TableHold, 'lock' | 'doing'> | undefine
 }
 
 /**
- * The key under which {@link tableHold} knows a table a file created: `schema.name`, or
- * `*.name` where the file named no schema (the first of search_path, public here).
+ * The key under which a file's tables are known (those it created, those it locked): `schema.name`,
+ * public where the file named no schema (the migrator runs with public first in search_path).
  *
- * @example createdTableKey({ relname: 'audit' }) // '*.audit'
+ * @example tableKey({ relname: 'audit' }) // 'public.audit'
  */
-export function createdTableKey(relation: RangeVar): string {
-  return `${relation.schemaname ?? '*'}.${relation.relname}`;
+export function tableKey(relation: RangeVar): string {
+  return `${relation.schemaname ?? 'public'}.${relation.relname}`;
 }
 
-function createdBefore(relation: RangeVar, createdHere: ReadonlySet<string>): boolean {
-  const { schemaname, relname } = relation;
-  if (schemaname === undefined) return createdHere.has(`*.${relname}`) || createdHere.has(`public.${relname}`);
-  return createdHere.has(`${schemaname}.${relname}`) || (schemaname === 'public' && createdHere.has(`*.${relname}`));
-}
+const createdBefore = (relation: RangeVar, createdHere: ReadonlySet<string>) => createdHere.has(tableKey(relation));
 
 function held(relation: RangeVar | undefined, work: Pick<TableHold, 'lock' | 'doing'> | undefined, createdHere: ReadonlySet<string>): TableHold | undefined {
   if (relation?.relname === undefined || work === undefined || createdBefore(relation, createdHere)) return undefined;
@@ -302,10 +298,8 @@ export function locksKept(node: Node, createdHere: ReadonlySet<string>): Array<{
   return cluster !== undefined ? kept(cluster.relation, 'ACCESS EXCLUSIVE') : [];
 }
 
-/** The key under which a file's kept locks are merged: `schema.name`, public where unnamed. @example keptTableKey({ relname: 'users' }) // 'public.users' */
-export function keptTableKey(relation: RangeVar): string {
-  return `${relation.schemaname ?? 'public'}.${relation.relname}`;
-}
+// The kept locks' tables were checked against those the file created when they were kept.
+const noTables: ReadonlySet<string> = new Set();
 
 // What writes rows in bulk: UPDATE, DELETE, MERGE, an INSERT of a query's rows (one of VALUES,
 // or of a SELECT without FROM, writes the rows it lists), each also inside a WITH.
@@ -331,14 +325,14 @@ function bulkWriteTargets(node: Node | undefined): RangeVar[] {
  *
  * @example heldWhileWriting(parseSync("UPDATE users SET theme = 'light'").stmts[0].stmt, kept) // [{ table: 'users', lock: 'ACCESS EXCLUSIVE', doing: "writes rows …", … }]
  */
-export function heldWhileWriting(node: Node, kept: readonly LockKeptUntilCommit[]): TableHold[] {
-  const written = new Set(bulkWriteTargets(node).map(keptTableKey));
+export function heldWhileWriting(node: Node, kept: Iterable<LockKeptUntilCommit>): TableHold[] {
+  const written = new Set(bulkWriteTargets(node).map(tableKey));
   if (written.size === 0) return [];
-  const order = (lock: LockKeptUntilCommit) => (written.has(keptTableKey(lock.relation)) ? 10 : 0) + strength[lock.lock];
+  const order = (lock: LockKeptUntilCommit) => (written.has(tableKey(lock.relation)) ? 10 : 0) + strength[lock.lock];
   return [...kept]
     .sort((a, b) => order(b) - order(a))
     .flatMap(({ relation, lock, takenBy }) =>
-      held(relation, { lock, doing: `writes rows while the lock ${takenBy} took stays, until the file's COMMIT (write rows in batches, in a later file with -- migrate:no-transaction)` }, new Set()) ?? [],
+      held(relation, { lock, doing: `writes rows while the lock ${takenBy} took stays, until the file's COMMIT (write rows in batches, in a later file with -- migrate:no-transaction)` }, noTables) ?? [],
     );
 }
 

@@ -1,5 +1,6 @@
 import type * as pg from 'pg';
 import type { StatementBounds } from '../db/db-config.js';
+import { parseDuration } from '../db/duration.js';
 import { silentClientSettings } from '../db/silent-client-bounds.js';
 
 /**
@@ -56,8 +57,9 @@ export async function setRoleStatementBounds(
   const changes: string[] = [];
   for (const [name, ms, variable] of settings) {
     const was = before.get(name);
-    if (was !== undefined && settingMs(was.value) !== ms) {
-      const value = settingMs(was.value) === 0 ? '0 (no limit)' : `${was.value}${/^\d+$/.test(was.value) ? ' ms' : ''}`;
+    const wasMs = was === undefined ? undefined : settingMs(name, was.value);
+    if (was !== undefined && wasMs !== ms) {
+      const value = wasMs === 0 ? '0 (no limit)' : `${was.value}${/^\d+$/.test(was.value) ? ' ms' : ''}`;
       changes.push(`the application role's ${name} in '${database}' was ${value}${scopes[was.scope]} and is now ${ms} ms (${variable}, or its default where it is not set)`);
     }
     // ALTER ROLE … SET takes no parameters; the values are checked whole numbers of milliseconds.
@@ -72,11 +74,12 @@ export async function setRoleStatementBounds(
   return changes;
 }
 
-// PostgreSQL's units for a time setting whose bare number is milliseconds.
-const unitMs: Record<string, number> = { us: 0.001, ms: 1, s: 1000, min: 60_000, h: 3_600_000, d: 86_400_000 };
-
-// A stored value such as '60s' or '5000' in milliseconds, or undefined where it reads otherwise.
-function settingMs(value: string): number | undefined {
-  const match = /^\s*(\d+(?:\.\d+)?)\s*(us|ms|s|min|h|d)?\s*$/.exec(value);
-  return match ? Number(match[1]) * unitMs[match[2] ?? 'ms']! : undefined;
+// A stored value such as '60s', '1min' or '5000' in milliseconds (0: no limit), as the bounds'
+// variables are read, or undefined where it reads otherwise.
+function settingMs(name: string, value: string): number | undefined {
+  try {
+    return parseDuration(name, value, { minMs: 0 });
+  } catch {
+    return undefined;
+  }
 }

@@ -107,10 +107,10 @@ export const migrateCommand: Command = {
         if (!yes && !(await typedYes(`This reverts ${reverting} of database '${target.database}' on ${target.host}:${target.port}; down files drop tables and their data.\nType 'yes' to revert: `))) {
           throw new ConfigError('--yes', 'not confirmed; nothing was reverted');
         }
+        // A superuser's login was refused before asking.
         const runs = await migrateDown({
           ...options,
           databaseUrl,
-          refuseSuperuser: true,
           ...(to === undefined ? {} : { to: to === '0' ? 0 : to }),
         });
         console.log(runs.length === 0 ? 'Nothing to revert.' : `${runs.length} migration(s) reverted.`);
