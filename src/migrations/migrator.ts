@@ -7,6 +7,7 @@ import { answeredWithin, destroyConnection, roundTripDeadlineMs } from '../db/an
 import { requireDirectConnection } from '../db/direct-connection.js';
 import { librarySchema } from '../db/library-schema.js';
 import { warnOnStderr } from '../db/warn-on-stderr.js';
+import { refuseOtherRecordOwner } from './record-owner-refusal.js';
 import { refuseSuperuserLogin } from './superuser-refusal.js';
 import { withClient } from '../db/with-client.js';
 import {
@@ -56,6 +57,13 @@ export interface MigratorOptions {
    * owner's backups cannot read it.
    */
   refuseSuperuser?: boolean | undefined;
+  /**
+   * Refuses, the same way and as the commands do, a login that is not the owner of the
+   * migrations record where the database has one (a hosted platform's administrator, or any
+   * other role than the one that made the schema): its migration would create objects of its
+   * own, out of reach of the owner's grants to the application role and of the owner's backups.
+   */
+  refuseOtherOwner?: boolean | undefined;
   /**
    * Folder of `<name>.up.sql` / `<name>.down.sql` pairs; defaults to this package's own
    * `migrations/`. A service that bundles this library (esbuild, webpack) must copy that
@@ -317,10 +325,13 @@ async function withMigrator<T>(
     // for another one.
     const variable = migrationUrlVariable(databaseUrl);
     const refusePooler = (holder: pg.ClientBase) => requireDirectConnection(holder, { operation: 'migrate', variable });
-    // A superuser, where the caller refuses one, the same way: before the lock too.
+    // A superuser, or a role other than the record's owner, where the caller refuses them,
+    // the same way: before the lock too.
     const refuse = async (holder: pg.ClientBase) => {
       await refusePooler(holder);
-      if (options.refuseSuperuser === true) await refuseSuperuserLogin(holder, variable ?? 'databaseUrl', reverting ? 'nothing was reverted' : 'nothing was applied');
+      const nothing = reverting ? 'nothing was reverted' : 'nothing was applied';
+      if (options.refuseSuperuser === true) await refuseSuperuserLogin(holder, variable ?? 'databaseUrl', nothing);
+      if (options.refuseOtherOwner === true) await refuseOtherRecordOwner(holder, variable ?? 'databaseUrl', nothing);
     };
 
     return await withMigrationLock({ databaseUrl, timeoutMs, onWait, beforeLock: refuse }, (lock) =>

@@ -1,9 +1,11 @@
 import { randomBytes } from 'node:crypto';
+import { rm } from 'node:fs/promises';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
 import { ensureAppRole } from '../../src/provisioning/app-role.js';
 import { databaseUrlWith } from '../../src/provisioning/database-admin.js';
+import { copyOfMigrations, writeMigration } from '../support/migration-sandbox.js';
 import { execute } from '../support/table-contents.js';
 import { runCli, runCliInTerminal } from '../support/run-cli.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
@@ -362,6 +364,52 @@ describe('npm run migrate', () => {
     expect(recorded).toEqual({ n: 5 });
     // As the owner, the same command migrates.
     expect((await runCli('migrate', [], env(empty.ownerUrl))).stdout).toContain('5 migration(s) applied.');
+  });
+
+  // A hosted platform's administrator (rds_superuser, Supabase's postgres) is no superuser, and
+  // is often made a member of the roles it manages: with the owner's rights, its migration runs
+  // and is recorded, but the tables it creates are its own, and the application role's next
+  // queries of them fail with "permission denied".
+  it("up, down and the release step refuse a login other than the migrations record's owner, naming both, and change nothing", async ({ onTestFinished }) => {
+    const other = `kw_hosted_admin_${randomBytes(4).toString('hex')}`;
+    const password = randomBytes(8).toString('hex');
+    await execute(database.url, `CREATE ROLE ${other} LOGIN PASSWORD '${password}'; GRANT ${inject('ownerUser')} TO ${other}`);
+    onTestFinished(() => execute(database.url, `DROP OWNED BY ${other}; DROP ROLE ${other}`));
+    const url = new URL(database.url);
+    url.username = other;
+    url.password = password;
+    const migrationsDir = await copyOfMigrations();
+    onTestFinished(() => rm(migrationsDir, { recursive: true, force: true }));
+    await writeMigration(migrationsDir, '29990101000000_add_themes', 'CREATE TABLE themes (name text PRIMARY KEY);\n', 'DROP TABLE themes;\n');
+    const owner = inject('ownerUser');
+    const refusal =
+      `[CONFIG_INVALID]: MIGRATION_DATABASE_URL logs in as '${other}', but the migrations record (public.schema_migrations) belongs to '${owner}', ` +
+      `as what the migrations made does: what '${other}' created would be its own`;
+    const env = { DATABASE_URL: '', MIGRATION_DATABASE_URL: url.toString() };
+    for (const [command, args, nothing] of [
+      ['migrate', ['--migrations-dir', migrationsDir], 'nothing was applied'],
+      ['migrate', ['up', '--dry-run', '--migrations-dir', migrationsDir], 'nothing was applied'],
+      ['db-setup', [], 'nothing was applied'],
+      ['migrate', ['down', '--yes'], 'nothing was reverted'],
+    ] as const) {
+      const result = await runCli(command, [...args], env);
+      expect(result.code, `${command} ${args.join(' ')}`).toBe(1);
+      expect(result.stderr).toContain(refusal);
+      expect(result.stderr).toContain(`Migrate as '${owner}' with its own login`);
+      expect(result.stderr).toMatch(new RegExp(`; ${nothing}\\n`));
+    }
+    // Before it asks: a "yes" would be for nothing.
+    const asked = await runCliInTerminal('migrate', ['down'], env, 'yes\n');
+    expect(asked.code).toBe(1);
+    expect(asked.stdout).not.toContain("Type 'yes'");
+    expect(asked.stdout).toContain(refusal);
+    const left = await withClient(database.url, async (client) => (await client.query(
+      "SELECT to_regclass('themes') IS NULL AS no_themes, (SELECT count(*)::int FROM schema_migrations) AS recorded",
+    )).rows[0]);
+    expect(left).toEqual({ no_themes: true, recorded: 5 });
+    // The owner, with the same folder, would apply it (the tests after this one count the record).
+    const planned = await runCli('migrate', ['up', '--dry-run', '--migrations-dir', migrationsDir], { DATABASE_URL: '', MIGRATION_DATABASE_URL: database.ownerUrl });
+    expect(planned.stdout).toContain('would apply 29990101000000_add_themes');
   });
 
   it('down --to a name that is not applied (mistyped) is refused before it asks, naming the applied ones, reverting nothing', async () => {

@@ -86,6 +86,36 @@ describe('the migration lock', () => {
     expect(await migrate({ databaseUrl: database.ownerUrl, migrationsDir, refuseSuperuser: true })).not.toEqual([]);
   });
 
+  it("refuses, with refuseOtherOwner, a login other than the migrations record's owner before it asks for the lock, and creates nothing", async () => {
+    await migrate({ databaseUrl: database.ownerUrl, migrationsDir });
+    // A member of the owner role may create in public and write the record, as itself.
+    const other = `kw_member_${randomBytes(4).toString('hex')}`;
+    await withClient(database.url, async (client) => {
+      await client.query(`CREATE ROLE ${other} LOGIN PASSWORD 'member-password'; GRANT ${inject('ownerUser')} TO ${other}`);
+    });
+    // After afterEach has dropped the database and what the role owned in it.
+    onTestFinished(async () => {
+      await withMaintenanceClient(inject('serverUrl'), (client) => client.query(`DROP ROLE ${other}`));
+    });
+    const url = new URL(database.url);
+    url.username = other;
+    url.password = 'member-password';
+    await writeFile(path.join(migrationsDir, '29990101000000_add_themes.up.sql'), 'CREATE TABLE themes (name text PRIMARY KEY);\n');
+    await writeFile(path.join(migrationsDir, '29990101000000_add_themes.down.sql'), 'DROP TABLE themes;\n');
+    const holder = await holdMigrationLock('release-step-on-host-a');
+    try {
+      const error = await migrate({ databaseUrl: url.toString(), migrationsDir, lockTimeoutMs: 120_000, refuseOtherOwner: true }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect((error as Error).message).toMatch(
+        new RegExp(`^databaseUrl logs in as '${other}', but the migrations record \\(public\\.schema_migrations\\) belongs to '${inject('ownerUser')}', .*; nothing was applied$`),
+      );
+      expect(await lockWaiters()).toBe(0);
+      expect(await one("SELECT to_regclass('themes') AS themes")).toEqual({ themes: null });
+    } finally {
+      await holder.release();
+    }
+  });
+
   it('waits for a running migrator, says who it waits for, then applies what is left', async () => {
     const holder = await holdMigrationLock('first-migrator');
     const lines: string[] = [];

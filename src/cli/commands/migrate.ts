@@ -43,8 +43,9 @@ Options:
 
 Environment:
   MIGRATION_DATABASE_URL  the owner's direct connection to migrate with: up and down refuse
-                          a connection pooler and a superuser's login (else DATABASE_URL,
-                          when that is direct)
+                          a connection pooler, a superuser's login and a login other than
+                          the migrations record's owner (else DATABASE_URL, when that is
+                          direct)
   MIGRATION_LOCK_TIMEOUT  seconds to wait for another migration run (default 300)
 `;
 
@@ -75,7 +76,7 @@ export const migrateCommand: Command = {
     switch (action) {
       case 'up': {
         if (values['dry-run']) {
-          const plan = await migrate({ ...options, databaseUrl: migrationDatabaseUrl(), dryRun: true, refuseSuperuser: true });
+          const plan = await migrate({ ...options, databaseUrl: migrationDatabaseUrl(), dryRun: true, refuseSuperuser: true, refuseOtherOwner: true });
           for (const step of plan) {
             const lockWait = `lock-wait attempt=${formatDuration(step.lockWait.attemptMs)} total=${formatDuration(step.lockWait.totalMs)}${step.lockWait.fromHeader ? ' (its header)' : ''}`;
             console.log(`would apply ${step.file}  sha256 ${step.checksum}  ${step.transactional ? 'transactional' : 'no-transaction'}  ${lockWait}`);
@@ -83,7 +84,7 @@ export const migrateCommand: Command = {
           console.log(plan.length === 0 ? 'Dry run: nothing to apply, the database is up to date.' : `Dry run: ${plan.length} migration(s) would be applied; nothing was changed.`);
           return;
         }
-        const runs = await migrate({ ...options, databaseUrl: migrationDatabaseUrl(), refuseSuperuser: true });
+        const runs = await migrate({ ...options, databaseUrl: migrationDatabaseUrl(), refuseSuperuser: true, refuseOtherOwner: true });
         console.log(runs.length === 0 ? 'Nothing to apply: the database is up to date.' : `${runs.length} migration(s) applied.`);
         return;
       }
@@ -95,10 +96,18 @@ export const migrateCommand: Command = {
         if (!canAsk(yes)) {
           throw new ConfigError('--yes', `refusing to revert migrations of '${target.database}' on ${target.host} without confirmation: there is no terminal to ask on; pass --yes`);
         }
-        // Before asking: a superuser's login, and a name that is not applied (mistyped, or
-        // pending), are refused now, not after the "yes".
-        const [{ withClient }, { refuseSuperuserLogin }] = await Promise.all([import('../../db/with-client.js'), import('../../migrations/superuser-refusal.js')]);
-        await withClient(databaseUrl, (client) => refuseSuperuserLogin(client, migrationUrlVariable(databaseUrl) ?? 'DATABASE_URL', 'nothing was reverted'), 'kennwilliamson-migrate');
+        // Before asking: a superuser's login, another role than the record's owner, and a name
+        // that is not applied (mistyped, or pending), are refused now, not after the "yes".
+        const [{ withClient }, { refuseSuperuserLogin }, { refuseOtherRecordOwner }] = await Promise.all([
+          import('../../db/with-client.js'),
+          import('../../migrations/superuser-refusal.js'),
+          import('../../migrations/record-owner-refusal.js'),
+        ]);
+        const variable = migrationUrlVariable(databaseUrl) ?? 'DATABASE_URL';
+        await withClient(databaseUrl, async (client) => {
+          await refuseSuperuserLogin(client, variable, 'nothing was reverted');
+          await refuseOtherRecordOwner(client, variable, 'nothing was reverted');
+        }, 'kennwilliamson-migrate');
         if (to !== undefined && to !== '0') {
           const recorded = (await migrationStatus({ ...options, databaseUrl })).filter((migration) => migration.state !== 'pending');
           requireAppliedTarget(to, recorded.map((migration) => migration.name).reverse(), '--to');
@@ -107,7 +116,7 @@ export const migrateCommand: Command = {
         if (!yes && !(await typedYes(`This reverts ${reverting} of database '${target.database}' on ${target.host}:${target.port}; down files drop tables and their data.\nType 'yes' to revert: `))) {
           throw new ConfigError('--yes', 'not confirmed; nothing was reverted');
         }
-        // A superuser's login was refused before asking.
+        // A superuser's login, and another role than the record's owner, were refused before asking.
         const runs = await migrateDown({
           ...options,
           databaseUrl,

@@ -37,8 +37,8 @@ Options:
 
 Environment:
   MIGRATION_DATABASE_URL  the release step: the database, as its owner, directly: a connection
-                          pooler and a superuser's login are refused (else DATABASE_URL, when
-                          that is direct)
+                          pooler, a superuser's login and a login other than the migrations
+                          record's owner are refused (else DATABASE_URL, when that is direct)
   ADMIN_DATABASE_URL      --admin: the database, as an admin, directly
   DB_OWNER_USER           --admin: the owner role to create (not a superuser, no CREATEROLE)
   DB_OWNER_PASSWORD       --admin: its password (sent to the server only as a SCRAM-SHA-256 verifier)
@@ -129,7 +129,7 @@ export const setupCommand: Command = {
       const pending = (await migrationStatus({ databaseUrl })).filter((migration) => migration.state === 'pending').length;
       log(`applied no migration (--no-migrate)${pending > 0 ? `: ${pending} pending, for the release step to apply` : ': none pending'}`);
     } else {
-      const runs = await migrate({ databaseUrl, log, refuseSuperuser: true });
+      const runs = await migrate({ databaseUrl, log, refuseSuperuser: true, refuseOtherOwner: true });
       log(runs.length === 0 ? 'Database is up to date.' : `${runs.length} migration(s) applied.`);
     }
     if (app && adminUrl) {
