@@ -15,6 +15,8 @@ export interface TableHold {
   doing: string;
   /** `ALTER TABLE ONLY …`: the table alone, not the partitions or children below it (the parser leaves `inh` out then). */
   only: boolean;
+  /** `table` and `ref` name an index (DROP INDEX's): the lock is on its table, which the catalog tells. */
+  index?: true;
 }
 
 type Node = Record<string, unknown>;
@@ -22,6 +24,8 @@ export interface RangeVar {
   schemaname?: string;
   relname?: string;
   inh?: boolean;
+  /** Not the parser's: `relname` is an index (DROP INDEX names no table), whose table is locked. */
+  index?: true;
 }
 interface Constraint {
   contype?: string;
@@ -129,7 +133,7 @@ const createdBefore = (relation: RangeVar, createdHere: ReadonlySet<string>) => 
 function held(relation: RangeVar | undefined, work: Pick<TableHold, 'lock' | 'doing'> | undefined, createdHere: ReadonlySet<string>): TableHold | undefined {
   if (relation?.relname === undefined || work === undefined || createdBefore(relation, createdHere)) return undefined;
   const parts = [relation.schemaname, relation.relname].filter((part): part is string => part !== undefined);
-  return { table: parts.join('.'), ref: parts.map((part) => pg.escapeIdentifier(part)).join('.'), only: relation.inh !== true, ...work };
+  return { table: parts.join('.'), ref: parts.map((part) => pg.escapeIdentifier(part)).join('.'), only: relation.inh !== true, ...work, ...(relation.index ? { index: true as const } : {}) };
 }
 
 /**
@@ -248,9 +252,9 @@ const columnConstraints = (node: unknown) => ((node as { ColumnDef?: { constrain
  * The tables `node` locks so that reads or writes of them wait, for as long as the transaction
  * lasts: ALTER TABLE (most of its subcommands, however quick; a partition it attaches; the
  * tables its foreign keys reference), a rename, CREATE TABLE's references and the parent of a
- * partition, CREATE INDEX, CREATE TRIGGER, REINDEX, TRUNCATE, LOCK TABLE, CLUSTER. Tables the
- * file created before have no traffic yet. (DROP INDEX locks its table too, which the parse
- * tree does not name.)
+ * partition, CREATE INDEX, CREATE TRIGGER, REINDEX, TRUNCATE, LOCK TABLE, CLUSTER, and DROP
+ * INDEX, as the index it names (its table, which the parse tree does not name, is the
+ * catalog's to tell: `index`). Tables the file created before have no traffic yet.
  *
  * @example locksKept(parseSync('ALTER TABLE users ADD COLUMN theme text').stmts[0].stmt, new Set()) // [{ relation: { relname: 'users', … }, lock: 'ACCESS EXCLUSIVE' }]
  */
@@ -295,7 +299,16 @@ export function locksKept(node: Node, createdHere: ReadonlySet<string>): Array<{
   const lock = node.LockStmt as { relations?: unknown; mode?: number } | undefined;
   if (lock !== undefined) return relations(lock.relations).flatMap((relation) => kept(relation, lockModes[lock.mode ?? 8]));
   const cluster = node.ClusterStmt as { relation?: RangeVar } | undefined;
-  return cluster !== undefined ? kept(cluster.relation, 'ACCESS EXCLUSIVE') : [];
+  if (cluster !== undefined) return kept(cluster.relation, 'ACCESS EXCLUSIVE');
+  const drop = node.DropStmt as { removeType?: string; concurrent?: boolean; objects?: Array<{ List?: { items?: Array<{ String?: { sval?: string } }> } }> } | undefined;
+  if (drop?.removeType !== 'OBJECT_INDEX' || drop.concurrent) return [];
+  // Inherited (inh): a partitioned index's table holds its rows in its partitions.
+  return (drop.objects ?? []).flatMap(({ List: name }) => {
+    const parts = (name?.items ?? []).map((item) => item.String?.sval);
+    const relname = parts.at(-1);
+    const schemaname = parts.length > 1 ? parts.at(-2) : undefined;
+    return relname === undefined ? [] : kept({ ...(schemaname === undefined ? {} : { schemaname }), relname, inh: true, index: true }, 'ACCESS EXCLUSIVE');
+  });
 }
 
 // The kept locks' tables were checked against those the file created when they were kept.
@@ -354,31 +367,35 @@ export async function statementsHoldingBusyTables(client: ClientBase, scripts: r
   );
   if (holds.length === 0) return [];
   // A partitioned table, or a parent of inheritance, holds its rows in the tables below it (and
-  // autovacuum never counts a partitioned one's): counted over all of them, unless ONLY.
-  const { rows } = await client.query<{ n: number; rows: string }>(
-    `WITH RECURSIVE asked AS (
+  // autovacuum never counts a partitioned one's): counted over all of them, unless ONLY. An
+  // index (DROP INDEX's) stands for its table, named as the migrator's search_path prints it.
+  const { rows } = await client.query<{ n: number; rows: string; name: string }>(
+    `WITH RECURSIVE named AS (
        SELECT a.n::int AS n, a.alone, pg_catalog.to_regclass(a.ref) AS relid
          FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::boolean[])) WITH ORDINALITY AS a(ref, alone, n)
+     ), asked AS (
+       SELECT n, alone, coalesce((SELECT x.indrelid FROM pg_catalog.pg_index x WHERE x.indexrelid = named.relid), relid) AS relid FROM named
      ), tree AS (
        SELECT n, relid FROM asked WHERE relid IS NOT NULL
        UNION
        SELECT t.n, i.inhrelid FROM tree t JOIN asked a USING (n) JOIN pg_catalog.pg_inherits i ON i.inhparent = t.relid WHERE NOT a.alone
      )
-     SELECT t.n, sum(greatest(c.reltuples, 0))::bigint::text AS rows
-       FROM tree t JOIN pg_catalog.pg_class c ON c.oid = t.relid
-      GROUP BY t.n
+     SELECT t.n, sum(greatest(c.reltuples, 0))::bigint::text AS rows, a.relid::pg_catalog.regclass::text AS name
+       FROM tree t JOIN pg_catalog.pg_class c ON c.oid = t.relid JOIN asked a USING (n)
+      GROUP BY t.n, a.relid
      HAVING sum(greatest(c.reltuples, 0)) > 0 OR sum(c.relpages) > 0`,
     [holds.map(({ hold }) => hold.ref), holds.map(({ hold }) => hold.only)],
   );
-  const sizes = new Map(rows.map((row) => [row.n, row.rows]));
+  const sizes = new Map(rows.map((row) => [row.n, row]));
   const said = new Set<MigrationScript['statements'][number]>();
   return holds.flatMap(({ script, statement, hold }, index) => {
     const size = sizes.get(index + 1);
     if (size === undefined || said.has(statement)) return [];
     said.add(statement);
     const words = statementWords(statement.kind, statement.text);
+    const table = hold.index ? `${size.name} (the table of the index ${hold.table})` : hold.table;
     return [
-      `${script.file}:${statement.line}: ${words} holds ${hold.lock} on ${hold.table} (about ${size} rows) while it ${hold.doing}: ` +
+      `${script.file}:${statement.line}: ${words} holds ${hold.lock} on ${table} (about ${size.rows} rows) while it ${hold.doing}: ` +
         "the table's queries wait for the whole statement, and past the services' lock_timeout they fail. Unless that is meant " +
         '(a maintenance window), write it in steps that hold the lock briefly (README: A migration that meets a long transaction)',
     ];

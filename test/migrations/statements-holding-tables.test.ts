@@ -98,6 +98,8 @@ describe('statements that hold a table while they go through every row', () => {
       ['ALTER TABLE users ADD COLUMN theme text;\nMERGE INTO users u USING phrases p ON false WHEN NOT MATCHED THEN DO NOTHING;', 'users', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
       // A write inside a WITH.
       ["ALTER TABLE users ADD COLUMN theme text;\nWITH u AS (UPDATE users SET theme = 'light' RETURNING 1) SELECT count(*) FROM u;", 'users', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
+      // The index it names stands for its table, which the catalog tells (below).
+      ['DROP INDEX IF EXISTS public.users_slug_idx;\nUPDATE users SET slug = lower(slug);', 'public.users_slug_idx', 'ACCESS EXCLUSIVE', 1, 'DROP INDEX'],
     ])('%s', async (sql, table, lock, line, words) => {
       expect((await heldOf(sql)).at(-1)?.[0]).toMatchObject({ table, lock, doing: underLock(line as number, words as string) });
     });
@@ -114,6 +116,9 @@ describe('statements that hold a table while they go through every row', () => {
       "ALTER TABLE users VALIDATE CONSTRAINT c;\nUPDATE users SET theme = 'light';",
       "ALTER TABLE users ALTER COLUMN slug SET (n_distinct = 10);\nUPDATE users SET theme = 'light';",
       "CREATE INDEX CONCURRENTLY users_theme ON users (theme);\nUPDATE users SET theme = 'light';",
+      "-- migrate:no-transaction\nDROP INDEX CONCURRENTLY users_theme;\nUPDATE users SET theme = 'light';",
+      // Dropping a table leaves nothing locked that traffic could reach.
+      "DROP TABLE IF EXISTS audit;\nUPDATE users SET theme = 'light';",
       'LOCK TABLE users IN SHARE UPDATE EXCLUSIVE MODE;\nUPDATE users SET theme = lower(theme);',
       // Rows listed, not a query's.
       "ALTER TABLE roles ADD COLUMN label text;\nINSERT INTO roles (name) VALUES ('auditor');",
@@ -122,6 +127,27 @@ describe('statements that hold a table while they go through every row', () => {
       'CREATE TABLE audit (id int);\nALTER TABLE audit ADD COLUMN at date;\nUPDATE audit SET at = now();',
     ])('not: %s', async (sql) => {
       expect((await heldOf(sql)).every((hold) => hold === null)).toBe(true);
+    });
+
+    it("says a DROP INDEX's lock on the table of the index, which the catalog tells, and counts that table's rows", async ({ onTestFinished }) => {
+      const { database, migrationsDir, remove } = await createMigrationSandbox();
+      onTestFinished(remove);
+      await migrate({ databaseUrl: database.url, migrationsDir });
+      const name = '20990101000000_lower_slugs';
+      await writeMigration(migrationsDir, name, 'DROP INDEX users_created_at_brin;\nUPDATE users SET slug = lower(slug);\n', 'CREATE INDEX users_created_at_brin ON users USING brin (created_at);\n');
+      const users = await withClient(database.url, async (client) => {
+        await client.query('CREATE INDEX users_created_at_brin ON users USING brin (created_at)');
+        await client.query("INSERT INTO users (email, password_hash, display_name, slug) SELECT 'u' || i || '@example.org', 'h', 'U', 'u-' || i FROM generate_series(1, 30) i");
+        await client.query('ANALYZE users');
+        return (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM users')).rows[0]!.n;
+      });
+      const planned: string[] = [];
+      await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, warn: (line) => planned.push(line) });
+      expect(planned.filter((line) => line.includes(' holds '))).toEqual([
+        `${name}.up.sql:2: UPDATE holds ACCESS EXCLUSIVE on users (the table of the index users_created_at_brin) (about ${users} rows) while it ${underLock(1, 'DROP INDEX')}: ` +
+          "the table's queries wait for the whole statement, and past the services' lock_timeout they fail. Unless that is meant " +
+          '(a maintenance window), write it in steps that hold the lock briefly (README: A migration that meets a long transaction)',
+      ]);
     });
 
     it('are said before anything is applied, with the row count of the table held', async ({ onTestFinished }) => {
