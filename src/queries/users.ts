@@ -274,13 +274,15 @@ export const grantRole = queryFunction(async function grantRole(
       .forKeyShare()
       .execute();
     if (!locked.some((row) => row.id === id)) throw new NotFoundError('user');
-    // The granting user is checked by its foreign key (as is a user deleted meanwhile).
+    // The granting user is checked by its foreign key, as is a role deleted while the grant
+    // waited for the user's row (read before the wait, and never locked: it is the role that
+    // is missing then, not a user).
     await inLibrarySchema(trx)
       .insertInto('user_roles')
       .values({ user_id: id, role_id: found.id, granted_by: grantedBy })
       .onConflict((oc) => oc.columns(['user_id', 'role_id']).doNothing())
       .execute()
-      .catch(notFoundOnMissingReference('user'));
+      .catch(notFoundOnMissingReference({ user_roles_user_id_fkey: 'user', user_roles_granted_by_fkey: 'user', user_roles_role_id_fkey: 'role' }));
   });
 });
 

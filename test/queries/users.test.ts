@@ -1,7 +1,9 @@
 import { sql } from 'kysely';
+import pg from 'pg';
 import { describe, expect, it } from 'vitest';
 import { NotFoundError, UniqueViolationError, ValidationError } from '../../src/errors.js';
 import * as users from '../../src/queries/users.js';
+import { eventually } from '../support/eventually.js';
 import { newAdmin, newUser } from '../support/factories.js';
 import { useTestDatabase } from '../support/test-database.js';
 
@@ -144,6 +146,30 @@ describe('users roles', () => {
     expect(error).toBeInstanceOf(NotFoundError);
     expect(error).toMatchObject({ entity: 'user' });
     expect(await users.getRoles(testDb.db, user.id)).toEqual(['user']);
+  });
+  it('names the role when it is deleted while the grant waits for the user row', async () => {
+    const user = await newUser(testDb.db);
+    const role = 'auditor';
+    await sql`INSERT INTO roles (name) VALUES (${role})`.execute(testDb.db);
+    const other = new pg.Client({ connectionString: testDb.directUrl });
+    await other.connect();
+    try {
+      await other.query('BEGIN');
+      await other.query('SELECT id FROM users WHERE id = $1 FOR UPDATE', [user.id]);
+      const grant = users.grantRole(testDb.db, user.id, role).catch((error: unknown) => error);
+      await eventually(async () => {
+        const { rows } = await sql<{ n: number }>`
+          SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`.execute(testDb.db);
+        return rows[0]!.n === 1;
+      }, 'the grant waits for the user row');
+      await other.query('DELETE FROM roles WHERE name = $1', [role]);
+      await other.query('COMMIT');
+      const error = await grant;
+      expect(error).toBeInstanceOf(NotFoundError);
+      expect(error).toMatchObject({ entity: 'role' });
+    } finally {
+      await other.end();
+    }
   });
 });
 
