@@ -60,13 +60,22 @@ export function requireStorableText(field: string, text: string): string {
  */
 export function requireText(field: string, value: unknown, maxLength: number): string {
   if (typeof value !== 'string') throw new ValidationError(field, 'must be text');
-  const trimmed = requireStorableText(field, value).trim();
+  const trimmed = value.trim();
   if (trimmed === '') throw new ValidationError(field, 'must not be blank');
-  // Length in characters (code points), counted only when UTF-16 units could exceed it.
-  if (trimmed.length > maxLength && [...trimmed].length > maxLength) {
+  // Length in characters (code points), one or two UTF-16 units each: counted only where the
+  // units could exceed it, and never past the limit, before anything reads the whole text (a
+  // request's megabytes were scanned and copied into an array before they were refused). What
+  // trim() takes away is neither NUL nor a surrogate.
+  if (trimmed.length > maxLength && (trimmed.length > 2 * maxLength || moreCharactersThan(trimmed, maxLength))) {
     throw new ValidationError(field, `must be at most ${maxLength} characters`);
   }
-  return trimmed;
+  return requireStorableText(field, trimmed);
+}
+
+function moreCharactersThan(text: string, count: number): boolean {
+  let seen = 0;
+  for (const _character of text) if (++seen > count) return true;
+  return false;
 }
 
 /**

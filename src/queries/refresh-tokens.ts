@@ -653,13 +653,16 @@ const clearedDeviceInfo = 'null';
 /** The device info as JSON text for a `jsonb` parameter, or null; a plain JSON object only. */
 function deviceInfoJson(value: unknown): string | null {
   if (value === undefined || value === null) return null;
-  if (!isPlainObject(value) || !isJsonValue(value, 0)) {
+  const tooLong = () => new ValidationError('deviceInfo', `must be at most ${deviceInfoMaxLength} characters as JSON`);
+  // Every value takes at least a character of the JSON, a string or key its own length: the
+  // walk stops once they exceed it, rather than go through a request's ten million items first.
+  const budget = { characters: deviceInfoMaxLength };
+  if (!isPlainObject(value) || !isJsonValue(value, 0, budget)) {
+    if (budget.characters < 0) throw tooLong();
     throw new ValidationError('deviceInfo', 'must be a plain JSON object, its text without NUL characters or lone surrogates');
   }
   const text = JSON.stringify(value);
-  if (text.length > deviceInfoMaxLength) {
-    throw new ValidationError('deviceInfo', `must be at most ${deviceInfoMaxLength} characters as JSON`);
-  }
+  if (text.length > deviceInfoMaxLength) throw tooLong();
   return text;
 }
 
@@ -674,14 +677,19 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 // that is undefined is left out, as JSON.stringify leaves it out: DeviceInfo allows it, so that
 // `{ userAgent: req.headers['user-agent'] }` type-checks, and a request without that header
 // must not fail the login. Undefined in an array (JSON.stringify's null) is refused.
-function isJsonValue(value: unknown, depth: number): boolean {
-  if (depth > deviceInfoMaxDepth) return false;
+function isJsonValue(value: unknown, depth: number, budget: { characters: number }): boolean {
+  if (depth > deviceInfoMaxDepth || --budget.characters < 0) return false;
   if (value === null || typeof value === 'boolean') return true;
   if (typeof value === 'number') return Number.isFinite(value);
-  if (typeof value === 'string') return isStorableText(value);
-  if (Array.isArray(value)) return value.every((item) => isJsonValue(item, depth + 1));
+  if (typeof value === 'string') return (budget.characters -= value.length) >= 0 && isStorableText(value);
+  if (Array.isArray(value)) return value.every((item) => isJsonValue(item, depth + 1, budget));
   if (isPlainObject(value)) {
-    return Object.entries(value).every(([key, item]) => item === undefined || (isStorableText(key) && isJsonValue(item, depth + 1)));
+    for (const key in value) {
+      const item = value[key];
+      if (!Object.hasOwn(value, key) || item === undefined) continue;
+      if ((budget.characters -= key.length) < 0 || !isStorableText(key) || !isJsonValue(item, depth + 1, budget)) return false;
+    }
+    return true;
   }
   return false;
 }
