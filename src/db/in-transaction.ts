@@ -20,14 +20,18 @@ export async function inTransaction<T>(
   // For work that relies on each statement's own snapshot (`readCommittedFor` says what it
   // does, for the refusal): READ COMMITTED even where the database or role defaults to another
   // level, and a caller's transaction at another level is refused before the work changes anything.
-  options: { readCommittedFor?: string } = {},
+  // `ownReadCommitted`: READ COMMITTED for a transaction of its own too, where a row another
+  // transaction changed meanwhile should be read again rather than fail (SQLSTATE 40001), and a
+  // caller's transaction keeps the caller's level (whose failure the caller retries).
+  options: { readCommittedFor?: string; ownReadCommitted?: boolean } = {},
 ): Promise<T> {
   if (db.isTransaction) {
     const trx = db as Transaction<DB>;
     if (options.readCommittedFor !== undefined) await requireReadCommitted(trx, options.readCommittedFor);
     return work(trx);
   }
-  return (options.readCommittedFor !== undefined ? db.transaction().setIsolationLevel('read committed') : db.transaction()).execute(work);
+  const readCommitted = options.readCommittedFor !== undefined || options.ownReadCommitted === true;
+  return (readCommitted ? db.transaction().setIsolationLevel('read committed') : db.transaction()).execute(work);
 }
 
 async function requireReadCommitted(trx: Transaction<DB>, what: string): Promise<void> {

@@ -195,6 +195,11 @@ const rejectSuggestion = prepareQuery((db, p: { suggestionId: string; adminId: s
     .returning(suggestionColumns),
 );
 
+// The call that lost a race for a suggestion reads it again once the winner commits, and finds
+// it decided (ConflictError), where a database or role that defaults to REPEATABLE READ would
+// fail it as SerializationError instead. A caller's transaction keeps the caller's level.
+const decidingSuggestions = { ownReadCommitted: true } as const;
+
 async function lockPending(trx: Transaction<DB>, suggestionId: string, adminId: string) {
   const suggestion = (await lockSuggestion.execute(trx, { suggestionId, adminId })).rows[0];
   if (!suggestion) {
@@ -222,17 +227,21 @@ export const approve = queryFunction(async function approve(db: Kysely<DB>, revi
   const suggestionId = requireUuid('suggestionId', decision.suggestionId);
   const adminId = requireUuid('adminId', decision.adminId);
   const reason = optionalText('reason', decision.reason, limits.reasonLength);
-  return inTransaction(db, async (trx) => {
-    const suggestion = await lockPending(trx, suggestionId, adminId);
-    const { rows } = await approveSuggestion.execute(trx, {
-      suggestionId,
-      adminId,
-      reason,
-      text: suggestion.phrase_text,
-      userId: suggestion.user_id,
-    });
-    return rows[0]!;
-  });
+  return inTransaction(
+    db,
+    async (trx) => {
+      const suggestion = await lockPending(trx, suggestionId, adminId);
+      const { rows } = await approveSuggestion.execute(trx, {
+        suggestionId,
+        adminId,
+        reason,
+        text: suggestion.phrase_text,
+        userId: suggestion.user_id,
+      });
+      return rows[0]!;
+    },
+    decidingSuggestions,
+  );
 });
 
 /**
@@ -247,10 +256,14 @@ export const reject = queryFunction(async function reject(db: Kysely<DB>, review
   const suggestionId = requireUuid('suggestionId', decision.suggestionId);
   const adminId = requireUuid('adminId', decision.adminId);
   const reason = optionalText('reason', decision.reason, limits.reasonLength);
-  return inTransaction(db, async (trx) => {
-    await lockPending(trx, suggestionId, adminId);
-    return (await rejectSuggestion.execute(trx, { suggestionId, adminId, reason })).rows[0]!;
-  });
+  return inTransaction(
+    db,
+    async (trx) => {
+      await lockPending(trx, suggestionId, adminId);
+      return (await rejectSuggestion.execute(trx, { suggestionId, adminId, reason })).rows[0]!;
+    },
+    decidingSuggestions,
+  );
 });
 
 /** How many suggestions await review (served by the partial index on pending rows). @example await phraseSuggestions.countPending(db) */

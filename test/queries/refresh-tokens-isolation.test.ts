@@ -3,9 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
 import { createDb } from '../../src/db/create-db.js';
 import { withClient } from '../../src/db/with-client.js';
+import { ConflictError } from '../../src/errors.js';
+import * as phraseSuggestions from '../../src/queries/phrase-suggestions.js';
 import * as refreshTokens from '../../src/queries/refresh-tokens.js';
 import * as users from '../../src/queries/users.js';
-import { newUser } from '../support/factories.js';
+import { eventually } from '../support/eventually.js';
+import { newAdmin, newUser } from '../support/factories.js';
 import { createTestDatabase, libraryUrl, type TestDatabase } from '../support/test-database.js';
 
 const failures = (results: PromiseSettledResult<unknown>[]) =>
@@ -16,7 +19,7 @@ const failures = (results: PromiseSettledResult<unknown>[]) =>
 // since the statement's snapshot fails it (SQLSTATE 40001) where READ COMMITTED would re-read
 // it. A replayed token racing the real one then got SerializationError and revoked nothing,
 // unless the service retried: reuse detection skipped, and the winner's token left live.
-describe.each(['repeatable read', 'serializable'] as const)('refresh tokens where the database defaults to %s', (level) => {
+describe.each(['repeatable read', 'serializable'] as const)('refresh tokens and suggestion decisions where the database defaults to %s', (level) => {
   let database: TestDatabase;
   let db: Kysely<DB>;
   beforeAll(async () => {
@@ -43,6 +46,32 @@ describe.each(['repeatable read', 'serializable'] as const)('refresh tokens wher
       expect(failures(results)).toEqual(['TokenReusedError']);
       expect(await liveTokens(user.id)).toBe(0);
     }
+  });
+
+  // Decisions open their own transaction READ COMMITTED: the loser reads the suggestion again
+  // once the winner commits, as the documented ConflictError, not SerializationError.
+  it('an approval and a rejection of one suggestion at once: the loser gets ConflictError', async () => {
+    const admin = await newAdmin(db);
+    const suggestion = await phraseSuggestions.submit(db, (await newUser(db)).id, 'Race me');
+    let approved!: () => void;
+    const firstApproved = new Promise<void>((resolve) => (approved = resolve));
+    let commit!: () => void;
+    const mayCommit = new Promise<void>((resolve) => (commit = resolve));
+    const first = db.transaction().execute(async (trx) => {
+      await phraseSuggestions.approve(trx, { suggestionId: suggestion.id, adminId: admin.id });
+      approved();
+      await mayCommit;
+    });
+    await firstApproved;
+    const second = phraseSuggestions.reject(db, { suggestionId: suggestion.id, adminId: admin.id }).catch((error: unknown) => error);
+    await eventually(async () => {
+      const { rows } = await sql<{ n: number }>`
+        SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'`.execute(db);
+      return rows[0]!.n === 1;
+    }, 'the rejection waits for the approval');
+    commit();
+    await first;
+    expect(await second).toBeInstanceOf(ConflictError);
   });
 
   it('ten tabs refreshing one token at once within the grace each get a token', async () => {
