@@ -3,6 +3,7 @@ import type { DB, IncidentTimers } from '../../generated/db.js';
 import { inLibrarySchema } from '../db/library-schema.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { queryFunction } from '../db/query-function.js';
+import { timestamptzText } from '../db/timestamptz-text.js';
 import { NotFoundError, ValidationError } from '../errors.js';
 import {
   limits,
@@ -64,7 +65,7 @@ export const create = queryFunction(async function create(
   const row = {
     user_id: requireUuid('userId', input.userId),
     notes: normaliseNotes(input.notes),
-    ...(input.resetAt === undefined ? {} : { reset_at: requireDate('resetAt', input.resetAt) }),
+    ...(input.resetAt === undefined ? {} : { reset_at: timestamptzText(requireDate('resetAt', input.resetAt)) }),
   };
   return inLibrarySchema(db)
     .insertInto('incident_timers')
@@ -146,8 +147,8 @@ export const update = queryFunction(async function update(
   const changes = requireInput('changes', timerChanges);
   const id = requireUuid('id', ref.id);
   const userId = requireUuid('userId', ref.userId);
-  const set: { reset_at?: Date; notes?: string | null } = {};
-  if (changes.resetAt !== undefined) set.reset_at = requireDate('resetAt', changes.resetAt);
+  const set: { reset_at?: string; notes?: string | null } = {};
+  if (changes.resetAt !== undefined) set.reset_at = timestamptzText(requireDate('resetAt', changes.resetAt));
   if (changes.notes !== undefined) set.notes = normaliseNotes(changes.notes);
   if (Object.keys(set).length === 0) throw new ValidationError('changes', 'name at least one of resetAt, notes');
   const updated = await inLibrarySchema(db)

@@ -57,6 +57,34 @@ describe('incidentTimers dates at the edges', () => {
   });
 });
 
+// pg writes a Date in the process's local time, its zone's offset cut to whole minutes: New
+// York's local mean time (-4:56:02) stored 1800-01-01 2 s early, and refused 4714-11-24 BC.
+describe("incidentTimers dates in a service whose TZ once had offsets of seconds", () => {
+  it.each([
+    ['America/New_York', '1800-01-01T00:00:00.000Z'],
+    ['Africa/Monrovia', '1970-01-01T00:00:00.000Z'],
+    ['America/New_York', new Date(Date.UTC(-4713, 10, 24)).toISOString()],
+  ])('%s: %s is stored as that instant, on create and update', async (zone, instant) => {
+    const before = process.env.TZ;
+    process.env.TZ = zone;
+    try {
+      const resetAt = new Date(instant);
+      // The zone is in force: its offset then had seconds.
+      expect(resetAt.getSeconds()).not.toBe(resetAt.getUTCSeconds());
+      const user = await newUser(testDb.db);
+      const created = await incidentTimers.create(testDb.db, { userId: user.id, resetAt });
+      const updated = await incidentTimers.update(testDb.db, { id: (await incidentTimers.create(testDb.db, { userId: user.id })).id, userId: user.id }, { resetAt });
+      const { rows } = await sql<{ ms: number }>`
+        SELECT (extract(epoch FROM reset_at) * 1000)::float8 AS ms FROM incident_timers WHERE id IN (${created.id}, ${updated.id})`.execute(testDb.db);
+      expect(rows).toEqual([{ ms: resetAt.getTime() }, { ms: resetAt.getTime() }]);
+      expect([created.resetAt, updated.resetAt]).toEqual([resetAt, resetAt]);
+    } finally {
+      if (before === undefined) delete process.env.TZ;
+      else process.env.TZ = before;
+    }
+  });
+});
+
 describe('incidentTimers.listForUser', () => {
   it('lists only the user’s timers, most recently reset first', async () => {
     const user = await newUser(testDb.db);
