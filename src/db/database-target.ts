@@ -68,6 +68,8 @@ function hasInvalidPort(databaseUrl: string): boolean {
  */
 export function parsePostgresUrl(databaseUrl: string, name = 'DATABASE_URL'): { url: URL; hostname: string } {
   const refuse = refuser(name);
+  // From plain JavaScript, or a `process.env.X!`: a ConfigError naming it, not a TypeError.
+  if (typeof databaseUrl !== 'string' || databaseUrl.trim() === '') refuse(`${name} is not set (no URL was given)`);
   const misread = misreadCredentials(databaseUrl, name);
   if (misread !== undefined) refuse(misread);
   let url: URL;

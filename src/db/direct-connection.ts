@@ -1,5 +1,5 @@
 import type * as pg from 'pg';
-import { DirectConnectionRequiredError } from '../errors.js';
+import { DatabaseError, DirectConnectionRequiredError } from '../errors.js';
 import { answeredWithin, roundTripDeadlineMs } from './answer-deadline.js';
 import { withClient } from './with-client.js';
 
@@ -60,14 +60,17 @@ export async function requireDirectConnection(
 /**
  * {@link requireDirectConnection} on a connection of its own, opened and closed for the
  * check: for a command to refuse a pooler before it does anything else (`setup`, before it
- * creates the database or migrates).
+ * creates the database or migrates). With `missingPasses`, a database that does not exist yet
+ * passes: the step that creates it checks again once it does.
  *
  * @example
  * await requireDirectDatabase(url, { operation: 'setup', variable: 'MIGRATION_DATABASE_URL', applicationName: 'kennwilliamson-setup' })
  */
 export async function requireDirectDatabase(
   databaseUrl: string,
-  options: { operation: string; variable?: string | undefined; applicationName: string },
+  options: { operation: string; variable?: string | undefined; applicationName: string; missingPasses?: boolean },
 ): Promise<void> {
-  await withClient(databaseUrl, (client) => requireDirectConnection(client, options), options.applicationName);
+  await withClient(databaseUrl, (client) => requireDirectConnection(client, options), options.applicationName).catch((error: unknown) => {
+    if (!(options.missingPasses === true && error instanceof DatabaseError && error.sqlState === '3D000')) throw error;
+  });
 }

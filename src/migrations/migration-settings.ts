@@ -31,11 +31,12 @@ export function migrationDatabaseUrl(env: NodeJS.ProcessEnv = process.env): stri
 /**
  * Which variable holds `url`, for messages: `MIGRATION_DATABASE_URL`, or `DATABASE_URL`
  * when the operations fell back to it (MIGRATION_DATABASE_URL unset); undefined for a URL
- * that a caller passed in from elsewhere.
+ * that a caller passed in from elsewhere, or none (plain JavaScript's `undefined`).
  *
  * @example migrationUrlVariable(url, { DATABASE_URL: url }) // 'DATABASE_URL'
  */
 export function migrationUrlVariable(url: string, env: NodeJS.ProcessEnv = process.env): MigrationUrlVariable | undefined {
+  if (typeof url !== 'string') return undefined;
   const migrationUrl = env.MIGRATION_DATABASE_URL?.trim();
   if (migrationUrl) return migrationUrl === url.trim() ? 'MIGRATION_DATABASE_URL' : undefined;
   return env.DATABASE_URL?.trim() === url.trim() ? 'DATABASE_URL' : undefined;

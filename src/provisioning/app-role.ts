@@ -1,10 +1,14 @@
 import type * as pg from 'pg';
 import { answeredWithin, answeringWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
+import { databaseTarget } from '../db/database-target.js';
+import { requireDirectConnection } from '../db/direct-connection.js';
 import { loadStatementBounds, type StatementBounds } from '../db/db-config.js';
 import { silentClientBoundsLocal } from '../db/silent-client-bounds.js';
 import { withClient } from '../db/with-client.js';
 import { AppRoleError, ConfigError } from '../errors.js';
+import { migrationUrlVariable } from '../migrations/migration-settings.js';
 import { migrationsTable, qualifiedMigrationsTable } from '../migrations/migration-storage.js';
+import { adminUrlVariable } from './admin-database-url.js';
 import { applicationPrivileges } from './application-privileges.js';
 import { ensureLoginRole, type LoginRoleChange } from './login-role.js';
 import { describePowers, roleAttributes, rolePowers } from './role-powers.js';
@@ -165,9 +169,14 @@ async function inAppRoleTransaction<T>(
   doing: string,
   work: (client: pg.Client, database: string) => Promise<T>,
 ): Promise<T> {
+  // As provisionDatabase: a URL that names no database would set the role's bounds in the
+  // one the login lands in (the admin's own, `postgres`), and through a pooler they would be
+  // written where the services' sessions never read them.
+  databaseTarget(adminUrl, process.env, adminUrlVariable);
   return withClient(
     adminUrl,
     async (connection) => {
+      await requireDirectConnection(connection, { operation: 'setup', variable: adminUrlVariable });
       // Short statements, or a wait for a lock under lock_timeout: each answered within it and
       // a round trip, or the connection is closed (a server that stopped answering).
       const client = answeringWithin(connection, appRoleLockWaitMs + roundTripDeadlineMs);
@@ -219,9 +228,12 @@ async function inAppRoleTransaction<T>(
  */
 export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
   requireRoleName('DB_APP_USER', options.user);
+  const variable = migrationUrlVariable(options.databaseUrl) ?? 'databaseUrl';
+  databaseTarget(options.databaseUrl, process.env, variable);
 
   const lockTimeoutMs = Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000));
   return withClient(options.databaseUrl, async (connection) => {
+    await requireDirectConnection(connection, { operation: 'setup', variable });
     // Short statements, or a wait for a lock under lock_timeout: each answered within it and a
     // round trip, or the connection is closed (a server that stopped answering).
     const client = answeringWithin(connection, lockTimeoutMs + roundTripDeadlineMs);

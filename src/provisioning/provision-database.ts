@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { answeringWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { databaseTarget } from '../db/database-target.js';
+import { requireDirectDatabase } from '../db/direct-connection.js';
 import { silentClientBoundsLocal } from '../db/silent-client-bounds.js';
 import { withClient } from '../db/with-client.js';
 import { ConfigError, ProvisioningError } from '../errors.js';
@@ -55,6 +56,7 @@ export const superuserExtensions: readonly string[] = ['pg_uuidv7'];
  * @example requireOwnerCredentials({ user: process.env.DB_OWNER_USER ?? '', password: process.env.DB_OWNER_PASSWORD ?? '' })
  */
 export function requireOwnerCredentials(owner: RoleCredentials): void {
+  if (typeof owner !== 'object' || owner === null) throw new ConfigError('DB_OWNER_USER', 'the owner role (owner: { user, password }) is missing');
   requireRoleName('DB_OWNER_USER', owner.user);
   if (!owner.password) throw new ConfigError('DB_OWNER_PASSWORD', 'DB_OWNER_PASSWORD must not be empty');
 }
@@ -90,6 +92,9 @@ export async function provisionDatabase(options: ProvisionOptions): Promise<Prov
   const log = options.log ?? (() => undefined);
   requireOwnerCredentials(options.owner);
   const { database } = databaseTarget(options.adminUrl, process.env, adminUrlVariable);
+  // Before it creates the database: the role's settings and the hand-over would otherwise be
+  // done on whatever server connection the pooler lent, and the next client would inherit them.
+  await requireDirectDatabase(options.adminUrl, { operation: 'setup', variable: adminUrlVariable, applicationName: 'kennwilliamson-setup', missingPasses: true });
 
   const databaseCreated = await ensureDatabase(options.adminUrl, { variable: adminUrlVariable });
   if (databaseCreated) log(`created the database '${database}'`);

@@ -171,7 +171,7 @@ describe('OpenTelemetry’s pg instrumentation', () => {
       await phraseSuggestions.reject(db, { suggestionId: fixtures.suggestions[1]!, adminId: fixtures.admin.id });
     });
     const texts = spans.map((span) => String(span.attributes['db.query.text']));
-    expect(texts.filter((text) => text === 'begin')).toHaveLength(2);
+    expect(texts.filter((text) => text === 'start transaction isolation level read committed')).toHaveLength(2);
     expect(texts).toContainEqual(expect.stringMatching(/^with "owner" as .* "revoked" as/s));
     expect(texts).toContainEqual(expect.stringMatching(/for update$/));
     expect(texts).toContainEqual(expect.stringMatching(/^with "created" as \(insert into "public"."phrases"/));

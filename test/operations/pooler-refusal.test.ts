@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -5,11 +6,14 @@ import type { Kysely } from 'kysely';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
 import { createDb } from '../../src/db/create-db.js';
+import { loadStatementBounds } from '../../src/db/db-config.js';
 import { withClient } from '../../src/db/with-client.js';
 import { DirectConnectionRequiredError } from '../../src/errors.js';
 import { migrationLockKey } from '../../src/migrations/migration-lock.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { restoreDatabase } from '../../src/operations/restore/restore.js';
+import { ensureAppRole, provisionAppRole } from '../../src/provisioning/app-role.js';
+import { provisionDatabase } from '../../src/provisioning/provision-database.js';
 import { verifyBackupFile } from '../../src/operations/vetting/verify-backup-file.js';
 import * as users from '../../src/queries/users.js';
 import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
@@ -100,6 +104,28 @@ describe.skipIf(!toolsAvailable([pgBouncerPath], 'the refusals of a connection p
       expect(setup.code, setup.stderr).toBe(1);
       expect(setup.stderr).toContain('[DIRECT_CONNECTION_REQUIRED]: setup refused: MIGRATION_DATABASE_URL reaches a connection pooler');
       expect(setup.stdout).toBe('');
+    });
+
+    // The library's provisioning too, not only the command: a role's settings and a hand-over
+    // done on a pooled server connection reach whoever borrows it next, and the application
+    // role's bounds would go unset where the services' sessions read them.
+    it("refuses the library's provisioning calls through the pooler before they change anything", async () => {
+      const suffix = randomBytes(4).toString('hex');
+      const [owner, app] = [`kw_pooled_owner_${suffix}`, `kw_pooled_app_${suffix}`];
+      const calls = [
+        () => provisionDatabase({ adminUrl: pooledUrl, owner: { user: owner, password: 'owner-password-1' } }),
+        () => provisionAppRole({ adminUrl: pooledUrl, user: app, password: 'app-password-1', statementBounds: loadStatementBounds({}) }),
+        () => ensureAppRole({ databaseUrl: pooledUrl, user: app }),
+      ];
+      for (const call of calls) {
+        const error = await call().catch((e: unknown) => e);
+        expect(error).toBeInstanceOf(DirectConnectionRequiredError);
+        expect(error).toMatchObject({ operation: 'setup' });
+      }
+      const roles = await withClient(database.url, async (client) =>
+        (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_roles WHERE rolname = ANY ($1)', [[owner, app]])).rows[0]!.n,
+      );
+      expect(roles).toBe(0);
     });
 
     it('refuses migrate through the pooler, applying nothing', async () => {

@@ -4,14 +4,14 @@ import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { appRoleLockKey, ensureAppRole, provisionAppRole } from '../../src/provisioning/app-role.js';
+import { appRoleLockKey, ensureAppRole, provisionAppRole, writeAppRoleBounds } from '../../src/provisioning/app-role.js';
 import { createDb } from '../../src/db/create-db.js';
 import { incidentTimers, phraseSuggestions, phrases, refreshTokens, users } from '../../src/index.js';
 import { withClient } from '../../src/db/with-client.js';
 import { loadStatementBounds } from '../../src/db/db-config.js';
 import { setRoleStatementBounds } from '../../src/provisioning/role-bounds.js';
 import { withMaintenanceClient } from '../../src/provisioning/database-admin.js';
-import { AppRoleError } from '../../src/errors.js';
+import { AppRoleError, ConfigError } from '../../src/errors.js';
 import { defaultMigrationsDir } from '../../src/migrations/default-migrations-dir.js';
 import { migrate, migrateDown } from '../../src/migrations/migrator.js';
 import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
@@ -42,6 +42,28 @@ async function sqlstateOf(promise: Promise<unknown>): Promise<string | undefined
 }
 
 const packetFilter = packetFilterAvailable("the application role's silent-partition test");
+
+// As provisionDatabase does: a URL that names no database set the role's bounds in the one the
+// login landed in (the admin's own), and one left unset read PGHOST and the like instead.
+describe('the application role from code, given a URL that names no database or none at all', () => {
+  const bounds = loadStatementBounds({});
+  it.each([
+    ['no database', 'postgresql://admin:secret@127.0.0.1:5432', 'names no database'],
+    ['an empty URL', '', 'is not set'],
+    ['undefined, from plain JavaScript', undefined, 'is not set'],
+  ])('%s: refused as ConfigError before connecting, naming the variable', async (_case, url, says) => {
+    const calls = [
+      ['ADMIN_DATABASE_URL', () => provisionAppRole({ adminUrl: url as string, user: 'kw_never_made', password: 'pw-123456789', statementBounds: bounds })],
+      ['ADMIN_DATABASE_URL', () => writeAppRoleBounds({ adminUrl: url as string, user: 'kw_never_made', statementBounds: bounds })],
+      ['databaseUrl', () => ensureAppRole({ databaseUrl: url as string, user: 'kw_never_made' })],
+    ] as const;
+    for (const [variable, call] of calls) {
+      const error = await call().catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConfigError);
+      expect(error).toMatchObject({ variable, message: expect.stringContaining(`${variable} ${says}`) });
+    }
+  });
+});
 
 describe('the application role made by npm run db:setup', () => {
   // Roles are cluster-wide and test files run in parallel: a name of this file's own.

@@ -1,9 +1,9 @@
 import { loadStatementBounds } from '../../db/db-config.js';
 import { requireDirectDatabase } from '../../db/direct-connection.js';
-import { ConfigError, DatabaseError } from '../../errors.js';
+import { ConfigError } from '../../errors.js';
 import { migrate, migrationStatus } from '../../migrations/on-demand-migrator.js';
 import { migrationDatabaseUrl, migrationLockTimeoutMs, migrationUrlVariable } from '../../migrations/migration-settings.js';
-import { adminDatabaseUrl, adminUrlVariable } from '../../provisioning/admin-database-url.js';
+import { adminDatabaseUrl } from '../../provisioning/admin-database-url.js';
 import { ensureAppRole, provisionAppRole, requireAppRoleApart } from '../../provisioning/app-role.js';
 import { databaseUrlAs, ensureDatabase } from '../../provisioning/database-admin.js';
 import { provisionDatabase, type RoleCredentials } from '../../provisioning/provision-database.js';
@@ -69,9 +69,7 @@ function credentials(env: NodeJS.ProcessEnv, userVariable: string, passwordVaria
 
 // Before anything else; a database that does not exist yet is checked by migrate once created.
 async function refusePooler(databaseUrl: string, variable: string | undefined): Promise<void> {
-  await requireDirectDatabase(databaseUrl, { operation: 'setup', variable, applicationName: 'kennwilliamson-setup' }).catch((error: unknown) => {
-    if (!(error instanceof DatabaseError && error.sqlState === '3D000')) throw error;
-  });
+  await requireDirectDatabase(databaseUrl, { operation: 'setup', variable, applicationName: 'kennwilliamson-setup', missingPasses: true });
 }
 
 /** `kennwilliamson-db setup`: the release step; with `--admin`, the one-time provisioning first. */
@@ -107,7 +105,7 @@ export const setupCommand: Command = {
       // Read before anything changes, so a bad value stops the provisioning at once.
       statementBounds = app ? loadStatementBounds(env) : undefined;
       requireAppRoleApart(app?.user, owner.user);
-      await refusePooler(adminUrl, adminUrlVariable);
+      // provisionDatabase refuses a pooler before it changes anything.
       const provisioned = await provisionDatabase({ adminUrl, owner, log });
       if (!provisioned.databaseCreated && provisioned.owner === 'unchanged' && provisioned.handedOver.length === 0) {
         log(`the owner role '${owner.user}' owns the database and everything in it`);

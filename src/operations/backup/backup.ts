@@ -376,7 +376,7 @@ async function choosePgDump(
 export async function backupDatabase(options: BackupOptions): Promise<BackupResult> {
   const log = options.log ?? (() => undefined);
   // The server pg reaches with this URL (the version probe) is the one pg_dump is pointed at.
-  const target = databaseTarget(options.databaseUrl);
+  const target = databaseTarget(options.databaseUrl, process.env, migrationUrlVariable(options.databaseUrl) ?? 'databaseUrl');
   const facts = await serverFacts(options.databaseUrl, target);
   const pgDump = await choosePgDump(options, target, facts);
   const native = !(pgDump instanceof PgToolNotFoundError);

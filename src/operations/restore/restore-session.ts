@@ -64,7 +64,7 @@ const why =
  * // { url: 'postgresql://kennwilliamson:…@…/kennwilliamson', role: 'kennwilliamson', insteadOf: 'postgres' }
  */
 export async function restoreSession(databaseUrl: string, owner: RestoreOwner = {}, options: { appRole?: string | undefined } = {}): Promise<RestoreSession> {
-  const target = databaseTarget(databaseUrl);
+  const target = databaseTarget(databaseUrl, process.env, migrationUrlVariable(databaseUrl) ?? 'databaseUrl');
   const { appRole } = options;
   if (appRole !== undefined) requireRoleName('DB_APP_USER', appRole);
   const facts = await withClient(
