@@ -63,9 +63,9 @@ export function requireText(field: string, value: unknown, maxLength: number): s
   const trimmed = value.trim();
   if (trimmed === '') throw new ValidationError(field, 'must not be blank');
   // Length in characters (code points), one or two UTF-16 units each: counted only where the
-  // units could exceed it, and never past the limit, before anything reads the whole text (a
-  // request's megabytes were scanned and copied into an array before they were refused). What
-  // trim() takes away is neither NUL nor a surrogate.
+  // units could exceed it, and never past the limit, before anything but trim() reads the text
+  // (a request's megabytes were scanned and copied into an array before they were refused).
+  // What trim() takes away is neither NUL nor a surrogate.
   if (trimmed.length > maxLength && (trimmed.length > 2 * maxLength || moreCharactersThan(trimmed, maxLength))) {
     throw new ValidationError(field, `must be at most ${maxLength} characters`);
   }

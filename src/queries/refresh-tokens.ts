@@ -676,17 +676,30 @@ function isPlainObject(value: unknown): value is Record<string, unknown> {
 // instances: reject them here instead of failing in PostgreSQL or changing silently. A member
 // that is undefined is left out, as JSON.stringify leaves it out: DeviceInfo allows it, so that
 // `{ userAgent: req.headers['user-agent'] }` type-checks, and a request without that header
-// must not fail the login. Undefined in an array (JSON.stringify's null) is refused.
+// must not fail the login. Undefined in an array (JSON.stringify's null), a hole too, is refused.
 function isJsonValue(value: unknown, depth: number, budget: { characters: number }): boolean {
   if (depth > deviceInfoMaxDepth || --budget.characters < 0) return false;
   if (value === null || typeof value === 'boolean') return true;
   if (typeof value === 'number') return Number.isFinite(value);
   if (typeof value === 'string') return (budget.characters -= value.length) >= 0 && isStorableText(value);
-  if (Array.isArray(value)) return value.every((item) => isJsonValue(item, depth + 1, budget));
+  if (Array.isArray(value)) {
+    // Every slot, a hole too (JSON.stringify's null, refused as undefined is): a character at least.
+    if (value.length > budget.characters) {
+      budget.characters = -1;
+      return false;
+    }
+    for (let index = 0; index < value.length; index += 1) if (!isJsonValue(value[index], depth + 1, budget)) return false;
+    return true;
+  }
   if (isPlainObject(value)) {
     for (const key in value) {
+      if (!Object.hasOwn(value, key)) continue;
       const item = value[key];
-      if (!Object.hasOwn(value, key) || item === undefined) continue;
+      // A member left out still costs the walk: a character each, so that a million of them end it.
+      if (item === undefined) {
+        if (--budget.characters < 0) return false;
+        continue;
+      }
       if ((budget.characters -= key.length) < 0 || !isStorableText(key) || !isJsonValue(item, depth + 1, budget)) return false;
     }
     return true;
