@@ -4,7 +4,7 @@ import { parseDuration } from '../db/duration.js';
 import { type ConfigError, MigrationScriptError } from '../errors.js';
 import { lineOfPosition } from '../sql-position.js';
 import { optionOn, type OptionNode } from './parse-tree-option.js';
-import { heldWhileWriting, locksKept, statementWords, stronger, tableHold, tableKey, type LockKeptUntilCommit, type TableHold } from './statements-holding-tables.js';
+import { heldWhileWriting, locksKept, statementWords, stronger, tableHold, tableKey, type LockKeptUntilCommit, type RangeVar, type TableHold } from './statements-holding-tables.js';
 
 /** Header of a migration file that must run outside a transaction, statement by statement. */
 export const noTransactionHeader = '-- migrate:no-transaction';
@@ -116,6 +116,10 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
   const tokens = scanSync(sql).tokens.filter((token) => token.tokenName !== 'SQL_COMMENT' && token.tokenName !== 'C_COMMENT');
   // Tables this file creates before it alters them have no traffic yet.
   const createdHere = new Set<string>();
+  // Indexes it creates, by tableKey of the index (in its table's schema), with their table: a
+  // DROP INDEX of one locks that table, known without the catalog (whose index of that name may
+  // be an older one, on a table the file drops and creates again).
+  const indexesHere = new Map<string, RangeVar>();
   // Locks the file's statements took so far, kept until its COMMIT (a transactional file's):
   // each table once, with the strongest.
   const kept = new Map<string, LockKeptUntilCommit>();
@@ -127,15 +131,18 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
     const kind = Object.keys(node)[0] ?? 'unknown';
     const line = lineAtByte(start);
     refuse(file, line, kind, node, transactional);
-    const index = (node as { IndexStmt?: { concurrent?: boolean; idxname?: string; relation?: { schemaname?: string } } }).IndexStmt;
+    const index = (node as { IndexStmt?: { concurrent?: boolean; idxname?: string; relation?: RangeVar } }).IndexStmt;
     const created = (node as { CreateStmt?: { relation?: { schemaname?: string; relname?: string } } }).CreateStmt?.relation;
     if (created?.relname !== undefined) createdHere.add(tableKey(created));
+    if (index?.idxname !== undefined && index.relation?.relname !== undefined) {
+      indexesHere.set(tableKey({ ...(index.relation.schemaname === undefined ? {} : { schemaname: index.relation.schemaname }), relname: index.idxname }), index.relation);
+    }
     const text = bytes.subarray(start, to).toString('utf8').trimEnd();
     const holds = tableHold(node, createdHere);
     const whileLocked = transactional ? heldWhileWriting(node, kept.values()) : [];
     if (transactional) {
       const takenBy = `line ${line}'s ${statementWords(kind, text)}`;
-      for (const { relation, lock } of locksKept(node, createdHere)) {
+      for (const { relation, lock } of locksKept(node, createdHere, indexesHere)) {
         const key = tableKey(relation);
         const before = kept.get(key);
         if (before === undefined || stronger(lock, before.lock)) kept.set(key, { relation, lock, takenBy });

@@ -253,12 +253,17 @@ const columnConstraints = (node: unknown) => ((node as { ColumnDef?: { constrain
  * lasts: ALTER TABLE (most of its subcommands, however quick; a partition it attaches; the
  * tables its foreign keys reference), a rename, CREATE TABLE's references and the parent of a
  * partition, CREATE INDEX, CREATE TRIGGER, REINDEX, TRUNCATE, LOCK TABLE, CLUSTER, and DROP
- * INDEX, as the index it names (its table, which the parse tree does not name, is the
- * catalog's to tell: `index`). Tables the file created before have no traffic yet.
+ * INDEX: the table of an index the file created before (`indexesHere`, by {@link tableKey} of
+ * the index), else the index it names, whose table the catalog tells (`index`). Tables the
+ * file created before have no traffic yet.
  *
  * @example locksKept(parseSync('ALTER TABLE users ADD COLUMN theme text').stmts[0].stmt, new Set()) // [{ relation: { relname: 'users', … }, lock: 'ACCESS EXCLUSIVE' }]
  */
-export function locksKept(node: Node, createdHere: ReadonlySet<string>): Array<{ relation: RangeVar; lock: TableHold['lock'] }> {
+export function locksKept(
+  node: Node,
+  createdHere: ReadonlySet<string>,
+  indexesHere: ReadonlyMap<string, RangeVar> = new Map(),
+): Array<{ relation: RangeVar; lock: TableHold['lock'] }> {
   const kept = (relation: RangeVar | undefined, lock: TableHold['lock'] | undefined) =>
     relation?.relname === undefined || lock === undefined || createdBefore(relation, createdHere) ? [] : [{ relation, lock }];
   const references = (constraints: unknown[]) => referencedTables(constraints).flatMap((table) => kept(table, 'SHARE ROW EXCLUSIVE'));
@@ -307,7 +312,9 @@ export function locksKept(node: Node, createdHere: ReadonlySet<string>): Array<{
     const parts = (name?.items ?? []).map((item) => item.String?.sval);
     const relname = parts.at(-1);
     const schemaname = parts.length > 1 ? parts.at(-2) : undefined;
-    return relname === undefined ? [] : kept({ ...(schemaname === undefined ? {} : { schemaname }), relname, inh: true, index: true }, 'ACCESS EXCLUSIVE');
+    if (relname === undefined) return [];
+    const index: RangeVar = { ...(schemaname === undefined ? {} : { schemaname }), relname, inh: true, index: true };
+    return kept(indexesHere.get(tableKey(index)) ?? index, 'ACCESS EXCLUSIVE');
   });
 }
 

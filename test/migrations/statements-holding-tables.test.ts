@@ -100,6 +100,8 @@ describe('statements that hold a table while they go through every row', () => {
       ["ALTER TABLE users ADD COLUMN theme text;\nWITH u AS (UPDATE users SET theme = 'light' RETURNING 1) SELECT count(*) FROM u;", 'users', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
       // The index it names stands for its table, which the catalog tells (below).
       ['DROP INDEX IF EXISTS public.users_slug_idx;\nUPDATE users SET slug = lower(slug);', 'public.users_slug_idx', 'ACCESS EXCLUSIVE', 1, 'DROP INDEX'],
+      // An index the file created names its own table, the written one first.
+      ['ALTER TABLE phrases ADD COLUMN n int;\nCREATE INDEX users_theme ON users (theme);\nDROP INDEX users_theme;\nUPDATE users SET theme = lower(theme);', 'users', 'ACCESS EXCLUSIVE', 3, 'DROP INDEX'],
     ])('%s', async (sql, table, lock, line, words) => {
       expect((await heldOf(sql)).at(-1)?.[0]).toMatchObject({ table, lock, doing: underLock(line as number, words as string) });
     });
@@ -123,8 +125,10 @@ describe('statements that hold a table while they go through every row', () => {
       // Rows listed, not a query's.
       "ALTER TABLE roles ADD COLUMN label text;\nINSERT INTO roles (name) VALUES ('auditor');",
       "ALTER TABLE roles ADD COLUMN label text;\nINSERT INTO roles (name) SELECT 'auditor';",
-      // A table the file made has no traffic yet.
+      // A table the file made has no traffic yet, nor does an index it made on one (the catalog
+      // may hold an older index of that name, on the table the file dropped).
       'CREATE TABLE audit (id int);\nALTER TABLE audit ADD COLUMN at date;\nUPDATE audit SET at = now();',
+      'DROP TABLE audit;\nCREATE TABLE audit (id int);\nCREATE INDEX audit_id ON audit (id);\nDROP INDEX audit_id;\nINSERT INTO audit SELECT 1 FROM users;',
     ])('not: %s', async (sql) => {
       expect((await heldOf(sql)).every((hold) => hold === null)).toBe(true);
     });
