@@ -199,7 +199,7 @@ async function runPgDump(
   let stalled = false;
   // Armed once pg_dump runs; time its output waits for our disk (stdout paused) does not count.
   let watch: StallWatch | undefined;
-  const { child, exited } = spawnPgTool(
+  const { child, exited, stop } = spawnPgTool(
     pgDump,
     // --no-password: never wait for a password prompt; fail at once instead.
     ['--format=custom', '--verbose', '--no-password', lockWaitArg(lockTimeoutMs), ...connection.args],
@@ -224,7 +224,7 @@ async function runPgDump(
     (result) => ({ result }),
     (error: Error) => {
       // Disk full or similar: stop pg_dump rather than let it block on a full pipe.
-      child.kill('SIGTERM');
+      stop();
       return { error };
     },
   );

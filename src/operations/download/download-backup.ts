@@ -105,9 +105,10 @@ async function localFile(source: string, label: string): Promise<SourceFile> {
 }
 
 function runSsh(target: SshTarget, command: string, signal?: AbortSignal) {
+  // Aborted with SIGKILL: ssh has nothing of ours to clean up, and a stopped one never acts on SIGTERM.
   const child = spawn('ssh', sshArguments(target, command), {
     stdio: ['ignore', 'pipe', 'pipe'],
-    ...(signal ? { signal } : {}),
+    ...(signal ? { signal, killSignal: 'SIGKILL' as const } : {}),
   });
   // Only the last words, where ssh's and the host's reason is: the host writes to this stream
   // as much as it likes (ssh passes the remote command's stderr on).

@@ -8,7 +8,15 @@ export interface PgToolProcess {
   child: ChildProcess;
   /** Resolves when the program has exited and its stderr is read; never rejects. */
   exited: Promise<PgToolExit>;
+  /**
+   * Ends the program: SIGTERM, with SIGCONT so that a stopped one (Ctrl-Z, a debugger) acts on
+   * it, and SIGKILL if it has not exited {@link stopGraceMs} later. What aborting `signal` does.
+   */
+  stop(): void;
 }
+
+/** How long a program told to stop has before it is killed. */
+export const stopGraceMs = 2_000;
 
 // What of a program's stderr is kept: its first lines (what went wrong first) and its last.
 const stderrBounds = { head: 32_768, tail: 32_768 };
@@ -33,7 +41,7 @@ export interface SpawnPgToolOptions {
   stdio?: ['ignore' | 'pipe' | number, 'ignore' | 'pipe'];
   /** Receives each stderr line as it arrives (for progress). */
   onStderrLine?: (line: string) => void;
-  /** Aborting kills the program (Ctrl-C in the CLI). */
+  /** Aborting stops the program (Ctrl-C in the CLI), as {@link PgToolProcess.stop} does. */
   signal?: AbortSignal;
 }
 
@@ -63,8 +71,20 @@ export function spawnPgTool(tool: PgTool, args: string[], options: SpawnPgToolOp
     env: { ...inherited, ...variables, LC_MESSAGES: 'C' },
     stdio: [...(options.stdio ?? ['ignore', 'ignore']), 'pipe'],
     ...(tool.inContainer ? { cwd: packageRoot() } : {}),
-    ...(options.signal ? { signal: options.signal } : {}),
   });
+  // A stopped program never acts on SIGTERM (spawn's own `signal` sends that alone): Ctrl-C on a
+  // backup whose pg_dump was stopped printed that it was cleaning up, and then waited for ever.
+  let running = true;
+  let killing: NodeJS.Timeout | undefined;
+  const stop = () => {
+    if (!running) return;
+    child.kill('SIGTERM');
+    child.kill('SIGCONT');
+    killing ??= setTimeout(() => running && child.kill('SIGKILL'), stopGraceMs).unref();
+  };
+  const { signal } = options;
+  if (signal?.aborted) queueMicrotask(stop);
+  else signal?.addEventListener('abort', stop, { once: true });
   const exited = new Promise<PgToolExit>((resolve) => {
     // pg_restore reports on a backup, which is untrusted input, and any program's stderr is as
     // long as it likes: kept within bounds, and so is the line it is still writing.
@@ -92,12 +112,15 @@ export function spawnPgTool(tool: PgTool, args: string[], options: SpawnPgToolOp
     child.on('error', (error) => {
       spawnError = error;
     });
-    child.on('close', (code, signal) => {
+    child.on('close', (code, endedBy) => {
+      running = false;
+      clearTimeout(killing);
+      signal?.removeEventListener('abort', stop);
       if (pending) options.onStderrLine?.(cut ? `${pending} [cut]` : pending);
-      resolve({ code, signal, stderr: stderr.text(), ...(spawnError ? { spawnError } : {}) });
+      resolve({ code, signal: endedBy, stderr: stderr.text(), ...(spawnError ? { spawnError } : {}) });
     });
   });
-  return { child, exited };
+  return { child, exited, stop };
 }
 
 /**

@@ -44,9 +44,11 @@ export interface FindPgToolOptions {
    * connects nowhere (pg_restore reading an archive).
    */
   target?: DatabaseTarget | undefined;
+  /** How long a candidate's `--version` may take before it is killed and passed over (default 10 s). */
+  versionTimeoutMs?: number | undefined;
 }
 
-const versionTimeoutMs = 10_000;
+const defaultVersionTimeoutMs = 10_000;
 const composeService = 'postgres';
 /** The port the server listens on inside the compose container. */
 const composeContainerPort = 5432;
@@ -55,9 +57,11 @@ function variableOf(name: PgToolName): string {
   return name.toUpperCase();
 }
 
-function run(file: string, args: string[], cwd?: string, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
+// SIGKILL at the timeout: a stopped program (Ctrl-Z, a frozen container's docker client) never
+// acts on SIGTERM, and execFile waits for the program to exit, so the probe held the backup for ever.
+function run(file: string, args: string[], timeoutMs: number, cwd?: string, env: NodeJS.ProcessEnv = process.env): Promise<string | undefined> {
   return new Promise((resolve) => {
-    execFile(file, args, { timeout: versionTimeoutMs, cwd, env: { ...env, LC_ALL: 'C' } }, (error, stdout) =>
+    execFile(file, args, { timeout: timeoutMs, killSignal: 'SIGKILL', cwd, env: { ...env, LC_ALL: 'C' } }, (error, stdout) =>
       resolve(error ? undefined : stdout),
     );
   });
@@ -106,7 +110,7 @@ async function* candidatePaths(name: PgToolName, options: FindPgToolOptions): As
 }
 
 async function composeServiceRuns(composeDir: string, env: NodeJS.ProcessEnv): Promise<boolean> {
-  const output = await run('docker', ['compose', 'ps', '--status', 'running', '--format', '{{.Service}}'], composeDir, env);
+  const output = await run('docker', ['compose', 'ps', '--status', 'running', '--format', '{{.Service}}'], defaultVersionTimeoutMs, composeDir, env);
   return (output ?? '').split('\n').some((line) => line.trim() === composeService);
 }
 
@@ -115,7 +119,7 @@ async function composeServiceRuns(composeDir: string, env: NodeJS.ProcessEnv): P
 // with POSTGRES_PORT, .env files and override files already applied.
 async function composeSkipReason(composeDir: string, target: DatabaseTarget | undefined, env: NodeJS.ProcessEnv): Promise<string | undefined> {
   if (!target) return undefined;
-  const output = await run('docker', ['compose', 'port', composeService, String(composeContainerPort)], composeDir, env);
+  const output = await run('docker', ['compose', 'port', composeService, String(composeContainerPort)], defaultVersionTimeoutMs, composeDir, env);
   return composeServiceMismatch(target, parseComposePort(output ?? ''));
 }
 
@@ -137,18 +141,19 @@ export async function findPgTool(name: PgToolName, options: FindPgToolOptions = 
   const variable = variableOf(name);
   const found: string[] = [];
   const fits = (major: number) => options.minMajor === undefined || major >= options.minMajor;
+  const versionTimeoutMs = options.versionTimeoutMs ?? defaultVersionTimeoutMs;
 
   // An explicit choice that cannot run is a configuration mistake, not something to skip.
   const explicit = env[variable]?.trim();
   if (explicit) {
-    const parsed = parseVersion(await run(explicit, ['--version']));
+    const parsed = parseVersion(await run(explicit, ['--version'], versionTimeoutMs));
     if (!parsed) throw new ConfigError(variable, `${variable}=${explicit} does not run or is not ${name}`);
     if (fits(parsed.major)) return { name, command: [explicit], ...parsed, location: explicit, inContainer: false };
     found.push(`${parsed.major} at ${explicit} (${variable})`);
   }
 
   for await (const file of candidatePaths(name, options)) {
-    const parsed = parseVersion(await run(file, ['--version']));
+    const parsed = parseVersion(await run(file, ['--version'], versionTimeoutMs));
     if (!parsed) continue;
     if (fits(parsed.major)) return { name, command: [file], ...parsed, location: file, inContainer: false };
     found.push(`${parsed.major} at ${file}`);
@@ -168,7 +173,7 @@ export async function findPgTool(name: PgToolName, options: FindPgToolOptions = 
       else lookedAt += ` (skipped: ${skip})`;
     } else {
       const command = ['docker', 'compose', 'exec', '-T', composeService, name];
-      const parsed = parseVersion(await run(command[0]!, [...command.slice(1), '--version'], composeDir, env));
+      const parsed = parseVersion(await run(command[0]!, [...command.slice(1), '--version'], versionTimeoutMs, composeDir, env));
       if (parsed && fits(parsed.major)) return { name, command, ...parsed, location, inContainer: true };
       if (parsed) found.push(`${parsed.major} in ${location}`);
     }

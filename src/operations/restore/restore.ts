@@ -538,7 +538,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       source.destroy();
       if (sourceEnded) return;
       reader.child.stdout!.destroy();
-      reader.child.kill('SIGTERM');
+      reader.stop();
     };
     sourceDone = async () => {
       const exit: PgToolExit = await reader.exited;

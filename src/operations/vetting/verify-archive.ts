@@ -29,7 +29,7 @@ async function pgRestoreRead<T>(
   // signal), and only a regular file: its descriptor is pg_restore's stdin.
   const { handle } = await openBackupFile(file);
   try {
-    const { child, exited } = spawnPgTool(pgRestore, args, {
+    const { child, exited, stop } = spawnPgTool(pgRestore, args, {
       stdio: [handle.fd, 'pipe'],
       ...(signal ? { signal } : {}),
     });
@@ -42,7 +42,7 @@ async function pgRestoreRead<T>(
         // Unread output would keep the program (and its 'close') waiting.
         output.destroy();
         child.stdout!.destroy();
-        child.kill('SIGTERM');
+        stop();
         return { error };
       },
     );

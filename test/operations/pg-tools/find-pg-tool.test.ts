@@ -41,6 +41,17 @@ describe('findPgTool', () => {
     expect(await findPgTool('pg_dump', { ...search(), minMajor: 16 })).toMatchObject({ location: v18, major: 18 });
   });
 
+  // execFile's timeout sent SIGTERM and waited for the program to exit: a stopped one held the
+  // backup for ever, before any message.
+  it('passes over a program whose --version does not answer in time, even a stopped one', async () => {
+    const stopped = path.join(root, 'stopped');
+    await mkdir(stopped, { recursive: true });
+    await writeFile(path.join(stopped, 'pg_dump'), '#!/bin/sh\nkill -STOP $$\necho "pg_dump (PostgreSQL) 17.2 (fake)"\n');
+    await chmod(path.join(stopped, 'pg_dump'), 0o755);
+    const found = await findPgTool('pg_dump', { ...search(), preferDir: stopped, versionTimeoutMs: 200 });
+    expect(found).toMatchObject({ location: onPath, major: 15 });
+  });
+
   it('looks in the preferred folder right after the variable', async () => {
     expect(await findPgTool('pg_dump', { ...search(), preferDir: path.dirname(v16) })).toMatchObject({ location: v16 });
   });

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { keptOutput } from '../../../src/operations/files/kept-output.js';
 import { spawnPgTool, toolErrorText } from '../../../src/operations/pg-tools/pg-tool-process.js';
@@ -50,6 +51,33 @@ describe("a PostgreSQL program's stderr", () => {
 
     expect(lines).toEqual([`${'x'.repeat(32_768)} [cut]`, 'the next line', `${'z'.repeat(32_768)} [cut]`]);
     expect(stderr.length).toBeLessThan(65_536 + 100);
+  });
+});
+
+// Ctrl-C on a backup whose pg_dump had been stopped (Ctrl-Z, a debugger) printed that it was
+// cleaning up and then waited for ever: a stopped program never acts on SIGTERM.
+describe('a PostgreSQL program told to stop', () => {
+  const stoppedState = (pid: number) => readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '')[0];
+
+  it('ends when aborted while it is stopped, on SIGTERM once it may act on it', async () => {
+    const controller = new AbortController();
+    const { child, exited } = spawnPgTool(flooding('exec sleep 60'), [], { signal: controller.signal });
+    process.kill(child.pid!, 'SIGSTOP');
+    await expect.poll(() => stoppedState(child.pid!)).toBe('T');
+
+    controller.abort();
+
+    expect(await exited).toMatchObject({ code: null, signal: 'SIGTERM' });
+  });
+
+  it('is killed when it does not end on SIGTERM', async () => {
+    // SIGTERM ignored, as the shell leaves it for the program it becomes.
+    const program = spawnPgTool(flooding("trap '' TERM; exec sleep 60"), []);
+    await expect.poll(() => readFileSync(`/proc/${program.child.pid!}/cmdline`, 'utf8')).toMatch(/^sleep/);
+
+    program.stop();
+
+    expect(await program.exited).toMatchObject({ code: null, signal: 'SIGKILL' });
   });
 });
 
