@@ -507,10 +507,15 @@ async function runTransactional(ctx: MigrationContext, script: MigrationScript, 
       // instead of finishing a long statement for nobody; if its host goes silent, within
       // about 10 s (silentClientBoundsLocal), instead of holding the file's table locks, which
       // every query on those tables queues behind, for hours. The file is read as the parser
-      // read it, with standard_conforming_strings on, whatever the database's default.
+      // read it, with standard_conforming_strings on, whatever the database's default. A
+      // migrator that stops answering while its host and connection stay up (Ctrl-Z in the
+      // terminal, a paused VM) left the file's locks held for as long as it stayed stopped, an
+      // outage of its tables: idle in this transaction past migrationIdleLimitMs, the server ends
+      // the session, which rolls the file back.
       const results = (await answeredWithin(client, roundTripDeadlineMs, 'BEGIN and its settings', () =>
         client.query(
           `BEGIN; ${silentClientBoundsLocal} SET LOCAL standard_conforming_strings = on; ` +
+            `SET LOCAL idle_in_transaction_session_timeout = ${migrationIdleLimitMs}; ` +
             `SET LOCAL lock_timeout = ${lockTimeoutMs}; SELECT pg_catalog.pg_backend_pid() AS pid`,
         ),
       )) as unknown as Array<pg.QueryResult<{ pid: number }>>;
@@ -534,6 +539,11 @@ async function runTransactional(ctx: MigrationContext, script: MigrationScript, 
     },
   );
 }
+
+// The longest a migration's transaction waits idle for the migrator: between its statements
+// the migrator sends the next at once, and the longest it waits meanwhile is a look at the
+// migration lock on its other connection, bounded by a round trip's deadline.
+const migrationIdleLimitMs = roundTripDeadlineMs + 5_000;
 
 // The parser split the file with standard_conforming_strings on; statements sent one at a
 // time cannot set it for themselves (SET LOCAL needs a transaction, and a session SET would

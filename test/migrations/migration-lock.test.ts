@@ -268,6 +268,43 @@ describe('the migration lock', () => {
   });
 });
 
+// Ctrl-Z in the terminal (or a paused VM) stops the migrator while its host and connection stay
+// up: keepalive is answered, and the file's ACCESS EXCLUSIVE stayed held for as long as it was
+// stopped, failing every read of the table (38 s and counting, in a review's run).
+describe('a migrator that is stopped mid-file', () => {
+  it("has its transaction ended by the server once idle past the limit: the table's locks go, and nothing is applied", async () => {
+    await migrate({ databaseUrl: database.ownerUrl, migrationsDir });
+    const name = '20990101000000_add_nick';
+    await writeFile(path.join(migrationsDir, `${name}.up.sql`), 'ALTER TABLE users ADD COLUMN nick text;\nSELECT pg_sleep(2);\n');
+    await writeFile(path.join(migrationsDir, `${name}.down.sql`), 'ALTER TABLE users DROP COLUMN nick;\n');
+    const child = startCli('migrate', ['--migrations-dir', migrationsDir], { MIGRATION_DATABASE_URL: database.ownerUrl });
+    const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
+    const migrating = (state: string) =>
+      sessions(
+        `SELECT count(*)::int AS count FROM pg_stat_activity WHERE application_name = 'kennwilliamson-migrate' AND state = '${state}' ` +
+          "AND query LIKE 'ALTER TABLE users ADD COLUMN nick%' AND datname = current_database()",
+      );
+    try {
+      await eventually(async () => (await migrating('active')) === 1, 'the migrator runs the file', { timeoutMs: 20_000 });
+      child.kill('SIGSTOP');
+      // The file's last statement ends; its answer waits for a migrator that does not read it.
+      await eventually(async () => (await migrating('idle in transaction')) === 1, 'the file waits for the stopped migrator');
+
+      await eventually(async () => (await migrating('idle in transaction')) === 0, 'the server ends the idle transaction', { timeoutMs: 30_000 });
+      const read = await withClient(database.url, async (client) => {
+        await client.query("SET lock_timeout = '1s'");
+        return (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM users')).rows[0]!.n;
+      });
+      expect(read).toEqual(expect.any(Number));
+    } finally {
+      child.kill('SIGCONT');
+    }
+    expect(await exited).toBe(1);
+    expect(await one("SELECT count(*)::int AS n FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'nick'")).toEqual({ n: 0 });
+    expect((await migrationStatus({ databaseUrl: database.url, migrationsDir })).find((m) => m.name === name)?.state).toBe('pending');
+  });
+});
+
 describe('a migration run', () => {
   it('runs and records the SQL it read once, even if the file changes while it waits for the lock', async () => {
     const name = '20990101000000_edited_while_waiting';
