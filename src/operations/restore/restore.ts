@@ -113,15 +113,19 @@ export interface RestoreResult {
  * search first for types and tables, comes last: the backup's code may make a domain
  * `pg_temp.text` there, which would otherwise stand in for every unqualified `text` of the
  * backup's statements and of the restore's own catalog checks, and run its CHECK's function
- * in the middle of them. (The bounds
+ * in the middle of them. A restore that stops answering while its host and connection stay up
+ * (Ctrl-Z, a paused VM) held every table of public for as long as it was stopped: idle in the
+ * transaction for `idleMs` (its longest wait for the backup's next statement, and a round
+ * trip), the server ends the session, which rolls the restore back. (The bounds
  * for a silent host are the session's, set once before the first attempt: see restoreDatabase.)
  *
  * @example
  * await client.query(restorePrelude(30_000))
  */
-export function restorePrelude(lockTimeoutMs = 30_000): string {
+export function restorePrelude(lockTimeoutMs = 30_000, idleMs = defaultPgRestoreStallTimeoutMs + roundTripDeadlineMs): string {
   return `SET LOCAL ROLE NONE;
 SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))};
+SET LOCAL idle_in_transaction_session_timeout = ${Math.max(1, Math.round(idleMs))};
 SET LOCAL statement_timeout TO DEFAULT;
 SET LOCAL search_path = pg_catalog, pg_temp;
 SET LOCAL standard_conforming_strings = on;
@@ -337,7 +341,7 @@ function missingRoleAdvice(error: unknown, text: string): string {
 async function beginHoldingTables(
   client: pg.ClientBase,
   step: (sql: string) => Promise<unknown>,
-  restore: { url: string; database: string; lockTimeoutMs: number; log: (line: string) => void; signal?: AbortSignal },
+  restore: { url: string; database: string; lockTimeoutMs: number; idleMs: number; log: (line: string) => void; signal?: AbortSignal },
 ): Promise<void> {
   // The backend's process, as the login announced it: the restore's connection reaches
   // PostgreSQL itself (restoreSession refused a pooler).
@@ -373,7 +377,7 @@ async function beginHoldingTables(
             throw error instanceof RestoreError ? error : rolledBack(serverFailure(error), error);
           });
         await bounded('BEGIN', roundTripDeadlineMs, () => step('BEGIN'));
-        await bounded("the restore's settings", roundTripDeadlineMs, () => step(restorePrelude(restore.lockTimeoutMs)));
+        await bounded("the restore's settings", roundTripDeadlineMs, () => step(restorePrelude(restore.lockTimeoutMs, restore.idleMs)));
         if (pid !== null) watch(pid);
         await answeredWithin(client, lockTimeoutMs + roundTripDeadlineMs, 'LOCK TABLE', () =>
           lockPublicTables(client, lockTimeoutMs, restore.lockTimeoutMs),
@@ -486,6 +490,9 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   }
 
   const stallTimeoutMs = Math.max(1, Math.round(options.stallTimeoutMs ?? defaultPgRestoreStallTimeoutMs));
+  // The longest the restore's transaction may wait idle: for the backup's next statement, which
+  // the stall watch bounds, and a round trip.
+  const idleMs = stallTimeoutMs + roundTripDeadlineMs;
   const serverStallTimeoutMs = Math.max(1, Math.round(options.serverStallTimeoutMs ?? defaultServerStallTimeoutMs));
   // The COPY guards' looks at the server's progress still under way: the restore waits for them
   // before it returns, so that none of their connections outlives it.
@@ -626,7 +633,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         // The transaction's settings and the session's bounds for a silent host, in one round
         // trip; set within the transaction, the latter go back to the values set above if it
         // aborts.
-        const restoreSettings = `${restorePrelude(options.lockTimeoutMs)}${silentClientBoundsSession}`;
+        const restoreSettings = `${restorePrelude(options.lockTimeoutMs, idleMs)}${silentClientBoundsSession}`;
         // Once COMMIT is on its way the outcome is the server's: the restore waits for its answer.
         const onAbort = () => {
           if (committing) return;
@@ -640,6 +647,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             url: session.url,
             database: target.database,
             lockTimeoutMs: options.lockTimeoutMs ?? 30_000,
+            idleMs,
             log,
             ...(signal ? { signal } : {}),
           });

@@ -178,6 +178,28 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     expect(await tableContents(target.url)).toEqual(before);
   });
 
+  // A restore stopped while its host and connection stay up (Ctrl-Z, a paused VM) held every
+  // table of public for as long as it was stopped: between the backup's statements its
+  // transaction may wait idle no longer than for the backup's next statement (stallTimeoutMs)
+  // and a round trip, and the backup's own SET, skipped, cannot lift that.
+  it("runs the backup's statements with an idle limit of stallTimeoutMs and a round trip, which the backup's own SET does not lift", async () => {
+    const target = await createTestDatabase();
+    onTestFinished(() => target.drop());
+    const file = await crafted(
+      'idle-limit.sql.gz',
+      dumpAround(
+        'SET idle_in_transaction_session_timeout = 0;\n\n' +
+          "CREATE TABLE public.seen (n integer, idle text DEFAULT pg_catalog.current_setting('idle_in_transaction_session_timeout'::text));\n\n" +
+          'COPY public.seen (n) FROM stdin;\n1\n\\.\n\n',
+      ),
+    );
+
+    await restoreDatabase({ databaseUrl: target.ownerUrl, backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' }, stallTimeoutMs: 5_000 });
+
+    const seen = await withClient(target.url, async (client) => (await client.query('SELECT n, idle FROM public.seen')).rows);
+    expect(seen).toEqual([{ n: 1, idle: '15s' }]);
+  });
+
   // Past the check (a file swapped after it, or a caller that skips it): the restore itself
   // refuses, after statements already ran, and rolls them back.
   it('refuses during the restore too, rolling back what ran before it', async () => {
