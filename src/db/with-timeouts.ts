@@ -23,6 +23,8 @@ export const timeoutsOverrideSql =
   "pg_catalog.set_config('lock_timeout', coalesce($2, pg_catalog.current_setting('lock_timeout')), true), " +
   "pg_catalog.set_config('idle_in_transaction_session_timeout', coalesce($3, pg_catalog.current_setting('idle_in_transaction_session_timeout')), true)";
 
+const timeoutNames: ReadonlySet<string> = new Set(['statementTimeout', 'lockTimeout', 'idleInTransactionTimeout'] satisfies Array<keyof StatementTimeouts>);
+
 function millisecondsOf(field: string, value: number | string | undefined): string | null {
   if (value === undefined) return null;
   try {
@@ -52,6 +54,11 @@ export async function withTimeouts<D, T>(
   work: (trx: Transaction<D>) => Promise<T>,
 ): Promise<T> {
   if (timeouts === null || typeof timeouts !== 'object') throw new ValidationError('timeouts', 'must be an object');
+  // A misnamed bound (`statementTimeoutMs`, from plain JavaScript or a spread config) was taken
+  // without a word, and the transaction ran with the pool's defaults.
+  for (const name of Object.keys(timeouts)) {
+    if (!timeoutNames.has(name)) throw new ValidationError(name, `is no bound of withTimeouts (${[...timeoutNames].join(', ')})`);
+  }
   const values = [
     millisecondsOf('statementTimeout', timeouts.statementTimeout),
     millisecondsOf('lockTimeout', timeouts.lockTimeout),

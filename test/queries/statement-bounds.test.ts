@@ -462,4 +462,9 @@ it('refuses a bad bound in withTimeouts before any query', async () => {
   await expect(withTimeouts(offlineDb, { statementTimeout: '1s', lockTimeout: '2s' }, async () => 1)).rejects.toMatchObject({
     field: 'lockTimeout',
   });
+  // Misnamed, from plain JavaScript or a spread config: it was taken without a word.
+  await expect(withTimeouts(offlineDb, { statementTimeoutMs: 60_000 } as never, async () => 1)).rejects.toMatchObject({
+    field: 'statementTimeoutMs',
+    message: expect.stringContaining('is no bound of withTimeouts (statementTimeout, lockTimeout, idleInTransactionTimeout)'),
+  });
 });
