@@ -306,6 +306,23 @@ describe('a migrator that is stopped mid-file', () => {
 });
 
 describe('a migration run', () => {
+  // Applied in one run, a file's session-level SET reached the files after it: the second file's
+  // table went into the first file's schema, and into public when a release applied them apart.
+  it("starts each file from the session's defaults, whatever a file before it SET, as if applied one run each", async () => {
+    await writeFile(path.join(migrationsDir, '20990101000000_reporting.up.sql'), 'CREATE SCHEMA reporting;\nSET search_path = reporting, public;\nCREATE TABLE daily (d date);\n');
+    await writeFile(path.join(migrationsDir, '20990101000000_reporting.down.sql'), 'DROP SCHEMA reporting CASCADE;\n');
+    await writeFile(path.join(migrationsDir, '20990102000000_notes.up.sql'), "CREATE TABLE notes (id int);\nSELECT pg_catalog.current_setting('lock_timeout') = '5min' AS kept;\n");
+    await writeFile(path.join(migrationsDir, '20990102000000_notes.down.sql'), 'DROP TABLE notes;\n');
+
+    await migrate({ databaseUrl: database.ownerUrl, migrationsDir, lockTimeoutMs: 300_000 });
+
+    expect(await one("SELECT to_regclass('reporting.daily') IS NOT NULL AS daily, to_regclass('public.notes') IS NOT NULL AS notes, to_regclass('reporting.notes') AS misplaced")).toEqual({
+      daily: true,
+      notes: true,
+      misplaced: null,
+    });
+  });
+
   it('runs and records the SQL it read once, even if the file changes while it waits for the lock', async () => {
     const name = '20990101000000_edited_while_waiting';
     const file = path.join(migrationsDir, `${name}.up.sql`);
