@@ -159,8 +159,10 @@ async function provisionInTransaction(
 
     const owner = await provisionOwner(client, options.owner, options.adminUrl);
     if (owner !== 'unchanged') say(`${owner === 'created' ? 'created' : 'set the password of'} the owner role '${options.owner.user}'`);
-    if (!admin.superuser && (await mayGiveTo(client, admin.name, options.owner.user))) {
-      say(`granted '${admin.name}' SET on '${options.owner.user}' (without INHERIT), which PostgreSQL 16 and later need to give it objects`);
+    if (!admin.superuser) {
+      const granted = await mayGiveTo(client, admin.name, options.owner.user);
+      if (granted === 'set') say(`granted '${admin.name}' SET on '${options.owner.user}' (without INHERIT), which PostgreSQL 16 and later need to give it objects`);
+      if (granted === 'member') say(`granted '${admin.name}' membership in '${options.owner.user}', which PostgreSQL 15 needs to give it objects`);
     }
     const ownerName = client.escapeIdentifier(options.owner.user);
     const { rows: current } = await client.query<{ owner: string; schema_owner: string | null }>(
@@ -224,11 +226,19 @@ async function requireAdmin(client: pg.Client, database: string): Promise<AdminR
 // owner it just made failed. It grants itself SET, without INHERIT: the owner's powers are
 // not the admin's own, it only acts as the owner to hand objects over.
 // Returns whether it granted.
-async function mayGiveTo(client: pg.Client, admin: string, owner: string): Promise<boolean> {
+async function mayGiveTo(client: pg.Client, admin: string, owner: string): Promise<'set' | 'member' | undefined> {
   const { rows } = await client.query<{ sixteen: boolean }>("SELECT current_setting('server_version_num')::int >= 160000 AS sixteen");
-  if (!rows[0]!.sixteen) return false;
+  // PostgreSQL 15 lets a role give objects to the roles it is a member of, and has no SET
+  // option: the membership a CREATEROLE role may grant itself (it found "must be member of
+  // role" after creating the database, which then stayed the admin's).
+  if (!rows[0]!.sixteen) {
+    const { rows: member } = await client.query<{ member: boolean }>("SELECT pg_has_role(current_user, $1, 'MEMBER') AS member", [owner]);
+    if (member[0]!.member) return undefined;
+    await client.query(`GRANT ${client.escapeIdentifier(owner)} TO ${client.escapeIdentifier(admin)}`);
+    return 'member';
+  }
   const { rows: can } = await client.query<{ set: boolean }>("SELECT pg_has_role(current_user, $1, 'SET') AS set", [owner]);
-  if (can[0]!.set) return false;
+  if (can[0]!.set) return undefined;
   const grant = `GRANT ${client.escapeIdentifier(owner)} TO ${client.escapeIdentifier(admin)} WITH INHERIT FALSE, SET TRUE`;
   await client.query(grant).catch((error: unknown) => {
     // 42501: no ADMIN on the owner role; anything else (a lock wait, a lost connection) is
@@ -241,7 +251,7 @@ async function mayGiveTo(client: pg.Client, admin: string, owner: string): Promi
       { cause: error },
     );
   });
-  return true;
+  return 'set';
 }
 
 async function provisionOwner(client: pg.Client, owner: RoleCredentials, adminUrl: string): Promise<LoginRoleChange> {

@@ -252,6 +252,26 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     await withClient(ownerUrl, (client) => client.query('SELECT 1'));
   });
 
+  // RDS's master user, on PostgreSQL 15: "must be member of role" once it had created the
+  // database, which then stayed its own, and every run after failed the same way.
+  it('by an admin with CREATEDB and CREATEROLE, not a superuser, creates the database and gives it to the owner role it made', async () => {
+    const rdsadmin = { user: `kw_rdsadmin15_${suffix}`, password: `admin-${randomBytes(8).toString('hex')}` };
+    const owner15 = { user: `kw_owner15_${suffix}`, password: `owner-${randomBytes(8).toString('hex')}` };
+    await execute(server.urlOf('postgres'), `CREATE ROLE ${rdsadmin.user} LOGIN CREATEDB CREATEROLE PASSWORD '${rdsadmin.password}'`);
+    const rdsUrl = databaseUrlAs(server.urlOf(`kw_provisioned15_${suffix}`), rdsadmin.user, rdsadmin.password);
+    const lines: string[] = [];
+
+    const result = await provisionDatabase({ adminUrl: rdsUrl, owner: owner15, log: (line) => lines.push(line) });
+
+    expect(result).toMatchObject({ databaseCreated: true, owner: 'created' });
+    expect(lines).toContain(`granted '${rdsadmin.user}' membership in '${owner15.user}', which PostgreSQL 15 needs to give it objects`);
+    const databaseOwner = await withClient(server.urlOf('postgres'), async (client) =>
+      (await client.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = $1', [`kw_provisioned15_${suffix}`])).rows[0]?.owner,
+    );
+    expect(databaseOwner).toBe(owner15.user);
+    expect((await migrate({ databaseUrl: databaseUrlAs(rdsUrl, owner15.user, owner15.password) })).length).toBeGreaterThan(0);
+  });
+
   it('keeps an unchanged password also for an admin that may not read pg_authid (CREATEROLE, not a superuser), by logging in as the role', async () => {
     const creator = { user: `kw_creator_${suffix}`, password: 'creator-pw' };
     await execute(server.urlOf('postgres'), `CREATE ROLE ${creator.user} LOGIN CREATEROLE PASSWORD '${creator.password}'`);
