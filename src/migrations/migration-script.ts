@@ -256,6 +256,19 @@ function refuse(file: string, line: number, kind: string, node: Record<string, u
       );
     }
   }
+  // A CREATE INDEX CONCURRENTLY that fails leaves its index INVALID, which the migrator finds
+  // by the name the file gives it and refuses to run past; PostgreSQL names an unnamed one, and
+  // the re-run built another beside the first (t_x_idx1), leaving the INVALID one written to
+  // on every write for ever.
+  const index = node.IndexStmt as { concurrent?: boolean; idxname?: string } | undefined;
+  if (index?.concurrent && index.idxname === undefined) {
+    throw new MigrationScriptError(
+      file,
+      line,
+      'CREATE INDEX CONCURRENTLY needs a name of its own (CREATE INDEX CONCURRENTLY name ON …): one that fails leaves its index INVALID, ' +
+        'which the migrator finds by that name, and a re-run of an unnamed one builds another beside it.',
+    );
+  }
   if (kind === 'CopyStmt') {
     const copy = node.CopyStmt as { is_from?: boolean; filename?: string; is_program?: boolean };
     if (copy.is_from && copy.filename === undefined && !copy.is_program) throw copyFromStdinError(file, line);
