@@ -397,7 +397,11 @@ export class MigrationMissingError extends DbError {
   override readonly code = 'MIGRATION_MISSING';
 
   constructor(readonly migration: string) {
-    super(`Migration ${migration} is recorded as applied but ${migration}.up.sql is missing`);
+    // An older release deployed over a newer schema, most often: say the way back (README: Rolling back).
+    super(
+      `Migration ${migration} is recorded as applied but ${migration}.up.sql is missing: a package older than the schema? ` +
+        'Revert with the release that applied it (migrate down --to NAME), or give its migrations folder (--migrations-dir DIR)',
+    );
   }
 }
 

@@ -117,6 +117,8 @@ describe('migrate', () => {
 
     await expect(migrate({ databaseUrl: database.url, migrationsDir })).rejects.toThrow(MigrationMissingError);
     await expect(migrate({ databaseUrl: database.url, migrationsDir })).rejects.toThrow(names[1]);
+    // The way back, for an older release deployed over a newer schema (README: Rolling back).
+    await expect(migrate({ databaseUrl: database.url, migrationsDir })).rejects.toThrow('Revert with the release that applied it (migrate down --to NAME)');
   });
 
   it('rolls a failed migration back completely and names the file, the line and PostgreSQL’s message', async () => {
