@@ -10,7 +10,7 @@ import { migrationUrlVariable } from '../migrations/migration-settings.js';
 import { migrationsTable, qualifiedMigrationsTable } from '../migrations/migration-storage.js';
 import { adminUrlVariable } from './admin-database-url.js';
 import { applicationPrivileges } from './application-privileges.js';
-import { ensureLoginRole, type LoginRoleChange } from './login-role.js';
+import { ensureLoginRole, type LoginRoleChange, sharedRoleRefusal } from './login-role.js';
 import { describePowers, roleAttributes, rolePowers } from './role-powers.js';
 import { setRoleStatementBounds } from './role-bounds.js';
 
@@ -125,13 +125,16 @@ export async function provisionAppRole(options: {
   statementBounds?: StatementBounds | undefined;
   /** Told each of the role's bounds in the database that this changes. */
   log?: ((line: string) => void) | undefined;
+  /** Lets the password change although the role serves other databases of the server too (see `provisionDatabase`). */
+  sharedRoles?: boolean | undefined;
 }): Promise<AppRoleChange> {
   const { adminUrl, user, password } = options;
   requireRoleName('DB_APP_USER', user);
   if (!password) throw new ConfigError('DB_APP_PASSWORD', 'DB_APP_PASSWORD must not be empty');
   const bounds = options.statementBounds ?? loadStatementBounds();
   const { change, changedBounds } = await inAppRoleTransaction(adminUrl, user, 'create or update the application role', async (client, database) => {
-    const change = await ensureLoginRole(client, adminUrl, { user, password }, () => superuserAppRole(user));
+    const refuseShared = options.sharedRoles === true ? undefined : sharedRoleRefusal(user, 'DB_APP_PASSWORD', 'DB_APP_USER');
+    const change = await ensureLoginRole(client, adminUrl, { user, password }, () => superuserAppRole(user), refuseShared);
     return { change, changedBounds: await setRoleStatementBounds(client, user, database, bounds) };
   });
   // Said once committed: a failure after them would have taken them back.

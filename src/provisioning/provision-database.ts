@@ -8,7 +8,7 @@ import { ConfigError, ProvisioningError } from '../errors.js';
 import { adminUrlVariable } from './admin-database-url.js';
 import { requireRoleName } from './app-role.js';
 import { ensureDatabase } from './database-admin.js';
-import { ensureLoginRole, type LoginRoleChange } from './login-role.js';
+import { ensureLoginRole, type LoginRoleChange, sharedRoleRefusal } from './login-role.js';
 import { defaultLockWait, withLockRetries } from '../migrations/lock-retries.js';
 import { adminLockRetries, type AdminLockWait } from './admin-lock-wait.js';
 import { describePowers, powerFixes, rolePowers } from './role-powers.js';
@@ -27,6 +27,12 @@ export interface ProvisionOptions extends AdminLockWait {
   owner: RoleCredentials;
   /** Receives one line per change made. */
   log?: ((line: string) => void) | undefined;
+  /**
+   * Lets the owner's password change although the owner role serves other databases of the
+   * server too (owns one, has settings or privileges on one): a role's password is the
+   * server's. Without it, such a change is refused, naming them.
+   */
+  sharedRoles?: boolean | undefined;
 }
 
 /** What {@link provisionDatabase} did. */
@@ -157,7 +163,7 @@ async function provisionInTransaction(
     await client.query('SELECT pg_advisory_xact_lock($1)', [provisionLockKey]);
     const admin = await requireAdmin(client, database);
 
-    const owner = await provisionOwner(client, options.owner, options.adminUrl);
+    const owner = await provisionOwner(client, options.owner, options.adminUrl, options.sharedRoles === true);
     if (owner !== 'unchanged') say(`${owner === 'created' ? 'created' : 'set the password of'} the owner role '${options.owner.user}'`);
     if (!admin.superuser) {
       const granted = await mayGiveTo(client, admin.name, options.owner.user);
@@ -254,7 +260,7 @@ async function mayGiveTo(client: pg.Client, admin: string, owner: string): Promi
   return 'set';
 }
 
-async function provisionOwner(client: pg.Client, owner: RoleCredentials, adminUrl: string): Promise<LoginRoleChange> {
+async function provisionOwner(client: pg.Client, owner: RoleCredentials, adminUrl: string, shared: boolean): Promise<LoginRoleChange> {
   const change = await ensureLoginRole(
     client,
     adminUrl,
@@ -265,6 +271,7 @@ async function provisionOwner(client: pg.Client, owner: RoleCredentials, adminUr
           `Choose another DB_OWNER_USER, or take the attribute away: ALTER ROLE ${client.escapeIdentifier(owner.user)} NOSUPERUSER;`,
         'SUPERUSER',
       ),
+    shared ? undefined : sharedRoleRefusal(owner.user, 'DB_OWNER_PASSWORD', 'DB_OWNER_USER'),
   );
   // Attributes are gone now; what membership still carries cannot be taken away silently.
   const powers = await rolePowers(client, owner.user);

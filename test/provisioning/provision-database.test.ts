@@ -160,6 +160,32 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     await admin(); // back to the password the other tests use
   });
 
+  // A role's password is the server's: a copy provisioned beside production with production's
+  // role names and the copy's own passwords logged production's services out.
+  it("refuses to change the password of a role that serves another database of the server, unless --shared-roles, naming it", async () => {
+    const copy = await server.createEmptyDatabase();
+    const before = await verifiers();
+    const asCopy = { ADMIN_DATABASE_URL: server.urlOf(copy) };
+
+    const appRun = await admin({ ...asCopy, DB_APP_PASSWORD: 'copy-staging-pw' }, ['--no-migrate']);
+    const ownerRun = await admin({ ...asCopy, DB_OWNER_PASSWORD: 'copy-owner-pw' }, ['--no-migrate']);
+
+    expect(appRun.code).toBe(1);
+    expect(appRun.stderr).toContain(
+      `DB_APP_PASSWORD would change the password of '${app.user}', and a role's password is the server's: '${app.user}' also serves '${database}' on this server`,
+    );
+    expect(ownerRun.code).toBe(1);
+    expect(ownerRun.stderr).toContain(`DB_OWNER_PASSWORD would change the password of '${owner.user}', and a role's password is the server's: '${owner.user}' also serves '${database}'`);
+    expect(await verifiers()).toEqual(before);
+
+    const meant = await admin({ ...asCopy, DB_APP_PASSWORD: 'copy-staging-pw' }, ['--no-migrate', '--shared-roles']);
+    expect(meant.code, meant.stderr).toBe(0);
+    expect((await verifiers())[app.user]).not.toBe(before[app.user]);
+    // The copy goes, and with it what the roles had there; the password the other tests use comes back.
+    await execute(server.urlOf('postgres'), `DROP DATABASE ${copy} WITH (FORCE)`);
+    await admin();
+  });
+
   // README, "Changing the application role's password": run from a machine whose package is
   // newer than the release, the admin step must not change the schema under the services.
   it('sets a changed password with --no-migrate, applying no migration, and says how many are pending', async () => {

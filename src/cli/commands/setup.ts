@@ -9,7 +9,7 @@ import { databaseUrlAs, ensureDatabase } from '../../provisioning/database-admin
 import { provisionDatabase, type RoleCredentials } from '../../provisioning/provision-database.js';
 import type { Command } from '../command.js';
 
-const usage = `Usage: kennwilliamson-db setup [--admin [--no-migrate] [--postgres-database]]
+const usage = `Usage: kennwilliamson-db setup [--admin [--no-migrate] [--postgres-database] [--shared-roles]]
 
 The release step (without --admin), as the database's owner: checks that the database
 exists, applies pending migrations, and, when DB_APP_USER is set, brings that role's grants
@@ -34,6 +34,10 @@ Options:
   --postgres-database     with --admin: provision the database named postgres, refused otherwise
                           (an admin's URL often ends in /postgres by habit), where it is the
                           application's own (a hosted server whose only database it is)
+  --shared-roles          with --admin: change a role's password although the role serves
+                          other databases of the server too (a role's password is the
+                          server's: a copy beside production with its role names would log
+                          production out); refused otherwise, naming them
 
 Environment:
   MIGRATION_DATABASE_URL  the release step: the database, as its owner, directly: a connection
@@ -77,7 +81,7 @@ export const setupCommand: Command = {
   name: 'setup',
   summary: 'release step: migrate and reapply the application role\'s grants (--admin: provision database and roles first)',
   usage,
-  options: { admin: { type: 'boolean' }, 'no-migrate': { type: 'boolean' }, 'postgres-database': { type: 'boolean' } },
+  options: { admin: { type: 'boolean' }, 'no-migrate': { type: 'boolean' }, 'postgres-database': { type: 'boolean' }, 'shared-roles': { type: 'boolean' } },
   positionals: { min: 0, max: 0 },
   async run({ values }) {
     const log = (line: string) => console.log(line);
@@ -94,6 +98,10 @@ export const setupCommand: Command = {
     if (values['postgres-database'] === true && values.admin !== true) {
       throw new ConfigError('--postgres-database', 'setup --postgres-database goes with --admin only: it is about the database ADMIN_DATABASE_URL names');
     }
+    const sharedRoles = values['shared-roles'] === true;
+    if (sharedRoles && values.admin !== true) {
+      throw new ConfigError('--shared-roles', 'setup --shared-roles goes with --admin only: the release step sets no password');
+    }
     if (noMigrate && values.admin !== true) {
       throw new ConfigError('--no-migrate', 'setup --no-migrate goes with --admin only: without it, setup is the release step, whose work is migrating');
     }
@@ -106,7 +114,7 @@ export const setupCommand: Command = {
       statementBounds = app ? loadStatementBounds(env) : undefined;
       requireAppRoleApart(app?.user, owner.user);
       // provisionDatabase refuses a pooler before it changes anything.
-      const provisioned = await provisionDatabase({ adminUrl, owner, log });
+      const provisioned = await provisionDatabase({ adminUrl, owner, log, sharedRoles });
       if (!provisioned.databaseCreated && provisioned.owner === 'unchanged' && provisioned.handedOver.length === 0) {
         log(`the owner role '${owner.user}' owns the database and everything in it`);
       }
@@ -131,7 +139,7 @@ export const setupCommand: Command = {
       log(runs.length === 0 ? 'Database is up to date.' : `${runs.length} migration(s) applied.`);
     }
     if (app && adminUrl) {
-      const change = await provisionAppRole({ adminUrl, ...app, ...(statementBounds ? { statementBounds } : {}), log });
+      const change = await provisionAppRole({ adminUrl, ...app, ...(statementBounds ? { statementBounds } : {}), log, sharedRoles });
       log(change === 'unchanged' ? `the application role '${app.user}' exists, its password unchanged` : `${change === 'created' ? 'created' : 'set the password of'} the application role '${app.user}'`);
     }
     if (appUser) {
