@@ -17,6 +17,8 @@ export interface TableHold {
   only: boolean;
   /** `table` and `ref` name an index (DROP INDEX's): the lock is on its table, which the catalog tells. */
   index?: true;
+  /** SET NOT NULL's column: no scan where a validated CHECK (column IS NOT NULL) proves it, which the catalog tells. */
+  notNullOf?: string;
 }
 
 type Node = Record<string, unknown>;
@@ -87,8 +89,8 @@ function constraintWork(constraint: Constraint, column: boolean): Pick<TableHold
   }
 }
 
-function alterTableWork(cmd: Node): Pick<TableHold, 'lock' | 'doing'> | undefined {
-  const { subtype, def } = cmd as { subtype?: string; def?: Node };
+function alterTableWork(cmd: Node): Pick<TableHold, 'lock' | 'doing' | 'notNullOf'> | undefined {
+  const { subtype, def, name } = cmd as { subtype?: string; def?: Node; name?: string };
   switch (subtype) {
     case 'AT_AddColumn': {
       const column = def?.ColumnDef as { constraints?: unknown[]; typeName?: { names?: Array<{ String?: { sval?: string } }> } } | undefined;
@@ -112,7 +114,7 @@ function alterTableWork(cmd: Node): Pick<TableHold, 'lock' | 'doing'> | undefine
     case 'AT_SetUnLogged':
       return { lock: 'ACCESS EXCLUSIVE', doing: 'rewrites every row (SET LOGGED or UNLOGGED)' };
     case 'AT_SetNotNull':
-      return { lock: 'ACCESS EXCLUSIVE', doing: 'scans every row (SET NOT NULL, unless a valid CHECK (column IS NOT NULL) proves it)' };
+      return { lock: 'ACCESS EXCLUSIVE', doing: 'scans every row (SET NOT NULL, unless a valid CHECK (column IS NOT NULL) proves it)', ...(name === undefined ? {} : { notNullOf: name }) };
     default:
       return undefined;
   }
@@ -130,7 +132,7 @@ export function tableKey(relation: RangeVar): string {
 
 const createdBefore = (relation: RangeVar, createdHere: ReadonlySet<string>) => createdHere.has(tableKey(relation));
 
-function held(relation: RangeVar | undefined, work: Pick<TableHold, 'lock' | 'doing'> | undefined, createdHere: ReadonlySet<string>): TableHold | undefined {
+function held(relation: RangeVar | undefined, work: Pick<TableHold, 'lock' | 'doing' | 'notNullOf'> | undefined, createdHere: ReadonlySet<string>): TableHold | undefined {
   if (relation?.relname === undefined || work === undefined || createdBefore(relation, createdHere)) return undefined;
   const parts = [relation.schemaname, relation.relname].filter((part): part is string => part !== undefined);
   return { table: parts.join('.'), ref: parts.map((part) => pg.escapeIdentifier(part)).join('.'), only: relation.inh !== true, ...work, ...(relation.index ? { index: true as const } : {}) };
@@ -376,12 +378,18 @@ export async function statementsHoldingBusyTables(client: ClientBase, scripts: r
   // A partitioned table, or a parent of inheritance, holds its rows in the tables below it (and
   // autovacuum never counts a partitioned one's): counted over all of them, unless ONLY. An
   // index (DROP INDEX's) stands for its table, named as the migrator's search_path prints it.
+  // SET NOT NULL scans nothing where a validated CHECK (column IS NOT NULL) proves it, as the
+  // README's steps leave it: that hold is not said.
   const { rows } = await client.query<{ n: number; rows: string; name: string }>(
     `WITH RECURSIVE named AS (
-       SELECT a.n::int AS n, a.alone, pg_catalog.to_regclass(a.ref) AS relid
-         FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::boolean[])) WITH ORDINALITY AS a(ref, alone, n)
+       SELECT a.n::int AS n, a.alone, a.not_null, pg_catalog.to_regclass(a.ref) AS relid
+         FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::boolean[]), pg_catalog.unnest($3::text[])) WITH ORDINALITY AS a(ref, alone, not_null, n)
      ), asked AS (
        SELECT n, alone, coalesce((SELECT x.indrelid FROM pg_catalog.pg_index x WHERE x.indexrelid = named.relid), relid) AS relid FROM named
+        WHERE not_null IS NULL OR NOT EXISTS (
+          SELECT 1 FROM pg_catalog.pg_constraint c
+           WHERE c.conrelid = named.relid AND c.contype = 'c' AND c.convalidated
+             AND pg_catalog.pg_get_constraintdef(c.oid) = 'CHECK ((' || pg_catalog.quote_ident(not_null) || ' IS NOT NULL))')
      ), tree AS (
        SELECT n, relid FROM asked WHERE relid IS NOT NULL
        UNION
@@ -391,7 +399,7 @@ export async function statementsHoldingBusyTables(client: ClientBase, scripts: r
        FROM tree t JOIN pg_catalog.pg_class c ON c.oid = t.relid JOIN asked a USING (n)
       GROUP BY t.n, a.relid
      HAVING sum(greatest(c.reltuples, 0)) > 0 OR sum(c.relpages) > 0`,
-    [holds.map(({ hold }) => hold.ref), holds.map(({ hold }) => hold.only)],
+    [holds.map(({ hold }) => hold.ref), holds.map(({ hold }) => hold.only), holds.map(({ hold }) => hold.notNullOf ?? null)],
   );
   const sizes = new Map(rows.map((row) => [row.n, row]));
   const said = new Set<MigrationScript['statements'][number]>();

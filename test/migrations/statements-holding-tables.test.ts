@@ -175,6 +175,30 @@ describe('statements that hold a table while they go through every row', () => {
     });
   });
 
+  // The README's steps for a NOT NULL column: a CHECK … NOT VALID, VALIDATE, then SET NOT NULL,
+  // which the validated CHECK spares its scan: warned about all the same, the warnings would
+  // teach that they may be ignored.
+  it("says SET NOT NULL's scan only where no validated CHECK (column IS NOT NULL) proves it", async ({ onTestFinished }) => {
+    const { database, migrationsDir, remove } = await createMigrationSandbox();
+    onTestFinished(remove);
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    await withClient(database.url, (client) =>
+      client.query(
+        'CREATE TABLE proven (n int); CREATE TABLE unproven (n int); INSERT INTO proven SELECT i FROM generate_series(1, 60) i; ' +
+          'INSERT INTO unproven SELECT i FROM generate_series(1, 60) i; ANALYZE proven, unproven; ' +
+          'ALTER TABLE proven ADD CONSTRAINT proven_n_not_null CHECK (n IS NOT NULL) NOT VALID; ALTER TABLE proven VALIDATE CONSTRAINT proven_n_not_null; ' +
+          'ALTER TABLE unproven ADD CONSTRAINT unproven_n_not_null CHECK (n IS NOT NULL) NOT VALID',
+      ),
+    );
+    const name = '20990101000000_not_null';
+    await writeMigration(migrationsDir, name, 'ALTER TABLE proven ALTER COLUMN n SET NOT NULL;\nALTER TABLE unproven ALTER COLUMN n SET NOT NULL;\n', '');
+    const planned: string[] = [];
+    await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, warn: (line) => planned.push(line) });
+    expect(planned.filter((line) => line.includes(' holds ')).map((line) => line.split(' while ')[0])).toEqual([
+      `${name}.up.sql:2: ALTER TABLE holds ACCESS EXCLUSIVE on unproven (about 60 rows)`,
+    ]);
+  });
+
   it('are said before anything is applied, on a table with rows only, and by a dry run too', async ({ onTestFinished }) => {
     const { database, migrationsDir, remove } = await createMigrationSandbox();
     onTestFinished(remove);
