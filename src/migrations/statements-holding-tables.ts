@@ -166,7 +166,11 @@ export function tableHold(node: Node, createdHere: ReadonlySet<string>): TableHo
     return held(vacuum.rels?.[0]?.VacuumRelation?.relation, { lock: 'ACCESS EXCLUSIVE', doing: 'rewrites every row (VACUUM FULL)' }, createdHere);
   }
   const cluster = node.ClusterStmt as { relation?: RangeVar } | undefined;
-  return cluster ? held(cluster.relation, { lock: 'ACCESS EXCLUSIVE', doing: 'rewrites every row (CLUSTER)' }, createdHere) : undefined;
+  if (cluster) return held(cluster.relation, { lock: 'ACCESS EXCLUSIVE', doing: 'rewrites every row (CLUSTER)' }, createdHere);
+  const refresh = node.RefreshMatViewStmt as { relation?: RangeVar; concurrent?: boolean } | undefined;
+  return refresh && !refresh.concurrent
+    ? held(refresh.relation, { lock: 'ACCESS EXCLUSIVE', doing: 'computes every row again (REFRESH MATERIALIZED VIEW without CONCURRENTLY: reads of it wait)' }, createdHere)
+    : undefined;
 }
 
 // Commands whose second word is a name, not part of the command: said by their kind.
@@ -182,6 +186,7 @@ const commandOfKind: Record<string, string> = {
   CreateTrigStmt: 'CREATE TRIGGER',
   ReindexStmt: 'REINDEX',
   CreateStmt: 'CREATE TABLE',
+  RefreshMatViewStmt: 'REFRESH MATERIALIZED VIEW',
 };
 
 /**
@@ -220,6 +225,8 @@ const writesWait = new Set(['AT_EnableTrig', 'AT_DisableTrig', 'AT_EnableAlwaysT
 // LOCK TABLE's modes (PostgreSQL's lock numbers) that reads or writes wait for.
 const lockModes: Record<number, TableHold['lock']> = { 5: 'SHARE', 6: 'SHARE ROW EXCLUSIVE', 7: 'EXCLUSIVE', 8: 'ACCESS EXCLUSIVE' };
 const strength: Record<TableHold['lock'], number> = { SHARE: 1, 'SHARE ROW EXCLUSIVE': 2, EXCLUSIVE: 3, 'ACCESS EXCLUSIVE': 4 };
+// What DROP names as `ON table` (its last name the object's own), taking ACCESS EXCLUSIVE on the table.
+const droppedFromTable = new Set(['OBJECT_TRIGGER', 'OBJECT_POLICY', 'OBJECT_RULE']);
 // Renaming a table, a column or a constraint takes ACCESS EXCLUSIVE on the table.
 const tableRenames = new Set(['OBJECT_TABLE', 'OBJECT_COLUMN', 'OBJECT_TABCONSTRAINT']);
 
@@ -254,7 +261,8 @@ const columnConstraints = (node: unknown) => ((node as { ColumnDef?: { constrain
  * The tables `node` locks so that reads or writes of them wait, for as long as the transaction
  * lasts: ALTER TABLE (most of its subcommands, however quick; a partition it attaches; the
  * tables its foreign keys reference), a rename, CREATE TABLE's references and the parent of a
- * partition, CREATE INDEX, CREATE TRIGGER, REINDEX, TRUNCATE, LOCK TABLE, CLUSTER, and DROP
+ * partition, CREATE INDEX, CREATE TRIGGER, REINDEX, TRUNCATE, LOCK TABLE, CLUSTER, a policy or
+ * rule made or dropped, DROP TRIGGER, REFRESH MATERIALIZED VIEW (not CONCURRENTLY), and DROP
  * INDEX: the table of an index the file created before (`indexesHere`, by {@link tableKey} of
  * the index), else the index it names, whose table the catalog tells (`index`). Tables the
  * file created before have no traffic yet.
@@ -307,7 +315,22 @@ export function locksKept(
   if (lock !== undefined) return relations(lock.relations).flatMap((relation) => kept(relation, lockModes[lock.mode ?? 8]));
   const cluster = node.ClusterStmt as { relation?: RangeVar } | undefined;
   if (cluster !== undefined) return kept(cluster.relation, 'ACCESS EXCLUSIVE');
+  // A policy or a rule, made or dropped, and a trigger dropped: ACCESS EXCLUSIVE on its table.
+  const policy = node.CreatePolicyStmt as { table?: RangeVar } | undefined;
+  if (policy !== undefined) return kept(policy.table, 'ACCESS EXCLUSIVE');
+  const rule = node.RuleStmt as { relation?: RangeVar } | undefined;
+  if (rule !== undefined) return kept(rule.relation, 'ACCESS EXCLUSIVE');
+  const refresh = node.RefreshMatViewStmt as { relation?: RangeVar; concurrent?: boolean } | undefined;
+  if (refresh !== undefined) return refresh.concurrent ? [] : kept(refresh.relation, 'ACCESS EXCLUSIVE');
   const drop = node.DropStmt as { removeType?: string; concurrent?: boolean; objects?: Array<{ List?: { items?: Array<{ String?: { sval?: string } }> } }> } | undefined;
+  if (drop !== undefined && droppedFromTable.has(drop.removeType ?? '')) {
+    return (drop.objects ?? []).flatMap(({ List: name }) => {
+      const parts = (name?.items ?? []).map((item) => item.String?.sval).slice(0, -1);
+      const relname = parts.at(-1);
+      const schemaname = parts.length > 1 ? parts.at(-2) : undefined;
+      return relname === undefined ? [] : kept({ ...(schemaname === undefined ? {} : { schemaname }), relname, inh: true }, 'ACCESS EXCLUSIVE');
+    });
+  }
   if (drop?.removeType !== 'OBJECT_INDEX' || drop.concurrent) return [];
   // Inherited (inh): a partitioned index's table holds its rows in its partitions.
   return (drop.objects ?? []).flatMap(({ List: name }) => {
@@ -323,6 +346,16 @@ export function locksKept(
 // The kept locks' tables were checked against those the file created when they were kept.
 const noTables: ReadonlySet<string> = new Set();
 
+// A query that reads a table's rows: a FROM, in either side of a UNION, INTERSECT or EXCEPT too.
+interface SelectBody {
+  valuesLists?: unknown[];
+  fromClause?: unknown[];
+  larg?: SelectBody;
+  rarg?: SelectBody;
+}
+const readsRows = (select: SelectBody | undefined): boolean =>
+  select !== undefined && select.valuesLists === undefined && ((select.fromClause ?? []).length > 0 || readsRows(select.larg) || readsRows(select.rarg));
+
 // What writes rows in bulk: UPDATE, DELETE, MERGE, an INSERT of a query's rows (one of VALUES,
 // or of a SELECT without FROM, writes the rows it lists), each also inside a WITH.
 function bulkWriteTargets(node: Node | undefined): RangeVar[] {
@@ -331,8 +364,7 @@ function bulkWriteTargets(node: Node | undefined): RangeVar[] {
   const body = statement as { relation?: RangeVar; withClause?: { ctes?: Array<{ CommonTableExpr?: { ctequery?: Node } }> }; selectStmt?: { SelectStmt?: { valuesLists?: unknown[]; fromClause?: unknown[] } } } | undefined;
   const inWith = (body?.withClause?.ctes ?? []).flatMap((cte) => bulkWriteTargets(cte.CommonTableExpr?.ctequery));
   const select = body?.selectStmt?.SelectStmt;
-  const writes =
-    kind === 'UpdateStmt' || kind === 'DeleteStmt' || kind === 'MergeStmt' || (kind === 'InsertStmt' && select !== undefined && select.valuesLists === undefined && (select.fromClause ?? []).length > 0);
+  const writes = kind === 'UpdateStmt' || kind === 'DeleteStmt' || kind === 'MergeStmt' || (kind === 'InsertStmt' && select !== undefined && readsRows(select));
   return [...(writes && body?.relation !== undefined ? [body.relation] : []), ...inWith];
 }
 

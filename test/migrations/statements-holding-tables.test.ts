@@ -24,6 +24,7 @@ describe('statements that hold a table while they go through every row', () => {
     ['ALTER TABLE users ADD COLUMN n int GENERATED ALWAYS AS IDENTITY', /^rewrites every row \(an identity column numbers each one\)$/],
     ['ALTER TABLE users SET UNLOGGED', /^rewrites every row \(SET LOGGED or UNLOGGED\)$/],
     ['ALTER TABLE users ADD COLUMN n int, ALTER COLUMN slug TYPE text', /^rewrites every row unless/],
+    ['REFRESH MATERIALIZED VIEW daily_counts', /^computes every row again \(REFRESH MATERIALIZED VIEW without CONCURRENTLY/],
   ])('%s', async (sql, doing) => {
     expect((await holdsOf(sql))[0]).toMatch(doing);
   });
@@ -43,6 +44,7 @@ describe('statements that hold a table while they go through every row', () => {
     'ALTER TABLE users ADD COLUMN tags text[] NOT NULL DEFAULT ARRAY[]::text[]',
     "ALTER TABLE users ADD COLUMN label text DEFAULT 'a' || 'b'",
     'ALTER TABLE users ADD COLUMN referrer uuid REFERENCES users (id)',
+    'REFRESH MATERIALIZED VIEW CONCURRENTLY daily_counts',
   ])('not: %s', async (sql) => {
     expect(await holdsOf(sql)).toEqual([null]);
   });
@@ -98,6 +100,14 @@ describe('statements that hold a table while they go through every row', () => {
       ['ALTER TABLE users ADD COLUMN theme text;\nMERGE INTO users u USING phrases p ON false WHEN NOT MATCHED THEN DO NOTHING;', 'users', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
       // A write inside a WITH.
       ["ALTER TABLE users ADD COLUMN theme text;\nWITH u AS (UPDATE users SET theme = 'light' RETURNING 1) SELECT count(*) FROM u;", 'users', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
+      // A policy or a rule, made or dropped, a trigger dropped, a materialized view refreshed.
+      ['CREATE POLICY own_rows ON users USING (true);\nUPDATE users SET slug = lower(slug);', 'users', 'ACCESS EXCLUSIVE', 1, 'CREATE POLICY'],
+      ['CREATE RULE keep AS ON DELETE TO phrases DO INSTEAD NOTHING;\nUPDATE users SET slug = lower(slug);', 'phrases', 'ACCESS EXCLUSIVE', 1, 'CREATE RULE'],
+      ['DROP TRIGGER IF EXISTS users_touch ON public.users;\nUPDATE users SET slug = lower(slug);', 'public.users', 'ACCESS EXCLUSIVE', 1, 'DROP TRIGGER'],
+      ['DROP POLICY own_rows ON users;\nUPDATE users SET slug = lower(slug);', 'users', 'ACCESS EXCLUSIVE', 1, 'DROP POLICY'],
+      ['REFRESH MATERIALIZED VIEW daily_counts;\nUPDATE users SET slug = lower(slug);', 'daily_counts', 'ACCESS EXCLUSIVE', 1, 'REFRESH MATERIALIZED VIEW'],
+      // Rows of a UNION's query.
+      ['ALTER TABLE users ADD COLUMN n int;\nINSERT INTO audit (id) SELECT id FROM users UNION ALL SELECT id FROM phrases;', 'users', 'ACCESS EXCLUSIVE', 1, 'ALTER TABLE'],
       // The index it names stands for its table, which the catalog tells (below).
       ['DROP INDEX IF EXISTS public.users_slug_idx;\nUPDATE users SET slug = lower(slug);', 'public.users_slug_idx', 'ACCESS EXCLUSIVE', 1, 'DROP INDEX'],
       // An index the file created names its own table, the written one first.
