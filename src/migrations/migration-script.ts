@@ -37,6 +37,12 @@ export interface MigrationStatement {
    */
   concurrentIndexRef?: string;
   /**
+   * For `ALTER TABLE … DETACH PARTITION … CONCURRENTLY`: the partition, as `to_regclass` reads
+   * it, and the `… DETACH PARTITION … FINALIZE` that completes a detach whose first transaction
+   * committed before a lock wait ran out (`partition … already pending detach` on a plain retry).
+   */
+  detach?: { partitionRef: string; finalize: string };
+  /**
    * `CREATE INDEX CONCURRENTLY`, `DROP INDEX CONCURRENTLY`, `REINDEX … CONCURRENTLY`, `VACUUM`
    * (not `VACUUM FULL`), `ANALYZE`: it takes no lock that reads or writes queue behind, so it
    * waits for its locks in one attempt (the whole budget) rather than in short attempts, which
@@ -158,9 +164,30 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
       ...(index?.concurrent && index.idxname
         ? { concurrentIndex: index.idxname, concurrentIndexRef: [index.relation?.schemaname, index.idxname].filter((part) => part !== undefined).map((part) => pg.escapeIdentifier(part)).join('.') }
         : {}),
+      ...concurrentDetach(node),
     };
   });
   return { file, sql, transactional, ...(headers.lockWait ? { lockWait: headers.lockWait } : {}), statements };
+}
+
+const quotedName = (relation: RangeVar) =>
+  [relation.schemaname, relation.relname].filter((part): part is string => part !== undefined).map((part) => pg.escapeIdentifier(part)).join('.');
+
+// DETACH PARTITION … CONCURRENTLY commits its first transaction before it waits for the
+// partitioned table's readers: an attempt that runs out of lock time there leaves the detach
+// pending, which only FINALIZE completes.
+function concurrentDetach(node: Record<string, unknown>): Pick<MigrationStatement, 'detach'> {
+  const alter = node.AlterTableStmt as { relation?: RangeVar; cmds?: Array<{ AlterTableCmd?: { subtype?: string; def?: { PartitionCmd?: { name?: RangeVar; concurrent?: boolean } } } }> } | undefined;
+  const cmds = alter?.cmds ?? [];
+  const detach = cmds.length === 1 ? cmds[0]?.AlterTableCmd : undefined;
+  const partition = detach?.def?.PartitionCmd;
+  if (detach?.subtype !== 'AT_DetachPartition' || partition?.concurrent !== true || partition.name === undefined || alter?.relation === undefined) return {};
+  return {
+    detach: {
+      partitionRef: quotedName(partition.name),
+      finalize: `ALTER TABLE ${quotedName(alter.relation)} DETACH PARTITION ${quotedName(partition.name)} FINALIZE`,
+    },
+  };
 }
 
 // Statements that take nothing stronger than SHARE UPDATE EXCLUSIVE, which neither reads

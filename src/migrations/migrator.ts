@@ -627,7 +627,7 @@ async function runWithoutTransaction(
               client.query(`SET lock_timeout = ${lockTimeoutMs}; SELECT pg_catalog.pg_backend_pid() AS pid`),
             )) as unknown as Array<pg.QueryResult<{ pid: number }>>;
             watch(results[results.length - 1]!.rows[0]!.pid);
-            await client.query(statement.text);
+            await client.query((await pendingDetach(client, statement)) ? statement.detach!.finalize : statement.text);
           },
         );
       } catch (error) {
@@ -662,6 +662,16 @@ async function runWithoutTransaction(
   }
   // The record (the storage's INSERT or DELETE) and the lock check commit together.
   await answeredWithin(client, roundTripDeadlineMs, 'BEGIN', () => client.query('BEGIN'));
+}
+
+// Whether a DETACH PARTITION … CONCURRENTLY's partition is already pending detach: an attempt of
+// this run, or a run before, committed the first transaction and ran out of lock time after it.
+async function pendingDetach(client: pg.ClientBase, statement: MigrationStatement): Promise<boolean> {
+  if (statement.detach === undefined) return false;
+  const { rows } = await answeredWithin(client, roundTripDeadlineMs, 'the look for a pending detach', () =>
+    client.query('SELECT 1 FROM pg_catalog.pg_inherits WHERE inhrelid = pg_catalog.to_regclass($1) AND inhdetachpending', [statement.detach!.partitionRef]),
+  );
+  return rows.length > 0;
 }
 
 // Whether the index a CREATE INDEX CONCURRENTLY names exists and is INVALID.

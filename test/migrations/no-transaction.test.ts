@@ -48,6 +48,42 @@ const createEvents = async (rowCount: number) =>
   ], ['DROP TABLE events;']);
 
 describe('a -- migrate:no-transaction migration', () => {
+  // Its first transaction commits before it waits for the partitioned table's readers: an
+  // attempt that ran out of lock time there left the detach pending, and every attempt after it,
+  // and every later run, failed with "partition … already pending detach".
+  it('completes a DETACH PARTITION … CONCURRENTLY whose attempt ran out behind a reader, with FINALIZE', async () => {
+    await writeMigration('20990101000000_events', [
+      'CREATE TABLE ev (n int NOT NULL) PARTITION BY RANGE (n);',
+      'CREATE TABLE ev_1 PARTITION OF ev FOR VALUES FROM (0) TO (10);',
+      'INSERT INTO ev SELECT generate_series(0, 9);',
+    ], ['DROP TABLE ev;']);
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    await writeMigration('20990101000001_detach', ['-- migrate:no-transaction', 'ALTER TABLE ev DETACH PARTITION ev_1 CONCURRENTLY;']);
+    const reader = new pg.Client({ connectionString: database.url });
+    await reader.connect();
+    await reader.query('BEGIN');
+    await reader.query('SELECT count(*) FROM ev');
+    const warnings: string[] = [];
+    let released = false;
+    const run = migrate({
+      databaseUrl: database.url,
+      migrationsDir,
+      warn: (line) => {
+        warnings.push(line);
+        // Once an attempt has run out behind the reader, the reader ends.
+        if (!released) void reader.end().then(() => undefined);
+        released = true;
+      },
+    });
+    try {
+      expect(await run).toEqual([expect.objectContaining({ name: '20990101000001_detach' })]);
+    } finally {
+      if (!released) await reader.end();
+    }
+    expect(warnings.length).toBeGreaterThan(0);
+    expect(await rows("SELECT inhrelid::regclass::text AS partition FROM pg_inherits WHERE inhparent = 'ev'::regclass")).toEqual([]);
+  });
+
   it('builds an index CONCURRENTLY while other sessions keep writing, holding the migration lock, and the index is valid', async () => {
     await createEvents(20_000);
     await migrate({ databaseUrl: database.url, migrationsDir });
