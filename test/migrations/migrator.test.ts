@@ -1,9 +1,13 @@
+import { spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
 import { appendFile, readdir, readFile, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { MigrationChecksumError, MigrationError, MigrationMissingError, ConfigError } from '../../src/errors.js';
+import { defaultMigrationsDir } from '../../src/migrations/default-migrations-dir.js';
 import { checksumOf } from '../../src/migrations/migration-files.js';
+import { packageRoot } from '../../src/package-root.js';
 import { migrate, migrateDown, migrationStatus } from '../../src/migrations/migrator.js';
 import { runCli } from '../support/run-cli.js';
 import { createMigrationSandbox } from '../support/migration-sandbox.js';
@@ -109,6 +113,13 @@ describe('migrate', () => {
     await expect(run).rejects.toThrow(`${names[0]}.up.sql`);
     expect(await recorded()).toEqual(names.slice(0, 2));
     expect(await tableExists('phrases')).toBe(false);
+  });
+
+  // A checkout with CRLF line endings (Windows, core.autocrlf) read every applied file as changed.
+  it('checks out the migrations with LF line endings whatever git is set to, as their checksums were taken', () => {
+    const shipped = readdirSync(defaultMigrationsDir()).filter((file) => file.endsWith('.sql')).map((file) => path.join('migrations', file));
+    const { stdout } = spawnSync('git', ['check-attr', 'eol', '--', ...shipped], { cwd: packageRoot(), encoding: 'utf8' });
+    expect(stdout.trim().split('\n')).toEqual(shipped.map((file) => `${file}: eol: lf`));
   });
 
   it('refuses to run when a recorded migration file is missing', async () => {
