@@ -37,6 +37,13 @@ export interface MigrationStatement {
    */
   concurrentIndexRef?: string;
   /**
+   * A `CREATE INDEX CONCURRENTLY` without a name: one that fails leaves its index INVALID, which
+   * the migrator finds only by name, and PostgreSQL names a re-run's index anew (t_x_idx1),
+   * the INVALID one staying, written to on every write. Said before anything is applied (not
+   * refused: a file applied elsewhere can be neither skipped nor changed).
+   */
+  unnamedConcurrentIndex?: true;
+  /**
    * For `ALTER TABLE … DETACH PARTITION … CONCURRENTLY`: the partition, as `to_regclass` reads
    * it, and the `… DETACH PARTITION … FINALIZE` that completes a detach whose first transaction
    * committed before a lock wait ran out (`partition … already pending detach` on a plain retry).
@@ -165,6 +172,7 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
         ? { concurrentIndex: index.idxname, concurrentIndexRef: [index.relation?.schemaname, index.idxname].filter((part) => part !== undefined).map((part) => pg.escapeIdentifier(part)).join('.') }
         : {}),
       ...concurrentDetach(node),
+      ...(index?.concurrent && index.idxname === undefined ? { unnamedConcurrentIndex: true as const } : {}),
     };
   });
   return { file, sql, transactional, ...(headers.lockWait ? { lockWait: headers.lockWait } : {}), statements };
@@ -282,19 +290,6 @@ function refuse(file: string, line: number, kind: string, node: Record<string, u
           'Statements that must succeed or fail together belong in a migration of their own without the header.',
       );
     }
-  }
-  // A CREATE INDEX CONCURRENTLY that fails leaves its index INVALID, which the migrator finds
-  // by the name the file gives it and refuses to run past; PostgreSQL names an unnamed one, and
-  // the re-run built another beside the first (t_x_idx1), leaving the INVALID one written to
-  // on every write for ever.
-  const index = node.IndexStmt as { concurrent?: boolean; idxname?: string } | undefined;
-  if (index?.concurrent && index.idxname === undefined) {
-    throw new MigrationScriptError(
-      file,
-      line,
-      'CREATE INDEX CONCURRENTLY needs a name of its own (CREATE INDEX CONCURRENTLY name ON …): one that fails leaves its index INVALID, ' +
-        'which the migrator finds by that name, and a re-run of an unnamed one builds another beside it.',
-    );
   }
   if (kind === 'CopyStmt') {
     const copy = node.CopyStmt as { is_from?: boolean; filename?: string; is_program?: boolean };

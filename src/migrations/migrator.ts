@@ -168,6 +168,14 @@ export async function migrate(
       ]);
       for (const line of attemptsBeyondRoleBounds(applying, runPolicy(options), bounds)) warn(line);
       for (const line of holding) warn(line);
+      for (const script of applying) {
+        for (const statement of script.statements.filter((each) => each.unnamedConcurrentIndex)) {
+          warn(
+            `${script.file}:${statement.line}: CREATE INDEX CONCURRENTLY without a name: if it fails, its INVALID index stays where the migrator ` +
+              'cannot find it, and a run after builds another beside it (find it with SELECT indexrelid::regclass FROM pg_index WHERE NOT indisvalid). Name the index',
+          );
+        }
+      }
     }
     if (options.dryRun) {
       const checksums = new Map(files.map((file) => [file.name, file.checksum]));

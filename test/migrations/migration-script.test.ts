@@ -125,13 +125,6 @@ describe('parseMigrationScript refuses a file before anything runs', () => {
     expect((await parseMigrationScript('x.up.sql', "COPY t FROM '/srv/data.csv' WITH (FORMAT csv);")).statements).toHaveLength(1);
   });
 
-  it('refuses a CREATE INDEX CONCURRENTLY without a name, whose INVALID index a failure would leave where no one looks', async () => {
-    const error = await refusal('-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY big_n ON big (n);\nCREATE UNIQUE INDEX CONCURRENTLY ON t (x);');
-    expect(error).toBeInstanceOf(MigrationScriptError);
-    expect(error).toMatchObject({ line: 3 });
-    expect(error.message).toContain('CREATE INDEX CONCURRENTLY needs a name of its own');
-  });
-
   it('refuses a syntax error with its line', async () => {
     const error = await refusal('CREATE TABLE a (id int);\n\nCREATE TABLE b (id int,);\n');
     expect(error).toBeInstanceOf(MigrationScriptError);

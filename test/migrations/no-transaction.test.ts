@@ -51,6 +51,21 @@ describe('a -- migrate:no-transaction migration', () => {
   // Its first transaction commits before it waits for the partitioned table's readers: an
   // attempt that ran out of lock time there left the detach pending, and every attempt after it,
   // and every later run, failed with "partition … already pending detach".
+  // One that failed left its INVALID index where the migrator looks only by name, and the re-run
+  // built another beside it (t_x_idx1), the INVALID one staying, written to on every write.
+  it('says, before anything is applied, that a CREATE INDEX CONCURRENTLY has no name of its own', async () => {
+    await createEvents(10);
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    await writeMigration('20990101000001_index', ['-- migrate:no-transaction', 'CREATE INDEX CONCURRENTLY events_body ON events (body);', 'CREATE INDEX CONCURRENTLY ON events (account);']);
+    const warnings: string[] = [];
+
+    await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, warn: (line) => warnings.push(line) });
+
+    expect(warnings).toEqual([
+      expect.stringMatching(/^20990101000001_index\.up\.sql:3: CREATE INDEX CONCURRENTLY without a name: if it fails, its INVALID index stays where the migrator cannot find it.*Name the index$/),
+    ]);
+  });
+
   it('completes a DETACH PARTITION … CONCURRENTLY whose attempt ran out behind a reader, with FINALIZE', async () => {
     await writeMigration('20990101000000_events', [
       'CREATE TABLE ev (n int NOT NULL) PARTITION BY RANGE (n);',
