@@ -151,11 +151,16 @@ function held(relation: RangeVar | undefined, work: Pick<TableHold, 'lock' | 'do
 export function tableHold(node: Node, createdHere: ReadonlySet<string>): TableHold | undefined {
   const alter = node.AlterTableStmt as { relation?: RangeVar; cmds?: Array<{ AlterTableCmd?: Node }>; objtype?: string } | undefined;
   if (alter !== undefined && alter.objtype === 'OBJECT_TABLE') {
-    for (const { AlterTableCmd: cmd } of alter.cmds ?? []) {
-      const hold = cmd && held(alter.relation, alterTableWork(cmd), createdHere);
-      if (hold) return hold;
-    }
-    return undefined;
+    const works = (alter.cmds ?? []).flatMap(({ AlterTableCmd: cmd }) => {
+      const work = cmd && alterTableWork(cmd);
+      return work ? [work] : [];
+    });
+    // A SET NOT NULL that a validated CHECK may spare (notNullOf) is said by itself only where
+    // it is the statement's one piece of work: beside another, the statement scans all the same.
+    const [first] = works.filter((work) => work.notNullOf === undefined);
+    if (first !== undefined) return held(alter.relation, first, createdHere);
+    if (works.length === 1) return held(alter.relation, works[0], createdHere);
+    return works[0] && held(alter.relation, { lock: works[0].lock, doing: works[0].doing }, createdHere);
   }
   const index = node.IndexStmt as { relation?: RangeVar; concurrent?: boolean } | undefined;
   if (index !== undefined) {

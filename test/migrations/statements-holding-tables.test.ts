@@ -194,18 +194,27 @@ describe('statements that hold a table while they go through every row', () => {
     await migrate({ databaseUrl: database.url, migrationsDir });
     await withClient(database.url, (client) =>
       client.query(
-        'CREATE TABLE proven (n int); CREATE TABLE unproven (n int); INSERT INTO proven SELECT i FROM generate_series(1, 60) i; ' +
+        'CREATE TABLE proven (n int, m int); CREATE TABLE unproven (n int); INSERT INTO proven SELECT i, i FROM generate_series(1, 60) i; ' +
           'INSERT INTO unproven SELECT i FROM generate_series(1, 60) i; ANALYZE proven, unproven; ' +
           'ALTER TABLE proven ADD CONSTRAINT proven_n_not_null CHECK (n IS NOT NULL) NOT VALID; ALTER TABLE proven VALIDATE CONSTRAINT proven_n_not_null; ' +
           'ALTER TABLE unproven ADD CONSTRAINT unproven_n_not_null CHECK (n IS NOT NULL) NOT VALID',
       ),
     );
     const name = '20990101000000_not_null';
-    await writeMigration(migrationsDir, name, 'ALTER TABLE proven ALTER COLUMN n SET NOT NULL;\nALTER TABLE unproven ALTER COLUMN n SET NOT NULL;\n', '');
+    await writeMigration(
+      migrationsDir,
+      name,
+      'ALTER TABLE proven ALTER COLUMN n SET NOT NULL;\nALTER TABLE unproven ALTER COLUMN n SET NOT NULL;\n' +
+        // Beside other work, the statement scans all the same.
+        'ALTER TABLE proven ALTER COLUMN n SET NOT NULL, ALTER COLUMN m SET NOT NULL;\nALTER TABLE proven ALTER COLUMN n SET NOT NULL, ADD CONSTRAINT m_positive CHECK (m > 0);\n',
+      '',
+    );
     const planned: string[] = [];
     await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, warn: (line) => planned.push(line) });
     expect(planned.filter((line) => line.includes(' holds ')).map((line) => line.split(' while ')[0])).toEqual([
       `${name}.up.sql:2: ALTER TABLE holds ACCESS EXCLUSIVE on unproven (about 60 rows)`,
+      `${name}.up.sql:3: ALTER TABLE holds ACCESS EXCLUSIVE on proven (about 60 rows)`,
+      `${name}.up.sql:4: ALTER TABLE holds ACCESS EXCLUSIVE on proven (about 60 rows)`,
     ]);
   });
 
