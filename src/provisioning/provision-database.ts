@@ -165,10 +165,11 @@ async function provisionInTransaction(
 
     const owner = await provisionOwner(client, options.owner, options.adminUrl, options.sharedRoles === true);
     if (owner !== 'unchanged') say(`${owner === 'created' ? 'created' : 'set the password of'} the owner role '${options.owner.user}'`);
+    let lentMembership = false;
     if (!admin.superuser) {
       const granted = await mayGiveTo(client, admin.name, options.owner.user);
       if (granted === 'set') say(`granted '${admin.name}' SET on '${options.owner.user}' (without INHERIT), which PostgreSQL 16 and later need to give it objects`);
-      if (granted === 'member') say(`granted '${admin.name}' membership in '${options.owner.user}', which PostgreSQL 15 needs to give it objects`);
+      lentMembership = granted === 'member';
     }
     const ownerName = client.escapeIdentifier(options.owner.user);
     const { rows: current } = await client.query<{ owner: string; schema_owner: string | null }>(
@@ -193,6 +194,8 @@ async function provisionInTransaction(
     const extensionsCreated = await createSuperuserExtensions(client, admin.superuser, say);
     const handedOver = await handOver(client, options.owner.user);
     if (handedOver.length > 0) say(`handed ${handedOver.length} object(s) in 'public' over to '${options.owner.user}': ${handedOver.join(', ')}`);
+    // Before 16 a membership inherits: the admin would keep the owner's rights on every table.
+    if (lentMembership) await client.query(`REVOKE ${ownerName} FROM ${client.escapeIdentifier(admin.name)}`);
     await client.query('COMMIT');
     return { databaseCreated, owner, handedOver, extensionsCreated };
   } catch (error) {
@@ -234,9 +237,10 @@ async function requireAdmin(client: pg.Client, database: string): Promise<AdminR
 // Returns whether it granted.
 async function mayGiveTo(client: pg.Client, admin: string, owner: string): Promise<'set' | 'member' | undefined> {
   const { rows } = await client.query<{ sixteen: boolean }>("SELECT current_setting('server_version_num')::int >= 160000 AS sixteen");
-  // PostgreSQL 15 lets a role give objects to the roles it is a member of, and has no SET
-  // option: the membership a CREATEROLE role may grant itself (it found "must be member of
-  // role" after creating the database, which then stayed the admin's).
+  // Before 16, a role gives objects only to the roles it is a member of, and a membership has no
+  // SET option: the membership a CREATEROLE role may grant itself, for the transaction, taken
+  // back before its COMMIT (it found "must be member of role" after creating the database, which
+  // then stayed the admin's).
   if (!rows[0]!.sixteen) {
     const { rows: member } = await client.query<{ member: boolean }>("SELECT pg_has_role(current_user, $1, 'MEMBER') AS member", [owner]);
     if (member[0]!.member) return undefined;
