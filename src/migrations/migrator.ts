@@ -471,16 +471,17 @@ function createUmzug(
     }
     // Past its deadline the connection is closed, and whether it committed is the record's to tell.
     await answeredWithin(ctx.client, roundTripDeadlineMs, 'COMMIT', () => ctx.client.query('COMMIT'), `so ${name} may or may not be ${verb}: \`migrate status\` tells`);
-    // A file's session-level SET (search_path, session_replication_role…) stayed for the files
-    // after it: where the next file's tables went depended on how many files a release applied
-    // at once. Each file starts from the session's defaults, and the run's own lock wait.
-    await answeredWithin(ctx.client, roundTripDeadlineMs, "the reset of the file's settings", () =>
-      ctx.client.query(`RESET ALL; SET lock_timeout = ${Math.max(1, Math.round(ctx.lockTimeoutMs))}`),
-    );
     const durationMs = Math.round(performance.now() - (ctx.startedAt ?? performance.now()));
     delete ctx.startedAt;
     runs.push({ name, durationMs });
     log(`${verb} ${name} (${durationMs} ms)`);
+    // A file's session-level SET (search_path, session_replication_role…) stayed for the files
+    // after it: where the next file's tables went depended on how many files a release applied
+    // at once. Each file starts from the session's defaults, and the run's own lock wait. (RESET
+    // ALL leaves the role: a file's SET ROLE would still reach the files after it.)
+    await answeredWithin(ctx.client, roundTripDeadlineMs, "the reset of the file's settings", () =>
+      ctx.client.query(`RESET ALL; SET lock_timeout = ${Math.max(1, Math.round(ctx.lockTimeoutMs))}`),
+    );
   };
   umzug.on('migrating', begin);
   umzug.on('reverting', begin);
