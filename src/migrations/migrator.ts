@@ -477,10 +477,11 @@ function createUmzug(
     log(`${verb} ${name} (${durationMs} ms)`);
     // A file's session-level SET (search_path, session_replication_role…) stayed for the files
     // after it: where the next file's tables went depended on how many files a release applied
-    // at once. Each file starts from the session's defaults, and the run's own lock wait. (RESET
-    // ALL leaves the role: a file's SET ROLE would still reach the files after it.)
+    // at once. Each file starts from the session's defaults, and the run's own lock wait; and as
+    // the role it logged in as (RESET ALL leaves the role, and a file's SET ROLE made the next
+    // file's tables that role's; RESET ROLE goes back to the login's own, or its `-c role=`).
     await answeredWithin(ctx.client, roundTripDeadlineMs, "the reset of the file's settings", () =>
-      ctx.client.query(`RESET ALL; SET lock_timeout = ${Math.max(1, Math.round(ctx.lockTimeoutMs))}`),
+      ctx.client.query(`RESET ALL; RESET ROLE; SET lock_timeout = ${Math.max(1, Math.round(ctx.lockTimeoutMs))}`),
     );
   };
   umzug.on('migrating', begin);

@@ -306,6 +306,25 @@ describe('a migrator that is stopped mid-file', () => {
 });
 
 describe('a migration run', () => {
+  it('starts each file as the role it logged in as, whatever role a file before it SET', async ({ onTestFinished }) => {
+    await migrate({ databaseUrl: database.ownerUrl, migrationsDir });
+    const other = `kw_set_role_${randomBytes(4).toString('hex')}`;
+    await withClient(database.url, async (client) => {
+      await client.query(`CREATE ROLE ${other}; GRANT ${other} TO ${inject('ownerUser')}; GRANT CREATE ON SCHEMA public TO ${other}; GRANT ALL ON schema_migrations TO ${other}`);
+    });
+    onTestFinished(async () => {
+      await withMaintenanceClient(inject('serverUrl'), (client) => client.query(`DROP ROLE ${other}`));
+    });
+    await writeFile(path.join(migrationsDir, '20990101000000_as_other.up.sql'), `SET ROLE ${other};\nCREATE TABLE theirs (id int);\n`);
+    await writeFile(path.join(migrationsDir, '20990101000000_as_other.down.sql'), 'DROP TABLE theirs;\n');
+    await writeFile(path.join(migrationsDir, '20990102000000_ours.up.sql'), 'CREATE TABLE ours (id int);\n');
+    await writeFile(path.join(migrationsDir, '20990102000000_ours.down.sql'), 'DROP TABLE ours;\n');
+
+    await migrate({ databaseUrl: database.ownerUrl, migrationsDir });
+
+    expect(await one("SELECT pg_get_userbyid(relowner) AS owner FROM pg_class WHERE oid = 'ours'::regclass")).toEqual({ owner: inject('ownerUser') });
+  });
+
   // Applied in one run, a file's session-level SET reached the files after it: the second file's
   // table went into the first file's schema, and into public when a release applied them apart.
   it("starts each file from the session's defaults, whatever a file before it SET, as if applied one run each", async () => {
