@@ -1,10 +1,9 @@
 import { loadModule, parseSync, scanSync, type Node, type RawStmt, type ScanToken } from 'libpg-query';
-import pg from 'pg';
 import { parseDuration } from '../db/duration.js';
 import { type ConfigError, MigrationScriptError } from '../errors.js';
 import { lineOfPosition } from '../sql-position.js';
 import { optionOn, type OptionNode } from './parse-tree-option.js';
-import { heldWhileWriting, locksKept, statementWords, stronger, tableHold, tableKey, type LockKeptUntilCommit, type RangeVar, type TableHold } from './statements-holding-tables.js';
+import { heldWhileWriting, locksKept, quotedName, statementWords, stronger, tableHold, tableKey, type LockKeptUntilCommit, type RangeVar, type TableHold } from './statements-holding-tables.js';
 
 /** Header of a migration file that must run outside a transaction, statement by statement. */
 export const noTransactionHeader = '-- migrate:no-transaction';
@@ -147,9 +146,8 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
     const index = (node as { IndexStmt?: { concurrent?: boolean; idxname?: string; relation?: RangeVar } }).IndexStmt;
     const created = (node as { CreateStmt?: { relation?: { schemaname?: string; relname?: string } } }).CreateStmt?.relation;
     if (created?.relname !== undefined) createdHere.add(tableKey(created));
-    if (index?.idxname !== undefined && index.relation?.relname !== undefined) {
-      indexesHere.set(tableKey({ ...(index.relation.schemaname === undefined ? {} : { schemaname: index.relation.schemaname }), relname: index.idxname }), index.relation);
-    }
+    // An index lives in its table's schema.
+    if (index?.idxname !== undefined && index.relation?.relname !== undefined) indexesHere.set(tableKey({ ...index.relation, relname: index.idxname }), index.relation);
     const text = bytes.subarray(start, to).toString('utf8').trimEnd();
     const holds = tableHold(node, createdHere);
     const whileLocked = transactional ? heldWhileWriting(node, kept.values()) : [];
@@ -169,7 +167,7 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
       ...(holds ? { holds } : {}),
       ...(whileLocked.length > 0 ? { whileLocked } : {}),
       ...(index?.concurrent && index.idxname
-        ? { concurrentIndex: index.idxname, concurrentIndexRef: [index.relation?.schemaname, index.idxname].filter((part) => part !== undefined).map((part) => pg.escapeIdentifier(part)).join('.') }
+        ? { concurrentIndex: index.idxname, concurrentIndexRef: quotedName({ ...index.relation, relname: index.idxname }) }
         : {}),
       ...concurrentDetach(node),
       ...(index?.concurrent && index.idxname === undefined ? { unnamedConcurrentIndex: true as const } : {}),
@@ -177,9 +175,6 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
   });
   return { file, sql, transactional, ...(headers.lockWait ? { lockWait: headers.lockWait } : {}), statements };
 }
-
-const quotedName = (relation: RangeVar) =>
-  [relation.schemaname, relation.relname].filter((part): part is string => part !== undefined).map((part) => pg.escapeIdentifier(part)).join('.');
 
 // DETACH PARTITION … CONCURRENTLY commits its first transaction before it waits for the
 // partitioned table's readers: an attempt that runs out of lock time there leaves the detach

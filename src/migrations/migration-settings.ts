@@ -43,6 +43,16 @@ export function migrationUrlVariable(url: string, env: NodeJS.ProcessEnv = proce
 }
 
 /**
+ * What messages call `url`: the variable it came from (see {@link migrationUrlVariable}), else
+ * `databaseUrl`, the option a caller passed it as.
+ *
+ * @example databaseTarget(url, process.env, migrationUrlName(url)) // "databaseUrl names no database"
+ */
+export function migrationUrlName(url: string): string {
+  return migrationUrlVariable(url) ?? 'databaseUrl';
+}
+
+/**
  * How long to wait for another migration run: `MIGRATION_LOCK_TIMEOUT`, default 5 minutes,
  * with a unit (`90s`, `10min`) or as a bare number of seconds. A bare number from 10000 up
  * (more than 2.7 hours: most likely meant as milliseconds) is refused, asking for a unit.

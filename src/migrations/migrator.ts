@@ -337,9 +337,10 @@ async function withMigrator<T>(
     // the same way: before the lock too.
     const refuse = async (holder: pg.ClientBase) => {
       await refusePooler(holder);
+      const named = variable ?? 'databaseUrl';
       const nothing = reverting ? 'nothing was reverted' : 'nothing was applied';
-      if (options.refuseSuperuser === true) await refuseSuperuserLogin(holder, variable ?? 'databaseUrl', nothing);
-      if (options.refuseOtherOwner === true) await refuseOtherRecordOwner(holder, variable ?? 'databaseUrl', nothing);
+      if (options.refuseSuperuser === true) await refuseSuperuserLogin(holder, named, nothing);
+      if (options.refuseOtherOwner === true) await refuseOtherRecordOwner(holder, named, nothing);
     };
 
     return await withMigrationLock({ databaseUrl, timeoutMs, onWait, beforeLock: refuse }, (lock) =>

@@ -130,12 +130,32 @@ export function tableKey(relation: RangeVar): string {
   return `${relation.schemaname ?? 'public'}.${relation.relname}`;
 }
 
+/**
+ * A relation as a statement names it, quoted, as `to_regclass` and SQL read it: `"audit"."events"`,
+ * `"users"` where the file named no schema.
+ *
+ * @example quotedName({ schemaname: 'audit', relname: 'Events' }) // '"audit"."Events"'
+ */
+export function quotedName(relation: RangeVar): string {
+  return nameParts(relation).map((part) => pg.escapeIdentifier(part)).join('.');
+}
+
+const nameParts = (relation: RangeVar) => [relation.schemaname, relation.relname].filter((part): part is string => part !== undefined);
+
+// The relation a DROP names by a list of names (`[schema,] name`), with `objectName` for what
+// follows it (a trigger's, a policy's or a rule's own name, after its table's).
+function droppedRelation(items: Array<{ String?: { sval?: string } }> | undefined, objectName: boolean): RangeVar | undefined {
+  const parts = (items ?? []).map((item) => item.String?.sval).slice(0, objectName ? -1 : undefined);
+  const relname = parts.at(-1);
+  const schemaname = parts.length > 1 ? parts.at(-2) : undefined;
+  return relname === undefined ? undefined : { ...(schemaname === undefined ? {} : { schemaname }), relname, inh: true };
+}
+
 const createdBefore = (relation: RangeVar, createdHere: ReadonlySet<string>) => createdHere.has(tableKey(relation));
 
 function held(relation: RangeVar | undefined, work: Pick<TableHold, 'lock' | 'doing' | 'notNullOf'> | undefined, createdHere: ReadonlySet<string>): TableHold | undefined {
   if (relation?.relname === undefined || work === undefined || createdBefore(relation, createdHere)) return undefined;
-  const parts = [relation.schemaname, relation.relname].filter((part): part is string => part !== undefined);
-  return { table: parts.join('.'), ref: parts.map((part) => pg.escapeIdentifier(part)).join('.'), only: relation.inh !== true, ...work, ...(relation.index ? { index: true as const } : {}) };
+  return { table: nameParts(relation).join('.'), ref: quotedName(relation), only: relation.inh !== true, ...work, ...(relation.index ? { index: true as const } : {}) };
 }
 
 /**
@@ -157,10 +177,9 @@ export function tableHold(node: Node, createdHere: ReadonlySet<string>): TableHo
     });
     // A SET NOT NULL that a validated CHECK may spare (notNullOf) is said by itself only where
     // it is the statement's one piece of work: beside another, the statement scans all the same.
-    const [first] = works.filter((work) => work.notNullOf === undefined);
-    if (first !== undefined) return held(alter.relation, first, createdHere);
-    if (works.length === 1) return held(alter.relation, works[0], createdHere);
-    return works[0] && held(alter.relation, { lock: works[0].lock, doing: works[0].doing }, createdHere);
+    const work = works.find((each) => each.notNullOf === undefined) ?? works[0];
+    if (work === undefined) return undefined;
+    return held(alter.relation, works.length === 1 ? work : { lock: work.lock, doing: work.doing }, createdHere);
   }
   const index = node.IndexStmt as { relation?: RangeVar; concurrent?: boolean } | undefined;
   if (index !== undefined) {
@@ -329,21 +348,14 @@ export function locksKept(
   if (refresh !== undefined) return refresh.concurrent ? [] : kept(refresh.relation, 'ACCESS EXCLUSIVE');
   const drop = node.DropStmt as { removeType?: string; concurrent?: boolean; objects?: Array<{ List?: { items?: Array<{ String?: { sval?: string } }> } }> } | undefined;
   if (drop !== undefined && droppedFromTable.has(drop.removeType ?? '')) {
-    return (drop.objects ?? []).flatMap(({ List: name }) => {
-      const parts = (name?.items ?? []).map((item) => item.String?.sval).slice(0, -1);
-      const relname = parts.at(-1);
-      const schemaname = parts.length > 1 ? parts.at(-2) : undefined;
-      return relname === undefined ? [] : kept({ ...(schemaname === undefined ? {} : { schemaname }), relname, inh: true }, 'ACCESS EXCLUSIVE');
-    });
+    return (drop.objects ?? []).flatMap(({ List: name }) => kept(droppedRelation(name?.items, true), 'ACCESS EXCLUSIVE'));
   }
   if (drop?.removeType !== 'OBJECT_INDEX' || drop.concurrent) return [];
   // Inherited (inh): a partitioned index's table holds its rows in its partitions.
   return (drop.objects ?? []).flatMap(({ List: name }) => {
-    const parts = (name?.items ?? []).map((item) => item.String?.sval);
-    const relname = parts.at(-1);
-    const schemaname = parts.length > 1 ? parts.at(-2) : undefined;
-    if (relname === undefined) return [];
-    const index: RangeVar = { ...(schemaname === undefined ? {} : { schemaname }), relname, inh: true, index: true };
+    const named = droppedRelation(name?.items, false);
+    if (named === undefined) return [];
+    const index: RangeVar = { ...named, index: true };
     return kept(indexesHere.get(tableKey(index)) ?? index, 'ACCESS EXCLUSIVE');
   });
 }

@@ -6,7 +6,7 @@ import { loadStatementBounds, type StatementBounds } from '../db/db-config.js';
 import { silentClientBoundsLocal } from '../db/silent-client-bounds.js';
 import { withClient } from '../db/with-client.js';
 import { AppRoleError, ConfigError } from '../errors.js';
-import { migrationUrlVariable } from '../migrations/migration-settings.js';
+import { migrationUrlName } from '../migrations/migration-settings.js';
 import { migrationsTable, qualifiedMigrationsTable } from '../migrations/migration-storage.js';
 import { adminUrlVariable } from './admin-database-url.js';
 import { applicationPrivileges } from './application-privileges.js';
@@ -231,7 +231,7 @@ async function inAppRoleTransaction<T>(
  */
 export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
   requireRoleName('DB_APP_USER', options.user);
-  const variable = migrationUrlVariable(options.databaseUrl) ?? 'databaseUrl';
+  const variable = migrationUrlName(options.databaseUrl);
   databaseTarget(options.databaseUrl, process.env, variable);
 
   const lockTimeoutMs = Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000));

@@ -1,10 +1,26 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
 import { parseMigrationScript } from '../../src/migrations/migration-script.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { createMigrationSandbox, writeMigration } from '../support/migration-sandbox.js';
 
 const holdsOf = async (sql: string) => (await parseMigrationScript('x.up.sql', sql)).statements.map((statement) => statement.holds?.doing ?? null);
+
+/**
+ * A migrated sandbox of the test's own, `prepare` run on it (rows, ANALYZE), and a pending file
+ * `name` of `up`: the lines a dry run says of tables held, and a count of a table's rows.
+ */
+async function holdsSaidByDryRun(name: string, prepare: string, up: string): Promise<{ said: string[]; rowsOf: (table: string) => Promise<number> }> {
+  const { database, migrationsDir, remove } = await createMigrationSandbox();
+  onTestFinished(remove);
+  await migrate({ databaseUrl: database.url, migrationsDir });
+  await withClient(database.url, (client) => client.query(prepare));
+  await writeMigration(migrationsDir, name, up, '');
+  const planned: string[] = [];
+  await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, warn: (line) => planned.push(line) });
+  const rowsOf = (table: string) => withClient(database.url, async (client) => (await client.query<{ n: number }>(`SELECT count(*)::int AS n FROM ${table}`)).rows[0]!.n);
+  return { said: planned.filter((line) => line.includes(' holds ')), rowsOf };
+}
 
 // The lock attempts bound a migration's wait, not its hold: a statement that rewrites or scans
 // a table with rows keeps its traffic waiting for the whole statement.
@@ -143,41 +159,31 @@ describe('statements that hold a table while they go through every row', () => {
       expect((await heldOf(sql)).every((hold) => hold === null)).toBe(true);
     });
 
-    it("says a DROP INDEX's lock on the table of the index, which the catalog tells, and counts that table's rows", async ({ onTestFinished }) => {
-      const { database, migrationsDir, remove } = await createMigrationSandbox();
-      onTestFinished(remove);
-      await migrate({ databaseUrl: database.url, migrationsDir });
+    it("says a DROP INDEX's lock on the table of the index, which the catalog tells, and counts that table's rows", async () => {
       const name = '20990101000000_lower_slugs';
-      await writeMigration(migrationsDir, name, 'DROP INDEX users_created_at_brin;\nUPDATE users SET slug = lower(slug);\n', 'CREATE INDEX users_created_at_brin ON users USING brin (created_at);\n');
-      const users = await withClient(database.url, async (client) => {
-        await client.query('CREATE INDEX users_created_at_brin ON users USING brin (created_at)');
-        await client.query("INSERT INTO users (email, password_hash, display_name, slug) SELECT 'u' || i || '@example.org', 'h', 'U', 'u-' || i FROM generate_series(1, 30) i");
-        await client.query('ANALYZE users');
-        return (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM users')).rows[0]!.n;
-      });
-      const planned: string[] = [];
-      await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, warn: (line) => planned.push(line) });
-      expect(planned.filter((line) => line.includes(' holds '))).toEqual([
+      const { said, rowsOf } = await holdsSaidByDryRun(
+        name,
+        'CREATE INDEX users_created_at_brin ON users USING brin (created_at); ' +
+          "INSERT INTO users (email, password_hash, display_name, slug) SELECT 'u' || i || '@example.org', 'h', 'U', 'u-' || i FROM generate_series(1, 30) i; ANALYZE users",
+        'DROP INDEX users_created_at_brin;\nUPDATE users SET slug = lower(slug);\n',
+      );
+      const users = await rowsOf('users');
+      expect(said).toEqual([
         `${name}.up.sql:2: UPDATE holds ACCESS EXCLUSIVE on users (the table of the index users_created_at_brin) (about ${users} rows) while it ${underLock(1, 'DROP INDEX')}: ` +
           "the table's queries wait for the whole statement, and past the services' lock_timeout they fail. Unless that is meant " +
           '(a maintenance window), write it in steps that hold the lock briefly (README: A migration that meets a long transaction)',
       ]);
     });
 
-    it('are said before anything is applied, with the row count of the table held', async ({ onTestFinished }) => {
-      const { database, migrationsDir, remove } = await createMigrationSandbox();
-      onTestFinished(remove);
-      await migrate({ databaseUrl: database.url, migrationsDir });
+    it('are said before anything is applied, with the row count of the table held', async () => {
       const name = '20990101000000_add_theme';
-      await writeMigration(migrationsDir, name, "ALTER TABLE users ADD COLUMN theme text;\nUPDATE users SET theme = 'light';\n", 'ALTER TABLE users DROP COLUMN theme;\n');
-      const users = await withClient(database.url, async (client) => {
-        await client.query("INSERT INTO users (email, password_hash, display_name, slug) SELECT 'u' || i || '@example.org', 'h', 'U', 'u-' || i FROM generate_series(1, 40) i");
-        await client.query('ANALYZE users');
-        return (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM users')).rows[0]!.n;
-      });
-      const planned: string[] = [];
-      await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, warn: (line) => planned.push(line) });
-      expect(planned.filter((line) => line.includes(' holds '))).toEqual([
+      const { said, rowsOf } = await holdsSaidByDryRun(
+        name,
+        "INSERT INTO users (email, password_hash, display_name, slug) SELECT 'u' || i || '@example.org', 'h', 'U', 'u-' || i FROM generate_series(1, 40) i; ANALYZE users",
+        "ALTER TABLE users ADD COLUMN theme text;\nUPDATE users SET theme = 'light';\n",
+      );
+      const users = await rowsOf('users');
+      expect(said).toEqual([
         `${name}.up.sql:2: UPDATE holds ACCESS EXCLUSIVE on users (about ${users} rows) while it ${underLock(1, 'ALTER TABLE')}: ` +
           "the table's queries wait for the whole statement, and past the services' lock_timeout they fail. Unless that is meant " +
           '(a maintenance window), write it in steps that hold the lock briefly (README: A migration that meets a long transaction)',
@@ -188,30 +194,19 @@ describe('statements that hold a table while they go through every row', () => {
   // The README's steps for a NOT NULL column: a CHECK … NOT VALID, VALIDATE, then SET NOT NULL,
   // which the validated CHECK spares its scan: warned about all the same, the warnings would
   // teach that they may be ignored.
-  it("says SET NOT NULL's scan only where no validated CHECK (column IS NOT NULL) proves it", async ({ onTestFinished }) => {
-    const { database, migrationsDir, remove } = await createMigrationSandbox();
-    onTestFinished(remove);
-    await migrate({ databaseUrl: database.url, migrationsDir });
-    await withClient(database.url, (client) =>
-      client.query(
-        'CREATE TABLE proven (n int, m int); CREATE TABLE unproven (n int); INSERT INTO proven SELECT i, i FROM generate_series(1, 60) i; ' +
-          'INSERT INTO unproven SELECT i FROM generate_series(1, 60) i; ANALYZE proven, unproven; ' +
-          'ALTER TABLE proven ADD CONSTRAINT proven_n_not_null CHECK (n IS NOT NULL) NOT VALID; ALTER TABLE proven VALIDATE CONSTRAINT proven_n_not_null; ' +
-          'ALTER TABLE unproven ADD CONSTRAINT unproven_n_not_null CHECK (n IS NOT NULL) NOT VALID',
-      ),
-    );
+  it("says SET NOT NULL's scan only where no validated CHECK (column IS NOT NULL) proves it", async () => {
     const name = '20990101000000_not_null';
-    await writeMigration(
-      migrationsDir,
+    const { said } = await holdsSaidByDryRun(
       name,
+      'CREATE TABLE proven (n int, m int); CREATE TABLE unproven (n int); INSERT INTO proven SELECT i, i FROM generate_series(1, 60) i; ' +
+        'INSERT INTO unproven SELECT i FROM generate_series(1, 60) i; ANALYZE proven, unproven; ' +
+        'ALTER TABLE proven ADD CONSTRAINT proven_n_not_null CHECK (n IS NOT NULL) NOT VALID; ALTER TABLE proven VALIDATE CONSTRAINT proven_n_not_null; ' +
+        'ALTER TABLE unproven ADD CONSTRAINT unproven_n_not_null CHECK (n IS NOT NULL) NOT VALID',
       'ALTER TABLE proven ALTER COLUMN n SET NOT NULL;\nALTER TABLE unproven ALTER COLUMN n SET NOT NULL;\n' +
         // Beside other work, the statement scans all the same.
         'ALTER TABLE proven ALTER COLUMN n SET NOT NULL, ALTER COLUMN m SET NOT NULL;\nALTER TABLE proven ALTER COLUMN n SET NOT NULL, ADD CONSTRAINT m_positive CHECK (m > 0);\n',
-      '',
     );
-    const planned: string[] = [];
-    await migrate({ databaseUrl: database.url, migrationsDir, dryRun: true, warn: (line) => planned.push(line) });
-    expect(planned.filter((line) => line.includes(' holds ')).map((line) => line.split(' while ')[0])).toEqual([
+    expect(said.map((line) => line.split(' while ')[0])).toEqual([
       `${name}.up.sql:2: ALTER TABLE holds ACCESS EXCLUSIVE on unproven (about 60 rows)`,
       `${name}.up.sql:3: ALTER TABLE holds ACCESS EXCLUSIVE on proven (about 60 rows)`,
       `${name}.up.sql:4: ALTER TABLE holds ACCESS EXCLUSIVE on proven (about 60 rows)`,

@@ -7,7 +7,7 @@ import { databaseTarget, type DatabaseTarget } from '../../db/database-target.js
 import { openClient } from '../../db/with-client.js';
 import { requireDirectConnection } from '../../db/direct-connection.js';
 import { BackupError, DirectConnectionRequiredError, PgToolNotFoundError, RestoreError } from '../../errors.js';
-import { migrationUrlVariable } from '../../migrations/migration-settings.js';
+import { migrationUrlName, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { backupFileName, type BackupFormat } from './backup-name.js';
 import { pruneBackups } from './backup-retention.js';
 import { writeChecksumFile } from '../files/checksum-file.js';
@@ -376,7 +376,7 @@ async function choosePgDump(
 export async function backupDatabase(options: BackupOptions): Promise<BackupResult> {
   const log = options.log ?? (() => undefined);
   // The server pg reaches with this URL (the version probe) is the one pg_dump is pointed at.
-  const target = databaseTarget(options.databaseUrl, process.env, migrationUrlVariable(options.databaseUrl) ?? 'databaseUrl');
+  const target = databaseTarget(options.databaseUrl, process.env, migrationUrlName(options.databaseUrl));
   const facts = await serverFacts(options.databaseUrl, target);
   const pgDump = await choosePgDump(options, target, facts);
   const native = !(pgDump instanceof PgToolNotFoundError);

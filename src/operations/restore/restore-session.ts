@@ -3,7 +3,7 @@ import { databaseTarget } from '../../db/database-target.js';
 import { withClient } from '../../db/with-client.js';
 import { requireDirectConnection } from '../../db/direct-connection.js';
 import { DirectConnectionRequiredError, RestoreError } from '../../errors.js';
-import { migrationUrlVariable } from '../../migrations/migration-settings.js';
+import { migrationUrlName, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { databaseUrlAs } from '../../provisioning/database-admin.js';
 import { requireRoleName } from '../../provisioning/app-role.js';
 import { describePowers, powerFixes, rolePowers } from '../../provisioning/role-powers.js';
@@ -64,7 +64,7 @@ const why =
  * // { url: 'postgresql://kennwilliamson:…@…/kennwilliamson', role: 'kennwilliamson', insteadOf: 'postgres' }
  */
 export async function restoreSession(databaseUrl: string, owner: RestoreOwner = {}, options: { appRole?: string | undefined } = {}): Promise<RestoreSession> {
-  const target = databaseTarget(databaseUrl, process.env, migrationUrlVariable(databaseUrl) ?? 'databaseUrl');
+  const target = databaseTarget(databaseUrl, process.env, migrationUrlName(databaseUrl));
   const { appRole } = options;
   if (appRole !== undefined) requireRoleName('DB_APP_USER', appRole);
   const facts = await withClient(

@@ -120,9 +120,9 @@ export interface RestoreResult {
  * for a silent host are the session's, set once before the first attempt: see restoreDatabase.)
  *
  * @example
- * await client.query(restorePrelude(30_000))
+ * await client.query(restorePrelude(30_000, 70_000))
  */
-export function restorePrelude(lockTimeoutMs = 30_000, idleMs = defaultPgRestoreStallTimeoutMs + roundTripDeadlineMs): string {
+export function restorePrelude(lockTimeoutMs: number, idleMs: number): string {
   return `SET LOCAL ROLE NONE;
 SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))};
 SET LOCAL idle_in_transaction_session_timeout = ${Math.max(1, Math.round(idleMs))};
@@ -493,6 +493,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   // The longest the restore's transaction may wait idle: for the backup's next statement, which
   // the stall watch bounds, and a round trip.
   const idleMs = stallTimeoutMs + roundTripDeadlineMs;
+  const lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
   const serverStallTimeoutMs = Math.max(1, Math.round(options.serverStallTimeoutMs ?? defaultServerStallTimeoutMs));
   // The COPY guards' looks at the server's progress still under way: the restore waits for them
   // before it returns, so that none of their connections outlives it.
@@ -633,7 +634,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         // The transaction's settings and the session's bounds for a silent host, in one round
         // trip; set within the transaction, the latter go back to the values set above if it
         // aborts.
-        const restoreSettings = `${restorePrelude(options.lockTimeoutMs, idleMs)}${silentClientBoundsSession}`;
+        const restoreSettings = `${restorePrelude(lockTimeoutMs, idleMs)}${silentClientBoundsSession}`;
         // Once COMMIT is on its way the outcome is the server's: the restore waits for its answer.
         const onAbort = () => {
           if (committing) return;
@@ -646,7 +647,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           await beginHoldingTables(client, step, {
             url: session.url,
             database: target.database,
-            lockTimeoutMs: options.lockTimeoutMs ?? 30_000,
+            lockTimeoutMs,
             idleMs,
             log,
             ...(signal ? { signal } : {}),

@@ -656,25 +656,28 @@ ${seededCheck('plant')}`,
     expect((sqlText as Error).message).toContain('the argument defaults of function public.add_one(integer), which runs SQL text');
   });
 
-  it("a function a service's migration makes in another schema is none of public's", async () => {
-    const migrationsDir = await migrationsDefining("CREATE SCHEMA audit;\nCREATE FUNCTION audit.stamp() RETURNS integer LANGUAGE sql AS 'SELECT 1';\n");
-    const backup = await crafted('other-schema-function.sql.gz', 'CREATE FUNCTION public.stamp() RETURNS integer\n    LANGUAGE sql\n    AS $$SELECT 1$$;\n');
+  it.each([
+    [
+      "a function a service's migration makes in another schema is none of public's",
+      "CREATE SCHEMA audit;\nCREATE FUNCTION audit.stamp() RETURNS integer LANGUAGE sql AS 'SELECT 1';\n",
+      'CREATE FUNCTION public.stamp() RETURNS integer\n    LANGUAGE sql\n    AS $$SELECT 1$$;\n',
+      'public.stamp()',
+    ],
+    // Not resolved, so none of the migrations' (and no failure of the check itself).
+    [
+      "a service's function whose migration declares an argument by another's %TYPE is refused as none of the migrations'",
+      "CREATE TABLE notes (body text);\nCREATE FUNCTION note_length(b notes.body%TYPE) RETURNS integer LANGUAGE sql AS 'SELECT length(b)';\n",
+      'CREATE TABLE public.notes (body text);\nCREATE FUNCTION public.note_length(b text) RETURNS integer\n    LANGUAGE sql\n    AS $$SELECT length(b)$$;\n',
+      'public.note_length(text)',
+    ],
+  ])('%s', async (_case, migration, sql, refused) => {
+    const migrationsDir = await migrationsDefining(migration);
+    const backup = await crafted('not-the-migrations-function.sql.gz', sql);
 
     const error = await restoreAsDefault(await target(), backup, { migrationsDir }).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RestoreError);
-    expect((error as Error).message).toContain(noMigrationDefines('public.stamp()'));
-  });
-
-  // Not resolved, so none of the migrations' (and no failure of the check itself).
-  it("a service's function whose migration declares an argument by another's %TYPE is refused as none of the migrations'", async () => {
-    const migrationsDir = await migrationsDefining("CREATE TABLE notes (body text);\nCREATE FUNCTION note_length(b notes.body%TYPE) RETURNS integer LANGUAGE sql AS 'SELECT length(b)';\n");
-    const backup = await crafted('pct-type.sql.gz', 'CREATE TABLE public.notes (body text);\nCREATE FUNCTION public.note_length(b text) RETURNS integer\n    LANGUAGE sql\n    AS $$SELECT length(b)$$;\n');
-
-    const error = await restoreAsDefault(await target(), backup, { migrationsDir }).catch((e: unknown) => e);
-
-    expect(error).toBeInstanceOf(RestoreError);
-    expect((error as Error).message).toContain(noMigrationDefines('public.note_length(text)'));
+    expect((error as Error).message).toContain(noMigrationDefines(refused));
   });
 
   // A table and a function of the backup's that ANALYZE would call on it.
