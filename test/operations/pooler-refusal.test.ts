@@ -106,6 +106,29 @@ describe.skipIf(!toolsAvailable([pgBouncerPath], 'the refusals of a connection p
       expect(setup.stdout).toBe('');
     });
 
+    // A reset through the pooler dropped and recreated the database there, and only the
+    // migrations then refused the pooler: the database was left empty. And with DB_APP_USER
+    // set, the refusal came from the application role's step, named 'setup'.
+    it.each([
+      { run: 'as the owner', args: [], variable: 'MIGRATION_DATABASE_URL', overrides: {} },
+      { run: 'as the owner, with DB_APP_USER', args: [], variable: 'MIGRATION_DATABASE_URL', overrides: { DB_APP_USER: 'kw_pooled_reset_app' } },
+      {
+        run: 'as the admin',
+        args: ['--admin'],
+        variable: 'ADMIN_DATABASE_URL',
+        overrides: { DB_OWNER_USER: 'kw_pooled_reset_owner', DB_OWNER_PASSWORD: 'owner-password-1' },
+      },
+    ])('refuses db:reset through the pooler before it drops anything ($run)', async ({ args, variable, overrides }) => {
+      const reset = await runCli('db-reset', [...args, '--yes'], env({ [variable]: pooledUrl, ...overrides }));
+      expect(reset.code, reset.stderr).toBe(1);
+      expect(reset.stderr).toContain(`[DIRECT_CONNECTION_REQUIRED]: reset refused: ${variable} reaches a connection pooler`);
+      expect(reset.stdout).toBe('');
+      const applied = await withClient(database.url, async (client) =>
+        (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM schema_migrations')).rows[0]!.n,
+      );
+      expect(applied).toBeGreaterThan(0);
+    });
+
     // The library's provisioning too, not only the command: a role's settings and a hand-over
     // done on a pooled server connection reach whoever borrows it next, and the application
     // role's bounds would go unset where the services' sessions read them.

@@ -1,4 +1,5 @@
 import { databaseTarget, isLocalHost, type DatabaseTarget } from '../../db/database-target.js';
+import { requireDirectDatabase } from '../../db/direct-connection.js';
 import { loadStatementBounds, type StatementBounds } from '../../db/db-config.js';
 import { migrate } from '../../migrations/on-demand-migrator.js';
 import { migrationDatabaseUrl, migrationLockTimeoutMs, migrationUrlVariable } from '../../migrations/migration-settings.js';
@@ -52,6 +53,7 @@ Environment:
       const bounds = appUser === undefined ? undefined : loadStatementBounds();
       const target = requireLocalDatabase(adminUrl, { force: values.force === true, action: 'reset', variable: adminUrlVariable });
       requireSameDatabaseAsMigrations(target);
+      await requireDirectDatabase(adminUrl, { operation: 'reset', variable: adminUrlVariable, applicationName: 'kennwilliamson-reset', missingPasses: true });
       await confirmReset(target, values.yes === true);
       // The admin step first, on the database as it is (it keeps data): whatever it refuses (an
       // admin without CREATEROLE, an owner that is a superuser) is refused before anything is
@@ -70,7 +72,12 @@ Environment:
     }
     const databaseUrl = migrationDatabaseUrl();
     const variable = migrationUrlVariable(databaseUrl);
-    await confirmReset(requireLocalDatabase(databaseUrl, { force: values.force === true, action: 'reset', variable }), values.yes === true);
+    const target = requireLocalDatabase(databaseUrl, { force: values.force === true, action: 'reset', variable });
+    // Through a pooler the drop and the creation went through (PgBouncer passes them on), and
+    // only the migrations refused it: the database was left empty. So the pooler is refused
+    // first, before the question. (A database that is not there yet is checked by migrate.)
+    await requireDirectDatabase(databaseUrl, { operation: 'reset', variable, applicationName: 'kennwilliamson-reset', missingPasses: true });
+    await confirmReset(target, values.yes === true);
     // The application role's grant first, on the database as it is: a role that is missing or
     // has powers is refused before anything is dropped. (A database that is not there yet has
     // nothing to lose.)
