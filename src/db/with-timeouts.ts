@@ -2,6 +2,9 @@ import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import { type ConfigError, mapDatabaseError, ValidationError } from '../errors.js';
 import { parseDuration } from './duration.js';
 import { typedTransaction } from './typed-transaction.js';
+import type { DB } from '../../generated/db.js';
+import type { CamelCasedDB } from './camel-cased-db.js';
+import { type Executor, withoutPlugins } from './query-function.js';
 
 /** Bounds for one transaction, each in milliseconds or with a unit (`'60s'`, `'5min'`); an omitted one stays as it is. */
 export interface StatementTimeouts {
@@ -48,8 +51,20 @@ function millisecondsOf(field: string, value: number | string | undefined): stri
  *   refreshTokens.purgeExpired(trx),
  * )
  */
-export async function withTimeouts<D, T>(
-  db: Kysely<D>,
+export function withTimeouts<T, D extends DB = DB>(db: Kysely<D> | Transaction<D>, timeouts: StatementTimeouts, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
+/** The same, for a service's Kysely with CamelCasePlugin (see {@link CamelCasedDB}), tables of its own beside ours or not. */
+export function withTimeouts<T, D extends CamelCasedDB = CamelCasedDB>(
+  db: Kysely<D> | Transaction<D>,
+  timeouts: StatementTimeouts,
+  work: (trx: Transaction<D>) => Promise<T>,
+): Promise<T>;
+/** The same, for any other Kysely (tables of the service's own only). */
+export function withTimeouts<T, D>(db: Kysely<D> | Transaction<D>, timeouts: StatementTimeouts, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
+// The overloads name Transaction<D> beside Kysely<D>, and our tables' types first: from a
+// transaction (a ControlledTransaction too) against Kysely<D> alone, TypeScript inferred D as
+// an index signature of the tables' types, which neither the transaction nor `work` matched.
+export async function withTimeouts<T, D>(
+  db: Kysely<D> | Transaction<D>,
   timeouts: StatementTimeouts,
   work: (trx: Transaction<D>) => Promise<T>,
 ): Promise<T> {
@@ -70,7 +85,10 @@ export async function withTimeouts<D, T>(
   }
   const run = async (trx: Transaction<D>) => {
     // A typed error on a service's own Kysely too (an aborted transaction, a lost connection).
-    await trx.executeQuery(CompiledQuery.raw(timeoutsOverrideSql, values)).catch((error: unknown) => Promise.reject(mapDatabaseError(error)));
+    // Without the caller's plugins, as the query functions' statements: a plugin that keeps
+    // state per query (transformQuery, then transformResult) failed on a result of a query
+    // it never saw, and one that rewrites statements would have changed this one.
+    await withoutPlugins(trx as unknown as Executor).executeQuery(CompiledQuery.raw(timeoutsOverrideSql, values)).catch((error: unknown) => Promise.reject(mapDatabaseError(error)));
     return work(trx);
   };
   return db.isTransaction ? run(db as Transaction<D>) : typedTransaction(db, run);

@@ -1,9 +1,21 @@
-import { type Kysely, sql } from 'kysely';
+import {
+  CamelCasePlugin,
+  type Kysely,
+  type KyselyPlugin,
+  type PluginTransformQueryArgs,
+  type PluginTransformResultArgs,
+  type QueryId,
+  type QueryResult,
+  type RootOperationNode,
+  sql,
+  type UnknownRow,
+} from 'kysely';
 import pg from 'pg';
 import { beforeAll, describe, expect, inject, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
 import { createDb, poolOf } from '../../src/db/create-db.js';
 import { rowGateState } from '../../src/db/row-gate.js';
+import type { CamelCasedDB } from '../../src/db/camel-cased-db.js';
 import type { DbConfig } from '../../src/db/db-config.js';
 import { withTimeouts } from '../../src/db/with-timeouts.js';
 import { ConnectionError, LockNotAvailableError, QueryCanceledError, ValidationError } from '../../src/errors.js';
@@ -466,5 +478,45 @@ it('refuses a bad bound in withTimeouts before any query', async () => {
   await expect(withTimeouts(offlineDb, { statementTimeoutMs: 60_000 } as never, async () => 1)).rejects.toMatchObject({
     field: 'statementTimeoutMs',
     message: expect.stringContaining('is no bound of withTimeouts (statementTimeout, lockTimeout, idleInTransactionTimeout)'),
+  });
+});
+
+// A plugin as Kysely's documentation shows one: what transformQuery learns of a query, kept by
+// its queryId for transformResult.
+class PerQueryPlugin implements KyselyPlugin {
+  private readonly seen = new WeakSet<QueryId>();
+  transformQuery(args: PluginTransformQueryArgs): RootOperationNode {
+    this.seen.add(args.queryId);
+    return args.node;
+  }
+  async transformResult(args: PluginTransformResultArgs): Promise<QueryResult<UnknownRow>> {
+    if (!this.seen.has(args.queryId)) throw new Error('PerQueryPlugin: the result of a query it never saw');
+    return args.result;
+  }
+}
+
+// withTimeouts given the caller's transaction, of each kind a service holds: its SET LOCAL ran
+// through the transaction's plugins (one keeping state per query failed on it), and from a
+// transaction alone TypeScript inferred the tables' type as an index signature, which neither
+// the transaction nor `work` matched (this file then fails `npm run typecheck`).
+it("bounds the caller's transaction of each kind, whatever plugins it carries", async () => {
+  await withBoundedDb(async (db) => {
+    const { id } = await newUser(db);
+    const statementTimeout = (trx: Kysely<DB>) =>
+      sql<{ bound: string }>`SELECT current_setting('statement_timeout') AS bound`.execute(trx).then(({ rows }) => rows[0]!.bound);
+
+    const plugged = db.withPlugin(new PerQueryPlugin());
+    expect(await plugged.transaction().execute((trx) => withTimeouts(trx, { statementTimeout: '7s' }, statementTimeout))).toBe('7s');
+
+    const controlled = await db.startTransaction().execute();
+    try {
+      expect(await withTimeouts(controlled, { statementTimeout: '8s' }, statementTimeout)).toBe('8s');
+    } finally {
+      await controlled.rollback().execute();
+    }
+
+    const camel = db.withPlugin(new CamelCasePlugin()) as unknown as Kysely<CamelCasedDB>;
+    const found = await camel.transaction().execute((trx) => withTimeouts(trx, { statementTimeout: '9s' }, (t) => users.findById(t, id)));
+    expect(found?.id).toBe(id);
   });
 });

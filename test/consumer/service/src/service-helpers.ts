@@ -18,6 +18,7 @@ import {
   refreshTokens,
   users,
   withTimeouts,
+  type CamelCasedDB,
   type DB,
   type DbConfigInput,
 } from '@kennwilliamson/db';
@@ -108,4 +109,14 @@ export async function everyOptionalField(db: Kysely<DB>): Promise<void> {
   await provisionDatabase({ adminUrl: env.ADMIN_DATABASE_URL!, owner: { user: 'owner', password: 'secret' }, log: maybe(), lockTimeoutMs: maybe<number>(), warn: maybe() });
   await provisionAppRole({ adminUrl: env.ADMIN_DATABASE_URL!, user: 'app', password: 'secret', statementBounds: maybe() });
   await ensureAppRole({ databaseUrl: env.DATABASE_URL!, user: 'app', lockTimeoutMs: maybe<number>() });
+}
+
+// withTimeouts given a transaction the service holds, of each kind: `work` gets that
+// transaction's type (from a transaction alone, TS2345 named an index signature of our tables).
+export async function timeoutsInTransactions(db: Kysely<DB>, camel: Kysely<CamelCasedDB>, wide: Kysely<DB & { audit_log: { id: number } }>): Promise<void> {
+  await db.transaction().execute((trx) => withTimeouts(trx, { lockTimeout: '1s' }, (t) => users.setActive(t, 'u', false)));
+  await camel.transaction().execute((trx) => withTimeouts(trx, {}, (t) => users.findById(t, 'u')));
+  await wide.transaction().execute((trx) => withTimeouts(trx, {}, (t) => users.findById(t, 'u')));
+  const controlled = await db.startTransaction().execute();
+  await withTimeouts(controlled, {}, (t) => users.findById(t, 'u'));
 }
