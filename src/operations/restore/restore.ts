@@ -732,7 +732,15 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             throw unknown;
           });
         } catch (error) {
-          await roundTrip('ROLLBACK', () => client.query('ROLLBACK')).catch(() => undefined);
+          const rolledBackHere = await roundTrip('ROLLBACK', () => client.query('ROLLBACK')).then(
+            () => true,
+            () => false,
+          );
+          // No ROLLBACK answered: the connection is closed (a stall's bound, a deadline), and the
+          // server may go on with the backup's statement for ever, holding every table of public,
+          // where the backup's code turned its check of the connection off within it. Ended from
+          // a connection of its own, as for Ctrl-C; what cannot be ended is said.
+          if (!rolledBackHere && !committing) sessionNotEnded ??= endInterruptedSession(session.url, ownSession);
           throw error;
         } finally {
           signal?.removeEventListener('abort', onAbort);
@@ -741,10 +749,27 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
       'kennwilliamson-restore',
     );
   } catch (error) {
+    const failure = await restoreFailure(error);
+    const notEnded = await sessionNotEnded;
+    if (notEnded === undefined || (signal?.aborted && !committing)) throw failure;
+    throw new RestoreError(
+      `${failure.message}\nnothing was committed, but ${notEnded}: it holds the tables of public until it ends` +
+        `${ownSession ? ` (SELECT pg_terminate_backend(${ownSession.pid}), as its role or a superuser)` : ''}`,
+      { cause: failure.cause ?? error },
+    );
+  } finally {
+    await closeSource();
+    await Promise.allSettled(progressLooks);
+  }
+  log(`restored ${tables} tables from ${backup.file}`);
+  return { tables };
+
+  // The restore's failure as it is reported, once the source is stopped.
+  async function restoreFailure(error: unknown): Promise<RestoreError> {
     if (!connected) {
       stopSource();
-      if (error instanceof RestoreError) throw error;
-      throw new RestoreError(
+      if (error instanceof RestoreError) return error;
+      return new RestoreError(
         `could not connect to ${target.description}: ${(error as Error).message}; the database was not touched`,
         { cause: error },
       );
@@ -756,13 +781,13 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     if (signal?.aborted && !committing) {
       const notEnded = await sessionNotEnded;
       if (notEnded !== undefined) {
-        throw new RestoreError(
+        return new RestoreError(
           `restore interrupted before its COMMIT; nothing was committed, but ${notEnded}: it holds the tables of public until it ends` +
             `${ownSession ? ` (SELECT pg_terminate_backend(${ownSession.pid}), as its role or a superuser)` : ''}`,
           { cause: error },
         );
       }
-      throw new RestoreError('restore interrupted before its COMMIT; the database was not changed', { cause: error });
+      return new RestoreError('restore interrupted before its COMMIT; the database was not changed', { cause: error });
     }
     // When the stream ended by itself, a failed pg_restore is the cause: its account comes first.
     const readFailure = ended
@@ -772,23 +797,18 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         )
       : undefined;
     if (readFailure instanceof RestoreError) {
-      throw new RestoreError(`${readFailure.message}\nthe restore was rolled back; the database was not changed`, { cause: error });
+      return new RestoreError(`${readFailure.message}\nthe restore was rolled back; the database was not changed`, { cause: error });
     }
     if (error instanceof RestoreError) {
-      if (serverRefusals.has(error)) throw error;
+      if (serverRefusals.has(error)) return error;
       // Refused by the vetting (a statement outside the allow-list, a meta-command …) after earlier parts ran.
-      throw new RestoreError(`refusing to restore ${backup.file}: ${error.message}\nthe restore was rolled back; the database was not changed`, {
+      return new RestoreError(`refusing to restore ${backup.file}: ${error.message}\nthe restore was rolled back; the database was not changed`, {
         cause: error,
       });
     }
-    throw new RestoreError(
+    return new RestoreError(
       `reading the backup failed: ${(error as Error).message}\nthe restore was rolled back; the database was not changed`,
       { cause: error },
     );
-  } finally {
-    await closeSource();
-    await Promise.allSettled(progressLooks);
   }
-  log(`restored ${tables} tables from ${backup.file}`);
-  return { tables };
 }

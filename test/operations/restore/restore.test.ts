@@ -522,6 +522,41 @@ describe.skipIf(!available)('npm run db:restore', () => {
     await rolledBackOnceClosed(proxy, target, before);
   });
 
+  // The backup's code may turn the server's check of the connection off within its statement
+  // (set_config in a CHECK's function) and keep it running: once the restore gave the server up
+  // and closed the connection, the session went on, holding every table of public, while the
+  // restore said it was rolled back. It is ended from a connection of its own, as for Ctrl-C.
+  it.concurrent("a session the restore gave up on is ended, not left holding the tables behind a closed connection", async ({ expect }) => {
+    const stuckCheck =
+      'CREATE FUNCTION stuck_check(n int) RETURNS boolean LANGUAGE sql AS $$ SELECT ' +
+      "pg_catalog.set_config('client_connection_check_interval', '0', false) IS NOT NULL AND " +
+      "pg_catalog.pg_sleep(CASE WHEN pg_catalog.current_setting('kw.fast', true) = 'on' THEN 0 ELSE 60 END) IS NOT NULL AND n > 0 $$;\n";
+    const source = await server.createMigratedDatabase();
+    await execute(server.ownerUrlOf(source), `${stuckCheck}CREATE TABLE checked_for_ever (n int CHECK (stuck_check(n))); SET kw.fast = 'on'; INSERT INTO checked_for_ever VALUES (1)`);
+    const stuck = await backupDatabase({ databaseUrl: server.urlOf(source), backupDir: path.join(workDir, 'stuck-check'), environment: 'test', keep: 1 });
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+
+    const error = await restoreDatabase({
+      databaseUrl: target,
+      backup: await verifyBackupFile(stuck.file),
+      migrationsDir: await migrationsDefining(stuckCheck, workDir),
+      serverStallTimeoutMs: 1_000,
+    }).catch((e: unknown) => e);
+
+    expect((error as Error).message).toMatch(/^restore failed and was rolled back; the database was not changed:\n.*made no progress with them/);
+    // At once, not after the backup's statement ends by itself (60 s): the session is gone.
+    const sessions = await withClient(target, (client) =>
+      client.query("SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND application_name = 'kennwilliamson-restore'"),
+    );
+    expect(sessions.rows).toEqual([{ n: 0 }]);
+    const readable = await withClient(target, async (client) => {
+      await client.query("SET lock_timeout = '1s'");
+      return (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM users')).rows[0]!.n;
+    });
+    expect(readable).toBe(before.users!.rows);
+  });
+
   // Once COMMIT is on its way the outcome is the server's: Ctrl-C then must not report the
   // restore as not committed (it may well be), but wait for COMMIT's answer (here it never
   // comes, and its deadline says so).
