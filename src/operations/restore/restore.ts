@@ -16,7 +16,7 @@ import { defaultPgRestoreStallTimeoutMs, watchedOutput, watchedStream } from '..
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
 import { deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
 import { unsafeInRestoredPublic } from './unsafe-in-restored-public.js';
-import { type MigrationFunction, migrationFunctions } from './migration-functions.js';
+import { functionNoMigrationMakes, type MigrationFunction, migrationFunctions } from './migration-functions.js';
 import { type CopyStallGuard, ScriptQuery } from './script-query.js';
 import { serverFailure } from './server-failure.js';
 import { makesSomething, nothingMade, type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
@@ -234,6 +234,14 @@ function copyStallGuard(
     },
   };
 }
+
+// A backup's function that is none of the migrations', refused before it is made.
+const backupFunctionRefusal = ({ name, parsedBody }: { name: string; parsedBody: boolean }) =>
+  `function public.${name}, which no migration defines so (the same name, body and language): its body would run while the backup's rows load, ` +
+  "as the owner, and could act and then put a migration's body in its place before the check; " +
+  (parsedBody
+    ? 'written BEGIN ATOMIC, its body is kept parsed, not as its text, so that no migration can be told to define it: write it with a quoted body'
+    : 'a service with migrations of its own restores with their folder (restore --migrations-dir DIR, restoreDatabase({ migrationsDir }))');
 
 /** How long the server may take no visible step with a table's rows, before it is looked at (see serverStallTimeoutMs). */
 const defaultServerStallTimeoutMs = 60_000;
@@ -679,6 +687,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             // GRANT to another role by name. The restore gives the application role its grants
             // itself (finishPrivileges).
             if (part.kind === 'sql' && part.privileges?.leaveOut) continue;
+            const unknownFunction = part.kind === 'sql' && part.statement === 'CREATE FUNCTION' ? functionNoMigrationMakes(part.text, knownFunctions) : undefined;
+            if (unknownFunction !== undefined) {
+              throw rolledBack(`${backupFunctionRefusal(unknownFunction)} at line ${part.line} of the backup's SQL`, undefined);
+            }
             if (makesSomething(part)) made += 1;
             if (part.kind === 'copy') log(`restoring table ${part.table} (${++tables}${backup.tables ? ` of ${backup.tables}` : ''})`);
             const query =

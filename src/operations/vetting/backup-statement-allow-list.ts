@@ -453,7 +453,8 @@ const privilegeWords = (privileges: string[] | undefined) => (privileges === und
 // server, and CREATE on public to every role is CVE-2018-1058's way into the owner's
 // migrations. A predefined role (pg_*) receives nothing: its members are other roles of the
 // server. With `grantees`, only the owner and the application role receive anything, the
-// latter no more than the release step gives it. REVOKE may name anyone: it only takes away.
+// latter no more than the release step gives it. REVOKE may name anyone: it only takes away
+// (from the owner it is left out: see privilegeChange).
 function granteeOf(
   what: string,
   objtype: string,
@@ -564,13 +565,16 @@ const checkGrant = (node: Tree, options: BackupStatementOptions): StatementVerdi
 // Decided here, where the grantees are checked, so that the restore only follows it.
 const privilegeChange = (grant: boolean, grantee: PrivilegeChange['grantee'], forRoles: string[], options: BackupStatementOptions): PrivilegeChange => {
   const { grantees: expected } = options;
+  // A REVOKE from the role restoring takes its own rights on its own tables away (the
+  // migrations record's among them: the next migration then fails); the owner's rights are
+  // its own, whatever the backup says.
   const leaveOut =
     expected !== undefined &&
     (forRoles.some((role) => role !== expected.owner) ||
       (grantee !== 'PUBLIC' &&
-        grantee.role !== expected.owner &&
-        !expected.applicationRoles.includes(grantee.role) &&
-        readerPrivileges(expected, grantee.role) === undefined));
+        (grantee.role === expected.owner
+          ? !grant
+          : !expected.applicationRoles.includes(grantee.role) && readerPrivileges(expected, grantee.role) === undefined)));
   return { grant, grantee, forRoles, ...(leaveOut ? { leaveOut: true as const } : {}) };
 };
 

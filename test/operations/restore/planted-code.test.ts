@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { withClient } from '../../../src/db/with-client.js';
@@ -10,6 +11,7 @@ import { RestoreError } from '../../../src/errors.js';
 import { migrationFunctions } from '../../../src/operations/restore/migration-functions.js';
 import { restoreDatabase } from '../../../src/operations/restore/restore.js';
 import { verifyBackupFile } from '../../../src/operations/vetting/verify-backup-file.js';
+import { sqlScriptParts } from '../../../src/operations/vetting/sql-script.js';
 import { ensureAppRole, provisionAppRole } from '../../../src/provisioning/app-role.js';
 import { holdAdvisoryLock } from '../../support/advisory-lock-holder.js';
 import { eventually } from '../../support/eventually.js';
@@ -40,6 +42,8 @@ describe('code a backup plants while it is restored', () => {
     await rm(workDir, { recursive: true, force: true });
   });
 
+  // Each crafted backup's SQL, for the functions it makes (see restoreAsDefault).
+  const craftedSql = new WeakMap<object, string>();
   async function crafted(name: string, sql: string) {
     const file = path.join(workDir, name);
     const dump =
@@ -47,7 +51,21 @@ describe('code a backup plants while it is restored', () => {
       `SET standard_conforming_strings = on;\nSELECT pg_catalog.set_config('search_path', '', false);\n\n${sql}\n` +
       '--\n-- PostgreSQL database dump complete\n--\n\n';
     await writeFile(file, gzipSync(Buffer.from(dump)));
-    return verifyBackupFile(file);
+    const backup = await verifyBackupFile(file);
+    craftedSql.set(backup, dump);
+    return backup;
+  }
+  // The CREATE FUNCTION statements of a crafted backup, as far as its text is read.
+  async function functionsMadeBy(backup: object): Promise<string> {
+    const made: string[] = [];
+    try {
+      for await (const part of sqlScriptParts(Readable.from([Buffer.from(craftedSql.get(backup) ?? '')]), {})) {
+        if (part.kind === 'sql' && part.statement === 'CREATE FUNCTION') made.push(`${part.text}\n`);
+      }
+    } catch {
+      // Refused further on: the restore says so.
+    }
+    return made.join('');
   }
   /** A file the server would write, if anything made it run a program: in a folder it may write to. */
   async function marker(): Promise<string> {
@@ -61,12 +79,23 @@ describe('code a backup plants while it is restored', () => {
     onTestFinished(() => database.drop());
     return database;
   }
-  // As the documented default runs it: the superuser's URL, logging in as the owner.
+  // As the documented default runs it: the superuser's URL, logging in as the owner. A function
+  // no migration defines is refused before it is made, so that its body never runs: the
+  // backup's functions are here the service's own migrations' (unless `ownFunctions` is false,
+  // or the test gives the migrations), so that they run while rows load, as a migration's may,
+  // and what the checks before COMMIT refuse of what they did is what these tests show.
   const restoreAsDefault = async (
     database: TestDatabase,
     backup: Awaited<ReturnType<typeof crafted>>,
-    options: { signal?: AbortSignal; migrationsDir?: string } = {},
-  ) => restoreDatabase({ databaseUrl: database.url, owner: { password: inject('ownerPassword') }, backup, ...options });
+    options: { signal?: AbortSignal; migrationsDir?: string; ownFunctions?: false } = {},
+  ) => {
+    const { ownFunctions, ...given } = options;
+    const functions = given.migrationsDir === undefined && ownFunctions !== false ? await functionsMadeBy(backup) : '';
+    const migrationsDir = functions === '' ? given.migrationsDir : await migrationsDefining(functions, workDir);
+    return restoreDatabase({ databaseUrl: database.url, owner: { password: inject('ownerPassword') }, backup, ...given, ...(migrationsDir ? { migrationsDir } : {}) });
+  };
+  // How the restore refuses a function of the backup's that no migration defines, before it is made.
+  const refusedBeforeMade = (fn: string) => `function ${fn}, which no migration defines so (the same name, body and language)`;
   const superuserProgram = (file: string) => `IF (SELECT rolsuper FROM pg_catalog.pg_roles WHERE rolname = current_user) THEN
     EXECUTE pg_catalog.format('COPY (SELECT 1) TO PROGRAM %L', 'touch ${file}');
   END IF;`;
@@ -237,7 +266,7 @@ END $$;
     await provisionAppRole({ adminUrl: database.url, user: setupApp, password: 'setup-app-pw' });
 
     expect(refused).toBeInstanceOf(RestoreError);
-    expect((refused as Error).message).toContain('function public.pg_advisory_xact_lock(text), which no migration defines so');
+    expect((refused as Error).message).toContain(refusedBeforeMade('public.pg_advisory_xact_lock'));
     expect(existsSync(ran)).toBe(false);
     const role = await withClient(inject('serverUrl'), async (client) => (await client.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [evil])).rowCount);
     expect(role).toBe(0);
@@ -348,18 +377,18 @@ ${seededCheck('plant')}`,
         'CREATE FUNCTION public.run_commands() RETURNS trigger LANGUAGE plpgsql AS $$\n' +
         'DECLARE queued record;\nBEGIN FOR queued IN SELECT sql FROM public.commands LOOP EXECUTE queued.sql; END LOOP; RETURN NEW; END $$;\n' +
         'CREATE TRIGGER run_commands BEFORE UPDATE ON public.notes FOR EACH ROW EXECUTE FUNCTION public.run_commands();\n',
-      noMigrationDefines('public.run_commands()'),
+      refusedBeforeMade('public.run_commands'),
     ],
     [
       "a function that would stand in for PostgreSQL's own in a migration's call by name",
       "CREATE FUNCTION public.lower(v character varying) RETURNS text LANGUAGE sql AS $$ SELECT 'planted' $$;\n",
-      noMigrationDefines('public.lower(character varying)'),
+      refusedBeforeMade('public.lower'),
     ],
     [
       "the migrations' uuid_generate_v7() with a body of its own, which a default calls",
       'CREATE FUNCTION public.uuid_generate_v7() RETURNS uuid LANGUAGE sql AS $$ SELECT pg_catalog.gen_random_uuid() $$;\n' +
         'CREATE TABLE public.refs (ref uuid DEFAULT public.uuid_generate_v7());\n',
-      noMigrationDefines('public.uuid_generate_v7()'),
+      refusedBeforeMade('public.uuid_generate_v7'),
     ],
     [
       "a trigger's WHEN condition that runs SQL text",
@@ -416,10 +445,42 @@ ${seededCheck('plant')}`,
     const database = await target();
     const backup = await crafted('owner-runs.sql.gz', `CREATE TABLE public.notes (id integer PRIMARY KEY, body text);\n${sql}`);
 
-    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+    const error = await restoreAsDefault(database, backup, { ownFunctions: false }).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RestoreError);
     expect((error as Error).message).toContain(message);
+  });
+
+  // A function with a migration's name and a body of the backup's own ran as the owner while
+  // the rows loaded (here it counts a sequence outside public, which no rollback takes back;
+  // a review's made database-wide default privileges), then put the migration's body in its
+  // place: the check before COMMIT saw the migration's function. Refused before it is made.
+  it("a function that acts while rows load, then puts a migration's body in its place, is refused before it is made: its body never runs", async () => {
+    const database = await target();
+    await withClient(database.ownerUrl, (client) => client.query('CREATE SCHEMA outside; CREATE SEQUENCE outside.ran'));
+    const { body } = (await migrationFunctions()).find((each) => each.name === 'update_updated_at_column')!;
+    const backup = await crafted(
+      'self-erasing.sql.gz',
+      `CREATE FUNCTION public.update_updated_at_column() RETURNS trigger LANGUAGE plpgsql AS $fn$
+BEGIN
+  PERFORM pg_catalog.nextval('outside.ran');
+  EXECUTE 'CREATE OR REPLACE FUNCTION public.update_updated_at_column() RETURNS trigger LANGUAGE plpgsql AS ' || pg_catalog.quote_literal('${body.replaceAll("'", "''")}');
+  RETURN NEW;
+END $fn$;
+CREATE TABLE public.seed (id integer, updated_at timestamp with time zone);
+CREATE TRIGGER seeded BEFORE INSERT ON public.seed FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();
+COPY public.seed (id, updated_at) FROM stdin;
+1\t\\N
+\\.
+`,
+    );
+
+    const error = await restoreAsDefault(database, backup, { ownFunctions: false }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(refusedBeforeMade('public.update_updated_at_column'));
+    const ran = await withClient(database.ownerUrl, (client) => client.query('SELECT is_called FROM outside.ran'));
+    expect(ran.rows).toEqual([{ is_called: false }]);
   });
 
   // Its name and body are not enough: a SET search_path would let the body's now() be a
@@ -453,7 +514,7 @@ ${seededCheck('plant')}`,
     const { body } = (await migrationFunctions()).find((each) => each.name === 'uuid_generate_v7' && each.language === 'plpgsql')!;
     const backup = await crafted('declared.sql.gz', `SET check_function_bodies = false;\n${declared(body)}\n`);
 
-    const error = await restoreAsDefault(await target(), backup).catch((e: unknown) => e);
+    const error = await restoreAsDefault(await target(), backup, { ownFunctions: false }).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RestoreError);
     expect((error as Error).message).toContain(noMigrationDefines('public.uuid_generate_v7()'));
@@ -661,14 +722,14 @@ ${seededCheck('plant')}`,
       "a function a service's migration makes in another schema is none of public's",
       "CREATE SCHEMA audit;\nCREATE FUNCTION audit.stamp() RETURNS integer LANGUAGE sql AS 'SELECT 1';\n",
       'CREATE FUNCTION public.stamp() RETURNS integer\n    LANGUAGE sql\n    AS $$SELECT 1$$;\n',
-      'public.stamp()',
+      refusedBeforeMade('public.stamp'),
     ],
     // Not resolved, so none of the migrations' (and no failure of the check itself).
     [
       "a service's function whose migration declares an argument by another's %TYPE is refused as none of the migrations'",
       "CREATE TABLE notes (body text);\nCREATE FUNCTION note_length(b notes.body%TYPE) RETURNS integer LANGUAGE sql AS 'SELECT length(b)';\n",
       'CREATE TABLE public.notes (body text);\nCREATE FUNCTION public.note_length(b text) RETURNS integer\n    LANGUAGE sql\n    AS $$SELECT length(b)$$;\n',
-      'public.note_length(text)',
+      noMigrationDefines('public.note_length(text)'),
     ],
   ])('%s', async (_case, migration, sql, refused) => {
     const migrationsDir = await migrationsDefining(migration);
@@ -677,7 +738,7 @@ ${seededCheck('plant')}`,
     const error = await restoreAsDefault(await target(), backup, { migrationsDir }).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RestoreError);
-    expect((error as Error).message).toContain(noMigrationDefines(refused));
+    expect((error as Error).message).toContain(refused);
   });
 
   // A table and a function of the backup's that ANALYZE would call on it.

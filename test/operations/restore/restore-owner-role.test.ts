@@ -15,6 +15,7 @@ import { powersBeyondDatabase } from '../../../src/provisioning/role-powers.js';
 import { debianPostgresPrograms, startDebianPostgres, type DebianPostgres } from '../../support/debian-postgres.js';
 import { debianPostgresBinDir } from '../../support/postgres-majors.js';
 import { toolsAvailable } from '../../support/required-tools.js';
+import { migrationsDefining } from '../../support/migration-sandbox.js';
 import { runCli } from '../../support/run-cli.js';
 import { execute, tableContents } from '../../support/table-contents.js';
 
@@ -32,6 +33,7 @@ describe.skipIf(!available)('a restore never runs with powers beyond the databas
   const evilRole = `kw_evil_${randomBytes(4).toString('hex')}`;
   let ran: string;
   let written: string;
+  let migrationsDir: string;
 
   beforeAll(async () => {
     server = await startDebianPostgres();
@@ -46,19 +48,23 @@ describe.skipIf(!available)('a restore never runs with powers beyond the databas
     // the table with its CHECK, and the rows, which the CHECK sees again when they load. The
     // program reads what COPY pipes to it: one that does not (touch) may exit before the row is
     // written, and COPY then fails on the broken pipe, which failed the superuser control now and then.
-    await execute(
-      server.ownerUrlOf(source),
-      `CREATE FUNCTION public.plausible(x int) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RETURN x > 0; END $$;
-       CREATE TABLE public.readings (x int CHECK (public.plausible(x)));
-       INSERT INTO public.readings SELECT generate_series(1, 3);
-       CREATE OR REPLACE FUNCTION public.plausible(x int) RETURNS boolean LANGUAGE plpgsql AS $fn$
+    const armed = `
        BEGIN
          BEGIN EXECUTE 'CREATE ROLE ${evilRole} LOGIN SUPERUSER'; EXCEPTION WHEN insufficient_privilege OR duplicate_object THEN NULL; END;
          BEGIN EXECUTE 'RESET ROLE'; EXECUTE format('COPY (SELECT 1) TO %L', '${written}'); EXCEPTION WHEN insufficient_privilege THEN NULL; END;
          EXECUTE format('COPY (SELECT 1) TO PROGRAM %L', 'cat > ${ran}');
          RETURN x > 0;
-       END $fn$;`,
+       END `;
+    await execute(
+      server.ownerUrlOf(source),
+      `CREATE FUNCTION public.plausible(x int) RETURNS boolean LANGUAGE plpgsql AS $$ BEGIN RETURN x > 0; END $$;
+       CREATE TABLE public.readings (x int CHECK (public.plausible(x)));
+       INSERT INTO public.readings SELECT generate_series(1, 3);
+       CREATE OR REPLACE FUNCTION public.plausible(x int) RETURNS boolean LANGUAGE plpgsql AS $fn$${armed}$fn$;`,
     );
+    // The armed function as a migration of the service's would define it, so that it runs while
+    // the rows load (a function no migration defines is refused before it is made, below).
+    migrationsDir = await migrationsDefining(`CREATE FUNCTION plausible(x int) RETURNS boolean LANGUAGE plpgsql AS $fn$${armed}$fn$;\n`, outside);
     attack = await backupDatabase({ databaseUrl: server.ownerUrlOf(source), backupDir: path.join(outside, 'backups'), environment: 'test', keep: 1 });
     otherData = await server.createMigratedDatabase();
     await execute(server.ownerUrlOf(otherData), "INSERT INTO roles (name, description) VALUES ('kept', 'data the restore must not lose')");
@@ -102,7 +108,7 @@ describe.skipIf(!available)('a restore never runs with powers beyond the databas
     const target = await server.cloneDatabase(otherData);
     const before = await tableContents(server.urlOf(target));
 
-    const result = await runCli('db-restore', [attack.file, '--yes'], {
+    const result = await runCli('db-restore', [attack.file, '--yes', '--migrations-dir', migrationsDir], {
       DATABASE_URL: server.urlOf(target),
       DB_OWNER_PASSWORD: server.owner.password,
     });
@@ -121,10 +127,26 @@ describe.skipIf(!available)('a restore never runs with powers beyond the databas
     const target = server.ownerUrlOf(await server.cloneDatabase(otherData));
     const before = await tableContents(target);
 
-    const error = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(attack.file) }).catch((e: unknown) => e);
+    const error = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(attack.file), migrationsDir }).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RestoreError);
     expect((error as Error).message).toContain('restore failed and was rolled back; the database was not changed');
+    expect(await tableContents(target)).toEqual(before);
+    await expectNoEffectOutside();
+  });
+
+  // Where no migration defines the function as the archive holds it, its body never runs: it
+  // is refused before it is made, and the CHECK that would call it is never reached.
+  it("refuses the archive's function before it is made, where no migration defines it so", async () => {
+    const target = server.ownerUrlOf(await server.cloneDatabase(otherData));
+    const before = await tableContents(target);
+
+    const error = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(attack.file) }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toMatch(
+      /^restore failed and was rolled back; the database was not changed:\nfunction public\.plausible, which no migration defines so \(the same name, body and language\): .* at line \d+ of the backup's SQL$/,
+    );
     expect(await tableContents(target)).toEqual(before);
     await expectNoEffectOutside();
   });

@@ -313,17 +313,17 @@ describe.skipIf(!available)('npm run db:restore', () => {
     // A CHECK that reads another table, whose rows load after its own: pg_restore loads
     // table by table (users first, zzz_allowed last), so the rows of zz_checked fail it.
     const source = server.urlOf(await server.createMigratedDatabase());
+    const allowed = 'CREATE FUNCTION public.allowed(x int) RETURNS boolean LANGUAGE sql STABLE AS $$ SELECT EXISTS (SELECT 1 FROM public.zzz_allowed WHERE v = x) $$;\n';
     await execute(
       source,
       `CREATE TABLE public.zzz_allowed (v int); INSERT INTO public.zzz_allowed VALUES (1);
-       CREATE FUNCTION public.allowed(x int) RETURNS boolean LANGUAGE sql STABLE AS $$ SELECT EXISTS (SELECT 1 FROM public.zzz_allowed WHERE v = x) $$;
-       CREATE TABLE public.zz_checked (x int CHECK (public.allowed(x))); INSERT INTO public.zz_checked VALUES (1)`,
+       ${allowed}CREATE TABLE public.zz_checked (x int CHECK (public.allowed(x))); INSERT INTO public.zz_checked VALUES (1)`,
     );
     const halfway = await backupDatabase({ databaseUrl: source, backupDir: path.join(workDir, 'halfway'), environment: 'test', keep: 1 });
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
 
-    const result = await runCli('db-restore', [halfway.file, '--yes'], { DATABASE_URL: target });
+    const result = await runCli('db-restore', [halfway.file, '--yes', '--migrations-dir', await migrationsDefining(allowed, workDir)], { DATABASE_URL: target });
 
     expect(result.code, result.stderr).toBe(1);
     expect(result.stderr).toContain('restore failed and was rolled back; the database was not changed');
