@@ -36,7 +36,7 @@ const publicAndPostgresSchemas = `('public'::pg_catalog.regnamespace, 'pg_catalo
 // PostgreSQL's own functions that act beyond the row an expression is computed for: on the
 // session (a setting, random()'s seed, pg_trgm's threshold, an advisory lock), other sessions (a notification, a cancel) or the
 // server (large objects, files, configuration, replication). Called: a column may be named so.
-const actsBeyondTheRow = String.raw`\m(set_config|setseed|set_limit|pg_(try_)?advisory_\w+|pg_notify|lo_\w+|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|pg_rotate_logfile|pg_sleep\w*|setval|pg_stat_reset\w*|pg_log_backend_memory_contexts|pg_promote|pg_switch_wal|pg_create_restore_point|pg_\w+_replication_slot|pg_replication_origin_\w+|pg_file_\w+|pg_read_\w+|pg_ls_\w+)\M\s*\(`;
+const actsBeyondTheRow = String.raw`\m(set_config|setseed|set_limit|pg_(try_)?advisory_\w+|pg_notify|lo_\w+|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|pg_rotate_logfile|pg_sleep\w*|setval|pg_stat_reset\w*|pg_log_backend_memory_contexts|pg_promote|pg_switch_wal|pg_create_restore_point|pg_\w+_replication_slot|pg_replication_origin_\w+|pg_file_\w+|pg_read_\w+|pg_ls_\w+|pg_logical_emit_message)\M\s*\(`;
 // PostgreSQL's own functions that look up a type (or a function) by a name given as text when
 // they run, a domain of another schema whose CHECK runs its code among them: no dependency is
 // recorded for it, and the type may not even exist yet. A cast of text to a reg* type does the

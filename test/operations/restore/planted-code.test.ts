@@ -417,6 +417,11 @@ ${seededCheck('plant')}`,
       'the default or expression of column body of public.notes, which calls a function that acts beyond its row (on the session, other sessions or the server)',
     ],
     [
+      'a default that writes a message to the write-ahead log, for whatever reads the changes',
+      "ALTER TABLE ONLY public.notes ALTER COLUMN body SET DEFAULT (pg_catalog.pg_logical_emit_message(false, 'kw', 'planted'::text))::text;\n",
+      'the default or expression of column body of public.notes, which calls a function that acts beyond its row (on the session, other sessions or the server)',
+    ],
+    [
       'a CHECK that takes an advisory lock',
       'ALTER TABLE ONLY public.notes ADD CONSTRAINT sneaky CHECK (pg_catalog.pg_try_advisory_lock(id::bigint) OR true);\n',
       'constraint sneaky on public.notes, which calls a function that acts beyond its row (on the session, other sessions or the server)',
