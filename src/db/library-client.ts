@@ -3,6 +3,7 @@ import pg from 'pg';
 import type { Client, ClientConfig } from 'pg';
 import { databaseTarget } from './database-target.js';
 import type { DbConfig } from './db-config.js';
+import { libraryTypeParsers } from './library-type-parsers.js';
 
 /** What a connection of the library is opened with: the pool's DbConfig, or its defaults for a connection of its own. */
 export type ConnectionSettings = Pick<DbConfig, 'databaseUrl' | 'applicationName' | 'connectTimeoutMs' | 'keepAliveDelayMs'>;
@@ -28,6 +29,8 @@ export function connectionOptions(settings: ConnectionSettings, extra: ClientCon
     ...connectionIdentity(settings.databaseUrl),
     connectionString: settings.databaseUrl,
     application_name: settings.applicationName,
+    // pg's own parsers for what the library's statements return, whatever a service sets process-wide.
+    types: libraryTypeParsers,
     ...extra,
     connectionTimeoutMillis: settings.connectTimeoutMs,
     keepAlive: true,

@@ -1,6 +1,6 @@
-import pg from 'pg';
 import type { ClientBase, QueryConfig } from 'pg';
 import pgUtils from 'pg/lib/utils.js';
+import { libraryTypeParsers } from './library-type-parsers.js';
 
 // pg's own conversion of JavaScript values to parameters (Dates, Buffers, arrays, JSON), so a
 // named statement binds exactly what `client.query(text, values)` would. A static import, which
@@ -282,7 +282,7 @@ class NamedStatementQuery {
 let compiledShapes = true;
 
 function shapeOf(fields: FieldDescription[]): RowShape {
-  const parsers = fields.map((field) => pg.types.getTypeParser(field.dataTypeID, 'text') as (value: string) => unknown);
+  const parsers = fields.map((field) => libraryTypeParsers.getTypeParser(field.dataTypeID, 'text'));
   if (compiledShapes) {
     // One object literal per shape, made once: every row of the statement gets the same hidden
     // class, and no per-result template is spread into each row as pg does.
