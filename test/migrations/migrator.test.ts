@@ -129,7 +129,9 @@ describe('migrate', () => {
     await expect(migrate({ databaseUrl: database.url, migrationsDir })).rejects.toThrow(MigrationMissingError);
     await expect(migrate({ databaseUrl: database.url, migrationsDir })).rejects.toThrow(names[1]);
     // The way back, for an older release deployed over a newer schema (README: Rolling back).
-    await expect(migrate({ databaseUrl: database.url, migrationsDir })).rejects.toThrow('Revert with the release that applied it (migrate down --to NAME)');
+    await expect(migrate({ databaseUrl: database.url, migrationsDir })).rejects.toThrow(
+      'Deploy it without this step, and revert the schema, if at all, once no instance of the newer release runs (which fails on the older schema), with the release that applied it (migrate down --to NAME)',
+    );
   });
 
   it('rolls a failed migration back completely and names the file, the line and PostgreSQL’s message', async () => {
