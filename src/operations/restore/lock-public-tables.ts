@@ -1,4 +1,5 @@
 import type * as pg from 'pg';
+import { migrationLockKey } from '../../migrations/migration-lock.js';
 
 // The tables and partitioned tables of public: what the services' queries take locks on,
 // and what emptying the schema drops first. By name, one order every time. (PostgreSQL locks
@@ -14,7 +15,8 @@ const tablesQuery = `
    ORDER BY c.relname`;
 
 /**
- * Takes every table of `public` in ACCESS EXCLUSIVE mode, in one statement that waits at most
+ * Takes the migration lock (a run of migrations, from whichever host, holds it for the run),
+ * then every table of `public` in ACCESS EXCLUSIVE mode, in one statement that waits at most
  * `lockTimeoutMs` for them all (PostgreSQL's lock_timeout bounds each table's wait on its own:
  * the statement's own time bounds the whole), then puts the transaction's bounds back for the
  * rest of the restore: the lock timeout to `restoreLockTimeoutMs`, the statement timeout to the
@@ -29,10 +31,21 @@ const tablesQuery = `
  * await lockPublicTables(client, 100, 30_000)
  */
 export async function lockPublicTables(client: pg.ClientBase, lockTimeoutMs: number, restoreLockTimeoutMs: number): Promise<void> {
-  const { rows } = await client.query<{ name: string }>(tablesQuery);
-  if (rows.length === 0) return;
   const attempt = Math.max(1, Math.round(lockTimeoutMs));
   await client.query(`SET LOCAL lock_timeout = ${attempt}; SET LOCAL statement_timeout = ${attempt}`);
+  // The migration lock first, as a migration run takes it before its tables: between two of a
+  // run's files no table is held, and a restore that came in there left the run's next file to
+  // fail on the restored schema, with the file before it recorded as applied on top of it. And
+  // a run started meanwhile waits for the restore's COMMIT, naming it.
+  await client.query('SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [migrationLockKey]).catch((error: unknown) => {
+    if ((error as { code?: string }).code !== '57014') throw error;
+    throw Object.assign(new Error(`the migration lock was not free within ${attempt} ms`), { code: '55P03', cause: error });
+  });
+  const { rows } = await client.query<{ name: string }>(tablesQuery);
+  if (rows.length === 0) {
+    await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(restoreLockTimeoutMs))}; SET LOCAL statement_timeout TO DEFAULT`);
+    return;
+  }
   await client.query(`LOCK TABLE ${rows.map((row) => row.name).join(', ')} IN ACCESS EXCLUSIVE MODE`).catch((error: unknown) => {
     // 57014: the statement's time ran out while it waited for a table, its tables not all free.
     if ((error as { code?: string }).code !== '57014') throw error;

@@ -372,7 +372,7 @@ async function beginHoldingTables(
         ...(restore.signal ? { signal: restore.signal } : {}),
         exhausted: ({ attempts, waitedMs, blockers, error }) =>
           rolledBack(
-            `gave up waiting for the locks on the tables of public after ${attempts} attempt(s) over ${waitedMs} ms, ` +
+            `gave up waiting for the migration lock and the locks on the tables of public after ${attempts} attempt(s) over ${waitedMs} ms, ` +
               `${describeBlockingSessions(blockers)}; run it again when the blocking session is done`,
             error,
           ),

@@ -22,6 +22,8 @@ import { toolsAvailable } from '../../support/required-tools.js';
 import { runCli, runCliInTerminal } from '../../support/run-cli.js';
 import { commitMessage, stallingProxyFor, startStallingProxy, type StallingProxy } from '../../support/stalling-proxy.js';
 import { holdTableLock } from '../../support/table-lock-holder.js';
+import { holdAdvisoryLock } from '../../support/advisory-lock-holder.js';
+import { migrationLockKey } from '../../../src/migrations/migration-lock.js';
 import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';
 
 const available = toolsAvailable(debianPostgresPrograms, 'the restore tests (a PostgreSQL server that pg_dump 15 can dump)');
@@ -172,10 +174,29 @@ describe.skipIf(!available)('npm run db:restore', () => {
 
       expect(error).toBeInstanceOf(RestoreError);
       expect((error as Error).message).toMatch(
-        /^restore failed and was rolled back; the database was not changed:\ngave up waiting for the locks on the tables of public after \d+ attempt\(s\) over \d+ ms, blocked by pid \d+/,
+        /^restore failed and was rolled back; the database was not changed:\ngave up waiting for the migration lock and the locks on the tables of public after \d+ attempt\(s\) over \d+ ms, blocked by pid \d+/,
       );
     } finally {
       await reader.release();
+    }
+    expect(await tableContents(target)).toEqual(before);
+  });
+
+  // Between two files of a migration run no table is held: a restore came in there, and the
+  // run's next file failed on the restored schema, with the one before it recorded on top.
+  it('waits for a migration run (its lock), naming it, and gives up after lockTimeoutMs, leaving the database as it was', async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const run = await holdAdvisoryLock(target, migrationLockKey, 'kennwilliamson-migrate');
+    try {
+      const error = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file), lockTimeoutMs: 1_500 }).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(RestoreError);
+      expect((error as Error).message).toMatch(
+        new RegExp(`^restore failed and was rolled back; the database was not changed:\\ngave up waiting for the migration lock and the locks on the tables of public after \\d+ attempt\\(s\\) over \\d+ ms, blocked by pid ${run.pid} \\(application 'kennwilliamson-migrate'`),
+      );
+    } finally {
+      await run.release();
     }
     expect(await tableContents(target)).toEqual(before);
   });
