@@ -1,7 +1,8 @@
 /**
- * An AbortSignal that fires on the first Ctrl-C (SIGINT) or SIGTERM, so a long command can
- * stop its child programs and remove its temporary files before it exits with an error; a
- * second signal exits at once.
+ * An AbortSignal that fires on the first Ctrl-C (SIGINT), SIGTERM or SIGHUP (the terminal or
+ * SSH session that ran it went away), so a long command can stop its child programs, end its
+ * server session and remove its temporary files before it exits with an error; a second
+ * signal exits at once.
  *
  * @example
  * await backupDatabase({ ...options, signal: interruptSignal() })
@@ -10,10 +11,17 @@ export function interruptSignal(): AbortSignal {
   const controller = new AbortController();
   const onSignal = (name: NodeJS.Signals) => {
     if (controller.signal.aborted) process.exit(130);
+    // After a hang-up the terminal is gone, and a write to it fails (EIO): the clean-up must
+    // not end there, with the restore's server session left holding the tables.
+    if (name === 'SIGHUP') {
+      for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
+    }
     process.stderr.write(`\n${name}: stopping and cleaning up (again to quit at once)\n`);
     controller.abort(new Error(`interrupted by ${name}`));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // Left alone, a hang-up ended the command at once, with no clean-up at all.
+  process.on('SIGHUP', onSignal);
   return controller.signal;
 }
