@@ -82,6 +82,7 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
            FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()`,
       );
       const { role, owner: databaseOwner } = rows[0]!;
+      const { rows: membership } = await client.query<{ owns: boolean }>('SELECT pg_catalog.pg_has_role($1, $2, \'MEMBER\') AS owns', [role, databaseOwner]);
       const appRoleExists = appRole === undefined || (await client.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [appRole])).rowCount === 1;
       const powers = await rolePowers(client, role);
       // The role that will restore: the URL's own, or the owner it logs in as instead.
@@ -89,6 +90,7 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
       return {
         role,
         databaseOwner,
+        ownsDatabase: membership[0]!.owns,
         appRoleExists,
         rolePowers: powers,
         // Needed only when the URL's role has powers; the same role's answer when it is the owner.
@@ -107,6 +109,15 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
     throw new RestoreError(`could not connect to ${target.description}: ${(error as Error).message}; the database was not touched`, { cause: error });
   });
   const restoringRole = facts.grantees.owner;
+  // Another plain role (the application role's URL, which the services' DATABASE_URL holds,
+  // given where the owner's belongs): its restore failed on the first of the owner's objects,
+  // or on the backup's default privileges, whose refusal called it the database's owner.
+  if (facts.rolePowers.length === 0 && !facts.ownsDatabase) {
+    throw new RestoreError(
+      `refusing to restore as '${facts.role}': it is not the database's owner '${facts.databaseOwner}', whose schema a restore replaces ` +
+        `(the application role, from DATABASE_URL?). Restore as the owner: set MIGRATION_DATABASE_URL to its URL. The database was not touched.`,
+    );
+  }
   if (appRole !== undefined && !facts.appRoleExists) {
     throw new RestoreError(
       `the application role '${appRole}' (DB_APP_USER) does not exist on this server: run the provisioning step (setup --admin, with ` +

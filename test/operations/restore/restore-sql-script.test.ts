@@ -390,6 +390,26 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     const readerReadsNewTables = (target: TestDatabase) =>
       execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} IN SCHEMA public GRANT SELECT ON TABLES TO ${reader}`);
 
+    // The services' DATABASE_URL (the application role's) where the owner's belongs: the
+    // restore ran as it, and its refusal called the application role the database's owner.
+    it("refuses to restore as a role that is not the database's owner, before touching it, saying whose URL to give", async () => {
+      const target = await targetDatabase();
+      await execute(target.url, `ALTER ROLE ${app} PASSWORD 'app-pw'`);
+      const appUrl = new URL(target.url);
+      appUrl.username = app;
+      appUrl.password = 'app-pw';
+      const before = await tableContents(target.url);
+
+      const result = await runCli('db-restore', [await crafted('as-app.sql.gz', dumpAround(planted(''))), '--yes'], { DATABASE_URL: appUrl.href });
+
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(
+        `refusing to restore as '${app}': it is not the database's owner '${inject('ownerUser')}', whose schema a restore replaces (the application role, from DATABASE_URL?). ` +
+          'Restore as the owner: set MIGRATION_DATABASE_URL to its URL. The database was not touched.',
+      );
+      expect(await tableContents(target.url)).toEqual(before);
+    });
+
     // A backup's REVOKE from the role restoring took its rights on its own tables away: the
     // next migration (and migrate status) failed with permission denied on schema_migrations.
     it("leaves out a backup's REVOKE from the role restoring: the owner keeps its rights on its tables", async () => {
