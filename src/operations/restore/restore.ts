@@ -28,6 +28,9 @@ import { silentClientBoundsSession } from '../../db/silent-client-bounds.js';
 import { describeBlockingSessions } from '../../blocking-session.js';
 import { defaultLockWait, withLockRetries } from '../../migrations/lock-retries.js';
 import { lockPublicTables } from './lock-public-tables.js';
+import { defaultMigrationsDir } from '../../migrations/default-migrations-dir.js';
+import { listMigrationFiles } from '../../migrations/migration-files.js';
+import { qualifiedMigrationsTable } from '../../migrations/migration-storage.js';
 import { type BeyondPublicWatch, watchBeyondPublic } from './watch-beyond-public.js';
 
 /** What {@link restoreDatabase} restores, and into which database. */
@@ -94,6 +97,12 @@ export interface RestoreOptions {
 export interface RestoreResult {
   /** Tables whose data was loaded. */
   tables: number;
+  /**
+   * The migrations (of `migrationsDir`, default the package's) that the restored record lacks,
+   * oldest first: a backup older than the release, whose services need them applied (the
+   * release step) before they use the database.
+   */
+  pendingMigrations: string[];
 }
 
 /**
@@ -507,7 +516,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   // before it returns, so that none of their connections outlives it.
   const progressLooks = new Set<Promise<unknown>>();
   // Read before anything else: a folder that is not there is said now, not after the backup loaded.
-  const knownFunctions = await migrationFunctions(options.migrationsDir).catch((error: unknown) => {
+  const [knownFunctions, migrationFiles] = await Promise.all([
+    migrationFunctions(options.migrationsDir),
+    listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir()),
+  ]).catch((error: unknown) => {
     throw new RestoreError(`refusing to restore ${backup.file}: ${(error as Error).message}; the database was not touched`, { cause: error });
   });
   // The file checked, and no other: a rename over it or a write to it since is refused, and so
@@ -600,6 +612,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   let sessionNotEnded: Promise<string | undefined> | undefined;
   source.once('end', () => (sourceEnded = true));
   let tables = 0;
+  let appliedMigrations = new Set<string>();
   try {
     await withClient(
       session.url,
@@ -729,6 +742,16 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           await finishPrivileges(client, session, target.database, beyondPublic, [...keptNames], knownFunctions, log).catch((error: unknown) => {
             throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while setting the restored objects' privileges`, error);
           });
+          // What the restored record says is applied, for what is left to apply (a backup older
+          // than the release); a backup without the record has applied none.
+          const readRecord = async () => {
+            const { rows: present } = await client.query<{ present: boolean }>('SELECT pg_catalog.to_regclass($1) IS NOT NULL AS present', [qualifiedMigrationsTable]);
+            return present[0]!.present ? (await client.query<{ name: string }>(`SELECT name FROM ${qualifiedMigrationsTable}`)).rows : [];
+          };
+          const recorded = await roundTrip('the look at the migrations record', readRecord).catch((error: unknown) => {
+            throw rolledBack(`${serverFailure(error)} while reading the migrations record`, error);
+          });
+          appliedMigrations = new Set(recorded.map((row) => row.name));
           // Never COMMIT once interrupted, whatever was already sent.
           signal?.throwIfAborted();
           committing = true;
@@ -774,7 +797,15 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     await Promise.allSettled(progressLooks);
   }
   log(`restored ${tables} tables from ${backup.file}`);
-  return { tables };
+  const pendingMigrations = migrationFiles.map((file) => file.name).filter((name) => !appliedMigrations.has(name));
+  if (pendingMigrations.length > 0) {
+    log(
+      `the backup is older than these migrations: ${pendingMigrations.length} of them not applied (${pendingMigrations[0]}` +
+        `${pendingMigrations.length > 1 ? ` to ${pendingMigrations.at(-1)}` : ''}): apply them (the release step: kennwilliamson-db migrate, ` +
+        'or setup) before the services use the database, whose code expects them',
+    );
+  }
+  return { tables, pendingMigrations };
 
   // The restore's failure as it is reported, once the source is stopped.
   async function restoreFailure(error: unknown): Promise<RestoreError> {

@@ -201,6 +201,24 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect(await tableContents(target)).toEqual(before);
   });
 
+  // A backup older than the release: the restore said only "Restored", and the services' code
+  // then failed on the older schema (a CHECK without the value it writes).
+  it("names the release's migrations that the restored backup lacks, to apply before the services use it", async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const lines: string[] = [];
+    const newer = await migrationsDefining('CREATE FUNCTION later_helper() RETURNS integer LANGUAGE sql AS $$ SELECT 1 $$;\n', workDir);
+
+    const older = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file), migrationsDir: newer, log: (line) => lines.push(line) });
+    const current = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file) });
+
+    expect(older.pendingMigrations).toEqual(['29990101000000_service_functions']);
+    expect(lines).toContain(
+      'the backup is older than these migrations: 1 of them not applied (29990101000000_service_functions): apply them ' +
+        '(the release step: kennwilliamson-db migrate, or setup) before the services use the database, whose code expects them',
+    );
+    expect(current.pendingMigrations).toEqual([]);
+  });
+
   it('refuses a file that fails its checksum, and leaves the database as it was', async ({ expect }) => {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
