@@ -22,6 +22,7 @@ import { waitedForRowLock } from './row-lock-wait.js';
 import { runNamedStatement, type StatementResult } from './named-statement.js';
 import type { StatementNaming } from './statement-naming.js';
 import { createTunedPool, type PoolErrorListener, type TunedPool, type TunedPoolWithNaming } from './tuned-pool.js';
+import { savepointBounds, savepointCommand } from './savepoint-bounds.js';
 import { timeoutsOverrideSql } from './with-timeouts.js';
 
 export interface CreateDbOptions {
@@ -210,7 +211,9 @@ function errorMappingWrapper(tuned: TunedPoolWithNaming, client: pg.PoolClient):
   let inTransaction = false;
   // Set by withTimeouts for the rest of its transaction: this connection's bounds differ.
   let overridden = false;
+  const marks = savepointBounds();
   const endOverride = () => {
+    marks.clear();
     if (!overridden) return;
     overridden = false;
     tuned.resetBounds(client);
@@ -218,6 +221,7 @@ function errorMappingWrapper(tuned: TunedPoolWithNaming, client: pg.PoolClient):
   return {
     query: (async (sqlText: string, parameters: unknown[]) => {
       let commit = false;
+      const savepoint = sqlText.length < 200 ? savepointCommand(sqlText) : undefined;
       if (sqlText.length < 80) {
         const ending = transactionEnd.exec(sqlText)?.[1]?.toLowerCase();
         if (ending !== undefined) {
@@ -241,6 +245,17 @@ function errorMappingWrapper(tuned: TunedPoolWithNaming, client: pg.PoolClient):
         if (sqlText === timeoutsOverrideSql) {
           overridden = true;
           tuned.setBounds(client, overriddenBounds(tuned, client, parameters));
+        }
+        if (savepoint?.kind === 'savepoint') marks.opened(savepoint.name, tuned.boundsOf(client), overridden);
+        else if (savepoint?.kind === 'release') marks.released(savepoint.name);
+        else if (savepoint?.kind === 'rollback') {
+          // The server took back the SET LOCALs made since the savepoint: the pool's bounds follow.
+          const before = marks.rolledBackTo(savepoint.name);
+          if (before !== undefined) {
+            if (before.overridden) tuned.setBounds(client, before.bounds);
+            else if (overridden) tuned.resetBounds(client);
+            overridden = before.overridden;
+          }
         }
         return result;
       } catch (error) {

@@ -17,6 +17,7 @@ import { createDb, poolOf } from '../../src/db/create-db.js';
 import { rowGateState } from '../../src/db/row-gate.js';
 import type { CamelCasedDB } from '../../src/db/camel-cased-db.js';
 import type { DbConfig } from '../../src/db/db-config.js';
+import { withSavepoint } from '../../src/db/with-savepoint.js';
 import { withTimeouts } from '../../src/db/with-timeouts.js';
 import { ConnectionError, LockNotAvailableError, QueryCanceledError, ValidationError } from '../../src/errors.js';
 import * as phrases from '../../src/queries/phrases.js';
@@ -178,6 +179,33 @@ describe.concurrent('bounded waits', () => {
       expect((error as QueryCanceledError).reason).toBe('statement_timeout');
       expect((error as QueryCanceledError).statementTimeoutMs).toBe(expected.statementTimeoutMs);
       expect((error as Error).message).toMatch(/statement_timeout/);
+    });
+  });
+
+  // ROLLBACK TO SAVEPOINT takes back the SET LOCALs made since; the pool kept withTimeouts'
+  // longer bounds for the rest of the transaction, and reported the server's bound firing as a
+  // cancel request, with the call deadline of the longer bound. RELEASE keeps them.
+  it("takes withTimeouts' bounds back with the savepoint its work failed in, and keeps them past one it released", async ({ expect }) => {
+    await withBoundedDb(async (db) => {
+      const failedWork = () => {
+        throw new Error('its work failed');
+      };
+      const error = await db
+        .transaction()
+        .execute(async (trx) => {
+          await withSavepoint(trx, (sp) => withTimeouts(sp, { statementTimeout: '60s' }, async () => failedWork())).catch(() => undefined);
+          await sql`SELECT pg_sleep(5)`.execute(trx);
+        })
+        .catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(QueryCanceledError);
+      expect(error).toMatchObject({ reason: 'statement_timeout', statementTimeoutMs: expected.statementTimeoutMs });
+
+      const slept = await db.transaction().execute(async (trx) => {
+        await withSavepoint(trx, (sp) => withTimeouts(sp, { statementTimeout: '10s' }, async () => undefined));
+        await sql`SELECT pg_sleep(0.6)`.execute(trx);
+        return 'slept';
+      });
+      expect(slept).toBe('slept');
     });
   });
 
