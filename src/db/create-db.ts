@@ -22,6 +22,7 @@ import { waitedForRowLock } from './row-lock-wait.js';
 import { runNamedStatement, type StatementResult } from './named-statement.js';
 import type { StatementNaming } from './statement-naming.js';
 import { createTunedPool, type PoolErrorListener, type TunedPool, type TunedPoolWithNaming } from './tuned-pool.js';
+import { outsideTransactionStatement } from './outside-transaction-statements.js';
 import { savepointBounds, savepointCommand } from './savepoint-bounds.js';
 import { timeoutsOverrideSql } from './with-timeouts.js';
 
@@ -202,6 +203,19 @@ function refuseNestedBegin(client: pg.PoolClient): void {
   );
 }
 
+// The same for a function that must run outside any transaction (refreshTokens.rotate, which
+// commits a reuse revocation before it throws): inside one begun by hand its rotation joined
+// the caller's transaction, and its reuse path was refused above instead of committing the
+// revocation and throwing TokenReusedError.
+function refuseInsideTransaction(client: pg.PoolClient, what: string): void {
+  const status = client.getTransactionStatus();
+  if (status !== 'T' && status !== 'E') return;
+  throw new ValidationError(
+    'db',
+    `${what} needs the root database, not a transaction: a transaction is open on this connection (begun by hand?), and ${what} commits what it does itself`,
+  );
+}
+
 // Every statement Kysely runs goes through here, which makes this the one place where
 // PostgreSQL errors become typed errors (by SQLSTATE, see mapDatabaseError). Statements that
 // prepareQuery compiled are sent named here too, in a transaction as well as outside one.
@@ -233,6 +247,8 @@ function errorMappingWrapper(tuned: TunedPoolWithNaming, client: pg.PoolClient):
           inTransaction = true;
         }
       }
+      const outsideOnly = outsideTransactionStatement(sqlText);
+      if (outsideOnly !== undefined) refuseInsideTransaction(client, outsideOnly);
       tuned.callStarted(client);
       try {
         const result = await sendStatement(tuned.naming, client, sqlText, parameters, inTransaction);

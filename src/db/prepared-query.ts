@@ -11,6 +11,7 @@ import {
 import type { DB } from '../../generated/db.js';
 import { directQueryRunner } from './create-db.js';
 import { inLibrarySchema, LibrarySchemaPlugin } from './library-schema.js';
+import { mustRunOutsideTransactions } from './outside-transaction-statements.js';
 import { registerStatement } from './statement-names.js';
 
 /** Stands in for a parameter while the query is built once; its position is what we keep. */
@@ -78,6 +79,8 @@ export interface PreparedQuery<P, R> {
  */
 export function prepareQuery<P extends object, Q extends Compilable<unknown>>(
   build: (db: Kysely<DB>, params: P) => Q,
+  // The function whose statement must run outside any transaction (see mustRunOutsideTransactions).
+  options: { outsideTransactionsOf?: string } = {},
 ): PreparedQuery<P, ResultOf<Q>> {
   type R = ResultOf<Q>;
   let compiled: CompiledQuery<R> | undefined;
@@ -99,6 +102,7 @@ export function prepareQuery<P extends object, Q extends Compilable<unknown>>(
       if (!bound.has(name)) throw new TypeError(`prepareQuery: parameter '${name}' was not used as a value`);
     }
     registerStatement(query.sql);
+    if (options.outsideTransactionsOf !== undefined) mustRunOutsideTransactions(query.sql, options.outsideTransactionsOf);
     return query;
   };
 

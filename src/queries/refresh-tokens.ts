@@ -548,6 +548,7 @@ const rotateStatement = prepareQuery((db, p: RotateParams) =>
     .selectFrom('presented')
     .selectAll('presented')
     .select((eb) => eb.selectFrom('child').select('child.expires_at').as('childExpiresAt')),
+  { outsideTransactionsOf: 'rotate' },
 );
 
 

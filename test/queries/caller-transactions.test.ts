@@ -4,6 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { createDb } from '../../src/db/create-db.js';
 import { withSavepoint } from '../../src/db/with-savepoint.js';
 import { DbError, TransactionAbortedError, ValidationError } from '../../src/errors.js';
+import * as refreshTokens from '../../src/queries/refresh-tokens.js';
 import * as users from '../../src/queries/users.js';
 import { newUser } from '../support/factories.js';
 import { useTestDatabase } from '../support/test-database.js';
@@ -33,6 +34,27 @@ describe('a transaction the caller began by hand (BEGIN on db.connection())', ()
     expect((refusal as Error).message).toMatch(/already open on this connection/);
     expect(await users.findByEmail(db, email)).toBeNull();
     expect((await users.findById(db, user.id))!.displayName).toBe(user.displayName);
+  });
+
+  // rotate commits a reuse revocation itself before it throws TokenReusedError: inside such a
+  // transaction its rotation joined the caller's (undone by the caller's ROLLBACK), and its
+  // reuse path was refused instead of revoking the family and reporting the reuse.
+  it("refuses refreshTokens.rotate there before it sends anything, as it refuses a Transaction", async () => {
+    const { db } = testDb;
+    const user = await newUser(db);
+    const { token } = await refreshTokens.issue(db, { userId: user.id });
+    const refusal = await db.connection().execute(async (connection) => {
+      await sql`BEGIN`.execute(connection);
+      try {
+        return await refreshTokens.rotate(connection, token).catch((error: unknown) => error);
+      } finally {
+        await sql`ROLLBACK`.execute(connection);
+      }
+    });
+    expect(refusal).toBeInstanceOf(ValidationError);
+    expect((refusal as Error).message).toMatch(/^db: rotate needs the root database, not a transaction: a transaction is open on this connection/);
+    // The token was not rotated: it still rotates, once.
+    expect(await refreshTokens.rotate(db, token)).toMatchObject({ userId: user.id });
   });
 
   it('is rolled back, not handed to the next caller, when the callback returns without ending it', async () => {
