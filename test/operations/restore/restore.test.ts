@@ -182,43 +182,6 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect(await tableContents(target)).toEqual(before);
   });
 
-  // Between two files of a migration run no table is held: a restore came in there, and the
-  // run's next file failed on the restored schema, with the one before it recorded on top.
-  it('waits for a migration run (its lock), naming it, and gives up after lockTimeoutMs, leaving the database as it was', async ({ expect }) => {
-    const target = await databaseWithOtherData();
-    const before = await tableContents(target);
-    const run = await holdAdvisoryLock(target, migrationLockKey, 'kennwilliamson-migrate');
-    try {
-      const error = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file), lockTimeoutMs: 1_500 }).catch((e: unknown) => e);
-
-      expect(error).toBeInstanceOf(RestoreError);
-      expect((error as Error).message).toMatch(
-        new RegExp(`^restore failed and was rolled back; the database was not changed:\\ngave up waiting for the migration lock and the locks on the tables of public after \\d+ attempt\\(s\\) over \\d+ ms, blocked by pid ${run.pid} \\(application 'kennwilliamson-migrate'`),
-      );
-    } finally {
-      await run.release();
-    }
-    expect(await tableContents(target)).toEqual(before);
-  });
-
-  // A backup older than the release: the restore said only "Restored", and the services' code
-  // then failed on the older schema (a CHECK without the value it writes).
-  it("names the release's migrations that the restored backup lacks, to apply before the services use it", async ({ expect }) => {
-    const target = await databaseWithOtherData();
-    const lines: string[] = [];
-    const newer = await migrationsDefining('CREATE FUNCTION later_helper() RETURNS integer LANGUAGE sql AS $$ SELECT 1 $$;\n', workDir);
-
-    const older = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file), migrationsDir: newer, log: (line) => lines.push(line) });
-    const current = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file) });
-
-    expect(older.pendingMigrations).toEqual(['29990101000000_service_functions']);
-    expect(lines).toContain(
-      'the backup is older than these migrations: 1 of them not applied (29990101000000_service_functions): apply them ' +
-        '(the release step: kennwilliamson-db migrate, or setup) before the services use the database, whose code expects them',
-    );
-    expect(current.pendingMigrations).toEqual([]);
-  });
-
   it('refuses a file that fails its checksum, and leaves the database as it was', async ({ expect }) => {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
@@ -421,9 +384,10 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect(await tableContents(target)).toEqual(before);
   });
 
-  // The next seven wait (for a deadline, a stall's bound, a slow CHECK: 3-11 s each) at little
-  // CPU, each on a database and a proxy of its own: side by side (it.concurrent, consecutive),
-  // the file takes as long as the longest of them rather than their sum.
+  // The next ten wait (for a deadline, a stall's bound, a slow CHECK, a lock: 2-12 s each) at
+  // little CPU, each on a database (and a proxy) of its own: side by side (it.concurrent,
+  // consecutive), the file takes as long as the longest of them rather than their sum. (An
+  // advisory lock, the migration lock among them, is one database's.)
 
   // Its COMMIT sent, and never answered (a backend stuck while its host acknowledges; here a
   // proxy that holds the COMMIT back): whether it committed is the server's to tell.
@@ -594,6 +558,43 @@ describe.skipIf(!available)('npm run db:restore', () => {
       return (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM users')).rows[0]!.n;
     });
     expect(readable).toBe(before.users!.rows);
+  });
+
+  // Between two files of a migration run no table is held: a restore came in there, and the
+  // run's next file failed on the restored schema, with the one before it recorded on top.
+  it.concurrent('waits for a migration run (its lock), naming it, and gives up after lockTimeoutMs, leaving the database as it was', async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const run = await holdAdvisoryLock(target, migrationLockKey, 'kennwilliamson-migrate');
+    try {
+      const error = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file), lockTimeoutMs: 1_500 }).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(RestoreError);
+      expect((error as Error).message).toMatch(
+        new RegExp(`^restore failed and was rolled back; the database was not changed:\\ngave up waiting for the migration lock and the locks on the tables of public after \\d+ attempt\\(s\\) over \\d+ ms, blocked by pid ${run.pid} \\(application 'kennwilliamson-migrate'`),
+      );
+    } finally {
+      await run.release();
+    }
+    expect(await tableContents(target)).toEqual(before);
+  });
+
+  // A backup older than the release: the restore said only "Restored", and the services' code
+  // then failed on the older schema (a CHECK without the value it writes).
+  it.concurrent("names the release's migrations that the restored backup lacks, to apply before the services use it", async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    const lines: string[] = [];
+    const newer = await migrationsDefining('CREATE FUNCTION later_helper() RETURNS integer LANGUAGE sql AS $$ SELECT 1 $$;\n', workDir);
+
+    const older = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file), migrationsDir: newer, log: (line) => lines.push(line) });
+    const current = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file) });
+
+    expect(older.pendingMigrations).toEqual(['29990101000000_service_functions']);
+    expect(lines).toContain(
+      'the backup is older than these migrations: 1 of them not applied (29990101000000_service_functions): apply them ' +
+        '(the release step: kennwilliamson-db migrate, or setup) before the services use the database, whose code expects them',
+    );
+    expect(current.pendingMigrations).toEqual([]);
   });
 
   // Once COMMIT is on its way the outcome is the server's: Ctrl-C then must not report the
