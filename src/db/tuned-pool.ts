@@ -12,6 +12,7 @@ import { closeGraceMs, connectionOptions, LibraryClient } from './library-client
 import { sendCancelRequest } from './cancel-request.js';
 import { createStatementNaming, type StatementNaming, type StatementNamingReport } from './statement-naming.js';
 import { warnOnStderr } from './warn-on-stderr.js';
+import { connectTimeoutError } from './connect-timeout-error.js';
 
 /** Told about connections lost while idle, and about failed attempts to refill the pool. */
 export type PoolErrorListener = (message: string, error: unknown) => void;
@@ -185,9 +186,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
         if (ending) throw new PoolClosedError('the pool has been ended', { cause: error });
         const mapped = mapDatabaseError(error);
         // The pool knows the bound that fired.
-        if (mapped instanceof ConnectionError && mapped.reason === 'connect-timeout') {
-          throw new ConnectionError('connect-timeout', { cause: error, detail: `no answer within the connect timeout of ${config.connectTimeoutMs} ms` });
-        }
+        if (mapped instanceof ConnectionError && mapped.reason === 'connect-timeout') throw connectTimeoutError(config.databaseUrl, config.connectTimeoutMs, error);
         throw mapped;
       }
       throw new PoolTimeoutError(

@@ -1,5 +1,6 @@
 import type * as pg from 'pg';
-import { mapDatabaseError } from '../errors.js';
+import { ConnectionError, mapDatabaseError } from '../errors.js';
+import { connectTimeoutError } from './connect-timeout-error.js';
 import { defaultDbConfig } from './db-config.js';
 import { LibraryClient } from './library-client.js';
 
@@ -24,7 +25,9 @@ export async function openClient(databaseUrl: string, applicationName = 'kennwil
   // A refused, reset or unauthenticated connection is a typed, retryable-or-not DbError, as
   // on the pool; errors of the work itself are the caller's to map.
   await client.connect().catch((error: unknown) => {
-    throw mapDatabaseError(error);
+    const mapped = mapDatabaseError(error);
+    if (mapped instanceof ConnectionError && mapped.reason === 'connect-timeout') throw connectTimeoutError(databaseUrl, defaultDbConfig.connectTimeoutMs, error);
+    throw mapped;
   });
   return client;
 }

@@ -141,6 +141,9 @@ describe('a server that accepts but never answers the login', () => {
       const error = await sql`SELECT 1`.execute(db).catch((e: unknown) => e);
       expectConnectionError(error, 'connect-timeout');
       expect((error as Error).message).toContain('connect timeout of 300 ms');
+      // Which server was silent, as a refused connection says it.
+      expect(error).toMatchObject({ server: `127.0.0.1:${silent.port}` });
+      expect((error as Error).message).toContain(`The database connection to 127.0.0.1:${silent.port} failed (connect-timeout`);
       expect(String(error) + JSON.stringify(error)).not.toContain('do-not-echo-this-password');
     } finally {
       await db.destroy();
