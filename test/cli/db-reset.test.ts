@@ -1,8 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { rm } from 'node:fs/promises';
+import { readdirSync } from 'node:fs';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
+import { defaultMigrationsDir } from '../../src/migrations/default-migrations-dir.js';
 import { ensureAppRole } from '../../src/provisioning/app-role.js';
 import { databaseUrlWith } from '../../src/provisioning/database-admin.js';
 import { copyOfMigrations, writeMigration } from '../support/migration-sandbox.js';
@@ -319,7 +321,9 @@ describe('npm run migrate', () => {
     const result = await runCliInTerminal('migrate', ['down'], { DATABASE_URL: database.ownerUrl }, 'yes\n');
 
     expect(result.code, result.stdout).toBe(0);
-    expect(result.stdout).toMatch(new RegExp(`This reverts the last migration of database '${database.name}' on 127\\.0\\.0\\.1:\\d+`));
+    // Named: the question says which migration goes.
+    const last = readdirSync(defaultMigrationsDir()).filter((file) => file.endsWith('.up.sql')).sort().at(-1)!.replace('.up.sql', '');
+    expect(result.stdout).toMatch(new RegExp(`This reverts the last migration, ${last}, of database '${database.name}' on 127\\.0\\.0\\.1:\\d+`));
     expect(result.stdout).toContain('1 migration(s) reverted.');
     expect((await runCli('migrate', [], { DATABASE_URL: database.ownerUrl })).stdout).toContain('1 migration(s) applied.');
   });

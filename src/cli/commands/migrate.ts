@@ -108,11 +108,15 @@ export const migrateCommand: Command = {
           await refuseSuperuserLogin(client, variable, 'nothing was reverted');
           await refuseOtherRecordOwner(client, variable, 'nothing was reverted');
         }, 'kennwilliamson-migrate');
-        if (to !== undefined && to !== '0') {
-          const recorded = (await migrationStatus({ ...options, databaseUrl })).filter((migration) => migration.state !== 'pending');
-          requireAppliedTarget(to, recorded.map((migration) => migration.name).reverse(), '--to');
+        const recorded = (await migrationStatus({ ...options, databaseUrl })).filter((migration) => migration.state !== 'pending');
+        if (to !== undefined && to !== '0') requireAppliedTarget(to, recorded.map((migration) => migration.name).reverse(), '--to');
+        // Named, so that the question says what goes: the last one of the record.
+        const last = recorded.at(-1)?.name;
+        if (last === undefined) {
+          console.log('Nothing to revert.');
+          return;
         }
-        const reverting = to === undefined ? 'the last migration' : to === '0' ? 'every migration' : `every migration back to and including ${to}`;
+        const reverting = to === undefined ? `the last migration, ${last},` : to === '0' ? 'every migration' : `every migration back to and including ${to}`;
         if (!yes && !(await typedYes(`This reverts ${reverting} of database '${target.database}' on ${target.host}:${target.port}; down files drop tables and their data.\nType 'yes' to revert: `))) {
           throw new ConfigError('--yes', 'not confirmed; nothing was reverted');
         }
