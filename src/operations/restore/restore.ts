@@ -28,6 +28,7 @@ import { silentClientBoundsSession } from '../../db/silent-client-bounds.js';
 import { describeBlockingSessions } from '../../blocking-session.js';
 import { defaultLockWait, withLockRetries } from '../../migrations/lock-retries.js';
 import { lockPublicTables } from './lock-public-tables.js';
+import { watchForStop } from './stopped-process-watchdog.js';
 import { defaultMigrationsDir } from '../../migrations/default-migrations-dir.js';
 import { listMigrationFiles } from '../../migrations/migration-files.js';
 import { qualifiedMigrationsTable } from '../../migrations/migration-storage.js';
@@ -487,7 +488,9 @@ async function finishPrivileges(
  * before reading the backup. Objects are owned by that role (the owner who runs migrations);
  * the backup's grants may go only to it and to the application role (`session.grantees`: a
  * GRANT to PUBLIC or any other role is refused), and before COMMIT the catalog is checked to
- * hold no privilege in `public` beyond those (`excessRestoredPrivileges`).
+ * hold no privilege in `public` beyond those (`excessRestoredPrivileges`). While it holds the
+ * tables, a process stopped for longer than its idle limit (`stallTimeoutMs` and a round trip)
+ * is sent SIGTERM (see `watchForStop`): a service that restores in-process ends as on SIGTERM.
  *
  * @example
  * const backup = await verifyBackupFile(file)
@@ -664,6 +667,8 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           sessionNotEnded = endInterruptedSession(session.url, ownSession);
         };
         signal?.addEventListener('abort', onAbort, { once: true });
+        // Stopped while it holds the tables (Ctrl-Z, SIGSTOP), as long as it may wait idle.
+        let watchdog: { stop(): void } | undefined;
         try {
           await beginHoldingTables(client, step, {
             url: session.url,
@@ -673,6 +678,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             log,
             ...(signal ? { signal } : {}),
           });
+          watchdog = watchForStop(idleMs);
           const { kept } = await clearPublicSchema(client).catch((error: unknown) => {
             throw rolledBack(`${serverFailure(error)} while emptying the public schema${schemaOwnerAdvice(error)}`, error);
           });
@@ -778,6 +784,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           if (!rolledBackHere && !committing) sessionNotEnded ??= endInterruptedSession(session.url, ownSession);
           throw error;
         } finally {
+          watchdog?.stop();
           signal?.removeEventListener('abort', onAbort);
         }
       },
