@@ -16,6 +16,7 @@ import { defaultPgRestoreStallTimeoutMs, watchedOutput, watchedStream } from '..
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
 import { deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
 import { unsafeInRestoredPublic } from './unsafe-in-restored-public.js';
+import { unsafeCallIn } from './unsafe-calls.js';
 import { functionNoMigrationMakes, type MigrationFunction, migrationFunctions } from './migration-functions.js';
 import { type CopyStallGuard, ScriptQuery } from './script-query.js';
 import { serverFailure } from './server-failure.js';
@@ -244,6 +245,9 @@ function copyStallGuard(
     },
   };
 }
+
+// pg_dump's own statements that call such functions, as the allow-list admits them.
+const pgDumpsOwnCalls = new Set(['SELECT pg_catalog.set_config', 'SELECT pg_catalog.setval', 'SET', 'COMMENT']);
 
 // A backup's function that is none of the migrations', refused before it is made.
 const backupFunctionRefusal = ({ name, parsedBody }: { name: string; parsedBody: boolean }) =>
@@ -709,6 +713,16 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             const unknownFunction = part.kind === 'sql' && part.statement === 'CREATE FUNCTION' ? functionNoMigrationMakes(part.text, knownFunctions) : undefined;
             if (unknownFunction !== undefined) {
               throw rolledBack(`${backupFunctionRefusal(unknownFunction)} at line ${part.line} of the backup's SQL`, undefined);
+            }
+            // pg_dump's own set_config and setval aside, an expression that calls such a function
+            // would run it as the rows load, before the check before COMMIT could refuse it.
+            const unsafeCall = part.kind === 'sql' && !pgDumpsOwnCalls.has(part.statement) ? unsafeCallIn(part.text) : undefined;
+            if (unsafeCall !== undefined) {
+              throw rolledBack(
+                `an expression that calls ${unsafeCall}, which acts beyond its row (on the session, other sessions or the server) or runs SQL text: ` +
+                  `refused before it could run, at line ${part.line} of the backup's SQL`,
+                undefined,
+              );
             }
             if (makesSomething(part)) made += 1;
             if (part.kind === 'copy') log(`restoring table ${part.table} (${++tables}${backup.tables ? ` of ${backup.tables}` : ''})`);

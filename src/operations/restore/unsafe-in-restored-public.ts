@@ -1,6 +1,7 @@
 import type * as pg from 'pg';
 import { migrationsTable } from '../../migrations/migration-storage.js';
 import type { MigrationFunction } from './migration-functions.js';
+import { actsBeyondTheRowNames, runsSqlTextNames } from './unsafe-calls.js';
 
 // The kinds of object an extension's owner may add to it (ALTER EXTENSION … ADD), by catalog:
 // who owns one, and, for code that an object of public may use, its schema.
@@ -33,10 +34,9 @@ const usedCodeSchemas = catalogColumns
 // Public and PostgreSQL's own schemas, which a use of code or a view's read may reach.
 const publicAndPostgresSchemas = `('public'::pg_catalog.regnamespace, 'pg_catalog'::pg_catalog.regnamespace, 'information_schema'::pg_catalog.regnamespace)`;
 
-// PostgreSQL's own functions that act beyond the row an expression is computed for: on the
-// session (a setting, random()'s seed, pg_trgm's threshold, an advisory lock), other sessions (a notification, a cancel) or the
-// server (large objects, files, configuration, replication). Called: a column may be named so.
-const actsBeyondTheRow = String.raw`\m(set_config|setseed|set_limit|pg_(try_)?advisory_\w+|pg_notify|lo_\w+|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|pg_rotate_logfile|pg_sleep\w*|setval|pg_stat_reset\w*|pg_log_backend_memory_contexts|pg_promote|pg_switch_wal|pg_create_restore_point|pg_\w+_replication_slot|pg_replication_origin_\w+|pg_file_\w+|pg_read_\w+|pg_ls_\w+|pg_logical_emit_message)\M\s*\(`;
+// PostgreSQL's own functions that act beyond the row an expression is computed for (see
+// unsafe-calls.ts). Called: a column may be named so.
+const actsBeyondTheRow = String.raw`\m(${actsBeyondTheRowNames})\M\s*\(`;
 // PostgreSQL's own functions that look up a type (or a function) by a name given as text when
 // they run, a domain of another schema whose CHECK runs its code among them: no dependency is
 // recorded for it, and the type may not even exist yet. A cast of text to a reg* type does the
@@ -44,10 +44,9 @@ const actsBeyondTheRow = String.raw`\m(set_config|setseed|set_limit|pg_(try_)?ad
 // do a type's own input functions given its oid, and the SQL/JSON functions' RETURNING
 // (JSON_VALUE(… RETURNING ops.sql) records no dependency on the type).
 const looksUpByName = String.raw`\m(pg_input_is_valid|pg_input_error_info|to_reg\w+|\w+_in|\w+_recv|reg\w+in|pg_get_object_address|json_value|json_query|json_exists|json_table|xmltable)\M\s*\(|::\s*reg(?!class\M)\w+`;
-// PostgreSQL's own functions that run a query given as text: an expression that calls one
-// runs whatever the text says, and depends on nothing the catalog records.
+// PostgreSQL's own functions that run a query given as text (see unsafe-calls.ts).
 // (A PostgreSQL regular expression: \m and \M are its word boundaries.)
-const runsSqlText = String.raw`\m(query_to_xml|query_to_xmlschema|query_to_xml_and_xmlschema|cursor_to_xml|cursor_to_xmlschema|ts_stat|ts_rewrite|database_to_xml|database_to_xmlschema|database_to_xml_and_xmlschema|schema_to_xml|schema_to_xmlschema|schema_to_xml_and_xmlschema|table_to_xml|table_to_xmlschema|table_to_xml_and_xmlschema)\M`;
+const runsSqlText = String.raw`\m(${runsSqlTextNames})\M`;
 
 // A type named as a migration wrote it: as PostgreSQL's, else as one of public.
 const resolvedType = (name: string) => `COALESCE(pg_catalog.to_regtype(${name}), pg_catalog.to_regtype('"public".' || (${name})))::pg_catalog.oid`;

@@ -448,12 +448,49 @@ ${seededCheck('plant')}`,
     ],
   ])('%s is refused, on any table', async (_what, sql, message) => {
     const database = await target();
-    const backup = await crafted('owner-runs.sql.gz', `CREATE TABLE public.notes (id integer PRIMARY KEY, body text);\n${sql}`);
+    // A function is the backup's own, and refused before it is made; an expression that calls
+    // such a function of PostgreSQL's is refused in the backup's text before it runs (below), so
+    // here a function a migration defines makes it while the rows load, as the catalog's check
+    // before COMMIT must then find it.
+    const makesFunction = sql.includes('CREATE FUNCTION');
+    const made = makesFunction ? sql : `${beyondFunction(`EXECUTE $ddl$${sql}$ddl$;`)}${seededCheck('beyond')}`;
+    const backup = await crafted('owner-runs.sql.gz', `CREATE TABLE public.notes (id integer PRIMARY KEY, body text);\n${made}`);
 
-    const error = await restoreAsDefault(database, backup, { ownFunctions: false }).catch((e: unknown) => e);
+    const error = await restoreAsDefault(database, backup, makesFunction ? { ownFunctions: false } : {}).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RestoreError);
     expect((error as Error).message).toContain(message);
+  });
+
+  // In the backup's own text, such a call is refused before it runs: a CHECK runs for each row as
+  // it loads, and what it did beyond the transaction (another session ended, here) stayed done
+  // when the check before COMMIT refused it.
+  it.each([
+    ['ends another session', (pid: number) => `CHECK ((pg_catalog.pg_terminate_backend(${pid}) OR true))`, 'pg_terminate_backend'],
+    ['sleeps for an hour', () => 'CHECK ((pg_catalog."pg_sleep"((3600)::double precision) IS NOT NULL))', 'pg_sleep'],
+    ['runs SQL text', () => "CHECK ((pg_catalog.query_to_xml('SELECT 1'::text, false, false, ''::text) IS NOT NULL))", 'query_to_xml'],
+  ])('a CHECK in the backup that %s is refused before it runs', async (_what, check, called) => {
+    const database = await target();
+    const bystander = await holdAdvisoryLock(database.url, 4242, 'kw-bystander');
+    try {
+      const backup = await crafted(
+        'calls-before-check.sql.gz',
+        `CREATE TABLE public.notes (id integer, CONSTRAINT sneaky ${check(bystander.pid)});\nCOPY public.notes (id) FROM stdin;\n1\n\\.\n`,
+      );
+
+      const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(RestoreError);
+      expect((error as Error).message).toContain(
+        `an expression that calls ${called}, which acts beyond its row (on the session, other sessions or the server) or runs SQL text: refused before it could run, at line 10 of the backup's SQL`,
+      );
+      const alive = await withClient(database.url, async (client) =>
+        (await client.query<{ n: number }>('SELECT count(*)::int AS n FROM pg_stat_activity WHERE pid = $1', [bystander.pid])).rows[0]!.n,
+      );
+      expect(alive).toBe(1);
+    } finally {
+      await bystander.release().catch(() => undefined);
+    }
   });
 
   // A function with a migration's name and a body of the backup's own ran as the owner while
@@ -719,7 +756,7 @@ COPY public.seed (id, updated_at) FROM stdin;
     }).catch((e: unknown) => e);
 
     expect((none as Error).message).toContain(noMigrationDefines('public.add_one(integer)'));
-    expect((sqlText as Error).message).toContain('the argument defaults of function public.add_one(integer), which runs SQL text');
+    expect((sqlText as Error).message).toContain('an expression that calls query_to_xml, which acts beyond its row (on the session, other sessions or the server) or runs SQL text: refused before it could run');
   });
 
   it.each([

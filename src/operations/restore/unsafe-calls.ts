@@ -1,0 +1,42 @@
+import { parseSync } from 'libpg-query';
+
+// PostgreSQL's own functions that act beyond the row an expression is computed for: on the
+// session (a setting, random()'s seed, pg_trgm's threshold, an advisory lock, a sleep), other
+// sessions (a notification, a cancel) or the server (large objects, files, configuration,
+// replication, the write-ahead log). As a regular expression's alternation, for the catalog's
+// check (PostgreSQL's) and the text's (JavaScript's) alike.
+export const actsBeyondTheRowNames = String.raw`set_config|setseed|set_limit|pg_(try_)?advisory_\w+|pg_notify|lo_\w+|pg_terminate_backend|pg_cancel_backend|pg_reload_conf|pg_rotate_logfile|pg_sleep\w*|setval|pg_stat_reset\w*|pg_log_backend_memory_contexts|pg_promote|pg_switch_wal|pg_create_restore_point|pg_\w+_replication_slot|pg_replication_origin_\w+|pg_file_\w+|pg_read_\w+|pg_ls_\w+|pg_logical_emit_message`;
+
+// PostgreSQL's own functions that run a query given as text: an expression that calls one runs
+// whatever the text says, and depends on nothing the catalog records.
+export const runsSqlTextNames = String.raw`query_to_xml|query_to_xmlschema|query_to_xml_and_xmlschema|cursor_to_xml|cursor_to_xmlschema|ts_stat|ts_rewrite|database_to_xml|database_to_xmlschema|database_to_xml_and_xmlschema|schema_to_xml|schema_to_xmlschema|schema_to_xml_and_xmlschema|table_to_xml|table_to_xmlschema|table_to_xml_and_xmlschema`;
+
+const unsafeName = new RegExp(`^(${actsBeyondTheRowNames}|${runsSqlTextNames})$`);
+
+// Every function a parse tree calls, by its name as the parser read it (quotes and escapes undone).
+function calledNames(tree: unknown, found: string[] = []): string[] {
+  if (Array.isArray(tree)) {
+    for (const each of tree) calledNames(each, found);
+  } else if (tree !== null && typeof tree === 'object') {
+    const call = (tree as { FuncCall?: { funcname?: Array<{ String?: { sval?: string } }> } }).FuncCall;
+    const name = call?.funcname?.at(-1)?.String?.sval;
+    if (name !== undefined) found.push(name);
+    for (const value of Object.values(tree)) calledNames(value, found);
+  }
+  return found;
+}
+
+/**
+ * The first function that acts beyond its row, or runs SQL text, which the backup's statement
+ * `text` calls in an expression (a CHECK, a default, an index's, a view's, a trigger's WHEN, an
+ * argument default), or undefined. Asked before the statement runs: a CHECK runs for each row
+ * as it loads, and what such a call does beyond the transaction (another session ended, a
+ * notification sent, a sleep of hours with every table held) stayed done when the check
+ * before COMMIT refused it. Read from PostgreSQL's parse tree, so a quoted or escaped name is
+ * the name it is. Not for pg_dump's own `SELECT pg_catalog.set_config(…)` and `setval(…)`.
+ *
+ * @example unsafeCallIn("ALTER TABLE ONLY public.t ADD CONSTRAINT c CHECK (pg_catalog.pg_sleep(3600) IS NOT NULL);") // 'pg_sleep'
+ */
+export function unsafeCallIn(text: string): string | undefined {
+  return calledNames(parseSync(text)).find((name) => unsafeName.test(name));
+}
