@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import pg from 'pg';
 import { afterEach, describe, expect, it } from 'vitest';
 import * as incidentTimers from '../../src/queries/incident-timers.js';
@@ -13,7 +14,7 @@ const testDb = useTestDatabase();
 // where its types say Date and DeviceInfo), and not even alike: a named statement keeps the
 // parsers of its first run on a connection, so findById gave a Date and create a string.
 describe('a service that sets its own pg type parsers', () => {
-  const changed = [1184, 3802, 20, 16, 2950];
+  const changed = [1184, 3802, 20, 16, 2950, 1082];
   const before = new Map(changed.map((oid) => [oid, pg.types.getTypeParser(oid, 'text')]));
   afterEach(() => {
     for (const [oid, parser] of before) pg.types.setTypeParser(oid, parser);
@@ -38,7 +39,12 @@ describe('a service that sets its own pg type parsers', () => {
     pg.types.setTypeParser(16, (text: string) => text);
     pg.types.setTypeParser(2950, (text: string) => text.toUpperCase());
 
+    pg.types.setTypeParser(1082, (text: string) => `date ${text}`);
+
     const after = await run();
     expect(after).toEqual(expected);
+    // A type the library never returns keeps the service's parser on db too.
+    const { rows } = await sql<{ day: unknown }>`SELECT '2020-01-02'::date AS day`.execute(testDb.db);
+    expect(rows).toEqual([{ day: 'date 2020-01-02' }]);
   });
 });
