@@ -200,9 +200,11 @@ describe.concurrent('bounded waits', () => {
       expect(error).toBeInstanceOf(QueryCanceledError);
       expect(error).toMatchObject({ reason: 'statement_timeout', statementTimeoutMs: expected.statementTimeoutMs });
 
+      // Longer than the pool's call deadline for its own bound (that and 5 s): the server keeps
+      // the released savepoint's 10 s, and so must the pool, or it gives the call up.
       const slept = await db.transaction().execute(async (trx) => {
         await withSavepoint(trx, (sp) => withTimeouts(sp, { statementTimeout: '10s' }, async () => undefined));
-        await sql`SELECT pg_sleep(0.6)`.execute(trx);
+        await sql`SELECT pg_sleep(6)`.execute(trx);
         return 'slept';
       });
       expect(slept).toBe('slept');
