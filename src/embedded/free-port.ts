@@ -39,9 +39,11 @@ export async function freePort(): Promise<number> {
   const below = low - lowestPort;
   for (let attempt = 0; below > 1000 && attempt < 50; attempt += 1) {
     const port = lowestPort + Math.floor(Math.random() * below);
-    if (handedOut.has(port) || !(await listensOn(port))) continue;
+    // Taken before the probe: a call beside this one must not probe, and hand out, the same.
+    if (handedOut.has(port)) continue;
     handedOut.add(port);
-    return port;
+    if (await listensOn(port)) return port;
+    handedOut.delete(port);
   }
   // A range that leaves no room below it: the kernel's pick, as before.
   return new Promise((resolve, reject) => {

@@ -82,7 +82,6 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
            FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database()`,
       );
       const { role, owner: databaseOwner } = rows[0]!;
-      const { rows: membership } = await client.query<{ owns: boolean }>('SELECT pg_catalog.pg_has_role($1, $2, \'MEMBER\') AS owns', [role, databaseOwner]);
       const appRoleExists = appRole === undefined || (await client.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [appRole])).rowCount === 1;
       const powers = await rolePowers(client, role);
       // The role that will restore: the URL's own, or the owner it logs in as instead.
@@ -90,7 +89,6 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
       return {
         role,
         databaseOwner,
-        ownsDatabase: membership[0]!.owns,
         appRoleExists,
         rolePowers: powers,
         // Needed only when the URL's role has powers; the same role's answer when it is the owner.
@@ -112,10 +110,19 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
   // Another plain role (the application role's URL, which the services' DATABASE_URL holds,
   // given where the owner's belongs): its restore failed on the first of the owner's objects,
   // or on the backup's default privileges, whose refusal called it the database's owner.
-  if (facts.rolePowers.length === 0 && !facts.ownsDatabase) {
+  // A member of the owner role neither: the restore runs as the login's own role (ROLE NONE), and the
+  // objects would be the member's, which the owner's migrations may not alter.
+  if (facts.rolePowers.length === 0 && facts.role !== facts.databaseOwner) {
+    const variable = migrationUrlVariable(databaseUrl);
+    const fix =
+      variable === 'DATABASE_URL'
+        ? "set MIGRATION_DATABASE_URL to its URL (DATABASE_URL, which the restore fell back to, is the services' URL, usually the application role's)"
+        : variable === 'MIGRATION_DATABASE_URL'
+          ? "set MIGRATION_DATABASE_URL to the owner's URL"
+          : "give the owner's URL (databaseUrl)";
     throw new RestoreError(
-      `refusing to restore as '${facts.role}': it is not the database's owner '${facts.databaseOwner}', whose schema a restore replaces ` +
-        `(the application role, from DATABASE_URL?). Restore as the owner: set MIGRATION_DATABASE_URL to its URL. The database was not touched.`,
+      `refusing to restore as '${facts.role}': it is not the database's owner '${facts.databaseOwner}', to which the restored tables and ` +
+        `functions must belong, for its migrations to alter them. Restore as the owner: ${fix}. The database was not touched.`,
     );
   }
   if (appRole !== undefined && !facts.appRoleExists) {

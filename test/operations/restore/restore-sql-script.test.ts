@@ -404,10 +404,22 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
 
       expect(result.code).toBe(1);
       expect(result.stderr).toContain(
-        `refusing to restore as '${app}': it is not the database's owner '${inject('ownerUser')}', whose schema a restore replaces (the application role, from DATABASE_URL?). ` +
-          'Restore as the owner: set MIGRATION_DATABASE_URL to its URL. The database was not touched.',
+        `refusing to restore as '${app}': it is not the database's owner '${inject('ownerUser')}', to which the restored tables and functions must belong, ` +
+          "for its migrations to alter them. Restore as the owner: set MIGRATION_DATABASE_URL to its URL (DATABASE_URL, which the restore fell back to, " +
+          "is the services' URL, usually the application role's). The database was not touched.",
       );
       expect(await tableContents(target.url)).toEqual(before);
+
+      // A member of the owner role neither: what it restored would be its own.
+      const member = `kw_owner_member_${suffix}`;
+      await execute(target.url, `CREATE ROLE ${member} LOGIN PASSWORD 'member-pw' IN ROLE ${inject('ownerUser')}`);
+      onTestFinished(() => execute(inject('serverUrl'), `DROP ROLE IF EXISTS ${member}`));
+      appUrl.username = member;
+      appUrl.password = 'member-pw';
+      const asMember = await runCli('db-restore', [await crafted('as-member.sql.gz', dumpAround(planted(''))), '--yes'], { MIGRATION_DATABASE_URL: appUrl.href });
+      expect(asMember.code).toBe(1);
+      expect(asMember.stderr).toContain(`refusing to restore as '${member}': it is not the database's owner '${inject('ownerUser')}'`);
+      expect(asMember.stderr).toContain("Restore as the owner: set MIGRATION_DATABASE_URL to the owner's URL.");
     });
 
     // A backup's REVOKE from the role restoring took its rights on its own tables away: the
