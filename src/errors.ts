@@ -400,8 +400,9 @@ export class MigrationMissingError extends DbError {
     // An older release deployed over a newer schema, most often: say the way back (README: Rolling back).
     super(
       `Migration ${migration} is recorded as applied but ${migration}.up.sql is missing: a package older than the schema? ` +
-        'Deploy it without this step, and revert the schema, if at all, once no instance of the newer release runs (which fails on ' +
-        "the older schema), with the release that applied it (migrate down --to NAME) or its migrations folder (--migrations-dir DIR); README: Rolling back",
+        'Deploy it without migrating (its release step, or a migration at start-up), and revert the schema, if at all, once no ' +
+        "instance of the newer release (which fails on the older schema) runs, with the release that applied it (migrate down --to NAME) " +
+        'or its migrations folder (--migrations-dir DIR); README: Rolling back',
     );
   }
 }

@@ -51,19 +51,20 @@ function millisecondsOf(field: string, value: number | string | undefined): stri
  *   refreshTokens.purgeExpired(trx),
  * )
  */
-export function withTimeouts<T, D extends DB = DB>(db: Kysely<D> | Transaction<D>, timeouts: StatementTimeouts, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
+export function withTimeouts<D extends DB = DB, T = unknown>(db: Kysely<D> | Transaction<D>, timeouts: StatementTimeouts, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
 /** The same, for a service's Kysely with CamelCasePlugin (see {@link CamelCasedDB}), tables of its own beside ours or not. */
-export function withTimeouts<T, D extends CamelCasedDB = CamelCasedDB>(
+export function withTimeouts<D extends CamelCasedDB = CamelCasedDB, T = unknown>(
   db: Kysely<D> | Transaction<D>,
   timeouts: StatementTimeouts,
   work: (trx: Transaction<D>) => Promise<T>,
 ): Promise<T>;
 /** The same, for any other Kysely (tables of the service's own only). */
-export function withTimeouts<T, D>(db: Kysely<D> | Transaction<D>, timeouts: StatementTimeouts, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
-// The overloads name Transaction<D> beside Kysely<D>, and our tables' types first: from a
+export function withTimeouts<D, T>(db: Kysely<D> | Transaction<D>, timeouts: StatementTimeouts, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
+// The overloads name Transaction<D> beside Kysely<D>, and our tables' types first (the type
+// parameters in the order they always had, <D, T>, for a caller that gives them): from a
 // transaction (a ControlledTransaction too) against Kysely<D> alone, TypeScript inferred D as
 // an index signature of the tables' types, which neither the transaction nor `work` matched.
-export async function withTimeouts<T, D>(
+export async function withTimeouts<D, T>(
   db: Kysely<D> | Transaction<D>,
   timeouts: StatementTimeouts,
   work: (trx: Transaction<D>) => Promise<T>,

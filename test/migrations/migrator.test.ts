@@ -130,7 +130,7 @@ describe('migrate', () => {
     await expect(migrate({ databaseUrl: database.url, migrationsDir })).rejects.toThrow(names[1]);
     // The way back, for an older release deployed over a newer schema (README: Rolling back).
     await expect(migrate({ databaseUrl: database.url, migrationsDir })).rejects.toThrow(
-      'Deploy it without this step, and revert the schema, if at all, once no instance of the newer release runs (which fails on the older schema), with the release that applied it (migrate down --to NAME)',
+      'Deploy it without migrating (its release step, or a migration at start-up), and revert the schema, if at all, once no instance of the newer release (which fails on the older schema) runs, with the release that applied it (migrate down --to NAME)',
     );
   });
 

@@ -56,8 +56,8 @@ export async function migrationFunctions(migrationsDir?: string): Promise<Migrat
 /**
  * For the backup's `CREATE FUNCTION` statement `text`: undefined when it makes one of `known`
  * (the migrations' functions: the same name, body and language), else the name it makes, and
- * whether its body is one PostgreSQL keeps parsed (`BEGIN ATOMIC`), which no migration's can
- * be. Asked before the statement runs: the body is what runs while the backup's rows load (a
+ * whether it has no quoted body and language to compare (one PostgreSQL keeps parsed, `BEGIN
+ * ATOMIC` or `RETURN`), which no migration's can be. Asked before the statement runs: the body is what runs while the backup's rows load (a
  * CHECK, a trigger), as the owner, and a body of the backup's own could do there what no later
  * check sees (put the migration's body in its own place, once it acted). The rest of what
  * makes a function the migration's (its types, settings, volatility, a function or a
@@ -68,8 +68,8 @@ export async function migrationFunctions(migrationsDir?: string): Promise<Migrat
 export function functionNoMigrationMakes(text: string, known: readonly MigrationFunction[]): { name: string; parsedBody: boolean } | undefined {
   const [made] = createdFunctions(text);
   if (made === undefined) {
-    const name = ((parseSync(text) as Node).stmts?.[0]?.stmt?.CreateFunctionStmt?.funcname as Node[] | undefined)?.at(-1)?.String?.sval;
-    return { name: String(name), parsedBody: true };
+    const name = ((parseSync(text) as Node).stmts?.[0]?.stmt?.CreateFunctionStmt?.funcname as Node[] | undefined)?.at(-1)?.String?.sval as string | undefined;
+    return { name: name ?? 'a function', parsedBody: true };
   }
   const same = (each: MigrationFunction) =>
     each.name === made.name && each.body === made.body && each.language.toLowerCase() === made.language.toLowerCase();

@@ -254,7 +254,7 @@ const backupFunctionRefusal = ({ name, parsedBody }: { name: string; parsedBody:
   `function public.${name}, which no migration defines so (the same name, body and language): its body would run while the backup's rows load, ` +
   "as the owner, and could act and then put a migration's body in its place before the check; " +
   (parsedBody
-    ? 'written BEGIN ATOMIC, its body is kept parsed, not as its text, so that no migration can be told to define it: write it with a quoted body'
+    ? 'its body is no quoted text with a language (BEGIN ATOMIC or RETURN, which PostgreSQL keeps parsed), so no migration can be told to define it: write it with a quoted body'
     : 'a service with migrations of its own restores with their folder (restore --migrations-dir DIR, restoreDatabase({ migrationsDir }))');
 
 /** How long the server may take no visible step with a table's rows, before it is looked at (see serverStallTimeoutMs). */
@@ -808,9 +808,11 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     const failure = await restoreFailure(error);
     const notEnded = await sessionNotEnded;
     if (notEnded === undefined || (signal?.aborted && !committing)) throw failure;
+    // Not rolled back yet: the server does so when the session ends.
+    const rolledBackSaid = /^restore failed and was rolled back; the database was not changed:\n|\nthe restore was rolled back; the database was not changed$/;
     throw new RestoreError(
-      `${failure.message}\nnothing was committed, but ${notEnded}: it holds the tables of public until it ends` +
-        `${ownSession ? ` (SELECT pg_terminate_backend(${ownSession.pid}), as its role or a superuser)` : ''}`,
+      `${failure.message.replace(rolledBackSaid, '')}\nrestore failed: nothing was committed, but ${notEnded}: it holds the tables of public ` +
+        `until it ends, and is rolled back then${ownSession ? ` (SELECT pg_terminate_backend(${ownSession.pid}), as its role or a superuser)` : ''}`,
       { cause: failure.cause ?? error },
     );
   } finally {

@@ -325,7 +325,7 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       const refused = await runCli('db-restore', [await crafted('pg-dump-18.sql.gz', pgDump18Script), '--yes', '--migrations-dir', migrationsDir], { DATABASE_URL: target.ownerUrl });
       expect(refused.code).toBe(1);
       expect(refused.stderr).toMatch(
-        /function public\.twice, which no migration defines so \(the same name, body and language\): .*; written BEGIN ATOMIC, its body is kept parsed, not as its text, so that no migration can be told to define it: write it with a quoted body at line \d+ of the backup's SQL\n/,
+        /function public\.twice, which no migration defines so \(the same name, body and language\): .*; its body is no quoted text with a language \(BEGIN ATOMIC or RETURN, which PostgreSQL keeps parsed\), so no migration can be told to define it: write it with a quoted body at line \d+ of the backup's SQL\n/,
       );
 
       const file = await crafted('pg-dump-18-no-atomic.sql.gz', pgDump18Script.replace(twice, ''));
