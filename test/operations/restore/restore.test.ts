@@ -2,7 +2,6 @@ import { execFileSync, spawn } from 'node:child_process';
 import { appendFile, copyFile, mkdtemp, readdir, readFile, rename, rm, stat, truncate, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { gzipSync } from 'node:zlib';
 import { afterAll, afterEach, beforeAll, describe, type ExpectStatic, it } from 'vitest';
 import { openClient, withClient } from '../../../src/db/with-client.js';
@@ -597,55 +596,6 @@ describe.skipIf(!available)('npm run db:restore', () => {
     );
     expect(current.pendingMigrations).toEqual([]);
   });
-
-  // Ctrl-Z on the restore (SIGSTOP) in the middle of a table: the server waited for the rest of
-  // its rows with every table of public locked, for as long as the restore stayed stopped (no
-  // idle limit or statement_timeout acts on a COPY waiting for its client, and the stopped
-  // host's kernel answers keepalive). Its watchdog, a process outside its group, ends it once it
-  // has been stopped for its idle limit (stallTimeoutMs and a round trip: 11 s here). The
-  // restore runs in a process of its own, stopped while the server stores the rows of a table
-  // it checks slowly (50 ms a row).
-  it.concurrent('a restore stopped in the middle of a table is ended once stopped for its idle limit, and the database is as it was', async ({ expect }) => {
-    const slowRow =
-      "CREATE FUNCTION slow_row(n int) RETURNS boolean LANGUAGE sql AS $$ SELECT pg_catalog.pg_sleep(CASE WHEN pg_catalog.current_setting('kw.fast', true) = 'on' THEN 0 ELSE 0.05 END) IS NOT NULL AND n > 0 $$;\n";
-    const source = await server.createMigratedDatabase();
-    await execute(
-      server.ownerUrlOf(source),
-      `${slowRow}CREATE TABLE loaded_slowly (n int CHECK (slow_row(n)), filler text); SET kw.fast = 'on'; ` +
-        'INSERT INTO loaded_slowly SELECT g, repeat(md5(g::text), 256) FROM generate_series(1, 1000) AS g',
-    );
-    const slow = await backupDatabase({ databaseUrl: server.urlOf(source), backupDir: path.join(workDir, 'loaded-slowly'), environment: 'test', keep: 1 });
-    const migrationsDir = await migrationsDefining(slowRow, workDir);
-    const target = await databaseWithOtherData();
-    const before = await tableContents(target);
-    const module = (name: string) => JSON.stringify(fileURLToPath(new URL(`../../../src/operations/${name}`, import.meta.url)));
-    const script =
-      `import { restoreDatabase } from ${module('restore/restore.ts')}; import { verifyBackupFile } from ${module('vetting/verify-backup-file.ts')};\n` +
-      `await restoreDatabase({ databaseUrl: ${JSON.stringify(target)}, backup: await verifyBackupFile(${JSON.stringify(slow.file)}), ` +
-      `migrationsDir: ${JSON.stringify(migrationsDir)}, stallTimeoutMs: 1000 });`;
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { stdio: ['ignore', 'ignore', 'ignore'] });
-    const exited = new Promise<NodeJS.Signals | null>((resolve) => child.once('exit', (_code, signal) => resolve(signal)));
-    const restoring = async () =>
-      (
-        await withClient(target, (client) =>
-          client.query<{ rows: number }>(
-            `SELECT coalesce(p.tuples_processed, 0)::int AS rows FROM pg_stat_activity a LEFT JOIN pg_stat_progress_copy p USING (pid)
-              WHERE a.datname = current_database() AND a.application_name = 'kennwilliamson-restore' AND a.backend_xid IS NOT NULL`,
-          ),
-        )
-      ).rows;
-    try {
-      await eventually(async () => ((await restoring())[0]?.rows ?? 0) >= 5, 'the restore stores rows of the slow table', { timeoutMs: 60_000 });
-      child.kill('SIGSTOP');
-      await eventually(async () => (await restoring()).length === 0, "the stopped restore's transaction ends", { timeoutMs: 30_000, intervalMs: 200 });
-      expect(await tableContents(target)).toEqual(before);
-    } finally {
-      child.kill('SIGCONT');
-      child.kill('SIGKILL');
-    }
-    // Ended by its watchdog's SIGTERM (this process has no handler of its own for it).
-    expect(await exited).toBe('SIGTERM');
-  }, 90_000);
 
   // Once COMMIT is on its way the outcome is the server's: Ctrl-C then must not report the
   // restore as not committed (it may well be), but wait for COMMIT's answer (here it never
