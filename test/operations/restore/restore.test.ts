@@ -384,7 +384,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect(await tableContents(target)).toEqual(before);
   });
 
-  // The next ten wait (for a deadline, a stall's bound, a slow CHECK, a lock: 2-12 s each) at
+  // The next eleven wait (for a deadline, a stall's bound, a slow CHECK, a lock: 2-22 s each) at
   // little CPU, each on a database (and a proxy) of its own: side by side (it.concurrent,
   // consecutive), the file takes as long as the longest of them rather than their sum. (An
   // advisory lock, the migration lock among them, is one database's.)
@@ -597,6 +597,33 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect(current.pendingMigrations).toEqual([]);
   });
 
+  // Every connection of the restore through a proxy that stalls while it waits: the answer to
+  // its lock wait never comes, and no TCP timer tells (the proxy's kernel acknowledges, and
+  // answers keepalive), as with a hung pooler. The monitor's look at the blockers gets no
+  // answer within its deadline either (or LOCK TABLE none within its own), and that ends it.
+  it.concurrent(
+    'ends by itself at its deadline, rather than waiting for ever, when its path to the server stalls',
+    { timeout: 60_000 },
+    async ({ expect }) => {
+      await restoreBehindAReader(
+        expect,
+        async ({ outcome, sessions, proxy }) => {
+          // From its second attempt on, the monitor watches the restore's wait.
+          await eventually(async () => {
+            const now = await sessions();
+            return now.some((session) => session.application === 'kennwilliamson-restore-monitor') && now.some((session) => session.waiting);
+          }, "the restore waits for the reader's table, watched");
+          proxy!.stall();
+
+          const error = await outcome;
+          expect(error).toBeInstanceOf(RestoreError);
+          expect((error as Error).message).toMatch(/no answer to (a look at who blocks the statement|LOCK TABLE) within/);
+        },
+        { throughProxy: true },
+      );
+    },
+  );
+
   // Once COMMIT is on its way the outcome is the server's: Ctrl-C then must not report the
   // restore as not committed (it may well be), but wait for COMMIT's answer (here it never
   // comes, and its deadline says so).
@@ -698,33 +725,6 @@ describe.skipIf(!available)('npm run db:restore', () => {
         partition.heal();
         expect(await outcome).toBeInstanceOf(RestoreError);
       });
-    },
-  );
-
-  // Every connection of the restore through a proxy that stalls while it waits: the answer to
-  // its lock wait never comes, and no TCP timer tells (the proxy's kernel acknowledges, and
-  // answers keepalive), as with a hung pooler. The monitor's look at the blockers gets no
-  // answer within its deadline either (or LOCK TABLE none within its own), and that ends it.
-  it(
-    'ends by itself at its deadline, rather than waiting for ever, when its path to the server stalls',
-    { timeout: 60_000 },
-    async ({ expect }) => {
-      await restoreBehindAReader(
-        expect,
-        async ({ outcome, sessions, proxy }) => {
-          // From its second attempt on, the monitor watches the restore's wait.
-          await eventually(async () => {
-            const now = await sessions();
-            return now.some((session) => session.application === 'kennwilliamson-restore-monitor') && now.some((session) => session.waiting);
-          }, "the restore waits for the reader's table, watched");
-          proxy!.stall();
-
-          const error = await outcome;
-          expect(error).toBeInstanceOf(RestoreError);
-          expect((error as Error).message).toMatch(/no answer to (a look at who blocks the statement|LOCK TABLE) within/);
-        },
-        { throughProxy: true },
-      );
     },
   );
 
