@@ -14,7 +14,7 @@ import { eventually } from '../support/eventually.js';
 import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
 import { createMigrationSandbox } from '../support/migration-sandbox.js';
 import { healAllPartitions, packetFilterAvailable, silenceConnections } from '../support/packet-filter.js';
-import { startCli } from '../support/run-cli.js';
+import { cliOutcome, startCli } from '../support/run-cli.js';
 import type { TestDatabase } from '../support/test-database.js';
 
 let database: TestDatabase;
@@ -239,6 +239,30 @@ describe('the migration lock', () => {
       expect((await migrationStatus({ databaseUrl: database.url, migrationsDir: gatedDir })).find((m) => m.name === '20990101000000_gated')?.state).toBe('pending');
     },
   );
+
+  // Ctrl-C ended the command with no word, and an operator could not tell what was applied.
+  it('says, on Ctrl-C in the middle of a file, that the server rolls it back and it is not recorded', async () => {
+    const slow = '20990101000000_slow_ctrl_c';
+    await writeFile(path.join(migrationsDir, `${slow}.up.sql`), 'CREATE TABLE ctrl_c (id int);\nSELECT pg_sleep(61);\n');
+    await writeFile(path.join(migrationsDir, `${slow}.down.sql`), 'DROP TABLE ctrl_c;\n');
+    const child = startCli('migrate', ['--migrations-dir', migrationsDir], { MIGRATION_DATABASE_URL: database.ownerUrl });
+    const outcome = cliOutcome(child);
+    const sleeping = () =>
+      sessions(
+        "SELECT count(*)::int AS count FROM pg_stat_activity WHERE query LIKE '%pg_sleep(61)%' AND state = 'active' AND datname = current_database() AND pid <> pg_backend_pid()",
+      );
+    await eventually(async () => (await sleeping()) === 1, 'the migrator runs the long statement', { timeoutMs: 20_000 });
+
+    child.kill('SIGINT');
+    const { code, stderr } = await outcome;
+
+    expect(code).toBe(130);
+    expect(stderr).toContain('SIGINT: stopped; the server rolls back the migration in progress as the connection closes, and it is not recorded');
+    await eventually(async () => (await sleeping()) === 0, 'the server abandons the statement', { timeoutMs: 10_000 });
+    expect((await migrationStatus({ databaseUrl: database.url, migrationsDir })).find((m) => m.name === slow)?.state).toBe('pending');
+    await rm(path.join(migrationsDir, `${slow}.up.sql`));
+    await rm(path.join(migrationsDir, `${slow}.down.sql`));
+  });
 
   it('is released within seconds when a migrator is killed in the middle of a long statement', async () => {
     const slow = '20990101000000_slow';

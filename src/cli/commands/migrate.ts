@@ -7,6 +7,7 @@ import { migrate, migrateDown, migrationStatus } from '../../migrations/on-deman
 import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { requireLocalDatabase } from '../../provisioning/database-admin.js';
 import type { Command } from '../command.js';
+import { exitOnInterrupt } from '../interrupt-exit.js';
 import { canAsk, typedYes } from '../confirmation.js';
 
 const usage = `Usage: kennwilliamson-db migrate [up [--dry-run] | down [--to NAME] | status | create NAME] [options]
@@ -49,6 +50,12 @@ Environment:
   MIGRATION_LOCK_TIMEOUT  seconds to wait for another migration run (default 300)
 `;
 
+// What Ctrl-C leaves of a run: the server rolls back the file in progress as the connection
+// closes; the files before it stay applied and recorded.
+export const interruptedMigration =
+  'the server rolls back the migration in progress as the connection closes, and it is not recorded; those before it stay ' +
+  'applied (migrate status lists them). A CREATE INDEX CONCURRENTLY under way leaves an INVALID index, which the next run names';
+
 /** `kennwilliamson-db migrate`: apply, revert, list or create migrations. */
 export const migrateCommand: Command = {
   name: 'migrate',
@@ -84,6 +91,7 @@ export const migrateCommand: Command = {
           console.log(plan.length === 0 ? 'Dry run: nothing to apply, the database is up to date.' : `Dry run: ${plan.length} migration(s) would be applied; nothing was changed.`);
           return;
         }
+        exitOnInterrupt(interruptedMigration);
         const runs = await migrate({ ...options, databaseUrl: migrationDatabaseUrl(), refuseSuperuser: true, refuseOtherOwner: true });
         console.log(runs.length === 0 ? 'Nothing to apply: the database is up to date.' : `${runs.length} migration(s) applied.`);
         return;
@@ -121,6 +129,7 @@ export const migrateCommand: Command = {
           throw new ConfigError('--yes', 'not confirmed; nothing was reverted');
         }
         // A superuser's login, and another role than the record's owner, were refused before asking.
+        exitOnInterrupt(interruptedMigration);
         const runs = await migrateDown({
           ...options,
           databaseUrl,

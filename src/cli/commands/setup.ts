@@ -8,6 +8,7 @@ import { ensureAppRole, provisionAppRole, requireAppRoleApart } from '../../prov
 import { databaseUrlAs, ensureDatabase } from '../../provisioning/database-admin.js';
 import { provisionDatabase, type RoleCredentials } from '../../provisioning/provision-database.js';
 import type { Command } from '../command.js';
+import { exitOnInterrupt } from '../interrupt-exit.js';
 
 const usage = `Usage: kennwilliamson-db setup [--admin [--no-migrate] [--postgres-database] [--shared-roles]]
 
@@ -85,6 +86,10 @@ export const setupCommand: Command = {
   positionals: { min: 0, max: 0 },
   async run({ values }) {
     const log = (line: string) => console.log(line);
+    exitOnInterrupt(
+      'the server rolls back the step in progress (a transaction of the admin step, or a migration) as its connection closes; ' +
+        'what finished before stays. Run setup again: each step finds what is done and goes on',
+    );
     const env = process.env;
     let databaseUrl: string;
     let appUser = env.DB_APP_USER?.trim() || undefined;
