@@ -261,7 +261,10 @@ function compareWithFiles(files: MigrationFile[], applied: AppliedMigration[]): 
     return { name: row.name, state, appliedAt: row.appliedAt, durationMs: row.durationMs };
   });
   for (const file of files) if (!recorded.has(file.name)) states.push({ name: file.name, state: 'pending' });
-  return states.sort((a, b) => a.name.localeCompare(b.name));
+  // In the order they apply (the files' names by code point, as listMigrationFiles sorts them,
+  // and Umzug runs and reverts them): by the locale's order, `_Zeta` came after `_alpha` here,
+  // and `migrate down` named the one it would not revert.
+  return states.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 // A changed or missing applied migration means the database and the code disagree about the

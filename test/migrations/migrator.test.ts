@@ -122,6 +122,22 @@ describe('migrate', () => {
     expect(stdout.trim().split('\n')).toEqual(shipped.map((file) => `${file}: eol: lf`));
   });
 
+  // Names that the locale orders otherwise than their code points: status listed them in the
+  // locale's order, and `migrate down` named the last of that one, not the one it reverts.
+  it('lists migrations in the order they apply and revert, whatever the locale says of their names', async () => {
+    for (const name of ['29990101000000_Zeta', '29990101000000_alpha']) {
+      await writeFile(path.join(migrationsDir, `${name}.up.sql`), `CREATE TABLE "${name}" (id int);\n`);
+      await writeFile(path.join(migrationsDir, `${name}.down.sql`), `DROP TABLE "${name}";\n`);
+    }
+    const applied = (await migrate({ databaseUrl: database.url, migrationsDir })).map((run) => run.name);
+    const listed = (await migrationStatus({ databaseUrl: database.url, migrationsDir })).map((migration) => migration.name);
+    const reverted = (await migrateDown({ databaseUrl: database.url, migrationsDir })).map((run) => run.name);
+
+    expect(applied.slice(-2)).toEqual(['29990101000000_Zeta', '29990101000000_alpha']);
+    expect(listed.slice(-2)).toEqual(applied.slice(-2));
+    expect(reverted).toEqual([listed.at(-1)]);
+  });
+
   it('refuses to run when a recorded migration file is missing', async () => {
     await migrate({ databaseUrl: database.url, migrationsDir });
     await unlink(path.join(migrationsDir, `${names[1]}.up.sql`));
