@@ -246,7 +246,8 @@ function copyStallGuard(
   };
 }
 
-// pg_dump's own statements that call such functions, as the allow-list admits them.
+// pg_dump's own calls of such functions (its set_config and setval, as the allow-list admits
+// them), and statements with no expressions to call one in.
 const pgDumpsOwnCalls = new Set(['SELECT pg_catalog.set_config', 'SELECT pg_catalog.setval', 'SET', 'COMMENT']);
 
 // A backup's function that is none of the migrations', refused before it is made.

@@ -13,21 +13,40 @@ export const runsSqlTextNames = String.raw`query_to_xml|query_to_xmlschema|query
 
 const unsafeName = new RegExp(`^(${actsBeyondTheRowNames}|${runsSqlTextNames})$`);
 
-// Every function a parse tree calls, by its name as the parser read it (quotes and escapes undone).
-function calledNames(tree: unknown, found: string[] = []): string[] {
+interface FuncCallNode {
+  funcname?: Array<{ String?: { sval?: string } }>;
+  args?: Array<{ TypeCast?: { arg?: ConstantNode }; A_Const?: ConstantNode['A_Const'] }>;
+}
+interface ConstantNode {
+  A_Const?: { sval?: { sval?: string } };
+}
+
+// Every function a parse tree calls, by its name as the parser read it (quotes and escapes
+// undone), with its call.
+function calls(tree: unknown, found: Array<{ name: string; call: FuncCallNode }> = []): Array<{ name: string; call: FuncCallNode }> {
   if (Array.isArray(tree)) {
-    for (const each of tree) calledNames(each, found);
+    for (const each of tree) calls(each, found);
   } else if (tree !== null && typeof tree === 'object') {
-    const call = (tree as { FuncCall?: { funcname?: Array<{ String?: { sval?: string } }> } }).FuncCall;
+    const call = (tree as { FuncCall?: FuncCallNode }).FuncCall;
     const name = call?.funcname?.at(-1)?.String?.sval;
-    if (name !== undefined) found.push(name);
-    for (const value of Object.values(tree)) calledNames(value, found);
+    if (call !== undefined && name !== undefined) found.push({ name, call });
+    for (const value of Object.values(tree)) calls(value, found);
   }
   return found;
 }
 
+// nextval as pg_dump writes a serial column's default, on a sequence of public named as a
+// constant ('public.t_id_seq'::regclass): any other advances a sequence that no rollback resets,
+// one of another schema among them, at every row.
+function publicSequenceDefault(call: FuncCallNode): boolean {
+  const [first, ...rest] = call.args ?? [];
+  const named = (first?.TypeCast?.arg?.A_Const ?? first?.A_Const)?.sval?.sval;
+  return rest.length === 0 && named !== undefined && /^public\.[^.]+$/.test(named);
+}
+
 /**
- * The first function that acts beyond its row, or runs SQL text, which the backup's statement
+ * The first function that acts beyond its row, or runs SQL text (or `nextval` other than of a
+ * sequence of public named as a constant, as pg_dump writes a serial column's default), which the backup's statement
  * `text` calls in an expression (a CHECK, a default, an index's, a view's, a trigger's WHEN, an
  * argument default), or undefined. Asked before the statement runs: a CHECK runs for each row
  * as it loads, and what such a call does beyond the transaction (another session ended, a
@@ -38,5 +57,6 @@ function calledNames(tree: unknown, found: string[] = []): string[] {
  * @example unsafeCallIn("ALTER TABLE ONLY public.t ADD CONSTRAINT c CHECK (pg_catalog.pg_sleep(3600) IS NOT NULL);") // 'pg_sleep'
  */
 export function unsafeCallIn(text: string): string | undefined {
-  return calledNames(parseSync(text)).find((name) => unsafeName.test(name));
+  const unsafe = calls(parseSync(text)).find(({ name, call }) => unsafeName.test(name) || (name === 'nextval' && !publicSequenceDefault(call)));
+  return unsafe?.name;
 }

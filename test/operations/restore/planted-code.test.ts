@@ -493,6 +493,23 @@ ${seededCheck('plant')}`,
     }
   });
 
+  // nextval is a serial column's default, on a sequence of public named as a constant; any
+  // other advances a sequence no rollback resets, at every row.
+  it("a CHECK in the backup that advances a sequence outside public is refused before it runs", async () => {
+    const database = await target();
+    await withClient(database.ownerUrl, (client) => client.query('CREATE SCHEMA counted; CREATE SEQUENCE counted.rows'));
+    const backup = await crafted(
+      'nextval-check.sql.gz',
+      "CREATE TABLE public.notes (id integer, CONSTRAINT counted CHECK ((nextval('counted.rows'::regclass) > 0)));\nCOPY public.notes (id) FROM stdin;\n1\n\\.\n",
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect((error as Error).message).toContain('an expression that calls nextval, which acts beyond its row');
+    const counted = await withClient(database.ownerUrl, (client) => client.query('SELECT is_called FROM counted.rows'));
+    expect(counted.rows).toEqual([{ is_called: false }]);
+  });
+
   // A function with a migration's name and a body of the backup's own ran as the owner while
   // the rows loaded (here it counts a sequence outside public, which no rollback takes back;
   // a review's made database-wide default privileges), then put the migration's body in its

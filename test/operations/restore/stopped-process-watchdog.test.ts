@@ -36,10 +36,13 @@ describe.concurrent('watchForStop', () => {
     void exited.then(() => (ended = true));
     const watchdog = watchForStop(2_000, child.pid!);
     try {
-      child.kill('SIGSTOP');
-      await new Promise((resolve) => setTimeout(resolve, 1_000));
-      child.kill('SIGCONT');
-      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      // Stopped twice, each time for less than the limit, longer than it in all.
+      for (const _ of [1, 2]) {
+        child.kill('SIGSTOP');
+        await new Promise((resolve) => setTimeout(resolve, 1_300));
+        child.kill('SIGCONT');
+        await new Promise((resolve) => setTimeout(resolve, 1_100));
+      }
       expect(ended).toBe(false);
     } finally {
       watchdog.stop();
