@@ -12,7 +12,7 @@ export function connectTimeoutError(databaseUrl: string, connectTimeoutMs: numbe
   let server: string | undefined;
   try {
     const { host, port } = databaseTarget(databaseUrl);
-    server = `${host}:${port}`;
+    server = `${host.includes(':') ? `[${host}]` : host}:${port}`;
   } catch {
     // A URL the target cannot be read from (pg reads more than it does): said without it.
   }
