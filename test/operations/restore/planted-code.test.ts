@@ -776,6 +776,19 @@ COPY public.seed (id, updated_at) FROM stdin;
     expect((sqlText as Error).message).toContain('an expression that calls query_to_xml, which acts beyond its row (on the session, other sessions or the server) or runs SQL text: refused before it could run');
   });
 
+  // The same argument default made while rows load, by a function a migration defines: the
+  // catalog's check before COMMIT is what finds it then.
+  it("an argument default that runs SQL text, made while rows load, is refused before COMMIT", async () => {
+    const makes =
+      "EXECUTE $ddl$CREATE FUNCTION public.add_two(a integer DEFAULT pg_catalog.length(pg_catalog.query_to_xml('SELECT 1', false, false, '')::text)) " +
+      'RETURNS integer LANGUAGE sql AS $f$SELECT a + 2$f$ $ddl$;';
+    const backup = await crafted('argument-default-made.sql.gz', `${beyondFunction(makes)}${seededCheck('beyond')}`);
+
+    const error = await restoreAsDefault(await target(), backup).catch((e: unknown) => e);
+
+    expect((error as Error).message).toContain('the argument defaults of function public.add_two(integer), which runs SQL text');
+  });
+
   it.each([
     [
       "a function a service's migration makes in another schema is none of public's",
