@@ -1,3 +1,5 @@
+import { interruptSignals } from './interrupt-signal.js';
+
 /**
  * For a command whose work the server rolls back when its connection closes (a migration run,
  * set-up): on Ctrl-C (SIGINT), SIGTERM or SIGHUP, says what that leaves, then exits with 130 at
@@ -13,5 +15,5 @@ export function exitOnInterrupt(what: string): void {
     process.stderr.write(`\n${name}: stopped; ${what}\n`, () => process.exit(130));
     setTimeout(() => process.exit(130), 500).unref();
   };
-  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(signal, exit);
+  for (const signal of interruptSignals) process.once(signal, exit);
 }

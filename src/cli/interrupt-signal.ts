@@ -1,3 +1,7 @@
+// Ctrl-C, a stop asked for, and a hang-up (left alone, it ended a command at once, with no
+// clean-up at all).
+export const interruptSignals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+
 /**
  * An AbortSignal that fires on the first Ctrl-C (SIGINT), SIGTERM or SIGHUP (the terminal or
  * SSH session that ran it went away), so a long command can stop its child programs, end its
@@ -19,9 +23,6 @@ export function interruptSignal(): AbortSignal {
     process.stderr.write(`\n${name}: stopping and cleaning up (again to quit at once)\n`);
     controller.abort(new Error(`interrupted by ${name}`));
   };
-  process.on('SIGINT', onSignal);
-  process.on('SIGTERM', onSignal);
-  // Left alone, a hang-up ended the command at once, with no clean-up at all.
-  process.on('SIGHUP', onSignal);
+  for (const signal of interruptSignals) process.on(signal, onSignal);
   return controller.signal;
 }

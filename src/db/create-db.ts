@@ -186,6 +186,9 @@ function mapClientError(tuned: TunedPool, client: pg.PoolClient, error: unknown)
 const transactionStart = /^\s*(begin|start\s+transaction)\b/i;
 const transactionEnd = /^\s*(commit|rollback|end|abort)\s*;?\s*$/i;
 
+// In a transaction ('T') or a failed one ('E'), as the server's last ReadyForQuery said.
+const transactionOpen = (client: pg.PoolClient) => ['T', 'E'].includes(client.getTransactionStatus() ?? '');
+
 // PostgreSQL answers a BEGIN inside a transaction with a warning and carries on, so the COMMIT
 // or ROLLBACK meant for the inner one ends the outer one: where a caller began a transaction by
 // hand (BEGIN on db.connection(), which Kysely does not know of), a query function that opens
@@ -194,8 +197,7 @@ const transactionEnd = /^\s*(commit|rollback|end|abort)\s*;?\s*$/i;
 // the server's last ReadyForQuery ('T' in a transaction, 'E' in a failed one), so this costs
 // no round trip; behind a pooler in transaction mode it is the server connection's state too.
 function refuseNestedBegin(client: pg.PoolClient): void {
-  const status = client.getTransactionStatus();
-  if (status !== 'T' && status !== 'E') return;
+  if (!transactionOpen(client)) return;
   throw new ValidationError(
     'db',
     'a transaction is already open on this connection (begun by hand?): a new one would end it with its own COMMIT or ' +
@@ -208,8 +210,7 @@ function refuseNestedBegin(client: pg.PoolClient): void {
 // the caller's transaction, and its reuse path was refused above instead of committing the
 // revocation and throwing TokenReusedError.
 function refuseInsideTransaction(client: pg.PoolClient, what: string): void {
-  const status = client.getTransactionStatus();
-  if (status !== 'T' && status !== 'E') return;
+  if (!transactionOpen(client)) return;
   throw new ValidationError(
     'db',
     `${what} needs the root database, not a transaction: a transaction is open on this connection (begun by hand?), and ${what} commits what it does itself`,
@@ -235,7 +236,8 @@ function errorMappingWrapper(tuned: TunedPoolWithNaming, client: pg.PoolClient):
   return {
     query: (async (sqlText: string, parameters: unknown[]) => {
       let commit = false;
-      const savepoint = sqlText.length < 200 ? savepointCommand(sqlText) : undefined;
+      // A savepoint lives in a transaction only: the statements outside one are not read for it.
+      const savepoint = inTransaction && sqlText.length < 200 ? savepointCommand(sqlText) : undefined;
       if (sqlText.length < 80) {
         const ending = transactionEnd.exec(sqlText)?.[1]?.toLowerCase();
         if (ending !== undefined) {

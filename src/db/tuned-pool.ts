@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import type { ClientBase, Pool, PoolClient } from 'pg';
-import { ConnectionError, mapDatabaseError, PoolClosedError, PoolNotReadyError, PoolTimeoutError } from '../errors.js';
+import { ConnectionError, PoolClosedError, PoolNotReadyError, PoolTimeoutError } from '../errors.js';
 import { type BoundedClient, boundedClientClass, type ConnectionBounds } from './bounded-client.js';
 import { connectionLifetimeMs } from './connection-lifetime.js';
 import { callDeadlineFor, type DbConfig } from './db-config.js';
@@ -12,7 +12,7 @@ import { closeGraceMs, connectionOptions, LibraryClient } from './library-client
 import { sendCancelRequest } from './cancel-request.js';
 import { createStatementNaming, type StatementNaming, type StatementNamingReport } from './statement-naming.js';
 import { warnOnStderr } from './warn-on-stderr.js';
-import { connectTimeoutError } from './connect-timeout-error.js';
+import { connectError } from './connect-error.js';
 
 /** Told about connections lost while idle, and about failed attempts to refill the pool. */
 export type PoolErrorListener = (message: string, error: unknown) => void;
@@ -184,10 +184,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
       // was ended (ConnectionError, PoolClosedError).
       if (waitedMs < config.acquireTimeoutMs - timerSlackMs) {
         if (ending) throw new PoolClosedError('the pool has been ended', { cause: error });
-        const mapped = mapDatabaseError(error);
-        // The pool knows the bound that fired.
-        if (mapped instanceof ConnectionError && mapped.reason === 'connect-timeout') throw connectTimeoutError(config.databaseUrl, config.connectTimeoutMs, error);
-        throw mapped;
+        throw connectError(error, config.databaseUrl, config.connectTimeoutMs);
       }
       throw new PoolTimeoutError(
         waitedMs,

@@ -1,6 +1,5 @@
 import type * as pg from 'pg';
-import { ConnectionError, mapDatabaseError } from '../errors.js';
-import { connectTimeoutError } from './connect-timeout-error.js';
+import { connectError } from './connect-error.js';
 import { defaultDbConfig } from './db-config.js';
 import { LibraryClient } from './library-client.js';
 
@@ -25,9 +24,7 @@ export async function openClient(databaseUrl: string, applicationName = 'kennwil
   // A refused, reset or unauthenticated connection is a typed, retryable-or-not DbError, as
   // on the pool; errors of the work itself are the caller's to map.
   await client.connect().catch((error: unknown) => {
-    const mapped = mapDatabaseError(error);
-    if (mapped instanceof ConnectionError && mapped.reason === 'connect-timeout') throw connectTimeoutError(databaseUrl, defaultDbConfig.connectTimeoutMs, error);
-    throw mapped;
+    throw connectError(error, databaseUrl, defaultDbConfig.connectTimeoutMs);
   });
   return client;
 }

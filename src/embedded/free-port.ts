@@ -1,32 +1,25 @@
 import { readFileSync } from 'node:fs';
 import net from 'node:net';
+import { mayListen } from './until-port-free.js';
 
 // The kernel's range of client ports (Linux: /proc/sys/net/ipv4/ip_local_port_range). A port
 // the kernel picks for a listener (port 0) comes from it too, so between the probe's close and
 // the server's bind any outgoing connection of the machine could take it, and the server then
 // failed to start with "could not bind … Address already in use". Below the range, only another
 // listener can.
-function clientPortRange(): { low: number; high: number } {
+function clientPortsFrom(): number {
   try {
-    const [low, high] = readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/).map(Number);
-    if (Number.isInteger(low) && Number.isInteger(high)) return { low: low!, high: high! };
+    const low = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    if (Number.isInteger(low)) return low;
   } catch {
     // Not Linux: IANA's dynamic range, which macOS and Windows use.
   }
-  return { low: 49152, high: 65535 };
+  return 49152;
 }
 
 const lowestPort = 10_000;
 // Ports handed out by this process: servers started side by side each probe before any binds.
 const handedOut = new Set<number>();
-
-function listensOn(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.once('error', () => resolve(false));
-    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
-  });
-}
 
 /**
  * A TCP port on 127.0.0.1 that nothing listens on right now, for a throwaway server: one below
@@ -35,14 +28,13 @@ function listensOn(port: number): Promise<boolean> {
  * @example await freePort() // 23817
  */
 export async function freePort(): Promise<number> {
-  const { low } = clientPortRange();
-  const below = low - lowestPort;
+  const below = clientPortsFrom() - lowestPort;
   for (let attempt = 0; below > 1000 && attempt < 50; attempt += 1) {
     const port = lowestPort + Math.floor(Math.random() * below);
     // Taken before the probe: a call beside this one must not probe, and hand out, the same.
     if (handedOut.has(port)) continue;
     handedOut.add(port);
-    if (await listensOn(port)) return port;
+    if (await mayListen(port)) return port;
     handedOut.delete(port);
   }
   // A range that leaves no room below it: the kernel's pick, as before.

@@ -58,8 +58,10 @@ const duration = (ms: number) => (ms < 1000 ? `${ms} ms` : `${Math.ceil(ms / 100
  * bind refuses this one. An error other than the port in use (a port below 1024 without the
  * right to it) is left for the server to report in its own words. On 127.0.0.1 alone, where
  * the clusters made here listen (a cluster edited to listen elsewhere is not looked at).
+ *
+ * @example await mayListen(54320) // false while a server listens there
  */
-function mayListen(port: number): Promise<boolean> {
+export function mayListen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const server = net.createServer();
     server.once('error', (error: NodeJS.ErrnoException) => resolve(error.code !== 'EADDRINUSE'));

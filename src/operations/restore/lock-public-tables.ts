@@ -32,24 +32,21 @@ const tablesQuery = `
  */
 export async function lockPublicTables(client: pg.ClientBase, lockTimeoutMs: number, restoreLockTimeoutMs: number): Promise<void> {
   const attempt = Math.max(1, Math.round(lockTimeoutMs));
+  // 57014: the statement's time ran out while it waited, what it waited for not all free: a
+  // lock wait that ran out, as PostgreSQL's own lock timeout says it (55P03).
+  const outOfTime = (what: string) => (error: unknown) => {
+    if ((error as { code?: string }).code !== '57014') throw error;
+    throw Object.assign(new Error(`${what} within ${attempt} ms`), { code: '55P03', cause: error });
+  };
   await client.query(`SET LOCAL lock_timeout = ${attempt}; SET LOCAL statement_timeout = ${attempt}`);
   // The migration lock first, as a migration run takes it before its tables: between two of a
   // run's files no table is held, and a restore that came in there left the run's next file to
   // fail on the restored schema, with the file before it recorded as applied on top of it. And
   // a run started meanwhile waits for the restore's COMMIT, naming it.
-  await client.query('SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [migrationLockKey]).catch((error: unknown) => {
-    if ((error as { code?: string }).code !== '57014') throw error;
-    throw Object.assign(new Error(`the migration lock was not free within ${attempt} ms`), { code: '55P03', cause: error });
-  });
+  await client.query('SELECT pg_catalog.pg_advisory_xact_lock($1::bigint)', [migrationLockKey]).catch(outOfTime('the migration lock was not free'));
   const { rows } = await client.query<{ name: string }>(tablesQuery);
-  if (rows.length === 0) {
-    await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(restoreLockTimeoutMs))}; SET LOCAL statement_timeout TO DEFAULT`);
-    return;
+  if (rows.length > 0) {
+    await client.query(`LOCK TABLE ${rows.map((row) => row.name).join(', ')} IN ACCESS EXCLUSIVE MODE`).catch(outOfTime('the tables of public were not all free'));
   }
-  await client.query(`LOCK TABLE ${rows.map((row) => row.name).join(', ')} IN ACCESS EXCLUSIVE MODE`).catch((error: unknown) => {
-    // 57014: the statement's time ran out while it waited for a table, its tables not all free.
-    if ((error as { code?: string }).code !== '57014') throw error;
-    throw Object.assign(new Error(`the tables of public were not all free within ${attempt} ms`), { code: '55P03', cause: error });
-  });
   await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(restoreLockTimeoutMs))}; SET LOCAL statement_timeout TO DEFAULT`);
 }

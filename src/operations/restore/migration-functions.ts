@@ -1,6 +1,6 @@
 import { parsePlPgSQLSync, parseSync } from 'libpg-query';
 import { defaultMigrationsDir } from '../../migrations/default-migrations-dir.js';
-import { listMigrationFiles } from '../../migrations/migration-files.js';
+import { listMigrationFiles, type MigrationFile } from '../../migrations/migration-files.js';
 import { loadBackupStatementParser } from '../vetting/backup-statement-allow-list.js';
 
 type Node = Record<string, any>;
@@ -47,28 +47,33 @@ export interface MigrationFunction {
  * await migrationFunctions() // [{ name: 'uuid_generate_v7', body: 'SELECT uuidv7()', language: 'sql', arguments: 0, returns: '"uuid"', volatility: 'v', … }, …]
  */
 export async function migrationFunctions(migrationsDir?: string): Promise<MigrationFunction[]> {
+  return functionsOfMigrations(await listMigrationFiles(migrationsDir ?? defaultMigrationsDir()));
+}
+
+/** The same, of migration files already read (a restore lists them for its pending migrations too). @example await functionsOfMigrations(files) */
+export async function functionsOfMigrations(files: readonly MigrationFile[]): Promise<MigrationFunction[]> {
   await loadBackupStatementParser();
-  const functions: MigrationFunction[] = [];
-  for (const file of await listMigrationFiles(migrationsDir ?? defaultMigrationsDir())) functions.push(...createdFunctions(file.upSql));
-  return functions;
+  return files.flatMap((file) => createdFunctions(file.upSql));
 }
 
 /**
- * For the backup's `CREATE FUNCTION` statement `text`: undefined when it makes one of `known`
- * (the migrations' functions: the same name, body and language), else the name it makes, and
- * whether it has no quoted body and language to compare (one PostgreSQL keeps parsed, `BEGIN
- * ATOMIC` or `RETURN`), which no migration's can be. Asked before the statement runs: the body is what runs while the backup's rows load (a
+ * For the backup's `CREATE FUNCTION` statement, as the allow-list parsed it (`tree`, libpg_query's
+ * `stmt`): undefined when it makes one of `known` (the migrations' functions: the same name,
+ * body and language), else the name it makes, and whether it has no quoted body and language to
+ * compare (one PostgreSQL keeps parsed, `BEGIN ATOMIC` or `RETURN`), which no migration's can
+ * be. Asked before the statement runs: the body is what runs while the backup's rows load (a
  * CHECK, a trigger), as the owner, and a body of the backup's own could do there what no later
  * check sees (put the migration's body in its own place, once it acted). The rest of what
  * makes a function the migration's (its types, settings, volatility, a function or a
  * procedure) is compared in the catalog before COMMIT.
  *
- * @example functionNoMigrationMakes('CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS $$ SELECT 2 $$;', known) // { name: 'f', parsedBody: false }, where a migration's f returns 1
+ * @example functionNoMigrationMakes(part.tree, known) // { name: 'f', parsedBody: false }, where a migration's f returns 1 and the backup's 2
  */
-export function functionNoMigrationMakes(text: string, known: readonly MigrationFunction[]): { name: string; parsedBody: boolean } | undefined {
-  const [made] = createdFunctions(text);
+export function functionNoMigrationMakes(tree: Node, known: readonly MigrationFunction[]): { name: string; parsedBody: boolean } | undefined {
+  const create = tree.CreateFunctionStmt as Node;
+  const made = describedFunction(create);
   if (made === undefined) {
-    const name = ((parseSync(text) as Node).stmts?.[0]?.stmt?.CreateFunctionStmt?.funcname as Node[] | undefined)?.at(-1)?.String?.sval as string | undefined;
+    const name = ((create.funcname ?? []) as Node[]).at(-1)?.String?.sval as string | undefined;
     return { name: name ?? 'a function', parsedBody: true };
   }
   const same = (each: MigrationFunction) =>

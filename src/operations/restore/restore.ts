@@ -17,7 +17,7 @@ import { requireRestrictedSession, restoreSession, type RestoreOwner, type Resto
 import { deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
 import { unsafeInRestoredPublic } from './unsafe-in-restored-public.js';
 import { unsafeCallIn } from './unsafe-calls.js';
-import { functionNoMigrationMakes, type MigrationFunction, migrationFunctions } from './migration-functions.js';
+import { functionNoMigrationMakes, functionsOfMigrations, type MigrationFunction } from './migration-functions.js';
 import { type CopyStallGuard, ScriptQuery } from './script-query.js';
 import { serverFailure } from './server-failure.js';
 import { makesSomething, nothingMade, type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
@@ -524,12 +524,13 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   // before it returns, so that none of their connections outlives it.
   const progressLooks = new Set<Promise<unknown>>();
   // Read before anything else: a folder that is not there is said now, not after the backup loaded.
-  const [knownFunctions, migrationFiles] = await Promise.all([
-    migrationFunctions(options.migrationsDir),
-    listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir()),
-  ]).catch((error: unknown) => {
-    throw new RestoreError(`refusing to restore ${backup.file}: ${(error as Error).message}; the database was not touched`, { cause: error });
-  });
+  // Read once: its functions are the only ones a restored public may hold, and the names the
+  // restored record lacks are said afterwards.
+  const { migrationFiles, knownFunctions } = await listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir())
+    .then(async (files) => ({ migrationFiles: files, knownFunctions: await functionsOfMigrations(files) }))
+    .catch((error: unknown) => {
+      throw new RestoreError(`refusing to restore ${backup.file}: ${(error as Error).message}; the database was not touched`, { cause: error });
+    });
   // The file checked, and no other: a rename over it or a write to it since is refused, and so
   // is anything but a regular file (a FIFO would hold the read, and every table, for ever).
   const refuseFile = (reason: string, cause?: unknown): never => {
@@ -711,13 +712,13 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             // GRANT to another role by name. The restore gives the application role its grants
             // itself (finishPrivileges).
             if (part.kind === 'sql' && part.privileges?.leaveOut) continue;
-            const unknownFunction = part.kind === 'sql' && part.statement === 'CREATE FUNCTION' ? functionNoMigrationMakes(part.text, knownFunctions) : undefined;
+            const unknownFunction = part.kind === 'sql' && part.statement === 'CREATE FUNCTION' ? functionNoMigrationMakes(part.tree ?? {}, knownFunctions) : undefined;
             if (unknownFunction !== undefined) {
               throw rolledBack(`${backupFunctionRefusal(unknownFunction)} at line ${part.line} of the backup's SQL`, undefined);
             }
             // pg_dump's own set_config and setval aside, an expression that calls such a function
             // would run it as the rows load, before the check before COMMIT could refuse it.
-            const unsafeCall = part.kind === 'sql' && !pgDumpsOwnCalls.has(part.statement) ? unsafeCallIn(part.text) : undefined;
+            const unsafeCall = part.kind === 'sql' && !pgDumpsOwnCalls.has(part.statement) ? unsafeCallIn(part.tree) : undefined;
             if (unsafeCall !== undefined) {
               throw rolledBack(
                 `an expression that calls ${unsafeCall}, which acts beyond its row (on the session, other sessions or the server) or runs SQL text: ` +

@@ -1,5 +1,3 @@
-import { parseSync } from 'libpg-query';
-
 // PostgreSQL's own functions that act beyond the row an expression is computed for: on the
 // session (a setting, random()'s seed, pg_trgm's threshold, an advisory lock, a sleep), other
 // sessions (a notification, a cancel) or the server (large objects, files, configuration,
@@ -46,17 +44,18 @@ function publicSequenceDefault(call: FuncCallNode): boolean {
 
 /**
  * The first function that acts beyond its row, or runs SQL text (or `nextval` other than of a
- * sequence of public named as a constant, as pg_dump writes a serial column's default), which the backup's statement
- * `text` calls in an expression (a CHECK, a default, an index's, a view's, a trigger's WHEN, an
- * argument default), or undefined. Asked before the statement runs: a CHECK runs for each row
+ * sequence of public named as a constant, as pg_dump writes a serial column's default), which
+ * the backup's statement calls in an expression (a CHECK, a default, an index's, a view's, a
+ * trigger's WHEN, an argument default), or undefined; `tree` is the statement as the allow-list
+ * parsed it (libpg_query's `stmt`). Asked before the statement runs: a CHECK runs for each row
  * as it loads, and what such a call does beyond the transaction (another session ended, a
  * notification sent, a sleep of hours with every table held) stayed done when the check
  * before COMMIT refused it. Read from PostgreSQL's parse tree, so a quoted or escaped name is
  * the name it is. Not for pg_dump's own `SELECT pg_catalog.set_config(…)` and `setval(…)`.
  *
- * @example unsafeCallIn("ALTER TABLE ONLY public.t ADD CONSTRAINT c CHECK (pg_catalog.pg_sleep(3600) IS NOT NULL);") // 'pg_sleep'
+ * @example unsafeCallIn(part.tree) // 'pg_sleep', for "ALTER TABLE ONLY public.t ADD CONSTRAINT c CHECK (pg_catalog.pg_sleep(3600) IS NOT NULL);"
  */
-export function unsafeCallIn(text: string): string | undefined {
-  const unsafe = calls(parseSync(text)).find(({ name, call }) => unsafeName.test(name) || (name === 'nextval' && !publicSequenceDefault(call)));
+export function unsafeCallIn(tree: unknown): string | undefined {
+  const unsafe = calls(tree).find(({ name, call }) => unsafeName.test(name) || (name === 'nextval' && !publicSequenceDefault(call)));
   return unsafe?.name;
 }

@@ -37,6 +37,8 @@ export type AcceptedStatementKind = (typeof acceptedStatementKinds)[number];
 export type StatementVerdict =
   | {
       accepted: AcceptedStatementKind;
+      /** The statement's parse tree (libpg_query's `stmt`), read once here: the restore reads it further. */
+      tree?: Record<string, unknown>;
       /** For `COPY … FROM stdin`: the table, whose rows follow. */
       copyTable?: string;
       /** For `CREATE EXTENSION` and `COMMENT ON EXTENSION`: the extension. */
@@ -685,6 +687,7 @@ export function checkBackupStatement(text: string, options: BackupStatementOptio
   const tree = (statements[0] as { stmt?: Tree }).stmt ?? {};
   const kind = Object.keys(tree)[0] ?? '';
   const check = checks[kind];
-  if (check) return check(tree[kind] as Tree, options);
-  return refuse(refusedKinds[kind] ?? `${kind.replace(/Stmt$/, '')} is not a statement pg_dump writes for this schema`);
+  if (!check) return refuse(refusedKinds[kind] ?? `${kind.replace(/Stmt$/, '')} is not a statement pg_dump writes for this schema`);
+  const verdict = check(tree[kind] as Tree, options);
+  return 'refused' in verdict ? verdict : { ...verdict, tree };
 }

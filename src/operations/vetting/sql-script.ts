@@ -25,6 +25,8 @@ export type SqlScriptPart =
       setting?: string;
       /** For `GRANT`, `REVOKE` and `ALTER DEFAULT PRIVILEGES`: whom it names. */
       privileges?: PrivilegeChange;
+      /** Its parse tree, as the allow-list read it (libpg_query's `stmt`). */
+      tree?: Record<string, unknown>;
     }
   | { kind: 'copy'; text: string; line: number; table: string; data: AsyncIterable<Buffer> };
 
@@ -498,6 +500,7 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
             ...(verdict.extension === undefined ? {} : { extension: verdict.extension }),
             ...(verdict.setting === undefined ? {} : { setting: verdict.setting }),
             ...(verdict.privileges === undefined ? {} : { privileges: verdict.privileges }),
+            ...(verdict.tree === undefined ? {} : { tree: verdict.tree }),
           };
           continue;
         }
