@@ -5,9 +5,9 @@ import { watchForStop } from '../../../src/operations/restore/stopped-process-wa
 import { eventually } from '../../support/eventually.js';
 
 // A process that ends with code 3 when told to end, as the commands' interrupt handling does
-// (once its handler is in place, which it says).
-async function watched() {
-  const child = spawn(process.execPath, ['-e', "process.on('SIGTERM', () => process.exit(3)); console.log('ready'); setInterval(() => {}, 1000)"], {
+// (once its handler is in place, which it says); or one whose clean-up is stopped again.
+async function watched(onTerm = 'process.exit(3)') {
+  const child = spawn(process.execPath, ['-e', `process.on('SIGTERM', () => { ${onTerm} }); console.log('ready'); setInterval(() => {}, 1000)`], {
     stdio: ['ignore', 'pipe', 'ignore'],
   });
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
@@ -24,6 +24,19 @@ describe.concurrent('watchForStop', () => {
       child.kill('SIGSTOP');
       const [code] = await exited;
       expect(code).toBe(3);
+    } finally {
+      watchdog.stop();
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('kills a process whose clean-up is stopped as long again after the SIGTERM', async () => {
+    const { child, exited } = await watched("process.kill(process.pid, 'SIGSTOP')");
+    const watchdog = watchForStop(1_000, child.pid!);
+    try {
+      child.kill('SIGSTOP');
+      const [code, signal] = await exited;
+      expect({ code, signal }).toEqual({ code: null, signal: 'SIGKILL' });
     } finally {
       watchdog.stop();
       child.kill('SIGKILL');
