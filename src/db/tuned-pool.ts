@@ -139,10 +139,18 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   let ended: Promise<void> | undefined;
   let refilling: Promise<void> | undefined;
   let refillTimer: NodeJS.Timeout | undefined;
-  // Reset only by a finished login ('connect' below), not by a refill that ends without an
-  // error: one opens nothing while callers' logins are in flight (pg-pool counts those as
-  // connections), which says nothing about whether the server takes logins.
+  // Reset only by a connection that answered its first statement (inspect below), not by a
+  // refill that ends without an error: one opens nothing while callers' logins are in flight
+  // (pg-pool counts those as connections), which says nothing about whether the server takes
+  // logins. Nor by a login alone: a pooler whose server is down takes the login, then fails
+  // the first statement and drops the connection, and the pool logged in again at once, some
+  // 900 times a second through PgBouncer, for as long as the server stayed down. Such a
+  // connection, lost before it ever answered, counts as a failed refill.
   let failedRefills = 0;
+  const answered = new WeakSet<ClientBase>();
+  // Whether a connection was lost unanswered since the last refill began: the refill's two
+  // connections lost together are one failed step of the backoff, not two.
+  let lostSinceRefill = false;
   const refillBackoffMs = () => Math.min(100 * 2 ** failedRefills, maxRefillDelayMs);
   let lastRefillError: unknown;
   let readyWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
@@ -207,8 +215,10 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
     const bounded = client as BoundedClient;
     const sent = performance.now();
     bounded.callStartedAt = sent;
-    const answered = inspectConnection(client)
+    const inspected = inspectConnection(client)
       .then((facts) => {
+        answered.add(client);
+        failedRefills = 0;
         naming.learnRoute(client, facts.route);
         learnBounds(bounded, facts);
       })
@@ -219,7 +229,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
       .finally(() => {
         if (bounded.callStartedAt === sent) bounded.callStartedAt = 0;
       });
-    await settlesWithin(answered, inspectTimeoutMs);
+    await settlesWithin(inspected, inspectTimeoutMs);
   };
   const learnBounds = (client: BoundedClient, facts: ConnectionFacts): void => {
     // 0 is PostgreSQL's "none": no bound to name in an error.
@@ -268,7 +278,10 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   // connection idle nobody waits, so those checkouts wait for nobody. The released connections
   // stay, because pg-pool never idles out its last `min`.
   const refill = async (): Promise<void> => {
-    while (!ending && !isFull()) {
+    // A connection lost before it answered ends the refill too (after its round): the next
+    // one waits out the backoff rather than logging in again at once.
+    lostSinceRefill = false;
+    while (!ending && !isFull() && !lostSinceRefill) {
       const missing = config.minConnections - pool.totalCount;
       const idle = pool.waitingCount === 0 ? pool.idleCount : 0;
       if (idle === 0 && pool.idleCount > 0) {
@@ -391,14 +404,18 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   // a LibraryClient, which listens itself, and its failing query reports it.)
   pool.on('connect', (client) => {
     clients.add(client as unknown as BoundedClient);
-    // A login finished: the next failed refill starts its backoff afresh.
-    failedRefills = 0;
     // The one place the pool becomes open: every login that finishes, a refill's or a caller's.
     if (isOpen()) settleReady();
   });
   pool.on('remove', (client) => {
     clients.delete(client as unknown as BoundedClient);
-    scheduleRefill(0);
+    if (answered.has(client)) {
+      scheduleRefill(0);
+      return;
+    }
+    if (!lostSinceRefill) failedRefills += 1;
+    lostSinceRefill = true;
+    scheduleRefill(refillBackoffMs());
   });
   scheduleRefill(0);
 
