@@ -242,11 +242,17 @@ export async function migrationStatus(options: MigratorOptions = {}): Promise<Mi
   // as long as a run waits for another's lock (MIGRATION_LOCK_TIMEOUT, bounded on the server
   // too), and gets that and a round trip's.
   const lockTimeoutMs = options.lockTimeoutMs ?? migrationLockTimeoutMs();
+  // In one read-only transaction, its bound SET LOCAL: `migrate status` works through a pooler,
+  // which hands the server connection to the services next, and a session SET went with it (their
+  // 2 s lock bound became the run's 5 min until the pooler closed the connection).
   const readStatus = async (client: pg.Client) => {
     const exists = await answeredWithin(client, roundTripDeadlineMs, 'the look for the migrations table', () =>
-      client.query(`SET lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))}`).then(() => migrationsTableExists(client)),
+      client
+        .query(`BEGIN READ ONLY; SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))}`)
+        .then(() => migrationsTableExists(client)),
     );
     const applied = exists ? await storage.applied(client, lockTimeoutMs).catch((error: unknown) => Promise.reject(mapDatabaseError(error))) : [];
+    await answeredWithin(client, roundTripDeadlineMs, 'COMMIT', () => client.query('COMMIT'));
     return compareWithFiles(files, applied);
   };
   return withClient(options.databaseUrl ?? migrationDatabaseUrl(), readStatus, migratorApplicationName);

@@ -7,10 +7,10 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
 import { createDb } from '../../src/db/create-db.js';
 import { loadStatementBounds } from '../../src/db/db-config.js';
-import { withClient } from '../../src/db/with-client.js';
+import { openClient, withClient } from '../../src/db/with-client.js';
 import { DirectConnectionRequiredError } from '../../src/errors.js';
 import { migrationLockKey } from '../../src/migrations/migration-lock.js';
-import { migrate } from '../../src/migrations/migrator.js';
+import { migrate, migrationStatus } from '../../src/migrations/migrator.js';
 import { restoreDatabase } from '../../src/operations/restore/restore.js';
 import { ensureAppRole, provisionAppRole } from '../../src/provisioning/app-role.js';
 import { provisionDatabase } from '../../src/provisioning/provision-database.js';
@@ -180,6 +180,27 @@ describe.skipIf(!toolsAvailable([pgBouncerPath], 'the refusals of a connection p
         code: 'DIRECT_CONNECTION_REQUIRED',
         message: expect.stringContaining('migrate refused: its database URL reaches a connection pooler'),
       });
+    });
+
+    // `migrate status` only reads, and works through a pooler: its lock_timeout (the run's,
+    // 5 min by default) was a session SET, which the pooler then handed to the services with the
+    // server connection, until the pooler closed it (an hour by default). Their 2 s bound on a
+    // locked row became the statement's.
+    it('reads migrate status through the pooler, leaving no setting on the server connections it used', async () => {
+      const states = await migrationStatus({ databaseUrl: pooledUrl, lockTimeoutMs: 123_000 });
+      expect(states.length).toBeGreaterThan(0);
+      expect(states.every((state) => state.state === 'applied')).toBe(true);
+      // Both server connections at once, each in a transaction of its own.
+      const clients = await Promise.all([0, 1].map(() => openClient(pooledUrl)));
+      try {
+        await Promise.all(clients.map((client) => client.query('BEGIN')));
+        const settings = await Promise.all(
+          clients.map(async (client) => (await client.query<{ lock_timeout: string }>("SELECT current_setting('lock_timeout') AS lock_timeout")).rows[0]!.lock_timeout),
+        );
+        expect(settings).toEqual(['0', '0']);
+      } finally {
+        await Promise.all(clients.map((client) => client.query('ROLLBACK').finally(() => client.end())));
+      }
     });
 
     it('refuses migrate through the pooler at once, even while another run holds the migration lock', async () => {
