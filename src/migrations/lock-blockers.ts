@@ -68,8 +68,10 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
     if (client !== undefined) return client;
     // Names resolve in pg_catalog only: the watcher may be an admin's session (set-up's) in a
     // database whose settings a restored backup may have changed (ALTER DATABASE … SET search_path).
+    // Its SET under a round trip's deadline too: left unanswered, it held the monitor's every
+    // later look, the attempt's stop() and the run's ROLLBACK, with the migration lock, for ever.
     client = openClient(databaseUrl, applicationName).then(async (opened) => {
-      await opened.query('SET search_path = pg_catalog').catch(async (error: unknown) => {
+      await answeredWithin(opened, roundTripDeadlineMs, "the monitor's search_path", () => opened.query('SET search_path = pg_catalog')).catch(async (error: unknown) => {
         await opened.end().catch(() => undefined);
         throw error;
       });
@@ -80,9 +82,10 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
   };
   // A sample gets a round trip's deadline: one that goes unanswered closes the monitor's
   // connection, and the next sample opens another.
+  // A connection that failed to open is tried again by the next sample, as one closed at a deadline.
   const blockersOf = async (pid: number): Promise<BlockerRow[]> => {
-    const opened = await connect();
     try {
+      const opened = await connect();
       return (await answeredWithin(opened, roundTripDeadlineMs, 'a look at who blocks the statement', () => opened.query<BlockerRow>(blockersSql, [pid]))).rows;
     } catch (error) {
       if (error instanceof ConnectionError) client = undefined;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { Umzug, MigrationError as UmzugMigrationError } from 'umzug';
-import { answeredWithin, destroyConnection, roundTripDeadlineMs } from '../db/answer-deadline.js';
+import { answeredWithin, answeringWithin, destroyConnection, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { requireDirectConnection } from '../db/direct-connection.js';
 import { librarySchema } from '../db/library-schema.js';
 import { warnOnStderr } from '../db/warn-on-stderr.js';
@@ -348,8 +348,10 @@ async function withMigrator<T>(
       await refusePooler(holder);
       const named = variable ?? 'databaseUrl';
       const nothing = reverting ? 'nothing was reverted' : 'nothing was applied';
-      if (options.refuseSuperuser === true) await refuseSuperuserLogin(holder, named, nothing);
-      if (options.refuseOtherOwner === true) await refuseOtherRecordOwner(holder, named, nothing);
+      // Each look under a round trip's deadline, as the pooler's check before them.
+      const bounded = answeringWithin(holder, roundTripDeadlineMs);
+      if (options.refuseSuperuser === true) await refuseSuperuserLogin(bounded, named, nothing);
+      if (options.refuseOtherOwner === true) await refuseOtherRecordOwner(bounded, named, nothing);
     };
 
     return await withMigrationLock({ databaseUrl, timeoutMs, onWait, beforeLock: refuse }, (lock) =>
@@ -577,7 +579,9 @@ const migrationIdleLimitMs = roundTripDeadlineMs + 5_000;
 async function assertCanRunWithoutTransaction(client: pg.ClientBase, scripts: MigrationScript[]): Promise<void> {
   const first = scripts.find((script) => !script.transactional);
   if (first === undefined) return;
-  const { rows } = await client.query<{ standard_conforming_strings: string }>('SHOW standard_conforming_strings');
+  const { rows } = await answeredWithin(client, roundTripDeadlineMs, 'SHOW standard_conforming_strings', () =>
+    client.query<{ standard_conforming_strings: string }>('SHOW standard_conforming_strings'),
+  );
   if (rows[0]?.standard_conforming_strings !== 'on') {
     throw new MigrationScriptError(
       first.file,

@@ -5,6 +5,7 @@ import { createMigrationSandbox, writeMigration } from '../support/migration-san
 import { commitMessage, stallingProxyFor } from '../support/stalling-proxy.js';
 import { holdTableLock, type TableLockHolder } from '../support/table-lock-holder.js';
 import { eventually } from '../support/eventually.js';
+import { runCli } from '../support/run-cli.js';
 
 // A release's migrate must end, whatever the server does: a round trip of the run's own that
 // goes unanswered (a backend frozen, or a path that stalls while its kernel acknowledges, so
@@ -98,20 +99,64 @@ describe.concurrent('migrate against a server that stops answering', () => {
     context.expect(runs.map((run) => run.name)).toEqual([name, deferred]);
   });
 
+  // The refusals before the lock (a superuser's login, another role than the record's owner)
+  // and the check of a no-transaction file's standard_conforming_strings had no deadline: a
+  // server silent there held the release step for ever.
   it.for([
-    ['the check of the role and its search_path', /has_schema_privilege/],
-    ['COMMIT', commitMessage],
-  ] as const)('fails with a retryable ConnectionError when %s goes unanswered, rather than waiting for ever', async ([what, pattern], context) => {
+    { step: 'the check of the role and its search_path', what: 'the check of the role and its search_path', pattern: /has_schema_privilege/, options: {} },
+    { step: 'COMMIT', what: 'COMMIT', pattern: commitMessage, options: {} },
+    { step: "the superuser refusal's look", what: 'SELECT CURRENT_USER', pattern: /rolsuper/, options: { refuseSuperuser: true } },
+    { step: "the record owner refusal's look", what: 'SELECT CURRENT_USER', pattern: /relowner/, options: { refuseOtherOwner: true } },
+    { step: "a no-transaction file's check", what: 'SHOW standard_conforming_strings', pattern: /SHOW standard_conforming_strings/, options: { noTransactionFile: true } },
+  ] as const)('fails with a retryable ConnectionError when $step goes unanswered, rather than waiting for ever', async ({ what, pattern, options }, context) => {
     const { database, migrationsDir } = await sandboxWithPending(context);
+    const { noTransactionFile, ...refusals } = { noTransactionFile: false, ...options };
+    if (noTransactionFile) {
+      await writeMigration(migrationsDir, '20990101000001_index_nickname', '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY users_nickname ON users (nickname);\n', 'DROP INDEX users_nickname;\n');
+    }
     const { proxy, url: throughProxy } = await stallingProxyFor(database.url, context.onTestFinished);
     const stalled = proxy.stallOn(pattern);
 
-    const error = await migrate({ databaseUrl: throughProxy, migrationsDir, lockTimeoutMs: 1_000 }).catch((e: unknown) => e);
+    const error = await migrate({ databaseUrl: throughProxy, migrationsDir, lockTimeoutMs: 1_000, ...refusals }).catch((e: unknown) => e);
 
     await stalled;
     context.expect(error).toBeInstanceOf(ConnectionError);
     context.expect(error).toMatchObject({ reason: 'deadline', retryable: true });
     context.expect((error as Error).message).toContain(`no answer to ${what} within`);
     if (what === 'COMMIT') context.expect((error as Error).message).toContain(`${name} may or may not be applied: \`migrate status\` tells`);
+  });
+
+  // The blocker monitor's own connection sets its search_path first: unanswered, that held every
+  // later look, the attempt's end and so the run, with the migration lock, for ever, long after
+  // the reader it waited for had gone.
+  it("applies the migration once the reader has gone, when the blocker monitor's connection falls silent as it opens", async (context) => {
+    const { database, migrationsDir } = await sandboxWithPending(context);
+    const { proxy, url: throughProxy } = await stallingProxyFor(database.url, context.onTestFinished);
+    const monitorSilent = proxy.stallOn(/SET search_path = pg_catalog/);
+    const reader = await holdTableLock(database.url, 'users', 'ACCESS SHARE');
+    const run = migrate({ databaseUrl: throughProxy, migrationsDir, lockWait: { totalMs: 20_000 } });
+    try {
+      await monitorSilent;
+    } finally {
+      await reader.release();
+    }
+
+    const runs = await run;
+
+    context.expect(runs.map((applied) => applied.name)).toEqual([name]);
+  });
+
+  it('migrate down: fails at the deadline when its refusals before the question go unanswered, reverting nothing', async (context) => {
+    const { database, migrationsDir, observer } = await sandboxWithPending(context);
+    await migrate({ databaseUrl: database.url, migrationsDir });
+    const { proxy, url: throughProxy } = await stallingProxyFor(database.url, context.onTestFinished);
+    const stalled = proxy.stallOn(/rolsuper/);
+
+    const result = await runCli('migrate', ['down', '--yes', '--migrations-dir', migrationsDir], { MIGRATION_DATABASE_URL: throughProxy, DATABASE_URL: '' });
+
+    await stalled;
+    context.expect(result.code, result.stderr).toBe(1);
+    context.expect(result.stderr).toContain('no answer to SELECT CURRENT_USER within 10000 ms');
+    context.expect((await observer.query('SELECT 1 FROM schema_migrations WHERE name = $1', [name])).rowCount).toBe(1);
   });
 });

@@ -106,13 +106,17 @@ export const migrateCommand: Command = {
         }
         // Before asking: a superuser's login, another role than the record's owner, and a name
         // that is not applied (mistyped, or pending), are refused now, not after the "yes".
-        const [{ withClient }, { refuseSuperuserLogin }, { refuseOtherRecordOwner }] = await Promise.all([
+        const [{ withClient }, { answeringWithin, roundTripDeadlineMs }, { refuseSuperuserLogin }, { refuseOtherRecordOwner }] = await Promise.all([
           import('../../db/with-client.js'),
+          import('../../db/answer-deadline.js'),
           import('../../migrations/superuser-refusal.js'),
           import('../../migrations/record-owner-refusal.js'),
         ]);
         const variable = migrationUrlVariable(databaseUrl) ?? 'DATABASE_URL';
-        await withClient(databaseUrl, async (client) => {
+        await withClient(databaseUrl, async (connection) => {
+          // Each look under a round trip's deadline: a server that lets the login in and then
+          // says nothing ends the command, rather than holding it before its question for ever.
+          const client = answeringWithin(connection, roundTripDeadlineMs);
           await refuseSuperuserLogin(client, variable, 'nothing was reverted');
           await refuseOtherRecordOwner(client, variable, 'nothing was reverted');
         }, 'kennwilliamson-migrate');

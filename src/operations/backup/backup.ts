@@ -3,6 +3,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import { createGzip } from 'node:zlib';
+import { answeringWithin, roundTripDeadlineMs } from '../../db/answer-deadline.js';
 import { databaseTarget, type DatabaseTarget } from '../../db/database-target.js';
 import { openClient } from '../../db/with-client.js';
 import { requireDirectConnection } from '../../db/direct-connection.js';
@@ -160,10 +161,13 @@ async function serverFacts(databaseUrl: string, target: DatabaseTarget): Promise
   try {
     // First, under its deadline: a server that lets the login in and then says nothing.
     await requireDirectConnection(client, { operation: 'backup', variable: migrationUrlVariable(databaseUrl) });
+    // The looks after it under a round trip's deadline too: pg_dump's stall watch starts only
+    // with pg_dump, and a server silent from here on held the command before it for ever.
+    const bounded = answeringWithin(client, roundTripDeadlineMs);
     // Maybe a superuser's session, in a database whose public schema a restored backup may
     // have filled: names resolve in pg_catalog only, so nothing planted there runs with it.
-    await client.query('SET search_path = pg_catalog');
-    const { rows } = await client.query<ServerFacts>(
+    await bounded.query('SET search_path = pg_catalog');
+    const { rows } = await bounded.query<ServerFacts>(
       `SELECT pg_catalog.current_setting('server_version_num')::int / 10000 AS major,
               (SELECT count(*)::int FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')

@@ -1,4 +1,5 @@
 import type * as pg from 'pg';
+import { answeringWithin, roundTripDeadlineMs } from '../../db/answer-deadline.js';
 import { databaseTarget } from '../../db/database-target.js';
 import { withClient } from '../../db/with-client.js';
 import { requireDirectConnection } from '../../db/direct-connection.js';
@@ -69,9 +70,12 @@ export async function restoreSession(databaseUrl: string, owner: RestoreOwner = 
   if (appRole !== undefined) requireRoleName('DB_APP_USER', appRole);
   const facts = await withClient(
     databaseUrl,
-    async (client) => {
+    async (connection) => {
       // A pooler first (under its deadline): its refusal says what to fix before any question about roles.
-      await requireDirectConnection(client, { operation: 'restore', variable: migrationUrlVariable(databaseUrl) });
+      await requireDirectConnection(connection, { operation: 'restore', variable: migrationUrlVariable(databaseUrl) });
+      // Each look after it under a round trip's deadline too: a server silent from here on held
+      // the restore before its first question for ever.
+      const client = answeringWithin(connection, roundTripDeadlineMs);
       // This session may be a superuser's, in the database whose public schema the backups
       // restored before filled: every name resolves in pg_catalog only, so no function or
       // operator planted there (a public.<>(oid, integer) outranked pg_catalog's for
