@@ -19,6 +19,8 @@ import { unsafeInRestoredPublic } from './unsafe-in-restored-public.js';
 import { unsafeCallIn } from './unsafe-calls.js';
 import { functionNoMigrationMakes, functionsOfMigrations, type MigrationFunction } from './migration-functions.js';
 import { type CopyStallGuard, ScriptQuery } from './script-query.js';
+import { answeredWhileRunning, whileRunning } from './statement-watch.js';
+import { leadingWords } from '../../db/leading-words.js';
 import { serverFailure } from './server-failure.js';
 import { makesSomething, nothingMade, type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
 import { backupExtensions } from '../vetting/backup-statement-allow-list.js';
@@ -83,7 +85,11 @@ export interface RestoreOptions {
    * connection (`pg_stat_progress_copy`): a server whose counts moved since the last look is
    * given as long again; one whose counts stood still (a backend that stopped while its host
    * still acknowledges, which would otherwise be waited for without end) has its connection
-   * closed, and the restore is rolled back. A row may take up to this long to store.
+   * closed, and the restore is rolled back. A row may take up to this long to store. Any other
+   * statement that may run long (the backup's, and the restore's own that empty public, run the
+   * deferred checks and grant) is looked at (`pg_stat_activity`) after this long without an
+   * answer too: still running one, it is given as long again; running none (its answer or the
+   * statement itself was lost on the way), its connection is closed, and the restore rolled back.
    */
   serverStallTimeoutMs?: number | undefined;
   /**
@@ -643,6 +649,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           ),
         );
         ownSession = started[0];
+        // The restore's statements that may run long (the backup's, and its own that drop,
+        // check and grant) are waited for while the server runs them, and no longer.
+        const watchedSession = { url: session.url, pid: ownSession?.pid, looks: progressLooks };
+        const running = whileRunning(client, serverStallTimeoutMs, watchedSession);
         // A restore whose host goes silent is ended by the server within about 10 s, rather
         // than holding every table of public, which each service query queues behind, for
         // hours. For the session, not its transaction: an attempt that runs out of lock time
@@ -655,9 +665,9 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         // The restore's own statements: their failure (a lock timeout on the old tables, a
         // deferred constraint at COMMIT, a lost connection) rolls everything back too. Those
         // that do no work of their own get a round trip's deadline; SET CONSTRAINTS checks every
-        // deferred constraint over the restored rows, and gets none.
+        // deferred constraint over the restored rows, and is waited for while the server runs it.
         const step = (sql: string, what?: string) =>
-          (what === undefined ? client.query(sql) : roundTrip(what, () => client.query(sql))).catch((error: unknown) => {
+          (what === undefined ? running.query(sql) : roundTrip(what, () => client.query(sql))).catch((error: unknown) => {
             throw rolledBack(serverFailure(error), error);
           });
         // Ctrl-C: stop reading and drop the connection; the server rolls the transaction back.
@@ -685,7 +695,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             ...(signal ? { signal } : {}),
           });
           watchdog = watchForStop(idleMs);
-          const { kept } = await clearPublicSchema(client).catch((error: unknown) => {
+          const { kept } = await clearPublicSchema(running).catch((error: unknown) => {
             throw rolledBack(`${serverFailure(error)} while emptying the public schema${schemaOwnerAdvice(error)}`, error);
           });
           for (const extension of kept) {
@@ -696,7 +706,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           const keptNames = new Set(kept.map((extension) => extension.name));
           // From here on, whatever changes beyond public is the backup's doing (its code runs as
           // the owner): asked before COMMIT, in finishPrivileges.
-          const beyondPublic = await watchBeyondPublic(client).catch((error: unknown) => {
+          const beyondPublic = await watchBeyondPublic(running).catch((error: unknown) => {
             throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while reading the catalog`, error);
           });
           let made = 0;
@@ -733,7 +743,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
                 ? new ScriptQuery(part.text, part.data, copyStallGuard(client, part.table, serverStallTimeoutMs, { url: session.url, pid: ownSession?.pid, looks: progressLooks }))
                 : new ScriptQuery(part.text);
             client.query(query);
-            await query.done.catch((error: unknown) => {
+            // A COPY's rows have their own watch (copyStallGuard); any other statement is
+            // waited for while the server runs it.
+            const answered = part.kind === 'copy' ? query.done : answeredWhileRunning(client, serverStallTimeoutMs, leadingWords(part.text) ?? 'a statement', watchedSession, () => query.done);
+            await answered.catch((error: unknown) => {
               if (query.failedReading) throw error; // the backup's stream broke, not the server
               throw rolledBack(statementFailure(error, part, kept), error);
             });
@@ -761,7 +774,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           // What fired there was the backup's code too: the restore's settings again, before
           // the catalog is asked with them.
           await step(restoreSettings, "the restore's settings");
-          await finishPrivileges(client, session, target.database, beyondPublic, [...keptNames], knownFunctions, log).catch((error: unknown) => {
+          await finishPrivileges(running, session, target.database, beyondPublic, [...keptNames], knownFunctions, log).catch((error: unknown) => {
             throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while setting the restored objects' privileges`, error);
           });
           // What the restored record says is applied, for what is left to apply (a backup older

@@ -427,6 +427,32 @@ describe.skipIf(!available)('npm run db:restore', () => {
     await rolledBackOnceClosed(proxy, target, before);
   });
 
+  // Any other statement may run long (an index, the deferred checks, a drop of many objects),
+  // and gets no fixed deadline; its answer that never came (here a proxy that holds the
+  // statement back) was waited for without end. Each serverStallTimeoutMs unanswered, the
+  // session is looked at: running no statement, its connection is closed.
+  it.concurrent.for([
+    { step: "a backup's statement", pattern: /CREATE TABLE public\.users/, said: /no answer to CREATE TABLE for 1 s, .*; the operation may be retried at line \d+ of the backup's SQL$/ },
+    { step: 'a statement that empties the public schema', pattern: /COMMENT ON SCHEMA public/, said: /no answer to COMMENT ON for 1 s, .* while emptying the public schema$/ },
+    { step: 'the deferred checks', pattern: /SET CONSTRAINTS ALL IMMEDIATE/, said: /no answer to SET CONSTRAINTS for 1 s, .*\); the operation may be retried$/ },
+  ])('$step, unanswered while the session runs nothing, fails the restore after serverStallTimeoutMs, rolled back', async ({ pattern, said }, { expect, onTestFinished }) => {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+    const { proxy, url: throughProxy } = await stallingProxyFor(target, onTestFinished);
+    const stalled = proxy.stallOn(pattern);
+
+    const error = await restoreDatabase({ databaseUrl: throughProxy, backup: await verifyBackupFile(backup.file), serverStallTimeoutMs: 1_000 }).catch(
+      (e: unknown) => e,
+    );
+
+    await stalled;
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('and its session runs no statement (pg_stat_activity: idle in transaction); the connection was closed');
+    expect((error as Error).message).toMatch(/^restore failed and was rolled back; the database was not changed:\n/);
+    expect((error as Error).message).toMatch(said);
+    await rolledBackOnceClosed(proxy, target, before);
+  });
+
   it.concurrent("a table's rows that the server stops reading fail the restore after serverStallTimeoutMs, rolled back", async ({ expect, onTestFinished }) => {
     // More rows than the sockets on the way hold, so that the restore waits for the server to read:
     // 16 MB, where a socket that is not read from stops growing its buffer at some hundreds of kB.
