@@ -9,6 +9,8 @@ import { librarySchema } from '../db/library-schema.js';
 import { warnOnStderr } from '../db/warn-on-stderr.js';
 import { refuseOtherRecordOwner } from './record-owner-refusal.js';
 import { refuseSuperuserLogin } from './superuser-refusal.js';
+import { answeredWhileRunning } from '../db/answered-while-running.js';
+import { leadingWords } from '../db/leading-words.js';
 import { withClient } from '../db/with-client.js';
 import {
   ConfigError,
@@ -87,6 +89,15 @@ export interface MigratorOptions {
    * applied, one per file whose attempts may outwait a role's lock_timeout here. Default: stderr.
    */
   warn?: ((line: string) => void) | undefined;
+  /**
+   * How long a migration's statements may go unanswered (default 60 s) before the run looks at
+   * its session from another connection (`pg_stat_activity`): running a statement (a long
+   * index build, a table's rewrite, a wait for its locks), it is given as long again; running
+   * none, its statement or its answer was lost on the way (a path that stalls while its kernel
+   * acknowledges, which TCP never tells), and the connection is closed: the run fails with a
+   * retryable `ConnectionError` rather than wait for ever with the migration lock held.
+   */
+  serverStallTimeoutMs?: number | undefined;
 }
 
 /** A migration {@link migrate} would apply, as a dry run lists it. */
@@ -332,7 +343,12 @@ async function withMigrator<T>(
   const files = await listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir());
   const scripts = migrationScripts(files);
   const log = options.log ?? (() => undefined);
-  const waits: LockWaits = { run: runPolicy(options), warn: options.warn ?? warnOnStderr, monitor: blockerMonitor(databaseUrl, 'kennwilliamson-migrate-monitor') };
+  const waits: LockWaits = {
+    run: runPolicy(options),
+    warn: options.warn ?? warnOnStderr,
+    monitor: blockerMonitor(databaseUrl, 'kennwilliamson-migrate-monitor'),
+    statements: { url: databaseUrl, timeoutMs: Math.max(1, Math.round(options.serverStallTimeoutMs ?? defaultServerStallTimeoutMs)), looks: new Set() },
+  };
   const onWait = (holder: { pid: number; applicationName: string } | undefined) =>
     log(`waiting for another migration run to finish${holder ? ` (pid ${holder.pid}, ${holder.applicationName})` : ''}…`);
 
@@ -394,6 +410,7 @@ async function withMigrator<T>(
     throw migratorError(error);
   } finally {
     await waits.monitor.close();
+    await Promise.allSettled(waits.statements.looks);
   }
 }
 
@@ -402,6 +419,16 @@ interface LockWaits {
   run: LockWaitPolicy;
   warn: (line: string) => void;
   monitor: BlockerMonitor;
+  /** Where the statements' sessions are looked at when their answer is late, and after how long. */
+  statements: { url: string; timeoutMs: number; looks: Set<Promise<unknown>> };
+}
+
+// A migration's statements, waited for while the server runs them (see serverStallTimeoutMs).
+const defaultServerStallTimeoutMs = 60_000;
+
+function whileRunningOn<T>(client: pg.ClientBase, pid: number, waits: LockWaits, what: string, call: () => Promise<T>): Promise<T> {
+  const { url, timeoutMs, looks } = waits.statements;
+  return answeredWhileRunning(client, timeoutMs, what, { url, pid, looks, applicationName: migratorApplicationName }, call);
 }
 
 async function migrationsTableExists(client: pg.ClientBase): Promise<boolean> {
@@ -547,11 +574,12 @@ async function runTransactional(ctx: MigrationContext, script: MigrationScript, 
             `SET LOCAL lock_timeout = ${lockTimeoutMs}; SELECT pg_catalog.pg_backend_pid() AS pid`,
         ),
       )) as unknown as Array<pg.QueryResult<{ pid: number }>>;
-      watch(results[results.length - 1]!.rows[0]!.pid);
+      const pid = results[results.length - 1]!.rows[0]!.pid;
+      watch(pid);
       if (script.statements.length > 0) {
         const query = new StatementCountingQuery(script.sql);
         try {
-          await query.run(client);
+          await whileRunningOn(client, pid, waits, 'its statements', () => query.run(client));
         } catch (error) {
           const position = Number((error as { position?: string }).position);
           const line = position > 0 ? lineOfPosition(script.sql, position) : script.statements[query.completed]?.line;
@@ -650,8 +678,10 @@ async function runWithoutTransaction(
             const results = (await answeredWithin(client, roundTripDeadlineMs, 'SET lock_timeout', () =>
               client.query(`SET lock_timeout = ${lockTimeoutMs}; SELECT pg_catalog.pg_backend_pid() AS pid`),
             )) as unknown as Array<pg.QueryResult<{ pid: number }>>;
-            watch(results[results.length - 1]!.rows[0]!.pid);
-            await client.query((await pendingDetach(client, statement)) ? statement.detach!.finalize : statement.text);
+            const pid = results[results.length - 1]!.rows[0]!.pid;
+            watch(pid);
+            const text = (await pendingDetach(client, statement)) ? statement.detach!.finalize : statement.text;
+            await whileRunningOn(client, pid, waits, leadingWords(text) ?? 'the statement', () => client.query(text));
           },
         );
       } catch (error) {

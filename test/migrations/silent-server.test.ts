@@ -159,4 +159,36 @@ describe.concurrent('migrate against a server that stops answering', () => {
     context.expect(result.stderr).toContain('no answer to SELECT CURRENT_USER within 10000 ms');
     context.expect((await observer.query('SELECT 1 FROM schema_migrations WHERE name = $1', [name])).rowCount).toBe(1);
   });
+
+  // A migration's statement may run long (an index build, a table's rewrite), so it gets no
+  // fixed deadline; but one held back on the way (or its answer) was waited for without end,
+  // with the migration lock held. After serverStallTimeoutMs unanswered, its session is looked
+  // at: running nothing, the connection is closed.
+  it.for([
+    { kind: 'a transactional file', up: 'ALTER TABLE users ADD COLUMN nickname text;\n', pattern: /ADD COLUMN nickname/, said: 'no answer to its statements for 1 s, and its session runs no statement (pg_stat_activity: idle in transaction)' },
+    { kind: 'a no-transaction file', up: '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY users_email_again ON users (email);\n', pattern: /CREATE INDEX CONCURRENTLY/, said: 'no answer to CREATE INDEX for 1 s, and its session runs no statement (pg_stat_activity: idle)' },
+  ])('fails $kind whose statement goes unanswered while its session runs nothing, after serverStallTimeoutMs', async ({ up, pattern, said }, context) => {
+    const sandbox = await createMigrationSandbox({ observed: true });
+    context.onTestFinished(() => sandbox.remove());
+    await migrate({ databaseUrl: sandbox.database.url, migrationsDir: sandbox.migrationsDir });
+    await writeMigration(sandbox.migrationsDir, name, up, 'SELECT 1;\n');
+    const { proxy, url: throughProxy } = await stallingProxyFor(sandbox.database.url, context.onTestFinished);
+    const stalled = proxy.stallOn(pattern);
+
+    const error = await migrate({ databaseUrl: throughProxy, migrationsDir: sandbox.migrationsDir, serverStallTimeoutMs: 1_000 }).catch((e: unknown) => e);
+
+    await stalled;
+    context.expect((error as Error).message).toContain(said);
+    context.expect((error as Error).message).toContain('the connection was closed');
+    context.expect((await sandbox.observer.query('SELECT 1 FROM schema_migrations WHERE name = $1', [name])).rowCount).toBe(0);
+  });
+
+  it('applies a statement that runs longer than serverStallTimeoutMs, its session running it', async (context) => {
+    const { database, migrationsDir } = await sandboxWithPending(context);
+    await writeMigration(migrationsDir, '20990101000001_slow', 'SELECT pg_catalog.pg_sleep(2);\n', 'SELECT 1;\n');
+
+    const runs = await migrate({ databaseUrl: database.url, migrationsDir, serverStallTimeoutMs: 300 });
+
+    context.expect(runs.map((run) => run.name)).toEqual([name, '20990101000001_slow']);
+  });
 });

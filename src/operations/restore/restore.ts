@@ -19,7 +19,7 @@ import { unsafeInRestoredPublic } from './unsafe-in-restored-public.js';
 import { unsafeCallIn } from './unsafe-calls.js';
 import { functionNoMigrationMakes, functionsOfMigrations, type MigrationFunction } from './migration-functions.js';
 import { type CopyStallGuard, ScriptQuery } from './script-query.js';
-import { answeredWhileRunning, whileRunning } from './statement-watch.js';
+import { answeredWhileRunning, whileRunning } from '../../db/answered-while-running.js';
 import { leadingWords } from '../../db/leading-words.js';
 import { serverFailure } from './server-failure.js';
 import { makesSomething, nothingMade, type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
@@ -651,7 +651,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         ownSession = started[0];
         // The restore's statements that may run long (the backup's, and its own that drop,
         // check and grant) are waited for while the server runs them, and no longer.
-        const watchedSession = { url: session.url, pid: ownSession?.pid, looks: progressLooks };
+        const watchedSession = { url: session.url, pid: ownSession?.pid, looks: progressLooks, applicationName: 'kennwilliamson-restore' };
         const running = whileRunning(client, serverStallTimeoutMs, watchedSession);
         // A restore whose host goes silent is ended by the server within about 10 s, rather
         // than holding every table of public, which each service query queues behind, for

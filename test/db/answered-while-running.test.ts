@@ -1,10 +1,10 @@
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, it } from 'vitest';
-import { openClient } from '../../../src/db/with-client.js';
-import { ConnectionError } from '../../../src/errors.js';
-import { answeredWhileRunning, type WatchedSession } from '../../../src/operations/restore/statement-watch.js';
-import { stallingProxyFor } from '../../support/stalling-proxy.js';
-import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
+import { openClient } from '../../src/db/with-client.js';
+import { ConnectionError } from '../../src/errors.js';
+import { answeredWhileRunning, type WatchedSession } from '../../src/db/answered-while-running.js';
+import { stallingProxyFor } from '../support/stalling-proxy.js';
+import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 
 let database: TestDatabase;
 beforeAll(async () => void (database = await createTestDatabase({ empty: true })));
@@ -13,10 +13,10 @@ afterAll(() => database?.drop());
 /** The session of `client`, as a restore watches its own. */
 async function sessionOf(client: pg.Client, url = database.url): Promise<WatchedSession> {
   const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
-  return { url, pid: rows[0]!.pid, looks: new Set() };
+  return { url, pid: rows[0]!.pid, looks: new Set(), applicationName: 'kw-test-watch' };
 }
 
-// A restore's statement may run long; one whose answer never comes was waited for without
+// A restore's or a migration's statement may run long; one whose answer never comes was waited for without
 // end. The watch tells the two apart by looking at the session from another connection.
 describe.concurrent('answeredWhileRunning', () => {
   it('waits for a statement the server runs longer than the bound, however many bounds', async ({ expect, onTestFinished }) => {

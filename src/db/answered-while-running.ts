@@ -1,32 +1,34 @@
 import type * as pg from 'pg';
-import { answeredWithin, destroyConnection, roundTripDeadlineMs } from '../../db/answer-deadline.js';
-import { leadingWords } from '../../db/leading-words.js';
-import { withClient } from '../../db/with-client.js';
-import { ConnectionError } from '../../errors.js';
+import { answeredWithin, destroyConnection, roundTripDeadlineMs } from './answer-deadline.js';
+import { leadingWords } from './leading-words.js';
+import { withClient } from './with-client.js';
+import { ConnectionError } from '../errors.js';
 
-/** Where a restore's statements run: its session, looked at from a connection of its own. */
+/** Where a command's statements run (a restore's, a migration's): its session, looked at from a connection of its own. */
 export interface WatchedSession {
-  /** The restore's URL, for the looks. */
+  /** The command's URL, for the looks. */
   url: string;
-  /** The restore's backend, once known; without it nothing can be looked at, and a statement is waited for. */
+  /** The command's backend, once known; without it nothing can be looked at, and a statement is waited for. */
   pid: number | undefined;
-  /** The looks in flight, which the restore waits for before it returns. */
+  /** The looks in flight, which the command may wait for before it returns. */
   looks: Set<Promise<unknown>>;
+  /** The looks' `application_name`: the command's own. */
+  applicationName: string;
 }
 
 /**
- * Waits for `call`'s answer on `client` (the restore's session) for as long as the server runs
- * the statement. A statement of the restore's may run long (an index of a big table, the
+ * Waits for `call`'s answer on `client` (a restore's or a migration's session) for as long as
+ * the server runs the statement. Such a statement may run long (an index of a big table, the
  * deferred checks, a drop of many objects), so it gets no fixed deadline; but an answer that
  * never comes (a path that stalls while its kernel acknowledges, which TCP never tells) was
- * waited for without end, with every table of public held. So, each `timeoutMs` without an
- * answer, the session is looked at from another connection (`pg_stat_activity`): running a
- * statement, it is given as long again; running none (idle in its transaction: its answer was
- * lost on the way, or its statement never arrived) or gone, the connection is closed, which
- * fails `call` with a retryable `ConnectionError` (`deadline`), and the server rolls the
- * restore back. A look that fails tells nothing: the session is given up on at the second
- * failure in a row. (A backend that froze while it ran shows as running: that one is waited
- * for, as a long statement is.)
+ * waited for without end, with the statement's tables (a restore: every table of public) or the
+ * migration lock held. So, each `timeoutMs` without an answer, the session is looked at from
+ * another connection (`pg_stat_activity`): running a statement, it is given as long again;
+ * running none (idle in its transaction: its answer was lost on the way, or its statement never
+ * arrived) or gone, the connection is closed, which fails `call` with a retryable
+ * `ConnectionError` (`deadline`), and the server rolls the transaction back. A look that fails
+ * tells nothing: the session is given up on at the second failure in a row. (A backend that
+ * froze while it ran shows as running: that one is waited for, as a long statement is.)
  *
  * @example
  * await answeredWhileRunning(client, 60_000, 'DROP TABLE', session, () => client.query('DROP TABLE public.t'))
@@ -57,7 +59,7 @@ export async function answeredWhileRunning<T>(
         timer = setTimeout(() => void look(), timeoutMs);
         return;
       }
-      const looking = sessionState(session.url, session.pid);
+      const looking = sessionState(session.url, session.pid, session.applicationName);
       session.looks.add(looking);
       let state: string | undefined;
       try {
@@ -112,17 +114,17 @@ export function whileRunning<C extends pg.ClientBase>(client: C, timeoutMs: numb
   });
 }
 
-// The restore's backend's state in pg_stat_activity (its role sees its own backends there),
+// The command's backend's state in pg_stat_activity (its role sees its own backends there),
 // from a connection of its own; undefined once the backend is gone.
-async function sessionState(url: string, pid: number): Promise<string | undefined> {
+async function sessionState(url: string, pid: number, applicationName: string): Promise<string | undefined> {
   return withClient(
     url,
     async (client) =>
       (
-        await answeredWithin(client, roundTripDeadlineMs, "the look at the restore's session", () =>
+        await answeredWithin(client, roundTripDeadlineMs, 'the look at its session', () =>
           client.query<{ state: string | null }>('SELECT state FROM pg_catalog.pg_stat_activity WHERE pid = $1', [pid]),
         )
       ).rows[0]?.state ?? undefined,
-    'kennwilliamson-restore',
+    applicationName,
   );
 }
