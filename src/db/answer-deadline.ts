@@ -64,11 +64,23 @@ function firstWords(statement: unknown): string {
  * await bounded.query('GRANT SELECT ON users TO app') // ConnectionError 'deadline' if no answer comes
  */
 export function answeringWithin<C extends pg.ClientBase>(client: C, ms: number): C {
+  return eachQuery(client, (what, send) => answeredWithin(client, ms, what, send));
+}
+
+/**
+ * `client`, each of whose queries `wrap` sends (with what the query is, in its first words, never
+ * its values): for a bound on every query of a connection. A query sent as a submittable (pg's
+ * `Query`) is passed on as it is, its caller's to bound.
+ *
+ * @example
+ * const bounded = eachQuery(client, (what, send) => answeredWithin(client, 10_000, what, send))
+ */
+export function eachQuery<C extends pg.ClientBase>(client: C, wrap: (what: string, send: () => Promise<unknown>) => Promise<unknown>): C {
   const query = (...args: unknown[]) => {
     const [first] = args;
     const send = () => (client.query as (...a: unknown[]) => unknown)(...args);
     if (typeof (first as { submit?: unknown } | undefined)?.submit === 'function') return send();
-    return answeredWithin(client, ms, firstWords(first), send as () => Promise<unknown>);
+    return wrap(firstWords(first), send as () => Promise<unknown>);
   };
   return new Proxy(client, {
     get(target, property) {

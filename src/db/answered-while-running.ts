@@ -1,6 +1,6 @@
+import { performance } from 'node:perf_hooks';
 import type * as pg from 'pg';
-import { answeredWithin, destroyConnection, roundTripDeadlineMs } from './answer-deadline.js';
-import { leadingWords } from './leading-words.js';
+import { answeredWithin, destroyConnection, eachQuery, roundTripDeadlineMs } from './answer-deadline.js';
 import { withClient } from './with-client.js';
 import { ConnectionError } from '../errors.js';
 
@@ -12,7 +12,7 @@ export interface WatchedSession {
   pid: number | undefined;
   /** The looks in flight, which the command may wait for before it returns. */
   looks: Set<Promise<unknown>>;
-  /** The looks' `application_name`: the command's own. */
+  /** The command's `application_name`; the looks' is it with `-watch`. */
   applicationName: string;
 }
 
@@ -23,12 +23,15 @@ export interface WatchedSession {
  * never comes (a path that stalls while its kernel acknowledges, which TCP never tells) was
  * waited for without end, with the statement's tables (a restore: every table of public) or the
  * migration lock held. So, each `timeoutMs` without an answer, the session is looked at from
- * another connection (`pg_stat_activity`): running a statement, it is given as long again;
- * running none (idle in its transaction: its answer was lost on the way, or its statement never
- * arrived) or gone, the connection is closed, which fails `call` with a retryable
- * `ConnectionError` (`deadline`), and the server rolls the transaction back. A look that fails
- * tells nothing: the session is given up on at the second failure in a row. (A backend that
- * froze while it ran shows as running: that one is waited for, as a long statement is.)
+ * another connection (`pg_stat_activity`, as the login: `SET ROLE NONE`): running a statement,
+ * it is given as long again; gone, or idle (in its transaction) for at least `timeoutMs` (at
+ * most a round trip's deadline: PostgreSQL marks a session idle before its answer has drained
+ * to the client), its answer was lost on the way, or its statement never arrived: the
+ * connection is closed, which fails `call` with a retryable `ConnectionError` (`deadline`), and
+ * the server rolls the transaction back. What the look cannot tell (a state this role may not
+ * see, statistics turned off) is waited for. A look that fails tells nothing: the session is
+ * given up on at the second failure in a row. (A backend that froze while it ran shows as
+ * running: that one is waited for, as a long statement is.)
  *
  * @example
  * await answeredWhileRunning(client, 60_000, 'DROP TABLE', session, () => client.query('DROP TABLE public.t'))
@@ -40,6 +43,7 @@ export async function answeredWhileRunning<T>(
   session: WatchedSession,
   call: () => Promise<T>,
 ): Promise<T> {
+  const sent = performance.now();
   const answered = call();
   let settled = false;
   let timer: NodeJS.Timeout | undefined;
@@ -47,8 +51,9 @@ export async function answeredWhileRunning<T>(
     let failedLooks = 0;
     let lookFailure = '';
     const giveUp = (seen: string) => {
+      const waited = Math.round((performance.now() - sent) / 100) / 10;
       const error = new ConnectionError('deadline', {
-        detail: `no answer to ${what} for ${timeoutMs / 1000} s, and ${seen}; the connection was closed`,
+        detail: `no answer to ${what} for ${waited} s (looked at every ${timeoutMs / 1000} s), and ${seen}; the connection was closed`,
       });
       destroyConnection(client, error);
       reject(error);
@@ -61,9 +66,9 @@ export async function answeredWhileRunning<T>(
       }
       const looking = sessionState(session.url, session.pid, session.applicationName);
       session.looks.add(looking);
-      let state: string | undefined;
+      let seen: SessionState;
       try {
-        state = await looking.finally(() => session.looks.delete(looking));
+        seen = await looking.finally(() => session.looks.delete(looking));
       } catch (error) {
         failedLooks += 1;
         lookFailure = error instanceof ConnectionError ? `its connection ${error.reason}` : (error as Error).message;
@@ -74,8 +79,13 @@ export async function answeredWhileRunning<T>(
       }
       failedLooks = 0;
       if (settled) return;
-      if (state === 'active') timer = setTimeout(() => void look(), timeoutMs);
-      else giveUp(state === undefined ? 'its session is gone from pg_stat_activity' : `its session runs no statement (pg_stat_activity: ${state})`);
+      // Only a session seen idle for a while has nothing on its way: PostgreSQL marks it idle
+      // before its answer has drained to the client (a large result through a slow path).
+      // Anything else (running, a state this role may not see, statistics turned off) is waited for.
+      if (seen === 'gone') giveUp('its session is gone from pg_stat_activity');
+      else if (seen !== undefined && idleStates.has(seen.state) && seen.idleMs >= Math.min(timeoutMs, roundTripDeadlineMs)) {
+        giveUp(`its session runs no statement (pg_stat_activity: ${seen.state})`);
+      } else timer = setTimeout(() => void look(), timeoutMs);
     };
     timer = setTimeout(() => void look(), timeoutMs);
   });
@@ -97,34 +107,34 @@ export async function answeredWhileRunning<T>(
  * await clearPublicSchema(whileRunning(client, 60_000, session))
  */
 export function whileRunning<C extends pg.ClientBase>(client: C, timeoutMs: number, session: WatchedSession): C {
-  const query = (...args: unknown[]) => {
-    const [first] = args;
-    const send = () => (client.query as (...a: unknown[]) => unknown)(...args);
-    if (typeof (first as { submit?: unknown } | undefined)?.submit === 'function') return send();
-    const text = typeof first === 'string' ? first : (first as { text?: unknown } | undefined)?.text;
-    const what = (typeof text === 'string' ? leadingWords(text) : undefined) ?? 'a statement';
-    return answeredWhileRunning(client, timeoutMs, what, session, send as () => Promise<unknown>);
-  };
-  return new Proxy(client, {
-    get(target, property) {
-      if (property === 'query') return query;
-      const value: unknown = Reflect.get(target, property, target);
-      return typeof value === 'function' ? (value as (...a: unknown[]) => unknown).bind(target) : value;
-    },
-  });
+  return eachQuery(client, (what, send) => answeredWhileRunning(client, timeoutMs, what, session, send));
 }
 
-// The command's backend's state in pg_stat_activity (its role sees its own backends there),
-// from a connection of its own; undefined once the backend is gone.
-async function sessionState(url: string, pid: number, applicationName: string): Promise<string | undefined> {
+// What a look may see of a session: its state, and for how long it has been in it; undefined
+// where this role may not see it (or statistics are off); 'gone' once the backend has ended.
+type SessionState = { state: string; idleMs: number } | undefined | 'gone';
+
+// The states of a session that runs no statement.
+const idleStates = new Set(['idle', 'idle in transaction', 'idle in transaction (aborted)']);
+
+// The command's backend's state in pg_stat_activity, from a connection of its own as the login
+// itself (a login whose settings SET ROLE to the owner sees its own backends only so).
+async function sessionState(url: string, pid: number, applicationName: string): Promise<SessionState> {
   return withClient(
     url,
-    async (client) =>
-      (
-        await answeredWithin(client, roundTripDeadlineMs, 'the look at its session', () =>
-          client.query<{ state: string | null }>('SELECT state FROM pg_catalog.pg_stat_activity WHERE pid = $1', [pid]),
-        )
-      ).rows[0]?.state ?? undefined,
-    applicationName,
+    async (client) => {
+      const { rows } = await answeredWithin(client, roundTripDeadlineMs, 'the look at its session', async () => {
+        await client.query('SET ROLE NONE');
+        return client.query<{ state: string | null; idle_ms: number | null }>(
+          `SELECT state, (extract(epoch FROM pg_catalog.clock_timestamp() - state_change) * 1000)::float8 AS idle_ms
+             FROM pg_catalog.pg_stat_activity WHERE pid = $1`,
+          [pid],
+        );
+      });
+      const row = rows[0];
+      if (row === undefined) return 'gone';
+      return row.state === null || row.idle_ms === null ? undefined : { state: row.state, idleMs: row.idle_ms };
+    },
+    `${applicationName}-watch`,
   );
 }

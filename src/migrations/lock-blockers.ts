@@ -82,10 +82,17 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
   };
   // A sample gets a round trip's deadline: one that goes unanswered closes the monitor's
   // connection, and the next sample opens another.
-  // A connection that failed to open is tried again by the next sample, as one closed at a deadline.
+  // A connection that failed to open (whatever the failure) is tried again by the next sample,
+  // as one closed at a deadline.
   const blockersOf = async (pid: number): Promise<BlockerRow[]> => {
+    let opened: pg.Client;
     try {
-      const opened = await connect();
+      opened = await connect();
+    } catch (error) {
+      client = undefined;
+      throw error;
+    }
+    try {
       return (await answeredWithin(opened, roundTripDeadlineMs, 'a look at who blocks the statement', () => opened.query<BlockerRow>(blockersSql, [pid]))).rows;
     } catch (error) {
       if (error instanceof ConnectionError) client = undefined;

@@ -10,6 +10,7 @@ import { warnOnStderr } from '../db/warn-on-stderr.js';
 import { refuseOtherRecordOwner } from './record-owner-refusal.js';
 import { refuseSuperuserLogin } from './superuser-refusal.js';
 import { answeredWhileRunning } from '../db/answered-while-running.js';
+import { optionMs } from '../db/option-ms.js';
 import { leadingWords } from '../db/leading-words.js';
 import { withClient } from '../db/with-client.js';
 import {
@@ -347,7 +348,7 @@ async function withMigrator<T>(
     run: runPolicy(options),
     warn: options.warn ?? warnOnStderr,
     monitor: blockerMonitor(databaseUrl, 'kennwilliamson-migrate-monitor'),
-    statements: { url: databaseUrl, timeoutMs: Math.max(1, Math.round(options.serverStallTimeoutMs ?? defaultServerStallTimeoutMs)), looks: new Set() },
+    statements: { url: databaseUrl, timeoutMs: optionMs('serverStallTimeoutMs', options.serverStallTimeoutMs ?? defaultServerStallTimeoutMs), looks: new Set() },
   };
   const onWait = (holder: { pid: number; applicationName: string } | undefined) =>
     log(`waiting for another migration run to finish${holder ? ` (pid ${holder.pid}, ${holder.applicationName})` : ''}…`);

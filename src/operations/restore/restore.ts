@@ -20,6 +20,7 @@ import { unsafeCallIn } from './unsafe-calls.js';
 import { functionNoMigrationMakes, functionsOfMigrations, type MigrationFunction } from './migration-functions.js';
 import { type CopyStallGuard, ScriptQuery } from './script-query.js';
 import { answeredWhileRunning, whileRunning } from '../../db/answered-while-running.js';
+import { optionMs } from '../../db/option-ms.js';
 import { leadingWords } from '../../db/leading-words.js';
 import { serverFailure } from './server-failure.js';
 import { makesSomething, nothingMade, type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
@@ -511,6 +512,9 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   const log = options.log ?? (() => undefined);
   const { backup, signal } = options;
   signal?.throwIfAborted();
+  // Refused before anything is done: a bound no timer can hold would fire at once, again and again.
+  const stallTimeoutMs = optionMs('stallTimeoutMs', options.stallTimeoutMs ?? defaultPgRestoreStallTimeoutMs);
+  const serverStallTimeoutMs = optionMs('serverStallTimeoutMs', options.serverStallTimeoutMs ?? defaultServerStallTimeoutMs);
   // Which role runs the backup's SQL, decided before anything of the backup is read: never
   // one whose powers reach beyond the database (a superuser's reach the server's programs).
   const session =
@@ -520,12 +524,10 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     log(`restoring as the database's owner '${session.role}', not as '${session.insteadOf}', whose powers reach beyond the database`);
   }
 
-  const stallTimeoutMs = Math.max(1, Math.round(options.stallTimeoutMs ?? defaultPgRestoreStallTimeoutMs));
   // The longest the restore's transaction may wait idle: for the backup's next statement, which
   // the stall watch bounds, and a round trip.
   const idleMs = stallTimeoutMs + roundTripDeadlineMs;
   const lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
-  const serverStallTimeoutMs = Math.max(1, Math.round(options.serverStallTimeoutMs ?? defaultServerStallTimeoutMs));
   // The COPY guards' looks at the server's progress still under way: the restore waits for them
   // before it returns, so that none of their connections outlives it.
   const progressLooks = new Set<Promise<unknown>>();

@@ -432,9 +432,9 @@ describe.skipIf(!available)('npm run db:restore', () => {
   // statement back) was waited for without end. Each serverStallTimeoutMs unanswered, the
   // session is looked at: running no statement, its connection is closed.
   it.concurrent.for([
-    { step: "a backup's statement", pattern: /CREATE TABLE public\.users/, said: /no answer to CREATE TABLE for 1 s, .*; the operation may be retried at line \d+ of the backup's SQL$/ },
-    { step: 'a statement that empties the public schema', pattern: /COMMENT ON SCHEMA public/, said: /no answer to COMMENT ON for 1 s, .* while emptying the public schema$/ },
-    { step: 'the deferred checks', pattern: /SET CONSTRAINTS ALL IMMEDIATE/, said: /no answer to SET CONSTRAINTS for 1 s, .*\); the operation may be retried$/ },
+    { step: "a backup's statement", pattern: /CREATE TABLE public\.users/, said: /no answer to CREATE TABLE for [\d.]+ s \(looked at every 1 s\), .*; the operation may be retried at line \d+ of the backup's SQL$/ },
+    { step: 'a statement that empties the public schema', pattern: /COMMENT ON SCHEMA public/, said: /no answer to COMMENT ON for [\d.]+ s \(looked at every 1 s\), .* while emptying the public schema$/ },
+    { step: 'the deferred checks', pattern: /SET CONSTRAINTS ALL IMMEDIATE/, said: /no answer to SET CONSTRAINTS for [\d.]+ s \(looked at every 1 s\), .*\); the operation may be retried$/ },
   ])('$step, unanswered while the session runs nothing, fails the restore after serverStallTimeoutMs, rolled back', async ({ pattern, said }, { expect, onTestFinished }) => {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
