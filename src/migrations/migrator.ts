@@ -15,6 +15,7 @@ import { leadingWords } from '../db/leading-words.js';
 import { withClient } from '../db/with-client.js';
 import {
   ConfigError,
+  ConnectionError,
   DbError,
   mapDatabaseError,
   MigrationBlockedError,
@@ -698,10 +699,12 @@ async function runWithoutTransaction(
         }
         const position = Number((error as { position?: string }).position);
         const line = statement.line + (position > 0 ? lineOfPosition(statement.text, position) - 1 : 0);
+        // Given up on without its answer, the statement itself may have run (its answer lost on the way).
+        const unanswered = error instanceof ConnectionError && error.reason === 'deadline';
         throw new MigrationPartiallyAppliedError(
           script.file,
           line,
-          databaseMessage(error),
+          `${databaseMessage(error)}${unanswered ? '; this statement itself may or may not have taken effect' : ''}`,
           index,
           cleanupAdvice(script, index),
           { cause: error },
