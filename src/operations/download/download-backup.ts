@@ -105,11 +105,25 @@ async function localFile(source: string, label: string): Promise<SourceFile> {
 }
 
 function runSsh(target: SshTarget, command: string, signal?: AbortSignal) {
-  // Aborted with SIGKILL: ssh has nothing of ours to clean up, and a stopped one never acts on SIGTERM.
-  const child = spawn('ssh', sshArguments(target, command), {
-    stdio: ['ignore', 'pipe', 'pipe'],
-    ...(signal ? { signal, killSignal: 'SIGKILL' as const } : {}),
-  });
+  // In a process group of its own, ended whole: a ProxyCommand (or ProxyJump's second ssh) is
+  // ssh's child, holds ssh's stderr open, and outlived ssh's SIGKILL alone, so that 'close'
+  // never came, and a stalled download (or the command, after printing its error) waited for
+  // ever, with the proxy's connection to the host left open. SIGKILL: ssh has nothing of ours to
+  // clean up, and a stopped one never acts on SIGTERM. (The group has no terminal: BatchMode
+  // never asks, and Ctrl-C reaches ssh through `signal`.)
+  const child = spawn('ssh', sshArguments(target, command), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const stop = () => {
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      stop();
+    }
+    // Whatever of the group survives (one that left it) must not hold the pipes, and 'close', open.
+    child.stdout.destroy();
+    child.stderr.destroy();
+  };
+  signal?.addEventListener('abort', stop, { once: true });
+  if (signal?.aborted) stop();
   // Only the last words, where ssh's and the host's reason is: the host writes to this stream
   // as much as it likes (ssh passes the remote command's stderr on).
   const stderr = keptOutput({ head: 0, tail: stderrTailChars });
@@ -117,9 +131,12 @@ function runSsh(target: SshTarget, command: string, signal?: AbortSignal) {
   const exited = new Promise<{ code: number | null; stderr: string; error?: Error }>((resolve) => {
     let error: Error | undefined;
     child.on('error', (e) => (error = e));
-    child.on('close', (code) => resolve({ code, stderr: stderr.text(), ...(error ? { error } : {}) }));
+    child.on('close', (code) => {
+      signal?.removeEventListener('abort', stop);
+      resolve({ code, stderr: stderr.text(), ...(error ? { error } : {}) });
+    });
   });
-  return { child, exited };
+  return { child, exited, stop };
 }
 
 function failure(exit: { code: number | null; stderr: string; error?: Error }, target: SshTarget, label: string): DownloadError {
@@ -169,7 +186,7 @@ async function remoteFile(
   stallTimeoutMs: number,
   signal?: AbortSignal,
 ): Promise<SourceFile> {
-  const { child, exited } = runSsh(target, remoteScript(remotePath), signal);
+  const { child, exited, stop } = runSsh(target, remoteScript(remotePath), signal);
   const stdout = child.stdout;
   // The content after the header. Not stdout itself, paused: Node resumes (and so drains) a
   // child's paused stdout when the child exits, which for a small file is before the copy starts.
@@ -181,7 +198,7 @@ async function remoteFile(
   const header = await new Promise<[string, string]>((resolve, reject) => {
     let buffered = Buffer.alloc(0);
     const timer = setTimeout(() => {
-      child.kill('SIGKILL');
+      stop();
       reject(new DownloadError('connect', `no answer from ${target.host} within ${metadataTimeoutMs / 1000} s`));
     }, metadataTimeoutMs);
     const onData = (chunk: Buffer) => {
@@ -193,7 +210,7 @@ async function remoteFile(
           // Not the header: stop ssh and the timer, or both would keep the process alive.
           clearTimeout(timer);
           stdout.off('data', onData);
-          child.kill('SIGKILL');
+          stop();
           reject(new DownloadError('transfer', `unexpected answer from ${target.host}`));
         }
         return;
@@ -205,7 +222,7 @@ async function remoteFile(
       if (start.length > 0) body.write(start);
       stdout.pipe(body);
       watchForStall(stdout, stallTimeoutMs, start.length, (received) => {
-        child.kill('SIGKILL');
+        stop();
         body.destroy(
           new DownloadError(
             'transfer',
@@ -232,7 +249,7 @@ async function remoteFile(
     if (!Number.isInteger(size)) throw new DownloadError('transfer', `unexpected answer from ${target.host}: ${header[0]}`);
     checksum = header[1].trim() ? parseChecksumText(header[1], `${label}.sha256`) : undefined;
   } catch (error) {
-    child.kill('SIGKILL');
+    stop();
     throw error;
   }
   return {
@@ -241,7 +258,7 @@ async function remoteFile(
     stream: body,
     done,
     cancel: () => {
-      child.kill('SIGKILL');
+      stop();
       body.destroy();
     },
   };

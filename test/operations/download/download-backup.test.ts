@@ -316,6 +316,44 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
       }
     });
 
+    // ssh reaching the host through a ProxyCommand (or ProxyJump, which runs a second ssh): the
+    // proxy is ssh's child and holds ssh's stderr open; like `nc` without -N, this one stays on
+    // once ssh is gone. Stopping ssh alone left the download waiting for ever for its pipes.
+    it('gives up when no byte comes through a ProxyCommand that outlives ssh, stopping the proxy too', async ({ onTestFinished }) => {
+      const file = 'kennwilliamson_production_20250918T000001.000Z.dump';
+      const disk = await hangingBackup(file);
+      onTestFinished(() => disk.close());
+      const bin = await mkdtemp(path.join(root, 'proxied-ssh-'));
+      const netcat = path.join(bin, 'netcat.cjs');
+      await writeFile(
+        netcat,
+        "const socket = require('node:net').connect(Number(process.argv[3]), process.argv[2]);\n" +
+          "process.stdin.on('data', (chunk) => socket.write(chunk));\n" +
+          "socket.on('data', (chunk) => process.stdout.write(chunk));\n" +
+          "socket.on('close', () => process.exit(0));\n",
+      );
+      await writeFile(path.join(bin, 'ssh'), `#!/bin/sh\nexec /usr/bin/ssh -o 'ProxyCommand=${process.execPath} ${netcat} %h %p' "$@"\n`, { mode: 0o755 });
+      const proxies = () => {
+        try {
+          return execFileSync('pgrep', ['-f', netcat], { encoding: 'utf8' }).trim();
+        } catch {
+          return '';
+        }
+      };
+      onTestFinished(() => void spawn('pkill', ['-KILL', '-f', netcat]));
+      const path_ = process.env.PATH;
+      process.env.PATH = `${bin}:${path_}`;
+      onTestFinished(() => void (process.env.PATH = path_));
+      await disk.write(content.subarray(0, 32_768));
+
+      const error = await downloadBackup(fromHost({ file, stallTimeoutMs: 2_000 })).catch((e: unknown) => e);
+
+      expect(error).toMatchObject({ reason: 'transfer', message: expect.stringContaining('no data from 127.0.0.1 for 2 s after 32 kB') });
+      expect(sshChildren()).toEqual([]);
+      expect(proxies()).toBe('');
+      expect(await readdir(backupDir)).toEqual([]);
+    });
+
     // The host then sends nothing more, so a copy that compared the sizes only at the end
     // would wait for the stall bound here, where a host that sent without end filled the disk.
     it('stops at once when more bytes arrive than the host announced: a transfer error, ssh stopped, no .part left', async () => {
