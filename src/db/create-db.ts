@@ -377,7 +377,13 @@ export function createDb(
   const gates = createRowGates(
     resolved.acquireTimeoutMs,
     (waitedMs) => new PoolTimeoutError(waitedMs, resolved.maxConnections, tuned.pool.totalCount - tuned.pool.idleCount, tuned.pool.waitingCount),
-    () => (tuned.pool.waitingCount > 0 ? 0 : tuned.pool.idleCount),
+    // Idle connections a call beginning now would get at once: those not claimed yet by the
+    // checkouts waiting. pg-pool queues even a checkout an idle connection will serve, on its
+    // next tick: with none counted while any waited, a burst fired at once saw every call after
+    // the first as one waiting for a busy pool, none counted at the row, and all of them took a
+    // connection each, up to the pool's every one. (A connection still to be opened is not at
+    // hand: a checkout begun a moment before may not have reached the pool yet.)
+    () => Math.max(0, tuned.pool.idleCount - tuned.pool.waitingCount),
   );
   return keepTuned(db, { tuned, direct: options.log === undefined ? createDirectRunner(tuned) : undefined, gates });
 }

@@ -28,7 +28,7 @@ export interface RowGates {
   readonly waitMs: number;
   /** How long a call may run before the row counts as held (newcomers wait). */
   readonly heldAfterMs: number;
-  /** How many idle connections a call beginning now may take at once (none while callers wait for one). */
+  /** How many idle connections a call beginning now may take at once (those the checkouts already waiting have not claimed). */
   readonly idleConnections: () => number;
   /** The error of a call that waited `waitMs` at a row, as one that waited for a connection. */
   readonly timedOut: (waitedMs: number) => Error;
@@ -55,7 +55,7 @@ const callsAtHandPerRow = 2;
  * A pool's row gates: a call waits at a held row at most `waitMs`, then fails with
  * `timedOut`'s error; `idleConnections` says how many connections a call beginning now may take at once.
  *
- * @example const gates = createRowGates(config.acquireTimeoutMs, (waitedMs) => new PoolTimeoutError(waitedMs, …), () => (pool.waitingCount > 0 ? 0 : pool.idleCount))
+ * @example const gates = createRowGates(config.acquireTimeoutMs, (waitedMs) => new PoolTimeoutError(waitedMs, …), () => Math.max(0, pool.idleCount - pool.waitingCount))
  */
 export function createRowGates(waitMs: number, timedOut: (waitedMs: number) => Error, idleConnections: () => number, heldAfterMs = defaultHeldAfterMs): RowGates {
   return { waitMs, heldAfterMs, idleConnections, timedOut, rows: new Map() };

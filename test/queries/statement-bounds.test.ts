@@ -325,6 +325,34 @@ describe.concurrent('bounded waits', () => {
     }
   });
 
+  // A pool at rest as a service's is (two idle connections, room for ten): pg-pool queues even a
+  // checkout an idle connection serves, so every call of the burst after the first looked like
+  // one waiting for a busy pool, none counted at the row, and twelve calls took ten connections.
+  it("calls for a held user row fired at once on a pool at rest take two of its connections, and the rest fail behind them", async ({ expect }) => {
+    const user = await newUser(testDb.db);
+    const other = await newUser(testDb.db);
+    const { waiting, end } = await holdUserRow(user.id);
+    try {
+      await withBoundedDb(
+        async (db) => {
+          // A service's pool has served calls before: its statements' path is settled.
+          await users.updateProfile(db, other.id, { displayName: 'Served before' });
+          await expect.poll(() => poolOf(db).pool.idleCount).toBe(2);
+          const burst = Array.from({ length: 12 }, (_, i) => users.updateProfile(db, user.id, { displayName: `At once ${i}` }));
+          const { outcomes, most } = await whileWaited(burst, waiting);
+
+          const errors = outcomes as LockNotAvailableError[];
+          expect(errors.map((error) => error?.constructor.name)).toEqual(Array.from({ length: 12 }, () => 'LockNotAvailableError'));
+          expect(most).toBeLessThanOrEqual(2);
+          expect(errors.filter((error) => error.behindCallForRow)).toHaveLength(10);
+        },
+        { ...gatedPool, maxConnections: 10, minConnections: 2 },
+      );
+    } finally {
+      await end();
+    }
+  });
+
   // A key-share holder (another service's foreign-key insert, say) blocks a change of the slug,
   // a key, and no other change: the calls queued behind the slug's go through once it fails.
   it('the calls queued behind one that failed for a lock go on when the row turns out not held against them', async ({ expect }) => {
