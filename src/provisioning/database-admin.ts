@@ -2,7 +2,7 @@ import type * as pg from 'pg';
 import { answeredWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { databaseTarget, isLocalHost, parsePostgresUrl, type DatabaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
-import { ConfigError, ProvisioningError } from '../errors.js';
+import { ConfigError, mapDatabaseError, ProvisioningError } from '../errors.js';
 import { withLockRetries } from '../migrations/lock-retries.js';
 import { superuserRefusal } from '../migrations/superuser-refusal.js';
 import { adminLockRetries, type AdminLockWait } from './admin-lock-wait.js';
@@ -238,9 +238,29 @@ export async function recreateDatabase(databaseUrl: string, options: RecreateDat
         'CREATEDB',
       );
     }
+    // An owner that is not there would fail CREATE DATABASE only once the database is gone.
+    if (options.owner) {
+      const found = await answeredWithin(client, roundTripDeadlineMs, 'the look at the owner', () =>
+        client.query('SELECT 1 FROM pg_catalog.pg_roles WHERE rolname = $1', [options.owner]),
+      );
+      if (found.rowCount === 0) {
+        throw new ProvisioningError(`refusing to recreate '${database}': its owner role '${options.owner}' does not exist; nothing was dropped`);
+      }
+    }
     await dropDatabaseInAttempts(client, databaseUrl, database, options);
     const owner = options.owner ? ` OWNER ${client.escapeIdentifier(options.owner)}` : '';
-    await answeredWithin(client, createDatabaseDeadlineMs, 'CREATE DATABASE', () => client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}${owner}`));
+    // Whatever fails it now (the connection lost at the drop's end, the template in use) leaves
+    // no database: said, with how to make it, not as a bare error that reads as if nothing happened.
+    await answeredWithin(client, createDatabaseDeadlineMs, 'CREATE DATABASE', () => client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}${owner}`)).catch(
+      (error: unknown) => {
+        throw new ProvisioningError(
+          `'${database}' was dropped, and not created again: ${mapDatabaseError(error).message}. Run the reset again to create it ` +
+            '(there is nothing left to drop)',
+          undefined,
+          { cause: error },
+        );
+      },
+    );
   }, 'kennwilliamson-reset');
 }
 

@@ -4,6 +4,7 @@ import { withClient } from '../../src/db/with-client.js';
 import { ConfigError, ProvisioningError } from '../../src/errors.js';
 import { databaseUrlAs, databaseUrlWith, ensureDatabase, isLocalDatabaseUrl, recreateDatabase, requireLocalDatabase } from '../../src/provisioning/database-admin.js';
 import { eventually } from '../support/eventually.js';
+import { stallingProxyFor } from '../support/stalling-proxy.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 import { withReadmeAdminOptions } from '../support/readme-admin-options.js';
 
@@ -197,5 +198,39 @@ describe('recreateDatabase', () => {
     expect(waiting).toEqual([{ name: 'kennwilliamson-reset' }]);
     await blocker.query('ROLLBACK');
     await recreated;
+  });
+
+  const exists = (database: TestDatabase) =>
+    withClient(databaseUrlWith(database.url, 'postgres'), async (client) =>
+      (await client.query('SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1', [database.name])).rowCount === 1,
+    );
+
+  // CREATE DATABASE … OWNER of a role that is not there failed once the database was gone.
+  it('refuses an owner role that does not exist before it drops anything', async () => {
+    const database = await createTestDatabase({ empty: true });
+    onTestFinished(() => database.drop());
+
+    const error = await recreateDatabase(database.url, { owner: 'kw_no_such_owner' }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(ProvisioningError);
+    expect((error as Error).message).toBe(`refusing to recreate '${database.name}': its owner role 'kw_no_such_owner' does not exist; nothing was dropped`);
+    expect(await exists(database)).toBe(true);
+  });
+
+  // The connection lost once the drop was done (here its RESET held back on the way, until the
+  // round trip's deadline closed it): CREATE DATABASE failed with pg's bare "not queryable",
+  // which did not say that the database was gone.
+  it('says that the database was dropped and not created again when the creation fails after the drop', async ({ onTestFinished: finished }) => {
+    const database = await createTestDatabase({ empty: true });
+    finished(() => database.drop());
+    const { proxy, url } = await stallingProxyFor(database.url, finished);
+    const stalled = proxy.stallOn(/RESET lock_timeout/);
+
+    const error = await recreateDatabase(url).catch((e: unknown) => e);
+
+    await stalled;
+    expect(error).toBeInstanceOf(ProvisioningError);
+    expect((error as Error).message).toMatch(new RegExp(`^'${database.name}' was dropped, and not created again: .+\\. Run the reset again to create it \\(there is nothing left to drop\\)$`));
+    expect(await exists(database)).toBe(false);
   });
 });
