@@ -82,9 +82,12 @@ export async function answeredWhileRunning<T>(
       // Only a session seen idle for a while has nothing on its way: PostgreSQL marks it idle
       // before its answer has drained to the client (a large result through a slow path).
       // Anything else (running, a state this role may not see, statistics turned off) is waited for.
+      const graceMs = Math.min(timeoutMs, roundTripDeadlineMs);
       if (seen === 'gone') giveUp('its session is gone from pg_stat_activity');
-      else if (seen !== undefined && idleStates.has(seen.state) && seen.idleMs >= Math.min(timeoutMs, roundTripDeadlineMs)) {
-        giveUp(`its session runs no statement (pg_stat_activity: ${seen.state})`);
+      else if (seen !== undefined && idleStates.has(seen.state)) {
+        if (seen.idleMs >= graceMs) giveUp(`its session runs no statement (pg_stat_activity: ${seen.state})`);
+        // Idle only a moment: looked at again once the grace is over, not a whole bound later.
+        else timer = setTimeout(() => void look(), Math.max(1, Math.ceil(graceMs - seen.idleMs)));
       } else timer = setTimeout(() => void look(), timeoutMs);
     };
     timer = setTimeout(() => void look(), timeoutMs);
@@ -111,7 +114,8 @@ export function whileRunning<C extends pg.ClientBase>(client: C, timeoutMs: numb
 }
 
 // What a look may see of a session: its state, and for how long it has been in it; undefined
-// where this role may not see it (or statistics are off); 'gone' once the backend has ended.
+// where this role may not see it, or statistics are off (state 'disabled', no state_change);
+// 'gone' once the backend has ended.
 type SessionState = { state: string; idleMs: number } | undefined | 'gone';
 
 // The states of a session that runs no statement.

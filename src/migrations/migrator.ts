@@ -699,8 +699,8 @@ async function runWithoutTransaction(
         }
         const position = Number((error as { position?: string }).position);
         const line = statement.line + (position > 0 ? lineOfPosition(statement.text, position) - 1 : 0);
-        // Given up on without its answer, the statement itself may have run (its answer lost on the way).
-        const unanswered = error instanceof ConnectionError && error.reason === 'deadline';
+        // Its connection lost or given up on before its answer, the statement itself may have run.
+        const unanswered = mapDatabaseError(error) instanceof ConnectionError;
         throw new MigrationPartiallyAppliedError(
           script.file,
           line,

@@ -2,7 +2,7 @@ import type * as pg from 'pg';
 import { answeredWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { databaseTarget, isLocalHost, parsePostgresUrl, type DatabaseTarget } from '../db/database-target.js';
 import { withClient } from '../db/with-client.js';
-import { ConfigError, mapDatabaseError, ProvisioningError } from '../errors.js';
+import { ConfigError, ConnectionError, mapDatabaseError, ProvisioningError } from '../errors.js';
 import { withLockRetries } from '../migrations/lock-retries.js';
 import { superuserRefusal } from '../migrations/superuser-refusal.js';
 import { adminLockRetries, type AdminLockWait } from './admin-lock-wait.js';
@@ -250,12 +250,14 @@ export async function recreateDatabase(databaseUrl: string, options: RecreateDat
     await dropDatabaseInAttempts(client, databaseUrl, database, options);
     const owner = options.owner ? ` OWNER ${client.escapeIdentifier(options.owner)}` : '';
     // Whatever fails it now (the connection lost at the drop's end, the template in use) leaves
-    // no database: said, with how to make it, not as a bare error that reads as if nothing happened.
+    // no database, or, with its answer lost, perhaps one: said, with what to do, not as a bare
+    // error that reads as if nothing happened.
     await answeredWithin(client, createDatabaseDeadlineMs, 'CREATE DATABASE', () => client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}${owner}`)).catch(
       (error: unknown) => {
+        const unanswered = error instanceof ConnectionError && error.reason === 'deadline';
         throw new ProvisioningError(
-          `'${database}' was dropped, and not created again: ${mapDatabaseError(error).message}. Run the reset again to create it ` +
-            '(there is nothing left to drop)',
+          `'${database}' was dropped, and ${unanswered ? 'may or may not have been' : 'was not'} created again: ${mapDatabaseError(error).message}. ` +
+            'Run the reset again to create it',
           undefined,
           { cause: error },
         );

@@ -1,3 +1,4 @@
+import net from 'node:net';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, it } from 'vitest';
 import { openClient } from '../../src/db/with-client.js';
@@ -113,4 +114,49 @@ describe.concurrent('answeredWhileRunning', () => {
     expect(error).toBeInstanceOf(ConnectionError);
     expect((error as Error).message).toContain('its session runs no statement (pg_stat_activity: idle in transaction)');
   });
+
+  // PostgreSQL marks a session idle as soon as its statement is done, before its answer has
+  // reached the client (a large result through a slow path; here one held back 0.8 s on the way):
+  // a session seen idle only a moment is looked at again, not given up on with its answer coming.
+  it('waits for an answer still on its way from a session idle only a moment', async ({ expect, onTestFinished }) => {
+    const slow = await startDelayingProxy(Number(new URL(database.url).port));
+    onTestFinished(() => slow.close());
+    const through = new URL(database.url);
+    through.port = String(slow.port);
+    const client = await openClient(through.toString());
+    onTestFinished(() => client.end());
+    const session = await sessionOf(client, database.url);
+    slow.delayMs = 800;
+
+    // Done on the server after 0.6 s, idle from then on; its answer arrives 0.8 s later. The
+    // look at 1 s finds the session idle for 0.4 s, less than the bound.
+    const { rows } = await answeredWhileRunning(client, 1_000, 'SELECT PG_SLEEP', session, () =>
+      client.query<{ done: boolean }>('SELECT pg_sleep(0.6) IS NOT NULL AS done'),
+    );
+
+    expect(rows).toEqual([{ done: true }]);
+  });
 });
+
+/** A TCP proxy on 127.0.0.1 that passes the server's bytes to the client `delayMs` late (0 at first). */
+async function startDelayingProxy(targetPort: number): Promise<{ port: number; delayMs: number; close: () => Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const proxy = { port: 0, delayMs: 0, close: async () => undefined as void };
+  const server = net.createServer((client) => {
+    const upstream = net.connect(targetPort, '127.0.0.1');
+    for (const socket of [client, upstream]) {
+      sockets.add(socket);
+      socket.on('error', () => undefined);
+      socket.on('close', () => sockets.delete(socket));
+    }
+    client.on('data', (chunk) => upstream.write(chunk));
+    upstream.on('data', (chunk) => void setTimeout(() => client.write(chunk), proxy.delayMs));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  proxy.port = (server.address() as net.AddressInfo).port;
+  proxy.close = async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  };
+  return proxy;
+}

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createReadStream, existsSync } from 'node:fs';
+import { createReadStream, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -105,25 +105,30 @@ async function localFile(source: string, label: string): Promise<SourceFile> {
 }
 
 function runSsh(target: SshTarget, command: string, signal?: AbortSignal) {
-  // In a process group of its own, ended whole: a ProxyCommand (or ProxyJump's second ssh) is
-  // ssh's child, holds ssh's stderr open, and outlived ssh's SIGKILL alone, so that 'close'
-  // never came, and a stalled download (or the command, after printing its error) waited for
-  // ever, with the proxy's connection to the host left open. SIGKILL: ssh has nothing of ours to
-  // clean up, and a stopped one never acts on SIGTERM. (The group has no terminal: BatchMode
-  // never asks, and Ctrl-C reaches ssh through `signal`.)
-  const child = spawn('ssh', sshArguments(target, command), { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  // Stopped with what it started: a ProxyCommand (or ProxyJump's second ssh) is ssh's child,
+  // holds ssh's stderr open, and outlived ssh's SIGKILL alone, so that 'close' never came, and a
+  // stalled download (or the command, after printing its error) waited for ever, with the
+  // proxy's connection to the host left open. ssh stays in this process's group, where a kill
+  // of the whole job (a supervisor's, `timeout`'s) reaches it too. SIGKILL: ssh has nothing of
+  // ours to clean up, and a stopped one never acts on SIGTERM.
+  const child = spawn('ssh', sshArguments(target, command), { stdio: ['ignore', 'pipe', 'pipe'] });
+  let closed = false;
   const stop = () => {
-    try {
-      process.kill(-child.pid!, 'SIGKILL');
-    } catch {
-      stop();
+    // Once closed, its pid may be another process's: nothing is sent.
+    if (!closed && child.pid !== undefined) {
+      // Its descendants first, read while ssh still holds them (once it is gone they are init's).
+      for (const pid of [...descendantsOf(child.pid), child.pid]) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // gone already
+        }
+      }
     }
-    // Whatever of the group survives (one that left it) must not hold the pipes, and 'close', open.
+    // Whatever survives (one that left the tree) must not hold the pipes, and 'close', open.
     child.stdout.destroy();
     child.stderr.destroy();
   };
-  signal?.addEventListener('abort', stop, { once: true });
-  if (signal?.aborted) stop();
   // Only the last words, where ssh's and the host's reason is: the host writes to this stream
   // as much as it likes (ssh passes the remote command's stderr on).
   const stderr = keptOutput({ head: 0, tail: stderrTailChars });
@@ -132,11 +137,27 @@ function runSsh(target: SshTarget, command: string, signal?: AbortSignal) {
     let error: Error | undefined;
     child.on('error', (e) => (error = e));
     child.on('close', (code) => {
+      closed = true;
       signal?.removeEventListener('abort', stop);
       resolve({ code, stderr: stderr.text(), ...(error ? { error } : {}) });
     });
   });
+  signal?.addEventListener('abort', stop, { once: true });
+  if (signal?.aborted) stop();
   return { child, exited, stop };
+}
+
+// The processes below `pid`, from Linux's /proc (none elsewhere, or once they are gone).
+function descendantsOf(pid: number): number[] {
+  let children: number[];
+  try {
+    children = readdirSync(`/proc/${pid}/task`).flatMap((task) =>
+      readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean).map(Number),
+    );
+  } catch {
+    return [];
+  }
+  return children.flatMap((child) => [...descendantsOf(child), child]);
 }
 
 function failure(exit: { code: number | null; stderr: string; error?: Error }, target: SshTarget, label: string): DownloadError {
@@ -235,7 +256,10 @@ async function remoteFile(
     };
     stdout.on('data', onData);
     done.then(
-      () => reject(new DownloadError('transfer', `unexpected answer from ${target.host}`)),
+      () => {
+        clearTimeout(timer);
+        reject(new DownloadError('transfer', `unexpected answer from ${target.host}`));
+      },
       (error: unknown) => {
         clearTimeout(timer);
         reject(error);
