@@ -13,6 +13,7 @@ import { applicationPrivileges } from './application-privileges.js';
 import { ensureLoginRole, type LoginRoleChange, sharedRoleRefusal } from './login-role.js';
 import { describePowers, roleAttributes, rolePowers } from './role-powers.js';
 import { setRoleStatementBounds } from './role-bounds.js';
+import { optionMs } from '../db/option-ms.js';
 
 /** The application login role whose grants to bring back to exactly the set below. */
 export interface AppRoleOptions {
@@ -234,7 +235,7 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
   const variable = migrationUrlName(options.databaseUrl);
   databaseTarget(options.databaseUrl, process.env, variable);
 
-  const lockTimeoutMs = Math.max(1, Math.round(options.lockTimeoutMs ?? 60_000));
+  const lockTimeoutMs = optionMs('lockTimeoutMs', options.lockTimeoutMs ?? 60_000);
   return withClient(options.databaseUrl, async (connection) => {
     await requireDirectConnection(connection, { operation: 'setup', variable });
     // Short statements, or a wait for a lock under lock_timeout: each answered within it and a

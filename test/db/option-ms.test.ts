@@ -1,7 +1,10 @@
+import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { optionMs } from '../../src/db/option-ms.js';
 import { ConfigError } from '../../src/errors.js';
 import { migrate } from '../../src/migrations/migrator.js';
+import { backupDatabase } from '../../src/operations/backup/backup.js';
+import { downloadBackup } from '../../src/operations/download/download-backup.js';
 import { restoreDatabase } from '../../src/operations/restore/restore.js';
 
 // A bound no timer can hold fires after 1 ms in Node: a statement's session was looked at,
@@ -17,12 +20,17 @@ describe('optionMs', () => {
     expect(optionMs('serverStallTimeoutMs', 1.6)).toBe(2);
   });
 
-  // Refused before any connection: the URL reaches nothing.
   const nowhere = 'postgresql://kennwilliamson:secret@127.0.0.1:1/kennwilliamson';
-  it('is checked by migrate and restoreDatabase before they connect', async () => {
-    await expect(migrate({ databaseUrl: nowhere, serverStallTimeoutMs: Number.POSITIVE_INFINITY })).rejects.toThrow(ConfigError);
+  // Before they connect, or make a folder: the URL reaches nothing, and the folder is never made.
+  it('is checked by the library\'s commands before they do anything', async () => {
+    await expect(migrate({ databaseUrl: nowhere, serverStallTimeoutMs: Number.POSITIVE_INFINITY })).rejects.toThrow('serverStallTimeoutMs must be');
     await expect(
       restoreDatabase({ databaseUrl: nowhere, backup: { file: '/nonexistent.dump' } as never, serverStallTimeoutMs: Number.NaN }),
-    ).rejects.toThrow(ConfigError);
+    ).rejects.toThrow('serverStallTimeoutMs must be');
+    await expect(restoreDatabase({ databaseUrl: nowhere, backup: { file: '/nonexistent.dump' } as never, lockTimeoutMs: 0 })).rejects.toThrow('lockTimeoutMs must be');
+    await expect(backupDatabase({ databaseUrl: nowhere, backupDir: '/nonexistent/kw-never-made', environment: 'test', keep: 1, stallTimeoutMs: Number.POSITIVE_INFINITY })).rejects.toThrow('stallTimeoutMs must be');
+    await expect(backupDatabase({ databaseUrl: nowhere, backupDir: '/nonexistent/kw-never-made', environment: 'test', keep: 1, lockTimeoutMs: 2 ** 40 })).rejects.toThrow('lockTimeoutMs must be');
+    await expect(downloadBackup({ host: 'localhost', file: 'x_test_20250101T000000.000Z.dump', backupDir: '/nonexistent/kw-never-made', stallTimeoutMs: Number.NaN } as never)).rejects.toThrow('stallTimeoutMs must be');
+    expect(existsSync('/nonexistent')).toBe(false);
   });
 });

@@ -23,6 +23,7 @@ import { verifySqlDump } from '../vetting/verify-sql-dump.js';
 import { startWasmPgDump, WasmPgDumpConnectError } from '../wasm-pg-dump/wasm-pg-dump.js';
 import { stallWatch, type StallWatch } from '../files/stall-watch.js';
 import { writeStreamToFile } from '../files/write-stream-to-file.js';
+import { optionMs } from '../../db/option-ms.js';
 
 /** What {@link backupDatabase} backs up, where to, and how many to keep. */
 export interface BackupOptions {
@@ -62,8 +63,8 @@ export interface BackupOptions {
 
 const defaultLockTimeoutMs = 30_000;
 
-const lockTimeoutOf = (options: BackupOptions) => Math.max(1, Math.round(options.lockTimeoutMs ?? defaultLockTimeoutMs));
-const stallTimeoutOf = (options: BackupOptions) => Math.max(1, Math.round(options.stallTimeoutMs ?? lockTimeoutOf(options) + 60_000));
+const lockTimeoutOf = (options: BackupOptions) => optionMs('lockTimeoutMs', options.lockTimeoutMs ?? defaultLockTimeoutMs);
+const stallTimeoutOf = (options: BackupOptions) => optionMs('stallTimeoutMs', options.stallTimeoutMs ?? lockTimeoutOf(options) + 60_000);
 
 function stalledPgDump(stallTimeoutMs: number, description: string): BackupError {
   return new BackupError(
@@ -379,6 +380,8 @@ async function choosePgDump(
  */
 export async function backupDatabase(options: BackupOptions): Promise<BackupResult> {
   const log = options.log ?? (() => undefined);
+  // Bounds no timer can hold are refused before anything is done.
+  stallTimeoutOf(options);
   // The server pg reaches with this URL (the version probe) is the one pg_dump is pointed at.
   const target = databaseTarget(options.databaseUrl, process.env, migrationUrlName(options.databaseUrl));
   const facts = await serverFacts(options.databaseUrl, target);

@@ -16,6 +16,7 @@ import { shellQuote } from '../../shell-quote.js';
 import { defaultRemoteBackupDir } from './default-remote-backup-dir.js';
 import { sshArguments, sshFailure, type SshTarget } from './ssh-connection.js';
 import { writeStreamToFile } from '../files/write-stream-to-file.js';
+import { optionMs } from '../../db/option-ms.js';
 
 /** What {@link downloadBackup} copies, from where, and how it reaches the host. */
 export interface DownloadOptions extends Omit<SshTarget, 'host'> {
@@ -330,6 +331,7 @@ export async function downloadBackup(options: DownloadOptions): Promise<Download
   if (!/^[A-Za-z0-9_%][A-Za-z0-9._+%-]*$/.test(options.file) || options.file.endsWith('.sha256')) {
     throw new ConfigError('FILE', `'${options.file}' is not a backup file name (a plain name such as kennwilliamson_production_20250914T134643.512Z.dump)`);
   }
+  const stallTimeoutMs = optionMs('stallTimeoutMs', options.stallTimeoutMs ?? defaultStallTimeoutMs);
   const remoteDir = options.remoteDir ?? defaultRemoteBackupDir;
   const remotePath = path.posix.join(remoteDir, options.file);
   const isLocal = options.host === 'localhost';
@@ -346,7 +348,6 @@ export async function downloadBackup(options: DownloadOptions): Promise<Download
   if (!isLocal && options.key) await checkKey(options.key);
   await removeLeftParts(final);
   const target: SshTarget = { ...options, host: options.host };
-  const stallTimeoutMs = Math.max(1, Math.round(options.stallTimeoutMs ?? defaultStallTimeoutMs));
   const source = isLocal
     ? await localFile(remotePath, remotePath)
     : await remoteFile(target, remotePath, remotePath, stallTimeoutMs, options.signal);

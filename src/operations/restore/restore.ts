@@ -515,6 +515,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   // Refused before anything is done: a bound no timer can hold would fire at once, again and again.
   const stallTimeoutMs = optionMs('stallTimeoutMs', options.stallTimeoutMs ?? defaultPgRestoreStallTimeoutMs);
   const serverStallTimeoutMs = optionMs('serverStallTimeoutMs', options.serverStallTimeoutMs ?? defaultServerStallTimeoutMs);
+  const lockTimeoutMs = optionMs('lockTimeoutMs', options.lockTimeoutMs ?? 30_000);
   // Which role runs the backup's SQL, decided before anything of the backup is read: never
   // one whose powers reach beyond the database (a superuser's reach the server's programs).
   const session =
@@ -527,7 +528,6 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   // The longest the restore's transaction may wait idle: for the backup's next statement, which
   // the stall watch bounds, and a round trip.
   const idleMs = stallTimeoutMs + roundTripDeadlineMs;
-  const lockTimeoutMs = options.lockTimeoutMs ?? 30_000;
   // The COPY guards' looks at the server's progress still under way: the restore waits for them
   // before it returns, so that none of their connections outlives it.
   const progressLooks = new Set<Promise<unknown>>();

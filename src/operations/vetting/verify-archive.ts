@@ -3,6 +3,7 @@ import { defaultPgRestoreStallTimeoutMs, watchedOutput } from '../files/watched-
 import { spawnPgTool, toolErrorText } from '../pg-tools/pg-tool-process.js';
 import type { PgTool } from '../pg-tools/pg-tools.js';
 import { type SqlScriptOptions, vetSqlScript } from './sql-script.js';
+import { optionMs } from '../../db/option-ms.js';
 
 /** What {@link verifyArchive} read. */
 export interface ArchiveContents {
@@ -88,7 +89,7 @@ export async function verifyArchive(
   options: SqlScriptOptions & { signal?: AbortSignal | undefined; stallTimeoutMs?: number | undefined } = {},
 ): Promise<ArchiveContents> {
   const { signal, ...vetting } = options;
-  const stallTimeoutMs = Math.max(1, Math.round(options.stallTimeoutMs ?? defaultPgRestoreStallTimeoutMs));
+  const stallTimeoutMs = optionMs('stallTimeoutMs', options.stallTimeoutMs ?? defaultPgRestoreStallTimeoutMs);
   const list = await pgRestoreRead(pgRestore, file, ['--list'], text, signal, stallTimeoutMs);
   const entries = list.split('\n').filter((line) => /^\d+;/.test(line));
   if (entries.length === 0) throw new Error('pg_restore --list found no entries in it');
