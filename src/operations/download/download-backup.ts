@@ -113,10 +113,10 @@ function runSsh(target: SshTarget, command: string, signal?: AbortSignal) {
   // of the whole job (a supervisor's, `timeout`'s) reaches it too. SIGKILL: ssh has nothing of
   // ours to clean up, and a stopped one never acts on SIGTERM.
   const child = spawn('ssh', sshArguments(target, command), { stdio: ['ignore', 'pipe', 'pipe'] });
-  let closed = false;
   const stop = () => {
-    // Once closed, its pid may be another process's: nothing is sent.
-    if (!closed && child.pid !== undefined) {
+    // Once ssh has exited (reaped), its pid may be another process's: nothing is sent, and what
+    // it started is init's by then, out of reach here.
+    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
       // Its descendants first, read while ssh still holds them (once it is gone they are init's).
       for (const pid of [...descendantsOf(child.pid), child.pid]) {
         try {
@@ -138,7 +138,6 @@ function runSsh(target: SshTarget, command: string, signal?: AbortSignal) {
     let error: Error | undefined;
     child.on('error', (e) => (error = e));
     child.on('close', (code) => {
-      closed = true;
       signal?.removeEventListener('abort', stop);
       resolve({ code, stderr: stderr.text(), ...(error ? { error } : {}) });
     });
@@ -214,6 +213,8 @@ async function remoteFile(
   // child's paused stdout when the child exits, which for a small file is before the copy starts.
   const body = new PassThrough();
   const done = exited.then((exit) => {
+    // Stopped by the caller's signal: said as such, not as what ssh's end looks like.
+    if (signal?.aborted) throw new DownloadError('transfer', 'download interrupted; nothing was written');
     if (exit.code !== 0) throw failure(exit, target, label);
   });
   done.catch(() => undefined); // observed below; never an unhandled rejection

@@ -8,6 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { DownloadError } from '../../../src/errors.js';
 import { downloadBackup, type DownloadOptions } from '../../../src/operations/download/download-backup.js';
+import { eventually } from '../../support/eventually.js';
 import { toolsAvailable } from '../../support/required-tools.js';
 import { runCli } from '../../support/run-cli.js';
 import { sshdPath, startSshServer, type SshServer } from '../../support/ssh-server.js';
@@ -39,6 +40,8 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     backupDir = await mkdtemp(path.join(root, 'local-'));
   });
 
+  const childrenNamed = (name: string) =>
+    execFileSync('ps', ['-o', 'comm=', '--ppid', String(process.pid)], { encoding: 'utf8' }).split('\n').filter((command) => command.trim() === name);
   const sshChildren = () =>
     execFileSync('ps', ['-o', 'comm=', '--ppid', String(process.pid)], { encoding: 'utf8' }).split('\n').filter((command) => command.trim() === 'ssh');
 
@@ -235,6 +238,26 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
       reason: 'transfer',
       message: expect.stringContaining(`cannot read ${path.join(local, name)}.sha256 (not a regular file)`),
     });
+    expect(await readdir(backupDir)).toEqual([]);
+  });
+
+  // Before, an abort while ssh had not answered yet ended it, and the download said what ssh's
+  // end looked like: "ssh to … failed without a message".
+  it('says it was interrupted when aborted before the host answered, and stops ssh', async ({ onTestFinished }) => {
+    const bin = await mkdtemp(path.join(root, 'silent-ssh-'));
+    await writeFile(path.join(bin, 'ssh'), '#!/bin/sh\nexec sleep 30\n', { mode: 0o755 });
+    const path_ = process.env.PATH;
+    process.env.PATH = `${bin}:${path_}`;
+    onTestFinished(() => void (process.env.PATH = path_));
+    const controller = new AbortController();
+    const download = downloadBackup(overSsh({ signal: controller.signal })).catch((e: unknown) => e);
+    await eventually(() => childrenNamed('sleep').length === 1, 'the silent ssh runs');
+    controller.abort();
+
+    const error = await download;
+
+    expect(error).toMatchObject({ reason: 'transfer', message: expect.stringContaining('download interrupted') });
+    expect(childrenNamed('sleep')).toEqual([]);
     expect(await readdir(backupDir)).toEqual([]);
   });
 
