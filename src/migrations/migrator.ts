@@ -254,16 +254,16 @@ export async function migrationStatus(options: MigratorOptions = {}): Promise<Mi
   // trip's; the read of the record waits for a restore or a migration that holds the table,
   // as long as a run waits for another's lock (MIGRATION_LOCK_TIMEOUT, bounded on the server
   // too), and gets that and a round trip's.
-  const lockTimeoutMs = options.lockTimeoutMs ?? migrationLockTimeoutMs();
+  const lockTimeoutMs = optionMs('lockTimeoutMs', options.lockTimeoutMs ?? migrationLockTimeoutMs());
   // In one read-only transaction, its bound SET LOCAL: `migrate status` works through a pooler,
   // which hands the server connection to the services next, and a session SET went with it (their
   // 2 s lock bound became the run's 5 min until the pooler closed the connection).
   const readStatus = async (client: pg.Client) => {
     const exists = await answeredWithin(client, roundTripDeadlineMs, 'the look for the migrations table', () =>
       client
-        .query(`BEGIN READ ONLY; SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))}`)
+        .query(`BEGIN READ ONLY; SET LOCAL lock_timeout = ${lockTimeoutMs}`)
         .then(() => migrationsTableExists(client)),
-    );
+    ).catch((error: unknown) => Promise.reject(mapDatabaseError(error)));
     const applied = exists ? await storage.applied(client, lockTimeoutMs).catch((error: unknown) => Promise.reject(mapDatabaseError(error))) : [];
     await answeredWithin(client, roundTripDeadlineMs, 'COMMIT', () => client.query('COMMIT'));
     return compareWithFiles(files, applied);
@@ -341,7 +341,7 @@ async function withMigrator<T>(
   { dryRun = false, reverting = false }: { dryRun?: boolean; reverting?: boolean } = {},
 ): Promise<T> {
   const databaseUrl = options.databaseUrl ?? migrationDatabaseUrl();
-  const timeoutMs = options.lockTimeoutMs ?? migrationLockTimeoutMs();
+  const timeoutMs = optionMs('lockTimeoutMs', options.lockTimeoutMs ?? migrationLockTimeoutMs());
   const files = await listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir());
   const scripts = migrationScripts(files);
   const log = options.log ?? (() => undefined);
@@ -661,6 +661,7 @@ async function runWithoutTransaction(
           `Drop it with DROP INDEX CONCURRENTLY ${statement.concurrentIndexRef}; and run the migrations again.`,
         );
       }
+      let sent = false;
       const statementPolicy = statement.concurrent ? { ...policy, firstAttemptMs: policy.totalMs, attemptMs: policy.totalMs } : policy;
       try {
         await withLockRetries(
@@ -677,12 +678,14 @@ async function runWithoutTransaction(
               }),
           },
           async ({ lockTimeoutMs, watch }) => {
+            sent = false;
             const results = (await answeredWithin(client, roundTripDeadlineMs, 'SET lock_timeout', () =>
               client.query(`SET lock_timeout = ${lockTimeoutMs}; SELECT pg_catalog.pg_backend_pid() AS pid`),
             )) as unknown as Array<pg.QueryResult<{ pid: number }>>;
             const pid = results[results.length - 1]!.rows[0]!.pid;
             watch(pid);
             const text = (await pendingDetach(client, statement)) ? statement.detach!.finalize : statement.text;
+            sent = true;
             await whileRunningOn(client, pid, waits, leadingWords(text) ?? 'the statement', () => client.query(text));
           },
         );
@@ -699,8 +702,8 @@ async function runWithoutTransaction(
         }
         const position = Number((error as { position?: string }).position);
         const line = statement.line + (position > 0 ? lineOfPosition(statement.text, position) - 1 : 0);
-        // Its connection lost or given up on before its answer, the statement itself may have run.
-        const unanswered = mapDatabaseError(error) instanceof ConnectionError;
+        // Its connection lost or given up on once it was sent and before its answer, the statement itself may have run.
+        const unanswered = sent && mapDatabaseError(error) instanceof ConnectionError;
         throw new MigrationPartiallyAppliedError(
           script.file,
           line,

@@ -247,14 +247,15 @@ export async function recreateDatabase(databaseUrl: string, options: RecreateDat
         throw new ProvisioningError(`refusing to recreate '${database}': its owner role '${options.owner}' does not exist; nothing was dropped`);
       }
     }
-    await dropDatabaseInAttempts(client, databaseUrl, database, options);
+    const usable = await dropDatabaseInAttempts(client, databaseUrl, database, options);
     const owner = options.owner ? ` OWNER ${client.escapeIdentifier(options.owner)}` : '';
     // Whatever fails it now (the connection lost at the drop's end, the template in use) leaves
     // no database, or, with its answer lost, perhaps one: said, with what to do, not as a bare
     // error that reads as if nothing happened.
     await answeredWithin(client, createDatabaseDeadlineMs, 'CREATE DATABASE', () => client.query(`CREATE DATABASE ${client.escapeIdentifier(database)}${owner}`)).catch(
       (error: unknown) => {
-        const unanswered = error instanceof ConnectionError && error.reason === 'deadline';
+        // Sent on a connection that was lost before its answer, it may have been carried out.
+        const unanswered = usable && mapDatabaseError(error) instanceof ConnectionError;
         throw new ProvisioningError(
           `'${database}' was dropped, and ${unanswered ? 'may or may not have been' : 'was not'} created again: ${mapDatabaseError(error).message}. ` +
             'Run the reset again to create it',
@@ -272,7 +273,8 @@ export async function recreateDatabase(databaseUrl: string, options: RecreateDat
 // new login to that database queues behind it. With no lock_timeout it would wait as long as
 // that transaction lives, idle or not: so in short attempts, as a migration's, naming who
 // blocks (withLockRetries), at most `lockTimeoutMs` in all.
-async function dropDatabaseInAttempts(client: pg.Client, databaseUrl: string, database: string, options: RecreateDatabaseOptions): Promise<void> {
+// Says whether the connection is still usable for the CREATE DATABASE after the drop.
+async function dropDatabaseInAttempts(client: pg.Client, databaseUrl: string, database: string, options: RecreateDatabaseOptions): Promise<boolean> {
   // Loaded here, not with the commands that import this module: it reads blockers' queries
   // with PostgreSQL's parser, which starting a command must not load. It watches from the
   // maintenance database: a watcher on the database being dropped would be ended by FORCE.
@@ -296,6 +298,10 @@ async function dropDatabaseInAttempts(client: pg.Client, databaseUrl: string, da
   } finally {
     // Before CREATE DATABASE, which refuses while anyone is connected to its template.
     await monitor.close();
-    await answeredWithin(client, roundTripDeadlineMs, 'RESET lock_timeout', () => client.query('RESET lock_timeout')).catch(() => undefined);
   }
+  // A RESET that fails has lost the connection: CREATE DATABASE is then never sent.
+  return answeredWithin(client, roundTripDeadlineMs, 'RESET lock_timeout', () => client.query('RESET lock_timeout')).then(
+    () => true,
+    () => false,
+  );
 }

@@ -64,7 +64,9 @@ export interface BackupOptions {
 const defaultLockTimeoutMs = 30_000;
 
 const lockTimeoutOf = (options: BackupOptions) => optionMs('lockTimeoutMs', options.lockTimeoutMs ?? defaultLockTimeoutMs);
-const stallTimeoutOf = (options: BackupOptions) => optionMs('stallTimeoutMs', options.stallTimeoutMs ?? lockTimeoutOf(options) + 60_000);
+// The default follows the lock wait, up to the longest a timer holds.
+const stallTimeoutOf = (options: BackupOptions) =>
+  options.stallTimeoutMs === undefined ? Math.min(lockTimeoutOf(options) + 60_000, 2_147_483_647) : optionMs('stallTimeoutMs', options.stallTimeoutMs);
 
 function stalledPgDump(stallTimeoutMs: number, description: string): BackupError {
   return new BackupError(
@@ -381,6 +383,7 @@ async function choosePgDump(
 export async function backupDatabase(options: BackupOptions): Promise<BackupResult> {
   const log = options.log ?? (() => undefined);
   // Bounds no timer can hold are refused before anything is done.
+  lockTimeoutOf(options);
   stallTimeoutOf(options);
   // The server pg reaches with this URL (the version probe) is the one pg_dump is pointed at.
   const target = databaseTarget(options.databaseUrl, process.env, migrationUrlName(options.databaseUrl));

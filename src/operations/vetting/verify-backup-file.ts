@@ -7,6 +7,7 @@ import { openBackupFile } from '../files/open-backup-file.js';
 import { findPgTool, type FindPgToolOptions, type PgTool } from '../pg-tools/pg-tools.js';
 import { verifyArchive } from './verify-archive.js';
 import { verifySqlDump } from './verify-sql-dump.js';
+import { optionMs } from '../../db/option-ms.js';
 
 /** A backup file that passed every check a restore makes before touching the database. */
 export interface VerifiedBackup {
@@ -96,6 +97,8 @@ export async function verifyBackupFile(
   file: string,
   options: VerifyBackupFileOptions = {},
 ): Promise<VerifiedBackup> {
+  // A bound no timer can hold is the caller's mistake, said before the file is read.
+  if (options.stallTimeoutMs !== undefined) optionMs('stallTimeoutMs', options.stallTimeoutMs);
   const absolute = path.resolve(file);
   const name = path.basename(absolute);
   const database = {
