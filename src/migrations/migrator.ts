@@ -95,9 +95,12 @@ export interface MigratorOptions {
    * How long a migration's statements may go unanswered (default 60 s) before the run looks at
    * its session from another connection (`pg_stat_activity`): running a statement (a long
    * index build, a table's rewrite, a wait for its locks), it is given as long again; running
-   * none, its statement or its answer was lost on the way (a path that stalls while its kernel
-   * acknowledges, which TCP never tells), and the connection is closed: the run fails with a
-   * retryable `ConnectionError` rather than wait for ever with the migration lock held.
+   * none for this long (or 10 s, if less), its statement or its answer was lost on the way (a
+   * path that stalls while its kernel acknowledges, which TCP never tells), and the connection
+   * is closed: the run fails with a retryable `ConnectionError` rather than wait for ever with
+   * the migration lock held. A session stays idle until the whole statement has arrived: a file
+   * whose text takes longer than this to reach the server (megabytes over a slow path) needs a
+   * longer bound. From 1 ms to 2147483647 ms, else `ConfigError`.
    */
   serverStallTimeoutMs?: number | undefined;
 }
