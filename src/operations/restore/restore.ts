@@ -382,7 +382,7 @@ async function beginHoldingTables(
   try {
     await withLockRetries(
       {
-        policy: { ...defaultLockWait, totalMs: Math.max(1, Math.round(restore.lockTimeoutMs)) },
+        policy: { ...defaultLockWait, totalMs: restore.lockTimeoutMs },
         monitor,
         warn: restore.log,
         what: `restoring into '${restore.database}'`,
