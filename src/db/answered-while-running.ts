@@ -29,9 +29,10 @@ export interface WatchedSession {
  * to the client), its answer was lost on the way, or its statement never arrived: the
  * connection is closed, which fails `call` with a retryable `ConnectionError` (`deadline`), and
  * the server rolls the transaction back. What the look cannot tell (a state this role may not
- * see, statistics turned off) is waited for. A look that fails tells nothing: the session is
- * given up on at the second failure in a row. (A backend that froze while it ran shows as
- * running: that one is waited for, as a long statement is.)
+ * see, statistics turned off, a login the server refuses: too many connections) is waited for.
+ * A look that cannot reach the server tells nothing: the session is given up on at the second
+ * such failure in a row. (A backend that froze while it ran shows as running: that one is
+ * waited for, as a long statement is.)
  *
  * @example
  * await answeredWhileRunning(client, 60_000, 'DROP TABLE', session, () => client.query('DROP TABLE public.t'))
@@ -70,9 +71,16 @@ export async function answeredWhileRunning<T>(
       try {
         seen = await looking.finally(() => session.looks.delete(looking));
       } catch (error) {
+        if (settled) return;
+        // Refused by the server itself (too many connections, as while services queue behind a
+        // restore's locks; a role's CONNECTION LIMIT): it answers, and this says nothing of the
+        // session, so it is waited for. Only a server that cannot be reached counts.
+        if (error instanceof ConnectionError && /^[0-9A-Z]{5}$/.test(error.reason)) {
+          timer = setTimeout(() => void look(), timeoutMs);
+          return;
+        }
         failedLooks += 1;
         lookFailure = error instanceof ConnectionError ? `its connection ${error.reason}` : (error as Error).message;
-        if (settled) return;
         if (failedLooks >= 2) giveUp(`its session could not be looked at in pg_stat_activity, twice in a row (the last: ${lookFailure})`);
         else timer = setTimeout(() => void look(), timeoutMs);
         return;

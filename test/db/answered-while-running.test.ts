@@ -136,6 +136,30 @@ describe.concurrent('answeredWhileRunning', () => {
 
     expect(rows).toEqual([{ done: true }]);
   });
+  // While services queue behind a restore's locks, their pools may take every connection the
+  // server allows: a look refused a login by the server says nothing of the session, and two of
+  // them gave up on a healthy statement (here the role's CONNECTION LIMIT is its one session).
+  it('waits for a statement whose session the server refuses to let it look at (too many connections)', async ({ expect, onTestFinished }) => {
+    const login = `kw_watch_limited_${Math.random().toString(36).slice(2, 8)}`;
+    const admin = await openClient(database.url);
+    onTestFinished(async () => {
+      await admin.query(`DROP ROLE IF EXISTS ${login}`).catch(() => undefined);
+      await admin.end();
+    });
+    await admin.query(`CREATE ROLE ${login} LOGIN PASSWORD 'limited-secret-1' CONNECTION LIMIT 1`);
+    const asLogin = new URL(database.url);
+    asLogin.username = login;
+    asLogin.password = 'limited-secret-1';
+    const client = await openClient(asLogin.toString());
+    onTestFinished(() => client.end());
+    const session = await sessionOf(client, asLogin.toString());
+
+    const { rows } = await answeredWhileRunning(client, 300, 'SELECT PG_SLEEP', session, () =>
+      client.query<{ done: boolean }>('SELECT pg_sleep(1.5) IS NOT NULL AS done'),
+    );
+
+    expect(rows).toEqual([{ done: true }]);
+  });
 });
 
 /** A TCP proxy on 127.0.0.1 that passes the server's bytes to the client `delayMs` late (0 at first). */
