@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type * as pg from 'pg';
-import { answeredWithin, destroyConnection, eachQuery, roundTripDeadlineMs } from './answer-deadline.js';
-import { withClient } from './with-client.js';
+import { destroyConnection, eachQuery, roundTripDeadlineMs } from './answer-deadline.js';
+import { sessionLooks } from './session-looks.js';
 import { ConnectionError } from '../errors.js';
 
 /** Where a command's statements run (a restore's, a migration's): its session, looked at from a connection of its own. */
@@ -29,9 +29,9 @@ export interface WatchedSession {
  * to the client), its answer was lost on the way, or its statement never arrived: the
  * connection is closed, which fails `call` with a retryable `ConnectionError` (`deadline`), and
  * the server rolls the transaction back. What the look cannot tell (a state this role may not
- * see, statistics turned off, a login the server refuses: too many connections) is waited for.
- * A look that cannot reach the server tells nothing: the session is given up on at the second
- * such failure in a row. (A backend that froze while it ran shows as running: that one is
+ * see, statistics turned off) is waited for; a look that fails counts as {@link SessionLooks}
+ * says (one that cannot reach the server gives up at the second in a row, one the server refuses
+ * a login at the tenth). (A backend that froze while it ran shows as running: that one is
  * waited for, as a long statement is.)
  *
  * @example
@@ -48,9 +48,8 @@ export async function answeredWhileRunning<T>(
   const answered = call();
   let settled = false;
   let timer: NodeJS.Timeout | undefined;
+  const looks = sessionLooks(session.url, `${session.applicationName}-watch`, session.looks);
   const unanswered = new Promise<never>((_resolve, reject) => {
-    let failedLooks = 0;
-    let lookFailure = '';
     const giveUp = (seen: string) => {
       const waited = Math.round((performance.now() - sent) / 100) / 10;
       const error = new ConnectionError('deadline', {
@@ -61,31 +60,21 @@ export async function answeredWhileRunning<T>(
     };
     const look = async () => {
       if (settled) return;
-      if (session.pid === undefined) {
+      const pid = session.pid;
+      if (pid === undefined) {
         timer = setTimeout(() => void look(), timeoutMs);
         return;
       }
-      const looking = sessionState(session.url, session.pid, session.applicationName);
-      session.looks.add(looking);
       let seen: SessionState;
       try {
-        seen = await looking.finally(() => session.looks.delete(looking));
+        seen = await looks.look('the look at its session', (looking) => sessionState(looking, pid));
       } catch (error) {
         if (settled) return;
-        // Refused by the server itself (too many connections, as while services queue behind a
-        // restore's locks; a role's CONNECTION LIMIT): it answers, and this says nothing of the
-        // session, so it is waited for. Only a server that cannot be reached counts.
-        if (error instanceof ConnectionError && /^[0-9A-Z]{5}$/.test(error.reason)) {
-          timer = setTimeout(() => void look(), timeoutMs);
-          return;
-        }
-        failedLooks += 1;
-        lookFailure = error instanceof ConnectionError ? `its connection ${error.reason}` : (error as Error).message;
-        if (failedLooks >= 2) giveUp(`its session could not be looked at in pg_stat_activity, twice in a row (the last: ${lookFailure})`);
+        if (looks.failed(error)) giveUp(`its session could not be looked at in pg_stat_activity, ${looks.failures()}`);
         else timer = setTimeout(() => void look(), timeoutMs);
         return;
       }
-      failedLooks = 0;
+      looks.answered();
       if (settled) return;
       // Only a session seen idle for a while has nothing on its way: PostgreSQL marks it idle
       // before its answer has drained to the client (a large result through a slow path).
@@ -129,24 +118,14 @@ type SessionState = { state: string; idleMs: number } | undefined | 'gone';
 // The states of a session that runs no statement.
 const idleStates = new Set(['idle', 'idle in transaction', 'idle in transaction (aborted)']);
 
-// The command's backend's state in pg_stat_activity, from a connection of its own as the login
-// itself (a login whose settings SET ROLE to the owner sees its own backends only so).
-async function sessionState(url: string, pid: number, applicationName: string): Promise<SessionState> {
-  return withClient(
-    url,
-    async (client) => {
-      const { rows } = await answeredWithin(client, roundTripDeadlineMs, 'the look at its session', async () => {
-        await client.query('SET ROLE NONE');
-        return client.query<{ state: string | null; idle_ms: number | null }>(
-          `SELECT state, (extract(epoch FROM pg_catalog.clock_timestamp() - state_change) * 1000)::float8 AS idle_ms
-             FROM pg_catalog.pg_stat_activity WHERE pid = $1`,
-          [pid],
-        );
-      });
-      const row = rows[0];
-      if (row === undefined) return 'gone';
-      return row.state === null || row.idle_ms === null ? undefined : { state: row.state, idleMs: row.idle_ms };
-    },
-    `${applicationName}-watch`,
+// The command's backend's state in pg_stat_activity, on a connection of the looks'.
+async function sessionState(client: pg.Client, pid: number): Promise<SessionState> {
+  const { rows } = await client.query<{ state: string | null; idle_ms: number | null }>(
+    `SELECT state, (extract(epoch FROM pg_catalog.clock_timestamp() - state_change) * 1000)::float8 AS idle_ms
+       FROM pg_catalog.pg_stat_activity WHERE pid = $1`,
+    [pid],
   );
+  const row = rows[0];
+  if (row === undefined) return 'gone';
+  return row.state === null || row.idle_ms === null ? undefined : { state: row.state, idleMs: row.idle_ms };
 }

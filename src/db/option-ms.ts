@@ -1,7 +1,5 @@
 import { ConfigError } from '../errors.js';
-
-// Node's timers take at most 2^31 - 1 ms; a longer one (or Infinity, or NaN) fires after 1 ms.
-const longestTimerMs = 2_147_483_647;
+import { maxDurationMs } from './duration.js';
 
 /**
  * A duration a caller passes as an option (`serverStallTimeoutMs`, …), in whole milliseconds,
@@ -12,8 +10,9 @@ const longestTimerMs = 2_147_483_647;
  * @example optionMs('serverStallTimeoutMs', options.serverStallTimeoutMs ?? 60_000) // 60000
  */
 export function optionMs(name: string, value: number): number {
-  if (!Number.isFinite(value) || value < 1 || value > longestTimerMs) {
-    throw new ConfigError(name, `${name} must be a number of milliseconds from 1 to ${longestTimerMs}, got ${value}`);
+  // Node fires a timer longer than maxDurationMs (or Infinity, or NaN) after 1 ms.
+  if (!Number.isFinite(value) || value < 1 || value > maxDurationMs) {
+    throw new ConfigError(name, `${name} must be a number of milliseconds from 1 to ${maxDurationMs}, got ${value}`);
   }
   return Math.round(value);
 }

@@ -266,12 +266,15 @@ export async function migrationStatus(options: MigratorOptions = {}): Promise<Mi
       client
         .query(`BEGIN READ ONLY; SET LOCAL lock_timeout = ${lockTimeoutMs}`)
         .then(() => migrationsTableExists(client)),
-    ).catch((error: unknown) => Promise.reject(mapDatabaseError(error)));
-    const applied = exists ? await storage.applied(client, lockTimeoutMs).catch((error: unknown) => Promise.reject(mapDatabaseError(error))) : [];
+    );
+    const applied = exists ? await storage.applied(client, lockTimeoutMs) : [];
     await answeredWithin(client, roundTripDeadlineMs, 'COMMIT', () => client.query('COMMIT'));
     return compareWithFiles(files, applied);
   };
-  return withClient(options.databaseUrl ?? migrationDatabaseUrl(), readStatus, migratorApplicationName);
+  // Every failure of the read typed, in one place (the connection's own are already).
+  return withClient(options.databaseUrl ?? migrationDatabaseUrl(), readStatus, migratorApplicationName).catch((error: unknown) =>
+    Promise.reject(mapDatabaseError(error)),
+  );
 }
 
 function compareWithFiles(files: MigrationFile[], applied: AppliedMigration[]): MigrationState[] {

@@ -11,6 +11,21 @@ let database: TestDatabase;
 beforeAll(async () => void (database = await createTestDatabase({ empty: true })));
 afterAll(() => database?.drop());
 
+/** The URL of a login the server lets have one connection at a time (CONNECTION LIMIT 1), dropped when the test finishes. */
+async function loginOfOneConnection(onTestFinished: (cleanUp: () => Promise<void>) => void): Promise<URL> {
+  const login = `kw_watch_limited_${Math.random().toString(36).slice(2, 8)}`;
+  const admin = await openClient(database.url);
+  onTestFinished(async () => {
+    await admin.query(`DROP ROLE IF EXISTS ${login}`).catch(() => undefined);
+    await admin.end();
+  });
+  await admin.query(`CREATE ROLE ${login} LOGIN PASSWORD 'limited-secret-1' CONNECTION LIMIT 1`);
+  const asLogin = new URL(database.url);
+  asLogin.username = login;
+  asLogin.password = 'limited-secret-1';
+  return asLogin;
+}
+
 /** The session of `client`, as a restore watches its own. */
 async function sessionOf(client: pg.Client, url = database.url): Promise<WatchedSession> {
   const { rows } = await client.query<{ pid: number }>('SELECT pg_backend_pid() AS pid');
@@ -136,20 +151,12 @@ describe.concurrent('answeredWhileRunning', () => {
 
     expect(rows).toEqual([{ done: true }]);
   });
+
   // While services queue behind a restore's locks, their pools may take every connection the
   // server allows: a look refused a login by the server says nothing of the session, and two of
   // them gave up on a healthy statement (here the role's CONNECTION LIMIT is its one session).
   it('waits for a statement whose session the server refuses to let it look at (too many connections)', async ({ expect, onTestFinished }) => {
-    const login = `kw_watch_limited_${Math.random().toString(36).slice(2, 8)}`;
-    const admin = await openClient(database.url);
-    onTestFinished(async () => {
-      await admin.query(`DROP ROLE IF EXISTS ${login}`).catch(() => undefined);
-      await admin.end();
-    });
-    await admin.query(`CREATE ROLE ${login} LOGIN PASSWORD 'limited-secret-1' CONNECTION LIMIT 1`);
-    const asLogin = new URL(database.url);
-    asLogin.username = login;
-    asLogin.password = 'limited-secret-1';
+    const asLogin = await loginOfOneConnection(onTestFinished);
     const client = await openClient(asLogin.toString());
     onTestFinished(() => client.end());
     const session = await sessionOf(client, asLogin.toString());
@@ -159,6 +166,22 @@ describe.concurrent('answeredWhileRunning', () => {
     );
 
     expect(rows).toEqual([{ done: true }]);
+  });
+
+  // Waited for longer, not for ever: a statement lost while the server refuses every look is
+  // still given up on, at the tenth refusal in a row.
+  it('gives up on a statement whose looks the server refuses ten times in a row', async ({ expect, onTestFinished }) => {
+    const asLogin = await loginOfOneConnection(onTestFinished);
+    const client = await openClient(asLogin.toString());
+    onTestFinished(() => client.end().catch(() => undefined));
+    const session = await sessionOf(client, asLogin.toString());
+
+    const error = await answeredWhileRunning(client, 150, 'SELECT PG_SLEEP', session, () => client.query('SELECT pg_sleep(30)')).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect((error as Error).message).toContain(
+      'its session could not be looked at in pg_stat_activity, 10 times in a row, the server refusing its login (the last: its connection 53300)',
+    );
   });
 });
 

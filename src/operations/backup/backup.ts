@@ -23,6 +23,7 @@ import { verifySqlDump } from '../vetting/verify-sql-dump.js';
 import { startWasmPgDump, WasmPgDumpConnectError } from '../wasm-pg-dump/wasm-pg-dump.js';
 import { stallWatch, type StallWatch } from '../files/stall-watch.js';
 import { writeStreamToFile } from '../files/write-stream-to-file.js';
+import { maxDurationMs } from '../../db/duration.js';
 import { optionMs } from '../../db/option-ms.js';
 
 /** What {@link backupDatabase} backs up, where to, and how many to keep. */
@@ -63,10 +64,6 @@ export interface BackupOptions {
 
 const defaultLockTimeoutMs = 30_000;
 
-const lockTimeoutOf = (options: BackupOptions) => optionMs('lockTimeoutMs', options.lockTimeoutMs ?? defaultLockTimeoutMs);
-// The default follows the lock wait, up to the longest a timer holds.
-const stallTimeoutOf = (options: BackupOptions) =>
-  options.stallTimeoutMs === undefined ? Math.min(lockTimeoutOf(options) + 60_000, 2_147_483_647) : optionMs('stallTimeoutMs', options.stallTimeoutMs);
 
 function stalledPgDump(stallTimeoutMs: number, description: string): BackupError {
   return new BackupError(
@@ -382,9 +379,11 @@ async function choosePgDump(
  */
 export async function backupDatabase(options: BackupOptions): Promise<BackupResult> {
   const log = options.log ?? (() => undefined);
-  // Bounds no timer can hold are refused before anything is done.
-  lockTimeoutOf(options);
-  stallTimeoutOf(options);
+  // Bounds no timer can hold are refused before anything is done. The stall bound's default
+  // follows the lock wait, up to the longest a timer holds.
+  const lockTimeoutMs = optionMs('lockTimeoutMs', options.lockTimeoutMs ?? defaultLockTimeoutMs);
+  const stallTimeoutMs =
+    options.stallTimeoutMs === undefined ? Math.min(lockTimeoutMs + 60_000, maxDurationMs) : optionMs('stallTimeoutMs', options.stallTimeoutMs);
   // The server pg reaches with this URL (the version probe) is the one pg_dump is pointed at.
   const target = databaseTarget(options.databaseUrl, process.env, migrationUrlName(options.databaseUrl));
   const facts = await serverFacts(options.databaseUrl, target);
@@ -412,7 +411,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
   try {
     let made: { bytes: number; sha256: string; tables: number; pgDump: string };
     if (native) {
-      const { bytes, sha256 } = await runPgDump(pgDump, options.databaseUrl, lockTimeoutOf(options), stallTimeoutOf(options), temporary, facts?.tables, log, options.signal);
+      const { bytes, sha256 } = await runPgDump(pgDump, options.databaseUrl, lockTimeoutMs, stallTimeoutMs, temporary, facts?.tables, log, options.signal);
       log(`wrote ${formatBytes(bytes)}; verifying with pg_restore`);
       const pgRestore = await findPgTool('pg_restore', {
         ...options.toolSearch,
@@ -428,7 +427,7 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
       );
       made = { bytes, sha256, tables, pgDump: `${pgDump.version} at ${pgDump.location}` };
     } else {
-      made = await runWasmPgDump(pgDump, facts, options.databaseUrl, lockTimeoutOf(options), stallTimeoutOf(options), temporary, log, options.signal);
+      made = await runWasmPgDump(pgDump, facts, options.databaseUrl, lockTimeoutMs, stallTimeoutMs, temporary, log, options.signal);
       log(`wrote ${formatBytes(made.bytes)}; verifying: full decompression, pg_dump's completion trailer, the restore's vetting`);
       const vetting = { database: target.database, ...(options.signal ? { signal: options.signal } : {}) };
       const { sqlBytes } = await verifySqlDump(temporary, vetting).catch((error: Error) => {

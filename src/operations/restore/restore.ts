@@ -21,6 +21,7 @@ import { functionNoMigrationMakes, functionsOfMigrations, type MigrationFunction
 import { type CopyStallGuard, ScriptQuery } from './script-query.js';
 import { answeredWhileRunning, whileRunning } from '../../db/answered-while-running.js';
 import { optionMs } from '../../db/option-ms.js';
+import { sessionLooks } from '../../db/session-looks.js';
 import { leadingWords } from '../../db/leading-words.js';
 import { serverFailure } from './server-failure.js';
 import { makesSomething, nothingMade, type SqlScriptPart, sqlScriptParts } from '../vetting/sql-script.js';
@@ -215,34 +216,31 @@ function copyStallGuard(
   let mark: string | undefined;
   // A look that fails (no connection to be had while the services queue behind the restore's
   // locks, or no answer within its own deadline) tells nothing: the server is given one more
-  // bound, and given up on at the second failure in a row.
-  let failedLooks = 0;
-  let lookFailure = '';
+  // bound, and given up on as the looks' count says (see SessionLooks).
+  const looks = sessionLooks(progress.url, 'kennwilliamson-restore', progress.looks);
+  let lookedInVain = false;
   return {
     timeoutMs,
     stillWorking: async () => {
-      if (progress.pid === undefined) return false;
-      const look = copyProgress(progress.url, progress.pid);
-      progress.looks.add(look);
+      const pid = progress.pid;
+      if (pid === undefined) return false;
       let counts: string | undefined;
       try {
-        counts = await look.finally(() => progress.looks.delete(look));
+        counts = await looks.look("the look at the COPY's progress", (client) => copyProgress(client, pid));
       } catch (error) {
-        failedLooks += 1;
-        lookFailure = error instanceof ConnectionError ? `the last: its connection ${error.reason}` : `the last: ${(error as Error).message}`;
-        return failedLooks < 2;
+        lookedInVain = looks.failed(error);
+        return !lookedInVain;
       }
-      failedLooks = 0;
+      looks.answered();
       const moved = counts !== undefined && counts !== mark;
       mark = counts;
       return moved;
     },
     onStall: (what) => {
       const stalled = what === 'read' ? `read none of table ${table}'s rows sent to it` : `did not answer the end of table ${table}'s rows`;
-      const unseen =
-        failedLooks >= 2
-          ? `its progress with them could not be looked at in pg_stat_progress_copy, twice in a row (${lookFailure})`
-          : 'made no progress with them that pg_stat_progress_copy shows';
+      const unseen = lookedInVain
+        ? `its progress with them could not be looked at in pg_stat_progress_copy, ${looks.failures()}`
+        : 'made no progress with them that pg_stat_progress_copy shows';
       destroyConnection(
         client,
         new ConnectionError('deadline', {
@@ -269,21 +267,13 @@ const backupFunctionRefusal = ({ name, parsedBody }: { name: string; parsedBody:
 const defaultServerStallTimeoutMs = 60_000;
 
 // The restore's backend's counts in pg_stat_progress_copy (its role sees its own backends
-// there), from a connection of their own; none once its COPY ended with the answer unsent.
-async function copyProgress(url: string, pid: number): Promise<string | undefined> {
-  return withClient(
-    url,
-    async (client) =>
-      (
-        await answeredWithin(client, roundTripDeadlineMs, "the look at the COPY's progress", () =>
-          client.query<{ processed: string }>(
-            "SELECT bytes_processed::text || ':' || tuples_processed::text AS processed FROM pg_catalog.pg_stat_progress_copy WHERE pid = $1",
-            [pid],
-          ),
-        )
-      ).rows[0]?.processed,
-    'kennwilliamson-restore',
+// there), on a connection of the looks'; none once its COPY ended with the answer unsent.
+async function copyProgress(client: pg.Client, pid: number): Promise<string | undefined> {
+  const { rows } = await client.query<{ processed: string }>(
+    "SELECT bytes_processed::text || ':' || tuples_processed::text AS processed FROM pg_catalog.pg_stat_progress_copy WHERE pid = $1",
+    [pid],
   );
+  return rows[0]?.processed;
 }
 
 // The same, located by line in the backup's SQL.
