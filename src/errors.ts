@@ -87,7 +87,8 @@ export class PoolClosedError extends DbError {
 
 /**
  * `poolOf(db).ready()` waited its whole timeout without the pool reaching its minimum of open
- * connections (the server is unreachable, refusing, or too slow to accept). The last failed
+ * connections that answer (the server is unreachable, refusing, or too slow to accept, or a
+ * pooler takes logins that its server cannot serve). The last failed
  * attempt, if any, is the `cause`.
  */
 export class PoolNotReadyError extends DbError {
@@ -100,7 +101,7 @@ export class PoolNotReadyError extends DbError {
     options?: { cause?: unknown },
   ) {
     super(
-      `The connection pool was not ready after ${waitedMs} ms: ${open} of its minimum ${minConnections} connection(s) open`,
+      `The connection pool was not ready after ${waitedMs} ms: ${open} of its minimum ${minConnections} connection(s) open and answering`,
       options,
     );
   }

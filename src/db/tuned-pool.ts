@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import type { ClientBase, Pool, PoolClient } from 'pg';
-import { ConnectionError, PoolClosedError, PoolNotReadyError, PoolTimeoutError } from '../errors.js';
+import { ConnectionError, mapDatabaseError, PoolClosedError, PoolNotReadyError, PoolTimeoutError } from '../errors.js';
 import { type BoundedClient, boundedClientClass, type ConnectionBounds } from './bounded-client.js';
 import { connectionLifetimeMs } from './connection-lifetime.js';
 import { callDeadlineFor, type DbConfig } from './db-config.js';
@@ -24,8 +24,9 @@ export interface TunedPool {
   /** Checks out a connection, or throws {@link PoolTimeoutError} after the acquire timeout. */
   connect(): Promise<PoolClient>;
   /**
-   * Resolves once the pool holds at least the configured minimum of open connections; rejects
-   * with the error of the next failed attempt (a `ConnectionError`; the pool keeps retrying in
+   * Resolves once the pool holds at least the configured minimum of open connections that have
+   * answered a statement (a login alone proves nothing behind a pooler whose server is down);
+   * rejects with the error of the next failed attempt (a `ConnectionError`; the pool keeps retrying in
    * the background), with `PoolNotReadyError` after `timeoutMs` (default: the acquire
    * timeout), or with `PoolClosedError` once the pool is ended. Keeps Node running until it
    * settles, so `await poolOf(db).ready()` at start-up is never cut short by an empty event loop.
@@ -156,10 +157,17 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   let readyWaiters: Array<{ resolve: () => void; reject: (error: unknown) => void }> = [];
 
   // Full: enough connections to open no more (pg-pool's totalCount also counts those still
-  // logging in). Open: enough have finished their login, which is what ready() promises; it
-  // once resolved while a refill's connection was still logging in.
+  // logging in). Open: enough have answered their first statement, which is what ready()
+  // promises. It once resolved while a refill's connection was still logging in, and then on
+  // logins alone: a pooler whose server is down takes every login and fails the first
+  // statement, and ready() said a service could start that could not run a query.
   const isFull = () => pool.totalCount >= config.minConnections;
-  const isOpen = () => clients.size >= config.minConnections;
+  const answering = () => {
+    let count = 0;
+    for (const client of clients) if (answered.has(client)) count += 1;
+    return count;
+  };
+  const isOpen = () => answering() >= config.minConnections;
 
   // pg-pool enforces the acquire timeout itself (connectionTimeoutMillis covers both waiting
   // in its queue and opening a new connection); a checkout that failed after waiting that
@@ -221,10 +229,17 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
         failedRefills = 0;
         naming.learnRoute(client, facts.route);
         learnBounds(bounded, facts);
+        // An answer later than the wait below: the connection is in the pool already.
+        if (isOpen()) settleReady();
       })
       // A connection that cannot answer fails its caller's query the same way; and an answer
-      // that comes after the caller stopped waiting (see below) has nobody to fail.
-      .catch(() => undefined)
+      // that comes after the caller stopped waiting (see below) has nobody to fail. It is the
+      // failed attempt that ready() rejects with, as a login that fails is.
+      .catch((error: unknown) => {
+        if (ending) return;
+        lastRefillError = mapDatabaseError(error);
+        settleReady(lastRefillError);
+      })
       // A caller's call may have started meanwhile: its own stamp stays.
       .finally(() => {
         if (bounded.callStartedAt === sent) bounded.callStartedAt = 0;
@@ -433,8 +448,8 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
         const timer = setTimeout(() => {
           readyWaiters = readyWaiters.filter((waiter) => waiter !== entry);
           reject(
-            // Connections that finished their login; pg-pool's totalCount also counts those still trying.
-            new PoolNotReadyError(Math.round(performance.now() - started), clients.size, config.minConnections, {
+            // Connections that answered; pg-pool's totalCount also counts those still trying.
+            new PoolNotReadyError(Math.round(performance.now() - started), answering(), config.minConnections, {
               cause: lastRefillError,
             }),
           );

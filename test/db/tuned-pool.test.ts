@@ -7,6 +7,7 @@ import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
 import { connectionLifetimeMs } from '../../src/db/connection-lifetime.js';
 import { settlesWithin } from '../../src/db/settles-within.js';
 import { createDb, poolOf } from '../../src/db/create-db.js';
+import { ConnectionError, PoolNotReadyError } from '../../src/errors.js';
 import { eventually } from '../support/eventually.js';
 import { startFakePostgres } from '../support/fake-postgres.js';
 import { createObservedDatabase } from '../support/observed-database.js';
@@ -423,4 +424,41 @@ it('ends at once after a login that pg itself gave up on (no password for a SCRA
   // Left open, the server would hold each such socket until its authentication_timeout (60 s), and end() with it.
   expect(await settlesWithin(db.destroy(), 10_000)).toBe(true);
   expect(sockets.every((socket) => socket.destroyed)).toBe(true);
+});
+
+it('is not ready while a pooler takes the logins and drops each connection at its first statement: ready() fails with that loss', async () => {
+  const pooler = await startFakePostgres('login, then hangs up');
+  const db = createDb(
+    { databaseUrl: `postgresql://app:secret@127.0.0.1:${pooler.port}/kennwilliamson`, minConnections: 2, maxConnections: 2 },
+    { onPoolError: () => undefined },
+  );
+  try {
+    // Before, ready() resolved on the two logins, and the service started on a pool that could
+    // not run a query (PgBouncer whose server is down does exactly this).
+    const error = await poolOf(db).ready({ timeoutMs: 5_000 }).then(() => undefined, (failure: unknown) => failure);
+    expect(error).toBeInstanceOf(ConnectionError);
+    expect(pooler.logins()).toBeGreaterThan(0);
+  } finally {
+    await db.destroy();
+    await pooler.close();
+  }
+});
+
+it('is not ready while the logins are taken and the first statement is never answered: PoolNotReadyError names none answering', async () => {
+  const pooler = await startFakePostgres('login, then nothing');
+  const db = createDb(
+    { databaseUrl: `postgresql://app:secret@127.0.0.1:${pooler.port}/kennwilliamson`, minConnections: 2, maxConnections: 2 },
+    { onPoolError: () => undefined },
+  );
+  try {
+    // Past the pool's 2 s wait for a new connection's first answer, after which the connection
+    // is in the pool all the same: before, ready() resolved there.
+    const error = await poolOf(db).ready({ timeoutMs: 3_000 }).then(() => undefined, (failure: unknown) => failure);
+    expect(error).toBeInstanceOf(PoolNotReadyError);
+    expect((error as PoolNotReadyError).message).toMatch(/0 of its minimum 2 connection\(s\) open and answering/);
+    expect(pooler.logins()).toBeGreaterThanOrEqual(2);
+  } finally {
+    await db.destroy();
+    await pooler.close();
+  }
 });
