@@ -19,6 +19,8 @@ import { databaseTarget } from '../../src/db/database-target.js';
 import { closeNamedStatement } from '../../src/db/named-statement.js';
 import { prepareQuery } from '../../src/db/prepared-query.js';
 import { openClient } from '../../src/db/with-client.js';
+import { settlesWithin } from '../../src/db/settles-within.js';
+import { ScriptQuery } from '../../src/operations/restore/script-query.js';
 import { incidentTimers, phraseSuggestions, phrases, refreshTokens, users } from '../../src/index.js';
 import { newAdmin, newUser } from '../support/factories.js';
 import { useTestDatabase } from '../support/test-database.js';
@@ -209,6 +211,57 @@ describe('OpenTelemetry’s pg instrumentation', () => {
     expect(spans[0]!.ended, 'the Close’s span was never ended').toBe(true);
     expect(spans[0]!.parentSpanContext?.spanId).toBe(parent.spanContext().spanId);
     expect(spans[0]!.attributes['db.query.text']).toBe('-- close statement kw_never_prepared (a protocol Close message, not SQL)');
+  });
+
+  // A restore sends each of the backup's statements as a query object of its own.
+  it('ends the span of each statement a restore sends from a backup, one that fails too', async () => {
+    const { parent, spans } = await querySpansOf(async () => {
+      const client = await openClient(testDb.url);
+      try {
+        const answered = new ScriptQuery('SELECT 1');
+        void client.query(answered);
+        await answered.done;
+        const refused = new ScriptQuery('SELECT 1 / 0');
+        void client.query(refused);
+        await refused.done.catch(() => undefined);
+      } finally {
+        await client.end();
+      }
+    });
+    expect(spans.map((span) => span.attributes['db.query.text'])).toEqual(['SELECT 1', 'SELECT 1 / 0']);
+    for (const span of spans) {
+      expect(span.ended, `${span.attributes['db.query.text']} was never ended`).toBe(true);
+      expect(span.parentSpanContext?.spanId).toBe(parent.spanContext().spanId);
+    }
+    expect(spans[1]!.status.code).toBe(SpanStatusCode.ERROR);
+  });
+
+  // The instrumentation's option puts a comment in the text of a query object that names no
+  // statement, by handing pg a copy of it, which has none of its methods.
+  describe('with addSqlCommenterCommentToQueries', () => {
+    beforeAll(() => instrumentation.setConfig({ addSqlCommenterCommentToQueries: true }));
+    afterAll(() => instrumentation.setConfig({}));
+
+    it("a restore's statement still runs as the restore sends it, and the pooler probe's Close still closes", async () => {
+      await querySpansOf(async () => {
+        const client = await openClient(testDb.url);
+        try {
+          // Before, pg ran the copy's text as plain SQL and the restore's query never settled:
+          // every table of public stayed held until the stall watch gave up, a minute later.
+          const statement = new ScriptQuery('SELECT 1');
+          void client.query(statement);
+          expect(await settlesWithin(statement.done, 5_000), 'the statement never settled').toBe(true);
+          await expect(statement.done).resolves.toBeUndefined();
+          // Before, the Close went out as an empty query, and the statement stayed prepared.
+          await client.query({ name: 'kw_commented', text: 'SELECT 2' });
+          await closeNamedStatement(client, 'kw_commented');
+          const { rows } = await client.query("SELECT count(*)::int AS n FROM pg_catalog.pg_prepared_statements WHERE name = 'kw_commented'");
+          expect(rows).toEqual([{ n: 0 }]);
+        } finally {
+          await client.end();
+        }
+      });
+    });
   });
 
   it('names the pool by host, port and database in its connection metrics', async () => {

@@ -16,7 +16,8 @@ import { defaultPgRestoreStallTimeoutMs, watchedOutput, watchedStream } from '..
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
 import { deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
 import { unsafeInRestoredPublic } from './unsafe-in-restored-public.js';
-import { unsafeCallIn } from './unsafe-calls.js';
+import { callNoMigrationMakes, unsafeCallIn } from './unsafe-calls.js';
+import { callsOfMigrations } from './migration-calls.js';
 import { functionNoMigrationMakes, functionsOfMigrations, type MigrationFunction } from './migration-functions.js';
 import { type CopyStallGuard, ScriptQuery } from './script-query.js';
 import { answeredWhileRunning, whileRunning } from '../../db/answered-while-running.js';
@@ -524,8 +525,11 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   // Read before anything else: a folder that is not there is said now, not after the backup loaded.
   // Read once: its functions are the only ones a restored public may hold, and the names the
   // restored record lacks are said afterwards.
-  const { migrationFiles, knownFunctions } = await listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir())
-    .then(async (files) => ({ migrationFiles: files, knownFunctions: await functionsOfMigrations(files) }))
+  const { migrationFiles, knownFunctions, knownCalls } = await listMigrationFiles(options.migrationsDir ?? defaultMigrationsDir())
+    .then(async (files) => {
+      const functions = await functionsOfMigrations(files);
+      return { migrationFiles: files, knownFunctions: functions, knownCalls: await callsOfMigrations(files, functions) };
+    })
     .catch((error: unknown) => {
       throw new RestoreError(`refusing to restore ${backup.file}: ${(error as Error).message}; the database was not touched`, { cause: error });
     });
@@ -725,6 +729,17 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
               throw rolledBack(
                 `an expression that calls ${unsafeCall}, which acts beyond its row (on the session, other sessions or the server) or runs SQL text: ` +
                   `refused before it could run, at line ${part.line} of the backup's SQL`,
+                undefined,
+              );
+            }
+            // Any other call the migrations never make may spend the server's time or memory for
+            // as long as the backup likes, row after row, with every table of public held.
+            const unknownCall = part.kind === 'sql' && !pgDumpsOwnCalls.has(part.statement) ? callNoMigrationMakes(part.tree, knownCalls) : undefined;
+            if (unknownCall !== undefined) {
+              throw rolledBack(
+                `an expression that calls ${unknownCall}, which no migration's SQL calls (a backup's expressions run as its rows load, ` +
+                  `with every table held, and may take the server's time or memory for as long as they like): refused before it could run, at line ${part.line} of the backup's SQL` +
+                  '; a service with migrations of its own restores with their folder (restore --migrations-dir DIR, restoreDatabase({ migrationsDir }))',
                 undefined,
               );
             }

@@ -59,6 +59,16 @@ export class ScriptQuery implements pg.Submittable {
   private watch: StallWatch | undefined;
   /** True when the query failed because `copyData` failed (the backup's stream), not the server. */
   failedReading = false;
+  // The protocol's unnamed statement, which it is (its Parse names none). Said, so that
+  // OpenTelemetry's pg instrumentation with addSqlCommenterCommentToQueries hands pg this query
+  // and not a copy with a comment in its text: a copy has no submit(), pg ran its text as plain
+  // SQL, and `done` never settled, every table of public held until the stall watch gave up.
+  // Empty, so that pg records nothing as prepared.
+  readonly name = '';
+  // Settles through this property too, as the pool's named statements do: the instrumentation
+  // ends the span it starts for a query object only through its callback (each of the backup's
+  // statements left one open in the trace).
+  callback: (error: Error | null) => void = () => undefined;
 
   constructor(
     private readonly text: string,
@@ -172,6 +182,7 @@ export class ScriptQuery implements pg.Submittable {
     if (this.settled) return;
     this.settled = true;
     this.watch?.stop();
+    this.callback(error === undefined ? null : (error as Error));
     if (error === undefined) this.resolve();
     else this.reject(error);
   }

@@ -59,3 +59,30 @@ export function unsafeCallIn(tree: unknown): string | undefined {
   const unsafe = calls(tree).find(({ name, call }) => unsafeName.test(name) || (name === 'nextval' && !publicSequenceDefault(call)));
   return unsafe?.name;
 }
+
+/**
+ * Every function name a parse tree calls (libpg_query's tree: a statement, or a whole script),
+ * as the parser read it.
+ *
+ * @example calledNames(parseSync("CREATE TABLE t (e text CHECK (lower(e) = e))")) // ['lower']
+ */
+export function calledNames(tree: unknown): string[] {
+  return calls(tree).map(({ name }) => name);
+}
+
+/**
+ * The first function the backup's statement calls in an expression that is none of `known`
+ * (what the migrations' own SQL calls or creates, see `callsOfMigrations`), or undefined;
+ * `nextval` of a sequence of public named as a constant (a serial column's default, as pg_dump
+ * writes it) is the migrations' too. Asked before the statement runs, as unsafeCallIn is: a
+ * deny-list names what acts beyond the row, but any other call may still spend the server's
+ * time or memory for as long as the backup likes (`factorial(20000)`, `repeat('x', 100000000)`
+ * in a CHECK, for each row), with every table of public held meanwhile and the server's memory
+ * at stake; no expression of a backup this package made calls anything its migrations do not.
+ *
+ * @example callNoMigrationMakes(part.tree, new Set(['lower', 'now'])) // 'factorial', for "… CHECK (factorial(id + 20000) IS NOT NULL)"
+ */
+export function callNoMigrationMakes(tree: unknown, known: ReadonlySet<string>): string | undefined {
+  const unknown = calls(tree).find(({ name, call }) => !known.has(name) && !(name === 'nextval' && publicSequenceDefault(call)));
+  return unknown?.name;
+}

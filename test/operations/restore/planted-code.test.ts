@@ -87,11 +87,12 @@ describe('code a backup plants while it is restored', () => {
   const restoreAsDefault = async (
     database: TestDatabase,
     backup: Awaited<ReturnType<typeof crafted>>,
-    options: { signal?: AbortSignal; migrationsDir?: string; ownFunctions?: false } = {},
+    options: { signal?: AbortSignal; migrationsDir?: string; ownFunctions?: false; alsoMigrated?: string } = {},
   ) => {
-    const { ownFunctions, ...given } = options;
+    const { ownFunctions, alsoMigrated = '', ...given } = options;
     const functions = given.migrationsDir === undefined && ownFunctions !== false ? await functionsMadeBy(backup) : '';
-    const migrationsDir = functions === '' ? given.migrationsDir : await migrationsDefining(functions, workDir);
+    const migrated = `${functions}${alsoMigrated}`;
+    const migrationsDir = migrated === '' ? given.migrationsDir : await migrationsDefining(migrated, workDir);
     return restoreDatabase({ databaseUrl: database.url, owner: { password: inject('ownerPassword') }, backup, ...given, ...(migrationsDir ? { migrationsDir } : {}) });
   };
   // How the restore refuses a function of the backup's that no migration defines, before it is made.
@@ -493,6 +494,25 @@ ${seededCheck('plant')}`,
     }
   });
 
+  // Any other call that no migration makes may take the server's time or memory for as long as
+  // the backup likes, row after row, with every table of public held (a few hundred bytes of
+  // gzip held them for minutes, or took 2 GB of the server's memory): refused before it runs.
+  it.each([
+    ["spends the server's time", 'CHECK ((pg_catalog.factorial(((id + 20000))::bigint) IS NOT NULL))', 'factorial'],
+    ["spends the server's memory", "CHECK ((pg_catalog.length(pg_catalog.repeat('x'::text, (100000000 + id))) > 0))", 'repeat'],
+  ])('a CHECK in the backup that %s, calling what no migration calls, is refused before it runs', async (_what, check, called) => {
+    const database = await target();
+    const backup = await crafted('calls-no-migration-makes.sql.gz', `CREATE TABLE public.notes (id integer, CONSTRAINT costly ${check});\nCOPY public.notes (id) FROM stdin;\n1\n\\.\n`);
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(`an expression that calls ${called}, which no migration's SQL calls`);
+    expect((error as Error).message).toContain("refused before it could run, at line 10 of the backup's SQL");
+    const notes = await withClient(database.ownerUrl, (client) => client.query("SELECT pg_catalog.to_regclass('public.notes') AS notes"));
+    expect(notes.rows).toEqual([{ notes: null }]);
+  });
+
   // nextval is a serial column's default, on a sequence of public named as a constant; any
   // other advances a sequence no rollback resets, at every row.
   it("a CHECK in the backup that advances a sequence outside public is refused before it runs", async () => {
@@ -626,6 +646,11 @@ COPY public.seed (id, updated_at) FROM stdin;
     expect((error as Error).message).toContain('row-level security policy planted on public.notes');
   });
 
+  // A service's migrations that call a function of that name: the backup's call then passes the
+  // check of its text (which knows names only), and it is the catalog's check before COMMIT that
+  // sees whose function it is.
+  const callsRun = "SELECT run('SELECT 1');\n";
+
   // Code of a schema the restore neither replaces nor checks: the owner's function that runs any
   // SQL it is given, called by a CHECK at the owner's next insert.
   it('a CHECK calling a function outside the public schema is refused', async () => {
@@ -638,7 +663,7 @@ COPY public.seed (id, updated_at) FROM stdin;
       "CREATE TABLE public.notes (id integer, body text);\nALTER TABLE public.notes ADD CONSTRAINT planted CHECK (ops.run('SELECT 1')) NOT VALID;\n",
     );
 
-    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+    const error = await restoreAsDefault(database, backup, { alsoMigrated: callsRun }).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RestoreError);
     expect((error as Error).message).toContain('constraint planted on table public.notes, which uses function ops.run(text), outside the public schema');
@@ -725,7 +750,7 @@ COPY public.seed (id, updated_at) FROM stdin;
       ),
     );
 
-    const error = await restoreAsDefault(database, await crafted('outside-call.sql.gz', sql)).catch((e: unknown) => e);
+    const error = await restoreAsDefault(database, await crafted('outside-call.sql.gz', sql), { alsoMigrated: callsRun }).catch((e: unknown) => e);
 
     expect(error).toBeInstanceOf(RestoreError);
     expect((error as Error).message).toMatch(

@@ -194,7 +194,10 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       ),
     );
 
-    await restoreDatabase({ databaseUrl: target.ownerUrl, backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' }, stallTimeoutMs: 5_000 });
+    // The backup's default reads a setting, which none of the package's migrations does: a
+    // service's own migration that does lets the restore run it.
+    const migrationsDir = await migrationsDefining("SELECT pg_catalog.current_setting('idle_in_transaction_session_timeout');\n");
+    await restoreDatabase({ databaseUrl: target.ownerUrl, backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' }, stallTimeoutMs: 5_000, migrationsDir });
 
     const seen = await withClient(target.url, async (client) => (await client.query('SELECT n, idle FROM public.seen')).rows);
     expect(seen).toEqual([{ n: 1, idle: '15s' }]);
