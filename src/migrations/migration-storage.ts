@@ -52,6 +52,15 @@ export interface AppliedMigration {
 }
 
 /**
+ * The record's own CHECKs and column defaults, as PostgreSQL gives them back
+ * (`pg_get_constraintdef`, `pg_get_expr`) for the table {@link PostgresMigrationStorage} creates,
+ * alike on 15 to 18 (test/schema checks them on each): the only ones a restored record may have,
+ * since the owner runs them at every migration (see unsafeInRestoredPublic).
+ */
+export const migrationRecordChecks: readonly string[] = ["CHECK ((checksum ~ '^[0-9a-f]{64}$'::text))", 'CHECK ((duration_ms >= 0))'];
+export const migrationRecordDefaults: Readonly<Record<string, string>> = { applied_at: 'now()' };
+
+/**
  * Umzug storage that records migrations in PostgreSQL, on the migrator's own connection, so
  * that a record is written inside the transaction of the migration it records.
  */

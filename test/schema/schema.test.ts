@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import { describe, expect, it } from 'vitest';
+import { migrationRecordChecks, migrationRecordDefaults, migrationsTable } from '../../src/migrations/migration-storage.js';
 import { useTestDatabase } from '../support/test-database.js';
 
 const testDb = useTestDatabase();
@@ -173,5 +174,21 @@ describe('foreign keys', () => {
       return found;
     });
     expect(unserved).toEqual([]);
+  });
+});
+
+describe('the migrations record', () => {
+  // A restore keeps only these on a restored record (the owner runs them at every migration):
+  // the definitions it compares with must be the ones the server gives back, on each major.
+  it('has exactly the CHECKs and defaults that a restore accepts on it, as this server writes them', async () => {
+    const checks = await rows<{ definition: string }>(sql`
+      SELECT pg_get_constraintdef(k.oid) AS definition FROM pg_constraint k
+       WHERE k.conrelid = ${`public.${migrationsTable}`}::regclass AND k.contype = 'c' ORDER BY 1`);
+    expect(checks.map((check) => check.definition)).toEqual([...migrationRecordChecks].sort());
+    const defaults = await rows<{ column: string; expression: string }>(sql`
+      SELECT a.attname AS column, pg_get_expr(d.adbin, d.adrelid) AS expression
+        FROM pg_attrdef d JOIN pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum
+       WHERE d.adrelid = ${`public.${migrationsTable}`}::regclass`);
+    expect(Object.fromEntries(defaults.map((each) => [each.column, each.expression]))).toEqual(migrationRecordDefaults);
   });
 });

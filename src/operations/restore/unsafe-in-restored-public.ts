@@ -1,5 +1,5 @@
 import type * as pg from 'pg';
-import { migrationsTable } from '../../migrations/migration-storage.js';
+import { migrationRecordChecks, migrationRecordDefaults, migrationsTable } from '../../migrations/migration-storage.js';
 import type { MigrationFunction } from './migration-functions.js';
 import { actsBeyondTheRowNames, runsSqlTextNames } from './unsafe-calls.js';
 
@@ -287,13 +287,40 @@ export async function unsafeInRestoredPublic(
      SELECT pg_catalog.format('trigger %I on %s', t.tgname, t.tgrelid::pg_catalog.regclass)
        FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal AND t.tgrelid = pg_catalog.to_regclass($2)
      UNION ALL
+     -- Its CHECKs, defaults and index expressions run at every migration too, as the owner,
+     -- with the migration lock held: one of the backup's own may refuse every later migration,
+     -- or take as long over each as it likes (a CHECK the backup's rows pass cheaply, and a new
+     -- name does not). Only the migrator's own are kept, as the server writes them.
+     SELECT pg_catalog.format('constraint %I on the migrations record %s', k.conname, k.conrelid::pg_catalog.regclass)
+       FROM pg_catalog.pg_constraint k
+      WHERE k.conrelid = pg_catalog.to_regclass($2) AND k.contype NOT IN ('f', 'p', 'n')
+        AND NOT (k.contype = 'c' AND pg_catalog.pg_get_constraintdef(k.oid) = ANY ($7::pg_catalog.text[]))
+     UNION ALL
+     SELECT pg_catalog.format('the default of column %I of the migrations record %s', a.attname, ad.adrelid::pg_catalog.regclass)
+       FROM pg_catalog.pg_attrdef ad JOIN pg_catalog.pg_attribute a ON a.attrelid = ad.adrelid AND a.attnum = ad.adnum
+      WHERE ad.adrelid = pg_catalog.to_regclass($2)
+        AND pg_catalog.pg_get_expr(ad.adbin, ad.adrelid) IS DISTINCT FROM ($8::pg_catalog.jsonb ->> a.attname::pg_catalog.text)
+     UNION ALL
+     SELECT pg_catalog.format('index %s on the migrations record %s, with an expression or a predicate', i.indexrelid::pg_catalog.regclass, i.indrelid::pg_catalog.regclass)
+       FROM pg_catalog.pg_index i
+      WHERE i.indrelid = pg_catalog.to_regclass($2) AND (i.indexprs IS NOT NULL OR i.indpred IS NOT NULL)
+     UNION ALL
      -- A query of a parent reads and writes its children's rows on the parent's privileges
      -- alone: the migrations record made a child of a table the application role may write
      -- would be written through it. This schema has no inheritance nor partitions.
      SELECT pg_catalog.format('%s as a partition or child of %s', i.inhrelid::pg_catalog.regclass, i.inhparent::pg_catalog.regclass)
        FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class child ON child.oid = i.inhrelid JOIN pg_catalog.pg_class parent ON parent.oid = i.inhparent
       WHERE child.relnamespace = 'public'::pg_catalog.regnamespace OR parent.relnamespace = 'public'::pg_catalog.regnamespace`,
-    [allowedExtensions, `public.${migrationsTable}`, JSON.stringify(knownFunctions), runsSqlText, actsBeyondTheRow, looksUpByName],
+    [
+      allowedExtensions,
+      `public.${migrationsTable}`,
+      JSON.stringify(knownFunctions),
+      runsSqlText,
+      actsBeyondTheRow,
+      looksUpByName,
+      migrationRecordChecks,
+      JSON.stringify(migrationRecordDefaults),
+    ],
   );
   return rows.map((row) => row.what).sort();
 }

@@ -899,6 +899,39 @@ CREATE TRIGGER on_record AFTER INSERT ON public.schema_migrations FOR EACH ROW E
     expect((error as Error).message).toContain('trigger on_record on public.schema_migrations');
   });
 
+  // The record's CHECKs, defaults and index expressions run at every migration too, as the
+  // owner, with the migration lock held: the backup's own may refuse every later migration (a
+  // CHECK its own rows pass), or take its time over each, with releases queued behind it.
+  it("a CHECK, default or index expression of the backup's own on the migrations record is refused; the migrator's own are kept", async () => {
+    const database = await target();
+    const backup = await crafted(
+      'record-checks.sql.gz',
+      `CREATE TABLE public.schema_migrations (
+    name text NOT NULL,
+    checksum text DEFAULT 'x'::text NOT NULL,
+    applied_at timestamp with time zone DEFAULT '2000-01-01 00:00:00+00'::timestamp with time zone NOT NULL,
+    duration_ms integer NOT NULL,
+    CONSTRAINT schema_migrations_checksum_check CHECK ((checksum ~ '^[0-9a-f]{64}$'::text)),
+    CONSTRAINT schema_migrations_duration_ms_check CHECK ((duration_ms >= 0)),
+    CONSTRAINT no_later CHECK ((name <= '20261204210000_index_refresh_tokens_by_user'::text))
+);
+ALTER TABLE ONLY public.schema_migrations ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (name);
+CREATE INDEX by_lower_name ON public.schema_migrations USING btree (lower(name));
+`,
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    const message = (error as Error).message;
+    expect(message).toContain('constraint no_later on the migrations record public.schema_migrations');
+    expect(message).toContain('the default of column checksum of the migrations record public.schema_migrations');
+    expect(message).toContain('the default of column applied_at of the migrations record public.schema_migrations');
+    expect(message).toContain('index public.by_lower_name on the migrations record public.schema_migrations, with an expression or a predicate');
+    expect(message).not.toContain('schema_migrations_checksum_check');
+    expect(message).not.toContain('schema_migrations_duration_ms_check');
+  });
+
   // A query of a parent reads and writes its children's rows on the parent's privileges alone.
   it("the migrations record made a child of a table the application role may write, by the backup's own code, is refused", async () => {
     const database = await target();
