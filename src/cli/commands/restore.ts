@@ -7,7 +7,7 @@ import { canAsk, typedYes } from '../confirmation.js';
 import { interruptSignal } from '../interrupt-signal.js';
 import { operatorFile } from '../operator-file.js';
 
-const usage = `Usage: kennwilliamson-db restore FILE [--yes] [--force] [--migrations-dir DIR]
+const usage = `Usage: kennwilliamson-db restore FILE [--yes] [--force] [--migrations-dir DIR] [--without-checksum]
 
 Replaces everything in the database's public schema with the backup FILE: a pg_dump custom
 archive (.dump, from the backup command) or a gzip-compressed plain SQL dump (.sql.gz).
@@ -16,8 +16,10 @@ A relative FILE is found from the folder the command was typed in, also under \`
 (INIT_CWD); a name found only in the folder npm runs the command in, or meaning two
 different files there and in yours, is refused, naming them.
 
-Before touching the database it checks FILE against FILE.sha256 (when present) and reads it
-back whole; a damaged file is refused, and so is one holding psql meta-commands (\\! and the
+Before touching the database it checks FILE against FILE.sha256 and reads it back whole; a
+damaged file is refused, and so is a .dump with no .sha256 beside it unless --without-checksum
+(a custom archive has no checksum of its own: a damaged one can lose a table's data, an index
+or a constraint without a word; a .sql.gz is checked whole by gzip and pg_dump's trailer), and so is one holding psql meta-commands (\\! and the
 like: no psql is involved, and a backup made by pg_dump holds none). The restore runs in one transaction: if any
 statement fails, everything is rolled back and the old data stays as it was.
 
@@ -44,8 +46,11 @@ Options:
   --yes, -y  do not ask for confirmation (required when there is no terminal)
   --force    allow a database on a non-local host
   --migrations-dir DIR
-             the migrations whose functions the backup's may be, as for migrate (default: the
-             ones shipped in this package)
+             the migrations whose functions the backup's may be, and whose calls its
+             expressions may make, as for migrate (default: the ones shipped in this package)
+  --without-checksum
+             restore a .dump that has no .sha256 beside it, unchecked (an older backup, a
+             download from a host that had none)
 
 Environment:
   MIGRATION_DATABASE_URL  the database to restore into, as its owner, directly: a connection
@@ -61,7 +66,7 @@ export const restoreCommand: Command = {
   name: 'restore',
   summary: 'replace the database with a backup, all or nothing',
   usage,
-  options: { yes: { type: 'boolean', short: 'y' }, force: { type: 'boolean' }, 'migrations-dir': { type: 'string' } },
+  options: { yes: { type: 'boolean', short: 'y' }, force: { type: 'boolean' }, 'migrations-dir': { type: 'string' }, 'without-checksum': { type: 'boolean' } },
   positionals: { min: 1, max: 1 },
   async run({ values, positionals }) {
     const named = operatorFile(positionals[0]!);
@@ -101,7 +106,7 @@ export const restoreCommand: Command = {
     const signal = interruptSignal();
     const log = (line: string) => console.error(line);
     // Checked against whom this database's restore may grant to, before anything runs.
-    const backup = await verifyBackupFile(file, { signal, database, grantees: session.grantees });
+    const backup = await verifyBackupFile(file, { signal, database, grantees: session.grantees, withoutChecksum: values['without-checksum'] === true });
     log(
       `${path.basename(backup.file)}: ${formatBytes(backup.bytes)}, ` +
         `${backup.format === 'custom' ? `pg_dump archive with ${backup.tables} tables` : 'gzip-compressed SQL'}, ` +

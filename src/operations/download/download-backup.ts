@@ -406,7 +406,8 @@ export async function downloadBackup(options: DownloadOptions): Promise<Download
     log(
       source.checksum
         ? `downloaded ${final} (${formatBytes(written.bytes)}, sha256 verified)`
-        : `downloaded ${final} (${formatBytes(written.bytes)}); the host had no ${options.file}.sha256, so the copy could not be verified`,
+        : `downloaded ${final} (${formatBytes(written.bytes)}); the host had no ${options.file}.sha256, so the copy could not be verified` +
+            (final.endsWith('.dump') ? ' (restore takes such a .dump only with --without-checksum)' : ''),
     );
     return { file: final, bytes: written.bytes, sha256: written.sha256, verified: Boolean(source.checksum), ...(checksumFile ? { checksumFile } : {}) };
   } catch (error) {

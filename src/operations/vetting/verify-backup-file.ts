@@ -77,11 +77,19 @@ export interface VerifyBackupFileOptions {
    * taken for stuck (stopped, or reading from a hung disk) and stopped, and the backup refused.
    */
   stallTimeoutMs?: number | undefined;
+  /**
+   * Accepts a custom archive (`.dump`) with no `.sha256` beside it, which is refused otherwise:
+   * the format has no checksum of its own, and one damaged bit in its table of contents can drop
+   * a table's data, an index or a constraint while pg_restore reads the rest without a word. A
+   * `.sql.gz` needs none: gzip's CRC and pg_dump's trailer check it whole.
+   */
+  withoutChecksum?: boolean | undefined;
 }
 
 /**
  * Checks a backup before a restore may touch the database: it exists and is readable; its
- * `.sha256`, when there is one, matches; and it reads back whole (a custom archive through
+ * `.sha256`, when there is one, matches (a custom archive without one is refused, unless
+ * `withoutChecksum`); and it reads back whole (a custom archive through
  * `pg_restore --list` and a full read, a `.sql.gz` through a full decompression, which
  * checks gzip's CRC, and pg_dump's header and completion trailer). Throws {@link RestoreError} (with a {@link ChecksumMismatchError} as
  * cause on a checksum mismatch) saying why it refuses. Given `grantees` (`restoreSession`'s),
@@ -129,6 +137,13 @@ export async function verifyBackupFile(
     refuse(error instanceof ChecksumMismatchError ? error.message : `its .sha256 cannot be read (${String(error)})`, error),
   );
 
+  if (format === 'custom' && !checksum && options.withoutChecksum !== true) {
+    refuse(
+      `it is a custom archive (.dump) with no ${name}.sha256 beside it, and the format has no checksum of its own: one damaged bit ` +
+        "can drop a table's data, an index or a constraint while pg_restore reads the rest without a word. Put its .sha256 beside it " +
+        "(backup writes one, download-backup copies the host's), or pass --without-checksum (withoutChecksum: true) to restore it unchecked",
+    );
+  }
   const verified: VerifiedBackup = { file: absolute, bytes: info.size, format: format!, checksum: checksum ? 'verified' : 'absent', identity };
   if (format === 'custom') {
     const pgRestore = await findPgTool('pg_restore', options.toolSearch ?? {});
