@@ -309,6 +309,28 @@ describe('npm run migrate', () => {
     expect(result.stderr + result.stdout).not.toContain('hunter2-secret');
   });
 
+  // db:setup applies migrations too, and is the README's first command: before, it applied the
+  // draft wherever the shell's URL led, without a word.
+  it.each([
+    ['the release step', { MIGRATION_DATABASE_URL: 'postgresql://owner:hunter2-secret@db.example.com:5432/prod' }, []],
+    ['the admin step', { ADMIN_DATABASE_URL: 'postgresql://admin:hunter2-secret@db.example.com:5432/prod', DB_OWNER_USER: 'owner', DB_OWNER_PASSWORD: 'x' }, ['--admin']],
+  ])("db:setup (%s) refuses a database on a non-local host without --force (this repository's script), and never prints the password", async (_step, env, args) => {
+    const result = await runCli('db-setup', args, { DATABASE_URL: '', ...env });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(
+      `[CONFIG_INVALID]: refusing to apply migrations to a database on the non-local host 'db.example.com'; pass --force if you mean it`,
+    );
+    expect(result.stderr + result.stdout).not.toContain('hunter2-secret');
+  });
+
+  it('db:setup takes --force, and says so in its help', async () => {
+    const forced = await runCli('db-setup', ['--force'], { DATABASE_URL: database.ownerUrl });
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(forced.stdout).toContain('Database is up to date.');
+    expect((await runCli('db-setup', ['--help'], {})).stdout).toContain('--force                 in this repository (npm run): allow applying migrations');
+  });
+
   it('up takes --force, which the shipped command knows with down only', async () => {
     const result = await runCli('migrate', ['up', '--force'], { DATABASE_URL: database.ownerUrl });
     expect(result.code, result.stderr).toBe(0);

@@ -9,7 +9,7 @@ import { setupCommand } from '../commands/setup.js';
 import { runCommands } from '../run-commands.js';
 import { codegenCommand } from './codegen.js';
 import { withLocalDatabase } from './local-database.js';
-import { withLocalUp } from './local-migrate-up.js';
+import { migrateUpTarget, setupTarget, withLocalUp } from './local-migrate-up.js';
 import { resetCommand } from './reset.js';
 import { startCommand } from './start.js';
 import { stopCommand } from './stop.js';
@@ -17,8 +17,8 @@ import { stopCommand } from './stop.js';
 runCommands(
   'npm run',
   [
-    withLocalDatabase(withLocalUp(migrateCommand)),
-    withLocalDatabase(setupCommand, { start: true, announce: true, admin: true }),
+    withLocalDatabase(withLocalUp(migrateCommand, migrateUpTarget)),
+    withLocalDatabase(withLocalUp(setupCommand, setupTarget), { start: true, announce: true, admin: true }),
     withLocalDatabase(backupCommand),
     withLocalDatabase(restoreCommand, { start: true }),
     downloadBackupCommand,
