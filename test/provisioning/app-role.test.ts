@@ -384,6 +384,30 @@ describe('the application role made by npm run db:setup', () => {
     );
   });
 
+  // A release.env copied from another service beside this one names its role: granting it too
+  // would let a second role read and write every row, the password hashes included.
+  it("refuses a second application role where the owner's default privileges give one every new table already, granting it nothing", async ({ onTestFinished }) => {
+    const target = await createTestDatabase();
+    onTestFinished(() => target.drop());
+    const first = `kw_first_${randomBytes(4).toString('hex')}`;
+    const second = `kw_second_${randomBytes(4).toString('hex')}`;
+    extraRoles.push(first, second);
+    await asRole(target.url, (client) => client.query(`CREATE ROLE ${first} LOGIN; CREATE ROLE ${second} LOGIN`));
+    await ensureAppRole({ databaseUrl: target.ownerUrl, user: first });
+
+    const error = await ensureAppRole({ databaseUrl: target.ownerUrl, user: second }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(AppRoleError);
+    expect((error as Error).message).toContain(`the owner's default privileges in public already give '${first}' the rows of every new table`);
+    expect((error as Error).message).toContain(`ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM ${first}`);
+    const reads = await asRole(target.url, async (client) =>
+      (await client.query<{ reads: boolean }>("SELECT has_table_privilege($1, 'public.users', 'SELECT') AS reads", [second])).rows,
+    );
+    expect(reads).toEqual([{ reads: false }]);
+    // The one it has stays the one it gets, as often as the release step runs.
+    await expect(ensureAppRole({ databaseUrl: target.ownerUrl, user: first })).resolves.toBeUndefined();
+  });
+
   it('refuses a role that is a member of a role owning objects in the schema', async () => {
     const owner = `kw_table_owner_${randomBytes(4).toString('hex')}`;
     const member = `kw_member_${randomBytes(4).toString('hex')}`;
