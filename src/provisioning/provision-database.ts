@@ -10,6 +10,7 @@ import { requireRoleName } from './app-role.js';
 import { ensureDatabase } from './database-admin.js';
 import { ensureLoginRole, type LoginRoleChange, sharedRoleRefusal } from './login-role.js';
 import { defaultLockWait, withLockRetries } from '../migrations/lock-retries.js';
+import { migrationsTable } from '../migrations/migration-storage.js';
 import { adminLockRetries, type AdminLockWait } from './admin-lock-wait.js';
 import { describePowers, powerFixes, rolePowers } from './role-powers.js';
 
@@ -164,6 +165,8 @@ async function provisionInTransaction(
     const admin = await requireAdmin(client, database);
 
     const owner = await provisionOwner(client, options.owner, options.adminUrl, options.sharedRoles === true);
+    // (In this transaction: what provisionOwner did is rolled back with the refusal.)
+    await requireRecordOwner(client, options.owner.user);
     if (owner !== 'unchanged') say(`${owner === 'created' ? 'created' : 'set the password of'} the owner role '${options.owner.user}'`);
     let lentMembership = false;
     if (!admin.superuser) {
@@ -204,6 +207,29 @@ async function provisionInTransaction(
     const message = error instanceof Error ? error.message : String(error);
     throw new ProvisioningError(`could not provision the database '${database}': ${message}`, undefined, { cause: error });
   }
+}
+
+// The migrations record belongs to the role migrations run as here: a DB_OWNER_USER naming
+// another (the application role, a typo that would create a new role) had the whole database
+// handed to it, the release step refused from then on, and the application role owned every
+// table (DROP, TRUNCATE). Refused before anything changes. A record a superuser or the admin
+// itself owns is handed over, as anything else they own is.
+async function requireRecordOwner(client: pg.Client, owner: string): Promise<void> {
+  const { rows } = await client.query<{ record_owner: string; superuser: boolean }>(
+    `SELECT pg_get_userbyid(c.relowner) AS record_owner, r.rolsuper AS superuser
+       FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner
+      WHERE c.oid = to_regclass($1) AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user)`,
+    [`public.${migrationsTable}`],
+  );
+  const record = rows[0];
+  if (record === undefined || record.superuser || record.record_owner === owner) return;
+  throw new ConfigError(
+    'DB_OWNER_USER',
+    `the migrations record public.${migrationsTable} belongs to '${record.record_owner}', the role migrations run as in this database: ` +
+      `setup --admin would hand the database and everything in it to DB_OWNER_USER '${owner}' instead (and the release step, as ` +
+      `'${record.record_owner}', would stop working). Set DB_OWNER_USER to '${record.record_owner}'; to give the database to another owner ` +
+      `on purpose, first, as an admin: ALTER TABLE public.${migrationsTable} OWNER TO ${client.escapeIdentifier(owner)}. Nothing was changed`,
+  );
 }
 
 interface AdminRole {

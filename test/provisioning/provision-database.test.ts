@@ -147,6 +147,31 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     await withClient(appUrl, (client) => client.query('SELECT count(*) FROM users'));
   });
 
+  // The application role named as the owner (or a typo, which would create a role) had the
+  // database and everything in it handed to it: the services' role could drop every table,
+  // and the release step, as the real owner, refused from then on.
+  it('refuses a DB_OWNER_USER other than the role the migrations record belongs to, the application role or a new name, changing nothing', async () => {
+    const before = { verifiers: await verifiers(), owners: await ownersIn(adminUrl) };
+    const typo = `kw_typo_${suffix}`;
+    for (const other of [{ DB_OWNER_USER: app.user, DB_OWNER_PASSWORD: owner.password }, { DB_OWNER_USER: typo, DB_OWNER_PASSWORD: 'typo-password' }]) {
+      const result = await admin({ ...other, DB_APP_USER: '', DB_APP_PASSWORD: '' });
+
+      expect(result.code).toBe(1);
+      expect(result.stderr).toContain(`the migrations record public.schema_migrations belongs to '${owner.user}', the role migrations run as in this database`);
+      expect(result.stderr).toContain(`Set DB_OWNER_USER to '${owner.user}'`);
+    }
+    expect(await verifiers()).toEqual(before.verifiers);
+    expect(await ownersIn(adminUrl)).toEqual(before.owners);
+    const { rows } = await withClient(adminUrl, (client) =>
+      client.query<{ owner: string; typo: boolean }>(
+        'SELECT pg_get_userbyid(datdba) AS owner, EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1) AS typo FROM pg_database WHERE datname = current_database()',
+        [typo],
+      ),
+    );
+    expect(rows).toEqual([{ owner: owner.user, typo: false }]);
+    expect((await release()).code).toBe(0);
+  });
+
   it('sets a changed password, and only then', async () => {
     const before = await verifiers();
     const result = await admin({ DB_APP_PASSWORD: `${app.password}-new` });
