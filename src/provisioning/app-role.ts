@@ -10,6 +10,7 @@ import { migrationUrlName } from '../migrations/migration-settings.js';
 import { migrationsTable, qualifiedMigrationsTable } from '../migrations/migration-storage.js';
 import { adminUrlVariable } from './admin-database-url.js';
 import { applicationPrivileges } from './application-privileges.js';
+import { newTableGrantees } from './new-table-grantees.js';
 import { ensureLoginRole, type LoginRoleChange, sharedRoleRefusal } from './login-role.js';
 import { describePowers, roleAttributes, rolePowers } from './role-powers.js';
 import { setRoleStatementBounds } from './role-bounds.js';
@@ -311,25 +312,16 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
       // application role the release step set up before: granting a second one as well (a
       // release.env copied from another service beside this one) would give it every row,
       // the password hashes included, without a word. Moving to a new role is a step of its own.
-      const { rows: others } = await client.query<{ role: string }>(
-        `SELECT DISTINCT pg_get_userbyid(a.grantee) AS role
-           FROM pg_default_acl d, LATERAL aclexplode(d.defaclacl) a
-          WHERE d.defaclrole = (SELECT oid FROM pg_roles WHERE rolname = current_user)
-            AND d.defaclnamespace = 'public'::regnamespace AND d.defaclobjtype = 'r'
-            AND a.privilege_type IN ('INSERT', 'UPDATE', 'DELETE') AND a.grantee NOT IN (0, d.defaclrole)
-            AND pg_get_userbyid(a.grantee) <> $1
-          ORDER BY 1`,
-        [options.user],
-      );
+      const others = (await newTableGrantees(client, owner[0]!.current_user)).applicationRoles.filter((role) => role !== options.user);
       if (others.length > 0) {
-        const named = others.map((row) => `'${row.role}'`).join(', ');
+        const named = others.map((role) => `'${role}'`).join(', ');
         throw new AppRoleError(
           options.user,
           `the owner's default privileges in public already give ${named} the rows of every new table: ${others.length === 1 ? 'that is' : 'those are'} ` +
             `this database's application role${others.length === 1 ? '' : 's'}, and granting '${options.user}' as well would let a second role read and write ` +
             'every table (a DB_APP_USER from another service?). Set DB_APP_USER to it; to move to a new role, first take the old one\'s away as the owner ' +
-            `(ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM ${others[0]!.role}, and the same ON SEQUENCES and ON FUNCTIONS; ` +
-            `REVOKE ALL ON ALL TABLES IN SCHEMA public FROM ${others[0]!.role})`,
+            `(ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM ${others[0]!}, and the same ON SEQUENCES and ON FUNCTIONS; ` +
+            `REVOKE ALL ON ALL TABLES IN SCHEMA public FROM ${others[0]!})`,
         );
       }
 

@@ -227,6 +227,47 @@ describe('npm run db:reset asks first', () => {
   });
 });
 
+// Without DB_APP_USER the services' role lost every grant and its bounds without a word: the
+// release step run afterwards brought the grants back but not the bounds, and behind a pooler
+// its statements then ran unbounded. And the drop ended the services' sessions unannounced.
+describe('npm run db:reset without DB_APP_USER', () => {
+  it("gives the role the owner's default privileges name its grants and bounds back, naming it, and names the sessions the drop ends", async () => {
+    const database = await createTestDatabase();
+    onTestFinished(() => database.drop());
+    const app = await appRoleIn(database.url);
+    await ensureAppRole({ databaseUrl: database.ownerUrl, user: app.user });
+    const held = new pg.Client({ connectionString: app.url, application_name: 'kw-held-service' });
+    held.on('error', () => undefined);
+    await held.connect();
+    onTestFinished(() => held.end().catch(() => undefined));
+
+    const result = await resetAsAdmin(database.url, { DB_OWNER_USER: inject('ownerUser'), DB_OWNER_PASSWORD: inject('ownerPassword'), DB_APP_USER: '', DB_STATEMENT_TIMEOUT: '7s' });
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain(`It ends 1 session(s) connected to it now: ${app.user} (kw-held-service).`);
+    expect(result.stdout).toContain(`DB_APP_USER is unset: the application role is '${app.user}', to which the owner's default privileges give every new table`);
+    expect(result.stdout).toContain(`granted the application role '${app.user}' rows only`);
+    expect(await usersReadableBy(app.url)).toBe(true);
+    const bound = await withClient(app.url, async (client) => (await client.query("SELECT current_setting('statement_timeout') AS statement")).rows[0]);
+    expect(bound).toEqual({ statement: '7s' });
+  });
+
+  it('names at the terminal the sessions the drop would end', async () => {
+    const database = await createTestDatabase();
+    onTestFinished(() => database.drop());
+    const held = new pg.Client({ connectionString: database.ownerUrl, application_name: 'kw-held-terminal' });
+    held.on('error', () => undefined);
+    await held.connect();
+    onTestFinished(() => held.end().catch(() => undefined));
+
+    const result = await runCliInTerminal('db-reset', [], { DATABASE_URL: database.url }, 'no\n');
+
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain(`It ends 1 session(s) connected to it now: ${inject('ownerUser')} (kw-held-terminal).`);
+    expect(result.stdout).toContain('not confirmed; the database was not touched');
+  });
+});
+
 // README, "The application role": an admin URL may carry superuser-only settings (the advice
 // that keeps a verifier out of the server log); the owner, not a superuser, may not log in with them.
 describe("npm run db:reset --admin with the README's superuser-only options in ADMIN_DATABASE_URL", () => {

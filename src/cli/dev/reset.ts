@@ -10,16 +10,17 @@ import { provisionDatabase, requireOwnerCredentials } from '../../provisioning/p
 import { ConfigError, ProvisioningError } from '../../errors.js';
 import type { Command } from '../command.js';
 import { canAsk, typedYes } from '../confirmation.js';
+import { endedSessionsLine, type WhatResetEnds, whatResetEnds } from './what-reset-ends.js';
 
 /** `npm run db:reset`: drop, recreate and migrate a (local) database. */
 export const resetCommand: Command = {
   name: 'reset',
   summary: 'drop, recreate and migrate the database (local hosts only without --force)',
-  usage: `Usage: npm run db:reset [-- --yes] [-- --force]   (or scripts/reset-db.sh [--yes] [--force])
+  usage: `Usage: npm run db:reset [-- [--yes] [--force] [--admin]]   (or scripts/reset-db.sh [--yes] [--force] [--admin])
 
 Drops the database, creates it empty and applies every migration. ALL DATA IS LOST.
-Asks first, naming the database and its server (type 'yes'); without a terminal it refuses
-unless --yes is given. Refuses a database on a non-local host unless --force is given. On the local embedded
+Asks first, naming the database and its server, and the sessions connected to it now, which
+the drop ends (type 'yes'); without a terminal it refuses unless --yes is given. Refuses a database on a non-local host unless --force is given. On the local embedded
 server (and with --admin) the database is recreated by the superuser, owned by the owner
 role, and migrated as that role, as setup --admin does; what setup --admin would refuse (a
 missing DB_OWNER_USER or DB_OWNER_PASSWORD, an owner that is a superuser) is refused before
@@ -34,14 +35,20 @@ Environment:
   DB_OWNER_USER           --admin: the owner role (with DB_OWNER_PASSWORD; both required)
   DB_APP_USER             the application role, whose grants (and, with --admin, its bounds
                           DB_STATEMENT_TIMEOUT …) in the database go with it: given back
-                          after the migrations, as the release step (and setup --admin) give them
+                          after the migrations, as the release step (and setup --admin) give them;
+                          unset, the one role the owner's default privileges give every new table
+
+Options:
+  --yes, -y               do not ask (required when there is no terminal)
+  --force                 allow a database on a non-local host
+  --admin                 reset the database ADMIN_DATABASE_URL names, as an admin
 `,
   options: { force: { type: 'boolean' }, admin: { type: 'boolean' }, yes: { type: 'boolean', short: 'y' } },
   positionals: { min: 0, max: 0 },
   async run({ values }) {
     const log = (line: string) => console.log(line);
-    const appUser = process.env.DB_APP_USER?.trim() || undefined;
-    if (appUser !== undefined) requireRoleName('DB_APP_USER', appUser);
+    const namedAppUser = process.env.DB_APP_USER?.trim() || undefined;
+    if (namedAppUser !== undefined) requireRoleName('DB_APP_USER', namedAppUser);
     // Read before it asks, so that a value the migration step would refuse stops the reset
     // before anything is dropped.
     migrationLockTimeoutMs();
@@ -49,12 +56,17 @@ Environment:
       const adminUrl = adminDatabaseUrl('reset');
       const owner = { user: process.env.DB_OWNER_USER?.trim() ?? '', password: process.env.DB_OWNER_PASSWORD ?? '' };
       requireOwnerCredentials(owner);
-      requireAppRoleApart(appUser, owner.user);
-      const bounds = appUser === undefined ? undefined : loadStatementBounds();
+      requireAppRoleApart(namedAppUser, owner.user);
+      // Read before it asks: a value the admin step would refuse stops the reset first.
+      const statementBounds = loadStatementBounds();
       const target = requireLocalDatabase(adminUrl, { force: values.force === true, action: 'reset', variable: adminUrlVariable });
       requireSameDatabaseAsMigrations(target);
       await requireDirectDatabase(adminUrl, { operation: 'reset', variable: adminUrlVariable, applicationName: 'kennwilliamson-reset', missingPasses: true });
-      await confirmReset(target, values.yes === true);
+      const ends = (await databaseExists(adminUrl)) ? await whatResetEnds(adminUrl) : undefined;
+      const appUser = applicationRole(namedAppUser, ends, log);
+      if (appUser !== undefined && appUser !== namedAppUser) requireAppRoleApart(appUser, owner.user);
+      const bounds = appUser === undefined ? undefined : statementBounds;
+      await confirmReset(target, values.yes === true, ends);
       // The admin step first, on the database as it is (it keeps data): whatever it refuses (an
       // admin without CREATEROLE, an owner that is a superuser) is refused before anything is
       // dropped, rather than after, which left an empty database that nobody could migrate.
@@ -77,11 +89,14 @@ Environment:
     // only the migrations refused it: the database was left empty. So the pooler is refused
     // first, before the question. (A database that is not there yet is checked by migrate.)
     await requireDirectDatabase(databaseUrl, { operation: 'reset', variable, applicationName: 'kennwilliamson-reset', missingPasses: true });
-    await confirmReset(target, values.yes === true);
+    const exists = await databaseExists(databaseUrl);
+    const ends = exists ? await whatResetEnds(databaseUrl) : undefined;
+    const appUser = applicationRole(namedAppUser, ends, log);
+    await confirmReset(target, values.yes === true, ends);
     // The application role's grant first, on the database as it is: a role that is missing or
     // has powers is refused before anything is dropped. (A database that is not there yet has
     // nothing to lose.)
-    if (appUser !== undefined && (await databaseExists(databaseUrl))) await ensureAppRole({ databaseUrl, user: appUser });
+    if (appUser !== undefined && exists) await ensureAppRole({ databaseUrl, user: appUser });
     await recreateDatabase(databaseUrl, { variable });
     log('dropped and recreated the database');
     const runs = await migrate({ databaseUrl, log });
@@ -130,13 +145,40 @@ function requireSameDatabaseAsMigrations(admin: DatabaseTarget): void {
   );
 }
 
+// DB_APP_USER, else the one role the owner's default privileges give the rows of every new
+// table, as a restore finds it: its grants (and bounds) go with the database, and a reset that
+// gave them back only when DB_APP_USER was set left the services' role with no access to any
+// table, and, once the release step gave the grants back, with no bounds behind a pooler.
+function applicationRole(named: string | undefined, ends: WhatResetEnds | undefined, log: (line: string) => void): string | undefined {
+  if (named !== undefined || ends === undefined) return named;
+  const [only, ...more] = ends.applicationRoles;
+  if (only !== undefined && more.length === 0) {
+    log(`DB_APP_USER is unset: the application role is '${only}', to which the owner's default privileges give every new table; it gets its grants back after the migrations`);
+    return only;
+  }
+  if (only !== undefined) {
+    log(
+      `DB_APP_USER is unset, and the owner's default privileges give every new table to several roles (${ends.applicationRoles.join(', ')}): ` +
+        'their grants go with the database; give them back with the release step and DB_APP_USER',
+    );
+  }
+  return undefined;
+}
+
 // A local host is no proof of a scratch database: the compose set-up publishes its server,
-// the production one on a single-host deployment, on 127.0.0.1 too.
-async function confirmReset(target: { host: string; port: number; database: string }, yes: boolean): Promise<void> {
+// the production one on a single-host deployment, on 127.0.0.1 too. The sessions the drop ends
+// are named: DROP DATABASE … WITH (FORCE) ends them, the services' among them.
+async function confirmReset(target: { host: string; port: number; database: string }, yes: boolean, ends: WhatResetEnds | undefined): Promise<void> {
   if (!canAsk(yes)) {
     throw new ProvisioningError(`refusing to reset '${target.database}' on ${target.host} without confirmation: there is no terminal to ask on; pass --yes`);
   }
-  if (yes) return;
-  const answer = await typedYes(`This DROPS database '${target.database}' on ${target.host}:${target.port} and ALL ITS DATA.\nType 'yes' to reset: `);
+  const sessions = endedSessionsLine(ends);
+  if (yes) {
+    if (sessions !== undefined) console.log(sessions);
+    return;
+  }
+  const answer = await typedYes(
+    `This DROPS database '${target.database}' on ${target.host}:${target.port} and ALL ITS DATA.\n${sessions === undefined ? '' : `${sessions}\n`}Type 'yes' to reset: `,
+  );
   if (!answer) throw new ProvisioningError('not confirmed; the database was not touched');
 }

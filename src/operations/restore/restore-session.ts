@@ -9,7 +9,7 @@ import { databaseUrlAs } from '../../provisioning/database-admin.js';
 import { requireRoleName } from '../../provisioning/app-role.js';
 import { describePowers, powerFixes, rolePowers } from '../../provisioning/role-powers.js';
 import type { BackupGrantees } from '../vetting/backup-statement-allow-list.js';
-import { newTableGrantees } from './restored-privileges.js';
+import { newTableGrantees } from '../../provisioning/new-table-grantees.js';
 
 /** The owner role a restore logs in as when the URL it was given has powers beyond the database. */
 export interface RestoreOwner {

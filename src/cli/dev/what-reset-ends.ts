@@ -1,0 +1,50 @@
+import { answeringWithin, roundTripDeadlineMs } from '../../db/answer-deadline.js';
+import { withClient } from '../../db/with-client.js';
+import { newTableGrantees } from '../../provisioning/new-table-grantees.js';
+
+/** What a reset's drop ends besides the data, read from the database before it asks. */
+export interface WhatResetEnds {
+  /** Other sessions connected to it now, which `DROP DATABASE … WITH (FORCE)` ends: by role and application. */
+  sessions: Array<{ role: string; application: string; count: number }>;
+  /** The roles the owner's default privileges give the rows of every new table: the application role, whose grants go with the database. */
+  applicationRoles: string[];
+}
+
+/**
+ * Looks at the database a reset is about to drop (as whoever resets it): which sessions the
+ * drop will end, and which application role loses its grants with it.
+ *
+ * @example await whatResetEnds(databaseUrl) // { sessions: [{ role: 'kennwilliamson_app', application: 'api', count: 2 }], applicationRoles: ['kennwilliamson_app'] }
+ */
+export async function whatResetEnds(databaseUrl: string): Promise<WhatResetEnds> {
+  return withClient(
+    databaseUrl,
+    async (connection) => {
+      const client = answeringWithin(connection, roundTripDeadlineMs);
+      const { rows: sessions } = await client.query<{ role: string | null; application: string; count: number }>(
+        `SELECT usename AS role, application_name AS application, count(*)::int AS count
+           FROM pg_catalog.pg_stat_activity
+          WHERE datname = pg_catalog.current_database() AND pid <> pg_catalog.pg_backend_pid() AND backend_type = 'client backend'
+          GROUP BY 1, 2 ORDER BY 1, 2`,
+      );
+      const { rows } = await client.query<{ owner: string }>(
+        'SELECT pg_catalog.pg_get_userbyid(datdba) AS owner FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()',
+      );
+      const { applicationRoles } = await newTableGrantees(client, rows[0]!.owner);
+      return { sessions: sessions.map((row) => ({ ...row, role: row.role ?? 'an unknown role' })), applicationRoles };
+    },
+    'kennwilliamson-reset',
+  );
+}
+
+/**
+ * The sessions as one line for the question (or the log, with --yes), or undefined for none.
+ *
+ * @example endedSessionsLine(ends) // "It ends 2 session(s) connected to it now: kennwilliamson_app (api) ×2."
+ */
+export function endedSessionsLine(ends: WhatResetEnds | undefined): string | undefined {
+  if (ends === undefined || ends.sessions.length === 0) return undefined;
+  const total = ends.sessions.reduce((sum, each) => sum + each.count, 0);
+  const named = ends.sessions.map((each) => `${each.role}${each.application ? ` (${each.application})` : ''}${each.count > 1 ? ` ×${each.count}` : ''}`);
+  return `It ends ${total} session(s) connected to it now: ${named.join(', ')}.`;
+}
