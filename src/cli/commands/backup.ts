@@ -18,8 +18,9 @@ fits, the WebAssembly pg_dump of @electric-sql/pglite-tools writes plain SQL, gz
 vetting (no TLS: local servers only).
 
 Environment:
-  MIGRATION_DATABASE_URL  the database to back up, as its owner, directly: a connection
-                          pooler is refused (else DATABASE_URL, when that is direct)
+  MIGRATION_DATABASE_URL  the database to back up, as its owner (or another role that may read
+                          every table), directly: a connection pooler is refused (else
+                          DATABASE_URL, when that is direct)
   BACKUP_DIR              folder of the backups (default ./backups)
   BACKUP_KEEP             how many backups of this database and <env> to keep (default 14)
   BACKUP_ENV              the <env> in the file name (default: NODE_ENV, else development)
