@@ -287,6 +287,19 @@ export async function unsafeInRestoredPublic(
      SELECT pg_catalog.format('trigger %I on %s', t.tgname, t.tgrelid::pg_catalog.regclass)
        FROM pg_catalog.pg_trigger t WHERE NOT t.tgisinternal AND t.tgrelid = pg_catalog.to_regclass($2)
      UNION ALL
+     -- A table the backup turned autovacuum off for (pg_dump writes a table's storage
+     -- parameters as they are) grows dead rows and drifts towards transaction-ID wraparound
+     -- without a word from then on. Any other storage parameter is a tuning an operator may
+     -- have made, and is kept.
+     SELECT pg_catalog.format('%s, whose %sautovacuum the backup turns off', c.oid::pg_catalog.regclass, CASE WHEN o.toast THEN 'TOAST table''s ' ELSE '' END)
+       FROM pg_catalog.pg_class c
+       LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid
+      CROSS JOIN LATERAL (SELECT false AS toast, option_name, option_value FROM pg_catalog.pg_options_to_table(c.reloptions)
+                          UNION ALL
+                          SELECT true, option_name, option_value FROM pg_catalog.pg_options_to_table(t.reloptions)) o
+      WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND c.relkind IN ('r', 'm', 'p')
+        AND o.option_name = 'autovacuum_enabled' AND o.option_value ~* '^(f|fa|fal|fals|false|n|no|of|off|0)$'
+     UNION ALL
      -- Its CHECKs, defaults and index expressions run at every migration too, as the owner,
      -- with the migration lock held: one of the backup's own may refuse every later migration,
      -- or take as long over each as it likes (a CHECK the backup's rows pass cheaply, and a new

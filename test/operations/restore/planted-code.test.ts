@@ -932,6 +932,25 @@ CREATE INDEX by_lower_name ON public.schema_migrations USING btree (lower(name))
     expect(message).not.toContain('schema_migrations_duration_ms_check');
   });
 
+  // Turned off, autovacuum never comes back by itself: dead rows pile up, and the table drifts
+  // towards transaction-ID wraparound, without a word. Other storage parameters are kept.
+  it("a table whose autovacuum the backup turns off, its own or its TOAST table's, is refused; other storage parameters are kept", async () => {
+    const database = await target();
+    const backup = await crafted(
+      'autovacuum-off.sql.gz',
+      `CREATE TABLE public.notes (id integer, body text) WITH (autovacuum_enabled='false', toast.autovacuum_enabled='off');
+CREATE TABLE public.tuned (id integer, body text) WITH (fillfactor='90', autovacuum_vacuum_scale_factor='0.01', autovacuum_enabled='on');
+`,
+    );
+
+    const error = await restoreAsDefault(database, backup).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('public.notes, whose autovacuum the backup turns off');
+    expect((error as Error).message).toContain("public.notes, whose TOAST table's autovacuum the backup turns off");
+    expect((error as Error).message).not.toContain('public.tuned');
+  });
+
   // A query of a parent reads and writes its children's rows on the parent's privileges alone.
   it("the migrations record made a child of a table the application role may write, by the backup's own code, is refused", async () => {
     const database = await target();
