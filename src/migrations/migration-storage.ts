@@ -51,6 +51,15 @@ export interface AppliedMigration {
   durationMs: number;
 }
 
+/** The record's table, as the migrator creates it on a database's first run. */
+export const migrationRecordTableSql = `
+      CREATE TABLE IF NOT EXISTS ${qualifiedMigrationsTable} (
+        name text PRIMARY KEY,
+        checksum text NOT NULL CHECK (checksum ~ '^[0-9a-f]{64}$'),
+        applied_at timestamptz NOT NULL DEFAULT now(),
+        duration_ms integer NOT NULL CHECK (duration_ms >= 0)
+      )`;
+
 /**
  * The record's own CHECKs and column defaults, as PostgreSQL gives them back
  * (`pg_get_constraintdef`, `pg_get_expr`) for the table {@link PostgresMigrationStorage} creates,
@@ -67,13 +76,7 @@ export const migrationRecordDefaults: Readonly<Record<string, string>> = { appli
 export class PostgresMigrationStorage implements UmzugStorage<MigrationContext> {
   /** Creates the table if this is the database's first run. Call while holding the lock. */
   async ensureTable(client: pg.ClientBase, lockTimeoutMs: number): Promise<void> {
-    await onTheRecord(client, lockTimeoutMs, 'the creation of the migrations table', () => client.query(`
-      CREATE TABLE IF NOT EXISTS ${qualifiedMigrationsTable} (
-        name text PRIMARY KEY,
-        checksum text NOT NULL CHECK (checksum ~ '^[0-9a-f]{64}$'),
-        applied_at timestamptz NOT NULL DEFAULT now(),
-        duration_ms integer NOT NULL CHECK (duration_ms >= 0)
-      )`));
+    await onTheRecord(client, lockTimeoutMs, 'the creation of the migrations table', () => client.query(migrationRecordTableSql));
   }
 
   /** Every recorded migration, oldest first. */

@@ -82,22 +82,33 @@ export function functionNoMigrationMakes(tree: Node, known: readonly MigrationFu
 }
 
 function createdFunctions(script: string): MigrationFunction[] {
-  const functions: MigrationFunction[] = [];
+  return migrationStatements(script).flatMap((stmt) => {
+    const made = stmt.CreateFunctionStmt === undefined ? undefined : describedFunction(stmt.CreateFunctionStmt as Node);
+    return made === undefined ? [] : [made];
+  });
+}
+
+/**
+ * The statements a migration's SQL runs, as PostgreSQL parses them (libpg_query's `stmt`):
+ * each top-level one, and those a PL/pgSQL `DO` block runs as statements of their own, whatever
+ * branch the server takes (not those it builds as text for EXECUTE).
+ *
+ * @example migrationStatements('DO $$ BEGIN CREATE TABLE t (i int); END $$;') // [{ DoStmt: … }, { CreateStmt: … }]
+ */
+export function migrationStatements(script: string): Node[] {
+  const statements: Node[] = [];
   // The parser's locations count bytes of UTF-8, not characters.
   const bytes = Buffer.from(script);
   for (const { stmt, stmt_location: at = 0, stmt_len: length } of ((parseSync(script) as Node).stmts ?? []) as Node[]) {
-    const create = stmt?.CreateFunctionStmt as Node | undefined;
-    if (create !== undefined) {
-      const made = describedFunction(create);
-      if (made !== undefined) functions.push(made);
-    }
-    const block = stmt?.DoStmt as Node | undefined;
+    if (stmt === undefined) continue;
+    statements.push(stmt as Node);
+    const block = stmt.DoStmt as Node | undefined;
     if (block !== undefined && doLanguage(block) === 'plpgsql') {
       const text = (length === undefined ? bytes.subarray(at) : bytes.subarray(at, at + length)).toString();
-      for (const statement of plpgsqlStatements(parsePlPgSQLSync(text))) functions.push(...createdFunctions(statement));
+      for (const statement of plpgsqlStatements(parsePlPgSQLSync(text))) statements.push(...migrationStatements(statement));
     }
   }
-  return functions;
+  return statements;
 }
 
 // Input arguments: not OUT, nor a RETURNS TABLE column.

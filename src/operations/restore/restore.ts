@@ -16,7 +16,7 @@ import { defaultPgRestoreStallTimeoutMs, watchedOutput, watchedStream } from '..
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
 import { deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
 import { unsafeInRestoredPublic } from './unsafe-in-restored-public.js';
-import { callNoMigrationMakes, unsafeCallIn } from './unsafe-calls.js';
+import { unsafeCallIn, workNoMigrationDoes } from './unsafe-calls.js';
 import { callsOfMigrations } from './migration-calls.js';
 import { functionNoMigrationMakes, functionsOfMigrations, type MigrationFunction } from './migration-functions.js';
 import { type CopyStallGuard, ScriptQuery } from './script-query.js';
@@ -732,12 +732,12 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
                 undefined,
               );
             }
-            // Any other call the migrations never make may spend the server's time or memory for
-            // as long as the backup likes, row after row, with every table of public held.
-            const unknownCall = part.kind === 'sql' && !pgDumpsOwnCalls.has(part.statement) ? callNoMigrationMakes(part.tree, knownCalls) : undefined;
-            if (unknownCall !== undefined) {
+            // Any other computation the migrations never make may spend the server's time or
+            // memory for as long as the backup likes, row after row, with every table held.
+            const unknownWork = part.kind === 'sql' && !pgDumpsOwnCalls.has(part.statement) ? workNoMigrationDoes(part.tree, knownCalls) : undefined;
+            if (unknownWork !== undefined) {
               throw rolledBack(
-                `an expression that calls ${unknownCall}, which no migration's SQL calls (a backup's expressions run as its rows load, ` +
+                `an expression that ${unknownWork}, as no migration's SQL does (a backup's expressions run as its rows load, ` +
                   `with every table held, and may take the server's time or memory for as long as they like): refused before it could run, at line ${part.line} of the backup's SQL` +
                   '; a service with migrations of its own restores with their folder (restore --migrations-dir DIR, restoreDatabase({ migrationsDir }))',
                 undefined,

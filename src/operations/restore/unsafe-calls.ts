@@ -60,29 +60,110 @@ export function unsafeCallIn(tree: unknown): string | undefined {
   return unsafe?.name;
 }
 
-/**
- * Every function name a parse tree calls (libpg_query's tree: a statement, or a whole script),
- * as the parser read it.
- *
- * @example calledNames(parseSync("CREATE TABLE t (e text CHECK (lower(e) = e))")) // ['lower']
- */
-export function calledNames(tree: unknown): string[] {
-  return calls(tree).map(({ name }) => name);
+/** What expressions compute with: the functions they call, the operators they apply, the SQL/XML and SQL/JSON forms they use. */
+export interface ExpressionWork {
+  functions: ReadonlySet<string>;
+  operators: ReadonlySet<string>;
+  forms: ReadonlySet<string>;
+}
+
+// Comparisons cost no more than reading their operands, and pg_dump writes them where the
+// migrations said otherwise (BETWEEN as >= and <=, IN as = ANY).
+const comparisons = new Set(['=', '<>', '<', '>', '<=', '>=']);
+
+// Computations that are no function call in the parse tree: SQL/XML and SQL/JSON.
+const forms = new Set([
+  'XmlExpr',
+  'XmlSerialize',
+  'JsonFuncExpr',
+  'JsonParseExpr',
+  'JsonScalarExpr',
+  'JsonSerializeExpr',
+  'JsonObjectConstructor',
+  'JsonArrayConstructor',
+  'JsonArrayQueryConstructor',
+  'JsonObjectAgg',
+  'JsonArrayAgg',
+  'JsonIsPredicate',
+  'JsonTable',
+]);
+
+interface OperatorNode {
+  kind?: string;
+  name?: Array<{ String?: { sval?: string } }>;
+}
+
+// The operators an A_Expr applies, as pg_dump writes it back.
+function operatorsOf(expression: OperatorNode): string[] {
+  switch (expression.kind) {
+    case 'AEXPR_BETWEEN':
+    case 'AEXPR_BETWEEN_SYM':
+      return ['>=', '<='];
+    case 'AEXPR_NOT_BETWEEN':
+    case 'AEXPR_NOT_BETWEEN_SYM':
+      return ['<', '>'];
+    case 'AEXPR_DISTINCT':
+    case 'AEXPR_NOT_DISTINCT':
+    case 'AEXPR_NULLIF':
+      return ['='];
+    default: {
+      const name = expression.name?.at(-1)?.String?.sval;
+      return name === undefined ? [] : [name];
+    }
+  }
+}
+
+// Every computation a parse tree holds, each as the check names it, with a function's call.
+function computations(tree: unknown, found: Array<{ kind: 'function' | 'operator' | 'form'; name: string; call?: FuncCallNode }> = []) {
+  if (Array.isArray(tree)) {
+    for (const each of tree) computations(each, found);
+  } else if (tree !== null && typeof tree === 'object') {
+    for (const [key, value] of Object.entries(tree)) {
+      if (key === 'FuncCall') {
+        const call = value as FuncCallNode;
+        const name = call.funcname?.at(-1)?.String?.sval;
+        if (name !== undefined) found.push({ kind: 'function', name, call });
+      } else if (key === 'A_Expr') {
+        for (const name of operatorsOf(value as OperatorNode)) found.push({ kind: 'operator', name });
+      } else if (forms.has(key)) {
+        found.push({ kind: 'form', name: key });
+      }
+      computations(value, found);
+    }
+  }
+  return found;
 }
 
 /**
- * The first function the backup's statement calls in an expression that is none of `known`
- * (what the migrations' own SQL calls or creates, see `callsOfMigrations`), or undefined;
- * `nextval` of a sequence of public named as a constant (a serial column's default, as pg_dump
- * writes it) is the migrations' too. Asked before the statement runs, as unsafeCallIn is: a
- * deny-list names what acts beyond the row, but any other call may still spend the server's
- * time or memory for as long as the backup likes (`factorial(20000)`, `repeat('x', 100000000)`
- * in a CHECK, for each row), with every table of public held meanwhile and the server's memory
- * at stake; no expression of a backup this package made calls anything its migrations do not.
+ * What the statements' expressions compute with (libpg_query's trees).
  *
- * @example callNoMigrationMakes(part.tree, new Set(['lower', 'now'])) // 'factorial', for "… CHECK (factorial(id + 20000) IS NOT NULL)"
+ * @example expressionWork([parseSync("CREATE TABLE t (e text CHECK (lower(e) ~ '^x'))").stmts[0].stmt]) // { functions: Set { 'lower' }, operators: Set { '~' }, forms: Set {} }
  */
-export function callNoMigrationMakes(tree: unknown, known: ReadonlySet<string>): string | undefined {
-  const unknown = calls(tree).find(({ name, call }) => !known.has(name) && !(name === 'nextval' && publicSequenceDefault(call)));
-  return unknown?.name;
+export function expressionWork(trees: readonly unknown[]): ExpressionWork {
+  const found = computations(trees);
+  const of = (kind: string) => new Set(found.filter((each) => each.kind === kind).map((each) => each.name));
+  return { functions: of('function'), operators: of('operator'), forms: of('form') };
+}
+
+/**
+ * The first computation the backup's statement makes in an expression that the migrations'
+ * own SQL never makes (`known`, see `callsOfMigrations`), said as the refusal names it
+ * (`calls factorial`, `applies the operator ^`), or undefined. Comparisons are always
+ * allowed, and `nextval` of a sequence of public named as a constant (a serial column's
+ * default, as pg_dump writes it). Asked before the statement runs, as unsafeCallIn is: a
+ * deny-list names what acts beyond the row, but any other computation may still spend the
+ * server's time or memory for as long as the backup likes (`factorial(20000)`,
+ * `repeat('x', 100000000)`, `7::numeric ^ 150000` in a CHECK, for each row), with every table
+ * of public held meanwhile and the server's memory at stake; no expression of a backup this
+ * package made computes anything its migrations do not.
+ *
+ * @example workNoMigrationDoes(part.tree, known) // 'calls factorial', for "… CHECK (factorial(id + 20000) IS NOT NULL)"
+ */
+export function workNoMigrationDoes(tree: unknown, known: ExpressionWork): string | undefined {
+  for (const { kind, name, call } of computations(tree)) {
+    if (kind === 'function' && !known.functions.has(name) && !(name === 'nextval' && publicSequenceDefault(call!))) return `calls ${name}`;
+    if (kind === 'operator' && !comparisons.has(name) && !known.operators.has(name)) return `applies the operator ${name}`;
+    if (kind === 'form' && !known.forms.has(name)) return `uses SQL/XML or SQL/JSON (${name})`;
+  }
+  return undefined;
 }

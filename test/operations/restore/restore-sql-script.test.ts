@@ -203,6 +203,32 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     expect(seen).toEqual([{ n: 1, idle: '15s' }]);
   });
 
+  // The migrations record is the migrator's, not a migration's: a service whose own migrations
+  // never call now() restored its backups only until the check learnt the record's default.
+  it("takes the migrations record's own default, now(), from a service's migrations that never call it", async () => {
+    const target = await createTestDatabase({ empty: true });
+    onTestFinished(() => target.drop());
+    const migrationsDir = await mkdtemp(path.join(workDir, 'own-migrations-'));
+    await writeFile(path.join(migrationsDir, '20990101000000_items.up.sql'), "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL CHECK (name <> ''));\n");
+    await writeFile(path.join(migrationsDir, '20990101000000_items.down.sql'), 'DROP TABLE items;\n');
+    const file = await crafted(
+      'own-migrations.sql.gz',
+      dumpAround(
+        "CREATE TABLE public.items (\n    id bigint NOT NULL,\n    name text NOT NULL,\n    CONSTRAINT items_name_check CHECK ((name <> ''::text))\n);\n\n" +
+          'CREATE TABLE public.schema_migrations (\n    name text NOT NULL,\n    checksum text NOT NULL,\n' +
+          '    applied_at timestamp with time zone DEFAULT now() NOT NULL,\n    duration_ms integer NOT NULL,\n' +
+          "    CONSTRAINT schema_migrations_checksum_check CHECK ((checksum ~ '^[0-9a-f]{64}$'::text)),\n" +
+          '    CONSTRAINT schema_migrations_duration_ms_check CHECK ((duration_ms >= 0))\n);\n\n' +
+          'COPY public.items (id, name) FROM stdin;\n1\tone\n\\.\n\n',
+      ),
+    );
+
+    await restoreDatabase({ databaseUrl: target.ownerUrl, backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' }, migrationsDir });
+
+    const items = await withClient(target.url, async (client) => (await client.query('SELECT id::int, name FROM public.items')).rows);
+    expect(items).toEqual([{ id: 1, name: 'one' }]);
+  });
+
   // Past the check (a file swapped after it, or a caller that skips it): the restore itself
   // refuses, after statements already ran, and rolls them back.
   it('refuses during the restore too, rolling back what ran before it', async () => {
