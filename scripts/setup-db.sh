@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Starts the local embedded PostgreSQL when neither DATABASE_URL nor MIGRATION_DATABASE_URL is set (nor, with --admin,
-# ADMIN_DATABASE_URL) and provisions it as its
+# Starts the local embedded PostgreSQL when neither DATABASE_URL nor MIGRATION_DATABASE_URL is
+# set (nor, with --admin, ADMIN_DATABASE_URL) and provisions it as its
 # superuser (database, non-superuser owner role), then applies pending migrations as that
 # owner, keeping data; with a URL set, the release step. Same as `npm run db:setup`.
 set -euo pipefail

@@ -120,10 +120,8 @@ class CloseStatementQuery {
   // Settles through this property, as NamedStatementQuery does, so that whatever wraps it
   // (OpenTelemetry's pg instrumentation, pg's query_timeout) sees the end.
   callback: (error: unknown) => void;
-  // Said, though it parses no statement: the instrumentation with addSqlCommenterCommentToQueries
-  // hands pg a copy, its text commented, of a query object with a text and no name, and the copy
-  // has no submit(): pg sent the text as SQL, and the statement stayed prepared. Empty, so that
-  // pg records nothing as prepared.
+  // Said, though it parses no statement, for the reason ScriptQuery says its own: without one,
+  // the instrumentation's commenter had pg send this text as SQL, and the statement stayed prepared.
   readonly name = '';
 
   constructor(name: string, callback: (error: unknown) => void) {

@@ -419,7 +419,9 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   // a LibraryClient, which listens itself, and its failing query reports it.)
   pool.on('connect', (client) => {
     clients.add(client as unknown as BoundedClient);
-    // The one place the pool becomes open: every login that finishes, a refill's or a caller's.
+    // A login that finishes, a refill's or a caller's, whose first statement was answered
+    // already (pg-pool asks the inspection before this event); one answered later opens the
+    // pool in inspect.
     if (isOpen()) settleReady();
   });
   pool.on('remove', (client) => {

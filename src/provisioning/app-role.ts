@@ -24,6 +24,12 @@ export interface AppRoleOptions {
   user: string;
   /** Longest wait for a concurrent set-up or for locks on the tables it grants on (default 60 s). */
   lockTimeoutMs?: number | undefined;
+  /**
+   * `refuse` (the default): a role other than the one the owner's default privileges already
+   * give every new table (this database's application role) is refused, granting nothing.
+   * `allow`: for a database about to be dropped (a reset's check of the role first).
+   */
+  otherApplicationRoles?: 'refuse' | 'allow' | undefined;
 }
 
 /** What {@link provisionAppRole} did to the role itself. */
@@ -135,6 +141,9 @@ export async function provisionAppRole(options: {
   if (!password) throw new ConfigError('DB_APP_PASSWORD', 'DB_APP_PASSWORD must not be empty');
   const bounds = options.statementBounds ?? loadStatementBounds();
   const { change, changedBounds } = await inAppRoleTransaction(adminUrl, user, 'create or update the application role', async (client, database) => {
+    // Before the role is made: the release step would refuse it, and leave it behind.
+    const { rows } = await client.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = current_database()');
+    await requireSoleApplicationRole(client, rows[0]!.owner, user);
     const refuseShared = options.sharedRoles === true ? undefined : sharedRoleRefusal(user, 'DB_APP_PASSWORD', 'DB_APP_USER');
     const change = await ensureLoginRole(client, adminUrl, { user, password }, () => superuserAppRole(user), refuseShared);
     return { change, changedBounds: await setRoleStatementBounds(client, user, database, bounds) };
@@ -211,6 +220,25 @@ async function inAppRoleTransaction<T>(
       }
     },
     'kennwilliamson-setup',
+  );
+}
+
+// The owner's default privileges give every table a later migration creates to the application
+// role the release step set up before: granting a second one as well (a release.env copied from
+// another service beside this one) would give it every row, the password hashes included,
+// without a word. Moving to a new role is a step of its own.
+async function requireSoleApplicationRole(client: pg.ClientBase, owner: string, user: string): Promise<void> {
+  const others = (await newTableGrantees(client, owner)).applicationRoles.filter((role) => role !== user);
+  if (others.length === 0) return;
+  const named = others.map((role) => `'${role}'`).join(', ');
+  const old = client.escapeIdentifier(others[0]!);
+  throw new AppRoleError(
+    user,
+    `the owner's default privileges in public already give ${named} the rows of every new table: ${others.length === 1 ? 'that is' : 'those are'} ` +
+      `this database's application role${others.length === 1 ? '' : 's'}, and granting '${user}' as well would let a second role read and write ` +
+      "every table (a DB_APP_USER from another service?). Set DB_APP_USER to it; to move to a new role, first take the old one's away as the owner " +
+      `(ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM ${old}; the same ON SEQUENCES and ON FUNCTIONS; ` +
+      `REVOKE ALL ON ALL TABLES IN SCHEMA public FROM ${old}; the same ON ALL SEQUENCES and ON ALL FUNCTIONS)`,
   );
 }
 
@@ -308,23 +336,7 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
         );
       }
 
-      // The owner's default privileges give every table a later migration creates to the
-      // application role the release step set up before: granting a second one as well (a
-      // release.env copied from another service beside this one) would give it every row,
-      // the password hashes included, without a word. Moving to a new role is a step of its own.
-      const others = (await newTableGrantees(client, owner[0]!.current_user)).applicationRoles.filter((role) => role !== options.user);
-      if (others.length > 0) {
-        const named = others.map((role) => `'${role}'`).join(', ');
-        throw new AppRoleError(
-          options.user,
-          `the owner's default privileges in public already give ${named} the rows of every new table: ${others.length === 1 ? 'that is' : 'those are'} ` +
-            `this database's application role${others.length === 1 ? '' : 's'}, and granting '${options.user}' as well would let a second role read and write ` +
-            'every table (a DB_APP_USER from another service?). Set DB_APP_USER to it; to move to a new role, first take the old one\'s away as the owner ' +
-            `(ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM ${others[0]!}, and the same ON SEQUENCES and ON FUNCTIONS; ` +
-            `REVOKE ALL ON ALL TABLES IN SCHEMA public FROM ${others[0]!})`,
-        );
-      }
-
+      if (options.otherApplicationRoles !== 'allow') await requireSoleApplicationRole(client, owner[0]!.current_user, options.user);
       await grantAppRole(client, options.user, owner[0]!.database);
       await client.query('COMMIT');
     } catch (error) {

@@ -252,6 +252,22 @@ describe('npm run db:reset without DB_APP_USER', () => {
     expect(bound).toEqual({ statement: '7s' });
   });
 
+  // The old database's default privileges go with it: its check of the new role before the drop
+  // refused it as a second application role.
+  it('with a DB_APP_USER other than the role the old database had, resets and grants the new one', async () => {
+    const database = await createTestDatabase();
+    onTestFinished(() => database.drop());
+    const before = await appRoleIn(database.url);
+    await ensureAppRole({ databaseUrl: database.ownerUrl, user: before.user });
+    const after = await appRoleIn(database.url);
+
+    const result = await resetAsAdmin(database.url, { DB_OWNER_USER: inject('ownerUser'), DB_OWNER_PASSWORD: inject('ownerPassword'), DB_APP_USER: after.user });
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(await usersReadableBy(after.url)).toBe(true);
+    expect(await usersReadableBy(before.url)).toBe(false);
+  });
+
   it('names at the terminal the sessions the drop would end', async () => {
     const database = await createTestDatabase();
     onTestFinished(() => database.drop());
@@ -264,6 +280,25 @@ describe('npm run db:reset without DB_APP_USER', () => {
 
     expect(result.code).toBe(1);
     expect(result.stdout).toContain(`It ends 1 session(s) connected to it now: ${inject('ownerUser')} (kw-held-terminal).`);
+    expect(result.stdout).toContain('not confirmed; the database was not touched');
+  });
+
+  // A role without pg_read_all_stats sees other roles' sessions with no backend_type: they were
+  // left out, the services' among them, for a reset that is no superuser's.
+  it("names other roles' sessions to a reset that is no superuser's", async () => {
+    const database = await createTestDatabase();
+    onTestFinished(() => database.drop());
+    const creator = await appRoleIn(database.url);
+    await execute(database.url, `ALTER ROLE ${creator.user} CREATEDB`);
+    const app = await appRoleIn(database.url);
+    const held = new pg.Client({ connectionString: app.url, application_name: 'kw-held-other' });
+    held.on('error', () => undefined);
+    await held.connect();
+    onTestFinished(() => held.end().catch(() => undefined));
+
+    const result = await runCliInTerminal('db-reset', [], { DATABASE_URL: creator.url }, 'no\n');
+
+    expect(result.stdout).toContain(`It ends 1 session(s) connected to it now: ${app.user}`);
     expect(result.stdout).toContain('not confirmed; the database was not touched');
   });
 });

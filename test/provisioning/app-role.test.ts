@@ -399,13 +399,28 @@ describe('the application role made by npm run db:setup', () => {
 
     expect(error).toBeInstanceOf(AppRoleError);
     expect((error as Error).message).toContain(`the owner's default privileges in public already give '${first}' the rows of every new table`);
-    expect((error as Error).message).toContain(`ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM ${first}`);
+    expect((error as Error).message).toContain(`ALTER DEFAULT PRIVILEGES IN SCHEMA public REVOKE ALL ON TABLES FROM "${first}"`);
     const reads = await asRole(target.url, async (client) =>
       (await client.query<{ reads: boolean }>("SELECT has_table_privilege($1, 'public.users', 'SELECT') AS reads", [second])).rows,
     );
     expect(reads).toEqual([{ reads: false }]);
     // The one it has stays the one it gets, as often as the release step runs.
     await expect(ensureAppRole({ databaseUrl: target.ownerUrl, user: first })).resolves.toBeUndefined();
+  });
+
+  // The admin step makes the role before the release step grants it: refused there, it stayed
+  // behind, with its password and bounds, although nothing was granted.
+  it('refuses in setup --admin a DB_APP_USER beside the application role the database has, before it makes the role', async () => {
+    const newcomer = `kw_newcomer_${randomBytes(4).toString('hex')}`;
+    extraRoles.push(newcomer);
+    expect((await adminSetup({ DB_APP_USER: user, DB_APP_PASSWORD: password })).code).toBe(0);
+
+    const result = await adminSetup({ DB_APP_USER: newcomer, DB_APP_PASSWORD: 'newcomer-password' });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain(`the owner's default privileges in public already give '${user}' the rows of every new table`);
+    const made = await asRole(database.url, async (client) => (await client.query('SELECT count(*)::int AS n FROM pg_roles WHERE rolname = $1', [newcomer])).rows);
+    expect(made).toEqual([{ n: 0 }]);
   });
 
   it('refuses a role that is a member of a role owning objects in the schema', async () => {
@@ -459,7 +474,10 @@ describe('the application role made by npm run db:setup', () => {
     expect(await sqlstateOf(asRole(appUrl, (client) => client.query('SELECT 1')))).toBe('28P01');
   });
 
-  it('gives a role that lost LOGIN its LOGIN back when run again with the same password, keeping its verifier', async () => {
+  it('gives a role that lost LOGIN its LOGIN back when run again with the same password, keeping its verifier', async ({ onTestFinished }) => {
+    // A database of its own: this one has its application role already, beside which another is refused.
+    const own = await createTestDatabase();
+    onTestFinished(() => own.drop());
     const other = `kw_app_nologin_${randomBytes(4).toString('hex')}`;
     extraRoles.push(other);
     const otherPassword = `app-${randomBytes(8).toString('hex')}`;
@@ -469,11 +487,11 @@ describe('the application role made by npm run db:setup', () => {
           client.query('SELECT rolcanlogin AS login, rolpassword AS verifier FROM pg_authid WHERE rolname = $1', [other]),
         )
       ).rows[0] as { login: boolean; verifier: string };
-    expect(await provisionAppRole({ adminUrl: database.url, user: other, password: otherPassword })).toBe('created');
+    expect(await provisionAppRole({ adminUrl: own.url, user: other, password: otherPassword })).toBe('created');
     const { verifier } = await state();
     await asRole(database.url, (client) => client.query(`ALTER ROLE ${other} NOLOGIN`));
 
-    expect(await provisionAppRole({ adminUrl: database.url, user: other, password: otherPassword })).toBe('unchanged');
+    expect(await provisionAppRole({ adminUrl: own.url, user: other, password: otherPassword })).toBe('unchanged');
 
     expect(await state()).toEqual({ login: true, verifier });
   });

@@ -6,22 +6,23 @@ import type { Command, CommandInput } from '../command.js';
 /** Where a command is about to apply migrations, and the variable that named it; undefined: nowhere. */
 export type MigrationsTarget = (input: CommandInput) => { databaseUrl: string; variable: string | undefined } | undefined;
 
-/** `migrate` (up, not a dry run): where MIGRATION_DATABASE_URL (else DATABASE_URL) leads. */
-export const migrateUpTarget: MigrationsTarget = (input) => {
-  const [action = 'up'] = input.positionals;
-  if (action !== 'up' || input.values['dry-run'] === true) return undefined;
+// Where MIGRATION_DATABASE_URL (else DATABASE_URL) leads.
+const releaseTarget = () => {
   const databaseUrl = migrationDatabaseUrl();
   return { databaseUrl, variable: migrationUrlVariable(databaseUrl) };
+};
+
+/** `migrate` (up, not a dry run): the release step's database. */
+export const migrateUpTarget: MigrationsTarget = (input) => {
+  const [action = 'up'] = input.positionals;
+  return action !== 'up' || input.values['dry-run'] === true ? undefined : releaseTarget();
 };
 
 /** `setup` (unless `--no-migrate`): the release step's database, or with `--admin` the one ADMIN_DATABASE_URL names. */
 export const setupTarget: MigrationsTarget = (input) => {
   if (input.values['no-migrate'] === true) return undefined;
-  if (input.values.admin === true) {
-    return { databaseUrl: adminDatabaseUrl('setup', process.env, { postgresDatabase: input.values['postgres-database'] === true }), variable: 'ADMIN_DATABASE_URL' };
-  }
-  const databaseUrl = migrationDatabaseUrl();
-  return { databaseUrl, variable: migrationUrlVariable(databaseUrl) };
+  if (input.values.admin !== true) return releaseTarget();
+  return { databaseUrl: adminDatabaseUrl('setup', process.env, { postgresDatabase: input.values['postgres-database'] === true }), variable: 'ADMIN_DATABASE_URL' };
 };
 
 // The --force line as this repository's commands have it, for a command that had none.

@@ -21,17 +21,20 @@ export async function whatResetEnds(databaseUrl: string): Promise<WhatResetEnds>
     databaseUrl,
     async (connection) => {
       const client = answeringWithin(connection, roundTripDeadlineMs);
-      const { rows: sessions } = await client.query<{ role: string | null; application: string; count: number }>(
+      const { rows: sessions } = await client.query<{ role: string | null; application: string | null; count: number }>(
         `SELECT usename AS role, application_name AS application, count(*)::int AS count
            FROM pg_catalog.pg_stat_activity
-          WHERE datname = pg_catalog.current_database() AND pid <> pg_catalog.pg_backend_pid() AND backend_type = 'client backend'
+          WHERE datname = pg_catalog.current_database() AND pid <> pg_catalog.pg_backend_pid()
+            -- A role without pg_read_all_stats sees other roles' sessions with no backend_type:
+            -- a background worker has no role.
+            AND (backend_type = 'client backend' OR (backend_type IS NULL AND usesysid IS NOT NULL))
           GROUP BY 1, 2 ORDER BY 1, 2`,
       );
       const { rows } = await client.query<{ owner: string }>(
         'SELECT pg_catalog.pg_get_userbyid(datdba) AS owner FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()',
       );
       const { applicationRoles } = await newTableGrantees(client, rows[0]!.owner);
-      return { sessions: sessions.map((row) => ({ ...row, role: row.role ?? 'an unknown role' })), applicationRoles };
+      return { sessions: sessions.map((row) => ({ ...row, role: row.role ?? 'an unknown role', application: row.application ?? '' })), applicationRoles };
     },
     'kennwilliamson-reset',
   );

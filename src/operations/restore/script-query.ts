@@ -65,9 +65,9 @@ export class ScriptQuery implements pg.Submittable {
   // SQL, and `done` never settled, every table of public held until the stall watch gave up.
   // Empty, so that pg records nothing as prepared.
   readonly name = '';
-  // Settles through this property too, as the pool's named statements do: the instrumentation
-  // ends the span it starts for a query object only through its callback (each of the backup's
-  // statements left one open in the trace).
+  // Told of the end too, as the pool's named statements settle through theirs: the
+  // instrumentation ends the span it starts for a query object only through its callback
+  // (each of the backup's statements left one open in the trace).
   callback: (error: Error | null) => void = () => undefined;
 
   constructor(
