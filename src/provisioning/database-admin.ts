@@ -294,7 +294,27 @@ async function dropDatabaseInAttempts(client: pg.Client, databaseUrl: string, da
           client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(database)} WITH (FORCE)`),
         );
       },
-    );
+    ).catch(async (error: unknown) => {
+      // FORCE ends every session or none, and a role may end only its own (and its members')
+      // unless it may signal others: PostgreSQL's bare "permission denied to terminate process"
+      // named neither the sessions nor what would do. (The same SQLSTATE says a role does not
+      // own the database: that message stands as it is.)
+      if ((error as { code?: string }).code !== '42501') throw error;
+      const owns = await answeredWithin(client, roundTripDeadlineMs, 'the look at the owner', () =>
+        client.query<{ owns: boolean }>(
+          "SELECT pg_catalog.pg_has_role(current_user, datdba, 'MEMBER') AS owns FROM pg_catalog.pg_database WHERE datname = $1",
+          [database],
+        ),
+      ).then(({ rows }) => rows[0]?.owns === true, () => false);
+      if (!owns) throw error;
+      throw new ProvisioningError(
+        `refusing to drop '${database}': sessions of other roles are connected to it, which DROP DATABASE … WITH (FORCE) would end, ` +
+          `and role '${(client as pg.Client & { user: string }).user}' may not (only a superuser, a member of their role or of pg_signal_backend may); ` +
+          'nothing was dropped. Stop those services first, or reset with --admin',
+        undefined,
+        { cause: error },
+      );
+    });
   } finally {
     // Before CREATE DATABASE, which refuses while anyone is connected to its template.
     await monitor.close();

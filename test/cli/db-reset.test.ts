@@ -289,7 +289,9 @@ describe('npm run db:reset without DB_APP_USER', () => {
     const database = await createTestDatabase();
     onTestFinished(() => database.drop());
     const creator = await appRoleIn(database.url);
-    await execute(database.url, `ALTER ROLE ${creator.user} CREATEDB`);
+    await execute(database.url, `ALTER ROLE ${creator.user} CREATEDB; ALTER DATABASE ${database.name} OWNER TO ${creator.user}`);
+    // Given back before the role goes, which it cannot while it owns the database.
+    onTestFinished(() => execute(database.url, `ALTER DATABASE ${database.name} OWNER TO ${inject('ownerUser')}`));
     const app = await appRoleIn(database.url);
     const held = new pg.Client({ connectionString: app.url, application_name: 'kw-held-other' });
     held.on('error', () => undefined);
@@ -300,6 +302,13 @@ describe('npm run db:reset without DB_APP_USER', () => {
 
     expect(result.stdout).toContain(`It ends 1 session(s) connected to it now: ${app.user}`);
     expect(result.stdout).toContain('not confirmed; the database was not touched');
+    // Told yes, it may not end them: said so, rather than PostgreSQL's bare "permission denied
+    // to terminate process".
+    const told = await runCli('db-reset', ['--yes'], { DATABASE_URL: creator.url });
+    expect(told.code).toBe(1);
+    expect(told.stderr).toContain(`refusing to drop '${database.name}': sessions of other roles are connected to it`);
+    expect(told.stderr).toContain('nothing was dropped');
+    expect(await usersReadableBy(database.url)).toBe(true);
   });
 });
 
