@@ -25,11 +25,12 @@ export interface AppRoleOptions {
   /** Longest wait for a concurrent set-up or for locks on the tables it grants on (default 60 s). */
   lockTimeoutMs?: number | undefined;
   /**
-   * `refuse` (the default): a role other than the one the owner's default privileges already
-   * give every new table (this database's application role) is refused, granting nothing.
-   * `allow`: for a database about to be dropped (a reset's check of the role first).
+   * `false`: checks the role as the grant would (it exists, has no powers, owns nothing) and
+   * grants nothing, for a database about to be dropped (a reset's check before the drop): a
+   * grant there stayed whenever the drop did not happen. Its other application role, which
+   * goes with it, is no reason to refuse. Default `true`.
    */
-  otherApplicationRoles?: 'refuse' | 'allow' | undefined;
+  grant?: boolean | undefined;
 }
 
 /** What {@link provisionAppRole} did to the role itself. */
@@ -336,7 +337,11 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
         );
       }
 
-      if (options.otherApplicationRoles !== 'allow') await requireSoleApplicationRole(client, owner[0]!.current_user, options.user);
+      if (options.grant === false) {
+        await client.query('ROLLBACK');
+        return;
+      }
+      await requireSoleApplicationRole(client, owner[0]!.current_user, options.user);
       await grantAppRole(client, options.user, owner[0]!.database);
       await client.query('COMMIT');
     } catch (error) {

@@ -268,6 +268,23 @@ describe('npm run db:reset without DB_APP_USER', () => {
     expect(await usersReadableBy(before.url)).toBe(false);
   });
 
+  // The check of the new role before the drop granted it on the old database, and a drop that
+  // then did not happen (no CREATEDB here) left two roles with every row.
+  it('grants nothing on the old database when the drop does not happen', async () => {
+    const database = await createTestDatabase();
+    onTestFinished(() => database.drop());
+    const before = await appRoleIn(database.url);
+    await ensureAppRole({ databaseUrl: database.ownerUrl, user: before.user });
+    const after = await appRoleIn(database.url);
+
+    const result = await runCli('db-reset', ['--yes'], { DATABASE_URL: database.ownerUrl, DB_APP_USER: after.user });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('may not create databases (CREATEDB)');
+    expect(await usersReadableBy(after.url)).toBe(false);
+    expect(await usersReadableBy(before.url)).toBe(true);
+  });
+
   it('names at the terminal the sessions the drop would end', async () => {
     const database = await createTestDatabase();
     onTestFinished(() => database.drop());

@@ -72,7 +72,7 @@ Options:
       // dropped, rather than after, which left an empty database that nobody could migrate.
       // So is the application role's grant, which refuses a role that is missing or has powers.
       await provisionDatabase({ adminUrl, owner, log });
-      if (appUser !== undefined) await ensureAppRole({ databaseUrl: databaseUrlAs(adminUrl, owner.user, owner.password), user: appUser, otherApplicationRoles: 'allow' });
+      if (appUser !== undefined) await ensureAppRole({ databaseUrl: databaseUrlAs(adminUrl, owner.user, owner.password), user: appUser, grant: false });
       await recreateDatabase(adminUrl, { variable: adminUrlVariable });
       log('dropped and recreated the database');
       await provisionDatabase({ adminUrl, owner, log });
@@ -96,8 +96,8 @@ Options:
     // The application role's grant first, on the database as it is: a role that is missing or
     // has powers is refused before anything is dropped. (A database that is not there yet has
     // nothing to lose.)
-    // (Another application role's default privileges go with the database.)
-    if (appUser !== undefined && exists) await ensureAppRole({ databaseUrl, user: appUser, otherApplicationRoles: 'allow' });
+    // Checked only: nothing is granted on a database that may yet not be dropped.
+    if (appUser !== undefined && exists) await ensureAppRole({ databaseUrl, user: appUser, grant: false });
     await recreateDatabase(databaseUrl, { variable });
     log('dropped and recreated the database');
     const runs = await migrate({ databaseUrl, log });
