@@ -155,12 +155,13 @@ describe.skipIf(!available)('npm run db:restore', () => {
     let restored: Promise<unknown> | undefined;
     try {
       // A stall window well above a busy machine's start of pg_restore (at 300 ms, a run beside
-      // two others once saw pg_restore write nothing for that long, before any lock wait)...
-      restored = restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(small.file), lockTimeoutMs: 60_000, stallTimeoutMs: 800, log: (line) => lines.push(line) });
+      // two others once saw pg_restore write nothing for that long, before any lock wait; at
+      // 800 ms, a CI run on a machine twice as slow)...
+      restored = restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(small.file), lockTimeoutMs: 60_000, stallTimeoutMs: 2_000, log: (line) => lines.push(line) });
       restored.catch(() => undefined);
-      // ...and a wait for the tables well past it: attempts of 100, 200, 400 and 800 ms with
-      // pauses between, about 3 s, the last three naming the reader.
-      await eventually(() => lines.filter((line) => /attempt \d+ waited .* blocked by pid \d+/.test(line)).length >= 3, 'three attempts name the reader');
+      // ...and a wait for the tables well past it: attempts of 100, 200, 400, 800, 1000 and
+      // 1000 ms with pauses between, about 4 s, the last five naming the reader.
+      await eventually(() => lines.filter((line) => /attempt \d+ waited .* blocked by pid \d+/.test(line)).length >= 5, 'five attempts name the reader');
     } finally {
       await reader.release();
     }
