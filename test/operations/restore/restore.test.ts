@@ -147,7 +147,8 @@ describe.skipIf(!available)('npm run db:restore', () => {
 
   // A small backup's SQL fits in the pipes: pg_restore writes all of it and ends while the
   // restore still waits for its locks, which is no stall of pg_restore's.
-  it("waits for the tables longer than stallTimeoutMs after a small backup's pg_restore has written all of it, and restores it", async ({ expect }) => {
+  // A backup, its check and a restore with seconds of lock waits: 17 s alone, more under the suite.
+  it("waits for the tables longer than stallTimeoutMs after a small backup's pg_restore has written all of it, and restores it", { timeout: 120_000 }, async ({ expect }) => {
     const target = await databaseWithOtherData();
     const small = await backupDatabase({ databaseUrl: server.urlOf(await server.createMigratedDatabase()), backupDir: path.join(workDir, 'small'), environment: 'test', keep: 5 });
     const reader = await holdTableLock(target, 'users', 'ACCESS SHARE');
@@ -161,7 +162,10 @@ describe.skipIf(!available)('npm run db:restore', () => {
       restored.catch(() => undefined);
       // ...and a wait for the tables well past it: attempts of 100, 200, 400, 800, 1000 and
       // 1000 ms with pauses between, about 4 s, the last five naming the reader.
-      await eventually(() => lines.filter((line) => /attempt \d+ waited .* blocked by pid \d+/.test(line)).length >= 5, 'five attempts name the reader');
+      // (The restore checks and opens first: seconds on a busy machine before any attempt.)
+      await eventually(() => lines.filter((line) => /attempt \d+ waited .* blocked by pid \d+/.test(line)).length >= 5, 'five attempts name the reader', {
+        timeoutMs: 45_000,
+      });
     } finally {
       await reader.release();
     }
