@@ -428,7 +428,10 @@ describe.concurrent('bounded waits', () => {
           expect(updated.own.displayName).toBe('Held');
           expect((updated.queued as users.User).displayName).toBe('Queued');
         },
-        { maxConnections: 2, lockTimeoutMs: 2_000, statementTimeoutMs: 5_000 },
+        // Bounds long enough for a busy machine to see the call wait (its new connection's login
+        // and the looks from another session took most of a 2 s lock_timeout once in CI); the
+        // commit ends the wait at once.
+        { maxConnections: 2, lockTimeoutMs: 10_000, statementTimeoutMs: 15_000 },
       );
     } finally {
       await end();
