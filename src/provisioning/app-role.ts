@@ -142,9 +142,9 @@ export async function provisionAppRole(options: {
   if (!password) throw new ConfigError('DB_APP_PASSWORD', 'DB_APP_PASSWORD must not be empty');
   const bounds = options.statementBounds ?? loadStatementBounds();
   const { change, changedBounds } = await inAppRoleTransaction(adminUrl, user, 'create or update the application role', async (client, database) => {
-    // Before the role is made: the release step would refuse it, and leave it behind.
-    const { rows } = await client.query<{ owner: string }>('SELECT pg_get_userbyid(datdba) AS owner FROM pg_database WHERE datname = current_database()');
-    await requireSoleApplicationRole(client, rows[0]!.owner, user);
+    // Before the role is made (as the admin: the database owner's default privileges): the
+    // release step would refuse it, and leave it behind.
+    await requireSoleApplicationRole(client, undefined, user);
     const refuseShared = options.sharedRoles === true ? undefined : sharedRoleRefusal(user, 'DB_APP_PASSWORD', 'DB_APP_USER');
     const change = await ensureLoginRole(client, adminUrl, { user, password }, () => superuserAppRole(user), refuseShared);
     return { change, changedBounds: await setRoleStatementBounds(client, user, database, bounds) };
@@ -228,7 +228,7 @@ async function inAppRoleTransaction<T>(
 // role the release step set up before: granting a second one as well (a release.env copied from
 // another service beside this one) would give it every row, the password hashes included,
 // without a word. Moving to a new role is a step of its own.
-async function requireSoleApplicationRole(client: pg.ClientBase, owner: string, user: string): Promise<void> {
+async function requireSoleApplicationRole(client: pg.ClientBase, owner: string | undefined, user: string): Promise<void> {
   const others = (await newTableGrantees(client, owner)).applicationRoles.filter((role) => role !== user);
   if (others.length === 0) return;
   const named = others.map((role) => `'${role}'`).join(', ');

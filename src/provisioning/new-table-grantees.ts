@@ -22,22 +22,24 @@ export interface NewTableGrantees {
 }
 
 /**
- * One read of `owner`'s default privileges on new tables in `public`, for both questions a
- * restore asks of them (see {@link NewTableGrantees}), and for which role a reset and the
- * release step take for the application role.
+ * One read of `owner`'s default privileges on new tables in `public` (default: the database's
+ * owner's), for both questions a restore asks of them (see {@link NewTableGrantees}), and for
+ * which role a reset and the release step take for the application role.
  *
  * @example
  * await newTableGrantees(client, 'kennwilliamson')
  * // { applicationRoles: ['kennwilliamson_app'], readers: { reporting: ['SELECT'] }, applicationRole: 'kennwilliamson_app' }
  */
-export async function newTableGrantees(client: pg.ClientBase, owner: string): Promise<NewTableGrantees> {
+export async function newTableGrantees(client: pg.ClientBase, owner?: string): Promise<NewTableGrantees> {
   const { rows } = await client.query<{ role: string; privileges: string[] }>(
     `SELECT pg_catalog.pg_get_userbyid(a.grantee) AS role, pg_catalog.array_agg(DISTINCT a.privilege_type::text) AS privileges
        FROM pg_catalog.pg_default_acl d JOIN pg_catalog.pg_roles o ON o.oid = d.defaclrole, LATERAL pg_catalog.aclexplode(d.defaclacl) a
-      WHERE d.defaclnamespace = 'public'::pg_catalog.regnamespace AND d.defaclobjtype = 'r' AND o.rolname = $1
+      WHERE d.defaclnamespace = 'public'::pg_catalog.regnamespace AND d.defaclobjtype = 'r'
+        AND o.oid = COALESCE((SELECT oid FROM pg_catalog.pg_roles WHERE rolname = $1),
+                             (SELECT datdba FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database() AND $1 IS NULL))
         AND a.grantee <> 0 AND a.grantee <> d.defaclrole AND pg_catalog.pg_get_userbyid(a.grantee) !~ '^pg_'
       GROUP BY a.grantee`,
-    [owner],
+    [owner ?? null],
   );
   const releaseStep = [...applicationPrivileges.tables].sort().join(',');
   const isApplicationRole = (row: { privileges: string[] }) => [...row.privileges].sort().join(',') === releaseStep;

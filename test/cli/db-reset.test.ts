@@ -25,6 +25,14 @@ async function appRoleIn(databaseUrl: string): Promise<{ user: string; url: stri
   return { user, url: url.toString() };
 }
 
+// A service's session connected to the database, for a reset's drop to end; closed after the test.
+async function heldSession(url: string, applicationName: string): Promise<void> {
+  const held = new pg.Client({ connectionString: url, application_name: applicationName });
+  held.on('error', () => undefined);
+  await held.connect();
+  onTestFinished(() => held.end().catch(() => undefined));
+}
+
 // db:reset --admin --yes with `adminUrl`, and no owner's URL of its own.
 const resetAsAdmin = (adminUrl: string, env: NodeJS.ProcessEnv) =>
   runCli('db-reset', ['--admin', '--yes'], { ADMIN_DATABASE_URL: adminUrl, DATABASE_URL: '', MIGRATION_DATABASE_URL: '', ...env });
@@ -236,10 +244,7 @@ describe('npm run db:reset without DB_APP_USER', () => {
     onTestFinished(() => database.drop());
     const app = await appRoleIn(database.url);
     await ensureAppRole({ databaseUrl: database.ownerUrl, user: app.user });
-    const held = new pg.Client({ connectionString: app.url, application_name: 'kw-held-service' });
-    held.on('error', () => undefined);
-    await held.connect();
-    onTestFinished(() => held.end().catch(() => undefined));
+    await heldSession(app.url, 'kw-held-service');
 
     const result = await resetAsAdmin(database.url, { DB_OWNER_USER: inject('ownerUser'), DB_OWNER_PASSWORD: inject('ownerPassword'), DB_APP_USER: '', DB_STATEMENT_TIMEOUT: '7s' });
 
@@ -288,10 +293,7 @@ describe('npm run db:reset without DB_APP_USER', () => {
   it('names at the terminal the sessions the drop would end', async () => {
     const database = await createTestDatabase();
     onTestFinished(() => database.drop());
-    const held = new pg.Client({ connectionString: database.ownerUrl, application_name: 'kw-held-terminal' });
-    held.on('error', () => undefined);
-    await held.connect();
-    onTestFinished(() => held.end().catch(() => undefined));
+    await heldSession(database.ownerUrl, 'kw-held-terminal');
 
     const result = await runCliInTerminal('db-reset', [], { DATABASE_URL: database.url }, 'no\n');
 
@@ -310,10 +312,7 @@ describe('npm run db:reset without DB_APP_USER', () => {
     // Given back before the role goes, which it cannot while it owns the database.
     onTestFinished(() => execute(database.url, `ALTER DATABASE ${database.name} OWNER TO ${inject('ownerUser')}`));
     const app = await appRoleIn(database.url);
-    const held = new pg.Client({ connectionString: app.url, application_name: 'kw-held-other' });
-    held.on('error', () => undefined);
-    await held.connect();
-    onTestFinished(() => held.end().catch(() => undefined));
+    await heldSession(app.url, 'kw-held-other');
 
     const result = await runCliInTerminal('db-reset', [], { DATABASE_URL: creator.url }, 'no\n');
 

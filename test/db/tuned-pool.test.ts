@@ -426,39 +426,36 @@ it('ends at once after a login that pg itself gave up on (no password for a SCRA
   expect(sockets.every((socket) => socket.destroyed)).toBe(true);
 });
 
-it('is not ready while a pooler takes the logins and drops each connection at its first statement: ready() fails with that loss', async () => {
-  const pooler = await startFakePostgres('login, then hangs up');
+// What ready() does on a pool of two against a fake pooler that takes every login: its failure,
+// and how many logins the pooler took meanwhile.
+async function readyBehind(answers: 'login, then hangs up' | 'login, then nothing', timeoutMs: number): Promise<{ error: unknown; logins: number }> {
+  const pooler = await startFakePostgres(answers);
   const db = createDb(
     { databaseUrl: `postgresql://app:secret@127.0.0.1:${pooler.port}/kennwilliamson`, minConnections: 2, maxConnections: 2 },
     { onPoolError: () => undefined },
   );
   try {
-    // Before, ready() resolved on the two logins, and the service started on a pool that could
-    // not run a query (PgBouncer whose server is down does exactly this).
-    const error = await poolOf(db).ready({ timeoutMs: 5_000 }).then(() => undefined, (failure: unknown) => failure);
-    expect(error).toBeInstanceOf(ConnectionError);
-    expect(pooler.logins()).toBeGreaterThan(0);
+    const error = await poolOf(db).ready({ timeoutMs }).then(() => undefined, (failure: unknown) => failure);
+    return { error, logins: pooler.logins() };
   } finally {
     await db.destroy();
     await pooler.close();
   }
+}
+
+it('is not ready while a pooler takes the logins and drops each connection at its first statement: ready() fails with that loss', async () => {
+  // Before, ready() resolved on the two logins, and the service started on a pool that could
+  // not run a query (PgBouncer whose server is down does exactly this).
+  const { error, logins } = await readyBehind('login, then hangs up', 5_000);
+  expect(error).toBeInstanceOf(ConnectionError);
+  expect(logins).toBeGreaterThan(0);
 });
 
 it('is not ready while the logins are taken and the first statement is never answered: PoolNotReadyError names none answering', async () => {
-  const pooler = await startFakePostgres('login, then nothing');
-  const db = createDb(
-    { databaseUrl: `postgresql://app:secret@127.0.0.1:${pooler.port}/kennwilliamson`, minConnections: 2, maxConnections: 2 },
-    { onPoolError: () => undefined },
-  );
-  try {
-    // Past the pool's 2 s wait for a new connection's first answer, after which the connection
-    // is in the pool all the same: before, ready() resolved there.
-    const error = await poolOf(db).ready({ timeoutMs: 3_000 }).then(() => undefined, (failure: unknown) => failure);
-    expect(error).toBeInstanceOf(PoolNotReadyError);
-    expect((error as PoolNotReadyError).message).toMatch(/0 of its minimum 2 connection\(s\) open and answering/);
-    expect(pooler.logins()).toBeGreaterThanOrEqual(2);
-  } finally {
-    await db.destroy();
-    await pooler.close();
-  }
+  // Past the pool's 2 s wait for a new connection's first answer, after which the connection
+  // is in the pool all the same: before, ready() resolved there.
+  const { error, logins } = await readyBehind('login, then nothing', 3_000);
+  expect(error).toBeInstanceOf(PoolNotReadyError);
+  expect((error as PoolNotReadyError).message).toMatch(/0 of its minimum 2 connection\(s\) open and answering/);
+  expect(logins).toBeGreaterThanOrEqual(2);
 });

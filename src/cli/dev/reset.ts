@@ -62,8 +62,7 @@ Options:
       const target = requireLocalDatabase(adminUrl, { force: values.force === true, action: 'reset', variable: adminUrlVariable });
       requireSameDatabaseAsMigrations(target);
       await requireDirectDatabase(adminUrl, { operation: 'reset', variable: adminUrlVariable, applicationName: 'kennwilliamson-reset', missingPasses: true });
-      const ends = (await databaseExists(adminUrl)) ? await whatResetEnds(adminUrl) : undefined;
-      const appUser = applicationRole(namedAppUser, ends, log);
+      const { ends, appUser } = await lookBeforeDrop(adminUrl, namedAppUser, log);
       if (appUser !== undefined && appUser !== namedAppUser) requireAppRoleApart(appUser, owner.user);
       const bounds = appUser === undefined ? undefined : statementBounds;
       await confirmReset(target, values.yes === true, ends);
@@ -89,9 +88,7 @@ Options:
     // only the migrations refused it: the database was left empty. So the pooler is refused
     // first, before the question. (A database that is not there yet is checked by migrate.)
     await requireDirectDatabase(databaseUrl, { operation: 'reset', variable, applicationName: 'kennwilliamson-reset', missingPasses: true });
-    const exists = await databaseExists(databaseUrl);
-    const ends = exists ? await whatResetEnds(databaseUrl) : undefined;
-    const appUser = applicationRole(namedAppUser, ends, log);
+    const { exists, ends, appUser } = await lookBeforeDrop(databaseUrl, namedAppUser, log);
     await confirmReset(target, values.yes === true, ends);
     // The application role's grant first, on the database as it is: a role that is missing or
     // has powers is refused before anything is dropped. (A database that is not there yet has
@@ -144,6 +141,18 @@ function requireSameDatabaseAsMigrations(admin: DatabaseTarget): void {
       `but ${variable} names '${other.database}' on ${other.host}:${other.port}; nothing was dropped. ` +
       `Make ADMIN_DATABASE_URL name the database to reset, or unset ${variable}`,
   );
+}
+
+// The database as it is, before the question: the sessions the drop ends and the application
+// role to give back (nothing to read where there is no database yet).
+async function lookBeforeDrop(
+  databaseUrl: string,
+  named: string | undefined,
+  log: (line: string) => void,
+): Promise<{ exists: boolean; ends: WhatResetEnds | undefined; appUser: string | undefined }> {
+  const exists = await databaseExists(databaseUrl);
+  const ends = exists ? await whatResetEnds(databaseUrl) : undefined;
+  return { exists, ends, appUser: applicationRole(named, ends, log) };
 }
 
 // DB_APP_USER, else the one role the owner's default privileges give the rows of every new

@@ -30,10 +30,7 @@ export async function whatResetEnds(databaseUrl: string): Promise<WhatResetEnds>
             AND (backend_type = 'client backend' OR (backend_type IS NULL AND usesysid IS NOT NULL))
           GROUP BY 1, 2 ORDER BY 1, 2`,
       );
-      const { rows } = await client.query<{ owner: string }>(
-        'SELECT pg_catalog.pg_get_userbyid(datdba) AS owner FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database()',
-      );
-      const { applicationRoles } = await newTableGrantees(client, rows[0]!.owner);
+      const { applicationRoles } = await newTableGrantees(client);
       return { sessions: sessions.map((row) => ({ ...row, role: row.role ?? 'an unknown role', application: row.application ?? '' })), applicationRoles };
     },
     'kennwilliamson-reset',

@@ -19,54 +19,6 @@ interface ConstantNode {
   A_Const?: { sval?: { sval?: string } };
 }
 
-// Every function a parse tree calls, by its name as the parser read it (quotes and escapes
-// undone), with its call.
-function calls(tree: unknown, found: Array<{ name: string; call: FuncCallNode }> = []): Array<{ name: string; call: FuncCallNode }> {
-  if (Array.isArray(tree)) {
-    for (const each of tree) calls(each, found);
-  } else if (tree !== null && typeof tree === 'object') {
-    const call = (tree as { FuncCall?: FuncCallNode }).FuncCall;
-    const name = call?.funcname?.at(-1)?.String?.sval;
-    if (call !== undefined && name !== undefined) found.push({ name, call });
-    for (const value of Object.values(tree)) calls(value, found);
-  }
-  return found;
-}
-
-// nextval as pg_dump writes a serial column's default, on a sequence of public named as a
-// constant ('public.t_id_seq'::regclass): any other advances a sequence that no rollback resets,
-// one of another schema among them, at every row.
-function publicSequenceDefault(call: FuncCallNode): boolean {
-  const [first, ...rest] = call.args ?? [];
-  const named = (first?.TypeCast?.arg?.A_Const ?? first?.A_Const)?.sval?.sval;
-  return rest.length === 0 && named !== undefined && /^public\.[^.]+$/.test(named);
-}
-
-/**
- * The first function that acts beyond its row, or runs SQL text (or `nextval` other than of a
- * sequence of public named as a constant, as pg_dump writes a serial column's default), which
- * the backup's statement calls in an expression (a CHECK, a default, an index's, a view's, a
- * trigger's WHEN, an argument default), or undefined; `tree` is the statement as the allow-list
- * parsed it (libpg_query's `stmt`). Asked before the statement runs: a CHECK runs for each row
- * as it loads, and what such a call does beyond the transaction (another session ended, a
- * notification sent, a sleep of hours with every table held) stayed done when the check
- * before COMMIT refused it. Read from PostgreSQL's parse tree, so a quoted or escaped name is
- * the name it is. Not for pg_dump's own `SELECT pg_catalog.set_config(…)` and `setval(…)`.
- *
- * @example unsafeCallIn(part.tree) // 'pg_sleep', for "ALTER TABLE ONLY public.t ADD CONSTRAINT c CHECK (pg_catalog.pg_sleep(3600) IS NOT NULL);"
- */
-export function unsafeCallIn(tree: unknown): string | undefined {
-  const unsafe = calls(tree).find(({ name, call }) => unsafeName.test(name) || (name === 'nextval' && !publicSequenceDefault(call)));
-  return unsafe?.name;
-}
-
-/** What expressions compute with: the functions they call, the operators they apply, the SQL/XML and SQL/JSON forms they use. */
-export interface ExpressionWork {
-  functions: ReadonlySet<string>;
-  operators: ReadonlySet<string>;
-  forms: ReadonlySet<string>;
-}
-
 // Comparisons cost no more than reading their operands, and pg_dump writes them where the
 // migrations said otherwise (BETWEEN as >= and <=, IN as = ANY).
 const comparisons = new Set(['=', '<>', '<', '>', '<=', '>=']);
@@ -113,8 +65,11 @@ function operatorsOf(expression: OperatorNode): string[] {
   }
 }
 
-// Every computation a parse tree holds, each as the check names it, with a function's call.
-function computations(tree: unknown, found: Array<{ kind: 'function' | 'operator' | 'form'; name: string; call?: FuncCallNode }> = []) {
+// What a parse tree computes with, each by its name as the parser read it (quotes and escapes
+// undone): the functions it calls (with the call), the operators it applies and the SQL/XML and
+// SQL/JSON forms it uses: what both checks of a backup's statement read.
+type Computation = { kind: 'function'; name: string; call: FuncCallNode } | { kind: 'operator' | 'form'; name: string };
+function computations(tree: unknown, found: Computation[] = []): Computation[] {
   if (Array.isArray(tree)) {
     for (const each of tree) computations(each, found);
   } else if (tree !== null && typeof tree === 'object') {
@@ -132,6 +87,42 @@ function computations(tree: unknown, found: Array<{ kind: 'function' | 'operator
     }
   }
   return found;
+}
+
+// nextval as pg_dump writes a serial column's default, on a sequence of public named as a
+// constant ('public.t_id_seq'::regclass): any other advances a sequence that no rollback resets,
+// one of another schema among them, at every row.
+function publicSequenceDefault(call: FuncCallNode): boolean {
+  const [first, ...rest] = call.args ?? [];
+  const named = (first?.TypeCast?.arg?.A_Const ?? first?.A_Const)?.sval?.sval;
+  return rest.length === 0 && named !== undefined && /^public\.[^.]+$/.test(named);
+}
+
+/**
+ * The first function that acts beyond its row, or runs SQL text (or `nextval` other than of a
+ * sequence of public named as a constant, as pg_dump writes a serial column's default), which
+ * the backup's statement calls in an expression (a CHECK, a default, an index's, a view's, a
+ * trigger's WHEN, an argument default), or undefined; `tree` is the statement as the allow-list
+ * parsed it (libpg_query's `stmt`). Asked before the statement runs: a CHECK runs for each row
+ * as it loads, and what such a call does beyond the transaction (another session ended, a
+ * notification sent, a sleep of hours with every table held) stayed done when the check
+ * before COMMIT refused it. Read from PostgreSQL's parse tree, so a quoted or escaped name is
+ * the name it is. Not for pg_dump's own `SELECT pg_catalog.set_config(…)` and `setval(…)`.
+ *
+ * @example unsafeCallIn(part.tree) // 'pg_sleep', for "ALTER TABLE ONLY public.t ADD CONSTRAINT c CHECK (pg_catalog.pg_sleep(3600) IS NOT NULL);"
+ */
+export function unsafeCallIn(tree: unknown): string | undefined {
+  const unsafe = computations(tree).find(
+    (each) => each.kind === 'function' && (unsafeName.test(each.name) || (each.name === 'nextval' && !publicSequenceDefault(each.call))),
+  );
+  return unsafe?.name;
+}
+
+/** What expressions compute with: the functions they call, the operators they apply, the SQL/XML and SQL/JSON forms they use. */
+export interface ExpressionWork {
+  functions: ReadonlySet<string>;
+  operators: ReadonlySet<string>;
+  forms: ReadonlySet<string>;
 }
 
 /**
@@ -160,8 +151,9 @@ export function expressionWork(trees: readonly unknown[]): ExpressionWork {
  * @example workNoMigrationDoes(part.tree, known) // 'calls factorial', for "… CHECK (factorial(id + 20000) IS NOT NULL)"
  */
 export function workNoMigrationDoes(tree: unknown, known: ExpressionWork): string | undefined {
-  for (const { kind, name, call } of computations(tree)) {
-    if (kind === 'function' && !known.functions.has(name) && !(name === 'nextval' && publicSequenceDefault(call!))) return `calls ${name}`;
+  for (const each of computations(tree)) {
+    const { kind, name } = each;
+    if (kind === 'function' && !known.functions.has(name) && !(name === 'nextval' && publicSequenceDefault(each.call))) return `calls ${name}`;
     if (kind === 'operator' && !comparisons.has(name) && !known.operators.has(name)) return `applies the operator ${name}`;
     if (kind === 'form' && !known.forms.has(name)) return `uses SQL/XML or SQL/JSON (${name})`;
   }
