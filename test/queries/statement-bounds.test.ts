@@ -11,7 +11,7 @@ import {
   type UnknownRow,
 } from 'kysely';
 import pg from 'pg';
-import { beforeAll, describe, expect, inject, it } from 'vitest';
+import { beforeAll, describe, expect, type ExpectStatic, inject, it } from 'vitest';
 import type { DB } from '../../generated/db.js';
 import { createDb, poolOf } from '../../src/db/create-db.js';
 import { rowGateState } from '../../src/db/row-gate.js';
@@ -127,8 +127,10 @@ async function rowLooksHeld(db: Kysely<DB>, userId: string): Promise<void> {
 const gatedPool: Partial<DbConfig> = { maxConnections: 3, minConnections: 3, lockTimeoutMs: 1_000, statementTimeoutMs: 3_000 };
 
 // Until the pool's connections are open and idle (ready() resolves as the last one opens, a
-// moment before it is handed back).
-async function allIdle(db: Kysely<DB>): Promise<void> {
+// moment before it is handed back). With the test's own expect: the file's tests run side by
+// side, and the module's expect.poll, called while another test had just ended, failed with
+// "expect.poll() must be called inside a test".
+async function allIdle(db: Kysely<DB>, expect: ExpectStatic): Promise<void> {
   await poolOf(db).ready();
   await expect.poll(() => poolOf(db).pool.idleCount).toBe(gatedPool.minConnections);
 }
@@ -277,7 +279,7 @@ describe.concurrent('bounded waits', () => {
     try {
       await withBoundedDb(
         async (db) => {
-          await allIdle(db);
+          await allIdle(db, expect);
           const first = users.updatePassword(db, user.id, newPassword()).catch((e: unknown) => e);
           await rowLooksHeld(db, user.id);
           const burst = [first, ...Array.from({ length: 7 }, () => users.updatePassword(db, user.id, newPassword()))];
@@ -310,7 +312,7 @@ describe.concurrent('bounded waits', () => {
     const { waiting, end } = await holdUserRow(user.id);
     try {
       await withBoundedDb(async (db) => {
-        await allIdle(db);
+        await allIdle(db, expect);
         const burst = Array.from({ length: 6 }, () => users.updatePassword(db, user.id, '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$dG9nZXRoZXI'));
         const otherWrite = users.updateProfile(db, other.id, { displayName: 'Still goes on' });
         const { outcomes, most } = await whileWaited(burst, waiting);
@@ -365,7 +367,7 @@ describe.concurrent('bounded waits', () => {
       await holder.query('SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE', [user.id]);
       await withBoundedDb(
         async (db) => {
-          await allIdle(db);
+          await allIdle(db, expect);
           const slug = users.updateProfile(db, user.id, { slug: `moved-${user.slug}` }).catch((e: unknown) => e);
           await rowLooksHeld(db, user.id);
           const queued = [users.updateProfile(db, user.id, { displayName: 'Renamed' }), users.setActive(db, user.id, false)] as const;
@@ -417,6 +419,10 @@ describe.concurrent('bounded waits', () => {
         async (db) => {
           const updated = await db.connection().execute(async (connection) => {
             await sql`BEGIN`.execute(connection);
+            // The file's idle-in-transaction bound (400 ms, 450 through the pooler) ended this
+            // transaction while a busy machine opened the pool's second connection: the row was
+            // let go, and the call never waited. Longer here, for this transaction only.
+            await sql`SET LOCAL idle_in_transaction_session_timeout = '20s'`.execute(connection);
             const { rows } = await sql<{ pid: number }>`SELECT pg_backend_pid() AS pid FROM users WHERE id = ${user.id} FOR UPDATE`.execute(connection);
             const queued = users.updateProfile(db, user.id, { displayName: 'Queued' }).catch((e: unknown) => e);
             await eventually(async () => (await waiting(rows[0]!.pid)).length === 1, "the pool's call waits for the row");
@@ -428,9 +434,7 @@ describe.concurrent('bounded waits', () => {
           expect(updated.own.displayName).toBe('Held');
           expect((updated.queued as users.User).displayName).toBe('Queued');
         },
-        // Bounds long enough for a busy machine to see the call wait (its new connection's login
-        // and the looks from another session took most of a 2 s lock_timeout once in CI); the
-        // commit ends the wait at once.
+        // Bounds long enough for a busy machine to see the call wait; the commit ends the wait at once.
         { maxConnections: 2, lockTimeoutMs: 10_000, statementTimeoutMs: 15_000 },
       );
     } finally {
