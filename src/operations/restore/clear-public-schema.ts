@@ -1,4 +1,5 @@
 import type * as pg from 'pg';
+import { RestoreError } from '../../errors.js';
 
 /** An extension in `public` that a restore leaves in place, since the role restoring may neither drop nor create it. */
 export interface KeptExtension {
@@ -74,12 +75,55 @@ const objectsQuery = `
      AND NOT (d.classid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.objid = ANY ($1::pg_catalog.oid[]))
    ORDER BY d.classid <> 'pg_catalog.pg_extension'::pg_catalog.regclass, d.classid <> 'pg_catalog.pg_class'::pg_catalog.regclass, o.identity`;
 
+// What lives outside public but depends on an object in it that the restore drops: DROP …
+// CASCADE would take it along, unsaid (another schema's view or materialized view over users, a
+// foreign key to it, a column of its row type or of a domain, a cast, a policy or default that
+// calls a function of public). Where an object sits: a rule, trigger, default or policy with
+// its relation, an operator family's member with its family; a cast nowhere, so outside.
+// Extensions kept, and their members, are not dropped.
+const outsideDependentsQuery = `
+  WITH dependency AS (
+    SELECT d.classid, d.objid, d.objsubid, d.refclassid, d.refobjid, d.refobjsubid,
+           CASE d.classid
+             WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN (SELECT r.ev_class FROM pg_catalog.pg_rewrite r WHERE r.oid = d.objid)
+             WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN (SELECT t.tgrelid FROM pg_catalog.pg_trigger t WHERE t.oid = d.objid)
+             WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN (SELECT a.adrelid FROM pg_catalog.pg_attrdef a WHERE a.oid = d.objid)
+             WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass THEN (SELECT p.polrelid FROM pg_catalog.pg_policy p WHERE p.oid = d.objid)
+           END AS relation
+      FROM pg_catalog.pg_depend d
+     WHERE NOT (d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.refobjid = ANY ($1::pg_catalog.oid[]))
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend m
+                        WHERE m.classid = d.refclassid AND m.objid = d.refobjid AND m.deptype = 'e' AND m.refobjid = ANY ($1::pg_catalog.oid[]))
+  ), placed AS (
+    SELECT dependency.*,
+           CASE WHEN relation IS NOT NULL THEN (SELECT c.relnamespace FROM pg_catalog.pg_class c WHERE c.oid = relation)
+                WHEN classid = 'pg_catalog.pg_amop'::pg_catalog.regclass
+                  THEN (SELECT f.opfnamespace FROM pg_catalog.pg_amop o JOIN pg_catalog.pg_opfamily f ON f.oid = o.amopfamily WHERE o.oid = objid)
+                WHEN classid = 'pg_catalog.pg_amproc'::pg_catalog.regclass
+                  THEN (SELECT f.opfnamespace FROM pg_catalog.pg_amproc p JOIN pg_catalog.pg_opfamily f ON f.oid = p.amprocfamily WHERE p.oid = objid)
+                WHEN classid = 'pg_catalog.pg_extension'::pg_catalog.regclass THEN (SELECT e.extnamespace FROM pg_catalog.pg_extension e WHERE e.oid = objid)
+                ELSE (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = (pg_catalog.pg_identify_object(classid, objid, objsubid)).schema) END AS schema,
+           CASE WHEN refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass THEN (SELECT e.extnamespace FROM pg_catalog.pg_extension e WHERE e.oid = refobjid)
+                ELSE (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = (pg_catalog.pg_identify_object(refclassid, refobjid, refobjsubid)).schema) END AS ref_schema
+      FROM dependency
+  )
+  SELECT CASE WHEN relation IS NOT NULL AND classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+              THEN pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, relation, 0)
+              ELSE pg_catalog.pg_describe_object(classid, objid, objsubid) END AS dependent,
+         pg_catalog.min(pg_catalog.pg_describe_object(refclassid, refobjid, refobjsubid)) AS on_object
+    FROM placed
+   WHERE ref_schema = 'public'::pg_catalog.regnamespace
+     AND schema IS DISTINCT FROM 'public'::pg_catalog.regnamespace AND schema IS DISTINCT FROM 'pg_toast'::pg_catalog.regnamespace
+   GROUP BY 1 ORDER BY 1`;
+
 /**
  * Empties the `public` schema for a restore, in the restore's transaction and as the role
  * that restores (the database's owner, never a superuser), so that the backup replaces
  * everything in it: tables a later migration added are gone, and `schema_migrations` matches
  * the tables again. Every object in `public` is dropped with CASCADE (indexes, constraints,
- * triggers, defaults and views on it go too), the schema's grants go back to what initdb
+ * triggers, defaults and views on it go too), unless something outside `public` depends on one
+ * (another schema's view, a foreign key, a column of its row type): then nothing is dropped,
+ * and a `RestoreError` names them. The schema's grants go back to what initdb
  * gives it on PostgreSQL 15+ (`USAGE` for everyone, all for `pg_database_owner`), and that
  * role's default privileges in it are cleared; the backup's `GRANT`s and `ALTER DEFAULT
  * PRIVILEGES` then put back exactly its own.
@@ -109,7 +153,16 @@ export async function clearPublicSchema(client: pg.Client): Promise<ClearedSchem
   const { rows: extensions } = await client.query<{ oid: string; name: string; owner: string; in_public: boolean; functions: string[] }>(
     keptExtensionsQuery,
   );
-  const { rows: objects } = await client.query<{ type: string; identity: string }>(objectsQuery, [extensions.map((extension) => extension.oid)]);
+  const keptOids = extensions.map((extension) => extension.oid);
+  const { rows: outside } = await client.query<{ dependent: string; on_object: string }>(outsideDependentsQuery, [keptOids]);
+  if (outside.length > 0) {
+    const named = outside.slice(0, 5).map((row) => `${row.dependent} (on ${row.on_object})`);
+    throw new RestoreError(
+      `objects outside the public schema depend on what is in it, and emptying public would drop them too: ${named.join('; ')}` +
+        `${outside.length > 5 ? ` and ${outside.length - 5} more` : ''}; drop them, or make them not depend on public, then restore again (and make them again after)`,
+    );
+  }
+  const { rows: objects } = await client.query<{ type: string; identity: string }>(objectsQuery, [keptOids]);
   const dropped: string[] = [];
   for (const { type, identity } of objects) {
     const keyword = dropKeywords[type];

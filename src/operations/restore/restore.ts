@@ -692,6 +692,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           });
           watchdog = watchForStop(idleMs);
           const { kept } = await clearPublicSchema(running).catch((error: unknown) => {
+            if (error instanceof RestoreError) throw rolledBack(error.message, error);
             throw rolledBack(`${serverFailure(error)} while emptying the public schema${schemaOwnerAdvice(error)}`, error);
           });
           for (const extension of kept) {

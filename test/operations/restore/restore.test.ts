@@ -599,6 +599,46 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect(readable).toBe(before.users!.rows);
   });
 
+  // Emptying public drops with CASCADE: another schema's view over users, a foreign key to it, a
+  // column of its row type (and the values in it) went with it, unsaid and for good, the restore
+  // reporting success. What depends on public from outside now stops the restore, named.
+  it.concurrent('refuses to empty public while objects of other schemas depend on it, naming them, and changes nothing', async ({ expect }) => {
+    const name = await server.cloneDatabase(otherData);
+    const target = server.ownerUrlOf(name);
+    await execute(
+      server.urlOf(name),
+      `CREATE SCHEMA reporting;
+       CREATE VIEW reporting.active_users AS SELECT id FROM public.users;
+       CREATE MATERIALIZED VIEW reporting.user_count AS SELECT count(*) AS n FROM public.users;
+       CREATE TABLE reporting.visits (user_id uuid REFERENCES public.users (id), at timestamptz);
+       CREATE TABLE reporting.snapshots (snap public.users, taken timestamptz DEFAULT now());
+       INSERT INTO reporting.snapshots (snap) SELECT u FROM public.users u LIMIT 1;`,
+    );
+    await execute(target, 'CREATE SCHEMA owner_side; CREATE VIEW owner_side.names AS SELECT display_name FROM public.users');
+    const before = await tableContents(target);
+
+    const error = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file) }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toBe(
+      'restore failed and was rolled back; the database was not changed:\n' +
+        'objects outside the public schema depend on what is in it, and emptying public would drop them too: ' +
+        'column snap of table reporting.snapshots (on type public.users); ' +
+        'constraint visits_user_id_fkey on table reporting.visits (on column id of table public.users); ' +
+        'materialized view reporting.user_count (on table public.users); ' +
+        'view owner_side.names (on column display_name of table public.users); ' +
+        'view reporting.active_users (on column id of table public.users); ' +
+        'drop them, or make them not depend on public, then restore again (and make them again after)',
+    );
+    expect(await tableContents(target)).toEqual(before);
+    const kept = await withClient(server.urlOf(name), async (client) => ({
+      snapshots: (await client.query('SELECT count(snap)::int AS n FROM reporting.snapshots')).rows,
+      views: (await client.query("SELECT count(*)::int AS n FROM pg_class WHERE relname IN ('active_users', 'user_count', 'names')")).rows,
+      foreignKeys: (await client.query("SELECT count(*)::int AS n FROM pg_constraint WHERE conname = 'visits_user_id_fkey'")).rows,
+    }));
+    expect(kept).toEqual({ snapshots: [{ n: 1 }], views: [{ n: 3 }], foreignKeys: [{ n: 1 }] });
+  });
+
   // Between two files of a migration run no table is held: a restore came in there, and the
   // run's next file failed on the restored schema, with the one before it recorded on top.
   it.concurrent('waits for a migration run (its lock), naming it, and gives up after lockTimeoutMs, leaving the database as it was', async ({ expect }) => {
