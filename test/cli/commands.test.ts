@@ -15,6 +15,15 @@ describe('the command line', () => {
     expect(result.stdout).toMatch(/^Usage: /);
   });
 
+  // The help said to append ssh-keyscan's output to known_hosts, which trusts whoever answers
+  // at that moment; the README says to compare the fingerprints first.
+  it("download-backup --help has a host's key compared before it is trusted, never appended unchecked", async () => {
+    const { stdout } = await runCli('download-backup', ['--help']);
+    expect(stdout).not.toMatch(/ssh-keyscan[^\n;]*>> /);
+    expect(stdout).toContain('ssh-keyscan -p PORT HOST > host-keys; ssh-keygen -lf host-keys');
+    expect(stdout).toContain('only if they match: cat host-keys >> ~/.ssh/known_hosts');
+  });
+
   it('lists the commands on --help', async () => {
     const result = await runCli('--help');
     expect(result.code).toBe(0);

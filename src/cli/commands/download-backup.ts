@@ -12,9 +12,12 @@ first, checked against the remote size and checksum, then given its name. HOST '
 copies from the folder on this machine instead.
 
 SSH never prompts (BatchMode) and checks the host key strictly: a host that is not in
-known_hosts is refused, not trusted on first use. Add it once after checking its
-fingerprint: ssh-keyscan -p PORT HOST >> ~/.ssh/known_hosts. HOST may be user@host or an
-alias from ~/.ssh/config.
+known_hosts is refused, not trusted on first use. Add it once, after comparing its
+fingerprints with those its administrator reads on the host itself
+(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub):
+  ssh-keyscan -p PORT HOST > host-keys; ssh-keygen -lf host-keys
+and only if they match: cat host-keys >> ~/.ssh/known_hosts (ssh-keyscan's output appended
+unchecked trusts whoever answered). HOST may be user@host or an alias from ~/.ssh/config.
 
 Options (and the variables they override):
   --key PATH        private key to log in with       BACKUP_SSH_KEY
