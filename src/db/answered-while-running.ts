@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import type * as pg from 'pg';
 import { destroyConnection, eachQuery, roundTripDeadlineMs } from './answer-deadline.js';
-import { sessionLooks } from './session-looks.js';
+import { type LookConnection, sessionLooks } from './session-looks.js';
 import { ConnectionError } from '../errors.js';
 
 /** Where a command's statements run (a restore's, a migration's): its session, looked at from a connection of its own. */
@@ -14,6 +14,8 @@ export interface WatchedSession {
   looks: Set<Promise<unknown>>;
   /** The command's `application_name`; the looks' is it with `-watch`. */
   applicationName: string;
+  /** A connection of the command's to look from, rather than one more for each look. */
+  lookFrom?: LookConnection | undefined;
 }
 
 /**
@@ -48,7 +50,7 @@ export async function answeredWhileRunning<T>(
   const answered = call();
   let settled = false;
   let timer: NodeJS.Timeout | undefined;
-  const looks = sessionLooks(session.url, `${session.applicationName}-watch`, session.looks);
+  const looks = sessionLooks(session.url, `${session.applicationName}-watch`, session.looks, session.lookFrom);
   const unanswered = new Promise<never>((_resolve, reject) => {
     const giveUp = (seen: string) => {
       const waited = Math.round((performance.now() - sent) / 100) / 10;

@@ -29,33 +29,40 @@ export interface SessionLooks {
   failures(): string;
 }
 
+/**
+ * A connection the looks may use instead of one of their own for each: a command's open
+ * connection that does nothing else meanwhile (a migration run's blocker monitor), so that a
+ * long statement's looks take no connection slot more than the command already has. `use`
+ * opens it when needed, and one that failed is opened again at the next use.
+ */
+export interface LookConnection {
+  use<T>(work: (client: pg.Client) => Promise<T>): Promise<T>;
+}
+
 const unreachableLimit = 2;
 const refusedLimit = 10;
 
 /**
- * The looks of one command at its own session, from connections of their own (see
- * {@link SessionLooks}).
+ * The looks of one command at its own session, from connections of their own, or from
+ * `connection`'s (see {@link SessionLooks}).
  *
  * @example
  * const looks = sessionLooks(url, 'kennwilliamson-restore')
  * const state = await looks.look('the look at its session', (client) => client.query('SELECT state FROM pg_catalog.pg_stat_activity WHERE pid = $1', [pid]))
  */
-export function sessionLooks(url: string, applicationName: string, underWay: Set<Promise<unknown>> = new Set()): SessionLooks {
+export function sessionLooks(url: string, applicationName: string, underWay: Set<Promise<unknown>> = new Set(), connection?: LookConnection): SessionLooks {
   let inARow = 0;
   let allRefused = true;
   let last = '';
   return {
     underWay,
     look: (what, look) => {
-      const looking = withClient(
-        url,
-        (client) =>
-          answeredWithin(client, roundTripDeadlineMs, what, async () => {
-            await client.query('SET ROLE NONE');
-            return look(client);
-          }),
-        applicationName,
-      );
+      const asLogin = (client: pg.Client) =>
+        answeredWithin(client, roundTripDeadlineMs, what, async () => {
+          await client.query('SET ROLE NONE');
+          return look(client);
+        });
+      const looking = connection ? connection.use(asLogin) : withClient(url, asLogin, applicationName);
       underWay.add(looking);
       return looking.finally(() => underWay.delete(looking));
     },

@@ -3,6 +3,7 @@ import { answeredWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { openClient } from '../db/with-client.js';
 import { ConnectionError } from '../errors.js';
 import type { BlockingSession } from '../blocking-session.js';
+import type { LookConnection } from '../db/session-looks.js';
 import { statementShape } from './statement-shape.js';
 
 
@@ -21,8 +22,12 @@ const blockersSql = `
     JOIN pg_catalog.pg_stat_activity b ON b.pid = blocking.pid
    ORDER BY b.xact_start NULLS LAST, b.pid`;
 
-/** Watches, on a connection of its own opened on first use, which sessions block a migration's statement. */
-export interface BlockerMonitor {
+/**
+ * Watches, on a connection of its own opened on first use, which sessions block a migration's
+ * statement. Its connection also serves the looks at a long statement's session
+ * ({@link LookConnection}), so that a run never needs a fourth connection.
+ */
+export interface BlockerMonitor extends LookConnection {
   /**
    * Starts sampling who blocks backend `pid` every `intervalMs`, until the returned `stop()`,
    * which resolves to the last sessions seen; `stop(false)` when nobody will read them spares
@@ -84,7 +89,7 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
   // connection, and the next sample opens another.
   // A connection that failed to open (whatever the failure) is tried again by the next sample,
   // as one closed at a deadline.
-  const blockersOf = async (pid: number): Promise<BlockerRow[]> => {
+  const use = async <T>(work: (opened: pg.Client) => Promise<T>): Promise<T> => {
     let opened: pg.Client;
     try {
       opened = await connect();
@@ -93,12 +98,14 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
       throw error;
     }
     try {
-      return (await answeredWithin(opened, roundTripDeadlineMs, 'a look at who blocks the statement', () => opened.query<BlockerRow>(blockersSql, [pid]))).rows;
+      return await work(opened);
     } catch (error) {
       if (error instanceof ConnectionError) client = undefined;
       throw error;
     }
   };
+  const blockersOf = (pid: number): Promise<BlockerRow[]> =>
+    use(async (opened) => (await answeredWithin(opened, roundTripDeadlineMs, 'a look at who blocks the statement', () => opened.query<BlockerRow>(blockersSql, [pid]))).rows);
   // Parsing a query's text into its shape is the costly part: only the last sample is told, so
   // only it is shaped (the raw text stays in memory, never in a message).
   const shaped = (rows: BlockerRow[]): Promise<BlockingSession[]> =>
@@ -112,6 +119,7 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
       })),
     );
   return {
+    use,
     connect: () => void connect(),
     watch(pid, intervalMs, silent) {
       let seen: BlockerRow[] = [];

@@ -417,8 +417,9 @@ async function withMigrator<T>(
   } catch (error) {
     throw migratorError(error);
   } finally {
-    await waits.monitor.close();
+    // The looks first: they may be on the monitor's connection.
     await Promise.allSettled(waits.statements.looks);
+    await waits.monitor.close();
   }
 }
 
@@ -436,7 +437,9 @@ const defaultServerStallTimeoutMs = 60_000;
 
 function whileRunningOn<T>(client: pg.ClientBase, pid: number, waits: LockWaits, what: string, call: () => Promise<T>): Promise<T> {
   const { url, timeoutMs, looks } = waits.statements;
-  return answeredWhileRunning(client, timeoutMs, what, { url, pid, looks, applicationName: migratorApplicationName }, call);
+  // From the monitor's connection: a fourth of the run's, refused where the owner may have three
+  // (a CONNECTION LIMIT, a full server), took a healthy index build for lost after ten looks.
+  return answeredWhileRunning(client, timeoutMs, what, { url, pid, looks, applicationName: migratorApplicationName, lookFrom: waits.monitor }, call);
 }
 
 async function migrationsTableExists(client: pg.ClientBase): Promise<boolean> {

@@ -1,4 +1,6 @@
-import { describe, it, type TestContext } from 'vitest';
+import { describe, expect, it, type TestContext } from 'vitest';
+import { openClient } from '../../src/db/with-client.js';
+import { databaseUrlWith } from '../../src/provisioning/database-admin.js';
 import { ConnectionError } from '../../src/errors.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { createMigrationSandbox, writeMigration } from '../support/migration-sandbox.js';
@@ -181,6 +183,59 @@ describe.concurrent('migrate against a server that stops answering', () => {
     context.expect((error as Error).message).toMatch(said);
     context.expect((error as Error).message).toContain('the connection was closed');
     context.expect((await sandbox.observer.query('SELECT 1 FROM schema_migrations WHERE name = $1', [name])).rowCount).toBe(0);
+  });
+
+  // A run had three connections (the lock's, the migrating one, the blocker monitor once an
+  // index build ran a second) and looked at a long statement's session from a fourth, opened for
+  // each look: where the owner could have three (a CONNECTION LIMIT, a full server), every look
+  // was refused, and the tenth took the healthy index build for lost, leaving it INVALID. The
+  // looks now go through the monitor's connection.
+  it('builds an index CONCURRENTLY past serverStallTimeoutMs where the database has room for the run\'s three connections only', async (context) => {
+    const sandbox = await createMigrationSandbox();
+    context.onTestFinished(() => sandbox.remove());
+    const { database, migrationsDir } = sandbox;
+    await migrate({ databaseUrl: database.ownerUrl, migrationsDir });
+    const index = '20990101000002_index_display_name';
+    await writeMigration(
+      migrationsDir,
+      index,
+      '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY users_display_name_idx ON users (display_name);\n',
+      '-- migrate:no-transaction\nDROP INDEX CONCURRENTLY users_display_name_idx;\n',
+    );
+    // A transaction's snapshot that the build waits out, in the database: with it, room for three more.
+    const snapshot = await openClient(database.url, 'kw-test-old-snapshot');
+    context.onTestFinished(() => snapshot.end());
+    await snapshot.query(`ALTER DATABASE ${snapshot.escapeIdentifier(database.name)} CONNECTION LIMIT 4`);
+    await snapshot.query('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1');
+    // Seen from another database, so as not to take a slot.
+    const observer = await openClient(databaseUrlWith(database.url, 'postgres'), 'kw-test-observer');
+    context.onTestFinished(() => observer.end());
+
+    let settled = false;
+    const run = migrate({ databaseUrl: database.ownerUrl, migrationsDir, serverStallTimeoutMs: 300 })
+      .then((runs) => ({ runs }), (error: unknown) => ({ error }))
+      .finally(() => (settled = true));
+    // Ten looks at the build's session, as many as were refused before it was given up on.
+    const looks = new Set<string>();
+    await eventually(
+      async () => {
+        const { rows } = await observer.query<{ at: string }>(
+          `SELECT query_start::text AS at FROM pg_stat_activity
+            WHERE datname = $1 AND application_name = 'kennwilliamson-migrate-monitor' AND query LIKE '%FROM pg_catalog.pg_stat_activity WHERE pid = $1%'`,
+          [database.name],
+        );
+        for (const { at } of rows) looks.add(at);
+        return looks.size >= 10 || settled;
+      },
+      'ten looks at the index build',
+      { timeoutMs: 30_000 },
+    );
+    await snapshot.query('COMMIT');
+    const outcome = await run;
+
+    context.expect(outcome).toEqual({ runs: [expect.objectContaining({ name: index })] });
+    const { rows } = await snapshot.query("SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = 'users_display_name_idx'::regclass");
+    context.expect(rows).toEqual([{ valid: true }]);
   });
 
   it('applies a statement that runs longer than serverStallTimeoutMs, its session running it', async (context) => {
