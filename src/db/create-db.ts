@@ -21,7 +21,7 @@ import { attachRowGates, createRowGates, type RowGates } from './row-gate.js';
 import { waitedForRowLock } from './row-lock-wait.js';
 import { runNamedStatement, type StatementResult } from './named-statement.js';
 import type { StatementNaming } from './statement-naming.js';
-import { createTunedPool, type PoolErrorListener, type TunedPool, type TunedPoolWithNaming } from './tuned-pool.js';
+import { createTunedPool, type PoolErrorListener, type PoolPlumbing, type TunedPool, type TunedPoolWithNaming } from './tuned-pool.js';
 import { outsideTransactionStatement } from './outside-transaction-statements.js';
 import { savepointBounds, savepointCommand } from './savepoint-bounds.js';
 import { timeoutsOverrideSql } from './with-timeouts.js';
@@ -55,6 +55,8 @@ interface TunedState {
   tuned: TunedPoolWithNaming;
   direct: DirectQueryRunner | undefined;
   gates: RowGates;
+  /** What poolOf hands out: the service's part of the pool, no checkouts. */
+  handle: TunedPool;
 }
 
 // Found by a registered symbol, not by a class of ours: a service that loads both
@@ -128,7 +130,7 @@ function createDirectRunner(tuned: TunedPoolWithNaming): DirectQueryRunner {
  * released as it is, it would go back to the pool and fail the next borrower (often the
  * caller's retry). Ending it now makes pg-pool discard it on release.
  */
-function mapClientError(tuned: TunedPool, client: pg.PoolClient, error: unknown): unknown {
+function mapClientError(tuned: PoolPlumbing, client: pg.PoolClient, error: unknown): unknown {
   const mapped = mapDatabaseError(error);
   // A call the pool gave up at its deadline: the server's answer to the pool's cancel (or the
   // connection's close) is that deadline, not a cancel of the caller's. Any other error of the
@@ -299,7 +301,7 @@ function errorMappingWrapper(tuned: TunedPoolWithNaming, client: pg.PoolClient):
 
 // withTimeouts sends its values as milliseconds, or null to keep one: the call deadline follows
 // the new statement_timeout, so a call given more time by the server is given it here too.
-function overriddenBounds(tuned: TunedPool, client: pg.PoolClient, parameters: unknown[]) {
+function overriddenBounds(tuned: PoolPlumbing, client: pg.PoolClient, parameters: unknown[]) {
   const current = tuned.boundsOf(client);
   const [statement, lock] = parameters.map((value) => (value === null || value === undefined ? undefined : Number(value)));
   const statementTimeoutMs = statement ?? current.statementTimeoutMs;
@@ -338,7 +340,7 @@ const derivations = ['withPlugin', 'withoutPlugins', 'withSchema', 'withTables']
 // service with CamelCasePlugin wires it), which also reaches the pool (poolOf) but sends
 // nothing past Kysely's executor (no direct runner): its plugins must see every statement.
 function keepTuned(db: Kysely<DB>, state: TunedState): Kysely<DB> {
-  const derived = { tuned: state.tuned, direct: undefined, gates: state.gates };
+  const derived = { tuned: state.tuned, direct: undefined, gates: state.gates, handle: state.handle };
   const own = (name: string, value: unknown) => Object.defineProperty(db, name, { value, configurable: true, writable: true });
   Object.defineProperty(db, tunedState, { value: state });
   attachRowGates(db, state.gates);
@@ -385,7 +387,13 @@ export function createDb(
     // hand: a checkout begun a moment before may not have reached the pool yet.)
     () => Math.max(0, tuned.pool.idleCount - tuned.pool.waitingCount),
   );
-  return keepTuned(db, { tuned, direct: options.log === undefined ? createDirectRunner(tuned) : undefined, gates });
+  const handle: TunedPool = Object.freeze({
+    pool: tuned.pool,
+    ready: (readyOptions?: { timeoutMs?: number | undefined }) => tuned.ready(readyOptions),
+    end: () => tuned.end(),
+    statementNaming: () => tuned.statementNaming(),
+  });
+  return keepTuned(db, { tuned, direct: options.log === undefined ? createDirectRunner(tuned) : undefined, gates, handle });
 }
 
 /**
@@ -402,7 +410,21 @@ export function createDb(
 // Kysely<any>: an instance of any table types (Kysely is invariant in them), as only the
 // instance decides which pool it reaches.
 export function poolOf<K extends Kysely<any>>(db: K extends Transaction<any> | ControlledTransaction<any, any> ? never : K): TunedPool {
+  return stateOf(db).handle;
+}
+
+/**
+ * The whole tuned pool behind `db`, checkouts included: for the library's own modules and
+ * tests, not exported from the package (a service's checkout would run without a call deadline).
+ *
+ * @example const client = await tunedPoolOf(db).connect()
+ */
+export function tunedPoolOf(db: Kysely<any>): PoolPlumbing {
+  return stateOf(db).tuned;
+}
+
+function stateOf(db: Kysely<any>): TunedState {
   const state = tunedStateOf(db);
   if (state === undefined) throw new ValidationError('db', 'poolOf() takes a Kysely instance made by createDb()');
-  return state.tuned;
+  return state;
 }

@@ -17,12 +17,10 @@ import { connectError } from './connect-error.js';
 /** Told about connections lost while idle, and about failed attempts to refill the pool. */
 export type PoolErrorListener = (message: string, error: unknown) => void;
 
-/** What Kysely's `PostgresDialect` needs from a pool, plus the tuned behaviour. */
+/** The tuned pool behind a `db`, as a service sees it (`poolOf(db)`): its start-up wait, statistics and end. */
 export interface TunedPool {
   /** The underlying `pg` pool, for statistics. Do not end it directly; call {@link TunedPool.end}. */
   readonly pool: Pool;
-  /** Checks out a connection, or throws {@link PoolTimeoutError} after the acquire timeout. */
-  connect(): Promise<PoolClient>;
   /**
    * Resolves once the pool holds at least the configured minimum of open connections that have
    * answered a statement (a login alone proves nothing behind a pooler whose server is down);
@@ -45,6 +43,16 @@ export interface TunedPool {
    * // { mode: 'auto', named: true, route: 'pooler', reason: 'the pooler prepared the probe’s statement again on …' }
    */
   statementNaming(): Promise<StatementNamingReport>;
+}
+
+/**
+ * What Kysely's `PostgresDialect` and the library's own call paths need from the pool besides:
+ * checkouts, and the call deadline's clock. Not a service's to use: a connection checked out
+ * here and queried directly had no call deadline, and waited for ever on a stalled server.
+ */
+export interface PoolPlumbing extends TunedPool {
+  /** Checks out a connection, or throws {@link PoolTimeoutError} after the acquire timeout. */
+  connect(): Promise<PoolClient>;
   /**
    * Marks a call as sent on `client`: from now on the call deadline runs for it. Two field
    * writes, no timer: one sweep per pool finds the calls past their deadline.
@@ -61,7 +69,7 @@ export interface TunedPool {
 }
 
 /** The tuned pool as createDb holds it: with the policy its statement path asks. */
-export interface TunedPoolWithNaming extends TunedPool {
+export interface TunedPoolWithNaming extends PoolPlumbing {
   readonly naming: StatementNaming;
 }
 
@@ -169,6 +177,16 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   };
   const isOpen = () => answering() >= config.minConnections;
 
+  // A checkout that completes once end() has begun (a new connection whose check was still
+  // unanswered) is handed back, not out: Kysely's driver, destroyed meanwhile, failed it with a
+  // plain Error, and the direct runner sent its statement and waited out the call deadline,
+  // end() with it.
+  const notAfterEnd = (client: PoolClient): PoolClient => {
+    if (!ending) return client;
+    client.release();
+    throw new PoolClosedError('the pool has been ended');
+  };
+
   // pg-pool enforces the acquire timeout itself (connectionTimeoutMillis covers both waiting
   // in its queue and opening a new connection); a checkout that failed after waiting that
   // long is our typed timeout, whatever pg-pool's message says. No timer of our own: this
@@ -184,7 +202,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
     } catch (error) {
       checkout = Promise.reject(error);
     }
-    return checkout.catch((error: unknown) => {
+    return checkout.then(notAfterEnd, (error: unknown) => {
       // Every connection opened at once was refused alike: each is opened again without them.
       if (sentBounds && refusesStartupBounds(error)) {
         startupBounds = false;

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
-import { sql } from 'kysely';
+import { CamelCasePlugin, sql } from 'kysely';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createDb, poolOf } from '../../src/db/create-db.js';
+import { createDb, poolOf, tunedPoolOf } from '../../src/db/create-db.js';
+import { settlesWithin } from '../../src/db/settles-within.js';
 import { ConnectionError, DbError, isRetryable, PoolClosedError, ValidationError } from '../../src/errors.js';
 import { currentHolder } from '../../src/migrations/migration-lock.js';
 import { migrate, migrationStatus } from '../../src/migrations/migrator.js';
@@ -344,10 +345,37 @@ describe('the ended pool', () => {
   it('fails a checkout after end() with PoolClosedError', async () => {
     const db = createDb({ databaseUrl: database.url, minConnections: 0 });
     await poolOf(db).end();
-    const error = await poolOf(db).connect().catch((e: unknown) => e);
+    const error = await tunedPoolOf(db).connect().catch((e: unknown) => e);
     expect(error).toBeInstanceOf(PoolClosedError);
     expect(error).toBeInstanceOf(DbError);
     await db.destroy();
+  });
+});
+
+// A call whose new connection logged in, its check still unanswered (the pool waits up to 2 s
+// for it), when the db is destroyed: the connection was handed out after the end began, and
+// Kysely's released it with a plain Error ("driver has already been destroyed"), a query
+// function's as a DatabaseError, and the direct runner sent its statement and waited out the
+// whole call deadline, destroy() with it.
+describe('a call whose connection opens while the db is destroyed', () => {
+  it.each([
+    ['a Kysely query', (db: ReturnType<typeof createDb>) => sql`SELECT 1`.execute(db)],
+    ['a query function', (db: ReturnType<typeof createDb>) => users.findById(db, '00000000-0000-7000-8000-000000000000')],
+  ])('fails %s with PoolClosedError, and destroy() does not wait for its deadline', async (_name, call) => {
+    const server = await startFakePostgres('login, then nothing');
+    const db = createDb({ databaseUrl: `postgresql://u:p@127.0.0.1:${server.port}/db`, minConnections: 0, maxConnections: 1 }, { onPoolError: () => undefined });
+    try {
+      const outcome = call(db).catch((e: unknown) => e);
+      await eventually(() => server.queries() > 0, "the new connection's check was sent");
+      const destroyed = settlesWithin(db.destroy(), 5_000);
+
+      const error = await outcome;
+      expect(error).toBeInstanceOf(PoolClosedError);
+      expect(await destroyed).toBe(true);
+    } finally {
+      await db.destroy();
+      await server.close();
+    }
   });
 });
 
@@ -355,5 +383,20 @@ describe('poolOf', () => {
   it('refuses a Kysely that createDb did not make with a ValidationError naming db', () => {
     expect(() => poolOf(offlineDb)).toThrow(ValidationError);
     expect(() => poolOf(offlineDb)).toThrow(expect.objectContaining({ field: 'db' }));
+  });
+
+  // It handed out the pool's own checkout: a connection a service took there and queried had
+  // no call deadline, and waited for ever (190 s seen) on a stalled server, its errors raw pg's.
+  it("gives a service the pool's start-up wait, statistics, naming report and end, but no checkout", async () => {
+    const db = createDb({ databaseUrl: database.url, minConnections: 0 });
+    try {
+      const pool = poolOf(db);
+      expect(Object.keys(pool).sort()).toEqual(['end', 'pool', 'ready', 'statementNaming']);
+      // @ts-expect-error: no checkout in the public type either
+      expect(pool.connect).toBeUndefined();
+      expect(poolOf(db.withPlugin(new CamelCasePlugin()))).toBe(pool);
+    } finally {
+      await db.destroy();
+    }
   });
 });

@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createDb, poolOf } from '../../src/db/create-db.js';
+import { createDb, poolOf, tunedPoolOf } from '../../src/db/create-db.js';
 import { withClient } from '../../src/db/with-client.js';
 import { phraseSuggestions, phrases, refreshTokens, users } from '../../src/index.js';
 import { newAdmin, newUser } from '../support/factories.js';
@@ -135,7 +135,7 @@ describe.each(poolers)('named statements behind PgBouncer %s in transaction mode
       try {
         await holder.connect();
         await holder.query('BEGIN; SELECT 1');
-        const client = await poolOf(db).connect();
+        const client = await tunedPoolOf(db).connect();
         // Handed out while the pooler's only server connection is still held.
         const answered = client.query('SELECT 1 AS one');
         await holder.query('ROLLBACK');

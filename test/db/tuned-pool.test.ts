@@ -6,7 +6,7 @@ import pg from 'pg';
 import { afterAll, afterEach, beforeAll, expect, it, vi } from 'vitest';
 import { connectionLifetimeMs } from '../../src/db/connection-lifetime.js';
 import { settlesWithin } from '../../src/db/settles-within.js';
-import { createDb, poolOf } from '../../src/db/create-db.js';
+import { createDb, poolOf, tunedPoolOf } from '../../src/db/create-db.js';
 import { ConnectionError, PoolNotReadyError } from '../../src/errors.js';
 import { eventually } from '../support/eventually.js';
 import { startFakePostgres } from '../support/fake-postgres.js';
@@ -76,7 +76,7 @@ it('refills a min = max pool under load by opening only the missing connection, 
     { databaseUrl: database.url, minConnections: 3, maxConnections: 3, acquireTimeoutMs: 1_000, applicationName },
     { onPoolError: (message) => poolErrors.push(message) },
   );
-  const tuned = poolOf(db);
+  const tuned = tunedPoolOf(db);
   const lock = 4_242_001;
   try {
     await tuned.ready();
@@ -123,7 +123,7 @@ it("resolves ready() only once the refill's connection has logged in, not while 
   const lock = 4_242_002;
   const cleanUp = await holdLogins(applicationName, lock);
   const db = createDb({ databaseUrl: database.url, minConnections: 2, maxConnections: 2, applicationName });
-  const tuned = poolOf(db);
+  const tuned = tunedPoolOf(db);
   try {
     await tuned.ready();
     const [victim] = await backendsOf(applicationName);
@@ -153,7 +153,7 @@ it("resolves ready() after a caller's own login failed while the pool counted it
   const cleanUp = await holdLogins(applicationName, lock, { fail: 'first' });
   await observer.query('SELECT pg_advisory_lock($1)', [lock]);
   const db = createDb({ databaseUrl: database.url, minConnections: 1, maxConnections: 2, applicationName });
-  const tuned = poolOf(db);
+  const tuned = tunedPoolOf(db);
   try {
     // The caller's checkout starts the pool's only login (before the pool's own refill runs,
     // which then finds the pool full), and ready() waits for that login.
@@ -192,7 +192,7 @@ it("backs refills off while the server refuses logins, through a refill that fou
     { databaseUrl: database.url, minConnections: 1, maxConnections: 2, applicationName },
     { onPoolError: (message) => message === 'could not refill the connection pool; retrying' && refillFailed() },
   );
-  const tuned = poolOf(db);
+  const tuned = tunedPoolOf(db);
   const logins = () => tuned.pool.totalCount;
   // The next refill starts after `delayMs` of the backoff, not a millisecond sooner. (Its login
   // fails, if it does, only once the test waits on something.)
@@ -320,7 +320,7 @@ it('refills a retired idle connection at once while the other is busy, not by qu
     acquireTimeoutMs: 1_000,
     applicationName,
   });
-  const tuned = poolOf(db);
+  const tuned = tunedPoolOf(db);
   let release!: () => void;
   const held = new Promise<void>((resolve) => (release = resolve));
   try {
@@ -394,7 +394,7 @@ const socketsOf = (pool: pg.Pool) => (pool as unknown as { _clients: Array<{ con
 it('ends only once a connection still logging in when destroy() was called has closed too, rather than leaving it open and unwatched', async () => {
   const db = createDb({ databaseUrl: database.url, applicationName: `late-${randomBytes(4).toString('hex')}`, minConnections: 0, maxConnections: 2 });
   // A checkout that is still logging in when the pool is ended.
-  const checkout = poolOf(db)
+  const checkout = tunedPoolOf(db)
     .connect()
     .then(
       (client) => {

@@ -7,6 +7,8 @@ export interface FakePostgres {
   accepted(): number;
   /** Connections that sent their first message (a startup message or an SSLRequest) so far: logins tried, where a mere connect counts in {@link accepted} only. */
   logins(): number;
+  /** Messages that came after a login's first (a query, a connection's check): each chunk the socket read counts once. */
+  queries(): number;
   close(): Promise<void>;
 }
 
@@ -41,6 +43,7 @@ export async function startFakePostgres(answers: FakePostgresAnswers): Promise<F
   const sockets = new Set<net.Socket>();
   let accepted = 0;
   let logins = 0;
+  let queries = 0;
   const server = net.createServer((socket) => {
     accepted += 1;
     sockets.add(socket);
@@ -52,8 +55,9 @@ export async function startFakePostgres(answers: FakePostgresAnswers): Promise<F
         greeted = true;
         logins += 1;
         if (answers !== 'nothing') socket.write(loggedIn);
-      } else if (answers === 'login, then hangs up') {
-        socket.destroy();
+      } else {
+        queries += 1;
+        if (answers === 'login, then hangs up') socket.destroy();
       }
     });
   });
@@ -62,6 +66,7 @@ export async function startFakePostgres(answers: FakePostgresAnswers): Promise<F
     port: (server.address() as net.AddressInfo).port,
     accepted: () => accepted,
     logins: () => logins,
+    queries: () => queries,
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
