@@ -79,8 +79,11 @@ const objectsQuery = `
 // CASCADE would take it along, unsaid (another schema's view or materialized view over users, a
 // foreign key to it, a column of its row type or of a domain, a cast, a policy or default that
 // calls a function of public). Where an object sits: a rule, trigger, default or policy with
-// its relation, an operator family's member with its family; a cast nowhere, so outside.
-// Extensions kept, and their members, are not dropped.
+// its relation, an operator family's member with its family, a cast with a type of public it
+// converts (else nowhere, so outside). A part of an object of public (a foreign key's triggers on
+// the table it references, a TOAST table) goes with it, and is nobody's loss. A view is named,
+// not its rule; a generated column, not its expression. Extensions kept, and their members, are
+// not dropped.
 const outsideDependentsQuery = `
   WITH dependency AS (
     SELECT d.classid, d.objid, d.objsubid, d.refclassid, d.refobjid, d.refobjsubid,
@@ -91,7 +94,8 @@ const outsideDependentsQuery = `
              WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass THEN (SELECT p.polrelid FROM pg_catalog.pg_policy p WHERE p.oid = d.objid)
            END AS relation
       FROM pg_catalog.pg_depend d
-     WHERE NOT (d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.refobjid = ANY ($1::pg_catalog.oid[]))
+     WHERE d.deptype <> 'i'
+       AND NOT (d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.refobjid = ANY ($1::pg_catalog.oid[]))
        AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend m
                         WHERE m.classid = d.refclassid AND m.objid = d.refobjid AND m.deptype = 'e' AND m.refobjid = ANY ($1::pg_catalog.oid[]))
   ), placed AS (
@@ -102,13 +106,20 @@ const outsideDependentsQuery = `
                 WHEN classid = 'pg_catalog.pg_amproc'::pg_catalog.regclass
                   THEN (SELECT f.opfnamespace FROM pg_catalog.pg_amproc p JOIN pg_catalog.pg_opfamily f ON f.oid = p.amprocfamily WHERE p.oid = objid)
                 WHEN classid = 'pg_catalog.pg_extension'::pg_catalog.regclass THEN (SELECT e.extnamespace FROM pg_catalog.pg_extension e WHERE e.oid = objid)
+                WHEN classid = 'pg_catalog.pg_cast'::pg_catalog.regclass
+                  THEN (SELECT CASE WHEN 'public'::pg_catalog.regnamespace IN (s.typnamespace, t.typnamespace) THEN 'public'::pg_catalog.regnamespace END
+                          FROM pg_catalog.pg_cast c JOIN pg_catalog.pg_type s ON s.oid = c.castsource JOIN pg_catalog.pg_type t ON t.oid = c.casttarget WHERE c.oid = objid)
                 ELSE (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = (pg_catalog.pg_identify_object(classid, objid, objsubid)).schema) END AS schema,
            CASE WHEN refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass THEN (SELECT e.extnamespace FROM pg_catalog.pg_extension e WHERE e.oid = refobjid)
                 ELSE (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = (pg_catalog.pg_identify_object(refclassid, refobjid, refobjsubid)).schema) END AS ref_schema
       FROM dependency
   )
-  SELECT CASE WHEN relation IS NOT NULL AND classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
-              THEN pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, relation, 0)
+  SELECT CASE WHEN classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
+                    AND (SELECT r.rulename = '_RETURN' FROM pg_catalog.pg_rewrite r WHERE r.oid = objid)
+                THEN pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, relation, 0)
+              WHEN classid = 'pg_catalog.pg_attrdef'::pg_catalog.regclass
+                    AND (SELECT a.attgenerated <> '' FROM pg_catalog.pg_attrdef d JOIN pg_catalog.pg_attribute a ON a.attrelid = d.adrelid AND a.attnum = d.adnum WHERE d.oid = objid)
+                THEN (SELECT pg_catalog.pg_describe_object('pg_catalog.pg_class'::pg_catalog.regclass, d.adrelid, d.adnum) FROM pg_catalog.pg_attrdef d WHERE d.oid = objid)
               ELSE pg_catalog.pg_describe_object(classid, objid, objsubid) END AS dependent,
          pg_catalog.min(pg_catalog.pg_describe_object(refclassid, refobjid, refobjsubid)) AS on_object
     FROM placed

@@ -612,7 +612,8 @@ describe.skipIf(!available)('npm run db:restore', () => {
        CREATE MATERIALIZED VIEW reporting.user_count AS SELECT count(*) AS n FROM public.users;
        CREATE TABLE reporting.visits (user_id uuid REFERENCES public.users (id), at timestamptz);
        CREATE TABLE reporting.snapshots (snap public.users, taken timestamptz DEFAULT now());
-       INSERT INTO reporting.snapshots (snap) SELECT u FROM public.users u LIMIT 1;`,
+       INSERT INTO reporting.snapshots (snap) SELECT u FROM public.users u LIMIT 1;
+       CREATE RULE touch_user AS ON INSERT TO reporting.visits DO ALSO UPDATE public.users SET display_name = display_name WHERE id = NEW.user_id;`,
     );
     await execute(target, 'CREATE SCHEMA owner_side; CREATE VIEW owner_side.names AS SELECT display_name FROM public.users');
     const before = await tableContents(target);
@@ -626,8 +627,8 @@ describe.skipIf(!available)('npm run db:restore', () => {
         'column snap of table reporting.snapshots (on type public.users); ' +
         'constraint visits_user_id_fkey on table reporting.visits (on column id of table public.users); ' +
         'materialized view reporting.user_count (on table public.users); ' +
-        'view owner_side.names (on column display_name of table public.users); ' +
-        'view reporting.active_users (on column id of table public.users); ' +
+        'rule touch_user on table reporting.visits (on column display_name of table public.users); ' +
+        'view owner_side.names (on column display_name of table public.users) and 1 more; ' +
         'drop them, or make them not depend on public, then restore again (and make them again after)',
     );
     expect(await tableContents(target)).toEqual(before);
@@ -637,6 +638,28 @@ describe.skipIf(!available)('npm run db:restore', () => {
       foreignKeys: (await client.query("SELECT count(*)::int AS n FROM pg_constraint WHERE conname = 'visits_user_id_fkey'")).rows,
     }));
     expect(kept).toEqual({ snapshots: [{ n: 1 }], views: [{ n: 3 }], foreignKeys: [{ n: 1 }] });
+  });
+
+  // Not what goes with public's own objects: the triggers of a foreign key of public's on the
+  // table of another schema it references, and the casts of an extension in public (citext) were
+  // taken for other schemas' objects, and refused, with a remedy nobody could apply.
+  it.concurrent("restores over a foreign key of public's to another schema's table, and an extension in public with casts", async ({ expect }) => {
+    const target = await databaseWithOtherData();
+    await execute(
+      target,
+      `CREATE SCHEMA geo; CREATE TABLE geo.countries (code text PRIMARY KEY); INSERT INTO geo.countries VALUES ('NZ');
+       CREATE TABLE public.addresses (id int, country text REFERENCES geo.countries (code));
+       CREATE EXTENSION citext;`,
+    );
+
+    const restored = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file) });
+
+    expect(restored.tables).toBe(backup.tables);
+    const left = await withClient(target, async (client) => ({
+      countries: (await client.query('SELECT code FROM geo.countries')).rows,
+      addresses: (await client.query("SELECT to_regclass('public.addresses') IS NULL AS gone")).rows,
+    }));
+    expect(left).toEqual({ countries: [{ code: 'NZ' }], addresses: [{ gone: true }] });
   });
 
   // Between two files of a migration run no table is held: a restore came in there, and the
