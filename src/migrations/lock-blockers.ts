@@ -75,15 +75,22 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
     // database whose settings a restored backup may have changed (ALTER DATABASE … SET search_path).
     // Its SET under a round trip's deadline too: left unanswered, it held the monitor's every
     // later look, the attempt's stop() and the run's ROLLBACK, with the migration lock, for ever.
-    client = openClient(databaseUrl, applicationName).then(async (opened) => {
+    const opening = openClient(databaseUrl, applicationName).then(async (opened) => {
       await answeredWithin(opened, roundTripDeadlineMs, "the monitor's search_path", () => opened.query('SET search_path = pg_catalog')).catch(async (error: unknown) => {
         await opened.end().catch(() => undefined);
         throw error;
       });
+      // Ended by the server while it idled (pg_terminate_backend, a restart): opened again at
+      // the next use. Kept, it failed every later look at once, and the second in a row took a
+      // healthy long statement for lost.
+      opened.once('end', () => {
+        if (client === opening) client = undefined;
+      });
       return opened;
     });
-    client.catch(() => undefined);
-    return client;
+    client = opening;
+    opening.catch(() => undefined);
+    return opening;
   };
   // A sample gets a round trip's deadline: one that goes unanswered closes the monitor's
   // connection, and the next sample opens another.

@@ -37,6 +37,64 @@ async function failsAsLockWait({ expect }: TestContext, run: () => Promise<unkno
   }
 }
 
+// An index built CONCURRENTLY that waits out another transaction's snapshot for as long as the
+// test likes, run as the owner with looks at its session every 300 ms: the looks seen so far
+// (from the monitor's connection, by pid), and the run's outcome once the snapshot is let go.
+async function watchedIndexBuild(context: TestContext, options: { connectionLimit?: number } = {}) {
+  const sandbox = await createMigrationSandbox();
+  context.onTestFinished(() => sandbox.remove());
+  const { database, migrationsDir } = sandbox;
+  await migrate({ databaseUrl: database.ownerUrl, migrationsDir });
+  const index = '20990101000002_index_display_name';
+  await writeMigration(
+    migrationsDir,
+    index,
+    '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY users_display_name_idx ON users (display_name);\n',
+    '-- migrate:no-transaction\nDROP INDEX CONCURRENTLY users_display_name_idx;\n',
+  );
+  // A transaction's snapshot that the build waits out, in the database (with a limit: room for three more).
+  const snapshot = await openClient(database.url, 'kw-test-old-snapshot');
+  context.onTestFinished(() => snapshot.end());
+  if (options.connectionLimit !== undefined) {
+    await snapshot.query(`ALTER DATABASE ${snapshot.escapeIdentifier(database.name)} CONNECTION LIMIT ${options.connectionLimit}`);
+  }
+  await snapshot.query('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1');
+  // Seen from another database, so as not to take a slot.
+  const observer = await openClient(databaseUrlWith(database.url, 'postgres'), 'kw-test-observer');
+  context.onTestFinished(() => observer.end());
+
+  let settled = false;
+  const run = migrate({ databaseUrl: database.ownerUrl, migrationsDir, serverStallTimeoutMs: 300 })
+    .then((runs) => ({ runs }), (error: unknown) => ({ error }))
+    .finally(() => (settled = true));
+  const looks = new Map<string, { pid: number }>();
+  const sample = async () => {
+    const { rows } = await observer.query<{ pid: number; at: string }>(
+      `SELECT pid, query_start::text AS at FROM pg_stat_activity
+        WHERE datname = $1 AND application_name = 'kennwilliamson-migrate-monitor' AND query LIKE '%FROM pg_catalog.pg_stat_activity WHERE pid = $1%'`,
+      [database.name],
+    );
+    for (const { pid, at } of rows) looks.set(`${pid} ${at}`, { pid });
+    return [...looks.values()];
+  };
+  return {
+    index,
+    observer,
+    settled: () => settled,
+    lookCount: () => looks.size,
+    /** The looks seen, once there are `count` of them (or the run has ended). */
+    looked: async (count: number) => {
+      await eventually(async () => (await sample()).length >= count || settled, `${count} looks at the index build`, { timeoutMs: 30_000 });
+      return [...looks.values()];
+    },
+    finish: async () => {
+      await snapshot.query('COMMIT');
+      return run;
+    },
+    indexValid: async () => (await snapshot.query("SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = 'users_display_name_idx'::regclass")).rows[0]?.valid,
+  };
+}
+
 describe.concurrent('migrate against a server that stops answering', () => {
   it('gives up on the record held by another session after MIGRATION_LOCK_TIMEOUT, applying nothing', async (context) => {
     const { database, migrationsDir, recorded } = await sandboxWithPending(context);
@@ -191,51 +249,26 @@ describe.concurrent('migrate against a server that stops answering', () => {
   // was refused, and the tenth took the healthy index build for lost, leaving it INVALID. The
   // looks now go through the monitor's connection.
   it('builds an index CONCURRENTLY past serverStallTimeoutMs where the database has room for the run\'s three connections only', async (context) => {
-    const sandbox = await createMigrationSandbox();
-    context.onTestFinished(() => sandbox.remove());
-    const { database, migrationsDir } = sandbox;
-    await migrate({ databaseUrl: database.ownerUrl, migrationsDir });
-    const index = '20990101000002_index_display_name';
-    await writeMigration(
-      migrationsDir,
-      index,
-      '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY users_display_name_idx ON users (display_name);\n',
-      '-- migrate:no-transaction\nDROP INDEX CONCURRENTLY users_display_name_idx;\n',
-    );
-    // A transaction's snapshot that the build waits out, in the database: with it, room for three more.
-    const snapshot = await openClient(database.url, 'kw-test-old-snapshot');
-    context.onTestFinished(() => snapshot.end());
-    await snapshot.query(`ALTER DATABASE ${snapshot.escapeIdentifier(database.name)} CONNECTION LIMIT 4`);
-    await snapshot.query('BEGIN ISOLATION LEVEL REPEATABLE READ; SELECT 1');
-    // Seen from another database, so as not to take a slot.
-    const observer = await openClient(databaseUrlWith(database.url, 'postgres'), 'kw-test-observer');
-    context.onTestFinished(() => observer.end());
+    const build = await watchedIndexBuild(context, { connectionLimit: 4 });
+    await build.looked(10);
+    const outcome = await build.finish();
 
-    let settled = false;
-    const run = migrate({ databaseUrl: database.ownerUrl, migrationsDir, serverStallTimeoutMs: 300 })
-      .then((runs) => ({ runs }), (error: unknown) => ({ error }))
-      .finally(() => (settled = true));
-    // Ten looks at the build's session, as many as were refused before it was given up on.
-    const looks = new Set<string>();
-    await eventually(
-      async () => {
-        const { rows } = await observer.query<{ at: string }>(
-          `SELECT query_start::text AS at FROM pg_stat_activity
-            WHERE datname = $1 AND application_name = 'kennwilliamson-migrate-monitor' AND query LIKE '%FROM pg_catalog.pg_stat_activity WHERE pid = $1%'`,
-          [database.name],
-        );
-        for (const { at } of rows) looks.add(at);
-        return looks.size >= 10 || settled;
-      },
-      'ten looks at the index build',
-      { timeoutMs: 30_000 },
-    );
-    await snapshot.query('COMMIT');
-    const outcome = await run;
+    context.expect(outcome).toEqual({ runs: [expect.objectContaining({ name: build.index })] });
+    context.expect(await build.indexValid()).toBe(true);
+  });
 
-    context.expect(outcome).toEqual({ runs: [expect.objectContaining({ name: index })] });
-    const { rows } = await snapshot.query("SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = 'users_display_name_idx'::regclass");
-    context.expect(rows).toEqual([{ valid: true }]);
+  // Once the looks shared the monitor's connection, the server ending it while it idled left the
+  // monitor holding a closed client: every later look failed at once, and the second in a row took
+  // the healthy build for lost. A lost connection is opened again at the next look.
+  it("builds an index CONCURRENTLY past serverStallTimeoutMs when the server ends the monitor's connection", async (context) => {
+    const build = await watchedIndexBuild(context);
+    const [first] = await build.looked(1);
+    await build.observer.query('SELECT pg_terminate_backend($1)', [first!.pid]);
+    await eventually(async () => (await build.looked(0)).some((look) => look.pid !== first!.pid && build.lookCount() >= 4) || build.settled(), 'looks from a new connection');
+    const outcome = await build.finish();
+
+    context.expect(outcome).toEqual({ runs: [expect.objectContaining({ name: build.index })] });
+    context.expect(await build.indexValid()).toBe(true);
   });
 
   it('applies a statement that runs longer than serverStallTimeoutMs, its session running it', async (context) => {
