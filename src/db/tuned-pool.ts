@@ -177,6 +177,32 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   };
   const isOpen = () => answering() >= config.minConnections;
 
+  // pg-pool's end() neither serves nor fails the checkouts queued behind a busy pool: each
+  // waited out the acquire timeout, then failed as a PoolTimeoutError after destroy() had
+  // resolved (its timer unref'd, a script could exit with the call never settled). end()
+  // fails them at once; a connection handed to one later goes back.
+  const waitingCheckouts = new Set<() => void>();
+  const abandonedAtEnd = (checkout: Promise<PoolClient>): Promise<PoolClient> =>
+    new Promise<PoolClient>((resolve, reject) => {
+      let abandoned = false;
+      const abandon = () => {
+        abandoned = true;
+        reject(new PoolClosedError('the pool was ended while the call waited for a connection'));
+      };
+      waitingCheckouts.add(abandon);
+      checkout.then(
+        (client) => {
+          waitingCheckouts.delete(abandon);
+          if (abandoned) client.release();
+          else resolve(client);
+        },
+        (error: unknown) => {
+          waitingCheckouts.delete(abandon);
+          reject(error);
+        },
+      );
+    });
+
   // A checkout that completes once end() has begun (a new connection whose check was still
   // unanswered) is handed back, not out: Kysely's driver, destroyed meanwhile, failed it with a
   // plain Error, and the direct runner sent its statement and waited out the call deadline,
@@ -198,11 +224,12 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
     // pg-pool's connect(), which then throws at once instead of rejecting.
     let checkout: Promise<PoolClient>;
     try {
-      checkout = pool.connect();
+      checkout = abandonedAtEnd(pool.connect());
     } catch (error) {
       checkout = Promise.reject(error);
     }
     return checkout.then(notAfterEnd, (error: unknown) => {
+      if (error instanceof PoolClosedError) throw error;
       // Every connection opened at once was refused alike: each is opened again without them.
       if (sentBounds && refusesStartupBounds(error)) {
         startupBounds = false;
@@ -402,6 +429,8 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
       refillTimer = undefined;
       refilling = refill()
         .catch((error: unknown) => {
+          // Its checkouts, completing once end() began, fail with PoolClosedError: no failure.
+          if (ending) return;
           failedRefills += 1;
           lastRefillError = error;
           settleReady(error);
@@ -494,6 +523,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
         ending = true;
         clearTimeout(refillTimer);
         settleReady(new PoolClosedError('the pool was ended before it was ready'));
+        for (const abandon of waitingCheckouts) abandon();
         await Promise.all([refilling, naming.close()]);
         // pg-pool's end waits for every checked-out connection. One whose call went into a dead
         // network path is freed only by its call deadline, so the sweep runs until the end: without

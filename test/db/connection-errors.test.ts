@@ -1,3 +1,4 @@
+import { performance } from 'node:perf_hooks';
 import { randomBytes } from 'node:crypto';
 import { createServer } from 'node:net';
 import { CamelCasePlugin, sql } from 'kysely';
@@ -340,6 +341,39 @@ describe('the ended pool', () => {
     await ending;
     await expect(poolOf(db).ready()).rejects.toBeInstanceOf(PoolClosedError);
     await db.destroy();
+  });
+
+  // pg-pool's end() leaves the checkouts queued behind a busy pool waiting: each failed only
+  // at the acquire timeout, as a PoolTimeoutError, after destroy() had resolved (and a script
+  // could exit with the call never settled, its timer unref'd).
+  it('fails the calls queued for a connection when the db is destroyed with PoolClosedError, at once', async () => {
+    const db = createDb({ databaseUrl: database.url, minConnections: 1, maxConnections: 1, acquireTimeoutMs: 20_000 });
+    await eventually(() => poolOf(db).pool.idleCount === 1, 'the only connection is open and idle');
+    const busy = sql`SELECT pg_sleep(0.5)`.execute(db);
+    await eventually(() => poolOf(db).pool.idleCount === 0 && poolOf(db).pool.waitingCount === 0, 'the only connection is busy');
+    const queued = [sql`SELECT 1`.execute(db).catch((e: unknown) => e), users.findById(db, '00000000-0000-7000-8000-000000000000').catch((e: unknown) => e)];
+    await eventually(() => poolOf(db).pool.waitingCount === 2, 'both calls wait for the connection');
+    const started = performance.now();
+    const destroyed = db.destroy();
+
+    const errors = await Promise.all(queued);
+    expect(errors.map((error) => error?.constructor.name)).toEqual(['PoolClosedError', 'PoolClosedError']);
+    expect(performance.now() - started).toBeLessThan(10_000);
+    await busy;
+    await destroyed;
+  });
+
+  // The pool's own refill, its checkouts completing after the end began, reported "could not
+  // refill the connection pool; retrying" to onPoolError (stderr by default) of a db destroyed
+  // right after it was made: a false alarm on every short script.
+  it('says nothing through onPoolError of a db destroyed while it opens its first connections', async () => {
+    const reported: string[] = [];
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const db = createDb({ databaseUrl: database.url, minConnections: 2, maxConnections: 4 }, { onPoolError: (message) => reported.push(message) });
+      await eventually(() => poolOf(db).pool.totalCount > 0, 'the refill opens its connections');
+      await db.destroy();
+    }
+    expect(reported).toEqual([]);
   });
 
   it('fails a checkout after end() with PoolClosedError', async () => {
