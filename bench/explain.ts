@@ -21,7 +21,9 @@ function literalOf(client: pg.ClientBase, value: unknown): string {
   return client.escapeLiteral(typeof value === 'string' ? value : JSON.stringify(value));
 }
 
-const transactionControl = /^\s*(begin|commit|rollback|savepoint|release)/i;
+// Only what EXPLAIN takes: a transaction's control (BEGIN, START TRANSACTION, which
+// phraseSuggestions.approve sends, COMMIT …) and its SET LOCALs are passed over.
+const explainable = /^\s*(select|insert|update|delete|merge|values|with)\b/i;
 
 function readPlan(lines: string[], indexes: Set<string>, seqScans: Set<string>): void {
   for (const line of lines) {
@@ -44,7 +46,7 @@ export async function explainStatements(
   const custom = { indexes: new Set<string>(), seqScans: new Set<string>() };
   const generic = { indexes: new Set<string>(), seqScans: new Set<string>() };
   for (const statement of statements) {
-    if (transactionControl.test(statement.sql)) continue;
+    if (!explainable.test(statement.sql)) continue;
     const plan = async (text: string) =>
       (await client.query<{ 'QUERY PLAN': string }>(text, [...statement.parameters])).rows.map((row) => row['QUERY PLAN']);
     readPlan(await plan(`EXPLAIN ${statement.sql}`), custom.indexes, custom.seqScans);
