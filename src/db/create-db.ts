@@ -387,12 +387,8 @@ export function createDb(
     // hand: a checkout begun a moment before may not have reached the pool yet.)
     () => Math.max(0, tuned.pool.idleCount - tuned.pool.waitingCount),
   );
-  const handle: TunedPool = Object.freeze({
-    pool: tuned.pool,
-    ready: (readyOptions?: { timeoutMs?: number | undefined }) => tuned.ready(readyOptions),
-    end: () => tuned.end(),
-    statementNaming: () => tuned.statementNaming(),
-  });
+  // The pool's functions are closures, not methods: handed out as they are.
+  const handle: TunedPool = Object.freeze({ pool: tuned.pool, ready: tuned.ready, end: tuned.end, statementNaming: tuned.statementNaming });
   return keepTuned(db, { tuned, direct: options.log === undefined ? createDirectRunner(tuned) : undefined, gates, handle });
 }
 

@@ -177,58 +177,52 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
   };
   const isOpen = () => answering() >= config.minConnections;
 
-  // pg-pool's end() neither serves nor fails the checkouts queued behind a busy pool: each
-  // waited out the acquire timeout, then failed as a PoolTimeoutError after destroy() had
-  // resolved (its timer unref'd, a script could exit with the call never settled). end()
-  // fails them at once; a connection handed to one later goes back.
-  const waitingCheckouts = new Set<() => void>();
-  const abandonedAtEnd = (checkout: Promise<PoolClient>): Promise<PoolClient> =>
+  // pg-pool's end() neither serves nor fails the checkouts under way: one queued behind a busy
+  // pool waited out the acquire timeout, then failed as a PoolTimeoutError after destroy() had
+  // resolved (its timer unref'd, a script could exit with the call never settled), and one
+  // whose new connection was still being checked was handed out after the end began (Kysely's
+  // destroyed driver failed it with a plain Error, and the direct runner sent its statement and
+  // waited out the call deadline, end() with it). end() fails each under way at once, a
+  // connection that reaches one later goes back, and none begins once the end has.
+  const underWay = new Set<() => void>();
+  const endable = (checkout: Promise<PoolClient>): Promise<PoolClient> =>
     new Promise<PoolClient>((resolve, reject) => {
       let abandoned = false;
       const abandon = () => {
         abandoned = true;
         reject(new PoolClosedError('the pool was ended while the call waited for a connection'));
       };
-      waitingCheckouts.add(abandon);
+      underWay.add(abandon);
       checkout.then(
         (client) => {
-          waitingCheckouts.delete(abandon);
+          underWay.delete(abandon);
           if (abandoned) client.release();
           else resolve(client);
         },
         (error: unknown) => {
-          waitingCheckouts.delete(abandon);
+          underWay.delete(abandon);
           reject(error);
         },
       );
     });
-
-  // A checkout that completes once end() has begun (a new connection whose check was still
-  // unanswered) is handed back, not out: Kysely's driver, destroyed meanwhile, failed it with a
-  // plain Error, and the direct runner sent its statement and waited out the call deadline,
-  // end() with it.
-  const notAfterEnd = (client: PoolClient): PoolClient => {
-    if (!ending) return client;
-    client.release();
-    throw new PoolClosedError('the pool has been ended');
-  };
 
   // pg-pool enforces the acquire timeout itself (connectionTimeoutMillis covers both waiting
   // in its queue and opening a new connection); a checkout that failed after waiting that
   // long is our typed timeout, whatever pg-pool's message says. No timer of our own: this
   // runs for every query.
   const connect = (): Promise<PoolClient> => {
+    if (ending) return Promise.reject(new PoolClosedError('the pool has been ended'));
     const started = performance.now();
     const sentBounds = startupBounds;
     // pg reads a file the URL names (sslrootcert, sslcert) as it makes the client, inside
     // pg-pool's connect(), which then throws at once instead of rejecting.
     let checkout: Promise<PoolClient>;
     try {
-      checkout = abandonedAtEnd(pool.connect());
+      checkout = endable(pool.connect());
     } catch (error) {
       checkout = Promise.reject(error);
     }
-    return checkout.then(notAfterEnd, (error: unknown) => {
+    return checkout.catch((error: unknown) => {
       if (error instanceof PoolClosedError) throw error;
       // Every connection opened at once was refused alike: each is opened again without them.
       if (sentBounds && refusesStartupBounds(error)) {
@@ -523,7 +517,7 @@ export function createTunedPool(config: DbConfig, listener: PoolErrorListener = 
         ending = true;
         clearTimeout(refillTimer);
         settleReady(new PoolClosedError('the pool was ended before it was ready'));
-        for (const abandon of waitingCheckouts) abandon();
+        for (const abandon of underWay) abandon();
         await Promise.all([refilling, naming.close()]);
         // pg-pool's end waits for every checked-out connection. One whose call went into a dead
         // network path is freed only by its call deadline, so the sweep runs until the end: without

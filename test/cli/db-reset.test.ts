@@ -257,14 +257,19 @@ describe('npm run db:reset without DB_APP_USER', () => {
     expect(bound).toEqual({ statement: '7s' });
   });
 
-  // The old database's default privileges go with it: its check of the new role before the drop
-  // refused it as a second application role.
-  it('with a DB_APP_USER other than the role the old database had, resets and grants the new one', async () => {
+  // A database whose application role is `before`, and `after`, a role made for it, not yet granted.
+  async function databaseWithAnotherAppRole() {
     const database = await createTestDatabase();
     onTestFinished(() => database.drop());
     const before = await appRoleIn(database.url);
     await ensureAppRole({ databaseUrl: database.ownerUrl, user: before.user });
-    const after = await appRoleIn(database.url);
+    return { database, before, after: await appRoleIn(database.url) };
+  }
+
+  // The old database's default privileges go with it: its check of the new role before the drop
+  // refused it as a second application role.
+  it('with a DB_APP_USER other than the role the old database had, resets and grants the new one', async () => {
+    const { database, before, after } = await databaseWithAnotherAppRole();
 
     const result = await resetAsAdmin(database.url, { DB_OWNER_USER: inject('ownerUser'), DB_OWNER_PASSWORD: inject('ownerPassword'), DB_APP_USER: after.user });
 
@@ -276,11 +281,7 @@ describe('npm run db:reset without DB_APP_USER', () => {
   // The check of the new role before the drop granted it on the old database, and a drop that
   // then did not happen (no CREATEDB here) left two roles with every row.
   it('grants nothing on the old database when the drop does not happen', async () => {
-    const database = await createTestDatabase();
-    onTestFinished(() => database.drop());
-    const before = await appRoleIn(database.url);
-    await ensureAppRole({ databaseUrl: database.ownerUrl, user: before.user });
-    const after = await appRoleIn(database.url);
+    const { database, before, after } = await databaseWithAnotherAppRole();
 
     const result = await runCli('db-reset', ['--yes'], { DATABASE_URL: database.ownerUrl, DB_APP_USER: after.user });
 

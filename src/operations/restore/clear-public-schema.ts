@@ -83,21 +83,29 @@ const objectsQuery = `
 // converts (else nowhere, so outside). A part of an object of public (a foreign key's triggers on
 // the table it references, a TOAST table) goes with it, and is nobody's loss. A view is named,
 // not its rule; a generated column, not its expression. Extensions kept, and their members, are
-// not dropped.
+// not dropped. The dependencies on public's objects are found first, and only theirs placed:
+// pg_identify_object is the costly part (both sides of every row of pg_depend took 480 ms at
+// 33,000 rows, against 225 ms).
 const outsideDependentsQuery = `
-  WITH dependency AS (
-    SELECT d.classid, d.objid, d.objsubid, d.refclassid, d.refobjid, d.refobjsubid,
+  WITH on_public AS MATERIALIZED (
+    SELECT d.classid, d.objid, d.objsubid, d.refclassid, d.refobjid, d.refobjsubid
+      FROM pg_catalog.pg_depend d
+     WHERE d.deptype <> 'i'
+       AND NOT (d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.refobjid = ANY ($1::pg_catalog.oid[]))
+       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend m
+                        WHERE m.classid = d.refclassid AND m.objid = d.refobjid AND m.deptype = 'e' AND m.refobjid = ANY ($1::pg_catalog.oid[]))
+       AND CASE WHEN d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass
+                  THEN (SELECT e.extnamespace FROM pg_catalog.pg_extension e WHERE e.oid = d.refobjid) = 'public'::pg_catalog.regnamespace
+                ELSE (pg_catalog.pg_identify_object(d.refclassid, d.refobjid, d.refobjsubid)).schema = 'public' END
+  ), dependency AS (
+    SELECT d.*,
            CASE d.classid
              WHEN 'pg_catalog.pg_rewrite'::pg_catalog.regclass THEN (SELECT r.ev_class FROM pg_catalog.pg_rewrite r WHERE r.oid = d.objid)
              WHEN 'pg_catalog.pg_trigger'::pg_catalog.regclass THEN (SELECT t.tgrelid FROM pg_catalog.pg_trigger t WHERE t.oid = d.objid)
              WHEN 'pg_catalog.pg_attrdef'::pg_catalog.regclass THEN (SELECT a.adrelid FROM pg_catalog.pg_attrdef a WHERE a.oid = d.objid)
              WHEN 'pg_catalog.pg_policy'::pg_catalog.regclass THEN (SELECT p.polrelid FROM pg_catalog.pg_policy p WHERE p.oid = d.objid)
            END AS relation
-      FROM pg_catalog.pg_depend d
-     WHERE d.deptype <> 'i'
-       AND NOT (d.refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass AND d.refobjid = ANY ($1::pg_catalog.oid[]))
-       AND NOT EXISTS (SELECT 1 FROM pg_catalog.pg_depend m
-                        WHERE m.classid = d.refclassid AND m.objid = d.refobjid AND m.deptype = 'e' AND m.refobjid = ANY ($1::pg_catalog.oid[]))
+      FROM on_public d
   ), placed AS (
     SELECT dependency.*,
            CASE WHEN relation IS NOT NULL THEN (SELECT c.relnamespace FROM pg_catalog.pg_class c WHERE c.oid = relation)
@@ -109,9 +117,7 @@ const outsideDependentsQuery = `
                 WHEN classid = 'pg_catalog.pg_cast'::pg_catalog.regclass
                   THEN (SELECT CASE WHEN 'public'::pg_catalog.regnamespace IN (s.typnamespace, t.typnamespace) THEN 'public'::pg_catalog.regnamespace END
                           FROM pg_catalog.pg_cast c JOIN pg_catalog.pg_type s ON s.oid = c.castsource JOIN pg_catalog.pg_type t ON t.oid = c.casttarget WHERE c.oid = objid)
-                ELSE (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = (pg_catalog.pg_identify_object(classid, objid, objsubid)).schema) END AS schema,
-           CASE WHEN refclassid = 'pg_catalog.pg_extension'::pg_catalog.regclass THEN (SELECT e.extnamespace FROM pg_catalog.pg_extension e WHERE e.oid = refobjid)
-                ELSE (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = (pg_catalog.pg_identify_object(refclassid, refobjid, refobjsubid)).schema) END AS ref_schema
+                ELSE (SELECT n.oid FROM pg_catalog.pg_namespace n WHERE n.nspname = (pg_catalog.pg_identify_object(classid, objid, objsubid)).schema) END AS schema
       FROM dependency
   )
   SELECT CASE WHEN classid = 'pg_catalog.pg_rewrite'::pg_catalog.regclass
@@ -123,8 +129,7 @@ const outsideDependentsQuery = `
               ELSE pg_catalog.pg_describe_object(classid, objid, objsubid) END AS dependent,
          pg_catalog.min(pg_catalog.pg_describe_object(refclassid, refobjid, refobjsubid)) AS on_object
     FROM placed
-   WHERE ref_schema = 'public'::pg_catalog.regnamespace
-     AND schema IS DISTINCT FROM 'public'::pg_catalog.regnamespace AND schema IS DISTINCT FROM 'pg_toast'::pg_catalog.regnamespace
+   WHERE schema IS DISTINCT FROM 'public'::pg_catalog.regnamespace AND schema IS DISTINCT FROM 'pg_toast'::pg_catalog.regnamespace
    GROUP BY 1 ORDER BY 1`;
 
 /**
