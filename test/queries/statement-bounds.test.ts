@@ -80,15 +80,19 @@ async function whileUserRowHeld(userId: string, work: () => Promise<void>): Prom
 
 // The sessions waiting for the session `holderPid`, directly or behind another waiter, as a
 // session of the test's own sees them: the file's other tests wait at the same time, for
-// holders of their own.
+// holders of their own. Read from the lock manager, each wait named by the waiting transaction
+// (its virtual id), not from pg_stat_activity: there a session's query_start comes from the
+// statistics snapshot, taken as the look begins, and its wait_event is read live a moment later,
+// so a call whose statement began its wait in between was seen once with the query_start of its
+// previous protocol message (Bind, or BEGIN) and then with its own, one wait counted as two.
 async function lockWatch() {
   const observer = await directSession();
   const waiting = async (holderPid: number) =>
     (
       await observer.query<{ pid: number; wait_event: string; blockers: number[]; wait: string }>(
         `WITH RECURSIVE waiter AS (
-           SELECT pid, wait_event, pg_blocking_pids(pid) AS blockers, pid || ' ' || query_start AS wait FROM pg_stat_activity
-            WHERE datname = current_database() AND wait_event_type = 'Lock'
+           SELECT pid, locktype AS wait_event, pg_blocking_pids(pid) AS blockers, pid || ' ' || virtualtransaction AS wait FROM pg_locks
+            WHERE NOT granted AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())
          ), behind_holder (pid) AS (
            SELECT pid FROM waiter WHERE $1 = ANY (blockers)
            UNION
