@@ -991,13 +991,14 @@ export class PgToolNotFoundError extends DbError {
  * want to react (`key`: the SSH key cannot be used; `host-key`: the host is not in
  * known_hosts or its key changed; `auth`: the login was refused; `connect`: the host
  * cannot be reached; `not-found`: no such remote file; `checksum`: the copy does not match;
- * `exists`: the file is already in the backup folder; `transfer`: anything else).
+ * `exists`: the file is already in the backup folder; `space`: the backup folder's disk has no
+ * room for the size the host announces; `transfer`: anything else).
  */
 export class DownloadError extends DbError {
   override readonly code = 'DOWNLOAD_FAILED';
 
   constructor(
-    readonly reason: 'key' | 'host-key' | 'auth' | 'connect' | 'not-found' | 'checksum' | 'exists' | 'transfer',
+    readonly reason: 'key' | 'host-key' | 'auth' | 'connect' | 'not-found' | 'checksum' | 'exists' | 'space' | 'transfer',
     message: string,
     options?: { cause?: unknown },
   ) {

@@ -1,4 +1,5 @@
 import { DbError } from '../errors.js';
+import { terminalText } from './terminal-text.js';
 
 /**
  * Runs a command's main function and turns a failure into one line on stderr and exit code 1,
@@ -17,8 +18,9 @@ export function runCli(main: (args: string[]) => Promise<void>): void {
     (error: unknown) => {
       const message = error instanceof Error ? error.message : String(error);
       const code = error instanceof DbError ? ` [${error.code}]` : '';
-      process.stderr.write(`error${code}: ${message}\n`);
-      if (process.env.DEBUG && error instanceof Error) process.stderr.write(`${error.stack}\n`);
+      // The message may quote what came from outside (a backup's names, a host's answer).
+      process.stderr.write(`error${code}: ${terminalText(message)}\n`);
+      if (process.env.DEBUG && error instanceof Error) process.stderr.write(`${terminalText(error.stack ?? '')}\n`);
       process.exitCode = 1;
       process.on('exit', (exitCode) => {
         if (exitCode === 0) process.exitCode = 1;

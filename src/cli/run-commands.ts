@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.js';
 import type { Command } from './command.js';
 import { runCli } from './run-cli.js';
+import { printLine } from './terminal-text.js';
 
 /**
  * Runs `<program> COMMAND [options]`: picks the command, parses its arguments with
@@ -15,7 +16,7 @@ export function runCommands(program: string, commands: readonly Command[], argv:
   runCli(async () => {
     const [name, ...rest] = argv;
     if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
-      console.log(programUsage(program, commands));
+      printLine(programUsage(program, commands));
       if (name === undefined) process.exitCode = 1;
       return;
     }
@@ -32,7 +33,7 @@ export function runCommands(program: string, commands: readonly Command[], argv:
     } catch (error) {
       throw new ConfigError('arguments', `${(error as Error).message}\n\n${command.usage}`);
     }
-    if (parsed.values.help) return void console.log(command.usage);
+    if (parsed.values.help) return void printLine(command.usage);
     const { min, max } = command.positionals;
     if (parsed.positionals.length < min || parsed.positionals.length > max) {
       const got = parsed.positionals.length;

@@ -146,6 +146,48 @@ describe('the messages of the operations commands', () => {
     }, 120_000);
   });
 
+  // A backup is untrusted input, and its names reach the terminal: a table or a role named with
+  // escape sequences erased the lines above and printed a forged "restored" line in green.
+  describe("a backup's names with control characters", () => {
+    let database: TestDatabase;
+    let backupDir: string;
+    const suffix = randomBytes(4).toString('hex');
+    const forged = '\x1b[1A\x1b[2K\r\x1b[32mrestored OK\x1b]0;pwned\x07\u202e';
+    const table = `t_${suffix}${forged}`;
+    const role = `kw_r_${suffix}${forged}`;
+    const escaped = '\\x1b[1A\\x1b[2K\\x0d\\x1b[32mrestored OK\\x1b]0;pwned\\x07\\u202e';
+
+    beforeAll(async () => {
+      database = await createTestDatabase();
+      backupDir = await mkdtemp(path.join(os.tmpdir(), 'kw-control-names-'));
+    });
+    afterAll(async () => {
+      await database?.drop();
+      await withClient(database.url.replace(/\/[^/?]*(\?|$)/, '/postgres$1'), (client) => client.query(`DROP ROLE IF EXISTS ${client.escapeIdentifier(role)}`));
+      await rm(backupDir, { recursive: true, force: true });
+    });
+
+    it('are printed with those characters escaped, in the progress and in a refusal', async () => {
+      const env = { DATABASE_URL: '', MIGRATION_DATABASE_URL: database.ownerUrl, BACKUP_DIR: backupDir };
+      await withClient(database.ownerUrl, (client) => client.query(`CREATE TABLE ${client.escapeIdentifier(table)} (id int); INSERT INTO ${client.escapeIdentifier(table)} VALUES (1)`));
+      const backup = await runCli('db-backup', [], env);
+      expect(backup.code, backup.stderr).toBe(0);
+
+      const restored = await runCli('db-restore', [backup.stdout.trim(), '--yes'], env);
+      expect(restored.code, restored.stderr).toBe(0);
+      expect(restored.stderr).toContain(`restoring table public.t_${suffix}${escaped}`);
+      expect(restored.stderr).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]/);
+
+      await withClient(database.url, (client) => client.query(`CREATE ROLE ${client.escapeIdentifier(role)}; GRANT SELECT ON users TO ${client.escapeIdentifier(role)}`));
+      const granting = await runCli('db-backup', [], env);
+      expect(granting.code, granting.stderr).toBe(0);
+      const refused = await runCli('db-restore', [granting.stdout.trim(), '--yes'], env);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(`GRANT of SELECT on table to 'kw_r_${suffix}${escaped}'`);
+      expect(refused.stderr).not.toMatch(/[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]/);
+    }, 120_000);
+  });
+
   describe('application_name', () => {
     let database: TestDatabase;
     let backupDir: string;

@@ -2,6 +2,7 @@ import { migrationDatabaseUrl } from '../../migrations/migration-settings.js';
 import { backupSettings } from '../../operations/backup/backup-settings.js';
 import type { Command } from '../command.js';
 import { interruptSignal } from '../interrupt-signal.js';
+import { printLine, printNote } from '../terminal-text.js';
 
 const usage = `Usage: kennwilliamson-db backup
 
@@ -42,9 +43,9 @@ export const backupCommand: Command = {
     const result = await backupDatabase({
       databaseUrl,
       ...settings,
-      log: (line) => console.error(line),
+      log: (line) => printNote(line),
       signal: interruptSignal(),
     });
-    console.log(result.file);
+    printLine(result.file);
   },
 };

@@ -3,6 +3,7 @@ import { backupSettings } from '../../operations/backup/backup-settings.js';
 import { defaultRemoteBackupDir } from '../../operations/download/default-remote-backup-dir.js';
 import type { Command } from '../command.js';
 import { interruptSignal } from '../interrupt-signal.js';
+import { printLine, printNote } from '../terminal-text.js';
 
 const usage = `Usage: kennwilliamson-db download-backup HOST FILE [--key PATH] [--user NAME] [--port N] [--remote-dir DIR]
 
@@ -66,9 +67,9 @@ export const downloadBackupCommand: Command = {
       ...(user ? { user } : {}),
       ...(port === undefined ? {} : { port }),
       ...(knownHostsFile ? { knownHostsFile } : {}),
-      log: (line) => console.error(line),
+      log: (line) => printNote(line),
       signal: interruptSignal(),
     });
-    console.log(result.file);
+    printLine(result.file);
   },
 };

@@ -9,6 +9,7 @@ import { requireLocalDatabase } from '../../provisioning/database-admin.js';
 import type { Command } from '../command.js';
 import { exitOnInterrupt } from '../interrupt-exit.js';
 import { canAsk, typedYes } from '../confirmation.js';
+import { printLine, printNote } from '../terminal-text.js';
 
 const usage = `Usage: kennwilliamson-db migrate [up [--dry-run] | down [--to NAME] | status | create NAME] [options]
 
@@ -79,21 +80,21 @@ export const migrateCommand: Command = {
       if (action !== 'down' && values[flag] !== undefined) throw new ConfigError(`--${flag}`, `--${flag} applies to down only\n\n${usage}`);
     }
     // Progress on stdout; each lock attempt that had to be rolled back (and who blocked it) on stderr.
-    const options = { migrationsDir, log: (line: string) => console.log(line), warn: (line: string) => console.error(line) };
+    const options = { migrationsDir, log: (line: string) => printLine(line), warn: (line: string) => printNote(line) };
     switch (action) {
       case 'up': {
         if (values['dry-run']) {
           const plan = await migrate({ ...options, databaseUrl: migrationDatabaseUrl(), dryRun: true, refuseSuperuser: true, refuseOtherOwner: true });
           for (const step of plan) {
             const lockWait = `lock-wait attempt=${formatDuration(step.lockWait.attemptMs)} total=${formatDuration(step.lockWait.totalMs)}${step.lockWait.fromHeader ? ' (its header)' : ''}`;
-            console.log(`would apply ${step.file}  sha256 ${step.checksum}  ${step.transactional ? 'transactional' : 'no-transaction'}  ${lockWait}`);
+            printLine(`would apply ${step.file}  sha256 ${step.checksum}  ${step.transactional ? 'transactional' : 'no-transaction'}  ${lockWait}`);
           }
-          console.log(plan.length === 0 ? 'Dry run: nothing to apply, the database is up to date.' : `Dry run: ${plan.length} migration(s) would be applied; nothing was changed.`);
+          printLine(plan.length === 0 ? 'Dry run: nothing to apply, the database is up to date.' : `Dry run: ${plan.length} migration(s) would be applied; nothing was changed.`);
           return;
         }
         exitOnInterrupt(interruptedMigration);
         const runs = await migrate({ ...options, databaseUrl: migrationDatabaseUrl(), refuseSuperuser: true, refuseOtherOwner: true });
-        console.log(runs.length === 0 ? 'Nothing to apply: the database is up to date.' : `${runs.length} migration(s) applied.`);
+        printLine(runs.length === 0 ? 'Nothing to apply: the database is up to date.' : `${runs.length} migration(s) applied.`);
         return;
       }
       case 'down': {
@@ -125,7 +126,7 @@ export const migrateCommand: Command = {
         // Named, so that the question says what goes: the last one of the record.
         const last = recorded.at(-1)?.name;
         if (last === undefined) {
-          console.log('Nothing to revert.');
+          printLine('Nothing to revert.');
           return;
         }
         const reverting = to === undefined ? `the last migration, ${last},` : to === '0' ? 'every migration' : `every migration back to and including ${to}`;
@@ -139,26 +140,26 @@ export const migrateCommand: Command = {
           databaseUrl,
           ...(to === undefined ? {} : { to: to === '0' ? 0 : to }),
         });
-        console.log(runs.length === 0 ? 'Nothing to revert.' : `${runs.length} migration(s) reverted.`);
+        printLine(runs.length === 0 ? 'Nothing to revert.' : `${runs.length} migration(s) reverted.`);
         return;
       }
       case 'status': {
         const states = await migrationStatus({ ...options, databaseUrl: migrationDatabaseUrl() });
         for (const m of states) {
           const when = m.appliedAt ? ` applied ${m.appliedAt.toISOString()} in ${m.durationMs} ms` : '';
-          console.log(`${m.state.padEnd(8)} ${m.name}${when}`);
+          printLine(`${m.state.padEnd(8)} ${m.name}${when}`);
         }
         const counts = ['applied', 'pending', 'changed', 'missing'].map(
           (state) => `${states.filter((m) => m.state === state).length} ${state}`,
         );
-        console.log(counts.join(', '));
+        printLine(counts.join(', '));
         if (states.some((m) => m.state === 'changed' || m.state === 'missing')) process.exitCode = 1;
         return;
       }
       case 'create': {
         if (!argument) throw new ConfigError('NAME', `create needs a NAME, e.g. migrate create add_timer_labels\n\n${usage}`);
         const { upPath, downPath } = await createMigration(migrationsDir, argument);
-        console.log(`created ${upPath}\ncreated ${downPath}`);
+        printLine(`created ${upPath}\ncreated ${downPath}`);
         return;
       }
       default:

@@ -6,6 +6,7 @@ import type { Command } from '../command.js';
 import { canAsk, typedYes } from '../confirmation.js';
 import { interruptSignal } from '../interrupt-signal.js';
 import { operatorFile } from '../operator-file.js';
+import { printLine, printNote } from '../terminal-text.js';
 
 const usage = `Usage: kennwilliamson-db restore FILE [--yes] [--force] [--migrations-dir DIR] [--without-checksum]
 
@@ -104,7 +105,7 @@ export const restoreCommand: Command = {
     const session = await restoreSession(databaseUrl, owner, appRole === undefined ? {} : { appRole });
 
     const signal = interruptSignal();
-    const log = (line: string) => console.error(line);
+    const log = (line: string) => printNote(line);
     // Checked against whom this database's restore may grant to, before anything runs.
     const backup = await verifyBackupFile(file, { signal, database, grantees: session.grantees, withoutChecksum: values['without-checksum'] === true });
     log(
@@ -121,6 +122,6 @@ export const restoreCommand: Command = {
     }
     const migrationsDir = values['migrations-dir'] as string | undefined;
     const { tables } = await restoreDatabase({ databaseUrl, backup, log, signal, owner, session, ...(migrationsDir === undefined ? {} : { migrationsDir }) });
-    console.log(`Restored ${path.basename(backup.file)} (${tables} tables) into '${database}' on ${host}.`);
+    printLine(`Restored ${path.basename(backup.file)} (${tables} tables) into '${database}' on ${host}.`);
   },
 };

@@ -9,6 +9,7 @@ import { databaseUrlAs, ensureDatabase } from '../../provisioning/database-admin
 import { provisionDatabase, type RoleCredentials } from '../../provisioning/provision-database.js';
 import type { Command } from '../command.js';
 import { exitOnInterrupt } from '../interrupt-exit.js';
+import { printLine } from '../terminal-text.js';
 
 const usage = `Usage: kennwilliamson-db setup [--admin [--no-migrate] [--postgres-database] [--shared-roles]]
 
@@ -85,7 +86,7 @@ export const setupCommand: Command = {
   options: { admin: { type: 'boolean' }, 'no-migrate': { type: 'boolean' }, 'postgres-database': { type: 'boolean' }, 'shared-roles': { type: 'boolean' } },
   positionals: { min: 0, max: 0 },
   async run({ values }) {
-    const log = (line: string) => console.log(line);
+    const log = (line: string) => printLine(line);
     exitOnInterrupt(
       'the server rolls back the step in progress (a transaction of the admin step, or a migration) as its connection closes; ' +
         'what finished before stays. Run setup again: each step finds what is done and goes on',

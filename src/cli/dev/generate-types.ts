@@ -3,6 +3,7 @@ import type pg from 'pg';
 import { withClient } from '../../db/with-client.js';
 import { migrationsTable } from '../../migrations/migration-storage.js';
 import { columnOverrides, type JsonShape } from './column-overrides.js';
+import { printNote } from '../terminal-text.js';
 
 /**
  * jsonb columns whose shape a module declares and validates, keyed `schema.table.column`;
@@ -47,7 +48,7 @@ export async function generateTypes(options: GenerateTypesOptions): Promise<stri
       // the expression as PostgreSQL's parser does by default, would take for two.
       await client.query('SET standard_conforming_strings = on');
       const { columns, customImports, notUnderstood, notValidated, notBinding, enumArrays } = await columnOverrides(client, options.shapes ?? jsonShapes);
-      const warn = options.warn ?? ((line) => console.error(line));
+      const warn = options.warn ?? ((line) => printNote(line));
       // A declined CHECK narrows no type; another CHECK on the same column still may.
       const narrowsNothing = (count: number) => (count === 1 ? 'so it narrows no type' : 'so they narrow no type');
       if (notUnderstood.length > 0) {

@@ -1,6 +1,7 @@
 import { startEmbeddedServer } from '../../embedded/embedded-server.js';
 import { cliDatabaseUrl, localAdminUrl, localOwner, localServerLocation, localServerOptions, requireLocalServerPort } from '../../embedded/local-server.js';
 import type { Command } from '../command.js';
+import { printLine } from '../terminal-text.js';
 
 /** Whether the environment names a database; if not, the repository's commands use the embedded one. */
 export function databaseConfigured(env: NodeJS.ProcessEnv = process.env): boolean {
@@ -26,8 +27,8 @@ export function withLocalDatabase(command: Command, { start = false, announce = 
         // Checked before the options are read: they make the data folder's password file.
         await requireLocalServerPort(localServerLocation());
         if (start) {
-          const { alreadyRunning } = await startEmbeddedServer(localServerOptions(), (line) => console.log(line));
-          if (!alreadyRunning) console.log('started the local PostgreSQL');
+          const { alreadyRunning } = await startEmbeddedServer(localServerOptions(), (line) => printLine(line));
+          if (!alreadyRunning) printLine('started the local PostgreSQL');
         }
         const owner = localOwner();
         process.env.DATABASE_URL = cliDatabaseUrl();
@@ -39,8 +40,8 @@ export function withLocalDatabase(command: Command, { start = false, announce = 
       }
       await command.run(local && admin ? { ...input, values: { ...input.values, admin: true } } : input);
       if (local && announce) {
-        console.log(`DATABASE_URL=${process.env.DATABASE_URL}`);
-        if (admin) console.log(`ADMIN_DATABASE_URL=${process.env.ADMIN_DATABASE_URL}   (the superuser: setup --admin only)`);
+        printLine(`DATABASE_URL=${process.env.DATABASE_URL}`);
+        if (admin) printLine(`ADMIN_DATABASE_URL=${process.env.ADMIN_DATABASE_URL}   (the superuser: setup --admin only)`);
       }
     },
   };

@@ -11,6 +11,7 @@ import { ConfigError, ProvisioningError } from '../../errors.js';
 import type { Command } from '../command.js';
 import { canAsk, typedYes } from '../confirmation.js';
 import { endedSessionsLine, type WhatResetEnds, whatResetEnds } from './what-reset-ends.js';
+import { printLine } from '../terminal-text.js';
 
 /** `npm run db:reset`: drop, recreate and migrate a (local) database. */
 export const resetCommand: Command = {
@@ -46,7 +47,7 @@ Options:
   options: { force: { type: 'boolean' }, admin: { type: 'boolean' }, yes: { type: 'boolean', short: 'y' } },
   positionals: { min: 0, max: 0 },
   async run({ values }) {
-    const log = (line: string) => console.log(line);
+    const log = (line: string) => printLine(line);
     const namedAppUser = process.env.DB_APP_USER?.trim() || undefined;
     if (namedAppUser !== undefined) requireRoleName('DB_APP_USER', namedAppUser);
     // Read before it asks, so that a value the migration step would refuse stops the reset
@@ -184,7 +185,7 @@ async function confirmReset(target: { host: string; port: number; database: stri
   }
   const sessions = endedSessionsLine(ends);
   if (yes) {
-    if (sessions !== undefined) console.log(sessions);
+    if (sessions !== undefined) printLine(sessions);
     return;
   }
   const answer = await typedYes(

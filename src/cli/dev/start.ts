@@ -1,6 +1,7 @@
 import { embeddedDatabaseUrl, startEmbeddedServer } from '../../embedded/embedded-server.js';
 import { localOwner, localServerLocation, localServerOptions, requireLocalServerPort } from '../../embedded/local-server.js';
 import type { Command } from '../command.js';
+import { printLine } from '../terminal-text.js';
 
 /** `npm run db:start`: the local embedded PostgreSQL, in the background. */
 export const startCommand: Command = {
@@ -23,11 +24,11 @@ Environment:
     // Checked before the options are read: they make the data folder's password file.
     await requireLocalServerPort(localServerLocation());
     const options = localServerOptions();
-    const { url, alreadyRunning } = await startEmbeddedServer(options, (line) => console.log(line));
-    console.log(alreadyRunning ? 'PostgreSQL is already running.' : 'PostgreSQL started.');
+    const { url, alreadyRunning } = await startEmbeddedServer(options, (line) => printLine(line));
+    printLine(alreadyRunning ? 'PostgreSQL is already running.' : 'PostgreSQL started.');
     // The owner's URL, as db:setup prints it: the superuser's, printed as DATABASE_URL, would
     // be copied into every command and service.
-    console.log(`DATABASE_URL=${embeddedDatabaseUrl({ ...options, ...localOwner() })}`);
-    console.log(`ADMIN_DATABASE_URL=${url}   (the superuser: setup --admin only)`);
+    printLine(`DATABASE_URL=${embeddedDatabaseUrl({ ...options, ...localOwner() })}`);
+    printLine(`ADMIN_DATABASE_URL=${url}   (the superuser: setup --admin only)`);
   },
 };

@@ -1,6 +1,7 @@
 import { stopEmbeddedServer } from '../../embedded/embedded-server.js';
 import { localServerOptions } from '../../embedded/local-server.js';
 import type { Command } from '../command.js';
+import { printLine } from '../terminal-text.js';
 
 /** `npm run db:stop`: stop the local embedded PostgreSQL. */
 export const stopCommand: Command = {
@@ -11,6 +12,6 @@ export const stopCommand: Command = {
   positionals: { min: 0, max: 0 },
   async run() {
     const stopped = await stopEmbeddedServer(localServerOptions().dataDir);
-    console.log(stopped ? 'PostgreSQL stopped.' : 'PostgreSQL was not running.');
+    printLine(stopped ? 'PostgreSQL stopped.' : 'PostgreSQL was not running.');
   },
 };

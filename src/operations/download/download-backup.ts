@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createReadStream, existsSync, readdirSync, readFileSync } from 'node:fs';
-import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, stat, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough, type Readable } from 'node:stream';
@@ -290,6 +290,14 @@ async function remoteFile(
   };
 }
 
+// What a copy into `folder` may take: the space free to this process, less what stays free
+// for the machine's other writers (a twentieth of the disk, at most 1 GiB).
+async function roomInBackupDir(folder: string): Promise<{ bytes: number; kept: number }> {
+  const disk = await statfs(folder);
+  const kept = Math.min(2 ** 30, Math.floor((disk.blocks * disk.bsize) / 20));
+  return { bytes: Math.max(0, disk.bavail * disk.bsize - kept), kept };
+}
+
 // Who writes a partial file: this host and process. BACKUP_DIR may be shared (a volume, NFS),
 // and only this host can tell whether one of its processes still runs.
 const partOwner = () => `${os.hostname()}.${process.pid}`;
@@ -317,7 +325,8 @@ async function removeLeftParts(final: string): Promise<void> {
  * a partial file of its own (`.<file>.<host>.<pid>.<random>.part`), is fsynced and checked against the
  * remote size and checksum, and only then linked to its name, which a download of the same
  * file that finished first makes it refuse (`exists`); on any failure (unreadable key, unknown host key, refused login, missing remote
- * file, a copy stalled past `stallTimeoutMs`, more bytes than the remote size, checksum mismatch) it throws
+ * file, a remote size larger than `backupDir`'s disk can take, a copy stalled past `stallTimeoutMs`, more bytes than the remote size,
+ * checksum mismatch) it throws
  * {@link DownloadError} and leaves no partial file; the copy stops at the first byte past that size.
  *
  * @example
@@ -352,6 +361,21 @@ export async function downloadBackup(options: DownloadOptions): Promise<Download
   const source = isLocal
     ? await localFile(remotePath, remotePath)
     : await remoteFile(target, remotePath, remotePath, stallTimeoutMs, options.signal);
+  // The size is the host's word, and it sets the copy's bound (below): a compromised host that
+  // announced a petabyte would fill BACKUP_DIR's disk all the same. A copy must leave the disk
+  // some room (what keeps the machine's other writers going), or it is not begun.
+  const room = await roomInBackupDir(path.dirname(final)).catch((error: unknown) => {
+    source.cancel();
+    throw error;
+  });
+  if (source.size > room.bytes) {
+    source.cancel();
+    throw new DownloadError(
+      'space',
+      `${isLocal ? remotePath : `${options.host}:${remotePath}`} is ${formatBytes(source.size)}, by ${isLocal ? 'its size' : "the host's word"}, ` +
+        `more than the ${formatBytes(room.bytes)} that ${path.dirname(final)} can take and keep ${formatBytes(room.kept)} of its disk free; nothing was copied`,
+    );
+  }
   log(`copying ${isLocal ? remotePath : `${options.host}:${remotePath}`} (${formatBytes(source.size)})`);
 
   try {

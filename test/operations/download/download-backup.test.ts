@@ -159,6 +159,29 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
 
   // The remote path reaches the host's shell inside ssh's command line: quotes and $(…) in it
   // must arrive as characters, never as syntax.
+  // The copy's bound is the size the host announces: a compromised host that announced a
+  // petabyte, then sent zeros, wrote 400 MB before a reviewer stopped it, and would have gone
+  // on until the disk was full. (A sparse file: its size on the host, no room taken.)
+  it("refuses, before copying, a size larger than the backup folder's disk can take, and stops ssh", async () => {
+    const huge = 'kennwilliamson_production_20250921T000000.000Z.dump';
+    const handle = await open(path.join(remoteDir, huge), 'w');
+    await handle.truncate(2 ** 50);
+    await handle.close();
+    try {
+      const error = await downloadBackup(overSsh({ file: huge })).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(DownloadError);
+      expect(error).toMatchObject({ reason: 'space' });
+      expect((error as Error).message).toMatch(
+        new RegExp(`^127\\.0\\.0\\.1:${path.join(remoteDir, huge).replaceAll('.', '\\.')} is 1024 TB, by the host's word, more than the [\\d.]+ [kMGT]?B that .+ can take and keep [\\d.]+ [kMGT]?B of its disk free; nothing was copied$`),
+      );
+      await expect.poll(sshChildren, { timeout: 2_000 }).toEqual([]);
+      expect(await readdir(backupDir)).toEqual([]);
+    } finally {
+      await rm(path.join(remoteDir, huge));
+    }
+  });
+
   it('reads a remote folder whose name holds quotes and shell syntax as plain characters', async () => {
     const marker = path.join(root, 'ran');
     // The marker's slashes make this a few nested folders; the path as a whole is what ssh carries.
