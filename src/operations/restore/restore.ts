@@ -36,7 +36,7 @@ import { defaultLockWait, withLockRetries } from '../../migrations/lock-retries.
 import { lockPublicTables } from './lock-public-tables.js';
 import { watchForStop } from './stopped-process-watchdog.js';
 import { defaultMigrationsDir } from '../../migrations/default-migrations-dir.js';
-import { listMigrationFiles } from '../../migrations/migration-files.js';
+import { listMigrationFiles, type MigrationFile } from '../../migrations/migration-files.js';
 import { qualifiedMigrationsTable } from '../../migrations/migration-storage.js';
 import { type BeyondPublicWatch, watchBeyondPublic } from './watch-beyond-public.js';
 
@@ -194,6 +194,45 @@ async function endInterruptedSession(url: string, session: { pid: number; starte
     return `its server session (pid ${session.pid}) could not be ended (${(error as Error).message})`;
   }
 }
+
+interface RecordedMigration {
+  name: string;
+  checksum: string;
+}
+
+// Why the restored migrations record is not one the release step can go on from, if it is
+// not: the backup's tables are then not what this release's migrations made, and the step
+// would fail on them or skip what they lack. No record at all (tables from elsewhere: every
+// migration would run again over them, and fail on the first CREATE), a migration this release
+// does not have (a newer release's backup, or a forged row: its step refuses such a record,
+// MIGRATION_MISSING), or one applied from other SQL than this release's file (a changed
+// checksum: refused the same way, MIGRATION_CHECKSUM_MISMATCH).
+function recordProblem(recorded: readonly RecordedMigration[] | undefined, files: readonly MigrationFile[]): string | undefined {
+  if (recorded === undefined) {
+    return (
+      `the backup has no migrations record (${qualifiedMigrationsTable}): which migrations made its tables cannot be told, ` +
+      "and the release step would apply every one again over them; restore a backup of this project's database (kennwilliamson-db backup)"
+    );
+  }
+  const byName = new Map(files.map((file) => [file.name, file]));
+  const unknown = recorded.filter((row) => !byName.has(row.name)).map((row) => row.name);
+  if (unknown.length > 0) {
+    return (
+      `the backup's migrations record names ${unknown.length} migration(s) that this release does not have (${listed(unknown)}): ` +
+      'restore it with the release that made it (its package holds those migrations), or a backup of this release'
+    );
+  }
+  const changed = recorded.filter((row) => byName.get(row.name)!.checksum !== row.checksum).map((row) => row.name);
+  if (changed.length > 0) {
+    return (
+      `the backup's migrations record says ${changed.length} migration(s) were applied from other SQL than this release's files (${listed(changed)}: ` +
+      'the checksums differ): its tables may not be what these migrations make; restore a backup made with this release'
+    );
+  }
+  return undefined;
+}
+
+const listed = (names: readonly string[]) => (names.length > 5 ? `${names.slice(0, 5).join(', ')} and ${names.length - 5} more` : names.join(', '));
 
 function rolledBack(failure: string, cause: unknown): RestoreError {
   const error = new RestoreError(`restore failed and was rolled back; the database was not changed:\n${failure}`, { cause });
@@ -786,15 +825,18 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             throw rolledBack(error instanceof RestoreError ? error.message : `${serverFailure(error)} while setting the restored objects' privileges`, error);
           });
           // What the restored record says is applied, for what is left to apply (a backup older
-          // than the release); a backup without the record has applied none.
+          // than the release), read before COMMIT: a record the release step cannot go on from is
+          // refused here, with nothing changed (see recordProblem).
           const readRecord = async () => {
             const { rows: present } = await client.query<{ present: boolean }>('SELECT pg_catalog.to_regclass($1) IS NOT NULL AS present', [qualifiedMigrationsTable]);
-            return present[0]!.present ? (await client.query<{ name: string }>(`SELECT name FROM ${qualifiedMigrationsTable}`)).rows : [];
+            return present[0]!.present ? (await client.query<RecordedMigration>(`SELECT name, checksum FROM ${qualifiedMigrationsTable} ORDER BY name`)).rows : undefined;
           };
           const recorded = await roundTrip('the look at the migrations record', readRecord).catch((error: unknown) => {
             throw rolledBack(`${serverFailure(error)} while reading the migrations record`, error);
           });
-          appliedMigrations = new Set(recorded.map((row) => row.name));
+          const recordRefused = recordProblem(recorded, migrationFiles);
+          if (recordRefused !== undefined) throw rolledBack(recordRefused, undefined);
+          appliedMigrations = new Set(recorded!.map((row) => row.name));
           // Never COMMIT once interrupted, whatever was already sent.
           signal?.throwIfAborted();
           committing = true;

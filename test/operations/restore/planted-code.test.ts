@@ -16,6 +16,7 @@ import { ensureAppRole, provisionAppRole } from '../../../src/provisioning/app-r
 import { holdAdvisoryLock } from '../../support/advisory-lock-holder.js';
 import { eventually } from '../../support/eventually.js';
 import { migrationsDefining } from '../../support/migration-sandbox.js';
+import { withMigrationsRecord } from '../../support/migrations-record.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
 
 // A backup is untrusted input, and its functions run while it is restored, as the owner: a
@@ -50,7 +51,7 @@ describe('code a backup plants while it is restored', () => {
       `--\n-- PostgreSQL database dump\n--\n\nSET statement_timeout = 0;\nSET client_encoding = 'UTF8';\n` +
       `SET standard_conforming_strings = on;\nSELECT pg_catalog.set_config('search_path', '', false);\n\n${sql}\n` +
       '--\n-- PostgreSQL database dump complete\n--\n\n';
-    await writeFile(file, gzipSync(Buffer.from(dump)));
+    await writeFile(file, gzipSync(Buffer.from(withMigrationsRecord(dump))));
     const backup = await verifyBackupFile(file);
     craftedSql.set(backup, dump);
     return backup;

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } fro
 import { RestoreError } from '../../../src/errors.js';
 import { restoreDatabase } from '../../../src/operations/restore/restore.js';
 import { migrationsDefining } from '../../support/migration-sandbox.js';
+import { withMigrationsRecord } from '../../support/migrations-record.js';
 import { runCli } from '../../support/run-cli.js';
 import { execute, fillEveryTable, tableContents } from '../../support/table-contents.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
@@ -115,9 +116,11 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     await rm(workDir, { recursive: true, force: true });
   });
 
-  async function crafted(name: string, sql: string): Promise<string> {
+  // With the (empty) migrations record a backup has, unless `record` is false: the record's table
+  // picks up the owner's default privileges as the backup's own tables do.
+  async function crafted(name: string, sql: string, { record = true } = {}): Promise<string> {
     const file = path.join(workDir, name);
-    await writeFile(file, gz(sql));
+    await writeFile(file, gz(record ? withMigrationsRecord(sql) : sql));
     return file;
   }
 
@@ -365,7 +368,7 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       const rows = await withClient(target.url, async (client) => {
         const notes = await client.query('SELECT id, body, "odd;name" AS odd FROM notes ORDER BY id');
         const calls = await client.query("SELECT public.shout('a') AS shout");
-        const tables = await client.query("SELECT count(*)::int AS n FROM pg_tables WHERE schemaname = 'public'");
+        const tables = await client.query("SELECT array_agg(tablename::text ORDER BY tablename) AS names FROM pg_tables WHERE schemaname = 'public'");
         return { notes: notes.rows, calls: calls.rows[0], tables: tables.rows[0] };
       });
       expect(rows.notes).toEqual([
@@ -374,8 +377,8 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
         { id: 3, body: '\\! not a command either', odd: ';' },
       ]);
       expect(rows.calls).toEqual({ shout: 'A\\! not a command; -- nor a comment' });
-      // The whole public schema was replaced: the migrated tables are gone.
-      expect(rows.tables).toEqual({ n: 1 });
+      // The whole public schema was replaced: the migrated tables are gone (the record is the backup's).
+      expect(rows.tables).toEqual({ names: ['notes', 'schema_migrations'] });
     } finally {
       await target.drop();
     }
@@ -494,7 +497,7 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       // Not the backup's doing: the owner's database-wide default privileges (an admin's),
       // which every table the backup creates picks up.
       await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} GRANT SELECT ON TABLES TO ${reader}`);
-      const file = await crafted('plain.sql.gz', dumpAround(planted('')));
+      const file = await crafted('plain.sql.gz', dumpAround(planted('')), { record: false });
 
       await refusedBeforeCommit(
         target,
@@ -522,7 +525,7 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       const target = await targetDatabase();
       await ensureAppRole({ databaseUrl: target.ownerUrl, user: app });
       await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} GRANT ${defaults} TO ${app}`);
-      const file = await crafted('app-excess.sql.gz', dumpAround(planted(sql)));
+      const file = await crafted('app-excess.sql.gz', dumpAround(planted(sql)), { record: false });
 
       await refusedBeforeCommit(
         target,
@@ -624,7 +627,7 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       await readerReadsNewTables(target);
       // An admin's database-wide entry, which every table the backup creates picks up.
       await execute(target.url, `ALTER DEFAULT PRIVILEGES FOR ROLE ${inject('ownerUser')} GRANT INSERT ON TABLES TO ${reader}`);
-      const file = await crafted('reader-defaults.sql.gz', dumpAround(planted(`GRANT SELECT ON TABLE public.planted TO ${reader};`)));
+      const file = await crafted('reader-defaults.sql.gz', dumpAround(planted(`GRANT SELECT ON TABLE public.planted TO ${reader};`)), { record: false });
 
       await refusedBeforeCommit(
         target,

@@ -683,6 +683,47 @@ describe.skipIf(!available)('npm run db:restore', () => {
 
   // A backup older than the release: the restore said only "Restored", and the services' code
   // then failed on the older schema (a CHECK without the value it writes).
+  // A backup's record is untrusted input too: restored as it was, a row of a migration the
+  // release does not have, or of one applied from other SQL, made the release step refuse the
+  // database afterwards (MIGRATION_MISSING, MIGRATION_CHECKSUM_MISMATCH), and a backup with no
+  // record was said to need every migration, which then failed on its first CREATE.
+  it.concurrent.for([
+    {
+      tampering: "a row of a migration this release does not have",
+      sql: "INSERT INTO schema_migrations VALUES ('29991231000000_future_migration', repeat('a', 64), now(), 1)",
+      refusal: () =>
+        `the backup's migrations record names 1 migration(s) that this release does not have (29991231000000_future_migration): ` +
+        `restore it with the release that made it (its package holds those migrations), or a backup of this release`,
+    },
+    {
+      tampering: 'a checksum other than its file\'s',
+      sql: "UPDATE schema_migrations SET checksum = repeat('0', 64) WHERE name = (SELECT min(name) FROM schema_migrations)",
+      refusal: (first: string) =>
+        `the backup's migrations record says 1 migration(s) were applied from other SQL than this release's files (${first}: the checksums differ): ` +
+        'its tables may not be what these migrations make; restore a backup made with this release',
+    },
+    {
+      tampering: 'no record at all',
+      sql: 'DROP TABLE schema_migrations',
+      refusal: () =>
+        'the backup has no migrations record ("public"."schema_migrations"): which migrations made its tables cannot be told, ' +
+        "and the release step would apply every one again over them; restore a backup of this project's database (kennwilliamson-db backup)",
+    },
+  ])("refuses a backup whose migrations record has $tampering, before COMMIT, changing nothing", async ({ sql, refusal }, { expect }) => {
+    const tampered = await server.cloneDatabase(otherData);
+    const first = ((await migrationsRecord(server.urlOf(tampered))) as Array<{ name: string }>)[0]!.name;
+    await execute(server.urlOf(tampered), sql);
+    const made = await backupDatabase({ databaseUrl: server.urlOf(tampered), backupDir: await mkdtemp(path.join(workDir, 'tampered-')), environment: 'test', keep: 1 });
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+
+    const error = await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(made.file) }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toBe(`restore failed and was rolled back; the database was not changed:\n${refusal(first)}`);
+    expect(await tableContents(target)).toEqual(before);
+  });
+
   it.concurrent("names the release's migrations that the restored backup lacks, to apply before the services use it", async ({ expect }) => {
     const target = await databaseWithOtherData();
     const lines: string[] = [];
