@@ -1,7 +1,8 @@
 import type { Kysely, Transaction } from 'kysely';
 import type { DB } from '../../generated/db.js';
-import { mapDatabaseError, ValidationError } from '../errors.js';
+import { mapDatabaseError } from '../errors.js';
 import type { CamelCasedDB } from './camel-cased-db.js';
+import { requireExecutor } from './require-executor.js';
 import { attachRowGates, rowGatesOf } from './row-gate.js';
 
 /**
@@ -33,9 +34,7 @@ export interface QueryFunction<A extends unknown[], R> {
  * @example const own = withoutPlugins(db.withPlugin(new CamelCasePlugin())) // runs our SQL as written
  */
 export function withoutPlugins(db: Executor): Kysely<DB> {
-  if (typeof (db as { getExecutor?: unknown } | null | undefined)?.getExecutor !== 'function') {
-    throw new ValidationError('db', 'must be a Kysely instance or transaction (createDb() makes one)');
-  }
+  requireExecutor(db);
   const own = db as unknown as Kysely<DB>;
   if (own.getExecutor().plugins.length === 0) return own;
   // The class's own method, not the one createDb gives its db's derived instances (which keep

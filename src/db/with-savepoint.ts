@@ -1,6 +1,7 @@
 import { type Kysely, type RawBuilder, sql, type Transaction } from 'kysely';
 import type { DB } from '../../generated/db.js';
 import { mapDatabaseError } from '../errors.js';
+import { requireExecutor } from './require-executor.js';
 import { typedTransaction } from './typed-transaction.js';
 import { processWide } from './process-wide.js';
 import type { CamelCasedDB } from './camel-cased-db.js';
@@ -38,6 +39,7 @@ export async function withSavepoint<T>(
   // caller's transaction, with its plugins and so with the DB type it had.
   callerWork: ((trx: Transaction<DB>) => Promise<T>) | ((trx: Transaction<CamelCasedDB>) => Promise<T>),
 ): Promise<T> {
+  requireExecutor(executor);
   const work = callerWork as (trx: Transaction<DB>) => Promise<T>;
   const db = executor as Kysely<DB>;
   if (!db.isTransaction) return typedTransaction(db, work);

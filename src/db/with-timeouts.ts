@@ -1,6 +1,7 @@
 import { CompiledQuery, type Kysely, type Transaction } from 'kysely';
 import { type ConfigError, mapDatabaseError, ValidationError } from '../errors.js';
 import { parseDuration } from './duration.js';
+import { requireExecutor } from './require-executor.js';
 import { typedTransaction } from './typed-transaction.js';
 import type { DB } from '../../generated/db.js';
 import type { CamelCasedDB } from './camel-cased-db.js';
@@ -69,6 +70,7 @@ export async function withTimeouts<D, T>(
   timeouts: StatementTimeouts,
   work: (trx: Transaction<D>) => Promise<T>,
 ): Promise<T> {
+  requireExecutor(db);
   if (timeouts === null || typeof timeouts !== 'object') throw new ValidationError('timeouts', 'must be an object');
   // A misnamed bound (`statementTimeoutMs`, from plain JavaScript or a spread config) was taken
   // without a word, and the transaction ran with the pool's defaults.

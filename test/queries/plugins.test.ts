@@ -98,9 +98,19 @@ describe('errors on a Kysely that createDb did not make', () => {
     expect((error as api.NotFoundError).entity).toBe('user');
   });
 
-  it('refuses what is not a Kysely with a ValidationError naming db, before any query', async () => {
-    const error = await users.findById(ownPool as never, '01890000-0000-7000-8000-000000000001').catch((caught: unknown) => caught);
-    expect(error).toBeInstanceOf(api.ValidationError);
-    expect((error as api.ValidationError).field).toBe('db');
+  // withSavepoint and withTimeouts too: given null they threw a TypeError, given a pg.Pool a
+  // DatabaseError ("db.transaction is not a function"), as if the database had failed.
+  it.for<{ what: string; call: (db: never) => Promise<unknown> }>([
+    { what: 'a query function', call: (db: never) => users.findById(db, '01890000-0000-7000-8000-000000000001') },
+    { what: 'withSavepoint', call: (db: never) => api.withSavepoint(db, async () => 'ran') },
+    { what: 'withTimeouts', call: (db: never) => api.withTimeouts(db, { statementTimeout: '1s' }, async () => 'ran') },
+  ])('$what refuses what is not a Kysely with a ValidationError naming db, before any query', async ({ call }) => {
+    for (const notKysely of [ownPool, null, undefined, {}]) {
+      const error = await Promise.resolve()
+        .then((): Promise<unknown> => call(notKysely as never))
+        .catch((caught: unknown) => caught);
+      expect(error).toBeInstanceOf(api.ValidationError);
+      expect((error as api.ValidationError).field).toBe('db');
+    }
   });
 });
