@@ -1,4 +1,4 @@
-import type { Kysely, Transaction } from 'kysely';
+import type { ControlledTransaction, Kysely, Transaction } from 'kysely';
 import type { DB } from '../../generated/db.js';
 import { mapDatabaseError } from '../errors.js';
 import type { CamelCasedDB } from './camel-cased-db.js';
@@ -13,13 +13,22 @@ import { attachRowGates, rowGatesOf } from './row-gate.js';
 export type Executor = Kysely<DB> | Kysely<CamelCasedDB>;
 
 /**
+ * A `Kysely<D>` or any transaction of one, as a parameter from which TypeScript infers `D`: a
+ * controlled transaction (`startTransaction()`) and its savepoints are named beside
+ * `Transaction<D>`, since against `Kysely<D> | Transaction<D>` alone TypeScript inferred no `D`
+ * from one of `Kysely<DB & ServiceTables>`, fell back to `DB`, and refused it.
+ */
+// `any`: the savepoint names a controlled transaction carries are the caller's, and any will do.
+export type ExecutorOf<D> = Kysely<D> | Transaction<D> | ControlledTransaction<D, any>;
+
+/**
  * A public query function: it takes an {@link Executor}, or a service's own `Kysely` whose
  * `DB` adds tables of its own to ours (`Kysely<DB & ServiceTables>`, camel-cased or not), and
  * its transactions.
  */
 export interface QueryFunction<A extends unknown[], R> {
-  <D extends DB>(db: Kysely<D> | Transaction<D>, ...args: A): Promise<R>;
-  <D extends CamelCasedDB>(db: Kysely<D> | Transaction<D>, ...args: A): Promise<R>;
+  <D extends DB>(db: ExecutorOf<D>, ...args: A): Promise<R>;
+  <D extends CamelCasedDB>(db: ExecutorOf<D>, ...args: A): Promise<R>;
   // Last: what `Parameters<typeof users.findById>` and the like read, as before.
   (db: Executor, ...args: A): Promise<R>;
 }

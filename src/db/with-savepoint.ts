@@ -5,7 +5,7 @@ import { requireExecutor } from './require-executor.js';
 import { typedTransaction } from './typed-transaction.js';
 import { processWide } from './process-wide.js';
 import type { CamelCasedDB } from './camel-cased-db.js';
-import { type Executor, withoutPlugins } from './query-function.js';
+import { type Executor, type ExecutorOf, withoutPlugins } from './query-function.js';
 
 // Process-wide, as the names must be unique within a transaction whichever copy of this
 // package (ESM or CommonJS build) opened the savepoint.
@@ -30,11 +30,11 @@ const savepoints = processWide('savepoints', () => ({ opened: 0 }));
  *   await incidentTimers.create(trx, { userId: user!.id }) // the transaction is still usable
  * })
  */
-export function withSavepoint<T, D extends DB = DB>(db: Kysely<D> | Transaction<D>, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
+export function withSavepoint<T, D extends DB = DB>(db: ExecutorOf<D>, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
 /** The same, for a service's Kysely with CamelCasePlugin (see {@link CamelCasedDB}), tables of its own beside ours or not. */
-export function withSavepoint<T, D extends CamelCasedDB = CamelCasedDB>(db: Kysely<D> | Transaction<D>, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
+export function withSavepoint<T, D extends CamelCasedDB = CamelCasedDB>(db: ExecutorOf<D>, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
 export async function withSavepoint<T>(
-  executor: Executor | Kysely<DB> | Transaction<DB>,
+  executor: Executor | ExecutorOf<DB> | ExecutorOf<CamelCasedDB>,
   // One body for both: the statements below are the library's own, and `work` gets back the
   // caller's transaction, with its plugins and so with the DB type it had.
   callerWork: ((trx: Transaction<DB>) => Promise<T>) | ((trx: Transaction<CamelCasedDB>) => Promise<T>),

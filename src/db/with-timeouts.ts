@@ -5,7 +5,7 @@ import { requireExecutor } from './require-executor.js';
 import { typedTransaction } from './typed-transaction.js';
 import type { DB } from '../../generated/db.js';
 import type { CamelCasedDB } from './camel-cased-db.js';
-import { type Executor, withoutPlugins } from './query-function.js';
+import { type Executor, type ExecutorOf, withoutPlugins } from './query-function.js';
 
 /** Bounds for one transaction, each in milliseconds or with a unit (`'60s'`, `'5min'`); an omitted one stays as it is. */
 export interface StatementTimeouts {
@@ -52,21 +52,21 @@ function millisecondsOf(field: string, value: number | string | undefined): stri
  *   refreshTokens.purgeExpired(trx),
  * )
  */
-export function withTimeouts<D extends DB = DB, T = unknown>(db: Kysely<D> | Transaction<D>, timeouts: StatementTimeouts, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
+export function withTimeouts<D extends DB = DB, T = unknown>(db: ExecutorOf<D>, timeouts: StatementTimeouts, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
 /** The same, for a service's Kysely with CamelCasePlugin (see {@link CamelCasedDB}), tables of its own beside ours or not. */
 export function withTimeouts<D extends CamelCasedDB = CamelCasedDB, T = unknown>(
-  db: Kysely<D> | Transaction<D>,
+  db: ExecutorOf<D>,
   timeouts: StatementTimeouts,
   work: (trx: Transaction<D>) => Promise<T>,
 ): Promise<T>;
 /** The same, for any other Kysely (tables of the service's own only). */
-export function withTimeouts<D, T>(db: Kysely<D> | Transaction<D>, timeouts: StatementTimeouts, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
+export function withTimeouts<D, T>(db: ExecutorOf<D>, timeouts: StatementTimeouts, work: (trx: Transaction<D>) => Promise<T>): Promise<T>;
 // The overloads name Transaction<D> beside Kysely<D>, and our tables' types first (the type
 // parameters in the order they always had, <D, T>, for a caller that gives them): from a
 // transaction (a ControlledTransaction too) against Kysely<D> alone, TypeScript inferred D as
 // an index signature of the tables' types, which neither the transaction nor `work` matched.
 export async function withTimeouts<D, T>(
-  db: Kysely<D> | Transaction<D>,
+  db: ExecutorOf<D>,
   timeouts: StatementTimeouts,
   work: (trx: Transaction<D>) => Promise<T>,
 ): Promise<T> {

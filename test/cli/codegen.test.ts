@@ -301,10 +301,11 @@ function typeErrors(fixtures: Record<string, string>): Record<string, { found: S
 // A service whose own Kysely knows tables of its own beside ours passes it, and its
 // transactions, to the query functions and withSavepoint as it is; one that lacks ours does not.
 const serviceTablesFixture = `
-import type { Kysely } from 'kysely';
+import type { ControlledTransaction, Kysely } from 'kysely';
 import type { DB } from '../../generated/db.js';
 import type { CamelCasedDB } from '../../src/db/camel-cased-db.js';
 import { withSavepoint } from '../../src/db/with-savepoint.js';
+import { withTimeouts } from '../../src/db/with-timeouts.js';
 import * as users from '../../src/queries/users.js';
 declare const serviceDb: Kysely<DB & { audit_log: { id: string; line: string } }>;
 declare const camelServiceDb: Kysely<CamelCasedDB & { auditLog: { id: string } }>;
@@ -316,6 +317,18 @@ export const inSavepoint = serviceDb.transaction().execute((trx) => withSavepoin
 export const alsoTheirs = serviceDb.transaction().execute((trx) => withSavepoint(trx, (sp) => sp.selectFrom('audit_log').selectAll().execute())); // ok
 export const camelInSavepoint = camelServiceDb.transaction().execute((trx) => withSavepoint(trx, (sp) => users.findById(sp, 'id'))); // ok
 export const notOurs = users.findById(unrelated, 'id'); // error
+// Controlled transactions (startTransaction) and their savepoints, as the callback form's:
+// TypeScript inferred no D from them against Kysely<D> | Transaction<D> and fell back to DB.
+declare const controlled: ControlledTransaction<DB & { audit_log: { id: string; line: string } }>;
+declare const camelControlled: ControlledTransaction<CamelCasedDB & { auditLog: { id: string } }>;
+declare const savepointOf: ControlledTransaction<DB & { audit_log: { id: string; line: string } }, ['a']>;
+export const controlledOwn = users.findById(controlled, 'id'); // ok
+export const camelControlledOwn = users.findById(camelControlled, 'id'); // ok
+export const savepointOwn = users.updateProfile(savepointOf, 'id', { displayName: 'x' }); // ok
+export const controlledSavepoint = withSavepoint(controlled, (sp) => users.findById(sp, 'id')); // ok
+export const controlledTheirs = withSavepoint(controlled, (sp) => sp.selectFrom('audit_log').selectAll().execute()); // ok
+export const controlledTimeouts = withTimeouts(controlled, { statementTimeout: '2s' }, (trx) => users.findById(trx, 'id')); // ok
+export const camelControlledTimeouts = withTimeouts(camelControlled, { statementTimeout: '2s' }, (trx) => trx.selectFrom('auditLog').selectAll().execute()); // ok
 `;
 
 describe('the generated types', () => {
