@@ -5,7 +5,19 @@ import { LockNotAvailableError } from '../errors.js';
 interface Waiter {
   go(call: Call): void;
   fail(error: Error): void;
+  /** The row lock its call takes (see RowLockStrength), and a look at the row with that lock. */
+  strength: RowLockStrength;
+  look: () => Promise<unknown>;
 }
+
+/**
+ * The row lock a gated call takes, in PostgreSQL's order (`FOR KEY SHARE` 0, `FOR SHARE` 1,
+ * `FOR NO KEY UPDATE` 2, `FOR UPDATE` 3): each conflicts with all the weaker one does and
+ * more, so a row free for a stronger lock is free for every weaker one. An UPDATE that
+ * changes a key (a column of a unique index, as a user's slug) takes `FOR UPDATE`, and any
+ * other `FOR NO KEY UPDATE`.
+ */
+export type RowLockStrength = 0 | 1 | 2 | 3;
 
 // A gated call of a row: when it began to run, and whether a connection was at hand then (so
 // that how long it has run is how long it has been on the server).
@@ -89,8 +101,9 @@ export function rowGateState(db: Kysely<any>, row: string): { running: number; w
  * connection, until one of those calls ends, so that a held row takes the connections of the
  * calls already on it, not the pool's every connection, and every other user's calls go on.
  * When a call ends, the waiting calls go, unless another call still holds the row. When one
- * fails for a lock (it waited `lock_timeout`), `lookAtRow` tries the row's lock without
- * waiting: let go, they go; still held, or not looked at within a second (no connection
+ * fails for a lock (it waited `lock_timeout`), the waiting calls' `lookAtRow` tries the row's
+ * lock without waiting, the lock each takes (`strength`, the strongest first): let go for
+ * theirs, they go; still held for theirs, or not looked at within a second (no connection
  * free), they fail with that failure, as the retryable `LockNotAvailableError` that says so. A call waits at most the pool's
  * acquire timeout (then `PoolTimeoutError`, as for a connection). In a transaction, on the
  * instance `db.connection()` gives, and on a `Kysely` that createDb did not make, `work` runs
@@ -99,7 +112,13 @@ export function rowGateState(db: Kysely<any>, row: string): { running: number; w
  * @example
  * return gatedByRow(db, `users:${id}`, () => updateUser(db, id), () => lockUserRowNoWait(db, id))
  */
-export async function gatedByRow<T>(db: Kysely<any>, row: string, work: () => Promise<T>, lookAtRow: () => Promise<unknown>): Promise<T> {
+export async function gatedByRow<T>(
+  db: Kysely<any>,
+  row: string,
+  work: () => Promise<T>,
+  lookAtRow: () => Promise<unknown>,
+  strength: RowLockStrength = 2,
+): Promise<T> {
   const gates = db.isTransaction ? undefined : rowGatesOf(db);
   if (gates === undefined) return work();
   let state = gates.rows.get(row);
@@ -110,7 +129,9 @@ export async function gatedByRow<T>(db: Kysely<any>, row: string, work: () => Pr
   // Behind those already waiting, too: they go first. A call let go is counted as running from
   // then on, so that the row is not forgotten before it resumes.
   let call: Call;
-  if (state.waiting.length > 0 || state.looking || held(gates, state) || atHand(state) >= callsAtHandPerRow) call = await waitAtRow(gates, row, state);
+  if (state.waiting.length > 0 || state.looking || held(gates, state) || atHand(state) >= callsAtHandPerRow) {
+    call = await waitAtRow(gates, row, state, strength, lookAtRow);
+  }
   else state.running.add((call = begun(gates.idleConnections() > 0)));
   let failedForLock: unknown;
   try {
@@ -121,7 +142,7 @@ export async function gatedByRow<T>(db: Kysely<any>, row: string, work: () => Pr
     throw error;
   } finally {
     state.running.delete(call);
-    callEnded(gates, row, state, failedForLock, lookAtRow);
+    callEnded(gates, row, state, failedForLock);
   }
 }
 
@@ -143,19 +164,25 @@ function held(gates: RowGates, state: RowState): boolean {
 // A look at the row that cannot be made this soon (no connection free) finds nothing.
 const lookWithinMs = 1_000;
 
-function callEnded(gates: RowGates, row: string, state: RowState, failedForLock: unknown, lookAtRow: () => Promise<unknown>): void {
+function callEnded(gates: RowGates, row: string, state: RowState, failedForLock: unknown): void {
   if (state.looking) return;
   if (state.waiting.length > 0 && failedForLock !== undefined) {
     state.looking = true;
-    void lookedAt(lookAtRow).then((free) => {
+    void freeUpTo(state.waiting).then((free) => {
       state.looking = false;
       const waiting = state.waiting.splice(0);
-      if (free) {
-        letGo(gates, state, waiting);
-      } else {
-        // The call ahead failed for the lock a moment ago, and nothing says it was let go since.
-        const { lockTimeoutMs, statementTimeoutMs, limit } = failedForLock as Partial<LockNotAvailableError>;
-        for (const waiter of waiting) waiter.fail(new LockNotAvailableError({ cause: failedForLock, lockTimeoutMs, statementTimeoutMs, limit, behindCallForRow: true }));
+      letGo(
+        gates,
+        state,
+        waiting.filter((waiter) => waiter.strength <= free),
+      );
+      // The call ahead failed for the lock a moment ago, and nothing says the row was let go
+      // since for the lock these take: a key-share holder (a transaction that inserted a row
+      // referring to it) blocks a slug change, and let go, thirty of them each waited their
+      // lock_timeout on a connection of their own, the pool's every one.
+      const { lockTimeoutMs, statementTimeoutMs, limit } = failedForLock as Partial<LockNotAvailableError>;
+      for (const waiter of waiting) {
+        if (waiter.strength > free) waiter.fail(new LockNotAvailableError({ cause: failedForLock, lockTimeoutMs, statementTimeoutMs, limit, behindCallForRow: true }));
       }
       forgetIfIdle(gates, row, state);
     });
@@ -165,6 +192,16 @@ function callEnded(gates: RowGates, row: string, state: RowState, failedForLock:
   // another that still holds the row.
   if (!held(gates, state)) letGo(gates, state, state.waiting.splice(0));
   forgetIfIdle(gates, row, state);
+}
+
+// The strongest lock the waiting calls take that the row is free for (-1: none), looked at
+// with theirs, the strongest first: one free for it is free for every weaker one.
+async function freeUpTo(waiting: readonly Waiter[]): Promise<number> {
+  const strengths = [...new Set(waiting.map((waiter) => waiter.strength))].sort((a, b) => b - a);
+  for (const strength of strengths) {
+    if (await lookedAt(waiting.find((waiter) => waiter.strength === strength)!.look)) return strength;
+  }
+  return -1;
 }
 
 // Whether the row's lock could be taken at once: false where it could not, or the look could
@@ -200,10 +237,12 @@ function forgetIfIdle(gates: RowGates, row: string, state: RowState): void {
 }
 
 // Waits for a call of the row to end (and the row to be let go), at most the gates' waitMs.
-function waitAtRow(gates: RowGates, row: string, state: RowState): Promise<Call> {
+function waitAtRow(gates: RowGates, row: string, state: RowState, strength: RowLockStrength, look: () => Promise<unknown>): Promise<Call> {
   const started = performance.now();
   return new Promise((resolve, reject) => {
     const waiter: Waiter = {
+      strength,
+      look,
       go: (call) => {
         clearTimeout(timer);
         resolve(call);

@@ -175,6 +175,51 @@ describe('gatedByRow', () => {
     expect(rowGateState(db, row)).toBeUndefined();
   });
 
+  // A key-share holder blocks a key's change (FOR UPDATE) and no other change (FOR NO KEY UPDATE).
+  it('after a call failed for a lock, looks with each waiting lock, the strongest first: those still held for theirs fail, the others go', async () => {
+    const db = gatedDb();
+    const looks: string[] = [];
+    const heldForKeys = async () => {
+      looks.push('FOR UPDATE');
+      return stillHeld();
+    };
+    const freeForOthers = async () => void looks.push('FOR NO KEY UPDATE');
+    const { holder, outcome } = await holdRow(db, heldForKeys);
+    const [keyChange, otherChange] = [heldCall(), heldCall()];
+    const behind = settled(gatedByRow(db, row, keyChange.work, heldForKeys, 3));
+    const other = settled(gatedByRow(db, row, otherChange.work, freeForOthers, 2));
+    const lockError = new LockNotAvailableError({ lockTimeoutMs: 2_000 });
+
+    holder.end(lockError);
+
+    expect(await behind).toMatchObject({ behindCallForRow: true, cause: lockError });
+    await expect.poll(() => otherChange.started).toBe(true);
+    expect(keyChange.started).toBe(false);
+    expect(looks).toEqual(['FOR UPDATE', 'FOR NO KEY UPDATE']);
+    otherChange.end();
+    expect(await other).toBe('done');
+    await outcome;
+    expect(rowGateState(db, row)).toBeUndefined();
+  });
+
+  it('lets every waiting call go once the look with the strongest of their locks finds the row free, without another look', async () => {
+    const db = gatedDb();
+    const looks: string[] = [];
+    const look = (name: string) => async () => void looks.push(name);
+    const { holder, outcome } = await holdRow(db);
+    const [keyChange, otherChange] = [heldCall(), heldCall()];
+    const outcomes = [settled(gatedByRow(db, row, otherChange.work, look('FOR NO KEY UPDATE'), 2)), settled(gatedByRow(db, row, keyChange.work, look('FOR UPDATE'), 3))];
+
+    holder.end(new LockNotAvailableError({ lockTimeoutMs: 2_000 }));
+
+    await expect.poll(() => keyChange.started && otherChange.started).toBe(true);
+    expect(looks).toEqual(['FOR UPDATE']);
+    keyChange.end();
+    otherChange.end();
+    expect(await Promise.all(outcomes)).toEqual(['done', 'done']);
+    await outcome;
+  });
+
   it("counts the other build's lock error as a failure for the lock", async () => {
     const db = gatedDb();
     const { holder, outcome: first } = await holdRow(db, stillHeld);

@@ -105,12 +105,12 @@ async function lockWatch() {
   return { waiting, end: () => observer.end() };
 }
 
-// A direct session of the test holding the user's row (FOR UPDATE), and the sessions that wait for it.
-async function holdUserRow(userId: string) {
+// A direct session of the test holding the user's row (FOR UPDATE, or the lock given), and the sessions that wait for it.
+async function holdUserRow(userId: string, lock: 'FOR UPDATE' | 'FOR KEY SHARE' = 'FOR UPDATE') {
   const holder = await directSession();
   const watch = await lockWatch();
   await holder.query('BEGIN');
-  const { rows } = await holder.query<{ pid: number }>('SELECT pg_backend_pid() AS pid FROM users WHERE id = $1 FOR UPDATE', [userId]);
+  const { rows } = await holder.query<{ pid: number }>(`SELECT pg_backend_pid() AS pid FROM users WHERE id = $1 ${lock}`, [userId]);
   const holderPid = rows[0]!.pid;
   return { holderPid, waiting: () => watch.waiting(holderPid), end: () => Promise.all([holder.end(), watch.end()]) };
 }
@@ -300,6 +300,41 @@ describe.concurrent('bounded waits', () => {
           expect(most).toBeLessThanOrEqual(1);
           expect(seen.size).toBeLessThanOrEqual(1);
           expect((await otherWrite).displayName).toBe('Goes on');
+        },
+        gatedPool,
+      );
+    } finally {
+      await end();
+    }
+  });
+
+  // A transaction that inserted a row referring to the user (a token, a timer) holds the user's
+  // row FOR KEY SHARE, which blocks a change of the slug, a key, and no other change. The gate
+  // let the burst's slug changes go when the call ahead failed (its look took the lock of a
+  // change of the other columns, and found the row free), and each waited its lock_timeout on a
+  // connection of its own: thirty took the pool's every one, and other users' reads waited seconds.
+  it("a burst of slug changes for a user row held FOR KEY SHARE waits on one connection, and a change of the name goes on", async ({ expect }) => {
+    const user = await newUser(testDb.db);
+    const { waiting, end } = await holdUserRow(user.id, 'FOR KEY SHARE');
+    try {
+      await withBoundedDb(
+        async (db) => {
+          await allIdle(db, expect);
+          const slug = (index: number) => `${user.slug}-${index}`;
+          const first = users.updateProfile(db, user.id, { slug: slug(0) }).catch((e: unknown) => e);
+          await rowLooksHeld(db, user.id);
+          const burst = [first, ...Array.from({ length: 7 }, (_, index) => users.updateProfile(db, user.id, { slug: slug(index + 1) }))];
+          const rename = users.updateProfile(db, user.id, { displayName: 'Renamed meanwhile' });
+          const { outcomes, most, seen } = await whileWaited(burst, waiting);
+
+          const errors = outcomes as LockNotAvailableError[];
+          expect(errors.map((error) => error?.constructor.name)).toEqual(Array.from({ length: 8 }, () => 'LockNotAvailableError'));
+          const behind = errors.filter((error) => error.behindCallForRow);
+          expect(behind).toHaveLength(7);
+          expect(new Set(behind.map((error) => error.cause))).toEqual(new Set([errors[0]]));
+          expect(most).toBeLessThanOrEqual(1);
+          expect(seen.size).toBeLessThanOrEqual(1);
+          expect((await rename).displayName).toBe('Renamed meanwhile');
         },
         gatedPool,
       );
