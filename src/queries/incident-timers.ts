@@ -1,5 +1,6 @@
 import { type Kysely, type Selectable, sql } from 'kysely';
 import type { DB, IncidentTimers } from '../../generated/db.js';
+import { gatedByUserRow } from './user-row-gate.js';
 import { inLibrarySchema } from '../db/library-schema.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { queryFunction } from '../db/query-function.js';
@@ -67,12 +68,18 @@ export const create = queryFunction(async function create(
     notes: normaliseNotes(input.notes),
     ...(input.resetAt === undefined ? {} : { reset_at: timestamptzText(requireDate('resetAt', input.resetAt)) }),
   };
-  return inLibrarySchema(db)
-    .insertInto('incident_timers')
-    .values(row)
-    .returning(timerColumns)
-    .executeTakeFirstOrThrow(noRowReturned)
-    .catch(notFoundOnMissingReference('user'));
+  // Its foreign key's check locks the user's row (FOR KEY SHARE), which a transaction that
+  // deletes the user or changes the slug holds: through the user's gate, a burst for that row
+  // takes one connection, not the pool.
+  return gatedByUserRow(db, row.user_id, () =>
+    inLibrarySchema(db)
+      .insertInto('incident_timers')
+      .values(row)
+      .returning(timerColumns)
+      .executeTakeFirstOrThrow(noRowReturned)
+      .catch(notFoundOnMissingReference('user')),
+    'FOR KEY SHARE',
+  );
 });
 
 /**

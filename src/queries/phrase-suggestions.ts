@@ -1,6 +1,7 @@
 import { type Kysely, type Selectable, type Transaction, sql } from 'kysely';
 import type { DB, PhraseSuggestions } from '../../generated/db.js';
 import { inTransaction } from '../db/in-transaction.js';
+import { gatedByUserRow } from './user-row-gate.js';
 import { inLibrarySchema } from '../db/library-schema.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { queryFunction } from '../db/query-function.js';
@@ -60,12 +61,16 @@ const suggestionColumns = [
  */
 export const submit = queryFunction(async function submit(db: Kysely<DB>, userId: string, text: string): Promise<PhraseSuggestion> {
   const row = { user_id: requireUuid('userId', userId), phrase_text: requireText('text', text, limits.phraseLength) };
-  return inLibrarySchema(db)
-    .insertInto('phrase_suggestions')
-    .values(row)
-    .returning(suggestionColumns)
-    .executeTakeFirstOrThrow(noRowReturned)
-    .catch(notFoundOnMissingReference('user'));
+  // Through the user's gate, as incidentTimers.create: its foreign key's check locks the user's row.
+  return gatedByUserRow(db, row.user_id, () =>
+    inLibrarySchema(db)
+      .insertInto('phrase_suggestions')
+      .values(row)
+      .returning(suggestionColumns)
+      .executeTakeFirstOrThrow(noRowReturned)
+      .catch(notFoundOnMissingReference('user')),
+    'FOR KEY SHARE',
+  );
 });
 
 /**

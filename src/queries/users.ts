@@ -133,7 +133,7 @@ export const updateProfile = queryFunction(async function updateProfile(
   }
   if (changes.slug !== undefined) set.slug = requireSlug(changes.slug);
   if (Object.keys(set).length === 0) throw new ValidationError('changes', 'name at least one of displayName, slug');
-  return gatedByUserRow(db, id, () => updatedUser(db, id, set), { keyChange: set.slug !== undefined });
+  return gatedByUserRow(db, id, () => updatedUser(db, id, set), set.slug === undefined ? 'FOR NO KEY UPDATE' : 'FOR UPDATE');
 });
 
 // The user's row changed by `set`, as returned to callers; NotFoundError for an unknown user.
