@@ -4,6 +4,7 @@ import { gatedByUserRow } from './user-row-gate.js';
 import { inLibrarySchema } from '../db/library-schema.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { queryFunction } from '../db/query-function.js';
+import { serializedStatement } from '../db/serialized-statement.js';
 import { timestamptzText } from '../db/timestamptz-text.js';
 import { NotFoundError, ValidationError } from '../errors.js';
 import {
@@ -158,13 +159,11 @@ export const update = queryFunction(async function update(
   if (changes.resetAt !== undefined) set.reset_at = timestamptzText(requireDate('resetAt', changes.resetAt));
   if (changes.notes !== undefined) set.notes = normaliseNotes(changes.notes);
   if (Object.keys(set).length === 0) throw new ValidationError('changes', 'name at least one of resetAt, notes');
-  const updated = await inLibrarySchema(db)
-    .updateTable('incident_timers')
-    .set(set)
-    .where('id', '=', id)
-    .where('user_id', '=', userId)
-    .returning(timerColumns)
-    .executeTakeFirst();
+  // Where the database defaults to REPEATABLE READ, an update racing another failed for
+  // serialization: it runs again, and applies over it, as at READ COMMITTED.
+  const updated = await serializedStatement(db, () =>
+    inLibrarySchema(db).updateTable('incident_timers').set(set).where('id', '=', id).where('user_id', '=', userId).returning(timerColumns).executeTakeFirst(),
+  );
   if (!updated) throw new NotFoundError('incident timer');
   return updated;
 });
@@ -178,6 +177,8 @@ export const remove = queryFunction(async function remove(db: Kysely<DB>, timer:
   const ref = requireInput('ref', timer);
   const id = requireUuid('id', ref.id);
   const userId = requireUuid('userId', ref.userId);
-  const result = await inLibrarySchema(db).deleteFrom('incident_timers').where('id', '=', id).where('user_id', '=', userId).executeTakeFirst();
+  const result = await serializedStatement(db, () =>
+    inLibrarySchema(db).deleteFrom('incident_timers').where('id', '=', id).where('user_id', '=', userId).executeTakeFirst(),
+  );
   if (result.numDeletedRows === 0n) throw new NotFoundError('incident timer');
 });

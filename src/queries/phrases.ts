@@ -4,6 +4,7 @@ import { inTransaction } from '../db/in-transaction.js';
 import { inLibrarySchema, libraryTable } from '../db/library-schema.js';
 import { prepareQuery } from '../db/prepared-query.js';
 import { queryFunction } from '../db/query-function.js';
+import { serializedStatement } from '../db/serialized-statement.js';
 import { NotFoundError, ValidationError } from '../errors.js';
 import {
   escapeLikePattern,
@@ -310,24 +311,28 @@ export const exclude = queryFunction(async function exclude(db: Kysely<DB>, user
   // Locked only by those checks, after the speculative insert, same-key callers waited for
   // each other's insert, each wait with a new lock_timeout, until statement_timeout cancelled
   // one (QueryCanceledError, not retryable).
-  const result = await inLibrarySchema(db)
-    .insertInto('user_excluded_phrases')
-    .columns(['user_id', 'phrase_id'])
-    .expression(
-      db
-        .selectFrom(['users', 'phrases'])
-        .select(['users.id as user_id', 'phrases.id as phrase_id'])
-        .where('users.id', '=', uid)
-        .where('phrases.id', '=', pid)
-        // Already excluded: no row to insert, so none to lock either (the rows are locked as
-        // they pass this filter), and a call that changes nothing never waits for a held user.
-        .where(({ not, exists, selectFrom }) =>
-          not(exists(selectFrom('user_excluded_phrases as e').select('e.user_id').where('e.user_id', '=', uid).where('e.phrase_id', '=', pid))),
-        )
-        .forKeyShare(),
-    )
-    .onConflict((oc) => oc.columns(['user_id', 'phrase_id']).doNothing())
-    .executeTakeFirst()
+  const insert = () =>
+    inLibrarySchema(db)
+      .insertInto('user_excluded_phrases')
+      .columns(['user_id', 'phrase_id'])
+      .expression(
+        db
+          .selectFrom(['users', 'phrases'])
+          .select(['users.id as user_id', 'phrases.id as phrase_id'])
+          .where('users.id', '=', uid)
+          .where('phrases.id', '=', pid)
+          // Already excluded: no row to insert, so none to lock either (the rows are locked as
+          // they pass this filter), and a call that changes nothing never waits for a held user.
+          .where(({ not, exists, selectFrom }) =>
+            not(exists(selectFrom('user_excluded_phrases as e').select('e.user_id').where('e.user_id', '=', uid).where('e.phrase_id', '=', pid))),
+          )
+          .forKeyShare(),
+      )
+      .onConflict((oc) => oc.columns(['user_id', 'phrase_id']).doNothing())
+      .executeTakeFirst();
+  // Idempotent on a database whose default isolation is REPEATABLE READ too: there a caller
+  // racing another for the same key failed for serialization, and runs again (serializedStatement).
+  const result = await serializedStatement(db, insert)
     // The user or the phrase deleted while the insert waited for its row (the insert read it
     // before): its foreign-key check fails, and the caller learns which one is gone.
     .catch(notFoundOnMissingReference({ user_excluded_phrases_user_id_fkey: 'user', user_excluded_phrases_phrase_id_fkey: 'phrase' }));
@@ -352,11 +357,7 @@ export const exclude = queryFunction(async function exclude(db: Kysely<DB>, user
 export const include = queryFunction(async function include(db: Kysely<DB>, userId: string, phraseId: string): Promise<void> {
   const uid = requireUuid('userId', userId);
   const pid = requireUuid('phraseId', phraseId);
-  await inLibrarySchema(db)
-    .deleteFrom('user_excluded_phrases')
-    .where('user_id', '=', uid)
-    .where('phrase_id', '=', pid)
-    .execute();
+  await serializedStatement(db, () => inLibrarySchema(db).deleteFrom('user_excluded_phrases').where('user_id', '=', uid).where('phrase_id', '=', pid).execute());
 });
 
 /**
@@ -440,7 +441,9 @@ export const update = queryFunction(async function update(
       .executeTakeFirst();
     if (!updated) throw new NotFoundError('phrase');
     return updated;
-  });
+    // READ COMMITTED whatever the database's default: two admins' changes at once apply one
+    // after the other rather than fail for serialization.
+  }, { ownReadCommitted: true });
 });
 
 /**
