@@ -1,3 +1,5 @@
+import { terminalText } from './terminal-text.js';
+
 /**
  * Whether the person at the terminal typed `yes` to `question` (asked on stderr, so that
  * stdout stays the command's output): the last word before a command destroys data.
@@ -8,7 +10,8 @@ export async function typedYes(question: string): Promise<boolean> {
   const { createInterface } = await import('node:readline/promises');
   const prompt = createInterface({ input: process.stdin, output: process.stderr });
   try {
-    return (await prompt.question(question)).trim().toLowerCase() === 'yes';
+    // The question may name what came from outside (sessions' roles, a record's migration).
+    return (await prompt.question(terminalText(question))).trim().toLowerCase() === 'yes';
   } finally {
     prompt.close();
   }

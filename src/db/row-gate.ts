@@ -24,6 +24,7 @@ export type RowLockStrength = 0 | 1 | 2 | 3;
 interface Call {
   startedAt: number;
   atHand: boolean;
+  strength: RowLockStrength;
 }
 
 // One row's calls in one pool: those running, those waiting for the row to be let go, and
@@ -129,10 +130,9 @@ export async function gatedByRow<T>(
   // Behind those already waiting, too: they go first. A call let go is counted as running from
   // then on, so that the row is not forgotten before it resumes.
   let call: Call;
-  if (state.waiting.length > 0 || state.looking || held(gates, state) || atHand(state) >= callsAtHandPerRow) {
+  if (state.waiting.some((waiter) => waiter.strength <= strength) || state.looking || held(gates, state, strength) || atHand(state) >= callsAtHandPerRow) {
     call = await waitAtRow(gates, row, state, strength, lookAtRow);
-  }
-  else state.running.add((call = begun(gates.idleConnections() > 0)));
+  } else state.running.add((call = begun(gates.idleConnections() > 0, strength)));
   let failedForLock: unknown;
   try {
     return await work();
@@ -146,18 +146,22 @@ export async function gatedByRow<T>(
   }
 }
 
-const begun = (atHand: boolean): Call => ({ startedAt: performance.now(), atHand });
+const begun = (atHand: boolean, strength: RowLockStrength): Call => ({ startedAt: performance.now(), atHand, strength });
 function atHand(state: RowState): number {
   let count = 0;
   for (const call of state.running) if (call.atHand) count += 1;
   return count;
 }
 
-// Whether a running call of the row, begun with a connection at hand, has run heldAfterMs (one
-// begun on a busy pool may be waiting for its connection, holding nothing).
-function held(gates: RowGates, state: RowState): boolean {
+// Whether the row looks held against a call that takes `strength`: a running call of the row
+// whose lock it takes too or a weaker one (whatever holds that call back conflicts with this
+// one's lock as well), begun with a connection at hand, has run heldAfterMs (one begun on a
+// busy pool may be waiting for its connection, holding nothing). A stuck change of the name
+// does not hold back an insert that refers to the user: a rotation in flight (FOR SHARE) holds
+// the one and not the other. By default, against any call.
+function held(gates: RowGates, state: RowState, strength: RowLockStrength = 3): boolean {
   const now = performance.now();
-  for (const call of state.running) if (call.atHand && now - call.startedAt >= gates.heldAfterMs) return true;
+  for (const call of state.running) if (call.atHand && call.strength <= strength && now - call.startedAt >= gates.heldAfterMs) return true;
   return false;
 }
 
@@ -168,40 +172,50 @@ function callEnded(gates: RowGates, row: string, state: RowState, failedForLock:
   if (state.looking) return;
   if (state.waiting.length > 0 && failedForLock !== undefined) {
     state.looking = true;
-    void freeUpTo(state.waiting).then((free) => {
-      state.looking = false;
-      const waiting = state.waiting.splice(0);
-      letGo(
-        gates,
-        state,
-        waiting.filter((waiter) => waiter.strength <= free),
-      );
-      // The call ahead failed for the lock a moment ago, and nothing says the row was let go
-      // since for the lock these take: a key-share holder (a transaction that inserted a row
-      // referring to it) blocks a slug change, and let go, thirty of them each waited their
-      // lock_timeout on a connection of their own, the pool's every one.
-      const { lockTimeoutMs, statementTimeoutMs, limit } = failedForLock as Partial<LockNotAvailableError>;
-      for (const waiter of waiting) {
-        if (waiter.strength > free) waiter.fail(new LockNotAvailableError({ cause: failedForLock, lockTimeoutMs, statementTimeoutMs, limit, behindCallForRow: true }));
-      }
-      forgetIfIdle(gates, row, state);
-    });
+    void settleAfterLockFailure(gates, row, state, failedForLock);
     return;
   }
   // A call that ended well, or failed otherwise (before its connection, say), says nothing of
   // another that still holds the row.
-  if (!held(gates, state)) letGo(gates, state, state.waiting.splice(0));
+  letGo(gates, state, takeWaiting(state, (waiter) => !held(gates, state, waiter.strength)));
   forgetIfIdle(gates, row, state);
 }
 
-// The strongest lock the waiting calls take that the row is free for (-1: none), looked at
-// with theirs, the strongest first: one free for it is free for every weaker one.
-async function freeUpTo(waiting: readonly Waiter[]): Promise<number> {
-  const strengths = [...new Set(waiting.map((waiter) => waiter.strength))].sort((a, b) => b - a);
-  for (const strength of strengths) {
-    if (await lookedAt(waiting.find((waiter) => waiter.strength === strength)!.look)) return strength;
+// After a call failed for the row's lock: the row is looked at with the lock each waiting call
+// takes, the strongest first (one free for it is free for every weaker one), until each waiting
+// call, those that came during the looks included, is either let go (its lock free) or failed
+// (its lock still held, or not looked at within a second). The call ahead failed a moment ago,
+// and nothing else says the row was let go since: a key-share holder (a transaction that
+// inserted a row referring to it) blocks a slug change, and let go, thirty of them each waited
+// their lock_timeout on a connection of their own, the pool's every one.
+async function settleAfterLockFailure(gates: RowGates, row: string, state: RowState, failedForLock: unknown): Promise<void> {
+  let free = -1;
+  const heldFor = new Set<RowLockStrength>();
+  for (;;) {
+    // A copy: a waiter that gives up (waitMs) leaves state.waiting during a look.
+    const undecided = state.waiting.filter((waiter) => waiter.strength > free && !heldFor.has(waiter.strength));
+    if (undecided.length === 0) break;
+    const strongest = undecided.reduce((most, waiter) => (waiter.strength > most.strength ? waiter : most));
+    if (await lookedAt(strongest.look)) free = strongest.strength;
+    else heldFor.add(strongest.strength);
   }
-  return -1;
+  state.looking = false;
+  letGo(gates, state, takeWaiting(state, (waiter) => waiter.strength <= free));
+  const { lockTimeoutMs, statementTimeoutMs, limit } = failedForLock as Partial<LockNotAvailableError>;
+  for (const waiter of state.waiting.splice(0)) {
+    waiter.fail(new LockNotAvailableError({ cause: failedForLock, lockTimeoutMs, statementTimeoutMs, limit, behindCallForRow: true }));
+  }
+  forgetIfIdle(gates, row, state);
+}
+
+// Takes the waiting calls that `chosen` picks out of the row's queue, in their order.
+// (Each asked once: `held` reads the clock.)
+function takeWaiting(state: RowState, chosen: (waiter: Waiter) => boolean): Waiter[] {
+  const taken: Waiter[] = [];
+  const left: Waiter[] = [];
+  for (const waiter of state.waiting) (chosen(waiter) ? taken : left).push(waiter);
+  state.waiting = left;
+  return taken;
 }
 
 // Whether the row's lock could be taken at once: false where it could not, or the look could
@@ -226,7 +240,7 @@ function lookedAt(lookAtRow: () => Promise<unknown>): Promise<boolean> {
 function letGo(gates: RowGates, state: RowState, waiting: Waiter[]): void {
   let idle = gates.idleConnections();
   for (const waiter of waiting) {
-    const call = begun(idle-- > 0);
+    const call = begun(idle-- > 0, waiter.strength);
     state.running.add(call);
     waiter.go(call);
   }

@@ -303,6 +303,27 @@ describe('npm run db:reset without DB_APP_USER', () => {
     expect(result.stdout).toContain('not confirmed; the database was not touched');
   });
 
+  // A role's name may hold any character: asked raw at the terminal, before the drop, one named
+  // with escape sequences could erase the question and print another.
+  it('names at the terminal a session whose role holds control characters, escaped', async () => {
+    const database = await createTestDatabase();
+    onTestFinished(() => database.drop());
+    const user = `kw_reset_\x1b[2K\r${randomBytes(4).toString('hex')}`;
+    const password = randomBytes(8).toString('hex');
+    await withClient(database.url, (client) => client.query(`CREATE ROLE ${client.escapeIdentifier(user)} LOGIN PASSWORD '${password}'`));
+    onTestFinished(() => withClient(database.url, (client) => client.query(`DROP ROLE ${client.escapeIdentifier(user)}`).then(() => undefined)));
+    const url = new URL(database.url);
+    url.username = encodeURIComponent(user);
+    url.password = password;
+    await heldSession(url.toString(), 'kw-held-odd-role');
+
+    const result = await runCliInTerminal('db-reset', [], { DATABASE_URL: database.url }, 'no\n');
+
+    expect(result.stdout).toContain(`It ends 1 session(s) connected to it now: ${user.replace('\x1b', '\\x1b').replace('\r', '\\x0d')} (kw-held-odd-role).`);
+    expect(result.stdout).not.toContain('\x1b[2K');
+    expect(result.stdout).toContain('not confirmed; the database was not touched');
+  });
+
   // A role without pg_read_all_stats sees other roles' sessions with no backend_type: they were
   // left out, the services' among them, for a reset that is no superuser's.
   it("names other roles' sessions to a reset that is no superuser's", async () => {

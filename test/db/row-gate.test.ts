@@ -202,6 +202,67 @@ describe('gatedByRow', () => {
     expect(rowGateState(db, row)).toBeUndefined();
   });
 
+  // A call that came while the row was looked at with another lock was judged by that look:
+  // an insert (FOR KEY SHARE) failed behind a slug change's look, its own lock free.
+  it('looks again with the lock of a call that came during a look, and lets it go when that is free', async () => {
+    const db = gatedDb();
+    let answerKeyLook!: () => void;
+    const keyLook = () => new Promise<void>((_resolve, reject) => (answerKeyLook = () => reject(Object.assign(new Error('held'), { code: 'LOCK_NOT_AVAILABLE' }))));
+    const { holder, outcome } = await holdRow(db, keyLook);
+    const keyChange = heldCall();
+    const behind = settled(gatedByRow(db, row, keyChange.work, keyLook, 3));
+    holder.end(new LockNotAvailableError({ lockTimeoutMs: 2_000 }));
+    await outcome;
+    await expect.poll(() => answerKeyLook).toBeTypeOf('function');
+
+    const insert = heldCall();
+    const inserted = settled(gatedByRow(db, row, insert.work, letGo, 0));
+    answerKeyLook();
+
+    expect(await behind).toMatchObject({ behindCallForRow: true });
+    await expect.poll(() => insert.started).toBe(true);
+    insert.end();
+    expect(await inserted).toBe('done');
+    expect(rowGateState(db, row)).toBeUndefined();
+  });
+
+  // A waiter that gave up during a look left the queue the look was choosing from: the next
+  // look's choice threw, unhandled (the process ended), and the row stayed "being looked at",
+  // so that every later call for it waited the acquire timeout.
+  it('keeps going when the waiting calls give up (the acquire timeout) during a look, and forgets the row', async () => {
+    const db = gatedDb(200);
+    const unanswered = () => new Promise<never>(() => undefined);
+    const { holder, outcome } = await holdRow(db, unanswered);
+    const waiting = [heldCall(), heldCall()];
+    const behind = [settled(gatedByRow(db, row, waiting[0]!.work, unanswered, 3)), settled(gatedByRow(db, row, waiting[1]!.work, letGo, 2))];
+
+    holder.end(new LockNotAvailableError({ lockTimeoutMs: 2_000 }));
+    await outcome;
+
+    for (const error of await Promise.all(behind)) expect(error).toBeInstanceOf(PoolTimeoutError);
+    await expect.poll(() => rowGateState(db, row), { timeout: 3_000 }).toBeUndefined();
+    expect(await gatedByRow(db, row, async () => 'ran', letGo)).toBe('ran');
+  });
+
+  // Whatever holds a call back conflicts with a stronger lock too, not always with a weaker one:
+  // a rotation in flight (FOR SHARE) holds a change of the name and not an insert for the user.
+  it('holds back a call behind a stuck call of a weaker or the same lock, and lets one of a weaker lock run beside it', async () => {
+    const db = gatedDb();
+    const { holder, outcome } = await holdRow(db);
+    const [insert, keyChange] = [heldCall(), heldCall()];
+    const inserted = settled(gatedByRow(db, row, insert.work, letGo, 0));
+    await expect.poll(() => insert.started).toBe(true);
+    const changed = settled(gatedByRow(db, row, keyChange.work, letGo, 3));
+
+    expect(rowGateState(db, row)).toEqual({ running: 2, waiting: 1, held: true });
+    expect(keyChange.started).toBe(false);
+    holder.end();
+    insert.end();
+    await expect.poll(() => keyChange.started).toBe(true);
+    keyChange.end();
+    expect(await Promise.all([outcome, inserted, changed])).toEqual(['done', 'done', 'done']);
+  });
+
   it('lets every waiting call go once the look with the strongest of their locks finds the row free, without another look', async () => {
     const db = gatedDb();
     const looks: string[] = [];
