@@ -1,7 +1,7 @@
 /**
  * Text that came from outside (a backup's object and role names, a remote host's answer, a
  * session's application_name, a record's migration names) made safe for a terminal: every
- * control character but the line feed and the tab, and the Unicode controls that reorder or
+ * control character but the line feed (CRLF read as one) and the tab, and the Unicode controls that reorder or
  * end lines, written as an escape (`\x1b`, `\u202e`). Printed raw, a backup's table name
  * could erase the lines above, print a forged "restored" line in green or set the window's
  * title; a direction override could make a name read as another.
@@ -9,7 +9,8 @@
  * @example terminalText('public.\x1b[2Kfake') // 'public.\\x1b[2Kfake'
  */
 export function terminalText(text: string): string {
-  return text.replace(unsafeForTerminal, (character) => {
+  // A line ending of the other kind (a host's stderr) ends a line here too.
+  return text.replaceAll('\r\n', '\n').replace(unsafeForTerminal, (character) => {
     const code = character.charCodeAt(0);
     return code <= 0xff ? `\\x${code.toString(16).padStart(2, '0')}` : `\\u${code.toString(16).padStart(4, '0')}`;
   });

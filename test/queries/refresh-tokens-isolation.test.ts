@@ -189,7 +189,10 @@ describe.each(['repeatable read', 'serializable'] as const)('refresh tokens, sug
         (error: unknown) => error,
       );
       await eventually(async () => {
-        const { rows } = await client.query<{ n: number }>("SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND pid <> pg_backend_pid()");
+        // This database's waits only: other files' tests wait on the same server.
+        const { rows } = await client.query<{ n: number }>(
+          'SELECT count(*)::int AS n FROM pg_locks WHERE NOT granted AND pid IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database())',
+        );
         return rows[0]!.n === 1;
       }, 'the call waits for the other transaction');
       await client.query('COMMIT');

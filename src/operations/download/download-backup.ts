@@ -294,6 +294,7 @@ async function remoteFile(
 // for the machine's other writers (a twentieth of the disk, at most 1 GiB).
 async function roomInBackupDir(folder: string): Promise<{ bytes: number; kept: number }> {
   const disk = await statfs(folder);
+  // Node's statfs gives f_bsize, the unit of the block counts on Linux's filesystems.
   const kept = Math.min(2 ** 30, Math.floor((disk.blocks * disk.bsize) / 20));
   return { bytes: Math.max(0, disk.bavail * disk.bsize - kept), kept };
 }
@@ -364,11 +365,10 @@ export async function downloadBackup(options: DownloadOptions): Promise<Download
   // The size is the host's word, and it sets the copy's bound (below): a compromised host that
   // announced a petabyte would fill BACKUP_DIR's disk all the same. A copy must leave the disk
   // some room (what keeps the machine's other writers going), or it is not begun.
-  const room = await roomInBackupDir(path.dirname(final)).catch((error: unknown) => {
-    source.cancel();
-    throw error;
-  });
-  if (source.size > room.bytes) {
+  // A folder whose free space cannot be asked (statfs unsupported, as on some FUSE mounts) is
+  // not refused for it: the announced size still bounds the copy.
+  const room = await roomInBackupDir(path.dirname(final)).catch(() => undefined);
+  if (room !== undefined && source.size > room.bytes) {
     source.cancel();
     throw new DownloadError(
       'space',

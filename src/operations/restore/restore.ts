@@ -37,7 +37,7 @@ import { lockPublicTables } from './lock-public-tables.js';
 import { watchForStop } from './stopped-process-watchdog.js';
 import { defaultMigrationsDir } from '../../migrations/default-migrations-dir.js';
 import { listMigrationFiles, type MigrationFile } from '../../migrations/migration-files.js';
-import { qualifiedMigrationsTable } from '../../migrations/migration-storage.js';
+import { migrationsTable, qualifiedMigrationsTable } from '../../migrations/migration-storage.js';
 import { type BeyondPublicWatch, watchBeyondPublic } from './watch-beyond-public.js';
 
 /** What {@link restoreDatabase} restores, and into which database. */
@@ -202,24 +202,29 @@ interface RecordedMigration {
 
 // Why the restored migrations record is not one the release step can go on from, if it is
 // not: the backup's tables are then not what this release's migrations made, and the step
-// would fail on them or skip what they lack. No record at all (tables from elsewhere: every
-// migration would run again over them, and fail on the first CREATE), a migration this release
-// does not have (a newer release's backup, or a forged row: its step refuses such a record,
-// MIGRATION_MISSING), or one applied from other SQL than this release's file (a changed
-// checksum: refused the same way, MIGRATION_CHECKSUM_MISMATCH).
-function recordProblem(recorded: readonly RecordedMigration[] | undefined, files: readonly MigrationFile[]): string | undefined {
-  if (recorded === undefined) {
+// would fail on them or skip what they lack. Tables with no migration recorded (no record, or
+// an empty one: tables from elsewhere, over which every migration would run again and fail on
+// the first CREATE), a migration this release does not have (a newer release's backup, another
+// service's migrations, or a forged row: its step refuses such a record, MIGRATION_MISSING), or
+// one applied from other SQL than this release's file (a changed checksum: refused the same
+// way, MIGRATION_CHECKSUM_MISMATCH). A backup with no table beside an empty record (a database
+// set up and never migrated) has nothing to tell.
+function recordProblem(recorded: readonly RecordedMigration[] | undefined, tables: boolean, files: readonly MigrationFile[]): string | undefined {
+  if (tables && (recorded === undefined || recorded.length === 0)) {
     return (
-      `the backup has no migrations record (${qualifiedMigrationsTable}): which migrations made its tables cannot be told, ` +
-      "and the release step would apply every one again over them; restore a backup of this project's database (kennwilliamson-db backup)"
+      `the backup has tables but ${recorded === undefined ? 'no migrations record' : 'an empty migrations record'} (${qualifiedMigrationsTable}): ` +
+      'which migrations made its tables cannot be told, and the release step would apply every one again over them; ' +
+      "restore a backup of this project's database (kennwilliamson-db backup)"
     );
   }
+  if (recorded === undefined) return undefined;
   const byName = new Map(files.map((file) => [file.name, file]));
   const unknown = recorded.filter((row) => !byName.has(row.name)).map((row) => row.name);
   if (unknown.length > 0) {
     return (
       `the backup's migrations record names ${unknown.length} migration(s) that this release does not have (${listed(unknown)}): ` +
-      'restore it with the release that made it (its package holds those migrations), or a backup of this release'
+      "restore it with the release that made it (its package holds those migrations), with the folder that holds them (--migrations-dir, a service's own), " +
+      'or a backup of this release'
     );
   }
   const changed = recorded.filter((row) => byName.get(row.name)!.checksum !== row.checksum).map((row) => row.name);
@@ -828,15 +833,20 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
           // than the release), read before COMMIT: a record the release step cannot go on from is
           // refused here, with nothing changed (see recordProblem).
           const readRecord = async () => {
-            const { rows: present } = await client.query<{ present: boolean }>('SELECT pg_catalog.to_regclass($1) IS NOT NULL AS present', [qualifiedMigrationsTable]);
-            return present[0]!.present ? (await client.query<RecordedMigration>(`SELECT name, checksum FROM ${qualifiedMigrationsTable} ORDER BY name`)).rows : undefined;
+            const { rows: present } = await client.query<{ present: boolean; tables: boolean }>(
+              `SELECT pg_catalog.to_regclass($1) IS NOT NULL AS present,
+                      EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = 'public'::pg_catalog.regnamespace AND relkind IN ('r', 'p') AND relname <> $2) AS tables`,
+              [qualifiedMigrationsTable, migrationsTable],
+            );
+            const rows = present[0]!.present ? (await client.query<RecordedMigration>(`SELECT name, checksum FROM ${qualifiedMigrationsTable} ORDER BY name`)).rows : undefined;
+            return { rows, tables: present[0]!.tables };
           };
           const recorded = await roundTrip('the look at the migrations record', readRecord).catch((error: unknown) => {
             throw rolledBack(`${serverFailure(error)} while reading the migrations record`, error);
           });
-          const recordRefused = recordProblem(recorded, migrationFiles);
+          const recordRefused = recordProblem(recorded.rows, recorded.tables, migrationFiles);
           if (recordRefused !== undefined) throw rolledBack(recordRefused, undefined);
-          appliedMigrations = new Set(recorded!.map((row) => row.name));
+          appliedMigrations = new Set((recorded.rows ?? []).map((row) => row.name));
           // Never COMMIT once interrupted, whatever was already sent.
           signal?.throwIfAborted();
           committing = true;

@@ -157,8 +157,6 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     expect(await readdir(backupDir)).toEqual([]);
   });
 
-  // The remote path reaches the host's shell inside ssh's command line: quotes and $(…) in it
-  // must arrive as characters, never as syntax.
   // The copy's bound is the size the host announces: a compromised host that announced a
   // petabyte, then sent zeros, wrote 400 MB before a reviewer stopped it, and would have gone
   // on until the disk was full. (A sparse file: its size on the host, no room taken.)
@@ -182,6 +180,8 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
     }
   });
 
+  // The remote path reaches the host's shell inside ssh's command line: quotes and $(…) in it
+  // must arrive as characters, never as syntax.
   it('reads a remote folder whose name holds quotes and shell syntax as plain characters', async () => {
     const marker = path.join(root, 'ran');
     // The marker's slashes make this a few nested folders; the path as a whole is what ssh carries.

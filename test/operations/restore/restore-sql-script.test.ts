@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, inject, it, onTestFinished } fro
 import { RestoreError } from '../../../src/errors.js';
 import { restoreDatabase } from '../../../src/operations/restore/restore.js';
 import { migrationsDefining } from '../../support/migration-sandbox.js';
-import { withMigrationsRecord } from '../../support/migrations-record.js';
+import { migrationsRecordSql, withMigrationsRecord } from '../../support/migrations-record.js';
 import { runCli } from '../../support/run-cli.js';
 import { execute, fillEveryTable, tableContents } from '../../support/table-contents.js';
 import { createTestDatabase, type TestDatabase } from '../../support/test-database.js';
@@ -116,8 +116,8 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     await rm(workDir, { recursive: true, force: true });
   });
 
-  // With the (empty) migrations record a backup has, unless `record` is false: the record's table
-  // picks up the owner's default privileges as the backup's own tables do.
+  // With the migrations record a backup has, unless `record` is false: the record's table picks
+  // up the owner's default privileges as the backup's own tables do.
   async function crafted(name: string, sql: string, { record = true } = {}): Promise<string> {
     const file = path.join(workDir, name);
     await writeFile(file, gz(record ? withMigrationsRecord(sql) : sql));
@@ -212,16 +212,14 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     const target = await createTestDatabase({ empty: true });
     onTestFinished(() => target.drop());
     const migrationsDir = await mkdtemp(path.join(workDir, 'own-migrations-'));
-    await writeFile(path.join(migrationsDir, '20990101000000_items.up.sql'), "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL CHECK (name <> ''));\n");
+    const itemsSql = "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL CHECK (name <> ''));\n";
+    await writeFile(path.join(migrationsDir, '20990101000000_items.up.sql'), itemsSql);
     await writeFile(path.join(migrationsDir, '20990101000000_items.down.sql'), 'DROP TABLE items;\n');
     const file = await crafted(
       'own-migrations.sql.gz',
       dumpAround(
         "CREATE TABLE public.items (\n    id bigint NOT NULL,\n    name text NOT NULL,\n    CONSTRAINT items_name_check CHECK ((name <> ''::text))\n);\n\n" +
-          'CREATE TABLE public.schema_migrations (\n    name text NOT NULL,\n    checksum text NOT NULL,\n' +
-          '    applied_at timestamp with time zone DEFAULT now() NOT NULL,\n    duration_ms integer NOT NULL,\n' +
-          "    CONSTRAINT schema_migrations_checksum_check CHECK ((checksum ~ '^[0-9a-f]{64}$'::text)),\n" +
-          '    CONSTRAINT schema_migrations_duration_ms_check CHECK ((duration_ms >= 0))\n);\n\n' +
+          migrationsRecordSql([{ name: '20990101000000_items', upSql: itemsSql }]) +
           'COPY public.items (id, name) FROM stdin;\n1\tone\n\\.\n\n',
       ),
     );

@@ -686,14 +686,15 @@ describe.skipIf(!available)('npm run db:restore', () => {
   // A backup's record is untrusted input too: restored as it was, a row of a migration the
   // release does not have, or of one applied from other SQL, made the release step refuse the
   // database afterwards (MIGRATION_MISSING, MIGRATION_CHECKSUM_MISMATCH), and a backup with no
-  // record was said to need every migration, which then failed on its first CREATE.
+  // record (or an empty one) was said to need every migration, which then failed on its first CREATE.
   it.concurrent.for([
     {
       tampering: "a row of a migration this release does not have",
       sql: "INSERT INTO schema_migrations VALUES ('29991231000000_future_migration', repeat('a', 64), now(), 1)",
       refusal: () =>
         `the backup's migrations record names 1 migration(s) that this release does not have (29991231000000_future_migration): ` +
-        `restore it with the release that made it (its package holds those migrations), or a backup of this release`,
+        "restore it with the release that made it (its package holds those migrations), with the folder that holds them (--migrations-dir, a service's own), " +
+        'or a backup of this release',
     },
     {
       tampering: 'a checksum other than its file\'s',
@@ -706,7 +707,14 @@ describe.skipIf(!available)('npm run db:restore', () => {
       tampering: 'no record at all',
       sql: 'DROP TABLE schema_migrations',
       refusal: () =>
-        'the backup has no migrations record ("public"."schema_migrations"): which migrations made its tables cannot be told, ' +
+        'the backup has tables but no migrations record ("public"."schema_migrations"): which migrations made its tables cannot be told, ' +
+        "and the release step would apply every one again over them; restore a backup of this project's database (kennwilliamson-db backup)",
+    },
+    {
+      tampering: 'an empty record',
+      sql: 'DELETE FROM schema_migrations',
+      refusal: () =>
+        'the backup has tables but an empty migrations record ("public"."schema_migrations"): which migrations made its tables cannot be told, ' +
         "and the release step would apply every one again over them; restore a backup of this project's database (kennwilliamson-db backup)",
     },
   ])("refuses a backup whose migrations record has $tampering, before COMMIT, changing nothing", async ({ sql, refusal }, { expect }) => {
