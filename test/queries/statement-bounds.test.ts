@@ -276,20 +276,56 @@ describe.concurrent('bounded waits', () => {
   // A burst of calls for one held row (a client retrying in a loop) waits for it on the
   // connection of the call already on it, not on all of them, so that every other user's calls
   // still find one; when that call fails for the lock and the row is still held, the calls
-  // queued behind it fail with it, never having taken a connection.
-  it("a burst of calls for a held user row waits for it on one of the pool's connections, and another user's write goes on", async ({ expect }) => {
+  // queued behind it fail with it, never having taken a connection. An insert that refers to
+  // the user locks the user's row FOR KEY SHARE in its foreign key's check, which a transaction
+  // that deletes the user or changes the slug blocks (thirty timers created for such a row took
+  // the pool's every connection). A transaction that inserted such a row holds the user FOR KEY
+  // SHARE, which blocks a change of the slug, a key, and no other change: the gate let the
+  // burst's slug changes go when the call ahead failed (its look took the lock of a change of
+  // the other columns, and found the row free), and each waited its lock_timeout on a
+  // connection of its own. Beside each burst, a call that the held row does not block goes on.
+  const password = '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$YnVyc3Q';
+  it.for([
+    {
+      name: 'users.updatePassword',
+      held: 'FOR UPDATE' as const,
+      call: (db: Kysely<DB>, user: users.User) => users.updatePassword(db, user.id, password),
+      beside: (db: Kysely<DB>, _user: users.User, other: users.User) => users.updateProfile(db, other.id, { displayName: 'Goes on' }).then((done) => done.displayName),
+      besideOutcome: 'Goes on',
+    },
+    {
+      name: 'incidentTimers.create',
+      held: 'FOR UPDATE' as const,
+      call: (db: Kysely<DB>, user: users.User) => incidentTimers.create(db, { userId: user.id }),
+      beside: (db: Kysely<DB>, _user: users.User, other: users.User) => incidentTimers.create(db, { userId: other.id }).then((done) => done.userId === other.id),
+      besideOutcome: true,
+    },
+    {
+      name: 'phraseSuggestions.submit',
+      held: 'FOR UPDATE' as const,
+      call: (db: Kysely<DB>, user: users.User) => phraseSuggestions.submit(db, user.id, `Held ${user.id}`),
+      beside: (db: Kysely<DB>, _user: users.User, other: users.User) => phraseSuggestions.submit(db, other.id, 'Goes on').then((done) => done.userId === other.id),
+      besideOutcome: true,
+    },
+    {
+      name: 'users.updateProfile of the slug',
+      held: 'FOR KEY SHARE' as const,
+      call: (db: Kysely<DB>, user: users.User, index: number) => users.updateProfile(db, user.id, { slug: `${user.slug}-${index}` }),
+      beside: (db: Kysely<DB>, user: users.User) => users.updateProfile(db, user.id, { displayName: 'Renamed meanwhile' }).then((done) => done.displayName),
+      besideOutcome: 'Renamed meanwhile',
+    },
+  ])("a burst of $name for a user row held $held waits for it on one of the pool's connections, and a call the row does not block goes on", async ({ held, call, beside, besideOutcome }, { expect }) => {
     const user = await newUser(testDb.db);
     const other = await newUser(testDb.db);
-    const { waiting, end } = await holdUserRow(user.id);
-    const newPassword = () => '$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$YnVyc3Q';
+    const { waiting, end } = await holdUserRow(user.id, held);
     try {
       await withBoundedDb(
         async (db) => {
           await allIdle(db, expect);
-          const first = users.updatePassword(db, user.id, newPassword()).catch((e: unknown) => e);
+          const first = call(db, user, 0).catch((e: unknown) => e);
           await rowLooksHeld(db, user.id);
-          const burst = [first, ...Array.from({ length: 7 }, () => users.updatePassword(db, user.id, newPassword()))];
-          const otherWrite = users.updateProfile(db, other.id, { displayName: 'Goes on' });
+          const burst = [first, ...Array.from({ length: 7 }, (_, index) => call(db, user, index + 1))];
+          const besides = beside(db, user, other);
           const { outcomes, most, seen } = await whileWaited(burst, waiting);
 
           const errors = outcomes as LockNotAvailableError[];
@@ -301,76 +337,7 @@ describe.concurrent('bounded waits', () => {
           expect(new Set(behind.map((error) => error.cause))).toEqual(new Set([errors[0]]));
           expect(most).toBeLessThanOrEqual(1);
           expect(seen.size).toBeLessThanOrEqual(1);
-          expect((await otherWrite).displayName).toBe('Goes on');
-        },
-        gatedPool,
-      );
-    } finally {
-      await end();
-    }
-  });
-
-  // An insert that refers to the user locks the user's row FOR KEY SHARE in its foreign key's
-  // check, which a transaction that deletes the user or changes the slug blocks: thirty timers
-  // created for such a row took the pool's every connection (other users' reads p50 3 s).
-  it.for([
-    { name: 'incidentTimers.create', call: (db: Kysely<DB>, userId: string) => incidentTimers.create(db, { userId }) },
-    { name: 'phraseSuggestions.submit', call: (db: Kysely<DB>, userId: string) => phraseSuggestions.submit(db, userId, `Held ${userId}`) },
-  ])("a burst of $name for a user row held FOR UPDATE waits on one connection, and another user's write goes on", async ({ call }, { expect }) => {
-    const user = await newUser(testDb.db);
-    const other = await newUser(testDb.db);
-    const { waiting, end } = await holdUserRow(user.id);
-    try {
-      await withBoundedDb(
-        async (db) => {
-          await allIdle(db, expect);
-          const first = call(db, user.id).catch((e: unknown) => e);
-          await rowLooksHeld(db, user.id);
-          const burst = [first, ...Array.from({ length: 7 }, () => call(db, user.id))];
-          const otherWrite = call(db, other.id);
-          const { outcomes, most, seen } = await whileWaited(burst, waiting);
-
-          const errors = outcomes as LockNotAvailableError[];
-          expect(errors.map((error) => error?.constructor.name)).toEqual(Array.from({ length: 8 }, () => 'LockNotAvailableError'));
-          expect(errors.filter((error) => error.behindCallForRow)).toHaveLength(7);
-          expect(most).toBeLessThanOrEqual(1);
-          expect(seen.size).toBeLessThanOrEqual(1);
-          expect(await otherWrite).toMatchObject({ userId: other.id });
-        },
-        gatedPool,
-      );
-    } finally {
-      await end();
-    }
-  });
-
-  // A transaction that inserted a row referring to the user (a token, a timer) holds the user's
-  // row FOR KEY SHARE, which blocks a change of the slug, a key, and no other change. The gate
-  // let the burst's slug changes go when the call ahead failed (its look took the lock of a
-  // change of the other columns, and found the row free), and each waited its lock_timeout on a
-  // connection of its own: thirty took the pool's every one, and other users' reads waited seconds.
-  it("a burst of slug changes for a user row held FOR KEY SHARE waits on one connection, and a change of the name goes on", async ({ expect }) => {
-    const user = await newUser(testDb.db);
-    const { waiting, end } = await holdUserRow(user.id, 'FOR KEY SHARE');
-    try {
-      await withBoundedDb(
-        async (db) => {
-          await allIdle(db, expect);
-          const slug = (index: number) => `${user.slug}-${index}`;
-          const first = users.updateProfile(db, user.id, { slug: slug(0) }).catch((e: unknown) => e);
-          await rowLooksHeld(db, user.id);
-          const burst = [first, ...Array.from({ length: 7 }, (_, index) => users.updateProfile(db, user.id, { slug: slug(index + 1) }))];
-          const rename = users.updateProfile(db, user.id, { displayName: 'Renamed meanwhile' });
-          const { outcomes, most, seen } = await whileWaited(burst, waiting);
-
-          const errors = outcomes as LockNotAvailableError[];
-          expect(errors.map((error) => error?.constructor.name)).toEqual(Array.from({ length: 8 }, () => 'LockNotAvailableError'));
-          const behind = errors.filter((error) => error.behindCallForRow);
-          expect(behind).toHaveLength(7);
-          expect(new Set(behind.map((error) => error.cause))).toEqual(new Set([errors[0]]));
-          expect(most).toBeLessThanOrEqual(1);
-          expect(seen.size).toBeLessThanOrEqual(1);
-          expect((await rename).displayName).toBe('Renamed meanwhile');
+          expect(await besides).toBe(besideOutcome);
         },
         gatedPool,
       );
