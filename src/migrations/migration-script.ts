@@ -3,7 +3,7 @@ import { parseDuration } from '../db/duration.js';
 import { type ConfigError, MigrationScriptError } from '../errors.js';
 import { lineOfPosition } from '../sql-position.js';
 import { optionOn, type OptionNode } from './parse-tree-option.js';
-import { heldWhileWriting, locksKept, quotedName, statementWords, stronger, tableHold, tableKey, type LockKeptUntilCommit, type RangeVar, type TableHold } from './statements-holding-tables.js';
+import { heldWhileWriting, locksKept, quotedName, statementWords, stronger, tableHold, tableKey, validatedConstraints, type LockKeptUntilCommit, type RangeVar, type TableHold } from './statements-holding-tables.js';
 
 /** Header of a migration file that must run outside a transaction, statement by statement. */
 export const noTransactionHeader = '-- migrate:no-transaction';
@@ -63,6 +63,8 @@ export interface MigrationStatement {
    * statements of the file locked, which stay locked while it runs, those it writes first.
    */
   whileLocked?: TableHold[];
+  /** The constraints it validates (`VALIDATE CONSTRAINT`), with their tables' keys. */
+  validates?: Array<{ table: string; constraint: string }>;
 }
 
 /** A migration file checked by PostgreSQL's own parser, ready to run. */
@@ -150,6 +152,7 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
     if (index?.idxname !== undefined && index.relation?.relname !== undefined) indexesHere.set(tableKey({ ...index.relation, relname: index.idxname }), index.relation);
     const text = bytes.subarray(start, to).toString('utf8').trimEnd();
     const holds = tableHold(node, createdHere);
+    const validates = validatedConstraints(node);
     const whileLocked = transactional ? heldWhileWriting(node, kept.values()) : [];
     if (transactional) {
       const takenBy = `line ${line}'s ${statementWords(kind, text)}`;
@@ -166,6 +169,7 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
       concurrent: runsConcurrently(node),
       ...(holds ? { holds } : {}),
       ...(whileLocked.length > 0 ? { whileLocked } : {}),
+      ...(validates.length > 0 ? { validates } : {}),
       ...(index?.concurrent && index.idxname
         ? { concurrentIndex: index.idxname, concurrentIndexRef: quotedName({ ...index.relation, relname: index.idxname }) }
         : {}),

@@ -121,6 +121,21 @@ function alterTableWork(cmd: Node): Pick<TableHold, 'lock' | 'doing' | 'notNullO
 }
 
 /**
+ * The constraints a statement validates (`ALTER TABLE … VALIDATE CONSTRAINT`), each with its
+ * table's {@link tableKey}: a SET NOT NULL after it, in the same file or a later one of the run,
+ * scans nothing where it is the CHECK (column IS NOT NULL) the README's steps validate, which
+ * the catalog cannot tell before the run.
+ *
+ * @example validatedConstraints(parseSync('ALTER TABLE t VALIDATE CONSTRAINT t_n_nn').stmts[0].stmt) // [{ table: 'public.t', constraint: 't_n_nn' }]
+ */
+export function validatedConstraints(node: Node): Array<{ table: string; constraint: string }> {
+  const alter = node.AlterTableStmt as { relation?: RangeVar; cmds?: Array<{ AlterTableCmd?: { subtype?: string; name?: string } }>; objtype?: string } | undefined;
+  if (alter?.objtype !== 'OBJECT_TABLE' || alter.relation?.relname === undefined) return [];
+  const table = tableKey(alter.relation);
+  return (alter.cmds ?? []).flatMap(({ AlterTableCmd: cmd }) => (cmd?.subtype === 'AT_ValidateConstraint' && cmd.name !== undefined ? [{ table, constraint: cmd.name }] : []));
+}
+
+/**
  * The key under which a file's tables are known (those it created, those it locked): `schema.name`,
  * public where the file named no schema (the migrator runs with public first in search_path).
  *
@@ -428,17 +443,34 @@ export async function statementsHoldingBusyTables(client: ClientBase, scripts: r
   // autovacuum never counts a partitioned one's): counted over all of them, unless ONLY. An
   // index (DROP INDEX's) stands for its table, named as the migrator's search_path prints it.
   // SET NOT NULL scans nothing where a validated CHECK (column IS NOT NULL) proves it, as the
-  // README's steps leave it: that hold is not said.
+  // README's steps leave it: that hold is not said. Validated in the catalog already, or by a
+  // VALIDATE CONSTRAINT of the run before it (the README's steps, in one file: warned about as a
+  // scan, the file was safe).
+  const validatedBefore: string[] = [];
+  {
+    const validated: Array<{ table: string; constraint: string }> = [];
+    for (const script of scripts) {
+      for (const statement of script.statements) {
+        for (const hold of [statement.holds ?? [], statement.whileLocked ?? []].flat()) {
+          const table = hold.table.includes('.') ? hold.table : `public.${hold.table}`;
+          validatedBefore.push(validated.filter((each) => each.table === table).map((each) => each.constraint).join('\x1f'));
+        }
+        validated.push(...(statement.validates ?? []));
+      }
+    }
+  }
   const { rows } = await client.query<{ n: number; rows: string; name: string }>(
     `WITH RECURSIVE named AS (
-       SELECT a.n::int AS n, a.alone, a.not_null, pg_catalog.to_regclass(a.ref) AS relid
-         FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::boolean[]), pg_catalog.unnest($3::text[])) WITH ORDINALITY AS a(ref, alone, not_null, n)
+       SELECT a.n::int AS n, a.alone, a.not_null, pg_catalog.string_to_array(a.validated, E'\\x1f') AS validated, pg_catalog.to_regclass(a.ref) AS relid
+         FROM ROWS FROM (pg_catalog.unnest($1::text[]), pg_catalog.unnest($2::boolean[]), pg_catalog.unnest($3::text[]), pg_catalog.unnest($4::text[]))
+              WITH ORDINALITY AS a(ref, alone, not_null, validated, n)
      ), asked AS (
        SELECT n, alone, coalesce((SELECT x.indrelid FROM pg_catalog.pg_index x WHERE x.indexrelid = named.relid), relid) AS relid FROM named
         WHERE not_null IS NULL OR NOT EXISTS (
           SELECT 1 FROM pg_catalog.pg_constraint c
-           WHERE c.conrelid = named.relid AND c.contype = 'c' AND c.convalidated
-             AND pg_catalog.pg_get_constraintdef(c.oid) = 'CHECK ((' || pg_catalog.quote_ident(not_null) || ' IS NOT NULL))')
+           WHERE c.conrelid = named.relid AND c.contype = 'c' AND (c.convalidated OR c.conname = ANY (named.validated))
+             AND pg_catalog.pg_get_constraintdef(c.oid) = 'CHECK ((' || pg_catalog.quote_ident(not_null) || ' IS NOT NULL))' ||
+               CASE WHEN c.convalidated THEN '' ELSE ' NOT VALID' END)
      ), tree AS (
        SELECT n, relid FROM asked WHERE relid IS NOT NULL
        UNION
@@ -448,7 +480,7 @@ export async function statementsHoldingBusyTables(client: ClientBase, scripts: r
        FROM tree t JOIN pg_catalog.pg_class c ON c.oid = t.relid JOIN asked a USING (n)
       GROUP BY t.n, a.relid
      HAVING sum(greatest(c.reltuples, 0)) > 0 OR sum(c.relpages) > 0`,
-    [holds.map(({ hold }) => hold.ref), holds.map(({ hold }) => hold.only), holds.map(({ hold }) => hold.notNullOf ?? null)],
+    [holds.map(({ hold }) => hold.ref), holds.map(({ hold }) => hold.only), holds.map(({ hold }) => hold.notNullOf ?? null), validatedBefore],
   );
   const sizes = new Map(rows.map((row) => [row.n, row]));
   const said = new Set<MigrationScript['statements'][number]>();
