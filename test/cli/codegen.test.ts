@@ -5,9 +5,11 @@ import path from 'node:path';
 import ts from 'typescript';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { generateTypes } from '../../src/cli/dev/generate-types.js';
+import { ConnectionError } from '../../src/errors.js';
 import { withClient } from '../../src/db/with-client.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { packageRoot } from '../../src/package-root.js';
+import { startFakePostgres } from '../support/fake-postgres.js';
 import { createMigrationSandbox, type MigrationSandbox } from '../support/migration-sandbox.js';
 
 // Values made up per run, so that nothing but the live constraint can produce them; one holds
@@ -297,6 +299,38 @@ function typeErrors(fixtures: Record<string, string>): Record<string, { found: S
     }),
   );
 }
+
+// No wait without a bound, in the development loop too: against a server that let the login
+// in and then never answered, codegen waited 680 s without a word; behind a lock on the
+// migrations record (a prepared transaction's), 146 s.
+describe('npm run codegen against a server that does not answer, or a lock held', () => {
+  it('gives up on a server that stops answering after the login, within a round trip\'s deadline', { timeout: 30_000 }, async () => {
+    const server = await startFakePostgres('login, then nothing');
+    try {
+      const outFile = path.join(os.tmpdir(), `kw-codegen-silent-${randomBytes(4).toString('hex')}.ts`);
+      const error = await generateTypes({ databaseUrl: `postgresql://u:p@127.0.0.1:${server.port}/db`, outFile, logLevel: 'silent', warn: () => {} }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(ConnectionError);
+      expect(error).toMatchObject({ reason: 'deadline' });
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('fails as a lock wait, within its lock_timeout, while another session holds the migrations record', { timeout: 30_000 }, async () => {
+    const sandbox = await createMigrationSandbox();
+    try {
+      await migrate({ databaseUrl: sandbox.database.url, migrationsDir: sandbox.migrationsDir });
+      const error = await withClient(sandbox.database.url, async (holder) => {
+        await holder.query('BEGIN; LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE');
+        const outFile = path.join(os.tmpdir(), `kw-codegen-locked-${randomBytes(4).toString('hex')}.ts`);
+        return generateTypes({ databaseUrl: sandbox.database.url, outFile, logLevel: 'silent', warn: () => {} }).catch((e: unknown) => e);
+      });
+      expect(error).toMatchObject({ code: '55P03' });
+    } finally {
+      await sandbox.remove();
+    }
+  });
+});
 
 // A service whose own Kysely knows tables of its own beside ours passes it, and its
 // transactions, to the query functions and withSavepoint as it is; one that lacks ours does not.

@@ -1,5 +1,6 @@
 import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import type pg from 'pg';
+import { answeringWithin, roundTripDeadlineMs } from '../../db/answer-deadline.js';
 import { withClient } from '../../db/with-client.js';
 import { migrationsTable } from '../../migrations/migration-storage.js';
 import { columnOverrides, type JsonShape } from './column-overrides.js';
@@ -42,11 +43,16 @@ export async function generateTypes(options: GenerateTypesOptions): Promise<stri
   const { generate, getDialect, Logger } = await import('kysely-codegen');
   return withClient(
     options.databaseUrl,
-    async (client) => {
+    async (connection) => {
+      // Every catalog read answered within a round trip's deadline, and its wait for a lock (a
+      // catalog row that DDL in flight, or a prepared transaction, holds) bounded below that:
+      // against a server that stopped answering, codegen waited 680 s without a word, and 146 s
+      // for a lock on schema_migrations.
+      const client = answeringWithin(connection, roundTripDeadlineMs);
       // pg_get_expr prints a string constant as the session reads them: with backslashes
       // doubled where a database or role turned standard strings off, which the deriver, reading
       // the expression as PostgreSQL's parser does by default, would take for two.
-      await client.query('SET standard_conforming_strings = on');
+      await client.query(`SET standard_conforming_strings = on; SET lock_timeout = ${catalogLockTimeoutMs}`);
       const { columns, customImports, notUnderstood, notValidated, notBinding, enumArrays } = await columnOverrides(client, options.shapes ?? jsonShapes);
       const warn = options.warn ?? ((line) => printNote(line));
       // A declined CHECK narrows no type; another CHECK on the same column still may.
@@ -99,6 +105,9 @@ export async function generateTypes(options: GenerateTypesOptions): Promise<stri
     'kennwilliamson-codegen',
   );
 }
+
+// Below the round trip's deadline, so that a lock wait fails as one, naming lock_timeout.
+const catalogLockTimeoutMs = 5_000;
 
 // A pool of this one connection, for Kysely: each query waits until the one before it has
 // released the connection, since Kysely takes a connection it leases to be its alone
