@@ -3,9 +3,9 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import { createGzip } from 'node:zlib';
-import { answeringWithin, roundTripDeadlineMs } from '../../db/answer-deadline.js';
+import { answeredWithin, answeringWithin, roundTripDeadlineMs } from '../../db/answer-deadline.js';
 import { databaseTarget, type DatabaseTarget } from '../../db/database-target.js';
-import { openClient } from '../../db/with-client.js';
+import { openClient, withClient } from '../../db/with-client.js';
 import { requireDirectConnection } from '../../db/direct-connection.js';
 import { BackupError, DirectConnectionRequiredError, PgToolNotFoundError, RestoreError } from '../../errors.js';
 import { migrationUrlName, migrationUrlVariable } from '../../migrations/migration-settings.js';
@@ -65,13 +65,18 @@ export interface BackupOptions {
 const defaultLockTimeoutMs = 30_000;
 
 
+// The failures of a pg_dump stopped for a stall: its server session may outlive it.
+const stalls = new WeakSet<Error>();
+
 function stalledPgDump(stallTimeoutMs: number, description: string): BackupError {
-  return new BackupError(
+  const error = new BackupError(
     `pg_dump showed no sign of life (no output, no progress line) for ${stallTimeoutMs / 1000} s while dumping ${description}: ` +
       'the server stopped answering it while its host still acknowledged (a stuck backend, or a network path that stalls), ' +
       'or pg_dump itself stopped; it was stopped, and no file is kept',
     'pg_dump',
   );
+  stalls.add(error);
+  return error;
 }
 // pg_dump's --lock-wait-timeout, in milliseconds as statement_timeout reads a bare number.
 const lockWaitArg = (lockTimeoutMs: number) => `--lock-wait-timeout=${lockTimeoutMs}`;
@@ -121,6 +126,8 @@ const backupApplicationName = 'kennwilliamson-backup';
 interface ServerFacts {
   major: number;
   tables: number;
+  /** The sessions of this role named as backups in the database before pg_dump ran (another backup's). */
+  backupsBefore: number[];
 }
 
 // Answers at login that pg_dump would get as well and report in its own words: nothing
@@ -171,7 +178,9 @@ async function serverFacts(databaseUrl: string, target: DatabaseTarget): Promise
       `SELECT pg_catalog.current_setting('server_version_num')::int / 10000 AS major,
               (SELECT count(*)::int FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                 WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-                  AND n.nspname NOT LIKE 'pg\\_toast%') AS tables`,
+                  AND n.nspname NOT LIKE 'pg\\_toast%') AS tables,
+              ${backupSessionsQuery} AS "backupsBefore"`,
+      [backupApplicationName],
     );
     return rows[0];
   } catch (error) {
@@ -185,6 +194,37 @@ async function serverFacts(databaseUrl: string, target: DatabaseTarget): Promise
     );
   } finally {
     await client.end().catch(() => undefined);
+  }
+}
+
+// This role's sessions in this database named as backups, but the one asking.
+const backupSessionsQuery = `ARRAY(SELECT pid FROM pg_catalog.pg_stat_activity
+   WHERE application_name = $1 AND datname = pg_catalog.current_database() AND usename = current_user AND pid <> pg_catalog.pg_backend_pid())`;
+
+// pg_dump stopped (a stall, Ctrl-C) closes its end of the connection; a server that stalled
+// with it, or a hung proxy between them, may never tell its session, which then holds every
+// table's lock (pg_dump turns idle_in_transaction_session_timeout off): an audit's blocked a
+// migration and a restore for 3 minutes, until ended by hand. Ended here, from a connection of
+// its own: the backup sessions of this role that were not there before pg_dump ran. Says what
+// could not be ended, or undefined.
+async function endStrandedBackupSession(databaseUrl: string, before: readonly number[]): Promise<string | undefined> {
+  try {
+    const { rows } = await withClient(
+      databaseUrl,
+      (other) =>
+        answeredWithin(other, 5_000 + roundTripDeadlineMs, "ending the stopped pg_dump's session", () =>
+          other.query<{ pid: number; ended: boolean }>(
+            `SELECT pid, pg_catalog.pg_terminate_backend(pid, 5000) AS ended FROM pg_catalog.pg_stat_activity
+              WHERE pid = ANY (${backupSessionsQuery}) AND pid <> ALL ($2::int[])`,
+            [backupApplicationName, before],
+          ),
+        ),
+      'kennwilliamson-backup-stop',
+    );
+    const left = rows.filter((row) => !row.ended).map((row) => row.pid);
+    return left.length === 0 ? undefined : `its server session (pid ${left.join(', ')}) had not ended 5 s after it was told to`;
+  } catch (error) {
+    return `its server session could not be ended (${(error as Error).message})`;
   }
 }
 
@@ -445,7 +485,11 @@ export async function backupDatabase(options: BackupOptions): Promise<BackupResu
     await rm(temporary, { force: true });
     // A dump without its checksum breaks the promise "a backup is a .dump plus its .sha256".
     if (published) await rm(file, { force: true });
-    if (options.signal?.aborted) throw new BackupError('backup interrupted; no file was kept', undefined, { cause: error });
+    const stopped = options.signal?.aborted === true || stalls.has(error as Error);
+    const notEnded = stopped && facts !== undefined ? await endStrandedBackupSession(options.databaseUrl, facts.backupsBefore) : undefined;
+    const holding = notEnded === undefined ? '' : `\n${notEnded}: it holds the tables' locks until it ends (SELECT pg_terminate_backend(pid), as its role or a superuser)`;
+    if (options.signal?.aborted) throw new BackupError(`backup interrupted; no file was kept${holding}`, undefined, { cause: error });
+    if (holding !== '') throw new BackupError(`${(error as Error).message}${holding}`, (error as BackupError).tool, { cause: error });
     throw error;
   }
 
