@@ -2,7 +2,7 @@
 export interface BlockingSession {
   pid: number;
   applicationName: string;
-  /** `active`, `idle in transaction` … */
+  /** `active`, `idle in transaction` …; for a prepared transaction (`pid` 0), `prepared transaction 'gid' of role r`. */
   state: string;
   /** When its transaction began. */
   xactStart?: Date | undefined;
@@ -27,10 +27,12 @@ export interface BlockingSession {
 export function describeBlockingSessions(blockers: readonly BlockingSession[]): string {
   if (blockers.length === 0) return 'no blocking session seen (it ended, or is not visible to this role)';
   return `blocked by ${blockers
-    .map(
-      (b) =>
-        `pid ${b.pid} (application '${b.applicationName}', ${b.state}` +
-        `${b.xactStart ? `, transaction since ${b.xactStart.toISOString()}` : ''}${b.query ? `, query '${b.query}'` : ''})`,
+    .map((b) =>
+      // pid 0: a prepared transaction, which no session holds.
+      b.pid === 0
+        ? `a ${b.state}${b.xactStart ? ` (prepared at ${b.xactStart.toISOString()})` : ''}, which never ends by itself: COMMIT PREPARED or ROLLBACK PREPARED it`
+        : `pid ${b.pid} (application '${b.applicationName}', ${b.state}` +
+          `${b.xactStart ? `, transaction since ${b.xactStart.toISOString()}` : ''}${b.query ? `, query '${b.query}'` : ''})`,
     )
     .join('; ')}`;
 }

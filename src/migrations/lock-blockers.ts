@@ -14,13 +14,20 @@ import { statementShape } from './statement-shape.js';
 // the activity snapshot is fresh every time. The query's text is reduced to its shape here,
 // before it goes anywhere: the blocker of a hot row is often an admin's UPDATE of a password
 // hash or an email.
+// A prepared transaction (PREPARE TRANSACTION) is blocker 0, no session: named by its gid
+// and role instead, each of the database's, where one blocks. It never ends by itself, and
+// was reported as "no blocking session seen (it ended …)", to be waited for again.
 const blockersSql = `
   SELECT b.pid, coalesce(b.application_name, '') AS application_name,
          coalesce(b.state, 'not visible to this role') AS state, b.xact_start,
          coalesce(b.query, '') AS query
     FROM pg_catalog.unnest(pg_catalog.pg_blocking_pids($1)) AS blocking(pid)
     JOIN pg_catalog.pg_stat_activity b ON b.pid = blocking.pid
-   ORDER BY b.xact_start NULLS LAST, b.pid`;
+  UNION ALL
+  SELECT 0, '', 'prepared transaction ' || pg_catalog.quote_literal(p.gid) || ' of role ' || p.owner, p.prepared, ''
+    FROM pg_catalog.pg_prepared_xacts p
+   WHERE p.database = pg_catalog.current_database() AND 0 = ANY (pg_catalog.pg_blocking_pids($1))
+   ORDER BY xact_start NULLS LAST, pid`;
 
 /**
  * Watches, on a connection of its own opened on first use, which sessions block a migration's

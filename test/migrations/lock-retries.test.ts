@@ -102,6 +102,28 @@ describe('a transactional migration behind a long reader', () => {
     expect(await recorded(name)).toBe(0);
   });
 
+  // A prepared transaction is no session (pg_blocking_pids says 0): it was reported as "no
+  // blocking session seen (it ended …)", to be waited for again, though it never ends by itself.
+  it('names a prepared transaction that holds the table by its gid, and says it never ends by itself', async () => {
+    const gid = `kw_prepared_${Date.now()}`;
+    await withClient(database.url, (client) => client.query(`BEGIN; SELECT count(*) FROM users; PREPARE TRANSACTION '${gid}'`));
+    try {
+      const error = await migrate({ databaseUrl: database.url, migrationsDir, lockWait: { ...quick, totalMs: 1_500 }, warn: () => undefined }).catch((e: unknown) => e);
+
+      expect(error).toBeInstanceOf(MigrationBlockedError);
+      expect((error as MigrationBlockedError).blockers).toEqual([
+        { pid: 0, applicationName: '', state: `prepared transaction '${gid}' of role ${new URL(database.url).username}`, xactStart: expect.any(Date), query: '' },
+      ]);
+      expect((error as Error).message).toContain(
+        `blocked by a prepared transaction '${gid}' of role ${new URL(database.url).username} (prepared at `,
+      );
+      expect((error as Error).message).toContain('which never ends by itself: COMMIT PREPARED or ROLLBACK PREPARED it');
+    } finally {
+      await withClient(database.url, (client) => client.query(`ROLLBACK PREPARED '${gid}'`));
+    }
+    expect(await columnExists('users', 'nickname')).toBe(false);
+  });
+
   it('lets the traffic of the table through between its attempts, and applies once the reader is gone, exactly once', async () => {
     const db = createDb({ databaseUrl: database.url, minConnections: 0 });
     const user = await newUser(db);

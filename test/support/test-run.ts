@@ -61,7 +61,7 @@ async function startLocalServer(binDir?: string): Promise<TestServer> {
     password: 'postgres',
     database: 'postgres',
     // A throwaway cluster: durability buys nothing here, and costs seconds.
-    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '300' },
+    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', max_connections: '300', max_prepared_transactions: '4' },
     ...(binDir ? { binDir } : {}),
   };
   const { url } = await startEmbeddedServer(options);
