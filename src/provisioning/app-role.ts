@@ -350,5 +350,5 @@ export async function ensureAppRole(options: AppRoleOptions): Promise<void> {
       const message = error instanceof Error ? error.message : String(error);
       throw new AppRoleError(options.user, `could not set up the application role '${options.user}': ${message}`, { cause: error });
     }
-  });
+  }, 'kennwilliamson-setup');
 }

@@ -192,17 +192,22 @@ describe('the messages of the operations commands', () => {
     let database: TestDatabase;
     let backupDir: string;
 
+    // The release step's grants to the application role too, on a connection of their own.
+    const appUser = `kw_named_app_${randomBytes(4).toString('hex')}`;
+
     beforeAll(async () => {
       database = await createTestDatabase();
       backupDir = await mkdtemp(path.join(os.tmpdir(), 'kw-application-name-'));
+      await withClient(database.url, (client) => client.query(`CREATE ROLE ${appUser} LOGIN`));
     });
     afterAll(async () => {
       await database?.drop();
+      await withClient(database.url.replace(/\/[^/?]*(\?|$)/, '/postgres$1'), (client) => client.query(`DROP ROLE IF EXISTS ${appUser}`));
       await rm(backupDir, { recursive: true, force: true });
     });
 
     it('is set on every connection the commands open to the database', async () => {
-      const env = { DATABASE_URL: '', MIGRATION_DATABASE_URL: database.ownerUrl, BACKUP_DIR: backupDir };
+      const env = { DATABASE_URL: '', MIGRATION_DATABASE_URL: database.ownerUrl, BACKUP_DIR: backupDir, DB_APP_USER: appUser };
       // The backup to restore is made before the recording starts, so it holds none of it.
       const first = await runCli('db-backup', [], env);
       expect(first.code, first.stderr).toBe(0);
