@@ -15,18 +15,19 @@ import { statementShape } from './statement-shape.js';
 // before it goes anywhere: the blocker of a hot row is often an admin's UPDATE of a password
 // hash or an email.
 // A prepared transaction (PREPARE TRANSACTION) is blocker 0, no session: named by its gid
-// and role instead, each of the database's, where one blocks. It never ends by itself, and
-// was reported as "no blocking session seen (it ended …)", to be waited for again.
+// and role instead, each of the database's, where one blocks (the lock manager asked once). It
+// never ends by itself, and was reported as "no blocking session seen (it ended …)", to be waited for again.
 const blockersSql = `
+  WITH blocking AS (SELECT pg_catalog.pg_blocking_pids($1) AS pids)
   SELECT b.pid, coalesce(b.application_name, '') AS application_name,
          coalesce(b.state, 'not visible to this role') AS state, b.xact_start,
          coalesce(b.query, '') AS query
-    FROM pg_catalog.unnest(pg_catalog.pg_blocking_pids($1)) AS blocking(pid)
-    JOIN pg_catalog.pg_stat_activity b ON b.pid = blocking.pid
+    FROM blocking CROSS JOIN LATERAL pg_catalog.unnest(blocking.pids) AS blocker(pid)
+    JOIN pg_catalog.pg_stat_activity b ON b.pid = blocker.pid
   UNION ALL
   SELECT 0, '', 'prepared transaction ' || pg_catalog.quote_literal(p.gid) || ' of role ' || p.owner, p.prepared, ''
-    FROM pg_catalog.pg_prepared_xacts p
-   WHERE p.database = pg_catalog.current_database() AND 0 = ANY (pg_catalog.pg_blocking_pids($1))
+    FROM blocking CROSS JOIN pg_catalog.pg_prepared_xacts p
+   WHERE p.database = pg_catalog.current_database() AND 0 = ANY (blocking.pids)
    ORDER BY xact_start NULLS LAST, pid`;
 
 /**

@@ -36,6 +36,7 @@ import { defaultMigrationsDir } from './default-migrations-dir.js';
 import { type MigrationLock, withMigrationLock } from './migration-lock.js';
 import { migrationDatabaseUrl, migrationLockTimeoutMs, migrationUrlVariable } from './migration-settings.js';
 import { listMigrationFiles, type MigrationFile } from './migration-files.js';
+import { type MigrationState, migrationStates } from './migration-states.js';
 import {
   type AppliedMigration,
   type MigrationContext,
@@ -45,6 +46,8 @@ import {
 import { lineOfPosition } from '../sql-position.js';
 import { type MigrationScript, type MigrationStatement, noTransactionHeader, parseMigrationScript } from './migration-script.js';
 import { silentClientBoundsLocal, silentClientBoundsReset, silentClientBoundsSession } from '../db/silent-client-bounds.js';
+
+export type { MigrationState } from './migration-states.js';
 
 export interface MigratorOptions {
   /**
@@ -122,15 +125,6 @@ export interface PlannedMigration {
 export interface MigrationRun {
   name: string;
   durationMs: number;
-}
-
-/** One migration in {@link migrationStatus}. */
-export interface MigrationState {
-  name: string;
-  /** `changed`: the file differs from what was applied; `missing`: recorded, but the file is gone. */
-  state: 'applied' | 'pending' | 'changed' | 'missing';
-  appliedAt?: Date | undefined;
-  durationMs?: number | undefined;
 }
 
 const storage = new PostgresMigrationStorage();
@@ -269,27 +263,12 @@ export async function migrationStatus(options: MigratorOptions = {}): Promise<Mi
     );
     const applied = exists ? await storage.applied(client, lockTimeoutMs) : [];
     await answeredWithin(client, roundTripDeadlineMs, 'COMMIT', () => client.query('COMMIT'));
-    return compareWithFiles(files, applied);
+    return migrationStates(files, applied);
   };
   // Every failure of the read typed, in one place (the connection's own are already).
   return withClient(options.databaseUrl ?? migrationDatabaseUrl(), readStatus, migratorApplicationName).catch((error: unknown) =>
     Promise.reject(mapDatabaseError(error)),
   );
-}
-
-function compareWithFiles(files: MigrationFile[], applied: AppliedMigration[]): MigrationState[] {
-  const byName = new Map(files.map((file) => [file.name, file]));
-  const recorded = new Set(applied.map((row) => row.name));
-  const states: MigrationState[] = applied.map((row) => {
-    const file = byName.get(row.name);
-    const state = file === undefined ? 'missing' : file.checksum === row.checksum ? 'applied' : 'changed';
-    return { name: row.name, state, appliedAt: row.appliedAt, durationMs: row.durationMs };
-  });
-  for (const file of files) if (!recorded.has(file.name)) states.push({ name: file.name, state: 'pending' });
-  // In the order they apply (the files' names by code point, as listMigrationFiles sorts them,
-  // and Umzug runs and reverts them): by the locale's order, `_Zeta` came after `_alpha` here,
-  // and `migrate down` named the one it would not revert.
-  return states.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
 
 // A changed or missing applied migration means the database and the code disagree about the

@@ -434,31 +434,28 @@ export function heldWhileWriting(node: Node, kept: Iterable<LockKeptUntilCommit>
  * // ["20990101_x.up.sql:3: ALTER TABLE holds ACCESS EXCLUSIVE on refresh_tokens (about 400000 rows) while it scans every row …"]
  */
 export async function statementsHoldingBusyTables(client: ClientBase, scripts: readonly MigrationScript[]): Promise<string[]> {
-  // Each statement's tables, its own hold first: the first with rows is said.
-  const holds = scripts.flatMap((script) =>
-    script.statements.flatMap((statement) => [statement.holds ?? [], statement.whileLocked ?? []].flat().map((hold) => ({ script, statement, hold }))),
-  );
+  // Each statement's tables, its own hold first: the first with rows is said. A SET NOT NULL's
+  // with the constraints a VALIDATE CONSTRAINT of the run validated on its table before it
+  // (the README's steps, in one file: warned about as a scan, the file was safe).
+  const holds: Array<{ script: MigrationScript; statement: MigrationScript['statements'][number]; hold: TableHold; validated: string }> = [];
+  const validated: Array<{ table: string; constraint: string }> = [];
+  for (const script of scripts) {
+    for (const statement of script.statements) {
+      for (const hold of [statement.holds ?? [], statement.whileLocked ?? []].flat()) {
+        const table = hold.table.includes('.') ? hold.table : `public.${hold.table}`;
+        const before = hold.notNullOf === undefined ? [] : validated.filter((each) => each.table === table).map((each) => each.constraint);
+        holds.push({ script, statement, hold, validated: before.join('\x1f') });
+      }
+      validated.push(...(statement.validates ?? []));
+    }
+  }
   if (holds.length === 0) return [];
   // A partitioned table, or a parent of inheritance, holds its rows in the tables below it (and
   // autovacuum never counts a partitioned one's): counted over all of them, unless ONLY. An
   // index (DROP INDEX's) stands for its table, named as the migrator's search_path prints it.
   // SET NOT NULL scans nothing where a validated CHECK (column IS NOT NULL) proves it, as the
-  // README's steps leave it: that hold is not said. Validated in the catalog already, or by a
-  // VALIDATE CONSTRAINT of the run before it (the README's steps, in one file: warned about as a
-  // scan, the file was safe).
-  const validatedBefore: string[] = [];
-  {
-    const validated: Array<{ table: string; constraint: string }> = [];
-    for (const script of scripts) {
-      for (const statement of script.statements) {
-        for (const hold of [statement.holds ?? [], statement.whileLocked ?? []].flat()) {
-          const table = hold.table.includes('.') ? hold.table : `public.${hold.table}`;
-          validatedBefore.push(validated.filter((each) => each.table === table).map((each) => each.constraint).join('\x1f'));
-        }
-        validated.push(...(statement.validates ?? []));
-      }
-    }
-  }
+  // README's steps leave it: that hold is not said. Validated in the catalog already, or by the
+  // run before it (above).
   const { rows } = await client.query<{ n: number; rows: string; name: string }>(
     `WITH RECURSIVE named AS (
        SELECT a.n::int AS n, a.alone, a.not_null, pg_catalog.string_to_array(a.validated, E'\\x1f') AS validated, pg_catalog.to_regclass(a.ref) AS relid
@@ -480,7 +477,7 @@ export async function statementsHoldingBusyTables(client: ClientBase, scripts: r
        FROM tree t JOIN pg_catalog.pg_class c ON c.oid = t.relid JOIN asked a USING (n)
       GROUP BY t.n, a.relid
      HAVING sum(greatest(c.reltuples, 0)) > 0 OR sum(c.relpages) > 0`,
-    [holds.map(({ hold }) => hold.ref), holds.map(({ hold }) => hold.only), holds.map(({ hold }) => hold.notNullOf ?? null), validatedBefore],
+    [holds.map(({ hold }) => hold.ref), holds.map(({ hold }) => hold.only), holds.map(({ hold }) => hold.notNullOf ?? null), holds.map(({ validated: names }) => names)],
   );
   const sizes = new Map(rows.map((row) => [row.n, row]));
   const said = new Set<MigrationScript['statements'][number]>();

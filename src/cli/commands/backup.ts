@@ -43,7 +43,7 @@ export const backupCommand: Command = {
     const result = await backupDatabase({
       databaseUrl,
       ...settings,
-      log: (line) => printNote(line),
+      log: printNote,
       signal: interruptSignal(),
     });
     printLine(result.file);

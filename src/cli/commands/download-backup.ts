@@ -67,7 +67,7 @@ export const downloadBackupCommand: Command = {
       ...(user ? { user } : {}),
       ...(port === undefined ? {} : { port }),
       ...(knownHostsFile ? { knownHostsFile } : {}),
-      log: (line) => printNote(line),
+      log: printNote,
       signal: interruptSignal(),
     });
     printLine(result.file);

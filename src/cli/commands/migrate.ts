@@ -80,7 +80,7 @@ export const migrateCommand: Command = {
       if (action !== 'down' && values[flag] !== undefined) throw new ConfigError(`--${flag}`, `--${flag} applies to down only\n\n${usage}`);
     }
     // Progress on stdout; each lock attempt that had to be rolled back (and who blocked it) on stderr.
-    const options = { migrationsDir, log: (line: string) => printLine(line), warn: (line: string) => printNote(line) };
+    const options = { migrationsDir, log: printLine, warn: printNote };
     switch (action) {
       case 'up': {
         if (values['dry-run']) {

@@ -105,7 +105,7 @@ export const restoreCommand: Command = {
     const session = await restoreSession(databaseUrl, owner, appRole === undefined ? {} : { appRole });
 
     const signal = interruptSignal();
-    const log = (line: string) => printNote(line);
+    const log = printNote;
     // Checked against whom this database's restore may grant to, before anything runs.
     const backup = await verifyBackupFile(file, { signal, database, grantees: session.grantees, withoutChecksum: values['without-checksum'] === true });
     log(

@@ -86,7 +86,7 @@ export const setupCommand: Command = {
   options: { admin: { type: 'boolean' }, 'no-migrate': { type: 'boolean' }, 'postgres-database': { type: 'boolean' }, 'shared-roles': { type: 'boolean' } },
   positionals: { min: 0, max: 0 },
   async run({ values }) {
-    const log = (line: string) => printLine(line);
+    const log = printLine;
     exitOnInterrupt(
       'the server rolls back the step in progress (a transaction of the admin step, or a migration) as its connection closes; ' +
         'what finished before stays. Run setup again: each step finds what is done and goes on',

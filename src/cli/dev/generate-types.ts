@@ -54,7 +54,7 @@ export async function generateTypes(options: GenerateTypesOptions): Promise<stri
       // the expression as PostgreSQL's parser does by default, would take for two.
       await client.query(`SET standard_conforming_strings = on; SET lock_timeout = ${catalogLockTimeoutMs}`);
       const { columns, customImports, notUnderstood, notValidated, notBinding, enumArrays } = await columnOverrides(client, options.shapes ?? jsonShapes);
-      const warn = options.warn ?? ((line) => printNote(line));
+      const warn = options.warn ?? printNote;
       // A declined CHECK narrows no type; another CHECK on the same column still may.
       const narrowsNothing = (count: number) => (count === 1 ? 'so it narrows no type' : 'so they narrow no type');
       if (notUnderstood.length > 0) {

@@ -27,7 +27,7 @@ export function withLocalDatabase(command: Command, { start = false, announce = 
         // Checked before the options are read: they make the data folder's password file.
         await requireLocalServerPort(localServerLocation());
         if (start) {
-          const { alreadyRunning } = await startEmbeddedServer(localServerOptions(), (line) => printLine(line));
+          const { alreadyRunning } = await startEmbeddedServer(localServerOptions(), printLine);
           if (!alreadyRunning) printLine('started the local PostgreSQL');
         }
         const owner = localOwner();

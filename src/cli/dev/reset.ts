@@ -47,7 +47,7 @@ Options:
   options: { force: { type: 'boolean' }, admin: { type: 'boolean' }, yes: { type: 'boolean', short: 'y' } },
   positionals: { min: 0, max: 0 },
   async run({ values }) {
-    const log = (line: string) => printLine(line);
+    const log = printLine;
     const namedAppUser = process.env.DB_APP_USER?.trim() || undefined;
     if (namedAppUser !== undefined) requireRoleName('DB_APP_USER', namedAppUser);
     // Read before it asks, so that a value the migration step would refuse stops the reset

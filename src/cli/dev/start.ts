@@ -24,7 +24,7 @@ Environment:
     // Checked before the options are read: they make the data folder's password file.
     await requireLocalServerPort(localServerLocation());
     const options = localServerOptions();
-    const { url, alreadyRunning } = await startEmbeddedServer(options, (line) => printLine(line));
+    const { url, alreadyRunning } = await startEmbeddedServer(options, printLine);
     printLine(alreadyRunning ? 'PostgreSQL is already running.' : 'PostgreSQL started.');
     // The owner's URL, as db:setup prints it: the superuser's, printed as DATABASE_URL, would
     // be copied into every command and service.

@@ -3,9 +3,10 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import { createGzip } from 'node:zlib';
-import { answeredWithin, answeringWithin, roundTripDeadlineMs } from '../../db/answer-deadline.js';
+import { answeringWithin, roundTripDeadlineMs } from '../../db/answer-deadline.js';
+import { endServerSessions } from '../../db/end-server-sessions.js';
 import { databaseTarget, type DatabaseTarget } from '../../db/database-target.js';
-import { openClient, withClient } from '../../db/with-client.js';
+import { openClient } from '../../db/with-client.js';
 import { requireDirectConnection } from '../../db/direct-connection.js';
 import { BackupError, DirectConnectionRequiredError, PgToolNotFoundError, RestoreError } from '../../errors.js';
 import { migrationUrlName, migrationUrlVariable } from '../../migrations/migration-settings.js';
@@ -207,25 +208,14 @@ const backupSessionsQuery = `ARRAY(SELECT pid FROM pg_catalog.pg_stat_activity
 // migration and a restore for 3 minutes, until ended by hand. Ended here, from a connection of
 // its own: the backup sessions of this role that were not there before pg_dump ran. Says what
 // could not be ended, or undefined.
-async function endStrandedBackupSession(databaseUrl: string, before: readonly number[]): Promise<string | undefined> {
-  try {
-    const { rows } = await withClient(
-      databaseUrl,
-      (other) =>
-        answeredWithin(other, 5_000 + roundTripDeadlineMs, "ending the stopped pg_dump's session", () =>
-          other.query<{ pid: number; ended: boolean }>(
-            `SELECT pid, pg_catalog.pg_terminate_backend(pid, 5000) AS ended FROM pg_catalog.pg_stat_activity
-              WHERE pid = ANY (${backupSessionsQuery}) AND pid <> ALL ($2::int[])`,
-            [backupApplicationName, before],
-          ),
-        ),
-      'kennwilliamson-backup-stop',
-    );
-    const left = rows.filter((row) => !row.ended).map((row) => row.pid);
-    return left.length === 0 ? undefined : `its server session (pid ${left.join(', ')}) had not ended 5 s after it was told to`;
-  } catch (error) {
-    return `its server session could not be ended (${(error as Error).message})`;
-  }
+function endStrandedBackupSession(databaseUrl: string, before: readonly number[]): Promise<string | undefined> {
+  return endServerSessions({
+    url: databaseUrl,
+    which: `pid = ANY (${backupSessionsQuery}) AND pid <> ALL ($2::int[])`,
+    params: [backupApplicationName, before],
+    applicationName: 'kennwilliamson-backup-stop',
+    what: "ending the stopped pg_dump's session",
+  });
 }
 
 async function runPgDump(

@@ -4,6 +4,7 @@ import { createGunzip } from 'node:zlib';
 import { answeredWithin, destroyConnection, roundTripDeadlineMs } from '../../db/answer-deadline.js';
 import { databaseTarget } from '../../db/database-target.js';
 import { withClient } from '../../db/with-client.js';
+import { endServerSessions } from '../../db/end-server-sessions.js';
 import { lineOfPosition } from '../../sql-position.js';
 import { ConnectionError, RestoreError } from '../../errors.js';
 import { grantAppRole } from '../../provisioning/app-role.js';
@@ -36,7 +37,8 @@ import { defaultLockWait, withLockRetries } from '../../migrations/lock-retries.
 import { lockPublicTables } from './lock-public-tables.js';
 import { watchForStop } from './stopped-process-watchdog.js';
 import { defaultMigrationsDir } from '../../migrations/default-migrations-dir.js';
-import { listMigrationFiles, type MigrationFile } from '../../migrations/migration-files.js';
+import { listMigrationFiles } from '../../migrations/migration-files.js';
+import { type MigrationState, migrationStates } from '../../migrations/migration-states.js';
 import { migrationsTable, qualifiedMigrationsTable } from '../../migrations/migration-storage.js';
 import { type BeyondPublicWatch, watchBeyondPublic } from './watch-beyond-public.js';
 
@@ -173,31 +175,16 @@ const startedMicroseconds = '(EXTRACT(EPOCH FROM backend_start) * 1000000)::bigi
 // public that the services' queries wait for. The session is known by its process and the
 // time it started (its application_name is the backup's code's to change, and a process id
 // may be taken again). Waits up to 5 s for it to go; says why, if it did not.
-async function endInterruptedSession(url: string, session: { pid: number; started: string } | undefined): Promise<string | undefined> {
-  if (session === undefined) return 'its server session could not be told apart';
-  try {
-    const { rows } = await withClient(
-      url,
-      (other) =>
-        answeredWithin(other, 5_000 + roundTripDeadlineMs, "ending the interrupted restore's session", () =>
-          other.query<{ ended: boolean }>(
-            `SELECT pg_catalog.pg_terminate_backend(pid, 5000) AS ended FROM pg_catalog.pg_stat_activity
-              WHERE pid = $1 AND ${startedMicroseconds} = $2::bigint`,
-            [session.pid, session.started],
-          ),
-        ),
-      'kennwilliamson-restore-stop',
-    );
-    // No row: the session had gone already.
-    return rows.length === 0 || rows[0]!.ended ? undefined : `its server session (pid ${session.pid}) had not ended 5 s after it was told to`;
-  } catch (error) {
-    return `its server session (pid ${session.pid}) could not be ended (${(error as Error).message})`;
-  }
-}
-
-interface RecordedMigration {
-  name: string;
-  checksum: string;
+function endInterruptedSession(url: string, session: { pid: number; started: string } | undefined): Promise<string | undefined> {
+  if (session === undefined) return Promise.resolve('its server session could not be told apart');
+  return endServerSessions({
+    url,
+    which: `pid = $1 AND ${startedMicroseconds} = $2::bigint`,
+    params: [session.pid, session.started],
+    applicationName: 'kennwilliamson-restore-stop',
+    what: "ending the interrupted restore's session",
+    pid: session.pid,
+  });
 }
 
 // Why the restored migrations record is not one the release step can go on from, if it is
@@ -209,17 +196,16 @@ interface RecordedMigration {
 // one applied from other SQL than this release's file (a changed checksum: refused the same
 // way, MIGRATION_CHECKSUM_MISMATCH). A backup with no table beside an empty record (a database
 // set up and never migrated) has nothing to tell.
-function recordProblem(recorded: readonly RecordedMigration[] | undefined, tables: boolean, files: readonly MigrationFile[]): string | undefined {
-  if (tables && (recorded === undefined || recorded.length === 0)) {
+function recordProblem(states: readonly MigrationState[], recorded: boolean, tables: boolean): string | undefined {
+  const named = (state: MigrationState['state']) => states.filter((each) => each.state === state).map((each) => each.name);
+  if (tables && states.every((each) => each.state === 'pending')) {
     return (
-      `the backup has tables but ${recorded === undefined ? 'no migrations record' : 'an empty migrations record'} (${qualifiedMigrationsTable}): ` +
+      `the backup has tables but ${recorded ? 'an empty migrations record' : 'no migrations record'} (${qualifiedMigrationsTable}): ` +
       'which migrations made its tables cannot be told, and the release step would apply every one again over them; ' +
       "restore a backup of this project's database (kennwilliamson-db backup)"
     );
   }
-  if (recorded === undefined) return undefined;
-  const byName = new Map(files.map((file) => [file.name, file]));
-  const unknown = recorded.filter((row) => !byName.has(row.name)).map((row) => row.name);
+  const unknown = named('missing');
   if (unknown.length > 0) {
     return (
       `the backup's migrations record names ${unknown.length} migration(s) that this release does not have (${listed(unknown)}): ` +
@@ -227,7 +213,7 @@ function recordProblem(recorded: readonly RecordedMigration[] | undefined, table
       'or a backup of this release'
     );
   }
-  const changed = recorded.filter((row) => byName.get(row.name)!.checksum !== row.checksum).map((row) => row.name);
+  const changed = named('changed');
   if (changed.length > 0) {
     return (
       `the backup's migrations record says ${changed.length} migration(s) were applied from other SQL than this release's files (${listed(changed)}: ` +
@@ -667,7 +653,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   let sessionNotEnded: Promise<string | undefined> | undefined;
   source.once('end', () => (sourceEnded = true));
   let tables = 0;
-  let appliedMigrations = new Set<string>();
+  let pendingMigrations: string[] = [];
   try {
     await withClient(
       session.url,
@@ -838,15 +824,16 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
                       EXISTS (SELECT FROM pg_catalog.pg_class WHERE relnamespace = 'public'::pg_catalog.regnamespace AND relkind IN ('r', 'p') AND relname <> $2) AS tables`,
               [qualifiedMigrationsTable, migrationsTable],
             );
-            const rows = present[0]!.present ? (await client.query<RecordedMigration>(`SELECT name, checksum FROM ${qualifiedMigrationsTable} ORDER BY name`)).rows : undefined;
-            return { rows, tables: present[0]!.tables };
+            const { present: recorded, tables } = present[0]!;
+            const rows = recorded ? (await client.query<{ name: string; checksum: string }>(`SELECT name, checksum FROM ${qualifiedMigrationsTable}`)).rows : [];
+            return { states: migrationStates(migrationFiles, rows), recorded, tables };
           };
-          const recorded = await roundTrip('the look at the migrations record', readRecord).catch((error: unknown) => {
+          const record = await roundTrip('the look at the migrations record', readRecord).catch((error: unknown) => {
             throw rolledBack(`${serverFailure(error)} while reading the migrations record`, error);
           });
-          const recordRefused = recordProblem(recorded.rows, recorded.tables, migrationFiles);
+          const recordRefused = recordProblem(record.states, record.recorded, record.tables);
           if (recordRefused !== undefined) throw rolledBack(recordRefused, undefined);
-          appliedMigrations = new Set((recorded.rows ?? []).map((row) => row.name));
+          pendingMigrations = record.states.filter((each) => each.state === 'pending').map((each) => each.name);
           // Never COMMIT once interrupted, whatever was already sent.
           signal?.throwIfAborted();
           committing = true;
@@ -895,7 +882,6 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
     await Promise.allSettled(progressLooks);
   }
   log(`restored ${tables} tables from ${backup.file}`);
-  const pendingMigrations = migrationFiles.map((file) => file.name).filter((name) => !appliedMigrations.has(name));
   if (pendingMigrations.length > 0) {
     log(
       `the backup is older than these migrations: ${pendingMigrations.length} of them not applied (${pendingMigrations[0]}` +
