@@ -1,5 +1,4 @@
 import type { MigrationFile } from './migration-files.js';
-import type { AppliedMigration } from './migration-storage.js';
 
 /** One migration in `migrationStatus`. */
 export interface MigrationState {
@@ -19,7 +18,10 @@ export interface MigrationState {
  */
 export function migrationStates(
   files: readonly MigrationFile[],
-  applied: ReadonlyArray<Pick<AppliedMigration, 'name' | 'checksum'> & Partial<Pick<AppliedMigration, 'appliedAt' | 'durationMs'>>>,
+  // The record's rows (AppliedMigration's fields, named here: this module's types reach the
+  // package's declarations, and migration-storage's would bring Umzug's, which a node10
+  // service without esModuleInterop cannot compile).
+  applied: ReadonlyArray<{ name: string; checksum: string; appliedAt?: Date | undefined; durationMs?: number | undefined }>,
 ): MigrationState[] {
   const byName = new Map(files.map((file) => [file.name, file]));
   const recorded = new Set(applied.map((row) => row.name));
