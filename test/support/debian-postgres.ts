@@ -40,7 +40,7 @@ export interface DebianPostgres {
 const template = 'kw_template';
 
 // A server of such a cluster, at a free port: a throwaway, as the run's shared server.
-async function serverOptions(dataDir: string, password: string) {
+async function serverOptions(dataDir: string, password: string, settings: Record<string, string> = {}) {
   return {
     dataDir,
     port: await freePort(),
@@ -48,7 +48,7 @@ async function serverOptions(dataDir: string, password: string) {
     password,
     database: 'postgres',
     binDir: debianPostgresBinDir,
-    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off' },
+    settings: { fsync: 'off', synchronous_commit: 'off', full_page_writes: 'off', ...settings },
   };
 }
 
@@ -121,8 +121,9 @@ let seeded: Promise<Seed & { dataDir: string }> | undefined;
  * embedded server, so it runs as the `postgres` account when the tests run as root. Each file
  * gets a cluster of its own, copied from one the run makes once (see runSeed): initdb, the
  * owner role and a migrated template took 1.5-1.7 s of CPU and 1.4 s for each of four files.
+ * `settings` are the server's own besides (`postgres -c`), e.g. a library to preload.
  */
-export async function startDebianPostgres(): Promise<DebianPostgres> {
+export async function startDebianPostgres(options: { settings?: Record<string, string> } = {}): Promise<DebianPostgres> {
   // A failed making is tried again by the next file.
   seeded ??= runSeed().catch((error: unknown) => {
     seeded = undefined;
@@ -132,10 +133,10 @@ export async function startDebianPostgres(): Promise<DebianPostgres> {
   const root = await mkdtemp(path.join(os.tmpdir(), 'kw-pg15-'));
   // The server runs as the 'postgres' account when this runs as root: let it into this folder.
   await chmod(root, 0o711);
-  const options = await serverOptions(path.join(root, 'data'), seed.password);
+  const server = await serverOptions(path.join(root, 'data'), seed.password, options.settings);
   // -a keeps the files' owner (the 'postgres' account, when this runs as root) and modes.
-  await promisify(execFile)('cp', ['-a', seed.dataDir, options.dataDir]);
-  const { url } = await startEmbeddedServer(options);
+  await promisify(execFile)('cp', ['-a', seed.dataDir, server.dataDir]);
+  const { url } = await startEmbeddedServer(server);
   const urlOf = (database: string) => databaseUrlWith(url, database);
   const { owner, password } = seed;
   const ownerUrlOf = (database: string) => databaseUrlAs(urlOf(database), owner.user, owner.password);
@@ -153,7 +154,7 @@ export async function startDebianPostgres(): Promise<DebianPostgres> {
     createEmptyDatabase: () => create('template0'),
     cloneDatabase: (database) => create(database),
     stop: async () => {
-      await stopEmbeddedServer(options.dataDir, { binDir: debianPostgresBinDir });
+      await stopEmbeddedServer(server.dataDir, { binDir: debianPostgresBinDir });
       await rm(root, { recursive: true, force: true });
     },
   };
