@@ -6,6 +6,7 @@ import { ConfigError, ConnectionError, mapDatabaseError, ProvisioningError } fro
 import { withLockRetries } from '../migrations/lock-retries.js';
 import { superuserRefusal } from '../migrations/superuser-refusal.js';
 import { adminLockRetries, type AdminLockWait } from './admin-lock-wait.js';
+import { preparedTransactionsOf, preparedTransactionsRefusal } from './prepared-transactions.js';
 
 export { isLocalHost };
 
@@ -295,6 +296,13 @@ async function dropDatabaseInAttempts(client: pg.Client, databaseUrl: string, da
         );
       },
     ).catch(async (error: unknown) => {
+      // A transaction prepared there (55006, as a logical replication slot in use is): no
+      // session holds it, so FORCE cannot end it. Named, rather than PostgreSQL's bare "is being
+      // used by prepared transactions".
+      if ((error as { code?: string }).code === '55006') {
+        const prepared = await answeredWithin(client, roundTripDeadlineMs, 'the look at prepared transactions', () => preparedTransactionsOf(client, database)).catch(() => []);
+        if (prepared.length > 0) throw preparedTransactionsRefusal('drop', database, prepared, error);
+      }
       // FORCE ends every session or none, and a role may end only its own (and its members')
       // unless it may signal others: PostgreSQL's bare "permission denied to terminate process"
       // named neither the sessions nor what would do. (The same SQLSTATE says a role does not

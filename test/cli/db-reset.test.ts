@@ -324,6 +324,34 @@ describe('npm run db:reset without DB_APP_USER', () => {
     expect(result.stdout).toContain('not confirmed; the database was not touched');
   });
 
+  // A prepared transaction belongs to the database and to no session: FORCE cannot end it, and
+  // the drop failed with PostgreSQL's "database … is being used by prepared transactions",
+  // untyped, naming neither the transaction nor what to do.
+  it('refuses, before it asks, a database that a prepared transaction holds, naming it, and drops nothing', async () => {
+    const database = await createTestDatabase();
+    const gid = `kw_reset_prepared_${randomBytes(4).toString('hex')}`;
+    // Rolled back first: the database cannot be dropped while it holds the transaction.
+    onTestFinished(async () => {
+      await withClient(database.url, (client) => client.query(`ROLLBACK PREPARED '${gid}'`)).catch(() => undefined);
+      await database.drop();
+    });
+    await withClient(database.url, (client) => client.query(`BEGIN; SELECT count(*) FROM users; PREPARE TRANSACTION '${gid}'`));
+
+    const asked = await runCliInTerminal('db-reset', [], { DATABASE_URL: database.url }, 'yes\n');
+    const told = await runCli('db-reset', ['--yes'], { DATABASE_URL: database.url });
+
+    // At the terminal, stdout and stderr are one.
+    for (const output of [asked.stdout, told.stderr]) {
+      expect(output).toContain(
+        `refusing to reset '${database.name}': it holds a prepared transaction '${gid}' of role ${new URL(database.url).username}, prepared at `,
+      );
+      expect(output).toContain('which DROP DATABASE cannot end: COMMIT PREPARED or ROLLBACK PREPARED it first; nothing was dropped');
+    }
+    expect([asked.code, told.code]).toEqual([1, 1]);
+    expect(asked.stdout).not.toContain('DROPS database');
+    expect(await usersReadableBy(database.url)).toBe(true);
+  });
+
   // A role without pg_read_all_stats sees other roles' sessions with no backend_type: they were
   // left out, the services' among them, for a reset that is no superuser's.
   it("names other roles' sessions to a reset that is no superuser's", async () => {

@@ -205,6 +205,31 @@ describe('recreateDatabase', () => {
       (await client.query('SELECT 1 FROM pg_catalog.pg_database WHERE datname = $1', [database.name])).rowCount === 1,
     );
 
+  // One prepared after db:reset looked (its own refusal comes before the question): the drop
+  // failed with PostgreSQL's bare "is being used by prepared transactions", untyped.
+  it('refuses a drop that a prepared transaction stops, naming it, with nothing dropped', async () => {
+    const database = await createTestDatabase({ empty: true });
+    const gid = `kw_drop_prepared_${Date.now()}`;
+    // Rolled back first: the database cannot be dropped while it holds the transaction.
+    onTestFinished(async () => {
+      await withClient(database.url, (client) => client.query(`ROLLBACK PREPARED '${gid}'`)).catch(() => undefined);
+      await database.drop();
+    });
+    await withClient(database.url, (client) => client.query(`BEGIN; CREATE TABLE kept (id int); PREPARE TRANSACTION '${gid}'`));
+
+    const error = await recreateDatabase(database.url, { lockTimeoutMs: 5_000 }).catch((e: unknown) => e);
+
+    expect(error).toBeInstanceOf(ProvisioningError);
+    expect((error as Error).message).toMatch(
+      new RegExp(
+        `^refusing to drop '${database.name}': it holds a prepared transaction '${gid}' of role \\w+, prepared at \\d{4}-\\d\\d-\\d\\dT[^,]+Z, ` +
+          'which DROP DATABASE cannot end: COMMIT PREPARED or ROLLBACK PREPARED it first; nothing was dropped$',
+      ),
+    );
+    expect((error as ProvisioningError).cause).toMatchObject({ code: '55006' });
+    expect(await exists(database)).toBe(true);
+  });
+
   // CREATE DATABASE … OWNER of a role that is not there failed once the database was gone.
   it('refuses an owner role that does not exist before it drops anything', async () => {
     const database = await createTestDatabase({ empty: true });

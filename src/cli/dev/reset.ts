@@ -7,6 +7,7 @@ import { adminDatabaseUrl, adminUrlVariable } from '../../provisioning/admin-dat
 import { databaseExists, databaseUrlAs, recreateDatabase, requireLocalDatabase } from '../../provisioning/database-admin.js';
 import { ensureAppRole, requireAppRoleApart, requireRoleName, writeAppRoleBounds } from '../../provisioning/app-role.js';
 import { provisionDatabase, requireOwnerCredentials } from '../../provisioning/provision-database.js';
+import { preparedTransactionsRefusal } from '../../provisioning/prepared-transactions.js';
 import { ConfigError, ProvisioningError } from '../../errors.js';
 import type { Command } from '../command.js';
 import { canAsk, typedYes } from '../confirmation.js';
@@ -180,6 +181,8 @@ function applicationRole(named: string | undefined, ends: WhatResetEnds | undefi
 // the production one on a single-host deployment, on 127.0.0.1 too. The sessions the drop ends
 // are named: DROP DATABASE … WITH (FORCE) ends them, the services' among them.
 async function confirmReset(target: { host: string; port: number; database: string }, yes: boolean, ends: WhatResetEnds | undefined): Promise<void> {
+  // Refused before the question: told yes, the drop would fail on them.
+  if (ends !== undefined && ends.preparedTransactions.length > 0) throw preparedTransactionsRefusal('reset', target.database, ends.preparedTransactions);
   if (!canAsk(yes)) {
     throw new ProvisioningError(`refusing to reset '${target.database}' on ${target.host} without confirmation: there is no terminal to ask on; pass --yes`);
   }

@@ -1,6 +1,7 @@
 import { answeringWithin, roundTripDeadlineMs } from '../../db/answer-deadline.js';
 import { withClient } from '../../db/with-client.js';
 import { newTableGrantees } from '../../provisioning/new-table-grantees.js';
+import { preparedTransactionsOf, type PreparedTransaction } from '../../provisioning/prepared-transactions.js';
 
 /** What a reset's drop ends besides the data, read from the database before it asks. */
 export interface WhatResetEnds {
@@ -8,6 +9,8 @@ export interface WhatResetEnds {
   sessions: Array<{ role: string; application: string; count: number }>;
   /** The roles the owner's default privileges give the rows of every new table: the application role, whose grants go with the database. */
   applicationRoles: string[];
+  /** Its prepared transactions, which the drop cannot end: the reset refuses while there are any. */
+  preparedTransactions: PreparedTransaction[];
 }
 
 /**
@@ -31,7 +34,13 @@ export async function whatResetEnds(databaseUrl: string): Promise<WhatResetEnds>
           GROUP BY 1, 2 ORDER BY 1, 2`,
       );
       const { applicationRoles } = await newTableGrantees(client);
-      return { sessions: sessions.map((row) => ({ ...row, role: row.role ?? 'an unknown role', application: row.application ?? '' })), applicationRoles };
+      const { rows: here } = await client.query<{ database: string }>('SELECT pg_catalog.current_database() AS database');
+      const preparedTransactions = await preparedTransactionsOf(client, here[0]!.database);
+      return {
+        sessions: sessions.map((row) => ({ ...row, role: row.role ?? 'an unknown role', application: row.application ?? '' })),
+        applicationRoles,
+        preparedTransactions,
+      };
     },
     'kennwilliamson-reset',
   );
