@@ -284,6 +284,9 @@ async function dropDatabaseInAttempts(client: pg.Client, databaseUrl: string, da
   const { rows } = await answeredWithin(client, roundTripDeadlineMs, 'the look at the session', () =>
     client.query<{ pid: number }>('SELECT pg_catalog.pg_backend_pid() AS pid'),
   );
+  // A DROP sent whose answer never came (the connection lost or closed at its deadline) may
+  // have been carried out.
+  let dropUnanswered = false;
   try {
     await withLockRetries(
       adminLockRetries(options, monitor, { verb: 'drop', doing: 'dropping', database, nothingWas: 'dropped' }, client),
@@ -291,11 +294,28 @@ async function dropDatabaseInAttempts(client: pg.Client, databaseUrl: string, da
         watch(rows[0]!.pid);
         await answeredWithin(client, roundTripDeadlineMs, 'SET lock_timeout', () => client.query(`SET lock_timeout = ${lockTimeoutMs}`));
         // Its lock wait, then FORCE's wait for the sessions it ends (up to 5 s), and a round trip.
+        dropUnanswered = true;
         await answeredWithin(client, lockTimeoutMs + 5_000 + roundTripDeadlineMs, 'DROP DATABASE', () =>
           client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(database)} WITH (FORCE)`),
-        );
+        ).catch((error: unknown) => {
+          // The server's refusal (a lock timeout, say) is an answer.
+          dropUnanswered = mapDatabaseError(error) instanceof ConnectionError;
+          throw error;
+        });
+        dropUnanswered = false;
       },
     ).catch(async (error: unknown) => {
+      // The connection lost: a bare ConnectionError ("may be retried") did not say whether the
+      // database was still there.
+      if (mapDatabaseError(error) instanceof ConnectionError) {
+        throw new ProvisioningError(
+          dropUnanswered
+            ? `'${database}' may or may not have been dropped: ${mapDatabaseError(error).message}. Run the reset again, which drops it if it is there and creates it`
+            : `could not drop '${database}': ${mapDatabaseError(error).message}; nothing was dropped`,
+          undefined,
+          { cause: error },
+        );
+      }
       // A transaction prepared there (55006, as a logical replication slot in use is): no
       // session holds it, so FORCE cannot end it. Named, rather than PostgreSQL's bare "is being
       // used by prepared transactions".

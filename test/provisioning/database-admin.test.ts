@@ -230,6 +230,33 @@ describe('recreateDatabase', () => {
     expect(await exists(database)).toBe(true);
   });
 
+  // The connection lost during the drop's attempt failed the reset with a bare ConnectionError
+  // ("the operation may be retried"), which did not say whether the database was still there.
+  // Both at once: each waits for a deadline.
+  it('says whether the database may have been dropped when the connection is lost: after the DROP was sent, or before', async ({ onTestFinished: finished }) => {
+    const lost = async (stalledStatement: RegExp) => {
+      const database = await createTestDatabase({ empty: true });
+      finished(() => database.drop());
+      const { proxy, url } = await stallingProxyFor(database.url, finished);
+      const stalled = proxy.stallOn(stalledStatement);
+      const error = await recreateDatabase(url).catch((e: unknown) => e);
+      await stalled;
+      return { database, error };
+    };
+
+    const [afterDrop, beforeDrop] = await Promise.all([lost(/DROP DATABASE/), lost(/SET lock_timeout/)]);
+
+    expect(afterDrop.error).toBeInstanceOf(ProvisioningError);
+    expect((afterDrop.error as Error).message).toMatch(
+      new RegExp(`^'${afterDrop.database.name}' may or may not have been dropped: .*no answer to DROP DATABASE within \\d+ ms.*\\. Run the reset again, which drops it if it is there and creates it$`),
+    );
+    expect(beforeDrop.error).toBeInstanceOf(ProvisioningError);
+    expect((beforeDrop.error as Error).message).toMatch(
+      new RegExp(`^could not drop '${beforeDrop.database.name}': .*no answer to SET lock_timeout within \\d+ ms.*; nothing was dropped$`),
+    );
+    expect(await exists(beforeDrop.database)).toBe(true);
+  });
+
   // CREATE DATABASE … OWNER of a role that is not there failed once the database was gone.
   it('refuses an owner role that does not exist before it drops anything', async () => {
     const database = await createTestDatabase({ empty: true });
