@@ -12,6 +12,14 @@ export async function typedYes(question: string): Promise<boolean> {
   try {
     // The question may name what came from outside (sessions' roles, a record's migration).
     return (await prompt.question(terminalText(question))).trim().toLowerCase() === 'yes';
+  } catch (error) {
+    // Ctrl-C at the question (a key there, not a signal) is no: the command says what it left
+    // untouched, rather than failing with readline's "Aborted with Ctrl+C".
+    if ((error as { code?: string }).code === 'ABORT_ERR') {
+      process.stderr.write('\n');
+      return false;
+    }
+    throw error;
   } finally {
     prompt.close();
   }

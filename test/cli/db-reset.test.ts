@@ -9,7 +9,8 @@ import { ensureAppRole } from '../../src/provisioning/app-role.js';
 import { databaseUrlWith } from '../../src/provisioning/database-admin.js';
 import { copyOfMigrations, writeMigration } from '../support/migration-sandbox.js';
 import { execute } from '../support/table-contents.js';
-import { runCli, runCliInTerminal } from '../support/run-cli.js';
+import { cliOutcome, runCli, runCliInTerminal, startCli } from '../support/run-cli.js';
+import { stallingProxyFor } from '../support/stalling-proxy.js';
 import { createTestDatabase, type TestDatabase } from '../support/test-database.js';
 import { withReadmeAdminOptions } from '../support/readme-admin-options.js';
 
@@ -374,6 +375,50 @@ describe('npm run db:reset without DB_APP_USER', () => {
     expect(told.code).toBe(1);
     expect(told.stderr).toContain(`refusing to drop '${database.name}': sessions of other roles are connected to it`);
     expect(told.stderr).toContain('nothing was dropped');
+    expect(await usersReadableBy(database.url)).toBe(true);
+  });
+});
+
+// Node's own exit on Ctrl-C said nothing, not even whether the database was gone. Each stage is
+// held at one round trip through a proxy that stalls it, and the command stopped there.
+describe('npm run db:reset stopped by Ctrl-C', () => {
+  it.for([
+    { stage: 'before the drop', statement: /backend_type = 'client backend'/, leaves: () => 'nothing was dropped' },
+    {
+      stage: 'during the drop',
+      statement: /DROP DATABASE/,
+      leaves: (name: string) => `'${name}' may or may not have been dropped: run the reset again, which drops it if it is there and creates it`,
+    },
+    {
+      stage: 'during the migrations',
+      statement: /pg_try_advisory_xact_lock/,
+      leaves: (name: string) =>
+        `'${name}' was dropped and created again, and is not fully set up (a migration in progress is rolled back by the server and not recorded): run the reset again`,
+    },
+  ])('$stage, says what it leaves', async ({ statement, leaves }, { expect, onTestFinished: finished }) => {
+    const database = await createTestDatabase();
+    finished(() => database.drop());
+    const { proxy, url } = await stallingProxyFor(database.url, finished);
+    const stalled = proxy.stallOn(statement);
+    const child = startCli('db-reset', ['--yes'], { DATABASE_URL: url });
+    const outcome = cliOutcome(child);
+
+    await stalled;
+    child.kill('SIGINT');
+    const { code, stderr } = await outcome;
+
+    expect(code, stderr).toBe(130);
+    expect(stderr).toContain(`SIGINT: stopped; ${leaves(database.name)}\n`);
+  });
+
+  it('at the question, says the database was not touched', async () => {
+    const database = await createTestDatabase();
+    onTestFinished(() => database.drop());
+
+    const result = await runCliInTerminal('db-reset', [], { DATABASE_URL: database.url }, '\x03', "Type 'yes'");
+
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain('not confirmed; the database was not touched');
     expect(await usersReadableBy(database.url)).toBe(true);
   });
 });

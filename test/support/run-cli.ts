@@ -96,8 +96,17 @@ export function runCli(
 /**
  * Runs a command under a pseudo-terminal (util-linux `script`), typing `input`, for the
  * prompts a command shows only to a person. Output is the terminal's: stdout and stderr mixed.
+ * With `typedAfter`, the input is typed once the output holds it (the question on the
+ * screen), rather than at once, which the terminal keeps until the command reads it: a Ctrl-C
+ * (`\x03`) typed at once reaches the command as SIGINT, typed at the question as a key.
  */
-export function runCliInTerminal(command: string, args: string[], env: NodeJS.ProcessEnv, input: string): Promise<CliResult> {
+export function runCliInTerminal(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  input: string,
+  typedAfter?: string,
+): Promise<CliResult> {
   const line = [process.execPath, ...commandArgs(command, args)].map(shellQuote).join(' ');
   const child = spawn('script', ['--quiet', '--return', '--command', line, '/dev/null'], {
     cwd: packageRoot(),
@@ -105,6 +114,17 @@ export function runCliInTerminal(command: string, args: string[], env: NodeJS.Pr
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const result = cliOutcome(child);
-  child.stdin.end(input);
+  if (typedAfter === undefined) {
+    child.stdin.end(input);
+    return result;
+  }
+  let shown = '';
+  const type = (chunk: Buffer) => {
+    shown += chunk.toString();
+    if (!shown.includes(typedAfter)) return;
+    child.stdout.off('data', type);
+    child.stdin.end(input);
+  };
+  child.stdout.on('data', type);
   return result;
 }

@@ -11,6 +11,7 @@ import { preparedTransactionsRefusal } from '../../provisioning/prepared-transac
 import { ConfigError, ProvisioningError } from '../../errors.js';
 import type { Command } from '../command.js';
 import { canAsk, typedYes } from '../confirmation.js';
+import { exitOnInterrupt } from '../interrupt-exit.js';
 import { endedSessionsLine, type WhatResetEnds, whatResetEnds } from './what-reset-ends.js';
 import { printLine } from '../terminal-text.js';
 
@@ -49,6 +50,18 @@ Options:
   positionals: { min: 0, max: 0 },
   async run({ values }) {
     const log = printLine;
+    // What Ctrl-C (or SIGTERM, SIGHUP) leaves, said as it stops: Node's own exit said nothing,
+    // not even whether the database was gone.
+    const stopped = { leaves: 'nothing was dropped' };
+    exitOnInterrupt(() => stopped.leaves);
+    const dropping = (database: string) => {
+      stopped.leaves = `'${database}' may or may not have been dropped: run the reset again, which drops it if it is there and creates it`;
+    };
+    const dropped = (database: string) => {
+      stopped.leaves =
+        `'${database}' was dropped and created again, and is not fully set up (a migration in progress is rolled back by the server ` +
+        'and not recorded): run the reset again';
+    };
     const namedAppUser = process.env.DB_APP_USER?.trim() || undefined;
     if (namedAppUser !== undefined) requireRoleName('DB_APP_USER', namedAppUser);
     // Read before it asks, so that a value the migration step would refuse stops the reset
@@ -74,7 +87,9 @@ Options:
       // So is the application role's grant, which refuses a role that is missing or has powers.
       await provisionDatabase({ adminUrl, owner, log });
       if (appUser !== undefined) await ensureAppRole({ databaseUrl: databaseUrlAs(adminUrl, owner.user, owner.password), user: appUser, grant: false });
+      dropping(target.database);
       await recreateDatabase(adminUrl, { variable: adminUrlVariable });
+      dropped(target.database);
       log('dropped and recreated the database');
       await provisionDatabase({ adminUrl, owner, log });
       const ownerUrl = databaseUrlAs(adminUrl, owner.user, owner.password);
@@ -97,7 +112,9 @@ Options:
     // nothing to lose.)
     // Checked only: nothing is granted on a database that may yet not be dropped.
     if (appUser !== undefined && exists) await ensureAppRole({ databaseUrl, user: appUser, grant: false });
+    dropping(target.database);
     await recreateDatabase(databaseUrl, { variable });
+    dropped(target.database);
     log('dropped and recreated the database');
     const runs = await migrate({ databaseUrl, log });
     log(`${runs.length} migration(s) applied.`);
