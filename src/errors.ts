@@ -195,11 +195,15 @@ export class LockNotAvailableError extends DbError {
     statementTimeoutMs?: number | undefined;
     /** It waited in the process behind a call for the same row, which failed so (its `cause`), and the row was not found free. */
     behindCallForRow?: boolean | undefined;
+    /** Words of a caller that knows what waited (see {@link MigrationRecordLockedError}). */
+    message?: string | undefined;
   }) {
     const limit = options?.limit ?? 'lock_timeout';
     const boundMs = limit === 'statement_timeout' ? options?.statementTimeoutMs : options?.lockTimeoutMs;
     super(
-      options?.behindCallForRow
+      options?.message !== undefined
+        ? options.message
+        : options?.behindCallForRow
         ? 'A lock was not available in time: the call ahead of this one for the same row waited for it until ' +
             `${limit}${boundMs === undefined ? '' : ` (${boundMs} ms)`}, and the row was not found free right after (or could not be looked at); ` +
             'this one failed with it, without a connection; retry the transaction after a pause'
@@ -447,6 +451,32 @@ export class MigrationLockTimeoutError extends DbError {
       options,
     );
     this.limit = options?.limit ?? 'lock_timeout';
+  }
+}
+
+/**
+ * A statement on the migrations record (`schema_migrations`: `migrate status`'s read, a run's
+ * read, record or removal of a migration) waited for the table's lock longer than the run
+ * waits for another run (`MIGRATION_LOCK_TIMEOUT`, PostgreSQL's `lock_timeout` on it): a
+ * restore holds the table for its whole run, and so may an operator's `LOCK TABLE`. A
+ * {@link LockNotAvailableError} (code `LOCK_NOT_AVAILABLE`) that says what waited and names
+ * the sessions seen blocking it. Nothing was applied or reverted by the statement that waited.
+ */
+export class MigrationRecordLockedError extends LockNotAvailableError {
+  constructor(
+    /** What waited: `the read of the applied migrations`, `the record of the migration` … */
+    readonly statement: string,
+    readonly waitedMs: number,
+    readonly blockers: readonly BlockingSession[],
+    options: { cause?: unknown; lockTimeoutMs: number },
+  ) {
+    super({
+      ...options,
+      message:
+        `Timed out after ${waitedMs} ms waiting for the migrations record's table (${statement}), ${describeBlockingSessions(blockers)}: ` +
+        "a restore holds it for its whole run, as may a migration or an operator's LOCK TABLE. Run it again once that is done, " +
+        'or raise MIGRATION_LOCK_TIMEOUT to wait longer.',
+    });
   }
 }
 

@@ -3,6 +3,8 @@ import type * as pg from 'pg';
 import type { UmzugStorage } from 'umzug';
 import { answeredWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { librarySchema } from '../db/library-schema.js';
+import { MigrationRecordLockedError } from '../errors.js';
+import type { BlockerMonitor } from './lock-blockers.js';
 
 /** The table in which applied migrations are recorded (excluded from generated types). */
 export const migrationsTable = 'schema_migrations';
@@ -33,14 +35,33 @@ export interface MigrationContext {
    * its whole run, and an operator's `LOCK TABLE` may): the run's wait for another run's lock.
    */
   lockTimeoutMs: number;
+  /** Watches who holds the record's table while a statement on it waits, to name them when it gives up. */
+  monitor?: BlockerMonitor | undefined;
 }
+
+// How often a statement on the record that waits is looked at for who blocks it: only one
+// that waits this long opens the monitor's connection.
+const recordLookIntervalMs = 500;
 
 // Each statement on the record gets an answer within its lock wait and a round trip's deadline:
 // the session's lock_timeout (set by the migrator) ends the wait on the server, and a server
 // that stopped answering (frozen, or a path that stalls while its kernel acknowledges) is
-// given up on, its connection closed, rather than waited for without end.
-function onTheRecord<T>(client: pg.ClientBase, lockTimeoutMs: number, what: string, call: () => Promise<T>): Promise<T> {
-  return answeredWithin(client, lockTimeoutMs + roundTripDeadlineMs, what, call);
+// given up on, its connection closed, rather than waited for without end. A wait that runs
+// out names who held the table (a restore, an operator's LOCK TABLE): PostgreSQL's bare "lock
+// not available", minutes into a `migrate status`, said neither what waited nor for whom.
+async function onTheRecord<T>(client: pg.ClientBase, lockTimeoutMs: number, what: string, call: () => Promise<T>, monitor?: BlockerMonitor): Promise<T> {
+  const pid = (client as pg.ClientBase & { processID?: number | null }).processID;
+  const watching = monitor !== undefined && typeof pid === 'number' ? monitor.watch(pid, recordLookIntervalMs) : undefined;
+  const started = performance.now();
+  try {
+    const result = await answeredWithin(client, lockTimeoutMs + roundTripDeadlineMs, what, call);
+    await watching?.stop(false);
+    return result;
+  } catch (error) {
+    const blockers = (await watching?.stop()) ?? [];
+    if ((error as { code?: string }).code !== '55P03') throw error;
+    throw new MigrationRecordLockedError(what, Math.round(performance.now() - started), blockers, { cause: error, lockTimeoutMs });
+  }
 }
 
 /** A row of {@link migrationsTable}. */
@@ -75,40 +96,54 @@ export const migrationRecordDefaults: Readonly<Record<string, string>> = { appli
  */
 export class PostgresMigrationStorage implements UmzugStorage<MigrationContext> {
   /** Creates the table if this is the database's first run. Call while holding the lock. */
-  async ensureTable(client: pg.ClientBase, lockTimeoutMs: number): Promise<void> {
-    await onTheRecord(client, lockTimeoutMs, 'the creation of the migrations table', () => client.query(migrationRecordTableSql));
+  async ensureTable(client: pg.ClientBase, lockTimeoutMs: number, monitor?: BlockerMonitor): Promise<void> {
+    await onTheRecord(client, lockTimeoutMs, 'the creation of the migrations table', () => client.query(migrationRecordTableSql), monitor);
   }
 
   /** Every recorded migration, oldest first. */
-  async applied(client: pg.ClientBase, lockTimeoutMs: number): Promise<AppliedMigration[]> {
-    const { rows } = await onTheRecord(client, lockTimeoutMs, 'the read of the applied migrations', () =>
-      client.query<AppliedMigration>(
-        `SELECT name, checksum, applied_at AS "appliedAt", duration_ms AS "durationMs"
+  async applied(client: pg.ClientBase, lockTimeoutMs: number, monitor?: BlockerMonitor): Promise<AppliedMigration[]> {
+    const { rows } = await onTheRecord(
+      client,
+      lockTimeoutMs,
+      'the read of the applied migrations',
+      () =>
+        client.query<AppliedMigration>(
+          `SELECT name, checksum, applied_at AS "appliedAt", duration_ms AS "durationMs"
          FROM ${qualifiedMigrationsTable} ORDER BY name`,
-      ),
+        ),
+      monitor,
     );
     return rows;
   }
 
   async executed({ context }: { context: MigrationContext }): Promise<string[]> {
     if (context.applied !== undefined) return [...context.applied];
-    return (await this.applied(context.client, context.lockTimeoutMs)).map((row) => row.name);
+    return (await this.applied(context.client, context.lockTimeoutMs, context.monitor)).map((row) => row.name);
   }
 
   async logMigration({ name, context }: { name: string; context: MigrationContext }): Promise<void> {
     const durationMs = context.startedAt === undefined ? 0 : Math.round(performance.now() - context.startedAt);
-    await onTheRecord(context.client, context.lockTimeoutMs, 'the record of the migration', () =>
-      context.client.query(`INSERT INTO ${qualifiedMigrationsTable} (name, checksum, duration_ms) VALUES ($1, $2, $3)`, [
-        name,
-        context.checksums.get(name),
-        durationMs,
-      ]),
+    await onTheRecord(
+      context.client,
+      context.lockTimeoutMs,
+      'the record of the migration',
+      () =>
+        context.client.query(`INSERT INTO ${qualifiedMigrationsTable} (name, checksum, duration_ms) VALUES ($1, $2, $3)`, [
+          name,
+          context.checksums.get(name),
+          durationMs,
+        ]),
+      context.monitor,
     );
   }
 
   async unlogMigration({ name, context }: { name: string; context: MigrationContext }): Promise<void> {
-    await onTheRecord(context.client, context.lockTimeoutMs, 'the removal of the migration from the record', () =>
-      context.client.query(`DELETE FROM ${qualifiedMigrationsTable} WHERE name = $1`, [name]),
+    await onTheRecord(
+      context.client,
+      context.lockTimeoutMs,
+      'the removal of the migration from the record',
+      () => context.client.query(`DELETE FROM ${qualifiedMigrationsTable} WHERE name = $1`, [name]),
+      context.monitor,
     );
   }
 }

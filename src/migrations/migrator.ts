@@ -255,20 +255,23 @@ export async function migrationStatus(options: MigratorOptions = {}): Promise<Mi
   // In one read-only transaction, its bound SET LOCAL: `migrate status` works through a pooler,
   // which hands the server connection to the services next, and a session SET went with it (their
   // 2 s lock bound became the run's 5 min until the pooler closed the connection).
+  const databaseUrl = options.databaseUrl ?? migrationDatabaseUrl();
+  // Opens its connection only when the read waits (for a restore, say), to name who holds the table.
+  const monitor = blockerMonitor(databaseUrl, 'kennwilliamson-migrate-monitor');
   const readStatus = async (client: pg.Client) => {
     const exists = await answeredWithin(client, roundTripDeadlineMs, 'the look for the migrations table', () =>
       client
         .query(`BEGIN READ ONLY; SET LOCAL lock_timeout = ${lockTimeoutMs}`)
         .then(() => migrationsTableExists(client)),
     );
-    const applied = exists ? await storage.applied(client, lockTimeoutMs) : [];
+    const applied = exists ? await storage.applied(client, lockTimeoutMs, monitor) : [];
     await answeredWithin(client, roundTripDeadlineMs, 'COMMIT', () => client.query('COMMIT'));
     return migrationStates(files, applied);
   };
   // Every failure of the read typed, in one place (the connection's own are already).
-  return withClient(options.databaseUrl ?? migrationDatabaseUrl(), readStatus, migratorApplicationName).catch((error: unknown) =>
-    Promise.reject(mapDatabaseError(error)),
-  );
+  return withClient(databaseUrl, readStatus, migratorApplicationName)
+    .catch((error: unknown) => Promise.reject(mapDatabaseError(error)))
+    .finally(() => monitor.close());
 }
 
 // A changed or missing applied migration means the database and the code disagree about the
@@ -371,14 +374,15 @@ async function withMigrator<T>(
             await assertCanMigrate(client);
           });
           // A dry run changes nothing: without the table, nothing has been applied yet.
-          if (!dryRun) await storage.ensureTable(client, timeoutMs);
+          if (!dryRun) await storage.ensureTable(client, timeoutMs, waits.monitor);
           const tableExists = () => answeredWithin(client, roundTripDeadlineMs, 'the look for the migrations table', () => migrationsTableExists(client));
-          const applied = dryRun && !(await tableExists()) ? [] : await storage.applied(client, timeoutMs);
+          const applied = dryRun && !(await tableExists()) ? [] : await storage.applied(client, timeoutMs, waits.monitor);
           assertHistoryIntact(files, applied);
           const context: MigrationContext = {
             client,
             checksums: new Map(files.map((file) => [file.name, file.checksum])),
             lockTimeoutMs: timeoutMs,
+            monitor: waits.monitor,
             ...(dryRun ? { applied: applied.map((row) => row.name) } : {}),
           };
           const runs: MigrationRun[] = [];

@@ -1,7 +1,7 @@
 import pg from 'pg';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { withClient } from '../../src/db/with-client.js';
-import { DatabaseError, DbError, LockNotAvailableError, MigrationLockLostError, MigrationLockTimeoutError } from '../../src/errors.js';
+import { DatabaseError, DbError, LockNotAvailableError, MigrationLockLostError, MigrationLockTimeoutError, MigrationRecordLockedError } from '../../src/errors.js';
 import { migrationLockApplicationName, migrationLockKey } from '../../src/migrations/migration-lock.js';
 import { migrate, migrationStatus } from '../../src/migrations/migrator.js';
 import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
@@ -159,12 +159,23 @@ describe('errors out of migrate()', () => {
 
 // A restore holds every table of public, the migrations record too, for its whole run.
 describe('migrationStatus behind a session that holds the migrations record', () => {
-  it('waits at most the lock timeout, then says the record was locked, and reads it once free', async () => {
+  // PostgreSQL's bare "lock not available", minutes into a `migrate status`, said neither what
+  // waited nor for whom.
+  it('waits at most the lock timeout, then says the record was locked, naming who held it, and reads it once free', async () => {
     const holder = await holdTableLock(database.url, 'schema_migrations');
     let released = false;
     try {
-      const error = await migrationStatus({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 200 }).catch((e: unknown) => e);
+      const error = await migrationStatus({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 1_500 }).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(MigrationRecordLockedError);
       expect(error).toBeInstanceOf(LockNotAvailableError);
+      expect(error).toMatchObject({ code: 'LOCK_NOT_AVAILABLE', statement: 'the read of the applied migrations', blockers: [expect.objectContaining({ pid: holder.pid })] });
+      expect((error as Error).message).toMatch(
+        new RegExp(
+          "^Timed out after \\d+ ms waiting for the migrations record's table \\(the read of the applied migrations\\), " +
+            `blocked by pid ${holder.pid} \\(application '', idle in transaction, transaction since [^,]+, query 'LOCK TABLE "schema_migrations" IN ACCESS EXCLUSIVE MODE'\\): ` +
+            'a restore holds it for its whole run',
+        ),
+      );
       await holder.release();
       released = true;
       expect((await migrationStatus({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 200 })).every((state) => state.state === 'applied')).toBe(true);

@@ -1,7 +1,7 @@
 import { describe, expect, it, type TestContext } from 'vitest';
 import { openClient } from '../../src/db/with-client.js';
 import { databaseUrlWith } from '../../src/provisioning/database-admin.js';
-import { ConnectionError } from '../../src/errors.js';
+import { ConnectionError, MigrationRecordLockedError } from '../../src/errors.js';
 import { migrate } from '../../src/migrations/migrator.js';
 import { createMigrationSandbox, writeMigration } from '../support/migration-sandbox.js';
 import { commitMessage, stallingProxyFor } from '../support/stalling-proxy.js';
@@ -99,7 +99,11 @@ describe.concurrent('migrate against a server that stops answering', () => {
   it('gives up on the record held by another session after MIGRATION_LOCK_TIMEOUT, applying nothing', async (context) => {
     const { database, migrationsDir, recorded } = await sandboxWithPending(context);
     const holder = await holdTableLock(database.url, 'schema_migrations');
-    await failsAsLockWait(context, () => migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 1_000 }), holder);
+    let failure: unknown;
+    await failsAsLockWait(context, () => migrate({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 1_000 }).catch((e: unknown) => Promise.reject((failure = e))), holder);
+    // Naming what waited, and for whom.
+    context.expect(failure).toBeInstanceOf(MigrationRecordLockedError);
+    context.expect(failure).toMatchObject({ statement: 'the read of the applied migrations', blockers: [context.expect.objectContaining({ pid: holder.pid })] });
     context.expect(await recorded()).toBe(0);
   });
 

@@ -2,6 +2,8 @@ import pg from 'pg';
 
 /** Another session holding a table lock in an open transaction, as a long reader or a migration would. */
 export interface TableLockHolder {
+  /** The holder's backend, as a blocker is named. */
+  pid: number;
   /** Ends the holder's session, and with it the lock. */
   release(): Promise<void>;
 }
@@ -26,5 +28,5 @@ export async function holdTableLock(databaseUrl: string, table: string, mode = '
     await client.end();
     throw error;
   }
-  return { release: () => client.end() };
+  return { pid: (client as pg.Client & { processID: number }).processID, release: () => client.end() };
 }
