@@ -398,6 +398,11 @@ export const purgeExpired = queryFunction(async function purgeExpired(db: Kysely
 // this batch: two purges that took alternate links of one rotation chain, or a user's deletion
 // whose cascade took one link, deadlocked. With every row the statement will write locked
 // up front, without waiting (SKIP LOCKED), it never waits for anyone.
+// The picked rows' children are read once (by the parent_id index) and every later step
+// works on that small set: asked again of the table (a child of a picked row not among those
+// locked), the planner priced a lookup per picked row above a scan of the whole table from
+// about 3,000 rows a batch, and a batch of 5,000 of 2 million tokens took 0.7-0.9 s instead
+// of 0.2-0.3 s (PostgreSQL 17; 1,000 took about 50 ms either way).
 function purgeBatch(db: Kysely<DB>, condition: RawBuilder<boolean>, batchSize: number) {
   return inLibrarySchema(db)
     .with(
@@ -405,12 +410,20 @@ function purgeBatch(db: Kysely<DB>, condition: RawBuilder<boolean>, batchSize: n
       (qc) => qc.selectFrom('refresh_tokens').select('id').where(condition).limit(batchSize).forUpdate().skipLocked(),
     )
     .with(
+      (cte) => cte('children').materialized(),
+      (qc) =>
+        qc
+          .selectFrom('refresh_tokens')
+          .select(['id', 'parent_id'])
+          .where('parent_id', 'in', (eb) => eb.selectFrom('picked').select('picked.id')),
+    )
+    .with(
       (cte) => cte('held_children').materialized(),
       (qc) =>
         qc
           .selectFrom('refresh_tokens')
           .select('id')
-          .where('parent_id', 'in', (eb) => eb.selectFrom('picked').select('picked.id'))
+          .where('id', 'in', (eb) => eb.selectFrom('children').select('children.id'))
           .forUpdate()
           .skipLocked(),
     )
@@ -421,13 +434,16 @@ function purgeBatch(db: Kysely<DB>, condition: RawBuilder<boolean>, batchSize: n
           eb
             .selectFrom('picked')
             .select('picked.id')
+            // No child that another transaction holds.
             .where(({ not, exists, selectFrom }) =>
               not(
                 exists(
-                  selectFrom('refresh_tokens as child')
-                    .select('child.id')
-                    .whereRef('child.parent_id', '=', 'picked.id')
-                    .where('child.id', 'not in', selectFrom('held_children').select('held_children.id')),
+                  selectFrom('children')
+                    .select('children.id')
+                    .whereRef('children.parent_id', '=', 'picked.id')
+                    .where(({ not, exists, selectFrom }) =>
+                      not(exists(selectFrom('held_children').select('held_children.id').whereRef('held_children.id', '=', 'children.id'))),
+                    ),
                 ),
               ),
             ),
