@@ -3,8 +3,15 @@ import type * as pg from 'pg';
 import type { UmzugStorage } from 'umzug';
 import { answeredWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { librarySchema } from '../db/library-schema.js';
+import { describeBlockingSessions } from '../blocking-session.js';
 import { MigrationRecordLockedError } from '../errors.js';
 import type { BlockerMonitor } from './lock-blockers.js';
+
+/** Who holds the record's table while a statement on it waits: told once on `warn`, and named when it gives up. */
+export interface RecordWatch {
+  monitor: BlockerMonitor;
+  warn: (line: string) => void;
+}
 
 /** The table in which applied migrations are recorded (excluded from generated types). */
 export const migrationsTable = 'schema_migrations';
@@ -35,8 +42,8 @@ export interface MigrationContext {
    * its whole run, and an operator's `LOCK TABLE` may): the run's wait for another run's lock.
    */
   lockTimeoutMs: number;
-  /** Watches who holds the record's table while a statement on it waits, to name them when it gives up. */
-  monitor?: BlockerMonitor | undefined;
+  /** Watches who holds the record's table while a statement on it waits. */
+  recordWatch?: RecordWatch | undefined;
 }
 
 // How often a statement on the record that waits is looked at for who blocks it: only one
@@ -46,12 +53,15 @@ const recordLookIntervalMs = 500;
 // Each statement on the record gets an answer within its lock wait and a round trip's deadline:
 // the session's lock_timeout (set by the migrator) ends the wait on the server, and a server
 // that stopped answering (frozen, or a path that stalls while its kernel acknowledges) is
-// given up on, its connection closed, rather than waited for without end. A wait that runs
-// out names who held the table (a restore, an operator's LOCK TABLE): PostgreSQL's bare "lock
-// not available", minutes into a `migrate status`, said neither what waited nor for whom.
-async function onTheRecord<T>(client: pg.ClientBase, lockTimeoutMs: number, what: string, call: () => Promise<T>, monitor?: BlockerMonitor): Promise<T> {
+// given up on, its connection closed, rather than waited for without end. A wait is said, with
+// who holds the table (a restore, an operator's LOCK TABLE), and a wait that runs out names
+// them: `migrate status` said nothing for its 5 minutes, then PostgreSQL's bare "lock not
+// available", neither what waited nor for whom.
+async function onTheRecord<T>(client: pg.ClientBase, lockTimeoutMs: number, what: string, call: () => Promise<T>, watch?: RecordWatch): Promise<T> {
   const pid = (client as pg.ClientBase & { processID?: number | null }).processID;
-  const watching = monitor !== undefined && typeof pid === 'number' ? monitor.watch(pid, recordLookIntervalMs) : undefined;
+  const said = (blockers: Parameters<typeof describeBlockingSessions>[0]) =>
+    watch?.warn(`${what} waits for the migrations record's table, ${describeBlockingSessions(blockers)}; it waits up to ${lockTimeoutMs} ms (MIGRATION_LOCK_TIMEOUT)`);
+  const watching = watch !== undefined && typeof pid === 'number' ? watch.monitor.watch(pid, recordLookIntervalMs, undefined, said) : undefined;
   const started = performance.now();
   try {
     const result = await answeredWithin(client, lockTimeoutMs + roundTripDeadlineMs, what, call);
@@ -96,12 +106,12 @@ export const migrationRecordDefaults: Readonly<Record<string, string>> = { appli
  */
 export class PostgresMigrationStorage implements UmzugStorage<MigrationContext> {
   /** Creates the table if this is the database's first run. Call while holding the lock. */
-  async ensureTable(client: pg.ClientBase, lockTimeoutMs: number, monitor?: BlockerMonitor): Promise<void> {
-    await onTheRecord(client, lockTimeoutMs, 'the creation of the migrations table', () => client.query(migrationRecordTableSql), monitor);
+  async ensureTable(client: pg.ClientBase, lockTimeoutMs: number, watch?: RecordWatch): Promise<void> {
+    await onTheRecord(client, lockTimeoutMs, 'the creation of the migrations table', () => client.query(migrationRecordTableSql), watch);
   }
 
   /** Every recorded migration, oldest first. */
-  async applied(client: pg.ClientBase, lockTimeoutMs: number, monitor?: BlockerMonitor): Promise<AppliedMigration[]> {
+  async applied(client: pg.ClientBase, lockTimeoutMs: number, watch?: RecordWatch): Promise<AppliedMigration[]> {
     const { rows } = await onTheRecord(
       client,
       lockTimeoutMs,
@@ -111,14 +121,14 @@ export class PostgresMigrationStorage implements UmzugStorage<MigrationContext> 
           `SELECT name, checksum, applied_at AS "appliedAt", duration_ms AS "durationMs"
          FROM ${qualifiedMigrationsTable} ORDER BY name`,
         ),
-      monitor,
+      watch,
     );
     return rows;
   }
 
   async executed({ context }: { context: MigrationContext }): Promise<string[]> {
     if (context.applied !== undefined) return [...context.applied];
-    return (await this.applied(context.client, context.lockTimeoutMs, context.monitor)).map((row) => row.name);
+    return (await this.applied(context.client, context.lockTimeoutMs, context.recordWatch)).map((row) => row.name);
   }
 
   async logMigration({ name, context }: { name: string; context: MigrationContext }): Promise<void> {
@@ -133,7 +143,7 @@ export class PostgresMigrationStorage implements UmzugStorage<MigrationContext> 
           context.checksums.get(name),
           durationMs,
         ]),
-      context.monitor,
+      context.recordWatch,
     );
   }
 
@@ -143,7 +153,7 @@ export class PostgresMigrationStorage implements UmzugStorage<MigrationContext> 
       context.lockTimeoutMs,
       'the removal of the migration from the record',
       () => context.client.query(`DELETE FROM ${qualifiedMigrationsTable} WHERE name = $1`, [name]),
-      context.monitor,
+      context.recordWatch,
     );
   }
 }

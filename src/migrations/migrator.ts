@@ -91,7 +91,9 @@ export interface MigratorOptions {
   lockWait?: { [K in keyof LockWaitPolicy]?: LockWaitPolicy[K] | undefined } | undefined;
   /**
    * Receives one line per failed lock attempt, naming who blocked it, and, before anything is
-   * applied, one per file whose attempts may outwait a role's lock_timeout here. Default: stderr.
+   * applied, one per file whose attempts may outwait a role's lock_timeout here; and one when a
+   * statement on the migrations record (`migrate status`'s read too) waits for its table,
+   * naming who holds it (a restore). Default: stderr.
    */
   warn?: ((line: string) => void) | undefined;
   /**
@@ -264,7 +266,7 @@ export async function migrationStatus(options: MigratorOptions = {}): Promise<Mi
         .query(`BEGIN READ ONLY; SET LOCAL lock_timeout = ${lockTimeoutMs}`)
         .then(() => migrationsTableExists(client)),
     );
-    const applied = exists ? await storage.applied(client, lockTimeoutMs, monitor) : [];
+    const applied = exists ? await storage.applied(client, lockTimeoutMs, { monitor, warn: options.warn ?? warnOnStderr }) : [];
     await answeredWithin(client, roundTripDeadlineMs, 'COMMIT', () => client.query('COMMIT'));
     return migrationStates(files, applied);
   };
@@ -374,15 +376,16 @@ async function withMigrator<T>(
             await assertCanMigrate(client);
           });
           // A dry run changes nothing: without the table, nothing has been applied yet.
-          if (!dryRun) await storage.ensureTable(client, timeoutMs, waits.monitor);
+          const recordWatch = { monitor: waits.monitor, warn: waits.warn };
+          if (!dryRun) await storage.ensureTable(client, timeoutMs, recordWatch);
           const tableExists = () => answeredWithin(client, roundTripDeadlineMs, 'the look for the migrations table', () => migrationsTableExists(client));
-          const applied = dryRun && !(await tableExists()) ? [] : await storage.applied(client, timeoutMs, waits.monitor);
+          const applied = dryRun && !(await tableExists()) ? [] : await storage.applied(client, timeoutMs, recordWatch);
           assertHistoryIntact(files, applied);
           const context: MigrationContext = {
             client,
             checksums: new Map(files.map((file) => [file.name, file.checksum])),
             lockTimeoutMs: timeoutMs,
-            monitor: waits.monitor,
+            recordWatch,
             ...(dryRun ? { applied: applied.map((row) => row.name) } : {}),
           };
           const runs: MigrationRun[] = [];

@@ -165,7 +165,14 @@ describe('migrationStatus behind a session that holds the migrations record', ()
     const holder = await holdTableLock(database.url, 'schema_migrations');
     let released = false;
     try {
-      const error = await migrationStatus({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 1_500 }).catch((e: unknown) => e);
+      const warnings: string[] = [];
+      const error = await migrationStatus({ databaseUrl: database.url, migrationsDir, lockTimeoutMs: 1_500, warn: (line) => warnings.push(line) }).catch((e: unknown) => e);
+      // Said while it waits, once.
+      expect(warnings).toEqual([
+        expect.stringMatching(
+          new RegExp(`^the read of the applied migrations waits for the migrations record's table, blocked by pid ${holder.pid} \\(.*\\); it waits up to 1500 ms \\(MIGRATION_LOCK_TIMEOUT\\)$`),
+        ),
+      ]);
       expect(error).toBeInstanceOf(MigrationRecordLockedError);
       expect(error).toBeInstanceOf(LockNotAvailableError);
       expect(error).toMatchObject({ code: 'LOCK_NOT_AVAILABLE', statement: 'the read of the applied migrations', blockers: [expect.objectContaining({ pid: holder.pid })] });
