@@ -442,6 +442,10 @@ async function beginHoldingTables(
   }
 }
 
+// A name from the backup, on one line: its line feeds written as escapes (a terminal's escaping
+// keeps them; it writes the other control characters so).
+const oneLine = (name: string) => name.replaceAll('\n', '\\n');
+
 // A refusal's list, said in its first five.
 const firstFive = (lines: string[]) => `${lines.slice(0, 5).join('; ')}${lines.length > 5 ? ` and ${lines.length - 5} more` : ''}`;
 
@@ -779,7 +783,9 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
               );
             }
             if (makesSomething(part)) made += 1;
-            if (part.kind === 'copy') log(`restoring table ${part.table} (${++tables}${backup.tables ? ` of ${backup.tables}` : ''})`);
+            // The name is the backup's: a line break in it would start a line of its choosing
+            // ("Restored … into …") among the progress, which a terminal's escaping keeps.
+            if (part.kind === 'copy') log(`restoring table ${oneLine(part.table)} (${++tables}${backup.tables ? ` of ${backup.tables}` : ''})`);
             const query =
               part.kind === 'copy'
                 ? new ScriptQuery(part.text, part.data, copyStallGuard(client, part.table, serverStallTimeoutMs, { url: session.url, pid: ownSession?.pid, looks: progressLooks }))
