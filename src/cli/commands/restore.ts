@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { RestoreError } from '../../errors.js';
+import { parseDuration } from '../../db/duration.js';
 import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/migration-settings.js';
 import { requireLocalDatabase } from '../../provisioning/database-admin.js';
 import type { Command } from '../command.js';
@@ -39,7 +40,8 @@ migrations do not define as it is (the owner would run it at the next migration 
 its table). With DB_APP_USER, that role also gets the release
 step's grants; it must exist (on a new server, run the provisioning step first: setup
 --admin, with DB_APP_USER). The backup's own SET lock_timeout/statement_timeout are ignored:
-the restore waits at most 30 s for a lock. Extensions
+the restore waits at most 30 s for a lock, and lets no statement run longer than
+RESTORE_STATEMENT_TIMEOUT (or a shorter statement_timeout of the database or role). Extensions
 that only a superuser may create (pg_uuidv7) are kept as setup --admin created them; a
 backup that uses one this database lacks fails, saying to run setup --admin first.
 
@@ -60,6 +62,9 @@ Environment:
   DB_OWNER_USER           when set, checked to be the database's owner
   DB_APP_USER             the application role: the one the backup may grant to, and which gets the release step's grants
   PG_RESTORE              pg_restore to use (default: PATH, then /usr/lib/postgresql/*/bin)
+  RESTORE_STATEMENT_TIMEOUT  the longest one statement may run, the backup's (a table's rows, an
+                          index, a constraint's check) or the restore's own (default 30min);
+                          past it the restore is rolled back
 `;
 
 /** `kennwilliamson-db restore`: replace the database with a backup, all or nothing. */
@@ -86,6 +91,9 @@ export const restoreCommand: Command = {
     }
     const { file } = named;
     const yes = values.yes === true;
+    // Read before anything: a value it would refuse stops the restore before the backup is read.
+    const statementTimeout = process.env.RESTORE_STATEMENT_TIMEOUT?.trim();
+    const statementTimeoutMs = statementTimeout ? parseDuration('RESTORE_STATEMENT_TIMEOUT', statementTimeout) : undefined;
     const databaseUrl = migrationDatabaseUrl();
     const variable = migrationUrlVariable(databaseUrl);
     const { host, port, database } = requireLocalDatabase(databaseUrl, { force: values.force === true, action: 'restore into', variable });
@@ -121,7 +129,7 @@ export const restoreCommand: Command = {
       if (!answer) throw new RestoreError('not confirmed; the database was not touched');
     }
     const migrationsDir = values['migrations-dir'] as string | undefined;
-    const { tables } = await restoreDatabase({ databaseUrl, backup, log, signal, owner, session, ...(migrationsDir === undefined ? {} : { migrationsDir }) });
+    const { tables } = await restoreDatabase({ databaseUrl, backup, log, signal, owner, session, statementTimeoutMs, ...(migrationsDir === undefined ? {} : { migrationsDir }) });
     printLine(`Restored ${path.basename(backup.file)} (${tables} tables) into '${database}' on ${host}.`);
   },
 };

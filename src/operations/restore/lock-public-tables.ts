@@ -28,9 +28,9 @@ const tablesQuery = `
  * time, said as one), for the caller to roll back and try again (`withLockRetries`).
  *
  * @example
- * await lockPublicTables(client, 100, 30_000)
+ * await lockPublicTables(client, 100, 30_000, 1_800_000)
  */
-export async function lockPublicTables(client: pg.ClientBase, lockTimeoutMs: number, restoreLockTimeoutMs: number): Promise<void> {
+export async function lockPublicTables(client: pg.ClientBase, lockTimeoutMs: number, restoreLockTimeoutMs: number, restoreStatementTimeoutMs: number): Promise<void> {
   const attempt = Math.max(1, Math.round(lockTimeoutMs));
   // 57014: the statement's time ran out while it waited, what it waited for not all free: a
   // lock wait that ran out, as PostgreSQL's own lock timeout says it (55P03).
@@ -48,5 +48,21 @@ export async function lockPublicTables(client: pg.ClientBase, lockTimeoutMs: num
   if (rows.length > 0) {
     await client.query(`LOCK TABLE ${rows.map((row) => row.name).join(', ')} IN ACCESS EXCLUSIVE MODE`).catch(outOfTime('the tables of public were not all free'));
   }
-  await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(restoreLockTimeoutMs))}; SET LOCAL statement_timeout TO DEFAULT`);
+  await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(restoreLockTimeoutMs))}; ${restoreStatementBound(restoreStatementTimeoutMs)}`);
+}
+
+/**
+ * The restore's statement_timeout for its transaction: the server's, database's or role's
+ * where one is set and shorter (a database's own bound stays, as for migrations), else
+ * `statementTimeoutMs`. Names resolve in pg_catalog, whatever the search_path is then.
+ *
+ * @example await client.query(restoreStatementBound(1_800_000))
+ */
+export function restoreStatementBound(statementTimeoutMs: number): string {
+  const ms = Math.max(1, Math.round(statementTimeoutMs));
+  return (
+    'SET LOCAL statement_timeout TO DEFAULT; ' +
+    `SELECT pg_catalog.set_config('statement_timeout', '${ms}', true) ` +
+    `WHERE pg_catalog.current_setting('statement_timeout')::pg_catalog.interval NOT BETWEEN '1 millisecond' AND '${ms} milliseconds';`
+  );
 }

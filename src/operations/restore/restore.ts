@@ -34,7 +34,7 @@ import { dumpFrame } from '../vetting/verify-sql-dump.js';
 import { silentClientBoundsSession } from '../../db/silent-client-bounds.js';
 import { describeBlockingSessions } from '../../blocking-session.js';
 import { defaultLockWait, withLockRetries } from '../../migrations/lock-retries.js';
-import { lockPublicTables } from './lock-public-tables.js';
+import { lockPublicTables, restoreStatementBound } from './lock-public-tables.js';
 import { watchForStop } from './stopped-process-watchdog.js';
 import { defaultMigrationsDir } from '../../migrations/default-migrations-dir.js';
 import { listMigrationFiles } from '../../migrations/migration-files.js';
@@ -79,6 +79,15 @@ export interface RestoreOptions {
   /** Longest wait for a lock held by another session (default 30 s); the backup's own `SET lock_timeout` never lifts it. */
   lockTimeoutMs?: number | undefined;
   /**
+   * The longest any one statement may run (default 30 min), the backup's (a table's rows, an
+   * index's build, a constraint's check of the rows) and the restore's own: PostgreSQL's
+   * `statement_timeout`, which the backup's own `SET statement_timeout` never lifts. Then the
+   * restore is rolled back. A backup's expressions run over its rows with every table held, and
+   * some that name only PostgreSQL's own functions and operators cost as long as the backup
+   * likes per row (a regular expression with back references, a list of a million items).
+   */
+  statementTimeoutMs?: number | undefined;
+  /**
    * How long pg_restore, reading a custom archive, may write nothing while the restore waits
    * for it (default 60 s): then it is taken for stuck (stopped, or reading from a hung disk),
    * stopped, and the restore rolled back, rather than hold every table of public meanwhile.
@@ -122,8 +131,9 @@ export interface RestoreResult {
  * Run first, in the restore's transaction, before {@link clearPublicSchema} empties `public`
  * for the backup. The lock timeout makes a restore fail clearly, rather than hang, while a
  * session holds locks on the old tables or on names the backup creates. The statement
- * timeout is left as the server, the database or the role sets it (none by default), as for
- * migrations. The backup's own `SET statement_timeout = 0`, `lock_timeout = 0`,
+ * timeout is the server's, the database's or the role's where one is set and shorter (as for
+ * migrations), else `statementTimeoutMs`: the backup's expressions run over its rows, and may
+ * cost as long as they like. The backup's own `SET statement_timeout = 0`, `lock_timeout = 0`,
  * `idle_in_transaction_session_timeout = 0` and `transaction_timeout = 0` are never sent:
  * they would lift these bounds for the rest of the restore. The backup's statements were
  * parsed with standard strings and names resolved in pg_catalog only (as pg_dump writes them,
@@ -142,18 +152,21 @@ export interface RestoreResult {
  * for a silent host are the session's, set once before the first attempt: see restoreDatabase.)
  *
  * @example
- * await client.query(restorePrelude(30_000, 70_000))
+ * await client.query(restorePrelude(30_000, 70_000, 1_800_000))
  */
-export function restorePrelude(lockTimeoutMs: number, idleMs: number): string {
+export function restorePrelude(lockTimeoutMs: number, idleMs: number, statementTimeoutMs: number): string {
   return `SET LOCAL ROLE NONE;
 SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))};
 SET LOCAL idle_in_transaction_session_timeout = ${Math.max(1, Math.round(idleMs))};
-SET LOCAL statement_timeout TO DEFAULT;
+${restoreStatementBound(statementTimeoutMs)}
 SET LOCAL search_path = pg_catalog, pg_temp;
 SET LOCAL standard_conforming_strings = on;
 SET LOCAL client_encoding = 'UTF8';
 `;
 }
+
+/** How long one statement of a restore may run by default (see `RestoreOptions.statementTimeoutMs`). */
+export const defaultRestoreStatementTimeoutMs = 30 * 60_000;
 
 // The backup's own bounds, which would lift the restore's (pg_dump writes them all as 0).
 const restoreBounds = new Set(['lock_timeout', 'statement_timeout', 'idle_in_transaction_session_timeout', 'transaction_timeout']);
@@ -392,7 +405,7 @@ function missingRoleAdvice(error: unknown, text: string): string {
 async function beginHoldingTables(
   client: pg.ClientBase,
   step: (sql: string) => Promise<unknown>,
-  restore: { url: string; database: string; lockTimeoutMs: number; idleMs: number; log: (line: string) => void; signal?: AbortSignal },
+  restore: { url: string; database: string; lockTimeoutMs: number; idleMs: number; statementTimeoutMs: number; log: (line: string) => void; signal?: AbortSignal },
 ): Promise<void> {
   // The backend's process, as the login announced it: the restore's connection reaches
   // PostgreSQL itself (restoreSession refused a pooler).
@@ -428,10 +441,10 @@ async function beginHoldingTables(
             throw error instanceof RestoreError ? error : rolledBack(serverFailure(error), error);
           });
         await bounded('BEGIN', roundTripDeadlineMs, () => step('BEGIN'));
-        await bounded("the restore's settings", roundTripDeadlineMs, () => step(restorePrelude(restore.lockTimeoutMs, restore.idleMs)));
+        await bounded("the restore's settings", roundTripDeadlineMs, () => step(restorePrelude(restore.lockTimeoutMs, restore.idleMs, restore.statementTimeoutMs)));
         if (pid !== null) watch(pid);
         await answeredWithin(client, lockTimeoutMs + roundTripDeadlineMs, 'LOCK TABLE', () =>
-          lockPublicTables(client, lockTimeoutMs, restore.lockTimeoutMs),
+          lockPublicTables(client, lockTimeoutMs, restore.lockTimeoutMs, restore.statementTimeoutMs),
         ).catch((error: unknown) => {
           throw rolledBack(`${serverFailure(error)} while taking the tables of public`, error);
         });
@@ -541,6 +554,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
   const stallTimeoutMs = optionMs('stallTimeoutMs', options.stallTimeoutMs ?? defaultPgRestoreStallTimeoutMs);
   const serverStallTimeoutMs = optionMs('serverStallTimeoutMs', options.serverStallTimeoutMs ?? defaultServerStallTimeoutMs);
   const lockTimeoutMs = optionMs('lockTimeoutMs', options.lockTimeoutMs ?? 30_000);
+  const statementTimeoutMs = optionMs('statementTimeoutMs', options.statementTimeoutMs ?? defaultRestoreStatementTimeoutMs);
   // Which role runs the backup's SQL, decided before anything of the backup is read: never
   // one whose powers reach beyond the database (a superuser's reach the server's programs).
   const session =
@@ -708,7 +722,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         // The transaction's settings and the session's bounds for a silent host, in one round
         // trip; set within the transaction, the latter go back to the values set above if it
         // aborts.
-        const restoreSettings = `${restorePrelude(lockTimeoutMs, idleMs)}${silentClientBoundsSession}`;
+        const restoreSettings = `${restorePrelude(lockTimeoutMs, idleMs, statementTimeoutMs)}${silentClientBoundsSession}`;
         // Once COMMIT is on its way the outcome is the server's: the restore waits for its answer.
         const onAbort = () => {
           if (committing) return;
@@ -725,6 +739,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             database: target.database,
             lockTimeoutMs,
             idleMs,
+            statementTimeoutMs,
             log,
             ...(signal ? { signal } : {}),
           });

@@ -30,7 +30,7 @@ describe('lockPublicTables', () => {
       CREATE FOREIGN DATA WRAPPER kw_test_fdw; CREATE SERVER kw_test_server FOREIGN DATA WRAPPER kw_test_fdw;
       CREATE FOREIGN TABLE public.remote (id int) SERVER kw_test_server`);
     await restoring.query('BEGIN');
-    await lockPublicTables(restoring, 1_000, 30_000);
+    await lockPublicTables(restoring, 1_000, 30_000, 1_800_000);
     const { rows } = await restoring.query<{ name: string }>(
       `SELECT c.relname AS name FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_class c ON c.oid = l.relation
         WHERE l.pid = pg_catalog.pg_backend_pid() AND l.mode = 'AccessExclusiveLock' AND c.relnamespace = 'public'::regnamespace ORDER BY 1`,
@@ -44,7 +44,7 @@ describe('lockPublicTables', () => {
     holders.push(await holdTableLock(database.url, 'first_table', 'ACCESS SHARE'), await holdTableLock(database.url, 'second_table', 'ACCESS SHARE'));
     const [first, second] = holders;
     await restoring.query('BEGIN');
-    const taking = lockPublicTables(restoring, 600, 30_000).then(
+    const taking = lockPublicTables(restoring, 600, 30_000, 1_800_000).then(
       () => 'taken',
       (error: unknown) => error,
     );

@@ -91,7 +91,11 @@ ALTER TABLE ONLY public.notes
 const gz = (text: string) => gzipSync(Buffer.from(text));
 
 /** Restores a crafted gzip-compressed SQL backup that must fail, and returns what it threw. */
-const restoreFailure = (databaseUrl: string, file: string, options: { lockTimeoutMs?: number; migrationsDir?: string } = {}): Promise<unknown> =>
+const restoreFailure = (
+  databaseUrl: string,
+  file: string,
+  options: { lockTimeoutMs?: number; statementTimeoutMs?: number; migrationsDir?: string } = {},
+): Promise<unknown> =>
   restoreDatabase({ databaseUrl, backup: { file, bytes: 0, format: 'sql-gzip', checksum: 'absent' }, ...options }).catch((e: unknown) => e);
 
 // pg_dump's header and trailer, which the attacks of issue 17 wrap themselves in.
@@ -754,6 +758,32 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
       expect(error).toBeInstanceOf(RestoreError);
       expect((error as Error).message).toContain('canceling statement due to statement timeout (SQLSTATE 57014)');
     });
+  });
+
+  // A CHECK that names only PostgreSQL's own operator, over one row of 400 bytes: a regular
+  // expression with back references took minutes (more than 30 s for this one) with every table
+  // held, and nothing but Ctrl-C ended it (backup audit).
+  it("ends a statement of the backup that runs past its statement bound, and rolls back", { timeout: 30_000 }, async () => {
+    const target = await createTestDatabase({ empty: true });
+    onTestFinished(() => target.drop());
+    const file = await crafted(
+      'slow-check.sql.gz',
+      dumpAround(
+        `CREATE TABLE public.slow (s text);\nCOPY public.slow (s) FROM stdin;\n${'a'.repeat(400)}\n\\.\n\n` +
+          "ALTER TABLE ONLY public.slow ADD CONSTRAINT slow_s CHECK ((s ~ '^(a+)(a+)(a+)(a+)\\1\\2\\3\\4$'::text));\n",
+      ),
+    );
+
+    const error = await restoreFailure(target.ownerUrl, file, { statementTimeoutMs: 1_000 });
+    // The command's bound, from RESTORE_STATEMENT_TIMEOUT.
+    const command = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: '', MIGRATION_DATABASE_URL: target.ownerUrl, RESTORE_STATEMENT_TIMEOUT: '1s' });
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain('canceling statement due to statement timeout (SQLSTATE 57014)');
+    expect((error as Error).message).toContain('restore failed and was rolled back; the database was not changed');
+    expect(command.code).toBe(1);
+    expect(command.stderr).toContain('canceling statement due to statement timeout (SQLSTATE 57014)');
+    await expect(execute(target.url, 'SELECT 1 FROM public.slow')).rejects.toThrow('does not exist');
   });
 
   it('asks once whether it reaches a pooler, before reading the backup', async () => {
