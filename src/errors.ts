@@ -467,13 +467,15 @@ export class MigrationRecordLockedError extends LockNotAvailableError {
     /** What waited: `the read of the applied migrations`, `the record of the migration` … */
     readonly statement: string,
     readonly waitedMs: number,
-    readonly blockers: readonly BlockingSession[],
+    /** Who held the table as it gave up; undefined where they could not be looked at. */
+    readonly blockers: readonly BlockingSession[] | undefined,
     options: { cause?: unknown; lockTimeoutMs: number },
   ) {
     super({
       ...options,
       message:
-        `Timed out after ${waitedMs} ms waiting for the migrations record's table (${statement}), ${describeBlockingSessions(blockers)}: ` +
+        `Timed out after ${waitedMs} ms waiting for the migrations record's table (${statement}), ` +
+        `${blockers === undefined ? 'held by sessions that could not be looked at' : describeBlockingSessions(blockers)}: ` +
         "a restore holds it for its whole run, as may a migration or an operator's LOCK TABLE. Run it again once that is done, " +
         'or raise MIGRATION_LOCK_TIMEOUT to wait longer.',
     });

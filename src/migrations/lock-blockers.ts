@@ -43,15 +43,9 @@ export interface BlockerMonitor extends LookConnection {
    * unanswered within `roundTripDeadlineMs` unless the last answered one found the statement
    * working (nobody blocking it): the path to the server is silent for the monitor, and so most
    * likely for the statement waiting for its locks, whose answer may then never come (a peer
-   * that stalls while its kernel acknowledges is never found out by TCP keepalive). `blocked`
-   * hears, once, the sessions the first sample that found any saw blocking the statement.
+   * that stalls while its kernel acknowledges is never found out by TCP keepalive).
    */
-  watch(
-    pid: number,
-    intervalMs: number,
-    silent?: (error: ConnectionError) => void,
-    blocked?: (blockers: BlockingSession[]) => void,
-  ): { stop(report?: boolean): Promise<BlockingSession[]> };
+  watch(pid: number, intervalMs: number, silent?: (error: ConnectionError) => void): { stop(report?: boolean): Promise<BlockingSession[]> };
   /**
    * Starts opening the watching connection now, once there is contention, so that the first
    * sample of the next (short) attempt does not wait for a login. A failure shows up, and is
@@ -142,11 +136,10 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
   return {
     use,
     connect: () => void connect(),
-    watch(pid, intervalMs, silent, blocked) {
+    watch(pid, intervalMs, silent) {
       let seen: BlockerRow[] = [];
       let sampling: Promise<void> | undefined;
       let told = false;
-      let toldBlocked = false;
       let stopped = false;
       // Whether the statement holds its locks and works, as the last answered look of this
       // watch found it (none blocking it): only a wait for locks, or a watch with no look
@@ -161,14 +154,9 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
       };
       const sample = () => {
         sampling ??= blockersOf(pid)
-          .then(async (blockers) => {
+          .then((blockers) => {
             working = blockers.length === 0;
-            if (working) return;
-            seen = blockers;
-            if (blocked === undefined || toldBlocked || stopped) return;
-            toldBlocked = true;
-            const named = await shaped(blockers);
-            if (!stopped) blocked(named);
+            if (!working) seen = blockers;
           })
           .catch((error: unknown) => {
             if (error instanceof ConnectionError && error.reason === 'deadline') tell(error);

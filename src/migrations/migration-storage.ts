@@ -3,13 +3,13 @@ import type * as pg from 'pg';
 import type { UmzugStorage } from 'umzug';
 import { answeredWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { librarySchema } from '../db/library-schema.js';
-import { describeBlockingSessions } from '../blocking-session.js';
+import { type BlockingSession, describeBlockingSessions } from '../blocking-session.js';
 import { MigrationRecordLockedError } from '../errors.js';
-import type { BlockerMonitor } from './lock-blockers.js';
 
 /** Who holds the record's table while a statement on it waits: told once on `warn`, and named when it gives up. */
 export interface RecordWatch {
-  monitor: BlockerMonitor;
+  /** Looks, on a connection of its own, at who holds the record's table. */
+  holders: () => Promise<BlockingSession[]>;
   warn: (line: string) => void;
 }
 
@@ -46,9 +46,8 @@ export interface MigrationContext {
   recordWatch?: RecordWatch | undefined;
 }
 
-// How often a statement on the record that waits is looked at for who blocks it: only one
-// that waits this long opens the monitor's connection.
-const recordLookIntervalMs = 500;
+// How long a statement on the record waits before it says so, naming who holds the table.
+const recordNoteAfterMs = 1_000;
 
 // Each statement on the record gets an answer within its lock wait and a round trip's deadline:
 // the session's lock_timeout (set by the migrator) ends the wait on the server, and a server
@@ -56,21 +55,36 @@ const recordLookIntervalMs = 500;
 // given up on, its connection closed, rather than waited for without end. A wait is said, with
 // who holds the table (a restore, an operator's LOCK TABLE), and a wait that runs out names
 // them: `migrate status` said nothing for its 5 minutes, then PostgreSQL's bare "lock not
-// available", neither what waited nor for whom.
+// available", neither what waited nor for whom. Who holds it is asked of the table's locks, not
+// of the waiting backend: through a pooler (`migrate status` works through one) that backend's
+// pid is the pooler's own.
 async function onTheRecord<T>(client: pg.ClientBase, lockTimeoutMs: number, what: string, call: () => Promise<T>, watch?: RecordWatch): Promise<T> {
-  const pid = (client as pg.ClientBase & { processID?: number | null }).processID;
-  const said = (blockers: Parameters<typeof describeBlockingSessions>[0]) =>
-    watch?.warn(`${what} waits for the migrations record's table, ${describeBlockingSessions(blockers)}; it waits up to ${lockTimeoutMs} ms (MIGRATION_LOCK_TIMEOUT)`);
-  const watching = watch !== undefined && typeof pid === 'number' ? watch.monitor.watch(pid, recordLookIntervalMs, undefined, said) : undefined;
   const started = performance.now();
+  let settled = false;
+  const note =
+    watch === undefined || lockTimeoutMs <= recordNoteAfterMs
+      ? undefined
+      : setTimeout(() => {
+          void watch.holders().then(
+            (holders) => {
+              if (settled || holders.length === 0) return;
+              watch.warn(`${what} waits for the migrations record's table, ${describeBlockingSessions(holders)}; it waits up to ${lockTimeoutMs} ms (MIGRATION_LOCK_TIMEOUT)`);
+            },
+            () => undefined,
+          );
+        }, recordNoteAfterMs);
+  note?.unref();
   try {
-    const result = await answeredWithin(client, lockTimeoutMs + roundTripDeadlineMs, what, call);
-    await watching?.stop(false);
-    return result;
+    return await answeredWithin(client, lockTimeoutMs + roundTripDeadlineMs, what, call);
   } catch (error) {
-    const blockers = (await watching?.stop()) ?? [];
     if ((error as { code?: string }).code !== '55P03') throw error;
-    throw new MigrationRecordLockedError(what, Math.round(performance.now() - started), blockers, { cause: error, lockTimeoutMs });
+    const waitedMs = Math.round(performance.now() - started);
+    // A look that fails leaves them unnamed; it never hides the lock wait.
+    const holders = await watch?.holders().catch(() => undefined);
+    throw new MigrationRecordLockedError(what, waitedMs, holders, { cause: error, lockTimeoutMs });
+  } finally {
+    settled = true;
+    clearTimeout(note);
   }
 }
 

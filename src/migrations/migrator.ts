@@ -28,6 +28,7 @@ import {
   MigrationScriptError,
 } from '../errors.js';
 import { type BlockerMonitor, blockerMonitor } from './lock-blockers.js';
+import { tableLockHolders } from './table-lock-holders.js';
 import { requireAppliedTarget } from './applied-target.js';
 import { attemptsBeyondRoleBounds, roleLockTimeouts } from './attempts-beyond-role-bounds.js';
 import { statementsHoldingBusyTables } from './statements-holding-tables.js';
@@ -258,23 +259,24 @@ export async function migrationStatus(options: MigratorOptions = {}): Promise<Mi
   // which hands the server connection to the services next, and a session SET went with it (their
   // 2 s lock bound became the run's 5 min until the pooler closed the connection).
   const databaseUrl = options.databaseUrl ?? migrationDatabaseUrl();
-  // Opens its connection only when the read waits (for a restore, say), to name who holds the table.
-  const monitor = blockerMonitor(databaseUrl, 'kennwilliamson-migrate-monitor');
+  // Only a read that waits (for a restore, say) looks at who holds the table.
+  const recordWatch = { holders: () => recordHolders(databaseUrl), warn: options.warn ?? warnOnStderr };
   const readStatus = async (client: pg.Client) => {
     const exists = await answeredWithin(client, roundTripDeadlineMs, 'the look for the migrations table', () =>
       client
         .query(`BEGIN READ ONLY; SET LOCAL lock_timeout = ${lockTimeoutMs}`)
         .then(() => migrationsTableExists(client)),
     );
-    const applied = exists ? await storage.applied(client, lockTimeoutMs, { monitor, warn: options.warn ?? warnOnStderr }) : [];
+    const applied = exists ? await storage.applied(client, lockTimeoutMs, recordWatch) : [];
     await answeredWithin(client, roundTripDeadlineMs, 'COMMIT', () => client.query('COMMIT'));
     return migrationStates(files, applied);
   };
   // Every failure of the read typed, in one place (the connection's own are already).
-  return withClient(databaseUrl, readStatus, migratorApplicationName)
-    .catch((error: unknown) => Promise.reject(mapDatabaseError(error)))
-    .finally(() => monitor.close());
+  return withClient(databaseUrl, readStatus, migratorApplicationName).catch((error: unknown) => Promise.reject(mapDatabaseError(error)));
 }
+
+// Who holds the migrations record's table, from a connection named as the run's monitor.
+const recordHolders = (databaseUrl: string) => tableLockHolders(databaseUrl, qualifiedMigrationsTable, 'kennwilliamson-migrate-monitor');
 
 // A changed or missing applied migration means the database and the code disagree about the
 // schema's history; nothing may run until a person decides which is right.
@@ -376,7 +378,7 @@ async function withMigrator<T>(
             await assertCanMigrate(client);
           });
           // A dry run changes nothing: without the table, nothing has been applied yet.
-          const recordWatch = { monitor: waits.monitor, warn: waits.warn };
+          const recordWatch = { holders: () => recordHolders(databaseUrl), warn: waits.warn };
           if (!dryRun) await storage.ensureTable(client, timeoutMs, recordWatch);
           const tableExists = () => answeredWithin(client, roundTripDeadlineMs, 'the look for the migrations table', () => migrationsTableExists(client));
           const applied = dryRun && !(await tableExists()) ? [] : await storage.applied(client, timeoutMs, recordWatch);

@@ -8,7 +8,7 @@ import type { DB } from '../../generated/db.js';
 import { createDb } from '../../src/db/create-db.js';
 import { loadStatementBounds } from '../../src/db/db-config.js';
 import { openClient, withClient } from '../../src/db/with-client.js';
-import { DirectConnectionRequiredError } from '../../src/errors.js';
+import { DirectConnectionRequiredError, MigrationRecordLockedError } from '../../src/errors.js';
 import { migrationLockKey } from '../../src/migrations/migration-lock.js';
 import { migrate, migrationStatus } from '../../src/migrations/migrator.js';
 import { restoreDatabase } from '../../src/operations/restore/restore.js';
@@ -17,6 +17,7 @@ import { provisionDatabase } from '../../src/provisioning/provision-database.js'
 import { verifyBackupFile } from '../../src/operations/vetting/verify-backup-file.js';
 import * as users from '../../src/queries/users.js';
 import { holdAdvisoryLock } from '../support/advisory-lock-holder.js';
+import { holdTableLock } from '../support/table-lock-holder.js';
 import { newUser } from '../support/factories.js';
 import { type PgBouncer, pgBouncerPath, startPgBouncer } from '../support/pgbouncer.js';
 import { toolsAvailable } from '../support/required-tools.js';
@@ -198,6 +199,34 @@ describe.skipIf(!toolsAvailable([pgBouncerPath], 'the refusals of a connection p
           clients.map(async (client) => (await client.query<{ lock_timeout: string }>("SELECT current_setting('lock_timeout') AS lock_timeout")).rows[0]!.lock_timeout),
         );
         expect(settings).toEqual(['0', '0']);
+      } finally {
+        await Promise.all(clients.map((client) => client.query('ROLLBACK').finally(() => client.end())));
+      }
+    });
+
+    // Waiting for a record a restore holds, it names the holder, and leaves nothing behind: a
+    // look from a session of its own with a session SET, and the waiting backend's pid (the
+    // pooler's own, through it), named nobody and left search_path on a server connection.
+    it('says who holds the record while migrate status waits through the pooler, leaving no setting behind', async () => {
+      const holder = await holdTableLock(database.url, 'schema_migrations');
+      const warnings: string[] = [];
+      let error: unknown;
+      try {
+        error = await migrationStatus({ databaseUrl: pooledUrl, lockTimeoutMs: 1_500, warn: (line) => warnings.push(line) }).catch((e: unknown) => e);
+      } finally {
+        await holder.release();
+      }
+
+      expect(error).toBeInstanceOf(MigrationRecordLockedError);
+      expect(error).toMatchObject({ blockers: [expect.objectContaining({ pid: holder.pid })] });
+      expect(warnings).toEqual([expect.stringContaining(`waits for the migrations record's table, blocked by pid ${holder.pid} (`)]);
+      const clients = await Promise.all([0, 1].map(() => openClient(pooledUrl)));
+      try {
+        await Promise.all(clients.map((client) => client.query('BEGIN')));
+        const paths = await Promise.all(
+          clients.map(async (client) => (await client.query<{ path: string }>("SELECT current_setting('search_path') AS path")).rows[0]!.path),
+        );
+        expect(paths).toEqual(['"$user", public', '"$user", public']);
       } finally {
         await Promise.all(clients.map((client) => client.query('ROLLBACK').finally(() => client.end())));
       }

@@ -1,0 +1,55 @@
+import { answeringWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
+import { withClient } from '../db/with-client.js';
+import type { BlockingSession } from '../blocking-session.js';
+import { statementShape } from './statement-shape.js';
+
+// Every lock on the table that a read or a write of it waits for (SHARE and stronger), held
+// or asked for by another session, with what pg_stat_activity says of it; and a prepared
+// transaction's, which no session holds, by its gid and role. Asked of the lock manager for
+// the table itself, not of one waiting backend: a pooler in between hides the server's pid.
+const holdersSql = `
+  SELECT a.pid, coalesce(a.application_name, '') AS application_name,
+         coalesce(a.state, 'not visible to this role') AS state, a.xact_start, coalesce(a.query, '') AS query
+    FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
+   WHERE l.locktype = 'relation' AND l.relation = pg_catalog.to_regclass($1) AND l.pid <> pg_catalog.pg_backend_pid()
+     AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+     AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+  UNION ALL
+  SELECT 0, '', 'prepared transaction ' || pg_catalog.quote_literal(p.gid) || ' of role ' || p.owner, p.prepared, ''
+    FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_prepared_xacts p ON l.virtualtransaction = '-1/' || p.transaction::pg_catalog.text
+   WHERE l.locktype = 'relation' AND l.relation = pg_catalog.to_regclass($1) AND l.pid IS NULL
+     AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+   ORDER BY xact_start NULLS LAST, pid`;
+
+/**
+ * The sessions (and prepared transactions) that hold `table` against its readers and writers,
+ * looked at from a connection of its own named `applicationName`, in one read-only transaction
+ * whose names resolve in pg_catalog only: through a transaction pooler it leaves nothing on
+ * the server connection it used. Their statements reduced to their shape, never their data.
+ *
+ * @example await tableLockHolders(url, '"public"."schema_migrations"', 'kennwilliamson-migrate-monitor')
+ * // [{ pid: 4242, applicationName: 'kennwilliamson-restore', state: 'active', xactStart: …, query: 'COPY public.users …' }]
+ */
+export async function tableLockHolders(databaseUrl: string, table: string, applicationName: string): Promise<BlockingSession[]> {
+  const rows = await withClient(
+    databaseUrl,
+    async (connection) => {
+      const client = answeringWithin(connection, roundTripDeadlineMs);
+      await client.query('BEGIN READ ONLY');
+      await client.query('SET LOCAL search_path = pg_catalog');
+      const { rows: found } = await client.query<{ pid: number; application_name: string; state: string; xact_start: Date | null; query: string }>(holdersSql, [table]);
+      await client.query('COMMIT');
+      return found;
+    },
+    applicationName,
+  );
+  return Promise.all(
+    rows.map(async (row) => ({
+      pid: row.pid,
+      applicationName: row.application_name,
+      state: row.state,
+      ...(row.xact_start ? { xactStart: row.xact_start } : {}),
+      query: await statementShape(row.query),
+    })),
+  );
+}
