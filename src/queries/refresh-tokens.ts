@@ -398,11 +398,12 @@ export const purgeExpired = queryFunction(async function purgeExpired(db: Kysely
 // this batch: two purges that took alternate links of one rotation chain, or a user's deletion
 // whose cascade took one link, deadlocked. With every row the statement will write locked
 // up front, without waiting (SKIP LOCKED), it never waits for anyone.
-// The picked rows' children are read once (by the parent_id index) and every later step
-// works on that small set: asked again of the table (a child of a picked row not among those
-// locked), the planner priced a lookup per picked row above a scan of the whole table from
-// about 3,000 rows a batch, and a batch of 5,000 of 2 million tokens took 0.7-0.9 s instead
-// of 0.2-0.3 s (PostgreSQL 17; 1,000 took about 50 ms either way).
+// The picked rows' children are read once, and the check of each picked row asks that set,
+// not the table again (a child of a picked row not among those locked): priced as a lookup
+// in the table per picked row, that check became a scan of the whole table from about 2,000
+// rows a batch. With 2 million tokens a batch of 2,000 took about 400 ms instead of 55 ms,
+// and one of 5,000 about 500 ms instead of 250 ms (PostgreSQL 17; 1,000 took about 30 ms
+// either way). The planner may still scan the table for the set itself on a small table.
 function purgeBatch(db: Kysely<DB>, condition: RawBuilder<boolean>, batchSize: number) {
   return inLibrarySchema(db)
     .with(

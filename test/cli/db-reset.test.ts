@@ -411,6 +411,26 @@ describe('npm run db:reset stopped by Ctrl-C', () => {
     expect(stderr).toContain(`SIGINT: stopped; ${leaves(database.name)}\n`);
   });
 
+  // The role found from the old database's default privileges is not found again once they went
+  // with it: a reset run again as told would give its grants back to nobody.
+  it('names the application role it found for the reset run again, once the drop has been sent', async ({ onTestFinished: finished }) => {
+    const database = await createTestDatabase();
+    finished(() => database.drop());
+    const app = await appRoleIn(database.url);
+    await ensureAppRole({ databaseUrl: database.ownerUrl, user: app.user });
+    const { proxy, url } = await stallingProxyFor(database.url, finished);
+    const stalled = proxy.stallOn(/pg_try_advisory_xact_lock/);
+    const child = startCli('db-reset', ['--yes'], { DATABASE_URL: url, DB_APP_USER: '' });
+    const outcome = cliOutcome(child);
+
+    await stalled;
+    child.kill('SIGINT');
+    const { code, stderr } = await outcome;
+
+    expect(code, stderr).toBe(130);
+    expect(stderr).toContain(`not fully set up (a migration in progress is rolled back by the server and not recorded): run the reset again with DB_APP_USER=${app.user} (its grants went with the database)\n`);
+  });
+
   it('at the question, says the database was not touched', async () => {
     const database = await createTestDatabase();
     onTestFinished(() => database.drop());

@@ -54,13 +54,17 @@ Options:
     // not even whether the database was gone.
     const stopped = { leaves: 'nothing was dropped' };
     exitOnInterrupt(() => stopped.leaves);
-    const dropping = (database: string) => {
-      stopped.leaves = `'${database}' may or may not have been dropped: run the reset again, which drops it if it is there and creates it`;
+    // An application role found from the old database's default privileges is not found again
+    // once they went with it: the reset run again is told its name.
+    const again = (appUser: string | undefined) =>
+      appUser !== undefined && appUser !== namedAppUser ? `run the reset again with DB_APP_USER=${appUser} (its grants went with the database)` : 'run the reset again';
+    const dropping = (database: string, appUser: string | undefined) => {
+      stopped.leaves = `'${database}' may or may not have been dropped: ${again(appUser)}, which drops it if it is there and creates it`;
     };
-    const dropped = (database: string) => {
+    const dropped = (database: string, appUser: string | undefined) => {
       stopped.leaves =
         `'${database}' was dropped and created again, and is not fully set up (a migration in progress is rolled back by the server ` +
-        'and not recorded): run the reset again';
+        `and not recorded): ${again(appUser)}`;
     };
     const namedAppUser = process.env.DB_APP_USER?.trim() || undefined;
     if (namedAppUser !== undefined) requireRoleName('DB_APP_USER', namedAppUser);
@@ -87,9 +91,9 @@ Options:
       // So is the application role's grant, which refuses a role that is missing or has powers.
       await provisionDatabase({ adminUrl, owner, log });
       if (appUser !== undefined) await ensureAppRole({ databaseUrl: databaseUrlAs(adminUrl, owner.user, owner.password), user: appUser, grant: false });
-      dropping(target.database);
+      dropping(target.database, appUser);
       await recreateDatabase(adminUrl, { variable: adminUrlVariable });
-      dropped(target.database);
+      dropped(target.database, appUser);
       log('dropped and recreated the database');
       await provisionDatabase({ adminUrl, owner, log });
       const ownerUrl = databaseUrlAs(adminUrl, owner.user, owner.password);
@@ -112,9 +116,9 @@ Options:
     // nothing to lose.)
     // Checked only: nothing is granted on a database that may yet not be dropped.
     if (appUser !== undefined && exists) await ensureAppRole({ databaseUrl, user: appUser, grant: false });
-    dropping(target.database);
+    dropping(target.database, appUser);
     await recreateDatabase(databaseUrl, { variable });
-    dropped(target.database);
+    dropped(target.database, appUser);
     log('dropped and recreated the database');
     const runs = await migrate({ databaseUrl, log });
     log(`${runs.length} migration(s) applied.`);

@@ -17,7 +17,7 @@ export interface WhatResetEnds {
  * Looks at the database a reset is about to drop (as whoever resets it): which sessions the
  * drop will end, and which application role loses its grants with it.
  *
- * @example await whatResetEnds(databaseUrl) // { sessions: [{ role: 'kennwilliamson_app', application: 'api', count: 2 }], applicationRoles: ['kennwilliamson_app'] }
+ * @example await whatResetEnds(databaseUrl) // { sessions: [{ role: 'kennwilliamson_app', application: 'api', count: 2 }], applicationRoles: ['kennwilliamson_app'], preparedTransactions: [] }
  */
 export async function whatResetEnds(databaseUrl: string): Promise<WhatResetEnds> {
   return withClient(
@@ -34,8 +34,7 @@ export async function whatResetEnds(databaseUrl: string): Promise<WhatResetEnds>
           GROUP BY 1, 2 ORDER BY 1, 2`,
       );
       const { applicationRoles } = await newTableGrantees(client);
-      const { rows: here } = await client.query<{ database: string }>('SELECT pg_catalog.current_database() AS database');
-      const preparedTransactions = await preparedTransactionsOf(client, here[0]!.database);
+      const preparedTransactions = await preparedTransactionsOf(client);
       return {
         sessions: sessions.map((row) => ({ ...row, role: row.role ?? 'an unknown role', application: row.application ?? '' })),
         applicationRoles,

@@ -144,6 +144,9 @@ describe.skipIf(!available)('npm run db:restore', () => {
         );
         return rows[0]!;
       });
+    // A server without LLVM compiles nothing either way: this one must have it.
+    const jit = await withClient(target, async (client) => (await client.query<{ available: boolean }>('SELECT pg_jit_available() AS available')).rows[0]!.available);
+    expect(jit).toBe(true);
     const before = await statements();
 
     await restoreDatabase({ databaseUrl: target, backup: await verifyBackupFile(backup.file) });
