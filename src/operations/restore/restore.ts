@@ -209,7 +209,7 @@ function endInterruptedSession(url: string, session: { pid: number; started: str
 // one applied from other SQL than this release's file (a changed checksum: refused the same
 // way, MIGRATION_CHECKSUM_MISMATCH). A backup with no table beside an empty record (a database
 // set up and never migrated) has nothing to tell.
-function recordProblem(states: readonly MigrationState[], recorded: boolean, tables: boolean): string | undefined {
+function recordProblem(states: readonly MigrationState[], recorded: boolean, tables: boolean, unknownCount?: number): string | undefined {
   const named = (state: MigrationState['state']) => states.filter((each) => each.state === state).map((each) => each.name);
   if (tables && states.every((each) => each.state === 'pending')) {
     return (
@@ -220,8 +220,9 @@ function recordProblem(states: readonly MigrationState[], recorded: boolean, tab
   }
   const unknown = named('missing');
   if (unknown.length > 0) {
+    const count = Math.max(unknown.length, unknownCount ?? 0);
     return (
-      `the backup's migrations record names ${unknown.length} migration(s) that this release does not have (${listed(unknown)}): ` +
+      `the backup's migrations record names ${count} migration(s) that this release does not have (${listed(unknown, count)}): ` +
       "restore it with the release that made it (its package holds those migrations), with the folder that holds them (--migrations-dir, a service's own), " +
       'or a backup of this release'
     );
@@ -236,7 +237,7 @@ function recordProblem(states: readonly MigrationState[], recorded: boolean, tab
   return undefined;
 }
 
-const listed = (names: readonly string[]) => (names.length > 5 ? `${names.slice(0, 5).join(', ')} and ${names.length - 5} more` : names.join(', '));
+const listed = (names: readonly string[], count = names.length) => (count > 5 ? `${names.slice(0, 5).join(', ')} and ${count - 5} more` : names.join(', '));
 
 function rolledBack(failure: string, cause: unknown): RestoreError {
   const error = new RestoreError(`restore failed and was rolled back; the database was not changed:\n${failure}`, { cause });
@@ -850,13 +851,27 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
               [qualifiedMigrationsTable, migrationsTable],
             );
             const { present: recorded, tables } = present[0]!;
-            const rows = recorded ? (await client.query<{ name: string; checksum: string }>(`SELECT name, checksum FROM ${qualifiedMigrationsTable}`)).rows : [];
-            return { states: migrationStates(migrationFiles, rows), recorded, tables };
+            // Read in bounded memory: the backup's rows may be many, with names of 200 kB each (a
+            // record of 5,000 such took 1.1 GB of memory and printed a 1 MB refusal). A record with
+            // more rows than the release has files names migrations it lacks, among the first ones
+            // read past those files' count; no migration's name is 200 characters long.
+            if (!recorded) return { states: migrationStates(migrationFiles, []), recorded, tables, unknownCount: 0 };
+            const names = migrationFiles.map((file) => file.name);
+            const { rows: counted } = await client.query<{ unknown: number }>(
+              `SELECT pg_catalog.count(*) FILTER (WHERE NOT name OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]))::pg_catalog.int4 AS unknown FROM ${qualifiedMigrationsTable}`,
+              [names],
+            );
+            const { rows } = await client.query<{ name: string; checksum: string }>(
+              `SELECT pg_catalog.left(name, 200) AS name, pg_catalog.left(checksum, 64) AS checksum FROM ${qualifiedMigrationsTable}
+                ORDER BY name OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]) DESC, name LIMIT $2`,
+              [names, names.length + 5],
+            );
+            return { states: migrationStates(migrationFiles, rows), recorded, tables, unknownCount: counted[0]!.unknown };
           };
           const record = await roundTrip('the look at the migrations record', readRecord).catch((error: unknown) => {
             throw rolledBack(`${serverFailure(error)} while reading the migrations record`, error);
           });
-          const recordRefused = recordProblem(record.states, record.recorded, record.tables);
+          const recordRefused = recordProblem(record.states, record.recorded, record.tables, record.unknownCount);
           if (recordRefused !== undefined) throw rolledBack(recordRefused, undefined);
           pendingMigrations = record.states.filter((each) => each.state === 'pending').map((each) => each.name);
           // Never COMMIT once interrupted, whatever was already sent.

@@ -727,6 +727,16 @@ describe.skipIf(!available)('npm run db:restore', () => {
         "restore it with the release that made it (its package holds those migrations), with the folder that holds them (--migrations-dir, a service's own), " +
         'or a backup of this release',
     },
+    // Read whole, 5,000 rows with names of 200 kB took 1.1 GB and printed a 1 MB refusal: it is
+    // read in bounded memory, and its names said cut short.
+    {
+      tampering: 'many rows with long names',
+      sql: "INSERT INTO schema_migrations SELECT '3' || lpad(i::text, 4, '0') || repeat('x', 20000), repeat('a', 64), now(), 1 FROM generate_series(1, 50) i",
+      refusal: () =>
+        `the backup's migrations record names 50 migration(s) that this release does not have (${[1, 2, 3, 4, 5].map((i) => `3${String(i).padStart(4, '0')}${'x'.repeat(195)}`).join(', ')} and 45 more): ` +
+        "restore it with the release that made it (its package holds those migrations), with the folder that holds them (--migrations-dir, a service's own), " +
+        'or a backup of this release',
+    },
     {
       tampering: 'a checksum other than its file\'s',
       sql: "UPDATE schema_migrations SET checksum = repeat('0', 64) WHERE name = (SELECT min(name) FROM schema_migrations)",
