@@ -55,12 +55,30 @@ export interface BlockerMonitor extends LookConnection {
   close(): Promise<void>;
 }
 
-interface BlockerRow {
+/** A blocker as `pg_stat_activity` shows it, its statement's text still raw. */
+export interface BlockerRow {
   pid: number;
   application_name: string;
   state: string;
   xact_start: Date | null;
   query: string;
+}
+
+/**
+ * Blockers as they are told, each statement reduced to its shape (never its data).
+ *
+ * @example await blockingSessionsOf(rows) // [{ pid: 4242, applicationName: 'psql', state: 'idle in transaction', query: 'UPDATE users SET name = $1' }]
+ */
+export function blockingSessionsOf(rows: readonly BlockerRow[]): Promise<BlockingSession[]> {
+  return Promise.all(
+    rows.map(async (row) => ({
+      pid: row.pid,
+      applicationName: row.application_name,
+      state: row.state,
+      ...(row.xact_start ? { xactStart: row.xact_start } : {}),
+      query: await statementShape(row.query),
+    })),
+  );
 }
 
 /**
@@ -123,16 +141,7 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
     use(async (opened) => (await answeredWithin(opened, roundTripDeadlineMs, 'a look at who blocks the statement', () => opened.query<BlockerRow>(blockersSql, [pid]))).rows);
   // Parsing a query's text into its shape is the costly part: only the last sample is told, so
   // only it is shaped (the raw text stays in memory, never in a message).
-  const shaped = (rows: BlockerRow[]): Promise<BlockingSession[]> =>
-    Promise.all(
-      rows.map(async (row) => ({
-        pid: row.pid,
-        applicationName: row.application_name,
-        state: row.state,
-        ...(row.xact_start ? { xactStart: row.xact_start } : {}),
-        query: await statementShape(row.query),
-      })),
-    );
+  const shaped = blockingSessionsOf;
   return {
     use,
     connect: () => void connect(),

@@ -1,7 +1,7 @@
 import { answeringWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { withClient } from '../db/with-client.js';
 import type { BlockingSession } from '../blocking-session.js';
-import { statementShape } from './statement-shape.js';
+import { type BlockerRow, blockingSessionsOf } from './lock-blockers.js';
 
 // Every lock on the table that a read or a write of it waits for (SHARE and stronger), held
 // or asked for by another session, with what pg_stat_activity says of it; and a prepared
@@ -37,19 +37,11 @@ export async function tableLockHolders(databaseUrl: string, table: string, appli
       const client = answeringWithin(connection, roundTripDeadlineMs);
       await client.query('BEGIN READ ONLY');
       await client.query('SET LOCAL search_path = pg_catalog');
-      const { rows: found } = await client.query<{ pid: number; application_name: string; state: string; xact_start: Date | null; query: string }>(holdersSql, [table]);
+      const { rows: found } = await client.query<BlockerRow>(holdersSql, [table]);
       await client.query('COMMIT');
       return found;
     },
     applicationName,
   );
-  return Promise.all(
-    rows.map(async (row) => ({
-      pid: row.pid,
-      applicationName: row.application_name,
-      state: row.state,
-      ...(row.xact_start ? { xactStart: row.xact_start } : {}),
-      query: await statementShape(row.query),
-    })),
-  );
+  return blockingSessionsOf(rows);
 }

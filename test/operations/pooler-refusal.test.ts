@@ -183,6 +183,18 @@ describe.skipIf(!toolsAvailable([pgBouncerPath], 'the refusals of a connection p
       });
     });
 
+    // A setting as each of the pooler's two server connections has it: both at once, each in a
+    // transaction of its own.
+    async function onBothServerConnections(setting: string): Promise<string[]> {
+      const clients = await Promise.all([0, 1].map(() => openClient(pooledUrl)));
+      try {
+        await Promise.all(clients.map((client) => client.query('BEGIN')));
+        return await Promise.all(clients.map(async (client) => (await client.query<{ value: string }>('SELECT current_setting($1) AS value', [setting])).rows[0]!.value));
+      } finally {
+        await Promise.all(clients.map((client) => client.query('ROLLBACK').finally(() => client.end())));
+      }
+    }
+
     // `migrate status` only reads, and works through a pooler: its lock_timeout (the run's,
     // 5 min by default) was a session SET, which the pooler then handed to the services with the
     // server connection, until the pooler closed it (an hour by default). Their 2 s bound on a
@@ -191,17 +203,7 @@ describe.skipIf(!toolsAvailable([pgBouncerPath], 'the refusals of a connection p
       const states = await migrationStatus({ databaseUrl: pooledUrl, lockTimeoutMs: 123_000 });
       expect(states.length).toBeGreaterThan(0);
       expect(states.every((state) => state.state === 'applied')).toBe(true);
-      // Both server connections at once, each in a transaction of its own.
-      const clients = await Promise.all([0, 1].map(() => openClient(pooledUrl)));
-      try {
-        await Promise.all(clients.map((client) => client.query('BEGIN')));
-        const settings = await Promise.all(
-          clients.map(async (client) => (await client.query<{ lock_timeout: string }>("SELECT current_setting('lock_timeout') AS lock_timeout")).rows[0]!.lock_timeout),
-        );
-        expect(settings).toEqual(['0', '0']);
-      } finally {
-        await Promise.all(clients.map((client) => client.query('ROLLBACK').finally(() => client.end())));
-      }
+      expect(await onBothServerConnections('lock_timeout')).toEqual(['0', '0']);
     });
 
     // Waiting for a record a restore holds, it names the holder, and leaves nothing behind: a
@@ -220,16 +222,7 @@ describe.skipIf(!toolsAvailable([pgBouncerPath], 'the refusals of a connection p
       expect(error).toBeInstanceOf(MigrationRecordLockedError);
       expect(error).toMatchObject({ blockers: [expect.objectContaining({ pid: holder.pid })] });
       expect(warnings).toEqual([expect.stringContaining(`waits for the migrations record's table, blocked by pid ${holder.pid} (`)]);
-      const clients = await Promise.all([0, 1].map(() => openClient(pooledUrl)));
-      try {
-        await Promise.all(clients.map((client) => client.query('BEGIN')));
-        const paths = await Promise.all(
-          clients.map(async (client) => (await client.query<{ path: string }>("SELECT current_setting('search_path') AS path")).rows[0]!.path),
-        );
-        expect(paths).toEqual(['"$user", public', '"$user", public']);
-      } finally {
-        await Promise.all(clients.map((client) => client.query('ROLLBACK').finally(() => client.end())));
-      }
+      expect(await onBothServerConnections('search_path')).toEqual(['"$user", public', '"$user", public']);
     });
 
     it('refuses migrate through the pooler at once, even while another run holds the migration lock', async () => {
