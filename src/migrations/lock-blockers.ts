@@ -17,6 +17,9 @@ import { statementShape } from './statement-shape.js';
 // A prepared transaction (PREPARE TRANSACTION) is blocker 0, no session: named by its gid
 // and role instead, each of the database's, where one blocks (the lock manager asked once). It
 // never ends by itself, and was reported as "no blocking session seen (it ended …)", to be waited for again.
+/** How a prepared transaction `p` (a row of pg_prepared_xacts) is named as a blocker's state, in SQL. */
+export const preparedTransactionState = "'prepared transaction ' || pg_catalog.quote_literal(p.gid) || ' of role ' || p.owner";
+
 const blockersSql = `
   WITH blocking AS (SELECT pg_catalog.pg_blocking_pids($1) AS pids)
   SELECT b.pid, coalesce(b.application_name, '') AS application_name,
@@ -25,7 +28,7 @@ const blockersSql = `
     FROM blocking CROSS JOIN LATERAL pg_catalog.unnest(blocking.pids) AS blocker(pid)
     JOIN pg_catalog.pg_stat_activity b ON b.pid = blocker.pid
   UNION ALL
-  SELECT 0, '', 'prepared transaction ' || pg_catalog.quote_literal(p.gid) || ' of role ' || p.owner, p.prepared, ''
+  SELECT 0, '', ${preparedTransactionState}, p.prepared, ''
     FROM blocking CROSS JOIN pg_catalog.pg_prepared_xacts p
    WHERE p.database = pg_catalog.current_database() AND 0 = ANY (blocking.pids)
    ORDER BY xact_start NULLS LAST, pid`;

@@ -1,24 +1,27 @@
 import { answeringWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { withClient } from '../db/with-client.js';
 import type { BlockingSession } from '../blocking-session.js';
-import { type BlockerRow, blockingSessionsOf } from './lock-blockers.js';
+import { type BlockerRow, blockingSessionsOf, preparedTransactionState } from './lock-blockers.js';
 
 // Every lock on the table that a read or a write of it waits for (SHARE and stronger), held
 // or asked for by another session, with what pg_stat_activity says of it; and a prepared
 // transaction's, which no session holds, by its gid and role. Asked of the lock manager for
 // the table itself, not of one waiting backend: a pooler in between hides the server's pid.
 const holdersSql = `
+  WITH held AS (
+    SELECT l.pid, l.virtualtransaction FROM pg_catalog.pg_locks l
+     WHERE l.locktype = 'relation' AND l.relation = pg_catalog.to_regclass($1)
+       AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+       AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+  )
   SELECT a.pid, coalesce(a.application_name, '') AS application_name,
          coalesce(a.state, 'not visible to this role') AS state, a.xact_start, coalesce(a.query, '') AS query
-    FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_stat_activity a ON a.pid = l.pid
-   WHERE l.locktype = 'relation' AND l.relation = pg_catalog.to_regclass($1) AND l.pid <> pg_catalog.pg_backend_pid()
-     AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
-     AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+    FROM held JOIN pg_catalog.pg_stat_activity a ON a.pid = held.pid
+   WHERE held.pid <> pg_catalog.pg_backend_pid()
   UNION ALL
-  SELECT 0, '', 'prepared transaction ' || pg_catalog.quote_literal(p.gid) || ' of role ' || p.owner, p.prepared, ''
-    FROM pg_catalog.pg_locks l JOIN pg_catalog.pg_prepared_xacts p ON l.virtualtransaction = '-1/' || p.transaction::pg_catalog.text
-   WHERE l.locktype = 'relation' AND l.relation = pg_catalog.to_regclass($1) AND l.pid IS NULL
-     AND l.mode IN ('ShareLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')
+  SELECT 0, '', ${preparedTransactionState}, p.prepared, ''
+    FROM held JOIN pg_catalog.pg_prepared_xacts p ON held.virtualtransaction = '-1/' || p.transaction::pg_catalog.text
+   WHERE held.pid IS NULL
    ORDER BY xact_start NULLS LAST, pid`;
 
 /**

@@ -307,11 +307,12 @@ async function dropDatabaseInAttempts(client: pg.Client, databaseUrl: string, da
     ).catch(async (error: unknown) => {
       // The connection lost: a bare ConnectionError ("may be retried") did not say whether the
       // database was still there.
-      if (mapDatabaseError(error) instanceof ConnectionError) {
+      const mapped = mapDatabaseError(error);
+      if (mapped instanceof ConnectionError) {
         throw new ProvisioningError(
           dropUnanswered
-            ? `'${database}' may or may not have been dropped: ${mapDatabaseError(error).message}. Run the reset again, which drops it if it is there and creates it`
-            : `could not drop '${database}': ${mapDatabaseError(error).message}; nothing was dropped`,
+            ? `'${database}' may or may not have been dropped: ${mapped.message}. Run the reset again, which drops it if it is there and creates it`
+            : `could not drop '${database}': ${mapped.message}; nothing was dropped`,
           undefined,
           { cause: error },
         );

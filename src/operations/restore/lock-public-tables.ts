@@ -48,21 +48,7 @@ export async function lockPublicTables(client: pg.ClientBase, lockTimeoutMs: num
   if (rows.length > 0) {
     await client.query(`LOCK TABLE ${rows.map((row) => row.name).join(', ')} IN ACCESS EXCLUSIVE MODE`).catch(outOfTime('the tables of public were not all free'));
   }
-  await client.query(`SET LOCAL lock_timeout = ${Math.max(1, Math.round(restoreLockTimeoutMs))}; ${restoreStatementBound(restoreStatementTimeoutMs)}`);
-}
-
-/**
- * The restore's statement_timeout for its transaction: the server's, database's or role's
- * where one is set and shorter (a database's own bound stays, as for migrations), else
- * `statementTimeoutMs`. Names resolve in pg_catalog, whatever the search_path is then.
- *
- * @example await client.query(restoreStatementBound(1_800_000))
- */
-export function restoreStatementBound(statementTimeoutMs: number): string {
-  const ms = Math.max(1, Math.round(statementTimeoutMs));
-  return (
-    'SET LOCAL statement_timeout TO DEFAULT; ' +
-    `SELECT pg_catalog.set_config('statement_timeout', '${ms}', true) ` +
-    `WHERE pg_catalog.current_setting('statement_timeout')::pg_catalog.interval NOT BETWEEN '1 millisecond' AND '${ms} milliseconds';`
+  await client.query(
+    `SET LOCAL lock_timeout = ${Math.max(1, Math.round(restoreLockTimeoutMs))}; SET LOCAL statement_timeout = ${Math.max(1, Math.round(restoreStatementTimeoutMs))}`,
   );
 }

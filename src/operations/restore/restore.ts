@@ -34,7 +34,7 @@ import { dumpFrame } from '../vetting/verify-sql-dump.js';
 import { silentClientBoundsSession } from '../../db/silent-client-bounds.js';
 import { describeBlockingSessions } from '../../blocking-session.js';
 import { defaultLockWait, withLockRetries } from '../../migrations/lock-retries.js';
-import { lockPublicTables, restoreStatementBound } from './lock-public-tables.js';
+import { lockPublicTables } from './lock-public-tables.js';
 import { watchForStop } from './stopped-process-watchdog.js';
 import { defaultMigrationsDir } from '../../migrations/default-migrations-dir.js';
 import { listMigrationFiles } from '../../migrations/migration-files.js';
@@ -81,7 +81,8 @@ export interface RestoreOptions {
   /**
    * The longest any one statement may run (default 30 min), the backup's (a table's rows, an
    * index's build, a constraint's check of the rows) and the restore's own: PostgreSQL's
-   * `statement_timeout`, which the backup's own `SET statement_timeout` never lifts. Then the
+   * `statement_timeout` (or a shorter one the server, database or role sets), which the
+   * backup's own `SET statement_timeout` never lifts. Then the
    * restore is rolled back. A backup's expressions run over its rows with every table held, and
    * some that name only PostgreSQL's own functions and operators cost as long as the backup
    * likes per row (a regular expression with back references, a list of a million items).
@@ -131,9 +132,9 @@ export interface RestoreResult {
  * Run first, in the restore's transaction, before {@link clearPublicSchema} empties `public`
  * for the backup. The lock timeout makes a restore fail clearly, rather than hang, while a
  * session holds locks on the old tables or on names the backup creates. The statement
- * timeout is the server's, the database's or the role's where one is set and shorter (as for
- * migrations), else `statementTimeoutMs`: the backup's expressions run over its rows, and may
- * cost as long as they like. The backup's own `SET statement_timeout = 0`, `lock_timeout = 0`,
+ * timeout is `statementTimeoutMs`, which the caller makes the server's, the database's or the
+ * role's where one is set and shorter (as for migrations): the backup's expressions run over
+ * its rows, and may cost as long as they like. The backup's own `SET statement_timeout = 0`, `lock_timeout = 0`,
  * `idle_in_transaction_session_timeout = 0` and `transaction_timeout = 0` are never sent:
  * they would lift these bounds for the rest of the restore. The backup's statements were
  * parsed with standard strings and names resolved in pg_catalog only (as pg_dump writes them,
@@ -158,7 +159,7 @@ export function restorePrelude(lockTimeoutMs: number, idleMs: number, statementT
   return `SET LOCAL ROLE NONE;
 SET LOCAL lock_timeout = ${Math.max(1, Math.round(lockTimeoutMs))};
 SET LOCAL idle_in_transaction_session_timeout = ${Math.max(1, Math.round(idleMs))};
-${restoreStatementBound(statementTimeoutMs)}
+SET LOCAL statement_timeout = ${Math.max(1, Math.round(statementTimeoutMs))};
 SET LOCAL search_path = pg_catalog, pg_temp;
 SET LOCAL standard_conforming_strings = on;
 SET LOCAL client_encoding = 'UTF8';
@@ -209,7 +210,7 @@ function endInterruptedSession(url: string, session: { pid: number; started: str
 // one applied from other SQL than this release's file (a changed checksum: refused the same
 // way, MIGRATION_CHECKSUM_MISMATCH). A backup with no table beside an empty record (a database
 // set up and never migrated) has nothing to tell.
-function recordProblem(states: readonly MigrationState[], recorded: boolean, tables: boolean, unknownCount?: number): string | undefined {
+function recordProblem(states: readonly MigrationState[], recorded: boolean, tables: boolean, unknownCount: number): string | undefined {
   const named = (state: MigrationState['state']) => states.filter((each) => each.state === state).map((each) => each.name);
   if (tables && states.every((each) => each.state === 'pending')) {
     return (
@@ -220,9 +221,8 @@ function recordProblem(states: readonly MigrationState[], recorded: boolean, tab
   }
   const unknown = named('missing');
   if (unknown.length > 0) {
-    const count = Math.max(unknown.length, unknownCount ?? 0);
     return (
-      `the backup's migrations record names ${count} migration(s) that this release does not have (${listed(unknown, count)}): ` +
+      `the backup's migrations record names ${unknownCount} migration(s) that this release does not have (${listed(unknown, unknownCount)}): ` +
       "restore it with the release that made it (its package holds those migrations), with the folder that holds them (--migrations-dir, a service's own), " +
       'or a backup of this release'
     );
@@ -692,12 +692,19 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         await roundTrip("the session's settings", () => client.query('SET search_path = pg_catalog; SET jit = off'));
         await roundTrip('the check of the role', () => requireRestrictedSession(client));
         connected = true;
+        // With the statement_timeout the server, database or role gives the session, read once,
+        // before any of the backup's code could change it: the restore's own bound gives way to
+        // a shorter one, and is then set as it is after every statement of the backup.
         const { rows: started } = await roundTrip('the look at its own session', () =>
-          client.query<{ pid: number; started: string }>(
-            `SELECT pid, ${startedMicroseconds}::text AS started FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()`,
+          client.query<{ pid: number; started: string; statement_timeout_ms: number }>(
+            `SELECT pid, ${startedMicroseconds}::text AS started,
+                    (EXTRACT(EPOCH FROM pg_catalog.current_setting('statement_timeout')::pg_catalog.interval) * 1000)::pg_catalog.float8 AS statement_timeout_ms
+               FROM pg_catalog.pg_stat_activity WHERE pid = pg_catalog.pg_backend_pid()`,
           ),
         );
         ownSession = started[0];
+        const ownStatementMs = started[0]?.statement_timeout_ms ?? 0;
+        const statementBoundMs = ownStatementMs > 0 ? Math.min(ownStatementMs, statementTimeoutMs) : statementTimeoutMs;
         // The restore's statements that may run long (the backup's, and its own that drop,
         // check and grant) are waited for while the server runs them, and no longer.
         const watchedSession = { url: session.url, pid: ownSession?.pid, looks: progressLooks, applicationName: 'kennwilliamson-restore' };
@@ -723,7 +730,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
         // The transaction's settings and the session's bounds for a silent host, in one round
         // trip; set within the transaction, the latter go back to the values set above if it
         // aborts.
-        const restoreSettings = `${restorePrelude(lockTimeoutMs, idleMs, statementTimeoutMs)}${silentClientBoundsSession}`;
+        const restoreSettings = `${restorePrelude(lockTimeoutMs, idleMs, statementBoundMs)}${silentClientBoundsSession}`;
         // Once COMMIT is on its way the outcome is the server's: the restore waits for its answer.
         const onAbort = () => {
           if (committing) return;
@@ -740,7 +747,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             database: target.database,
             lockTimeoutMs,
             idleMs,
-            statementTimeoutMs,
+            statementTimeoutMs: statementBoundMs,
             log,
             ...(signal ? { signal } : {}),
           });
@@ -856,17 +863,16 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             // more rows than the release has files names migrations it lacks, among the first ones
             // read past those files' count; no migration's name is 200 characters long.
             if (!recorded) return { states: migrationStates(migrationFiles, []), recorded, tables, unknownCount: 0 };
+            // The names the release lacks are counted over every row, in the same read.
             const names = migrationFiles.map((file) => file.name);
-            const { rows: counted } = await client.query<{ unknown: number }>(
-              `SELECT pg_catalog.count(*) FILTER (WHERE NOT name OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]))::pg_catalog.int4 AS unknown FROM ${qualifiedMigrationsTable}`,
-              [names],
-            );
-            const { rows } = await client.query<{ name: string; checksum: string }>(
-              `SELECT pg_catalog.left(name, 200) AS name, pg_catalog.left(checksum, 64) AS checksum FROM ${qualifiedMigrationsTable}
+            const { rows } = await client.query<{ name: string; checksum: string; unknown: number }>(
+              `SELECT pg_catalog.left(name, 200) AS name, pg_catalog.left(checksum, 64) AS checksum,
+                      (pg_catalog.count(*) FILTER (WHERE NOT name OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[])) OVER ())::pg_catalog.int4 AS unknown
+                 FROM ${qualifiedMigrationsTable}
                 ORDER BY name OPERATOR(pg_catalog.=) ANY ($1::pg_catalog.text[]) DESC, name LIMIT $2`,
               [names, names.length + 5],
             );
-            return { states: migrationStates(migrationFiles, rows), recorded, tables, unknownCount: counted[0]!.unknown };
+            return { states: migrationStates(migrationFiles, rows), recorded, tables, unknownCount: rows[0]?.unknown ?? 0 };
           };
           const record = await roundTrip('the look at the migrations record', readRecord).catch((error: unknown) => {
             throw rolledBack(`${serverFailure(error)} while reading the migrations record`, error);
