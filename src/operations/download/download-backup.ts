@@ -34,7 +34,8 @@ export interface DownloadOptions extends Omit<SshTarget, 'host'> {
   signal?: AbortSignal | undefined;
   /**
    * Over SSH: how long the copy waits for the file's next bytes before it stops ssh and fails
-   * (default 60 000 ms). SSH keepalives do not bound that wait: sshd answers them itself, so a
+   * (default 60 000 ms); each such span must also bring 1 KiB a second on average, or the copy
+   * fails the same way. SSH keepalives do not bound that wait: sshd answers them itself, so a
    * remote `cat` stuck on a hung disk or NFS mount keeps a live session that sends nothing.
    */
   stallTimeoutMs?: number | undefined;
@@ -178,22 +179,43 @@ function remoteScript(remotePath: string): string {
   );
 }
 
-// Calls `onStall` with the bytes received (`received` of them before the watch began) once
-// `stdout` has brought nothing for `stallTimeoutMs` while the copy waited for it. A chunk only
-// notes the time, read by one timer that is set again for the time left when a chunk came
-// meanwhile: no timer work per chunk. A paused `stdout` is the local side falling behind (a
-// slow disk), not the host stalling, so that time does not count.
-function watchForStall(stdout: Readable, stallTimeoutMs: number, received: number, onStall: (received: number) => void): void {
-  const watch = stallWatch(stallTimeoutMs, () => {
+// A host that keeps sending, but a byte at a time (one every 59 s passed a watch for silence
+// alone, so 1 GB took for ever while it held ssh and a .part open): each `stallTimeoutMs` of
+// waiting must bring at least this much a second on average. A link slower than that takes a
+// day over a backup of 100 MB.
+const minimumBytesPerSecond = 1024;
+
+// Calls `onStall` with the bytes received (`received` of them before the watch began), and the
+// bytes of the last `stallTimeoutMs`, once `stdout` has brought nothing for that long (a chunk
+// only notes the time, read by one timer set again for the time left when a chunk came
+// meanwhile: no timer work per chunk), or less than the minimum rate's worth in one such span
+// (another timer, one per span). A paused `stdout` is the local side falling behind (a slow
+// disk), not the host, so such time does not count and such a span is not judged.
+function watchForStall(
+  stdout: Readable,
+  stallTimeoutMs: number,
+  received: number,
+  onStall: (received: number, inSpan: number) => void,
+): void {
+  const spanWorth = Math.ceil((stallTimeoutMs / 1000) * minimumBytesPerSecond);
+  const waitedFor = () => !stdout.isPaused();
+  let spanStart = received;
+  const stall = (inSpan: number) => {
     stop();
-    onStall(received);
-  }, () => !stdout.isPaused());
+    onStall(received, inSpan);
+  };
+  const silence = stallWatch(stallTimeoutMs, () => stall(0), waitedFor);
+  const trickle = setInterval(() => {
+    if (waitedFor() && received - spanStart < spanWorth) return stall(received - spanStart);
+    spanStart = received;
+  }, stallTimeoutMs);
   const onData = (chunk: Buffer) => {
     received += chunk.length;
-    watch.progress();
+    silence.progress();
   };
   const stop = () => {
-    watch.stop();
+    silence.stop();
+    clearInterval(trickle);
     stdout.off('data', onData);
   };
   stdout.on('data', onData);
@@ -244,13 +266,17 @@ async function remoteFile(
       const start = buffered.subarray(second + 1);
       if (start.length > 0) body.write(start);
       stdout.pipe(body);
-      watchForStall(stdout, stallTimeoutMs, start.length, (received) => {
+      watchForStall(stdout, stallTimeoutMs, start.length, (received, inSpan) => {
         stop();
+        const seconds = stallTimeoutMs / 1000;
         body.destroy(
           new DownloadError(
             'transfer',
-            `no data from ${target.host} for ${stallTimeoutMs / 1000} s after ${formatBytes(received)} of ${label}: ` +
-              'the host may be stuck reading the file (a hung disk or network mount); the copy was stopped',
+            inSpan === 0
+              ? `no data from ${target.host} for ${seconds} s after ${formatBytes(received)} of ${label}: ` +
+                  'the host may be stuck reading the file (a hung disk or network mount); the copy was stopped'
+              : `only ${formatBytes(inSpan)} from ${target.host} in ${seconds} s, after ${formatBytes(received - inSpan)} of ${label}: ` +
+                  `a copy slower than ${minimumBytesPerSecond / 1024} kB/s is taken for a failing host, disk or network; the copy was stopped`,
           ),
         );
       });

@@ -362,6 +362,36 @@ describe.skipIf(!available)('npm run db:download-backup', () => {
       }
     });
 
+    // A host that never falls silent for the bound, but sends a trickle: before, 100 bytes
+    // every quarter of a second kept the copy of 293 kB going for 12 minutes, and a byte every
+    // 59 s any backup for ever.
+    it('gives up on a host that sends less than 1 kB/s through stallTimeoutMs: a transfer error, ssh stopped, no .part left', async () => {
+      const file = 'kennwilliamson_production_20250918T000002.000Z.dump';
+      const disk = await hangingBackup(file);
+      try {
+        await disk.write(content.subarray(0, 32_768));
+        const copy = downloadBackup(fromHost({ file, stallTimeoutMs: 2_000 })).catch((e: unknown) => e);
+        let ended = false;
+        void copy.then(() => (ended = true));
+        // The host's pace (400 bytes a second), not a wait for something; 40 s at most.
+        for (let at = 32_768, pieces = 0; !ended && pieces < 160; at += 100, pieces += 1) {
+          await disk.write(content.subarray(at, at + 100));
+          await sleep(250);
+        }
+        const error = await copy;
+
+        expect(error).toBeInstanceOf(DownloadError);
+        expect(error).toMatchObject({ reason: 'transfer' });
+        const { message } = error as DownloadError;
+        expect(message).toMatch(/^only \d+ B from 127\.0\.0\.1 in 2 s, after [\d.]+ kB of /);
+        expect(message).toContain(`kB of ${path.join(remoteDir, file)}: a copy slower than 1 kB/s is taken for a failing host, disk or network; the copy was stopped`);
+        expect(sshChildren()).toEqual([]);
+        expect(await readdir(backupDir)).toEqual([]);
+      } finally {
+        await disk.close();
+      }
+    });
+
     // ssh reaching the host through a ProxyCommand (or ProxyJump, which runs a second ssh): the
     // proxy is ssh's child and holds ssh's stderr open; like `nc` without -N, this one stays on
     // once ssh is gone. Stopping ssh alone left the download waiting for ever for its pipes.
