@@ -209,6 +209,11 @@ export interface RecreateDatabaseOptions extends AdminLockWait {
   owner?: string | undefined;
   /** The variable the URL came from, for a `ConfigError` (default `DATABASE_URL`). */
   variable?: string | undefined;
+  /**
+   * Called as each attempt's DROP DATABASE is sent, before which nothing was dropped: for a
+   * caller that says what stopping it leaves.
+   */
+  onDrop?: (() => void) | undefined;
 }
 
 /**
@@ -295,6 +300,7 @@ async function dropDatabaseInAttempts(client: pg.Client, databaseUrl: string, da
         await answeredWithin(client, roundTripDeadlineMs, 'SET lock_timeout', () => client.query(`SET lock_timeout = ${lockTimeoutMs}`));
         // Its lock wait, then FORCE's wait for the sessions it ends (up to 5 s), and a round trip.
         dropUnanswered = true;
+        options.onDrop?.();
         await answeredWithin(client, lockTimeoutMs + 5_000 + roundTripDeadlineMs, 'DROP DATABASE', () =>
           client.query(`DROP DATABASE IF EXISTS ${client.escapeIdentifier(database)} WITH (FORCE)`),
         ).catch((error: unknown) => {

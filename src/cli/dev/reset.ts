@@ -91,8 +91,7 @@ Options:
       // So is the application role's grant, which refuses a role that is missing or has powers.
       await provisionDatabase({ adminUrl, owner, log });
       if (appUser !== undefined) await ensureAppRole({ databaseUrl: databaseUrlAs(adminUrl, owner.user, owner.password), user: appUser, grant: false });
-      dropping(target.database, appUser);
-      await recreateDatabase(adminUrl, { variable: adminUrlVariable });
+      await recreateDatabase(adminUrl, { variable: adminUrlVariable, onDrop: () => dropping(target.database, appUser) });
       dropped(target.database, appUser);
       log('dropped and recreated the database');
       await provisionDatabase({ adminUrl, owner, log });
@@ -116,8 +115,7 @@ Options:
     // nothing to lose.)
     // Checked only: nothing is granted on a database that may yet not be dropped.
     if (appUser !== undefined && exists) await ensureAppRole({ databaseUrl, user: appUser, grant: false });
-    dropping(target.database, appUser);
-    await recreateDatabase(databaseUrl, { variable });
+    await recreateDatabase(databaseUrl, { variable, onDrop: () => dropping(target.database, appUser) });
     dropped(target.database, appUser);
     log('dropped and recreated the database');
     const runs = await migrate({ databaseUrl, log });
