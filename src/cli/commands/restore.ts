@@ -117,7 +117,7 @@ export const restoreCommand: Command = {
     // Checked against whom this database's restore may grant to, before anything runs.
     const backup = await verifyBackupFile(file, { signal, database, grantees: session.grantees, withoutChecksum: values['without-checksum'] === true });
     log(
-      `${path.basename(backup.file)}: ${formatBytes(backup.bytes)}, ` +
+      `${path.basename(backup.file)}: ${formatBytes(backup.bytes)} (${formatBytes(backup.sqlBytes!)} of SQL to restore), ` +
         `${backup.format === 'custom' ? `pg_dump archive with ${backup.tables} tables` : 'gzip-compressed SQL'}, ` +
         (backup.checksum === 'verified' ? 'checksum verified' : 'no .sha256 beside it (not checksum-verified)'),
     );

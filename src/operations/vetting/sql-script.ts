@@ -546,17 +546,26 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
 
 /**
  * Reads a whole backup script through {@link sqlScriptParts} without running anything: the
- * check a restore makes before it touches the database. Throws {@link RestoreError}.
+ * check a restore makes before it touches the database. Returns the script's size in bytes;
+ * throws {@link RestoreError}.
  *
- * @example await vetSqlScript(createReadStream(file).pipe(createGunzip()))
+ * @example const sqlBytes = await vetSqlScript(createReadStream(file).pipe(createGunzip()))
  */
-export async function vetSqlScript(source: AsyncIterable<Buffer | string>, options: SqlScriptOptions = {}): Promise<void> {
+export async function vetSqlScript(source: AsyncIterable<Buffer | string>, options: SqlScriptOptions = {}): Promise<number> {
+  let bytes = 0;
+  async function* counted(): AsyncGenerator<Buffer | string> {
+    for await (const chunk of source) {
+      bytes += typeof chunk === 'string' ? Buffer.byteLength(chunk) : chunk.length;
+      yield chunk;
+    }
+  }
   let made = 0;
   // sqlScriptParts reads (and checks) the COPY data a consumer leaves unread itself.
-  for await (const part of sqlScriptParts(source, options)) if (makesSomething(part)) made += 1;
+  for await (const part of sqlScriptParts(counted(), options)) if (makesSomething(part)) made += 1;
   // As the restore refuses it, but before it takes the tables: pg_dump's header alone and
   // white space (a gigabyte of it, say) would otherwise be read again while every table waits.
   if (made === 0) throw new RestoreError(nothingMade);
+  return bytes;
 }
 
 /** Why a script whose parts {@link makesSomething} none of is refused, by the check and the restore alike. */

@@ -11,6 +11,8 @@ export interface ArchiveContents {
   entries: number;
   /** Tables whose data it holds. */
   tables: number;
+  /** Size of the SQL pg_restore makes of it: what a restore runs. */
+  sqlBytes: number;
 }
 
 const stalledRead = (pgRestore: PgTool, stallTimeoutMs: number) => () =>
@@ -93,6 +95,6 @@ export async function verifyArchive(
   const list = await pgRestoreRead(pgRestore, file, ['--list'], text, signal, stallTimeoutMs);
   const entries = list.split('\n').filter((line) => /^\d+;/.test(line));
   if (entries.length === 0) throw new Error('pg_restore --list found no entries in it');
-  await pgRestoreRead(pgRestore, file, ['--file=-', '--no-owner'], (stdout) => vetSqlScript(stdout as AsyncIterable<Buffer>, vetting), signal, stallTimeoutMs);
-  return { entries: entries.length, tables: entries.filter((line) => / TABLE DATA /.test(line)).length };
+  const sqlBytes = await pgRestoreRead(pgRestore, file, ['--file=-', '--no-owner'], (stdout) => vetSqlScript(stdout as AsyncIterable<Buffer>, vetting), signal, stallTimeoutMs);
+  return { entries: entries.length, tables: entries.filter((line) => / TABLE DATA /.test(line)).length, sqlBytes };
 }

@@ -20,6 +20,13 @@ export interface VerifiedBackup {
   checksum: 'verified' | 'absent';
   /** Tables with data in a custom archive; unknown for plain SQL. */
   tables?: number | undefined;
+  /**
+   * Size of the SQL it holds, decompressed (pg_restore's script of a custom archive): what a
+   * restore runs, and roughly what it writes. A compressed file can hold a thousand times its
+   * size (a "gzip bomb" fills the server's disk); the check reads it all without keeping it.
+   * Unknown in a `VerifiedBackup` made by hand.
+   */
+  sqlBytes?: number | undefined;
   /** The pg_restore that read a custom archive, to restore it with. */
   pgRestore?: PgTool | undefined;
   /**
@@ -150,15 +157,15 @@ export async function verifyBackupFile(
     const contents = await verifyArchive(pgRestore, absolute, { ...database, signal: options.signal, stallTimeoutMs: options.stallTimeoutMs }).catch((error: Error) =>
       refuse(error instanceof RestoreError ? `it holds what a restore refuses: ${error.message}` : `it is not a readable backup: ${error.message}`, error),
     );
-    return unchanged({ ...verified, tables: contents.tables, pgRestore });
+    return unchanged({ ...verified, tables: contents.tables, sqlBytes: contents.sqlBytes, pgRestore });
   }
   // One pass, as a new backup is checked: gzip's CRC and length, pg_dump's header and
   // completion trailer, and the SQL through the restore's vetting, so a file it would refuse
   // halfway is refused now. A dump cut short between two statements vets clean (the older
   // pg_dumps write no \restrict to miss) and would restore without what came last: the
   // indexes, constraints, triggers and sequence values.
-  await verifySqlDump(absolute, { ...database, ...(options.signal ? { signal: options.signal } : {}) }).catch((error: Error) =>
+  const { sqlBytes } = await verifySqlDump(absolute, { ...database, ...(options.signal ? { signal: options.signal } : {}) }).catch((error: Error) =>
     refuse(error instanceof RestoreError ? `it holds what a restore refuses: ${error.message}` : error.message, error),
   );
-  return unchanged(verified);
+  return unchanged({ ...verified, sqlBytes });
 }

@@ -24,6 +24,7 @@ import { commitMessage, stallingProxyFor, startStallingProxy, type StallingProxy
 import { holdTableLock } from '../../support/table-lock-holder.js';
 import { holdAdvisoryLock } from '../../support/advisory-lock-holder.js';
 import { migrationLockKey } from '../../../src/migrations/migration-lock.js';
+import { formatBytes } from '../../../src/operations/files/progress-reporter.js';
 import { execute, fillEveryTable, migrationsRecord, tableContents } from '../../support/table-contents.js';
 
 const available = toolsAvailable(debianPostgresPrograms, 'the restore tests (a PostgreSQL server that pg_dump 15 can dump)');
@@ -980,7 +981,7 @@ describe.skipIf(!available)('npm run db:restore', () => {
     const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: target });
 
     expect(result.code, result.stderr).toBe(0);
-    expect(result.stderr).toContain('gzip-compressed SQL, no .sha256 beside it');
+    expect(result.stderr).toContain(`legacy.sql.gz: ${formatBytes((await stat(file)).size)} (${formatBytes(sql.length)} of SQL to restore), gzip-compressed SQL, no .sha256 beside it`);
     expect(await tableContents(target)).toEqual(sourceContents);
   });
 

@@ -107,6 +107,17 @@ describe('verifyBackupFile, with the path swapped between the backup and a FIFO'
     expect(refused).toBeGreaterThan(0);
   });
 
+  it('says how much SQL a .sql.gz holds, decompressed, beyond its own size', async () => {
+    const sql = dumpSql.replace('1\n2\n', '1\n'.repeat(300_000));
+    const file = path.join(await mkdtemp(path.join(folder, 'case-')), 'kw_production_20250101T020001.000Z.sql.gz');
+    await writeFile(file, gzipSync(sql));
+
+    const verified = await verifyBackupFile(file);
+
+    expect(verified).toMatchObject({ format: 'sql-gzip', sqlBytes: Buffer.byteLength(sql) });
+    expect(verified.bytes).toBeLessThan(Buffer.byteLength(sql) / 100);
+  });
+
   async function fifoNamed(name: string): Promise<string> {
     const fifo = path.join(await mkdtemp(path.join(folder, 'case-')), name);
     execFileSync('mkfifo', [fifo]);
@@ -164,6 +175,16 @@ describe('verifyBackupFile, with the path swapped between the backup and a FIFO'
       expect((refused as Error).message).toContain('pass --without-checksum (withoutChecksum: true) to restore it unchecked; the database was not touched');
       await expect(verifyBackupFile(alone, { withoutChecksum: true })).resolves.toMatchObject({ format: 'custom', checksum: 'absent' });
       await expect(verifyBackupFile(dump)).resolves.toMatchObject({ format: 'custom', checksum: 'verified' });
+    });
+
+    // What the restore will run and write, which the file's size does not tell: a compressed
+    // file can hold a thousand times its size.
+    it("says how much SQL a .dump holds: pg_restore's whole script of it", async () => {
+      const verified = await verifyBackupFile(dump);
+
+      const [program, ...leading] = verified.pgRestore!.command;
+      const script = execFileSync(program!, [...leading, '--file=-', '--no-owner', dump], { maxBuffer: 2 ** 28 });
+      expect(verified.sqlBytes).toBe(script.length);
     });
 
     it("refuses at once a FIFO handed to verifyArchive, rather than wait on it as pg_restore's input", { timeout: 5_000 }, async () => {
