@@ -423,7 +423,7 @@ interface LockWaits {
 // A migration's statements, waited for while the server runs them (see serverStallTimeoutMs).
 const defaultServerStallTimeoutMs = 60_000;
 
-function whileRunningOn<T>(client: pg.ClientBase, pid: number, waits: LockWaits, what: string, call: () => Promise<T>): Promise<T> {
+function whileRunningOn<T>(client: pg.ClientBase, pid: number | undefined, waits: LockWaits, what: string, call: () => Promise<T>): Promise<T> {
   const { url, timeoutMs, looks } = waits.statements;
   // From the monitor's connection: a fourth of the run's, refused where the owner may have three
   // (a CONNECTION LIMIT, a full server), took a healthy index build for lost after ten looks.
@@ -491,8 +491,10 @@ function createUmzug(
     // Deferred constraints and constraint triggers are checked now, for as long as they take,
     // so that COMMIT does no work of its own (one that waits for a synchronous standby keeps the
     // migration's locks, and the traffic queued behind them, meanwhile); and before the look at
-    // the lock, which they may outlast.
-    await ctx.client.query('SET CONSTRAINTS ALL IMMEDIATE');
+    // the lock, which they may outlast. Watched as the file's statements are: held back on the
+    // way, its answer was waited for without end, with the migration lock held.
+    const pid = (ctx.client as pg.ClientBase & { processID: number | null }).processID ?? undefined;
+    await whileRunningOn(ctx.client, pid, waits, 'SET CONSTRAINTS', () => ctx.client.query('SET CONSTRAINTS ALL IMMEDIATE'));
     // Never commit a migration whose lock is gone: another run may have started it too.
     try {
       await lock.assertHeld();

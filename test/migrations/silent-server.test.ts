@@ -230,6 +230,8 @@ describe.concurrent('migrate against a server that stops answering', () => {
   // at: running nothing, the connection is closed.
   it.for([
     { kind: 'a transactional file', up: 'ALTER TABLE users ADD COLUMN nickname text;\n', pattern: /ADD COLUMN nickname/, said: /no answer to its statements for [\d.]+ s \(looked at every 1 s\), and its session runs no statement \(pg_stat_activity: idle in transaction\)/ },
+    // Its deferred checks, run before the COMMIT, whatever the file.
+    { kind: "a file's deferred checks", up: 'ALTER TABLE users ADD COLUMN nickname text;\n', pattern: /SET CONSTRAINTS ALL IMMEDIATE/, said: /no answer to SET CONSTRAINTS for [\d.]+ s \(looked at every 1 s\), and its session runs no statement \(pg_stat_activity: idle in transaction\)/ },
     { kind: 'a no-transaction file', up: '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY users_email_again ON users (email);\n', pattern: /CREATE INDEX CONCURRENTLY/, said: /no answer to CREATE INDEX for [\d.]+ s \(looked at every 1 s\), and its session runs no statement \(pg_stat_activity: idle\); the connection was closed\); the operation may be retried; this statement itself may or may not have taken effect\. It ran without a transaction/ },
   ])('fails $kind whose statement goes unanswered while its session runs nothing, after serverStallTimeoutMs', async ({ up, pattern, said }, context) => {
     const sandbox = await createMigrationSandbox({ observed: true });
