@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { createReadStream, existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createReadStream, existsSync } from 'node:fs';
 import { mkdir, readdir, readFile, rm, stat, statfs } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +12,7 @@ import { byteProgress, formatBytes } from '../files/progress-reporter.js';
 import { publishFile } from '../files/publish-file.js';
 import { stallWatch } from '../files/stall-watch.js';
 import { isProcessAlive } from '../../process-alive.js';
+import { signalProcessTree } from '../../process-tree.js';
 import { shellQuote } from '../../shell-quote.js';
 import { defaultRemoteBackupDir } from './default-remote-backup-dir.js';
 import { sshArguments, sshFailure, type SshTarget } from './ssh-connection.js';
@@ -115,18 +116,7 @@ function runSsh(target: SshTarget, command: string, signal?: AbortSignal) {
   // ours to clean up, and a stopped one never acts on SIGTERM.
   const child = spawn('ssh', sshArguments(target, command), { stdio: ['ignore', 'pipe', 'pipe'] });
   const stop = () => {
-    // Once ssh has exited (reaped), its pid may be another process's: nothing is sent, and what
-    // it started is init's by then, out of reach here.
-    if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-      // Its descendants first, read while ssh still holds them (once it is gone they are init's).
-      for (const pid of [...descendantsOf(child.pid), child.pid]) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          // gone already
-        }
-      }
-    }
+    signalProcessTree(child, 'SIGKILL');
     // Whatever survives (one that left the tree) must not hold the pipes, and 'close', open.
     child.stdout.destroy();
     child.stderr.destroy();
@@ -146,19 +136,6 @@ function runSsh(target: SshTarget, command: string, signal?: AbortSignal) {
   signal?.addEventListener('abort', stop, { once: true });
   if (signal?.aborted) stop();
   return { child, exited, stop };
-}
-
-// The processes below `pid`, from Linux's /proc (none elsewhere, or once they are gone).
-function descendantsOf(pid: number): number[] {
-  let children: number[];
-  try {
-    children = readdirSync(`/proc/${pid}/task`).flatMap((task) =>
-      readFileSync(`/proc/${pid}/task/${task}/children`, 'utf8').split(' ').filter(Boolean).map(Number),
-    );
-  } catch {
-    return [];
-  }
-  return children.flatMap((child) => [...descendantsOf(child), child]);
 }
 
 function failure(exit: { code: number | null; stderr: string; error?: Error }, target: SshTarget, label: string): DownloadError {

@@ -1,5 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { type Readable, Transform } from 'node:stream';
+import { signalProcessTree } from '../../process-tree.js';
 import { stallWatch } from './stall-watch.js';
 
 /**
@@ -10,7 +11,7 @@ export const defaultPgRestoreStallTimeoutMs = 60_000;
 
 /**
  * A child's stdout (pg_restore's), as a stream whose every chunk is a sign of life for a watch that stops
- * the child (SIGKILL: a stopped process never acts on SIGTERM) and fails the stream with
+ * the child and what it started (SIGKILL: a stopped process never acts on SIGTERM) and fails the stream with
  * `stalled()`'s error once it wrote nothing for `stallTimeoutMs` while it was waited for. Time
  * its output waits for the reader (a statement running on the server) does not count.
  *
@@ -18,7 +19,7 @@ export const defaultPgRestoreStallTimeoutMs = 60_000;
  * const source = watchedOutput(child, 60_000, () => new Error('pg_restore stopped writing'))
  */
 export function watchedOutput(child: ChildProcess, stallTimeoutMs: number, stalled: () => Error): Transform {
-  return watchedStream(child.stdout!, stallTimeoutMs, stalled, () => child.kill('SIGKILL'));
+  return watchedStream(child.stdout!, stallTimeoutMs, stalled, () => signalProcessTree(child, 'SIGKILL'));
 }
 
 /**

@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { packageRoot } from '../../package-root.js';
+import { signalProcessTree } from '../../process-tree.js';
 import { keptOutput } from '../files/kept-output.js';
 import type { PgTool } from './pg-tools.js';
 
@@ -74,13 +75,21 @@ export function spawnPgTool(tool: PgTool, args: string[], options: SpawnPgToolOp
   });
   // A stopped program never acts on SIGTERM (spawn's own `signal` sends that alone): Ctrl-C on a
   // backup whose pg_dump was stopped printed that it was cleaning up, and then waited for ever.
+  // The program's own children too: PG_DUMP may name a wrapper that runs the program without
+  // `exec` (a shell script, `sudo -u`), and a program that outlived its wrapper's end held the
+  // pipes open, so 'close' never came (an audit's stalled backup still waited at 90 s, its
+  // server session holding 167 locks). Past the grace, the pipes are let go of as well.
   let running = true;
   let killing: NodeJS.Timeout | undefined;
   const stop = () => {
     if (!running) return;
-    child.kill('SIGTERM');
-    child.kill('SIGCONT');
-    killing ??= setTimeout(() => running && child.kill('SIGKILL'), stopGraceMs).unref();
+    signalProcessTree(child, 'SIGTERM');
+    signalProcessTree(child, 'SIGCONT');
+    killing ??= setTimeout(() => {
+      if (!running) return;
+      signalProcessTree(child, 'SIGKILL');
+      for (const stream of [child.stdin, child.stdout, child.stderr]) stream?.destroy();
+    }, stopGraceMs).unref();
   };
   const { signal } = options;
   if (signal?.aborted) queueMicrotask(stop);
