@@ -1,8 +1,10 @@
 import { type ChildProcessByStdio, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { inject } from 'vitest';
 import { packageRoot } from '../../src/package-root.js';
+import { descendantsOf } from '../../src/process-tree.js';
 import { shellQuote } from '../../src/shell-quote.js';
 import { withoutFetch } from './without-fetch.js';
 
@@ -99,12 +101,14 @@ export function runCli(
  * With `typedAfter`, the input is typed once the output holds it (the question on the
  * screen), rather than at once, which the terminal keeps until the command reads it: a Ctrl-C
  * (`\x03`) typed at once reaches the command as SIGINT, typed at the question as a key.
+ * `{ signal }` instead of input sends the command's process that signal there (a supervisor's
+ * SIGTERM, a hang-up's SIGHUP), typing nothing.
  */
 export function runCliInTerminal(
   command: string,
   args: string[],
   env: NodeJS.ProcessEnv,
-  input: string,
+  input: string | { signal: NodeJS.Signals },
   typedAfter?: string,
 ): Promise<CliResult> {
   const line = [process.execPath, ...commandArgs(command, args)].map(shellQuote).join(' ');
@@ -114,8 +118,15 @@ export function runCliInTerminal(
     stdio: ['pipe', 'pipe', 'pipe'],
   });
   const result = cliOutcome(child);
+  const give = () => {
+    if (typeof input === 'string') return void child.stdin.end(input);
+    // The command's node, under script's shell: the one whose arguments name the command.
+    for (const pid of descendantsOf(child.pid!)) {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`dev.mjs\0${subcommand(command)}\0`)) process.kill(pid, input.signal);
+    }
+  };
   if (typedAfter === undefined) {
-    child.stdin.end(input);
+    give();
     return result;
   }
   let shown = '';
@@ -123,7 +134,7 @@ export function runCliInTerminal(
     shown += chunk.toString();
     if (!shown.includes(typedAfter)) return;
     child.stdout.off('data', type);
-    child.stdin.end(input);
+    give();
   };
   child.stdout.on('data', type);
   return result;

@@ -125,6 +125,7 @@ export const restoreCommand: Command = {
       const answer = await typedYes(
         `This REPLACES ALL DATA in database '${database}' on ${host}:${port} with ${backup.file}.\n` +
           `Type 'yes' to restore: `,
+        signal,
       );
       if (!answer) throw new RestoreError('not confirmed; the database was not touched');
     }

@@ -942,6 +942,20 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect(await tableContents(target)).toEqual(sourceContents);
   });
 
+  // The restore handles SIGTERM and SIGHUP itself (to end its session and roll back): at the
+  // question, the signal was taken and the question went on waiting for ever.
+  it.for(['SIGTERM', 'SIGHUP'] as const)('%s at the question ends the restore, the database not touched', async (signal, { expect }) => {
+    const target = await databaseWithOtherData();
+    const before = await tableContents(target);
+
+    const result = await runCliInTerminal('db-restore', [backup.file], { DATABASE_URL: target }, { signal }, "Type 'yes' to restore");
+
+    expect(result.code).toBe(1);
+    expect(result.stdout).toContain(`${signal}: stopping and cleaning up`);
+    expect(result.stdout).toContain('not confirmed; the database was not touched');
+    expect(await tableContents(target)).toEqual(before);
+  });
+
   it('refuses without --yes when there is no terminal to confirm on', async ({ expect }) => {
     const target = await databaseWithOtherData();
     const before = await tableContents(target);
