@@ -126,8 +126,9 @@ export async function parseMigrationScript(file: string, sql: string): Promise<M
     throw new MigrationScriptError(file, line, (error as Error).message, { cause: error });
   }
 
-  // Comments are tokens too; a statement starts at its first token that is not one.
-  const tokens = scanSync(sql).tokens.filter((token) => token.tokenName !== 'SQL_COMMENT' && token.tokenName !== 'C_COMMENT');
+  // Comments are tokens too; a statement starts at its first token that is not one. (An empty
+  // file is one with no statements, as one of comments only is: the scanner fails on no text.)
+  const tokens = (sql === '' ? [] : scanSync(sql).tokens).filter((token) => token.tokenName !== 'SQL_COMMENT' && token.tokenName !== 'C_COMMENT');
   // Tables this file creates before it alters them have no traffic yet.
   const createdHere = new Set<string>();
   // Indexes it creates, by tableKey of the index (in its table's schema), with their table: a

@@ -75,6 +75,12 @@ describe('parseMigrationScript: statement boundaries are PostgreSQL’s own', ()
     expect((await parseMigrationScript('c.up.sql', '-- only a comment\n')).statements).toEqual([]);
   });
 
+  // As a file of comments only: before, PostgreSQL's scanner failed on no text at all, and the
+  // run said only `Unexpected token 'I', "Invalid in"... is not valid JSON`, naming no file.
+  it('reads an empty file as one with no statements', async () => {
+    expect(await parseMigrationScript('d.up.sql', '')).toMatchObject({ transactional: true, statements: [] });
+  });
+
   it('names the index a CREATE INDEX CONCURRENTLY builds', async () => {
     const script = await parseMigrationScript('x.up.sql', '-- migrate:no-transaction\nCREATE INDEX CONCURRENTLY users_email ON users (email);');
     expect(script.statements[0]).toMatchObject({ kind: 'IndexStmt', concurrentIndex: 'users_email', concurrentIndexRef: '"users_email"', line: 2 });

@@ -99,7 +99,9 @@ export function migrationStatements(script: string): Node[] {
   const statements: Node[] = [];
   // The parser's locations count bytes of UTF-8, not characters.
   const bytes = Buffer.from(script);
-  for (const { stmt, stmt_location: at = 0, stmt_len: length } of ((parseSync(script) as Node).stmts ?? []) as Node[]) {
+  // The parser refuses no text at all ("Query cannot be empty"): an empty file runs nothing.
+  const parsed = script === '' ? {} : (parseSync(script) as Node);
+  for (const { stmt, stmt_location: at = 0, stmt_len: length } of (parsed.stmts ?? []) as Node[]) {
     if (stmt === undefined) continue;
     statements.push(stmt as Node);
     const block = stmt.DoStmt as Node | undefined;

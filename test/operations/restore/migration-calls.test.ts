@@ -30,6 +30,20 @@ describe('callsOfMigrations', () => {
     expect(known.forms.size).toBe(0);
   });
 
+  // A restore with such a folder said only "Query cannot be empty" (the parser's words for no text).
+  it('reads an empty migration file as one that calls nothing', async () => {
+    const withText = async (text: string) => {
+      const migrationsDir = await mkdtemp(path.join(folder, 'empty-'));
+      await writeFile(path.join(migrationsDir, '20990101000000_empty.up.sql'), text);
+      await writeFile(path.join(migrationsDir, '20990101000000_empty.down.sql'), text);
+      return migrationsDir;
+    };
+
+    const known = await knownOf(await withText(''));
+
+    expect(known).toEqual(await knownOf(await withText('-- nothing yet\n')));
+  });
+
   it("reads what a migration's DO block runs as statements of its own", async () => {
     const migrationsDir = await mkdtemp(path.join(folder, 'do-'));
     await writeFile(
