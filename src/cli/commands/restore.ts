@@ -93,7 +93,9 @@ export const restoreCommand: Command = {
     const yes = values.yes === true;
     // Read before anything: a value it would refuse stops the restore before the backup is read.
     const statementTimeout = process.env.RESTORE_STATEMENT_TIMEOUT?.trim();
-    const statementTimeoutMs = statementTimeout ? parseDuration('RESTORE_STATEMENT_TIMEOUT', statementTimeout) : undefined;
+    // A bare number is milliseconds, as PostgreSQL reads statement_timeout; below a minute it
+    // was most likely meant in seconds (1800 for half an hour), and is refused, not obeyed.
+    const statementTimeoutMs = statementTimeout ? parseDuration('RESTORE_STATEMENT_TIMEOUT', statementTimeout, { plausibleBare: [60_000, Infinity] }) : undefined;
     const databaseUrl = migrationDatabaseUrl();
     const variable = migrationUrlVariable(databaseUrl);
     const { host, port, database } = requireLocalDatabase(databaseUrl, { force: values.force === true, action: 'restore into', variable });

@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { type Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { formatDuration } from '../../db/duration.js';
 import { answeredWithin, destroyConnection, roundTripDeadlineMs } from '../../db/answer-deadline.js';
 import { databaseTarget } from '../../db/database-target.js';
 import { withClient } from '../../db/with-client.js';
@@ -321,12 +322,18 @@ async function copyProgress(client: pg.Client, pid: number): Promise<string | un
   return rows[0]?.processed;
 }
 
-// The same, located by line in the backup's SQL.
-function statementFailure(error: unknown, part: SqlScriptPart, kept: KeptExtension[]): string {
+// The same, located by line in the backup's SQL, and a statement that ran out of the restore's
+// time said as such, with its bound and where it comes from (the server says only "canceling
+// statement due to statement timeout").
+function statementFailure(error: unknown, part: SqlScriptPart, kept: KeptExtension[], statementBoundMs: number): string {
   const { text, line } = part;
   const offset = Number((error as { position?: string }).position);
   const at = Number.isInteger(offset) && offset > 0 ? line + lineOfPosition(text, offset) - 1 : line;
-  return `${serverFailure(error)} at line ${at} of the backup's SQL${missingRoleAdvice(error, text)}${extensionAdvice(error, part, kept)}`;
+  const timedOut = (error as { code?: string }).code === '57014' && /statement timeout/.test((error as Error).message)
+    ? `\nthe statement ran out of the restore's ${formatDuration(statementBoundMs)} for one statement (RESTORE_STATEMENT_TIMEOUT, restoreDatabase({ statementTimeoutMs }), ` +
+      "or the database's or role's statement_timeout where shorter)"
+    : '';
+  return `${serverFailure(error)} at line ${at} of the backup's SQL${timedOut}${missingRoleAdvice(error, text)}${extensionAdvice(error, part, kept)}`;
 }
 
 // SQLSTATE 42501 while emptying public: the restoring role does not own the schema (whose
@@ -819,7 +826,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             const answered = part.kind === 'copy' ? query.done : answeredWhileRunning(client, serverStallTimeoutMs, leadingWords(part.text) ?? 'a statement', watchedSession, () => query.done);
             await answered.catch((error: unknown) => {
               if (query.failedReading) throw error; // the backup's stream broke, not the server
-              throw rolledBack(statementFailure(error, part, kept), error);
+              throw rolledBack(statementFailure(error, part, kept, statementBoundMs), error);
             });
             // The backup's own functions run while its statements do (a CHECK as its rows load,
             // a trigger, an index expression) and may change settings for the rest of the

@@ -757,6 +757,7 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
 
       expect(error).toBeInstanceOf(RestoreError);
       expect((error as Error).message).toContain('canceling statement due to statement timeout (SQLSTATE 57014)');
+      expect((error as Error).message).toContain("the statement ran out of the restore's 1s for one statement");
     });
   });
 
@@ -783,7 +784,27 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     expect((error as Error).message).toContain('restore failed and was rolled back; the database was not changed');
     expect(command.code).toBe(1);
     expect(command.stderr).toContain('canceling statement due to statement timeout (SQLSTATE 57014)');
+    // Named, with where it comes from: the server says only "statement timeout".
+    for (const said of [(error as Error).message, command.stderr]) {
+      expect(said).toContain(
+        "the statement ran out of the restore's 1s for one statement (RESTORE_STATEMENT_TIMEOUT, restoreDatabase({ statementTimeoutMs }), " +
+          "or the database's or role's statement_timeout where shorter)",
+      );
+    }
     await expect(execute(target.url, 'SELECT 1 FROM public.slow')).rejects.toThrow('does not exist');
+  });
+
+  // A bare number is milliseconds, as PostgreSQL reads statement_timeout: 1800, meant as half an
+  // hour in seconds, bounded each statement to 1.8 s, and a restore failed after holding every
+  // table for nothing (an operator-path audit).
+  it('refuses a bare RESTORE_STATEMENT_TIMEOUT below a minute as ambiguous, before anything', async () => {
+    const file = await crafted('never-read.sql.gz', dumpAround('CREATE TABLE public.never (i int);\n'));
+
+    const result = await runCli('db-restore', [file, '--yes'], { DATABASE_URL: '', MIGRATION_DATABASE_URL: database.url, RESTORE_STATEMENT_TIMEOUT: '1800' });
+
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain("RESTORE_STATEMENT_TIMEOUT=1800 is ambiguous: a bare number here is milliseconds, and 1800ms is unlikely to be meant. Write the unit: '1800s' or '1800ms'");
+    await expect(execute(database.url, 'SELECT 1 FROM public.never')).rejects.toThrow('does not exist');
   });
 
   it('asks once whether it reaches a pooler, before reading the backup', async () => {
