@@ -158,6 +158,9 @@ describe('parseMigrationScript: the lock-wait header', () => {
   it.each([
     ['an unknown setting', '-- migrate:lock-wait timeout=5s\nSELECT 1;', 1, "unknown setting 'timeout'"],
     ['a bad duration', '-- migrate:lock-wait attempt=soon\nSELECT 1;', 1, 'attempt must be a duration'],
+    // Read as milliseconds, total=600 gave up after 516 ms where 10 minutes were likely meant.
+    ['a duration without its unit', '-- migrate:lock-wait total=600\nSELECT 1;', 1, "'total=600' has no unit (write total=600s or total=600ms)"],
+    ['a fraction without its unit', '-- migrate:no-transaction\n-- migrate:lock-wait attempt=0.5\nVACUUM t;', 2, "'attempt=0.5' has no unit"],
     ['an attempt longer than the total', '-- migrate:lock-wait attempt=2min total=1min\nSELECT 1;', 1, 'attempt longer than total'],
     ['a setting given twice', '-- migrate:lock-wait total=1min total=2min\nSELECT 1;', 1, "'total' given twice"],
     ['no setting at all', '-- migrate:no-transaction\n-- migrate:lock-wait\nVACUUM t;', 2, 'unknown header'],
