@@ -5,6 +5,7 @@ import { migrationDatabaseUrl, migrationUrlVariable } from '../../migrations/mig
 import { requireLocalDatabase } from '../../provisioning/database-admin.js';
 import type { Command } from '../command.js';
 import { canAsk, typedYes } from '../confirmation.js';
+import { connectedSessionsOf, sessionsNamed } from '../connected-sessions.js';
 import { interruptSignal } from '../interrupt-signal.js';
 import { operatorFile } from '../operator-file.js';
 import { printLine, printNote } from '../terminal-text.js';
@@ -123,9 +124,18 @@ export const restoreCommand: Command = {
         `${backup.format === 'custom' ? `pg_dump archive with ${backup.tables} tables` : 'gzip-compressed SQL'}, ` +
         (backup.checksum === 'verified' ? 'checksum verified' : 'no .sha256 beside it (not checksum-verified)'),
     );
+    // The services' sessions, named: from the moment it holds the tables until its COMMIT, their
+    // calls queue behind it and fail (an operator-path audit: 21 s without a call served, the
+    // question saying nothing of them, where a reset's names the sessions it ends).
+    const connected = sessionsNamed(await connectedSessionsOf(session.url, 'kennwilliamson-restore'));
+    const queued =
+      connected &&
+      `It holds every table of public while it loads: the ${connected.total} session(s) connected to it now (${connected.named}) ` +
+        "wait for it, and their calls fail after their lock_timeout. Stop the services' traffic first.";
+    if (yes && queued) log(queued);
     if (!yes) {
       const answer = await typedYes(
-        `This REPLACES ALL DATA in database '${database}' on ${host}:${port} with ${backup.file}.\n` +
+        `This REPLACES ALL DATA in database '${database}' on ${host}:${port} with ${backup.file}.\n${queued ? `${queued}\n` : ''}` +
           `Type 'yes' to restore: `,
         signal,
       );

@@ -942,6 +942,25 @@ describe.skipIf(!available)('npm run db:restore', () => {
     expect(await tableContents(target)).toEqual(sourceContents);
   });
 
+  // From the moment it holds the tables until its COMMIT, the services' calls queue behind it
+  // and fail: an operator-path audit saw 21 s without a call served, the question naming no
+  // one, where a reset's names the sessions it ends.
+  it("names the services' sessions connected to the database, which wait for it: in the question, and with --yes", async ({ expect, onTestFinished }) => {
+    const target = await databaseWithOtherData();
+    const role = decodeURIComponent(new URL(target).username);
+    const services = await Promise.all([openClient(target, 'kw-service'), openClient(target, 'kw-service')]);
+    onTestFinished(() => Promise.all(services.map((client) => client.end().catch(() => undefined))).then(() => undefined));
+    const line = `It holds every table of public while it loads: the 2 session(s) connected to it now (${role} (kw-service) ×2) wait for it, and their calls fail after their lock_timeout. Stop the services' traffic first.`;
+
+    const declined = await runCliInTerminal('db-restore', [backup.file], { DATABASE_URL: target }, 'no\n', "Type 'yes' to restore");
+    const told = await runCli('db-restore', [backup.file, '--yes'], { DATABASE_URL: target });
+
+    expect(declined.stdout).toContain(`${line}\r\nType 'yes' to restore`);
+    expect(declined.stdout).toContain('not confirmed; the database was not touched');
+    expect(told.code, told.stderr).toBe(0);
+    expect(told.stderr).toContain(line);
+  });
+
   // The restore handles SIGTERM and SIGHUP itself (to end its session and roll back): at the
   // question, the signal was taken and the question went on waiting for ever.
   it.for(['SIGTERM', 'SIGHUP'] as const)('%s at the question ends the restore, the database not touched', async (signal, { expect }) => {
