@@ -235,6 +235,22 @@ describe.skipIf(!available)('setup --admin provisions, setup (the release step) 
     }
   });
 
+  // Run to change the bounds without DB_APP_USER, it changed nothing and said so nowhere.
+  it('says that the bound variables write nothing without DB_APP_USER, and writes nothing', async () => {
+    const settings = () =>
+      withClient(adminUrl, async (client) => (await client.query('SELECT setrole::regrole::text AS role, setconfig FROM pg_db_role_setting ORDER BY 1')).rows);
+    const before = await settings();
+
+    const result = await admin({ DB_APP_USER: '', DB_APP_PASSWORD: '', DB_STATEMENT_TIMEOUT: '7s', DB_LOCK_TIMEOUT: '3s' }, ['--no-migrate']);
+
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain(
+      "DB_STATEMENT_TIMEOUT, DB_LOCK_TIMEOUT are set, but DB_APP_USER is not: setup --admin writes the bounds into the application role's defaults " +
+        'only as it provisions that role (DB_APP_USER with DB_APP_PASSWORD); no bound was written',
+    );
+    expect(await settings()).toEqual(before);
+  });
+
   it('refuses --no-migrate without --admin: the release step is the migration', async () => {
     const result = await runCli('db-setup', ['--no-migrate'], { MIGRATION_DATABASE_URL: ownerUrl, DATABASE_URL: '' });
 

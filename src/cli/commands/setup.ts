@@ -118,6 +118,16 @@ export const setupCommand: Command = {
       app = credentials(env, 'DB_APP_USER', 'DB_APP_PASSWORD');
       // Read before anything changes, so a bad value stops the provisioning at once.
       statementBounds = app ? loadStatementBounds(env) : undefined;
+      // The bounds are written as the application role is provisioned, and only then: run to
+      // change them without DB_APP_USER, setup --admin --no-migrate changed nothing and said so
+      // nowhere (an operator-path audit).
+      const boundsSet = ['DB_STATEMENT_TIMEOUT', 'DB_LOCK_TIMEOUT', 'DB_IDLE_IN_TRANSACTION_TIMEOUT'].filter((name) => env[name]?.trim());
+      if (!app && boundsSet.length > 0) {
+        log(
+          `${boundsSet.join(', ')} ${boundsSet.length > 1 ? 'are' : 'is'} set, but DB_APP_USER is not: setup --admin writes the bounds into ` +
+            "the application role's defaults only as it provisions that role (DB_APP_USER with DB_APP_PASSWORD); no bound was written",
+        );
+      }
       requireAppRoleApart(app?.user, owner.user);
       // provisionDatabase refuses a pooler before it changes anything.
       const provisioned = await provisionDatabase({ adminUrl, owner, log, sharedRoles });
