@@ -160,10 +160,42 @@ describe('npm run codegen on a schema a migration just changed', () => {
     );
     await writeFile(path.join(sandbox.migrationsDir, '20990101000001_widen_theme.down.sql'), 'SELECT 1;');
     await migrate({ databaseUrl: sandbox.database.url, migrationsDir: sandbox.migrationsDir });
-    await expect(generateTypes({ databaseUrl: sandbox.database.url, outFile, verify: true, logLevel: 'silent', warn: () => {} })).rejects.toThrow(
-      /not up-to-date/,
+    const said: string[] = [];
+    await expect(generateTypes({ databaseUrl: sandbox.database.url, outFile, verify: true, logLevel: 'silent', warn: (line) => said.push(line) })).rejects.toThrow(
+      `Generated types are not up-to-date with the live schema: run npm run codegen, and commit ${outFile}`,
     );
     expect(await readFile(outFile, 'utf8')).toBe(output);
+    // From the file ('-') to what the schema generates ('+'): kysely-codegen's own check showed
+    // the value the migration added on a '-' line, as if removed.
+    const diff = said.find((line) => line.startsWith(`codegen: ${outFile} ('-') differs from what the live schema generates ('+'):\n`)) ?? '';
+    const changed = diff.split('\n').filter((line) => /^[-+]\s+theme:/.test(line));
+    expect(changed).toHaveLength(2);
+    expect(changed[0]).toMatch(/^-/);
+    expect(changed[0]).not.toContain(added);
+    expect(changed[1]).toMatch(/^\+/);
+    expect(changed[1]).toContain(added);
+  });
+
+  // kysely-codegen names a table device_info's interface DeviceInfo too, and imported the
+  // module's as DeviceInfo2: refresh_tokens.device_info was typed as that table's rows, and
+  // codegen said nothing.
+  it("refuses a table whose interface takes the name of a json column's module type, writing nothing", async () => {
+    const clashing = await createMigrationSandbox();
+    try {
+      await migrate({ databaseUrl: clashing.database.url, migrationsDir: clashing.migrationsDir });
+      await withClient(clashing.database.url, (client) => client.query('CREATE TABLE device_info (id bigint PRIMARY KEY, label text NOT NULL)'));
+      const outFile = path.join(outDir, 'clashing.ts');
+
+      const refused = generateTypes({ databaseUrl: clashing.database.url, outFile, logLevel: 'silent', warn: () => {} });
+
+      await expect(refused).rejects.toThrow(
+        'codegen: the schema has a table or type that kysely-codegen also names DeviceInfo, the type of a json column (from ../src/device-info.js): ' +
+          'the column would be typed as its rows. Rename the table or type; nothing was written',
+      );
+      await expect(readFile(outFile, 'utf8')).rejects.toMatchObject({ code: 'ENOENT' });
+    } finally {
+      await clashing.remove();
+    }
   });
 
   // A union narrower than what the table reads back would make its real values type errors.

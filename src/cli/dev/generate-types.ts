@@ -1,3 +1,5 @@
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { Kysely, PostgresDialect, type PostgresPool, type PostgresPoolClient } from 'kysely';
 import type pg from 'pg';
 import { answeringWithin, roundTripDeadlineMs } from '../../db/answer-deadline.js';
@@ -40,7 +42,8 @@ export interface GenerateTypesOptions {
 export async function generateTypes(options: GenerateTypesOptions): Promise<string> {
   // Loaded here, not at the top: kysely-codegen loads the TypeScript compiler, which no other
   // command of the npm scripts (and of the tests, which spawn them by the dozen) should pay for.
-  const { generate, getDialect, Logger } = await import('kysely-codegen');
+  const { DiffChecker, generate, getDialect, Logger } = await import('kysely-codegen');
+  const logger = new Logger(options.logLevel ?? 'info');
   return withClient(
     options.databaseUrl,
     async (connection) => {
@@ -88,22 +91,57 @@ export async function generateTypes(options: GenerateTypesOptions): Promise<stri
       // them with an error that crashed the process. It introspects through this connection.
       const db = new Kysely<unknown>({ dialect: new PostgresDialect({ pool: poolOfOne(client) }) });
       const dialect = getDialect('postgres');
-      return generate({
+      logger.info('Introspecting database...');
+      // The text only: it is checked before it is written or compared (below).
+      const generated = await generate({
         // kysely-codegen loads kysely's CommonJS build and this module its ES one: two copies
         // of the class, which the compiler tells apart by their private field. kysely-codegen
         // only calls the instance's methods, so this module's instance serves it as well.
         db: db as unknown as Parameters<typeof generate>[0]['db'],
         dialect,
-        outFile: options.outFile,
+        outFile: null,
         excludePattern: migrationsTable,
         overrides: { columns },
         customImports,
-        verify: options.verify ?? false,
-        logger: new Logger(options.logLevel ?? 'info'),
       });
+      requireOwnImports(generated, customImports);
+      if (options.verify === true) {
+        const committed = await readFile(options.outFile, 'utf8').catch((error: NodeJS.ErrnoException) => {
+          if (error.code === 'ENOENT') throw new Error(`${options.outFile} is missing: run npm run codegen, and commit it`);
+          throw error;
+        });
+        // From the file to what the schema generates: kysely-codegen's own check printed it the
+        // other way round (a value a migration added showed as removed), and pointed at a
+        // --log-level option the command does not take.
+        const diff = new DiffChecker().diff(committed, generated);
+        if (diff !== undefined) {
+          warn(`codegen: ${options.outFile} ('-') differs from what the live schema generates ('+'):\n${diff}`);
+          throw new Error(`Generated types are not up-to-date with the live schema: run npm run codegen, and commit ${options.outFile}`);
+        }
+        logger.success('Generated types are up-to-date!');
+      } else {
+        await mkdir(path.dirname(options.outFile), { recursive: true });
+        await writeFile(options.outFile, generated);
+        logger.success(`Generated ${options.outFile}`);
+      }
+      return generated;
     },
     'kennwilliamson-codegen',
   );
+}
+
+// A module's type is imported under its own name, which the overrides spell: where a table or
+// type of the schema has an interface of that name too, kysely-codegen imports the module's
+// under another (`DeviceInfo as DeviceInfo2`), and the column was typed as that table's rows,
+// without a word (a table named device_info, for refresh_tokens.device_info).
+function requireOwnImports(generated: string, customImports: Record<string, string>): void {
+  for (const [name, from] of Object.entries(customImports)) {
+    if (generated.includes(`import type { ${name} } from ${JSON.stringify(from)};`)) continue;
+    throw new Error(
+      `codegen: the schema has a table or type that kysely-codegen also names ${name}, the type of a json column (from ${from}): ` +
+        'the column would be typed as its rows. Rename the table or type; nothing was written',
+    );
+  }
 }
 
 // Below the round trip's deadline, so that a lock wait fails as one, naming lock_timeout.
