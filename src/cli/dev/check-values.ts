@@ -49,7 +49,11 @@ function uncast(node: Node | undefined): Node | undefined {
   let current = node;
   while (current?.TypeCast !== undefined) {
     const typeName = current.TypeCast.typeName as Node | undefined;
-    const type = ((typeName?.names ?? []) as Node[]).at(-1)?.String?.sval as string | undefined;
+    // PostgreSQL's own types only: the expression is printed with pg_catalog alone on the
+    // search_path (columnOverrides), so a type of another schema comes qualified, and a domain
+    // public.varchar (of one character) is not taken for varchar.
+    const names = ((typeName?.names ?? []) as Node[]).map((name) => name.String?.sval as string | undefined);
+    const type = names.length === 1 || (names.length === 2 && names[0] === 'pg_catalog') ? names.at(-1) : undefined;
     if (type === undefined || !textTypes.has(type) || typeName?.typmods !== undefined) return current;
     current = current.TypeCast.arg as Node | undefined;
   }

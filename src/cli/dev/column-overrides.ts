@@ -24,8 +24,9 @@ export interface ColumnOverrides {
   /**
    * `table.column (constraint)` of each CHECK whose list is no bound on what the table reads
    * back: on a column of a nondeterministic collation (a case-insensitive one lets 'LIGHT'
-   * through a list of 'light'), or `NO INHERIT` on a table with children (their rows, read
-   * through it, need not meet it). It narrows no type.
+   * through a list of 'light'), `NO INHERIT` on a table with children (their rows, read
+   * through it, need not meet it), `NOT ENFORCED`, or on a table with a foreign table among its
+   * children or partitions (which checks nothing). It narrows no type.
    */
   notBinding: string[];
   /**
@@ -57,15 +58,32 @@ interface ColumnRow {
   has_default: boolean;
 }
 
+// Whether a column may hold NULL: not NOT NULL, or (PostgreSQL 18) NOT NULL … NOT VALID, which
+// sets attnotnull while rows from before it may still be NULL.
+const nullable = `(NOT a.attnotnull OR EXISTS (
+    SELECT 1 FROM pg_catalog.pg_constraint nn
+     WHERE nn.conrelid = a.attrelid AND nn.contype = 'n' AND nn.conkey[1] = a.attnum AND NOT nn.convalidated))`;
+
 // Every CHECK on a single text or varchar column of a table (partitions are left out, as
 // kysely-codegen leaves them out), with the expression as PostgreSQL prints it. A CHECK on
 // several columns relates them (`(status = 'pending') = (reviewed_at IS NULL)`); it never is
-// one column's list of values, so it is not read.
+// one column's list of values, so it is not read. A CHECK binds less than its list (see
+// ColumnOverrides.notBinding) on a nondeterministic collation, NO INHERIT on a table with
+// children, NOT ENFORCED (PostgreSQL 18: conenforced, read through to_jsonb so that the query
+// runs on the majors before it), or above a foreign table (a child or a partition), whose rows
+// come from elsewhere unchecked.
 const checksSql = `
   SELECT n.nspname AS schema, t.relname AS table, c.conname AS constraint,
          pg_get_expr(c.conbin, c.conrelid) AS expression, a.attname AS column,
-         NOT a.attnotnull AS nullable, a.atthasdef AS has_default, c.convalidated AS validated,
-         COALESCE(co.collisdeterministic, true) AND NOT (c.connoinherit AND t.relhassubclass) AS binding
+         ${nullable} AS nullable, a.atthasdef AS has_default, c.convalidated AS validated,
+         -- NOT ENFORCED is never validated either: said as what it is, not as NOT VALID.
+         COALESCE((pg_catalog.to_jsonb(c) ->> 'conenforced')::boolean, true)
+           AND COALESCE(co.collisdeterministic, true) AND NOT (c.connoinherit AND t.relhassubclass)
+           AND NOT EXISTS (
+             WITH RECURSIVE below (oid) AS (
+               SELECT i.inhrelid FROM pg_catalog.pg_inherits i WHERE i.inhparent = t.oid
+               UNION SELECT i.inhrelid FROM pg_catalog.pg_inherits i JOIN below ON i.inhparent = below.oid)
+             SELECT 1 FROM below JOIN pg_catalog.pg_class child ON child.oid = below.oid WHERE child.relkind = 'f') AS binding
     FROM pg_catalog.pg_constraint c
     JOIN pg_catalog.pg_class t ON t.oid = c.conrelid
     JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace
@@ -81,7 +99,7 @@ const checksSql = `
 const columnsFrom = `
   SELECT n.nspname AS schema, t.relname AS table, a.attname AS column,
          pg_catalog.format_type(a.atttypid, a.atttypmod) AS type,
-         NOT a.attnotnull AS nullable, a.atthasdef AS has_default
+         ${nullable} AS nullable, a.atthasdef AS has_default
     FROM pg_catalog.pg_attribute a
     JOIN pg_catalog.pg_class t ON t.oid = a.attrelid
     JOIN pg_catalog.pg_namespace n ON n.oid = t.relnamespace`;
@@ -119,17 +137,30 @@ const columnSql = `${columnsFrom}
  */
 export async function columnOverrides(client: pg.ClientBase, jsonShapes: Record<string, JsonShape>): Promise<ColumnOverrides> {
   await loadCheckParser();
+  // The expressions printed with every type outside pg_catalog schema-qualified (see checkValues).
+  await client.query('SET search_path = pg_catalog');
+  const overrides = await overridesOf(client, jsonShapes).catch(async (error: unknown) => {
+    // Its own failure is the one to tell, not the reset's on a connection that failed it.
+    await client.query('RESET search_path').catch(() => undefined);
+    throw error;
+  });
+  // Back for kysely-codegen's introspection, which names its schemas as the database's users see them.
+  await client.query('RESET search_path');
+  return overrides;
+}
+
+async function overridesOf(client: pg.ClientBase, jsonShapes: Record<string, JsonShape>): Promise<ColumnOverrides> {
   const lists = new Map<string, { row: CheckRow; values: string[] }>();
   const notUnderstood: string[] = [];
   const notValidated: string[] = [];
   const notBinding: string[] = [];
   for (const row of (await client.query<CheckRow>(checksSql)).rows) {
-    if (!row.validated) {
-      notValidated.push(`${row.table}.${row.column} (${row.constraint})`);
-      continue;
-    }
     if (!row.binding) {
       notBinding.push(`${row.table}.${row.column} (${row.constraint})`);
+      continue;
+    }
+    if (!row.validated) {
+      notValidated.push(`${row.table}.${row.column} (${row.constraint})`);
       continue;
     }
     const found = checkValues(row.expression, row.column);

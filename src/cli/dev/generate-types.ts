@@ -75,7 +75,7 @@ export async function generateTypes(options: GenerateTypesOptions): Promise<stri
       if (notBinding.length > 0) {
         warn(
           `codegen: ${notBinding.length === 1 ? 'a CHECK binds less than its list' : `${notBinding.length} CHECKs bind less than their lists`} (a column of a nondeterministic collation, ` +
-            `or NO INHERIT on a table with children), ${narrowsNothing(notBinding.length)}: ${notBinding.join(', ')}`,
+            `NO INHERIT on a table with children, NOT ENFORCED, or a foreign table among the table's children), ${narrowsNothing(notBinding.length)}: ${notBinding.join(', ')}`,
         );
       }
       if (enumArrays.length > 0) {
