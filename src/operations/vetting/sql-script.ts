@@ -57,6 +57,15 @@ export const maxStatementLength = 256 * 1024;
  */
 export const maxStatements = 50_000;
 
+/**
+ * The longest row of a COPY accepted, in bytes. This schema's longest text is 2,000
+ * characters, and a row a few kilobytes; but the server builds a row's values in memory at many
+ * times its text (a jsonb array: some 44 times), before any CHECK: one row of 100 MB, 103 kB of
+ * gzip, took 4.4 GB of the restoring backend's memory, and one near COPY's 1 GB limit would
+ * take the server down (a backup audit).
+ */
+export const maxRowLength = 4 * 1024 * 1024;
+
 // Lines are read in pieces of at most this many bytes, so one endless line cannot fill
 // memory either; COPY rows pass through in pieces of about this size too.
 const pieceSize = 64 * 1024;
@@ -429,12 +438,20 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
   async function* copyRows(): AsyncGenerator<Buffer> {
     let chunk: Buffer[] = [];
     let size = 0;
+    let row = 0;
     for (;;) {
       const next = await pieces.next();
       if (next.done) refuse('the backup ends inside COPY data (no \\. line)');
       const piece = next.value as LinePiece;
-      if (piece.first) lineNumber += 1;
+      if (piece.first) {
+        lineNumber += 1;
+        row = 0;
+      }
       if (isEndOfCopy(piece)) break;
+      row += piece.bytes.length;
+      if (row > maxRowLength) {
+        refuse(`a row longer than ${maxRowLength / 1024 / 1024} MiB, which no row of this schema comes near (the server builds its values in memory at many times that)`);
+      }
       chunk.push(piece.bytes);
       size += piece.bytes.length;
       if (size >= pieceSize) {
