@@ -1,6 +1,7 @@
 import type pg from 'pg';
 import { type Readable, Transform } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { oneLine } from '../../one-line.js';
 import { formatDuration } from '../../db/duration.js';
 import { answeredWithin, destroyConnection, roundTripDeadlineMs } from '../../db/answer-deadline.js';
 import { databaseTarget } from '../../db/database-target.js';
@@ -18,7 +19,7 @@ import { defaultPgRestoreStallTimeoutMs, watchedOutput, watchedStream } from '..
 import { requireRestrictedSession, restoreSession, type RestoreOwner, type RestoreSession } from './restore-session.js';
 import { deferrableTriggers, excessRestoredPrivileges } from './restored-privileges.js';
 import { unsafeInRestoredPublic } from './unsafe-in-restored-public.js';
-import { unsafeCallIn, workNoMigrationDoes } from './unsafe-calls.js';
+import { codeBeyondPublic, unsafeCallIn, workNoMigrationDoes } from './unsafe-calls.js';
 import { callsOfMigrations } from './migration-calls.js';
 import { functionNoMigrationMakes, functionsOfMigrations, type MigrationFunction } from './migration-functions.js';
 import { type CopyStallGuard, ScriptQuery } from './script-query.js';
@@ -465,7 +466,6 @@ async function beginHoldingTables(
 
 // A name from the backup, on one line: its line feeds written as escapes (a terminal's escaping
 // keeps them; it writes the other control characters so).
-const oneLine = (name: string) => name.replaceAll('\n', '\\n');
 
 // A refusal's list, said in its first five.
 const firstFive = (lines: string[]) => `${lines.slice(0, 5).join('; ')}${lines.length > 5 ? ` and ${lines.length - 5} more` : ''}`;
@@ -790,6 +790,16 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             const unknownFunction = part.kind === 'sql' && part.statement === 'CREATE FUNCTION' ? functionNoMigrationMakes(part.tree ?? {}, knownFunctions) : undefined;
             if (unknownFunction !== undefined) {
               throw rolledBack(`${backupFunctionRefusal(unknownFunction)} at line ${part.line} of the backup's SQL`, undefined);
+            }
+            // Code of another schema, which no check of names alone tells from PostgreSQL's or a
+            // migration's, would run as the restoring role as the rows load.
+            const beyond = part.kind === 'sql' ? codeBeyondPublic(part.tree) : undefined;
+            if (beyond !== undefined) {
+              throw rolledBack(
+                `the ${beyond}, code outside the public schema, which would run as the restoring role while the rows load: ` +
+                  `refused before it could run, at line ${part.line} of the backup's SQL`,
+                undefined,
+              );
             }
             // pg_dump's own set_config and setval aside, an expression that calls such a function
             // would run it as the rows load, before the check before COMMIT could refuse it.

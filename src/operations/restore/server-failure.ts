@@ -1,3 +1,4 @@
+import { oneLine } from '../../one-line.js';
 // Where a data exception's message starts to quote the value back: a colon (English `…for
 // type uuid: "…"`, and most translations), or whatever quotation mark the server's language
 // writes (German »…«, French « … », Japanese after a full-width colon).
@@ -20,5 +21,6 @@ export function serverFailure(error: unknown): string {
   const start = message?.search(valueStart) ?? -1;
   const withheld = fromServer && code?.startsWith('22') && message && start >= 0;
   const said = withheld ? `${message.slice(0, start)}${/[:：]/.test(message[start]!) ? ': ' : ''}"(value withheld)"` : message;
-  return `${fromServer ? 'ERROR: ' : ''}${said ?? String(error)}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}`;
+  // The server's message names the backup's objects, which may hold a line feed.
+  return `${fromServer ? 'ERROR: ' : ''}${oneLine(said ?? String(error))}${code && /^[0-9A-Z]{5}$/.test(code) ? ` (SQLSTATE ${code})` : ''}`;
 }

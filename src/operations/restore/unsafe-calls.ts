@@ -159,3 +159,55 @@ export function workNoMigrationDoes(tree: unknown, known: ExpressionWork): strin
   }
   return undefined;
 }
+
+// Where code a backup's statement names may live: PostgreSQL's own, and public's, which the
+// restore replaces and checks against the migrations.
+const codeSchemas = new Set(['pg_catalog', 'public']);
+
+interface NamedNode {
+  names?: Array<{ String?: { sval?: string } }>;
+  funcname?: Array<{ String?: { sval?: string } }>;
+  name?: Array<{ String?: { sval?: string } }>;
+}
+
+// A name of a parse tree, schema-qualified and outside codeSchemas, as `schema.name`.
+function beyondPublic(parts: NamedNode['names']): string | undefined {
+  const names = (parts ?? []).map((part) => part.String?.sval ?? '');
+  return names.length >= 2 && !codeSchemas.has(names.at(-2)!) ? names.join('.') : undefined;
+}
+
+/**
+ * The first code of another schema than public and pg_catalog that the backup's statement
+ * names (a function it calls, an operator it applies, a trigger's function, a column's or
+ * cast's type, whose domain CHECK or input function runs), said as the refusal names it
+ * (`function reporting.lower`), or undefined; `tree` as the allow-list parsed it. Asked before
+ * the statement runs: the names the other checks compare are the last part alone, so a
+ * `reporting.lower(…)` in a CHECK passed for `lower`, and a role that may create code in such a
+ * schema had it run as the owner while the rows loaded (reading what only the owner may, and
+ * leaving its effects in that schema after the rollback), before the check before COMMIT
+ * refused it. pg_dump names nothing outside them for this schema.
+ *
+ * @example codeBeyondPublic(part.tree) // 'function reporting.lower', for "… CHECK ((reporting.lower(name) IS NOT NULL))"
+ */
+export function codeBeyondPublic(tree: unknown): string | undefined {
+  if (Array.isArray(tree)) {
+    for (const each of tree) {
+      const found = codeBeyondPublic(each);
+      if (found !== undefined) return found;
+    }
+  } else if (tree !== null && typeof tree === 'object') {
+    for (const [key, value] of Object.entries(tree)) {
+      const node = value as NamedNode;
+      const named =
+        key === 'FuncCall' ? beyondPublic(node.funcname) && `function ${beyondPublic(node.funcname)}`
+        : key === 'A_Expr' ? beyondPublic(node.name) && `operator ${beyondPublic(node.name)}`
+        : key === 'CreateTrigStmt' ? beyondPublic(node.funcname) && `trigger function ${beyondPublic(node.funcname)}`
+        : key === 'TypeName' || key === 'typeName' ? beyondPublic(node.names) && `type ${beyondPublic(node.names)}`
+        : undefined;
+      if (named) return named;
+      const found = codeBeyondPublic(value);
+      if (found !== undefined) return found;
+    }
+  }
+  return undefined;
+}

@@ -1,3 +1,4 @@
+import { oneLine } from '../../one-line.js';
 import type * as pg from 'pg';
 import { migrationRecordChecks, migrationRecordDefaults, migrationsTable } from '../../migrations/migration-storage.js';
 import type { MigrationFunction } from './migration-functions.js';
@@ -335,5 +336,6 @@ export async function unsafeInRestoredPublic(
       JSON.stringify(migrationRecordDefaults),
     ],
   );
-  return rows.map((row) => row.what).sort();
+  // Names the backup chose, one line each.
+  return rows.map((row) => oneLine(row.what)).sort();
 }

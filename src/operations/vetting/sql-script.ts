@@ -1,3 +1,4 @@
+import { oneLine } from '../../one-line.js';
 import { RestoreError } from '../../errors.js';
 import {
   type AcceptedStatementKind,
@@ -398,7 +399,8 @@ export async function* sqlScriptParts(source: AsyncIterable<Buffer | string>, op
   let lineNumber = 0;
   let restrictKey: string | undefined;
   const refuseAt = (line: number, reason: string): never => {
-    throw new RestoreError(`line ${line} of the backup's SQL: ${reason}`);
+    // The reason may quote the backup's names.
+    throw new RestoreError(`line ${line} of the backup's SQL: ${oneLine(reason)}`);
   };
   const refuse = (reason: string): never => refuseAt(lineNumber, reason);
 

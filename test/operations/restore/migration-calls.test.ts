@@ -7,7 +7,7 @@ import { defaultMigrationsDir } from '../../../src/migrations/default-migrations
 import { listMigrationFiles } from '../../../src/migrations/migration-files.js';
 import { callsOfMigrations } from '../../../src/operations/restore/migration-calls.js';
 import { functionsOfMigrations } from '../../../src/operations/restore/migration-functions.js';
-import { workNoMigrationDoes } from '../../../src/operations/restore/unsafe-calls.js';
+import { codeBeyondPublic, workNoMigrationDoes } from '../../../src/operations/restore/unsafe-calls.js';
 
 // What a restored backup's expressions may compute with: what the migrations' own SQL does.
 describe('callsOfMigrations', () => {
@@ -66,5 +66,33 @@ describe('callsOfMigrations', () => {
     expect(check('(7::numeric ^ (150000 + id)::numeric) IS NOT NULL')).toBe('applies the operator ^');
     expect(check("XMLPARSE(CONTENT '<a/>' || id::text) IS NOT NULL")).toBe('uses SQL/XML or SQL/JSON (XmlExpr)');
     expect(check("id BETWEEN 1 AND 10 AND id IN (1, 2) AND id <> 3 AND lower(id::text) ~ '^[0-9]+$'")).toBeUndefined();
+  });
+});
+
+// The names the other checks compare are the last part alone: reporting.lower passed for lower,
+// and another schema's code ran as the restoring role while the rows loaded (backup audit).
+describe('codeBeyondPublic', () => {
+  const statement = (sql: string) => (parseSync(sql) as { stmts: Array<{ stmt: unknown }> }).stmts[0]!.stmt;
+
+  it.for([
+    ['function reporting.lower', 'ALTER TABLE public.roles ADD CONSTRAINT zz CHECK ((reporting.lower(name) IS NOT NULL));'],
+    ['operator reporting.=', 'ALTER TABLE public.roles ADD CONSTRAINT zz CHECK ((name OPERATOR(reporting.=) name));'],
+    ['trigger function reporting.audit', 'CREATE TRIGGER zz BEFORE INSERT ON public.roles FOR EACH ROW EXECUTE FUNCTION reporting.audit();'],
+    ['type reporting.label', 'CREATE TABLE public.notes (body reporting.label);'],
+    ['type reporting.label', "ALTER TABLE public.roles ADD CONSTRAINT zz CHECK (((name)::reporting.label IS NOT NULL));"],
+  ])('names the %s that a statement uses', ([named, sql]) => {
+    expect(codeBeyondPublic(statement(sql!))).toBe(named);
+  });
+
+  it("passes what pg_dump writes: PostgreSQL's own and public's", () => {
+    for (const sql of [
+      "CREATE TABLE public.users (id uuid DEFAULT public.uuid_generate_v7() NOT NULL, email character varying(254), n pg_catalog.int4, CONSTRAINT c CHECK ((pg_catalog.lower(email) OPERATOR(pg_catalog.=) email)));",
+      'CREATE TRIGGER t BEFORE UPDATE ON public.users FOR EACH ROW EXECUTE FUNCTION public.update_updated_at_column();',
+      'CREATE INDEX i ON public.phrases USING gin (phrase_text public.gin_trgm_ops);',
+      'ALTER TABLE ONLY public.visits ADD CONSTRAINT f FOREIGN KEY (user_id) REFERENCES auth.users(id);',
+      "SELECT pg_catalog.set_config('search_path', '', false);",
+    ]) {
+      expect(codeBeyondPublic(statement(sql))).toBeUndefined();
+    }
   });
 });

@@ -255,6 +255,51 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     await expect(execute(database.url, 'SELECT * FROM planted')).rejects.toThrow('does not exist');
   });
 
+  // The other checks compare the last part of a name alone: reporting.lower passed for lower,
+  // ran as the owner for each row (here it advances a sequence of its schema, which no rollback
+  // resets), and only the check before COMMIT refused it (backup audit).
+  it("refuses another schema's code before it runs, though its name is PostgreSQL's", async ({ onTestFinished: finished }) => {
+    const target = await createTestDatabase();
+    finished(() => target.drop());
+    await execute(
+      target.url,
+      'CREATE SCHEMA reporting; CREATE SEQUENCE reporting.witness; GRANT USAGE ON SCHEMA reporting TO PUBLIC; GRANT USAGE ON SEQUENCE reporting.witness TO PUBLIC; ' +
+        "CREATE FUNCTION reporting.lower(text) RETURNS text LANGUAGE sql AS $$ SELECT pg_catalog.nextval('reporting.witness')::text $$;",
+    );
+    const file = await crafted(
+      'beyond.sql.gz',
+      'CREATE TABLE public.planted (name text CONSTRAINT planted_name CHECK ((reporting.lower(name) IS NOT NULL)));\nCOPY public.planted (name) FROM stdin;\none\ntwo\n\\.\n',
+    );
+
+    const error = await restoreFailure(target.ownerUrl, file);
+
+    expect(error).toBeInstanceOf(RestoreError);
+    expect((error as Error).message).toContain(
+      "the function reporting.lower, code outside the public schema, which would run as the restoring role while the rows load: refused before it could run, at line",
+    );
+    const witness = await withClient(target.url, async (client) => (await client.query<{ called: boolean }>('SELECT is_called AS called FROM reporting.witness')).rows[0]);
+    expect(witness).toEqual({ called: false });
+  });
+
+  // A name of the backup's choosing, with a line feed, in the server's message (and in a
+  // refusal of the check): it started a line of its own, a forged success among the refusal's.
+  it('writes a line feed in a name the server or the check quotes as \\n, starting no line of the backup\'s choosing', async () => {
+    const forged = "x\nRestored prod.dump (9 tables) into 'kw' on localhost.";
+    // Quoted as SQL quotes a name: the line feed stays one.
+    const create = `CREATE TABLE public."${forged}" (a integer);\n`;
+    const file = await crafted('forged-line.sql.gz', dumpAround(`${create}${create}`));
+
+    const unvacuumed = await crafted('forged-catalog-line.sql.gz', dumpAround(`CREATE TABLE public."${forged}" (a integer) WITH (autovacuum_enabled = false);\n`));
+
+    const error = await restoreFailure(database.ownerUrl, file);
+    const refused = await restoreFailure(database.ownerUrl, unvacuumed);
+
+    expect((error as Error).message).toContain('ERROR: relation "x\\nRestored prod.dump (9 tables) into \'kw\' on localhost." already exists (SQLSTATE 42P07)');
+    expect((error as Error).message).not.toMatch(/^Restored/m);
+    expect((refused as Error).message).toContain('public."x\\nRestored prod.dump (9 tables) into \'kw\' on localhost.", whose autovacuum the backup turns off');
+    expect((refused as Error).message).not.toMatch(/^Restored/m);
+  });
+
   it("rolls back a restore whose COPY row the server refuses, naming the line but not the row's value", async () => {
     const file = await crafted(
       'bad-row.sql.gz',
