@@ -41,3 +41,15 @@ export function signalProcessTree(child: ChildProcess, signal: NodeJS.Signals): 
     }
   }
 }
+
+/**
+ * Ends `child` and what it started at once (SIGKILL), and lets go of its pipes: a program that
+ * a SIGKILL cannot reach (run as another user through `sudo -u`, where the signal is refused)
+ * or that left the tree still holds them, and `child`'s 'close' would never come.
+ *
+ * @example killProcessTree(child) // a stalled pg_dump, and its wrapper
+ */
+export function killProcessTree(child: ChildProcess): void {
+  signalProcessTree(child, 'SIGKILL');
+  for (const stream of [child.stdin, child.stdout, child.stderr]) stream?.destroy();
+}

@@ -1,5 +1,6 @@
 import { answeringWithin, roundTripDeadlineMs } from '../db/answer-deadline.js';
 import { withClient } from '../db/with-client.js';
+import { oneLine } from '../one-line.js';
 
 /** Sessions connected to a database, by role and application. */
 export type ConnectedSessions = Array<{ role: string; application: string; count: number }>;
@@ -40,6 +41,7 @@ export function connectedSessionsOf(databaseUrl: string, applicationName: string
 export function sessionsNamed(sessions: ConnectedSessions): { total: number; named: string } | undefined {
   if (sessions.length === 0) return undefined;
   const total = sessions.reduce((sum, each) => sum + each.count, 0);
-  const named = sessions.map((each) => `${each.role}${each.application ? ` (${each.application})` : ''}${each.count > 1 ? ` ×${each.count}` : ''}`);
+  // Names the server's roles and clients chose, one line each.
+  const named = sessions.map((each) => oneLine(`${each.role}${each.application ? ` (${each.application})` : ''}${each.count > 1 ? ` ×${each.count}` : ''}`));
   return { total, named: named.join(', ') };
 }

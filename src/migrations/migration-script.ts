@@ -260,7 +260,7 @@ function readLockWait(pairs: string[], refuse: (why: string) => MigrationScriptE
     if (budget[field] !== undefined) throw refuse(`'${key}' given twice in the header`);
     // A header has no unit of old to keep: a bare number (total=600 ran as 600 ms, where
     // MIGRATION_LOCK_TIMEOUT=600 is seconds) is refused rather than read in either.
-    if (/^[0-9.]+$/.test(value)) throw refuse(`'${key}=${value}' has no unit (write ${key}=${value}s or ${key}=${value}ms) in the header`);
+    if (/^(\d+\.?\d*|\.\d+)$/.test(value)) throw refuse(`'${key}=${value}' has no unit (write ${key}=${value}s or ${key}=${value}ms) in the header`);
     try {
       budget[field] = parseDuration(key, value);
     } catch (error) {

@@ -198,6 +198,23 @@ describe('npm run codegen on a schema a migration just changed', () => {
     }
   });
 
+  // kysely-codegen writes a module's type imported under another name (`path#Name`) as
+  // `import type { Name as Other }`: no clash, and not refused as one.
+  it("types a json column with a module's type imported under another name", async () => {
+    const outFile = path.join(outDir, 'renamed.ts');
+
+    const source = await generateTypes({
+      databaseUrl: sandbox.database.url,
+      outFile,
+      logLevel: 'silent',
+      warn: () => {},
+      shapes: { 'public.refresh_tokens.device_info': { type: 'Device', from: '../src/device-info.js#DeviceInfo' } },
+    });
+
+    expect(source).toContain('import type { DeviceInfo as Device } from "../src/device-info.js";');
+    expect(columnType(source, 'RefreshTokens', 'device_info')).toMatchObject({ nullable: true, other: ['Device'] });
+  });
+
   // A union narrower than what the table reads back would make its real values type errors.
   it('narrows no column whose list binds less than it says, types an array of an enum as the text pg returns, and reads values whatever the standard strings setting', async () => {
     const slash = `a\\${word()}`;

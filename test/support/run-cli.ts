@@ -121,9 +121,19 @@ export function runCliInTerminal(
   const give = () => {
     if (typeof input === 'string') return void child.stdin.end(input);
     // The command's node, under script's shell: the one whose arguments name the command.
-    for (const pid of descendantsOf(child.pid!)) {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`dev.mjs\0${subcommand(command)}\0`)) process.kill(pid, input.signal);
+    const named = descendantsOf(child.pid!).filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`dev.mjs\0${subcommand(command)}\0`);
+      } catch {
+        return false; // gone meanwhile
+      }
+    });
+    // Sent to nobody, the test would wait for its bound with the command still asking.
+    if (named.length === 0) {
+      child.kill('SIGKILL');
+      throw new Error(`runCliInTerminal: no process of ${command} to send ${input.signal} to`);
     }
+    for (const pid of named) process.kill(pid, input.signal);
   };
   if (typedAfter === undefined) {
     give();

@@ -130,13 +130,13 @@ export async function generateTypes(options: GenerateTypesOptions): Promise<stri
   );
 }
 
-// A module's type is imported under its own name, which the overrides spell: where a table or
-// type of the schema has an interface of that name too, kysely-codegen imports the module's
+// The overrides spell a module's type by the name it is imported under: where a table or enum of
+// the schema gets an interface or type of that name too, kysely-codegen imports the module's
 // under another (`DeviceInfo as DeviceInfo2`), and the column was typed as that table's rows,
 // without a word (a table named device_info, for refresh_tokens.device_info).
 function requireOwnImports(generated: string, customImports: Record<string, string>): void {
   for (const [name, from] of Object.entries(customImports)) {
-    if (generated.includes(`import type { ${name} } from ${JSON.stringify(from)};`)) continue;
+    if (!new RegExp(`^export (interface|type) ${name}\\b`, 'm').test(generated)) continue;
     throw new Error(
       `codegen: the schema has a table or type that kysely-codegen also names ${name}, the type of a json column (from ${from}): ` +
         'the column would be typed as its rows. Rename the table or type; nothing was written',

@@ -3,7 +3,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type pg from 'pg';
 import { createGzip } from 'node:zlib';
-import { signalProcessTree } from '../../process-tree.js';
+import { killProcessTree } from '../../process-tree.js';
 import { answeringWithin, roundTripDeadlineMs } from '../../db/answer-deadline.js';
 import { endServerSessions } from '../../db/end-server-sessions.js';
 import { databaseTarget, type DatabaseTarget } from '../../db/database-target.js';
@@ -249,8 +249,9 @@ async function runPgDump(
       },
     },
   );
-  // SIGKILL: a stopped pg_dump never acts on SIGTERM. To a wrapper's children too (see spawnPgTool).
-  watch = stallWatch(stallTimeoutMs, () => ((stalled = true), signalProcessTree(child, 'SIGKILL')), () => !child.stdout!.isPaused());
+  // SIGKILL: a stopped pg_dump never acts on SIGTERM. To a wrapper's children too, and its pipes
+  // let go of (see killProcessTree).
+  watch = stallWatch(stallTimeoutMs, () => ((stalled = true), killProcessTree(child)), () => !child.stdout!.isPaused());
   child.stdout!.on('data', watch.progress);
   const written = writeStreamToFile(child.stdout!, temporary, {
     onBytes: byteProgress('written', undefined, log),

@@ -12,7 +12,7 @@ import { byteProgress, formatBytes } from '../files/progress-reporter.js';
 import { publishFile } from '../files/publish-file.js';
 import { stallWatch } from '../files/stall-watch.js';
 import { isProcessAlive } from '../../process-alive.js';
-import { signalProcessTree } from '../../process-tree.js';
+import { killProcessTree } from '../../process-tree.js';
 import { shellQuote } from '../../shell-quote.js';
 import { defaultRemoteBackupDir } from './default-remote-backup-dir.js';
 import { sshArguments, sshFailure, type SshTarget } from './ssh-connection.js';
@@ -115,12 +115,8 @@ function runSsh(target: SshTarget, command: string, signal?: AbortSignal) {
   // of the whole job (a supervisor's, `timeout`'s) reaches it too. SIGKILL: ssh has nothing of
   // ours to clean up, and a stopped one never acts on SIGTERM.
   const child = spawn('ssh', sshArguments(target, command), { stdio: ['ignore', 'pipe', 'pipe'] });
-  const stop = () => {
-    signalProcessTree(child, 'SIGKILL');
-    // Whatever survives (one that left the tree) must not hold the pipes, and 'close', open.
-    child.stdout.destroy();
-    child.stderr.destroy();
-  };
+  // Whatever survives (one that left the tree) must not hold the pipes, and 'close', open.
+  const stop = () => killProcessTree(child);
   // Only the last words, where ssh's and the host's reason is: the host writes to this stream
   // as much as it likes (ssh passes the remote command's stderr on).
   const stderr = keptOutput({ head: 0, tail: stderrTailChars });
@@ -177,14 +173,18 @@ function watchForStall(
   const spanWorth = Math.ceil((stallTimeoutMs / 1000) * minimumBytesPerSecond);
   const waitedFor = () => !stdout.isPaused();
   let spanStart = received;
+  // A span in which the copy held the host back (a slow BACKUP_DIR) for any time is not judged.
+  let heldBack = false;
+  const onPause = () => void (heldBack = true);
   const stall = (inSpan: number) => {
     stop();
     onStall(received, inSpan);
   };
   const silence = stallWatch(stallTimeoutMs, () => stall(0), waitedFor);
   const trickle = setInterval(() => {
-    if (waitedFor() && received - spanStart < spanWorth) return stall(received - spanStart);
+    if (waitedFor() && !heldBack && received - spanStart < spanWorth) return stall(received - spanStart);
     spanStart = received;
+    heldBack = !waitedFor();
   }, stallTimeoutMs);
   const onData = (chunk: Buffer) => {
     received += chunk.length;
@@ -194,8 +194,10 @@ function watchForStall(
     silence.stop();
     clearInterval(trickle);
     stdout.off('data', onData);
+    stdout.off('pause', onPause);
   };
   stdout.on('data', onData);
+  stdout.on('pause', onPause);
   stdout.once('close', stop);
 }
 

@@ -1,6 +1,6 @@
 import type { ChildProcess } from 'node:child_process';
 import { type Readable, Transform } from 'node:stream';
-import { signalProcessTree } from '../../process-tree.js';
+import { killProcessTree } from '../../process-tree.js';
 import { stallWatch } from './stall-watch.js';
 
 /**
@@ -19,7 +19,7 @@ export const defaultPgRestoreStallTimeoutMs = 60_000;
  * const source = watchedOutput(child, 60_000, () => new Error('pg_restore stopped writing'))
  */
 export function watchedOutput(child: ChildProcess, stallTimeoutMs: number, stalled: () => Error): Transform {
-  return watchedStream(child.stdout!, stallTimeoutMs, stalled, () => signalProcessTree(child, 'SIGKILL'));
+  return watchedStream(child.stdout!, stallTimeoutMs, stalled, () => killProcessTree(child));
 }
 
 /**

@@ -1,6 +1,6 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { packageRoot } from '../../package-root.js';
-import { signalProcessTree } from '../../process-tree.js';
+import { killProcessTree, signalProcessTree } from '../../process-tree.js';
 import { keptOutput } from '../files/kept-output.js';
 import type { PgTool } from './pg-tools.js';
 
@@ -85,11 +85,7 @@ export function spawnPgTool(tool: PgTool, args: string[], options: SpawnPgToolOp
     if (!running) return;
     signalProcessTree(child, 'SIGTERM');
     signalProcessTree(child, 'SIGCONT');
-    killing ??= setTimeout(() => {
-      if (!running) return;
-      signalProcessTree(child, 'SIGKILL');
-      for (const stream of [child.stdin, child.stdout, child.stderr]) stream?.destroy();
-    }, stopGraceMs).unref();
+    killing ??= setTimeout(() => running && killProcessTree(child), stopGraceMs).unref();
   };
   const { signal } = options;
   if (signal?.aborted) queueMicrotask(stop);

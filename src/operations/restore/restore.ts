@@ -323,15 +323,15 @@ async function copyProgress(client: pg.Client, pid: number): Promise<string | un
   return rows[0]?.processed;
 }
 
-// The same, located by line in the backup's SQL, and a statement that ran out of the restore's
-// time said as such, with its bound and where it comes from (the server says only "canceling
-// statement due to statement timeout").
+// The same, located by line in the backup's SQL, and a cancelled statement said with the
+// restore's bound and where it comes from (the server says only "canceling statement due to
+// statement timeout", in its own language, which the SQLSTATE does not depend on).
 function statementFailure(error: unknown, part: SqlScriptPart, kept: KeptExtension[], statementBoundMs: number): string {
   const { text, line } = part;
   const offset = Number((error as { position?: string }).position);
   const at = Number.isInteger(offset) && offset > 0 ? line + lineOfPosition(text, offset) - 1 : line;
-  const timedOut = (error as { code?: string }).code === '57014' && /statement timeout/.test((error as Error).message)
-    ? `\nthe statement ran out of the restore's ${formatDuration(statementBoundMs)} for one statement (RESTORE_STATEMENT_TIMEOUT, restoreDatabase({ statementTimeoutMs }), ` +
+  const timedOut = (error as { code?: string }).code === '57014'
+    ? `\nthe server cancelled the statement; the restore gives one statement ${formatDuration(statementBoundMs)} (RESTORE_STATEMENT_TIMEOUT, restoreDatabase({ statementTimeoutMs }), ` +
       "or the database's or role's statement_timeout where shorter)"
     : '';
   return `${serverFailure(error)} at line ${at} of the backup's SQL${timedOut}${missingRoleAdvice(error, text)}${extensionAdvice(error, part, kept)}`;
@@ -463,9 +463,6 @@ async function beginHoldingTables(
     await monitor.close();
   }
 }
-
-// A name from the backup, on one line: its line feeds written as escapes (a terminal's escaping
-// keeps them; it writes the other control characters so).
 
 // A refusal's list, said in its first five.
 const firstFive = (lines: string[]) => `${lines.slice(0, 5).join('; ')}${lines.length > 5 ? ` and ${lines.length - 5} more` : ''}`;
@@ -789,14 +786,14 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             if (part.kind === 'sql' && part.privileges?.leaveOut) continue;
             const unknownFunction = part.kind === 'sql' && part.statement === 'CREATE FUNCTION' ? functionNoMigrationMakes(part.tree ?? {}, knownFunctions) : undefined;
             if (unknownFunction !== undefined) {
-              throw rolledBack(`${backupFunctionRefusal(unknownFunction)} at line ${part.line} of the backup's SQL`, undefined);
+              throw rolledBack(`${oneLine(backupFunctionRefusal(unknownFunction))} at line ${part.line} of the backup's SQL`, undefined);
             }
             // Code of another schema, which no check of names alone tells from PostgreSQL's or a
             // migration's, would run as the restoring role as the rows load.
             const beyond = part.kind === 'sql' ? codeBeyondPublic(part.tree) : undefined;
             if (beyond !== undefined) {
               throw rolledBack(
-                `the ${beyond}, code outside the public schema, which would run as the restoring role while the rows load: ` +
+                `the ${oneLine(beyond)}, code outside the public schema, which would run as the restoring role while the rows load: ` +
                   `refused before it could run, at line ${part.line} of the backup's SQL`,
                 undefined,
               );
@@ -806,7 +803,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             const unsafeCall = part.kind === 'sql' && !pgDumpsOwnCalls.has(part.statement) ? unsafeCallIn(part.tree) : undefined;
             if (unsafeCall !== undefined) {
               throw rolledBack(
-                `an expression that calls ${unsafeCall}, which acts beyond its row (on the session, other sessions or the server) or runs SQL text: ` +
+                `an expression that calls ${oneLine(unsafeCall)}, which acts beyond its row (on the session, other sessions or the server) or runs SQL text: ` +
                   `refused before it could run, at line ${part.line} of the backup's SQL`,
                 undefined,
               );
@@ -816,7 +813,7 @@ export async function restoreDatabase(options: RestoreOptions): Promise<RestoreR
             const unknownWork = part.kind === 'sql' && !pgDumpsOwnCalls.has(part.statement) ? workNoMigrationDoes(part.tree, knownCalls) : undefined;
             if (unknownWork !== undefined) {
               throw rolledBack(
-                `an expression that ${unknownWork}, as no migration's SQL does (a backup's expressions run as its rows load, ` +
+                `an expression that ${oneLine(unknownWork)}, as no migration's SQL does (a backup's expressions run as its rows load, ` +
                   `with every table held, and may take the server's time or memory for as long as they like): refused before it could run, at line ${part.line} of the backup's SQL` +
                   '; a service with migrations of its own restores with their folder (restore --migrations-dir DIR, restoreDatabase({ migrationsDir }))',
                 undefined,

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
@@ -210,19 +211,23 @@ describe.skipIf(!available)('npm run db:backup', () => {
   // run through a wrapper that does not exec it (PG_DUMP naming a shell script, sudo -u): it
   // outlived the wrapper's SIGKILL and held the pipes, so the backup waited for ever (90 s and
   // on in an audit) with pg_dump's server session holding every table's lock.
-  async function nonExecWrapper(onTestFinished: (cleanup: () => Promise<void>) => void): Promise<string> {
+  // And a process that leaves the tree holding pg_dump's output, as one that a SIGKILL cannot
+  // reach does (run as another user through sudo -u): its pipes are let go of.
+  async function wrapper(body: string, onTestFinished: (cleanup: () => Promise<void>) => void): Promise<string> {
     const bin = await mkdtemp(path.join(os.tmpdir(), 'kw-pg-dump-wrapper-'));
     onTestFinished(() => rm(bin, { recursive: true, force: true }));
-    const wrapper = path.join(bin, 'pg_dump');
+    const file = path.join(bin, 'pg_dump');
     const pgDump = path.join(debianPostgresBinDir, 'pg_dump');
-    await writeFile(wrapper, `#!/bin/sh\ncase "$1" in --version) exec ${pgDump} --version ;; esac\n${pgDump} "$@"\n`, { mode: 0o755 });
-    return wrapper;
+    await writeFile(file, `#!/bin/sh\ncase "$1" in --version) exec ${pgDump} --version ;; esac\n${body.replaceAll('PG_DUMP', pgDump)}\n`, { mode: 0o755 });
+    return file;
   }
   it.for([
-    { run: 'pg_dump', wrapped: false },
-    { run: 'pg_dump through a wrapper that does not exec it', wrapped: true },
-  ])('stops $run and keeps no file when the server stops answering it mid-dump, after stallTimeoutMs without a sign of life', async ({ wrapped }, { onTestFinished }) => {
-    const toolSearch = wrapped ? { env: { ...process.env, PG_DUMP: await nonExecWrapper(onTestFinished) }, docker: false } : undefined;
+    { run: 'pg_dump', body: undefined },
+    { run: 'pg_dump through a wrapper that does not exec it', body: 'PG_DUMP "$@"' },
+    { run: 'pg_dump beside a process that leaves its tree holding its output', body: '(setsid sleep 617 &)\nexec PG_DUMP "$@"' },
+  ])('stops $run and keeps no file when the server stops answering it mid-dump, after stallTimeoutMs without a sign of life', async ({ body }, { onTestFinished }) => {
+    onTestFinished(() => void spawn('pkill', ['-KILL', '-f', 'sleep 617']));
+    const toolSearch = body === undefined ? undefined : { env: { ...process.env, PG_DUMP: await wrapper(body, onTestFinished) }, docker: false };
     const { proxy, url: throughProxy } = await stallingProxyFor(databaseUrl, onTestFinished);
     const stalled = proxy.stallOn(/COPY public\.users /);
 

@@ -802,7 +802,7 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
 
       expect(error).toBeInstanceOf(RestoreError);
       expect((error as Error).message).toContain('canceling statement due to statement timeout (SQLSTATE 57014)');
-      expect((error as Error).message).toContain("the statement ran out of the restore's 1s for one statement");
+      expect((error as Error).message).toContain('the server cancelled the statement; the restore gives one statement 1s');
     });
   });
 
@@ -832,7 +832,7 @@ describe('restoring plain SQL: never through psql, only what pg_dump writes', ()
     // Named, with where it comes from: the server says only "statement timeout".
     for (const said of [(error as Error).message, command.stderr]) {
       expect(said).toContain(
-        "the statement ran out of the restore's 1s for one statement (RESTORE_STATEMENT_TIMEOUT, restoreDatabase({ statementTimeoutMs }), " +
+        "the server cancelled the statement; the restore gives one statement 1s (RESTORE_STATEMENT_TIMEOUT, restoreDatabase({ statementTimeoutMs }), " +
           "or the database's or role's statement_timeout where shorter)",
       );
     }
