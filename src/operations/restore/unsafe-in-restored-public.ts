@@ -290,8 +290,10 @@ export async function unsafeInRestoredPublic(
      UNION ALL
      -- A table the backup turned autovacuum off for (pg_dump writes a table's storage
      -- parameters as they are) grows dead rows and drifts towards transaction-ID wraparound
-     -- without a word from then on. Any other storage parameter is a tuning an operator may
-     -- have made, and is kept.
+     -- without a word from then on; and so does one whose vacuum waits for a billion dead rows,
+     -- or ten times the table's (a threshold of 2147483647 and a scale factor of 100 kept
+     -- 200,000 dead rows where the next table had none, a backup audit found). Any other
+     -- storage parameter is a tuning an operator may have made, and is kept.
      SELECT pg_catalog.format('%s, whose %sautovacuum the backup turns off', c.oid::pg_catalog.regclass, CASE WHEN o.toast THEN 'TOAST table''s ' ELSE '' END)
        FROM pg_catalog.pg_class c
        LEFT JOIN pg_catalog.pg_class t ON t.oid = c.reltoastrelid
@@ -299,7 +301,13 @@ export async function unsafeInRestoredPublic(
                           UNION ALL
                           SELECT true, option_name, option_value FROM pg_catalog.pg_options_to_table(t.reloptions)) o
       WHERE c.relnamespace = 'public'::pg_catalog.regnamespace AND c.relkind IN ('r', 'm', 'p')
-        AND o.option_name = 'autovacuum_enabled' AND o.option_value ~* '^(f|fa|fal|fals|false|n|no|of|off|0)$'
+        -- CASE, so that only these options' values are read as numbers.
+        AND CASE o.option_name
+              WHEN 'autovacuum_enabled' THEN o.option_value ~* '^(f|fa|fal|fals|false|n|no|of|off|0)$'
+              WHEN 'autovacuum_vacuum_threshold' THEN o.option_value::pg_catalog.float8 >= 1e9
+              WHEN 'autovacuum_vacuum_scale_factor' THEN o.option_value::pg_catalog.float8 >= 10
+              ELSE false
+            END
      UNION ALL
      -- Its CHECKs, defaults and index expressions run at every migration too, as the owner,
      -- with the migration lock held: one of the backup's own may refuse every later migration,

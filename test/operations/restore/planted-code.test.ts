@@ -954,13 +954,16 @@ CREATE INDEX by_lower_name ON public.schema_migrations USING btree (lower(name))
   });
 
   // Turned off, autovacuum never comes back by itself: dead rows pile up, and the table drifts
-  // towards transaction-ID wraparound, without a word. Other storage parameters are kept.
+  // towards transaction-ID wraparound, without a word; as with thresholds it never reaches (a
+  // backup audit: 200,000 dead rows kept). Other storage parameters are kept.
   it("a table whose autovacuum the backup turns off, its own or its TOAST table's, is refused; other storage parameters are kept", async () => {
     const database = await target();
     const backup = await crafted(
       'autovacuum-off.sql.gz',
       `CREATE TABLE public.notes (id integer, body text) WITH (autovacuum_enabled='false', toast.autovacuum_enabled='off');
-CREATE TABLE public.tuned (id integer, body text) WITH (fillfactor='90', autovacuum_vacuum_scale_factor='0.01', autovacuum_enabled='on');
+CREATE TABLE public.tuned (id integer, body text) WITH (fillfactor='90', autovacuum_vacuum_scale_factor='0.01', autovacuum_vacuum_threshold='100000', autovacuum_enabled='on');
+CREATE TABLE public.never (id integer) WITH (autovacuum_vacuum_threshold='2147483647');
+CREATE TABLE public.seldom (id integer, body text) WITH (toast.autovacuum_vacuum_scale_factor='100');
 `,
     );
 
@@ -969,6 +972,9 @@ CREATE TABLE public.tuned (id integer, body text) WITH (fillfactor='90', autovac
     expect(error).toBeInstanceOf(RestoreError);
     expect((error as Error).message).toContain('public.notes, whose autovacuum the backup turns off');
     expect((error as Error).message).toContain("public.notes, whose TOAST table's autovacuum the backup turns off");
+    // Off in effect: a vacuum that waits for a billion dead rows, or a hundred times the table's.
+    expect((error as Error).message).toContain('public.never, whose autovacuum the backup turns off');
+    expect((error as Error).message).toContain("public.seldom, whose TOAST table's autovacuum the backup turns off");
     expect((error as Error).message).not.toContain('public.tuned');
   });
 
