@@ -143,8 +143,7 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
   const blockersOf = (pid: number): Promise<BlockerRow[]> =>
     use(async (opened) => (await answeredWithin(opened, roundTripDeadlineMs, 'a look at who blocks the statement', () => opened.query<BlockerRow>(blockersSql, [pid]))).rows);
   // Parsing a query's text into its shape is the costly part: only the last sample is told, so
-  // only it is shaped (the raw text stays in memory, never in a message).
-  const shaped = blockingSessionsOf;
+  // only it is shaped (blockingSessionsOf; the raw text stays in memory, never in a message).
   return {
     use,
     connect: () => void connect(),
@@ -182,7 +181,7 @@ export function blockerMonitor(databaseUrl: string, applicationName: string): Bl
           stopped = true;
           clearInterval(timer);
           await sampling;
-          return report ? shaped(seen) : [];
+          return report ? blockingSessionsOf(seen) : [];
         },
       };
     },

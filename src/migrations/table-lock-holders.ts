@@ -38,8 +38,7 @@ export async function tableLockHolders(databaseUrl: string, table: string, appli
     databaseUrl,
     async (connection) => {
       const client = answeringWithin(connection, roundTripDeadlineMs);
-      await client.query('BEGIN READ ONLY');
-      await client.query('SET LOCAL search_path = pg_catalog');
+      await client.query('BEGIN READ ONLY; SET LOCAL search_path = pg_catalog');
       const { rows: found } = await client.query<BlockerRow>(holdersSql, [table]);
       await client.query('COMMIT');
       return found;

@@ -1,5 +1,5 @@
-import { oneLine } from '../../one-line.js';
 import type * as pg from 'pg';
+import { oneLine } from '../../one-line.js';
 import { migrationRecordChecks, migrationRecordDefaults, migrationsTable } from '../../migrations/migration-storage.js';
 import type { MigrationFunction } from './migration-functions.js';
 import { actsBeyondTheRowNames, runsSqlTextNames } from './unsafe-calls.js';

@@ -23,13 +23,11 @@ const tailWindow = 4096;
  * @example
  * const frame = dumpFrame(); for await (const chunk of sql) frame.inspect(chunk); frame.problem()
  */
-export function dumpFrame(): { inspect: (chunk: Buffer) => void; problem: () => string | undefined; bytes: () => number } {
+export function dumpFrame(): { inspect: (chunk: Buffer) => void; problem: () => string | undefined } {
   let head: Buffer = Buffer.alloc(0);
   let tail: Buffer = Buffer.alloc(0);
-  let bytes = 0;
   return {
     inspect: (chunk) => {
-      bytes += chunk.length;
       if (head.length < header.length) head = Buffer.concat([head, chunk.subarray(0, header.length - head.length)]);
       tail = chunk.length >= tailWindow ? chunk.subarray(chunk.length - tailWindow) : Buffer.concat([tail, chunk]).subarray(-tailWindow);
     },
@@ -46,7 +44,6 @@ export function dumpFrame(): { inspect: (chunk: Buffer) => void; problem: () => 
       }
       return undefined;
     },
-    bytes: () => bytes,
   };
 }
 
@@ -64,8 +61,9 @@ export function dumpFrame(): { inspect: (chunk: Buffer) => void; problem: () => 
 export async function verifySqlDump(file: string, options: SqlScriptOptions & { signal?: AbortSignal } = {}): Promise<SqlDumpContents> {
   // Looks at the decompressed SQL on its way to the vetting (and past a refusal, to the end).
   const frame = dumpFrame();
+  let sqlBytes: number;
   try {
-    await vetGzippedSql(file, { ...options, inspect: frame.inspect });
+    sqlBytes = await vetGzippedSql(file, { ...options, inspect: frame.inspect });
   } catch (error) {
     if (error instanceof GzipReadError) throw new Error(`it is not a whole gzip file: ${error.message}`, { cause: error.cause });
     // Say what is wrong with the file first: not a dump at all, or one cut off (which also
@@ -76,5 +74,5 @@ export async function verifySqlDump(file: string, options: SqlScriptOptions & { 
   }
   const problem = frame.problem();
   if (problem !== undefined) throw new Error(problem);
-  return { sqlBytes: frame.bytes() };
+  return { sqlBytes };
 }

@@ -10,15 +10,15 @@ export class GzipReadError extends Error {}
  * file is read once. When the vetting refuses part-way, the rest is still decompressed: a
  * damaged file is reported as such ({@link GzipReadError}) whatever its SQL held, and
  * `inspect` sees every chunk either way (for a dump's trailer). Otherwise it throws the
- * vetting's `RestoreError`.
+ * vetting's `RestoreError`. Returns the size of the SQL, decompressed.
  *
  * @example
- * await vetGzippedSql('backups/old-server.sql.gz', { database: 'kennwilliamson' })
+ * const sqlBytes = await vetGzippedSql('backups/old-server.sql.gz', { database: 'kennwilliamson' })
  */
 export async function vetGzippedSql(
   file: string,
   options: SqlScriptOptions & { signal?: AbortSignal; inspect?: (chunk: Buffer) => void } = {},
-): Promise<void> {
+): Promise<number> {
   const { signal, inspect, ...vetting } = options;
   // Without waiting on a FIFO put in the file's place (the open held for ever, whatever the
   // signal), and only a regular file, read through its handle.
@@ -43,7 +43,7 @@ export async function vetGzippedSql(
     for (let chunk = await next(); chunk !== undefined; chunk = await next()) yield chunk;
   }
   try {
-    await vetSqlScript(chunks(), vetting);
+    return await vetSqlScript(chunks(), vetting);
   } catch (error) {
     if (gzipError === undefined) {
       // The vetting stopped early: read the rest only to learn whether the file is whole.
